@@ -1,0 +1,58 @@
+/* Entry points: pick an algorithm from the table, pack weights behind a header, run. */
+#include <string.h>
+
+#include "internal.h"
+
+/* Most specialised first; the generic algorithm applies to every problem and closes the list. */
+static const fp_algo *const ALGOS[] = {
+    &fp_algo_generic,
+};
+#define N_ALGOS ((int)(sizeof(ALGOS) / sizeof(ALGOS[0])))
+
+static int choose(const fp_conv_problem *p, int isa, int f64) {
+    for (int i = 0; i < N_ALGOS; i++)
+        if (ALGOS[i]->applies(p, isa, f64)) return i;
+    return N_ALGOS - 1;
+}
+
+const char *fp_kernel_name(const fp_conv_problem *p, int f64) {
+    int isa = fp_isa();
+    const fp_algo *a = ALGOS[choose(p, isa, f64)];
+    return a->kernel_name ? a->kernel_name(p, isa, f64) : a->name;
+}
+
+int64_t fp_packed_bytes(const fp_conv_problem *p, int f64) {
+    int isa = fp_isa();
+    return FP_HEADER_BYTES + ALGOS[choose(p, isa, f64)]->packed_bytes(p, isa, f64);
+}
+
+static int pack(const fp_conv_problem *p, int f64, const void *w, void *packed) {
+    int isa = fp_isa();
+    int algo = choose(p, isa, f64);
+    fp_packed_header *h = (fp_packed_header *)packed;
+    memset(h, 0, sizeof *h);
+    h->magic = FP_PACKED_MAGIC;
+    h->algo = algo;
+    h->isa = isa;
+    h->f64 = f64;
+    h->bytes = ALGOS[algo]->packed_bytes(p, isa, f64);
+    return ALGOS[algo]->pack(p, isa, f64, w, (char *)packed + FP_HEADER_BYTES);
+}
+
+static int run(const fp_conv_problem *p, int f64, const void *x, const void *packed, const void *bias, void *y) {
+    const fp_packed_header *h = (const fp_packed_header *)packed;
+    if (h->magic != FP_PACKED_MAGIC || h->f64 != f64 || h->algo < 0 || h->algo >= N_ALGOS ||
+        h->isa != fp_isa() || h->algo != choose(p, h->isa, f64))
+        return FP_ERR_PACKED;
+    return ALGOS[h->algo]->run(p, h->isa, f64, x, (const char *)packed + FP_HEADER_BYTES, bias, y);
+}
+
+int fp_pack_f32(const fp_conv_problem *p, const float *w, void *packed) { return pack(p, 0, w, packed); }
+int fp_pack_f64(const fp_conv_problem *p, const double *w, void *packed) { return pack(p, 1, w, packed); }
+
+int fp_conv_f32(const fp_conv_problem *p, const float *x, const void *packed, const float *bias, float *y) {
+    return run(p, 0, x, packed, bias, y);
+}
+int fp_conv_f64(const fp_conv_problem *p, const double *x, const void *packed, const double *bias, double *y) {
+    return run(p, 1, x, packed, bias, y);
+}

@@ -1,0 +1,89 @@
+/* CPU feature and cache detection, done once; FASTPOINT_ISA=scalar|avx2|avx512 lowers the choice. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+static int g_supported = -1;
+static int g_isa = -1;
+
+static int detect_supported(void) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(FP_PORTABLE_ONLY)
+    __builtin_cpu_init();
+    /* __builtin_cpu_supports also checks that the OS saves the wide registers (XCR0). */
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
+        __builtin_cpu_supports("fma"))
+        return FP_ISA_AVX512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        return FP_ISA_AVX2;
+#endif
+    return FP_ISA_SCALAR;
+}
+
+static int parse_isa(const char *s) {
+    if (!s || !*s) return -1;
+    if (!strcmp(s, "scalar") || !strcmp(s, "portable")) return FP_ISA_SCALAR;
+    if (!strcmp(s, "avx2")) return FP_ISA_AVX2;
+    if (!strcmp(s, "avx512")) return FP_ISA_AVX512;
+    return -1;
+}
+
+static void init_once(void) {
+    if (g_supported >= 0) return;
+    int supported = detect_supported();
+    int isa = supported;
+    int requested = parse_isa(getenv("FASTPOINT_ISA"));
+    if (requested >= 0 && requested < supported) isa = requested;
+    g_isa = isa;
+    g_supported = supported;
+}
+
+int fp_isa_supported(void) { init_once(); return g_supported; }
+int fp_isa(void) { init_once(); return g_isa; }
+
+int fp_set_isa(int isa) {
+    init_once();
+    if (isa < FP_ISA_SCALAR) isa = FP_ISA_SCALAR;
+    g_isa = isa > g_supported ? g_supported : isa;
+    return g_isa;
+}
+
+const char *fp_isa_name(int isa) {
+    switch (isa) {
+    case FP_ISA_AVX512: return "avx512";
+    case FP_ISA_AVX2: return "avx2";
+    default: return "scalar";
+    }
+}
+
+int64_t fp_cache_size(int level) {
+    long v = -1;
+#if defined(_SC_LEVEL1_DCACHE_SIZE)
+    if (level == 1) v = sysconf(_SC_LEVEL1_DCACHE_SIZE);
+    if (level == 2) v = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    if (level == 3) v = sysconf(_SC_LEVEL3_CACHE_SIZE);
+#endif
+    if (v > 0) return (int64_t)v;
+    /* Conservative defaults where the OS does not say (macOS, some VMs). */
+    return level == 1 ? 32 * 1024 : level == 2 ? 1024 * 1024 : 8 * 1024 * 1024;
+}
+
+int fp_max_threads(void) {
+#ifdef _OPENMP
+    return omp_get_num_procs();
+#else
+    return 1;
+#endif
+}
+
+void *fp_aligned_alloc(int64_t bytes) {
+    void *ptr = NULL;
+    if (bytes <= 0) bytes = FP_ALIGN;
+    if (posix_memalign(&ptr, FP_ALIGN, (size_t)bytes) != 0) return NULL;
+    return ptr;
+}
+
+void fp_aligned_free(void *ptr) { free(ptr); }

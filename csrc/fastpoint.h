@@ -1,0 +1,54 @@
+/* fastpoint C kernels: the problem description and the entry points called from Python (cffi).
+ *
+ * The lines between the cdef markers are read verbatim by fastpoint/_build_ffi.py as the cffi
+ * declarations, so they must stay plain C declarations (no macros, no includes).
+ *
+ * Contract: Python has validated every argument.  Arrays are C-contiguous in the problem's layout,
+ * indices are 64-bit, the output is written and never read, and no kernel reads or writes outside
+ * the arrays it is given.  Functions return 0 or a negative FP_ERR_* code.
+ */
+#ifndef FASTPOINT_H
+#define FASTPOINT_H
+#include <stddef.h>
+#include <stdint.h>
+
+/* cdef-begin */
+typedef struct fp_conv_problem {
+    int64_t n, cin, h, w;          /* input: batch, channels, height, width */
+    int64_t cout, kh, kw;          /* weight: (cout, cin / groups, kh, kw) */
+    int64_t oh, ow;                /* output height, width */
+    int64_t stride_h, stride_w;
+    int64_t pad_top, pad_left;     /* bottom/right padding follow from oh, ow */
+    int64_t dil_h, dil_w;
+    int64_t groups;
+    int32_t layout;                /* 0 = NCHW, 1 = NHWC */
+    int32_t relu;                  /* 1 = fuse max(0, y) into the store (NaN stays NaN) */
+    int32_t num_threads;           /* threads this call may use (>= 1) */
+    int32_t reserved;
+} fp_conv_problem;
+
+enum { FP_OK = 0, FP_ERR_ALLOC = -1, FP_ERR_PACKED = -2, FP_ERR_ARGS = -3 };
+enum { FP_ISA_SCALAR = 0, FP_ISA_AVX2 = 1, FP_ISA_AVX512 = 2 };
+
+/* CPU and run-time dispatch */
+int fp_isa(void);                          /* ISA in use (detected once, FASTPOINT_ISA may lower it) */
+int fp_isa_supported(void);                /* best ISA this CPU and OS support */
+int fp_set_isa(int isa);                   /* for tests: force an ISA <= supported; returns it */
+const char *fp_isa_name(int isa);
+int64_t fp_cache_size(int level);          /* data cache bytes of L1, L2, L3 as detected */
+int fp_max_threads(void);
+
+/* Kernel name chosen for a problem (for logs, `fastpoint info`, and tests). */
+const char *fp_kernel_name(const fp_conv_problem *p, int f64);
+
+/* Weight packing: bytes needed, then pack.  Only the weight-related fields of p are read. */
+int64_t fp_packed_bytes(const fp_conv_problem *p, int f64);
+int fp_pack_f32(const fp_conv_problem *p, const float *w, void *packed);
+int fp_pack_f64(const fp_conv_problem *p, const double *w, void *packed);
+
+/* Convolution: y = act(conv(x, w) + bias); bias may be NULL. */
+int fp_conv_f32(const fp_conv_problem *p, const float *x, const void *packed, const float *bias, float *y);
+int fp_conv_f64(const fp_conv_problem *p, const double *x, const void *packed, const double *bias, double *y);
+/* cdef-end */
+
+#endif

@@ -1,0 +1,127 @@
+/* Generic direct convolution for every problem of the contract, instantiated for one element type.
+ * Included by conv_generic.c with T (element type) and SFX (name suffix) defined.
+ *
+ * Plain loops the compiler can vectorize, correct for any stride, padding, dilation, groups and
+ * layout.  It is the portable fallback that the specialised algorithms are measured against. */
+
+#define GLUE_(a, b) a##_##b
+#define GLUE(a, b) GLUE_(a, b)
+#define FN(name) GLUE(name, SFX)
+
+/* Range of output columns ox whose input column ox*sw + off falls inside [0, w). */
+static inline void FN(valid_cols)(int64_t off, int64_t sw, int64_t w, int64_t ow, int64_t *lo, int64_t *hi) {
+    int64_t l = off < 0 ? FP_CEIL_DIV(-off, sw) : 0;
+    int64_t last = w - 1 - off; /* largest ox*sw allowed */
+    int64_t h = last < 0 ? 0 : FP_MIN(ow, last / sw + 1);
+    *lo = l;
+    *hi = h < l ? l : h;
+}
+
+static int FN(generic_nchw)(const fp_conv_problem *p, const T *x, const T *wt, const T *bias, T *y) {
+    const int64_t cin_g = p->cin / p->groups, cout_g = p->cout / p->groups;
+    const int64_t jobs = p->n * p->cout;
+    int failed = 0;
+#pragma omp parallel num_threads(fp_threads(p)) reduction(| : failed)
+    {
+        T *acc = (T *)fp_aligned_alloc((int64_t)sizeof(T) * p->ow);
+        if (!acc) failed = 1;
+#pragma omp for schedule(static)
+        for (int64_t job = 0; job < jobs; job++) {
+            if (!acc) continue;
+            const int64_t n = job / p->cout, co = job % p->cout, g = co / cout_g;
+            const T b = bias ? bias[co] : (T)0;
+            for (int64_t oy = 0; oy < p->oh; oy++) {
+                for (int64_t ox = 0; ox < p->ow; ox++) acc[ox] = b;
+                for (int64_t ci = 0; ci < cin_g; ci++) {
+                    const T *xc = x + (n * p->cin + g * cin_g + ci) * p->h * p->w;
+                    const T *wc = wt + (co * cin_g + ci) * p->kh * p->kw;
+                    for (int64_t ky = 0; ky < p->kh; ky++) {
+                        const int64_t iy = oy * p->stride_h - p->pad_top + ky * p->dil_h;
+                        if (iy < 0 || iy >= p->h) continue;
+                        const T *xr = xc + iy * p->w;
+                        for (int64_t kx = 0; kx < p->kw; kx++) {
+                            const T wv = wc[ky * p->kw + kx];
+                            const int64_t off = kx * p->dil_w - p->pad_left;
+                            int64_t lo, hi;
+                            FN(valid_cols)(off, p->stride_w, p->w, p->ow, &lo, &hi);
+                            if (p->stride_w == 1)
+                                for (int64_t ox = lo; ox < hi; ox++) acc[ox] += wv * xr[ox + off];
+                            else
+                                for (int64_t ox = lo; ox < hi; ox++) acc[ox] += wv * xr[ox * p->stride_w + off];
+                        }
+                    }
+                }
+                T *yr = y + ((n * p->cout + co) * p->oh + oy) * p->ow;
+                if (p->relu)
+                    for (int64_t ox = 0; ox < p->ow; ox++) yr[ox] = acc[ox] < 0 ? (T)0 : acc[ox];
+                else
+                    for (int64_t ox = 0; ox < p->ow; ox++) yr[ox] = acc[ox];
+            }
+        }
+        fp_aligned_free(acc);
+    }
+    return failed ? FP_ERR_ALLOC : FP_OK;
+}
+
+/* NHWC weights are packed as (groups, kh, kw, cin_g, cout_g) so the innermost loop runs over
+ * contiguous output channels. */
+static int FN(generic_nhwc)(const fp_conv_problem *p, const T *x, const T *wp, const T *bias, T *y) {
+    const int64_t cin_g = p->cin / p->groups, cout_g = p->cout / p->groups;
+    const int64_t jobs = p->n * p->oh;
+    int failed = 0;
+#pragma omp parallel num_threads(fp_threads(p)) reduction(| : failed)
+    {
+        T *acc = (T *)fp_aligned_alloc((int64_t)sizeof(T) * cout_g);
+        if (!acc) failed = 1;
+#pragma omp for schedule(static)
+        for (int64_t job = 0; job < jobs; job++) {
+            if (!acc) continue;
+            const int64_t n = job / p->oh, oy = job % p->oh;
+            for (int64_t ox = 0; ox < p->ow; ox++) {
+                T *yp = y + ((n * p->oh + oy) * p->ow + ox) * p->cout;
+                for (int64_t g = 0; g < p->groups; g++) {
+                    for (int64_t co = 0; co < cout_g; co++) acc[co] = bias ? bias[g * cout_g + co] : (T)0;
+                    for (int64_t ky = 0; ky < p->kh; ky++) {
+                        const int64_t iy = oy * p->stride_h - p->pad_top + ky * p->dil_h;
+                        if (iy < 0 || iy >= p->h) continue;
+                        for (int64_t kx = 0; kx < p->kw; kx++) {
+                            const int64_t ix = ox * p->stride_w - p->pad_left + kx * p->dil_w;
+                            if (ix < 0 || ix >= p->w) continue;
+                            const T *xp = x + ((n * p->h + iy) * p->w + ix) * p->cin + g * cin_g;
+                            const T *wk = wp + ((g * p->kh + ky) * p->kw + kx) * cin_g * cout_g;
+                            for (int64_t ci = 0; ci < cin_g; ci++) {
+                                const T xv = xp[ci];
+                                const T *wr = wk + ci * cout_g;
+                                for (int64_t co = 0; co < cout_g; co++) acc[co] += xv * wr[co];
+                            }
+                        }
+                    }
+                    T *yg = yp + g * cout_g;
+                    if (p->relu)
+                        for (int64_t co = 0; co < cout_g; co++) yg[co] = acc[co] < 0 ? (T)0 : acc[co];
+                    else
+                        for (int64_t co = 0; co < cout_g; co++) yg[co] = acc[co];
+                }
+            }
+        }
+        fp_aligned_free(acc);
+    }
+    return failed ? FP_ERR_ALLOC : FP_OK;
+}
+
+static void FN(generic_pack)(const fp_conv_problem *p, const T *w, T *dst) {
+    const int64_t cin_g = p->cin / p->groups, cout_g = p->cout / p->groups, taps = p->kh * p->kw;
+    if (p->layout == 0) {
+        memcpy(dst, w, sizeof(T) * p->cout * cin_g * taps);
+        return;
+    }
+    for (int64_t g = 0; g < p->groups; g++)
+        for (int64_t co = 0; co < cout_g; co++)
+            for (int64_t ci = 0; ci < cin_g; ci++)
+                for (int64_t t = 0; t < taps; t++)
+                    dst[((g * taps + t) * cin_g + ci) * cout_g + co] = w[((g * cout_g + co) * cin_g + ci) * taps + t];
+}
+
+#undef FN
+#undef GLUE
+#undef GLUE_

@@ -1,0 +1,49 @@
+/* Shared internals of the C kernels: packed-weight header, the algorithm table, small helpers. */
+#ifndef FASTPOINT_INTERNAL_H
+#define FASTPOINT_INTERNAL_H
+#include "fastpoint.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define FP_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define FP_MAX(a, b) ((a) > (b) ? (a) : (b))
+#define FP_CEIL_DIV(a, b) (((a) + (b) - 1) / (b))
+#define FP_ALIGN 64
+
+/* Packed weights start with this header so a run can refuse weights packed for another
+ * algorithm, ISA or dtype (e.g. after fp_set_isa in a test). */
+#define FP_PACKED_MAGIC 0x46504b31u /* "FPK1" */
+typedef struct fp_packed_header {
+    uint32_t magic;
+    int32_t algo;   /* index in the algorithm table */
+    int32_t isa;
+    int32_t f64;
+    int64_t bytes;  /* payload bytes after the header */
+    int64_t reserved[5];
+} fp_packed_header;
+#define FP_HEADER_BYTES ((int64_t)sizeof(fp_packed_header))
+
+/* One convolution algorithm.  `applies` and `packed_bytes` / `pack` read only the weight-related
+ * fields of the problem (the input size is unknown when Conv2d packs); `run` sees everything. */
+typedef struct fp_algo {
+    const char *name;
+    int (*applies)(const fp_conv_problem *p, int isa, int f64);
+    const char *(*kernel_name)(const fp_conv_problem *p, int isa, int f64);
+    int64_t (*packed_bytes)(const fp_conv_problem *p, int isa, int f64);
+    int (*pack)(const fp_conv_problem *p, int isa, int f64, const void *w, void *dst);
+    int (*run)(const fp_conv_problem *p, int isa, int f64, const void *x, const void *packed,
+               const void *bias, void *y);
+} fp_algo;
+
+/* Algorithms, most specialised first; conv.c keeps the table. */
+extern const fp_algo fp_algo_generic;
+
+/* Memory aligned to FP_ALIGN bytes; NULL on failure. */
+void *fp_aligned_alloc(int64_t bytes);
+void fp_aligned_free(void *ptr);
+
+static inline int fp_threads(const fp_conv_problem *p) { return p->num_threads > 0 ? p->num_threads : 1; }
+
+#endif

@@ -1,0 +1,14 @@
+"""fastpoint: hand-written CPU convolution kernels for NumPy arrays.
+
+>>> import numpy as np, fastpoint as fp
+>>> x = np.random.rand(1, 64, 56, 56).astype(np.float32)
+>>> w = np.random.rand(256, 64).astype(np.float32)
+>>> y = fp.conv1x1(x, w)                       # (1, 256, 56, 56): W @ X at every pixel
+"""
+
+from ._threads import get_num_threads, set_num_threads
+from ._version import __version__
+from .api import Conv2d, conv1x1, conv2d
+from .backends import backends
+
+__all__ = ["Conv2d", "__version__", "backends", "conv1x1", "conv2d", "get_num_threads", "set_num_threads"]

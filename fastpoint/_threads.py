@@ -1,0 +1,46 @@
+"""One thread budget for every backend.
+
+``set_num_threads(n)`` sets how many threads a fastpoint call may use; the default is the number of
+CPUs this process may run on, or ``FASTPOINT_NUM_THREADS`` when set.  The C backend passes the
+number to each call (so concurrent calls from several Python threads each get their own team), and
+the Numba backend sets Numba's thread count for the duration of the call.  fastpoint kernels never
+call BLAS, so they do not nest inside NumPy's thread pool.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def _default() -> int:
+    env = os.environ.get("FASTPOINT_NUM_THREADS", "").strip()
+    if env:
+        try:
+            value = int(env)
+        except ValueError:
+            raise ValueError(f"FASTPOINT_NUM_THREADS must be a positive integer, got {env!r}") from None
+        if value < 1:
+            raise ValueError(f"FASTPOINT_NUM_THREADS must be a positive integer, got {env!r}")
+        return value
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+_num_threads = _default()
+
+
+def set_num_threads(n: int) -> None:
+    """Use up to ``n`` threads in every later fastpoint call (from any Python thread)."""
+    global _num_threads
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"set_num_threads(n) needs an int, got {n!r}")
+    if n < 1:
+        raise ValueError(f"set_num_threads(n) needs n >= 1, got {n}")
+    _num_threads = n
+
+
+def get_num_threads() -> int:
+    """The number of threads fastpoint calls use."""
+    return _num_threads

@@ -1,0 +1,117 @@
+"""The public API: PyTorch ``conv2d`` semantics on NumPy arrays.
+
+* Cross-correlation (no kernel flip); weight ``(Cout, Cin/groups, KH, KW)``; bias ``(Cout,)``.
+* ``x`` is ``(N, C, H, W)`` for ``layout="NCHW"`` and ``(N, H, W, C)`` for ``"NHWC"``; an unbatched
+  ``(C, H, W)`` / ``(H, W, C)`` input gives an unbatched result, in the same layout.
+* float32 is the fast path, float64 is supported; the result has the input's dtype and ``weight`` /
+  ``bias`` of another float dtype are cast to it.
+* ``stride`` and ``dilation`` are an int or a pair; ``padding`` an int, a pair, ``"valid"`` or
+  ``"same"`` (stride 1 only; an odd total puts the extra row/column at the bottom/right).
+* ``activation="relu"`` is fused into the kernel (``relu(NaN)`` is NaN, as in PyTorch).
+* ``out=`` takes a writable C-contiguous array of the exact result shape and dtype that does not
+  overlap an input.
+* ``backend`` is ``"auto"``, ``"c"``, ``"numba"`` or ``"numpy"``; see :func:`fastpoint.backends`.
+
+Arguments are checked once, in Python, before any kernel sees memory: bad input raises
+``ValueError`` or ``TypeError`` naming the argument and the shapes involved.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Optional, Tuple
+
+import numpy as np
+
+from ._spec import (
+    IntOrPair,
+    LayerSpec,
+    Padding,
+    as_array,
+    check_out,
+    make_layer,
+    make_spec,
+    prepare_input,
+    prepare_param,
+)
+from .backends import get_backend
+
+
+class Conv2d:
+    """A convolution layer whose weights are checked and packed once, then reused for every call.
+
+    >>> layer = Conv2d(weight, bias, padding=1, activation="relu")
+    >>> y = layer(x)            # same result as conv2d(x, weight, bias, padding=1, activation="relu")
+    """
+
+    def __init__(self, weight, bias=None, stride: IntOrPair = 1, padding: Padding = 0,
+                 dilation: IntOrPair = 1, groups: int = 1, *, activation: Optional[str] = None,
+                 layout: str = "NCHW", backend: str = "auto") -> None:
+        weight = as_array("weight", weight)
+        self._layer = make_layer(weight, stride, padding, dilation, groups, layout, activation)
+        get_backend(backend)  # fail now, not at the first call, on an unknown or missing backend
+        self._backend_name = backend
+        self._weight = weight
+        self._bias = None if bias is None else as_array("bias", bias)
+        if self._bias is not None:
+            prepare_param("bias", self._bias, self._bias.dtype, (self._layer.cout,))
+        self._packed: Dict[Tuple[str, np.dtype], Tuple[LayerSpec, Any, Optional[np.ndarray]]] = {}
+
+    @property
+    def weight_shape(self) -> Tuple[int, int, int, int]:
+        return tuple(self._weight.shape)  # type: ignore[return-value]
+
+    def _prepared(self, backend, dtype: np.dtype):
+        key = (backend.name, dtype)
+        if key not in self._packed:
+            layer = self._layer.with_dtype(dtype)
+            weight = np.ascontiguousarray(self._weight, dtype=dtype)
+            bias = None if self._bias is None else np.ascontiguousarray(self._bias, dtype=dtype)
+            self._packed[key] = (layer, backend.prepack(layer, weight), bias)
+        return self._packed[key]
+
+    def __call__(self, x, *, out: Optional[np.ndarray] = None) -> np.ndarray:
+        user_x = x
+        x, batched = prepare_input(x, self._layer)
+        backend = get_backend(self._backend_name)
+        layer, packed, bias = self._prepared(backend, x.dtype)
+        spec = make_spec(layer, x.shape, self._weight.shape)
+        if out is None:
+            result = np.empty(spec.out_shape, dtype=x.dtype)
+        else:
+            inputs = (("x", as_array("x", user_x)), ("weight", self._weight), ("bias", self._bias))
+            result = check_out(out, spec, x.dtype, batched, inputs)
+        if spec.n > 0:
+            backend.run(spec, packed, x, bias, result)
+        if out is not None:
+            return out
+        return result if batched else result[0]
+
+    def __repr__(self) -> str:
+        L = self._layer
+        return (f"Conv2d(weight={self.weight_shape}, stride={L.stride}, padding={L.padding!r}, "
+                f"dilation={L.dilation}, groups={L.groups}, activation={'relu' if L.relu else None!r}, "
+                f"layout={L.layout!r}, backend={self._backend_name!r})")
+
+
+def conv2d(x, weight, bias=None, stride: IntOrPair = 1, padding: Padding = 0, dilation: IntOrPair = 1,
+           groups: int = 1, *, activation: Optional[str] = None, layout: str = "NCHW",
+           backend: str = "auto", out: Optional[np.ndarray] = None) -> np.ndarray:
+    """2-d convolution (cross-correlation) with PyTorch's ``conv2d`` semantics; see the module doc."""
+    layer = Conv2d(weight, bias, stride, padding, dilation, groups, activation=activation,
+                   layout=layout, backend=backend)
+    return layer(x, out=out)
+
+
+def conv1x1(x, weight, bias=None, stride: IntOrPair = 1, *, activation: Optional[str] = None,
+            layout: str = "NCHW", backend: str = "auto", out: Optional[np.ndarray] = None) -> np.ndarray:
+    """Pointwise convolution: ``Y[n] = W @ X[n]`` at every pixel (channel mixing).
+
+    ``weight`` is ``(Cout, Cin)`` or ``(Cout, Cin, 1, 1)``.
+    """
+    weight = as_array("weight", weight)
+    if weight.ndim == 2:
+        weight = weight[:, :, None, None]
+    elif weight.ndim != 4 or weight.shape[2:] != (1, 1):
+        raise ValueError(f"conv1x1 weight must be (Cout, Cin) or (Cout, Cin, 1, 1), got shape {weight.shape}")
+    return conv2d(x, weight, bias, stride, 0, 1, 1, activation=activation, layout=layout,
+                  backend=backend, out=out)

@@ -1,0 +1,109 @@
+"""The C backend: kernels in ``csrc/`` compiled into ``fastpoint._cconv`` by cffi at install time.
+
+cffi releases the GIL around every call, so other Python threads run while a kernel does; each call
+carries its own thread count, so concurrent calls are independent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import numpy as np
+
+from .._spec import ConvSpec, LayerSpec
+from .._threads import get_num_threads
+
+try:
+    from .. import _cconv
+
+    _ffi, _lib = _cconv.ffi, _cconv.lib
+    _IMPORT_ERROR: Optional[str] = None
+except ImportError as exc:  # the extension was not built (no compiler at install time)
+    _ffi = _lib = None
+    _IMPORT_ERROR = str(exc)
+
+_ERRORS = {-1: (MemoryError, "out of memory in a C kernel"),
+           -2: (RuntimeError, "packed weights do not match this problem, ISA or dtype"),
+           -3: (ValueError, "invalid problem passed to a C kernel")}
+
+
+@dataclass(frozen=True)
+class Packed:
+    buffer: np.ndarray  # 64-byte aligned bytes: header + packed weights
+    isa: int
+
+
+def _aligned_bytes(nbytes: int, align: int = 64) -> np.ndarray:
+    raw = np.empty(nbytes + align, dtype=np.uint8)
+    offset = (-raw.ctypes.data) % align
+    return raw[offset:offset + nbytes]
+
+
+def _problem(layer: LayerSpec, spec: Optional[ConvSpec] = None):
+    p = _ffi.new("fp_conv_problem *")
+    p.cin, p.cout, p.kh, p.kw = layer.cin, layer.cout, layer.kh, layer.kw
+    p.stride_h, p.stride_w = layer.stride
+    p.dil_h, p.dil_w = layer.dilation
+    p.groups = layer.groups
+    p.layout = 0 if layer.layout == "NCHW" else 1
+    p.relu = int(layer.relu)
+    p.num_threads = get_num_threads()
+    if spec is not None:
+        p.n, p.h, p.w, p.oh, p.ow = spec.n, spec.h, spec.w, spec.oh, spec.ow
+        p.pad_top, p.pad_left = spec.pad_top, spec.pad_left
+    elif layer.padding != "same":
+        p.pad_top, p.pad_left = layer.padding
+    return p
+
+
+def _check(code: int) -> None:
+    if code != 0:
+        exc, msg = _ERRORS.get(code, (RuntimeError, f"C kernel failed with code {code}"))
+        raise exc(msg)
+
+
+def _ptr(arr: Optional[np.ndarray], ctype: str):
+    return _ffi.NULL if arr is None else _ffi.cast(ctype, arr.ctypes.data)
+
+
+class CBackend:
+    name = "c"
+
+    def available(self) -> bool:
+        return _lib is not None
+
+    def why_unavailable(self) -> Optional[str]:
+        if _lib is None:
+            return (f"the C extension fastpoint._cconv is not built ({_IMPORT_ERROR}); reinstall with a C "
+                    "compiler present: pip install --force-reinstall --no-deps .")
+        return None
+
+    def prepack(self, layer: LayerSpec, weight: np.ndarray) -> Packed:
+        f64 = int(layer.dtype == np.float64)
+        p = _problem(layer)
+        buf = _aligned_bytes(int(_lib.fp_packed_bytes(p, f64)))
+        ctype = "double *" if f64 else "float *"
+        pack = _lib.fp_pack_f64 if f64 else _lib.fp_pack_f32
+        _check(pack(p, _ptr(weight, ctype), _ptr(buf, "void *")))
+        return Packed(buf, int(_lib.fp_isa()))
+
+    def run(self, spec: ConvSpec, packed: Any, x: np.ndarray, bias: Optional[np.ndarray],
+            out: np.ndarray) -> None:
+        f64 = x.dtype == np.float64
+        ctype = "double *" if f64 else "float *"
+        conv = _lib.fp_conv_f64 if f64 else _lib.fp_conv_f32
+        _check(conv(_problem(spec.layer, spec), _ptr(x, ctype), _ptr(packed.buffer, "void *"),
+                    _ptr(bias, ctype), _ptr(out, ctype)))
+
+    # introspection used by `fastpoint info`, tests and benchmarks
+    def kernel_name(self, spec: ConvSpec) -> str:
+        f64 = int(spec.layer.dtype == np.float64)
+        return _ffi.string(_lib.fp_kernel_name(_problem(spec.layer, spec), f64)).decode()
+
+    def isa(self) -> str:
+        return _ffi.string(_lib.fp_isa_name(_lib.fp_isa())).decode()
+
+
+lib = _lib
+ffi = _ffi
