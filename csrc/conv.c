@@ -44,7 +44,11 @@ static int run(const fp_conv_problem *p, int f64, const void *x, const void *pac
     if (h->magic != FP_PACKED_MAGIC || h->f64 != f64 || h->algo < 0 || h->algo >= N_ALGOS ||
         h->isa != fp_isa() || h->algo != choose(p, h->isa, f64))
         return FP_ERR_PACKED;
-    return ALGOS[h->algo]->run(p, h->isa, f64, x, (const char *)packed + FP_HEADER_BYTES, bias, y);
+    /* subnormals would cost a microcode assist per operation: flush them (csrc/fpenv.c) */
+    fp_flush_team_enter(fp_threads(p));
+    int rc = ALGOS[h->algo]->run(p, h->isa, f64, x, (const char *)packed + FP_HEADER_BYTES, bias, y);
+    fp_flush_team_leave(fp_threads(p));
+    return rc;
 }
 
 int fp_pack_f32(const fp_conv_problem *p, const float *w, void *packed) { return pack(p, 0, w, packed); }

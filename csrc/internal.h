@@ -44,6 +44,14 @@ extern const fp_algo fp_algo_generic;
 void *fp_aligned_alloc(int64_t bytes);
 void fp_aligned_free(void *ptr);
 
+/* Flush-to-zero + denormals-are-zero around kernel code (csrc/fpenv.c); conv.c wraps every run in
+ * fp_flush_team_enter/leave, so kernels need not call these themselves.  A kernel that starts
+ * threads by other means than an OpenMP team of fp_threads(p) calls fp_flush_enter/leave in each. */
+void fp_flush_enter(void);
+void fp_flush_leave(void);
+void fp_flush_team_enter(int threads);
+void fp_flush_team_leave(int threads);
+
 static inline int fp_threads(const fp_conv_problem *p) { return p->num_threads > 0 ? p->num_threads : 1; }
 
 #endif
