@@ -229,6 +229,16 @@ def make_spec(layer: LayerSpec, x_shape: Tuple[int, ...], w_shape: Tuple[int, ..
     return ConvSpec(layer, int(n), int(h), int(w), oh, ow, pt, pb, pl, pr)
 
 
+def c_array(arr: np.ndarray, dtype=None) -> np.ndarray:
+    """``arr`` as a C-contiguous array whose elements are aligned to their size (copied if needed).
+
+    ``np.ascontiguousarray`` alone passes through a contiguous array at an odd address (e.g. from
+    ``np.frombuffer(..., offset=4)``); compiled kernels may assume element alignment, so copy it.
+    """
+    arr = np.ascontiguousarray(arr, dtype=dtype)
+    return arr if arr.flags.aligned else arr.copy()
+
+
 def prepare_input(x, layer: LayerSpec) -> Tuple[np.ndarray, bool]:
     """Return x as a C-contiguous 4-d array of a supported dtype, and whether it was batched."""
     x = as_array("x", x)
@@ -243,7 +253,7 @@ def prepare_input(x, layer: LayerSpec) -> Tuple[np.ndarray, bool]:
     else:
         shape = "(N, C, H, W) or (C, H, W)" if layer.layout == "NCHW" else "(N, H, W, C) or (H, W, C)"
         raise ValueError(f"x must be {shape} for layout {layer.layout}, got {x.ndim}-d shape {x.shape}")
-    return np.ascontiguousarray(x), batched
+    return c_array(x), batched
 
 
 def prepare_param(name: str, arr, dtype: np.dtype, shape: Tuple[int, ...]) -> np.ndarray:
@@ -251,7 +261,7 @@ def prepare_param(name: str, arr, dtype: np.dtype, shape: Tuple[int, ...]) -> np
     check_float_dtype(name, arr)
     if arr.shape != shape:
         raise ValueError(f"{name} must have shape {shape}, got {arr.shape}")
-    return np.ascontiguousarray(arr, dtype=dtype)
+    return c_array(arr, dtype)
 
 
 def _overlaps(a: np.ndarray, b: np.ndarray) -> bool:
@@ -276,6 +286,9 @@ def check_out(out, spec: ConvSpec, dtype: np.dtype, batched: bool, inputs) -> np
         raise ValueError(f"out must be writable (shape {out.shape})")
     if not out.flags.c_contiguous:
         raise ValueError(f"out must be C-contiguous, got strides {out.strides} for shape {out.shape}")
+    if not out.flags.aligned:
+        raise ValueError(f"out must be aligned to its {out.dtype} elements, got address {out.ctypes.data:#x} "
+                         f"for shape {out.shape}")
     for name, arr in inputs:
         if arr is not None and _overlaps(out, arr):
             raise ValueError(f"out (shape {out.shape}) overlaps {name} (shape {arr.shape}); pass a separate array")

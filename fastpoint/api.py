@@ -27,6 +27,7 @@ from ._spec import (
     LayerSpec,
     Padding,
     as_array,
+    c_array,
     check_out,
     make_layer,
     make_spec,
@@ -64,8 +65,8 @@ class Conv2d:
         key = (backend.name, dtype)
         if key not in self._packed:
             layer = self._layer.with_dtype(dtype)
-            weight = np.ascontiguousarray(self._weight, dtype=dtype)
-            bias = None if self._bias is None else np.ascontiguousarray(self._bias, dtype=dtype)
+            weight = c_array(self._weight, dtype)
+            bias = None if self._bias is None else c_array(self._bias, dtype)
             self._packed[key] = (layer, backend.prepack(layer, weight), bias)
         return self._packed[key]
 

@@ -1,10 +1,16 @@
+import os
+
 import numpy as np
 import pytest
 
 import fastpoint as fp
 
+#: FASTPOINT_TEST_BACKENDS=c,numba limits the backend fixtures (the sanitizer pass tests C only)
+_ONLY = [b for b in os.environ.get("FASTPOINT_TEST_BACKENDS", "").split(",") if b]
+_TESTED = [b for b in fp.backends() if not _ONLY or b in _ONLY or b == "numpy"]
+
 #: backends compared with the NumPy reference (every available one but the reference itself)
-FAST_BACKENDS = [b for b in fp.backends() if b != "numpy"]
+FAST_BACKENDS = [b for b in _TESTED if b != "numpy"]
 
 
 @pytest.fixture(params=FAST_BACKENDS)
@@ -12,7 +18,7 @@ def backend(request):
     return request.param
 
 
-@pytest.fixture(params=fp.backends())
+@pytest.fixture(params=_TESTED)
 def any_backend(request):
     return request.param
 

@@ -26,7 +26,7 @@ if c.lib is None:
     pytest.skip("the C extension is not built", allow_module_level=True)
 ffi, lib = c.ffi, c.lib
 
-GUARD_BYTES = 256 + 4  # not a multiple of 64: the input and output start off cache-line alignment
+GUARD_BYTES = 256  # plus one element: inputs and outputs start off cache-line (but on element) alignment
 ISAS = list(range(int(lib.fp_isa_supported()) + 1))
 ISA_NAMES = {i: ffi.string(lib.fp_isa_name(i)).decode() for i in ISAS}
 
@@ -37,7 +37,7 @@ class Guarded:
     def __init__(self, n: int, dtype, align: int = 0):
         self.dtype = np.dtype(dtype)
         payload = n * self.dtype.itemsize
-        guard = GUARD_BYTES if not align else -(-GUARD_BYTES // align) * align
+        guard = GUARD_BYTES + self.dtype.itemsize if not align else GUARD_BYTES
         self.raw = np.empty(payload + 2 * guard + 64, np.uint8)
         start = ((-self.raw.ctypes.data) % 64 if align else 0) + guard
         self.lo, self.hi = start, start + payload

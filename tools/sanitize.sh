@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Build the C extension with AddressSanitizer + UndefinedBehaviorSanitizer in a separate copy of the
+# tree (build/sanitize/, so the normal in-place build is untouched) and run the C backend's
+# correctness sweep and guard tests under it.  Any out-of-bounds access, use-after-free or undefined
+# behaviour in a kernel aborts the run with a report and a non-zero exit status.
+#
+#   tools/sanitize.sh                 # sweep + guards + API/invalid tests, C backend only
+#   tools/sanitize.sh tests/test_x.py # other pytest arguments instead of the default selection
+#
+# Needs gcc (or clang: CC=clang) with the sanitizer runtimes.  Python itself is not built with
+# ASan, so the runtime is preloaded (LD_PRELOAD) ahead of everything else.  pytest captures at the
+# sys level only (--capture=sys) so that a sanitizer report, written to fd 2, is not swallowed.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+WORK="${FASTPOINT_SANITIZE_DIR:-$ROOT/build/sanitize}"
+PY="${PYTHON:-python3}"
+CC="${CC:-gcc}"
+export CC
+
+rm -rf "$WORK"
+mkdir -p "$WORK"
+# the sources only: no compiled extension, caches or build outputs of the main tree
+tar -C "$ROOT" --exclude='*.so' --exclude='__pycache__' --exclude='_cconv.c' \
+    -cf - csrc fastpoint tests setup.py pyproject.toml | tar -C "$WORK" -xf -
+
+cd "$WORK"
+FASTPOINT_SANITIZE=1 "$PY" setup.py -q build_ext --inplace --force >build.log 2>&1 || { cat build.log; exit 1; }
+
+ASAN_RT="$("$CC" -print-file-name=libasan.so)"
+[ -f "$ASAN_RT" ] || { echo "sanitize: no libasan.so from $CC -print-file-name" >&2; exit 1; }
+# The extension links libasan; make sure it really was built with the sanitizers.
+if ! ldd fastpoint/_cconv*.so | grep -q libasan; then
+    echo "sanitize: fastpoint/_cconv is not linked with libasan (FASTPOINT_SANITIZE ignored?)" >&2
+    exit 1
+fi
+
+# detect_leaks=0: CPython and NumPy keep allocations alive on purpose at exit.
+# new/delete and malloc checks stay on; the first error aborts the process (non-zero status).
+export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:halt_on_error=1:strict_string_checks=1:detect_stack_use_after_return=0:allocator_may_return_null=1"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+export FASTPOINT_TEST_BACKENDS=c   # Numba's LLVM code and NumPy are not under test here
+export PYTHONDONTWRITEBYTECODE=1
+if [ $# -eq 0 ]; then
+    set -- tests/test_sweep.py tests/test_guards.py tests/test_api.py tests/test_invalid.py
+fi
+echo "sanitize: $(ldd fastpoint/_cconv*.so | grep -oE 'lib(a|ub)san[^ ]*' | tr '\n' ' ')in $WORK"
+LD_PRELOAD="$ASAN_RT${LD_PRELOAD:+ $LD_PRELOAD}" "$PY" -m pytest -q -p no:cacheprovider --capture=sys -m "not slow" "$@"
