@@ -24,6 +24,7 @@ Padding = Union[int, Tuple[int, int], str]
 LAYOUTS = ("NCHW", "NHWC")
 ACTIVATIONS = (None, "relu")
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+MAX_PARAM = 2**31 - 1  # largest stride, padding or dilation
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,8 @@ def _pair(name: str, value, minimum: int) -> Tuple[int, int]:
         raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
     if min(pair) < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    if max(pair) > MAX_PARAM:  # keeps every C index product far inside int64
+        raise ValueError(f"{name} must be <= {MAX_PARAM}, got {value!r}")
     return pair
 
 
@@ -226,6 +229,9 @@ def make_spec(layer: LayerSpec, x_shape: Tuple[int, ...], w_shape: Tuple[int, ..
         )
     oh = (ph_total - eff_h) // sh + 1
     ow = (pw_total - eff_w) // sw + 1
+    if max(n, 1) * layer.cout * oh * ow > np.iinfo(np.intp).max // 8:
+        raise ValueError(f"the output ({n}, {layer.cout}, {oh}, {ow}) would have more elements than an array can "
+                         f"hold (x shape {tuple(x_shape)}, padding {layer.padding}, stride {layer.stride})")
     return ConvSpec(layer, int(n), int(h), int(w), oh, ow, pt, pb, pl, pr)
 
 

@@ -5,6 +5,17 @@ import pytest
 
 import fastpoint as fp
 
+# Hypothesis profiles: "ci" (default) is bounded and derandomized so CI is fast and repeatable;
+# "long" explores far more (HYPOTHESIS_PROFILE=long, or pytest --hypothesis-profile=long).
+try:
+    from hypothesis import settings
+
+    settings.register_profile("ci", max_examples=80, deadline=None, derandomize=True, print_blob=True)
+    settings.register_profile("long", max_examples=3000, deadline=None, print_blob=True)
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+except ImportError:  # hypothesis is a test extra; only tests/test_property.py needs it
+    pass
+
 #: FASTPOINT_TEST_BACKENDS=c,numba limits the backend fixtures (the sanitizer pass tests C only)
 _ONLY = [b for b in os.environ.get("FASTPOINT_TEST_BACKENDS", "").split(",") if b]
 _TESTED = [b for b in fp.backends() if not _ONLY or b in _ONLY or b == "numpy"]
