@@ -1,0 +1,204 @@
+"""Thread safety: the GIL is released in C, concurrent calls are independent and correct, changing the
+thread count under load is safe, and Numba's non-reentrant threading layer is serialised."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import fastpoint as fp
+
+from .conftest import int_array
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HAS_C = "c" in fp.backends()
+
+
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    before = fp.get_num_threads()
+    yield
+    fp.set_num_threads(before)
+
+
+@pytest.mark.skipif(not HAS_C, reason="C extension not built")
+def test_gil_is_released_during_a_c_call():
+    """A Python thread keeps counting while the main thread is inside one long C call."""
+    fp.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    x = int_array(rng, (1, 64, 96, 96))
+    w = int_array(rng, (64, 64, 5, 5))
+    layer = fp.Conv2d(w, padding=2, backend="c")
+    layer(x[:, :, :8, :8])  # pack outside the measured call
+
+    count = 0
+    stop = threading.Event()
+
+    def spin():
+        nonlocal count
+        while not stop.is_set():
+            count += 1
+
+    t = threading.Thread(target=spin)
+    t.start()
+    try:
+        time.sleep(0.02)
+        before = count
+        start = time.perf_counter()
+        layer(x)
+        took = time.perf_counter() - start
+        during = count - before
+    finally:
+        stop.set()
+        t.join()
+    assert took > 0.05, f"the call took {took:.3f} s: too short to show anything"
+    # with the GIL held for the whole call the counter could not move at all
+    assert during > 1000, f"the Python thread advanced only {during} times in a {took:.3f} s C call"
+
+
+def _jobs():
+    rng = np.random.default_rng(1)
+    jobs = []
+    backends = fp.backends()
+    shapes = [((2, 8, 12, 12), (16, 8, 3, 3), dict(padding=1)),
+              ((1, 16, 9, 9), (16, 1, 3, 3), dict(padding=1, groups=16)),
+              ((3, 17, 7, 5), (33, 17, 1, 1), dict()),
+              ((1, 12, 10, 10), (6, 4, 3, 3), dict(stride=2, groups=3)),
+              ((2, 9, 6, 11), (5, 9, 5, 5), dict(padding="same", activation="relu")),
+              ((1, 32, 8, 8), (64, 32, 1, 1), dict(stride=2)),
+              ((2, 8, 11, 11), (8, 8, 3, 3), dict(dilation=2, padding=2)),
+              ((1, 4, 16, 16), (8, 4, 7, 7), dict(stride=2, padding=3))]
+    for i, (xs, ws, kw) in enumerate(shapes):
+        layout = "NHWC" if i % 2 else "NCHW"
+        x = int_array(rng, xs)
+        if layout == "NHWC":
+            x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+        w = int_array(rng, ws)
+        b = int_array(rng, (ws[0],))
+        kw = dict(kw, layout=layout)
+        dtype = np.float64 if i % 3 == 2 else np.float32
+        x, w, b = x.astype(dtype), w.astype(dtype), b.astype(dtype)
+        expected = fp.conv2d(x, w, b, backend="numpy", **kw)
+        jobs.append((backends[i % len(backends)], x, w, b, kw, expected))
+    return jobs
+
+
+def _run_threads(target, n):
+    errors = []
+
+    def wrapped(i):
+        try:
+            target(i)
+        except BaseException as e:  # noqa: BLE001 - collected and re-raised in the main thread
+            errors.append(f"thread {i}: {type(e).__name__}: {e}")
+
+    threads = [threading.Thread(target=wrapped, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads), "a thread hung"
+    assert not errors, "\n".join(errors)
+
+
+def test_eight_threads_different_shapes_and_backends_at_once():
+    jobs = _jobs()
+    barrier = threading.Barrier(len(jobs))
+    layers = [fp.Conv2d(w, b, backend=bk, **kw) for bk, x, w, b, kw, _ in jobs]
+
+    def work(i):
+        backend, x, w, b, kw, expected = jobs[i]
+        barrier.wait()
+        for rep in range(15):
+            got = fp.conv2d(x, w, b, backend=backend, **kw) if rep % 2 else layers[i](x)
+            np.testing.assert_array_equal(got, expected, err_msg=f"{backend} {kw} rep {rep}")
+
+    _run_threads(work, len(jobs))
+
+
+def test_one_layer_shared_by_threads():
+    """A Conv2d packs lazily per (backend, dtype); first calls from many threads at once must agree."""
+    rng = np.random.default_rng(2)
+    w, b = int_array(rng, (24, 16, 3, 3)), int_array(rng, (24,))
+    x32 = int_array(rng, (2, 16, 10, 10))
+    layer = fp.Conv2d(w, b, padding=1)
+    expected = fp.conv2d(x32, w, b, padding=1, backend="numpy")
+    barrier = threading.Barrier(8)
+
+    def work(i):
+        x = x32.astype(np.float64) if i % 2 else x32
+        barrier.wait()
+        for _ in range(10):
+            np.testing.assert_array_equal(layer(x), expected)
+
+    _run_threads(work, 8)
+
+
+def test_set_num_threads_while_other_threads_compute():
+    jobs = [j for j in _jobs() if j[0] != "numpy"] or _jobs()
+    stop = threading.Event()
+
+    def churn():
+        k = 0
+        while not stop.is_set():
+            fp.set_num_threads(1 + k % 4)
+            k += 1
+            time.sleep(0.0005)
+
+    churner = threading.Thread(target=churn)
+    churner.start()
+    try:
+        def work(i):
+            backend, x, w, b, kw, expected = jobs[i % len(jobs)]
+            for _ in range(20):
+                np.testing.assert_array_equal(fp.conv2d(x, w, b, backend=backend, **kw), expected)
+
+        _run_threads(work, 6)
+    finally:
+        stop.set()
+        churner.join()
+
+
+_NUMBA_CHILD = textwrap.dedent("""
+    import threading, numpy as np, fastpoint as fp, numba
+    rng = np.random.default_rng(0)
+    x = rng.integers(-3, 4, (2, 8, 24, 24)).astype(np.float32)
+    w = rng.integers(-2, 3, (16, 8, 3, 3)).astype(np.float32)
+    expected = fp.conv2d(x, w, padding=1, backend="numpy")
+    fp.set_num_threads(2)
+    errors = []
+    def work():
+        try:
+            for _ in range(10):
+                assert np.array_equal(fp.conv2d(x, w, padding=1, backend="numba"), expected)
+                assert np.array_equal(fp.conv2d(np.ascontiguousarray(x.transpose(0, 2, 3, 1)), w, padding=1,
+                                                layout="NHWC", backend="numba"), expected.transpose(0, 2, 3, 1))
+        except BaseException as e:
+            errors.append(repr(e))
+    ts = [threading.Thread(target=work) for _ in range(6)]
+    [t.start() for t in ts]
+    [t.join() for t in ts]
+    assert not errors, errors
+    print("layer", numba.threading_layer())
+""")
+
+
+@pytest.mark.skipif("numba" not in fp.backends(), reason="numba not installed")
+@pytest.mark.parametrize("layer", ["workqueue", "default"])
+def test_numba_threading_layer_is_safe_from_many_threads(layer):
+    """Numba's workqueue layer aborts the process on concurrent parallel launches unless they are
+    serialised; run in a child so that an abort is a failure, not the end of the run."""
+    env = dict(os.environ)
+    if layer != "default":
+        env["NUMBA_THREADING_LAYER"] = layer
+    proc = subprocess.run([sys.executable, "-X", "faulthandler", "-c", _NUMBA_CHILD], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr[-3000:]}"
+    if layer != "default":
+        assert f"layer {layer}" in proc.stdout
