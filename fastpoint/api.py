@@ -22,6 +22,7 @@ from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
+from ._nonfinite import apply_padding_nan, nonfinite_taps
 from ._spec import (
     IntOrPair,
     LayerSpec,
@@ -55,7 +56,7 @@ class Conv2d:
         self._bias = None if bias is None else as_array("bias", bias)
         if self._bias is not None:
             prepare_param("bias", self._bias, self._bias.dtype, (self._layer.cout,))
-        self._packed: Dict[Tuple[str, np.dtype], Tuple[LayerSpec, Any, Optional[np.ndarray]]] = {}
+        self._packed: Dict[Tuple[str, np.dtype], Tuple[LayerSpec, Any, Optional[np.ndarray], Any]] = {}
 
     @property
     def weight_shape(self) -> Tuple[int, int, int, int]:
@@ -67,14 +68,14 @@ class Conv2d:
             layer = self._layer.with_dtype(dtype)
             weight = c_array(self._weight, dtype)
             bias = None if self._bias is None else c_array(self._bias, dtype)
-            self._packed[key] = (layer, backend.prepack(layer, weight), bias)
+            self._packed[key] = (layer, backend.prepack(layer, weight), bias, nonfinite_taps(weight))
         return self._packed[key]
 
     def __call__(self, x, *, out: Optional[np.ndarray] = None) -> np.ndarray:
         user_x = x
         x, batched = prepare_input(x, self._layer)
         backend = get_backend(self._backend_name)
-        layer, packed, bias = self._prepared(backend, x.dtype)
+        layer, packed, bias, bad_taps = self._prepared(backend, x.dtype)
         spec = make_spec(layer, x.shape, self._weight.shape)
         if out is None:
             result = np.empty(spec.out_shape, dtype=x.dtype)
@@ -83,6 +84,8 @@ class Conv2d:
             result = check_out(out, spec, x.dtype, batched, inputs)
         if spec.n > 0:
             backend.run(spec, packed, x, bias, result)
+            if bad_taps is not None:
+                apply_padding_nan(spec, bad_taps, result)
         if out is not None:
             return out
         return result if batched else result[0]

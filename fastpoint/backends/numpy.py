@@ -44,7 +44,8 @@ class NumpyBackend:
     def run(self, spec: ConvSpec, packed: np.ndarray, x: np.ndarray, bias: Optional[np.ndarray],
             out: np.ndarray) -> None:
         nhwc = spec.layer.layout == "NHWC"
-        y = conv2d_nchw(x.transpose(0, 3, 1, 2) if nhwc else x, packed, spec)
+        with np.errstate(invalid="ignore", over="ignore"):  # NaN/Inf propagate silently, as in the kernels
+            y = conv2d_nchw(x.transpose(0, 3, 1, 2) if nhwc else x, packed, spec)
         if bias is not None:
             y += bias[:, None, None]
         if spec.layer.relu:
