@@ -37,3 +37,14 @@ def any_backend(request):
 def int_array(rng, shape, lo=-3, hi=3, dtype=np.float32):
     """Integer-valued floats: sums are exact in float32, whatever the summation order."""
     return rng.integers(lo, hi + 1, size=shape).astype(dtype)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked slow are skipped in a plain ``pytest`` run (CI); select them with ``-m slow``
+    (or any ``-m`` expression) or FASTPOINT_SLOW=1."""
+    if config.option.markexpr or os.environ.get("FASTPOINT_SLOW", "") not in ("", "0"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with -m slow or FASTPOINT_SLOW=1")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
