@@ -18,10 +18,10 @@ except ImportError:  # hypothesis is a test extra; only tests/test_property.py n
 
 #: FASTPOINT_TEST_BACKENDS=c,numba limits the backend fixtures (the sanitizer pass tests C only)
 _ONLY = [b for b in os.environ.get("FASTPOINT_TEST_BACKENDS", "").split(",") if b]
-_TESTED = [b for b in fp.backends() if not _ONLY or b in _ONLY or b == "numpy"]
+TESTED_BACKENDS = [b for b in fp.backends() if not _ONLY or b in _ONLY or b == "numpy"]
 
 #: backends compared with the NumPy reference (every available one but the reference itself)
-FAST_BACKENDS = [b for b in _TESTED if b != "numpy"]
+FAST_BACKENDS = [b for b in TESTED_BACKENDS if b != "numpy"]
 
 
 @pytest.fixture(params=FAST_BACKENDS)
@@ -29,7 +29,7 @@ def backend(request):
     return request.param
 
 
-@pytest.fixture(params=_TESTED)
+@pytest.fixture(params=TESTED_BACKENDS)
 def any_backend(request):
     return request.param
 

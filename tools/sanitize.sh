@@ -41,7 +41,8 @@ export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 export FASTPOINT_TEST_BACKENDS=c   # Numba's LLVM code and NumPy are not under test here
 export PYTHONDONTWRITEBYTECODE=1
 if [ $# -eq 0 ]; then
-    set -- tests/test_sweep.py tests/test_guards.py tests/test_api.py tests/test_invalid.py
+    set -- tests/test_sweep.py tests/test_guards.py tests/test_property.py tests/test_numerics.py \
+        tests/test_api.py tests/test_invalid.py tests/test_concurrency.py
 fi
 echo "sanitize: $(ldd fastpoint/_cconv*.so | grep -oE 'lib(a|ub)san[^ ]*' | tr '\n' ' ')in $WORK"
 LD_PRELOAD="$ASAN_RT${LD_PRELOAD:+ $LD_PRELOAD}" "$PY" -m pytest -q -p no:cacheprovider --capture=sys -m "not slow" "$@"
