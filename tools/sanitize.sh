@@ -40,9 +40,19 @@ export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:halt_on_error=1:strict_stri
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 export FASTPOINT_TEST_BACKENDS=c   # Numba's LLVM code and NumPy are not under test here
 export PYTHONDONTWRITEBYTECODE=1
-if [ $# -eq 0 ]; then
-    set -- tests/test_sweep.py tests/test_guards.py tests/test_property.py tests/test_numerics.py \
-        tests/test_api.py tests/test_invalid.py tests/test_concurrency.py
+run() {
+    LD_PRELOAD="$ASAN_RT${LD_PRELOAD:+ $LD_PRELOAD}" "$PY" -m pytest -q -p no:cacheprovider --capture=sys \
+        -m "not slow" "$@"
+}
+echo "sanitize: $(ldd fastpoint/_cconv*.so | grep -oE 'lib(a|ub)san[^ ]*' | sort -u | tr '\n' ' ')in $WORK"
+if [ $# -gt 0 ]; then
+    run "$@"
+    exit
 fi
-echo "sanitize: $(ldd fastpoint/_cconv*.so | grep -oE 'lib(a|ub)san[^ ]*' | tr '\n' ' ')in $WORK"
-LD_PRELOAD="$ASAN_RT${LD_PRELOAD:+ $LD_PRELOAD}" "$PY" -m pytest -q -p no:cacheprovider --capture=sys -m "not slow" "$@"
+run tests/test_sweep.py tests/test_guards.py tests/test_property.py tests/test_numerics.py \
+    tests/test_api.py tests/test_invalid.py tests/test_concurrency.py
+# the lower ISA paths (test_guards already switches ISA in-process; this runs them via the public API)
+for isa in ${FASTPOINT_SANITIZE_ISAS:-avx2 scalar}; do
+    echo "sanitize: FASTPOINT_ISA=$isa"
+    FASTPOINT_ISA=$isa run tests/test_sweep.py tests/test_property.py
+done
