@@ -73,7 +73,9 @@ int64_t fp_cache_size(int level) {
 
 int fp_max_threads(void) {
 #ifdef _OPENMP
-    return omp_get_num_procs();
+    static int procs = 0; /* cached: asked on every call (a benign race, every thread stores the same value) */
+    if (procs < 1) procs = omp_get_num_procs();
+    return procs > 0 ? procs : 1;
 #else
     return 1;
 #endif

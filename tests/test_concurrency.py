@@ -202,3 +202,16 @@ def test_numba_threading_layer_is_safe_from_many_threads(layer):
     assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr[-3000:]}"
     if layer != "default":
         assert f"layer {layer}" in proc.stdout
+
+
+def test_absurd_thread_count_does_not_crash():
+    """set_num_threads(100000) used to crash libgomp (SIGSEGV); the C entry clamps the team to the
+    processors and Numba to its pool.  In a child, so that a crash is a failure."""
+    code = ("import numpy as np, fastpoint as fp\n"
+            "fp.set_num_threads(100000)\n"
+            "x = np.ones((4, 8, 16, 16), np.float32); w = np.ones((8, 8, 3, 3), np.float32)\n"
+            "for b in fp.backends():\n"
+            "    assert fp.conv2d(x, w, backend=b).sum() == 4 * 8 * 14 * 14 * 72, b\n")
+    proc = subprocess.run([sys.executable, "-X", "faulthandler", "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stderr[-3000:]}"
