@@ -47,7 +47,7 @@ static int run(const fp_conv_problem *p, int f64, const void *x, const void *pac
     /* More threads than processors never helps, and a huge team makes libgomp crash (seen with
      * 100000: SIGSEGV), so the caller's count is clamped here for every algorithm. */
     fp_conv_problem q = *p;
-    const int cap = fp_max_threads();
+    const int cap = fp_forked() ? 1 : fp_max_threads(); /* csrc/fork.c */
     q.num_threads = q.num_threads < 1 ? 1 : q.num_threads > cap ? cap : q.num_threads;
     /* subnormals would cost a microcode assist per operation: flush them (csrc/fpenv.c) */
     fp_flush_team_enter(q.num_threads);

@@ -52,6 +52,9 @@ void fp_flush_leave(void);
 void fp_flush_team_enter(int threads);
 void fp_flush_team_leave(int threads);
 
+/* 1 in a child of fork(): OpenMP teams would hang there, so the kernels run on one thread. */
+int fp_forked(void);
+
 static inline int fp_threads(const fp_conv_problem *p) { return p->num_threads > 0 ? p->num_threads : 1; }
 
 #endif

@@ -215,3 +215,38 @@ def test_absurd_thread_count_does_not_crash():
     proc = subprocess.run([sys.executable, "-X", "faulthandler", "-c", code], cwd=ROOT, capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stderr[-3000:]}"
+
+
+_FORK_CHILD = textwrap.dedent("""
+    import os, sys, numpy as np, fastpoint as fp
+    parent, child = sys.argv[1], sys.argv[2]
+    x = np.ones((4, 8, 16, 16), np.float32); w = np.ones((8, 8, 3, 3), np.float32)
+    fp.set_num_threads(2)
+    if parent != "none":
+        fp.conv2d(x, w, backend=parent)  # starts the parent's OpenMP / Numba thread pool
+    pid = os.fork()
+    if pid == 0:
+        try:
+            ok = fp.conv2d(x, w, backend=child).sum() == 4 * 8 * 14 * 14 * 72
+            os._exit(0 if ok else 3)
+        except RuntimeError as e:  # a clear refusal is acceptable; a hang or a kill is not
+            os._exit(7 if "fork" in str(e) else 4)
+    _, status = os.waitpid(pid, 0)
+    print("child exit", os.waitstatus_to_exitcode(status))
+""")
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+@pytest.mark.parametrize("parent", ["none", "c", "numba"])
+@pytest.mark.parametrize("child", ["c", "numba"])
+def test_calls_in_a_forked_child_neither_hang_nor_die(parent, child):
+    """GNU OpenMP cannot run thread teams after fork(): the C kernels fall back to one thread in a
+    forked child (csrc/fork.c); the Numba backend picks a fork-safe layer or raises a RuntimeError
+    saying what to do.  multiprocessing's default start method on Linux is fork."""
+    if {parent, child} - set(fp.backends()) - {"none"}:
+        pytest.skip("backend not available")
+    proc = subprocess.run([sys.executable, "-c", _FORK_CHILD, parent, child], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    allowed = {"child exit 0"} | ({"child exit 7"} if child == "numba" and parent == "numba" else set())
+    assert proc.stdout.strip() in allowed, proc.stdout + proc.stderr[-2000:]

@@ -9,6 +9,7 @@ unless a thread-safe layer (tbb, omp) is active.
 from __future__ import annotations
 
 import importlib.util
+import os
 import threading
 from typing import Optional
 
@@ -19,6 +20,16 @@ from .._threads import get_num_threads
 
 _lock = threading.Lock()
 _SAFE_LAYERS = ("tbb", "omp")
+_forked = False
+
+
+def _in_forked_child() -> None:
+    global _forked
+    _forked = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_in_forked_child)
 
 
 class NumbaBackend:
@@ -50,6 +61,8 @@ class NumbaBackend:
         import numba
 
         kernels = self._load()
+        if _forked:
+            _prepare_forked_child(numba)
         threads = min(get_num_threads(), numba.config.NUMBA_NUM_THREADS)
         layer = _threading_layer()
         if layer in _SAFE_LAYERS:
@@ -59,6 +72,21 @@ class NumbaBackend:
         with _lock:
             numba.set_num_threads(threads)
             kernels.run(spec, packed, x, bias, out)
+
+
+def _prepare_forked_child(numba) -> None:
+    """GNU OpenMP cannot start thread teams in a child of fork() (the first parallel region hangs,
+    and Numba's omp layer terminates the process on purpose).  Before this process's first parallel
+    launch, pick a fork-safe layer; if the parent already fixed the omp layer, say what to do instead
+    of hanging or dying."""
+    layer = _threading_layer()
+    if layer is None:
+        numba.config.THREADING_LAYER = "forksafe"
+    elif layer == "omp":
+        raise RuntimeError(
+            "the numba backend cannot run in a process forked after Numba's 'omp' threading layer was "
+            "started (GNU OpenMP is not fork-safe); use multiprocessing's 'spawn' or 'forkserver' start "
+            "method, backend='c', NUMBA_THREADING_LAYER=workqueue, or install tbb")
 
 
 def _threading_layer() -> Optional[str]:
