@@ -4,8 +4,8 @@ Hypothesis draws a convolution (shape incl. tiny and channel counts around the 8
 kernel, stride, padding as int / pair / 'valid' / 'same', dilation, groups incl. depthwise with a
 channel multiplier, layout, dtype, bias, ReLU, batched or not), an entry point (``conv2d``,
 ``conv1x1``, a ``Conv2d`` layer called twice), a memory layout of the input and weight (sliced,
-transposed, negative strides, Fortran order, odd address, read-only) and an ``out=`` prefilled with
-NaN.  Data are small integers, so every summation order gives the exact same float result and the
+transposed, negative strides, Fortran order, odd address, read-only), an ``out=`` prefilled with
+NaN and a thread count (1-3).  Data are small integers, so every summation order gives the exact same float result and the
 comparison is equality.
 
 Profiles (tests/conftest.py): ``ci`` (the default: bounded, derandomized) and ``long``; choose with
@@ -122,7 +122,7 @@ def calls(draw):
         prob=p, layout=layout, dtype=dtype, x=x, weight=weight, bias=bias, batched=batched or p["n"] == 0,
         relu=draw(st.booleans()), entry=draw(st.sampled_from(["conv2d", "conv2d", "conv1x1", "Conv2d"])),
         x_view=draw(st.sampled_from(VIEWS)), w_view=draw(st.sampled_from(["contiguous"] + VIEWS)),
-        use_out=draw(st.booleans()),
+        use_out=draw(st.booleans()), threads=draw(st.sampled_from([1, 2, 3])),
     )
 
 
@@ -151,13 +151,22 @@ def _call(c, backend: str, x: np.ndarray, weight: np.ndarray, out):
 
 
 def _check_all_backends(c):
+    before = fp.get_num_threads()
+    fp.set_num_threads(c["threads"])
+    try:
+        _compare(c)
+    finally:
+        fp.set_num_threads(before)
+
+
+def _compare(c):
     expected = _reference(c)
     x_full = c["x"]
     if not c["batched"]:
         expected, x_full = expected[0], x_full[0]
     axes = (0, 2, 3, 1) if x_full.ndim == 4 else (1, 2, 0)
     note(f"problem={c['prob']} layout={c['layout']} dtype={c['dtype']} entry={c['entry']} "
-         f"x_view={c['x_view']} w_view={c['w_view']} out={c['use_out']} relu={c['relu']} "
+         f"x_view={c['x_view']} w_view={c['w_view']} out={c['use_out']} relu={c['relu']} threads={c['threads']} "
          f"bias={None if c['bias'] is None else c['bias'].dtype} weight={c['weight'].dtype} x={x_full.shape}")
     for backend in TESTED_BACKENDS:
         x = _view(x_full, c["x_view"], axes)
