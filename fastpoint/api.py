@@ -52,8 +52,10 @@ class Conv2d:
         self._layer = make_layer(weight, stride, padding, dilation, groups, layout, activation)
         get_backend(backend)  # fail now, not at the first call, on an unknown or missing backend
         self._backend_name = backend
-        self._weight = weight
-        self._bias = None if bias is None else as_array("bias", bias)
+        # A snapshot: packing is lazy (per backend and dtype) and some backends use the weight
+        # unpacked, so a caller changing its array later must not change some results but not others.
+        self._weight = np.array(weight, copy=True)
+        self._bias = None if bias is None else np.array(as_array("bias", bias), copy=True)
         if self._bias is not None:
             prepare_param("bias", self._bias, self._bias.dtype, (self._layer.cout,))
         self._packed: Dict[Tuple[str, np.dtype], Tuple[LayerSpec, Any, Optional[np.ndarray], Any]] = {}
