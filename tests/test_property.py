@@ -5,8 +5,8 @@ kernel, stride, padding as int / pair / 'valid' / 'same', dilation, groups incl.
 channel multiplier, layout, dtype, bias, ReLU, batched or not), an entry point (``conv2d``,
 ``conv1x1``, a ``Conv2d`` layer called twice), a memory layout of the input and weight (sliced,
 transposed, negative strides, Fortran order, odd address, read-only), an ``out=`` prefilled with
-NaN and a thread count (1-3).  Data are small integers, so every summation order gives the exact same float result and the
-comparison is equality.
+NaN and a thread count (1-3).  Data are small integers, so every summation order gives the exact
+same float result and the comparison is equality.
 
 Profiles (tests/conftest.py): ``ci`` (the default: bounded, derandomized) and ``long``; choose with
 ``HYPOTHESIS_PROFILE=long pytest tests/test_property.py`` or ``pytest --hypothesis-profile=long``.
