@@ -56,6 +56,7 @@ class Conv2d:
         # unpacked, so a caller changing its array later must not change some results but not others.
         self._weight = np.array(weight, copy=True)
         self._bias = None if bias is None else np.array(as_array("bias", bias), copy=True)
+        self._user_arrays = (("weight", weight), ("bias", None if bias is None else as_array("bias", bias)))
         if self._bias is not None:
             prepare_param("bias", self._bias, self._bias.dtype, (self._layer.cout,))
         self._packed: Dict[Tuple[str, np.dtype], Tuple[LayerSpec, Any, Optional[np.ndarray], Any]] = {}
@@ -82,7 +83,7 @@ class Conv2d:
         if out is None:
             result = np.empty(spec.out_shape, dtype=x.dtype)
         else:
-            inputs = (("x", as_array("x", user_x)), ("weight", self._weight), ("bias", self._bias))
+            inputs = (("x", as_array("x", user_x)),) + self._user_arrays
             result = check_out(out, spec, x.dtype, batched, inputs)
         if spec.n > 0:
             backend.run(spec, packed, x, bias, result)
