@@ -28,8 +28,13 @@ FASTPOINT_SANITIZE=1 "$PY" setup.py -q build_ext --inplace --force >build.log 2>
 
 ASAN_RT="$("$CC" -print-file-name=libasan.so)"
 [ -f "$ASAN_RT" ] || { echo "sanitize: no libasan.so from $CC -print-file-name" >&2; exit 1; }
-# The extension links libasan; make sure it really was built with the sanitizers.
-if ! ldd fastpoint/_cconv*.so | grep -q libasan; then
+# The copy must be what the tests import (not an installed or editable fastpoint), and its
+# extension must really be built with the sanitizers.
+"$PY" -c "import importlib.util as u, os, sys; o = os.path.realpath(u.find_spec('fastpoint').origin); \
+sys.exit(not o.startswith(os.path.realpath('$WORK') + os.sep))" \
+    || { echo "sanitize: python imports another fastpoint than $WORK" >&2; exit 1; }
+LINKED="$(ldd fastpoint/_cconv*.so)"  # (not piped into grep -q: with pipefail, ldd's SIGPIPE would fail it)
+if [[ "$LINKED" != *libasan* ]]; then
     echo "sanitize: fastpoint/_cconv is not linked with libasan (FASTPOINT_SANITIZE ignored?)" >&2
     exit 1
 fi
@@ -44,7 +49,7 @@ run() {
     LD_PRELOAD="$ASAN_RT${LD_PRELOAD:+ $LD_PRELOAD}" "$PY" -m pytest -q -p no:cacheprovider --capture=sys \
         -m "not slow" "$@"
 }
-echo "sanitize: $(ldd fastpoint/_cconv*.so | grep -oE 'lib(a|ub)san[^ ]*' | sort -u | tr '\n' ' ')in $WORK"
+echo "sanitize: $(grep -oE 'lib(a|ub)san[^ ]*' <<<"$LINKED" | sort -u | tr '\n' ' ')in $WORK"
 if [ $# -gt 0 ]; then
     run "$@"
     exit
