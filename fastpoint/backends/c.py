@@ -72,12 +72,14 @@ _problems: dict = {}
 
 
 def _problem_for(spec: ConvSpec):
-    """The C problem struct of a call, cached per spec (building it costs more than a tiny kernel)."""
-    p = _problems.get(spec)
-    if p is None:
+    """The C problem struct of a call: a copy of one cached per spec (filling it field by field costs
+    more than a tiny kernel), with this thread's thread count (thread limits can differ per thread)."""
+    template = _problems.get(spec)
+    if template is None:
         if len(_problems) > 512:
             _problems.clear()
-        p = _problems[spec] = _problem(spec.layer, spec)
+        template = _problems[spec] = _problem(spec.layer, spec)
+    p = _ffi.new("fp_conv_problem *", template[0])
     p.num_threads = get_num_threads()
     return p
 
