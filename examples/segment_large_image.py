@@ -413,7 +413,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
                "threads_per_worker": args.threads_per_worker, "fp_threads": args.fp_threads}
     cluster = LocalCluster(n_workers=args.n_workers, threads_per_worker=args.threads_per_worker,
                            memory_limit=args.memory_limit, processes=not args.no_processes,
-                           dashboard_address=None)
+                           dashboard_address=":0")
     with cluster, Client(cluster) as client:
         pids = sorted(set(client.run(os.getpid).values()))
         classes_map = segment(image, net, threads=args.fp_threads)

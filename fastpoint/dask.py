@@ -184,6 +184,20 @@ def conv2d(x, weight, bias=None, stride: IntOrPair = 1, padding: Padding = 0, di
                   backend=backend)  # validates the weights on the client, before any graph is built
     x, batched = _as_dask(x, layout)
     spec = make_spec(full._layer, tuple(int(s) for s in x.shape), full.weight_shape)
+    ha, wa = spatial_axes(layout)
+    if x.numblocks[ha] == 1 and x.numblocks[wa] == 1:
+        # whole images per chunk (a batch chunked in N only): no halo, the kernel pads by itself
+        key = "fastpoint-conv2d-weights-" + tokenize(full._weight, full._bias, repr(full))
+        layer_key = dask.delayed(full, name=key, pure=True, traverse=False)
+        ca = 1 if layout == "NCHW" else 3
+        x = x.rechunk({ca: -1})
+        chunks = list(x.chunks)
+        chunks[ca] = (spec.layer.cout,)
+        chunks[ha], chunks[wa] = (spec.oh,), (spec.ow,)
+        y = da.map_blocks(_conv_block, x, layer_key, _threads(num_threads), chunks=tuple(chunks), dtype=x.dtype,
+                          meta=np.empty((0,) * 4, dtype=x.dtype),
+                          name="fastpoint-conv2d-" + tokenize(x, key, num_threads))
+        return _unbatch(y, batched)
     # the per-chunk layer: same weights, no padding (the padding is in the dask array)
     layer = Conv2d(full._weight, full._bias, stride, 0, dilation, groups, activation=activation, layout=layout,
                    backend=backend)

@@ -221,3 +221,15 @@ def test_example_script_end_to_end(tmp_path):
     assert summary["equal_to_in_memory"] is True
     out = da.from_zarr(str(tmp_path / "out.zarr"))
     assert out.shape == (256, 256) and out.dtype == np.uint8
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_conv2d_batch_chunks_only(layout):
+    """Whole images per chunk take the no-halo path; still exact, with stride and padding."""
+    rng = np.random.default_rng(9)
+    x = to_layout(int_array(rng, (5, 3, 13, 14)), layout)
+    w = int_array(rng, (4, 3, 3, 3))
+    chunks = (2, 3, 13, 14) if layout == "NCHW" else (2, 13, 14, 3)
+    for kwargs in (dict(padding=1), dict(stride=2, padding="valid"), dict(padding="same", dilation=2)):
+        y = fpd.conv2d(da.from_array(x, chunks=chunks), w, layout=layout, **kwargs)
+        np.testing.assert_array_equal(y.compute(), fp.conv2d(x, w, layout=layout, **kwargs))
