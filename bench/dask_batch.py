@@ -68,9 +68,16 @@ def main() -> None:
 
     cores = args.n_workers * args.threads_per_worker
     with LocalCluster(n_workers=args.n_workers, threads_per_worker=args.threads_per_worker, processes=True,
-                      dashboard_address=":0") as cluster, Client(cluster):
+                      dashboard_address=":0") as cluster, Client(cluster) as client:
         xd = da.from_array(x, chunks=(args.chunk, args.channels, args.size, args.size)).persist()
         wait(xd)
+
+        import psutil
+
+        workers = [psutil.Process(pid) for pid in set(client.run(os.getpid).values())]
+
+        def worker_cpu() -> float:
+            return sum(t.user + t.system for t in (p.cpu_times() for p in workers))
 
         runs = iter(range(10**6))
 
@@ -95,13 +102,15 @@ def main() -> None:
         equal = bool(np.array_equal(got, ref))
 
         times = {"single": [], "cluster": []}
+        cpu = {"single": [], "cluster": []}
         single()
         on_cluster()  # warm-up: compilation, weight packing on the workers
         for r in range(args.rounds):
             for name in (("single", "cluster") if r % 2 == 0 else ("cluster", "single")):
-                t = time.perf_counter()
+                t, c0, w0 = time.perf_counter(), time.process_time(), worker_cpu()
                 (single if name == "single" else on_cluster)()
                 times[name].append(time.perf_counter() - t)
+                cpu[name].append(time.process_time() - c0 if name == "single" else worker_cpu() - w0)
     med = {k: statistics.median(v) for k, v in times.items()}
     single_rate = args.images / med["single"]
     cluster_rate = args.images / med["cluster"]
@@ -113,6 +122,9 @@ def main() -> None:
         "single_gflops": round(flops / med["single"] / 1e9, 2),
         "cluster_gflops": round(flops / med["cluster"] / 1e9, 2),
         "per_core_ratio": round(cluster_rate / cores / single_rate, 3), "cluster_equal_to_single": equal,
+        "single_cpu_s": [round(t, 3) for t in cpu["single"]],
+        "cluster_worker_cpu_s": [round(t, 3) for t in cpu["cluster"]],
+        "per_cpu_second_ratio": round(statistics.median(cpu["single"]) / statistics.median(cpu["cluster"]), 3),
     }
     print(json.dumps(result))
 

@@ -327,7 +327,8 @@ def create_synthetic(path: str, size: int, chunk: int) -> None:
 
 
 class PeakMemory:
-    """Polls the resident memory of the worker processes every ``interval`` seconds (psutil)."""
+    """Polls the resident memory of the worker processes every ``interval`` seconds (psutil), and
+    records the CPU seconds they used (a figure that other programs on a shared machine do not change)."""
 
     def __init__(self, pids: List[int], interval: float = 0.25) -> None:
         import psutil
@@ -347,11 +348,20 @@ class PeakMemory:
                     pass
             self._stop.wait(self.interval)
 
+    def _cpu(self) -> float:
+        total = 0.0
+        for proc in self.procs.values():
+            t = proc.cpu_times()
+            total += t.user + t.system
+        return total
+
     def __enter__(self) -> PeakMemory:
+        self._cpu0 = self._cpu()
         self._thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
+        self.cpu_seconds = self._cpu() - self._cpu0
         self._stop.set()
         self._thread.join()
 
@@ -427,6 +437,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
             seconds = time.perf_counter() - t
         summary.update(seconds=round(seconds, 3), megapixels_per_s=round(h * w / seconds / 1e6, 3),
                        peak_rss_per_worker_mib=[round(v / 2**20) for v in mem.peak.values()],
+                       worker_cpu_s=round(mem.cpu_seconds, 1),
+                       megapixels_per_cpu_s=round(h * w / mem.cpu_seconds / 1e6, 3) if not args.no_processes else None,
                        worker_processes=not args.no_processes)
     print(f"\nsegmented {h * w / 1e6:.1f} Mpixel in {seconds:.1f} s: {summary['megapixels_per_s']} Mpixel/s; "
           f"peak RSS per worker process (MiB): {summary['peak_rss_per_worker_mib']}", flush=True)
@@ -435,11 +447,12 @@ def main(argv: Optional[List[str]] = None) -> dict:
         img = image.compute()
         with thread_limit(os.cpu_count() or 1):
             classify(net, img[:64, :64])  # pack the weights outside the timing
-            t = time.perf_counter()
+            t, cpu = time.perf_counter(), time.process_time()
             expected = classify(net, img)
-            seconds = time.perf_counter() - t
+            seconds, cpu = time.perf_counter() - t, time.process_time() - cpu
         equal = bool((da.from_zarr(args.output).compute() == expected).all())
         summary.update(in_memory_seconds=round(seconds, 3), in_memory_megapixels_per_s=round(h * w / seconds / 1e6, 3),
+                       in_memory_cpu_s=round(cpu, 2), in_memory_megapixels_per_cpu_s=round(h * w / cpu / 1e6, 3),
                        equal_to_in_memory=equal)
         print(f"in memory ({os.cpu_count()} threads): {seconds:.2f} s, "
               f"{summary['in_memory_megapixels_per_s']} Mpixel/s; dask result equal: {equal}", flush=True)
