@@ -20,7 +20,7 @@ halo are multiples of ``2**levels`` so the pooling windows of every block line u
 ones. The alternative, one exact dask operation per layer (:func:`forward` with ``fastpoint.dask``
 ops, which the tests also check), moves every intermediate feature map through the scheduler (8-32
 channels x 268 Mpixel x 4 bytes per layer for a 16k image), while the halo costs only
-``((chunk + 2 * halo) / chunk)**2 - 1`` extra arithmetic (about 6% for 1024-pixel chunks, halo 16),
+``((chunk + 2 * halo) / chunk)**2 - 1`` extra arithmetic (about 10% for 1024-pixel chunks, halo 24),
 so the fused per-chunk network is the one this script runs.
 
 Weights are read from a ``.npz`` whose keys are those of the PyTorch module in :func:`torch_unet`.
