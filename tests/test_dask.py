@@ -233,3 +233,12 @@ def test_conv2d_batch_chunks_only(layout):
     for kwargs in (dict(padding=1), dict(stride=2, padding="valid"), dict(padding="same", dilation=2)):
         y = fpd.conv2d(da.from_array(x, chunks=chunks), w, layout=layout, **kwargs)
         np.testing.assert_array_equal(y.compute(), fp.conv2d(x, w, layout=layout, **kwargs))
+
+
+def test_unbatched_pooling_and_upsample():
+    x = int_array(np.random.default_rng(10), (3, 14, 17))
+    xd = da.from_array(x, chunks=(3, 5, 6))
+    np.testing.assert_array_equal(fpd.max_pool2d(xd, 3, 2, 1).compute(), fp.max_pool2d(x, 3, 2, 1))
+    np.testing.assert_array_equal(fpd.avg_pool2d(xd, 2).compute(), fp.avg_pool2d(x, 2))
+    np.testing.assert_array_equal(fpd.upsample(xd, 2, "bilinear").compute(), fp.upsample(x, 2, "bilinear"))
+    np.testing.assert_array_equal(fpd.upsample(xd, 3).compute(), fp.upsample(x, 3))
