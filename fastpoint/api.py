@@ -24,6 +24,7 @@ import numpy as np
 
 from ._nonfinite import apply_padding_nan, nonfinite_taps
 from ._spec import (
+    ConvSpec,
     IntOrPair,
     LayerSpec,
     Padding,
@@ -45,6 +46,8 @@ class Conv2d:
     >>> y = layer(x)            # same result as conv2d(x, weight, bias, padding=1, activation="relu")
     """
 
+    _snapshot = True  # copy weight and bias (see __init__); the one-call layer of conv2d() need not
+
     def __init__(self, weight, bias=None, stride: IntOrPair = 1, padding: Padding = 0,
                  dilation: IntOrPair = 1, groups: int = 1, *, activation: Optional[str] = None,
                  layout: str = "NCHW", backend: str = "auto") -> None:
@@ -52,14 +55,16 @@ class Conv2d:
         self._layer = make_layer(weight, stride, padding, dilation, groups, layout, activation)
         get_backend(backend)  # fail now, not at the first call, on an unknown or missing backend
         self._backend_name = backend
+        user_bias = None if bias is None else as_array("bias", bias)
         # A snapshot: packing is lazy (per backend and dtype) and some backends use the weight
         # unpacked, so a caller changing its array later must not change some results but not others.
-        self._weight = np.array(weight, copy=True)
-        self._bias = None if bias is None else np.array(as_array("bias", bias), copy=True)
-        self._user_arrays = (("weight", weight), ("bias", None if bias is None else as_array("bias", bias)))
+        self._weight = np.array(weight, copy=True) if self._snapshot else weight
+        self._bias = None if user_bias is None else np.array(user_bias, copy=True) if self._snapshot else user_bias
+        self._user_arrays = (("weight", weight), ("bias", user_bias))  # for the out= overlap check
         if self._bias is not None:
             prepare_param("bias", self._bias, self._bias.dtype, (self._layer.cout,))
         self._packed: Dict[Tuple[str, np.dtype], Tuple[LayerSpec, Any, Optional[np.ndarray], Any]] = {}
+        self._specs: Dict[Tuple[LayerSpec, Tuple[int, ...]], ConvSpec] = {}
 
     @property
     def weight_shape(self) -> Tuple[int, int, int, int]:
@@ -79,7 +84,11 @@ class Conv2d:
         x, batched = prepare_input(x, self._layer)
         backend = get_backend(self._backend_name)
         layer, packed, bias, bad_taps = self._prepared(backend, x.dtype)
-        spec = make_spec(layer, x.shape, self._weight.shape)
+        spec = self._specs.get((layer, x.shape))
+        if spec is None:
+            if len(self._specs) > 64:  # e.g. dask chunks of many sizes: keep the cache bounded
+                self._specs.clear()
+            spec = self._specs[(layer, x.shape)] = make_spec(layer, x.shape, self._weight.shape)
         if out is None:
             result = np.empty(spec.out_shape, dtype=x.dtype)
         else:
@@ -104,9 +113,15 @@ def conv2d(x, weight, bias=None, stride: IntOrPair = 1, padding: Padding = 0, di
            groups: int = 1, *, activation: Optional[str] = None, layout: str = "NCHW",
            backend: str = "auto", out: Optional[np.ndarray] = None) -> np.ndarray:
     """2-d convolution (cross-correlation) with PyTorch's ``conv2d`` semantics; see the module doc."""
-    layer = Conv2d(weight, bias, stride, padding, dilation, groups, activation=activation,
-                   layout=layout, backend=backend)
+    layer = _OneCallConv2d(weight, bias, stride, padding, dilation, groups, activation=activation,
+                           layout=layout, backend=backend)
     return layer(x, out=out)
+
+
+class _OneCallConv2d(Conv2d):
+    """The layer behind one conv2d() call: used once, so the caller's arrays need no snapshot."""
+
+    _snapshot = False
 
 
 def conv1x1(x, weight, bias=None, stride: IntOrPair = 1, *, activation: Optional[str] = None,
