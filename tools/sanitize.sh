@@ -7,7 +7,7 @@
 #   tools/sanitize.sh                 # sweep + guards + API/invalid tests, C backend only
 #   tools/sanitize.sh tests/test_x.py # other pytest arguments instead of the default selection
 #
-# Needs gcc (or clang: CC=clang) with the sanitizer runtimes.  Python itself is not built with
+# Needs gcc with the sanitizer runtimes (clang: CC=clang and ASAN_RT, see below; untested here).  Python itself is not built with
 # ASan, so the runtime is preloaded (LD_PRELOAD) ahead of everything else.  pytest captures at the
 # sys level only (--capture=sys) so that a sanitizer report, written to fd 2, is not swallowed.
 set -euo pipefail
@@ -26,7 +26,8 @@ tar -C "$ROOT" --exclude='*.so' --exclude='__pycache__' --exclude='_cconv.c' \
 cd "$WORK"
 FASTPOINT_SANITIZE=1 "$PY" setup.py -q build_ext --inplace --force >build.log 2>&1 || { cat build.log; exit 1; }
 
-ASAN_RT="$("$CC" -print-file-name=libasan.so)"
+# clang names its runtime differently: ASAN_RT=$(clang -print-file-name=libclang_rt.asan-x86_64.so)
+ASAN_RT="${ASAN_RT:-$("$CC" -print-file-name=libasan.so)}"
 [ -f "$ASAN_RT" ] || { echo "sanitize: no libasan.so from $CC -print-file-name" >&2; exit 1; }
 # The copy must be what the tests import (not an installed or editable fastpoint), and its
 # extension must really be built with the sanitizers.
