@@ -4,11 +4,13 @@
 # correctness sweep and guard tests under it.  Any out-of-bounds access, use-after-free or undefined
 # behaviour in a kernel aborts the run with a report and a non-zero exit status.
 #
-#   tools/sanitize.sh                 # sweep + guards + API/invalid tests, C backend only
+#   tools/sanitize.sh                 # sweep, guards, property, numerics, API, invalid, concurrency
+#                                     # tests on the C backend; then sweep + property at avx2, scalar
 #   tools/sanitize.sh tests/test_x.py # other pytest arguments instead of the default selection
 #
-# Needs gcc with the sanitizer runtimes (clang: CC=clang and ASAN_RT, see below; untested here).  Python itself is not built with
-# ASan, so the runtime is preloaded (LD_PRELOAD) ahead of everything else.  pytest captures at the
+# Needs gcc with the sanitizer runtimes (clang: CC=clang and ASAN_RT, see below; untested here).
+# Python itself is not built with ASan, so the runtime is preloaded (LD_PRELOAD) ahead of
+# everything else.  pytest captures at the
 # sys level only (--capture=sys) so that a sanitizer report, written to fd 2, is not swallowed.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
