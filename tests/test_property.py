@@ -3,7 +3,7 @@
 Hypothesis draws a convolution (shape incl. tiny and channel counts around the 8/16 vector widths,
 kernel, stride, padding as int / pair / 'valid' / 'same', dilation, groups incl. depthwise with a
 channel multiplier, layout, dtype, bias, ReLU, batched or not), an entry point (``conv2d``,
-``conv1x1``, a ``Conv2d`` layer called twice), a memory layout of the input and weight (sliced,
+``conv1x1``, a ``Conv2d`` layer called on a taller input first), a memory layout of the input and weight (sliced,
 transposed, negative strides, Fortran order, odd address, read-only), an ``out=`` prefilled with
 NaN and a thread count (1-3).  Data are small integers, so every summation order gives the exact
 same float result and the comparison is equality.
@@ -144,7 +144,12 @@ def _call(c, backend: str, x: np.ndarray, weight: np.ndarray, out):
     if entry == "Conv2d":
         layer = fp.Conv2d(weight, c["bias"], p["stride"], p["padding"], p["dilation"], p["groups"],
                           activation=act, layout=c["layout"], backend=backend)
-        layer(x)  # the packed weights are reused by the second call
+        # a taller input first: packed weights and per-shape state must serve both shapes
+        h_axis = {("NCHW", 4): 2, ("NCHW", 3): 1, ("NHWC", 4): 1, ("NHWC", 3): 0}[(c["layout"], x.ndim)]
+        taller = np.concatenate([x, x], axis=h_axis)
+        ref_taller = fp.conv2d(taller, weight, c["bias"], p["stride"], p["padding"], p["dilation"], p["groups"],
+                               activation=act, layout=c["layout"], backend="numpy")
+        assert np.array_equal(layer(taller), ref_taller), f"{backend}: Conv2d on a taller input"
         return layer(x, out=out)
     return fp.conv2d(x, weight, c["bias"], p["stride"], p["padding"], p["dilation"], p["groups"],
                      activation=act, layout=c["layout"], backend=backend, out=out)
