@@ -34,9 +34,10 @@ class Settings:
     rounds: int = 7
     sample_s: float = 0.05
     max_layer_s: float = 6.0  # per layer and thread count, all contenders together
+    gap_s: float = 0.002  # pause between samples: the previous contender's spinning threads go idle
 
 
-QUICK_SETTINGS = Settings(rounds=5, sample_s=0.03, max_layer_s=3.0)
+QUICK_SETTINGS = Settings(rounds=5, sample_s=0.03, max_layer_s=2.5)
 
 
 def select_layers(suite: str, patterns: str = "") -> List[Layer]:
@@ -145,6 +146,7 @@ def run_bench(layers: Sequence[Layer], backends: Sequence[str], peer_names: Sequ
         "settings": settings.__dict__, "versions": _versions(peer_names),
         "contenders": [{"name": n, "kind": k} for n, k in contenders],
         "machine": machine_info(thread_counts), "results": []}
+    record["machine"]["loadavg_before"] = _loadavg()
     bar = Progress(len(layers) * len(thread_counts), enabled=progress)
     try:
         for layer in layers:
@@ -157,7 +159,16 @@ def run_bench(layers: Sequence[Layer], backends: Sequence[str], peer_names: Sequ
     finally:
         bar.close()
         set_num_threads(saved_threads)
+    record["machine"]["loadavg_after"] = _loadavg()
     return record
+
+
+def _loadavg() -> Optional[float]:
+    """1-minute load average: other processes' demand for the CPUs (this run's own adds ~threads)."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
 
 
 def _run_layer(layer: Layer, contenders, threads: int, layout: str, settings: Settings) -> Dict[str, object]:
@@ -187,7 +198,7 @@ def _run_layer(layer: Layer, contenders, threads: int, layout: str, settings: Se
             ready[name] = prep
         set_num_threads(threads)
         samples = alternate({n: p.run for n, p in ready.items()}, rounds=settings.rounds,
-                            sample_s=settings.sample_s, max_total_s=settings.max_layer_s)
+                            sample_s=settings.sample_s, max_total_s=settings.max_layer_s, gap_s=settings.gap_s)
         entry["samples"] = samples
         entry["median_s"] = {n: median(s) for n, s in samples.items()}
     finally:

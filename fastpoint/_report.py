@@ -136,9 +136,15 @@ def describe(record: Dict[str, object]) -> str:
     m = record["machine"]
     peaks = ", ".join(f"{t}T {_num(v)}" for t, v in m.get("fma_peak_gflops", {}).items() if v)
     bws = ", ".join(f"{t}T {_num(v)}" for t, v in m.get("triad_gbs", {}).items() if v)
-    return (f"fastpoint {record['fastpoint']} bench, {record['date']}; CPU {m['cpu']} ({m['cpus']} CPUs, "
+    text = (f"fastpoint {record['fastpoint']} bench, {record['date']}; CPU {m['cpu']} ({m['cpus']} CPUs, "
             f"ISA {m['isa']}); layout {record['layout']} for the fastpoint backends\n"
             f"measured FMA peak GFLOP/s: {peaks or 'n/a (no C extension)'}; triad GB/s: {bws or 'n/a'}")
+    load = m.get("loadavg_before")
+    if load is not None:
+        text += f"; load average before/after: {load}/{m.get('loadavg_after')}"
+        if load > 0.5:
+            text += "\nwarning: other processes were using the CPUs: figures are lower and noisier than when idle"
+    return text
 
 
 def notes(record: Dict[str, object]) -> List[str]:
