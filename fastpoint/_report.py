@@ -184,6 +184,7 @@ def plot(record: Dict[str, object], path: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker  # noqa: F401 - for the axis formatter
 
     names = [c["name"] for c in record["contenders"]]
     thread_counts = record["threads"]
@@ -191,34 +192,43 @@ def plot(record: Dict[str, object], path: str) -> None:
     for r in record["results"]:
         if r["layer"] not in layers:
             layers.append(r["layer"])
-    height = max(4.0, 0.1 * len(layers) * (len(names) + 1) + 1.5)
-    fig, axes = plt.subplots(1, len(thread_counts), figsize=(6.5 * len(thread_counts), height), sharey=True,
+    height = max(4.0, 0.075 * len(layers) * (len(names) + 1.5) + 1.6)
+    fig, axes = plt.subplots(1, len(thread_counts), figsize=(5.2 * len(thread_counts) + 1.6, height), sharey=True,
                              squeeze=False)
     colors = plt.get_cmap("tab10").colors
-    bar_h = 0.8 / len(names)
+    bar_h = 0.84 / len(names)
     for ax, threads in zip(axes[0], thread_counts):
         by_layer = {r["layer"]: r for r in record["results"] if r["threads"] == threads}
+        for i in range(0, len(layers), 2):  # zebra rows: which bars belong to which layer
+            ax.axhspan(i - 0.5, i + 0.5, color="0.93", zorder=0)
         for j, name in enumerate(names):
             ys, xs = [], []
             for i, layer in enumerate(layers):
                 r = by_layer.get(layer)
                 if r and name in r.get("median_s", {}):
-                    ys.append(i - 0.4 + (j + 0.5) * bar_h)
+                    ys.append(i - 0.42 + (j + 0.5) * bar_h)
                     xs.append(r["flops"] / r["median_s"][name] * 1e-9)
-            ax.barh(ys, xs, height=bar_h, color=colors[j % len(colors)], label=short(name))
+            ax.barh(ys, xs, height=bar_h, color=colors[j % len(colors)], label=short(name), zorder=2)
         peak = _limit(record, "fma_peak_gflops", threads)
         if peak:
-            ax.axvline(peak, color="black", linestyle="--", linewidth=1)
-            ax.text(peak, -0.9, f" FMA peak {peak:.0f}", fontsize=8, va="bottom", ha="right")
+            ax.axvline(peak, color="black", linestyle="--", linewidth=1.2, zorder=3)
+            ax.annotate(f"FMA peak {peak:.0f}", (peak, -0.5), xytext=(-3, 3), textcoords="offset points",
+                        fontsize=8, ha="right", va="bottom")
         ax.set_xscale("log")
         ax.set_title(f"{threads} thread{'s' if threads > 1 else ''}", fontsize=10)
-        ax.set_xlabel("GFLOP/s (log scale, higher is better)")
-        ax.grid(axis="x", which="both", alpha=0.3)
-        ax.set_ylim(len(layers) - 0.5, -1.2)
+        ax.set_xlabel("GFLOP/s (log scale; higher is better)", fontsize=9)
+        ax.grid(axis="x", which="major", alpha=0.5, zorder=1)
+        ax.grid(axis="x", which="minor", alpha=0.15, zorder=1)
+        ax.set_ylim(len(layers) - 0.5, -1.3)
+        ax.tick_params(axis="x", labelsize=8)
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
     axes[0][0].set_yticks(range(len(layers)))
     axes[0][0].set_yticklabels(layers, fontsize=8)
-    axes[0][-1].legend(loc="lower right", fontsize=8, framealpha=0.9)
-    fig.suptitle(f"fastpoint bench, {record['layout']}, {record['machine']['cpu']}, {record['date']}", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", ncol=len(names), fontsize=9, frameon=False,
+               bbox_to_anchor=(0.5, 1 - 0.35 / height))
+    fig.suptitle(f"fastpoint bench: {record['machine']['cpu']}, {record['layout']}, {record['date']}",
+                 fontsize=10, y=1 - 0.08 / height)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.7 / height))
+    fig.savefig(path, dpi=72)
     plt.close(fig)
