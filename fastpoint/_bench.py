@@ -34,7 +34,11 @@ class Settings:
     rounds: int = 7
     sample_s: float = 0.05
     max_layer_s: float = 6.0  # per layer and thread count, all contenders together
-    gap_s: float = 0.002  # pause between samples: the previous contender's spinning threads go idle
+    # Pause between samples when several threads run: thread pools (onnxruntime's above all) spin for
+    # milliseconds after their work, and on a small machine that spinning would be timed as part of
+    # the next contender's sample (measured: torch at 2 threads lost ~40% next to onnxruntime with a
+    # 2-20 ms pause, nothing with 50 ms).  One thread has no pool, so no pause.
+    gap_s: float = 0.05
 
 
 QUICK_SETTINGS = Settings(rounds=5, sample_s=0.03, max_layer_s=2.5)
@@ -178,6 +182,8 @@ def _run_layer(layer: Layer, contenders, threads: int, layout: str, settings: Se
         "samples": {}, "na": {}, "notes": {}, "check": {}}
     ready: Dict[str, Prepared] = {}
     ref = None
+    blas = peers.blas_threads(threads)  # NumPy's BLAS (the numpy backend, numpy-gemm) gets the same count
+    blas.__enter__()
     try:
         for name, kind in contenders:
             try:
@@ -198,10 +204,12 @@ def _run_layer(layer: Layer, contenders, threads: int, layout: str, settings: Se
             ready[name] = prep
         set_num_threads(threads)
         samples = alternate({n: p.run for n, p in ready.items()}, rounds=settings.rounds,
-                            sample_s=settings.sample_s, max_total_s=settings.max_layer_s, gap_s=settings.gap_s)
+                            sample_s=settings.sample_s, max_total_s=settings.max_layer_s,
+                            gap_s=settings.gap_s if threads > 1 else 0.0)
         entry["samples"] = samples
         entry["median_s"] = {n: median(s) for n, s in samples.items()}
     finally:
         for prep in ready.values():
             prep.close()
+        blas.__exit__(None, None, None)
     return entry
