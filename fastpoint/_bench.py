@@ -164,6 +164,10 @@ def run_bench(layers: Sequence[Layer], backends: Sequence[str], peer_names: Sequ
         bar.close()
         set_num_threads(saved_threads)
     record["machine"]["loadavg_after"] = _loadavg()
+    from . import _measure  # measured once more after the run: other processes only lower them
+
+    record["machine"]["fma_peak_gflops"] = {str(t): _measure.fma_peak(t, again=True) for t in thread_counts}
+    record["machine"]["triad_gbs"] = {str(t): _measure.triad(t, again=True)[0] for t in thread_counts}
     return record
 
 

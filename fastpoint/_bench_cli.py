@@ -72,6 +72,7 @@ def maybe_reexec(argv: Optional[List[str]]) -> None:
 def cmd_bench(args: argparse.Namespace) -> int:
     from . import _report
     from ._bench import QUICK_SETTINGS, Settings, run_bench, select_layers
+    from ._threads import get_num_threads
     from .backends import backends as available_backends
     from .peers import available_peers, why_unavailable
 
@@ -96,13 +97,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
             if reason:
                 print(f"skipping peer {p}: {reason}", file=sys.stderr)
                 peer_names.remove(p)
-        threads = [int(t) for t in _csv(args.bench_threads)] or [args.threads or os.cpu_count() or 1]
+        threads = [int(t) for t in _csv(args.bench_threads)] or [get_num_threads()]
+        if any(t < 1 for t in threads):
+            print("--threads needs positive counts", file=sys.stderr)
+            return 2
         base = QUICK_SETTINGS if args.suite == "quick" else Settings()
         settings = Settings(rounds=args.rounds or base.rounds,
                             sample_s=(args.sample_ms / 1e3) if args.sample_ms else base.sample_s,
                             max_layer_s=base.max_layer_s)
-        command = "fastpoint bench " + " ".join(shlex.quote(a) for a in sys.argv[2:]) \
-            if sys.argv[1:2] == ["bench"] else "fastpoint bench"
+        command = "fastpoint " + " ".join(shlex.quote(a) for a in getattr(args, "argv", ["bench"]))
         record = run_bench(layers, backends, peer_names, threads, args.layout, settings,
                            progress=not args.quiet, command=command)
         if args.json:

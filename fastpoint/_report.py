@@ -34,9 +34,15 @@ def load(paths: Sequence[str]) -> Dict[str, object]:
             seen_c.setdefault(c["name"], c)
         for r in data["results"]:
             results[(r["layer"], r["threads"])] = r
-        for key in ("fma_peak_gflops", "triad_gbs"):
+        machine = merged["machine"] = dict(merged["machine"])
+        for key in ("fma_peak_gflops", "triad_gbs"):  # the best measurement: load only lowers them
+            machine[key] = dict(machine.get(key, {}))
             for t, v in data["machine"].get(key, {}).items():
-                merged["machine"][key].setdefault(t, v)
+                if v and (machine[key].get(t) is None or v > machine[key][t]):
+                    machine[key][t] = v
+        for key in ("loadavg_before", "loadavg_after"):  # the worst: how busy the machine was
+            values = [x for x in (machine.get(key), data["machine"].get(key)) if x is not None]
+            machine[key] = max(values) if values else None
         merged["threads"] = sorted(set(merged["threads"]) | set(data["threads"]))
         if data.get("command") and data["command"] not in merged.get("command", ""):
             merged["command"] = f"{merged.get('command', '')}; {data['command']}".strip("; ")

@@ -102,6 +102,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         from ._bench_cli import maybe_reexec
 
         maybe_reexec(argv)
+        args.argv = sys.argv[1:] if argv is None else list(argv)
     if args.threads is not None:
         set_num_threads(args.threads)
     return args.func(args)

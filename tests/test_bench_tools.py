@@ -130,3 +130,12 @@ def test_pytest_bench_suite_runs_once():
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert " passed" in proc.stdout
+
+
+def test_run_bench_nhwc_checks_every_contender():
+    names = [p for p in ("xnnpack", "onnxruntime", "numpy-gemm") if not peers.why_unavailable(p)]
+    record = run_bench(SMALL[2:4], fp.backends()[:1], names, [1], layout="NHWC",
+                       settings=Settings(2, 0.001, 0.5), progress=False)
+    for r in record["results"]:
+        assert all(err is not None and err < 1e-5 for err in r["check"].values()), r["check"]
+        assert "numpy-gemm" in r["na"] or "numpy-gemm" not in names or r["layer"] != "t_dw_dil"
