@@ -161,6 +161,8 @@ def notes(record: Dict[str, object]) -> List[str]:
            "(input + output + weights once) and '%bw' of the measured triad bandwidth (small layers run from "
            "cache, so %bw can pass 100%)",
            f"'vs P' = time of peer P / time of {main} (> 1: {main} is faster); geomean over the layers both ran",
+           "the GFLOP/s geomeans are over the layers each contender ran (gemm skips depthwise layers): "
+           "compare contenders with the 'vs' columns",
            "peers run in their native layout with input and weights already in it (conversions not timed): "
            "torch/ort NCHW, t-cl/xnn NHWC, gemm in the bench layout"]
     if "numpy-gemm" in peer_names:
