@@ -8,7 +8,8 @@ as ``--benchmark-enable`` would.
 Environment knobs (the same layer table as ``fastpoint bench``, fastpoint/_suites.py):
 ``FASTPOINT_BENCH_SUITE`` (default ``all``), ``FASTPOINT_BENCH_THREADS`` (default: fastpoint's thread
 count), ``FASTPOINT_BENCH_LAYOUT`` (``NCHW``), ``FASTPOINT_BENCH_PEERS`` (comma-separated, default:
-every importable peer, ``none`` for none).
+every importable peer, ``none`` for none), ``FASTPOINT_BENCH_CONVERSIONS=1`` (peers convert from and to
+the layout, timed; see ``fastpoint bench --conversions``).
 """
 
 import pytest

@@ -22,6 +22,7 @@ THREADS = int(os.environ.get("FASTPOINT_BENCH_THREADS", "0")) or fp.get_num_thre
 _PEERS = os.environ.get("FASTPOINT_BENCH_PEERS", "")
 PEERS = [] if _PEERS == "none" else ([p for p in _PEERS.split(",") if p] or peers.available_peers())
 
+CONVERSIONS = os.environ.get("FASTPOINT_BENCH_CONVERSIONS", "") not in ("", "0")
 CONTENDERS = [(b, "backend") for b in fp.backends()] + [(p, "peer") for p in PEERS]
 
 
@@ -31,7 +32,7 @@ def test_layer(benchmark, layer, contender):
     name, kind = contender
     if kind == "peer" and peers.why_unavailable(name):
         pytest.skip(peers.why_unavailable(name))
-    prep = prepare(name, kind, layer, THREADS, LAYOUT)
+    prep = prepare(name, kind, layer, THREADS, LAYOUT, CONVERSIONS)
     if isinstance(prep, str):
         pytest.skip(prep)
     benchmark.group = f"{layer.name}: {layer.shape}, {THREADS} thread{'s' if THREADS > 1 else ''}"

@@ -76,10 +76,11 @@ def prepare_backend(backend: str, layer: Layer, threads: int, layout: str) -> Pr
     return Prepared(run, result, layout, "")
 
 
-def prepare(name: str, kind: str, layer: Layer, threads: int, layout: str) -> Union[Prepared, str]:
+def prepare(name: str, kind: str, layer: Layer, threads: int, layout: str,
+            conversions: bool = False) -> Union[Prepared, str]:
     if kind == "backend":
         return prepare_backend(name, layer, threads, layout)
-    return peers.prepare(name, layer, threads, layout)
+    return peers.prepare(name, layer, threads, layout, conversions)
 
 
 def _check(ref: Optional[np.ndarray], got: Optional[np.ndarray]) -> Optional[float]:
@@ -138,7 +139,7 @@ class Progress:
 
 def run_bench(layers: Sequence[Layer], backends: Sequence[str], peer_names: Sequence[str],
               thread_counts: Sequence[int], layout: str = "NCHW", settings: Settings = Settings(),
-              progress: bool = True, command: str = "",
+              progress: bool = True, command: str = "", conversions: bool = False,
               on_result: Optional[Callable[[dict], None]] = None) -> Dict[str, object]:
     """Time every contender on every layer at every thread count; returns the JSON-able record."""
     contenders = [(b, "backend") for b in backends] + [(p, "peer") for p in peer_names]
@@ -146,7 +147,8 @@ def run_bench(layers: Sequence[Layer], backends: Sequence[str], peer_names: Sequ
     started = datetime.datetime.now(datetime.timezone.utc)
     record: Dict[str, object] = {
         "format": "fastpoint-bench/1", "fastpoint": __version__, "command": command,
-        "date": started.strftime("%Y-%m-%d %H:%M UTC"), "layout": layout, "threads": list(thread_counts),
+        "date": started.strftime("%Y-%m-%d %H:%M UTC"), "layout": layout, "conversions": conversions,
+        "threads": list(thread_counts),
         "settings": settings.__dict__, "versions": _versions(peer_names),
         "contenders": [{"name": n, "kind": k} for n, k in contenders],
         "machine": machine_info(thread_counts), "results": []}
@@ -156,7 +158,7 @@ def run_bench(layers: Sequence[Layer], backends: Sequence[str], peer_names: Sequ
         for layer in layers:
             for threads in thread_counts:
                 bar.step(f"{layer.name} x {threads} thread{'s' if threads > 1 else ''}")
-                entry = _run_layer(layer, contenders, threads, layout, settings)
+                entry = _run_layer(layer, contenders, threads, layout, settings, conversions)
                 record["results"].append(entry)
                 if on_result:
                     on_result(entry)
@@ -179,7 +181,8 @@ def _loadavg() -> Optional[float]:
         return None
 
 
-def _run_layer(layer: Layer, contenders, threads: int, layout: str, settings: Settings) -> Dict[str, object]:
+def _run_layer(layer: Layer, contenders, threads: int, layout: str, settings: Settings,
+               conversions: bool = False) -> Dict[str, object]:
     entry: Dict[str, object] = {
         "layer": layer.name, "group": layer.group, "shape": layer.shape, "flops": layer.flops,
         "bytes": layer.min_bytes, "memory_bound": layer.memory_bound, "threads": threads,
@@ -191,7 +194,7 @@ def _run_layer(layer: Layer, contenders, threads: int, layout: str, settings: Se
     try:
         for name, kind in contenders:
             try:
-                prep = prepare(name, kind, layer, threads, layout)
+                prep = prepare(name, kind, layer, threads, layout, conversions)
             except Exception as exc:  # noqa: BLE001 - a peer failing must not stop the run
                 prep = f"error: {type(exc).__name__}: {exc}"
             if isinstance(prep, str):

@@ -39,7 +39,12 @@ def add_parser(sub) -> None:
     p.add_argument("--peers", default=None,
                    help=f"comma-separated peers from {','.join(PEERS)}, or 'none' (default: every importable "
                         "one but torch-cl)")
-    p.add_argument("--layout", default="NCHW", choices=["NCHW", "NHWC"], help="layout of the fastpoint backends")
+    p.add_argument("--layout", default="NCHW", choices=["NCHW", "NHWC"],
+                   help="layout of the fastpoint backends' data (and of numpy-gemm's operands)")
+    p.add_argument("--conversions", action="store_true",
+                   help="peers whose native layout differs start from --layout data and return --layout "
+                        "results, and the conversions are timed (default: each peer gets its native layout, "
+                        "conversions untimed)")
     p.add_argument("--threads", dest="bench_threads", default="",
                    help="comma-separated thread counts, e.g. 1,2 (default: all CPUs)")
     p.add_argument("--rounds", type=int, default=None, help="alternating rounds per layer (default 7, quick 5)")
@@ -107,7 +112,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                             max_layer_s=base.max_layer_s)
         command = "fastpoint " + " ".join(shlex.quote(a) for a in getattr(args, "argv", ["bench"]))
         record = run_bench(layers, backends, peer_names, threads, args.layout, settings,
-                           progress=not args.quiet, command=command)
+                           progress=not args.quiet, command=command, conversions=args.conversions)
         if args.json:
             _report.save(record, args.json)
     print(_report.report(record, markdown=args.markdown))

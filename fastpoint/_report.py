@@ -142,8 +142,9 @@ def describe(record: Dict[str, object]) -> str:
     m = record["machine"]
     peaks = ", ".join(f"{t}T {_num(v)}" for t, v in m.get("fma_peak_gflops", {}).items() if v)
     bws = ", ".join(f"{t}T {_num(v)}" for t, v in m.get("triad_gbs", {}).items() if v)
+    conv = "peers convert layouts, timed" if record.get("conversions") else "peers in native layouts, untimed"
     text = (f"fastpoint {record['fastpoint']} bench, {record['date']}; CPU {m['cpu']} ({m['cpus']} CPUs, "
-            f"ISA {m['isa']}); layout {record['layout']} for the fastpoint backends\n"
+            f"ISA {m['isa']}); layout {record['layout']} for the fastpoint backends ({conv})\n"
             f"measured FMA peak GFLOP/s: {peaks or 'n/a (no C extension)'}; triad GB/s: {bws or 'n/a'}")
     load = m.get("loadavg_before")
     if load is not None:
@@ -163,8 +164,10 @@ def notes(record: Dict[str, object]) -> List[str]:
            f"'vs P' = time of peer P / time of {main} (> 1: {main} is faster); geomean over the layers both ran",
            "the GFLOP/s geomeans are over the layers each contender ran (gemm skips depthwise layers): "
            "compare contenders with the 'vs' columns",
-           "peers run in their native layout with input and weights already in it (conversions not timed): "
-           "torch/ort NCHW, t-cl/xnn NHWC, gemm in the bench layout"]
+           (f"peers whose native layout is not {record['layout']} convert {record['layout']} input and output, and "
+            "the conversions are timed (--conversions)" if record.get("conversions") else
+            "peers run in their native layout with input and weights already in it (conversions not timed): "
+            "torch/ort NCHW, t-cl/xnn NHWC, gemm in the bench layout")]
     if "numpy-gemm" in peer_names:
         out.append("gemm = bare np.matmul of the layer's GEMM shape (M=Cout, K=Cin*k*k, N=OH*OW): "
                    "not a convolution, the ceiling of an im2col + BLAS one; n/a = does not apply")

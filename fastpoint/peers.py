@@ -75,43 +75,69 @@ def available_peers() -> List[str]:
     return [p for p in PEERS if why_unavailable(p) is None]
 
 
-def prepare(peer: str, layer: Layer, threads: int, layout: str = "NCHW") -> Union[Prepared, str]:
-    """Set ``peer`` up for ``layer`` at ``threads`` threads; a string says why it does not apply."""
+def prepare(peer: str, layer: Layer, threads: int, layout: str = "NCHW",
+            conversions: bool = False) -> Union[Prepared, str]:
+    """Set ``peer`` up for ``layer`` at ``threads`` threads; a string says why it does not apply.
+
+    With ``conversions``, a peer whose native layout is not ``layout`` starts from an input in
+    ``layout`` and delivers its output in ``layout``, and the two conversions are timed with it:
+    the cost a program holding ``layout`` data pays to call that library.
+    """
     reason = why_unavailable(peer)
     if reason:
         return reason
-    return _PREPARE[peer](layer, threads, layout)
+    return _PREPARE[peer](layer, threads, layout, conversions)
+
+
+def _nhwc(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(a.transpose(0, 2, 3, 1))
 
 
 # --------------------------------------------------------------------------------------------- torch
 
-def _torch(layer: Layer, threads: int, layout: str, channels_last: bool = False) -> Prepared:
+def _torch(layer: Layer, threads: int, layout: str, conversions: bool, channels_last: bool = False) -> Prepared:
     import torch
     import torch.nn.functional as F
 
     torch.set_num_threads(threads)
     x, w, b = layer.arrays("NCHW")
-    tx, tw, tb = torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b)
+    tw, tb = torch.from_numpy(w), torch.from_numpy(b)
     if channels_last:
-        tx = tx.contiguous(memory_format=torch.channels_last)
         tw = tw.contiguous(memory_format=torch.channels_last)
+    native = "NHWC" if channels_last else "NCHW"
+    convert = conversions and native != layout
     out: Dict[str, object] = {}
     args = dict(stride=layer.stride, padding=layer.padding, dilation=layer.dilation, groups=layer.groups)
+    note = "channels_last tensors" if channels_last else ""
+    if not convert:
+        tx = torch.from_numpy(x)
+        if channels_last:
+            tx = tx.contiguous(memory_format=torch.channels_last)
 
-    def run():
-        with torch.inference_mode():
-            out["y"] = F.conv2d(tx, tw, tb, **args)
-        return out["y"]
+        def run():
+            with torch.inference_mode():
+                out["y"] = F.conv2d(tx, tw, tb, **args)
+    else:
+        note += (", " if note else "") + f"{layout} in and out, conversions timed"
+        xl = torch.from_numpy(x if layout == "NCHW" else _nhwc(x))
+
+        def run():
+            with torch.inference_mode():
+                if channels_last:  # NCHW data -> channels_last copy, result back to NCHW memory
+                    y = F.conv2d(xl.contiguous(memory_format=torch.channels_last), tw, tb, **args)
+                    out["y"] = y.contiguous()
+                else:  # NHWC data -> NCHW copy, result back to NHWC memory
+                    y = F.conv2d(xl.permute(0, 3, 1, 2).contiguous(), tw, tb, **args)
+                    out["y"] = y.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
 
     def result():
         return None if "y" not in out else out["y"].contiguous().numpy()
 
-    return Prepared(run, result, "NHWC" if channels_last else "NCHW",
-                    "channels_last tensors" if channels_last else "")
+    return Prepared(run, result, layout if convert else native, note)
 
 
-def _torch_cl(layer: Layer, threads: int, layout: str) -> Prepared:
-    return _torch(layer, threads, layout, channels_last=True)
+def _torch_cl(layer: Layer, threads: int, layout: str, conversions: bool) -> Prepared:
+    return _torch(layer, threads, layout, conversions, channels_last=True)
 
 
 # ------------------------------------------------------------------------------------- onnxruntime
@@ -132,7 +158,7 @@ def _onnx_model(layer: Layer, w: np.ndarray, b: np.ndarray) -> bytes:
     return model.SerializeToString()
 
 
-def _onnxruntime(layer: Layer, threads: int, layout: str) -> Prepared:
+def _onnxruntime(layer: Layer, threads: int, layout: str, conversions: bool) -> Prepared:
     import onnxruntime as ort
 
     x, w, b = layer.arrays("NCHW")
@@ -146,6 +172,18 @@ def _onnxruntime(layer: Layer, threads: int, layout: str) -> Prepared:
     binding = sess.io_binding()
     binding.bind_cpu_input("x", x)
     binding.bind_output("y", "cpu", 0, np.float32, list(y.shape), y.ctypes.data)
+
+    if conversions and layout == "NHWC":
+        x_user = _nhwc(x)
+        y_user = np.empty((layer.n, layer.oh, layer.ow, layer.cout), np.float32)
+
+        def run():
+            np.copyto(x, x_user.transpose(0, 3, 1, 2))
+            sess.run_with_iobinding(binding)
+            np.copyto(y_user, y.transpose(0, 2, 3, 1))
+
+        return Prepared(run, lambda: np.ascontiguousarray(y_user.transpose(0, 3, 1, 2)), "NHWC",
+                        "IOBinding; NHWC in and out, conversions timed", keep=(x, y, sess, binding))
 
     def run():
         sess.run_with_iobinding(binding)
@@ -216,7 +254,7 @@ def _tflite_model(layer: Layer, w: np.ndarray, b: np.ndarray, h: int, wd: int, p
     return bytes(builder.Output())
 
 
-def _xnnpack(layer: Layer, threads: int, layout: str) -> Union[Prepared, str]:
+def _xnnpack(layer: Layer, threads: int, layout: str, conversions: bool) -> Union[Prepared, str]:
     from ai_edge_litert.interpreter import Interpreter
 
     if layer.groups > 1 and not layer.depthwise:
@@ -225,7 +263,8 @@ def _xnnpack(layer: Layer, threads: int, layout: str) -> Union[Prepared, str]:
     x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))  # the same values as the other contenders get
     padding = _tflite_padding(layer)
     note = ""
-    if padding is None:  # e.g. stride 2 with PyTorch's symmetric padding: pad the input beforehand
+    prepadded = padding is None
+    if prepadded:  # e.g. stride 2 with PyTorch's symmetric padding: pad the input beforehand
         p = layer.padding
         x = np.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
         padding, note = 1, "input pre-padded (not timed): TFLite's SAME splits padding differently"
@@ -238,6 +277,21 @@ def _xnnpack(layer: Layer, threads: int, layout: str) -> Union[Prepared, str]:
 
     def result():
         return np.ascontiguousarray(interp.get_tensor(out_idx).transpose(0, 3, 1, 2))
+
+    if conversions and layout == "NCHW":
+        p = layer.padding if prepadded else 0  # a pre-padded buffer keeps its zero border; fill the inside
+        x_user = np.ascontiguousarray(x[:, p:p + layer.h, p:p + layer.w, :].transpose(0, 3, 1, 2))
+        y_user = np.empty((layer.n, layer.cout, layer.oh, layer.ow), np.float32)
+
+        # The interpreter refuses to run while a view of its buffers is alive, so each view is
+        # made and dropped within one statement.
+        def run():
+            interp.tensor(in_idx)()[:, p:p + layer.h, p:p + layer.w, :] = x_user.transpose(0, 2, 3, 1)
+            interp.invoke()
+            np.copyto(y_user, interp.tensor(out_idx)().transpose(0, 3, 1, 2))
+
+        note = (note + "; " if note else "") + "NCHW in and out, conversions timed"
+        return Prepared(run, lambda: y_user, "NCHW", note)
 
     return Prepared(interp.invoke, result, "NHWC", note)
 
@@ -256,7 +310,7 @@ def blas_threads(threads: int):
         yield
 
 
-def _numpy_gemm(layer: Layer, threads: int, layout: str) -> Union[Prepared, str]:
+def _numpy_gemm(layer: Layer, threads: int, layout: str, conversions: bool = False) -> Union[Prepared, str]:
     if layer.groups > 1:
         return "n/a: grouped / depthwise layers are not one GEMM"
     rng = np.random.default_rng(0)

@@ -22,23 +22,29 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = [
     Layer("t_pw", "t", 1, 8, 5, 6, 7),
     Layer("t_3x3_pad", "t", 2, 4, 6, 9, 8, 3, 1, 1),
-    Layer("t_3x3_s2_pad", "t", 1, 3, 4, 9, 9, 3, 2, 1),      # TFLite SAME differs: pre-padded input
+    Layer("t_3x3_s2_pad", "t", 1, 3, 4, 9, 9, 3, 2, 1),      # stride 2 that TFLite's SAME pads alike
     Layer("t_dw_dil", "t", 1, 6, 6, 10, 10, 3, 1, 2, 2, 6),
     Layer("t_grouped", "t", 1, 4, 6, 7, 7, 3, 1, 1, 1, 2),   # grouped, not depthwise
+    Layer("t_5x5_s2_even", "t", 1, 3, 5, 10, 10, 5, 2, 2),   # TFLite SAME differs: pre-padded input
 ]
 
 
+@pytest.mark.parametrize("mode", ["native", "NCHW+conv", "NHWC+conv"])
 @pytest.mark.parametrize("peer", [p for p in peers.PEERS if p != "numpy-gemm"])
 @pytest.mark.parametrize("layer", SMALL, ids=[la.name for la in SMALL])
-def test_peer_matches_reference(peer, layer):
+def test_peer_matches_reference(peer, layer, mode):
     if peers.why_unavailable(peer):
         pytest.skip(peers.why_unavailable(peer))
-    prep = peers.prepare(peer, layer, 1)
+    layout, conversions = ("NCHW", False) if mode == "native" else (mode[:4], True)
+    prep = peers.prepare(peer, layer, 1, layout, conversions)
     if isinstance(prep, str):
         assert prep.startswith("n/a")
         return
+    if conversions:
+        assert prep.layout == layout
     try:
         prep.run()
+        prep.run()  # a second call: buffers reused between calls must not leak state
         got = prep.result()
     finally:
         prep.close()
@@ -132,10 +138,13 @@ def test_pytest_bench_suite_runs_once():
     assert " passed" in proc.stdout
 
 
-def test_run_bench_nhwc_checks_every_contender():
-    names = [p for p in ("xnnpack", "onnxruntime", "numpy-gemm") if not peers.why_unavailable(p)]
-    record = run_bench(SMALL[2:4], fp.backends()[:1], names, [1], layout="NHWC",
+@pytest.mark.parametrize("layout,conversions", [("NHWC", False), ("NCHW", True), ("NHWC", True)])
+def test_run_bench_layouts_check_every_contender(layout, conversions):
+    names = [p for p in ("xnnpack", "onnxruntime", "torch", "numpy-gemm") if not peers.why_unavailable(p)]
+    record = run_bench(SMALL[2:4], fp.backends()[:1], names, [1], layout=layout, conversions=conversions,
                        settings=Settings(2, 0.001, 0.5), progress=False)
+    assert record["conversions"] is conversions
     for r in record["results"]:
+        assert set(r["check"]) == {n for n in names if n != "numpy-gemm"}
         assert all(err is not None and err < 1e-5 for err in r["check"].values()), r["check"]
         assert "numpy-gemm" in r["na"] or "numpy-gemm" not in names or r["layer"] != "t_dw_dil"
