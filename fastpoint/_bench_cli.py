@@ -37,7 +37,8 @@ def add_parser(sub) -> None:
     p.add_argument("--layers", default="", help="comma-separated substrings or globs of layer names")
     p.add_argument("--backends", default="", help="comma-separated fastpoint backends (default: all available)")
     p.add_argument("--peers", default=None,
-                   help=f"comma-separated peers from {','.join(PEERS)}, or 'none' (default: every importable "
+                   help=f"comma-separated peers from {','.join(PEERS)}, each optionally with '+conv' (layout "
+                        "conversions timed, e.g. xnnpack,xnnpack+conv), or 'none' (default: every importable "
                         "one but torch-cl)")
     p.add_argument("--layout", default="NCHW", choices=["NCHW", "NHWC"],
                    help="layout of the fastpoint backends' data (and of numpy-gemm's operands)")

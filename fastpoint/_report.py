@@ -14,7 +14,8 @@ SHORT = {"torch": "torch", "torch-cl": "t-cl", "onnxruntime": "ort", "xnnpack": 
 
 
 def short(name: str) -> str:
-    return SHORT.get(name, name)
+    base, plus, rest = name.partition("+")
+    return SHORT.get(base, base) + plus + rest
 
 
 def load(paths: Sequence[str]) -> Dict[str, object]:

@@ -57,8 +57,12 @@ class Prepared:
             fn()
 
 
+CONV_SUFFIX = "+conv"  # "xnnpack+conv": the peer with layout conversions timed (see prepare)
+
+
 def why_unavailable(peer: str) -> Optional[str]:
     """None when ``peer`` can run here, else the reason and how to install it."""
+    peer = peer[:-len(CONV_SUFFIX)] if peer.endswith(CONV_SUFFIX) else peer
     if peer not in _MODULES:
         return f"unknown peer {peer!r}; known: {', '.join(PEERS)}"
     module = _MODULES[peer]
@@ -79,13 +83,16 @@ def prepare(peer: str, layer: Layer, threads: int, layout: str = "NCHW",
             conversions: bool = False) -> Union[Prepared, str]:
     """Set ``peer`` up for ``layer`` at ``threads`` threads; a string says why it does not apply.
 
-    With ``conversions``, a peer whose native layout is not ``layout`` starts from an input in
-    ``layout`` and delivers its output in ``layout``, and the two conversions are timed with it:
-    the cost a program holding ``layout`` data pays to call that library.
+    With ``conversions`` (or a peer name ending in ``+conv``, so that both can be timed in one run),
+    a peer whose native layout is not ``layout`` starts from an input in ``layout`` and delivers its
+    output in ``layout``, and the two conversions are timed with it: the cost a program holding
+    ``layout`` data pays to call that library.
     """
     reason = why_unavailable(peer)
     if reason:
         return reason
+    if peer.endswith(CONV_SUFFIX):
+        peer, conversions = peer[:-len(CONV_SUFFIX)], True
     return _PREPARE[peer](layer, threads, layout, conversions)
 
 

@@ -61,6 +61,15 @@ def test_numpy_gemm_shape():
     assert peers.prepare("numpy-gemm", SMALL[3], 1).startswith("n/a")
 
 
+def test_conv_suffix_peer():
+    if peers.why_unavailable("xnnpack"):
+        pytest.skip(peers.why_unavailable("xnnpack"))
+    assert peers.why_unavailable("xnnpack+conv") is None
+    prep = peers.prepare("xnnpack+conv", SMALL[0], 1, "NCHW")
+    assert prep.layout == "NCHW" and "conversions timed" in prep.note
+    assert _report.short("xnnpack+conv") == "xnn+conv"
+
+
 def test_unknown_peer():
     assert "unknown peer" in peers.prepare("nope", SMALL[0], 1)
 
