@@ -99,14 +99,15 @@ def table_rows(record: Dict[str, object], threads: int) -> List[List[str]]:
             gflops[n].append(v)
         t = med.get(main)
         row = [r["layer"] + _flag(r, main), _num(r["flops"] * 1e-6, 4), _num(t * 1e3 if t else None),
-               _num(gf.get(main))]
+               _num(gf.get(main)) + _noisy(r, main)]
         if t and r["memory_bound"]:
             gbs = r["bytes"] / t * 1e-9
             row += ["", _num(gbs), f"{100 * gbs / bw:.0f}%" if bw else ""]
         else:
             row += [f"{100 * gf[main] / peak:.0f}%" if (t and peak) else "", "", ""]
         for n in others:
-            row.append(_num(gf.get(n)) + _flag(r, n) if n in gf else ("n/a" if n in r.get("na", {}) else ""))
+            row.append(_num(gf.get(n)) + _noisy(r, n) + _flag(r, n) if n in gf
+                       else ("n/a" if n in r.get("na", {}) else ""))
         for p in peer_names:
             if t and p in med:
                 speedups[p].append(med[p] / t)
@@ -119,6 +120,16 @@ def table_rows(record: Dict[str, object], threads: int) -> List[List[str]]:
     geo += [f"{g:.2f}x" if (g := _gmean(speedups[p])) else "" for p in peer_names]
     rows.append(geo)
     return rows
+
+
+def _noisy(r, name: str) -> str:
+    """'~' when the medians of the first and second half of the rounds differ by more than 25%."""
+    samples = r.get("samples", {}).get(name, [])
+    if len(samples) < 4:
+        return ""
+    half = len(samples) // 2
+    a, b = sorted(samples[:half])[(half - 1) // 2], sorted(samples[half:])[(len(samples) - half - 1) // 2]
+    return "~" if max(a, b) > 1.25 * min(a, b) else ""
 
 
 def _flag(r, name: str) -> str:
@@ -163,6 +174,7 @@ def notes(record: Dict[str, object]) -> List[str]:
            "(input + output + weights once) and '%bw' of the measured triad bandwidth (small layers run from "
            "cache, so %bw can pass 100%)",
            f"'vs P' = time of peer P / time of {main} (> 1: {main} is faster); geomean over the layers both ran",
+           "~ = the medians of the first and second half of the rounds differ by more than 25% (a noisy cell); "
            "the GFLOP/s geomeans are over the layers each contender ran (gemm skips depthwise layers): "
            "compare contenders with the 'vs' columns",
            (f"peers whose native layout is not {record['layout']} convert {record['layout']} input and output, and "
