@@ -122,6 +122,30 @@ def table_rows(record: Dict[str, object], threads: int) -> List[List[str]]:
     return rows
 
 
+def group_rows(record: Dict[str, object], threads: int) -> List[List[str]]:
+    """Geomean GFLOP/s per layer group (resnet_1x1, mbv2_dw, ...) and contender, and the geomean ratios."""
+    names = [c["name"] for c in record["contenders"]]
+    backends = [c["name"] for c in record["contenders"] if c["kind"] == "backend"]
+    peer_names = [c["name"] for c in record["contenders"] if c["kind"] == "peer"]
+    main = backends[0] if backends else names[0]
+    groups: Dict[str, List[dict]] = {}
+    for r in record["results"]:
+        if r["threads"] == threads:
+            groups.setdefault(r.get("group", "?"), []).append(r)
+    rows = [["group", "layers"] + [f"{short(n)} GF/s" for n in names] + [f"vs {short(p)}" for p in peer_names]]
+    for group, results in groups.items():
+        row = [group, str(len(results))]
+        for n in names:
+            row.append(_num(_gmean([r["flops"] / r["median_s"][n] * 1e-9 for r in results
+                                    if n in r.get("median_s", {})])))
+        for p in peer_names:
+            g = _gmean([r["median_s"][p] / r["median_s"][main] for r in results
+                        if p in r.get("median_s", {}) and main in r.get("median_s", {})])
+            row.append(f"{g:.2f}x" if g else "")
+        rows.append(row)
+    return rows
+
+
 def _noisy(r, name: str) -> str:
     """'~' when the medians of the first and second half of the rounds differ by more than 25%."""
     samples = r.get("samples", {}).get(name, [])
@@ -137,7 +161,7 @@ def _flag(r, name: str) -> str:
     return " (!)" if err is not None and err > 1e-3 else ""
 
 
-def format_table(rows: List[List[str]], markdown: bool = False) -> str:
+def format_table(rows: List[List[str]], markdown: bool = False, geomean_row: bool = True) -> str:
     if markdown:
         lines = ["| " + " | ".join(rows[0]) + " |", "|" + "|".join("---" for _ in rows[0]) + "|"]
         lines += ["| " + " | ".join(row) + " |" for row in rows[1:]]
@@ -146,7 +170,8 @@ def format_table(rows: List[List[str]], markdown: bool = False) -> str:
     fmt = lambda row: "  ".join(c.ljust(w) if i == 0 else c.rjust(w)  # noqa: E731
                                 for i, (c, w) in enumerate(zip(row, widths)))
     lines = [fmt(rows[0]), "  ".join("-" * w for w in widths)] + [fmt(row) for row in rows[1:]]
-    lines.insert(len(lines) - 1, lines[1])
+    if geomean_row:
+        lines.insert(len(lines) - 1, lines[1])
     return "\n".join(lines)
 
 
@@ -198,6 +223,10 @@ def report(record: Dict[str, object], markdown: bool = False) -> str:
         title = f"{threads} thread{'s' if threads > 1 else ''}" + (f" (FMA peak {_num(peak)} GFLOP/s)" if peak else "")
         parts += ["", f"### {title}" if markdown else f"== {title}", "",
                   format_table(table_rows(record, threads), markdown)]
+        groups = group_rows(record, threads)
+        if len(groups) > 2:
+            parts += ["", f"#### {title}: geomean per layer group" if markdown else "per layer group (geomeans):",
+                      "", format_table(groups, markdown, geomean_row=False)]
     parts += [""] + notes(record)
     return "\n".join(parts)
 
