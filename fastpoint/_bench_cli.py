@@ -56,6 +56,7 @@ def add_parser(sub) -> None:
     p.add_argument("--plot", default="", help="bar chart of GFLOP/s per layer and contender (needs matplotlib)")
     p.add_argument("--markdown", action="store_true", help="print the tables as Markdown")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress display")
+    p.add_argument("--list", action="store_true", help="list the suites, backends and peers (and why any is missing)")
     p.set_defaults(func=cmd_bench)
 
 
@@ -82,6 +83,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from .backends import backends as available_backends
     from .peers import available_peers, why_unavailable
 
+    if args.list:
+        return _list()
     if args.compare:
         record = _report.load(args.compare)
     else:
@@ -128,4 +131,23 @@ def cmd_bench(args: argparse.Namespace) -> int:
             print("--plot needs matplotlib: pip install 'fastpoint[bench]'", file=sys.stderr)
             return 1
         print(f"chart written to {args.plot}")
+    return 0
+
+
+def _list() -> int:
+    from ._suites import SUITES
+    from .backends import all_backends
+    from .peers import PEERS, why_unavailable
+
+    print("suites:")
+    for name, layers in SUITES.items():
+        print(f"  {name:12s} {len(layers):3d} layers: {', '.join(la.name for la in layers[:4])}"
+              + (", ..." if len(layers) > 4 else ""))
+    print("backends:")
+    for name, backend in all_backends().items():
+        print(f"  {name:12s} " + ("available" if backend.available() else f"unavailable: {backend.why_unavailable()}"))
+    print("peers (add +conv to a name to time its layout conversions too):")
+    for name in PEERS:
+        reason = why_unavailable(name)
+        print(f"  {name:12s} " + ("available" if reason is None else f"unavailable: {reason}"))
     return 0

@@ -131,6 +131,12 @@ def test_cli_bench_json_compare_plot(tmp_path, capsys):
         assert png.read_bytes()[:4] == b"\x89PNG"
 
 
+def test_cli_bench_list(capsys):
+    assert main(["bench", "--list"]) == 0
+    text = capsys.readouterr().out
+    assert "quick" in text and "numpy-gemm" in text and "numpy" in text
+
+
 def test_cli_info_measures(capsys):
     assert main(["info"]) == 0
     text = capsys.readouterr().out
