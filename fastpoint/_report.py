@@ -181,7 +181,7 @@ def describe(record: Dict[str, object]) -> str:
     bws = ", ".join(f"{t}T {_num(v)}" for t, v in m.get("triad_gbs", {}).items() if v)
     conv = "peers convert layouts, timed" if record.get("conversions") else "peers in native layouts, untimed"
     text = (f"fastpoint {record['fastpoint']} bench, {record['date']}; CPU {m['cpu']} ({m['cpus']} CPUs, "
-            f"ISA {m['isa']}); layout {record['layout']} for the fastpoint backends ({conv})\n"
+            f"ISA {m['isa'] or 'n/a'}); layout {record['layout']} for the fastpoint backends ({conv})\n"
             f"measured FMA peak GFLOP/s: {peaks or 'n/a (no C extension)'}; triad GB/s: {bws or 'n/a'}")
     load = m.get("loadavg_before")
     if load is not None:
