@@ -10,6 +10,9 @@ call BLAS, so they do not nest inside NumPy's thread pool.
 from __future__ import annotations
 
 import os
+import threading
+from contextlib import contextmanager
+from typing import Iterator
 
 
 def _default() -> int:
@@ -42,5 +45,23 @@ def set_num_threads(n: int) -> None:
 
 
 def get_num_threads() -> int:
-    """The number of threads fastpoint calls use."""
-    return _num_threads
+    """The number of threads fastpoint calls use (in this Python thread)."""
+    return getattr(_local, "num_threads", None) or _num_threads
+
+
+# A per-Python-thread override: dask runs many tasks at once in one process, and each task must pick
+# its own kernel thread count without changing the process-wide setting under the others.
+_local = threading.local()
+
+
+@contextmanager
+def thread_limit(n: int) -> Iterator[None]:
+    """Within the block, fastpoint calls made from this Python thread use ``n`` threads."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"thread_limit(n) needs an int n >= 1, got {n!r}")
+    previous = getattr(_local, "num_threads", None)
+    _local.num_threads = n
+    try:
+        yield
+    finally:
+        _local.num_threads = previous

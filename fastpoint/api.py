@@ -23,6 +23,7 @@ from typing import Any, Dict, Optional, Tuple
 import numpy as np
 
 from ._spec import (
+    ConvSpec,
     IntOrPair,
     LayerSpec,
     Padding,
@@ -55,6 +56,7 @@ class Conv2d:
         if self._bias is not None:
             prepare_param("bias", self._bias, self._bias.dtype, (self._layer.cout,))
         self._packed: Dict[Tuple[str, np.dtype], Tuple[LayerSpec, Any, Optional[np.ndarray]]] = {}
+        self._specs: Dict[Tuple[LayerSpec, Tuple[int, ...]], ConvSpec] = {}
 
     @property
     def weight_shape(self) -> Tuple[int, int, int, int]:
@@ -74,7 +76,11 @@ class Conv2d:
         x, batched = prepare_input(x, self._layer)
         backend = get_backend(self._backend_name)
         layer, packed, bias = self._prepared(backend, x.dtype)
-        spec = make_spec(layer, x.shape, self._weight.shape)
+        spec = self._specs.get((layer, x.shape))
+        if spec is None:
+            if len(self._specs) > 64:  # e.g. dask chunks of many sizes: keep the cache bounded
+                self._specs.clear()
+            spec = self._specs[(layer, x.shape)] = make_spec(layer, x.shape, self._weight.shape)
         if out is None:
             result = np.empty(spec.out_shape, dtype=x.dtype)
         else:

@@ -64,7 +64,24 @@ def _check(code: int) -> None:
 
 
 def _ptr(arr: Optional[np.ndarray], ctype: str):
-    return _ffi.NULL if arr is None else _ffi.cast(ctype, arr.ctypes.data)
+    # from_buffer is several times cheaper than arr.ctypes.data, which matters for small layers
+    return _ffi.NULL if arr is None else _ffi.from_buffer(ctype, arr)
+
+
+_problems: dict = {}
+
+
+def _problem_for(spec: ConvSpec):
+    """The C problem struct of a call: a copy of one cached per spec (filling it field by field costs
+    more than a tiny kernel), with this thread's thread count (thread limits can differ per thread)."""
+    template = _problems.get(spec)
+    if template is None:
+        if len(_problems) > 512:
+            _problems.clear()
+        template = _problems[spec] = _problem(spec.layer, spec)
+    p = _ffi.new("fp_conv_problem *", template[0])
+    p.num_threads = get_num_threads()
+    return p
 
 
 class CBackend:
@@ -83,17 +100,17 @@ class CBackend:
         f64 = int(layer.dtype == np.float64)
         p = _problem(layer)
         buf = _aligned_bytes(int(_lib.fp_packed_bytes(p, f64)))
-        ctype = "double *" if f64 else "float *"
+        ctype = "double[]" if f64 else "float[]"
         pack = _lib.fp_pack_f64 if f64 else _lib.fp_pack_f32
-        _check(pack(p, _ptr(weight, ctype), _ptr(buf, "void *")))
+        _check(pack(p, _ptr(weight, ctype), _ptr(buf, "char[]")))
         return Packed(buf, int(_lib.fp_isa()))
 
     def run(self, spec: ConvSpec, packed: Any, x: np.ndarray, bias: Optional[np.ndarray],
             out: np.ndarray) -> None:
         f64 = x.dtype == np.float64
-        ctype = "double *" if f64 else "float *"
+        ctype = "double[]" if f64 else "float[]"
         conv = _lib.fp_conv_f64 if f64 else _lib.fp_conv_f32
-        _check(conv(_problem(spec.layer, spec), _ptr(x, ctype), _ptr(packed.buffer, "void *"),
+        _check(conv(_problem_for(spec), _ptr(x, ctype), _ptr(packed.buffer, "char[]"),
                     _ptr(bias, ctype), _ptr(out, ctype)))
 
     # introspection used by `fastpoint info`, tests and benchmarks
