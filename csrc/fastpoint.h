@@ -49,6 +49,11 @@ int fp_pack_f64(const fp_conv_problem *p, const double *w, void *packed);
 /* Convolution: y = act(conv(x, w) + bias); bias may be NULL. */
 int fp_conv_f32(const fp_conv_problem *p, const float *x, const void *packed, const float *bias, float *y);
 int fp_conv_f64(const fp_conv_problem *p, const double *x, const void *packed, const double *bias, double *y);
+
+/* Machine measurements (csrc/measure.c): float32 FMA peak in GFLOP/s over about `seconds`, and
+ * STREAM-triad bandwidth in GB/s over three arrays of `bytes` in all (-1 when out of memory). */
+double fp_measure_fma_peak(int threads, double seconds);
+double fp_measure_triad(int threads, int64_t bytes);
 /* cdef-end */
 
 #endif

@@ -19,18 +19,22 @@ def _per_call(fn: Callable[[], object], reps: int) -> float:
 
 
 def alternate(contenders: Dict[str, Callable[[], object]], rounds: int = 7, sample_s: float = 0.05,
-              max_total_s: float = 20.0) -> Dict[str, List[float]]:
+              max_total_s: float = 20.0, gap_s: float = 0.0) -> Dict[str, List[float]]:
     """Seconds per call of each contender: ``rounds`` samples each, alternating contenders.
 
     Each sample repeats the call enough times to last about ``sample_s``.  The first call of each
     contender (compilation, packing, page faults) is made before timing starts and not counted.
+    ``gap_s`` sleeps between samples, so that the thread pool of one contender (which spins for a
+    while after its work) has gone idle before the next contender's sample starts.
     """
     reps: Dict[str, int] = {}
+    budget = 0.0
     for name, fn in contenders.items():
         first = _per_call(fn, 1)
         second = _per_call(fn, 1)
-        reps[name] = max(1, int(sample_s / max(min(first, second), 1e-7)))
-    budget = sum(reps[n] * min(_per_call(f, 1), 1e9) for n, f in contenders.items()) * rounds
+        per_call = max(min(first, second), 1e-7)
+        reps[name] = max(1, int(sample_s / per_call))
+        budget += reps[name] * per_call * rounds
     if budget > max_total_s:  # keep big layers from running for minutes
         rounds = max(3, int(rounds * max_total_s / budget))
     samples: Dict[str, List[float]] = {name: [] for name in contenders}
@@ -38,6 +42,8 @@ def alternate(contenders: Dict[str, Callable[[], object]], rounds: int = 7, samp
     for r in range(rounds):
         order = names[r % len(names):] + names[:r % len(names)]
         for name in order:
+            if gap_s > 0:
+                time.sleep(gap_s)
             samples[name].append(_per_call(contenders[name], reps[name]))
     return samples
 

@@ -1,4 +1,4 @@
-"""The ``fastpoint`` command: ``info``, ``check`` (and ``bench`` where built)."""
+"""The ``fastpoint`` command: ``info``, ``check`` and ``bench``."""
 
 from __future__ import annotations
 
@@ -25,11 +25,27 @@ def cmd_info(args: argparse.Namespace) -> int:
     else:
         print("ISA:      n/a (C extension not built)")
     print(f"threads:  {get_num_threads()} (fp.set_num_threads / FASTPOINT_NUM_THREADS)")
+    if not getattr(args, "no_measure", False):
+        _print_measured(sorted({1, get_num_threads()}))
     print("backends:")
     for name, backend in all_backends().items():
         status = "available" if backend.available() else f"unavailable: {backend.why_unavailable()}"
         print(f"  {name:6s} {status}")
     return 0
+
+
+def _print_measured(thread_counts: List[int]) -> None:
+    from . import _measure
+
+    peaks = [(t, _measure.fma_peak(t)) for t in thread_counts]
+    if all(v is None for _, v in peaks):
+        print("peak:     n/a (FMA peak needs the C extension)")
+    else:
+        print("peak:     " + ", ".join(f"{v:.1f} GFLOP/s at {t} thread{'s' if t > 1 else ''}" for t, v in peaks)
+              + " (measured float32 FMA chains)")
+    bws = [(t, *_measure.triad(t)) for t in thread_counts]
+    print("memory:   " + ", ".join(f"{v:.1f} GB/s at {t} thread{'s' if t > 1 else ''}" for t, v, _ in bws)
+          + f" ({bws[0][2]}, {_measure.TRIAD_BYTES >> 20} MiB)")
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -62,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=None, help="threads per call (default: all CPUs)")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("info", help="version, backends, CPU, ISA, caches, threads")
+    p = sub.add_parser("info", help="version, backends, CPU, ISA, caches, threads, measured peak and bandwidth")
+    p.add_argument("--no-measure", action="store_true", help="skip the FMA-peak and bandwidth measurement")
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("check", help="check every backend against the NumPy reference on this machine")
@@ -72,11 +89,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backends", default="", help="comma-separated backends (default: all but numpy)")
     p.add_argument("-v", "--verbose", action="store_true", help="print every case, not only failures")
     p.set_defaults(func=cmd_check)
+
+    from ._bench_cli import add_parser as add_bench_parser
+
+    add_bench_parser(sub)
     return parser
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "bench":
+        from ._bench_cli import maybe_reexec
+
+        maybe_reexec(argv)
+        args.argv = sys.argv[1:] if argv is None else list(argv)
     if args.threads is not None:
         set_num_threads(args.threads)
     return args.func(args)
