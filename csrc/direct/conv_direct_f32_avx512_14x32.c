@@ -35,9 +35,25 @@ static const fp_dkernel K4[] = {k512_1x4, k512_2x4, k512_3x4, k512_4x4, k512_5x4
 
 fp_dkernel fp_direct_kernel_avx512(int rw, int nb) { return nb == 4 ? K4[rw - 1] : nb == 2 ? K2[rw - 1] : K1[rw - 1]; }
 
+/* Transposing store: one masked gather of up to 16 pixels per channel from the L1-resident tile,
+ * then one masked contiguous store into the channel's output row. */
+void fp_direct_store_nchw_avx512(const float *tbuf, int64_t ops, int rw, int64_t nch, float *y, int64_t ystride) {
+    const __mmask16 m = (__mmask16)((1u << rw) - 1u);
+    const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                           _mm512_set1_epi32((int)ops));
+    for (int64_t c = 0; c < nch; c++) {
+        const __m512 v = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, idx, tbuf + c, 4);
+        _mm512_mask_storeu_ps(y + c * ystride, m, v);
+    }
+}
+
 #if defined(__clang__)
 #pragma clang attribute pop
 #endif
 #else
+void fp_direct_store_nchw_avx512(const float *tbuf, int64_t ops, int rw, int64_t nch, float *y, int64_t ystride) {
+    for (int64_t c = 0; c < nch; c++)
+        for (int j = 0; j < rw; j++) y[c * ystride + j] = tbuf[j * ops + c];
+}
 fp_dkernel fp_direct_kernel_avx512(int rw, int nb) { return fp_direct_kernel_scalar(rw, nb); }
 #endif

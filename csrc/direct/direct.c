@@ -102,10 +102,18 @@ static void fill_strip(const fp_conv_problem *p, const geom *G, const float *x, 
                 } else {
                     for (int64_t ph = 0; ph < sw; ph++) {
                         float *dp = dst + ph * Wq;
-                        for (int64_t q = 0; q < Wq; q++) {
-                            const int64_t ix = q * sw + ph - pl;
-                            dp[q] = (ix >= 0 && ix < W) ? src[ix] : 0.0f;
-                        }
+                        /* q in [qlo, qhi) reads inside the row: ix = q * sw + ph - pl in [0, W) */
+                        const int64_t off = ph - pl;
+                        int64_t qlo = off >= 0 ? 0 : FP_CEIL_DIV(-off, sw);
+                        int64_t qhi = W - 1 - off < 0 ? 0 : (W - 1 - off) / sw + 1;
+                        qlo = FP_MIN(qlo, Wq);
+                        qhi = FP_MAX(qlo, FP_MIN(qhi, Wq));
+                        for (int64_t q = 0; q < qlo; q++) dp[q] = 0.0f;
+                        if (sw == 2)
+                            for (int64_t q = qlo; q < qhi; q++) dp[q] = src[2 * q + off];
+                        else
+                            for (int64_t q = qlo; q < qhi; q++) dp[q] = src[q * sw + off];
+                        for (int64_t q = qhi; q < Wq; q++) dp[q] = 0.0f;
                     }
                 }
             } else {
@@ -243,7 +251,11 @@ static int run(const fp_conv_problem *p, int isa, int f64, const void *xv, const
                             a.ops = nbb * FP_DIRECT_CB;
                         }
                         fp_direct_kernel(isa, rw, nbb)(&a);
-                        if (p->layout == 0) {
+                        if (p->layout == 0 && isa == FP_ISA_AVX512) {
+                            fp_direct_store_nchw_avx512(tbuf, a.ops, rw, nch,
+                                                        y + ((n * p->cout + c_abs) * p->oh + oy) * p->ow + ox0,
+                                                        p->oh * p->ow);
+                        } else if (p->layout == 0) {
                             for (int64_t c = 0; c < nch; c++) {
                                 float *yc = y + ((n * p->cout + c_abs + c) * p->oh + oy) * p->ow + ox0;
                                 for (int j = 0; j < rw; j++) yc[j] = tbuf[j * a.ops + c];

@@ -31,6 +31,9 @@ int fp_direct_rwmax(int isa, int nb);
 fp_dkernel fp_direct_kernel(int isa, int rw, int nb);
 
 fp_dkernel fp_direct_kernel_avx512(int rw, int nb);
+
+/* NCHW store of a tile kept pixel-major in tbuf (tbuf[j * ops + c]): y[c * ystride + j]. */
+void fp_direct_store_nchw_avx512(const float *tbuf, int64_t ops, int rw, int64_t nch, float *y, int64_t ystride);
 fp_dkernel fp_direct_kernel_avx2(int rw, int nb);
 fp_dkernel fp_direct_kernel_scalar(int rw, int nb);
 
