@@ -18,6 +18,8 @@ import os
 import sys
 from typing import Callable, Dict, List
 
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # idle BLAS threads must not spin beside the contenders
+
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

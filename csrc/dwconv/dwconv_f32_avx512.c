@@ -14,6 +14,7 @@
 #endif
 #include <immintrin.h>
 #include <stdint.h>
+#include <string.h>
 
 /* Lanes [lo, hi) of a 32-lane window, as a bit mask. */
 static inline uint32_t lanes32(int64_t lo, int64_t hi) {
@@ -27,55 +28,154 @@ static inline uint32_t lanes32(int64_t lo, int64_t hi) {
 /* Masked lanes are never read, so the address may lie before the row (integer arithmetic). */
 static inline const float *at(const float *row, int64_t off) { return (const float *)((uintptr_t)row + (uintptr_t)(off * 4)); }
 
-static void nchw_row(const fp_conv_problem *p, const float *xc, const float *wc, float b, int64_t oy, float *yr) {
-    const int64_t sw = p->stride_w, dw = p->dil_w, W = p->w, pl = p->pad_left;
-    const int64_t iyb = oy * p->stride_h - p->pad_top;
-    int64_t ky0 = iyb >= 0 ? 0 : FP_CEIL_DIV(-iyb, p->dil_h);
-    int64_t ky1 = (p->h - 1 - iyb) < 0 ? 0 : FP_MIN(p->kh, (p->h - 1 - iyb) / p->dil_h + 1);
+/* Per-call geometry of the NCHW kernel: input-column masks per (kx, output vector) so the inner
+ * loop has no bounds arithmetic, and a zero row that stands in for rows outside the image. */
+typedef struct dwgeom {
+    int64_t nv;            /* output vectors per row */
+    const uint32_t *mask;  /* [kw][nv]: input lanes inside the row (32 lanes for stride 2) */
+    const float *zrow;     /* zeros, as long as a padded input row */
+} dwgeom;
+
+static inline __m512 tap_load(const float *xr, int64_t base, uint32_t m, int64_t sw, __m512i even, __m512i lane_sw) {
+    if (sw == 1) return _mm512_maskz_loadu_ps((__mmask16)m, at(xr, base));
+    if (sw == 2) {
+        const __m512 lo = _mm512_maskz_loadu_ps((__mmask16)m, at(xr, base));
+        const __m512 hi = _mm512_maskz_loadu_ps((__mmask16)(m >> 16), at(xr, base + 16));
+        return _mm512_permutex2var_ps(lo, even, hi);
+    }
+    return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), (__mmask16)m, lane_sw, at(xr, base), 4);
+}
+
+/* RR output rows x NV vectors of 16 columns: RR * NV independent accumulators hide the FMA latency. */
+static inline __attribute__((always_inline)) void nchw_tile(const fp_conv_problem *p, const dwgeom *g, const float *xc,
+                                                            const float *wc, float b, int64_t oy0, int64_t v0,
+                                                            float *yc, const int RR, const int NV, const int INNER) {
+    const int64_t sw = p->stride_w, W = p->w;
     const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     const __m512i lane_sw = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
                                                _mm512_set1_epi32((int)sw));
-    const __m512 zero = _mm512_setzero_ps();
-    for (int64_t ox0 = 0; ox0 < p->ow; ox0 += 16) {
-        const int64_t nout = FP_MIN(16, p->ow - ox0);
-        const __mmask16 mo = (__mmask16)lanes32(0, nout);
-        __m512 acc = _mm512_set1_ps(b);
-        for (int64_t ky = ky0; ky < ky1; ky++) {
-            const float *xr = xc + (iyb + ky * p->dil_h) * W;
-            const float *wk = wc + ky * p->kw;
-            for (int64_t kx = 0; kx < p->kw; kx++) {
-                const int64_t base = ox0 * sw + kx * dw - pl;
-                __m512 v;
-                if (sw == 1) {
-                    v = _mm512_maskz_loadu_ps((__mmask16)(lanes32(-base, W - base) & mo), at(xr, base));
-                } else if (sw == 2) {
-                    const uint32_t m = lanes32(-base, FP_MIN(W - base, 2 * nout - 1));
-                    const __m512 lo = _mm512_maskz_loadu_ps((__mmask16)m, at(xr, base));
-                    const __m512 hi = _mm512_maskz_loadu_ps((__mmask16)(m >> 16), at(xr, base + 16));
-                    v = _mm512_permutex2var_ps(lo, even, hi);
-                } else {
-                    const __m512i ix = _mm512_add_epi32(lane_sw, _mm512_set1_epi32((int)base));
-                    const __mmask16 m = _mm512_cmpge_epi32_mask(ix, _mm512_setzero_si512()) &
-                                        _mm512_cmplt_epi32_mask(ix, _mm512_set1_epi32((int)W)) & mo;
-                    v = _mm512_mask_i32gather_ps(zero, m, lane_sw, at(xr, base), 4);
-                }
-                acc = _mm512_fmadd_ps(_mm512_set1_ps(wk[kx]), v, acc);
-            }
+    __m512 acc[8][8];
+#pragma GCC unroll 8
+    for (int r = 0; r < RR; r++)
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; v++) acc[r][v] = _mm512_set1_ps(b);
+    const int64_t rstep = p->stride_h * W;
+    for (int64_t ky = 0; ky < p->kh; ky++) {
+        const float *xr[8];
+        /* INNER: every row of the tile is inside the image, so rows are one pointer apart */
+        const float *x0 = xc + (oy0 * p->stride_h - p->pad_top + ky * p->dil_h) * W;
+#pragma GCC unroll 8
+        for (int r = 0; r < RR; r++) {
+            const int64_t iy = (oy0 + r) * p->stride_h - p->pad_top + ky * p->dil_h;
+            xr[r] = INNER ? x0 + r * rstep : (iy >= 0 && iy < p->h) ? xc + iy * W : g->zrow;
         }
-        if (p->relu) acc = _mm512_max_ps(zero, acc);
-        _mm512_mask_storeu_ps(yr + ox0, mo, acc);
+        for (int64_t kx = 0; kx < p->kw; kx++) {
+            const __m512 wv = _mm512_set1_ps(wc[ky * p->kw + kx]);
+            const uint32_t *mk = g->mask + kx * g->nv + v0;
+            const int64_t base0 = v0 * 16 * sw + kx * p->dil_w - p->pad_left;
+#pragma GCC unroll 8
+            for (int v = 0; v < NV; v++)
+#pragma GCC unroll 8
+                for (int r = 0; r < RR; r++)
+                    acc[r][v] = _mm512_fmadd_ps(wv, tap_load(xr[r], base0 + v * 16 * sw, mk[v], sw, even, lane_sw), acc[r][v]);
+        }
     }
+    const __m512 zero = _mm512_setzero_ps();
+#pragma GCC unroll 8
+    for (int r = 0; r < RR; r++)
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; v++) {
+            const int64_t ox = (v0 + v) * 16;
+            const __mmask16 mo = (__mmask16)lanes32(0, p->ow - ox);
+            _mm512_mask_storeu_ps(yc + (oy0 + r) * p->ow + ox, mo, p->relu ? _mm512_max_ps(zero, acc[r][v]) : acc[r][v]);
+        }
+}
+
+#define DW_TILE(RR, NV) \
+    static void nchw_tile_##RR##x##NV(const fp_conv_problem *p, const dwgeom *g, const float *xc, const float *wc, \
+                                      float b, int64_t oy0, int64_t v0, float *yc) {                               \
+        nchw_tile(p, g, xc, wc, b, oy0, v0, yc, RR, NV, 0);                                                         \
+    }                                                                                                                  \
+    static void nchw_tile_in_##RR##x##NV(const fp_conv_problem *p, const dwgeom *g, const float *xc, const float *wc, \
+                                         float b, int64_t oy0, int64_t v0, float *yc) {                            \
+        nchw_tile(p, g, xc, wc, b, oy0, v0, yc, RR, NV, 1);                                                         \
+    }
+DW_TILE(1, 1) DW_TILE(1, 2) DW_TILE(1, 4) DW_TILE(1, 8) DW_TILE(2, 1) DW_TILE(2, 2) DW_TILE(2, 4)
+DW_TILE(4, 1) DW_TILE(4, 2) DW_TILE(8, 1)
+typedef void (*dw_tile_fn)(const fp_conv_problem *, const dwgeom *, const float *, const float *, float, int64_t,
+                           int64_t, float *);
+
+static dw_tile_fn pick_inner(int rr, int nv) {
+    if (rr >= 8 && nv == 1) return nchw_tile_in_8x1;
+    if (rr >= 4) return nv >= 2 ? nchw_tile_in_4x2 : nchw_tile_in_4x1;
+    if (rr >= 2) return nv >= 4 ? nchw_tile_in_2x4 : nv >= 2 ? nchw_tile_in_2x2 : nchw_tile_in_2x1;
+    return nv >= 8 ? nchw_tile_in_1x8 : nv >= 4 ? nchw_tile_in_1x4 : nv >= 2 ? nchw_tile_in_1x2 : nchw_tile_in_1x1;
+}
+
+static dw_tile_fn pick_tile(int rr, int nv) {
+    if (rr >= 8 && nv == 1) return nchw_tile_8x1;
+    if (rr >= 4) return nv >= 2 ? nchw_tile_4x2 : nchw_tile_4x1;
+    if (rr >= 2) return nv >= 4 ? nchw_tile_2x4 : nv >= 2 ? nchw_tile_2x2 : nchw_tile_2x1;
+    return nv >= 8 ? nchw_tile_1x8 : nv >= 4 ? nchw_tile_1x4 : nv >= 2 ? nchw_tile_1x2 : nchw_tile_1x1;
 }
 
 static int nchw(const fp_conv_problem *p, const float *x, const float *w, const float *bias, float *y) {
-    const int64_t m = p->cout / p->cin, T = p->kh * p->kw, planes = p->n * p->cout;
+    const int64_t m = p->cout / p->cin, T = p->kh * p->kw, planes = p->n * p->cout, sw = p->stride_w;
+    dwgeom g;
+    g.nv = FP_CEIL_DIV(p->ow, 16);
+    uint32_t *mask = (uint32_t *)fp_aligned_alloc((int64_t)sizeof(uint32_t) * p->kw * g.nv);
+    float *zrow = (float *)fp_aligned_alloc((int64_t)sizeof(float) * (p->w + 64));
+    if (!mask || !zrow) {
+        fp_aligned_free(mask);
+        fp_aligned_free(zrow);
+        return FP_ERR_ALLOC;
+    }
+    memset(zrow, 0, sizeof(float) * (size_t)(p->w + 64));
+    for (int64_t kx = 0; kx < p->kw; kx++)
+        for (int64_t v = 0; v < g.nv; v++) {
+            const int64_t base = v * 16 * sw + kx * p->dil_w - p->pad_left, nout = FP_MIN(16, p->ow - v * 16);
+            uint32_t mk;
+            if (sw == 1) mk = lanes32(-base, FP_MIN(p->w - base, nout));
+            else if (sw == 2) mk = lanes32(-base, FP_MIN(p->w - base, 2 * nout - 1));
+            else { /* gather: lane l reads base + l * sw */
+                mk = 0;
+                for (int64_t l = 0; l < nout; l++)
+                    if (base + l * sw >= 0 && base + l * sw < p->w) mk |= 1u << l;
+            }
+            mask[kx * g.nv + v] = mk;
+        }
+    g.mask = mask;
+    g.zrow = zrow;
+    /* Tile shape: 8 accumulators, as many vectors of a row as fit, then rows. */
+    const int nv_t = g.nv >= 8 ? 8 : g.nv >= 4 ? 4 : g.nv >= 2 ? 2 : 1;
+    const int rr_t = (int)FP_MIN(p->oh, 8 / nv_t) >= 8 ? 8 : FP_MIN(p->oh, 8 / nv_t) >= 4 ? 4 : FP_MIN(p->oh, 8 / nv_t) >= 2 ? 2 : 1;
+    const dw_tile_fn tile = pick_tile(rr_t, nv_t), tile_in = pick_inner(rr_t, nv_t);
+    const dw_tile_fn row_tile = pick_tile(1, nv_t), one = pick_tile(1, 1);
 #pragma omp parallel for num_threads(fp_threads(p)) schedule(static)
     for (int64_t job = 0; job < planes; job++) {
         const int64_t n = job / p->cout, co = job % p->cout;
         const float *xc = x + (n * p->cin + co / m) * p->h * p->w;
         const float b = bias ? bias[co] : 0.0f;
-        for (int64_t oy = 0; oy < p->oh; oy++) nchw_row(p, xc, w + co * T, b, oy, y + (job * p->oh + oy) * p->ow);
+        float *yc = y + job * p->oh * p->ow;
+        const float *wc = w + co * T;
+        int64_t oy = 0;
+        for (; oy + rr_t <= p->oh; oy += rr_t) {
+            int64_t v = 0;
+            const int64_t iy_first = oy * p->stride_h - p->pad_top;
+            const int64_t iy_last = (oy + rr_t - 1) * p->stride_h - p->pad_top + (p->kh - 1) * p->dil_h;
+            const dw_tile_fn t = (iy_first >= 0 && iy_last < p->h) ? tile_in : tile;
+            for (; v + nv_t <= g.nv; v += nv_t) t(p, &g, xc, wc, b, oy, v, yc);
+            for (; v < g.nv; v++)
+                for (int64_t r = 0; r < rr_t; r++) one(p, &g, xc, wc, b, oy + r, v, yc);
+        }
+        for (; oy < p->oh; oy++) {
+            int64_t v = 0;
+            for (; v + nv_t <= g.nv; v += nv_t) row_tile(p, &g, xc, wc, b, oy, v, yc);
+            for (; v < g.nv; v++) one(p, &g, xc, wc, b, oy, v, yc);
+        }
     }
+    fp_aligned_free(mask);
+    fp_aligned_free(zrow);
     return FP_OK;
 }
 
