@@ -99,8 +99,10 @@ def main() -> None:
     fp.set_num_threads(args.threads)
     peers = args.peers.split(",") if args.peers else []
     layers = [_suites.layer(n) for n in args.layers.split(",")] if args.layers else _suites.SPATIAL
-    print(f"# {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, threads={args.threads}, "
-          f"layout={'NHWC' if args.nhwc else 'NCHW'}, relu fused, isa={fp.backends and __import__('fastpoint.backends.c', fromlist=['x']).CBackend().isa()}")
+    from fastpoint.backends.c import CBackend
+    now = datetime.datetime.now(datetime.timezone.utc)
+    print(f"# {now:%Y-%m-%d %H:%M} UTC, threads={args.threads}, layout={'NHWC' if args.nhwc else 'NCHW'}, "
+          f"relu fused, isa={CBackend().isa()}")
     print("| layer | shape | fastpoint GFLOP/s | torch | ort | fp / best peer | % peak | fp GB/s | % bw |")
     print("|---|---|---|---|---|---|---|---|---|")
     ratios = []
