@@ -146,3 +146,12 @@ def test_fastpoint_isa_switch_in_a_subprocess(name):
                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     assert res.returncode == 0, res.stderr
     assert int(res.stdout.strip()) == min(ISAS[name], cback.lib.fp_isa_supported())
+
+
+@pytest.mark.parametrize("cin,cout,ow", [(40, 64, 7), (41, 80, 5), (100, 32, 20), (27, 17, 9)])
+def test_reduction_split_into_chunks(isa, cin, cout, ow):
+    # long reductions run in input-channel chunks whose partial sums wait in a per-thread buffer
+    rng = np.random.default_rng(cin)
+    check(int_array(rng, (2, cin, 5, ow), -1, 1), int_array(rng, (cout, cin, 3, 3), -1, 1), int_array(rng, (cout,)),
+          padding=1, activation="relu")
+    check(int_array(rng, (1, 4, ow, cin), -1, 1), int_array(rng, (cout, cin, 3, 3), -1, 1), layout="NHWC", padding=1)

@@ -6,7 +6,7 @@ static void scalar_tile(const fp_dtile *a, int rw, int nb) {
     float acc[4][2 * FP_DIRECT_CB];
     const int nc = nb * FP_DIRECT_CB;
     for (int j = 0; j < rw; j++)
-        for (int c = 0; c < nc; c++) acc[j][c] = a->bias[c];
+        for (int c = 0; c < nc; c++) acc[j][c] = a->init[j * a->init_ps + c];
     const float *px = a->pix;
     for (int64_t ci = 0; ci < a->cin; ci++) {
         const float *wc = a->w + ci * a->ntaps * FP_DIRECT_CB;

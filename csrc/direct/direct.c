@@ -76,6 +76,7 @@ typedef struct geom {
     int64_t Wq;          /* strip columns per stride phase */
     int64_t cs;          /* strip floats per channel */
     int64_t cchunks, cbg_per_chunk, ncbg;
+    int64_t kc;          /* input channels per reduction chunk (weights of a chunk stay in L1) */
 } geom;
 
 /* Copy the input rows [iy0, iy0 + nrows) of group g, image n into the strip: channel-planar,
@@ -144,10 +145,12 @@ static void plan(const fp_conv_problem *p, int isa, geom *G) {
     const int64_t sw = p->stride_w, sh = p->stride_h;
     const int64_t Wp = (p->ow - 1) * sw + (p->kw - 1) * p->dil_w + 1;
     G->Wq = FP_CEIL_DIV(Wp, sw);
-    /* Rows per block: the strip stays near L2-friendly size, and there are enough jobs. */
+    /* Rows per block: the strip takes at most half of L2 (the other half holds the weights of one
+     * channel block, which every row of the strip reuses), and there are enough jobs. */
     const int64_t row_bytes = (int64_t)sizeof(float) * G->cin_g * sw * G->Wq;
+    const int64_t budget = FP_MAX(256 * 1024, fp_cache_size(2) / 2);
     int64_t R = p->oh;
-    while (R > 1 && ((R - 1) * sh + (p->kh - 1) * p->dil_h + 1) * row_bytes > 256 * 1024) R = (R + 1) / 2;
+    while (R > 1 && ((R - 1) * sh + (p->kh - 1) * p->dil_h + 1) * row_bytes > budget) R = (R + 1) / 2;
     const int64_t outer = p->n * p->groups;
     while (R > 1 && outer * FP_CEIL_DIV(p->oh, R) < 2 * nt) R = (R + 1) / 2;
     G->R = R;
@@ -158,6 +161,12 @@ static void plan(const fp_conv_problem *p, int isa, geom *G) {
     int64_t cc = 1;
     if (outer * G->nrb < 2 * nt) cc = FP_MIN(G->ncbg, FP_CEIL_DIV(2 * nt, outer * G->nrb));
     G->cbg_per_chunk = FP_CEIL_DIV(G->ncbg, cc);
+    /* Reduction chunks: a chunk's weights (kc x taps x nb blocks) stay within ~20 KiB of L1 while
+     * every tile of the row block uses them; partial sums wait in a per-thread buffer. */
+    const int64_t per_ci = G->T * G->nb * FP_DIRECT_CB * (int64_t)sizeof(float);
+    int64_t kc = FP_MAX(8, (20 * 1024) / per_ci);
+    if (isa == FP_ISA_SCALAR || G->cin_g <= kc + kc / 2) kc = G->cin_g;
+    G->kc = kc;
     G->cchunks = FP_CEIL_DIV(G->ncbg, G->cbg_per_chunk);
 }
 
@@ -203,11 +212,14 @@ static int run(const fp_conv_problem *p, int isa, int f64, const void *xv, const
 #pragma omp parallel num_threads(fp_threads(p)) reduction(| : failed)
     {
         float *strip = (float *)fp_aligned_alloc((int64_t)sizeof(float) * G.cin_g * G.cs);
+        float *pbuf = G.kc < G.cin_g
+                          ? (float *)fp_aligned_alloc((int64_t)sizeof(float) * G.R * p->ow * G.nb * FP_DIRECT_CB)
+                          : NULL;
         float tbuf[14 * 4 * FP_DIRECT_CB] __attribute__((aligned(64)));
-        if (!strip) failed = 1;
+        if (!strip || (G.kc < G.cin_g && !pbuf)) failed = 1;
 #pragma omp for schedule(dynamic, 1)
         for (int64_t job = 0; job < jobs; job++) {
-            if (!strip) continue;
+            if (!strip || (G.kc < G.cin_g && !pbuf)) continue;
             int64_t rest = job;
             const int64_t cc = rest % G.cchunks; rest /= G.cchunks;
             const int64_t rb = rest % G.nrb; rest /= G.nrb;
@@ -226,52 +238,70 @@ static int run(const fp_conv_problem *p, int isa, int f64, const void *xv, const
                 fp_dtile a;
                 a.toff = toff;
                 a.ntaps = G.T;
-                a.cin = G.cin_g;
                 a.cs = G.cs;
-                a.w = wpk + (g * G.ncb + cb) * wblk;
                 a.wblk = wblk;
-                a.bias = bpad + (g * G.ncb + cb) * FP_DIRECT_CB;
-                a.relu = p->relu;
+                const float *bias_blk = bpad + (g * G.ncb + cb) * FP_DIRECT_CB;
                 const int64_t c_abs = g * G.cout_g + cb * FP_DIRECT_CB;
                 const int direct_store = p->layout == 1 && nch == nbb * FP_DIRECT_CB;
-                for (int64_t i = 0; i < nrows; i++) {
-                    const int64_t oy = oy0 + i;
-                    row_taps(p, oy, &a.t0, &a.t1);
-                    const float *row = strip + i * p->stride_h * sw * Wq;
-                    const int64_t ntl = FP_CEIL_DIV(p->ow, G.rwmax), base = p->ow / ntl, extra = p->ow % ntl;
-                    int64_t ox0 = 0;
-                    for (int64_t tl = 0; tl < ntl; tl++) {
-                        const int rw = (int)(base + (tl < extra));
-                        a.pix = row + ox0;
-                        if (direct_store) {
-                            a.out = y + ((n * p->oh + oy) * p->ow + ox0) * p->cout + c_abs;
-                            a.ops = p->cout;
-                        } else {
-                            a.out = tbuf;
-                            a.ops = nbb * FP_DIRECT_CB;
-                        }
-                        fp_direct_kernel(isa, rw, nbb)(&a);
-                        if (p->layout == 0 && isa == FP_ISA_AVX512) {
-                            fp_direct_store_nchw_avx512(tbuf, a.ops, rw, nch,
-                                                        y + ((n * p->cout + c_abs) * p->oh + oy) * p->ow + ox0,
-                                                        p->oh * p->ow);
-                        } else if (p->layout == 0) {
-                            for (int64_t c = 0; c < nch; c++) {
-                                float *yc = y + ((n * p->cout + c_abs + c) * p->oh + oy) * p->ow + ox0;
-                                for (int j = 0; j < rw; j++) yc[j] = tbuf[j * a.ops + c];
+                const int64_t ntl = FP_CEIL_DIV(p->ow, G.rwmax), base = p->ow / ntl, extra = p->ow % ntl;
+                const int64_t pps = nbb * FP_DIRECT_CB; /* floats per pixel in pbuf */
+                for (int64_t k0 = 0; k0 < G.cin_g; k0 += G.kc) {
+                    const int first = k0 == 0, last = k0 + G.kc >= G.cin_g;
+                    a.cin = FP_MIN(G.kc, G.cin_g - k0);
+                    a.w = wpk + (g * G.ncb + cb) * wblk + k0 * G.T * FP_DIRECT_CB;
+                    a.relu = last ? p->relu : 0;
+                    for (int64_t i = 0; i < nrows; i++) {
+                        const int64_t oy = oy0 + i;
+                        row_taps(p, oy, &a.t0, &a.t1);
+                        const float *row = strip + k0 * G.cs + i * p->stride_h * sw * Wq;
+                        int64_t ox0 = 0;
+                        for (int64_t tl = 0; tl < ntl; tl++) {
+                            const int rw = (int)(base + (tl < extra));
+                            float *part = pbuf ? pbuf + (i * p->ow + ox0) * pps : NULL;
+                            a.pix = row + ox0;
+                            if (first) {
+                                a.init = bias_blk;
+                                a.init_ps = 0;
+                            } else {
+                                a.init = part;
+                                a.init_ps = pps;
                             }
-                        } else if (!direct_store) {
-                            for (int j = 0; j < rw; j++) {
-                                float *yp = y + ((n * p->oh + oy) * p->ow + ox0 + j) * p->cout + c_abs;
-                                for (int64_t c = 0; c < nch; c++) yp[c] = tbuf[j * a.ops + c];
+                            if (!last) {
+                                a.out = part;
+                                a.ops = pps;
+                            } else if (direct_store) {
+                                a.out = y + ((n * p->oh + oy) * p->ow + ox0) * p->cout + c_abs;
+                                a.ops = p->cout;
+                            } else {
+                                a.out = tbuf;
+                                a.ops = pps;
                             }
+                            fp_direct_kernel(isa, rw, nbb)(&a);
+                            if (last) {
+                                if (p->layout == 0 && isa == FP_ISA_AVX512) {
+                                    fp_direct_store_nchw_avx512(tbuf, a.ops, rw, nch,
+                                                                y + ((n * p->cout + c_abs) * p->oh + oy) * p->ow + ox0,
+                                                                p->oh * p->ow);
+                                } else if (p->layout == 0) {
+                                    for (int64_t c = 0; c < nch; c++) {
+                                        float *yc = y + ((n * p->cout + c_abs + c) * p->oh + oy) * p->ow + ox0;
+                                        for (int j = 0; j < rw; j++) yc[j] = tbuf[j * a.ops + c];
+                                    }
+                                } else if (!direct_store) {
+                                    for (int j = 0; j < rw; j++) {
+                                        float *yp = y + ((n * p->oh + oy) * p->ow + ox0 + j) * p->cout + c_abs;
+                                        for (int64_t c = 0; c < nch; c++) yp[c] = tbuf[j * a.ops + c];
+                                    }
+                                }
+                            }
+                            ox0 += rw;
                         }
-                        ox0 += rw;
                     }
                 }
             }
         }
         fp_aligned_free(strip);
+        fp_aligned_free(pbuf);
     }
     fp_aligned_free(toff);
     fp_aligned_free(bpad);

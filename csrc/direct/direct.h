@@ -18,7 +18,8 @@ typedef struct fp_dtile {
     int64_t cin, cs;     /* input channels of the group, element step between them */
     const float *w;      /* packed weights of the first block: [cin][ntaps][16] */
     int64_t wblk;        /* floats between consecutive 16-channel blocks */
-    const float *bias;   /* nb * 16 floats (zero-padded), never NULL */
+    const float *init;   /* accumulator start: init[j * init_ps + b * 16 + c] (bias with init_ps = 0, */
+    int64_t init_ps;     /* or the partial sums of earlier input-channel chunks) */
     float *out;          /* out[j * ops + b * 16 + c] */
     int64_t ops;
     int relu;

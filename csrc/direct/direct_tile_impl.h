@@ -11,11 +11,9 @@ static inline __attribute__((always_inline)) void dtile_body(const fp_dtile *a, 
     VT acc[14][4];
     const VT zero = VZERO();
 #pragma GCC unroll 4
-    for (int v = 0; v < VPB * NB; v++) {
-        const VT b = VLOAD(a->bias + VL * v);
+    for (int v = 0; v < VPB * NB; v++)
 #pragma GCC unroll 14
-        for (int j = 0; j < RW; j++) acc[j][v] = b;
-    }
+        for (int j = 0; j < RW; j++) acc[j][v] = VLOAD(a->init + j * a->init_ps + VL * v);
     const float *px = a->pix;
     const int64_t *toff = a->toff;
     const int64_t t0 = a->t0, t1 = a->t1, T = a->ntaps, cs = a->cs, wblk = a->wblk;
