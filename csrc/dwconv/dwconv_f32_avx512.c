@@ -150,7 +150,6 @@ static int nchw(const fp_conv_problem *p, const float *x, const float *w, const 
     const int nv_t = g.nv >= 8 ? 8 : g.nv >= 4 ? 4 : g.nv >= 2 ? 2 : 1;
     const int rr_t = (int)FP_MIN(p->oh, 8 / nv_t) >= 8 ? 8 : FP_MIN(p->oh, 8 / nv_t) >= 4 ? 4 : FP_MIN(p->oh, 8 / nv_t) >= 2 ? 2 : 1;
     const dw_tile_fn tile = pick_tile(rr_t, nv_t), tile_in = pick_inner(rr_t, nv_t);
-    const dw_tile_fn row_tile = pick_tile(1, nv_t), one = pick_tile(1, 1);
 #pragma omp parallel for num_threads(fp_threads(p)) schedule(static)
     for (int64_t job = 0; job < planes; job++) {
         const int64_t n = job / p->cout, co = job % p->cout;
@@ -158,20 +157,14 @@ static int nchw(const fp_conv_problem *p, const float *x, const float *w, const 
         const float b = bias ? bias[co] : 0.0f;
         float *yc = y + job * p->oh * p->ow;
         const float *wc = w + co * T;
-        int64_t oy = 0;
-        for (; oy + rr_t <= p->oh; oy += rr_t) {
-            int64_t v = 0;
-            const int64_t iy_first = oy * p->stride_h - p->pad_top;
-            const int64_t iy_last = (oy + rr_t - 1) * p->stride_h - p->pad_top + (p->kh - 1) * p->dil_h;
+        /* Remainders overlap the previous tile instead of running narrower tiles: recomputing a
+         * few outputs (same values) is cheaper than latency-bound single-row tiles. */
+        for (int64_t oy = 0; oy < p->oh; oy += rr_t) {
+            const int64_t o = FP_MIN(oy, p->oh - rr_t);
+            const int64_t iy_first = o * p->stride_h - p->pad_top;
+            const int64_t iy_last = (o + rr_t - 1) * p->stride_h - p->pad_top + (p->kh - 1) * p->dil_h;
             const dw_tile_fn t = (iy_first >= 0 && iy_last < p->h) ? tile_in : tile;
-            for (; v + nv_t <= g.nv; v += nv_t) t(p, &g, xc, wc, b, oy, v, yc);
-            for (; v < g.nv; v++)
-                for (int64_t r = 0; r < rr_t; r++) one(p, &g, xc, wc, b, oy + r, v, yc);
-        }
-        for (; oy < p->oh; oy++) {
-            int64_t v = 0;
-            for (; v + nv_t <= g.nv; v += nv_t) row_tile(p, &g, xc, wc, b, oy, v, yc);
-            for (; v < g.nv; v++) one(p, &g, xc, wc, b, oy, v, yc);
+            for (int64_t v = 0; v < g.nv; v += nv_t) t(p, &g, xc, wc, b, o, FP_MIN(v, g.nv - nv_t), yc);
         }
     }
     fp_aligned_free(mask);
