@@ -19,6 +19,9 @@ import sys
 from typing import Callable, Dict, List
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # idle BLAS threads must not spin beside the contenders
+# On a 2-core box shared with other work, spinning OpenMP barriers (libgomp's default, used by both
+# fastpoint and torch) lose whole time slices to a descheduled team member; passive waiting does not.
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
 import numpy as np
 
@@ -102,7 +105,7 @@ def main() -> None:
     from fastpoint.backends.c import CBackend
     now = datetime.datetime.now(datetime.timezone.utc)
     print(f"# {now:%Y-%m-%d %H:%M} UTC, threads={args.threads}, layout={'NHWC' if args.nhwc else 'NCHW'}, "
-          f"relu fused, isa={CBackend().isa()}")
+          f"relu fused, isa={CBackend().isa()}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}")
     print("| layer | shape | fastpoint GFLOP/s | torch | ort | fp / best peer | % peak | fp GB/s | % bw |")
     print("|---|---|---|---|---|---|---|---|---|")
     ratios = []

@@ -152,14 +152,15 @@ static void plan(const fp_conv_problem *p, int isa, geom *G) {
     int64_t R = p->oh;
     while (R > 1 && ((R - 1) * sh + (p->kh - 1) * p->dil_h + 1) * row_bytes > budget) R = (R + 1) / 2;
     const int64_t outer = p->n * p->groups;
-    while (R > 1 && outer * FP_CEIL_DIV(p->oh, R) < 2 * nt) R = (R + 1) / 2;
+    /* several jobs per thread, so a thread that the OS delays leaves little work behind */
+    while (R > 4 && outer * FP_CEIL_DIV(p->oh, R) < 4 * nt) R = (R + 1) / 2;
     G->R = R;
     G->nrb = FP_CEIL_DIV(p->oh, R);
     G->nr = (R - 1) * sh + (p->kh - 1) * p->dil_h + 1;
     G->cs = G->nr * sw * G->Wq;
     G->ncbg = FP_CEIL_DIV(G->ncb, G->nb);
     int64_t cc = 1;
-    if (outer * G->nrb < 2 * nt) cc = FP_MIN(G->ncbg, FP_CEIL_DIV(2 * nt, outer * G->nrb));
+    if (outer * G->nrb < 4 * nt) cc = FP_MIN(G->ncbg, FP_CEIL_DIV(4 * nt, outer * G->nrb));
     G->cbg_per_chunk = FP_CEIL_DIV(G->ncbg, cc);
     /* Reduction chunks: a chunk's weights (kc x taps x nb blocks) stay within ~20 KiB of L1 while
      * every tile of the row block uses them; partial sums wait in a per-thread buffer. */

@@ -150,7 +150,7 @@ static int nchw(const fp_conv_problem *p, const float *x, const float *w, const 
     const int nv_t = g.nv >= 8 ? 8 : g.nv >= 4 ? 4 : g.nv >= 2 ? 2 : 1;
     const int rr_t = (int)FP_MIN(p->oh, 8 / nv_t) >= 8 ? 8 : FP_MIN(p->oh, 8 / nv_t) >= 4 ? 4 : FP_MIN(p->oh, 8 / nv_t) >= 2 ? 2 : 1;
     const dw_tile_fn tile = pick_tile(rr_t, nv_t), tile_in = pick_inner(rr_t, nv_t);
-#pragma omp parallel for num_threads(fp_threads(p)) schedule(static)
+#pragma omp parallel for num_threads(fp_threads(p)) schedule(dynamic, 4)
     for (int64_t job = 0; job < planes; job++) {
         const int64_t n = job / p->cout, co = job % p->cout;
         const float *xc = x + (n * p->cin + co / m) * p->h * p->w;
@@ -189,7 +189,7 @@ static int nhwc(const fp_conv_problem *p, const float *x, const float *w, const 
     int64_t ox_lo = FP_CEIL_DIV(pl, sw), ox_hi = p->w - 1 - (p->kw - 1) * dw + pl;
     ox_hi = ox_hi < 0 ? 0 : FP_MIN(p->ow, ox_hi / sw + 1);
     if (ox_lo > ox_hi) ox_lo = ox_hi;
-#pragma omp parallel for num_threads(fp_threads(p)) schedule(static)
+#pragma omp parallel for num_threads(fp_threads(p)) schedule(dynamic, 4)
     for (int64_t job = 0; job < rows; job++) {
         const int64_t n = job / p->oh, oy = job % p->oh;
         const int64_t iyb = oy * p->stride_h - p->pad_top;
