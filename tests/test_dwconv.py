@@ -74,7 +74,7 @@ def test_kernel_sizes(isa, k, layout):
 
 
 @pytest.mark.parametrize("c", [1, 15, 16, 17, 33, 48])
-@pytest.mark.parametrize("h,w", [(1, 1), (2, 3), (7, 7), (9, 40)])
+@pytest.mark.parametrize("h,w", [(1, 1), (2, 3), (7, 7), (9, 40), (5, 16), (4, 13)])
 def test_channel_counts_and_tiny_maps(isa, c, h, w):
     rng = np.random.default_rng(c * h + w)
     for layout in ("NCHW", "NHWC"):

@@ -119,7 +119,86 @@ static dw_tile_fn pick_tile(int rr, int nv) {
     return nv >= 8 ? nchw_tile_1x8 : nv >= 4 ? nchw_tile_1x4 : nv >= 2 ? nchw_tile_1x2 : nchw_tile_1x1;
 }
 
+/* Small planes, stride 1, OW == W: output pixel p = oy * W + ox reads input p + (ky*dh - pt) * W +
+ * (kx*dw - pl) for every tap, so a plane is a 1-d convolution over its flattened pixels.  Vectors
+ * of 16 consecutive pixels span several rows; a precomputed mask per (vector, tap) zeroes the
+ * lanes whose tap falls outside the image.  This keeps every lane busy on 7x7 and 14x14 maps. */
+static inline __attribute__((always_inline)) void flat_chunk(const float *xc, const float *wc, float b, const int64_t *toff,
+                                                             int64_t T, const uint16_t *mk, int64_t v0, int64_t npix,
+                                                             int relu, float *yc, const int NV) {
+    __m512 acc[8];
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; v++) acc[v] = _mm512_set1_ps(b);
+    for (int64_t t = 0; t < T; t++) {
+        const __m512 wv = _mm512_set1_ps(wc[t]);
+        const int64_t o = v0 * 16 + toff[t];
+        const uint16_t *mt = mk + t;
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; v++)
+            acc[v] = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps((__mmask16)mt[(v0 + v) * T], at(xc, o + 16 * v)), acc[v]);
+    }
+    const __m512 zero = _mm512_setzero_ps();
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; v++) {
+        const __mmask16 mo = (__mmask16)lanes32(0, npix - (v0 + v) * 16);
+        _mm512_mask_storeu_ps(yc + (v0 + v) * 16, mo, relu ? _mm512_max_ps(zero, acc[v]) : acc[v]);
+    }
+}
+
+#define FLAT(NV) \
+    static void flat_##NV(const float *xc, const float *wc, float b, const int64_t *toff, int64_t T, const uint16_t *mk, \
+                          int64_t v0, int64_t npix, int relu, float *yc) {                                           \
+        flat_chunk(xc, wc, b, toff, T, mk, v0, npix, relu, yc, NV);                                                    \
+    }
+FLAT(1) FLAT(2) FLAT(3) FLAT(4) FLAT(5) FLAT(6) FLAT(7) FLAT(8)
+typedef void (*flat_fn)(const float *, const float *, float, const int64_t *, int64_t, const uint16_t *, int64_t,
+                        int64_t, int, float *);
+
+static int flat_applies(const fp_conv_problem *p) {
+    return p->stride_w == 1 && p->stride_h == 1 && p->ow == p->w && p->w <= 16 && p->oh * p->ow >= 16;
+}
+
+static int nchw_flat(const fp_conv_problem *p, const float *x, const float *w, const float *bias, float *y) {
+    const int64_t m = p->cout / p->cin, T = p->kh * p->kw, planes = p->n * p->cout, W = p->w;
+    const int64_t npix = p->oh * p->ow, nvec = FP_CEIL_DIV(npix, 16);
+    uint16_t *mk = (uint16_t *)fp_aligned_alloc((int64_t)sizeof(uint16_t) * nvec * T);
+    int64_t *toff = (int64_t *)fp_aligned_alloc((int64_t)sizeof(int64_t) * T);
+    if (!mk || !toff) {
+        fp_aligned_free(mk);
+        fp_aligned_free(toff);
+        return FP_ERR_ALLOC;
+    }
+    for (int64_t ky = 0; ky < p->kh; ky++)
+        for (int64_t kx = 0; kx < p->kw; kx++) {
+            const int64_t t = ky * p->kw + kx, dy = ky * p->dil_h - p->pad_top, dx = kx * p->dil_w - p->pad_left;
+            toff[t] = dy * W + dx;
+            for (int64_t v = 0; v < nvec; v++) {
+                uint32_t bits = 0;
+                for (int64_t l = 0; l < 16; l++) {
+                    const int64_t q = v * 16 + l, oy = q / W, ox = q % W;
+                    if (q < npix && oy + dy >= 0 && oy + dy < p->h && ox + dx >= 0 && ox + dx < W) bits |= 1u << l;
+                }
+                mk[v * T + t] = (uint16_t)bits;
+            }
+        }
+    static const flat_fn fns[8] = {flat_1, flat_2, flat_3, flat_4, flat_5, flat_6, flat_7, flat_8};
+    const int nvt = (int)FP_MIN(8, nvec);
+    const flat_fn fn = fns[nvt - 1];
+#pragma omp parallel for num_threads(fp_threads(p)) schedule(dynamic, 8)
+    for (int64_t job = 0; job < planes; job++) {
+        const int64_t n = job / p->cout, co = job % p->cout;
+        const float *xc = x + (n * p->cin + co / m) * p->h * W;
+        const float b = bias ? bias[co] : 0.0f;
+        for (int64_t v = 0; v < nvec; v += nvt)
+            fn(xc, w + co * T, b, toff, T, mk, FP_MIN(v, nvec - nvt), npix, p->relu, y + job * npix);
+    }
+    fp_aligned_free(mk);
+    fp_aligned_free(toff);
+    return FP_OK;
+}
+
 static int nchw(const fp_conv_problem *p, const float *x, const float *w, const float *bias, float *y) {
+    if (flat_applies(p)) return nchw_flat(p, x, w, bias, y);
     const int64_t m = p->cout / p->cin, T = p->kh * p->kw, planes = p->n * p->cout, sw = p->stride_w;
     dwgeom g;
     g.nv = FP_CEIL_DIV(p->ow, 16);
