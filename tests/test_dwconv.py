@@ -93,3 +93,14 @@ def test_nan_stays_in_its_windows(isa, layout):
         x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
     check(x, int_array(rng, (16, 1, 3, 3)), int_array(rng, (16,)), layout=layout, padding=1, groups=16,
           activation="relu")
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("n,c,mult,h,w,padding", [(3, 5, 1, 7, 7, 1), (2, 3, 2, 14, 14, 1), (3, 7, 1, 5, 16, "same"),
+                                                  (1, 9, 1, 6, 9, 2)])
+def test_small_maps_several_images(isa, layout, n, c, mult, h, w, padding):
+    # small stride-1 maps take the flattened-plane path, two planes per call across image boundaries
+    rng = np.random.default_rng(n * c)
+    x, wt, b = dw(rng, c, mult, h, w, layout=layout, n=n)
+    check(x, wt, b, layout=layout, padding=padding, groups=c, activation="relu")
+    check(x, wt, None, layout=layout, padding=padding, groups=c, dilation=2)

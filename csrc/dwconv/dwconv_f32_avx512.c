@@ -123,36 +123,50 @@ static dw_tile_fn pick_tile(int rr, int nv) {
  * (kx*dw - pl) for every tap, so a plane is a 1-d convolution over its flattened pixels.  Vectors
  * of 16 consecutive pixels span several rows; a precomputed mask per (vector, tap) zeroes the
  * lanes whose tap falls outside the image.  This keeps every lane busy on 7x7 and 14x14 maps. */
-static inline __attribute__((always_inline)) void flat_chunk(const float *xc, const float *wc, float b, const int64_t *toff,
-                                                             int64_t T, const uint16_t *mk, int64_t v0, int64_t npix,
-                                                             int relu, float *yc, const int NV) {
-    __m512 acc[8];
+static inline __attribute__((always_inline)) void flat_chunk(const float *xc, int64_t xps, const float *wc, int64_t wps,
+                                                             const float *bias, const int64_t *toff, int64_t T,
+                                                             const uint16_t *mk, int64_t v0, int64_t npix, int relu,
+                                                             float *yc, const int NV, const int NP) {
+    /* NP planes share each mask load (masks depend only on the pixel, not on the plane) */
+    __m512 acc[2][8];
+#pragma GCC unroll 2
+    for (int q = 0; q < NP; q++)
 #pragma GCC unroll 8
-    for (int v = 0; v < NV; v++) acc[v] = _mm512_set1_ps(b);
+        for (int v = 0; v < NV; v++) acc[q][v] = _mm512_set1_ps(bias[q]);
     for (int64_t t = 0; t < T; t++) {
-        const __m512 wv = _mm512_set1_ps(wc[t]);
+        __m512 wv[2];
+#pragma GCC unroll 2
+        for (int q = 0; q < NP; q++) wv[q] = _mm512_set1_ps(wc[q * wps + t]);
         const int64_t o = v0 * 16 + toff[t];
         const uint16_t *mt = mk + t;
 #pragma GCC unroll 8
-        for (int v = 0; v < NV; v++)
-            acc[v] = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps((__mmask16)mt[(v0 + v) * T], at(xc, o + 16 * v)), acc[v]);
+        for (int v = 0; v < NV; v++) {
+            const __mmask16 m = (__mmask16)mt[(v0 + v) * T];
+#pragma GCC unroll 2
+            for (int q = 0; q < NP; q++)
+                acc[q][v] = _mm512_fmadd_ps(wv[q], _mm512_maskz_loadu_ps(m, at(xc + q * xps, o + 16 * v)), acc[q][v]);
+        }
     }
     const __m512 zero = _mm512_setzero_ps();
+#pragma GCC unroll 2
+    for (int q = 0; q < NP; q++)
 #pragma GCC unroll 8
-    for (int v = 0; v < NV; v++) {
-        const __mmask16 mo = (__mmask16)lanes32(0, npix - (v0 + v) * 16);
-        _mm512_mask_storeu_ps(yc + (v0 + v) * 16, mo, relu ? _mm512_max_ps(zero, acc[v]) : acc[v]);
-    }
+        for (int v = 0; v < NV; v++) {
+            const __mmask16 mo = (__mmask16)lanes32(0, npix - (v0 + v) * 16);
+            _mm512_mask_storeu_ps(yc + q * npix + (v0 + v) * 16, mo, relu ? _mm512_max_ps(zero, acc[q][v]) : acc[q][v]);
+        }
 }
 
-#define FLAT(NV) \
-    static void flat_##NV(const float *xc, const float *wc, float b, const int64_t *toff, int64_t T, const uint16_t *mk, \
-                          int64_t v0, int64_t npix, int relu, float *yc) {                                           \
-        flat_chunk(xc, wc, b, toff, T, mk, v0, npix, relu, yc, NV);                                                    \
+#define FLAT(NV, NP)                                                                                                  \
+    static void flat_##NV##_##NP(const float *xc, int64_t xps, const float *wc, int64_t wps, const float *bias,      \
+                                 const int64_t *toff, int64_t T, const uint16_t *mk, int64_t v0, int64_t npix,      \
+                                 int relu, float *yc) {                                                              \
+        flat_chunk(xc, xps, wc, wps, bias, toff, T, mk, v0, npix, relu, yc, NV, NP);                                   \
     }
-FLAT(1) FLAT(2) FLAT(3) FLAT(4) FLAT(5) FLAT(6) FLAT(7) FLAT(8)
-typedef void (*flat_fn)(const float *, const float *, float, const int64_t *, int64_t, const uint16_t *, int64_t,
-                        int64_t, int, float *);
+FLAT(1, 1) FLAT(2, 1) FLAT(3, 1) FLAT(4, 1) FLAT(5, 1) FLAT(6, 1) FLAT(7, 1) FLAT(8, 1)
+FLAT(1, 2) FLAT(2, 2) FLAT(3, 2) FLAT(4, 2)
+typedef void (*flat_fn)(const float *, int64_t, const float *, int64_t, const float *, const int64_t *, int64_t,
+                        const uint16_t *, int64_t, int64_t, int, float *);
 
 static int flat_applies(const fp_conv_problem *p) {
     return p->stride_w == 1 && p->stride_h == 1 && p->ow == p->w && p->w <= 16 && p->oh * p->ow >= 16;
@@ -181,16 +195,28 @@ static int nchw_flat(const fp_conv_problem *p, const float *x, const float *w, c
                 mk[v * T + t] = (uint16_t)bits;
             }
         }
-    static const flat_fn fns[8] = {flat_1, flat_2, flat_3, flat_4, flat_5, flat_6, flat_7, flat_8};
+    static const flat_fn fns1[8] = {flat_1_1, flat_2_1, flat_3_1, flat_4_1, flat_5_1, flat_6_1, flat_7_1, flat_8_1};
+    static const flat_fn fns2[4] = {flat_1_2, flat_2_2, flat_3_2, flat_4_2};
     const int nvt = (int)FP_MIN(8, nvec);
-    const flat_fn fn = fns[nvt - 1];
+    /* two planes per call when they read the same input plane stride (multiplier 1) and fit 8 accumulators */
+    const int np = (m == 1 && nvt <= 4 && planes >= 2) ? 2 : 1;
+    const flat_fn fn = np == 2 ? fns2[nvt - 1] : fns1[nvt - 1], fn1 = fns1[nvt - 1];
+    const int64_t pairs = FP_CEIL_DIV(planes, np);
 #pragma omp parallel for num_threads(fp_threads(p)) schedule(dynamic, 8)
-    for (int64_t job = 0; job < planes; job++) {
-        const int64_t n = job / p->cout, co = job % p->cout;
+    for (int64_t job = 0; job < pairs; job++) {
+        int64_t pl0 = job * np;
+        const int two = np == 2 && pl0 + 1 < planes;
+        const int64_t n = pl0 / p->cout, co = pl0 % p->cout;
         const float *xc = x + (n * p->cin + co / m) * p->h * W;
-        const float b = bias ? bias[co] : 0.0f;
+        float bb[2];
+        bb[0] = bias ? bias[co] : 0.0f;
+        bb[1] = two ? (bias ? bias[(pl0 + 1) % p->cout] : 0.0f) : 0.0f;
+        /* with m == 1, plane pl0 + 1 is the next input plane (also across images: n * cin + co is linear) */
+        const flat_fn f = two ? fn : fn1;
+        const float *wc = w + co * T;
+        const int64_t wps = (pl0 + 1) % p->cout == 0 ? -co * T : T; /* next plane's weights */
         for (int64_t v = 0; v < nvec; v += nvt)
-            fn(xc, w + co * T, b, toff, T, mk, FP_MIN(v, nvec - nvt), npix, p->relu, y + job * npix);
+            f(xc, p->h * W, wc, wps, bb, toff, T, mk, FP_MIN(v, nvec - nvt), npix, p->relu, y + pl0 * npix);
     }
     fp_aligned_free(mk);
     fp_aligned_free(toff);
