@@ -152,15 +152,18 @@ static void plan(const fp_conv_problem *p, int isa, geom *G) {
     int64_t R = p->oh;
     while (R > 1 && ((R - 1) * sh + (p->kh - 1) * p->dil_h + 1) * row_bytes > budget) R = (R + 1) / 2;
     const int64_t outer = p->n * p->groups;
+    G->ncbg = FP_CEIL_DIV(G->ncb, G->nb);
+    /* When a group's weights outgrow L2, threads first split the output channels (each streams
+     * its share of the weights) and only then the rows (each row block streams all of them). */
+    const int64_t wbytes = (int64_t)sizeof(float) * G->cin_g * G->T * G->ncb * FP_DIRECT_CB;
+    int64_t cc = (wbytes > 2 * fp_cache_size(2) && nt > 1) ? FP_MIN(G->ncbg, nt) : 1;
     /* several jobs per thread, so a thread that the OS delays leaves little work behind */
-    while (R > 4 && outer * FP_CEIL_DIV(p->oh, R) < 4 * nt) R = (R + 1) / 2;
+    while (R > 4 && outer * cc * FP_CEIL_DIV(p->oh, R) < 4 * nt) R = (R + 1) / 2;
     G->R = R;
     G->nrb = FP_CEIL_DIV(p->oh, R);
     G->nr = (R - 1) * sh + (p->kh - 1) * p->dil_h + 1;
     G->cs = G->nr * sw * G->Wq;
-    G->ncbg = FP_CEIL_DIV(G->ncb, G->nb);
-    int64_t cc = 1;
-    if (outer * G->nrb < 4 * nt) cc = FP_MIN(G->ncbg, FP_CEIL_DIV(4 * nt, outer * G->nrb));
+    if (outer * cc * G->nrb < 4 * nt) cc = FP_MIN(G->ncbg, FP_CEIL_DIV(4 * nt, outer * G->nrb));
     G->cbg_per_chunk = FP_CEIL_DIV(G->ncbg, cc);
     /* Reduction chunks: a chunk's weights (kc x taps x nb blocks) stay within ~20 KiB of L1 while
      * every tile of the row block uses them; partial sums wait in a per-thread buffer. */
