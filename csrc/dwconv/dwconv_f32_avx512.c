@@ -169,7 +169,8 @@ typedef void (*flat_fn)(const float *, int64_t, const float *, int64_t, const fl
                         const uint16_t *, int64_t, int64_t, int, float *);
 
 static int flat_applies(const fp_conv_problem *p) {
-    return p->stride_w == 1 && p->stride_h == 1 && p->ow == p->w && p->w <= 16 && p->oh * p->ow >= 16;
+    return p->stride_w == 1 && p->stride_h == 1 && p->ow == p->w && p->w <= 16 && p->oh * p->ow >= 16 &&
+           p->oh * p->ow <= 4096; /* the mask table grows with the plane */
 }
 
 static int nchw_flat(const fp_conv_problem *p, const float *x, const float *w, const float *bias, float *y) {
