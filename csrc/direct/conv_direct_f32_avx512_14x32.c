@@ -1,0 +1,59 @@
+/* Direct-convolution micro-kernels for AVX-512: up to 14 pixels x 32 channels (28 zmm
+ * accumulators), 7 pixels x 64 channels for small maps, and 14 x 16 for a lone last block. */
+#include "direct.h"
+
+#if defined(__x86_64__) && !defined(FP_PORTABLE_ONLY)
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma"))), apply_to = function)
+#else
+#pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")
+#endif
+#define VT __m512
+#define VPB 1
+#define VL 16
+#define VZERO _mm512_setzero_ps
+#define VLOAD _mm512_loadu_ps
+#define VSTORE _mm512_storeu_ps
+#define VBCAST(p) _mm512_set1_ps(*(p))
+#define VFMA _mm512_fmadd_ps
+#define VMAX _mm512_max_ps
+#include "direct_tile_impl.h"
+
+#define K14(NB) DTILE_DEFINE(k512, 1, NB) DTILE_DEFINE(k512, 2, NB) DTILE_DEFINE(k512, 3, NB) \
+    DTILE_DEFINE(k512, 4, NB) DTILE_DEFINE(k512, 5, NB) DTILE_DEFINE(k512, 6, NB) DTILE_DEFINE(k512, 7, NB)
+K14(1) K14(2) K14(4)
+DTILE_DEFINE(k512, 8, 1) DTILE_DEFINE(k512, 9, 1) DTILE_DEFINE(k512, 10, 1) DTILE_DEFINE(k512, 11, 1)
+DTILE_DEFINE(k512, 12, 1) DTILE_DEFINE(k512, 13, 1) DTILE_DEFINE(k512, 14, 1)
+DTILE_DEFINE(k512, 8, 2) DTILE_DEFINE(k512, 9, 2) DTILE_DEFINE(k512, 10, 2) DTILE_DEFINE(k512, 11, 2)
+DTILE_DEFINE(k512, 12, 2) DTILE_DEFINE(k512, 13, 2) DTILE_DEFINE(k512, 14, 2)
+
+static const fp_dkernel K1[] = {k512_1x1, k512_2x1, k512_3x1, k512_4x1, k512_5x1, k512_6x1, k512_7x1,
+                                k512_8x1, k512_9x1, k512_10x1, k512_11x1, k512_12x1, k512_13x1, k512_14x1};
+static const fp_dkernel K2[] = {k512_1x2, k512_2x2, k512_3x2, k512_4x2, k512_5x2, k512_6x2, k512_7x2,
+                                k512_8x2, k512_9x2, k512_10x2, k512_11x2, k512_12x2, k512_13x2, k512_14x2};
+static const fp_dkernel K4[] = {k512_1x4, k512_2x4, k512_3x4, k512_4x4, k512_5x4, k512_6x4, k512_7x4};
+
+fp_dkernel fp_direct_kernel_avx512(int rw, int nb) { return nb == 4 ? K4[rw - 1] : nb == 2 ? K2[rw - 1] : K1[rw - 1]; }
+
+/* Transposing store: one masked gather of up to 16 pixels per channel from the L1-resident tile,
+ * then one masked contiguous store into the channel's output row. */
+void fp_direct_store_nchw_avx512(const float *tbuf, int64_t ops, int rw, int64_t nch, float *y, int64_t ystride) {
+    const __mmask16 m = (__mmask16)((1u << rw) - 1u);
+    const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                           _mm512_set1_epi32((int)ops));
+    for (int64_t c = 0; c < nch; c++) {
+        const __m512 v = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, idx, tbuf + c, 4);
+        _mm512_mask_storeu_ps(y + c * ystride, m, v);
+    }
+}
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#endif
+#else
+void fp_direct_store_nchw_avx512(const float *tbuf, int64_t ops, int rw, int64_t nch, float *y, int64_t ystride) {
+    for (int64_t c = 0; c < nch; c++)
+        for (int j = 0; j < rw; j++) y[c * ystride + j] = tbuf[j * ops + c];
+}
+fp_dkernel fp_direct_kernel_avx512(int rw, int nb) { return fp_direct_kernel_scalar(rw, nb); }
+#endif

@@ -1,0 +1,315 @@
+/* Direct KxK convolution, float32, NCHW and NHWC, dense and grouped: the driver.
+ *
+ * Design (see docs/spatial.md): output channels are the vector dimension (blocks of 16, weights
+ * packed once as [group][block][cin][kh*kw][16]); a register tile of up to 14 output pixels x 16
+ * channels accumulates the whole reduction over (cin, kh, kw) in registers, broadcasting input
+ * pixels and streaming the packed weights from L1/L2 (Zhang, Franchetti & Low's zero-overhead
+ * loop order with libxsmm-style register blocking).
+ *
+ * Borders, stride and dilation are handled without touching the whole input: each thread copies
+ * the input rows one block of output rows needs into a small strip, channel-planar, with the
+ * horizontal zero padding in place and the columns split by stride phase.  In that strip
+ * consecutive output pixels read consecutive floats for every tap, whatever the stride, dilation
+ * or input layout, so one micro-kernel with constant displacements serves every case.  Vertical
+ * borders cost nothing: taps whose input row falls outside the image are skipped per output row.
+ * Extra memory per call: one strip per thread (input rows of one row block, capped near 256 KiB)
+ * plus the padded bias; no im2col buffer. */
+#include <string.h>
+
+#include "direct.h"
+
+int fp_direct_rwmax(int isa, int nb) {
+    if (isa == FP_ISA_AVX512) return nb == 4 ? 7 : 14;
+    if (isa == FP_ISA_AVX2) return nb == 2 ? 3 : 6;
+    return nb == 2 ? 2 : 4;
+}
+
+fp_dkernel fp_direct_kernel(int isa, int rw, int nb) {
+    if (isa == FP_ISA_AVX512) return fp_direct_kernel_avx512(rw, nb);
+    if (isa == FP_ISA_AVX2) return fp_direct_kernel_avx2(rw, nb);
+    return fp_direct_kernel_scalar(rw, nb);
+}
+
+static int applies(const fp_conv_problem *p, int isa, int f64) {
+    (void)isa;
+    if (f64) return 0;
+    if (p->groups > 1 && p->groups == p->cin) return 0; /* depthwise: dwconv or generic */
+    if (p->kh == 1 && p->kw == 1 && p->groups == 1 && p->pad_top == 0 && p->pad_left == 0) return 0; /* 1x1 GEMM */
+    return 1;
+}
+
+static const char *kernel_name(const fp_conv_problem *p, int isa, int f64) {
+    (void)f64;
+    if (isa == FP_ISA_AVX512) return p->layout == 0 ? "f32_conv_direct_nchw__avx512_14x32" : "f32_conv_direct_nhwc__avx512_14x32";
+    if (isa == FP_ISA_AVX2) return p->layout == 0 ? "f32_conv_direct_nchw__avx2_6x16" : "f32_conv_direct_nhwc__avx2_6x16";
+    return p->layout == 0 ? "f32_conv_direct_nchw__c_4x16" : "f32_conv_direct_nhwc__c_4x16";
+}
+
+static int64_t nblocks(const fp_conv_problem *p) { return FP_CEIL_DIV(p->cout / p->groups, FP_DIRECT_CB); }
+
+static int64_t packed_bytes(const fp_conv_problem *p, int isa, int f64) {
+    (void)isa; (void)f64;
+    return (int64_t)sizeof(float) * p->groups * nblocks(p) * (p->cin / p->groups) * p->kh * p->kw * FP_DIRECT_CB;
+}
+
+static int pack(const fp_conv_problem *p, int isa, int f64, const void *wv, void *dst) {
+    (void)isa; (void)f64;
+    const float *w = (const float *)wv;
+    float *d = (float *)dst;
+    const int64_t cin_g = p->cin / p->groups, cout_g = p->cout / p->groups, T = p->kh * p->kw, ncb = nblocks(p);
+    memset(d, 0, (size_t)packed_bytes(p, isa, f64));
+    for (int64_t g = 0; g < p->groups; g++)
+        for (int64_t co = 0; co < cout_g; co++) {
+            const int64_t cb = co / FP_DIRECT_CB, lane = co % FP_DIRECT_CB;
+            float *db = d + (g * ncb + cb) * cin_g * T * FP_DIRECT_CB;
+            const float *src = w + (g * cout_g + co) * cin_g * T;
+            for (int64_t ci = 0; ci < cin_g; ci++)
+                for (int64_t t = 0; t < T; t++) db[(ci * T + t) * FP_DIRECT_CB + lane] = src[ci * T + t];
+        }
+    return FP_OK;
+}
+
+/* Geometry of one call, shared by all threads. */
+typedef struct geom {
+    int64_t cin_g, cout_g, T, ncb, nb, rwmax;
+    int64_t R, nrb, nr;  /* output rows per block, row blocks, strip rows */
+    int64_t Wq;          /* strip columns per stride phase */
+    int64_t cs;          /* strip floats per channel */
+    int64_t cchunks, cbg_per_chunk, ncbg;
+    int64_t kc;          /* input channels per reduction chunk (weights of a chunk stay in L1) */
+} geom;
+
+/* Copy the input rows [iy0, iy0 + nrows) of group g, image n into the strip: channel-planar,
+ * horizontally zero-padded, columns split by stride phase (strip column c = q * sw + phase). */
+static void fill_strip(const fp_conv_problem *p, const geom *G, const float *x, int64_t n, int64_t g,
+                       int64_t iy0, int64_t nrows, float *strip) {
+    const int64_t sw = p->stride_w, Wq = G->Wq, W = p->w, pl = p->pad_left;
+    for (int64_t ci = 0; ci < G->cin_g; ci++) {
+        const int64_t c_abs = g * G->cin_g + ci;
+        for (int64_t r = 0; r < nrows; r++) {
+            float *dst = strip + ci * G->cs + r * sw * Wq;
+            const int64_t iy = iy0 + r;
+            if (iy < 0 || iy >= p->h) {
+                memset(dst, 0, sizeof(float) * (size_t)(sw * Wq));
+                continue;
+            }
+            if (p->layout == 0) {
+                const float *src = x + ((n * p->cin + c_abs) * p->h + iy) * W;
+                if (sw == 1) {
+                    const int64_t lo = FP_MIN(pl, Wq), hi = FP_MAX(lo, FP_MIN(Wq, pl + W));
+                    memset(dst, 0, sizeof(float) * (size_t)lo);
+                    memcpy(dst + lo, src + (lo - pl), sizeof(float) * (size_t)(hi - lo));
+                    memset(dst + hi, 0, sizeof(float) * (size_t)(Wq - hi));
+                } else {
+                    for (int64_t ph = 0; ph < sw; ph++) {
+                        float *dp = dst + ph * Wq;
+                        /* q in [qlo, qhi) reads inside the row: ix = q * sw + ph - pl in [0, W) */
+                        const int64_t off = ph - pl;
+                        int64_t qlo = off >= 0 ? 0 : FP_CEIL_DIV(-off, sw);
+                        int64_t qhi = W - 1 - off < 0 ? 0 : (W - 1 - off) / sw + 1;
+                        qlo = FP_MIN(qlo, Wq);
+                        qhi = FP_MAX(qlo, FP_MIN(qhi, Wq));
+                        for (int64_t q = 0; q < qlo; q++) dp[q] = 0.0f;
+                        if (sw == 2)
+                            for (int64_t q = qlo; q < qhi; q++) dp[q] = src[2 * q + off];
+                        else
+                            for (int64_t q = qlo; q < qhi; q++) dp[q] = src[q * sw + off];
+                        for (int64_t q = qhi; q < Wq; q++) dp[q] = 0.0f;
+                    }
+                }
+            } else {
+                const float *src = x + ((n * p->h + iy) * W) * p->cin + c_abs;
+                for (int64_t ph = 0; ph < sw; ph++) {
+                    float *dp = dst + ph * Wq;
+                    for (int64_t q = 0; q < Wq; q++) {
+                        const int64_t ix = q * sw + ph - pl;
+                        dp[q] = (ix >= 0 && ix < W) ? src[ix * p->cin] : 0.0f;
+                    }
+                }
+            }
+        }
+    }
+}
+
+static void plan(const fp_conv_problem *p, int isa, geom *G) {
+    const int nt = fp_threads(p);
+    G->cin_g = p->cin / p->groups;
+    G->cout_g = p->cout / p->groups;
+    G->T = p->kh * p->kw;
+    G->ncb = FP_CEIL_DIV(G->cout_g, FP_DIRECT_CB);
+    if (isa == FP_ISA_AVX512) /* 28 zmm accumulators: 14 pixels x 32 channels, or 7 x 64 on small maps */
+        G->nb = (p->ow <= 7 && G->ncb >= 4) ? 4 : G->ncb >= 2 ? 2 : 1;
+    else
+        G->nb = (p->ow <= fp_direct_rwmax(isa, 2) && G->ncb >= 2) ? 2 : 1;
+    G->rwmax = fp_direct_rwmax(isa, (int)G->nb);
+    const int64_t sw = p->stride_w, sh = p->stride_h;
+    const int64_t Wp = (p->ow - 1) * sw + (p->kw - 1) * p->dil_w + 1;
+    G->Wq = FP_CEIL_DIV(Wp, sw);
+    /* Rows per block: the strip takes at most half of L2 (the other half holds the weights of one
+     * channel block, which every row of the strip reuses), and there are enough jobs. */
+    const int64_t row_bytes = (int64_t)sizeof(float) * G->cin_g * sw * G->Wq;
+    const int64_t budget = FP_MAX(256 * 1024, fp_cache_size(2) / 2);
+    int64_t R = p->oh;
+    while (R > 1 && ((R - 1) * sh + (p->kh - 1) * p->dil_h + 1) * row_bytes > budget) R = (R + 1) / 2;
+    const int64_t outer = p->n * p->groups;
+    G->ncbg = FP_CEIL_DIV(G->ncb, G->nb);
+    /* When a group's weights outgrow L2, threads first split the output channels (each streams
+     * its share of the weights) and only then the rows (each row block streams all of them). */
+    const int64_t wbytes = (int64_t)sizeof(float) * G->cin_g * G->T * G->ncb * FP_DIRECT_CB;
+    int64_t cc = (wbytes > 2 * fp_cache_size(2) && nt > 1) ? FP_MIN(G->ncbg, nt) : 1;
+    /* several jobs per thread, so a thread that the OS delays leaves little work behind */
+    while (R > 4 && outer * cc * FP_CEIL_DIV(p->oh, R) < 4 * nt) R = (R + 1) / 2;
+    G->R = R;
+    G->nrb = FP_CEIL_DIV(p->oh, R);
+    G->nr = (R - 1) * sh + (p->kh - 1) * p->dil_h + 1;
+    G->cs = G->nr * sw * G->Wq;
+    if (outer * cc * G->nrb < 4 * nt) cc = FP_MIN(G->ncbg, FP_CEIL_DIV(4 * nt, outer * G->nrb));
+    G->cbg_per_chunk = FP_CEIL_DIV(G->ncbg, cc);
+    /* Reduction chunks: a chunk's weights (kc x taps x nb blocks) stay within ~20 KiB of L1 while
+     * every tile of the row block uses them; partial sums wait in a per-thread buffer. */
+    const int64_t per_ci = G->T * G->nb * FP_DIRECT_CB * (int64_t)sizeof(float);
+    int64_t kc = FP_MAX(8, (20 * 1024) / per_ci);
+    if (isa == FP_ISA_SCALAR || G->cin_g <= kc + kc / 2) kc = G->cin_g;
+    G->kc = kc;
+    G->cchunks = FP_CEIL_DIV(G->ncbg, G->cbg_per_chunk);
+}
+
+static void row_taps(const fp_conv_problem *p, int64_t oy, int64_t *t0, int64_t *t1) {
+    const int64_t iyb = oy * p->stride_h - p->pad_top, dh = p->dil_h;
+    int64_t ky0 = iyb >= 0 ? 0 : FP_CEIL_DIV(-iyb, dh);
+    int64_t ky1 = (p->h - 1 - iyb) < 0 ? 0 : FP_MIN(p->kh, (p->h - 1 - iyb) / dh + 1);
+    if (ky0 > p->kh) ky0 = p->kh;
+    if (ky1 < ky0) ky1 = ky0;
+    *t0 = ky0 * p->kw;
+    *t1 = ky1 * p->kw;
+}
+
+static int run(const fp_conv_problem *p, int isa, int f64, const void *xv, const void *packed, const void *biasv,
+               void *yv) {
+    (void)f64;
+    const float *x = (const float *)xv, *bias = (const float *)biasv, *wpk = (const float *)packed;
+    float *y = (float *)yv;
+    if (p->n == 0 || p->oh == 0 || p->ow == 0 || p->cout == 0) return FP_OK;
+    geom G;
+    plan(p, isa, &G);
+    const int64_t sw = p->stride_w, Wq = G.Wq;
+    int64_t *toff = (int64_t *)fp_aligned_alloc((int64_t)sizeof(int64_t) * G.T);
+    float *bpad = (float *)fp_aligned_alloc((int64_t)sizeof(float) * p->groups * G.ncb * FP_DIRECT_CB);
+    if (!toff || !bpad) {
+        fp_aligned_free(toff);
+        fp_aligned_free(bpad);
+        return FP_ERR_ALLOC;
+    }
+    for (int64_t ky = 0; ky < p->kh; ky++)
+        for (int64_t kx = 0; kx < p->kw; kx++) {
+            const int64_t cx = kx * p->dil_w;
+            toff[ky * p->kw + kx] = ky * p->dil_h * sw * Wq + (cx % sw) * Wq + cx / sw;
+        }
+    memset(bpad, 0, sizeof(float) * (size_t)(p->groups * G.ncb * FP_DIRECT_CB));
+    if (bias)
+        for (int64_t g = 0; g < p->groups; g++)
+            for (int64_t co = 0; co < G.cout_g; co++) bpad[g * G.ncb * FP_DIRECT_CB + co] = bias[g * G.cout_g + co];
+
+    const int64_t jobs = p->n * p->groups * G.nrb * G.cchunks;
+    const int64_t wblk = G.cin_g * G.T * FP_DIRECT_CB;
+    int failed = 0;
+#pragma omp parallel num_threads(fp_threads(p)) reduction(| : failed)
+    {
+        float *strip = (float *)fp_aligned_alloc((int64_t)sizeof(float) * G.cin_g * G.cs);
+        float *pbuf = G.kc < G.cin_g
+                          ? (float *)fp_aligned_alloc((int64_t)sizeof(float) * G.R * p->ow * G.nb * FP_DIRECT_CB)
+                          : NULL;
+        float tbuf[14 * 4 * FP_DIRECT_CB] __attribute__((aligned(64)));
+        if (!strip || (G.kc < G.cin_g && !pbuf)) failed = 1;
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t job = 0; job < jobs; job++) {
+            if (!strip || (G.kc < G.cin_g && !pbuf)) continue;
+            int64_t rest = job;
+            const int64_t cc = rest % G.cchunks; rest /= G.cchunks;
+            const int64_t rb = rest % G.nrb; rest /= G.nrb;
+            const int64_t g = rest % p->groups;
+            const int64_t n = rest / p->groups;
+            const int64_t oy0 = rb * G.R, nrows = FP_MIN(G.R, p->oh - oy0);
+            const int64_t iy0 = oy0 * p->stride_h - p->pad_top;
+            fill_strip(p, &G, x, n, g, iy0, (nrows - 1) * p->stride_h + (p->kh - 1) * p->dil_h + 1, strip);
+            const int64_t cbg_lo = cc * G.cbg_per_chunk, cbg_hi = FP_MIN(G.ncbg, cbg_lo + G.cbg_per_chunk);
+            const int64_t cb_hi = FP_MIN(G.ncb, cbg_hi * G.nb);
+            for (int64_t cb = cbg_lo * G.nb, nbb_used = 0; cb < cb_hi; cb += nbb_used) {
+                int nbb = (int)FP_MIN(G.nb, cb_hi - cb);
+                if (nbb == 3) nbb = 2; /* kernels exist for 1, 2 and 4 blocks */
+                nbb_used = nbb;
+                const int64_t nch = FP_MIN(nbb * FP_DIRECT_CB, G.cout_g - cb * FP_DIRECT_CB);
+                fp_dtile a;
+                a.toff = toff;
+                a.ntaps = G.T;
+                a.cs = G.cs;
+                a.wblk = wblk;
+                const float *bias_blk = bpad + (g * G.ncb + cb) * FP_DIRECT_CB;
+                const int64_t c_abs = g * G.cout_g + cb * FP_DIRECT_CB;
+                const int direct_store = p->layout == 1 && nch == nbb * FP_DIRECT_CB;
+                const int64_t ntl = FP_CEIL_DIV(p->ow, G.rwmax), base = p->ow / ntl, extra = p->ow % ntl;
+                const int64_t pps = nbb * FP_DIRECT_CB; /* floats per pixel in pbuf */
+                for (int64_t k0 = 0; k0 < G.cin_g; k0 += G.kc) {
+                    const int first = k0 == 0, last = k0 + G.kc >= G.cin_g;
+                    a.cin = FP_MIN(G.kc, G.cin_g - k0);
+                    a.w = wpk + (g * G.ncb + cb) * wblk + k0 * G.T * FP_DIRECT_CB;
+                    a.relu = last ? p->relu : 0;
+                    for (int64_t i = 0; i < nrows; i++) {
+                        const int64_t oy = oy0 + i;
+                        row_taps(p, oy, &a.t0, &a.t1);
+                        const float *row = strip + k0 * G.cs + i * p->stride_h * sw * Wq;
+                        int64_t ox0 = 0;
+                        for (int64_t tl = 0; tl < ntl; tl++) {
+                            const int rw = (int)(base + (tl < extra));
+                            float *part = pbuf ? pbuf + (i * p->ow + ox0) * pps : NULL;
+                            a.pix = row + ox0;
+                            if (first) {
+                                a.init = bias_blk;
+                                a.init_ps = 0;
+                            } else {
+                                a.init = part;
+                                a.init_ps = pps;
+                            }
+                            if (!last) {
+                                a.out = part;
+                                a.ops = pps;
+                            } else if (direct_store) {
+                                a.out = y + ((n * p->oh + oy) * p->ow + ox0) * p->cout + c_abs;
+                                a.ops = p->cout;
+                            } else {
+                                a.out = tbuf;
+                                a.ops = pps;
+                            }
+                            fp_direct_kernel(isa, rw, nbb)(&a);
+                            if (last) {
+                                if (p->layout == 0 && isa == FP_ISA_AVX512) {
+                                    fp_direct_store_nchw_avx512(tbuf, a.ops, rw, nch,
+                                                                y + ((n * p->cout + c_abs) * p->oh + oy) * p->ow + ox0,
+                                                                p->oh * p->ow);
+                                } else if (p->layout == 0) {
+                                    for (int64_t c = 0; c < nch; c++) {
+                                        float *yc = y + ((n * p->cout + c_abs + c) * p->oh + oy) * p->ow + ox0;
+                                        for (int j = 0; j < rw; j++) yc[j] = tbuf[j * a.ops + c];
+                                    }
+                                } else if (!direct_store) {
+                                    for (int j = 0; j < rw; j++) {
+                                        float *yp = y + ((n * p->oh + oy) * p->ow + ox0 + j) * p->cout + c_abs;
+                                        for (int64_t c = 0; c < nch; c++) yp[c] = tbuf[j * a.ops + c];
+                                    }
+                                }
+                            }
+                            ox0 += rw;
+                        }
+                    }
+                }
+            }
+        }
+        fp_aligned_free(strip);
+        fp_aligned_free(pbuf);
+    }
+    fp_aligned_free(toff);
+    fp_aligned_free(bpad);
+    return failed ? FP_ERR_ALLOC : FP_OK;
+}
+
+const fp_algo fp_algo_direct = {"direct", applies, kernel_name, packed_bytes, pack, run};

@@ -1,0 +1,48 @@
+/* The depthwise algorithm: groups = cin > 1 (any channel multiplier), float32, NCHW and NHWC. */
+#include <string.h>
+
+#include "dwconv.h"
+
+static int applies(const fp_conv_problem *p, int isa, int f64) {
+    (void)isa;
+    return !f64 && p->groups > 1 && p->groups == p->cin;
+}
+
+static const char *kernel_name(const fp_conv_problem *p, int isa, int f64) {
+    (void)f64;
+    if (isa == FP_ISA_AVX512) return p->layout == 0 ? "f32_dwconv_nchw__avx512_16w" : "f32_dwconv_nhwc__avx512_16c";
+    if (isa == FP_ISA_AVX2) return p->layout == 0 ? "f32_dwconv_nchw__avx2" : "f32_dwconv_nhwc__avx2";
+    return p->layout == 0 ? "f32_dwconv_nchw__c" : "f32_dwconv_nhwc__c";
+}
+
+static int64_t packed_bytes(const fp_conv_problem *p, int isa, int f64) {
+    (void)isa; (void)f64;
+    const int64_t T = p->kh * p->kw;
+    return (int64_t)sizeof(float) * T * (p->layout == 0 ? p->cout : fp_dw_cpad(p));
+}
+
+static int pack(const fp_conv_problem *p, int isa, int f64, const void *wv, void *dst) {
+    const float *w = (const float *)wv;
+    float *d = (float *)dst;
+    const int64_t T = p->kh * p->kw;
+    if (p->layout == 0) {
+        memcpy(d, w, (size_t)packed_bytes(p, isa, f64));
+        return FP_OK;
+    }
+    const int64_t cpad = fp_dw_cpad(p);
+    memset(d, 0, (size_t)packed_bytes(p, isa, f64));
+    for (int64_t co = 0; co < p->cout; co++)
+        for (int64_t t = 0; t < T; t++) d[t * cpad + co] = w[co * T + t];
+    return FP_OK;
+}
+
+static int run(const fp_conv_problem *p, int isa, int f64, const void *x, const void *packed, const void *bias,
+               void *y) {
+    (void)f64;
+    if (p->n == 0 || p->oh == 0 || p->ow == 0 || p->cout == 0) return FP_OK;
+    if (isa == FP_ISA_AVX512) return fp_dwconv_run_avx512(p, x, packed, bias, y);
+    if (isa == FP_ISA_AVX2) return fp_dwconv_run_avx2(p, x, packed, bias, y);
+    return fp_dwconv_run_c(p, x, packed, bias, y);
+}
+
+const fp_algo fp_algo_dwconv = {"dwconv", applies, kernel_name, packed_bytes, pack, run};

@@ -1,0 +1,97 @@
+/* Depthwise convolution in plain C, instantiated by dwconv_f32_c.c (portable) and
+ * dwconv_f32_avx2.c (the same loops compiled for AVX2+FMA).  DW_FN(name) names the functions.
+ *
+ * NCHW: one output row at a time, vectorized along the row: per tap, the range of output columns
+ * whose input column is inside the image is computed once, so the inner loop has no branch.
+ * NHWC: one output pixel at a time, vectorized along channels. */
+
+static inline void DW_FN(cols)(int64_t off, int64_t sw, int64_t w, int64_t ow, int64_t *lo, int64_t *hi) {
+    int64_t l = off < 0 ? FP_CEIL_DIV(-off, sw) : 0;
+    int64_t last = w - 1 - off;
+    int64_t h = last < 0 ? 0 : FP_MIN(ow, last / sw + 1);
+    *lo = FP_MIN(l, ow);
+    *hi = h < *lo ? *lo : h;
+}
+
+static int DW_FN(nchw)(const fp_conv_problem *p, const float *x, const float *w, const float *bias, float *y) {
+    const int64_t m = p->cout / p->cin, T = p->kh * p->kw, planes = p->n * p->cout;
+    int failed = 0;
+#pragma omp parallel num_threads(fp_threads(p)) reduction(| : failed)
+    {
+        float *acc = (float *)fp_aligned_alloc((int64_t)sizeof(float) * p->ow);
+        if (!acc) failed = 1;
+#pragma omp for schedule(static)
+        for (int64_t job = 0; job < planes; job++) {
+            if (!acc) continue;
+            const int64_t n = job / p->cout, co = job % p->cout;
+            const float *xc = x + (n * p->cin + co / m) * p->h * p->w;
+            const float *wc = w + co * T;
+            const float b = bias ? bias[co] : 0.0f;
+            float *yc = y + job * p->oh * p->ow;
+            for (int64_t oy = 0; oy < p->oh; oy++) {
+                for (int64_t ox = 0; ox < p->ow; ox++) acc[ox] = b;
+                for (int64_t ky = 0; ky < p->kh; ky++) {
+                    const int64_t iy = oy * p->stride_h - p->pad_top + ky * p->dil_h;
+                    if (iy < 0 || iy >= p->h) continue;
+                    const float *xr = xc + iy * p->w;
+                    for (int64_t kx = 0; kx < p->kw; kx++) {
+                        const float wv = wc[ky * p->kw + kx];
+                        const int64_t off = kx * p->dil_w - p->pad_left;
+                        int64_t lo, hi;
+                        DW_FN(cols)(off, p->stride_w, p->w, p->ow, &lo, &hi);
+                        if (p->stride_w == 1)
+                            for (int64_t ox = lo; ox < hi; ox++) acc[ox] += wv * xr[ox + off];
+                        else
+                            for (int64_t ox = lo; ox < hi; ox++) acc[ox] += wv * xr[ox * p->stride_w + off];
+                    }
+                }
+                float *yr = yc + oy * p->ow;
+                if (p->relu)
+                    for (int64_t ox = 0; ox < p->ow; ox++) yr[ox] = acc[ox] < 0 ? 0.0f : acc[ox];
+                else
+                    for (int64_t ox = 0; ox < p->ow; ox++) yr[ox] = acc[ox];
+            }
+        }
+        fp_aligned_free(acc);
+    }
+    return failed ? FP_ERR_ALLOC : FP_OK;
+}
+
+static int DW_FN(nhwc)(const fp_conv_problem *p, const float *x, const float *w, const float *bias, float *y) {
+    const int64_t m = p->cout / p->cin, C = p->cout, cpad = fp_dw_cpad(p), rows = p->n * p->oh;
+    int failed = 0;
+#pragma omp parallel num_threads(fp_threads(p)) reduction(| : failed)
+    {
+        float *acc = (float *)fp_aligned_alloc((int64_t)sizeof(float) * C);
+        if (!acc) failed = 1;
+#pragma omp for schedule(static)
+        for (int64_t job = 0; job < rows; job++) {
+            if (!acc) continue;
+            const int64_t n = job / p->oh, oy = job % p->oh;
+            for (int64_t ox = 0; ox < p->ow; ox++) {
+                for (int64_t c = 0; c < C; c++) acc[c] = bias ? bias[c] : 0.0f;
+                for (int64_t ky = 0; ky < p->kh; ky++) {
+                    const int64_t iy = oy * p->stride_h - p->pad_top + ky * p->dil_h;
+                    if (iy < 0 || iy >= p->h) continue;
+                    for (int64_t kx = 0; kx < p->kw; kx++) {
+                        const int64_t ix = ox * p->stride_w - p->pad_left + kx * p->dil_w;
+                        if (ix < 0 || ix >= p->w) continue;
+                        const float *xp = x + ((n * p->h + iy) * p->w + ix) * p->cin;
+                        const float *wt = w + (ky * p->kw + kx) * cpad;
+                        if (m == 1)
+                            for (int64_t c = 0; c < C; c++) acc[c] += wt[c] * xp[c];
+                        else
+                            for (int64_t c = 0; c < C; c++) acc[c] += wt[c] * xp[c / m];
+                    }
+                }
+                float *yp = y + ((n * p->oh + oy) * p->ow + ox) * C;
+                if (p->relu)
+                    for (int64_t c = 0; c < C; c++) yp[c] = acc[c] < 0 ? 0.0f : acc[c];
+                else
+                    for (int64_t c = 0; c < C; c++) yp[c] = acc[c];
+            }
+        }
+        fp_aligned_free(acc);
+    }
+    return failed ? FP_ERR_ALLOC : FP_OK;
+}

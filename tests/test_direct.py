@@ -1,0 +1,157 @@
+"""The direct KxK kernels (csrc/direct/) on their edge cases, with every ISA path forced in turn.
+
+Integer-valued data, so every path must equal the NumPy reference exactly.  Each ISA is forced
+in-process with ``fp_set_isa`` (conv2d packs afresh on every call); one subprocess per ISA checks
+the ``FASTPOINT_ISA`` switch itself.
+"""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastpoint as fp
+from fastpoint.backends import c as cback
+
+from .conftest import int_array
+
+pytestmark = pytest.mark.skipif(cback.lib is None, reason="C extension not built")
+
+ISAS = {"scalar": 0, "avx2": 1, "avx512": 2}
+
+
+@pytest.fixture(params=list(ISAS))
+def isa(request):
+    lib = cback.lib
+    if ISAS[request.param] > lib.fp_isa_supported():
+        pytest.skip(f"CPU lacks {request.param}")
+    before = lib.fp_isa()
+    lib.fp_set_isa(ISAS[request.param])
+    yield request.param
+    lib.fp_set_isa(before)
+
+
+def check(x, w, b=None, layout="NCHW", **kw):
+    expected = fp.conv2d(x, w, b, backend="numpy", layout=layout, **kw)
+    out = np.full_like(expected, np.nan)  # the kernel must write every output
+    got = fp.conv2d(x, w, b, backend="c", layout=layout, out=out, **kw)
+    np.testing.assert_array_equal(got, expected)
+
+
+def kernel_name(cin, cout, k, layout="NCHW", groups=1, padding=0, h=8, w=8):
+    from fastpoint._spec import make_spec
+    wt = np.zeros((cout, cin // groups, k, k), np.float32)
+    layer = fp.Conv2d(wt, padding=padding, groups=groups, layout=layout, backend="c")
+    shape = (1, cin, h, w) if layout == "NCHW" else (1, h, w, cin)
+    return cback.CBackend().kernel_name(make_spec(layer._layer, shape, wt.shape))
+
+
+def test_direct_is_chosen_for_kxk_but_not_plain_1x1():
+    assert "direct" in kernel_name(16, 32, 3, padding=1)
+    assert "direct" in kernel_name(12, 12, 3, groups=3)
+    assert "direct" not in kernel_name(16, 32, 1)  # 1x1 belongs to the GEMM path
+    assert "direct" not in kernel_name(16, 16, 3, groups=16)  # depthwise has its own kernel
+
+
+@pytest.mark.parametrize("ow", [1, 2, 5, 6, 7, 8, 13, 14, 15, 27, 28, 29, 31])
+def test_every_output_width_remainder(isa, ow):
+    rng = np.random.default_rng(ow)
+    check(int_array(rng, (1, 5, 3, ow)), int_array(rng, (40, 5, 3, 3)), int_array(rng, (40,)), padding=1)
+
+
+@pytest.mark.parametrize("cout", [1, 15, 16, 17, 31, 32, 33, 48, 63, 64, 65, 80, 96])
+@pytest.mark.parametrize("ow", [5, 7, 16])
+def test_every_output_channel_remainder(isa, cout, ow):
+    rng = np.random.default_rng(cout)
+    check(int_array(rng, (1, 4, 4, ow)), int_array(rng, (cout, 4, 3, 3)), int_array(rng, (cout,)), padding=1,
+          activation="relu")
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("stride,dilation,padding", [
+    (1, 1, 0), (1, 1, 1), (1, 1, 2), (2, 1, 1), (3, 1, 1), (2, 2, 2), (1, 3, 3), (3, 2, (0, 2)), (1, 2, "same"),
+    (1, 1, "same"), ((2, 1), (1, 2), (1, 0)), (1, 1, (3, 0)),
+])
+def test_stride_dilation_padding(isa, layout, stride, dilation, padding):
+    rng = np.random.default_rng(7)
+    shape = (2, 6, 13, 17) if layout == "NCHW" else (2, 13, 17, 6)
+    check(int_array(rng, shape), int_array(rng, (20, 6, 3, 3)), int_array(rng, (20,)), layout=layout, stride=stride,
+          dilation=dilation, padding=padding)
+
+
+@pytest.mark.parametrize("kh,kw", [(1, 7), (7, 1), (5, 5), (7, 7), (2, 2), (4, 4), (2, 3), (1, 3)])
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_kernel_shapes_and_same_padding(isa, kh, kw, layout):
+    rng = np.random.default_rng(kh * 10 + kw)
+    shape = (1, 5, 11, 12) if layout == "NCHW" else (1, 11, 12, 5)
+    w = int_array(rng, (17, 5, kh, kw))
+    check(int_array(rng, shape), w, layout=layout, padding="same")
+    check(int_array(rng, shape), w, layout=layout, padding=(kh // 2, kw // 2), stride=2)
+
+
+@pytest.mark.parametrize("groups,cin,cout", [(2, 8, 6), (3, 9, 12), (2, 6, 64), (4, 8, 36)])
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_grouped(isa, groups, cin, cout, layout):
+    rng = np.random.default_rng(groups)
+    shape = (2, cin, 9, 10) if layout == "NCHW" else (2, 9, 10, cin)
+    check(int_array(rng, shape), int_array(rng, (cout, cin // groups, 3, 3)), int_array(rng, (cout,)), layout=layout,
+          padding=1, groups=groups, activation="relu")
+
+
+@pytest.mark.parametrize("h,w,padding", [(1, 1, 1), (1, 2, 1), (2, 1, 2), (3, 3, 0), (2, 2, 3)])
+def test_tiny_images_and_wide_padding(isa, h, w, padding):
+    rng = np.random.default_rng(h * 7 + w)
+    for layout in ("NCHW", "NHWC"):
+        shape = (1, 3, h, w) if layout == "NCHW" else (1, h, w, 3)
+        check(int_array(rng, shape), int_array(rng, (18, 3, 3, 3)), int_array(rng, (18,)), layout=layout,
+              padding=padding)
+
+
+def test_stem_and_first_unet_layer_shapes(isa):
+    rng = np.random.default_rng(3)
+    check(int_array(rng, (1, 3, 30, 30)), int_array(rng, (64, 3, 7, 7)), int_array(rng, (64,)), stride=2, padding=3)
+    check(int_array(rng, (1, 3, 20, 20)), int_array(rng, (64, 3, 3, 3)), int_array(rng, (64,)), padding=1,
+          activation="relu")
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_nan_reaches_exactly_the_windows_that_cover_it(isa, layout):
+    rng = np.random.default_rng(11)
+    x = int_array(rng, (1, 4, 9, 16))
+    x[0, 2, 4, 7] = np.nan
+    x[0, 1, 0, 0] = np.nan
+    if layout == "NHWC":
+        x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    check(x, int_array(rng, (33, 4, 3, 3)), int_array(rng, (33,)), layout=layout, padding=1, activation="relu")
+
+
+def test_bias_none_and_large_reduction(isa):
+    rng = np.random.default_rng(5)
+    check(int_array(rng, (1, 70, 6, 9), -1, 1), int_array(rng, (32, 70, 3, 3), -1, 1), padding=1)
+
+
+@pytest.mark.parametrize("name", list(ISAS))
+def test_fastpoint_isa_switch_in_a_subprocess(name):
+    code = ("import numpy as np, fastpoint as fp\n"
+            "from fastpoint.backends.c import lib\n"
+            "rng = np.random.default_rng(0)\n"
+            "x = rng.integers(-3, 4, (1, 8, 10, 30)).astype(np.float32)\n"
+            "w = rng.integers(-2, 3, (40, 8, 3, 3)).astype(np.float32)\n"
+            "a = fp.conv2d(x, w, padding=1, backend='c'); b = fp.conv2d(x, w, padding=1, backend='numpy')\n"
+            "assert np.array_equal(a, b)\n"
+            "print(lib.fp_isa())\n")
+    env = {**os.environ, "FASTPOINT_ISA": name}
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert res.returncode == 0, res.stderr
+    assert int(res.stdout.strip()) == min(ISAS[name], cback.lib.fp_isa_supported())
+
+
+@pytest.mark.parametrize("cin,cout,ow", [(40, 64, 7), (41, 80, 5), (100, 32, 20), (27, 17, 9)])
+def test_reduction_split_into_chunks(isa, cin, cout, ow):
+    # long reductions run in input-channel chunks whose partial sums wait in a per-thread buffer
+    rng = np.random.default_rng(cin)
+    check(int_array(rng, (2, cin, 5, ow), -1, 1), int_array(rng, (cout, cin, 3, 3), -1, 1), int_array(rng, (cout,)),
+          padding=1, activation="relu")
+    check(int_array(rng, (1, 4, ow, cin), -1, 1), int_array(rng, (cout, cin, 3, 3), -1, 1), layout="NHWC", padding=1)

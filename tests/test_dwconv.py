@@ -1,0 +1,106 @@
+"""The depthwise kernels (csrc/dwconv/): multiplier 1 and more, borders, strides, dilation, both
+layouts, NaN, with every ISA path forced in turn (see test_direct.py for the fixture's logic)."""
+import numpy as np
+import pytest
+
+import fastpoint as fp
+from fastpoint.backends import c as cback
+
+from .conftest import int_array
+
+pytestmark = pytest.mark.skipif(cback.lib is None, reason="C extension not built")
+
+ISAS = {"scalar": 0, "avx2": 1, "avx512": 2}
+
+
+@pytest.fixture(params=list(ISAS))
+def isa(request):
+    lib = cback.lib
+    if ISAS[request.param] > lib.fp_isa_supported():
+        pytest.skip(f"CPU lacks {request.param}")
+    before = lib.fp_isa()
+    lib.fp_set_isa(ISAS[request.param])
+    yield request.param
+    lib.fp_set_isa(before)
+
+
+def check(x, w, b=None, layout="NCHW", **kw):
+    expected = fp.conv2d(x, w, b, backend="numpy", layout=layout, **kw)
+    out = np.full_like(expected, np.nan)
+    got = fp.conv2d(x, w, b, backend="c", layout=layout, out=out, **kw)
+    np.testing.assert_array_equal(got, expected)
+
+
+def dw(rng, c, mult, h, w, k=3, layout="NCHW", n=1):
+    shape = (n, c, h, w) if layout == "NCHW" else (n, h, w, c)
+    return int_array(rng, shape), int_array(rng, (c * mult, 1, k, k)), int_array(rng, (c * mult,))
+
+
+def test_dwconv_is_chosen():
+    from fastpoint._spec import make_spec
+    for layout in ("NCHW", "NHWC"):
+        wt = np.zeros((32, 1, 3, 3), np.float32)
+        layer = fp.Conv2d(wt, padding=1, groups=16, layout=layout)
+        shape = (1, 16, 8, 8) if layout == "NCHW" else (1, 8, 8, 16)
+        assert "dwconv" in cback.CBackend().kernel_name(make_spec(layer._layer, shape, wt.shape))
+
+
+@pytest.mark.parametrize("ow", list(range(1, 18)) + [31, 32, 33, 47, 50, 129])
+def test_every_width_remainder(isa, ow):
+    rng = np.random.default_rng(ow)
+    for stride in (1, 2):
+        x, w, b = dw(rng, 3, 1, 5, ow * stride)
+        check(x, w, b, padding=1, stride=stride, groups=3)
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("mult", [1, 2, 3])
+@pytest.mark.parametrize("stride,dilation,padding", [
+    (1, 1, 1), (1, 1, 0), (2, 1, 1), (3, 1, 1), (1, 2, 2), (2, 2, 1), (1, 1, "same"), ((1, 2), (2, 1), (0, 1)),
+    (1, 1, 3),
+])
+def test_multiplier_stride_dilation_padding(isa, layout, mult, stride, dilation, padding):
+    rng = np.random.default_rng(mult)
+    x, w, b = dw(rng, 17, mult, 11, 23, layout=layout, n=2)
+    check(x, w, b, layout=layout, stride=stride, dilation=dilation, padding=padding, groups=17, activation="relu")
+
+
+@pytest.mark.parametrize("k", [1, 2, 5, 7])
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_kernel_sizes(isa, k, layout):
+    rng = np.random.default_rng(k)
+    x, w, b = dw(rng, 20, 1, 12, 19, k=k, layout=layout)
+    check(x, w, b, layout=layout, padding="same", groups=20)
+
+
+@pytest.mark.parametrize("c", [1, 15, 16, 17, 33, 48])
+@pytest.mark.parametrize("h,w", [(1, 1), (2, 3), (7, 7), (9, 40), (5, 16), (4, 13)])
+def test_channel_counts_and_tiny_maps(isa, c, h, w):
+    rng = np.random.default_rng(c * h + w)
+    for layout in ("NCHW", "NHWC"):
+        x, wt, b = dw(rng, c, 1, h, w, layout=layout)
+        if c > 1:
+            check(x, wt, b, layout=layout, padding=1, groups=c)
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_nan_stays_in_its_windows(isa, layout):
+    rng = np.random.default_rng(2)
+    x = int_array(rng, (1, 16, 10, 20))
+    x[0, 3, 5, 9] = np.nan
+    x[0, 15, 9, 19] = np.nan
+    if layout == "NHWC":
+        x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    check(x, int_array(rng, (16, 1, 3, 3)), int_array(rng, (16,)), layout=layout, padding=1, groups=16,
+          activation="relu")
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("n,c,mult,h,w,padding", [(3, 5, 1, 7, 7, 1), (2, 3, 2, 14, 14, 1), (3, 7, 1, 5, 16, "same"),
+                                                  (1, 9, 1, 6, 9, 2)])
+def test_small_maps_several_images(isa, layout, n, c, mult, h, w, padding):
+    # small stride-1 maps take the flattened-plane path, two planes per call across image boundaries
+    rng = np.random.default_rng(n * c)
+    x, wt, b = dw(rng, c, mult, h, w, layout=layout, n=n)
+    check(x, wt, b, layout=layout, padding=padding, groups=c, activation="relu")
+    check(x, wt, None, layout=layout, padding=padding, groups=c, dilation=2)
