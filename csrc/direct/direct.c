@@ -35,6 +35,11 @@ static int applies(const fp_conv_problem *p, int isa, int f64) {
     if (f64) return 0;
     if (p->groups > 1 && p->groups == p->cin) return 0; /* depthwise: dwconv or generic */
     if (p->kh == 1 && p->kw == 1 && p->groups == 1 && p->pad_top == 0 && p->pad_left == 0) return 0; /* 1x1 GEMM */
+    /* The per-thread strip holds stride x (padded row) floats per input row: absurd strides, dilations
+     * or paddings (valid, but far beyond any network) go to the generic kernel, which needs no buffer. */
+    if (p->stride_h > 64 || p->stride_w > 64 || p->dil_h > 256 || p->dil_w > 256 || p->pad_top > 4096 ||
+        p->pad_left > 4096)
+        return 0;
     return 1;
 }
 

@@ -52,7 +52,10 @@ def _problem(layer: LayerSpec, spec: Optional[ConvSpec] = None):
     if spec is not None:
         p.n, p.h, p.w, p.oh, p.ow = spec.n, spec.h, spec.w, spec.oh, spec.ow
         p.pad_top, p.pad_left = spec.pad_top, spec.pad_left
-    elif layer.padding != "same":
+    elif layer.padding == "same":  # the top/left share of 'same' padding, as make_spec computes it
+        p.pad_top = layer.dilation[0] * (layer.kh - 1) // 2
+        p.pad_left = layer.dilation[1] * (layer.kw - 1) // 2
+    else:
         p.pad_top, p.pad_left = layer.padding
     return p
 
