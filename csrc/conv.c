@@ -5,6 +5,7 @@
 
 /* Most specialised first; the generic algorithm applies to every problem and closes the list. */
 static const fp_algo *const ALGOS[] = {
+    &fp_algo_gemm1x1,
     &fp_algo_generic,
 };
 #define N_ALGOS ((int)(sizeof(ALGOS) / sizeof(ALGOS[0])))

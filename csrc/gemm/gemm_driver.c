@@ -1,0 +1,169 @@
+/* The blocked loops (BLIS order: jc (NC) > pc (KC) > ic (MC) > jr (NR) > ir (MR) > micro-kernel) and the
+ * split of the work between threads.
+ *
+ * Threads take contiguous ranges of whichever GEMM dimension has enough micro-tiles for all of them
+ * (pixels when there are many, output channels otherwise, e.g. 7x7 maps), so no two threads write the
+ * same C tile and no synchronisation is needed inside a call. */
+#include "gemm.h"
+
+typedef struct range { int64_t lo, hi; } range;
+
+/* Part t of T of [0, tiles) in tiles, scaled by unit and clipped to total. */
+static range part(int64_t tiles, int t, int T, int64_t unit, int64_t total) {
+    range r;
+    r.lo = FP_MIN(tiles * t / T * unit, total);
+    r.hi = FP_MIN(tiles * (t + 1) / T * unit, total);
+    return r;
+}
+
+/* Whether to split the pixel dimension (else the output channels): pixels when they give every
+ * thread a few tiles or when they have more tiles than the channels do. */
+static int split_pixels(int64_t pixel_tiles, int64_t channel_tiles, int T) {
+    return pixel_tiles >= 4 * (int64_t)T || pixel_tiles >= channel_tiles;
+}
+
+/* ---------------------------------------------------------------- NCHW: Y[n] = W @ X[n] */
+
+static void nchw_block(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const fp_gemm_blocks *bs,
+                       const float *xn, const float *packed, const float *bias, float *yn, range rows,
+                       range cols, float *buf) {
+    const int64_t M = p->cout, K = p->cin, N = p->oh * p->ow, MR = uk->mr, NR = uk->nr;
+    /* A single row tile reads each B micro-panel once: copying it would only add traffic. */
+    const int direct = p->stride_h == 1 && p->stride_w == 1 && rows.hi - rows.lo <= MR;
+    fp_ukr_args u = {0};
+    u.ldc = N;
+    u.bias_per_col = 0;
+    for (int64_t jc = cols.lo; jc < cols.hi; jc += bs->nc) {
+        const int64_t jn = FP_MIN(bs->nc, cols.hi - jc);
+        for (int64_t pc = 0; pc < K; pc += bs->kc) {
+            const int64_t kc = FP_MIN(bs->kc, K - pc);
+            u.kc = kc;
+            u.first = pc == 0;
+            u.relu = p->relu && pc + kc >= K;
+            for (int64_t ic = rows.lo; ic < rows.hi; ic += bs->mc) {
+                const int64_t ie = FP_MIN(ic + bs->mc, rows.hi);
+                for (int64_t jr = jc; jr < jc + jn; jr += NR) {
+                    u.nr = FP_MIN(NR, jc + jn - jr);
+                    if (direct) {
+                        u.b = xn + pc * N + jr;
+                        u.ldb = N;
+                    } else {
+                        fp_gemm_pack_b_nchw(p, xn, pc, kc, jr, u.nr, buf, NR);
+                        u.b = buf;
+                        u.ldb = NR;
+                    }
+                    for (int64_t ir = ic; ir < ie; ir += MR) {
+                        u.a = packed + ir * K + pc * MR; /* panel ir/MR starts (ir/MR)*K*MR = ir*K in */
+                        u.mr = FP_MIN(MR, M - ir);
+                        u.c = yn + ir * N + jr;
+                        u.bias = bias ? bias + ir : NULL;
+                        uk->run(&u);
+                    }
+                }
+            }
+        }
+    }
+}
+
+int fp_gemm_run_nchw(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const float *x, const float *packed,
+                     const float *bias, float *y) {
+    const int64_t M = p->cout, K = p->cin, N = p->oh * p->ow, HW = p->h * p->w;
+    const fp_gemm_blocks bs = fp_gemm_blocking(uk, M, N, K);
+    const int64_t col_tiles = FP_CEIL_DIV(N, uk->nr), row_tiles = FP_CEIL_DIV(M, uk->mr);
+    int T = fp_threads(p);
+    const int by_pixels = split_pixels(p->n * col_tiles, row_tiles, T);
+    if (!by_pixels && row_tiles < T) T = (int)row_tiles;
+    if (by_pixels && p->n * col_tiles < T) T = (int)(p->n * col_tiles);
+    int failed = 0;
+#pragma omp parallel num_threads(T) reduction(| : failed)
+    {
+        int t = 0, nt = 1;
+#ifdef _OPENMP
+        t = omp_get_thread_num();
+        nt = omp_get_num_threads();
+#endif
+        float *buf = (float *)fp_aligned_alloc((int64_t)sizeof(float) * bs.kc * uk->nr);
+        if (!buf) {
+            failed = 1;
+        } else if (by_pixels) {
+            /* Tiles of all images in one sequence, so batch and pixels share the split. */
+            const range tr = part(p->n * col_tiles, t, nt, 1, p->n * col_tiles);
+            for (int64_t img = tr.lo / col_tiles; img < p->n && img * col_tiles < tr.hi; img++) {
+                const int64_t t0 = FP_MAX(tr.lo, img * col_tiles) - img * col_tiles;
+                const int64_t t1 = FP_MIN(tr.hi, (img + 1) * col_tiles) - img * col_tiles;
+                const range cols = {FP_MIN(t0 * uk->nr, N), FP_MIN(t1 * uk->nr, N)};
+                const range rows = {0, M};
+                if (cols.lo < cols.hi)
+                    nchw_block(p, uk, &bs, x + img * K * HW, packed, bias, y + img * M * N, rows, cols, buf);
+            }
+        } else {
+            const range rows = part(row_tiles, t, nt, uk->mr, M);
+            const range cols = {0, N};
+            for (int64_t img = 0; img < p->n && rows.lo < rows.hi; img++)
+                nchw_block(p, uk, &bs, x + img * K * HW, packed, bias, y + img * M * N, rows, cols, buf);
+        }
+        fp_aligned_free(buf);
+    }
+    return failed ? FP_ERR_ALLOC : FP_OK;
+}
+
+/* ---------------------------------------------------------------- NHWC: Y = X @ W^T */
+
+static void nhwc_block(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const fp_gemm_blocks *bs,
+                       const float *x, const float *packed, const float *bias, float *y, range rows,
+                       range cols) {
+    const int64_t N = p->cout, K = p->cin, MR = uk->mr, NR = uk->nr;
+    const float *arows[16];
+    fp_ukr_args u = {0};
+    u.ldc = N;
+    u.ldb = NR;
+    u.bias_per_col = 1;
+    u.arows = arows;
+    for (int64_t jc = cols.lo; jc < cols.hi; jc += bs->nc) {
+        const int64_t jn = FP_MIN(bs->nc, cols.hi - jc);
+        for (int64_t pc = 0; pc < K; pc += bs->kc) {
+            const int64_t kc = FP_MIN(bs->kc, K - pc);
+            u.kc = kc;
+            u.first = pc == 0;
+            u.relu = p->relu && pc + kc >= K;
+            for (int64_t ic = rows.lo; ic < rows.hi; ic += bs->mc) {
+                const int64_t ie = FP_MIN(ic + bs->mc, rows.hi);
+                for (int64_t jr = jc; jr < jc + jn; jr += NR) {
+                    u.nr = FP_MIN(NR, jc + jn - jr);
+                    u.b = packed + jr * K + pc * NR; /* panel jr/NR starts jr*K floats in */
+                    u.bias = bias ? bias + jr : NULL;
+                    for (int64_t ir = ic; ir < ie; ir += MR) {
+                        u.mr = FP_MIN(MR, ie - ir);
+                        fp_gemm_rows_nhwc(p, x, ir, u.mr, (int)MR, pc, arows);
+                        u.c = y + ir * N + jr;
+                        uk->run(&u);
+                    }
+                }
+            }
+        }
+    }
+}
+
+int fp_gemm_run_nhwc(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const float *x, const float *packed,
+                     const float *bias, float *y) {
+    const int64_t R = p->n * p->oh * p->ow, N = p->cout, K = p->cin;
+    const fp_gemm_blocks bs = fp_gemm_blocking(uk, R, N, K);
+    const int64_t row_tiles = FP_CEIL_DIV(R, uk->mr), col_tiles = FP_CEIL_DIV(N, uk->nr);
+    int T = fp_threads(p);
+    const int by_pixels = split_pixels(row_tiles, col_tiles, T);
+    if (by_pixels && row_tiles < T) T = (int)row_tiles;
+    if (!by_pixels && col_tiles < T) T = (int)col_tiles;
+#pragma omp parallel num_threads(T)
+    {
+        int t = 0, nt = 1;
+#ifdef _OPENMP
+        t = omp_get_thread_num();
+        nt = omp_get_num_threads();
+#endif
+        range rows = {0, R}, cols = {0, N};
+        if (by_pixels) rows = part(row_tiles, t, nt, uk->mr, R);
+        else cols = part(col_tiles, t, nt, uk->nr, N);
+        if (rows.lo < rows.hi && cols.lo < cols.hi) nhwc_block(p, uk, &bs, x, packed, bias, y, rows, cols);
+    }
+    return FP_OK;
+}
