@@ -1,7 +1,8 @@
 /* AVX-512 micro-kernel: an 8 x 48 tile of C in 24 zmm accumulators (8 rows x 3 vectors of 16).
  * Per k: 3 vector loads of B, 8 broadcasts of A, 24 FMAs.  Tail columns use masked loads and stores,
- * and tiles narrower than 33 columns run a 1- or 2-vector instance, so no lane work is wasted beyond
- * the last vector.  Rows past mr are computed on repeated/zero data and never stored. */
+ * and tiles of at most 32 (16) columns run a 2- (1-) vector instance, so no work is spent on vectors
+ * past the last one.  Rows past mr are computed on zero (packed) or repeated (row pointers) data and
+ * never stored.  The accumulators are named variables, not an array: GCC keeps those in registers. */
 #if defined(__x86_64__) && !defined(FP_PORTABLE_ONLY)
 #pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")
 #include <immintrin.h>
@@ -11,62 +12,76 @@
 #define MR 8
 #define NR 48
 
+/* One row of the rank-1 update: c_i += a_i * (b0 b1 b2). */
+#define UPD(i, aval)                                                        \
+    do {                                                                    \
+        const __m512 a_ = _mm512_set1_ps(aval);                             \
+        c##i##0 = _mm512_fmadd_ps(a_, b0, c##i##0);                         \
+        if (NV > 1) c##i##1 = _mm512_fmadd_ps(a_, b1, c##i##1);             \
+        if (NV > 2) c##i##2 = _mm512_fmadd_ps(a_, b2, c##i##2);             \
+    } while (0)
+
+#define STORE_ROW(i)                                                        \
+    do {                                                                    \
+        if (i < u->mr) store_row(u, i, NV, mlast, c##i##0, c##i##1, c##i##2); \
+    } while (0)
+
+static inline __attribute__((always_inline)) __m512 finish(const fp_ukr_args *u, int64_t i, int v, __mmask16 m,
+                                                          __m512 r, const float *c) {
+    if (!u->first) r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(m, c + 16 * v));
+    else if (u->bias) {
+        if (u->bias_per_col) r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(m, u->bias + 16 * v));
+        else r = _mm512_add_ps(r, _mm512_set1_ps(u->bias[i]));
+    }
+    if (u->relu) r = _mm512_max_ps(_mm512_setzero_ps(), r); /* max returns its 2nd operand on NaN */
+    return r;
+}
+
+static inline __attribute__((always_inline)) void store_row(const fp_ukr_args *u, int64_t i, const int NV,
+                                                           __mmask16 mlast, __m512 r0, __m512 r1, __m512 r2) {
+    float *c = u->c + i * u->ldc;
+    const __mmask16 full = (__mmask16)0xFFFF;
+    _mm512_mask_storeu_ps(c, NV == 1 ? mlast : full, finish(u, i, 0, NV == 1 ? mlast : full, r0, c));
+    if (NV > 1) _mm512_mask_storeu_ps(c + 16, NV == 2 ? mlast : full, finish(u, i, 1, NV == 2 ? mlast : full, r1, c));
+    if (NV > 2) _mm512_mask_storeu_ps(c + 32, mlast, finish(u, i, 2, mlast, r2, c));
+}
+
 static inline __attribute__((always_inline)) void body(const fp_ukr_args *u, const int NV, const int ROWS) {
-    __m512 acc[MR][3];
-    for (int i = 0; i < MR; i++)
-        for (int v = 0; v < NV; v++) acc[i][v] = _mm512_setzero_ps();
+    const __m512 z = _mm512_setzero_ps();
+    __m512 c00 = z, c01 = z, c02 = z, c10 = z, c11 = z, c12 = z, c20 = z, c21 = z, c22 = z, c30 = z, c31 = z,
+           c32 = z, c40 = z, c41 = z, c42 = z, c50 = z, c51 = z, c52 = z, c60 = z, c61 = z, c62 = z, c70 = z,
+           c71 = z, c72 = z;
     const int64_t tail = u->nr - (int64_t)(NV - 1) * 16;
     const __mmask16 mlast = tail >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << tail) - 1u);
+    const __mmask16 m0 = NV == 1 ? mlast : (__mmask16)0xFFFF, m1 = NV == 2 ? mlast : (__mmask16)0xFFFF;
     const float *b = u->b;
     const int64_t ldb = u->ldb, kc = u->kc;
     if (ROWS) {
         const float *r0 = u->arows[0], *r1 = u->arows[1], *r2 = u->arows[2], *r3 = u->arows[3];
         const float *r4 = u->arows[4], *r5 = u->arows[5], *r6 = u->arows[6], *r7 = u->arows[7];
-#pragma GCC unroll 2
         for (int64_t k = 0; k < kc; k++) {
-            __m512 bv[3];
-            for (int v = 0; v < NV; v++)
-                bv[v] = v < NV - 1 ? _mm512_loadu_ps(b + 16 * v) : _mm512_maskz_loadu_ps(mlast, b + 16 * v);
-            const float av[MR] = {r0[k], r1[k], r2[k], r3[k], r4[k], r5[k], r6[k], r7[k]};
-            for (int i = 0; i < MR; i++) {
-                const __m512 a = _mm512_set1_ps(av[i]);
-                for (int v = 0; v < NV; v++) acc[i][v] = _mm512_fmadd_ps(a, bv[v], acc[i][v]);
-            }
+            const __m512 b0 = _mm512_maskz_loadu_ps(m0, b);
+            const __m512 b1 = NV > 1 ? _mm512_maskz_loadu_ps(m1, b + 16) : z;
+            const __m512 b2 = NV > 2 ? _mm512_maskz_loadu_ps(mlast, b + 32) : z;
+            UPD(0, r0[k]); UPD(1, r1[k]); UPD(2, r2[k]); UPD(3, r3[k]);
+            UPD(4, r4[k]); UPD(5, r5[k]); UPD(6, r6[k]); UPD(7, r7[k]);
             b += ldb;
         }
     } else {
         const float *a = u->a;
-#pragma GCC unroll 2
         for (int64_t k = 0; k < kc; k++) {
-            __m512 bv[3];
-            for (int v = 0; v < NV; v++)
-                bv[v] = v < NV - 1 ? _mm512_loadu_ps(b + 16 * v) : _mm512_maskz_loadu_ps(mlast, b + 16 * v);
-            _mm_prefetch((const char *)(a + 8 * MR), _MM_HINT_T0);
-            for (int i = 0; i < MR; i++) {
-                const __m512 av = _mm512_set1_ps(a[i]);
-                for (int v = 0; v < NV; v++) acc[i][v] = _mm512_fmadd_ps(av, bv[v], acc[i][v]);
-            }
+            const __m512 b0 = _mm512_maskz_loadu_ps(m0, b);
+            const __m512 b1 = NV > 1 ? _mm512_maskz_loadu_ps(m1, b + 16) : z;
+            const __m512 b2 = NV > 2 ? _mm512_maskz_loadu_ps(mlast, b + 32) : z;
+            _mm_prefetch((const char *)(a + 16 * MR), _MM_HINT_T0);
+            UPD(0, a[0]); UPD(1, a[1]); UPD(2, a[2]); UPD(3, a[3]);
+            UPD(4, a[4]); UPD(5, a[5]); UPD(6, a[6]); UPD(7, a[7]);
             a += MR;
             b += ldb;
         }
     }
-    /* Epilogue: C is written, and read back only when this is not the first k block. */
-    const __m512 zero = _mm512_setzero_ps();
-    for (int i = 0; i < MR; i++) {
-        if (i >= u->mr) break;
-        float *c = u->c + i * u->ldc;
-        for (int v = 0; v < NV; v++) {
-            const __mmask16 m = v < NV - 1 ? (__mmask16)0xFFFF : mlast;
-            __m512 r = acc[i][v];
-            if (!u->first) r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(m, c + 16 * v));
-            else if (u->bias) {
-                if (u->bias_per_col) r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(m, u->bias + 16 * v));
-                else r = _mm512_add_ps(r, _mm512_set1_ps(u->bias[i]));
-            }
-            if (u->relu) r = _mm512_max_ps(zero, r); /* second operand returned on NaN: NaN stays */
-            _mm512_mask_storeu_ps(c + 16 * v, m, r);
-        }
-    }
+    STORE_ROW(0); STORE_ROW(1); STORE_ROW(2); STORE_ROW(3);
+    STORE_ROW(4); STORE_ROW(5); STORE_ROW(6); STORE_ROW(7);
 }
 
 static void k1p(const fp_ukr_args *u) { body(u, 1, 0); }
