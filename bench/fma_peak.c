@@ -2,6 +2,14 @@
  * Build: gcc -O3 -fopenmp bench/fma_peak.c -o /tmp/fma_peak ; run: /tmp/fma_peak [threads] */
 #include <immintrin.h>
 #include <omp.h>
+#include <time.h>
+
+/* CPU time of this thread: other processes sharing the core do not count. */
+static double cpu_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
 #include <stdio.h>
 #include <stdlib.h>
 

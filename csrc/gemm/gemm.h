@@ -32,6 +32,8 @@ typedef struct fp_ukr_args {
     int bias_per_col;            /* 1: bias[j] (NHWC), 0: bias[i] (NCHW) */
     int first;                   /* first k block: start from bias, else add C read back */
     int relu;                    /* last k block with ReLU fused */
+    float *bcopy;                /* kernels with fused_pack: also copy B into this kc x NR panel */
+    int prefetch_next;           /* B rows are long (unpacked input): prefetch the next NR columns */
 } fp_ukr_args;
 
 typedef void (*fp_sgemm_ukr_fn)(const fp_ukr_args *u);
@@ -40,6 +42,7 @@ typedef struct fp_sgemm_ukr {
     const char *name;
     int mr, nr;
     fp_sgemm_ukr_fn run;
+    int fused_pack;              /* honours bcopy and prefetch_next */
 } fp_sgemm_ukr;
 
 extern const fp_sgemm_ukr fp_sgemm_ukr_scalar_4x16;
@@ -62,10 +65,11 @@ fp_gemm_blocks fp_gemm_blocking(const fp_sgemm_ukr *uk, int64_t m, int64_t n, in
 int64_t fp_gemm_packed_floats(const fp_conv_problem *p, const fp_sgemm_ukr *uk);
 void fp_gemm_pack_weights(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const float *w, float *dst);
 
-/* NCHW: copy rows [k0, k0+kc) x pixels [j0, j0+nr) of image x (C x H x W) into dst (kc x ldd),
- * gathering strided pixels (output pixel j reads input (oy*sh, ox*sw)). */
+/* NCHW: copy channels [k0, k0+kc) x output pixels [j0, j0+nc) of image x (C x H x W) into dst as
+ * micro-panels of NR pixels (each kc x NR, k-major), gathering strided pixels (output pixel (oy, ox)
+ * reads input (oy*sh, ox*sw)); off is scratch for nc offsets. */
 void fp_gemm_pack_b_nchw(const fp_conv_problem *p, const float *x, int64_t k0, int64_t kc, int64_t j0,
-                         int64_t nr, float *dst, int64_t ldd);
+                         int64_t nc, int64_t NR, float *dst, int64_t *off);
 
 /* NHWC: pointers to the channel vectors of output pixels [r0, r0+mr) (batch folded), offset by k0;
  * entries mr..MR-1 repeat the last valid row. */

@@ -1,8 +1,10 @@
 /* Block sizes from the detected caches (analytical, after Low et al. 2016):
  *   KC: the kc x NR micro-panel of B stays in half of L1 while MR-row slivers of A stream past it;
  *   MC: the MC x KC block of A stays in half of L2 while the jr loop sweeps B micro-panels;
- *   NC: the C block (MC x NC) revisited by successive k blocks stays in a quarter of L2.
+ *   NC: the packed KC x NC block of B stays in the other half of L2 while the ic loop reuses it.
  * KC is balanced so that K splits into nearly equal blocks (no tiny last block). */
+#include <stdlib.h>
+
 #include "gemm.h"
 
 static int64_t round_down(int64_t v, int64_t m) { return v < m ? m : v / m * m; }
@@ -12,14 +14,14 @@ fp_gemm_blocks fp_gemm_blocking(const fp_sgemm_ukr *uk, int64_t m, int64_t n, in
     const int64_t fsz = (int64_t)sizeof(float);
     fp_gemm_blocks b;
     int64_t kc_max = FP_MIN(FP_MAX(l1 / 2 / (uk->nr * fsz), 64), 1024);
+    if (getenv("FP_DEV_KC")) kc_max = atoll(getenv("FP_DEV_KC")); /* DEV */
     /* A K up to 1.5x the cap in one block beats two half-empty ones. */
     int64_t nkb = k <= kc_max + kc_max / 2 ? 1 : FP_CEIL_DIV(k, kc_max);
     b.kc = FP_CEIL_DIV(k, nkb);
     if (b.kc < k) b.kc = FP_MIN(k, FP_CEIL_DIV(b.kc, 8) * 8);
     b.mc = round_down(FP_MAX(l2 / 2 / (b.kc * fsz), uk->mr), uk->mr);
     b.mc = FP_MIN(b.mc, FP_CEIL_DIV(m, uk->mr) * uk->mr);
-    b.nc = round_down(FP_MAX(l2 / 4 / (b.mc * fsz), uk->nr), uk->nr);
-    if (nkb == 1) b.nc = FP_CEIL_DIV(n, uk->nr) * uk->nr; /* no C revisits: one block */
+    b.nc = round_down(FP_MAX(l2 / 2 / (b.kc * fsz), uk->nr), uk->nr);
     b.nc = FP_MIN(b.nc, FP_CEIL_DIV(n, uk->nr) * uk->nr);
     if (b.nc < uk->nr) b.nc = uk->nr;
     return b;

@@ -26,10 +26,13 @@ static int split_pixels(int64_t pixel_tiles, int64_t channel_tiles, int T) {
 
 static void nchw_block(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const fp_gemm_blocks *bs,
                        const float *xn, const float *packed, const float *bias, float *yn, range rows,
-                       range cols, float *buf) {
+                       range cols, float *buf, int64_t *off) {
     const int64_t M = p->cout, K = p->cin, N = p->oh * p->ow, MR = uk->mr, NR = uk->nr;
-    /* A single row tile reads each B micro-panel once: copying it would only add traffic. */
-    const int direct = p->stride_h == 1 && p->stride_w == 1 && rows.hi - rows.lo <= MR;
+    const int unit_stride = p->stride_h == 1 && p->stride_w == 1;
+    /* Stride 1 with a kernel that packs as it computes: the first row tile of each column tile reads
+     * the input in place (overlapping the memory traffic with FMAs) and leaves a packed copy for the
+     * others.  Otherwise a whole kc x nc block is packed first (strided pixels gathered). */
+    const int fused = unit_stride && uk->fused_pack;
     fp_ukr_args u = {0};
     u.ldc = N;
     u.bias_per_col = 0;
@@ -40,19 +43,26 @@ static void nchw_block(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const f
             u.kc = kc;
             u.first = pc == 0;
             u.relu = p->relu && pc + kc >= K;
+            if (!fused) fp_gemm_pack_b_nchw(p, xn, pc, kc, jc, jn, NR, buf, off);
             for (int64_t ic = rows.lo; ic < rows.hi; ic += bs->mc) {
                 const int64_t ie = FP_MIN(ic + bs->mc, rows.hi);
                 for (int64_t jr = jc; jr < jc + jn; jr += NR) {
                     u.nr = FP_MIN(NR, jc + jn - jr);
-                    if (direct) {
-                        u.b = xn + pc * N + jr;
-                        u.ldb = N;
-                    } else {
-                        fp_gemm_pack_b_nchw(p, xn, pc, kc, jr, u.nr, buf, NR);
-                        u.b = buf;
-                        u.ldb = NR;
-                    }
                     for (int64_t ir = ic; ir < ie; ir += MR) {
+                        if (!fused) {
+                            u.b = buf + (jr - jc) * kc;
+                            u.ldb = NR;
+                        } else if (ir == ic) {
+                            u.b = xn + pc * N + jr;
+                            u.ldb = N;
+                            u.bcopy = ie - ic > MR ? buf : NULL;
+                            u.prefetch_next = jr + NR < jc + jn;
+                        } else {
+                            u.b = buf;
+                            u.ldb = NR;
+                            u.bcopy = NULL;
+                            u.prefetch_next = 0;
+                        }
                         u.a = packed + ir * K + pc * MR; /* panel ir/MR starts (ir/MR)*K*MR = ir*K in */
                         u.mr = FP_MIN(MR, M - ir);
                         u.c = yn + ir * N + jr;
@@ -82,8 +92,9 @@ int fp_gemm_run_nchw(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const flo
         t = omp_get_thread_num();
         nt = omp_get_num_threads();
 #endif
-        float *buf = (float *)fp_aligned_alloc((int64_t)sizeof(float) * bs.kc * uk->nr);
-        if (!buf) {
+        float *buf = (float *)fp_aligned_alloc((int64_t)sizeof(float) * bs.kc * bs.nc);
+        int64_t *off = (int64_t *)fp_aligned_alloc((int64_t)sizeof(int64_t) * bs.nc);
+        if (!buf || !off) {
             failed = 1;
         } else if (by_pixels) {
             /* Tiles of all images in one sequence, so batch and pixels share the split. */
@@ -94,15 +105,16 @@ int fp_gemm_run_nchw(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const flo
                 const range cols = {FP_MIN(t0 * uk->nr, N), FP_MIN(t1 * uk->nr, N)};
                 const range rows = {0, M};
                 if (cols.lo < cols.hi)
-                    nchw_block(p, uk, &bs, x + img * K * HW, packed, bias, y + img * M * N, rows, cols, buf);
+                    nchw_block(p, uk, &bs, x + img * K * HW, packed, bias, y + img * M * N, rows, cols, buf, off);
             }
         } else {
             const range rows = part(row_tiles, t, nt, uk->mr, M);
             const range cols = {0, N};
             for (int64_t img = 0; img < p->n && rows.lo < rows.hi; img++)
-                nchw_block(p, uk, &bs, x + img * K * HW, packed, bias, y + img * M * N, rows, cols, buf);
+                nchw_block(p, uk, &bs, x + img * K * HW, packed, bias, y + img * M * N, rows, cols, buf, off);
         }
         fp_aligned_free(buf);
+        fp_aligned_free(off);
     }
     return failed ? FP_ERR_ALLOC : FP_OK;
 }

@@ -5,26 +5,24 @@
 #include "gemm.h"
 
 void fp_gemm_pack_b_nchw(const fp_conv_problem *p, const float *x, int64_t k0, int64_t kc, int64_t j0,
-                         int64_t nr, float *dst, int64_t ldd) {
+                         int64_t nc, int64_t NR, float *dst, int64_t *off) {
     const int64_t hw = p->h * p->w;
-    if (p->stride_h == 1 && p->stride_w == 1) {
-        for (int64_t k = 0; k < kc; k++) memcpy(dst + k * ldd, x + (k0 + k) * hw + j0, sizeof(float) * (size_t)nr);
-        return;
-    }
-    const int64_t sh = p->stride_h, sw = p->stride_w, ow = p->ow;
-    /* Walk the nr output pixels once to find their input offsets, then gather every channel row. */
-    int64_t off[64];
-    for (int64_t base = 0; base < nr; base += 64) {
-        const int64_t cnt = FP_MIN(64, nr - base);
-        int64_t oy = (j0 + base) / ow, ox = (j0 + base) % ow;
-        for (int64_t t = 0; t < cnt; t++) {
-            off[t] = oy * sh * p->w + ox * sw;
-            if (++ox == ow) { ox = 0; oy++; }
+    const int strided = p->stride_h != 1 || p->stride_w != 1;
+    if (strided) { /* input offset of each output pixel of the block, found once for all rows */
+        int64_t oy = j0 / p->ow, ox = j0 % p->ow;
+        for (int64_t t = 0; t < nc; t++) {
+            off[t] = oy * p->stride_h * p->w + ox * p->stride_w;
+            if (++ox == p->ow) { ox = 0; oy++; }
         }
-        for (int64_t k = 0; k < kc; k++) {
-            const float *xr = x + (k0 + k) * hw;
-            float *d = dst + k * ldd + base;
-            for (int64_t t = 0; t < cnt; t++) d[t] = xr[off[t]];
+    }
+    /* Row by row: each input row segment is read front to back, which the hardware prefetchers follow. */
+    for (int64_t k = 0; k < kc; k++) {
+        const float *xr = x + (k0 + k) * hw;
+        for (int64_t q = 0; q < nc; q += NR) {
+            const int64_t w = FP_MIN(NR, nc - q);
+            float *d = dst + q * kc + k * NR; /* micro-panel q/NR holds kc x NR floats */
+            if (!strided) memcpy(d, xr + j0 + q, sizeof(float) * (size_t)w);
+            else for (int64_t t = 0; t < w; t++) d[t] = xr[off[q + t]];
         }
     }
 }

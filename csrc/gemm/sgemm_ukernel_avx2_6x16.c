@@ -92,5 +92,5 @@ static void run(const fp_ukr_args *u) {
     else { if (rows) t1r(u); else t1p(u); }
 }
 
-const fp_sgemm_ukr fp_sgemm_ukr_avx2_6x16 = {"avx2_6x16", MR, NR, run};
+const fp_sgemm_ukr fp_sgemm_ukr_avx2_6x16 = {"avx2_6x16", MR, NR, run, 0};
 #endif

@@ -46,7 +46,8 @@ static inline __attribute__((always_inline)) void store_row(const fp_ukr_args *u
     if (NV > 2) _mm512_mask_storeu_ps(c + 32, mlast, finish(u, i, 2, mlast, r2, c));
 }
 
-static inline __attribute__((always_inline)) void body(const fp_ukr_args *u, const int NV, const int ROWS) {
+static inline __attribute__((always_inline)) void body(const fp_ukr_args *u, const int NV, const int ROWS,
+                                                      const int COPY) {
     const __m512 z = _mm512_setzero_ps();
     __m512 c00 = z, c01 = z, c02 = z, c10 = z, c11 = z, c12 = z, c20 = z, c21 = z, c22 = z, c30 = z, c31 = z,
            c32 = z, c40 = z, c41 = z, c42 = z, c50 = z, c51 = z, c52 = z, c60 = z, c61 = z, c62 = z, c70 = z,
@@ -59,6 +60,7 @@ static inline __attribute__((always_inline)) void body(const fp_ukr_args *u, con
     if (ROWS) {
         const float *r0 = u->arows[0], *r1 = u->arows[1], *r2 = u->arows[2], *r3 = u->arows[3];
         const float *r4 = u->arows[4], *r5 = u->arows[5], *r6 = u->arows[6], *r7 = u->arows[7];
+#pragma GCC unroll 4
         for (int64_t k = 0; k < kc; k++) {
             const __m512 b0 = _mm512_maskz_loadu_ps(m0, b);
             const __m512 b1 = NV > 1 ? _mm512_maskz_loadu_ps(m1, b + 16) : z;
@@ -69,10 +71,26 @@ static inline __attribute__((always_inline)) void body(const fp_ukr_args *u, con
         }
     } else {
         const float *a = u->a;
+        float *bc = u->bcopy;
+        const int pf = u->prefetch_next, docopy = bc != NULL;
+#pragma GCC unroll 4
         for (int64_t k = 0; k < kc; k++) {
             const __m512 b0 = _mm512_maskz_loadu_ps(m0, b);
             const __m512 b1 = NV > 1 ? _mm512_maskz_loadu_ps(m1, b + 16) : z;
             const __m512 b2 = NV > 2 ? _mm512_maskz_loadu_ps(mlast, b + 32) : z;
+            if (COPY && docopy) {
+                /* First row tile of a column tile: read the input rows in place, keep a packed copy
+                 * for the other row tiles, and fetch the next column tile's lines into L2 meanwhile. */
+                _mm512_mask_storeu_ps(bc, m0, b0);
+                if (NV > 1) _mm512_mask_storeu_ps(bc + 16, m1, b1);
+                if (NV > 2) _mm512_mask_storeu_ps(bc + 32, mlast, b2);
+                bc += NR;
+            }
+            if (COPY && pf) {
+                _mm_prefetch((const char *)(b + NR), _MM_HINT_T1);
+                _mm_prefetch((const char *)(b + NR + 16), _MM_HINT_T1);
+                _mm_prefetch((const char *)(b + NR + 32), _MM_HINT_T1);
+            }
             _mm_prefetch((const char *)(a + 16 * MR), _MM_HINT_T0);
             UPD(0, a[0]); UPD(1, a[1]); UPD(2, a[2]); UPD(3, a[3]);
             UPD(4, a[4]); UPD(5, a[5]); UPD(6, a[6]); UPD(7, a[7]);
@@ -84,21 +102,26 @@ static inline __attribute__((always_inline)) void body(const fp_ukr_args *u, con
     STORE_ROW(4); STORE_ROW(5); STORE_ROW(6); STORE_ROW(7);
 }
 
-static void k1p(const fp_ukr_args *u) { body(u, 1, 0); }
-static void k2p(const fp_ukr_args *u) { body(u, 2, 0); }
-static void k3p(const fp_ukr_args *u) { body(u, 3, 0); }
-static void k1r(const fp_ukr_args *u) { body(u, 1, 1); }
-static void k2r(const fp_ukr_args *u) { body(u, 2, 1); }
-static void k3r(const fp_ukr_args *u) { body(u, 3, 1); }
+static void k1p(const fp_ukr_args *u) { body(u, 1, 0, 0); }
+static void k2p(const fp_ukr_args *u) { body(u, 2, 0, 0); }
+static void k3p(const fp_ukr_args *u) { body(u, 3, 0, 0); }
+static void k1c(const fp_ukr_args *u) { body(u, 1, 0, 1); }
+static void k2c(const fp_ukr_args *u) { body(u, 2, 0, 1); }
+static void k3c(const fp_ukr_args *u) { body(u, 3, 0, 1); }
+static void k1r(const fp_ukr_args *u) { body(u, 1, 1, 0); }
+static void k2r(const fp_ukr_args *u) { body(u, 2, 1, 0); }
+static void k3r(const fp_ukr_args *u) { body(u, 3, 1, 0); }
 
 static void run(const fp_ukr_args *u) {
     const int nv = (int)((u->nr + 15) / 16);
     if (u->arows) {
         if (nv == 3) k3r(u); else if (nv == 2) k2r(u); else k1r(u);
+    } else if (u->bcopy || u->prefetch_next) {
+        if (nv == 3) k3c(u); else if (nv == 2) k2c(u); else k1c(u);
     } else {
         if (nv == 3) k3p(u); else if (nv == 2) k2p(u); else k1p(u);
     }
 }
 
-const fp_sgemm_ukr fp_sgemm_ukr_avx512_8x48 = {"avx512_8x48", MR, NR, run};
+const fp_sgemm_ukr fp_sgemm_ukr_avx512_8x48 = {"avx512_8x48", MR, NR, run, 1};
 #endif
