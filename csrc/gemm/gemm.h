@@ -32,8 +32,11 @@ typedef struct fp_ukr_args {
     int bias_per_col;            /* 1: bias[j] (NHWC), 0: bias[i] (NCHW) */
     int first;                   /* first k block: start from bias, else add C read back */
     int relu;                    /* last k block with ReLU fused */
-    float *bcopy;                /* kernels with fused_pack: also copy B into this kc x NR panel */
+    /* Only for kernels with `extended` set: */
+    float *bcopy;                /* also copy B into this kc x NR panel */
     int prefetch_next;           /* B rows are long (unpacked input): prefetch the next NR columns */
+    int64_t lda;                 /* packed-A mode: floats between successive k (0 means MR) */
+    int c_trans;                 /* C(i, j) lives at c[j * ldc + i] (NCHW output of the transposed form) */
 } fp_ukr_args;
 
 typedef void (*fp_sgemm_ukr_fn)(const fp_ukr_args *u);
@@ -42,7 +45,7 @@ typedef struct fp_sgemm_ukr {
     const char *name;
     int mr, nr;
     fp_sgemm_ukr_fn run;
-    int fused_pack;              /* honours bcopy and prefetch_next */
+    int extended;                /* honours bcopy, prefetch_next, lda and c_trans */
 } fp_sgemm_ukr;
 
 extern const fp_sgemm_ukr fp_sgemm_ukr_scalar_4x16;
@@ -64,6 +67,8 @@ fp_gemm_blocks fp_gemm_blocking(const fp_sgemm_ukr *uk, int64_t m, int64_t n, in
 /* Prepacked weight sizes (floats) and packing. */
 int64_t fp_gemm_packed_floats(const fp_conv_problem *p, const fp_sgemm_ukr *uk);
 void fp_gemm_pack_weights(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const float *w, float *dst);
+/* The W^T panels (NR columns each) inside a packing: all of it for NHWC, the second part for NCHW. */
+const float *fp_gemm_packed_wt(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const float *packed);
 
 /* NCHW: copy channels [k0, k0+kc) x output pixels [j0, j0+nc) of image x (C x H x W) into dst as
  * micro-panels of NR pixels (each kc x NR, k-major), gathering strided pixels (output pixel (oy, ox)

@@ -32,7 +32,7 @@ static void nchw_block(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const f
     /* Stride 1 with a kernel that packs as it computes: the first row tile of each column tile reads
      * the input in place (overlapping the memory traffic with FMAs) and leaves a packed copy for the
      * others.  Otherwise a whole kc x nc block is packed first (strided pixels gathered). */
-    const int fused = unit_stride && uk->fused_pack;
+    const int fused = unit_stride && uk->extended;
     fp_ukr_args u = {0};
     u.ldc = N;
     u.bias_per_col = 0;
@@ -75,8 +75,92 @@ static void nchw_block(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const f
     }
 }
 
+/* ------------------------------------------------ NCHW, small images: Y[n]^T = X[n]^T @ W^T */
+
+/* Fraction of vector lanes doing useful work when n elements are cut into 16-lane vectors. */
+static double lane_use(int64_t n) { return (double)n / (double)(FP_CEIL_DIV(n, 16) * 16); }
+
+/* Small maps (7x7: 49 pixels fill 4 vectors at 77 %) run with vectors along Cout instead, reading X
+ * in place as the broadcast operand and scattering the tile into Y's rows. */
+static int use_transposed(const fp_conv_problem *p, const fp_sgemm_ukr *uk) {
+    const int64_t N = p->oh * p->ow;
+    return uk->extended && p->stride_h == 1 && p->stride_w == 1 && N <= 256 && lane_use(N) < 0.85 &&
+           lane_use(p->cout) > lane_use(N);
+}
+
+static void nchw_t_block(const fp_conv_problem *p, const fp_sgemm_ukr *uk, int64_t kcb, const float *xn,
+                         const float *wt, const float *bias, float *yn, range pix, range cols, float *tail) {
+    const int64_t K = p->cin, N = p->oh * p->ow, MR = uk->mr, NR = uk->nr;
+    const int64_t full_end = pix.lo + (pix.hi - pix.lo) / MR * MR;
+    if (full_end < pix.hi) { /* last, partial pixel tile: packed with zero rows so nothing past X is read */
+        for (int64_t k = 0; k < K; k++)
+            for (int64_t i = 0; i < MR; i++) tail[k * MR + i] = full_end + i < pix.hi ? xn[k * N + full_end + i] : 0.0f;
+    }
+    fp_ukr_args u = {0};
+    u.ldc = N;
+    u.ldb = NR;
+    u.bias_per_col = 1;
+    u.c_trans = 1;
+    for (int64_t pc = 0; pc < K; pc += kcb) {
+        const int64_t kc = FP_MIN(kcb, K - pc);
+        u.kc = kc;
+        u.first = pc == 0;
+        u.relu = p->relu && pc + kc >= K;
+        for (int64_t jr = cols.lo; jr < cols.hi; jr += NR) {
+            u.nr = FP_MIN(NR, cols.hi - jr);
+            u.b = wt + jr * K + pc * NR;
+            u.bias = bias ? bias + jr : NULL;
+            for (int64_t ir = pix.lo; ir < pix.hi; ir += MR) {
+                u.mr = FP_MIN(MR, pix.hi - ir);
+                if (ir < full_end) {
+                    u.a = xn + pc * N + ir;
+                    u.lda = N;
+                } else {
+                    u.a = tail + pc * MR;
+                    u.lda = MR;
+                }
+                u.c = yn + jr * N + ir;
+                uk->run(&u);
+            }
+        }
+    }
+}
+
+static int run_nchw_t(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const float *x, const float *packed,
+                      const float *bias, float *y) {
+    const int64_t M = p->cout, K = p->cin, N = p->oh * p->ow;
+    const float *wt = fp_gemm_packed_wt(p, uk, packed);
+    /* One k block up to 2048: the kc x NR weight panel then sits in L2 and C is never read back. */
+    const int64_t kcb = K <= 2048 ? K : FP_CEIL_DIV(K, FP_CEIL_DIV(K, 2048));
+    const int64_t col_tiles = FP_CEIL_DIV(M, uk->nr), pix_tiles = FP_CEIL_DIV(N, uk->mr);
+    int T = fp_threads(p);
+    const int by_pixels = col_tiles < T && pix_tiles > col_tiles;
+    if (by_pixels && pix_tiles < T) T = (int)pix_tiles;
+    if (!by_pixels && col_tiles < T) T = (int)col_tiles;
+    int failed = 0;
+#pragma omp parallel num_threads(T) reduction(| : failed)
+    {
+        int t = 0, nt = 1;
+#ifdef _OPENMP
+        t = omp_get_thread_num();
+        nt = omp_get_num_threads();
+#endif
+        float *tail = (float *)fp_aligned_alloc((int64_t)sizeof(float) * K * uk->mr);
+        range pix = {0, N}, cols = {0, M};
+        if (by_pixels) pix = part(pix_tiles, t, nt, uk->mr, N);
+        else cols = part(col_tiles, t, nt, uk->nr, M);
+        if (!tail) failed = 1;
+        else if (pix.lo < pix.hi && cols.lo < cols.hi)
+            for (int64_t img = 0; img < p->n; img++)
+                nchw_t_block(p, uk, kcb, x + img * K * N, wt, bias, y + img * M * N, pix, cols, tail);
+        fp_aligned_free(tail);
+    }
+    return failed ? FP_ERR_ALLOC : FP_OK;
+}
+
 int fp_gemm_run_nchw(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const float *x, const float *packed,
                      const float *bias, float *y) {
+    if (use_transposed(p, uk)) return run_nchw_t(p, uk, x, packed, bias, y);
     const int64_t M = p->cout, K = p->cin, N = p->oh * p->ow, HW = p->h * p->w;
     const fp_gemm_blocks bs = fp_gemm_blocking(uk, M, N, K);
     const int64_t col_tiles = FP_CEIL_DIV(N, uk->nr), row_tiles = FP_CEIL_DIV(M, uk->mr);

@@ -21,9 +21,12 @@
         if (NV > 2) c##i##2 = _mm512_fmadd_ps(a_, b2, c##i##2);             \
     } while (0)
 
-#define STORE_ROW(i)                                                        \
-    do {                                                                    \
-        if (i < u->mr) store_row(u, i, NV, mlast, c##i##0, c##i##1, c##i##2); \
+#define STORE_ROW(i)                                                                     \
+    do {                                                                                 \
+        if (i < u->mr) {                                                                 \
+            if (TRANS) store_row_t(u, i, NV, mlast, c##i##0, c##i##1, c##i##2);          \
+            else store_row(u, i, NV, mlast, c##i##0, c##i##1, c##i##2);                  \
+        }                                                                                \
     } while (0)
 
 static inline __attribute__((always_inline)) __m512 finish(const fp_ukr_args *u, int64_t i, int v, __mmask16 m,
@@ -46,8 +49,28 @@ static inline __attribute__((always_inline)) void store_row(const fp_ukr_args *u
     if (NV > 2) _mm512_mask_storeu_ps(c + 32, mlast, finish(u, i, 2, mlast, r2, c));
 }
 
+/* Transposed store: row i of the tile is one output pixel, its columns are output channels ldc apart
+ * (NCHW output of the form Y^T = X^T W^T used for small images); scatter/gather, once per tile. */
+static inline __attribute__((always_inline)) void store_row_t(const fp_ukr_args *u, int64_t i, const int NV,
+                                                             __mmask16 mlast, __m512 r0, __m512 r1, __m512 r2) {
+    float *c = u->c + i;
+    const __m512i step = _mm512_set1_epi32((int)(16 * u->ldc));
+    __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                     _mm512_set1_epi32((int)u->ldc));
+    const __m512 r[3] = {r0, r1, r2};
+    for (int v = 0; v < NV; v++) {
+        const __mmask16 m = v == NV - 1 ? mlast : (__mmask16)0xFFFF;
+        __m512 x = r[v];
+        if (!u->first) x = _mm512_add_ps(x, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, idx, c, 4));
+        else if (u->bias) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(m, u->bias + 16 * v));
+        if (u->relu) x = _mm512_max_ps(_mm512_setzero_ps(), x); /* max returns its 2nd operand on NaN */
+        _mm512_mask_i32scatter_ps(c, m, idx, x, 4);
+        idx = _mm512_add_epi32(idx, step);
+    }
+}
+
 static inline __attribute__((always_inline)) void body(const fp_ukr_args *u, const int NV, const int ROWS,
-                                                      const int COPY) {
+                                                      const int COPY, const int TRANS) {
     const __m512 z = _mm512_setzero_ps();
     __m512 c00 = z, c01 = z, c02 = z, c10 = z, c11 = z, c12 = z, c20 = z, c21 = z, c22 = z, c30 = z, c31 = z,
            c32 = z, c40 = z, c41 = z, c42 = z, c50 = z, c51 = z, c52 = z, c60 = z, c61 = z, c62 = z, c70 = z,
@@ -71,6 +94,7 @@ static inline __attribute__((always_inline)) void body(const fp_ukr_args *u, con
         }
     } else {
         const float *a = u->a;
+        const int64_t lda = TRANS ? u->lda : MR;
         float *bc = u->bcopy;
         const int pf = u->prefetch_next, docopy = bc != NULL;
 #pragma GCC unroll 4
@@ -91,10 +115,10 @@ static inline __attribute__((always_inline)) void body(const fp_ukr_args *u, con
                 _mm_prefetch((const char *)(b + NR + 16), _MM_HINT_T1);
                 _mm_prefetch((const char *)(b + NR + 32), _MM_HINT_T1);
             }
-            _mm_prefetch((const char *)(a + 16 * MR), _MM_HINT_T0);
+            _mm_prefetch((const char *)(a + 16 * lda), _MM_HINT_T0);
             UPD(0, a[0]); UPD(1, a[1]); UPD(2, a[2]); UPD(3, a[3]);
             UPD(4, a[4]); UPD(5, a[5]); UPD(6, a[6]); UPD(7, a[7]);
-            a += MR;
+            a += lda;
             b += ldb;
         }
     }
@@ -102,20 +126,25 @@ static inline __attribute__((always_inline)) void body(const fp_ukr_args *u, con
     STORE_ROW(4); STORE_ROW(5); STORE_ROW(6); STORE_ROW(7);
 }
 
-static void k1p(const fp_ukr_args *u) { body(u, 1, 0, 0); }
-static void k2p(const fp_ukr_args *u) { body(u, 2, 0, 0); }
-static void k3p(const fp_ukr_args *u) { body(u, 3, 0, 0); }
-static void k1c(const fp_ukr_args *u) { body(u, 1, 0, 1); }
-static void k2c(const fp_ukr_args *u) { body(u, 2, 0, 1); }
-static void k3c(const fp_ukr_args *u) { body(u, 3, 0, 1); }
-static void k1r(const fp_ukr_args *u) { body(u, 1, 1, 0); }
-static void k2r(const fp_ukr_args *u) { body(u, 2, 1, 0); }
-static void k3r(const fp_ukr_args *u) { body(u, 3, 1, 0); }
+static void k1p(const fp_ukr_args *u) { body(u, 1, 0, 0, 0); }
+static void k2p(const fp_ukr_args *u) { body(u, 2, 0, 0, 0); }
+static void k3p(const fp_ukr_args *u) { body(u, 3, 0, 0, 0); }
+static void k1c(const fp_ukr_args *u) { body(u, 1, 0, 1, 0); }
+static void k2c(const fp_ukr_args *u) { body(u, 2, 0, 1, 0); }
+static void k3c(const fp_ukr_args *u) { body(u, 3, 0, 1, 0); }
+static void k1t(const fp_ukr_args *u) { body(u, 1, 0, 0, 1); }
+static void k2t(const fp_ukr_args *u) { body(u, 2, 0, 0, 1); }
+static void k3t(const fp_ukr_args *u) { body(u, 3, 0, 0, 1); }
+static void k1r(const fp_ukr_args *u) { body(u, 1, 1, 0, 0); }
+static void k2r(const fp_ukr_args *u) { body(u, 2, 1, 0, 0); }
+static void k3r(const fp_ukr_args *u) { body(u, 3, 1, 0, 0); }
 
 static void run(const fp_ukr_args *u) {
     const int nv = (int)((u->nr + 15) / 16);
     if (u->arows) {
         if (nv == 3) k3r(u); else if (nv == 2) k2r(u); else k1r(u);
+    } else if (u->c_trans) {
+        if (nv == 3) k3t(u); else if (nv == 2) k2t(u); else k1t(u);
     } else if (u->bcopy || u->prefetch_next) {
         if (nv == 3) k3c(u); else if (nv == 2) k2c(u); else k1c(u);
     } else {
