@@ -1,10 +1,8 @@
 /* Block sizes from the detected caches (analytical, after Low et al. 2016):
- *   KC: the kc x NR micro-panel of B stays in half of L1 while MR-row slivers of A stream past it;
+ *   KC: see below (large, so that C is rarely revisited);
  *   MC: the MC x KC block of A stays in half of L2 while the jr loop sweeps B micro-panels;
  *   NC: the packed KC x NC block of B stays in the other half of L2 while the ic loop reuses it.
  * KC is balanced so that K splits into nearly equal blocks (no tiny last block). */
-#include <stdlib.h>
-
 #include "gemm.h"
 
 static int64_t round_down(int64_t v, int64_t m) { return v < m ? m : v / m * m; }
@@ -13,8 +11,12 @@ fp_gemm_blocks fp_gemm_blocking(const fp_sgemm_ukr *uk, int64_t m, int64_t n, in
     const int64_t l1 = fp_cache_size(1), l2 = fp_cache_size(2);
     const int64_t fsz = (int64_t)sizeof(float);
     fp_gemm_blocks b;
-    int64_t kc_max = FP_MIN(FP_MAX(l1 / 2 / (uk->nr * fsz), 64), 1024);
-    if (getenv("FP_DEV_KC")) kc_max = atoll(getenv("FP_DEV_KC")); /* DEV */
+    /* Measured on Sapphire Rapids (bench/layer_bench.c): a KC of 1024, whose B micro-panel streams from
+     * L2 rather than sitting in L1, beats 128..512 by 3-8 %, because C is then rarely read back.
+     * Kernels without L1 residency needs therefore get KC from L2: the A and B micro-panels
+     * (MR + NR) x KC take at most a quarter of it. */
+    const int64_t kc_max = FP_MIN(FP_MAX(l2 / 4 / ((uk->mr + uk->nr) * fsz), 64), 1024);
+    (void)l1;
     /* A K up to 1.5x the cap in one block beats two half-empty ones. */
     int64_t nkb = k <= kc_max + kc_max / 2 ? 1 : FP_CEIL_DIV(k, kc_max);
     b.kc = FP_CEIL_DIV(k, nkb);
