@@ -95,8 +95,8 @@ def main() -> int:
     ap.add_argument("--stream", type=float, default=16.3, help="measured 1-thread triad bandwidth, GB/s")
     args = ap.parse_args()
 
-    from threadpoolctl import threadpool_limits
     import torch
+    from threadpoolctl import threadpool_limits
 
     torch.set_num_threads(args.threads)
     fp.set_num_threads(args.threads)
