@@ -1,15 +1,16 @@
 /* The blocked loops (BLIS order: jc (NC) > pc (KC) > ic (MC) > jr (NR) > ir (MR) > micro-kernel) and the
  * split of the work between threads.
  *
- * Threads take contiguous ranges of whichever GEMM dimension has enough micro-tiles for all of them
- * (pixels when there are many, output channels otherwise, e.g. 7x7 maps), so no two threads write the
- * same C tile and no synchronisation is needed inside a call. */
+ * The work is cut along whichever GEMM dimension has enough micro-tiles for all threads (pixels when
+ * there are many, output channels otherwise, e.g. 7x7 maps) into a few contiguous chunks per thread,
+ * handed out dynamically: no two threads write the same C tile, and on a shared machine a thread
+ * that loses its core for a while does not hold the whole call back. */
 #include "gemm.h"
 
 typedef struct range { int64_t lo, hi; } range;
 
 /* Part t of T of [0, tiles) in tiles, scaled by unit and clipped to total. */
-static range part(int64_t tiles, int t, int T, int64_t unit, int64_t total) {
+static range part(int64_t tiles, int64_t t, int64_t T, int64_t unit, int64_t total) {
     range r;
     r.lo = FP_MIN(tiles * t / T * unit, total);
     r.hi = FP_MIN(tiles * (t + 1) / T * unit, total);
@@ -21,6 +22,9 @@ static range part(int64_t tiles, int t, int T, int64_t unit, int64_t total) {
 static int split_pixels(int64_t pixel_tiles, int64_t channel_tiles, int T) {
     return pixel_tiles >= 4 * (int64_t)T || pixel_tiles >= channel_tiles;
 }
+
+/* Chunks of work for T threads over `tiles` micro-tiles. */
+static int64_t chunks(int64_t tiles, int T) { return T == 1 ? 1 : FP_MIN(tiles, 4 * (int64_t)T); }
 
 /* ---------------------------------------------------------------- NCHW: Y[n] = W @ X[n] */
 
@@ -137,22 +141,21 @@ static int run_nchw_t(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const fl
     const int by_pixels = col_tiles < T && pix_tiles > col_tiles;
     if (by_pixels && pix_tiles < T) T = (int)pix_tiles;
     if (!by_pixels && col_tiles < T) T = (int)col_tiles;
+    const int64_t nch = chunks(by_pixels ? pix_tiles : col_tiles, T);
     int failed = 0;
 #pragma omp parallel num_threads(T) reduction(| : failed)
     {
-        int t = 0, nt = 1;
-#ifdef _OPENMP
-        t = omp_get_thread_num();
-        nt = omp_get_num_threads();
-#endif
         float *tail = (float *)fp_aligned_alloc((int64_t)sizeof(float) * K * uk->mr);
-        range pix = {0, N}, cols = {0, M};
-        if (by_pixels) pix = part(pix_tiles, t, nt, uk->mr, N);
-        else cols = part(col_tiles, t, nt, uk->nr, M);
         if (!tail) failed = 1;
-        else if (pix.lo < pix.hi && cols.lo < cols.hi)
-            for (int64_t img = 0; img < p->n; img++)
-                nchw_t_block(p, uk, kcb, x + img * K * N, wt, bias, y + img * M * N, pix, cols, tail);
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t c = 0; c < nch; c++) {
+            range pix = {0, N}, cols = {0, M};
+            if (by_pixels) pix = part(pix_tiles, c, nch, uk->mr, N);
+            else cols = part(col_tiles, c, nch, uk->nr, M);
+            if (tail && pix.lo < pix.hi && cols.lo < cols.hi)
+                for (int64_t img = 0; img < p->n; img++)
+                    nchw_t_block(p, uk, kcb, x + img * K * N, wt, bias, y + img * M * N, pix, cols, tail);
+        }
         fp_aligned_free(tail);
     }
     return failed ? FP_ERR_ALLOC : FP_OK;
@@ -168,34 +171,34 @@ int fp_gemm_run_nchw(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const flo
     const int by_pixels = split_pixels(p->n * col_tiles, row_tiles, T);
     if (!by_pixels && row_tiles < T) T = (int)row_tiles;
     if (by_pixels && p->n * col_tiles < T) T = (int)(p->n * col_tiles);
+    const int64_t nch = chunks(by_pixels ? p->n * col_tiles : row_tiles, T);
     int failed = 0;
 #pragma omp parallel num_threads(T) reduction(| : failed)
     {
-        int t = 0, nt = 1;
-#ifdef _OPENMP
-        t = omp_get_thread_num();
-        nt = omp_get_num_threads();
-#endif
         float *buf = (float *)fp_aligned_alloc((int64_t)sizeof(float) * bs.kc * bs.nc);
         int64_t *off = (int64_t *)fp_aligned_alloc((int64_t)sizeof(int64_t) * bs.nc);
-        if (!buf || !off) {
-            failed = 1;
-        } else if (by_pixels) {
-            /* Tiles of all images in one sequence, so batch and pixels share the split. */
-            const range tr = part(p->n * col_tiles, t, nt, 1, p->n * col_tiles);
-            for (int64_t img = tr.lo / col_tiles; img < p->n && img * col_tiles < tr.hi; img++) {
-                const int64_t t0 = FP_MAX(tr.lo, img * col_tiles) - img * col_tiles;
-                const int64_t t1 = FP_MIN(tr.hi, (img + 1) * col_tiles) - img * col_tiles;
-                const range cols = {FP_MIN(t0 * uk->nr, N), FP_MIN(t1 * uk->nr, N)};
-                const range rows = {0, M};
-                if (cols.lo < cols.hi)
+        if (!buf || !off) failed = 1;
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t c = 0; c < nch; c++) {
+            if (!buf || !off) continue;
+            if (by_pixels) {
+                /* Tiles of all images in one sequence, so batch and pixels share the split. */
+                const range tr = part(p->n * col_tiles, c, nch, 1, p->n * col_tiles);
+                for (int64_t img = tr.lo / col_tiles; img < p->n && img * col_tiles < tr.hi; img++) {
+                    const int64_t t0 = FP_MAX(tr.lo, img * col_tiles) - img * col_tiles;
+                    const int64_t t1 = FP_MIN(tr.hi, (img + 1) * col_tiles) - img * col_tiles;
+                    const range cols = {FP_MIN(t0 * uk->nr, N), FP_MIN(t1 * uk->nr, N)};
+                    const range rows = {0, M};
+                    if (cols.lo < cols.hi)
+                        nchw_block(p, uk, &bs, x + img * K * HW, packed, bias, y + img * M * N, rows, cols, buf,
+                                   off);
+                }
+            } else {
+                const range rows = part(row_tiles, c, nch, uk->mr, M);
+                const range cols = {0, N};
+                for (int64_t img = 0; img < p->n && rows.lo < rows.hi; img++)
                     nchw_block(p, uk, &bs, x + img * K * HW, packed, bias, y + img * M * N, rows, cols, buf, off);
             }
-        } else {
-            const range rows = part(row_tiles, t, nt, uk->mr, M);
-            const range cols = {0, N};
-            for (int64_t img = 0; img < p->n && rows.lo < rows.hi; img++)
-                nchw_block(p, uk, &bs, x + img * K * HW, packed, bias, y + img * M * N, rows, cols, buf, off);
         }
         fp_aligned_free(buf);
         fp_aligned_free(off);
@@ -249,16 +252,12 @@ int fp_gemm_run_nhwc(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const flo
     const int by_pixels = split_pixels(row_tiles, col_tiles, T);
     if (by_pixels && row_tiles < T) T = (int)row_tiles;
     if (!by_pixels && col_tiles < T) T = (int)col_tiles;
-#pragma omp parallel num_threads(T)
-    {
-        int t = 0, nt = 1;
-#ifdef _OPENMP
-        t = omp_get_thread_num();
-        nt = omp_get_num_threads();
-#endif
+    const int64_t nch = chunks(by_pixels ? row_tiles : col_tiles, T);
+#pragma omp parallel for num_threads(T) schedule(dynamic, 1)
+    for (int64_t c = 0; c < nch; c++) {
         range rows = {0, R}, cols = {0, N};
-        if (by_pixels) rows = part(row_tiles, t, nt, uk->mr, R);
-        else cols = part(col_tiles, t, nt, uk->nr, N);
+        if (by_pixels) rows = part(row_tiles, c, nch, uk->mr, R);
+        else cols = part(col_tiles, c, nch, uk->nr, N);
         if (rows.lo < rows.hi && cols.lo < cols.hi) nhwc_block(p, uk, &bs, x, packed, bias, y, rows, cols);
     }
     return FP_OK;
