@@ -1,8 +1,9 @@
 /* AVX-512 micro-kernel: an 8 x 48 tile of C in 24 zmm accumulators (8 rows x 3 vectors of 16).
  * Per k: 3 vector loads of B, 8 broadcasts of A, 24 FMAs.  Tail columns use masked loads and stores,
  * and tiles of at most 32 (16) columns run a 2- (1-) vector instance, so no work is spent on vectors
- * past the last one.  Rows past mr are computed on zero (packed) or repeated (row pointers) data and
- * never stored.  The accumulators are named variables, not an array: GCC keeps those in registers. */
+ * past the last one.  Row tiles of at most 1, 2 or 4 valid rows (7x7 maps cut into 8-pixel tiles,
+ * 2-class heads) run instances that compute only that many rows; otherwise rows past mr are computed on
+ * zero (packed) or repeated (row pointers) data and never stored.  The accumulators are named variables, not an array: GCC keeps those in registers. */
 #if defined(__x86_64__) && !defined(FP_PORTABLE_ONLY)
 #pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")
 #include <immintrin.h>
@@ -15,6 +16,7 @@
 /* One row of the rank-1 update: c_i += a_i * (b0 b1 b2). */
 #define UPD(i, aval)                                                        \
     do {                                                                    \
+        if (i >= MRA) break;                                                \
         const __m512 a_ = _mm512_set1_ps(aval);                             \
         c##i##0 = _mm512_fmadd_ps(a_, b0, c##i##0);                         \
         if (NV > 1) c##i##1 = _mm512_fmadd_ps(a_, b1, c##i##1);             \
@@ -23,7 +25,7 @@
 
 #define STORE_ROW(i)                                                                     \
     do {                                                                                 \
-        if (i < u->mr) {                                                                 \
+        if (i < MRA && i < u->mr) {                                                      \
             if (TRANS) store_row_t(u, i, NV, mlast, c##i##0, c##i##1, c##i##2);          \
             else store_row(u, i, NV, mlast, c##i##0, c##i##1, c##i##2);                  \
         }                                                                                \
@@ -70,7 +72,7 @@ static inline __attribute__((always_inline)) void store_row_t(const fp_ukr_args 
 }
 
 static inline __attribute__((always_inline)) void body(const fp_ukr_args *u, const int NV, const int ROWS,
-                                                      const int COPY, const int TRANS) {
+                                                      const int COPY, const int TRANS, const int MRA) {
     const __m512 z = _mm512_setzero_ps();
     __m512 c00 = z, c01 = z, c02 = z, c10 = z, c11 = z, c12 = z, c20 = z, c21 = z, c22 = z, c30 = z, c31 = z,
            c32 = z, c40 = z, c41 = z, c42 = z, c50 = z, c51 = z, c52 = z, c60 = z, c61 = z, c62 = z, c70 = z,
@@ -126,30 +128,60 @@ static inline __attribute__((always_inline)) void body(const fp_ukr_args *u, con
     STORE_ROW(4); STORE_ROW(5); STORE_ROW(6); STORE_ROW(7);
 }
 
-static void k1p(const fp_ukr_args *u) { body(u, 1, 0, 0, 0); }
-static void k2p(const fp_ukr_args *u) { body(u, 2, 0, 0, 0); }
-static void k3p(const fp_ukr_args *u) { body(u, 3, 0, 0, 0); }
-static void k1c(const fp_ukr_args *u) { body(u, 1, 0, 1, 0); }
-static void k2c(const fp_ukr_args *u) { body(u, 2, 0, 1, 0); }
-static void k3c(const fp_ukr_args *u) { body(u, 3, 0, 1, 0); }
-static void k1t(const fp_ukr_args *u) { body(u, 1, 0, 0, 1); }
-static void k2t(const fp_ukr_args *u) { body(u, 2, 0, 0, 1); }
-static void k3t(const fp_ukr_args *u) { body(u, 3, 0, 0, 1); }
-static void k1r(const fp_ukr_args *u) { body(u, 1, 1, 0, 0); }
-static void k2r(const fp_ukr_args *u) { body(u, 2, 1, 0, 0); }
-static void k3r(const fp_ukr_args *u) { body(u, 3, 1, 0, 0); }
+static void kp1_1(const fp_ukr_args *u) { body(u, 1, 0, 0, 0, 1); }
+static void kp1_2(const fp_ukr_args *u) { body(u, 2, 0, 0, 0, 1); }
+static void kp1_3(const fp_ukr_args *u) { body(u, 3, 0, 0, 0, 1); }
+static void kp2_1(const fp_ukr_args *u) { body(u, 1, 0, 0, 0, 2); }
+static void kp2_2(const fp_ukr_args *u) { body(u, 2, 0, 0, 0, 2); }
+static void kp2_3(const fp_ukr_args *u) { body(u, 3, 0, 0, 0, 2); }
+static void kp4_1(const fp_ukr_args *u) { body(u, 1, 0, 0, 0, 4); }
+static void kp4_2(const fp_ukr_args *u) { body(u, 2, 0, 0, 0, 4); }
+static void kp4_3(const fp_ukr_args *u) { body(u, 3, 0, 0, 0, 4); }
+static void kp8_1(const fp_ukr_args *u) { body(u, 1, 0, 0, 0, 8); }
+static void kp8_2(const fp_ukr_args *u) { body(u, 2, 0, 0, 0, 8); }
+static void kp8_3(const fp_ukr_args *u) { body(u, 3, 0, 0, 0, 8); }
+static void kc1_1(const fp_ukr_args *u) { body(u, 1, 0, 1, 0, 1); }
+static void kc1_2(const fp_ukr_args *u) { body(u, 2, 0, 1, 0, 1); }
+static void kc1_3(const fp_ukr_args *u) { body(u, 3, 0, 1, 0, 1); }
+static void kc2_1(const fp_ukr_args *u) { body(u, 1, 0, 1, 0, 2); }
+static void kc2_2(const fp_ukr_args *u) { body(u, 2, 0, 1, 0, 2); }
+static void kc2_3(const fp_ukr_args *u) { body(u, 3, 0, 1, 0, 2); }
+static void kc4_1(const fp_ukr_args *u) { body(u, 1, 0, 1, 0, 4); }
+static void kc4_2(const fp_ukr_args *u) { body(u, 2, 0, 1, 0, 4); }
+static void kc4_3(const fp_ukr_args *u) { body(u, 3, 0, 1, 0, 4); }
+static void kc8_1(const fp_ukr_args *u) { body(u, 1, 0, 1, 0, 8); }
+static void kc8_2(const fp_ukr_args *u) { body(u, 2, 0, 1, 0, 8); }
+static void kc8_3(const fp_ukr_args *u) { body(u, 3, 0, 1, 0, 8); }
+static void kt1_1(const fp_ukr_args *u) { body(u, 1, 0, 0, 1, 1); }
+static void kt1_2(const fp_ukr_args *u) { body(u, 2, 0, 0, 1, 1); }
+static void kt1_3(const fp_ukr_args *u) { body(u, 3, 0, 0, 1, 1); }
+static void kt2_1(const fp_ukr_args *u) { body(u, 1, 0, 0, 1, 2); }
+static void kt2_2(const fp_ukr_args *u) { body(u, 2, 0, 0, 1, 2); }
+static void kt2_3(const fp_ukr_args *u) { body(u, 3, 0, 0, 1, 2); }
+static void kt4_1(const fp_ukr_args *u) { body(u, 1, 0, 0, 1, 4); }
+static void kt4_2(const fp_ukr_args *u) { body(u, 2, 0, 0, 1, 4); }
+static void kt4_3(const fp_ukr_args *u) { body(u, 3, 0, 0, 1, 4); }
+static void kt8_1(const fp_ukr_args *u) { body(u, 1, 0, 0, 1, 8); }
+static void kt8_2(const fp_ukr_args *u) { body(u, 2, 0, 0, 1, 8); }
+static void kt8_3(const fp_ukr_args *u) { body(u, 3, 0, 0, 1, 8); }
+static void kr8_1(const fp_ukr_args *u) { body(u, 1, 1, 0, 0, 8); }
+static void kr8_2(const fp_ukr_args *u) { body(u, 2, 1, 0, 0, 8); }
+static void kr8_3(const fp_ukr_args *u) { body(u, 3, 1, 0, 0, 8); }
+
+/* [mode][rows computed: 1, 2, 4, 8][vectors - 1]; mode: packed A, packed A + copy/prefetch of B,
+ * transposed store, row pointers. */
+static const fp_sgemm_ukr_fn TABLE[4][4][3] = {
+    {{kp1_1, kp1_2, kp1_3}, {kp2_1, kp2_2, kp2_3}, {kp4_1, kp4_2, kp4_3}, {kp8_1, kp8_2, kp8_3}},
+    {{kc1_1, kc1_2, kc1_3}, {kc2_1, kc2_2, kc2_3}, {kc4_1, kc4_2, kc4_3}, {kc8_1, kc8_2, kc8_3}},
+    {{kt1_1, kt1_2, kt1_3}, {kt2_1, kt2_2, kt2_3}, {kt4_1, kt4_2, kt4_3}, {kt8_1, kt8_2, kt8_3}},
+    {{kr8_1, kr8_2, kr8_3}, {kr8_1, kr8_2, kr8_3}, {kr8_1, kr8_2, kr8_3}, {kr8_1, kr8_2, kr8_3}},
+};
 
 static void run(const fp_ukr_args *u) {
     const int nv = (int)((u->nr + 15) / 16);
-    if (u->arows) {
-        if (nv == 3) k3r(u); else if (nv == 2) k2r(u); else k1r(u);
-    } else if (u->c_trans) {
-        if (nv == 3) k3t(u); else if (nv == 2) k2t(u); else k1t(u);
-    } else if (u->bcopy || u->prefetch_next) {
-        if (nv == 3) k3c(u); else if (nv == 2) k2c(u); else k1c(u);
-    } else {
-        if (nv == 3) k3p(u); else if (nv == 2) k2p(u); else k1p(u);
-    }
+    const int rows = u->mr <= 1 ? 0 : u->mr <= 2 ? 1 : u->mr <= 4 ? 2 : 3;
+    const int mode = u->arows ? 3 : u->c_trans ? 2 : (u->bcopy || u->prefetch_next) ? 1 : 0;
+    TABLE[mode][rows][nv - 1](u);
 }
 
 const fp_sgemm_ukr fp_sgemm_ukr_avx512_8x48 = {"avx512_8x48", MR, NR, run, 1};
