@@ -180,3 +180,19 @@ def test_isa_override_variable(name):
     assert out.returncode == 0, out.stderr
     want = min({"scalar": 0, "avx2": 1, "avx512": 2}[name], SUPPORTED)
     assert out.stdout.strip().endswith(NAMES[want])
+
+
+@pytest.mark.parametrize("offset", [0, 1])
+def test_large_output_streamed(isa, offset):
+    """Outputs over L2 are written with non-temporal stores where rows are aligned (offset 0), with
+    ordinary stores otherwise (offset 1 float)."""
+    rng = np.random.default_rng(3)
+    x = rng.integers(-3, 4, size=(1, 16, 112, 112)).astype(np.float32)
+    wt = rng.integers(-2, 3, size=(96, 16, 1, 1)).astype(np.float32)
+    b = rng.integers(-5, 6, size=96).astype(np.float32)
+    expected = fp.conv2d(x, wt, b, activation="relu", backend="numpy")
+    raw = np.full(expected.size + 16 + offset, np.nan, np.float32)
+    start = (-raw.ctypes.data // 4) % 16 + offset  # 64-byte aligned, then shifted
+    out = raw[start:start + expected.size].reshape(expected.shape)
+    got = fp.Conv2d(wt, b, activation="relu", backend="c")(x, out=out)
+    assert np.array_equal(got, expected)

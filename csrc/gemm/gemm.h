@@ -37,6 +37,7 @@ typedef struct fp_ukr_args {
     int prefetch_next;           /* B rows are long (unpacked input): prefetch the next NR columns */
     int64_t lda;                 /* packed-A mode: floats between successive k (0 means MR) */
     int c_trans;                 /* C(i, j) lives at c[j * ldc + i] (NCHW output of the transposed form) */
+    int stream;                  /* non-temporal stores allowed for full, aligned rows (then fp_gemm_fence) */
 } fp_ukr_args;
 
 typedef void (*fp_sgemm_ukr_fn)(const fp_ukr_args *u);
@@ -80,6 +81,9 @@ void fp_gemm_pack_b_nchw(const fp_conv_problem *p, const float *x, int64_t k0, i
  * entries mr..MR-1 repeat the last valid row. */
 void fp_gemm_rows_nhwc(const fp_conv_problem *p, const float *x, int64_t r0, int64_t mr, int MR, int64_t k0,
                        const float **rows);
+
+/* Orders non-temporal stores before the call returns. */
+void fp_gemm_fence(void);
 
 int fp_gemm_run_nchw(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const float *x, const float *packed,
                      const float *bias, float *y);

@@ -26,6 +26,12 @@ static int split_pixels(int64_t pixel_tiles, int64_t channel_tiles, int T) {
 /* Chunks of work for T threads over `tiles` micro-tiles. */
 static int64_t chunks(int64_t tiles, int T) { return T == 1 ? 1 : FP_MIN(tiles, 4 * (int64_t)T); }
 
+void fp_gemm_fence(void) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    __builtin_ia32_sfence();
+#endif
+}
+
 /* ---------------------------------------------------------------- NCHW: Y[n] = W @ X[n] */
 
 static void nchw_block(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const fp_gemm_blocks *bs,
@@ -40,6 +46,8 @@ static void nchw_block(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const f
     fp_ukr_args u = {0};
     u.ldc = N;
     u.bias_per_col = 0;
+    /* An output larger than L2, written in one k block: stream it past the caches. */
+    u.stream = uk->extended && K <= bs->kc && (int64_t)sizeof(float) * M * N * p->n > fp_cache_size(2);
     for (int64_t jc = cols.lo; jc < cols.hi; jc += bs->nc) {
         const int64_t jn = FP_MIN(bs->nc, cols.hi - jc);
         for (int64_t pc = 0; pc < K; pc += bs->kc) {
@@ -202,6 +210,7 @@ int fp_gemm_run_nchw(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const flo
         }
         fp_aligned_free(buf);
         fp_aligned_free(off);
+        fp_gemm_fence();
     }
     return failed ? FP_ERR_ALLOC : FP_OK;
 }

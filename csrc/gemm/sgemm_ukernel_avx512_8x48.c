@@ -46,6 +46,13 @@ static inline __attribute__((always_inline)) void store_row(const fp_ukr_args *u
                                                            __mmask16 mlast, __m512 r0, __m512 r1, __m512 r2) {
     float *c = u->c + i * u->ldc;
     const __mmask16 full = (__mmask16)0xFFFF;
+    if (u->stream && mlast == full && ((uintptr_t)c & 63) == 0) {
+        /* Whole aligned row of a large output written once: bypass the caches (no read for ownership). */
+        _mm512_stream_ps(c, finish(u, i, 0, full, r0, c));
+        if (NV > 1) _mm512_stream_ps(c + 16, finish(u, i, 1, full, r1, c));
+        if (NV > 2) _mm512_stream_ps(c + 32, finish(u, i, 2, full, r2, c));
+        return;
+    }
     _mm512_mask_storeu_ps(c, NV == 1 ? mlast : full, finish(u, i, 0, NV == 1 ? mlast : full, r0, c));
     if (NV > 1) _mm512_mask_storeu_ps(c + 16, NV == 2 ? mlast : full, finish(u, i, 1, NV == 2 ? mlast : full, r1, c));
     if (NV > 2) _mm512_mask_storeu_ps(c + 32, mlast, finish(u, i, 2, mlast, r2, c));
