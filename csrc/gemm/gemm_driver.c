@@ -58,8 +58,11 @@ static void nchw_block(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const f
             if (!fused) fp_gemm_pack_b_nchw(p, xn, pc, kc, jc, jn, NR, buf, off);
             for (int64_t ic = rows.lo; ic < rows.hi; ic += bs->mc) {
                 const int64_t ie = FP_MIN(ic + bs->mc, rows.hi);
-                for (int64_t jr = jc; jr < jc + jn; jr += NR) {
-                    u.nr = FP_MIN(NR, jc + jn - jr);
+                /* When streaming, a narrow first column tile brings the others to 64-byte boundaries. */
+                const int64_t lead = fused && u.stream ? (int64_t)((64 - ((uintptr_t)(yn + jc) & 63)) & 63) / 4 : 0;
+                for (int64_t jr = jc, jnext; jr < jc + jn; jr = jnext) {
+                    u.nr = FP_MIN(jr == jc && lead ? lead : NR, jc + jn - jr);
+                    jnext = jr + u.nr;
                     for (int64_t ir = ic; ir < ie; ir += MR) {
                         if (!fused) {
                             u.b = buf + (jr - jc) * kc;
@@ -68,7 +71,7 @@ static void nchw_block(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const f
                             u.b = xn + pc * N + jr;
                             u.ldb = N;
                             u.bcopy = ie - ic > MR ? buf : NULL;
-                            u.prefetch_next = jr + NR < jc + jn;
+                            u.prefetch_next = jnext < jc + jn;
                         } else {
                             u.b = buf;
                             u.ldb = NR;
