@@ -37,6 +37,7 @@ typedef struct fp_ukr_args {
     int prefetch_next;           /* B rows are long (unpacked input): prefetch the next NR columns */
     int64_t lda;                 /* packed-A mode: floats between successive k (0 means MR) */
     int c_trans;                 /* C(i, j) lives at c[j * ldc + i] (NCHW output of the transposed form) */
+    const float *pf_lines;       /* transposed form: prefetch kc lines from here, one per k (next B panel) */
     int stream;                  /* non-temporal stores allowed for full, aligned rows (then fp_gemm_fence) */
 } fp_ukr_args;
 
@@ -46,7 +47,7 @@ typedef struct fp_sgemm_ukr {
     const char *name;
     int mr, nr;
     fp_sgemm_ukr_fn run;
-    int extended;                /* honours bcopy, prefetch_next, lda and c_trans */
+    int extended;                /* honours bcopy, prefetch_next, lda, c_trans, pf_lines and stream */
 } fp_sgemm_ukr;
 
 extern const fp_sgemm_ukr fp_sgemm_ukr_scalar_4x16;

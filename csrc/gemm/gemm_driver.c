@@ -116,6 +116,7 @@ static void nchw_t_block(const fp_conv_problem *p, const fp_sgemm_ukr *uk, int64
     u.ldb = NR;
     u.bias_per_col = 1;
     u.c_trans = 1;
+    const int big_w = (int64_t)sizeof(float) * K * p->cout > fp_cache_size(2);
     for (int64_t pc = 0; pc < K; pc += kcb) {
         const int64_t kc = FP_MIN(kcb, K - pc);
         u.kc = kc;
@@ -134,6 +135,12 @@ static void nchw_t_block(const fp_conv_problem *p, const fp_sgemm_ukr *uk, int64
                     u.a = tail + pc * MR;
                     u.lda = MR;
                 }
+                /* Row tiles 1..3 of this panel fetch the next weight panel (kc x NR = 3 x kc lines) into
+                 * L2, so that only the first panel of a call waits on memory (weights past L2 only:
+                 * smaller ones stay cached between calls, and the prefetches then only cost issue slots). */
+                const int64_t t = (ir - pix.lo) / MR;
+                u.pf_lines = big_w && t >= 1 && t <= 3 && jr + NR < cols.hi ? wt + (jr + NR) * K + pc * NR + (t - 1) * kc * 16
+                                                                   : NULL;
                 u.c = yn + jr * N + ir;
                 uk->run(&u);
             }

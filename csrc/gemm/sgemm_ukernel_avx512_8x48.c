@@ -104,6 +104,7 @@ static inline __attribute__((always_inline)) void body(const fp_ukr_args *u, con
     } else {
         const float *a = u->a;
         const int64_t lda = TRANS ? u->lda : MR;
+        const float *pfl = u->pf_lines;
         float *bc = u->bcopy;
         const int pf = u->prefetch_next, docopy = bc != NULL;
 #pragma GCC unroll 4
@@ -125,6 +126,7 @@ static inline __attribute__((always_inline)) void body(const fp_ukr_args *u, con
                 _mm_prefetch((const char *)(b + NR + 32), _MM_HINT_T1);
             }
             _mm_prefetch((const char *)(a + 16 * lda), _MM_HINT_T0);
+            if (TRANS && pfl) _mm_prefetch((const char *)(pfl + 16 * k), _MM_HINT_T1);
             UPD(0, a[0]); UPD(1, a[1]); UPD(2, a[2]); UPD(3, a[3]);
             UPD(4, a[4]); UPD(5, a[5]); UPD(6, a[6]); UPD(7, a[7]);
             a += lda;
