@@ -3,8 +3,10 @@
  *
  * The work is cut along whichever GEMM dimension has enough micro-tiles for all threads (pixels when
  * there are many, output channels otherwise, e.g. 7x7 maps) into a few contiguous chunks per thread,
- * handed out dynamically: no two threads write the same C tile, and on a shared machine a thread
- * that loses its core for a while does not hold the whole call back. */
+ * handed out by the pool (gemm_pool.c) to whichever thread asks first: no two threads write the same
+ * C tile, and on a shared machine a thread that cannot get a core does not hold the call back. */
+#include <string.h>
+
 #include "gemm.h"
 
 typedef struct range { int64_t lo, hi; } range;
@@ -148,81 +150,117 @@ static void nchw_t_block(const fp_conv_problem *p, const fp_sgemm_ukr *uk, int64
     }
 }
 
+/* What a chunk of a call needs; scratch is per worker, allocated on the worker's first chunk. */
+typedef struct task {
+    const fp_conv_problem *p;
+    const fp_sgemm_ukr *uk;
+    fp_gemm_blocks bs;
+    const float *x, *packed, *bias;
+    float *y;
+    int by_pixels;
+    int64_t nch, pix_tiles, ch_tiles;
+    float *scratch[FP_POOL_MAX];
+    int64_t *offs[FP_POOL_MAX];
+    int failed;
+} task;
+
+static void task_init(task *t, const fp_conv_problem *p, const fp_sgemm_ukr *uk, const float *x,
+                      const float *packed, const float *bias, float *y) {
+    memset(t, 0, sizeof *t);
+    t->p = p; t->uk = uk; t->x = x; t->packed = packed; t->bias = bias; t->y = y;
+}
+
+static int task_finish(task *t, int T) {
+    for (int i = 0; i < T; i++) {
+        fp_aligned_free(t->scratch[i]);
+        fp_aligned_free(t->offs[i]);
+    }
+    return t->failed ? FP_ERR_ALLOC : FP_OK;
+}
+
+/* Threads for a call, and whether to cut pixels (else output channels). */
+static int plan(task *t, int64_t pix_tiles, int64_t ch_tiles, int pixels_first) {
+    int T = fp_threads(t->p);
+    if (T > FP_POOL_MAX) T = FP_POOL_MAX;
+    t->pix_tiles = pix_tiles;
+    t->ch_tiles = ch_tiles;
+    t->by_pixels = pixels_first ? split_pixels(pix_tiles, ch_tiles, T) : (ch_tiles < T && pix_tiles > ch_tiles);
+    const int64_t tiles = t->by_pixels ? pix_tiles : ch_tiles;
+    if (tiles < T) T = (int)FP_MAX(tiles, 1);
+    t->nch = chunks(tiles, T);
+    return T;
+}
+
+static void nchw_t_chunk(void *ctx, int64_t c, int worker) {
+    task *t = (task *)ctx;
+    const fp_conv_problem *p = t->p;
+    const fp_sgemm_ukr *uk = t->uk;
+    const int64_t M = p->cout, K = p->cin, N = p->oh * p->ow;
+    if (!t->scratch[worker]) t->scratch[worker] = (float *)fp_aligned_alloc((int64_t)sizeof(float) * K * uk->mr);
+    if (!t->scratch[worker]) { t->failed = 1; return; }
+    range pix = {0, N}, cols = {0, M};
+    if (t->by_pixels) pix = part(t->pix_tiles, c, t->nch, uk->mr, N);
+    else cols = part(t->ch_tiles, c, t->nch, uk->nr, M);
+    if (pix.lo < pix.hi && cols.lo < cols.hi)
+        for (int64_t img = 0; img < p->n; img++)
+            nchw_t_block(p, uk, t->bs.kc, t->x + img * K * N, fp_gemm_packed_wt(p, uk, t->packed), t->bias,
+                         t->y + img * M * N, pix, cols, t->scratch[worker]);
+}
+
 static int run_nchw_t(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const float *x, const float *packed,
                       const float *bias, float *y) {
     const int64_t M = p->cout, K = p->cin, N = p->oh * p->ow;
-    const float *wt = fp_gemm_packed_wt(p, uk, packed);
+    task t;
+    task_init(&t, p, uk, x, packed, bias, y);
     /* One k block up to 2048: the kc x NR weight panel then sits in L2 and C is never read back. */
-    const int64_t kcb = K <= 2048 ? K : FP_CEIL_DIV(K, FP_CEIL_DIV(K, 2048));
-    const int64_t col_tiles = FP_CEIL_DIV(M, uk->nr), pix_tiles = FP_CEIL_DIV(N, uk->mr);
-    int T = fp_threads(p);
-    const int by_pixels = col_tiles < T && pix_tiles > col_tiles;
-    if (by_pixels && pix_tiles < T) T = (int)pix_tiles;
-    if (!by_pixels && col_tiles < T) T = (int)col_tiles;
-    const int64_t nch = chunks(by_pixels ? pix_tiles : col_tiles, T);
-    int failed = 0;
-#pragma omp parallel num_threads(T) reduction(| : failed)
-    {
-        float *tail = (float *)fp_aligned_alloc((int64_t)sizeof(float) * K * uk->mr);
-        if (!tail) failed = 1;
-#pragma omp for schedule(dynamic, 1)
-        for (int64_t c = 0; c < nch; c++) {
-            range pix = {0, N}, cols = {0, M};
-            if (by_pixels) pix = part(pix_tiles, c, nch, uk->mr, N);
-            else cols = part(col_tiles, c, nch, uk->nr, M);
-            if (tail && pix.lo < pix.hi && cols.lo < cols.hi)
-                for (int64_t img = 0; img < p->n; img++)
-                    nchw_t_block(p, uk, kcb, x + img * K * N, wt, bias, y + img * M * N, pix, cols, tail);
+    t.bs.kc = K <= 2048 ? K : FP_CEIL_DIV(K, FP_CEIL_DIV(K, 2048));
+    const int T = plan(&t, FP_CEIL_DIV(N, uk->mr), FP_CEIL_DIV(M, uk->nr), 0);
+    fp_pool_run(T, t.nch, nchw_t_chunk, &t);
+    return task_finish(&t, T);
+}
+
+static void nchw_chunk(void *ctx, int64_t c, int worker) {
+    task *t = (task *)ctx;
+    const fp_conv_problem *p = t->p;
+    const fp_sgemm_ukr *uk = t->uk;
+    const int64_t M = p->cout, K = p->cin, N = p->oh * p->ow, HW = p->h * p->w, col_tiles = FP_CEIL_DIV(N, uk->nr);
+    if (!t->scratch[worker]) t->scratch[worker] = (float *)fp_aligned_alloc((int64_t)sizeof(float) * t->bs.kc * t->bs.nc);
+    if (!t->offs[worker]) t->offs[worker] = (int64_t *)fp_aligned_alloc((int64_t)sizeof(int64_t) * t->bs.nc);
+    float *buf = t->scratch[worker];
+    int64_t *off = t->offs[worker];
+    if (!buf || !off) { t->failed = 1; return; }
+    if (t->by_pixels) {
+        /* Tiles of all images in one sequence, so batch and pixels share the split. */
+        const range tr = part(t->pix_tiles, c, t->nch, 1, t->pix_tiles);
+        for (int64_t img = tr.lo / col_tiles; img < p->n && img * col_tiles < tr.hi; img++) {
+            const int64_t t0 = FP_MAX(tr.lo, img * col_tiles) - img * col_tiles;
+            const int64_t t1 = FP_MIN(tr.hi, (img + 1) * col_tiles) - img * col_tiles;
+            const range cols = {FP_MIN(t0 * uk->nr, N), FP_MIN(t1 * uk->nr, N)};
+            const range rows = {0, M};
+            if (cols.lo < cols.hi)
+                nchw_block(p, uk, &t->bs, t->x + img * K * HW, t->packed, t->bias, t->y + img * M * N, rows, cols,
+                           buf, off);
         }
-        fp_aligned_free(tail);
+    } else {
+        const range rows = part(t->ch_tiles, c, t->nch, uk->mr, M);
+        const range cols = {0, N};
+        for (int64_t img = 0; img < p->n && rows.lo < rows.hi; img++)
+            nchw_block(p, uk, &t->bs, t->x + img * K * HW, t->packed, t->bias, t->y + img * M * N, rows, cols, buf,
+                       off);
     }
-    return failed ? FP_ERR_ALLOC : FP_OK;
+    fp_gemm_fence(); /* non-temporal stores of this thread are ordered before the call returns */
 }
 
 int fp_gemm_run_nchw(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const float *x, const float *packed,
                      const float *bias, float *y) {
     if (use_transposed(p, uk)) return run_nchw_t(p, uk, x, packed, bias, y);
-    const int64_t M = p->cout, K = p->cin, N = p->oh * p->ow, HW = p->h * p->w;
-    const fp_gemm_blocks bs = fp_gemm_blocking(uk, M, N, K);
-    const int64_t col_tiles = FP_CEIL_DIV(N, uk->nr), row_tiles = FP_CEIL_DIV(M, uk->mr);
-    int T = fp_threads(p);
-    const int by_pixels = split_pixels(p->n * col_tiles, row_tiles, T);
-    if (!by_pixels && row_tiles < T) T = (int)row_tiles;
-    if (by_pixels && p->n * col_tiles < T) T = (int)(p->n * col_tiles);
-    const int64_t nch = chunks(by_pixels ? p->n * col_tiles : row_tiles, T);
-    int failed = 0;
-#pragma omp parallel num_threads(T) reduction(| : failed)
-    {
-        float *buf = (float *)fp_aligned_alloc((int64_t)sizeof(float) * bs.kc * bs.nc);
-        int64_t *off = (int64_t *)fp_aligned_alloc((int64_t)sizeof(int64_t) * bs.nc);
-        if (!buf || !off) failed = 1;
-#pragma omp for schedule(dynamic, 1)
-        for (int64_t c = 0; c < nch; c++) {
-            if (!buf || !off) continue;
-            if (by_pixels) {
-                /* Tiles of all images in one sequence, so batch and pixels share the split. */
-                const range tr = part(p->n * col_tiles, c, nch, 1, p->n * col_tiles);
-                for (int64_t img = tr.lo / col_tiles; img < p->n && img * col_tiles < tr.hi; img++) {
-                    const int64_t t0 = FP_MAX(tr.lo, img * col_tiles) - img * col_tiles;
-                    const int64_t t1 = FP_MIN(tr.hi, (img + 1) * col_tiles) - img * col_tiles;
-                    const range cols = {FP_MIN(t0 * uk->nr, N), FP_MIN(t1 * uk->nr, N)};
-                    const range rows = {0, M};
-                    if (cols.lo < cols.hi)
-                        nchw_block(p, uk, &bs, x + img * K * HW, packed, bias, y + img * M * N, rows, cols, buf,
-                                   off);
-                }
-            } else {
-                const range rows = part(row_tiles, c, nch, uk->mr, M);
-                const range cols = {0, N};
-                for (int64_t img = 0; img < p->n && rows.lo < rows.hi; img++)
-                    nchw_block(p, uk, &bs, x + img * K * HW, packed, bias, y + img * M * N, rows, cols, buf, off);
-            }
-        }
-        fp_aligned_free(buf);
-        fp_aligned_free(off);
-        fp_gemm_fence();
-    }
-    return failed ? FP_ERR_ALLOC : FP_OK;
+    const int64_t M = p->cout, K = p->cin, N = p->oh * p->ow;
+    task t;
+    task_init(&t, p, uk, x, packed, bias, y);
+    t.bs = fp_gemm_blocking(uk, M, N, K);
+    const int T = plan(&t, p->n * FP_CEIL_DIV(N, uk->nr), FP_CEIL_DIV(M, uk->mr), 1);
+    fp_pool_run(T, t.nch, nchw_chunk, &t);
+    return task_finish(&t, T);
 }
 
 /* ---------------------------------------------------------------- NHWC: Y = X @ W^T */
@@ -262,22 +300,25 @@ static void nhwc_block(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const f
     }
 }
 
+static void nhwc_chunk(void *ctx, int64_t c, int worker) {
+    task *t = (task *)ctx;
+    const fp_conv_problem *p = t->p;
+    const fp_sgemm_ukr *uk = t->uk;
+    const int64_t R = p->n * p->oh * p->ow, N = p->cout;
+    (void)worker;
+    range rows = {0, R}, cols = {0, N};
+    if (t->by_pixels) rows = part(t->pix_tiles, c, t->nch, uk->mr, R);
+    else cols = part(t->ch_tiles, c, t->nch, uk->nr, N);
+    if (rows.lo < rows.hi && cols.lo < cols.hi) nhwc_block(p, uk, &t->bs, t->x, t->packed, t->bias, t->y, rows, cols);
+}
+
 int fp_gemm_run_nhwc(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const float *x, const float *packed,
                      const float *bias, float *y) {
     const int64_t R = p->n * p->oh * p->ow, N = p->cout, K = p->cin;
-    const fp_gemm_blocks bs = fp_gemm_blocking(uk, R, N, K);
-    const int64_t row_tiles = FP_CEIL_DIV(R, uk->mr), col_tiles = FP_CEIL_DIV(N, uk->nr);
-    int T = fp_threads(p);
-    const int by_pixels = split_pixels(row_tiles, col_tiles, T);
-    if (by_pixels && row_tiles < T) T = (int)row_tiles;
-    if (!by_pixels && col_tiles < T) T = (int)col_tiles;
-    const int64_t nch = chunks(by_pixels ? row_tiles : col_tiles, T);
-#pragma omp parallel for num_threads(T) schedule(dynamic, 1)
-    for (int64_t c = 0; c < nch; c++) {
-        range rows = {0, R}, cols = {0, N};
-        if (by_pixels) rows = part(row_tiles, c, nch, uk->mr, R);
-        else cols = part(col_tiles, c, nch, uk->nr, N);
-        if (rows.lo < rows.hi && cols.lo < cols.hi) nhwc_block(p, uk, &bs, x, packed, bias, y, rows, cols);
-    }
-    return FP_OK;
+    task t;
+    task_init(&t, p, uk, x, packed, bias, y);
+    t.bs = fp_gemm_blocking(uk, R, N, K);
+    const int T = plan(&t, FP_CEIL_DIV(R, uk->mr), FP_CEIL_DIV(N, uk->nr), 1);
+    fp_pool_run(T, t.nch, nhwc_chunk, &t);
+    return task_finish(&t, T);
 }
