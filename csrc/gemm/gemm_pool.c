@@ -22,7 +22,7 @@
 #endif
 
 #define MAX_HELPERS 255
-#define SPIN_ROUNDS 20000 /* polls of the job word before sleeping (tens of microseconds) */
+#define SPIN_ROUNDS 4000 /* polls of the job word before sleeping: about 0.1-0.5 ms of pause */
 
 typedef struct job {
     fp_task_fn fn;
