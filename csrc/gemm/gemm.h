@@ -37,6 +37,8 @@ typedef struct fp_ukr_args {
     int prefetch_next;           /* B rows are long (unpacked input): prefetch the next NR columns */
     int64_t lda;                 /* packed-A mode: floats between successive k (0 means MR) */
     int c_trans;                 /* C(i, j) lives at c[j * ldc + i] (NCHW output of the transposed form) */
+    const int32_t *bidx;         /* strided input: offsets of the tile's NR pixels in a channel row (b, ldb
+                                    then address channel rows); B is gathered, and copied as with bcopy */
     const float *pf_lines;       /* transposed form: prefetch kc lines from here, one per k (next B panel) */
     int stream;                  /* non-temporal stores allowed for full, aligned rows (then fp_gemm_fence) */
 } fp_ukr_args;

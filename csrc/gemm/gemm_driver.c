@@ -44,7 +44,10 @@ static void nchw_block(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const f
     /* Stride 1 with a kernel that packs as it computes: the first row tile of each column tile reads
      * the input in place (overlapping the memory traffic with FMAs) and leaves a packed copy for the
      * others.  Otherwise a whole kc x nc block is packed first (strided pixels gathered). */
-    const int fused = unit_stride && uk->extended;
+    /* Strided: the same, gathering the tile's pixels at fixed offsets in each channel row (AVX-512
+     * gathers are slow, but only the first row tile uses them). */
+    const int fused = uk->extended && (unit_stride || p->h * p->w < ((int64_t)1 << 31));
+    int32_t idx[64] = {0};
     fp_ukr_args u = {0};
     u.ldc = N;
     u.bias_per_col = 0;
@@ -69,6 +72,16 @@ static void nchw_block(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const f
                         if (!fused) {
                             u.b = buf + (jr - jc) * kc;
                             u.ldb = NR;
+                        } else if (ir == ic && !unit_stride) {
+                            for (int64_t q = 0; q < u.nr; q++) {
+                                const int64_t j = jr + q, oy = j / p->ow, ox = j % p->ow;
+                                idx[q] = (int32_t)(oy * p->stride_h * p->w + ox * p->stride_w);
+                            }
+                            u.b = xn + pc * p->h * p->w;
+                            u.ldb = p->h * p->w;
+                            u.bidx = idx;
+                            u.bcopy = ie - ic > MR ? buf : NULL;
+                            u.prefetch_next = 0;
                         } else if (ir == ic) {
                             u.b = xn + pc * N + jr;
                             u.ldb = N;
@@ -78,6 +91,7 @@ static void nchw_block(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const f
                             u.b = buf;
                             u.ldb = NR;
                             u.bcopy = NULL;
+                            u.bidx = NULL;
                             u.prefetch_next = 0;
                         }
                         u.a = packed + ir * K + pc * MR; /* panel ir/MR starts (ir/MR)*K*MR = ir*K in */

@@ -107,11 +107,22 @@ static inline __attribute__((always_inline)) void body(const fp_ukr_args *u, con
         const float *pfl = u->pf_lines;
         float *bc = u->bcopy;
         const int pf = u->prefetch_next, docopy = bc != NULL;
+        /* COPY == 2: strided input, the tile's pixels gathered at fixed offsets from each channel row */
+        const __m512i g0 = COPY == 2 ? _mm512_loadu_si512(u->bidx) : _mm512_setzero_si512();
+        const __m512i g1 = COPY == 2 && NV > 1 ? _mm512_loadu_si512(u->bidx + 16) : _mm512_setzero_si512();
+        const __m512i g2 = COPY == 2 && NV > 2 ? _mm512_loadu_si512(u->bidx + 32) : _mm512_setzero_si512();
 #pragma GCC unroll 4
         for (int64_t k = 0; k < kc; k++) {
-            const __m512 b0 = _mm512_maskz_loadu_ps(m0, b);
-            const __m512 b1 = NV > 1 ? _mm512_maskz_loadu_ps(m1, b + 16) : z;
-            const __m512 b2 = NV > 2 ? _mm512_maskz_loadu_ps(mlast, b + 32) : z;
+            __m512 b0, b1 = z, b2 = z;
+            if (COPY == 2) {
+                b0 = _mm512_mask_i32gather_ps(z, m0, g0, b, 4);
+                if (NV > 1) b1 = _mm512_mask_i32gather_ps(z, m1, g1, b, 4);
+                if (NV > 2) b2 = _mm512_mask_i32gather_ps(z, mlast, g2, b, 4);
+            } else {
+                b0 = _mm512_maskz_loadu_ps(m0, b);
+                if (NV > 1) b1 = _mm512_maskz_loadu_ps(m1, b + 16);
+                if (NV > 2) b2 = _mm512_maskz_loadu_ps(mlast, b + 32);
+            }
             if (COPY && docopy) {
                 /* First row tile of a column tile: read the input rows in place, keep a packed copy
                  * for the other row tiles, and fetch the next column tile's lines into L2 meanwhile. */
@@ -120,7 +131,7 @@ static inline __attribute__((always_inline)) void body(const fp_ukr_args *u, con
                 if (NV > 2) _mm512_mask_storeu_ps(bc + 32, mlast, b2);
                 bc += NR;
             }
-            if (COPY && pf) {
+            if (COPY == 1 && pf) {
                 _mm_prefetch((const char *)(b + NR), _MM_HINT_T1);
                 _mm_prefetch((const char *)(b + NR + 16), _MM_HINT_T1);
                 _mm_prefetch((const char *)(b + NR + 32), _MM_HINT_T1);
@@ -176,20 +187,33 @@ static void kt8_3(const fp_ukr_args *u) { body(u, 3, 0, 0, 1, 8); }
 static void kr8_1(const fp_ukr_args *u) { body(u, 1, 1, 0, 0, 8); }
 static void kr8_2(const fp_ukr_args *u) { body(u, 2, 1, 0, 0, 8); }
 static void kr8_3(const fp_ukr_args *u) { body(u, 3, 1, 0, 0, 8); }
+static void kg1_1(const fp_ukr_args *u) { body(u, 1, 0, 2, 0, 1); }
+static void kg1_2(const fp_ukr_args *u) { body(u, 2, 0, 2, 0, 1); }
+static void kg1_3(const fp_ukr_args *u) { body(u, 3, 0, 2, 0, 1); }
+static void kg2_1(const fp_ukr_args *u) { body(u, 1, 0, 2, 0, 2); }
+static void kg2_2(const fp_ukr_args *u) { body(u, 2, 0, 2, 0, 2); }
+static void kg2_3(const fp_ukr_args *u) { body(u, 3, 0, 2, 0, 2); }
+static void kg4_1(const fp_ukr_args *u) { body(u, 1, 0, 2, 0, 4); }
+static void kg4_2(const fp_ukr_args *u) { body(u, 2, 0, 2, 0, 4); }
+static void kg4_3(const fp_ukr_args *u) { body(u, 3, 0, 2, 0, 4); }
+static void kg8_1(const fp_ukr_args *u) { body(u, 1, 0, 2, 0, 8); }
+static void kg8_2(const fp_ukr_args *u) { body(u, 2, 0, 2, 0, 8); }
+static void kg8_3(const fp_ukr_args *u) { body(u, 3, 0, 2, 0, 8); }
 
 /* [mode][rows computed: 1, 2, 4, 8][vectors - 1]; mode: packed A, packed A + copy/prefetch of B,
- * transposed store, row pointers. */
-static const fp_sgemm_ukr_fn TABLE[4][4][3] = {
+ * transposed store, row pointers, gathered (strided) B + copy. */
+static const fp_sgemm_ukr_fn TABLE[5][4][3] = {
     {{kp1_1, kp1_2, kp1_3}, {kp2_1, kp2_2, kp2_3}, {kp4_1, kp4_2, kp4_3}, {kp8_1, kp8_2, kp8_3}},
     {{kc1_1, kc1_2, kc1_3}, {kc2_1, kc2_2, kc2_3}, {kc4_1, kc4_2, kc4_3}, {kc8_1, kc8_2, kc8_3}},
     {{kt1_1, kt1_2, kt1_3}, {kt2_1, kt2_2, kt2_3}, {kt4_1, kt4_2, kt4_3}, {kt8_1, kt8_2, kt8_3}},
     {{kr8_1, kr8_2, kr8_3}, {kr8_1, kr8_2, kr8_3}, {kr8_1, kr8_2, kr8_3}, {kr8_1, kr8_2, kr8_3}},
+    {{kg1_1, kg1_2, kg1_3}, {kg2_1, kg2_2, kg2_3}, {kg4_1, kg4_2, kg4_3}, {kg8_1, kg8_2, kg8_3}},
 };
 
 static void run(const fp_ukr_args *u) {
     const int nv = (int)((u->nr + 15) / 16);
     const int rows = u->mr <= 1 ? 0 : u->mr <= 2 ? 1 : u->mr <= 4 ? 2 : 3;
-    const int mode = u->arows ? 3 : u->c_trans ? 2 : (u->bcopy || u->prefetch_next) ? 1 : 0;
+    const int mode = u->arows ? 3 : u->c_trans ? 2 : u->bidx ? 4 : (u->bcopy || u->prefetch_next) ? 1 : 0;
     TABLE[mode][rows][nv - 1](u);
 }
 
