@@ -37,6 +37,7 @@ typedef struct fp_ukr_args {
     int prefetch_next;           /* B rows are long (unpacked input): prefetch the next NR columns */
     int64_t lda;                 /* packed-A mode: floats between successive k (0 means MR) */
     int c_trans;                 /* C(i, j) lives at c[j * ldc + i] (NCHW output of the transposed form) */
+    int64_t a_panel;             /* tall kernel: floats between successive MR-row panels of packed A */
     const int32_t *bidx;         /* strided input: offsets of the tile's NR pixels in a channel row (b, ldb
                                     then address channel rows); B is gathered, and copied as with bcopy */
     const float *pf_lines;       /* transposed form: prefetch kc lines from here, one per k (next B panel) */
@@ -50,6 +51,8 @@ typedef struct fp_sgemm_ukr {
     int mr, nr;
     fp_sgemm_ukr_fn run;
     int extended;                /* honours bcopy, prefetch_next, lda, c_trans, pf_lines and stream */
+    fp_sgemm_ukr_fn tall;        /* optional: tall_mr x tall_nr tiles for small Cout (packed A, a_panel) */
+    int tall_mr, tall_nr;
 } fp_sgemm_ukr;
 
 extern const fp_sgemm_ukr fp_sgemm_ukr_scalar_4x16;

@@ -63,6 +63,23 @@ static void nchw_block(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const f
             if (!fused) fp_gemm_pack_b_nchw(p, xn, pc, kc, jc, jn, NR, buf, off);
             for (int64_t ic = rows.lo; ic < rows.hi; ic += bs->mc) {
                 const int64_t ie = FP_MIN(ic + bs->mc, rows.hi);
+                if (fused && unit_stride && uk->tall && ie - ic > MR && ie - ic <= uk->tall_mr) {
+                    /* 9..24 channels: one tall tile covers them all, reading X once, in place. */
+                    fp_ukr_args v = u;
+                    v.a = packed + ic * K + pc * MR;
+                    v.a_panel = K * MR;
+                    v.mr = ie - ic;
+                    v.ldb = N;
+                    v.bias = bias ? bias + ic : NULL;
+                    for (int64_t jr = jc; jr < jc + jn; jr += uk->tall_nr) {
+                        v.nr = FP_MIN(uk->tall_nr, jc + jn - jr);
+                        v.b = xn + pc * N + jr;
+                        v.prefetch_next = jr + 4 * uk->tall_nr < jc + jn;
+                        v.c = yn + ic * N + jr;
+                        uk->tall(&v);
+                    }
+                    continue;
+                }
                 /* When streaming, a narrow first column tile brings the others to 64-byte boundaries. */
                 const int64_t lead = fused && u.stream ? (int64_t)((64 - ((uintptr_t)(yn + jc) & 63)) & 63) / 4 : 0;
                 for (int64_t jr = jc, jnext; jr < jc + jn; jr = jnext) {
