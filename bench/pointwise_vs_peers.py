@@ -9,6 +9,11 @@ NCHW peers: NumPy matmul of the same M, N, K (OpenBLAS), ONNX Runtime Conv (weig
 torch conv2d.  NHWC peer: torch conv2d on channels_last tensors.  Peak and stream bandwidth are given
 on the command line (measured with bench/fma_peak.c and bench/stream_triad.c).
 
+``--settle S`` sleeps S seconds (untimed) before each sample: thread pools that keep spinning after
+their last call (OpenBLAS's for tens of milliseconds) would otherwise hold the second core during
+the next contender's sample; fastpoint's pool spins 0.3 ms.  At 2 threads this changed fastpoint's
+result on 256->64@56 from about 125 to about 230 GFLOP/s in runs right after NumPy.
+
 ``--clock cpu`` (1 thread only) times with the calling thread's CPU time instead of the wall clock:
 at one thread every contender here computes in the calling thread, so time slices lost to other
 processes on a shared machine are not charged to anyone (cache and memory contention still are).
@@ -31,6 +36,32 @@ import fastpoint as fp  # noqa: E402
 from fastpoint import _timing  # noqa: E402
 from fastpoint._suites import POINTWISE, Layer  # noqa: E402
 from fastpoint._timing import alternate, median  # noqa: E402
+
+SETTLE_S = 0.0
+
+
+def alternate_settled(contenders: Dict[str, Callable[[], object]], rounds: int, sample_s: float,
+                      max_total_s: float) -> Dict[str, list]:
+    """Like fastpoint._timing.alternate, with an untimed pause of SETTLE_S before every sample."""
+    if SETTLE_S <= 0:
+        return alternate(contenders, rounds=rounds, sample_s=sample_s, max_total_s=max_total_s)
+    clock = _timing.time.perf_counter
+    reps = {}
+    for name, fn in contenders.items():
+        fn()
+        t0 = clock()
+        fn()
+        reps[name] = max(1, int(sample_s / max(clock() - t0, 1e-7)))
+    samples: Dict[str, list] = {name: [] for name in contenders}
+    names = list(contenders)
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            time.sleep(SETTLE_S)
+            t0 = clock()
+            for _ in range(reps[name]):
+                contenders[name]()
+            samples[name].append((clock() - t0) / reps[name])
+    return samples
 from fastpoint.backends import get_backend  # noqa: E402
 
 
@@ -87,7 +118,7 @@ def bench(layer: Layer, threads: int, layout: str, peers: list) -> Dict[str, flo
             contenders["ort"] = _ort(layer, x, w, b, threads)
     if "torch" in peers:
         contenders["torch"] = _torch(layer, x, w, b, layout == "NHWC")
-    samples = alternate(contenders, rounds=7, sample_s=0.03, max_total_s=4.0)
+    samples = alternate_settled(contenders, rounds=7, sample_s=0.03, max_total_s=4.0)
     return {name: median(s) for name, s in samples.items()}
 
 
@@ -98,12 +129,16 @@ def main() -> int:
     ap.add_argument("--layers", default="", help="comma-separated layer names (default: all)")
     ap.add_argument("--peers", default="numpy,ort,torch")
     ap.add_argument("--clock", default="wall", choices=("wall", "cpu"))
+    ap.add_argument("--settle", type=float, default=0.0, help="untimed sleep before each sample, seconds")
     ap.add_argument("--peak", type=float, default=240.0, help="measured 1-core FMA peak, GFLOP/s")
     ap.add_argument("--stream", type=float, default=16.3, help="measured 1-thread triad bandwidth, GB/s")
     args = ap.parse_args()
 
     import torch
     from threadpoolctl import threadpool_limits
+
+    global SETTLE_S
+    SETTLE_S = args.settle
 
     if args.clock == "cpu":
         if args.threads != 1:
@@ -120,7 +155,7 @@ def main() -> int:
     peers = args.peers.split(",")
     peak, stream = args.peak * args.threads, args.stream
     print(f"threads={args.threads} layout={args.layout} isa={get_backend('c').isa()} "
-          f"peak={peak:.0f} GFLOP/s stream={stream:.1f} GB/s clock={args.clock} "
+          f"peak={peak:.0f} GFLOP/s stream={stream:.1f} GB/s clock={args.clock} settle={args.settle}s "
           f"date={time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     print("| layer | shape | fastpoint GFLOP/s | % peak | GB/s | " + " | ".join(peers) + " | best peer | ratio |")
     print("|---|---|---|---|---|" + "---|" * len(peers) + "---|---|")
