@@ -196,3 +196,25 @@ def test_large_output_streamed(isa, offset):
     out = raw[start:start + expected.size].reshape(expected.shape)
     got = fp.Conv2d(wt, b, activation="relu", backend="c")(x, out=out)
     assert np.array_equal(got, expected)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_pool_survives_fork():
+    """A forked child (multiprocessing's default on Linux) runs multi-threaded calls without the
+    parent's helper threads."""
+    before = fp.get_num_threads()
+    fp.set_num_threads(2)
+    try:
+        rng = np.random.default_rng(5)
+        x = rng.integers(-3, 4, size=(1, 64, 40, 40)).astype(np.float32)
+        w = rng.integers(-2, 3, size=(32, 64, 1, 1)).astype(np.float32)
+        expected = fp.conv2d(x, w, backend="numpy")
+        assert np.array_equal(fp.conv2d(x, w, backend="c"), expected)  # helpers started in the parent
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - child
+            ok = np.array_equal(fp.conv2d(x, w, backend="c"), expected)
+            os._exit(0 if ok else 1)
+        _, status = os.waitpid(pid, 0)
+        assert status == 0
+    finally:
+        fp.set_num_threads(before)

@@ -84,7 +84,21 @@ static void *helper_main(void *arg) {
     return NULL;
 }
 
+/* A child of fork() has none of the helpers (and maybe a lock some helper held): start afresh. */
+static void after_fork_child(void) {
+    pthread_mutex_init(&P.lock, NULL);
+    pthread_mutex_init(&P.busy, NULL);
+    pthread_cond_init(&P.wake, NULL);
+    pthread_cond_init(&P.idle, NULL);
+    P.current = NULL;
+    P.helpers = 0;
+}
+
+static pthread_once_t at_fork_once = PTHREAD_ONCE_INIT;
+static void register_at_fork(void) { pthread_atfork(NULL, NULL, after_fork_child); }
+
 void fp_pool_run(int threads, int64_t nchunks, fp_task_fn fn, void *ctx) {
+    pthread_once(&at_fork_once, register_at_fork);
     if (threads > MAX_HELPERS + 1) threads = MAX_HELPERS + 1;
     if (threads <= 1 || nchunks <= 1 || pthread_mutex_trylock(&P.busy) != 0) {
         for (int64_t c = 0; c < nchunks; c++) fn(ctx, c, 0);
