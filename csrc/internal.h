@@ -38,6 +38,7 @@ typedef struct fp_algo {
 } fp_algo;
 
 /* Algorithms, most specialised first; conv.c keeps the table. */
+extern const fp_algo fp_algo_gemm1x1;
 extern const fp_algo fp_algo_dwconv;
 extern const fp_algo fp_algo_direct;
 extern const fp_algo fp_algo_generic;

@@ -1,0 +1,105 @@
+/* The 1x1 (pointwise) convolution as a packed, cache-blocked GEMM (float32).
+ *
+ *   NCHW:  Y[n] (Cout x P) = W (Cout x Cin) @ X[n] (Cin x P)     A = packed W,  B = X (packed per micro-panel)
+ *   NHWC:  Y (P x Cout)    = X (P x Cin)    @ W^T (Cin x Cout)   A = rows of X, B = packed W^T
+ *
+ * In both, the micro-kernel computes an MR x NR tile C[i][j] = sum_k A[i][k] B[k][j] with vectors along
+ * j (contiguous in the output), broadcasts of A, and a fused epilogue.  Files:
+ *   gemm_blocking.c       block sizes from the cache sizes
+ *   gemm_pack_weights.c   prepacking of W (NCHW: MR-row panels) or W^T (NHWC: NR-column panels)
+ *   gemm_pack_act.c       packing of an activation micro-panel (stride folded in), NHWC row pointers
+ *   gemm_driver.c         the NC/KC/MC/NR/MR loops and the thread split
+ *   gemm_algo.c           the fp_algo entry (applies / pack / run)
+ *   sgemm_ukernel_<isa>_<MR>x<NR>.c   the register-blocked micro-kernels
+ */
+#ifndef FASTPOINT_GEMM_H
+#define FASTPOINT_GEMM_H
+#include "../internal.h"
+
+/* Arguments of one micro-kernel call.  A is either a packed panel (a: k-major, MR values per k) or
+ * MR row pointers (arows[i][k]; rows past mr repeat a valid row, so nothing is read out of bounds).
+ * B is kc rows of at least nr valid floats, ldb apart; only the first nr columns are read. */
+typedef struct fp_ukr_args {
+    int64_t kc;
+    const float *a;              /* packed A, or NULL when arows is used */
+    const float *const *arows;   /* MR row pointers, already offset to the k block */
+    const float *b;
+    int64_t ldb;
+    float *c;
+    int64_t ldc;
+    int64_t mr, nr;              /* valid rows / columns of this tile (<= MR, NR) */
+    const float *bias;           /* NULL, or bias of this tile's first row / column */
+    int bias_per_col;            /* 1: bias[j] (NHWC), 0: bias[i] (NCHW) */
+    int first;                   /* first k block: start from bias, else add C read back */
+    int relu;                    /* last k block with ReLU fused */
+    /* Only for kernels with `extended` set: */
+    float *bcopy;                /* also copy B into this kc x NR panel */
+    int prefetch_next;           /* B rows are long (unpacked input): prefetch the next NR columns */
+    int64_t lda;                 /* packed-A mode: floats between successive k (0 means MR) */
+    int c_trans;                 /* C(i, j) lives at c[j * ldc + i] (NCHW output of the transposed form) */
+    int64_t a_panel;             /* tall kernel: floats between successive MR-row panels of packed A */
+    const int32_t *bidx;         /* strided input: offsets of the tile's NR pixels in a channel row (b, ldb
+                                    then address channel rows); B is gathered, and copied as with bcopy */
+    const float *pf_lines;       /* transposed form: prefetch kc lines from here, one per k (next B panel) */
+    int stream;                  /* non-temporal stores allowed for full, aligned rows (then fp_gemm_fence) */
+} fp_ukr_args;
+
+typedef void (*fp_sgemm_ukr_fn)(const fp_ukr_args *u);
+
+typedef struct fp_sgemm_ukr {
+    const char *name;
+    int mr, nr;
+    fp_sgemm_ukr_fn run;
+    int extended;                /* honours bcopy, prefetch_next, lda, c_trans, pf_lines and stream */
+    fp_sgemm_ukr_fn tall;        /* optional: tall_mr x tall_nr tiles for small Cout (packed A, a_panel) */
+    int tall_mr, tall_nr;
+} fp_sgemm_ukr;
+
+extern const fp_sgemm_ukr fp_sgemm_ukr_scalar_4x16;
+#if defined(__x86_64__) && !defined(FP_PORTABLE_ONLY)
+extern const fp_sgemm_ukr fp_sgemm_ukr_avx2_6x16;
+extern const fp_sgemm_ukr fp_sgemm_ukr_avx512_8x48;
+#endif
+
+/* The micro-kernel of an ISA (the best one compiled in at or below it). */
+const fp_sgemm_ukr *fp_sgemm_ukr_for(int isa);
+
+typedef struct fp_gemm_blocks {
+    int64_t kc, mc, nc;
+} fp_gemm_blocks;
+
+/* Block sizes for an m x n x k product with micro-kernel uk. */
+fp_gemm_blocks fp_gemm_blocking(const fp_sgemm_ukr *uk, int64_t m, int64_t n, int64_t k);
+
+/* Prepacked weight sizes (floats) and packing. */
+int64_t fp_gemm_packed_floats(const fp_conv_problem *p, const fp_sgemm_ukr *uk);
+void fp_gemm_pack_weights(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const float *w, float *dst);
+/* The W^T panels (NR columns each) inside a packing: all of it for NHWC, the second part for NCHW. */
+const float *fp_gemm_packed_wt(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const float *packed);
+
+/* NCHW: copy channels [k0, k0+kc) x output pixels [j0, j0+nc) of image x (C x H x W) into dst as
+ * micro-panels of NR pixels (each kc x NR, k-major), gathering strided pixels (output pixel (oy, ox)
+ * reads input (oy*sh, ox*sw)); off is scratch for nc offsets. */
+void fp_gemm_pack_b_nchw(const fp_conv_problem *p, const float *x, int64_t k0, int64_t kc, int64_t j0,
+                         int64_t nc, int64_t NR, float *dst, int64_t *off);
+
+/* NHWC: pointers to the channel vectors of output pixels [r0, r0+mr) (batch folded), offset by k0;
+ * entries mr..MR-1 repeat the last valid row. */
+void fp_gemm_rows_nhwc(const fp_conv_problem *p, const float *x, int64_t r0, int64_t mr, int MR, int64_t k0,
+                       const float **rows);
+
+/* Runs fn(ctx, chunk, worker) for chunk in [0, nchunks) on up to `threads` threads (the caller is
+ * worker 0; helpers are 1 .. threads-1, each id used by one thread at a time); see gemm_pool.c. */
+#define FP_POOL_MAX 64 /* threads per call, caller included */
+typedef void (*fp_task_fn)(void *ctx, int64_t chunk, int worker);
+void fp_pool_run(int threads, int64_t nchunks, fp_task_fn fn, void *ctx);
+
+/* Orders non-temporal stores before the call returns. */
+void fp_gemm_fence(void);
+
+int fp_gemm_run_nchw(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const float *x, const float *packed,
+                     const float *bias, float *y);
+int fp_gemm_run_nhwc(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const float *x, const float *packed,
+                     const float *bias, float *y);
+
+#endif

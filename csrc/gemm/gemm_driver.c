@@ -1,0 +1,355 @@
+/* The blocked loops (BLIS order: jc (NC) > pc (KC) > ic (MC) > jr (NR) > ir (MR) > micro-kernel) and the
+ * split of the work between threads.
+ *
+ * The work is cut along whichever GEMM dimension has enough micro-tiles for all threads (pixels when
+ * there are many, output channels otherwise, e.g. 7x7 maps) into a few contiguous chunks per thread,
+ * handed out by the pool (gemm_pool.c) to whichever thread asks first: no two threads write the same
+ * C tile, and on a shared machine a thread that cannot get a core does not hold the call back. */
+#include <string.h>
+
+#include "gemm.h"
+
+typedef struct range { int64_t lo, hi; } range;
+
+/* Part t of T of [0, tiles) in tiles, scaled by unit and clipped to total. */
+static range part(int64_t tiles, int64_t t, int64_t T, int64_t unit, int64_t total) {
+    range r;
+    r.lo = FP_MIN(tiles * t / T * unit, total);
+    r.hi = FP_MIN(tiles * (t + 1) / T * unit, total);
+    return r;
+}
+
+/* Whether to split the pixel dimension (else the output channels): pixels when they give every
+ * thread a few tiles or when they have more tiles than the channels do. */
+static int split_pixels(int64_t pixel_tiles, int64_t channel_tiles, int T) {
+    return pixel_tiles >= 4 * (int64_t)T || pixel_tiles >= channel_tiles;
+}
+
+/* Chunks of work for T threads over `tiles` micro-tiles. */
+static int64_t chunks(int64_t tiles, int T) { return T == 1 ? 1 : FP_MIN(tiles, 4 * (int64_t)T); }
+
+void fp_gemm_fence(void) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    __builtin_ia32_sfence();
+#endif
+}
+
+/* ---------------------------------------------------------------- NCHW: Y[n] = W @ X[n] */
+
+static void nchw_block(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const fp_gemm_blocks *bs,
+                       const float *xn, const float *packed, const float *bias, float *yn, range rows,
+                       range cols, float *buf, int64_t *off) {
+    const int64_t M = p->cout, K = p->cin, N = p->oh * p->ow, MR = uk->mr, NR = uk->nr;
+    const int unit_stride = p->stride_h == 1 && p->stride_w == 1;
+    /* Stride 1 with a kernel that packs as it computes: the first row tile of each column tile reads
+     * the input in place (overlapping the memory traffic with FMAs) and leaves a packed copy for the
+     * others.  Otherwise a whole kc x nc block is packed first (strided pixels gathered). */
+    /* Strided: the same, gathering the tile's pixels at fixed offsets in each channel row (AVX-512
+     * gathers are slow, but only the first row tile uses them). */
+    const int fused = uk->extended && (unit_stride || p->h * p->w < ((int64_t)1 << 31));
+    int32_t idx[64] = {0};
+    fp_ukr_args u = {0};
+    u.ldc = N;
+    u.bias_per_col = 0;
+    /* An output larger than L2, written in one k block: stream it past the caches. */
+    u.stream = uk->extended && K <= bs->kc && (int64_t)sizeof(float) * M * N * p->n > fp_cache_size(2);
+    for (int64_t jc = cols.lo; jc < cols.hi; jc += bs->nc) {
+        const int64_t jn = FP_MIN(bs->nc, cols.hi - jc);
+        for (int64_t pc = 0; pc < K; pc += bs->kc) {
+            const int64_t kc = FP_MIN(bs->kc, K - pc);
+            u.kc = kc;
+            u.first = pc == 0;
+            u.relu = p->relu && pc + kc >= K;
+            if (!fused) fp_gemm_pack_b_nchw(p, xn, pc, kc, jc, jn, NR, buf, off);
+            for (int64_t ic = rows.lo; ic < rows.hi; ic += bs->mc) {
+                const int64_t ie = FP_MIN(ic + bs->mc, rows.hi);
+                if (fused && unit_stride && uk->tall && ie - ic > MR && ie - ic <= uk->tall_mr) {
+                    /* 9..24 channels: one tall tile covers them all, reading X once, in place. */
+                    fp_ukr_args v = u;
+                    v.a = packed + ic * K + pc * MR;
+                    v.a_panel = K * MR;
+                    v.mr = ie - ic;
+                    v.ldb = N;
+                    v.bias = bias ? bias + ic : NULL;
+                    for (int64_t jr = jc; jr < jc + jn; jr += uk->tall_nr) {
+                        v.nr = FP_MIN(uk->tall_nr, jc + jn - jr);
+                        v.b = xn + pc * N + jr;
+                        v.prefetch_next = jr + 4 * uk->tall_nr < jc + jn;
+                        v.c = yn + ic * N + jr;
+                        uk->tall(&v);
+                    }
+                    continue;
+                }
+                /* When streaming, a narrow first column tile brings the others to 64-byte boundaries. */
+                const int64_t lead = fused && u.stream ? (int64_t)((64 - ((uintptr_t)(yn + jc) & 63)) & 63) / 4 : 0;
+                for (int64_t jr = jc, jnext; jr < jc + jn; jr = jnext) {
+                    u.nr = FP_MIN(jr == jc && lead ? lead : NR, jc + jn - jr);
+                    jnext = jr + u.nr;
+                    for (int64_t ir = ic; ir < ie; ir += MR) {
+                        if (!fused) {
+                            u.b = buf + (jr - jc) * kc;
+                            u.ldb = NR;
+                        } else if (ir == ic && !unit_stride) {
+                            for (int64_t q = 0; q < u.nr; q++) {
+                                const int64_t j = jr + q, oy = j / p->ow, ox = j % p->ow;
+                                idx[q] = (int32_t)(oy * p->stride_h * p->w + ox * p->stride_w);
+                            }
+                            u.b = xn + pc * p->h * p->w;
+                            u.ldb = p->h * p->w;
+                            u.bidx = idx;
+                            u.bcopy = ie - ic > MR ? buf : NULL;
+                            u.prefetch_next = 0;
+                        } else if (ir == ic) {
+                            u.b = xn + pc * N + jr;
+                            u.ldb = N;
+                            u.bcopy = ie - ic > MR ? buf : NULL;
+                            u.prefetch_next = jnext < jc + jn;
+                        } else {
+                            u.b = buf;
+                            u.ldb = NR;
+                            u.bcopy = NULL;
+                            u.bidx = NULL;
+                            u.prefetch_next = 0;
+                        }
+                        u.a = packed + ir * K + pc * MR; /* panel ir/MR starts (ir/MR)*K*MR = ir*K in */
+                        u.mr = FP_MIN(MR, M - ir);
+                        u.c = yn + ir * N + jr;
+                        u.bias = bias ? bias + ir : NULL;
+                        uk->run(&u);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* ------------------------------------------------ NCHW, small images: Y[n]^T = X[n]^T @ W^T */
+
+/* Fraction of vector lanes doing useful work when n elements are cut into 16-lane vectors. */
+static double lane_use(int64_t n) { return (double)n / (double)(FP_CEIL_DIV(n, 16) * 16); }
+
+/* Small maps (7x7: 49 pixels fill 4 vectors at 77 %) run with vectors along Cout instead, reading X
+ * in place as the broadcast operand and scattering the tile into Y's rows. */
+static int use_transposed(const fp_conv_problem *p, const fp_sgemm_ukr *uk) {
+    const int64_t N = p->oh * p->ow;
+    return uk->extended && p->stride_h == 1 && p->stride_w == 1 && N <= 256 && lane_use(N) < 0.85 &&
+           lane_use(p->cout) > lane_use(N);
+}
+
+static void nchw_t_block(const fp_conv_problem *p, const fp_sgemm_ukr *uk, int64_t kcb, const float *xn,
+                         const float *wt, const float *bias, float *yn, range pix, range cols, float *tail) {
+    const int64_t K = p->cin, N = p->oh * p->ow, MR = uk->mr, NR = uk->nr;
+    const int64_t full_end = pix.lo + (pix.hi - pix.lo) / MR * MR;
+    if (full_end < pix.hi) { /* last, partial pixel tile: packed with zero rows so nothing past X is read */
+        for (int64_t k = 0; k < K; k++)
+            for (int64_t i = 0; i < MR; i++) tail[k * MR + i] = full_end + i < pix.hi ? xn[k * N + full_end + i] : 0.0f;
+    }
+    fp_ukr_args u = {0};
+    u.ldc = N;
+    u.ldb = NR;
+    u.bias_per_col = 1;
+    u.c_trans = 1;
+    const int big_w = (int64_t)sizeof(float) * K * p->cout > fp_cache_size(2);
+    for (int64_t pc = 0; pc < K; pc += kcb) {
+        const int64_t kc = FP_MIN(kcb, K - pc);
+        u.kc = kc;
+        u.first = pc == 0;
+        u.relu = p->relu && pc + kc >= K;
+        for (int64_t jr = cols.lo; jr < cols.hi; jr += NR) {
+            u.nr = FP_MIN(NR, cols.hi - jr);
+            u.b = wt + jr * K + pc * NR;
+            u.bias = bias ? bias + jr : NULL;
+            for (int64_t ir = pix.lo; ir < pix.hi; ir += MR) {
+                u.mr = FP_MIN(MR, pix.hi - ir);
+                if (ir < full_end) {
+                    u.a = xn + pc * N + ir;
+                    u.lda = N;
+                } else {
+                    u.a = tail + pc * MR;
+                    u.lda = MR;
+                }
+                /* Row tiles 1..3 of this panel fetch the next weight panel (kc x NR = 3 x kc lines) into
+                 * L2, so that only the first panel of a call waits on memory (weights past L2 only:
+                 * smaller ones stay cached between calls, and the prefetches then only cost issue slots). */
+                const int64_t t = (ir - pix.lo) / MR;
+                u.pf_lines = big_w && t >= 1 && t <= 3 && jr + NR < cols.hi ? wt + (jr + NR) * K + pc * NR + (t - 1) * kc * 16
+                                                                   : NULL;
+                u.c = yn + jr * N + ir;
+                uk->run(&u);
+            }
+        }
+    }
+}
+
+/* What a chunk of a call needs; scratch is per worker, allocated on the worker's first chunk. */
+typedef struct task {
+    const fp_conv_problem *p;
+    const fp_sgemm_ukr *uk;
+    fp_gemm_blocks bs;
+    const float *x, *packed, *bias;
+    float *y;
+    int by_pixels;
+    int64_t nch, pix_tiles, ch_tiles;
+    float *scratch[FP_POOL_MAX];
+    int64_t *offs[FP_POOL_MAX];
+    int failed;
+} task;
+
+static void task_init(task *t, const fp_conv_problem *p, const fp_sgemm_ukr *uk, const float *x,
+                      const float *packed, const float *bias, float *y) {
+    memset(t, 0, sizeof *t);
+    t->p = p; t->uk = uk; t->x = x; t->packed = packed; t->bias = bias; t->y = y;
+}
+
+static int task_finish(task *t, int T) {
+    for (int i = 0; i < T; i++) {
+        fp_aligned_free(t->scratch[i]);
+        fp_aligned_free(t->offs[i]);
+    }
+    return t->failed ? FP_ERR_ALLOC : FP_OK;
+}
+
+/* Threads for a call, and whether to cut pixels (else output channels). */
+static int plan(task *t, int64_t pix_tiles, int64_t ch_tiles, int pixels_first) {
+    int T = fp_threads(t->p);
+    if (T > FP_POOL_MAX) T = FP_POOL_MAX;
+    t->pix_tiles = pix_tiles;
+    t->ch_tiles = ch_tiles;
+    t->by_pixels = pixels_first ? split_pixels(pix_tiles, ch_tiles, T) : (ch_tiles < T && pix_tiles > ch_tiles);
+    const int64_t tiles = t->by_pixels ? pix_tiles : ch_tiles;
+    if (tiles < T) T = (int)FP_MAX(tiles, 1);
+    t->nch = chunks(tiles, T);
+    return T;
+}
+
+static void nchw_t_chunk(void *ctx, int64_t c, int worker) {
+    task *t = (task *)ctx;
+    const fp_conv_problem *p = t->p;
+    const fp_sgemm_ukr *uk = t->uk;
+    const int64_t M = p->cout, K = p->cin, N = p->oh * p->ow;
+    if (!t->scratch[worker]) t->scratch[worker] = (float *)fp_aligned_alloc((int64_t)sizeof(float) * K * uk->mr);
+    if (!t->scratch[worker]) { t->failed = 1; return; }
+    range pix = {0, N}, cols = {0, M};
+    if (t->by_pixels) pix = part(t->pix_tiles, c, t->nch, uk->mr, N);
+    else cols = part(t->ch_tiles, c, t->nch, uk->nr, M);
+    if (pix.lo < pix.hi && cols.lo < cols.hi)
+        for (int64_t img = 0; img < p->n; img++)
+            nchw_t_block(p, uk, t->bs.kc, t->x + img * K * N, fp_gemm_packed_wt(p, uk, t->packed), t->bias,
+                         t->y + img * M * N, pix, cols, t->scratch[worker]);
+}
+
+static int run_nchw_t(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const float *x, const float *packed,
+                      const float *bias, float *y) {
+    const int64_t M = p->cout, K = p->cin, N = p->oh * p->ow;
+    task t;
+    task_init(&t, p, uk, x, packed, bias, y);
+    /* One k block up to 2048: the kc x NR weight panel then sits in L2 and C is never read back. */
+    t.bs.kc = K <= 2048 ? K : FP_CEIL_DIV(K, FP_CEIL_DIV(K, 2048));
+    const int T = plan(&t, FP_CEIL_DIV(N, uk->mr), FP_CEIL_DIV(M, uk->nr), 0);
+    fp_pool_run(T, t.nch, nchw_t_chunk, &t);
+    return task_finish(&t, T);
+}
+
+static void nchw_chunk(void *ctx, int64_t c, int worker) {
+    task *t = (task *)ctx;
+    const fp_conv_problem *p = t->p;
+    const fp_sgemm_ukr *uk = t->uk;
+    const int64_t M = p->cout, K = p->cin, N = p->oh * p->ow, HW = p->h * p->w, col_tiles = FP_CEIL_DIV(N, uk->nr);
+    if (!t->scratch[worker]) t->scratch[worker] = (float *)fp_aligned_alloc((int64_t)sizeof(float) * t->bs.kc * t->bs.nc);
+    if (!t->offs[worker]) t->offs[worker] = (int64_t *)fp_aligned_alloc((int64_t)sizeof(int64_t) * t->bs.nc);
+    float *buf = t->scratch[worker];
+    int64_t *off = t->offs[worker];
+    if (!buf || !off) { t->failed = 1; return; }
+    if (t->by_pixels) {
+        /* Tiles of all images in one sequence, so batch and pixels share the split. */
+        const range tr = part(t->pix_tiles, c, t->nch, 1, t->pix_tiles);
+        for (int64_t img = tr.lo / col_tiles; img < p->n && img * col_tiles < tr.hi; img++) {
+            const int64_t t0 = FP_MAX(tr.lo, img * col_tiles) - img * col_tiles;
+            const int64_t t1 = FP_MIN(tr.hi, (img + 1) * col_tiles) - img * col_tiles;
+            const range cols = {FP_MIN(t0 * uk->nr, N), FP_MIN(t1 * uk->nr, N)};
+            const range rows = {0, M};
+            if (cols.lo < cols.hi)
+                nchw_block(p, uk, &t->bs, t->x + img * K * HW, t->packed, t->bias, t->y + img * M * N, rows, cols,
+                           buf, off);
+        }
+    } else {
+        const range rows = part(t->ch_tiles, c, t->nch, uk->mr, M);
+        const range cols = {0, N};
+        for (int64_t img = 0; img < p->n && rows.lo < rows.hi; img++)
+            nchw_block(p, uk, &t->bs, t->x + img * K * HW, t->packed, t->bias, t->y + img * M * N, rows, cols, buf,
+                       off);
+    }
+    fp_gemm_fence(); /* non-temporal stores of this thread are ordered before the call returns */
+}
+
+int fp_gemm_run_nchw(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const float *x, const float *packed,
+                     const float *bias, float *y) {
+    if (use_transposed(p, uk)) return run_nchw_t(p, uk, x, packed, bias, y);
+    const int64_t M = p->cout, K = p->cin, N = p->oh * p->ow;
+    task t;
+    task_init(&t, p, uk, x, packed, bias, y);
+    t.bs = fp_gemm_blocking(uk, M, N, K);
+    const int T = plan(&t, p->n * FP_CEIL_DIV(N, uk->nr), FP_CEIL_DIV(M, uk->mr), 1);
+    fp_pool_run(T, t.nch, nchw_chunk, &t);
+    return task_finish(&t, T);
+}
+
+/* ---------------------------------------------------------------- NHWC: Y = X @ W^T */
+
+static void nhwc_block(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const fp_gemm_blocks *bs,
+                       const float *x, const float *packed, const float *bias, float *y, range rows,
+                       range cols) {
+    const int64_t N = p->cout, K = p->cin, MR = uk->mr, NR = uk->nr;
+    const float *arows[16];
+    fp_ukr_args u = {0};
+    u.ldc = N;
+    u.ldb = NR;
+    u.bias_per_col = 1;
+    u.arows = arows;
+    for (int64_t jc = cols.lo; jc < cols.hi; jc += bs->nc) {
+        const int64_t jn = FP_MIN(bs->nc, cols.hi - jc);
+        for (int64_t pc = 0; pc < K; pc += bs->kc) {
+            const int64_t kc = FP_MIN(bs->kc, K - pc);
+            u.kc = kc;
+            u.first = pc == 0;
+            u.relu = p->relu && pc + kc >= K;
+            for (int64_t ic = rows.lo; ic < rows.hi; ic += bs->mc) {
+                const int64_t ie = FP_MIN(ic + bs->mc, rows.hi);
+                for (int64_t jr = jc; jr < jc + jn; jr += NR) {
+                    u.nr = FP_MIN(NR, jc + jn - jr);
+                    u.b = packed + jr * K + pc * NR; /* panel jr/NR starts jr*K floats in */
+                    u.bias = bias ? bias + jr : NULL;
+                    for (int64_t ir = ic; ir < ie; ir += MR) {
+                        u.mr = FP_MIN(MR, ie - ir);
+                        fp_gemm_rows_nhwc(p, x, ir, u.mr, (int)MR, pc, arows);
+                        u.c = y + ir * N + jr;
+                        uk->run(&u);
+                    }
+                }
+            }
+        }
+    }
+}
+
+static void nhwc_chunk(void *ctx, int64_t c, int worker) {
+    task *t = (task *)ctx;
+    const fp_conv_problem *p = t->p;
+    const fp_sgemm_ukr *uk = t->uk;
+    const int64_t R = p->n * p->oh * p->ow, N = p->cout;
+    (void)worker;
+    range rows = {0, R}, cols = {0, N};
+    if (t->by_pixels) rows = part(t->pix_tiles, c, t->nch, uk->mr, R);
+    else cols = part(t->ch_tiles, c, t->nch, uk->nr, N);
+    if (rows.lo < rows.hi && cols.lo < cols.hi) nhwc_block(p, uk, &t->bs, t->x, t->packed, t->bias, t->y, rows, cols);
+}
+
+int fp_gemm_run_nhwc(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const float *x, const float *packed,
+                     const float *bias, float *y) {
+    const int64_t R = p->n * p->oh * p->ow, N = p->cout, K = p->cin;
+    task t;
+    task_init(&t, p, uk, x, packed, bias, y);
+    t.bs = fp_gemm_blocking(uk, R, N, K);
+    const int T = plan(&t, FP_CEIL_DIV(R, uk->mr), FP_CEIL_DIV(N, uk->nr), 1);
+    fp_pool_run(T, t.nch, nhwc_chunk, &t);
+    return task_finish(&t, T);
+}

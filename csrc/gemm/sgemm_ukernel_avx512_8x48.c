@@ -1,0 +1,275 @@
+/* AVX-512 micro-kernel: an 8 x 48 tile of C in 24 zmm accumulators (8 rows x 3 vectors of 16).
+ * Per k: 3 vector loads of B, 8 broadcasts of A, 24 FMAs.  Tail columns use masked loads and stores,
+ * and tiles of at most 32 (16) columns run a 2- (1-) vector instance, so no work is spent on vectors
+ * past the last one.  Row tiles of at most 1, 2 or 4 valid rows (7x7 maps cut into 8-pixel tiles,
+ * 2-class heads) run instances that compute only that many rows; otherwise rows past mr are computed on
+ * zero (packed) or repeated (row pointers) data and never stored.  The accumulators are named variables, not an array: GCC keeps those in registers. */
+#if defined(__x86_64__) && !defined(FP_PORTABLE_ONLY)
+#pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")
+#include <immintrin.h>
+
+#include "gemm.h"
+
+#define MR 8
+#define NR 48
+
+/* One row of the rank-1 update: c_i += a_i * (b0 b1 b2). */
+#define UPD(i, aval)                                                        \
+    do {                                                                    \
+        if (i >= MRA) break;                                                \
+        const __m512 a_ = _mm512_set1_ps(aval);                             \
+        c##i##0 = _mm512_fmadd_ps(a_, b0, c##i##0);                         \
+        if (NV > 1) c##i##1 = _mm512_fmadd_ps(a_, b1, c##i##1);             \
+        if (NV > 2) c##i##2 = _mm512_fmadd_ps(a_, b2, c##i##2);             \
+    } while (0)
+
+#define STORE_ROW(i)                                                                     \
+    do {                                                                                 \
+        if (i < MRA && i < u->mr) {                                                      \
+            if (TRANS) store_row_t(u, i, NV, mlast, c##i##0, c##i##1, c##i##2);          \
+            else store_row(u, i, NV, mlast, c##i##0, c##i##1, c##i##2);                  \
+        }                                                                                \
+    } while (0)
+
+static inline __attribute__((always_inline)) __m512 finish(const fp_ukr_args *u, int64_t i, int v, __mmask16 m,
+                                                          __m512 r, const float *c) {
+    if (!u->first) r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(m, c + 16 * v));
+    else if (u->bias) {
+        if (u->bias_per_col) r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(m, u->bias + 16 * v));
+        else r = _mm512_add_ps(r, _mm512_set1_ps(u->bias[i]));
+    }
+    if (u->relu) r = _mm512_max_ps(_mm512_setzero_ps(), r); /* max returns its 2nd operand on NaN */
+    return r;
+}
+
+static inline __attribute__((always_inline)) void store_row(const fp_ukr_args *u, int64_t i, const int NV,
+                                                           __mmask16 mlast, __m512 r0, __m512 r1, __m512 r2) {
+    float *c = u->c + i * u->ldc;
+    const __mmask16 full = (__mmask16)0xFFFF;
+    if (u->stream && mlast == full && ((uintptr_t)c & 63) == 0) {
+        /* Whole aligned row of a large output written once: bypass the caches (no read for ownership). */
+        _mm512_stream_ps(c, finish(u, i, 0, full, r0, c));
+        if (NV > 1) _mm512_stream_ps(c + 16, finish(u, i, 1, full, r1, c));
+        if (NV > 2) _mm512_stream_ps(c + 32, finish(u, i, 2, full, r2, c));
+        return;
+    }
+    _mm512_mask_storeu_ps(c, NV == 1 ? mlast : full, finish(u, i, 0, NV == 1 ? mlast : full, r0, c));
+    if (NV > 1) _mm512_mask_storeu_ps(c + 16, NV == 2 ? mlast : full, finish(u, i, 1, NV == 2 ? mlast : full, r1, c));
+    if (NV > 2) _mm512_mask_storeu_ps(c + 32, mlast, finish(u, i, 2, mlast, r2, c));
+}
+
+/* Transposed store: row i of the tile is one output pixel, its columns are output channels ldc apart
+ * (NCHW output of the form Y^T = X^T W^T used for small images); scatter/gather, once per tile. */
+static inline __attribute__((always_inline)) void store_row_t(const fp_ukr_args *u, int64_t i, const int NV,
+                                                             __mmask16 mlast, __m512 r0, __m512 r1, __m512 r2) {
+    float *c = u->c + i;
+    const __m512i step = _mm512_set1_epi32((int)(16 * u->ldc));
+    __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                     _mm512_set1_epi32((int)u->ldc));
+    const __m512 r[3] = {r0, r1, r2};
+    for (int v = 0; v < NV; v++) {
+        const __mmask16 m = v == NV - 1 ? mlast : (__mmask16)0xFFFF;
+        __m512 x = r[v];
+        if (!u->first) x = _mm512_add_ps(x, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, idx, c, 4));
+        else if (u->bias) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(m, u->bias + 16 * v));
+        if (u->relu) x = _mm512_max_ps(_mm512_setzero_ps(), x); /* max returns its 2nd operand on NaN */
+        _mm512_mask_i32scatter_ps(c, m, idx, x, 4);
+        idx = _mm512_add_epi32(idx, step);
+    }
+}
+
+static inline __attribute__((always_inline)) void body(const fp_ukr_args *u, const int NV, const int ROWS,
+                                                      const int COPY, const int TRANS, const int MRA) {
+    const __m512 z = _mm512_setzero_ps();
+    __m512 c00 = z, c01 = z, c02 = z, c10 = z, c11 = z, c12 = z, c20 = z, c21 = z, c22 = z, c30 = z, c31 = z,
+           c32 = z, c40 = z, c41 = z, c42 = z, c50 = z, c51 = z, c52 = z, c60 = z, c61 = z, c62 = z, c70 = z,
+           c71 = z, c72 = z;
+    const int64_t tail = u->nr - (int64_t)(NV - 1) * 16;
+    const __mmask16 mlast = tail >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << tail) - 1u);
+    const __mmask16 m0 = NV == 1 ? mlast : (__mmask16)0xFFFF, m1 = NV == 2 ? mlast : (__mmask16)0xFFFF;
+    const float *b = u->b;
+    const int64_t ldb = u->ldb, kc = u->kc;
+    if (ROWS) {
+        const float *r0 = u->arows[0], *r1 = u->arows[1], *r2 = u->arows[2], *r3 = u->arows[3];
+        const float *r4 = u->arows[4], *r5 = u->arows[5], *r6 = u->arows[6], *r7 = u->arows[7];
+#pragma GCC unroll 4
+        for (int64_t k = 0; k < kc; k++) {
+            const __m512 b0 = _mm512_maskz_loadu_ps(m0, b);
+            const __m512 b1 = NV > 1 ? _mm512_maskz_loadu_ps(m1, b + 16) : z;
+            const __m512 b2 = NV > 2 ? _mm512_maskz_loadu_ps(mlast, b + 32) : z;
+            UPD(0, r0[k]); UPD(1, r1[k]); UPD(2, r2[k]); UPD(3, r3[k]);
+            UPD(4, r4[k]); UPD(5, r5[k]); UPD(6, r6[k]); UPD(7, r7[k]);
+            b += ldb;
+        }
+    } else {
+        const float *a = u->a;
+        const int64_t lda = TRANS ? u->lda : MR;
+        const float *pfl = u->pf_lines;
+        float *bc = u->bcopy;
+        const int pf = u->prefetch_next, docopy = bc != NULL;
+        /* COPY == 2: strided input, the tile's pixels gathered at fixed offsets from each channel row */
+        const __m512i g0 = COPY == 2 ? _mm512_loadu_si512(u->bidx) : _mm512_setzero_si512();
+        const __m512i g1 = COPY == 2 && NV > 1 ? _mm512_loadu_si512(u->bidx + 16) : _mm512_setzero_si512();
+        const __m512i g2 = COPY == 2 && NV > 2 ? _mm512_loadu_si512(u->bidx + 32) : _mm512_setzero_si512();
+#pragma GCC unroll 4
+        for (int64_t k = 0; k < kc; k++) {
+            __m512 b0, b1 = z, b2 = z;
+            if (COPY == 2) {
+                b0 = _mm512_mask_i32gather_ps(z, m0, g0, b, 4);
+                if (NV > 1) b1 = _mm512_mask_i32gather_ps(z, m1, g1, b, 4);
+                if (NV > 2) b2 = _mm512_mask_i32gather_ps(z, mlast, g2, b, 4);
+            } else {
+                b0 = _mm512_maskz_loadu_ps(m0, b);
+                if (NV > 1) b1 = _mm512_maskz_loadu_ps(m1, b + 16);
+                if (NV > 2) b2 = _mm512_maskz_loadu_ps(mlast, b + 32);
+            }
+            if (COPY && docopy) {
+                /* First row tile of a column tile: read the input rows in place, keep a packed copy
+                 * for the other row tiles, and fetch the next column tile's lines into L2 meanwhile. */
+                _mm512_mask_storeu_ps(bc, m0, b0);
+                if (NV > 1) _mm512_mask_storeu_ps(bc + 16, m1, b1);
+                if (NV > 2) _mm512_mask_storeu_ps(bc + 32, mlast, b2);
+                bc += NR;
+            }
+            if (COPY == 1 && pf) {
+                _mm_prefetch((const char *)(b + NR), _MM_HINT_T1);
+                _mm_prefetch((const char *)(b + NR + 16), _MM_HINT_T1);
+                _mm_prefetch((const char *)(b + NR + 32), _MM_HINT_T1);
+            }
+            _mm_prefetch((const char *)(a + 16 * lda), _MM_HINT_T0);
+            if (TRANS && pfl) _mm_prefetch((const char *)(pfl + 16 * k), _MM_HINT_T1);
+            UPD(0, a[0]); UPD(1, a[1]); UPD(2, a[2]); UPD(3, a[3]);
+            UPD(4, a[4]); UPD(5, a[5]); UPD(6, a[6]); UPD(7, a[7]);
+            a += lda;
+            b += ldb;
+        }
+    }
+    STORE_ROW(0); STORE_ROW(1); STORE_ROW(2); STORE_ROW(3);
+    STORE_ROW(4); STORE_ROW(5); STORE_ROW(6); STORE_ROW(7);
+}
+
+static void kp1_1(const fp_ukr_args *u) { body(u, 1, 0, 0, 0, 1); }
+static void kp1_2(const fp_ukr_args *u) { body(u, 2, 0, 0, 0, 1); }
+static void kp1_3(const fp_ukr_args *u) { body(u, 3, 0, 0, 0, 1); }
+static void kp2_1(const fp_ukr_args *u) { body(u, 1, 0, 0, 0, 2); }
+static void kp2_2(const fp_ukr_args *u) { body(u, 2, 0, 0, 0, 2); }
+static void kp2_3(const fp_ukr_args *u) { body(u, 3, 0, 0, 0, 2); }
+static void kp4_1(const fp_ukr_args *u) { body(u, 1, 0, 0, 0, 4); }
+static void kp4_2(const fp_ukr_args *u) { body(u, 2, 0, 0, 0, 4); }
+static void kp4_3(const fp_ukr_args *u) { body(u, 3, 0, 0, 0, 4); }
+static void kp8_1(const fp_ukr_args *u) { body(u, 1, 0, 0, 0, 8); }
+static void kp8_2(const fp_ukr_args *u) { body(u, 2, 0, 0, 0, 8); }
+static void kp8_3(const fp_ukr_args *u) { body(u, 3, 0, 0, 0, 8); }
+static void kc1_1(const fp_ukr_args *u) { body(u, 1, 0, 1, 0, 1); }
+static void kc1_2(const fp_ukr_args *u) { body(u, 2, 0, 1, 0, 1); }
+static void kc1_3(const fp_ukr_args *u) { body(u, 3, 0, 1, 0, 1); }
+static void kc2_1(const fp_ukr_args *u) { body(u, 1, 0, 1, 0, 2); }
+static void kc2_2(const fp_ukr_args *u) { body(u, 2, 0, 1, 0, 2); }
+static void kc2_3(const fp_ukr_args *u) { body(u, 3, 0, 1, 0, 2); }
+static void kc4_1(const fp_ukr_args *u) { body(u, 1, 0, 1, 0, 4); }
+static void kc4_2(const fp_ukr_args *u) { body(u, 2, 0, 1, 0, 4); }
+static void kc4_3(const fp_ukr_args *u) { body(u, 3, 0, 1, 0, 4); }
+static void kc8_1(const fp_ukr_args *u) { body(u, 1, 0, 1, 0, 8); }
+static void kc8_2(const fp_ukr_args *u) { body(u, 2, 0, 1, 0, 8); }
+static void kc8_3(const fp_ukr_args *u) { body(u, 3, 0, 1, 0, 8); }
+static void kt1_1(const fp_ukr_args *u) { body(u, 1, 0, 0, 1, 1); }
+static void kt1_2(const fp_ukr_args *u) { body(u, 2, 0, 0, 1, 1); }
+static void kt1_3(const fp_ukr_args *u) { body(u, 3, 0, 0, 1, 1); }
+static void kt2_1(const fp_ukr_args *u) { body(u, 1, 0, 0, 1, 2); }
+static void kt2_2(const fp_ukr_args *u) { body(u, 2, 0, 0, 1, 2); }
+static void kt2_3(const fp_ukr_args *u) { body(u, 3, 0, 0, 1, 2); }
+static void kt4_1(const fp_ukr_args *u) { body(u, 1, 0, 0, 1, 4); }
+static void kt4_2(const fp_ukr_args *u) { body(u, 2, 0, 0, 1, 4); }
+static void kt4_3(const fp_ukr_args *u) { body(u, 3, 0, 0, 1, 4); }
+static void kt8_1(const fp_ukr_args *u) { body(u, 1, 0, 0, 1, 8); }
+static void kt8_2(const fp_ukr_args *u) { body(u, 2, 0, 0, 1, 8); }
+static void kt8_3(const fp_ukr_args *u) { body(u, 3, 0, 0, 1, 8); }
+static void kr8_1(const fp_ukr_args *u) { body(u, 1, 1, 0, 0, 8); }
+static void kr8_2(const fp_ukr_args *u) { body(u, 2, 1, 0, 0, 8); }
+static void kr8_3(const fp_ukr_args *u) { body(u, 3, 1, 0, 0, 8); }
+static void kg1_1(const fp_ukr_args *u) { body(u, 1, 0, 2, 0, 1); }
+static void kg1_2(const fp_ukr_args *u) { body(u, 2, 0, 2, 0, 1); }
+static void kg1_3(const fp_ukr_args *u) { body(u, 3, 0, 2, 0, 1); }
+static void kg2_1(const fp_ukr_args *u) { body(u, 1, 0, 2, 0, 2); }
+static void kg2_2(const fp_ukr_args *u) { body(u, 2, 0, 2, 0, 2); }
+static void kg2_3(const fp_ukr_args *u) { body(u, 3, 0, 2, 0, 2); }
+static void kg4_1(const fp_ukr_args *u) { body(u, 1, 0, 2, 0, 4); }
+static void kg4_2(const fp_ukr_args *u) { body(u, 2, 0, 2, 0, 4); }
+static void kg4_3(const fp_ukr_args *u) { body(u, 3, 0, 2, 0, 4); }
+static void kg8_1(const fp_ukr_args *u) { body(u, 1, 0, 2, 0, 8); }
+static void kg8_2(const fp_ukr_args *u) { body(u, 2, 0, 2, 0, 8); }
+static void kg8_3(const fp_ukr_args *u) { body(u, 3, 0, 2, 0, 8); }
+
+/* [mode][rows computed: 1, 2, 4, 8][vectors - 1]; mode: packed A, packed A + copy/prefetch of B,
+ * transposed store, row pointers, gathered (strided) B + copy. */
+static const fp_sgemm_ukr_fn TABLE[5][4][3] = {
+    {{kp1_1, kp1_2, kp1_3}, {kp2_1, kp2_2, kp2_3}, {kp4_1, kp4_2, kp4_3}, {kp8_1, kp8_2, kp8_3}},
+    {{kc1_1, kc1_2, kc1_3}, {kc2_1, kc2_2, kc2_3}, {kc4_1, kc4_2, kc4_3}, {kc8_1, kc8_2, kc8_3}},
+    {{kt1_1, kt1_2, kt1_3}, {kt2_1, kt2_2, kt2_3}, {kt4_1, kt4_2, kt4_3}, {kt8_1, kt8_2, kt8_3}},
+    {{kr8_1, kr8_2, kr8_3}, {kr8_1, kr8_2, kr8_3}, {kr8_1, kr8_2, kr8_3}, {kr8_1, kr8_2, kr8_3}},
+    {{kg1_1, kg1_2, kg1_3}, {kg2_1, kg2_2, kg2_3}, {kg4_1, kg4_2, kg4_3}, {kg8_1, kg8_2, kg8_3}},
+};
+
+static void run(const fp_ukr_args *u) {
+    const int nv = (int)((u->nr + 15) / 16);
+    const int rows = u->mr <= 1 ? 0 : u->mr <= 2 ? 1 : u->mr <= 4 ? 2 : 3;
+    const int mode = u->arows ? 3 : u->c_trans ? 2 : u->bidx ? 4 : (u->bcopy || u->prefetch_next) ? 1 : 0;
+    TABLE[mode][rows][nv - 1](u);
+}
+
+
+/* Tall variant for 9..16 output channels (MobileNetV2 32->16): up to 24 rows x 16 pixels in 24 zmm,
+ * the input read in place exactly once (no copy, one pass over X), rows taken from consecutive 8-row
+ * weight panels.  Per k: 1 load, up to 24 broadcasts and FMAs, 1 prefetch 4 tiles ahead.  Used up to
+ * 16 rows only: at 17..24 (144->24, 64->21) the 24 broadcasts per 24 FMAs made it 2-5 % slower than
+ * three 8 x 48 tiles (bench/layer_bench.c), while 32->16 gained 5-9 %. */
+#define TUPD(i, pa, o)                                                        \
+    do {                                                                      \
+        if (i < MRT) c##i = _mm512_fmadd_ps(_mm512_set1_ps((pa)[o]), bv, c##i); \
+    } while (0)
+#define TSTORE(i)                                                             \
+    do {                                                                      \
+        if (i < MRT && i < u->mr) {                                           \
+            float *c_ = u->c + (int64_t)(i) * u->ldc;                         \
+            __m512 r_ = c##i;                                                 \
+            if (!u->first) r_ = _mm512_add_ps(r_, _mm512_maskz_loadu_ps(m, c_)); \
+            else if (u->bias) r_ = _mm512_add_ps(r_, _mm512_set1_ps(u->bias[i])); \
+            if (u->relu) r_ = _mm512_max_ps(_mm512_setzero_ps(), r_);         \
+            _mm512_mask_storeu_ps(c_, m, r_);                                 \
+        }                                                                     \
+    } while (0)
+
+static inline __attribute__((always_inline)) void tall_body(const fp_ukr_args *u, const int MRT) {
+    const __m512 z = _mm512_setzero_ps();
+    __m512 c0 = z, c1 = z, c2 = z, c3 = z, c4 = z, c5 = z, c6 = z, c7 = z, c8 = z, c9 = z, c10 = z, c11 = z,
+           c12 = z, c13 = z, c14 = z, c15 = z, c16 = z, c17 = z, c18 = z, c19 = z, c20 = z, c21 = z, c22 = z,
+           c23 = z;
+    const __mmask16 m = u->nr >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << u->nr) - 1u);
+    const float *a0 = u->a, *a1 = MRT > 8 ? u->a + u->a_panel : u->a, *a2 = MRT > 16 ? u->a + 2 * u->a_panel : u->a;
+    const float *b = u->b;
+    const int64_t ldb = u->ldb, kc = u->kc;
+    const int pf = u->prefetch_next;
+#pragma GCC unroll 2
+    for (int64_t k = 0; k < kc; k++) {
+        const __m512 bv = _mm512_maskz_loadu_ps(m, b);
+        if (pf) _mm_prefetch((const char *)(b + 64), _MM_HINT_T0);
+        TUPD(0, a0, 0); TUPD(1, a0, 1); TUPD(2, a0, 2); TUPD(3, a0, 3);
+        TUPD(4, a0, 4); TUPD(5, a0, 5); TUPD(6, a0, 6); TUPD(7, a0, 7);
+        TUPD(8, a1, 0); TUPD(9, a1, 1); TUPD(10, a1, 2); TUPD(11, a1, 3);
+        TUPD(12, a1, 4); TUPD(13, a1, 5); TUPD(14, a1, 6); TUPD(15, a1, 7);
+        TUPD(16, a2, 0); TUPD(17, a2, 1); TUPD(18, a2, 2); TUPD(19, a2, 3);
+        TUPD(20, a2, 4); TUPD(21, a2, 5); TUPD(22, a2, 6); TUPD(23, a2, 7);
+        a0 += MR;
+        if (MRT > 8) a1 += MR;
+        if (MRT > 16) a2 += MR;
+        b += ldb;
+    }
+    TSTORE(0); TSTORE(1); TSTORE(2); TSTORE(3); TSTORE(4); TSTORE(5); TSTORE(6); TSTORE(7);
+    TSTORE(8); TSTORE(9); TSTORE(10); TSTORE(11); TSTORE(12); TSTORE(13); TSTORE(14); TSTORE(15);
+    TSTORE(16); TSTORE(17); TSTORE(18); TSTORE(19); TSTORE(20); TSTORE(21); TSTORE(22); TSTORE(23);
+}
+
+static void run_tall(const fp_ukr_args *u) { tall_body(u, 16); }
+
+const fp_sgemm_ukr fp_sgemm_ukr_avx512_8x48 = {"avx512_8x48", MR, NR, run, 1, run_tall, 16, 16};
+#endif

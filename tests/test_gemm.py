@@ -1,0 +1,220 @@
+"""The C backend's 1x1 GEMM (csrc/gemm): every ISA's micro-kernel, every edge tile, every code path.
+
+Each test runs once per ISA this CPU supports, forced in-process with ``fp_set_isa`` (weights are
+packed afresh, since packings record their ISA).  Data are small integers, so results must be equal.
+"""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastpoint as fp
+from fastpoint.backends import get_backend
+
+c_backend = get_backend("c")
+pytestmark = pytest.mark.skipif(not c_backend.available(), reason="C extension not built")
+
+if c_backend.available():
+    from fastpoint.backends.c import lib
+
+    SUPPORTED = int(lib.fp_isa_supported())
+else:
+    SUPPORTED = -1
+
+# isa -> (MR, NR) of its micro-kernel: NCHW tiles are MR output channels x NR pixels, NHWC tiles
+# MR pixels x NR output channels.
+TILES = {0: (4, 16), 1: (6, 16), 2: (8, 48)}
+NAMES = {0: "scalar_4x16", 1: "avx2_6x16", 2: "avx512_8x48"}
+ISAS = [i for i in (0, 1, 2) if i <= SUPPORTED]
+
+
+@pytest.fixture(params=ISAS, ids=[NAMES[i] for i in ISAS])
+def isa(request):
+    before = int(lib.fp_isa())
+    lib.fp_set_isa(request.param)
+    yield request.param
+    lib.fp_set_isa(before)
+
+
+def check(isa, n, cin, cout, h, w, stride=1, layout="NCHW", relu=False, bias=True, seed=0, nan_out=True):
+    rng = np.random.default_rng(seed)
+    xs = (n, cin, h, w) if layout == "NCHW" else (n, h, w, cin)
+    x = rng.integers(-3, 4, size=xs).astype(np.float32)
+    wt = rng.integers(-2, 3, size=(cout, cin, 1, 1)).astype(np.float32)
+    b = rng.integers(-5, 6, size=cout).astype(np.float32) if bias else None
+    act = "relu" if relu else None
+    conv = fp.Conv2d(wt, b, stride=stride, layout=layout, activation=act, backend="c")
+    expected = fp.conv2d(x, wt, b, stride=stride, layout=layout, activation=act, backend="numpy")
+    out = np.full(expected.shape, np.nan, np.float32) if nan_out else None  # the output is never read
+    got = conv(x, out=out)
+    assert np.array_equal(got, expected), (
+        f"isa={isa} n={n} cin={cin} cout={cout} {h}x{w} s{stride} {layout}: "
+        f"max |diff| = {np.nanmax(np.abs(got - expected))}")
+
+
+def test_kernel_is_used(isa):
+    spec_layer = fp.Conv2d(np.ones((4, 4, 1, 1), np.float32), backend="c")
+    x = np.ones((1, 4, 3, 3), np.float32)
+    from fastpoint._spec import make_spec
+
+    spec = make_spec(spec_layer._layer.with_dtype(np.float32), x.shape, (4, 4, 1, 1))
+    assert c_backend.kernel_name(spec).endswith(NAMES[isa])
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_every_column_remainder(isa, layout):
+    """Output channels 1 .. 2*NR+1 (NHWC columns, NCHW rows past every MR remainder)."""
+    mr, nr = TILES[isa]
+    for cout in range(1, 2 * max(mr, nr) + 2):
+        check(isa, 1, 5, cout, 1, 2 * nr + 3, layout=layout)
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_every_pixel_remainder(isa, layout):
+    """Pixels 1 .. 2*NR+1 (NCHW columns, NHWC rows past every MR remainder), with 1 and 2 row tiles."""
+    mr, nr = TILES[isa]
+    for cout in (mr - 1 or 1, 2 * mr + 3):
+        for pixels in range(1, 2 * max(mr, nr) + 2):
+            check(isa, 1, 3, cout, 1, pixels, layout=layout)
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("cin", [1, 2, 7, 63, 1601])  # 1601 > 1.5 x KC: C is read back between k blocks
+def test_depths(isa, layout, cin):
+    check(isa, 1, cin, 19, 5, 11, layout=layout, relu=True)
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("stride", [2, 3, (2, 1)])
+def test_strides(isa, layout, stride):
+    check(isa, 2, 9, 13, 11, 14, stride=stride, layout=layout)
+    check(isa, 1, 33, 50, 9, 9, stride=stride, layout=layout, relu=True, bias=False)
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_batch_bias_relu(isa, layout):
+    for relu in (False, True):
+        for bias in (False, True):
+            check(isa, 3, 20, 37, 6, 13, layout=layout, relu=relu, bias=bias)
+
+
+@pytest.mark.parametrize("cin", [1, 5, 300, 2100])  # 2100 > 2048: the scattered tile is gathered back
+@pytest.mark.parametrize("cout", [16, 47, 48, 100])
+def test_small_maps_transposed_form(isa, cin, cout):
+    """7x7 and 5x5 NCHW maps run with vectors along Cout on AVX-512 (scattered stores)."""
+    for hw in (7, 5):
+        check(isa, 2, cin, cout, hw, hw, relu=True)
+
+
+def test_heads_and_thin_layers(isa):
+    check(isa, 1, 64, 2, 16, 40)
+    check(isa, 1, 64, 21, 16, 40, relu=True)
+    check(isa, 1, 16, 96, 12, 12)
+    check(isa, 1, 144, 24, 10, 10)
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_threads(isa, layout, threads):
+    before = fp.get_num_threads()
+    fp.set_num_threads(threads)
+    try:
+        check(isa, 1, 40, 70, 30, 30, layout=layout)        # split by pixels
+        check(isa, 1, 300, 200, 3, 3, layout=layout)        # split by channels
+        check(isa, 2, 24, 10, 1, 5, layout=layout)          # fewer tiles than threads
+    finally:
+        fp.set_num_threads(before)
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("hw", [(5, 9), (7, 7)])
+def test_nan_reaches_exactly_its_pixel(isa, layout, hw):
+    """NaN in one input pixel gives NaN in exactly that output pixel, ReLU included."""
+    h, w = hw
+    rng = np.random.default_rng(1)
+    xs = (1, 20, h, w) if layout == "NCHW" else (1, h, w, 20)
+    x = rng.integers(-3, 4, size=xs).astype(np.float32)
+    if layout == "NCHW":
+        x[0, 3, 2, 4] = np.nan
+    else:
+        x[0, 2, 4, 3] = np.nan
+    wt = rng.integers(-2, 3, size=(50, 20, 1, 1)).astype(np.float32)
+    wt[:, 3] = 0  # zero weights must not skip the NaN
+    y = fp.conv2d(x, wt, activation="relu", layout=layout, backend="c")
+    mask = np.isnan(y[0, :, 2, 4] if layout == "NCHW" else y[0, 2, 4, :])
+    assert mask.all()
+    assert np.isnan(y).sum() == 50
+
+
+def test_float64_falls_back_to_generic():
+    x = np.ones((1, 4, 3, 3))
+    w = np.ones((5, 4, 1, 1))
+    from fastpoint._spec import make_spec
+
+    layer = fp.Conv2d(w, backend="c")
+    spec = make_spec(layer._layer.with_dtype(np.float64), x.shape, w.shape)
+    assert "generic" in c_backend.kernel_name(spec)
+    assert np.array_equal(layer(x), np.full((1, 5, 3, 3), 4.0))
+
+
+@pytest.mark.parametrize("name", ["scalar", "avx2", "avx512"])
+def test_isa_override_variable(name):
+    """FASTPOINT_ISA picks the micro-kernel in a fresh process (lowered to what the CPU has)."""
+    code = ("import numpy as np, fastpoint as fp\n"
+            "from fastpoint.backends import get_backend\n"
+            "from fastpoint._spec import make_spec\n"
+            "rng = np.random.default_rng(0)\n"
+            "x = rng.integers(-3, 4, (2, 37, 9, 11)).astype(np.float32)\n"
+            "w = rng.integers(-2, 3, (29, 37, 1, 1)).astype(np.float32)\n"
+            "c = fp.Conv2d(w, backend='c')\n"
+            "assert np.array_equal(c(x), fp.conv2d(x, w, backend='numpy'))\n"
+            "spec = make_spec(c._layer.with_dtype(np.float32), x.shape, w.shape)\n"
+            "print(get_backend('c').kernel_name(spec))\n")
+    env = dict(os.environ, FASTPOINT_ISA=name)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=root, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    want = min({"scalar": 0, "avx2": 1, "avx512": 2}[name], SUPPORTED)
+    assert out.stdout.strip().endswith(NAMES[want])
+
+
+@pytest.mark.parametrize("offset", [0, 1])
+def test_large_output_streamed(isa, offset):
+    """Outputs over L2 are written with non-temporal stores where rows are aligned (offset 0), with
+    ordinary stores otherwise (offset 1 float)."""
+    rng = np.random.default_rng(3)
+    x = rng.integers(-3, 4, size=(1, 16, 112, 112)).astype(np.float32)
+    wt = rng.integers(-2, 3, size=(96, 16, 1, 1)).astype(np.float32)
+    b = rng.integers(-5, 6, size=96).astype(np.float32)
+    expected = fp.conv2d(x, wt, b, activation="relu", backend="numpy")
+    raw = np.full(expected.size + 16 + offset, np.nan, np.float32)
+    start = (-raw.ctypes.data // 4) % 16 + offset  # 64-byte aligned, then shifted
+    out = raw[start:start + expected.size].reshape(expected.shape)
+    got = fp.Conv2d(wt, b, activation="relu", backend="c")(x, out=out)
+    assert np.array_equal(got, expected)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_pool_survives_fork():
+    """A forked child (multiprocessing's default on Linux) runs multi-threaded calls without the
+    parent's helper threads."""
+    before = fp.get_num_threads()
+    fp.set_num_threads(2)
+    try:
+        rng = np.random.default_rng(5)
+        x = rng.integers(-3, 4, size=(1, 64, 40, 40)).astype(np.float32)
+        w = rng.integers(-2, 3, size=(32, 64, 1, 1)).astype(np.float32)
+        expected = fp.conv2d(x, w, backend="numpy")
+        assert np.array_equal(fp.conv2d(x, w, backend="c"), expected)  # helpers started in the parent
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - child
+            ok = np.array_equal(fp.conv2d(x, w, backend="c"), expected)
+            os._exit(0 if ok else 1)
+        _, status = os.waitpid(pid, 0)
+        assert status == 0
+    finally:
+        fp.set_num_threads(before)
