@@ -123,7 +123,8 @@ def test_c_kernels_flush_subnormals_on_every_thread(layout, dtype, threads):
     try:
         for xs, ws, kw in [((4, 8, 9, 9), (16, 8, 3, 3), dict(padding=1)),
                            ((4, 16, 9, 9), (16, 1, 3, 3), dict(padding=1, groups=16)),
-                           ((4, 16, 9, 9), (32, 16, 1, 1), {})]:
+                           ((4, 16, 9, 9), (32, 16, 1, 1), {}),
+                           ((1, 256, 56, 56), (64, 256, 1, 1), {})]:  # big enough for the GEMM pool's helpers
             x = np.full(xs, tiny / 4, dtype)  # subnormal inputs: read as 0
             w = np.ones(ws, dtype)
             y = fp.conv2d(_to_layout(x, layout), w, layout=layout, backend="c", **kw)

@@ -60,6 +60,7 @@ static void work(job *j, int worker) {
 static void *helper_main(void *arg) {
     (void)arg;
     uint64_t seen = 0;
+    fp_flush_enter(); /* helpers only ever run kernel chunks: subnormals flushed for good (csrc/fpenv.c) */
     for (;;) {
         for (int s = 0; s < SPIN_ROUNDS && __atomic_load_n(&P.generation, __ATOMIC_ACQUIRE) == seen; s++)
             cpu_relax();
