@@ -1,0 +1,109 @@
+"""Numba kernels, imported on first use of ``backend="numba"`` (importing this compiles nothing).
+
+Which kernel runs:
+
+* depthwise (one input channel per group, one output per group): :mod:`.depthwise`;
+* everything else, 1x1 and KxK, dense and grouped: a register-tiled GEMM over (channels x taps),
+  :mod:`.dense_nchw` (vectors along output pixels) or :mod:`.dense_nhwc` (vectors along output
+  channels).
+
+Each jitted function is compiled once per dtype (float32, float64) and cached on disk; flags
+(ReLU) and sizes are plain ints so that they never create new signatures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from ..._spec import ConvSpec, LayerSpec
+from . import blocking
+from .geometry import geometry
+
+
+@dataclass(frozen=True)
+class Packed:
+    kind: str            # "nchw", "nhwc", "dw_nchw", "dw_nhwc"
+    weights: np.ndarray  # flat, kernel-specific order (see pack)
+
+
+def _is_depthwise(layer: LayerSpec) -> bool:
+    return layer.groups > 1 and layer.cin_g == 1 and layer.cout_g == 1
+
+
+def pack(layer: LayerSpec, weight: np.ndarray) -> Packed:
+    g, cog, cig, taps = layer.groups, layer.cout_g, layer.cin_g, layer.kh * layer.kw
+    w = weight.reshape(g, cog, cig, taps)
+    if _is_depthwise(layer):
+        if layer.layout == "NCHW":  # [c][tap]
+            return Packed("dw_nchw", np.ascontiguousarray(w.reshape(g, taps)).ravel())
+        # [tap][c], channels padded to a whole vector so every weight load is a full one
+        cpad = _round_up(g, blocking.lanes(weight.itemsize))
+        wp = np.zeros((taps, cpad), weight.dtype)
+        wp[:, :g] = w.reshape(g, taps).T
+        return Packed("dw_nhwc", wp.ravel())
+    if layer.layout == "NCHW":  # [g][co_tile][ci][tap][MR]
+        mr = blocking.MR
+        tiles = -(-cog // mr)
+        wp = np.zeros((g, tiles * mr, cig, taps), weight.dtype)
+        wp[:, :cog] = w
+        wp = wp.reshape(g, tiles, mr, cig, taps).transpose(0, 1, 3, 4, 2)
+        return Packed("nchw", np.ascontiguousarray(wp).ravel())
+    nr = blocking.tile_cols(weight.itemsize)  # [g][co_tile][tap][ci][NR]
+    tiles = -(-cog // nr)
+    wp = np.zeros((g, tiles * nr, cig, taps), weight.dtype)
+    wp[:, :cog] = w
+    wp = wp.reshape(g, tiles, nr, cig, taps).transpose(0, 1, 4, 3, 2)
+    return Packed("nhwc", np.ascontiguousarray(wp).ravel())
+
+
+def _round_up(v: int, m: int) -> int:
+    return -(-v // m) * m
+
+
+def _padded_bias(bias: Optional[np.ndarray], groups: int, per_group: int, width: int, dtype) -> np.ndarray:
+    """Bias as [group][per_group rounded up to width], zeros in the padding (and without a bias)."""
+    out = np.zeros((groups, _round_up(per_group, width)), dtype)
+    if bias is not None:
+        out[:, :per_group] = bias.reshape(groups, per_group)
+    return out.ravel()
+
+
+def _prepared(spec: ConvSpec, geo, x: np.ndarray) -> np.ndarray:
+    if geo.direct:
+        return x.reshape(-1)
+    from .prepare import prepare_nchw, prepare_nhwc
+
+    L = spec.layer
+    xp = np.empty(spec.n * (L.cin if L.layout == "NCHW" else 1) * geo.plane * (1 if L.layout == "NCHW" else L.cin),
+                  x.dtype)
+    fn = prepare_nchw if L.layout == "NCHW" else prepare_nhwc
+    fn(x, xp, geo.phase_py, geo.phase_px, geo.hq1, geo.wq, L.stride[0], L.stride[1], spec.pad_top, spec.pad_left)
+    return xp
+
+
+def run(spec: ConvSpec, packed: Packed, x: np.ndarray, bias: Optional[np.ndarray], out: np.ndarray,
+        threads: int) -> None:
+    L = spec.layer
+    geo = geometry(spec)
+    xp = _prepared(spec, geo, x)
+    y = out.reshape(-1)
+    relu = int(L.relu)
+    item = x.itemsize
+    taps = L.kh * L.kw
+    if packed.kind == "nchw":
+        from .dense_nchw import MR, conv_nchw
+
+        nr = blocking.tile_cols(item)
+        co_tiles = -(-L.cout_g // MR)
+        co_block = blocking.panel_block(L.cin_g * taps * MR * item, co_tiles)
+        q_tiles = -(-geo.qtotal // nr)
+        other = spec.n * L.groups * -(-co_tiles // co_block)
+        q_block = blocking.split_tiles(q_tiles, other, threads)
+        bp = _padded_bias(bias, L.groups, L.cout_g, MR, x.dtype)
+        conv_nchw(xp, geo.plane, geo.tapoff, geo.wq, geo.qtotal, packed.weights, bp, y, spec.n, L.cin, L.cout,
+                  L.groups, spec.oh, spec.ow, relu, co_block, q_block)
+    else:
+        raise NotImplementedError(packed.kind)
