@@ -103,7 +103,8 @@ def run(spec: ConvSpec, packed: Packed, x: np.ndarray, bias: Optional[np.ndarray
         other = spec.n * L.groups * -(-co_tiles // co_block)
         q_block = blocking.split_tiles(q_tiles, other, threads)
         bp = _padded_bias(bias, L.groups, L.cout_g, MR, x.dtype)
-        conv_nchw(xp, geo.plane, geo.tapoff, geo.wq, geo.qtotal, packed.weights, bp, y, spec.n, L.cin, L.cout,
+        koff = (np.arange(L.cin_g, dtype=np.int64)[:, None] * geo.plane + geo.tapoff[None, :]).ravel()
+        conv_nchw(xp, geo.plane, koff, geo.wq, geo.qtotal, packed.weights, bp, y, spec.n, L.cin, L.cout,
                   L.groups, spec.oh, spec.ow, relu, co_block, q_block)
     else:
         raise NotImplementedError(packed.kind)

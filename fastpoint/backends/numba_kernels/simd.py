@@ -45,6 +45,21 @@ class _VecModel(models.PrimitiveModel):
         super().__init__(dmm, fe_type, ir.VectorType(elem, fe_type.lanes))
 
 
+class Mask(types.Type):
+    """Which lanes of a vector a masked load touches (compute once, outside the loop that uses it)."""
+
+    def __init__(self, lanes: int) -> None:
+        self.lanes = lanes
+        super().__init__(name=f"Mask({lanes})")
+
+
+@register_model(Mask)
+class _MaskModel(models.PrimitiveModel):
+    # an integer bitmask, not <lanes x i1>: LLVM would sink a vector compare into the loop that uses it
+    def __init__(self, dmm, fe_type):
+        super().__init__(dmm, fe_type, ir.IntType(fe_type.lanes))
+
+
 def _vec_of(arr) -> Vec:
     return Vec(arr.dtype, VECTOR_BYTES // arr.dtype.bitwidth * 8)
 
@@ -161,6 +176,39 @@ def vload_n(typingctx, arr, idx, n):
         return builder.call(fn, [builder.bitcast(p, vty.as_pointer()), align, mask, ir.Constant(vty, None)])
 
     return vt(arr, idx, n), codegen
+
+
+@intrinsic
+def vmask(typingctx, arr, n):
+    """The mask of lanes ``0 <= k < n`` for vectors of ``arr``'s dtype."""
+    vt = _vec_of(arr)
+
+    def codegen(context, builder, sig, args):
+        i64 = ir.IntType(64)
+        nn = context.cast(builder, args[1], sig.args[1], types.int64)
+        # (1 << clamp(n, 0, lanes)) - 1, computed in 64 bits then truncated to one bit per lane
+        nn = builder.select(builder.icmp_signed("<", nn, ir.Constant(i64, 0)), ir.Constant(i64, 0), nn)
+        nn = builder.select(builder.icmp_signed(">", nn, ir.Constant(i64, vt.lanes)), ir.Constant(i64, vt.lanes), nn)
+        bits = builder.sub(builder.shl(ir.Constant(i64, 1), nn), ir.Constant(i64, 1))
+        return builder.trunc(bits, ir.IntType(vt.lanes))
+
+    return Mask(vt.lanes)(arr, n), codegen
+
+
+@intrinsic
+def vload_m(typingctx, arr, idx, mask):
+    """``arr[idx + k]`` in the lanes of ``mask``, zeros elsewhere; masked-off memory is not touched."""
+    vt = _vec_of(arr)
+
+    def codegen(context, builder, sig, args):
+        p = _ptr(context, builder, sig.args[0], args[0], args[1], sig.args[1])
+        vty = context.get_value_type(vt)
+        fn = _masked_intrinsic(builder, "load", vty)
+        align = ir.Constant(ir.IntType(32), vt.dtype.bitwidth // 8)
+        bits = builder.bitcast(args[2], ir.VectorType(ir.IntType(1), vt.lanes))
+        return builder.call(fn, [builder.bitcast(p, vty.as_pointer()), align, bits, ir.Constant(vty, None)])
+
+    return vt(arr, idx, mask), codegen
 
 
 @intrinsic
