@@ -106,5 +106,17 @@ def run(spec: ConvSpec, packed: Packed, x: np.ndarray, bias: Optional[np.ndarray
         koff = (np.arange(L.cin_g, dtype=np.int64)[:, None] * geo.plane + geo.tapoff[None, :]).ravel()
         conv_nchw(xp, geo.plane, koff, geo.wq, geo.qtotal, packed.weights, bp, y, spec.n, L.cin, L.cout,
                   L.groups, spec.oh, spec.ow, relu, co_block, q_block)
+    elif packed.kind == "nhwc":
+        from .dense_nhwc import MR, conv_nhwc
+
+        nr = blocking.tile_cols(item)
+        co_tiles = -(-L.cout_g // nr)
+        co_block = blocking.panel_block(L.cin_g * taps * nr * item, co_tiles)
+        q_tiles = -(-geo.qtotal // MR)
+        other = spec.n * L.groups * -(-co_tiles // co_block)
+        q_block = blocking.split_tiles(q_tiles, other, threads, max_tiles=32)
+        bp = _padded_bias(bias, L.groups, L.cout_g, nr, x.dtype)
+        conv_nhwc(xp, geo.plane, geo.tapoff, geo.wq, geo.qtotal, packed.weights, bp, y, spec.n, L.cin, L.cout,
+                  L.groups, spec.oh, spec.ow, relu, co_block, q_block)
     else:
         raise NotImplementedError(packed.kind)
