@@ -118,5 +118,19 @@ def run(spec: ConvSpec, packed: Packed, x: np.ndarray, bias: Optional[np.ndarray
         bp = _padded_bias(bias, L.groups, L.cout_g, nr, x.dtype)
         conv_nhwc(xp, geo.plane, geo.tapoff, geo.wq, geo.qtotal, packed.weights, bp, y, spec.n, L.cin, L.cout,
                   L.groups, spec.oh, spec.ow, relu, co_block, q_block)
+    elif packed.kind == "dw_nchw":
+        from .depthwise import NV, dw_nchw
+
+        q_tiles = -(-geo.qtotal // (NV * blocking.lanes(item)))
+        q_block = blocking.split_tiles(q_tiles, spec.n * L.cout, threads, max_tiles=64)
+        b = np.zeros(L.cout, x.dtype) if bias is None else bias
+        dw_nchw(xp, geo.plane, geo.tapoff, geo.wq, geo.qtotal, packed.weights, b, y, spec.n, L.cout,
+                spec.oh, spec.ow, relu, q_block)
     else:
-        raise NotImplementedError(packed.kind)
+        from .depthwise import NV, dw_nhwc
+
+        q_tiles = -(-geo.qtotal // NV)
+        q_block = blocking.split_tiles(q_tiles, spec.n, threads, max_tiles=64)
+        b = _padded_bias(bias, 1, L.cout, blocking.lanes(item), x.dtype)
+        dw_nhwc(xp, geo.plane, geo.tapoff, geo.wq, geo.qtotal, packed.weights, b, y, spec.n, L.cout,
+                spec.oh, spec.ow, relu, q_block)

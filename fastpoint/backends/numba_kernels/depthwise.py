@@ -1,0 +1,102 @@
+"""Depthwise convolution (one input and one output channel per group): a stencil per channel.
+
+Memory-bound by nature (about 2 flop per byte moved at 3x3), so the tiles aim at streaming: each
+input vector loaded is used by one FMA per tap and the output is written once.
+
+* NCHW: vectors along grid positions of one channel plane, 4 vectors per tile (4 independent FMA
+  chains), the tap weight broadcast.
+* NHWC: vectors along channels, 4 pixels per tile, the tap's weight vector shared by the 4 pixels.
+"""
+
+from __future__ import annotations
+
+from numba import njit, prange
+
+from .simd import lanes, vbroadcast, vfma, vload, vload_m, vmask, vsplat, vstore_lanes
+from .store import finish, store_positions
+
+NV = 4  # vectors (NCHW) or pixels (NHWC) per tile
+
+
+@njit(cache=True, parallel=True)
+def dw_nchw(xp, plane, tapoff, wq, qtotal, wp, bias, y, n_, c_, oh, ow, relu, q_block):
+    """y (flat N x C x oh x ow); xp is the prepared input (flat N x C x plane); wp is [c][tap]."""
+    nl = lanes(xp)
+    nr = NV * nl
+    ntaps = tapoff.shape[0]
+    q_tiles = (qtotal + nr - 1) // nr
+    q_blocks = (q_tiles + q_block - 1) // q_block
+    for task in prange(n_ * c_ * q_blocks):
+        qb = task % q_blocks
+        nc = task // q_blocks
+        c = nc % c_
+        xbase = nc * plane
+        ybase = nc * oh * ow
+        for qt in range(qb * q_block, min(q_tiles, (qb + 1) * q_block)):
+            q0 = qt * nr
+            left = qtotal - q0
+            m0 = vmask(xp, left)
+            m1 = vmask(xp, left - nl)
+            m2 = vmask(xp, left - 2 * nl)
+            m3 = vmask(xp, left - 3 * nl)
+            a0 = vsplat(xp, bias[c])
+            a1, a2, a3 = a0, a0, a0
+            for t in range(ntaps):
+                o = xbase + q0 + tapoff[t]
+                wv = vbroadcast(wp, c * ntaps + t)
+                a0 = vfma(wv, vload_m(xp, o, m0), a0)
+                a1 = vfma(wv, vload_m(xp, o + nl, m1), a1)
+                a2 = vfma(wv, vload_m(xp, o + 2 * nl, m2), a2)
+                a3 = vfma(wv, vload_m(xp, o + 3 * nl, m3), a3)
+            store_positions(y, ybase, finish(a0, relu), q0, wq, ow, qtotal)
+            store_positions(y, ybase, finish(a1, relu), q0 + nl, wq, ow, qtotal)
+            store_positions(y, ybase, finish(a2, relu), q0 + 2 * nl, wq, ow, qtotal)
+            store_positions(y, ybase, finish(a3, relu), q0 + 3 * nl, wq, ow, qtotal)
+
+
+@njit(cache=True, inline="always")
+def _store_pixel(y, q, v, n, ybase, wq, ow, qtotal, c_, relu):
+    if q >= qtotal:
+        return
+    oy = q // wq
+    ox = q - oy * wq
+    if ox < ow:
+        vstore_lanes(y, ybase + (oy * ow + ox) * c_, finish(v, relu), 0, n)
+
+
+@njit(cache=True, parallel=True)
+def dw_nhwc(xp, plane, tapoff, wq, qtotal, wp, bias, y, n_, c_, oh, ow, relu, q_block):
+    """y (flat N x oh x ow x C); xp is the prepared input (flat N x plane x C); wp is [tap][C padded]."""
+    nl = lanes(xp)
+    ntaps = tapoff.shape[0]
+    cpad = wp.shape[0] // ntaps
+    q_tiles = (qtotal + NV - 1) // NV
+    q_blocks = (q_tiles + q_block - 1) // q_block
+    last = qtotal - 1
+    for task in prange(n_ * q_blocks):
+        qb = task % q_blocks
+        n = task // q_blocks
+        xbase = n * plane * c_
+        ybase = n * oh * ow * c_
+        for qt in range(qb * q_block, min(q_tiles, (qb + 1) * q_block)):
+            q0 = qt * NV
+            r0 = xbase + min(q0, last) * c_
+            r1 = xbase + min(q0 + 1, last) * c_
+            r2 = xbase + min(q0 + 2, last) * c_
+            r3 = xbase + min(q0 + 3, last) * c_
+            for cv in range(0, c_, nl):
+                n = min(nl, c_ - cv)
+                m = vmask(xp, n)  # the last channel vector may end past the input
+                a0 = vload(bias, cv)
+                a1, a2, a3 = a0, a0, a0
+                for t in range(ntaps):
+                    d = tapoff[t] * c_ + cv
+                    wv = vload(wp, t * cpad + cv)
+                    a0 = vfma(wv, vload_m(xp, r0 + d, m), a0)
+                    a1 = vfma(wv, vload_m(xp, r1 + d, m), a1)
+                    a2 = vfma(wv, vload_m(xp, r2 + d, m), a2)
+                    a3 = vfma(wv, vload_m(xp, r3 + d, m), a3)
+                _store_pixel(y, q0, a0, n, ybase + cv, wq, ow, qtotal, c_, relu)
+                _store_pixel(y, q0 + 1, a1, n, ybase + cv, wq, ow, qtotal, c_, relu)
+                _store_pixel(y, q0 + 2, a2, n, ybase + cv, wq, ow, qtotal, c_, relu)
+                _store_pixel(y, q0 + 3, a3, n, ybase + cv, wq, ow, qtotal, c_, relu)
