@@ -51,7 +51,7 @@ def main() -> None:
     for la in layers:
         x, w, b = la.arrays(args.layout)
         contenders = {be: fp.Conv2d(w, b, **la.kwargs(), layout=args.layout, backend=be) for be in ("c", "numba")}
-        samples = alternate({k: (lambda c=c: c(x)) for k, c in contenders.items()}, rounds=args.rounds,
+        samples = alternate({k: (lambda c=c, x=x: c(x)) for k, c in contenders.items()}, rounds=args.rounds,
                             sample_s=0.02, max_total_s=3.0)
         t = {k: median(v) for k, v in samples.items()}
         gf = la.flops / t["numba"] / 1e9

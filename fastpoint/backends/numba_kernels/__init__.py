@@ -79,8 +79,12 @@ def _prepared(spec: ConvSpec, geo, x: np.ndarray) -> np.ndarray:
     L = spec.layer
     xp = np.empty(spec.n * (L.cin if L.layout == "NCHW" else 1) * geo.plane * (1 if L.layout == "NCHW" else L.cin),
                   x.dtype)
-    fn = prepare_nchw if L.layout == "NCHW" else prepare_nhwc
-    fn(x, xp, geo.phase_py, geo.phase_px, geo.hq1, geo.wq, L.stride[0], L.stride[1], spec.pad_top, spec.pad_left)
+    (sh, sw), pt, pl = L.stride, spec.pad_top, spec.pad_left
+    if L.layout == "NCHW":
+        prepare_nchw(x.reshape(-1), xp, spec.n * L.cin, spec.h, spec.w, geo.phase_py, geo.phase_px, geo.hq1,
+                     geo.wq, sh, sw, pt, pl)
+    else:
+        prepare_nhwc(x, xp, geo.phase_py, geo.phase_px, geo.hq1, geo.wq, sh, sw, pt, pl)
     return xp
 
 
@@ -88,8 +92,16 @@ def run(spec: ConvSpec, packed: Packed, x: np.ndarray, bias: Optional[np.ndarray
         threads: int) -> None:
     L = spec.layer
     geo = geometry(spec)
-    xp = _prepared(spec, geo, x)
     y = out.reshape(-1)
+    if packed.kind == "dw_nchw":  # pads each channel plane itself, in a task-local buffer
+        from .depthwise import dw_nchw
+
+        b = np.zeros(L.cout, x.dtype) if bias is None else bias
+        dw_nchw(x.reshape(-1), spec.h, spec.w, geo.phase_py, geo.phase_px, geo.hq1, geo.wq, L.stride[0],
+                L.stride[1], spec.pad_top, spec.pad_left, geo.tapoff, geo.qtotal, packed.weights, b, y,
+                spec.n * L.cout, L.cout, spec.oh, spec.ow, int(L.relu))
+        return
+    xp = _prepared(spec, geo, x)
     relu = int(L.relu)
     item = x.itemsize
     taps = L.kh * L.kw
@@ -118,14 +130,6 @@ def run(spec: ConvSpec, packed: Packed, x: np.ndarray, bias: Optional[np.ndarray
         bp = _padded_bias(bias, L.groups, L.cout_g, nr, x.dtype)
         conv_nhwc(xp, geo.plane, geo.tapoff, geo.wq, geo.qtotal, packed.weights, bp, y, spec.n, L.cin, L.cout,
                   L.groups, spec.oh, spec.ow, relu, co_block, q_block)
-    elif packed.kind == "dw_nchw":
-        from .depthwise import NV, dw_nchw
-
-        q_tiles = -(-geo.qtotal // (NV * blocking.lanes(item)))
-        q_block = blocking.split_tiles(q_tiles, spec.n * L.cout, threads, max_tiles=64)
-        b = np.zeros(L.cout, x.dtype) if bias is None else bias
-        dw_nchw(xp, geo.plane, geo.tapoff, geo.wq, geo.qtotal, packed.weights, b, y, spec.n, L.cout,
-                spec.oh, spec.ow, relu, q_block)
     else:
         from .depthwise import NV, dw_nhwc
 

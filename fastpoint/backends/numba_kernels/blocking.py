@@ -29,7 +29,7 @@ def tile_cols(itemsize: int) -> int:
     return NV * lanes(itemsize)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def cache_sizes() -> Dict[int, int]:
     """Data cache bytes per level: the C extension's detection when built, else sysconf, else defaults."""
     try:

@@ -10,8 +10,10 @@ input vector loaded is used by one FMA per tap and the output is written once.
 
 from __future__ import annotations
 
+import numpy as np
 from numba import njit, prange
 
+from .prepare import fill_plane
 from .simd import lanes, vbroadcast, vfma, vload, vload_m, vmask, vsplat, vstore_lanes
 from .store import finish, store_positions
 
@@ -19,21 +21,24 @@ NV = 4  # vectors (NCHW) or pixels (NHWC) per tile
 
 
 @njit(cache=True, parallel=True)
-def dw_nchw(xp, plane, tapoff, wq, qtotal, wp, bias, y, n_, c_, oh, ow, relu, q_block):
-    """y (flat N x C x oh x ow); xp is the prepared input (flat N x C x plane); wp is [c][tap]."""
-    nl = lanes(xp)
+def dw_nchw(x, h, w, py, px, hq1, wq, sh, sw, pt, pl, tapoff, qtotal, wp, bias, y, nc, c_, oh, ow, relu):
+    """y (flat N x C x oh x ow) from x (flat N x C x h x w); wp is [c][tap].
+
+    One task per channel plane: the padded, phase-split plane is built in a task-local buffer that
+    stays in L2, so the input crosses memory once (a shared prepared copy would add a write and a read).
+    """
+    nl = lanes(x)
     nr = NV * nl
     ntaps = tapoff.shape[0]
-    q_tiles = (qtotal + nr - 1) // nr
-    q_blocks = (q_tiles + q_block - 1) // q_block
-    for task in prange(n_ * c_ * q_blocks):
-        qb = task % q_blocks
-        nc = task // q_blocks
-        c = nc % c_
-        xbase = nc * plane
-        ybase = nc * oh * ow
-        for qt in range(qb * q_block, min(q_tiles, (qb + 1) * q_block)):
-            q0 = qt * nr
+    nph = py.shape[0]
+    plane = nph * hq1 * wq
+    for task in prange(nc):
+        c = task % c_
+        xp = np.empty(plane, x.dtype)
+        for p in range(nph):
+            fill_plane(x, task * h * w, h, w, xp, p * hq1 * wq, py[p], px[p], hq1, wq, sh, sw, pt, pl)
+        ybase = task * oh * ow
+        for q0 in range(0, qtotal, nr):
             left = qtotal - q0
             m0 = vmask(xp, left)
             m1 = vmask(xp, left - nl)
@@ -42,7 +47,7 @@ def dw_nchw(xp, plane, tapoff, wq, qtotal, wp, bias, y, n_, c_, oh, ow, relu, q_
             a0 = vsplat(xp, bias[c])
             a1, a2, a3 = a0, a0, a0
             for t in range(ntaps):
-                o = xbase + q0 + tapoff[t]
+                o = q0 + tapoff[t]
                 wv = vbroadcast(wp, c * ntaps + t)
                 a0 = vfma(wv, vload_m(xp, o, m0), a0)
                 a1 = vfma(wv, vload_m(xp, o + nl, m1), a1)

@@ -1,32 +1,59 @@
-"""The padded, phase-split input copy described in :mod:`.geometry` (parallel, one grid row per step)."""
+"""The padded, phase-split input copy described in :mod:`.geometry`.
+
+A grid row of a phase plane is three runs: zeros (left padding), input elements ``x[iy, j*sw + px - pl]``
+(a contiguous copy when the stride is 1, so it vectorizes), zeros (right padding and junk columns).
+The run limits are computed once per row, so the copy loop has no branch.
+"""
 
 from __future__ import annotations
 
 from numba import njit, prange
 
 
-@njit(cache=True, parallel=True)
-def prepare_nchw(x, xp, py, px, hq1, wq, sh, sw, pt, pl):
-    """xp[n, c, phase, r, j] = x[n, c, r*sh + py - pt, j*sw + px - pl], or 0 outside x."""
-    n_, c_, h, w = x.shape
-    nph = py.shape[0]
-    rows = n_ * c_ * nph * hq1
-    for job in prange(rows):
-        r = job % hq1
-        plane = job // hq1  # (n, c, phase) flattened
-        p = plane % nph
-        nc = plane // nph
-        n = nc // c_
-        c = nc % c_
-        dst = job * wq
-        iy = r * sh + py[p] - pt
+@njit(cache=True, inline="always")
+def _col_range(px, pl, sw, w, wq):
+    """[lo, hi): grid columns j whose input column j*sw + px - pl lies in [0, w)."""
+    lo = 0
+    if pl > px:
+        lo = (pl - px + sw - 1) // sw
+    last = w - 1 + pl - px  # largest j*sw allowed
+    hi = 0 if last < 0 else last // sw + 1
+    hi = min(hi, wq)
+    return min(lo, hi), hi
+
+
+@njit(cache=True, inline="always")
+def fill_plane(x, src, h, w, xp, dst, py, px, hq1, wq, sh, sw, pt, pl):
+    """Write one phase plane (hq1 x wq) at xp[dst:] from the (h x w) image at flat x[src:]."""
+    lo, hi = _col_range(px, pl, sw, w, wq)
+    for r in range(hq1):
+        row = dst + r * wq
+        iy = r * sh + py - pt
         if iy < 0 or iy >= h:
             for j in range(wq):
-                xp[dst + j] = 0
+                xp[row + j] = 0
             continue
-        for j in range(wq):
-            ix = j * sw + px[p] - pl
-            xp[dst + j] = x[n, c, iy, ix] if 0 <= ix < w else 0
+        s = src + iy * w + px - pl
+        for j in range(lo):
+            xp[row + j] = 0
+        if sw == 1:
+            for j in range(lo, hi):
+                xp[row + j] = x[s + j]
+        else:
+            for j in range(lo, hi):
+                xp[row + j] = x[s + j * sw]
+        for j in range(hi, wq):
+            xp[row + j] = 0
+
+
+@njit(cache=True, parallel=True)
+def prepare_nchw(x, xp, nc, h, w, py, px, hq1, wq, sh, sw, pt, pl):
+    """xp[n, c, phase, r, j] = x[n, c, r*sh + py - pt, j*sw + px - pl], or 0 outside x (x, xp flat)."""
+    nph = py.shape[0]
+    for job in prange(nc * nph):
+        p = job % nph
+        plane = job // nph
+        fill_plane(x, plane * h * w, h, w, xp, job * hq1 * wq, py[p], px[p], hq1, wq, sh, sw, pt, pl)
 
 
 @njit(cache=True, parallel=True)
