@@ -117,7 +117,7 @@ def run(spec: ConvSpec, packed: Packed, x: np.ndarray, bias: Optional[np.ndarray
         bp = _padded_bias(bias, L.groups, L.cout_g, MR, x.dtype)
         koff = (np.arange(L.cin_g, dtype=np.int64)[:, None] * geo.plane + geo.tapoff[None, :]).ravel()
         conv_nchw(xp, geo.plane, koff, geo.wq, geo.qtotal, packed.weights, bp, y, spec.n, L.cin, L.cout,
-                  L.groups, spec.oh, spec.ow, relu, co_block, q_block)
+                  L.groups, spec.oh, spec.ow, relu, co_block, q_block, blocking.k_chunk(nr * item))
     elif packed.kind == "nhwc":
         from .dense_nhwc import MR, conv_nhwc
 

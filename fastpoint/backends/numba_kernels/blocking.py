@@ -66,3 +66,9 @@ def split_tiles(total_tiles: int, other_jobs: int, threads: int, max_tiles: int 
     want_jobs = 4 * threads
     per = -(-total_tiles * other_jobs // want_jobs)
     return max(1, min(max_tiles, per, total_tiles))
+
+
+def k_chunk(step_bytes: int) -> int:
+    """Steps of K per chunk: the input a tile reads per chunk (``step_bytes`` per step) fills half of L1,
+    leaving the rest to the weight panel's stream and the partial sums."""
+    return max(16, (cache_sizes()[1] // 2) // step_bytes)
