@@ -16,20 +16,19 @@ import numpy as np
 from numba import njit, prange
 
 from .simd import lanes, vbroadcast, vfma, vload, vload_m, vmask, vsplat, vstore
-from .store import finish, store_positions
+from .store import finish, store_positions_at
 
 MR = 6
 
 
 @njit(cache=True, inline="always")
-def _tile(xp, xq, koff, k0, k1, wp, w, m0, m1, acc, a):
-    """Add steps [k0, k1) of the K = cin_g * taps reduction to one MR x 2-vector tile kept at acc[a:].
+def _tile(bpanel, steps, wp, w, acc, a):
+    """Add ``steps`` steps of the K reduction to one MR x 2-vector tile kept at acc[a:].
 
-    ``koff[k]`` is where step k (channel ci, tap t) reads: ``ci * plane + tapoff[t]``; one flat loop
-    over K keeps the loop overhead at one add and one compare per 12 FMAs, also for 1x1 kernels.
+    ``bpanel`` holds the chunk's input, 2 vectors per step, contiguous (see :func:`_pack_panel`).
     The 12 accumulators live in registers for the whole chunk; acc holds them between chunks.
     """
-    nl = lanes(xp)
+    nl = lanes(acc)
     c00 = vload(acc, a)
     c01 = vload(acc, a + nl)
     c10 = vload(acc, a + 2 * nl)
@@ -42,10 +41,9 @@ def _tile(xp, xq, koff, k0, k1, wp, w, m0, m1, acc, a):
     c41 = vload(acc, a + 9 * nl)
     c50 = vload(acc, a + 10 * nl)
     c51 = vload(acc, a + 11 * nl)
-    for k in range(k0, k1):
-        o = xq + koff[k]
-        b0 = vload_m(xp, o, m0)
-        b1 = vload_m(xp, o + nl, m1)
+    for k in range(steps):
+        b0 = vload(bpanel, k * 2 * nl)
+        b1 = vload(bpanel, k * 2 * nl + nl)
         a0 = vbroadcast(wp, w)
         c00 = vfma(a0, b0, c00)
         c01 = vfma(a0, b1, c01)
@@ -79,6 +77,23 @@ def _tile(xp, xq, koff, k0, k1, wp, w, m0, m1, acc, a):
     vstore(acc, a + 11 * nl, c51)
 
 
+@njit(cache=True, inline="always")
+def _pack_panel(xp, xq, koff, k0, k1, m0, m1, bpanel):
+    """Copy steps [k0, k1) of one position tile into a contiguous panel (BLIS's packed B).
+
+    Step k (channel ci, tap t) reads ``xp[xq + koff[k]:][:2 vectors]`` with ``koff[k] = ci * plane +
+    tapoff[t]``: one vector pair per channel plane, a new page per step.  Packed, the kernel's loads
+    are sequential (prefetcher- and TLB-friendly) and unmasked; the copy is paid once per tile and
+    reused by every channel tile of the block.
+    """
+    nl = lanes(xp)
+    for k in range(k0, k1):
+        o = xq + koff[k]
+        d = (k - k0) * 2 * nl
+        vstore(bpanel, d, vload_m(xp, o, m0))
+        vstore(bpanel, d + nl, vload_m(xp, o + nl, m1))
+
+
 @njit(cache=True, parallel=True)
 def conv_nchw(xp, plane, koff, wq, qtotal, wp, bp, y, n_, cin, cout, groups, oh, ow, relu,
               co_block, q_block, kc):
@@ -86,8 +101,8 @@ def conv_nchw(xp, plane, koff, wq, qtotal, wp, bp, y, n_, cin, cout, groups, oh,
 
     Loops, outer to inner, as in BLIS: tasks are (image, group, block of ``co_block`` channel tiles,
     block of ``q_block`` position tiles) and run in parallel; per position tile, K is cut in chunks
-    of ``kc`` steps so that the input it reads (kc x 2 vectors) stays in L1 while every channel tile
-    of the block (weights: ``co_block`` panels, kept in L2) passes over it.  Partial sums of the
+    of ``kc`` steps whose input is packed (kc x 2 vectors, sized to stay in L1) and then used by
+    every channel tile of the block (weights: ``co_block`` panels, kept in L2).  Partial sums of the
     block live in a small task-local buffer (co_block x MR x 2 vectors).
     """
     nl = lanes(xp)
@@ -112,6 +127,7 @@ def conv_nchw(xp, plane, koff, wq, qtotal, wp, bp, y, n_, cin, cout, groups, oh,
         ct0 = cb * co_block
         ct1 = min(co_tiles, ct0 + co_block)
         acc = np.empty((ct1 - ct0) * MR * nr, xp.dtype)
+        bpanel = np.empty(min(kc, ksteps) * nr, xp.dtype)
         for qt in range(qb * q_block, min(q_tiles, (qb + 1) * q_block)):
             q0 = qt * nr
             left = qtotal - q0
@@ -123,16 +139,20 @@ def conv_nchw(xp, plane, koff, wq, qtotal, wp, bp, y, n_, cin, cout, groups, oh,
                 vstore(acc, i * nr + nl, b)
             for k0 in range(0, ksteps, kc):
                 k1 = min(ksteps, k0 + kc)
+                _pack_panel(xp, xbase + q0, koff, k0, k1, m0, m1, bpanel)
                 for ct in range(ct0, ct1):
-                    _tile(xp, xbase + q0, koff, k0, k1, wp, (g * co_tiles + ct) * panel + k0 * MR, m0, m1,
-                          acc, (ct - ct0) * MR * nr)
+                    _tile(bpanel, k1 - k0, wp, (g * co_tiles + ct) * panel + k0 * MR, acc, (ct - ct0) * MR * nr)
+            oy0 = q0 // wq
+            ox0 = q0 - oy0 * wq
+            oy1 = (q0 + nl) // wq
+            ox1 = q0 + nl - oy1 * wq
             for ct in range(ct0, ct1):
                 co = ct * MR
                 ybase = (n * cout + g * cout_g + co) * step
                 for i in range(min(MR, cout_g - co)):
                     a = ((ct - ct0) * MR + i) * nr
                     v0 = finish(vload(acc, a), relu)
-                    store_positions(y, ybase + i * step, v0, q0, wq, ow, qtotal)
+                    store_positions_at(y, ybase + i * step, v0, q0, oy0, ox0, wq, ow, qtotal)
                     if q0 + nl < qtotal:
                         v1 = finish(vload(acc, a + nl), relu)
-                        store_positions(y, ybase + i * step, v1, q0 + nl, wq, ow, qtotal)
+                        store_positions_at(y, ybase + i * step, v1, q0 + nl, oy1, ox1, wq, ow, qtotal)

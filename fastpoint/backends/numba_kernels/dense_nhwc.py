@@ -56,15 +56,21 @@ def _tile(xp, r0, r1, r2, r3, r4, r5, c, tapoff, cin_g, wp, w, bp, b):
 
 
 @njit(cache=True, inline="always")
-def _store_pixel(y, q, v0, v1, n0, n1, ybase, wq, ow, qtotal, cout, relu):
-    """Write the channels [0, n0 + n1) of grid position q, unless it is a junk position."""
+def _pixel_offset(q, wq, ow, qtotal, cout):
+    """Offset of grid position q's output pixel in y, or -1 for a junk position (not stored)."""
     if q >= qtotal:
-        return
+        return -1
     oy = q // wq
     ox = q - oy * wq
-    if ox >= ow:
+    return -1 if ox >= ow else (oy * ow + ox) * cout
+
+
+@njit(cache=True, inline="always")
+def _store_pixel(y, po, v0, v1, n0, n1, ybase, relu):
+    """Write the channels [0, n0 + n1) of the pixel at offset po (skipped when po < 0)."""
+    if po < 0:
         return
-    o = ybase + (oy * ow + ox) * cout
+    o = ybase + po
     vstore_lanes(y, o, finish(v0, relu), 0, n0)
     if n1 > 0:
         vstore_lanes(y, o + lanes(y), finish(v1, relu), 0, n1)
@@ -108,6 +114,12 @@ def conv_nhwc(xp, plane, tapoff, wq, qtotal, wp, bp, y, n_, cin, cout, groups, o
             r3 = xbase + min(q0 + 3, last) * cin
             r4 = xbase + min(q0 + 4, last) * cin
             r5 = xbase + min(q0 + 5, last) * cin
+            p0 = _pixel_offset(q0, wq, ow, qtotal, cout)
+            p1 = _pixel_offset(q0 + 1, wq, ow, qtotal, cout)
+            p2 = _pixel_offset(q0 + 2, wq, ow, qtotal, cout)
+            p3 = _pixel_offset(q0 + 3, wq, ow, qtotal, cout)
+            p4 = _pixel_offset(q0 + 4, wq, ow, qtotal, cout)
+            p5 = _pixel_offset(q0 + 5, wq, ow, qtotal, cout)
             for ct in range(cb * co_block, min(co_tiles, (cb + 1) * co_block)):
                 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51 = _tile(
                     xp, r0, r1, r2, r3, r4, r5, cin, tapoff, cin_g, wp, (g * co_tiles + ct) * panel,
@@ -116,9 +128,9 @@ def conv_nhwc(xp, plane, tapoff, wq, qtotal, wp, bp, y, n_, cin, cout, groups, o
                 n0 = min(nl, left)
                 n1 = min(nl, max(0, left - nl))
                 yb = ybase + ct * nr
-                _store_pixel(y, q0, c00, c01, n0, n1, yb, wq, ow, qtotal, cout, relu)
-                _store_pixel(y, q0 + 1, c10, c11, n0, n1, yb, wq, ow, qtotal, cout, relu)
-                _store_pixel(y, q0 + 2, c20, c21, n0, n1, yb, wq, ow, qtotal, cout, relu)
-                _store_pixel(y, q0 + 3, c30, c31, n0, n1, yb, wq, ow, qtotal, cout, relu)
-                _store_pixel(y, q0 + 4, c40, c41, n0, n1, yb, wq, ow, qtotal, cout, relu)
-                _store_pixel(y, q0 + 5, c50, c51, n0, n1, yb, wq, ow, qtotal, cout, relu)
+                _store_pixel(y, p0, c00, c01, n0, n1, yb, relu)
+                _store_pixel(y, p1, c10, c11, n0, n1, yb, relu)
+                _store_pixel(y, p2, c20, c21, n0, n1, yb, relu)
+                _store_pixel(y, p3, c30, c31, n0, n1, yb, relu)
+                _store_pixel(y, p4, c40, c41, n0, n1, yb, relu)
+                _store_pixel(y, p5, c50, c51, n0, n1, yb, relu)

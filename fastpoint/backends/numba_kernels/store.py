@@ -21,9 +21,15 @@ def store_positions(y, ybase, v, q, wq, ow, qtotal):
     (``ox >= ow``) and positions past ``qtotal`` are not written.  The common case, all lanes inside
     one output row, is a single store.
     """
-    nl = lanes(y)
     oy = q // wq
-    ox = q - oy * wq
+    store_positions_at(y, ybase, v, q, oy, q - oy * wq, wq, ow, qtotal)
+
+
+@njit(cache=True, inline="always")
+def store_positions_at(y, ybase, v, q, oy, ox, wq, ow, qtotal):
+    """:func:`store_positions` with ``(oy, ox)`` of q given: callers storing many rows at the same
+    positions divide once (an integer division costs as much as a dozen FMAs)."""
+    nl = lanes(y)
     if ox + nl <= ow and q + nl <= qtotal:
         vstore(y, ybase + oy * ow + ox, v)
         return
