@@ -98,7 +98,7 @@ def run(spec: ConvSpec, packed: Packed, x: np.ndarray, bias: Optional[np.ndarray
 
         b = np.zeros(L.cout, x.dtype) if bias is None else bias
         dw_nchw(x.reshape(-1), spec.h, spec.w, geo.phase_py, geo.phase_px, geo.hq1, geo.wq, L.stride[0],
-                L.stride[1], spec.pad_top, spec.pad_left, geo.tapoff, geo.qtotal, packed.weights, b, y,
+                L.stride[1], spec.pad_top, spec.pad_left, geo.tapoff, packed.weights, b, y,
                 spec.n * L.cout, L.cout, spec.oh, spec.ow, int(L.relu))
         return
     xp = _prepared(spec, geo, x)

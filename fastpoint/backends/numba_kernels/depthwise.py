@@ -15,13 +15,13 @@ from numba import njit, prange
 
 from .prepare import fill_plane
 from .simd import lanes, vbroadcast, vfma, vload, vload_m, vmask, vsplat, vstore_lanes
-from .store import finish, store_positions
+from .store import finish
 
 NV = 4  # vectors (NCHW) or pixels (NHWC) per tile
 
 
 @njit(cache=True, parallel=True)
-def dw_nchw(x, h, w, py, px, hq1, wq, sh, sw, pt, pl, tapoff, qtotal, wp, bias, y, nc, c_, oh, ow, relu):
+def dw_nchw(x, h, w, py, px, hq1, wq, sh, sw, pt, pl, tapoff, wp, bias, y, nc, c_, oh, ow, relu):
     """y (flat N x C x oh x ow) from x (flat N x C x h x w); wp is [c][tap].
 
     One task per channel plane: the padded, phase-split plane is built in a task-local buffer that
@@ -38,25 +38,29 @@ def dw_nchw(x, h, w, py, px, hq1, wq, sh, sw, pt, pl, tapoff, qtotal, wp, bias, 
         for p in range(nph):
             fill_plane(x, task * h * w, h, w, xp, p * hq1 * wq, py[p], px[p], hq1, wq, sh, sw, pt, pl)
         ybase = task * oh * ow
-        for q0 in range(0, qtotal, nr):
-            left = qtotal - q0
-            m0 = vmask(xp, left)
-            m1 = vmask(xp, left - nl)
-            m2 = vmask(xp, left - 2 * nl)
-            m3 = vmask(xp, left - 3 * nl)
-            a0 = vsplat(xp, bias[c])
-            a1, a2, a3 = a0, a0, a0
-            for t in range(ntaps):
-                o = q0 + tapoff[t]
-                wv = vbroadcast(wp, c * ntaps + t)
-                a0 = vfma(wv, vload_m(xp, o, m0), a0)
-                a1 = vfma(wv, vload_m(xp, o + nl, m1), a1)
-                a2 = vfma(wv, vload_m(xp, o + 2 * nl, m2), a2)
-                a3 = vfma(wv, vload_m(xp, o + 3 * nl, m3), a3)
-            store_positions(y, ybase, finish(a0, relu), q0, wq, ow, qtotal)
-            store_positions(y, ybase, finish(a1, relu), q0 + nl, wq, ow, qtotal)
-            store_positions(y, ybase, finish(a2, relu), q0 + 2 * nl, wq, ow, qtotal)
-            store_positions(y, ybase, finish(a3, relu), q0 + 3 * nl, wq, ow, qtotal)
+        for oy in range(oh):
+            # one output row at a time: stores are contiguous, only the row's last chunk is masked
+            for ox0 in range(0, ow, nr):
+                q0 = oy * wq + ox0
+                left = ow - ox0
+                m0 = vmask(xp, left)
+                m1 = vmask(xp, left - nl)
+                m2 = vmask(xp, left - 2 * nl)
+                m3 = vmask(xp, left - 3 * nl)
+                a0 = vsplat(xp, bias[c])
+                a1, a2, a3 = a0, a0, a0
+                for t in range(ntaps):
+                    o = q0 + tapoff[t]
+                    wv = vbroadcast(wp, c * ntaps + t)
+                    a0 = vfma(wv, vload_m(xp, o, m0), a0)
+                    a1 = vfma(wv, vload_m(xp, o + nl, m1), a1)
+                    a2 = vfma(wv, vload_m(xp, o + 2 * nl, m2), a2)
+                    a3 = vfma(wv, vload_m(xp, o + 3 * nl, m3), a3)
+                yo = ybase + oy * ow + ox0
+                vstore_lanes(y, yo, finish(a0, relu), 0, left)
+                vstore_lanes(y, yo + nl, finish(a1, relu), 0, left - nl)
+                vstore_lanes(y, yo + 2 * nl, finish(a2, relu), 0, left - 2 * nl)
+                vstore_lanes(y, yo + 3 * nl, finish(a3, relu), 0, left - 3 * nl)
 
 
 @njit(cache=True, inline="always")

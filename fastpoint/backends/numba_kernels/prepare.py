@@ -7,7 +7,36 @@ The run limits are computed once per row, so the copy loop has no branch.
 
 from __future__ import annotations
 
+import numpy as np
 from numba import njit, prange
+
+from .simd import lanes, vload, vload_m, vmask, vstore, vstore_lanes, vzero
+
+
+@njit(cache=True, inline="always")
+def copy_run(src, s, dst, d, n):
+    """dst[d:d+n] = src[s:s+n] with vector loads/stores (plain indexing checks for negative indices
+    on every element, which keeps LLVM from vectorizing the copy)."""
+    nl = lanes(dst)
+    j = 0
+    while j + nl <= n:
+        vstore(dst, d + j, vload(src, s + j))
+        j += nl
+    if j < n:
+        vstore_lanes(dst, d + j, vload_m(src, s + j, vmask(src, n - j)), 0, n - j)
+
+
+@njit(cache=True, inline="always")
+def zero_run(dst, d, n):
+    """dst[d:d+n] = 0, a vector at a time."""
+    nl = lanes(dst)
+    z = vzero(dst)
+    j = 0
+    while j + nl <= n:
+        vstore(dst, d + j, z)
+        j += nl
+    if j < n:
+        vstore_lanes(dst, d + j, z, 0, n - j)
 
 
 @njit(cache=True, inline="always")
@@ -30,20 +59,17 @@ def fill_plane(x, src, h, w, xp, dst, py, px, hq1, wq, sh, sw, pt, pl):
         row = dst + r * wq
         iy = r * sh + py - pt
         if iy < 0 or iy >= h:
-            for j in range(wq):
-                xp[row + j] = 0
+            zero_run(xp, row, wq)
             continue
         s = src + iy * w + px - pl
-        for j in range(lo):
-            xp[row + j] = 0
+        zero_run(xp, row, lo)
         if sw == 1:
-            for j in range(lo, hi):
-                xp[row + j] = x[s + j]
+            copy_run(x, s + lo, xp, row + lo, hi - lo)
         else:
+            # unsigned indices: no negative-index wraparound test per element
             for j in range(lo, hi):
-                xp[row + j] = x[s + j * sw]
-        for j in range(hi, wq):
-            xp[row + j] = 0
+                xp[np.uint64(row + j)] = x[np.uint64(s + j * sw)]
+        zero_run(xp, row + hi, wq - hi)
 
 
 @njit(cache=True, parallel=True)
