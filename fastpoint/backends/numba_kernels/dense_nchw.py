@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .simd import lanes, vbroadcast, vfma, vload, vload_m, vmask, vsplat, vstore
+from .simd import fetch_add, lanes, vbroadcast, vfma, vload, vload_m, vmask, vsplat, vstore
 from .store import finish, store_positions_at
 
 MR = 6
@@ -96,7 +96,7 @@ def _pack_panel(xp, xq, koff, k0, k1, m0, m1, bpanel):
 
 @njit(cache=True, parallel=True)
 def conv_nchw(xp, plane, koff, wq, qtotal, wp, bp, y, n_, cin, cout, groups, oh, ow, relu,
-              co_block, q_block, kc):
+              co_block, q_block, kc, workers):
     """y (flat N x Cout x oh x ow) from the prepared input xp (flat N x Cin x plane).
 
     Loops, outer to inner, as in BLIS: tasks are (image, group, block of ``co_block`` channel tiles,
@@ -116,43 +116,48 @@ def conv_nchw(xp, plane, koff, wq, qtotal, wp, bp, y, n_, cin, cout, groups, oh,
     ksteps = koff.shape[0]
     panel = ksteps * MR
     step = oh * ow
-    for task in prange(n_ * groups * co_blocks * q_blocks):
-        qb = task % q_blocks
-        rest = task // q_blocks
-        cb = rest % co_blocks
-        rest //= co_blocks
-        g = rest % groups
-        n = rest // groups
-        xbase = (n * cin + g * cin_g) * plane
-        ct0 = cb * co_block
-        ct1 = min(co_tiles, ct0 + co_block)
-        acc = np.empty((ct1 - ct0) * MR * nr, xp.dtype)
+    ntasks = n_ * groups * co_blocks * q_blocks
+    counter = np.zeros(1, np.int64)
+    for _ in prange(workers):  # each worker takes the next task until none is left (see fetch_add)
+        acc = np.empty(co_block * MR * nr, xp.dtype)
         bpanel = np.empty(min(kc, ksteps) * nr, xp.dtype)
-        for qt in range(qb * q_block, min(q_tiles, (qb + 1) * q_block)):
-            q0 = qt * nr
-            left = qtotal - q0
-            m0 = vmask(xp, left)  # the last tile may end past the input: masked loads never touch that memory
-            m1 = vmask(xp, left - nl)
-            for i in range((ct1 - ct0) * MR):
-                b = vsplat(xp, bp[(g * co_tiles + ct0) * MR + i])
-                vstore(acc, i * nr, b)
-                vstore(acc, i * nr + nl, b)
-            for k0 in range(0, ksteps, kc):
-                k1 = min(ksteps, k0 + kc)
-                _pack_panel(xp, xbase + q0, koff, k0, k1, m0, m1, bpanel)
+        task = fetch_add(counter, 0, 1)
+        while task < ntasks:
+            qb = task % q_blocks
+            rest = task // q_blocks
+            cb = rest % co_blocks
+            rest //= co_blocks
+            g = rest % groups
+            n = rest // groups
+            xbase = (n * cin + g * cin_g) * plane
+            ct0 = cb * co_block
+            ct1 = min(co_tiles, ct0 + co_block)
+            for qt in range(qb * q_block, min(q_tiles, (qb + 1) * q_block)):
+                q0 = qt * nr
+                left = qtotal - q0
+                m0 = vmask(xp, left)  # the last tile may end past the input: masked loads never touch that memory
+                m1 = vmask(xp, left - nl)
+                for i in range((ct1 - ct0) * MR):
+                    b = vsplat(xp, bp[(g * co_tiles + ct0) * MR + i])
+                    vstore(acc, i * nr, b)
+                    vstore(acc, i * nr + nl, b)
+                for k0 in range(0, ksteps, kc):
+                    k1 = min(ksteps, k0 + kc)
+                    _pack_panel(xp, xbase + q0, koff, k0, k1, m0, m1, bpanel)
+                    for ct in range(ct0, ct1):
+                        _tile(bpanel, k1 - k0, wp, (g * co_tiles + ct) * panel + k0 * MR, acc, (ct - ct0) * MR * nr)
+                oy0 = q0 // wq
+                ox0 = q0 - oy0 * wq
+                oy1 = (q0 + nl) // wq
+                ox1 = q0 + nl - oy1 * wq
                 for ct in range(ct0, ct1):
-                    _tile(bpanel, k1 - k0, wp, (g * co_tiles + ct) * panel + k0 * MR, acc, (ct - ct0) * MR * nr)
-            oy0 = q0 // wq
-            ox0 = q0 - oy0 * wq
-            oy1 = (q0 + nl) // wq
-            ox1 = q0 + nl - oy1 * wq
-            for ct in range(ct0, ct1):
-                co = ct * MR
-                ybase = (n * cout + g * cout_g + co) * step
-                for i in range(min(MR, cout_g - co)):
-                    a = ((ct - ct0) * MR + i) * nr
-                    v0 = finish(vload(acc, a), relu)
-                    store_positions_at(y, ybase + i * step, v0, q0, oy0, ox0, wq, ow, qtotal)
-                    if q0 + nl < qtotal:
-                        v1 = finish(vload(acc, a + nl), relu)
-                        store_positions_at(y, ybase + i * step, v1, q0 + nl, oy1, ox1, wq, ow, qtotal)
+                    co = ct * MR
+                    ybase = (n * cout + g * cout_g + co) * step
+                    for i in range(min(MR, cout_g - co)):
+                        a = ((ct - ct0) * MR + i) * nr
+                        v0 = finish(vload(acc, a), relu)
+                        store_positions_at(y, ybase + i * step, v0, q0, oy0, ox0, wq, ow, qtotal)
+                        if q0 + nl < qtotal:
+                            v1 = finish(vload(acc, a + nl), relu)
+                            store_positions_at(y, ybase + i * step, v1, q0 + nl, oy1, ox1, wq, ow, qtotal)
+            task = fetch_add(counter, 0, 1)

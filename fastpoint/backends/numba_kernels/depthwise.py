@@ -14,14 +14,14 @@ import numpy as np
 from numba import njit, prange
 
 from .prepare import fill_plane
-from .simd import lanes, vbroadcast, vfma, vload, vload_m, vmask, vsplat, vstore_lanes
+from .simd import fetch_add, lanes, vbroadcast, vfma, vload, vload_m, vmask, vsplat, vstore_lanes
 from .store import finish
 
 NV = 4  # vectors (NCHW) or pixels (NHWC) per tile
 
 
 @njit(cache=True, parallel=True)
-def dw_nchw(x, h, w, py, px, hq1, wq, sh, sw, pt, pl, tapoff, wp, bias, y, nc, c_, oh, ow, relu):
+def dw_nchw(x, h, w, py, px, hq1, wq, sh, sw, pt, pl, tapoff, wp, bias, y, nc, c_, oh, ow, relu, workers):
     """y (flat N x C x oh x ow) from x (flat N x C x h x w); wp is [c][tap].
 
     One task per channel plane: the padded, phase-split plane is built in a task-local buffer that
@@ -32,35 +32,40 @@ def dw_nchw(x, h, w, py, px, hq1, wq, sh, sw, pt, pl, tapoff, wp, bias, y, nc, c
     ntaps = tapoff.shape[0]
     nph = py.shape[0]
     plane = nph * hq1 * wq
-    for task in prange(nc):
-        c = task % c_
+    ntasks = nc
+    counter = np.zeros(1, np.int64)
+    for _ in prange(workers):  # each worker takes the next task until none is left (see fetch_add)
         xp = np.empty(plane, x.dtype)
-        for p in range(nph):
-            fill_plane(x, task * h * w, h, w, xp, p * hq1 * wq, py[p], px[p], hq1, wq, sh, sw, pt, pl)
-        ybase = task * oh * ow
-        for oy in range(oh):
-            # one output row at a time: stores are contiguous, only the row's last chunk is masked
-            for ox0 in range(0, ow, nr):
-                q0 = oy * wq + ox0
-                left = ow - ox0
-                m0 = vmask(xp, left)
-                m1 = vmask(xp, left - nl)
-                m2 = vmask(xp, left - 2 * nl)
-                m3 = vmask(xp, left - 3 * nl)
-                a0 = vsplat(xp, bias[c])
-                a1, a2, a3 = a0, a0, a0
-                for t in range(ntaps):
-                    o = q0 + tapoff[t]
-                    wv = vbroadcast(wp, c * ntaps + t)
-                    a0 = vfma(wv, vload_m(xp, o, m0), a0)
-                    a1 = vfma(wv, vload_m(xp, o + nl, m1), a1)
-                    a2 = vfma(wv, vload_m(xp, o + 2 * nl, m2), a2)
-                    a3 = vfma(wv, vload_m(xp, o + 3 * nl, m3), a3)
-                yo = ybase + oy * ow + ox0
-                vstore_lanes(y, yo, finish(a0, relu), 0, left)
-                vstore_lanes(y, yo + nl, finish(a1, relu), 0, left - nl)
-                vstore_lanes(y, yo + 2 * nl, finish(a2, relu), 0, left - 2 * nl)
-                vstore_lanes(y, yo + 3 * nl, finish(a3, relu), 0, left - 3 * nl)
+        task = fetch_add(counter, 0, 1)
+        while task < ntasks:
+            c = task % c_
+            for p in range(nph):
+                fill_plane(x, task * h * w, h, w, xp, p * hq1 * wq, py[p], px[p], hq1, wq, sh, sw, pt, pl)
+            ybase = task * oh * ow
+            for oy in range(oh):
+                # one output row at a time: stores are contiguous, only the row's last chunk is masked
+                for ox0 in range(0, ow, nr):
+                    q0 = oy * wq + ox0
+                    left = ow - ox0
+                    m0 = vmask(xp, left)
+                    m1 = vmask(xp, left - nl)
+                    m2 = vmask(xp, left - 2 * nl)
+                    m3 = vmask(xp, left - 3 * nl)
+                    a0 = vsplat(xp, bias[c])
+                    a1, a2, a3 = a0, a0, a0
+                    for t in range(ntaps):
+                        o = q0 + tapoff[t]
+                        wv = vbroadcast(wp, c * ntaps + t)
+                        a0 = vfma(wv, vload_m(xp, o, m0), a0)
+                        a1 = vfma(wv, vload_m(xp, o + nl, m1), a1)
+                        a2 = vfma(wv, vload_m(xp, o + 2 * nl, m2), a2)
+                        a3 = vfma(wv, vload_m(xp, o + 3 * nl, m3), a3)
+                    yo = ybase + oy * ow + ox0
+                    vstore_lanes(y, yo, finish(a0, relu), 0, left)
+                    vstore_lanes(y, yo + nl, finish(a1, relu), 0, left - nl)
+                    vstore_lanes(y, yo + 2 * nl, finish(a2, relu), 0, left - 2 * nl)
+                    vstore_lanes(y, yo + 3 * nl, finish(a3, relu), 0, left - 3 * nl)
+            task = fetch_add(counter, 0, 1)
 
 
 @njit(cache=True, inline="always")
@@ -74,7 +79,7 @@ def _store_pixel(y, q, v, n, ybase, wq, ow, qtotal, c_, relu):
 
 
 @njit(cache=True, parallel=True)
-def dw_nhwc(xp, plane, tapoff, wq, qtotal, wp, bias, y, n_, c_, oh, ow, relu, q_block):
+def dw_nhwc(xp, plane, tapoff, wq, qtotal, wp, bias, y, n_, c_, oh, ow, relu, q_block, workers):
     """y (flat N x oh x ow x C); xp is the prepared input (flat N x plane x C); wp is [tap][C padded]."""
     nl = lanes(xp)
     ntaps = tapoff.shape[0]
@@ -82,30 +87,35 @@ def dw_nhwc(xp, plane, tapoff, wq, qtotal, wp, bias, y, n_, c_, oh, ow, relu, q_
     q_tiles = (qtotal + NV - 1) // NV
     q_blocks = (q_tiles + q_block - 1) // q_block
     last = qtotal - 1
-    for task in prange(n_ * q_blocks):
-        qb = task % q_blocks
-        n = task // q_blocks
-        xbase = n * plane * c_
-        ybase = n * oh * ow * c_
-        for qt in range(qb * q_block, min(q_tiles, (qb + 1) * q_block)):
-            q0 = qt * NV
-            r0 = xbase + min(q0, last) * c_
-            r1 = xbase + min(q0 + 1, last) * c_
-            r2 = xbase + min(q0 + 2, last) * c_
-            r3 = xbase + min(q0 + 3, last) * c_
-            for cv in range(0, c_, nl):
-                n = min(nl, c_ - cv)
-                m = vmask(xp, n)  # the last channel vector may end past the input
-                a0 = vload(bias, cv)
-                a1, a2, a3 = a0, a0, a0
-                for t in range(ntaps):
-                    d = tapoff[t] * c_ + cv
-                    wv = vload(wp, t * cpad + cv)
-                    a0 = vfma(wv, vload_m(xp, r0 + d, m), a0)
-                    a1 = vfma(wv, vload_m(xp, r1 + d, m), a1)
-                    a2 = vfma(wv, vload_m(xp, r2 + d, m), a2)
-                    a3 = vfma(wv, vload_m(xp, r3 + d, m), a3)
-                _store_pixel(y, q0, a0, n, ybase + cv, wq, ow, qtotal, c_, relu)
-                _store_pixel(y, q0 + 1, a1, n, ybase + cv, wq, ow, qtotal, c_, relu)
-                _store_pixel(y, q0 + 2, a2, n, ybase + cv, wq, ow, qtotal, c_, relu)
-                _store_pixel(y, q0 + 3, a3, n, ybase + cv, wq, ow, qtotal, c_, relu)
+    ntasks = n_ * q_blocks
+    counter = np.zeros(1, np.int64)
+    for _ in prange(workers):  # each worker takes the next task until none is left (see fetch_add)
+        task = fetch_add(counter, 0, 1)
+        while task < ntasks:
+            qb = task % q_blocks
+            n = task // q_blocks
+            xbase = n * plane * c_
+            ybase = n * oh * ow * c_
+            for qt in range(qb * q_block, min(q_tiles, (qb + 1) * q_block)):
+                q0 = qt * NV
+                r0 = xbase + min(q0, last) * c_
+                r1 = xbase + min(q0 + 1, last) * c_
+                r2 = xbase + min(q0 + 2, last) * c_
+                r3 = xbase + min(q0 + 3, last) * c_
+                for cv in range(0, c_, nl):
+                    n = min(nl, c_ - cv)
+                    m = vmask(xp, n)  # the last channel vector may end past the input
+                    a0 = vload(bias, cv)
+                    a1, a2, a3 = a0, a0, a0
+                    for t in range(ntaps):
+                        d = tapoff[t] * c_ + cv
+                        wv = vload(wp, t * cpad + cv)
+                        a0 = vfma(wv, vload_m(xp, r0 + d, m), a0)
+                        a1 = vfma(wv, vload_m(xp, r1 + d, m), a1)
+                        a2 = vfma(wv, vload_m(xp, r2 + d, m), a2)
+                        a3 = vfma(wv, vload_m(xp, r3 + d, m), a3)
+                    _store_pixel(y, q0, a0, n, ybase + cv, wq, ow, qtotal, c_, relu)
+                    _store_pixel(y, q0 + 1, a1, n, ybase + cv, wq, ow, qtotal, c_, relu)
+                    _store_pixel(y, q0 + 2, a2, n, ybase + cv, wq, ow, qtotal, c_, relu)
+                    _store_pixel(y, q0 + 3, a3, n, ybase + cv, wq, ow, qtotal, c_, relu)
+            task = fetch_add(counter, 0, 1)

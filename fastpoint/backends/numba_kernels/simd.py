@@ -277,3 +277,15 @@ def vrelu(typingctx, v):
         return builder.select(neg, zero, args[0])
 
     return v(v), codegen
+
+
+@intrinsic
+def fetch_add(typingctx, arr, idx, value):
+    """Atomically ``old = arr[idx]; arr[idx] += value; return old`` (an int64 work counter shared by threads)."""
+
+    def codegen(context, builder, sig, args):
+        p = _ptr(context, builder, sig.args[0], args[0], args[1], sig.args[1])
+        v = context.cast(builder, args[2], sig.args[2], sig.args[0].dtype)
+        return builder.atomic_rmw("add", p, v, "monotonic")
+
+    return arr.dtype(arr, idx, value), codegen
