@@ -158,3 +158,22 @@ def test_block_sizes_without_the_c_extension():
         "print(float(fp.conv2d(x, w, padding=1, backend='numba')[0, 0, 2, 2]))"
     )
     assert out.strip() == "27.0"
+
+
+def test_concurrent_threads_with_the_workqueue_layer():
+    # workqueue is Numba's fallback layer when neither TBB nor OpenMP is present; it is not thread-safe,
+    # so the backend must serialise calls rather than let the process abort
+    out = _python(
+        "import threading, numpy as np, numba, fastpoint as fp\n"
+        "x = np.ones((1, 8, 12, 12), np.float32); w = np.ones((16, 8, 3, 3), np.float32)\n"
+        "want = fp.conv2d(x, w, padding=1, backend='numpy')\n"
+        "bad = []\n"
+        "def work():\n"
+        "    for _ in range(10):\n"
+        "        if not np.array_equal(fp.conv2d(x, w, padding=1, backend='numba'), want): bad.append(1)\n"
+        "ts = [threading.Thread(target=work) for _ in range(4)]\n"
+        "[t.start() for t in ts]; [t.join() for t in ts]\n"
+        "print(numba.threading_layer(), len(bad))",
+        NUMBA_THREADING_LAYER="workqueue",
+    )
+    assert out.split() == ["workqueue", "0"]
