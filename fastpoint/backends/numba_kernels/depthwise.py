@@ -15,9 +15,29 @@ from numba import njit, prange
 
 from .prepare import fill_plane
 from .simd import fetch_add, lanes, vbroadcast, vfma, vload, vload_m, vmask, vsplat, vstore_lanes
-from .store import finish
+from .store import finish, store_positions
 
 NV = 4  # vectors (NCHW) or pixels (NHWC) per tile
+
+
+@njit(cache=True, inline="always")
+def _tile(xp, q0, left, tapoff, wp, wo, b):
+    """4 vectors of outputs at grid positions q0, q0+1, ... (``left`` of them real, the rest masked)."""
+    nl = lanes(xp)
+    m0 = vmask(xp, left)
+    m1 = vmask(xp, left - nl)
+    m2 = vmask(xp, left - 2 * nl)
+    m3 = vmask(xp, left - 3 * nl)
+    a0 = vsplat(xp, b)
+    a1, a2, a3 = a0, a0, a0
+    for t in range(tapoff.shape[0]):
+        o = q0 + tapoff[t]
+        wv = vbroadcast(wp, wo + t)
+        a0 = vfma(wv, vload_m(xp, o, m0), a0)
+        a1 = vfma(wv, vload_m(xp, o + nl, m1), a1)
+        a2 = vfma(wv, vload_m(xp, o + 2 * nl, m2), a2)
+        a3 = vfma(wv, vload_m(xp, o + 3 * nl, m3), a3)
+    return a0, a1, a2, a3
 
 
 @njit(cache=True, parallel=True)
@@ -32,6 +52,7 @@ def dw_nchw(x, h, w, py, px, hq1, wq, sh, sw, pt, pl, tapoff, wp, bias, y, nc, c
     ntaps = tapoff.shape[0]
     nph = py.shape[0]
     plane = nph * hq1 * wq
+    qtotal = oh * wq
     ntasks = nc
     counter = np.zeros(1, np.int64)
     for _ in prange(workers):  # each worker takes the next task until none is left (see fetch_add)
@@ -42,29 +63,28 @@ def dw_nchw(x, h, w, py, px, hq1, wq, sh, sw, pt, pl, tapoff, wp, bias, y, nc, c
             for p in range(nph):
                 fill_plane(x, task * h * w, h, w, xp, p * hq1 * wq, py[p], px[p], hq1, wq, sh, sw, pt, pl)
             ybase = task * oh * ow
-            for oy in range(oh):
+            b = bias[c]
+            wo = c * ntaps
+            if ow >= 3 * nl:
                 # one output row at a time: stores are contiguous, only the row's last chunk is masked
-                for ox0 in range(0, ow, nr):
-                    q0 = oy * wq + ox0
-                    left = ow - ox0
-                    m0 = vmask(xp, left)
-                    m1 = vmask(xp, left - nl)
-                    m2 = vmask(xp, left - 2 * nl)
-                    m3 = vmask(xp, left - 3 * nl)
-                    a0 = vsplat(xp, bias[c])
-                    a1, a2, a3 = a0, a0, a0
-                    for t in range(ntaps):
-                        o = q0 + tapoff[t]
-                        wv = vbroadcast(wp, c * ntaps + t)
-                        a0 = vfma(wv, vload_m(xp, o, m0), a0)
-                        a1 = vfma(wv, vload_m(xp, o + nl, m1), a1)
-                        a2 = vfma(wv, vload_m(xp, o + 2 * nl, m2), a2)
-                        a3 = vfma(wv, vload_m(xp, o + 3 * nl, m3), a3)
-                    yo = ybase + oy * ow + ox0
-                    vstore_lanes(y, yo, finish(a0, relu), 0, left)
-                    vstore_lanes(y, yo + nl, finish(a1, relu), 0, left - nl)
-                    vstore_lanes(y, yo + 2 * nl, finish(a2, relu), 0, left - 2 * nl)
-                    vstore_lanes(y, yo + 3 * nl, finish(a3, relu), 0, left - 3 * nl)
+                for oy in range(oh):
+                    for ox0 in range(0, ow, nr):
+                        left = ow - ox0
+                        a0, a1, a2, a3 = _tile(xp, oy * wq + ox0, left, tapoff, wp, wo, b)
+                        yo = ybase + oy * ow + ox0
+                        vstore_lanes(y, yo, finish(a0, relu), 0, left)
+                        vstore_lanes(y, yo + nl, finish(a1, relu), 0, left - nl)
+                        vstore_lanes(y, yo + 2 * nl, finish(a2, relu), 0, left - 2 * nl)
+                        vstore_lanes(y, yo + 3 * nl, finish(a3, relu), 0, left - 3 * nl)
+            else:
+                # narrow maps (7x7 to 28x28): a tile spans several grid rows, junk columns included,
+                # instead of wasting most lanes of a per-row tile
+                for q0 in range(0, qtotal, nr):
+                    a0, a1, a2, a3 = _tile(xp, q0, qtotal - q0, tapoff, wp, wo, b)
+                    store_positions(y, ybase, finish(a0, relu), q0, wq, ow, qtotal)
+                    store_positions(y, ybase, finish(a1, relu), q0 + nl, wq, ow, qtotal)
+                    store_positions(y, ybase, finish(a2, relu), q0 + 2 * nl, wq, ow, qtotal)
+                    store_positions(y, ybase, finish(a3, relu), q0 + 3 * nl, wq, ow, qtotal)
             task = fetch_add(counter, 0, 1)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .simd import lanes, vload, vload_m, vmask, vstore, vstore_lanes, vzero
+from .simd import lanes, veven, vload, vload_m, vmask, vstore, vstore_lanes, vzero
 
 
 @njit(cache=True, inline="always")
@@ -24,6 +24,19 @@ def copy_run(src, s, dst, d, n):
         j += nl
     if j < n:
         vstore_lanes(dst, d + j, vload_m(src, s + j, vmask(src, n - j)), 0, n - j)
+
+
+@njit(cache=True, inline="always")
+def copy_even_run(src, s, avail, dst, d, n):
+    """dst[d:d+n] = src[s:s+2n:2] (stride 2); ``avail`` elements of src from s on belong to the row.
+
+    Two vector loads and one shuffle per vector of output, instead of one scalar load per element.
+    """
+    nl = lanes(dst)
+    for j in range(0, n, nl):
+        rem = avail - 2 * j
+        v = veven(vload_m(src, s + 2 * j, vmask(src, rem)), vload_m(src, s + 2 * j + nl, vmask(src, rem - nl)))
+        vstore_lanes(dst, d + j, v, 0, min(nl, n - j))
 
 
 @njit(cache=True, inline="always")
@@ -65,6 +78,8 @@ def fill_plane(x, src, h, w, xp, dst, py, px, hq1, wq, sh, sw, pt, pl):
         zero_run(xp, row, lo)
         if sw == 1:
             copy_run(x, s + lo, xp, row + lo, hi - lo)
+        elif sw == 2:
+            copy_even_run(x, s + 2 * lo, w - (2 * lo + px - pl), xp, row + lo, hi - lo)
         else:
             # unsigned indices: no negative-index wraparound test per element
             for j in range(lo, hi):

@@ -289,3 +289,15 @@ def fetch_add(typingctx, arr, idx, value):
         return builder.atomic_rmw("add", p, v, "monotonic")
 
     return arr.dtype(arr, idx, value), codegen
+
+
+@intrinsic
+def veven(typingctx, a, b):
+    """Lanes 0, 2, 4, ... of the concatenation ``a ++ b`` (one stride-2 deinterleave step)."""
+
+    def codegen(context, builder, sig, args):
+        n = sig.args[0].lanes
+        idx = ir.Constant(ir.VectorType(ir.IntType(32), n), [2 * k for k in range(n)])
+        return builder.shuffle_vector(args[0], args[1], idx)
+
+    return a(a, b), codegen
