@@ -43,7 +43,7 @@ def main() -> None:
         keep = set(args.only.split(","))
         layers = [la for la in layers if la.name in keep]
     print(f"# {datetime.date.today()}  threads={args.threads}  layout={args.layout}  float32  "
-          f"FMA peak {peak:.0f} GFLOP/s ({args.threads} core(s), measured)")
+          f"FMA peak {peak:.0f} GFLOP/s (1-core peak measured now x {args.threads} threads)")
     print(f"# C backend: {fp.backends()}  command: python bench/numba_vs_c.py {' '.join(sys.argv[1:])}")
     print("| layer | shape | C ms | Numba ms | Numba GFLOP/s | % peak | Numba/C speed |")
     print("|---|---|---:|---:|---:|---:|---:|")
