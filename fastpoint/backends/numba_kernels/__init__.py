@@ -84,7 +84,8 @@ def _prepared(spec: ConvSpec, geo, x: np.ndarray) -> np.ndarray:
         prepare_nchw(x.reshape(-1), xp, spec.n * L.cin, spec.h, spec.w, geo.phase_py, geo.phase_px, geo.hq1,
                      geo.wq, sh, sw, pt, pl)
     else:
-        prepare_nhwc(x, xp, geo.phase_py, geo.phase_px, geo.hq1, geo.wq, sh, sw, pt, pl)
+        prepare_nhwc(x.reshape(-1), xp, spec.n, spec.h, spec.w, L.cin, geo.phase_py, geo.phase_px, geo.hq1,
+                     geo.wq, sh, sw, pt, pl)
     return xp
 
 

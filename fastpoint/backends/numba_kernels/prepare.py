@@ -8,7 +8,7 @@ The run limits are computed once per row, so the copy loop has no branch.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from .simd import lanes, veven, vload, vload_m, vmask, vstore, vstore_lanes, vzero
 
@@ -87,33 +87,38 @@ def fill_plane(x, src, h, w, xp, dst, py, px, hq1, wq, sh, sw, pt, pl):
         zero_run(xp, row + hi, wq - hi)
 
 
-@njit(cache=True, parallel=True)
+# The copies run on one thread: they move each input element once (about 1 % of a dense layer's time),
+# and a parallel region of their own would add a second thread wake-up per call, which costs
+# milliseconds when the machine is busy.
+@njit(cache=True)
 def prepare_nchw(x, xp, nc, h, w, py, px, hq1, wq, sh, sw, pt, pl):
     """xp[n, c, phase, r, j] = x[n, c, r*sh + py - pt, j*sw + px - pl], or 0 outside x (x, xp flat)."""
     nph = py.shape[0]
-    for job in prange(nc * nph):
+    for job in range(nc * nph):
         p = job % nph
         plane = job // nph
         fill_plane(x, plane * h * w, h, w, xp, job * hq1 * wq, py[p], px[p], hq1, wq, sh, sw, pt, pl)
 
 
-@njit(cache=True, parallel=True)
-def prepare_nhwc(x, xp, py, px, hq1, wq, sh, sw, pt, pl):
-    """xp[n, phase, r, j, :] = x[n, r*sh + py - pt, j*sw + px - pl, :], or 0 outside x."""
-    n_, h, w, c_ = x.shape
+@njit(cache=True)
+def prepare_nhwc(x, xp, n_, h, w, c_, py, px, hq1, wq, sh, sw, pt, pl):
+    """xp[n, phase, r, j, :] = x[n, r*sh + py - pt, j*sw + px - pl, :], or 0 outside x (x, xp flat)."""
     nph = py.shape[0]
-    rows = n_ * nph * hq1
-    for job in prange(rows):
+    for job in range(n_ * nph * hq1):
         r = job % hq1
         p = (job // hq1) % nph
         n = job // (hq1 * nph)
+        row = job * wq * c_
         iy = r * sh + py[p] - pt
-        for j in range(wq):
-            dst = (job * wq + j) * c_
-            ix = j * sw + px[p] - pl
-            if iy < 0 or iy >= h or ix < 0 or ix >= w:
-                for c in range(c_):
-                    xp[dst + c] = 0
-            else:
-                for c in range(c_):
-                    xp[dst + c] = x[n, iy, ix, c]
+        if iy < 0 or iy >= h:
+            zero_run(xp, row, wq * c_)
+            continue
+        lo, hi = _col_range(px[p], pl, sw, w, wq)
+        src = ((n * h + iy) * w + px[p] - pl) * c_
+        zero_run(xp, row, lo * c_)
+        if sw == 1:  # the row's valid pixels are one contiguous run of channels
+            copy_run(x, src + lo * c_, xp, row + lo * c_, (hi - lo) * c_)
+        else:
+            for j in range(lo, hi):
+                copy_run(x, src + j * sw * c_, xp, row + j * c_, c_)
+        zero_run(xp, row + hi * c_, (wq - hi) * c_)
