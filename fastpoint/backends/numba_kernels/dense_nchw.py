@@ -22,10 +22,10 @@ MR = 6
 
 
 @njit(cache=True, inline="always")
-def _tile(bpanel, steps, wp, w, acc, a):
+def _tile(bpanel, bo, steps, wp, w, acc, a):
     """Add ``steps`` steps of the K reduction to one MR x 2-vector tile kept at acc[a:].
 
-    ``bpanel`` holds the chunk's input, 2 vectors per step, contiguous (see :func:`_pack_panel`).
+    ``bpanel[bo:]`` holds the chunk's input, 2 vectors per step, contiguous (see :func:`_pack_panel`).
     The 12 accumulators live in registers for the whole chunk; acc holds them between chunks.
     """
     nl = lanes(acc)
@@ -42,8 +42,8 @@ def _tile(bpanel, steps, wp, w, acc, a):
     c50 = vload(acc, a + 10 * nl)
     c51 = vload(acc, a + 11 * nl)
     for k in range(steps):
-        b0 = vload(bpanel, k * 2 * nl)
-        b1 = vload(bpanel, k * 2 * nl + nl)
+        b0 = vload(bpanel, bo + k * 2 * nl)
+        b1 = vload(bpanel, bo + k * 2 * nl + nl)
         a0 = vbroadcast(wp, w)
         c00 = vfma(a0, b0, c00)
         c01 = vfma(a0, b1, c01)
@@ -78,7 +78,7 @@ def _tile(bpanel, steps, wp, w, acc, a):
 
 
 @njit(cache=True, inline="always")
-def _pack_panel(xp, xq, koff, k0, k1, m0, m1, bpanel):
+def _pack_panel(xp, xq, koff, k0, k1, m0, m1, bpanel, bo):
     """Copy steps [k0, k1) of one position tile into a contiguous panel (BLIS's packed B).
 
     Step k (channel ci, tap t) reads ``xp[xq + koff[k]:][:2 vectors]`` with ``koff[k] = ci * plane +
@@ -89,9 +89,26 @@ def _pack_panel(xp, xq, koff, k0, k1, m0, m1, bpanel):
     nl = lanes(xp)
     for k in range(k0, k1):
         o = xq + koff[k]
-        d = (k - k0) * 2 * nl
+        d = bo + (k - k0) * 2 * nl
         vstore(bpanel, d, vload_m(xp, o, m0))
         vstore(bpanel, d + nl, vload_m(xp, o + nl, m1))
+
+
+@njit(cache=True, inline="always")
+def _store_tile(y, acc, a, ybase, step, rows, q0, wq, ow, qtotal, relu):
+    """Write ``rows`` rows (output channels, ``step`` apart in y) of the tile kept at acc[a:]."""
+    nl = lanes(y)
+    nr = 2 * nl
+    oy0 = q0 // wq
+    ox0 = q0 - oy0 * wq
+    oy1 = (q0 + nl) // wq
+    ox1 = q0 + nl - oy1 * wq
+    for i in range(rows):
+        v0 = finish(vload(acc, a + i * nr), relu)
+        store_positions_at(y, ybase + i * step, v0, q0, oy0, ox0, wq, ow, qtotal)
+        if q0 + nl < qtotal:
+            v1 = finish(vload(acc, a + i * nr + nl), relu)
+            store_positions_at(y, ybase + i * step, v1, q0 + nl, oy1, ox1, wq, ow, qtotal)
 
 
 @njit(cache=True, parallel=True)
@@ -120,7 +137,7 @@ def conv_nchw(xp, plane, koff, wq, qtotal, wp, bp, y, n_, cin, cout, groups, oh,
     counter = np.zeros(1, np.int64)
     for _ in prange(workers):  # each worker takes the next task until none is left (see fetch_add)
         acc = np.empty(co_block * MR * nr, xp.dtype)
-        bpanel = np.empty(min(kc, ksteps) * nr, xp.dtype)
+        bpanel = np.empty((q_block * ksteps if ksteps <= kc else kc) * nr, xp.dtype)
         task = fetch_add(counter, 0, 1)
         while task < ntasks:
             qb = task % q_blocks
@@ -132,7 +149,30 @@ def conv_nchw(xp, plane, koff, wq, qtotal, wp, bp, y, n_, cin, cout, groups, oh,
             xbase = (n * cin + g * cin_g) * plane
             ct0 = cb * co_block
             ct1 = min(co_tiles, ct0 + co_block)
-            for qt in range(qb * q_block, min(q_tiles, (qb + 1) * q_block)):
+            qt0 = qb * q_block
+            qt1 = min(q_tiles, qt0 + q_block)
+            if ksteps <= kc:
+                # K fits one chunk: pack all the block's position tiles once, then let the channel
+                # tiles be the outer loop, so each output row is written as one run of positions
+                # instead of 32-position pieces spread over all the block's rows (much of the time
+                # of small-K layers went into those scattered writes)
+                for qt in range(qt0, qt1):
+                    q0 = qt * nr
+                    _pack_panel(xp, xbase + q0, koff, 0, ksteps, vmask(xp, qtotal - q0), vmask(xp, qtotal - q0 - nl),
+                                bpanel, (qt - qt0) * ksteps * nr)
+                for ct in range(ct0, ct1):
+                    co = ct * MR
+                    for qt in range(qt0, qt1):
+                        for i in range(MR):
+                            b = vsplat(xp, bp[(g * co_tiles + ct) * MR + i])
+                            vstore(acc, i * nr, b)
+                            vstore(acc, i * nr + nl, b)
+                        _tile(bpanel, (qt - qt0) * ksteps * nr, ksteps, wp, (g * co_tiles + ct) * panel, acc, 0)
+                        _store_tile(y, acc, 0, (n * cout + g * cout_g + co) * step, step, min(MR, cout_g - co),
+                                    qt * nr, wq, ow, qtotal, relu)
+                task = fetch_add(counter, 0, 1)
+                continue
+            for qt in range(qt0, qt1):
                 q0 = qt * nr
                 left = qtotal - q0
                 m0 = vmask(xp, left)  # the last tile may end past the input: masked loads never touch that memory
@@ -143,9 +183,9 @@ def conv_nchw(xp, plane, koff, wq, qtotal, wp, bp, y, n_, cin, cout, groups, oh,
                     vstore(acc, i * nr + nl, b)
                 for k0 in range(0, ksteps, kc):
                     k1 = min(ksteps, k0 + kc)
-                    _pack_panel(xp, xbase + q0, koff, k0, k1, m0, m1, bpanel)
+                    _pack_panel(xp, xbase + q0, koff, k0, k1, m0, m1, bpanel, 0)
                     for ct in range(ct0, ct1):
-                        _tile(bpanel, k1 - k0, wp, (g * co_tiles + ct) * panel + k0 * MR, acc, (ct - ct0) * MR * nr)
+                        _tile(bpanel, 0, k1 - k0, wp, (g * co_tiles + ct) * panel + k0 * MR, acc, (ct - ct0) * MR * nr)
                 oy0 = q0 // wq
                 ox0 = q0 - oy0 * wq
                 oy1 = (q0 + nl) // wq
