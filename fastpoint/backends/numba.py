@@ -1,4 +1,4 @@
-"""The Numba backend: kernels in :mod:`fastpoint.backends._numba_kernels`, compiled on first use.
+"""The Numba backend: kernels in :mod:`fastpoint.backends.numba_kernels`, compiled on first use.
 
 ``import fastpoint`` neither imports Numba nor compiles anything; the first call of each signature
 compiles (and caches on disk, ``cache=True``).  Numba's ``workqueue`` threading layer aborts the
@@ -48,9 +48,9 @@ class NumbaBackend:
 
     def _load(self):
         if self._kernels is None:
-            from . import _numba_kernels
+            from . import numba_kernels
 
-            self._kernels = _numba_kernels
+            self._kernels = numba_kernels
         return self._kernels
 
     def prepack(self, layer: LayerSpec, weight: np.ndarray) -> np.ndarray:
@@ -67,11 +67,11 @@ class NumbaBackend:
         layer = _threading_layer()
         if layer in _SAFE_LAYERS:
             numba.set_num_threads(threads)  # thread-local in Numba: does not affect other threads
-            kernels.run(spec, packed, x, bias, out)
+            kernels.run(spec, packed, x, bias, out, threads)
             return
         with _lock:
             numba.set_num_threads(threads)
-            kernels.run(spec, packed, x, bias, out)
+            kernels.run(spec, packed, x, bias, out, threads)
 
 
 def _prepare_forked_child(numba) -> None:

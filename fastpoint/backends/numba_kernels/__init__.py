@@ -1,0 +1,141 @@
+"""Numba kernels, imported on first use of ``backend="numba"`` (importing this compiles nothing).
+
+Which kernel runs:
+
+* depthwise (one input channel per group, one output per group): :mod:`.depthwise`;
+* everything else, 1x1 and KxK, dense and grouped: a register-tiled GEMM over (channels x taps),
+  :mod:`.dense_nchw` (vectors along output pixels) or :mod:`.dense_nhwc` (vectors along output
+  channels).
+
+Each jitted function is compiled once per dtype (float32, float64) and cached on disk; flags
+(ReLU) and sizes are plain ints so that they never create new signatures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from ..._spec import ConvSpec, LayerSpec
+from . import blocking
+from .geometry import geometry
+
+
+@dataclass(frozen=True)
+class Packed:
+    kind: str            # "nchw", "nhwc", "dw_nchw", "dw_nhwc"
+    weights: np.ndarray  # flat, kernel-specific order (see pack)
+
+
+def _is_depthwise(layer: LayerSpec) -> bool:
+    return layer.groups > 1 and layer.cin_g == 1 and layer.cout_g == 1
+
+
+def pack(layer: LayerSpec, weight: np.ndarray) -> Packed:
+    g, cog, cig, taps = layer.groups, layer.cout_g, layer.cin_g, layer.kh * layer.kw
+    w = weight.reshape(g, cog, cig, taps)
+    if _is_depthwise(layer):
+        if layer.layout == "NCHW":  # [c][tap]
+            return Packed("dw_nchw", np.ascontiguousarray(w.reshape(g, taps)).ravel())
+        # [tap][c], channels padded to a whole vector so every weight load is a full one
+        cpad = _round_up(g, blocking.lanes(weight.itemsize))
+        wp = np.zeros((taps, cpad), weight.dtype)
+        wp[:, :g] = w.reshape(g, taps).T
+        return Packed("dw_nhwc", wp.ravel())
+    if layer.layout == "NCHW":  # [g][co_tile][ci][tap][MR]
+        mr = blocking.MR
+        tiles = -(-cog // mr)
+        wp = np.zeros((g, tiles * mr, cig, taps), weight.dtype)
+        wp[:, :cog] = w
+        wp = wp.reshape(g, tiles, mr, cig, taps).transpose(0, 1, 3, 4, 2)
+        return Packed("nchw", np.ascontiguousarray(wp).ravel())
+    nr = blocking.tile_cols(weight.itemsize)  # [g][co_tile][tap][ci][NR]
+    tiles = -(-cog // nr)
+    wp = np.zeros((g, tiles * nr, cig, taps), weight.dtype)
+    wp[:, :cog] = w
+    wp = wp.reshape(g, tiles, nr, cig, taps).transpose(0, 1, 4, 3, 2)
+    return Packed("nhwc", np.ascontiguousarray(wp).ravel())
+
+
+def _round_up(v: int, m: int) -> int:
+    return -(-v // m) * m
+
+
+def _padded_bias(bias: Optional[np.ndarray], groups: int, per_group: int, width: int, dtype) -> np.ndarray:
+    """Bias as [group][per_group rounded up to width], zeros in the padding (and without a bias)."""
+    out = np.zeros((groups, _round_up(per_group, width)), dtype)
+    if bias is not None:
+        out[:, :per_group] = bias.reshape(groups, per_group)
+    return out.ravel()
+
+
+def _prepared(spec: ConvSpec, geo, x: np.ndarray) -> np.ndarray:
+    if geo.direct:
+        return x.reshape(-1)
+    from .prepare import prepare_nchw, prepare_nhwc
+
+    L = spec.layer
+    xp = np.empty(spec.n * (L.cin if L.layout == "NCHW" else 1) * geo.plane * (1 if L.layout == "NCHW" else L.cin),
+                  x.dtype)
+    (sh, sw), pt, pl = L.stride, spec.pad_top, spec.pad_left
+    if L.layout == "NCHW":
+        prepare_nchw(x.reshape(-1), xp, spec.n * L.cin, spec.h, spec.w, geo.phase_py, geo.phase_px, geo.hq1,
+                     geo.wq, sh, sw, pt, pl)
+    else:
+        prepare_nhwc(x.reshape(-1), xp, spec.n, spec.h, spec.w, L.cin, geo.phase_py, geo.phase_px, geo.hq1,
+                     geo.wq, sh, sw, pt, pl)
+    return xp
+
+
+def run(spec: ConvSpec, packed: Packed, x: np.ndarray, bias: Optional[np.ndarray], out: np.ndarray,
+        threads: int) -> None:
+    L = spec.layer
+    geo = geometry(spec)
+    y = out.reshape(-1)
+    if packed.kind == "dw_nchw":  # pads each channel plane itself, in a task-local buffer
+        from .depthwise import dw_nchw
+
+        b = np.zeros(L.cout, x.dtype) if bias is None else bias
+        dw_nchw(x.reshape(-1), spec.h, spec.w, geo.phase_py, geo.phase_px, geo.hq1, geo.wq, L.stride[0],
+                L.stride[1], spec.pad_top, spec.pad_left, geo.tapoff, packed.weights, b, y,
+                spec.n * L.cout, L.cout, spec.oh, spec.ow, int(L.relu), threads)
+        return
+    xp = _prepared(spec, geo, x)
+    relu = int(L.relu)
+    item = x.itemsize
+    taps = L.kh * L.kw
+    if packed.kind == "nchw":
+        from .dense_nchw import MR, conv_nchw
+
+        nr = blocking.tile_cols(item)
+        co_tiles = -(-L.cout_g // MR)
+        co_block = blocking.panel_block(L.cin_g * taps * MR * item, co_tiles)
+        q_tiles = -(-geo.qtotal // nr)
+        other = spec.n * L.groups * -(-co_tiles // co_block)
+        q_block = blocking.split_tiles(q_tiles, other, threads)
+        bp = _padded_bias(bias, L.groups, L.cout_g, MR, x.dtype)
+        koff = (np.arange(L.cin_g, dtype=np.int64)[:, None] * geo.plane + geo.tapoff[None, :]).ravel()
+        conv_nchw(xp, geo.plane, koff, geo.wq, geo.qtotal, packed.weights, bp, y, spec.n, L.cin, L.cout,
+                  L.groups, spec.oh, spec.ow, relu, co_block, q_block, blocking.k_chunk(nr * item), threads)
+    elif packed.kind == "nhwc":
+        from .dense_nhwc import MR, conv_nhwc
+
+        nr = blocking.tile_cols(item)
+        co_tiles = -(-L.cout_g // nr)
+        co_block = blocking.panel_block(L.cin_g * taps * nr * item, co_tiles)
+        q_tiles = -(-geo.qtotal // MR)
+        other = spec.n * L.groups * -(-co_tiles // co_block)
+        q_block = blocking.split_tiles(q_tiles, other, threads, max_tiles=32)
+        bp = _padded_bias(bias, L.groups, L.cout_g, nr, x.dtype)
+        conv_nhwc(xp, geo.plane, geo.tapoff, geo.wq, geo.qtotal, packed.weights, bp, y, spec.n, L.cin, L.cout,
+                  L.groups, spec.oh, spec.ow, relu, co_block, q_block, threads)
+    else:
+        from .depthwise import NV, dw_nhwc
+
+        q_tiles = -(-geo.qtotal // NV)
+        q_block = blocking.split_tiles(q_tiles, spec.n, threads, max_tiles=64)
+        b = _padded_bias(bias, 1, L.cout, blocking.lanes(item), x.dtype)
+        dw_nhwc(xp, geo.plane, geo.tapoff, geo.wq, geo.qtotal, packed.weights, b, y, spec.n, L.cout,
+                spec.oh, spec.ow, relu, q_block, threads)

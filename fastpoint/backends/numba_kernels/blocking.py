@@ -1,0 +1,74 @@
+"""Tiling decisions for the Numba kernels, from the same cache detection as the C backend.
+
+Pure Python (no Numba): block sizes are plain ints handed to the kernels, so changing one never
+triggers a recompilation.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Dict
+
+from .simd import VECTOR_BYTES
+
+#: rows of the register tile (output channels for NCHW, output pixels for NHWC).  With two vectors
+#: per row this is 12 accumulators: enough independent FMA chains to hide the FMA latency
+#: (4 cycles x 2 ports = 8 needed) and, with 2 operand registers and a broadcast, it still fits the
+#: 16 registers of AVX2 (32 on AVX-512).
+MR = 6
+#: vectors per tile row; the tile is MR x (NV * lanes) outputs
+NV = 2
+
+
+def lanes(itemsize: int) -> int:
+    return VECTOR_BYTES // itemsize
+
+
+def tile_cols(itemsize: int) -> int:
+    return NV * lanes(itemsize)
+
+
+@functools.cache
+def cache_sizes() -> Dict[int, int]:
+    """Data cache bytes per level: the C extension's detection when built, else sysconf, else defaults."""
+    try:
+        from ..c import lib
+
+        if lib is not None:
+            return {level: int(lib.fp_cache_size(level)) for level in (1, 2, 3)}
+    except ImportError:
+        pass
+    names = {1: "SC_LEVEL1_DCACHE_SIZE", 2: "SC_LEVEL2_CACHE_SIZE", 3: "SC_LEVEL3_CACHE_SIZE"}
+    defaults = {1: 32 * 1024, 2: 1024 * 1024, 3: 8 * 1024 * 1024}  # same defaults as csrc/cpu.c
+    sizes = {}
+    for level, name in names.items():
+        try:
+            value = os.sysconf(name)
+        except (ValueError, OSError, AttributeError):
+            value = -1
+        sizes[level] = value if value > 0 else defaults[level]
+    return sizes
+
+
+def panel_block(panel_bytes: int, panels: int) -> int:
+    """How many weight panels one task keeps hot: half of L2, so the streamed input has the rest.
+
+    The weights of a block are reused by every input tile of the task (BLIS's MC block); the input
+    tile is reused from L1 by every panel of the block.
+    """
+    return max(1, min(panels, (cache_sizes()[2] // 2) // max(1, panel_bytes)))
+
+
+def split_tiles(total_tiles: int, other_jobs: int, threads: int, max_tiles: int = 16) -> int:
+    """Tiles per task along the streamed dimension: at most ``max_tiles`` (they share one weight block in L2),
+    and small enough to give every thread several tasks when there are few other jobs."""
+    want_jobs = 4 * threads
+    per = -(-total_tiles * other_jobs // want_jobs)
+    return max(1, min(max_tiles, per, total_tiles))
+
+
+def k_chunk(step_bytes: int) -> int:
+    """Steps of K per chunk: the input a tile reads per chunk (``step_bytes`` per step) fills half of L1,
+    leaving the rest to the weight panel's stream and the partial sums."""
+    return max(16, (cache_sizes()[1] // 2) // step_bytes)

@@ -1,0 +1,203 @@
+"""Dense and grouped convolution, NCHW: a GEMM whose K loop walks input channels and kernel taps.
+
+``Y[co, q] = bias[co] + sum_{ci, t} W[co, ci, t] * Xp[ci, q + tapoff[t]]`` over grid positions q
+(see :mod:`.geometry`).  A 1x1 convolution is the case of one tap.
+
+Register tile: MR = 6 output channels x 2 vectors of consecutive positions.  Per step of K it loads
+two input vectors and broadcasts six weights, 8 loads for 12 FMAs.  Weights are packed per tile as
+``[co_tile][ci][tap][MR]`` (zero rows pad the last tile), so the broadcasts stream through memory.
+K is cut in L1-sized chunks (see :func:`conv_nchw`); within a chunk the 12 accumulators stay in
+registers, and each output is written to Y once, after the last chunk.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from .simd import fetch_add, lanes, vbroadcast, vfma, vload, vload_m, vmask, vsplat, vstore
+from .store import finish, store_positions_at
+
+MR = 6
+
+
+@njit(cache=True, inline="always")
+def _tile(bpanel, bo, steps, wp, w, acc, a):
+    """Add ``steps`` steps of the K reduction to one MR x 2-vector tile kept at acc[a:].
+
+    ``bpanel[bo:]`` holds the chunk's input, 2 vectors per step, contiguous (see :func:`_pack_panel`).
+    The 12 accumulators live in registers for the whole chunk; acc holds them between chunks.
+    """
+    nl = lanes(acc)
+    c00 = vload(acc, a)
+    c01 = vload(acc, a + nl)
+    c10 = vload(acc, a + 2 * nl)
+    c11 = vload(acc, a + 3 * nl)
+    c20 = vload(acc, a + 4 * nl)
+    c21 = vload(acc, a + 5 * nl)
+    c30 = vload(acc, a + 6 * nl)
+    c31 = vload(acc, a + 7 * nl)
+    c40 = vload(acc, a + 8 * nl)
+    c41 = vload(acc, a + 9 * nl)
+    c50 = vload(acc, a + 10 * nl)
+    c51 = vload(acc, a + 11 * nl)
+    for k in range(steps):
+        b0 = vload(bpanel, bo + k * 2 * nl)
+        b1 = vload(bpanel, bo + k * 2 * nl + nl)
+        a0 = vbroadcast(wp, w)
+        c00 = vfma(a0, b0, c00)
+        c01 = vfma(a0, b1, c01)
+        a0 = vbroadcast(wp, w + 1)
+        c10 = vfma(a0, b0, c10)
+        c11 = vfma(a0, b1, c11)
+        a0 = vbroadcast(wp, w + 2)
+        c20 = vfma(a0, b0, c20)
+        c21 = vfma(a0, b1, c21)
+        a0 = vbroadcast(wp, w + 3)
+        c30 = vfma(a0, b0, c30)
+        c31 = vfma(a0, b1, c31)
+        a0 = vbroadcast(wp, w + 4)
+        c40 = vfma(a0, b0, c40)
+        c41 = vfma(a0, b1, c41)
+        a0 = vbroadcast(wp, w + 5)
+        c50 = vfma(a0, b0, c50)
+        c51 = vfma(a0, b1, c51)
+        w += MR
+    vstore(acc, a, c00)
+    vstore(acc, a + nl, c01)
+    vstore(acc, a + 2 * nl, c10)
+    vstore(acc, a + 3 * nl, c11)
+    vstore(acc, a + 4 * nl, c20)
+    vstore(acc, a + 5 * nl, c21)
+    vstore(acc, a + 6 * nl, c30)
+    vstore(acc, a + 7 * nl, c31)
+    vstore(acc, a + 8 * nl, c40)
+    vstore(acc, a + 9 * nl, c41)
+    vstore(acc, a + 10 * nl, c50)
+    vstore(acc, a + 11 * nl, c51)
+
+
+@njit(cache=True, inline="always")
+def _pack_panel(xp, xq, koff, k0, k1, m0, m1, bpanel, bo):
+    """Copy steps [k0, k1) of one position tile into a contiguous panel (BLIS's packed B).
+
+    Step k (channel ci, tap t) reads ``xp[xq + koff[k]:][:2 vectors]`` with ``koff[k] = ci * plane +
+    tapoff[t]``: one vector pair per channel plane, a new page per step.  Packed, the kernel's loads
+    are sequential (prefetcher- and TLB-friendly) and unmasked; the copy is paid once per tile and
+    reused by every channel tile of the block.
+    """
+    nl = lanes(xp)
+    for k in range(k0, k1):
+        o = xq + koff[k]
+        d = bo + (k - k0) * 2 * nl
+        vstore(bpanel, d, vload_m(xp, o, m0))
+        vstore(bpanel, d + nl, vload_m(xp, o + nl, m1))
+
+
+@njit(cache=True, inline="always")
+def _store_tile(y, acc, a, ybase, step, rows, q0, wq, ow, qtotal, relu):
+    """Write ``rows`` rows (output channels, ``step`` apart in y) of the tile kept at acc[a:]."""
+    nl = lanes(y)
+    nr = 2 * nl
+    oy0 = q0 // wq
+    ox0 = q0 - oy0 * wq
+    oy1 = (q0 + nl) // wq
+    ox1 = q0 + nl - oy1 * wq
+    for i in range(rows):
+        v0 = finish(vload(acc, a + i * nr), relu)
+        store_positions_at(y, ybase + i * step, v0, q0, oy0, ox0, wq, ow, qtotal)
+        if q0 + nl < qtotal:
+            v1 = finish(vload(acc, a + i * nr + nl), relu)
+            store_positions_at(y, ybase + i * step, v1, q0 + nl, oy1, ox1, wq, ow, qtotal)
+
+
+@njit(cache=True, parallel=True)
+def conv_nchw(xp, plane, koff, wq, qtotal, wp, bp, y, n_, cin, cout, groups, oh, ow, relu,
+              co_block, q_block, kc, workers):
+    """y (flat N x Cout x oh x ow) from the prepared input xp (flat N x Cin x plane).
+
+    Loops, outer to inner, as in BLIS: tasks are (image, group, block of ``co_block`` channel tiles,
+    block of ``q_block`` position tiles) and run in parallel; per position tile, K is cut in chunks
+    of ``kc`` steps whose input is packed (kc x 2 vectors, sized to stay in L1) and then used by
+    every channel tile of the block (weights: ``co_block`` panels, kept in L2).  Partial sums of the
+    block live in a small task-local buffer (co_block x MR x 2 vectors).
+    """
+    nl = lanes(xp)
+    nr = 2 * nl
+    cin_g = cin // groups
+    cout_g = cout // groups
+    co_tiles = (cout_g + MR - 1) // MR
+    q_tiles = (qtotal + nr - 1) // nr
+    co_blocks = (co_tiles + co_block - 1) // co_block
+    q_blocks = (q_tiles + q_block - 1) // q_block
+    ksteps = koff.shape[0]
+    panel = ksteps * MR
+    step = oh * ow
+    ntasks = n_ * groups * co_blocks * q_blocks
+    counter = np.zeros(1, np.int64)
+    for _ in prange(workers):  # each worker takes the next task until none is left (see fetch_add)
+        acc = np.empty(co_block * MR * nr, xp.dtype)
+        bpanel = np.empty((q_block * ksteps if ksteps <= kc else kc) * nr, xp.dtype)
+        task = fetch_add(counter, 0, 1)
+        while task < ntasks:
+            qb = task % q_blocks
+            rest = task // q_blocks
+            cb = rest % co_blocks
+            rest //= co_blocks
+            g = rest % groups
+            n = rest // groups
+            xbase = (n * cin + g * cin_g) * plane
+            ct0 = cb * co_block
+            ct1 = min(co_tiles, ct0 + co_block)
+            qt0 = qb * q_block
+            qt1 = min(q_tiles, qt0 + q_block)
+            if ksteps <= kc:
+                # K fits one chunk: pack all the block's position tiles once, then let the channel
+                # tiles be the outer loop, so each output row is written as one run of positions
+                # instead of 32-position pieces spread over all the block's rows (much of the time
+                # of small-K layers went into those scattered writes)
+                for qt in range(qt0, qt1):
+                    q0 = qt * nr
+                    _pack_panel(xp, xbase + q0, koff, 0, ksteps, vmask(xp, qtotal - q0), vmask(xp, qtotal - q0 - nl),
+                                bpanel, (qt - qt0) * ksteps * nr)
+                for ct in range(ct0, ct1):
+                    co = ct * MR
+                    for qt in range(qt0, qt1):
+                        for i in range(MR):
+                            b = vsplat(xp, bp[(g * co_tiles + ct) * MR + i])
+                            vstore(acc, i * nr, b)
+                            vstore(acc, i * nr + nl, b)
+                        _tile(bpanel, (qt - qt0) * ksteps * nr, ksteps, wp, (g * co_tiles + ct) * panel, acc, 0)
+                        _store_tile(y, acc, 0, (n * cout + g * cout_g + co) * step, step, min(MR, cout_g - co),
+                                    qt * nr, wq, ow, qtotal, relu)
+                task = fetch_add(counter, 0, 1)
+                continue
+            for qt in range(qt0, qt1):
+                q0 = qt * nr
+                left = qtotal - q0
+                m0 = vmask(xp, left)  # the last tile may end past the input: masked loads never touch that memory
+                m1 = vmask(xp, left - nl)
+                for i in range((ct1 - ct0) * MR):
+                    b = vsplat(xp, bp[(g * co_tiles + ct0) * MR + i])
+                    vstore(acc, i * nr, b)
+                    vstore(acc, i * nr + nl, b)
+                for k0 in range(0, ksteps, kc):
+                    k1 = min(ksteps, k0 + kc)
+                    _pack_panel(xp, xbase + q0, koff, k0, k1, m0, m1, bpanel, 0)
+                    for ct in range(ct0, ct1):
+                        _tile(bpanel, 0, k1 - k0, wp, (g * co_tiles + ct) * panel + k0 * MR, acc, (ct - ct0) * MR * nr)
+                oy0 = q0 // wq
+                ox0 = q0 - oy0 * wq
+                oy1 = (q0 + nl) // wq
+                ox1 = q0 + nl - oy1 * wq
+                for ct in range(ct0, ct1):
+                    co = ct * MR
+                    ybase = (n * cout + g * cout_g + co) * step
+                    for i in range(min(MR, cout_g - co)):
+                        a = ((ct - ct0) * MR + i) * nr
+                        v0 = finish(vload(acc, a), relu)
+                        store_positions_at(y, ybase + i * step, v0, q0, oy0, ox0, wq, ow, qtotal)
+                        if q0 + nl < qtotal:
+                            v1 = finish(vload(acc, a + nl), relu)
+                            store_positions_at(y, ybase + i * step, v1, q0 + nl, oy1, ox1, wq, ow, qtotal)
+            task = fetch_add(counter, 0, 1)
