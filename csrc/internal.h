@@ -43,6 +43,11 @@ extern const fp_algo fp_algo_dwconv;
 extern const fp_algo fp_algo_direct;
 extern const fp_algo fp_algo_generic;
 
+/* This OS thread's scratch buffer number `slot` (0..3), at least `bytes` long, kept across calls
+ * (csrc/scratch.c); NULL on failure.  The buffer stays valid until the same thread asks for the
+ * same slot again. */
+void *fp_scratch(int slot, int64_t bytes);
+
 /* Memory aligned to FP_ALIGN bytes; NULL on failure. */
 void *fp_aligned_alloc(int64_t bytes);
 void fp_aligned_free(void *ptr);

@@ -181,7 +181,7 @@ static void nchw_t_block(const fp_conv_problem *p, const fp_sgemm_ukr *uk, int64
     }
 }
 
-/* What a chunk of a call needs; scratch is per worker, allocated on the worker's first chunk. */
+/* What a chunk of a call needs; scratch is the running thread's own (fp_scratch), kept across calls. */
 typedef struct task {
     const fp_conv_problem *p;
     const fp_sgemm_ukr *uk;
@@ -190,8 +190,6 @@ typedef struct task {
     float *y;
     int by_pixels;
     int64_t nch, pix_tiles, ch_tiles;
-    float *scratch[FP_POOL_MAX];
-    int64_t *offs[FP_POOL_MAX];
     int failed;
 } task;
 
@@ -202,10 +200,7 @@ static void task_init(task *t, const fp_conv_problem *p, const fp_sgemm_ukr *uk,
 }
 
 static int task_finish(task *t, int T) {
-    for (int i = 0; i < T; i++) {
-        fp_aligned_free(t->scratch[i]);
-        fp_aligned_free(t->offs[i]);
-    }
+    (void)T;
     return t->failed ? FP_ERR_ALLOC : FP_OK;
 }
 
@@ -227,15 +222,16 @@ static void nchw_t_chunk(void *ctx, int64_t c, int worker) {
     const fp_conv_problem *p = t->p;
     const fp_sgemm_ukr *uk = t->uk;
     const int64_t M = p->cout, K = p->cin, N = p->oh * p->ow;
-    if (!t->scratch[worker]) t->scratch[worker] = (float *)fp_aligned_alloc((int64_t)sizeof(float) * K * uk->mr);
-    if (!t->scratch[worker]) { t->failed = 1; return; }
+    (void)worker;
+    float *buf = (float *)fp_scratch(0, (int64_t)sizeof(float) * K * uk->mr);
+    if (!buf) { t->failed = 1; return; }
     range pix = {0, N}, cols = {0, M};
     if (t->by_pixels) pix = part(t->pix_tiles, c, t->nch, uk->mr, N);
     else cols = part(t->ch_tiles, c, t->nch, uk->nr, M);
     if (pix.lo < pix.hi && cols.lo < cols.hi)
         for (int64_t img = 0; img < p->n; img++)
             nchw_t_block(p, uk, t->bs.kc, t->x + img * K * N, fp_gemm_packed_wt(p, uk, t->packed), t->bias,
-                         t->y + img * M * N, pix, cols, t->scratch[worker]);
+                         t->y + img * M * N, pix, cols, buf);
 }
 
 static int run_nchw_t(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const float *x, const float *packed,
@@ -255,10 +251,9 @@ static void nchw_chunk(void *ctx, int64_t c, int worker) {
     const fp_conv_problem *p = t->p;
     const fp_sgemm_ukr *uk = t->uk;
     const int64_t M = p->cout, K = p->cin, N = p->oh * p->ow, HW = p->h * p->w, col_tiles = FP_CEIL_DIV(N, uk->nr);
-    if (!t->scratch[worker]) t->scratch[worker] = (float *)fp_aligned_alloc((int64_t)sizeof(float) * t->bs.kc * t->bs.nc);
-    if (!t->offs[worker]) t->offs[worker] = (int64_t *)fp_aligned_alloc((int64_t)sizeof(int64_t) * t->bs.nc);
-    float *buf = t->scratch[worker];
-    int64_t *off = t->offs[worker];
+    (void)worker;
+    float *buf = (float *)fp_scratch(0, (int64_t)sizeof(float) * t->bs.kc * t->bs.nc);
+    int64_t *off = (int64_t *)fp_scratch(1, (int64_t)sizeof(int64_t) * t->bs.nc);
     if (!buf || !off) { t->failed = 1; return; }
     if (t->by_pixels) {
         /* Tiles of all images in one sequence, so batch and pixels share the split. */
