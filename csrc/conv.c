@@ -47,15 +47,16 @@ static int run(const fp_conv_problem *p, int f64, const void *x, const void *pac
     if (h->magic != FP_PACKED_MAGIC || h->f64 != f64 || h->algo < 0 || h->algo >= N_ALGOS ||
         h->isa != fp_isa() || h->algo != choose(p, h->isa, f64))
         return FP_ERR_PACKED;
-    /* More threads than processors never helps, and a huge team makes libgomp crash (seen with
-     * 100000: SIGSEGV), so the caller's count is clamped here for every algorithm. */
+    /* More threads than processors never helps (and 100000 once crashed the OpenMP runtime the kernels
+     * used), so the caller's count is clamped here for every algorithm. */
     fp_conv_problem q = *p;
-    const int cap = fp_forked() ? 1 : fp_max_threads(); /* csrc/fork.c */
+    const int cap = fp_max_threads();
     q.num_threads = q.num_threads < 1 ? 1 : q.num_threads > cap ? cap : q.num_threads;
-    /* subnormals would cost a microcode assist per operation: flush them (csrc/fpenv.c) */
-    fp_flush_team_enter(q.num_threads);
+    /* subnormals would cost a microcode assist per operation: flush them on this thread (csrc/fpenv.c;
+     * the pool's helpers flush for good when they start) */
+    fp_flush_enter();
     int rc = ALGOS[h->algo]->run(&q, h->isa, f64, x, (const char *)packed + FP_HEADER_BYTES, bias, y);
-    fp_flush_team_leave(q.num_threads);
+    fp_flush_leave();
     return rc;
 }
 

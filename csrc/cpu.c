@@ -1,8 +1,14 @@
 /* CPU feature and cache detection, done once; FASTPOINT_ISA=scalar|avx2|avx512 lowers the choice. */
+#if defined(__linux__) && !defined(_GNU_SOURCE)
+#define _GNU_SOURCE /* sched_getaffinity */
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#if defined(__linux__)
+#include <sched.h>
+#endif
 
 #include "internal.h"
 
@@ -71,12 +77,27 @@ int64_t fp_cache_size(int level) {
     return level == 1 ? 32 * 1024 : level == 2 ? 1024 * 1024 : 8 * 1024 * 1024;
 }
 
+/* Processors this process may run on: the affinity mask where there is one (taskset, cgroup cpusets),
+ * else the online count. */
+static int count_procs(void) {
+    int n = 0;
+#if defined(__linux__)
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof(set), &set) == 0) n = CPU_COUNT(&set);
+#endif
+#if defined(_SC_NPROCESSORS_ONLN)
+    if (n < 1) n = (int)sysconf(_SC_NPROCESSORS_ONLN);
+#endif
+    return n > 0 ? n : 1;
+}
+
 int fp_max_threads(void) {
-#ifdef _OPENMP
+#if (defined(__unix__) || defined(__APPLE__)) && !defined(FP_NO_PTHREADS)
     static int procs = 0; /* cached: asked on every call (a benign race, every thread stores the same value) */
-    if (procs < 1) procs = omp_get_num_procs();
-    return procs > 0 ? procs : 1;
+    if (procs < 1) procs = count_procs();
+    return procs;
 #else
+    (void)count_procs;
     return 1;
 #endif
 }

@@ -5,10 +5,11 @@
  * run with FTZ+DAZ set (subnormal inputs read as 0, subnormal results written as 0), the same trade
  * PyTorch offers with torch.set_flush_denormal(True).  The control register is per thread, so every
  * thread that runs kernel code sets it and puts the caller's value back afterwards: the Python
- * thread's state and that of OpenMP workers is unchanged once a call returns.
+ * thread's state is unchanged once a call returns.  The pool's helper threads (csrc/pool.c) run
+ * nothing but kernel chunks, so they set the mode once when they start and keep it.
  *
- * The saved value lives in thread-local storage, so enter/leave need not be paired by the caller
- * on the same team layout: a thread that never entered does nothing on leave. */
+ * The saved value lives in thread-local storage, so each thread pairs its own enter/leave: a
+ * thread that never entered does nothing on leave. */
 #include "internal.h"
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -47,31 +48,4 @@ void fp_flush_leave(void) {
     if (!flushing) return;
     write_csr(saved_csr);
     flushing = 0;
-}
-
-/* The calling thread and every thread of an OpenMP team of `threads`: libgomp hands a master the
- * same pool threads for each of its regions, so setting the mode in a region of the kernel's team
- * size reaches the threads that the kernel's own regions then use. */
-void fp_flush_team_enter(int threads) {
-    fp_flush_enter();
-#ifdef _OPENMP
-    if (threads > 1) {
-#pragma omp parallel num_threads(threads)
-        fp_flush_enter();
-    }
-#else
-    (void)threads;
-#endif
-}
-
-void fp_flush_team_leave(int threads) {
-#ifdef _OPENMP
-    if (threads > 1) {
-#pragma omp parallel num_threads(threads)
-        fp_flush_leave();
-    }
-#else
-    (void)threads;
-#endif
-    fp_flush_leave();
 }

@@ -3,10 +3,6 @@
 #define FASTPOINT_INTERNAL_H
 #include "fastpoint.h"
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 #define FP_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define FP_MAX(a, b) ((a) > (b) ? (a) : (b))
 #define FP_CEIL_DIV(a, b) (((a) + (b) - 1) / (b))
@@ -53,15 +49,30 @@ void *fp_aligned_alloc(int64_t bytes);
 void fp_aligned_free(void *ptr);
 
 /* Flush-to-zero + denormals-are-zero around kernel code (csrc/fpenv.c); conv.c wraps every run in
- * fp_flush_team_enter/leave, so kernels need not call these themselves.  A kernel that starts
- * threads by other means than an OpenMP team of fp_threads(p) calls fp_flush_enter/leave in each. */
+ * fp_flush_enter/leave on the calling thread, and the pool's helper threads flush for good when they
+ * start, so kernels that thread through fp_pool_run need not call these themselves. */
 void fp_flush_enter(void);
 void fp_flush_leave(void);
-void fp_flush_team_enter(int threads);
-void fp_flush_team_leave(int threads);
 
-/* 1 in a child of fork(): OpenMP teams would hang there, so the kernels run on one thread. */
-int fp_forked(void);
+/* The one thread pool (csrc/pool.c).  Runs fn(ctx, chunk, worker) for chunk in [0, nchunks) on up to
+ * `threads` threads: the caller is worker 0, helpers are 1 .. threads-1 (each id used by one thread at
+ * a time, so per-worker scratch may be indexed by it).  Chunks are claimed through an atomic counter,
+ * so a helper that gets no core takes no chunk; a caller that finds the pool busy (another thread's
+ * call) runs its chunks alone as worker 0. */
+#define FP_POOL_MAX 64 /* threads per call, caller included, for kernels with fixed per-worker arrays */
+typedef void (*fp_task_fn)(void *ctx, int64_t chunk, int worker);
+void fp_pool_run(int threads, int64_t nchunks, fp_task_fn fn, void *ctx);
+
+/* Per-worker scratch for a run on `threads` threads: `threads` FP_ALIGN-aligned buffers of `bytes`
+ * each, all or none (NULL when out of memory, nothing left allocated). */
+void **fp_scratch_new(int threads, int64_t bytes);
+void fp_scratch_free(void **s, int threads);
+
+/* Chunks for `jobs` independent jobs on `threads` threads: several per thread, so that dynamic
+ * claiming evens out uneven jobs and a slow helper; fp_chunk_range gives chunk c's jobs [lo, hi). */
+#define FP_CHUNKS_PER_THREAD 4
+int64_t fp_chunk_count(int64_t jobs, int threads);
+void fp_chunk_range(int64_t jobs, int64_t nchunks, int64_t chunk, int64_t *lo, int64_t *hi);
 
 static inline int fp_threads(const fp_conv_problem *p) { return p->num_threads > 0 ? p->num_threads : 1; }
 

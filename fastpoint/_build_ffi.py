@@ -4,7 +4,7 @@ Used by ``setup.py`` (``cffi_modules``) at install time.  Build switches, read f
 
 * ``FASTPOINT_SANITIZE=1``  compile with AddressSanitizer + UndefinedBehaviorSanitizer (testing only);
 * ``FASTPOINT_PORTABLE=1``  leave out the x86 ISA kernels (portable C only);
-* ``FASTPOINT_OPENMP=0``    build without OpenMP (single-threaded kernels).
+* ``FASTPOINT_THREADS=0``   build without the pthread pool (single-threaded kernels, ``FP_NO_PTHREADS``).
 
 The package is never compiled with ``-march=native``: each ISA kernel file enables its own
 instruction set with a target pragma, and the one to run is chosen at run time from what the CPU
@@ -48,9 +48,11 @@ def _flags():
     compile_args = ["-O3", "-std=gnu11", "-fno-math-errno", "-fno-trapping-math", "-Wall", "-Wno-unknown-pragmas"]
     link_args = []
     macros = []
-    if _flag("FASTPOINT_OPENMP", "1") and sys.platform.startswith("linux"):
-        compile_args.append("-fopenmp")
-        link_args.append("-fopenmp")
+    if not _flag("FASTPOINT_THREADS", "1"):
+        macros.append(("FP_NO_PTHREADS", "1"))
+    elif sys.platform.startswith("linux"):
+        compile_args.append("-pthread")
+        link_args.append("-pthread")
     if _flag("FASTPOINT_SANITIZE", "0"):
         san = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=undefined"]
         compile_args = [a for a in compile_args if a != "-O3"] + ["-O1", "-g"] + san

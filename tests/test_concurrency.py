@@ -215,7 +215,7 @@ def test_numba_threading_layer_is_safe_from_many_threads(layer):
 
 
 def test_absurd_thread_count_does_not_crash():
-    """set_num_threads(100000) used to crash libgomp (SIGSEGV); the C entry clamps the team to the
+    """set_num_threads(100000) once crashed libgomp (SIGSEGV); the C entry clamps the team to the
     processors and Numba to its pool.  In a child, so that a crash is a failure."""
     code = ("import numpy as np, fastpoint as fp\n"
             "fp.set_num_threads(100000)\n"
@@ -233,7 +233,7 @@ _FORK_CHILD = textwrap.dedent("""
     x = np.ones((4, 8, 16, 16), np.float32); w = np.ones((8, 8, 3, 3), np.float32)
     fp.set_num_threads(2)
     if parent != "none":
-        fp.conv2d(x, w, backend=parent)  # starts the parent's OpenMP / Numba thread pool
+        fp.conv2d(x, w, backend=parent)  # starts the parent's C / Numba thread pool
     pid = os.fork()
     if pid == 0:
         try:
@@ -250,9 +250,10 @@ _FORK_CHILD = textwrap.dedent("""
 @pytest.mark.parametrize("parent", ["none", "c", "numba"])
 @pytest.mark.parametrize("child", ["c", "numba"])
 def test_calls_in_a_forked_child_neither_hang_nor_die(parent, child):
-    """GNU OpenMP cannot run thread teams after fork(): the C kernels fall back to one thread in a
-    forked child (csrc/fork.c); the Numba backend picks a fork-safe layer or raises a RuntimeError
-    saying what to do.  multiprocessing's default start method on Linux is fork."""
+    """The C kernels' pool starts afresh in a forked child (csrc/pool.c, pthread_atfork) and runs the
+    call on 2 threads there; the Numba backend picks a fork-safe layer (GNU OpenMP cannot run thread
+    teams after fork()) or raises a RuntimeError saying what to do.  multiprocessing's default start
+    method on Linux is fork."""
     if {parent, child} - set(fp.backends()) - {"none"}:
         pytest.skip("backend not available")
     proc = subprocess.run([sys.executable, "-c", _FORK_CHILD, parent, child], cwd=ROOT, capture_output=True,

@@ -189,6 +189,111 @@ static void row_taps(const fp_conv_problem *p, int64_t oy, int64_t *t0, int64_t 
     *t1 = ky1 * p->kw;
 }
 
+/* One call's shared state; chunk `job` is one (image, group, row block, channel chunk). */
+typedef struct direct_task {
+    const fp_conv_problem *p;
+    const geom *G;
+    int isa;
+    const float *x, *wpk, *bpad;
+    const int64_t *toff;
+    float *y;
+    int64_t wblk;
+    void **strips, **pbufs; /* per worker */
+} direct_task;
+
+static void direct_chunk(void *ctx, int64_t job, int worker) {
+    const direct_task *t = (const direct_task *)ctx;
+    const fp_conv_problem *p = t->p;
+    const geom G = *t->G;
+    const int isa = t->isa;
+    const float *x = t->x, *wpk = t->wpk, *bpad = t->bpad;
+    const int64_t *toff = t->toff;
+    float *y = t->y;
+    const int64_t sw = p->stride_w, Wq = G.Wq, wblk = t->wblk;
+    float *strip = (float *)t->strips[worker];
+    float *pbuf = t->pbufs ? (float *)t->pbufs[worker] : NULL;
+    float tbuf[14 * 4 * FP_DIRECT_CB] __attribute__((aligned(64)));
+    int64_t rest = job;
+    const int64_t cc = rest % G.cchunks; rest /= G.cchunks;
+    const int64_t rb = rest % G.nrb; rest /= G.nrb;
+    const int64_t g = rest % p->groups;
+    const int64_t n = rest / p->groups;
+    const int64_t oy0 = rb * G.R, nrows = FP_MIN(G.R, p->oh - oy0);
+    const int64_t iy0 = oy0 * p->stride_h - p->pad_top;
+    fill_strip(p, &G, x, n, g, iy0, (nrows - 1) * p->stride_h + (p->kh - 1) * p->dil_h + 1, strip);
+    const int64_t cbg_lo = cc * G.cbg_per_chunk, cbg_hi = FP_MIN(G.ncbg, cbg_lo + G.cbg_per_chunk);
+    const int64_t cb_hi = FP_MIN(G.ncb, cbg_hi * G.nb);
+    for (int64_t cb = cbg_lo * G.nb, nbb_used = 0; cb < cb_hi; cb += nbb_used) {
+        int nbb = (int)FP_MIN(G.nb, cb_hi - cb);
+        if (nbb == 3) nbb = 2; /* kernels exist for 1, 2 and 4 blocks */
+        nbb_used = nbb;
+        const int64_t nch = FP_MIN(nbb * FP_DIRECT_CB, G.cout_g - cb * FP_DIRECT_CB);
+        fp_dtile a;
+        a.toff = toff;
+        a.ntaps = G.T;
+        a.cs = G.cs;
+        a.wblk = wblk;
+        const float *bias_blk = bpad + (g * G.ncb + cb) * FP_DIRECT_CB;
+        const int64_t c_abs = g * G.cout_g + cb * FP_DIRECT_CB;
+        const int direct_store = p->layout == 1 && nch == nbb * FP_DIRECT_CB;
+        const int64_t ntl = FP_CEIL_DIV(p->ow, G.rwmax), base = p->ow / ntl, extra = p->ow % ntl;
+        const int64_t pps = nbb * FP_DIRECT_CB; /* floats per pixel in pbuf */
+        for (int64_t k0 = 0; k0 < G.cin_g; k0 += G.kc) {
+            const int first = k0 == 0, last = k0 + G.kc >= G.cin_g;
+            a.cin = FP_MIN(G.kc, G.cin_g - k0);
+            a.w = wpk + (g * G.ncb + cb) * wblk + k0 * G.T * FP_DIRECT_CB;
+            a.relu = last ? p->relu : 0;
+            for (int64_t i = 0; i < nrows; i++) {
+                const int64_t oy = oy0 + i;
+                row_taps(p, oy, &a.t0, &a.t1);
+                const float *row = strip + k0 * G.cs + i * p->stride_h * sw * Wq;
+                int64_t ox0 = 0;
+                for (int64_t tl = 0; tl < ntl; tl++) {
+                    const int rw = (int)(base + (tl < extra));
+                    float *part = pbuf ? pbuf + (i * p->ow + ox0) * pps : NULL;
+                    a.pix = row + ox0;
+                    if (first) {
+                        a.init = bias_blk;
+                        a.init_ps = 0;
+                    } else {
+                        a.init = part;
+                        a.init_ps = pps;
+                    }
+                    if (!last) {
+                        a.out = part;
+                        a.ops = pps;
+                    } else if (direct_store) {
+                        a.out = y + ((n * p->oh + oy) * p->ow + ox0) * p->cout + c_abs;
+                        a.ops = p->cout;
+                    } else {
+                        a.out = tbuf;
+                        a.ops = pps;
+                    }
+                    fp_direct_kernel(isa, rw, nbb)(&a);
+                    if (last) {
+                        if (p->layout == 0 && isa == FP_ISA_AVX512) {
+                            fp_direct_store_nchw_avx512(tbuf, a.ops, rw, nch,
+                                                        y + ((n * p->cout + c_abs) * p->oh + oy) * p->ow + ox0,
+                                                        p->oh * p->ow);
+                        } else if (p->layout == 0) {
+                            for (int64_t c = 0; c < nch; c++) {
+                                float *yc = y + ((n * p->cout + c_abs + c) * p->oh + oy) * p->ow + ox0;
+                                for (int j = 0; j < rw; j++) yc[j] = tbuf[j * a.ops + c];
+                            }
+                        } else if (!direct_store) {
+                            for (int j = 0; j < rw; j++) {
+                                float *yp = y + ((n * p->oh + oy) * p->ow + ox0 + j) * p->cout + c_abs;
+                                for (int64_t c = 0; c < nch; c++) yp[c] = tbuf[j * a.ops + c];
+                            }
+                        }
+                    }
+                    ox0 += rw;
+                }
+            }
+        }
+    }
+}
+
 static int run(const fp_conv_problem *p, int isa, int f64, const void *xv, const void *packed, const void *biasv,
                void *yv) {
     (void)f64;
@@ -216,102 +321,14 @@ static int run(const fp_conv_problem *p, int isa, int f64, const void *xv, const
             for (int64_t co = 0; co < G.cout_g; co++) bpad[g * G.ncb * FP_DIRECT_CB + co] = bias[g * G.cout_g + co];
 
     const int64_t jobs = p->n * p->groups * G.nrb * G.cchunks;
-    const int64_t wblk = G.cin_g * G.T * FP_DIRECT_CB;
-    int failed = 0;
-#pragma omp parallel num_threads(fp_threads(p)) reduction(| : failed)
-    {
-        float *strip = (float *)fp_aligned_alloc((int64_t)sizeof(float) * G.cin_g * G.cs);
-        float *pbuf = G.kc < G.cin_g
-                          ? (float *)fp_aligned_alloc((int64_t)sizeof(float) * G.R * p->ow * G.nb * FP_DIRECT_CB)
-                          : NULL;
-        float tbuf[14 * 4 * FP_DIRECT_CB] __attribute__((aligned(64)));
-        if (!strip || (G.kc < G.cin_g && !pbuf)) failed = 1;
-#pragma omp for schedule(dynamic, 1)
-        for (int64_t job = 0; job < jobs; job++) {
-            if (!strip || (G.kc < G.cin_g && !pbuf)) continue;
-            int64_t rest = job;
-            const int64_t cc = rest % G.cchunks; rest /= G.cchunks;
-            const int64_t rb = rest % G.nrb; rest /= G.nrb;
-            const int64_t g = rest % p->groups;
-            const int64_t n = rest / p->groups;
-            const int64_t oy0 = rb * G.R, nrows = FP_MIN(G.R, p->oh - oy0);
-            const int64_t iy0 = oy0 * p->stride_h - p->pad_top;
-            fill_strip(p, &G, x, n, g, iy0, (nrows - 1) * p->stride_h + (p->kh - 1) * p->dil_h + 1, strip);
-            const int64_t cbg_lo = cc * G.cbg_per_chunk, cbg_hi = FP_MIN(G.ncbg, cbg_lo + G.cbg_per_chunk);
-            const int64_t cb_hi = FP_MIN(G.ncb, cbg_hi * G.nb);
-            for (int64_t cb = cbg_lo * G.nb, nbb_used = 0; cb < cb_hi; cb += nbb_used) {
-                int nbb = (int)FP_MIN(G.nb, cb_hi - cb);
-                if (nbb == 3) nbb = 2; /* kernels exist for 1, 2 and 4 blocks */
-                nbb_used = nbb;
-                const int64_t nch = FP_MIN(nbb * FP_DIRECT_CB, G.cout_g - cb * FP_DIRECT_CB);
-                fp_dtile a;
-                a.toff = toff;
-                a.ntaps = G.T;
-                a.cs = G.cs;
-                a.wblk = wblk;
-                const float *bias_blk = bpad + (g * G.ncb + cb) * FP_DIRECT_CB;
-                const int64_t c_abs = g * G.cout_g + cb * FP_DIRECT_CB;
-                const int direct_store = p->layout == 1 && nch == nbb * FP_DIRECT_CB;
-                const int64_t ntl = FP_CEIL_DIV(p->ow, G.rwmax), base = p->ow / ntl, extra = p->ow % ntl;
-                const int64_t pps = nbb * FP_DIRECT_CB; /* floats per pixel in pbuf */
-                for (int64_t k0 = 0; k0 < G.cin_g; k0 += G.kc) {
-                    const int first = k0 == 0, last = k0 + G.kc >= G.cin_g;
-                    a.cin = FP_MIN(G.kc, G.cin_g - k0);
-                    a.w = wpk + (g * G.ncb + cb) * wblk + k0 * G.T * FP_DIRECT_CB;
-                    a.relu = last ? p->relu : 0;
-                    for (int64_t i = 0; i < nrows; i++) {
-                        const int64_t oy = oy0 + i;
-                        row_taps(p, oy, &a.t0, &a.t1);
-                        const float *row = strip + k0 * G.cs + i * p->stride_h * sw * Wq;
-                        int64_t ox0 = 0;
-                        for (int64_t tl = 0; tl < ntl; tl++) {
-                            const int rw = (int)(base + (tl < extra));
-                            float *part = pbuf ? pbuf + (i * p->ow + ox0) * pps : NULL;
-                            a.pix = row + ox0;
-                            if (first) {
-                                a.init = bias_blk;
-                                a.init_ps = 0;
-                            } else {
-                                a.init = part;
-                                a.init_ps = pps;
-                            }
-                            if (!last) {
-                                a.out = part;
-                                a.ops = pps;
-                            } else if (direct_store) {
-                                a.out = y + ((n * p->oh + oy) * p->ow + ox0) * p->cout + c_abs;
-                                a.ops = p->cout;
-                            } else {
-                                a.out = tbuf;
-                                a.ops = pps;
-                            }
-                            fp_direct_kernel(isa, rw, nbb)(&a);
-                            if (last) {
-                                if (p->layout == 0 && isa == FP_ISA_AVX512) {
-                                    fp_direct_store_nchw_avx512(tbuf, a.ops, rw, nch,
-                                                                y + ((n * p->cout + c_abs) * p->oh + oy) * p->ow + ox0,
-                                                                p->oh * p->ow);
-                                } else if (p->layout == 0) {
-                                    for (int64_t c = 0; c < nch; c++) {
-                                        float *yc = y + ((n * p->cout + c_abs + c) * p->oh + oy) * p->ow + ox0;
-                                        for (int j = 0; j < rw; j++) yc[j] = tbuf[j * a.ops + c];
-                                    }
-                                } else if (!direct_store) {
-                                    for (int j = 0; j < rw; j++) {
-                                        float *yp = y + ((n * p->oh + oy) * p->ow + ox0 + j) * p->cout + c_abs;
-                                        for (int64_t c = 0; c < nch; c++) yp[c] = tbuf[j * a.ops + c];
-                                    }
-                                }
-                            }
-                            ox0 += rw;
-                        }
-                    }
-                }
-            }
-        }
-        fp_aligned_free(strip);
-        fp_aligned_free(pbuf);
-    }
+    const int T = fp_threads(p);
+    direct_task t = {p, &G, isa, x, wpk, bpad, toff, y, G.cin_g * G.T * FP_DIRECT_CB, NULL, NULL};
+    t.strips = fp_scratch_new(T, (int64_t)sizeof(float) * G.cin_g * G.cs);
+    if (G.kc < G.cin_g) t.pbufs = fp_scratch_new(T, (int64_t)sizeof(float) * G.R * p->ow * G.nb * FP_DIRECT_CB);
+    const int failed = !t.strips || (G.kc < G.cin_g && !t.pbufs);
+    if (!failed) fp_pool_run(T, jobs, direct_chunk, &t); /* one job per chunk, claimed dynamically */
+    fp_scratch_free(t.strips, T);
+    fp_scratch_free(t.pbufs, T);
     fp_aligned_free(toff);
     fp_aligned_free(bpad);
     return failed ? FP_ERR_ALLOC : FP_OK;

@@ -13,16 +13,36 @@ static inline void DW_FN(cols)(int64_t off, int64_t sw, int64_t w, int64_t ow, i
     *hi = h < *lo ? *lo : h;
 }
 
-static int DW_FN(nchw)(const fp_conv_problem *p, const float *x, const float *w, const float *bias, float *y) {
-    const int64_t m = p->cout / p->cin, T = p->kh * p->kw, planes = p->n * p->cout;
-    int failed = 0;
-#pragma omp parallel num_threads(fp_threads(p)) reduction(| : failed)
+/* Shared state of one call; a chunk is a run of consecutive jobs (planes or rows). */
+typedef struct DW_FN(task) {
+    const fp_conv_problem *p;
+    const float *x, *w, *bias;
+    float *y;
+    int64_t jobs, nchunks;
+    void **acc; /* per worker */
+} DW_FN(task);
+
+static int DW_FN(launch)(const fp_conv_problem *p, const float *x, const float *w, const float *bias, float *y,
+                         int64_t jobs, int64_t acc_floats, fp_task_fn fn) {
+    const int T = fp_threads(p);
+    DW_FN(task) t = {p, x, w, bias, y, jobs, fp_chunk_count(jobs, T), NULL};
+    t.acc = fp_scratch_new(T, (int64_t)sizeof(float) * acc_floats);
+    if (!t.acc) return FP_ERR_ALLOC;
+    fp_pool_run(T, t.nchunks, fn, &t);
+    fp_scratch_free(t.acc, T);
+    return FP_OK;
+}
+
+static void DW_FN(nchw_chunk)(void *ctx, int64_t chunk, int worker) {
+    const DW_FN(task) *t = (const DW_FN(task) *)ctx;
+    const fp_conv_problem *p = t->p;
+    const float *x = t->x, *w = t->w, *bias = t->bias;
+    float *y = t->y, *acc = (float *)t->acc[worker];
+    const int64_t m = p->cout / p->cin, T = p->kh * p->kw;
+    int64_t job_lo, job_hi;
+    fp_chunk_range(t->jobs, t->nchunks, chunk, &job_lo, &job_hi);
     {
-        float *acc = (float *)fp_aligned_alloc((int64_t)sizeof(float) * p->ow);
-        if (!acc) failed = 1;
-#pragma omp for schedule(static)
-        for (int64_t job = 0; job < planes; job++) {
-            if (!acc) continue;
+        for (int64_t job = job_lo; job < job_hi; job++) {
             const int64_t n = job / p->cout, co = job % p->cout;
             const float *xc = x + (n * p->cin + co / m) * p->h * p->w;
             const float *wc = w + co * T;
@@ -52,21 +72,23 @@ static int DW_FN(nchw)(const fp_conv_problem *p, const float *x, const float *w,
                     for (int64_t ox = 0; ox < p->ow; ox++) yr[ox] = acc[ox];
             }
         }
-        fp_aligned_free(acc);
     }
-    return failed ? FP_ERR_ALLOC : FP_OK;
 }
 
-static int DW_FN(nhwc)(const fp_conv_problem *p, const float *x, const float *w, const float *bias, float *y) {
-    const int64_t m = p->cout / p->cin, C = p->cout, cpad = fp_dw_cpad(p), rows = p->n * p->oh;
-    int failed = 0;
-#pragma omp parallel num_threads(fp_threads(p)) reduction(| : failed)
+static int DW_FN(nchw)(const fp_conv_problem *p, const float *x, const float *w, const float *bias, float *y) {
+    return DW_FN(launch)(p, x, w, bias, y, p->n * p->cout, p->ow, DW_FN(nchw_chunk));
+}
+
+static void DW_FN(nhwc_chunk)(void *ctx, int64_t chunk, int worker) {
+    const DW_FN(task) *t = (const DW_FN(task) *)ctx;
+    const fp_conv_problem *p = t->p;
+    const float *x = t->x, *w = t->w, *bias = t->bias;
+    float *y = t->y, *acc = (float *)t->acc[worker];
+    const int64_t m = p->cout / p->cin, C = p->cout, cpad = fp_dw_cpad(p);
+    int64_t job_lo, job_hi;
+    fp_chunk_range(t->jobs, t->nchunks, chunk, &job_lo, &job_hi);
     {
-        float *acc = (float *)fp_aligned_alloc((int64_t)sizeof(float) * C);
-        if (!acc) failed = 1;
-#pragma omp for schedule(static)
-        for (int64_t job = 0; job < rows; job++) {
-            if (!acc) continue;
+        for (int64_t job = job_lo; job < job_hi; job++) {
             const int64_t n = job / p->oh, oy = job % p->oh;
             for (int64_t ox = 0; ox < p->ow; ox++) {
                 for (int64_t c = 0; c < C; c++) acc[c] = bias ? bias[c] : 0.0f;
@@ -91,7 +113,9 @@ static int DW_FN(nhwc)(const fp_conv_problem *p, const float *x, const float *w,
                     for (int64_t c = 0; c < C; c++) yp[c] = acc[c];
             }
         }
-        fp_aligned_free(acc);
     }
-    return failed ? FP_ERR_ALLOC : FP_OK;
+}
+
+static int DW_FN(nhwc)(const fp_conv_problem *p, const float *x, const float *w, const float *bias, float *y) {
+    return DW_FN(launch)(p, x, w, bias, y, p->n * p->oh, p->cout, DW_FN(nhwc_chunk));
 }

@@ -173,6 +173,48 @@ static int flat_applies(const fp_conv_problem *p) {
            p->oh * p->ow <= 4096; /* the mask table grows with the plane */
 }
 
+/* Shared state of a flat NCHW call; a chunk is DW_FLAT_JOBS jobs (plane pairs) in a row. */
+#define DW_FLAT_JOBS 8
+typedef struct flat_task {
+    const fp_conv_problem *p;
+    const float *x, *w, *bias;
+    float *y;
+    const int64_t *toff;
+    const uint16_t *mk;
+    int64_t m, T, planes, W, npix, nvec, pairs;
+    int nvt, np;
+    flat_fn fn, fn1;
+} flat_task;
+
+static void flat_run_chunk(void *ctx, int64_t chunk, int worker) {
+    (void)worker;
+    const flat_task *t = (const flat_task *)ctx;
+    const fp_conv_problem *p = t->p;
+    const float *x = t->x, *w = t->w, *bias = t->bias;
+    float *y = t->y;
+    const int64_t *toff = t->toff;
+    const uint16_t *mk = t->mk;
+    const int64_t m = t->m, T = t->T, planes = t->planes, W = t->W, npix = t->npix, nvec = t->nvec;
+    const int nvt = t->nvt, np = t->np;
+    const flat_fn fn = t->fn, fn1 = t->fn1;
+    const int64_t job_hi = FP_MIN(t->pairs, (chunk + 1) * DW_FLAT_JOBS);
+    for (int64_t job = chunk * DW_FLAT_JOBS; job < job_hi; job++) {
+        int64_t pl0 = job * np;
+        const int two = np == 2 && pl0 + 1 < planes;
+        const int64_t n = pl0 / p->cout, co = pl0 % p->cout;
+        const float *xc = x + (n * p->cin + co / m) * p->h * W;
+        float bb[2];
+        bb[0] = bias ? bias[co] : 0.0f;
+        bb[1] = two ? (bias ? bias[(pl0 + 1) % p->cout] : 0.0f) : 0.0f;
+        /* with m == 1, plane pl0 + 1 is the next input plane (also across images: n * cin + co is linear) */
+        const flat_fn f = two ? fn : fn1;
+        const float *wc = w + co * T;
+        const int64_t wps = (pl0 + 1) % p->cout == 0 ? -co * T : T; /* next plane's weights */
+        for (int64_t v = 0; v < nvec; v += nvt)
+            f(xc, p->h * W, wc, wps, bb, toff, T, mk, FP_MIN(v, nvec - nvt), npix, p->relu, y + pl0 * npix);
+    }
+}
+
 static int nchw_flat(const fp_conv_problem *p, const float *x, const float *w, const float *bias, float *y) {
     const int64_t m = p->cout / p->cin, T = p->kh * p->kw, planes = p->n * p->cout, W = p->w;
     const int64_t npix = p->oh * p->ow, nvec = FP_CEIL_DIV(npix, 16);
@@ -203,25 +245,52 @@ static int nchw_flat(const fp_conv_problem *p, const float *x, const float *w, c
     const int np = (m == 1 && nvt <= 4 && planes >= 2) ? 2 : 1;
     const flat_fn fn = np == 2 ? fns2[nvt - 1] : fns1[nvt - 1], fn1 = fns1[nvt - 1];
     const int64_t pairs = FP_CEIL_DIV(planes, np);
-#pragma omp parallel for num_threads(fp_threads(p)) schedule(dynamic, 8)
-    for (int64_t job = 0; job < pairs; job++) {
-        int64_t pl0 = job * np;
-        const int two = np == 2 && pl0 + 1 < planes;
-        const int64_t n = pl0 / p->cout, co = pl0 % p->cout;
-        const float *xc = x + (n * p->cin + co / m) * p->h * W;
-        float bb[2];
-        bb[0] = bias ? bias[co] : 0.0f;
-        bb[1] = two ? (bias ? bias[(pl0 + 1) % p->cout] : 0.0f) : 0.0f;
-        /* with m == 1, plane pl0 + 1 is the next input plane (also across images: n * cin + co is linear) */
-        const flat_fn f = two ? fn : fn1;
-        const float *wc = w + co * T;
-        const int64_t wps = (pl0 + 1) % p->cout == 0 ? -co * T : T; /* next plane's weights */
-        for (int64_t v = 0; v < nvec; v += nvt)
-            f(xc, p->h * W, wc, wps, bb, toff, T, mk, FP_MIN(v, nvec - nvt), npix, p->relu, y + pl0 * npix);
-    }
+    flat_task t = {p, x, w, bias, y, toff, mk, m, T, planes, W, npix, nvec, pairs, nvt, np, fn, fn1};
+    fp_pool_run(fp_threads(p), FP_CEIL_DIV(pairs, DW_FLAT_JOBS), flat_run_chunk, &t);
     fp_aligned_free(mk);
     fp_aligned_free(toff);
     return FP_OK;
+}
+
+/* Shared state of a tiled NCHW call; a chunk is DW_PLANE_JOBS output planes in a row. */
+#define DW_PLANE_JOBS 4
+typedef struct plane_task {
+    const fp_conv_problem *p;
+    const dwgeom *g;
+    const float *x, *w, *bias;
+    float *y;
+    int64_t m, T, planes;
+    int rr_t, nv_t;
+    dw_tile_fn tile, tile_in;
+} plane_task;
+
+static void plane_chunk(void *ctx, int64_t chunk, int worker) {
+    (void)worker;
+    const plane_task *pt = (const plane_task *)ctx;
+    const fp_conv_problem *p = pt->p;
+    const dwgeom g = *pt->g;
+    const float *x = pt->x, *w = pt->w, *bias = pt->bias;
+    float *y = pt->y;
+    const int64_t m = pt->m, T = pt->T;
+    const int rr_t = pt->rr_t, nv_t = pt->nv_t;
+    const dw_tile_fn tile = pt->tile, tile_in = pt->tile_in;
+    const int64_t job_hi = FP_MIN(pt->planes, (chunk + 1) * DW_PLANE_JOBS);
+    for (int64_t job = chunk * DW_PLANE_JOBS; job < job_hi; job++) {
+        const int64_t n = job / p->cout, co = job % p->cout;
+        const float *xc = x + (n * p->cin + co / m) * p->h * p->w;
+        const float b = bias ? bias[co] : 0.0f;
+        float *yc = y + job * p->oh * p->ow;
+        const float *wc = w + co * T;
+        /* Remainders overlap the previous tile instead of running narrower tiles: recomputing a
+         * few outputs (same values) is cheaper than latency-bound single-row tiles. */
+        for (int64_t oy = 0; oy < p->oh; oy += rr_t) {
+            const int64_t o = FP_MIN(oy, p->oh - rr_t);
+            const int64_t iy_first = o * p->stride_h - p->pad_top;
+            const int64_t iy_last = (o + rr_t - 1) * p->stride_h - p->pad_top + (p->kh - 1) * p->dil_h;
+            const dw_tile_fn t = (iy_first >= 0 && iy_last < p->h) ? tile_in : tile;
+            for (int64_t v = 0; v < g.nv; v += nv_t) t(p, &g, xc, wc, b, o, FP_MIN(v, g.nv - nv_t), yc);
+        }
+    }
 }
 
 static int nchw(const fp_conv_problem *p, const float *x, const float *w, const float *bias, float *y) {
@@ -256,23 +325,8 @@ static int nchw(const fp_conv_problem *p, const float *x, const float *w, const 
     const int nv_t = g.nv >= 8 ? 8 : g.nv >= 4 ? 4 : g.nv >= 2 ? 2 : 1;
     const int rr_t = (int)FP_MIN(p->oh, 8 / nv_t) >= 8 ? 8 : FP_MIN(p->oh, 8 / nv_t) >= 4 ? 4 : FP_MIN(p->oh, 8 / nv_t) >= 2 ? 2 : 1;
     const dw_tile_fn tile = pick_tile(rr_t, nv_t), tile_in = pick_inner(rr_t, nv_t);
-#pragma omp parallel for num_threads(fp_threads(p)) schedule(dynamic, 4)
-    for (int64_t job = 0; job < planes; job++) {
-        const int64_t n = job / p->cout, co = job % p->cout;
-        const float *xc = x + (n * p->cin + co / m) * p->h * p->w;
-        const float b = bias ? bias[co] : 0.0f;
-        float *yc = y + job * p->oh * p->ow;
-        const float *wc = w + co * T;
-        /* Remainders overlap the previous tile instead of running narrower tiles: recomputing a
-         * few outputs (same values) is cheaper than latency-bound single-row tiles. */
-        for (int64_t oy = 0; oy < p->oh; oy += rr_t) {
-            const int64_t o = FP_MIN(oy, p->oh - rr_t);
-            const int64_t iy_first = o * p->stride_h - p->pad_top;
-            const int64_t iy_last = (o + rr_t - 1) * p->stride_h - p->pad_top + (p->kh - 1) * p->dil_h;
-            const dw_tile_fn t = (iy_first >= 0 && iy_last < p->h) ? tile_in : tile;
-            for (int64_t v = 0; v < g.nv; v += nv_t) t(p, &g, xc, wc, b, o, FP_MIN(v, g.nv - nv_t), yc);
-        }
-    }
+    plane_task t = {p, &g, x, w, bias, y, m, T, planes, rr_t, nv_t, tile, tile_in};
+    fp_pool_run(fp_threads(p), FP_CEIL_DIV(planes, DW_PLANE_JOBS), plane_chunk, &t);
     fp_aligned_free(mask);
     fp_aligned_free(zrow);
     return FP_OK;
@@ -288,15 +342,25 @@ static inline __m512 in_vec(const float *xp, int64_t cb, int64_t nch, int64_t m,
     return _mm512_permutexvar_ps(_mm512_loadu_si512(idx), v);
 }
 
-static int nhwc(const fp_conv_problem *p, const float *x, const float *w, const float *bias, float *y) {
-    const int64_t m = p->cout / p->cin, C = p->cout, cpad = fp_dw_cpad(p), rows = p->n * p->oh;
+/* Shared state of an NHWC call; a chunk is DW_ROW_JOBS output rows in a row. */
+#define DW_ROW_JOBS 4
+typedef struct row_task {
+    const fp_conv_problem *p;
+    const float *x, *w, *bias;
+    float *y;
+    int64_t m, C, cpad, rows, ox_lo, ox_hi;
+} row_task;
+
+static void row_chunk(void *ctx, int64_t chunk, int worker) {
+    (void)worker;
+    const row_task *rt = (const row_task *)ctx;
+    const fp_conv_problem *p = rt->p;
+    const float *x = rt->x, *w = rt->w, *bias = rt->bias;
+    float *y = rt->y;
+    const int64_t m = rt->m, C = rt->C, cpad = rt->cpad, ox_lo = rt->ox_lo, ox_hi = rt->ox_hi;
     const int64_t sw = p->stride_w, dw = p->dil_w, pl = p->pad_left;
-    /* Output columns whose every tap is inside the image. */
-    int64_t ox_lo = FP_CEIL_DIV(pl, sw), ox_hi = p->w - 1 - (p->kw - 1) * dw + pl;
-    ox_hi = ox_hi < 0 ? 0 : FP_MIN(p->ow, ox_hi / sw + 1);
-    if (ox_lo > ox_hi) ox_lo = ox_hi;
-#pragma omp parallel for num_threads(fp_threads(p)) schedule(dynamic, 4)
-    for (int64_t job = 0; job < rows; job++) {
+    const int64_t job_hi = FP_MIN(rt->rows, (chunk + 1) * DW_ROW_JOBS);
+    for (int64_t job = chunk * DW_ROW_JOBS; job < job_hi; job++) {
         const int64_t n = job / p->oh, oy = job % p->oh;
         const int64_t iyb = oy * p->stride_h - p->pad_top;
         const int64_t ky0 = iyb >= 0 ? 0 : FP_CEIL_DIV(-iyb, p->dil_h);
@@ -353,6 +417,17 @@ static int nhwc(const fp_conv_problem *p, const float *x, const float *w, const 
             }
         }
     }
+}
+
+static int nhwc(const fp_conv_problem *p, const float *x, const float *w, const float *bias, float *y) {
+    const int64_t m = p->cout / p->cin, C = p->cout, cpad = fp_dw_cpad(p), rows = p->n * p->oh;
+    const int64_t sw = p->stride_w, dw = p->dil_w, pl = p->pad_left;
+    /* Output columns whose every tap is inside the image. */
+    int64_t ox_lo = FP_CEIL_DIV(pl, sw), ox_hi = p->w - 1 - (p->kw - 1) * dw + pl;
+    ox_hi = ox_hi < 0 ? 0 : FP_MIN(p->ow, ox_hi / sw + 1);
+    if (ox_lo > ox_hi) ox_lo = ox_hi;
+    row_task t = {p, x, w, bias, y, m, C, cpad, rows, ox_lo, ox_hi};
+    fp_pool_run(fp_threads(p), FP_CEIL_DIV(rows, DW_ROW_JOBS), row_chunk, &t);
     return FP_OK;
 }
 

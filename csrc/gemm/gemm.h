@@ -88,11 +88,7 @@ void fp_gemm_pack_b_nchw(const fp_conv_problem *p, const float *x, int64_t k0, i
 void fp_gemm_rows_nhwc(const fp_conv_problem *p, const float *x, int64_t r0, int64_t mr, int MR, int64_t k0,
                        const float **rows);
 
-/* Runs fn(ctx, chunk, worker) for chunk in [0, nchunks) on up to `threads` threads (the caller is
- * worker 0; helpers are 1 .. threads-1, each id used by one thread at a time); see gemm_pool.c. */
-#define FP_POOL_MAX 64 /* threads per call, caller included */
-typedef void (*fp_task_fn)(void *ctx, int64_t chunk, int worker);
-void fp_pool_run(int threads, int64_t nchunks, fp_task_fn fn, void *ctx);
+/* The thread pool, fp_pool_run, is csrc/pool.c (declared in internal.h). */
 
 /* Orders non-temporal stores before the call returns. */
 void fp_gemm_fence(void);

@@ -3,7 +3,7 @@
  *
  * The work is cut along whichever GEMM dimension has enough micro-tiles for all threads (pixels when
  * there are many, output channels otherwise, e.g. 7x7 maps) into a few contiguous chunks per thread,
- * handed out by the pool (gemm_pool.c) to whichever thread asks first: no two threads write the same
+ * handed out by the pool (csrc/pool.c) to whichever thread asks first: no two threads write the same
  * C tile, and on a shared machine a thread that cannot get a core does not hold the call back. */
 #include <string.h>
 

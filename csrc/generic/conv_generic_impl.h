@@ -17,17 +17,36 @@ static inline void FN(valid_cols)(int64_t off, int64_t sw, int64_t w, int64_t ow
     *hi = h < l ? l : h;
 }
 
-static int FN(generic_nchw)(const fp_conv_problem *p, const T *x, const T *wt, const T *bias, T *y) {
+/* Shared state of one call; a chunk is a run of consecutive jobs (output planes or rows). */
+typedef struct FN(generic_task) {
+    const fp_conv_problem *p;
+    const T *x, *w, *bias;
+    T *y;
+    int64_t jobs, nchunks;
+    void **acc; /* per worker */
+} FN(generic_task);
+
+static int FN(generic_launch)(const fp_conv_problem *p, const T *x, const T *w, const T *bias, T *y, int64_t jobs,
+                              int64_t acc_elems, fp_task_fn fn) {
+    const int threads = fp_threads(p);
+    FN(generic_task) t = {p, x, w, bias, y, jobs, fp_chunk_count(jobs, threads), NULL};
+    t.acc = fp_scratch_new(threads, (int64_t)sizeof(T) * acc_elems);
+    if (!t.acc) return FP_ERR_ALLOC;
+    fp_pool_run(threads, t.nchunks, fn, &t);
+    fp_scratch_free(t.acc, threads);
+    return FP_OK;
+}
+
+static void FN(generic_nchw_chunk)(void *ctx, int64_t chunk, int worker) {
+    const FN(generic_task) *t = (const FN(generic_task) *)ctx;
+    const fp_conv_problem *p = t->p;
+    const T *x = t->x, *wt = t->w, *bias = t->bias;
+    T *y = t->y, *acc = (T *)t->acc[worker];
     const int64_t cin_g = p->cin / p->groups, cout_g = p->cout / p->groups;
-    const int64_t jobs = p->n * p->cout;
-    int failed = 0;
-#pragma omp parallel num_threads(fp_threads(p)) reduction(| : failed)
+    int64_t job_lo, job_hi;
+    fp_chunk_range(t->jobs, t->nchunks, chunk, &job_lo, &job_hi);
     {
-        T *acc = (T *)fp_aligned_alloc((int64_t)sizeof(T) * p->ow);
-        if (!acc) failed = 1;
-#pragma omp for schedule(static)
-        for (int64_t job = 0; job < jobs; job++) {
-            if (!acc) continue;
+        for (int64_t job = job_lo; job < job_hi; job++) {
             const int64_t n = job / p->cout, co = job % p->cout, g = co / cout_g;
             const T b = bias ? bias[co] : (T)0;
             for (int64_t oy = 0; oy < p->oh; oy++) {
@@ -58,24 +77,25 @@ static int FN(generic_nchw)(const fp_conv_problem *p, const T *x, const T *wt, c
                     for (int64_t ox = 0; ox < p->ow; ox++) yr[ox] = acc[ox];
             }
         }
-        fp_aligned_free(acc);
     }
-    return failed ? FP_ERR_ALLOC : FP_OK;
+}
+
+static int FN(generic_nchw)(const fp_conv_problem *p, const T *x, const T *wt, const T *bias, T *y) {
+    return FN(generic_launch)(p, x, wt, bias, y, p->n * p->cout, p->ow, FN(generic_nchw_chunk));
 }
 
 /* NHWC weights are packed as (groups, kh, kw, cin_g, cout_g) so the innermost loop runs over
  * contiguous output channels. */
-static int FN(generic_nhwc)(const fp_conv_problem *p, const T *x, const T *wp, const T *bias, T *y) {
+static void FN(generic_nhwc_chunk)(void *ctx, int64_t chunk, int worker) {
+    const FN(generic_task) *t = (const FN(generic_task) *)ctx;
+    const fp_conv_problem *p = t->p;
+    const T *x = t->x, *wp = t->w, *bias = t->bias;
+    T *y = t->y, *acc = (T *)t->acc[worker];
     const int64_t cin_g = p->cin / p->groups, cout_g = p->cout / p->groups;
-    const int64_t jobs = p->n * p->oh;
-    int failed = 0;
-#pragma omp parallel num_threads(fp_threads(p)) reduction(| : failed)
+    int64_t job_lo, job_hi;
+    fp_chunk_range(t->jobs, t->nchunks, chunk, &job_lo, &job_hi);
     {
-        T *acc = (T *)fp_aligned_alloc((int64_t)sizeof(T) * cout_g);
-        if (!acc) failed = 1;
-#pragma omp for schedule(static)
-        for (int64_t job = 0; job < jobs; job++) {
-            if (!acc) continue;
+        for (int64_t job = job_lo; job < job_hi; job++) {
             const int64_t n = job / p->oh, oy = job % p->oh;
             for (int64_t ox = 0; ox < p->ow; ox++) {
                 T *yp = y + ((n * p->oh + oy) * p->ow + ox) * p->cout;
@@ -104,9 +124,12 @@ static int FN(generic_nhwc)(const fp_conv_problem *p, const T *x, const T *wp, c
                 }
             }
         }
-        fp_aligned_free(acc);
     }
-    return failed ? FP_ERR_ALLOC : FP_OK;
+}
+
+/* NHWC weights are packed as (groups, kh, kw, cin_g, cout_g) (see generic_pack). */
+static int FN(generic_nhwc)(const fp_conv_problem *p, const T *x, const T *wp, const T *bias, T *y) {
+    return FN(generic_launch)(p, x, wp, bias, y, p->n * p->oh, p->cout / p->groups, FN(generic_nhwc_chunk));
 }
 
 static void FN(generic_pack)(const fp_conv_problem *p, const T *w, T *dst) {

@@ -1,4 +1,4 @@
-/* The thread pool of the GEMM engine: the calling thread works too, and waits only for chunks that a
+/* The one thread pool of the C kernels: the calling thread works too, and waits only for chunks that a
  * helper has actually claimed.
  *
  * Why not an OpenMP team: a parallel region ends in a barrier that every thread of the team must
@@ -7,7 +7,9 @@
  * 15 ms instead of 0.7 ms per layer at 2 threads.  Here chunks go to whoever asks first (an atomic
  * counter), so a helper that never gets the CPU simply takes no chunk and the caller does them all.
  * Helpers spin briefly for the next job (back-to-back layers), then sleep on a condition variable. */
-#include "gemm.h"
+#include <stdlib.h>
+
+#include "internal.h"
 
 #if (defined(__unix__) || defined(__APPLE__)) && !defined(FP_NO_PTHREADS)
 #include <pthread.h>
@@ -96,11 +98,10 @@ static void after_fork_child(void) {
     P.helpers = 0;
 }
 
-static pthread_once_t at_fork_once = PTHREAD_ONCE_INIT;
-static void register_at_fork(void) { pthread_atfork(NULL, NULL, after_fork_child); }
+/* Registered at load, so that a fork() racing with a first fp_pool_run in another thread is covered. */
+__attribute__((constructor)) static void register_at_fork(void) { pthread_atfork(NULL, NULL, after_fork_child); }
 
 void fp_pool_run(int threads, int64_t nchunks, fp_task_fn fn, void *ctx) {
-    pthread_once(&at_fork_once, register_at_fork);
     if (threads > MAX_HELPERS + 1) threads = MAX_HELPERS + 1;
     if (threads <= 1 || nchunks <= 1 || pthread_mutex_trylock(&P.busy) != 0) {
         for (int64_t c = 0; c < nchunks; c++) fn(ctx, c, 0);
@@ -144,3 +145,34 @@ void fp_pool_run(int threads, int64_t nchunks, fp_task_fn fn, void *ctx) {
 }
 
 #endif
+
+void **fp_scratch_new(int threads, int64_t bytes) {
+    if (threads < 1) threads = 1;
+    void **s = (void **)calloc((size_t)threads, sizeof(void *));
+    if (!s) return NULL;
+    for (int i = 0; i < threads; i++) {
+        s[i] = fp_aligned_alloc(bytes);
+        if (!s[i]) {
+            fp_scratch_free(s, threads);
+            return NULL;
+        }
+    }
+    return s;
+}
+
+void fp_scratch_free(void **s, int threads) {
+    if (!s) return;
+    for (int i = 0; i < (threads < 1 ? 1 : threads); i++) fp_aligned_free(s[i]);
+    free(s);
+}
+
+void fp_chunk_range(int64_t jobs, int64_t nchunks, int64_t chunk, int64_t *lo, int64_t *hi) {
+    *lo = jobs * chunk / nchunks;
+    *hi = jobs * (chunk + 1) / nchunks;
+}
+
+int64_t fp_chunk_count(int64_t jobs, int threads) {
+    if (threads <= 1 || jobs <= 1) return jobs < 1 ? 0 : 1;
+    const int64_t want = (int64_t)threads * FP_CHUNKS_PER_THREAD;
+    return jobs < want ? jobs : want;
+}
