@@ -37,8 +37,11 @@ class Settings:
     # Pause between samples when several threads run: thread pools (onnxruntime's above all) spin for
     # milliseconds after their work, and on a small machine that spinning would be timed as part of
     # the next contender's sample (measured: torch at 2 threads lost ~40% next to onnxruntime with a
-    # 2-20 ms pause, nothing with 50 ms).  One thread has no pool, so no pause.
-    gap_s: float = 0.05
+    # 2-20 ms pause, nothing with 50 ms), and OpenBLAS's idle threads (the numpy-gemm peer) spin for
+    # longer still: with 50 ms, fastpoint's 2-thread samples after a numpy-gemm sample ran at 1-thread
+    # speed (163 against 277 GFLOP/s on r50_1x1_256_64_56), with 150 ms they did not.  One thread has
+    # no pool, so no pause.
+    gap_s: float = 0.15
 
 
 QUICK_SETTINGS = Settings(rounds=5, sample_s=0.03, max_layer_s=2.5)

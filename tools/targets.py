@@ -1,0 +1,56 @@
+"""Check a `fastpoint bench --json` file against the issues' speed targets (ratio vs the best peer).
+
+    python tools/targets.py docs/bench-results.json
+
+Per layer and thread count: time of the fastest of the named peers / time of the c backend (median
+samples of the same alternating run); geomean and minimum over each suite; numba / c likewise.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from statistics import median
+
+from fastpoint import _suites
+
+
+def main(path: str) -> None:
+    d = json.load(open(path))
+    have = [c["name"] for c in d["contenders"]]
+    # the peers each issue names: NCHW 1x1 (#3) torch, ONNX Runtime, NumPy GEMM; NCHW KxK (#4) torch,
+    # ONNX Runtime; NHWC (both) XNNPACK and torch channels_last
+    if d["layout"] == "NHWC":
+        wanted = {"pointwise": ("xnnpack", "torch-cl"), "spatial": ("xnnpack", "torch-cl")}
+    else:
+        wanted = {"pointwise": ("torch", "onnxruntime", "numpy-gemm"), "spatial": ("torch", "onnxruntime")}
+    suites = {"pointwise": {la.name for la in _suites.POINTWISE}, "spatial": {la.name for la in _suites.SPATIAL}}
+    for threads in d["threads"]:
+        rows = [r for r in d["results"] if r["threads"] == threads]
+        for suite, names in suites.items():
+            peers = [p for p in wanted[suite] if p in have]
+            ratios, numba = [], []
+            for r in rows:
+                if r["layer"] not in names or "c" not in r["samples"]:
+                    continue
+                c = median(r["samples"]["c"])
+                best = min((median(r["samples"][p]) for p in peers if r["samples"].get(p)), default=None)
+                if best:
+                    ratios.append((best / c, r["layer"]))
+                if r["samples"].get("numba"):
+                    numba.append((c / median(r["samples"]["numba"]), r["layer"]))
+            if not ratios:
+                continue
+            geo = math.exp(sum(math.log(x) for x, _ in ratios) / len(ratios))
+            lo = min(ratios)
+            line = f"{threads}T {suite:9s} vs best of {'/'.join(peers)}: geomean {geo:.2f}x, min {lo[0]:.2f}x ({lo[1]})"
+            if numba:
+                ng = math.exp(sum(math.log(x) for x, _ in numba) / len(numba))
+                nl = min(numba)
+                line += f"; numba/c geomean {ng:.2f}x, min {nl[0]:.2f}x ({nl[1]})"
+            print(line)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
