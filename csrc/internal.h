@@ -56,17 +56,12 @@ void fp_flush_leave(void);
 
 /* The one thread pool (csrc/pool.c).  Runs fn(ctx, chunk, worker) for chunk in [0, nchunks) on up to
  * `threads` threads: the caller is worker 0, helpers are 1 .. threads-1 (each id used by one thread at
- * a time, so per-worker scratch may be indexed by it).  Chunks are claimed through an atomic counter,
+ * a time; kernels take their scratch from fp_scratch instead).  Chunks are claimed through an atomic counter,
  * so a helper that gets no core takes no chunk; a caller that finds the pool busy (another thread's
  * call) runs its chunks alone as worker 0. */
 #define FP_POOL_MAX 64 /* threads per call, caller included, for kernels with fixed per-worker arrays */
 typedef void (*fp_task_fn)(void *ctx, int64_t chunk, int worker);
 void fp_pool_run(int threads, int64_t nchunks, fp_task_fn fn, void *ctx);
-
-/* Per-worker scratch for a run on `threads` threads: `threads` FP_ALIGN-aligned buffers of `bytes`
- * each, all or none (NULL when out of memory, nothing left allocated). */
-void **fp_scratch_new(int threads, int64_t bytes);
-void fp_scratch_free(void **s, int threads);
 
 /* Chunks for `jobs` independent jobs on `threads` threads: several per thread, so that dynamic
  * claiming evens out uneven jobs and a slow helper; fp_chunk_range gives chunk c's jobs [lo, hi). */

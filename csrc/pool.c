@@ -146,26 +146,6 @@ void fp_pool_run(int threads, int64_t nchunks, fp_task_fn fn, void *ctx) {
 
 #endif
 
-void **fp_scratch_new(int threads, int64_t bytes) {
-    if (threads < 1) threads = 1;
-    void **s = (void **)calloc((size_t)threads, sizeof(void *));
-    if (!s) return NULL;
-    for (int i = 0; i < threads; i++) {
-        s[i] = fp_aligned_alloc(bytes);
-        if (!s[i]) {
-            fp_scratch_free(s, threads);
-            return NULL;
-        }
-    }
-    return s;
-}
-
-void fp_scratch_free(void **s, int threads) {
-    if (!s) return;
-    for (int i = 0; i < (threads < 1 ? 1 : threads); i++) fp_aligned_free(s[i]);
-    free(s);
-}
-
 void fp_chunk_range(int64_t jobs, int64_t nchunks, int64_t chunk, int64_t *lo, int64_t *hi) {
     *lo = jobs * chunk / nchunks;
     *hi = jobs * (chunk + 1) / nchunks;

@@ -198,11 +198,12 @@ typedef struct direct_task {
     const int64_t *toff;
     float *y;
     int64_t wblk;
-    void **strips, **pbufs; /* per worker */
+    int64_t strip_bytes, pbuf_bytes; /* the running thread's fp_scratch slots 0 and 1 (pbuf: 0 if unused) */
+    int failed;
 } direct_task;
 
 static void direct_chunk(void *ctx, int64_t job, int worker) {
-    const direct_task *t = (const direct_task *)ctx;
+    direct_task *t = (direct_task *)ctx;
     const fp_conv_problem *p = t->p;
     const geom G = *t->G;
     const int isa = t->isa;
@@ -210,8 +211,13 @@ static void direct_chunk(void *ctx, int64_t job, int worker) {
     const int64_t *toff = t->toff;
     float *y = t->y;
     const int64_t sw = p->stride_w, Wq = G.Wq, wblk = t->wblk;
-    float *strip = (float *)t->strips[worker];
-    float *pbuf = t->pbufs ? (float *)t->pbufs[worker] : NULL;
+    (void)worker;
+    float *strip = (float *)fp_scratch(0, t->strip_bytes);
+    float *pbuf = t->pbuf_bytes ? (float *)fp_scratch(1, t->pbuf_bytes) : NULL;
+    if (!strip || (t->pbuf_bytes && !pbuf)) {
+        __atomic_store_n(&t->failed, 1, __ATOMIC_RELAXED);
+        return;
+    }
     float tbuf[14 * 4 * FP_DIRECT_CB] __attribute__((aligned(64)));
     int64_t rest = job;
     const int64_t cc = rest % G.cchunks; rest /= G.cchunks;
@@ -322,16 +328,13 @@ static int run(const fp_conv_problem *p, int isa, int f64, const void *xv, const
 
     const int64_t jobs = p->n * p->groups * G.nrb * G.cchunks;
     const int T = fp_threads(p);
-    direct_task t = {p, &G, isa, x, wpk, bpad, toff, y, G.cin_g * G.T * FP_DIRECT_CB, NULL, NULL};
-    t.strips = fp_scratch_new(T, (int64_t)sizeof(float) * G.cin_g * G.cs);
-    if (G.kc < G.cin_g) t.pbufs = fp_scratch_new(T, (int64_t)sizeof(float) * G.R * p->ow * G.nb * FP_DIRECT_CB);
-    const int failed = !t.strips || (G.kc < G.cin_g && !t.pbufs);
-    if (!failed) fp_pool_run(T, jobs, direct_chunk, &t); /* one job per chunk, claimed dynamically */
-    fp_scratch_free(t.strips, T);
-    fp_scratch_free(t.pbufs, T);
+    direct_task t = {p, &G, isa, x, wpk, bpad, toff, y, G.cin_g * G.T * FP_DIRECT_CB,
+                     (int64_t)sizeof(float) * G.cin_g * G.cs,
+                     G.kc < G.cin_g ? (int64_t)sizeof(float) * G.R * p->ow * G.nb * FP_DIRECT_CB : 0, 0};
+    fp_pool_run(T, jobs, direct_chunk, &t); /* one job per chunk, claimed dynamically */
     fp_aligned_free(toff);
     fp_aligned_free(bpad);
-    return failed ? FP_ERR_ALLOC : FP_OK;
+    return t.failed ? FP_ERR_ALLOC : FP_OK;
 }
 
 const fp_algo fp_algo_direct = {"direct", applies, kernel_name, packed_bytes, pack, run};

@@ -19,25 +19,28 @@ typedef struct DW_FN(task) {
     const float *x, *w, *bias;
     float *y;
     int64_t jobs, nchunks;
-    void **acc; /* per worker */
+    int64_t acc_bytes; /* the running thread's accumulator row: fp_scratch slot 0 */
+    int failed;
 } DW_FN(task);
 
 static int DW_FN(launch)(const fp_conv_problem *p, const float *x, const float *w, const float *bias, float *y,
                          int64_t jobs, int64_t acc_floats, fp_task_fn fn) {
     const int T = fp_threads(p);
-    DW_FN(task) t = {p, x, w, bias, y, jobs, fp_chunk_count(jobs, T), NULL};
-    t.acc = fp_scratch_new(T, (int64_t)sizeof(float) * acc_floats);
-    if (!t.acc) return FP_ERR_ALLOC;
+    DW_FN(task) t = {p, x, w, bias, y, jobs, fp_chunk_count(jobs, T), (int64_t)sizeof(float) * acc_floats, 0};
     fp_pool_run(T, t.nchunks, fn, &t);
-    fp_scratch_free(t.acc, T);
-    return FP_OK;
+    return t.failed ? FP_ERR_ALLOC : FP_OK;
 }
 
 static void DW_FN(nchw_chunk)(void *ctx, int64_t chunk, int worker) {
-    const DW_FN(task) *t = (const DW_FN(task) *)ctx;
+    DW_FN(task) *t = (DW_FN(task) *)ctx;
+    (void)worker;
     const fp_conv_problem *p = t->p;
     const float *x = t->x, *w = t->w, *bias = t->bias;
-    float *y = t->y, *acc = (float *)t->acc[worker];
+    float *y = t->y, *acc = (float *)fp_scratch(0, t->acc_bytes);
+    if (!acc) {
+        __atomic_store_n(&t->failed, 1, __ATOMIC_RELAXED);
+        return;
+    }
     const int64_t m = p->cout / p->cin, T = p->kh * p->kw;
     int64_t job_lo, job_hi;
     fp_chunk_range(t->jobs, t->nchunks, chunk, &job_lo, &job_hi);
@@ -80,10 +83,15 @@ static int DW_FN(nchw)(const fp_conv_problem *p, const float *x, const float *w,
 }
 
 static void DW_FN(nhwc_chunk)(void *ctx, int64_t chunk, int worker) {
-    const DW_FN(task) *t = (const DW_FN(task) *)ctx;
+    DW_FN(task) *t = (DW_FN(task) *)ctx;
+    (void)worker;
     const fp_conv_problem *p = t->p;
     const float *x = t->x, *w = t->w, *bias = t->bias;
-    float *y = t->y, *acc = (float *)t->acc[worker];
+    float *y = t->y, *acc = (float *)fp_scratch(0, t->acc_bytes);
+    if (!acc) {
+        __atomic_store_n(&t->failed, 1, __ATOMIC_RELAXED);
+        return;
+    }
     const int64_t m = p->cout / p->cin, C = p->cout, cpad = fp_dw_cpad(p);
     int64_t job_lo, job_hi;
     fp_chunk_range(t->jobs, t->nchunks, chunk, &job_lo, &job_hi);

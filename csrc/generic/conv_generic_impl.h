@@ -23,25 +23,28 @@ typedef struct FN(generic_task) {
     const T *x, *w, *bias;
     T *y;
     int64_t jobs, nchunks;
-    void **acc; /* per worker */
+    int64_t acc_bytes; /* the running thread's accumulator row: fp_scratch slot 0 */
+    int failed;
 } FN(generic_task);
 
 static int FN(generic_launch)(const fp_conv_problem *p, const T *x, const T *w, const T *bias, T *y, int64_t jobs,
                               int64_t acc_elems, fp_task_fn fn) {
     const int threads = fp_threads(p);
-    FN(generic_task) t = {p, x, w, bias, y, jobs, fp_chunk_count(jobs, threads), NULL};
-    t.acc = fp_scratch_new(threads, (int64_t)sizeof(T) * acc_elems);
-    if (!t.acc) return FP_ERR_ALLOC;
+    FN(generic_task) t = {p, x, w, bias, y, jobs, fp_chunk_count(jobs, threads), (int64_t)sizeof(T) * acc_elems, 0};
     fp_pool_run(threads, t.nchunks, fn, &t);
-    fp_scratch_free(t.acc, threads);
-    return FP_OK;
+    return t.failed ? FP_ERR_ALLOC : FP_OK;
 }
 
 static void FN(generic_nchw_chunk)(void *ctx, int64_t chunk, int worker) {
-    const FN(generic_task) *t = (const FN(generic_task) *)ctx;
+    FN(generic_task) *t = (FN(generic_task) *)ctx;
+    (void)worker;
     const fp_conv_problem *p = t->p;
     const T *x = t->x, *wt = t->w, *bias = t->bias;
-    T *y = t->y, *acc = (T *)t->acc[worker];
+    T *y = t->y, *acc = (T *)fp_scratch(0, t->acc_bytes);
+    if (!acc) {
+        __atomic_store_n(&t->failed, 1, __ATOMIC_RELAXED);
+        return;
+    }
     const int64_t cin_g = p->cin / p->groups, cout_g = p->cout / p->groups;
     int64_t job_lo, job_hi;
     fp_chunk_range(t->jobs, t->nchunks, chunk, &job_lo, &job_hi);
@@ -87,10 +90,15 @@ static int FN(generic_nchw)(const fp_conv_problem *p, const T *x, const T *wt, c
 /* NHWC weights are packed as (groups, kh, kw, cin_g, cout_g) so the innermost loop runs over
  * contiguous output channels. */
 static void FN(generic_nhwc_chunk)(void *ctx, int64_t chunk, int worker) {
-    const FN(generic_task) *t = (const FN(generic_task) *)ctx;
+    FN(generic_task) *t = (FN(generic_task) *)ctx;
+    (void)worker;
     const fp_conv_problem *p = t->p;
     const T *x = t->x, *wp = t->w, *bias = t->bias;
-    T *y = t->y, *acc = (T *)t->acc[worker];
+    T *y = t->y, *acc = (T *)fp_scratch(0, t->acc_bytes);
+    if (!acc) {
+        __atomic_store_n(&t->failed, 1, __ATOMIC_RELAXED);
+        return;
+    }
     const int64_t cin_g = p->cin / p->groups, cout_g = p->cout / p->groups;
     int64_t job_lo, job_hi;
     fp_chunk_range(t->jobs, t->nchunks, chunk, &job_lo, &job_hi);
