@@ -1,8 +1,9 @@
 """Do subnormal (denormal) inputs slow a kernel down?  Time each backend on normal and on subnormal
 data of the same shape, alternating, and print the median ratio subnormal / normal.
 
-The C kernels run with flush-to-zero + denormals-are-zero (csrc/fpenv.c), so their ratio should
-stay near 1 (the target is < 1.5); Numba and NumPy do not flush and are shown for comparison.
+The C and Numba kernels run with flush-to-zero + denormals-are-zero (csrc/fpenv.c,
+fastpoint/backends/numba_kernels/fpenv.py), so their ratio should stay near 1 (the target is < 1.5);
+NumPy does not flush and is shown for comparison.
 
     flock /tmp/fp-bench.lock python bench/denormals.py [--threads N] [--backends c,numba,numpy]
 """

@@ -4,8 +4,9 @@
   included (0 * NaN is NaN: no kernel may skip a zero weight) - with or without ReLU
   (ReLU(NaN) = NaN, as in PyTorch).
 * +Inf with positive weights gives +Inf over the window; ReLU(-Inf) = 0.
-* The C kernels read subnormal inputs as zero and write subnormal results as zero (FTZ/DAZ, see
-  docs/guarantees.md), on every thread of the call, and put the caller's floating-point mode back.
+* The C and Numba kernels read subnormal inputs as zero and write subnormal results as zero
+  (FTZ/DAZ, see docs/guarantees.md), on every thread of the call, and put the caller's (and, for
+  Numba, each worker thread's) floating-point mode back.
 """
 from __future__ import annotations
 
@@ -144,3 +145,71 @@ def test_callers_floating_point_mode_is_restored():
     # NumPy in this thread still produces (and reads) subnormals: the C call left FTZ/DAZ off
     assert np.float32(sub) / np.float32(4) != 0
     assert np.float32(sub / 4) * np.float32(2) != 0
+
+
+numba_only = pytest.mark.skipif("numba" not in fp.backends(), reason="numba not installed")
+
+
+@numba_only
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_numba_kernels_flush_subnormals_on_every_thread(layout, dtype, threads):
+    import platform
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        pytest.skip("the Numba kernels flush on x86-64 only")
+    tiny = np.finfo(dtype).smallest_normal
+    before = fp.get_num_threads()
+    fp.set_num_threads(threads)
+    try:
+        for xs, ws, kw in [((4, 8, 9, 9), (16, 8, 3, 3), dict(padding=1)),
+                           ((4, 16, 9, 9), (16, 1, 3, 3), dict(padding=1, groups=16)),
+                           ((4, 16, 9, 9), (32, 16, 1, 1), {})]:
+            x = np.full(xs, tiny / 4, dtype)  # subnormal inputs: read as 0
+            w = np.ones(ws, dtype)
+            y = fp.conv2d(_to_layout(x, layout), w, layout=layout, backend="numba", **kw)
+            assert (y == 0).all(), f"{int((y != 0).sum())} outputs not flushed ({xs}, {ws}, {kw})"
+            x = np.full(xs, tiny * 2, dtype)  # normal inputs, products below the normal range: written as 0
+            w = np.full(ws, 1 / 64, dtype)
+            y = fp.conv2d(_to_layout(x, layout), w, layout=layout, backend="numba", **kw)
+            assert ((y == 0) | (np.abs(y) >= tiny)).all(), "a subnormal result was written"
+        # the caller's thread runs prange iterations too: its mode is put back
+        sub = np.finfo(np.float32).smallest_normal
+        assert np.float32(sub) / np.float32(4) != 0
+        assert np.float32(sub / 4) * np.float32(2) != 0
+    finally:
+        fp.set_num_threads(before)
+
+
+@numba_only
+def test_numba_flush_is_per_iteration_and_restored_on_every_thread():
+    import platform
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        pytest.skip("MXCSR exists on x86-64 only")
+    import numba
+    from numba import njit, prange
+
+    from fastpoint.backends.numba_kernels.fpenv import FTZ_DAZ, flush_enter, flush_leave, mxcsr
+
+    @njit(parallel=True)
+    def modes(n):
+        inside = np.zeros(n, np.int64)
+        after = np.zeros(n, np.int64)
+        tid = np.zeros(n, np.int64)
+        for i in prange(n):  # the pattern of every kernel's prange body
+            old = flush_enter()
+            inside[i] = mxcsr()
+            flush_leave(old)
+            after[i] = mxcsr()
+            tid[i] = numba.get_thread_id()
+        return inside, after, tid
+
+    before = numba.get_num_threads()
+    numba.set_num_threads(2)
+    try:
+        inside, after, tid = modes(2)
+    finally:
+        numba.set_num_threads(before)
+    assert (inside & FTZ_DAZ == FTZ_DAZ).all()
+    assert (after & FTZ_DAZ == 0).all(), "a thread kept FTZ/DAZ after its iteration"
+    assert len(set(tid.tolist())) == 2, "the worker thread ran no iteration"

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .fpenv import flush_enter, flush_leave
 from .simd import fetch_add, lanes, vbroadcast, vfma, vload, vload_m, vmask, vsplat, vstore
 from .store import finish, store_positions_at
 
@@ -136,6 +137,7 @@ def conv_nchw(xp, plane, koff, wq, qtotal, wp, bp, y, n_, cin, cout, groups, oh,
     ntasks = n_ * groups * co_blocks * q_blocks
     counter = np.zeros(1, np.int64)
     for _ in prange(workers):  # each worker takes the next task until none is left (see fetch_add)
+        mxcsr_old = flush_enter()  # this thread's FP mode, put back below (see fpenv)
         acc = np.empty(co_block * MR * nr, xp.dtype)
         bpanel = np.empty((q_block * ksteps if ksteps <= kc else kc) * nr, xp.dtype)
         task = fetch_add(counter, 0, 1)
@@ -201,3 +203,4 @@ def conv_nchw(xp, plane, koff, wq, qtotal, wp, bp, y, n_, cin, cout, groups, oh,
                             v1 = finish(vload(acc, a + nl), relu)
                             store_positions_at(y, ybase + i * step, v1, q0 + nl, oy1, ox1, wq, ow, qtotal)
             task = fetch_add(counter, 0, 1)
+        flush_leave(mxcsr_old)

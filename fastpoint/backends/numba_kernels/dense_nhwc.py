@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .fpenv import flush_enter, flush_leave
 from .simd import fetch_add, lanes, vbroadcast, vfma, vload, vstore_lanes
 from .store import finish
 
@@ -100,6 +101,7 @@ def conv_nhwc(xp, plane, tapoff, wq, qtotal, wp, bp, y, n_, cin, cout, groups, o
     ntasks = n_ * groups * co_blocks * q_blocks
     counter = np.zeros(1, np.int64)
     for _ in prange(workers):  # each worker takes the next task until none is left (see fetch_add)
+        mxcsr_old = flush_enter()  # this thread's FP mode, put back below (see fpenv)
         task = fetch_add(counter, 0, 1)
         while task < ntasks:
             qb = task % q_blocks
@@ -140,3 +142,4 @@ def conv_nhwc(xp, plane, tapoff, wq, qtotal, wp, bp, y, n_, cin, cout, groups, o
                     _store_pixel(y, p4, c40, c41, n0, n1, yb, relu)
                     _store_pixel(y, p5, c50, c51, n0, n1, yb, relu)
             task = fetch_add(counter, 0, 1)
+        flush_leave(mxcsr_old)

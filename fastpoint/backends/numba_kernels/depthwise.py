@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .fpenv import flush_enter, flush_leave
 from .prepare import fill_plane
 from .simd import fetch_add, lanes, vbroadcast, vfma, vload, vload_m, vmask, vsplat, vstore_lanes
 from .store import finish, store_positions
@@ -57,6 +58,7 @@ def dw_nchw(x, h, w, py, px, hq1, wq, sh, sw, pt, pl, tapoff, wp, bias, y, nc, c
     pb = max(1, min(16, nc // (8 * workers)))
     counter = np.zeros(1, np.int64)
     for _ in prange(workers):  # each worker takes the next task until none is left (see fetch_add)
+        mxcsr_old = flush_enter()  # this thread's FP mode, put back below (see fpenv)
         xp = np.empty(plane, x.dtype)
         start = fetch_add(counter, 0, pb)
         while start < nc:
@@ -88,6 +90,7 @@ def dw_nchw(x, h, w, py, px, hq1, wq, sh, sw, pt, pl, tapoff, wp, bias, y, nc, c
                         store_positions(y, ybase, finish(a2, relu), q0 + 2 * nl, wq, ow, qtotal)
                         store_positions(y, ybase, finish(a3, relu), q0 + 3 * nl, wq, ow, qtotal)
             start = fetch_add(counter, 0, pb)
+        flush_leave(mxcsr_old)
 
 
 @njit(cache=True, inline="always")
@@ -112,6 +115,7 @@ def dw_nhwc(xp, plane, tapoff, wq, qtotal, wp, bias, y, n_, c_, oh, ow, relu, q_
     ntasks = n_ * q_blocks
     counter = np.zeros(1, np.int64)
     for _ in prange(workers):  # each worker takes the next task until none is left (see fetch_add)
+        mxcsr_old = flush_enter()  # this thread's FP mode, put back below (see fpenv)
         task = fetch_add(counter, 0, 1)
         while task < ntasks:
             qb = task % q_blocks
@@ -141,3 +145,4 @@ def dw_nhwc(xp, plane, tapoff, wq, qtotal, wp, bias, y, n_, c_, oh, ow, relu, q_
                     _store_pixel(y, q0 + 2, a2, n, ybase + cv, wq, ow, qtotal, c_, relu)
                     _store_pixel(y, q0 + 3, a3, n, ybase + cv, wq, ow, qtotal, c_, relu)
             task = fetch_add(counter, 0, 1)
+        flush_leave(mxcsr_old)
