@@ -48,3 +48,31 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+#: the C backend's ISA paths, by the names FASTPOINT_ISA takes
+C_ISAS = {"scalar": 0, "avx2": 1, "avx512": 2}
+
+
+@pytest.fixture(params=list(C_ISAS))
+def isa(request):
+    """Force each C ISA path in turn, in-process (conv2d packs afresh on every call)."""
+    from fastpoint.backends import c as cback
+
+    lib = cback.lib
+    if lib is None:
+        pytest.skip("C extension not built")
+    if C_ISAS[request.param] > lib.fp_isa_supported():
+        pytest.skip(f"CPU lacks {request.param}")
+    before = lib.fp_isa()
+    lib.fp_set_isa(C_ISAS[request.param])
+    yield request.param
+    lib.fp_set_isa(before)
+
+
+def assert_c_equals_reference(x, w, b=None, layout="NCHW", **kw):
+    """The C backend, writing into a NaN-filled out= (every output must be written), equals the reference."""
+    expected = fp.conv2d(x, w, b, backend="numpy", layout=layout, **kw)
+    out = np.full_like(expected, np.nan)
+    got = fp.conv2d(x, w, b, backend="c", layout=layout, out=out, **kw)
+    np.testing.assert_array_equal(got, expected)

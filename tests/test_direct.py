@@ -14,29 +14,12 @@ import pytest
 import fastpoint as fp
 from fastpoint.backends import c as cback
 
-from .conftest import int_array
+from .conftest import C_ISAS as ISAS
+from .conftest import assert_c_equals_reference, int_array
 
 pytestmark = pytest.mark.skipif(cback.lib is None, reason="C extension not built")
 
-ISAS = {"scalar": 0, "avx2": 1, "avx512": 2}
-
-
-@pytest.fixture(params=list(ISAS))
-def isa(request):
-    lib = cback.lib
-    if ISAS[request.param] > lib.fp_isa_supported():
-        pytest.skip(f"CPU lacks {request.param}")
-    before = lib.fp_isa()
-    lib.fp_set_isa(ISAS[request.param])
-    yield request.param
-    lib.fp_set_isa(before)
-
-
-def check(x, w, b=None, layout="NCHW", **kw):
-    expected = fp.conv2d(x, w, b, backend="numpy", layout=layout, **kw)
-    out = np.full_like(expected, np.nan)  # the kernel must write every output
-    got = fp.conv2d(x, w, b, backend="c", layout=layout, out=out, **kw)
-    np.testing.assert_array_equal(got, expected)
+check = assert_c_equals_reference
 
 
 def kernel_name(cin, cout, k, layout="NCHW", groups=1, padding=0, h=8, w=8):
