@@ -44,6 +44,14 @@ extern const fp_algo fp_algo_generic;
  * same slot again. */
 void *fp_scratch(int slot, int64_t bytes);
 
+/* fp_scratch for a pool chunk: on failure, raise the call's shared `failed` flag (read after
+ * fp_pool_run returns, to answer FP_ERR_ALLOC) and give NULL, so the chunk just returns. */
+static inline void *fp_scratch_or_fail(int slot, int64_t bytes, int *failed) {
+    void *buf = fp_scratch(slot, bytes);
+    if (!buf) __atomic_store_n(failed, 1, __ATOMIC_RELAXED);
+    return buf;
+}
+
 /* Memory aligned to FP_ALIGN bytes; NULL on failure. */
 void *fp_aligned_alloc(int64_t bytes);
 void fp_aligned_free(void *ptr);

@@ -212,12 +212,9 @@ static void direct_chunk(void *ctx, int64_t job, int worker) {
     float *y = t->y;
     const int64_t sw = p->stride_w, Wq = G.Wq, wblk = t->wblk;
     (void)worker;
-    float *strip = (float *)fp_scratch(0, t->strip_bytes);
-    float *pbuf = t->pbuf_bytes ? (float *)fp_scratch(1, t->pbuf_bytes) : NULL;
-    if (!strip || (t->pbuf_bytes && !pbuf)) {
-        __atomic_store_n(&t->failed, 1, __ATOMIC_RELAXED);
-        return;
-    }
+    float *strip = (float *)fp_scratch_or_fail(0, t->strip_bytes, &t->failed);
+    float *pbuf = t->pbuf_bytes ? (float *)fp_scratch_or_fail(1, t->pbuf_bytes, &t->failed) : NULL;
+    if (!strip || (t->pbuf_bytes && !pbuf)) return;
     float tbuf[14 * 4 * FP_DIRECT_CB] __attribute__((aligned(64)));
     int64_t rest = job;
     const int64_t cc = rest % G.cchunks; rest /= G.cchunks;

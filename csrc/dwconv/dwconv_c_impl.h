@@ -36,11 +36,8 @@ static void DW_FN(nchw_chunk)(void *ctx, int64_t chunk, int worker) {
     (void)worker;
     const fp_conv_problem *p = t->p;
     const float *x = t->x, *w = t->w, *bias = t->bias;
-    float *y = t->y, *acc = (float *)fp_scratch(0, t->acc_bytes);
-    if (!acc) {
-        __atomic_store_n(&t->failed, 1, __ATOMIC_RELAXED);
-        return;
-    }
+    float *y = t->y, *acc = (float *)fp_scratch_or_fail(0, t->acc_bytes, &t->failed);
+    if (!acc) return;
     const int64_t m = p->cout / p->cin, T = p->kh * p->kw;
     int64_t job_lo, job_hi;
     fp_chunk_range(t->jobs, t->nchunks, chunk, &job_lo, &job_hi);
@@ -87,11 +84,8 @@ static void DW_FN(nhwc_chunk)(void *ctx, int64_t chunk, int worker) {
     (void)worker;
     const fp_conv_problem *p = t->p;
     const float *x = t->x, *w = t->w, *bias = t->bias;
-    float *y = t->y, *acc = (float *)fp_scratch(0, t->acc_bytes);
-    if (!acc) {
-        __atomic_store_n(&t->failed, 1, __ATOMIC_RELAXED);
-        return;
-    }
+    float *y = t->y, *acc = (float *)fp_scratch_or_fail(0, t->acc_bytes, &t->failed);
+    if (!acc) return;
     const int64_t m = p->cout / p->cin, C = p->cout, cpad = fp_dw_cpad(p);
     int64_t job_lo, job_hi;
     fp_chunk_range(t->jobs, t->nchunks, chunk, &job_lo, &job_hi);

@@ -223,8 +223,8 @@ static void nchw_t_chunk(void *ctx, int64_t c, int worker) {
     const fp_sgemm_ukr *uk = t->uk;
     const int64_t M = p->cout, K = p->cin, N = p->oh * p->ow;
     (void)worker;
-    float *buf = (float *)fp_scratch(0, (int64_t)sizeof(float) * K * uk->mr);
-    if (!buf) { t->failed = 1; return; }
+    float *buf = (float *)fp_scratch_or_fail(0, (int64_t)sizeof(float) * K * uk->mr, &t->failed);
+    if (!buf) return;
     range pix = {0, N}, cols = {0, M};
     if (t->by_pixels) pix = part(t->pix_tiles, c, t->nch, uk->mr, N);
     else cols = part(t->ch_tiles, c, t->nch, uk->nr, M);
@@ -252,9 +252,9 @@ static void nchw_chunk(void *ctx, int64_t c, int worker) {
     const fp_sgemm_ukr *uk = t->uk;
     const int64_t M = p->cout, K = p->cin, N = p->oh * p->ow, HW = p->h * p->w, col_tiles = FP_CEIL_DIV(N, uk->nr);
     (void)worker;
-    float *buf = (float *)fp_scratch(0, (int64_t)sizeof(float) * t->bs.kc * t->bs.nc);
-    int64_t *off = (int64_t *)fp_scratch(1, (int64_t)sizeof(int64_t) * t->bs.nc);
-    if (!buf || !off) { t->failed = 1; return; }
+    float *buf = (float *)fp_scratch_or_fail(0, (int64_t)sizeof(float) * t->bs.kc * t->bs.nc, &t->failed);
+    int64_t *off = (int64_t *)fp_scratch_or_fail(1, (int64_t)sizeof(int64_t) * t->bs.nc, &t->failed);
+    if (!buf || !off) return;
     if (t->by_pixels) {
         /* Tiles of all images in one sequence, so batch and pixels share the split. */
         const range tr = part(t->pix_tiles, c, t->nch, 1, t->pix_tiles);

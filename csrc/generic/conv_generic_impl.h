@@ -40,11 +40,8 @@ static void FN(generic_nchw_chunk)(void *ctx, int64_t chunk, int worker) {
     (void)worker;
     const fp_conv_problem *p = t->p;
     const T *x = t->x, *wt = t->w, *bias = t->bias;
-    T *y = t->y, *acc = (T *)fp_scratch(0, t->acc_bytes);
-    if (!acc) {
-        __atomic_store_n(&t->failed, 1, __ATOMIC_RELAXED);
-        return;
-    }
+    T *y = t->y, *acc = (T *)fp_scratch_or_fail(0, t->acc_bytes, &t->failed);
+    if (!acc) return;
     const int64_t cin_g = p->cin / p->groups, cout_g = p->cout / p->groups;
     int64_t job_lo, job_hi;
     fp_chunk_range(t->jobs, t->nchunks, chunk, &job_lo, &job_hi);
@@ -94,11 +91,8 @@ static void FN(generic_nhwc_chunk)(void *ctx, int64_t chunk, int worker) {
     (void)worker;
     const fp_conv_problem *p = t->p;
     const T *x = t->x, *wp = t->w, *bias = t->bias;
-    T *y = t->y, *acc = (T *)fp_scratch(0, t->acc_bytes);
-    if (!acc) {
-        __atomic_store_n(&t->failed, 1, __ATOMIC_RELAXED);
-        return;
-    }
+    T *y = t->y, *acc = (T *)fp_scratch_or_fail(0, t->acc_bytes, &t->failed);
+    if (!acc) return;
     const int64_t cin_g = p->cin / p->groups, cout_g = p->cout / p->groups;
     int64_t job_lo, job_hi;
     fp_chunk_range(t->jobs, t->nchunks, chunk, &job_lo, &job_hi);
