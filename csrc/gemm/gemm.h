@@ -34,7 +34,7 @@ typedef struct fp_ukr_args {
     int relu;                    /* last k block with ReLU fused */
     /* Only for kernels with `extended` set: */
     float *bcopy;                /* also copy B into this kc x NR panel */
-    int prefetch_next;           /* B rows are long (unpacked input): prefetch the next NR columns */
+    int prefetch_next;           /* B rows are long (unpacked input): prefetch the columns 2 NR ahead */
     int64_t lda;                 /* packed-A mode: floats between successive k (0 means MR) */
     int c_trans;                 /* C(i, j) lives at c[j * ldc + i] (NCHW output of the transposed form) */
     int64_t a_panel;             /* tall kernel: floats between successive MR-row panels of packed A */

@@ -125,16 +125,16 @@ static inline __attribute__((always_inline)) void body(const fp_ukr_args *u, con
             }
             if (COPY && docopy) {
                 /* First row tile of a column tile: read the input rows in place, keep a packed copy
-                 * for the other row tiles, and fetch the next column tile's lines into L2 meanwhile. */
+                 * for the other row tiles, and fetch a later column tile's lines into L2 meanwhile. */
                 _mm512_mask_storeu_ps(bc, m0, b0);
                 if (NV > 1) _mm512_mask_storeu_ps(bc + 16, m1, b1);
                 if (NV > 2) _mm512_mask_storeu_ps(bc + 32, mlast, b2);
                 bc += NR;
             }
-            if (COPY == 1 && pf) {
-                _mm_prefetch((const char *)(b + NR), _MM_HINT_T1);
-                _mm_prefetch((const char *)(b + NR + 16), _MM_HINT_T1);
-                _mm_prefetch((const char *)(b + NR + 32), _MM_HINT_T1);
+            if (COPY == 1 && pf) { /* two column tiles ahead: one tile's time was too short to hide DRAM latency */
+                _mm_prefetch((const char *)(b + 2 * NR), _MM_HINT_T1);
+                _mm_prefetch((const char *)(b + 2 * NR + 16), _MM_HINT_T1);
+                _mm_prefetch((const char *)(b + 2 * NR + 32), _MM_HINT_T1);
             }
             _mm_prefetch((const char *)(a + 16 * lda), _MM_HINT_T0);
             if (TRANS && pfl) _mm_prefetch((const char *)(pfl + 16 * k), _MM_HINT_T1);
