@@ -1,3 +1,4 @@
+import contextlib
 import os
 
 import numpy as np
@@ -54,20 +55,38 @@ def pytest_collection_modifyitems(config, items):
 C_ISAS = {"scalar": 0, "avx2": 1, "avx512": 2}
 
 
-@pytest.fixture(params=list(C_ISAS))
-def isa(request):
-    """Force each C ISA path in turn, in-process (conv2d packs afresh on every call)."""
+@contextlib.contextmanager
+def forced_isa(level: int):
+    """Run the C backend's ``level`` path (0 scalar, 1 avx2, 2 avx512) in-process, then put back the ISA
+    it had; skips the test where the extension is missing or the CPU lacks the ISA.  Packings record
+    their ISA, so weights must be packed afresh inside (fp.conv2d and fresh fp.Conv2d layers do)."""
     from fastpoint.backends import c as cback
 
     lib = cback.lib
     if lib is None:
         pytest.skip("C extension not built")
-    if C_ISAS[request.param] > lib.fp_isa_supported():
-        pytest.skip(f"CPU lacks {request.param}")
-    before = lib.fp_isa()
-    lib.fp_set_isa(C_ISAS[request.param])
-    yield request.param
-    lib.fp_set_isa(before)
+    if level > lib.fp_isa_supported():
+        pytest.skip(f"CPU lacks ISA level {level}")
+    before = int(lib.fp_isa())
+    assert int(lib.fp_set_isa(level)) == level
+    try:
+        yield level
+    finally:
+        lib.fp_set_isa(before)
+
+
+@pytest.fixture(params=list(C_ISAS))
+def isa(request):
+    """Force each C ISA path in turn, by name (conv2d packs afresh on every call)."""
+    with forced_isa(C_ISAS[request.param]):
+        yield request.param
+
+
+@pytest.fixture(params=list(C_ISAS.values()), ids=list(C_ISAS))
+def isa_level(request):
+    """Force each C ISA path in turn, by its integer level (what lib.fp_isa() returns)."""
+    with forced_isa(request.param):
+        yield request.param
 
 
 def assert_c_equals_reference(x, w, b=None, layout="NCHW", **kw):

@@ -28,15 +28,12 @@ else:
 # MR pixels x NR output channels.
 TILES = {0: (4, 16), 1: (6, 16), 2: (8, 48)}
 NAMES = {0: "scalar_4x16", 1: "avx2_6x16", 2: "avx512_8x48"}
-ISAS = [i for i in (0, 1, 2) if i <= SUPPORTED]
 
 
-@pytest.fixture(params=ISAS, ids=[NAMES[i] for i in ISAS])
-def isa(request):
-    before = int(lib.fp_isa())
-    lib.fp_set_isa(request.param)
-    yield request.param
-    lib.fp_set_isa(before)
+@pytest.fixture
+def isa(isa_level):
+    """The shared ISA-forcing fixture (conftest), by integer level, under the name these tests use."""
+    return isa_level
 
 
 def check(isa, n, cin, cout, h, w, stride=1, layout="NCHW", relu=False, bias=True, seed=0, nan_out=True):

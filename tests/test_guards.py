@@ -131,14 +131,11 @@ def _run_guarded(prob, dtype, threads: int, relu: bool, with_bias: bool, seed: i
 
 
 @pytest.fixture
-def isa(request):
-    before = int(lib.fp_isa())
-    assert int(lib.fp_set_isa(request.param)) == request.param
-    yield request.param
-    lib.fp_set_isa(before)
+def isa(isa_level):
+    """The shared ISA-forcing fixture (conftest), by integer level."""
+    return isa_level
 
 
-@pytest.mark.parametrize("isa", ISAS, ids=[ISA_NAMES[i] for i in ISAS], indirect=True)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_kernels_stay_inside_their_arrays(isa, dtype):
     for i, prob in enumerate(PROBLEMS):
@@ -147,7 +144,6 @@ def test_kernels_stay_inside_their_arrays(isa, dtype):
         _run_guarded(prob, dtype, threads, relu, with_bias, seed=i)
 
 
-@pytest.mark.parametrize("isa", ISAS, ids=[ISA_NAMES[i] for i in ISAS], indirect=True)
 def test_packed_weights_from_another_isa_are_refused(isa):
     prob = (1, 8, 5, 5, 8, 3, 3, 1, 1, 1, 1, "NCHW")
     weight = np.ones((8, 8, 3, 3), np.float32)
