@@ -141,8 +141,12 @@ static int use_transposed(const fp_conv_problem *p, const fp_sgemm_ukr *uk) {
 static void nchw_t_block(const fp_conv_problem *p, const fp_sgemm_ukr *uk, int64_t kcb, const float *xn,
                          const float *wt, const float *bias, float *yn, range pix, range cols, float *tail) {
     const int64_t K = p->cin, N = p->oh * p->ow, MR = uk->mr, NR = uk->nr;
-    const int64_t full_end = pix.lo + (pix.hi - pix.lo) / MR * MR;
-    if (full_end < pix.hi) { /* last, partial pixel tile: packed with zero rows so nothing past X is read */
+    /* The last, partial pixel tile is read in place when the kernel has an instance computing exactly
+     * its rows (1, 2 or 4: 7x7 = 6 x 8 + 1, 14x14 = 24 x 8 + 4), else packed once with zero rows so that
+     * nothing past X is read.  (Packing it cost each chunk of a threaded call K strided reads.) */
+    const int64_t rem = (pix.hi - pix.lo) % MR;
+    const int64_t full_end = rem == 1 || rem == 2 || rem == 4 ? pix.hi : pix.hi - rem;
+    if (full_end < pix.hi) {
         for (int64_t k = 0; k < K; k++)
             for (int64_t i = 0; i < MR; i++) tail[k * MR + i] = full_end + i < pix.hi ? xn[k * N + full_end + i] : 0.0f;
     }
