@@ -307,6 +307,9 @@ static void nhwc_block(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const f
     u.ldb = NR;
     u.bias_per_col = 1;
     u.arows = arows;
+    /* An output larger than L2, written in one k block: stream it past the caches (as NCHW does;
+     * 16->96@112 writes 4.8 MB).  Full 48-column tiles of 64-byte aligned rows only (store_row). */
+    u.stream = uk->extended && K <= bs->kc && (int64_t)sizeof(float) * p->n * p->oh * p->ow * N > fp_cache_size(2);
     for (int64_t jc = cols.lo; jc < cols.hi; jc += bs->nc) {
         const int64_t jn = FP_MIN(bs->nc, cols.hi - jc);
         for (int64_t pc = 0; pc < K; pc += bs->kc) {
@@ -342,6 +345,7 @@ static void nhwc_chunk(void *ctx, int64_t c, int worker) {
     if (t->by_pixels) rows = part(t->pix_tiles, c, t->nch, uk->mr, R);
     else cols = part(t->ch_tiles, c, t->nch, uk->nr, N);
     if (rows.lo < rows.hi && cols.lo < cols.hi) nhwc_block(p, uk, &t->bs, t->x, t->packed, t->bias, t->y, rows, cols);
+    fp_gemm_fence(); /* non-temporal stores of this thread are ordered before the call returns */
 }
 
 int fp_gemm_run_nhwc(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const float *x, const float *packed,
