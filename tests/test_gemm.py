@@ -195,6 +195,54 @@ def test_large_output_streamed(isa, offset):
     assert np.array_equal(got, expected)
 
 
+@pytest.mark.parametrize("offset", [0, 1])
+@pytest.mark.parametrize("cout", [96, 70])  # 70: a 22-column tail tile (masked, never streamed)
+def test_large_nhwc_output_streamed(isa, offset, cout):
+    """NHWC outputs over L2 are streamed too (full, aligned 48-column tiles), with NaN in the output."""
+    rng = np.random.default_rng(4)
+    x = rng.integers(-3, 4, size=(1, 112, 112, 16)).astype(np.float32)
+    wt = rng.integers(-2, 3, size=(cout, 16, 1, 1)).astype(np.float32)
+    b = rng.integers(-5, 6, size=cout).astype(np.float32)
+    expected = fp.conv2d(x, wt, b, activation="relu", layout="NHWC", backend="numpy")
+    raw = np.full(expected.size + 16 + offset, np.nan, np.float32)
+    start = (-raw.ctypes.data // 4) % 16 + offset
+    out = raw[start:start + expected.size].reshape(expected.shape)
+    got = fp.Conv2d(wt, b, activation="relu", layout="NHWC", backend="c")(x, out=out)
+    assert np.array_equal(got, expected)
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("n", [0, 1, 3, 8])
+def test_batch_path(isa, layout, threads, n):
+    """Batches (tiles of all images in one sequence for the thread split; the input prefetched two
+    column tiles ahead) with pixel counts that are not multiples of NR (7x9 = 63, 13x11 = 143), a
+    small map (7x7: transposed form on AVX-512) and a stride."""
+    before = fp.get_num_threads()
+    fp.set_num_threads(threads)
+    try:
+        check(isa, n, 24, 20, 7, 9, layout=layout, relu=True)
+        check(isa, n, 40, 37, 13, 11, layout=layout)
+        check(isa, n, 33, 64, 7, 7, layout=layout, relu=True)
+        check(isa, n, 16, 19, 9, 10, stride=2, layout=layout)
+    finally:
+        fp.set_num_threads(before)
+
+
+@pytest.mark.parametrize("hw", [(7, 7), (14, 14), (2, 5), (1, 3), (5, 5), (1, 5), (2, 3), (3, 5)])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_small_map_last_pixel_tile(isa, hw, threads):
+    """The transposed form's last pixel tile of 1..7 pixels: read in place (1, 2, 4 pixels, the exact
+    kernel instance) or packed (3, 5, 6, 7), split by channels over threads; never past X's end."""
+    before = fp.get_num_threads()
+    fp.set_num_threads(threads)
+    try:
+        check(isa, 2, 37, 100, *hw, relu=True)
+        check(isa, 1, 300, 48, *hw, bias=False)
+    finally:
+        fp.set_num_threads(before)
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
 def test_pool_survives_fork():
     """A forked child (multiprocessing's default on Linux) runs multi-threaded calls without the
