@@ -1,5 +1,5 @@
-/* The blocked loops (BLIS order: jc (NC) > pc (KC) > ic (MC) > jr (NR) > ir (MR) > micro-kernel) and the
- * split of the work between threads.
+/* The blocked loops (BLIS order: jc (NC) > pc (KC) > ic (MC) > jr (NR) > ir (MR) > micro-kernel; NHWC swaps
+ * jr and ir) and the split of the work between threads.
  *
  * The work is cut along whichever GEMM dimension has enough micro-tiles for all threads (pixels when
  * there are many, output channels otherwise, e.g. 7x7 maps) into a few contiguous chunks per thread,
@@ -319,13 +319,17 @@ static void nhwc_block(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const f
             u.relu = p->relu && pc + kc >= K;
             for (int64_t ic = rows.lo; ic < rows.hi; ic += bs->mc) {
                 const int64_t ie = FP_MIN(ic + bs->mc, rows.hi);
-                for (int64_t jr = jc; jr < jc + jn; jr += NR) {
-                    u.nr = FP_MIN(NR, jc + jn - jr);
-                    u.b = packed + jr * K + pc * NR; /* panel jr/NR starts jr*K floats in */
-                    u.bias = bias ? bias + jr : NULL;
-                    for (int64_t ir = ic; ir < ie; ir += MR) {
-                        u.mr = FP_MIN(MR, ie - ir);
-                        fp_gemm_rows_nhwc(p, x, ir, u.mr, (int)MR, pc, arows);
+                /* Pixel tiles outside, weight panels inside: the tile's 8 input rows stay in L1 while
+                 * the kc x nc weight block (L2) streams past them, and each output row is written in
+                 * one sweep.  Against the BLIS order (panels outside), vs XNNPACK at 1 thread: 64->256@56
+                 * 0.82x -> 0.95x, 16->96@112 0.77x -> 0.86x, 256->64@56 0.96x -> 1.05x. */
+                for (int64_t ir = ic; ir < ie; ir += MR) {
+                    u.mr = FP_MIN(MR, ie - ir);
+                    fp_gemm_rows_nhwc(p, x, ir, u.mr, (int)MR, pc, arows);
+                    for (int64_t jr = jc; jr < jc + jn; jr += NR) {
+                        u.nr = FP_MIN(NR, jc + jn - jr);
+                        u.b = packed + jr * K + pc * NR; /* panel jr/NR starts jr*K floats in */
+                        u.bias = bias ? bias + jr : NULL;
                         u.c = y + ir * N + jr;
                         uk->run(&u);
                     }
