@@ -2,8 +2,8 @@
  * Per k: 3 vector loads of B, 8 broadcasts of A, 24 FMAs.  Tail columns use masked loads and stores,
  * and tiles of at most 32 (16) columns run a 2- (1-) vector instance, so no work is spent on vectors
  * past the last one.  Row tiles of at most 1, 2 or 4 valid rows (7x7 maps cut into 8-pixel tiles,
- * 2-class heads) run instances that compute only that many rows; otherwise rows past mr are computed on
- * zero (packed) or repeated (row pointers) data and never stored.  The accumulators are named variables, not an array: GCC keeps those in registers. */
+ * 2-class heads, NHWC 7x7 = 6 x 8 + 1 pixels) run instances that compute only that many rows; otherwise rows
+ * past mr are computed on zero (packed) or repeated (row pointers) data and never stored.  The accumulators are named variables, not an array: GCC keeps those in registers. */
 #if defined(__x86_64__) && !defined(FP_PORTABLE_ONLY)
 #pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")
 #include <immintrin.h>
@@ -184,6 +184,15 @@ static void kt4_3(const fp_ukr_args *u) { body(u, 3, 0, 0, 1, 4); }
 static void kt8_1(const fp_ukr_args *u) { body(u, 1, 0, 0, 1, 8); }
 static void kt8_2(const fp_ukr_args *u) { body(u, 2, 0, 0, 1, 8); }
 static void kt8_3(const fp_ukr_args *u) { body(u, 3, 0, 0, 1, 8); }
+static void kr1_1(const fp_ukr_args *u) { body(u, 1, 1, 0, 0, 1); }
+static void kr1_2(const fp_ukr_args *u) { body(u, 2, 1, 0, 0, 1); }
+static void kr1_3(const fp_ukr_args *u) { body(u, 3, 1, 0, 0, 1); }
+static void kr2_1(const fp_ukr_args *u) { body(u, 1, 1, 0, 0, 2); }
+static void kr2_2(const fp_ukr_args *u) { body(u, 2, 1, 0, 0, 2); }
+static void kr2_3(const fp_ukr_args *u) { body(u, 3, 1, 0, 0, 2); }
+static void kr4_1(const fp_ukr_args *u) { body(u, 1, 1, 0, 0, 4); }
+static void kr4_2(const fp_ukr_args *u) { body(u, 2, 1, 0, 0, 4); }
+static void kr4_3(const fp_ukr_args *u) { body(u, 3, 1, 0, 0, 4); }
 static void kr8_1(const fp_ukr_args *u) { body(u, 1, 1, 0, 0, 8); }
 static void kr8_2(const fp_ukr_args *u) { body(u, 2, 1, 0, 0, 8); }
 static void kr8_3(const fp_ukr_args *u) { body(u, 3, 1, 0, 0, 8); }
@@ -206,7 +215,7 @@ static const fp_sgemm_ukr_fn TABLE[5][4][3] = {
     {{kp1_1, kp1_2, kp1_3}, {kp2_1, kp2_2, kp2_3}, {kp4_1, kp4_2, kp4_3}, {kp8_1, kp8_2, kp8_3}},
     {{kc1_1, kc1_2, kc1_3}, {kc2_1, kc2_2, kc2_3}, {kc4_1, kc4_2, kc4_3}, {kc8_1, kc8_2, kc8_3}},
     {{kt1_1, kt1_2, kt1_3}, {kt2_1, kt2_2, kt2_3}, {kt4_1, kt4_2, kt4_3}, {kt8_1, kt8_2, kt8_3}},
-    {{kr8_1, kr8_2, kr8_3}, {kr8_1, kr8_2, kr8_3}, {kr8_1, kr8_2, kr8_3}, {kr8_1, kr8_2, kr8_3}},
+    {{kr1_1, kr1_2, kr1_3}, {kr2_1, kr2_2, kr2_3}, {kr4_1, kr4_2, kr4_3}, {kr8_1, kr8_2, kr8_3}},
     {{kg1_1, kg1_2, kg1_3}, {kg2_1, kg2_2, kg2_3}, {kg4_1, kg4_2, kg4_3}, {kg8_1, kg8_2, kg8_3}},
 };
 
