@@ -180,10 +180,7 @@ static void plan(const fp_conv_problem *p, int isa, geom *G) {
     /* Several jobs per thread, so a thread that the OS delays leaves little work behind.  One thread
      * needs no spare jobs: splitting its rows only streams the weights once more per row block
      * (measured +4 % on 256@14x14, +10 % on 512@7x7). */
-#ifndef DT_JPT
-#define DT_JPT 4
-#endif
-    const int64_t want = nt > 1 ? DT_JPT * nt : 1;
+    const int64_t want = nt > 1 ? 4 * nt : 1;
     while (R > 4 && outer * cc * FP_CEIL_DIV(p->oh, R) < want) R = (R + 1) / 2;
     G->R = R;
     G->nrb = FP_CEIL_DIV(p->oh, R);
