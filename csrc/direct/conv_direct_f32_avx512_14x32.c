@@ -81,20 +81,26 @@ void fp_direct_store_nchw_avx512(const float *tbuf, int64_t ops, int rw, int64_t
     }
 }
 
-/* dst[i] = src[2 i] for i < n, reading src[0 .. 2 n - 2] only (stride-2 strip columns). */
-void fp_direct_copy_s2_avx512(float *dst, const float *src, int64_t n) {
-    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        const __m512 a = _mm512_loadu_ps(src + 2 * i);
-        const __m512 b = _mm512_maskz_loadu_ps(first_n(2 * (n - i) - 1 - 16), src + 2 * i + 16);
-        _mm512_storeu_ps(dst + i, _mm512_permutex2var_ps(a, even, b));
-    }
-    if (i < n) {
-        const int64_t m = 2 * (n - i) - 1; /* floats left to read */
-        const __m512 a = _mm512_maskz_loadu_ps(first_n(m), src + 2 * i);
-        const __m512 b = _mm512_maskz_loadu_ps(first_n(m - 16), src + 2 * i + 16);
-        _mm512_mask_storeu_ps(dst + i, first_n(n - i), _mm512_permutex2var_ps(a, even, b));
+/* Lanes e of a 16-float block at padded column c0 + e whose input column c0 + e - pl lies in [0, w). */
+static inline __mmask16 cols_in(int64_t c0, int64_t pl, int64_t w) {
+    const int64_t lo = FP_MAX(0, pl - c0), hi = FP_MIN(16, w + pl - c0);
+    return hi <= lo ? 0 : (__mmask16)(first_n(hi) & ~first_n(lo));
+}
+
+/* One NCHW input row into its two stride-2 strip rows, zero padding included: even[q] and odd[q] are
+ * padded columns 2q and 2q + 1 (input column minus pl), for q < wq.  Masked loads never touch memory
+ * outside the row. */
+void fp_direct_split2_avx512(const float *src, int64_t w, int64_t pl, int64_t wq, float *even, float *odd) {
+    const __m512i ie = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i io = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    for (int64_t q = 0; q < wq; q += 16) {
+        const int64_t c0 = 2 * q;
+        const __mmask16 ma = cols_in(c0, pl, w), mb = cols_in(c0 + 16, pl, w);
+        const __m512 a = ma ? _mm512_maskz_loadu_ps(ma, src + (c0 - pl)) : _mm512_setzero_ps();
+        const __m512 b = mb ? _mm512_maskz_loadu_ps(mb, src + (c0 + 16 - pl)) : _mm512_setzero_ps();
+        const __mmask16 ms = first_n(wq - q);
+        _mm512_mask_storeu_ps(even + q, ms, _mm512_permutex2var_ps(a, ie, b));
+        _mm512_mask_storeu_ps(odd + q, ms, _mm512_permutex2var_ps(a, io, b));
     }
 }
 
@@ -133,8 +139,12 @@ void fp_direct_store_nchw_avx512(const float *tbuf, int64_t ops, int rw, int64_t
     for (int64_t c = 0; c < nch; c++)
         for (int j = 0; j < rw; j++) y[c * ystride + j] = tbuf[j * ops + c];
 }
-void fp_direct_copy_s2_avx512(float *dst, const float *src, int64_t n) {
-    for (int64_t i = 0; i < n; i++) dst[i] = src[2 * i];
+void fp_direct_split2_avx512(const float *src, int64_t w, int64_t pl, int64_t wq, float *even, float *odd) {
+    for (int64_t q = 0; q < wq; q++) {
+        const int64_t ie = 2 * q - pl, io = 2 * q + 1 - pl;
+        even[q] = (ie >= 0 && ie < w) ? src[ie] : 0.0f;
+        odd[q] = (io >= 0 && io < w) ? src[io] : 0.0f;
+    }
 }
 void fp_direct_fill_nhwc_avx512(const float *src, int64_t pstride, int64_t nc, int64_t w, int64_t sw, int64_t pl,
                                 int64_t wq, float *dst, int64_t cs) {

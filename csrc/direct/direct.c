@@ -113,7 +113,9 @@ static void fill_strip(const fp_conv_problem *p, const geom *G, int isa, const f
             }
             if (p->layout == 0) {
                 const float *src = x + ((n * p->cin + c_abs) * p->h + iy) * W;
-                if (sw == 1) {
+                if (sw == 2 && isa == FP_ISA_AVX512) {
+                    fp_direct_split2_avx512(src, W, pl, Wq, dst, dst + Wq);
+                } else if (sw == 1) {
                     const int64_t lo = FP_MIN(pl, Wq), hi = FP_MAX(lo, FP_MIN(Wq, pl + W));
                     memset(dst, 0, sizeof(float) * (size_t)lo);
                     memcpy(dst + lo, src + (lo - pl), sizeof(float) * (size_t)(hi - lo));
@@ -128,9 +130,7 @@ static void fill_strip(const fp_conv_problem *p, const geom *G, int isa, const f
                         qlo = FP_MIN(qlo, Wq);
                         qhi = FP_MAX(qlo, FP_MIN(qhi, Wq));
                         for (int64_t q = 0; q < qlo; q++) dp[q] = 0.0f;
-                        if (sw == 2 && isa == FP_ISA_AVX512)
-                            fp_direct_copy_s2_avx512(dp + qlo, src + 2 * qlo + off, qhi - qlo);
-                        else if (sw == 2)
+                        if (sw == 2)
                             for (int64_t q = qlo; q < qhi; q++) dp[q] = src[2 * q + off];
                         else
                             for (int64_t q = qlo; q < qhi; q++) dp[q] = src[q * sw + off];
