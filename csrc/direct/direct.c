@@ -180,7 +180,11 @@ static void plan(const fp_conv_problem *p, int isa, geom *G) {
     /* Several jobs per thread, so a thread that the OS delays leaves little work behind.  One thread
      * needs no spare jobs: splitting its rows only streams the weights once more per row block
      * (measured +4 % on 256@14x14, +10 % on 512@7x7). */
-    const int64_t want = nt > 1 ? 4 * nt : 1;
+    /* Strided layers with many input channels fill their strips at a high cost per output (each job
+     * copies its rows' strip, and a channel split copies it again): fewer, longer jobs there (measured
+     * at 2 threads on 128->128 s2 @56: +13 %; the stem, Cin = 3, and stride 1 were better with 4). */
+    const int64_t jpt = (p->stride_h > 1 || p->stride_w > 1) && G->cin_g >= 16 ? 2 : 4;
+    const int64_t want = nt > 1 ? jpt * nt : 1;
     while (R > 4 && outer * cc * FP_CEIL_DIV(p->oh, R) < want) R = (R + 1) / 2;
     G->R = R;
     G->nrb = FP_CEIL_DIV(p->oh, R);
