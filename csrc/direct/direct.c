@@ -165,7 +165,7 @@ static void plan(const fp_conv_problem *p, int isa, geom *G) {
     const int64_t sw = p->stride_w, sh = p->stride_h;
     const int64_t Wp = (p->ow - 1) * sw + (p->kw - 1) * p->dil_w + 1;
     G->Wq = FP_CEIL_DIV(Wp, sw);
-    /* Rows per block: the strip takes at most a third of L2 (the rest holds the weights of one
+    /* Rows per block: the strip takes at most half of L2 (the other half holds the weights of one
      * channel block, which every row of the strip reuses), and there are enough jobs. */
     const int64_t row_bytes = (int64_t)sizeof(float) * G->cin_g * sw * G->Wq;
     /* (a third of L2, not half: with the weights streaming through L2 beside it, a 1 MiB strip lost
