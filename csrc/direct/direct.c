@@ -168,9 +168,7 @@ static void plan(const fp_conv_problem *p, int isa, geom *G) {
     /* Rows per block: the strip takes at most half of L2 (the other half holds the weights of one
      * channel block, which every row of the strip reuses), and there are enough jobs. */
     const int64_t row_bytes = (int64_t)sizeof(float) * G->cin_g * sw * G->Wq;
-    /* (a third of L2, not half: with the weights streaming through L2 beside it, a 1 MiB strip lost
-     * its lines; measured +4-6 % on the dilated 256@28 layer, the others unchanged) */
-    const int64_t budget = FP_MAX(256 * 1024, fp_cache_size(2) / 3);
+    const int64_t budget = FP_MAX(256 * 1024, fp_cache_size(2) / 2);
     int64_t R = p->oh;
     while (R > 1 && ((R - 1) * sh + (p->kh - 1) * p->dil_h + 1) * row_bytes > budget) R = (R + 1) / 2;
     const int64_t outer = p->n * p->groups;
