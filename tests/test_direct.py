@@ -138,3 +138,18 @@ def test_reduction_split_into_chunks(isa, cin, cout, ow):
     check(int_array(rng, (2, cin, 5, ow), -1, 1), int_array(rng, (cout, cin, 3, 3), -1, 1), int_array(rng, (cout,)),
           padding=1, activation="relu")
     check(int_array(rng, (1, 4, ow, cin), -1, 1), int_array(rng, (cout, cin, 3, 3), -1, 1), layout="NHWC", padding=1)
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("cin,groups", [(15, 1), (16, 1), (17, 1), (33, 1), (34, 2), (48, 3)])
+@pytest.mark.parametrize("w,stride,padding", [(15, 2, 1), (16, 1, 1), (17, 2, 0), (31, 2, 1), (32, 2, 2), (33, 1, 1),
+                                              (34, 2, 1), (47, 3, 1), (66, 2, 3)])
+def test_strip_fill_and_transposing_store(isa, layout, cin, groups, w, stride, padding):
+    # AVX-512 fills NHWC strips with 16x16 register transposes and stride-2 NCHW strips with a
+    # vector deinterleave, and stores NCHW tiles through a transpose: widths around the 16-wide
+    # vectors, channel counts around 16 per group, group offsets into the pixel, every padding phase
+    rng = np.random.default_rng(cin * 100 + w)
+    shape = (1, cin, 4, w) if layout == "NCHW" else (1, 4, w, cin)
+    cout = 3 * groups * 7
+    check(int_array(rng, shape), int_array(rng, (cout, cin // groups, 3, 3)), int_array(rng, (cout,)), layout=layout,
+          stride=stride, padding=padding, groups=groups, activation="relu")

@@ -35,16 +35,100 @@ static const fp_dkernel K4[] = {k512_1x4, k512_2x4, k512_3x4, k512_4x4, k512_5x4
 
 fp_dkernel fp_direct_kernel_avx512(int rw, int nb) { return nb == 4 ? K4[rw - 1] : nb == 2 ? K2[rw - 1] : K1[rw - 1]; }
 
-/* Transposing store: one masked gather of up to 16 pixels per channel from the L1-resident tile,
- * then one masked contiguous store into the channel's output row. */
-void fp_direct_store_nchw_avx512(const float *tbuf, int64_t ops, int rw, int64_t nch, float *y, int64_t ystride) {
-    const __mmask16 m = (__mmask16)((1u << rw) - 1u);
-    const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                           _mm512_set1_epi32((int)ops));
-    for (int64_t c = 0; c < nch; c++) {
-        const __m512 v = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, idx, tbuf + c, 4);
-        _mm512_mask_storeu_ps(y + c * ystride, m, v);
+/* In-register transpose of a 16x16 block: r[i][k] -> r[k][i] (unpack within 128-bit lanes, then
+ * shuffles within and across lanes: 64 shuffles for 256 floats). */
+static inline __attribute__((always_inline)) void tr16(__m512 r[16]) {
+    __m512 t[16], u[16];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
     }
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) {
+        u[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+        u[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
+        u[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+        u[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+    }
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; k++) {
+        const __m512 v0 = _mm512_shuffle_f32x4(u[k], u[4 + k], 0x88), v1 = _mm512_shuffle_f32x4(u[k], u[4 + k], 0xDD);
+        const __m512 w0 = _mm512_shuffle_f32x4(u[8 + k], u[12 + k], 0x88);
+        const __m512 w1 = _mm512_shuffle_f32x4(u[8 + k], u[12 + k], 0xDD);
+        r[k] = _mm512_shuffle_f32x4(v0, w0, 0x88);
+        r[8 + k] = _mm512_shuffle_f32x4(v0, w0, 0xDD);
+        r[4 + k] = _mm512_shuffle_f32x4(v1, w1, 0x88);
+        r[12 + k] = _mm512_shuffle_f32x4(v1, w1, 0xDD);
+    }
+}
+
+static inline __mmask16 first_n(int64_t n) { return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? 0 : (__mmask16)((1u << n) - 1u); }
+
+/* Transposing store: 16 channels at a time, the tile's rows (pixels) go through a 16x16 register
+ * transpose, then one masked contiguous store per channel into its output row. */
+void fp_direct_store_nchw_avx512(const float *tbuf, int64_t ops, int rw, int64_t nch, float *y, int64_t ystride) {
+    const __mmask16 m = first_n(rw);
+    for (int64_t c0 = 0; c0 < nch; c0 += 16) {
+        __m512 r[16];
+#pragma GCC unroll 16
+        for (int j = 0; j < 16; j++) r[j] = j < rw ? _mm512_load_ps(tbuf + j * ops + c0) : _mm512_setzero_ps();
+        tr16(r);
+        const int64_t nc = FP_MIN(16, nch - c0);
+#pragma GCC unroll 16
+        for (int c = 0; c < 16; c++)
+            if (c < nc) _mm512_mask_storeu_ps(y + (c0 + c) * ystride, m, r[c]);
+    }
+}
+
+/* Lanes e of a 16-float block at padded column c0 + e whose input column c0 + e - pl lies in [0, w). */
+static inline __mmask16 cols_in(int64_t c0, int64_t pl, int64_t w) {
+    const int64_t lo = FP_MAX(0, pl - c0), hi = FP_MIN(16, w + pl - c0);
+    return hi <= lo ? 0 : (__mmask16)(first_n(hi) & ~first_n(lo));
+}
+
+/* One NCHW input row into its two stride-2 strip rows, zero padding included: even[q] and odd[q] are
+ * padded columns 2q and 2q + 1 (input column minus pl), for q < wq.  Masked loads never touch memory
+ * outside the row. */
+void fp_direct_split2_avx512(const float *src, int64_t w, int64_t pl, int64_t wq, float *even, float *odd) {
+    const __m512i ie = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i io = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    for (int64_t q = 0; q < wq; q += 16) {
+        const int64_t c0 = 2 * q;
+        const __mmask16 ma = cols_in(c0, pl, w), mb = cols_in(c0 + 16, pl, w);
+        const __m512 a = ma ? _mm512_maskz_loadu_ps(ma, src + (c0 - pl)) : _mm512_setzero_ps();
+        const __m512 b = mb ? _mm512_maskz_loadu_ps(mb, src + (c0 + 16 - pl)) : _mm512_setzero_ps();
+        const __mmask16 ms = first_n(wq - q);
+        _mm512_mask_storeu_ps(even + q, ms, _mm512_permutex2var_ps(a, ie, b));
+        _mm512_mask_storeu_ps(odd + q, ms, _mm512_permutex2var_ps(a, io, b));
+    }
+}
+
+/* One NHWC input row into the channel-planar strip: dst[c * cs + ph * wq + q] = src[ix * pstride + c]
+ * with ix = q * sw + ph - pl (zero outside [0, w)), for c < nc and q < wq.  16 pixels x 16 channels
+ * go through a register transpose. */
+void fp_direct_fill_nhwc_avx512(const float *src, int64_t pstride, int64_t nc, int64_t w, int64_t sw, int64_t pl,
+                                int64_t wq, float *dst, int64_t cs) {
+    for (int64_t ph = 0; ph < sw; ph++)
+        for (int64_t q0 = 0; q0 < wq; q0 += 16) {
+            const __mmask16 qm = first_n(wq - q0);
+            for (int64_t c0 = 0; c0 < nc; c0 += 16) {
+                const __mmask16 cm = first_n(nc - c0);
+                __m512 r[16];
+#pragma GCC unroll 16
+                for (int k = 0; k < 16; k++) {
+                    const int64_t ix = (q0 + k) * sw + ph - pl;
+                    r[k] = (ix >= 0 && ix < w && q0 + k < wq) ? _mm512_maskz_loadu_ps(cm, src + ix * pstride + c0)
+                                                               : _mm512_setzero_ps();
+                }
+                tr16(r);
+                float *d = dst + c0 * cs + ph * wq + q0;
+                const int64_t ncc = FP_MIN(16, nc - c0);
+#pragma GCC unroll 16
+                for (int c = 0; c < 16; c++)
+                    if (c < ncc) _mm512_mask_storeu_ps(d + c * cs, qm, r[c]);
+            }
+        }
 }
 
 #if defined(__clang__)
@@ -54,6 +138,22 @@ void fp_direct_store_nchw_avx512(const float *tbuf, int64_t ops, int rw, int64_t
 void fp_direct_store_nchw_avx512(const float *tbuf, int64_t ops, int rw, int64_t nch, float *y, int64_t ystride) {
     for (int64_t c = 0; c < nch; c++)
         for (int j = 0; j < rw; j++) y[c * ystride + j] = tbuf[j * ops + c];
+}
+void fp_direct_split2_avx512(const float *src, int64_t w, int64_t pl, int64_t wq, float *even, float *odd) {
+    for (int64_t q = 0; q < wq; q++) {
+        const int64_t ie = 2 * q - pl, io = 2 * q + 1 - pl;
+        even[q] = (ie >= 0 && ie < w) ? src[ie] : 0.0f;
+        odd[q] = (io >= 0 && io < w) ? src[io] : 0.0f;
+    }
+}
+void fp_direct_fill_nhwc_avx512(const float *src, int64_t pstride, int64_t nc, int64_t w, int64_t sw, int64_t pl,
+                                int64_t wq, float *dst, int64_t cs) {
+    for (int64_t c = 0; c < nc; c++)
+        for (int64_t ph = 0; ph < sw; ph++)
+            for (int64_t q = 0; q < wq; q++) {
+                const int64_t ix = q * sw + ph - pl;
+                dst[c * cs + ph * wq + q] = (ix >= 0 && ix < w) ? src[ix * pstride + c] : 0.0f;
+            }
 }
 fp_dkernel fp_direct_kernel_avx512(int rw, int nb) { return fp_direct_kernel_scalar(rw, nb); }
 #endif

@@ -86,9 +86,22 @@ typedef struct geom {
 
 /* Copy the input rows [iy0, iy0 + nrows) of group g, image n into the strip: channel-planar,
  * horizontally zero-padded, columns split by stride phase (strip column c = q * sw + phase). */
-static void fill_strip(const fp_conv_problem *p, const geom *G, const float *x, int64_t n, int64_t g,
+static void fill_strip(const fp_conv_problem *p, const geom *G, int isa, const float *x, int64_t n, int64_t g,
                        int64_t iy0, int64_t nrows, float *strip) {
     const int64_t sw = p->stride_w, Wq = G->Wq, W = p->w, pl = p->pad_left;
+    if (p->layout == 1 && isa == FP_ISA_AVX512) { /* NHWC: 16x16 register transposes, row by row */
+        for (int64_t r = 0; r < nrows; r++) {
+            const int64_t iy = iy0 + r;
+            float *dst = strip + r * sw * Wq;
+            if (iy < 0 || iy >= p->h) {
+                for (int64_t ci = 0; ci < G->cin_g; ci++) memset(dst + ci * G->cs, 0, sizeof(float) * (size_t)(sw * Wq));
+                continue;
+            }
+            fp_direct_fill_nhwc_avx512(x + ((n * p->h + iy) * W) * p->cin + g * G->cin_g, p->cin, G->cin_g, W, sw, pl,
+                                       Wq, dst, G->cs);
+        }
+        return;
+    }
     for (int64_t ci = 0; ci < G->cin_g; ci++) {
         const int64_t c_abs = g * G->cin_g + ci;
         for (int64_t r = 0; r < nrows; r++) {
@@ -100,7 +113,9 @@ static void fill_strip(const fp_conv_problem *p, const geom *G, const float *x, 
             }
             if (p->layout == 0) {
                 const float *src = x + ((n * p->cin + c_abs) * p->h + iy) * W;
-                if (sw == 1) {
+                if (sw == 2 && isa == FP_ISA_AVX512) {
+                    fp_direct_split2_avx512(src, W, pl, Wq, dst, dst + Wq);
+                } else if (sw == 1) {
                     const int64_t lo = FP_MIN(pl, Wq), hi = FP_MAX(lo, FP_MIN(Wq, pl + W));
                     memset(dst, 0, sizeof(float) * (size_t)lo);
                     memcpy(dst + lo, src + (lo - pl), sizeof(float) * (size_t)(hi - lo));
@@ -162,13 +177,20 @@ static void plan(const fp_conv_problem *p, int isa, geom *G) {
      * its share of the weights) and only then the rows (each row block streams all of them). */
     const int64_t wbytes = (int64_t)sizeof(float) * G->cin_g * G->T * G->ncb * FP_DIRECT_CB;
     int64_t cc = (wbytes > 2 * fp_cache_size(2) && nt > 1) ? FP_MIN(G->ncbg, nt) : 1;
-    /* several jobs per thread, so a thread that the OS delays leaves little work behind */
-    while (R > 4 && outer * cc * FP_CEIL_DIV(p->oh, R) < 4 * nt) R = (R + 1) / 2;
+    /* Several jobs per thread, so a thread that the OS delays leaves little work behind.  One thread
+     * needs no spare jobs: splitting its rows only streams the weights once more per row block
+     * (measured +4 % on 256@14x14, +10 % on 512@7x7). */
+    /* Strided layers with many input channels fill their strips at a high cost per output (each job
+     * copies its rows' strip, and a channel split copies it again): fewer, longer jobs there (measured
+     * at 2 threads on 128->128 s2 @56: +13 %; the stem, Cin = 3, and stride 1 were better with 4). */
+    const int64_t jpt = (p->stride_h > 1 || p->stride_w > 1) && G->cin_g >= 16 ? 2 : 4;
+    const int64_t want = nt > 1 ? jpt * nt : 1;
+    while (R > 4 && outer * cc * FP_CEIL_DIV(p->oh, R) < want) R = (R + 1) / 2;
     G->R = R;
     G->nrb = FP_CEIL_DIV(p->oh, R);
     G->nr = (R - 1) * sh + (p->kh - 1) * p->dil_h + 1;
     G->cs = G->nr * sw * G->Wq;
-    if (outer * cc * G->nrb < 4 * nt) cc = FP_MIN(G->ncbg, FP_CEIL_DIV(4 * nt, outer * G->nrb));
+    if (outer * cc * G->nrb < want) cc = FP_MIN(G->ncbg, FP_CEIL_DIV(want, outer * G->nrb));
     G->cbg_per_chunk = FP_CEIL_DIV(G->ncbg, cc);
     /* Reduction chunks: a chunk's weights (kc x taps x nb blocks) stay within ~20 KiB of L1 while
      * every tile of the row block uses them; partial sums wait in a per-thread buffer. */
@@ -223,7 +245,7 @@ static void direct_chunk(void *ctx, int64_t job, int worker) {
     const int64_t n = rest / p->groups;
     const int64_t oy0 = rb * G.R, nrows = FP_MIN(G.R, p->oh - oy0);
     const int64_t iy0 = oy0 * p->stride_h - p->pad_top;
-    fill_strip(p, &G, x, n, g, iy0, (nrows - 1) * p->stride_h + (p->kh - 1) * p->dil_h + 1, strip);
+    fill_strip(p, &G, isa, x, n, g, iy0, (nrows - 1) * p->stride_h + (p->kh - 1) * p->dil_h + 1, strip);
     const int64_t cbg_lo = cc * G.cbg_per_chunk, cbg_hi = FP_MIN(G.ncbg, cbg_lo + G.cbg_per_chunk);
     const int64_t cb_hi = FP_MIN(G.ncb, cbg_hi * G.nb);
     for (int64_t cb = cbg_lo * G.nb, nbb_used = 0; cb < cb_hi; cb += nbb_used) {
