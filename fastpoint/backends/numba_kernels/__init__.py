@@ -19,7 +19,7 @@ from typing import Optional
 import numpy as np
 
 from ..._spec import ConvSpec, LayerSpec
-from . import blocking
+from . import blocking, workers
 from .geometry import geometry
 
 
@@ -98,9 +98,9 @@ def run(spec: ConvSpec, packed: Packed, x: np.ndarray, bias: Optional[np.ndarray
         from .depthwise import dw_nchw
 
         b = np.zeros(L.cout, x.dtype) if bias is None else bias
-        dw_nchw(x.reshape(-1), spec.h, spec.w, geo.phase_py, geo.phase_px, geo.hq1, geo.wq, L.stride[0],
-                L.stride[1], spec.pad_top, spec.pad_left, geo.tapoff, packed.weights, b, y,
-                spec.n * L.cout, L.cout, spec.oh, spec.ow, int(L.relu), threads)
+        workers.run(dw_nchw, (x.reshape(-1), spec.h, spec.w, geo.phase_py, geo.phase_px, geo.hq1, geo.wq,
+                              L.stride[0], L.stride[1], spec.pad_top, spec.pad_left, geo.tapoff, packed.weights,
+                              b, y, spec.n * L.cout, L.cout, spec.oh, spec.ow, int(L.relu), threads), threads)
         return
     xp = _prepared(spec, geo, x)
     relu = int(L.relu)
@@ -117,8 +117,9 @@ def run(spec: ConvSpec, packed: Packed, x: np.ndarray, bias: Optional[np.ndarray
         q_block = blocking.split_tiles(q_tiles, other, threads)
         bp = _padded_bias(bias, L.groups, L.cout_g, MR, x.dtype)
         koff = (np.arange(L.cin_g, dtype=np.int64)[:, None] * geo.plane + geo.tapoff[None, :]).ravel()
-        conv_nchw(xp, geo.plane, koff, geo.wq, geo.qtotal, packed.weights, bp, y, spec.n, L.cin, L.cout,
-                  L.groups, spec.oh, spec.ow, relu, co_block, q_block, blocking.k_chunk(nr * item), threads)
+        workers.run(conv_nchw, (xp, geo.plane, koff, geo.wq, geo.qtotal, packed.weights, bp, y, spec.n, L.cin,
+                                L.cout, L.groups, spec.oh, spec.ow, relu, co_block, q_block,
+                                blocking.k_chunk(nr * item)), threads)
     elif packed.kind == "nhwc":
         from .dense_nhwc import MR, conv_nhwc
 
@@ -129,13 +130,13 @@ def run(spec: ConvSpec, packed: Packed, x: np.ndarray, bias: Optional[np.ndarray
         other = spec.n * L.groups * -(-co_tiles // co_block)
         q_block = blocking.split_tiles(q_tiles, other, threads, max_tiles=32)
         bp = _padded_bias(bias, L.groups, L.cout_g, nr, x.dtype)
-        conv_nhwc(xp, geo.plane, geo.tapoff, geo.wq, geo.qtotal, packed.weights, bp, y, spec.n, L.cin, L.cout,
-                  L.groups, spec.oh, spec.ow, relu, co_block, q_block, threads)
+        workers.run(conv_nhwc, (xp, geo.plane, geo.tapoff, geo.wq, geo.qtotal, packed.weights, bp, y, spec.n,
+                                L.cin, L.cout, L.groups, spec.oh, spec.ow, relu, co_block, q_block), threads)
     else:
         from .depthwise import NV, dw_nhwc
 
         q_tiles = -(-geo.qtotal // NV)
         q_block = blocking.split_tiles(q_tiles, spec.n, threads, max_tiles=64)
         b = _padded_bias(bias, 1, L.cout, blocking.lanes(item), x.dtype)
-        dw_nhwc(xp, geo.plane, geo.tapoff, geo.wq, geo.qtotal, packed.weights, b, y, spec.n, L.cout,
-                spec.oh, spec.ow, relu, q_block, threads)
+        workers.run(dw_nhwc, (xp, geo.plane, geo.tapoff, geo.wq, geo.qtotal, packed.weights, b, y, spec.n, L.cout,
+                              spec.oh, spec.ow, relu, q_block), threads)
