@@ -16,6 +16,7 @@ import numpy as np
 from numba import njit
 
 from .fpenv import flush_enter, flush_leave
+from .pipeline import SimplifyingCompiler
 from .simd import lanes, vbroadcast, vfma, vload, vload_m, vmask, vsplat, vstore
 from .store import finish, store_positions_at
 from .workers import next_task, start
@@ -113,7 +114,7 @@ def _store_tile(y, acc, a, ybase, step, rows, q0, wq, ow, qtotal, relu):
             store_positions_at(y, ybase + i * step, v1, q0 + nl, oy1, ox1, wq, ow, qtotal)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, pipeline_class=SimplifyingCompiler)
 def conv_nchw(xp, plane, koff, wq, qtotal, wp, bp, y, n_, cin, cout, groups, oh, ow, relu,
               co_block, q_block, kc, counter):
     """y (flat N x Cout x oh x ow) from the prepared input xp (flat N x Cin x plane).

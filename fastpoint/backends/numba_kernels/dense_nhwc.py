@@ -15,6 +15,7 @@ from __future__ import annotations
 from numba import njit
 
 from .fpenv import flush_enter, flush_leave
+from .pipeline import SimplifyingCompiler
 from .simd import lanes, vbroadcast, vfma, vload, vstore_lanes
 from .store import finish
 from .workers import next_task, start
@@ -78,7 +79,7 @@ def _store_pixel(y, po, v0, v1, n0, n1, ybase, relu):
         vstore_lanes(y, o + lanes(y), finish(v1, relu), 0, n1)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, pipeline_class=SimplifyingCompiler)
 def conv_nhwc(xp, plane, tapoff, wq, qtotal, wp, bp, y, n_, cin, cout, groups, oh, ow, relu,
               co_block, q_block, counter):
     """y (flat N x oh x ow x Cout) from the prepared input xp (flat N x plane x Cin).

@@ -14,6 +14,7 @@ import numpy as np
 from numba import njit
 
 from .fpenv import flush_enter, flush_leave
+from .pipeline import SimplifyingCompiler
 from .prepare import fill_plane
 from .simd import lanes, vbroadcast, vfma, vload, vload_m, vmask, vsplat, vstore_lanes
 from .store import finish, store_positions
@@ -42,7 +43,7 @@ def _tile(xp, q0, left, tapoff, wp, wo, b):
     return a0, a1, a2, a3
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, pipeline_class=SimplifyingCompiler)
 def dw_nchw(x, h, w, py, px, hq1, wq, sh, sw, pt, pl, tapoff, wp, bias, y, nc, c_, oh, ow, relu, workers, counter):
     """y (flat N x C x oh x ow) from x (flat N x C x h x w); wp is [c][tap].
 
@@ -103,7 +104,7 @@ def _store_pixel(y, q, v, n, ybase, wq, ow, qtotal, c_, relu):
         vstore_lanes(y, ybase + (oy * ow + ox) * c_, finish(v, relu), 0, n)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, pipeline_class=SimplifyingCompiler)
 def dw_nhwc(xp, plane, tapoff, wq, qtotal, wp, bias, y, n_, c_, oh, ow, relu, q_block, counter):
     """y (flat N x oh x ow x C); xp is the prepared input (flat N x plane x C); wp is [tap][C padded]."""
     nl = lanes(xp)
