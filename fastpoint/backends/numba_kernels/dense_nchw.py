@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from . import tasks
 from .fpenv import flush_enter, flush_leave
 from .pipeline import SimplifyingCompiler
 from .simd import lanes, vbroadcast, vfma, vload, vload_m, vmask, vsplat, vstore
@@ -131,24 +132,17 @@ def conv_nchw(xp, plane, koff, wq, qtotal, wp, bp, y, n_, cin, cout, groups, oh,
     cout_g = cout // groups
     co_tiles = (cout_g + MR - 1) // MR
     q_tiles = (qtotal + nr - 1) // nr
-    co_blocks = (co_tiles + co_block - 1) // co_block
-    q_blocks = (q_tiles + q_block - 1) // q_block
     ksteps = koff.shape[0]
     panel = ksteps * MR
     step = oh * ow
-    ntasks = n_ * groups * co_blocks * q_blocks
+    ntasks, co_blocks, q_blocks = tasks.count(n_, groups, co_tiles, co_block, q_tiles, q_block)
     # each worker (see workers.py) takes the next task until none is left
     mxcsr_old = flush_enter()  # this thread's FP mode, put back below (see fpenv)
     acc = np.empty(co_block * MR * nr, xp.dtype)
     bpanel = np.empty((q_block * ksteps if ksteps <= kc else kc) * nr, xp.dtype)
     task = start(counter, ntasks, 1)
     while task < ntasks:
-        qb = task % q_blocks
-        rest = task // q_blocks
-        cb = rest % co_blocks
-        rest //= co_blocks
-        g = rest % groups
-        n = rest // groups
+        n, g, cb, qb = tasks.split(task, groups, co_blocks, q_blocks)
         xbase = (n * cin + g * cin_g) * plane
         ct0 = cb * co_block
         ct1 = min(co_tiles, ct0 + co_block)

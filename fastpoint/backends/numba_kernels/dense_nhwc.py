@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from numba import njit
 
+from . import tasks
 from .fpenv import flush_enter, flush_leave
 from .pipeline import SimplifyingCompiler
 from .simd import lanes, vbroadcast, vfma, vload, vstore_lanes
@@ -94,22 +95,15 @@ def conv_nhwc(xp, plane, tapoff, wq, qtotal, wp, bp, y, n_, cin, cout, groups, o
     cout_g = cout // groups
     co_tiles = (cout_g + nr - 1) // nr
     q_tiles = (qtotal + MR - 1) // MR
-    co_blocks = (co_tiles + co_block - 1) // co_block
-    q_blocks = (q_tiles + q_block - 1) // q_block
     ntaps = tapoff.shape[0]
     panel = ntaps * cin_g * nr
     last = qtotal - 1
-    ntasks = n_ * groups * co_blocks * q_blocks
+    ntasks, co_blocks, q_blocks = tasks.count(n_, groups, co_tiles, co_block, q_tiles, q_block)
     # each worker (see workers.py) takes the next task until none is left
     mxcsr_old = flush_enter()  # this thread's FP mode, put back below (see fpenv)
     task = start(counter, ntasks, 1)
     while task < ntasks:
-        qb = task % q_blocks
-        rest = task // q_blocks
-        cb = rest % co_blocks
-        rest //= co_blocks
-        g = rest % groups
-        n = rest // groups
+        n, g, cb, qb = tasks.split(task, groups, co_blocks, q_blocks)
         xbase = n * plane * cin + g * cin_g
         ybase = n * oh * ow * cout + g * cout_g
         for qt in range(qb * q_block, min(q_tiles, (qb + 1) * q_block)):
