@@ -55,14 +55,26 @@ def test_one_thread_runs_on_the_caller_alone():
     assert len(workers._helpers) == before
 
 
+@njit(nogil=True)
+def _toy_waiting(ntasks, patience, owner, ids, counter):
+    """Like _toy, but the first task waits (up to ``patience`` polls) until a second worker has
+    started, so that on a busy machine the helper surely gets its chance to take a task."""
+    me = fetch_add(ids, 0, 1)
+    task = workers.start(counter, ntasks, 1)
+    while task < ntasks:
+        if task == 0:
+            for _ in range(patience):
+                if fetch_add(ids, 0, 0) >= 2:
+                    break
+        owner[task] = me
+        task = workers.next_task(counter, 1, 1)
+
+
 @pytest.mark.skipif(workers.max_threads() < 2, reason="needs 2 CPUs")
 def test_two_threads_share_the_tasks():
-    # long tasks, so that the helper (woken at the start) gets CPU time on a busy machine too
-    for _ in range(5):
-        owner = _run(_toy_nogil, 2, ntasks=40, spin=200000)
-        if len(set(owner.tolist())) == 2:
-            return
-    pytest.fail("the helper thread never took a task in 5 calls")
+    owner = _run(_toy_waiting, 2, ntasks=8, spin=2_000_000_000)
+    assert (owner >= 0).all()
+    assert set(owner.tolist()) == {0, 1}  # the helper joined and took the tasks after the first
 
 
 @pytest.mark.skipif(workers.max_threads() < 2, reason="needs 2 CPUs")
