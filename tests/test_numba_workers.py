@@ -127,3 +127,19 @@ def test_backend_never_starts_a_numba_parallel_region():
     assert lines[0] == "0"
     assert lines[1] == ("1" if workers.max_threads() >= 2 else "0")
     assert lines[2] == "none"
+
+
+def test_helpers_do_not_keep_the_arrays_of_a_finished_call():
+    import gc
+    import weakref
+
+    owner = np.full(64, -1, np.int64)
+    ref = weakref.ref(owner)
+    workers.run(_toy_nogil, (64, 20000, owner, np.zeros(1, np.int64)), 2)
+    del owner
+    for _ in range(200):  # a helper may still be returning from the call
+        gc.collect()
+        if ref() is None:
+            return
+        time.sleep(0.005)
+    pytest.fail("a helper thread still holds the last call's arrays")

@@ -87,6 +87,7 @@ class _Helper:
                 job.kernel(*job.args)
             except BaseException as exc:  # noqa: BLE001 - handed to the caller, which re-raises it
                 job.error = exc
+            job = None  # do not keep the call's arrays alive while waiting for the next one
 
 
 _helpers: List[_Helper] = []
