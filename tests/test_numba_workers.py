@@ -108,7 +108,8 @@ def test_concurrent_calls_from_python_threads():
 
 def test_backend_never_starts_a_numba_parallel_region():
     # Numba's threading layer is never launched (its thread pools neither spin against fastpoint's
-    # workers nor abort on concurrent calls); threads: 1 starts no helper, 2 starts one
+    # workers nor abort on concurrent calls); threads: 1 starts no helper, nor does a tiny layer at 2;
+    # a ResNet 3x3 layer at 2 starts one
     code = ("import threading, numpy as np, numba, fastpoint as fp\n"
             "x = np.ones((1, 8, 20, 20), np.float32); w = np.ones((16, 8, 3, 3), np.float32)\n"
             "def helpers(): return sum(t.name == 'fastpoint-numba-helper' for t in threading.enumerate())\n"
@@ -116,6 +117,10 @@ def test_backend_never_starts_a_numba_parallel_region():
             "fp.conv2d(x, w[:8, :1], groups=8, backend='numba')\n"
             "print(helpers())\n"
             "fp.set_num_threads(2); fp.conv2d(x, w, backend='numba')\n"
+            "print(helpers())\n"  # too small for a helper (see numba_kernels.useful_threads)
+            "big, wb = np.ones((1, 64, 56, 56), np.float32), np.ones((64, 64, 3, 3), np.float32)\n"
+            "y = fp.conv2d(big, wb, backend='numba')\n"
+            "assert (y == 576).all()\n"
             "print(helpers())\n"
             "try:\n"
             "    numba.threading_layer(); print('launched')\n"
@@ -125,8 +130,9 @@ def test_backend_never_starts_a_numba_parallel_region():
     assert res.returncode == 0, res.stderr
     lines = res.stdout.split()
     assert lines[0] == "0"
-    assert lines[1] == ("1" if workers.max_threads() >= 2 else "0")
-    assert lines[2] == "none"
+    assert lines[1] == "0"
+    assert lines[2] == ("1" if workers.max_threads() >= 2 else "0")
+    assert lines[3] == "none"
 
 
 def test_helpers_do_not_keep_the_arrays_of_a_finished_call():

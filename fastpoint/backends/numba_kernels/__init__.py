@@ -89,10 +89,28 @@ def _prepared(spec: ConvSpec, geo, x: np.ndarray) -> np.ndarray:
     return xp
 
 
+# Below this much work (estimated at one thread) a call runs on the caller alone: a helper starts
+# 5-30 us after the call (it needs the GIL) and, after the process was idle, may share the caller's
+# CPU for a while; measured on mb2_dw_960_7 (about 0.1 ms): 0.118 ms at 1 thread, 0.165 at 2.
+MIN_PARALLEL_S = 100e-6
+# rough one-thread speeds of the kernels here, for that estimate only (docs/numba.md)
+_DENSE_FLOPS = 100e9
+_DEPTHWISE_FLOPS = 15e9
+
+
+def useful_threads(spec: ConvSpec, threads: int) -> int:
+    """``threads``, or 1 when the call is too small for a helper to pay off."""
+    L = spec.layer
+    flops = 2.0 * spec.n * L.cout * spec.oh * spec.ow * L.cin_g * L.kh * L.kw
+    rate = _DEPTHWISE_FLOPS if _is_depthwise(L) else _DENSE_FLOPS
+    return 1 if flops / rate < MIN_PARALLEL_S else threads
+
+
 def run(spec: ConvSpec, packed: Packed, x: np.ndarray, bias: Optional[np.ndarray], out: np.ndarray,
         threads: int) -> None:
     L = spec.layer
     geo = geometry(spec)
+    threads = useful_threads(spec, threads)
     y = out.reshape(-1)
     if packed.kind == "dw_nchw":  # pads each channel plane itself, in a task-local buffer
         from .depthwise import dw_nchw
