@@ -10,6 +10,8 @@
 """
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -173,7 +175,7 @@ def test_numba_kernels_flush_subnormals_on_every_thread(layout, dtype, threads):
             w = np.full(ws, 1 / 64, dtype)
             y = fp.conv2d(_to_layout(x, layout), w, layout=layout, backend="numba", **kw)
             assert ((y == 0) | (np.abs(y) >= tiny)).all(), "a subnormal result was written"
-        # the caller's thread runs prange iterations too: its mode is put back
+        # the caller's thread runs tasks too: its mode is put back
         sub = np.finfo(np.float32).smallest_normal
         assert np.float32(sub) / np.float32(4) != 0
         assert np.float32(sub / 4) * np.float32(2) != 0
@@ -182,34 +184,40 @@ def test_numba_kernels_flush_subnormals_on_every_thread(layout, dtype, threads):
 
 
 @numba_only
-def test_numba_flush_is_per_iteration_and_restored_on_every_thread():
+def test_numba_flush_is_per_call_and_restored_on_every_thread():
     import platform
     if platform.machine().lower() not in ("x86_64", "amd64"):
         pytest.skip("MXCSR exists on x86-64 only")
-    import numba
-    from numba import njit, prange
+    from numba import njit
 
+    from fastpoint.backends.numba_kernels import workers
     from fastpoint.backends.numba_kernels.fpenv import FTZ_DAZ, flush_enter, flush_leave, mxcsr
+    from fastpoint.backends.numba_kernels.simd import fetch_add
 
-    @njit(parallel=True)
-    def modes(n):
-        inside = np.zeros(n, np.int64)
-        after = np.zeros(n, np.int64)
-        tid = np.zeros(n, np.int64)
-        for i in prange(n):  # the pattern of every kernel's prange body
-            old = flush_enter()
-            inside[i] = mxcsr()
-            flush_leave(old)
-            after[i] = mxcsr()
-            tid[i] = numba.get_thread_id()
-        return inside, after, tid
+    if workers.max_threads() < 2:
+        pytest.skip("needs 2 CPUs")
 
-    before = numba.get_num_threads()
-    numba.set_num_threads(2)
-    try:
-        inside, after, tid = modes(2)
-    finally:
-        numba.set_num_threads(before)
+    @njit(nogil=True)
+    def modes(inside, after, ids, counter):  # the pattern of every kernel: flush around the task loop
+        me = fetch_add(ids, 0, 1)
+        old = flush_enter()
+        task = workers.start(counter, 2, 1)
+        while task < 2:
+            if task == 0:  # wait (bounded) until the helper has started, so both threads take part
+                for _ in range(2_000_000_000):
+                    if fetch_add(ids, 0, 0) >= 2:
+                        break
+            inside[me] = mxcsr()
+            task = workers.next_task(counter, 1, 1)
+        flush_leave(old)
+        after[me] = mxcsr()
+
+    inside = np.zeros(2, np.int64)
+    after = np.full(2, -1, np.int64)
+    workers.run(modes, (inside, after, np.zeros(1, np.int64)), 2)
+    for _ in range(1000):  # the helper writes `after` just after its last task is counted
+        if (after >= 0).all():
+            break
+        time.sleep(0.001)
     assert (inside & FTZ_DAZ == FTZ_DAZ).all()
-    assert (after & FTZ_DAZ == 0).all(), "a thread kept FTZ/DAZ after its iteration"
-    assert len(set(tid.tolist())) == 2, "the worker thread ran no iteration"
+    assert (after & FTZ_DAZ == 0).all(), "a thread kept FTZ/DAZ after its call"

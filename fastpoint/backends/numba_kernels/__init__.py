@@ -19,7 +19,7 @@ from typing import Optional
 import numpy as np
 
 from ..._spec import ConvSpec, LayerSpec
-from . import blocking
+from . import blocking, workers
 from .geometry import geometry
 
 
@@ -89,18 +89,36 @@ def _prepared(spec: ConvSpec, geo, x: np.ndarray) -> np.ndarray:
     return xp
 
 
+# Below this much work (estimated at one thread) a call runs on the caller alone: a helper starts
+# 5-30 us after the call (it needs the GIL) and, after the process was idle, may share the caller's
+# CPU for a while; measured on mb2_dw_960_7 (about 0.1 ms): 0.118 ms at 1 thread, 0.165 at 2.
+MIN_PARALLEL_S = 100e-6
+# rough one-thread speeds of the kernels here, for that estimate only (docs/numba.md)
+_DENSE_FLOPS = 100e9
+_DEPTHWISE_FLOPS = 15e9
+
+
+def useful_threads(spec: ConvSpec, threads: int) -> int:
+    """``threads``, or 1 when the call is too small for a helper to pay off."""
+    L = spec.layer
+    flops = 2.0 * spec.n * L.cout * spec.oh * spec.ow * L.cin_g * L.kh * L.kw
+    rate = _DEPTHWISE_FLOPS if _is_depthwise(L) else _DENSE_FLOPS
+    return 1 if flops / rate < MIN_PARALLEL_S else threads
+
+
 def run(spec: ConvSpec, packed: Packed, x: np.ndarray, bias: Optional[np.ndarray], out: np.ndarray,
         threads: int) -> None:
     L = spec.layer
     geo = geometry(spec)
+    threads = useful_threads(spec, threads)
     y = out.reshape(-1)
     if packed.kind == "dw_nchw":  # pads each channel plane itself, in a task-local buffer
         from .depthwise import dw_nchw
 
         b = np.zeros(L.cout, x.dtype) if bias is None else bias
-        dw_nchw(x.reshape(-1), spec.h, spec.w, geo.phase_py, geo.phase_px, geo.hq1, geo.wq, L.stride[0],
-                L.stride[1], spec.pad_top, spec.pad_left, geo.tapoff, packed.weights, b, y,
-                spec.n * L.cout, L.cout, spec.oh, spec.ow, int(L.relu), threads)
+        workers.run(dw_nchw, (x.reshape(-1), spec.h, spec.w, geo.phase_py, geo.phase_px, geo.hq1, geo.wq,
+                              L.stride[0], L.stride[1], spec.pad_top, spec.pad_left, geo.tapoff, packed.weights,
+                              b, y, spec.n * L.cout, L.cout, spec.oh, spec.ow, int(L.relu), threads), threads)
         return
     xp = _prepared(spec, geo, x)
     relu = int(L.relu)
@@ -117,8 +135,9 @@ def run(spec: ConvSpec, packed: Packed, x: np.ndarray, bias: Optional[np.ndarray
         q_block = blocking.split_tiles(q_tiles, other, threads)
         bp = _padded_bias(bias, L.groups, L.cout_g, MR, x.dtype)
         koff = (np.arange(L.cin_g, dtype=np.int64)[:, None] * geo.plane + geo.tapoff[None, :]).ravel()
-        conv_nchw(xp, geo.plane, koff, geo.wq, geo.qtotal, packed.weights, bp, y, spec.n, L.cin, L.cout,
-                  L.groups, spec.oh, spec.ow, relu, co_block, q_block, blocking.k_chunk(nr * item), threads)
+        workers.run(conv_nchw, (xp, geo.plane, koff, geo.wq, geo.qtotal, packed.weights, bp, y, spec.n, L.cin,
+                                L.cout, L.groups, spec.oh, spec.ow, relu, co_block, q_block,
+                                blocking.k_chunk(nr * item)), threads)
     elif packed.kind == "nhwc":
         from .dense_nhwc import MR, conv_nhwc
 
@@ -129,13 +148,13 @@ def run(spec: ConvSpec, packed: Packed, x: np.ndarray, bias: Optional[np.ndarray
         other = spec.n * L.groups * -(-co_tiles // co_block)
         q_block = blocking.split_tiles(q_tiles, other, threads, max_tiles=32)
         bp = _padded_bias(bias, L.groups, L.cout_g, nr, x.dtype)
-        conv_nhwc(xp, geo.plane, geo.tapoff, geo.wq, geo.qtotal, packed.weights, bp, y, spec.n, L.cin, L.cout,
-                  L.groups, spec.oh, spec.ow, relu, co_block, q_block, threads)
+        workers.run(conv_nhwc, (xp, geo.plane, geo.tapoff, geo.wq, geo.qtotal, packed.weights, bp, y, spec.n,
+                                L.cin, L.cout, L.groups, spec.oh, spec.ow, relu, co_block, q_block), threads)
     else:
         from .depthwise import NV, dw_nhwc
 
         q_tiles = -(-geo.qtotal // NV)
         q_block = blocking.split_tiles(q_tiles, spec.n, threads, max_tiles=64)
         b = _padded_bias(bias, 1, L.cout, blocking.lanes(item), x.dtype)
-        dw_nhwc(xp, geo.plane, geo.tapoff, geo.wq, geo.qtotal, packed.weights, b, y, spec.n, L.cout,
-                spec.oh, spec.ow, relu, q_block, threads)
+        workers.run(dw_nhwc, (xp, geo.plane, geo.tapoff, geo.wq, geo.qtotal, packed.weights, b, y, spec.n, L.cout,
+                              spec.oh, spec.ow, relu, q_block), threads)

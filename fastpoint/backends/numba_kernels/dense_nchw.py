@@ -13,11 +13,14 @@ registers, and each output is written to Y once, after the last chunk.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
+from . import tasks
 from .fpenv import flush_enter, flush_leave
-from .simd import fetch_add, lanes, vbroadcast, vfma, vload, vload_m, vmask, vsplat, vstore
+from .pipeline import SimplifyingCompiler
+from .simd import lanes, vbroadcast, vfma, vload, vload_m, vmask, vsplat, vstore
 from .store import finish, store_positions_at
+from .workers import next_task, start
 
 MR = 6
 
@@ -112,9 +115,9 @@ def _store_tile(y, acc, a, ybase, step, rows, q0, wq, ow, qtotal, relu):
             store_positions_at(y, ybase + i * step, v1, q0 + nl, oy1, ox1, wq, ow, qtotal)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True, pipeline_class=SimplifyingCompiler)
 def conv_nchw(xp, plane, koff, wq, qtotal, wp, bp, y, n_, cin, cout, groups, oh, ow, relu,
-              co_block, q_block, kc, workers):
+              co_block, q_block, kc, counter):
     """y (flat N x Cout x oh x ow) from the prepared input xp (flat N x Cin x plane).
 
     Loops, outer to inner, as in BLIS: tasks are (image, group, block of ``co_block`` channel tiles,
@@ -129,78 +132,70 @@ def conv_nchw(xp, plane, koff, wq, qtotal, wp, bp, y, n_, cin, cout, groups, oh,
     cout_g = cout // groups
     co_tiles = (cout_g + MR - 1) // MR
     q_tiles = (qtotal + nr - 1) // nr
-    co_blocks = (co_tiles + co_block - 1) // co_block
-    q_blocks = (q_tiles + q_block - 1) // q_block
     ksteps = koff.shape[0]
     panel = ksteps * MR
     step = oh * ow
-    ntasks = n_ * groups * co_blocks * q_blocks
-    counter = np.zeros(1, np.int64)
-    for _ in prange(workers):  # each worker takes the next task until none is left (see fetch_add)
-        mxcsr_old = flush_enter()  # this thread's FP mode, put back below (see fpenv)
-        acc = np.empty(co_block * MR * nr, xp.dtype)
-        bpanel = np.empty((q_block * ksteps if ksteps <= kc else kc) * nr, xp.dtype)
-        task = fetch_add(counter, 0, 1)
-        while task < ntasks:
-            qb = task % q_blocks
-            rest = task // q_blocks
-            cb = rest % co_blocks
-            rest //= co_blocks
-            g = rest % groups
-            n = rest // groups
-            xbase = (n * cin + g * cin_g) * plane
-            ct0 = cb * co_block
-            ct1 = min(co_tiles, ct0 + co_block)
-            qt0 = qb * q_block
-            qt1 = min(q_tiles, qt0 + q_block)
-            if ksteps <= kc:
-                # K fits one chunk: pack all the block's position tiles once, then let the channel
-                # tiles be the outer loop, so each output row is written as one run of positions
-                # instead of 32-position pieces spread over all the block's rows (much of the time
-                # of small-K layers went into those scattered writes)
-                for qt in range(qt0, qt1):
-                    q0 = qt * nr
-                    _pack_panel(xp, xbase + q0, koff, 0, ksteps, vmask(xp, qtotal - q0), vmask(xp, qtotal - q0 - nl),
-                                bpanel, (qt - qt0) * ksteps * nr)
-                for ct in range(ct0, ct1):
-                    co = ct * MR
-                    for qt in range(qt0, qt1):
-                        for i in range(MR):
-                            b = vsplat(xp, bp[(g * co_tiles + ct) * MR + i])
-                            vstore(acc, i * nr, b)
-                            vstore(acc, i * nr + nl, b)
-                        _tile(bpanel, (qt - qt0) * ksteps * nr, ksteps, wp, (g * co_tiles + ct) * panel, acc, 0)
-                        _store_tile(y, acc, 0, (n * cout + g * cout_g + co) * step, step, min(MR, cout_g - co),
-                                    qt * nr, wq, ow, qtotal, relu)
-                task = fetch_add(counter, 0, 1)
-                continue
+    ntasks, co_blocks, q_blocks = tasks.count(n_, groups, co_tiles, co_block, q_tiles, q_block)
+    # each worker (see workers.py) takes the next task until none is left
+    mxcsr_old = flush_enter()  # this thread's FP mode, put back below (see fpenv)
+    acc = np.empty(co_block * MR * nr, xp.dtype)
+    bpanel = np.empty((q_block * ksteps if ksteps <= kc else kc) * nr, xp.dtype)
+    task = start(counter, ntasks, 1)
+    while task < ntasks:
+        n, g, cb, qb = tasks.split(task, groups, co_blocks, q_blocks)
+        xbase = (n * cin + g * cin_g) * plane
+        ct0 = cb * co_block
+        ct1 = min(co_tiles, ct0 + co_block)
+        qt0 = qb * q_block
+        qt1 = min(q_tiles, qt0 + q_block)
+        if ksteps <= kc:
+            # K fits one chunk: pack all the block's position tiles once, then let the channel
+            # tiles be the outer loop, so each output row is written as one run of positions
+            # instead of 32-position pieces spread over all the block's rows (much of the time
+            # of small-K layers went into those scattered writes)
             for qt in range(qt0, qt1):
                 q0 = qt * nr
-                left = qtotal - q0
-                m0 = vmask(xp, left)  # the last tile may end past the input: masked loads never touch that memory
-                m1 = vmask(xp, left - nl)
-                for i in range((ct1 - ct0) * MR):
-                    b = vsplat(xp, bp[(g * co_tiles + ct0) * MR + i])
-                    vstore(acc, i * nr, b)
-                    vstore(acc, i * nr + nl, b)
-                for k0 in range(0, ksteps, kc):
-                    k1 = min(ksteps, k0 + kc)
-                    _pack_panel(xp, xbase + q0, koff, k0, k1, m0, m1, bpanel, 0)
-                    for ct in range(ct0, ct1):
-                        _tile(bpanel, 0, k1 - k0, wp, (g * co_tiles + ct) * panel + k0 * MR, acc, (ct - ct0) * MR * nr)
-                oy0 = q0 // wq
-                ox0 = q0 - oy0 * wq
-                oy1 = (q0 + nl) // wq
-                ox1 = q0 + nl - oy1 * wq
+                _pack_panel(xp, xbase + q0, koff, 0, ksteps, vmask(xp, qtotal - q0), vmask(xp, qtotal - q0 - nl),
+                            bpanel, (qt - qt0) * ksteps * nr)
+            for ct in range(ct0, ct1):
+                co = ct * MR
+                for qt in range(qt0, qt1):
+                    for i in range(MR):
+                        b = vsplat(xp, bp[(g * co_tiles + ct) * MR + i])
+                        vstore(acc, i * nr, b)
+                        vstore(acc, i * nr + nl, b)
+                    _tile(bpanel, (qt - qt0) * ksteps * nr, ksteps, wp, (g * co_tiles + ct) * panel, acc, 0)
+                    _store_tile(y, acc, 0, (n * cout + g * cout_g + co) * step, step, min(MR, cout_g - co),
+                                qt * nr, wq, ow, qtotal, relu)
+            task = next_task(counter, 1, 1)
+            continue
+        for qt in range(qt0, qt1):
+            q0 = qt * nr
+            left = qtotal - q0
+            m0 = vmask(xp, left)  # the last tile may end past the input: masked loads never touch that memory
+            m1 = vmask(xp, left - nl)
+            for i in range((ct1 - ct0) * MR):
+                b = vsplat(xp, bp[(g * co_tiles + ct0) * MR + i])
+                vstore(acc, i * nr, b)
+                vstore(acc, i * nr + nl, b)
+            for k0 in range(0, ksteps, kc):
+                k1 = min(ksteps, k0 + kc)
+                _pack_panel(xp, xbase + q0, koff, k0, k1, m0, m1, bpanel, 0)
                 for ct in range(ct0, ct1):
-                    co = ct * MR
-                    ybase = (n * cout + g * cout_g + co) * step
-                    for i in range(min(MR, cout_g - co)):
-                        a = ((ct - ct0) * MR + i) * nr
-                        v0 = finish(vload(acc, a), relu)
-                        store_positions_at(y, ybase + i * step, v0, q0, oy0, ox0, wq, ow, qtotal)
-                        if q0 + nl < qtotal:
-                            v1 = finish(vload(acc, a + nl), relu)
-                            store_positions_at(y, ybase + i * step, v1, q0 + nl, oy1, ox1, wq, ow, qtotal)
-            task = fetch_add(counter, 0, 1)
-        flush_leave(mxcsr_old)
+                    _tile(bpanel, 0, k1 - k0, wp, (g * co_tiles + ct) * panel + k0 * MR, acc, (ct - ct0) * MR * nr)
+            oy0 = q0 // wq
+            ox0 = q0 - oy0 * wq
+            oy1 = (q0 + nl) // wq
+            ox1 = q0 + nl - oy1 * wq
+            for ct in range(ct0, ct1):
+                co = ct * MR
+                ybase = (n * cout + g * cout_g + co) * step
+                for i in range(min(MR, cout_g - co)):
+                    a = ((ct - ct0) * MR + i) * nr
+                    v0 = finish(vload(acc, a), relu)
+                    store_positions_at(y, ybase + i * step, v0, q0, oy0, ox0, wq, ow, qtotal)
+                    if q0 + nl < qtotal:
+                        v1 = finish(vload(acc, a + nl), relu)
+                        store_positions_at(y, ybase + i * step, v1, q0 + nl, oy1, ox1, wq, ow, qtotal)
+        task = next_task(counter, 1, 1)
+    flush_leave(mxcsr_old)

@@ -12,12 +12,14 @@ only the stores of the last channel tile are.
 
 from __future__ import annotations
 
-import numpy as np
-from numba import njit, prange
+from numba import njit
 
+from . import tasks
 from .fpenv import flush_enter, flush_leave
-from .simd import fetch_add, lanes, vbroadcast, vfma, vload, vstore_lanes
+from .pipeline import SimplifyingCompiler
+from .simd import lanes, vbroadcast, vfma, vload, vstore_lanes
 from .store import finish
+from .workers import next_task, start
 
 MR = 6
 
@@ -78,9 +80,9 @@ def _store_pixel(y, po, v0, v1, n0, n1, ybase, relu):
         vstore_lanes(y, o + lanes(y), finish(v1, relu), 0, n1)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True, pipeline_class=SimplifyingCompiler)
 def conv_nhwc(xp, plane, tapoff, wq, qtotal, wp, bp, y, n_, cin, cout, groups, oh, ow, relu,
-              co_block, q_block, workers):
+              co_block, q_block, counter):
     """y (flat N x oh x ow x Cout) from the prepared input xp (flat N x plane x Cin).
 
     Tasks are (image, group, block of ``co_block`` channel tiles, block of ``q_block`` pixel tiles);
@@ -93,53 +95,45 @@ def conv_nhwc(xp, plane, tapoff, wq, qtotal, wp, bp, y, n_, cin, cout, groups, o
     cout_g = cout // groups
     co_tiles = (cout_g + nr - 1) // nr
     q_tiles = (qtotal + MR - 1) // MR
-    co_blocks = (co_tiles + co_block - 1) // co_block
-    q_blocks = (q_tiles + q_block - 1) // q_block
     ntaps = tapoff.shape[0]
     panel = ntaps * cin_g * nr
     last = qtotal - 1
-    ntasks = n_ * groups * co_blocks * q_blocks
-    counter = np.zeros(1, np.int64)
-    for _ in prange(workers):  # each worker takes the next task until none is left (see fetch_add)
-        mxcsr_old = flush_enter()  # this thread's FP mode, put back below (see fpenv)
-        task = fetch_add(counter, 0, 1)
-        while task < ntasks:
-            qb = task % q_blocks
-            rest = task // q_blocks
-            cb = rest % co_blocks
-            rest //= co_blocks
-            g = rest % groups
-            n = rest // groups
-            xbase = n * plane * cin + g * cin_g
-            ybase = n * oh * ow * cout + g * cout_g
-            for qt in range(qb * q_block, min(q_tiles, (qb + 1) * q_block)):
-                q0 = qt * MR
-                # pixels past the end read the last real one (in bounds) and are not stored
-                r0 = xbase + min(q0, last) * cin
-                r1 = xbase + min(q0 + 1, last) * cin
-                r2 = xbase + min(q0 + 2, last) * cin
-                r3 = xbase + min(q0 + 3, last) * cin
-                r4 = xbase + min(q0 + 4, last) * cin
-                r5 = xbase + min(q0 + 5, last) * cin
-                p0 = _pixel_offset(q0, wq, ow, qtotal, cout)
-                p1 = _pixel_offset(q0 + 1, wq, ow, qtotal, cout)
-                p2 = _pixel_offset(q0 + 2, wq, ow, qtotal, cout)
-                p3 = _pixel_offset(q0 + 3, wq, ow, qtotal, cout)
-                p4 = _pixel_offset(q0 + 4, wq, ow, qtotal, cout)
-                p5 = _pixel_offset(q0 + 5, wq, ow, qtotal, cout)
-                for ct in range(cb * co_block, min(co_tiles, (cb + 1) * co_block)):
-                    c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51 = _tile(
-                        xp, r0, r1, r2, r3, r4, r5, cin, tapoff, cin_g, wp, (g * co_tiles + ct) * panel,
-                        bp, (g * co_tiles + ct) * nr)
-                    left = cout_g - ct * nr
-                    n0 = min(nl, left)
-                    n1 = min(nl, max(0, left - nl))
-                    yb = ybase + ct * nr
-                    _store_pixel(y, p0, c00, c01, n0, n1, yb, relu)
-                    _store_pixel(y, p1, c10, c11, n0, n1, yb, relu)
-                    _store_pixel(y, p2, c20, c21, n0, n1, yb, relu)
-                    _store_pixel(y, p3, c30, c31, n0, n1, yb, relu)
-                    _store_pixel(y, p4, c40, c41, n0, n1, yb, relu)
-                    _store_pixel(y, p5, c50, c51, n0, n1, yb, relu)
-            task = fetch_add(counter, 0, 1)
-        flush_leave(mxcsr_old)
+    ntasks, co_blocks, q_blocks = tasks.count(n_, groups, co_tiles, co_block, q_tiles, q_block)
+    # each worker (see workers.py) takes the next task until none is left
+    mxcsr_old = flush_enter()  # this thread's FP mode, put back below (see fpenv)
+    task = start(counter, ntasks, 1)
+    while task < ntasks:
+        n, g, cb, qb = tasks.split(task, groups, co_blocks, q_blocks)
+        xbase = n * plane * cin + g * cin_g
+        ybase = n * oh * ow * cout + g * cout_g
+        for qt in range(qb * q_block, min(q_tiles, (qb + 1) * q_block)):
+            q0 = qt * MR
+            # pixels past the end read the last real one (in bounds) and are not stored
+            r0 = xbase + min(q0, last) * cin
+            r1 = xbase + min(q0 + 1, last) * cin
+            r2 = xbase + min(q0 + 2, last) * cin
+            r3 = xbase + min(q0 + 3, last) * cin
+            r4 = xbase + min(q0 + 4, last) * cin
+            r5 = xbase + min(q0 + 5, last) * cin
+            p0 = _pixel_offset(q0, wq, ow, qtotal, cout)
+            p1 = _pixel_offset(q0 + 1, wq, ow, qtotal, cout)
+            p2 = _pixel_offset(q0 + 2, wq, ow, qtotal, cout)
+            p3 = _pixel_offset(q0 + 3, wq, ow, qtotal, cout)
+            p4 = _pixel_offset(q0 + 4, wq, ow, qtotal, cout)
+            p5 = _pixel_offset(q0 + 5, wq, ow, qtotal, cout)
+            for ct in range(cb * co_block, min(co_tiles, (cb + 1) * co_block)):
+                c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51 = _tile(
+                    xp, r0, r1, r2, r3, r4, r5, cin, tapoff, cin_g, wp, (g * co_tiles + ct) * panel,
+                    bp, (g * co_tiles + ct) * nr)
+                left = cout_g - ct * nr
+                n0 = min(nl, left)
+                n1 = min(nl, max(0, left - nl))
+                yb = ybase + ct * nr
+                _store_pixel(y, p0, c00, c01, n0, n1, yb, relu)
+                _store_pixel(y, p1, c10, c11, n0, n1, yb, relu)
+                _store_pixel(y, p2, c20, c21, n0, n1, yb, relu)
+                _store_pixel(y, p3, c30, c31, n0, n1, yb, relu)
+                _store_pixel(y, p4, c40, c41, n0, n1, yb, relu)
+                _store_pixel(y, p5, c50, c51, n0, n1, yb, relu)
+        task = next_task(counter, 1, 1)
+    flush_leave(mxcsr_old)

@@ -2,9 +2,9 @@
 
 Subnormal operands make the multiply/FMA units take a microcode assist (about 40x slower here), so
 the kernels run like the C ones (csrc/fpenv.c) with FTZ (bit 15: subnormal results are written as 0)
-and DAZ (bit 6: subnormal inputs are read as 0).  The mode is per thread: every ``prange`` body calls
-:func:`flush_enter` first and :func:`flush_leave` with its result last, because the calling thread
-runs iterations too and Numba's worker threads also run other people's parallel code afterwards.
+and DAZ (bit 6: subnormal inputs are read as 0).  The mode is per thread: every kernel calls
+:func:`flush_enter` before its task loop and :func:`flush_leave` with its result after it, on each
+worker (see workers.py), because the calling thread runs tasks too and must get its own mode back.
 
 On other architectures both are no-ops (the kernels then do not flush); the implementation is
 chosen once at import from the host machine, which is also what Numba compiles for.

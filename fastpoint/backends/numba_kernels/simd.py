@@ -281,12 +281,16 @@ def vrelu(typingctx, v):
 
 @intrinsic
 def fetch_add(typingctx, arr, idx, value):
-    """Atomically ``old = arr[idx]; arr[idx] += value; return old`` (an int64 work counter shared by threads)."""
+    """Atomically ``old = arr[idx]; arr[idx] += value; return old`` (an int64 work counter shared by threads).
+
+    Sequentially consistent, so a worker's output stores are visible to whoever sees its "task done"
+    count (on x86-64 this is the same ``lock xadd`` as a relaxed add).
+    """
 
     def codegen(context, builder, sig, args):
         p = _ptr(context, builder, sig.args[0], args[0], args[1], sig.args[1])
         v = context.cast(builder, args[2], sig.args[2], sig.args[0].dtype)
-        return builder.atomic_rmw("add", p, v, "monotonic")
+        return builder.atomic_rmw("add", p, v, "seq_cst")
 
     return arr.dtype(arr, idx, value), codegen
 
