@@ -18,7 +18,7 @@ static const char *kernel_name(const fp_conv_problem *p, int isa, int f64) {
 static int64_t packed_bytes(const fp_conv_problem *p, int isa, int f64) {
     (void)isa; (void)f64;
     const int64_t T = p->kh * p->kw;
-    return (int64_t)sizeof(float) * T * (p->layout == 0 ? p->cout : fp_dw_cpad(p));
+    return (int64_t)sizeof(float) * T * ((p->layout == 0 ? p->cout : 0) + fp_dw_cpad(p));
 }
 
 static int pack(const fp_conv_problem *p, int isa, int f64, const void *wv, void *dst) {
@@ -26,11 +26,11 @@ static int pack(const fp_conv_problem *p, int isa, int f64, const void *wv, void
     float *d = (float *)dst;
     const int64_t T = p->kh * p->kw;
     if (p->layout == 0) {
-        memcpy(d, w, (size_t)packed_bytes(p, isa, f64));
-        return FP_OK;
+        memcpy(d, w, sizeof(float) * (size_t)(T * p->cout));
+        d += T * p->cout;
     }
     const int64_t cpad = fp_dw_cpad(p);
-    memset(d, 0, (size_t)packed_bytes(p, isa, f64));
+    memset(d, 0, sizeof(float) * (size_t)(T * cpad));
     for (int64_t co = 0; co < p->cout; co++)
         for (int64_t t = 0; t < T; t++) d[t * cpad + co] = w[co * T + t];
     return FP_OK;

@@ -15,6 +15,7 @@
 #include <immintrin.h>
 #include <stdint.h>
 #include <string.h>
+#include <stdlib.h>
 
 /* Lanes [lo, hi) of a 32-lane window, as a bit mask. */
 static inline uint32_t lanes32(int64_t lo, int64_t hi) {
@@ -342,13 +343,149 @@ static inline __m512 in_vec(const float *xp, int64_t cb, int64_t nch, int64_t m,
     return _mm512_permutexvar_ps(_mm512_loadu_si512(idx), v);
 }
 
-/* Shared state of an NHWC call; a chunk is DW_ROW_JOBS output rows in a row. */
-#define DW_ROW_JOBS 4
+/* NHWC geometry of one call. */
+typedef struct nhwc_geo {
+    int64_t C, cpad, W, kw, sw, dw, dh, pl, cin;
+    int relu;
+} nhwc_geo;
+
+/* PX adjacent output pixels x 16 channels.  xr points at input row ky0, column col0 (the first
+ * pixel's first tap, possibly left of the image) and the channel block; w at tap (ky0, 0).  With
+ * the shape known at compile time (KW > 0) each input vector of a row is loaded once and feeds
+ * every (pixel, kx) pair that reads it: PX + KW - 1 loads per row for stride 1 instead of PX * KW.
+ * EDGE: columns outside [0, W) load as zeros (a zero mask: nothing is read there). */
+static inline __attribute__((always_inline)) void nhwc_block(const float *xr0, int64_t col0, const float *w,
+                                                             const nhwc_geo *g, int64_t nky, __m512 b, __mmask16 mo,
+                                                             float *yp, const int PX, const int KW, const int SW,
+                                                             const int DW, const int EDGE) {
+    __m512 acc[8];
+#pragma GCC unroll 8
+    for (int q = 0; q < PX; q++) acc[q] = b;
+    const int64_t C = g->C, rs = g->dh * g->W * C, kw = KW ? KW : g->kw, W = g->W;
+    const int64_t sw = SW ? SW : g->sw, dw = DW ? DW : g->dw;
+    const int NI = KW ? (PX - 1) * SW + (KW - 1) * DW + 1 : 1; /* input vectors of a row */
+    for (int64_t ky = 0; ky < nky; ky++) {
+        const float *xr = xr0 + ky * rs;
+        const float *wr = w + ky * kw * g->cpad;
+        if (KW) {
+            __m512 xin[24];
+#pragma GCC unroll 24
+            for (int j = 0; j < NI; j++) {
+                const __mmask16 mj = EDGE ? ((uint64_t)(col0 + j) < (uint64_t)W ? mo : 0) : mo;
+                xin[j] = _mm512_maskz_loadu_ps(mj, at(xr, j * C));
+            }
+#pragma GCC unroll 8
+            for (int kx = 0; kx < KW; kx++) {
+                const __m512 wv = _mm512_loadu_ps(wr + kx * g->cpad);
+#pragma GCC unroll 8
+                for (int q = 0; q < PX; q++) acc[q] = _mm512_fmadd_ps(xin[q * SW + kx * DW], wv, acc[q]);
+            }
+        } else {
+            for (int64_t kx = 0; kx < kw; kx++) {
+                const __m512 wv = _mm512_loadu_ps(wr + kx * g->cpad);
+#pragma GCC unroll 8
+                for (int q = 0; q < PX; q++) {
+                    const int64_t j = q * sw + kx * dw;
+                    const __mmask16 mj = EDGE ? ((uint64_t)(col0 + j) < (uint64_t)W ? mo : 0) : mo;
+                    acc[q] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mj, at(xr, j * C)), wv, acc[q]);
+                }
+            }
+        }
+    }
+    const __m512 z = _mm512_setzero_ps();
+#pragma GCC unroll 8
+    for (int q = 0; q < PX; q++) _mm512_mask_storeu_ps(yp + q * C, mo, g->relu ? _mm512_max_ps(z, acc[q]) : acc[q]);
+}
+
+/* One block of PX output pixels, channels [c0, c1) in vectors of 16: channels inner, so the
+ * input is walked in address order and the block's input (rows x pixels x C) stays in L1. */
+static inline __attribute__((always_inline)) void nhwc_pixels(const float *xrow, int64_t col0, const float *w,
+                                                              const nhwc_geo *g, int64_t nky, const float *bias,
+                                                              int64_t c0, int64_t c1, float *yp, const int PX,
+                                                              const int KW, const int SW, const int DW, const int EDGE) {
+    const int64_t C = g->C;
+    const float *xo = at(xrow, col0 * C);
+    for (int64_t cb = c0; cb < c1; cb += FP_DW_CB) {
+        const __mmask16 mo = (__mmask16)lanes32(0, C - cb);
+        const __m512 b = bias ? _mm512_maskz_loadu_ps(mo, bias + cb) : _mm512_setzero_ps();
+        nhwc_block(xo + cb, col0, w + cb, g, nky, b, mo, yp + cb, PX, KW, SW, DW, EDGE);
+    }
+}
+
+typedef void (*nhwc_fn)(const float *, int64_t, const float *, const nhwc_geo *, int64_t, const float *, int64_t,
+                        int64_t, float *);
+#define NHWC_PX(PX, KW, SW, DW, EDGE)                                                                                 \
+    static void nhwc_##PX##_##KW##_##SW##_##DW##_##EDGE(const float *xrow, int64_t col0, const float *w,             \
+                                                        const nhwc_geo *g, int64_t nky, const float *bias,          \
+                                                        int64_t c0, int64_t c1, float *yp) {                         \
+        nhwc_pixels(xrow, col0, w, g, nky, bias, c0, c1, yp, PX, KW, SW, DW, EDGE);                                  \
+    }
+#define NHWC_SHAPE(KW, SW, DW)                                                                                        \
+    NHWC_PX(1, KW, SW, DW, 0) NHWC_PX(2, KW, SW, DW, 0) NHWC_PX(3, KW, SW, DW, 0) NHWC_PX(4, KW, SW, DW, 0)           \
+    NHWC_PX(5, KW, SW, DW, 0) NHWC_PX(6, KW, SW, DW, 0) NHWC_PX(7, KW, SW, DW, 0) NHWC_PX(8, KW, SW, DW, 0)           \
+    NHWC_PX(1, KW, SW, DW, 1) NHWC_PX(2, KW, SW, DW, 1) NHWC_PX(3, KW, SW, DW, 1) NHWC_PX(4, KW, SW, DW, 1)           \
+    NHWC_PX(5, KW, SW, DW, 1) NHWC_PX(6, KW, SW, DW, 1) NHWC_PX(7, KW, SW, DW, 1) NHWC_PX(8, KW, SW, DW, 1)           \
+    static const nhwc_fn nhwc_fns_##KW##_##SW##_##DW[2][8] = {                                                         \
+        {nhwc_1_##KW##_##SW##_##DW##_0, nhwc_2_##KW##_##SW##_##DW##_0, nhwc_3_##KW##_##SW##_##DW##_0,                 \
+         nhwc_4_##KW##_##SW##_##DW##_0, nhwc_5_##KW##_##SW##_##DW##_0, nhwc_6_##KW##_##SW##_##DW##_0,                 \
+         nhwc_7_##KW##_##SW##_##DW##_0, nhwc_8_##KW##_##SW##_##DW##_0},                                               \
+        {nhwc_1_##KW##_##SW##_##DW##_1, nhwc_2_##KW##_##SW##_##DW##_1, nhwc_3_##KW##_##SW##_##DW##_1,                 \
+         nhwc_4_##KW##_##SW##_##DW##_1, nhwc_5_##KW##_##SW##_##DW##_1, nhwc_6_##KW##_##SW##_##DW##_1,                 \
+         nhwc_7_##KW##_##SW##_##DW##_1, nhwc_8_##KW##_##SW##_##DW##_1}};
+NHWC_SHAPE(3, 1, 1)
+NHWC_SHAPE(3, 2, 1)
+NHWC_SHAPE(0, 0, 0)
+
+/* One output pixel, channels [c0, c1), taps checked one by one (borders, and multiplier > 1). */
+static void nhwc_pixel(const fp_conv_problem *p, const float *xn, const float *w, const float *bias, int64_t m,
+                       int64_t cpad, int64_t iyb, int64_t ky0, int64_t ky1, int64_t ox, int64_t c0, int64_t c1,
+                       float *yrow) {
+    const int64_t C = p->cout;
+    for (int64_t cb = c0; cb < c1; cb += FP_DW_CB) {
+        const int64_t nch = FP_MIN(FP_DW_CB, C - cb);
+        const __mmask16 mo = (__mmask16)lanes32(0, nch);
+        __m512 acc = bias ? _mm512_maskz_loadu_ps(mo, bias + cb) : _mm512_setzero_ps();
+        for (int64_t ky = ky0; ky < ky1; ky++) {
+            const int64_t iy = iyb + ky * p->dil_h;
+            for (int64_t kx = 0; kx < p->kw; kx++) {
+                const int64_t ix = ox * p->stride_w - p->pad_left + kx * p->dil_w;
+                if (ix < 0 || ix >= p->w) continue;
+                const __m512 wv = _mm512_loadu_ps(w + (ky * p->kw + kx) * cpad + cb);
+                acc = _mm512_fmadd_ps(in_vec(xn + (iy * p->w + ix) * p->cin, cb, nch, m, mo), wv, acc);
+            }
+        }
+        if (p->relu) acc = _mm512_max_ps(_mm512_setzero_ps(), acc);
+        _mm512_mask_storeu_ps(yrow + ox * C + cb, mo, acc);
+    }
+}
+
+/* The NHWC block table for a kernel shape. */
+static const nhwc_fn *nhwc_pick(const fp_conv_problem *p) {
+    if (p->kw == 3 && p->dil_w == 1 && p->stride_w == 1) return &nhwc_fns_3_1_1[0][0];
+    if (p->kw == 3 && p->dil_w == 1 && p->stride_w == 2) return &nhwc_fns_3_2_1[0][0];
+    return &nhwc_fns_0_0_0[0][0];
+}
+
+/* One output row in blocks of px pixels (xrow: input row ky0 at column 0; w: taps of row ky0).  The
+ * last block is shifted back to end at ow: it recomputes a few outputs with the same values rather
+ * than running a narrower block.  span: input columns a block reads, minus one. */
+static void nhwc_row(const nhwc_fn *fns, int64_t px, int64_t span, int64_t ow, const float *xrow, const float *w,
+                     const nhwc_geo *g, int64_t nky, const float *bias, int64_t c0, int64_t c1, float *yrow) {
+    for (int64_t ox = 0; ox < ow; ox += px) {
+        const int64_t o = FP_MIN(ox, ow - px), col0 = o * g->sw - g->pl;
+        const int edge = col0 < 0 || col0 + span >= g->W;
+        fns[edge * 8 + px - 1](xrow, col0, w, g, nky, bias, c0, c1, yrow + o * g->C);
+    }
+}
+
+/* Shared state of an NHWC call; a job is one output row's channel group. */
 typedef struct row_task {
     const fp_conv_problem *p;
     const float *x, *w, *bias;
     float *y;
-    int64_t m, C, cpad, rows, ox_lo, ox_hi;
+    nhwc_geo g;
+    int64_t m, groups, gch, jobs, nchunks, px;
+    const nhwc_fn *fns; /* [edge][px - 1] */
 } row_task;
 
 static void row_chunk(void *ctx, int64_t chunk, int worker) {
@@ -357,82 +494,218 @@ static void row_chunk(void *ctx, int64_t chunk, int worker) {
     const fp_conv_problem *p = rt->p;
     const float *x = rt->x, *w = rt->w, *bias = rt->bias;
     float *y = rt->y;
-    const int64_t m = rt->m, C = rt->C, cpad = rt->cpad, ox_lo = rt->ox_lo, ox_hi = rt->ox_hi;
-    const int64_t sw = p->stride_w, dw = p->dil_w, pl = p->pad_left;
-    const int64_t job_hi = FP_MIN(rt->rows, (chunk + 1) * DW_ROW_JOBS);
-    for (int64_t job = chunk * DW_ROW_JOBS; job < job_hi; job++) {
-        const int64_t n = job / p->oh, oy = job % p->oh;
+    const int64_t m = rt->m, C = p->cout, cpad = rt->g.cpad, px = rt->px;
+    const int64_t span = (px - 1) * p->stride_w + (p->kw - 1) * p->dil_w;
+    int64_t job_lo, job_hi;
+    fp_chunk_range(rt->jobs, rt->nchunks, chunk, &job_lo, &job_hi);
+    for (int64_t job = job_lo; job < job_hi; job++) {
+        const int64_t row = job / rt->groups, grp = job % rt->groups;
+        const int64_t n = row / p->oh, oy = row % p->oh;
+        const int64_t c0 = grp * rt->gch, c1 = FP_MIN(C, c0 + rt->gch);
         const int64_t iyb = oy * p->stride_h - p->pad_top;
         const int64_t ky0 = iyb >= 0 ? 0 : FP_CEIL_DIV(-iyb, p->dil_h);
         const int64_t ky1 = (p->h - 1 - iyb) < 0 ? 0 : FP_MIN(p->kh, (p->h - 1 - iyb) / p->dil_h + 1);
         const float *xn = x + n * p->h * p->w * p->cin;
         float *yrow = y + (n * p->oh + oy) * p->ow * C;
-        for (int64_t cb = 0; cb < C; cb += FP_DW_CB) {
-            const int64_t nch = FP_MIN(FP_DW_CB, C - cb);
-            const __mmask16 mo = (__mmask16)lanes32(0, nch);
-            const __m512 b = bias ? _mm512_maskz_loadu_ps(mo, bias + cb) : _mm512_setzero_ps();
-            int64_t ox = 0;
-            while (ox < p->ow) {
-                if (m == 1 && ox >= ox_lo && ox + 4 <= ox_hi) {
-                    /* interior: 4 pixels share each weight vector, no bounds checks */
-                    __m512 a0 = b, a1 = b, a2 = b, a3 = b;
-                    const int64_t ps = sw * p->cin;
-                    for (int64_t ky = ky0; ky < ky1; ky++) {
-                        const float *xr = xn + ((iyb + ky * p->dil_h) * p->w + ox * sw - pl) * p->cin + cb;
-                        for (int64_t kx = 0; kx < p->kw; kx++) {
-                            const __m512 wv = _mm512_loadu_ps(w + (ky * p->kw + kx) * cpad + cb);
-                            const float *xp = xr + kx * dw * p->cin;
-                            a0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mo, xp), wv, a0);
-                            a1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mo, xp + ps), wv, a1);
-                            a2 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mo, xp + 2 * ps), wv, a2);
-                            a3 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mo, xp + 3 * ps), wv, a3);
-                        }
-                    }
-                    if (p->relu) {
-                        const __m512 z = _mm512_setzero_ps();
-                        a0 = _mm512_max_ps(z, a0); a1 = _mm512_max_ps(z, a1);
-                        a2 = _mm512_max_ps(z, a2); a3 = _mm512_max_ps(z, a3);
-                    }
-                    float *yp = yrow + ox * C + cb;
-                    _mm512_mask_storeu_ps(yp, mo, a0);
-                    _mm512_mask_storeu_ps(yp + C, mo, a1);
-                    _mm512_mask_storeu_ps(yp + 2 * C, mo, a2);
-                    _mm512_mask_storeu_ps(yp + 3 * C, mo, a3);
-                    ox += 4;
-                    continue;
-                }
-                __m512 acc = b;
-                for (int64_t ky = ky0; ky < ky1; ky++) {
-                    const int64_t iy = iyb + ky * p->dil_h;
-                    for (int64_t kx = 0; kx < p->kw; kx++) {
-                        const int64_t ix = ox * sw - pl + kx * dw;
-                        if (ix < 0 || ix >= p->w) continue;
-                        const __m512 wv = _mm512_loadu_ps(w + (ky * p->kw + kx) * cpad + cb);
-                        acc = _mm512_fmadd_ps(in_vec(xn + (iy * p->w + ix) * p->cin, cb, nch, m, mo), wv, acc);
-                    }
-                }
-                if (p->relu) acc = _mm512_max_ps(_mm512_setzero_ps(), acc);
-                _mm512_mask_storeu_ps(yrow + ox * C + cb, mo, acc);
-                ox++;
+        if (m != 1 || ky1 <= ky0) {
+            for (int64_t ox = 0; ox < p->ow; ox++) nhwc_pixel(p, xn, w, bias, m, cpad, iyb, ky0, ky1, ox, c0, c1, yrow);
+            continue;
+        }
+        nhwc_row(rt->fns, px, span, p->ow, xn + (iyb + ky0 * p->dil_h) * p->w * C, w + ky0 * p->kw * cpad, &rt->g,
+                 ky1 - ky0, bias, c0, c1, yrow);
+    }
+}
+
+/* Pixels per block: all of a short row, else the size in 5..8 that wastes least on the last block. */
+static int64_t nhwc_px(int64_t ow) {
+    if (ow <= 8) return ow;
+    int64_t best = 8;
+    for (int64_t q = 8; q >= 5; q--)
+        if (FP_CEIL_DIV(ow, q) * q < FP_CEIL_DIV(ow, best) * best) best = q;
+    return best;
+}
+
+static int nhwc(const fp_conv_problem *p, const float *x, const float *w, const float *bias, float *y) {
+    const int64_t m = p->cout / p->cin, C = p->cout, rows = p->n * p->oh, T = fp_threads(p);
+    const int64_t sw = p->stride_w, dw = p->dil_w;
+    /* Few rows (7x7 maps) would leave a thread idle: split rows into channel groups too. */
+    const int64_t cblocks = FP_CEIL_DIV(C, FP_DW_CB);
+    const int64_t groups = T > 1 && rows < 16 * T ? FP_MIN(cblocks, FP_CEIL_DIV(16 * T, rows)) : 1;
+    const int64_t gch = FP_CEIL_DIV(cblocks, groups) * FP_DW_CB;
+    row_task t;
+    memset(&t, 0, sizeof t);
+    t.p = p; t.x = x; t.w = w; t.bias = bias; t.y = y;
+    t.g = (nhwc_geo){C, fp_dw_cpad(p), p->w, p->kw, sw, dw, p->dil_h, p->pad_left, p->cin, p->relu};
+    t.m = m; t.groups = FP_CEIL_DIV(C, gch); t.gch = gch;
+    t.jobs = rows * t.groups;
+    t.nchunks = fp_chunk_count(t.jobs, (int)T);
+    t.px = nhwc_px(p->ow);
+    t.fns = nhwc_pick(p);
+    fp_pool_run((int)T, t.nchunks, row_chunk, &t);
+    return FP_OK;
+}
+
+/* In-register transpose of a 16 x 16 block: r[i] lane j becomes r[j] lane i. */
+static inline __attribute__((always_inline)) void tr16(__m512 r[16]) {
+    __m512 t[16];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    /* r[4i + e], 128-bit lane k: rows 4i..4i+3 of column 4k + e */
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) {
+        r[4 * i + 0] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+        r[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
+        r[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+        r[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+    }
+    /* a 4 x 4 transpose of 128-bit lanes for each e */
+#pragma GCC unroll 4
+    for (int e = 0; e < 4; e++) {
+        const __m512 b0 = _mm512_shuffle_f32x4(r[e], r[4 + e], 0x44), b1 = _mm512_shuffle_f32x4(r[e], r[4 + e], 0xEE);
+        const __m512 b2 = _mm512_shuffle_f32x4(r[8 + e], r[12 + e], 0x44);
+        const __m512 b3 = _mm512_shuffle_f32x4(r[8 + e], r[12 + e], 0xEE);
+        t[e] = _mm512_shuffle_f32x4(b0, b2, 0x88);
+        t[4 + e] = _mm512_shuffle_f32x4(b0, b2, 0xDD);
+        t[8 + e] = _mm512_shuffle_f32x4(b1, b3, 0x88);
+        t[12 + e] = _mm512_shuffle_f32x4(b1, b3, 0xDD);
+    }
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; i++) r[i] = t[i];
+}
+
+/* NCHW through the NHWC blocks: a job is 16 channels x a band of output rows.  Input rows of the
+ * 16 planes are transposed, as they are first needed, into a per-thread tile [row][W][16] (L1/L2
+ * resident), each output row is computed into a [ow][16] row buffer by the NHWC blocks and
+ * transposed back into the 16 output planes.  Vectors then run along channels, so 14x14 and 7x7
+ * planes keep every lane busy, and each input row is read from memory once per band. */
+typedef struct tile_task {
+    const fp_conv_problem *p;
+    const float *x, *w, *bias;
+    float *y;
+    nhwc_geo g;
+    const nhwc_fn *fns;
+    int64_t m, px, span, cblocks, bands, brows, tile_rows, out_rows, jobs, nchunks;
+    int failed;
+} tile_task;
+
+/* npix consecutive pixels from offset `at` of nch planes -> [pixel][16] (lanes >= nch zero). */
+static void transpose_in(const float *const *pl, int64_t nch, int64_t at, int64_t npix, float *dst) {
+    const __m512 zero = _mm512_setzero_ps();
+    for (int64_t i = 0; i < npix; i += 16) {
+        const int64_t k = FP_MIN(16, npix - i);
+        const __mmask16 mk = (__mmask16)lanes32(0, k);
+        __m512 r[16];
+#pragma GCC unroll 16
+        for (int l = 0; l < 16; l++) r[l] = l < nch ? _mm512_maskz_loadu_ps(mk, pl[l] + at + i) : zero;
+        tr16(r);
+#pragma GCC unroll 16
+        for (int j = 0; j < 16; j++)
+            if (j < k) _mm512_store_ps(dst + (i + j) * 16, r[j]);
+    }
+}
+
+/* [pixel][16] for npix pixels -> offset `at` of the first nch planes. */
+static void transpose_out(const float *src, int64_t npix, float *const *pl, int64_t nch, int64_t at) {
+    const __m512 zero = _mm512_setzero_ps();
+    for (int64_t i = 0; i < npix; i += 16) {
+        const int64_t k = FP_MIN(16, npix - i);
+        const __mmask16 mk = (__mmask16)lanes32(0, k);
+        __m512 r[16];
+#pragma GCC unroll 16
+        for (int j = 0; j < 16; j++) r[j] = j < k ? _mm512_load_ps(src + (i + j) * 16) : zero;
+        tr16(r);
+#pragma GCC unroll 16
+        for (int l = 0; l < 16; l++)
+            if (l < nch) _mm512_mask_storeu_ps(pl[l] + at + i, mk, r[l]);
+    }
+}
+
+static void tile_chunk(void *ctx, int64_t chunk, int worker) {
+    (void)worker;
+    tile_task *tt = (tile_task *)ctx;
+    const fp_conv_problem *p = tt->p;
+    const int64_t W = p->w, C = p->cout, OW = p->ow, OH = p->oh, m = tt->m, cpad = tt->g.cpad;
+    float *tile = (float *)fp_scratch_or_fail(0, (int64_t)sizeof(float) * 16 * (tt->tile_rows * W + tt->out_rows * OW),
+                                              &tt->failed);
+    if (!tile) return;
+    float *rowbuf = tile + tt->tile_rows * W * 16;
+    int64_t job_lo, job_hi;
+    fp_chunk_range(tt->jobs, tt->nchunks, chunk, &job_lo, &job_hi);
+    for (int64_t job = job_lo; job < job_hi; job++) {
+        const int64_t n = job / (tt->cblocks * tt->bands), rem = job % (tt->cblocks * tt->bands);
+        const int64_t cb = (rem / tt->bands) * 16, band = rem % tt->bands, nch = FP_MIN(16, C - cb);
+        const int64_t oy0 = band * tt->brows, oy1 = FP_MIN(OH, oy0 + tt->brows);
+        const int64_t iy_lo = FP_MAX(0, oy0 * p->stride_h - p->pad_top);
+        const float *xpl[16];
+        float *ypl[16];
+        for (int64_t l = 0; l < nch; l++) {
+            xpl[l] = tt->x + (n * p->cin + (cb + l) / m) * p->h * W;
+            ypl[l] = tt->y + (n * C + cb + l) * OH * OW;
+        }
+        float b16[16];
+        for (int64_t l = 0; l < 16; l++) b16[l] = tt->bias && l < nch ? tt->bias[cb + l] : 0.0f;
+        /* the band's last input row + 1 */
+        const int64_t iy_end = FP_MIN(p->h, (oy1 - 1) * p->stride_h - p->pad_top + (p->kh - 1) * p->dil_h + 1);
+        int64_t done = iy_lo; /* input rows [iy_lo, done) are in the tile */
+        int64_t ob = oy0;     /* output rows [ob, oy) wait in the row buffer */
+        for (int64_t oy = oy0; oy < oy1; oy++) {
+            const int64_t iyb = oy * p->stride_h - p->pad_top;
+            const int64_t need = FP_MIN(p->h, iyb + (p->kh - 1) * p->dil_h + 1);
+            if (done < need) {
+                /* rows are consecutive pixels of a plane: transpose at least 256 of them at once */
+                const int64_t upto = FP_MIN(iy_end, FP_MAX(need, done + FP_CEIL_DIV(256, W)));
+                transpose_in(xpl, nch, done * W, (upto - done) * W, tile + (done - iy_lo) * W * 16);
+                done = upto;
+            }
+            const int64_t ky0 = iyb >= 0 ? 0 : FP_CEIL_DIV(-iyb, p->dil_h);
+            const int64_t ky1 = (p->h - 1 - iyb) < 0 ? 0 : FP_MIN(p->kh, (p->h - 1 - iyb) / p->dil_h + 1);
+            const int64_t nky = ky1 > ky0 ? ky1 - ky0 : 0;
+            const float *xrow = nky ? tile + (iyb + ky0 * p->dil_h - iy_lo) * W * 16 : tile;
+            nhwc_row(tt->fns, tt->px, tt->span, OW, xrow, tt->w + (nky ? ky0 : 0) * p->kw * cpad + cb, &tt->g, nky,
+                     b16, 0, 16, rowbuf + (oy - ob) * OW * 16);
+            if (oy + 1 - ob == tt->out_rows || oy + 1 == oy1) {
+                transpose_out(rowbuf, (oy + 1 - ob) * OW, ypl, nch, ob * OW);
+                ob = oy + 1;
             }
         }
     }
 }
 
-static int nhwc(const fp_conv_problem *p, const float *x, const float *w, const float *bias, float *y) {
-    const int64_t m = p->cout / p->cin, C = p->cout, cpad = fp_dw_cpad(p), rows = p->n * p->oh;
-    const int64_t sw = p->stride_w, dw = p->dil_w, pl = p->pad_left;
-    /* Output columns whose every tap is inside the image. */
-    int64_t ox_lo = FP_CEIL_DIV(pl, sw), ox_hi = p->w - 1 - (p->kw - 1) * dw + pl;
-    ox_hi = ox_hi < 0 ? 0 : FP_MIN(p->ow, ox_hi / sw + 1);
-    if (ox_lo > ox_hi) ox_lo = ox_hi;
-    row_task t = {p, x, w, bias, y, m, C, cpad, rows, ox_lo, ox_hi};
-    fp_pool_run(fp_threads(p), FP_CEIL_DIV(rows, DW_ROW_JOBS), row_chunk, &t);
-    return FP_OK;
+static int nchw_tiled(const fp_conv_problem *p, const float *x, const float *w, const float *bias, float *y) {
+    const int64_t T = fp_threads(p), W = p->w, sh = p->stride_h;
+    tile_task t;
+    memset(&t, 0, sizeof t);
+    t.p = p; t.x = x; t.w = w; t.bias = bias; t.y = y;
+    t.g = (nhwc_geo){16, fp_dw_cpad(p), W, p->kw, p->stride_w, p->dil_w, p->dil_h, p->pad_left, 16, p->relu};
+    t.fns = nhwc_pick(p);
+    t.m = p->cout / p->cin;
+    t.px = nhwc_px(p->ow);
+    t.span = (t.px - 1) * p->stride_w + (p->kw - 1) * p->dil_w;
+    t.cblocks = FP_CEIL_DIV(p->cout, 16);
+    /* bands: the tile stays near 96 KiB, and there are jobs enough for every thread */
+    const int64_t reach = (p->kh - 1) * p->dil_h + 1;
+    const int64_t cap_rows = FP_MAX(reach + sh, 98304 / (W * 64));
+    int64_t brows = FP_MAX(1, (cap_rows - reach) / sh + 1);
+    const int64_t want = FP_CEIL_DIV(4 * T, p->n * t.cblocks);
+    if (T > 1 && want > 1) brows = FP_MIN(brows, FP_MAX(1, FP_CEIL_DIV(p->oh, want)));
+    brows = FP_MIN(brows, p->oh);
+    t.brows = brows;
+    t.bands = FP_CEIL_DIV(p->oh, brows);
+    t.tile_rows = FP_MIN(p->h, (brows - 1) * sh + reach);
+    t.out_rows = FP_MIN(brows, FP_CEIL_DIV(64, p->ow)); /* output rows transposed back together */
+    t.jobs = p->n * t.cblocks * t.bands;
+    t.nchunks = fp_chunk_count(t.jobs, (int)T);
+    fp_pool_run((int)T, t.nchunks, tile_chunk, &t);
+    return t.failed ? FP_ERR_ALLOC : FP_OK;
 }
 
 int fp_dwconv_run_avx512(const fp_conv_problem *p, const float *x, const float *w, const float *bias, float *y) {
-    return p->layout == 0 ? nchw(p, x, w, bias, y) : nhwc(p, x, w, bias, y);
+    if (p->layout != 0) return nhwc(p, x, w, bias, y);
+    if (getenv("FP_DW_OLD")) return nchw(p, x, w, bias, y);
+    return nchw_tiled(p, x, w + p->cout * p->kh * p->kw, bias, y);
 }
 
 #if defined(__clang__)
