@@ -345,7 +345,7 @@ static inline __m512 in_vec(const float *xp, int64_t cb, int64_t nch, int64_t m,
 
 /* NHWC geometry of one call. */
 typedef struct nhwc_geo {
-    int64_t C, cpad, W, kw, sw, dw, dh, pl, cin;
+    int64_t C, cpad, W, kw, sw, dw, dh, pl, cin, ow;
     int relu;
 } nhwc_geo;
 
@@ -357,14 +357,14 @@ typedef struct nhwc_geo {
 static inline __attribute__((always_inline)) void nhwc_block(const float *xr0, int64_t col0, const float *w,
                                                              const nhwc_geo *g, int64_t nky, __m512 b, __mmask16 mo,
                                                              float *yp, const int PX, const int KW, const int SW,
-                                                             const int DW, const int EDGE) {
+                                                             const int DW, const int EDGE, const int NKY, const int relu) {
     __m512 acc[8];
 #pragma GCC unroll 8
     for (int q = 0; q < PX; q++) acc[q] = b;
     const int64_t C = g->C, rs = g->dh * g->W * C, kw = KW ? KW : g->kw, W = g->W;
     const int64_t sw = SW ? SW : g->sw, dw = DW ? DW : g->dw;
     const int NI = KW ? (PX - 1) * SW + (KW - 1) * DW + 1 : 1; /* input vectors of a row */
-    for (int64_t ky = 0; ky < nky; ky++) {
+    for (int64_t ky = 0; ky < (NKY ? NKY : nky); ky++) {
         const float *xr = xr0 + ky * rs;
         const float *wr = w + ky * kw * g->cpad;
         if (KW) {
@@ -394,7 +394,7 @@ static inline __attribute__((always_inline)) void nhwc_block(const float *xr0, i
     }
     const __m512 z = _mm512_setzero_ps();
 #pragma GCC unroll 8
-    for (int q = 0; q < PX; q++) _mm512_mask_storeu_ps(yp + q * C, mo, g->relu ? _mm512_max_ps(z, acc[q]) : acc[q]);
+    for (int q = 0; q < PX; q++) _mm512_mask_storeu_ps(yp + q * C, mo, relu ? _mm512_max_ps(z, acc[q]) : acc[q]);
 }
 
 /* One block of PX output pixels, channels [c0, c1) in vectors of 16: channels inner, so the
@@ -405,11 +405,22 @@ static inline __attribute__((always_inline)) void nhwc_pixels(const float *xrow,
                                                               const int KW, const int SW, const int DW, const int EDGE) {
     const int64_t C = g->C;
     const float *xo = at(xrow, col0 * C);
-    for (int64_t cb = c0; cb < c1; cb += FP_DW_CB) {
-        const __mmask16 mo = (__mmask16)lanes32(0, C - cb);
-        const __m512 b = bias ? _mm512_maskz_loadu_ps(mo, bias + cb) : _mm512_setzero_ps();
-        nhwc_block(xo + cb, col0, w + cb, g, nky, b, mo, yp + cb, PX, KW, SW, DW, EDGE);
+    /* the common cases get straight-line code: all 3 kernel rows, ReLU or not known */
+#define NHWC_CB_LOOP(NKY, RELU)                                                                                       \
+    for (int64_t cb = c0; cb < c1; cb += FP_DW_CB) {                                                                  \
+        const __mmask16 mo = (__mmask16)lanes32(0, C - cb);                                                          \
+        const __m512 b = bias ? _mm512_maskz_loadu_ps(mo, bias + cb) : _mm512_setzero_ps();                          \
+        nhwc_block(xo + cb, col0, w + cb, g, nky, b, mo, yp + cb, PX, KW, SW, DW, EDGE, NKY, RELU);                 \
     }
+    if (KW == 3 && nky == 3 && !g->relu) {
+        NHWC_CB_LOOP(3, 0)
+    } else if (KW == 3 && nky == 3) {
+        NHWC_CB_LOOP(3, 1)
+    } else {
+        const int relu = g->relu;
+        NHWC_CB_LOOP(0, relu)
+    }
+#undef NHWC_CB_LOOP
 }
 
 typedef void (*nhwc_fn)(const float *, int64_t, const float *, const nhwc_geo *, int64_t, const float *, int64_t,
@@ -459,6 +470,81 @@ static void nhwc_pixel(const fp_conv_problem *p, const float *xn, const float *w
     }
 }
 
+/* Two output rows at once for 3x3, stride 1, dilation 1, both rows with all 3 kernel rows inside
+ * the image: the 4 input rows are each loaded once (PX + 2 vectors) and feed both output rows, so
+ * per output row 2 input rows come from cache instead of 3.  yp: row 0; row 1 is g->ow pixels on. */
+static inline __attribute__((always_inline)) void nhwc_pair(const float *xrow, int64_t col0, const float *w,
+                                                            const nhwc_geo *g, const float *bias, int64_t c0,
+                                                            int64_t c1, float *yp, const int PX, const int EDGE,
+                                                            const int relu) {
+    const int64_t C = g->C, rs = g->W * C, cpad = g->cpad, W = g->W, ys = g->ow * C;
+    const float *xo = at(xrow, col0 * C);
+    const __m512 z = _mm512_setzero_ps();
+    for (int64_t cb = c0; cb < c1; cb += FP_DW_CB) {
+        const __mmask16 mo = (__mmask16)lanes32(0, C - cb);
+        const __m512 b = bias ? _mm512_maskz_loadu_ps(mo, bias + cb) : z;
+        __m512 a0[8], a1[8];
+#pragma GCC unroll 8
+        for (int q = 0; q < PX; q++) a0[q] = a1[q] = b;
+        const float *wc = w + cb;
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; i++) {
+            const float *xr = xo + cb + i * rs;
+            __m512 xin[10];
+#pragma GCC unroll 10
+            for (int j = 0; j < PX + 2; j++) {
+                const __mmask16 mj = EDGE ? ((uint64_t)(col0 + j) < (uint64_t)W ? mo : 0) : mo;
+                xin[j] = _mm512_maskz_loadu_ps(mj, at(xr, j * C));
+            }
+#pragma GCC unroll 3
+            for (int kx = 0; kx < 3; kx++) {
+                if (i < 3) {
+                    const __m512 wv = _mm512_loadu_ps(wc + (i * 3 + kx) * cpad);
+#pragma GCC unroll 8
+                    for (int q = 0; q < PX; q++) a0[q] = _mm512_fmadd_ps(xin[q + kx], wv, a0[q]);
+                }
+                if (i > 0) {
+                    const __m512 wv = _mm512_loadu_ps(wc + ((i - 1) * 3 + kx) * cpad);
+#pragma GCC unroll 8
+                    for (int q = 0; q < PX; q++) a1[q] = _mm512_fmadd_ps(xin[q + kx], wv, a1[q]);
+                }
+            }
+        }
+#pragma GCC unroll 8
+        for (int q = 0; q < PX; q++) {
+            _mm512_mask_storeu_ps(yp + cb + q * C, mo, relu ? _mm512_max_ps(z, a0[q]) : a0[q]);
+            _mm512_mask_storeu_ps(yp + ys + cb + q * C, mo, relu ? _mm512_max_ps(z, a1[q]) : a1[q]);
+        }
+    }
+}
+
+typedef void (*pair_fn)(const float *, int64_t, const float *, const nhwc_geo *, const float *, int64_t, int64_t,
+                        float *);
+#define PAIR_PX(PX, EDGE)                                                                                             \
+    static void pair_##PX##_##EDGE(const float *xrow, int64_t col0, const float *w, const nhwc_geo *g,                \
+                                   const float *bias, int64_t c0, int64_t c1, float *yp) {                            \
+        if (g->relu) nhwc_pair(xrow, col0, w, g, bias, c0, c1, yp, PX, EDGE, 1);                                      \
+        else nhwc_pair(xrow, col0, w, g, bias, c0, c1, yp, PX, EDGE, 0);                                              \
+    }
+PAIR_PX(1, 0) PAIR_PX(2, 0) PAIR_PX(3, 0) PAIR_PX(4, 0) PAIR_PX(5, 0) PAIR_PX(6, 0) PAIR_PX(7, 0) PAIR_PX(8, 0)
+PAIR_PX(1, 1) PAIR_PX(2, 1) PAIR_PX(3, 1) PAIR_PX(4, 1) PAIR_PX(5, 1) PAIR_PX(6, 1) PAIR_PX(7, 1) PAIR_PX(8, 1)
+static const pair_fn pair_fns[2][8] = {{pair_1_0, pair_2_0, pair_3_0, pair_4_0, pair_5_0, pair_6_0, pair_7_0, pair_8_0},
+                                       {pair_1_1, pair_2_1, pair_3_1, pair_4_1, pair_5_1, pair_6_1, pair_7_1, pair_8_1}};
+
+/* Output rows oy and oy + 1 by pairs, when the shape allows it (see nhwc_pair). */
+static int pair_ok(const fp_conv_problem *p) {
+    return p->kh == 3 && p->kw == 3 && p->stride_h == 1 && p->stride_w == 1 && p->dil_h == 1 && p->dil_w == 1;
+}
+
+static void nhwc_row2(int64_t px, int64_t ow, const float *xrow, const float *w, const nhwc_geo *g,
+                      const float *bias, int64_t c0, int64_t c1, float *yrow) {
+    for (int64_t ox = 0; ox < ow; ox += px) {
+        const int64_t o = FP_MIN(ox, ow - px), col0 = o - g->pl;
+        const int edge = col0 < 0 || col0 + px + 1 >= g->W;
+        pair_fns[edge][px - 1](xrow, col0, w, g, bias, c0, c1, yrow + o * g->C);
+    }
+}
+
 /* The NHWC block table for a kernel shape. */
 static const nhwc_fn *nhwc_pick(const fp_conv_problem *p) {
     if (p->kw == 3 && p->dil_w == 1 && p->stride_w == 1) return &nhwc_fns_3_1_1[0][0];
@@ -484,7 +570,7 @@ typedef struct row_task {
     const float *x, *w, *bias;
     float *y;
     nhwc_geo g;
-    int64_t m, groups, gch, jobs, nchunks, px;
+    int64_t m, groups, gch, jobs, nchunks, px, rpu;
     const nhwc_fn *fns; /* [edge][px - 1] */
 } row_task;
 
@@ -499,25 +585,36 @@ static void row_chunk(void *ctx, int64_t chunk, int worker) {
     int64_t job_lo, job_hi;
     fp_chunk_range(rt->jobs, rt->nchunks, chunk, &job_lo, &job_hi);
     for (int64_t job = job_lo; job < job_hi; job++) {
-        const int64_t row = job / rt->groups, grp = job % rt->groups;
-        const int64_t n = row / p->oh, oy = row % p->oh;
+        const int64_t unit = job / rt->groups, grp = job % rt->groups, upi = FP_CEIL_DIV(p->oh, rt->rpu);
+        const int64_t n = unit / upi, oy0 = (unit % upi) * rt->rpu, oy1 = FP_MIN(p->oh, oy0 + rt->rpu);
         const int64_t c0 = grp * rt->gch, c1 = FP_MIN(C, c0 + rt->gch);
-        const int64_t iyb = oy * p->stride_h - p->pad_top;
-        const int64_t ky0 = iyb >= 0 ? 0 : FP_CEIL_DIV(-iyb, p->dil_h);
-        const int64_t ky1 = (p->h - 1 - iyb) < 0 ? 0 : FP_MIN(p->kh, (p->h - 1 - iyb) / p->dil_h + 1);
         const float *xn = x + n * p->h * p->w * p->cin;
-        float *yrow = y + (n * p->oh + oy) * p->ow * C;
-        if (m != 1 || ky1 <= ky0) {
-            for (int64_t ox = 0; ox < p->ow; ox++) nhwc_pixel(p, xn, w, bias, m, cpad, iyb, ky0, ky1, ox, c0, c1, yrow);
-            continue;
+        if (oy1 - oy0 == 2) {
+            const int64_t iyb = oy0 - p->pad_top; /* pairs: stride and dilation 1 */
+            if (iyb >= 0 && iyb + 3 < p->h) {
+                nhwc_row2(px, p->ow, xn + iyb * p->w * C, w, &rt->g, bias, c0, c1, y + (n * p->oh + oy0) * p->ow * C);
+                continue;
+            }
         }
-        nhwc_row(rt->fns, px, span, p->ow, xn + (iyb + ky0 * p->dil_h) * p->w * C, w + ky0 * p->kw * cpad, &rt->g,
-                 ky1 - ky0, bias, c0, c1, yrow);
+        for (int64_t oy = oy0; oy < oy1; oy++) {
+            const int64_t iyb = oy * p->stride_h - p->pad_top;
+            const int64_t ky0 = iyb >= 0 ? 0 : FP_CEIL_DIV(-iyb, p->dil_h);
+            const int64_t ky1 = (p->h - 1 - iyb) < 0 ? 0 : FP_MIN(p->kh, (p->h - 1 - iyb) / p->dil_h + 1);
+            float *yrow = y + (n * p->oh + oy) * p->ow * C;
+            if (m != 1 || ky1 <= ky0) {
+                for (int64_t ox = 0; ox < p->ow; ox++)
+                    nhwc_pixel(p, xn, w, bias, m, cpad, iyb, ky0, ky1, ox, c0, c1, yrow);
+                continue;
+            }
+            nhwc_row(rt->fns, px, span, p->ow, xn + (iyb + ky0 * p->dil_h) * p->w * C, w + ky0 * p->kw * cpad,
+                     &rt->g, ky1 - ky0, bias, c0, c1, yrow);
+        }
     }
 }
 
 /* Pixels per block: all of a short row, else the size in 5..8 that wastes least on the last block. */
 static int64_t nhwc_px(int64_t ow) {
+    if (getenv("FP_DW_PX")) return FP_MIN(ow, atoi(getenv("FP_DW_PX")));
     if (ow <= 8) return ow;
     int64_t best = 8;
     for (int64_t q = 8; q >= 5; q--)
@@ -526,18 +623,21 @@ static int64_t nhwc_px(int64_t ow) {
 }
 
 static int nhwc(const fp_conv_problem *p, const float *x, const float *w, const float *bias, float *y) {
-    const int64_t m = p->cout / p->cin, C = p->cout, rows = p->n * p->oh, T = fp_threads(p);
+    const int64_t m = p->cout / p->cin, C = p->cout, T = fp_threads(p);
     const int64_t sw = p->stride_w, dw = p->dil_w;
     /* Few rows (7x7 maps) would leave a thread idle: split rows into channel groups too. */
     const int64_t cblocks = FP_CEIL_DIV(C, FP_DW_CB);
-    const int64_t groups = T > 1 && rows < 16 * T ? FP_MIN(cblocks, FP_CEIL_DIV(16 * T, rows)) : 1;
+    const int64_t rpu = m == 1 && pair_ok(p) ? 2 : 1; /* output rows per job */
+    const int64_t units = p->n * FP_CEIL_DIV(p->oh, rpu);
+    const int64_t groups = T > 1 && units < 16 * T ? FP_MIN(cblocks, FP_CEIL_DIV(16 * T, units)) : 1;
     const int64_t gch = FP_CEIL_DIV(cblocks, groups) * FP_DW_CB;
     row_task t;
     memset(&t, 0, sizeof t);
     t.p = p; t.x = x; t.w = w; t.bias = bias; t.y = y;
-    t.g = (nhwc_geo){C, fp_dw_cpad(p), p->w, p->kw, sw, dw, p->dil_h, p->pad_left, p->cin, p->relu};
+    t.g = (nhwc_geo){C, fp_dw_cpad(p), p->w, p->kw, sw, dw, p->dil_h, p->pad_left, p->cin, p->ow, p->relu};
     t.m = m; t.groups = FP_CEIL_DIV(C, gch); t.gch = gch;
-    t.jobs = rows * t.groups;
+    t.rpu = rpu;
+    t.jobs = units * t.groups;
     t.nchunks = fp_chunk_count(t.jobs, (int)T);
     t.px = nhwc_px(p->ow);
     t.fns = nhwc_pick(p);
@@ -588,7 +688,7 @@ typedef struct tile_task {
     nhwc_geo g;
     const nhwc_fn *fns;
     int64_t m, px, span, cblocks, bands, brows, tile_rows, out_rows, jobs, nchunks;
-    int failed;
+    int pair, failed;
 } tile_task;
 
 /* npix consecutive pixels from offset `at` of nch planes -> [pixel][16] (lanes >= nch zero). */
@@ -628,7 +728,7 @@ static void tile_chunk(void *ctx, int64_t chunk, int worker) {
     tile_task *tt = (tile_task *)ctx;
     const fp_conv_problem *p = tt->p;
     const int64_t W = p->w, C = p->cout, OW = p->ow, OH = p->oh, m = tt->m, cpad = tt->g.cpad;
-    float *tile = (float *)fp_scratch_or_fail(0, (int64_t)sizeof(float) * 16 * (tt->tile_rows * W + tt->out_rows * OW),
+    float *tile = (float *)fp_scratch_or_fail(0, (int64_t)sizeof(float) * 16 * (tt->tile_rows * W + (tt->out_rows + 1) * OW),
                                               &tt->failed);
     if (!tile) return;
     float *rowbuf = tile + tt->tile_rows * W * 16;
@@ -651,24 +751,33 @@ static void tile_chunk(void *ctx, int64_t chunk, int worker) {
         const int64_t iy_end = FP_MIN(p->h, (oy1 - 1) * p->stride_h - p->pad_top + (p->kh - 1) * p->dil_h + 1);
         int64_t done = iy_lo; /* input rows [iy_lo, done) are in the tile */
         int64_t ob = oy0;     /* output rows [ob, oy) wait in the row buffer */
-        for (int64_t oy = oy0; oy < oy1; oy++) {
+        for (int64_t oy = oy0; oy < oy1;) {
             const int64_t iyb = oy * p->stride_h - p->pad_top;
-            const int64_t need = FP_MIN(p->h, iyb + (p->kh - 1) * p->dil_h + 1);
+            /* two rows at once where both have all 3 kernel rows inside (see nhwc_pair) */
+            const int two = tt->pair && oy + 1 < oy1 && iyb >= 0 && iyb + 3 < p->h;
+            const int64_t need = FP_MIN(p->h, iyb + (two ? 4 : (p->kh - 1) * p->dil_h + 1));
             if (done < need) {
                 /* rows are consecutive pixels of a plane: transpose at least 256 of them at once */
                 const int64_t upto = FP_MIN(iy_end, FP_MAX(need, done + FP_CEIL_DIV(256, W)));
                 transpose_in(xpl, nch, done * W, (upto - done) * W, tile + (done - iy_lo) * W * 16);
                 done = upto;
             }
-            const int64_t ky0 = iyb >= 0 ? 0 : FP_CEIL_DIV(-iyb, p->dil_h);
-            const int64_t ky1 = (p->h - 1 - iyb) < 0 ? 0 : FP_MIN(p->kh, (p->h - 1 - iyb) / p->dil_h + 1);
-            const int64_t nky = ky1 > ky0 ? ky1 - ky0 : 0;
-            const float *xrow = nky ? tile + (iyb + ky0 * p->dil_h - iy_lo) * W * 16 : tile;
-            nhwc_row(tt->fns, tt->px, tt->span, OW, xrow, tt->w + (nky ? ky0 : 0) * p->kw * cpad + cb, &tt->g, nky,
-                     b16, 0, 16, rowbuf + (oy - ob) * OW * 16);
-            if (oy + 1 - ob == tt->out_rows || oy + 1 == oy1) {
-                transpose_out(rowbuf, (oy + 1 - ob) * OW, ypl, nch, ob * OW);
-                ob = oy + 1;
+            if (two) {
+                nhwc_row2(tt->px, OW, tile + (iyb - iy_lo) * W * 16, tt->w + cb, &tt->g, b16, 0, 16,
+                          rowbuf + (oy - ob) * OW * 16);
+                oy += 2;
+            } else {
+                const int64_t ky0 = iyb >= 0 ? 0 : FP_CEIL_DIV(-iyb, p->dil_h);
+                const int64_t ky1 = (p->h - 1 - iyb) < 0 ? 0 : FP_MIN(p->kh, (p->h - 1 - iyb) / p->dil_h + 1);
+                const int64_t nky = ky1 > ky0 ? ky1 - ky0 : 0;
+                const float *xrow = nky ? tile + (iyb + ky0 * p->dil_h - iy_lo) * W * 16 : tile;
+                nhwc_row(tt->fns, tt->px, tt->span, OW, xrow, tt->w + (nky ? ky0 : 0) * p->kw * cpad + cb, &tt->g,
+                         nky, b16, 0, 16, rowbuf + (oy - ob) * OW * 16);
+                oy += 1;
+            }
+            if (oy - ob >= tt->out_rows || oy == oy1) {
+                transpose_out(rowbuf, (oy - ob) * OW, ypl, nch, ob * OW);
+                ob = oy;
             }
         }
     }
@@ -679,7 +788,7 @@ static int nchw_tiled(const fp_conv_problem *p, const float *x, const float *w, 
     tile_task t;
     memset(&t, 0, sizeof t);
     t.p = p; t.x = x; t.w = w; t.bias = bias; t.y = y;
-    t.g = (nhwc_geo){16, fp_dw_cpad(p), W, p->kw, p->stride_w, p->dil_w, p->dil_h, p->pad_left, 16, p->relu};
+    t.g = (nhwc_geo){16, fp_dw_cpad(p), W, p->kw, p->stride_w, p->dil_w, p->dil_h, p->pad_left, 16, p->ow, p->relu};
     t.fns = nhwc_pick(p);
     t.m = p->cout / p->cin;
     t.px = nhwc_px(p->ow);
@@ -695,7 +804,9 @@ static int nchw_tiled(const fp_conv_problem *p, const float *x, const float *w, 
     t.brows = brows;
     t.bands = FP_CEIL_DIV(p->oh, brows);
     t.tile_rows = FP_MIN(p->h, (brows - 1) * sh + reach);
-    t.out_rows = FP_MIN(brows, FP_CEIL_DIV(64, p->ow)); /* output rows transposed back together */
+    /* output rows transposed back together (the row buffer holds one more: pairs may overshoot) */
+    t.out_rows = FP_MIN(brows, FP_CEIL_DIV(64, p->ow));
+    t.pair = pair_ok(p);
     t.jobs = p->n * t.cblocks * t.bands;
     t.nchunks = fp_chunk_count(t.jobs, (int)T);
     fp_pool_run((int)T, t.nchunks, tile_chunk, &t);
