@@ -28,6 +28,7 @@ static inline uint32_t lanes32(int64_t lo, int64_t hi) {
 
 /* Masked lanes are never read, so the address may lie before the row (integer arithmetic). */
 static inline const float *at(const float *row, int64_t off) { return (const float *)((uintptr_t)row + (uintptr_t)(off * 4)); }
+static inline float *atw(float *row, int64_t off) { return (float *)((uintptr_t)row + (uintptr_t)(off * 4)); }
 
 /* Per-call geometry of the NCHW kernel: input-column masks per (kx, output vector) so the inner
  * loop has no bounds arithmetic, and a zero row that stands in for rows outside the image. */
@@ -346,6 +347,7 @@ static inline __m512 in_vec(const float *xp, int64_t cb, int64_t nch, int64_t m,
 /* NHWC geometry of one call. */
 typedef struct nhwc_geo {
     int64_t C, cpad, W, kw, sw, dw, dh, pl, cin, ow;
+    int64_t cs; /* channel blocks start cs channels early, so that input loads are 64-byte aligned */
     int relu;
 } nhwc_geo;
 
@@ -376,13 +378,13 @@ static inline __attribute__((always_inline)) void nhwc_block(const float *xr0, i
             }
 #pragma GCC unroll 8
             for (int kx = 0; kx < KW; kx++) {
-                const __m512 wv = _mm512_loadu_ps(wr + kx * g->cpad);
+                const __m512 wv = _mm512_maskz_loadu_ps(mo, wr + kx * g->cpad);
 #pragma GCC unroll 8
                 for (int q = 0; q < PX; q++) acc[q] = _mm512_fmadd_ps(xin[q * SW + kx * DW], wv, acc[q]);
             }
         } else {
             for (int64_t kx = 0; kx < kw; kx++) {
-                const __m512 wv = _mm512_loadu_ps(wr + kx * g->cpad);
+                const __m512 wv = _mm512_maskz_loadu_ps(mo, wr + kx * g->cpad);
 #pragma GCC unroll 8
                 for (int q = 0; q < PX; q++) {
                     const int64_t j = q * sw + kx * dw;
@@ -407,10 +409,10 @@ static inline __attribute__((always_inline)) void nhwc_pixels(const float *xrow,
     const float *xo = at(xrow, col0 * C);
     /* the common cases get straight-line code: all 3 kernel rows, ReLU or not known */
 #define NHWC_CB_LOOP(NKY, RELU)                                                                                       \
-    for (int64_t cb = c0; cb < c1; cb += FP_DW_CB) {                                                                  \
-        const __mmask16 mo = (__mmask16)lanes32(0, C - cb);                                                          \
-        const __m512 b = bias ? _mm512_maskz_loadu_ps(mo, bias + cb) : _mm512_setzero_ps();                          \
-        nhwc_block(xo + cb, col0, w + cb, g, nky, b, mo, yp + cb, PX, KW, SW, DW, EDGE, NKY, RELU);                 \
+    for (int64_t cb = c0 - g->cs; cb < c1; cb += FP_DW_CB) {                                                          \
+        const __mmask16 mo = (__mmask16)lanes32(c0 - cb, c1 - cb);                                                   \
+        const __m512 b = bias ? _mm512_maskz_loadu_ps(mo, at(bias, cb)) : _mm512_setzero_ps();                       \
+        nhwc_block(at(xo, cb), col0, at(w, cb), g, nky, b, mo, atw(yp, cb), PX, KW, SW, DW, EDGE, NKY, RELU);       \
     }
     if (KW == 3 && nky == 3 && !g->relu) {
         NHWC_CB_LOOP(3, 0)
@@ -480,16 +482,16 @@ static inline __attribute__((always_inline)) void nhwc_pair(const float *xrow, i
     const int64_t C = g->C, rs = g->W * C, cpad = g->cpad, W = g->W, ys = g->ow * C;
     const float *xo = at(xrow, col0 * C);
     const __m512 z = _mm512_setzero_ps();
-    for (int64_t cb = c0; cb < c1; cb += FP_DW_CB) {
-        const __mmask16 mo = (__mmask16)lanes32(0, C - cb);
-        const __m512 b = bias ? _mm512_maskz_loadu_ps(mo, bias + cb) : z;
+    for (int64_t cb = c0 - g->cs; cb < c1; cb += FP_DW_CB) {
+        const __mmask16 mo = (__mmask16)lanes32(c0 - cb, c1 - cb);
+        const __m512 b = bias ? _mm512_maskz_loadu_ps(mo, at(bias, cb)) : z;
         __m512 a0[8], a1[8];
 #pragma GCC unroll 8
         for (int q = 0; q < PX; q++) a0[q] = a1[q] = b;
-        const float *wc = w + cb;
+        const float *wc = at(w, cb);
 #pragma GCC unroll 4
         for (int i = 0; i < 4; i++) {
-            const float *xr = xo + cb + i * rs;
+            const float *xr = at(xo, cb + i * rs);
             __m512 xin[10];
 #pragma GCC unroll 10
             for (int j = 0; j < PX + 2; j++) {
@@ -499,12 +501,12 @@ static inline __attribute__((always_inline)) void nhwc_pair(const float *xrow, i
 #pragma GCC unroll 3
             for (int kx = 0; kx < 3; kx++) {
                 if (i < 3) {
-                    const __m512 wv = _mm512_loadu_ps(wc + (i * 3 + kx) * cpad);
+                    const __m512 wv = _mm512_maskz_loadu_ps(mo, wc + (i * 3 + kx) * cpad);
 #pragma GCC unroll 8
                     for (int q = 0; q < PX; q++) a0[q] = _mm512_fmadd_ps(xin[q + kx], wv, a0[q]);
                 }
                 if (i > 0) {
-                    const __m512 wv = _mm512_loadu_ps(wc + ((i - 1) * 3 + kx) * cpad);
+                    const __m512 wv = _mm512_maskz_loadu_ps(mo, wc + ((i - 1) * 3 + kx) * cpad);
 #pragma GCC unroll 8
                     for (int q = 0; q < PX; q++) a1[q] = _mm512_fmadd_ps(xin[q + kx], wv, a1[q]);
                 }
@@ -512,8 +514,8 @@ static inline __attribute__((always_inline)) void nhwc_pair(const float *xrow, i
         }
 #pragma GCC unroll 8
         for (int q = 0; q < PX; q++) {
-            _mm512_mask_storeu_ps(yp + cb + q * C, mo, relu ? _mm512_max_ps(z, a0[q]) : a0[q]);
-            _mm512_mask_storeu_ps(yp + ys + cb + q * C, mo, relu ? _mm512_max_ps(z, a1[q]) : a1[q]);
+            _mm512_mask_storeu_ps(atw(yp, cb + q * C), mo, relu ? _mm512_max_ps(z, a0[q]) : a0[q]);
+            _mm512_mask_storeu_ps(atw(yp, ys + cb + q * C), mo, relu ? _mm512_max_ps(z, a1[q]) : a1[q]);
         }
     }
 }
@@ -634,7 +636,8 @@ static int nhwc(const fp_conv_problem *p, const float *x, const float *w, const 
     row_task t;
     memset(&t, 0, sizeof t);
     t.p = p; t.x = x; t.w = w; t.bias = bias; t.y = y;
-    t.g = (nhwc_geo){C, fp_dw_cpad(p), p->w, p->kw, sw, dw, p->dil_h, p->pad_left, p->cin, p->ow, p->relu};
+    t.g = (nhwc_geo){C, fp_dw_cpad(p), p->w, p->kw, sw, dw, p->dil_h, p->pad_left, p->cin, p->ow,
+                     (C % 16 == 0) ? (int64_t)(((uintptr_t)y / sizeof(float)) % 16) : 0, p->relu};
     t.m = m; t.groups = FP_CEIL_DIV(C, gch); t.gch = gch;
     t.rpu = rpu;
     t.jobs = units * t.groups;
@@ -788,7 +791,7 @@ static int nchw_tiled(const fp_conv_problem *p, const float *x, const float *w, 
     tile_task t;
     memset(&t, 0, sizeof t);
     t.p = p; t.x = x; t.w = w; t.bias = bias; t.y = y;
-    t.g = (nhwc_geo){16, fp_dw_cpad(p), W, p->kw, p->stride_w, p->dil_w, p->dil_h, p->pad_left, 16, p->ow, p->relu};
+    t.g = (nhwc_geo){16, fp_dw_cpad(p), W, p->kw, p->stride_w, p->dil_w, p->dil_h, p->pad_left, 16, p->ow, 0, p->relu};
     t.fns = nhwc_pick(p);
     t.m = p->cout / p->cin;
     t.px = nhwc_px(p->ow);
