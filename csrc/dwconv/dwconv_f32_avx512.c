@@ -572,7 +572,7 @@ typedef struct row_task {
     const float *x, *w, *bias;
     float *y;
     nhwc_geo g;
-    int64_t m, groups, gch, jobs, nchunks, px, rpu;
+    int64_t m, groups, gch, jobs, nchunks, px, rpu, top, upi;
     const nhwc_fn *fns; /* [edge][px - 1] */
 } row_task;
 
@@ -587,8 +587,11 @@ static void row_chunk(void *ctx, int64_t chunk, int worker) {
     int64_t job_lo, job_hi;
     fp_chunk_range(rt->jobs, rt->nchunks, chunk, &job_lo, &job_hi);
     for (int64_t job = job_lo; job < job_hi; job++) {
-        const int64_t unit = job / rt->groups, grp = job % rt->groups, upi = FP_CEIL_DIV(p->oh, rt->rpu);
-        const int64_t n = unit / upi, oy0 = (unit % upi) * rt->rpu, oy1 = FP_MIN(p->oh, oy0 + rt->rpu);
+        const int64_t unit = job / rt->groups, grp = job % rt->groups, upi = rt->upi, top = rt->top;
+        /* units: the first `top` rows one by one (their top taps are padding), then pairs */
+        const int64_t n = unit / upi, u = unit % upi;
+        const int64_t oy0 = u < top ? u : top + (u - top) * rt->rpu;
+        const int64_t oy1 = FP_MIN(p->oh, u < top ? u + 1 : oy0 + rt->rpu);
         const int64_t c0 = grp * rt->gch, c1 = FP_MIN(C, c0 + rt->gch);
         const float *xn = x + n * p->h * p->w * p->cin;
         if (oy1 - oy0 == 2) {
@@ -630,7 +633,8 @@ static int nhwc(const fp_conv_problem *p, const float *x, const float *w, const 
     /* Few rows (7x7 maps) would leave a thread idle: split rows into channel groups too. */
     const int64_t cblocks = FP_CEIL_DIV(C, FP_DW_CB);
     const int64_t rpu = m == 1 && pair_ok(p) ? 2 : 1; /* output rows per job */
-    const int64_t units = p->n * FP_CEIL_DIV(p->oh, rpu);
+    const int64_t top = rpu == 2 ? FP_MIN(p->oh, p->pad_top) : 0;
+    const int64_t upi = top + FP_CEIL_DIV(p->oh - top, rpu), units = p->n * upi;
     const int64_t groups = T > 1 && units < 16 * T ? FP_MIN(cblocks, FP_CEIL_DIV(16 * T, units)) : 1;
     const int64_t gch = FP_CEIL_DIV(cblocks, groups) * FP_DW_CB;
     row_task t;
@@ -640,6 +644,8 @@ static int nhwc(const fp_conv_problem *p, const float *x, const float *w, const 
                      (C % 16 == 0) ? (int64_t)(((uintptr_t)y / sizeof(float)) % 16) : 0, p->relu};
     t.m = m; t.groups = FP_CEIL_DIV(C, gch); t.gch = gch;
     t.rpu = rpu;
+    t.top = top;
+    t.upi = upi;
     t.jobs = units * t.groups;
     t.nchunks = fp_chunk_count(t.jobs, (int)T);
     t.px = nhwc_px(p->ow);
