@@ -1,8 +1,8 @@
 /* Depthwise convolution (groups = cin, cout = multiplier * cin), float32, NCHW and NHWC.
  * Memory-bound by nature (about 2 flop per byte moved for 3x3), so it is judged in GB/s.
  *
- * Packed weights: NCHW keeps PyTorch's [cout][kh*kw]; NHWC stores [kh*kw][cout padded to 16] so
- * one vector load gives 16 output channels of one tap. */
+ * Packed weights, both layouts: [kh*kw][cout padded to 16], so one vector load gives 16 output
+ * channels of one tap (every kernel vectorizes along channels, NCHW on transposed tiles). */
 #ifndef FP_DWCONV_H
 #define FP_DWCONV_H
 #include "../internal.h"

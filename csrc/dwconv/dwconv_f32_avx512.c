@@ -1,9 +1,10 @@
 /* Depthwise convolution for AVX-512 (any kernel size, stride, dilation, multiplier).
  *
- * NCHW: 16 output columns per zmm; each tap is one masked load from the input row (the mask
- * zeroes columns outside the image, so borders need no padded copy and no branch), stride 2
- * deinterleaves two loads with one permute, other strides gather.
- * NHWC: 16 channels per zmm, with 4 output pixels sharing each weight load in the interior. */
+ * NHWC: vectors run along 16 channels; a block is up to 8 adjacent output pixels (x 2 output rows
+ * for 3x3 stride 1) of one channel vector, so that each input vector loaded from cache feeds every
+ * (pixel, tap) pair that reads it.  Borders: zero masks on the loads of columns outside the image.
+ * NCHW: 16 planes at a time are transposed into a per-thread [row][W][16] tile and run through the
+ * same blocks, and the output is transposed back (both transposes counted in the call). */
 #include "dwconv.h"
 
 #if defined(__x86_64__) && !defined(FP_PORTABLE_ONLY)
@@ -15,7 +16,6 @@
 #include <immintrin.h>
 #include <stdint.h>
 #include <string.h>
-#include <stdlib.h>
 
 /* Lanes [lo, hi) of a 32-lane window, as a bit mask. */
 static inline uint32_t lanes32(int64_t lo, int64_t hi) {
@@ -29,310 +29,6 @@ static inline uint32_t lanes32(int64_t lo, int64_t hi) {
 /* Masked lanes are never read, so the address may lie before the row (integer arithmetic). */
 static inline const float *at(const float *row, int64_t off) { return (const float *)((uintptr_t)row + (uintptr_t)(off * 4)); }
 static inline float *atw(float *row, int64_t off) { return (float *)((uintptr_t)row + (uintptr_t)(off * 4)); }
-
-/* Per-call geometry of the NCHW kernel: input-column masks per (kx, output vector) so the inner
- * loop has no bounds arithmetic, and a zero row that stands in for rows outside the image. */
-typedef struct dwgeom {
-    int64_t nv;            /* output vectors per row */
-    const uint32_t *mask;  /* [kw][nv]: input lanes inside the row (32 lanes for stride 2) */
-    const float *zrow;     /* zeros, as long as a padded input row */
-} dwgeom;
-
-static inline __m512 tap_load(const float *xr, int64_t base, uint32_t m, int64_t sw, __m512i even, __m512i lane_sw) {
-    if (sw == 1) return _mm512_maskz_loadu_ps((__mmask16)m, at(xr, base));
-    if (sw == 2) {
-        const __m512 lo = _mm512_maskz_loadu_ps((__mmask16)m, at(xr, base));
-        const __m512 hi = _mm512_maskz_loadu_ps((__mmask16)(m >> 16), at(xr, base + 16));
-        return _mm512_permutex2var_ps(lo, even, hi);
-    }
-    return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), (__mmask16)m, lane_sw, at(xr, base), 4);
-}
-
-/* RR output rows x NV vectors of 16 columns: RR * NV independent accumulators hide the FMA latency. */
-static inline __attribute__((always_inline)) void nchw_tile(const fp_conv_problem *p, const dwgeom *g, const float *xc,
-                                                            const float *wc, float b, int64_t oy0, int64_t v0,
-                                                            float *yc, const int RR, const int NV, const int INNER) {
-    const int64_t sw = p->stride_w, W = p->w;
-    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    const __m512i lane_sw = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                               _mm512_set1_epi32((int)sw));
-    __m512 acc[8][8];
-#pragma GCC unroll 8
-    for (int r = 0; r < RR; r++)
-#pragma GCC unroll 8
-        for (int v = 0; v < NV; v++) acc[r][v] = _mm512_set1_ps(b);
-    const int64_t rstep = p->stride_h * W;
-    for (int64_t ky = 0; ky < p->kh; ky++) {
-        const float *xr[8];
-        /* INNER: every row of the tile is inside the image, so rows are one pointer apart */
-        const float *x0 = xc + (oy0 * p->stride_h - p->pad_top + ky * p->dil_h) * W;
-#pragma GCC unroll 8
-        for (int r = 0; r < RR; r++) {
-            const int64_t iy = (oy0 + r) * p->stride_h - p->pad_top + ky * p->dil_h;
-            xr[r] = INNER ? x0 + r * rstep : (iy >= 0 && iy < p->h) ? xc + iy * W : g->zrow;
-        }
-        for (int64_t kx = 0; kx < p->kw; kx++) {
-            const __m512 wv = _mm512_set1_ps(wc[ky * p->kw + kx]);
-            const uint32_t *mk = g->mask + kx * g->nv + v0;
-            const int64_t base0 = v0 * 16 * sw + kx * p->dil_w - p->pad_left;
-#pragma GCC unroll 8
-            for (int v = 0; v < NV; v++)
-#pragma GCC unroll 8
-                for (int r = 0; r < RR; r++)
-                    acc[r][v] = _mm512_fmadd_ps(wv, tap_load(xr[r], base0 + v * 16 * sw, mk[v], sw, even, lane_sw), acc[r][v]);
-        }
-    }
-    const __m512 zero = _mm512_setzero_ps();
-#pragma GCC unroll 8
-    for (int r = 0; r < RR; r++)
-#pragma GCC unroll 8
-        for (int v = 0; v < NV; v++) {
-            const int64_t ox = (v0 + v) * 16;
-            const __mmask16 mo = (__mmask16)lanes32(0, p->ow - ox);
-            _mm512_mask_storeu_ps(yc + (oy0 + r) * p->ow + ox, mo, p->relu ? _mm512_max_ps(zero, acc[r][v]) : acc[r][v]);
-        }
-}
-
-#define DW_TILE(RR, NV) \
-    static void nchw_tile_##RR##x##NV(const fp_conv_problem *p, const dwgeom *g, const float *xc, const float *wc, \
-                                      float b, int64_t oy0, int64_t v0, float *yc) {                               \
-        nchw_tile(p, g, xc, wc, b, oy0, v0, yc, RR, NV, 0);                                                         \
-    }                                                                                                                  \
-    static void nchw_tile_in_##RR##x##NV(const fp_conv_problem *p, const dwgeom *g, const float *xc, const float *wc, \
-                                         float b, int64_t oy0, int64_t v0, float *yc) {                            \
-        nchw_tile(p, g, xc, wc, b, oy0, v0, yc, RR, NV, 1);                                                         \
-    }
-DW_TILE(1, 1) DW_TILE(1, 2) DW_TILE(1, 4) DW_TILE(1, 8) DW_TILE(2, 1) DW_TILE(2, 2) DW_TILE(2, 4)
-DW_TILE(4, 1) DW_TILE(4, 2) DW_TILE(8, 1)
-typedef void (*dw_tile_fn)(const fp_conv_problem *, const dwgeom *, const float *, const float *, float, int64_t,
-                           int64_t, float *);
-
-static dw_tile_fn pick_inner(int rr, int nv) {
-    if (rr >= 8 && nv == 1) return nchw_tile_in_8x1;
-    if (rr >= 4) return nv >= 2 ? nchw_tile_in_4x2 : nchw_tile_in_4x1;
-    if (rr >= 2) return nv >= 4 ? nchw_tile_in_2x4 : nv >= 2 ? nchw_tile_in_2x2 : nchw_tile_in_2x1;
-    return nv >= 8 ? nchw_tile_in_1x8 : nv >= 4 ? nchw_tile_in_1x4 : nv >= 2 ? nchw_tile_in_1x2 : nchw_tile_in_1x1;
-}
-
-static dw_tile_fn pick_tile(int rr, int nv) {
-    if (rr >= 8 && nv == 1) return nchw_tile_8x1;
-    if (rr >= 4) return nv >= 2 ? nchw_tile_4x2 : nchw_tile_4x1;
-    if (rr >= 2) return nv >= 4 ? nchw_tile_2x4 : nv >= 2 ? nchw_tile_2x2 : nchw_tile_2x1;
-    return nv >= 8 ? nchw_tile_1x8 : nv >= 4 ? nchw_tile_1x4 : nv >= 2 ? nchw_tile_1x2 : nchw_tile_1x1;
-}
-
-/* Small planes, stride 1, OW == W: output pixel p = oy * W + ox reads input p + (ky*dh - pt) * W +
- * (kx*dw - pl) for every tap, so a plane is a 1-d convolution over its flattened pixels.  Vectors
- * of 16 consecutive pixels span several rows; a precomputed mask per (vector, tap) zeroes the
- * lanes whose tap falls outside the image.  This keeps every lane busy on 7x7 and 14x14 maps. */
-static inline __attribute__((always_inline)) void flat_chunk(const float *xc, int64_t xps, const float *wc, int64_t wps,
-                                                             const float *bias, const int64_t *toff, int64_t T,
-                                                             const uint16_t *mk, int64_t v0, int64_t npix, int relu,
-                                                             float *yc, const int NV, const int NP) {
-    /* NP planes share each mask load (masks depend only on the pixel, not on the plane) */
-    __m512 acc[2][8];
-#pragma GCC unroll 2
-    for (int q = 0; q < NP; q++)
-#pragma GCC unroll 8
-        for (int v = 0; v < NV; v++) acc[q][v] = _mm512_set1_ps(bias[q]);
-    for (int64_t t = 0; t < T; t++) {
-        __m512 wv[2];
-#pragma GCC unroll 2
-        for (int q = 0; q < NP; q++) wv[q] = _mm512_set1_ps(wc[q * wps + t]);
-        const int64_t o = v0 * 16 + toff[t];
-        const uint16_t *mt = mk + t;
-#pragma GCC unroll 8
-        for (int v = 0; v < NV; v++) {
-            const __mmask16 m = (__mmask16)mt[(v0 + v) * T];
-#pragma GCC unroll 2
-            for (int q = 0; q < NP; q++)
-                acc[q][v] = _mm512_fmadd_ps(wv[q], _mm512_maskz_loadu_ps(m, at(xc + q * xps, o + 16 * v)), acc[q][v]);
-        }
-    }
-    const __m512 zero = _mm512_setzero_ps();
-#pragma GCC unroll 2
-    for (int q = 0; q < NP; q++)
-#pragma GCC unroll 8
-        for (int v = 0; v < NV; v++) {
-            const __mmask16 mo = (__mmask16)lanes32(0, npix - (v0 + v) * 16);
-            _mm512_mask_storeu_ps(yc + q * npix + (v0 + v) * 16, mo, relu ? _mm512_max_ps(zero, acc[q][v]) : acc[q][v]);
-        }
-}
-
-#define FLAT(NV, NP)                                                                                                  \
-    static void flat_##NV##_##NP(const float *xc, int64_t xps, const float *wc, int64_t wps, const float *bias,      \
-                                 const int64_t *toff, int64_t T, const uint16_t *mk, int64_t v0, int64_t npix,      \
-                                 int relu, float *yc) {                                                              \
-        flat_chunk(xc, xps, wc, wps, bias, toff, T, mk, v0, npix, relu, yc, NV, NP);                                   \
-    }
-FLAT(1, 1) FLAT(2, 1) FLAT(3, 1) FLAT(4, 1) FLAT(5, 1) FLAT(6, 1) FLAT(7, 1) FLAT(8, 1)
-FLAT(1, 2) FLAT(2, 2) FLAT(3, 2) FLAT(4, 2)
-typedef void (*flat_fn)(const float *, int64_t, const float *, int64_t, const float *, const int64_t *, int64_t,
-                        const uint16_t *, int64_t, int64_t, int, float *);
-
-static int flat_applies(const fp_conv_problem *p) {
-    return p->stride_w == 1 && p->stride_h == 1 && p->ow == p->w && p->w <= 16 && p->oh * p->ow >= 16 &&
-           p->oh * p->ow <= 4096; /* the mask table grows with the plane */
-}
-
-/* Shared state of a flat NCHW call; a chunk is DW_FLAT_JOBS jobs (plane pairs) in a row. */
-#define DW_FLAT_JOBS 8
-typedef struct flat_task {
-    const fp_conv_problem *p;
-    const float *x, *w, *bias;
-    float *y;
-    const int64_t *toff;
-    const uint16_t *mk;
-    int64_t m, T, planes, W, npix, nvec, pairs;
-    int nvt, np;
-    flat_fn fn, fn1;
-} flat_task;
-
-static void flat_run_chunk(void *ctx, int64_t chunk, int worker) {
-    (void)worker;
-    const flat_task *t = (const flat_task *)ctx;
-    const fp_conv_problem *p = t->p;
-    const float *x = t->x, *w = t->w, *bias = t->bias;
-    float *y = t->y;
-    const int64_t *toff = t->toff;
-    const uint16_t *mk = t->mk;
-    const int64_t m = t->m, T = t->T, planes = t->planes, W = t->W, npix = t->npix, nvec = t->nvec;
-    const int nvt = t->nvt, np = t->np;
-    const flat_fn fn = t->fn, fn1 = t->fn1;
-    const int64_t job_hi = FP_MIN(t->pairs, (chunk + 1) * DW_FLAT_JOBS);
-    for (int64_t job = chunk * DW_FLAT_JOBS; job < job_hi; job++) {
-        int64_t pl0 = job * np;
-        const int two = np == 2 && pl0 + 1 < planes;
-        const int64_t n = pl0 / p->cout, co = pl0 % p->cout;
-        const float *xc = x + (n * p->cin + co / m) * p->h * W;
-        float bb[2];
-        bb[0] = bias ? bias[co] : 0.0f;
-        bb[1] = two ? (bias ? bias[(pl0 + 1) % p->cout] : 0.0f) : 0.0f;
-        /* with m == 1, plane pl0 + 1 is the next input plane (also across images: n * cin + co is linear) */
-        const flat_fn f = two ? fn : fn1;
-        const float *wc = w + co * T;
-        const int64_t wps = (pl0 + 1) % p->cout == 0 ? -co * T : T; /* next plane's weights */
-        for (int64_t v = 0; v < nvec; v += nvt)
-            f(xc, p->h * W, wc, wps, bb, toff, T, mk, FP_MIN(v, nvec - nvt), npix, p->relu, y + pl0 * npix);
-    }
-}
-
-static int nchw_flat(const fp_conv_problem *p, const float *x, const float *w, const float *bias, float *y) {
-    const int64_t m = p->cout / p->cin, T = p->kh * p->kw, planes = p->n * p->cout, W = p->w;
-    const int64_t npix = p->oh * p->ow, nvec = FP_CEIL_DIV(npix, 16);
-    uint16_t *mk = (uint16_t *)fp_aligned_alloc((int64_t)sizeof(uint16_t) * nvec * T);
-    int64_t *toff = (int64_t *)fp_aligned_alloc((int64_t)sizeof(int64_t) * T);
-    if (!mk || !toff) {
-        fp_aligned_free(mk);
-        fp_aligned_free(toff);
-        return FP_ERR_ALLOC;
-    }
-    for (int64_t ky = 0; ky < p->kh; ky++)
-        for (int64_t kx = 0; kx < p->kw; kx++) {
-            const int64_t t = ky * p->kw + kx, dy = ky * p->dil_h - p->pad_top, dx = kx * p->dil_w - p->pad_left;
-            toff[t] = dy * W + dx;
-            for (int64_t v = 0; v < nvec; v++) {
-                uint32_t bits = 0;
-                for (int64_t l = 0; l < 16; l++) {
-                    const int64_t q = v * 16 + l, oy = q / W, ox = q % W;
-                    if (q < npix && oy + dy >= 0 && oy + dy < p->h && ox + dx >= 0 && ox + dx < W) bits |= 1u << l;
-                }
-                mk[v * T + t] = (uint16_t)bits;
-            }
-        }
-    static const flat_fn fns1[8] = {flat_1_1, flat_2_1, flat_3_1, flat_4_1, flat_5_1, flat_6_1, flat_7_1, flat_8_1};
-    static const flat_fn fns2[4] = {flat_1_2, flat_2_2, flat_3_2, flat_4_2};
-    const int nvt = (int)FP_MIN(8, nvec);
-    /* two planes per call when they read the same input plane stride (multiplier 1) and fit 8 accumulators */
-    const int np = (m == 1 && nvt <= 4 && planes >= 2) ? 2 : 1;
-    const flat_fn fn = np == 2 ? fns2[nvt - 1] : fns1[nvt - 1], fn1 = fns1[nvt - 1];
-    const int64_t pairs = FP_CEIL_DIV(planes, np);
-    flat_task t = {p, x, w, bias, y, toff, mk, m, T, planes, W, npix, nvec, pairs, nvt, np, fn, fn1};
-    fp_pool_run(fp_threads(p), FP_CEIL_DIV(pairs, DW_FLAT_JOBS), flat_run_chunk, &t);
-    fp_aligned_free(mk);
-    fp_aligned_free(toff);
-    return FP_OK;
-}
-
-/* Shared state of a tiled NCHW call; a chunk is DW_PLANE_JOBS output planes in a row. */
-#define DW_PLANE_JOBS 4
-typedef struct plane_task {
-    const fp_conv_problem *p;
-    const dwgeom *g;
-    const float *x, *w, *bias;
-    float *y;
-    int64_t m, T, planes;
-    int rr_t, nv_t;
-    dw_tile_fn tile, tile_in;
-} plane_task;
-
-static void plane_chunk(void *ctx, int64_t chunk, int worker) {
-    (void)worker;
-    const plane_task *pt = (const plane_task *)ctx;
-    const fp_conv_problem *p = pt->p;
-    const dwgeom g = *pt->g;
-    const float *x = pt->x, *w = pt->w, *bias = pt->bias;
-    float *y = pt->y;
-    const int64_t m = pt->m, T = pt->T;
-    const int rr_t = pt->rr_t, nv_t = pt->nv_t;
-    const dw_tile_fn tile = pt->tile, tile_in = pt->tile_in;
-    const int64_t job_hi = FP_MIN(pt->planes, (chunk + 1) * DW_PLANE_JOBS);
-    for (int64_t job = chunk * DW_PLANE_JOBS; job < job_hi; job++) {
-        const int64_t n = job / p->cout, co = job % p->cout;
-        const float *xc = x + (n * p->cin + co / m) * p->h * p->w;
-        const float b = bias ? bias[co] : 0.0f;
-        float *yc = y + job * p->oh * p->ow;
-        const float *wc = w + co * T;
-        /* Remainders overlap the previous tile instead of running narrower tiles: recomputing a
-         * few outputs (same values) is cheaper than latency-bound single-row tiles. */
-        for (int64_t oy = 0; oy < p->oh; oy += rr_t) {
-            const int64_t o = FP_MIN(oy, p->oh - rr_t);
-            const int64_t iy_first = o * p->stride_h - p->pad_top;
-            const int64_t iy_last = (o + rr_t - 1) * p->stride_h - p->pad_top + (p->kh - 1) * p->dil_h;
-            const dw_tile_fn t = (iy_first >= 0 && iy_last < p->h) ? tile_in : tile;
-            for (int64_t v = 0; v < g.nv; v += nv_t) t(p, &g, xc, wc, b, o, FP_MIN(v, g.nv - nv_t), yc);
-        }
-    }
-}
-
-static int nchw(const fp_conv_problem *p, const float *x, const float *w, const float *bias, float *y) {
-    if (flat_applies(p)) return nchw_flat(p, x, w, bias, y);
-    const int64_t m = p->cout / p->cin, T = p->kh * p->kw, planes = p->n * p->cout, sw = p->stride_w;
-    dwgeom g;
-    g.nv = FP_CEIL_DIV(p->ow, 16);
-    uint32_t *mask = (uint32_t *)fp_aligned_alloc((int64_t)sizeof(uint32_t) * p->kw * g.nv);
-    float *zrow = (float *)fp_aligned_alloc((int64_t)sizeof(float) * (p->w + 64));
-    if (!mask || !zrow) {
-        fp_aligned_free(mask);
-        fp_aligned_free(zrow);
-        return FP_ERR_ALLOC;
-    }
-    memset(zrow, 0, sizeof(float) * (size_t)(p->w + 64));
-    for (int64_t kx = 0; kx < p->kw; kx++)
-        for (int64_t v = 0; v < g.nv; v++) {
-            const int64_t base = v * 16 * sw + kx * p->dil_w - p->pad_left, nout = FP_MIN(16, p->ow - v * 16);
-            uint32_t mk;
-            if (sw == 1) mk = lanes32(-base, FP_MIN(p->w - base, nout));
-            else if (sw == 2) mk = lanes32(-base, FP_MIN(p->w - base, 2 * nout - 1));
-            else { /* gather: lane l reads base + l * sw */
-                mk = 0;
-                for (int64_t l = 0; l < nout; l++)
-                    if (base + l * sw >= 0 && base + l * sw < p->w) mk |= 1u << l;
-            }
-            mask[kx * g.nv + v] = mk;
-        }
-    g.mask = mask;
-    g.zrow = zrow;
-    /* Tile shape: 8 accumulators, as many vectors of a row as fit, then rows. */
-    const int nv_t = g.nv >= 8 ? 8 : g.nv >= 4 ? 4 : g.nv >= 2 ? 2 : 1;
-    const int rr_t = (int)FP_MIN(p->oh, 8 / nv_t) >= 8 ? 8 : FP_MIN(p->oh, 8 / nv_t) >= 4 ? 4 : FP_MIN(p->oh, 8 / nv_t) >= 2 ? 2 : 1;
-    const dw_tile_fn tile = pick_tile(rr_t, nv_t), tile_in = pick_inner(rr_t, nv_t);
-    plane_task t = {p, &g, x, w, bias, y, m, T, planes, rr_t, nv_t, tile, tile_in};
-    fp_pool_run(fp_threads(p), FP_CEIL_DIV(planes, DW_PLANE_JOBS), plane_chunk, &t);
-    fp_aligned_free(mask);
-    fp_aligned_free(zrow);
-    return FP_OK;
-}
 
 /* Input vector for output channels [cb, cb + 16) of one pixel: channel c reads input c / m. */
 static inline __m512 in_vec(const float *xp, int64_t cb, int64_t nch, int64_t m, __mmask16 mo) {
@@ -619,7 +315,6 @@ static void row_chunk(void *ctx, int64_t chunk, int worker) {
 
 /* Pixels per block: all of a short row, else the size in 5..8 that wastes least on the last block. */
 static int64_t nhwc_px(int64_t ow) {
-    if (getenv("FP_DW_PX")) return FP_MIN(ow, atoi(getenv("FP_DW_PX")));
     if (ow <= 8) return ow;
     int64_t best = 8;
     for (int64_t q = 8; q >= 5; q--)
@@ -823,9 +518,7 @@ static int nchw_tiled(const fp_conv_problem *p, const float *x, const float *w, 
 }
 
 int fp_dwconv_run_avx512(const fp_conv_problem *p, const float *x, const float *w, const float *bias, float *y) {
-    if (p->layout != 0) return nhwc(p, x, w, bias, y);
-    if (getenv("FP_DW_OLD")) return nchw(p, x, w, bias, y);
-    return nchw_tiled(p, x, w + p->cout * p->kh * p->kw, bias, y);
+    return p->layout != 0 ? nhwc(p, x, w, bias, y) : nchw_tiled(p, x, w, bias, y);
 }
 
 #if defined(__clang__)
