@@ -89,7 +89,7 @@ typedef struct DW_FN(task) {
     const fp_conv_problem *p;
     const float *x, *w, *bias;
     float *y;
-    int64_t jobs, nchunks, bands, brows, tile_rows;
+    int64_t jobs, nchunks;
     int failed;
 } DW_FN(task);
 
@@ -108,15 +108,17 @@ static void DW_FN(nhwc_chunk)(void *ctx, int64_t chunk, int worker) {
     fp_chunk_range(t->jobs, t->nchunks, chunk, &job_lo, &job_hi);
     for (int64_t job = job_lo; job < job_hi; job++) {
         const int64_t n = job / p->oh, oy = job % p->oh;
+        const int64_t iyb = oy * p->stride_h - p->pad_top;
+        const int64_t ky0 = iyb >= 0 ? 0 : FP_CEIL_DIV(-iyb, p->dil_h);
+        const int64_t ky1 = (p->h - 1 - iyb) < 0 ? 0 : FP_MIN(p->kh, (p->h - 1 - iyb) / p->dil_h + 1);
         for (int64_t ox = 0; ox < p->ow; ox++) {
             for (int64_t c = 0; c < C; c++) acc[c] = bias ? bias[c] : 0.0f;
-            for (int64_t ky = 0; ky < p->kh; ky++) {
-                const int64_t iy = oy * p->stride_h - p->pad_top + ky * p->dil_h;
-                if (iy < 0 || iy >= p->h) continue;
+            for (int64_t ky = ky0; ky < ky1; ky++) {
+                const float *xr = x + (n * p->h + iyb + ky * p->dil_h) * p->w * p->cin;
                 for (int64_t kx = 0; kx < p->kw; kx++) {
                     const int64_t ix = ox * p->stride_w - p->pad_left + kx * p->dil_w;
-                    if (ix < 0 || ix >= p->w) continue;
-                    const float *xp = x + ((n * p->h + iy) * p->w + ix) * p->cin;
+                    if ((uint64_t)ix >= (uint64_t)p->w) continue;
+                    const float *xp = xr + ix * p->cin;
                     const float *wt = w + (ky * p->kw + kx) * cpad;
                     if (m == 1)
                         for (int64_t c = 0; c < C; c++) acc[c] += wt[c] * xp[c];
@@ -132,58 +134,54 @@ static void DW_FN(nhwc_chunk)(void *ctx, int64_t chunk, int worker) {
 
 static int DW_FN(nhwc)(const fp_conv_problem *p, const float *x, const float *w, const float *bias, float *y) {
     const int T = fp_threads(p);
-    DW_FN(task) t = {p, x, w, bias, y, p->n * p->oh, fp_chunk_count(p->n * p->oh, T), 0, 0, 0, 0};
+    DW_FN(task) t = {p, x, w, bias, y, p->n * p->oh, fp_chunk_count(p->n * p->oh, T), 0};
     fp_pool_run(T, t.nchunks, DW_FN(nhwc_chunk), &t);
     return t.failed ? FP_ERR_ALLOC : FP_OK;
 }
 
 /* NCHW: a job is 16 output channels x a band of output rows, run on a transposed tile. */
+typedef struct DW_FN(tile_task) {
+    const fp_conv_problem *p;
+    const float *x, *w, *bias;
+    float *y;
+    fp_dw_bands b;
+    int64_t nchunks;
+    int failed;
+} DW_FN(tile_task);
+
 static void DW_FN(nchw_chunk)(void *ctx, int64_t chunk, int worker) {
-    DW_FN(task) *t = (DW_FN(task) *)ctx;
+    DW_FN(tile_task) *t = (DW_FN(tile_task) *)ctx;
     (void)worker;
     const fp_conv_problem *p = t->p;
     const int64_t W = p->w, OW = p->ow, OH = p->oh, C = p->cout, m = p->cout / p->cin;
-    const int64_t cblocks = FP_CEIL_DIV(C, 16);
-    float *tile = (float *)fp_scratch_or_fail(0, (int64_t)sizeof(float) * 16 * (t->tile_rows * W + t->brows * OW),
-                                              &t->failed);
+    const int64_t tbytes = (int64_t)sizeof(float) * 16 * (t->b.tile_rows * W + t->b.brows * OW);
+    float *tile = (float *)fp_scratch_or_fail(0, tbytes, &t->failed);
     if (!tile) return;
-    float *otile = tile + t->tile_rows * W * 16;
+    float *otile = tile + t->b.tile_rows * W * 16;
     int64_t job_lo, job_hi;
-    fp_chunk_range(t->jobs, t->nchunks, chunk, &job_lo, &job_hi);
+    fp_chunk_range(t->b.jobs, t->nchunks, chunk, &job_lo, &job_hi);
     for (int64_t job = job_lo; job < job_hi; job++) {
-        const int64_t n = job / (cblocks * t->bands), rem = job % (cblocks * t->bands);
-        const int64_t cb = (rem / t->bands) * 16, band = rem % t->bands, nch = FP_MIN(16, C - cb);
-        const int64_t oy0 = band * t->brows, oy1 = FP_MIN(OH, oy0 + t->brows);
-        const int64_t iy_lo = FP_MAX(0, oy0 * p->stride_h - p->pad_top);
-        const int64_t iy_hi = FP_MIN(p->h, (oy1 - 1) * p->stride_h - p->pad_top + (p->kh - 1) * p->dil_h + 1);
+        const fp_dw_job jb = fp_dw_job_at(p, &t->b, job);
         for (int64_t l = 0; l < 16; l++) {
-            const float *xp = l < nch ? t->x + (n * p->cin + (cb + l) / m) * p->h * W : NULL;
-            for (int64_t i = 0; i < (iy_hi - iy_lo) * W; i++) tile[i * 16 + l] = xp ? xp[iy_lo * W + i] : 0.0f;
+            const float *xp = l < jb.nch ? t->x + (jb.n * p->cin + (jb.cb + l) / m) * p->h * W : NULL;
+            for (int64_t i = 0; i < (jb.iy_hi - jb.iy_lo) * W; i++) tile[i * 16 + l] = xp ? xp[jb.iy_lo * W + i] : 0.0f;
         }
-        const DW_FN(geo) g = {p, 16, 16, fp_dw_cpad(p), W, iy_hi, iy_lo};
+        const DW_FN(geo) g = {p, 16, 16, fp_dw_cpad(p), W, jb.iy_hi, jb.iy_lo};
         float b[16];
-        for (int64_t l = 0; l < 16; l++) b[l] = t->bias && l < nch ? t->bias[cb + l] : 0.0f;
-        for (int64_t oy = oy0; oy < oy1; oy++)
-            DW_FN(row)(&g, tile, t->w + cb, b, oy, 16, 1, otile + (oy - oy0) * OW * 16);
-        for (int64_t l = 0; l < nch; l++) {
-            float *yp = t->y + ((n * C + cb + l) * OH + oy0) * OW;
-            for (int64_t i = 0; i < (oy1 - oy0) * OW; i++) yp[i] = otile[i * 16 + l];
+        for (int64_t l = 0; l < 16; l++) b[l] = t->bias && l < jb.nch ? t->bias[jb.cb + l] : 0.0f;
+        for (int64_t oy = jb.oy0; oy < jb.oy1; oy++)
+            DW_FN(row)(&g, tile, t->w + jb.cb, b, oy, 16, 1, otile + (oy - jb.oy0) * OW * 16);
+        for (int64_t l = 0; l < jb.nch; l++) {
+            float *yp = t->y + ((jb.n * C + jb.cb + l) * OH + jb.oy0) * OW;
+            for (int64_t i = 0; i < (jb.oy1 - jb.oy0) * OW; i++) yp[i] = otile[i * 16 + l];
         }
     }
 }
 
 static int DW_FN(nchw)(const fp_conv_problem *p, const float *x, const float *w, const float *bias, float *y) {
     const int T = fp_threads(p);
-    const int64_t sh = p->stride_h, reach = (p->kh - 1) * p->dil_h + 1, cblocks = FP_CEIL_DIV(p->cout, 16);
-    /* bands: the tile stays near 96 KiB, and there are jobs enough for every thread */
-    int64_t brows = FP_MAX(1, (FP_MAX(reach + sh, 98304 / (p->w * 64)) - reach) / sh + 1);
-    const int64_t want = FP_CEIL_DIV(4 * T, p->n * cblocks);
-    if (want > 1) brows = FP_MIN(brows, FP_MAX(1, FP_CEIL_DIV(p->oh, want)));
-    brows = FP_MIN(brows, p->oh);
-    DW_FN(task) t = {p, x, w, bias, y, 0, 0, FP_CEIL_DIV(p->oh, brows), brows,
-                     FP_MIN(p->h, (brows - 1) * sh + reach), 0};
-    t.jobs = p->n * cblocks * t.bands;
-    t.nchunks = fp_chunk_count(t.jobs, T);
+    DW_FN(tile_task) t = {p, x, w, bias, y, fp_dw_plan(p, T), 0, 0};
+    t.nchunks = fp_chunk_count(t.b.jobs, T);
     fp_pool_run(T, t.nchunks, DW_FN(nchw_chunk), &t);
     return t.failed ? FP_ERR_ALLOC : FP_OK;
 }

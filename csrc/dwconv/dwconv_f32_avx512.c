@@ -391,7 +391,8 @@ typedef struct tile_task {
     float *y;
     nhwc_geo g;
     const nhwc_fn *fns;
-    int64_t m, px, span, cblocks, bands, brows, tile_rows, out_rows, jobs, nchunks;
+    fp_dw_bands b;
+    int64_t m, px, span, out_rows, nchunks;
     int pair, failed;
 } tile_task;
 
@@ -432,17 +433,15 @@ static void tile_chunk(void *ctx, int64_t chunk, int worker) {
     tile_task *tt = (tile_task *)ctx;
     const fp_conv_problem *p = tt->p;
     const int64_t W = p->w, C = p->cout, OW = p->ow, OH = p->oh, m = tt->m, cpad = tt->g.cpad;
-    float *tile = (float *)fp_scratch_or_fail(0, (int64_t)sizeof(float) * 16 * (tt->tile_rows * W + (tt->out_rows + 1) * OW),
-                                              &tt->failed);
+    const int64_t tbytes = (int64_t)sizeof(float) * 16 * (tt->b.tile_rows * W + (tt->out_rows + 1) * OW);
+    float *tile = (float *)fp_scratch_or_fail(0, tbytes, &tt->failed);
     if (!tile) return;
-    float *rowbuf = tile + tt->tile_rows * W * 16;
+    float *rowbuf = tile + tt->b.tile_rows * W * 16;
     int64_t job_lo, job_hi;
-    fp_chunk_range(tt->jobs, tt->nchunks, chunk, &job_lo, &job_hi);
+    fp_chunk_range(tt->b.jobs, tt->nchunks, chunk, &job_lo, &job_hi);
     for (int64_t job = job_lo; job < job_hi; job++) {
-        const int64_t n = job / (tt->cblocks * tt->bands), rem = job % (tt->cblocks * tt->bands);
-        const int64_t cb = (rem / tt->bands) * 16, band = rem % tt->bands, nch = FP_MIN(16, C - cb);
-        const int64_t oy0 = band * tt->brows, oy1 = FP_MIN(OH, oy0 + tt->brows);
-        const int64_t iy_lo = FP_MAX(0, oy0 * p->stride_h - p->pad_top);
+        const fp_dw_job jb = fp_dw_job_at(p, &tt->b, job);
+        const int64_t n = jb.n, cb = jb.cb, nch = jb.nch, oy0 = jb.oy0, oy1 = jb.oy1, iy_lo = jb.iy_lo, iy_end = jb.iy_hi;
         const float *xpl[16];
         float *ypl[16];
         for (int64_t l = 0; l < nch; l++) {
@@ -451,8 +450,6 @@ static void tile_chunk(void *ctx, int64_t chunk, int worker) {
         }
         float b16[16];
         for (int64_t l = 0; l < 16; l++) b16[l] = tt->bias && l < nch ? tt->bias[cb + l] : 0.0f;
-        /* the band's last input row + 1 */
-        const int64_t iy_end = FP_MIN(p->h, (oy1 - 1) * p->stride_h - p->pad_top + (p->kh - 1) * p->dil_h + 1);
         int64_t done = iy_lo; /* input rows [iy_lo, done) are in the tile */
         int64_t ob = oy0;     /* output rows [ob, oy) wait in the row buffer */
         for (int64_t oy = oy0; oy < oy1;) {
@@ -488,7 +485,7 @@ static void tile_chunk(void *ctx, int64_t chunk, int worker) {
 }
 
 static int nchw_tiled(const fp_conv_problem *p, const float *x, const float *w, const float *bias, float *y) {
-    const int64_t T = fp_threads(p), W = p->w, sh = p->stride_h;
+    const int64_t T = fp_threads(p), W = p->w;
     tile_task t;
     memset(&t, 0, sizeof t);
     t.p = p; t.x = x; t.w = w; t.bias = bias; t.y = y;
@@ -497,22 +494,11 @@ static int nchw_tiled(const fp_conv_problem *p, const float *x, const float *w, 
     t.m = p->cout / p->cin;
     t.px = nhwc_px(p->ow);
     t.span = (t.px - 1) * p->stride_w + (p->kw - 1) * p->dil_w;
-    t.cblocks = FP_CEIL_DIV(p->cout, 16);
-    /* bands: the tile stays near 96 KiB, and there are jobs enough for every thread */
-    const int64_t reach = (p->kh - 1) * p->dil_h + 1;
-    const int64_t cap_rows = FP_MAX(reach + sh, 98304 / (W * 64));
-    int64_t brows = FP_MAX(1, (cap_rows - reach) / sh + 1);
-    const int64_t want = FP_CEIL_DIV(4 * T, p->n * t.cblocks);
-    if (T > 1 && want > 1) brows = FP_MIN(brows, FP_MAX(1, FP_CEIL_DIV(p->oh, want)));
-    brows = FP_MIN(brows, p->oh);
-    t.brows = brows;
-    t.bands = FP_CEIL_DIV(p->oh, brows);
-    t.tile_rows = FP_MIN(p->h, (brows - 1) * sh + reach);
+    t.b = fp_dw_plan(p, T);
     /* output rows transposed back together (the row buffer holds one more: pairs may overshoot) */
-    t.out_rows = FP_MIN(brows, FP_CEIL_DIV(64, p->ow));
+    t.out_rows = FP_MIN(t.b.brows, FP_CEIL_DIV(64, p->ow));
     t.pair = pair_ok(p);
-    t.jobs = p->n * t.cblocks * t.bands;
-    t.nchunks = fp_chunk_count(t.jobs, (int)T);
+    t.nchunks = fp_chunk_count(t.b.jobs, (int)T);
     fp_pool_run((int)T, t.nchunks, tile_chunk, &t);
     return t.failed ? FP_ERR_ALLOC : FP_OK;
 }
