@@ -165,3 +165,16 @@ def test_float64_depthwise(isa):
     for layout in ("NCHW", "NHWC"):
         x, wt, b = (a.astype(np.float64) for a in dw(rng, 17, 2, 9, 13, layout=layout))
         check(x, wt, b, layout=layout, padding=1, groups=17, activation="relu")
+
+
+@pytest.mark.parametrize("yo", [0, 1, 6])
+def test_large_nhwc_output_streamed(isa, yo):
+    # outputs over 1.5 MiB with channels a multiple of 16 are written with streaming stores
+    rng = np.random.default_rng(yo)
+    x, wt, b = dw(rng, 112, 1, 64, 64, layout="NHWC")
+    expected = fp.conv2d(x, wt, b, backend="numpy", layout="NHWC", padding=1, groups=112, activation="relu")
+    yb = np.full(expected.size + 16, np.nan, np.float32)
+    yv = yb[yo:yo + expected.size].reshape(expected.shape)
+    fp.conv2d(x, wt, b, backend="c", layout="NHWC", padding=1, groups=112, activation="relu", out=yv)
+    np.testing.assert_array_equal(yv, expected)
+    assert np.isnan(yb[:yo]).all() and np.isnan(yb[yo + expected.size:]).all()

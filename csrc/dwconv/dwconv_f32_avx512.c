@@ -30,6 +30,13 @@ static inline uint32_t lanes32(int64_t lo, int64_t hi) {
 static inline const float *at(const float *row, int64_t off) { return (const float *)((uintptr_t)row + (uintptr_t)(off * 4)); }
 static inline float *atw(float *row, int64_t off) { return (float *)((uintptr_t)row + (uintptr_t)(off * 4)); }
 
+/* Store an output vector; with nt, full vectors (64-byte aligned then, see nhwc()) bypass the
+ * caches, which saves the read-for-ownership of lines that would be evicted before reuse. */
+static inline void put(float *dst, __mmask16 mo, __m512 v, int nt) {
+    if (nt && mo == 0xFFFF) _mm512_stream_ps(dst, v);
+    else _mm512_mask_storeu_ps(dst, mo, v);
+}
+
 /* Input vector for output channels [cb, cb + 16) of one pixel: channel c reads input c / m. */
 static inline __m512 in_vec(const float *xp, int64_t cb, int64_t nch, int64_t m, __mmask16 mo) {
     if (m == 1) return _mm512_maskz_loadu_ps(mo, xp + cb);
@@ -43,7 +50,8 @@ static inline __m512 in_vec(const float *xp, int64_t cb, int64_t nch, int64_t m,
 /* NHWC geometry of one call. */
 typedef struct nhwc_geo {
     int64_t C, cpad, W, kw, sw, dw, dh, pl, cin, ow;
-    int64_t cs; /* channel blocks start cs channels early, so that input loads are 64-byte aligned */
+    int64_t cs; /* channel blocks start cs channels early, so that output stores are 64-byte aligned */
+    int nt;     /* full output vectors are streamed (non-temporal): the output does not fit in L2 */
     int relu;
 } nhwc_geo;
 
@@ -92,7 +100,7 @@ static inline __attribute__((always_inline)) void nhwc_block(const float *xr0, i
     }
     const __m512 z = _mm512_setzero_ps();
 #pragma GCC unroll 8
-    for (int q = 0; q < PX; q++) _mm512_mask_storeu_ps(yp + q * C, mo, relu ? _mm512_max_ps(z, acc[q]) : acc[q]);
+    for (int q = 0; q < PX; q++) put(yp + q * C, mo, relu ? _mm512_max_ps(z, acc[q]) : acc[q], g->nt);
 }
 
 /* One block of PX output pixels, channels [c0, c1) in vectors of 16: channels inner, so the
@@ -210,8 +218,8 @@ static inline __attribute__((always_inline)) void nhwc_pair(const float *xrow, i
         }
 #pragma GCC unroll 8
         for (int q = 0; q < PX; q++) {
-            _mm512_mask_storeu_ps(atw(yp, cb + q * C), mo, relu ? _mm512_max_ps(z, a0[q]) : a0[q]);
-            _mm512_mask_storeu_ps(atw(yp, ys + cb + q * C), mo, relu ? _mm512_max_ps(z, a1[q]) : a1[q]);
+            put(atw(yp, cb + q * C), mo, relu ? _mm512_max_ps(z, a0[q]) : a0[q], g->nt);
+            put(atw(yp, ys + cb + q * C), mo, relu ? _mm512_max_ps(z, a1[q]) : a1[q], g->nt);
         }
     }
 }
@@ -311,6 +319,7 @@ static void row_chunk(void *ctx, int64_t chunk, int worker) {
                      &rt->g, ky1 - ky0, bias, c0, c1, yrow);
         }
     }
+    if (rt->g.nt) _mm_sfence(); /* streamed stores are weakly ordered: drain them before the chunk ends */
 }
 
 /* Pixels per block: all of a short row, else the size in 5..8 that wastes least on the last block. */
@@ -336,7 +345,13 @@ static int nhwc(const fp_conv_problem *p, const float *x, const float *w, const 
     memset(&t, 0, sizeof t);
     t.p = p; t.x = x; t.w = w; t.bias = bias; t.y = y;
     t.g = (nhwc_geo){C, fp_dw_cpad(p), p->w, p->kw, sw, dw, p->dil_h, p->pad_left, p->cin, p->ow,
-                     (C % 16 == 0) ? (int64_t)(((uintptr_t)y / sizeof(float)) % 16) : 0, p->relu};
+                     (C % 16 == 0) ? (int64_t)(((uintptr_t)y / sizeof(float)) % 16) : 0, 0, p->relu};
+    /* Outputs over 1.5 MiB are streamed: then the input stays in L2 (144@56: 56 -> 82 GFLOP/s raw;
+     * the stride-2 layer, whose input alone overflows L2, lost 5 % with it, so the rule is on the
+     * output).  Streaming stores need every full vector 64-byte aligned: pixels a multiple of 64 bytes apart
+     * and the array 4-byte aligned (then the shift above aligns them) */
+    const int64_t out_bytes = (int64_t)sizeof(float) * p->n * p->oh * p->ow * C;
+    t.g.nt = C % 16 == 0 && (uintptr_t)y % sizeof(float) == 0 && m == 1 && out_bytes > ((int64_t)3 << 20) / 2;
     t.m = m; t.groups = FP_CEIL_DIV(C, gch); t.gch = gch;
     t.rpu = rpu;
     t.top = top;
@@ -346,6 +361,7 @@ static int nhwc(const fp_conv_problem *p, const float *x, const float *w, const 
     t.px = nhwc_px(p->ow);
     t.fns = nhwc_pick(p);
     fp_pool_run((int)T, t.nchunks, row_chunk, &t);
+    if (t.g.nt) _mm_sfence();
     return FP_OK;
 }
 
@@ -489,7 +505,7 @@ static int nchw_tiled(const fp_conv_problem *p, const float *x, const float *w, 
     tile_task t;
     memset(&t, 0, sizeof t);
     t.p = p; t.x = x; t.w = w; t.bias = bias; t.y = y;
-    t.g = (nhwc_geo){16, fp_dw_cpad(p), W, p->kw, p->stride_w, p->dil_w, p->dil_h, p->pad_left, 16, p->ow, 0, p->relu};
+    t.g = (nhwc_geo){16, fp_dw_cpad(p), W, p->kw, p->stride_w, p->dil_w, p->dil_h, p->pad_left, 16, p->ow, 0, 0, p->relu};
     t.fns = nhwc_pick(p);
     t.m = p->cout / p->cin;
     t.px = nhwc_px(p->ow);
