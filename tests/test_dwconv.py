@@ -113,7 +113,7 @@ def test_stride_dilation_padding_grid(isa, layout, stride, dilation, padding):
     check(x, wt, b, layout=layout, stride=stride, dilation=dilation, padding=padding, groups=16)
 
 
-@pytest.mark.parametrize("c", [15, 16, 17, 31, 32, 33, 48])
+@pytest.mark.parametrize("c", [15, 16, 17, 31, 32, 33, 48, 96, 97, 112])
 @pytest.mark.parametrize("mult", [1, 2])
 def test_channel_counts_and_array_offsets(isa, c, mult):
     # NHWC channel blocks start early to align the output stores: arrays at every 4-byte offset
@@ -168,13 +168,15 @@ def test_float64_depthwise(isa):
 
 
 @pytest.mark.parametrize("yo", [0, 1, 6])
-def test_large_nhwc_output_streamed(isa, yo):
-    # outputs over 1.5 MiB with channels a multiple of 16 are written with streaming stores
+@pytest.mark.parametrize("c,hw", [(112, 64), (32, 112)])
+def test_large_nhwc_output_streamed(isa, yo, c, hw):
+    # outputs over 1.5 MiB with channels a multiple of 16 are written with streaming stores when
+    # the output vectors can be aligned (shifted channel blocks from 96 channels on)
     rng = np.random.default_rng(yo)
-    x, wt, b = dw(rng, 112, 1, 64, 64, layout="NHWC")
-    expected = fp.conv2d(x, wt, b, backend="numpy", layout="NHWC", padding=1, groups=112, activation="relu")
+    x, wt, b = dw(rng, c, 1, hw, hw, layout="NHWC")
+    expected = fp.conv2d(x, wt, b, backend="numpy", layout="NHWC", padding=1, groups=c, activation="relu")
     yb = np.full(expected.size + 16, np.nan, np.float32)
     yv = yb[yo:yo + expected.size].reshape(expected.shape)
-    fp.conv2d(x, wt, b, backend="c", layout="NHWC", padding=1, groups=112, activation="relu", out=yv)
+    fp.conv2d(x, wt, b, backend="c", layout="NHWC", padding=1, groups=c, activation="relu", out=yv)
     np.testing.assert_array_equal(yv, expected)
     assert np.isnan(yb[:yo]).all() and np.isnan(yb[yo + expected.size:]).all()
