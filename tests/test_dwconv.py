@@ -180,3 +180,23 @@ def test_large_nhwc_output_streamed(isa, yo, c, hw):
     fp.conv2d(x, wt, b, backend="c", layout="NHWC", padding=1, groups=c, activation="relu", out=yv)
     np.testing.assert_array_equal(yv, expected)
     assert np.isnan(yb[:yo]).all() and np.isnan(yb[yo + expected.size:]).all()
+
+
+@pytest.mark.parametrize("mult", [1, 2])
+def test_two_threads_channel_groups_at_offsets(isa, mult):
+    # few rows at 2 threads: rows split into channel groups, whose boundaries follow the shifted
+    # (store-aligned) vector grid when the output array is not 64-byte aligned
+    old = fp.get_num_threads()
+    try:
+        fp.set_num_threads(2)
+        rng = np.random.default_rng(mult)
+        for c, hw in [(112 // mult, 7), (208 // mult, 5)]:
+            x, wt, b = dw(rng, c, mult, hw, hw, layout="NHWC")
+            expected = fp.conv2d(x, wt, b, backend="numpy", layout="NHWC", padding=1, groups=c)
+            for yo in (0, 3, 9):
+                yb = np.full(expected.size + 16, np.nan, np.float32)
+                yv = yb[yo:yo + expected.size].reshape(expected.shape)
+                fp.conv2d(x, wt, b, backend="c", layout="NHWC", padding=1, groups=c, out=yv)
+                np.testing.assert_array_equal(yv, expected)
+    finally:
+        fp.set_num_threads(old)

@@ -113,7 +113,7 @@ static inline __attribute__((always_inline)) void nhwc_pixels(const float *xrow,
     const float *xo = at(xrow, col0 * C);
     /* the common cases get straight-line code: all 3 kernel rows, ReLU or not known */
 #define NHWC_CB_LOOP(NKY, RELU)                                                                                       \
-    for (int64_t cb = c0 - g->cs; cb < c1; cb += FP_DW_CB) {                                                          \
+    for (int64_t cb = c0 - ((c0 + g->cs) & 15); cb < c1; cb += FP_DW_CB) {                                            \
         const __mmask16 mo = (__mmask16)lanes32(c0 - cb, c1 - cb);                                                   \
         const __m512 b = bias ? _mm512_maskz_loadu_ps(mo, at(bias, cb)) : _mm512_setzero_ps();                       \
         nhwc_block(at(xo, cb), col0, at(w, cb), g, nky, b, mo, atw(yp, cb), PX, KW, SW, DW, EDGE, NKY, RELU);       \
@@ -159,7 +159,7 @@ static void nhwc_pixel(const fp_conv_problem *p, const float *xn, const float *w
                        float *yrow) {
     const int64_t C = p->cout;
     for (int64_t cb = c0; cb < c1; cb += FP_DW_CB) {
-        const int64_t nch = FP_MIN(FP_DW_CB, C - cb);
+        const int64_t nch = FP_MIN(FP_DW_CB, c1 - cb); /* c0 may be off the 16-grid (shifted groups) */
         const __mmask16 mo = (__mmask16)lanes32(0, nch);
         __m512 acc = bias ? _mm512_maskz_loadu_ps(mo, bias + cb) : _mm512_setzero_ps();
         for (int64_t ky = ky0; ky < ky1; ky++) {
@@ -167,7 +167,7 @@ static void nhwc_pixel(const fp_conv_problem *p, const float *xn, const float *w
             for (int64_t kx = 0; kx < p->kw; kx++) {
                 const int64_t ix = ox * p->stride_w - p->pad_left + kx * p->dil_w;
                 if (ix < 0 || ix >= p->w) continue;
-                const __m512 wv = _mm512_loadu_ps(w + (ky * p->kw + kx) * cpad + cb);
+                const __m512 wv = _mm512_maskz_loadu_ps(mo, w + (ky * p->kw + kx) * cpad + cb);
                 acc = _mm512_fmadd_ps(in_vec(xn + (iy * p->w + ix) * p->cin, cb, nch, m, mo), wv, acc);
             }
         }
@@ -186,7 +186,7 @@ static inline __attribute__((always_inline)) void nhwc_pair(const float *xrow, i
     const int64_t C = g->C, rs = g->W * C, cpad = g->cpad, W = g->W, ys = g->ow * C;
     const float *xo = at(xrow, col0 * C);
     const __m512 z = _mm512_setzero_ps();
-    for (int64_t cb = c0 - g->cs; cb < c1; cb += FP_DW_CB) {
+    for (int64_t cb = c0 - ((c0 + g->cs) & 15); cb < c1; cb += FP_DW_CB) {
         const __mmask16 mo = (__mmask16)lanes32(c0 - cb, c1 - cb);
         const __m512 b = bias ? _mm512_maskz_loadu_ps(mo, at(bias, cb)) : z;
         __m512 a0[8], a1[8];
@@ -296,7 +296,9 @@ static void row_chunk(void *ctx, int64_t chunk, int worker) {
         const int64_t n = unit / upi, u = unit % upi;
         const int64_t oy0 = u < top ? u : top + (u - top) * rt->rpu;
         const int64_t oy1 = FP_MIN(p->oh, u < top ? u + 1 : oy0 + rt->rpu);
-        const int64_t c0 = grp * rt->gch, c1 = FP_MIN(C, c0 + rt->gch);
+        /* group boundaries on the shifted vector grid: two threads never write one cache line */
+        const int64_t c0 = grp == 0 ? 0 : grp * rt->gch - rt->g.cs;
+        const int64_t c1 = grp == rt->groups - 1 ? C : FP_MIN(C, (grp + 1) * rt->gch - rt->g.cs);
         const float *xn = x + n * p->h * p->w * p->cin;
         if (oy1 - oy0 == 2) {
             const int64_t iyb = oy0 - p->pad_top; /* pairs: stride and dilation 1 */
