@@ -81,8 +81,122 @@ def test_nan_stays_in_its_windows(isa, layout):
 @pytest.mark.parametrize("n,c,mult,h,w,padding", [(3, 5, 1, 7, 7, 1), (2, 3, 2, 14, 14, 1), (3, 7, 1, 5, 16, "same"),
                                                   (1, 9, 1, 6, 9, 2)])
 def test_small_maps_several_images(isa, layout, n, c, mult, h, w, padding):
-    # small stride-1 maps take the flattened-plane path, two planes per call across image boundaries
+    # several images: NCHW tile jobs and NHWC row pairs decode the image from the job index
     rng = np.random.default_rng(n * c)
     x, wt, b = dw(rng, c, mult, h, w, layout=layout, n=n)
     check(x, wt, b, layout=layout, padding=padding, groups=c, activation="relu")
     check(x, wt, None, layout=layout, padding=padding, groups=c, dilation=2)
+
+
+# The blocked kernels: NHWC blocks of 1-8 pixels (the last block shifted back), row pairs for 3x3
+# stride 1, zero-masked border columns; NCHW on transposed 16-channel tiles in bands of rows (or
+# the generic loops for wide planes without AVX-512).
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_every_width_and_height(isa, layout):
+    rng = np.random.default_rng(40)
+    for w in range(1, 41):
+        for h in range(1, 6):
+            x, wt, b = dw(rng, 17, 1, h, w, layout=layout)
+            check(x, wt, b, layout=layout, padding=1, groups=17, activation="relu")
+            if w % 3 == 0:
+                check(x, wt, b, layout=layout, padding=1, stride=2, groups=17)
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("stride", [1, 2, (1, 2), (2, 1), 3])
+@pytest.mark.parametrize("dilation", [1, 2, (2, 1)])
+@pytest.mark.parametrize("padding", [0, 1, 2, (0, 2)])
+def test_stride_dilation_padding_grid(isa, layout, stride, dilation, padding):
+    rng = np.random.default_rng(7)
+    x, wt, b = dw(rng, 16, 1, 9, 19, layout=layout)
+    check(x, wt, b, layout=layout, stride=stride, dilation=dilation, padding=padding, groups=16)
+
+
+@pytest.mark.parametrize("c", [15, 16, 17, 31, 32, 33, 48, 96, 97, 112])
+@pytest.mark.parametrize("mult", [1, 2])
+def test_channel_counts_and_array_offsets(isa, c, mult):
+    # NHWC channel blocks start early to align the output stores: arrays at every 4-byte offset
+    rng = np.random.default_rng(c + mult)
+    x, wt, b = dw(rng, c, mult, 6, 11, layout="NHWC")
+    expected = fp.conv2d(x, wt, b, backend="numpy", layout="NHWC", padding=1, groups=c)
+    for xo, yo in [(0, 0), (1, 3), (4, 4), (15, 2), (7, 0)]:
+        xb = np.zeros(x.size + 16, np.float32)
+        xv = xb[xo:xo + x.size].reshape(x.shape)
+        xv[...] = x
+        yb = np.full(expected.size + 16, np.nan, np.float32)
+        yv = yb[yo:yo + expected.size].reshape(expected.shape)
+        fp.conv2d(xv, wt, b, backend="c", layout="NHWC", padding=1, groups=c, out=yv)
+        np.testing.assert_array_equal(yv, expected)
+        assert np.isnan(yb[:yo]).all() and np.isnan(yb[yo + expected.size:]).all()
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_bands_and_threads(isa, layout, threads):
+    # a 130-wide plane: NCHW tiles hold about 11 input rows, so the plane runs in many bands
+    old = fp.get_num_threads()
+    try:
+        fp.set_num_threads(threads)
+        rng = np.random.default_rng(threads)
+        x, wt, b = dw(rng, 18, 1, 40, 130, layout=layout, n=2)
+        check(x, wt, b, layout=layout, padding=1, groups=18, activation="relu")
+        check(x, wt, b, layout=layout, padding=1, stride=2, groups=18)
+        x, wt, b = dw(rng, 40, 1, 7, 7, layout=layout)
+        check(x, wt, b, layout=layout, padding=1, groups=40)
+    finally:
+        fp.set_num_threads(old)
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_nan_at_every_block_position(isa, layout):
+    # NaN at each column of a 14-wide map (two 7-pixel blocks) and in rows inside and outside pairs
+    rng = np.random.default_rng(3)
+    for col in range(14):
+        x = int_array(rng, (1, 16, 6, 14))
+        x[0, col % 16, col % 6, col] = np.nan
+        if layout == "NHWC":
+            x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+        check(x, int_array(rng, (16, 1, 3, 3)), None, layout=layout, padding=1, groups=16)
+
+
+def test_float64_depthwise(isa):
+    rng = np.random.default_rng(64)
+    for layout in ("NCHW", "NHWC"):
+        x, wt, b = (a.astype(np.float64) for a in dw(rng, 17, 2, 9, 13, layout=layout))
+        check(x, wt, b, layout=layout, padding=1, groups=17, activation="relu")
+
+
+@pytest.mark.parametrize("yo", [0, 1, 6])
+@pytest.mark.parametrize("c,hw", [(112, 64), (32, 112)])
+def test_large_nhwc_output_streamed(isa, yo, c, hw):
+    # outputs over 1.5 MiB with channels a multiple of 16 are written with streaming stores when
+    # the output vectors can be aligned (shifted channel blocks from 96 channels on)
+    rng = np.random.default_rng(yo)
+    x, wt, b = dw(rng, c, 1, hw, hw, layout="NHWC")
+    expected = fp.conv2d(x, wt, b, backend="numpy", layout="NHWC", padding=1, groups=c, activation="relu")
+    yb = np.full(expected.size + 16, np.nan, np.float32)
+    yv = yb[yo:yo + expected.size].reshape(expected.shape)
+    fp.conv2d(x, wt, b, backend="c", layout="NHWC", padding=1, groups=c, activation="relu", out=yv)
+    np.testing.assert_array_equal(yv, expected)
+    assert np.isnan(yb[:yo]).all() and np.isnan(yb[yo + expected.size:]).all()
+
+
+@pytest.mark.parametrize("mult", [1, 2])
+def test_two_threads_channel_groups_at_offsets(isa, mult):
+    # few rows at 2 threads: rows split into channel groups, whose boundaries follow the shifted
+    # (store-aligned) vector grid when the output array is not 64-byte aligned
+    old = fp.get_num_threads()
+    try:
+        fp.set_num_threads(2)
+        rng = np.random.default_rng(mult)
+        for c, hw in [(112 // mult, 7), (208 // mult, 5)]:
+            x, wt, b = dw(rng, c, mult, hw, hw, layout="NHWC")
+            expected = fp.conv2d(x, wt, b, backend="numpy", layout="NHWC", padding=1, groups=c)
+            for yo in (0, 3, 9):
+                yb = np.full(expected.size + 16, np.nan, np.float32)
+                yv = yb[yo:yo + expected.size].reshape(expected.shape)
+                fp.conv2d(x, wt, b, backend="c", layout="NHWC", padding=1, groups=c, out=yv)
+                np.testing.assert_array_equal(yv, expected)
+    finally:
+        fp.set_num_threads(old)

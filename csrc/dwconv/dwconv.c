@@ -8,9 +8,16 @@ static int applies(const fp_conv_problem *p, int isa, int f64) {
     return !f64 && p->groups > 1 && p->groups == p->cin;
 }
 
+/* Without AVX-512, wide NCHW planes go to the generic loops (vectorized along the row), which beat
+ * the transposed tiles there once the transposes are scalar code (bench in docs/spatial.md). */
+static int generic_rows(const fp_conv_problem *p, int isa) { return p->layout == 0 && isa != FP_ISA_AVX512 && p->ow >= 32; }
+/* Weights are packed before the image size is known: such calls keep the generic copy too. */
+static int generic_copy(const fp_conv_problem *p, int isa) { return p->layout == 0 && isa != FP_ISA_AVX512; }
+
 static const char *kernel_name(const fp_conv_problem *p, int isa, int f64) {
     (void)f64;
-    if (isa == FP_ISA_AVX512) return p->layout == 0 ? "f32_dwconv_nchw__avx512_16w" : "f32_dwconv_nhwc__avx512_16c";
+    if (generic_rows(p, isa)) return fp_algo_generic.kernel_name(p, isa, 0);
+    if (isa == FP_ISA_AVX512) return p->layout == 0 ? "f32_dwconv_nchw__avx512_tiled16c" : "f32_dwconv_nhwc__avx512_16c";
     if (isa == FP_ISA_AVX2) return p->layout == 0 ? "f32_dwconv_nchw__avx2" : "f32_dwconv_nhwc__avx2";
     return p->layout == 0 ? "f32_dwconv_nchw__c" : "f32_dwconv_nhwc__c";
 }
@@ -18,28 +25,26 @@ static const char *kernel_name(const fp_conv_problem *p, int isa, int f64) {
 static int64_t packed_bytes(const fp_conv_problem *p, int isa, int f64) {
     (void)isa; (void)f64;
     const int64_t T = p->kh * p->kw;
-    return (int64_t)sizeof(float) * T * (p->layout == 0 ? p->cout : fp_dw_cpad(p));
+    return (int64_t)sizeof(float) * T * fp_dw_cpad(p) + (generic_copy(p, isa) ? fp_algo_generic.packed_bytes(p, isa, 0) : 0);
 }
 
 static int pack(const fp_conv_problem *p, int isa, int f64, const void *wv, void *dst) {
     const float *w = (const float *)wv;
     float *d = (float *)dst;
     const int64_t T = p->kh * p->kw;
-    if (p->layout == 0) {
-        memcpy(d, w, (size_t)packed_bytes(p, isa, f64));
-        return FP_OK;
-    }
     const int64_t cpad = fp_dw_cpad(p);
-    memset(d, 0, (size_t)packed_bytes(p, isa, f64));
+    memset(d, 0, sizeof(float) * (size_t)(T * cpad));
     for (int64_t co = 0; co < p->cout; co++)
         for (int64_t t = 0; t < T; t++) d[t * cpad + co] = w[co * T + t];
-    return FP_OK;
+    return generic_copy(p, isa) ? fp_algo_generic.pack(p, isa, 0, wv, d + T * cpad) : FP_OK;
 }
 
 static int run(const fp_conv_problem *p, int isa, int f64, const void *x, const void *packed, const void *bias,
                void *y) {
     (void)f64;
     if (p->n == 0 || p->oh == 0 || p->ow == 0 || p->cout == 0) return FP_OK;
+    if (generic_rows(p, isa))
+        return fp_algo_generic.run(p, isa, 0, x, (const float *)packed + p->kh * p->kw * fp_dw_cpad(p), bias, y);
     if (isa == FP_ISA_AVX512) return fp_dwconv_run_avx512(p, x, packed, bias, y);
     if (isa == FP_ISA_AVX2) return fp_dwconv_run_avx2(p, x, packed, bias, y);
     return fp_dwconv_run_c(p, x, packed, bias, y);

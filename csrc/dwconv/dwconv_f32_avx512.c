@@ -1,9 +1,10 @@
 /* Depthwise convolution for AVX-512 (any kernel size, stride, dilation, multiplier).
  *
- * NCHW: 16 output columns per zmm; each tap is one masked load from the input row (the mask
- * zeroes columns outside the image, so borders need no padded copy and no branch), stride 2
- * deinterleaves two loads with one permute, other strides gather.
- * NHWC: 16 channels per zmm, with 4 output pixels sharing each weight load in the interior. */
+ * NHWC: vectors run along 16 channels; a block is up to 8 adjacent output pixels (x 2 output rows
+ * for 3x3 stride 1) of one channel vector, so that each input vector loaded from cache feeds every
+ * (pixel, tap) pair that reads it.  Borders: zero masks on the loads of columns outside the image.
+ * NCHW: 16 planes at a time are transposed into a per-thread [row][W][16] tile and run through the
+ * same blocks, and the output is transposed back (both transposes counted in the call). */
 #include "dwconv.h"
 
 #if defined(__x86_64__) && !defined(FP_PORTABLE_ONLY)
@@ -27,309 +28,13 @@ static inline uint32_t lanes32(int64_t lo, int64_t hi) {
 
 /* Masked lanes are never read, so the address may lie before the row (integer arithmetic). */
 static inline const float *at(const float *row, int64_t off) { return (const float *)((uintptr_t)row + (uintptr_t)(off * 4)); }
+static inline float *atw(float *row, int64_t off) { return (float *)((uintptr_t)row + (uintptr_t)(off * 4)); }
 
-/* Per-call geometry of the NCHW kernel: input-column masks per (kx, output vector) so the inner
- * loop has no bounds arithmetic, and a zero row that stands in for rows outside the image. */
-typedef struct dwgeom {
-    int64_t nv;            /* output vectors per row */
-    const uint32_t *mask;  /* [kw][nv]: input lanes inside the row (32 lanes for stride 2) */
-    const float *zrow;     /* zeros, as long as a padded input row */
-} dwgeom;
-
-static inline __m512 tap_load(const float *xr, int64_t base, uint32_t m, int64_t sw, __m512i even, __m512i lane_sw) {
-    if (sw == 1) return _mm512_maskz_loadu_ps((__mmask16)m, at(xr, base));
-    if (sw == 2) {
-        const __m512 lo = _mm512_maskz_loadu_ps((__mmask16)m, at(xr, base));
-        const __m512 hi = _mm512_maskz_loadu_ps((__mmask16)(m >> 16), at(xr, base + 16));
-        return _mm512_permutex2var_ps(lo, even, hi);
-    }
-    return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), (__mmask16)m, lane_sw, at(xr, base), 4);
-}
-
-/* RR output rows x NV vectors of 16 columns: RR * NV independent accumulators hide the FMA latency. */
-static inline __attribute__((always_inline)) void nchw_tile(const fp_conv_problem *p, const dwgeom *g, const float *xc,
-                                                            const float *wc, float b, int64_t oy0, int64_t v0,
-                                                            float *yc, const int RR, const int NV, const int INNER) {
-    const int64_t sw = p->stride_w, W = p->w;
-    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    const __m512i lane_sw = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                               _mm512_set1_epi32((int)sw));
-    __m512 acc[8][8];
-#pragma GCC unroll 8
-    for (int r = 0; r < RR; r++)
-#pragma GCC unroll 8
-        for (int v = 0; v < NV; v++) acc[r][v] = _mm512_set1_ps(b);
-    const int64_t rstep = p->stride_h * W;
-    for (int64_t ky = 0; ky < p->kh; ky++) {
-        const float *xr[8];
-        /* INNER: every row of the tile is inside the image, so rows are one pointer apart */
-        const float *x0 = xc + (oy0 * p->stride_h - p->pad_top + ky * p->dil_h) * W;
-#pragma GCC unroll 8
-        for (int r = 0; r < RR; r++) {
-            const int64_t iy = (oy0 + r) * p->stride_h - p->pad_top + ky * p->dil_h;
-            xr[r] = INNER ? x0 + r * rstep : (iy >= 0 && iy < p->h) ? xc + iy * W : g->zrow;
-        }
-        for (int64_t kx = 0; kx < p->kw; kx++) {
-            const __m512 wv = _mm512_set1_ps(wc[ky * p->kw + kx]);
-            const uint32_t *mk = g->mask + kx * g->nv + v0;
-            const int64_t base0 = v0 * 16 * sw + kx * p->dil_w - p->pad_left;
-#pragma GCC unroll 8
-            for (int v = 0; v < NV; v++)
-#pragma GCC unroll 8
-                for (int r = 0; r < RR; r++)
-                    acc[r][v] = _mm512_fmadd_ps(wv, tap_load(xr[r], base0 + v * 16 * sw, mk[v], sw, even, lane_sw), acc[r][v]);
-        }
-    }
-    const __m512 zero = _mm512_setzero_ps();
-#pragma GCC unroll 8
-    for (int r = 0; r < RR; r++)
-#pragma GCC unroll 8
-        for (int v = 0; v < NV; v++) {
-            const int64_t ox = (v0 + v) * 16;
-            const __mmask16 mo = (__mmask16)lanes32(0, p->ow - ox);
-            _mm512_mask_storeu_ps(yc + (oy0 + r) * p->ow + ox, mo, p->relu ? _mm512_max_ps(zero, acc[r][v]) : acc[r][v]);
-        }
-}
-
-#define DW_TILE(RR, NV) \
-    static void nchw_tile_##RR##x##NV(const fp_conv_problem *p, const dwgeom *g, const float *xc, const float *wc, \
-                                      float b, int64_t oy0, int64_t v0, float *yc) {                               \
-        nchw_tile(p, g, xc, wc, b, oy0, v0, yc, RR, NV, 0);                                                         \
-    }                                                                                                                  \
-    static void nchw_tile_in_##RR##x##NV(const fp_conv_problem *p, const dwgeom *g, const float *xc, const float *wc, \
-                                         float b, int64_t oy0, int64_t v0, float *yc) {                            \
-        nchw_tile(p, g, xc, wc, b, oy0, v0, yc, RR, NV, 1);                                                         \
-    }
-DW_TILE(1, 1) DW_TILE(1, 2) DW_TILE(1, 4) DW_TILE(1, 8) DW_TILE(2, 1) DW_TILE(2, 2) DW_TILE(2, 4)
-DW_TILE(4, 1) DW_TILE(4, 2) DW_TILE(8, 1)
-typedef void (*dw_tile_fn)(const fp_conv_problem *, const dwgeom *, const float *, const float *, float, int64_t,
-                           int64_t, float *);
-
-static dw_tile_fn pick_inner(int rr, int nv) {
-    if (rr >= 8 && nv == 1) return nchw_tile_in_8x1;
-    if (rr >= 4) return nv >= 2 ? nchw_tile_in_4x2 : nchw_tile_in_4x1;
-    if (rr >= 2) return nv >= 4 ? nchw_tile_in_2x4 : nv >= 2 ? nchw_tile_in_2x2 : nchw_tile_in_2x1;
-    return nv >= 8 ? nchw_tile_in_1x8 : nv >= 4 ? nchw_tile_in_1x4 : nv >= 2 ? nchw_tile_in_1x2 : nchw_tile_in_1x1;
-}
-
-static dw_tile_fn pick_tile(int rr, int nv) {
-    if (rr >= 8 && nv == 1) return nchw_tile_8x1;
-    if (rr >= 4) return nv >= 2 ? nchw_tile_4x2 : nchw_tile_4x1;
-    if (rr >= 2) return nv >= 4 ? nchw_tile_2x4 : nv >= 2 ? nchw_tile_2x2 : nchw_tile_2x1;
-    return nv >= 8 ? nchw_tile_1x8 : nv >= 4 ? nchw_tile_1x4 : nv >= 2 ? nchw_tile_1x2 : nchw_tile_1x1;
-}
-
-/* Small planes, stride 1, OW == W: output pixel p = oy * W + ox reads input p + (ky*dh - pt) * W +
- * (kx*dw - pl) for every tap, so a plane is a 1-d convolution over its flattened pixels.  Vectors
- * of 16 consecutive pixels span several rows; a precomputed mask per (vector, tap) zeroes the
- * lanes whose tap falls outside the image.  This keeps every lane busy on 7x7 and 14x14 maps. */
-static inline __attribute__((always_inline)) void flat_chunk(const float *xc, int64_t xps, const float *wc, int64_t wps,
-                                                             const float *bias, const int64_t *toff, int64_t T,
-                                                             const uint16_t *mk, int64_t v0, int64_t npix, int relu,
-                                                             float *yc, const int NV, const int NP) {
-    /* NP planes share each mask load (masks depend only on the pixel, not on the plane) */
-    __m512 acc[2][8];
-#pragma GCC unroll 2
-    for (int q = 0; q < NP; q++)
-#pragma GCC unroll 8
-        for (int v = 0; v < NV; v++) acc[q][v] = _mm512_set1_ps(bias[q]);
-    for (int64_t t = 0; t < T; t++) {
-        __m512 wv[2];
-#pragma GCC unroll 2
-        for (int q = 0; q < NP; q++) wv[q] = _mm512_set1_ps(wc[q * wps + t]);
-        const int64_t o = v0 * 16 + toff[t];
-        const uint16_t *mt = mk + t;
-#pragma GCC unroll 8
-        for (int v = 0; v < NV; v++) {
-            const __mmask16 m = (__mmask16)mt[(v0 + v) * T];
-#pragma GCC unroll 2
-            for (int q = 0; q < NP; q++)
-                acc[q][v] = _mm512_fmadd_ps(wv[q], _mm512_maskz_loadu_ps(m, at(xc + q * xps, o + 16 * v)), acc[q][v]);
-        }
-    }
-    const __m512 zero = _mm512_setzero_ps();
-#pragma GCC unroll 2
-    for (int q = 0; q < NP; q++)
-#pragma GCC unroll 8
-        for (int v = 0; v < NV; v++) {
-            const __mmask16 mo = (__mmask16)lanes32(0, npix - (v0 + v) * 16);
-            _mm512_mask_storeu_ps(yc + q * npix + (v0 + v) * 16, mo, relu ? _mm512_max_ps(zero, acc[q][v]) : acc[q][v]);
-        }
-}
-
-#define FLAT(NV, NP)                                                                                                  \
-    static void flat_##NV##_##NP(const float *xc, int64_t xps, const float *wc, int64_t wps, const float *bias,      \
-                                 const int64_t *toff, int64_t T, const uint16_t *mk, int64_t v0, int64_t npix,      \
-                                 int relu, float *yc) {                                                              \
-        flat_chunk(xc, xps, wc, wps, bias, toff, T, mk, v0, npix, relu, yc, NV, NP);                                   \
-    }
-FLAT(1, 1) FLAT(2, 1) FLAT(3, 1) FLAT(4, 1) FLAT(5, 1) FLAT(6, 1) FLAT(7, 1) FLAT(8, 1)
-FLAT(1, 2) FLAT(2, 2) FLAT(3, 2) FLAT(4, 2)
-typedef void (*flat_fn)(const float *, int64_t, const float *, int64_t, const float *, const int64_t *, int64_t,
-                        const uint16_t *, int64_t, int64_t, int, float *);
-
-static int flat_applies(const fp_conv_problem *p) {
-    return p->stride_w == 1 && p->stride_h == 1 && p->ow == p->w && p->w <= 16 && p->oh * p->ow >= 16 &&
-           p->oh * p->ow <= 4096; /* the mask table grows with the plane */
-}
-
-/* Shared state of a flat NCHW call; a chunk is DW_FLAT_JOBS jobs (plane pairs) in a row. */
-#define DW_FLAT_JOBS 8
-typedef struct flat_task {
-    const fp_conv_problem *p;
-    const float *x, *w, *bias;
-    float *y;
-    const int64_t *toff;
-    const uint16_t *mk;
-    int64_t m, T, planes, W, npix, nvec, pairs;
-    int nvt, np;
-    flat_fn fn, fn1;
-} flat_task;
-
-static void flat_run_chunk(void *ctx, int64_t chunk, int worker) {
-    (void)worker;
-    const flat_task *t = (const flat_task *)ctx;
-    const fp_conv_problem *p = t->p;
-    const float *x = t->x, *w = t->w, *bias = t->bias;
-    float *y = t->y;
-    const int64_t *toff = t->toff;
-    const uint16_t *mk = t->mk;
-    const int64_t m = t->m, T = t->T, planes = t->planes, W = t->W, npix = t->npix, nvec = t->nvec;
-    const int nvt = t->nvt, np = t->np;
-    const flat_fn fn = t->fn, fn1 = t->fn1;
-    const int64_t job_hi = FP_MIN(t->pairs, (chunk + 1) * DW_FLAT_JOBS);
-    for (int64_t job = chunk * DW_FLAT_JOBS; job < job_hi; job++) {
-        int64_t pl0 = job * np;
-        const int two = np == 2 && pl0 + 1 < planes;
-        const int64_t n = pl0 / p->cout, co = pl0 % p->cout;
-        const float *xc = x + (n * p->cin + co / m) * p->h * W;
-        float bb[2];
-        bb[0] = bias ? bias[co] : 0.0f;
-        bb[1] = two ? (bias ? bias[(pl0 + 1) % p->cout] : 0.0f) : 0.0f;
-        /* with m == 1, plane pl0 + 1 is the next input plane (also across images: n * cin + co is linear) */
-        const flat_fn f = two ? fn : fn1;
-        const float *wc = w + co * T;
-        const int64_t wps = (pl0 + 1) % p->cout == 0 ? -co * T : T; /* next plane's weights */
-        for (int64_t v = 0; v < nvec; v += nvt)
-            f(xc, p->h * W, wc, wps, bb, toff, T, mk, FP_MIN(v, nvec - nvt), npix, p->relu, y + pl0 * npix);
-    }
-}
-
-static int nchw_flat(const fp_conv_problem *p, const float *x, const float *w, const float *bias, float *y) {
-    const int64_t m = p->cout / p->cin, T = p->kh * p->kw, planes = p->n * p->cout, W = p->w;
-    const int64_t npix = p->oh * p->ow, nvec = FP_CEIL_DIV(npix, 16);
-    uint16_t *mk = (uint16_t *)fp_aligned_alloc((int64_t)sizeof(uint16_t) * nvec * T);
-    int64_t *toff = (int64_t *)fp_aligned_alloc((int64_t)sizeof(int64_t) * T);
-    if (!mk || !toff) {
-        fp_aligned_free(mk);
-        fp_aligned_free(toff);
-        return FP_ERR_ALLOC;
-    }
-    for (int64_t ky = 0; ky < p->kh; ky++)
-        for (int64_t kx = 0; kx < p->kw; kx++) {
-            const int64_t t = ky * p->kw + kx, dy = ky * p->dil_h - p->pad_top, dx = kx * p->dil_w - p->pad_left;
-            toff[t] = dy * W + dx;
-            for (int64_t v = 0; v < nvec; v++) {
-                uint32_t bits = 0;
-                for (int64_t l = 0; l < 16; l++) {
-                    const int64_t q = v * 16 + l, oy = q / W, ox = q % W;
-                    if (q < npix && oy + dy >= 0 && oy + dy < p->h && ox + dx >= 0 && ox + dx < W) bits |= 1u << l;
-                }
-                mk[v * T + t] = (uint16_t)bits;
-            }
-        }
-    static const flat_fn fns1[8] = {flat_1_1, flat_2_1, flat_3_1, flat_4_1, flat_5_1, flat_6_1, flat_7_1, flat_8_1};
-    static const flat_fn fns2[4] = {flat_1_2, flat_2_2, flat_3_2, flat_4_2};
-    const int nvt = (int)FP_MIN(8, nvec);
-    /* two planes per call when they read the same input plane stride (multiplier 1) and fit 8 accumulators */
-    const int np = (m == 1 && nvt <= 4 && planes >= 2) ? 2 : 1;
-    const flat_fn fn = np == 2 ? fns2[nvt - 1] : fns1[nvt - 1], fn1 = fns1[nvt - 1];
-    const int64_t pairs = FP_CEIL_DIV(planes, np);
-    flat_task t = {p, x, w, bias, y, toff, mk, m, T, planes, W, npix, nvec, pairs, nvt, np, fn, fn1};
-    fp_pool_run(fp_threads(p), FP_CEIL_DIV(pairs, DW_FLAT_JOBS), flat_run_chunk, &t);
-    fp_aligned_free(mk);
-    fp_aligned_free(toff);
-    return FP_OK;
-}
-
-/* Shared state of a tiled NCHW call; a chunk is DW_PLANE_JOBS output planes in a row. */
-#define DW_PLANE_JOBS 4
-typedef struct plane_task {
-    const fp_conv_problem *p;
-    const dwgeom *g;
-    const float *x, *w, *bias;
-    float *y;
-    int64_t m, T, planes;
-    int rr_t, nv_t;
-    dw_tile_fn tile, tile_in;
-} plane_task;
-
-static void plane_chunk(void *ctx, int64_t chunk, int worker) {
-    (void)worker;
-    const plane_task *pt = (const plane_task *)ctx;
-    const fp_conv_problem *p = pt->p;
-    const dwgeom g = *pt->g;
-    const float *x = pt->x, *w = pt->w, *bias = pt->bias;
-    float *y = pt->y;
-    const int64_t m = pt->m, T = pt->T;
-    const int rr_t = pt->rr_t, nv_t = pt->nv_t;
-    const dw_tile_fn tile = pt->tile, tile_in = pt->tile_in;
-    const int64_t job_hi = FP_MIN(pt->planes, (chunk + 1) * DW_PLANE_JOBS);
-    for (int64_t job = chunk * DW_PLANE_JOBS; job < job_hi; job++) {
-        const int64_t n = job / p->cout, co = job % p->cout;
-        const float *xc = x + (n * p->cin + co / m) * p->h * p->w;
-        const float b = bias ? bias[co] : 0.0f;
-        float *yc = y + job * p->oh * p->ow;
-        const float *wc = w + co * T;
-        /* Remainders overlap the previous tile instead of running narrower tiles: recomputing a
-         * few outputs (same values) is cheaper than latency-bound single-row tiles. */
-        for (int64_t oy = 0; oy < p->oh; oy += rr_t) {
-            const int64_t o = FP_MIN(oy, p->oh - rr_t);
-            const int64_t iy_first = o * p->stride_h - p->pad_top;
-            const int64_t iy_last = (o + rr_t - 1) * p->stride_h - p->pad_top + (p->kh - 1) * p->dil_h;
-            const dw_tile_fn t = (iy_first >= 0 && iy_last < p->h) ? tile_in : tile;
-            for (int64_t v = 0; v < g.nv; v += nv_t) t(p, &g, xc, wc, b, o, FP_MIN(v, g.nv - nv_t), yc);
-        }
-    }
-}
-
-static int nchw(const fp_conv_problem *p, const float *x, const float *w, const float *bias, float *y) {
-    if (flat_applies(p)) return nchw_flat(p, x, w, bias, y);
-    const int64_t m = p->cout / p->cin, T = p->kh * p->kw, planes = p->n * p->cout, sw = p->stride_w;
-    dwgeom g;
-    g.nv = FP_CEIL_DIV(p->ow, 16);
-    uint32_t *mask = (uint32_t *)fp_aligned_alloc((int64_t)sizeof(uint32_t) * p->kw * g.nv);
-    float *zrow = (float *)fp_aligned_alloc((int64_t)sizeof(float) * (p->w + 64));
-    if (!mask || !zrow) {
-        fp_aligned_free(mask);
-        fp_aligned_free(zrow);
-        return FP_ERR_ALLOC;
-    }
-    memset(zrow, 0, sizeof(float) * (size_t)(p->w + 64));
-    for (int64_t kx = 0; kx < p->kw; kx++)
-        for (int64_t v = 0; v < g.nv; v++) {
-            const int64_t base = v * 16 * sw + kx * p->dil_w - p->pad_left, nout = FP_MIN(16, p->ow - v * 16);
-            uint32_t mk;
-            if (sw == 1) mk = lanes32(-base, FP_MIN(p->w - base, nout));
-            else if (sw == 2) mk = lanes32(-base, FP_MIN(p->w - base, 2 * nout - 1));
-            else { /* gather: lane l reads base + l * sw */
-                mk = 0;
-                for (int64_t l = 0; l < nout; l++)
-                    if (base + l * sw >= 0 && base + l * sw < p->w) mk |= 1u << l;
-            }
-            mask[kx * g.nv + v] = mk;
-        }
-    g.mask = mask;
-    g.zrow = zrow;
-    /* Tile shape: 8 accumulators, as many vectors of a row as fit, then rows. */
-    const int nv_t = g.nv >= 8 ? 8 : g.nv >= 4 ? 4 : g.nv >= 2 ? 2 : 1;
-    const int rr_t = (int)FP_MIN(p->oh, 8 / nv_t) >= 8 ? 8 : FP_MIN(p->oh, 8 / nv_t) >= 4 ? 4 : FP_MIN(p->oh, 8 / nv_t) >= 2 ? 2 : 1;
-    const dw_tile_fn tile = pick_tile(rr_t, nv_t), tile_in = pick_inner(rr_t, nv_t);
-    plane_task t = {p, &g, x, w, bias, y, m, T, planes, rr_t, nv_t, tile, tile_in};
-    fp_pool_run(fp_threads(p), FP_CEIL_DIV(planes, DW_PLANE_JOBS), plane_chunk, &t);
-    fp_aligned_free(mask);
-    fp_aligned_free(zrow);
-    return FP_OK;
+/* Store an output vector; with nt, full vectors (64-byte aligned then, see nhwc()) bypass the
+ * caches, which saves the read-for-ownership of lines that would be evicted before reuse. */
+static inline void put(float *dst, __mmask16 mo, __m512 v, int nt) {
+    if (nt && mo == 0xFFFF) _mm512_stream_ps(dst, v);
+    else _mm512_mask_storeu_ps(dst, mo, v);
 }
 
 /* Input vector for output channels [cb, cb + 16) of one pixel: channel c reads input c / m. */
@@ -342,13 +47,237 @@ static inline __m512 in_vec(const float *xp, int64_t cb, int64_t nch, int64_t m,
     return _mm512_permutexvar_ps(_mm512_loadu_si512(idx), v);
 }
 
-/* Shared state of an NHWC call; a chunk is DW_ROW_JOBS output rows in a row. */
-#define DW_ROW_JOBS 4
+/* NHWC geometry of one call. */
+typedef struct nhwc_geo {
+    int64_t C, cpad, W, kw, sw, dw, dh, pl, cin, ow;
+    int64_t cs; /* channel blocks start cs channels early, so that output stores are 64-byte aligned */
+    int nt;     /* full output vectors are streamed (non-temporal): the output does not fit in L2 */
+    int relu;
+} nhwc_geo;
+
+/* PX adjacent output pixels x 16 channels.  xr points at input row ky0, column col0 (the first
+ * pixel's first tap, possibly left of the image) and the channel block; w at tap (ky0, 0).  With
+ * the shape known at compile time (KW > 0) each input vector of a row is loaded once and feeds
+ * every (pixel, kx) pair that reads it: PX + KW - 1 loads per row for stride 1 instead of PX * KW.
+ * EDGE: columns outside [0, W) load as zeros (a zero mask: nothing is read there). */
+static inline __attribute__((always_inline)) void nhwc_block(const float *xr0, int64_t col0, const float *w,
+                                                             const nhwc_geo *g, int64_t nky, __m512 b, __mmask16 mo,
+                                                             float *yp, const int PX, const int KW, const int SW,
+                                                             const int DW, const int EDGE, const int NKY, const int relu) {
+    __m512 acc[8];
+#pragma GCC unroll 8
+    for (int q = 0; q < PX; q++) acc[q] = b;
+    const int64_t C = g->C, rs = g->dh * g->W * C, kw = KW ? KW : g->kw, W = g->W;
+    const int64_t sw = SW ? SW : g->sw, dw = DW ? DW : g->dw;
+    const int NI = KW ? (PX - 1) * SW + (KW - 1) * DW + 1 : 1; /* input vectors of a row */
+    for (int64_t ky = 0; ky < (NKY ? NKY : nky); ky++) {
+        const float *xr = xr0 + ky * rs;
+        const float *wr = w + ky * kw * g->cpad;
+        if (KW) {
+            __m512 xin[24];
+#pragma GCC unroll 24
+            for (int j = 0; j < NI; j++) {
+                const __mmask16 mj = EDGE ? ((uint64_t)(col0 + j) < (uint64_t)W ? mo : 0) : mo;
+                xin[j] = _mm512_maskz_loadu_ps(mj, at(xr, j * C));
+            }
+#pragma GCC unroll 8
+            for (int kx = 0; kx < KW; kx++) {
+                const __m512 wv = _mm512_maskz_loadu_ps(mo, wr + kx * g->cpad);
+#pragma GCC unroll 8
+                for (int q = 0; q < PX; q++) acc[q] = _mm512_fmadd_ps(xin[q * SW + kx * DW], wv, acc[q]);
+            }
+        } else {
+            for (int64_t kx = 0; kx < kw; kx++) {
+                const __m512 wv = _mm512_maskz_loadu_ps(mo, wr + kx * g->cpad);
+#pragma GCC unroll 8
+                for (int q = 0; q < PX; q++) {
+                    const int64_t j = q * sw + kx * dw;
+                    const __mmask16 mj = EDGE ? ((uint64_t)(col0 + j) < (uint64_t)W ? mo : 0) : mo;
+                    acc[q] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mj, at(xr, j * C)), wv, acc[q]);
+                }
+            }
+        }
+    }
+    const __m512 z = _mm512_setzero_ps();
+#pragma GCC unroll 8
+    for (int q = 0; q < PX; q++) put(yp + q * C, mo, relu ? _mm512_max_ps(z, acc[q]) : acc[q], g->nt);
+}
+
+/* One block of PX output pixels, channels [c0, c1) in vectors of 16: channels inner, so the
+ * input is walked in address order and the block's input (rows x pixels x C) stays in L1. */
+static inline __attribute__((always_inline)) void nhwc_pixels(const float *xrow, int64_t col0, const float *w,
+                                                              const nhwc_geo *g, int64_t nky, const float *bias,
+                                                              int64_t c0, int64_t c1, float *yp, const int PX,
+                                                              const int KW, const int SW, const int DW, const int EDGE) {
+    const int64_t C = g->C;
+    const float *xo = at(xrow, col0 * C);
+    /* the common cases get straight-line code: all 3 kernel rows, ReLU or not known */
+#define NHWC_CB_LOOP(NKY, RELU)                                                                                       \
+    for (int64_t cb = c0 - ((c0 + g->cs) & 15); cb < c1; cb += FP_DW_CB) {                                            \
+        const __mmask16 mo = (__mmask16)lanes32(c0 - cb, c1 - cb);                                                   \
+        const __m512 b = bias ? _mm512_maskz_loadu_ps(mo, at(bias, cb)) : _mm512_setzero_ps();                       \
+        nhwc_block(at(xo, cb), col0, at(w, cb), g, nky, b, mo, atw(yp, cb), PX, KW, SW, DW, EDGE, NKY, RELU);       \
+    }
+    if (KW == 3 && nky == 3 && !g->relu) {
+        NHWC_CB_LOOP(3, 0)
+    } else if (KW == 3 && nky == 3) {
+        NHWC_CB_LOOP(3, 1)
+    } else {
+        const int relu = g->relu;
+        NHWC_CB_LOOP(0, relu)
+    }
+#undef NHWC_CB_LOOP
+}
+
+typedef void (*nhwc_fn)(const float *, int64_t, const float *, const nhwc_geo *, int64_t, const float *, int64_t,
+                        int64_t, float *);
+#define NHWC_PX(PX, KW, SW, DW, EDGE)                                                                                 \
+    static void nhwc_##PX##_##KW##_##SW##_##DW##_##EDGE(const float *xrow, int64_t col0, const float *w,             \
+                                                        const nhwc_geo *g, int64_t nky, const float *bias,          \
+                                                        int64_t c0, int64_t c1, float *yp) {                         \
+        nhwc_pixels(xrow, col0, w, g, nky, bias, c0, c1, yp, PX, KW, SW, DW, EDGE);                                  \
+    }
+#define NHWC_SHAPE(KW, SW, DW)                                                                                        \
+    NHWC_PX(1, KW, SW, DW, 0) NHWC_PX(2, KW, SW, DW, 0) NHWC_PX(3, KW, SW, DW, 0) NHWC_PX(4, KW, SW, DW, 0)           \
+    NHWC_PX(5, KW, SW, DW, 0) NHWC_PX(6, KW, SW, DW, 0) NHWC_PX(7, KW, SW, DW, 0) NHWC_PX(8, KW, SW, DW, 0)           \
+    NHWC_PX(1, KW, SW, DW, 1) NHWC_PX(2, KW, SW, DW, 1) NHWC_PX(3, KW, SW, DW, 1) NHWC_PX(4, KW, SW, DW, 1)           \
+    NHWC_PX(5, KW, SW, DW, 1) NHWC_PX(6, KW, SW, DW, 1) NHWC_PX(7, KW, SW, DW, 1) NHWC_PX(8, KW, SW, DW, 1)           \
+    static const nhwc_fn nhwc_fns_##KW##_##SW##_##DW[2][8] = {                                                         \
+        {nhwc_1_##KW##_##SW##_##DW##_0, nhwc_2_##KW##_##SW##_##DW##_0, nhwc_3_##KW##_##SW##_##DW##_0,                 \
+         nhwc_4_##KW##_##SW##_##DW##_0, nhwc_5_##KW##_##SW##_##DW##_0, nhwc_6_##KW##_##SW##_##DW##_0,                 \
+         nhwc_7_##KW##_##SW##_##DW##_0, nhwc_8_##KW##_##SW##_##DW##_0},                                               \
+        {nhwc_1_##KW##_##SW##_##DW##_1, nhwc_2_##KW##_##SW##_##DW##_1, nhwc_3_##KW##_##SW##_##DW##_1,                 \
+         nhwc_4_##KW##_##SW##_##DW##_1, nhwc_5_##KW##_##SW##_##DW##_1, nhwc_6_##KW##_##SW##_##DW##_1,                 \
+         nhwc_7_##KW##_##SW##_##DW##_1, nhwc_8_##KW##_##SW##_##DW##_1}};
+NHWC_SHAPE(3, 1, 1)
+NHWC_SHAPE(3, 2, 1)
+NHWC_SHAPE(0, 0, 0)
+
+/* One output pixel, channels [c0, c1), taps checked one by one (borders, and multiplier > 1). */
+static void nhwc_pixel(const fp_conv_problem *p, const float *xn, const float *w, const float *bias, int64_t m,
+                       int64_t cpad, int64_t iyb, int64_t ky0, int64_t ky1, int64_t ox, int64_t c0, int64_t c1,
+                       float *yrow) {
+    const int64_t C = p->cout;
+    for (int64_t cb = c0; cb < c1; cb += FP_DW_CB) {
+        const int64_t nch = FP_MIN(FP_DW_CB, c1 - cb); /* c0 may be off the 16-grid (shifted groups) */
+        const __mmask16 mo = (__mmask16)lanes32(0, nch);
+        __m512 acc = bias ? _mm512_maskz_loadu_ps(mo, bias + cb) : _mm512_setzero_ps();
+        for (int64_t ky = ky0; ky < ky1; ky++) {
+            const int64_t iy = iyb + ky * p->dil_h;
+            for (int64_t kx = 0; kx < p->kw; kx++) {
+                const int64_t ix = ox * p->stride_w - p->pad_left + kx * p->dil_w;
+                if (ix < 0 || ix >= p->w) continue;
+                const __m512 wv = _mm512_maskz_loadu_ps(mo, w + (ky * p->kw + kx) * cpad + cb);
+                acc = _mm512_fmadd_ps(in_vec(xn + (iy * p->w + ix) * p->cin, cb, nch, m, mo), wv, acc);
+            }
+        }
+        if (p->relu) acc = _mm512_max_ps(_mm512_setzero_ps(), acc);
+        _mm512_mask_storeu_ps(yrow + ox * C + cb, mo, acc);
+    }
+}
+
+/* Two output rows at once for 3x3, stride 1, dilation 1, both rows with all 3 kernel rows inside
+ * the image: the 4 input rows are each loaded once (PX + 2 vectors) and feed both output rows, so
+ * per output row 2 input rows come from cache instead of 3.  yp: row 0; row 1 is g->ow pixels on. */
+static inline __attribute__((always_inline)) void nhwc_pair(const float *xrow, int64_t col0, const float *w,
+                                                            const nhwc_geo *g, const float *bias, int64_t c0,
+                                                            int64_t c1, float *yp, const int PX, const int EDGE,
+                                                            const int relu) {
+    const int64_t C = g->C, rs = g->W * C, cpad = g->cpad, W = g->W, ys = g->ow * C;
+    const float *xo = at(xrow, col0 * C);
+    const __m512 z = _mm512_setzero_ps();
+    for (int64_t cb = c0 - ((c0 + g->cs) & 15); cb < c1; cb += FP_DW_CB) {
+        const __mmask16 mo = (__mmask16)lanes32(c0 - cb, c1 - cb);
+        const __m512 b = bias ? _mm512_maskz_loadu_ps(mo, at(bias, cb)) : z;
+        __m512 a0[8], a1[8];
+#pragma GCC unroll 8
+        for (int q = 0; q < PX; q++) a0[q] = a1[q] = b;
+        const float *wc = at(w, cb);
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; i++) {
+            const float *xr = at(xo, cb + i * rs);
+            __m512 xin[10];
+#pragma GCC unroll 10
+            for (int j = 0; j < PX + 2; j++) {
+                const __mmask16 mj = EDGE ? ((uint64_t)(col0 + j) < (uint64_t)W ? mo : 0) : mo;
+                xin[j] = _mm512_maskz_loadu_ps(mj, at(xr, j * C));
+            }
+#pragma GCC unroll 3
+            for (int kx = 0; kx < 3; kx++) {
+                if (i < 3) {
+                    const __m512 wv = _mm512_maskz_loadu_ps(mo, wc + (i * 3 + kx) * cpad);
+#pragma GCC unroll 8
+                    for (int q = 0; q < PX; q++) a0[q] = _mm512_fmadd_ps(xin[q + kx], wv, a0[q]);
+                }
+                if (i > 0) {
+                    const __m512 wv = _mm512_maskz_loadu_ps(mo, wc + ((i - 1) * 3 + kx) * cpad);
+#pragma GCC unroll 8
+                    for (int q = 0; q < PX; q++) a1[q] = _mm512_fmadd_ps(xin[q + kx], wv, a1[q]);
+                }
+            }
+        }
+#pragma GCC unroll 8
+        for (int q = 0; q < PX; q++) {
+            put(atw(yp, cb + q * C), mo, relu ? _mm512_max_ps(z, a0[q]) : a0[q], g->nt);
+            put(atw(yp, ys + cb + q * C), mo, relu ? _mm512_max_ps(z, a1[q]) : a1[q], g->nt);
+        }
+    }
+}
+
+typedef void (*pair_fn)(const float *, int64_t, const float *, const nhwc_geo *, const float *, int64_t, int64_t,
+                        float *);
+#define PAIR_PX(PX, EDGE)                                                                                             \
+    static void pair_##PX##_##EDGE(const float *xrow, int64_t col0, const float *w, const nhwc_geo *g,                \
+                                   const float *bias, int64_t c0, int64_t c1, float *yp) {                            \
+        if (g->relu) nhwc_pair(xrow, col0, w, g, bias, c0, c1, yp, PX, EDGE, 1);                                      \
+        else nhwc_pair(xrow, col0, w, g, bias, c0, c1, yp, PX, EDGE, 0);                                              \
+    }
+PAIR_PX(1, 0) PAIR_PX(2, 0) PAIR_PX(3, 0) PAIR_PX(4, 0) PAIR_PX(5, 0) PAIR_PX(6, 0) PAIR_PX(7, 0) PAIR_PX(8, 0)
+PAIR_PX(1, 1) PAIR_PX(2, 1) PAIR_PX(3, 1) PAIR_PX(4, 1) PAIR_PX(5, 1) PAIR_PX(6, 1) PAIR_PX(7, 1) PAIR_PX(8, 1)
+static const pair_fn pair_fns[2][8] = {{pair_1_0, pair_2_0, pair_3_0, pair_4_0, pair_5_0, pair_6_0, pair_7_0, pair_8_0},
+                                       {pair_1_1, pair_2_1, pair_3_1, pair_4_1, pair_5_1, pair_6_1, pair_7_1, pair_8_1}};
+
+/* Output rows oy and oy + 1 by pairs, when the shape allows it (see nhwc_pair). */
+static int pair_ok(const fp_conv_problem *p) {
+    return p->kh == 3 && p->kw == 3 && p->stride_h == 1 && p->stride_w == 1 && p->dil_h == 1 && p->dil_w == 1;
+}
+
+static void nhwc_row2(int64_t px, int64_t ow, const float *xrow, const float *w, const nhwc_geo *g,
+                      const float *bias, int64_t c0, int64_t c1, float *yrow) {
+    for (int64_t ox = 0; ox < ow; ox += px) {
+        const int64_t o = FP_MIN(ox, ow - px), col0 = o - g->pl;
+        const int edge = col0 < 0 || col0 + px + 1 >= g->W;
+        pair_fns[edge][px - 1](xrow, col0, w, g, bias, c0, c1, yrow + o * g->C);
+    }
+}
+
+/* The NHWC block table for a kernel shape. */
+static const nhwc_fn *nhwc_pick(const fp_conv_problem *p) {
+    if (p->kw == 3 && p->dil_w == 1 && p->stride_w == 1) return &nhwc_fns_3_1_1[0][0];
+    if (p->kw == 3 && p->dil_w == 1 && p->stride_w == 2) return &nhwc_fns_3_2_1[0][0];
+    return &nhwc_fns_0_0_0[0][0];
+}
+
+/* One output row in blocks of px pixels (xrow: input row ky0 at column 0; w: taps of row ky0).  The
+ * last block is shifted back to end at ow: it recomputes a few outputs with the same values rather
+ * than running a narrower block.  span: input columns a block reads, minus one. */
+static void nhwc_row(const nhwc_fn *fns, int64_t px, int64_t span, int64_t ow, const float *xrow, const float *w,
+                     const nhwc_geo *g, int64_t nky, const float *bias, int64_t c0, int64_t c1, float *yrow) {
+    for (int64_t ox = 0; ox < ow; ox += px) {
+        const int64_t o = FP_MIN(ox, ow - px), col0 = o * g->sw - g->pl;
+        const int edge = col0 < 0 || col0 + span >= g->W;
+        fns[edge * 8 + px - 1](xrow, col0, w, g, nky, bias, c0, c1, yrow + o * g->C);
+    }
+}
+
+/* Shared state of an NHWC call; a job is one output row's channel group. */
 typedef struct row_task {
     const fp_conv_problem *p;
     const float *x, *w, *bias;
     float *y;
-    int64_t m, C, cpad, rows, ox_lo, ox_hi;
+    nhwc_geo g;
+    int64_t m, groups, gch, jobs, nchunks, px, rpu, top, upi;
+    const nhwc_fn *fns; /* [edge][px - 1] */
 } row_task;
 
 static void row_chunk(void *ctx, int64_t chunk, int worker) {
@@ -357,82 +286,247 @@ static void row_chunk(void *ctx, int64_t chunk, int worker) {
     const fp_conv_problem *p = rt->p;
     const float *x = rt->x, *w = rt->w, *bias = rt->bias;
     float *y = rt->y;
-    const int64_t m = rt->m, C = rt->C, cpad = rt->cpad, ox_lo = rt->ox_lo, ox_hi = rt->ox_hi;
-    const int64_t sw = p->stride_w, dw = p->dil_w, pl = p->pad_left;
-    const int64_t job_hi = FP_MIN(rt->rows, (chunk + 1) * DW_ROW_JOBS);
-    for (int64_t job = chunk * DW_ROW_JOBS; job < job_hi; job++) {
-        const int64_t n = job / p->oh, oy = job % p->oh;
-        const int64_t iyb = oy * p->stride_h - p->pad_top;
-        const int64_t ky0 = iyb >= 0 ? 0 : FP_CEIL_DIV(-iyb, p->dil_h);
-        const int64_t ky1 = (p->h - 1 - iyb) < 0 ? 0 : FP_MIN(p->kh, (p->h - 1 - iyb) / p->dil_h + 1);
+    const int64_t m = rt->m, C = p->cout, cpad = rt->g.cpad, px = rt->px;
+    const int64_t span = (px - 1) * p->stride_w + (p->kw - 1) * p->dil_w;
+    int64_t job_lo, job_hi;
+    fp_chunk_range(rt->jobs, rt->nchunks, chunk, &job_lo, &job_hi);
+    for (int64_t job = job_lo; job < job_hi; job++) {
+        const int64_t unit = job / rt->groups, grp = job % rt->groups, upi = rt->upi, top = rt->top;
+        /* units: the first `top` rows one by one (their top taps are padding), then pairs */
+        const int64_t n = unit / upi, u = unit % upi;
+        const int64_t oy0 = u < top ? u : top + (u - top) * rt->rpu;
+        const int64_t oy1 = FP_MIN(p->oh, u < top ? u + 1 : oy0 + rt->rpu);
+        /* group boundaries on the shifted vector grid: two threads never write one cache line */
+        const int64_t c0 = grp == 0 ? 0 : grp * rt->gch - rt->g.cs;
+        const int64_t c1 = grp == rt->groups - 1 ? C : FP_MIN(C, (grp + 1) * rt->gch - rt->g.cs);
         const float *xn = x + n * p->h * p->w * p->cin;
-        float *yrow = y + (n * p->oh + oy) * p->ow * C;
-        for (int64_t cb = 0; cb < C; cb += FP_DW_CB) {
-            const int64_t nch = FP_MIN(FP_DW_CB, C - cb);
-            const __mmask16 mo = (__mmask16)lanes32(0, nch);
-            const __m512 b = bias ? _mm512_maskz_loadu_ps(mo, bias + cb) : _mm512_setzero_ps();
-            int64_t ox = 0;
-            while (ox < p->ow) {
-                if (m == 1 && ox >= ox_lo && ox + 4 <= ox_hi) {
-                    /* interior: 4 pixels share each weight vector, no bounds checks */
-                    __m512 a0 = b, a1 = b, a2 = b, a3 = b;
-                    const int64_t ps = sw * p->cin;
-                    for (int64_t ky = ky0; ky < ky1; ky++) {
-                        const float *xr = xn + ((iyb + ky * p->dil_h) * p->w + ox * sw - pl) * p->cin + cb;
-                        for (int64_t kx = 0; kx < p->kw; kx++) {
-                            const __m512 wv = _mm512_loadu_ps(w + (ky * p->kw + kx) * cpad + cb);
-                            const float *xp = xr + kx * dw * p->cin;
-                            a0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mo, xp), wv, a0);
-                            a1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mo, xp + ps), wv, a1);
-                            a2 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mo, xp + 2 * ps), wv, a2);
-                            a3 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mo, xp + 3 * ps), wv, a3);
-                        }
-                    }
-                    if (p->relu) {
-                        const __m512 z = _mm512_setzero_ps();
-                        a0 = _mm512_max_ps(z, a0); a1 = _mm512_max_ps(z, a1);
-                        a2 = _mm512_max_ps(z, a2); a3 = _mm512_max_ps(z, a3);
-                    }
-                    float *yp = yrow + ox * C + cb;
-                    _mm512_mask_storeu_ps(yp, mo, a0);
-                    _mm512_mask_storeu_ps(yp + C, mo, a1);
-                    _mm512_mask_storeu_ps(yp + 2 * C, mo, a2);
-                    _mm512_mask_storeu_ps(yp + 3 * C, mo, a3);
-                    ox += 4;
-                    continue;
-                }
-                __m512 acc = b;
-                for (int64_t ky = ky0; ky < ky1; ky++) {
-                    const int64_t iy = iyb + ky * p->dil_h;
-                    for (int64_t kx = 0; kx < p->kw; kx++) {
-                        const int64_t ix = ox * sw - pl + kx * dw;
-                        if (ix < 0 || ix >= p->w) continue;
-                        const __m512 wv = _mm512_loadu_ps(w + (ky * p->kw + kx) * cpad + cb);
-                        acc = _mm512_fmadd_ps(in_vec(xn + (iy * p->w + ix) * p->cin, cb, nch, m, mo), wv, acc);
-                    }
-                }
-                if (p->relu) acc = _mm512_max_ps(_mm512_setzero_ps(), acc);
-                _mm512_mask_storeu_ps(yrow + ox * C + cb, mo, acc);
-                ox++;
+        if (oy1 - oy0 == 2) {
+            const int64_t iyb = oy0 - p->pad_top; /* pairs: stride and dilation 1 */
+            if (iyb >= 0 && iyb + 3 < p->h) {
+                nhwc_row2(px, p->ow, xn + iyb * p->w * C, w, &rt->g, bias, c0, c1, y + (n * p->oh + oy0) * p->ow * C);
+                continue;
+            }
+        }
+        for (int64_t oy = oy0; oy < oy1; oy++) {
+            const int64_t iyb = oy * p->stride_h - p->pad_top;
+            const int64_t ky0 = iyb >= 0 ? 0 : FP_CEIL_DIV(-iyb, p->dil_h);
+            const int64_t ky1 = (p->h - 1 - iyb) < 0 ? 0 : FP_MIN(p->kh, (p->h - 1 - iyb) / p->dil_h + 1);
+            float *yrow = y + (n * p->oh + oy) * p->ow * C;
+            if (m != 1 || ky1 <= ky0) {
+                for (int64_t ox = 0; ox < p->ow; ox++)
+                    nhwc_pixel(p, xn, w, bias, m, cpad, iyb, ky0, ky1, ox, c0, c1, yrow);
+                continue;
+            }
+            nhwc_row(rt->fns, px, span, p->ow, xn + (iyb + ky0 * p->dil_h) * p->w * C, w + ky0 * p->kw * cpad,
+                     &rt->g, ky1 - ky0, bias, c0, c1, yrow);
+        }
+    }
+    if (rt->g.nt) _mm_sfence(); /* streamed stores are weakly ordered: drain them before the chunk ends */
+}
+
+/* Pixels per block: all of a short row, else the size in 5..8 that wastes least on the last block. */
+static int64_t nhwc_px(int64_t ow) {
+    if (ow <= 8) return ow;
+    int64_t best = 8;
+    for (int64_t q = 8; q >= 5; q--)
+        if (FP_CEIL_DIV(ow, q) * q < FP_CEIL_DIV(ow, best) * best) best = q;
+    return best;
+}
+
+static int nhwc(const fp_conv_problem *p, const float *x, const float *w, const float *bias, float *y) {
+    const int64_t m = p->cout / p->cin, C = p->cout, T = fp_threads(p);
+    const int64_t sw = p->stride_w, dw = p->dil_w;
+    /* Few rows (7x7 maps) would leave a thread idle: split rows into channel groups too. */
+    const int64_t cblocks = FP_CEIL_DIV(C, FP_DW_CB);
+    const int64_t rpu = m == 1 && pair_ok(p) ? 2 : 1; /* output rows per job */
+    const int64_t top = rpu == 2 ? FP_MIN(p->oh, p->pad_top) : 0;
+    const int64_t upi = top + FP_CEIL_DIV(p->oh - top, rpu), units = p->n * upi;
+    const int64_t groups = T > 1 && units < 16 * T ? FP_MIN(cblocks, FP_CEIL_DIV(16 * T, units)) : 1;
+    const int64_t gch = FP_CEIL_DIV(cblocks, groups) * FP_DW_CB;
+    row_task t;
+    memset(&t, 0, sizeof t);
+    t.p = p; t.x = x; t.w = w; t.bias = bias; t.y = y;
+    t.g = (nhwc_geo){C, fp_dw_cpad(p), p->w, p->kw, sw, dw, p->dil_h, p->pad_left, p->cin, p->ow, 0, 0, p->relu};
+    /* The shift costs one more (partial) vector per pixel: worth it from 6 vectors a pixel on
+     * (raw timing, 384@14: misaligned stores 26.5 us, shifted 23.5 us; 32@112: shifted 50 % slower). */
+    const int64_t ymis = (int64_t)(((uintptr_t)y / sizeof(float)) % 16);
+    const int y4 = (uintptr_t)y % sizeof(float) == 0;
+    t.g.cs = y4 && C % 16 == 0 && C >= 96 ? ymis : 0;
+    /* Outputs over 1.5 MiB are streamed: then the input stays in L2 (144@56: 56 -> 82 GFLOP/s raw;
+     * the stride-2 layer, whose input alone overflows L2, lost 5 % with it, so the rule is on the
+     * output).  Streaming stores need every full vector 64-byte aligned: pixels a multiple of 64
+     * bytes apart and the first one aligned by the shift (or by the array itself). */
+    const int64_t out_bytes = (int64_t)sizeof(float) * p->n * p->oh * p->ow * C;
+    t.g.nt = y4 && C % 16 == 0 && t.g.cs == ymis && m == 1 && out_bytes > ((int64_t)3 << 20) / 2;
+    t.m = m; t.groups = FP_CEIL_DIV(C, gch); t.gch = gch;
+    t.rpu = rpu;
+    t.top = top;
+    t.upi = upi;
+    t.jobs = units * t.groups;
+    t.nchunks = fp_chunk_count(t.jobs, (int)T);
+    t.px = nhwc_px(p->ow);
+    t.fns = nhwc_pick(p);
+    fp_pool_run((int)T, t.nchunks, row_chunk, &t);
+    if (t.g.nt) _mm_sfence();
+    return FP_OK;
+}
+
+/* In-register transpose of a 16 x 16 block: r[i] lane j becomes r[j] lane i. */
+static inline __attribute__((always_inline)) void tr16(__m512 r[16]) {
+    __m512 t[16];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    /* r[4i + e], 128-bit lane k: rows 4i..4i+3 of column 4k + e */
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) {
+        r[4 * i + 0] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+        r[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
+        r[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+        r[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+    }
+    /* a 4 x 4 transpose of 128-bit lanes for each e */
+#pragma GCC unroll 4
+    for (int e = 0; e < 4; e++) {
+        const __m512 b0 = _mm512_shuffle_f32x4(r[e], r[4 + e], 0x44), b1 = _mm512_shuffle_f32x4(r[e], r[4 + e], 0xEE);
+        const __m512 b2 = _mm512_shuffle_f32x4(r[8 + e], r[12 + e], 0x44);
+        const __m512 b3 = _mm512_shuffle_f32x4(r[8 + e], r[12 + e], 0xEE);
+        t[e] = _mm512_shuffle_f32x4(b0, b2, 0x88);
+        t[4 + e] = _mm512_shuffle_f32x4(b0, b2, 0xDD);
+        t[8 + e] = _mm512_shuffle_f32x4(b1, b3, 0x88);
+        t[12 + e] = _mm512_shuffle_f32x4(b1, b3, 0xDD);
+    }
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; i++) r[i] = t[i];
+}
+
+/* NCHW through the NHWC blocks: a job is 16 channels x a band of output rows.  Input rows of the
+ * 16 planes are transposed, as they are first needed, into a per-thread tile [row][W][16] (L1/L2
+ * resident), each output row is computed into a [ow][16] row buffer by the NHWC blocks and
+ * transposed back into the 16 output planes.  Vectors then run along channels, so 14x14 and 7x7
+ * planes keep every lane busy, and each input row is read from memory once per band. */
+typedef struct tile_task {
+    const fp_conv_problem *p;
+    const float *x, *w, *bias;
+    float *y;
+    nhwc_geo g;
+    const nhwc_fn *fns;
+    fp_dw_bands b;
+    int64_t m, px, span, out_rows, nchunks;
+    int pair, failed;
+} tile_task;
+
+/* npix consecutive pixels from offset `at` of nch planes -> [pixel][16] (lanes >= nch zero). */
+static void transpose_in(const float *const *pl, int64_t nch, int64_t at, int64_t npix, float *dst) {
+    const __m512 zero = _mm512_setzero_ps();
+    for (int64_t i = 0; i < npix; i += 16) {
+        const int64_t k = FP_MIN(16, npix - i);
+        const __mmask16 mk = (__mmask16)lanes32(0, k);
+        __m512 r[16];
+#pragma GCC unroll 16
+        for (int l = 0; l < 16; l++) r[l] = l < nch ? _mm512_maskz_loadu_ps(mk, pl[l] + at + i) : zero;
+        tr16(r);
+#pragma GCC unroll 16
+        for (int j = 0; j < 16; j++)
+            if (j < k) _mm512_store_ps(dst + (i + j) * 16, r[j]);
+    }
+}
+
+/* [pixel][16] for npix pixels -> offset `at` of the first nch planes. */
+static void transpose_out(const float *src, int64_t npix, float *const *pl, int64_t nch, int64_t at) {
+    const __m512 zero = _mm512_setzero_ps();
+    for (int64_t i = 0; i < npix; i += 16) {
+        const int64_t k = FP_MIN(16, npix - i);
+        const __mmask16 mk = (__mmask16)lanes32(0, k);
+        __m512 r[16];
+#pragma GCC unroll 16
+        for (int j = 0; j < 16; j++) r[j] = j < k ? _mm512_load_ps(src + (i + j) * 16) : zero;
+        tr16(r);
+#pragma GCC unroll 16
+        for (int l = 0; l < 16; l++)
+            if (l < nch) _mm512_mask_storeu_ps(pl[l] + at + i, mk, r[l]);
+    }
+}
+
+static void tile_chunk(void *ctx, int64_t chunk, int worker) {
+    (void)worker;
+    tile_task *tt = (tile_task *)ctx;
+    const fp_conv_problem *p = tt->p;
+    const int64_t W = p->w, C = p->cout, OW = p->ow, OH = p->oh, m = tt->m, cpad = tt->g.cpad;
+    const int64_t tbytes = (int64_t)sizeof(float) * 16 * (tt->b.tile_rows * W + (tt->out_rows + 1) * OW);
+    float *tile = (float *)fp_scratch_or_fail(0, tbytes, &tt->failed);
+    if (!tile) return;
+    float *rowbuf = tile + tt->b.tile_rows * W * 16;
+    int64_t job_lo, job_hi;
+    fp_chunk_range(tt->b.jobs, tt->nchunks, chunk, &job_lo, &job_hi);
+    for (int64_t job = job_lo; job < job_hi; job++) {
+        const fp_dw_job jb = fp_dw_job_at(p, &tt->b, job);
+        const int64_t n = jb.n, cb = jb.cb, nch = jb.nch, oy0 = jb.oy0, oy1 = jb.oy1, iy_lo = jb.iy_lo, iy_end = jb.iy_hi;
+        const float *xpl[16];
+        float *ypl[16];
+        for (int64_t l = 0; l < nch; l++) {
+            xpl[l] = tt->x + (n * p->cin + (cb + l) / m) * p->h * W;
+            ypl[l] = tt->y + (n * C + cb + l) * OH * OW;
+        }
+        float b16[16];
+        for (int64_t l = 0; l < 16; l++) b16[l] = tt->bias && l < nch ? tt->bias[cb + l] : 0.0f;
+        int64_t done = iy_lo; /* input rows [iy_lo, done) are in the tile */
+        int64_t ob = oy0;     /* output rows [ob, oy) wait in the row buffer */
+        for (int64_t oy = oy0; oy < oy1;) {
+            const int64_t iyb = oy * p->stride_h - p->pad_top;
+            /* two rows at once where both have all 3 kernel rows inside (see nhwc_pair) */
+            const int two = tt->pair && oy + 1 < oy1 && iyb >= 0 && iyb + 3 < p->h;
+            const int64_t need = FP_MIN(p->h, iyb + (two ? 4 : (p->kh - 1) * p->dil_h + 1));
+            if (done < need) {
+                /* rows are consecutive pixels of a plane: transpose at least 256 of them at once */
+                const int64_t upto = FP_MIN(iy_end, FP_MAX(need, done + FP_CEIL_DIV(256, W)));
+                transpose_in(xpl, nch, done * W, (upto - done) * W, tile + (done - iy_lo) * W * 16);
+                done = upto;
+            }
+            if (two) {
+                nhwc_row2(tt->px, OW, tile + (iyb - iy_lo) * W * 16, tt->w + cb, &tt->g, b16, 0, 16,
+                          rowbuf + (oy - ob) * OW * 16);
+                oy += 2;
+            } else {
+                const int64_t ky0 = iyb >= 0 ? 0 : FP_CEIL_DIV(-iyb, p->dil_h);
+                const int64_t ky1 = (p->h - 1 - iyb) < 0 ? 0 : FP_MIN(p->kh, (p->h - 1 - iyb) / p->dil_h + 1);
+                const int64_t nky = ky1 > ky0 ? ky1 - ky0 : 0;
+                const float *xrow = nky ? tile + (iyb + ky0 * p->dil_h - iy_lo) * W * 16 : tile;
+                nhwc_row(tt->fns, tt->px, tt->span, OW, xrow, tt->w + (nky ? ky0 : 0) * p->kw * cpad + cb, &tt->g,
+                         nky, b16, 0, 16, rowbuf + (oy - ob) * OW * 16);
+                oy += 1;
+            }
+            if (oy - ob >= tt->out_rows || oy == oy1) {
+                transpose_out(rowbuf, (oy - ob) * OW, ypl, nch, ob * OW);
+                ob = oy;
             }
         }
     }
 }
 
-static int nhwc(const fp_conv_problem *p, const float *x, const float *w, const float *bias, float *y) {
-    const int64_t m = p->cout / p->cin, C = p->cout, cpad = fp_dw_cpad(p), rows = p->n * p->oh;
-    const int64_t sw = p->stride_w, dw = p->dil_w, pl = p->pad_left;
-    /* Output columns whose every tap is inside the image. */
-    int64_t ox_lo = FP_CEIL_DIV(pl, sw), ox_hi = p->w - 1 - (p->kw - 1) * dw + pl;
-    ox_hi = ox_hi < 0 ? 0 : FP_MIN(p->ow, ox_hi / sw + 1);
-    if (ox_lo > ox_hi) ox_lo = ox_hi;
-    row_task t = {p, x, w, bias, y, m, C, cpad, rows, ox_lo, ox_hi};
-    fp_pool_run(fp_threads(p), FP_CEIL_DIV(rows, DW_ROW_JOBS), row_chunk, &t);
-    return FP_OK;
+static int nchw_tiled(const fp_conv_problem *p, const float *x, const float *w, const float *bias, float *y) {
+    const int64_t T = fp_threads(p), W = p->w;
+    tile_task t;
+    memset(&t, 0, sizeof t);
+    t.p = p; t.x = x; t.w = w; t.bias = bias; t.y = y;
+    t.g = (nhwc_geo){16, fp_dw_cpad(p), W, p->kw, p->stride_w, p->dil_w, p->dil_h, p->pad_left, 16, p->ow, 0, 0, p->relu};
+    t.fns = nhwc_pick(p);
+    t.m = p->cout / p->cin;
+    t.px = nhwc_px(p->ow);
+    t.span = (t.px - 1) * p->stride_w + (p->kw - 1) * p->dil_w;
+    t.b = fp_dw_plan(p, T);
+    /* output rows transposed back together (the row buffer holds one more: pairs may overshoot) */
+    t.out_rows = FP_MIN(t.b.brows, FP_CEIL_DIV(64, p->ow));
+    t.pair = pair_ok(p);
+    t.nchunks = fp_chunk_count(t.b.jobs, (int)T);
+    fp_pool_run((int)T, t.nchunks, tile_chunk, &t);
+    return t.failed ? FP_ERR_ALLOC : FP_OK;
 }
 
 int fp_dwconv_run_avx512(const fp_conv_problem *p, const float *x, const float *w, const float *bias, float *y) {
-    return p->layout == 0 ? nchw(p, x, w, bias, y) : nhwc(p, x, w, bias, y);
+    return p->layout != 0 ? nhwc(p, x, w, bias, y) : nchw_tiled(p, x, w, bias, y);
 }
 
 #if defined(__clang__)
