@@ -26,7 +26,8 @@ def backends() -> List[str]:
 def get_backend(name: str) -> Backend:
     """Resolve a backend name (``"auto"`` included) to a working backend, or raise ValueError."""
     if name == "auto":
-        return _REGISTRY[backends()[0]]
+        # the first available in order; NumPy always is
+        return next(b for b in map(_REGISTRY.get, AUTO_ORDER) if b.available())
     if not isinstance(name, str) or name not in _REGISTRY:
         raise ValueError(f"backend must be 'auto' or one of {sorted(_REGISTRY)}, got {name!r}; "
                          f"available here: {backends()}")

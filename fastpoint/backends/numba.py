@@ -23,9 +23,13 @@ class NumbaBackend:
 
     def __init__(self) -> None:
         self._kernels = None
+        self._installed: Optional[bool] = None
 
     def available(self) -> bool:
-        return importlib.util.find_spec("numba") is not None
+        # find_spec searches sys.path (tens of microseconds): once per process, not once per call
+        if self._installed is None:
+            self._installed = importlib.util.find_spec("numba") is not None
+        return self._installed
 
     def why_unavailable(self) -> Optional[str]:
         if not self.available():
