@@ -151,12 +151,12 @@ def useful_threads(spec: ConvSpec, threads: int) -> int:
 def run(spec: ConvSpec, packed: Packed, x: np.ndarray, bias: Optional[np.ndarray], out: np.ndarray,
         threads: int) -> None:
     L = spec.layer
-    geo = geometry(spec)
     threads = useful_threads(spec, threads)
     y = out.reshape(-1)
     if packed.kind == "dw_nchw" and spec.ow < SMALL_PLANE_OW:
         _run_dw_small(spec, packed, x, bias, y, threads)
         return
+    geo = geometry(spec)
     if packed.kind == "dw_nchw":  # pads each channel plane itself, in a task-local buffer
         from .depthwise import dw_nchw
 
