@@ -66,3 +66,16 @@ def test_small_planes_nan_reaches_exactly_its_window():
     ref = fp.conv2d(x, w, padding=1, groups=17, backend="numpy", activation="relu")
     np.testing.assert_array_equal(np.isnan(got), np.isnan(ref))
     np.testing.assert_array_equal(got, ref)
+
+
+@pytest.mark.parametrize("kshape", [(1, 3), (2, 3), (5, 3), (3, 1), (3, 2)])
+@pytest.mark.parametrize("kw", [dict(), dict(padding=1), dict(dilation=(2, 1), padding=(2, 1)),
+                                dict(stride=(2, 1), padding=1), dict(stride=(1, 2), padding=1)])
+def test_small_planes_non_square_kernels(kshape, kw):
+    # 3-wide kernels at column stride/dilation 1 take the row-reuse tile (_pixels_row3), the others not
+    rng = np.random.default_rng(kshape[0])
+    c = 19
+    w = int_array(rng, (c, 1) + kshape)
+    for hw in ((5, 3), (6, 7), (9, 13)):
+        x = int_array(rng, (2, c) + hw)
+        run_both(x, w, int_array(rng, (c,)), groups=c, activation="relu", **kw)

@@ -124,8 +124,9 @@ def _run_dw_small(spec: ConvSpec, packed: Packed, x: np.ndarray, bias: Optional[
     pix2tile, ident, toff = _small_tables(spec.h, spec.w, spec.pad_top, spec.pad_left, hp, wp, L.kh, L.kw, dh, dw,
                                           nl)
     bp = _padded_bias(bias, 1, L.cout, nl, x.dtype)
+    row3 = L.kh if (L.kw, sw, dw) == (3, 1, 1) else 0
     workers.run(dw_nchw_small, (x.reshape(-1), spec.h, spec.w, L.cout, spec.n, sh, sw, hp, wp, pix2tile, ident,
-                                toff, packed.by_lanes, bp, y, spec.oh, spec.ow, int(L.relu)), threads)
+                                toff, row3, packed.by_lanes, bp, y, spec.oh, spec.ow, int(L.relu)), threads)
 
 
 @lru_cache(maxsize=64)

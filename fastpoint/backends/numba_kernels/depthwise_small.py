@@ -41,23 +41,50 @@ def _pixels(tile, p0, p1, p2, p3, toff, wpk, wo, bv, nl):
     return a0, a1, a2, a3
 
 
+@njit(cache=True, inline="always")
+def _pixels_row3(tile, p0, rows, rowstep, wpk, wo, bv, nl):
+    """:func:`_pixels` for 3-wide kernels at stride 1 and dilation 1 along rows: the 4 pixels' 12 taps
+    of a kernel row read 6 neighbouring tile pixels, so each is loaded once (6 loads, not 12)."""
+    a0 = bv
+    a1, a2, a3 = bv, bv, bv
+    for ky in range(rows):
+        b = p0 + ky * rowstep
+        w0 = vload(wpk, wo + 3 * ky * nl)
+        w1 = vload(wpk, wo + (3 * ky + 1) * nl)
+        w2 = vload(wpk, wo + (3 * ky + 2) * nl)
+        v0 = vload(tile, b)
+        v1 = vload(tile, b + nl)
+        v2 = vload(tile, b + 2 * nl)
+        v3 = vload(tile, b + 3 * nl)
+        v4 = vload(tile, b + 4 * nl)
+        v5 = vload(tile, b + 5 * nl)
+        a0 = vfma(w2, v2, vfma(w1, v1, vfma(w0, v0, a0)))
+        a1 = vfma(w2, v3, vfma(w1, v2, vfma(w0, v1, a1)))
+        a2 = vfma(w2, v4, vfma(w1, v3, vfma(w0, v2, a2)))
+        a3 = vfma(w2, v5, vfma(w1, v4, vfma(w0, v3, a3)))
+    return a0, a1, a2, a3
+
+
 @njit(cache=True, nogil=True, pipeline_class=SimplifyingCompiler)
-def dw_nchw_small(x, h, w, c_, n_, sh, sw, hp, wp, pix2tile, ident, toff, wpk, bp, y, oh, ow, relu, counter):
+def dw_nchw_small(x, h, w, c_, n_, sh, sw, hp, wp, pix2tile, ident, toff, row3, wpk, bp, y, oh, ow, relu,
+                  counter):
     """y (flat N x C x oh x ow) from x (flat N x C x h x w).
 
     ``hp x wp`` is the padded input window the outputs read, ``pix2tile[p]`` the tile pixel of input
     pixel p (``hp * wp`` when outside the window; ``lanes`` spare entries at the end), ``ident`` is
-    ``arange(lanes)``, ``toff[t]`` tap t's offset in tile pixels (``ky * dh * wp + kx * dw``).
+    ``arange(lanes)``, ``toff[t]`` tap t's offset in tile pixels (``ky * dh * wp + kx * dw``);
+    ``row3`` is ``kh`` when the kernel is 3 wide with stride and dilation 1 along rows, else 0.
     """
     nl = lanes(x)
     cb_ = (c_ + nl - 1) // nl
     ntasks = n_ * cb_
     npix = oh * ow
     hw = h * w
+    rowstep = (toff[3] - toff[0]) * nl if row3 > 1 else 0  # tile elements between kernel rows
     mxcsr_old = flush_enter()  # this thread's FP mode, put back below (see fpenv)
     # padding stays zero: only the interior is rewritten; one spare pixel at the end receives the
     # input pixels outside the window the outputs read
-    tile = np.zeros((hp * wp + 1) * nl, x.dtype)
+    tile = np.zeros((hp * wp + 1 + PX) * nl, x.dtype)  # + PX: _pixels_row3 reads past a short last group
     out = np.empty(npix * nl, x.dtype)
     task = start(counter, ntasks, 1)
     while task < ntasks:
@@ -80,7 +107,10 @@ def dw_nchw_small(x, h, w, c_, n_, sh, sw, hp, wp, pix2tile, ident, toff, wpk, b
                 p1 = (rb + min(ox + 1, ow - 1) * sw) * nl
                 p2 = (rb + min(ox + 2, ow - 1) * sw) * nl
                 p3 = (rb + min(ox + 3, ow - 1) * sw) * nl
-                a0, a1, a2, a3 = _pixels(tile, p0, p1, p2, p3, toff, wpk, wo, bv, nl)
+                if row3 > 0:
+                    a0, a1, a2, a3 = _pixels_row3(tile, p0, row3, rowstep, wpk, wo, bv, nl)
+                else:
+                    a0, a1, a2, a3 = _pixels(tile, p0, p1, p2, p3, toff, wpk, wo, bv, nl)
                 q = (oy * ow + ox) * nl
                 vstore(out, q, finish(a0, relu))
                 if ox + 1 < ow:
