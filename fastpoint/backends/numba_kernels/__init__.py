@@ -105,6 +105,7 @@ MIN_PARALLEL_S = 100e-6
 # rough one-thread speeds of the kernels here, for that estimate only (docs/numba.md)
 _DENSE_FLOPS = 100e9
 _DEPTHWISE_FLOPS = 15e9
+_DEPTHWISE_SMALL_FLOPS = 30e9  # depthwise_small.py: 25-37 GFLOP/s on mb2_dw_960_7 .. mb2_dw_192_28 (13:05 UTC)
 
 
 # NCHW depthwise maps narrower than this run vectorized across channels (depthwise_small.py): a
@@ -145,7 +146,10 @@ def useful_threads(spec: ConvSpec, threads: int) -> int:
     """``threads``, or 1 when the call is too small for a helper to pay off."""
     L = spec.layer
     flops = 2.0 * spec.n * L.cout * spec.oh * spec.ow * L.cin_g * L.kh * L.kw
-    rate = _DEPTHWISE_FLOPS if _is_depthwise(L) else _DENSE_FLOPS
+    rate = _DENSE_FLOPS
+    if _is_depthwise(L):
+        small = L.layout == "NCHW" and spec.ow < SMALL_PLANE_OW
+        rate = _DEPTHWISE_SMALL_FLOPS if small else _DEPTHWISE_FLOPS
     return 1 if flops / rate < MIN_PARALLEL_S else threads
 
 
