@@ -14,6 +14,7 @@ Each jitted function is compiled once per dtype (float32, float64) and cached on
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Optional
 
 import numpy as np
@@ -27,6 +28,8 @@ from .geometry import geometry
 class Packed:
     kind: str            # "nchw", "nhwc", "dw_nchw", "dw_nhwc"
     weights: np.ndarray  # flat, kernel-specific order (see pack)
+    # depthwise NCHW only: [channel block][tap][lanes] for the small-plane kernel (depthwise_small)
+    by_lanes: Optional[np.ndarray] = None
 
 
 def _is_depthwise(layer: LayerSpec) -> bool:
@@ -38,7 +41,13 @@ def pack(layer: LayerSpec, weight: np.ndarray) -> Packed:
     w = weight.reshape(g, cog, cig, taps)
     if _is_depthwise(layer):
         if layer.layout == "NCHW":  # [c][tap]
-            return Packed("dw_nchw", np.ascontiguousarray(w.reshape(g, taps)).ravel())
+            nl = blocking.lanes(weight.itemsize)
+            cpad = _round_up(g, nl)
+            wl = np.zeros((cpad, taps), weight.dtype)
+            wl[:g] = w.reshape(g, taps)
+            wl = wl.reshape(cpad // nl, nl, taps).transpose(0, 2, 1)
+            return Packed("dw_nchw", np.ascontiguousarray(w.reshape(g, taps)).ravel(),
+                          np.ascontiguousarray(wl).ravel())
         # [tap][c], channels padded to a whole vector so every weight load is a full one
         cpad = _round_up(g, blocking.lanes(weight.itemsize))
         wp = np.zeros((taps, cpad), weight.dtype)
@@ -96,22 +105,63 @@ MIN_PARALLEL_S = 100e-6
 # rough one-thread speeds of the kernels here, for that estimate only (docs/numba.md)
 _DENSE_FLOPS = 100e9
 _DEPTHWISE_FLOPS = 15e9
+_DEPTHWISE_SMALL_FLOPS = 30e9  # depthwise_small.py: 25-37 GFLOP/s on mb2_dw_960_7 .. mb2_dw_192_28 (13:05 UTC)
+
+
+# NCHW depthwise maps narrower than this run vectorized across channels (depthwise_small.py): a
+# row of 7-28 pixels fills too few lanes of the per-plane kernel (docs/numba.md, "Small planes")
+SMALL_PLANE_OW = 32
+
+
+def _run_dw_small(spec: ConvSpec, packed: Packed, x: np.ndarray, bias: Optional[np.ndarray], y: np.ndarray,
+                  threads: int) -> None:
+    from .depthwise_small import dw_nchw_small
+
+    L = spec.layer
+    (sh, sw), (dh, dw) = L.stride, L.dilation
+    hp = (spec.oh - 1) * sh + (L.kh - 1) * dh + 1  # the padded input window the outputs read
+    wp = (spec.ow - 1) * sw + (L.kw - 1) * dw + 1
+    nl = blocking.lanes(x.itemsize)
+    pix2tile, ident, toff = _small_tables(spec.h, spec.w, spec.pad_top, spec.pad_left, hp, wp, L.kh, L.kw, dh, dw,
+                                          nl)
+    bp = _padded_bias(bias, 1, L.cout, nl, x.dtype)
+    row3 = L.kh if (L.kw, sw, dw) == (3, 1, 1) else 0
+    workers.run(dw_nchw_small, (x.reshape(-1), spec.h, spec.w, L.cout, spec.n, sh, sw, hp, wp, pix2tile, ident,
+                                toff, row3, packed.by_lanes, bp, y, spec.oh, spec.ow, int(L.relu)), threads)
+
+
+@lru_cache(maxsize=64)
+def _small_tables(h: int, w: int, pt: int, pl: int, hp: int, wp: int, kh: int, kw: int, dh: int, dw: int,
+                  nl: int):
+    """Index tables of depthwise_small.dw_nchw_small (see its docstring), cached per shape."""
+    r, c = np.divmod(np.arange(h * w, dtype=np.int64), w)
+    inside = (r + pt < hp) & (c + pl < wp)
+    pix2tile = np.full(h * w + nl, hp * wp, np.int64)
+    pix2tile[:h * w] = np.where(inside, (r + pt) * wp + c + pl, hp * wp)
+    toff = np.array([ky * dh * wp + kx * dw for ky in range(kh) for kx in range(kw)], np.int64)
+    return pix2tile, np.arange(nl, dtype=np.int64), toff
 
 
 def useful_threads(spec: ConvSpec, threads: int) -> int:
     """``threads``, or 1 when the call is too small for a helper to pay off."""
     L = spec.layer
     flops = 2.0 * spec.n * L.cout * spec.oh * spec.ow * L.cin_g * L.kh * L.kw
-    rate = _DEPTHWISE_FLOPS if _is_depthwise(L) else _DENSE_FLOPS
+    rate = _DENSE_FLOPS
+    if _is_depthwise(L):
+        small = L.layout == "NCHW" and spec.ow < SMALL_PLANE_OW
+        rate = _DEPTHWISE_SMALL_FLOPS if small else _DEPTHWISE_FLOPS
     return 1 if flops / rate < MIN_PARALLEL_S else threads
 
 
 def run(spec: ConvSpec, packed: Packed, x: np.ndarray, bias: Optional[np.ndarray], out: np.ndarray,
         threads: int) -> None:
     L = spec.layer
-    geo = geometry(spec)
     threads = useful_threads(spec, threads)
     y = out.reshape(-1)
+    if packed.kind == "dw_nchw" and spec.ow < SMALL_PLANE_OW:
+        _run_dw_small(spec, packed, x, bias, y, threads)
+        return
+    geo = geometry(spec)
     if packed.kind == "dw_nchw":  # pads each channel plane itself, in a task-local buffer
         from .depthwise import dw_nchw
 

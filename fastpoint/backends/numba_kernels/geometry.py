@@ -17,6 +17,7 @@ A 1x1 stride-1 unpadded convolution reads the input itself (``direct``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -43,6 +44,8 @@ class Geometry:
         return len(self.phase_py) * self.phase_len
 
 
+# cached: building it costs about 8 us of Python per call, a sixth of a 7x7 depthwise layer's time
+@lru_cache(maxsize=256)
 def geometry(spec: ConvSpec) -> Geometry:
     L = spec.layer
     (sh, sw), (dh, dw) = L.stride, L.dilation
