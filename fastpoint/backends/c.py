@@ -113,7 +113,7 @@ class CBackend:
 
     def run(self, spec: ConvSpec, packed: Any, x: np.ndarray, bias: Optional[np.ndarray],
             out: np.ndarray) -> None:
-        f64 = x.dtype == np.float64
+        f64 = x.dtype.char == "d"
         ctype = "double[]" if f64 else "float[]"
         conv = _lib.fp_conv_f64 if f64 else _lib.fp_conv_f32
         _check(conv(_problem_for(spec), _ptr(x, ctype), _ptr(packed.buffer, "char[]"),
