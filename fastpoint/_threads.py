@@ -46,12 +46,18 @@ def set_num_threads(n: int) -> None:
 
 def get_num_threads() -> int:
     """The number of threads fastpoint calls use (in this Python thread)."""
-    return getattr(_local, "num_threads", None) or _num_threads
+    return _local.num_threads or _num_threads
+
+
+class _Local(threading.local):
+    # A class default: reading a thread-local attribute that was never set then costs ~0.05 us, not the
+    # ~0.35 us of getattr's caught AttributeError, on every call of a 10 us layer.
+    num_threads = None
 
 
 # A per-Python-thread override: dask runs many tasks at once in one process, and each task must pick
 # its own kernel thread count without changing the process-wide setting under the others.
-_local = threading.local()
+_local = _Local()
 
 
 @contextmanager

@@ -261,3 +261,31 @@ def test_calls_in_a_forked_child_neither_hang_nor_die(parent, child):
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == "child exit 0", proc.stdout + proc.stderr[-2000:]
+
+
+# Shapes giving each C kernel few chunks (fewer than threads, or not a multiple of them) and many.
+_RANGE_CASES = [
+    ("NCHW", (1, 16, 5, 5), (8, 16, 1, 1), dict()),                    # 1x1 GEMM, tiny
+    ("NHWC", (1, 56, 56, 16), (24, 16, 1, 1), dict()),                 # 1x1 GEMM, many pixels
+    ("NHWC", (1, 7, 7, 96), (96, 1, 3, 3), dict(padding=1, groups=96)),    # depthwise, 7x7 map
+    ("NCHW", (2, 48, 14, 14), (48, 1, 3, 3), dict(padding=1, groups=48)),  # depthwise
+    ("NCHW", (1, 16, 9, 9), (32, 16, 3, 3), dict(padding=1)),              # direct
+    ("NCHW", (1, 8, 11, 11), (8, 4, 3, 3), dict(padding=2, dilation=2, groups=2)),  # direct, grouped, dilated
+]
+
+
+@pytest.mark.skipif(not HAS_C, reason="C extension not built")
+@pytest.mark.parametrize("layout,xs,ws,kw", _RANGE_CASES)
+def test_chunk_ranges_cover_every_chunk_once(layout, xs, ws, kw):
+    """Chunks are dealt in one range per worker and stolen across ranges (csrc/pool.c): at any thread
+    count, also more threads than chunks or cores, back-to-back calls give the 1-thread result."""
+    rng = np.random.default_rng(1)
+    x, w, b = int_array(rng, xs), int_array(rng, ws), int_array(rng, (ws[0],))
+    layer = fp.Conv2d(w, b, layout=layout, backend="c", **kw)
+    fp.set_num_threads(1)
+    expected = layer(x)
+    for threads in (2, 3, 5, 16):
+        fp.set_num_threads(threads)
+        out = np.full_like(expected, np.nan)
+        for _ in range(5):
+            np.testing.assert_array_equal(layer(x, out=out), expected)
