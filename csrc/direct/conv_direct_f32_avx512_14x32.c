@@ -18,6 +18,7 @@
 #define VFMA _mm512_fmadd_ps
 #define VMAX _mm512_max_ps
 #include "direct_tile_impl.h"
+#include "../transpose16_avx512.h"
 
 #define K14(NB) DTILE_DEFINE(k512, 1, NB) DTILE_DEFINE(k512, 2, NB) DTILE_DEFINE(k512, 3, NB) \
     DTILE_DEFINE(k512, 4, NB) DTILE_DEFINE(k512, 5, NB) DTILE_DEFINE(k512, 6, NB) DTILE_DEFINE(k512, 7, NB)
@@ -35,34 +36,6 @@ static const fp_dkernel K4[] = {k512_1x4, k512_2x4, k512_3x4, k512_4x4, k512_5x4
 
 fp_dkernel fp_direct_kernel_avx512(int rw, int nb) { return nb == 4 ? K4[rw - 1] : nb == 2 ? K2[rw - 1] : K1[rw - 1]; }
 
-/* In-register transpose of a 16x16 block: r[i][k] -> r[k][i] (unpack within 128-bit lanes, then
- * shuffles within and across lanes: 64 shuffles for 256 floats). */
-static inline __attribute__((always_inline)) void tr16(__m512 r[16]) {
-    __m512 t[16], u[16];
-#pragma GCC unroll 8
-    for (int i = 0; i < 8; i++) {
-        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-    }
-#pragma GCC unroll 4
-    for (int i = 0; i < 4; i++) {
-        u[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
-        u[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
-        u[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
-        u[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
-    }
-#pragma GCC unroll 4
-    for (int k = 0; k < 4; k++) {
-        const __m512 v0 = _mm512_shuffle_f32x4(u[k], u[4 + k], 0x88), v1 = _mm512_shuffle_f32x4(u[k], u[4 + k], 0xDD);
-        const __m512 w0 = _mm512_shuffle_f32x4(u[8 + k], u[12 + k], 0x88);
-        const __m512 w1 = _mm512_shuffle_f32x4(u[8 + k], u[12 + k], 0xDD);
-        r[k] = _mm512_shuffle_f32x4(v0, w0, 0x88);
-        r[8 + k] = _mm512_shuffle_f32x4(v0, w0, 0xDD);
-        r[4 + k] = _mm512_shuffle_f32x4(v1, w1, 0x88);
-        r[12 + k] = _mm512_shuffle_f32x4(v1, w1, 0xDD);
-    }
-}
-
 static inline __mmask16 first_n(int64_t n) { return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? 0 : (__mmask16)((1u << n) - 1u); }
 
 /* Transposing store: 16 channels at a time, the tile's rows (pixels) go through a 16x16 register
@@ -73,7 +46,7 @@ void fp_direct_store_nchw_avx512(const float *tbuf, int64_t ops, int rw, int64_t
         __m512 r[16];
 #pragma GCC unroll 16
         for (int j = 0; j < 16; j++) r[j] = j < rw ? _mm512_load_ps(tbuf + j * ops + c0) : _mm512_setzero_ps();
-        tr16(r);
+        fp_tr16_ps(r);
         const int64_t nc = FP_MIN(16, nch - c0);
 #pragma GCC unroll 16
         for (int c = 0; c < 16; c++)
@@ -121,7 +94,7 @@ void fp_direct_fill_nhwc_avx512(const float *src, int64_t pstride, int64_t nc, i
                     r[k] = (ix >= 0 && ix < w && q0 + k < wq) ? _mm512_maskz_loadu_ps(cm, src + ix * pstride + c0)
                                                                : _mm512_setzero_ps();
                 }
-                tr16(r);
+                fp_tr16_ps(r);
                 float *d = dst + c0 * cs + ph * wq + q0;
                 const int64_t ncc = FP_MIN(16, nc - c0);
 #pragma GCC unroll 16

@@ -17,6 +17,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "../transpose16_avx512.h"
+
 /* Lanes [lo, hi) of a 32-lane window, as a bit mask. */
 static inline uint32_t lanes32(int64_t lo, int64_t hi) {
     lo = FP_MAX(lo, 0);
@@ -371,37 +373,6 @@ static int nhwc(const fp_conv_problem *p, const float *x, const float *w, const 
     return FP_OK;
 }
 
-/* In-register transpose of a 16 x 16 block: r[i] lane j becomes r[j] lane i. */
-static inline __attribute__((always_inline)) void tr16(__m512 r[16]) {
-    __m512 t[16];
-#pragma GCC unroll 8
-    for (int i = 0; i < 8; i++) {
-        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-    }
-    /* r[4i + e], 128-bit lane k: rows 4i..4i+3 of column 4k + e */
-#pragma GCC unroll 4
-    for (int i = 0; i < 4; i++) {
-        r[4 * i + 0] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
-        r[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
-        r[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
-        r[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
-    }
-    /* a 4 x 4 transpose of 128-bit lanes for each e */
-#pragma GCC unroll 4
-    for (int e = 0; e < 4; e++) {
-        const __m512 b0 = _mm512_shuffle_f32x4(r[e], r[4 + e], 0x44), b1 = _mm512_shuffle_f32x4(r[e], r[4 + e], 0xEE);
-        const __m512 b2 = _mm512_shuffle_f32x4(r[8 + e], r[12 + e], 0x44);
-        const __m512 b3 = _mm512_shuffle_f32x4(r[8 + e], r[12 + e], 0xEE);
-        t[e] = _mm512_shuffle_f32x4(b0, b2, 0x88);
-        t[4 + e] = _mm512_shuffle_f32x4(b0, b2, 0xDD);
-        t[8 + e] = _mm512_shuffle_f32x4(b1, b3, 0x88);
-        t[12 + e] = _mm512_shuffle_f32x4(b1, b3, 0xDD);
-    }
-#pragma GCC unroll 16
-    for (int i = 0; i < 16; i++) r[i] = t[i];
-}
-
 /* NCHW through the NHWC blocks: a job is 16 channels x a band of output rows.  Input rows of the
  * 16 planes are transposed, as they are first needed, into a per-thread tile [row][W][16] (L1/L2
  * resident), each output row is computed into a [ow][16] row buffer by the NHWC blocks and
@@ -427,7 +398,7 @@ static void transpose_in(const float *const *pl, int64_t nch, int64_t at, int64_
         __m512 r[16];
 #pragma GCC unroll 16
         for (int l = 0; l < 16; l++) r[l] = l < nch ? _mm512_maskz_loadu_ps(mk, pl[l] + at + i) : zero;
-        tr16(r);
+        fp_tr16_ps(r);
 #pragma GCC unroll 16
         for (int j = 0; j < 16; j++)
             if (j < k) _mm512_store_ps(dst + (i + j) * 16, r[j]);
@@ -443,7 +414,7 @@ static void transpose_out(const float *src, int64_t npix, float *const *pl, int6
         __m512 r[16];
 #pragma GCC unroll 16
         for (int j = 0; j < 16; j++) r[j] = j < k ? _mm512_load_ps(src + (i + j) * 16) : zero;
-        tr16(r);
+        fp_tr16_ps(r);
 #pragma GCC unroll 16
         for (int l = 0; l < 16; l++)
             if (l < nch) _mm512_mask_storeu_ps(pl[l] + at + i, mk, r[l]);
