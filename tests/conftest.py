@@ -1,5 +1,6 @@
 import contextlib
 import os
+import threading
 
 import numpy as np
 import pytest
@@ -95,3 +96,21 @@ def assert_c_equals_reference(x, w, b=None, layout="NCHW", **kw):
     out = np.full_like(expected, np.nan)
     got = fp.conv2d(x, w, b, backend="c", layout=layout, out=out, **kw)
     np.testing.assert_array_equal(got, expected)
+
+
+def run_in_threads(work, n: int = 4) -> None:
+    """Run ``work()`` on ``n`` Python threads at once; fail with every exception they raised."""
+    errors = []
+
+    def guarded():
+        try:
+            work()
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=guarded) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors

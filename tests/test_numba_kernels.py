@@ -2,14 +2,13 @@
 import os
 import subprocess
 import sys
-import threading
 
 import numpy as np
 import pytest
 
 import fastpoint as fp
 
-from .conftest import int_array
+from .conftest import int_array, run_in_threads
 
 pytest.importorskip("numba")
 
@@ -101,21 +100,11 @@ def test_concurrent_python_threads_do_not_crash():
     x = int_array(rng, (2, 8, 12, 12))
     w = int_array(rng, (16, 8, 3, 3))
     want = ref(x, w, padding=1)
-    errors = []
-
     def work():
-        try:
-            for _ in range(20):
-                np.testing.assert_array_equal(fp.conv2d(x, w, padding=1, backend="numba"), want)
-        except Exception as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
+        for _ in range(20):
+            np.testing.assert_array_equal(fp.conv2d(x, w, padding=1, backend="numba"), want)
 
-    threads = [threading.Thread(target=work) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors
+    run_in_threads(work, 4)
 
 
 def _python(code: str, **env) -> str:

@@ -3,7 +3,6 @@ thread count is honoured, and a helper that cannot start in time never holds the
 import os
 import subprocess
 import sys
-import threading
 import time
 
 import numpy as np
@@ -15,6 +14,8 @@ from numba import njit  # noqa: E402
 
 from fastpoint.backends.numba_kernels import workers  # noqa: E402
 from fastpoint.backends.numba_kernels.simd import fetch_add  # noqa: E402
+
+from .conftest import run_in_threads  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -88,22 +89,12 @@ def test_a_helper_that_cannot_start_does_not_hold_the_call():
 
 
 def test_concurrent_calls_from_python_threads():
-    errors = []
-
     def work():
-        try:
-            for _ in range(20):
-                owner = _run(_toy_nogil, 2, ntasks=16, spin=2000)
-                assert (owner >= 0).all()
-        except Exception as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
+        for _ in range(20):
+            owner = _run(_toy_nogil, 2, ntasks=16, spin=2000)
+            assert (owner >= 0).all()
 
-    ts = [threading.Thread(target=work) for _ in range(4)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
-    assert not errors, errors
+    run_in_threads(work, 4)
 
 
 def test_backend_never_starts_a_numba_parallel_region():
