@@ -21,7 +21,10 @@ import numpy as np
 
 from ..._spec import ConvSpec, LayerSpec
 from . import blocking, workers
+from .cacheload import load_without_refresh
 from .geometry import geometry
+
+load_without_refresh(vars(workers))  # its spin loops are cached dispatchers too (cacheload.py)
 
 
 @dataclass(frozen=True)
