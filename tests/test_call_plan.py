@@ -169,3 +169,36 @@ def test_a_used_layer_pickles(any_backend):
     copy = pickle.loads(pickle.dumps(layer))
     np.testing.assert_array_equal(copy(x), first)
     np.testing.assert_array_equal(copy(x), first)
+
+
+# one case per kernel of each backend (Numba: dense NCHW/NHWC, 1x1 direct, grouped, depthwise per-plane,
+# small-plane and NHWC); repeat calls run the bound launcher with its precomputed tables
+KINDS = [
+    ("NCHW", (2, 8, 9, 9), (16, 8, 3, 3), dict(padding=1, activation="relu")),
+    ("NHWC", (1, 9, 9, 8), (16, 8, 3, 3), dict(padding=1, stride=2)),
+    ("NCHW", (1, 8, 6, 6), (12, 8, 1, 1), {}),
+    ("NCHW", (1, 8, 7, 7), (8, 2, 3, 3), dict(groups=4, padding=1)),
+    ("NCHW", (2, 16, 7, 7), (16, 1, 3, 3), dict(groups=16, padding=1)),
+    ("NCHW", (1, 4, 40, 40), (4, 1, 3, 3), dict(groups=4, padding=1, dilation=2)),
+    ("NHWC", (1, 7, 7, 16), (32, 1, 3, 3), dict(groups=16, padding=1)),
+]
+
+
+@pytest.mark.parametrize("layout,xs,ws,kw", KINDS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_repeat_calls_of_every_kernel_kind(backend, layout, xs, ws, kw, dtype):
+    rng = np.random.default_rng(8)
+    x, w = int_array(rng, xs, dtype=dtype), int_array(rng, ws)
+    b = int_array(rng, (ws[0],)) if "activation" not in kw else None
+    layer = fp.Conv2d(w, b, layout=layout, backend=backend, **kw)
+    before = fp.get_num_threads()
+    try:
+        for threads in (1, 2, 1, 2):
+            fp.set_num_threads(threads)
+            want = fp.conv2d(x, w, b, layout=layout, backend="numpy", **kw)
+            out = np.full_like(want, np.nan)
+            assert layer(x, out=out) is out
+            np.testing.assert_array_equal(out, want)
+            x += 1
+    finally:
+        fp.set_num_threads(before)
