@@ -83,22 +83,28 @@ def _padded_bias(bias: Optional[np.ndarray], groups: int, per_group: int, width:
     return out.ravel()
 
 
-def _prepared(spec: ConvSpec, geo, x: np.ndarray) -> np.ndarray:
+def _preparer(spec: ConvSpec, geo) -> Callable[[np.ndarray], np.ndarray]:
+    """``prepare(x)``: the kernel's input, flat: ``x`` itself, or its padded, phase-split copy (prepare.py)."""
     if geo.direct:
-        return x.reshape(-1)
+        return lambda x: x.reshape(-1)
     from .prepare import prepare_nchw, prepare_nhwc
 
     L = spec.layer
-    xp = np.empty(spec.n * (L.cin if L.layout == "NCHW" else 1) * geo.plane * (1 if L.layout == "NCHW" else L.cin),
-                  x.dtype)
     (sh, sw), pt, pl = L.stride, spec.pad_top, spec.pad_left
+    size = spec.n * L.cin * geo.plane
     if L.layout == "NCHW":
-        prepare_nchw(x.reshape(-1), xp, spec.n * L.cin, spec.h, spec.w, geo.phase_py, geo.phase_px, geo.hq1,
-                     geo.wq, sh, sw, pt, pl)
+        kernel, args = prepare_nchw, (spec.n * L.cin, spec.h, spec.w)
     else:
-        prepare_nhwc(x.reshape(-1), xp, spec.n, spec.h, spec.w, L.cin, geo.phase_py, geo.phase_px, geo.hq1,
-                     geo.wq, sh, sw, pt, pl)
-    return xp
+        kernel, args = prepare_nhwc, (spec.n, spec.h, spec.w, L.cin)
+    args += (geo.phase_py, geo.phase_px, geo.hq1, geo.wq, sh, sw, pt, pl)
+    dtype = L.dtype
+
+    def prepare(x: np.ndarray) -> np.ndarray:
+        xp = np.empty(size, dtype)
+        kernel(x.reshape(-1), xp, *args)
+        return xp
+
+    return prepare
 
 
 # Below this much work (estimated at one thread) a call runs on the caller alone: a helper starts
@@ -243,8 +249,10 @@ def bind(spec: ConvSpec, packed: Packed, bias: Optional[np.ndarray]) -> Launch:
         def tail_for(t: int) -> tuple:
             return (spec.n, L.cout, spec.oh, spec.ow, relu, blocking.split_tiles(q_tiles, spec.n, t, max_tiles=64))
 
+    prepare = _preparer(spec, geo)
+
     def launch(x: np.ndarray, out: np.ndarray, threads: int) -> None:
         useful, tail = threads_args(threads, tail_for)
-        workers.run(kernel, (_prepared(spec, geo, x),) + mid + (out.reshape(-1),) + tail, useful)
+        workers.run(kernel, (prepare(x),) + mid + (out.reshape(-1),) + tail, useful)
 
     return launch
