@@ -52,5 +52,6 @@ if __name__ == "__main__":
     cold, warm = first_calls(name, layout, warm_runs)
     print(f"{name} {layout}: import fastpoint {cold[0]:.2f} s")
     print(f"  cold cache: first call {cold[1]:.2f} s (second call {cold[2] * 1e3:.1f} ms)")
+    each = ", ".join(f"{r[1]:.2f}" for r in warm)
     print(f"  warm cache: first call {statistics.median(r[1] for r in warm):.2f} s "
-          f"(median of {len(warm)}: {', '.join(f'{r[1]:.2f}' for r in warm)}; second call {statistics.median(r[2] for r in warm) * 1e3:.1f} ms)")
+          f"(median of {len(warm)}: {each}; second call {statistics.median(r[2] for r in warm) * 1e3:.1f} ms)")

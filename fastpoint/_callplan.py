@@ -1,13 +1,14 @@
-"""The fast path of ``Conv2d.__call__``: what the last call validated, re-checked cheaply.
+"""The fast path of ``Conv2d.__call__``: what an earlier call validated, re-checked cheaply.
 
 A small layer's kernel takes 10-30 us (MobileNet depthwise at 7x7-14x14), and the full argument
 path (``prepare_input``, spec lookup, ``check_out``, the C problem lookup, four cffi views) cost
 about 4.5 us more on every call.  The first call of a layer on an input shape takes that path and
-then records a :class:`CallPlan`; later calls with an input of the same shape and dtype re-check only
-what can differ between two arrays of the same shape: their type, dtype, contiguity, alignment,
-writability and memory overlap.  Anything else (another shape, a non-contiguous or misaligned
-input, an ``out`` that fails a check) goes the full path, which copies, or raises the same errors
-as before.  Nothing is skipped: the checks are the same, done on cached facts.
+then records a :class:`CallPlan` (one per input shape and dtype, at most 17 per layer).  Later calls
+with an input of a planned shape and dtype re-check only what can differ between two arrays of the
+same shape: their type, dtype, contiguity, alignment, writability and memory overlap.  Anything else
+(a non-contiguous or misaligned input, an ``out`` that fails a check) goes the full path, which
+copies, or raises the same errors as before.  Nothing is skipped: the checks are the same, done on
+cached facts.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from ._spec import ConvSpec
 
 # np.may_share_memory without its __array_function__ dispatch (half of its 0.2 us); same C function
 _may_share_memory = getattr(np.may_share_memory, "_implementation", np.may_share_memory)
+
 
 class CallPlan:
     """One validated (layer, backend, input shape, dtype): everything a repeat call needs.

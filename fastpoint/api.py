@@ -67,11 +67,14 @@ class Conv2d:
             prepare_param("bias", self._bias, self._bias.dtype, (self._layer.cout,))
         self._packed: Dict[Tuple[str, np.dtype], Tuple[LayerSpec, Any, Optional[np.ndarray], Any]] = {}
         self._specs: Dict[Tuple[LayerSpec, Tuple[int, ...]], ConvSpec] = {}
-        self._plan: Optional[CallPlan] = None  # the last input shape's validated call (_callplan.py)
+        # validated calls per (input shape, dtype), and the last one used (_callplan.py)
+        self._plans: Dict[Tuple[Tuple[int, ...], np.dtype], CallPlan] = {}
+        self._plan: Optional[CallPlan] = None
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        state["_plan"] = None  # holds the backend's bound runner (cffi pointers): rebuilt on first call
+        # plans hold the backend's bound runner (cffi pointers): rebuilt on the first call of each shape
+        state["_plans"], state["_plan"] = {}, None
         return state
 
     @property
@@ -89,9 +92,14 @@ class Conv2d:
 
     def __call__(self, x, *, out: Optional[np.ndarray] = None) -> np.ndarray:
         plan = self._plan
-        if plan is not None and plan.accepts(x):
+        if plan is None or not plan.accepts(x):  # another shape or dtype than the last call's?
+            plan = self._plans.get((x.shape, x.dtype)) if type(x) is np.ndarray else None
+            if plan is not None and not plan.accepts(x):
+                plan = None
+        if plan is not None:
             result = plan.call(x, out)
             if result is not None:
+                self._plan = plan
                 return result
         user_x = x
         x, batched = prepare_input(x, self._layer)
@@ -112,8 +120,13 @@ class Conv2d:
             if bad_taps is not None:
                 apply_padding_nan(spec, bad_taps, result)
             if not self._one_call and (x is user_x or x.base is user_x):  # x used as given: plan repeats
-                self._plan = CallPlan(x.shape if batched else x.shape[1:], spec, batched, backend, packed, bias,
-                                      bad_taps, self._user_arrays)
+                key = (user_x.shape, x.dtype)
+                if key not in self._plans:
+                    if len(self._plans) > 16:  # many shapes (dask chunks): keep it bounded, as _specs
+                        self._plans.clear()
+                    self._plans[key] = CallPlan(user_x.shape, spec, batched, backend, packed, bias, bad_taps,
+                                                self._user_arrays)
+                self._plan = self._plans[key]
         if out is not None:
             return out
         return result if batched else result[0]

@@ -202,3 +202,21 @@ def test_repeat_calls_of_every_kernel_kind(backend, layout, xs, ws, kw, dtype):
             x += 1
     finally:
         fp.set_num_threads(before)
+
+
+def test_alternating_shapes_each_keep_their_plan(backend, monkeypatch):
+    layer, w, b = _layer(backend)
+    rng = np.random.default_rng(9)
+    xs = [int_array(rng, (1, 4, 9, 9)), int_array(rng, (1, 4, 5, 7)), int_array(rng, (4, 6, 6))]
+    wants = [_ref(x, w, b) for x in xs]
+    for x in xs:
+        layer(x)
+    assert len(layer._plans) == 3
+
+    def full_path(*a, **k):
+        raise AssertionError("the full argument path ran for a planned shape")
+
+    monkeypatch.setattr(api, "prepare_input", full_path)
+    for _ in range(2):
+        for x, want in zip(xs, wants):
+            np.testing.assert_array_equal(layer(x), want)
