@@ -121,12 +121,13 @@ class Conv2d:
                 apply_padding_nan(spec, bad_taps, result)
             if not self._one_call and (x is user_x or x.base is user_x):  # x used as given: plan repeats
                 key = (user_x.shape, x.dtype)
-                if key not in self._plans:
+                plan = self._plans.get(key)
+                if plan is None:
                     if len(self._plans) > 16:  # many shapes (dask chunks): keep it bounded, as _specs
                         self._plans.clear()
-                    self._plans[key] = CallPlan(user_x.shape, spec, batched, backend, packed, bias, bad_taps,
-                                                self._user_arrays)
-                self._plan = self._plans[key]
+                    plan = self._plans[key] = CallPlan(user_x.shape, spec, batched, backend, packed, bias,
+                                                       bad_taps, self._user_arrays)
+                self._plan = plan
         if out is not None:
             return out
         return result if batched else result[0]
