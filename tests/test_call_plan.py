@@ -220,3 +220,19 @@ def test_alternating_shapes_each_keep_their_plan(backend, monkeypatch):
     for _ in range(2):
         for x, want in zip(xs, wants):
             np.testing.assert_array_equal(layer(x), want)
+
+
+def test_one_layer_from_several_threads_with_their_own_shapes(backend):
+    layer, w, b = _layer(backend)
+    rng = np.random.default_rng(10)
+    xs = [int_array(rng, (1, 4, 6 + i, 5 + 2 * i)) for i in range(4)]
+    wants = [_ref(x, w, b) for x in xs]
+    count = iter(range(100))
+
+    def work():
+        i = next(count)
+        for k in range(40):
+            j = (i + k) % len(xs)
+            np.testing.assert_array_equal(layer(xs[j]), wants[j])
+
+    run_in_threads(work, 4)
