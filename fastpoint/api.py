@@ -22,6 +22,7 @@ from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
+from ._callplan import CallPlan
 from ._nonfinite import apply_padding_nan, nonfinite_taps
 from ._spec import (
     ConvSpec,
@@ -47,6 +48,7 @@ class Conv2d:
     """
 
     _snapshot = True  # copy weight and bias (see __init__); the one-call layer of conv2d() need not
+    _one_call = False  # conv2d()'s layer makes no call plan: it is not called again
 
     def __init__(self, weight, bias=None, stride: IntOrPair = 1, padding: Padding = 0,
                  dilation: IntOrPair = 1, groups: int = 1, *, activation: Optional[str] = None,
@@ -65,6 +67,15 @@ class Conv2d:
             prepare_param("bias", self._bias, self._bias.dtype, (self._layer.cout,))
         self._packed: Dict[Tuple[str, np.dtype], Tuple[LayerSpec, Any, Optional[np.ndarray], Any]] = {}
         self._specs: Dict[Tuple[LayerSpec, Tuple[int, ...]], ConvSpec] = {}
+        # validated calls per (input shape, dtype), and the last one used (_callplan.py)
+        self._plans: Dict[Tuple[Tuple[int, ...], np.dtype], CallPlan] = {}
+        self._plan: Optional[CallPlan] = None
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        # plans hold the backend's bound runner (cffi pointers): rebuilt on the first call of each shape
+        state["_plans"], state["_plan"] = {}, None
+        return state
 
     @property
     def weight_shape(self) -> Tuple[int, int, int, int]:
@@ -80,6 +91,16 @@ class Conv2d:
         return self._packed[key]
 
     def __call__(self, x, *, out: Optional[np.ndarray] = None) -> np.ndarray:
+        plan = self._plan
+        if plan is None or not plan.accepts(x):  # another shape or dtype than the last call's?
+            plan = self._plans.get((x.shape, x.dtype)) if type(x) is np.ndarray else None
+            if plan is not None and not plan.accepts(x):
+                plan = None
+        if plan is not None:
+            result = plan.call(x, out)
+            if result is not None:
+                self._plan = plan
+                return result
         user_x = x
         x, batched = prepare_input(x, self._layer)
         backend = get_backend(self._backend_name)
@@ -98,6 +119,15 @@ class Conv2d:
             backend.run(spec, packed, x, bias, result)
             if bad_taps is not None:
                 apply_padding_nan(spec, bad_taps, result)
+            if not self._one_call and (x is user_x or x.base is user_x):  # x used as given: plan repeats
+                key = (user_x.shape, x.dtype)
+                plan = self._plans.get(key)
+                if plan is None:
+                    if len(self._plans) > 16:  # many shapes (dask chunks): keep it bounded, as _specs
+                        self._plans.clear()
+                    plan = self._plans[key] = CallPlan(user_x.shape, spec, batched, backend, packed, bias,
+                                                       bad_taps, self._user_arrays)
+                self._plan = plan
         if out is not None:
             return out
         return result if batched else result[0]
@@ -122,6 +152,7 @@ class _OneCallConv2d(Conv2d):
     """The layer behind one conv2d() call: used once, so the caller's arrays need no snapshot."""
 
     _snapshot = False
+    _one_call = True
 
 
 def conv1x1(x, weight, bias=None, stride: IntOrPair = 1, *, activation: Optional[str] = None,

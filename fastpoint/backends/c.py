@@ -119,6 +119,31 @@ class CBackend:
         _check(conv(_problem_for(spec), _ptr(x, ctype), _ptr(packed.buffer, "char[]"),
                     _ptr(bias, ctype), _ptr(out, ctype)))
 
+    def bind(self, spec: ConvSpec, packed: Any, bias: Optional[np.ndarray]):
+        """``run`` for one spec with the weights' and bias' cffi views made once: ``runner(x, out)``.
+
+        Per call it then makes only the views of x and out (and the problem struct when this Python
+        thread's thread count differs from the last call's): about 0.8 us of Python instead of 1.8.
+        The runner holds views of arrays the layer owns (packed weights, bias), never the caller's.
+        """
+        f64 = spec.layer.dtype == np.float64
+        ctype = "double[]" if f64 else "float[]"
+        conv = _lib.fp_conv_f64 if f64 else _lib.fp_conv_f32
+        wptr, bptr = _ptr(packed.buffer, "char[]"), _ptr(bias, ctype)
+        from_buffer = _ffi.from_buffer
+        last = (get_num_threads(), _problem_for(spec))  # read and replaced whole: safe across threads
+
+        def runner(x: np.ndarray, out: np.ndarray) -> None:
+            nonlocal last
+            threads, problem = last
+            if threads != get_num_threads():
+                last = threads, problem = get_num_threads(), _problem_for(spec)
+            code = conv(problem, from_buffer(ctype, x), wptr, bptr, from_buffer(ctype, out))
+            if code:
+                _check(code)
+
+        return runner
+
     # introspection used by `fastpoint info`, tests and benchmarks
     def kernel_name(self, spec: ConvSpec) -> str:
         f64 = int(spec.layer.dtype == np.float64)

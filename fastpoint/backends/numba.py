@@ -51,3 +51,15 @@ class NumbaBackend:
         kernels = self._load()
         threads = min(get_num_threads(), kernels.workers.max_threads())
         kernels.run(spec, packed, x, bias, out, threads)
+
+    def bind(self, spec: ConvSpec, packed: np.ndarray, bias: Optional[np.ndarray]):
+        """``run`` for one spec with its index tables, padded bias and block sizes made once."""
+        kernels = self._load()
+        launch = kernels.bind(spec, packed, bias)
+        max_threads = kernels.workers.max_threads
+
+        def runner(x: np.ndarray, out: np.ndarray) -> None:
+            threads = get_num_threads()
+            launch(x, out, 1 if threads == 1 else min(threads, max_threads()))  # max_threads: a system call
+
+        return runner

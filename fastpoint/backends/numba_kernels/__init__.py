@@ -15,13 +15,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Optional
+from typing import Callable, Dict, Optional
 
 import numpy as np
 
 from ..._spec import ConvSpec, LayerSpec
 from . import blocking, workers
+from .cacheload import load_without_refresh
 from .geometry import geometry
+
+load_without_refresh(vars(workers))  # its spin loops are cached dispatchers too (cacheload.py)
 
 
 @dataclass(frozen=True)
@@ -80,22 +83,28 @@ def _padded_bias(bias: Optional[np.ndarray], groups: int, per_group: int, width:
     return out.ravel()
 
 
-def _prepared(spec: ConvSpec, geo, x: np.ndarray) -> np.ndarray:
+def _preparer(spec: ConvSpec, geo) -> Callable[[np.ndarray], np.ndarray]:
+    """``prepare(x)``: the kernel's input, flat: ``x`` itself, or its padded, phase-split copy (prepare.py)."""
     if geo.direct:
-        return x.reshape(-1)
+        return lambda x: x.reshape(-1)
     from .prepare import prepare_nchw, prepare_nhwc
 
     L = spec.layer
-    xp = np.empty(spec.n * (L.cin if L.layout == "NCHW" else 1) * geo.plane * (1 if L.layout == "NCHW" else L.cin),
-                  x.dtype)
     (sh, sw), pt, pl = L.stride, spec.pad_top, spec.pad_left
+    size = spec.n * L.cin * geo.plane
     if L.layout == "NCHW":
-        prepare_nchw(x.reshape(-1), xp, spec.n * L.cin, spec.h, spec.w, geo.phase_py, geo.phase_px, geo.hq1,
-                     geo.wq, sh, sw, pt, pl)
+        kernel, args = prepare_nchw, (spec.n * L.cin, spec.h, spec.w)
     else:
-        prepare_nhwc(x.reshape(-1), xp, spec.n, spec.h, spec.w, L.cin, geo.phase_py, geo.phase_px, geo.hq1,
-                     geo.wq, sh, sw, pt, pl)
-    return xp
+        kernel, args = prepare_nhwc, (spec.n, spec.h, spec.w, L.cin)
+    args += (geo.phase_py, geo.phase_px, geo.hq1, geo.wq, sh, sw, pt, pl)
+    dtype = L.dtype
+
+    def prepare(x: np.ndarray) -> np.ndarray:
+        xp = np.empty(size, dtype)
+        kernel(x.reshape(-1), xp, *args)
+        return xp
+
+    return prepare
 
 
 # Below this much work (estimated at one thread) a call runs on the caller alone: a helper starts
@@ -111,23 +120,6 @@ _DEPTHWISE_SMALL_FLOPS = 30e9  # depthwise_small.py: 25-37 GFLOP/s on mb2_dw_960
 # NCHW depthwise maps narrower than this run vectorized across channels (depthwise_small.py): a
 # row of 7-28 pixels fills too few lanes of the per-plane kernel (docs/numba.md, "Small planes")
 SMALL_PLANE_OW = 32
-
-
-def _run_dw_small(spec: ConvSpec, packed: Packed, x: np.ndarray, bias: Optional[np.ndarray], y: np.ndarray,
-                  threads: int) -> None:
-    from .depthwise_small import dw_nchw_small
-
-    L = spec.layer
-    (sh, sw), (dh, dw) = L.stride, L.dilation
-    hp = (spec.oh - 1) * sh + (L.kh - 1) * dh + 1  # the padded input window the outputs read
-    wp = (spec.ow - 1) * sw + (L.kw - 1) * dw + 1
-    nl = blocking.lanes(x.itemsize)
-    pix2tile, ident, toff = _small_tables(spec.h, spec.w, spec.pad_top, spec.pad_left, hp, wp, L.kh, L.kw, dh, dw,
-                                          nl)
-    bp = _padded_bias(bias, 1, L.cout, nl, x.dtype)
-    row3 = L.kh if (L.kw, sw, dw) == (3, 1, 1) else 0
-    workers.run(dw_nchw_small, (x.reshape(-1), spec.h, spec.w, L.cout, spec.n, sh, sw, hp, wp, pix2tile, ident,
-                                toff, row3, packed.by_lanes, bp, y, spec.oh, spec.ow, int(L.relu)), threads)
 
 
 @lru_cache(maxsize=64)
@@ -155,24 +147,64 @@ def useful_threads(spec: ConvSpec, threads: int) -> int:
 
 def run(spec: ConvSpec, packed: Packed, x: np.ndarray, bias: Optional[np.ndarray], out: np.ndarray,
         threads: int) -> None:
+    bind(spec, packed, bias)(x, out, threads)
+
+
+Launch = Callable[[np.ndarray, np.ndarray, int], None]
+
+
+def bind(spec: ConvSpec, packed: Packed, bias: Optional[np.ndarray]) -> Launch:
+    """Everything of a call that depends on the layer and shape only, done once: ``launch(x, out, threads)``.
+
+    What is left per call: the prepared input copy (when the kernel needs one), the thread choice
+    and the kernel's argument tuple.  A ``Conv2d``'s repeat calls keep the launcher (fastpoint/_callplan.py),
+    which saves the index tables, padded bias and block sizes of every call (~10 us of a 40 us layer).
+    """
     L = spec.layer
-    threads = useful_threads(spec, threads)
-    y = out.reshape(-1)
+    item = L.dtype.itemsize
+    per_threads: Dict[int, tuple] = {}  # threads -> (useful threads, the args that depend on them)
+
+    def threads_args(threads: int, tail: Callable[[int], tuple]) -> tuple:
+        got = per_threads.get(threads)
+        if got is None:
+            useful = useful_threads(spec, threads)
+            got = per_threads[threads] = (useful, tail(useful))
+        return got
+
     if packed.kind == "dw_nchw" and spec.ow < SMALL_PLANE_OW:
-        _run_dw_small(spec, packed, x, bias, y, threads)
-        return
+        from .depthwise_small import dw_nchw_small
+
+        (sh, sw), (dh, dw) = L.stride, L.dilation
+        hp = (spec.oh - 1) * sh + (L.kh - 1) * dh + 1  # the padded input window the outputs read
+        wp = (spec.ow - 1) * sw + (L.kw - 1) * dw + 1
+        nl = blocking.lanes(item)
+        pix2tile, ident, toff = _small_tables(spec.h, spec.w, spec.pad_top, spec.pad_left, hp, wp, L.kh, L.kw,
+                                              dh, dw, nl)
+        bp = _padded_bias(bias, 1, L.cout, nl, L.dtype)
+        row3 = L.kh if (L.kw, sw, dw) == (3, 1, 1) else 0
+        mid = (spec.h, spec.w, L.cout, spec.n, sh, sw, hp, wp, pix2tile, ident, toff, row3, packed.by_lanes, bp)
+        tail = (spec.oh, spec.ow, int(L.relu))
+
+        def launch_dw_small(x: np.ndarray, out: np.ndarray, threads: int) -> None:
+            useful, _ = threads_args(threads, lambda t: ())
+            workers.run(dw_nchw_small, (x.reshape(-1),) + mid + (out.reshape(-1),) + tail, useful)
+
+        return launch_dw_small
     geo = geometry(spec)
     if packed.kind == "dw_nchw":  # pads each channel plane itself, in a task-local buffer
         from .depthwise import dw_nchw
 
-        b = np.zeros(L.cout, x.dtype) if bias is None else bias
-        workers.run(dw_nchw, (x.reshape(-1), spec.h, spec.w, geo.phase_py, geo.phase_px, geo.hq1, geo.wq,
-                              L.stride[0], L.stride[1], spec.pad_top, spec.pad_left, geo.tapoff, packed.weights,
-                              b, y, spec.n * L.cout, L.cout, spec.oh, spec.ow, int(L.relu), threads), threads)
-        return
-    xp = _prepared(spec, geo, x)
+        b = np.zeros(L.cout, L.dtype) if bias is None else bias
+        mid = (spec.h, spec.w, geo.phase_py, geo.phase_px, geo.hq1, geo.wq, L.stride[0], L.stride[1],
+               spec.pad_top, spec.pad_left, geo.tapoff, packed.weights, b)
+        tail = (spec.n * L.cout, L.cout, spec.oh, spec.ow, int(L.relu))
+
+        def launch_dw_nchw(x: np.ndarray, out: np.ndarray, threads: int) -> None:
+            useful, _ = threads_args(threads, lambda t: ())
+            workers.run(dw_nchw, (x.reshape(-1),) + mid + (out.reshape(-1),) + tail + (useful,), useful)
+
+        return launch_dw_nchw
     relu = int(L.relu)
-    item = x.itemsize
     taps = L.kh * L.kw
     if packed.kind == "nchw":
         from .dense_nchw import MR, conv_nchw
@@ -182,12 +214,15 @@ def run(spec: ConvSpec, packed: Packed, x: np.ndarray, bias: Optional[np.ndarray
         co_block = blocking.panel_block(L.cin_g * taps * MR * item, co_tiles)
         q_tiles = -(-geo.qtotal // nr)
         other = spec.n * L.groups * -(-co_tiles // co_block)
-        q_block = blocking.split_tiles(q_tiles, other, threads)
-        bp = _padded_bias(bias, L.groups, L.cout_g, MR, x.dtype)
+        bp = _padded_bias(bias, L.groups, L.cout_g, MR, L.dtype)
         koff = (np.arange(L.cin_g, dtype=np.int64)[:, None] * geo.plane + geo.tapoff[None, :]).ravel()
-        workers.run(conv_nchw, (xp, geo.plane, koff, geo.wq, geo.qtotal, packed.weights, bp, y, spec.n, L.cin,
-                                L.cout, L.groups, spec.oh, spec.ow, relu, co_block, q_block,
-                                blocking.k_chunk(nr * item)), threads)
+        kernel = conv_nchw
+        mid = (geo.plane, koff, geo.wq, geo.qtotal, packed.weights, bp)
+        kc = blocking.k_chunk(nr * item)
+
+        def tail_for(t: int) -> tuple:
+            return (spec.n, L.cin, L.cout, L.groups, spec.oh, spec.ow, relu, co_block,
+                    blocking.split_tiles(q_tiles, other, t), kc)
     elif packed.kind == "nhwc":
         from .dense_nhwc import MR, conv_nhwc
 
@@ -196,15 +231,28 @@ def run(spec: ConvSpec, packed: Packed, x: np.ndarray, bias: Optional[np.ndarray
         co_block = blocking.panel_block(L.cin_g * taps * nr * item, co_tiles)
         q_tiles = -(-geo.qtotal // MR)
         other = spec.n * L.groups * -(-co_tiles // co_block)
-        q_block = blocking.split_tiles(q_tiles, other, threads, max_tiles=32)
-        bp = _padded_bias(bias, L.groups, L.cout_g, nr, x.dtype)
-        workers.run(conv_nhwc, (xp, geo.plane, geo.tapoff, geo.wq, geo.qtotal, packed.weights, bp, y, spec.n,
-                                L.cin, L.cout, L.groups, spec.oh, spec.ow, relu, co_block, q_block), threads)
+        bp = _padded_bias(bias, L.groups, L.cout_g, nr, L.dtype)
+        kernel = conv_nhwc
+        mid = (geo.plane, geo.tapoff, geo.wq, geo.qtotal, packed.weights, bp)
+
+        def tail_for(t: int) -> tuple:
+            return (spec.n, L.cin, L.cout, L.groups, spec.oh, spec.ow, relu, co_block,
+                    blocking.split_tiles(q_tiles, other, t, max_tiles=32))
     else:
         from .depthwise import NV, dw_nhwc
 
         q_tiles = -(-geo.qtotal // NV)
-        q_block = blocking.split_tiles(q_tiles, spec.n, threads, max_tiles=64)
-        b = _padded_bias(bias, 1, L.cout, blocking.lanes(item), x.dtype)
-        workers.run(dw_nhwc, (xp, geo.plane, geo.tapoff, geo.wq, geo.qtotal, packed.weights, b, y, spec.n, L.cout,
-                              spec.oh, spec.ow, relu, q_block), threads)
+        b = _padded_bias(bias, 1, L.cout, blocking.lanes(item), L.dtype)
+        kernel = dw_nhwc
+        mid = (geo.plane, geo.tapoff, geo.wq, geo.qtotal, packed.weights, b)
+
+        def tail_for(t: int) -> tuple:
+            return (spec.n, L.cout, spec.oh, spec.ow, relu, blocking.split_tiles(q_tiles, spec.n, t, max_tiles=64))
+
+    prepare = _preparer(spec, geo)
+
+    def launch(x: np.ndarray, out: np.ndarray, threads: int) -> None:
+        useful, tail = threads_args(threads, tail_for)
+        workers.run(kernel, (prepare(x),) + mid + (out.reshape(-1),) + tail, useful)
+
+    return launch

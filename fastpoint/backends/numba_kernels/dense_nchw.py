@@ -16,6 +16,7 @@ import numpy as np
 from numba import njit
 
 from . import tasks
+from .cacheload import load_without_refresh
 from .fpenv import flush_enter, flush_leave
 from .pipeline import SimplifyingCompiler
 from .simd import lanes, vbroadcast, vfma, vload, vload_m, vmask, vsplat, vstore
@@ -199,3 +200,6 @@ def conv_nchw(xp, plane, koff, wq, qtotal, wp, bp, y, n_, cin, cout, groups, oh,
                         store_positions_at(y, ybase + i * step, v1, q0 + nl, oy1, ox1, wq, ow, qtotal)
         task = next_task(counter, 1, 1)
     flush_leave(mxcsr_old)
+
+
+load_without_refresh(globals())  # a warm cache loads without Numba's full registry refresh (cacheload.py)

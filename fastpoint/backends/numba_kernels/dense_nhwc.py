@@ -15,6 +15,7 @@ from __future__ import annotations
 from numba import njit
 
 from . import tasks
+from .cacheload import load_without_refresh
 from .fpenv import flush_enter, flush_leave
 from .pipeline import SimplifyingCompiler
 from .simd import lanes, vbroadcast, vfma, vload, vstore_lanes
@@ -137,3 +138,6 @@ def conv_nhwc(xp, plane, tapoff, wq, qtotal, wp, bp, y, n_, cin, cout, groups, o
                 _store_pixel(y, p5, c50, c51, n0, n1, yb, relu)
         task = next_task(counter, 1, 1)
     flush_leave(mxcsr_old)
+
+
+load_without_refresh(globals())  # a warm cache loads without Numba's full registry refresh (cacheload.py)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from .cacheload import load_without_refresh
 from .fpenv import flush_enter, flush_leave
 from .pipeline import SimplifyingCompiler
 from .prepare import fill_plane
@@ -146,3 +147,6 @@ def dw_nhwc(xp, plane, tapoff, wq, qtotal, wp, bias, y, n_, c_, oh, ow, relu, q_
                 _store_pixel(y, q0 + 3, a3, n, ybase + cv, wq, ow, qtotal, c_, relu)
         task = next_task(counter, 1, 1)
     flush_leave(mxcsr_old)
+
+
+load_without_refresh(globals())  # a warm cache loads without Numba's full registry refresh (cacheload.py)

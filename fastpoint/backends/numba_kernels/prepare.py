@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from .cacheload import load_without_refresh
 from .simd import lanes, veven, vload, vload_m, vmask, vstore, vstore_lanes, vzero
 
 
@@ -122,3 +123,6 @@ def prepare_nhwc(x, xp, n_, h, w, c_, py, px, hq1, wq, sh, sw, pt, pl):
             for j in range(lo, hi):
                 copy_run(x, src + j * sw * c_, xp, row + j * c_, c_)
         zero_run(xp, row + hi * c_, (wq - hi) * c_)
+
+
+load_without_refresh(globals())  # a warm cache loads without Numba's full registry refresh (cacheload.py)
