@@ -18,6 +18,10 @@
 
 #include "direct.h"
 
+#ifndef FP_DIRECT_PF_TILES
+#define FP_DIRECT_PF_TILES 16
+#endif
+
 int fp_direct_rwmax(int isa, int nb) {
     if (isa == FP_ISA_AVX512) return nb == 4 ? 7 : 14;
     if (isa == FP_ISA_AVX2) return nb == 2 ? 3 : 6;
@@ -177,6 +181,17 @@ static void plan(const fp_conv_problem *p, int isa, geom *G) {
      * its share of the weights) and only then the rows (each row block streams all of them). */
     const int64_t wbytes = (int64_t)sizeof(float) * G->cin_g * G->T * G->ncb * FP_DIRECT_CB;
     int64_t cc = (wbytes > 2 * fp_cache_size(2) && nt > 1) ? FP_MIN(G->ncbg, nt) : 1;
+#ifndef FP_DIRECT_OLDPLAN
+    /* Weights that do not stay in L2 beside the strip: split only the output channels for the
+     * threads, as far as the blocks allow, before any row split.  The channel chunks of one row
+     * block are consecutive jobs, so a thread that runs several reuses its strip (no refill), and
+     * each thread streams only its share of the weights once per row block. */
+    if (nt > 1 && wbytes > fp_cache_size(2) / 2) {
+        const int64_t jpt0 = (p->stride_h > 1 || p->stride_w > 1) && G->cin_g >= 16 ? 2 : 4;
+        const int64_t nrb0 = FP_CEIL_DIV(p->oh, R);
+        cc = FP_MIN(G->ncbg, FP_MAX(cc, FP_CEIL_DIV(jpt0 * nt, outer * nrb0)));
+    }
+#endif
     /* Several jobs per thread, so a thread that the OS delays leaves little work behind.  One thread
      * needs no spare jobs: splitting its rows only streams the weights once more per row block
      * (measured +4 % on 256@14x14, +10 % on 512@7x7). */
@@ -222,6 +237,10 @@ typedef struct direct_task {
     int64_t wblk;
     int64_t strip_bytes, pbuf_bytes; /* the running thread's fp_scratch slots 0 and 1 (pbuf: 0 if unused) */
     int failed;
+    /* Per worker: the strip it filled last in this call (buffer and (image, group, row block)),
+     * so that consecutive channel chunks of one row block skip the refill. */
+    const float *strip_of[FP_POOL_MAX];
+    int64_t strip_key[FP_POOL_MAX];
 } direct_task;
 
 static void direct_chunk(void *ctx, int64_t job, int worker) {
@@ -233,7 +252,6 @@ static void direct_chunk(void *ctx, int64_t job, int worker) {
     const int64_t *toff = t->toff;
     float *y = t->y;
     const int64_t sw = p->stride_w, Wq = G.Wq, wblk = t->wblk;
-    (void)worker;
     float *strip = (float *)fp_scratch_or_fail(0, t->strip_bytes, &t->failed);
     float *pbuf = t->pbuf_bytes ? (float *)fp_scratch_or_fail(1, t->pbuf_bytes, &t->failed) : NULL;
     if (!strip || (t->pbuf_bytes && !pbuf)) return;
@@ -245,7 +263,13 @@ static void direct_chunk(void *ctx, int64_t job, int worker) {
     const int64_t n = rest / p->groups;
     const int64_t oy0 = rb * G.R, nrows = FP_MIN(G.R, p->oh - oy0);
     const int64_t iy0 = oy0 * p->stride_h - p->pad_top;
-    fill_strip(p, &G, isa, x, n, g, iy0, (nrows - 1) * p->stride_h + (p->kh - 1) * p->dil_h + 1, strip);
+    const int64_t key = job / G.cchunks;
+#ifndef FP_DIRECT_NOREUSE
+    if (t->strip_of[worker] != strip || t->strip_key[worker] != key)
+#endif
+        fill_strip(p, &G, isa, x, n, g, iy0, (nrows - 1) * p->stride_h + (p->kh - 1) * p->dil_h + 1, strip);
+    t->strip_of[worker] = strip;
+    t->strip_key[worker] = key;
     const int64_t cbg_lo = cc * G.cbg_per_chunk, cbg_hi = FP_MIN(G.ncbg, cbg_lo + G.cbg_per_chunk);
     const int64_t cb_hi = FP_MIN(G.ncb, cbg_hi * G.nb);
     for (int64_t cb = cbg_lo * G.nb, nbb_used = 0; cb < cb_hi; cb += nbb_used) {
@@ -268,6 +292,24 @@ static void direct_chunk(void *ctx, int64_t job, int worker) {
             a.cin = FP_MIN(G.kc, G.cin_g - k0);
             a.w = wpk + (g * G.ncb + cb) * wblk + k0 * G.T * FP_DIRECT_CB;
             a.relu = last ? p->relu : 0;
+#ifndef FP_DIRECT_NOPF
+            /* The weights of the next chunk (the next input channels, or the first chunk of the next
+             * channel blocks) are prefetched into L2 a few lines per tile, so that they do not come
+             * from L3 on the first tile that needs them (large layers' weights do not stay in L2). */
+            const float *pf_base = NULL;
+            int64_t pf_seg = 0, pf_lines = 0, pf_k = 0, pf_step = 0;
+            if (!last) {
+                pf_base = a.w + G.kc * G.T * FP_DIRECT_CB;
+                pf_seg = nbb;
+                pf_lines = FP_MIN(G.kc, G.cin_g - k0 - G.kc) * G.T;
+            } else if (cb + nbb < cb_hi) {
+                pf_base = wpk + (g * G.ncb + cb + nbb) * wblk;
+                pf_seg = FP_MIN(G.nb, cb_hi - cb - nbb);
+                pf_lines = FP_MIN(G.kc, G.cin_g) * G.T;
+            }
+            pf_step = FP_CEIL_DIV(pf_seg * pf_lines, nrows * ntl);
+            if (nrows * ntl < FP_DIRECT_PF_TILES) pf_seg = 0;
+#endif
             for (int64_t i = 0; i < nrows; i++) {
                 const int64_t oy = oy0 + i;
                 row_taps(p, oy, &a.t0, &a.t1);
@@ -294,6 +336,10 @@ static void direct_chunk(void *ctx, int64_t job, int worker) {
                         a.out = tbuf;
                         a.ops = pps;
                     }
+#ifndef FP_DIRECT_NOPF
+                    for (int64_t e = pf_k + pf_step; pf_k < e && pf_k < pf_seg * pf_lines; pf_k++)
+                        __builtin_prefetch(pf_base + (pf_k / pf_lines) * wblk + (pf_k % pf_lines) * FP_DIRECT_CB, 0, 2);
+#endif
                     fp_direct_kernel(isa, rw, nbb)(&a);
                     if (last) {
                         if (p->layout == 0 && isa == FP_ISA_AVX512) {
@@ -349,7 +395,8 @@ static int run(const fp_conv_problem *p, int isa, int f64, const void *xv, const
     const int T = fp_threads(p);
     direct_task t = {p, &G, isa, x, wpk, bpad, toff, y, G.cin_g * G.T * FP_DIRECT_CB,
                      (int64_t)sizeof(float) * G.cin_g * G.cs,
-                     G.kc < G.cin_g ? (int64_t)sizeof(float) * G.R * p->ow * G.nb * FP_DIRECT_CB : 0, 0};
+                     G.kc < G.cin_g ? (int64_t)sizeof(float) * G.R * p->ow * G.nb * FP_DIRECT_CB : 0, 0, {0}, {0}};
+    for (int i = 0; i < FP_POOL_MAX; i++) t.strip_key[i] = -1;
     fp_pool_run(T, jobs, direct_chunk, &t); /* one job per chunk, claimed dynamically */
     fp_aligned_free(toff);
     fp_aligned_free(bpad);
