@@ -18,9 +18,9 @@
 
 #include "direct.h"
 
-#ifndef FP_DIRECT_PF_TILES
+/* Weight prefetch for the next chunk only when at least this many tiles share a chunk, so that
+ * the prefetches stay a thin stream (on 512@7x7, 7 tiles per chunk and 42 prefetches per tile: -14 %). */
 #define FP_DIRECT_PF_TILES 16
-#endif
 
 int fp_direct_rwmax(int isa, int nb) {
     if (isa == FP_ISA_AVX512) return nb == 4 ? 7 : 14;
@@ -172,13 +172,7 @@ static void plan(const fp_conv_problem *p, int isa, geom *G) {
     /* Rows per block: the strip takes at most half of L2 (the other half holds the weights of one
      * channel block, which every row of the strip reuses), and there are enough jobs. */
     const int64_t row_bytes = (int64_t)sizeof(float) * G->cin_g * sw * G->Wq;
-#ifndef FP_DBUD
-#define FP_DBUD 2
-#endif
-#ifndef FP_DKC
-#define FP_DKC 20
-#endif
-    const int64_t budget = FP_MAX(256 * 1024, fp_cache_size(2) * (FP_DBUD) / 4);
+    const int64_t budget = FP_MAX(256 * 1024, fp_cache_size(2) / 2);
     int64_t R = p->oh;
     while (R > 1 && ((R - 1) * sh + (p->kh - 1) * p->dil_h + 1) * row_bytes > budget) R = (R + 1) / 2;
     const int64_t outer = p->n * p->groups;
@@ -187,7 +181,6 @@ static void plan(const fp_conv_problem *p, int isa, geom *G) {
      * its share of the weights) and only then the rows (each row block streams all of them). */
     const int64_t wbytes = (int64_t)sizeof(float) * G->cin_g * G->T * G->ncb * FP_DIRECT_CB;
     int64_t cc = (wbytes > 2 * fp_cache_size(2) && nt > 1) ? FP_MIN(G->ncbg, nt) : 1;
-#ifndef FP_DIRECT_OLDPLAN
     /* Weights that do not stay in L2 beside the strip: split only the output channels for the
      * threads, as far as the blocks allow, before any row split.  The channel chunks of one row
      * block are consecutive jobs, so a thread that runs several reuses its strip (no refill), and
@@ -197,7 +190,6 @@ static void plan(const fp_conv_problem *p, int isa, geom *G) {
         const int64_t nrb0 = FP_CEIL_DIV(p->oh, R);
         cc = FP_MIN(G->ncbg, FP_MAX(cc, FP_CEIL_DIV(jpt0 * nt, outer * nrb0)));
     }
-#endif
     /* Several jobs per thread, so a thread that the OS delays leaves little work behind.  One thread
      * needs no spare jobs: splitting its rows only streams the weights once more per row block
      * (measured +4 % on 256@14x14, +10 % on 512@7x7). */
@@ -220,7 +212,7 @@ static void plan(const fp_conv_problem *p, int isa, geom *G) {
     /* Reduction chunks: a chunk's weights (kc x taps x nb blocks) stay within ~20 KiB of L1 while
      * every tile of the row block uses them; partial sums wait in a per-thread buffer. */
     const int64_t per_ci = G->T * G->nb * FP_DIRECT_CB * (int64_t)sizeof(float);
-    int64_t kc = FP_MAX(8, (FP_DKC * 1024) / per_ci);
+    int64_t kc = FP_MAX(8, (20 * 1024) / per_ci);
     if (isa == FP_ISA_SCALAR || G->cin_g <= kc + kc / 2) kc = G->cin_g;
     G->kc = kc;
     G->cchunks = FP_CEIL_DIV(G->ncbg, G->cbg_per_chunk);
@@ -274,9 +266,7 @@ static void direct_chunk(void *ctx, int64_t job, int worker) {
     const int64_t oy0 = rb * G.R, nrows = FP_MIN(G.R, p->oh - oy0);
     const int64_t iy0 = oy0 * p->stride_h - p->pad_top;
     const int64_t key = job / G.cchunks;
-#ifndef FP_DIRECT_NOREUSE
     if (t->strip_of[worker] != strip || t->strip_key[worker] != key)
-#endif
         fill_strip(p, &G, isa, x, n, g, iy0, (nrows - 1) * p->stride_h + (p->kh - 1) * p->dil_h + 1, strip);
     t->strip_of[worker] = strip;
     t->strip_key[worker] = key;
@@ -302,7 +292,6 @@ static void direct_chunk(void *ctx, int64_t job, int worker) {
             a.cin = FP_MIN(G.kc, G.cin_g - k0);
             a.w = wpk + (g * G.ncb + cb) * wblk + k0 * G.T * FP_DIRECT_CB;
             a.relu = last ? p->relu : 0;
-#ifndef FP_DIRECT_NOPF
             /* The weights of the next chunk (the next input channels, or the first chunk of the next
              * channel blocks) are prefetched into L2 a few lines per tile, so that they do not come
              * from L3 on the first tile that needs them (large layers' weights do not stay in L2). */
@@ -319,7 +308,6 @@ static void direct_chunk(void *ctx, int64_t job, int worker) {
             }
             pf_step = FP_CEIL_DIV(pf_seg * pf_lines, nrows * ntl);
             if (nrows * ntl < FP_DIRECT_PF_TILES) pf_seg = 0;
-#endif
             for (int64_t i = 0; i < nrows; i++) {
                 const int64_t oy = oy0 + i;
                 row_taps(p, oy, &a.t0, &a.t1);
@@ -346,10 +334,8 @@ static void direct_chunk(void *ctx, int64_t job, int worker) {
                         a.out = tbuf;
                         a.ops = pps;
                     }
-#ifndef FP_DIRECT_NOPF
                     for (int64_t e = pf_k + pf_step; pf_k < e && pf_k < pf_seg * pf_lines; pf_k++)
                         __builtin_prefetch(pf_base + (pf_k / pf_lines) * wblk + (pf_k % pf_lines) * FP_DIRECT_CB, 0, 2);
-#endif
                     fp_direct_kernel(isa, rw, nbb)(&a);
                     if (last) {
                         if (p->layout == 0 && isa == FP_ISA_AVX512) {
