@@ -153,3 +153,22 @@ def test_strip_fill_and_transposing_store(isa, layout, cin, groups, w, stride, p
     cout = 3 * groups * 7
     check(int_array(rng, shape), int_array(rng, (cout, cin // groups, 3, 3)), int_array(rng, (cout,)), layout=layout,
           stride=stride, padding=padding, groups=groups, activation="relu")
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("n,h,w,stride,padding,groups", [(1, 9, 11, 1, 1, 1), (2, 7, 7, 1, 1, 1), (1, 20, 13, 2, 1, 1),
+                                                         (2, 6, 9, 1, 0, 2)])
+def test_weight_heavy_layers_split_channels_across_threads(isa, threads, layout, n, h, w, stride, padding, groups):
+    # weights beyond half of L2 (192 x 192 x 3 x 3: 1.3 MB) are split by output channels across the
+    # threads, and a thread that runs several channel chunks of one row block reuses its strip
+    rng = np.random.default_rng(h * 10 + w)
+    cin, cout = 192 * groups, 192 * groups
+    shape = (n, cin, h, w) if layout == "NCHW" else (n, h, w, cin)
+    saved = fp.get_num_threads()
+    fp.set_num_threads(threads)
+    try:
+        check(int_array(rng, shape, -1, 1), int_array(rng, (cout, cin // groups, 3, 3), -1, 1), int_array(rng, (cout,)),
+              layout=layout, stride=stride, padding=padding, groups=groups, activation="relu")
+    finally:
+        fp.set_num_threads(saved)

@@ -77,7 +77,7 @@ void fp_direct_split2_avx512(const float *src, int64_t w, int64_t pl, int64_t wq
     }
 }
 
-/* One NHWC input row into the channel-planar strip: dst[c * cs + ph * wq + q] = src[ix * pstride + c]
+/* One NHWC input row into its strip row (channel by channel): dst[c * cs + ph * wq + q] = src[ix * pstride + c]
  * with ix = q * sw + ph - pl (zero outside [0, w)), for c < nc and q < wq.  16 pixels x 16 channels
  * go through a register transpose. */
 void fp_direct_fill_nhwc_avx512(const float *src, int64_t pstride, int64_t nc, int64_t w, int64_t sw, int64_t pl,
