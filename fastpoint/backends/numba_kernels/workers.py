@@ -55,52 +55,136 @@ def _spin_until_done(counter, spins):
 
 
 @njit(cache=True, nogil=True)
-def _spin_for_post(posts, seen, spins):
-    """Spin (without the GIL) until ``posts[0] != seen`` or ``spins`` polls have passed."""
+def _await_job(ctl, state, seen, spins):
+    """Helper side, without the GIL: wait up to ``spins`` polls for a job newer than ``seen``.
+
+    Returns as soon as the job's caller has entered its kernel (``ctl[1]``, set just before it), so
+    the GIL the helper then takes is free.  ``state[0]`` is 0 while the helper is in here and 1 from
+    the moment it returns with a job (it is about to take the GIL) until it is back.
+    """
+    fetch_add(state, 0, -fetch_add(state, 0, 0))
     for _ in range(spins):
-        if fetch_add(posts, 0, 0) != seen:
+        posted = fetch_add(ctl, 0, 0)
+        if posted != seen and fetch_add(ctl, 1, 0) == posted:
+            fetch_add(state, 0, 1)
+            return posted
+    return seen
+
+
+@njit(cache=True, nogil=True)
+def _await_helpers(states, helpers, spins):
+    """Caller side, without the GIL: wait up to ``spins`` polls until no helper is in Python."""
+    for _ in range(spins):
+        busy = 0
+        for i in range(helpers):
+            busy += fetch_add(states[i], 0, 0)
+        if busy == 0:
             return
 
 
 # About 0.2-0.4 ms of polling (as csrc/pool.c's helpers spin ~0.3 ms): a helper that is still running
 # when the next call posts its job needs no wake-up.  A sleeping thread's wake-up often lands on the
-# CPU of the thread that woke it (the caller, busy with its share), where it waits its turn: then the
-# helper joined 0.1-0.4 ms late and layers of 0.2 ms gained nothing from a second thread.
-SPINS = 20000
+# CPU of the thread that woke it (see _Helper._leave), where it waits its turn.
+SPINS = 100000
+# Polls the caller waits, after its tasks are done, for helpers to get back out of Python (tens of
+# microseconds): a helper that holds the GIL when the caller returns makes the caller sleep on the
+# GIL and be woken, and placed, by the helper (see _Helper._leave).  Bounded, so that a helper that
+# lost its CPU right there does not hold the call.
+RETURN_SPINS = 5000
+
+
+def _getcpu_function() -> Optional[Callable[[], int]]:
+    """libc's ``sched_getcpu`` (Linux): the CPU the calling thread runs on, in well under a microsecond."""
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    try:
+        import ctypes
+
+        fn = ctypes.CDLL(None, use_errno=True).sched_getcpu
+    except (OSError, AttributeError):
+        return None
+    fn.restype = ctypes.c_int
+    fn.argtypes = []
+    return fn
+
+
+_getcpu = _getcpu_function()
 
 
 class _Job:
-    __slots__ = ("kernel", "args", "error")
+    __slots__ = ("kernel", "args", "error", "cpu")
 
-    def __init__(self, kernel: Callable, args: tuple) -> None:
+    def __init__(self, kernel: Callable, args: tuple, cpu: int) -> None:
         self.kernel = kernel
         self.args = args
         self.error: Optional[BaseException] = None
+        self.cpu = cpu  # where the caller runs (-1: unknown)
+
+
+# jobs posted so far ([0]) and the job whose caller is entering its kernel ([1]); written by the
+# caller holding ``_busy``, polled by the spinning helpers
+_ctl = np.zeros(8, np.int64)
+# per helper, its own 64-byte line: [0] = 1 while it is in Python with a job (see _await_job)
+# (as many rows as the machine has CPUs: helpers keep views of their rows, so it is never reallocated)
+_states = np.zeros((os.cpu_count() or 1, 8), np.int64)
 
 
 class _Helper:
-    """One helper thread: sleeps on an Event, runs the latest job posted to it."""
+    """One helper thread: polls for jobs without the GIL, sleeps on an Event when none come."""
 
-    def __init__(self) -> None:
+    def __init__(self, index: int) -> None:
+        self._index = index
+        self._seen = int(_ctl[0])  # read before the job that starts this helper is posted
         self._job: Optional[_Job] = None
         self._wake = threading.Event()
-        self._posts = np.zeros(1, np.int64)  # jobs posted so far, polled by a spinning helper
+        try:
+            self._base = frozenset(os.sched_getaffinity(0))
+        except AttributeError:
+            self._base = frozenset()
+        self._allowed = self._base
         threading.Thread(target=self._loop, name="fastpoint-numba-helper", daemon=True).start()
 
     def post(self, job: _Job) -> None:
         # a job still unread is replaced: the caller finished it before posting the next one
         self._job = job
-        self._posts[0] += 1
         self._wake.set()
 
+    def _leave(self, cpu: int) -> None:
+        """Keep off the caller's CPU: allow every CPU of this process but ``cpu``.
+
+        Measured (docs/numba.md, "2 threads: the cause"): on this 2-vCPU box the other vCPU is
+        nearly always running someone's low-priority job, so the kernel's wake-up path finds no idle
+        CPU and puts a woken helper on the CPU of the thread that woke it, the caller's.  Both then
+        share one CPU; the periodic load balancer of the busy other CPU pulls the helper over only
+        after tens of milliseconds, and the next sleep and wake-up undoes it.  Excluding the caller's
+        CPU moves the helper at once and keeps its later wake-ups off that CPU.  Only this helper
+        thread's affinity changes; it is re-evaluated for every job, since the caller may move.
+        """
+        if cpu < 0 or cpu not in self._allowed:
+            return
+        want = self._base - {cpu}
+        if not want:
+            return
+        try:
+            os.sched_setaffinity(0, want)  # pid 0: this thread only
+        except OSError:
+            return
+        self._allowed = want
+
     def _loop(self) -> None:
+        state = _states[self._index]
+        seen = self._seen
         while True:
-            _spin_for_post(self._posts, self._posts[0], SPINS if self._job is None else 0)
-            self._wake.wait()
-            self._wake.clear()
+            posted = _await_job(_ctl, state, seen, SPINS)
+            if posted == seen:  # nothing came: sleep until a caller posts
+                self._wake.wait()
+                self._wake.clear()
+                posted = _ctl[0]
+            seen = posted
             job, self._job = self._job, None
             if job is None:
                 continue
+            self._leave(job.cpu)
             try:
                 job.kernel(*job.args)
             except BaseException as exc:  # noqa: BLE001 - handed to the caller, which re-raises it
@@ -116,6 +200,7 @@ def _reset_after_fork() -> None:
     # threads do not survive fork(): the child starts its own helpers when it needs them
     global _busy
     _helpers.clear()
+    _states[:] = 0
     _busy = threading.Lock()
 
 
@@ -144,11 +229,15 @@ def run(kernel: Callable, args: tuple, threads: int) -> None:
         kernel(*args)
         return
     try:
+        helpers = min(helpers, _states.shape[0])
         while len(_helpers) < helpers:
-            _helpers.append(_Helper())
-        job = _Job(kernel, args)
+            _helpers.append(_Helper(len(_helpers)))
+        job = _Job(kernel, args, _getcpu() if _getcpu is not None else -1)
         for h in _helpers[:helpers]:
             h.post(job)
+        posted = _ctl[0] + 1
+        _ctl[0] = posted
+        _ctl[1] = posted  # "entering the kernel": the GIL is released a few microseconds from now
         kernel(*args)
         # the caller ran out of tasks: wait for the ones helpers are still working on (short: each
         # task is a fraction of the call), spinning first, then yielding the CPU to them
@@ -156,5 +245,8 @@ def run(kernel: Callable, args: tuple, threads: int) -> None:
             if job.error is not None:
                 raise job.error
             time.sleep(0)
+        _await_helpers(_states, helpers, RETURN_SPINS)
+        if job.error is not None:
+            raise job.error
     finally:
         _busy.release()
