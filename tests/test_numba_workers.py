@@ -23,13 +23,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def _toy(ntasks, spin, owner, ids, counter):
     """Task t spins ``spin`` steps and records which worker ran it (workers number themselves)."""
     me = fetch_add(ids, 0, 1)
-    task = workers.start(counter, ntasks, 1)
+    task, me = workers.start(counter, ntasks, 1)
     while task < ntasks:
         s = 0.0
         for i in range(spin):
             s += np.sqrt(i)
         owner[task] = me if s >= 0 else -2
-        task = workers.next_task(counter, 1, 1)
+        task = workers.next_task(counter, me, 1, 1)
 
 
 _toy_nogil = njit(nogil=True)(_toy)
@@ -61,14 +61,14 @@ def _toy_waiting(ntasks, patience, owner, ids, counter):
     """Like _toy, but the first task waits (up to ``patience`` polls) until a second worker has
     started, so that on a busy machine the helper surely gets its chance to take a task."""
     me = fetch_add(ids, 0, 1)
-    task = workers.start(counter, ntasks, 1)
+    task, me = workers.start(counter, ntasks, 1)
     while task < ntasks:
         if task == 0:
             for _ in range(patience):
                 if fetch_add(ids, 0, 0) >= 2:
                     break
         owner[task] = me
-        task = workers.next_task(counter, 1, 1)
+        task = workers.next_task(counter, me, 1, 1)
 
 
 @pytest.mark.skipif(workers.max_threads() < 2, reason="needs 2 CPUs")

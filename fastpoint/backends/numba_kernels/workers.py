@@ -13,9 +13,9 @@ threads, started on first need) are woken to run the same function, and the call
 tasks that a helper has *started*.  A helper that gets no CPU finds no task left when it wakes and
 does nothing; the call costs what one thread costs, never a scheduler time slice per call.
 
-Counter protocol, ``counter = [next task, tasks done, task count]`` (int64): every worker writes the
-task count, claims tasks with an atomic add on ``counter[0]`` and adds what it finished to
-``counter[1]`` (see :func:`next_task`).  Numba's threading layer is never used, so neither its
+Counter protocol (see :func:`new_counter`): every worker writes the task count, takes a worker
+number, claims tasks with atomic adds, from its own range first, and adds what it finished to the
+count of tasks done (see :func:`start`, :func:`next_task`).  Numba's threading layer is never used, so neither its
 ``workqueue`` layer's abort on concurrent calls nor GNU OpenMP's trouble after ``fork()`` applies.
 """
 
@@ -31,66 +31,130 @@ from numba import njit
 
 from .simd import fetch_add
 
+# Counter layout (int64, 64-byte lines so that workers do not share a line they write): line 0 holds
+# [tasks done, task count, ranges, workers arrived]; line 1 + r holds how much of range r is claimed.
+_DONE, _NTASKS, _RANGES, _ARRIVED = 0, 1, 2, 3
+_LINE = 8
+
+
+def new_counter(ranges: int) -> np.ndarray:
+    """The counter of one call whose tasks are dealt in ``ranges`` ranges (one per worker)."""
+    counter = np.zeros(_LINE * (ranges + 1), np.int64)
+    counter[_RANGES] = ranges
+    return counter
+
+
+@njit(cache=True, inline="always")
+def _bound(ntasks, r, ranges, claim):
+    """First task of range r; interior bounds are multiples of ``claim``, so a claimed block never
+    straddles two ranges."""
+    if r >= ranges:
+        return ntasks
+    return (ntasks * r // ranges) // claim * claim
+
+
+@njit(cache=True, inline="always")
+def _claim(counter, me, ntasks, claim):
+    """The first task of the next ``claim`` tasks: from the worker's own range first, then from the
+    fronts of the others' (a finished range costs a read, not a write).  ``ntasks`` when none is left."""
+    ranges = counter[_RANGES]
+    for k in range(ranges):
+        r = me + k
+        if r >= ranges:
+            r -= ranges
+        lo = _bound(ntasks, r, ranges, claim)
+        hi = _bound(ntasks, r + 1, ranges, claim)
+        line = _LINE * (r + 1)
+        if lo + counter[line] < hi:
+            task = lo + fetch_add(counter, line, claim)
+            if task < hi:
+                return task
+    return ntasks
+
 
 @njit(cache=True, inline="always")
 def start(counter, ntasks, claim):
-    """Record the task count and claim the first ``claim`` tasks; returns the first one's index."""
-    counter[2] = ntasks
-    return fetch_add(counter, 0, claim)
+    """Record the task count, take a worker number and claim the first ``claim`` tasks.
+
+    Returns (first task, worker).  Tasks are dealt in one range per worker, in arrival order (the
+    caller arrives first, tens of microseconds before a helper): back-to-back calls of a layer thus
+    give each thread the same part of the layer, whose data stays in that core's L2, as in csrc/pool.c.
+    With one shared counter the parts landed on either core from call to call (docs/numba.md).
+    """
+    counter[_NTASKS] = ntasks
+    me = fetch_add(counter, _ARRIVED, 1) % counter[_RANGES]
+    return _claim(counter, me, ntasks, claim), me
 
 
 @njit(cache=True, inline="always")
-def next_task(counter, done, claim):
-    """Count ``done`` finished tasks, then claim the next ``claim``; returns the first one's index."""
-    fetch_add(counter, 1, done)
-    return fetch_add(counter, 0, claim)
+def next_task(counter, me, done, claim):
+    """Count ``done`` finished tasks, then claim the next ``claim`` (see :func:`start`)."""
+    fetch_add(counter, _DONE, done)
+    return _claim(counter, me, counter[_NTASKS], claim)
 
 
 @njit(cache=True, nogil=True)
-def _spin_until_done(counter, spins):
+def _finish(counter, states, helpers, spins):
+    """Caller side, without the GIL, after its own tasks: wait until every task is done, then (for
+    up to ``spins`` polls) until no helper is in Python.  False if tasks were still running after
+    ``spins`` polls (the caller then yields its CPU and calls again).
+
+    One function for both waits: returning to Python in between would take the GIL just when the
+    helper that finished the last task wants it, and one of the two would sleep on the GIL and pay
+    a wake-up (~30 us measured).  A helper that holds the GIL when the caller returns does the same.
+    """
+    done = False
     for _ in range(spins):
-        if fetch_add(counter, 1, 0) >= counter[2]:
-            return True
-    return False
+        if fetch_add(counter, _DONE, 0) >= counter[_NTASKS]:
+            done = True
+            break
+    if not done:
+        return False
+    for _ in range(spins):
+        busy = 0
+        for i in range(helpers):
+            busy += fetch_add(states[i], 0, 0) != 0
+        if busy == 0:
+            break
+    return True
 
 
 @njit(cache=True, nogil=True)
-def _await_job(ctl, state, seen, spins):
+def _await_job(ctl, counters, state, seen, spins):
     """Helper side, without the GIL: wait up to ``spins`` polls for a job newer than ``seen``.
 
-    Returns as soon as the job's caller has entered its kernel (``ctl[1]``, set just before it), so
-    the GIL the helper then takes is free.  ``state[0]`` is 0 while the helper is in here and 1 from
-    the moment it returns with a job (it is about to take the GIL) until it is back.
+    ``ctl = [job number, its counter's row + 1]``.  Once a job is posted, ``state[0:2]`` is set to its
+    number and row + 1 (until the helper is back in here), then the helper waits, still without the GIL, until
+    a worker has entered the job's kernel (its caller: the GIL is then free).  Taking the GIL while
+    the caller still held it made the helper sleep and start ~30 us later (measured).  Returns the
+    job number, or ``seen`` if none came.
     """
     fetch_add(state, 0, -fetch_add(state, 0, 0))
     for _ in range(spins):
         posted = fetch_add(ctl, 0, 0)
-        if posted != seen and fetch_add(ctl, 1, 0) == posted:
-            fetch_add(state, 0, 1)
+        if posted != seen:
+            row = fetch_add(ctl, 1, 0) - 1
+            fetch_add(state, 1, row + 1 - fetch_add(state, 1, 0))
+            fetch_add(state, 0, posted)
+            for _ in range(spins):
+                if fetch_add(counters[row], _ARRIVED, 0) > 0 or fetch_add(ctl, 0, 0) != posted:
+                    break
             return posted
     return seen
 
 
-@njit(cache=True, nogil=True)
-def _await_helpers(states, helpers, spins):
-    """Caller side, without the GIL: wait up to ``spins`` polls until no helper is in Python."""
-    for _ in range(spins):
-        busy = 0
-        for i in range(helpers):
-            busy += fetch_add(states[i], 0, 0)
-        if busy == 0:
-            return
-
-
-# About 0.2-0.4 ms of polling (as csrc/pool.c's helpers spin ~0.3 ms): a helper that is still running
-# when the next call posts its job needs no wake-up.  A sleeping thread's wake-up often lands on the
-# CPU of the thread that woke it (see _Helper._leave), where it waits its turn.
+# About 0.5 ms of polling here (csrc/pool.c's helpers spin ~0.3 ms): a helper that is still polling
+# when the next call posts its job needs no wake-up.  With 20000 polls (0.1 ms) helpers slept
+# between the calls of small layers and paid a wake-up each time.
 SPINS = 100000
-# Polls the caller waits, after its tasks are done, for helpers to get back out of Python (tens of
-# microseconds): a helper that holds the GIL when the caller returns makes the caller sleep on the
-# GIL and be woken, and placed, by the helper (see _Helper._leave).  Bounded, so that a helper that
-# lost its CPU right there does not hold the call.
+# Polls (~25 us) the caller waits, after its tasks are done, for helpers to get back out of Python,
+# bounded so that a helper that lost its CPU right there does not hold the call (see _finish).
 RETURN_SPINS = 5000
+# Counters of the calls run with helpers: a ring of rows that spinning helpers can watch without the
+# GIL.  A row is reused only when no helper is still inside the call that used it (see run).
+RING = max(64, 2 * (os.cpu_count() or 1))  # more rows than helpers: a free row always exists
+_MAX_RANGES = os.cpu_count() or 1
+_counters = np.zeros((RING, _LINE * (_MAX_RANGES + 1)), np.int64)
 
 
 def _getcpu_function() -> Optional[Callable[[], int]]:
@@ -112,19 +176,22 @@ _getcpu = _getcpu_function()
 
 
 class _Job:
-    __slots__ = ("kernel", "args", "error", "cpu")
+    __slots__ = ("kernel", "args", "error", "cpu", "number", "open")
 
-    def __init__(self, kernel: Callable, args: tuple, cpu: int) -> None:
+    def __init__(self, kernel: Callable, args: tuple, cpu: int, number: int) -> None:
         self.kernel = kernel
         self.args = args
         self.error: Optional[BaseException] = None
         self.cpu = cpu  # where the caller runs (-1: unknown)
+        self.number = number
+        self.open = True  # set False by the caller, holding the GIL, before it returns
 
 
-# jobs posted so far ([0]) and the job whose caller is entering its kernel ([1]); written by the
-# caller holding ``_busy``, polled by the spinning helpers
+# [number of the latest job, its counter's row + 1]: written by the caller holding ``_busy``, polled by
+# the spinning helpers
 _ctl = np.zeros(8, np.int64)
-# per helper, its own 64-byte line: [0] = 1 while it is in Python with a job (see _await_job)
+# per helper, its own 64-byte line: [0] = number of the job it is taking or running, 0 while it is
+# polling or asleep, [1] = that job's row + 1 (see _await_job)
 # (as many rows as the machine has CPUs: helpers keep views of their rows, so it is never reallocated)
 _states = np.zeros((os.cpu_count() or 1, 8), np.int64)
 
@@ -175,14 +242,16 @@ class _Helper:
         state = _states[self._index]
         seen = self._seen
         while True:
-            posted = _await_job(_ctl, state, seen, SPINS)
+            posted = _await_job(_ctl, _counters, state, seen, SPINS)
             if posted == seen:  # nothing came: sleep until a caller posts
                 self._wake.wait()
                 self._wake.clear()
-                posted = _ctl[0]
+                continue  # _await_job sees the new job at once
             seen = posted
             job, self._job = self._job, None
-            if job is None:
+            # the state word (set in _await_job) is visible to the caller before it closes the job,
+            # so a row is never reused under a helper that still runs the call it belongs to
+            if job is None or job.number != posted or not job.open:
                 continue
             self._leave(job.cpu)
             try:
@@ -222,30 +291,36 @@ def run(kernel: Callable, args: tuple, threads: int) -> None:
     A call made while another Python thread's call holds the helpers runs on its own thread alone
     (as the C pool does): concurrent calls stay correct and the CPUs are not oversubscribed.
     """
-    counter = np.zeros(3, np.int64)
-    args = args + (counter,)
-    helpers = min(threads, max_threads()) - 1
+    helpers = min(threads, max_threads(), _MAX_RANGES, _states.shape[0] + 1) - 1
     if helpers <= 0 or not _busy.acquire(blocking=False):
-        kernel(*args)
+        kernel(*args, new_counter(1))
         return
     try:
-        helpers = min(helpers, _states.shape[0])
         while len(_helpers) < helpers:
             _helpers.append(_Helper(len(_helpers)))
-        job = _Job(kernel, args, _getcpu() if _getcpu is not None else -1)
+        number = int(_ctl[0]) + 1
+        row = number % RING
+        taken = {int(r) - 1 for n, r in _states[:len(_helpers), :2] if n}
+        while row in taken:  # a helper is still in the call that used this row
+            row = (row + 1) % RING
+        counter = _counters[row]
+        counter[:] = 0
+        counter[_RANGES] = helpers + 1
+        job = _Job(kernel, args + (counter,), _getcpu() if _getcpu is not None else -1, number)
         for h in _helpers[:helpers]:
             h.post(job)
-        posted = _ctl[0] + 1
-        _ctl[0] = posted
-        _ctl[1] = posted  # "entering the kernel": the GIL is released a few microseconds from now
-        kernel(*args)
-        # the caller ran out of tasks: wait for the ones helpers are still working on (short: each
-        # task is a fraction of the call), spinning first, then yielding the CPU to them
-        while not _spin_until_done(counter, 2000):
-            if job.error is not None:
-                raise job.error
-            time.sleep(0)
-        _await_helpers(_states, helpers, RETURN_SPINS)
+        _ctl[1] = row + 1
+        _ctl[0] = number
+        try:
+            kernel(*job.args)
+            # the caller ran out of tasks: wait for the ones helpers are still working on (short:
+            # each task is a fraction of the call), spinning first, then yielding the CPU to them
+            while not _finish(counter, _states, len(_helpers), RETURN_SPINS):
+                if job.error is not None:
+                    raise job.error
+                time.sleep(0)
+        finally:
+            job.open = False
         if job.error is not None:
             raise job.error
     finally:
