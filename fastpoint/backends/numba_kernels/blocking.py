@@ -60,10 +60,14 @@ def panel_block(panel_bytes: int, panels: int) -> int:
     return max(1, min(panels, (cache_sizes()[2] // 2) // max(1, panel_bytes)))
 
 
+#: tasks per thread that split_tiles aims at when a layer has few other jobs
+JOBS_PER_THREAD = 4
+
+
 def split_tiles(total_tiles: int, other_jobs: int, threads: int, max_tiles: int = 16) -> int:
     """Tiles per task along the streamed dimension: at most ``max_tiles`` (they share one weight block in L2),
     and small enough to give every thread several tasks when there are few other jobs."""
-    want_jobs = 4 * threads
+    want_jobs = JOBS_PER_THREAD * threads
     per = -(-total_tiles * other_jobs // want_jobs)
     return max(1, min(max_tiles, per, total_tiles))
 
