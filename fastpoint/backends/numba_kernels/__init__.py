@@ -98,10 +98,11 @@ def _prepared(spec: ConvSpec, geo, x: np.ndarray) -> np.ndarray:
     return xp
 
 
-# Below this much work (estimated at one thread) a call runs on the caller alone: a helper starts
-# 5-30 us after the call (it needs the GIL) and, after the process was idle, may share the caller's
-# CPU for a while; measured on mb2_dw_960_7 (about 0.1 ms): 0.118 ms at 1 thread, 0.165 at 2.
-MIN_PARALLEL_S = 100e-6
+# Below this much work (estimated at one thread) a call runs on the caller alone.  A helper now starts
+# ~15 us after the call (docs/numba.md, "2 threads: the cause"); measured at 2 threads, 150 ms pauses:
+# mb2_dw_192_28 (~90 us of work) 0.095 -> 0.083 ms with a helper; mb2_dw_384_14 (~45 us) and
+# mb2_dw_960_7 gained nothing or lost with one (0.049-0.061 / 0.037-0.068 ms against 0.051 / 0.037 alone).
+MIN_PARALLEL_S = 60e-6
 # rough one-thread speeds of the kernels here, for that estimate only (docs/numba.md)
 _DENSE_FLOPS = 100e9
 _DEPTHWISE_FLOPS = 15e9
