@@ -180,8 +180,11 @@ def run(spec: ConvSpec, packed: Packed, x: np.ndarray, bias: Optional[np.ndarray
 
         nr = blocking.tile_cols(item)
         co_tiles = -(-L.cout_g // MR)
-        co_block = blocking.panel_block(L.cin_g * taps * MR * item, co_tiles)
         q_tiles = -(-geo.qtotal // nr)
+        # tiny maps (7x7: 2 position tiles) are split along the channels only: a task per position
+        # tile would stream each weight block (up to 4 MB a layer, beyond L2) once per tile
+        q_split = 1 if q_tiles <= blocking.JOBS_PER_THREAD else q_tiles
+        co_block = blocking.panel_block(L.cin_g * taps * MR * item, co_tiles, spec.n * L.groups * q_split, threads)
         other = spec.n * L.groups * -(-co_tiles // co_block)
         q_block = blocking.split_tiles(q_tiles, other, threads)
         bp = _padded_bias(bias, L.groups, L.cout_g, MR, x.dtype)
@@ -194,8 +197,8 @@ def run(spec: ConvSpec, packed: Packed, x: np.ndarray, bias: Optional[np.ndarray
 
         nr = blocking.tile_cols(item)
         co_tiles = -(-L.cout_g // nr)
-        co_block = blocking.panel_block(L.cin_g * taps * nr * item, co_tiles)
         q_tiles = -(-geo.qtotal // MR)
+        co_block = blocking.panel_block(L.cin_g * taps * nr * item, co_tiles, spec.n * L.groups * q_tiles, threads)
         other = spec.n * L.groups * -(-co_tiles // co_block)
         q_block = blocking.split_tiles(q_tiles, other, threads, max_tiles=32)
         bp = _padded_bias(bias, L.groups, L.cout_g, nr, x.dtype)
