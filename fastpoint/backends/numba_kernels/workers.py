@@ -204,6 +204,7 @@ class _Helper:
         self._seen = int(_ctl[0])  # read before the job that starts this helper is posted
         self._job: Optional[_Job] = None
         self._wake = threading.Event()
+        self._sleeping = False
         try:
             self._base = frozenset(os.sched_getaffinity(0))
         except AttributeError:
@@ -214,7 +215,11 @@ class _Helper:
     def post(self, job: _Job) -> None:
         # a job still unread is replaced: the caller finished it before posting the next one
         self._job = job
-        self._wake.set()
+
+    def wake(self) -> None:
+        """Called after the job number is published: wakes the helper if it sleeps (a set() costs ~3 us)."""
+        if self._sleeping:
+            self._wake.set()
 
     def _leave(self, cpu: int) -> None:
         """Keep off the caller's CPU: allow every CPU of this process but ``cpu``.
@@ -244,7 +249,12 @@ class _Helper:
         while True:
             posted = _await_job(_ctl, _counters, state, seen, SPINS)
             if posted == seen:  # nothing came: sleep until a caller posts
-                self._wake.wait()
+                # the flag is raised before the last look at the job number, and a caller publishes
+                # the number before it looks at the flag: a job is never posted past a sleeper
+                self._sleeping = True
+                if _ctl[0] == seen:
+                    self._wake.wait()
+                self._sleeping = False
                 self._wake.clear()
                 continue  # _await_job sees the new job at once
             seen = posted
@@ -300,7 +310,7 @@ def run(kernel: Callable, args: tuple, threads: int) -> None:
             _helpers.append(_Helper(len(_helpers)))
         number = int(_ctl[0]) + 1
         row = number % RING
-        taken = {int(r) - 1 for n, r in _states[:len(_helpers), :2] if n}
+        taken = {r - 1 for n, r in _states[:len(_helpers), :2].tolist() if n}
         while row in taken:  # a helper is still in the call that used this row
             row = (row + 1) % RING
         counter = _counters[row]
@@ -311,6 +321,8 @@ def run(kernel: Callable, args: tuple, threads: int) -> None:
             h.post(job)
         _ctl[1] = row + 1
         _ctl[0] = number
+        for h in _helpers[:helpers]:
+            h.wake()
         try:
             kernel(*job.args)
             # the caller ran out of tasks: wait for the ones helpers are still working on (short:
