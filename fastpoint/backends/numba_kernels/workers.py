@@ -13,6 +13,12 @@ threads, started on first need) are woken to run the same function, and the call
 tasks that a helper has *started*.  A helper that gets no CPU finds no task left when it wakes and
 does nothing; the call costs what one thread costs, never a scheduler time slice per call.
 
+On a shared machine the other CPUs are rarely idle, and a woken helper is then placed on the CPU of
+the thread that woke it: the caller's.  So a helper keeps off the caller's CPU (:meth:`_Helper._leave`)
+and, in the steady state, never sleeps: it polls for jobs without the GIL and takes the GIL only once
+the caller is inside its kernel, and the caller returns only once the helpers are out of Python
+(docs/numba.md, "2 threads: the cause, and the fix").
+
 Counter protocol (see :func:`new_counter`): every worker writes the task count, takes a worker
 number, claims tasks with atomic adds, from its own range first, and adds what it finished to the
 count of tasks done (see :func:`start`, :func:`next_task`).  Numba's threading layer is never used, so neither its
