@@ -201,14 +201,14 @@ def test_numba_flush_is_per_call_and_restored_on_every_thread():
     def modes(inside, after, ids, counter):  # the pattern of every kernel: flush around the task loop
         me = fetch_add(ids, 0, 1)
         old = flush_enter()
-        task = workers.start(counter, 2, 1)
+        task, me = workers.start(counter, 2, 1)
         while task < 2:
             if task == 0:  # wait (bounded) until the helper has started, so both threads take part
                 for _ in range(2_000_000_000):
                     if fetch_add(ids, 0, 0) >= 2:
                         break
             inside[me] = mxcsr()
-            task = workers.next_task(counter, 1, 1)
+            task = workers.next_task(counter, me, 1, 1)
         flush_leave(old)
         after[me] = mxcsr()
 

@@ -40,11 +40,13 @@ def main(path: str) -> None:
                     ratios.append((best / c, r["layer"]))
                 if r["samples"].get("numba"):
                     numba.append((c / median(r["samples"]["numba"]), r["layer"]))
-            if not ratios:
+            if not ratios and not numba:
                 continue
-            geo = math.exp(sum(math.log(x) for x, _ in ratios) / len(ratios))
-            lo = min(ratios)
-            line = f"{threads}T {suite:9s} vs best of {'/'.join(peers)}: geomean {geo:.2f}x, min {lo[0]:.2f}x ({lo[1]})"
+            line = f"{threads}T {suite:9s}"
+            if ratios:  # a run without peers (--peers none) still gives numba / c
+                geo = math.exp(sum(math.log(x) for x, _ in ratios) / len(ratios))
+                lo = min(ratios)
+                line += f" vs best of {'/'.join(peers)}: geomean {geo:.2f}x, min {lo[0]:.2f}x ({lo[1]})"
             if numba:
                 ng = math.exp(sum(math.log(x) for x, _ in numba) / len(numba))
                 nl = min(numba)

@@ -107,10 +107,11 @@ def _preparer(spec: ConvSpec, geo) -> Callable[[np.ndarray], np.ndarray]:
     return prepare
 
 
-# Below this much work (estimated at one thread) a call runs on the caller alone: a helper starts
-# 5-30 us after the call (it needs the GIL) and, after the process was idle, may share the caller's
-# CPU for a while; measured on mb2_dw_960_7 (about 0.1 ms): 0.118 ms at 1 thread, 0.165 at 2.
-MIN_PARALLEL_S = 100e-6
+# Below this much work (estimated at one thread) a call runs on the caller alone.  A helper now starts
+# ~15 us after the call (docs/numba.md, "2 threads: the cause"); measured at 2 threads, 150 ms pauses:
+# mb2_dw_192_28 (~90 us of work) 0.095 -> 0.083 ms with a helper; mb2_dw_384_14 (~45 us) and
+# mb2_dw_960_7 gained nothing or lost with one (0.049-0.061 / 0.037-0.068 ms against 0.051 / 0.037 alone).
+MIN_PARALLEL_S = 60e-6
 # rough one-thread speeds of the kernels here, for that estimate only (docs/numba.md)
 _DENSE_FLOPS = 100e9
 _DEPTHWISE_FLOPS = 15e9
@@ -211,16 +212,19 @@ def bind(spec: ConvSpec, packed: Packed, bias: Optional[np.ndarray]) -> Launch:
 
         nr = blocking.tile_cols(item)
         co_tiles = -(-L.cout_g // MR)
-        co_block = blocking.panel_block(L.cin_g * taps * MR * item, co_tiles)
         q_tiles = -(-geo.qtotal // nr)
-        other = spec.n * L.groups * -(-co_tiles // co_block)
+        # tiny maps (7x7: 2 position tiles) are split along the channels only: a task per position
+        # tile would stream each weight block (up to 4 MB a layer, beyond L2) once per tile
+        q_split = 1 if q_tiles <= blocking.JOBS_PER_THREAD else q_tiles
         bp = _padded_bias(bias, L.groups, L.cout_g, MR, L.dtype)
         koff = (np.arange(L.cin_g, dtype=np.int64)[:, None] * geo.plane + geo.tapoff[None, :]).ravel()
         kernel = conv_nchw
         mid = (geo.plane, koff, geo.wq, geo.qtotal, packed.weights, bp)
         kc = blocking.k_chunk(nr * item)
 
-        def tail_for(t: int) -> tuple:
+        def tail_for(t: int) -> tuple:  # the task split depends on the thread count
+            co_block = blocking.panel_block(L.cin_g * taps * MR * item, co_tiles, spec.n * L.groups * q_split, t)
+            other = spec.n * L.groups * -(-co_tiles // co_block)
             return (spec.n, L.cin, L.cout, L.groups, spec.oh, spec.ow, relu, co_block,
                     blocking.split_tiles(q_tiles, other, t), kc)
     elif packed.kind == "nhwc":
@@ -228,14 +232,14 @@ def bind(spec: ConvSpec, packed: Packed, bias: Optional[np.ndarray]) -> Launch:
 
         nr = blocking.tile_cols(item)
         co_tiles = -(-L.cout_g // nr)
-        co_block = blocking.panel_block(L.cin_g * taps * nr * item, co_tiles)
         q_tiles = -(-geo.qtotal // MR)
-        other = spec.n * L.groups * -(-co_tiles // co_block)
         bp = _padded_bias(bias, L.groups, L.cout_g, nr, L.dtype)
         kernel = conv_nhwc
         mid = (geo.plane, geo.tapoff, geo.wq, geo.qtotal, packed.weights, bp)
 
-        def tail_for(t: int) -> tuple:
+        def tail_for(t: int) -> tuple:  # the task split depends on the thread count
+            co_block = blocking.panel_block(L.cin_g * taps * nr * item, co_tiles, spec.n * L.groups * q_tiles, t)
+            other = spec.n * L.groups * -(-co_tiles // co_block)
             return (spec.n, L.cin, L.cout, L.groups, spec.oh, spec.ow, relu, co_block,
                     blocking.split_tiles(q_tiles, other, t, max_tiles=32))
     else:

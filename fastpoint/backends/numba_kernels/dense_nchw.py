@@ -141,7 +141,7 @@ def conv_nchw(xp, plane, koff, wq, qtotal, wp, bp, y, n_, cin, cout, groups, oh,
     mxcsr_old = flush_enter()  # this thread's FP mode, put back below (see fpenv)
     acc = np.empty(co_block * MR * nr, xp.dtype)
     bpanel = np.empty((q_block * ksteps if ksteps <= kc else kc) * nr, xp.dtype)
-    task = start(counter, ntasks, 1)
+    task, me = start(counter, ntasks, 1)
     while task < ntasks:
         n, g, cb, qb = tasks.split(task, groups, co_blocks, q_blocks)
         xbase = (n * cin + g * cin_g) * plane
@@ -168,7 +168,7 @@ def conv_nchw(xp, plane, koff, wq, qtotal, wp, bp, y, n_, cin, cout, groups, oh,
                     _tile(bpanel, (qt - qt0) * ksteps * nr, ksteps, wp, (g * co_tiles + ct) * panel, acc, 0)
                     _store_tile(y, acc, 0, (n * cout + g * cout_g + co) * step, step, min(MR, cout_g - co),
                                 qt * nr, wq, ow, qtotal, relu)
-            task = next_task(counter, 1, 1)
+            task = next_task(counter, me, 1, 1)
             continue
         for qt in range(qt0, qt1):
             q0 = qt * nr
@@ -198,7 +198,7 @@ def conv_nchw(xp, plane, koff, wq, qtotal, wp, bp, y, n_, cin, cout, groups, oh,
                     if q0 + nl < qtotal:
                         v1 = finish(vload(acc, a + nl), relu)
                         store_positions_at(y, ybase + i * step, v1, q0 + nl, oy1, ox1, wq, ow, qtotal)
-        task = next_task(counter, 1, 1)
+        task = next_task(counter, me, 1, 1)
     flush_leave(mxcsr_old)
 
 

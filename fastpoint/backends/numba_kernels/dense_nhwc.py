@@ -102,7 +102,7 @@ def conv_nhwc(xp, plane, tapoff, wq, qtotal, wp, bp, y, n_, cin, cout, groups, o
     ntasks, co_blocks, q_blocks = tasks.count(n_, groups, co_tiles, co_block, q_tiles, q_block)
     # each worker (see workers.py) takes the next task until none is left
     mxcsr_old = flush_enter()  # this thread's FP mode, put back below (see fpenv)
-    task = start(counter, ntasks, 1)
+    task, me = start(counter, ntasks, 1)
     while task < ntasks:
         n, g, cb, qb = tasks.split(task, groups, co_blocks, q_blocks)
         xbase = n * plane * cin + g * cin_g
@@ -136,7 +136,7 @@ def conv_nhwc(xp, plane, tapoff, wq, qtotal, wp, bp, y, n_, cin, cout, groups, o
                 _store_pixel(y, p3, c30, c31, n0, n1, yb, relu)
                 _store_pixel(y, p4, c40, c41, n0, n1, yb, relu)
                 _store_pixel(y, p5, c50, c51, n0, n1, yb, relu)
-        task = next_task(counter, 1, 1)
+        task = next_task(counter, me, 1, 1)
     flush_leave(mxcsr_old)
 
 

@@ -62,7 +62,7 @@ def dw_nchw(x, h, w, py, px, hq1, wq, sh, sw, pt, pl, tapoff, wp, bias, y, nc, c
     # each worker (see workers.py) takes the next block of planes until none is left
     mxcsr_old = flush_enter()  # this thread's FP mode, put back below (see fpenv)
     xp = np.empty(plane, x.dtype)
-    first = start(counter, nc, pb)
+    first, me = start(counter, nc, pb)
     while first < nc:
         for task in range(first, min(nc, first + pb)):
             c = task % c_
@@ -91,7 +91,7 @@ def dw_nchw(x, h, w, py, px, hq1, wq, sh, sw, pt, pl, tapoff, wp, bias, y, nc, c
                     store_positions(y, ybase, finish(a1, relu), q0 + nl, wq, ow, qtotal)
                     store_positions(y, ybase, finish(a2, relu), q0 + 2 * nl, wq, ow, qtotal)
                     store_positions(y, ybase, finish(a3, relu), q0 + 3 * nl, wq, ow, qtotal)
-        first = next_task(counter, min(nc, first + pb) - first, pb)
+        first = next_task(counter, me, min(nc, first + pb) - first, pb)
     flush_leave(mxcsr_old)
 
 
@@ -117,7 +117,7 @@ def dw_nhwc(xp, plane, tapoff, wq, qtotal, wp, bias, y, n_, c_, oh, ow, relu, q_
     ntasks = n_ * q_blocks
     # each worker (see workers.py) takes the next task until none is left
     mxcsr_old = flush_enter()  # this thread's FP mode, put back below (see fpenv)
-    task = start(counter, ntasks, 1)
+    task, me = start(counter, ntasks, 1)
     while task < ntasks:
         qb = task % q_blocks
         n = task // q_blocks
@@ -145,7 +145,7 @@ def dw_nhwc(xp, plane, tapoff, wq, qtotal, wp, bias, y, n_, c_, oh, ow, relu, q_
                 _store_pixel(y, q0 + 1, a1, n, ybase + cv, wq, ow, qtotal, c_, relu)
                 _store_pixel(y, q0 + 2, a2, n, ybase + cv, wq, ow, qtotal, c_, relu)
                 _store_pixel(y, q0 + 3, a3, n, ybase + cv, wq, ow, qtotal, c_, relu)
-        task = next_task(counter, 1, 1)
+        task = next_task(counter, me, 1, 1)
     flush_leave(mxcsr_old)
 
 

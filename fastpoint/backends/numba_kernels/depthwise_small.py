@@ -87,7 +87,7 @@ def dw_nchw_small(x, h, w, c_, n_, sh, sw, hp, wp, pix2tile, ident, toff, row3, 
     # input pixels outside the window the outputs read
     tile = np.zeros((hp * wp + 1 + PX) * nl, x.dtype)  # + PX: _pixels_row3 reads past a short last group
     out = np.empty(npix * nl, x.dtype)
-    task = start(counter, ntasks, 1)
+    task, me = start(counter, ntasks, 1)
     while task < ntasks:
         n = task // cb_
         cb = task - n * cb_
@@ -124,7 +124,7 @@ def dw_nchw_small(x, h, w, c_, n_, sh, sw, hp, wp, pix2tile, ident, toff, row3, 
         dst = (n * c_ + c0) * npix
         for p0 in range(0, npix, nl):
             vtranspose(out, p0 * nl, nl, min(nl, npix - p0), nreal, y, dst + p0, npix, ident, 0)
-        task = next_task(counter, 1, 1)
+        task = next_task(counter, me, 1, 1)
     flush_leave(mxcsr_old)
 
 

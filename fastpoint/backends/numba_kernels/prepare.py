@@ -11,6 +11,7 @@ import numpy as np
 from numba import njit
 
 from .cacheload import load_without_refresh
+from .pipeline import SimplifyingCompiler
 from .simd import lanes, veven, vload, vload_m, vmask, vstore, vstore_lanes, vzero
 
 
@@ -91,7 +92,7 @@ def fill_plane(x, src, h, w, xp, dst, py, px, hq1, wq, sh, sw, pt, pl):
 # The copies run on one thread: they move each input element once (about 1 % of a dense layer's time),
 # and a parallel region of their own would add a second thread wake-up per call, which costs
 # milliseconds when the machine is busy.
-@njit(cache=True)
+@njit(cache=True, pipeline_class=SimplifyingCompiler)
 def prepare_nchw(x, xp, nc, h, w, py, px, hq1, wq, sh, sw, pt, pl):
     """xp[n, c, phase, r, j] = x[n, c, r*sh + py - pt, j*sw + px - pl], or 0 outside x (x, xp flat)."""
     nph = py.shape[0]
@@ -101,7 +102,7 @@ def prepare_nchw(x, xp, nc, h, w, py, px, hq1, wq, sh, sw, pt, pl):
         fill_plane(x, plane * h * w, h, w, xp, job * hq1 * wq, py[p], px[p], hq1, wq, sh, sw, pt, pl)
 
 
-@njit(cache=True)
+@njit(cache=True, pipeline_class=SimplifyingCompiler)
 def prepare_nhwc(x, xp, n_, h, w, c_, py, px, hq1, wq, sh, sw, pt, pl):
     """xp[n, phase, r, j, :] = x[n, r*sh + py - pt, j*sw + px - pl, :], or 0 outside x (x, xp flat)."""
     nph = py.shape[0]
