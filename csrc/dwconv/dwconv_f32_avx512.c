@@ -425,6 +425,10 @@ static void nhwc_strips(const fp_conv_problem *p, const float *x, const float *w
     int64_t groups = FP_CEIL_DIV(cblocks, vmax);
     /* enough jobs for the threads: narrower channel groups when there are few column blocks */
     if (T > 1) groups = FP_MAX(groups, FP_MIN(cblocks, FP_CEIL_DIV(2 * T, p->n * t.cols)));
+#ifndef FP_DW_UNEVEN
+    /* few jobs: as many for each thread (960@7 made 5 groups, 3 jobs on one thread and 2 on the other) */
+    while (T > 1 && groups < cblocks && p->n * t.cols * groups < 8 * T && (p->n * t.cols * groups) % T) groups++;
+#endif
     t.gch = FP_CEIL_DIV(cblocks, groups) * FP_DW_CB;
     t.groups = FP_CEIL_DIV(C, t.gch);
     t.jobs = p->n * t.groups * t.cols;
@@ -455,17 +459,26 @@ static int nhwc(const fp_conv_problem *p, const float *x, const float *w, const 
     memset(&t, 0, sizeof t);
     t.p = p; t.x = x; t.w = w; t.bias = bias; t.y = y;
     t.g = (nhwc_geo){C, fp_dw_cpad(p), p->w, p->kw, sw, dw, p->dil_h, p->pad_left, p->cin, p->ow, 0, 0, p->relu};
-    /* The shift costs one more (partial) vector per pixel: worth it from 6 vectors a pixel on
-     * (raw timing, 384@14: misaligned stores 26.5 us, shifted 23.5 us; 32@112: shifted 50 % slower). */
-    const int64_t ymis = (int64_t)(((uintptr_t)y / sizeof(float)) % 16);
-    const int y4 = (uintptr_t)y % sizeof(float) == 0;
-    t.g.cs = y4 && C % 16 == 0 && C >= 96 ? ymis : 0;
-    /* Outputs over 1.5 MiB are streamed: then the input stays in L2 (144@56: 56 -> 82 GFLOP/s raw;
+    /* Channel blocks are shifted so that full vectors are 64-byte aligned: the loads' when the
+     * output is cached (with unmasked loads a misaligned input costs 15 % in L1, a misaligned store
+     * nothing measurable), the stores' when they stream.  The shift costs one more (partial) vector
+     * per pixel: worth it from 6 vectors a pixel on (32@112: shifted 50 % slower).
+     * Outputs over 1.5 MiB are streamed: then the input stays in L2 (144@56: 56 -> 82 GFLOP/s raw;
      * the stride-2 layer, whose input alone overflows L2, lost 5 % with it, so the rule is on the
      * output).  Streaming stores need every full vector 64-byte aligned: pixels a multiple of 64
      * bytes apart and the first one aligned by the shift (or by the array itself). */
+    const int64_t ymis = (int64_t)(((uintptr_t)y / sizeof(float)) % 16);
+    const int64_t xmis = (int64_t)(((uintptr_t)x / sizeof(float)) % 16);
+    const int y4 = (uintptr_t)y % sizeof(float) == 0, x4 = (uintptr_t)x % sizeof(float) == 0;
     const int64_t out_bytes = (int64_t)sizeof(float) * p->n * p->oh * p->ow * C;
-    t.g.nt = y4 && C % 16 == 0 && t.g.cs == ymis && m == 1 && out_bytes > ((int64_t)3 << 20) / 2;
+    const int stream = y4 && C % 16 == 0 && m == 1 && out_bytes > ((int64_t)3 << 20) / 2;
+#ifdef FP_DW_ALIGN_STORES
+    const int by_x = 0;
+#else
+    const int by_x = !stream && m == 1 && x4;
+#endif
+    t.g.cs = C % 16 == 0 && C >= 96 && (by_x || y4) ? (by_x ? xmis : ymis) : 0;
+    t.g.nt = stream && t.g.cs == ymis;
     t.m = m; t.groups = FP_CEIL_DIV(C, gch); t.gch = gch;
     t.rpu = rpu;
     t.top = top;
