@@ -403,6 +403,10 @@ static void strip_chunk(void *ctx, int64_t chunk, int worker) {
     if (st->g.nt) _mm_sfence();
 }
 
+#ifndef FP_DW_NT_BYTES
+#define FP_DW_NT_BYTES (((int64_t)3 << 20) / 2)
+#endif
+
 #ifndef FP_DW_STRIP_BYTES
 #define FP_DW_STRIP_BYTES 32768
 #endif
@@ -471,7 +475,7 @@ static int nhwc(const fp_conv_problem *p, const float *x, const float *w, const 
     const int64_t xmis = (int64_t)(((uintptr_t)x / sizeof(float)) % 16);
     const int y4 = (uintptr_t)y % sizeof(float) == 0, x4 = (uintptr_t)x % sizeof(float) == 0;
     const int64_t out_bytes = (int64_t)sizeof(float) * p->n * p->oh * p->ow * C;
-    const int stream = y4 && C % 16 == 0 && m == 1 && out_bytes > ((int64_t)3 << 20) / 2;
+    const int stream = y4 && C % 16 == 0 && m == 1 && out_bytes > FP_DW_NT_BYTES;
 #ifdef FP_DW_ALIGN_STORES
     const int by_x = 0;
 #else
