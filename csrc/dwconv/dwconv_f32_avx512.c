@@ -32,6 +32,12 @@ static inline uint32_t lanes32(int64_t lo, int64_t hi) {
 static inline const float *at(const float *row, int64_t off) { return (const float *)((uintptr_t)row + (uintptr_t)(off * 4)); }
 static inline float *atw(float *row, int64_t off) { return (float *)((uintptr_t)row + (uintptr_t)(off * 4)); }
 
+#ifdef FP_DW_MASKED_EDGES
+#define defined_dw_masked_edges 1
+#else
+#define defined_dw_masked_edges 0
+#endif
+
 /* Loads and stores of one channel vector.  FULL (all 16 lanes inside the channel range and, for
  * inputs, the column inside the image) uses plain instructions (with nt, full output vectors,
  * 64-byte aligned then, see nhwc(), bypass the caches: no read-for-ownership of lines that would be
@@ -88,7 +94,10 @@ static inline __attribute__((always_inline)) void nhwc_block(const float *xr0, i
 #pragma GCC unroll 24
             for (int j = 0; j < NI; j++) {
                 const __mmask16 mj = EDGE ? ((uint64_t)(col0 + j) < (uint64_t)W ? mo : 0) : mo;
-                xin[j] = EDGE ? _mm512_maskz_loadu_ps(mj, at(xr, j * C)) : ldv(mo, at(xr, j * C), FULL);
+                if (EDGE && FULL && !defined_dw_masked_edges)
+                    xin[j] = (uint64_t)(col0 + j) < (uint64_t)W ? _mm512_loadu_ps(at(xr, j * C)) : _mm512_setzero_ps();
+                else
+                    xin[j] = EDGE ? _mm512_maskz_loadu_ps(mj, at(xr, j * C)) : ldv(mo, at(xr, j * C), FULL);
             }
 #pragma GCC unroll 8
             for (int kx = 0; kx < KW; kx++) {
@@ -205,7 +214,11 @@ static inline __attribute__((always_inline)) void pair_vec(const float *xo, int6
         __m512 xin[10];
 #pragma GCC unroll 10
         for (int j = 0; j < PX + 2; j++) {
-            if (EDGE) {
+            if (EDGE && FULL && !defined_dw_masked_edges) {
+                /* a branch per column (the same outcome for every channel vector of the block)
+                 * instead of a masked load */
+                xin[j] = (uint64_t)(col0 + j) < (uint64_t)W ? _mm512_loadu_ps(at(xr, j * C)) : z;
+            } else if (EDGE) {
                 const __mmask16 mj = (uint64_t)(col0 + j) < (uint64_t)W ? mo : 0;
                 xin[j] = _mm512_maskz_loadu_ps(mj, at(xr, j * C));
             } else {
