@@ -315,6 +315,7 @@ typedef struct row_task {
     float *y;
     nhwc_geo g;
     int64_t m, groups, gch, jobs, nchunks, px, rpu, top, upi;
+    int64_t bs; /* channel groups end bs channels early: on output cache lines with several threads */
     const nhwc_fn *fns; /* [edge][px - 1] */
 } row_task;
 
@@ -335,8 +336,8 @@ static void row_chunk(void *ctx, int64_t chunk, int worker) {
         const int64_t oy0 = u < top ? u : top + (u - top) * rt->rpu;
         const int64_t oy1 = FP_MIN(p->oh, u < top ? u + 1 : oy0 + rt->rpu);
         /* group boundaries on the shifted vector grid: two threads never write one cache line */
-        const int64_t c0 = grp == 0 ? 0 : grp * rt->gch - rt->g.cs;
-        const int64_t c1 = grp == rt->groups - 1 ? C : FP_MIN(C, (grp + 1) * rt->gch - rt->g.cs);
+        const int64_t c0 = grp == 0 ? 0 : grp * rt->gch - rt->bs;
+        const int64_t c1 = grp == rt->groups - 1 ? C : FP_MIN(C, (grp + 1) * rt->gch - rt->bs);
         const float *xn = x + n * p->h * p->w * p->cin;
         if (oy1 - oy0 == 2) {
             const int64_t iyb = oy0 - p->pad_top; /* pairs: stride and dilation 1 */
@@ -374,6 +375,7 @@ typedef struct strip_task {
     float *y;
     nhwc_geo g;
     int64_t groups, gch, cols, px, jobs, nchunks;
+    int64_t bs; /* channel groups end bs channels early (see row_task) */
     int pair;
     const nhwc_fn *fns; /* [edge][px - 1] */
 } strip_task;
@@ -387,9 +389,12 @@ static void strip_chunk(void *ctx, int64_t chunk, int worker) {
     fp_chunk_range(st->jobs, st->nchunks, chunk, &job_lo, &job_hi);
     for (int64_t job = job_lo; job < job_hi; job++) {
         const int64_t n = job / (st->groups * st->cols), rem = job % (st->groups * st->cols);
-        const int64_t grp = rem / st->cols, o = (rem % st->cols) * st->px, pw = FP_MIN(st->px, OW - o);
-        const int64_t c0 = grp == 0 ? 0 : grp * st->gch - st->g.cs;
-        const int64_t c1 = grp == st->groups - 1 ? C : FP_MIN(C, (grp + 1) * st->gch - st->g.cs);
+        /* column blocks outer: a thread's consecutive jobs are neighbouring columns of all channels,
+         * so two threads share output lines only where their columns meet (a channel split would
+         * share one on every pixel when the groups are not on output lines) */
+        const int64_t grp = rem % st->groups, o = (rem / st->groups) * st->px, pw = FP_MIN(st->px, OW - o);
+        const int64_t c0 = grp == 0 ? 0 : grp * st->gch - st->bs;
+        const int64_t c1 = grp == st->groups - 1 ? C : FP_MIN(C, (grp + 1) * st->gch - st->bs);
         const int64_t col0 = o * p->stride_w - p->pad_left, span = (pw - 1) * p->stride_w + (p->kw - 1) * p->dil_w;
         const int edge = col0 < 0 || col0 + span >= W;
         const float *xn = st->x + n * p->h * W * C;
@@ -426,11 +431,12 @@ static void strip_chunk(void *ctx, int64_t chunk, int worker) {
 
 /* Column strips for multiplier 1 (see strip_chunk). */
 static void nhwc_strips(const fp_conv_problem *p, const float *x, const float *w, const float *bias, float *y,
-                        const nhwc_geo *g, int64_t px, int64_t T) {
+                        const nhwc_geo *g, int64_t px, int64_t T, int64_t bs) {
     strip_task t;
     memset(&t, 0, sizeof t);
     t.p = p; t.x = x; t.w = w; t.bias = bias; t.y = y; t.g = *g;
     t.px = px;
+    t.bs = bs;
     t.pair = pair_ok(p);
     t.fns = nhwc_pick(p);
     t.cols = FP_CEIL_DIV(p->ow, px);
@@ -496,6 +502,9 @@ static int nhwc(const fp_conv_problem *p, const float *x, const float *w, const 
 #endif
     t.g.cs = C % 16 == 0 && C >= 96 && (by_x || y4) ? (by_x ? xmis : ymis) : 0;
     t.g.nt = stream && t.g.cs == ymis;
+    /* With several threads, group boundaries fall on output cache lines (two threads writing one
+     * line made 192@28 slower at 2 threads than at 1); with one, on the load grid (no extra vector). */
+    t.bs = T > 1 && y4 && C % 16 == 0 ? ymis : t.g.cs;
     t.m = m; t.groups = FP_CEIL_DIV(C, gch); t.gch = gch;
     t.rpu = rpu;
     t.top = top;
@@ -506,9 +515,12 @@ static int nhwc(const fp_conv_problem *p, const float *x, const float *w, const 
     t.fns = nhwc_pick(p);
 #ifndef FP_DW_ROW_ORDER
     /* Strips pay where rows are wide in bytes and pairs share rows (raw call, offsets as NumPy's:
-     * 144@56 +14 %, 192@28 +4 %, 960@7 +6 %; 32@112 -19 % and stride 2 -4 %, so those keep rows). */
-    if (m == 1 && C >= 64 && pair_ok(p)) {
-        nhwc_strips(p, x, w, bias, y, &t.g, t.px, T);
+     * 144@56 +5-7 %, 192@28 +4-8 %, 960@7 +3-5 %; 32@112 -19 % and stride 2 -4 %, so those keep rows). */
+    /* With several threads, strips split columns between them; maps with fewer than 2 column blocks
+     * per thread keep the row order, which splits rows (2 threads, raw: 384@14 9.6 us in rows
+     * against 10.5-21 us in strips, 960@7 9.0 against 13.1-13.7). */
+    if (m == 1 && C >= 64 && pair_ok(p) && (T == 1 || FP_CEIL_DIV(p->ow, t.px) >= 2 * T)) {
+        nhwc_strips(p, x, w, bias, y, &t.g, t.px, T, t.bs);
         if (t.g.nt) _mm_sfence();
         return FP_OK;
     }
