@@ -200,3 +200,33 @@ def test_two_threads_channel_groups_at_offsets(isa, mult):
                 np.testing.assert_array_equal(yv, expected)
     finally:
         fp.set_num_threads(old)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("c", [64, 80, 200, 400])
+def test_nhwc_column_strips(isa, threads, c):
+    # NHWC 3x3 stride 1 from 64 channels runs in column strips (one block of columns x one channel
+    # group walked down the rows, a narrower last block): widths around the block sizes, heights
+    # with and without row pairs, channel groups (400 channels make two), several images, arrays at
+    # 4-byte offsets, NaN in the interior and on the border
+    old = fp.get_num_threads()
+    try:
+        fp.set_num_threads(threads)
+        rng = np.random.default_rng(c + threads)
+        for h, w, pad in [(1, 9, 1), (3, 13, 0), (5, 11, 1), (6, 16, 1), (7, 23, 2), (4, 3, 1)]:
+            x, wt, b = dw(rng, c, 1, h, w, layout="NHWC", n=2)
+            x[1, h // 2, w - 1, c - 1] = np.nan
+            x[0, 0, w // 2, c // 2] = np.nan
+            expected = fp.conv2d(x, wt, b, backend="numpy", layout="NHWC", padding=pad, groups=c,
+                                 activation="relu")
+            for xo, yo in [(0, 0), (4, 9)]:
+                xb = np.zeros(x.size + 16, np.float32)
+                xv = xb[xo:xo + x.size].reshape(x.shape)
+                xv[...] = x
+                yb = np.full(expected.size + 16, -7.0, np.float32)
+                yv = yb[yo:yo + expected.size].reshape(expected.shape)
+                fp.conv2d(xv, wt, b, backend="c", layout="NHWC", padding=pad, groups=c, activation="relu", out=yv)
+                np.testing.assert_array_equal(yv, expected)
+                assert (yb[:yo] == -7).all() and (yb[yo + expected.size:] == -7).all()
+    finally:
+        fp.set_num_threads(old)

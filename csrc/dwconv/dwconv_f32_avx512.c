@@ -32,11 +32,24 @@ static inline uint32_t lanes32(int64_t lo, int64_t hi) {
 static inline const float *at(const float *row, int64_t off) { return (const float *)((uintptr_t)row + (uintptr_t)(off * 4)); }
 static inline float *atw(float *row, int64_t off) { return (float *)((uintptr_t)row + (uintptr_t)(off * 4)); }
 
-/* Store an output vector; with nt, full vectors (64-byte aligned then, see nhwc()) bypass the
- * caches, which saves the read-for-ownership of lines that would be evicted before reuse. */
-static inline void put(float *dst, __mmask16 mo, __m512 v, int nt) {
-    if (nt && mo == 0xFFFF) _mm512_stream_ps(dst, v);
-    else _mm512_mask_storeu_ps(dst, mo, v);
+#ifdef FP_DW_MASKED_EDGES
+#define defined_dw_masked_edges 1
+#else
+#define defined_dw_masked_edges 0
+#endif
+
+/* Loads and stores of one channel vector.  FULL (all 16 lanes inside the channel range and, for
+ * inputs, the column inside the image) uses plain instructions (with nt, full output vectors,
+ * 64-byte aligned then, see nhwc(), bypass the caches: no read-for-ownership of lines that would be
+ * evicted before reuse): a masked load costs an extra uop on
+ * the FMA ports (p0/p5), and the 3x3 blocks make about 4 loads per 9 FMAs. */
+static inline __attribute__((always_inline)) __m512 ldv(__mmask16 m, const float *src, const int FULL) {
+    return FULL ? _mm512_loadu_ps(src) : _mm512_maskz_loadu_ps(m, src);
+}
+static inline __attribute__((always_inline)) void stv(float *dst, __mmask16 mo, __m512 v, int nt, const int FULL) {
+    if (!FULL) _mm512_mask_storeu_ps(dst, mo, v);
+    else if (nt) _mm512_stream_ps(dst, v);
+    else _mm512_storeu_ps(dst, v);
 }
 
 /* Input vector for output channels [cb, cb + 16) of one pixel: channel c reads input c / m. */
@@ -65,7 +78,8 @@ typedef struct nhwc_geo {
 static inline __attribute__((always_inline)) void nhwc_block(const float *xr0, int64_t col0, const float *w,
                                                              const nhwc_geo *g, int64_t nky, __m512 b, __mmask16 mo,
                                                              float *yp, const int PX, const int KW, const int SW,
-                                                             const int DW, const int EDGE, const int NKY, const int relu) {
+                                                             const int DW, const int EDGE, const int NKY, const int relu,
+                                                             const int FULL) {
     __m512 acc[8];
 #pragma GCC unroll 8
     for (int q = 0; q < PX; q++) acc[q] = b;
@@ -80,11 +94,14 @@ static inline __attribute__((always_inline)) void nhwc_block(const float *xr0, i
 #pragma GCC unroll 24
             for (int j = 0; j < NI; j++) {
                 const __mmask16 mj = EDGE ? ((uint64_t)(col0 + j) < (uint64_t)W ? mo : 0) : mo;
-                xin[j] = _mm512_maskz_loadu_ps(mj, at(xr, j * C));
+                if (EDGE && FULL && !defined_dw_masked_edges)
+                    xin[j] = (uint64_t)(col0 + j) < (uint64_t)W ? _mm512_loadu_ps(at(xr, j * C)) : _mm512_setzero_ps();
+                else
+                    xin[j] = EDGE ? _mm512_maskz_loadu_ps(mj, at(xr, j * C)) : ldv(mo, at(xr, j * C), FULL);
             }
 #pragma GCC unroll 8
             for (int kx = 0; kx < KW; kx++) {
-                const __m512 wv = _mm512_maskz_loadu_ps(mo, wr + kx * g->cpad);
+                const __m512 wv = ldv(mo, wr + kx * g->cpad, FULL);
 #pragma GCC unroll 8
                 for (int q = 0; q < PX; q++) acc[q] = _mm512_fmadd_ps(xin[q * SW + kx * DW], wv, acc[q]);
             }
@@ -102,7 +119,7 @@ static inline __attribute__((always_inline)) void nhwc_block(const float *xr0, i
     }
     const __m512 z = _mm512_setzero_ps();
 #pragma GCC unroll 8
-    for (int q = 0; q < PX; q++) put(yp + q * C, mo, relu ? _mm512_max_ps(z, acc[q]) : acc[q], g->nt);
+    for (int q = 0; q < PX; q++) stv(yp + q * C, mo, relu ? _mm512_max_ps(z, acc[q]) : acc[q], g->nt, FULL);
 }
 
 /* One block of PX output pixels, channels [c0, c1) in vectors of 16: channels inner, so the
@@ -118,7 +135,10 @@ static inline __attribute__((always_inline)) void nhwc_pixels(const float *xrow,
     for (int64_t cb = c0 - ((c0 + g->cs) & 15); cb < c1; cb += FP_DW_CB) {                                            \
         const __mmask16 mo = (__mmask16)lanes32(c0 - cb, c1 - cb);                                                   \
         const __m512 b = bias ? _mm512_maskz_loadu_ps(mo, at(bias, cb)) : _mm512_setzero_ps();                       \
-        nhwc_block(at(xo, cb), col0, at(w, cb), g, nky, b, mo, atw(yp, cb), PX, KW, SW, DW, EDGE, NKY, RELU);       \
+        if (KW && mo == 0xFFFF)                                                                                       \
+            nhwc_block(at(xo, cb), col0, at(w, cb), g, nky, b, mo, atw(yp, cb), PX, KW, SW, DW, EDGE, NKY, RELU, 1);  \
+        else                                                                                                          \
+            nhwc_block(at(xo, cb), col0, at(w, cb), g, nky, b, mo, atw(yp, cb), PX, KW, SW, DW, EDGE, NKY, RELU, 0);  \
     }
     if (KW == 3 && nky == 3 && !g->relu) {
         NHWC_CB_LOOP(3, 0)
@@ -178,6 +198,54 @@ static void nhwc_pixel(const fp_conv_problem *p, const float *xn, const float *w
     }
 }
 
+/* One channel vector of a row pair (see nhwc_pair); mo: its lanes inside [c0, c1). */
+static inline __attribute__((always_inline)) void pair_vec(const float *xo, int64_t col0, const float *wc,
+                                                           const nhwc_geo *g, __m512 b, __mmask16 mo, float *yp,
+                                                           const int PX, const int EDGE, const int relu,
+                                                           const int FULL) {
+    const int64_t C = g->C, rs = g->W * C, cpad = g->cpad, W = g->W, ys = g->ow * C;
+    const __m512 z = _mm512_setzero_ps();
+    __m512 a0[8], a1[8];
+#pragma GCC unroll 8
+    for (int q = 0; q < PX; q++) a0[q] = a1[q] = b;
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) {
+        const float *xr = at(xo, i * rs);
+        __m512 xin[10];
+#pragma GCC unroll 10
+        for (int j = 0; j < PX + 2; j++) {
+            if (EDGE && FULL && !defined_dw_masked_edges) {
+                /* a branch per column (the same outcome for every channel vector of the block)
+                 * instead of a masked load */
+                xin[j] = (uint64_t)(col0 + j) < (uint64_t)W ? _mm512_loadu_ps(at(xr, j * C)) : z;
+            } else if (EDGE) {
+                const __mmask16 mj = (uint64_t)(col0 + j) < (uint64_t)W ? mo : 0;
+                xin[j] = _mm512_maskz_loadu_ps(mj, at(xr, j * C));
+            } else {
+                xin[j] = ldv(mo, at(xr, j * C), FULL);
+            }
+        }
+#pragma GCC unroll 3
+        for (int kx = 0; kx < 3; kx++) {
+            if (i < 3) {
+                const __m512 wv = ldv(mo, wc + (i * 3 + kx) * cpad, FULL);
+#pragma GCC unroll 8
+                for (int q = 0; q < PX; q++) a0[q] = _mm512_fmadd_ps(xin[q + kx], wv, a0[q]);
+            }
+            if (i > 0) {
+                const __m512 wv = ldv(mo, wc + ((i - 1) * 3 + kx) * cpad, FULL);
+#pragma GCC unroll 8
+                for (int q = 0; q < PX; q++) a1[q] = _mm512_fmadd_ps(xin[q + kx], wv, a1[q]);
+            }
+        }
+    }
+#pragma GCC unroll 8
+    for (int q = 0; q < PX; q++) {
+        stv(yp + q * C, mo, relu ? _mm512_max_ps(z, a0[q]) : a0[q], g->nt, FULL);
+        stv(yp + ys + q * C, mo, relu ? _mm512_max_ps(z, a1[q]) : a1[q], g->nt, FULL);
+    }
+}
+
 /* Two output rows at once for 3x3, stride 1, dilation 1, both rows with all 3 kernel rows inside
  * the image: the 4 input rows are each loaded once (PX + 2 vectors) and feed both output rows, so
  * per output row 2 input rows come from cache instead of 3.  yp: row 0; row 1 is g->ow pixels on. */
@@ -185,44 +253,12 @@ static inline __attribute__((always_inline)) void nhwc_pair(const float *xrow, i
                                                             const nhwc_geo *g, const float *bias, int64_t c0,
                                                             int64_t c1, float *yp, const int PX, const int EDGE,
                                                             const int relu) {
-    const int64_t C = g->C, rs = g->W * C, cpad = g->cpad, W = g->W, ys = g->ow * C;
-    const float *xo = at(xrow, col0 * C);
-    const __m512 z = _mm512_setzero_ps();
+    const float *xo = at(xrow, col0 * g->C);
     for (int64_t cb = c0 - ((c0 + g->cs) & 15); cb < c1; cb += FP_DW_CB) {
         const __mmask16 mo = (__mmask16)lanes32(c0 - cb, c1 - cb);
-        const __m512 b = bias ? _mm512_maskz_loadu_ps(mo, at(bias, cb)) : z;
-        __m512 a0[8], a1[8];
-#pragma GCC unroll 8
-        for (int q = 0; q < PX; q++) a0[q] = a1[q] = b;
-        const float *wc = at(w, cb);
-#pragma GCC unroll 4
-        for (int i = 0; i < 4; i++) {
-            const float *xr = at(xo, cb + i * rs);
-            __m512 xin[10];
-#pragma GCC unroll 10
-            for (int j = 0; j < PX + 2; j++) {
-                const __mmask16 mj = EDGE ? ((uint64_t)(col0 + j) < (uint64_t)W ? mo : 0) : mo;
-                xin[j] = _mm512_maskz_loadu_ps(mj, at(xr, j * C));
-            }
-#pragma GCC unroll 3
-            for (int kx = 0; kx < 3; kx++) {
-                if (i < 3) {
-                    const __m512 wv = _mm512_maskz_loadu_ps(mo, wc + (i * 3 + kx) * cpad);
-#pragma GCC unroll 8
-                    for (int q = 0; q < PX; q++) a0[q] = _mm512_fmadd_ps(xin[q + kx], wv, a0[q]);
-                }
-                if (i > 0) {
-                    const __m512 wv = _mm512_maskz_loadu_ps(mo, wc + ((i - 1) * 3 + kx) * cpad);
-#pragma GCC unroll 8
-                    for (int q = 0; q < PX; q++) a1[q] = _mm512_fmadd_ps(xin[q + kx], wv, a1[q]);
-                }
-            }
-        }
-#pragma GCC unroll 8
-        for (int q = 0; q < PX; q++) {
-            put(atw(yp, cb + q * C), mo, relu ? _mm512_max_ps(z, a0[q]) : a0[q], g->nt);
-            put(atw(yp, ys + cb + q * C), mo, relu ? _mm512_max_ps(z, a1[q]) : a1[q], g->nt);
-        }
+        const __m512 b = bias ? _mm512_maskz_loadu_ps(mo, at(bias, cb)) : _mm512_setzero_ps();
+        if (mo == 0xFFFF) pair_vec(at(xo, cb), col0, at(w, cb), g, b, mo, atw(yp, cb), PX, EDGE, relu, 1);
+        else pair_vec(at(xo, cb), col0, at(w, cb), g, b, mo, atw(yp, cb), PX, EDGE, relu, 0);
     }
 }
 
@@ -279,6 +315,7 @@ typedef struct row_task {
     float *y;
     nhwc_geo g;
     int64_t m, groups, gch, jobs, nchunks, px, rpu, top, upi;
+    int64_t bs; /* channel groups end bs channels early: on output cache lines with several threads */
     const nhwc_fn *fns; /* [edge][px - 1] */
 } row_task;
 
@@ -299,8 +336,8 @@ static void row_chunk(void *ctx, int64_t chunk, int worker) {
         const int64_t oy0 = u < top ? u : top + (u - top) * rt->rpu;
         const int64_t oy1 = FP_MIN(p->oh, u < top ? u + 1 : oy0 + rt->rpu);
         /* group boundaries on the shifted vector grid: two threads never write one cache line */
-        const int64_t c0 = grp == 0 ? 0 : grp * rt->gch - rt->g.cs;
-        const int64_t c1 = grp == rt->groups - 1 ? C : FP_MIN(C, (grp + 1) * rt->gch - rt->g.cs);
+        const int64_t c0 = grp == 0 ? 0 : grp * rt->gch - rt->bs;
+        const int64_t c1 = grp == rt->groups - 1 ? C : FP_MIN(C, (grp + 1) * rt->gch - rt->bs);
         const float *xn = x + n * p->h * p->w * p->cin;
         if (oy1 - oy0 == 2) {
             const int64_t iyb = oy0 - p->pad_top; /* pairs: stride and dilation 1 */
@@ -326,6 +363,102 @@ static void row_chunk(void *ctx, int64_t chunk, int worker) {
     if (rt->g.nt) _mm_sfence(); /* streamed stores are weakly ordered: drain them before the chunk ends */
 }
 
+/* Column strips (multiplier 1): a job is one block of px output columns x one channel group, walked
+ * down every output row (row pairs where the shape allows).  The input a step reads, (rows) x
+ * (px + 2) pixels x the group's channels, stays in L1, so the rows that the next step shares with
+ * this one (2 of 4 for pairs, 1 of 3 for single rows) come from L1 instead of L2: each input byte
+ * crosses from L2 about (px + 2) / px times instead of 2-3 times.  The last block is narrower
+ * (px in 1..8 each have their own function), so no two jobs write the same output. */
+typedef struct strip_task {
+    const fp_conv_problem *p;
+    const float *x, *w, *bias;
+    float *y;
+    nhwc_geo g;
+    int64_t groups, gch, cols, px, jobs, nchunks;
+    int64_t bs; /* channel groups end bs channels early (see row_task) */
+    int pair;
+    const nhwc_fn *fns; /* [edge][px - 1] */
+} strip_task;
+
+static void strip_chunk(void *ctx, int64_t chunk, int worker) {
+    (void)worker;
+    const strip_task *st = (const strip_task *)ctx;
+    const fp_conv_problem *p = st->p;
+    const int64_t C = p->cout, W = p->w, cpad = st->g.cpad, OH = p->oh, OW = p->ow;
+    int64_t job_lo, job_hi;
+    fp_chunk_range(st->jobs, st->nchunks, chunk, &job_lo, &job_hi);
+    for (int64_t job = job_lo; job < job_hi; job++) {
+        const int64_t n = job / (st->groups * st->cols), rem = job % (st->groups * st->cols);
+        /* column blocks outer: a thread's consecutive jobs are neighbouring columns of all channels,
+         * so two threads share output lines only where their columns meet (a channel split would
+         * share one on every pixel when the groups are not on output lines) */
+        const int64_t grp = rem % st->groups, o = (rem / st->groups) * st->px, pw = FP_MIN(st->px, OW - o);
+        const int64_t c0 = grp == 0 ? 0 : grp * st->gch - st->bs;
+        const int64_t c1 = grp == st->groups - 1 ? C : FP_MIN(C, (grp + 1) * st->gch - st->bs);
+        const int64_t col0 = o * p->stride_w - p->pad_left, span = (pw - 1) * p->stride_w + (p->kw - 1) * p->dil_w;
+        const int edge = col0 < 0 || col0 + span >= W;
+        const float *xn = st->x + n * p->h * W * C;
+        float *yn = st->y + (n * OH * OW + o) * C;
+        for (int64_t oy = 0; oy < OH;) {
+            const int64_t iyb = oy * p->stride_h - p->pad_top;
+            if (st->pair && oy + 1 < OH && iyb >= 0 && iyb + 3 < p->h) {
+                pair_fns[edge][pw - 1](xn + iyb * W * C, col0, st->w, &st->g, st->bias, c0, c1, yn + oy * OW * C);
+                oy += 2;
+                continue;
+            }
+            const int64_t ky0 = iyb >= 0 ? 0 : FP_CEIL_DIV(-iyb, p->dil_h);
+            const int64_t ky1 = (p->h - 1 - iyb) < 0 ? 0 : FP_MIN(p->kh, (p->h - 1 - iyb) / p->dil_h + 1);
+            if (ky1 <= ky0) {
+                for (int64_t ox = o; ox < o + pw; ox++)
+                    nhwc_pixel(p, xn, st->w, st->bias, 1, cpad, iyb, ky0, ky1, ox, c0, c1, st->y + (n * OH + oy) * OW * C);
+            } else {
+                st->fns[edge * 8 + pw - 1](xn + (iyb + ky0 * p->dil_h) * W * C, col0, st->w + ky0 * p->kw * cpad, &st->g,
+                                           ky1 - ky0, st->bias, c0, c1, yn + oy * OW * C);
+            }
+            oy += 1;
+        }
+    }
+    if (st->g.nt) _mm_sfence();
+}
+
+#ifndef FP_DW_NT_BYTES
+#define FP_DW_NT_BYTES (((int64_t)3 << 20) / 2)
+#endif
+
+#ifndef FP_DW_STRIP_BYTES
+#define FP_DW_STRIP_BYTES 32768
+#endif
+
+/* Column strips for multiplier 1 (see strip_chunk). */
+static void nhwc_strips(const fp_conv_problem *p, const float *x, const float *w, const float *bias, float *y,
+                        const nhwc_geo *g, int64_t px, int64_t T, int64_t bs) {
+    strip_task t;
+    memset(&t, 0, sizeof t);
+    t.p = p; t.x = x; t.w = w; t.bias = bias; t.y = y; t.g = *g;
+    t.px = px;
+    t.bs = bs;
+    t.pair = pair_ok(p);
+    t.fns = nhwc_pick(p);
+    t.cols = FP_CEIL_DIV(p->ow, px);
+    const int64_t C = p->cout, cblocks = FP_CEIL_DIV(C, FP_DW_CB);
+    /* input rows one step reads (4 for pairs), each (px - 1) * stride + reach pixels wide */
+    const int64_t rows = t.pair ? 4 : (p->kh - 1) * p->dil_h + 1;
+    const int64_t pix = (px - 1) * p->stride_w + (p->kw - 1) * p->dil_w + 1;
+    const int64_t vmax = FP_MAX(1, FP_DW_STRIP_BYTES / (rows * pix * FP_DW_CB * (int64_t)sizeof(float)));
+    int64_t groups = FP_CEIL_DIV(cblocks, vmax);
+    /* enough jobs for the threads: narrower channel groups when there are few column blocks */
+    if (T > 1) groups = FP_MAX(groups, FP_MIN(cblocks, FP_CEIL_DIV(2 * T, p->n * t.cols)));
+#ifndef FP_DW_UNEVEN
+    /* few jobs: as many for each thread (960@7 made 5 groups, 3 jobs on one thread and 2 on the other) */
+    while (T > 1 && groups < cblocks && p->n * t.cols * groups < 8 * T && (p->n * t.cols * groups) % T) groups++;
+#endif
+    t.gch = FP_CEIL_DIV(cblocks, groups) * FP_DW_CB;
+    t.groups = FP_CEIL_DIV(C, t.gch);
+    t.jobs = p->n * t.groups * t.cols;
+    t.nchunks = fp_chunk_count(t.jobs, (int)T);
+    fp_pool_run((int)T, t.nchunks, strip_chunk, &t);
+}
+
 /* Pixels per block: all of a short row, else the size in 5..8 that wastes least on the last block. */
 static int64_t nhwc_px(int64_t ow) {
     if (ow <= 8) return ow;
@@ -349,17 +482,29 @@ static int nhwc(const fp_conv_problem *p, const float *x, const float *w, const 
     memset(&t, 0, sizeof t);
     t.p = p; t.x = x; t.w = w; t.bias = bias; t.y = y;
     t.g = (nhwc_geo){C, fp_dw_cpad(p), p->w, p->kw, sw, dw, p->dil_h, p->pad_left, p->cin, p->ow, 0, 0, p->relu};
-    /* The shift costs one more (partial) vector per pixel: worth it from 6 vectors a pixel on
-     * (raw timing, 384@14: misaligned stores 26.5 us, shifted 23.5 us; 32@112: shifted 50 % slower). */
-    const int64_t ymis = (int64_t)(((uintptr_t)y / sizeof(float)) % 16);
-    const int y4 = (uintptr_t)y % sizeof(float) == 0;
-    t.g.cs = y4 && C % 16 == 0 && C >= 96 ? ymis : 0;
-    /* Outputs over 1.5 MiB are streamed: then the input stays in L2 (144@56: 56 -> 82 GFLOP/s raw;
+    /* Channel blocks are shifted so that full vectors are 64-byte aligned: the loads' when the
+     * output is cached (with unmasked loads a misaligned input costs 15 % in L1, a misaligned store
+     * nothing measurable), the stores' when they stream.  The shift costs one more (partial) vector
+     * per pixel: worth it from 6 vectors a pixel on (32@112: shifted 50 % slower).
+     * Outputs over 1.5 MiB are streamed: then the input stays in L2 (144@56: 56 -> 82 GFLOP/s raw;
      * the stride-2 layer, whose input alone overflows L2, lost 5 % with it, so the rule is on the
      * output).  Streaming stores need every full vector 64-byte aligned: pixels a multiple of 64
      * bytes apart and the first one aligned by the shift (or by the array itself). */
+    const int64_t ymis = (int64_t)(((uintptr_t)y / sizeof(float)) % 16);
+    const int64_t xmis = (int64_t)(((uintptr_t)x / sizeof(float)) % 16);
+    const int y4 = (uintptr_t)y % sizeof(float) == 0, x4 = (uintptr_t)x % sizeof(float) == 0;
     const int64_t out_bytes = (int64_t)sizeof(float) * p->n * p->oh * p->ow * C;
-    t.g.nt = y4 && C % 16 == 0 && t.g.cs == ymis && m == 1 && out_bytes > ((int64_t)3 << 20) / 2;
+    const int stream = y4 && C % 16 == 0 && m == 1 && out_bytes > FP_DW_NT_BYTES;
+#ifdef FP_DW_ALIGN_STORES
+    const int by_x = 0;
+#else
+    const int by_x = !stream && m == 1 && x4;
+#endif
+    t.g.cs = C % 16 == 0 && C >= 96 && (by_x || y4) ? (by_x ? xmis : ymis) : 0;
+    t.g.nt = stream && t.g.cs == ymis;
+    /* With several threads, group boundaries fall on output cache lines (two threads writing one
+     * line made 192@28 slower at 2 threads than at 1); with one, on the load grid (no extra vector). */
+    t.bs = T > 1 && y4 && C % 16 == 0 ? ymis : t.g.cs;
     t.m = m; t.groups = FP_CEIL_DIV(C, gch); t.gch = gch;
     t.rpu = rpu;
     t.top = top;
@@ -368,6 +513,18 @@ static int nhwc(const fp_conv_problem *p, const float *x, const float *w, const 
     t.nchunks = fp_chunk_count(t.jobs, (int)T);
     t.px = nhwc_px(p->ow);
     t.fns = nhwc_pick(p);
+#ifndef FP_DW_ROW_ORDER
+    /* Strips pay where rows are wide in bytes and pairs share rows (raw call, offsets as NumPy's:
+     * 144@56 +5-7 %, 192@28 +4-8 %, 960@7 +3-5 %; 32@112 -19 % and stride 2 -4 %, so those keep rows). */
+    /* With several threads, strips split columns between them; maps with fewer than 2 column blocks
+     * per thread keep the row order, which splits rows (2 threads, raw: 384@14 9.6 us in rows
+     * against 10.5-21 us in strips, 960@7 9.0 against 13.1-13.7). */
+    if (m == 1 && C >= 64 && pair_ok(p) && (T == 1 || FP_CEIL_DIV(p->ow, t.px) >= 2 * T)) {
+        nhwc_strips(p, x, w, bias, y, &t.g, t.px, T, t.bs);
+        if (t.g.nt) _mm_sfence();
+        return FP_OK;
+    }
+#endif
     fp_pool_run((int)T, t.nchunks, row_chunk, &t);
     if (t.g.nt) _mm_sfence();
     return FP_OK;
