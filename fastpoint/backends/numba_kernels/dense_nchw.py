@@ -19,7 +19,7 @@ from . import tasks
 from .cacheload import load_without_refresh
 from .fpenv import flush_enter, flush_leave
 from .pipeline import SimplifyingCompiler
-from .simd import lanes, vbroadcast, vfma, vload, vload_m, vmask, vsplat, vstore
+from .simd import lanes, prefetch, vbroadcast, vfma, vload, vload_m, vmask, vsplat, vstore
 from .store import finish, store_positions_at
 from .workers import next_task, start
 
@@ -83,7 +83,7 @@ def _tile(bpanel, bo, steps, wp, w, acc, a):
 
 
 @njit(cache=True, inline="always")
-def _tile_direct(xp, xq, koff, m0, m1, steps, wp, w, acc, a):
+def _tile_direct(xp, xq, koff, m0, m1, steps, wp, w, acc, a, pf):
     """:func:`_tile` reading the input in place: step k loads ``xp[xq + koff[k]:]`` (masks m0, m1).
 
     For layers with few channel tiles (IN_PLACE_CO_TILES), a packed copy is read only a few times: the
@@ -106,6 +106,8 @@ def _tile_direct(xp, xq, koff, m0, m1, steps, wp, w, acc, a):
         o = xq + koff[k]
         b0 = vload_m(xp, o, m0)
         b1 = vload_m(xp, o + nl, m1)
+        prefetch(xp, o + pf)
+        prefetch(xp, o + pf + nl)
         a0 = vbroadcast(wp, w)
         c00 = vfma(a0, b0, c00)
         c01 = vfma(a0, b1, c01)
@@ -220,6 +222,7 @@ def conv_nchw(xp, plane, koff, wq, qtotal, wp, bp, y, n_, cin, cout, groups, oh,
     ksteps = koff.shape[0]
     panel = ksteps * MR
     step = oh * ow
+    pf = 4 * nr  # in-place tiles prefetch 4 tiles ahead in each plane (8 and 16: slower, docs/numba.md)
     ntasks, co_blocks, q_blocks = tasks.count(n_, groups, co_tiles, co_block, q_tiles, q_block)
     # each worker (see workers.py) takes the next task until none is left
     mxcsr_old = flush_enter()  # this thread's FP mode, put back below (see fpenv)
@@ -252,7 +255,7 @@ def conv_nchw(xp, plane, koff, wq, qtotal, wp, bp, y, n_, cin, cout, groups, oh,
                     else:
                         q0 = qt * nr
                         _tile_direct(xp, xbase + q0, koff, vmask(xp, qtotal - q0), vmask(xp, qtotal - q0 - nl),
-                                     ksteps, wp, (g * co_tiles + ct) * panel, acc, 0)
+                                     ksteps, wp, (g * co_tiles + ct) * panel, acc, 0, pf)
                     _store_tile(y, acc, 0, (n * cout + g * cout_g + co) * step, step, min(MR, cout_g - co),
                                 qt * nr, wq, ow, qtotal, relu)
             task = next_task(counter, me, 1, 1)
