@@ -118,6 +118,10 @@ _DEPTHWISE_FLOPS = 15e9
 _DEPTHWISE_SMALL_FLOPS = 30e9  # depthwise_small.py: 25-37 GFLOP/s on mb2_dw_960_7 .. mb2_dw_192_28 (13:05 UTC)
 
 
+# dense NCHW layers with K in one chunk and at most this many channel tiles (of 6) read their input in
+# place instead of packing it (dense_nchw._tile_direct)
+IN_PLACE_CO_TILES = 3
+
 # NCHW depthwise maps narrower than this run vectorized across channels (depthwise_small.py): a
 # row of 7-28 pixels fills too few lanes of the per-plane kernel (docs/numba.md, "Small planes")
 SMALL_PLANE_OW = 32
@@ -221,12 +225,20 @@ def bind(spec: ConvSpec, packed: Packed, bias: Optional[np.ndarray]) -> Launch:
         kernel = conv_nchw
         mid = (geo.plane, koff, geo.wq, geo.qtotal, packed.weights, bp)
         kc = blocking.k_chunk(nr * item)
+        # with at most IN_PLACE_CO_TILES channel tiles a packed input panel is reused too little: cheaper to read
+        # the input where it lies (docs/numba.md, "Small channel counts")
+        in_place = int(L.cin_g * taps <= kc and co_tiles <= IN_PLACE_CO_TILES)
+        # in place there is no packed panel to keep in L1: blocks of up to 64 position tiles (their input
+        # re-read by the block's channel tiles from L2) gave 2 threads 0.16 -> 0.11 ms on mb2_pw_32_16_112
+        max_tiles = 16
+        if in_place:
+            max_tiles = max(16, min(64, (blocking.cache_sizes()[2] // 4) // (L.cin_g * taps * nr * item)))
 
         def tail_for(t: int) -> tuple:  # the task split depends on the thread count
             co_block = blocking.panel_block(L.cin_g * taps * MR * item, co_tiles, spec.n * L.groups * q_split, t)
             other = spec.n * L.groups * -(-co_tiles // co_block)
             return (spec.n, L.cin, L.cout, L.groups, spec.oh, spec.ow, relu, co_block,
-                    blocking.split_tiles(q_tiles, other, t), kc)
+                    blocking.split_tiles(q_tiles, other, t, max_tiles), kc, in_place)
     elif packed.kind == "nhwc":
         from .dense_nhwc import MR, conv_nhwc
 

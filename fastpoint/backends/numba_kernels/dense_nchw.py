@@ -19,7 +19,7 @@ from . import tasks
 from .cacheload import load_without_refresh
 from .fpenv import flush_enter, flush_leave
 from .pipeline import SimplifyingCompiler
-from .simd import lanes, vbroadcast, vfma, vload, vload_m, vmask, vsplat, vstore
+from .simd import lanes, prefetch, vbroadcast, vfma, vload, vload_m, vmask, vsplat, vstore
 from .store import finish, store_positions_at
 from .workers import next_task, start
 
@@ -83,6 +83,66 @@ def _tile(bpanel, bo, steps, wp, w, acc, a):
 
 
 @njit(cache=True, inline="always")
+def _tile_direct(xp, xq, koff, m0, m1, steps, wp, w, acc, a, pf):
+    """:func:`_tile` reading the input in place: step k loads ``xp[xq + koff[k]:]`` (masks m0, m1).
+
+    For layers with few channel tiles (IN_PLACE_CO_TILES), a packed copy is read only a few times: the
+    copy costs more than it saves (unet_head_64_2_256: packing took 3/4 of the kernel's time).
+    """
+    nl = lanes(acc)
+    c00 = vload(acc, a)
+    c01 = vload(acc, a + nl)
+    c10 = vload(acc, a + 2 * nl)
+    c11 = vload(acc, a + 3 * nl)
+    c20 = vload(acc, a + 4 * nl)
+    c21 = vload(acc, a + 5 * nl)
+    c30 = vload(acc, a + 6 * nl)
+    c31 = vload(acc, a + 7 * nl)
+    c40 = vload(acc, a + 8 * nl)
+    c41 = vload(acc, a + 9 * nl)
+    c50 = vload(acc, a + 10 * nl)
+    c51 = vload(acc, a + 11 * nl)
+    for k in range(steps):
+        o = xq + koff[k]
+        b0 = vload_m(xp, o, m0)
+        b1 = vload_m(xp, o + nl, m1)
+        prefetch(xp, o + pf)
+        prefetch(xp, o + pf + nl)
+        a0 = vbroadcast(wp, w)
+        c00 = vfma(a0, b0, c00)
+        c01 = vfma(a0, b1, c01)
+        a0 = vbroadcast(wp, w + 1)
+        c10 = vfma(a0, b0, c10)
+        c11 = vfma(a0, b1, c11)
+        a0 = vbroadcast(wp, w + 2)
+        c20 = vfma(a0, b0, c20)
+        c21 = vfma(a0, b1, c21)
+        a0 = vbroadcast(wp, w + 3)
+        c30 = vfma(a0, b0, c30)
+        c31 = vfma(a0, b1, c31)
+        a0 = vbroadcast(wp, w + 4)
+        c40 = vfma(a0, b0, c40)
+        c41 = vfma(a0, b1, c41)
+        a0 = vbroadcast(wp, w + 5)
+        c50 = vfma(a0, b0, c50)
+        c51 = vfma(a0, b1, c51)
+        w += MR
+    vstore(acc, a, c00)
+    vstore(acc, a + nl, c01)
+    vstore(acc, a + 2 * nl, c10)
+    vstore(acc, a + 3 * nl, c11)
+    vstore(acc, a + 4 * nl, c20)
+    vstore(acc, a + 5 * nl, c21)
+    vstore(acc, a + 6 * nl, c30)
+    vstore(acc, a + 7 * nl, c31)
+    vstore(acc, a + 8 * nl, c40)
+    vstore(acc, a + 9 * nl, c41)
+    vstore(acc, a + 10 * nl, c50)
+    vstore(acc, a + 11 * nl, c51)
+
+
+
+@njit(cache=True, inline="always")
 def _pack_panel(xp, xq, koff, k0, k1, m0, m1, bpanel, bo):
     """Copy steps [k0, k1) of one position tile into a contiguous panel (BLIS's packed B).
 
@@ -97,6 +157,31 @@ def _pack_panel(xp, xq, koff, k0, k1, m0, m1, bpanel, bo):
         d = bo + (k - k0) * 2 * nl
         vstore(bpanel, d, vload_m(xp, o, m0))
         vstore(bpanel, d + nl, vload_m(xp, o + nl, m1))
+
+
+@njit(cache=True, inline="always")
+def _pack_block(xp, xbase, koff, ksteps, qt0, qt1, qtotal, bpanel):
+    """Pack position tiles [qt0, qt1) for all ``ksteps`` steps, into panels of ``ksteps`` x 2 vectors each.
+
+    Channel (step) outer, tiles inner: each channel plane is read as one run of (qt1 - qt0) x 2
+    vectors.  Tile-outer order (:func:`_pack_panel` per tile) reads 2 vectors from every plane in turn,
+    so K concurrent streams of 128 bytes each: more than the hardware prefetcher tracks on small-K,
+    large-map layers (mb2_pw_32_16_112, unet_head_64_2_256), which then waited on memory.
+    """
+    nl = lanes(xp)
+    nr = 2 * nl
+    full = min(qt1, qtotal // nr)  # tiles whose 2 vectors lie inside the input; the rest is masked
+    for k in range(ksteps):
+        o = xbase + koff[k]
+        for qt in range(qt0, full):
+            d = ((qt - qt0) * ksteps + k) * nr
+            vstore(bpanel, d, vload(xp, o + qt * nr))
+            vstore(bpanel, d + nl, vload(xp, o + qt * nr + nl))
+        for qt in range(max(qt0, full), qt1):
+            q0 = qt * nr
+            d = ((qt - qt0) * ksteps + k) * nr
+            vstore(bpanel, d, vload_m(xp, o + q0, vmask(xp, qtotal - q0)))
+            vstore(bpanel, d + nl, vload_m(xp, o + q0 + nl, vmask(xp, qtotal - q0 - nl)))
 
 
 @njit(cache=True, inline="always")
@@ -118,14 +203,15 @@ def _store_tile(y, acc, a, ybase, step, rows, q0, wq, ow, qtotal, relu):
 
 @njit(cache=True, nogil=True, pipeline_class=SimplifyingCompiler)
 def conv_nchw(xp, plane, koff, wq, qtotal, wp, bp, y, n_, cin, cout, groups, oh, ow, relu,
-              co_block, q_block, kc, counter):
+              co_block, q_block, kc, in_place, counter):
     """y (flat N x Cout x oh x ow) from the prepared input xp (flat N x Cin x plane).
 
     Loops, outer to inner, as in BLIS: tasks are (image, group, block of ``co_block`` channel tiles,
     block of ``q_block`` position tiles) and run in parallel; per position tile, K is cut in chunks
     of ``kc`` steps whose input is packed (kc x 2 vectors, sized to stay in L1) and then used by
     every channel tile of the block (weights: ``co_block`` panels, kept in L2).  Partial sums of the
-    block live in a small task-local buffer (co_block x MR x 2 vectors).
+    block live in a small task-local buffer (co_block x MR x 2 vectors).  ``in_place`` (K in one
+    chunk only): the tiles read xp itself, nothing is packed.
     """
     nl = lanes(xp)
     nr = 2 * nl
@@ -136,6 +222,7 @@ def conv_nchw(xp, plane, koff, wq, qtotal, wp, bp, y, n_, cin, cout, groups, oh,
     ksteps = koff.shape[0]
     panel = ksteps * MR
     step = oh * ow
+    pf = 4 * nr  # in-place tiles prefetch 4 tiles ahead in each plane (8 and 16: slower, docs/numba.md)
     ntasks, co_blocks, q_blocks = tasks.count(n_, groups, co_tiles, co_block, q_tiles, q_block)
     # each worker (see workers.py) takes the next task until none is left
     mxcsr_old = flush_enter()  # this thread's FP mode, put back below (see fpenv)
@@ -154,10 +241,8 @@ def conv_nchw(xp, plane, koff, wq, qtotal, wp, bp, y, n_, cin, cout, groups, oh,
             # tiles be the outer loop, so each output row is written as one run of positions
             # instead of 32-position pieces spread over all the block's rows (much of the time
             # of small-K layers went into those scattered writes)
-            for qt in range(qt0, qt1):
-                q0 = qt * nr
-                _pack_panel(xp, xbase + q0, koff, 0, ksteps, vmask(xp, qtotal - q0), vmask(xp, qtotal - q0 - nl),
-                            bpanel, (qt - qt0) * ksteps * nr)
+            if in_place == 0:
+                _pack_block(xp, xbase, koff, ksteps, qt0, qt1, qtotal, bpanel)
             for ct in range(ct0, ct1):
                 co = ct * MR
                 for qt in range(qt0, qt1):
@@ -165,7 +250,12 @@ def conv_nchw(xp, plane, koff, wq, qtotal, wp, bp, y, n_, cin, cout, groups, oh,
                         b = vsplat(xp, bp[(g * co_tiles + ct) * MR + i])
                         vstore(acc, i * nr, b)
                         vstore(acc, i * nr + nl, b)
-                    _tile(bpanel, (qt - qt0) * ksteps * nr, ksteps, wp, (g * co_tiles + ct) * panel, acc, 0)
+                    if in_place == 0:
+                        _tile(bpanel, (qt - qt0) * ksteps * nr, ksteps, wp, (g * co_tiles + ct) * panel, acc, 0)
+                    else:
+                        q0 = qt * nr
+                        _tile_direct(xp, xbase + q0, koff, vmask(xp, qtotal - q0), vmask(xp, qtotal - q0 - nl),
+                                     ksteps, wp, (g * co_tiles + ct) * panel, acc, 0, pf)
                     _store_tile(y, acc, 0, (n * cout + g * cout_g + co) * step, step, min(MR, cout_g - co),
                                 qt * nr, wq, ow, qtotal, relu)
             task = next_task(counter, me, 1, 1)

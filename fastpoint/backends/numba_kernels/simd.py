@@ -212,6 +212,27 @@ def vload_m(typingctx, arr, idx, mask):
 
 
 @intrinsic
+def prefetch(typingctx, arr, idx):
+    """Hint that ``arr[idx]`` will be read soon (``llvm.prefetch``, into L1).  A prefetch is not a
+    read: it never faults and its address may lie past the array (the data is then not used)."""
+
+    def codegen(context, builder, sig, args):
+        ary = context.make_array(sig.args[0])(context, builder, args[0])
+        i = context.cast(builder, args[1], sig.args[1], types.intp)
+        # integer address arithmetic: a GEP past the array would be undefined in LLVM's model
+        addr = builder.add(builder.ptrtoint(ary.data, ir.IntType(64)),
+                           builder.mul(i, ir.Constant(ir.IntType(64), sig.args[0].dtype.bitwidth // 8)))
+        i8p = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
+                                            "llvm.prefetch.p0")
+        builder.call(fn, [builder.inttoptr(addr, i8p), ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return types.none(arr, idx), codegen
+
+
+@intrinsic
 def vstore(typingctx, arr, idx, vec):
     """``arr[idx : idx + lanes] = vec``."""
 
