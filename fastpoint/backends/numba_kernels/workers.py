@@ -268,6 +268,7 @@ class _Helper:
             # the state word (set in _await_job) is visible to the caller before it closes the job,
             # so a row is never reused under a helper that still runs the call it belongs to
             if job is None or job.number != posted or not job.open:
+                job = None  # a call that ended before this helper came: do not keep its arrays alive
                 continue
             self._leave(job.cpu)
             try:
