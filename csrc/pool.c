@@ -18,6 +18,7 @@
 #if (defined(__unix__) || defined(__APPLE__)) && !defined(FP_NO_PTHREADS)
 #include <pthread.h>
 #include <sched.h>
+#include <time.h>
 
 #if defined(__x86_64__) || defined(__i386__)
 #define cpu_relax() __builtin_ia32_pause()
@@ -99,11 +100,17 @@ static struct {
 } __attribute__((aligned(64))) R[MAX_HELPERS + 1];
 static int R_n; /* ranges of the current job */
 
+/* Helper threads, for the caller to move one that holds a chunk but waits for a CPU (wait_helpers_out). */
+static struct {
+    pthread_t tid;
+    int inside; /* between joining a job and finishing its chunks */
+    char pad[64 - sizeof(pthread_t) - sizeof(int)];
+} __attribute__((aligned(64))) H[MAX_HELPERS];
+
 #ifdef FP_POOL_TRACE
 /* Diagnostics build only (CFLAGS=-DFP_POOL_TRACE): one record per pooled call, written at exit to
  * $FP_POOL_TRACE_FILE.  Times in ns from the call's start. */
 #include <stdio.h>
-#include <time.h>
 #define TR_MAX 400000
 static struct tr {
     int64_t t0, posted, caller_done, end, helper_first, helper_last;
@@ -159,7 +166,7 @@ static void work(int worker) {
 }
 
 static void *helper_main(void *arg) {
-    (void)arg;
+    const int me = (int)(intptr_t)arg;
     uint64_t seen = __atomic_load_n(&P.generation, __ATOMIC_SEQ_CST);
     fp_flush_enter(); /* helpers only ever run kernel chunks: subnormals flushed for good (csrc/fpenv.c) */
 #if defined(__linux__)
@@ -168,7 +175,7 @@ static void *helper_main(void *arg) {
 #endif
     for (;;) {
         /* Spinning on the caller's CPU only delays the caller: check every ~64 polls (sched_getcpu is
-         * a vDSO read) and sleep instead. */
+         * a vDSO read): move off it, or sleep where that is not possible. */
         for (int s = 0; s < SPIN_ROUNDS && __atomic_load_n(&P.generation, __ATOMIC_SEQ_CST) == seen; s++) {
             if ((s & 63) == 63 && same_cpu_as_caller()) {
 #if defined(__linux__)
@@ -186,6 +193,7 @@ static void *helper_main(void *arg) {
         } else TRACE(tr_woke = 0);
         seen = __atomic_load_n(&P.generation, __ATOMIC_SEQ_CST);
         __atomic_fetch_add(&P.active, 1, __ATOMIC_SEQ_CST);
+        __atomic_store_n(&H[me].inside, 1, __ATOMIC_SEQ_CST);
 #if defined(__linux__)
         if (have_mask && same_cpu_as_caller()) move_off(&start_mask, P.caller_cpu);
 #endif
@@ -193,17 +201,48 @@ static void *helper_main(void *arg) {
             const int slot = __atomic_add_fetch(&P.joined, 1, __ATOMIC_SEQ_CST);
             if (slot <= P.helpers_wanted) work(slot);
         }
+        __atomic_store_n(&H[me].inside, 0, __ATOMIC_SEQ_CST);
         __atomic_fetch_sub(&P.active, 1, __ATOMIC_SEQ_CST);
     }
     return NULL;
 }
 
+static int64_t now_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+#define PULL_AFTER_US 30
+
 /* Wait until no helper is inside a job.  A helper that is may be waiting for this very CPU, so after
  * ~20 us of polling, give it up in turn. */
 static void wait_helpers_out(void) {
+    if (__atomic_load_n(&P.active, __ATOMIC_SEQ_CST) == 0) return;
+    const int64_t t0 = now_us();
+    int pulled = 0;
     for (int s = 0; __atomic_load_n(&P.active, __ATOMIC_SEQ_CST) > 0; s++) {
-        if (s < 2000) cpu_relax();
-        else sched_yield();
+        if (s < 64 || (s & 63) || now_us() - t0 < PULL_AFTER_US) {
+            cpu_relax();
+            continue;
+        }
+#if defined(__linux__)
+        /* A helper still inside the job after PULL_AFTER_US was most likely preempted on its CPU (kept
+         * off this one by move_off) while holding a chunk; it would run again only after the other
+         * task's time slice (4 ms here).  Move it onto this CPU and yield to it; once done it moves
+         * itself off again (its spin loop sees it shares the caller's CPU). */
+        const int cpu = my_cpu();
+        if (!pulled && cpu >= 0 && cpu < CPU_SETSIZE) {
+            cpu_set_t m;
+            CPU_ZERO(&m);
+            CPU_SET(cpu, &m);
+            pthread_mutex_lock(&P.lock); /* P.helpers */
+            for (int h = 0; h < P.helpers; h++)
+                if (__atomic_load_n(&H[h].inside, __ATOMIC_SEQ_CST)) pthread_setaffinity_np(H[h].tid, sizeof m, &m);
+            pthread_mutex_unlock(&P.lock);
+        }
+#endif
+        pulled = 1;
+        sched_yield();
     }
 }
 
@@ -253,7 +292,9 @@ void fp_pool_run(int threads, int64_t nchunks, fp_task_fn fn, void *ctx) {
     pthread_mutex_lock(&P.lock);
     while (P.helpers < threads - 1) { /* started once, on first need; they live for the process */
         pthread_t t;
-        if (pthread_create(&t, NULL, helper_main, NULL) != 0) break;
+        H[P.helpers].inside = 0;
+        if (pthread_create(&t, NULL, helper_main, (void *)(intptr_t)P.helpers) != 0) break;
+        H[P.helpers].tid = t;
         pthread_detach(t);
         P.helpers++;
     }
