@@ -19,6 +19,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <time.h>
+#include <unistd.h>
 
 #if defined(__x86_64__) || defined(__i386__)
 #define cpu_relax() __builtin_ia32_pause()
@@ -75,11 +76,13 @@ static int same_cpu_as_caller(void) {
     const int c = __atomic_load_n(&P.caller_cpu, __ATOMIC_RELAXED);
     return c >= 0 && my_cpu() == c;
 }
-/* Move the calling helper off CPU `avoid` (its start mask less that CPU), if that leaves a CPU. */
+/* Move the calling helper off CPU `avoid`: its allowed CPUs become the process's (the main thread's
+ * mask, so that a later taskset or os.sched_setaffinity is honoured; else the helper's mask at start)
+ * less `avoid`, if that leaves a CPU; otherwise just the process's. */
 static void move_off(const cpu_set_t *start_mask, int avoid) {
-    if (avoid < 0 || avoid >= CPU_SETSIZE || !CPU_ISSET(avoid, start_mask) || CPU_COUNT(start_mask) < 2) return;
-    cpu_set_t m = *start_mask;
-    CPU_CLR(avoid, &m);
+    cpu_set_t m;
+    if (sched_getaffinity(getpid(), sizeof m, &m) != 0) m = *start_mask;
+    if (avoid >= 0 && avoid < CPU_SETSIZE && CPU_ISSET(avoid, &m) && CPU_COUNT(&m) > 1) CPU_CLR(avoid, &m);
     pthread_setaffinity_np(pthread_self(), sizeof m, &m);
 }
 #else
