@@ -107,7 +107,8 @@ static int R_n; /* ranges of the current job */
 static struct {
     pthread_t tid;
     int inside; /* between joining a job and finishing its chunks */
-    char pad[64 - sizeof(pthread_t) - sizeof(int)];
+    int pulled; /* moved onto the caller's CPU by wait_helpers_out: to move off again after the job */
+    char pad[64 - sizeof(pthread_t) - 2 * sizeof(int)];
 } __attribute__((aligned(64))) H[MAX_HELPERS];
 
 #ifdef FP_POOL_TRACE
@@ -206,6 +207,9 @@ static void *helper_main(void *arg) {
         }
         __atomic_store_n(&H[me].inside, 0, __ATOMIC_SEQ_CST);
         __atomic_fetch_sub(&P.active, 1, __ATOMIC_SEQ_CST);
+#if defined(__linux__)
+        if (__atomic_exchange_n(&H[me].pulled, 0, __ATOMIC_SEQ_CST) && have_mask) move_off(&start_mask, P.caller_cpu);
+#endif
     }
     return NULL;
 }
@@ -240,7 +244,10 @@ static void wait_helpers_out(void) {
             CPU_SET(cpu, &m);
             pthread_mutex_lock(&P.lock); /* P.helpers */
             for (int h = 0; h < P.helpers; h++)
-                if (__atomic_load_n(&H[h].inside, __ATOMIC_SEQ_CST)) pthread_setaffinity_np(H[h].tid, sizeof m, &m);
+                if (__atomic_load_n(&H[h].inside, __ATOMIC_SEQ_CST)) {
+                    __atomic_store_n(&H[h].pulled, 1, __ATOMIC_SEQ_CST);
+                    pthread_setaffinity_np(H[h].tid, sizeof m, &m);
+                }
             pthread_mutex_unlock(&P.lock);
         }
 #endif
@@ -295,7 +302,7 @@ void fp_pool_run(int threads, int64_t nchunks, fp_task_fn fn, void *ctx) {
     pthread_mutex_lock(&P.lock);
     while (P.helpers < threads - 1) { /* started once, on first need; they live for the process */
         pthread_t t;
-        H[P.helpers].inside = 0;
+        H[P.helpers].inside = H[P.helpers].pulled = 0;
         if (pthread_create(&t, NULL, helper_main, (void *)(intptr_t)P.helpers) != 0) break;
         H[P.helpers].tid = t;
         pthread_detach(t);
