@@ -68,8 +68,8 @@ static struct {
  * caller, the only one who can post that job, waited for the CPU.  Measured on NHWC depthwise 384@14
  * at 2 threads, bench-like (150 ms pauses, then 50 ms of calls): ~110 calls of each sample took
  * ~370 us instead of 18 us, half the sample's time (docs/threads.md).  So a helper that finds itself
- * on the caller's CPU moves off it (its affinity: the mask it started with, less that CPU; redone
- * when the caller's CPU changes), and never spins there. */
+ * on the caller's CPU moves off it (its affinity: the process's CPUs less that one; redone when the
+ * caller's CPU changes), and never spins there. */
 #if defined(__linux__)
 static int my_cpu(void) { return sched_getcpu(); }
 static int same_cpu_as_caller(void) {
@@ -221,8 +221,8 @@ static int64_t now_us(void) {
 }
 #define PULL_AFTER_US 30
 
-/* Wait until no helper is inside a job.  A helper that is may be waiting for this very CPU, so after
- * ~20 us of polling, give it up in turn. */
+/* Wait until no helper is inside a job.  A helper that is may be waiting for a CPU, so after
+ * PULL_AFTER_US of polling, bring it here and give this CPU up in turn. */
 static void wait_helpers_out(void) {
     if (__atomic_load_n(&P.active, __ATOMIC_SEQ_CST) == 0) return;
     const int64_t t0 = now_us();
@@ -235,8 +235,8 @@ static void wait_helpers_out(void) {
 #if defined(__linux__)
         /* A helper still inside the job after PULL_AFTER_US was most likely preempted on its CPU (kept
          * off this one by move_off) while holding a chunk; it would run again only after the other
-         * task's time slice (4 ms here).  Move it onto this CPU and yield to it; once done it moves
-         * itself off again (its spin loop sees it shares the caller's CPU). */
+         * task's time slice (4 ms here).  Move it onto this CPU and yield to it; once done with the
+         * job it moves itself off again (H[].pulled). */
         const int cpu = my_cpu();
         if (!pulled && cpu >= 0 && cpu < CPU_SETSIZE) {
             cpu_set_t m;
