@@ -289,3 +289,35 @@ def test_chunk_ranges_cover_every_chunk_once(layout, xs, ws, kw):
         out = np.full_like(expected, np.nan)
         for _ in range(5):
             np.testing.assert_array_equal(layer(x, out=out), expected)
+
+
+@pytest.mark.skipif(not HAS_C, reason="C extension not built")
+def test_pool_results_exact_with_pauses_and_a_busy_thread():
+    """Helpers that wake on the caller's CPU move off it, and a helper preempted inside a job is pulled
+    onto the waiting caller's CPU (csrc/pool.c); neither may change a result.  Calls alternate with
+    pauses (helpers asleep) and bursts (helpers spinning) while a busy thread competes for the CPUs."""
+    rng = np.random.default_rng(2)
+    x, w, b = int_array(rng, (1, 14, 14, 96)), int_array(rng, (96, 1, 3, 3)), int_array(rng, (96,))
+    layer = fp.Conv2d(w, b, layout="NHWC", backend="c", padding=1, groups=96)
+    before = fp.get_num_threads()
+    fp.set_num_threads(1)
+    expected = layer(x)
+    stop = threading.Event()
+
+    def busy() -> None:
+        while not stop.is_set():
+            sum(range(2000))
+
+    hog = threading.Thread(target=busy)
+    hog.start()
+    try:
+        fp.set_num_threads(2)
+        out = np.full_like(expected, np.nan)
+        for burst in range(12):
+            time.sleep(0.01 if burst % 2 else 0.0)
+            for _ in range(50):
+                np.testing.assert_array_equal(layer(x, out=out), expected)
+    finally:
+        stop.set()
+        hog.join()
+        fp.set_num_threads(before)
