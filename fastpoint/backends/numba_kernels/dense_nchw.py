@@ -27,47 +27,18 @@ MR = 6
 
 
 @njit(cache=True, inline="always")
-def _tile(bpanel, bo, steps, wp, w, acc, a):
-    """Add ``steps`` steps of the K reduction to one MR x 2-vector tile kept at acc[a:].
-
-    ``bpanel[bo:]`` holds the chunk's input, 2 vectors per step, contiguous (see :func:`_pack_panel`).
-    The 12 accumulators live in registers for the whole chunk; acc holds them between chunks.
-    """
+def _load_acc(acc, a):
+    """The 12 accumulators of an MR x 2-vector tile, kept at acc[a:] between K chunks."""
     nl = lanes(acc)
-    c00 = vload(acc, a)
-    c01 = vload(acc, a + nl)
-    c10 = vload(acc, a + 2 * nl)
-    c11 = vload(acc, a + 3 * nl)
-    c20 = vload(acc, a + 4 * nl)
-    c21 = vload(acc, a + 5 * nl)
-    c30 = vload(acc, a + 6 * nl)
-    c31 = vload(acc, a + 7 * nl)
-    c40 = vload(acc, a + 8 * nl)
-    c41 = vload(acc, a + 9 * nl)
-    c50 = vload(acc, a + 10 * nl)
-    c51 = vload(acc, a + 11 * nl)
-    for k in range(steps):
-        b0 = vload(bpanel, bo + k * 2 * nl)
-        b1 = vload(bpanel, bo + k * 2 * nl + nl)
-        a0 = vbroadcast(wp, w)
-        c00 = vfma(a0, b0, c00)
-        c01 = vfma(a0, b1, c01)
-        a0 = vbroadcast(wp, w + 1)
-        c10 = vfma(a0, b0, c10)
-        c11 = vfma(a0, b1, c11)
-        a0 = vbroadcast(wp, w + 2)
-        c20 = vfma(a0, b0, c20)
-        c21 = vfma(a0, b1, c21)
-        a0 = vbroadcast(wp, w + 3)
-        c30 = vfma(a0, b0, c30)
-        c31 = vfma(a0, b1, c31)
-        a0 = vbroadcast(wp, w + 4)
-        c40 = vfma(a0, b0, c40)
-        c41 = vfma(a0, b1, c41)
-        a0 = vbroadcast(wp, w + 5)
-        c50 = vfma(a0, b0, c50)
-        c51 = vfma(a0, b1, c51)
-        w += MR
+    return (vload(acc, a), vload(acc, a + nl), vload(acc, a + 2 * nl), vload(acc, a + 3 * nl),
+            vload(acc, a + 4 * nl), vload(acc, a + 5 * nl), vload(acc, a + 6 * nl), vload(acc, a + 7 * nl),
+            vload(acc, a + 8 * nl), vload(acc, a + 9 * nl), vload(acc, a + 10 * nl), vload(acc, a + 11 * nl))
+
+
+@njit(cache=True, inline="always")
+def _store_acc(acc, a, c):
+    nl = lanes(acc)
+    c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51 = c
     vstore(acc, a, c00)
     vstore(acc, a + nl, c01)
     vstore(acc, a + 2 * nl, c10)
@@ -83,6 +54,46 @@ def _tile(bpanel, bo, steps, wp, w, acc, a):
 
 
 @njit(cache=True, inline="always")
+def _step(wp, w, b0, b1, c):
+    """One step of K: six broadcast weights times the two input vectors, added to the tile ``c``."""
+    c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51 = c
+    a0 = vbroadcast(wp, w)
+    c00 = vfma(a0, b0, c00)
+    c01 = vfma(a0, b1, c01)
+    a0 = vbroadcast(wp, w + 1)
+    c10 = vfma(a0, b0, c10)
+    c11 = vfma(a0, b1, c11)
+    a0 = vbroadcast(wp, w + 2)
+    c20 = vfma(a0, b0, c20)
+    c21 = vfma(a0, b1, c21)
+    a0 = vbroadcast(wp, w + 3)
+    c30 = vfma(a0, b0, c30)
+    c31 = vfma(a0, b1, c31)
+    a0 = vbroadcast(wp, w + 4)
+    c40 = vfma(a0, b0, c40)
+    c41 = vfma(a0, b1, c41)
+    a0 = vbroadcast(wp, w + 5)
+    c50 = vfma(a0, b0, c50)
+    c51 = vfma(a0, b1, c51)
+    return (c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51)
+
+
+@njit(cache=True, inline="always")
+def _tile(bpanel, bo, steps, wp, w, acc, a):
+    """Add ``steps`` steps of the K reduction to one MR x 2-vector tile kept at acc[a:].
+
+    ``bpanel[bo:]`` holds the chunk's input, 2 vectors per step, contiguous (see :func:`_pack_panel`).
+    The 12 accumulators live in registers for the whole chunk; acc holds them between chunks.
+    """
+    nl = lanes(acc)
+    c = _load_acc(acc, a)
+    for k in range(steps):
+        c = _step(wp, w, vload(bpanel, bo + k * 2 * nl), vload(bpanel, bo + k * 2 * nl + nl), c)
+        w += MR
+    _store_acc(acc, a, c)
+
+
+@njit(cache=True, inline="always")
 def _tile_direct(xp, xq, koff, m0, m1, steps, wp, w, acc, a, pf):
     """:func:`_tile` reading the input in place: step k loads ``xp[xq + koff[k]:]`` (masks m0, m1).
 
@@ -90,56 +101,14 @@ def _tile_direct(xp, xq, koff, m0, m1, steps, wp, w, acc, a, pf):
     copy costs more than it saves (unet_head_64_2_256: packing took 3/4 of the kernel's time).
     """
     nl = lanes(acc)
-    c00 = vload(acc, a)
-    c01 = vload(acc, a + nl)
-    c10 = vload(acc, a + 2 * nl)
-    c11 = vload(acc, a + 3 * nl)
-    c20 = vload(acc, a + 4 * nl)
-    c21 = vload(acc, a + 5 * nl)
-    c30 = vload(acc, a + 6 * nl)
-    c31 = vload(acc, a + 7 * nl)
-    c40 = vload(acc, a + 8 * nl)
-    c41 = vload(acc, a + 9 * nl)
-    c50 = vload(acc, a + 10 * nl)
-    c51 = vload(acc, a + 11 * nl)
+    c = _load_acc(acc, a)
     for k in range(steps):
         o = xq + koff[k]
-        b0 = vload_m(xp, o, m0)
-        b1 = vload_m(xp, o + nl, m1)
         prefetch(xp, o + pf)
         prefetch(xp, o + pf + nl)
-        a0 = vbroadcast(wp, w)
-        c00 = vfma(a0, b0, c00)
-        c01 = vfma(a0, b1, c01)
-        a0 = vbroadcast(wp, w + 1)
-        c10 = vfma(a0, b0, c10)
-        c11 = vfma(a0, b1, c11)
-        a0 = vbroadcast(wp, w + 2)
-        c20 = vfma(a0, b0, c20)
-        c21 = vfma(a0, b1, c21)
-        a0 = vbroadcast(wp, w + 3)
-        c30 = vfma(a0, b0, c30)
-        c31 = vfma(a0, b1, c31)
-        a0 = vbroadcast(wp, w + 4)
-        c40 = vfma(a0, b0, c40)
-        c41 = vfma(a0, b1, c41)
-        a0 = vbroadcast(wp, w + 5)
-        c50 = vfma(a0, b0, c50)
-        c51 = vfma(a0, b1, c51)
+        c = _step(wp, w, vload_m(xp, o, m0), vload_m(xp, o + nl, m1), c)
         w += MR
-    vstore(acc, a, c00)
-    vstore(acc, a + nl, c01)
-    vstore(acc, a + 2 * nl, c10)
-    vstore(acc, a + 3 * nl, c11)
-    vstore(acc, a + 4 * nl, c20)
-    vstore(acc, a + 5 * nl, c21)
-    vstore(acc, a + 6 * nl, c30)
-    vstore(acc, a + 7 * nl, c31)
-    vstore(acc, a + 8 * nl, c40)
-    vstore(acc, a + 9 * nl, c41)
-    vstore(acc, a + 10 * nl, c50)
-    vstore(acc, a + 11 * nl, c51)
-
+    _store_acc(acc, a, c)
 
 
 @njit(cache=True, inline="always")
