@@ -39,6 +39,13 @@ extern const fp_algo fp_algo_dwconv;
 extern const fp_algo fp_algo_direct;
 extern const fp_algo fp_algo_generic;
 
+/* Taps [*lo, *hi) of a k-tap window with dilation dil, starting at input index `start` (negative in
+ * the padding), that land inside [0, n); *hi <= *lo when none does. */
+static inline void fp_tap_range(int64_t start, int64_t k, int64_t dil, int64_t n, int64_t *lo, int64_t *hi) {
+    *lo = start >= 0 ? 0 : FP_CEIL_DIV(-start, dil);
+    *hi = (n - 1 - start) < 0 ? 0 : FP_MIN(k, (n - 1 - start) / dil + 1);
+}
+
 /* This OS thread's scratch buffer number `slot` (0..3), at least `bytes` long, kept across calls
  * (csrc/scratch.c); NULL on failure.  The buffer stays valid until the same thread asks for the
  * same slot again. */

@@ -220,8 +220,8 @@ static void plan(const fp_conv_problem *p, int isa, geom *G) {
 
 static void row_taps(const fp_conv_problem *p, int64_t oy, int64_t *t0, int64_t *t1) {
     const int64_t iyb = oy * p->stride_h - p->pad_top, dh = p->dil_h;
-    int64_t ky0 = iyb >= 0 ? 0 : FP_CEIL_DIV(-iyb, dh);
-    int64_t ky1 = (p->h - 1 - iyb) < 0 ? 0 : FP_MIN(p->kh, (p->h - 1 - iyb) / dh + 1);
+    int64_t ky0, ky1;
+    fp_tap_range(iyb, p->kh, dh, p->h, &ky0, &ky1);
     if (ky0 > p->kh) ky0 = p->kh;
     if (ky1 < ky0) ky1 = ky0;
     *t0 = ky0 * p->kw;

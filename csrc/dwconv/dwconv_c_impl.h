@@ -59,8 +59,8 @@ static void DW_FN(row)(const DW_FN(geo) *g, const float *xn, const float *w, con
                        int64_t nch, int64_t m, float *yrow) {
     const fp_conv_problem *p = g->p;
     const int64_t iyb = oy * p->stride_h - p->pad_top;
-    const int64_t ky0 = iyb >= 0 ? 0 : FP_CEIL_DIV(-iyb, p->dil_h);
-    int64_t ky1 = (g->H - 1 - iyb) < 0 ? 0 : FP_MIN(p->kh, (g->H - 1 - iyb) / p->dil_h + 1);
+    int64_t ky0, ky1;
+    fp_tap_range(iyb, p->kh, p->dil_h, g->H, &ky0, &ky1);
     if (ky1 < ky0) ky1 = ky0;
     for (int64_t ox = 0; ox < p->ow; ox += DW_PX) {
         const int npx = (int)FP_MIN(DW_PX, p->ow - ox);
@@ -109,8 +109,8 @@ static void DW_FN(nhwc_chunk)(void *ctx, int64_t chunk, int worker) {
     for (int64_t job = job_lo; job < job_hi; job++) {
         const int64_t n = job / p->oh, oy = job % p->oh;
         const int64_t iyb = oy * p->stride_h - p->pad_top;
-        const int64_t ky0 = iyb >= 0 ? 0 : FP_CEIL_DIV(-iyb, p->dil_h);
-        const int64_t ky1 = (p->h - 1 - iyb) < 0 ? 0 : FP_MIN(p->kh, (p->h - 1 - iyb) / p->dil_h + 1);
+        int64_t ky0, ky1;
+        fp_tap_range(iyb, p->kh, p->dil_h, p->h, &ky0, &ky1);
         for (int64_t ox = 0; ox < p->ow; ox++) {
             for (int64_t c = 0; c < C; c++) acc[c] = bias ? bias[c] : 0.0f;
             for (int64_t ky = ky0; ky < ky1; ky++) {

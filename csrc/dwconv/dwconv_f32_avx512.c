@@ -348,8 +348,8 @@ static void row_chunk(void *ctx, int64_t chunk, int worker) {
         }
         for (int64_t oy = oy0; oy < oy1; oy++) {
             const int64_t iyb = oy * p->stride_h - p->pad_top;
-            const int64_t ky0 = iyb >= 0 ? 0 : FP_CEIL_DIV(-iyb, p->dil_h);
-            const int64_t ky1 = (p->h - 1 - iyb) < 0 ? 0 : FP_MIN(p->kh, (p->h - 1 - iyb) / p->dil_h + 1);
+            int64_t ky0, ky1;
+            fp_tap_range(iyb, p->kh, p->dil_h, p->h, &ky0, &ky1);
             float *yrow = y + (n * p->oh + oy) * p->ow * C;
             if (m != 1 || ky1 <= ky0) {
                 for (int64_t ox = 0; ox < p->ow; ox++)
@@ -406,8 +406,8 @@ static void strip_chunk(void *ctx, int64_t chunk, int worker) {
                 oy += 2;
                 continue;
             }
-            const int64_t ky0 = iyb >= 0 ? 0 : FP_CEIL_DIV(-iyb, p->dil_h);
-            const int64_t ky1 = (p->h - 1 - iyb) < 0 ? 0 : FP_MIN(p->kh, (p->h - 1 - iyb) / p->dil_h + 1);
+            int64_t ky0, ky1;
+            fp_tap_range(iyb, p->kh, p->dil_h, p->h, &ky0, &ky1);
             if (ky1 <= ky0) {
                 for (int64_t ox = o; ox < o + pw; ox++)
                     nhwc_pixel(p, xn, st->w, st->bias, 1, cpad, iyb, ky0, ky1, ox, c0, c1, st->y + (n * OH + oy) * OW * C);
@@ -448,10 +448,8 @@ static void nhwc_strips(const fp_conv_problem *p, const float *x, const float *w
     int64_t groups = FP_CEIL_DIV(cblocks, vmax);
     /* enough jobs for the threads: narrower channel groups when there are few column blocks */
     if (T > 1) groups = FP_MAX(groups, FP_MIN(cblocks, FP_CEIL_DIV(2 * T, p->n * t.cols)));
-#ifndef FP_DW_UNEVEN
     /* few jobs: as many for each thread (960@7 made 5 groups, 3 jobs on one thread and 2 on the other) */
     while (T > 1 && groups < cblocks && p->n * t.cols * groups < 8 * T && (p->n * t.cols * groups) % T) groups++;
-#endif
     t.gch = FP_CEIL_DIV(cblocks, groups) * FP_DW_CB;
     t.groups = FP_CEIL_DIV(C, t.gch);
     t.jobs = p->n * t.groups * t.cols;
@@ -618,8 +616,8 @@ static void tile_chunk(void *ctx, int64_t chunk, int worker) {
                           rowbuf + (oy - ob) * OW * 16);
                 oy += 2;
             } else {
-                const int64_t ky0 = iyb >= 0 ? 0 : FP_CEIL_DIV(-iyb, p->dil_h);
-                const int64_t ky1 = (p->h - 1 - iyb) < 0 ? 0 : FP_MIN(p->kh, (p->h - 1 - iyb) / p->dil_h + 1);
+                int64_t ky0, ky1;
+                fp_tap_range(iyb, p->kh, p->dil_h, p->h, &ky0, &ky1);
                 const int64_t nky = ky1 > ky0 ? ky1 - ky0 : 0;
                 const float *xrow = nky ? tile + (iyb + ky0 * p->dil_h - iy_lo) * W * 16 : tile;
                 nhwc_row(tt->fns, tt->px, tt->span, OW, xrow, tt->w + (nky ? ky0 : 0) * p->kw * cpad + cb, &tt->g,
