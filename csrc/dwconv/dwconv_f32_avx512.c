@@ -32,12 +32,6 @@ static inline uint32_t lanes32(int64_t lo, int64_t hi) {
 static inline const float *at(const float *row, int64_t off) { return (const float *)((uintptr_t)row + (uintptr_t)(off * 4)); }
 static inline float *atw(float *row, int64_t off) { return (float *)((uintptr_t)row + (uintptr_t)(off * 4)); }
 
-#ifdef FP_DW_MASKED_EDGES
-#define defined_dw_masked_edges 1
-#else
-#define defined_dw_masked_edges 0
-#endif
-
 /* Loads and stores of one channel vector.  FULL (all 16 lanes inside the channel range and, for
  * inputs, the column inside the image) uses plain instructions (with nt, full output vectors,
  * 64-byte aligned then, see nhwc(), bypass the caches: no read-for-ownership of lines that would be
@@ -94,7 +88,7 @@ static inline __attribute__((always_inline)) void nhwc_block(const float *xr0, i
 #pragma GCC unroll 24
             for (int j = 0; j < NI; j++) {
                 const __mmask16 mj = EDGE ? ((uint64_t)(col0 + j) < (uint64_t)W ? mo : 0) : mo;
-                if (EDGE && FULL && !defined_dw_masked_edges)
+                if (EDGE && FULL)
                     xin[j] = (uint64_t)(col0 + j) < (uint64_t)W ? _mm512_loadu_ps(at(xr, j * C)) : _mm512_setzero_ps();
                 else
                     xin[j] = EDGE ? _mm512_maskz_loadu_ps(mj, at(xr, j * C)) : ldv(mo, at(xr, j * C), FULL);
@@ -214,7 +208,7 @@ static inline __attribute__((always_inline)) void pair_vec(const float *xo, int6
         __m512 xin[10];
 #pragma GCC unroll 10
         for (int j = 0; j < PX + 2; j++) {
-            if (EDGE && FULL && !defined_dw_masked_edges) {
+            if (EDGE && FULL) {
                 /* a branch per column (the same outcome for every channel vector of the block)
                  * instead of a masked load */
                 xin[j] = (uint64_t)(col0 + j) < (uint64_t)W ? _mm512_loadu_ps(at(xr, j * C)) : z;
@@ -493,11 +487,7 @@ static int nhwc(const fp_conv_problem *p, const float *x, const float *w, const 
     const int y4 = (uintptr_t)y % sizeof(float) == 0, x4 = (uintptr_t)x % sizeof(float) == 0;
     const int64_t out_bytes = (int64_t)sizeof(float) * p->n * p->oh * p->ow * C;
     const int stream = y4 && C % 16 == 0 && m == 1 && out_bytes > FP_DW_NT_BYTES;
-#ifdef FP_DW_ALIGN_STORES
-    const int by_x = 0;
-#else
     const int by_x = !stream && m == 1 && x4;
-#endif
     t.g.cs = C % 16 == 0 && C >= 96 && (by_x || y4) ? (by_x ? xmis : ymis) : 0;
     t.g.nt = stream && t.g.cs == ymis;
     /* With several threads, group boundaries fall on output cache lines (two threads writing one
@@ -511,7 +501,6 @@ static int nhwc(const fp_conv_problem *p, const float *x, const float *w, const 
     t.nchunks = fp_chunk_count(t.jobs, (int)T);
     t.px = nhwc_px(p->ow);
     t.fns = nhwc_pick(p);
-#ifndef FP_DW_ROW_ORDER
     /* Strips pay where rows are wide in bytes and pairs share rows (raw call, offsets as NumPy's:
      * 144@56 +5-7 %, 192@28 +4-8 %, 960@7 +3-5 %; 32@112 -19 % and stride 2 -4 %, so those keep rows). */
     /* With several threads, strips split columns between them; maps with fewer than 2 column blocks
@@ -522,7 +511,6 @@ static int nhwc(const fp_conv_problem *p, const float *x, const float *w, const 
         if (t.g.nt) _mm_sfence();
         return FP_OK;
     }
-#endif
     fp_pool_run((int)T, t.nchunks, row_chunk, &t);
     if (t.g.nt) _mm_sfence();
     return FP_OK;
