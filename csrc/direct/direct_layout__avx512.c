@@ -2,13 +2,10 @@
  * fills (an NCHW row split into its stride-2 phase rows, an NHWC row transposed into its strip row)
  * and the transposing NCHW output store.  The portable build gets plain loops with the same results. */
 #include "direct.h"
+#include "../isa_target.h"
 
 #if defined(__x86_64__) && !defined(FP_PORTABLE_ONLY)
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma"))), apply_to = function)
-#else
-#pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")
-#endif
+FP_TARGET_AVX512
 #include <immintrin.h>
 
 #include "../transpose16_avx512.h"
@@ -81,9 +78,7 @@ void fp_direct_fill_nhwc_avx512(const float *src, int64_t pstride, int64_t nc, i
         }
 }
 
-#if defined(__clang__)
-#pragma clang attribute pop
-#endif
+FP_TARGET_END
 #else
 void fp_direct_store_nchw_avx512(const float *tbuf, int64_t ops, int rw, int64_t nch, float *y, int64_t ystride) {
     for (int64_t c = 0; c < nch; c++)

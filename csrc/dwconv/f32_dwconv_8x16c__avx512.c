@@ -4,13 +4,10 @@
  * reads it.  Borders: a branch per column (zero vectors) or zero masks on the loads of columns
  * outside the image.  The driver (dwconv_driver.c) runs them on NHWC images and on NCHW tiles. */
 #include "dwconv.h"
+#include "../isa_target.h"
 
 #if defined(__x86_64__) && !defined(FP_PORTABLE_ONLY)
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma"))), apply_to = function)
-#else
-#pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")
-#endif
+FP_TARGET_AVX512
 #include <immintrin.h>
 #include <stdint.h>
 
@@ -284,7 +281,5 @@ const fp_dw_ukernel fp_f32_dwconv_8x16c__avx512 = {
     "f32_dwconv_8x16c__avx512", FP_ISA_AVX512, 8, 16, FP_DW_ALIGNED | FP_DW_GROUPS | FP_DW_NHWC_BLOCKS, 0,
     nhwc_pick, &pair_fns[0][0], pixels, nhwc_px, fp_dw_tile_in_avx512, fp_dw_tile_out_avx512, fence};
 
-#if defined(__clang__)
-#pragma clang attribute pop
-#endif
+FP_TARGET_END
 #endif
