@@ -2,7 +2,12 @@
  * Memory-bound by nature (about 2 flop per byte moved for 3x3), so it is judged in GB/s.
  *
  * Packed weights, both layouts: [kh*kw][cout padded to 16], so one vector load gives 16 output
- * channels of one tap (every kernel vectorizes along channels, NCHW on transposed tiles). */
+ * channels of one tap (every kernel vectorizes along channels, NCHW on transposed tiles).
+ *
+ * Layout of csrc/dwconv/: dwconv.c (the algorithm: packing, fp_dw_select), dwconv_driver.c (jobs,
+ * threads, layouts; names no ISA), one file per micro-kernel, <dtype>_dwconv_<tile>__<isa>.c, each
+ * defining an fp_dw_ukernel row.  A new kernel: its file and row, declared below, and its case in
+ * fp_dw_select. */
 #ifndef FP_DWCONV_H
 #define FP_DWCONV_H
 #include "../internal.h"

@@ -102,7 +102,7 @@ static void row_chunk(void *ctx, int64_t chunk, int worker) {
  * (px + 2) pixels x the group's channels, stays in L1, so the rows that the next step shares with
  * this one (2 of 4 for pairs, 1 of 3 for single rows) come from L1 instead of L2: each input byte
  * crosses from L2 about (px + 2) / px times instead of 2-3 times.  The last block is narrower
- * (px in 1..8 each have their own function), so no two jobs write the same output. */
+ * (every width up to the kernel's tile_px has its own block), so no two jobs write the same output. */
 typedef struct strip_task {
     const fp_conv_problem *p;
     const float *x, *w, *bias;
