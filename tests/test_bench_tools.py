@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 import fastpoint as fp
-from fastpoint import _measure, _report, peers
-from fastpoint._bench import Settings, run_bench, select_layers
-from fastpoint._suites import Layer
+from fastpoint.bench import measure, peers, report
+from fastpoint.bench.runner import Settings, run_bench, select_layers
+from fastpoint.bench.suites import Layer
 from fastpoint.cli import main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -67,7 +67,7 @@ def test_conv_suffix_peer():
     assert peers.why_unavailable("xnnpack+conv") is None
     prep = peers.prepare("xnnpack+conv", SMALL[0], 1, "NCHW")
     assert prep.layout == "NCHW" and "conversions timed" in prep.note
-    assert _report.short("xnnpack+conv") == "xnn+conv"
+    assert report.short("xnnpack+conv") == "xnn+conv"
 
 
 def test_unknown_peer():
@@ -76,8 +76,8 @@ def test_unknown_peer():
 
 def test_measure():
     if fp.backends()[0] == "c":
-        assert _measure.fma_peak(1, 0.03) > 0.5
-    gbs, how = _measure.triad(1, 3 << 20)
+        assert measure.fma_peak(1, 0.03) > 0.5
+    gbs, how = measure.triad(1, 3 << 20)
     assert gbs > 0 and how
 
 
@@ -101,11 +101,11 @@ def test_run_bench_record_and_report(tmp_path):
         assert all(len(s) >= 2 for s in r["samples"].values())
         assert all(err is not None and err < 1e-5 for n, err in r["check"].items())
     path = tmp_path / "r.json"
-    _report.save(record, str(path))
-    again = _report.load([str(path), str(path)])
-    text = _report.report(again)
+    report.save(record, str(path))
+    again = report.load([str(path), str(path)])
+    text = report.report(again)
     assert "t_3x3_pad" in text and "geomean" in text and "vs gemm" in text
-    assert _report.report(again, markdown=True).count("| geomean |") == 1
+    assert report.report(again, markdown=True).count("| geomean |") == 1
 
 
 def test_cli_bench_json_compare_plot(tmp_path, capsys):

@@ -19,7 +19,7 @@ import itertools
 import numpy as np
 import pytest
 
-from fastpoint._spec import make_layer, make_spec
+from fastpoint.core.spec import make_layer, make_spec
 
 c = pytest.importorskip("fastpoint.backends.c")
 if c.lib is None:

@@ -28,8 +28,8 @@ def _csv(text: str) -> List[str]:
 
 
 def add_parser(sub) -> None:
-    from ._suites import SUITES
     from .peers import PEERS
+    from .suites import SUITES
 
     p = sub.add_parser("bench", help="time the backends against peer libraries on the layer suites",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -77,16 +77,16 @@ def maybe_reexec(argv: Optional[List[str]]) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from . import _report
-    from ._bench import QUICK_SETTINGS, Settings, run_bench, select_layers
-    from ._threads import get_num_threads
-    from .backends import backends as available_backends
+    from ..backends import backends as available_backends
+    from ..core.threads import get_num_threads
+    from . import report
     from .peers import available_peers, why_unavailable
+    from .runner import QUICK_SETTINGS, Settings, run_bench, select_layers
 
     if args.list:
         return _list()
     if args.compare:
-        record = _report.load(args.compare)
+        record = report.load(args.compare)
     else:
         layers = select_layers(args.suite, args.layers)
         if not layers:
@@ -118,15 +118,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
         record = run_bench(layers, backends, peer_names, threads, args.layout, settings,
                            progress=not args.quiet, command=command, conversions=args.conversions)
         if args.json:
-            _report.save(record, args.json)
-    print(_report.report(record, markdown=args.markdown))
+            report.save(record, args.json)
+    print(report.report(record, markdown=args.markdown))
     if args.json and not args.compare:
         print(f"\nraw samples and machine info written to {args.json}")
     elif args.json:
-        _report.save(record, args.json)
+        report.save(record, args.json)
     if args.plot:
         try:
-            _report.plot(record, args.plot)
+            report.plot(record, args.plot)
         except ImportError:
             print("--plot needs matplotlib: pip install 'fastpoint[bench]'", file=sys.stderr)
             return 1
@@ -135,9 +135,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _list() -> int:
-    from ._suites import SUITES
-    from .backends import all_backends
+    from ..backends import all_backends
     from .peers import PEERS, why_unavailable
+    from .suites import SUITES
 
     print("suites:")
     for name, layers in SUITES.items():
