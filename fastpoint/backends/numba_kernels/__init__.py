@@ -21,10 +21,10 @@ import numpy as np
 
 from ...core.spec import ConvSpec, LayerSpec
 from . import blocking, workers
-from .cacheload import load_without_refresh
+from .cacheload import cache_kernels
 from .geometry import geometry
 
-load_without_refresh(vars(workers))  # its spin loops are cached dispatchers too (cacheload.py)
+cache_kernels(vars(workers))  # its spin loops are cached kernels too (cacheload.py)
 
 
 @dataclass(frozen=True)
