@@ -163,3 +163,21 @@ def test_run_bench_layouts_check_every_contender(layout, conversions):
         assert set(r["check"]) == {n for n in names if n != "numpy-gemm"}
         assert all(err is not None and err < 1e-5 for err in r["check"].values()), r["check"]
         assert "numpy-gemm" in r["na"] or "numpy-gemm" not in names or r["layer"] != "t_dw_dil"
+
+
+def test_bench_restarts_the_installed_package_not_a_fastpoint_folder_in_the_current_directory(tmp_path):
+    # `fastpoint bench` restarts itself when OpenBLAS tuning variables are set; run in a clone, the
+    # restart once imported the clone's source tree (no C extension built there) in place of the install
+    script = os.path.join(os.path.dirname(sys.executable), "fastpoint")
+    if not os.path.isfile(script):
+        pytest.skip("the fastpoint script is not installed beside this Python")
+    decoy = tmp_path / "fastpoint"
+    decoy.mkdir()
+    (decoy / "__init__.py").write_text("raise SystemExit('imported the fastpoint folder of the current directory')\n")
+    env = {k: v for k, v in os.environ.items() if k != "FASTPOINT_BENCH_REEXEC"}
+    env["OPENBLAS_CORETYPE"] = "Haswell"
+    res = subprocess.run([script, "bench", "--list"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert "restarting without OPENBLAS_CORETYPE" in res.stderr
+    assert res.returncode == 0, res.stderr
+    assert "quick" in res.stdout

@@ -60,6 +60,19 @@ def add_parser(sub) -> None:
     p.set_defaults(func=cmd_bench)
 
 
+def _this_command() -> List[str]:
+    """The command line of this process, to run it again.
+
+    The ``fastpoint`` script is run again as itself: ``python -m fastpoint.cli`` would import a
+    ``fastpoint`` folder in the current directory first (the source tree, when run in a clone), not
+    the installed package.  Only a process started as ``python -m fastpoint.cli`` restarts that way.
+    """
+    script = sys.argv[0]
+    if os.path.isfile(script) and not script.endswith((".py", ".exe")):
+        return [sys.executable, script, *sys.argv[1:]]
+    return [sys.executable, "-m", "fastpoint.cli", *sys.argv[1:]]
+
+
 def maybe_reexec(argv: Optional[List[str]]) -> None:
     """Re-run the ``fastpoint bench`` process without OpenBLAS tuning variables (see the module doc)."""
     found = [v for v in OPENBLAS_VARS if v in os.environ]
@@ -71,7 +84,7 @@ def maybe_reexec(argv: Optional[List[str]]) -> None:
         print(f"fastpoint bench: restarting without {', '.join(found)} so OpenBLAS picks its own kernels",
               file=sys.stderr)
         sys.stderr.flush()
-        os.execve(sys.executable, [sys.executable, "-m", "fastpoint.cli", *sys.argv[1:]], env)
+        os.execve(sys.executable, _this_command(), env)
     print(f"warning: {', '.join(found)} set: the numpy-gemm peer runs OpenBLAS with them; unset them for a "
           "fair figure", file=sys.stderr)
 
