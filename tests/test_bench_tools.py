@@ -18,6 +18,8 @@ from fastpoint.bench.suites import Layer
 from fastpoint.cli import main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+#: peers that must run here (.ci/run installs them): missing, their tests fail instead of skipping
+REQUIRED_PEERS = [p for p in os.environ.get("FASTPOINT_REQUIRE_PEERS", "").split(",") if p]
 
 SMALL = [
     Layer("t_pw", "t", 1, 8, 5, 6, 7),
@@ -34,7 +36,7 @@ SMALL = [
 @pytest.mark.parametrize("layer", SMALL, ids=[la.name for la in SMALL])
 def test_peer_matches_reference(peer, layer, mode):
     if peers.why_unavailable(peer):
-        pytest.skip(peers.why_unavailable(peer))
+        (pytest.fail if peer in REQUIRED_PEERS else pytest.skip)(peers.why_unavailable(peer))
     layout, conversions = ("NCHW", False) if mode == "native" else (mode[:4], True)
     prep = peers.prepare(peer, layer, 1, layout, conversions)
     if isinstance(prep, str):
