@@ -14,6 +14,8 @@ import pytest
 import fastpoint as fp
 from fastpoint.backends import get_backend
 
+from .conftest import C_ISAS
+
 c_backend = get_backend("c")
 pytestmark = pytest.mark.skipif(not c_backend.available(), reason="C extension not built")
 
@@ -31,9 +33,9 @@ NAMES = {0: "scalar_4x16", 1: "avx2_6x16", 2: "avx512_8x48"}
 
 
 @pytest.fixture
-def isa(isa_level):
-    """The shared ISA-forcing fixture (conftest), by integer level, under the name these tests use."""
-    return isa_level
+def isa(isa):
+    """The shared ISA-forcing fixture (conftest), as the integer level these tests index by."""
+    return C_ISAS[isa]
 
 
 def check(isa, n, cin, cout, h, w, stride=1, layout="NCHW", relu=False, bias=True, seed=0, nan_out=True):

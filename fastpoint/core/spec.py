@@ -49,14 +49,6 @@ class LayerSpec:
     def cout_g(self) -> int:
         return self.cout // self.groups
 
-    @property
-    def is_pointwise(self) -> bool:
-        return self.kh == 1 and self.kw == 1 and self.padding in ((0, 0), "same") and self.groups == 1
-
-    @property
-    def is_depthwise(self) -> bool:
-        return self.groups > 1 and self.cin_g == 1
-
     def with_dtype(self, dtype: np.dtype) -> LayerSpec:
         return LayerSpec(self.cout, self.cin, self.kh, self.kw, self.stride, self.padding,
                          self.dilation, self.groups, self.layout, self.relu, np.dtype(dtype))
@@ -90,11 +82,6 @@ class ConvSpec:
         """Multiply-adds x 2 over every tap, padding taps included (the usual convention)."""
         L = self.layer
         return 2 * self.n * L.cout * self.oh * self.ow * L.cin_g * L.kh * L.kw
-
-    @property
-    def is_pointwise(self) -> bool:
-        return (self.layer.kh == 1 and self.layer.kw == 1 and self.layer.groups == 1
-                and self.pad_top == self.pad_bottom == self.pad_left == self.pad_right == 0)
 
 
 # --------------------------------------------------------------------------------------------------
