@@ -257,12 +257,16 @@ def prepare_param(name: str, arr, dtype: np.dtype, shape: Tuple[int, ...]) -> np
     return c_array(arr, dtype)
 
 
+#: np.exceptions exists from NumPy 1.25 on; older releases have the class at the top level only
+_TooHardError = getattr(np, "exceptions", np).TooHardError
+
+
 def _overlaps(a: np.ndarray, b: np.ndarray) -> bool:
     if not np.may_share_memory(a, b):
         return False
     try:
         return bool(np.shares_memory(a, b, max_work=100_000))
-    except np.exceptions.TooHardError:
+    except _TooHardError:
         return True
 
 
