@@ -50,6 +50,14 @@ int fp_pack_f64(const fp_conv_problem *p, const double *w, void *packed);
 int fp_conv_f32(const fp_conv_problem *p, const float *x, const void *packed, const float *bias, float *y);
 int fp_conv_f64(const fp_conv_problem *p, const double *x, const void *packed, const double *bias, double *y);
 
+/* One-shot convolution (csrc/oneshot.c): w is the caller's (Cout, Cin/groups, KH, KW) weight, packed into
+ * this thread's scratch (kept across calls) and used once.  Returns 0, a negative FP_ERR_* code, or, when
+ * check_finite is set, 1 after computing y if some weight is NaN or Inf. */
+int fp_conv_once_f32(const fp_conv_problem *p, const float *x, const float *w, const float *bias, float *y,
+                     int check_finite);
+int fp_conv_once_f64(const fp_conv_problem *p, const double *x, const double *w, const double *bias, double *y,
+                     int check_finite);
+
 /* Machine measurements (csrc/measure.c): float32 FMA peak in GFLOP/s over about `seconds`, and
  * STREAM-triad bandwidth in GB/s over three arrays of `bytes` in all (-1 when out of memory). */
 double fp_measure_fma_peak(int threads, double seconds);

@@ -50,6 +50,9 @@ static inline void fp_tap_range(int64_t start, int64_t k, int64_t dil, int64_t n
  * (csrc/scratch.c); NULL on failure.  The buffer stays valid until the same thread asks for the
  * same slot again. */
 void *fp_scratch(int slot, int64_t bytes);
+/* Slot of the packed weights of a one-shot call (csrc/oneshot.c), on the calling thread: kernels use
+ * slots below it, so it stays valid while the call's kernel runs. */
+#define FP_SCRATCH_ONCE 3
 
 /* fp_scratch for a pool chunk: on failure, raise the call's shared `failed` flag (read after
  * fp_pool_run returns, to answer FP_ERR_ALLOC) and give NULL, so the chunk just returns. */

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -39,36 +39,50 @@ def _is_depthwise(layer: LayerSpec) -> bool:
     return layer.groups > 1 and layer.cin_g == 1 and layer.cout_g == 1
 
 
-def pack(layer: LayerSpec, weight: np.ndarray) -> Packed:
+def packed_like(layer: LayerSpec, dtype) -> Packed:
+    """Zeroed packing buffers of ``layer`` (zeros stay in the padding lanes; pack_into fills the rest)."""
+    g, cog, taps = layer.groups, layer.cout_g, layer.kh * layer.kw
+    dtype = np.dtype(dtype)
+    if _is_depthwise(layer):
+        cpad = _round_up(g, blocking.lanes(dtype.itemsize))
+        if layer.layout == "NCHW":  # [c][tap], and [channel block][tap][lanes]
+            return Packed("dw_nchw", np.zeros(g * taps, dtype), np.zeros(cpad * taps, dtype))
+        return Packed("dw_nhwc", np.zeros(taps * cpad, dtype))  # [tap][c], channels padded to a whole vector
+    width = blocking.MR if layer.layout == "NCHW" else blocking.tile_cols(dtype.itemsize)
+    size = g * _round_up(cog, width) * layer.cin_g * taps
+    return Packed("nchw" if layer.layout == "NCHW" else "nhwc", np.zeros(size, dtype))
+
+
+def _fill_tiles(dst: np.ndarray, src: np.ndarray, tile: int) -> None:
+    """``dst[g, t, a, b, i] = src[g, t * tile + i, a, b]`` for every source row; dst's padding is left alone."""
+    rows = src.shape[1]
+    full = rows // tile
+    if full:
+        dst[:, :full] = src[:, :full * tile].reshape(src.shape[0], full, tile, *src.shape[2:]).transpose(0, 1, 3, 4, 2)
+    if rows > full * tile:
+        dst[:, full, :, :, :rows - full * tile] = src[:, full * tile:].transpose(0, 2, 3, 1)
+
+
+def pack_into(packed: Packed, layer: LayerSpec, weight: np.ndarray) -> Packed:
+    """Write ``weight`` into ``packed`` (from packed_like) in the kernels' order, without a temporary."""
     g, cog, cig, taps = layer.groups, layer.cout_g, layer.cin_g, layer.kh * layer.kw
     w = weight.reshape(g, cog, cig, taps)
-    if _is_depthwise(layer):
-        if layer.layout == "NCHW":  # [c][tap]
-            nl = blocking.lanes(weight.itemsize)
-            cpad = _round_up(g, nl)
-            wl = np.zeros((cpad, taps), weight.dtype)
-            wl[:g] = w.reshape(g, taps)
-            wl = wl.reshape(cpad // nl, nl, taps).transpose(0, 2, 1)
-            return Packed("dw_nchw", np.ascontiguousarray(w.reshape(g, taps)).ravel(),
-                          np.ascontiguousarray(wl).ravel())
-        # [tap][c], channels padded to a whole vector so every weight load is a full one
-        cpad = _round_up(g, blocking.lanes(weight.itemsize))
-        wp = np.zeros((taps, cpad), weight.dtype)
-        wp[:, :g] = w.reshape(g, taps).T
-        return Packed("dw_nhwc", wp.ravel())
-    if layer.layout == "NCHW":  # [g][co_tile][ci][tap][MR]
-        mr = blocking.MR
-        tiles = -(-cog // mr)
-        wp = np.zeros((g, tiles * mr, cig, taps), weight.dtype)
-        wp[:, :cog] = w
-        wp = wp.reshape(g, tiles, mr, cig, taps).transpose(0, 1, 3, 4, 2)
-        return Packed("nchw", np.ascontiguousarray(wp).ravel())
-    nr = blocking.tile_cols(weight.itemsize)  # [g][co_tile][tap][ci][NR]
-    tiles = -(-cog // nr)
-    wp = np.zeros((g, tiles * nr, cig, taps), weight.dtype)
-    wp[:, :cog] = w
-    wp = wp.reshape(g, tiles, nr, cig, taps).transpose(0, 1, 4, 3, 2)
-    return Packed("nhwc", np.ascontiguousarray(wp).ravel())
+    if packed.kind == "dw_nchw":
+        packed.weights.reshape(g, taps)[...] = w.reshape(g, taps)
+        nl = blocking.lanes(weight.itemsize)
+        _fill_tiles(packed.by_lanes.reshape(1, -1, taps, 1, nl), w.reshape(1, g, taps, 1), nl)
+    elif packed.kind == "dw_nhwc":
+        packed.weights.reshape(taps, -1)[:, :g] = w.reshape(g, taps).T
+    elif packed.kind == "nchw":  # [g][co_tile][ci][tap][MR]
+        _fill_tiles(packed.weights.reshape(g, -1, cig, taps, blocking.MR), w, blocking.MR)
+    else:  # [g][co_tile][tap][ci][NR]
+        nr = blocking.tile_cols(weight.itemsize)
+        _fill_tiles(packed.weights.reshape(g, -1, taps, cig, nr), w.transpose(0, 1, 3, 2), nr)
+    return packed
+
+
+def pack(layer: LayerSpec, weight: np.ndarray) -> Packed:
+    return pack_into(packed_like(layer, weight.dtype), layer, weight)
 
 
 def _round_up(v: int, m: int) -> int:
@@ -159,7 +173,14 @@ Launch = Callable[[np.ndarray, np.ndarray, int], None]
 
 
 def bind(spec: ConvSpec, packed: Packed, bias: Optional[np.ndarray]) -> Launch:
-    """Everything of a call that depends on the layer and shape only, done once: ``launch(x, out, threads)``.
+    launch, _ = bind_refillable(spec, packed, bias)
+    return launch
+
+
+def bind_refillable(spec: ConvSpec, packed: Packed,
+                    bias: Optional[np.ndarray]) -> Tuple[Launch, Callable[[np.ndarray], None]]:
+    """Everything of a call that depends on the layer and shape only, done once: ``launch(x, out, threads)``,
+    and ``set_bias(b)``, which replaces the launcher's bias (a one-shot plan refills its ``packed`` and bias).
 
     What is left per call: the prepared input copy (when the kernel needs one), the thread choice
     and the kernel's argument tuple.  A ``Conv2d``'s repeat calls keep the launcher (fastpoint/core/callplan.py),
@@ -167,6 +188,18 @@ def bind(spec: ConvSpec, packed: Packed, bias: Optional[np.ndarray]) -> Launch:
     """
     L = spec.layer
     item = L.dtype.itemsize
+    biases: List[Tuple[np.ndarray, int, int]] = []  # the launcher's padded bias arrays, for set_bias
+
+    def padded_bias(groups: int, per_group: int, width: int) -> np.ndarray:
+        bp = _padded_bias(bias, groups, per_group, width, L.dtype)
+        biases.append((bp, groups, per_group))
+        return bp
+
+    def set_bias(b: np.ndarray) -> None:
+        """Write another bias of the same shape into the launcher's arrays (one-shot calls)."""
+        for bp, groups, per_group in biases:
+            bp.reshape(groups, -1)[:, :per_group] = b.reshape(groups, per_group)
+
     per_threads: Dict[int, tuple] = {}  # threads -> (useful threads, the args that depend on them)
 
     def threads_args(threads: int, tail: Callable[[int], tuple]) -> tuple:
@@ -185,7 +218,7 @@ def bind(spec: ConvSpec, packed: Packed, bias: Optional[np.ndarray]) -> Launch:
         nl = blocking.lanes(item)
         pix2tile, ident, toff = _small_tables(spec.h, spec.w, spec.pad_top, spec.pad_left, hp, wp, L.kh, L.kw,
                                               dh, dw, nl)
-        bp = _padded_bias(bias, 1, L.cout, nl, L.dtype)
+        bp = padded_bias(1, L.cout, nl)
         row3 = L.kh if (L.kw, sw, dw) == (3, 1, 1) else 0
         mid = (spec.h, spec.w, L.cout, spec.n, sh, sw, hp, wp, pix2tile, ident, toff, row3, packed.by_lanes, bp)
         tail = (spec.oh, spec.ow, int(L.relu))
@@ -194,12 +227,12 @@ def bind(spec: ConvSpec, packed: Packed, bias: Optional[np.ndarray]) -> Launch:
             useful, _ = threads_args(threads, lambda t: ())
             workers.run(dw_nchw_small, (x.reshape(-1),) + mid + (out.reshape(-1),) + tail, useful)
 
-        return launch_dw_small
+        return launch_dw_small, set_bias
     geo = geometry(spec)
     if packed.kind == "dw_nchw":  # pads each channel plane itself, in a task-local buffer
         from .depthwise import dw_nchw
 
-        b = np.zeros(L.cout, L.dtype) if bias is None else bias
+        b = padded_bias(1, L.cout, 1)
         mid = (spec.h, spec.w, geo.phase_py, geo.phase_px, geo.hq1, geo.wq, L.stride[0], L.stride[1],
                spec.pad_top, spec.pad_left, geo.tapoff, packed.weights, b)
         tail = (spec.n * L.cout, L.cout, spec.oh, spec.ow, int(L.relu))
@@ -208,7 +241,7 @@ def bind(spec: ConvSpec, packed: Packed, bias: Optional[np.ndarray]) -> Launch:
             useful, _ = threads_args(threads, lambda t: ())
             workers.run(dw_nchw, (x.reshape(-1),) + mid + (out.reshape(-1),) + tail + (useful,), useful)
 
-        return launch_dw_nchw
+        return launch_dw_nchw, set_bias
     relu = int(L.relu)
     taps = L.kh * L.kw
     if packed.kind == "nchw":
@@ -220,7 +253,7 @@ def bind(spec: ConvSpec, packed: Packed, bias: Optional[np.ndarray]) -> Launch:
         # tiny maps (7x7: 2 position tiles) are split along the channels only: a task per position
         # tile would stream each weight block (up to 4 MB a layer, beyond L2) once per tile
         q_split = 1 if q_tiles <= blocking.JOBS_PER_THREAD else q_tiles
-        bp = _padded_bias(bias, L.groups, L.cout_g, MR, L.dtype)
+        bp = padded_bias(L.groups, L.cout_g, MR)
         koff = (np.arange(L.cin_g, dtype=np.int64)[:, None] * geo.plane + geo.tapoff[None, :]).ravel()
         kernel = conv_nchw
         mid = (geo.plane, koff, geo.wq, geo.qtotal, packed.weights, bp)
@@ -245,7 +278,7 @@ def bind(spec: ConvSpec, packed: Packed, bias: Optional[np.ndarray]) -> Launch:
         nr = blocking.tile_cols(item)
         co_tiles = -(-L.cout_g // nr)
         q_tiles = -(-geo.qtotal // MR)
-        bp = _padded_bias(bias, L.groups, L.cout_g, nr, L.dtype)
+        bp = padded_bias(L.groups, L.cout_g, nr)
         kernel = conv_nhwc
         mid = (geo.plane, geo.tapoff, geo.wq, geo.qtotal, packed.weights, bp)
 
@@ -258,7 +291,7 @@ def bind(spec: ConvSpec, packed: Packed, bias: Optional[np.ndarray]) -> Launch:
         from .depthwise import NV, dw_nhwc
 
         q_tiles = -(-geo.qtotal // NV)
-        b = _padded_bias(bias, 1, L.cout, blocking.lanes(item), L.dtype)
+        b = padded_bias(1, L.cout, blocking.lanes(item))
         kernel = dw_nhwc
         mid = (geo.plane, geo.tapoff, geo.wq, geo.qtotal, packed.weights, b)
 
@@ -271,4 +304,4 @@ def bind(spec: ConvSpec, packed: Packed, bias: Optional[np.ndarray]) -> Launch:
         useful, tail = threads_args(threads, tail_for)
         workers.run(kernel, (prepare(x),) + mid + (out.reshape(-1),) + tail, useful)
 
-    return launch
+    return launch, set_bias

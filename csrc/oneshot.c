@@ -1,0 +1,60 @@
+/* One-shot calls (fp.conv2d / fp.conv1x1): the caller's weights, packed for this call only.
+ *
+ * A prepacked layer (fp.Conv2d) packs once into memory it owns.  A one-shot call packs on every call,
+ * so where the packing lands decides its cost: a fresh allocation per call meant page faults on every
+ * touch (glibc mmaps large blocks) and a cold cache for the kernel's first pass.  Here the packing goes
+ * into the calling thread's scratch slot FP_SCRATCH_ONCE (csrc/scratch.c), grown when a call needs
+ * more and reused by every later call of that thread: warm pages, no allocation.  The kernels then run
+ * exactly as for a prepacked layer, so both forms give identical results.
+ *
+ * The non-finite check of the weights (core/nonfinite.py needs it when the call has padding) is done
+ * here too, in one vectorized pass, so that Python never walks a large weight array itself. */
+#include <string.h>
+
+#include "internal.h"
+
+/* 1 when some of the n values at w is NaN or +-Inf: the largest |bits| reaches the all-ones exponent. */
+static int any_nonfinite_f32(const float *w, int64_t n) {
+    uint32_t top = 0;
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, w + i, sizeof u);
+        u &= 0x7fffffffu;
+        top = u > top ? u : top;
+    }
+    return top >= 0x7f800000u;
+}
+
+static int any_nonfinite_f64(const double *w, int64_t n) {
+    uint64_t top = 0;
+    for (int64_t i = 0; i < n; i++) {
+        uint64_t u;
+        memcpy(&u, w + i, sizeof u);
+        u &= 0x7fffffffffffffffull;
+        top = u > top ? u : top;
+    }
+    return top >= 0x7ff0000000000000ull;
+}
+
+static int once(const fp_conv_problem *p, int f64, const void *x, const void *w, const void *bias, void *y,
+                int check_finite) {
+    void *packed = fp_scratch(FP_SCRATCH_ONCE, fp_packed_bytes(p, f64));
+    if (!packed) return FP_ERR_ALLOC;
+    int rc = f64 ? fp_pack_f64(p, (const double *)w, packed) : fp_pack_f32(p, (const float *)w, packed);
+    if (rc == FP_OK)
+        rc = f64 ? fp_conv_f64(p, (const double *)x, packed, (const double *)bias, (double *)y)
+                 : fp_conv_f32(p, (const float *)x, packed, (const float *)bias, (float *)y);
+    if (rc != FP_OK || !check_finite) return rc;
+    const int64_t n = p->cout * (p->cin / p->groups) * p->kh * p->kw;
+    return f64 ? any_nonfinite_f64((const double *)w, n) : any_nonfinite_f32((const float *)w, n);
+}
+
+int fp_conv_once_f32(const fp_conv_problem *p, const float *x, const float *w, const float *bias, float *y,
+                     int check_finite) {
+    return once(p, 0, x, w, bias, y, check_finite);
+}
+
+int fp_conv_once_f64(const fp_conv_problem *p, const double *x, const double *w, const double *bias, double *y,
+                     int check_finite) {
+    return once(p, 1, x, w, bias, y, check_finite);
+}
