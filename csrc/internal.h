@@ -62,6 +62,14 @@ static inline void *fp_scratch_or_fail(int slot, int64_t bytes, int *failed) {
     return buf;
 }
 
+/* Packing helpers (csrc/pack.c).  fp_pack_transpose: dst[j * width + i] = src[i * ld + j] for i < rows,
+ * j < cols, and zero for rows <= i < width (a panel's lanes past the last output channel).
+ * fp_pack_jobs: fn(ctx, job) for job in [0, jobs), split across up to p->num_threads threads when the
+ * packing writes `bytes` or more (jobs must write disjoint memory). */
+void fp_pack_transpose(const float *src, int64_t ld, int64_t rows, int64_t cols, int64_t width, float *dst);
+typedef void (*fp_pack_fn)(void *ctx, int64_t job);
+void fp_pack_jobs(const fp_conv_problem *p, int64_t jobs, int64_t bytes, fp_pack_fn fn, void *ctx);
+
 /* Memory aligned to FP_ALIGN bytes; NULL on failure. */
 void *fp_aligned_alloc(int64_t bytes);
 void fp_aligned_free(void *ptr);

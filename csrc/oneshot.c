@@ -36,6 +36,23 @@ static int any_nonfinite_f64(const double *w, int64_t n) {
     return top >= 0x7ff0000000000000ull;
 }
 
+/* The check of a large weight runs in blocks across the pool, as packing does. */
+#define CHECK_BLOCK 16384
+
+typedef struct check_job {
+    const void *w;
+    int64_t n;
+    int f64, bad;
+} check_job;
+
+static void check_block(void *ctx, int64_t job) {
+    check_job *j = (check_job *)ctx;
+    const int64_t lo = job * CHECK_BLOCK, len = FP_MIN(CHECK_BLOCK, j->n - lo);
+    const int bad = j->f64 ? any_nonfinite_f64((const double *)j->w + lo, len)
+                           : any_nonfinite_f32((const float *)j->w + lo, len);
+    if (bad) __atomic_store_n(&j->bad, 1, __ATOMIC_RELAXED);
+}
+
 static int once(const fp_conv_problem *p, int f64, const void *x, const void *w, const void *bias, void *y,
                 int check_finite) {
     void *packed = fp_scratch(FP_SCRATCH_ONCE, fp_packed_bytes(p, f64));
@@ -45,8 +62,9 @@ static int once(const fp_conv_problem *p, int f64, const void *x, const void *w,
         rc = f64 ? fp_conv_f64(p, (const double *)x, packed, (const double *)bias, (double *)y)
                  : fp_conv_f32(p, (const float *)x, packed, (const float *)bias, (float *)y);
     if (rc != FP_OK || !check_finite) return rc;
-    const int64_t n = p->cout * (p->cin / p->groups) * p->kh * p->kw;
-    return f64 ? any_nonfinite_f64((const double *)w, n) : any_nonfinite_f32((const float *)w, n);
+    check_job j = {w, p->cout * (p->cin / p->groups) * p->kh * p->kw, f64, 0};
+    fp_pack_jobs(p, FP_CEIL_DIV(j.n, CHECK_BLOCK), j.n * (f64 ? 8 : 4), check_block, &j);
+    return j.bad;
 }
 
 int fp_conv_once_f32(const fp_conv_problem *p, const float *x, const float *w, const float *bias, float *y,

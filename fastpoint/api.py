@@ -147,7 +147,7 @@ def conv2d(x, weight, bias=None, stride: IntOrPair = 1, padding: Padding = 0, di
         return _parse_one_shot(x, weight, bias, stride, padding, dilation, groups, activation, layout, backend)
 
     if type(x) is np.ndarray and type(weight) is np.ndarray and (bias is None or type(bias) is np.ndarray):
-        plan = one_shot_plan(x, weight, bias, (stride, padding, dilation, groups, activation, layout, backend),
+        plan = one_shot_plan(x, weight, bias, (stride, padding, dilation, groups), (activation, layout, backend),
                              parse)
     else:  # array-likes: checked, then converted (a parse key needs arrays)
         plan = parse()

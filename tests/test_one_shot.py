@@ -76,6 +76,11 @@ def test_parse_cache_keeps_validation(backend):
     fp.conv2d(x, w, stride=1, backend=backend)
     with pytest.raises(TypeError, match="stride"):
         fp.conv2d(x, w, stride=True, backend=backend)
+    fp.conv2d(x, w, padding=(1, 1), backend=backend)
+    with pytest.raises(TypeError, match="padding"):
+        fp.conv2d(x, w, padding=(1, True), backend=backend)
+    with pytest.raises(ValueError, match="activation"):
+        fp.conv2d(x, w, activation=["relu"], backend=backend)
     with pytest.raises(ValueError, match="out must have shape"):
         fp.conv2d(x, w, backend=backend, out=np.empty((1, 3, 5, 5), np.float32))
     x3, w3 = np.ones((1, 3, 5, 5), np.float32), np.ones((3, 3, 3, 3), np.float32)
@@ -153,3 +158,18 @@ def test_parse_cache_is_bounded(monkeypatch):
     for n in range(300):
         fp.conv2d(np.ones((1, 1, 1, n + 1), np.float32), w)
     assert 0 < len(callplan._ONE_SHOT) <= 256
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_c_one_shot_equals_prepacked_on_every_isa(isa, layout):
+    """Each ISA's packing (AVX-512 16 x 16 blocks, element-wise edges) on sizes off the vector width:
+    Cout 50 and Cin 37 leave partial panels and blocks in every form."""
+    rng = np.random.default_rng(6)
+    cases = [((1, 37, 7, 7), (50, 37, 1, 1), {}), ((1, 37, 20, 20), (50, 37, 1, 1), {}),
+             ((1, 37, 6, 6), (50, 37, 3, 3), dict(padding=1)), ((1, 40, 6, 6), (40, 1, 3, 3), dict(groups=40)),
+             ((1, 36, 6, 6), (51, 12, 3, 3), dict(groups=3, padding=1))]
+    for xs, ws, kw in cases:
+        x, w, b = _layout(int_array(rng, xs), layout), int_array(rng, ws), int_array(rng, ws[:1])
+        want = fp.Conv2d(w, b, layout=layout, backend="c", **kw)(x)
+        np.testing.assert_array_equal(fp.conv2d(x, w, b, layout=layout, backend="c", **kw), want)
+        np.testing.assert_array_equal(want, fp.conv2d(x, w, b, layout=layout, backend="numpy", **kw))

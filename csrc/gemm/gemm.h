@@ -71,6 +71,9 @@ typedef struct fp_gemm_blocks {
 /* Block sizes for an m x n x k product with micro-kernel uk. */
 fp_gemm_blocks fp_gemm_blocking(const fp_sgemm_ukr *uk, int64_t m, int64_t n, int64_t k);
 
+/* NCHW: whether a problem (its output size known) runs the transposed form Y^T = X^T W^T. */
+int fp_gemm_use_transposed(const fp_conv_problem *p, const fp_sgemm_ukr *uk);
+
 /* Prepacked weight sizes (floats) and packing. */
 int64_t fp_gemm_packed_floats(const fp_conv_problem *p, const fp_sgemm_ukr *uk);
 void fp_gemm_pack_weights(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const float *w, float *dst);

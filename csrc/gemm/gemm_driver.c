@@ -132,7 +132,7 @@ static double lane_use(int64_t n) { return (double)n / (double)(FP_CEIL_DIV(n, 1
 
 /* Small maps (7x7: 49 pixels fill 4 vectors at 77 %) run with vectors along Cout instead, reading X
  * in place as the broadcast operand and scattering the tile into Y's rows. */
-static int use_transposed(const fp_conv_problem *p, const fp_sgemm_ukr *uk) {
+int fp_gemm_use_transposed(const fp_conv_problem *p, const fp_sgemm_ukr *uk) {
     const int64_t N = p->oh * p->ow;
     /* Also reduction-heavy layers (Cin >= 2 Cout) at 14x14 = 196 pixels = 4 x 48 + 4, whose thin last
      * column tile costs the regular form more: 1024->256@14 0.95x -> 1.00x vs ONNX Runtime at 1 thread
@@ -289,7 +289,7 @@ static void nchw_chunk(void *ctx, int64_t c, int worker) {
 
 int fp_gemm_run_nchw(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const float *x, const float *packed,
                      const float *bias, float *y) {
-    if (use_transposed(p, uk)) return run_nchw_t(p, uk, x, packed, bias, y);
+    if (fp_gemm_use_transposed(p, uk)) return run_nchw_t(p, uk, x, packed, bias, y);
     const int64_t M = p->cout, K = p->cin, N = p->oh * p->ow;
     task t;
     task_init(&t, p, uk, x, packed, bias, y);

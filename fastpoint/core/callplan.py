@@ -143,27 +143,35 @@ def backend_once(backend: Any, spec: ConvSpec, padded: bool) -> Callable[..., bo
 
 
 _ONE_SHOT: Dict[tuple, OneShotPlan] = {}
-_PLAIN = (int, str, type(None))
 
 
-def _plain(v) -> bool:
-    """Whether ``v`` can be part of a parse key: exact ints, strings, None, or pairs of exact ints.
-    (``True == 1`` and ``np.int64(1) == 1`` hash alike but validate differently: such calls take the
-    full parse every time.)"""
-    t = type(v)
-    return t in _PLAIN or (t is tuple and len(v) == 2 and type(v[0]) is int and type(v[1]) is int)
+def _plain(numbers: tuple) -> bool:
+    """Whether the integer parameters can be part of a parse key: exact ints, strings ('same'), or pairs of
+    exact ints.  ``True == 1`` and ``np.int64(1) == 1`` hash alike but validate differently (a bool stride
+    is an error): such calls take the full parse every time."""
+    for v in numbers:
+        t = type(v)
+        if t is not int and t is not str and not (t is tuple and len(v) == 2 and type(v[0]) is int
+                                                  and type(v[1]) is int):
+            return False
+    return True
 
 
-def one_shot_plan(x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray], params: tuple,
+def one_shot_plan(x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray], numbers: tuple, names: tuple,
                   parse: Callable[[], OneShotPlan]) -> OneShotPlan:
     """The plan of a one-shot call on ndarrays: from the parse cache when an earlier call had the same
-    argument facts (shapes and dtypes of the arrays; the exact parameter values), else ``parse()``,
-    which validates everything and raises on bad input.  Validation depends on nothing else, so a
-    cached plan is exactly what ``parse()`` would return; contiguity and alignment are handled per call."""
-    if not all(map(_plain, params)):
+    argument facts (shapes and dtypes of the arrays, the exact values of ``numbers`` (stride, padding,
+    dilation, groups) and ``names`` (activation, layout, backend)), else ``parse()``, which validates
+    everything and raises on bad input.  Validation depends on nothing else, so a cached plan is what
+    ``parse()`` would return; contiguity and alignment are handled per call (OneShotPlan.call)."""
+    if not _plain(numbers):
         return parse()
-    key = (x.shape, x.dtype, weight.shape, weight.dtype, None if bias is None else (bias.shape, bias.dtype)) + params
-    plan = _ONE_SHOT.get(key)
+    key = (x.shape, x.dtype, weight.shape, weight.dtype, None if bias is None else (bias.shape, bias.dtype),
+           numbers, names)
+    try:
+        plan = _ONE_SHOT.get(key)
+    except TypeError:  # an unhashable activation, layout or backend: parse() names it
+        return parse()
     if plan is None:
         plan = parse()
         if len(_ONE_SHOT) >= 256:  # many shapes (dask chunks): keep it bounded
