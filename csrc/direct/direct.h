@@ -7,6 +7,7 @@
 #ifndef FP_DIRECT_H
 #define FP_DIRECT_H
 #include "../internal.h"
+#include "../kernel_table.h"
 
 #define FP_DIRECT_CB 16 /* output channels per packed weight block */
 
@@ -27,9 +28,23 @@ typedef struct fp_dtile {
 
 typedef void (*fp_dkernel)(const fp_dtile *t);
 
-/* Widest tile (pixels) of each ISA for nb = 1 and nb = 2 blocks, and the kernel for a width. */
-int fp_direct_rwmax(int isa, int nb);
-fp_dkernel fp_direct_kernel(int isa, int rw, int nb);
+/* A row of the conv table (csrc/kernel_table.c): the common row (tile: the widest register tile, pixels
+ * x channels), then what the driver needs. */
+typedef struct fp_direct_ukr {
+    fp_kernel k;
+    int rw[3];          /* widest tile (pixels) for 1, 2 and 4 blocks of 16 channels; 0: no such instance */
+    int chunk_cin;      /* split the reduction into chunks whose weights stay in L1 (0: one chunk) */
+    fp_dkernel (*kernel)(int rw, int nb); /* the instance for rw <= rw[nb] pixels x nb blocks */
+} fp_direct_ukr;
+
+extern const fp_direct_ukr fp_f32_conv_4x16__scalar;
+extern const fp_direct_ukr fp_f32_conv_6x16__avx2;
+extern const fp_direct_ukr fp_f32_conv_14x32__avx512;
+
+/* The micro-kernel to run at ISA level isa (the table's choice). */
+static inline const fp_direct_ukr *fp_direct_ukr_pick(int isa) {
+    return (const fp_direct_ukr *)fp_kernel_pick("conv", 0, isa); /* the row starts the struct */
+}
 
 fp_dkernel fp_direct_kernel_avx512(int rw, int nb);
 

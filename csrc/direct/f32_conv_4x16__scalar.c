@@ -41,3 +41,7 @@ fp_dkernel fp_direct_kernel_scalar(int rw, int nb) {
     static const fp_dkernel k2[] = {s_1x2, s_2x2};
     return nb >= 2 ? k2[rw - 1] : k1[rw - 1];
 }
+
+/* No reduction chunks: the portable kernel gained nothing from them. */
+const fp_direct_ukr fp_f32_conv_4x16__scalar = {{"f32_conv_4x16__scalar", "conv", 0, FP_ISA_SCALAR, 4, 16}, {4, 2, 0}, 0,
+                                                fp_direct_kernel_scalar};

@@ -27,6 +27,8 @@ static const fp_dkernel K1[] = {k256_1x1, k256_2x1, k256_3x1, k256_4x1, k256_5x1
 static const fp_dkernel K2[] = {k256_1x2, k256_2x2, k256_3x2};
 
 fp_dkernel fp_direct_kernel_avx2(int rw, int nb) { return nb >= 2 ? K2[rw - 1] : K1[rw - 1]; }
+const fp_direct_ukr fp_f32_conv_6x16__avx2 = {{"f32_conv_6x16__avx2", "conv", 0, FP_ISA_AVX2, 6, 16}, {6, 3, 0}, 1,
+                                              fp_direct_kernel_avx2};
 
 #if defined(__clang__)
 #pragma clang attribute pop

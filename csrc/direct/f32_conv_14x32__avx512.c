@@ -35,6 +35,8 @@ static const fp_dkernel K2[] = {k512_1x2, k512_2x2, k512_3x2, k512_4x2, k512_5x2
 static const fp_dkernel K4[] = {k512_1x4, k512_2x4, k512_3x4, k512_4x4, k512_5x4, k512_6x4, k512_7x4};
 
 fp_dkernel fp_direct_kernel_avx512(int rw, int nb) { return nb == 4 ? K4[rw - 1] : nb == 2 ? K2[rw - 1] : K1[rw - 1]; }
+const fp_direct_ukr fp_f32_conv_14x32__avx512 = {{"f32_conv_14x32__avx512", "conv", 0, FP_ISA_AVX512, 14, 32},
+                                                 {14, 14, 7}, 1, fp_direct_kernel_avx512};
 
 static inline __mmask16 first_n(int64_t n) { return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? 0 : (__mmask16)((1u << n) - 1u); }
 
