@@ -64,7 +64,8 @@ def print_kernels() -> None:
     print(f"{'kernel':28s} {'backend':7s} {'family':18s} {'dtype':7s} {'isa':6s} {'tile':6s} available")
     for k in rows:
         tile = "x".join(str(v) for v in k.tile) if k.tile else "-"
-        print(f"{k.name:28s} {k.backend:7s} {k.family:18s} {k.dtype:7s} {k.isa:6s} {tile:6s} {'yes' if k.available else 'no'}")
+        available = "yes" if k.available else "no"
+        print(f"{k.name:28s} {k.backend:7s} {k.family:18s} {k.dtype:7s} {k.isa:6s} {tile:6s} {available}")
 
 
 def _refusal(names: Sequence[str]) -> str:
