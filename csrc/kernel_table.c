@@ -81,6 +81,7 @@ int fp_kernel_available(int i) {
 
 #define MAX_FORCED 8
 static const fp_kernel *g_forced[MAX_FORCED]; /* one per (family, dtype) at most */
+static int g_nforced;                         /* entries of g_forced in use (0: the fast path) */
 static int g_env_status = 1;                  /* 1: FASTPOINT_KERNEL not read yet */
 
 static const fp_kernel *find(const char *name, size_t len) {
@@ -108,6 +109,7 @@ static int force(const char *names) {
         s += len + (end != NULL);
     }
     memcpy(g_forced, chosen, sizeof g_forced);
+    g_nforced = nchosen;
     return FP_OK;
 }
 
@@ -133,7 +135,7 @@ int fp_force_kernels(const char *names) {
 
 const fp_kernel *fp_kernel_forced(const char *family, int f64) {
     env_once();
-    for (int j = 0; j < MAX_FORCED && g_forced[j]; j++)
+    for (int j = 0; j < g_nforced; j++)
         if (!strcmp(g_forced[j]->family, family) && g_forced[j]->f64 == f64) return g_forced[j];
     return NULL;
 }
@@ -141,10 +143,10 @@ const fp_kernel *fp_kernel_forced(const char *family, int f64) {
 const fp_kernel *fp_kernel_pick(const char *family, int f64, int isa) {
     const fp_kernel *k = fp_kernel_forced(family, f64);
     if (k) return k;
-    const int n = fp_kernel_count();
-    for (int i = 0; i < n; i++) {
-        k = fp_kernel_at(i);
-        if (!strcmp(k->family, family) && k->f64 == f64 && k->isa <= isa) return k;
+    for (int t = 0; t < N_TABLES; t++) {
+        if (strcmp(TABLES[t].rows[0]->family, family)) continue; /* a table holds one family */
+        for (int i = 0; i < TABLES[t].n; i++)
+            if (TABLES[t].rows[i]->f64 == f64 && TABLES[t].rows[i]->isa <= isa) return TABLES[t].rows[i];
     }
     return NULL;
 }
