@@ -66,9 +66,9 @@ const fp_kernel *fp_kernel_at(int i) {
 }
 
 int fp_kernel_index(const fp_kernel *k) {
-    const int n = fp_kernel_count();
-    for (int i = 0; i < n; i++)
-        if (fp_kernel_at(i) == k) return i;
+    for (int t = 0, base = 0; t < N_TABLES; base += TABLES[t].n, t++)
+        for (int i = 0; i < TABLES[t].n; i++)
+            if (TABLES[t].rows[i] == k) return base + i;
     return -1;
 }
 
@@ -133,6 +133,11 @@ int fp_force_kernels(const char *names) {
     return force(names);
 }
 
+int fp_kernel_forcing(void) {
+    env_once();
+    return g_nforced > 0;
+}
+
 const fp_kernel *fp_kernel_forced(const char *family, int f64) {
     env_once();
     for (int j = 0; j < g_nforced; j++)
@@ -140,13 +145,23 @@ const fp_kernel *fp_kernel_forced(const char *family, int f64) {
     return NULL;
 }
 
+/* The table of a family (a table holds one): the same string literal is usually one object in the
+ * library, so a pointer compare answers before any strcmp. */
+static int table_of(const char *family) {
+    for (int t = 0; t < N_TABLES; t++)
+        if (TABLES[t].rows[0]->family == family) return t;
+    for (int t = 0; t < N_TABLES; t++)
+        if (!strcmp(TABLES[t].rows[0]->family, family)) return t;
+    return -1;
+}
+
 const fp_kernel *fp_kernel_pick(const char *family, int f64, int isa) {
-    const fp_kernel *k = fp_kernel_forced(family, f64);
-    if (k) return k;
-    for (int t = 0; t < N_TABLES; t++) {
-        if (strcmp(TABLES[t].rows[0]->family, family)) continue; /* a table holds one family */
-        for (int i = 0; i < TABLES[t].n; i++)
-            if (TABLES[t].rows[i]->f64 == f64 && TABLES[t].rows[i]->isa <= isa) return TABLES[t].rows[i];
+    if (fp_kernel_forcing()) {
+        const fp_kernel *k = fp_kernel_forced(family, f64);
+        if (k) return k;
     }
+    const int t = table_of(family);
+    for (int i = 0; t >= 0 && i < TABLES[t].n; i++)
+        if (TABLES[t].rows[i]->f64 == f64 && TABLES[t].rows[i]->isa <= isa) return TABLES[t].rows[i];
     return NULL;
 }
