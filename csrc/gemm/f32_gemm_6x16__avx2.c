@@ -5,12 +5,9 @@
 #if defined(__x86_64__) && !defined(FP_PORTABLE_ONLY)
 #include <immintrin.h>
 
+#include "../isa_target.h"
 #include "gemm.h"
-#if defined(__clang__) /* clang ignores GCC's target pragma */
-#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
-#else
-#pragma GCC target("avx2,fma")
-#endif
+FP_TARGET_BEGIN(FP_TARGET_AVX2)
 
 #define MR 6
 #define NR 16
@@ -97,7 +94,5 @@ static void run(const fp_ukr_args *u) {
 }
 
 const fp_sgemm_ukr fp_f32_gemm_6x16__avx2 = {FP_SGEMM_ROW("f32_gemm_6x16__avx2", FP_ISA_AVX2, MR, NR), run, 0};
-#if defined(__clang__)
-#pragma clang attribute pop
-#endif
+FP_TARGET_END
 #endif

@@ -7,12 +7,9 @@
 #if defined(__x86_64__) && !defined(FP_PORTABLE_ONLY)
 #include <immintrin.h>
 
+#include "../isa_target.h"
 #include "gemm.h"
-#if defined(__clang__) /* clang ignores GCC's target pragma */
-#pragma clang attribute push(__attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma"))), apply_to = function)
-#else
-#pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")
-#endif
+FP_TARGET_BEGIN(FP_TARGET_AVX512)
 
 #define MR 8
 #define NR 48
@@ -286,7 +283,5 @@ static void run_tall(const fp_ukr_args *u) { tall_body(u, 16); }
 
 const fp_sgemm_ukr fp_f32_gemm_8x48__avx512 = {FP_SGEMM_ROW("f32_gemm_8x48__avx512", FP_ISA_AVX512, MR, NR), run, 1,
                                                 run_tall, 16, 16};
-#if defined(__clang__)
-#pragma clang attribute pop
-#endif
+FP_TARGET_END
 #endif
