@@ -255,7 +255,7 @@ static void direct_chunk(void *ctx, int64_t job, int worker) {
     float *strip = (float *)fp_scratch_or_fail(0, t->strip_bytes, &t->failed);
     float *pbuf = t->pbuf_bytes ? (float *)fp_scratch_or_fail(1, t->pbuf_bytes, &t->failed) : NULL;
     if (!strip || (t->pbuf_bytes && !pbuf)) return;
-    float tbuf[14 * 4 * FP_DIRECT_CB] __attribute__((aligned(64)));
+    float tbuf[FP_DIRECT_TILE_MAX * FP_DIRECT_CB] __attribute__((aligned(64)));
     int64_t rest = job;
     const int64_t cc = rest % G.cchunks; rest /= G.cchunks;
     const int64_t rb = rest % G.nrb; rest /= G.nrb;

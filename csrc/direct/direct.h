@@ -10,6 +10,7 @@
 #include "../kernel_table.h"
 
 #define FP_DIRECT_CB 16 /* output channels per packed weight block */
+#define FP_DIRECT_TILE_MAX 56 /* pixels x channel blocks of the largest tile a row may declare */
 
 typedef struct fp_dtile {
     const float *pix;    /* input of pixel 0, channel 0, tap offset 0 */
@@ -32,7 +33,8 @@ typedef void (*fp_dkernel)(const fp_dtile *t);
  * x channels), then what the driver needs. */
 typedef struct fp_direct_ukr {
     fp_kernel k;
-    int rw[3];          /* widest tile (pixels) for 1, 2 and 4 blocks of 16 channels; 0: no such instance */
+    int rw[3];          /* widest tile (pixels) for 1, 2 and 4 blocks of 16 channels; 0: no such instance;
+                           rw[b] x blocks <= FP_DIRECT_TILE_MAX (the driver's tile buffer) */
     int chunk_cin;      /* split the reduction into chunks whose weights stay in L1 (0: one chunk) */
     fp_dkernel (*kernel)(int rw, int nb); /* the instance for rw <= rw[nb] pixels x nb blocks */
 } fp_direct_ukr;
