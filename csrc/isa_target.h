@@ -1,19 +1,24 @@
-/* Enable an instruction set for the functions between FP_TARGET_BEGIN(set) and FP_TARGET_END, with
- * GCC and clang alike: clang ignores `#pragma GCC target`, GCC has no `#pragma clang attribute`.  The
- * rest of the file keeps the baseline ISA, so the library runs anywhere and picks at run time. */
+/* Compile the rest of a kernel file for one x86 ISA (never -march=native: the ISA to run is chosen at
+ * run time).  gcc takes a target pragma; clang ignores that one and needs an attribute applied to
+ * every function, popped at the end of the file.
+ *
+ *     #include "isa_target.h"
+ *     FP_TARGET_AVX512      (or FP_TARGET_AVX2)
+ *     #include <immintrin.h>
+ *     ... kernels ...
+ *     FP_TARGET_END */
 #ifndef FP_ISA_TARGET_H
 #define FP_ISA_TARGET_H
 
-#define FP_TARGET_AVX512 "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma"
-#define FP_TARGET_AVX2 "avx2,fma"
-
-#define FP_PRAGMA(x) _Pragma(#x)
 #if defined(__clang__)
-#define FP_TARGET_BEGIN(set) FP_PRAGMA(clang attribute push(__attribute__((target(set))), apply_to = function))
-#define FP_TARGET_END FP_PRAGMA(clang attribute pop)
+#define FP_TARGET_AVX512                                                                                               \
+    _Pragma("clang attribute push(__attribute__((target(\"avx512f,avx512vl,avx512bw,avx512dq,avx2,fma\"))), apply_to = function)")
+#define FP_TARGET_AVX2 _Pragma("clang attribute push(__attribute__((target(\"avx2,fma\"))), apply_to = function)")
+#define FP_TARGET_END _Pragma("clang attribute pop")
 #else
-#define FP_TARGET_BEGIN(set) FP_PRAGMA(GCC push_options) FP_PRAGMA(GCC target(set))
-#define FP_TARGET_END FP_PRAGMA(GCC pop_options)
+#define FP_TARGET_AVX512 _Pragma("GCC target(\"avx512f,avx512vl,avx512bw,avx512dq,avx2,fma\")")
+#define FP_TARGET_AVX2 _Pragma("GCC target(\"avx2,fma\")")
+#define FP_TARGET_END
 #endif
 
 #endif

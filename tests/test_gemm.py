@@ -62,7 +62,7 @@ def check(kernel, n, cin, cout, h, w, stride=1, layout="NCHW", relu=False, bias=
 def test_kernel_is_used(kernel):
     spec_layer = fp.Conv2d(np.ones((4, 4, 1, 1), np.float32), backend="c")
     x = np.ones((1, 4, 3, 3), np.float32)
-    from fastpoint._spec import make_spec
+    from fastpoint.core.spec import make_spec
 
     spec = make_spec(spec_layer._layer.with_dtype(np.float32), x.shape, (4, 4, 1, 1))
     assert c_backend.kernel_name(spec) == kernel.name
@@ -156,7 +156,7 @@ def test_nan_reaches_exactly_its_pixel(kernel, layout, hw):
 def test_float64_falls_back_to_generic():
     x = np.ones((1, 4, 3, 3))
     w = np.ones((5, 4, 1, 1))
-    from fastpoint._spec import make_spec
+    from fastpoint.core.spec import make_spec
 
     layer = fp.Conv2d(w, backend="c")
     spec = make_spec(layer._layer.with_dtype(np.float64), x.shape, w.shape)
@@ -169,7 +169,7 @@ def test_isa_override_variable(name):
     """FASTPOINT_ISA picks the micro-kernel in a fresh process (lowered to what the CPU has)."""
     code = ("import numpy as np, fastpoint as fp\n"
             "from fastpoint.backends import get_backend\n"
-            "from fastpoint._spec import make_spec\n"
+            "from fastpoint.core.spec import make_spec\n"
             "rng = np.random.default_rng(0)\n"
             "x = rng.integers(-3, 4, (2, 37, 9, 11)).astype(np.float32)\n"
             "w = rng.integers(-2, 3, (29, 37, 1, 1)).astype(np.float32)\n"

@@ -77,7 +77,7 @@ def run_forced(k, prob, rng):
     layer = fp.Conv2d(wt, b, backend="c", activation="relu", **kw)
     got = layer(x, out=out)
     np.testing.assert_array_equal(got, expected, err_msg=f"{k.name} on {prob}")
-    from fastpoint._spec import make_spec
+    from fastpoint.core.spec import make_spec
 
     spec = make_spec(layer._layer.with_dtype(dtype), x.shape, wt.shape)
     assert cback.CBackend().kernel_name(spec) == k.name, f"{prob}: another kernel ran"
@@ -163,7 +163,7 @@ def test_packing_records_its_kernel():
 def _run_env(value):
     code = ("import numpy as np, fastpoint as fp\n"
             "from fastpoint.backends import get_backend\n"
-            "from fastpoint._spec import make_spec\n"
+            "from fastpoint.core.spec import make_spec\n"
             "w = np.ones((5, 3, 3, 3), np.float32)\n"
             "x = np.ones((1, 3, 6, 6), np.float32)\n"
             "c = fp.Conv2d(w, padding=1, backend='c')\n"

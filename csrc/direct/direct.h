@@ -48,8 +48,6 @@ static inline const fp_direct_ukr *fp_direct_ukr_pick(int isa) {
     return (const fp_direct_ukr *)fp_kernel_pick("conv", 0, isa); /* the row starts the struct */
 }
 
-fp_dkernel fp_direct_kernel_avx512(int rw, int nb);
-
 /* NCHW store of a tile kept pixel-major in tbuf (tbuf[j * ops + c]): y[c * ystride + j]. */
 void fp_direct_store_nchw_avx512(const float *tbuf, int64_t ops, int rw, int64_t nch, float *y, int64_t ystride);
 /* Strip fills: one NCHW row split into its two stride-2 phase rows (zero padding included), and one
@@ -57,7 +55,5 @@ void fp_direct_store_nchw_avx512(const float *tbuf, int64_t ops, int rw, int64_t
 void fp_direct_split2_avx512(const float *src, int64_t w, int64_t pl, int64_t wq, float *even, float *odd);
 void fp_direct_fill_nhwc_avx512(const float *src, int64_t pstride, int64_t nc, int64_t w, int64_t sw, int64_t pl,
                                 int64_t wq, float *dst, int64_t cs);
-fp_dkernel fp_direct_kernel_avx2(int rw, int nb);
-fp_dkernel fp_direct_kernel_scalar(int rw, int nb);
 
 #endif

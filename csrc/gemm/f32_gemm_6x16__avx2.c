@@ -7,7 +7,7 @@
 
 #include "../isa_target.h"
 #include "gemm.h"
-FP_TARGET_BEGIN(FP_TARGET_AVX2)
+FP_TARGET_AVX2
 
 #define MR 6
 #define NR 16

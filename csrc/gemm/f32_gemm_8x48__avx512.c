@@ -9,7 +9,7 @@
 
 #include "../isa_target.h"
 #include "gemm.h"
-FP_TARGET_BEGIN(FP_TARGET_AVX512)
+FP_TARGET_AVX512
 
 #define MR 8
 #define NR 48

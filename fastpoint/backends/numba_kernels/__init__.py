@@ -19,13 +19,13 @@ from typing import Callable, Dict, Optional
 
 import numpy as np
 
-from ..._spec import ConvSpec, LayerSpec
+from ...core.spec import ConvSpec, LayerSpec
 from . import blocking, workers
-from .cacheload import load_without_refresh
+from .cacheload import cache_kernels
 from .geometry import geometry
 from .table import SMALL_PLANE_OW, pick
 
-load_without_refresh(vars(workers))  # its spin loops are cached dispatchers too (cacheload.py)
+cache_kernels(vars(workers))  # its spin loops are cached kernels too (cacheload.py)
 
 
 @dataclass(frozen=True)
@@ -160,7 +160,7 @@ def bind(spec: ConvSpec, packed: Packed, bias: Optional[np.ndarray]) -> Launch:
     The kernel is the first row of the table (table.py) that applies to the packing and the shape;
     its binder does the rest.  What is left per call: the prepared input copy (when the kernel needs
     one), the thread choice and the kernel's argument tuple.  A ``Conv2d``'s repeat calls keep the
-    launcher (fastpoint/_callplan.py), which saves the index tables, padded bias and block sizes of
+    launcher (fastpoint/core/callplan.py), which saves the index tables, padded bias and block sizes of
     every call (~10 us of a 40 us layer).
     """
     return _BINDERS[pick(packed.kind, spec).family](spec, packed, bias)
