@@ -2,7 +2,8 @@
  * (fp_force_kernels), 1 thread by default, CPU time of this thread (dev tool).  A new row of the
  * table is benchmarked without a change here.
  * Build: gcc -O3 -std=gnu11 -pthread -Icsrc bench/layer_bench.c csrc/*.c csrc/{direct,dwconv,gemm,generic}/*.c -o /tmp/lb -lm
- * Run:   /tmp/lb cin cout hw [k] [stride] [layout 0|1] [threads] [batch]   (k = 1: a 1x1 layer, the default) */
+ * Run:   /tmp/lb cin cout hw [k] [stride] [layout 0|1] [threads] [batch] [groups]
+ *        (k = 1: a 1x1 layer, the default; groups = cin: depthwise, e.g. /tmp/lb 96 96 56 3 1 1 1 1 96) */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,7 +45,7 @@ static double best_gflops(const fp_conv_problem *p, const float *x, const float 
 
 int main(int argc, char **argv) {
     if (argc < 4) {
-        fprintf(stderr, "usage: %s cin cout hw [k] [stride] [layout] [threads] [batch]\n", argv[0]);
+        fprintf(stderr, "usage: %s cin cout hw [k] [stride] [layout] [threads] [batch] [groups]\n", argv[0]);
         return 1;
     }
     fp_conv_problem p = {0};
@@ -54,13 +55,15 @@ int main(int argc, char **argv) {
     p.layout = argc > 6 ? atoi(argv[6]) : 0;
     p.num_threads = argc > 7 ? atoi(argv[7]) : 1;
     p.n = argc > 8 ? atoll(argv[8]) : 1;
-    p.dil_h = p.dil_w = 1; p.groups = 1;
+    p.dil_h = p.dil_w = 1;
+    p.groups = argc > 9 ? atoll(argv[9]) : 1;
     p.pad_top = p.pad_left = p.kh / 2;
     p.oh = (p.h + 2 * p.pad_top - p.kh) / p.stride_h + 1; p.ow = (p.w + 2 * p.pad_left - p.kw) / p.stride_w + 1;
-    float *x = fp_aligned_alloc(4 * p.n * p.cin * p.h * p.w), *w = fp_aligned_alloc(4 * p.cin * p.cout * p.kh * p.kw);
+    const int64_t wsize = p.cin / p.groups * p.cout * p.kh * p.kw;
+    float *x = fp_aligned_alloc(4 * p.n * p.cin * p.h * p.w), *w = fp_aligned_alloc(4 * wsize);
     float *y = fp_aligned_alloc(4 * p.n * p.cout * p.oh * p.ow), *b = fp_aligned_alloc(4 * p.cout);
     for (int64_t i = 0; i < p.n * p.cin * p.h * p.w; i++) x[i] = (float)(i % 7) * 0.1f;
-    for (int64_t i = 0; i < p.cin * p.cout * p.kh * p.kw; i++) w[i] = (float)(i % 5) * 0.1f;
+    for (int64_t i = 0; i < wsize; i++) w[i] = (float)(i % 5) * 0.1f;
     for (int64_t i = 0; i < p.cout; i++) b[i] = 0.5f;
     const char *chosen = fp_kernel_name(&p, 0);
     for (int i = 0; i < fp_kernel_count(); i++) {

@@ -1,6 +1,6 @@
 /* The kernel tables, one per family, in the manner of BLIS's config/<arch>/bli_cntx_init_*.c and
  * XNNPACK's src/configs/<family>-config.c: each row (struct fp_kernel, fastpoint.h) names a micro-kernel, its
- * dtype, the ISA it needs and its tile; the family's own row type (gemm.h, direct.h, generic.h) starts
+ * dtype, the ISA it needs and its tile; the family's own row type (gemm.h, direct.h, dwconv.h, generic.h) starts
  * with that row and adds the functions and requirements its driver needs.
  *
  * Rows are listed best first: a family runs the first row of the dtype whose ISA is at most the
@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "direct/direct.h"
+#include "dwconv/dwconv.h"
 #include "gemm/gemm.h"
 #include "generic/generic.h"
 #include "kernel_table.h"
@@ -38,6 +39,15 @@ static const fp_kernel *const CONV[] = {
     &fp_f32_conv_4x16__scalar.k,
 };
 
+/* Depthwise convolution (csrc/dwconv/): fp_dw_ukernel rows. */
+static const fp_kernel *const DWCONV[] = {
+#ifdef FP_X86_ROWS
+    &fp_f32_dwconv_8x16c__avx512.k,
+    &fp_f32_dwconv_4x16c__avx2.k,
+#endif
+    &fp_f32_dwconv_4x16c__scalar.k,
+};
+
 /* The generic loops, every problem (csrc/generic/): fp_generic_kernel rows. */
 static const fp_kernel *const GENERIC[] = {
     &fp_f32_generic__scalar.k,
@@ -48,7 +58,7 @@ static const fp_kernel *const GENERIC[] = {
 static const struct {
     const fp_kernel *const *rows;
     int n;
-} TABLES[] = {{GEMM, ROWS(GEMM)}, {CONV, ROWS(CONV)}, {GENERIC, ROWS(GENERIC)}};
+} TABLES[] = {{GEMM, ROWS(GEMM)}, {CONV, ROWS(CONV)}, {DWCONV, ROWS(DWCONV)}, {GENERIC, ROWS(GENERIC)}};
 #define N_TABLES ROWS(TABLES)
 
 int fp_kernel_count(void) {

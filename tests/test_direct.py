@@ -31,8 +31,8 @@ def kernel_name(cin, cout, k, layout="NCHW", groups=1, padding=0, h=8, w=8):
 
 
 def family(name):
-    """The kernel table family of a kernel name (dwconv names are not rows yet: their own family)."""
-    return {k.name: k.family for k in fp.kernels()}.get(name, "dwconv" if "dwconv" in name else None)
+    """The kernel table family of a kernel name."""
+    return {k.name: k.family for k in fp.kernels()}[name]
 
 
 def test_direct_is_chosen_for_kxk_but_not_plain_1x1():

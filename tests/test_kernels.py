@@ -61,7 +61,20 @@ def generic_problems(k):
         yield dict(x=(1, 4, 10, 9), w=(4, 1, 3, 3), layout=layout, dilation=2, padding=2, groups=4)
 
 
-PROBLEMS = {"gemm": gemm_problems, "conv": conv_problems, "generic": generic_problems}
+def dwconv_problems(k):
+    """Depthwise convolutions: blocks of up to tile_m output pixels x tile_n channels (NHWC), NCHW on
+    transposed tiles.  Widths stay below 32, where kernels without AVX-512 leave NCHW to the generic loops."""
+    px, ch = k.tile
+    for layout in ("NCHW", "NHWC"):
+        for ow in around(px):
+            for c in [c for c in around(ch) if c > 1]:  # depthwise: groups = channels > 1
+                yield dict(x=(1, c, 4, ow), w=(c, 1, 3, 3), layout=layout, padding=1, groups=c)
+        yield dict(x=(2, ch + 1, 9, 2 * px + 3), w=(2 * ch + 2, 1, 3, 3), layout=layout, stride=2, padding=1,
+                   groups=ch + 1)  # channel multiplier 2
+        yield dict(x=(1, ch - 1, 8, px + 5), w=(ch - 1, 1, 5, 5), layout=layout, dilation=2, padding=4, groups=ch - 1)
+
+
+PROBLEMS = {"gemm": gemm_problems, "conv": conv_problems, "dwconv": dwconv_problems, "generic": generic_problems}
 
 
 def run_forced(k, prob, rng):
@@ -95,13 +108,13 @@ def test_every_kernel_forced(name):
             run_forced(k, prob, rng)
 
 
-NAME = re.compile(r"^(f32|f64)_([a-z0-9_]+?)(?:_(\d+)x(\d+)|_(\d+)c)?__(avx512|avx2|scalar|jit)$")
+NAME = re.compile(r"^(f32|f64)_([a-z0-9_]+?)(?:_(\d+)x(\d+)c?|_(\d+)c)?__(avx512|avx2|scalar|jit)$")
 
 
 def test_records_follow_the_naming_scheme():
     rows = fp.kernels()
     assert len({k.name for k in rows}) == len(rows), "kernel names must be unique"
-    assert {k.family for k in C_ROWS} >= {"gemm", "conv", "generic"}
+    assert {k.family for k in C_ROWS} >= {"gemm", "conv", "dwconv", "generic"}
     for k in rows:
         m = NAME.match(k.name)
         assert m, f"{k.name} does not read <dtype>_<family>_<tile>__<isa> (docs/conventions.md)"
