@@ -13,6 +13,7 @@ Each jitted function is compiled once per dtype (float32, float64) and cached on
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable, Dict, List, Optional, Tuple
@@ -23,6 +24,7 @@ from ...core.spec import ConvSpec, LayerSpec
 from . import blocking, workers
 from .cacheload import cache_kernels
 from .geometry import geometry
+from .table import SMALL_PLANE_OW, pick
 
 cache_kernels(vars(workers))  # its spin loops are cached kernels too (cacheload.py)
 
@@ -89,11 +91,18 @@ def _round_up(v: int, m: int) -> int:
     return -(-v // m) * m
 
 
+#: while bind_refillable binds: the padded bias arrays the binder makes, for its set_bias (this thread's)
+_recording = threading.local()
+
+
 def _padded_bias(bias: Optional[np.ndarray], groups: int, per_group: int, width: int, dtype) -> np.ndarray:
     """Bias as [group][per_group rounded up to width], zeros in the padding (and without a bias)."""
     out = np.zeros((groups, _round_up(per_group, width)), dtype)
     if bias is not None:
         out[:, :per_group] = bias.reshape(groups, per_group)
+    made = getattr(_recording, "biases", None)
+    if made is not None:
+        made.append((out, groups, per_group))
     return out.ravel()
 
 
@@ -136,11 +145,6 @@ _DEPTHWISE_SMALL_FLOPS = 30e9  # depthwise_small.py: 25-37 GFLOP/s on mb2_dw_960
 # place instead of packing it (dense_nchw._tile_direct)
 IN_PLACE_CO_TILES = 3
 
-# NCHW depthwise maps narrower than this run vectorized across channels (depthwise_small.py): a
-# row of 7-28 pixels fills too few lanes of the per-plane kernel (docs/numba.md, "Small planes")
-SMALL_PLANE_OW = 32
-
-
 @lru_cache(maxsize=64)
 def _small_tables(h: int, w: int, pt: int, pl: int, hp: int, wp: int, kh: int, kw: int, dh: int, dw: int,
                   nl: int):
@@ -173,33 +177,37 @@ Launch = Callable[[np.ndarray, np.ndarray, int], None]
 
 
 def bind(spec: ConvSpec, packed: Packed, bias: Optional[np.ndarray]) -> Launch:
-    launch, _ = bind_refillable(spec, packed, bias)
-    return launch
+    """Everything of a call that depends on the layer and shape only, done once: ``launch(x, out, threads)``.
+
+    The kernel is the first row of the table (table.py) that applies to the packing and the shape;
+    its binder does the rest.  What is left per call: the prepared input copy (when the kernel needs
+    one), the thread choice and the kernel's argument tuple.  A ``Conv2d``'s repeat calls keep the
+    launcher (fastpoint/core/callplan.py), which saves the index tables, padded bias and block sizes of
+    every call (~10 us of a 40 us layer).
+    """
+    return _BINDERS[pick(packed.kind, spec).family](spec, packed, bias)
 
 
 def bind_refillable(spec: ConvSpec, packed: Packed,
                     bias: Optional[np.ndarray]) -> Tuple[Launch, Callable[[np.ndarray], None]]:
-    """Everything of a call that depends on the layer and shape only, done once: ``launch(x, out, threads)``,
-    and ``set_bias(b)``, which replaces the launcher's bias (a one-shot plan refills its ``packed`` and bias).
-
-    What is left per call: the prepared input copy (when the kernel needs one), the thread choice
-    and the kernel's argument tuple.  A ``Conv2d``'s repeat calls keep the launcher (fastpoint/core/callplan.py),
-    which saves the index tables, padded bias and block sizes of every call (~10 us of a 40 us layer).
-    """
-    L = spec.layer
-    item = L.dtype.itemsize
-    biases: List[Tuple[np.ndarray, int, int]] = []  # the launcher's padded bias arrays, for set_bias
-
-    def padded_bias(groups: int, per_group: int, width: int) -> np.ndarray:
-        bp = _padded_bias(bias, groups, per_group, width, L.dtype)
-        biases.append((bp, groups, per_group))
-        return bp
+    """``bind``, and ``set_bias(b)``, which writes another bias of the same shape into the launcher's own
+    (padded) bias arrays: a one-shot plan keeps the launcher and refills its ``packed`` and bias per call."""
+    made: List[Tuple[np.ndarray, int, int]] = []
+    _recording.biases = made
+    try:
+        launch = bind(spec, packed, bias)
+    finally:
+        _recording.biases = None
 
     def set_bias(b: np.ndarray) -> None:
-        """Write another bias of the same shape into the launcher's arrays (one-shot calls)."""
-        for bp, groups, per_group in biases:
-            bp.reshape(groups, -1)[:, :per_group] = b.reshape(groups, per_group)
+        for bp, groups, per_group in made:
+            bp[:, :per_group] = b.reshape(groups, per_group)
 
+    return launch, set_bias
+
+
+def _threads_args(spec: ConvSpec) -> Callable[[int, Callable[[int], tuple]], tuple]:
+    """``threads_args(threads, tail)``: (useful threads, ``tail(useful)``), cached per thread count."""
     per_threads: Dict[int, tuple] = {}  # threads -> (useful threads, the args that depend on them)
 
     def threads_args(threads: int, tail: Callable[[int], tuple]) -> tuple:
@@ -209,39 +217,56 @@ def bind_refillable(spec: ConvSpec, packed: Packed,
             got = per_threads[threads] = (useful, tail(useful))
         return got
 
-    if packed.kind == "dw_nchw" and spec.ow < SMALL_PLANE_OW:
-        from .depthwise_small import dw_nchw_small
+    return threads_args
 
-        (sh, sw), (dh, dw) = L.stride, L.dilation
-        hp = (spec.oh - 1) * sh + (L.kh - 1) * dh + 1  # the padded input window the outputs read
-        wp = (spec.ow - 1) * sw + (L.kw - 1) * dw + 1
-        nl = blocking.lanes(item)
-        pix2tile, ident, toff = _small_tables(spec.h, spec.w, spec.pad_top, spec.pad_left, hp, wp, L.kh, L.kw,
-                                              dh, dw, nl)
-        bp = padded_bias(1, L.cout, nl)
-        row3 = L.kh if (L.kw, sw, dw) == (3, 1, 1) else 0
-        mid = (spec.h, spec.w, L.cout, spec.n, sh, sw, hp, wp, pix2tile, ident, toff, row3, packed.by_lanes, bp)
-        tail = (spec.oh, spec.ow, int(L.relu))
 
-        def launch_dw_small(x: np.ndarray, out: np.ndarray, threads: int) -> None:
-            useful, _ = threads_args(threads, lambda t: ())
-            workers.run(dw_nchw_small, (x.reshape(-1),) + mid + (out.reshape(-1),) + tail, useful)
+def _bind_dw_small(spec: ConvSpec, packed: Packed, bias: Optional[np.ndarray]) -> Launch:
+    from .depthwise_small import dw_nchw_small
 
-        return launch_dw_small, set_bias
+    L = spec.layer
+    threads_args = _threads_args(spec)
+    (sh, sw), (dh, dw) = L.stride, L.dilation
+    hp = (spec.oh - 1) * sh + (L.kh - 1) * dh + 1  # the padded input window the outputs read
+    wp = (spec.ow - 1) * sw + (L.kw - 1) * dw + 1
+    nl = blocking.lanes(L.dtype.itemsize)
+    pix2tile, ident, toff = _small_tables(spec.h, spec.w, spec.pad_top, spec.pad_left, hp, wp, L.kh, L.kw,
+                                          dh, dw, nl)
+    bp = _padded_bias(bias, 1, L.cout, nl, L.dtype)
+    row3 = L.kh if (L.kw, sw, dw) == (3, 1, 1) else 0
+    mid = (spec.h, spec.w, L.cout, spec.n, sh, sw, hp, wp, pix2tile, ident, toff, row3, packed.by_lanes, bp)
+    tail = (spec.oh, spec.ow, int(L.relu))
+
+    def launch_dw_small(x: np.ndarray, out: np.ndarray, threads: int) -> None:
+        useful, _ = threads_args(threads, lambda t: ())
+        workers.run(dw_nchw_small, (x.reshape(-1),) + mid + (out.reshape(-1),) + tail, useful)
+
+    return launch_dw_small
+
+
+def _bind_dw_nchw(spec: ConvSpec, packed: Packed, bias: Optional[np.ndarray]) -> Launch:
+    from .depthwise import dw_nchw  # pads each channel plane itself, in a task-local buffer
+
+    L = spec.layer
+    threads_args = _threads_args(spec)
     geo = geometry(spec)
-    if packed.kind == "dw_nchw":  # pads each channel plane itself, in a task-local buffer
-        from .depthwise import dw_nchw
+    b = _padded_bias(bias, 1, L.cout, 1, L.dtype)  # a copy: a one-shot plan refills it (set_bias)
+    mid = (spec.h, spec.w, geo.phase_py, geo.phase_px, geo.hq1, geo.wq, L.stride[0], L.stride[1],
+           spec.pad_top, spec.pad_left, geo.tapoff, packed.weights, b)
+    tail = (spec.n * L.cout, L.cout, spec.oh, spec.ow, int(L.relu))
 
-        b = padded_bias(1, L.cout, 1)
-        mid = (spec.h, spec.w, geo.phase_py, geo.phase_px, geo.hq1, geo.wq, L.stride[0], L.stride[1],
-               spec.pad_top, spec.pad_left, geo.tapoff, packed.weights, b)
-        tail = (spec.n * L.cout, L.cout, spec.oh, spec.ow, int(L.relu))
+    def launch_dw_nchw(x: np.ndarray, out: np.ndarray, threads: int) -> None:
+        useful, _ = threads_args(threads, lambda t: ())
+        workers.run(dw_nchw, (x.reshape(-1),) + mid + (out.reshape(-1),) + tail + (useful,), useful)
 
-        def launch_dw_nchw(x: np.ndarray, out: np.ndarray, threads: int) -> None:
-            useful, _ = threads_args(threads, lambda t: ())
-            workers.run(dw_nchw, (x.reshape(-1),) + mid + (out.reshape(-1),) + tail + (useful,), useful)
+    return launch_dw_nchw
 
-        return launch_dw_nchw, set_bias
+
+def _bind_tiled(spec: ConvSpec, packed: Packed, bias: Optional[np.ndarray]) -> Launch:
+    """The dense NCHW / NHWC and the NHWC depthwise kernels: one launcher, kernel-specific arguments."""
+    L = spec.layer
+    item = L.dtype.itemsize
+    threads_args = _threads_args(spec)
+    geo = geometry(spec)
     relu = int(L.relu)
     taps = L.kh * L.kw
     if packed.kind == "nchw":
@@ -253,7 +278,7 @@ def bind_refillable(spec: ConvSpec, packed: Packed,
         # tiny maps (7x7: 2 position tiles) are split along the channels only: a task per position
         # tile would stream each weight block (up to 4 MB a layer, beyond L2) once per tile
         q_split = 1 if q_tiles <= blocking.JOBS_PER_THREAD else q_tiles
-        bp = padded_bias(L.groups, L.cout_g, MR)
+        bp = _padded_bias(bias, L.groups, L.cout_g, MR, L.dtype)
         koff = (np.arange(L.cin_g, dtype=np.int64)[:, None] * geo.plane + geo.tapoff[None, :]).ravel()
         kernel = conv_nchw
         mid = (geo.plane, koff, geo.wq, geo.qtotal, packed.weights, bp)
@@ -278,7 +303,7 @@ def bind_refillable(spec: ConvSpec, packed: Packed,
         nr = blocking.tile_cols(item)
         co_tiles = -(-L.cout_g // nr)
         q_tiles = -(-geo.qtotal // MR)
-        bp = padded_bias(L.groups, L.cout_g, nr)
+        bp = _padded_bias(bias, L.groups, L.cout_g, nr, L.dtype)
         kernel = conv_nhwc
         mid = (geo.plane, geo.tapoff, geo.wq, geo.qtotal, packed.weights, bp)
 
@@ -291,7 +316,7 @@ def bind_refillable(spec: ConvSpec, packed: Packed,
         from .depthwise import NV, dw_nhwc
 
         q_tiles = -(-geo.qtotal // NV)
-        b = padded_bias(1, L.cout, blocking.lanes(item))
+        b = _padded_bias(bias, 1, L.cout, blocking.lanes(item), L.dtype)
         kernel = dw_nhwc
         mid = (geo.plane, geo.tapoff, geo.wq, geo.qtotal, packed.weights, b)
 
@@ -304,4 +329,13 @@ def bind_refillable(spec: ConvSpec, packed: Packed,
         useful, tail = threads_args(threads, tail_for)
         workers.run(kernel, (prepare(x),) + mid + (out.reshape(-1),) + tail, useful)
 
-    return launch, set_bias
+    return launch
+
+
+_BINDERS: Dict[str, Callable[[ConvSpec, Packed, Optional[np.ndarray]], Launch]] = {
+    "dwconv_small_nchw": _bind_dw_small,
+    "dwconv_nchw": _bind_dw_nchw,
+    "dense_nchw": _bind_tiled,
+    "dense_nhwc": _bind_tiled,
+    "dwconv_nhwc": _bind_tiled,
+}
