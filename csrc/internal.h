@@ -36,7 +36,16 @@ typedef struct fp_algo {
     int (*run)(const fp_conv_problem *p, int isa, int f64, const void *x, const void *packed,
                const void *bias, void *y);
     const char *family;
+    /* Optional, for one-shot calls: run on the caller's (Cout, Cin/groups, KH, KW) weights, packing them
+     * inside the loops; FP_DECLINED when that does not pay for this problem (then they are packed first). */
+    int (*run_unpacked)(const fp_conv_problem *p, int isa, int f64, const void *x, const void *w,
+                        const void *bias, void *y);
 } fp_algo;
+#define FP_DECLINED 1
+
+/* conv.c: the chosen algorithm's run_unpacked (thread count clamped, subnormals flushed, as for a run), or
+ * FP_DECLINED. */
+int fp_run_unpacked(const fp_conv_problem *p, int f64, const void *x, const void *w, const void *bias, void *y);
 
 /* Algorithms, most specialised first; conv.c keeps the table. */
 extern const fp_algo fp_algo_gemm1x1;

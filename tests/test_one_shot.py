@@ -10,6 +10,7 @@ import pytest
 import fastpoint as fp
 from fastpoint import api
 from fastpoint.core import callplan
+from fastpoint.core.threads import thread_limit
 
 from .conftest import int_array, run_in_threads
 
@@ -173,3 +174,21 @@ def test_c_one_shot_equals_prepacked_on_every_isa(isa, layout):
         want = fp.Conv2d(w, b, layout=layout, backend="c", **kw)(x)
         np.testing.assert_array_equal(fp.conv2d(x, w, b, layout=layout, backend="c", **kw), want)
         np.testing.assert_array_equal(want, fp.conv2d(x, w, b, layout=layout, backend="numpy", **kw))
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_c_packing_inside_the_gemm_loops(layout, threads):
+    """1x1 one-shot calls pack W^T panel by panel inside the GEMM loops (fp_gemm_run_unpacked) when the
+    threads split output channels, else pack first: both equal the prepacked layer, over several k blocks
+    (Cin 2100) and partial panels (Cout 100, 7x7 and 20x20 maps)."""
+    rng = np.random.default_rng(7)
+    w, b = int_array(rng, (100, 2100, 1, 1), -1, 1), int_array(rng, (100,))
+    with thread_limit(threads):
+        for hw in (7, 20):
+            x = _layout(int_array(rng, (1, 2100, hw, hw), -1, 1), layout)
+            want = fp.conv2d(x, w, b, layout=layout, backend="numpy")
+            np.testing.assert_array_equal(fp.Conv2d(w, b, layout=layout, backend="c")(x), want)
+            np.testing.assert_array_equal(fp.conv2d(x, w, b, layout=layout, backend="c", activation="relu"),
+                                          np.maximum(want, 0))
+            np.testing.assert_array_equal(fp.conv2d(x, w, b, layout=layout, backend="c"), want)
