@@ -10,18 +10,18 @@
 #define PACK_COLS 64
 
 #if defined(__x86_64__) && !defined(FP_PORTABLE_ONLY)
-void fp_pack_transpose_blocks_avx512(const float *src, int64_t ld, int64_t rows16, int64_t cols16, int64_t width,
+void fp_pack_transpose_blocks_avx512(const float *src, int64_t ld, int64_t rows16, int64_t cols, int64_t width,
                                      float *dst);
 #endif
 
-/* Element by element, rows [i0, rows) x columns [j0, cols), plus the zero lanes [rows, width). */
+/* Element by element, rows [i0, rows), plus the zero lanes [rows, width). */
 static void transpose_edges(const float *src, int64_t ld, int64_t rows, int64_t cols, int64_t width, float *dst,
-                            int64_t i0, int64_t j0) {
+                            int64_t i0) {
     for (int64_t jb = 0; jb < cols; jb += PACK_COLS) {
         const int64_t j1 = FP_MIN(cols, jb + PACK_COLS);
-        for (int64_t i = 0; i < rows; i++) {
+        for (int64_t i = i0; i < rows; i++) {
             const float *s = src + i * ld;
-            for (int64_t j = i < i0 ? FP_MAX(jb, j0) : jb; j < j1; j++) dst[j * width + i] = s[j];
+            for (int64_t j = jb; j < j1; j++) dst[j * width + i] = s[j];
         }
         for (int64_t i = rows; i < width; i++)
             for (int64_t j = jb; j < j1; j++) dst[j * width + i] = 0.0f;
@@ -29,16 +29,15 @@ static void transpose_edges(const float *src, int64_t ld, int64_t rows, int64_t 
 }
 
 void fp_pack_transpose(const float *src, int64_t ld, int64_t rows, int64_t cols, int64_t width, float *dst) {
-    int64_t rows16 = 0, cols16 = 0;
+    int64_t rows16 = 0;
 #if defined(__x86_64__) && !defined(FP_PORTABLE_ONLY)
-    /* whole 16 x 16 blocks in registers (the bytes written are the same whichever ISA runs) */
+    /* rows in whole groups of 16, through registers (the bytes written are the same whichever ISA runs) */
     if (fp_isa() >= FP_ISA_AVX512 && width % 16 == 0) {
         rows16 = rows / 16 * 16;
-        cols16 = cols / 16 * 16;
-        if (rows16 && cols16) fp_pack_transpose_blocks_avx512(src, ld, rows16, cols16, width, dst);
+        if (rows16) fp_pack_transpose_blocks_avx512(src, ld, rows16, cols, width, dst);
     }
 #endif
-    transpose_edges(src, ld, rows, cols, width, dst, rows16, cols16);
+    transpose_edges(src, ld, rows, cols, width, dst, rows16);
 }
 
 typedef struct pack_task {

@@ -6,7 +6,8 @@ For each layer: ``fp.conv2d(x, w, b, ...)`` (the one-shot call: weights checked,
 
     PYTHONPATH=$PWD nice -n 10 python tools/oneshot_times.py [layer,...] [NCHW|NHWC] [backend]
 
-Rounds alternate the contenders (call, layer, torch, call, ...) in one process; each figure is the median
+Rounds alternate the contenders (call, layer, torch, ...; the order rotated each round, with a 50 ms
+pause between contenders at 2 threads) in one process; each figure is the median
 over the rounds of the mean of a batch of calls (batches sized to about 20 ms), and in brackets the best
 round (on a box shared with other work, the best rounds are the ones nothing else disturbed).  Read
 ratios, not absolute times.  Default layers: the issue's list plus large-map ones and the tiny
@@ -33,9 +34,12 @@ ROUNDS = 15
 
 
 def _batch(f: Callable[[], object]) -> int:
-    t0 = time.perf_counter()
-    f()
-    dt = time.perf_counter() - t0
+    """Calls per batch for about 20 ms, from the slowest of 3 calls (a peer's first calls can be its fastest)."""
+    dt = 0.0
+    for _ in range(3):
+        t0 = time.perf_counter()
+        f()
+        dt = max(dt, time.perf_counter() - t0)
     return max(1, min(2000, int(0.02 / max(dt, 1e-7))))
 
 
@@ -94,9 +98,14 @@ def main(names: str = "", layout: str = "NCHW", backend: str = "c") -> None:
             runs = contenders(lay, layout, backend)
             sizes = {k: _batch(f) for k, f in runs.items()}
             times: Dict[str, List[float]] = {k: [] for k in runs}
-            for _ in range(ROUNDS):
-                for k, f in runs.items():
-                    times[k].append(_time(f, sizes[k]))
+            names = list(runs)
+            for r in range(ROUNDS):
+                # rotated each round, and a pause between contenders at 2 threads: torch's OpenMP workers
+                # spin for a while after its calls and would slow whichever contender ran next
+                for k in names[r % len(names):] + names[:r % len(names)]:
+                    if threads > 1:
+                        time.sleep(0.05)
+                    times[k].append(_time(f=runs[k], n=sizes[k]))
             med = {k: float(np.median(v)) for k, v in times.items()}
             best = {k: min(v) for k, v in times.items()}
             r, rb = med["call"] / med["layer"], best["call"] / best["layer"]
