@@ -18,25 +18,18 @@
  * exponent's lowest bit to the exponent field carries into the sign bit exactly then.  And, add and or
  * only, so the loop vectorizes on every x86-64 (a max of the magnitudes needs SSE4.1's pmaxud and ran
  * element by element: 1 ns a float). */
-static int any_nonfinite_f32(const float *w, int64_t n) {
-    uint32_t acc = 0;
-    for (int64_t i = 0; i < n; i++) {
-        uint32_t u;
-        memcpy(&u, w + i, sizeof u);
-        acc |= (u & 0x7f800000u) + 0x00800000u;
+#define ANY_NONFINITE(name, T, U, EXPONENT, LOWEST)                                                         \
+    static int name(const T *w, int64_t n) {                                                              \
+        U acc = 0;                                                                                         \
+        for (int64_t i = 0; i < n; i++) {                                                                  \
+            U u;                                                                                           \
+            memcpy(&u, w + i, sizeof u);                                                                   \
+            acc |= (u & (EXPONENT)) + (LOWEST);                                                            \
+        }                                                                                                  \
+        return (acc >> (8 * sizeof(U) - 1)) != 0;                                                          \
     }
-    return (acc >> 31) != 0;
-}
-
-static int any_nonfinite_f64(const double *w, int64_t n) {
-    uint64_t acc = 0;
-    for (int64_t i = 0; i < n; i++) {
-        uint64_t u;
-        memcpy(&u, w + i, sizeof u);
-        acc |= (u & 0x7ff0000000000000ull) + 0x0010000000000000ull;
-    }
-    return (acc >> 63) != 0;
-}
+ANY_NONFINITE(any_nonfinite_f32, float, uint32_t, 0x7f800000u, 0x00800000u)
+ANY_NONFINITE(any_nonfinite_f64, double, uint64_t, 0x7ff0000000000000ull, 0x0010000000000000ull)
 
 /* The check of a large weight runs in blocks across the pool, as packing does. */
 #define CHECK_BLOCK 16384
