@@ -22,6 +22,9 @@ import numpy as np
 
 from ._spec import ConvSpec, LayerSpec, as_array, make_spec
 from .api import Conv2d
+from .backends.c_lowered import Conv1dGemmBackend
+
+_CONV1D_GEMM = Conv1dGemmBackend()  # the C backend plus conv1d's own GEMM (backends/c_lowered.py)
 
 Padding1d = Union[int, str, Tuple[int, int]]
 
@@ -83,6 +86,10 @@ class _RowConv2d(Conv2d):
         super().__init__(weight, bias, (1, stride), padding, (1, dilation), groups, activation=activation,
                          layout=layout, backend=backend)
         self._pads = pads
+
+    def _get_backend(self):
+        backend = super()._get_backend()
+        return _CONV1D_GEMM if backend.name == "c" else backend
 
     def _make_spec(self, layer: LayerSpec, x_shape: Tuple[int, ...]) -> ConvSpec:
         if self._pads == "same" or self._pads[0] == self._pads[1]:

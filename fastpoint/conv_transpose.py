@@ -18,12 +18,13 @@ How it runs (docs/conv1d-transposed.md):
 from __future__ import annotations
 
 from types import SimpleNamespace
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 
 from ._spec import ConvSpec, IntOrPair, LayerSpec, as_array, c_array, check_out, prepare_param
 from .backends import get_backend
+from .backends.c_lowered import deconv_bias_rows, deconv_pack, deconv_run
 from .backends.numpy import conv_transpose2d_nchw
 from .conv1d import OneRow, _int, check_layout_1d
 from .transpose_spec import (
@@ -43,6 +44,14 @@ class _Phase:
 
     def __init__(self, ph: AxisPhase, pw: AxisPhase, layer: Optional[LayerSpec], packed) -> None:
         self.ph, self.pw, self.layer, self.packed = ph, pw, layer, packed
+
+
+class _Prepared(NamedTuple):
+    """A layer made ready for one backend and dtype: its phases, or the packed K == stride GEMM."""
+
+    phases: List[_Phase]
+    bias: Optional[np.ndarray]
+    gemm: Optional[Tuple[Any, Optional[np.ndarray]]]  # (packed W', bias per GEMM row)
 
 
 class ConvTranspose2d:
@@ -65,19 +74,23 @@ class ConvTranspose2d:
         if self._bias is not None:
             prepare_param("bias", self._bias, self._bias.dtype, (self._layer.cout,))
         self._user_arrays = (("weight", weight), ("bias", bias if bias is None else as_array("bias", bias)))
-        self._prepared: Dict[Tuple[str, np.dtype], Tuple[List[_Phase], Optional[np.ndarray]]] = {}
+        self._prepared: Dict[Tuple[str, np.dtype], _Prepared] = {}
 
     @property
     def weight_shape(self) -> Tuple[int, int, int, int]:
         return tuple(self._weight.shape)  # type: ignore[return-value]
 
-    def _phases(self, backend, dtype: np.dtype) -> Tuple[List[_Phase], Optional[np.ndarray]]:
+    def _phases(self, backend, dtype: np.dtype) -> _Prepared:
         key = (backend.name, dtype)
         if key not in self._prepared:
             L = self._layer
             bias = None if self._bias is None else c_array(self._bias, dtype)
             weight = c_array(self._weight, dtype)
             phases = []
+            if backend.name == "c" and L.is_gemm and dtype == np.float32:  # one GEMM, scattering store
+                gemm = (deconv_pack(weight, L.layout), deconv_bias_rows(bias, L.kh, L.kw, L.layout))
+                self._prepared[key] = _Prepared([], bias, gemm)
+                return self._prepared[key]
             if backend.name != "numpy":
                 for ph in axis_phases(L.kh, L.stride[0], L.padding[0], L.dilation[0]):
                     for pw in axis_phases(L.kw, L.stride[1], L.padding[1], L.dilation[1]):
@@ -92,7 +105,7 @@ class ConvTranspose2d:
                                           L.groups, L.layout, L.relu, np.dtype(dtype))
                         sub = sub_weight(weight, L.groups, ph.taps, pw.taps)
                         phases.append(_Phase(ph, pw, layer, backend.prepack(layer, sub)))
-            self._prepared[key] = (phases, bias)
+            self._prepared[key] = _Prepared(phases, bias, None)
         return self._prepared[key]
 
     def __call__(self, x, *, out: Optional[np.ndarray] = None) -> np.ndarray:
@@ -108,11 +121,14 @@ class ConvTranspose2d:
             result = check_out(out, SimpleNamespace(out_shape=out_shape), x4.dtype, batched, inputs)
         if n > 0:
             backend = get_backend(self._backend_name)
-            phases, bias = self._phases(backend, x4.dtype)
+            prep = self._phases(backend, x4.dtype)
             if backend.name == "numpy":
-                self._reference(x4, bias, result)
+                self._reference(x4, prep.bias, result)
+            elif prep.gemm is not None:
+                packed, bias_rows = prep.gemm
+                deconv_run(packed, c_array(x4), L.cout, L.kh, L.kw, L.layout, L.relu, bias_rows, result)
             else:
-                self._run_phases(backend, phases, c_array(x4), bias, result)
+                self._run_phases(backend, prep.phases, c_array(x4), prep.bias, result)
         if out is not None:
             return out
         return result if batched else result[0]
