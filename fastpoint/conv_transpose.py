@@ -61,6 +61,8 @@ class ConvTranspose2d:
     >>> y = up(x)                                          # (N, 512, 2H, 2W)
     """
 
+    _snapshot = True
+
     def __init__(self, weight, bias=None, stride: IntOrPair = 1, padding: IntOrPair = 0,
                  output_padding: IntOrPair = 0, groups: int = 1, dilation: IntOrPair = 1, *,
                  activation: Optional[str] = None, layout: str = "NCHW", backend: str = "auto") -> None:
@@ -69,8 +71,9 @@ class ConvTranspose2d:
                                            activation)
         get_backend(backend)
         self._backend_name = backend
-        self._weight = np.array(weight, copy=True)
-        self._bias = None if bias is None else np.array(as_array("bias", bias), copy=True)
+        # a snapshot (packing is lazy, per backend and dtype), except for the one call of conv_transpose2d()
+        self._weight = np.array(weight, copy=True) if self._snapshot else weight
+        self._bias = None if bias is None else (np.array(as_array("bias", bias), copy=True) if self._snapshot else as_array("bias", bias))
         if self._bias is not None:
             prepare_param("bias", self._bias, self._bias.dtype, (self._layer.cout,))
         self._user_arrays = (("weight", weight), ("bias", bias if bias is None else as_array("bias", bias)))
@@ -204,8 +207,14 @@ def conv_transpose2d(x, weight, bias=None, stride: IntOrPair = 1, padding: IntOr
                      activation: Optional[str] = None, layout: str = "NCHW", backend: str = "auto",
                      out: Optional[np.ndarray] = None) -> np.ndarray:
     """2-d transposed convolution with PyTorch's ``conv_transpose2d`` semantics; see the module doc."""
-    return ConvTranspose2d(weight, bias, stride, padding, output_padding, groups, dilation, activation=activation,
-                           layout=layout, backend=backend)(x, out=out)
+    return _OneCallConvTranspose2d(weight, bias, stride, padding, output_padding, groups, dilation,
+                                   activation=activation, layout=layout, backend=backend)(x, out=out)
+
+
+class _OneCallConvTranspose2d(ConvTranspose2d):
+    """The layer behind one conv_transpose2d() call: used once, so the caller's arrays need no snapshot."""
+
+    _snapshot = False
 
 
 class ConvTranspose1d(OneRow):

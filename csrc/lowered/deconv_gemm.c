@@ -36,17 +36,41 @@ static void pixel_offsets(const fp_conv_problem *p, int64_t j0, int64_t nr, int6
     }
 }
 
+/* Input pixels [t, end) of a tile that sit in one input row: their outputs are kw apart in each output row. */
+static int64_t row_end(const fp_conv_problem *p, int64_t j0, int64_t t, int64_t nr) {
+    const int64_t ix = (j0 + t) % p->w;
+    return FP_MIN(nr, t + p->w - ix);
+}
+
+/* NCHW: the kw rows (co, ky, 0 .. kw-1) of a tile interleave into one contiguous run of each output row,
+ * kw * (pixels in the input row) floats, written front to back; a group cut by the tile's edge (kw not
+ * dividing MR) is stored element by element. */
 static void store_nchw(const fp_lowered *L, float *yn, int64_t i0, int64_t mr, int64_t j0, int64_t nr,
                        const float *tile, int64_t ldt) {
     const fp_conv_problem *p = L->p;
-    const int64_t taps = p->kh * p->kw, plane = p->oh * p->ow;
+    const int64_t kw = p->kw, taps = p->kh * kw, plane = p->oh * p->ow;
     int64_t off[64];
     pixel_offsets(p, j0, nr, off);
-    for (int64_t i = i0; i < i0 + mr; i++) {
-        const int64_t co = i / taps, ky = i % taps / p->kw, kx = i % p->kw;
-        float *base = yn + co * plane + ky * p->ow + kx;
+    for (int64_t i = i0; i < i0 + mr;) {
+        const int64_t co = i / taps, ky = i % taps / kw, kx = i % kw;
+        float *base = yn + co * plane + ky * p->ow;
         const float *tr = tile + (i - i0) * ldt;
-        for (int64_t t = 0; t < nr; t++) base[off[t]] = tr[t];
+        if (kx == 0 && i + kw <= i0 + mr) {
+            for (int64_t t = 0, end; t < nr; t = end) {
+                end = row_end(p, j0, t, nr);
+                float *d = base + off[t];
+                if (kw == 2) {
+                    fp_interleave2(L->isa, d, tr + t, tr + ldt + t, end - t);
+                } else {
+                    for (int64_t u = 0; u < end - t; u++)
+                        for (int64_t c = 0; c < kw; c++) d[kw * u + c] = tr[c * ldt + t + u];
+                }
+            }
+            i += kw;
+        } else {
+            for (int64_t t = 0; t < nr; t++) base[off[t] + kx] = tr[t];
+            i++;
+        }
     }
 }
 
@@ -69,7 +93,9 @@ int64_t fp_deconv_gemm_packed_bytes(const fp_conv_problem *p) {
 }
 
 int fp_deconv_gemm_pack(const fp_conv_problem *p, const float *w, void *packed) {
-    return fp_lowered_pack(p->cout * p->kh * p->kw, p->cin, w, packed);
+    /* w is (Cin, Cout, KH, KW): W'^T as it lies for NCHW rows (co, ky, kx); NHWC rows (ky, kx, co) gather */
+    const int64_t taps = p->kh * p->kw, m = p->cout * taps;
+    return fp_lowered_pack_kmajor(m, p->cin, w, p->layout == 0 ? 1 : p->cout, p->layout == 0 ? 0 : taps, packed);
 }
 
 int fp_deconv_gemm_f32(const fp_conv_problem *p, const float *x, const void *packed, const float *bias, float *y) {
@@ -89,6 +115,7 @@ int fp_deconv_gemm_f32(const fp_conv_problem *p, const float *x, const void *pac
     L.p = &q, L.uk = uk, L.m = m, L.k = p->cin, L.n = p->h * p->w, L.a = a, L.bias = bias;
     L.x = x, L.y = y, L.x_image = p->cin * p->h * p->w, L.y_image = p->cout * p->oh * p->ow;
     L.single_k_block = 1;
+    L.isa = fp_isa();
     L.ctx = &rows;
     L.pack_b = p->layout == 0 ? pack_b_nchw : pack_b_nhwc;
     L.store = p->layout == 0 ? store_nchw : store_nhwc;

@@ -26,6 +26,7 @@ struct fp_lowered {
     int64_t x_image, y_image;         /* floats between images */
     int single_k_block;               /* the store needs each tile finished in one k block */
     const void *ctx;                  /* what pack_b / store need besides the problem */
+    int isa;                          /* of the packing: what the stores may use */
     /* B rows [k0, k0+kc) x columns [j0, j0+nc) of image xn, as NR-column micro-panels of kc x NR floats */
     void (*pack_b)(const fp_lowered *L, const float *xn, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float *dst);
     /* NULL: C rows are written in place (ldc = n); else a finished mr x nr tile (ldt apart) goes to yn */
@@ -35,6 +36,9 @@ struct fp_lowered {
 
 int fp_lowered_run(const fp_lowered *L);
 
+/* d[2u] = a[u], d[2u+1] = b[u] for u < n, with the widest vectors of `isa` (interleave2.c) */
+void fp_interleave2(int isa, float *d, const float *a, const float *b, int64_t n);
+
 /* The checks and set-up every lowered entry point shares: the panels of `packed` for an m x k GEMM
  * (NULL: FP_ERR_PACKED) and a copy of the problem with the thread count clamped, as conv.c does. */
 const float *fp_lowered_begin(const fp_conv_problem *p, const void *packed, int64_t m, int64_t k,
@@ -43,5 +47,9 @@ const float *fp_lowered_begin(const fp_conv_problem *p, const void *packed, int6
 /* Packed weights of a lowered GEMM: a 64-byte header (the ISA, the GEMM's M and K) and the A panels. */
 int64_t fp_lowered_packed_bytes(int64_t m, int64_t k);
 int fp_lowered_pack(int64_t m, int64_t k, const float *w, void *packed);
+/* The same from a k-major source: element (i, k) of W at w[k*m + (i % mdiv) * mstride + i / mdiv] (mdiv = 1:
+ * the plain transpose; a transposed conv's (Cin, Cout, KH, KW) weight read with rows (tap, co): mdiv = Cout,
+ * mstride = KH*KW).  Copying MR consecutive values of one k row at a time, it is a streaming pass. */
+int fp_lowered_pack_kmajor(int64_t m, int64_t k, const float *w, int64_t mdiv, int64_t mstride, void *packed);
 
 #endif

@@ -34,6 +34,29 @@ int fp_lowered_pack(int64_t m, int64_t k, const float *w, void *packed) {
     return FP_OK;
 }
 
+int fp_lowered_pack_kmajor(int64_t m, int64_t k, const float *w, int64_t mdiv, int64_t mstride, void *packed) {
+    const int isa = fp_isa();
+    const int64_t MR = fp_sgemm_ukr_for(isa)->mr;
+    header *h = (header *)packed;
+    memset(h, 0, sizeof *h);
+    h->magic = LOWERED_MAGIC, h->isa = isa, h->m = m, h->k = k;
+    float *dst = (float *)((char *)packed + sizeof(header));
+    for (int64_t pi = 0; pi < FP_CEIL_DIV(m, MR); pi++)
+        for (int64_t kk = 0; kk < k; kk++) {
+            const float *src = w + kk * m;
+            float *d = dst + (pi * k + kk) * MR; /* panel pi, row kk: MR floats */
+            if (mdiv == 1 && (pi + 1) * MR <= m) { /* the plain transpose: one copy of MR floats */
+                memcpy(d, src + pi * MR, sizeof(float) * (size_t)MR);
+                continue;
+            }
+            for (int64_t r = 0; r < MR; r++) {
+                const int64_t i = pi * MR + r;
+                d[r] = i < m ? src[(i % mdiv) * mstride + i / mdiv] : 0.0f;
+            }
+        }
+    return FP_OK;
+}
+
 const float *fp_lowered_begin(const fp_conv_problem *p, const void *packed, int64_t m, int64_t k,
                               const fp_sgemm_ukr **uk, fp_conv_problem *q) {
     const header *h = (const header *)packed;
@@ -120,6 +143,7 @@ static void chunk(void *ctx, int64_t c, int worker) {
             block(t, L->x + img * L->x_image, L->y + img * L->y_image, lo * MR, FP_MIN(hi * MR, L->m), 0, L->n, buf,
                   tile);
     }
+    fp_gemm_fence(); /* a store's non-temporal writes are ordered before the call returns */
 }
 
 int fp_lowered_run(const fp_lowered *L) {

@@ -74,13 +74,12 @@ def _deconv_problem(cin: int, cout: int, kh: int, kw: int, layout: str, relu: bo
 
 
 def deconv_pack(weight: np.ndarray, layout: str) -> LoweredPacked:
-    """Pack a ``(Cin, Cout, KH, KW)`` float32 weight for the K == stride GEMM (rows as fastpoint.h says)."""
+    """Pack a C-contiguous ``(Cin, Cout, KH, KW)`` float32 weight for the K == stride GEMM (packed in C
+    straight from this layout, rows as fastpoint.h says)."""
     cin, cout, kh, kw = weight.shape
-    order = (1, 2, 3, 0) if layout == "NCHW" else (2, 3, 1, 0)  # rows (co, ky, kx) or (ky, kx, co)
-    rows = np.ascontiguousarray(weight.transpose(order).reshape(cout * kh * kw, cin), dtype=np.float32)
     p = _deconv_problem(cin, cout, kh, kw, layout, False)
     buf = _aligned_bytes(int(_lib.fp_deconv_gemm_packed_bytes(p)))
-    _check(_lib.fp_deconv_gemm_pack(p, _ptr(rows, "float[]"), _ptr(buf, "char[]")))
+    _check(_lib.fp_deconv_gemm_pack(p, _ptr(weight, "float[]"), _ptr(buf, "char[]")))
     return LoweredPacked(buf)
 
 
