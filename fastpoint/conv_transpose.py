@@ -73,10 +73,11 @@ class ConvTranspose2d:
         self._backend_name = backend
         # a snapshot (packing is lazy, per backend and dtype), except for the one call of conv_transpose2d()
         self._weight = np.array(weight, copy=True) if self._snapshot else weight
-        self._bias = None if bias is None else (np.array(as_array("bias", bias), copy=True) if self._snapshot else as_array("bias", bias))
+        user_bias = None if bias is None else as_array("bias", bias)
+        self._bias = np.array(user_bias, copy=True) if self._snapshot and user_bias is not None else user_bias
         if self._bias is not None:
             prepare_param("bias", self._bias, self._bias.dtype, (self._layer.cout,))
-        self._user_arrays = (("weight", weight), ("bias", bias if bias is None else as_array("bias", bias)))
+        self._user_arrays = (("weight", weight), ("bias", user_bias))
         self._prepared: Dict[Tuple[str, np.dtype], _Prepared] = {}
 
     @property

@@ -152,7 +152,11 @@ int fp_lowered_run(const fp_lowered *L) {
     memset(&t, 0, sizeof t);
     t.L = L;
     t.bs = fp_gemm_blocking(L->uk, L->m, L->n, L->k);
-    if (L->single_k_block) t.bs.kc = L->k;
+    if (L->single_k_block && t.bs.kc < L->k) { /* one k block: the B block is narrowed to keep L2's share */
+        const int64_t NR = L->uk->nr;
+        t.bs.kc = L->k;
+        t.bs.nc = FP_MAX(NR, fp_cache_size(2) / 2 / ((int64_t)sizeof(float) * L->k) / NR * NR);
+    }
     t.col_tiles = FP_CEIL_DIV(L->n, L->uk->nr);
     t.row_tiles = FP_CEIL_DIV(L->m, L->uk->mr);
     int T = fp_threads(L->p);
