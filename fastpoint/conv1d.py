@@ -143,6 +143,8 @@ class Conv1d(OneRow):
     >>> y = layer(x)                                                  # (N, Cout, L)
     """
 
+    _row_layer = _RowConv2d
+
     def __init__(self, weight, bias=None, stride: int = 1, padding: Padding1d = 0, dilation: int = 1,
                  groups: int = 1, *, activation: Optional[str] = None, layout: str = "NCL",
                  backend: str = "auto") -> None:
@@ -159,7 +161,7 @@ class Conv1d(OneRow):
         self._right_only = pads != "same" and w4.shape[3] == 1 and pads[0] == 0 < pads[1]
         if self._right_only:
             self._right, pads = pads[1], (0, 0)
-        self._conv = _RowConv2d(w4, bias, stride, pads, dilation, groups, activation, layout2d, backend)
+        self._conv = self._row_layer(w4, bias, stride, pads, dilation, groups, activation, layout2d, backend)
         self._stride = stride
         self._weight_shape = tuple(as_array("weight", weight).shape)
 
@@ -207,5 +209,16 @@ def conv1d(x, weight, bias=None, stride: int = 1, padding: Padding1d = 0, dilati
            *, activation: Optional[str] = None, layout: str = "NCL", backend: str = "auto",
            out: Optional[np.ndarray] = None) -> np.ndarray:
     """1-d convolution (cross-correlation) with PyTorch's ``conv1d`` semantics; see the module doc."""
-    return Conv1d(weight, bias, stride, padding, dilation, groups, activation=activation, layout=layout,
-                  backend=backend)(x, out=out)
+    return _OneCallConv1d(weight, bias, stride, padding, dilation, groups, activation=activation, layout=layout,
+                          backend=backend)(x, out=out)
+
+
+class _OneCallRowConv2d(_RowConv2d):
+    """The 2-d layer of one conv1d() call: no snapshot of the caller's arrays, no call plan (as conv2d())."""
+
+    _snapshot = False
+    _one_call = True
+
+
+class _OneCallConv1d(Conv1d):
+    _row_layer = _OneCallRowConv2d

@@ -26,6 +26,9 @@ CASES = [
     (17, 33, 45, 7, 1, 3, 1, 1),  # ECG-style, channels off the vector width
     (4, 4, 26, 4, 2, (3, 1), 3, 2),
     (32, 48, 70, 5, 1, (0, 4), 16, 1),
+    (7, 19, 41, 3, 2, (2, 1), 2, 1),  # strided, groups 1: the lowered GEMM (backends/c_lowered.py)
+    (33, 50, 100, 5, 3, 4, 1, 1),
+    (5, 70, 60, 10, 5, (0, 9), 1, 1),
 ]
 
 
@@ -62,7 +65,7 @@ def test_conv1d_equals_reference(backend, case, layout):
     np.testing.assert_array_equal(got, expected)
 
 
-@pytest.mark.parametrize("case", CASES[:6] + CASES[9:12], ids=str)
+@pytest.mark.parametrize("case", CASES[:6] + CASES[9:12] + CASES[-3:], ids=str)
 def test_conv1d_every_c_isa(isa, case):
     cin, cout, length, k, stride, padding, dilation, groups = case
     rng = np.random.default_rng(1)
