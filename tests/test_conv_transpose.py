@@ -150,3 +150,11 @@ def test_bad_input(call, exc, match):
     x, w = np.zeros((2, 4, 2, 2), np.float32), np.zeros((4, 5, 3, 3), np.float32)
     with pytest.raises(exc, match=match):
         call(x, w)
+
+
+def test_fastpoint_check_op_cases(backend):
+    """The conv1d / transposed cases `fastpoint check` runs pass on every fast backend."""
+    from fastpoint.check_ops import op_cases, run_op_case
+
+    failed = [case.name for case in op_cases() if not run_op_case(case, backend)[0]]
+    assert not failed, failed
