@@ -30,6 +30,7 @@ from .conv1d import OneRow, _int, check_layout_1d
 from .transpose_spec import (
     AxisPhase,
     axis_phases,
+    correlation_weight,
     make_transpose_layer,
     prepare_transpose_input,
     sub_weight,
@@ -96,6 +97,7 @@ class ConvTranspose2d:
                 self._prepared[key] = _Prepared([], bias, gemm)
                 return self._prepared[key]
             if backend.name != "numpy":
+                conv_weight = correlation_weight(weight, L.groups)
                 for ph in axis_phases(L.kh, L.stride[0], L.padding[0], L.dilation[0]):
                     for pw in axis_phases(L.kw, L.stride[1], L.padding[1], L.dilation[1]):
                         if not ph.taps or not pw.taps:
@@ -107,7 +109,7 @@ class ConvTranspose2d:
                         layer = LayerSpec(L.cout, L.cin, len(ph.taps), len(pw.taps), (1, 1), pads,
                                           (ph.dilation, pw.dilation),
                                           L.groups, L.layout, L.relu, np.dtype(dtype))
-                        sub = sub_weight(weight, L.groups, ph.taps, pw.taps)
+                        sub = sub_weight(conv_weight, ph.taps, pw.taps)
                         phases.append(_Phase(ph, pw, layer, backend.prepack(layer, sub)))
             self._prepared[key] = _Prepared(phases, bias, None)
         return self._prepared[key]

@@ -156,9 +156,14 @@ def axis_phases(k: int, s: int, p: int, d: int) -> List[AxisPhase]:
     return phases
 
 
-def sub_weight(weight: np.ndarray, groups: int, taps_h: Tuple[int, ...], taps_w: Tuple[int, ...]) -> np.ndarray:
-    """The ``(Cout, Cin/groups, len(taps_h), len(taps_w))`` correlation weight of one 2-d phase."""
+def correlation_weight(weight: np.ndarray, groups: int) -> np.ndarray:
+    """A ``(Cin, Cout/groups, KH, KW)`` transposed-conv weight as a ``(Cout, Cin/groups, KH, KW)`` conv weight
+    (a transposed view, not flipped: each phase takes its taps in flipped order, ``sub_weight``)."""
     cin, cout_g, kh, kw = weight.shape
     w = weight.reshape(groups, cin // groups, cout_g, kh, kw).transpose(0, 2, 1, 3, 4)
-    w = w.reshape(groups * cout_g, cin // groups, kh, kw)
-    return np.ascontiguousarray(w[:, :, list(taps_h)][:, :, :, list(taps_w)])
+    return w.reshape(groups * cout_g, cin // groups, kh, kw)
+
+
+def sub_weight(conv_weight: np.ndarray, taps_h: Tuple[int, ...], taps_w: Tuple[int, ...]) -> np.ndarray:
+    """The ``(Cout, Cin/groups, len(taps_h), len(taps_w))`` correlation weight of one 2-d phase (one copy)."""
+    return np.ascontiguousarray(conv_weight[:, :, np.array(taps_h)[:, None], np.array(taps_w)])
