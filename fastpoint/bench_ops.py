@@ -12,11 +12,12 @@ an ECG ResNet, wav2vec2's feature encoder; U-Net, FCN-8s and DCGAN up-sampling.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Tuple, Union
+from typing import TYPE_CHECKING, List, Tuple, Union
 
 import numpy as np
 
-from .peers import Prepared, why_unavailable
+if TYPE_CHECKING:  # the suites module imports this one, and the peers import the suites: no cycle at run time
+    from .peers import Prepared
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,8 @@ class OpLayer:
     # ------------------------------------------------------------------ contenders
 
     def prepare(self, name: str, kind: str, threads: int, layout: str) -> Union[Prepared, str]:
+        from .peers import why_unavailable
+
         if kind == "backend":
             return self._fastpoint(name, threads, layout)
         reason = why_unavailable(name)
@@ -120,6 +123,8 @@ class OpLayer:
 
     def _fastpoint(self, backend: str, threads: int, layout: str) -> Prepared:
         import fastpoint as fp
+
+        from .peers import Prepared
 
         x, w, b = self.arrays()
         if layout == "NHWC":
@@ -145,6 +150,8 @@ class OpLayer:
     def _torch(self, threads: int) -> Prepared:
         import torch
         import torch.nn.functional as F
+
+        from .peers import Prepared
 
         torch.set_num_threads(threads)
         x, w, b = (torch.from_numpy(a) for a in self.arrays())
@@ -188,6 +195,8 @@ class OpLayer:
 
     def _onnxruntime(self, threads: int) -> Prepared:
         import onnxruntime as ort
+
+        from .peers import Prepared
 
         x, w, b = self.arrays()
         opts = ort.SessionOptions()
