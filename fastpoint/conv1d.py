@@ -20,9 +20,9 @@ from typing import Optional, Tuple, Union
 
 import numpy as np
 
-from ._spec import ConvSpec, LayerSpec, as_array, make_spec
 from .api import Conv2d
 from .backends.c_lowered import Conv1dGemmBackend
+from .core.spec import ConvSpec, LayerSpec, as_array, make_spec
 
 _CONV1D_GEMM = Conv1dGemmBackend()  # the C backend plus conv1d's own GEMM (backends/c_lowered.py)
 

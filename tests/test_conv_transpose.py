@@ -8,7 +8,7 @@ import pytest
 
 import fastpoint as fp
 from fastpoint.backends.numpy import conv_transpose2d_nchw
-from fastpoint.transpose_spec import axis_phases
+from fastpoint.core.transpose_spec import axis_phases
 
 from .conftest import TESTED_BACKENDS, int_array
 
@@ -154,7 +154,7 @@ def test_bad_input(call, exc, match):
 
 def test_fastpoint_check_op_cases(backend):
     """The conv1d / transposed cases `fastpoint check` runs pass on every fast backend."""
-    from fastpoint.check_ops import op_cases, run_op_case
+    from fastpoint.core.check_ops import op_cases, run_op_case
 
     failed = [case.name for case in op_cases() if not run_op_case(case, backend)[0]]
     assert not failed, failed

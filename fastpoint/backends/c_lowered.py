@@ -12,8 +12,8 @@ from typing import Optional
 
 import numpy as np
 
-from .._spec import ConvSpec, LayerSpec
-from .._threads import get_num_threads
+from ..core.spec import ConvSpec, LayerSpec
+from ..core.threads import get_num_threads
 from .c import CBackend, _aligned_bytes, _check, _ffi, _lib, _problem, _problem_for, _ptr
 
 

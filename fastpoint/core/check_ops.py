@@ -1,4 +1,4 @@
-"""``fastpoint check`` cases of conv1d and transposed convolution (the conv2d ones are in ``_check.py``).
+"""``fastpoint check`` cases of conv1d and transposed convolution (the conv2d ones are in ``check.py``).
 
 Each backend against the NumPy backend (conv1d: the 2-d reference on one row; transposed: the
 scatter-add reference), on integer-valued inputs, so results must be equal.  The cases cover what the

@@ -1,7 +1,7 @@
 """Benchmark layers of conv1d and transposed convolution, and their contenders.
 
 The suites ``conv1d`` and ``transposed`` of ``fastpoint bench``: each layer is a :class:`OpLayer`, which
-answers what the runner asks of a :class:`fastpoint._suites.Layer` (name, group, shape, flops, bytes) and
+answers what the runner asks of a :class:`fastpoint.bench.suites.Layer` (name, group, shape, flops, bytes) and
 sets up its own contenders (``prepare``): fastpoint backends timed as one-shot calls
 (``fp.conv1d(x, w, b, ..., out=out)``: weights checked and packed in every call, as a user calling the
 function pays), torch (``F.conv1d`` / ``F.conv_transpose2d``) and ONNX Runtime (a one-node ``Conv`` /

@@ -16,7 +16,7 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
-from ._spec import _pair, as_array, check_activation, check_float_dtype, check_layout
+from .spec import _pair, as_array, check_activation, check_float_dtype, check_layout
 
 
 @dataclass(frozen=True)
