@@ -16,7 +16,7 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
-from .spec import _pair, as_array, check_activation, check_float_dtype, check_layout
+from .spec import _pair, as_array, check_activation, check_float_dtype, check_layout, check_weight_groups
 
 
 @dataclass(frozen=True)
@@ -53,20 +53,9 @@ def make_transpose_layer(weight: np.ndarray, stride, padding, output_padding, gr
                          activation) -> TransposeLayer:
     layout = check_layout(layout)
     relu = check_activation(activation)
-    check_float_dtype("weight", weight)
-    if weight.ndim != 4:
-        raise ValueError(f"weight must have shape (Cin, Cout/groups, KH, KW) for a transposed convolution, got "
-                         f"{weight.ndim}-d shape {weight.shape}")
-    if isinstance(groups, (bool, np.bool_)) or not isinstance(groups, (int, np.integer)):
-        raise TypeError(f"groups must be an int, got {groups!r}")
-    groups = int(groups)
-    if groups < 1:
-        raise ValueError(f"groups must be >= 1, got {groups}")
+    groups = check_weight_groups(weight, groups, "(Cin, Cout/groups, KH, KW)", "input channels", "Cin",
+                                 " for a transposed convolution")
     cin, cout_g, kh, kw = (int(s) for s in weight.shape)
-    if min(cin, cout_g, kh, kw) < 1:
-        raise ValueError(f"weight must have no empty dimension, got shape {weight.shape}")
-    if cin % groups:
-        raise ValueError(f"groups={groups} must divide the input channels: weight shape {weight.shape} has Cin={cin}")
     if isinstance(padding, str):
         raise ValueError(f"padding must be an int or a pair for a transposed convolution, got {padding!r}")
     stride = _pair("stride", stride, 1)
