@@ -84,6 +84,10 @@ static void block(const task *t, const float *xn, float *yn, int64_t r0, int64_t
     fp_ukr_args u;
     memset(&u, 0, sizeof u);
     u.bias_per_col = 0;
+    /* Written in place in one k block, an output larger than L2 streams past the caches, as the 1x1 GEMM's
+     * does (the micro-kernel streams full, aligned rows only; chunk() fences). */
+    u.stream = uk->extended && !L->store && K <= t->bs.kc &&
+               (int64_t)sizeof(float) * L->m * L->n * L->p->n > fp_cache_size(2);
     for (int64_t jc = c0; jc < c1; jc += t->bs.nc) {
         const int64_t jn = FP_MIN(t->bs.nc, c1 - jc);
         for (int64_t pc = 0; pc < K; pc += t->bs.kc) {
