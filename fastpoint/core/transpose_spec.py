@@ -18,6 +18,8 @@ import numpy as np
 
 from .spec import _pair, as_array, check_activation, check_float_dtype, check_layout, check_weight_groups
 
+_MAX_ELEMENTS = np.iinfo(np.intp).max // 8  # an output larger cannot be indexed in bytes (np.iinfo: 40 us a call)
+
 
 @dataclass(frozen=True)
 class TransposeLayer:
@@ -90,7 +92,7 @@ def prepare_transpose_input(x, layer: TransposeLayer, w_shape) -> Tuple[np.ndarr
         raise ValueError(f"the output would be empty: {oh}x{ow} from x shape {x.shape} with weight {tuple(w_shape)}, "
                          f"stride {layer.stride}, padding {layer.padding}, dilation {layer.dilation}, "
                          f"output_padding {layer.output_padding}")
-    if max(n, 1) * layer.cout * oh * ow > np.iinfo(np.intp).max // 8:
+    if max(n, 1) * layer.cout * oh * ow > _MAX_ELEMENTS:
         raise ValueError(f"the output ({n}, {layer.cout}, {oh}, {ow}) would have more elements than an array can "
                          f"hold (x shape {x.shape})")
     return x4, batched, (oh, ow)
