@@ -60,7 +60,7 @@ static void store_nchw(const fp_lowered *L, float *yn, int64_t i0, int64_t mr, i
                 end = row_end(p, j0, t, nr);
                 float *d = base + off[t];
                 if (kw == 2) {
-                    fp_interleave2(L->isa, d, tr + t, tr + ldt + t, end - t);
+                    L->interleave->run(d, tr + t, tr + ldt + t, end - t);
                 } else {
                     for (int64_t u = 0; u < end - t; u++)
                         for (int64_t c = 0; c < kw; c++) d[kw * u + c] = tr[c * ldt + t + u];
@@ -115,7 +115,7 @@ int fp_deconv_gemm_f32(const fp_conv_problem *p, const float *x, const void *pac
     L.p = &q, L.uk = uk, L.m = m, L.k = p->cin, L.n = p->h * p->w, L.a = a, L.bias = bias;
     L.x = x, L.y = y, L.x_image = p->cin * p->h * p->w, L.y_image = p->cout * p->oh * p->ow;
     L.single_k_block = 1;
-    L.isa = fp_isa();
+    L.interleave = fp_interleave_pick(fp_isa());
     L.ctx = &rows;
     L.pack_b = p->layout == 0 ? pack_b_nchw : pack_b_nhwc;
     L.store = p->layout == 0 ? store_nchw : store_nhwc;

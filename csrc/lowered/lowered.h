@@ -9,10 +9,12 @@
  *                          scatters each tile into place (U-Net's 2x2 s2 up-convolution).
  *
  * lowered_driver.c holds the loops and the thread split for both; conv1d_gemm.c and deconv_gemm.c the
- * B packing, the stores and the entry points (fastpoint.h). */
+ * B packing, the stores and the entry points (fastpoint.h).  The micro-kernels are the gemm table's rows
+ * (csrc/kernel_table.c), the 2x2 store's interleave the `interleave` family's (interleave.h). */
 #ifndef FASTPOINT_LOWERED_H
 #define FASTPOINT_LOWERED_H
 #include "../gemm/gemm.h"
+#include "interleave.h"
 
 typedef struct fp_lowered fp_lowered;
 struct fp_lowered {
@@ -26,7 +28,7 @@ struct fp_lowered {
     int64_t x_image, y_image;         /* floats between images */
     int single_k_block;               /* the store needs each tile finished in one k block */
     const void *ctx;                  /* what pack_b / store need besides the problem */
-    int isa;                          /* of the packing: what the stores may use */
+    const fp_interleave_kernel *interleave; /* the stores' 2-wide interleave (a table row) */
     /* B rows [k0, k0+kc) x columns [j0, j0+nc) of image xn, as NR-column micro-panels of kc x NR floats */
     void (*pack_b)(const fp_lowered *L, const float *xn, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float *dst);
     /* NULL: C rows are written in place (ldc = n); else a finished mr x nr tile (ldt apart) goes to yn */
@@ -36,15 +38,13 @@ struct fp_lowered {
 
 int fp_lowered_run(const fp_lowered *L);
 
-/* d[2u] = a[u], d[2u+1] = b[u] for u < n, with the widest vectors of `isa` (interleave2.c) */
-void fp_interleave2(int isa, float *d, const float *a, const float *b, int64_t n);
 
 /* The checks and set-up every lowered entry point shares: the panels of `packed` for an m x k GEMM
  * (NULL: FP_ERR_PACKED) and a copy of the problem with the thread count clamped, as conv.c does. */
 const float *fp_lowered_begin(const fp_conv_problem *p, const void *packed, int64_t m, int64_t k,
                               const fp_sgemm_ukr **uk, fp_conv_problem *q);
 
-/* Packed weights of a lowered GEMM: a 64-byte header (the ISA, the GEMM's M and K) and the A panels. */
+/* Packed weights of a lowered GEMM: a 64-byte header (the gemm row, the GEMM's M and K) and the A panels. */
 int64_t fp_lowered_packed_bytes(int64_t m, int64_t k);
 int fp_lowered_pack(int64_t m, int64_t k, const float *w, void *packed);
 /* The same from a k-major source: element (i, k) of W at w[k*m + (i % mdiv) * mstride + i / mdiv] (mdiv = 1:

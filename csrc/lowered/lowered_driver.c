@@ -9,19 +9,18 @@
 
 typedef struct header {
     uint32_t magic;
-    int32_t isa;
+    int32_t row;   /* the gemm row packed for (fp_kernel_index): a forced or lowered choice must match */
     int64_t m, k;
     int64_t reserved[5];
 } header;
 
 int64_t fp_lowered_packed_bytes(int64_t m, int64_t k) {
-    const fp_sgemm_ukr *uk = fp_sgemm_ukr_for(fp_isa());
+    const fp_sgemm_ukr *uk = fp_sgemm_ukr_pick(fp_isa());
     return (int64_t)sizeof(header) + (int64_t)sizeof(float) * FP_CEIL_DIV(m, uk->mr) * uk->mr * k;
 }
 
 int fp_lowered_pack(int64_t m, int64_t k, const float *w, void *packed) {
-    const int isa = fp_isa();
-    const fp_sgemm_ukr *uk = fp_sgemm_ukr_for(isa);
+    const fp_sgemm_ukr *uk = fp_sgemm_ukr_pick(fp_isa());
     fp_sgemm_ukr plain = *uk;
     plain.extended = 0; /* the MR-row panels only: no W^T copy for the transposed small-image form */
     fp_conv_problem q;
@@ -29,17 +28,17 @@ int fp_lowered_pack(int64_t m, int64_t k, const float *w, void *packed) {
     q.cout = m, q.cin = k, q.kh = q.kw = 1, q.groups = 1, q.layout = 0;
     header *h = (header *)packed;
     memset(h, 0, sizeof *h);
-    h->magic = LOWERED_MAGIC, h->isa = isa, h->m = m, h->k = k;
+    h->magic = LOWERED_MAGIC, h->row = fp_kernel_index(&uk->k), h->m = m, h->k = k;
     fp_gemm_pack_weights(&q, &plain, w, (float *)((char *)packed + sizeof(header)));
     return FP_OK;
 }
 
 int fp_lowered_pack_kmajor(int64_t m, int64_t k, const float *w, int64_t mdiv, int64_t mstride, void *packed) {
-    const int isa = fp_isa();
-    const int64_t MR = fp_sgemm_ukr_for(isa)->mr;
+    const fp_sgemm_ukr *uk = fp_sgemm_ukr_pick(fp_isa());
+    const int64_t MR = uk->mr;
     header *h = (header *)packed;
     memset(h, 0, sizeof *h);
-    h->magic = LOWERED_MAGIC, h->isa = isa, h->m = m, h->k = k;
+    h->magic = LOWERED_MAGIC, h->row = fp_kernel_index(&uk->k), h->m = m, h->k = k;
     float *dst = (float *)((char *)packed + sizeof(header));
     for (int64_t pi = 0; pi < FP_CEIL_DIV(m, MR); pi++)
         for (int64_t kk = 0; kk < k; kk++) {
@@ -60,8 +59,8 @@ int fp_lowered_pack_kmajor(int64_t m, int64_t k, const float *w, int64_t mdiv, i
 const float *fp_lowered_begin(const fp_conv_problem *p, const void *packed, int64_t m, int64_t k,
                               const fp_sgemm_ukr **uk, fp_conv_problem *q) {
     const header *h = (const header *)packed;
-    if (h->magic != LOWERED_MAGIC || h->isa != fp_isa() || h->m != m || h->k != k) return NULL;
-    *uk = fp_sgemm_ukr_for(h->isa);
+    *uk = fp_sgemm_ukr_pick(fp_isa());
+    if (h->magic != LOWERED_MAGIC || h->row != fp_kernel_index(&(*uk)->k) || h->m != m || h->k != k) return NULL;
     *q = *p;
     const int cap = fp_max_threads();
     q->num_threads = q->num_threads < 1 ? 1 : q->num_threads > cap ? cap : q->num_threads;
