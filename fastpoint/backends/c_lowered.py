@@ -57,8 +57,12 @@ class Conv1dGemmBackend(CBackend):
         return runner
 
     def kernel_name(self, spec: ConvSpec) -> str:
+        """The gemm row the lowered GEMM runs (the 1x1 GEMM's choice: the same table look-up)."""
         if conv1d_gemm_applies(spec.layer):
-            return f"f32_conv1d_gemm__{self.isa()}"
+            p = _problem(spec.layer, spec)
+            p.kh = p.kw = 1
+            p.pad_top = p.pad_left = 0
+            return _ffi.string(_lib.fp_kernel_name(p, 0)).decode()
         return super().kernel_name(spec)
 
 
