@@ -81,6 +81,11 @@ class ConvTranspose2d:
         self._user_arrays = (("weight", weight), ("bias", user_bias))
         self._prepared: Dict[Tuple[str, np.dtype], _Prepared] = {}
 
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_prepared"] = {}  # packings hold 64-byte aligned buffers: made again after unpickling
+        return state
+
     @property
     def weight_shape(self) -> Tuple[int, int, int, int]:
         return tuple(self._weight.shape)  # type: ignore[return-value]

@@ -119,11 +119,16 @@ def test_reference_against_torch():
         np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4 * np.sqrt(cin * kh * kw))
 
 
-def test_layer_reuse_and_out_aliasing():
+def test_layer_reuse_pickle_and_out_aliasing():
+    import pickle
+
     rng = np.random.default_rng(5)
     x, w = int_array(rng, (1, 4, 3, 3)), int_array(rng, (4, 4, 2, 2))
     up = fp.ConvTranspose2d(w, stride=2)
     np.testing.assert_array_equal(up(x), up(x))
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(up))(x), up(x))
+    layer1d = fp.Conv1d(w[:, :, 0], dilation=2, padding=(2, 0))
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(layer1d))(x[:, :, 0]), layer1d(x[:, :, 0]))
     with pytest.raises(ValueError, match="overlaps"):
         big = np.zeros((1, 4, 6, 6), np.float32)
         up(big[:, :, :3, :3], out=big)
