@@ -47,6 +47,10 @@ class Conv2d:
     >>> y = layer(x)            # same result as conv2d(x, weight, bias, padding=1, activation="relu")
     """
 
+    # a layer used for one call only (conv1d()'s 2-d layer) may skip the snapshot and the call plan
+    _snapshot = True
+    _one_call = False
+
     def __init__(self, weight, bias=None, stride: IntOrPair = 1, padding: Padding = 0,
                  dilation: IntOrPair = 1, groups: int = 1, *, activation: Optional[str] = None,
                  layout: str = "NCHW", backend: str = "auto") -> None:
@@ -57,8 +61,8 @@ class Conv2d:
         user_bias = None if bias is None else as_array("bias", bias)
         # A snapshot: packing is lazy (per backend and dtype) and some backends use the weight
         # unpacked, so a caller changing its array later must not change some results but not others.
-        self._weight = np.array(weight, copy=True)
-        self._bias = None if user_bias is None else np.array(user_bias, copy=True)
+        self._weight = np.array(weight, copy=True) if self._snapshot else weight
+        self._bias = None if user_bias is None else np.array(user_bias, copy=True) if self._snapshot else user_bias
         self._user_arrays = (("weight", weight), ("bias", user_bias))  # for the out= overlap check
         if self._bias is not None:
             prepare_param("bias", self._bias, self._bias.dtype, (self._layer.cout,))
@@ -77,6 +81,14 @@ class Conv2d:
     @property
     def weight_shape(self) -> Tuple[int, int, int, int]:
         return tuple(self._weight.shape)  # type: ignore[return-value]
+
+    def _get_backend(self):
+        """The backend of a call (a hook: conv1d swaps in kernels of its own)."""
+        return get_backend(self._backend_name)
+
+    def _make_spec(self, layer: LayerSpec, x_shape: Tuple[int, ...]) -> ConvSpec:
+        """The call spec for an input shape (a hook: conv1d's causal padding pairs override it)."""
+        return make_spec(layer, x_shape, self._weight.shape)
 
     def _prepared(self, backend, dtype: np.dtype):
         key = (backend.name, dtype)
@@ -100,13 +112,13 @@ class Conv2d:
                 return result
         user_x = x
         x, batched = prepare_input(x, self._layer)
-        backend = get_backend(self._backend_name)
+        backend = self._get_backend()
         layer, packed, bias, bad_taps = self._prepared(backend, x.dtype)
         spec = self._specs.get((layer, x.shape))
         if spec is None:
             if len(self._specs) > 64:  # e.g. dask chunks of many sizes: keep the cache bounded
                 self._specs.clear()
-            spec = self._specs[(layer, x.shape)] = make_spec(layer, x.shape, self._weight.shape)
+            spec = self._specs[(layer, x.shape)] = self._make_spec(layer, x.shape)
         if out is None:
             result = np.empty(spec.out_shape, dtype=x.dtype)
         else:
@@ -116,7 +128,7 @@ class Conv2d:
             backend.run(spec, packed, x, bias, result)
             if bad_taps is not None:
                 apply_padding_nan(spec, bad_taps, result)
-            if x is user_x or x.base is user_x:  # x used as given: plan repeats
+            if not self._one_call and (x is user_x or x.base is user_x):  # x used as given: plan repeats
                 key = (user_x.shape, x.dtype)
                 plan = self._plans.get(key)
                 if plan is None:
