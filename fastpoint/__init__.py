@@ -10,8 +10,9 @@ from ._threads import get_num_threads, set_num_threads
 from ._version import __version__
 from .api import Conv2d, conv1x1, conv2d
 from .backends import backends
+from .network import Network, load_onnx
 from .pooling import avg_pool2d, max_pool2d
 from .upsample import upsample
 
 __all__ = ["Conv2d", "__version__", "backends", "conv1x1", "conv2d", "get_num_threads", "set_num_threads",
-           "max_pool2d", "avg_pool2d", "upsample"]
+           "max_pool2d", "avg_pool2d", "upsample", "Network", "load_onnx"]
