@@ -111,13 +111,13 @@ class Conv(ConvBase):
     def _layer(self, w, b, sym, strides, dilations):
         import fastpoint as fp
 
+        w4 = w if w.ndim == 4 else w[:, :, None, :]
         if self.weight is None:  # weight given at run time: a one-call convolution
-            return lambda x, out: fp.conv2d(x, w, b, strides, sym, dilations, self.attrs["group"],
+            return lambda x, out: fp.conv2d(x, w4, b, strides, sym, dilations, self.attrs["group"],
                                             activation=self.activation, backend=self.backend, out=out)
         key = tuple(sym)
         layer = self._layers.get(key)
         if layer is None:
-            w4 = w if w.ndim == 4 else w[:, :, None, :]
             layer = self._layers[key] = fp.Conv2d(w4, b, strides, sym, dilations, self.attrs["group"],
                                                   activation=self.activation, backend=self.backend)
         return lambda x, out: layer(x, out=out)
@@ -235,7 +235,7 @@ class ConvTranspose(ConvBase):
 class Gemm(Op):
     """``alpha * A' @ B' + beta * C`` (A', B' optionally transposed), C broadcast to the result."""
 
-    attributes = {"alpha": 1.0, "beta": 1.0, "transA": 0, "transB": 0}
+    attributes = {"alpha": 1.0, "beta": 1.0, "transA": 0, "transB": 0, "broadcast": 0}  # broadcast: opset < 7
     writes_out = True
 
     def _ab(self, a, b):

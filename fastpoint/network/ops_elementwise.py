@@ -155,13 +155,23 @@ class Binary(Op):
     def compute(self, a, b, out) -> None:
         raise NotImplementedError
 
+    def legacy_shape(self, a_shape, b_shape):
+        """Opset < 7's ``broadcast=1, axis=k``: B's dims line up with A's from axis k (else NumPy's rule)."""
+        if not self.attrs.get("broadcast") or self.attrs.get("axis") is None or len(b_shape) == len(a_shape):
+            return b_shape
+        axis = self.attrs["axis"] % len(a_shape)
+        return tuple(b_shape) + (1,) * (len(a_shape) - axis - len(b_shape))
+
     def infer(self, shapes, dtypes, values):
         if any(s is None for s in shapes):
             return None
         dt = np.dtype(self.result_dtype) if self.result_dtype else dtypes[0]
+        shapes = [shapes[0]] + [self.legacy_shape(shapes[0], s) for s in shapes[1:]]
         return [(broadcast_shape(*shapes), dt)]
 
     def run(self, inputs, outs):
+        if len(inputs) == 2 and self.attrs.get("broadcast"):
+            inputs = [inputs[0], inputs[1].reshape(self.legacy_shape(inputs[0].shape, inputs[1].shape))]
         shape = broadcast_shape(*(x.shape for x in inputs))
         dt = np.dtype(self.result_dtype) if self.result_dtype else inputs[0].dtype
         out = outs[0] if outs else np.empty(shape, dt)
@@ -181,8 +191,9 @@ class Binary(Op):
 
 
 def _binary(op_type: str, fn, result_dtype=None, attributes=None) -> None:
+    attributes = {**(attributes or {}), "broadcast": 0, "axis": None}  # the two: opset < 7 only
     cls = type(op_type, (Binary,), {"compute": lambda self, a, b, out: fn(self, a, b, out),
-                                    "result_dtype": result_dtype, "attributes": attributes or {},
+                                    "result_dtype": result_dtype, "attributes": attributes,
                                     "in_place": result_dtype is None})
     register(op_type)(cls)
 
@@ -215,7 +226,19 @@ class Not(Unary):
 
 @register("PRelu")
 class PRelu(Binary):
-    """``x`` where positive, ``slope * x`` elsewhere; the slope broadcasts to ``x`` (unidirectionally)."""
+    """``x`` where positive, ``slope * x`` elsewhere; the slope broadcasts to ``x`` (unidirectionally).
+
+    Before opset 7 a 1-d slope of C values was per channel (axis 1).
+    """
+
+    def legacy_shape(self, a_shape, b_shape):
+        if self.opset < 7 and len(b_shape) == 1 and len(a_shape) > 2 and b_shape[0] == a_shape[1] != 1:
+            return (b_shape[0],) + (1,) * (len(a_shape) - 2)
+        return b_shape
+
+    def run(self, inputs, outs):
+        x, slope = inputs
+        return super().run([x, slope.reshape(self.legacy_shape(x.shape, slope.shape))], outs)
 
     def compute(self, a, b, out):
         np.copyto(out, np.where(a < 0, a * b, a))

@@ -39,6 +39,23 @@ class BatchNormalization(Op):
         return [out]
 
 
+@register("InstanceNormalization")
+class InstanceNormalization(Op):
+    """``(x - mean) / sqrt(var + eps) * scale + B`` over each (sample, channel)'s spatial dims."""
+
+    attributes = {"epsilon": 1e-5}
+
+    def run(self, inputs, outs):
+        x, scale, bias = inputs
+        axes = tuple(range(2, x.ndim))
+        x64 = x.astype(np.float64)
+        mean = x64.mean(axis=axes, keepdims=True)
+        var = x64.var(axis=axes, keepdims=True)
+        shape = (1, -1) + (1,) * (x.ndim - 2)
+        y = (x64 - mean) / np.sqrt(var + self.attrs["epsilon"]) * scale.reshape(shape) + bias.reshape(shape)
+        return [y.astype(x.dtype)]
+
+
 @register("Softmax", "LogSoftmax")
 class Softmax(Op):
     """Opset >= 13: along ``axis`` (default -1); before: over the flattened dims from ``axis`` (default 1)."""

@@ -105,7 +105,7 @@ class Flatten(ViewOp):
     attributes = {"axis": 1}
 
     def out_shape(self, shape, values):
-        axis = self.attrs["axis"] % (len(shape) + 1) if self.attrs["axis"] < 0 else self.attrs["axis"]
+        axis = self.attrs["axis"] + len(shape) if self.attrs["axis"] < 0 else self.attrs["axis"]
         return (int(np.prod(shape[:axis], dtype=np.int64)), int(np.prod(shape[axis:], dtype=np.int64)))
 
 

@@ -153,7 +153,7 @@ class Plan:
 
     # -- running ------------------------------------------------------------------------------
     def run(self, feeds: Dict[str, np.ndarray], profile: Optional[List[float]] = None) -> Dict[str, np.ndarray]:
-        arena = np.empty(self.arena_bytes, np.uint8) if self.arena_bytes else None
+        arena = np.empty(self.arena_bytes, np.uint8)
         env: Dict[str, np.ndarray] = dict(self.consts)
         env.update(feeds)
         for step in self.steps:
@@ -168,6 +168,9 @@ class Plan:
                 profile.append(time.perf_counter() - t0)
             for name, value in zip(node.outputs, results):
                 if name:
+                    if outs is None and arena is not None and value is not None and not node.op.view_of_input \
+                            and np.may_share_memory(value, arena):
+                        value = value.copy()  # a view of an input in the arena would outlive that input
                     env[name] = value
             for name in step.free_after:
                 env.pop(name, None)
