@@ -43,6 +43,9 @@ class Step:
 
 
 class Plan:
+    #: testing hook: a value to fill each run's arena with (NaN shows any read of a buffer never written)
+    arena_fill: Optional[float] = None
+
     def __init__(self, graph: Graph, feeds: Dict[str, Tuple[Shape, np.dtype]]) -> None:
         self.graph = graph
         self.consts: Dict[str, np.ndarray] = {}
@@ -124,7 +127,7 @@ class Plan:
         for name, root in storage.items():
             span[root][1] = max(span[root][1], last.get(name, span[root][1]))
         self.offsets = _greedy_by_size(span, size)
-        self.arena_bytes = max((self.offsets[r] + size[r] for r in size), default=0)
+        self.arena_bytes = -(-max((self.offsets[r] + size[r] for r in size), default=0) // ALIGN) * ALIGN
         for i, step in enumerate(self.steps):
             outs = step.node.outputs
             if step.node.op.writes_out and all(n in storage for n in outs if n) and all(outs):
@@ -154,6 +157,8 @@ class Plan:
     # -- running ------------------------------------------------------------------------------
     def run(self, feeds: Dict[str, np.ndarray], profile: Optional[List[float]] = None) -> Dict[str, np.ndarray]:
         arena = np.empty(self.arena_bytes, np.uint8)
+        if self.arena_fill is not None:
+            arena.view(np.float32)[:] = self.arena_fill  # arena_bytes is a multiple of 4: offsets are aligned
         env: Dict[str, np.ndarray] = dict(self.consts)
         env.update(feeds)
         for step in self.steps:
@@ -178,7 +183,8 @@ class Plan:
         for o in self.graph.outputs:
             value = env[o.name]
             in_arena = arena is not None and np.may_share_memory(value, arena)
-            owned = o.name in self.consts or o.name in feeds or in_arena
+            of_feed = any(np.may_share_memory(value, x) for x in feeds.values())  # e.g. Identity(input)
+            owned = o.name in self.consts or in_arena or of_feed
             result[o.name] = np.array(value, copy=True) if owned else value
         return result
 
