@@ -163,7 +163,10 @@ def fold_batch_norm(graph: Graph) -> int:
         w = conv.op.weight
         k, c = bn.op.scale_shift(*params)
         b = np.zeros(w.shape[0]) if conv.op.bias is None else conv.op.bias.astype(np.float64)
-        conv.op.weight = (w.astype(np.float64) * k.reshape((-1,) + (1,) * (w.ndim - 1))).astype(w.dtype)
+        folded_w = np.empty_like(w)
+        # the product in float64, rounded once into the weight's dtype (buffered: no float64 copy of W)
+        np.multiply(w, k.reshape((-1,) + (1,) * (w.ndim - 1)), out=folded_w, dtype=np.float64, casting="unsafe")
+        conv.op.weight = folded_w
         conv.op.bias = (b * k + c).astype(w.dtype)
         conv.op.fused.append("BatchNormalization")
         _replace(graph, bn, conv)

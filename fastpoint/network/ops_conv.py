@@ -14,7 +14,14 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
+from ..api import Conv2d
 from .registry import Op, register
+
+
+class NodeConv2d(Conv2d):
+    """A node's layer: its weight array belongs to the network and never changes, so no snapshot copy."""
+
+    _snapshot = False
 
 
 def _conv_out(size: int, k: int, s: int, d: int, pb: int, pe: int) -> int:
@@ -118,8 +125,8 @@ class Conv(ConvBase):
         key = tuple(sym)
         layer = self._layers.get(key)
         if layer is None:
-            layer = self._layers[key] = fp.Conv2d(w4, b, strides, sym, dilations, self.attrs["group"],
-                                                  activation=self.activation, backend=self.backend)
+            layer = self._layers[key] = NodeConv2d(w4, b, strides, sym, dilations, self.attrs["group"],
+                                                    activation=self.activation, backend=self.backend)
         return lambda x, out: layer(x, out=out)
 
     def run(self, inputs, outs):
