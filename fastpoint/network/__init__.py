@@ -5,7 +5,7 @@ See docs/networks.md for the plan (parsing, folding, memory) and how to add an o
 
 from __future__ import annotations
 
-from . import ops_conv, ops_elementwise, ops_nn, ops_shape  # noqa: F401  (registers the op classes)
+from . import ops_conv, ops_elementwise, ops_misc, ops_nn, ops_pool, ops_resize, ops_shape  # noqa: F401  (registers the op classes)
 from .graph import TensorInfo, fold_batch_norm, fuse_relu, load_model, parse
 from .network import Network
 from .registry import supported_ops

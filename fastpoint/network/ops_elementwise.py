@@ -6,6 +6,7 @@ where the shapes allow; integer ``Div`` truncates toward zero as ONNX Runtime do
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Dict, Optional
 
 import numpy as np
@@ -260,3 +261,44 @@ class Where(Op):
             np.copyto(outs[0], res)
             return [outs[0]]
         return [res]
+
+
+_unary("Sin", lambda s, x, o: np.sin(x, out=o))
+_unary("Cos", lambda s, x, o: np.cos(x, out=o))
+_unary("Tan", lambda s, x, o: np.tan(x, out=o))
+_unary("Asin", lambda s, x, o: np.arcsin(x, out=o))
+_unary("Acos", lambda s, x, o: np.arccos(x, out=o))
+_unary("Atan", lambda s, x, o: np.arctan(x, out=o))
+_unary("Sinh", lambda s, x, o: np.sinh(x, out=o))
+_unary("Cosh", lambda s, x, o: np.cosh(x, out=o))
+_unary("Asinh", lambda s, x, o: np.arcsinh(x, out=o))
+_unary("Acosh", lambda s, x, o: np.arccosh(x, out=o))
+_unary("Atanh", lambda s, x, o: np.arctanh(x, out=o))
+_unary("Round", lambda s, x, o: np.round(x, out=o))  # half to even, as ONNX specifies
+_unary("Mish", lambda s, x, o: np.multiply(x, np.tanh(np.logaddexp(x, x.dtype.type(0))), out=o))
+
+
+def _erf(x: np.ndarray, out: np.ndarray) -> None:
+    """Error function, exact per element (math.erf); NumPy has none and SciPy is not a dependency."""
+    np.copyto(out, np.frompyfunc(math.erf, 1, 1)(x.astype(np.float64)).astype(x.dtype))
+
+
+def _gelu(x, out, approximate):
+    x64 = x.astype(np.float64)
+    if approximate == "tanh":
+        y = 0.5 * x64 * (1 + np.tanh(np.sqrt(2 / np.pi) * (x64 + 0.044715 * x64 ** 3)))
+    else:
+        y = 0.5 * x64 * (1 + np.frompyfunc(math.erf, 1, 1)(x64 / np.sqrt(2)).astype(np.float64))
+    np.copyto(out, y.astype(x.dtype))
+
+
+def _swish(x, out, alpha):
+    tmp = np.empty_like(x)
+    np.multiply(x, x.dtype.type(alpha), out=tmp)
+    _sigmoid(tmp, tmp)
+    np.multiply(x, tmp, out=out)
+
+
+_unary("Erf", lambda s, x, o: _erf(x, o))
+_unary("Gelu", lambda s, x, o: _gelu(x, o, s.attrs["approximate"]), {"approximate": "none"})
+_unary("Swish", lambda s, x, o: _swish(x, o, s.attrs["alpha"]), {"alpha": 1.0})

@@ -18,6 +18,9 @@ ONNX_DTYPES = {1: np.float32, 2: np.uint8, 3: np.int8, 4: np.uint16, 5: np.int16
                9: np.bool_, 10: np.float16, 11: np.float64, 12: np.uint32, 13: np.uint64}
 
 
+NATIVE_DTYPES = frozenset(np.dtype(t) for t in ONNX_DTYPES.values())
+
+
 def onnx_dtype(op: Op, code: int) -> np.dtype:
     if code not in ONNX_DTYPES:
         raise op.unsupported(f"data type {code} (TensorProto enum)")
@@ -235,13 +238,13 @@ class Cast(Op):
         self.dtype = onnx_dtype(self, self.attrs["to"])
 
     def infer(self, shapes, dtypes, values):
-        if dtypes[0] is not None and dtypes[0].kind not in "biuf":
+        if dtypes[0] is not None and dtypes[0] not in NATIVE_DTYPES:
             raise self.unsupported(f"input dtype {dtypes[0]}")
         return None if shapes[0] is None else [(shapes[0], self.dtype)]
 
     def run(self, inputs, outs):
         x = inputs[0]
-        if x.dtype.kind not in "biuf":
+        if x.dtype not in NATIVE_DTYPES:
             raise self.unsupported(f"input dtype {x.dtype}")
         out = outs[0] if outs else np.empty(x.shape, self.dtype)
         with np.errstate(invalid="ignore", over="ignore"):

@@ -81,6 +81,8 @@ class Plan:
             in_dtypes = [dtypes.get(n) if n else None for n in ins]
             values = [known.get(n) if n else None for n in ins]
             res = op.infer(in_shapes, in_dtypes, values)
+            if res is not None and len(res) != len(node.outputs):
+                res = None  # an op that infers fewer outputs than the node has: planned at run time
             out_shapes = [r[0] if res else None for r in (res or [None] * len(node.outputs))]
             out_dtypes = [r[1] if res else None for r in (res or [None] * len(node.outputs))]
             for name, s, d in zip(node.outputs, out_shapes, out_dtypes):
