@@ -1,5 +1,5 @@
-"""Resize (opset >= 10) and Upsample: nearest and linear, along any axes, every coordinate mode PyTorch
-exports (and ONNX's others but ``tf_crop_and_resize``); cubic and antialiasing fail at load.
+"""Resize (opset >= 10) and Upsample: nearest, linear and cubic, along any axes, every coordinate mode
+PyTorch exports (and ONNX's others but ``tf_crop_and_resize``); antialiasing fails at load.
 
 Each resized axis is one pass: nearest gathers source indices, linear blends two gathered copies with
 per-position weights (``fastpoint.ops.upsample.linear_taps`` / ``lerp_axis``, the code behind
@@ -50,6 +50,28 @@ def nearest_index(mode: str, coords: np.ndarray, in_size: int) -> np.ndarray:
     return np.clip(idx, 0, in_size - 1).astype(np.intp)
 
 
+def cubic_axis(x: np.ndarray, axis: int, coords: np.ndarray, n_in: int, a: float, exclude: bool) -> np.ndarray:
+    """Keys' cubic convolution (coefficient ``a``) on the 4 pixels around each coordinate; pixels past
+    the edge repeat the edge, or (``exclude``) get weight 0 and the others are renormalized."""
+    base = np.floor(coords)
+    t = (coords - base)[:, None]
+    d = np.abs(np.arange(-1, 3)[None, :] - t)  # distances to the 4 taps
+    w = np.where(d <= 1, ((a + 2) * d - (a + 3)) * d * d + 1, ((a * d - 5 * a) * d + 8 * a) * d - 4 * a)
+    w = np.where(d < 2, w, 0.0)
+    idx = base.astype(np.intp)[:, None] + np.arange(-1, 3)[None, :]
+    if exclude:
+        w = np.where((idx >= 0) & (idx < n_in), w, 0.0)
+        w /= w.sum(axis=1, keepdims=True)
+    idx = np.clip(idx, 0, n_in - 1)
+    shape = [1] * x.ndim
+    shape[axis] = len(coords)
+    y = None
+    for j in range(4):
+        term = np.take(x, idx[:, j], axis=axis) * w[:, j].reshape(shape)
+        y = term if y is None else y + term
+    return y
+
+
 @register("Resize", "Upsample")
 class Resize(Op):
     attributes = {"mode": "nearest", "coordinate_transformation_mode": "half_pixel", "nearest_mode":
@@ -63,7 +85,7 @@ class Resize(Op):
             a["coordinate_transformation_mode"], a["nearest_mode"] = "asymmetric", "floor"
         if a["mode"] == "bilinear":
             a["mode"] = "linear"  # Upsample-7's name
-        if a["mode"] not in ("nearest", "linear"):
+        if a["mode"] not in ("nearest", "linear", "cubic"):
             raise self.unsupported(f"mode={a['mode']!r}")
         if a["coordinate_transformation_mode"] not in COORD_MODES:
             raise self.unsupported(f"coordinate_transformation_mode={a['coordinate_transformation_mode']!r}")
@@ -73,8 +95,6 @@ class Resize(Op):
             raise self.unsupported("antialias=1")
         if a["keep_aspect_ratio_policy"] != "stretch":
             raise self.unsupported(f"keep_aspect_ratio_policy={a['keep_aspect_ratio_policy']!r}")
-        if a["exclude_outside"]:
-            raise self.unsupported("exclude_outside=1")
 
     def _inputs(self):
         """Indices of the scales and sizes inputs in this op version."""
@@ -129,7 +149,9 @@ class Resize(Op):
             coords = source_coords(a["coordinate_transformation_mode"], n_in, n_out, scale)
             if a["mode"] == "nearest":
                 y = np.take(y, nearest_index(a["nearest_mode"], coords, n_in), axis=axis)
-            else:
+            elif a["mode"] == "cubic":
+                y = cubic_axis(y, axis, coords, n_in, a["cubic_coeff_a"], bool(a["exclude_outside"]))
+            else:  # linear (exclude_outside changes nothing: the coordinates are clamped to the image)
                 y = lerp_axis(y, axis, *linear_taps(coords, n_in, y.dtype))
         return [np.ascontiguousarray(y, dtype=x.dtype)]
 
