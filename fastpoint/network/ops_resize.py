@@ -93,7 +93,7 @@ class Resize(Op):
             raise self.unsupported(f"nearest_mode={a['nearest_mode']!r}")
         if a["antialias"]:
             raise self.unsupported("antialias=1")
-        if a["keep_aspect_ratio_policy"] != "stretch":
+        if a["keep_aspect_ratio_policy"] not in ("stretch", "not_larger", "not_smaller"):
             raise self.unsupported(f"keep_aspect_ratio_policy={a['keep_aspect_ratio_policy']!r}")
 
     def _inputs(self):
@@ -116,7 +116,13 @@ class Resize(Op):
         scales = values[si] if si is not None and si < len(values) else None
         if si is None and self.op_type == "Upsample":
             scales = np.asarray(self.attrs["scales"])
-        if sizes is not None and np.asarray(sizes).size:
+        policy = self.attrs["keep_aspect_ratio_policy"]
+        if sizes is not None and np.asarray(sizes).size and policy != "stretch":
+            # one scale for every resized axis (the smaller or larger ratio), sizes rounded half up
+            ratios = [n / shape[a] for n, a in zip(int_list(sizes), axes)]
+            scale = min(ratios) if policy == "not_larger" else max(ratios)
+            res = [(shape[a], int(scale * shape[a] + 0.5), scale) for a in axes]
+        elif sizes is not None and np.asarray(sizes).size:
             out = int_list(sizes)
             res = [(shape[a], out[i], out[i] / shape[a]) for i, a in enumerate(axes)]
         elif scales is not None and np.asarray(scales).size:
