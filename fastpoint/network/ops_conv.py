@@ -171,6 +171,7 @@ class ConvTranspose(ConvBase):
 
         if not hasattr(fp, "conv_transpose2d"):
             raise self.unsupported("ConvTranspose (this fastpoint build has no conv_transpose2d)")
+        self._layers: Dict[Tuple, object] = {}
 
     def _geometry(self, x_shape, w_shape):
         rank = self.spatial_rank(w_shape)
@@ -179,19 +180,23 @@ class ConvTranspose(ConvBase):
         out_pad = list(self.attrs["output_padding"] or [0] * rank)
         full = [strides[i] * (x_shape[2 + i] - 1) + out_pad[i] + (kernel[i] - 1) * dilations[i] + 1
                 for i in range(rank)]
-        if self.attrs["output_shape"] is not None:
-            target = list(self.attrs["output_shape"])[-rank:]
+        mode = self.attrs["auto_pad"]
+        if self.attrs["output_shape"] is not None or mode in ("SAME_UPPER", "SAME_LOWER"):
+            # ONNX's reference: the total padding that gives output_shape (default input * stride);
+            # SAME_UPPER puts the odd pixel at the end, SAME_LOWER at the start, NOTSET all at the end
+            target = (list(self.attrs["output_shape"])[-rank:] if self.attrs["output_shape"] is not None
+                      else [x_shape[2 + i] * strides[i] for i in range(rank)])
             total = [f - t for f, t in zip(full, target)]
-            mode = self.attrs["auto_pad"]
-            # the spec: SAME_UPPER puts the larger half at the start for transposed convolutions
-            begins = [t // 2 if mode == "SAME_UPPER" else t - t // 2 for t in total]
+            if any(t < 0 for t in total):
+                raise self.unsupported(f"output_shape {target} larger than the full result {full}")
+            if mode == "SAME_UPPER":
+                begins = [t // 2 for t in total]
+            elif mode == "SAME_LOWER":
+                begins = [t - t // 2 for t in total]
+            else:
+                begins = [0] * rank
             pads = begins + [t - b for t, b in zip(total, begins)]
-        elif self.attrs["auto_pad"] in ("SAME_UPPER", "SAME_LOWER"):
-            total = [f - x_shape[2 + i] * strides[i] for i, f in enumerate(full)]
-            small = [t // 2 for t in total]
-            big = [t - t // 2 for t in total]
-            pads = small + big if self.attrs["auto_pad"] == "SAME_UPPER" else big + small
-        elif self.attrs["auto_pad"] == "VALID" or self.attrs["pads"] is None:
+        elif mode == "VALID" or self.attrs["pads"] is None:
             pads = [0] * (2 * rank)
         else:
             pads = list(self.attrs["pads"])
@@ -218,8 +223,18 @@ class ConvTranspose(ConvBase):
         sym = [min(pads[0], pads[2]), min(pads[1], pads[3])]
         if any(p < 0 for p in pads) or sym != [pads[0], pads[1]] or sym != [pads[2], pads[3]]:
             sym = [0, 0]  # asymmetric or negative: the full result, cropped below
-        y = fp.conv_transpose2d(np.ascontiguousarray(x), w, b, strides, sym, out_pad, self.attrs["group"],
-                                dilations, activation=self.activation, backend=self.backend)
+        x = np.ascontiguousarray(x)
+        if self.weight is not None:  # an initializer: one prepacked layer per (padding, output padding)
+            key = (tuple(sym), tuple(out_pad))
+            layer = self._layers.get(key)
+            if layer is None:
+                layer = self._layers[key] = fp.ConvTranspose2d(w, b, strides, sym, out_pad, self.attrs["group"],
+                                                               dilations, activation=self.activation,
+                                                               backend=self.backend)
+            y = layer(x)
+        else:
+            y = fp.conv_transpose2d(x, w, b, strides, sym, out_pad, self.attrs["group"], dilations,
+                                    activation=self.activation, backend=self.backend)
         if sym == [0, 0] and any(pads):
             h, wd = y.shape[2], y.shape[3]
             y = y[:, :, pads[0]:h - pads[2], pads[1]:wd - pads[3]]

@@ -75,9 +75,7 @@ def _softplus(x, out):
 
 
 def _relu(x, out):
-    np.maximum(x, x.dtype.type(0), out=out)
-    if x.dtype.kind == "f":
-        np.copyto(out, x, where=np.isnan(x))  # relu(NaN) is NaN, as in PyTorch and ONNX Runtime
+    np.maximum(x, x.dtype.type(0), out=out)  # np.maximum propagates NaN: relu(NaN) is NaN, as in PyTorch
 
 
 _unary("Relu", lambda s, x, o: _relu(x, o))
@@ -120,9 +118,7 @@ class Clip(Op):
         if lo is not None:
             np.maximum(out, np.asarray(lo, x.dtype), out=out)
         if hi is not None:
-            np.minimum(out, np.asarray(hi, x.dtype), out=out)
-        if x.dtype.kind == "f":
-            np.copyto(out, x, where=np.isnan(x))
+            np.minimum(out, np.asarray(hi, x.dtype), out=out)  # NaN stays NaN (np.minimum propagates it)
         return [out]
 
 
