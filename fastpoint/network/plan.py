@@ -20,6 +20,7 @@ Made once per input shapes (the network caches them), in three passes:
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -51,6 +52,7 @@ class Plan:
         self.consts: Dict[str, np.ndarray] = {}
         self.steps: List[Step] = []
         self.folded = 0
+        self._arenas = threading.local()
         self._fold_and_infer(feeds)
         self._plan_memory(feeds)
 
@@ -158,7 +160,9 @@ class Plan:
 
     # -- running ------------------------------------------------------------------------------
     def run(self, feeds: Dict[str, np.ndarray], profile: Optional[List[float]] = None) -> Dict[str, np.ndarray]:
-        arena = np.empty(self.arena_bytes, np.uint8)
+        arena = getattr(self._arenas, "arena", None)  # one per thread: concurrent calls never share one
+        if arena is None:
+            arena = self._arenas.arena = np.empty(self.arena_bytes, np.uint8)
         if self.arena_fill is not None:
             arena.view(np.float32)[:] = self.arena_fill  # arena_bytes is a multiple of 4: offsets are aligned
         env: Dict[str, np.ndarray] = dict(self.consts)
