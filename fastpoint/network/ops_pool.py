@@ -1,9 +1,10 @@
 """MaxPool and AveragePool (1-d and 2-d) on fastpoint's pooling core (``fastpoint.ops.pooling``).
 
-ONNX pads may differ per side and windows may be dilated; the output size follows ONNX's rule, which
-``ceil_mode`` included is PyTorch's (the last window starts inside the image or its leading padding).
-AveragePool divides by the taps that land on the image, or on image and padding with
-``count_include_pad``; taps past the padding (ceil mode) never count.
+ONNX pads may differ per side and windows may be dilated; MaxPool's optional Indices output is
+supported. The output size follows ONNX's rule, which ``ceil_mode`` included is PyTorch's (the last
+window starts inside the image or its leading padding). AveragePool divides by the taps that land on
+the image, or on image and padding with ``count_include_pad``; taps past the padding (ceil mode)
+never count.
 """
 
 from __future__ import annotations
@@ -33,8 +34,6 @@ class Pool(Op):
         self.rank = len(a["kernel_shape"])
         if self.rank not in (1, 2):
             raise self.unsupported(f"{self.rank}-d pooling (kernel_shape {a['kernel_shape']})")
-        if self.op_type == "MaxPool" and self.n_outputs > 1:
-            raise self.unsupported("the Indices output")
         if a["auto_pad"] not in ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"):
             raise self.unsupported(f"auto_pad={a['auto_pad']!r}")
 
@@ -63,7 +62,8 @@ class Pool(Op):
         if len(shapes[0]) != self.rank + 2:
             raise self.unsupported(f"input shape {shapes[0]} with a {self.rank}-d kernel")
         *_, out = self._geometry(shapes[0][2:])
-        return [(tuple(shapes[0][:2]) + tuple(out), dtypes[0])]
+        shape = tuple(shapes[0][:2]) + tuple(out)
+        return [(shape, dtypes[0]), (shape, np.dtype(np.int64))][:self.n_outputs]
 
     def run(self, inputs, outs):
         core = _pool_core()
@@ -74,15 +74,30 @@ class Pool(Op):
             pads, out = [0, pads[0], 0, pads[1]], [1] + out
         else:
             x4 = x
+        shape = x.shape[:2] + tuple(out[-self.rank:])
+        if self.op_type == "MaxPool" and self.n_outputs > 1:
+            y, plane = core.max_windows_with_indices(x4, (2, 3), k, s, d, pads, out)
+            return [y.reshape(shape), self._flat_indices(plane, x.shape).reshape(shape)]
         if self.op_type == "MaxPool":
-            y = core.pool_taps(x4, (2, 3), k, s, d, pads, out, "max")
+            y = core.pool_windows(x4, (2, 3), k, s, d, pads, out, "max")
         else:
             include = bool(self.attrs["count_include_pad"])
             counts = [core.window_counts(x4.shape[2 + i], k[i], s[i], d[i], pads[i], pads[2 + i], out[i], include)
                       for i in range(2)]
-            y = core.pool_taps(x4, (2, 3), k, s, d, pads, out, "sum")
+            y = core.pool_windows(x4, (2, 3), k, s, d, pads, out, "sum")
             y /= (counts[0][:, None] * counts[1][None, :]).astype(y.dtype)
-        return [y.reshape(x.shape[:2] + tuple(out[-self.rank:]))]
+        return [y.reshape(shape)]
+
+    def _flat_indices(self, plane: np.ndarray, x_shape) -> np.ndarray:
+        """ONNX's Indices: into the whole input, flattened row-major (``storage_order=0``) or with the
+        spatial dims column-major (``1``), from the per-plane ``h * W + w`` of the pooling core."""
+        n, c = x_shape[:2]
+        size = int(np.prod(x_shape[2:], dtype=np.int64))
+        base = (np.arange(n)[:, None] * c + np.arange(c)[None, :]).reshape(n, c, 1, 1) * size
+        if self.attrs["storage_order"] and self.rank == 2:
+            h, w = x_shape[2:]
+            plane = (plane % w) * h + plane // w
+        return base + plane
 
     def flops(self, in_shapes, out_shapes):
         return int(np.prod(out_shapes[0], dtype=np.int64)) * int(np.prod(self.attrs["kernel_shape"]))

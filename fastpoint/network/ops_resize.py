@@ -2,7 +2,7 @@
 PyTorch exports (and ONNX's others but ``tf_crop_and_resize``); antialiasing fails at load.
 
 Each resized axis is one pass: nearest gathers source indices, linear blends two gathered copies with
-per-position weights (``fastpoint.ops.upsample.linear_taps`` / ``lerp_axis``, the code behind
+per-position weights (``fastpoint.ops.interpolate.linear_taps`` / ``lerp_axis``, the code behind
 ``fp.interpolate``). Coordinates are computed in float64 as ONNX's reference does.
 """
 
@@ -142,7 +142,7 @@ class Resize(Op):
         return [(tuple(out), dtypes[0])]
 
     def run(self, inputs, outs):
-        from ..ops.upsample import lerp_axis, linear_taps
+        from ..ops.interpolate import lerp_axis, linear_taps
 
         x = inputs[0]
         axes, res = self._plan(x.shape, inputs)
