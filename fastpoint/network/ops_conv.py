@@ -15,7 +15,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from ..api import Conv2d
-from .registry import Op, register
+from .registry import Op, deliver, register
 
 
 class NodeConv2d(Conv2d):
@@ -240,10 +240,7 @@ class ConvTranspose(ConvBase):
             y = y[:, :, pads[0]:h - pads[2], pads[1]:wd - pads[3]]
         if rank == 1:
             y = y[:, :, 0, :]
-        if outs:
-            np.copyto(outs[0], y)
-            return [outs[0]]
-        return [np.ascontiguousarray(y)]
+        return deliver(y, outs)
 
     def flops(self, in_shapes, out_shapes):
         w = self.weight.shape if self.weight is not None else in_shapes[1]

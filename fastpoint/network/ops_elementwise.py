@@ -11,7 +11,7 @@ from typing import Callable, Dict, Optional
 
 import numpy as np
 
-from .registry import Op, broadcast_shape, register
+from .registry import Op, broadcast_shape, deliver, register
 
 
 class Unary(Op):
@@ -253,10 +253,7 @@ class Where(Op):
     def run(self, inputs, outs):
         c, a, b = inputs
         res = np.where(c, a, b)
-        if outs:
-            np.copyto(outs[0], res)
-            return [outs[0]]
-        return [res]
+        return deliver(res, outs)
 
 
 _unary("Sin", lambda s, x, o: np.sin(x, out=o))

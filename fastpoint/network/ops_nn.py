@@ -86,6 +86,7 @@ class Softmax(Op):
 class Pad(Op):
     """``constant`` / ``reflect`` / ``edge`` / ``wrap`` padding; negative pads crop."""
 
+    flops_per_output = 0
     attributes = {"mode": "constant", "pads": None, "value": 0.0}
     modes = {"constant": "constant", "reflect": "reflect", "edge": "edge", "wrap": "wrap"}
 
@@ -125,9 +126,6 @@ class Pad(Op):
         mode = self.modes[self.attrs["mode"]]
         kw = {"constant_values": np.asarray(value).reshape(()).astype(x.dtype)} if mode == "constant" else {}
         return [np.pad(x[crop], width, mode=mode, **kw)]
-
-    def flops(self, in_shapes, out_shapes):
-        return 0
 
 
 @register("GlobalAveragePool", "GlobalMaxPool")

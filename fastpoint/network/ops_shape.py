@@ -11,7 +11,7 @@ from typing import List
 
 import numpy as np
 
-from .registry import REQUIRED, Op, int_list, normalize_axis, register
+from .registry import REQUIRED, Op, deliver, int_list, normalize_axis, register
 
 # TensorProto data type -> NumPy (the types fastpoint runs; others fail at load)
 ONNX_DTYPES = {1: np.float32, 2: np.uint8, 3: np.int8, 4: np.uint16, 5: np.int16, 6: np.int32, 7: np.int64,
@@ -34,6 +34,7 @@ def _ints(x) -> List[int]:
 class ViewOp(Op):
     """An op whose output is input 0 reshaped: a view, no copy (the plan extends input 0's life)."""
 
+    flops_per_output = 0
     view_of_input = True
 
     def out_shape(self, shape, values):
@@ -48,9 +49,6 @@ class ViewOp(Op):
         x = inputs[0]
         shape = tuple(self.out_shape(x.shape, inputs))
         return [np.ascontiguousarray(x).reshape(shape)] + [None] * (self.n_outputs - 1)
-
-    def flops(self, in_shapes, out_shapes):
-        return 0
 
 
 @register("Identity")
@@ -154,6 +152,7 @@ class Unsqueeze(ViewOp):
 class ShapeOp(Op):
     """The input's shape as int64 (folded whenever the plan knows the shape)."""
 
+    flops_per_output = 0
     attributes = {"start": 0, "end": None}
     fold_from_shapes = True
 
@@ -168,9 +167,6 @@ class ShapeOp(Op):
 
     def run(self, inputs, outs):
         return [np.array(self._dims(inputs[0].shape), dtype=np.int64)]
-
-    def flops(self, in_shapes, out_shapes):
-        return 0
 
 
 @register("Size")
@@ -268,16 +264,14 @@ class Gather(Op):
         axis = normalize_axis(self, self.attrs["axis"], data.ndim)
         idx = np.where(idx < 0, idx + data.shape[axis], idx)
         res = np.take(data, idx, axis=axis)
-        if outs:
-            np.copyto(outs[0], res)
-            return [outs[0]]
-        return [res]
+        return deliver(res, outs)
 
 
 @register("Slice")
 class Slice(Op):
     """``starts``, ``ends``, ``axes``, ``steps`` as inputs (opset >= 10) or attributes (before)."""
 
+    flops_per_output = 0
     attributes = {"starts": None, "ends": None, "axes": None}
     writes_out = True
 
@@ -308,17 +302,12 @@ class Slice(Op):
 
     def run(self, inputs, outs):
         res = inputs[0][self._index(inputs[0].ndim, inputs)]
-        if outs:
-            np.copyto(outs[0], res)
-            return [outs[0]]
-        return [np.ascontiguousarray(res)]
-
-    def flops(self, in_shapes, out_shapes):
-        return 0
+        return deliver(res, outs)
 
 
 @register("Concat")
 class Concat(Op):
+    flops_per_output = 0
     attributes = {"axis": REQUIRED}
     writes_out = True
 
@@ -336,9 +325,6 @@ class Concat(Op):
             np.concatenate(inputs, axis=axis, out=outs[0])
             return [outs[0]]
         return [np.concatenate(inputs, axis=axis)]
-
-    def flops(self, in_shapes, out_shapes):
-        return 0
 
 
 @register("Split")
@@ -373,6 +359,7 @@ class Split(Op):
 
 @register("Transpose")
 class Transpose(Op):
+    flops_per_output = 0
     attributes = {"perm": None}
     writes_out = True
 
@@ -386,13 +373,7 @@ class Transpose(Op):
 
     def run(self, inputs, outs):
         res = inputs[0].transpose(self._perm(inputs[0].ndim))
-        if outs:
-            np.copyto(outs[0], res)
-            return [outs[0]]
-        return [np.ascontiguousarray(res)]
-
-    def flops(self, in_shapes, out_shapes):
-        return 0
+        return deliver(res, outs)
 
 
 @register("Range")

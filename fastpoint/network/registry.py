@@ -92,9 +92,12 @@ class Op:
         """Inputs whose values (not only shapes) the output shape depends on."""
         return ()
 
+    #: floating-point operations per output element in the default :meth:`flops` (0: moves data only)
+    flops_per_output = 1
+
     def flops(self, in_shapes: Sequence[Shape], out_shapes: Sequence[Shape]) -> int:
         """Floating-point operations of one run (multiply-add = 2), for the layer table."""
-        return int(sum(np.prod(s, dtype=np.int64) for s in out_shapes))
+        return self.flops_per_output * int(sum(np.prod(s, dtype=np.int64) for s in out_shapes))
 
     def kernel(self, in_shapes: Sequence[Shape]) -> str:
         """What runs the node (the kernel name for convolutions), for the layer table."""
@@ -108,16 +111,21 @@ class Op:
 REQUIRED = object()
 
 
+def deliver(result: np.ndarray, outs: Optional[Sequence[np.ndarray]]) -> List[np.ndarray]:
+    """An op's one result: copied into the buffer the plan gave (``outs``), else as a contiguous array."""
+    if outs:
+        np.copyto(outs[0], result)
+        return [outs[0]]
+    result = np.asarray(result)  # (np.ascontiguousarray would make a 0-d result 1-d)
+    return [result if result.flags.c_contiguous else result.copy(order="C")]
+
+
 def int_list(value) -> List[int]:
     return [int(v) for v in np.asarray(value).reshape(-1)]
 
 
 def broadcast_shape(*shapes: Shape) -> Shape:
     return tuple(np.broadcast_shapes(*shapes))
-
-
-def dtype_of(op: Op, shapes, dtypes) -> Optional[np.dtype]:
-    return dtypes[0] if dtypes and dtypes[0] is not None else None
 
 
 def normalize_axis(op: Op, axis: int, rank: int) -> int:
