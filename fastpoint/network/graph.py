@@ -100,6 +100,7 @@ def parse(proto) -> Graph:
     nodes = []
     for i, n in enumerate(g.node):
         name = n.name or f"{n.op_type}_{i}"
+        cls = op_class(n.op_type, n.domain, name)  # an unknown op type is named before its attributes
         attrs = {}
         for a in n.attribute:
             value = helper.get_attribute_value(a)
@@ -113,7 +114,6 @@ def parse(proto) -> Graph:
                 raise NotImplementedError(f"{n.op_type} node {name!r}: attribute {a.name!r} (a subgraph) "
                                           "is not supported by fastpoint")
             attrs[a.name] = value
-        cls = op_class(n.op_type, n.domain, name)
         op = cls(n.op_type, name, attrs, opset, len(n.input), len(n.output))
         nodes.append(Node(op, list(n.input), list(n.output)))
     inputs = [_tensor_info(v, np_dtype) for v in g.input if v.name not in inits]
