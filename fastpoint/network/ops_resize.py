@@ -132,7 +132,12 @@ class Resize(Op):
             raise ValueError(f"{self.op_type} node {self.name!r}: neither scales nor sizes given")
         return axes, res
 
+    def _check_dtype(self, dtype) -> None:
+        if dtype is not None and self.attrs["mode"] != "nearest" and dtype.kind != "f":
+            raise self.unsupported(f"mode={self.attrs['mode']!r} on {dtype} (float inputs only)")
+
     def infer(self, shapes, dtypes, values):
+        self._check_dtype(dtypes[0])
         if shapes[0] is None or any(values[i] is None for i in self.needs_values()):
             return None
         axes, res = self._plan(shapes[0], values)
@@ -145,6 +150,7 @@ class Resize(Op):
         from ..ops.interpolate import lerp_axis, linear_taps
 
         x = inputs[0]
+        self._check_dtype(x.dtype)
         axes, res = self._plan(x.shape, inputs)
         a = self.attrs
         y = x
