@@ -9,11 +9,7 @@ def conv_kernel_name(op, x_shape: Sequence[int]) -> str:
     """Ask the backend the layer would run on which kernel it picks for this input shape."""
     import fastpoint as fp
     from fastpoint.backends import get_backend
-
-    try:
-        from fastpoint.core.spec import make_spec
-    except ImportError:  # the layout before fastpoint/core/
-        from fastpoint._spec import make_spec
+    from fastpoint.core.spec import make_spec
 
     w = op.weight if op.weight.ndim == 4 else op.weight[:, :, None, :]
     x4 = tuple(x_shape) if len(x_shape) == 4 else tuple(x_shape[:2]) + (1,) + tuple(x_shape[2:])
