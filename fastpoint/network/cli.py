@@ -17,7 +17,6 @@ def add_parser(sub) -> None:
                    help="where to write an output; NAME= may be left out for a single-output model "
                         "(default: print each output's shape and range)")
     p.add_argument("--backend", default="auto", help="fastpoint backend (auto, c, numba, numpy)")
-    p.add_argument("--threads", type=int, default=0, help="threads (default: fastpoint's default)")
     p.add_argument("--summary", action="store_true", help="print the layer table (op, shapes, FLOPs, kernel)")
     p.set_defaults(func=cmd_run)
 
@@ -42,8 +41,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     import fastpoint as fp
 
-    if args.threads:
-        fp.set_num_threads(args.threads)
     t0 = time.perf_counter()
     net = fp.load_onnx(args.model, backend=args.backend)
     inputs = _named(args.input, [i.name for i in net.inputs], "input")
