@@ -194,5 +194,10 @@ class Reduce(Op):
         if axes is None:
             return [x.copy()]
         if x.size == 0 and self.op_type in ("ReduceMax", "ReduceMin"):
-            raise self.unsupported("a max/min over an empty tensor")
+            # the empty set's max/min is the identity of the reduction (ONNX: -inf / +inf, or the dtype's bound)
+            big = np.inf if x.dtype.kind == "f" else (True if x.dtype == np.bool_ else np.iinfo(x.dtype).max)
+            low = -np.inf if x.dtype.kind == "f" else (False if x.dtype == np.bool_ else np.iinfo(x.dtype).min)
+            fn = np.max if self.op_type == "ReduceMax" else np.min
+            return [fn(x, axis=axes, keepdims=bool(self.attrs["keepdims"]),
+                       initial=low if self.op_type == "ReduceMax" else big).astype(x.dtype)]
         return [np.asarray(self._reduce(x, axes)).astype(x.dtype, copy=False)]
