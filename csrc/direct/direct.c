@@ -1,6 +1,6 @@
 /* Direct KxK convolution, float32, NCHW and NHWC, dense and grouped: the driver.
  *
- * Design (see docs/spatial.md): output channels are the vector dimension (blocks of 16, weights
+ * Design (see docs/direct.md): output channels are the vector dimension (blocks of 16, weights
  * packed once as [group][block][cin][kh*kw][16]); a register tile of up to 14 output pixels x 16
  * channels accumulates the whole reduction over (cin, kh, kw) in registers, broadcasting input
  * pixels and streaming the packed weights from L1/L2 (Zhang, Franchetti & Low's zero-overhead

@@ -16,7 +16,7 @@ const fp_dw_ukernel *fp_dw_select(const fp_conv_problem *p, int isa) {
 }
 
 /* Kernels whose NCHW transposes are scalar code send wide planes to the generic loops (vectorized
- * along the row), which beat the transposed tiles there (bench in docs/spatial.md). */
+ * along the row), which beat the transposed tiles there (docs/depthwise.md, "AVX2 and portable"). */
 static int generic_rows(const fp_conv_problem *p, int isa) {
     const int64_t ow = fp_dw_select(p, isa)->nchw_generic_ow;
     return p->layout == 0 && ow && p->ow >= ow;

@@ -109,7 +109,7 @@ def _preparer(spec: ConvSpec, geo) -> Callable[[np.ndarray], np.ndarray]:
 
 
 # Below this much work (estimated at one thread) a call runs on the caller alone.  A helper now starts
-# ~15 us after the call (docs/numba.md, "2 threads: the cause"); measured at 2 threads, 150 ms pauses:
+# ~15 us after the call (docs/numba.md, "Threads"); measured at 2 threads, 150 ms pauses:
 # mb2_dw_192_28 (~90 us of work) 0.095 -> 0.083 ms with a helper; mb2_dw_384_14 (~45 us) and
 # mb2_dw_960_7 gained nothing or lost with one (0.049-0.061 / 0.037-0.068 ms against 0.051 / 0.037 alone).
 MIN_PARALLEL_S = 60e-6
@@ -244,7 +244,7 @@ def _bind_tiled(spec: ConvSpec, packed: Packed, bias: Optional[np.ndarray]) -> L
         mid = (geo.plane, koff, geo.wq, geo.qtotal, packed.weights, bp)
         kc = blocking.k_chunk(nr * item)
         # with at most IN_PLACE_CO_TILES channel tiles a packed input panel is reused too little: cheaper to read
-        # the input where it lies (docs/numba.md, "Small channel counts")
+        # the input where it lies (docs/numba.md, "Dense NCHW")
         in_place = int(L.cin_g * taps <= kc and co_tiles <= IN_PLACE_CO_TILES)
         # in place there is no packed panel to keep in L1: blocks of up to 64 position tiles (their input
         # re-read by the block's channel tiles from L2) gave 2 threads 0.16 -> 0.11 ms on mb2_pw_32_16_112

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional, Tuple
 
 # NCHW depthwise maps narrower than this run vectorized across channels (depthwise_small.py): a
-# row of 7-28 pixels fills too few lanes of the per-plane kernel (docs/numba.md, "Small planes")
+# row of 7-28 pixels fills too few lanes of the per-plane kernel (docs/numba.md, "Depthwise")
 SMALL_PLANE_OW = 32
 
 
