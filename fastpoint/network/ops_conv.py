@@ -187,6 +187,10 @@ class ConvTranspose(ConvBase):
             target = (list(self.attrs["output_shape"])[-rank:] if self.attrs["output_shape"] is not None
                       else [x_shape[2 + i] * strides[i] for i in range(rank)])
             total = [f - t for f, t in zip(full, target)]
+            if mode == "NOTSET":  # a target past the full result: the extra rows/columns are output padding
+                out_pad = [p + max(-t, 0) for p, t in zip(out_pad, total)]
+                full = [f + max(-t, 0) for f, t in zip(full, total)]
+                total = [max(t, 0) for t in total]
             if any(t < 0 for t in total):
                 raise self.unsupported(f"output_shape {target} larger than the full result {full}")
             if mode == "SAME_UPPER":
