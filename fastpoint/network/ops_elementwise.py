@@ -57,7 +57,11 @@ def _hard_swish(x, out):
 
 
 def _leaky(x, out, alpha):
-    np.multiply(x, np.where(x < 0, x.dtype.type(alpha), x.dtype.type(1)), out=out)
+    scaled = x * x.dtype.type(alpha)  # a new array: out may be x itself (in place)
+    if 0 <= alpha <= 1:  # max(x, alpha*x) picks x for x >= 0 and alpha*x below: the definition, one pass
+        np.maximum(x, scaled, out=out)
+    else:
+        np.copyto(out, np.where(x < 0, scaled, x))
 
 
 def _elu(x, out, alpha):
