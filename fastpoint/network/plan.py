@@ -138,24 +138,25 @@ class Plan:
                 step.offsets = [self.offsets[storage[n]] for n in outs]
             step.free_after = tuple(n for n in set(step.node.inputs) if n and last.get(n) == i)
         self.storage = storage
-        self.peak_bytes = self._peak(last, storage, size)
+        self.peak_bytes = self._peak(last, storage, size, span)
 
-    def _peak(self, last, storage, size) -> int:
-        """Largest total of activation bytes alive at once (arena storages counted once)."""
-        peak = 0
-        for i in range(len(self.steps)):
-            live = set()
-            total = 0
-            for j in range(i + 1):
-                for name in self.steps[j].node.outputs:
-                    if not name or last.get(name, j) < i:
-                        continue
-                    root = storage.get(name)
-                    if root is not None:
-                        live.add(root)
-                    elif self.shapes.get(name) is not None and self.dtypes.get(name) is not None:
-                        total += int(np.prod(self.shapes[name], dtype=np.int64)) * self.dtypes[name].itemsize
-            peak = max(peak, total + sum(size.get(r, 0) for r in live))
+    def _peak(self, last, storage, size, span) -> int:
+        """Largest total of activation bytes alive at once (an arena storage counts once, over its span)."""
+        delta = [0] * (len(self.steps) + 2)
+        for root, n in size.items():
+            delta[span[root][0]] += n
+            delta[span[root][1] + 1] -= n
+        for j, step in enumerate(self.steps):
+            for name in step.node.outputs:
+                shape, dtype = self.shapes.get(name), self.dtypes.get(name)
+                if name and name not in storage and shape is not None and dtype is not None:
+                    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+                    delta[j] += nbytes
+                    delta[min(last.get(name, j), len(self.steps)) + 1] -= nbytes
+        peak = live = 0
+        for d in delta:
+            live += d
+            peak = max(peak, live)
         return peak
 
     # -- running ------------------------------------------------------------------------------
