@@ -16,6 +16,7 @@
 #include "gemm/gemm.h"
 #include "generic/generic.h"
 #include "kernel_table.h"
+#include "lowered/interleave.h"
 
 #if defined(__x86_64__) && !defined(FP_PORTABLE_ONLY)
 #define FP_X86_ROWS 1
@@ -48,6 +49,15 @@ static const fp_kernel *const DWCONV[] = {
     &fp_f32_dwconv_4x16c__scalar.k,
 };
 
+/* The 2-wide interleave of the lowered transposed-conv GEMM's store (csrc/lowered/): fp_interleave_kernel rows. */
+static const fp_kernel *const INTERLEAVE[] = {
+#ifdef FP_X86_ROWS
+    &fp_f32_interleave_2x16__avx512.k,
+    &fp_f32_interleave_2x8__avx2.k,
+#endif
+    &fp_f32_interleave_2x1__scalar.k,
+};
+
 /* The generic loops, every problem (csrc/generic/): fp_generic_kernel rows. */
 static const fp_kernel *const GENERIC[] = {
     &fp_f32_generic__scalar.k,
@@ -58,7 +68,8 @@ static const fp_kernel *const GENERIC[] = {
 static const struct {
     const fp_kernel *const *rows;
     int n;
-} TABLES[] = {{GEMM, ROWS(GEMM)}, {CONV, ROWS(CONV)}, {DWCONV, ROWS(DWCONV)}, {GENERIC, ROWS(GENERIC)}};
+} TABLES[] = {{GEMM, ROWS(GEMM)}, {CONV, ROWS(CONV)}, {DWCONV, ROWS(DWCONV)}, {GENERIC, ROWS(GENERIC)},
+                {INTERLEAVE, ROWS(INTERLEAVE)}};
 #define N_TABLES ROWS(TABLES)
 
 int fp_kernel_count(void) {
