@@ -87,6 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .bench.cli import add_parser as add_bench_parser
 
     add_bench_parser(sub)
+
+    from .network.cli import add_parser as add_run_parser
+
+    add_run_parser(sub)
     return parser
 
 
