@@ -34,6 +34,7 @@ typedef struct fp_algo {
 } fp_algo;
 
 /* Algorithms, most specialised first; conv.c keeps the table. */
+extern const fp_algo fp_algo_winograd; /* only when the problem asks for it (csrc/winograd) */
 extern const fp_algo fp_algo_gemm1x1;
 extern const fp_algo fp_algo_dwconv;
 extern const fp_algo fp_algo_direct;

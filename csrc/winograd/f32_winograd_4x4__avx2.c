@@ -1,0 +1,18 @@
+/* F(4x4, 3x3) transforms for AVX2+FMA: 8 channels per ymm vector (winograd_transform_impl.h). */
+#include "winograd.h"
+
+#if defined(__x86_64__) && !defined(FP_PORTABLE_ONLY)
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
+#else
+#pragma GCC target("avx2,fma")
+#endif
+#define WN_VW 8
+#define WN_FN(name) wn256_##name
+#include "winograd_transform_impl.h"
+#if defined(__clang__)
+#pragma clang attribute pop
+#endif
+
+const fp_wino_kernel fp_wino_kernel_avx2 = {"f32_winograd_4x4__avx2", wn256_input, wn256_output};
+#endif

@@ -1,0 +1,18 @@
+/* F(4x4, 3x3) transforms for AVX-512: 16 channels per zmm vector (winograd_transform_impl.h). */
+#include "winograd.h"
+
+#if defined(__x86_64__) && !defined(FP_PORTABLE_ONLY)
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512f,avx512vl,avx512dq,avx2,fma"))), apply_to = function)
+#else
+#pragma GCC target("avx512f,avx512vl,avx512dq,avx2,fma")
+#endif
+#define WN_VW 16
+#define WN_FN(name) wn512_##name
+#include "winograd_transform_impl.h"
+#if defined(__clang__)
+#pragma clang attribute pop
+#endif
+
+const fp_wino_kernel fp_wino_kernel_avx512 = {"f32_winograd_4x4__avx512", wn512_input, wn512_output};
+#endif

@@ -1,0 +1,9 @@
+/* F(4x4, 3x3) transforms in portable C: vectors of 4 floats (GCC/clang vector extensions, which
+ * lower to SSE2 on x86-64 and to the baseline SIMD, or plain scalar code, elsewhere). */
+#include "winograd.h"
+
+#define WN_VW 4
+#define WN_FN(name) wn128_##name
+#include "winograd_transform_impl.h"
+
+const fp_wino_kernel fp_wino_kernel_scalar = {"f32_winograd_4x4__scalar", wn128_input, wn128_output};

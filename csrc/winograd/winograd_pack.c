@@ -1,0 +1,49 @@
+/* Filter transform U[k] = G g G^T (k = 6 i + j), done once per layer in float64 and rounded once, then
+ * packed for the GEMM micro-kernel as column panels: position k, panel p holds Cin rows of `width`
+ * output channels (k-major, columns past Cout zero), exactly the B operand layout the micro-kernels read
+ * with ldb = width. */
+#include <string.h>
+
+#include "winograd.h"
+
+/* G of the points 0, 1, -1, 2, -2, infinity (rows scaled as in fastpoint/backends/numpy_winograd.py). */
+static const double G[6][3] = {
+    {1.0 / 4, 0.0, 0.0},
+    {-1.0 / 6, -1.0 / 6, -1.0 / 6},
+    {-1.0 / 6, 1.0 / 6, -1.0 / 6},
+    {1.0 / 24, 1.0 / 12, 1.0 / 6},
+    {1.0 / 24, -1.0 / 12, 1.0 / 6},
+    {0.0, 0.0, 1.0},
+};
+
+fp_wino_panels fp_wino_panels_for(const fp_conv_problem *p, const fp_sgemm_ukr *uk) {
+    fp_wino_panels pn;
+    pn.count = FP_CEIL_DIV(p->cout, uk->nr);
+    pn.width = FP_MIN((int64_t)uk->nr, FP_CEIL_DIV(FP_CEIL_DIV(p->cout, pn.count), 16) * 16);
+    pn.count = FP_CEIL_DIV(p->cout, pn.width);
+    return pn;
+}
+
+int64_t fp_wino_packed_floats(const fp_conv_problem *p, const fp_sgemm_ukr *uk) {
+    return FP_WINO_NN * fp_wino_u_stride(p, fp_wino_panels_for(p, uk));
+}
+
+void fp_wino_pack(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const float *w, float *dst) {
+    const fp_wino_panels pn = fp_wino_panels_for(p, uk);
+    const int64_t K = p->cin, M = p->cout, ks = fp_wino_u_stride(p, pn);
+    memset(dst, 0, sizeof(float) * (size_t)(FP_WINO_NN * ks));
+    for (int64_t co = 0; co < M; co++) {
+        const int64_t panel = co / pn.width, j = co % pn.width;
+        for (int64_t ci = 0; ci < K; ci++) {
+            const float *g = w + (co * K + ci) * 9;
+            double t[6][3]; /* G g */
+            for (int i = 0; i < 6; i++)
+                for (int b = 0; b < 3; b++)
+                    t[i][b] = G[i][0] * g[b] + G[i][1] * g[3 + b] + G[i][2] * g[6 + b];
+            float *d = dst + panel * K * pn.width + ci * pn.width + j;
+            for (int i = 0; i < 6; i++)
+                for (int l = 0; l < 6; l++)
+                    d[(6 * i + l) * ks] = (float)(t[i][0] * G[l][0] + t[i][1] * G[l][1] + t[i][2] * G[l][2]);
+        }
+    }
+}

@@ -1,0 +1,127 @@
+/* Input and output transforms of F(4x4, 3x3) on one tile, vectorised along channels with GCC/clang
+ * vector extensions of WN_VW floats; the including file sets the target ISA, WN_VW and WN_FN(name).
+ * The last c % WN_VW channels go through the same code on lanes copied into zeroed vectors, so no
+ * load or store touches memory past channel c.
+ *
+ * 1-D transforms (rows of B^T and A^T for the points 0, 1, -1, 2, -2, infinity):
+ *   B^T d:  v0 = 4 d0 - 5 d2 + d4          A^T m:  o0 = m0 + (m1 + m2) + (m3 + m4)
+ *           v1 = -4 (d1 + d2) + d3 + d4            o1 = (m1 - m2) + 2 (m3 - m4)
+ *           v2 = 4 (d1 - d2) + d4 - d3             o2 = (m1 + m2) + 4 (m3 + m4)
+ *           v3 = 2 (d3 - d1) + d4 - d2             o3 = (m1 - m2) + 8 (m3 - m4) + m5
+ *           v4 = 2 (d1 - d3) + d4 - d2
+ *           v5 = 4 d1 - 5 d3 + d5
+ * Each 2-D transform applies the 1-D one to the columns of the tile, then to the rows of the result. */
+#include <string.h>
+
+typedef float WN_FN(vec) __attribute__((vector_size(WN_VW * 4)));
+typedef int WN_FN(ivec) __attribute__((vector_size(WN_VW * 4)));
+#define WV WN_FN(vec)
+#define WI WN_FN(ivec)
+
+static inline __attribute__((always_inline)) WV WN_FN(ld)(const float *p) {
+    WV v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+static inline __attribute__((always_inline)) void WN_FN(st)(float *p, WV v) { memcpy(p, &v, sizeof v); }
+static inline __attribute__((always_inline)) WV WN_FN(splat)(float f) {
+    WV v = {0};
+    return v + f;
+}
+
+static inline __attribute__((always_inline)) void WN_FN(bt6)(const WV d[6], WV v[6]) {
+    const WV four = WN_FN(splat)(4.0f), five = WN_FN(splat)(5.0f), two = WN_FN(splat)(2.0f);
+    v[0] = four * d[0] - five * d[2] + d[4];
+    v[1] = d[3] + d[4] - four * (d[1] + d[2]);
+    v[2] = four * (d[1] - d[2]) + (d[4] - d[3]);
+    v[3] = two * (d[3] - d[1]) + (d[4] - d[2]);
+    v[4] = two * (d[1] - d[3]) + (d[4] - d[2]);
+    v[5] = four * d[1] - five * d[3] + d[5];
+}
+
+static inline __attribute__((always_inline)) void WN_FN(at6)(const WV m[6], WV o[4]) {
+    const WV s12 = m[1] + m[2], d12 = m[1] - m[2], s34 = m[3] + m[4], d34 = m[3] - m[4];
+    o[0] = m[0] + s12 + s34;
+    o[1] = d12 + WN_FN(splat)(2.0f) * d34;
+    o[2] = s12 + WN_FN(splat)(4.0f) * s34;
+    o[3] = d12 + WN_FN(splat)(8.0f) * d34 + m[5];
+}
+
+/* V = B^T d B for one vector of channels: d[6 i + j] -> v[6 k + l]. */
+static inline __attribute__((always_inline)) void WN_FN(in_vec)(const WV d[36], WV v[36]) {
+    WV t[36];
+    for (int j = 0; j < 6; j++) {
+        WV col[6], r[6];
+        for (int i = 0; i < 6; i++) col[i] = d[6 * i + j];
+        WN_FN(bt6)(col, r);
+        for (int k = 0; k < 6; k++) t[6 * k + j] = r[k];
+    }
+    for (int k = 0; k < 6; k++) WN_FN(bt6)(&t[6 * k], &v[6 * k]);
+}
+
+/* Y = A^T M A for one vector of channels: m[6 k + l] -> y[4 a + b]. */
+static inline __attribute__((always_inline)) void WN_FN(out_vec)(const WV m[36], WV y[16]) {
+    WV t[24]; /* t[6 a + l] = sum_k A^T[a][k] m[k][l] */
+    for (int l = 0; l < 6; l++) {
+        WV col[6], r[4];
+        for (int k = 0; k < 6; k++) col[k] = m[6 * k + l];
+        WN_FN(at6)(col, r);
+        for (int a = 0; a < 4; a++) t[6 * a + l] = r[a];
+    }
+    for (int a = 0; a < 4; a++) WN_FN(at6)(&t[6 * a], &y[4 * a]);
+}
+
+static void WN_FN(input)(const float *const src[36], int64_t c, float *dst, int64_t ldk) {
+    WV d[36], v[36];
+    int64_t c0 = 0;
+    for (; c0 + WN_VW <= c; c0 += WN_VW) {
+        for (int q = 0; q < 36; q++) d[q] = WN_FN(ld)(src[q] + c0);
+        WN_FN(in_vec)(d, v);
+        for (int k = 0; k < 36; k++) WN_FN(st)(dst + k * ldk + c0, v[k]);
+    }
+    if (c0 < c) {
+        const size_t bytes = sizeof(float) * (size_t)(c - c0);
+        for (int q = 0; q < 36; q++) {
+            d[q] = WN_FN(splat)(0.0f);
+            memcpy(&d[q], src[q] + c0, bytes);
+        }
+        WN_FN(in_vec)(d, v);
+        for (int k = 0; k < 36; k++) memcpy(dst + k * ldk + c0, &v[k], bytes);
+    }
+}
+
+static inline __attribute__((always_inline)) WV WN_FN(relu)(WV y) {
+    const WI neg = y < WN_FN(splat)(0.0f); /* false for NaN: NaN stays NaN, as max(0, y) in PyTorch */
+    return (WV)((WI)y & ~neg);
+}
+
+static void WN_FN(output)(const float *m, int64_t ldk, int64_t c, const float *bias, int relu,
+                          float *const dst[16]) {
+    WV mv[36], y[16];
+    for (int64_t c0 = 0; c0 < c; c0 += WN_VW) {
+        const int whole = c0 + WN_VW <= c;
+        const size_t bytes = sizeof(float) * (size_t)(whole ? WN_VW : c - c0);
+        WV b = WN_FN(splat)(0.0f);
+        if (whole) {
+            for (int k = 0; k < 36; k++) mv[k] = WN_FN(ld)(m + k * ldk + c0);
+            if (bias) b = WN_FN(ld)(bias + c0);
+        } else {
+            for (int k = 0; k < 36; k++) {
+                mv[k] = WN_FN(splat)(0.0f);
+                memcpy(&mv[k], m + k * ldk + c0, bytes);
+            }
+            if (bias) memcpy(&b, bias + c0, bytes);
+        }
+        WN_FN(out_vec)(mv, y);
+        for (int q = 0; q < 16; q++) {
+            if (!dst[q]) continue;
+            WV r = y[q] + b;
+            if (relu) r = WN_FN(relu)(r);
+            if (whole) WN_FN(st)(dst[q] + c0, r);
+            else memcpy(dst[q] + c0, &r, bytes);
+        }
+    }
+}
+
+#undef WV
+#undef WI
