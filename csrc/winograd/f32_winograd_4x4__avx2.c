@@ -14,5 +14,6 @@
 #pragma clang attribute pop
 #endif
 
-const fp_wino_kernel fp_wino_kernel_avx2 = {"f32_winograd_4x4__avx2", wn256_input, wn256_output};
+const fp_wino_kernel fp_wino_kernel_avx2 = {"f32_winograd_4x4__avx2", wn256_input, wn256_output,
+                                            wn256_stage, wn256_store};
 #endif

@@ -14,5 +14,6 @@
 #pragma clang attribute pop
 #endif
 
-const fp_wino_kernel fp_wino_kernel_avx512 = {"f32_winograd_4x4__avx512", wn512_input, wn512_output};
+const fp_wino_kernel fp_wino_kernel_avx512 = {"f32_winograd_4x4__avx512", wn512_input, wn512_output,
+                                              wn512_stage, wn512_store};
 #endif

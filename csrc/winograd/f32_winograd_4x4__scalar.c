@@ -6,4 +6,5 @@
 #define WN_FN(name) wn128_##name
 #include "winograd_transform_impl.h"
 
-const fp_wino_kernel fp_wino_kernel_scalar = {"f32_winograd_4x4__scalar", wn128_input, wn128_output};
+const fp_wino_kernel fp_wino_kernel_scalar = {"f32_winograd_4x4__scalar", wn128_input, wn128_output,
+                                              wn128_stage, wn128_store};

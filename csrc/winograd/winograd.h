@@ -24,17 +24,28 @@
 
 /* Transforms of one tile, vectorised along channels [0, c).
  *   input:  src[6 i + j] points at the c channels of input pixel (i, j) of the tile (a zero row when it
- *           lies in the padding); writes V position k of the tile at dst + k * ldk.
+ *           lies in the padding); writes V position k of the tile at dst + k * ldk.  next: the next tile's
+ *           src, fetched into the cache meanwhile (V and M of a block live in L2 or L3, not L1), or NULL.
  *   output: reads M position k at m + k * ldk (c channels); dst[4 a + b] receives output pixel (a, b)
- *           (+ bias, then ReLU when relu), or is NULL when that pixel lies past the output's edge. */
-typedef void (*fp_wino_input_fn)(const float *const src[FP_WINO_NN], int64_t c, float *dst, int64_t ldk);
-typedef void (*fp_wino_output_fn)(const float *m, int64_t ldk, int64_t c, const float *bias, int relu,
-                                  float *const dst[16]);
+ *           (+ bias, then ReLU when relu), or is NULL when that pixel lies past the output's edge; next
+ *           (or NULL): the next tile's m, prefetched. */
+typedef void (*fp_wino_input_fn)(const float *const src[FP_WINO_NN], const float *const next[FP_WINO_NN], int64_t c,
+                                 float *dst, int64_t ldk);
+typedef void (*fp_wino_output_fn)(const float *m, const float *next, int64_t ldk, int64_t c, const float *bias,
+                                  int relu, float *const dst[16]);
+
+/* NCHW layout changes (winograd_transform_impl.h says what they read and write). */
+typedef void (*fp_wino_stage_fn)(const float *xn, int64_t C, int64_t H, int64_t W, int64_t iy0, int64_t iy1,
+                                 int64_t ix0, int64_t ix1, int64_t ldv, float *s);
+typedef void (*fp_wino_store_fn)(const float *o, int64_t ldm, int64_t c, int64_t plane, int64_t OW, int64_t rows,
+                                 int64_t cols, int stream, float *y);
 
 typedef struct fp_wino_kernel {
     const char *name;            /* f32_winograd_4x4__<isa> */
     fp_wino_input_fn input;
     fp_wino_output_fn output;
+    fp_wino_stage_fn stage;
+    fp_wino_store_fn store;
 } fp_wino_kernel;
 
 extern const fp_wino_kernel fp_wino_kernel_scalar;
@@ -46,16 +57,23 @@ extern const fp_wino_kernel fp_wino_kernel_avx512;
 /* The transform kernel of an ISA (the best one compiled in at or below it). */
 const fp_wino_kernel *fp_wino_kernel_for(int isa);
 
-/* Output-channel panels of U: `count` panels of `width` columns (a multiple of 16, <= the micro-kernel's
- * NR), balanced so that the last one is not a sliver (64 -> 2 x 32 rather than 48 + 16). */
+/* Output-channel panels of U: `count` panels of 16-column units, `units` in all (Cout rounded up to 16),
+ * as even as the units allow and at most the micro-kernel's NR wide (256 columns: 4 x 48 + 2 x 32
+ * rather than 5 x 48 + 16, whose last one-vector panel runs the micro-kernel at half speed). */
 typedef struct fp_wino_panels {
-    int64_t width, count;
+    int64_t count, units, base, extra; /* panel p has base + (p < extra) units */
 } fp_wino_panels;
 fp_wino_panels fp_wino_panels_for(const fp_conv_problem *p, const fp_sgemm_ukr *uk);
 
-/* Packed U: 36 x [count panels x (Cin x width)] floats, position k at k * fp_wino_u_stride(). */
+/* First column of panel p (p == count: the padded width); panel p is col(p + 1) - col(p) wide. */
+static inline int64_t fp_wino_col(fp_wino_panels pn, int64_t p) {
+    return 16 * (p * pn.base + FP_MIN(p, pn.extra));
+}
+
+/* Packed U: 36 positions of Cin x (16 units) floats, position k at k * fp_wino_u_stride(); panel p of a
+ * position starts Cin * col(p) floats in and holds Cin rows of its width (k-major). */
 static inline int64_t fp_wino_u_stride(const fp_conv_problem *p, fp_wino_panels pn) {
-    return p->cin * pn.count * pn.width;
+    return p->cin * 16 * pn.units;
 }
 int64_t fp_wino_packed_floats(const fp_conv_problem *p, const fp_sgemm_ukr *uk);
 void fp_wino_pack(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const float *w, float *dst);

@@ -2,19 +2,26 @@
  *
  * A job is one tile block (consecutive 4x4 output tiles of one image) times one slice of the output
  * channels.  It
- *   1. transforms the block's input tiles into V[36][nt][Cin] (NCHW: from a channel-last copy of the
+ *   1. transforms the block's input tiles into V[nt][36][Cin] (NCHW: from a channel-last copy of the
  *      input window the block reads, so that every transform runs along contiguous channels);
  *   2. runs the 36 GEMMs M[k] = V[k] U[k] over its output-channel panels with the packed-GEMM
  *      micro-kernel (row-pointer A = rows of V, B = packed U[k]);
- *   3. inverse-transforms M into the output with bias and ReLU (NCHW: through a 4x4 x channels tile).
- * V and M of a block are sized to share half of the detected L2, so the transformed tensors are written
- * and read back in cache; U streams through once per block (each U value then feeds 2 nt flops).
+ *   3. inverse-transforms M into the output with bias and ReLU (NCHW: 4 tiles side by side through a
+ *      channel-last buffer, turned into rows of 16 pixels).
+ * Block size (make_plan): V and M in half of L2 where U is small, else up to 128 tiles, which keeps them in
+ * L3 (the transforms prefetch the next tile) while the V[k], M[k] of the GEMM at work stay in L2; U then
+ * streams through once per block (each U value feeds 2 nt flops).
  * Blocks are a segment of one tile row on wide maps, else whole tile rows, so the NCHW window is a
  * rectangle.  When the blocks are too few for the threads, the output channels are sliced as well
  * (every slice re-does the cheap input transform, and reads only its part of U). */
 #include <string.h>
 
 #include "winograd.h"
+
+/* V and M are tile-major: tile t's 36 rows (one per transform position, channels contiguous, ld floats
+ * each) form one contiguous run, so that each transform reads or writes one stream.  The GEMM of position
+ * k reads every TILE_STRIDE-th row; the extra cache line keeps successive tiles' rows off the same L1 sets. */
+#define TILE_STRIDE(ld) (FP_WINO_NN * (ld) + 16)
 
 typedef struct plan {
     const fp_conv_problem *p;
@@ -28,6 +35,7 @@ typedef struct plan {
     int64_t ldv, ldm, kc;
     const float *x, *u, *bias;
     float *y;
+    int stream;                /* NCHW output past L2: non-temporal stores of whole aligned rows */
     int failed;
 } plan;
 
@@ -64,10 +72,13 @@ static void make_plan(plan *P, const fp_conv_problem *p, int isa) {
     P->tw = FP_CEIL_DIV(p->ow, FP_WINO_M);
     P->ldv = FP_CEIL_DIV(p->cin, FP_WINO_CPAD) * FP_WINO_CPAD;
     const int64_t ldm_all = FP_CEIL_DIV(p->cout, FP_WINO_CPAD) * FP_WINO_CPAD;
-    /* V + M of a block in half of L2; at least 32 tiles (4 row tiles of the 8-row micro-kernel), so that
-     * U, which streams from L3 or memory on wide layers, is used often enough per load. */
+    /* V + M of a block in half of L2 when that leaves U few tiles to work on; else as many tiles as keep
+     * V + M within a share of L3 (up to 128): each U value loaded then serves 2 nt flops, and the V[k], M[k]
+     * of the GEMM at work still sit in L2.  Measured at 1 thread (docs/winograd.md): 128 tiles against 32
+     * took 256->256@64 from 310 to 460 and 512->512@32 from 400 to 560 effective GFLOP/s. */
     const int64_t per_tile = (int64_t)sizeof(float) * FP_WINO_NN * (P->ldv + ldm_all);
-    const int64_t target = FP_MIN(FP_MAX(fp_cache_size(2) / 2 / per_tile, 32), 512);
+    const int64_t l3_share = fp_cache_size(3) / (2 * (int64_t)fp_max_threads());
+    const int64_t target = FP_MAX(32, FP_MAX(fp_cache_size(2) / 2 / per_tile, FP_MIN(128, l3_share / per_tile)));
     if (P->tw >= target) {
         P->segs = FP_CEIL_DIV(P->tw, target);
         P->rpb = 1;
@@ -77,6 +88,7 @@ static void make_plan(plan *P, const fp_conv_problem *p, int isa) {
         P->segs = 1;
         P->rpb = FP_MIN(P->th, FP_MAX(1, target / P->tw));
         P->bpi = FP_CEIL_DIV(P->th, P->rpb);
+        P->rpb = FP_CEIL_DIV(P->th, P->bpi); /* the same blocks, as even as they go */
         P->max_nt = P->rpb * P->tw;
     }
     P->max_rows = FP_MIN(p->h, FP_WINO_M * (P->max_nt / P->tw + 1) + 2);
@@ -91,45 +103,37 @@ static void make_plan(plan *P, const fp_conv_problem *p, int isa) {
         P->slices++;
     }
     P->jobs = blocks * P->slices;
-    P->ldm = FP_CEIL_DIV(P->pn.count, P->slices) * P->pn.width;
+    for (int64_t sl = 0; sl < P->slices; sl++) {
+        const int64_t p0 = sl * P->pn.count / P->slices, p1 = (sl + 1) * P->pn.count / P->slices;
+        P->ldm = FP_MAX(P->ldm, fp_wino_col(P->pn, p1) - fp_wino_col(P->pn, p0));
+    }
+    P->stream = (int64_t)sizeof(float) * p->n * p->cout * p->oh * p->ow > fp_cache_size(2);
     P->kc = fp_gemm_blocking(P->uk, P->max_nt, p->cout, p->cin).kc;
-}
-
-/* NCHW: the window [iy0, iy1) x [ix0, ix1) of image n, channel-last with rows of ldv floats. */
-static void stage_nchw(const plan *P, int64_t n, int64_t iy0, int64_t iy1, int64_t ix0, int64_t ix1, float *s) {
-    const fp_conv_problem *p = P->p;
-    const int64_t C = p->cin, cols = ix1 - ix0, ldv = P->ldv;
-    const float *xn = P->x + n * C * p->h * p->w;
-    for (int64_t c = 0; c < C; c++)
-        for (int64_t iy = iy0; iy < iy1; iy++) {
-            const float *row = xn + (c * p->h + iy) * p->w;
-            float *d = s + (iy - iy0) * cols * ldv + c;
-            for (int64_t ix = ix0; ix < ix1; ix++) d[(ix - ix0) * ldv] = row[ix];
-        }
 }
 
 static void gemms(const plan *P, int64_t nt, int64_t p0, int64_t p1, const float *V, float *M) {
     const fp_conv_problem *p = P->p;
     const fp_sgemm_ukr *uk = P->uk;
-    const int64_t K = p->cin, width = P->pn.width, ks = fp_wino_u_stride(p, P->pn), MR = uk->mr;
+    const int64_t K = p->cin, ks = fp_wino_u_stride(p, P->pn), MR = uk->mr;
     const float *rows[16];
     fp_ukr_args u = {0};
     u.arows = rows;
-    u.ldb = width;
-    u.ldc = P->ldm;
+    u.ldc = TILE_STRIDE(P->ldm);
     for (int k = 0; k < FP_WINO_NN; k++) {
-        const float *Vk = V + k * nt * P->ldv;
-        float *Mk = M + k * nt * P->ldm;
+        const float *Vk = V + k * P->ldv;
+        float *Mk = M + k * P->ldm;
         for (int64_t k0 = 0; k0 < K; k0 += P->kc) {
             u.kc = FP_MIN(P->kc, K - k0);
             u.first = k0 == 0;
             for (int64_t pp = p0; pp < p1; pp++) {
-                u.b = P->u + k * ks + pp * K * width + k0 * width;
-                u.nr = FP_MIN(width, p->cout - pp * width);
+                const int64_t c0 = fp_wino_col(P->pn, pp), width = fp_wino_col(P->pn, pp + 1) - c0;
+                u.b = P->u + k * ks + K * c0 + k0 * width;
+                u.ldb = width;
+                u.nr = FP_MIN(width, p->cout - c0);
                 for (int64_t i0 = 0; i0 < nt; i0 += MR) {
                     u.mr = FP_MIN(MR, nt - i0);
-                    for (int64_t i = 0; i < MR; i++) rows[i] = Vk + (i0 + FP_MIN(i, u.mr - 1)) * P->ldv + k0;
-                    u.c = Mk + i0 * P->ldm + (pp - p0) * width;
+                    for (int64_t i = 0; i < MR; i++) rows[i] = Vk + (i0 + FP_MIN(i, u.mr - 1)) * TILE_STRIDE(P->ldv) + k0;
+                    u.c = Mk + i0 * TILE_STRIDE(P->ldm) + c0 - fp_wino_col(P->pn, p0);
                     uk->run(&u);
                 }
             }
@@ -146,13 +150,13 @@ static void job(void *ctx, int64_t j, int worker) {
     const block B = block_at(P, j / P->slices);
     const int64_t nt = (B.ty1 - B.ty0) * (B.tx1 - B.tx0);
     const int64_t p0 = slice * P->pn.count / P->slices, p1 = (slice + 1) * P->pn.count / P->slices;
-    const int64_t co0 = p0 * P->pn.width, co1 = FP_MIN(K, p1 * P->pn.width);
-    float *V = (float *)fp_scratch_or_fail(0, (int64_t)sizeof(float) * FP_WINO_NN * P->max_nt * ldv, &P->failed);
-    float *M = (float *)fp_scratch_or_fail(1, (int64_t)sizeof(float) * FP_WINO_NN * P->max_nt * P->ldm, &P->failed);
+    const int64_t co0 = fp_wino_col(P->pn, p0), co1 = FP_MIN(K, fp_wino_col(P->pn, p1));
+    float *V = (float *)fp_scratch_or_fail(0, (int64_t)sizeof(float) * P->max_nt * TILE_STRIDE(ldv), &P->failed);
+    float *M = (float *)fp_scratch_or_fail(1, (int64_t)sizeof(float) * P->max_nt * TILE_STRIDE(P->ldm), &P->failed);
     float *S = p->layout == 0 ? (float *)fp_scratch_or_fail(2, (int64_t)sizeof(float) * P->max_rows * P->max_cols * ldv,
                                                             &P->failed)
                               : NULL;
-    float *zero = (float *)fp_scratch_or_fail(3, (int64_t)sizeof(float) * (ldv + 16 * P->ldm), &P->failed);
+    float *zero = (float *)fp_scratch_or_fail(3, (int64_t)sizeof(float) * (ldv + 64 * P->ldm), &P->failed);
     if (!V || !M || !zero || (p->layout == 0 && !S)) return;
     float *O = zero + ldv;
     memset(zero, 0, sizeof(float) * (size_t)ldv);
@@ -160,51 +164,57 @@ static void job(void *ctx, int64_t j, int worker) {
     /* 1. input transform */
     const int64_t iy0 = FP_MAX(0, B.ty0 * FP_WINO_M - p->pad_top), iy1 = FP_MIN(H, B.ty1 * FP_WINO_M + 2 - p->pad_top);
     const int64_t ix0 = FP_MAX(0, B.tx0 * FP_WINO_M - p->pad_left), ix1 = FP_MIN(W, B.tx1 * FP_WINO_M + 2 - p->pad_left);
-    if (p->layout == 0 && iy0 < iy1 && ix0 < ix1) stage_nchw(P, B.n, iy0, iy1, ix0, ix1, S);
-    const float *src[FP_WINO_NN];
+    if (p->layout == 0 && iy0 < iy1 && ix0 < ix1)
+        P->wk->stage(P->x + B.n * C * H * W, C, H, W, iy0, iy1, ix0, ix1, ldv, S);
+    const float *srcs[2][FP_WINO_NN];
     int64_t t = 0;
     for (int64_t ty = B.ty0; ty < B.ty1; ty++)
         for (int64_t tx = B.tx0; tx < B.tx1; tx++, t++) {
-            for (int i = 0; i < FP_WINO_N; i++)
-                for (int q = 0; q < FP_WINO_N; q++) {
-                    const int64_t iy = ty * FP_WINO_M - p->pad_top + i, ix = tx * FP_WINO_M - p->pad_left + q;
-                    const float *s = zero;
-                    if (iy >= 0 && iy < H && ix >= 0 && ix < W)
-                        s = p->layout == 0 ? S + ((iy - iy0) * (ix1 - ix0) + (ix - ix0)) * ldv
-                                           : P->x + ((B.n * H + iy) * W + ix) * C;
-                    src[FP_WINO_N * i + q] = s;
-                }
-            P->wk->input(src, C, V + t * ldv, nt * ldv);
+            /* pointers of tile t + 1 in srcs[(t + 1) & 1] (the first tile's made before the loop) */
+            for (int64_t u = t == 0 ? 0 : 1; u < 2; u++) {
+                const int64_t tn = t + u, ny = B.ty0 + tn / (B.tx1 - B.tx0), nx = B.tx0 + tn % (B.tx1 - B.tx0);
+                if (tn >= nt) break;
+                for (int i = 0; i < FP_WINO_N; i++)
+                    for (int q = 0; q < FP_WINO_N; q++) {
+                        const int64_t iy = ny * FP_WINO_M - p->pad_top + i, ix = nx * FP_WINO_M - p->pad_left + q;
+                        const float *s = zero;
+                        if (iy >= 0 && iy < H && ix >= 0 && ix < W)
+                            s = p->layout == 0 ? S + ((iy - iy0) * (ix1 - ix0) + (ix - ix0)) * ldv
+                                               : P->x + ((B.n * H + iy) * W + ix) * C;
+                        srcs[tn & 1][FP_WINO_N * i + q] = s;
+                    }
+            }
+            P->wk->input(srcs[t & 1], t + 1 < nt ? srcs[(t + 1) & 1] : NULL, C, V + t * TILE_STRIDE(ldv), ldv);
         }
 
     /* 2. the 36 GEMMs */
     gemms(P, nt, p0, p1, V, M);
 
-    /* 3. output transform, bias, ReLU, store */
+    /* 3. output transform, bias, ReLU, store (NCHW: 4 tiles side by side through O, turned into rows) */
     const float *bias = P->bias ? P->bias + co0 : NULL;
     float *dst[16];
     t = 0;
     for (int64_t ty = B.ty0; ty < B.ty1; ty++)
-        for (int64_t tx = B.tx0; tx < B.tx1; tx++, t++) {
-            for (int a = 0; a < FP_WINO_M; a++)
-                for (int b = 0; b < FP_WINO_M; b++) {
-                    const int64_t oy = ty * FP_WINO_M + a, ox = tx * FP_WINO_M + b;
-                    float *d = NULL;
-                    if (oy < OH && ox < OW)
-                        d = p->layout == 0 ? O + (FP_WINO_M * a + b) * P->ldm : P->y + ((B.n * OH + oy) * OW + ox) * K + co0;
-                    dst[FP_WINO_M * a + b] = d;
-                }
-            P->wk->output(M + t * P->ldm, nt * P->ldm, co1 - co0, bias, p->relu, dst);
-            if (p->layout != 0) continue;
-            /* NCHW: the 4x4 x channels tile into the channel planes */
-            const int64_t ah = FP_MIN(FP_WINO_M, OH - ty * FP_WINO_M), bw = FP_MIN(FP_WINO_M, OW - tx * FP_WINO_M);
-            for (int64_t co = co0; co < co1; co++) {
-                float *yc = P->y + ((B.n * K + co) * OH + ty * FP_WINO_M) * OW + tx * FP_WINO_M;
-                const float *o = O + (co - co0);
-                for (int64_t a = 0; a < ah; a++)
-                    for (int64_t b = 0; b < bw; b++) yc[a * OW + b] = o[(FP_WINO_M * a + b) * P->ldm];
+        for (int64_t tx = B.tx0; tx < B.tx1; tx += 4) {
+            const int64_t group = FP_MIN(4, B.tx1 - tx);
+            for (int64_t g = 0; g < group; g++, t++) {
+                for (int a = 0; a < FP_WINO_M; a++)
+                    for (int b = 0; b < FP_WINO_M; b++) {
+                        const int64_t oy = ty * FP_WINO_M + a, ox = (tx + g) * FP_WINO_M + b;
+                        float *d = NULL;
+                        if (p->layout == 0) d = O + (16 * g + FP_WINO_M * a + b) * P->ldm;
+                        else if (oy < OH && ox < OW) d = P->y + ((B.n * OH + oy) * OW + ox) * K + co0;
+                        dst[FP_WINO_M * a + b] = d;
+                    }
+                P->wk->output(M + t * TILE_STRIDE(P->ldm), t + 1 < nt ? M + (t + 1) * TILE_STRIDE(P->ldm) : NULL, P->ldm,
+                              co1 - co0, bias, p->relu, dst);
             }
+            if (p->layout == 0)
+                P->wk->store(O, P->ldm, co1 - co0, OH * OW, OW, FP_MIN(FP_WINO_M, OH - ty * FP_WINO_M),
+                             FP_MIN(FP_WINO_M * group, OW - tx * FP_WINO_M), P->stream,
+                             P->y + ((B.n * K + co0) * OH + ty * FP_WINO_M) * OW + tx * FP_WINO_M);
         }
+    if (P->stream) fp_gemm_fence(); /* this thread's non-temporal stores, ordered before the call returns */
 }
 
 /* ------------------------------------------------------------------ the fp_algo entry */

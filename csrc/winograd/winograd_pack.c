@@ -18,9 +18,10 @@ static const double G[6][3] = {
 
 fp_wino_panels fp_wino_panels_for(const fp_conv_problem *p, const fp_sgemm_ukr *uk) {
     fp_wino_panels pn;
-    pn.count = FP_CEIL_DIV(p->cout, uk->nr);
-    pn.width = FP_MIN((int64_t)uk->nr, FP_CEIL_DIV(FP_CEIL_DIV(p->cout, pn.count), 16) * 16);
-    pn.count = FP_CEIL_DIV(p->cout, pn.width);
+    pn.units = FP_CEIL_DIV(p->cout, 16);
+    pn.count = FP_CEIL_DIV(pn.units, FP_MAX(uk->nr / 16, 1));
+    pn.base = pn.units / pn.count;
+    pn.extra = pn.units % pn.count;
     return pn;
 }
 
@@ -32,15 +33,16 @@ void fp_wino_pack(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const float 
     const fp_wino_panels pn = fp_wino_panels_for(p, uk);
     const int64_t K = p->cin, M = p->cout, ks = fp_wino_u_stride(p, pn);
     memset(dst, 0, sizeof(float) * (size_t)(FP_WINO_NN * ks));
-    for (int64_t co = 0; co < M; co++) {
-        const int64_t panel = co / pn.width, j = co % pn.width;
+    for (int64_t co = 0, panel = 0; co < M; co++) {
+        if (co >= fp_wino_col(pn, panel + 1)) panel++;
+        const int64_t c0 = fp_wino_col(pn, panel), width = fp_wino_col(pn, panel + 1) - c0, j = co - c0;
         for (int64_t ci = 0; ci < K; ci++) {
             const float *g = w + (co * K + ci) * 9;
             double t[6][3]; /* G g */
             for (int i = 0; i < 6; i++)
                 for (int b = 0; b < 3; b++)
                     t[i][b] = G[i][0] * g[b] + G[i][1] * g[3 + b] + G[i][2] * g[6 + b];
-            float *d = dst + panel * K * pn.width + ci * pn.width + j;
+            float *d = dst + K * c0 + ci * width + j;
             for (int i = 0; i < 6; i++)
                 for (int l = 0; l < 6; l++)
                     d[(6 * i + l) * ks] = (float)(t[i][0] * G[l][0] + t[i][1] * G[l][1] + t[i][2] * G[l][2]);

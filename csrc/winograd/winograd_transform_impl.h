@@ -71,10 +71,13 @@ static inline __attribute__((always_inline)) void WN_FN(out_vec)(const WV m[36],
     for (int a = 0; a < 4; a++) WN_FN(at6)(&t[6 * a], &y[4 * a]);
 }
 
-static void WN_FN(input)(const float *const src[36], int64_t c, float *dst, int64_t ldk) {
+static void WN_FN(input)(const float *const src[36], const float *const next[36], int64_t c, float *dst,
+                         int64_t ldk) {
     WV d[36], v[36];
     int64_t c0 = 0;
     for (; c0 + WN_VW <= c; c0 += WN_VW) {
+        if (next && c0 % 16 == 0)
+            for (int q = 0; q < 36; q++) __builtin_prefetch(next[q] + c0, 0, 3);
         for (int q = 0; q < 36; q++) d[q] = WN_FN(ld)(src[q] + c0);
         WN_FN(in_vec)(d, v);
         for (int k = 0; k < 36; k++) WN_FN(st)(dst + k * ldk + c0, v[k]);
@@ -95,10 +98,12 @@ static inline __attribute__((always_inline)) WV WN_FN(relu)(WV y) {
     return (WV)((WI)y & ~neg);
 }
 
-static void WN_FN(output)(const float *m, int64_t ldk, int64_t c, const float *bias, int relu,
+static void WN_FN(output)(const float *m, const float *next, int64_t ldk, int64_t c, const float *bias, int relu,
                           float *const dst[16]) {
     WV mv[36], y[16];
     for (int64_t c0 = 0; c0 < c; c0 += WN_VW) {
+        if (next && c0 % 16 == 0)
+            for (int k = 0; k < 36; k++) __builtin_prefetch(next + k * ldk + c0, 0, 3);
         const int whole = c0 + WN_VW <= c;
         const size_t bytes = sizeof(float) * (size_t)(whole ? WN_VW : c - c0);
         WV b = WN_FN(splat)(0.0f);
@@ -122,6 +127,87 @@ static void WN_FN(output)(const float *m, int64_t ldk, int64_t c, const float *b
         }
     }
 }
+
+/* NCHW layout changes around the transforms (the transforms run along channels):
+ *   stage: the window [iy0, iy1) x [ix0, ix1) of one image (C planes of H x W) into s, channel-last
+ *          (pixel (iy, ix) at s + ((iy - iy0) * (ix1 - ix0) + ix - ix0) * ldv; ldv >= C rounded up to 16,
+ *          the lanes past C may be written);
+ *   store: output rows a < rows, columns x < cols (<= 16: up to 4 tiles side by side) of channels [0, c)
+ *          from o (pixel (a, x) of channel ch at o[(16 (x / 4) + 4 a + x % 4) * ldm + ch]) into y (channel
+ *          planes `plane` floats apart, rows OW apart); with `stream`, whole 64-byte aligned rows of 16
+ *          go past the caches (non-temporal; the caller fences). */
+#if WN_VW == 16
+#include <immintrin.h>
+
+#include "../transpose16_avx512.h"
+
+/* 16 channels x 16 pixels per step, turned by one in-register 16 x 16 transpose. */
+static void WN_FN(stage)(const float *xn, int64_t C, int64_t H, int64_t W, int64_t iy0, int64_t iy1, int64_t ix0,
+                         int64_t ix1, int64_t ldv, float *s) {
+    const int64_t cols = ix1 - ix0, HW = H * W;
+    for (int64_t c0 = 0; c0 < C; c0 += 16) {
+        const int64_t cn = FP_MIN(16, C - c0);
+        for (int64_t iy = iy0; iy < iy1; iy++) {
+            const float *row = xn + c0 * HW + iy * W;
+            float *d = s + (iy - iy0) * cols * ldv + c0;
+            for (int64_t ix = ix0; ix < ix1; ix += 16) {
+                const int64_t n = FP_MIN(16, ix1 - ix);
+                const __mmask16 m = (__mmask16)((1u << n) - 1u);
+                __m512 r[16];
+                for (int64_t i = 0; i < 16; i++)
+                    r[i] = i < cn ? _mm512_maskz_loadu_ps(m, row + i * HW + ix) : _mm512_setzero_ps();
+                fp_tr16_ps(r);
+                for (int64_t q = 0; q < n; q++) _mm512_storeu_ps(d + (ix - ix0 + q) * ldv, r[q]);
+            }
+        }
+    }
+}
+
+static void WN_FN(store)(const float *o, int64_t ldm, int64_t c, int64_t plane, int64_t OW, int64_t rows,
+                         int64_t cols, int stream, float *y) {
+    const __mmask16 m = (__mmask16)((1u << cols) - 1u);
+    for (int64_t a = 0; a < rows; a++)
+        for (int64_t c0 = 0; c0 < c; c0 += 16) {
+            const int64_t cn = FP_MIN(16, c - c0);
+            const __mmask16 mc = (__mmask16)((1u << cn) - 1u);
+            __m512 r[16];
+            for (int64_t x = 0; x < 16; x++)
+                r[x] = x < cols ? _mm512_maskz_loadu_ps(mc, o + (16 * (x / 4) + 4 * a + x % 4) * ldm + c0)
+                                : _mm512_setzero_ps();
+            fp_tr16_ps(r);
+            for (int64_t i = 0; i < cn; i++) {
+                float *d = y + (c0 + i) * plane + a * OW;
+                if (stream && cols == 16 && ((uintptr_t)d & 63) == 0) _mm512_stream_ps(d, r[i]);
+                else _mm512_mask_storeu_ps(d, m, r[i]);
+            }
+        }
+}
+#else
+/* Plain loops, 16 channels at a time so that each pixel's line of s is written whole. */
+static void WN_FN(stage)(const float *xn, int64_t C, int64_t H, int64_t W, int64_t iy0, int64_t iy1, int64_t ix0,
+                         int64_t ix1, int64_t ldv, float *s) {
+    const int64_t cols = ix1 - ix0, HW = H * W;
+    for (int64_t c0 = 0; c0 < C; c0 += 16) {
+        const int64_t cn = FP_MIN(16, C - c0);
+        for (int64_t iy = iy0; iy < iy1; iy++) {
+            const float *row = xn + c0 * HW + iy * W;
+            float *d = s + (iy - iy0) * cols * ldv + c0;
+            for (int64_t ix = ix0; ix < ix1; ix++, d += ldv)
+                for (int64_t i = 0; i < cn; i++) d[i] = row[i * HW + ix];
+        }
+    }
+}
+
+static void WN_FN(store)(const float *o, int64_t ldm, int64_t c, int64_t plane, int64_t OW, int64_t rows,
+                         int64_t cols, int stream, float *y) {
+    (void)stream;
+    for (int64_t ch = 0; ch < c; ch++)
+        for (int64_t a = 0; a < rows; a++) {
+            float *yr = y + ch * plane + a * OW;
+            for (int64_t x = 0; x < cols; x++) yr[x] = o[(16 * (x / 4) + 4 * a + x % 4) * ldm + ch];
+        }
+}
+#endif
 
 #undef WV
 #undef WI
