@@ -21,12 +21,13 @@
 /* V and M are tile-major: tile t's 36 rows (one per transform position, channels contiguous, ld floats
  * each) form one contiguous run, so that each transform reads or writes one stream.  The GEMM of position
  * k reads every TILE_STRIDE-th row; the extra cache line keeps successive tiles' rows off the same L1 sets. */
-#define TILE_STRIDE(ld) (FP_WINO_NN * (ld) + 16)
+#define TILE_STRIDE(ld) (P->nn * (ld) + 16)
 
 typedef struct plan {
     const fp_conv_problem *p;
     const fp_sgemm_ukr *uk;
     const fp_wino_kernel *wk;
+    int64_t m, n, nn;          /* F(m x m, 3 x 3): output tile side, input tile side n = m + 2, n n positions */
     fp_wino_panels pn;
     int64_t th, tw;            /* tiles per image: rows, columns */
     int64_t segs, rpb;         /* segments per tile row (row mode) or tile rows per block */
@@ -62,21 +63,34 @@ static block block_at(const plan *P, int64_t b) {
     return B;
 }
 
+/* F(4x4) unless its tiles are too few to reuse U (about 2.25 x the weights, streamed once per block): then
+ * F(2x2), whose U is 16/36 as large and whose tiles are 4 times as many, though it saves only 2.25x of the
+ * multiplications against 4x.  Measured at 1 thread, effective GFLOP/s F(4x4) / F(2x2): 512->512@7 (4 tiles)
+ * 152 / 209, 256->256@14 (16 tiles) 275 / 271, 8 x 256->256@14 316 / 324, 256->256@28 (49 tiles) 507 / 305. */
+static const fp_wino_kernel *choose_kernel(const fp_conv_problem *p, int isa) {
+    const fp_wino_kernel *k = fp_wino_kernels_for(isa);
+    const int64_t tiles4 = p->n * FP_CEIL_DIV(p->oh, 4) * FP_CEIL_DIV(p->ow, 4);
+    return tiles4 < 32 ? &k[1] : &k[0];
+}
+
 static void make_plan(plan *P, const fp_conv_problem *p, int isa) {
     memset(P, 0, sizeof *P);
     P->p = p;
     P->uk = fp_sgemm_ukr_for(isa);
-    P->wk = fp_wino_kernel_for(isa);
+    P->wk = choose_kernel(p, isa);
+    P->m = P->wk->m;
+    P->n = P->m + 2;
+    P->nn = P->n * P->n;
     P->pn = fp_wino_panels_for(p, P->uk);
-    P->th = FP_CEIL_DIV(p->oh, FP_WINO_M);
-    P->tw = FP_CEIL_DIV(p->ow, FP_WINO_M);
+    P->th = FP_CEIL_DIV(p->oh, P->m);
+    P->tw = FP_CEIL_DIV(p->ow, P->m);
     P->ldv = FP_CEIL_DIV(p->cin, FP_WINO_CPAD) * FP_WINO_CPAD;
     const int64_t ldm_all = FP_CEIL_DIV(p->cout, FP_WINO_CPAD) * FP_WINO_CPAD;
     /* V + M of a block in half of L2 when that leaves U few tiles to work on; else as many tiles as keep
      * V + M within a share of L3 (up to 128): each U value loaded then serves 2 nt flops, and the V[k], M[k]
      * of the GEMM at work still sit in L2.  Measured at 1 thread (docs/winograd.md): 128 tiles against 32
      * took 256->256@64 from 310 to 460 and 512->512@32 from 400 to 560 effective GFLOP/s. */
-    const int64_t per_tile = (int64_t)sizeof(float) * FP_WINO_NN * (P->ldv + ldm_all);
+    const int64_t per_tile = (int64_t)sizeof(float) * P->nn * (P->ldv + ldm_all);
     const int64_t l3_share = fp_cache_size(3) / (2 * (int64_t)fp_max_threads());
     const int64_t target = FP_MAX(32, FP_MAX(fp_cache_size(2) / 2 / per_tile, FP_MIN(128, l3_share / per_tile)));
     if (P->tw >= target) {
@@ -91,8 +105,8 @@ static void make_plan(plan *P, const fp_conv_problem *p, int isa) {
         P->rpb = FP_CEIL_DIV(P->th, P->bpi); /* the same blocks, as even as they go */
         P->max_nt = P->rpb * P->tw;
     }
-    P->max_rows = FP_MIN(p->h, FP_WINO_M * (P->max_nt / P->tw + 1) + 2);
-    P->max_cols = FP_MIN(p->w, FP_WINO_M * FP_MIN(P->max_nt, P->tw) + 2);
+    P->max_rows = FP_MIN(p->h, P->m * (P->max_nt / P->tw + 1) + 2);
+    P->max_cols = FP_MIN(p->w, P->m * FP_MIN(P->max_nt, P->tw) + 2);
     /* Slices of output-channel panels: enough jobs to keep every thread busy to the end. */
     const int threads = fp_threads(p);
     const int64_t blocks = p->n * P->bpi;
@@ -115,11 +129,12 @@ static void gemms(const plan *P, int64_t nt, int64_t p0, int64_t p1, const float
     const fp_conv_problem *p = P->p;
     const fp_sgemm_ukr *uk = P->uk;
     const int64_t K = p->cin, ks = fp_wino_u_stride(p, P->pn), MR = uk->mr;
+    const float *U = P->u + fp_wino_u_offset(p, P->pn, (int)P->m);
     const float *rows[16];
     fp_ukr_args u = {0};
     u.arows = rows;
     u.ldc = TILE_STRIDE(P->ldm);
-    for (int k = 0; k < FP_WINO_NN; k++) {
+    for (int k = 0; k < P->nn; k++) {
         const float *Vk = V + k * P->ldv;
         float *Mk = M + k * P->ldm;
         for (int64_t k0 = 0; k0 < K; k0 += P->kc) {
@@ -127,7 +142,7 @@ static void gemms(const plan *P, int64_t nt, int64_t p0, int64_t p1, const float
             u.first = k0 == 0;
             for (int64_t pp = p0; pp < p1; pp++) {
                 const int64_t c0 = fp_wino_col(P->pn, pp), width = fp_wino_col(P->pn, pp + 1) - c0;
-                u.b = P->u + k * ks + K * c0 + k0 * width;
+                u.b = U + k * ks + K * c0 + k0 * width;
                 u.ldb = width;
                 u.nr = FP_MIN(width, p->cout - c0);
                 for (int64_t i0 = 0; i0 < nt; i0 += MR) {
@@ -156,17 +171,18 @@ static void job(void *ctx, int64_t j, int worker) {
     float *S = p->layout == 0 ? (float *)fp_scratch_or_fail(2, (int64_t)sizeof(float) * P->max_rows * P->max_cols * ldv,
                                                             &P->failed)
                               : NULL;
-    float *zero = (float *)fp_scratch_or_fail(3, (int64_t)sizeof(float) * (ldv + 64 * P->ldm), &P->failed);
+    float *zero = (float *)fp_scratch_or_fail(3, (int64_t)sizeof(float) * (ldv + 16 * P->m * P->ldm), &P->failed);
     if (!V || !M || !zero || (p->layout == 0 && !S)) return;
     float *O = zero + ldv;
     memset(zero, 0, sizeof(float) * (size_t)ldv);
 
     /* 1. input transform */
-    const int64_t iy0 = FP_MAX(0, B.ty0 * FP_WINO_M - p->pad_top), iy1 = FP_MIN(H, B.ty1 * FP_WINO_M + 2 - p->pad_top);
-    const int64_t ix0 = FP_MAX(0, B.tx0 * FP_WINO_M - p->pad_left), ix1 = FP_MIN(W, B.tx1 * FP_WINO_M + 2 - p->pad_left);
+    const int64_t m = P->m, n = P->n;
+    const int64_t iy0 = FP_MAX(0, B.ty0 * m - p->pad_top), iy1 = FP_MIN(H, B.ty1 * m + 2 - p->pad_top);
+    const int64_t ix0 = FP_MAX(0, B.tx0 * m - p->pad_left), ix1 = FP_MIN(W, B.tx1 * m + 2 - p->pad_left);
     if (p->layout == 0 && iy0 < iy1 && ix0 < ix1)
         P->wk->stage(P->x + B.n * C * H * W, C, H, W, iy0, iy1, ix0, ix1, ldv, S);
-    const float *srcs[2][FP_WINO_NN];
+    const float *srcs[2][FP_WINO_NN_MAX];
     int64_t t = 0;
     for (int64_t ty = B.ty0; ty < B.ty1; ty++)
         for (int64_t tx = B.tx0; tx < B.tx1; tx++, t++) {
@@ -174,14 +190,14 @@ static void job(void *ctx, int64_t j, int worker) {
             for (int64_t u = t == 0 ? 0 : 1; u < 2; u++) {
                 const int64_t tn = t + u, ny = B.ty0 + tn / (B.tx1 - B.tx0), nx = B.tx0 + tn % (B.tx1 - B.tx0);
                 if (tn >= nt) break;
-                for (int i = 0; i < FP_WINO_N; i++)
-                    for (int q = 0; q < FP_WINO_N; q++) {
-                        const int64_t iy = ny * FP_WINO_M - p->pad_top + i, ix = nx * FP_WINO_M - p->pad_left + q;
+                for (int64_t i = 0; i < n; i++)
+                    for (int64_t q = 0; q < n; q++) {
+                        const int64_t iy = ny * m - p->pad_top + i, ix = nx * m - p->pad_left + q;
                         const float *s = zero;
                         if (iy >= 0 && iy < H && ix >= 0 && ix < W)
                             s = p->layout == 0 ? S + ((iy - iy0) * (ix1 - ix0) + (ix - ix0)) * ldv
                                                : P->x + ((B.n * H + iy) * W + ix) * C;
-                        srcs[tn & 1][FP_WINO_N * i + q] = s;
+                        srcs[tn & 1][n * i + q] = s;
                     }
             }
             P->wk->input(srcs[t & 1], t + 1 < nt ? srcs[(t + 1) & 1] : NULL, C, V + t * TILE_STRIDE(ldv), ldv);
@@ -190,42 +206,41 @@ static void job(void *ctx, int64_t j, int worker) {
     /* 2. the 36 GEMMs */
     gemms(P, nt, p0, p1, V, M);
 
-    /* 3. output transform, bias, ReLU, store (NCHW: 4 tiles side by side through O, turned into rows) */
+    /* 3. output transform, bias, ReLU, store (NCHW: 16 / m tiles side by side through O, turned into rows) */
     const float *bias = P->bias ? P->bias + co0 : NULL;
     float *dst[16];
     t = 0;
     for (int64_t ty = B.ty0; ty < B.ty1; ty++)
-        for (int64_t tx = B.tx0; tx < B.tx1; tx += 4) {
-            const int64_t group = FP_MIN(4, B.tx1 - tx);
+        for (int64_t tx = B.tx0; tx < B.tx1; tx += 16 / m) {
+            const int64_t group = FP_MIN(16 / m, B.tx1 - tx);
             for (int64_t g = 0; g < group; g++, t++) {
-                for (int a = 0; a < FP_WINO_M; a++)
-                    for (int b = 0; b < FP_WINO_M; b++) {
-                        const int64_t oy = ty * FP_WINO_M + a, ox = (tx + g) * FP_WINO_M + b;
+                for (int64_t a = 0; a < m; a++)
+                    for (int64_t b = 0; b < m; b++) {
+                        const int64_t oy = ty * m + a, ox = (tx + g) * m + b;
                         float *d = NULL;
-                        if (p->layout == 0) d = O + (16 * g + FP_WINO_M * a + b) * P->ldm;
+                        if (p->layout == 0) d = O + (m * m * g + m * a + b) * P->ldm;
                         else if (oy < OH && ox < OW) d = P->y + ((B.n * OH + oy) * OW + ox) * K + co0;
-                        dst[FP_WINO_M * a + b] = d;
+                        dst[m * a + b] = d;
                     }
                 P->wk->output(M + t * TILE_STRIDE(P->ldm), t + 1 < nt ? M + (t + 1) * TILE_STRIDE(P->ldm) : NULL, P->ldm,
                               co1 - co0, bias, p->relu, dst);
             }
             if (p->layout == 0)
-                P->wk->store(O, P->ldm, co1 - co0, OH * OW, OW, FP_MIN(FP_WINO_M, OH - ty * FP_WINO_M),
-                             FP_MIN(FP_WINO_M * group, OW - tx * FP_WINO_M), P->stream,
-                             P->y + ((B.n * K + co0) * OH + ty * FP_WINO_M) * OW + tx * FP_WINO_M);
+                P->wk->store(O, P->ldm, co1 - co0, OH * OW, OW, FP_MIN(m, OH - ty * m), FP_MIN(m * group, OW - tx * m),
+                             m, P->stream, P->y + ((B.n * K + co0) * OH + ty * m) * OW + tx * m);
         }
     if (P->stream) fp_gemm_fence(); /* this thread's non-temporal stores, ordered before the call returns */
 }
 
 /* ------------------------------------------------------------------ the fp_algo entry */
 
-const fp_wino_kernel *fp_wino_kernel_for(int isa) {
+const fp_wino_kernel *fp_wino_kernels_for(int isa) {
 #if defined(__x86_64__) && !defined(FP_PORTABLE_ONLY)
-    if (isa >= FP_ISA_AVX512) return &fp_wino_kernel_avx512;
-    if (isa >= FP_ISA_AVX2) return &fp_wino_kernel_avx2;
+    if (isa >= FP_ISA_AVX512) return fp_wino_kernels_avx512;
+    if (isa >= FP_ISA_AVX2) return fp_wino_kernels_avx2;
 #endif
     (void)isa;
-    return &fp_wino_kernel_scalar;
+    return fp_wino_kernels_scalar;
 }
 
 /* Only when asked for: the results differ from the direct kernel's by rounding (docs/winograd.md).
@@ -237,8 +252,8 @@ static int applies(const fp_conv_problem *p, int isa, int f64) {
 }
 
 static const char *kernel_name(const fp_conv_problem *p, int isa, int f64) {
-    (void)p; (void)f64;
-    return fp_wino_kernel_for(isa)->name;
+    (void)f64;
+    return choose_kernel(p, isa)->name; /* F(4x4) while the map is unknown (p->oh == 0) */
 }
 
 static int64_t packed_bytes(const fp_conv_problem *p, int isa, int f64) {

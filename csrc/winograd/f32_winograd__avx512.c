@@ -1,4 +1,4 @@
-/* F(4x4, 3x3) transforms for AVX-512: 16 channels per zmm vector (winograd_transform_impl.h). */
+/* F(4x4, 3x3) and F(2x2, 3x3) transforms for AVX-512: 16 channels per zmm vector (winograd_transform_impl.h). */
 #include "winograd.h"
 
 #if defined(__x86_64__) && !defined(FP_PORTABLE_ONLY)
@@ -14,6 +14,8 @@
 #pragma clang attribute pop
 #endif
 
-const fp_wino_kernel fp_wino_kernel_avx512 = {"f32_winograd_4x4__avx512", wn512_input, wn512_output,
-                                              wn512_stage, wn512_store};
+const fp_wino_kernel fp_wino_kernels_avx512[2] = {
+    {"f32_winograd_4x4__avx512", 4, wn512_input4, wn512_output4, wn512_stage, wn512_store},
+    {"f32_winograd_2x2__avx512", 2, wn512_input2, wn512_output2, wn512_stage, wn512_store},
+};
 #endif

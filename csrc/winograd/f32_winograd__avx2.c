@@ -1,4 +1,4 @@
-/* F(4x4, 3x3) transforms for AVX2+FMA: 8 channels per ymm vector (winograd_transform_impl.h). */
+/* F(4x4, 3x3) and F(2x2, 3x3) transforms for AVX2+FMA: 8 channels per ymm vector (winograd_transform_impl.h). */
 #include "winograd.h"
 
 #if defined(__x86_64__) && !defined(FP_PORTABLE_ONLY)
@@ -14,6 +14,8 @@
 #pragma clang attribute pop
 #endif
 
-const fp_wino_kernel fp_wino_kernel_avx2 = {"f32_winograd_4x4__avx2", wn256_input, wn256_output,
-                                            wn256_stage, wn256_store};
+const fp_wino_kernel fp_wino_kernels_avx2[2] = {
+    {"f32_winograd_4x4__avx2", 4, wn256_input4, wn256_output4, wn256_stage, wn256_store},
+    {"f32_winograd_2x2__avx2", 2, wn256_input2, wn256_output2, wn256_stage, wn256_store},
+};
 #endif
