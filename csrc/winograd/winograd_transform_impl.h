@@ -62,51 +62,14 @@ static inline __attribute__((always_inline)) void WN_FN(at4)(const WV m[4], WV o
     o[1] = m[1] - m[2] + m[3];
 }
 
-/* The 2-D transforms of F(4x4, 3x3), below, and of F(2x2, 3x3), here. */
-static inline __attribute__((always_inline)) void WN_FN(in_vec2)(const WV d[16], WV v[16]) {
-    WV t[16];
-    for (int j = 0; j < 4; j++) {
-        WV col[4], r[4];
-        for (int i = 0; i < 4; i++) col[i] = d[4 * i + j];
-        WN_FN(bt4)(col, r);
-        for (int k = 0; k < 4; k++) t[4 * k + j] = r[k];
-    }
-    for (int k = 0; k < 4; k++) WN_FN(bt4)(&t[4 * k], &v[4 * k]);
+/* 1-D transforms of N = 6 (F(4x4)) or 4 (F(2x2)) points. */
+static inline __attribute__((always_inline)) void WN_FN(bt)(const WV *d, WV *v, const int N) {
+    if (N == 6) WN_FN(bt6)(d, v);
+    else WN_FN(bt4)(d, v);
 }
-
-static inline __attribute__((always_inline)) void WN_FN(out_vec2)(const WV m[16], WV y[4]) {
-    WV t[8];
-    for (int l = 0; l < 4; l++) {
-        WV col[4], r[2];
-        for (int k = 0; k < 4; k++) col[k] = m[4 * k + l];
-        WN_FN(at4)(col, r);
-        for (int a = 0; a < 2; a++) t[4 * a + l] = r[a];
-    }
-    for (int a = 0; a < 2; a++) WN_FN(at4)(&t[4 * a], &y[2 * a]);
-}
-
-/* V = B^T d B for one vector of channels: d[6 i + j] -> v[6 k + l]. */
-static inline __attribute__((always_inline)) void WN_FN(in_vec4)(const WV d[36], WV v[36]) {
-    WV t[36];
-    for (int j = 0; j < 6; j++) {
-        WV col[6], r[6];
-        for (int i = 0; i < 6; i++) col[i] = d[6 * i + j];
-        WN_FN(bt6)(col, r);
-        for (int k = 0; k < 6; k++) t[6 * k + j] = r[k];
-    }
-    for (int k = 0; k < 6; k++) WN_FN(bt6)(&t[6 * k], &v[6 * k]);
-}
-
-/* Y = A^T M A for one vector of channels: m[6 k + l] -> y[4 a + b]. */
-static inline __attribute__((always_inline)) void WN_FN(out_vec4)(const WV m[36], WV y[16]) {
-    WV t[24]; /* t[6 a + l] = sum_k A^T[a][k] m[k][l] */
-    for (int l = 0; l < 6; l++) {
-        WV col[6], r[4];
-        for (int k = 0; k < 6; k++) col[k] = m[6 * k + l];
-        WN_FN(at6)(col, r);
-        for (int a = 0; a < 4; a++) t[6 * a + l] = r[a];
-    }
-    for (int a = 0; a < 4; a++) WN_FN(at6)(&t[6 * a], &y[4 * a]);
+static inline __attribute__((always_inline)) void WN_FN(at)(const WV *m, WV *o, const int N) {
+    if (N == 6) WN_FN(at6)(m, o);
+    else WN_FN(at4)(m, o);
 }
 
 static inline __attribute__((always_inline)) WV WN_FN(relu)(WV y) {
@@ -114,76 +77,112 @@ static inline __attribute__((always_inline)) WV WN_FN(relu)(WV y) {
     return (WV)((WI)y & ~neg);
 }
 
-/* One tile's transform of NN = 36 (F(4x4)) or 16 (F(2x2)) positions; MM = 16 or 4 output pixels. */
+/* One tile's transforms for one vector of channels, N = n = 6 (F(4x4)) or 4 (F(2x2)).  The columns are
+ * transformed straight from memory into t, the rows of t straight into memory: only t (n n vectors)
+ * goes through the stack, where keeping d, t and v in arrays had the compiler spill about 100 vectors.
+ * Input:  V[n k + l] at dst + (n k + l) * ldk + off from src[n i + j] + off. */
+static inline __attribute__((always_inline)) void WN_FN(in_tile)(const float *const *src, int64_t off, float *dst,
+                                                                int64_t ldk, const int N) {
+    WV t[36];
+    for (int j = 0; j < N; j++) {
+        WV col[6], r[6];
+        for (int i = 0; i < N; i++) col[i] = WN_FN(ld)(src[N * i + j] + off);
+        WN_FN(bt)(col, r, N);
+        for (int k = 0; k < N; k++) t[N * k + j] = r[k];
+    }
+    for (int k = 0; k < N; k++) {
+        WV r[6];
+        WN_FN(bt)(&t[N * k], r, N);
+        for (int l = 0; l < N; l++) WN_FN(st)(dst + (N * k + l) * ldk + off, r[l]);
+    }
+}
+
+/* Output: pixel (a, b) (+ bias, ReLU) at dst[m a + b] + off, from M[n k + l] at m + (n k + l) * ldk + off. */
+static inline __attribute__((always_inline)) void WN_FN(out_tile)(const float *m, int64_t off, int64_t ldk, WV bias,
+                                                                 int relu, float *const *dst, const int N) {
+    const int MO = N - 2;
+    WV t[24]; /* t[N a + l] = sum_k A^T[a][k] M[k][l] */
+    for (int l = 0; l < N; l++) {
+        WV col[6], r[4];
+        for (int k = 0; k < N; k++) col[k] = WN_FN(ld)(m + (N * k + l) * ldk + off);
+        WN_FN(at)(col, r, N);
+        for (int a = 0; a < MO; a++) t[N * a + l] = r[a];
+    }
+    for (int a = 0; a < MO; a++) {
+        WV r[4];
+        WN_FN(at)(&t[N * a], r, N);
+        for (int b = 0; b < MO; b++) {
+            if (!dst[MO * a + b]) continue;
+            WV y = r[b] + bias;
+            if (relu) y = WN_FN(relu)(y);
+            WN_FN(st)(dst[MO * a + b] + off, y);
+        }
+    }
+}
+
+/* Whole vectors in place; the last c % WN_VW channels through zero-padded copies, so that nothing past
+ * channel c is read or written. */
 static inline __attribute__((always_inline)) void WN_FN(input_t)(const float *const *src, const float *const *next,
-                                                                int64_t c, float *dst, int64_t ldk, const int NN) {
-    WV d[36], v[36];
+                                                                int64_t c, float *dst, int64_t ldk, const int N) {
     int64_t c0 = 0;
     for (; c0 + WN_VW <= c; c0 += WN_VW) {
         if (next && c0 % 16 == 0)
-            for (int q = 0; q < NN; q++) __builtin_prefetch(next[q] + c0, 0, 3);
-        for (int q = 0; q < NN; q++) d[q] = WN_FN(ld)(src[q] + c0);
-        if (NN == 36) WN_FN(in_vec4)(d, v);
-        else WN_FN(in_vec2)(d, v);
-        for (int k = 0; k < NN; k++) WN_FN(st)(dst + k * ldk + c0, v[k]);
+            for (int q = 0; q < N * N; q++) __builtin_prefetch(next[q] + c0, 0, 3);
+        WN_FN(in_tile)(src, c0, dst, ldk, N);
     }
     if (c0 < c) {
         const size_t bytes = sizeof(float) * (size_t)(c - c0);
-        for (int q = 0; q < NN; q++) {
-            d[q] = WN_FN(splat)(0.0f);
-            memcpy(&d[q], src[q] + c0, bytes);
+        float in[36][WN_VW], out[36][WN_VW];
+        const float *ptr[36];
+        for (int q = 0; q < N * N; q++) {
+            memset(in[q], 0, sizeof in[q]);
+            memcpy(in[q], src[q] + c0, bytes);
+            ptr[q] = in[q];
         }
-        if (NN == 36) WN_FN(in_vec4)(d, v);
-        else WN_FN(in_vec2)(d, v);
-        for (int k = 0; k < NN; k++) memcpy(dst + k * ldk + c0, &v[k], bytes);
+        WN_FN(in_tile)(ptr, 0, &out[0][0], WN_VW, N);
+        for (int k = 0; k < N * N; k++) memcpy(dst + k * ldk + c0, out[k], bytes);
     }
 }
 
 static inline __attribute__((always_inline)) void WN_FN(output_t)(const float *m, const float *next, int64_t ldk,
                                                                  int64_t c, const float *bias, int relu,
-                                                                 float *const *dst, const int NN, const int MM) {
-    WV mv[36], y[16];
-    for (int64_t c0 = 0; c0 < c; c0 += WN_VW) {
+                                                                 float *const *dst, const int N) {
+    int64_t c0 = 0;
+    const WV zero = WN_FN(splat)(0.0f);
+    for (; c0 + WN_VW <= c; c0 += WN_VW) {
         if (next && c0 % 16 == 0)
-            for (int k = 0; k < NN; k++) __builtin_prefetch(next + k * ldk + c0, 0, 3);
-        const int whole = c0 + WN_VW <= c;
-        const size_t bytes = sizeof(float) * (size_t)(whole ? WN_VW : c - c0);
-        WV b = WN_FN(splat)(0.0f);
-        if (whole) {
-            for (int k = 0; k < NN; k++) mv[k] = WN_FN(ld)(m + k * ldk + c0);
-            if (bias) b = WN_FN(ld)(bias + c0);
-        } else {
-            for (int k = 0; k < NN; k++) {
-                mv[k] = WN_FN(splat)(0.0f);
-                memcpy(&mv[k], m + k * ldk + c0, bytes);
-            }
-            if (bias) memcpy(&b, bias + c0, bytes);
+            for (int k = 0; k < N * N; k++) __builtin_prefetch(next + k * ldk + c0, 0, 3);
+        WN_FN(out_tile)(m, c0, ldk, bias ? WN_FN(ld)(bias + c0) : zero, relu, dst, N);
+    }
+    if (c0 < c) {
+        const size_t bytes = sizeof(float) * (size_t)(c - c0);
+        float in[36][WN_VW], out[16][WN_VW], bv[WN_VW] = {0};
+        float *ptr[16];
+        for (int k = 0; k < N * N; k++) {
+            memset(in[k], 0, sizeof in[k]);
+            memcpy(in[k], m + k * ldk + c0, bytes);
         }
-        if (NN == 36) WN_FN(out_vec4)(mv, y);
-        else WN_FN(out_vec2)(mv, y);
-        for (int q = 0; q < MM; q++) {
-            if (!dst[q]) continue;
-            WV r = y[q] + b;
-            if (relu) r = WN_FN(relu)(r);
-            if (whole) WN_FN(st)(dst[q] + c0, r);
-            else memcpy(dst[q] + c0, &r, bytes);
-        }
+        for (int q = 0; q < (N - 2) * (N - 2); q++) ptr[q] = dst[q] ? out[q] : NULL;
+        if (bias) memcpy(bv, bias + c0, bytes);
+        WN_FN(out_tile)(&in[0][0], 0, WN_VW, WN_FN(ld)(bv), relu, ptr, N);
+        for (int q = 0; q < (N - 2) * (N - 2); q++)
+            if (dst[q]) memcpy(dst[q] + c0, out[q], bytes);
     }
 }
 
 static void WN_FN(input4)(const float *const *src, const float *const *next, int64_t c, float *dst, int64_t ldk) {
-    WN_FN(input_t)(src, next, c, dst, ldk, 36);
+    WN_FN(input_t)(src, next, c, dst, ldk, 6);
 }
 static void WN_FN(input2)(const float *const *src, const float *const *next, int64_t c, float *dst, int64_t ldk) {
-    WN_FN(input_t)(src, next, c, dst, ldk, 16);
+    WN_FN(input_t)(src, next, c, dst, ldk, 4);
 }
 static void WN_FN(output4)(const float *m, const float *next, int64_t ldk, int64_t c, const float *bias, int relu,
                            float *const *dst) {
-    WN_FN(output_t)(m, next, ldk, c, bias, relu, dst, 36, 16);
+    WN_FN(output_t)(m, next, ldk, c, bias, relu, dst, 6);
 }
 static void WN_FN(output2)(const float *m, const float *next, int64_t ldk, int64_t c, const float *bias, int relu,
                            float *const *dst) {
-    WN_FN(output_t)(m, next, ldk, c, bias, relu, dst, 16, 4);
+    WN_FN(output_t)(m, next, ldk, c, bias, relu, dst, 4);
 }
 
 /* NCHW layout changes around the transforms (the transforms run along channels):
