@@ -107,25 +107,25 @@ static void make_plan(plan *P, const fp_conv_problem *p, int isa) {
     }
     P->max_rows = FP_MIN(p->h, P->m * (P->max_nt / P->tw + 1) + 2);
     P->max_cols = FP_MIN(p->w, P->m * FP_MIN(P->max_nt, P->tw) + 2);
-    /* Slices of output-channel panels: enough jobs to keep every thread busy to the end. */
+    /* Slices of the output channels (16-column units, evenly): enough jobs to keep every thread busy to the
+     * end. */
     const int threads = fp_threads(p);
     const int64_t blocks = p->n * P->bpi;
     P->slices = 1;
-    while (P->slices < P->pn.count) {
+    while (P->slices < P->pn.units) {
         const int64_t j = blocks * P->slices;
         if (j >= 4 * (int64_t)threads || (j >= threads && j % threads == 0)) break;
         P->slices++;
     }
     P->jobs = blocks * P->slices;
-    for (int64_t sl = 0; sl < P->slices; sl++) {
-        const int64_t p0 = sl * P->pn.count / P->slices, p1 = (sl + 1) * P->pn.count / P->slices;
-        P->ldm = FP_MAX(P->ldm, fp_wino_col(P->pn, p1) - fp_wino_col(P->pn, p0));
-    }
+    P->ldm = 16 * FP_CEIL_DIV(P->pn.units, P->slices);
     P->stream = (int64_t)sizeof(float) * p->n * p->cout * p->oh * p->ow > fp_cache_size(2);
     P->kc = fp_gemm_blocking(P->uk, P->max_nt, p->cout, p->cin).kc;
 }
 
-static void gemms(const plan *P, int64_t nt, int64_t p0, int64_t p1, const float *V, float *M) {
+/* Output channels [co0, co1) of M (column 0 = co0) for nt tiles: the panels they cross, or the part of a
+ * panel that a slice boundary cuts (the micro-kernel reads nr columns from b, ldb apart). */
+static void gemms(const plan *P, int64_t nt, int64_t co0, int64_t co1, const float *V, float *M) {
     const fp_conv_problem *p = P->p;
     const fp_sgemm_ukr *uk = P->uk;
     const int64_t K = p->cin, ks = fp_wino_u_stride(p, P->pn), MR = uk->mr;
@@ -140,15 +140,17 @@ static void gemms(const plan *P, int64_t nt, int64_t p0, int64_t p1, const float
         for (int64_t k0 = 0; k0 < K; k0 += P->kc) {
             u.kc = FP_MIN(P->kc, K - k0);
             u.first = k0 == 0;
-            for (int64_t pp = p0; pp < p1; pp++) {
+            for (int64_t pp = 0; pp < P->pn.count; pp++) {
                 const int64_t c0 = fp_wino_col(P->pn, pp), width = fp_wino_col(P->pn, pp + 1) - c0;
-                u.b = U + k * ks + K * c0 + k0 * width;
+                const int64_t lo = FP_MAX(co0, c0), hi = FP_MIN(co1, c0 + width);
+                if (lo >= hi) continue;
+                u.b = U + k * ks + K * c0 + k0 * width + (lo - c0);
                 u.ldb = width;
-                u.nr = FP_MIN(width, p->cout - c0);
+                u.nr = hi - lo;
                 for (int64_t i0 = 0; i0 < nt; i0 += MR) {
                     u.mr = FP_MIN(MR, nt - i0);
                     for (int64_t i = 0; i < MR; i++) rows[i] = Vk + (i0 + FP_MIN(i, u.mr - 1)) * TILE_STRIDE(P->ldv) + k0;
-                    u.c = Mk + i0 * TILE_STRIDE(P->ldm) + c0 - fp_wino_col(P->pn, p0);
+                    u.c = Mk + i0 * TILE_STRIDE(P->ldm) + lo - co0;
                     uk->run(&u);
                 }
             }
@@ -164,8 +166,7 @@ static void job(void *ctx, int64_t j, int worker) {
     const int64_t slice = j % P->slices;
     const block B = block_at(P, j / P->slices);
     const int64_t nt = (B.ty1 - B.ty0) * (B.tx1 - B.tx0);
-    const int64_t p0 = slice * P->pn.count / P->slices, p1 = (slice + 1) * P->pn.count / P->slices;
-    const int64_t co0 = fp_wino_col(P->pn, p0), co1 = FP_MIN(K, fp_wino_col(P->pn, p1));
+    const int64_t co0 = 16 * (slice * P->pn.units / P->slices), co1 = FP_MIN(K, 16 * ((slice + 1) * P->pn.units / P->slices));
     float *V = (float *)fp_scratch_or_fail(0, (int64_t)sizeof(float) * P->max_nt * TILE_STRIDE(ldv), &P->failed);
     float *M = (float *)fp_scratch_or_fail(1, (int64_t)sizeof(float) * P->max_nt * TILE_STRIDE(P->ldm), &P->failed);
     float *S = p->layout == 0 ? (float *)fp_scratch_or_fail(2, (int64_t)sizeof(float) * P->max_rows * P->max_cols * ldv,
@@ -204,7 +205,7 @@ static void job(void *ctx, int64_t j, int worker) {
         }
 
     /* 2. the 36 GEMMs */
-    gemms(P, nt, p0, p1, V, M);
+    gemms(P, nt, co0, co1, V, M);
 
     /* 3. output transform, bias, ReLU, store (NCHW: 16 / m tiles side by side through O, turned into rows) */
     const float *bias = P->bias ? P->bias + co0 : NULL;
