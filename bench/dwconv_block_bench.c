@@ -1,11 +1,11 @@
 /* The NHWC depthwise 3x3 blocks alone, on L1-resident data (dev tool): one row pair (or two single
  * rows) of px output pixels x C channels, called in a loop; ns per 16-channel output vector.
- * Build (from the repository root; DWSRC may name another tree's dwconv_f32_avx512.c for an A/B):
+ * Build (from the repository root; DWSRC may name another tree's f32_dwconv_8x16c__avx512.c for an A/B):
  *   gcc -O3 -std=gnu11 -fno-math-errno -fno-trapping-math -Icsrc bench/dwconv_block_bench.c \
  *       csrc/scratch.c csrc/pool.c csrc/cpu.c csrc/fpenv.c -o /tmp/dwblock -lm -pthread
  * Run:   /tmp/dwblock C px xoff yoff [single]   (offsets in floats from 64-byte alignment) */
 #ifndef DWSRC
-#define DWSRC "dwconv/dwconv_f32_avx512.c"
+#define DWSRC "dwconv/f32_dwconv_8x16c__avx512.c"
 #endif
 #include DWSRC
 #include <stdio.h>
@@ -33,7 +33,7 @@ int main(int argc, char **argv) {
     for (int64_t i = 0; i < 4 * W * C; i++) x[i] = (float)(i % 7 - 3);
     for (int64_t i = 0; i < 9 * C; i++) w[i] = (float)(i % 5 - 2);
     for (int64_t i = 0; i < C; i++) b[i] = 1;
-    const nhwc_geo g = {C, C, W, 3, 1, 1, 1, 0, C, px, 0, 0, 1};
+    const fp_dw_geo g = {C, C, W, 3, 1, 1, 1, 0, C, px, 0, 0, 1};
     const long it = 2000000 / C;
     double best = 1e9;
     for (int r = 0; r < 7; r++) {

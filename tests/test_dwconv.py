@@ -27,6 +27,32 @@ def test_dwconv_is_chosen():
         assert "dwconv" in cback.CBackend().kernel_name(make_spec(layer._layer, shape, wt.shape))
 
 
+DW_KERNELS = {
+    "avx512": "f32_dwconv_8x16c__avx512",
+    "avx2": "f32_dwconv_4x16c__avx2",
+    "scalar": "f32_dwconv_4x16c__scalar",
+}
+
+
+@pytest.mark.parametrize("layout,w", [("NCHW", 8), ("NHWC", 8), ("NHWC", 64)])
+def test_micro_kernel_of_each_isa(isa, layout, w):
+    """One driver, the ISA's micro-kernel: the run-time name is the kernel's <dtype>_dwconv_<tile>__<isa>."""
+    from fastpoint._spec import make_spec
+    wt = np.zeros((16, 1, 3, 3), np.float32)
+    layer = fp.Conv2d(wt, padding=1, groups=16, layout=layout)
+    shape = (1, 16, 8, w) if layout == "NCHW" else (1, 8, w, 16)
+    assert cback.CBackend().kernel_name(make_spec(layer._layer, shape, wt.shape)) == DW_KERNELS[isa]
+
+
+def test_wide_nchw_planes_go_generic_without_avx512(isa):
+    """Kernels with scalar-code transposes leave NCHW planes of 32 columns and more to the generic loops."""
+    from fastpoint._spec import make_spec
+    wt = np.zeros((16, 1, 3, 3), np.float32)
+    layer = fp.Conv2d(wt, padding=1, groups=16, layout="NCHW")
+    name = cback.CBackend().kernel_name(make_spec(layer._layer, (1, 16, 8, 32), wt.shape))
+    assert (name == DW_KERNELS[isa]) == (isa == "avx512"), name
+
+
 @pytest.mark.parametrize("ow", list(range(1, 18)) + [31, 32, 33, 47, 50, 129])
 def test_every_width_remainder(isa, ow):
     rng = np.random.default_rng(ow)

@@ -18,7 +18,6 @@
 #define VFMA _mm512_fmadd_ps
 #define VMAX _mm512_max_ps
 #include "direct_tile_impl.h"
-#include "../transpose16_avx512.h"
 
 #define K14(NB) DTILE_DEFINE(k512, 1, NB) DTILE_DEFINE(k512, 2, NB) DTILE_DEFINE(k512, 3, NB) \
     DTILE_DEFINE(k512, 4, NB) DTILE_DEFINE(k512, 5, NB) DTILE_DEFINE(k512, 6, NB) DTILE_DEFINE(k512, 7, NB)
@@ -36,97 +35,9 @@ static const fp_dkernel K4[] = {k512_1x4, k512_2x4, k512_3x4, k512_4x4, k512_5x4
 
 fp_dkernel fp_direct_kernel_avx512(int rw, int nb) { return nb == 4 ? K4[rw - 1] : nb == 2 ? K2[rw - 1] : K1[rw - 1]; }
 
-static inline __mmask16 first_n(int64_t n) { return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? 0 : (__mmask16)((1u << n) - 1u); }
-
-/* Transposing store: 16 channels at a time, the tile's rows (pixels) go through a 16x16 register
- * transpose, then one masked contiguous store per channel into its output row. */
-void fp_direct_store_nchw_avx512(const float *tbuf, int64_t ops, int rw, int64_t nch, float *y, int64_t ystride) {
-    const __mmask16 m = first_n(rw);
-    for (int64_t c0 = 0; c0 < nch; c0 += 16) {
-        __m512 r[16];
-#pragma GCC unroll 16
-        for (int j = 0; j < 16; j++) r[j] = j < rw ? _mm512_load_ps(tbuf + j * ops + c0) : _mm512_setzero_ps();
-        fp_tr16_ps(r);
-        const int64_t nc = FP_MIN(16, nch - c0);
-#pragma GCC unroll 16
-        for (int c = 0; c < 16; c++)
-            if (c < nc) _mm512_mask_storeu_ps(y + (c0 + c) * ystride, m, r[c]);
-    }
-}
-
-/* Lanes e of a 16-float block at padded column c0 + e whose input column c0 + e - pl lies in [0, w). */
-static inline __mmask16 cols_in(int64_t c0, int64_t pl, int64_t w) {
-    const int64_t lo = FP_MAX(0, pl - c0), hi = FP_MIN(16, w + pl - c0);
-    return hi <= lo ? 0 : (__mmask16)(first_n(hi) & ~first_n(lo));
-}
-
-/* One NCHW input row into its two stride-2 strip rows, zero padding included: even[q] and odd[q] are
- * padded columns 2q and 2q + 1 (input column minus pl), for q < wq.  Masked loads never touch memory
- * outside the row. */
-void fp_direct_split2_avx512(const float *src, int64_t w, int64_t pl, int64_t wq, float *even, float *odd) {
-    const __m512i ie = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    const __m512i io = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
-    for (int64_t q = 0; q < wq; q += 16) {
-        const int64_t c0 = 2 * q;
-        const __mmask16 ma = cols_in(c0, pl, w), mb = cols_in(c0 + 16, pl, w);
-        const __m512 a = ma ? _mm512_maskz_loadu_ps(ma, src + (c0 - pl)) : _mm512_setzero_ps();
-        const __m512 b = mb ? _mm512_maskz_loadu_ps(mb, src + (c0 + 16 - pl)) : _mm512_setzero_ps();
-        const __mmask16 ms = first_n(wq - q);
-        _mm512_mask_storeu_ps(even + q, ms, _mm512_permutex2var_ps(a, ie, b));
-        _mm512_mask_storeu_ps(odd + q, ms, _mm512_permutex2var_ps(a, io, b));
-    }
-}
-
-/* One NHWC input row into its strip row (channel by channel): dst[c * cs + ph * wq + q] = src[ix * pstride + c]
- * with ix = q * sw + ph - pl (zero outside [0, w)), for c < nc and q < wq.  16 pixels x 16 channels
- * go through a register transpose. */
-void fp_direct_fill_nhwc_avx512(const float *src, int64_t pstride, int64_t nc, int64_t w, int64_t sw, int64_t pl,
-                                int64_t wq, float *dst, int64_t cs) {
-    for (int64_t ph = 0; ph < sw; ph++)
-        for (int64_t q0 = 0; q0 < wq; q0 += 16) {
-            const __mmask16 qm = first_n(wq - q0);
-            for (int64_t c0 = 0; c0 < nc; c0 += 16) {
-                const __mmask16 cm = first_n(nc - c0);
-                __m512 r[16];
-#pragma GCC unroll 16
-                for (int k = 0; k < 16; k++) {
-                    const int64_t ix = (q0 + k) * sw + ph - pl;
-                    r[k] = (ix >= 0 && ix < w && q0 + k < wq) ? _mm512_maskz_loadu_ps(cm, src + ix * pstride + c0)
-                                                               : _mm512_setzero_ps();
-                }
-                fp_tr16_ps(r);
-                float *d = dst + c0 * cs + ph * wq + q0;
-                const int64_t ncc = FP_MIN(16, nc - c0);
-#pragma GCC unroll 16
-                for (int c = 0; c < 16; c++)
-                    if (c < ncc) _mm512_mask_storeu_ps(d + c * cs, qm, r[c]);
-            }
-        }
-}
-
 #if defined(__clang__)
 #pragma clang attribute pop
 #endif
 #else
-void fp_direct_store_nchw_avx512(const float *tbuf, int64_t ops, int rw, int64_t nch, float *y, int64_t ystride) {
-    for (int64_t c = 0; c < nch; c++)
-        for (int j = 0; j < rw; j++) y[c * ystride + j] = tbuf[j * ops + c];
-}
-void fp_direct_split2_avx512(const float *src, int64_t w, int64_t pl, int64_t wq, float *even, float *odd) {
-    for (int64_t q = 0; q < wq; q++) {
-        const int64_t ie = 2 * q - pl, io = 2 * q + 1 - pl;
-        even[q] = (ie >= 0 && ie < w) ? src[ie] : 0.0f;
-        odd[q] = (io >= 0 && io < w) ? src[io] : 0.0f;
-    }
-}
-void fp_direct_fill_nhwc_avx512(const float *src, int64_t pstride, int64_t nc, int64_t w, int64_t sw, int64_t pl,
-                                int64_t wq, float *dst, int64_t cs) {
-    for (int64_t c = 0; c < nc; c++)
-        for (int64_t ph = 0; ph < sw; ph++)
-            for (int64_t q = 0; q < wq; q++) {
-                const int64_t ix = q * sw + ph - pl;
-                dst[c * cs + ph * wq + q] = (ix >= 0 && ix < w) ? src[ix * pstride + c] : 0.0f;
-            }
-}
 fp_dkernel fp_direct_kernel_avx512(int rw, int nb) { return fp_direct_kernel_scalar(rw, nb); }
 #endif

@@ -8,18 +8,33 @@ static int applies(const fp_conv_problem *p, int isa, int f64) {
     return !f64 && p->groups > 1 && p->groups == p->cin;
 }
 
-/* Without AVX-512, wide NCHW planes go to the generic loops (vectorized along the row), which beat
- * the transposed tiles there once the transposes are scalar code (bench in docs/spatial.md). */
-static int generic_rows(const fp_conv_problem *p, int isa) { return p->layout == 0 && isa != FP_ISA_AVX512 && p->ow >= 32; }
+/* The one place a depthwise micro-kernel is chosen: the best one the ISA level runs. */
+const fp_dw_ukernel *fp_dw_select(const fp_conv_problem *p, int isa) {
+    (void)p;
+#if defined(__x86_64__) && !defined(FP_PORTABLE_ONLY)
+    if (isa == FP_ISA_AVX512) return &fp_f32_dwconv_8x16c__avx512;
+    if (isa == FP_ISA_AVX2) return &fp_f32_dwconv_4x16c__avx2;
+#else
+    (void)isa;
+#endif
+    return &fp_f32_dwconv_4x16c__scalar;
+}
+
+/* Kernels whose NCHW transposes are scalar code send wide planes to the generic loops (vectorized
+ * along the row), which beat the transposed tiles there (bench in docs/spatial.md). */
+static int generic_rows(const fp_conv_problem *p, int isa) {
+    const int64_t ow = fp_dw_select(p, isa)->nchw_generic_ow;
+    return p->layout == 0 && ow && p->ow >= ow;
+}
 /* Weights are packed before the image size is known: such calls keep the generic copy too. */
-static int generic_copy(const fp_conv_problem *p, int isa) { return p->layout == 0 && isa != FP_ISA_AVX512; }
+static int generic_copy(const fp_conv_problem *p, int isa) {
+    return p->layout == 0 && fp_dw_select(p, isa)->nchw_generic_ow;
+}
 
 static const char *kernel_name(const fp_conv_problem *p, int isa, int f64) {
     (void)f64;
     if (generic_rows(p, isa)) return fp_algo_generic.kernel_name(p, isa, 0);
-    if (isa == FP_ISA_AVX512) return p->layout == 0 ? "f32_dwconv_nchw__avx512_tiled16c" : "f32_dwconv_nhwc__avx512_16c";
-    if (isa == FP_ISA_AVX2) return p->layout == 0 ? "f32_dwconv_nchw__avx2" : "f32_dwconv_nhwc__avx2";
-    return p->layout == 0 ? "f32_dwconv_nchw__c" : "f32_dwconv_nhwc__c";
+    return fp_dw_select(p, isa)->name;
 }
 
 static int64_t packed_bytes(const fp_conv_problem *p, int isa, int f64) {
@@ -45,9 +60,7 @@ static int run(const fp_conv_problem *p, int isa, int f64, const void *x, const 
     if (p->n == 0 || p->oh == 0 || p->ow == 0 || p->cout == 0) return FP_OK;
     if (generic_rows(p, isa))
         return fp_algo_generic.run(p, isa, 0, x, (const float *)packed + p->kh * p->kw * fp_dw_cpad(p), bias, y);
-    if (isa == FP_ISA_AVX512) return fp_dwconv_run_avx512(p, x, packed, bias, y);
-    if (isa == FP_ISA_AVX2) return fp_dwconv_run_avx2(p, x, packed, bias, y);
-    return fp_dwconv_run_c(p, x, packed, bias, y);
+    return fp_dw_drive(fp_dw_select(p, isa), p, x, packed, bias, y);
 }
 
 const fp_algo fp_algo_dwconv = {"dwconv", applies, kernel_name, packed_bytes, pack, run};
