@@ -2,17 +2,12 @@
 #include "winograd.h"
 
 #if defined(__x86_64__) && !defined(FP_PORTABLE_ONLY)
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
-#else
-#pragma GCC target("avx2,fma")
-#endif
+#include "../isa_target.h"
+FP_TARGET_AVX2
 #define WN_VW 8
 #define WN_FN(name) wn256_##name
 #include "winograd_transform_impl.h"
-#if defined(__clang__)
-#pragma clang attribute pop
-#endif
+FP_TARGET_END
 
 const fp_wino_kernel fp_wino_kernels_avx2[2] = {
     {"f32_winograd_4x4__avx2", 4, wn256_input4, wn256_output4, wn256_stage, wn256_store},
