@@ -5,7 +5,7 @@ only ``tests/``) never spends time timing.  pytest-benchmark refuses ``--benchma
 ``--benchmark-disable``, so asking for ``--benchmark-only`` here turns benchmarking back on, exactly
 as ``--benchmark-enable`` would.
 
-Environment knobs (the same layer table as ``fastpoint bench``, fastpoint/_suites.py):
+Environment knobs (the same layer table as ``fastpoint bench``, fastpoint/bench/suites.py):
 ``FASTPOINT_BENCH_SUITE`` (default ``all``), ``FASTPOINT_BENCH_THREADS`` (default: fastpoint's thread
 count), ``FASTPOINT_BENCH_LAYOUT`` (``NCHW``), ``FASTPOINT_BENCH_PEERS`` (comma-separated, default:
 every importable peer, ``none`` for none), ``FASTPOINT_BENCH_CONVERSIONS=1`` (peers convert from and to

@@ -19,7 +19,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import fastpoint as fp  # noqa: E402
-from fastpoint._timing import alternate, median  # noqa: E402
+from fastpoint.bench.timing import alternate, median  # noqa: E402
 
 LAYERS = [
     # name, x shape (NCHW), weight shape, kwargs

@@ -24,10 +24,10 @@ def child(name: str, threads: int) -> None:
     import numpy as np
 
     import fastpoint as fp
-    from fastpoint import _suites
+    from fastpoint.bench import suites
 
     fp.set_num_threads(threads)
-    la = _suites.layer(name)
+    la = suites.layer(name)
     x, w, b = la.arrays()
     conv = fp.Conv2d(w, b, activation="relu", backend="c", **la.kwargs())
     out = np.full((la.n, la.cout, la.oh, la.ow), 1.0, np.float32)

@@ -20,7 +20,7 @@ CHILD = """
 import time, numpy as np
 t0 = time.perf_counter()
 import fastpoint as fp
-from fastpoint._suites import layer
+from fastpoint.bench.suites import layer
 la = layer({name!r})
 x, w, b = la.arrays({layout!r})
 t1 = time.perf_counter()

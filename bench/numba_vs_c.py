@@ -1,6 +1,6 @@
 """Numba backend versus C backend on the public suites: speed ratio, GFLOP/s and % of FMA peak.
 
-Contenders alternate round by round in one process (fastpoint/_timing.py) and medians are compared;
+Contenders alternate round by round in one process (fastpoint/bench/timing.py) and medians are compared;
 ratio = C time / Numba time (above 1: Numba is faster).  The FMA peak is measured in the same run
 (bench/fma_peak.py), so "% peak" is relative to this machine at this moment.
 
@@ -20,13 +20,13 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import fastpoint as fp  # noqa: E402
-from fastpoint._suites import SUITES  # noqa: E402
-from fastpoint._timing import alternate, median  # noqa: E402
+from fastpoint.bench.suites import SUITES  # noqa: E402
+from fastpoint.bench.timing import alternate, median  # noqa: E402
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--suite", default="pointwise,spatial", help="comma-separated suite names (fastpoint/_suites.py)")
+    ap.add_argument("--suite", default="pointwise,spatial", help="comma-separated suite names (fastpoint.bench.suites)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--layout", default="NCHW", choices=["NCHW", "NHWC"])
     ap.add_argument("--rounds", type=int, default=5)

@@ -2,7 +2,7 @@
 
 ``extra_info`` carries the layer's FLOP count and bytes, and after timing its GFLOP/s and GB/s from
 the median, with % of the measured FMA peak (compute-bound layers) or of the triad bandwidth
-(memory-bound ones).  Peers are the same set-ups as in ``fastpoint bench`` (fastpoint/peers.py).
+(memory-bound ones).  Peers are the same set-ups as in ``fastpoint bench`` (fastpoint/bench/peers.py).
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import os
 import pytest
 
 import fastpoint as fp
-from fastpoint import _measure, peers
-from fastpoint._bench import prepare
-from fastpoint._suites import SUITES
+from fastpoint.bench import measure, peers
+from fastpoint.bench.runner import prepare
+from fastpoint.bench.suites import SUITES
 
 SUITE = os.environ.get("FASTPOINT_BENCH_SUITE", "all")
 LAYOUT = os.environ.get("FASTPOINT_BENCH_LAYOUT", "NCHW")
@@ -49,7 +49,7 @@ def test_layer(benchmark, layer, contender):
         t = stats.stats.median
         gflops, gbs = layer.flops / t * 1e-9, layer.min_bytes / t * 1e-9
         benchmark.extra_info.update(gflops=round(gflops, 2), gbs=round(gbs, 2))
-        peak, bw = _measure.fma_peak(THREADS), _measure.triad(THREADS)[0]  # measured once per process
+        peak, bw = measure.fma_peak(THREADS), measure.triad(THREADS)[0]  # measured once per process
         if peak:
             benchmark.extra_info["pct_fma_peak"] = round(100 * gflops / peak, 1)
         if bw:

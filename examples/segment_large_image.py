@@ -49,7 +49,7 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import fastpoint as fp  # noqa: E402
-from fastpoint._threads import thread_limit  # noqa: E402
+from fastpoint.core.threads import thread_limit  # noqa: E402
 
 # --------------------------------------------------------------------------------------------------
 # the network

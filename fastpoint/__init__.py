@@ -6,12 +6,12 @@
 >>> y = fp.conv1x1(x, w)                       # (1, 256, 56, 56): W @ X at every pixel
 """
 
-from ._threads import get_num_threads, set_num_threads
 from ._version import __version__
 from .api import Conv2d, conv1x1, conv2d
 from .backends import backends
-from .pooling import avg_pool2d, max_pool2d
-from .upsample import upsample
+from .core.threads import get_num_threads, set_num_threads
+from .ops.pooling import avg_pool2d, max_pool2d
+from .ops.upsample import upsample
 
 __all__ = ["Conv2d", "__version__", "backends", "conv1x1", "conv2d", "get_num_threads", "set_num_threads",
            "max_pool2d", "avg_pool2d", "upsample"]

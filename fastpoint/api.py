@@ -22,9 +22,10 @@ from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
-from ._callplan import CallPlan
-from ._nonfinite import apply_padding_nan, nonfinite_taps
-from ._spec import (
+from .backends import get_backend
+from .core.callplan import CallPlan
+from .core.nonfinite import apply_padding_nan, nonfinite_taps
+from .core.spec import (
     ConvSpec,
     IntOrPair,
     LayerSpec,
@@ -37,7 +38,6 @@ from ._spec import (
     prepare_input,
     prepare_param,
 )
-from .backends import get_backend
 
 
 class Conv2d:
@@ -67,7 +67,7 @@ class Conv2d:
             prepare_param("bias", self._bias, self._bias.dtype, (self._layer.cout,))
         self._packed: Dict[Tuple[str, np.dtype], Tuple[LayerSpec, Any, Optional[np.ndarray], Any]] = {}
         self._specs: Dict[Tuple[LayerSpec, Tuple[int, ...]], ConvSpec] = {}
-        # validated calls per (input shape, dtype), and the last one used (_callplan.py)
+        # validated calls per (input shape, dtype), and the last one used (core/callplan.py)
         self._plans: Dict[Tuple[Tuple[int, ...], np.dtype], CallPlan] = {}
         self._plan: Optional[CallPlan] = None
 

@@ -8,25 +8,25 @@ import time
 from typing import List, Optional
 
 from . import __version__
-from ._threads import get_num_threads, set_num_threads
+from .core.threads import get_num_threads, set_num_threads
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from . import _cpu
     from .backends import all_backends
+    from .core import machine
 
     print(f"fastpoint {__version__}")
-    print(f"CPU:      {_cpu.cpu_model()}")
-    isa = _cpu.isa()
-    if isa:
-        print(f"ISA:      {isa['in_use']} (best supported: {isa['supported']}; override with FASTPOINT_ISA)")
-        caches = ", ".join(f"{k} {v // 1024} KiB" for k, v in _cpu.cache_sizes().items())
-        print(f"caches:   {caches}")
-    else:
-        print("ISA:      n/a (C extension not built)")
+    print(f"CPU:      {machine.cpu_model()}")
+    isa = machine.isa()
+    print(f"ISA:      {isa['in_use']} (best supported: {isa['supported']}, from the {isa['source']}; "
+          "override with FASTPOINT_ISA)")
+    caches = ", ".join(f"L{k} {v // 1024} KiB" for k, v in machine.cache_sizes().items())
+    print(f"caches:   {caches}")
     print(f"threads:  {get_num_threads()} (fp.set_num_threads / FASTPOINT_NUM_THREADS)")
     if not getattr(args, "no_measure", False):
-        _print_measured(sorted({1, get_num_threads()}))
+        from .bench.measure import print_measured
+
+        print_measured(sorted({1, get_num_threads()}))
     print("backends:")
     for name, backend in all_backends().items():
         status = "available" if backend.available() else f"unavailable: {backend.why_unavailable()}"
@@ -34,23 +34,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_measured(thread_counts: List[int]) -> None:
-    from . import _measure
-
-    peaks = [(t, _measure.fma_peak(t)) for t in thread_counts]
-    if all(v is None for _, v in peaks):
-        print("peak:     n/a (FMA peak needs the C extension)")
-    else:
-        print("peak:     " + ", ".join(f"{v:.1f} GFLOP/s at {t} thread{'s' if t > 1 else ''}" for t, v in peaks)
-              + " (measured float32 FMA chains)")
-    bws = [(t, *_measure.triad(t)) for t in thread_counts]
-    print("memory:   " + ", ".join(f"{v:.1f} GB/s at {t} thread{'s' if t > 1 else ''}" for t, v, _ in bws)
-          + f" ({bws[0][2]}, {_measure.TRIAD_BYTES >> 20} MiB)")
-
-
 def cmd_check(args: argparse.Namespace) -> int:
-    from ._check import full_cases, quick_cases, run_case
     from .backends import backends
+    from .core.check import full_cases, quick_cases, run_case
 
     names = [b for b in backends() if b != "numpy"] if not args.backends else args.backends.split(",")
     cases = list(full_cases() if args.full else quick_cases())
@@ -90,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="print every case, not only failures")
     p.set_defaults(func=cmd_check)
 
-    from ._bench_cli import add_parser as add_bench_parser
+    from .bench.cli import add_parser as add_bench_parser
 
     add_bench_parser(sub)
     return parser
@@ -99,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "bench":
-        from ._bench_cli import maybe_reexec
+        from .bench.cli import maybe_reexec
 
         maybe_reexec(argv)
         args.argv = sys.argv[1:] if argv is None else list(argv)

@@ -47,12 +47,12 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     raise ImportError("fastpoint.dask needs dask: pip install 'fastpoint[dask]' "
                       "(or pip install 'dask[array,distributed]' zarr)") from exc
 
-from ._image_args import spatial_axes
-from ._spec import DTYPES, IntOrPair, Padding, as_array, check_layout, make_spec
-from ._threads import thread_limit
 from .api import Conv2d
-from .pooling import _tap_reduce, pool_params
-from .upsample import bilinear_valid_axis, nearest, upsample_params
+from .core.image_args import spatial_axes
+from .core.spec import DTYPES, IntOrPair, Padding, as_array, check_layout, make_spec
+from .core.threads import thread_limit
+from .ops.pooling import pool_params, reduce_windows
+from .ops.upsample import bilinear_valid_axis, nearest, upsample_params
 
 __all__ = ["avg_pool2d", "conv1x1", "conv2d", "max_pool2d", "upsample"]
 
@@ -156,8 +156,8 @@ def _pool_block(block: np.ndarray, k, s, layout: str, op: str) -> np.ndarray:
     axes = spatial_axes(layout)
     out_hw = tuple((block.shape[a] - k[i]) // s[i] + 1 for i, a in enumerate(axes))
     if op == "max":
-        return _tap_reduce(block, axes, k, s, out_hw, np.maximum)
-    out = _tap_reduce(block, axes, k, s, out_hw, np.add)
+        return reduce_windows(block, axes, k, s, out_hw, np.maximum)
+    out = reduce_windows(block, axes, k, s, out_hw, np.add)
     if op == "avg":
         out /= block.dtype.type(k[0] * k[1])
     return out

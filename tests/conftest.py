@@ -78,15 +78,9 @@ def forced_isa(level: int):
 
 @pytest.fixture(params=list(C_ISAS))
 def isa(request):
-    """Force each C ISA path in turn, by name (conv2d packs afresh on every call)."""
+    """Force each C ISA path in turn; the value is its name (``C_ISAS[isa]`` is the level that
+    lib.fp_isa() returns).  conv2d packs afresh on every call."""
     with forced_isa(C_ISAS[request.param]):
-        yield request.param
-
-
-@pytest.fixture(params=list(C_ISAS.values()), ids=list(C_ISAS))
-def isa_level(request):
-    """Force each C ISA path in turn, by its integer level (what lib.fp_isa() returns)."""
-    with forced_isa(request.param):
         yield request.param
 
 

@@ -164,7 +164,7 @@ def _cases():
 CASES = _cases()
 NAMES = [c[0] for c in CASES]
 # "Conv2d again": the layer's second call, after a valid call on an input of the same shape (the call
-# plan of fastpoint/_callplan.py exists then, so the case goes through its fast checks first)
+# plan of fastpoint/core/callplan.py exists then, so the case goes through its fast checks first)
 ENTRIES = ("conv2d", "Conv2d", "Conv2d again")
 
 

@@ -1,4 +1,8 @@
 """The API contract on every backend: layouts, views, dtypes, out=, Conv2d reuse, NaN, batch 0."""
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -17,9 +21,36 @@ def test_backends_listed():
     assert set(names) <= {"c", "numba", "numpy"}
 
 
-def test_c_and_numba_are_built_here():
-    # the package's own install builds the C extension and pulls in Numba
-    assert set(fp.backends()) == {"c", "numba", "numpy"}
+def test_required_backends_are_built_here():
+    # FASTPOINT_REQUIRE_BACKENDS=c,numba (.ci/run): a build that silently fell back must fail CI
+    required = {b for b in os.environ.get("FASTPOINT_REQUIRE_BACKENDS", "").split(",") if b}
+    assert required <= set(fp.backends())
+
+
+def test_without_compiler_or_numba_auto_falls_back_to_numpy_and_info_says_why():
+    # an install without a C compiler has no fastpoint._cconv; one without Numba cannot import it
+    code = (
+        "import sys, contextlib, io\n"
+        "sys.modules['fastpoint._cconv'] = None; sys.modules['numba'] = None\n"
+        "import numpy as np, fastpoint as fp\n"
+        "from fastpoint.backends import get_backend\n"
+        "from fastpoint.cli import main\n"
+        "assert fp.backends() == ['numpy'], fp.backends()\n"
+        "assert get_backend('auto').name == 'numpy'\n"
+        "x = np.arange(48, dtype=np.float32).reshape(1, 3, 4, 4); w = np.ones((2, 3, 3, 3), np.float32)\n"
+        "assert fp.conv2d(x, w, padding=1)[0, 0, 1, 1] == x[0, :, :3, :3].sum()\n"
+        "out = io.StringIO()\n"
+        "with contextlib.redirect_stdout(out):\n"
+        "    assert main(['info', '--no-measure']) == 0\n"
+        "print(out.getvalue())\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert res.returncode == 0, res.stderr
+    lines = {line.split()[0]: line for line in res.stdout.splitlines() if line.startswith("  ")}
+    assert "unavailable" in lines["c"] and "not built" in lines["c"] and "compiler" in lines["c"]
+    assert "unavailable" in lines["numba"] and "not installed" in lines["numba"]
+    assert lines["numpy"].split()[1] == "available"
 
 
 def test_conv1x1_is_channel_mixing_matmul(any_backend):

@@ -12,12 +12,14 @@ import numpy as np
 import pytest
 
 import fastpoint as fp
-from fastpoint import _measure, _report, peers
-from fastpoint._bench import Settings, run_bench, select_layers
-from fastpoint._suites import Layer
+from fastpoint.bench import measure, peers, report
+from fastpoint.bench.runner import Settings, run_bench, select_layers
+from fastpoint.bench.suites import Layer
 from fastpoint.cli import main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+#: peers that must run here (.ci/run installs them): missing, their tests fail instead of skipping
+REQUIRED_PEERS = [p for p in os.environ.get("FASTPOINT_REQUIRE_PEERS", "").split(",") if p]
 
 SMALL = [
     Layer("t_pw", "t", 1, 8, 5, 6, 7),
@@ -34,7 +36,7 @@ SMALL = [
 @pytest.mark.parametrize("layer", SMALL, ids=[la.name for la in SMALL])
 def test_peer_matches_reference(peer, layer, mode):
     if peers.why_unavailable(peer):
-        pytest.skip(peers.why_unavailable(peer))
+        (pytest.fail if peer in REQUIRED_PEERS else pytest.skip)(peers.why_unavailable(peer))
     layout, conversions = ("NCHW", False) if mode == "native" else (mode[:4], True)
     prep = peers.prepare(peer, layer, 1, layout, conversions)
     if isinstance(prep, str):
@@ -67,7 +69,7 @@ def test_conv_suffix_peer():
     assert peers.why_unavailable("xnnpack+conv") is None
     prep = peers.prepare("xnnpack+conv", SMALL[0], 1, "NCHW")
     assert prep.layout == "NCHW" and "conversions timed" in prep.note
-    assert _report.short("xnnpack+conv") == "xnn+conv"
+    assert report.short("xnnpack+conv") == "xnn+conv"
 
 
 def test_unknown_peer():
@@ -76,8 +78,8 @@ def test_unknown_peer():
 
 def test_measure():
     if fp.backends()[0] == "c":
-        assert _measure.fma_peak(1, 0.03) > 0.5
-    gbs, how = _measure.triad(1, 3 << 20)
+        assert measure.fma_peak(1, 0.03) > 0.5
+    gbs, how = measure.triad(1, 3 << 20)
     assert gbs > 0 and how
 
 
@@ -101,11 +103,11 @@ def test_run_bench_record_and_report(tmp_path):
         assert all(len(s) >= 2 for s in r["samples"].values())
         assert all(err is not None and err < 1e-5 for n, err in r["check"].items())
     path = tmp_path / "r.json"
-    _report.save(record, str(path))
-    again = _report.load([str(path), str(path)])
-    text = _report.report(again)
+    report.save(record, str(path))
+    again = report.load([str(path), str(path)])
+    text = report.report(again)
     assert "t_3x3_pad" in text and "geomean" in text and "vs gemm" in text
-    assert _report.report(again, markdown=True).count("| geomean |") == 1
+    assert report.report(again, markdown=True).count("| geomean |") == 1
 
 
 def test_cli_bench_json_compare_plot(tmp_path, capsys):
@@ -163,3 +165,21 @@ def test_run_bench_layouts_check_every_contender(layout, conversions):
         assert set(r["check"]) == {n for n in names if n != "numpy-gemm"}
         assert all(err is not None and err < 1e-5 for err in r["check"].values()), r["check"]
         assert "numpy-gemm" in r["na"] or "numpy-gemm" not in names or r["layer"] != "t_dw_dil"
+
+
+def test_bench_restarts_the_installed_package_not_a_fastpoint_folder_in_the_current_directory(tmp_path):
+    # `fastpoint bench` restarts itself when OpenBLAS tuning variables are set; run in a clone, the
+    # restart once imported the clone's source tree (no C extension built there) in place of the install
+    script = os.path.join(os.path.dirname(sys.executable), "fastpoint")
+    if not os.path.isfile(script):
+        pytest.skip("the fastpoint script is not installed beside this Python")
+    decoy = tmp_path / "fastpoint"
+    decoy.mkdir()
+    (decoy / "__init__.py").write_text("raise SystemExit('imported the fastpoint folder of the current directory')\n")
+    env = {k: v for k, v in os.environ.items() if k != "FASTPOINT_BENCH_REEXEC"}
+    env["OPENBLAS_CORETYPE"] = "Haswell"
+    res = subprocess.run([script, "bench", "--list"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert "restarting without OPENBLAS_CORETYPE" in res.stderr
+    assert res.returncode == 0, res.stderr
+    assert "quick" in res.stdout

@@ -1,4 +1,4 @@
-"""Repeat calls of a Conv2d take the call plan (fastpoint/_callplan.py): same results, same checks.
+"""Repeat calls of a Conv2d take the call plan (fastpoint/core/callplan.py): same results, same checks.
 
 The bad-argument classes are also run on a layer's second call by tests/test_invalid_subprocess.py
 (entry "Conv2d again"); here: valid inputs that must leave the fast path or use it correctly.
@@ -10,7 +10,7 @@ import pytest
 
 import fastpoint as fp
 from fastpoint import api
-from fastpoint._threads import thread_limit
+from fastpoint.core.threads import thread_limit
 
 from .conftest import int_array, run_in_threads
 

@@ -13,7 +13,7 @@ dask = pytest.importorskip("dask")
 fpd = pytest.importorskip("fastpoint.dask")
 
 import fastpoint as fp  # noqa: E402
-from fastpoint._threads import get_num_threads  # noqa: E402
+from fastpoint.core.threads import get_num_threads  # noqa: E402
 
 from .conftest import int_array  # noqa: E402
 

@@ -23,7 +23,7 @@ check = assert_c_equals_reference
 
 
 def kernel_name(cin, cout, k, layout="NCHW", groups=1, padding=0, h=8, w=8):
-    from fastpoint._spec import make_spec
+    from fastpoint.core.spec import make_spec
     wt = np.zeros((cout, cin // groups, k, k), np.float32)
     layer = fp.Conv2d(wt, padding=padding, groups=groups, layout=layout, backend="c")
     shape = (1, cin, h, w) if layout == "NCHW" else (1, h, w, cin)

@@ -19,7 +19,7 @@ def dw(rng, c, mult, h, w, k=3, layout="NCHW", n=1):
 
 
 def test_dwconv_is_chosen():
-    from fastpoint._spec import make_spec
+    from fastpoint.core.spec import make_spec
     for layout in ("NCHW", "NHWC"):
         wt = np.zeros((32, 1, 3, 3), np.float32)
         layer = fp.Conv2d(wt, padding=1, groups=16, layout=layout)

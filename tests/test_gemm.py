@@ -14,6 +14,8 @@ import pytest
 import fastpoint as fp
 from fastpoint.backends import get_backend
 
+from .conftest import C_ISAS
+
 c_backend = get_backend("c")
 pytestmark = pytest.mark.skipif(not c_backend.available(), reason="C extension not built")
 
@@ -31,9 +33,9 @@ NAMES = {0: "scalar_4x16", 1: "avx2_6x16", 2: "avx512_8x48"}
 
 
 @pytest.fixture
-def isa(isa_level):
-    """The shared ISA-forcing fixture (conftest), by integer level, under the name these tests use."""
-    return isa_level
+def isa(isa):
+    """The shared ISA-forcing fixture (conftest), as the integer level these tests index by."""
+    return C_ISAS[isa]
 
 
 def check(isa, n, cin, cout, h, w, stride=1, layout="NCHW", relu=False, bias=True, seed=0, nan_out=True):
@@ -55,7 +57,7 @@ def check(isa, n, cin, cout, h, w, stride=1, layout="NCHW", relu=False, bias=Tru
 def test_kernel_is_used(isa):
     spec_layer = fp.Conv2d(np.ones((4, 4, 1, 1), np.float32), backend="c")
     x = np.ones((1, 4, 3, 3), np.float32)
-    from fastpoint._spec import make_spec
+    from fastpoint.core.spec import make_spec
 
     spec = make_spec(spec_layer._layer.with_dtype(np.float32), x.shape, (4, 4, 1, 1))
     assert c_backend.kernel_name(spec).endswith(NAMES[isa])
@@ -149,7 +151,7 @@ def test_nan_reaches_exactly_its_pixel(isa, layout, hw):
 def test_float64_falls_back_to_generic():
     x = np.ones((1, 4, 3, 3))
     w = np.ones((5, 4, 1, 1))
-    from fastpoint._spec import make_spec
+    from fastpoint.core.spec import make_spec
 
     layer = fp.Conv2d(w, backend="c")
     spec = make_spec(layer._layer.with_dtype(np.float64), x.shape, w.shape)
@@ -162,7 +164,7 @@ def test_isa_override_variable(name):
     """FASTPOINT_ISA picks the micro-kernel in a fresh process (lowered to what the CPU has)."""
     code = ("import numpy as np, fastpoint as fp\n"
             "from fastpoint.backends import get_backend\n"
-            "from fastpoint._spec import make_spec\n"
+            "from fastpoint.core.spec import make_spec\n"
             "rng = np.random.default_rng(0)\n"
             "x = rng.integers(-3, 4, (2, 37, 9, 11)).astype(np.float32)\n"
             "w = rng.integers(-2, 3, (29, 37, 1, 1)).astype(np.float32)\n"

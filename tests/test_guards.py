@@ -19,7 +19,9 @@ import itertools
 import numpy as np
 import pytest
 
-from fastpoint._spec import make_layer, make_spec
+from fastpoint.core.spec import make_layer, make_spec
+
+from .conftest import C_ISAS
 
 c = pytest.importorskip("fastpoint.backends.c")
 if c.lib is None:
@@ -131,9 +133,9 @@ def _run_guarded(prob, dtype, threads: int, relu: bool, with_bias: bool, seed: i
 
 
 @pytest.fixture
-def isa(isa_level):
-    """The shared ISA-forcing fixture (conftest), by integer level."""
-    return isa_level
+def isa(isa):
+    """The shared ISA-forcing fixture (conftest), as the integer level these tests index by."""
+    return C_ISAS[isa]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

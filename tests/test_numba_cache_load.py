@@ -1,4 +1,5 @@
 """Warm-cache loads of the Numba kernels skip Numba's full registry refresh (numba_kernels/cacheload.py).
+Where the cache lives: tests/test_numba_cache_dir.py.
 
 Each check runs in fresh processes sharing one Numba cache directory: the first process compiles
 (or loads), the second must load every kernel path from the cache, give exact results, and leave
@@ -87,22 +88,24 @@ def test_warm_cache_loads_without_registries_and_numba_stays_usable():
     assert warm.split() == ["registries", "False", "ok"], warm
 
 
-def test_only_cached_dispatchers_change():
+def test_only_fastpoint_dispatchers_change():
     from numba import njit
     from numba.core.caching import FunctionCache, NullCache
 
-    from fastpoint.backends.numba_kernels import cacheload
+    from fastpoint.backends.numba_kernels import cacheload, prepare
 
     @njit(cache=True)
-    def cached(a):
+    def users_cached(a):
         return a + 1
 
     @njit
-    def uncached(a):
+    def users_uncached(a):
         return a + 1
 
-    namespace = {"cached": cached, "uncached": uncached, "other": np.float32}
-    cacheload.load_without_refresh(namespace)
-    assert isinstance(cached._cache, FunctionCache) and type(cached._cache) is not FunctionCache
-    assert type(uncached._cache) is NullCache
-    assert cached(1) == 2 and uncached(1) == 2
+    namespace = {"cached": users_cached, "uncached": users_uncached, "other": np.float32}
+    cacheload.cache_kernels(namespace)
+    assert type(users_cached._cache) is FunctionCache and type(users_uncached._cache) is NullCache
+    assert users_cached(1) == 2 and users_uncached(1) == 2
+    kernel_cache = prepare.prepare_nchw._cache
+    assert isinstance(kernel_cache, cacheload._KernelCache)
+    assert kernel_cache._cache_path.startswith(cacheload.cache_root())

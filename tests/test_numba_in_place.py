@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import fastpoint as fp
-from fastpoint._threads import thread_limit
+from fastpoint.core.threads import thread_limit
 
 from .conftest import int_array
 

@@ -1,7 +1,7 @@
 """Every fast backend equals the reference on the full sweep of the contract (integer data: exact)."""
 import pytest
 
-from fastpoint._check import full_cases, run_case
+from fastpoint.core.check import full_cases, run_case
 
 CASES = list(full_cases())
 

@@ -16,8 +16,8 @@ import numpy as np
 
 import fastpoint as fp
 from fastpoint import api
-from fastpoint._suites import layer as suite_layer
 from fastpoint.backends import c as cb
+from fastpoint.bench.suites import layer as suite_layer
 
 
 def median_us(f: Callable[[], object], n: int, reps: int = 7) -> float:

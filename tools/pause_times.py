@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 import fastpoint as fp
-from fastpoint._suites import layer as suite_layer
+from fastpoint.bench.suites import layer as suite_layer
 
 
 def main(name: str, layout: str = "NHWC", threads_arg: str = "1,2") -> None:

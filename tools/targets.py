@@ -13,7 +13,7 @@ import math
 import sys
 from statistics import median
 
-from fastpoint import _suites
+from fastpoint.bench.suites import POINTWISE, SPATIAL
 
 
 def main(path: str) -> None:
@@ -25,7 +25,7 @@ def main(path: str) -> None:
         wanted = {"pointwise": ("xnnpack", "torch-cl"), "spatial": ("xnnpack", "torch-cl")}
     else:
         wanted = {"pointwise": ("torch", "onnxruntime", "numpy-gemm"), "spatial": ("torch", "onnxruntime")}
-    suites = {"pointwise": {la.name for la in _suites.POINTWISE}, "spatial": {la.name for la in _suites.SPATIAL}}
+    suites = {"pointwise": {la.name for la in POINTWISE}, "spatial": {la.name for la in SPATIAL}}
     for threads in d["threads"]:
         rows = [r for r in d["results"] if r["threads"] == threads]
         for suite, names in suites.items():

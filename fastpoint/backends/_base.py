@@ -10,7 +10,7 @@ from typing import Any, Optional, Protocol
 
 import numpy as np
 
-from .._spec import ConvSpec, LayerSpec
+from ..core.spec import ConvSpec, LayerSpec
 
 
 class Backend(Protocol):

@@ -11,8 +11,8 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .._spec import ConvSpec, LayerSpec
-from .._threads import get_num_threads
+from ..core.spec import ConvSpec, LayerSpec
+from ..core.threads import get_num_threads
 
 try:
     from .. import _cconv

@@ -14,8 +14,8 @@ from typing import Optional
 
 import numpy as np
 
-from .._spec import ConvSpec, LayerSpec
-from .._threads import get_num_threads
+from ..core.spec import ConvSpec, LayerSpec
+from ..core.threads import get_num_threads
 
 
 class NumbaBackend:

@@ -10,7 +10,7 @@ from typing import Optional
 
 import numpy as np
 
-from .._spec import ConvSpec, LayerSpec
+from ..core.spec import ConvSpec, LayerSpec
 
 
 def conv2d_nchw(x: np.ndarray, weight: np.ndarray, spec: ConvSpec) -> np.ndarray:

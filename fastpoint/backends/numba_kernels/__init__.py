@@ -19,12 +19,12 @@ from typing import Callable, Dict, Optional
 
 import numpy as np
 
-from ..._spec import ConvSpec, LayerSpec
+from ...core.spec import ConvSpec, LayerSpec
 from . import blocking, workers
-from .cacheload import load_without_refresh
+from .cacheload import cache_kernels
 from .geometry import geometry
 
-load_without_refresh(vars(workers))  # its spin loops are cached dispatchers too (cacheload.py)
+cache_kernels(vars(workers))  # its spin loops are cached kernels too (cacheload.py)
 
 
 @dataclass(frozen=True)
@@ -162,7 +162,7 @@ def bind(spec: ConvSpec, packed: Packed, bias: Optional[np.ndarray]) -> Launch:
     """Everything of a call that depends on the layer and shape only, done once: ``launch(x, out, threads)``.
 
     What is left per call: the prepared input copy (when the kernel needs one), the thread choice
-    and the kernel's argument tuple.  A ``Conv2d``'s repeat calls keep the launcher (fastpoint/_callplan.py),
+    and the kernel's argument tuple.  A ``Conv2d``'s repeat calls keep the launcher (fastpoint/core/callplan.py),
     which saves the index tables, padded bias and block sizes of every call (~10 us of a 40 us layer).
     """
     L = spec.layer

@@ -1,4 +1,5 @@
-"""Tiling decisions for the Numba kernels, from the same cache detection as the C backend.
+"""Tiling decisions for the Numba kernels, from the same cache detection as the C backend
+(:func:`fastpoint.core.machine.cache_sizes`).
 
 Pure Python (no Numba): block sizes are plain ints handed to the kernels, so changing one never
 triggers a recompilation.
@@ -6,10 +7,7 @@ triggers a recompilation.
 
 from __future__ import annotations
 
-import functools
-import os
-from typing import Dict
-
+from ...core.machine import cache_sizes
 from .simd import VECTOR_BYTES
 
 #: rows of the register tile (output channels for NCHW, output pixels for NHWC).  With two vectors
@@ -27,28 +25,6 @@ def lanes(itemsize: int) -> int:
 
 def tile_cols(itemsize: int) -> int:
     return NV * lanes(itemsize)
-
-
-@functools.cache
-def cache_sizes() -> Dict[int, int]:
-    """Data cache bytes per level: the C extension's detection when built, else sysconf, else defaults."""
-    try:
-        from ..c import lib
-
-        if lib is not None:
-            return {level: int(lib.fp_cache_size(level)) for level in (1, 2, 3)}
-    except ImportError:
-        pass
-    names = {1: "SC_LEVEL1_DCACHE_SIZE", 2: "SC_LEVEL2_CACHE_SIZE", 3: "SC_LEVEL3_CACHE_SIZE"}
-    defaults = {1: 32 * 1024, 2: 1024 * 1024, 3: 8 * 1024 * 1024}  # same defaults as csrc/cpu.c
-    sizes = {}
-    for level, name in names.items():
-        try:
-            value = os.sysconf(name)
-        except (ValueError, OSError, AttributeError):
-            value = -1
-        sizes[level] = value if value > 0 else defaults[level]
-    return sizes
 
 
 def panel_block(panel_bytes: int, panels: int, other_jobs: int = 1, threads: int = 1) -> int:

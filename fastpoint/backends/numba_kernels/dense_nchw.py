@@ -16,7 +16,7 @@ import numpy as np
 from numba import njit
 
 from . import tasks
-from .cacheload import load_without_refresh
+from .cacheload import cache_kernels
 from .fpenv import flush_enter, flush_leave
 from .pipeline import SimplifyingCompiler
 from .simd import lanes, prefetch, vbroadcast, vfma, vload, vload_m, vmask, vsplat, vstore
@@ -26,7 +26,7 @@ from .workers import next_task, start
 MR = 6
 
 
-@njit(cache=True, inline="always")
+@njit(inline="always")
 def _load_acc(acc, a):
     """The 12 accumulators of an MR x 2-vector tile, kept at acc[a:] between K chunks."""
     nl = lanes(acc)
@@ -35,7 +35,7 @@ def _load_acc(acc, a):
             vload(acc, a + 8 * nl), vload(acc, a + 9 * nl), vload(acc, a + 10 * nl), vload(acc, a + 11 * nl))
 
 
-@njit(cache=True, inline="always")
+@njit(inline="always")
 def _store_acc(acc, a, c):
     nl = lanes(acc)
     c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51 = c
@@ -53,7 +53,7 @@ def _store_acc(acc, a, c):
     vstore(acc, a + 11 * nl, c51)
 
 
-@njit(cache=True, inline="always")
+@njit(inline="always")
 def _step(wp, w, b0, b1, c):
     """One step of K: six broadcast weights times the two input vectors, added to the tile ``c``."""
     c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51 = c
@@ -78,7 +78,7 @@ def _step(wp, w, b0, b1, c):
     return (c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51)
 
 
-@njit(cache=True, inline="always")
+@njit(inline="always")
 def _tile(bpanel, bo, steps, wp, w, acc, a):
     """Add ``steps`` steps of the K reduction to one MR x 2-vector tile kept at acc[a:].
 
@@ -93,7 +93,7 @@ def _tile(bpanel, bo, steps, wp, w, acc, a):
     _store_acc(acc, a, c)
 
 
-@njit(cache=True, inline="always")
+@njit(inline="always")
 def _tile_direct(xp, xq, koff, m0, m1, steps, wp, w, acc, a, pf):
     """:func:`_tile` reading the input in place: step k loads ``xp[xq + koff[k]:]`` (masks m0, m1).
 
@@ -111,7 +111,7 @@ def _tile_direct(xp, xq, koff, m0, m1, steps, wp, w, acc, a, pf):
     _store_acc(acc, a, c)
 
 
-@njit(cache=True, inline="always")
+@njit(inline="always")
 def _pack_panel(xp, xq, koff, k0, k1, m0, m1, bpanel, bo):
     """Copy steps [k0, k1) of one position tile into a contiguous panel (BLIS's packed B).
 
@@ -128,7 +128,7 @@ def _pack_panel(xp, xq, koff, k0, k1, m0, m1, bpanel, bo):
         vstore(bpanel, d + nl, vload_m(xp, o + nl, m1))
 
 
-@njit(cache=True, inline="always")
+@njit(inline="always")
 def _pack_block(xp, xbase, koff, ksteps, qt0, qt1, qtotal, bpanel):
     """Pack position tiles [qt0, qt1) for all ``ksteps`` steps, into panels of ``ksteps`` x 2 vectors each.
 
@@ -153,7 +153,7 @@ def _pack_block(xp, xbase, koff, ksteps, qt0, qt1, qtotal, bpanel):
             vstore(bpanel, d + nl, vload_m(xp, o + q0 + nl, vmask(xp, qtotal - q0 - nl)))
 
 
-@njit(cache=True, inline="always")
+@njit(inline="always")
 def _store_tile(y, acc, a, ybase, step, rows, q0, wq, ow, qtotal, relu):
     """Write ``rows`` rows (output channels, ``step`` apart in y) of the tile kept at acc[a:]."""
     nl = lanes(y)
@@ -170,7 +170,7 @@ def _store_tile(y, acc, a, ybase, step, rows, q0, wq, ow, qtotal, relu):
             store_positions_at(y, ybase + i * step, v1, q0 + nl, oy1, ox1, wq, ow, qtotal)
 
 
-@njit(cache=True, nogil=True, pipeline_class=SimplifyingCompiler)
+@njit(nogil=True, pipeline_class=SimplifyingCompiler)
 def conv_nchw(xp, plane, koff, wq, qtotal, wp, bp, y, n_, cin, cout, groups, oh, ow, relu,
               co_block, q_block, kc, in_place, counter):
     """y (flat N x Cout x oh x ow) from the prepared input xp (flat N x Cin x plane).
@@ -261,4 +261,4 @@ def conv_nchw(xp, plane, koff, wq, qtotal, wp, bp, y, n_, cin, cout, groups, oh,
     flush_leave(mxcsr_old)
 
 
-load_without_refresh(globals())  # a warm cache loads without Numba's full registry refresh (cacheload.py)
+cache_kernels(globals())  # cached per user; a warm cache loads without a registry refresh (cacheload.py)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from numba import njit
 
 from . import tasks
-from .cacheload import load_without_refresh
+from .cacheload import cache_kernels
 from .fpenv import flush_enter, flush_leave
 from .pipeline import SimplifyingCompiler
 from .simd import lanes, vbroadcast, vfma, vload, vstore_lanes
@@ -25,7 +25,7 @@ from .workers import next_task, start
 MR = 6
 
 
-@njit(cache=True, inline="always")
+@njit(inline="always")
 def _tile(xp, r0, r1, r2, r3, r4, r5, c, tapoff, cin_g, wp, w, bp, b):
     """One MR x 2-vector tile; ``r*`` are the flat offsets of the tile's pixels (tap 0, channel 0)."""
     nl = lanes(xp)
@@ -60,7 +60,7 @@ def _tile(xp, r0, r1, r2, r3, r4, r5, c, tapoff, cin_g, wp, w, bp, b):
     return c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51
 
 
-@njit(cache=True, inline="always")
+@njit(inline="always")
 def _pixel_offset(q, wq, ow, qtotal, cout):
     """Offset of grid position q's output pixel in y, or -1 for a junk position (not stored)."""
     if q >= qtotal:
@@ -70,7 +70,7 @@ def _pixel_offset(q, wq, ow, qtotal, cout):
     return -1 if ox >= ow else (oy * ow + ox) * cout
 
 
-@njit(cache=True, inline="always")
+@njit(inline="always")
 def _store_pixel(y, po, v0, v1, n0, n1, ybase, relu):
     """Write the channels [0, n0 + n1) of the pixel at offset po (skipped when po < 0)."""
     if po < 0:
@@ -81,7 +81,7 @@ def _store_pixel(y, po, v0, v1, n0, n1, ybase, relu):
         vstore_lanes(y, o + lanes(y), finish(v1, relu), 0, n1)
 
 
-@njit(cache=True, nogil=True, pipeline_class=SimplifyingCompiler)
+@njit(nogil=True, pipeline_class=SimplifyingCompiler)
 def conv_nhwc(xp, plane, tapoff, wq, qtotal, wp, bp, y, n_, cin, cout, groups, oh, ow, relu,
               co_block, q_block, counter):
     """y (flat N x oh x ow x Cout) from the prepared input xp (flat N x plane x Cin).
@@ -140,4 +140,4 @@ def conv_nhwc(xp, plane, tapoff, wq, qtotal, wp, bp, y, n_, cin, cout, groups, o
     flush_leave(mxcsr_old)
 
 
-load_without_refresh(globals())  # a warm cache loads without Numba's full registry refresh (cacheload.py)
+cache_kernels(globals())  # cached per user; a warm cache loads without a registry refresh (cacheload.py)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .cacheload import load_without_refresh
+from .cacheload import cache_kernels
 from .fpenv import flush_enter, flush_leave
 from .pipeline import SimplifyingCompiler
 from .prepare import fill_plane
@@ -24,7 +24,7 @@ from .workers import next_task, start
 NV = 4  # vectors (NCHW) or pixels (NHWC) per tile
 
 
-@njit(cache=True, inline="always")
+@njit(inline="always")
 def _tile(xp, q0, left, tapoff, wp, wo, b):
     """4 vectors of outputs at grid positions q0, q0+1, ... (``left`` of them real, the rest masked)."""
     nl = lanes(xp)
@@ -44,7 +44,7 @@ def _tile(xp, q0, left, tapoff, wp, wo, b):
     return a0, a1, a2, a3
 
 
-@njit(cache=True, nogil=True, pipeline_class=SimplifyingCompiler)
+@njit(nogil=True, pipeline_class=SimplifyingCompiler)
 def dw_nchw(x, h, w, py, px, hq1, wq, sh, sw, pt, pl, tapoff, wp, bias, y, nc, c_, oh, ow, relu, workers, counter):
     """y (flat N x C x oh x ow) from x (flat N x C x h x w); wp is [c][tap].
 
@@ -95,7 +95,7 @@ def dw_nchw(x, h, w, py, px, hq1, wq, sh, sw, pt, pl, tapoff, wp, bias, y, nc, c
     flush_leave(mxcsr_old)
 
 
-@njit(cache=True, inline="always")
+@njit(inline="always")
 def _store_pixel(y, q, v, n, ybase, wq, ow, qtotal, c_, relu):
     if q >= qtotal:
         return
@@ -105,7 +105,7 @@ def _store_pixel(y, q, v, n, ybase, wq, ow, qtotal, c_, relu):
         vstore_lanes(y, ybase + (oy * ow + ox) * c_, finish(v, relu), 0, n)
 
 
-@njit(cache=True, nogil=True, pipeline_class=SimplifyingCompiler)
+@njit(nogil=True, pipeline_class=SimplifyingCompiler)
 def dw_nhwc(xp, plane, tapoff, wq, qtotal, wp, bias, y, n_, c_, oh, ow, relu, q_block, counter):
     """y (flat N x oh x ow x C); xp is the prepared input (flat N x plane x C); wp is [tap][C padded]."""
     nl = lanes(xp)
@@ -149,4 +149,4 @@ def dw_nhwc(xp, plane, tapoff, wq, qtotal, wp, bias, y, n_, c_, oh, ow, relu, q_
     flush_leave(mxcsr_old)
 
 
-load_without_refresh(globals())  # a warm cache loads without Numba's full registry refresh (cacheload.py)
+cache_kernels(globals())  # cached per user; a warm cache loads without a registry refresh (cacheload.py)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .cacheload import load_without_refresh
+from .cacheload import cache_kernels
 from .fpenv import flush_enter, flush_leave
 from .pipeline import SimplifyingCompiler
 from .simd import lanes, vfma, vload, vstore, vtranspose
@@ -28,7 +28,7 @@ from .workers import next_task, start
 PX = 4  # output pixels per register tile: 4 independent FMA chains sharing each weight load
 
 
-@njit(cache=True, inline="always")
+@njit(inline="always")
 def _pixels(tile, p0, p1, p2, p3, toff, wpk, wo, bv, nl):
     a0 = bv
     a1, a2, a3 = bv, bv, bv
@@ -42,7 +42,7 @@ def _pixels(tile, p0, p1, p2, p3, toff, wpk, wo, bv, nl):
     return a0, a1, a2, a3
 
 
-@njit(cache=True, inline="always")
+@njit(inline="always")
 def _pixels_row3(tile, p0, rows, rowstep, wpk, wo, bv, nl):
     """:func:`_pixels` for 3-wide kernels at stride 1 and dilation 1 along rows: the 4 pixels' 12 taps
     of a kernel row read 6 neighbouring tile pixels, so each is loaded once (6 loads, not 12)."""
@@ -66,7 +66,7 @@ def _pixels_row3(tile, p0, rows, rowstep, wpk, wo, bv, nl):
     return a0, a1, a2, a3
 
 
-@njit(cache=True, nogil=True, pipeline_class=SimplifyingCompiler)
+@njit(nogil=True, pipeline_class=SimplifyingCompiler)
 def dw_nchw_small(x, h, w, c_, n_, sh, sw, hp, wp, pix2tile, ident, toff, row3, wpk, bp, y, oh, ow, relu,
                   counter):
     """y (flat N x C x oh x ow) from x (flat N x C x h x w).
@@ -128,4 +128,4 @@ def dw_nchw_small(x, h, w, c_, n_, sh, sw, hp, wp, pix2tile, ident, toff, row3, 
     flush_leave(mxcsr_old)
 
 
-load_without_refresh(globals())  # a warm cache loads without Numba's full registry refresh (cacheload.py)
+cache_kernels(globals())  # cached per user; a warm cache loads without a registry refresh (cacheload.py)

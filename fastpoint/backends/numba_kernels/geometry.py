@@ -21,7 +21,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from ..._spec import ConvSpec
+from ...core.spec import ConvSpec
 
 
 @dataclass(frozen=True)

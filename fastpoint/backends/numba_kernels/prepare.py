@@ -10,12 +10,12 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .cacheload import load_without_refresh
+from .cacheload import cache_kernels
 from .pipeline import SimplifyingCompiler
 from .simd import lanes, veven, vload, vload_m, vmask, vstore, vstore_lanes, vzero
 
 
-@njit(cache=True, inline="always")
+@njit(inline="always")
 def copy_run(src, s, dst, d, n):
     """dst[d:d+n] = src[s:s+n] with vector loads/stores (plain indexing checks for negative indices
     on every element, which keeps LLVM from vectorizing the copy)."""
@@ -28,7 +28,7 @@ def copy_run(src, s, dst, d, n):
         vstore_lanes(dst, d + j, vload_m(src, s + j, vmask(src, n - j)), 0, n - j)
 
 
-@njit(cache=True, inline="always")
+@njit(inline="always")
 def copy_even_run(src, s, avail, dst, d, n):
     """dst[d:d+n] = src[s:s+2n:2] (stride 2); ``avail`` elements of src from s on belong to the row.
 
@@ -41,7 +41,7 @@ def copy_even_run(src, s, avail, dst, d, n):
         vstore_lanes(dst, d + j, v, 0, min(nl, n - j))
 
 
-@njit(cache=True, inline="always")
+@njit(inline="always")
 def zero_run(dst, d, n):
     """dst[d:d+n] = 0, a vector at a time."""
     nl = lanes(dst)
@@ -54,7 +54,7 @@ def zero_run(dst, d, n):
         vstore_lanes(dst, d + j, z, 0, n - j)
 
 
-@njit(cache=True, inline="always")
+@njit(inline="always")
 def _col_range(px, pl, sw, w, wq):
     """[lo, hi): grid columns j whose input column j*sw + px - pl lies in [0, w)."""
     lo = 0
@@ -66,7 +66,7 @@ def _col_range(px, pl, sw, w, wq):
     return min(lo, hi), hi
 
 
-@njit(cache=True, inline="always")
+@njit(inline="always")
 def fill_plane(x, src, h, w, xp, dst, py, px, hq1, wq, sh, sw, pt, pl):
     """Write one phase plane (hq1 x wq) at xp[dst:] from the (h x w) image at flat x[src:]."""
     lo, hi = _col_range(px, pl, sw, w, wq)
@@ -92,7 +92,7 @@ def fill_plane(x, src, h, w, xp, dst, py, px, hq1, wq, sh, sw, pt, pl):
 # The copies run on one thread: they move each input element once (about 1 % of a dense layer's time),
 # and a parallel region of their own would add a second thread wake-up per call, which costs
 # milliseconds when the machine is busy.
-@njit(cache=True, pipeline_class=SimplifyingCompiler)
+@njit(pipeline_class=SimplifyingCompiler)
 def prepare_nchw(x, xp, nc, h, w, py, px, hq1, wq, sh, sw, pt, pl):
     """xp[n, c, phase, r, j] = x[n, c, r*sh + py - pt, j*sw + px - pl], or 0 outside x (x, xp flat)."""
     nph = py.shape[0]
@@ -102,7 +102,7 @@ def prepare_nchw(x, xp, nc, h, w, py, px, hq1, wq, sh, sw, pt, pl):
         fill_plane(x, plane * h * w, h, w, xp, job * hq1 * wq, py[p], px[p], hq1, wq, sh, sw, pt, pl)
 
 
-@njit(cache=True, pipeline_class=SimplifyingCompiler)
+@njit(pipeline_class=SimplifyingCompiler)
 def prepare_nhwc(x, xp, n_, h, w, c_, py, px, hq1, wq, sh, sw, pt, pl):
     """xp[n, phase, r, j, :] = x[n, r*sh + py - pt, j*sw + px - pl, :], or 0 outside x (x, xp flat)."""
     nph = py.shape[0]
@@ -126,4 +126,4 @@ def prepare_nhwc(x, xp, n_, h, w, c_, py, px, hq1, wq, sh, sw, pt, pl):
         zero_run(xp, row + hi * c_, (wq - hi) * c_)
 
 
-load_without_refresh(globals())  # a warm cache loads without Numba's full registry refresh (cacheload.py)
+cache_kernels(globals())  # cached per user; a warm cache loads without a registry refresh (cacheload.py)

@@ -7,13 +7,13 @@ from numba import njit
 from .simd import lanes, vrelu, vstore, vstore_lanes
 
 
-@njit(cache=True, inline="always")
+@njit(inline="always")
 def finish(v, relu):
     """ReLU as ``v < 0 ? 0 : v`` so NaN stays NaN; ``relu`` is an int flag (one compiled signature)."""
     return vrelu(v) if relu != 0 else v
 
 
-@njit(cache=True, inline="always")
+@njit(inline="always")
 def store_positions(y, ybase, v, q, wq, ow, qtotal):
     """Store the lanes of ``v`` (grid positions q, q+1, ...) that are real output pixels.
 
@@ -25,7 +25,7 @@ def store_positions(y, ybase, v, q, wq, ow, qtotal):
     store_positions_at(y, ybase, v, q, oy, q - oy * wq, wq, ow, qtotal)
 
 
-@njit(cache=True, inline="always")
+@njit(inline="always")
 def store_positions_at(y, ybase, v, q, oy, ox, wq, ow, qtotal):
     """:func:`store_positions` with ``(oy, ox)`` of q given: callers storing many rows at the same
     positions divide once (an integer division costs as much as a dozen FMAs)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 from numba import njit
 
 
-@njit(cache=True, inline="always")
+@njit(inline="always")
 def count(n_, groups, co_tiles, co_block, q_tiles, q_block):
     """(tasks, channel blocks, position blocks) of a layer with the given tiles and block sizes."""
     co_blocks = (co_tiles + co_block - 1) // co_block
@@ -17,7 +17,7 @@ def count(n_, groups, co_tiles, co_block, q_tiles, q_block):
     return n_ * groups * co_blocks * q_blocks, co_blocks, q_blocks
 
 
-@njit(cache=True, inline="always")
+@njit(inline="always")
 def split(task, groups, co_blocks, q_blocks):
     """(image, group, channel block, position block) of task number ``task``."""
     qb = task % q_blocks

@@ -50,7 +50,7 @@ def new_counter(ranges: int) -> np.ndarray:
     return counter
 
 
-@njit(cache=True, inline="always")
+@njit(inline="always")
 def _bound(ntasks, r, ranges, claim):
     """First task of range r; interior bounds are multiples of ``claim``, so a claimed block never
     straddles two ranges."""
@@ -59,7 +59,7 @@ def _bound(ntasks, r, ranges, claim):
     return (ntasks * r // ranges) // claim * claim
 
 
-@njit(cache=True, inline="always")
+@njit(inline="always")
 def _claim(counter, me, ntasks, claim):
     """The first task of the next ``claim`` tasks: from the worker's own range first, then from the
     fronts of the others' (a finished range costs a read, not a write).  ``ntasks`` when none is left."""
@@ -78,7 +78,7 @@ def _claim(counter, me, ntasks, claim):
     return ntasks
 
 
-@njit(cache=True, inline="always")
+@njit(inline="always")
 def start(counter, ntasks, claim):
     """Record the task count, take a worker number and claim the first ``claim`` tasks.
 
@@ -92,14 +92,14 @@ def start(counter, ntasks, claim):
     return _claim(counter, me, ntasks, claim), me
 
 
-@njit(cache=True, inline="always")
+@njit(inline="always")
 def next_task(counter, me, done, claim):
     """Count ``done`` finished tasks, then claim the next ``claim`` (see :func:`start`)."""
     fetch_add(counter, _DONE, done)
     return _claim(counter, me, counter[_NTASKS], claim)
 
 
-@njit(cache=True, nogil=True)
+@njit(nogil=True)
 def _finish(counter, states, helpers, spins):
     """Caller side, without the GIL, after its own tasks: wait until every task is done, then (for
     up to ``spins`` polls) until no helper is in Python.  False if tasks were still running after
@@ -125,7 +125,7 @@ def _finish(counter, states, helpers, spins):
     return True
 
 
-@njit(cache=True, nogil=True)
+@njit(nogil=True)
 def _await_job(ctl, counters, state, seen, spins):
     """Helper side, without the GIL: wait up to ``spins`` polls for a job newer than ``seen``.
 

@@ -26,12 +26,13 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import sys
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Union
+from typing import Callable, Dict, Iterator, List, Optional, Union
 
 import numpy as np
 
-from ._suites import Layer
+from .suites import Layer
 
 PEERS = ("torch", "torch-cl", "onnxruntime", "xnnpack", "numpy-gemm")
 
@@ -94,6 +95,28 @@ def prepare(peer: str, layer: Layer, threads: int, layout: str = "NCHW",
     if peer.endswith(CONV_SUFFIX):
         peer, conversions = peer[:-len(CONV_SUFFIX)], True
     return _PREPARE[peer](layer, threads, layout, conversions)
+
+
+@contextlib.contextmanager
+def prepared_runs(peers: List[str], layer: Layer, threads: int,
+                  layout: str) -> Iterator[Dict[str, Callable[[], object]]]:
+    """The ``run`` of each of ``peers`` set up for ``layer``, for scripts that time them themselves.
+
+    A peer that does not apply or is not installed is left out, with its reason on stderr; every peer
+    set up is closed when the block ends.
+    """
+    ready: Dict[str, Prepared] = {}
+    try:
+        for peer in peers:
+            got = prepare(peer, layer, threads, layout)
+            if isinstance(got, str):
+                print(f"# {peer} skipped on {layer.name}: {got}", file=sys.stderr)
+            else:
+                ready[peer] = got
+        yield {peer: p.run for peer, p in ready.items()}
+    finally:
+        for p in ready.values():
+            p.close()
 
 
 def _nhwc(a: np.ndarray) -> np.ndarray:

@@ -18,7 +18,7 @@ from typing import Optional, Tuple, Union
 
 import numpy as np
 
-from ._image_args import pair, prepare_image, spatial_axes
+from ..core.image_args import pair, prepare_image, spatial_axes
 
 IntOrPair = Union[int, Tuple[int, int]]
 
@@ -39,8 +39,12 @@ def _out_size(name: str, x_shape, size: int, k: int, s: int, p: int) -> int:
     return (size + 2 * p - k) // s + 1
 
 
-def _tap_reduce(xp: np.ndarray, axes, k, s, out_hw, op) -> np.ndarray:
-    """Reduce the KH*KW strided views of ``xp`` (already padded) with ``op`` (np.maximum or np.add)."""
+def reduce_windows(xp: np.ndarray, axes, k, s, out_hw, op) -> np.ndarray:
+    """Reduce the KH*KW strided views of ``xp`` (already padded) with ``op`` (np.maximum or np.add).
+
+    ``axes`` are the (height, width) axes of the 4-d ``xp``, ``k`` and ``s`` the window and stride pairs,
+    ``out_hw`` the output size.  The pooling functions and :mod:`fastpoint.dask` (on each padded block) use it.
+    """
     ha, wa = axes
     out = None
     for i in range(k[0]):
@@ -73,7 +77,7 @@ def max_pool2d(x, kernel_size: IntOrPair, stride: Optional[IntOrPair] = None, pa
     axes = spatial_axes(layout)
     out_hw = tuple(_out_size(n, x4.shape, x4.shape[a], k[i], s[i], p[i]) for i, (n, a) in
                    enumerate((("height", axes[0]), ("width", axes[1]))))
-    out = _tap_reduce(_pad(x4, axes, p, -np.inf), axes, k, s, out_hw, np.maximum)
+    out = reduce_windows(_pad(x4, axes, p, -np.inf), axes, k, s, out_hw, np.maximum)
     return out if batched else out[0]
 
 
@@ -87,11 +91,11 @@ def avg_pool2d(x, kernel_size: IntOrPair, stride: Optional[IntOrPair] = None, pa
     axes = spatial_axes(layout)
     out_hw = tuple(_out_size(n, x4.shape, x4.shape[a], k[i], s[i], p[i]) for i, (n, a) in
                    enumerate((("height", axes[0]), ("width", axes[1]))))
-    out = _tap_reduce(_pad(x4, axes, p, 0.0), axes, k, s, out_hw, np.add)
+    out = reduce_windows(_pad(x4, axes, p, 0.0), axes, k, s, out_hw, np.add)
     if count_include_pad or p == (0, 0):
         out /= x4.dtype.type(k[0] * k[1])
     else:
         ones = np.ones((1, 1, x4.shape[axes[0]], x4.shape[axes[1]]), dtype=x4.dtype)
-        counts = _tap_reduce(_pad(ones, (2, 3), p, 0.0), (2, 3), k, s, out_hw, np.add)[0, 0]
+        counts = reduce_windows(_pad(ones, (2, 3), p, 0.0), (2, 3), k, s, out_hw, np.add)[0, 0]
         out /= counts if layout == "NCHW" else counts[:, :, None]
     return out if batched else out[0]

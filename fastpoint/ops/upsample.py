@@ -20,7 +20,7 @@ from typing import Tuple, Union
 
 import numpy as np
 
-from ._image_args import pair, prepare_image, spatial_axes
+from ..core.image_args import pair, prepare_image, spatial_axes
 
 IntOrPair = Union[int, Tuple[int, int]]
 MODES = ("nearest", "bilinear")

@@ -28,8 +28,8 @@ def _csv(text: str) -> List[str]:
 
 
 def add_parser(sub) -> None:
-    from ._suites import SUITES
     from .peers import PEERS
+    from .suites import SUITES
 
     p = sub.add_parser("bench", help="time the backends against peer libraries on the layer suites",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -60,6 +60,19 @@ def add_parser(sub) -> None:
     p.set_defaults(func=cmd_bench)
 
 
+def _this_command() -> List[str]:
+    """The command line of this process, to run it again.
+
+    The ``fastpoint`` script is run again as itself: ``python -m fastpoint.cli`` would import a
+    ``fastpoint`` folder in the current directory first (the source tree, when run in a clone), not
+    the installed package.  Only a process started as ``python -m fastpoint.cli`` restarts that way.
+    """
+    script = sys.argv[0]
+    if os.path.isfile(script) and not script.endswith((".py", ".exe")):
+        return [sys.executable, script, *sys.argv[1:]]
+    return [sys.executable, "-m", "fastpoint.cli", *sys.argv[1:]]
+
+
 def maybe_reexec(argv: Optional[List[str]]) -> None:
     """Re-run the ``fastpoint bench`` process without OpenBLAS tuning variables (see the module doc)."""
     found = [v for v in OPENBLAS_VARS if v in os.environ]
@@ -71,22 +84,22 @@ def maybe_reexec(argv: Optional[List[str]]) -> None:
         print(f"fastpoint bench: restarting without {', '.join(found)} so OpenBLAS picks its own kernels",
               file=sys.stderr)
         sys.stderr.flush()
-        os.execve(sys.executable, [sys.executable, "-m", "fastpoint.cli", *sys.argv[1:]], env)
+        os.execve(sys.executable, _this_command(), env)
     print(f"warning: {', '.join(found)} set: the numpy-gemm peer runs OpenBLAS with them; unset them for a "
           "fair figure", file=sys.stderr)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from . import _report
-    from ._bench import QUICK_SETTINGS, Settings, run_bench, select_layers
-    from ._threads import get_num_threads
-    from .backends import backends as available_backends
+    from ..backends import backends as available_backends
+    from ..core.threads import get_num_threads
+    from . import report
     from .peers import available_peers, why_unavailable
+    from .runner import QUICK_SETTINGS, Settings, run_bench, select_layers
 
     if args.list:
         return _list()
     if args.compare:
-        record = _report.load(args.compare)
+        record = report.load(args.compare)
     else:
         layers = select_layers(args.suite, args.layers)
         if not layers:
@@ -118,15 +131,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
         record = run_bench(layers, backends, peer_names, threads, args.layout, settings,
                            progress=not args.quiet, command=command, conversions=args.conversions)
         if args.json:
-            _report.save(record, args.json)
-    print(_report.report(record, markdown=args.markdown))
+            report.save(record, args.json)
+    print(report.report(record, markdown=args.markdown))
     if args.json and not args.compare:
         print(f"\nraw samples and machine info written to {args.json}")
     elif args.json:
-        _report.save(record, args.json)
+        report.save(record, args.json)
     if args.plot:
         try:
-            _report.plot(record, args.plot)
+            report.plot(record, args.plot)
         except ImportError:
             print("--plot needs matplotlib: pip install 'fastpoint[bench]'", file=sys.stderr)
             return 1
@@ -135,9 +148,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _list() -> int:
-    from ._suites import SUITES
-    from .backends import all_backends
+    from ..backends import all_backends
     from .peers import PEERS, why_unavailable
+    from .suites import SUITES
 
     print("suites:")
     for name, layers in SUITES.items():

@@ -1,10 +1,12 @@
 """One thread budget for every backend.
 
 ``set_num_threads(n)`` sets how many threads a fastpoint call may use; the default is the number of
-CPUs this process may run on, or ``FASTPOINT_NUM_THREADS`` when set.  The C backend passes the
-number to each call (so concurrent calls from several Python threads each get their own team), and
-the Numba backend sets Numba's thread count for the duration of the call.  fastpoint kernels never
-call BLAS, so they do not nest inside NumPy's thread pool.
+CPUs this process may run on, or ``FASTPOINT_NUM_THREADS`` when set.  Both compiled backends read
+it at each call and hand it to the call itself: the C backend in the problem struct (its pool,
+csrc/pool.c, gives each call its own team), the Numba backend as the number of fastpoint's own
+worker threads to use (numba_kernels/workers.py, capped by the CPUs available); Numba's thread
+count and threading layer play no part.  So concurrent calls from several Python threads each get
+their own count.  fastpoint kernels never call BLAS, so they do not nest inside NumPy's thread pool.
 """
 
 from __future__ import annotations

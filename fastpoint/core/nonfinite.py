@@ -13,7 +13,7 @@ from typing import Optional
 
 import numpy as np
 
-from ._spec import ConvSpec
+from .spec import ConvSpec
 
 
 def nonfinite_taps(weight: np.ndarray) -> Optional[np.ndarray]:

@@ -53,7 +53,7 @@ class Case:
 
     def is_valid(self) -> bool:
         """Whether the dilated kernel fits the padded input (sweeps skip combinations that do not)."""
-        from ._spec import _pair
+        from .spec import _pair
 
         (kh, kw), (dh, dw) = (self.kh, self.kw), _pair("dilation", self.dilation, 1)
         if self.padding == "same":
@@ -68,7 +68,7 @@ class Case:
 
 def run_case(case: Case, backend: str, seed: int = 0) -> Tuple[bool, float]:
     """Compare ``backend`` with the reference on ``case``; returns (equal, max abs difference)."""
-    from .api import conv2d
+    from ..api import conv2d
 
     x, weight, bias = case.arrays(seed)
     expected = conv2d(x, weight, bias, backend="numpy", **case.kwargs())

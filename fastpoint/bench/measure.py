@@ -9,7 +9,7 @@ slower than the C loop (it makes a temporary), and is labelled as such.
 from __future__ import annotations
 
 import time
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -21,7 +21,7 @@ _triad: Dict[int, Tuple[float, str]] = {}
 
 
 def _lib():
-    from .backends.c import lib
+    from ..backends.c import lib
 
     return lib
 
@@ -71,3 +71,16 @@ def machine_limits(thread_counts) -> Dict[str, Dict[str, Optional[float]]]:
     """Peak GFLOP/s and triad GB/s for each thread count, as stored in a benchmark's JSON."""
     return {"fma_peak_gflops": {str(t): fma_peak(t) for t in thread_counts},
             "triad_gbs": {str(t): triad(t)[0] for t in thread_counts}}
+
+
+def print_measured(thread_counts: List[int]) -> None:
+    """The peak and bandwidth lines of ``fastpoint info``."""
+    peaks = [(t, fma_peak(t)) for t in thread_counts]
+    if all(v is None for _, v in peaks):
+        print("peak:     n/a (FMA peak needs the C extension)")
+    else:
+        print("peak:     " + ", ".join(f"{v:.1f} GFLOP/s at {t} thread{'s' if t > 1 else ''}" for t, v in peaks)
+              + " (measured float32 FMA chains)")
+    bws = [(t, *triad(t)) for t in thread_counts]
+    print("memory:   " + ", ".join(f"{v:.1f} GB/s at {t} thread{'s' if t > 1 else ''}" for t, v, _ in bws)
+          + f" ({bws[0][2]}, {TRIAD_BYTES >> 20} MiB)")

@@ -17,8 +17,8 @@ from typing import Any, Callable, Optional, Tuple
 
 import numpy as np
 
-from ._nonfinite import apply_padding_nan
-from ._spec import ConvSpec
+from .nonfinite import apply_padding_nan
+from .spec import ConvSpec
 
 # np.may_share_memory without its __array_function__ dispatch (half of its 0.2 us); same C function
 _may_share_memory = getattr(np.may_share_memory, "_implementation", np.may_share_memory)

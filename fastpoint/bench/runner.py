@@ -3,7 +3,7 @@
 A *contender* is a fastpoint backend or a peer library (:mod:`fastpoint.peers`) set up for one layer
 at one thread count.  For each layer and thread count every contender is built, run once and its
 output checked against the first fastpoint backend, then all are timed together, alternating round
-by round (:func:`fastpoint._timing.alternate`); the raw samples are kept for the JSON file.
+by round (:func:`fastpoint.bench.timing.alternate`); the raw samples are kept for the JSON file.
 """
 
 from __future__ import annotations
@@ -19,11 +19,12 @@ from typing import Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
-from . import __version__, peers
-from ._suites import SUITES, Layer
-from ._threads import get_num_threads, set_num_threads
-from ._timing import alternate, median
+from .. import __version__
+from ..core.threads import get_num_threads, set_num_threads
+from . import peers
 from .peers import Prepared
+from .suites import SUITES, Layer
+from .timing import alternate, median
 
 #: relative error (of the largest output) above which a contender's output is flagged as wrong
 CHECK_TOL = 1e-3
@@ -106,13 +107,14 @@ def _versions(peer_names: Sequence[str]) -> Dict[str, str]:
 
 
 def machine_info(thread_counts: Sequence[int]) -> Dict[str, object]:
-    from . import _cpu, _measure
+    from ..core import machine
+    from . import measure
 
-    isa = _cpu.isa()
-    return {"cpu": _cpu.cpu_model(), "machine": platform.machine(), "system": platform.system(),
-            "isa": isa["in_use"] if isa else None, "caches": _cpu.cache_sizes(),
-            "cpus": os.cpu_count(), **_measure.machine_limits(thread_counts),
-            "triad_bytes": _measure.TRIAD_BYTES}
+    isa = machine.isa()
+    return {"cpu": machine.cpu_model(), "machine": platform.machine(), "system": platform.system(),
+            "isa": isa["in_use"], "caches": {f"L{k}": v for k, v in machine.cache_sizes().items()},
+            "cpus": os.cpu_count(), **measure.machine_limits(thread_counts),
+            "triad_bytes": measure.TRIAD_BYTES}
 
 
 class Progress:
@@ -169,10 +171,10 @@ def run_bench(layers: Sequence[Layer], backends: Sequence[str], peer_names: Sequ
         bar.close()
         set_num_threads(saved_threads)
     record["machine"]["loadavg_after"] = _loadavg()
-    from . import _measure  # measured once more after the run: other processes only lower them
+    from . import measure  # measured once more after the run: other processes only lower them
 
-    record["machine"]["fma_peak_gflops"] = {str(t): _measure.fma_peak(t, again=True) for t in thread_counts}
-    record["machine"]["triad_gbs"] = {str(t): _measure.triad(t, again=True)[0] for t in thread_counts}
+    record["machine"]["fma_peak_gflops"] = {str(t): measure.fma_peak(t, again=True) for t in thread_counts}
+    record["machine"]["triad_gbs"] = {str(t): measure.triad(t, again=True)[0] for t in thread_counts}
     return record
 
 

@@ -10,7 +10,7 @@ from typing import Tuple
 
 import numpy as np
 
-from ._spec import DTYPES, _pair, as_array, check_float_dtype, check_layout
+from .spec import DTYPES, _pair, as_array, check_float_dtype, check_layout
 
 
 def prepare_image(name: str, x, layout: str) -> Tuple[np.ndarray, bool]:

@@ -49,14 +49,6 @@ class LayerSpec:
     def cout_g(self) -> int:
         return self.cout // self.groups
 
-    @property
-    def is_pointwise(self) -> bool:
-        return self.kh == 1 and self.kw == 1 and self.padding in ((0, 0), "same") and self.groups == 1
-
-    @property
-    def is_depthwise(self) -> bool:
-        return self.groups > 1 and self.cin_g == 1
-
     def with_dtype(self, dtype: np.dtype) -> LayerSpec:
         return LayerSpec(self.cout, self.cin, self.kh, self.kw, self.stride, self.padding,
                          self.dilation, self.groups, self.layout, self.relu, np.dtype(dtype))
@@ -90,11 +82,6 @@ class ConvSpec:
         """Multiply-adds x 2 over every tap, padding taps included (the usual convention)."""
         L = self.layer
         return 2 * self.n * L.cout * self.oh * self.ow * L.cin_g * L.kh * L.kw
-
-    @property
-    def is_pointwise(self) -> bool:
-        return (self.layer.kh == 1 and self.layer.kw == 1 and self.layer.groups == 1
-                and self.pad_top == self.pad_bottom == self.pad_left == self.pad_right == 0)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -270,12 +257,16 @@ def prepare_param(name: str, arr, dtype: np.dtype, shape: Tuple[int, ...]) -> np
     return c_array(arr, dtype)
 
 
+#: np.exceptions exists from NumPy 1.25 on; older releases have the class at the top level only
+_TooHardError = getattr(np, "exceptions", np).TooHardError
+
+
 def _overlaps(a: np.ndarray, b: np.ndarray) -> bool:
     if not np.may_share_memory(a, b):
         return False
     try:
         return bool(np.shares_memory(a, b, max_work=100_000))
-    except np.exceptions.TooHardError:
+    except _TooHardError:
         return True
 
 

@@ -1,0 +1,4 @@
+"""The core every backend and op shares: argument checks and the problem description (``spec``), a layer's
+repeat-call plan (``callplan``), the thread budget (``threads``), NaN/Inf in padding (``nonfinite``), image
+arguments of the ops (``image_args``), the correctness sweep (``check``) and what the machine is
+(``machine``: ISA and cache sizes)."""
