@@ -82,8 +82,9 @@ def test_reference_equals_direct_in_float64(m, padding):
 @needs_c
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
 @pytest.mark.parametrize("padding", [0, 1, 2, (0, 2), (2, 1), "same"])
-@pytest.mark.parametrize("hw", [(4, 4), (5, 7), (9, 6), (13, 30)])
+@pytest.mark.parametrize("hw", [(4, 4), (5, 7), (9, 6), (13, 30), (23, 29), (26, 21)])
 def test_paddings_and_map_sizes(isa, layout, padding, hw):
+    # below 32 tiles of 4x4 (the first four) F(2x2) runs, from there F(4x4): both see every case
     rng = np.random.default_rng(hash((layout, str(padding), hw)) % 2**32)
     x, w, b = data(rng, 1, 5, 7, *hw, layout=layout)
     check_close(winograd(x, w, b, padding, layout, "relu"), reference(x, w, b, padding, layout, "relu"))
@@ -93,9 +94,10 @@ def test_paddings_and_map_sizes(isa, layout, padding, hw):
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
 @pytest.mark.parametrize("cin", [1, 3, 15, 16, 17, 33])
 @pytest.mark.parametrize("cout", [1, 15, 16, 17, 33, 64, 100])
-def test_channels_off_the_vector_width(isa, layout, cin, cout):
+@pytest.mark.parametrize("n,hw", [(2, (10, 11)), (1, (22, 23))])  # F(2x2), F(4x4)
+def test_channels_off_the_vector_width(isa, layout, cin, cout, n, hw):
     rng = np.random.default_rng(cin * 1000 + cout)
-    x, w, b = data(rng, 2, cin, cout, 10, 11, layout=layout)
+    x, w, b = data(rng, n, cin, cout, *hw, layout=layout)
     check_close(winograd(x, w, b, 1, layout), reference(x, w, b, 1, layout))
 
 
@@ -186,8 +188,9 @@ def test_fastpoint_isa_switch_in_a_subprocess(name):
 
 @needs_c
 def test_kernel_names(isa):
-    names = {0: "f32_winograd_4x4__scalar", 1: "f32_winograd_4x4__avx2", 2: "f32_winograd_4x4__avx512"}
-    assert _kernel_name(algorithm="winograd") == names[C_ISAS[isa]]
+    # F(4x4) from 32 tiles of 4x4 (a 24 x 24 map has 36), F(2x2) below (16 x 16 has 16)
+    assert _kernel_name(algorithm="winograd", hw=24) == f"f32_winograd_4x4__{isa}"
+    assert _kernel_name(algorithm="winograd", hw=16) == f"f32_winograd_2x2__{isa}"
     assert "winograd" not in _kernel_name(algorithm="auto")
     assert "winograd" not in _kernel_name(algorithm="direct")
     assert "winograd" not in _kernel_name(algorithm="winograd", dtype=np.float64)  # float64: the direct kernel
@@ -271,14 +274,10 @@ class _threads:
         fp.set_num_threads(self.before)
 
 
-def _kernel_name(algorithm, dtype=np.float32):
+def _kernel_name(algorithm, dtype=np.float32, hw=16):
+    """The C kernel a 16 <- 8 channel 3x3 layer runs on a (1, 8, hw, hw) input."""
+    from fastpoint.core.spec import make_spec
+
     layer = fp.Conv2d(np.zeros((16, 8, 3, 3), dtype), padding=1, backend="c", algorithm=algorithm)
-    return layer.kernel_name((1, 8, 16, 16), dtype) if hasattr(layer, "kernel_name") else _c_name(layer, dtype)
-
-
-def _c_name(layer, dtype):
-    from fastpoint.backends.c import CBackend
-
-    spec_mod = sys.modules.get("fastpoint.core.spec") or __import__("fastpoint._spec", fromlist=["make_spec"])
-    spec = spec_mod.make_spec(layer._layer.with_dtype(np.dtype(dtype)), (1, 8, 16, 16), (16, 8, 3, 3))
-    return CBackend().kernel_name(spec)
+    spec = make_spec(layer._layer.with_dtype(np.dtype(dtype)), (1, 8, hw, hw), (16, 8, 3, 3))
+    return cback.CBackend().kernel_name(spec)
