@@ -281,3 +281,18 @@ def _kernel_name(algorithm, dtype=np.float32, hw=16):
     layer = fp.Conv2d(np.zeros((16, 8, 3, 3), dtype), padding=1, backend="c", algorithm=algorithm)
     spec = make_spec(layer._layer.with_dtype(np.dtype(dtype)), (1, 8, hw, hw), (16, 8, 3, 3))
     return cback.CBackend().kernel_name(spec)
+
+
+@needs_c
+def test_bench_runs_a_backend_with_an_algorithm():
+    # fastpoint bench --algorithm winograd names the contender "c:winograd"
+    from fastpoint.bench.runner import prepare_backend
+    from fastpoint.bench.suites import layer
+
+    la = layer("r50_3x3_256_14")
+    prep = prepare_backend("c:winograd", la, 1, "NCHW")
+    prep.run()
+    x, w, b = la.arrays("NCHW")
+    check_close(prep.result(), reference(x, w, b, 1))
+    with pytest.raises(ValueError, match="winograd"):
+        prepare_backend("c:winograd", layer("r50_1x1_256_64_56"), 1, "NCHW")

@@ -60,13 +60,16 @@ def select_layers(suite: str, patterns: str = "") -> List[Layer]:
 
 
 def prepare_backend(backend: str, layer: Layer, threads: int, layout: str) -> Prepared:
-    """A fastpoint backend on ``layer``: weights packed once, output preallocated (``out=``)."""
+    """A fastpoint backend on ``layer``: weights packed once, output preallocated (``out=``).
+    ``backend`` may name an algorithm, ``"c:winograd"`` (``fastpoint bench --algorithm``)."""
     import fastpoint as fp
+
+    backend, _, algorithm = backend.partition(":")
 
     x, w, b = layer.arrays("NCHW")
     if layout == "NHWC":
         x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
-    conv = fp.Conv2d(w, b, **layer.kwargs(), layout=layout, backend=backend)
+    conv = fp.Conv2d(w, b, **layer.kwargs(), layout=layout, backend=backend, algorithm=algorithm or "auto")
     shape = (layer.n, layer.cout, layer.oh, layer.ow) if layout == "NCHW" else (layer.n, layer.oh, layer.ow, layer.cout)
     out = np.empty(shape, np.float32)
     set_num_threads(threads)
