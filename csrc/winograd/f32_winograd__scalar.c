@@ -4,9 +4,7 @@
 
 #define WN_VW 4
 #define WN_FN(name) wn128_##name
+#define WN_ISA "scalar"
+#define WN_TABLE fp_wino_kernels_scalar
 #include "winograd_transform_impl.h"
 
-const fp_wino_kernel fp_wino_kernels_scalar[2] = {
-    {"f32_winograd_4x4__scalar", 4, wn128_input4, wn128_output4, wn128_stage, wn128_store},
-    {"f32_winograd_2x2__scalar", 2, wn128_input2, wn128_output2, wn128_stage, wn128_store},
-};

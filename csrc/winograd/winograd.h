@@ -6,9 +6,9 @@
  *   one 4x4 output tile:   Y = A^T [ sum_c (G g_c G^T) * (B^T d_c B) ] A     (* element-wise, 6x6)
  *
  * so a block of T tiles is 36 independent GEMMs  M[k] (T x Cout) = V[k] (T x Cin) @ U[k] (Cin x Cout),
- * k = 6 i + j over the 6x6 transform positions.  Files:
- *   winograd_pack.c                U[k] = G g G^T in float64, packed as column panels for the GEMM micro-kernel
- *   winograd_driver.c              tile blocks, threads, NCHW staging, the 36 GEMMs, the fp_algo entry
+ * k = 6 i + j over the 6x6 transform positions (F(2x2): 2x2 tiles from 4x4 inputs, 16 GEMMs).  Files:
+ *   winograd_pack.c                U[k] = G g G^T in float64 (both tile sizes), packed as GEMM B panels
+ *   winograd_driver.c              tile blocks, threads, NCHW staging, the GEMMs, the fp_algo entry
  *   winograd_transform_impl.h      input transform (B^T d B) and output transform (A^T M A + bias, ReLU),
  *                                  vectorised over channels, compiled once per ISA by:
  *   f32_winograd__<isa>.c          the kernels f32_winograd_4x4__<isa> and f32_winograd_2x2__<isa>: avx512

@@ -204,7 +204,7 @@ static void job(void *ctx, int64_t j, int worker) {
             P->wk->input(srcs[t & 1], t + 1 < nt ? srcs[(t + 1) & 1] : NULL, C, V + t * TILE_STRIDE(ldv), ldv);
         }
 
-    /* 2. the 36 GEMMs */
+    /* 2. the n n GEMMs */
     gemms(P, nt, co0, co1, V, M);
 
     /* 3. output transform, bias, ReLU, store (NCHW: 16 / m tiles side by side through O, turned into rows) */

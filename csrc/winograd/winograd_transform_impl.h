@@ -198,25 +198,18 @@ static void WN_FN(output2)(const float *m, const float *next, int64_t ldk, int64
 
 #include "../transpose16_avx512.h"
 
-/* 16 channels x 16 pixels per step, turned by one in-register 16 x 16 transpose. */
-static void WN_FN(stage)(const float *xn, int64_t C, int64_t H, int64_t W, int64_t iy0, int64_t iy1, int64_t ix0,
-                         int64_t ix1, int64_t ldv, float *s) {
-    const int64_t cols = ix1 - ix0, HW = H * W;
-    for (int64_t c0 = 0; c0 < C; c0 += 16) {
-        const int64_t cn = FP_MIN(16, C - c0);
-        for (int64_t iy = iy0; iy < iy1; iy++) {
-            const float *row = xn + c0 * HW + iy * W;
-            float *d = s + (iy - iy0) * cols * ldv + c0;
-            for (int64_t ix = ix0; ix < ix1; ix += 16) {
-                const int64_t n = FP_MIN(16, ix1 - ix);
-                const __mmask16 m = (__mmask16)((1u << n) - 1u);
-                __m512 r[16];
-                for (int64_t i = 0; i < 16; i++)
-                    r[i] = i < cn ? _mm512_maskz_loadu_ps(m, row + i * HW + ix) : _mm512_setzero_ps();
-                fp_tr16_ps(r);
-                for (int64_t q = 0; q < n; q++) _mm512_storeu_ps(d + (ix - ix0 + q) * ldv, r[q]);
-            }
-        }
+/* stage, one input row: pixels [ix0, ix1) of cn <= 16 channel rows (HW floats apart) into d, one pixel
+ * every ldv floats; 16 pixels per in-register 16 x 16 transpose. */
+static inline void WN_FN(stage_row)(const float *row, int64_t HW, int64_t cn, int64_t ix0, int64_t ix1, float *d,
+                                    int64_t ldv) {
+    for (int64_t ix = ix0; ix < ix1; ix += 16) {
+        const int64_t n = FP_MIN(16, ix1 - ix);
+        const __mmask16 m = (__mmask16)((1u << n) - 1u);
+        __m512 r[16];
+        for (int64_t i = 0; i < 16; i++)
+            r[i] = i < cn ? _mm512_maskz_loadu_ps(m, row + i * HW + ix) : _mm512_setzero_ps();
+        fp_tr16_ps(r);
+        for (int64_t q = 0; q < n; q++) _mm512_storeu_ps(d + (ix - ix0 + q) * ldv, r[q]);
     }
 }
 
@@ -240,19 +233,11 @@ static void WN_FN(store)(const float *o, int64_t ldm, int64_t c, int64_t plane, 
         }
 }
 #else
-/* Plain loops, 16 channels at a time so that each pixel's line of s is written whole. */
-static void WN_FN(stage)(const float *xn, int64_t C, int64_t H, int64_t W, int64_t iy0, int64_t iy1, int64_t ix0,
-                         int64_t ix1, int64_t ldv, float *s) {
-    const int64_t cols = ix1 - ix0, HW = H * W;
-    for (int64_t c0 = 0; c0 < C; c0 += 16) {
-        const int64_t cn = FP_MIN(16, C - c0);
-        for (int64_t iy = iy0; iy < iy1; iy++) {
-            const float *row = xn + c0 * HW + iy * W;
-            float *d = s + (iy - iy0) * cols * ldv + c0;
-            for (int64_t ix = ix0; ix < ix1; ix++, d += ldv)
-                for (int64_t i = 0; i < cn; i++) d[i] = row[i * HW + ix];
-        }
-    }
+/* stage, one input row, in plain loops (each pixel's line of s is written whole). */
+static inline void WN_FN(stage_row)(const float *row, int64_t HW, int64_t cn, int64_t ix0, int64_t ix1, float *d,
+                                    int64_t ldv) {
+    for (int64_t ix = ix0; ix < ix1; ix++, d += ldv)
+        for (int64_t i = 0; i < cn; i++) d[i] = row[i * HW + ix];
 }
 
 static void WN_FN(store)(const float *o, int64_t ldm, int64_t c, int64_t plane, int64_t OW, int64_t rows,
@@ -265,6 +250,22 @@ static void WN_FN(store)(const float *o, int64_t ldm, int64_t c, int64_t plane, 
         }
 }
 #endif
+
+/* 16 channels at a time, row by row of the window. */
+static void WN_FN(stage)(const float *xn, int64_t C, int64_t H, int64_t W, int64_t iy0, int64_t iy1, int64_t ix0,
+                         int64_t ix1, int64_t ldv, float *s) {
+    const int64_t cols = ix1 - ix0, HW = H * W;
+    for (int64_t c0 = 0; c0 < C; c0 += 16)
+        for (int64_t iy = iy0; iy < iy1; iy++)
+            WN_FN(stage_row)(xn + c0 * HW + iy * W, HW, FP_MIN(16, C - c0), ix0, ix1, s + (iy - iy0) * cols * ldv + c0,
+                             ldv);
+}
+
+/* The kernel rows of this ISA, [0] F(4x4), [1] F(2x2) (winograd.h). */
+const fp_wino_kernel WN_TABLE[2] = {
+    {"f32_winograd_4x4__" WN_ISA, 4, WN_FN(input4), WN_FN(output4), WN_FN(stage), WN_FN(store)},
+    {"f32_winograd_2x2__" WN_ISA, 2, WN_FN(input2), WN_FN(output2), WN_FN(stage), WN_FN(store)},
+};
 
 #undef WV
 #undef WI
