@@ -2,7 +2,7 @@
 
 Contenders alternate round by round in one process (fastpoint/bench/timing.py) and medians are compared;
 ratio = C time / Numba time (above 1: Numba is faster).  The FMA peak is measured in the same run
-(bench/fma_peak.py), so "% peak" is relative to this machine at this moment.
+(the library's own measurement, csrc/measure.c), so "% peak" is relative to this machine at this moment.
 
 Run (short; hold the shared lock):
     flock /tmp/fp-bench.lock python bench/numba_vs_c.py --threads 1
@@ -33,11 +33,10 @@ def main() -> None:
     ap.add_argument("--only", default="", help="comma-separated layer names (default: all in the suites)")
     args = ap.parse_args()
 
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from fma_peak import fma_peak
+    from fastpoint.backends.c import lib
 
     fp.set_num_threads(args.threads)
-    peak = fma_peak() * args.threads
+    peak = float(lib.fp_measure_fma_peak(1, 0.3)) * args.threads
     layers = [la for s in args.suite.split(",") for la in SUITES[s]]
     if args.only:
         keep = set(args.only.split(","))

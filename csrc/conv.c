@@ -1,7 +1,9 @@
-/* Entry points: pick an algorithm from the table, pack weights behind a header, run. */
+/* Entry points: pick an algorithm from the table, pack weights behind a header, run.  Each
+ * algorithm then runs its family's choice from the kernel tables (csrc/kernel_table.c). */
 #include <string.h>
 
 #include "internal.h"
+#include "kernel_table.h"
 
 /* Most specialised first; the generic algorithm applies to every problem and closes the list. */
 static const fp_algo *const ALGOS[] = {
@@ -14,9 +16,20 @@ static const fp_algo *const ALGOS[] = {
 #define N_ALGOS ((int)(sizeof(ALGOS) / sizeof(ALGOS[0])))
 
 static int choose(const fp_conv_problem *p, int isa, int f64) {
+    /* a forced kernel (tests, benchmarks) takes its algorithm wherever that applies */
+    if (fp_kernel_forcing())
+        for (int i = 0; i < N_ALGOS; i++)
+            if (ALGOS[i]->family && fp_kernel_forced(ALGOS[i]->family, f64) && ALGOS[i]->applies(p, isa, f64))
+                return i;
     for (int i = 0; i < N_ALGOS; i++)
         if (ALGOS[i]->applies(p, isa, f64)) return i;
     return N_ALGOS - 1;
+}
+
+/* The kernel-table row algorithm `algo` runs (NULL: the algorithm has no table). */
+static const fp_kernel *kernel_row(int algo, int isa, int f64) {
+    const char *family = ALGOS[algo]->family;
+    return family ? fp_kernel_pick(family, f64, isa) : NULL;
 }
 
 const char *fp_kernel_name(const fp_conv_problem *p, int f64) {
@@ -39,6 +52,7 @@ static int pack(const fp_conv_problem *p, int f64, const void *w, void *packed) 
     h->algo = algo;
     h->isa = isa;
     h->f64 = f64;
+    h->kernel = fp_kernel_index(kernel_row(algo, isa, f64));
     h->bytes = ALGOS[algo]->packed_bytes(p, isa, f64);
     return ALGOS[algo]->pack(p, isa, f64, w, (char *)packed + FP_HEADER_BYTES);
 }
@@ -46,7 +60,7 @@ static int pack(const fp_conv_problem *p, int f64, const void *w, void *packed) 
 static int run(const fp_conv_problem *p, int f64, const void *x, const void *packed, const void *bias, void *y) {
     const fp_packed_header *h = (const fp_packed_header *)packed;
     if (h->magic != FP_PACKED_MAGIC || h->f64 != f64 || h->algo < 0 || h->algo >= N_ALGOS ||
-        h->isa != fp_isa() || h->algo != choose(p, h->isa, f64))
+        h->isa != fp_isa() || h->algo != choose(p, h->isa, f64) || fp_kernel_at(h->kernel) != kernel_row(h->algo, h->isa, f64))
         return FP_ERR_PACKED;
     /* More threads than processors never helps (and 100000 once crashed the OpenMP runtime the kernels
      * used), so the caller's count is clamped here for every algorithm. */

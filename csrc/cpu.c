@@ -91,7 +91,12 @@ static int count_procs(void) {
     return n > 0 ? n : 1;
 }
 
+static int g_max_threads_override; /* fp_set_max_threads (tests): 0 = detect */
+
+void fp_set_max_threads(int n) { g_max_threads_override = n > 0 ? n : 0; }
+
 int fp_max_threads(void) {
+    if (g_max_threads_override > 0) return g_max_threads_override;
 #if (defined(__unix__) || defined(__APPLE__)) && !defined(FP_NO_PTHREADS)
     static int procs = 0; /* cached: asked on every call (a benign race, every thread stores the same value) */
     if (procs < 1) procs = count_procs();

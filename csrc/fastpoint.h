@@ -42,6 +42,26 @@ int fp_max_threads(void);
 /* Kernel name chosen for a problem (for logs, `fastpoint info`, and tests). */
 const char *fp_kernel_name(const fp_conv_problem *p, int f64);
 
+/* The kernel tables (csrc/kernel_table.c, docs/conventions.md): one row per micro-kernel compiled
+ * into this build, every family's rows in one numbering. */
+typedef struct fp_kernel {
+    const char *name;              /* <dtype>_<family>_<tile>__<isa>, e.g. f32_gemm_8x48__avx512 */
+    const char *family;            /* gemm, conv, generic, dwconv */
+    int32_t f64;                   /* dtype: 0 float32, 1 float64 */
+    int32_t isa;                   /* FP_ISA_* it needs */
+    int32_t tile_m, tile_n;        /* register tile (0 x 0: none) */
+} fp_kernel;
+int fp_kernel_count(void);
+const fp_kernel *fp_kernel_at(int i);      /* row i, NULL past the end */
+int fp_kernel_available(int i);            /* compiled in, and this CPU and OS run its ISA */
+/* Testing override: run the named kernels (comma-separated, at most one per family and dtype)
+ * wherever their algorithm applies, whatever the ISA choice; NULL or "" clears.  FASTPOINT_KERNEL
+ * sets it at start-up.  Returns 0, or FP_ERR_ARGS (nothing changed) for a name that is unknown,
+ * unavailable on this CPU, or a second one of a family. */
+int fp_force_kernels(const char *names);
+int fp_kernel_env_status(void);            /* what applying FASTPOINT_KERNEL returned (0 when unset) */
+void fp_set_max_threads(int n);            /* testing: pretend the machine has n processors (0: detect) */
+
 /* Weight packing: bytes needed, then pack.  Only the weight-related fields of p are read. */
 int64_t fp_packed_bytes(const fp_conv_problem *p, int f64);
 int fp_pack_f32(const fp_conv_problem *p, const float *w, void *packed);

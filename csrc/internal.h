@@ -9,7 +9,7 @@
 #define FP_ALIGN 64
 
 /* Packed weights start with this header so a run can refuse weights packed for another
- * algorithm, ISA or dtype (e.g. after fp_set_isa in a test). */
+ * algorithm, kernel, ISA or dtype (e.g. after fp_set_isa or fp_force_kernels in a test). */
 #define FP_PACKED_MAGIC 0x46504b31u /* "FPK1" */
 typedef struct fp_packed_header {
     uint32_t magic;
@@ -17,12 +17,16 @@ typedef struct fp_packed_header {
     int32_t isa;
     int32_t f64;
     int64_t bytes;  /* payload bytes after the header */
-    int64_t reserved[5];
+    int32_t kernel; /* row of the kernel tables (fp_kernel_at), -1 for an algorithm without one */
+    int32_t reserved32;
+    int64_t reserved[4];
 } fp_packed_header;
 #define FP_HEADER_BYTES ((int64_t)sizeof(fp_packed_header))
 
 /* One convolution algorithm.  `applies` and `packed_bytes` / `pack` read only the weight-related
- * fields of the problem (the input size is unknown when Conv2d packs); `run` sees everything. */
+ * fields of the problem (the input size is unknown when Conv2d packs); `run` sees everything.
+ * `family` names its kernel table (csrc/kernel_table.c; NULL: none): the algorithm runs that
+ * table's choice, and a forced kernel of the family makes it win wherever it applies. */
 typedef struct fp_algo {
     const char *name;
     int (*applies)(const fp_conv_problem *p, int isa, int f64);
@@ -31,6 +35,7 @@ typedef struct fp_algo {
     int (*pack)(const fp_conv_problem *p, int isa, int f64, const void *w, void *dst);
     int (*run)(const fp_conv_problem *p, int isa, int f64, const void *x, const void *packed,
                const void *bias, void *y);
+    const char *family;
 } fp_algo;
 
 /* Algorithms, most specialised first; conv.c keeps the table. */
@@ -71,11 +76,12 @@ void fp_flush_enter(void);
 void fp_flush_leave(void);
 
 /* The one thread pool (csrc/pool.c).  Runs fn(ctx, chunk, worker) for chunk in [0, nchunks) on up to
- * `threads` threads: the caller is worker 0, helpers are 1 .. threads-1 (each id used by one thread at
- * a time; kernels take their scratch from fp_scratch instead).  Chunks are claimed through an atomic counter,
- * so a helper that gets no core takes no chunk; a caller that finds the pool busy (another thread's
- * call) runs its chunks alone as worker 0. */
-#define FP_POOL_MAX 64 /* threads per call, caller included, for kernels with fixed per-worker arrays */
+ * FP_POOL_THREADS of `threads` threads: the caller is worker 0, helpers are 1 .. threads-1 (each id used
+ * by one thread at a time; kernels take their scratch from fp_scratch, and keep no per-worker arrays).
+ * The chunks are dealt in one contiguous range per worker; each worker claims from its own range's
+ * atomic counter first, then from the others', so a helper that gets no core takes no chunk; a caller
+ * that finds the pool busy (another thread's call) runs its chunks alone as worker 0. */
+#define FP_POOL_THREADS 256 /* threads per call, caller included */
 typedef void (*fp_task_fn)(void *ctx, int64_t chunk, int worker);
 void fp_pool_run(int threads, int64_t nchunks, fp_task_fn fn, void *ctx);
 

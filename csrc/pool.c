@@ -29,7 +29,7 @@
 #define cpu_relax() ((void)0)
 #endif
 
-#define MAX_HELPERS 255
+#define MAX_HELPERS (FP_POOL_THREADS - 1)
 /* Polls of the job word before sleeping: about 0.3 ms (pause is ~10 ns here).  It must outlast a chunk
  * of the caller plus the Python call overhead (~12 us), or helpers sleep between back-to-back calls
  * and pay a futex wake-up each time: 4000 polls gave 1.35x at 2 threads on 256->64@56, 30000 1.7x. */

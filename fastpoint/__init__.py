@@ -9,9 +9,10 @@
 from ._version import __version__
 from .api import Conv2d, conv1x1, conv2d
 from .backends import backends
+from .backends.kernel_table import kernels
 from .core.threads import get_num_threads, set_num_threads
 from .ops.pooling import avg_pool2d, max_pool2d
 from .ops.upsample import upsample
 
-__all__ = ["Conv2d", "__version__", "backends", "conv1x1", "conv2d", "get_num_threads", "set_num_threads",
+__all__ = ["Conv2d", "__version__", "backends", "conv1x1", "conv2d", "get_num_threads", "kernels", "set_num_threads",
            "max_pool2d", "avg_pool2d", "upsample"]

@@ -15,6 +15,11 @@ def cmd_info(args: argparse.Namespace) -> int:
     from .backends import all_backends
     from .core import machine
 
+    if getattr(args, "kernels", False):
+        from .backends.kernel_table import print_kernels
+
+        print_kernels()
+        return 0
     print(f"fastpoint {__version__}")
     print(f"CPU:      {machine.cpu_model()}")
     isa = machine.isa()
@@ -66,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("info", help="version, backends, CPU, ISA, caches, threads, measured peak and bandwidth")
     p.add_argument("--no-measure", action="store_true", help="skip the FMA-peak and bandwidth measurement")
+    p.add_argument("--kernels", action="store_true", help="list the kernel tables (fastpoint.kernels()) instead")
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("check", help="check every backend against the NumPy reference on this machine")

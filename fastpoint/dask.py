@@ -28,7 +28,7 @@ Threads: dask already runs one task per core (the threaded scheduler's pool has 
 in workers for the same reason). A kernel that also started one thread per core in every task would
 put cores x cores threads on the cores, and OpenMP teams that spin-wait then slow each other down. So
 each task runs its kernel with **one thread** (a per-Python-thread limit, see
-``fastpoint._threads.thread_limit``; the process-wide ``fp.set_num_threads`` is not touched). Pass
+``fastpoint.core.threads.thread_limit``; the process-wide ``fp.set_num_threads`` is not touched). Pass
 ``num_threads=k`` when dask runs fewer tasks at once than there are cores (e.g. a single worker with one
 thread slot on a many-core node), so that ``tasks at once * k`` is about the core count.
 """

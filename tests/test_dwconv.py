@@ -37,7 +37,7 @@ DW_KERNELS = {
 @pytest.mark.parametrize("layout,w", [("NCHW", 8), ("NHWC", 8), ("NHWC", 64)])
 def test_micro_kernel_of_each_isa(isa, layout, w):
     """One driver, the ISA's micro-kernel: the run-time name is the kernel's <dtype>_dwconv_<tile>__<isa>."""
-    from fastpoint._spec import make_spec
+    from fastpoint.core.spec import make_spec
     wt = np.zeros((16, 1, 3, 3), np.float32)
     layer = fp.Conv2d(wt, padding=1, groups=16, layout=layout)
     shape = (1, 16, 8, w) if layout == "NCHW" else (1, 8, w, 16)
@@ -46,7 +46,7 @@ def test_micro_kernel_of_each_isa(isa, layout, w):
 
 def test_wide_nchw_planes_go_generic_without_avx512(isa):
     """Kernels with scalar-code transposes leave NCHW planes of 32 columns and more to the generic loops."""
-    from fastpoint._spec import make_spec
+    from fastpoint.core.spec import make_spec
     wt = np.zeros((16, 1, 3, 3), np.float32)
     layer = fp.Conv2d(wt, padding=1, groups=16, layout="NCHW")
     name = cback.CBackend().kernel_name(make_spec(layer._layer, (1, 16, 8, 32), wt.shape))

@@ -1,7 +1,9 @@
-"""The C backend's 1x1 GEMM (csrc/gemm): every ISA's micro-kernel, every edge tile, every code path.
+"""The C backend's 1x1 GEMM (csrc/gemm): every micro-kernel of the gemm table, every edge tile, every
+code path.
 
-Each test runs once per ISA this CPU supports, forced in-process with ``fp_set_isa`` (weights are
-packed afresh, since packings record their ISA).  Data are small integers, so results must be equal.
+Each test runs once per row of the table this CPU runs, forced in-process (kernel_table.forced_kernel;
+weights are packed afresh, since packings record their kernel), so a new row is tested without new
+code.  Data are small integers, so results must be equal.
 """
 
 import os
@@ -13,8 +15,7 @@ import pytest
 
 import fastpoint as fp
 from fastpoint.backends import get_backend
-
-from .conftest import C_ISAS
+from fastpoint.backends.kernel_table import forced_kernel
 
 c_backend = get_backend("c")
 pytestmark = pytest.mark.skipif(not c_backend.available(), reason="C extension not built")
@@ -26,19 +27,23 @@ if c_backend.available():
 else:
     SUPPORTED = -1
 
-# isa -> (MR, NR) of its micro-kernel: NCHW tiles are MR output channels x NR pixels, NHWC tiles
-# MR pixels x NR output channels.
-TILES = {0: (4, 16), 1: (6, 16), 2: (8, 48)}
-NAMES = {0: "scalar_4x16", 1: "avx2_6x16", 2: "avx512_8x48"}
+#: the gemm table, best first; a row's tile is (MR, NR): NCHW tiles are MR output channels x NR
+#: pixels, NHWC tiles MR pixels x NR output channels
+GEMM = [k for k in fp.kernels() if k.backend == "c" and k.family == "gemm"]
+LEVELS = {"scalar": 0, "avx2": 1, "avx512": 2}
 
 
-@pytest.fixture
-def isa(isa):
-    """The shared ISA-forcing fixture (conftest), as the integer level these tests index by."""
-    return C_ISAS[isa]
+@pytest.fixture(params=[k.name for k in GEMM])
+def kernel(request):
+    """Each gemm kernel in turn, forced in-process."""
+    row = next(k for k in GEMM if k.name == request.param)
+    if not row.available:
+        pytest.skip(f"{row.name}: this CPU lacks {row.isa}")
+    with forced_kernel(row.name):
+        yield row
 
 
-def check(isa, n, cin, cout, h, w, stride=1, layout="NCHW", relu=False, bias=True, seed=0, nan_out=True):
+def check(kernel, n, cin, cout, h, w, stride=1, layout="NCHW", relu=False, bias=True, seed=0, nan_out=True):
     rng = np.random.default_rng(seed)
     xs = (n, cin, h, w) if layout == "NCHW" else (n, h, w, cin)
     x = rng.integers(-3, 4, size=xs).astype(np.float32)
@@ -50,87 +55,87 @@ def check(isa, n, cin, cout, h, w, stride=1, layout="NCHW", relu=False, bias=Tru
     out = np.full(expected.shape, np.nan, np.float32) if nan_out else None  # the output is never read
     got = conv(x, out=out)
     assert np.array_equal(got, expected), (
-        f"isa={isa} n={n} cin={cin} cout={cout} {h}x{w} s{stride} {layout}: "
+        f"{kernel.name} n={n} cin={cin} cout={cout} {h}x{w} s{stride} {layout}: "
         f"max |diff| = {np.nanmax(np.abs(got - expected))}")
 
 
-def test_kernel_is_used(isa):
+def test_kernel_is_used(kernel):
     spec_layer = fp.Conv2d(np.ones((4, 4, 1, 1), np.float32), backend="c")
     x = np.ones((1, 4, 3, 3), np.float32)
     from fastpoint.core.spec import make_spec
 
     spec = make_spec(spec_layer._layer.with_dtype(np.float32), x.shape, (4, 4, 1, 1))
-    assert c_backend.kernel_name(spec).endswith(NAMES[isa])
+    assert c_backend.kernel_name(spec) == kernel.name
 
 
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
-def test_every_column_remainder(isa, layout):
+def test_every_column_remainder(kernel, layout):
     """Output channels 1 .. 2*NR+1 (NHWC columns, NCHW rows past every MR remainder)."""
-    mr, nr = TILES[isa]
+    mr, nr = kernel.tile
     for cout in range(1, 2 * max(mr, nr) + 2):
-        check(isa, 1, 5, cout, 1, 2 * nr + 3, layout=layout)
+        check(kernel, 1, 5, cout, 1, 2 * nr + 3, layout=layout)
 
 
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
-def test_every_pixel_remainder(isa, layout):
+def test_every_pixel_remainder(kernel, layout):
     """Pixels 1 .. 2*NR+1 (NCHW columns, NHWC rows past every MR remainder), with 1 and 2 row tiles."""
-    mr, nr = TILES[isa]
+    mr, nr = kernel.tile
     for cout in (mr - 1 or 1, 2 * mr + 3):
         for pixels in range(1, 2 * max(mr, nr) + 2):
-            check(isa, 1, 3, cout, 1, pixels, layout=layout)
+            check(kernel, 1, 3, cout, 1, pixels, layout=layout)
 
 
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
 @pytest.mark.parametrize("cin", [1, 2, 7, 63, 1601])  # 1601 > 1.5 x KC: C is read back between k blocks
-def test_depths(isa, layout, cin):
-    check(isa, 1, cin, 19, 5, 11, layout=layout, relu=True)
+def test_depths(kernel, layout, cin):
+    check(kernel, 1, cin, 19, 5, 11, layout=layout, relu=True)
 
 
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
 @pytest.mark.parametrize("stride", [2, 3, (2, 1)])
-def test_strides(isa, layout, stride):
-    check(isa, 2, 9, 13, 11, 14, stride=stride, layout=layout)
-    check(isa, 1, 33, 50, 9, 9, stride=stride, layout=layout, relu=True, bias=False)
+def test_strides(kernel, layout, stride):
+    check(kernel, 2, 9, 13, 11, 14, stride=stride, layout=layout)
+    check(kernel, 1, 33, 50, 9, 9, stride=stride, layout=layout, relu=True, bias=False)
 
 
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
-def test_batch_bias_relu(isa, layout):
+def test_batch_bias_relu(kernel, layout):
     for relu in (False, True):
         for bias in (False, True):
-            check(isa, 3, 20, 37, 6, 13, layout=layout, relu=relu, bias=bias)
+            check(kernel, 3, 20, 37, 6, 13, layout=layout, relu=relu, bias=bias)
 
 
 @pytest.mark.parametrize("cin", [1, 5, 300, 2100])  # 2100 > 2048: the scattered tile is gathered back
 @pytest.mark.parametrize("cout", [16, 47, 48, 100])
-def test_small_maps_transposed_form(isa, cin, cout):
+def test_small_maps_transposed_form(kernel, cin, cout):
     """7x7 and 5x5 NCHW maps run with vectors along Cout on AVX-512 (scattered stores)."""
     for hw in (7, 5):
-        check(isa, 2, cin, cout, hw, hw, relu=True)
+        check(kernel, 2, cin, cout, hw, hw, relu=True)
 
 
-def test_heads_and_thin_layers(isa):
-    check(isa, 1, 64, 2, 16, 40)
-    check(isa, 1, 64, 21, 16, 40, relu=True)
-    check(isa, 1, 16, 96, 12, 12)
-    check(isa, 1, 144, 24, 10, 10)
+def test_heads_and_thin_layers(kernel):
+    check(kernel, 1, 64, 2, 16, 40)
+    check(kernel, 1, 64, 21, 16, 40, relu=True)
+    check(kernel, 1, 16, 96, 12, 12)
+    check(kernel, 1, 144, 24, 10, 10)
 
 
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
 @pytest.mark.parametrize("threads", [1, 2, 3])
-def test_threads(isa, layout, threads):
+def test_threads(kernel, layout, threads):
     before = fp.get_num_threads()
     fp.set_num_threads(threads)
     try:
-        check(isa, 1, 40, 70, 30, 30, layout=layout)        # split by pixels
-        check(isa, 1, 300, 200, 3, 3, layout=layout)        # split by channels
-        check(isa, 2, 24, 10, 1, 5, layout=layout)          # fewer tiles than threads
+        check(kernel, 1, 40, 70, 30, 30, layout=layout)        # split by pixels
+        check(kernel, 1, 300, 200, 3, 3, layout=layout)        # split by channels
+        check(kernel, 2, 24, 10, 1, 5, layout=layout)          # fewer tiles than threads
     finally:
         fp.set_num_threads(before)
 
 
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
 @pytest.mark.parametrize("hw", [(5, 9), (7, 7)])
-def test_nan_reaches_exactly_its_pixel(isa, layout, hw):
+def test_nan_reaches_exactly_its_pixel(kernel, layout, hw):
     """NaN in one input pixel gives NaN in exactly that output pixel, ReLU included."""
     h, w = hw
     rng = np.random.default_rng(1)
@@ -177,12 +182,13 @@ def test_isa_override_variable(name):
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=root, capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 0, out.stderr
-    want = min({"scalar": 0, "avx2": 1, "avx512": 2}[name], SUPPORTED)
-    assert out.stdout.strip().endswith(NAMES[want])
+    want = min(LEVELS[name], SUPPORTED)
+    best = next(k for k in GEMM if LEVELS[k.isa] <= want)  # the table is best first
+    assert out.stdout.strip() == best.name
 
 
 @pytest.mark.parametrize("offset", [0, 1])
-def test_large_output_streamed(isa, offset):
+def test_large_output_streamed(kernel, offset):
     """Outputs over L2 are written with non-temporal stores where rows are aligned (offset 0), with
     ordinary stores otherwise (offset 1 float)."""
     rng = np.random.default_rng(3)
@@ -199,7 +205,7 @@ def test_large_output_streamed(isa, offset):
 
 @pytest.mark.parametrize("offset", [0, 1])
 @pytest.mark.parametrize("cout", [96, 70])  # 70: a 22-column tail tile (masked, never streamed)
-def test_large_nhwc_output_streamed(isa, offset, cout):
+def test_large_nhwc_output_streamed(kernel, offset, cout):
     """NHWC outputs over L2 are streamed too (full, aligned 48-column tiles), with NaN in the output."""
     rng = np.random.default_rng(4)
     x = rng.integers(-3, 4, size=(1, 112, 112, 16)).astype(np.float32)
@@ -216,31 +222,31 @@ def test_large_nhwc_output_streamed(isa, offset, cout):
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("n", [0, 1, 3, 8])
-def test_batch_path(isa, layout, threads, n):
+def test_batch_path(kernel, layout, threads, n):
     """Batches (tiles of all images in one sequence for the thread split; the input prefetched two
     column tiles ahead) with pixel counts that are not multiples of NR (7x9 = 63, 13x11 = 143), a
     small map (7x7: transposed form on AVX-512) and a stride."""
     before = fp.get_num_threads()
     fp.set_num_threads(threads)
     try:
-        check(isa, n, 24, 20, 7, 9, layout=layout, relu=True)
-        check(isa, n, 40, 37, 13, 11, layout=layout)
-        check(isa, n, 33, 64, 7, 7, layout=layout, relu=True)
-        check(isa, n, 16, 19, 9, 10, stride=2, layout=layout)
+        check(kernel, n, 24, 20, 7, 9, layout=layout, relu=True)
+        check(kernel, n, 40, 37, 13, 11, layout=layout)
+        check(kernel, n, 33, 64, 7, 7, layout=layout, relu=True)
+        check(kernel, n, 16, 19, 9, 10, stride=2, layout=layout)
     finally:
         fp.set_num_threads(before)
 
 
 @pytest.mark.parametrize("hw", [(7, 7), (14, 14), (2, 5), (1, 3), (5, 5), (1, 5), (2, 3), (3, 5)])
 @pytest.mark.parametrize("threads", [1, 2])
-def test_small_map_last_pixel_tile(isa, hw, threads):
+def test_small_map_last_pixel_tile(kernel, hw, threads):
     """The transposed form's last pixel tile of 1..7 pixels: read in place (1, 2, 4 pixels, the exact
     kernel instance) or packed (3, 5, 6, 7), split by channels over threads; never past X's end."""
     before = fp.get_num_threads()
     fp.set_num_threads(threads)
     try:
-        check(isa, 2, 37, 100, *hw, relu=True)
-        check(isa, 1, 300, 48, *hw, bias=False)
+        check(kernel, 2, 37, 100, *hw, relu=True)
+        check(kernel, 1, 300, 48, *hw, bias=False)
     finally:
         fp.set_num_threads(before)
 

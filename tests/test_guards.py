@@ -165,3 +165,20 @@ def test_packed_weights_from_another_isa_are_refused(isa):
             assert lib.fp_conv_f32(p, *args) == -2, f"weights packed for {ISA_NAMES[isa]} ran on {ISA_NAMES[other]}"
     lib.fp_set_isa(isa)
     del prob
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_more_than_64_threads(layout):
+    """A machine with more than 64 CPUs (forced: fp_set_max_threads) running every algorithm at 96
+    threads: the direct driver once kept per-worker arrays of 64 entries indexed by worker id, written
+    past their end (on the stack) by workers 64..95.  Under tools/sanitize.sh such a write aborts."""
+    lib.fp_set_max_threads(96)
+    try:
+        for prob in ((4, 16, 40, 24, 48, 3, 3, 1, 1, 1, 1, layout),     # direct: 4 x 40 row jobs
+                     (2, 24, 30, 30, 40, 1, 1, 1, 0, 1, 1, layout),     # 1x1 GEMM
+                     (2, 32, 30, 30, 32, 3, 3, 1, 1, 1, 32, layout),    # depthwise
+                     (2, 6, 20, 20, 8, 3, 3, 1, 1, 2, 2, layout)):      # grouped, dilated
+            for dtype in (np.float32, np.float64):
+                _run_guarded(prob, dtype, 96, relu=True, with_bias=True, seed=1)
+    finally:
+        lib.fp_set_max_threads(0)

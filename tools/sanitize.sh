@@ -4,8 +4,10 @@
 # correctness sweep and guard tests under it.  Any out-of-bounds access, use-after-free or undefined
 # behaviour in a kernel aborts the run with a report and a non-zero exit status.
 #
-#   tools/sanitize.sh                 # sweep, guards, property, numerics, API, invalid, concurrency
-#                                     # tests on the C backend; then sweep + property at avx2, scalar
+#   tools/sanitize.sh                 # sweep, guards (96 threads included), every kernel-table row
+#                                     # forced (test_kernels), property, numerics, API, invalid,
+#                                     # concurrency tests on the C backend; then sweep + property at
+#                                     # avx2, scalar
 #   tools/sanitize.sh tests/test_x.py # other pytest arguments instead of the default selection
 #
 # Needs gcc with the sanitizer runtimes (clang: CC=clang and ASAN_RT, see below; untested here).
@@ -19,23 +21,13 @@ PY="${PYTHON:-python3}"
 CC="${CC:-gcc}"
 export CC
 
-rm -rf "$WORK"
-mkdir -p "$WORK"
-# the sources only: no compiled extension, caches or build outputs of the main tree
-tar -C "$ROOT" --exclude='*.so' --exclude='__pycache__' --exclude='_cconv.c' \
-    -cf - csrc fastpoint tests setup.py pyproject.toml | tar -C "$WORK" -xf -
-
-cd "$WORK"
-FASTPOINT_SANITIZE=1 "$PY" setup.py -q build_ext --inplace --force >build.log 2>&1 || { cat build.log; exit 1; }
+source "$ROOT/tools/_copy_build.sh"
+copy_build "$WORK" FASTPOINT_SANITIZE=1
 
 # clang names its runtime differently: ASAN_RT=$(clang -print-file-name=libclang_rt.asan-x86_64.so)
 ASAN_RT="${ASAN_RT:-$("$CC" -print-file-name=libasan.so)}"
 [ -f "$ASAN_RT" ] || { echo "sanitize: no libasan.so from $CC -print-file-name" >&2; exit 1; }
-# The copy must be what the tests import (not an installed or editable fastpoint), and its
-# extension must really be built with the sanitizers.
-"$PY" -c "import importlib.util as u, os, sys; o = os.path.realpath(u.find_spec('fastpoint').origin); \
-sys.exit(not o.startswith(os.path.realpath('$WORK') + os.sep))" \
-    || { echo "sanitize: python imports another fastpoint than $WORK" >&2; exit 1; }
+# The extension must really be built with the sanitizers.
 LINKED="$(ldd fastpoint/_cconv*.so)"  # (not piped into grep -q: with pipefail, ldd's SIGPIPE would fail it)
 if [[ "$LINKED" != *libasan* ]]; then
     echo "sanitize: fastpoint/_cconv is not linked with libasan (FASTPOINT_SANITIZE ignored?)" >&2
@@ -57,7 +49,7 @@ if [ $# -gt 0 ]; then
     run "$@"
     exit
 fi
-run tests/test_sweep.py tests/test_guards.py tests/test_property.py tests/test_numerics.py \
+run tests/test_sweep.py tests/test_guards.py tests/test_kernels.py tests/test_property.py tests/test_numerics.py \
     tests/test_api.py tests/test_invalid.py tests/test_concurrency.py
 # the lower ISA paths (test_guards already switches ISA in-process; this runs them via the public API)
 for isa in ${FASTPOINT_SANITIZE_ISAS:-avx2 scalar}; do

@@ -1,6 +1,6 @@
 """Check a `fastpoint bench --json` file against the issues' speed targets (ratio vs the best peer).
 
-    python tools/targets.py docs/bench-results.json
+    python tools/targets.py bench/results/2026-11-25-sapphire-rapids-nchw.json
 
 Per layer and thread count: time of the fastest of the named peers / time of the c backend (median
 samples of the same alternating run); geomean and minimum over each suite; numba / c likewise.

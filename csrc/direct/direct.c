@@ -1,6 +1,6 @@
 /* Direct KxK convolution, float32, NCHW and NHWC, dense and grouped: the driver.
  *
- * Design (see docs/spatial.md): output channels are the vector dimension (blocks of 16, weights
+ * Design (see docs/direct.md): output channels are the vector dimension (blocks of 16, weights
  * packed once as [group][block][cin][kh*kw][16]); a register tile of up to 14 output pixels x 16
  * channels accumulates the whole reduction over (cin, kh, kw) in registers, broadcasting input
  * pixels and streaming the packed weights from L1/L2 (Zhang, Franchetti & Low's zero-overhead
@@ -22,18 +22,6 @@
  * the prefetches stay a thin stream (on 512@7x7, 7 tiles per chunk and 42 prefetches per tile: -14 %). */
 #define FP_DIRECT_PF_TILES 16
 
-int fp_direct_rwmax(int isa, int nb) {
-    if (isa == FP_ISA_AVX512) return nb == 4 ? 7 : 14;
-    if (isa == FP_ISA_AVX2) return nb == 2 ? 3 : 6;
-    return nb == 2 ? 2 : 4;
-}
-
-fp_dkernel fp_direct_kernel(int isa, int rw, int nb) {
-    if (isa == FP_ISA_AVX512) return fp_direct_kernel_avx512(rw, nb);
-    if (isa == FP_ISA_AVX2) return fp_direct_kernel_avx2(rw, nb);
-    return fp_direct_kernel_scalar(rw, nb);
-}
-
 static int applies(const fp_conv_problem *p, int isa, int f64) {
     (void)isa;
     if (f64) return 0;
@@ -48,10 +36,8 @@ static int applies(const fp_conv_problem *p, int isa, int f64) {
 }
 
 static const char *kernel_name(const fp_conv_problem *p, int isa, int f64) {
-    (void)f64;
-    if (isa == FP_ISA_AVX512) return p->layout == 0 ? "f32_conv_direct_nchw__avx512_14x32" : "f32_conv_direct_nhwc__avx512_14x32";
-    if (isa == FP_ISA_AVX2) return p->layout == 0 ? "f32_conv_direct_nchw__avx2_6x16" : "f32_conv_direct_nhwc__avx2_6x16";
-    return p->layout == 0 ? "f32_conv_direct_nchw__c_4x16" : "f32_conv_direct_nhwc__c_4x16";
+    (void)p; (void)f64;
+    return fp_direct_ukr_pick(isa)->k.name;
 }
 
 static int64_t nblocks(const fp_conv_problem *p) { return FP_CEIL_DIV(p->cout / p->groups, FP_DIRECT_CB); }
@@ -80,6 +66,7 @@ static int pack(const fp_conv_problem *p, int isa, int f64, const void *wv, void
 
 /* Geometry of one call, shared by all threads. */
 typedef struct geom {
+    const fp_direct_ukr *uk;
     int64_t cin_g, cout_g, T, ncb, nb, rwmax;
     int64_t R, nrb, nr;  /* output rows per block, row blocks, strip rows */
     int64_t Wq;          /* strip columns per stride phase */
@@ -161,11 +148,14 @@ static void plan(const fp_conv_problem *p, int isa, geom *G) {
     G->cout_g = p->cout / p->groups;
     G->T = p->kh * p->kw;
     G->ncb = FP_CEIL_DIV(G->cout_g, FP_DIRECT_CB);
-    if (isa == FP_ISA_AVX512) /* 28 zmm accumulators: 14 pixels x 32 channels, or 7 x 64 on small maps */
-        G->nb = (p->ow <= 7 && G->ncb >= 4) ? 4 : G->ncb >= 2 ? 2 : 1;
-    else
-        G->nb = (p->ow <= fp_direct_rwmax(isa, 2) && G->ncb >= 2) ? 2 : 1;
-    G->rwmax = fp_direct_rwmax(isa, (int)G->nb);
+    /* More channel blocks per tile where the kernel has them and they cost no tile width, or the
+     * row is narrow enough anyway (AVX-512: 28 zmm accumulators hold 14 pixels x 32 channels, or
+     * 7 x 64 on small maps). */
+    const fp_direct_ukr *uk = G->uk = fp_direct_ukr_pick(isa);
+    const int wider4 = uk->rw[2] > 0 && G->ncb >= 4 && (uk->rw[2] == uk->rw[0] || p->ow <= uk->rw[2]);
+    const int wider2 = uk->rw[1] > 0 && G->ncb >= 2 && (uk->rw[1] == uk->rw[0] || p->ow <= uk->rw[1]);
+    G->nb = wider4 ? 4 : wider2 ? 2 : 1;
+    G->rwmax = uk->rw[G->nb == 4 ? 2 : G->nb - 1];
     const int64_t sw = p->stride_w, sh = p->stride_h;
     const int64_t Wp = (p->ow - 1) * sw + (p->kw - 1) * p->dil_w + 1;
     G->Wq = FP_CEIL_DIV(Wp, sw);
@@ -213,7 +203,7 @@ static void plan(const fp_conv_problem *p, int isa, geom *G) {
      * every tile of the row block uses them; partial sums wait in a per-thread buffer. */
     const int64_t per_ci = G->T * G->nb * FP_DIRECT_CB * (int64_t)sizeof(float);
     int64_t kc = FP_MAX(8, (20 * 1024) / per_ci);
-    if (isa == FP_ISA_SCALAR || G->cin_g <= kc + kc / 2) kc = G->cin_g;
+    if (!uk->chunk_cin || G->cin_g <= kc + kc / 2) kc = G->cin_g;
     G->kc = kc;
     G->cchunks = FP_CEIL_DIV(G->ncbg, G->cbg_per_chunk);
 }
@@ -239,14 +229,22 @@ typedef struct direct_task {
     int64_t wblk;
     int64_t strip_bytes, pbuf_bytes; /* the running thread's fp_scratch slots 0 and 1 (pbuf: 0 if unused) */
     int failed;
-    /* Per worker: the strip it filled last in this call (buffer and (image, group, row block)),
-     * so that consecutive channel chunks of one row block skip the refill. */
-    const float *strip_of[FP_POOL_MAX];
-    int64_t strip_key[FP_POOL_MAX];
+    uint64_t call;                   /* this call's number (g_calls) */
 } direct_task;
+
+/* The strip this OS thread filled last: call number, buffer and (image, group, row block), so that
+ * consecutive channel chunks of one row block skip the refill.  Kept per thread rather than per
+ * worker id, so no array has to be as large as the pool (the strip is the thread's scratch anyway). */
+static _Thread_local struct {
+    uint64_t call;
+    int64_t key;
+    const float *strip;
+} last_strip;
+static uint64_t g_calls;
 
 static void direct_chunk(void *ctx, int64_t job, int worker) {
     direct_task *t = (direct_task *)ctx;
+    (void)worker;
     const fp_conv_problem *p = t->p;
     const geom G = *t->G;
     const int isa = t->isa;
@@ -257,7 +255,7 @@ static void direct_chunk(void *ctx, int64_t job, int worker) {
     float *strip = (float *)fp_scratch_or_fail(0, t->strip_bytes, &t->failed);
     float *pbuf = t->pbuf_bytes ? (float *)fp_scratch_or_fail(1, t->pbuf_bytes, &t->failed) : NULL;
     if (!strip || (t->pbuf_bytes && !pbuf)) return;
-    float tbuf[14 * 4 * FP_DIRECT_CB] __attribute__((aligned(64)));
+    float tbuf[FP_DIRECT_TILE_MAX * FP_DIRECT_CB] __attribute__((aligned(64)));
     int64_t rest = job;
     const int64_t cc = rest % G.cchunks; rest /= G.cchunks;
     const int64_t rb = rest % G.nrb; rest /= G.nrb;
@@ -266,10 +264,11 @@ static void direct_chunk(void *ctx, int64_t job, int worker) {
     const int64_t oy0 = rb * G.R, nrows = FP_MIN(G.R, p->oh - oy0);
     const int64_t iy0 = oy0 * p->stride_h - p->pad_top;
     const int64_t key = job / G.cchunks;
-    if (t->strip_of[worker] != strip || t->strip_key[worker] != key)
+    if (last_strip.call != t->call || last_strip.strip != strip || last_strip.key != key)
         fill_strip(p, &G, isa, x, n, g, iy0, (nrows - 1) * p->stride_h + (p->kh - 1) * p->dil_h + 1, strip);
-    t->strip_of[worker] = strip;
-    t->strip_key[worker] = key;
+    last_strip.call = t->call;
+    last_strip.strip = strip;
+    last_strip.key = key;
     const int64_t cbg_lo = cc * G.cbg_per_chunk, cbg_hi = FP_MIN(G.ncbg, cbg_lo + G.cbg_per_chunk);
     const int64_t cb_hi = FP_MIN(G.ncb, cbg_hi * G.nb);
     for (int64_t cb = cbg_lo * G.nb, nbb_used = 0; cb < cb_hi; cb += nbb_used) {
@@ -336,7 +335,7 @@ static void direct_chunk(void *ctx, int64_t job, int worker) {
                     }
                     for (int64_t e = pf_k + pf_step; pf_k < e && pf_k < pf_seg * pf_lines; pf_k++)
                         __builtin_prefetch(pf_base + (pf_k / pf_lines) * wblk + (pf_k % pf_lines) * FP_DIRECT_CB, 0, 2);
-                    fp_direct_kernel(isa, rw, nbb)(&a);
+                    G.uk->kernel(rw, nbb)(&a);
                     if (last) {
                         if (p->layout == 0 && isa == FP_ISA_AVX512) {
                             fp_direct_store_nchw_avx512(tbuf, a.ops, rw, nch,
@@ -391,12 +390,12 @@ static int run(const fp_conv_problem *p, int isa, int f64, const void *xv, const
     const int T = fp_threads(p);
     direct_task t = {p, &G, isa, x, wpk, bpad, toff, y, G.cin_g * G.T * FP_DIRECT_CB,
                      (int64_t)sizeof(float) * G.cin_g * G.nr * sw * Wq,
-                     G.kc < G.cin_g ? (int64_t)sizeof(float) * G.R * p->ow * G.nb * FP_DIRECT_CB : 0, 0, {0}, {0}};
-    for (int i = 0; i < FP_POOL_MAX; i++) t.strip_key[i] = -1;
+                     G.kc < G.cin_g ? (int64_t)sizeof(float) * G.R * p->ow * G.nb * FP_DIRECT_CB : 0, 0,
+                     __atomic_add_fetch(&g_calls, 1, __ATOMIC_RELAXED)};
     fp_pool_run(T, jobs, direct_chunk, &t); /* one job per chunk, claimed dynamically */
     fp_aligned_free(toff);
     fp_aligned_free(bpad);
     return t.failed ? FP_ERR_ALLOC : FP_OK;
 }
 
-const fp_algo fp_algo_direct = {"direct", applies, kernel_name, packed_bytes, pack, run};
+const fp_algo fp_algo_direct = {"direct", applies, kernel_name, packed_bytes, pack, run, "conv"};

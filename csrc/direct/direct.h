@@ -7,8 +7,10 @@
 #ifndef FP_DIRECT_H
 #define FP_DIRECT_H
 #include "../internal.h"
+#include "../kernel_table.h"
 
 #define FP_DIRECT_CB 16 /* output channels per packed weight block */
+#define FP_DIRECT_TILE_MAX 56 /* pixels x channel blocks of the largest tile a row may declare */
 
 typedef struct fp_dtile {
     const float *pix;    /* input of pixel 0, channel 0, tap offset 0 */
@@ -27,11 +29,24 @@ typedef struct fp_dtile {
 
 typedef void (*fp_dkernel)(const fp_dtile *t);
 
-/* Widest tile (pixels) of each ISA for nb = 1 and nb = 2 blocks, and the kernel for a width. */
-int fp_direct_rwmax(int isa, int nb);
-fp_dkernel fp_direct_kernel(int isa, int rw, int nb);
+/* A row of the conv table (csrc/kernel_table.c): the common row (tile: the widest register tile, pixels
+ * x channels), then what the driver needs. */
+typedef struct fp_direct_ukr {
+    fp_kernel k;
+    int rw[3];          /* widest tile (pixels) for 1, 2 and 4 blocks of 16 channels; 0: no such instance;
+                           rw[b] x blocks <= FP_DIRECT_TILE_MAX (the driver's tile buffer) */
+    int chunk_cin;      /* split the reduction into chunks whose weights stay in L1 (0: one chunk) */
+    fp_dkernel (*kernel)(int rw, int nb); /* the instance for rw <= rw[nb] pixels x nb blocks */
+} fp_direct_ukr;
 
-fp_dkernel fp_direct_kernel_avx512(int rw, int nb);
+extern const fp_direct_ukr fp_f32_conv_4x16__scalar;
+extern const fp_direct_ukr fp_f32_conv_6x16__avx2;
+extern const fp_direct_ukr fp_f32_conv_14x32__avx512;
+
+/* The micro-kernel to run at ISA level isa (the table's choice). */
+static inline const fp_direct_ukr *fp_direct_ukr_pick(int isa) {
+    return (const fp_direct_ukr *)fp_kernel_pick("conv", 0, isa); /* the row starts the struct */
+}
 
 /* NCHW store of a tile kept pixel-major in tbuf (tbuf[j * ops + c]): y[c * ystride + j]. */
 void fp_direct_store_nchw_avx512(const float *tbuf, int64_t ops, int rw, int64_t nch, float *y, int64_t ystride);
@@ -40,7 +55,5 @@ void fp_direct_store_nchw_avx512(const float *tbuf, int64_t ops, int rw, int64_t
 void fp_direct_split2_avx512(const float *src, int64_t w, int64_t pl, int64_t wq, float *even, float *odd);
 void fp_direct_fill_nhwc_avx512(const float *src, int64_t pstride, int64_t nc, int64_t w, int64_t sw, int64_t pl,
                                 int64_t wq, float *dst, int64_t cs);
-fp_dkernel fp_direct_kernel_avx2(int rw, int nb);
-fp_dkernel fp_direct_kernel_scalar(int rw, int nb);
 
 #endif

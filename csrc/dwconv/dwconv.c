@@ -8,20 +8,15 @@ static int applies(const fp_conv_problem *p, int isa, int f64) {
     return !f64 && p->groups > 1 && p->groups == p->cin;
 }
 
-/* The one place a depthwise micro-kernel is chosen: the best one the ISA level runs. */
+/* The one place a depthwise micro-kernel is chosen: the dwconv table's choice at the ISA level (the
+ * best row it runs, or the forced one). */
 const fp_dw_ukernel *fp_dw_select(const fp_conv_problem *p, int isa) {
     (void)p;
-#if defined(__x86_64__) && !defined(FP_PORTABLE_ONLY)
-    if (isa == FP_ISA_AVX512) return &fp_f32_dwconv_8x16c__avx512;
-    if (isa == FP_ISA_AVX2) return &fp_f32_dwconv_4x16c__avx2;
-#else
-    (void)isa;
-#endif
-    return &fp_f32_dwconv_4x16c__scalar;
+    return (const fp_dw_ukernel *)fp_kernel_pick("dwconv", 0, isa); /* the row starts the struct */
 }
 
 /* Kernels whose NCHW transposes are scalar code send wide planes to the generic loops (vectorized
- * along the row), which beat the transposed tiles there (bench in docs/spatial.md). */
+ * along the row), which beat the transposed tiles there (docs/depthwise.md, "AVX2 and portable"). */
 static int generic_rows(const fp_conv_problem *p, int isa) {
     const int64_t ow = fp_dw_select(p, isa)->nchw_generic_ow;
     return p->layout == 0 && ow && p->ow >= ow;
@@ -34,7 +29,7 @@ static int generic_copy(const fp_conv_problem *p, int isa) {
 static const char *kernel_name(const fp_conv_problem *p, int isa, int f64) {
     (void)f64;
     if (generic_rows(p, isa)) return fp_algo_generic.kernel_name(p, isa, 0);
-    return fp_dw_select(p, isa)->name;
+    return fp_dw_select(p, isa)->k.name;
 }
 
 static int64_t packed_bytes(const fp_conv_problem *p, int isa, int f64) {
@@ -63,4 +58,4 @@ static int run(const fp_conv_problem *p, int isa, int f64, const void *x, const 
     return fp_dw_drive(fp_dw_select(p, isa), p, x, packed, bias, y);
 }
 
-const fp_algo fp_algo_dwconv = {"dwconv", applies, kernel_name, packed_bytes, pack, run};
+const fp_algo fp_algo_dwconv = {"dwconv", applies, kernel_name, packed_bytes, pack, run, "dwconv"};

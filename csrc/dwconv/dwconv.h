@@ -6,11 +6,12 @@
  *
  * Layout of csrc/dwconv/: dwconv.c (the algorithm: packing, fp_dw_select), dwconv_driver.c (jobs,
  * threads, layouts; names no ISA), one file per micro-kernel, <dtype>_dwconv_<tile>__<isa>.c, each
- * defining an fp_dw_ukernel row.  A new kernel: its file and row, declared below, and its case in
- * fp_dw_select. */
+ * defining an fp_dw_ukernel row.  A new kernel: its file and row, declared below, and its line in the
+ * dwconv table of csrc/kernel_table.c (docs/conventions.md). */
 #ifndef FP_DWCONV_H
 #define FP_DWCONV_H
 #include "../internal.h"
+#include "../kernel_table.h"
 
 #define FP_DW_CB 16
 
@@ -92,11 +93,12 @@ enum {
 };
 
 /* One depthwise micro-kernel: the register-blocked inner loops of one ISA, which the ISA-free driver
- * (dwconv_driver.c) runs over jobs, threads and layouts.  fp_dw_select picks one for a problem. */
+ * (dwconv_driver.c) runs over jobs, threads and layouts.  A row of the dwconv table
+ * (csrc/kernel_table.c): the common row (name <dtype>_dwconv_<tile>__<isa>, ISA, register tile),
+ * then what the driver needs.  fp_dw_select picks one for a problem. */
 typedef struct fp_dw_ukernel {
-    const char *name;       /* <dtype>_dwconv_<tile>__<isa> */
-    int isa;                /* FP_ISA_* the kernel needs */
-    int tile_px, tile_c;    /* the largest block: pixels x channels */
+    fp_kernel k;
+    int tile_px, tile_c;    /* the largest block call: pixels x channels */
     unsigned caps;          /* FP_DW_* */
     int64_t nchw_generic_ow; /* NCHW planes at least this wide run the generic algorithm instead; 0: none */
     const fp_dw_block_fn *(*blocks)(const fp_conv_problem *p); /* the shape's [edge][tile_px] table */
@@ -110,7 +112,8 @@ typedef struct fp_dw_ukernel {
 
 extern const fp_dw_ukernel fp_f32_dwconv_8x16c__avx512, fp_f32_dwconv_4x16c__avx2, fp_f32_dwconv_4x16c__scalar;
 
-/* The micro-kernel for a problem at an ISA level (dwconv.c), and the driver that runs it. */
+/* The micro-kernel for a problem at an ISA level (dwconv.c: the table's choice), and the driver that
+ * runs it. */
 const fp_dw_ukernel *fp_dw_select(const fp_conv_problem *p, int isa);
 int fp_dw_drive(const fp_dw_ukernel *k, const fp_conv_problem *p, const float *x, const float *w, const float *bias,
                 float *y);

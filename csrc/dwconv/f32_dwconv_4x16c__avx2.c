@@ -9,7 +9,7 @@ FP_TARGET_AVX2
 #include "f32_dwconv_4x16c_impl.h"
 
 const fp_dw_ukernel fp_f32_dwconv_4x16c__avx2 = {
-    "f32_dwconv_4x16c__avx2", FP_ISA_AVX2, DW_CALL, 16, FP_DW_PIXEL_ACC, 32,
+    {"f32_dwconv_4x16c__avx2", "dwconv", 0, FP_ISA_AVX2, DW_PX, 16}, DW_CALL, 16, FP_DW_PIXEL_ACC, 32,
     dw256_blocks, NULL, dw256_pixels, dw256_px, dw256_tile_in, dw256_tile_out, NULL};
 FP_TARGET_END
 #endif

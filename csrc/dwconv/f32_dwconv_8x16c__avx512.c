@@ -278,7 +278,7 @@ static void pixels(const fp_conv_problem *p, const float *xn, const float *w, co
 static void fence(void) { _mm_sfence(); }
 
 const fp_dw_ukernel fp_f32_dwconv_8x16c__avx512 = {
-    "f32_dwconv_8x16c__avx512", FP_ISA_AVX512, 8, 16, FP_DW_ALIGNED | FP_DW_GROUPS | FP_DW_NHWC_BLOCKS, 0,
+    {"f32_dwconv_8x16c__avx512", "dwconv", 0, FP_ISA_AVX512, 8, 16}, 8, 16, FP_DW_ALIGNED | FP_DW_GROUPS | FP_DW_NHWC_BLOCKS, 0,
     nhwc_pick, &pair_fns[0][0], pixels, nhwc_px, fp_dw_tile_in_avx512, fp_dw_tile_out_avx512, fence};
 
 FP_TARGET_END

@@ -10,11 +10,13 @@
  *   gemm_pack_act.c       packing of an activation micro-panel (stride folded in), NHWC row pointers
  *   gemm_driver.c         the NC/KC/MC/NR/MR loops and the thread split
  *   gemm_algo.c           the fp_algo entry (applies / pack / run)
- *   sgemm_ukernel_<isa>_<MR>x<NR>.c   the register-blocked micro-kernels
+ *   f32_gemm_<MR>x<NR>__<isa>.c   the register-blocked micro-kernels, rows of the gemm table in
+ *                         csrc/kernel_table.c
  */
 #ifndef FASTPOINT_GEMM_H
 #define FASTPOINT_GEMM_H
 #include "../internal.h"
+#include "../kernel_table.h"
 
 /* Arguments of one micro-kernel call.  A is either a packed panel (a: k-major, MR values per k) or
  * MR row pointers (arows[i][k]; rows past mr repeat a valid row, so nothing is read out of bounds).
@@ -46,23 +48,26 @@ typedef struct fp_ukr_args {
 
 typedef void (*fp_sgemm_ukr_fn)(const fp_ukr_args *u);
 
+/* A row of the gemm table: the common row (name, dtype, ISA, tile = mr x nr), then what the driver needs. */
 typedef struct fp_sgemm_ukr {
-    const char *name;
-    int mr, nr;
+    fp_kernel k;
+    int mr, nr;                  /* = k.tile_m, k.tile_n (FP_SGEMM_ROW fills both) */
     fp_sgemm_ukr_fn run;
     int extended;                /* honours bcopy, prefetch_next, lda, c_trans, pf_lines and stream */
     fp_sgemm_ukr_fn tall;        /* optional: tall_mr x tall_nr tiles for small Cout (packed A, a_panel) */
     int tall_mr, tall_nr;
 } fp_sgemm_ukr;
 
-extern const fp_sgemm_ukr fp_sgemm_ukr_scalar_4x16;
-#if defined(__x86_64__) && !defined(FP_PORTABLE_ONLY)
-extern const fp_sgemm_ukr fp_sgemm_ukr_avx2_6x16;
-extern const fp_sgemm_ukr fp_sgemm_ukr_avx512_8x48;
-#endif
+#define FP_SGEMM_ROW(NAME, ISA, MR_, NR_) {NAME, "gemm", 0, ISA, MR_, NR_}, MR_, NR_
 
-/* The micro-kernel of an ISA (the best one compiled in at or below it). */
-const fp_sgemm_ukr *fp_sgemm_ukr_for(int isa);
+extern const fp_sgemm_ukr fp_f32_gemm_4x16__scalar;
+extern const fp_sgemm_ukr fp_f32_gemm_6x16__avx2;
+extern const fp_sgemm_ukr fp_f32_gemm_8x48__avx512;
+
+/* The micro-kernel to run at ISA level isa (the table's choice, csrc/kernel_table.c). */
+static inline const fp_sgemm_ukr *fp_sgemm_ukr_pick(int isa) {
+    return (const fp_sgemm_ukr *)fp_kernel_pick("gemm", 0, isa); /* the row starts the struct */
+}
 
 typedef struct fp_gemm_blocks {
     int64_t kc, mc, nc;

@@ -1,5 +1,6 @@
-/* The 1x1 convolution as GEMM, registered as `fp_algo_gemm1x1` in the algorithm table (conv.c).
- * float32 only; float64 1x1 problems fall through to the generic algorithm. */
+/* The 1x1 convolution as GEMM, registered as `fp_algo_gemm1x1` in the algorithm table (conv.c); its
+ * micro-kernel is the gemm table's choice (csrc/kernel_table.c).  float32 only; float64 1x1 problems
+ * fall through to the generic algorithm. */
 #include "gemm.h"
 
 static int applies(const fp_conv_problem *p, int isa, int f64) {
@@ -9,32 +10,27 @@ static int applies(const fp_conv_problem *p, int isa, int f64) {
 }
 
 static const char *kernel_name(const fp_conv_problem *p, int isa, int f64) {
-    (void)f64;
-    const fp_sgemm_ukr *uk = fp_sgemm_ukr_for(isa);
-    static const char *names[2][3] = {
-        {"f32_gemm1x1_nchw_scalar_4x16", "f32_gemm1x1_nchw_avx2_6x16", "f32_gemm1x1_nchw_avx512_8x48"},
-        {"f32_gemm1x1_nhwc_scalar_4x16", "f32_gemm1x1_nhwc_avx2_6x16", "f32_gemm1x1_nhwc_avx512_8x48"}};
-    const int which = uk->nr == 48 ? 2 : uk->mr == 6 ? 1 : 0;
-    return names[p->layout != 0][which];
+    (void)p; (void)f64;
+    return fp_sgemm_ukr_pick(isa)->k.name;
 }
 
 static int64_t packed_bytes(const fp_conv_problem *p, int isa, int f64) {
     (void)f64;
-    return (int64_t)sizeof(float) * fp_gemm_packed_floats(p, fp_sgemm_ukr_for(isa));
+    return (int64_t)sizeof(float) * fp_gemm_packed_floats(p, fp_sgemm_ukr_pick(isa));
 }
 
 static int pack(const fp_conv_problem *p, int isa, int f64, const void *w, void *dst) {
     (void)f64;
-    fp_gemm_pack_weights(p, fp_sgemm_ukr_for(isa), (const float *)w, (float *)dst);
+    fp_gemm_pack_weights(p, fp_sgemm_ukr_pick(isa), (const float *)w, (float *)dst);
     return FP_OK;
 }
 
 static int run(const fp_conv_problem *p, int isa, int f64, const void *x, const void *packed, const void *bias,
                void *y) {
     (void)f64;
-    const fp_sgemm_ukr *uk = fp_sgemm_ukr_for(isa);
+    const fp_sgemm_ukr *uk = fp_sgemm_ukr_pick(isa);
     if (p->layout == 0) return fp_gemm_run_nchw(p, uk, (const float *)x, (const float *)packed, (const float *)bias, (float *)y);
     return fp_gemm_run_nhwc(p, uk, (const float *)x, (const float *)packed, (const float *)bias, (float *)y);
 }
 
-const fp_algo fp_algo_gemm1x1 = {"gemm1x1", applies, kernel_name, packed_bytes, pack, run};
+const fp_algo fp_algo_gemm1x1 = {"gemm1x1", applies, kernel_name, packed_bytes, pack, run, "gemm"};

@@ -8,7 +8,7 @@
 static int64_t round_down(int64_t v, int64_t m) { return v < m ? m : v / m * m; }
 
 fp_gemm_blocks fp_gemm_blocking(const fp_sgemm_ukr *uk, int64_t m, int64_t n, int64_t k) {
-    const int64_t l1 = fp_cache_size(1), l2 = fp_cache_size(2);
+    const int64_t l2 = fp_cache_size(2);
     const int64_t fsz = (int64_t)sizeof(float);
     fp_gemm_blocks b;
     /* Measured on Sapphire Rapids (bench/layer_bench.c): a KC of 1024, whose B micro-panel streams from
@@ -16,7 +16,6 @@ fp_gemm_blocks fp_gemm_blocking(const fp_sgemm_ukr *uk, int64_t m, int64_t n, in
      * Kernels without L1 residency needs therefore get KC from L2: the A and B micro-panels
      * (MR + NR) x KC take at most a quarter of it. */
     const int64_t kc_max = FP_MIN(FP_MAX(l2 / 4 / ((uk->mr + uk->nr) * fsz), 64), 1024);
-    (void)l1;
     /* A K up to 1.5x the cap in one block beats two half-empty ones. */
     int64_t nkb = k <= kc_max + kc_max / 2 ? 1 : FP_CEIL_DIV(k, kc_max);
     b.kc = FP_CEIL_DIV(k, nkb);
@@ -27,13 +26,4 @@ fp_gemm_blocks fp_gemm_blocking(const fp_sgemm_ukr *uk, int64_t m, int64_t n, in
     b.nc = FP_MIN(b.nc, FP_CEIL_DIV(n, uk->nr) * uk->nr);
     if (b.nc < uk->nr) b.nc = uk->nr;
     return b;
-}
-
-const fp_sgemm_ukr *fp_sgemm_ukr_for(int isa) {
-#if defined(__x86_64__) && !defined(FP_PORTABLE_ONLY)
-    if (isa >= FP_ISA_AVX512) return &fp_sgemm_ukr_avx512_8x48;
-    if (isa >= FP_ISA_AVX2) return &fp_sgemm_ukr_avx2_6x16;
-#endif
-    (void)isa;
-    return &fp_sgemm_ukr_scalar_4x16;
 }

@@ -217,7 +217,6 @@ static int task_finish(task *t, int T) {
 /* Threads for a call, and whether to cut pixels (else output channels). */
 static int plan(task *t, int64_t pix_tiles, int64_t ch_tiles, int pixels_first) {
     int T = fp_threads(t->p);
-    if (T > FP_POOL_MAX) T = FP_POOL_MAX;
     t->pix_tiles = pix_tiles;
     t->ch_tiles = ch_tiles;
     t->by_pixels = pixels_first ? split_pixels(pix_tiles, ch_tiles, T) : (ch_tiles < T && pix_tiles > ch_tiles);

@@ -95,6 +95,21 @@ def _problem_for(spec: ConvSpec):
     return p
 
 
+def _refuse_bad_env() -> None:
+    """A FASTPOINT_KERNEL the tables cannot honour stops the C backend (rather than testing another kernel)."""
+    global _env_checked
+    if not _env_checked:
+        from .kernel_table import env_refusal
+
+        why = env_refusal()
+        if why:
+            raise ValueError(why)
+        _env_checked = True
+
+
+_env_checked = False
+
+
 class CBackend:
     name = "c"
 
@@ -108,6 +123,7 @@ class CBackend:
         return None
 
     def prepack(self, layer: LayerSpec, weight: np.ndarray) -> Packed:
+        _refuse_bad_env()
         f64 = int(layer.dtype == np.float64)
         p = _problem(layer)
         buf = _aligned_bytes(int(_lib.fp_packed_bytes(p, f64)))

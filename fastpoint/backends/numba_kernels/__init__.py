@@ -23,6 +23,7 @@ from ...core.spec import ConvSpec, LayerSpec
 from . import blocking, workers
 from .cacheload import cache_kernels
 from .geometry import geometry
+from .table import SMALL_PLANE_OW, pick
 
 cache_kernels(vars(workers))  # its spin loops are cached kernels too (cacheload.py)
 
@@ -108,7 +109,7 @@ def _preparer(spec: ConvSpec, geo) -> Callable[[np.ndarray], np.ndarray]:
 
 
 # Below this much work (estimated at one thread) a call runs on the caller alone.  A helper now starts
-# ~15 us after the call (docs/numba.md, "2 threads: the cause"); measured at 2 threads, 150 ms pauses:
+# ~15 us after the call (docs/numba.md, "Threads"); measured at 2 threads, 150 ms pauses:
 # mb2_dw_192_28 (~90 us of work) 0.095 -> 0.083 ms with a helper; mb2_dw_384_14 (~45 us) and
 # mb2_dw_960_7 gained nothing or lost with one (0.049-0.061 / 0.037-0.068 ms against 0.051 / 0.037 alone).
 MIN_PARALLEL_S = 60e-6
@@ -121,11 +122,6 @@ _DEPTHWISE_SMALL_FLOPS = 30e9  # depthwise_small.py: 25-37 GFLOP/s on mb2_dw_960
 # dense NCHW layers with K in one chunk and at most this many channel tiles (of 6) read their input in
 # place instead of packing it (dense_nchw._tile_direct)
 IN_PLACE_CO_TILES = 3
-
-# NCHW depthwise maps narrower than this run vectorized across channels (depthwise_small.py): a
-# row of 7-28 pixels fills too few lanes of the per-plane kernel (docs/numba.md, "Small planes")
-SMALL_PLANE_OW = 32
-
 
 @lru_cache(maxsize=64)
 def _small_tables(h: int, w: int, pt: int, pl: int, hp: int, wp: int, kh: int, kw: int, dh: int, dw: int,
@@ -161,12 +157,17 @@ Launch = Callable[[np.ndarray, np.ndarray, int], None]
 def bind(spec: ConvSpec, packed: Packed, bias: Optional[np.ndarray]) -> Launch:
     """Everything of a call that depends on the layer and shape only, done once: ``launch(x, out, threads)``.
 
-    What is left per call: the prepared input copy (when the kernel needs one), the thread choice
-    and the kernel's argument tuple.  A ``Conv2d``'s repeat calls keep the launcher (fastpoint/core/callplan.py),
-    which saves the index tables, padded bias and block sizes of every call (~10 us of a 40 us layer).
+    The kernel is the first row of the table (table.py) that applies to the packing and the shape;
+    its binder does the rest.  What is left per call: the prepared input copy (when the kernel needs
+    one), the thread choice and the kernel's argument tuple.  A ``Conv2d``'s repeat calls keep the
+    launcher (fastpoint/core/callplan.py), which saves the index tables, padded bias and block sizes of
+    every call (~10 us of a 40 us layer).
     """
-    L = spec.layer
-    item = L.dtype.itemsize
+    return _BINDERS[pick(packed.kind, spec).family](spec, packed, bias)
+
+
+def _threads_args(spec: ConvSpec) -> Callable[[int, Callable[[int], tuple]], tuple]:
+    """``threads_args(threads, tail)``: (useful threads, ``tail(useful)``), cached per thread count."""
     per_threads: Dict[int, tuple] = {}  # threads -> (useful threads, the args that depend on them)
 
     def threads_args(threads: int, tail: Callable[[int], tuple]) -> tuple:
@@ -176,39 +177,56 @@ def bind(spec: ConvSpec, packed: Packed, bias: Optional[np.ndarray]) -> Launch:
             got = per_threads[threads] = (useful, tail(useful))
         return got
 
-    if packed.kind == "dw_nchw" and spec.ow < SMALL_PLANE_OW:
-        from .depthwise_small import dw_nchw_small
+    return threads_args
 
-        (sh, sw), (dh, dw) = L.stride, L.dilation
-        hp = (spec.oh - 1) * sh + (L.kh - 1) * dh + 1  # the padded input window the outputs read
-        wp = (spec.ow - 1) * sw + (L.kw - 1) * dw + 1
-        nl = blocking.lanes(item)
-        pix2tile, ident, toff = _small_tables(spec.h, spec.w, spec.pad_top, spec.pad_left, hp, wp, L.kh, L.kw,
-                                              dh, dw, nl)
-        bp = _padded_bias(bias, 1, L.cout, nl, L.dtype)
-        row3 = L.kh if (L.kw, sw, dw) == (3, 1, 1) else 0
-        mid = (spec.h, spec.w, L.cout, spec.n, sh, sw, hp, wp, pix2tile, ident, toff, row3, packed.by_lanes, bp)
-        tail = (spec.oh, spec.ow, int(L.relu))
 
-        def launch_dw_small(x: np.ndarray, out: np.ndarray, threads: int) -> None:
-            useful, _ = threads_args(threads, lambda t: ())
-            workers.run(dw_nchw_small, (x.reshape(-1),) + mid + (out.reshape(-1),) + tail, useful)
+def _bind_dw_small(spec: ConvSpec, packed: Packed, bias: Optional[np.ndarray]) -> Launch:
+    from .depthwise_small import dw_nchw_small
 
-        return launch_dw_small
+    L = spec.layer
+    threads_args = _threads_args(spec)
+    (sh, sw), (dh, dw) = L.stride, L.dilation
+    hp = (spec.oh - 1) * sh + (L.kh - 1) * dh + 1  # the padded input window the outputs read
+    wp = (spec.ow - 1) * sw + (L.kw - 1) * dw + 1
+    nl = blocking.lanes(L.dtype.itemsize)
+    pix2tile, ident, toff = _small_tables(spec.h, spec.w, spec.pad_top, spec.pad_left, hp, wp, L.kh, L.kw,
+                                          dh, dw, nl)
+    bp = _padded_bias(bias, 1, L.cout, nl, L.dtype)
+    row3 = L.kh if (L.kw, sw, dw) == (3, 1, 1) else 0
+    mid = (spec.h, spec.w, L.cout, spec.n, sh, sw, hp, wp, pix2tile, ident, toff, row3, packed.by_lanes, bp)
+    tail = (spec.oh, spec.ow, int(L.relu))
+
+    def launch_dw_small(x: np.ndarray, out: np.ndarray, threads: int) -> None:
+        useful, _ = threads_args(threads, lambda t: ())
+        workers.run(dw_nchw_small, (x.reshape(-1),) + mid + (out.reshape(-1),) + tail, useful)
+
+    return launch_dw_small
+
+
+def _bind_dw_nchw(spec: ConvSpec, packed: Packed, bias: Optional[np.ndarray]) -> Launch:
+    from .depthwise import dw_nchw  # pads each channel plane itself, in a task-local buffer
+
+    L = spec.layer
+    threads_args = _threads_args(spec)
     geo = geometry(spec)
-    if packed.kind == "dw_nchw":  # pads each channel plane itself, in a task-local buffer
-        from .depthwise import dw_nchw
+    b = np.zeros(L.cout, L.dtype) if bias is None else bias
+    mid = (spec.h, spec.w, geo.phase_py, geo.phase_px, geo.hq1, geo.wq, L.stride[0], L.stride[1],
+           spec.pad_top, spec.pad_left, geo.tapoff, packed.weights, b)
+    tail = (spec.n * L.cout, L.cout, spec.oh, spec.ow, int(L.relu))
 
-        b = np.zeros(L.cout, L.dtype) if bias is None else bias
-        mid = (spec.h, spec.w, geo.phase_py, geo.phase_px, geo.hq1, geo.wq, L.stride[0], L.stride[1],
-               spec.pad_top, spec.pad_left, geo.tapoff, packed.weights, b)
-        tail = (spec.n * L.cout, L.cout, spec.oh, spec.ow, int(L.relu))
+    def launch_dw_nchw(x: np.ndarray, out: np.ndarray, threads: int) -> None:
+        useful, _ = threads_args(threads, lambda t: ())
+        workers.run(dw_nchw, (x.reshape(-1),) + mid + (out.reshape(-1),) + tail + (useful,), useful)
 
-        def launch_dw_nchw(x: np.ndarray, out: np.ndarray, threads: int) -> None:
-            useful, _ = threads_args(threads, lambda t: ())
-            workers.run(dw_nchw, (x.reshape(-1),) + mid + (out.reshape(-1),) + tail + (useful,), useful)
+    return launch_dw_nchw
 
-        return launch_dw_nchw
+
+def _bind_tiled(spec: ConvSpec, packed: Packed, bias: Optional[np.ndarray]) -> Launch:
+    """The dense NCHW / NHWC and the NHWC depthwise kernels: one launcher, kernel-specific arguments."""
+    L = spec.layer
+    item = L.dtype.itemsize
+    threads_args = _threads_args(spec)
+    geo = geometry(spec)
     relu = int(L.relu)
     taps = L.kh * L.kw
     if packed.kind == "nchw":
@@ -226,7 +244,7 @@ def bind(spec: ConvSpec, packed: Packed, bias: Optional[np.ndarray]) -> Launch:
         mid = (geo.plane, koff, geo.wq, geo.qtotal, packed.weights, bp)
         kc = blocking.k_chunk(nr * item)
         # with at most IN_PLACE_CO_TILES channel tiles a packed input panel is reused too little: cheaper to read
-        # the input where it lies (docs/numba.md, "Small channel counts")
+        # the input where it lies (docs/numba.md, "Dense NCHW")
         in_place = int(L.cin_g * taps <= kc and co_tiles <= IN_PLACE_CO_TILES)
         # in place there is no packed panel to keep in L1: blocks of up to 64 position tiles (their input
         # re-read by the block's channel tiles from L2) gave 2 threads 0.16 -> 0.11 ms on mb2_pw_32_16_112
@@ -272,3 +290,12 @@ def bind(spec: ConvSpec, packed: Packed, bias: Optional[np.ndarray]) -> Launch:
         workers.run(kernel, (prepare(x),) + mid + (out.reshape(-1),) + tail, useful)
 
     return launch
+
+
+_BINDERS: Dict[str, Callable[[ConvSpec, Packed, Optional[np.ndarray]], Launch]] = {
+    "dwconv_small_nchw": _bind_dw_small,
+    "dwconv_nchw": _bind_dw_nchw,
+    "dense_nchw": _bind_tiled,
+    "dense_nhwc": _bind_tiled,
+    "dwconv_nhwc": _bind_tiled,
+}

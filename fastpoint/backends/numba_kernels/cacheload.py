@@ -15,7 +15,7 @@ containers, jitclass, ...) and, through ``numba.np.arraymath``'s BLAS probe, ``s
 registries are what the *compiler* needs to type and lower Python code; a cached kernel is machine
 code already, and running it needs only Numba's runtime (NRT, for the arrays a kernel allocates).
 On this box the refresh was 0.25-0.3 s of the 0.45 s first call of a ResNet 3x3 layer with a warm
-cache (docs/numba.md, "First call in a fresh process").
+cache (docs/numba.md, "Warm first call").
 
 Loading: the kernels' caches load with only the runtime initialised.  When the cache has no entry for a
 signature (cold cache, a new Numba or CPU), the dispatcher compiles as usual, and Numba's compiler

@@ -2,8 +2,8 @@
 
 Along a row, a 7-wide map fills 7 of 16 lanes and each channel plane costs a padded copy, a few
 masked tiles and their bookkeeping; on mb2_dw_960_7 that per-plane overhead was most of the time
-(0.12 ms against C's 0.03 ms).  Here, as in the C kernel (csrc/dwconv, docs/spatial.md
-"Depthwise, session 2"), a task takes ``lanes`` channels of one image, copies them transposed into
+(0.12 ms against C's 0.03 ms).  Here, as in the C kernel (csrc/dwconv, docs/depthwise.md
+"NCHW: transposed tiles"), a task takes ``lanes`` channels of one image, copies them transposed into
 an L1 tile laid out ``[row][column][lane]`` (zero padding written once per worker, never
 overwritten), computes every output pixel as one full vector over the channels (a tap is one
 vector load and one FMA with that tap's weight vector), and writes the results back transposed.

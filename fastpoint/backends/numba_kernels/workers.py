@@ -5,7 +5,7 @@ When the machine has fewer free CPUs than the team has threads (another process 
 runtime's threads spin), a helper that is not scheduled holds the whole call until the scheduler gives
 it a time slice; with OpenMP's spin-waiting helpers (Numba's ``omp`` layer) the team's own threads also
 take turns on one CPU.  Measured on this 2-vCPU box with one other busy process: 12-20 ms per call
-instead of 0.1-2 ms (docs/numba.md, "2 threads under load").
+instead of 0.1-2 ms (docs/numba.md, "Threads").
 
 So the kernels are plain ``nogil`` functions that take tasks from a shared counter, and this module
 runs them as the C backend's pool does (csrc/pool.c): the calling thread works too, helpers (Python
@@ -17,7 +17,7 @@ On a shared machine the other CPUs are rarely idle, and a woken helper is then p
 the thread that woke it: the caller's.  So a helper keeps off the caller's CPU (:meth:`_Helper._leave`)
 and, in the steady state, never sleeps: it polls for jobs without the GIL and takes the GIL only once
 the caller is inside its kernel, and the caller returns only once the helpers are out of Python
-(docs/numba.md, "2 threads: the cause, and the fix").
+(docs/numba.md, "Threads").
 
 Counter protocol (see :func:`new_counter`): every worker writes the task count, takes a worker
 number, claims tasks with atomic adds, from its own range first, and adds what it finished to the
@@ -230,7 +230,7 @@ class _Helper:
     def _leave(self, cpu: int) -> None:
         """Keep off the caller's CPU: allow every CPU of this process but ``cpu``.
 
-        Measured (docs/numba.md, "2 threads: the cause"): on this 2-vCPU box the other vCPU is
+        Measured (docs/threads.md, "Helpers keep off the caller's CPU"): on this 2-vCPU box the other vCPU is
         nearly always running someone's low-priority job, so the kernel's wake-up path finds no idle
         CPU and puts a woken helper on the CPU of the thread that woke it, the caller's.  Both then
         share one CPU; the periodic load balancer of the busy other CPU pulls the helper over only

@@ -36,8 +36,12 @@ static void s_4x1(const fp_dtile *a) { scalar_tile(a, 4, 1); }
 static void s_1x2(const fp_dtile *a) { scalar_tile(a, 1, 2); }
 static void s_2x2(const fp_dtile *a) { scalar_tile(a, 2, 2); }
 
-fp_dkernel fp_direct_kernel_scalar(int rw, int nb) {
+static fp_dkernel kernel_scalar(int rw, int nb) {
     static const fp_dkernel k1[] = {s_1x1, s_2x1, s_3x1, s_4x1};
     static const fp_dkernel k2[] = {s_1x2, s_2x2};
     return nb >= 2 ? k2[rw - 1] : k1[rw - 1];
 }
+
+/* No reduction chunks: the portable kernel gained nothing from them. */
+const fp_direct_ukr fp_f32_conv_4x16__scalar = {{"f32_conv_4x16__scalar", "conv", 0, FP_ISA_SCALAR, 4, 16}, {4, 2, 0}, 0,
+                                                kernel_scalar};

@@ -1,13 +1,10 @@
 /* Direct-convolution micro-kernels for AVX-512: up to 14 pixels x 32 channels (28 zmm
  * accumulators), 7 pixels x 64 channels for small maps, and 14 x 16 for a lone last block. */
+#include "../isa_target.h"
 #include "direct.h"
 
 #if defined(__x86_64__) && !defined(FP_PORTABLE_ONLY)
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma"))), apply_to = function)
-#else
-#pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")
-#endif
+FP_TARGET_AVX512
 #define VT __m512
 #define VPB 1
 #define VL 16
@@ -33,11 +30,8 @@ static const fp_dkernel K2[] = {k512_1x2, k512_2x2, k512_3x2, k512_4x2, k512_5x2
                                 k512_8x2, k512_9x2, k512_10x2, k512_11x2, k512_12x2, k512_13x2, k512_14x2};
 static const fp_dkernel K4[] = {k512_1x4, k512_2x4, k512_3x4, k512_4x4, k512_5x4, k512_6x4, k512_7x4};
 
-fp_dkernel fp_direct_kernel_avx512(int rw, int nb) { return nb == 4 ? K4[rw - 1] : nb == 2 ? K2[rw - 1] : K1[rw - 1]; }
-
-#if defined(__clang__)
-#pragma clang attribute pop
-#endif
-#else
-fp_dkernel fp_direct_kernel_avx512(int rw, int nb) { return fp_direct_kernel_scalar(rw, nb); }
+static fp_dkernel kernel_avx512(int rw, int nb) { return nb == 4 ? K4[rw - 1] : nb == 2 ? K2[rw - 1] : K1[rw - 1]; }
+const fp_direct_ukr fp_f32_conv_14x32__avx512 = {{"f32_conv_14x32__avx512", "conv", 0, FP_ISA_AVX512, 14, 32},
+                                                 {14, 14, 7}, 1, kernel_avx512};
+FP_TARGET_END
 #endif

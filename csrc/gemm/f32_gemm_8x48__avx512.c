@@ -5,10 +5,11 @@
  * 2-class heads, NHWC 7x7 = 6 x 8 + 1 pixels) run instances that compute only that many rows; otherwise rows
  * past mr are computed on zero (packed) or repeated (row pointers) data and never stored.  The accumulators are named variables, not an array: GCC keeps those in registers. */
 #if defined(__x86_64__) && !defined(FP_PORTABLE_ONLY)
-#pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")
 #include <immintrin.h>
 
+#include "../isa_target.h"
 #include "gemm.h"
+FP_TARGET_AVX512
 
 #define MR 8
 #define NR 48
@@ -280,5 +281,7 @@ static inline __attribute__((always_inline)) void tall_body(const fp_ukr_args *u
 
 static void run_tall(const fp_ukr_args *u) { tall_body(u, 16); }
 
-const fp_sgemm_ukr fp_sgemm_ukr_avx512_8x48 = {"avx512_8x48", MR, NR, run, 1, run_tall, 16, 16};
+const fp_sgemm_ukr fp_f32_gemm_8x48__avx512 = {FP_SGEMM_ROW("f32_gemm_8x48__avx512", FP_ISA_AVX512, MR, NR), run, 1,
+                                                run_tall, 16, 16};
+FP_TARGET_END
 #endif

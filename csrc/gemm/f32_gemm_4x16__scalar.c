@@ -34,4 +34,4 @@ static void run(const fp_ukr_args *u) {
     else body(u, u->nr);
 }
 
-const fp_sgemm_ukr fp_sgemm_ukr_scalar_4x16 = {"scalar_4x16", MR, NR, run, 0};
+const fp_sgemm_ukr fp_f32_gemm_4x16__scalar = {FP_SGEMM_ROW("f32_gemm_4x16__scalar", FP_ISA_SCALAR, MR, NR), run, 0};

@@ -1,13 +1,10 @@
 /* Direct-convolution micro-kernels for AVX2+FMA: up to 6 pixels x 16 channels (12 of the 16 ymm
  * registers hold accumulators) or 3 pixels x 32 channels. */
+#include "../isa_target.h"
 #include "direct.h"
 
 #if defined(__x86_64__) && !defined(FP_PORTABLE_ONLY)
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
-#else
-#pragma GCC target("avx2,fma")
-#endif
+FP_TARGET_AVX2
 #define VT __m256
 #define VPB 2
 #define VL 8
@@ -26,11 +23,9 @@ DTILE_DEFINE(k256, 1, 2) DTILE_DEFINE(k256, 2, 2) DTILE_DEFINE(k256, 3, 2)
 static const fp_dkernel K1[] = {k256_1x1, k256_2x1, k256_3x1, k256_4x1, k256_5x1, k256_6x1};
 static const fp_dkernel K2[] = {k256_1x2, k256_2x2, k256_3x2};
 
-fp_dkernel fp_direct_kernel_avx2(int rw, int nb) { return nb >= 2 ? K2[rw - 1] : K1[rw - 1]; }
+static fp_dkernel kernel_avx2(int rw, int nb) { return nb >= 2 ? K2[rw - 1] : K1[rw - 1]; }
+const fp_direct_ukr fp_f32_conv_6x16__avx2 = {{"f32_conv_6x16__avx2", "conv", 0, FP_ISA_AVX2, 6, 16}, {6, 3, 0}, 1,
+                                              kernel_avx2};
 
-#if defined(__clang__)
-#pragma clang attribute pop
-#endif
-#else
-fp_dkernel fp_direct_kernel_avx2(int rw, int nb) { return fp_direct_kernel_scalar(rw, nb); }
+FP_TARGET_END
 #endif

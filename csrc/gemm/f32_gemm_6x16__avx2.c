@@ -3,10 +3,11 @@
  * vector of a tail tile uses maskload/maskstore, so nothing past column nr is touched.  Named
  * accumulators (not an array) so that GCC keeps them in registers. */
 #if defined(__x86_64__) && !defined(FP_PORTABLE_ONLY)
-#pragma GCC target("avx2,fma")
 #include <immintrin.h>
 
+#include "../isa_target.h"
 #include "gemm.h"
+FP_TARGET_AVX2
 
 #define MR 6
 #define NR 16
@@ -92,5 +93,6 @@ static void run(const fp_ukr_args *u) {
     else { if (rows) t1r(u); else t1p(u); }
 }
 
-const fp_sgemm_ukr fp_sgemm_ukr_avx2_6x16 = {"avx2_6x16", MR, NR, run, 0};
+const fp_sgemm_ukr fp_f32_gemm_6x16__avx2 = {FP_SGEMM_ROW("f32_gemm_6x16__avx2", FP_ISA_AVX2, MR, NR), run, 0};
+FP_TARGET_END
 #endif
