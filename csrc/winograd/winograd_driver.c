@@ -63,6 +63,17 @@ static block block_at(const plan *P, int64_t b) {
     return B;
 }
 
+/* The GEMM micro-kernel of an ISA, by ISA alone: the U panels are packed for its NR, so a forced gemm row
+ * (fp_force_kernels) between packing and running must not change it. */
+static const fp_sgemm_ukr *gemm_ukr(int isa) {
+#if defined(__x86_64__) && !defined(FP_PORTABLE_ONLY)
+    if (isa >= FP_ISA_AVX512) return &fp_f32_gemm_8x48__avx512;
+    if (isa >= FP_ISA_AVX2) return &fp_f32_gemm_6x16__avx2;
+#endif
+    (void)isa;
+    return &fp_f32_gemm_4x16__scalar;
+}
+
 /* F(4x4) unless its tiles are too few to reuse U (about 2.25 x the weights, streamed once per block): then
  * F(2x2), whose U is 16/36 as large and whose tiles are 4 times as many, though it saves only 2.25x of the
  * multiplications against 4x.  Measured at 1 thread, effective GFLOP/s F(4x4) / F(2x2): 512->512@7 (4 tiles)
@@ -76,7 +87,7 @@ static const fp_wino_kernel *choose_kernel(const fp_conv_problem *p, int isa) {
 static void make_plan(plan *P, const fp_conv_problem *p, int isa) {
     memset(P, 0, sizeof *P);
     P->p = p;
-    P->uk = fp_sgemm_ukr_for(isa);
+    P->uk = gemm_ukr(isa);
     P->wk = choose_kernel(p, isa);
     P->m = P->wk->m;
     P->n = P->m + 2;
@@ -259,12 +270,12 @@ static const char *kernel_name(const fp_conv_problem *p, int isa, int f64) {
 
 static int64_t packed_bytes(const fp_conv_problem *p, int isa, int f64) {
     (void)f64;
-    return (int64_t)sizeof(float) * fp_wino_packed_floats(p, fp_sgemm_ukr_for(isa));
+    return (int64_t)sizeof(float) * fp_wino_packed_floats(p, gemm_ukr(isa));
 }
 
 static int pack(const fp_conv_problem *p, int isa, int f64, const void *w, void *dst) {
     (void)f64;
-    fp_wino_pack(p, fp_sgemm_ukr_for(isa), (const float *)w, (float *)dst);
+    fp_wino_pack(p, gemm_ukr(isa), (const float *)w, (float *)dst);
     return FP_OK;
 }
 
