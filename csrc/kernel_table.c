@@ -16,6 +16,7 @@
 #include "gemm/gemm.h"
 #include "generic/generic.h"
 #include "kernel_table.h"
+#include "winograd/winograd.h"
 
 #if defined(__x86_64__) && !defined(FP_PORTABLE_ONLY)
 #define FP_X86_ROWS 1
@@ -48,6 +49,16 @@ static const fp_kernel *const DWCONV[] = {
     &fp_f32_dwconv_4x16c__scalar.k,
 };
 
+/* Winograd F(4x4) and F(2x2) transforms, opt-in 3x3 stride 1 (csrc/winograd/): fp_wino_kernel rows.  The pick
+ * is the F(4x4) row of the ISA; the driver takes F(2x2) on small maps (winograd_driver.c, choose_kernel). */
+static const fp_kernel *const WINOGRAD[] = {
+#ifdef FP_X86_ROWS
+    &fp_wino_kernels_avx512[0].k, &fp_wino_kernels_avx512[1].k,
+    &fp_wino_kernels_avx2[0].k,   &fp_wino_kernels_avx2[1].k,
+#endif
+    &fp_wino_kernels_scalar[0].k, &fp_wino_kernels_scalar[1].k,
+};
+
 /* The generic loops, every problem (csrc/generic/): fp_generic_kernel rows. */
 static const fp_kernel *const GENERIC[] = {
     &fp_f32_generic__scalar.k,
@@ -58,7 +69,8 @@ static const fp_kernel *const GENERIC[] = {
 static const struct {
     const fp_kernel *const *rows;
     int n;
-} TABLES[] = {{GEMM, ROWS(GEMM)}, {CONV, ROWS(CONV)}, {DWCONV, ROWS(DWCONV)}, {GENERIC, ROWS(GENERIC)}};
+} TABLES[] = {{GEMM, ROWS(GEMM)}, {CONV, ROWS(CONV)}, {DWCONV, ROWS(DWCONV)}, {WINOGRAD, ROWS(WINOGRAD)},
+               {GENERIC, ROWS(GENERIC)}};
 #define N_TABLES ROWS(TABLES)
 
 int fp_kernel_count(void) {

@@ -7,6 +7,7 @@ FP_TARGET_AVX2
 #define WN_VW 8
 #define WN_FN(name) wn256_##name
 #define WN_ISA "avx2"
+#define WN_ISA_LEVEL FP_ISA_AVX2
 #define WN_TABLE fp_wino_kernels_avx2
 #include "winograd_transform_impl.h"
 FP_TARGET_END

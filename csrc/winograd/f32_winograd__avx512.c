@@ -7,6 +7,7 @@ FP_TARGET_AVX512
 #define WN_VW 16
 #define WN_FN(name) wn512_##name
 #define WN_ISA "avx512"
+#define WN_ISA_LEVEL FP_ISA_AVX512
 #define WN_TABLE fp_wino_kernels_avx512
 #include "winograd_transform_impl.h"
 FP_TARGET_END

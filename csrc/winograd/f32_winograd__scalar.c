@@ -5,6 +5,7 @@
 #define WN_VW 4
 #define WN_FN(name) wn128_##name
 #define WN_ISA "scalar"
+#define WN_ISA_LEVEL FP_ISA_SCALAR
 #define WN_TABLE fp_wino_kernels_scalar
 #include "winograd_transform_impl.h"
 

@@ -41,7 +41,7 @@ typedef void (*fp_wino_store_fn)(const float *o, int64_t ldm, int64_t c, int64_t
                                  int64_t cols, int64_t m, int stream, float *y);
 
 typedef struct fp_wino_kernel {
-    const char *name;            /* f32_winograd_<m>x<m>__<isa> */
+    fp_kernel k;                 /* the kernel-table row: f32_winograd_<m>x<m>__<isa>, family "winograd", tile m x m */
     int m;                       /* output tile side: 4 or 2 (n = m + 2, n n positions) */
     fp_wino_input_fn input;
     fp_wino_output_fn output;

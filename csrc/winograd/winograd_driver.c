@@ -16,6 +16,7 @@
  * (every slice re-does the cheap input transform, and reads only its part of U). */
 #include <string.h>
 
+#include "../kernel_table.h"
 #include "winograd.h"
 
 /* V and M are tile-major: tile t's 36 rows (one per transform position, channels contiguous, ld floats
@@ -79,6 +80,10 @@ static const fp_sgemm_ukr *gemm_ukr(int isa) {
  * multiplications against 4x.  Measured at 1 thread, effective GFLOP/s F(4x4) / F(2x2): 512->512@7 (4 tiles)
  * 152 / 209, 256->256@14 (16 tiles) 275 / 271, 8 x 256->256@14 316 / 324, 256->256@28 (49 tiles) 507 / 305. */
 static const fp_wino_kernel *choose_kernel(const fp_conv_problem *p, int isa) {
+    if (fp_kernel_forcing()) { /* a forced row (tests, benchmarks) runs on every map */
+        const fp_kernel *f = fp_kernel_forced("winograd", 0);
+        if (f) return (const fp_wino_kernel *)f; /* the row starts the struct */
+    }
     const fp_wino_kernel *k = fp_wino_kernels_for(isa);
     const int64_t tiles4 = p->n * FP_CEIL_DIV(p->oh, 4) * FP_CEIL_DIV(p->ow, 4);
     return tiles4 < 32 ? &k[1] : &k[0];
@@ -265,7 +270,7 @@ static int applies(const fp_conv_problem *p, int isa, int f64) {
 
 static const char *kernel_name(const fp_conv_problem *p, int isa, int f64) {
     (void)f64;
-    return choose_kernel(p, isa)->name; /* F(4x4) while the map is unknown (p->oh == 0) */
+    return choose_kernel(p, isa)->k.name; /* F(4x4) while the map is unknown (p->oh == 0) */
 }
 
 static int64_t packed_bytes(const fp_conv_problem *p, int isa, int f64) {
@@ -295,4 +300,4 @@ static int run(const fp_conv_problem *p, int isa, int f64, const void *x, const 
     return P.failed ? FP_ERR_ALLOC : FP_OK;
 }
 
-const fp_algo fp_algo_winograd = {"winograd", applies, kernel_name, packed_bytes, pack, run};
+const fp_algo fp_algo_winograd = {"winograd", applies, kernel_name, packed_bytes, pack, run, "winograd"};

@@ -263,8 +263,10 @@ static void WN_FN(stage)(const float *xn, int64_t C, int64_t H, int64_t W, int64
 
 /* The kernel rows of this ISA, [0] F(4x4), [1] F(2x2) (winograd.h). */
 const fp_wino_kernel WN_TABLE[2] = {
-    {"f32_winograd_4x4__" WN_ISA, 4, WN_FN(input4), WN_FN(output4), WN_FN(stage), WN_FN(store)},
-    {"f32_winograd_2x2__" WN_ISA, 2, WN_FN(input2), WN_FN(output2), WN_FN(stage), WN_FN(store)},
+    {{"f32_winograd_4x4__" WN_ISA, "winograd", 0, WN_ISA_LEVEL, 4, 4}, 4, WN_FN(input4), WN_FN(output4), WN_FN(stage),
+     WN_FN(store)},
+    {{"f32_winograd_2x2__" WN_ISA, "winograd", 0, WN_ISA_LEVEL, 2, 2}, 2, WN_FN(input2), WN_FN(output2), WN_FN(stage),
+     WN_FN(store)},
 };
 
 #undef WV
