@@ -71,6 +71,17 @@ int fp_pack_f64(const fp_conv_problem *p, const double *w, void *packed);
 int fp_conv_f32(const fp_conv_problem *p, const float *x, const void *packed, const float *bias, float *y);
 int fp_conv_f64(const fp_conv_problem *p, const double *x, const void *packed, const double *bias, double *y);
 
+/* Lowered GEMMs (csrc/lowered/): conv1d in NCL with groups 1 (problem with h = oh = kh = 1), and the
+ * transposed convolution with kernel == stride, no padding (problem: h, w the input, oh = h*kh, ow = w*kw).
+ * Weights: conv1d (Cout, Cin, K) as given; transposed W' (Cout*KH*KW, Cin), rows (co, ky, kx) for NCHW,
+ * (ky, kx, co) for NHWC, with one bias value per row. */
+int64_t fp_conv1d_gemm_packed_bytes(const fp_conv_problem *p);
+int fp_conv1d_gemm_pack(const fp_conv_problem *p, const float *w, void *packed);
+int fp_conv1d_gemm_f32(const fp_conv_problem *p, const float *x, const void *packed, const float *bias, float *y);
+int64_t fp_deconv_gemm_packed_bytes(const fp_conv_problem *p);
+int fp_deconv_gemm_pack(const fp_conv_problem *p, const float *w, void *packed);
+int fp_deconv_gemm_f32(const fp_conv_problem *p, const float *x, const void *packed, const float *bias, float *y);
+
 /* Machine measurements (csrc/measure.c): float32 FMA peak in GFLOP/s over about `seconds`, and
  * STREAM-triad bandwidth in GB/s over three arrays of `bytes` in all (-1 when out of memory). */
 double fp_measure_fma_peak(int threads, double seconds);

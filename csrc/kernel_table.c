@@ -16,6 +16,7 @@
 #include "gemm/gemm.h"
 #include "generic/generic.h"
 #include "kernel_table.h"
+#include "lowered/interleave.h"
 #include "winograd/winograd.h"
 
 #if defined(__x86_64__) && !defined(FP_PORTABLE_ONLY)
@@ -59,6 +60,15 @@ static const fp_kernel *const WINOGRAD[] = {
     &fp_wino_kernels_scalar[0].k, &fp_wino_kernels_scalar[1].k,
 };
 
+/* The 2-wide interleave of the lowered transposed-conv GEMM's store (csrc/lowered/): fp_interleave_kernel rows. */
+static const fp_kernel *const INTERLEAVE[] = {
+#ifdef FP_X86_ROWS
+    &fp_f32_interleave_2x16__avx512.k,
+    &fp_f32_interleave_2x8__avx2.k,
+#endif
+    &fp_f32_interleave_2x1__scalar.k,
+};
+
 /* The generic loops, every problem (csrc/generic/): fp_generic_kernel rows. */
 static const fp_kernel *const GENERIC[] = {
     &fp_f32_generic__scalar.k,
@@ -70,7 +80,7 @@ static const struct {
     const fp_kernel *const *rows;
     int n;
 } TABLES[] = {{GEMM, ROWS(GEMM)}, {CONV, ROWS(CONV)}, {DWCONV, ROWS(DWCONV)}, {WINOGRAD, ROWS(WINOGRAD)},
-               {GENERIC, ROWS(GENERIC)}};
+                {GENERIC, ROWS(GENERIC)}, {INTERLEAVE, ROWS(INTERLEAVE)}};
 #define N_TABLES ROWS(TABLES)
 
 int fp_kernel_count(void) {

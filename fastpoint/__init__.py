@@ -10,9 +10,14 @@ from ._version import __version__
 from .api import Conv2d, conv1x1, conv2d
 from .backends import backends
 from .backends.kernel_table import kernels
+from .conv1d import Conv1d, conv1d
+from .conv_transpose import ConvTranspose1d, ConvTranspose2d, conv_transpose1d, conv_transpose2d
 from .core.threads import get_num_threads, set_num_threads
+from .network import Network, load_onnx
+from .ops.interpolate import interpolate
 from .ops.pooling import avg_pool2d, max_pool2d
 from .ops.upsample import upsample
 
 __all__ = ["Conv2d", "__version__", "backends", "conv1x1", "conv2d", "get_num_threads", "kernels", "set_num_threads",
-           "max_pool2d", "avg_pool2d", "upsample"]
+           "max_pool2d", "avg_pool2d", "upsample", "Conv1d", "conv1d", "ConvTranspose1d",
+           "ConvTranspose2d", "conv_transpose1d", "conv_transpose2d", "interpolate", "Network", "load_onnx"]

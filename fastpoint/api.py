@@ -86,6 +86,14 @@ class Conv2d:
     def weight_shape(self) -> Tuple[int, int, int, int]:
         return tuple(self._weight.shape)  # type: ignore[return-value]
 
+    def _get_backend(self):
+        """The backend of a call (a hook: conv1d swaps in kernels of its own)."""
+        return get_backend(self._backend_name)
+
+    def _make_spec(self, layer: LayerSpec, x_shape: Tuple[int, ...]) -> ConvSpec:
+        """The call spec for an input shape (a hook: conv1d's causal padding pairs override it)."""
+        return make_spec(layer, x_shape, self._weight.shape)
+
     def _prepared(self, backend, dtype: np.dtype):
         key = (backend.name, dtype)
         if key not in self._packed:
@@ -108,13 +116,13 @@ class Conv2d:
                 return result
         user_x = x
         x, batched = prepare_input(x, self._layer)
-        backend = get_backend(self._backend_name)
+        backend = self._get_backend()
         layer, packed, bias, bad_taps = self._prepared(backend, x.dtype)
         spec = self._specs.get((layer, x.shape))
         if spec is None:
             if len(self._specs) > 64:  # e.g. dask chunks of many sizes: keep the cache bounded
                 self._specs.clear()
-            spec = self._specs[(layer, x.shape)] = make_spec(layer, x.shape, self._weight.shape)
+            spec = self._specs[(layer, x.shape)] = self._make_spec(layer, x.shape)
         if out is None:
             result = np.empty(spec.out_shape, dtype=x.dtype)
         else:

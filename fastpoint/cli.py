@@ -42,15 +42,17 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from .backends import backends
     from .core.check import full_cases, quick_cases, run_case
+    from .core.check_ops import op_cases, run_op_case
 
     names = [b for b in backends() if b != "numpy"] if not args.backends else args.backends.split(",")
-    cases = list(full_cases() if args.full else quick_cases())
+    cases = [(c, run_case) for c in (full_cases() if args.full else quick_cases())]
+    cases += [(c, run_op_case) for c in op_cases()]  # conv1d and transposed convolution
     failures = 0
     start = time.perf_counter()
     for backend in names:
-        for case in cases:
+        for case, run in cases:
             try:
-                ok, diff = run_case(case, backend)
+                ok, diff = run(case, backend)
                 detail = "" if ok else f"  max |diff| = {diff:g}"
             except Exception as exc:  # noqa: BLE001 - report and go on with the sweep
                 ok, detail = False, f"  {type(exc).__name__}: {exc}"
@@ -85,6 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .bench.cli import add_parser as add_bench_parser
 
     add_bench_parser(sub)
+
+    from .network.cli import add_parser as add_run_parser
+
+    add_run_parser(sub)
     return parser
 
 

@@ -85,11 +85,31 @@ def winograd_problems(k):
                    algorithm="winograd")
 
 
+def interleave_problems(k):
+    """The 2x2 stride-2 transposed conv's store (csrc/lowered/): input rows of widths around the row's pair
+    count, NCHW (the store interleaves the kx = 0, 1 rows there), channels off the GEMM tile."""
+    _, pairs = k.tile
+    for w in around(pairs):
+        yield dict(op="conv_transpose2d", x=(2, 5, 3, w), w=(5, 9, 2, 2), stride=2)
+
+
 PROBLEMS = {"gemm": gemm_problems, "conv": conv_problems, "dwconv": dwconv_problems, "generic": generic_problems,
-            "winograd": winograd_problems}
+            "interleave": interleave_problems, "winograd": winograd_problems}
+
+
+def run_forced_transposed(k, prob, rng):
+    x = int_array(rng, prob["x"], dtype=DTYPES[k.dtype])
+    wt = int_array(rng, prob["w"], dtype=DTYPES[k.dtype])
+    b = int_array(rng, (prob["w"][1],), dtype=DTYPES[k.dtype])
+    expected = fp.conv_transpose2d(x, wt, b, prob["stride"], backend="numpy", activation="relu")
+    out = np.full_like(expected, np.nan)  # every output must be written
+    got = fp.conv_transpose2d(x, wt, b, prob["stride"], backend="c", activation="relu", out=out)
+    np.testing.assert_array_equal(got, expected, err_msg=f"{k.name} on {prob}")
 
 
 def run_forced(k, prob, rng):
+    if prob.get("op") == "conv_transpose2d":
+        return run_forced_transposed(k, prob, rng)
     layout = prob.get("layout", "NCHW")
     n, c, h, w = prob["x"]
     dtype = DTYPES[k.dtype]

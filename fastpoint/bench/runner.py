@@ -85,6 +85,8 @@ def prepare_backend(backend: str, layer: Layer, threads: int, layout: str) -> Pr
 
 def prepare(name: str, kind: str, layer: Layer, threads: int, layout: str,
             conversions: bool = False) -> Union[Prepared, str]:
+    if hasattr(layer, "prepare"):  # an op of its own (conv1d, transposed: ops_suites.py) sets up its contenders
+        return layer.prepare(name, kind, threads, layout)
     if kind == "backend":
         return prepare_backend(name, layer, threads, layout)
     return peers.prepare(name, layer, threads, layout, conversions)

@@ -12,6 +12,8 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 
+from .ops_suites import CONV1D, TRANSPOSED
+
 
 @dataclass(frozen=True)
 class Layer:
@@ -148,6 +150,8 @@ SUITES: Dict[str, List[Layer]] = {
     "mobilenetv2": [la for la in POINTWISE + SPATIAL if la.group.startswith("mbv2")],
     "unet": [la for la in POINTWISE + SPATIAL if la.group.startswith("unet")],
     "all": POINTWISE + SPATIAL,
+    "conv1d": CONV1D,  # conv1d and transposed convolution (ops_suites.py), one-shot calls
+    "transposed": TRANSPOSED,
 }
 
 

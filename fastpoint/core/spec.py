@@ -177,28 +177,33 @@ def check_algorithm(algorithm, kh: int, kw: int, stride: Tuple[int, int], dilati
 # layer and call specs
 
 
-def make_layer(weight: np.ndarray, stride, padding, dilation, groups, layout, activation,
-               dtype: Optional[np.dtype] = None, algorithm: str = "auto") -> LayerSpec:
-    """Validate everything that does not depend on the input image."""
-    layout = check_layout(layout)
-    relu = check_activation(activation)
+def check_weight_groups(weight: np.ndarray, groups, shape: str, first: str, symbol: str, what: str = "") -> int:
+    """A 4-d float weight ``shape`` with no empty dimension, and ``groups`` an int >= 1 dividing its first
+    dimension (the ``first``, ``symbol``); returns groups.  Shared by conv2d and the transposed conv."""
     check_float_dtype("weight", weight)
     if weight.ndim != 4:
-        raise ValueError(
-            f"weight must have shape (Cout, Cin/groups, KH, KW), got {weight.ndim}-d shape {weight.shape}"
-        )
+        raise ValueError(f"weight must have shape {shape}{what}, got {weight.ndim}-d shape {weight.shape}")
     if isinstance(groups, (bool, np.bool_)) or not isinstance(groups, (int, np.integer)):
         raise TypeError(f"groups must be an int, got {groups!r}")
     groups = int(groups)
     if groups < 1:
         raise ValueError(f"groups must be >= 1, got {groups}")
-    cout, cin_g, kh, kw = (int(s) for s in weight.shape)
-    if min(cout, cin_g, kh, kw) < 1:
+    if min(weight.shape) < 1:
         raise ValueError(f"weight must have no empty dimension, got shape {weight.shape}")
-    if cout % groups:
+    if weight.shape[0] % groups:
         raise ValueError(
-            f"groups={groups} must divide the output channels: weight shape {weight.shape} has Cout={cout}"
+            f"groups={groups} must divide the {first}: weight shape {weight.shape} has {symbol}={weight.shape[0]}"
         )
+    return groups
+
+
+def make_layer(weight: np.ndarray, stride, padding, dilation, groups, layout, activation,
+               dtype: Optional[np.dtype] = None, algorithm: str = "auto") -> LayerSpec:
+    """Validate everything that does not depend on the input image."""
+    layout = check_layout(layout)
+    relu = check_activation(activation)
+    groups = check_weight_groups(weight, groups, "(Cout, Cin/groups, KH, KW)", "output channels", "Cout")
+    cout, cin_g, kh, kw = (int(s) for s in weight.shape)
     stride = _pair("stride", stride, 1)
     dilation = _pair("dilation", dilation, 1)
     pad = _padding(padding)

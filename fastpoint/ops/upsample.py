@@ -1,4 +1,5 @@
-"""Upsampling by integer factors with PyTorch's ``F.interpolate(scale_factor=...)`` semantics.
+"""Upsampling by integer factors with PyTorch's ``F.interpolate(scale_factor=...)`` semantics
+(:func:`fastpoint.interpolate` takes any size or factor; this one is what :mod:`fastpoint.dask` chunks).
 
 * ``mode="nearest"``: output pixel ``i`` copies input pixel ``i // s`` (PyTorch's legacy ``nearest``).
 * ``mode="bilinear"``, ``align_corners=False``: output pixel ``i`` samples the input at
@@ -21,6 +22,7 @@ from typing import Tuple, Union
 import numpy as np
 
 from ..core.image_args import pair, prepare_image, spatial_axes
+from .interpolate import lerp_axis
 
 IntOrPair = Union[int, Tuple[int, int]]
 MODES = ("nearest", "bilinear")
@@ -71,12 +73,7 @@ def _phase_weights(s: int, dtype) -> Tuple[np.ndarray, np.ndarray]:
 
 
 def _lerp(x: np.ndarray, axis: int, i0: np.ndarray, lam: np.ndarray) -> np.ndarray:
-    shape = [1] * x.ndim
-    shape[axis] = lam.size
-    lam = lam.reshape(shape)
-    a = np.take(x, i0, axis=axis)
-    b = np.take(x, i0 + 1, axis=axis)
-    return (1 - lam) * a + lam * b
+    return lerp_axis(x, axis, i0, i0 + 1, lam)
 
 
 def bilinear_valid_axis(xp: np.ndarray, axis: int, s: int) -> np.ndarray:

@@ -1,0 +1,26 @@
+/* AVX2 interleave (interleave.h): 8 pairs per step, unpacklo/hi within 128-bit lanes, then a lane permute. */
+#include "interleave.h"
+#include "../isa_target.h"
+
+#if defined(__x86_64__) && !defined(FP_PORTABLE_ONLY)
+#include <immintrin.h>
+FP_TARGET_AVX2
+
+static void run(float *d, const float *a, const float *b, int64_t n) {
+    int64_t u = 0;
+    for (; u + 8 <= n; u += 8) {
+        const __m256 va = _mm256_loadu_ps(a + u), vb = _mm256_loadu_ps(b + u);
+        const __m256 l = _mm256_unpacklo_ps(va, vb), h = _mm256_unpackhi_ps(va, vb);
+        _mm256_storeu_ps(d + 2 * u, _mm256_permute2f128_ps(l, h, 0x20));
+        _mm256_storeu_ps(d + 2 * u + 8, _mm256_permute2f128_ps(l, h, 0x31));
+    }
+    for (; u < n; u++) {
+        d[2 * u] = a[u];
+        d[2 * u + 1] = b[u];
+    }
+}
+
+const fp_interleave_kernel fp_f32_interleave_2x8__avx2 = {FP_INTERLEAVE_ROW("f32_interleave_2x8__avx2", FP_ISA_AVX2, 8), run};
+
+FP_TARGET_END
+#endif

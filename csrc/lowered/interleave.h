@@ -1,0 +1,28 @@
+/* The `interleave` family of the kernel table (csrc/kernel_table.c): d[2u] = a[u], d[2u + 1] = b[u] for
+ * u < n, the store of a 2x2 stride-2 transposed convolution's kx = 0 and kx = 1 rows into one output
+ * row (deconv_gemm.c).  The portable row is what the compiler makes of the loop (scalar moves at the
+ * baseline ISA: a quarter of a U-Net up-convolution at 128 channels); the AVX-512 and AVX2 rows
+ * interleave 16 / 8 pairs per step with two permutes, the AVX-512 one with non-temporal stores when d
+ * is 64-byte aligned (the output is written once; the driver fences). */
+#ifndef FP_INTERLEAVE_H
+#define FP_INTERLEAVE_H
+#include "../internal.h"
+#include "../kernel_table.h"
+
+typedef struct fp_interleave_kernel {
+    fp_kernel k;
+    void (*run)(float *d, const float *a, const float *b, int64_t n);
+} fp_interleave_kernel;
+
+#define FP_INTERLEAVE_ROW(NAME, ISA, N) {NAME, "interleave", 0, ISA, 2, N}
+
+extern const fp_interleave_kernel fp_f32_interleave_2x1__scalar;
+extern const fp_interleave_kernel fp_f32_interleave_2x8__avx2;
+extern const fp_interleave_kernel fp_f32_interleave_2x16__avx512;
+
+/* The row to run at ISA level isa (the table's choice). */
+static inline const fp_interleave_kernel *fp_interleave_pick(int isa) {
+    return (const fp_interleave_kernel *)fp_kernel_pick("interleave", 0, isa);
+}
+
+#endif

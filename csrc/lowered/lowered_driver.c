@@ -1,0 +1,174 @@
+/* The loops of a lowered GEMM (BLIS order: jc (NC) > pc (KC) > ic (MC) > jr (NR) > ir (MR)) and the split
+ * of the work between threads: column tiles of all images in one sequence when there are enough of them
+ * for every thread, else row tiles (e.g. a U-Net up-convolution at 28x28: 17 column tiles, 256 row tiles). */
+#include <string.h>
+
+#include "lowered.h"
+
+#define LOWERED_MAGIC 0x46504c31u /* "FPL1" */
+
+typedef struct header {
+    uint32_t magic;
+    int32_t row;   /* the gemm row packed for (fp_kernel_index): a forced or lowered choice must match */
+    int64_t m, k;
+    int64_t reserved[5];
+} header;
+
+int64_t fp_lowered_packed_bytes(int64_t m, int64_t k) {
+    const fp_sgemm_ukr *uk = fp_sgemm_ukr_pick(fp_isa());
+    return (int64_t)sizeof(header) + (int64_t)sizeof(float) * FP_CEIL_DIV(m, uk->mr) * uk->mr * k;
+}
+
+int fp_lowered_pack(int64_t m, int64_t k, const float *w, void *packed) {
+    const fp_sgemm_ukr *uk = fp_sgemm_ukr_pick(fp_isa());
+    fp_sgemm_ukr plain = *uk;
+    plain.extended = 0; /* the MR-row panels only: no W^T copy for the transposed small-image form */
+    fp_conv_problem q;
+    memset(&q, 0, sizeof q);
+    q.cout = m, q.cin = k, q.kh = q.kw = 1, q.groups = 1, q.layout = 0;
+    header *h = (header *)packed;
+    memset(h, 0, sizeof *h);
+    h->magic = LOWERED_MAGIC, h->row = fp_kernel_index(&uk->k), h->m = m, h->k = k;
+    fp_gemm_pack_weights(&q, &plain, w, (float *)((char *)packed + sizeof(header)));
+    return FP_OK;
+}
+
+int fp_lowered_pack_kmajor(int64_t m, int64_t k, const float *w, int64_t mdiv, int64_t mstride, void *packed) {
+    const fp_sgemm_ukr *uk = fp_sgemm_ukr_pick(fp_isa());
+    const int64_t MR = uk->mr;
+    header *h = (header *)packed;
+    memset(h, 0, sizeof *h);
+    h->magic = LOWERED_MAGIC, h->row = fp_kernel_index(&uk->k), h->m = m, h->k = k;
+    float *dst = (float *)((char *)packed + sizeof(header));
+    for (int64_t pi = 0; pi < FP_CEIL_DIV(m, MR); pi++)
+        for (int64_t kk = 0; kk < k; kk++) {
+            const float *src = w + kk * m;
+            float *d = dst + (pi * k + kk) * MR; /* panel pi, row kk: MR floats */
+            if (mdiv == 1 && (pi + 1) * MR <= m) { /* the plain transpose: one copy of MR floats */
+                memcpy(d, src + pi * MR, sizeof(float) * (size_t)MR);
+                continue;
+            }
+            for (int64_t r = 0; r < MR; r++) {
+                const int64_t i = pi * MR + r;
+                d[r] = i < m ? src[(i % mdiv) * mstride + i / mdiv] : 0.0f;
+            }
+        }
+    return FP_OK;
+}
+
+const float *fp_lowered_begin(const fp_conv_problem *p, const void *packed, int64_t m, int64_t k,
+                              const fp_sgemm_ukr **uk, fp_conv_problem *q) {
+    const header *h = (const header *)packed;
+    *uk = fp_sgemm_ukr_pick(fp_isa());
+    if (h->magic != LOWERED_MAGIC || h->row != fp_kernel_index(&(*uk)->k) || h->m != m || h->k != k) return NULL;
+    *q = *p;
+    const int cap = fp_max_threads();
+    q->num_threads = q->num_threads < 1 ? 1 : q->num_threads > cap ? cap : q->num_threads;
+    return (const float *)((const char *)packed + sizeof(header));
+}
+
+typedef struct task {
+    const fp_lowered *L;
+    fp_gemm_blocks bs;
+    int by_columns;
+    int64_t col_tiles, row_tiles, nchunks;
+    int failed;
+} task;
+
+static void block(const task *t, const float *xn, float *yn, int64_t r0, int64_t r1, int64_t c0, int64_t c1,
+                  float *buf, float *tile) {
+    const fp_lowered *L = t->L;
+    const fp_sgemm_ukr *uk = L->uk;
+    const int64_t K = L->k, MR = uk->mr, NR = uk->nr;
+    fp_ukr_args u;
+    memset(&u, 0, sizeof u);
+    u.bias_per_col = 0;
+    /* Written in place in one k block, an output larger than L2 streams past the caches, as the 1x1 GEMM's
+     * does (the micro-kernel streams full, aligned rows only; chunk() fences). */
+    u.stream = uk->extended && !L->store && K <= t->bs.kc &&
+               (int64_t)sizeof(float) * L->m * L->n * L->p->n > fp_cache_size(2);
+    for (int64_t jc = c0; jc < c1; jc += t->bs.nc) {
+        const int64_t jn = FP_MIN(t->bs.nc, c1 - jc);
+        for (int64_t pc = 0; pc < K; pc += t->bs.kc) {
+            const int64_t kc = FP_MIN(t->bs.kc, K - pc);
+            L->pack_b(L, xn, pc, kc, jc, jn, buf);
+            u.kc = kc;
+            u.first = pc == 0;
+            u.relu = L->p->relu && pc + kc >= K;
+            u.ldb = NR;
+            for (int64_t ic = r0; ic < r1; ic += t->bs.mc) {
+                const int64_t ie = FP_MIN(ic + t->bs.mc, r1);
+                for (int64_t jr = jc; jr < jc + jn; jr += NR) {
+                    u.nr = FP_MIN(NR, jc + jn - jr);
+                    u.b = buf + (jr - jc) * kc;
+                    for (int64_t ir = ic; ir < ie; ir += MR) {
+                        u.a = L->a + ir * K + pc * MR; /* panel ir/MR starts ir*K floats in */
+                        u.mr = FP_MIN(MR, L->m - ir);
+                        u.bias = L->bias ? L->bias + ir : NULL;
+                        if (L->store) {
+                            u.c = tile;
+                            u.ldc = NR;
+                            uk->run(&u);
+                            L->store(L, yn, ir, u.mr, jr, u.nr, tile, NR);
+                        } else {
+                            u.c = yn + ir * L->n + jr;
+                            u.ldc = L->n;
+                            uk->run(&u);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+static void chunk(void *ctx, int64_t c, int worker) {
+    task *t = (task *)ctx;
+    const fp_lowered *L = t->L;
+    const int64_t NR = L->uk->nr, MR = L->uk->mr;
+    (void)worker;
+    float *buf = (float *)fp_scratch_or_fail(0, (int64_t)sizeof(float) * t->bs.kc * t->bs.nc, &t->failed);
+    float *tile = (float *)fp_scratch_or_fail(1, (int64_t)sizeof(float) * MR * NR, &t->failed);
+    if (!buf || !tile) return;
+    int64_t lo, hi;
+    if (t->by_columns) {
+        fp_chunk_range(t->col_tiles * L->p->n, t->nchunks, c, &lo, &hi);
+        for (int64_t img = lo / t->col_tiles; img < L->p->n && img * t->col_tiles < hi; img++) {
+            const int64_t t0 = FP_MAX(lo, img * t->col_tiles) - img * t->col_tiles;
+            const int64_t t1 = FP_MIN(hi, (img + 1) * t->col_tiles) - img * t->col_tiles;
+            if (t0 < t1)
+                block(t, L->x + img * L->x_image, L->y + img * L->y_image, 0, L->m, t0 * NR, FP_MIN(t1 * NR, L->n),
+                      buf, tile);
+        }
+    } else {
+        fp_chunk_range(t->row_tiles, t->nchunks, c, &lo, &hi);
+        for (int64_t img = 0; img < L->p->n && lo < hi; img++)
+            block(t, L->x + img * L->x_image, L->y + img * L->y_image, lo * MR, FP_MIN(hi * MR, L->m), 0, L->n, buf,
+                  tile);
+    }
+    fp_gemm_fence(); /* a store's non-temporal writes are ordered before the call returns */
+}
+
+int fp_lowered_run(const fp_lowered *L) {
+    if (L->uk->nr > 64) return FP_ERR_ARGS; /* the stores keep one offset per tile column on the stack */
+    task t;
+    memset(&t, 0, sizeof t);
+    t.L = L;
+    t.bs = fp_gemm_blocking(L->uk, L->m, L->n, L->k);
+    if (L->single_k_block && t.bs.kc < L->k) { /* one k block: the B block is narrowed to keep L2's share */
+        const int64_t NR = L->uk->nr;
+        t.bs.kc = L->k;
+        t.bs.nc = FP_MAX(NR, fp_cache_size(2) / 2 / ((int64_t)sizeof(float) * L->k) / NR * NR);
+    }
+    t.col_tiles = FP_CEIL_DIV(L->n, L->uk->nr);
+    t.row_tiles = FP_CEIL_DIV(L->m, L->uk->mr);
+    int T = fp_threads(L->p);
+    const int64_t all_cols = t.col_tiles * L->p->n;
+    t.by_columns = T == 1 || all_cols >= 4 * (int64_t)T || all_cols >= t.row_tiles;
+    t.nchunks = fp_chunk_count(t.by_columns ? all_cols : t.row_tiles, T);
+    if (t.nchunks < 1) return FP_OK;
+    fp_flush_enter(); /* subnormals flushed on this thread, as conv.c does around every kernel */
+    fp_pool_run(T, t.nchunks, chunk, &t);
+    fp_flush_leave();
+    return t.failed ? FP_ERR_ALLOC : FP_OK;
+}

@@ -1,0 +1,33 @@
+"""Run ONNX models on fastpoint: ``fp.load_onnx(model) -> fp.Network``.
+
+See docs/networks.md for the plan (parsing, folding, memory) and how to add an op.
+"""
+
+from __future__ import annotations
+
+from . import ops_conv, ops_elementwise, ops_misc, ops_nn, ops_pool, ops_resize, ops_shape  # noqa: F401  (registers the op classes)
+from .graph import TensorInfo, fold_batch_norm, fuse_relu, load_model, parse
+from .network import Network
+from .registry import supported_ops
+
+BACKENDS = ("auto", "c", "numba", "numpy")
+
+
+def load_onnx(model, *, backend: str = "auto") -> Network:
+    """Load an ONNX model (a path, bytes or an ``onnx.ModelProto``) to run on NumPy arrays.
+
+    Convolutions run on fastpoint's kernels (``backend`` as in :func:`fastpoint.conv2d`); an op or
+    attribute fastpoint does not support raises ``NotImplementedError`` naming it, here at load.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    graph = parse(load_model(model))
+    fold_batch_norm(graph)
+    fuse_relu(graph)
+    for node in graph.nodes:
+        if hasattr(node.op, "backend"):
+            node.op.backend = backend
+    return Network(graph, backend)
+
+
+__all__ = ["Network", "TensorInfo", "load_onnx", "supported_ops"]

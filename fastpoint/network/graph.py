@@ -1,0 +1,185 @@
+"""Reading an ONNX model into fastpoint's own small graph, and the load-time passes on it.
+
+Only this module imports ``onnx``. The graph keeps, per node, the op object built by the registry
+(which has checked every attribute), the input and output value names ("" for an omitted optional
+input), and the initializers as NumPy arrays. Two load-time passes need no input shape:
+
+* BatchNormalization after a Conv whose output nothing else reads is folded into the Conv's weight
+  and bias, in float64 (``W' = W * k``, ``b' = (b - mean) * k + beta``, ``k = gamma / sqrt(var + eps)``),
+  rounded once to the weight's dtype;
+* a Relu after a Conv (same condition) becomes the Conv's fused activation.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple, Union
+
+import numpy as np
+
+from .registry import Op, op_class
+
+Dim = Union[int, str]
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """A graph input or output: its name, shape (a free dimension is its name, or "?") and dtype."""
+
+    name: str
+    shape: Optional[Tuple[Dim, ...]]
+    dtype: Optional[np.dtype]
+
+
+@dataclass
+class Node:
+    op: Op
+    inputs: List[str]
+    outputs: List[str]
+
+    @property
+    def name(self) -> str:
+        return self.op.name
+
+
+@dataclass
+class Graph:
+    nodes: List[Node]
+    initializers: Dict[str, np.ndarray]
+    inputs: List[TensorInfo]
+    outputs: List[TensorInfo]
+    opset: int
+    notes: List[str] = field(default_factory=list)
+
+
+def _import_onnx():
+    try:
+        import onnx
+    except ImportError:
+        raise ImportError("fastpoint.load_onnx needs the onnx package: pip install 'fastpoint[onnx]' "
+                          "(or pip install onnx)") from None
+    return onnx
+
+
+def load_model(model):
+    """``model`` as an ``onnx.ModelProto`` (from a path, bytes or a ModelProto)."""
+    onnx = _import_onnx()
+    if isinstance(model, onnx.ModelProto):
+        return model
+    if isinstance(model, (bytes, bytearray, memoryview)):
+        return onnx.load_model_from_string(bytes(model))
+    if isinstance(model, (str, os.PathLike)):
+        return onnx.load(os.fspath(model))
+    raise TypeError(f"model must be a path, bytes or an onnx.ModelProto, got {type(model).__name__}")
+
+
+def _tensor_info(value_info, np_dtype) -> TensorInfo:
+    t = value_info.type.tensor_type
+    shape = None
+    if t.HasField("shape"):
+        shape = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in t.shape.dim)
+    return TensorInfo(value_info.name, shape, np_dtype(t.elem_type) if t.elem_type else None)
+
+
+def parse(proto) -> Graph:
+    onnx = _import_onnx()
+    from onnx import helper, numpy_helper
+
+    def np_dtype(code):
+        try:
+            return np.dtype(helper.tensor_dtype_to_np_dtype(code))
+        except (KeyError, TypeError):
+            return None
+
+    opset = max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=1)
+    g = proto.graph
+    if g.sparse_initializer:
+        raise NotImplementedError("sparse initializers are not supported by fastpoint")
+    inits = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+    nodes = []
+    for i, n in enumerate(g.node):
+        name = n.name or f"{n.op_type}_{i}"
+        cls = op_class(n.op_type, n.domain, name)  # an unknown op type is named before its attributes
+        attrs = {}
+        for a in n.attribute:
+            value = helper.get_attribute_value(a)
+            if a.type == onnx.AttributeProto.TENSOR:
+                value = numpy_helper.to_array(value)
+            elif isinstance(value, bytes):
+                value = value.decode()
+            elif isinstance(value, list) and value and isinstance(value[0], bytes):
+                value = [v.decode() for v in value]
+            elif a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS):
+                raise NotImplementedError(f"{n.op_type} node {name!r}: attribute {a.name!r} (a subgraph) "
+                                          "is not supported by fastpoint")
+            attrs[a.name] = value
+        op = cls(n.op_type, name, attrs, opset, len(n.input), len(n.output))
+        nodes.append(Node(op, list(n.input), list(n.output)))
+    inputs = [_tensor_info(v, np_dtype) for v in g.input if v.name not in inits]
+    outputs = [_tensor_info(v, np_dtype) for v in g.output]
+    graph = Graph(nodes, inits, inputs, outputs, opset)
+    for node in graph.nodes:
+        bind = getattr(node.op, "bind_constants", None)
+        if bind is not None:
+            bind({i: inits[name] for i, name in enumerate(node.inputs) if name in inits})
+    return graph
+
+
+def _consumers(graph: Graph) -> Dict[str, int]:
+    count: Dict[str, int] = {}
+    for node in graph.nodes:
+        for name in node.inputs:
+            count[name] = count.get(name, 0) + 1
+    for out in graph.outputs:
+        count[out.name] = count.get(out.name, 0) + 1
+    return count
+
+
+def _fusable_pairs(graph: Graph, first: Tuple[str, ...], second: str):
+    """(producer, consumer) node pairs where the consumer is the producer's only reader."""
+    count = _consumers(graph)
+    producer = {o: n for n in graph.nodes for o in n.outputs}
+    for node in graph.nodes:
+        if node.op.op_type != second or not node.inputs:
+            continue
+        prev = producer.get(node.inputs[0])
+        if prev is not None and prev.op.op_type in first and count.get(node.inputs[0]) == 1:
+            yield prev, node
+
+
+def _replace(graph: Graph, removed: Node, kept: Node) -> None:
+    """Drop ``removed`` (which read ``kept``'s output): ``kept`` now produces ``removed``'s output."""
+    kept.outputs[0] = removed.outputs[0]
+    graph.nodes.remove(removed)
+
+
+def fold_batch_norm(graph: Graph) -> int:
+    folded = 0
+    for conv, bn in list(_fusable_pairs(graph, ("Conv",), "BatchNormalization")):
+        params = [graph.initializers.get(name) for name in bn.inputs[1:5]]
+        if conv.op.weight is None or conv.op.activation or any(p is None for p in params) or len(bn.outputs) > 1:
+            continue
+        w = conv.op.weight
+        k, c = bn.op.scale_shift(*params)
+        b = np.zeros(w.shape[0]) if conv.op.bias is None else conv.op.bias.astype(np.float64)
+        folded_w = np.empty_like(w)
+        # the product in float64, rounded once into the weight's dtype (buffered: no float64 copy of W)
+        np.multiply(w, k.reshape((-1,) + (1,) * (w.ndim - 1)), out=folded_w, dtype=np.float64, casting="unsafe")
+        conv.op.weight = folded_w
+        conv.op.bias = (b * k + c).astype(w.dtype)
+        conv.op.fused.append("BatchNormalization")
+        _replace(graph, bn, conv)
+        folded += 1
+    return folded
+
+
+def fuse_relu(graph: Graph) -> int:
+    fused = 0
+    for conv, relu in list(_fusable_pairs(graph, ("Conv", "ConvTranspose"), "Relu")):
+        if conv.op.activation is None:
+            conv.op.activation = "relu"
+            conv.op.fused.append("Relu")
+            _replace(graph, relu, conv)
+            fused += 1
+    return fused

@@ -1,0 +1,317 @@
+"""Convolutions and matrix products: Conv and ConvTranspose on fastpoint's kernels, Gemm, MatMul.
+
+A Conv whose weight is an initializer gets one prepacked :class:`fastpoint.Conv2d` per node (per
+symmetric padding, the only thing that can change with the input shape under ``auto_pad``); a
+following Relu is fused into it by the plan and a BatchNormalization folded into its weight and bias.
+ONNX's asymmetric pads become a zero pad of the rows/columns that the symmetric part leaves over.
+1-d convolutions run as 2-d ones of height 1.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+
+from ..api import Conv2d
+from .registry import Op, deliver, register
+
+
+class NodeConv2d(Conv2d):
+    """A node's layer: its weight array belongs to the network and never changes, so no snapshot copy."""
+
+    _snapshot = False
+
+
+def _conv_out(size: int, k: int, s: int, d: int, pb: int, pe: int) -> int:
+    return (size + pb + pe - ((k - 1) * d + 1)) // s + 1
+
+
+def auto_pads(mode: str, sizes, kernel, strides, dilations) -> List[int]:
+    """ONNX ``auto_pad`` SAME_UPPER / SAME_LOWER: output = ceil(input / stride); begins then ends."""
+    begins, ends = [], []
+    for size, k, s, d in zip(sizes, kernel, strides, dilations):
+        total = max((math.ceil(size / s) - 1) * s + (k - 1) * d + 1 - size, 0)
+        small, big = total // 2, total - total // 2
+        begins.append(small if mode == "SAME_UPPER" else big)
+        ends.append(big if mode == "SAME_UPPER" else small)
+    return begins + ends
+
+
+class ConvBase(Op):
+    """Attribute handling shared by Conv and ConvTranspose."""
+
+    attributes = {"auto_pad": "NOTSET", "dilations": None, "group": 1, "kernel_shape": None, "pads": None,
+                  "strides": None}
+    writes_out = True
+
+    def setup(self):
+        if self.attrs["auto_pad"] not in ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"):
+            raise self.unsupported(f"auto_pad={self.attrs['auto_pad']!r}")
+        self.activation: Optional[str] = None  # "relu" once the plan fuses a Relu
+        self.weight: Optional[np.ndarray] = None  # an initializer (prepacked), else an input at run time
+        self.bias: Optional[np.ndarray] = None
+        self.backend = "auto"  # the fastpoint backend; set by load_onnx
+
+    def spatial_rank(self, w_shape) -> int:
+        rank = len(w_shape) - 2
+        if rank not in (1, 2):
+            raise self.unsupported(f"{rank}-d convolution (weight shape {tuple(w_shape)})")
+        return rank
+
+    def geometry(self, rank: int):
+        a = self.attrs
+        strides = list(a["strides"] or [1] * rank)
+        dilations = list(a["dilations"] or [1] * rank)
+        return strides, dilations
+
+    def bind_constants(self, consts: Dict[int, np.ndarray]) -> None:
+        if 1 in consts:
+            self.weight = np.asarray(consts[1])
+            self.spatial_rank(self.weight.shape)
+        if 2 in consts:
+            self.bias = np.asarray(consts[2])
+
+    def _params(self, inputs):
+        w = self.weight if self.weight is not None else inputs[1]
+        b = self.bias if self.bias is not None else (inputs[2] if len(inputs) > 2 else None)
+        return w, b
+
+
+@register("Conv")
+class Conv(ConvBase):
+    def setup(self):
+        super().setup()
+        self._layers: Dict[Tuple[int, int, str], object] = {}
+
+    def _pads(self, x_shape, w_shape) -> List[int]:
+        rank = len(w_shape) - 2
+        kernel = list(w_shape[2:])
+        strides, dilations = self.geometry(rank)
+        mode = self.attrs["auto_pad"]
+        if mode in ("SAME_UPPER", "SAME_LOWER"):
+            return auto_pads(mode, x_shape[2:], kernel, strides, dilations)
+        if mode == "VALID" or self.attrs["pads"] is None:
+            return [0] * (2 * rank)
+        return list(self.attrs["pads"])
+
+    def infer(self, shapes, dtypes, values):
+        w_shape = self.weight.shape if self.weight is not None else shapes[1]
+        if shapes[0] is None or w_shape is None:
+            return None
+        rank = self.spatial_rank(w_shape)
+        pads = self._pads(shapes[0], w_shape)
+        strides, dilations = self.geometry(rank)
+        spatial = tuple(_conv_out(shapes[0][2 + i], w_shape[2 + i], strides[i], dilations[i], pads[i],
+                                  pads[rank + i]) for i in range(rank))
+        return [((shapes[0][0], w_shape[0]) + spatial, dtypes[0])]
+
+    def _as_2d(self, x, w, pads):
+        """1-d convolution as a 2-d one of height 1; pads as (top, left, bottom, right)."""
+        strides, dilations = self.geometry(w.ndim - 2)
+        if w.ndim == 3:
+            return (x[:, :, None, :], w[:, :, None, :], [0, pads[0], 0, pads[1]], [1] + strides,
+                    [1] + dilations)
+        return x, w, pads, strides, dilations
+
+    def _layer(self, w, b, sym, strides, dilations):
+        import fastpoint as fp
+
+        w4 = w if w.ndim == 4 else w[:, :, None, :]
+        if self.weight is None:  # weight given at run time: a one-call convolution
+            return lambda x, out: fp.conv2d(x, w4, b, strides, sym, dilations, self.attrs["group"],
+                                            activation=self.activation, backend=self.backend, out=out)
+        key = tuple(sym)
+        layer = self._layers.get(key)
+        if layer is None:
+            layer = self._layers[key] = NodeConv2d(w4, b, strides, sym, dilations, self.attrs["group"],
+                                                    activation=self.activation, backend=self.backend)
+        return lambda x, out: layer(x, out=out)
+
+    def run(self, inputs, outs):
+        x = inputs[0]
+        w, b = self._params(inputs)
+        if x.dtype not in (np.float32, np.float64):
+            raise self.unsupported(f"input dtype {x.dtype}")
+        pads = self._pads(x.shape, w.shape)
+        x4, w4, pads4, strides, dilations = self._as_2d(x, w, pads)
+        sym = [min(pads4[0], pads4[2]), min(pads4[1], pads4[3])]
+        extra = [(pads4[0] - sym[0], pads4[2] - sym[0]), (pads4[1] - sym[1], pads4[3] - sym[1])]
+        if any(e for pair in extra for e in pair):
+            x4 = np.pad(x4, [(0, 0), (0, 0)] + extra)
+        x4 = np.ascontiguousarray(x4)
+        shape = self.infer([x.shape, w.shape], [x.dtype, w.dtype], [None, None])[0][0]
+        out = outs[0] if outs else np.empty(shape, x.dtype)
+        out4 = out.reshape(out.shape[:2] + (1,) + out.shape[2:]) if w.ndim == 3 else out
+        self._layer(w, b, sym, strides, dilations)(x4, out4)
+        return [out]
+
+    def flops(self, in_shapes, out_shapes):
+        w = self.weight.shape if self.weight is not None else in_shapes[1]
+        return 2 * int(np.prod(out_shapes[0], dtype=np.int64)) * int(np.prod(w[1:], dtype=np.int64))
+
+    def kernel(self, in_shapes):
+        from .kernels import conv_kernel_name
+
+        if self.weight is None:
+            return "fastpoint conv2d"
+        return conv_kernel_name(self, in_shapes[0])
+
+
+@register("ConvTranspose")
+class ConvTranspose(ConvBase):
+    """Transposed convolution on ``fastpoint.conv_transpose2d`` (padding cropped per side)."""
+
+    attributes = {**ConvBase.attributes, "output_padding": None, "output_shape": None}
+
+    def setup(self):
+        super().setup()
+        import fastpoint as fp
+
+        if not hasattr(fp, "conv_transpose2d"):
+            raise self.unsupported("ConvTranspose (this fastpoint build has no conv_transpose2d)")
+        self._layers: Dict[Tuple, object] = {}
+
+    def _geometry(self, x_shape, w_shape):
+        rank = self.spatial_rank(w_shape)
+        strides, dilations = self.geometry(rank)
+        kernel = list(w_shape[2:])
+        out_pad = list(self.attrs["output_padding"] or [0] * rank)
+        full = [strides[i] * (x_shape[2 + i] - 1) + out_pad[i] + (kernel[i] - 1) * dilations[i] + 1
+                for i in range(rank)]
+        mode = self.attrs["auto_pad"]
+        if self.attrs["output_shape"] is not None or mode in ("SAME_UPPER", "SAME_LOWER"):
+            # ONNX's reference: the total padding that gives output_shape (default input * stride);
+            # SAME_UPPER puts the odd pixel at the end, SAME_LOWER at the start, NOTSET all at the end
+            target = (list(self.attrs["output_shape"])[-rank:] if self.attrs["output_shape"] is not None
+                      else [x_shape[2 + i] * strides[i] for i in range(rank)])
+            total = [f - t for f, t in zip(full, target)]
+            if mode == "NOTSET":  # a target past the full result: the extra rows/columns are output padding
+                out_pad = [p + max(-t, 0) for p, t in zip(out_pad, total)]
+                full = [f + max(-t, 0) for f, t in zip(full, total)]
+                total = [max(t, 0) for t in total]
+            if any(t < 0 for t in total):
+                raise self.unsupported(f"output_shape {target} larger than the full result {full}")
+            if mode == "SAME_UPPER":
+                begins = [t // 2 for t in total]
+            elif mode == "SAME_LOWER":
+                begins = [t - t // 2 for t in total]
+            else:
+                begins = [0] * rank
+            pads = begins + [t - b for t, b in zip(total, begins)]
+        elif mode == "VALID" or self.attrs["pads"] is None:
+            pads = [0] * (2 * rank)
+        else:
+            pads = list(self.attrs["pads"])
+        out = [full[i] - pads[i] - pads[rank + i] for i in range(rank)]
+        return rank, strides, dilations, out_pad, pads, out
+
+    def infer(self, shapes, dtypes, values):
+        w_shape = self.weight.shape if self.weight is not None else shapes[1]
+        if shapes[0] is None or w_shape is None:
+            return None
+        rank, _, _, _, _, out = self._geometry(shapes[0], w_shape)
+        return [((shapes[0][0], w_shape[1] * self.attrs["group"]) + tuple(out), dtypes[0])]
+
+    def run(self, inputs, outs):
+        import fastpoint as fp
+
+        x = inputs[0]
+        w, b = self._params(inputs)
+        rank, strides, dilations, out_pad, pads, _ = self._geometry(x.shape, w.shape)
+        if rank == 1:
+            x, w = x[:, :, None, :], w[:, :, None, :]
+            strides, dilations, out_pad = [1] + strides, [1] + dilations, [0] + out_pad
+            pads = [0, pads[0], 0, pads[1]]
+        sym = [min(pads[0], pads[2]), min(pads[1], pads[3])]
+        if any(p < 0 for p in pads) or sym != [pads[0], pads[1]] or sym != [pads[2], pads[3]]:
+            sym = [0, 0]  # asymmetric or negative: the full result, cropped below
+        x = np.ascontiguousarray(x)
+        if self.weight is not None:  # an initializer: one prepacked layer per (padding, output padding)
+            key = (tuple(sym), tuple(out_pad))
+            layer = self._layers.get(key)
+            if layer is None:
+                layer = self._layers[key] = fp.ConvTranspose2d(w, b, strides, sym, out_pad, self.attrs["group"],
+                                                               dilations, activation=self.activation,
+                                                               backend=self.backend)
+            y = layer(x)
+        else:
+            y = fp.conv_transpose2d(x, w, b, strides, sym, out_pad, self.attrs["group"], dilations,
+                                    activation=self.activation, backend=self.backend)
+        if sym == [0, 0] and any(pads):
+            h, wd = y.shape[2], y.shape[3]
+            y = y[:, :, pads[0]:h - pads[2], pads[1]:wd - pads[3]]
+        if rank == 1:
+            y = y[:, :, 0, :]
+        return deliver(y, outs)
+
+    def flops(self, in_shapes, out_shapes):
+        w = self.weight.shape if self.weight is not None else in_shapes[1]
+        return 2 * int(np.prod(in_shapes[0], dtype=np.int64)) * int(np.prod(w[1:], dtype=np.int64))
+
+    def kernel(self, in_shapes):
+        return "fastpoint conv_transpose2d"
+
+
+@register("Gemm")
+class Gemm(Op):
+    """``alpha * A' @ B' + beta * C`` (A', B' optionally transposed), C broadcast to the result."""
+
+    attributes = {"alpha": 1.0, "beta": 1.0, "transA": 0, "transB": 0, "broadcast": 0}  # broadcast: opset < 7
+    writes_out = True
+
+    def _ab(self, a, b):
+        return (a.T if self.attrs["transA"] else a), (b.T if self.attrs["transB"] else b)
+
+    def infer(self, shapes, dtypes, values):
+        if shapes[0] is None or shapes[1] is None:
+            return None
+        m = shapes[0][1] if self.attrs["transA"] else shapes[0][0]
+        n = shapes[1][0] if self.attrs["transB"] else shapes[1][1]
+        return [((m, n), dtypes[0])]
+
+    def run(self, inputs, outs):
+        a, b = self._ab(inputs[0], inputs[1])
+        out = outs[0] if outs else np.empty((a.shape[0], b.shape[1]), inputs[0].dtype)
+        np.matmul(a, b, out=out)
+        if self.attrs["alpha"] != 1.0:
+            out *= out.dtype.type(self.attrs["alpha"])
+        if len(inputs) > 2 and inputs[2] is not None:
+            c = inputs[2]
+            out += c if self.attrs["beta"] == 1.0 else c * c.dtype.type(self.attrs["beta"])
+        return [out]
+
+    def flops(self, in_shapes, out_shapes):
+        k = in_shapes[0][0] if self.attrs["transA"] else in_shapes[0][1]
+        return 2 * int(np.prod(out_shapes[0], dtype=np.int64)) * k
+
+
+@register("MatMul")
+class MatMul(Op):
+    """NumPy ``matmul`` semantics (which ONNX's MatMul follows, 1-d operands included)."""
+
+    writes_out = True
+
+    def infer(self, shapes, dtypes, values):
+        if shapes[0] is None or shapes[1] is None:
+            return None
+        a, b = shapes
+        a2 = (1,) + a if len(a) == 1 else a
+        b2 = b + (1,) if len(b) == 1 else b
+        batch = tuple(np.broadcast_shapes(a2[:-2], b2[:-2]))
+        out = batch + (a2[-2], b2[-1])
+        if len(a) == 1:
+            out = out[:-2] + out[-1:]
+        if len(b) == 1:
+            out = out[:-1]
+        return [(out, dtypes[0])]
+
+    def run(self, inputs, outs):
+        if outs:
+            np.matmul(inputs[0], inputs[1], out=outs[0])
+            return [outs[0]]
+        return [np.matmul(inputs[0], inputs[1])]
+
+    def flops(self, in_shapes, out_shapes):
+        return 2 * int(np.prod(out_shapes[0], dtype=np.int64)) * in_shapes[0][-1]

@@ -1,0 +1,171 @@
+"""Resize (opset >= 10) and Upsample: nearest, linear and cubic, along any axes, every coordinate mode
+PyTorch exports (and ONNX's others but ``tf_crop_and_resize``); antialiasing fails at load.
+
+Each resized axis is one pass: nearest gathers source indices, linear blends two gathered copies with
+per-position weights (``fastpoint.ops.interpolate.linear_taps`` / ``lerp_axis``, the code behind
+``fp.interpolate``). Coordinates are computed in float64 as ONNX's reference does.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .registry import Op, int_list, register
+
+COORD_MODES = ("half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric", "half_pixel_symmetric",
+               "tf_half_pixel_for_nn")
+NEAREST_MODES = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")
+
+
+def source_coords(mode: str, in_size: int, out_size: int, scale: float) -> np.ndarray:
+    """ONNX's ``coordinate_transformation_mode``: the input coordinate of each output pixel."""
+    x = np.arange(out_size, dtype=np.float64)
+    if mode == "align_corners":
+        length = scale * in_size
+        return np.zeros(out_size) if length == 1 else x * (in_size - 1) / (length - 1)
+    if mode == "asymmetric":
+        return x / scale
+    if mode == "pytorch_half_pixel":
+        return np.full(out_size, -0.5) if scale * in_size == 1 else (x + 0.5) / scale - 0.5
+    if mode == "half_pixel":
+        return (x + 0.5) / scale - 0.5
+    if mode == "half_pixel_symmetric":
+        offset = in_size / 2 * (1 - out_size / (scale * in_size))
+        return offset + (x + 0.5) / scale - 0.5
+    return (x + 0.5) / scale  # tf_half_pixel_for_nn
+
+
+def nearest_index(mode: str, coords: np.ndarray, in_size: int) -> np.ndarray:
+    f = np.floor(coords)
+    if mode == "round_prefer_floor":
+        idx = np.where(coords - f == 0.5, f, np.floor(coords + 0.5))
+    elif mode == "round_prefer_ceil":
+        idx = np.floor(coords + 0.5)
+    elif mode == "floor":
+        idx = f
+    else:
+        idx = np.ceil(coords)
+    return np.clip(idx, 0, in_size - 1).astype(np.intp)
+
+
+def cubic_axis(x: np.ndarray, axis: int, coords: np.ndarray, n_in: int, a: float, exclude: bool) -> np.ndarray:
+    """Keys' cubic convolution (coefficient ``a``) on the 4 pixels around each coordinate; pixels past
+    the edge repeat the edge, or (``exclude``) get weight 0 and the others are renormalized."""
+    base = np.floor(coords)
+    t = (coords - base)[:, None]
+    d = np.abs(np.arange(-1, 3)[None, :] - t)  # distances to the 4 taps
+    w = np.where(d <= 1, ((a + 2) * d - (a + 3)) * d * d + 1, ((a * d - 5 * a) * d + 8 * a) * d - 4 * a)
+    w = np.where(d < 2, w, 0.0)
+    idx = base.astype(np.intp)[:, None] + np.arange(-1, 3)[None, :]
+    if exclude:
+        w = np.where((idx >= 0) & (idx < n_in), w, 0.0)
+        w /= w.sum(axis=1, keepdims=True)
+    idx = np.clip(idx, 0, n_in - 1)
+    shape = [1] * x.ndim
+    shape[axis] = len(coords)
+    y = None
+    for j in range(4):
+        term = np.take(x, idx[:, j], axis=axis) * w[:, j].reshape(shape)
+        y = term if y is None else y + term
+    return y
+
+
+@register("Resize", "Upsample")
+class Resize(Op):
+    attributes = {"mode": "nearest", "coordinate_transformation_mode": "half_pixel", "nearest_mode":
+                  "round_prefer_floor", "cubic_coeff_a": -0.75, "exclude_outside": 0, "extrapolation_value": 0.0,
+                  "antialias": 0, "axes": None, "keep_aspect_ratio_policy": "stretch", "scales": None}
+
+    def setup(self):
+        a = self.attrs
+        if self.op_type == "Upsample" or self.opset < 11:
+            # Upsample and Resize-10: asymmetric coordinates, nearest rounds down (as ONNX Runtime)
+            a["coordinate_transformation_mode"], a["nearest_mode"] = "asymmetric", "floor"
+        if a["mode"] == "bilinear":
+            a["mode"] = "linear"  # Upsample-7's name
+        if a["mode"] not in ("nearest", "linear", "cubic"):
+            raise self.unsupported(f"mode={a['mode']!r}")
+        if a["coordinate_transformation_mode"] not in COORD_MODES:
+            raise self.unsupported(f"coordinate_transformation_mode={a['coordinate_transformation_mode']!r}")
+        if a["nearest_mode"] not in NEAREST_MODES:
+            raise self.unsupported(f"nearest_mode={a['nearest_mode']!r}")
+        if a["antialias"]:
+            raise self.unsupported("antialias=1")
+        if a["keep_aspect_ratio_policy"] not in ("stretch", "not_larger", "not_smaller"):
+            raise self.unsupported(f"keep_aspect_ratio_policy={a['keep_aspect_ratio_policy']!r}")
+
+    def _inputs(self):
+        """Indices of the scales and sizes inputs in this op version."""
+        if self.op_type == "Upsample":
+            return (1 if self.opset >= 9 else None), None
+        if self.opset < 11:
+            return 1, None
+        return 2, 3
+
+    def needs_values(self):
+        return tuple(i for i in self._inputs() if i is not None and i < self.n_inputs)
+
+    def _plan(self, shape, values):
+        """Per axis: (input size, output size, scale) for the axes that change."""
+        rank = len(shape)
+        si, zi = self._inputs()
+        axes = list(range(rank)) if self.attrs["axes"] is None else [a % rank for a in self.attrs["axes"]]
+        sizes = values[zi] if zi is not None and zi < len(values) else None
+        scales = values[si] if si is not None and si < len(values) else None
+        if si is None and self.op_type == "Upsample":
+            scales = np.asarray(self.attrs["scales"])
+        policy = self.attrs["keep_aspect_ratio_policy"]
+        if sizes is not None and np.asarray(sizes).size and policy != "stretch":
+            # one scale for every resized axis (the smaller or larger ratio), sizes rounded half up
+            ratios = [n / shape[a] for n, a in zip(int_list(sizes), axes)]
+            scale = min(ratios) if policy == "not_larger" else max(ratios)
+            res = [(shape[a], int(scale * shape[a] + 0.5), scale) for a in axes]
+        elif sizes is not None and np.asarray(sizes).size:
+            out = int_list(sizes)
+            res = [(shape[a], out[i], out[i] / shape[a]) for i, a in enumerate(axes)]
+        elif scales is not None and np.asarray(scales).size:
+            sc = [float(v) for v in np.asarray(scales).reshape(-1)]
+            res = [(shape[a], int(math.floor(shape[a] * sc[i])), sc[i]) for i, a in enumerate(axes)]
+        else:
+            raise ValueError(f"{self.op_type} node {self.name!r}: neither scales nor sizes given")
+        return axes, res
+
+    def _check_dtype(self, dtype) -> None:
+        if dtype is not None and self.attrs["mode"] != "nearest" and dtype.kind != "f":
+            raise self.unsupported(f"mode={self.attrs['mode']!r} on {dtype} (float inputs only)")
+
+    def infer(self, shapes, dtypes, values):
+        self._check_dtype(dtypes[0])
+        if shapes[0] is None or any(values[i] is None for i in self.needs_values()):
+            return None
+        axes, res = self._plan(shapes[0], values)
+        out = list(shapes[0])
+        for a, (_, o, _) in zip(axes, res):
+            out[a] = o
+        return [(tuple(out), dtypes[0])]
+
+    def run(self, inputs, outs):
+        from ..ops.interpolate import lerp_axis, linear_taps
+
+        x = inputs[0]
+        self._check_dtype(x.dtype)
+        axes, res = self._plan(x.shape, inputs)
+        a = self.attrs
+        y = x
+        # the last axis first: for NCHW images W then H, the order of PyTorch's own expression
+        for axis, (n_in, n_out, scale) in sorted(zip(axes, res), reverse=True):
+            if n_in == n_out and scale == 1.0:
+                continue
+            coords = source_coords(a["coordinate_transformation_mode"], n_in, n_out, scale)
+            if a["mode"] == "nearest":
+                y = np.take(y, nearest_index(a["nearest_mode"], coords, n_in), axis=axis)
+            elif a["mode"] == "cubic":
+                y = cubic_axis(y, axis, coords, n_in, a["cubic_coeff_a"], bool(a["exclude_outside"]))
+            else:  # linear (exclude_outside changes nothing: the coordinates are clamped to the image)
+                y = lerp_axis(y, axis, *linear_taps(coords, n_in, y.dtype))
+        return [np.ascontiguousarray(y, dtype=x.dtype)]
+
+    def flops(self, in_shapes, out_shapes):
+        return 3 * int(np.prod(out_shapes[0], dtype=np.int64)) if self.attrs["mode"] == "linear" else 0

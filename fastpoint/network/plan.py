@@ -1,0 +1,226 @@
+"""A plan: the graph specialised to one set of input shapes, with folded shapes and an arena.
+
+Made once per input shapes (the network caches them), in three passes:
+
+1. **Shapes and folding.** Walk the nodes in order with each value's shape, dtype and, where known,
+   its value. A node whose inputs are all known (initializers, folded values, ``Shape`` of a value whose
+   shape is known) runs now and its outputs become constants: the shape subgraphs PyTorch exports
+   (Shape -> Gather -> Concat -> Reshape/Resize) vanish. The others become the plan's steps, with
+   their output shapes from each op's ``infer`` (``None`` where a shape depends on a run-time value).
+2. **Liveness.** Each value's first and last step. A view op's output (Reshape, Flatten, ...) shares
+   its input's storage; an elementwise op may write over input 0 when that input dies at the step.
+3. **Arena.** Every storage of known size whose producer writes into a given buffer gets an offset
+   in one byte arena, greedy by size (largest first, at the lowest offset that overlaps no storage
+   live at the same time): the strategy of XNNPACK's memory planner. Graph outputs get their own
+   arrays so a later call never overwrites a result the caller holds.
+
+``peak_bytes`` is the largest total of activations alive at once (arena and the ops' own arrays),
+``arena_bytes`` the arena's size.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .graph import Graph, Node
+from .registry import Shape
+
+ALIGN = 64
+
+
+@dataclass
+class Step:
+    node: Node
+    in_shapes: List[Optional[Shape]]
+    out_shapes: List[Optional[Shape]]
+    out_dtypes: List[Optional[np.dtype]]
+    offsets: Optional[List[int]] = None  # arena byte offset of each output (writes_out ops)
+    free_after: Tuple[str, ...] = ()  # values whose last reader is this step
+
+
+class Plan:
+    #: testing hook: a value to fill each run's arena with (NaN shows any read of a buffer never written)
+    arena_fill: Optional[float] = None
+
+    def __init__(self, graph: Graph, feeds: Dict[str, Tuple[Shape, np.dtype]]) -> None:
+        self.graph = graph
+        self.consts: Dict[str, np.ndarray] = {}
+        self.steps: List[Step] = []
+        self.folded = 0
+        self._arenas = threading.local()
+        self._fold_and_infer(feeds)
+        self._plan_memory(feeds)
+
+    # -- pass 1 -------------------------------------------------------------------------------
+    def _fold_and_infer(self, feeds) -> None:
+        shapes: Dict[str, Optional[Shape]] = {n: tuple(s) for n, (s, _) in feeds.items()}
+        dtypes: Dict[str, Optional[np.dtype]] = {n: np.dtype(d) for n, (_, d) in feeds.items()}
+        known = self.consts
+        for name, value in self.graph.initializers.items():
+            if name not in feeds:
+                known[name] = value
+                shapes[name], dtypes[name] = value.shape, value.dtype
+        for node in self.graph.nodes:
+            ins = node.inputs
+            present = [n for n in ins if n]
+            op = node.op
+            foldable = all(n in known for n in present) or (
+                getattr(op, "fold_from_shapes", False) and shapes.get(ins[0]) is not None)
+            if foldable:
+                args = [known[n] if n in known else _ShapeOnly(shapes[n]) if n else None for n in ins]
+                for name, value in zip(node.outputs, op.run(args, None)):
+                    if name and value is not None:
+                        known[name] = np.asarray(value)
+                        shapes[name], dtypes[name] = known[name].shape, known[name].dtype
+                self.folded += 1
+                continue
+            in_shapes = [shapes.get(n) if n else None for n in ins]
+            in_dtypes = [dtypes.get(n) if n else None for n in ins]
+            values = [known.get(n) if n else None for n in ins]
+            res = op.infer(in_shapes, in_dtypes, values)
+            if res is not None and len(res) != len(node.outputs):
+                res = None  # an op that infers fewer outputs than the node has: planned at run time
+            out_shapes = [r[0] if res else None for r in (res or [None] * len(node.outputs))]
+            out_dtypes = [r[1] if res else None for r in (res or [None] * len(node.outputs))]
+            for name, s, d in zip(node.outputs, out_shapes, out_dtypes):
+                shapes[name], dtypes[name] = (tuple(s) if s is not None else None), d
+            self.steps.append(Step(node, in_shapes, list(out_shapes), list(out_dtypes)))
+        self.shapes, self.dtypes = shapes, dtypes
+
+    # -- passes 2 and 3 -----------------------------------------------------------------------
+    def _plan_memory(self, feeds) -> None:
+        outputs = {o.name for o in self.graph.outputs}
+        last: Dict[str, int] = {}
+        for i, step in enumerate(self.steps):
+            for n in step.node.inputs:
+                if n and n not in self.consts:
+                    last[n] = i
+        end = len(self.steps)
+        for n in outputs:
+            last[n] = end
+        storage: Dict[str, str] = {}  # value -> the value whose storage it uses
+        span: Dict[str, List[int]] = {}  # storage -> [first step, last step]
+        size: Dict[str, int] = {}
+        for i, step in enumerate(self.steps):
+            op, node = step.node.op, step.node
+            first_in = node.inputs[0] if node.inputs else ""
+            for k, name in enumerate(node.outputs):
+                if not name:
+                    continue
+                shape, dtype = step.out_shapes[k], step.out_dtypes[k]
+                if k == 0 and op.view_of_input and first_in in storage:
+                    storage[name] = storage[first_in]
+                elif (k == 0 and op.in_place and first_in in storage and shape == step.in_shapes[0]
+                      and dtype == self.dtypes.get(first_in) and last.get(first_in) == i
+                      and span[storage[first_in]][1] <= i and name not in outputs):
+                    storage[name] = storage[first_in]
+                elif op.writes_out and shape is not None and dtype is not None and name not in outputs:
+                    storage[name] = name
+                    span[name] = [i, i]
+                    size[name] = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+                else:
+                    continue
+                root = storage[name]
+                span[root][1] = max(span[root][1], last.get(name, i))
+        # a storage shared with a graph output (an output that views it) must not be reused early
+        for name, root in storage.items():
+            span[root][1] = max(span[root][1], last.get(name, span[root][1]))
+        self.offsets = _greedy_by_size(span, size)
+        self.arena_bytes = -(-max((self.offsets[r] + size[r] for r in size), default=0) // ALIGN) * ALIGN
+        for i, step in enumerate(self.steps):
+            outs = step.node.outputs
+            if step.node.op.writes_out and all(n in storage for n in outs if n) and all(outs):
+                step.offsets = [self.offsets[storage[n]] for n in outs]
+            step.free_after = tuple(n for n in set(step.node.inputs) if n and last.get(n) == i)
+        self.storage = storage
+        self.peak_bytes = self._peak(last, storage, size, span)
+
+    def _peak(self, last, storage, size, span) -> int:
+        """Largest total of activation bytes alive at once (an arena storage counts once, over its span)."""
+        delta = [0] * (len(self.steps) + 2)
+        for root, n in size.items():
+            delta[span[root][0]] += n
+            delta[span[root][1] + 1] -= n
+        for j, step in enumerate(self.steps):
+            for name in step.node.outputs:
+                shape, dtype = self.shapes.get(name), self.dtypes.get(name)
+                if name and name not in storage and shape is not None and dtype is not None:
+                    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+                    delta[j] += nbytes
+                    delta[min(last.get(name, j), len(self.steps)) + 1] -= nbytes
+        peak = live = 0
+        for d in delta:
+            live += d
+            peak = max(peak, live)
+        return peak
+
+    # -- running ------------------------------------------------------------------------------
+    def run(self, feeds: Dict[str, np.ndarray], profile: Optional[List[float]] = None) -> Dict[str, np.ndarray]:
+        arena = getattr(self._arenas, "arena", None)  # one per thread: concurrent calls never share one
+        if arena is None:
+            arena = self._arenas.arena = np.empty(self.arena_bytes, np.uint8)
+        if self.arena_fill is not None:
+            arena.view(np.float32)[:] = self.arena_fill  # arena_bytes is a multiple of 4: offsets are aligned
+        env: Dict[str, np.ndarray] = dict(self.consts)
+        env.update(feeds)
+        for step in self.steps:
+            node = step.node
+            args = [env[n] if n else None for n in node.inputs]
+            outs = None
+            if step.offsets is not None:
+                outs = [_view(arena, off, s, d) for off, s, d in zip(step.offsets, step.out_shapes, step.out_dtypes)]
+            t0 = time.perf_counter() if profile is not None else 0.0
+            results = node.op.run(args, outs)
+            if profile is not None:
+                profile.append(time.perf_counter() - t0)
+            for name, value in zip(node.outputs, results):
+                if name:
+                    if outs is None and arena is not None and value is not None and not node.op.view_of_input \
+                            and np.may_share_memory(value, arena):
+                        value = value.copy()  # a view of an input in the arena would outlive that input
+                    env[name] = value
+            for name in step.free_after:
+                env.pop(name, None)
+        result = {}
+        for o in self.graph.outputs:
+            value = env[o.name]
+            in_arena = arena is not None and np.may_share_memory(value, arena)
+            of_feed = any(np.may_share_memory(value, x) for x in feeds.values())  # e.g. Identity(input)
+            owned = o.name in self.consts or in_arena or of_feed
+            result[o.name] = np.array(value, copy=True) if owned else value
+        return result
+
+
+def _view(arena: np.ndarray, offset: int, shape: Shape, dtype: np.dtype) -> np.ndarray:
+    n = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    return arena[offset:offset + n].view(dtype).reshape(shape)
+
+
+def _greedy_by_size(span: Dict[str, List[int]], size: Dict[str, int]) -> Dict[str, int]:
+    """Offsets: largest storage first, each at the lowest aligned offset clear of overlapping lives."""
+    placed: List[Tuple[int, int, int, int]] = []  # (offset, end, first, last)
+    offsets: Dict[str, int] = {}
+    for name in sorted(size, key=lambda n: (-size[n], span[n][0])):
+        first, last_ = span[name]
+        busy = sorted((o, e) for o, e, f, l in placed if f <= last_ and first <= l)
+        offset = 0
+        for o, e in busy:
+            if offset + size[name] <= o:
+                break
+            offset = max(offset, -(-e // ALIGN) * ALIGN)
+        offsets[name] = offset
+        placed.append((offset, offset + size[name], first, last_))
+    return offsets
+
+
+class _ShapeOnly:
+    """Stands for a value whose shape (not contents) the plan knows, for ``Shape`` and ``Size``."""
+
+    def __init__(self, shape: Sequence[int]) -> None:
+        self.shape = tuple(shape)
+        self.size = int(np.prod(self.shape, dtype=np.int64))

@@ -1,0 +1,165 @@
+"""conv_transpose2d / conv_transpose1d: every backend and C ISA path against the scatter-add reference,
+the reference against PyTorch, and the errors."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+import fastpoint as fp
+from fastpoint.backends.numpy import conv_transpose2d_nchw
+from fastpoint.core.transpose_spec import axis_phases
+
+from .conftest import TESTED_BACKENDS, int_array
+
+# (cin, cout, h, w, k, stride, padding, output_padding, dilation, groups)
+CASES = [
+    (8, 6, 5, 7, 2, 2, 0, 0, 1, 1),  # U-Net up-conv: one GEMM
+    (17, 33, 3, 5, 2, 2, 0, 0, 1, 1),  # channels off the vector width
+    (4, 4, 4, 4, 3, 3, 0, 0, 1, 1),  # K == stride == 3
+    (5, 6, 6, 5, 3, 2, 1, 1, 1, 1),  # 3x3 s2 p1 output_padding 1
+    (4, 6, 5, 5, 4, 2, 1, 0, 1, 2),  # DCGAN / FCN K4 s2 p1, grouped
+    (3, 3, 4, 4, 16, 8, 4, 0, 1, 1),  # FCN-8s K16 s8 p4
+    (4, 5, 5, 6, 1, 3, 0, 2, 1, 1),  # k < s: phases with no tap (bias only)
+    (4, 5, 5, 6, 2, 3, 1, 1, 1, 1),
+    (4, 6, 6, 5, 3, 3, 2, 1, 2, 1),  # dilation, one-tap phases past the input
+    (4, 4, 5, 5, 5, 2, 3, 1, 3, 1),  # output_padding < dilation
+    (6, 6, 7, 7, 3, 1, 1, 0, 1, 6),  # stride 1, depthwise
+    (4, 8, 5, 4, 3, 1, 0, 0, 2, 2),
+    (3, 4, 1, 9, (1, 4), (1, 2), (0, 1), (0, 1), 1, 1),  # 1-d shaped
+]
+
+
+def _pair(v):
+    return v if isinstance(v, tuple) else (v, v)
+
+
+def _reference(x, w, b, k, s, p, op, d, g, relu=False):
+    y = conv_transpose2d_nchw(x.astype(np.float64), w.astype(np.float64), _pair(s), _pair(p), _pair(op), _pair(d), g)
+    if b is not None:
+        y = y + b[:, None, None]
+    return np.maximum(y, 0) if relu else y
+
+
+def _arrays(case, n=2, seed=0, dtype=np.float32):
+    cin, cout, h, w, k, s, p, op, d, g = case
+    rng = np.random.default_rng(seed + len(str(case)))
+    kh, kw = _pair(k)
+    return (int_array(rng, (n, cin, h, w), dtype=dtype), int_array(rng, (cin, cout // g, kh, kw), -2, 2, dtype),
+            int_array(rng, (cout,), -5, 5, dtype))
+
+
+@pytest.mark.parametrize("backend", TESTED_BACKENDS)
+@pytest.mark.parametrize("case", CASES, ids=str)
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_equals_reference(backend, case, layout):
+    x, w, b = _arrays(case)
+    _, _, _, _, k, s, p, op, d, g = case
+    expected = _reference(x, w, b, k, s, p, op, d, g, relu=True)
+    xin = x if layout == "NCHW" else np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    shape = expected.shape if layout == "NCHW" else expected.transpose(0, 2, 3, 1).shape
+    out = np.full(shape, np.nan, np.float32)  # every output must be written
+    fp.conv_transpose2d(xin, w, b, s, p, op, g, d, activation="relu", layout=layout, backend=backend, out=out)
+    np.testing.assert_array_equal(out if layout == "NCHW" else out.transpose(0, 3, 1, 2), expected)
+
+
+@pytest.mark.parametrize("case", CASES[:6], ids=str)
+def test_every_c_isa(isa, case):
+    x, w, b = _arrays(case, n=1, seed=1)
+    _, _, _, _, k, s, p, op, d, g = case
+    np.testing.assert_array_equal(fp.conv_transpose2d(x, w, b, s, p, op, g, d, backend="c"),
+                                  _reference(x, w, b, k, s, p, op, d, g))
+
+
+def test_phases_cover_every_tap_once():
+    for k, s, p, d in itertools.product(range(1, 7), range(1, 5), range(0, 4), range(1, 4)):
+        taps = sorted(t for ph in axis_phases(k, s, p, d) for t in ph.taps)
+        assert taps == list(range(k))
+        assert sorted(ph.first for ph in axis_phases(k, s, p, d)) == list(range(s))
+
+
+@pytest.mark.parametrize("backend", TESTED_BACKENDS)
+def test_unbatched_float64_noncontiguous_batch0(backend):
+    rng = np.random.default_rng(2)
+    w = rng.standard_normal((4, 3, 3, 3))
+    x = rng.standard_normal((4, 6, 14))[:, :, ::2]  # non-contiguous, float64
+    got = fp.conv_transpose2d(x, w, None, 2, 1, 1, backend=backend)
+    np.testing.assert_allclose(got, _reference(x[None], w, None, 3, 2, 1, 1, 1, 1)[0], rtol=1e-12, atol=1e-12)
+    assert got.dtype == np.float64 and got.shape == (3, 12, 14)
+    empty = fp.conv_transpose2d(np.zeros((0, 4, 3, 3), np.float32), w.astype(np.float32), stride=2, backend=backend)
+    assert empty.shape == (0, 3, 7, 7)
+
+
+@pytest.mark.parametrize("backend", TESTED_BACKENDS)
+@pytest.mark.parametrize("layout", ["NCL", "NLC"])
+def test_conv_transpose1d(backend, layout):
+    rng = np.random.default_rng(3)
+    x, w, b = int_array(rng, (2, 6, 11)), int_array(rng, (6, 2, 4), -2, 2), int_array(rng, (6,))
+    expected = _reference(x[:, :, None], w[:, :, None], b, 4, (1, 3), (0, 2), (0, 1), (1, 2), 3)[:, :, 0]
+    xin = x if layout == "NCL" else np.ascontiguousarray(x.transpose(0, 2, 1))
+    layer = fp.ConvTranspose1d(w, b, 3, 2, 1, 3, 2, layout=layout, backend=backend)
+    got = layer(xin)
+    np.testing.assert_array_equal(got if layout == "NCL" else got.transpose(0, 2, 1), expected)
+    unbatched = fp.conv_transpose1d(xin[0], w, b, 3, 2, 1, 3, 2, layout=layout, backend=backend)
+    np.testing.assert_array_equal(unbatched, got[0])
+
+
+def test_reference_against_torch():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(4)
+    for cin, cout, h, w, k, s, p, op, d, g in CASES:
+        kh, kw = _pair(k)
+        x = rng.standard_normal((2, cin, h, w))
+        wt = rng.standard_normal((cin, cout // g, kh, kw))
+        ref = torch.nn.functional.conv_transpose2d(torch.from_numpy(x), torch.from_numpy(wt), None, s, p, op, g,
+                                                   d).numpy()
+        np.testing.assert_allclose(conv_transpose2d_nchw(x, wt, _pair(s), _pair(p), _pair(op), _pair(d), g), ref,
+                                   rtol=1e-10, atol=1e-10)
+        got = fp.conv_transpose2d(x.astype(np.float32), wt.astype(np.float32), None, s, p, op, g, d)
+        np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4 * np.sqrt(cin * kh * kw))
+
+
+def test_layer_reuse_pickle_and_out_aliasing():
+    import pickle
+
+    rng = np.random.default_rng(5)
+    x, w = int_array(rng, (1, 4, 3, 3)), int_array(rng, (4, 4, 2, 2))
+    up = fp.ConvTranspose2d(w, stride=2)
+    np.testing.assert_array_equal(up(x), up(x))
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(up))(x), up(x))
+    layer1d = fp.Conv1d(w[:, :, 0], dilation=2, padding=(2, 0))
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(layer1d))(x[:, :, 0]), layer1d(x[:, :, 0]))
+    with pytest.raises(ValueError, match="overlaps"):
+        big = np.zeros((1, 4, 6, 6), np.float32)
+        up(big[:, :, :3, :3], out=big)
+
+
+@pytest.mark.parametrize("call, exc, match", [
+    (lambda x, w: fp.conv_transpose2d(x, w, stride=2, output_padding=2), ValueError, "output_padding"),
+    (lambda x, w: fp.conv_transpose2d(x, w, output_padding=1), ValueError, "output_padding"),
+    (lambda x, w: fp.conv_transpose2d(x, w, padding=3), ValueError, "empty"),
+    (lambda x, w: fp.conv_transpose2d(x, w, groups=3), ValueError, "groups"),
+    (lambda x, w: fp.conv_transpose2d(x, w[:3]), ValueError, "channels"),
+    (lambda x, w: fp.conv_transpose2d(x, w, padding=(1, 2, 3)), TypeError, "padding"),
+    (lambda x, w: fp.conv_transpose2d(x, w, padding="same"), ValueError, "padding"),
+    (lambda x, w: fp.conv_transpose2d(x, w, layout="NCL"), ValueError, "layout"),
+    (lambda x, w: fp.conv_transpose2d(x[0, 0], w), ValueError, r"\(N, C, H, W\)"),
+    (lambda x, w: fp.conv_transpose2d(x, w[0]), ValueError, "weight"),
+    (lambda x, w: fp.conv_transpose2d(x.astype(np.int32), w), TypeError, "x"),
+    (lambda x, w: fp.conv_transpose2d(x, w, np.zeros(3, np.float32)), ValueError, "bias"),
+    (lambda x, w: fp.conv_transpose2d(x, w, out=np.zeros((2, 5, 5, 5), np.float32)), ValueError, "out"),
+    (lambda x, w: fp.conv_transpose1d(x[:, :, 0], w[:, :, 0], layout="NCHW"), ValueError, "NCL"),
+    (lambda x, w: fp.conv_transpose1d(x[:, :, 0], w), ValueError, "weight"),
+])
+def test_bad_input(call, exc, match):
+    x, w = np.zeros((2, 4, 2, 2), np.float32), np.zeros((4, 5, 3, 3), np.float32)
+    with pytest.raises(exc, match=match):
+        call(x, w)
+
+
+def test_fastpoint_check_op_cases(backend):
+    """The conv1d / transposed cases `fastpoint check` runs pass on every fast backend."""
+    from fastpoint.core.check_ops import op_cases, run_op_case
+
+    failed = [case.name for case in op_cases() if not run_op_case(case, backend)[0]]
+    assert not failed, failed
