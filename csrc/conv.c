@@ -57,20 +57,35 @@ static int pack(const fp_conv_problem *p, int f64, const void *w, void *packed) 
     return ALGOS[algo]->pack(p, isa, f64, w, (char *)packed + FP_HEADER_BYTES);
 }
 
+/* More threads than processors never helps (and 100000 once crashed the OpenMP runtime the kernels used),
+ * so the caller's count is clamped for every algorithm. */
+static fp_conv_problem clamped(const fp_conv_problem *p) {
+    fp_conv_problem q = *p;
+    const int cap = fp_max_threads();
+    q.num_threads = q.num_threads < 1 ? 1 : q.num_threads > cap ? cap : q.num_threads;
+    return q;
+}
+
 static int run(const fp_conv_problem *p, int f64, const void *x, const void *packed, const void *bias, void *y) {
     const fp_packed_header *h = (const fp_packed_header *)packed;
     if (h->magic != FP_PACKED_MAGIC || h->f64 != f64 || h->algo < 0 || h->algo >= N_ALGOS ||
         h->isa != fp_isa() || h->algo != choose(p, h->isa, f64) || fp_kernel_at(h->kernel) != kernel_row(h->algo, h->isa, f64))
         return FP_ERR_PACKED;
-    /* More threads than processors never helps (and 100000 once crashed the OpenMP runtime the kernels
-     * used), so the caller's count is clamped here for every algorithm. */
-    fp_conv_problem q = *p;
-    const int cap = fp_max_threads();
-    q.num_threads = q.num_threads < 1 ? 1 : q.num_threads > cap ? cap : q.num_threads;
+    const fp_conv_problem q = clamped(p);
     /* subnormals would cost a microcode assist per operation: flush them on this thread (csrc/fpenv.c;
      * the pool's helpers flush for good when they start) */
     fp_flush_enter();
     int rc = ALGOS[h->algo]->run(&q, h->isa, f64, x, (const char *)packed + FP_HEADER_BYTES, bias, y);
+    fp_flush_leave();
+    return rc;
+}
+
+int fp_run_unpacked(const fp_conv_problem *p, int f64, const void *x, const void *w, const void *bias, void *y) {
+    const int isa = fp_isa(), algo = choose(p, isa, f64);
+    if (!ALGOS[algo]->run_unpacked) return FP_DECLINED;
+    const fp_conv_problem q = clamped(p);
+    fp_flush_enter();
+    int rc = ALGOS[algo]->run_unpacked(&q, isa, f64, x, w, bias, y);
     fp_flush_leave();
     return rc;
 }

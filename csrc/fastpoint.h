@@ -71,6 +71,14 @@ int fp_pack_f64(const fp_conv_problem *p, const double *w, void *packed);
 int fp_conv_f32(const fp_conv_problem *p, const float *x, const void *packed, const float *bias, float *y);
 int fp_conv_f64(const fp_conv_problem *p, const double *x, const void *packed, const double *bias, double *y);
 
+/* One-shot convolution (csrc/oneshot.c): w is the caller's (Cout, Cin/groups, KH, KW) weight, packed into
+ * this thread's scratch (kept across calls) and used once.  Returns 0, a negative FP_ERR_* code, or, when
+ * check_finite is set, 1 after computing y if some weight is NaN or Inf. */
+int fp_conv_once_f32(const fp_conv_problem *p, const float *x, const float *w, const float *bias, float *y,
+                     int check_finite);
+int fp_conv_once_f64(const fp_conv_problem *p, const double *x, const double *w, const double *bias, double *y,
+                     int check_finite);
+
 /* Lowered GEMMs (csrc/lowered/): conv1d in NCL with groups 1 (problem with h = oh = kh = 1), and the
  * transposed convolution with kernel == stride, no padding (problem: h, w the input, oh = h*kh, ow = w*kw).
  * Weights: conv1d (Cout, Cin, K) as given; transposed W' (Cout*KH*KW, Cin), rows (co, ky, kx) for NCHW,

@@ -36,7 +36,16 @@ typedef struct fp_algo {
     int (*run)(const fp_conv_problem *p, int isa, int f64, const void *x, const void *packed,
                const void *bias, void *y);
     const char *family;
+    /* Optional, for one-shot calls: run on the caller's (Cout, Cin/groups, KH, KW) weights, packing them
+     * inside the loops; FP_DECLINED when that does not pay for this problem (then they are packed first). */
+    int (*run_unpacked)(const fp_conv_problem *p, int isa, int f64, const void *x, const void *w,
+                        const void *bias, void *y);
 } fp_algo;
+#define FP_DECLINED 1
+
+/* conv.c: the chosen algorithm's run_unpacked (thread count clamped, subnormals flushed, as for a run), or
+ * FP_DECLINED. */
+int fp_run_unpacked(const fp_conv_problem *p, int f64, const void *x, const void *w, const void *bias, void *y);
 
 /* Algorithms, most specialised first; conv.c keeps the table. */
 extern const fp_algo fp_algo_winograd; /* only when the problem asks for it (csrc/winograd) */
@@ -56,6 +65,9 @@ static inline void fp_tap_range(int64_t start, int64_t k, int64_t dil, int64_t n
  * (csrc/scratch.c); NULL on failure.  The buffer stays valid until the same thread asks for the
  * same slot again. */
 void *fp_scratch(int slot, int64_t bytes);
+/* Slot of the packed weights of a one-shot call (csrc/oneshot.c), on the calling thread: kernels use
+ * slots below it, so it stays valid while the call's kernel runs. */
+#define FP_SCRATCH_ONCE 3
 
 /* fp_scratch for a pool chunk: on failure, raise the call's shared `failed` flag (read after
  * fp_pool_run returns, to answer FP_ERR_ALLOC) and give NULL, so the chunk just returns. */
@@ -64,6 +76,14 @@ static inline void *fp_scratch_or_fail(int slot, int64_t bytes, int *failed) {
     if (!buf) __atomic_store_n(failed, 1, __ATOMIC_RELAXED);
     return buf;
 }
+
+/* Packing helpers (csrc/pack.c).  fp_pack_transpose: dst[j * width + i] = src[i * ld + j] for i < rows,
+ * j < cols, and zero for rows <= i < width (a panel's lanes past the last output channel).
+ * fp_pack_jobs: fn(ctx, job) for job in [0, jobs), split across up to p->num_threads threads when the
+ * packing writes `bytes` or more (jobs must write disjoint memory). */
+void fp_pack_transpose(const float *src, int64_t ld, int64_t rows, int64_t cols, int64_t width, float *dst);
+typedef void (*fp_pack_fn)(void *ctx, int64_t job);
+void fp_pack_jobs(const fp_conv_problem *p, int64_t jobs, int64_t bytes, fp_pack_fn fn, void *ctx);
 
 /* Memory aligned to FP_ALIGN bytes; NULL on failure. */
 void *fp_aligned_alloc(int64_t bytes);

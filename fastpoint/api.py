@@ -27,7 +27,7 @@ from typing import Any, Dict, Optional, Tuple
 import numpy as np
 
 from .backends import get_backend
-from .core.callplan import CallPlan
+from .core.callplan import CallPlan, OneShotPlan, one_shot_plan
 from .core.nonfinite import apply_padding_nan, nonfinite_taps
 from .core.spec import (
     ConvSpec,
@@ -51,8 +51,9 @@ class Conv2d:
     >>> y = layer(x)            # same result as conv2d(x, weight, bias, padding=1, activation="relu")
     """
 
-    _snapshot = True  # copy weight and bias (see __init__); the one-call layer of conv2d() need not
-    _one_call = False  # conv2d()'s layer makes no call plan: it is not called again
+    # a layer used for one call only (conv1d()'s 2-d layer) may skip the snapshot and the call plan
+    _snapshot = True
+    _one_call = False
 
     def __init__(self, weight, bias=None, stride: IntOrPair = 1, padding: Padding = 0,
                  dilation: IntOrPair = 1, groups: int = 1, *, activation: Optional[str] = None,
@@ -155,17 +156,36 @@ class Conv2d:
 def conv2d(x, weight, bias=None, stride: IntOrPair = 1, padding: Padding = 0, dilation: IntOrPair = 1,
            groups: int = 1, *, activation: Optional[str] = None, layout: str = "NCHW",
            backend: str = "auto", algorithm: str = "auto", out: Optional[np.ndarray] = None) -> np.ndarray:
-    """2-d convolution (cross-correlation) with PyTorch's ``conv2d`` semantics; see the module doc."""
-    layer = _OneCallConv2d(weight, bias, stride, padding, dilation, groups, activation=activation,
-                           layout=layout, backend=backend, algorithm=algorithm)
-    return layer(x, out=out)
+    """2-d convolution (cross-correlation) with PyTorch's ``conv2d`` semantics; see the module doc.
+
+    A one-shot call: parse the arguments into a plan (core/callplan.py, cached on the argument facts),
+    then run it once with these weights, packed for this call only (docs/call-path.md)."""
+    def parse() -> OneShotPlan:
+        return _parse_one_shot(x, weight, bias, stride, padding, dilation, groups, activation, layout, backend,
+                               algorithm)
+
+    if type(x) is np.ndarray and type(weight) is np.ndarray and (bias is None or type(bias) is np.ndarray):
+        plan = one_shot_plan(x, weight, bias, (stride, padding, dilation, groups),
+                             (activation, layout, backend, algorithm), parse)
+    else:  # array-likes: checked, then converted (a parse key needs arrays)
+        plan = parse()
+        x, weight = as_array("x", x), as_array("weight", weight)
+        bias = None if bias is None else as_array("bias", bias)
+    return plan.call(x, weight, bias, out)
 
 
-class _OneCallConv2d(Conv2d):
-    """The layer behind one conv2d() call: used once, so the caller's arrays need no snapshot."""
-
-    _snapshot = False
-    _one_call = True
+def _parse_one_shot(x, weight, bias, stride, padding, dilation, groups, activation, layout,
+                    backend, algorithm: str = "auto") -> OneShotPlan:
+    """Validate a one-shot call's arguments (in the order Conv2d checks them) into its plan."""
+    weight = as_array("weight", weight)
+    layer = make_layer(weight, stride, padding, dilation, groups, layout, activation, algorithm=algorithm)
+    found = get_backend(backend)
+    if bias is not None:
+        bias = as_array("bias", bias)
+        prepare_param("bias", bias, bias.dtype, (layer.cout,))
+    x4, batched = prepare_input(x, layer)
+    layer = layer.with_dtype(x4.dtype)
+    return OneShotPlan(make_spec(layer, x4.shape, weight.shape), batched, found)
 
 
 def conv1x1(x, weight, bias=None, stride: IntOrPair = 1, *, activation: Optional[str] = None,

@@ -47,20 +47,25 @@ static int64_t packed_bytes(const fp_conv_problem *p, int isa, int f64) {
     return (int64_t)sizeof(float) * p->groups * nblocks(p) * (p->cin / p->groups) * p->kh * p->kw * FP_DIRECT_CB;
 }
 
+typedef struct pack_job {
+    const fp_conv_problem *p;
+    const float *w;
+    float *d;
+} pack_job;
+
+/* Block `job` = g * nblocks + cb: [cin_g][kh*kw][FP_DIRECT_CB lanes], lanes past the group's Cout zero. */
+static void pack_block(void *ctx, int64_t job) {
+    const pack_job *j = (const pack_job *)ctx;
+    const fp_conv_problem *p = j->p;
+    const int64_t cin_g = p->cin / p->groups, cout_g = p->cout / p->groups, CT = cin_g * p->kh * p->kw;
+    const int64_t g = job / nblocks(p), co0 = (job % nblocks(p)) * FP_DIRECT_CB;
+    fp_pack_transpose(j->w + (g * cout_g + co0) * CT, CT, FP_MIN(FP_DIRECT_CB, cout_g - co0), CT, FP_DIRECT_CB,
+                      j->d + job * CT * FP_DIRECT_CB);
+}
+
 static int pack(const fp_conv_problem *p, int isa, int f64, const void *wv, void *dst) {
-    (void)isa; (void)f64;
-    const float *w = (const float *)wv;
-    float *d = (float *)dst;
-    const int64_t cin_g = p->cin / p->groups, cout_g = p->cout / p->groups, T = p->kh * p->kw, ncb = nblocks(p);
-    memset(d, 0, (size_t)packed_bytes(p, isa, f64));
-    for (int64_t g = 0; g < p->groups; g++)
-        for (int64_t co = 0; co < cout_g; co++) {
-            const int64_t cb = co / FP_DIRECT_CB, lane = co % FP_DIRECT_CB;
-            float *db = d + (g * ncb + cb) * cin_g * T * FP_DIRECT_CB;
-            const float *src = w + (g * cout_g + co) * cin_g * T;
-            for (int64_t ci = 0; ci < cin_g; ci++)
-                for (int64_t t = 0; t < T; t++) db[(ci * T + t) * FP_DIRECT_CB + lane] = src[ci * T + t];
-        }
+    pack_job j = {p, (const float *)wv, (float *)dst};
+    fp_pack_jobs(p, p->groups * nblocks(p), packed_bytes(p, isa, f64), pack_block, &j);
     return FP_OK;
 }
 

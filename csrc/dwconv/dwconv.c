@@ -43,9 +43,7 @@ static int pack(const fp_conv_problem *p, int isa, int f64, const void *wv, void
     float *d = (float *)dst;
     const int64_t T = p->kh * p->kw;
     const int64_t cpad = fp_dw_cpad(p);
-    memset(d, 0, sizeof(float) * (size_t)(T * cpad));
-    for (int64_t co = 0; co < p->cout; co++)
-        for (int64_t t = 0; t < T; t++) d[t * cpad + co] = w[co * T + t];
+    fp_pack_transpose(w, T, p->cout, T, cpad, d); /* [tap][channel], zero past Cout */
     return generic_copy(p, isa) ? fp_algo_generic.pack(p, isa, 0, wv, d + T * cpad) : FP_OK;
 }
 

@@ -76,6 +76,9 @@ typedef struct fp_gemm_blocks {
 /* Block sizes for an m x n x k product with micro-kernel uk. */
 fp_gemm_blocks fp_gemm_blocking(const fp_sgemm_ukr *uk, int64_t m, int64_t n, int64_t k);
 
+/* NCHW: whether a problem (its output size known) runs the transposed form Y^T = X^T W^T. */
+int fp_gemm_use_transposed(const fp_conv_problem *p, const fp_sgemm_ukr *uk);
+
 /* Prepacked weight sizes (floats) and packing. */
 int64_t fp_gemm_packed_floats(const fp_conv_problem *p, const fp_sgemm_ukr *uk);
 void fp_gemm_pack_weights(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const float *w, float *dst);
@@ -102,5 +105,11 @@ int fp_gemm_run_nchw(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const flo
                      const float *bias, float *y);
 int fp_gemm_run_nhwc(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const float *x, const float *packed,
                      const float *bias, float *y);
+/* One-shot calls: the same products on the caller's Cout x Cin weights, each W^T panel packed inside the
+ * loops just before its first use (per-thread scratch slot 2), as BLIS packs per block.  NHWC, and the NCHW
+ * transposed form, when the threads split output channels (else every thread would pack every panel);
+ * FP_DECLINED otherwise, and the caller packs. */
+int fp_gemm_run_unpacked(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const float *x, const float *w,
+                         const float *bias, float *y);
 
 #endif

@@ -33,4 +33,11 @@ static int run(const fp_conv_problem *p, int isa, int f64, const void *x, const 
     return fp_gemm_run_nhwc(p, uk, (const float *)x, (const float *)packed, (const float *)bias, (float *)y);
 }
 
-const fp_algo fp_algo_gemm1x1 = {"gemm1x1", applies, kernel_name, packed_bytes, pack, run, "gemm"};
+static int run_unpacked(const fp_conv_problem *p, int isa, int f64, const void *x, const void *w, const void *bias,
+                        void *y) {
+    (void)f64;
+    return fp_gemm_run_unpacked(p, fp_sgemm_ukr_pick(isa), (const float *)x, (const float *)w, (const float *)bias,
+                                (float *)y);
+}
+
+const fp_algo fp_algo_gemm1x1 = {"gemm1x1", applies, kernel_name, packed_bytes, pack, run, "gemm", run_unpacked};

@@ -132,7 +132,7 @@ static double lane_use(int64_t n) { return (double)n / (double)(FP_CEIL_DIV(n, 1
 
 /* Small maps (7x7: 49 pixels fill 4 vectors at 77 %) run with vectors along Cout instead, reading X
  * in place as the broadcast operand and scattering the tile into Y's rows. */
-static int use_transposed(const fp_conv_problem *p, const fp_sgemm_ukr *uk) {
+int fp_gemm_use_transposed(const fp_conv_problem *p, const fp_sgemm_ukr *uk) {
     const int64_t N = p->oh * p->ow;
     /* Also reduction-heavy layers (Cin >= 2 Cout) at 14x14 = 196 pixels = 4 x 48 + 4, whose thin last
      * column tile costs the regular form more: 1024->256@14 0.95x -> 1.00x vs ONNX Runtime at 1 thread
@@ -143,7 +143,8 @@ static int use_transposed(const fp_conv_problem *p, const fp_sgemm_ukr *uk) {
 }
 
 static void nchw_t_block(const fp_conv_problem *p, const fp_sgemm_ukr *uk, int64_t kcb, const float *xn,
-                         const float *wt, const float *bias, float *yn, range pix, range cols, float *tail) {
+                         const float *wt, const float *w_raw, float *wbuf, const float *bias, float *yn, range pix,
+                         range cols, float *tail) {
     const int64_t K = p->cin, N = p->oh * p->ow, MR = uk->mr, NR = uk->nr;
     /* The last, partial pixel tile is read in place when the kernel has an instance computing exactly
      * its rows (1, 2 or 4: 7x7 = 6 x 8 + 1, 14x14 = 24 x 8 + 4), else packed once with zero rows so that
@@ -167,7 +168,12 @@ static void nchw_t_block(const fp_conv_problem *p, const fp_sgemm_ukr *uk, int64
         u.relu = p->relu && pc + kc >= K;
         for (int64_t jr = cols.lo; jr < cols.hi; jr += NR) {
             u.nr = FP_MIN(NR, cols.hi - jr);
-            u.b = wt + jr * K + pc * NR;
+            if (w_raw) { /* one-shot: this kc x NR panel packed here, then used by every pixel tile from L2 */
+                fp_pack_transpose(w_raw + jr * K + pc, K, FP_MIN(NR, p->cout - jr), kc, NR, wbuf);
+                u.b = wbuf;
+            } else {
+                u.b = wt + jr * K + pc * NR;
+            }
             u.bias = bias ? bias + jr : NULL;
             for (int64_t ir = pix.lo; ir < pix.hi; ir += MR) {
                 u.mr = FP_MIN(MR, pix.hi - ir);
@@ -182,8 +188,11 @@ static void nchw_t_block(const fp_conv_problem *p, const fp_sgemm_ukr *uk, int64
                  * L2, so that only the first panel of a call waits on memory (weights past L2 only:
                  * smaller ones stay cached between calls, and the prefetches then only cost issue slots). */
                 const int64_t t = (ir - pix.lo) / MR;
-                u.pf_lines = big_w && t >= 1 && t <= 3 && jr + NR < cols.hi ? wt + (jr + NR) * K + pc * NR + (t - 1) * kc * 16
-                                                                   : NULL;
+                const int pf = big_w && t >= 1 && t <= 3 && jr + NR < cols.hi;
+                /* one-shot, one k block: the next panel's rows of W are contiguous and as long as its
+                 * packing (NR x K floats), so the same lines are fetched; a partial last panel is not */
+                if (!w_raw) u.pf_lines = pf ? wt + (jr + NR) * K + pc * NR + (t - 1) * kc * 16 : NULL;
+                else u.pf_lines = pf && kc == K && jr + 2 * NR <= p->cout ? w_raw + (jr + NR) * K + (t - 1) * kc * 16 : NULL;
                 u.c = yn + jr * N + ir;
                 uk->run(&u);
             }
@@ -197,6 +206,7 @@ typedef struct task {
     const fp_sgemm_ukr *uk;
     fp_gemm_blocks bs;
     const float *x, *packed, *bias;
+    const float *w_raw; /* one-shot (fp_gemm_run_unpacked): the caller's Cout x Cin weights, packed per panel */
     float *y;
     int by_pixels;
     int64_t nch, pix_tiles, ch_tiles;
@@ -233,24 +243,28 @@ static void nchw_t_chunk(void *ctx, int64_t c, int worker) {
     const int64_t M = p->cout, K = p->cin, N = p->oh * p->ow;
     (void)worker;
     float *buf = (float *)fp_scratch_or_fail(0, (int64_t)sizeof(float) * K * uk->mr, &t->failed);
-    if (!buf) return;
+    float *wbuf = t->w_raw ? (float *)fp_scratch_or_fail(2, (int64_t)sizeof(float) * t->bs.kc * uk->nr, &t->failed)
+                           : NULL;
+    if (!buf || (t->w_raw && !wbuf)) return;
     range pix = {0, N}, cols = {0, M};
     if (t->by_pixels) pix = part(t->pix_tiles, c, t->nch, uk->mr, N);
     else cols = part(t->ch_tiles, c, t->nch, uk->nr, M);
     if (pix.lo < pix.hi && cols.lo < cols.hi)
         for (int64_t img = 0; img < p->n; img++)
-            nchw_t_block(p, uk, t->bs.kc, t->x + img * K * N, fp_gemm_packed_wt(p, uk, t->packed), t->bias,
-                         t->y + img * M * N, pix, cols, buf);
+            nchw_t_block(p, uk, t->bs.kc, t->x + img * K * N, t->packed ? fp_gemm_packed_wt(p, uk, t->packed) : NULL,
+                         t->w_raw, wbuf, t->bias, t->y + img * M * N, pix, cols, buf);
 }
 
 static int run_nchw_t(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const float *x, const float *packed,
-                      const float *bias, float *y) {
+                      const float *w_raw, const float *bias, float *y) {
     const int64_t M = p->cout, K = p->cin, N = p->oh * p->ow;
     task t;
     task_init(&t, p, uk, x, packed, bias, y);
+    t.w_raw = w_raw;
     /* One k block up to 2048: the kc x NR weight panel then sits in L2 and C is never read back. */
     t.bs.kc = K <= 2048 ? K : FP_CEIL_DIV(K, FP_CEIL_DIV(K, 2048));
     const int T = plan(&t, FP_CEIL_DIV(N, uk->mr), FP_CEIL_DIV(M, uk->nr), 0);
+    if (w_raw && t.by_pixels && T > 1) return FP_DECLINED; /* every thread would pack every panel */
     fp_pool_run(T, t.nch, nchw_t_chunk, &t);
     return task_finish(&t, T);
 }
@@ -288,7 +302,7 @@ static void nchw_chunk(void *ctx, int64_t c, int worker) {
 
 int fp_gemm_run_nchw(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const float *x, const float *packed,
                      const float *bias, float *y) {
-    if (use_transposed(p, uk)) return run_nchw_t(p, uk, x, packed, bias, y);
+    if (fp_gemm_use_transposed(p, uk)) return run_nchw_t(p, uk, x, packed, NULL, bias, y);
     const int64_t M = p->cout, K = p->cin, N = p->oh * p->ow;
     task t;
     task_init(&t, p, uk, x, packed, bias, y);
@@ -301,8 +315,8 @@ int fp_gemm_run_nchw(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const flo
 /* ---------------------------------------------------------------- NHWC: Y = X @ W^T */
 
 static void nhwc_block(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const fp_gemm_blocks *bs,
-                       const float *x, const float *packed, const float *bias, float *y, range rows,
-                       range cols) {
+                       const float *x, const float *packed, const float *w_raw, float *wbuf, const float *bias,
+                       float *y, range rows, range cols) {
     const int64_t N = p->cout, K = p->cin, MR = uk->mr, NR = uk->nr;
     const float *arows[16];
     fp_ukr_args u = {0};
@@ -320,6 +334,10 @@ static void nhwc_block(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const f
             u.kc = kc;
             u.first = pc == 0;
             u.relu = p->relu && pc + kc >= K;
+            /* one-shot: the kc x nc block of W^T packed here (panel by panel, kc * NR floats each), as BLIS
+             * packs B per block, then read from L2 by every row tile */
+            for (int64_t jr = jc; w_raw && jr < jc + jn; jr += NR)
+                fp_pack_transpose(w_raw + jr * K + pc, K, FP_MIN(NR, N - jr), kc, NR, wbuf + (jr - jc) * kc);
             for (int64_t ic = rows.lo; ic < rows.hi; ic += bs->mc) {
                 const int64_t ie = FP_MIN(ic + bs->mc, rows.hi);
                 /* Pixel tiles outside, weight panels inside: the tile's 8 input rows stay in L1 while
@@ -331,7 +349,7 @@ static void nhwc_block(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const f
                     fp_gemm_rows_nhwc(p, x, ir, u.mr, (int)MR, pc, arows);
                     for (int64_t jr = jc; jr < jc + jn; jr += NR) {
                         u.nr = FP_MIN(NR, jc + jn - jr);
-                        u.b = packed + jr * K + pc * NR; /* panel jr/NR starts jr*K floats in */
+                        u.b = w_raw ? wbuf + (jr - jc) * kc : packed + jr * K + pc * NR; /* panel jr/NR starts jr*K floats in */
                         u.bias = bias ? bias + jr : NULL;
                         u.c = y + ir * N + jr;
                         uk->run(&u);
@@ -348,20 +366,41 @@ static void nhwc_chunk(void *ctx, int64_t c, int worker) {
     const fp_sgemm_ukr *uk = t->uk;
     const int64_t R = p->n * p->oh * p->ow, N = p->cout;
     (void)worker;
+    float *wbuf = NULL;
+    if (t->w_raw) {
+        wbuf = (float *)fp_scratch_or_fail(2, (int64_t)sizeof(float) * t->bs.kc * FP_CEIL_DIV(t->bs.nc, uk->nr) * uk->nr,
+                                           &t->failed);
+        if (!wbuf) return;
+    }
     range rows = {0, R}, cols = {0, N};
     if (t->by_pixels) rows = part(t->pix_tiles, c, t->nch, uk->mr, R);
     else cols = part(t->ch_tiles, c, t->nch, uk->nr, N);
-    if (rows.lo < rows.hi && cols.lo < cols.hi) nhwc_block(p, uk, &t->bs, t->x, t->packed, t->bias, t->y, rows, cols);
+    if (rows.lo < rows.hi && cols.lo < cols.hi)
+        nhwc_block(p, uk, &t->bs, t->x, t->packed, t->w_raw, wbuf, t->bias, t->y, rows, cols);
     fp_gemm_fence(); /* non-temporal stores of this thread are ordered before the call returns */
+}
+
+static int run_nhwc(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const float *x, const float *packed,
+                    const float *w_raw, const float *bias, float *y) {
+    const int64_t R = p->n * p->oh * p->ow, N = p->cout, K = p->cin;
+    task t;
+    task_init(&t, p, uk, x, packed, bias, y);
+    t.w_raw = w_raw;
+    t.bs = fp_gemm_blocking(uk, R, N, K);
+    const int T = plan(&t, FP_CEIL_DIV(R, uk->mr), FP_CEIL_DIV(N, uk->nr), 1);
+    if (w_raw && t.by_pixels && T > 1) return FP_DECLINED; /* every thread would pack every panel */
+    fp_pool_run(T, t.nch, nhwc_chunk, &t);
+    return task_finish(&t, T);
 }
 
 int fp_gemm_run_nhwc(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const float *x, const float *packed,
                      const float *bias, float *y) {
-    const int64_t R = p->n * p->oh * p->ow, N = p->cout, K = p->cin;
-    task t;
-    task_init(&t, p, uk, x, packed, bias, y);
-    t.bs = fp_gemm_blocking(uk, R, N, K);
-    const int T = plan(&t, FP_CEIL_DIV(R, uk->mr), FP_CEIL_DIV(N, uk->nr), 1);
-    fp_pool_run(T, t.nch, nhwc_chunk, &t);
-    return task_finish(&t, T);
+    return run_nhwc(p, uk, x, packed, NULL, bias, y);
+}
+
+int fp_gemm_run_unpacked(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const float *x, const float *w,
+                         const float *bias, float *y) {
+    if (p->layout != 0) return run_nhwc(p, uk, x, NULL, w, bias, y);
+    /* the regular NCHW form reads W as MR-row panels: left to packing */
+    return fp_gemm_use_transposed(p, uk) ? run_nchw_t(p, uk, x, NULL, w, bias, y) : FP_DECLINED;
 }

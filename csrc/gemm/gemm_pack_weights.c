@@ -4,7 +4,8 @@
  *         Cout zero.
  * A k block [k0, k0+kc) of a panel starts k0*MR (or k0*NR) floats into it, so any KC chosen at run time
  * reads the same packing.  For NCHW with an extended kernel the W^T panels follow the W panels: small
- * images run the transposed form Y^T = X^T W^T (vectors along Cout), chosen only once H*W is known. */
+ * images run the transposed form Y^T = X^T W^T (vectors along Cout), chosen only once H*W is known.
+ * Panels are independent: they are packed in parallel (csrc/pack.c). */
 #include "gemm.h"
 
 static int64_t panels_floats(const fp_conv_problem *p, int64_t width) {
@@ -20,17 +21,23 @@ const float *fp_gemm_packed_wt(const fp_conv_problem *p, const fp_sgemm_ukr *uk,
     return p->layout != 0 ? packed : packed + panels_floats(p, uk->mr);
 }
 
+typedef struct panels_job {
+    const fp_conv_problem *p;
+    int64_t width;
+    const float *w;
+    float *dst;
+} panels_job;
+
+/* Panel pi: d[k * width + i] = W[pi * width + i][k], zero past Cout. */
+static void pack_panel(void *ctx, int64_t pi) {
+    const panels_job *j = (const panels_job *)ctx;
+    const int64_t K = j->p->cin, co0 = pi * j->width;
+    fp_pack_transpose(j->w + co0 * K, K, FP_MIN(j->width, j->p->cout - co0), K, j->width, j->dst + pi * K * j->width);
+}
+
 static void pack_panels(const fp_conv_problem *p, int64_t width, const float *w, float *dst) {
-    const int64_t K = p->cin, M = p->cout;
-    const int64_t panels = FP_CEIL_DIV(M, width);
-    for (int64_t pi = 0; pi < panels; pi++) {
-        float *d = dst + pi * K * width;
-        for (int64_t k = 0; k < K; k++)
-            for (int64_t i = 0; i < width; i++) {
-                const int64_t co = pi * width + i;
-                d[k * width + i] = co < M ? w[co * K + k] : 0.0f;
-            }
-    }
+    panels_job j = {p, width, w, dst};
+    fp_pack_jobs(p, FP_CEIL_DIV(p->cout, width), (int64_t)sizeof(float) * panels_floats(p, width), pack_panel, &j);
 }
 
 void fp_gemm_pack_weights(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const float *w, float *dst) {
@@ -38,6 +45,9 @@ void fp_gemm_pack_weights(const fp_conv_problem *p, const fp_sgemm_ukr *uk, cons
         pack_panels(p, uk->nr, w, dst);
         return;
     }
-    pack_panels(p, uk->mr, w, dst);
-    if (uk->extended) pack_panels(p, uk->nr, w, dst + panels_floats(p, uk->mr));
+    /* A problem with its output size (a one-shot call, csrc/oneshot.c) packs only the form its run reads;
+     * a layer packed before any input (oh = 0) needs both. */
+    const int known = p->oh > 0 && p->ow > 0, transposed = known && fp_gemm_use_transposed(p, uk);
+    if (!transposed) pack_panels(p, uk->mr, w, dst);
+    if (uk->extended && (!known || transposed)) pack_panels(p, uk->nr, w, dst + panels_floats(p, uk->mr));
 }

@@ -165,6 +165,30 @@ class CBackend:
 
         return runner
 
+    def bind_once(self, spec: ConvSpec, check_finite: bool):
+        """The one-shot runner of ``spec``: ``runner(x, w, bias, out)`` packs the caller's weights ``w`` into
+        this thread's scratch (kept across calls, csrc/oneshot.c) and runs; it returns whether some weight is
+        NaN or Inf (looked at only when ``check_finite``: calls with padding, core/nonfinite.py)."""
+        _refuse_bad_env()
+        f64 = spec.layer.dtype == np.float64
+        ctype = "double[]" if f64 else "float[]"
+        conv = _lib.fp_conv_once_f64 if f64 else _lib.fp_conv_once_f32
+        from_buffer, null, check = _ffi.from_buffer, _ffi.NULL, int(check_finite)
+        last = (get_num_threads(), _problem_for(spec))  # read and replaced whole: safe across threads
+
+        def runner(x: np.ndarray, w: np.ndarray, bias: Optional[np.ndarray], out: np.ndarray) -> bool:
+            nonlocal last
+            threads, problem = last
+            if threads != get_num_threads():
+                last = threads, problem = get_num_threads(), _problem_for(spec)
+            code = conv(problem, from_buffer(ctype, x), from_buffer(ctype, w),
+                        null if bias is None else from_buffer(ctype, bias), from_buffer(ctype, out), check)
+            if code < 0:
+                _check(code)
+            return code == 1
+
+        return runner
+
     # introspection used by `fastpoint info`, tests and benchmarks
     def kernel_name(self, spec: ConvSpec) -> str:
         f64 = int(spec.layer.dtype == np.float64)

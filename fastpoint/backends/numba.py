@@ -10,6 +10,7 @@ whichever layer Numba would pick.
 from __future__ import annotations
 
 import importlib.util
+import threading
 from typing import Optional
 
 import numpy as np
@@ -61,5 +62,30 @@ class NumbaBackend:
         def runner(x: np.ndarray, out: np.ndarray) -> None:
             threads = get_num_threads()
             launch(x, out, 1 if threads == 1 else min(threads, max_threads()))  # max_threads: a system call
+
+        return runner
+
+    def bind_once(self, spec: ConvSpec, check_finite: bool):
+        """The one-shot runner of ``spec``: ``runner(x, w, bias, out)`` packs ``w`` into buffers this Python
+        thread keeps for the plan (with a launcher bound to them), runs, and says whether some weight is
+        NaN or Inf (looked at only when ``check_finite``)."""
+        kernels = self._load()
+        layer = spec.layer
+        local = threading.local()  # per Python thread: concurrent calls never share the buffers
+        max_threads = kernels.workers.max_threads
+
+        def runner(x: np.ndarray, w: np.ndarray, bias: Optional[np.ndarray], out: np.ndarray) -> bool:
+            state = getattr(local, "state", None)
+            if state is None:  # a plan's bias is always None or always of its shape (the parse key)
+                packed = kernels.packed_like(layer, layer.dtype)
+                state = local.state = (packed,) + kernels.bind_refillable(spec, packed, bias)
+            packed, launch, set_bias = state
+            kernels.pack_into(packed, layer, w)
+            if bias is not None:
+                set_bias(bias)
+            threads = get_num_threads()
+            launch(x, out, 1 if threads == 1 else min(threads, max_threads()))
+            # max and min are NaN when some value is, and +-Inf show in one of them: no temporary array
+            return check_finite and not (np.isfinite(w.max()) and np.isfinite(w.min()))
 
         return runner

@@ -35,7 +35,9 @@ def add_parser(sub) -> None:
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--suite", default="quick", choices=list(SUITES), help="layer suite (default: quick)")
     p.add_argument("--layers", default="", help="comma-separated substrings or globs of layer names")
-    p.add_argument("--backends", default="", help="comma-separated fastpoint backends (default: all available)")
+    p.add_argument("--backends", default="",
+                   help="comma-separated fastpoint backends: a name times the prepacked fp.Conv2d, name-call the "
+                        "one-shot fp.conv2d (default: every available one, with c-call and numba-call)")
     p.add_argument("--peers", default=None,
                    help=f"comma-separated peers from {','.join(PEERS)}, each optionally with '+conv' (layout "
                         "conversions timed, e.g. xnnpack,xnnpack+conv), or 'none' (default: every importable "
@@ -106,7 +108,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from ..core.threads import get_num_threads
     from . import report
     from .peers import available_peers, why_unavailable
-    from .runner import QUICK_SETTINGS, Settings, run_bench, select_layers
+    from .runner import CALL, QUICK_SETTINGS, Settings, run_bench, select_layers
 
     if args.list:
         return _list()
@@ -121,8 +123,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if not layers:
             print(f"no layer of suite {args.suite!r} matches {args.layers!r}", file=sys.stderr)
             return 2
-        backends = _csv(args.backends) or available_backends()
-        missing = [b for b in backends if b not in available_backends()]
+        # default: each compiled backend's prepacked layer and its one-shot call (c, c-call, ...)
+        backends = _csv(args.backends) or [n for b in available_backends()
+                                           for n in ((b, b + CALL) if b != "numpy" else (b,))]
+        missing = [b for b in backends if b.removesuffix(CALL) not in available_backends()]
         if missing:
             print(f"backend(s) not available here: {', '.join(missing)}", file=sys.stderr)
             return 2

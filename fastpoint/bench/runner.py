@@ -59,28 +59,40 @@ def select_layers(suite: str, patterns: str = "") -> List[Layer]:
     return layers
 
 
+#: a backend's name with this suffix times its one-shot call, ``fp.conv2d(x, w, b, ..., out=out)``
+CALL = "-call"
+
+
 def prepare_backend(backend: str, layer: Layer, threads: int, layout: str) -> Prepared:
-    """A fastpoint backend on ``layer``: weights packed once, output preallocated (``out=``).
-    ``backend`` may name an algorithm, ``"c:winograd"`` (``fastpoint bench --algorithm``)."""
+    """A fastpoint backend on ``layer``, output preallocated (``out=``): the prepacked layer (``c``), or the
+    one-shot call as NumPy users make it (``c-call``: weights checked and packed on every call).  Either may
+    name an algorithm, ``"c:winograd"`` (``fastpoint bench --algorithm``)."""
     import fastpoint as fp
 
     backend, _, algorithm = backend.partition(":")
+    algorithm = algorithm or "auto"
 
     x, w, b = layer.arrays("NCHW")
     if layout == "NHWC":
         x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
-    conv = fp.Conv2d(w, b, **layer.kwargs(), layout=layout, backend=backend, algorithm=algorithm or "auto")
     shape = (layer.n, layer.cout, layer.oh, layer.ow) if layout == "NCHW" else (layer.n, layer.oh, layer.ow, layer.cout)
     out = np.empty(shape, np.float32)
     set_num_threads(threads)
+    if backend.endswith(CALL):
+        name, kw = backend[:-len(CALL)], layer.kwargs()
 
-    def run():
-        conv(x, out=out)
+        def run():
+            fp.conv2d(x, w, b, **kw, layout=layout, backend=name, algorithm=algorithm, out=out)
+    else:
+        conv = fp.Conv2d(w, b, **layer.kwargs(), layout=layout, backend=backend, algorithm=algorithm)
+
+        def run():
+            conv(x, out=out)
 
     def result():
         return out if layout == "NCHW" else np.ascontiguousarray(out.transpose(0, 3, 1, 2))
 
-    return Prepared(run, result, layout, "")
+    return Prepared(run, result, layout, "one-shot fp.conv2d" if backend.endswith(CALL) else "")
 
 
 def prepare(name: str, kind: str, layer: Layer, threads: int, layout: str,

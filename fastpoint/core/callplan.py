@@ -13,12 +13,12 @@ cached facts.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 
-from .nonfinite import apply_padding_nan
-from .spec import ConvSpec
+from .nonfinite import apply_padding_nan, nonfinite_taps
+from .spec import ConvSpec, c_array, check_out
 
 # np.may_share_memory without its __array_function__ dispatch (half of its 0.2 us); same C function
 _may_share_memory = getattr(np.may_share_memory, "_implementation", np.may_share_memory)
@@ -82,3 +82,99 @@ class CallPlan:
             return False
         flags = x.flags
         return flags.c_contiguous and flags.aligned
+
+
+# --------------------------------------------------------------------------------------------------
+# one-shot calls: conv2d() / conv1x1()
+
+
+class OneShotPlan:
+    """The parse of one-shot calls with the same argument facts: the validated spec and the backend's
+    one-shot runner.  It holds no array: each call brings its own weights, packed for that call only
+    (the C backend packs into per-thread scratch reused across calls, csrc/oneshot.c), so a caller
+    changing its arrays in place between calls always gets the new result.
+
+    ``run(x4, w, b, out4)`` computes into a 4-d view and says whether some weight was non-finite (asked
+    only when the call has padding: core/nonfinite.py).
+    """
+
+    __slots__ = ("spec", "dtype", "batched", "out_shape", "run", "padded")
+
+    def __init__(self, spec: ConvSpec, batched: bool, backend: Any) -> None:
+        self.spec = spec
+        self.dtype = spec.layer.dtype
+        self.batched = batched
+        self.out_shape = spec.out_shape
+        self.padded = bool(spec.pad_top or spec.pad_bottom or spec.pad_left or spec.pad_right)
+        self.run = backend_once(backend, spec, self.padded)
+
+    def call(self, x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray], out: Optional[np.ndarray]):
+        dtype, spec = self.dtype, self.spec
+        x4 = c_array(x)
+        if not self.batched:
+            x4 = x4[None]
+        w = c_array(weight, dtype)
+        b = None if bias is None else c_array(bias, dtype)
+        if out is None:
+            result = np.empty(self.out_shape, dtype=dtype)
+        else:
+            result = check_out(out, spec, dtype, self.batched, (("x", x), ("weight", weight), ("bias", bias)))
+        if spec.n > 0 and self.run(x4, w, b, result):
+            taps = nonfinite_taps(w)
+            if taps is not None:
+                apply_padding_nan(spec, taps, result)
+        if out is not None:
+            return out
+        return result if self.batched else result[0]
+
+
+def backend_once(backend: Any, spec: ConvSpec, padded: bool) -> Callable[..., bool]:
+    """The backend's one-shot runner for ``spec`` (``bind_once``), else prepack-and-run on each call."""
+    bind_once = getattr(backend, "bind_once", None)
+    if bind_once is not None:
+        return bind_once(spec, padded)
+    layer = spec.layer
+
+    def run(x4: np.ndarray, w: np.ndarray, b: Optional[np.ndarray], out4: np.ndarray) -> bool:
+        backend.run(spec, backend.prepack(layer, w), x4, b, out4)
+        return padded and not (np.isfinite(w.max()) and np.isfinite(w.min()))
+
+    return run
+
+
+_ONE_SHOT: Dict[tuple, OneShotPlan] = {}
+
+
+def _plain(numbers: tuple) -> bool:
+    """Whether the integer parameters can be part of a parse key: exact ints, strings ('same'), or pairs of
+    exact ints.  ``True == 1`` and ``np.int64(1) == 1`` hash alike but validate differently (a bool stride
+    is an error): such calls take the full parse every time."""
+    for v in numbers:
+        t = type(v)
+        if t is not int and t is not str and not (t is tuple and len(v) == 2 and type(v[0]) is int
+                                                  and type(v[1]) is int):
+            return False
+    return True
+
+
+def one_shot_plan(x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray], numbers: tuple, names: tuple,
+                  parse: Callable[[], OneShotPlan]) -> OneShotPlan:
+    """The plan of a one-shot call on ndarrays: from the parse cache when an earlier call had the same
+    argument facts (shapes and dtypes of the arrays, the exact values of ``numbers`` (stride, padding,
+    dilation, groups) and ``names`` (activation, layout, backend)), else ``parse()``, which validates
+    everything and raises on bad input.  Validation depends on nothing else, so a cached plan is what
+    ``parse()`` would return; contiguity and alignment are handled per call (OneShotPlan.call)."""
+    if not _plain(numbers):
+        return parse()
+    key = (x.shape, x.dtype, weight.shape, weight.dtype, None if bias is None else (bias.shape, bias.dtype),
+           numbers, names)
+    try:
+        plan = _ONE_SHOT.get(key)
+    except TypeError:  # an unhashable activation, layout or backend: parse() names it
+        return parse()
+    if plan is None:
+        plan = parse()
+        if len(_ONE_SHOT) >= 256:  # many shapes (dask chunks): keep it bounded
+            _ONE_SHOT.clear()
+        _ONE_SHOT[key] = plan
+    return plan

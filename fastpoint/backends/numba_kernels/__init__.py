@@ -13,9 +13,10 @@ Each jitted function is compiled once per dtype (float32, float64) and cached on
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -40,40 +41,58 @@ def _is_depthwise(layer: LayerSpec) -> bool:
     return layer.groups > 1 and layer.cin_g == 1 and layer.cout_g == 1
 
 
-def pack(layer: LayerSpec, weight: np.ndarray) -> Packed:
+def packed_like(layer: LayerSpec, dtype) -> Packed:
+    """Zeroed packing buffers of ``layer`` (zeros stay in the padding lanes; pack_into fills the rest)."""
+    g, cog, taps = layer.groups, layer.cout_g, layer.kh * layer.kw
+    dtype = np.dtype(dtype)
+    if _is_depthwise(layer):
+        cpad = _round_up(g, blocking.lanes(dtype.itemsize))
+        if layer.layout == "NCHW":  # [c][tap], and [channel block][tap][lanes]
+            return Packed("dw_nchw", np.zeros(g * taps, dtype), np.zeros(cpad * taps, dtype))
+        return Packed("dw_nhwc", np.zeros(taps * cpad, dtype))  # [tap][c], channels padded to a whole vector
+    width = blocking.MR if layer.layout == "NCHW" else blocking.tile_cols(dtype.itemsize)
+    size = g * _round_up(cog, width) * layer.cin_g * taps
+    return Packed("nchw" if layer.layout == "NCHW" else "nhwc", np.zeros(size, dtype))
+
+
+def _fill_tiles(dst: np.ndarray, src: np.ndarray, tile: int) -> None:
+    """``dst[g, t, a, b, i] = src[g, t * tile + i, a, b]`` for every source row; dst's padding is left alone."""
+    rows = src.shape[1]
+    full = rows // tile
+    if full:
+        dst[:, :full] = src[:, :full * tile].reshape(src.shape[0], full, tile, *src.shape[2:]).transpose(0, 1, 3, 4, 2)
+    if rows > full * tile:
+        dst[:, full, :, :, :rows - full * tile] = src[:, full * tile:].transpose(0, 2, 3, 1)
+
+
+def pack_into(packed: Packed, layer: LayerSpec, weight: np.ndarray) -> Packed:
+    """Write ``weight`` into ``packed`` (from packed_like) in the kernels' order, without a temporary."""
     g, cog, cig, taps = layer.groups, layer.cout_g, layer.cin_g, layer.kh * layer.kw
     w = weight.reshape(g, cog, cig, taps)
-    if _is_depthwise(layer):
-        if layer.layout == "NCHW":  # [c][tap]
-            nl = blocking.lanes(weight.itemsize)
-            cpad = _round_up(g, nl)
-            wl = np.zeros((cpad, taps), weight.dtype)
-            wl[:g] = w.reshape(g, taps)
-            wl = wl.reshape(cpad // nl, nl, taps).transpose(0, 2, 1)
-            return Packed("dw_nchw", np.ascontiguousarray(w.reshape(g, taps)).ravel(),
-                          np.ascontiguousarray(wl).ravel())
-        # [tap][c], channels padded to a whole vector so every weight load is a full one
-        cpad = _round_up(g, blocking.lanes(weight.itemsize))
-        wp = np.zeros((taps, cpad), weight.dtype)
-        wp[:, :g] = w.reshape(g, taps).T
-        return Packed("dw_nhwc", wp.ravel())
-    if layer.layout == "NCHW":  # [g][co_tile][ci][tap][MR]
-        mr = blocking.MR
-        tiles = -(-cog // mr)
-        wp = np.zeros((g, tiles * mr, cig, taps), weight.dtype)
-        wp[:, :cog] = w
-        wp = wp.reshape(g, tiles, mr, cig, taps).transpose(0, 1, 3, 4, 2)
-        return Packed("nchw", np.ascontiguousarray(wp).ravel())
-    nr = blocking.tile_cols(weight.itemsize)  # [g][co_tile][tap][ci][NR]
-    tiles = -(-cog // nr)
-    wp = np.zeros((g, tiles * nr, cig, taps), weight.dtype)
-    wp[:, :cog] = w
-    wp = wp.reshape(g, tiles, nr, cig, taps).transpose(0, 1, 4, 3, 2)
-    return Packed("nhwc", np.ascontiguousarray(wp).ravel())
+    if packed.kind == "dw_nchw":
+        packed.weights.reshape(g, taps)[...] = w.reshape(g, taps)
+        nl = blocking.lanes(weight.itemsize)
+        _fill_tiles(packed.by_lanes.reshape(1, -1, taps, 1, nl), w.reshape(1, g, taps, 1), nl)
+    elif packed.kind == "dw_nhwc":
+        packed.weights.reshape(taps, -1)[:, :g] = w.reshape(g, taps).T
+    elif packed.kind == "nchw":  # [g][co_tile][ci][tap][MR]
+        _fill_tiles(packed.weights.reshape(g, -1, cig, taps, blocking.MR), w, blocking.MR)
+    else:  # [g][co_tile][tap][ci][NR]
+        nr = blocking.tile_cols(weight.itemsize)
+        _fill_tiles(packed.weights.reshape(g, -1, taps, cig, nr), w.transpose(0, 1, 3, 2), nr)
+    return packed
+
+
+def pack(layer: LayerSpec, weight: np.ndarray) -> Packed:
+    return pack_into(packed_like(layer, weight.dtype), layer, weight)
 
 
 def _round_up(v: int, m: int) -> int:
     return -(-v // m) * m
+
+
+#: while bind_refillable binds: the padded bias arrays the binder makes, for its set_bias (this thread's)
+_recording = threading.local()
 
 
 def _padded_bias(bias: Optional[np.ndarray], groups: int, per_group: int, width: int, dtype) -> np.ndarray:
@@ -81,6 +100,9 @@ def _padded_bias(bias: Optional[np.ndarray], groups: int, per_group: int, width:
     out = np.zeros((groups, _round_up(per_group, width)), dtype)
     if bias is not None:
         out[:, :per_group] = bias.reshape(groups, per_group)
+    made = getattr(_recording, "biases", None)
+    if made is not None:
+        made.append((out, groups, per_group))
     return out.ravel()
 
 
@@ -166,6 +188,24 @@ def bind(spec: ConvSpec, packed: Packed, bias: Optional[np.ndarray]) -> Launch:
     return _BINDERS[pick(packed.kind, spec).family](spec, packed, bias)
 
 
+def bind_refillable(spec: ConvSpec, packed: Packed,
+                    bias: Optional[np.ndarray]) -> Tuple[Launch, Callable[[np.ndarray], None]]:
+    """``bind``, and ``set_bias(b)``, which writes another bias of the same shape into the launcher's own
+    (padded) bias arrays: a one-shot plan keeps the launcher and refills its ``packed`` and bias per call."""
+    made: List[Tuple[np.ndarray, int, int]] = []
+    _recording.biases = made
+    try:
+        launch = bind(spec, packed, bias)
+    finally:
+        _recording.biases = None
+
+    def set_bias(b: np.ndarray) -> None:
+        for bp, groups, per_group in made:
+            bp[:, :per_group] = b.reshape(groups, per_group)
+
+    return launch, set_bias
+
+
 def _threads_args(spec: ConvSpec) -> Callable[[int, Callable[[int], tuple]], tuple]:
     """``threads_args(threads, tail)``: (useful threads, ``tail(useful)``), cached per thread count."""
     per_threads: Dict[int, tuple] = {}  # threads -> (useful threads, the args that depend on them)
@@ -209,7 +249,7 @@ def _bind_dw_nchw(spec: ConvSpec, packed: Packed, bias: Optional[np.ndarray]) ->
     L = spec.layer
     threads_args = _threads_args(spec)
     geo = geometry(spec)
-    b = np.zeros(L.cout, L.dtype) if bias is None else bias
+    b = _padded_bias(bias, 1, L.cout, 1, L.dtype)  # a copy: a one-shot plan refills it (set_bias)
     mid = (spec.h, spec.w, geo.phase_py, geo.phase_px, geo.hq1, geo.wq, L.stride[0], L.stride[1],
            spec.pad_top, spec.pad_left, geo.tapoff, packed.weights, b)
     tail = (spec.n * L.cout, L.cout, spec.oh, spec.ow, int(L.relu))

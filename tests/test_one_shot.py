@@ -1,0 +1,194 @@
+"""One-shot calls (fp.conv2d / fp.conv1x1, core/callplan.py OneShotPlan): the same results as a prepacked
+layer, safe under threads and in-place changes of the caller's arrays, no memory per call beyond the output."""
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import fastpoint as fp
+from fastpoint import api
+from fastpoint.core import callplan
+from fastpoint.core.threads import thread_limit
+
+from .conftest import int_array, run_in_threads
+
+# (x shape NCHW, weight shape, kwargs): every kernel family of each backend
+CASES = [
+    ((2, 8, 9, 9), (16, 8, 1, 1), {}),                                  # 1x1 GEMM
+    ((1, 64, 7, 7), (80, 64, 1, 1), {}),                                # small map 1x1 (transposed form)
+    ((1, 5, 6, 7), (3, 5, 1, 1), dict(stride=2)),                       # strided 1x1
+    ((2, 16, 8, 8), (16, 16, 3, 3), dict(padding=1)),                   # direct / dense 3x3
+    ((1, 3, 11, 10), (7, 3, 3, 3), dict(padding=(2, 1), stride=2, dilation=(1, 2))),
+    ((2, 24, 9, 9), (24, 1, 3, 3), dict(padding=1, groups=24)),         # depthwise
+    ((1, 8, 5, 5), (8, 4, 3, 3), dict(padding="same", groups=2)),       # grouped, generic
+]
+
+
+def _layout(x, layout):
+    return np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if layout == "NHWC" else x
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("case", range(len(CASES)))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_one_shot_equals_prepacked_bit_for_bit(any_backend, layout, case, dtype):
+    xs, ws, kw = CASES[case]
+    rng = np.random.default_rng(case)
+    x, w, b = _layout(int_array(rng, xs, dtype=dtype), layout), int_array(rng, ws, dtype=dtype), int_array(rng, ws[:1])
+    want = fp.Conv2d(w, b, layout=layout, backend=any_backend, activation="relu", **kw)(x)
+    for _ in range(2):  # the second call takes the cached parse
+        got = fp.conv2d(x, w, b, layout=layout, backend=any_backend, activation="relu", **kw)
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+
+
+def test_weights_changed_in_place_give_the_new_result(any_backend):
+    rng = np.random.default_rng(1)
+    x, w, b = int_array(rng, (1, 8, 6, 6)), int_array(rng, (8, 8, 3, 3)), int_array(rng, (8,))
+    for _ in range(3):
+        got = fp.conv2d(x, w, b, padding=1, backend=any_backend)
+        np.testing.assert_array_equal(got, fp.conv2d(x, w, b, padding=1, backend="numpy"))
+        w += 1  # same array, same shape: the parse is reused, the packing must not be
+        b -= 2
+        x *= -1
+
+
+def test_parse_cache_never_returns_another_calls_plan(backend):
+    """Calls that differ in one argument fact each get their own plan: shape, dtype, stride, flags, layout."""
+    rng = np.random.default_rng(2)
+    x, w = int_array(rng, (1, 4, 8, 8)), int_array(rng, (6, 4, 3, 3))
+    variants = [
+        (x, w, {}), (x, w, dict(padding=1)), (x, w, dict(stride=2)), (x, w, dict(stride=(1, 2))),
+        (x, w, dict(dilation=2)), (x, w, dict(activation="relu")), (x.astype(np.float64), w, {}),
+        (x[:, :, ::-1], w, {}), (x[..., :7], w, {}), (x[0], w, {}), (x, w.astype(np.float16), {}),
+        (x, w[:5], {}), (np.ascontiguousarray(x.transpose(0, 2, 3, 1)), w, dict(layout="NHWC")),
+    ]
+    for _ in range(2):
+        for xv, wv, kw in variants:
+            got = fp.conv2d(xv, wv, backend=backend, **kw)
+            np.testing.assert_array_equal(got, fp.conv2d(xv, wv, backend="numpy", **kw))
+
+
+def test_parse_cache_keeps_validation(backend):
+    """Values that compare equal to a cached call's but are invalid (True for 1) still raise."""
+    x, w = np.ones((1, 2, 5, 5), np.float32), np.ones((3, 2, 3, 3), np.float32)
+    fp.conv2d(x, w, stride=1, backend=backend)
+    with pytest.raises(TypeError, match="stride"):
+        fp.conv2d(x, w, stride=True, backend=backend)
+    fp.conv2d(x, w, padding=(1, 1), backend=backend)
+    with pytest.raises(TypeError, match="padding"):
+        fp.conv2d(x, w, padding=(1, True), backend=backend)
+    with pytest.raises(ValueError, match="activation"):
+        fp.conv2d(x, w, activation=["relu"], backend=backend)
+    with pytest.raises(ValueError, match="out must have shape"):
+        fp.conv2d(x, w, backend=backend, out=np.empty((1, 3, 5, 5), np.float32))
+    x3, w3 = np.ones((1, 3, 5, 5), np.float32), np.ones((3, 3, 3, 3), np.float32)
+    fp.conv2d(x3, w3, padding=1, backend=backend)
+    with pytest.raises(ValueError, match="overlaps x"):
+        fp.conv2d(x3, w3, padding=1, backend=backend, out=x3)
+
+
+def test_a_repeat_call_skips_the_parse(backend, monkeypatch):
+    x, w = np.ones((1, 2, 5, 5), np.float32), np.ones((3, 2, 3, 3), np.float32)
+    want = fp.conv2d(x, w, padding=1, backend=backend)
+
+    def parse(*a, **k):
+        raise AssertionError("the full parse ran on a repeat call")
+
+    monkeypatch.setattr(api, "_parse_one_shot", parse)
+    np.testing.assert_array_equal(fp.conv2d(x, w, padding=1, backend=backend), want)
+    with pytest.raises(AssertionError):
+        fp.conv2d(x, w, padding=2, backend=backend)
+
+
+def test_non_finite_weights_on_the_padding(backend):
+    rng = np.random.default_rng(3)
+    x, w = int_array(rng, (1, 3, 5, 5)), int_array(rng, (4, 3, 3, 3))
+    for bad in (np.nan, np.inf):
+        wb = w.copy()
+        wb[1, 2, 0, 0] = bad
+        want = fp.conv2d(x, wb, padding=1, backend="numpy")
+        np.testing.assert_array_equal(fp.conv2d(x, wb, padding=1, backend=backend), want)
+        np.testing.assert_array_equal(fp.conv2d(x, w, padding=1, backend=backend),
+                                      fp.conv2d(x, w, padding=1, backend="numpy"))
+
+
+def test_concurrent_one_shot_calls(backend):
+    """Threads packing different weights of one shape at once: each gets its own weights' result."""
+    rng = np.random.default_rng(4)
+    x = int_array(rng, (2, 32, 10, 10))
+    weights = [int_array(rng, (48, 32, 3, 3)) for _ in range(4)]
+    wants = [fp.conv2d(x, w, padding=1, backend="numpy") for w in weights]
+    errors = []
+
+    def work():
+        for i in range(12):
+            k = i % len(weights)
+            if not np.array_equal(fp.conv2d(x, weights[k], padding=1, backend=backend), wants[k]):
+                errors.append(k)
+
+    run_in_threads(work, 4)
+    assert not errors
+
+
+def test_extra_memory_is_the_output(backend):
+    """After a warm-up, a one-shot call allocates (in NumPy) its result and no weight-sized block: the packed
+    weights live in per-thread scratch (C) or in buffers the plan keeps per thread (Numba), reused by every
+    later call.  (Numba's kernels also take a padded copy of the input per call, as for a prepacked layer.)"""
+    rng = np.random.default_rng(5)
+    x, w, b = int_array(rng, (1, 64, 14, 14)), int_array(rng, (256, 64, 3, 3)), int_array(rng, (256,))
+    fp.conv2d(x, w, b, padding=1, backend=backend)
+    y = np.empty((1, 256, 14, 14), np.float32)
+    allowed = y.nbytes + (3 * x.nbytes if backend == "numba" else 0) + (64 << 10)
+    assert allowed < y.nbytes + w.nbytes  # a per-call packing would not fit
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        y = fp.conv2d(x, w, b, padding=1, backend=backend)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < allowed, f"peak {peak} bytes for a {y.nbytes}-byte result (weights {w.nbytes})"
+
+
+def test_parse_cache_is_bounded(monkeypatch):
+    monkeypatch.setattr(callplan, "_ONE_SHOT", {})
+    w = np.ones((1, 1, 1, 1), np.float32)
+    for n in range(300):
+        fp.conv2d(np.ones((1, 1, 1, n + 1), np.float32), w)
+    assert 0 < len(callplan._ONE_SHOT) <= 256
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_c_one_shot_equals_prepacked_on_every_isa(isa, layout):
+    """Each ISA's packing (AVX-512 16 x 16 blocks, element-wise edges) on sizes off the vector width:
+    Cout 50 and Cin 37 leave partial panels and blocks in every form."""
+    rng = np.random.default_rng(6)
+    cases = [((1, 37, 7, 7), (50, 37, 1, 1), {}), ((1, 37, 20, 20), (50, 37, 1, 1), {}),
+             ((1, 37, 6, 6), (50, 37, 3, 3), dict(padding=1)), ((1, 40, 6, 6), (40, 1, 3, 3), dict(groups=40)),
+             ((1, 36, 6, 6), (51, 12, 3, 3), dict(groups=3, padding=1))]
+    for xs, ws, kw in cases:
+        x, w, b = _layout(int_array(rng, xs), layout), int_array(rng, ws), int_array(rng, ws[:1])
+        want = fp.Conv2d(w, b, layout=layout, backend="c", **kw)(x)
+        np.testing.assert_array_equal(fp.conv2d(x, w, b, layout=layout, backend="c", **kw), want)
+        np.testing.assert_array_equal(want, fp.conv2d(x, w, b, layout=layout, backend="numpy", **kw))
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_c_packing_inside_the_gemm_loops(layout, threads):
+    """1x1 one-shot calls pack W^T panel by panel inside the GEMM loops (fp_gemm_run_unpacked) when the
+    threads split output channels, else pack first: both equal the prepacked layer, over several k blocks
+    (Cin 2100) and partial panels (Cout 100, 7x7 and 20x20 maps)."""
+    rng = np.random.default_rng(7)
+    w, b = int_array(rng, (100, 2100, 1, 1), -1, 1), int_array(rng, (100,))
+    with thread_limit(threads):
+        for hw in (7, 20):
+            x = _layout(int_array(rng, (1, 2100, hw, hw), -1, 1), layout)
+            want = fp.conv2d(x, w, b, layout=layout, backend="numpy")
+            np.testing.assert_array_equal(fp.Conv2d(w, b, layout=layout, backend="c")(x), want)
+            np.testing.assert_array_equal(fp.conv2d(x, w, b, layout=layout, backend="c", activation="relu"),
+                                          np.maximum(want, 0))
+            np.testing.assert_array_equal(fp.conv2d(x, w, b, layout=layout, backend="c"), want)
