@@ -185,12 +185,13 @@ static void job(void *ctx, int64_t j, int worker) {
     const int64_t co0 = 16 * (slice * P->pn.units / P->slices), co1 = FP_MIN(K, 16 * ((slice + 1) * P->pn.units / P->slices));
     float *V = (float *)fp_scratch_or_fail(0, (int64_t)sizeof(float) * P->max_nt * TILE_STRIDE(ldv), &P->failed);
     float *M = (float *)fp_scratch_or_fail(1, (int64_t)sizeof(float) * P->max_nt * TILE_STRIDE(P->ldm), &P->failed);
-    float *S = p->layout == 0 ? (float *)fp_scratch_or_fail(2, (int64_t)sizeof(float) * P->max_rows * P->max_cols * ldv,
-                                                            &P->failed)
-                              : NULL;
-    float *zero = (float *)fp_scratch_or_fail(3, (int64_t)sizeof(float) * (ldv + 16 * P->m * P->ldm), &P->failed);
-    if (!V || !M || !zero || (p->layout == 0 && !S)) return;
-    float *O = zero + ldv;
+    /* slot 2 (slot FP_SCRATCH_ONCE holds a one-shot call's packed weights): a zero row for the padding,
+     * the NCHW output buffer O, then the NCHW input window S */
+    const int64_t s_floats = p->layout == 0 ? P->max_rows * P->max_cols * ldv : 0;
+    float *zero = (float *)fp_scratch_or_fail(2, (int64_t)sizeof(float) * (ldv + 16 * P->m * P->ldm + s_floats),
+                                              &P->failed);
+    if (!V || !M || !zero) return;
+    float *O = zero + ldv, *S = O + 16 * P->m * P->ldm;
     memset(zero, 0, sizeof(float) * (size_t)ldv);
 
     /* 1. input transform */
