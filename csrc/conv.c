@@ -7,6 +7,7 @@
 
 /* Most specialised first; the generic algorithm applies to every problem and closes the list. */
 static const fp_algo *const ALGOS[] = {
+    &fp_algo_winograd,
     &fp_algo_gemm1x1,
     &fp_algo_dwconv,
     &fp_algo_direct,

@@ -24,10 +24,11 @@ typedef struct fp_conv_problem {
     int32_t layout;                /* 0 = NCHW, 1 = NHWC */
     int32_t relu;                  /* 1 = fuse max(0, y) into the store (NaN stays NaN) */
     int32_t num_threads;           /* threads this call may use (>= 1) */
-    int32_t reserved;
+    int32_t algorithm;             /* FP_ALGO_*: 0 = today's kernels; 2 = Winograd where it applies */
 } fp_conv_problem;
 
 enum { FP_OK = 0, FP_ERR_ALLOC = -1, FP_ERR_PACKED = -2, FP_ERR_ARGS = -3 };
+enum { FP_ALGO_AUTO = 0, FP_ALGO_DIRECT = 1, FP_ALGO_WINOGRAD = 2 };
 enum { FP_ISA_SCALAR = 0, FP_ISA_AVX2 = 1, FP_ISA_AVX512 = 2 };
 
 /* CPU and run-time dispatch */

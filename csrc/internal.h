@@ -48,6 +48,7 @@ typedef struct fp_algo {
 int fp_run_unpacked(const fp_conv_problem *p, int f64, const void *x, const void *w, const void *bias, void *y);
 
 /* Algorithms, most specialised first; conv.c keeps the table. */
+extern const fp_algo fp_algo_winograd; /* only when the problem asks for it (csrc/winograd) */
 extern const fp_algo fp_algo_gemm1x1;
 extern const fp_algo fp_algo_dwconv;
 extern const fp_algo fp_algo_direct;

@@ -17,6 +17,7 @@
 #include "generic/generic.h"
 #include "kernel_table.h"
 #include "lowered/interleave.h"
+#include "winograd/winograd.h"
 
 #if defined(__x86_64__) && !defined(FP_PORTABLE_ONLY)
 #define FP_X86_ROWS 1
@@ -49,6 +50,16 @@ static const fp_kernel *const DWCONV[] = {
     &fp_f32_dwconv_4x16c__scalar.k,
 };
 
+/* Winograd F(4x4) and F(2x2) transforms, opt-in 3x3 stride 1 (csrc/winograd/): fp_wino_kernel rows.  The pick
+ * is the F(4x4) row of the ISA; the driver takes F(2x2) on small maps (winograd_driver.c, choose_kernel). */
+static const fp_kernel *const WINOGRAD[] = {
+#ifdef FP_X86_ROWS
+    &fp_wino_kernels_avx512[0].k, &fp_wino_kernels_avx512[1].k,
+    &fp_wino_kernels_avx2[0].k,   &fp_wino_kernels_avx2[1].k,
+#endif
+    &fp_wino_kernels_scalar[0].k, &fp_wino_kernels_scalar[1].k,
+};
+
 /* The 2-wide interleave of the lowered transposed-conv GEMM's store (csrc/lowered/): fp_interleave_kernel rows. */
 static const fp_kernel *const INTERLEAVE[] = {
 #ifdef FP_X86_ROWS
@@ -68,8 +79,8 @@ static const fp_kernel *const GENERIC[] = {
 static const struct {
     const fp_kernel *const *rows;
     int n;
-} TABLES[] = {{GEMM, ROWS(GEMM)}, {CONV, ROWS(CONV)}, {DWCONV, ROWS(DWCONV)}, {GENERIC, ROWS(GENERIC)},
-                {INTERLEAVE, ROWS(INTERLEAVE)}};
+} TABLES[] = {{GEMM, ROWS(GEMM)}, {CONV, ROWS(CONV)}, {DWCONV, ROWS(DWCONV)}, {WINOGRAD, ROWS(WINOGRAD)},
+                {GENERIC, ROWS(GENERIC)}, {INTERLEAVE, ROWS(INTERLEAVE)}};
 #define N_TABLES ROWS(TABLES)
 
 int fp_kernel_count(void) {

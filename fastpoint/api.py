@@ -11,6 +11,10 @@
 * ``out=`` takes a writable C-contiguous array of the exact result shape and dtype that does not
   overlap an input.
 * ``backend`` is ``"auto"``, ``"c"``, ``"numba"`` or ``"numpy"``; see :func:`fastpoint.backends`.
+* ``algorithm`` is ``"auto"`` (the default) or ``"direct"``, which run today's kernels, or ``"winograd"``
+  (opt-in, 3x3 stride-1 dilation-1 groups-1 layers only): Winograd F(4x4, 3x3) (F(2x2, 3x3) on small
+  maps) on the C backend in float32, with different rounding (max error about 1e-5 of the output's
+  range); float64 and the other backends run the direct kernel.  See docs/winograd.md.
 
 Arguments are checked once, in Python, before any kernel sees memory: bad input raises
 ``ValueError`` or ``TypeError`` naming the argument and the shapes involved.
@@ -53,9 +57,10 @@ class Conv2d:
 
     def __init__(self, weight, bias=None, stride: IntOrPair = 1, padding: Padding = 0,
                  dilation: IntOrPair = 1, groups: int = 1, *, activation: Optional[str] = None,
-                 layout: str = "NCHW", backend: str = "auto") -> None:
+                 layout: str = "NCHW", backend: str = "auto", algorithm: str = "auto") -> None:
         weight = as_array("weight", weight)
-        self._layer = make_layer(weight, stride, padding, dilation, groups, layout, activation)
+        self._layer = make_layer(weight, stride, padding, dilation, groups, layout, activation,
+                                 algorithm=algorithm)
         get_backend(backend)  # fail now, not at the first call, on an unknown or missing backend
         self._backend_name = backend
         user_bias = None if bias is None else as_array("bias", bias)
@@ -145,22 +150,23 @@ class Conv2d:
         L = self._layer
         return (f"Conv2d(weight={self.weight_shape}, stride={L.stride}, padding={L.padding!r}, "
                 f"dilation={L.dilation}, groups={L.groups}, activation={'relu' if L.relu else None!r}, "
-                f"layout={L.layout!r}, backend={self._backend_name!r})")
+                f"layout={L.layout!r}, backend={self._backend_name!r}, algorithm={L.algorithm!r})")
 
 
 def conv2d(x, weight, bias=None, stride: IntOrPair = 1, padding: Padding = 0, dilation: IntOrPair = 1,
            groups: int = 1, *, activation: Optional[str] = None, layout: str = "NCHW",
-           backend: str = "auto", out: Optional[np.ndarray] = None) -> np.ndarray:
+           backend: str = "auto", algorithm: str = "auto", out: Optional[np.ndarray] = None) -> np.ndarray:
     """2-d convolution (cross-correlation) with PyTorch's ``conv2d`` semantics; see the module doc.
 
     A one-shot call: parse the arguments into a plan (core/callplan.py, cached on the argument facts),
     then run it once with these weights, packed for this call only (docs/call-path.md)."""
     def parse() -> OneShotPlan:
-        return _parse_one_shot(x, weight, bias, stride, padding, dilation, groups, activation, layout, backend)
+        return _parse_one_shot(x, weight, bias, stride, padding, dilation, groups, activation, layout, backend,
+                               algorithm)
 
     if type(x) is np.ndarray and type(weight) is np.ndarray and (bias is None or type(bias) is np.ndarray):
-        plan = one_shot_plan(x, weight, bias, (stride, padding, dilation, groups), (activation, layout, backend),
-                             parse)
+        plan = one_shot_plan(x, weight, bias, (stride, padding, dilation, groups),
+                             (activation, layout, backend, algorithm), parse)
     else:  # array-likes: checked, then converted (a parse key needs arrays)
         plan = parse()
         x, weight = as_array("x", x), as_array("weight", weight)
@@ -169,10 +175,10 @@ def conv2d(x, weight, bias=None, stride: IntOrPair = 1, padding: Padding = 0, di
 
 
 def _parse_one_shot(x, weight, bias, stride, padding, dilation, groups, activation, layout,
-                    backend) -> OneShotPlan:
+                    backend, algorithm: str = "auto") -> OneShotPlan:
     """Validate a one-shot call's arguments (in the order Conv2d checks them) into its plan."""
     weight = as_array("weight", weight)
-    layer = make_layer(weight, stride, padding, dilation, groups, layout, activation)
+    layer = make_layer(weight, stride, padding, dilation, groups, layout, activation, algorithm=algorithm)
     found = get_backend(backend)
     if bias is not None:
         bias = as_array("bias", bias)

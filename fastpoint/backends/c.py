@@ -40,6 +40,10 @@ def _aligned_bytes(nbytes: int, align: int = 64) -> np.ndarray:
     return raw[offset:offset + nbytes]
 
 
+#: LayerSpec.algorithm -> fp_conv_problem.algorithm (FP_ALGO_* of csrc/fastpoint.h)
+_ALGORITHMS = {"auto": 0, "direct": 1, "winograd": 2}
+
+
 def _problem(layer: LayerSpec, spec: Optional[ConvSpec] = None):
     p = _ffi.new("fp_conv_problem *")
     p.cin, p.cout, p.kh, p.kw = layer.cin, layer.cout, layer.kh, layer.kw
@@ -48,6 +52,7 @@ def _problem(layer: LayerSpec, spec: Optional[ConvSpec] = None):
     p.groups = layer.groups
     p.layout = 0 if layer.layout == "NCHW" else 1
     p.relu = int(layer.relu)
+    p.algorithm = _ALGORITHMS[layer.algorithm]
     p.num_threads = get_num_threads()
     if spec is not None:
         p.n, p.h, p.w, p.oh, p.ow = spec.n, spec.h, spec.w, spec.oh, spec.ow

@@ -42,6 +42,11 @@ def add_parser(sub) -> None:
                    help=f"comma-separated peers from {','.join(PEERS)}, each optionally with '+conv' (layout "
                         "conversions timed, e.g. xnnpack,xnnpack+conv), or 'none' (default: every importable "
                         "one but torch-cl)")
+    p.add_argument("--algorithm", default="auto",
+                   help="comma-separated algorithms of the fastpoint backends from auto, direct, winograd: each "
+                        "backend runs once per algorithm, named BACKEND for auto and BACKEND:ALGORITHM otherwise "
+                        "('vs' columns compare the first; winograd is n/a on layers it does not apply to), "
+                        "e.g. --backends c --algorithm winograd,auto (default: auto)")
     p.add_argument("--layout", default="NCHW", choices=["NCHW", "NHWC"],
                    help="layout of the fastpoint backends' data (and of numpy-gemm's operands)")
     p.add_argument("--conversions", action="store_true",
@@ -99,6 +104,7 @@ def maybe_reexec(argv: Optional[List[str]]) -> None:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from ..backends import backends as available_backends
+    from ..core.spec import ALGORITHMS
     from ..core.threads import get_num_threads
     from . import report
     from .peers import available_peers, why_unavailable
@@ -124,6 +130,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if missing:
             print(f"backend(s) not available here: {', '.join(missing)}", file=sys.stderr)
             return 2
+        algorithms = _csv(args.algorithm) or ["auto"]
+        bad = [a for a in algorithms if a not in ALGORITHMS]
+        if bad:
+            print(f"unknown --algorithm {', '.join(bad)}: choose from {', '.join(ALGORITHMS)}", file=sys.stderr)
+            return 2
+        backends = [b if a == "auto" else f"{b}:{a}" for a in algorithms for b in backends]
         if args.peers is None:
             peer_names = [p for p in available_peers() if p != "torch-cl"]
         else:

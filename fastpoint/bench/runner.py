@@ -65,8 +65,12 @@ CALL = "-call"
 
 def prepare_backend(backend: str, layer: Layer, threads: int, layout: str) -> Prepared:
     """A fastpoint backend on ``layer``, output preallocated (``out=``): the prepacked layer (``c``), or the
-    one-shot call as NumPy users make it (``c-call``: weights checked and packed on every call)."""
+    one-shot call as NumPy users make it (``c-call``: weights checked and packed on every call).  Either may
+    name an algorithm, ``"c:winograd"`` (``fastpoint bench --algorithm``)."""
     import fastpoint as fp
+
+    backend, _, algorithm = backend.partition(":")
+    algorithm = algorithm or "auto"
 
     x, w, b = layer.arrays("NCHW")
     if layout == "NHWC":
@@ -78,9 +82,9 @@ def prepare_backend(backend: str, layer: Layer, threads: int, layout: str) -> Pr
         name, kw = backend[:-len(CALL)], layer.kwargs()
 
         def run():
-            fp.conv2d(x, w, b, **kw, layout=layout, backend=name, out=out)
+            fp.conv2d(x, w, b, **kw, layout=layout, backend=name, algorithm=algorithm, out=out)
     else:
-        conv = fp.Conv2d(w, b, **layer.kwargs(), layout=layout, backend=backend)
+        conv = fp.Conv2d(w, b, **layer.kwargs(), layout=layout, backend=backend, algorithm=algorithm)
 
         def run():
             conv(x, out=out)

@@ -23,6 +23,7 @@ Padding = Union[int, Tuple[int, int], str]
 
 LAYOUTS = ("NCHW", "NHWC")
 ACTIVATIONS = (None, "relu")
+ALGORITHMS = ("auto", "direct", "winograd")
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 MAX_PARAM = 2**31 - 1  # largest stride, padding or dilation
 
@@ -40,6 +41,7 @@ class LayerSpec:
     layout: str
     relu: bool
     dtype: np.dtype
+    algorithm: str = "auto"  # one of ALGORITHMS; "winograd" only where check_algorithm allows it
 
     @property
     def cin_g(self) -> int:
@@ -51,7 +53,7 @@ class LayerSpec:
 
     def with_dtype(self, dtype: np.dtype) -> LayerSpec:
         return LayerSpec(self.cout, self.cin, self.kh, self.kw, self.stride, self.padding,
-                         self.dilation, self.groups, self.layout, self.relu, np.dtype(dtype))
+                         self.dilation, self.groups, self.layout, self.relu, np.dtype(dtype), self.algorithm)
 
 
 @dataclass(frozen=True)
@@ -150,6 +152,27 @@ def check_activation(activation) -> bool:
     return activation == "relu"
 
 
+def check_algorithm(algorithm, kh: int, kw: int, stride: Tuple[int, int], dilation: Tuple[int, int],
+                    groups: int) -> str:
+    """``algorithm`` of a layer: "auto" and "direct" run today's kernels; "winograd" (docs/winograd.md)
+    only a 3x3, stride-1, dilation-1, ungrouped convolution, else ValueError saying which rule fails."""
+    if not isinstance(algorithm, str) or algorithm not in ALGORITHMS:
+        raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
+    if algorithm == "winograd":
+        why = []
+        if (kh, kw) != (3, 3):
+            why.append(f"a 3x3 kernel (weight is {kh}x{kw})")
+        if stride != (1, 1):
+            why.append(f"stride 1 (got stride={stride})")
+        if dilation != (1, 1):
+            why.append(f"dilation 1 (got dilation={dilation})")
+        if groups != 1:
+            why.append(f"groups=1 (got groups={groups})")
+        if why:
+            raise ValueError("algorithm='winograd' needs " + ", ".join(why))
+    return algorithm
+
+
 # --------------------------------------------------------------------------------------------------
 # layer and call specs
 
@@ -175,7 +198,7 @@ def check_weight_groups(weight: np.ndarray, groups, shape: str, first: str, symb
 
 
 def make_layer(weight: np.ndarray, stride, padding, dilation, groups, layout, activation,
-               dtype: Optional[np.dtype] = None) -> LayerSpec:
+               dtype: Optional[np.dtype] = None, algorithm: str = "auto") -> LayerSpec:
     """Validate everything that does not depend on the input image."""
     layout = check_layout(layout)
     relu = check_activation(activation)
@@ -186,8 +209,9 @@ def make_layer(weight: np.ndarray, stride, padding, dilation, groups, layout, ac
     pad = _padding(padding)
     if pad == "same" and stride != (1, 1):
         raise ValueError(f"padding='same' needs stride 1 (as in PyTorch), got stride={stride}")
+    algorithm = check_algorithm(algorithm, kh, kw, stride, dilation, groups)
     return LayerSpec(cout, cin_g * groups, kh, kw, stride, pad, dilation, groups, layout, relu,
-                     np.dtype(dtype if dtype is not None else np.float32))
+                     np.dtype(dtype if dtype is not None else np.float32), algorithm)
 
 
 def make_spec(layer: LayerSpec, x_shape: Tuple[int, ...], w_shape: Tuple[int, ...]) -> ConvSpec:
