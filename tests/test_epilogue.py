@@ -235,3 +235,38 @@ def test_non_finite_values(level):
                     np.testing.assert_array_equal(np.isnan(got), np.isnan(expected), err_msg=f"{act!r} {dtype}")
                     tol = 1e-6 if dtype == np.float32 else 1e-14
                     np.testing.assert_allclose(got, expected, rtol=tol, atol=tol, err_msg=f"{act!r} {dtype}")
+
+
+@needs_c
+def test_two_threads_and_streamed_outputs():
+    """Outputs past L2 (the GEMM then streams each tile out of an L1 buffer) and 2 threads, per family."""
+    rng = np.random.default_rng(8)
+    before = fp.get_num_threads()
+    try:
+        for threads in (1, 2):
+            fp.set_num_threads(threads)
+            for prob in [dict(x=(1, 16, 48, 50), w=(130, 16, 1, 1), layout="NCHW"),
+                         dict(x=(1, 16, 48, 50), w=(130, 16, 1, 1), layout="NHWC"),
+                         dict(x=(1, 16, 40, 44), w=(48, 16, 3, 3), layout="NHWC", padding=1),
+                         dict(x=(1, 160, 40, 44), w=(160, 1, 3, 3), layout="NHWC", padding=1, groups=160)]:
+                for act in ("relu", "hardswish", ("prelu", SLOPES[:prob["w"][0]])):
+                    for with_res in (False, True):
+                        run_case(prob, np.float32, act, with_res, rng)
+    finally:
+        fp.set_num_threads(before)
+
+
+@needs_c
+@pytest.mark.parametrize("layout", ["NCL", "NLC"])
+def test_conv1d_activations(layout):
+    """conv1d runs on the 2-d kernels' row (an activation beyond ReLU leaves conv1d's own GEMM to them),
+    causal right padding included."""
+    rng = np.random.default_rng(9)
+    x = int_array(rng, (2, 6, 40) if layout == "NCL" else (2, 40, 6))
+    w = int_array(rng, (8, 6, 3))
+    b = int_array(rng, (8,))
+    for kw in (dict(stride=2), dict(padding=(0, 4)), dict(padding=1, dilation=2)):
+        for act in ("sigmoid", ("clip", -1.0, 2.0), ("prelu", SLOPES[:8])):
+            expected = fp.conv1d(x, w, b, layout=layout, activation=act, backend="numpy", **kw)
+            got = fp.conv1d(x, w, b, layout=layout, activation=act, backend="c", **kw)
+            close(got, expected, f"{act!r} {kw}")

@@ -1,5 +1,7 @@
 /* The call's epilogue: resolving fp_epilogue (fastpoint.h) for a dtype and ISA, and this thread's current
  * one (read by the algorithms on the calling thread; see epilogue.h). */
+#include <string.h>
+
 #include "epilogue.h"
 
 static _Thread_local const fp_ep *current;
@@ -12,13 +14,24 @@ const fp_ep *fp_ep_enter(const fp_ep *ep) {
     return prev;
 }
 
-static fp_ep_tile_fn tile_for(int isa, int f64) {
+static void kernels_for(int isa, int f64, fp_ep *ep) {
 #if defined(__x86_64__) && !defined(FP_PORTABLE_ONLY)
-    if (isa >= FP_ISA_AVX512) return fp_ep_tiles_avx512[f64];
-    if (isa >= FP_ISA_AVX2) return fp_ep_tiles_avx2[f64];
+    if (isa >= FP_ISA_AVX512) {
+        ep->tile = fp_ep_tiles_avx512[f64], ep->copy = fp_ep_copy_avx512;
+        return;
+    }
+    if (isa >= FP_ISA_AVX2) {
+        ep->tile = fp_ep_tiles_avx2[f64], ep->copy = fp_ep_copy_avx2;
+        return;
+    }
 #endif
     (void)isa;
-    return fp_ep_tiles_scalar[f64];
+    ep->tile = fp_ep_tiles_scalar[f64], ep->copy = fp_ep_copy_scalar;
+}
+
+void fp_ep_copy_scalar(const float *src, int64_t lds, float *dst, int64_t ld, int64_t rows, int64_t cols, int stream) {
+    (void)stream;
+    for (int64_t i = 0; i < rows; i++) memcpy(dst + i * ld, src + i * lds, sizeof(float) * (size_t)cols);
 }
 
 int fp_ep_resolve(const fp_epilogue *e, int f64, int isa, const void *y, int *relu, fp_ep *ep) {
@@ -38,6 +51,6 @@ int fp_ep_resolve(const fp_epilogue *e, int f64, int isa, const void *y, int *re
     ep->b32 = (float)e->beta;
     ep->slope = e->slope;
     ep->res_bytes = has_res ? (intptr_t)e->residual - (intptr_t)y : 0;
-    ep->tile = tile_for(isa, f64);
+    kernels_for(isa, f64, ep);
     return 1;
 }

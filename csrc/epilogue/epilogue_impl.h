@@ -49,7 +49,7 @@ static inline __attribute__((always_inline)) T EP_FN(tanh)(T v) {
         const int64_t ch = ch0 + i * ch_row;                                                              \
         (void)ch;                                                                                         \
         if (res) {                                                                                        \
-            const T *restrict rr = (const T *)((const char *)yr + ep->res_bytes);                         \
+            const T *restrict rr = res + i * ldr;                                                         \
             for (int64_t j = 0; j < cols; j++) {                                                          \
                 T v = yr[j] + rr[j];                                                                      \
                 BODY;                                                                                     \
@@ -64,10 +64,10 @@ static inline __attribute__((always_inline)) T EP_FN(tanh)(T v) {
         }                                                                                                 \
     }
 
-static void EP_FN(tile)(const fp_ep *ep, void *yv, int64_t rows, int64_t cols, int64_t ld, int64_t ch0,
-                        int64_t ch_row, int64_t ch_col) {
+static void EP_FN(tile)(const fp_ep *ep, void *yv, int64_t ld, const void *resv, int64_t ldr, int64_t rows,
+                        int64_t cols, int64_t ch0, int64_t ch_row, int64_t ch_col) {
     T *y = (T *)yv;
-    const int res = ep->has_res;
+    const T *res = (const T *)resv;
     const T a = (T)ep->EP_A, b = (T)ep->EP_B;
     const T *slope = (const T *)ep->slope;
     switch (ep->kind) {

@@ -50,10 +50,14 @@ static void nchw_block(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const f
     const int fused = uk->extended && (unit_stride || p->h * p->w < ((int64_t)1 << 31));
     int32_t idx[64] = {0};
     fp_ukr_args u = {0};
-    u.ldc = N;
     u.bias_per_col = 0;
-    /* An output larger than L2, written in one k block: stream it past the caches. */
-    u.stream = !ep && uk->extended && K <= bs->kc && (int64_t)sizeof(float) * M * N * p->n > fp_cache_size(2);
+    /* An output larger than L2, written in one k block: stream it past the caches.  With an epilogue, each
+     * tile goes through an L1 buffer, then streams into y (csrc/epilogue). */
+    const int stream = uk->extended && K <= bs->kc && (int64_t)sizeof(float) * M * N * p->n > fp_cache_size(2);
+    const int buffered = stream && ep && MR * NR <= FP_EP_TILE_FLOATS;
+    float tbuf[FP_EP_TILE_FLOATS] __attribute__((aligned(64)));
+    u.stream = stream && !ep;
+    u.ldc = buffered ? NR : N;
     for (int64_t jc = cols.lo; jc < cols.hi; jc += bs->nc) {
         const int64_t jn = FP_MIN(bs->nc, cols.hi - jc);
         for (int64_t pc = 0; pc < K; pc += bs->kc) {
@@ -70,6 +74,7 @@ static void nchw_block(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const f
                     fp_ukr_args v = u;
                     v.a = packed + ic * K + pc * MR;
                     v.a_panel = K * MR;
+                    v.ldc = N;
                     v.mr = ie - ic;
                     v.ldb = N;
                     v.bias = bias ? bias + ic : NULL;
@@ -84,7 +89,7 @@ static void nchw_block(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const f
                     continue;
                 }
                 /* When streaming, a narrow first column tile brings the others to 64-byte boundaries. */
-                const int64_t lead = fused && u.stream ? (int64_t)((64 - ((uintptr_t)(yn + jc) & 63)) & 63) / 4 : 0;
+                const int64_t lead = fused && stream ? (int64_t)((64 - ((uintptr_t)(yn + jc) & 63)) & 63) / 4 : 0;
                 for (int64_t jr = jc, jnext; jr < jc + jn; jr = jnext) {
                     u.nr = FP_MIN(jr == jc && lead ? lead : NR, jc + jn - jr);
                     jnext = jr + u.nr;
@@ -118,10 +123,11 @@ static void nchw_block(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const f
                         }
                         u.a = packed + ir * K + pc * MR; /* panel ir/MR starts (ir/MR)*K*MR = ir*K in */
                         u.mr = FP_MIN(MR, M - ir);
-                        u.c = yn + ir * N + jr;
+                        u.c = buffered ? tbuf : yn + ir * N + jr;
                         u.bias = bias ? bias + ir : NULL;
                         uk->run(&u);
-                        if (tile_ep) fp_ep_tile(tile_ep, u.c, u.mr, u.nr, N, ir, 1, 0);
+                        if (buffered) fp_ep_tile_out(tile_ep, tbuf, NR, yn + ir * N + jr, N, u.mr, u.nr, ir, 1, 0, 1);
+                        else if (tile_ep) fp_ep_tile(tile_ep, u.c, u.mr, u.nr, N, ir, 1, 0);
                     }
                 }
             }
@@ -328,13 +334,17 @@ static void nhwc_block(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const f
     const int64_t N = p->cout, K = p->cin, MR = uk->mr, NR = uk->nr;
     const float *arows[16];
     fp_ukr_args u = {0};
-    u.ldc = N;
     u.ldb = NR;
     u.bias_per_col = 1;
     u.arows = arows;
     /* An output larger than L2, written in one k block: stream it past the caches (as NCHW does;
      * 16->96@112 writes 4.8 MB).  Full 48-column tiles of 64-byte aligned rows only (store_row). */
-    u.stream = !ep && uk->extended && K <= bs->kc && (int64_t)sizeof(float) * p->n * p->oh * p->ow * N > fp_cache_size(2);
+    const int stream = uk->extended && K <= bs->kc && (int64_t)sizeof(float) * p->n * p->oh * p->ow * N > fp_cache_size(2);
+    /* with an epilogue: each tile through an L1 buffer, then streamed into y (csrc/epilogue) */
+    const int buffered = stream && ep && MR * NR <= FP_EP_TILE_FLOATS;
+    float tbuf[FP_EP_TILE_FLOATS] __attribute__((aligned(64)));
+    u.stream = stream && !ep;
+    u.ldc = buffered ? NR : N;
     for (int64_t jc = cols.lo; jc < cols.hi; jc += bs->nc) {
         const int64_t jn = FP_MIN(bs->nc, cols.hi - jc);
         for (int64_t pc = 0; pc < K; pc += bs->kc) {
@@ -360,9 +370,10 @@ static void nhwc_block(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const f
                         u.nr = FP_MIN(NR, jc + jn - jr);
                         u.b = w_raw ? wbuf + (jr - jc) * kc : packed + jr * K + pc * NR; /* panel jr/NR starts jr*K floats in */
                         u.bias = bias ? bias + jr : NULL;
-                        u.c = y + ir * N + jr;
+                        u.c = buffered ? tbuf : y + ir * N + jr;
                         uk->run(&u);
-                        if (tile_ep) fp_ep_tile(tile_ep, u.c, u.mr, u.nr, N, jr, 0, 1);
+                        if (buffered) fp_ep_tile_out(tile_ep, tbuf, NR, y + ir * N + jr, N, u.mr, u.nr, jr, 0, 1, 1);
+                        else if (tile_ep) fp_ep_tile(tile_ep, u.c, u.mr, u.nr, N, jr, 0, 1);
                     }
                 }
             }
