@@ -118,6 +118,10 @@ class Conv2d:
     def __call__(self, x, *, out: Optional[np.ndarray] = None, residual: Optional[np.ndarray] = None) -> np.ndarray:
         """``act(conv(x) + bias + residual)`` into a new array or ``out`` (residual: see the module doc)."""
         plan = self._plan
+        if residual is not None and plan is not None:
+            result = self._planned_residual(plan, x, out, residual)
+            if result is not None:
+                return result
         if residual is None and (plan is None or not plan.accepts(x)):  # another shape or dtype than the last?
             plan = self._plans.get((x.shape, x.dtype)) if type(x) is np.ndarray else None
             if plan is not None and not plan.accepts(x):
@@ -161,6 +165,30 @@ class Conv2d:
         if out is not None:
             return out
         return result if batched else result[0]
+
+    def _planned_residual(self, plan: CallPlan, x, out: Optional[np.ndarray], residual) -> Optional[np.ndarray]:
+        """A call with a residual on the last call's plan, when x, the residual and out need no conversion and
+        pass the plan's checks (as CallPlan.call does them, the residual one more read-only array that out
+        must not meet); None sends the call down the full path, which copies or raises."""
+        if (not plan.accepts(x) or type(residual) is not np.ndarray or residual.shape != plan.user_out_shape
+                or residual.dtype != plan.dtype or not residual.flags.c_contiguous or not residual.flags.aligned):
+            return None
+        if out is None:
+            out4 = np.empty(plan.out_shape, dtype=plan.dtype)
+        elif (type(out) is not np.ndarray or out.shape != plan.user_out_shape or out.dtype != plan.dtype
+              or not out.flags.carray or np.may_share_memory(out, x) or np.may_share_memory(out, residual)
+              or any(np.may_share_memory(out, a) for a in plan.params)):
+            return None
+        else:
+            out4 = out if plan.batched else out[None]
+        backend = self._get_backend()
+        _, packed, bias, _ = self._prepared(backend, plan.dtype)
+        batched = plan.batched
+        backend.run(plan.spec, packed, x if batched else x[None], bias, out4,
+                    residual=residual if batched else residual[None])
+        if plan.bad_taps is not None:
+            apply_padding_nan(plan.spec, plan.bad_taps, out4)
+        return out if out is not None else out4 if batched else out4[0]
 
     def __repr__(self) -> str:
         L = self._layer

@@ -180,6 +180,14 @@ def test_residual_aliasing_out_is_refused():
         fp.conv2d(x, w, residual=buf, out=buf)
     with pytest.raises(ValueError, match="residual .* overlaps out"):
         fp.Conv2d(w, activation="relu")(x, residual=buf[:, :, :, ::-1], out=buf)
+    layer = fp.Conv2d(w)
+    y = layer(x, residual=x)  # the layer's plan now exists: the planned residual path checks out too
+    np.testing.assert_array_equal(layer(x, residual=x), y)
+    with pytest.raises(ValueError, match="residual .* overlaps out"):
+        layer(x, residual=buf, out=buf)
+    out = np.empty_like(y)
+    assert layer(x, residual=buf, out=out) is out
+    np.testing.assert_array_equal(out, fp.conv2d(x, w, backend="numpy") + buf)
     # the residual may be the input itself (both are only read)
     got = fp.conv2d(x, w, residual=x, activation="relu")
     np.testing.assert_array_equal(got, np.maximum(fp.conv2d(x, w, backend="numpy") + x, 0))

@@ -47,6 +47,15 @@ def numpy_pass(y: np.ndarray, act, r) -> None:
         np.reciprocal(y, out=y)
 
 
+def contenders(bare, fused, x, y, act, res) -> dict:
+    out_f, out_s = np.empty_like(y), np.empty_like(y)
+    return {
+        "bare": lambda: bare(x, out=out_s),
+        "fused": lambda: fused(x, out=out_f, residual=res),
+        "separate": lambda: (bare(x, out=out_s), numpy_pass(out_s, act, res)),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=200)
@@ -65,12 +74,7 @@ def main() -> None:
         r = rng.standard_normal(y.shape).astype(np.float32)
         for act, res in (("relu", r), ("hardswish", None), ("sigmoid", None)):
             fused = fp.Conv2d(w, layout=layout, activation=act, **kw)
-            out_f, out_s = np.empty_like(y), np.empty_like(y)
-            runs = {
-                "bare": lambda: bare(x, out=out_s),
-                "fused": lambda: fused(x, out=out_f, residual=res),
-                "separate": lambda: (bare(x, out=out_s), numpy_pass(out_s, act, res)),
-            }
+            runs = contenders(bare, fused, x, y, act, res)
             times = {k: [] for k in runs}
             for _ in range(10):
                 for f in runs.values():

@@ -51,6 +51,16 @@ static inline void fp_ep_tile(const fp_ep *ep, void *y, int64_t rows, int64_t co
         ep->tile(ep, y, ld, ep->has_res ? (const char *)y + ep->res_bytes : NULL, ld, rows, cols, ch0, ch_row, ch_col);
 }
 
+/* Fetch the residual of a float32 tile about to be computed at dst (rows x cols, ld apart) into the cache,
+ * so that the epilogue's reads of it (a strided tile, which the hardware prefetchers follow poorly) overlap
+ * the tile's arithmetic. */
+static inline void fp_ep_prefetch32(const fp_ep *ep, const float *dst, int64_t ld, int64_t rows, int64_t cols) {
+    if (!ep->has_res) return;
+    const char *r = (const char *)dst + ep->res_bytes;
+    for (int64_t i = 0; i < rows; i++)
+        for (int64_t j = 0; j < cols; j += 16) __builtin_prefetch(r + (i * ld + j) * (int64_t)sizeof(float), 0, 3);
+}
+
 /* Floats of the largest buffered tile (fp_ep_tile_out): 16 x 64, a GEMM micro-tile's bound. */
 #define FP_EP_TILE_FLOATS 1024
 

@@ -125,6 +125,7 @@ static void nchw_block(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const f
                         u.mr = FP_MIN(MR, M - ir);
                         u.c = buffered ? tbuf : yn + ir * N + jr;
                         u.bias = bias ? bias + ir : NULL;
+                        if (tile_ep) fp_ep_prefetch32(tile_ep, yn + ir * N + jr, N, u.mr, u.nr);
                         uk->run(&u);
                         if (buffered) fp_ep_tile_out(tile_ep, tbuf, NR, yn + ir * N + jr, N, u.mr, u.nr, ir, 1, 0, 1);
                         else if (tile_ep) fp_ep_tile(tile_ep, u.c, u.mr, u.nr, N, ir, 1, 0);
@@ -371,6 +372,7 @@ static void nhwc_block(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const f
                         u.b = w_raw ? wbuf + (jr - jc) * kc : packed + jr * K + pc * NR; /* panel jr/NR starts jr*K floats in */
                         u.bias = bias ? bias + jr : NULL;
                         u.c = buffered ? tbuf : y + ir * N + jr;
+                        if (tile_ep) fp_ep_prefetch32(tile_ep, y + ir * N + jr, N, u.mr, u.nr);
                         uk->run(&u);
                         if (buffered) fp_ep_tile_out(tile_ep, tbuf, NR, y + ir * N + jr, N, u.mr, u.nr, jr, 0, 1, 1);
                         else if (tile_ep) fp_ep_tile(tile_ep, u.c, u.mr, u.nr, N, jr, 0, 1);
