@@ -278,3 +278,40 @@ def test_conv1d_activations(layout):
             expected = fp.conv1d(x, w, b, layout=layout, activation=act, backend="numpy", **kw)
             got = fp.conv1d(x, w, b, layout=layout, activation=act, backend="c", **kw)
             close(got, expected, f"{act!r} {kw}")
+
+
+@needs_c
+def test_concurrent_calls_with_their_own_residuals():
+    """One layer, several Python threads, each call with its own residual and output: the epilogue is per call."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(10)
+    x = int_array(rng, (1, 8, 20, 24))
+    w = int_array(rng, (32, 8, 3, 3))
+    layer = fp.Conv2d(w, padding=1, activation="hardswish")
+    base = fp.conv2d(x, w, padding=1, backend="numpy")
+    residuals = [int_array(rng, base.shape) for _ in range(8)]
+    expected = [fp.conv2d(x, w, padding=1, activation="hardswish", residual=r, backend="numpy") for r in residuals]
+
+    def call(i):
+        return [layer(x, residual=residuals[i]) for _ in range(20)]
+
+    with ThreadPoolExecutor(4) as pool:
+        for i, results in enumerate(pool.map(call, range(8))):
+            for got in results:
+                close(got, expected[i], f"thread call {i}")
+
+
+@needs_c
+def test_non_finite_weights_in_the_padding():
+    """A NaN/Inf weight meeting the zero padding gives NaN there (PyTorch's 0 * Inf), through the epilogue."""
+    rng = np.random.default_rng(11)
+    x = int_array(rng, (1, 3, 6, 7))
+    w = int_array(rng, (4, 3, 3, 3))
+    w[1, 2, 0, 0] = np.inf
+    res = int_array(rng, (1, 4, 6, 7))
+    for act in ("sigmoid", ("prelu", SLOPES[:4]), None):
+        expected = fp.conv2d(x, w, padding=1, activation=act, residual=res, backend="numpy")
+        got = fp.Conv2d(w, padding=1, activation=act)(x, residual=res)
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+        close(np.nan_to_num(got), np.nan_to_num(expected), repr(act))
