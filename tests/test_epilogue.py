@@ -247,7 +247,8 @@ def test_non_finite_values(level):
 
 @needs_c
 def test_two_threads_and_streamed_outputs():
-    """Outputs past L2 (the GEMM then streams each tile out of an L1 buffer) and 2 threads, per family."""
+    """Outputs past L2 (the GEMM and the depthwise NHWC paths then stream each tile out of a buffer) and 2
+    threads, per family."""
     rng = np.random.default_rng(8)
     before = fp.get_num_threads()
     try:
@@ -256,7 +257,10 @@ def test_two_threads_and_streamed_outputs():
             for prob in [dict(x=(1, 16, 48, 50), w=(130, 16, 1, 1), layout="NCHW"),
                          dict(x=(1, 16, 48, 50), w=(130, 16, 1, 1), layout="NHWC"),
                          dict(x=(1, 16, 40, 44), w=(48, 16, 3, 3), layout="NHWC", padding=1),
-                         dict(x=(1, 160, 40, 44), w=(160, 1, 3, 3), layout="NHWC", padding=1, groups=160)]:
+                         dict(x=(1, 160, 40, 44), w=(160, 1, 3, 3), layout="NHWC", padding=1, groups=160),
+                         # depthwise outputs past 1.5 MiB (streamed): column strips, and rows (5x5: no pairs)
+                         dict(x=(1, 160, 48, 56), w=(160, 1, 3, 3), layout="NHWC", padding=1, groups=160),
+                         dict(x=(1, 64, 80, 80), w=(64, 1, 5, 5), layout="NHWC", padding=2, groups=64)]:
                 for act in ("relu", "hardswish", ("prelu", SLOPES[:prob["w"][0]])):
                     for with_res in (False, True):
                         run_case(prob, np.float32, act, with_res, rng)

@@ -1,4 +1,4 @@
-/* The epilogue tile kernels compiled for AVX2+FMA (the loops of epilogue_impl.h, 8 floats a vector). */
+/* The epilogue kernels for AVX2+FMA: the tile loops of epilogue_impl.h (8 floats a vector), the streamed copy. */
 #include "../isa_target.h"
 #include "epilogue.h"
 

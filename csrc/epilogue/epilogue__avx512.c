@@ -1,4 +1,4 @@
-/* The epilogue tile kernels compiled for AVX-512 (the loops of epilogue_impl.h, 16 floats a vector). */
+/* The epilogue kernels for AVX-512: the tile loops of epilogue_impl.h (16 floats a vector), the streamed copy. */
 #include "../isa_target.h"
 #include "epilogue.h"
 
