@@ -93,8 +93,8 @@ static void block(const task *t, const float *xn, float *yn, int64_t r0, int64_t
             const int64_t kc = FP_MIN(t->bs.kc, K - pc);
             L->pack_b(L, xn, pc, kc, jc, jn, buf);
             u.kc = kc;
-            u.first = pc == 0;
-            u.relu = L->p->relu && pc + kc >= K;
+            u.first = pc == 0 || L->accumulate; /* a scatter-add tile starts afresh in every k block */
+            u.relu = L->p->relu && pc + kc >= K && !L->accumulate;
             u.ldb = NR;
             for (int64_t ic = r0; ic < r1; ic += t->bs.mc) {
                 const int64_t ie = FP_MIN(ic + t->bs.mc, r1);
@@ -104,7 +104,7 @@ static void block(const task *t, const float *xn, float *yn, int64_t r0, int64_t
                     for (int64_t ir = ic; ir < ie; ir += MR) {
                         u.a = L->a + ir * K + pc * MR; /* panel ir/MR starts ir*K floats in */
                         u.mr = FP_MIN(MR, L->m - ir);
-                        u.bias = L->bias ? L->bias + ir : NULL;
+                        u.bias = L->bias && !L->accumulate ? L->bias + ir : NULL;
                         if (L->store) {
                             u.c = tile;
                             u.ldc = NR;
@@ -141,10 +141,15 @@ static void chunk(void *ctx, int64_t c, int worker) {
                       buf, tile);
         }
     } else {
+        const int64_t unit = L->row_unit > 0 ? L->row_unit : MR;
         fp_chunk_range(t->row_tiles, t->nchunks, c, &lo, &hi);
-        for (int64_t img = 0; img < L->p->n && lo < hi; img++)
-            block(t, L->x + img * L->x_image, L->y + img * L->y_image, lo * MR, FP_MIN(hi * MR, L->m), 0, L->n, buf,
-                  tile);
+        const int64_t r0 = lo * unit, r1 = FP_MIN(hi * unit, L->m);
+        for (int64_t img = 0; img < L->p->n && r0 < r1; img++) {
+            float *yn = L->y + img * L->y_image;
+            if (L->init) L->init(L, yn, r0, r1);
+            block(t, L->x + img * L->x_image, yn, r0, r1, 0, L->n, buf, tile);
+            if (L->finish) L->finish(L, yn, r0, r1);
+        }
     }
     fp_gemm_fence(); /* a store's non-temporal writes are ordered before the call returns */
 }
@@ -161,10 +166,11 @@ int fp_lowered_run(const fp_lowered *L) {
         t.bs.nc = FP_MAX(NR, fp_cache_size(2) / 2 / ((int64_t)sizeof(float) * L->k) / NR * NR);
     }
     t.col_tiles = FP_CEIL_DIV(L->n, L->uk->nr);
-    t.row_tiles = FP_CEIL_DIV(L->m, L->uk->mr);
+    t.row_tiles = FP_CEIL_DIV(L->m, L->row_unit > 0 ? L->row_unit : L->uk->mr);
     int T = fp_threads(L->p);
     const int64_t all_cols = t.col_tiles * L->p->n;
-    t.by_columns = T == 1 || all_cols >= 4 * (int64_t)T || all_cols >= t.row_tiles;
+    /* a scatter-add splits rows only: neighbouring columns (input pixels) add to the same outputs */
+    t.by_columns = !L->accumulate && (T == 1 || all_cols >= 4 * (int64_t)T || all_cols >= t.row_tiles);
     t.nchunks = fp_chunk_count(t.by_columns ? all_cols : t.row_tiles, T);
     if (t.nchunks < 1) return FP_OK;
     fp_flush_enter(); /* subnormals flushed on this thread, as conv.c does around every kernel */
