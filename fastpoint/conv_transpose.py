@@ -23,8 +23,7 @@ from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 import numpy as np
 
 from .backends import get_backend
-from .backends.c_lowered import (deconv_bias_rows, deconv_pack, deconv_run, deconv_scatter_applies,
-                                 deconv_scatter_run)
+from .backends.c_lowered import deconv_bias_rows, deconv_pack, deconv_run, deconv_scatter_applies, deconv_scatter_run
 from .backends.numpy import conv_transpose2d_nchw
 from .conv1d import OneRow, _int, check_layout_1d
 from .core.spec import ConvSpec, IntOrPair, LayerSpec, as_array, c_array, check_out, prepare_param
