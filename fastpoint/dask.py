@@ -299,24 +299,20 @@ def upsample(x, scale_factor: IntOrPair, mode: str = "nearest", align_corners: b
 # conv1d and transposed convolution
 
 
-def _row_view(x: da.Array, layout: str) -> da.Array:
-    """A 1-d dask array (3-d) as its one-row 2-d view: (N, C, L) -> (N, C, 1, L), (N, L, C) -> (N, 1, L, C)."""
-    return x[:, :, None, :] if layout == "NCL" else x[:, None, :, :]
-
-
 def _as_dask_1d(x, layout: str) -> Tuple[da.Array, bool]:
+    """A 1-d input (3-d, or 2-d unbatched) as the dask array of its one-row 2-d view, (N, C, 1, L) for NCL,
+    (N, 1, L, C) for NLC, and whether it was batched."""
     if layout not in ("NCL", "NLC"):
         raise ValueError(f"layout must be 'NCL' or 'NLC' for a 1-d convolution, got {layout!r}")
     if not isinstance(x, da.Array):
         x = da.from_array(as_array("x", x))
-    if x.dtype not in DTYPES:
-        raise TypeError(f"x must be float32 or float64, got {x.dtype} with shape {x.shape}")
-    if x.ndim == 2:
-        return x[None], False
-    if x.ndim == 3:
-        return x, True
-    shape = "(N, C, L) or (C, L)" if layout == "NCL" else "(N, L, C) or (L, C)"
-    raise ValueError(f"x must be {shape} for layout {layout}, got {x.ndim}-d shape {x.shape}")
+    if x.ndim not in (2, 3):
+        shape = "(N, C, L) or (C, L)" if layout == "NCL" else "(N, L, C) or (L, C)"
+        raise ValueError(f"x must be {shape} for layout {layout}, got {x.ndim}-d shape {x.shape}")
+    return _as_dask(x[..., None, :] if layout == "NCL" else x[..., None, :, :], _LAYOUTS_2D[layout])
+
+
+_LAYOUTS_2D = {"NCL": "NCHW", "NLC": "NHWC"}
 
 
 def _conv1d_block(block: np.ndarray, layer: Conv1d, layout: str, threads: int) -> np.ndarray:
@@ -340,8 +336,8 @@ def conv1d(x, weight, bias=None, stride: int = 1, padding=0, dilation: int = 1, 
     pads = padding_pair(padding)
     if pads == "same":
         pads = ((span - 1) // 2, span - 1 - (span - 1) // 2)  # the extra sample on the right, as PyTorch
-    length = x.shape[2 if layout == "NCL" else 1]
-    ca = 1 if layout == "NCL" else 2
+    length = x.shape[3 if layout == "NCL" else 2]
+    ca = 1 if layout == "NCL" else 3
     cin = int(w.shape[1]) * groups
     if x.shape[ca] != cin:
         raise ValueError(f"x has {x.shape[ca]} channels (shape {x.shape}, layout {layout}) but weight shape "
@@ -353,9 +349,8 @@ def conv1d(x, weight, bias=None, stride: int = 1, padding=0, dilation: int = 1, 
                    activation=activation, layout=layout, backend=backend)
     key = "fastpoint-conv1d-weights-" + tokenize(layer._conv._weight, layer._conv._bias, repr(layer))
     layer_key = dask.delayed(layer, name=key, pure=True, traverse=False)
-    layout2d = "NCHW" if layout == "NCL" else "NHWC"
     cout = int(w.shape[0])
-    y = _windowed(_row_view(x, layout), layout2d, ((0, 0), pads), (1, span), (1, stride), (1, 1), 0.0,
+    y = _windowed(x, _LAYOUTS_2D[layout], ((0, 0), pads), (1, span), (1, stride), (1, 1), 0.0,
                   _conv1d_block, cout, x.dtype, layer_key, layout, _threads(num_threads), name="fastpoint-conv1d")
     y = y[:, :, 0, :] if layout == "NCL" else y[:, 0, :, :]
     return _unbatch(y, batched)
@@ -466,8 +461,8 @@ def conv_transpose1d(x, weight, bias=None, stride: int = 1, padding: int = 0, ou
                     layout=layout, backend=backend)  # validates every argument as the in-memory layer does
     x, batched = _as_dask_1d(x, layout)
     w = as_array("weight", weight)
-    y = conv_transpose2d(_row_view(x, layout), w[:, :, None, :], bias, (1, stride), (0, padding),
-                         (0, output_padding), groups, (1, dilation), activation=activation,
-                         layout="NCHW" if layout == "NCL" else "NHWC", backend=backend, num_threads=num_threads)
+    y = conv_transpose2d(x, w[:, :, None, :], bias, (1, stride), (0, padding), (0, output_padding), groups,
+                         (1, dilation), activation=activation, layout=_LAYOUTS_2D[layout], backend=backend,
+                         num_threads=num_threads)
     y = y[:, :, 0, :] if layout == "NCL" else y[:, 0, :, :]
     return _unbatch(y, batched)
