@@ -32,32 +32,34 @@ static void valid_run(int64_t o0, int64_t s, int64_t size, int64_t count, int64_
 #define GROUP_MAX 16 /* the widest stride whose rows are interleaved before they are added */
 
 /* NCHW, dilation 1: the sw rows (co, ky, kx .. kx+sw-1) of a tile reach sw consecutive output columns from
- * each input pixel, so for the pixels of one input row they cover one contiguous run of an output row:
- * interleaved into a buffer (the `interleave` row at stride 2) and added front to back, rather than sw
- * passes sw apart. */
+ * each input pixel, so for the pixels of one input row they cover one contiguous run of an output row,
+ * added front to back rather than in sw passes sw apart: at stride 2 by the `interleave` row's
+ * interleave-add (two permutes and two adds per 16 pixels with AVX-512), at other strides through a
+ * transposed copy in L1. */
 static void store_add_group(const fp_lowered *L, float *yc, int64_t ky, int64_t kx, int64_t j0, int64_t nr,
                             const float *tr, int64_t ldt) {
     const fp_conv_problem *p = L->p;
     const int64_t sw = p->stride_w, W = p->w;
-    /* one float past a 64-byte boundary: the interleave row streams (non-temporal) to aligned targets only,
-     * which is for the output, not for this buffer in L1 */
-    _Alignas(64) float buf[GROUP_MAX * 64 + 16];
-    float *run = buf + 1;
+    float run[GROUP_MAX * 64];
     for (int64_t t = 0, end; t < nr; t = end) {
         const int64_t iy = (j0 + t) / W, ix = (j0 + t) % W;
         end = FP_MIN(nr, t + W - ix);
         const int64_t oy = iy * p->stride_h - p->pad_top + ky * p->dil_h;
         if (oy < 0 || oy >= p->oh) continue;
         const int64_t n = end - t, ox0 = ix * sw - p->pad_left + kx;
-        const int64_t lo = FP_MAX(0, -ox0), hi = FP_MIN(n * sw, p->ow - ox0);
+        const int64_t lo = FP_MAX(0, -ox0), hi = FP_MIN(n * sw, p->ow - ox0); /* run positions inside */
         if (hi <= lo) continue;
-        if (sw == 2) {
-            L->interleave->run(run, tr + t, tr + ldt + t, n);
-        } else {
-            for (int64_t r = 0; r < sw; r++)
-                for (int64_t u = 0; u < n; u++) run[u * sw + r] = tr[r * ldt + t + u];
-        }
         float *yr = yc + oy * p->ow + ox0;
+        const float *a = tr + t;
+        if (sw == 2) { /* pixels [u0, u1) have both outputs inside: the interleave-add; the edges here */
+            const int64_t u0 = (lo + 1) / 2, u1 = hi / 2;
+            if (lo < 2 * u0) yr[lo] += a[ldt + lo / 2]; /* lo odd: the kx + 1 row's output only */
+            if (u1 > u0) L->interleave->add(yr + 2 * u0, a + u0, a + ldt + u0, u1 - u0);
+            if (hi > 2 * u1) yr[2 * u1] += a[u1]; /* hi odd: the kx row's output only */
+            continue;
+        }
+        for (int64_t r = 0; r < sw; r++)
+            for (int64_t u = 0; u < n; u++) run[u * sw + r] = a[r * ldt + u];
         for (int64_t q = lo; q < hi; q++) yr[q] += run[q];
     }
 }
