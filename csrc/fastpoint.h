@@ -89,6 +89,10 @@ int fp_conv1d_gemm_f32(const fp_conv_problem *p, const float *x, const void *pac
 int64_t fp_deconv_gemm_packed_bytes(const fp_conv_problem *p);
 int fp_deconv_gemm_pack(const fp_conv_problem *p, const float *w, void *packed);
 int fp_deconv_gemm_f32(const fp_conv_problem *p, const float *x, const void *packed, const float *bias, float *y);
+/* The general transposed convolution, groups 1 (deconv_scatter.c): problem h, w the input, oh, ow the
+ * output, stride, pad_top/pad_left the padding, dilation; weights packed by fp_deconv_gemm_pack with
+ * layout 0 (rows (co, ky, kx) whatever the data layout); bias one value per output channel. */
+int fp_deconv_scatter_f32(const fp_conv_problem *p, const float *x, const void *packed, const float *bias, float *y);
 
 /* Fused epilogues (csrc/epilogue/, docs/epilogues.md): y = act(conv(x, w) + bias + residual), applied
  * where each algorithm stores a tile.  Per call, beside x and y (a problem is shared by the concurrent
