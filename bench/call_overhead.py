@@ -31,7 +31,7 @@ def one(name: str, backend: str, x: np.ndarray, w: np.ndarray, b: np.ndarray, kw
     if backend == "c":
         from fastpoint.backends import c as cb
 
-        spec = next(iter(layer._specs.values()))
+        spec = layer._plan.spec  # the kept plan of the calls above
         _, packed, bias, _ = layer._prepared(fp.api.get_backend("c"), x.dtype)
         ffi = cb._ffi
         prob = cb._problem(spec.layer, spec)

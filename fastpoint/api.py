@@ -27,8 +27,8 @@ from typing import Any, Dict, Optional, Tuple
 import numpy as np
 
 from .backends import get_backend
-from .core.callplan import CallPlan, OneShotPlan, one_shot_plan
-from .core.nonfinite import apply_padding_nan, nonfinite_taps
+from .core.callplan import CallPlan, one_shot_plan
+from .core.nonfinite import nonfinite_taps
 from .core.spec import (
     ConvSpec,
     IntOrPair,
@@ -36,7 +36,6 @@ from .core.spec import (
     Padding,
     as_array,
     c_array,
-    check_out,
     make_layer,
     make_spec,
     prepare_input,
@@ -72,8 +71,7 @@ class Conv2d:
         if self._bias is not None:
             prepare_param("bias", self._bias, self._bias.dtype, (self._layer.cout,))
         self._packed: Dict[Tuple[str, np.dtype], Tuple[LayerSpec, Any, Optional[np.ndarray], Any]] = {}
-        self._specs: Dict[Tuple[LayerSpec, Tuple[int, ...]], ConvSpec] = {}
-        # validated calls per (input shape, dtype), and the last one used (core/callplan.py)
+        # the kept plans, per (input shape, dtype), and the last one used (core/callplan.py)
         self._plans: Dict[Tuple[Tuple[int, ...], np.dtype], CallPlan] = {}
         self._plan: Optional[CallPlan] = None
 
@@ -115,36 +113,23 @@ class Conv2d:
             if result is not None:
                 self._plan = plan
                 return result
+        # the full path: parse the input, then the plan of its shape (made and kept on its first call)
         user_x = x
-        x, batched = prepare_input(x, self._layer)
-        backend = self._get_backend()
-        layer, packed, bias, bad_taps = self._prepared(backend, x.dtype)
-        spec = self._specs.get((layer, x.shape))
-        if spec is None:
-            if len(self._specs) > 64:  # e.g. dask chunks of many sizes: keep the cache bounded
-                self._specs.clear()
-            spec = self._specs[(layer, x.shape)] = self._make_spec(layer, x.shape)
-        if out is None:
-            result = np.empty(spec.out_shape, dtype=x.dtype)
-        else:
-            inputs = (("x", as_array("x", user_x)),) + self._user_arrays
-            result = check_out(out, spec, x.dtype, batched, inputs)
-        if spec.n > 0:
-            backend.run(spec, packed, x, bias, result)
-            if bad_taps is not None:
-                apply_padding_nan(spec, bad_taps, result)
-            if not self._one_call and (x is user_x or x.base is user_x):  # x used as given: plan repeats
-                key = (user_x.shape, x.dtype)
-                plan = self._plans.get(key)
-                if plan is None:
-                    if len(self._plans) > 16:  # many shapes (dask chunks): keep it bounded, as _specs
-                        self._plans.clear()
-                    plan = self._plans[key] = CallPlan(user_x.shape, spec, batched, backend, packed, bias,
-                                                       bad_taps, self._user_arrays)
+        x4, batched = prepare_input(x, self._layer)
+        user_shape = x4.shape if batched else x4.shape[1:]
+        plan = self._plans.get((user_shape, x4.dtype))
+        if plan is None:
+            backend = self._get_backend()
+            layer, packed, bias, bad_taps = self._prepared(backend, x4.dtype)
+            spec = self._make_spec(layer, x4.shape)
+            plan = CallPlan.kept(spec, batched, user_shape, backend, packed, bias, bad_taps, self._user_arrays)
+            if spec.n > 0 and not self._one_call:  # (batch 0 runs no kernel: not worth a plan)
+                if len(self._plans) > 16:  # many shapes (dask chunks): keep it bounded
+                    self._plans.clear()
+                self._plans[(user_shape, x4.dtype)] = plan
                 self._plan = plan
-        if out is not None:
-            return out
-        return result if batched else result[0]
+        inputs = () if out is None else (("x", as_array("x", user_x)),) + self._user_arrays
+        return plan.call_checked(x4, out, inputs)
 
     def __repr__(self) -> str:
         L = self._layer
@@ -160,22 +145,22 @@ def conv2d(x, weight, bias=None, stride: IntOrPair = 1, padding: Padding = 0, di
 
     A one-shot call: parse the arguments into a plan (core/callplan.py, cached on the argument facts),
     then run it once with these weights, packed for this call only (docs/call-path.md)."""
-    def parse() -> OneShotPlan:
-        return _parse_one_shot(x, weight, bias, stride, padding, dilation, groups, activation, layout, backend,
-                               algorithm)
-
     if type(x) is np.ndarray and type(weight) is np.ndarray and (bias is None or type(bias) is np.ndarray):
-        plan = one_shot_plan(x, weight, bias, (stride, padding, dilation, groups),
-                             (activation, layout, backend, algorithm), parse)
+        numbers = (stride, padding, dilation, groups)
+        key = ("conv2d", x.shape, x.dtype, weight.shape, weight.dtype,
+               None if bias is None else (bias.shape, bias.dtype), numbers, activation, layout, backend, algorithm)
+        plan = one_shot_plan(key, numbers, lambda: _parse_one_shot(x, weight, bias, stride, padding, dilation,
+                                                                   groups, activation, layout, backend, algorithm))
     else:  # array-likes: checked, then converted (a parse key needs arrays)
-        plan = parse()
+        plan = _parse_one_shot(x, weight, bias, stride, padding, dilation, groups, activation, layout, backend,
+                               algorithm)
         x, weight = as_array("x", x), as_array("weight", weight)
         bias = None if bias is None else as_array("bias", bias)
-    return plan.call(x, weight, bias, out)
+    return plan.call_once(x, weight, bias, out)
 
 
 def _parse_one_shot(x, weight, bias, stride, padding, dilation, groups, activation, layout,
-                    backend, algorithm: str = "auto") -> OneShotPlan:
+                    backend, algorithm: str = "auto") -> CallPlan:
     """Validate a one-shot call's arguments (in the order Conv2d checks them) into its plan."""
     weight = as_array("weight", weight)
     layer = make_layer(weight, stride, padding, dilation, groups, layout, activation, algorithm=algorithm)
@@ -185,7 +170,8 @@ def _parse_one_shot(x, weight, bias, stride, padding, dilation, groups, activati
         prepare_param("bias", bias, bias.dtype, (layer.cout,))
     x4, batched = prepare_input(x, layer)
     layer = layer.with_dtype(x4.dtype)
-    return OneShotPlan(make_spec(layer, x4.shape, weight.shape), batched, found)
+    return CallPlan.once(make_spec(layer, x4.shape, weight.shape), batched, x4.shape if batched else x4.shape[1:],
+                         found, weight.dtype, None if bias is None else bias.dtype)
 
 
 def conv1x1(x, weight, bias=None, stride: IntOrPair = 1, *, activation: Optional[str] = None,
