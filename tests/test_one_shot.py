@@ -1,5 +1,6 @@
-"""One-shot calls (fp.conv2d / fp.conv1x1, core/callplan.py OneShotPlan): the same results as a prepacked
-layer, safe under threads and in-place changes of the caller's arrays, no memory per call beyond the output."""
+"""One-shot calls (fp.conv2d / fp.conv1x1 / fp.conv1d, core/callplan.py CallPlan.once): the same results as a
+prepacked layer, safe under threads and in-place changes of the caller's arrays, no memory per call beyond the
+output."""
 from __future__ import annotations
 
 import tracemalloc
