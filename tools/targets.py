@@ -50,22 +50,20 @@ def main(path: str) -> None:
                         once_peer.append((best / call, r["layer"]))
             if not ratios and not numba and not once:
                 continue
-            line = f"{threads}T {suite:9s}"
+            parts = []
             if ratios:  # a run without peers (--peers none) still gives numba / c
-                geo = math.exp(sum(math.log(x) for x, _ in ratios) / len(ratios))
                 lo = min(ratios)
-                line += f" vs best of {'/'.join(peers)}: geomean {geo:.2f}x, min {lo[0]:.2f}x ({lo[1]})"
+                parts.append(f"vs best of {'/'.join(peers)}: geomean {_gmean(ratios):.2f}x, min {lo[0]:.2f}x ({lo[1]})")
             if numba:
-                ng = math.exp(sum(math.log(x) for x, _ in numba) / len(numba))
-                nl = min(numba)
-                line += f"; numba/c geomean {ng:.2f}x, min {nl[0]:.2f}x ({nl[1]})"
+                lo = min(numba)
+                parts.append(f"numba/c geomean {_gmean(numba):.2f}x, min {lo[0]:.2f}x ({lo[1]})")
             if once:
                 hi = max(once)
-                line += f"; c-call/c geomean {_gmean(once):.3f}, max {hi[0]:.3f} ({hi[1]})"
+                parts.append(f"c-call/c geomean {_gmean(once):.3f}, max {hi[0]:.3f} ({hi[1]})")
             if once_peer:
                 lo = min(once_peer)
-                line += f"; c-call vs best peer geomean {_gmean(once_peer):.2f}x, min {lo[0]:.2f}x ({lo[1]})"
-            print(line)
+                parts.append(f"c-call vs best peer geomean {_gmean(once_peer):.2f}x, min {lo[0]:.2f}x ({lo[1]})")
+            print(f"{threads}T {suite:9s} " + "; ".join(parts))
 
 
 def _gmean(pairs) -> float:
