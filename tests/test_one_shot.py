@@ -330,3 +330,18 @@ def test_concurrent_conv1d_one_shot_calls(backend):
 
     run_in_threads(work, 4)
     assert not errors
+
+
+def test_a_repeat_conv1d_call_skips_the_parse(backend, monkeypatch):
+    from fastpoint import conv1d as conv1d_module
+
+    x, w = np.ones((1, 2, 9), np.float32), np.ones((3, 2, 3), np.float32)
+    want = fp.conv1d(x, w, padding=(2, 0), backend=backend)
+
+    def parse(*a, **k):
+        raise AssertionError("the full parse ran on a repeat call")
+
+    monkeypatch.setattr(conv1d_module, "_parse_one_shot", parse)
+    np.testing.assert_array_equal(fp.conv1d(x, w, padding=(2, 0), backend=backend), want)
+    with pytest.raises(AssertionError):
+        fp.conv1d(x, w, padding=(1, 0), backend=backend)
