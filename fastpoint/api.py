@@ -7,7 +7,17 @@
   ``bias`` of another float dtype are cast to it.
 * ``stride`` and ``dilation`` are an int or a pair; ``padding`` an int, a pair, ``"valid"`` or
   ``"same"`` (stride 1 only; an odd total puts the extra row/column at the bottom/right).
-* ``activation="relu"`` is fused into the kernel (``relu(NaN)`` is NaN, as in PyTorch).
+* ``activation=`` is fused into the kernel's store (docs/epilogues.md): None, ``"relu"``, ``"relu6"``,
+  ``"leaky_relu"`` (slope 0.01), ``"hardswish"``, ``"hardsigmoid"`` (PyTorch's ``v / 6 + 1/2``),
+  ``"sigmoid"``, ``"tanh"``, or with parameters ``("clip", lo, hi)``, ``("leaky_relu", alpha)``,
+  ``("hardsigmoid", alpha, beta)`` (ONNX's ``max(0, min(1, alpha v + beta))``; ONNX's defaults are
+  ``(0.2, 0.5)``), ``("prelu", slopes)`` (one slope per output channel, or one for all), or a
+  :class:`fastpoint.Activation`.  NaN stays NaN through every activation (``relu(NaN)`` is NaN, as in
+  PyTorch); +-Inf go to the formula's limits.
+* ``residual=`` (a call argument) is added before the activation: ``act(conv(x, w) + bias + residual)``,
+  ResNet's residual add.  An array of the result's shape (any strides and float dtype: copied only when
+  not C-contiguous of the input's dtype) that does not overlap ``out`` (the sum is never written over
+  the residual: ValueError).
 * ``out=`` takes a writable C-contiguous array of the exact result shape and dtype that does not
   overlap an input.
 * ``backend`` is ``"auto"``, ``"c"``, ``"numba"`` or ``"numpy"``; see :func:`fastpoint.backends`.
@@ -28,6 +38,7 @@ import numpy as np
 
 from .backends import get_backend
 from .core.callplan import CallPlan, one_shot_plan
+from .core.epilogue import activation_name
 from .core.nonfinite import nonfinite_taps
 from .core.spec import (
     ConvSpec,
@@ -55,7 +66,7 @@ class Conv2d:
     _one_call = False
 
     def __init__(self, weight, bias=None, stride: IntOrPair = 1, padding: Padding = 0,
-                 dilation: IntOrPair = 1, groups: int = 1, *, activation: Optional[str] = None,
+                 dilation: IntOrPair = 1, groups: int = 1, *, activation: Any = None,
                  layout: str = "NCHW", backend: str = "auto", algorithm: str = "auto") -> None:
         weight = as_array("weight", weight)
         self._layer = make_layer(weight, stride, padding, dilation, groups, layout, activation,
@@ -102,14 +113,15 @@ class Conv2d:
             self._packed[key] = (layer, backend.prepack(layer, weight), bias, nonfinite_taps(weight))
         return self._packed[key]
 
-    def __call__(self, x, *, out: Optional[np.ndarray] = None) -> np.ndarray:
+    def __call__(self, x, *, out: Optional[np.ndarray] = None, residual: Optional[np.ndarray] = None) -> np.ndarray:
+        """``act(conv(x) + bias + residual)`` into a new array or ``out`` (residual: see the module doc)."""
         plan = self._plan
         if plan is None or not plan.accepts(x):  # another shape or dtype than the last call's?
             plan = self._plans.get((x.shape, x.dtype)) if type(x) is np.ndarray else None
             if plan is not None and not plan.accepts(x):
                 plan = None
         if plan is not None:
-            result = plan.call(x, out)
+            result = plan.call(x, out) if residual is None else self._planned_residual(plan, x, out, residual)
             if result is not None:
                 self._plan = plan
                 return result
@@ -129,34 +141,59 @@ class Conv2d:
                 self._plans[(user_shape, x4.dtype)] = plan
                 self._plan = plan
         inputs = () if out is None else (("x", as_array("x", user_x)),) + self._user_arrays
-        return plan.call_checked(x4, out, inputs)
+        return plan.call_checked(x4, out, inputs, residual)
+
+    @staticmethod
+    def _planned_residual(plan: CallPlan, x: np.ndarray, out: Optional[np.ndarray], residual) -> Optional[np.ndarray]:
+        """A call with a residual on a plan that accepts x, when the residual needs no conversion and out
+        passes the plan's checks (CallPlan.call: the residual one more array that out must not meet); None
+        sends the call down the full path, which copies or raises."""
+        if (type(residual) is not np.ndarray or residual.shape != plan.user_out_shape or residual.dtype != plan.dtype
+                or not residual.flags.c_contiguous or not residual.flags.aligned):
+            return None
+        return plan.call(x, out, residual)
 
     def __repr__(self) -> str:
         L = self._layer
         return (f"Conv2d(weight={self.weight_shape}, stride={L.stride}, padding={L.padding!r}, "
-                f"dilation={L.dilation}, groups={L.groups}, activation={'relu' if L.relu else None!r}, "
+                f"dilation={L.dilation}, groups={L.groups}, activation={activation_name(L.relu, L.act)!r}, "
                 f"layout={L.layout!r}, backend={self._backend_name!r}, algorithm={L.algorithm!r})")
 
 
 def conv2d(x, weight, bias=None, stride: IntOrPair = 1, padding: Padding = 0, dilation: IntOrPair = 1,
-           groups: int = 1, *, activation: Optional[str] = None, layout: str = "NCHW",
-           backend: str = "auto", algorithm: str = "auto", out: Optional[np.ndarray] = None) -> np.ndarray:
+           groups: int = 1, *, activation: Any = None, layout: str = "NCHW",
+           backend: str = "auto", algorithm: str = "auto", out: Optional[np.ndarray] = None,
+           residual: Optional[np.ndarray] = None) -> np.ndarray:
     """2-d convolution (cross-correlation) with PyTorch's ``conv2d`` semantics; see the module doc.
 
     A one-shot call: parse the arguments into a plan (core/callplan.py, cached on the argument facts),
-    then run it once with these weights, packed for this call only (docs/call-path.md)."""
-    if type(x) is np.ndarray and type(weight) is np.ndarray and (bias is None or type(bias) is np.ndarray):
+    then run it once with these weights, packed for this call only (docs/call-path.md).  A call with a
+    residual runs as a one-call :class:`Conv2d` instead; one with an activation other than a name (a tuple,
+    an Activation) takes the full parse every time (its values are not a parse key)."""
+    if residual is not None:
+        layer = _OneCall(weight, bias, stride, padding, dilation, groups, activation=activation, layout=layout,
+                         backend=backend, algorithm=algorithm)
+        return layer(x, out=out, residual=residual)
+    if (type(x) is np.ndarray and type(weight) is np.ndarray and (bias is None or type(bias) is np.ndarray)
+            and (activation is None or type(activation) is str)):
         numbers = (stride, padding, dilation, groups)
         key = ("conv2d", x.shape, x.dtype, weight.shape, weight.dtype,
                None if bias is None else (bias.shape, bias.dtype), numbers, activation, layout, backend, algorithm)
         plan = one_shot_plan(key, numbers, lambda: _parse_one_shot(x, weight, bias, stride, padding, dilation,
                                                                    groups, activation, layout, backend, algorithm))
-    else:  # array-likes: checked, then converted (a parse key needs arrays)
+    else:  # array-likes (a parse key needs arrays), activations with values: checked, then converted
         plan = _parse_one_shot(x, weight, bias, stride, padding, dilation, groups, activation, layout, backend,
                                algorithm)
         x, weight = as_array("x", x), as_array("weight", weight)
         bias = None if bias is None else as_array("bias", bias)
     return plan.call_once(x, weight, bias, out)
+
+
+class _OneCall(Conv2d):
+    """conv2d()'s layer for a call with a residual: used once, so no weight snapshot and no call plan."""
+
+    _snapshot = False
+    _one_call = True
 
 
 def _parse_one_shot(x, weight, bias, stride, padding, dilation, groups, activation, layout,
@@ -174,11 +211,12 @@ def _parse_one_shot(x, weight, bias, stride, padding, dilation, groups, activati
                          found, weight.dtype, None if bias is None else bias.dtype)
 
 
-def conv1x1(x, weight, bias=None, stride: IntOrPair = 1, *, activation: Optional[str] = None,
-            layout: str = "NCHW", backend: str = "auto", out: Optional[np.ndarray] = None) -> np.ndarray:
+def conv1x1(x, weight, bias=None, stride: IntOrPair = 1, *, activation: Any = None,
+            layout: str = "NCHW", backend: str = "auto", out: Optional[np.ndarray] = None,
+            residual: Optional[np.ndarray] = None) -> np.ndarray:
     """Pointwise convolution: ``Y[n] = W @ X[n]`` at every pixel (channel mixing).
 
-    ``weight`` is ``(Cout, Cin)`` or ``(Cout, Cin, 1, 1)``.
+    ``weight`` is ``(Cout, Cin)`` or ``(Cout, Cin, 1, 1)``; ``activation`` and ``residual`` as in conv2d.
     """
     weight = as_array("weight", weight)
     if weight.ndim == 2:
@@ -186,4 +224,4 @@ def conv1x1(x, weight, bias=None, stride: IntOrPair = 1, *, activation: Optional
     elif weight.ndim != 4 or weight.shape[2:] != (1, 1):
         raise ValueError(f"conv1x1 weight must be (Cout, Cin) or (Cout, Cin, 1, 1), got shape {weight.shape}")
     return conv2d(x, weight, bias, stride, 0, 1, 1, activation=activation, layout=layout,
-                  backend=backend, out=out)
+                  backend=backend, out=out, residual=residual)

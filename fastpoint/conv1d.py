@@ -23,6 +23,7 @@ import numpy as np
 from .api import Conv2d
 from .backends.c_lowered import Conv1dGemmBackend
 from .core.callplan import CallPlan, one_shot_plan
+from .core.epilogue import apply_reference
 from .core.spec import ConvSpec, LayerSpec, as_array, make_spec, prepare_input
 
 _CONV1D_GEMM = Conv1dGemmBackend()  # the C backend plus conv1d's own GEMM (backends/c_lowered.py)
@@ -199,6 +200,7 @@ class Conv1d(OneRow):
             else bias.astype(out.dtype)
         if self._conv._layer.relu:
             fill = np.maximum(fill, 0)
+        apply_reference(fill, self._conv._layer.act, 0)  # the layer's other activation, per channel
         out[tuple(tail)] = fill[:, None] if self._layout == "NCL" else fill
         return out
 
@@ -214,7 +216,8 @@ def conv1d(x, weight, bias=None, stride: int = 1, padding: Padding1d = 0, dilati
     A one-shot call: the plan of its one-row 2-d call (core/callplan.py, cached on the argument facts), used
     once on the row views of these arrays (docs/call-path.md)."""
     if (type(x) is np.ndarray and type(weight) is np.ndarray and (bias is None or type(bias) is np.ndarray)
-            and (out is None or type(out) is np.ndarray and out.ndim == x.ndim)):
+            and (out is None or type(out) is np.ndarray and out.ndim == x.ndim)
+            and (activation is None or type(activation) is str)):  # (values of an activation are no key)
         numbers = (stride, padding, dilation, groups)
         key = ("conv1d", x.shape, x.dtype, weight.shape, weight.dtype,
                None if bias is None else (bias.shape, bias.dtype), numbers, activation, layout, backend)

@@ -345,3 +345,25 @@ def test_a_repeat_conv1d_call_skips_the_parse(backend, monkeypatch):
     np.testing.assert_array_equal(fp.conv1d(x, w, padding=(2, 0), backend=backend), want)
     with pytest.raises(AssertionError):
         fp.conv1d(x, w, padding=(1, 0), backend=backend)
+
+
+@pytest.mark.parametrize("activation", ["relu6", "leaky_relu", "hardswish", "sigmoid", ("clip", -1.0, 2.0),
+                                        ("leaky_relu", 0.25)])
+def test_one_shot_epilogues_equal_prepacked(any_backend, activation):
+    """Activations beyond ReLU on the one-shot path (a name from the parse cache, a tuple parsed every call)
+    and a residual: the same values as the prepacked layer's."""
+    rng = np.random.default_rng(15)
+    for xs, ws, kw in CASES[:4]:
+        x, w, b = int_array(rng, xs), int_array(rng, ws), int_array(rng, ws[:1])
+        layer = fp.Conv2d(w, b, activation=activation, backend=any_backend, **kw)
+        want = layer(x)
+        for _ in range(2):
+            np.testing.assert_array_equal(fp.conv2d(x, w, b, activation=activation, backend=any_backend, **kw), want)
+        res = int_array(rng, want.shape)
+        np.testing.assert_array_equal(fp.conv2d(x, w, b, activation=activation, backend=any_backend, residual=res,
+                                                **kw), layer(x, residual=res))
+    x1, w1 = int_array(rng, (1, 6, 33)), int_array(rng, (8, 6, 3))
+    want = fp.Conv1d(w1, None, stride=2, padding=1, activation=activation, backend=any_backend)(x1)
+    for _ in range(2):
+        np.testing.assert_array_equal(fp.conv1d(x1, w1, stride=2, padding=1, activation=activation,
+                                                backend=any_backend), want)

@@ -26,6 +26,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 
+from .epilogue import check_residual
 from .nonfinite import apply_padding_nan, nonfinite_taps
 from .spec import ConvSpec, c_array, check_out
 
@@ -42,7 +43,7 @@ class CallPlan:
     """
 
     __slots__ = ("x_shape", "spec", "dtype", "batched", "out_shape", "user_out_shape", "padded", "run",
-                 "bad_taps", "params", "cast_w", "cast_b")
+                 "run_residual", "bad_taps", "params", "cast_w", "cast_b")
 
     def __init__(self, spec: ConvSpec, batched: bool, x_shape: Tuple[int, ...]) -> None:
         self.x_shape = x_shape
@@ -73,6 +74,11 @@ class CallPlan:
             def run(x4: np.ndarray, out4: np.ndarray, _r=backend.run, _s=spec, _p=packed, _b=bias) -> None:
                 _r(_s, _p, x4, _b, out4)
             plan.run = run
+
+        def run_residual(x4: np.ndarray, out4: np.ndarray, res4: np.ndarray, _r=backend.run, _s=spec,
+                         _p=packed, _b=bias) -> None:  # a call's residual: the backend's per-call epilogue
+            _r(_s, _p, x4, _b, out4, residual=res4)
+        plan.run_residual = run_residual
         return plan
 
     @classmethod
@@ -95,32 +101,42 @@ class CallPlan:
         flags = x.flags
         return flags.c_contiguous and flags.aligned
 
-    def call(self, x: np.ndarray, out: Optional[np.ndarray]) -> Optional[np.ndarray]:
-        """A kept plan's result for an ``x`` it accepts, or None when ``out`` failed a fast check (the caller
-        then takes the full path, ``call_checked``)."""
+    def call(self, x: np.ndarray, out: Optional[np.ndarray],
+             residual: Optional[np.ndarray] = None) -> Optional[np.ndarray]:
+        """A kept plan's result for an ``x`` it accepts (and a ``residual``, if any, of the result's shape and
+        dtype, C-contiguous and aligned: Conv2d checks it), or None when ``out`` failed a fast check (the
+        caller then takes the full path, ``call_checked``)."""
+        batched = self.batched
+        res4 = None if residual is None else residual if batched else residual[None]
         if out is None:
             result = np.empty(self.out_shape, dtype=self.dtype)
-            self._compute(x if self.batched else x[None], result)
-            return result if self.batched else result[0]
-        out4 = self._fast_out(out, x, self.params)
+            self._compute(x if batched else x[None], result, res4)
+            return result if batched else result[0]
+        out4 = self._fast_out(out, x, self.params if residual is None else self.params + (residual,))
         if out4 is None:
             return None
-        self._compute(x if self.batched else x[None], out4)
+        self._compute(x if batched else x[None], out4, res4)
         return out
 
-    def call_checked(self, x4: np.ndarray, out: Optional[np.ndarray], inputs) -> np.ndarray:
+    def call_checked(self, x4: np.ndarray, out: Optional[np.ndarray], inputs,
+                     residual: Optional[np.ndarray] = None) -> np.ndarray:
         """A kept plan's full path: ``x4`` the checked 4-d input, ``out`` checked exactly against ``inputs``
-        (the caller's (name, array) pairs, named in the errors)."""
+        (the caller's (name, array) pairs, named in the errors), then the ``residual``
+        (core/epilogue.py ``check_residual``: converted where needed, refused where it meets ``out``)."""
         result = np.empty(self.out_shape, dtype=self.dtype) if out is None else \
             check_out(out, self.spec, self.dtype, self.batched, inputs)
+        res4 = None if residual is None else check_residual(residual, self.out_shape, self.dtype, out, self.batched)
         if self.spec.n > 0:
-            self._compute(x4, result)
+            self._compute(x4, result, res4)
         if out is not None:
             return out
         return result if self.batched else result[0]
 
-    def _compute(self, x4: np.ndarray, out4: np.ndarray) -> None:
-        self.run(x4, out4)
+    def _compute(self, x4: np.ndarray, out4: np.ndarray, res4: Optional[np.ndarray] = None) -> None:
+        if res4 is None:
+            self.run(x4, out4)
+        else:
+            self.run_residual(x4, out4, res4)
         if self.bad_taps is not None:
             apply_padding_nan(self.spec, self.bad_taps, out4)
 
