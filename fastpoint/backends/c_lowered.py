@@ -12,6 +12,7 @@ from typing import Optional
 
 import numpy as np
 
+from ..core.callplan import pack_each_call
 from ..core.spec import ConvSpec, LayerSpec
 from ..core.threads import get_num_threads
 from .c import CBackend, _aligned_bytes, _check, _ffi, _lib, _problem, _problem_for, _ptr
@@ -56,6 +57,12 @@ class Conv1dGemmBackend(CBackend):
             self.run(spec, packed, x, bias, out)
 
         return runner
+
+    def bind_once(self, spec: ConvSpec, check_finite: bool):
+        """One-shot calls: the C backend's (csrc/oneshot.c), or conv1d's GEMM packed on each call."""
+        if not conv1d_gemm_applies(spec.layer):
+            return super().bind_once(spec, check_finite)
+        return pack_each_call(self, spec, check_finite)
 
     def kernel_name(self, spec: ConvSpec) -> str:
         """The gemm row the lowered GEMM runs (the 1x1 GEMM's choice: the same table look-up)."""
