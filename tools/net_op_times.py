@@ -24,7 +24,8 @@ def _ort(node, inputs, threads):
         from onnx import TensorProto, helper
     except ImportError:
         return None
-    ins = [helper.make_tensor_value_info(n, TensorProto.FLOAT, list(a.shape)) for n, a in inputs.items()]
+    ins = [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(a.dtype), list(a.shape))
+           for n, a in inputs.items()]
     g = helper.make_graph([node], "g", ins, [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
     model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
     opts = ort.SessionOptions()

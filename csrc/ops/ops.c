@@ -24,40 +24,58 @@ static int clamp_threads(int threads, int64_t jobs) {
     return T;
 }
 
+/* Split `jobs` over up to `threads` threads of the pool, flush-to-zero on the caller as on the helpers;
+ * *nchunks (read by fn through ctx) is set first. */
+static void run_jobs(int threads, int64_t jobs, int64_t *nchunks, fp_task_fn fn, void *ctx) {
+    const int T = clamp_threads(threads, jobs);
+    *nchunks = fp_chunk_count(jobs, T);
+    fp_flush_enter();
+    fp_pool_run(T, *nchunks, fn, ctx);
+    fp_flush_leave();
+}
+
 typedef struct image_task {
     const fp_ops_isa *k;
     const float *x;
     const int64_t *xs, *ys, *dims, *geom, *iy, *ix;
     const float *div, *ly, *lx;
     float *y;
-    int kind, failed;
+    int kind, failed, nchw; /* nchw: jobs are (n, c, oy) rows of one plane, else (n, oy) rows of pixels */
     int64_t jobs, nchunks;
 } image_task;
 
+/* NCHW unless the channels are the contiguous axis of both x and y (NHWC). */
+static int is_nchw(const int64_t *xs, const int64_t *ys) { return !(xs[1] == 1 && ys[1] == 1); }
+
 static void pool_chunk(void *arg, int64_t chunk, int worker) {
     (void)worker;
-    const image_task *t = (const image_task *)arg;
+    image_task *t = (image_task *)arg;
     int64_t lo, hi;
     fp_chunk_range(t->jobs, t->nchunks, chunk, &lo, &hi);
-    const int64_t OH = t->dims[4], OW = t->dims[5];
-    for (int64_t j = lo; j < hi; j++) {
-        const int64_t n = j / OH, oy = j % OH;
-        t->k->pool_row(t->x, t->xs, t->y, t->ys, t->dims, t->geom, t->kind, t->div ? t->div + oy * OW : NULL, n, oy);
+    const int64_t C = t->dims[1], OH = t->dims[4], OW = t->dims[5];
+    float *acc = (float *)malloc((size_t)FP_MAX(C, OW) * sizeof(float)); /* the rows' accumulator */
+    if (!acc) {
+        __atomic_store_n(&t->failed, 1, __ATOMIC_RELAXED);
+        return;
     }
+    for (int64_t j = lo; j < hi; j++) {
+        const int64_t oy = j % OH, nc = j / OH; /* NCHW: nc = n * C + c; NHWC: nc = n */
+        const int64_t n = t->nchw ? nc / C : nc, c0 = t->nchw ? nc % C : 0, c1 = t->nchw ? c0 + 1 : C;
+        t->k->pool_row(t->x, t->xs, t->y, t->ys, t->dims, t->geom, t->kind, t->div ? t->div + oy * OW : NULL, c0, c1,
+                       n, oy, acc);
+    }
+    free(acc);
 }
 
 int fp_op_pool2d_f32(const float *x, const int64_t *xs, float *y, const int64_t *ys, const int64_t *dims,
                      const int64_t *geom, int kind, const float *divisors, int threads) {
     if ((kind != 0 && kind != 1) || (kind == 1 && !divisors)) return FP_ERR_ARGS;
+    const int nchw = is_nchw(xs, ys);
     image_task t = {pick(), x, xs, ys, dims, geom, NULL, NULL, kind == 1 ? divisors : NULL, NULL, NULL, y, kind, 0,
-                    dims[0] * dims[4], 0};
+                    nchw, dims[0] * (nchw ? dims[1] : 1) * dims[4], 0};
     if (t.jobs <= 0 || dims[1] <= 0 || dims[5] <= 0) return FP_OK;
-    const int T = clamp_threads(threads, t.jobs);
-    t.nchunks = fp_chunk_count(t.jobs, T);
-    fp_flush_enter();
-    fp_pool_run(T, t.nchunks, pool_chunk, &t);
-    fp_flush_leave();
-    return FP_OK;
+    run_jobs(threads, t.jobs, &t.nchunks, pool_chunk, &t);
+    return t.failed ? FP_ERR_ALLOC : FP_OK;
 }
 
 static void resize_chunk(void *arg, int64_t chunk, int worker) {
@@ -67,28 +85,31 @@ static void resize_chunk(void *arg, int64_t chunk, int worker) {
     fp_chunk_range(t->jobs, t->nchunks, chunk, &lo, &hi);
     const int64_t C = t->dims[1], OH = t->dims[4], OW = t->dims[5];
     float *scratch = NULL;
-    if (t->lx) {
-        scratch = (float *)malloc((size_t)(2 * (C + OW)) * sizeof(float));
+    if (t->lx) { /* two blended rows (or pixels) and their four int64 tags, none valid yet */
+        scratch = (float *)malloc((size_t)(2 * (C + OW)) * sizeof(float) + 4 * sizeof(int64_t));
         if (!scratch) {
             __atomic_store_n(&t->failed, 1, __ATOMIC_RELAXED);
             return;
         }
+        int64_t *tags = (int64_t *)(scratch + 2 * (C + OW));
+        for (int i = 0; i < 4; i++) tags[i] = -1;
     }
-    for (int64_t j = lo; j < hi; j++)
-        t->k->resize_row(t->x, t->xs, t->y, t->ys, t->dims, t->iy, t->ly, t->ix, t->lx, j / OH, j % OH, scratch);
+    for (int64_t j = lo; j < hi; j++) {
+        const int64_t oy = j % OH, nc = j / OH;
+        const int64_t n = t->nchw ? nc / C : nc, c0 = t->nchw ? nc % C : 0, c1 = t->nchw ? c0 + 1 : C;
+        t->k->resize_row(t->x, t->xs, t->y, t->ys, t->dims, t->iy, t->ly, t->ix, t->lx, c0, c1, n, oy, scratch);
+    }
     free(scratch);
 }
 
 int fp_op_resize2d_f32(const float *x, const int64_t *xs, float *y, const int64_t *ys, const int64_t *dims,
                        const int64_t *iy, const float *ly, const int64_t *ix, const float *lx, int threads) {
     if ((ly == NULL) != (lx == NULL)) return FP_ERR_ARGS;
-    image_task t = {pick(), x, xs, ys, dims, NULL, iy, ix, NULL, ly, lx, y, 0, 0, dims[0] * dims[4], 0};
+    const int nchw = is_nchw(xs, ys);
+    image_task t = {pick(), x, xs, ys, dims, NULL, iy, ix, NULL, ly, lx, y, 0, 0, nchw,
+                    dims[0] * (nchw ? dims[1] : 1) * dims[4], 0};
     if (t.jobs <= 0 || dims[1] <= 0 || dims[5] <= 0) return FP_OK;
-    const int T = clamp_threads(threads, t.jobs);
-    t.nchunks = fp_chunk_count(t.jobs, T);
-    fp_flush_enter();
-    fp_pool_run(T, t.nchunks, resize_chunk, &t);
-    fp_flush_leave();
+    run_jobs(threads, t.jobs, &t.nchunks, resize_chunk, &t);
     return t.failed ? FP_ERR_ALLOC : FP_OK;
 }
 
@@ -139,16 +160,13 @@ int fp_op_gap_f32(const float *x, float *y, int64_t n, int64_t c, int64_t hw, in
     if (n <= 0 || c <= 0) return FP_OK;
     if (hw <= 0) return FP_ERR_ARGS;
     const int64_t jobs = nhwc ? n : n * c;
-    const int T = clamp_threads(threads, jobs);
-    gap_task t = {x, y, n, c, hw, fp_chunk_count(jobs, T), nhwc};
+    gap_task t = {x, y, n, c, hw, 0, nhwc};
     if (nhwc) { /* the per-chunk buffer: refuse up front rather than leave outputs unwritten */
         void *probe = malloc((size_t)c * sizeof(double));
         if (!probe) return FP_ERR_ALLOC;
         free(probe);
     }
-    fp_flush_enter();
-    fp_pool_run(T, t.nchunks, gap_chunk, &t);
-    fp_flush_leave();
+    run_jobs(threads, jobs, &t.nchunks, gap_chunk, &t);
     return FP_OK;
 }
 
@@ -189,10 +207,6 @@ int fp_op_eltwise_f32(const float *a, const float *b, float *y, int64_t outer, i
         t.total = outer * mid * inner;
         t.rows = FP_CEIL_DIV(t.total, FLAT_ROW);
     }
-    const int T = clamp_threads(threads, t.rows);
-    t.nchunks = fp_chunk_count(t.rows, T);
-    fp_flush_enter();
-    fp_pool_run(T, t.nchunks, elt_chunk, &t);
-    fp_flush_leave();
+    run_jobs(threads, t.rows, &t.nchunks, elt_chunk, &t);
     return FP_OK;
 }

@@ -12,10 +12,11 @@
 typedef struct fp_ops_isa {
     const char *name;
     void (*pool_row)(const float *x, const int64_t *xs, float *y, const int64_t *ys, const int64_t *dims,
-                     const int64_t *geom, int kind, const float *div, int64_t n, int64_t oy);
+                     const int64_t *geom, int kind, const float *div, int64_t c0, int64_t c1, int64_t n,
+                     int64_t oy, float *acc);
     void (*resize_row)(const float *x, const int64_t *xs, float *y, const int64_t *ys, const int64_t *dims,
-                       const int64_t *iy, const float *ly, const int64_t *ix, const float *lx, int64_t n,
-                       int64_t oy, float *scratch);
+                       const int64_t *iy, const float *ly, const int64_t *ix, const float *lx, int64_t c0,
+                       int64_t c1, int64_t n, int64_t oy, float *scratch);
     void (*eltwise)(const float *a, const float *b, float *y, int64_t mid, int64_t inner, int bmode, int op,
                     int act, float alpha, float beta, int64_t lo, int64_t hi);
 } fp_ops_isa;

@@ -21,19 +21,24 @@ static inline void tap_cols(int64_t off, int64_t sw, int64_t w, int64_t ow, int6
 }
 
 /* kind 0: max (-inf where no tap), kind 1: sum of the taps divided by div[ox] (the row's divisors), in
- * the reference's order: taps row by row, then one division. */
+ * the reference's order: taps row by row, then one division.  NHWC: every channel of the row; NCHW:
+ * channels [c0, c1) (the driver gives one, so a job walks one plane).  The sums and maxima build up in
+ * `acc` (max(C, OW) floats of the chunk's own), and y is written once: accumulating in y itself runs at
+ * a fifth of the speed when x and y lie a multiple of 4 KiB apart (every store then seems to alias the
+ * next load, "4K aliasing"), which two page-aligned arrays of the same shape always do. */
 static void pool_row(const float *x, const int64_t *xs, float *y, const int64_t *ys, const int64_t *dims,
-                     const int64_t *geom, int kind, const float *div, int64_t n, int64_t oy) {
+                     const int64_t *geom, int kind, const float *div, int64_t c0, int64_t c1, int64_t n,
+                     int64_t oy, float *acc) {
     const int64_t C = dims[1], H = dims[2], W = dims[3], OW = dims[5];
     const int64_t kh = geom[0], kw = geom[1], sh = geom[2], sw = geom[3], dh = geom[4], dw = geom[5];
     const int64_t pt = geom[6], pl = geom[7];
     const float init = kind == 0 ? -INFINITY : 0.0f;
     const float *xn = x + n * xs[0];
     float *yrow = y + n * ys[0] + oy * ys[2];
+    float *restrict a = acc;
     if (xs[1] == 1 && ys[1] == 1) { /* NHWC: channels contiguous, vectorised along C */
         for (int64_t ox = 0; ox < OW; ox++) {
-            float *restrict yp = yrow + ox * ys[3];
-            for (int64_t c = 0; c < C; c++) yp[c] = init;
+            for (int64_t c = 0; c < C; c++) a[c] = init;
             for (int64_t ky = 0; ky < kh; ky++) {
                 const int64_t iy = oy * sh - pt + ky * dh;
                 if (iy < 0 || iy >= H) continue;
@@ -42,22 +47,23 @@ static void pool_row(const float *x, const int64_t *xs, float *y, const int64_t 
                     if (ix < 0 || ix >= W) continue;
                     const float *restrict xp = xn + iy * xs[2] + ix * xs[3];
                     if (kind == 0)
-                        for (int64_t c = 0; c < C; c++) yp[c] = mx(yp[c], xp[c]);
+                        for (int64_t c = 0; c < C; c++) a[c] = mx(a[c], xp[c]);
                     else
-                        for (int64_t c = 0; c < C; c++) yp[c] = yp[c] + xp[c];
+                        for (int64_t c = 0; c < C; c++) a[c] = a[c] + xp[c];
                 }
             }
+            float *restrict yp = yrow + ox * ys[3];
             if (kind == 1) {
                 const float d = div[ox];
-                for (int64_t c = 0; c < C; c++) yp[c] = yp[c] / d;
+                for (int64_t c = 0; c < C; c++) yp[c] = a[c] / d;
+            } else {
+                for (int64_t c = 0; c < C; c++) yp[c] = a[c];
             }
         }
         return;
     }
-    for (int64_t c = 0; c < C; c++) { /* NCHW (any strides): vectorised along the output row */
-        float *restrict yp = yrow + c * ys[1];
-        const int64_t yw = ys[3];
-        for (int64_t ox = 0; ox < OW; ox++) yp[ox * yw] = init;
+    for (int64_t c = c0; c < c1; c++) { /* NCHW (any strides): vectorised along the output row */
+        for (int64_t ox = 0; ox < OW; ox++) a[ox] = init;
         for (int64_t ky = 0; ky < kh; ky++) {
             const int64_t iy = oy * sh - pt + ky * dh;
             if (iy < 0 || iy >= H) continue;
@@ -68,36 +74,43 @@ static void pool_row(const float *x, const int64_t *xs, float *y, const int64_t 
                 int64_t lo, hi;
                 tap_cols(off, sw, W, OW, &lo, &hi);
                 const float *restrict xt = xr + off * xw;
-                if (yw == 1 && xw == 1 && sw == 2) { /* the common stride-2 pooling, a constant stride */
+                if (xw == 1 && sw == 2) { /* the common stride-2 pooling, a constant stride */
                     if (kind == 0)
-                        for (int64_t ox = lo; ox < hi; ox++) yp[ox] = mx(yp[ox], xt[2 * ox]);
+                        for (int64_t ox = lo; ox < hi; ox++) a[ox] = mx(a[ox], xt[2 * ox]);
                     else
-                        for (int64_t ox = lo; ox < hi; ox++) yp[ox] = yp[ox] + xt[2 * ox];
-                } else if (yw == 1 && xw == 1 && sw == 1) {
+                        for (int64_t ox = lo; ox < hi; ox++) a[ox] = a[ox] + xt[2 * ox];
+                } else if (xw == 1 && sw == 1) {
                     if (kind == 0)
-                        for (int64_t ox = lo; ox < hi; ox++) yp[ox] = mx(yp[ox], xt[ox]);
+                        for (int64_t ox = lo; ox < hi; ox++) a[ox] = mx(a[ox], xt[ox]);
                     else
-                        for (int64_t ox = lo; ox < hi; ox++) yp[ox] = yp[ox] + xt[ox];
+                        for (int64_t ox = lo; ox < hi; ox++) a[ox] = a[ox] + xt[ox];
                 } else {
                     const int64_t step = sw * xw;
                     if (kind == 0)
-                        for (int64_t ox = lo; ox < hi; ox++) yp[ox * yw] = mx(yp[ox * yw], xt[ox * step]);
+                        for (int64_t ox = lo; ox < hi; ox++) a[ox] = mx(a[ox], xt[ox * step]);
                     else
-                        for (int64_t ox = lo; ox < hi; ox++) yp[ox * yw] = yp[ox * yw] + xt[ox * step];
+                        for (int64_t ox = lo; ox < hi; ox++) a[ox] = a[ox] + xt[ox * step];
                 }
             }
         }
+        float *restrict yp = yrow + c * ys[1];
+        const int64_t yw = ys[3];
         if (kind == 1)
-            for (int64_t ox = 0; ox < OW; ox++) yp[ox * yw] = yp[ox * yw] / div[ox];
+            for (int64_t ox = 0; ox < OW; ox++) yp[ox * yw] = a[ox] / div[ox];
+        else if (yw == 1)
+            for (int64_t ox = 0; ox < OW; ox++) yp[ox] = a[ox];
+        else
+            for (int64_t ox = 0; ox < OW; ox++) yp[ox * yw] = a[ox];
     }
 }
 
 /* One output row of a separable resize.  iy/ix: source indices, two per output position (i0, i1);
  * ly/lx: the weight of i1 (NULL: nearest, i0 only).  Width first, then height, as the reference:
- * t = x[i0] * (1 - l) + x[i1] * l per axis.  scratch: 2 * OW floats (NCHW) or 2 * OW * C (NHWC). */
+ * t = x[i0] * (1 - l) + x[i1] * l per axis.  scratch: 2 * (OW + C) floats, then 4 int64 tags set to -1 by
+ * the chunk before its first row. */
 static void resize_row(const float *x, const int64_t *xs, float *y, const int64_t *ys, const int64_t *dims,
-                       const int64_t *iy, const float *ly, const int64_t *ix, const float *lx, int64_t n,
-                       int64_t oy, float *scratch) {
+                       const int64_t *iy, const float *ly, const int64_t *ix, const float *lx, int64_t c0,
+                       int64_t c1, int64_t n, int64_t oy, float *scratch) {
     const int64_t C = dims[1], OW = dims[5];
     const float *xn = x + n * xs[0];
     float *yrow = y + n * ys[0] + oy * ys[2];
@@ -108,7 +121,7 @@ static void resize_row(const float *x, const int64_t *xs, float *y, const int64_
                 memcpy(yrow + ox * ys[3], xn + y0 * xs[2] + ix[2 * ox] * xs[3], (size_t)C * sizeof(float));
             return;
         }
-        for (int64_t c = 0; c < C; c++) {
+        for (int64_t c = c0; c < c1; c++) {
             const float *restrict xr = xn + c * xs[1] + y0 * xs[2];
             float *restrict yp = yrow + c * ys[1];
             for (int64_t ox = 0; ox < OW; ox++) yp[ox * ys[3]] = xr[ix[2 * ox] * xs[3]];
@@ -129,14 +142,30 @@ static void resize_row(const float *x, const int64_t *xs, float *y, const int64_
         }
         return;
     }
+    /* NCHW: t0/t1 hold source rows y0/y1 of plane n * C + c blended along W, tagged (plane, row) in the
+     * four int64 after the floats; the rows of a chunk walk one plane, so output rows that share source
+     * rows (most rows of an upsampling) blend each along W once */
     float *restrict t0 = scratch, *restrict t1 = scratch + OW;
-    for (int64_t c = 0; c < C; c++) {
-        const float *r0 = xn + c * xs[1] + y0 * xs[2], *r1 = xn + c * xs[1] + y1 * xs[2];
+    int64_t *tags = (int64_t *)(scratch + 2 * (C + OW));
+    for (int64_t c = c0; c < c1; c++) {
         const int64_t xw = xs[3];
-        for (int64_t ox = 0; ox < OW; ox++) {
-            const float wx = lx[ox], vx = 1.0f - wx;
-            t0[ox] = r0[ix[2 * ox] * xw] * vx + r0[ix[2 * ox + 1] * xw] * wx;
-            t1[ox] = r1[ix[2 * ox] * xw] * vx + r1[ix[2 * ox + 1] * xw] * wx;
+        const int64_t plane = n * C + c;
+        for (int r = 0; r < 2; r++) {
+            const int64_t src = r ? y1 : y0;
+            float *restrict t = r ? t1 : t0;
+            if (tags[2 * r] == plane && tags[2 * r + 1] == src) continue;
+            const int64_t other = r ? 0 : 1; /* the other row may hold this source row: copy it */
+            if (tags[2 * other] == plane && tags[2 * other + 1] == src) {
+                memcpy(t, r ? t0 : t1, (size_t)OW * sizeof(float));
+            } else {
+                const float *row = xn + c * xs[1] + src * xs[2];
+                for (int64_t ox = 0; ox < OW; ox++) {
+                    const float wx = lx[ox], vx = 1.0f - wx;
+                    t[ox] = row[ix[2 * ox] * xw] * vx + row[ix[2 * ox + 1] * xw] * wx;
+                }
+            }
+            tags[2 * r] = plane;
+            tags[2 * r + 1] = src;
         }
         float *restrict yp = yrow + c * ys[1];
         if (ys[3] == 1)
