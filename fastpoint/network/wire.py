@@ -41,7 +41,7 @@ class _Unusual(Exception):
 class _Reader:
     """Fields off a file through a window of it (no call per byte); payloads skipped by moving on."""
 
-    WINDOW = 1 << 16
+    WINDOW = 1 << 12  # a tensor's header is tens of bytes: a big window would re-read its payload
 
     def __init__(self, f: BinaryIO, end: int) -> None:
         self.f, self.end = f, end
