@@ -176,3 +176,4 @@ def test_eltwise_declines_other_broadcasts():
     assert _c.eltwise(a, np.ones((1, 3, 4, 1), np.float32), "add") is None  # two axes
     assert _c.eltwise(a.astype(np.float64), None, None, "relu") is None
     assert _c.eltwise(a[:0], None, None, "relu").shape == (0, 3, 4, 5)
+    assert _c.eltwise(np.float32(2).reshape(()), np.float32(3).reshape(()), "add") is None  # 0-d: NumPy's

@@ -163,7 +163,7 @@ def eltwise(a: np.ndarray, b: Optional[np.ndarray], op: Optional[str], act: Opti
     """``act(a op b)`` with ``b`` None, a scalar, of ``a``'s shape or one value per index of one axis
     (a channel); float32 ``a`` and ``b``. ``None`` where this is not such a case."""
     if a.dtype != np.float32 or (b is not None and b.dtype != np.float32) or op not in BINARY \
-            or act not in ACTIVATIONS:
+            or act not in ACTIVATIONS or a.ndim == 0:  # (np.ascontiguousarray would make a 0-d ``a`` 1-d)
         return None
     if b is None:
         mode = (0, 1, 1, a.size)
