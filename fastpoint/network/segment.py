@@ -111,6 +111,15 @@ def segment(model: str, inp: str, out: str, *, workers: int = 2, chunk: int = 10
 
 
 def _peak_rss() -> int:
+    """This process's peak resident memory: VmHWM (the high-water mark of its own address space; getrusage's
+    ru_maxrss is not, on Linux it survives exec and so starts at the spawning parent's peak)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     import resource
     import sys
 
