@@ -43,6 +43,15 @@ def export_free(path: str, size: int = 256) -> str:
     return path
 
 
+def write_result(out_dir: str, prefix: str, result: dict) -> str:
+    """The figures as bench/results/<prefix>-<UTC time>.json; returns the path."""
+    os.makedirs(out_dir, exist_ok=True)
+    path = os.path.join(out_dir, f"{prefix}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json")
+    with open(path, "w") as f:
+        json.dump(result, f, indent=1)
+    return path
+
+
 def synthetic_zarr(path: str, size: int, chunk: int = 1024) -> None:
     """A smooth random RGB image (H, W, 3) uint8, written chunk by chunk (never whole in memory)."""
     import dask.array as da
@@ -143,11 +152,7 @@ def main(argv=None) -> int:
         print(f"| {r['size']} | {r['seconds']:.1f} | {r['mpixel_per_s']:.3f} | {1 / r['mpixel_per_s']:.2f} | "
               f"{r['per_core_vs_in_memory']:.2f} | {r['per_cpu_second_vs_in_memory']:.2f} | "
               f"{max(r['peak_rss_mib']):.0f} |")
-    os.makedirs(args.out, exist_ok=True)
-    path = os.path.join(args.out, f"dask_scaling-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json")
-    with open(path, "w") as f:
-        json.dump(result, f, indent=1)
-    print(f"\nwritten {path}")
+    print(f"\nwritten {write_result(args.out, 'dask_scaling', result)}")
     return 0
 
 

@@ -14,7 +14,6 @@ bench/results/dask_vs_monai-<UTC time>.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -46,7 +45,7 @@ def main(argv=None) -> int:
 
     import dask.array as da
     import torch
-    from dask_scaling import export_free
+    from dask_scaling import export_free, write_result
     from export_models import build
     from monai.inferers import sliding_window_inference
 
@@ -86,11 +85,7 @@ def main(argv=None) -> int:
     print(f"fastpoint.dask.run (chunk {args.chunk}, {args.threads} tasks at once): "
           f"{result['fastpoint_tiled_seconds']:.1f} s, vs fastpoint on the whole image: {result['fastpoint_tiled']}, "
           f"bit equal: {result['fastpoint_bit_equal']}")
-    os.makedirs(args.out, exist_ok=True)
-    path = os.path.join(args.out, f"dask_vs_monai-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json")
-    with open(path, "w") as f:
-        json.dump(result, f, indent=1)
-    print(f"written {path}")
+    print(f"written {write_result(args.out, 'dask_vs_monai', result)}")
     return 0
 
 
