@@ -104,9 +104,10 @@ def segment(model: str, inp: str, out: str, *, workers: int = 2, chunk: int = 10
     pixels = int(x.shape[0] * x.shape[2] * x.shape[3])
     report = {"model": model, "input_shape": list(src.shape), "output_shape": list(y.shape), "chunk": chunk,
               "workers": len(rss), "seconds": seconds, "mpixel_per_s": pixels / seconds / 1e6,
-              "worker_cpu_seconds": sum(cpu[w] - cpu0.get(w, 0.0) for w in cpu), "peak_rss_mib": sorted(v / 2**20 for v in rss.values()),
-              "halo": [list(h) for h in t.halo], "alignment": t.alignment, "tile_shapes": [list(s) for s in
-                                                                                       t.tile_shapes],
+              "worker_cpu_seconds": sum(cpu[w] - cpu0.get(w, 0.0) for w in cpu),
+              "peak_rss_mib": sorted(v / 2**20 for v in rss.values()),
+              "halo": [list(h) for h in t.halo], "alignment": t.alignment,
+              "tile_shapes": [list(s) for s in t.tile_shapes],
               "task_peak_activation_mib": t.peak_bytes / 2**20, "halo_overhead": t.overhead}
     return report
 
