@@ -80,6 +80,33 @@ def in_memory_rate(model: str, size: int, repeat: int) -> dict:
             "mpixel_per_cpu_s": size * size / cpu_sec / 1e6}
 
 
+def ab_in_process(model: str, size: int, chunk: int, rounds: int) -> dict:
+    """The whole image against fastpoint.dask.run on one thread (``scheduler="sync"``), alternating in this
+    process: the cost of the halo and of dask's tasks without a cluster. Medians of wall and CPU seconds."""
+    import dask.array as da
+
+    import fastpoint as fp
+    import fastpoint.dask as fpd
+
+    net = fp.load_onnx(model)
+    x = np.random.default_rng(2).random((1, 3, size, size), dtype=np.float32)
+    fp.set_num_threads(1)
+    y = fpd.run(net, da.from_array(x, chunks=(1, 3, chunk, chunk)))
+    runs = {"whole": (lambda: net(x)), "tiled": (lambda: y.compute(scheduler="sync"))}
+    for f in runs.values():
+        f()  # plans, packing, arenas
+    times = {k: [] for k in runs}
+    for _ in range(rounds):
+        for k, f in runs.items():
+            t0, c0 = time.perf_counter(), time.process_time()
+            f()
+            times[k].append((time.perf_counter() - t0, time.process_time() - c0))
+    med = {k: (float(np.median([t for t, _ in v])), float(np.median([c for _, c in v]))) for k, v in times.items()}
+    return {"size": size, "chunk": chunk, "rounds": rounds, "whole_s": med["whole"][0], "whole_cpu_s": med["whole"][1],
+            "tiled_s": med["tiled"][0], "tiled_cpu_s": med["tiled"][1],
+            "tiled_over_whole_cpu": med["tiled"][1] / med["whole"][1]}
+
+
 def check_exact(model: str, size: int, chunks=(600, 700)) -> dict:
     import dask.array as da
 
@@ -106,6 +133,8 @@ def main(argv=None) -> int:
     p.add_argument("--memory-limit", default="2GiB")
     p.add_argument("--repeat", type=int, default=3, help="in-memory runs (median)")
     p.add_argument("--exact", action="store_true", help="check exactness on a 2048^2 image first")
+    p.add_argument("--ab", type=int, default=0, metavar="ROUNDS",
+                   help="only the in-process A/B: whole 2048^2 image against fastpoint.dask.run, 1 thread")
     p.add_argument("--workdir", default=None, help="where the zarr images go (default: a temporary directory)")
     p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "bench", "results"))
     args = p.parse_args(argv)
@@ -116,6 +145,11 @@ def main(argv=None) -> int:
 
     result = {"model": args.model, "chunk": args.chunk, "workers": args.workers, "memory_limit": args.memory_limit,
               "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "runs": []}
+    if args.ab:
+        result["ab"] = ab_in_process(args.model, 2048, args.chunk, args.ab)
+        print(json.dumps(result["ab"]))
+        print(f"written {write_result(args.out, 'dask_ab', result)}")
+        return 0
     if args.exact:
         result["exact"] = check_exact(args.model, 2048)
         print(f"exactness 2048^2, chunks {result['exact']['chunks']}: max |diff| {result['exact']['max_abs_diff']:.3g}"
