@@ -219,6 +219,8 @@ def _conv_reach(node, r2: Reach2, in_shape, in_shapes) -> Reach2:
 def _pool_reach(node, r2: Reach2, in_shape) -> Reach2:
     a = node.op.attrs
     kernel = list(a["kernel_shape"])
+    if len(node.outputs) > 1 and node.outputs[1]:
+        raise _refuse(node, "returns indices (positions in the whole image)")
     if len(kernel) != 2 or len(in_shape) != 4:
         raise _refuse(node, f"is not a 2-d pooling (kernel {kernel})")
     strides = list(a.get("strides") or [1, 1])
