@@ -198,3 +198,26 @@ def test_halo_one_pixel_short_is_wrong(monkeypatch):
     monkeypatch.setattr(tiled, "_axis_tiles", short)
     got = fpd.run(net, da.from_array(x, chunks=(1, 3, 13, 17))).compute(scheduler="sync")
     assert not np.array_equal(got, ref)
+
+
+def test_segment_command_raw(tmp_path):
+    """``fastpoint segment ... --raw`` on a (C, H, W) float zarr: the network's output, written to zarr."""
+    pytest.importorskip("distributed")
+    zarr = pytest.importorskip("zarr")
+    import json
+
+    from fastpoint.cli import main
+
+    rng = np.random.default_rng(12)
+    m = unet_graph(np.float32, rng, "nearest", "convtranspose")
+    onnx.save(m, str(tmp_path / "m.onnx"))
+    img = rng.standard_normal((3, 52, 60)).astype(np.float32)
+    da.to_zarr(da.from_array(img, chunks=(3, 20, 20)), str(tmp_path / "in.zarr"))
+    assert main(["segment", str(tmp_path / "m.onnx"), str(tmp_path / "in.zarr"), str(tmp_path / "out.zarr"),
+                 "--raw", "--workers", "1", "--chunk", "24", "--no-progress", "--layout", "CHW",
+                 "--json", str(tmp_path / "r.json")]) == 0
+    got = zarr.open(str(tmp_path / "out.zarr"), mode="r")[...]
+    ref = fp.load_onnx(m)(img[None])[0]
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-6 * np.abs(ref).max())
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["halo"][0][0] > 0 and report["peak_rss_mib"][0] > 0
