@@ -221,3 +221,14 @@ def test_segment_command_raw(tmp_path):
     np.testing.assert_allclose(got, ref, rtol=0, atol=1e-6 * np.abs(ref).max())
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["halo"][0][0] > 0 and report["peak_rss_mib"][0] > 0
+
+
+def test_upsampling_output():
+    """An output at twice the input's resolution (step 1/2): output chunks are twice the input chunks."""
+    rng = np.random.default_rng(13)
+    inits = weights(rng, 2, 3, 3, np.float64, "c1")
+    nodes = [conv("x", "a", "c1", pads=[1, 1, 1, 1]), const("scales", np.array([1, 1, 2, 2], np.float32)),
+             helper.make_node("Resize", ["a", "", "scales"], ["y"], mode="linear",
+                              coordinate_transformation_mode="half_pixel")]
+    _, y = check(model(nodes, inits), image((1, 3, 27, 31), np.float64, rng), (1, 3, 10, 7))
+    assert y.chunks[2] == (20, 20, 14) and y.chunks[3] == (14, 14, 14, 14, 6)
