@@ -55,6 +55,7 @@ from .conv_transpose import ConvTranspose1d, ConvTranspose2d
 from .core.image_args import spatial_axes
 from .core.spec import DTYPES, IntOrPair, Padding, as_array, check_layout, make_spec
 from .core.threads import thread_limit
+from .network.tiled import TilingError, run, tiling  # noqa: F401 - whole networks (fastpoint/network/tiled.py)
 from .ops.pooling import pool_params, reduce_windows
 from .ops.upsample import bilinear_valid_axis, nearest, upsample_params
 
