@@ -119,6 +119,8 @@ def test_batch_and_threads(isa, layout, n, threads):
     (1, 32, 48, 8, 300),    # wide map: blocks are segments of a tile row
     (1, 96, 200, 7, 7),     # one block: the threads split the output channels
     (2, 1600, 20, 5, 6),    # a reduction longer than one GEMM k block
+    (5, 20, 24, 9, 10),     # small maps of a batch: blocks of several whole images, uneven groups
+    (8, 32, 48, 14, 13),    # the same, F(4x4) with partial tiles
 ])
 @pytest.mark.parametrize("threads", [1, 2])
 def test_blocking_and_splits(isa, shape, threads):
