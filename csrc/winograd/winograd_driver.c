@@ -111,7 +111,12 @@ static void make_plan(plan *P, const fp_conv_problem *p, int isa) {
      * took 256->256@64 from 310 to 460 and 512->512@32 from 400 to 560 effective GFLOP/s. */
     const int64_t per_tile = (int64_t)sizeof(float) * P->nn * (P->ldv + ldm_all);
     const int64_t l3_share = fp_cache_size(3) / (2 * (int64_t)fp_max_threads());
-    const int64_t target = FP_MAX(32, FP_MAX(fp_cache_size(2) / 2 / per_tile, FP_MIN(128, l3_share / per_tile)));
+    int64_t target = FP_MAX(32, FP_MAX(fp_cache_size(2) / 2 / per_tile, FP_MIN(128, l3_share / per_tile)));
+    /* Big channel counts on a small L3 (U of 512->512 is 38 MB, of 2048->512 151 MB): U, streamed from memory
+     * once per block, then costs a tile more than its own V and M unless a block has U / (V + M of a tile)
+     * tiles; up to 128 of them, even where V and M then leave L3. */
+    const int64_t u_bytes = (int64_t)sizeof(float) * P->nn * p->cin * ldm_all;
+    target = FP_MAX(target, FP_MIN(128, u_bytes / per_tile));
     if (P->tw >= target) {
         P->segs = FP_CEIL_DIV(P->tw, target);
         P->rpb = 1;
