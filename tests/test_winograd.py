@@ -327,3 +327,14 @@ def test_load_onnx_algorithm_winograd_where_it_applies():
     assert algorithms == {"c3": {"winograd"}, "c1": {"auto"}, "c3s2": {"auto"}}
     with pytest.raises(ValueError, match="algorithm"):
         fp.load_onnx(m, algorithm="fft")
+
+
+@needs_c
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_residual_epilogue_on_blocks_of_several_images(isa, layout):
+    """The epilogue (residual + ReLU) lands on the right image when a block spans images."""
+    rng = np.random.default_rng(21)
+    x, w, b = data(rng, 5, 20, 24, 9, 10, layout=layout)
+    res = rng.standard_normal(reference(x, w, b, 1, layout).shape).astype(np.float32)
+    y = fp.Conv2d(w, b, padding=1, layout=layout, activation="relu", backend="c", algorithm="winograd")(x, residual=res)
+    check_close(y, np.maximum(reference(x, w, b, 1, layout) + res, 0))
