@@ -242,3 +242,84 @@ def test_unbatched_pooling_and_upsample():
     np.testing.assert_array_equal(fpd.avg_pool2d(xd, 2).compute(), fp.avg_pool2d(x, 2))
     np.testing.assert_array_equal(fpd.upsample(xd, 2, "bilinear").compute(), fp.upsample(x, 2, "bilinear"))
     np.testing.assert_array_equal(fpd.upsample(xd, 3).compute(), fp.upsample(x, 3))
+
+
+CONV1D_CASES = [
+    dict(k=3, padding=1),
+    dict(k=2, dilation=4, padding=(4, 0)),  # causal (WaveNet)
+    dict(k=10, stride=5),  # wav2vec2's stem
+    dict(k=3, stride=2, padding=(0, 3)),
+    dict(k=5, padding="same", dilation=2),
+    dict(k=1, padding=(0, 2)),  # kernel 1 padded on the right only
+    dict(k=3, groups=4, padding=1),
+]
+
+
+@pytest.mark.parametrize("layout", ["NCL", "NLC"])
+@pytest.mark.parametrize("case", CONV1D_CASES, ids=str)
+def test_conv1d_exact(case, layout):
+    case = dict(case)
+    k, groups = case.pop("k"), case.get("groups", 1)
+    rng = np.random.default_rng(1)
+    x = int_array(rng, (3, 8, 61))
+    x = x if layout == "NCL" else np.ascontiguousarray(x.transpose(0, 2, 1))
+    w, b = int_array(rng, (12, 8 // groups, k), -2, 2), int_array(rng, (12,), -2, 2)
+    ref = fp.conv1d(x, w, b, activation="relu", layout=layout, **case)
+    chunks = (2, 3, 13) if layout == "NCL" else (2, 13, 3)
+    got = fpd.conv1d(da.from_array(x, chunks=chunks), w, b, activation="relu", layout=layout, **case)
+    assert got.shape == ref.shape and max(got.numblocks) > 2  # cut in L
+    np.testing.assert_array_equal(got.compute(), ref)
+    np.testing.assert_array_equal(fpd.conv1d(x[0], w, b, layout=layout, **case).compute(),
+                                  fp.conv1d(x[0], w, b, layout=layout, **case))
+
+
+TRANSPOSE_CASES = [
+    dict(k=2, stride=2),  # U-Net up-convolution
+    dict(k=3, stride=2, padding=1, output_padding=1),
+    dict(k=4, stride=2, padding=1),  # FCN-8s / DCGAN
+    dict(k=16, stride=8, padding=4),
+    dict(k=1, stride=3, output_padding=2),  # rows no input reaches
+    dict(k=3, stride=1, padding=2, dilation=2, groups=5),
+    dict(k=5, stride=3, padding=6, output_padding=1, dilation=2),
+]
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("case", TRANSPOSE_CASES, ids=str)
+def test_conv_transpose2d_exact(case, layout):
+    case = dict(case)
+    k, groups = case.pop("k"), case.get("groups", 1)
+    rng = np.random.default_rng(2)
+    x = to_layout(int_array(rng, (3, 5, 17, 19)), layout)
+    w, b = int_array(rng, (5, 10 // groups, k, k), -2, 2), int_array(rng, (10,), -2, 2)
+    ref = fp.conv_transpose2d(x, w, b, activation="relu", layout=layout, **case)
+    got = fpd.conv_transpose2d(chunked(x, layout, (4, 7)), w, b, activation="relu", layout=layout, **case)
+    assert got.shape == ref.shape and min(got.numblocks) == 1 and sorted(got.numblocks)[2] > 1  # cut in H and W
+    np.testing.assert_array_equal(got.compute(), ref)
+    np.testing.assert_array_equal(fpd.conv_transpose2d(x[0], w, None, layout=layout, **case).compute(),
+                                  fp.conv_transpose2d(x[0], w, None, layout=layout, **case))
+
+
+@pytest.mark.parametrize("layout", ["NCL", "NLC"])
+def test_conv_transpose1d_exact(layout):
+    rng = np.random.default_rng(3)
+    x = int_array(rng, (2, 6, 40))
+    x = x if layout == "NCL" else np.ascontiguousarray(x.transpose(0, 2, 1))
+    w, b = int_array(rng, (6, 2, 4), -2, 2), int_array(rng, (6,), -2, 2)
+    args = (b, 3, 2, 1, 3, 2)  # stride, padding, output_padding, groups, dilation
+    ref = fp.conv_transpose1d(x, w, *args, layout=layout)
+    chunks = (1, 6, 9) if layout == "NCL" else (1, 9, 6)
+    np.testing.assert_array_equal(fpd.conv_transpose1d(da.from_array(x, chunks=chunks), w, *args,
+                                                       layout=layout).compute(), ref)
+
+
+def test_conv1d_and_transposed_errors_before_compute():
+    x = da.zeros((1, 4, 10), chunks=(1, 4, 5), dtype=np.float32)
+    with pytest.raises(ValueError, match="channels"):
+        fpd.conv1d(x, np.zeros((3, 5, 3), np.float32))
+    with pytest.raises(ValueError, match="spans"):
+        fpd.conv1d(x, np.zeros((3, 4, 12), np.float32))
+    with pytest.raises(ValueError, match="output_padding"):
+        fpd.conv_transpose1d(x, np.zeros((4, 3, 3), np.float32), stride=2, output_padding=2)
+    with pytest.raises(ValueError, match="layout"):
+        fpd.conv1d(x, np.zeros((3, 4, 3), np.float32), layout="NCHW")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from ..core.spec import ALGORITHMS
 from . import ops_conv, ops_elementwise, ops_misc, ops_nn, ops_pool, ops_resize, ops_shape  # noqa: F401  (registers the op classes)
-from .graph import TensorInfo, fold_batch_norm, fuse_relu, load_model, parse
+from .graph import TensorInfo, fold_batch_norm, fuse_relu, parse, read
 from .network import Network
 from .registry import supported_ops
 
@@ -26,7 +26,7 @@ def load_onnx(model, *, backend: str = "auto", algorithm: str = "auto") -> Netwo
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
-    graph = parse(load_model(model))
+    graph = parse(*read(model))
     fold_batch_norm(graph)
     fuse_relu(graph)
     for node in graph.nodes:
