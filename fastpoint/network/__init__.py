@@ -5,6 +5,7 @@ See docs/networks.md for the plan (parsing, folding, memory) and how to add an o
 
 from __future__ import annotations
 
+from ..core.spec import ALGORITHMS
 from . import ops_conv, ops_elementwise, ops_misc, ops_nn, ops_pool, ops_resize, ops_shape  # noqa: F401  (registers the op classes)
 from .graph import TensorInfo, fold_batch_norm, fuse_relu, parse, read
 from .network import Network
@@ -13,20 +14,26 @@ from .registry import supported_ops
 BACKENDS = ("auto", "c", "numba", "numpy")
 
 
-def load_onnx(model, *, backend: str = "auto") -> Network:
+def load_onnx(model, *, backend: str = "auto", algorithm: str = "auto") -> Network:
     """Load an ONNX model (a path, bytes or an ``onnx.ModelProto``) to run on NumPy arrays.
 
     Convolutions run on fastpoint's kernels (``backend`` as in :func:`fastpoint.conv2d`); an op or
     attribute fastpoint does not support raises ``NotImplementedError`` naming it, here at load.
+    ``algorithm="winograd"`` runs every Conv that Winograd applies to (3x3, stride 1, dilation 1,
+    groups 1; docs/winograd.md) with it, the others as ``"auto"``.
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
     graph = parse(*read(model))
     fold_batch_norm(graph)
     fuse_relu(graph)
     for node in graph.nodes:
         if hasattr(node.op, "backend"):
             node.op.backend = backend
+        if hasattr(node.op, "algorithm"):
+            node.op.algorithm = algorithm
     return Network(graph, backend)
 
 

@@ -15,6 +15,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from ..api import Conv2d
+from ..core.spec import check_algorithm
 from .registry import Op, deliver, register
 
 
@@ -84,6 +85,16 @@ class Conv(ConvBase):
     def setup(self):
         super().setup()
         self._layers: Dict[Tuple[int, int, str], object] = {}
+        self.algorithm = "auto"  # load_onnx(algorithm=...): "winograd" where it applies (_algorithm)
+
+    def _algorithm(self, w4, strides, dilations) -> str:
+        if self.algorithm != "winograd":
+            return self.algorithm
+        try:
+            return check_algorithm("winograd", w4.shape[2], w4.shape[3], tuple(strides), tuple(dilations),
+                                   self.attrs["group"])
+        except ValueError:  # not a 3x3 stride-1 ungrouped layer: the default kernels
+            return "auto"
 
     def _pads(self, x_shape, w_shape) -> List[int]:
         rank = len(w_shape) - 2
@@ -121,12 +132,14 @@ class Conv(ConvBase):
         w4 = w if w.ndim == 4 else w[:, :, None, :]
         if self.weight is None:  # weight given at run time: a one-call convolution
             return lambda x, out: fp.conv2d(x, w4, b, strides, sym, dilations, self.attrs["group"],
-                                            activation=self.activation, backend=self.backend, out=out)
+                                            activation=self.activation, backend=self.backend, out=out,
+                                            algorithm=self._algorithm(w4, strides, dilations))
         key = tuple(sym)
         layer = self._layers.get(key)
         if layer is None:
             layer = self._layers[key] = NodeConv2d(w4, b, strides, sym, dilations, self.attrs["group"],
-                                                    activation=self.activation, backend=self.backend)
+                                                    activation=self.activation, backend=self.backend,
+                                                    algorithm=self._algorithm(w4, strides, dilations))
         return lambda x, out: layer(x, out=out)
 
     def run(self, inputs, outs):
