@@ -111,6 +111,9 @@ void fp_pool_run(int threads, int64_t nchunks, fp_task_fn fn, void *ctx);
 int64_t fp_chunk_count(int64_t jobs, int threads);
 void fp_chunk_range(int64_t jobs, int64_t nchunks, int64_t chunk, int64_t *lo, int64_t *hi);
 
+/* Last-level cache bytes for one thread's re-read blocks (csrc/cpu.c). */
+int64_t fp_cache_share(void);
+
 static inline int fp_threads(const fp_conv_problem *p) { return p->num_threads > 0 ? p->num_threads : 1; }
 
 #endif

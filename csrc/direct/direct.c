@@ -164,17 +164,23 @@ static void plan(const fp_conv_problem *p, int isa, geom *G) {
     const int64_t sw = p->stride_w, sh = p->stride_h;
     const int64_t Wp = (p->ow - 1) * sw + (p->kw - 1) * p->dil_w + 1;
     G->Wq = FP_CEIL_DIV(Wp, sw);
-    /* Rows per block: the strip takes at most half of L2 (the other half holds the weights of one
-     * channel block, which every row of the strip reuses), and there are enough jobs. */
+    /* Rows per block.  Every row block streams all of the group's weights once, so a block of R rows
+     * reuses each weight R x ow times: when the weights outgrow half of L2 (they then come from L3 on
+     * every pass), the strip takes the thread's share of L3 (fp_cache_share) rather than half of L2.
+     * The tiles of one (channel block, input-channel chunk) still read only that chunk's rows, a few
+     * KiB per row, which stay in L2 while the rows of the block sweep it.  1 thread, loaded box, CPU time:
+     * 512->512 3x3 dilation 4 @32 (R 1 -> 32) 47-56 % -> 86-90 % of peak; 2048->512 @32 (R 1 -> 8)
+     * 53-56 % -> 75-80 %.  Weights that fit keep the strip in L2: nothing to amortize. */
     const int64_t row_bytes = (int64_t)sizeof(float) * G->cin_g * sw * G->Wq;
-    const int64_t budget = FP_MAX(256 * 1024, fp_cache_size(2) / 2);
+    const int64_t wbytes = (int64_t)sizeof(float) * G->cin_g * G->T * G->ncb * FP_DIRECT_CB;
+    const int64_t half_l2 = FP_MAX(256 * 1024, fp_cache_size(2) / 2);
+    const int64_t budget = wbytes > half_l2 ? FP_MAX(half_l2, fp_cache_share()) : half_l2;
     int64_t R = p->oh;
     while (R > 1 && ((R - 1) * sh + (p->kh - 1) * p->dil_h + 1) * row_bytes > budget) R = (R + 1) / 2;
     const int64_t outer = p->n * p->groups;
     G->ncbg = FP_CEIL_DIV(G->ncb, G->nb);
     /* When a group's weights outgrow L2, threads first split the output channels (each streams
      * its share of the weights) and only then the rows (each row block streams all of them). */
-    const int64_t wbytes = (int64_t)sizeof(float) * G->cin_g * G->T * G->ncb * FP_DIRECT_CB;
     int64_t cc = (wbytes > 2 * fp_cache_size(2) && nt > 1) ? FP_MIN(G->ncbg, nt) : 1;
     /* Weights that do not stay in L2 beside the strip: split only the output channels for the
      * threads, as far as the blocks allow, before any row split.  The channel chunks of one row
