@@ -42,6 +42,11 @@ typedef struct fp_algo {
                         const void *bias, void *y);
 } fp_algo;
 #define FP_DECLINED 1
+/* run_unpacked also answers, when the packing inside its loops saw every weight: */
+#define FP_RAN_FINITE 2    /* ran; every weight is finite */
+#define FP_RAN_NONFINITE 3 /* ran; some weight is NaN or +-Inf */
+/* csrc/oneshot.c: 1 when some of the n floats at w is NaN or +-Inf */
+int fp_any_nonfinite_f32(const float *w, int64_t n);
 
 /* conv.c: the chosen algorithm's run_unpacked (thread count clamped, subnormals flushed, as for a run), or
  * FP_DECLINED. */

@@ -247,6 +247,7 @@ typedef struct direct_task {
     int64_t wblk;
     int64_t strip_bytes, pbuf_bytes; /* the running thread's fp_scratch slots 0 and 1 (pbuf: 0 if unused) */
     int failed;
+    int nonfinite;                   /* one-shot: some packed weight is NaN or +-Inf */
     uint64_t call;                   /* this call's number (g_calls) */
     const fp_ep *ep;                 /* the call's epilogue (csrc/epilogue), applied to each stored tile */
 } direct_task;
@@ -319,13 +320,18 @@ static void direct_chunk(void *ctx, int64_t job, int worker) {
                  * of their chunks comes, then read from L2/L1 by every tile of the row block.  Only when
                  * this job is the only one to use them (run_unpacked), so nothing is packed twice. */
                 const int64_t CT = G.cin_g * G.T, kp = k0 / G.kcp * G.kcp, kpn = FP_MIN(G.kcp, G.cin_g - kp);
-                if (k0 == kp)
+                if (k0 == kp) {
                     for (int b = 0; b < nbb; b++) {
                         const int64_t co0 = (cb + b) * FP_DIRECT_CB;
                         fp_pack_transpose(wraw + (g * G.cout_g + co0) * CT + kp * G.T, CT,
                                           FP_MIN(FP_DIRECT_CB, G.cout_g - co0), kpn * G.T, FP_DIRECT_CB,
                                           wbuf + b * kpn * G.T * FP_DIRECT_CB);
                     }
+                    /* the non-finite check of the weights (csrc/oneshot.c), on the packed copy while it
+                     * is in L1: every weight is packed exactly once, the zero lanes are finite */
+                    if (fp_any_nonfinite_f32(wbuf, nbb * kpn * G.T * FP_DIRECT_CB))
+                        __atomic_store_n(&t->nonfinite, 1, __ATOMIC_RELAXED);
+                }
                 a.w = wbuf + (k0 - kp) * G.T * FP_DIRECT_CB;
                 a.wblk = kpn * G.T * FP_DIRECT_CB;
             } else {
@@ -438,12 +444,13 @@ static int run_either(const fp_conv_problem *p, int isa, const float *x, const f
     const int T = fp_threads(p);
     direct_task t = {p, &G, isa, x, wpk, bpad, wraw, toff, y, G.cin_g * G.T * FP_DIRECT_CB,
                      (int64_t)sizeof(float) * G.cin_g * G.nr * sw * Wq,
-                     G.kc < G.cin_g ? (int64_t)sizeof(float) * G.R * p->ow * G.nb * FP_DIRECT_CB : 0, 0,
+                     G.kc < G.cin_g ? (int64_t)sizeof(float) * G.R * p->ow * G.nb * FP_DIRECT_CB : 0, 0, 0,
                      __atomic_add_fetch(&g_calls, 1, __ATOMIC_RELAXED), fp_ep_current()};
     fp_pool_run(T, jobs, direct_chunk, &t); /* one job per chunk, claimed dynamically */
     fp_aligned_free(toff);
     fp_aligned_free(bpad);
-    return t.failed ? FP_ERR_ALLOC : FP_OK;
+    if (t.failed) return FP_ERR_ALLOC;
+    return !wraw ? FP_OK : t.nonfinite ? FP_RAN_NONFINITE : FP_RAN_FINITE;
 }
 
 static int run(const fp_conv_problem *p, int isa, int f64, const void *x, const void *packed, const void *bias,
