@@ -69,8 +69,11 @@ static void nchw_block(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const f
             if (!fused) fp_gemm_pack_b_nchw(p, xn, pc, kc, jc, jn, NR, buf, off);
             for (int64_t ic = rows.lo; ic < rows.hi; ic += bs->mc) {
                 const int64_t ie = FP_MIN(ic + bs->mc, rows.hi);
-                if (fused && unit_stride && uk->tall && ie - ic > MR && ie - ic <= uk->tall_mr) {
-                    /* 9..24 channels: one tall tile covers them all, reading X once, in place. */
+                if (fused && unit_stride && uk->tall && ic == rows.lo && ie == rows.hi && ie - ic > MR &&
+                    ie - ic <= uk->tall_mr) {
+                    /* 9..24 channels: one tall tile covers them all, reading X once, in place (only when
+                     * they are the whole row range: the regular path's first MC block must be the first,
+                     * which leaves the packed panels of X for the others). */
                     fp_ukr_args v = u;
                     v.a = packed + ic * K + pc * MR;
                     v.a_panel = K * MR;
