@@ -6,7 +6,7 @@ See docs/networks.md for the plan (parsing, folding, memory) and how to add an o
 from __future__ import annotations
 
 from . import ops_conv, ops_elementwise, ops_misc, ops_nn, ops_pool, ops_resize, ops_shape  # noqa: F401  (registers the op classes)
-from .graph import TensorInfo, fold_batch_norm, fuse_relu, load_model, parse
+from .graph import TensorInfo, fold_batch_norm, fuse_relu, parse, read
 from .network import Network
 from .registry import supported_ops
 
@@ -21,7 +21,7 @@ def load_onnx(model, *, backend: str = "auto") -> Network:
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    graph = parse(load_model(model))
+    graph = parse(*read(model))
     fold_batch_norm(graph)
     fuse_relu(graph)
     for node in graph.nodes:
