@@ -42,6 +42,11 @@ typedef struct fp_algo {
                         const void *bias, void *y);
 } fp_algo;
 #define FP_DECLINED 1
+/* run_unpacked also answers, when the packing inside its loops saw every weight: */
+#define FP_RAN_FINITE 2    /* ran; every weight is finite */
+#define FP_RAN_NONFINITE 3 /* ran; some weight is NaN or +-Inf */
+/* csrc/oneshot.c: 1 when some of the n floats at w is NaN or +-Inf */
+int fp_any_nonfinite_f32(const float *w, int64_t n);
 
 /* conv.c: the chosen algorithm's run_unpacked (thread count clamped, subnormals flushed, as for a run), or
  * FP_DECLINED. */
@@ -110,6 +115,9 @@ void fp_pool_run(int threads, int64_t nchunks, fp_task_fn fn, void *ctx);
 #define FP_CHUNKS_PER_THREAD 4
 int64_t fp_chunk_count(int64_t jobs, int threads);
 void fp_chunk_range(int64_t jobs, int64_t nchunks, int64_t chunk, int64_t *lo, int64_t *hi);
+
+/* Last-level cache bytes for one thread's re-read blocks (csrc/cpu.c). */
+int64_t fp_cache_share(void);
 
 static inline int fp_threads(const fp_conv_problem *p) { return p->num_threads > 0 ? p->num_threads : 1; }
 

@@ -29,6 +29,7 @@
         return (acc >> (8 * sizeof(U) - 1)) != 0;                                                          \
     }
 ANY_NONFINITE(any_nonfinite_f32, float, uint32_t, 0x7f800000u, 0x00800000u)
+int fp_any_nonfinite_f32(const float *w, int64_t n) { return any_nonfinite_f32(w, n); }
 ANY_NONFINITE(any_nonfinite_f64, double, uint64_t, 0x7ff0000000000000ull, 0x0010000000000000ull)
 
 /* The check of a large weight runs in blocks across the pool, as packing does. */
@@ -51,6 +52,8 @@ static void check_block(void *ctx, int64_t job) {
 static int once(const fp_conv_problem *p, int f64, const void *x, const void *w, const void *bias, void *y,
                 int check_finite) {
     int rc = fp_run_unpacked(p, f64, x, w, bias, y); /* packing fused into the kernel's loops, where it pays */
+    /* the kernel's packing looked at every weight (the direct driver checks each packed block in L1) */
+    if (rc == FP_RAN_FINITE || rc == FP_RAN_NONFINITE) return check_finite && rc == FP_RAN_NONFINITE;
     if (rc == FP_DECLINED) {
         void *packed = fp_scratch(FP_SCRATCH_ONCE, fp_packed_bytes(p, f64));
         if (!packed) return FP_ERR_ALLOC;

@@ -79,6 +79,7 @@ typedef struct geom {
     int64_t cs, rs;      /* strip floats between input channels, between input rows */
     int64_t cchunks, cbg_per_chunk, ncbg;
     int64_t kc;          /* input channels per reduction chunk (weights of a chunk stay in L1) */
+    int64_t kcp;         /* one-shot: input channels packed at a time (a multiple of kc; L2) */
 } geom;
 
 /* Copy the input rows [iy0, iy0 + nrows) of group g, image n into the strip: row-major by channel,
@@ -165,17 +166,23 @@ static void plan(const fp_conv_problem *p, int isa, geom *G) {
     const int64_t sw = p->stride_w, sh = p->stride_h;
     const int64_t Wp = (p->ow - 1) * sw + (p->kw - 1) * p->dil_w + 1;
     G->Wq = FP_CEIL_DIV(Wp, sw);
-    /* Rows per block: the strip takes at most half of L2 (the other half holds the weights of one
-     * channel block, which every row of the strip reuses), and there are enough jobs. */
+    /* Rows per block.  Every row block streams all of the group's weights once, so a block of R rows
+     * reuses each weight R x ow times: when the weights outgrow half of L2 (they then come from L3 on
+     * every pass), the strip takes the thread's share of L3 (fp_cache_share) rather than half of L2.
+     * The tiles of one (channel block, input-channel chunk) still read only that chunk's rows, a few
+     * KiB per row, which stay in L2 while the rows of the block sweep it.  1 thread, loaded box, CPU time:
+     * 512->512 3x3 dilation 4 @32 (R 1 -> 32) 47-56 % -> 86-90 % of peak; 2048->512 @32 (R 1 -> 8)
+     * 53-56 % -> 75-80 %.  Weights that fit keep the strip in L2: nothing to amortize. */
     const int64_t row_bytes = (int64_t)sizeof(float) * G->cin_g * sw * G->Wq;
-    const int64_t budget = FP_MAX(256 * 1024, fp_cache_size(2) / 2);
+    const int64_t wbytes = (int64_t)sizeof(float) * G->cin_g * G->T * G->ncb * FP_DIRECT_CB;
+    const int64_t half_l2 = FP_MAX(256 * 1024, fp_cache_size(2) / 2);
+    const int64_t budget = wbytes > half_l2 ? FP_MAX(half_l2, fp_cache_share()) : half_l2;
     int64_t R = p->oh;
     while (R > 1 && ((R - 1) * sh + (p->kh - 1) * p->dil_h + 1) * row_bytes > budget) R = (R + 1) / 2;
     const int64_t outer = p->n * p->groups;
     G->ncbg = FP_CEIL_DIV(G->ncb, G->nb);
     /* When a group's weights outgrow L2, threads first split the output channels (each streams
      * its share of the weights) and only then the rows (each row block streams all of them). */
-    const int64_t wbytes = (int64_t)sizeof(float) * G->cin_g * G->T * G->ncb * FP_DIRECT_CB;
     int64_t cc = (wbytes > 2 * fp_cache_size(2) && nt > 1) ? FP_MIN(G->ncbg, nt) : 1;
     /* Weights that do not stay in L2 beside the strip: split only the output channels for the
      * threads, as far as the blocks allow, before any row split.  The channel chunks of one row
@@ -211,6 +218,10 @@ static void plan(const fp_conv_problem *p, int isa, geom *G) {
     int64_t kc = FP_MAX(8, (20 * 1024) / per_ci);
     if (!uk->chunk_cin || G->cin_g <= kc + kc / 2) kc = G->cin_g;
     G->kc = kc;
+    /* One-shot calls pack the caller's weights a few chunks at a time: rows of kcp x taps floats are long
+     * enough for the hardware to stream them (8 channels x 9 taps is 288 bytes a row), and the packed
+     * block (nb x kcp x taps x 16 lanes) takes a quarter of L2, from where the chunks' tiles read it. */
+    G->kcp = FP_MIN(G->cin_g, kc * FP_MAX(1, fp_cache_size(2) / 4 / (kc * per_ci)));
     G->cchunks = FP_CEIL_DIV(G->ncbg, G->cbg_per_chunk);
 }
 
@@ -230,11 +241,13 @@ typedef struct direct_task {
     const geom *G;
     int isa;
     const float *x, *wpk, *bpad;
+    const float *wraw;               /* one-shot (run_unpacked): the caller's weights, packed per chunk */
     const int64_t *toff;
     float *y;
     int64_t wblk;
     int64_t strip_bytes, pbuf_bytes; /* the running thread's fp_scratch slots 0 and 1 (pbuf: 0 if unused) */
     int failed;
+    int nonfinite;                   /* one-shot: some packed weight is NaN or +-Inf */
     uint64_t call;                   /* this call's number (g_calls) */
     const fp_ep *ep;                 /* the call's epilogue (csrc/epilogue), applied to each stored tile */
 } direct_task;
@@ -261,7 +274,11 @@ static void direct_chunk(void *ctx, int64_t job, int worker) {
     const int64_t wblk = t->wblk;
     float *strip = (float *)fp_scratch_or_fail(0, t->strip_bytes, &t->failed);
     float *pbuf = t->pbuf_bytes ? (float *)fp_scratch_or_fail(1, t->pbuf_bytes, &t->failed) : NULL;
-    if (!strip || (t->pbuf_bytes && !pbuf)) return;
+    const float *wraw = t->wraw;
+    float *wbuf = wraw ? (float *)fp_scratch_or_fail(
+                             2, (int64_t)sizeof(float) * G.nb * G.kcp * G.T * FP_DIRECT_CB, &t->failed)
+                       : NULL;
+    if (!strip || (t->pbuf_bytes && !pbuf) || (wraw && !wbuf)) return;
     float tbuf[FP_DIRECT_TILE_MAX * FP_DIRECT_CB] __attribute__((aligned(64)));
     int64_t rest = job;
     const int64_t cc = rest % G.cchunks; rest /= G.cchunks;
@@ -296,8 +313,30 @@ static void direct_chunk(void *ctx, int64_t job, int worker) {
         for (int64_t k0 = 0; k0 < G.cin_g; k0 += G.kc) {
             const int first = k0 == 0, last = k0 + G.kc >= G.cin_g;
             a.cin = FP_MIN(G.kc, G.cin_g - k0);
-            a.w = wpk + (g * G.ncb + cb) * wblk + k0 * G.T * FP_DIRECT_CB;
             a.relu = last ? p->relu : 0;
+            if (wraw) {
+                /* One-shot: the weights of channels [kp, kp + kcp) (nbb blocks x kcp channels x taps x 16
+                 * lanes: the layout of the prepacked blocks, cut to those channels) packed when the first
+                 * of their chunks comes, then read from L2/L1 by every tile of the row block.  Only when
+                 * this job is the only one to use them (run_unpacked), so nothing is packed twice. */
+                const int64_t CT = G.cin_g * G.T, kp = k0 / G.kcp * G.kcp, kpn = FP_MIN(G.kcp, G.cin_g - kp);
+                if (k0 == kp) {
+                    for (int b = 0; b < nbb; b++) {
+                        const int64_t co0 = (cb + b) * FP_DIRECT_CB;
+                        fp_pack_transpose(wraw + (g * G.cout_g + co0) * CT + kp * G.T, CT,
+                                          FP_MIN(FP_DIRECT_CB, G.cout_g - co0), kpn * G.T, FP_DIRECT_CB,
+                                          wbuf + b * kpn * G.T * FP_DIRECT_CB);
+                    }
+                    /* the non-finite check of the weights (csrc/oneshot.c), on the packed copy while it
+                     * is in L1: every weight is packed exactly once, the zero lanes are finite */
+                    if (fp_any_nonfinite_f32(wbuf, nbb * kpn * G.T * FP_DIRECT_CB))
+                        __atomic_store_n(&t->nonfinite, 1, __ATOMIC_RELAXED);
+                }
+                a.w = wbuf + (k0 - kp) * G.T * FP_DIRECT_CB;
+                a.wblk = kpn * G.T * FP_DIRECT_CB;
+            } else {
+                a.w = wpk + (g * G.ncb + cb) * wblk + k0 * G.T * FP_DIRECT_CB;
+            }
             /* The weights of the next chunk (the next input channels, or the first chunk of the next
              * channel blocks) are prefetched into L2 a few lines per tile, so that they do not come
              * from L3 on the first tile that needs them (large layers' weights do not stay in L2). */
@@ -313,7 +352,7 @@ static void direct_chunk(void *ctx, int64_t job, int worker) {
                 pf_lines = FP_MIN(G.kc, G.cin_g) * G.T;
             }
             pf_step = FP_CEIL_DIV(pf_seg * pf_lines, nrows * ntl);
-            if (nrows * ntl < FP_DIRECT_PF_TILES) pf_seg = 0;
+            if (nrows * ntl < FP_DIRECT_PF_TILES || wraw) pf_seg = 0; /* one-shot: no packed weights to fetch */
             for (int64_t i = 0; i < nrows; i++) {
                 const int64_t oy = oy0 + i;
                 row_taps(p, oy, &a.t0, &a.t1);
@@ -373,14 +412,16 @@ static void direct_chunk(void *ctx, int64_t job, int worker) {
     }
 }
 
-static int run(const fp_conv_problem *p, int isa, int f64, const void *xv, const void *packed, const void *biasv,
-               void *yv) {
-    (void)f64;
-    const float *x = (const float *)xv, *bias = (const float *)biasv, *wpk = (const float *)packed;
-    float *y = (float *)yv;
-    if (p->n == 0 || p->oh == 0 || p->ow == 0 || p->cout == 0) return FP_OK;
+/* The weights are either packed (wpk) or the caller's (wraw, packed per chunk inside the loops). */
+static int run_either(const fp_conv_problem *p, int isa, const float *x, const float *wpk, const float *wraw,
+                      const float *bias, float *y) {
+    if (p->n == 0 || p->oh == 0 || p->ow == 0 || p->cout == 0) return wraw ? FP_DECLINED : FP_OK;
     geom G;
     plan(p, isa, &G);
+    /* Packing per chunk inside the loops pays when each chunk's weights serve one job: a single image
+     * and row block (the weight-heavy layers: small maps, or strips in the L3 share).  Otherwise every
+     * row block would pack them again, and the caller packs them once, split across the pool. */
+    if (wraw && p->n * G.nrb > 1) return FP_DECLINED;
     const int64_t sw = p->stride_w, Wq = G.Wq;
     int64_t *toff = (int64_t *)fp_aligned_alloc((int64_t)sizeof(int64_t) * G.T);
     float *bpad = (float *)fp_aligned_alloc((int64_t)sizeof(float) * p->groups * G.ncb * FP_DIRECT_CB);
@@ -401,14 +442,27 @@ static int run(const fp_conv_problem *p, int isa, int f64, const void *xv, const
 
     const int64_t jobs = p->n * p->groups * G.nrb * G.cchunks;
     const int T = fp_threads(p);
-    direct_task t = {p, &G, isa, x, wpk, bpad, toff, y, G.cin_g * G.T * FP_DIRECT_CB,
+    direct_task t = {p, &G, isa, x, wpk, bpad, wraw, toff, y, G.cin_g * G.T * FP_DIRECT_CB,
                      (int64_t)sizeof(float) * G.cin_g * G.nr * sw * Wq,
-                     G.kc < G.cin_g ? (int64_t)sizeof(float) * G.R * p->ow * G.nb * FP_DIRECT_CB : 0, 0,
+                     G.kc < G.cin_g ? (int64_t)sizeof(float) * G.R * p->ow * G.nb * FP_DIRECT_CB : 0, 0, 0,
                      __atomic_add_fetch(&g_calls, 1, __ATOMIC_RELAXED), fp_ep_current()};
     fp_pool_run(T, jobs, direct_chunk, &t); /* one job per chunk, claimed dynamically */
     fp_aligned_free(toff);
     fp_aligned_free(bpad);
-    return t.failed ? FP_ERR_ALLOC : FP_OK;
+    if (t.failed) return FP_ERR_ALLOC;
+    return !wraw ? FP_OK : t.nonfinite ? FP_RAN_NONFINITE : FP_RAN_FINITE;
 }
 
-const fp_algo fp_algo_direct = {"direct", applies, kernel_name, packed_bytes, pack, run, "conv"};
+static int run(const fp_conv_problem *p, int isa, int f64, const void *x, const void *packed, const void *bias,
+               void *y) {
+    (void)f64;
+    return run_either(p, isa, (const float *)x, (const float *)packed, NULL, (const float *)bias, (float *)y);
+}
+
+static int run_unpacked(const fp_conv_problem *p, int isa, int f64, const void *x, const void *w, const void *bias,
+                        void *y) {
+    (void)f64;
+    return run_either(p, isa, (const float *)x, NULL, (const float *)w, (const float *)bias, (float *)y);
+}
+
+const fp_algo fp_algo_direct = {"direct", applies, kernel_name, packed_bytes, pack, run, "conv", run_unpacked};

@@ -75,6 +75,8 @@ typedef struct fp_gemm_blocks {
 
 /* Block sizes for an m x n x k product with micro-kernel uk. */
 fp_gemm_blocks fp_gemm_blocking(const fp_sgemm_ukr *uk, int64_t m, int64_t n, int64_t k);
+/* NCHW: nc for a kc x nc block of X packed once and re-read by every MC block (L3 share). */
+int64_t fp_gemm_nc_shared(const fp_sgemm_ukr *uk, int64_t kc, int64_t n);
 
 /* NCHW: whether a problem (its output size known) runs the transposed form Y^T = X^T W^T. */
 int fp_gemm_use_transposed(const fp_conv_problem *p, const fp_sgemm_ukr *uk);

@@ -27,3 +27,12 @@ fp_gemm_blocks fp_gemm_blocking(const fp_sgemm_ukr *uk, int64_t m, int64_t n, in
     if (b.nc < uk->nr) b.nc = uk->nr;
     return b;
 }
+
+/* The NCHW form packs each kc x nc block of X once per (jc, pc) and every MC block of W then reads it:
+ * W, swept once per nc columns, is what streams from L3 when it outgrows L2 (8 MiB for 1024->2048), so nc
+ * takes the thread's share of the last-level cache instead of half of L2.  1024->2048 @32x32, 1 thread:
+ * nc 96 (half of L2) 139 GFLOP/s, nc 1024 (4 MiB) 175-192 (loaded box, CPU time, best of 9). */
+int64_t fp_gemm_nc_shared(const fp_sgemm_ukr *uk, int64_t kc, int64_t n) {
+    const int64_t nc = round_down(FP_MAX(fp_cache_share() / (kc * (int64_t)sizeof(float)), uk->nr), uk->nr);
+    return FP_MAX(uk->nr, FP_MIN(nc, FP_CEIL_DIV(n, uk->nr) * uk->nr));
+}

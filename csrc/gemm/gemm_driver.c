@@ -69,8 +69,11 @@ static void nchw_block(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const f
             if (!fused) fp_gemm_pack_b_nchw(p, xn, pc, kc, jc, jn, NR, buf, off);
             for (int64_t ic = rows.lo; ic < rows.hi; ic += bs->mc) {
                 const int64_t ie = FP_MIN(ic + bs->mc, rows.hi);
-                if (fused && unit_stride && uk->tall && ie - ic > MR && ie - ic <= uk->tall_mr) {
-                    /* 9..24 channels: one tall tile covers them all, reading X once, in place. */
+                if (fused && unit_stride && uk->tall && ic == rows.lo && ie == rows.hi && ie - ic > MR &&
+                    ie - ic <= uk->tall_mr) {
+                    /* 9..24 channels: one tall tile covers them all, reading X once, in place (only when
+                     * they are the whole row range: the regular path's first MC block must be the first,
+                     * which leaves the packed panels of X for the others). */
                     fp_ukr_args v = u;
                     v.a = packed + ic * K + pc * MR;
                     v.a_panel = K * MR;
@@ -90,32 +93,38 @@ static void nchw_block(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const f
                 }
                 /* When streaming, a narrow first column tile brings the others to 64-byte boundaries. */
                 const int64_t lead = fused && stream ? (int64_t)((64 - ((uintptr_t)(yn + jc) & 63)) & 63) / 4 : 0;
-                for (int64_t jr = jc, jnext; jr < jc + jn; jr = jnext) {
+                /* The first row tile of the first MC block reads each column tile's input in place and
+                 * leaves its packed copy at panel q of buf (kc x NR each), so that the kc x nc block of X
+                 * is read once per (jc, pc) and every other row tile, of every MC block, reads the copy. */
+                const int keep = rows.hi - rows.lo > MR;
+                for (int64_t jr = jc, jnext, q = 0; jr < jc + jn; jr = jnext, q++) {
                     u.nr = FP_MIN(jr == jc && lead ? lead : NR, jc + jn - jr);
                     jnext = jr + u.nr;
+                    float *panel = buf + q * kc * NR;
                     for (int64_t ir = ic; ir < ie; ir += MR) {
+                        const int in_place = fused && ir == rows.lo;
                         if (!fused) {
                             u.b = buf + (jr - jc) * kc;
                             u.ldb = NR;
-                        } else if (ir == ic && !unit_stride) {
-                            for (int64_t q = 0; q < u.nr; q++) {
-                                const int64_t j = jr + q, oy = j / p->ow, ox = j % p->ow;
-                                idx[q] = (int32_t)(oy * p->stride_h * p->w + ox * p->stride_w);
+                        } else if (in_place && !unit_stride) {
+                            for (int64_t q2 = 0; q2 < u.nr; q2++) {
+                                const int64_t j = jr + q2, oy = j / p->ow, ox = j % p->ow;
+                                idx[q2] = (int32_t)(oy * p->stride_h * p->w + ox * p->stride_w);
                             }
                             u.b = xn + pc * p->h * p->w;
                             u.ldb = p->h * p->w;
                             u.bidx = idx;
-                            u.bcopy = ie - ic > MR ? buf : NULL;
+                            u.bcopy = keep ? panel : NULL;
                             u.prefetch_next = 0;
-                        } else if (ir == ic) {
+                        } else if (in_place) {
                             u.b = xn + pc * N + jr;
                             u.ldb = N;
-                            u.bcopy = ie - ic > MR ? buf : NULL;
+                            u.bcopy = keep ? panel : NULL;
                             /* prefetch the tile after next (kernel: b + 2 NR): input cold in L3 (batch 8
                              * after other work) ran at 116 GFLOP/s with one tile ahead, 146 with two */
                             u.prefetch_next = jr + 2 * NR < jc + jn;
                         } else {
-                            u.b = buf;
+                            u.b = panel;
                             u.ldb = NR;
                             u.bcopy = NULL;
                             u.bidx = NULL;
@@ -290,7 +299,8 @@ static void nchw_chunk(void *ctx, int64_t c, int worker) {
     const fp_sgemm_ukr *uk = t->uk;
     const int64_t M = p->cout, K = p->cin, N = p->oh * p->ow, HW = p->h * p->w, col_tiles = FP_CEIL_DIV(N, uk->nr);
     (void)worker;
-    float *buf = (float *)fp_scratch_or_fail(0, (int64_t)sizeof(float) * t->bs.kc * t->bs.nc, &t->failed);
+    /* nc columns plus one: a narrow lead tile (streaming) takes a whole panel */
+    float *buf = (float *)fp_scratch_or_fail(0, (int64_t)sizeof(float) * t->bs.kc * (t->bs.nc + uk->nr), &t->failed);
     int64_t *off = (int64_t *)fp_scratch_or_fail(1, (int64_t)sizeof(int64_t) * t->bs.nc, &t->failed);
     if (!buf || !off) return;
     if (t->by_pixels) {
@@ -322,6 +332,7 @@ int fp_gemm_run_nchw(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const flo
     task t;
     task_init(&t, p, uk, x, packed, bias, y);
     t.bs = fp_gemm_blocking(uk, M, N, K);
+    t.bs.nc = fp_gemm_nc_shared(uk, t.bs.kc, N);
     const int T = plan(&t, p->n * FP_CEIL_DIV(N, uk->nr), FP_CEIL_DIV(M, uk->mr), 1);
     fp_pool_run(T, t.nch, nchw_chunk, &t);
     return task_finish(&t, T);
