@@ -136,20 +136,78 @@ def table(path: str, rows: List[dict], peers: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
-def profile_table(net, feeds, repeat: int = 5, top: int = 12) -> str:
+def profile_table(net, feeds, repeat: int = 5, top: int = 12, threads: Optional[int] = None) -> str:
+    """Where the time goes: per op type, then the slowest nodes with GFLOP/s and % of the FMA peak.
+
+    The peak is the machine's measured float32 FMA peak at ``threads`` threads
+    (:func:`fastpoint.bench.measure.fma_peak`): what a convolution's multiply-adds could reach, so
+    ``%peak`` says how far each layer is from its limit (data-movement ops show GB/s instead).
+    """
+    from .measure import fma_peak
+
     steps = net.profile(feeds, repeat)
+    plan = net.plan()
     total = sum(t for _, _, t in steps) or 1e-30
-    by_op: Dict[str, List[float]] = {}
-    for _, op, t in steps:
-        by_op.setdefault(op, []).append(t)
-    lines = [f"per-op profile (median of {repeat} runs, {total * 1e3:.1f} ms in the steps)",
-             f"{'op':<22}{'nodes':>6}{'ms':>10}{'%':>7}"]
-    for op, ts in sorted(by_op.items(), key=lambda kv: -sum(kv[1])):
-        lines.append(f"{op:<22}{len(ts):>6}{sum(ts) * 1e3:>10.2f}{100 * sum(ts) / total:>7.1f}")
+    flops = [_step_flops(s) for s in plan.steps]
+    moved = [_step_bytes(plan, s) for s in plan.steps]
+    peak = fma_peak(threads) if threads else None
+    by_op: Dict[str, List[int]] = {}
+    for i, (_, op, _) in enumerate(steps):
+        by_op.setdefault(op, []).append(i)
+    conv_t = sum(steps[i][2] for op, idx in by_op.items() if op in _CONV_OPS for i in idx)
+    conv_f = sum(flops[i] for op, idx in by_op.items() if op in _CONV_OPS for i in idx)
+    lines = [f"per-op profile (median of {repeat} runs, {total * 1e3:.1f} ms in the steps"
+             + (f", FMA peak {peak:.0f} GFLOP/s" if peak else "") + ")",
+             f"{'op':<22}{'nodes':>6}{'ms':>10}{'%':>7}{'GFLOP/s':>9}{'%peak':>7}"]
+    for op, idx in sorted(by_op.items(), key=lambda kv: -sum(steps[i][2] for i in kv[1])):
+        t = sum(steps[i][2] for i in idx)
+        f = sum(flops[i] for i in idx)
+        gf = f / t * 1e-9 if t > 0 and f and op in _CONV_OPS else None
+        lines.append(f"{op:<22}{len(idx):>6}{t * 1e3:>10.2f}{100 * t / total:>7.1f}"
+                     + (f"{gf:>9.1f}" + (f"{100 * gf / peak:>7.1f}" if peak else "") if gf else ""))
+    if conv_t > 0 and conv_f:
+        gf = conv_f / conv_t * 1e-9
+        lines.append(f"convolutions together: {conv_f / 1e9:.2f} GFLOP in {conv_t * 1e3:.1f} ms = {gf:.1f} GFLOP/s"
+                     + (f" ({100 * gf / peak:.0f} % of peak); at peak they would take {conv_f / peak * 1e-6:.1f} ms"
+                        if peak else "") + f"; the other ops {100 * (1 - conv_t / total):.1f} % of the time")
     lines.append(f"slowest {top} nodes:")
-    for name, op, t in sorted(steps, key=lambda s: -s[2])[:top]:
-        lines.append(f"  {op:<20}{t * 1e3:>9.2f} ms  {name}")
+    lines.append(f"  {'op':<18}{'ms':>8}{'MFLOP':>9}{'GFLOP/s':>9}{'%peak':>7}{'MB':>7}  "
+                 f"{'shape in -> out':<28} kernel  node")
+    order = sorted(range(len(steps)), key=lambda i: -steps[i][2])[:top]
+    for i in order:
+        name, op, t = steps[i]
+        step = plan.steps[i]
+        gf = flops[i] / t * 1e-9 if t > 0 and flops[i] and op in _CONV_OPS else None
+        pct = f"{100 * gf / peak:>7.1f}" if gf and peak else f"{'':>7}"
+        shapes = "x".join(map(str, step.in_shapes[0] or ())) + " -> " + "x".join(map(str, step.out_shapes[0] or ()))
+        kernel = step.node.op.kernel(step.in_shapes) if step.in_shapes and step.in_shapes[0] is not None else "?"
+        fused = ("+" + "+".join(step.node.op.fused)) if step.node.op.fused else ""
+        lines.append(f"  {op + fused:<18}{t * 1e3:>8.2f}{flops[i] / 1e6:>9.1f}"
+                     + (f"{gf:>9.1f}" if gf else f"{'':>9}") + pct
+                     + f"{moved[i] / 1e6:>7.1f}  {shapes:<28} {kernel}  {name}")
     return "\n".join(lines)
+
+
+_CONV_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+
+
+def _step_flops(step) -> int:
+    if any(s is None for s in step.out_shapes) or not step.in_shapes or step.in_shapes[0] is None:
+        return 0
+    try:
+        return int(step.node.op.flops(step.in_shapes, step.out_shapes))
+    except (TypeError, IndexError):
+        return 0
+
+
+def _step_bytes(plan, step) -> int:
+    """Bytes a step reads and writes at least once (its activations, not weights)."""
+    total = 0
+    for name in list(step.node.inputs) + list(step.node.outputs):
+        shape, dtype = plan.shapes.get(name), plan.dtypes.get(name)
+        if name and name not in plan.consts and shape is not None and dtype is not None:
+            total += int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    return total
 
 
 def cmd_bench_model(args) -> int:
@@ -177,5 +235,5 @@ def cmd_bench_model(args) -> int:
         feeds = input_feeds(net, shape)
         for t in threads:
             fp.set_num_threads(t)
-            print(f"\n{t} thread(s): " + profile_table(net, feeds))
+            print(f"\n{t} thread(s): " + profile_table(net, feeds, threads=t))
     return 0

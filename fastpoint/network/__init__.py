@@ -6,27 +6,36 @@ See docs/networks.md for the plan (parsing, folding, memory) and how to add an o
 from __future__ import annotations
 
 from . import ops_conv, ops_elementwise, ops_misc, ops_nn, ops_pool, ops_resize, ops_shape  # noqa: F401  (registers the op classes)
-from .graph import TensorInfo, fold_batch_norm, fuse_relu, load_model, parse
+from .fusion import fuse_epilogues
+from .graph import TensorInfo, fold_batch_norm, fuse_relu, load_model, parse  # noqa: F401  (fuse_relu: API)
+from .layout import LAYOUTS, choose_layout
 from .network import Network
 from .registry import supported_ops
 
 BACKENDS = ("auto", "c", "numba", "numpy")
 
 
-def load_onnx(model, *, backend: str = "auto") -> Network:
+def load_onnx(model, *, backend: str = "auto", layout: str = "auto") -> Network:
     """Load an ONNX model (a path, bytes or an ``onnx.ModelProto``) to run on NumPy arrays.
 
     Convolutions run on fastpoint's kernels (``backend`` as in :func:`fastpoint.conv2d`); an op or
     attribute fastpoint does not support raises ``NotImplementedError`` naming it, here at load.
+    ``layout`` is the memory order of the activations through the graph: ``"NCHW"``, ``"NHWC"`` or
+    ``"auto"`` (chosen per model, see docs/networks.md); inputs and outputs are NCHW either way.
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     graph = parse(load_model(model))
     fold_batch_norm(graph)
-    fuse_relu(graph)
+    fuse_epilogues(graph)
+    chosen = choose_layout(graph) if layout == "auto" else layout
     for node in graph.nodes:
         if hasattr(node.op, "backend"):
             node.op.backend = backend
+        if hasattr(node.op, "layout"):
+            node.op.layout = chosen
     return Network(graph, backend)
 
 

@@ -40,6 +40,8 @@ class Step:
     out_shapes: List[Optional[Shape]]
     out_dtypes: List[Optional[np.dtype]]
     offsets: Optional[List[int]] = None  # arena byte offset of each output (writes_out ops)
+    nhwc: Tuple[bool, ...] = ()  # per output: its arena buffer is NHWC in memory (a transposed view)
+    to_nchw: Tuple[int, ...] = ()  # inputs that are NHWC in memory and that this op reads as NCHW (a copy)
     free_after: Tuple[str, ...] = ()  # values whose last reader is this step
 
 
@@ -104,6 +106,7 @@ class Plan:
         for n in outputs:
             last[n] = end
         storage: Dict[str, str] = {}  # value -> the value whose storage it uses
+        nhwc: Dict[str, bool] = {}  # storage -> NHWC in memory (see _layout_of)
         span: Dict[str, List[int]] = {}  # storage -> [first step, last step]
         size: Dict[str, int] = {}
         for i, step in enumerate(self.steps):
@@ -121,6 +124,7 @@ class Plan:
                     storage[name] = storage[first_in]
                 elif op.writes_out and shape is not None and dtype is not None and name not in outputs:
                     storage[name] = name
+                    nhwc[name] = k == 0 and _nhwc_output(step, shape, storage, nhwc)
                     span[name] = [i, i]
                     size[name] = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
                 else:
@@ -136,8 +140,13 @@ class Plan:
             outs = step.node.outputs
             if step.node.op.writes_out and all(n in storage for n in outs if n) and all(outs):
                 step.offsets = [self.offsets[storage[n]] for n in outs]
+                step.nhwc = tuple(nhwc.get(storage[n], False) for n in outs)
             step.free_after = tuple(n for n in set(step.node.inputs) if n and last.get(n) == i)
+            if not _layout_aware(step.node.op):
+                step.to_nchw = tuple(j for j, n in enumerate(step.node.inputs)
+                                     if n and nhwc.get(storage.get(n, ""), False))
         self.storage = storage
+        self.nhwc = nhwc
         self.peak_bytes = self._peak(last, storage, size, span)
 
     def _peak(self, last, storage, size, span) -> int:
@@ -171,9 +180,12 @@ class Plan:
         for step in self.steps:
             node = step.node
             args = [env[n] if n else None for n in node.inputs]
+            for j in step.to_nchw:
+                args[j] = np.ascontiguousarray(args[j])
             outs = None
             if step.offsets is not None:
-                outs = [_view(arena, off, s, d) for off, s, d in zip(step.offsets, step.out_shapes, step.out_dtypes)]
+                outs = [_view(arena, off, s, d, t) for off, s, d, t in
+                        zip(step.offsets, step.out_shapes, step.out_dtypes, step.nhwc)]
             t0 = time.perf_counter() if profile is not None else 0.0
             results = node.op.run(args, outs)
             if profile is not None:
@@ -192,13 +204,42 @@ class Plan:
             in_arena = arena is not None and np.may_share_memory(value, arena)
             of_feed = any(np.may_share_memory(value, x) for x in feeds.values())  # e.g. Identity(input)
             owned = o.name in self.consts or in_arena or of_feed
-            result[o.name] = np.array(value, copy=True) if owned else value
+            result[o.name] = np.array(value, copy=True, order="C") if owned else np.ascontiguousarray(value)
         return result
 
 
-def _view(arena: np.ndarray, offset: int, shape: Shape, dtype: np.dtype) -> np.ndarray:
+def _view(arena: np.ndarray, offset: int, shape: Shape, dtype: np.dtype, nhwc: bool = False) -> np.ndarray:
+    """The arena bytes at ``offset`` as an array of ``shape`` (NCHW), NHWC in memory when ``nhwc``."""
     n = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    return arena[offset:offset + n].view(dtype).reshape(shape)
+    flat = arena[offset:offset + n].view(dtype)
+    if nhwc:
+        return flat.reshape(shape[0], shape[2], shape[3], shape[1]).transpose(0, 3, 1, 2)
+    return flat.reshape(shape)
+
+
+def _layout_aware(op) -> bool:
+    """Ops that run on NHWC memory as fast as on NCHW (the others get an NCHW copy of such inputs)."""
+    return op.op_type in ("Conv", "Concat", "GlobalAveragePool", "GlobalMaxPool") or op.in_place
+
+
+def _nhwc_output(step: Step, shape: Shape, storage: Dict[str, str], nhwc: Dict[str, bool]) -> bool:
+    """Whether a step's new arena buffer is NHWC in memory: the one layout through the graph.
+
+    Every value keeps its NCHW shape (so ops with axes, Concat, Softmax, Reshape, ..., mean what ONNX
+    says); only the memory order changes. A convolution running NHWC writes NHWC; an elementwise op
+    or a Concat writes in the layout of its input; every other op gets NCHW buffers (or makes its own
+    arrays) and reads any strides: where a layout changes, a consumer converts (one copy).
+    """
+    if len(shape) != 4:
+        return False
+    op = step.node.op
+    if op.op_type == "Conv":
+        return getattr(op, "layout", "NCHW") == "NHWC" and op.weight is not None and op.weight.ndim == 4
+    if op.in_place or op.op_type == "Concat":
+        ins = step.node.inputs[:1] if op.op_type == "Concat" else step.node.inputs
+        return any(n and nhwc.get(storage.get(n, ""), False) and (op.op_type == "Concat" or s == shape)
+                   for n, s in zip(ins, step.in_shapes))
+    return False
 
 
 def _greedy_by_size(span: Dict[str, List[int]], size: Dict[str, int]) -> Dict[str, int]:
