@@ -210,6 +210,97 @@ def _step_bytes(plan, step) -> int:
     return total
 
 
+def _rss_bytes() -> int:
+    """This process's resident set now (Linux /proc; 0 elsewhere)."""
+    try:
+        with open("/proc/self/statm") as f:
+            import os
+
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _peak_rss_bytes() -> int:
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
+def packed_weight_bytes(net) -> int:
+    """Bytes of the convolutions' packed weights (prepacked on their first call)."""
+    total = 0
+    for node in net._graph.nodes:
+        for layer in getattr(node.op, "_layers", {}).values():
+            for entry in getattr(layer, "_packed", {}).values():
+                buf = getattr(entry[1], "buffer", None)
+                total += int(getattr(buf, "nbytes", 0) or 0)
+    return total
+
+
+def memory_child(contender: str, path: str, threads: int, runs: int = 3) -> dict:
+    """In a fresh process: RSS once the model is loaded and ready, and the peak over ``runs`` inferences.
+
+    The growth from "loaded" to the peak is what running costs beyond the weights: activations and
+    scratch (ONNX Runtime packs its weights when the session is made; fastpoint on the first call,
+    so the packed weights' bytes are taken out of its growth and reported apart).
+    """
+    import fastpoint as fp
+
+    fp.set_num_threads(threads)
+    net = fp.load_onnx(path)
+    feeds = input_feeds(net)
+    info: dict = {}
+    if contender == "fastpoint":
+        loaded = _rss_bytes()
+        for _ in range(runs):
+            net.run(feeds)
+        plan = net.plan()
+        info.update(planned_peak=plan.peak_bytes, arena=plan.arena_bytes, packed=packed_weight_bytes(net))
+    else:
+        run = PEER_SETUP[contender](path, threads)
+        del net
+        import gc
+
+        gc.collect()
+        loaded = _rss_bytes()
+        for _ in range(runs):
+            run(feeds)
+    info.update(loaded=loaded, peak=_peak_rss_bytes(), after=_rss_bytes())
+    return info
+
+
+def memory_rows(path: str, contenders: Sequence[str], threads: int) -> Dict[str, dict]:
+    """:func:`memory_child` of each contender, each in its own fresh Python process."""
+    import json
+    import subprocess
+    import sys
+
+    code = ("import json, sys; from fastpoint.bench.model import memory_child; "
+            "print(json.dumps(memory_child(sys.argv[1], sys.argv[2], int(sys.argv[3]))))")
+    rows = {}
+    for c in contenders:
+        res = subprocess.run([sys.executable, "-c", code, c, path, str(threads)], capture_output=True, text=True)
+        if res.returncode == 0:
+            rows[c] = json.loads(res.stdout.strip().splitlines()[-1])
+        else:
+            print(f"memory of {c}: failed: {res.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
+    return rows
+
+
+def memory_table(rows: Dict[str, dict]) -> str:
+    mib = 1 / 2**20
+    lines = [f"{'contender':<12}{'loaded MiB':>11}{'peak RSS MiB':>13}{'growth MiB':>11}  notes"]
+    for c, r in rows.items():
+        growth = r["peak"] - r["loaded"] - r.get("packed", 0)
+        note = (f"packed weights {r['packed'] * mib:.0f} MiB (taken out of the growth); planned peak activations "
+                f"{r['planned_peak'] * mib:.1f} MiB, arena {r['arena'] * mib:.1f} MiB" if c == "fastpoint" else "")
+        lines.append(f"{c:<12}{r['loaded'] * mib:>11.0f}{r['peak'] * mib:>13.0f}{growth * mib:>11.1f}  {note}")
+    return "\n".join(lines)
+
+
 def cmd_bench_model(args) -> int:
     """``fastpoint bench --model``: the table, then the per-op profile with ``--profile``."""
     import sys
@@ -230,6 +321,10 @@ def cmd_bench_model(args) -> int:
     backend = args.backends.split(",")[0] if args.backends else "auto"
     rows = bench_model(args.model, peers, threads, shape, rounds=args.rounds or 7, backend=backend)
     print(table(args.model, rows, peers))
+    if getattr(args, "memory", False):
+        print(f"\nmemory at {threads[0]} thread(s), each contender in a fresh process (RSS):")
+        print(memory_table(memory_rows(args.model, ["fastpoint", *[p for p in peers if p in PEER_SETUP]],
+                                       threads[0])))
     if args.profile:
         net = fp.load_onnx(args.model, backend=backend)
         feeds = input_feeds(net, shape)

@@ -1,0 +1,149 @@
+"""The network plan's layout and fusions (fastpoint/network/layout.py, fusion.py) against ONNX Runtime."""
+
+import numpy as np
+import pytest
+
+import fastpoint as fp
+from fastpoint.network.fusion import activation_of, epilogue_activations, supports_residual
+from fastpoint.network.plan import Plan
+
+from .onnx_graphs import helper, model, ort_run
+
+pytest.importorskip("onnxruntime")
+
+
+def _w(rng, cout, cin, k=3):
+    return (rng.standard_normal((cout, cin, k, k)) / np.sqrt(cin * k * k)).astype(np.float32)
+
+
+def mixed_model(rng, c=8):
+    """Every kind of op a layout pass must keep right: axis ops (Concat, Softmax, ReduceMean, Slice,
+    Transpose, Reshape/Flatten), pooling, resize, broadcast binaries (squeeze-excitation), a depthwise conv."""
+    inits = {"w1": _w(rng, c, 3), "b1": rng.standard_normal(c).astype(np.float32),
+             "w2": _w(rng, c, 1), "w3": _w(rng, c, 2 * c, 1),
+             "f1": _w(rng, 4, c, 1), "f2": _w(rng, c, 4, 1),
+             "scale": np.array([1.0, 1.0, 2.0, 2.0], np.float32),
+             "starts": np.array([1], np.int64), "ends": np.array([5], np.int64), "axes": np.array([1], np.int64),
+             "shape": np.array([0, -1], np.int64)}
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("Conv", ["r1", "w2"], ["c2"], pads=[1, 1, 1, 1], group=c),  # depthwise
+        helper.make_node("HardSwish", ["c2"], ["h2"]),
+        # squeeze-excitation: GAP -> 1x1 -> Relu -> 1x1 -> HardSigmoid -> Mul
+        helper.make_node("GlobalAveragePool", ["h2"], ["g"]),
+        helper.make_node("Conv", ["g", "f1"], ["s1"]), helper.make_node("Relu", ["s1"], ["s1r"]),
+        helper.make_node("Conv", ["s1r", "f2"], ["s2"]), helper.make_node("HardSigmoid", ["s2"], ["s2h"]),
+        helper.make_node("Mul", ["h2", "s2h"], ["se"]),
+        helper.make_node("Concat", ["se", "r1"], ["cat"], axis=1),
+        helper.make_node("Conv", ["cat", "w3"], ["c3"]),
+        helper.make_node("MaxPool", ["c3"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Resize", ["p", "", "scale"], ["up"], mode="linear"),
+        helper.make_node("Add", ["up", "c3"], ["sum"]),
+        helper.make_node("Softmax", ["sum"], ["soft"], axis=1),
+        helper.make_node("Slice", ["soft", "starts", "ends", "axes"], ["sl"]),
+        helper.make_node("Transpose", ["sl"], ["tr"], perm=[0, 2, 3, 1]),
+        helper.make_node("ReduceMean", ["c3"], ["mean"], axes=[2, 3], keepdims=0),
+        helper.make_node("Reshape", ["sum", "shape"], ["flat"]),
+    ]
+    outputs = [("tr", None), ("mean", None), ("flat", None), ("se", None)]
+    return model(nodes, [("x", [1, 3, 12, 10])], outputs, inits)
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC", "auto"])
+def test_every_op_kind_in_each_layout_matches_onnxruntime(layout, monkeypatch):
+    rng = np.random.default_rng(0)
+    m = mixed_model(rng)
+    x = rng.standard_normal((1, 3, 12, 10)).astype(np.float32)
+    refs = ort_run(m, {"x": x})
+    monkeypatch.setattr(Plan, "arena_fill", float("nan"))  # a read of a buffer never written shows
+    net = fp.load_onnx(m, layout=layout)
+    outs = net.run({"x": x})
+    for (name, _), ref in zip([("tr", 0), ("mean", 0), ("flat", 0), ("se", 0)], refs):
+        y = outs[name]
+        assert y.shape == ref.shape and y.flags.c_contiguous, name
+        np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max(), err_msg=name)
+    plan = net.plan()
+    nhwc = sum(plan.nhwc.values())
+    if layout == "NCHW":
+        assert nhwc == 0
+    else:  # the model has a depthwise conv: auto picks NHWC; convs, elementwise ops, Concat keep it
+        assert nhwc >= 4
+
+
+def residual_model(rng, c=8, other_shape=None):
+    """conv -> BN-free Add(identity or another conv) -> Relu, ResNet's block ending."""
+    inits = {"w1": _w(rng, c, c), "w2": _w(rng, c, c, 1), "b2": rng.standard_normal(c).astype(np.float32)}
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["a"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["a"], ["ar"]),
+             helper.make_node("Conv", ["ar", "w2", "b2"], ["b"]),
+             helper.make_node("Add", ["x", "b"], ["s"]),  # the conv is the second input
+             helper.make_node("Relu", ["s"], ["y"])]
+    return model(nodes, [("x", [1, c, 9, 7])], [("y", None)], inits)
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_residual_add_and_relu_fuse_into_the_conv(layout):
+    rng = np.random.default_rng(1)
+    m = residual_model(rng)
+    x = rng.standard_normal((1, 8, 9, 7)).astype(np.float32)
+    net = fp.load_onnx(m, layout=layout)
+    ref = ort_run(m, {"x": x})[0]
+    np.testing.assert_allclose(net(x), ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
+    steps = [(s.node.op.op_type, s.node.op.fused) for s in net.plan().steps]
+    if supports_residual():
+        assert steps == [("Conv", ["Relu"]), ("Conv", ["Add", "Relu"])]
+    else:
+        assert steps == [("Conv", ["Relu"]), ("Conv", []), ("Add", []), ("Relu", [])]
+
+
+def test_broadcast_residual_runs_unfused_and_right():
+    """An Add whose other input broadcasts (1, C, 1, 1): the fused node runs the ops one by one."""
+    rng = np.random.default_rng(2)
+    c = 6
+    inits = {"w": _w(rng, c, c)}
+    nodes = [helper.make_node("GlobalAveragePool", ["x"], ["g"]),
+             helper.make_node("Conv", ["x", "w"], ["a"], pads=[1, 1, 1, 1]),
+             helper.make_node("Add", ["a", "g"], ["s"]), helper.make_node("Relu", ["s"], ["y"])]
+    m = model(nodes, [("x", [1, c, 5, 5])], [("y", None)], inits)
+    x = rng.standard_normal((1, c, 5, 5)).astype(np.float32)
+    ref = ort_run(m, {"x": x})[0]
+    for layout in ("NCHW", "NHWC"):
+        np.testing.assert_allclose(fp.load_onnx(m, layout=layout)(x), ref, rtol=1e-5, atol=1e-5)
+
+
+ACTIVATIONS = {  # ONNX node (type, attributes, constant inputs)
+    "Relu": ({}, []), "Sigmoid": ({}, []), "Tanh": ({}, []), "HardSwish": ({}, []),
+    "LeakyRelu": ({"alpha": 0.1}, []), "HardSigmoid": ({"alpha": 0.3, "beta": 0.4}, []),
+    "Clip": ({}, [np.float32(0.0), np.float32(6.0)]), "PRelu": ({}, ["slope"]),
+}
+
+
+@pytest.mark.parametrize("act", sorted(ACTIVATIONS))
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_conv_activation_fusion(act, layout):
+    """Each activation fuses where fastpoint's conv epilogue has it, and is right either way."""
+    rng = np.random.default_rng(3)
+    c = 5
+    attrs, consts = ACTIVATIONS[act]
+    inits = {"w": _w(rng, c, 3), "b": rng.standard_normal(c).astype(np.float32) * 3}
+    ins = ["c"]
+    for i, v in enumerate(consts):
+        if isinstance(v, str):
+            inits[v] = rng.uniform(0.05, 0.5, (c, 1, 1)).astype(np.float32)
+            ins.append(v)
+        else:
+            inits[f"k{i}"] = np.asarray(v)
+            ins.append(f"k{i}")
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node(act, ins, ["y"], **attrs)]
+    m = model(nodes, [("x", [1, 3, 7, 6])], [("y", None)], inits)
+    x = (rng.standard_normal((1, 3, 7, 6)) * 3).astype(np.float32)
+    ref = ort_run(m, {"x": x})[0]
+    net = fp.load_onnx(m, layout=layout)
+    np.testing.assert_allclose(net(x), ref, rtol=1e-5, atol=2e-6 * np.abs(ref).max())
+    from fastpoint.network.graph import parse
+
+    name = activation_of(parse(m), parse(m).nodes[1])[0]
+    steps = [s.node.op.op_type for s in net.plan().steps]
+    assert steps == (["Conv"] if name in epilogue_activations() else ["Conv", act])
