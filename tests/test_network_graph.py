@@ -147,3 +147,26 @@ def test_conv_activation_fusion(act, layout):
     name = activation_of(parse(m), parse(m).nodes[1])[0]
     steps = [s.node.op.op_type for s in net.plan().steps]
     assert steps == (["Conv"] if name in epilogue_activations() else ["Conv", act])
+
+
+def test_no_op_pad_and_resize_become_views():
+    """MONAI's UpCat pads by a size difference that is often zero: no copy then (and still right)."""
+    rng = np.random.default_rng(4)
+    inits = {"w": _w(rng, 4, 4), "zeros": np.zeros(8, np.int64), "pads": np.array([0, 0, 1, 0, 0, 0, 0, 1], np.int64),
+             "ones": np.ones(4, np.float32)}
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("Pad", ["c", "zeros"], ["p0"]),
+             helper.make_node("Resize", ["p0", "", "ones"], ["r0"], mode="linear"),
+             helper.make_node("Relu", ["r0"], ["y0"]),
+             helper.make_node("Pad", ["c", "pads"], ["y1"])]
+    m = model(nodes, [("x", [1, 4, 6, 5])], [("y0", None), ("y1", None)], inits)
+    x = rng.standard_normal((1, 4, 6, 5)).astype(np.float32)
+    refs = ort_run(m, {"x": x})
+    for layout in ("NCHW", "NHWC"):
+        net = fp.load_onnx(m, layout=layout)
+        outs = net.run({"x": x})
+        for name, ref in zip(("y0", "y1"), refs):
+            np.testing.assert_allclose(outs[name], ref, rtol=1e-5, atol=1e-5, err_msg=name)
+        ops = [(s.node.op.op_type, s.node.op.fused) for s in net.plan().steps]
+        assert ops[1:3] == [("Identity", ["Pad (no-op)"]), ("Identity", ["Resize (no-op)"])]
+        assert ops[-1][0] == "Pad"  # the real one stays

@@ -169,6 +169,13 @@ class Resize(Op):
 
     writes_out = True
 
+    def is_identity(self, shapes, values) -> bool:
+        """Every axis keeps its size at scale 1 (no pass runs): the plan makes it a view."""
+        if shapes[0] is None or any(values[i] is None for i in self.needs_values()):
+            return False
+        _, res = self._plan(shapes[0], values)
+        return all(n_in == n_out and scale == 1.0 for n_in, n_out, scale in res)
+
     def run(self, inputs, outs):
         from ..ops.interpolate import lerp_axis, linear_taps
 

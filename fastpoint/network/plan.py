@@ -84,6 +84,10 @@ class Plan:
             in_shapes = [shapes.get(n) if n else None for n in ins]
             in_dtypes = [dtypes.get(n) if n else None for n in ins]
             values = [known.get(n) if n else None for n in ins]
+            is_identity = getattr(op, "is_identity", None)
+            if is_identity is not None and len(node.outputs) == 1 and is_identity(in_shapes, values):
+                node = _identity_node(node)  # a no-op Pad or Resize: a view of its input, no copy
+                op, in_shapes, in_dtypes, values = node.op, in_shapes[:1], in_dtypes[:1], values[:1]
             res = op.infer(in_shapes, in_dtypes, values)
             if res is not None and len(res) != len(node.outputs):
                 res = None  # an op that infers fewer outputs than the node has: planned at run time
@@ -215,6 +219,15 @@ def _view(arena: np.ndarray, offset: int, shape: Shape, dtype: np.dtype, nhwc: b
     if nhwc:
         return flat.reshape(shape[0], shape[2], shape[3], shape[1]).transpose(0, 3, 1, 2)
     return flat.reshape(shape)
+
+
+def _identity_node(node: Node) -> Node:
+    """An Identity standing for a node that changes nothing for these shapes (shown as "<Op> (no-op)")."""
+    from .ops_shape import Identity
+
+    op = Identity("Identity", node.name, {}, node.op.opset, 1, 1)
+    op.fused.append(f"{node.op.op_type} (no-op)")
+    return Node(op, node.inputs[:1], list(node.outputs))
 
 
 def _layout_aware(op) -> bool:
