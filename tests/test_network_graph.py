@@ -170,3 +170,20 @@ def test_no_op_pad_and_resize_become_views():
         ops = [(s.node.op.op_type, s.node.op.fused) for s in net.plan().steps]
         assert ops[1:3] == [("Identity", ["Pad (no-op)"]), ("Identity", ["Resize (no-op)"])]
         assert ops[-1][0] == "Pad"  # the real one stays
+
+
+@pytest.mark.parametrize("kw", [dict(strides=[2, 2]), dict(strides=[2, 2], pads=[1, 1, 1, 1], output_padding=[1, 1]),
+                                dict(strides=[2, 1], pads=[0, 1, 1, 0]), dict(group=2, strides=[1, 1])])
+def test_conv_transpose_in_each_layout(kw):
+    """ConvTranspose runs in the network's layout, into the plan's buffer where nothing is cropped."""
+    rng = np.random.default_rng(5)
+    inits = {"w": (rng.standard_normal((4, 4 // kw.get("group", 1), 3, 3)) * 0.2).astype(np.float32),
+             "b": rng.standard_normal(4).astype(np.float32), "w1": _w(rng, 4, 4)}
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("ConvTranspose", ["c", "w", "b"], ["t"], **kw),
+             helper.make_node("Relu", ["t"], ["y"])]
+    m = model(nodes, [("x", [1, 4, 5, 6])], [("y", None)], inits)
+    x = rng.standard_normal((1, 4, 5, 6)).astype(np.float32)
+    ref = ort_run(m, {"x": x})[0]
+    for layout in ("NCHW", "NHWC"):
+        np.testing.assert_allclose(fp.load_onnx(m, layout=layout)(x), ref, rtol=1e-5, atol=1e-5, err_msg=layout)

@@ -289,19 +289,30 @@ class ConvTranspose(ConvBase):
         sym = [min(pads[0], pads[2]), min(pads[1], pads[3])]
         if any(p < 0 for p in pads) or sym != [pads[0], pads[1]] or sym != [pads[2], pads[3]]:
             sym = [0, 0]  # asymmetric or negative: the full result, cropped below
-        x = np.ascontiguousarray(x)
-        if self.weight is not None:  # an initializer: one prepacked layer per (padding, output padding)
-            key = (tuple(sym), tuple(out_pad))
+        nhwc = self.layout == "NHWC" and rank == 2
+        layout = "NHWC" if nhwc else "NCHW"
+        x = np.ascontiguousarray(x.transpose(0, 2, 3, 1) if nhwc else x)
+        crop = sym == [0, 0] and any(pads)
+        out = outs[0] if outs else None
+        target = None if out is None or crop or rank == 1 else (out.transpose(0, 2, 3, 1) if nhwc else out)
+        if target is not None and not target.flags.c_contiguous:
+            target = None  # the plan's buffer is in the other layout: convert once below
+        if self.weight is not None:  # an initializer: one prepacked layer per (padding, output padding, layout)
+            key = (tuple(sym), tuple(out_pad), layout)
             layer = self._layers.get(key)
             if layer is None:
                 layer = self._layers[key] = fp.ConvTranspose2d(w, b, strides, sym, out_pad, self.attrs["group"],
                                                                dilations, activation=self.activation,
-                                                               backend=self.backend)
-            y = layer(x)
+                                                               layout=layout, backend=self.backend)
+            y = layer(x, out=target)
         else:
             y = fp.conv_transpose2d(x, w, b, strides, sym, out_pad, self.attrs["group"], dilations,
-                                    activation=self.activation, backend=self.backend)
-        if sym == [0, 0] and any(pads):
+                                    activation=self.activation, layout=layout, backend=self.backend, out=target)
+        if target is not None:
+            return [out]
+        if nhwc:
+            y = y.transpose(0, 3, 1, 2)
+        if crop:
             h, wd = y.shape[2], y.shape[3]
             y = y[:, :, pads[0]:h - pads[2], pads[1]:wd - pads[3]]
         if rank == 1:

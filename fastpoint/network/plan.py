@@ -232,7 +232,7 @@ def _identity_node(node: Node) -> Node:
 
 def _layout_aware(op) -> bool:
     """Ops that run on NHWC memory as fast as on NCHW (the others get an NCHW copy of such inputs)."""
-    return op.op_type in ("Conv", "Concat", "GlobalAveragePool", "GlobalMaxPool") or op.in_place
+    return op.op_type in ("Conv", "ConvTranspose", "Concat", "GlobalAveragePool", "GlobalMaxPool") or op.in_place
 
 
 def _nhwc_output(step: Step, shape: Shape, storage: Dict[str, str], nhwc: Dict[str, bool]) -> bool:
@@ -246,8 +246,9 @@ def _nhwc_output(step: Step, shape: Shape, storage: Dict[str, str], nhwc: Dict[s
     if len(shape) != 4:
         return False
     op = step.node.op
-    if op.op_type == "Conv":
-        return getattr(op, "layout", "NCHW") == "NHWC" and op.weight is not None and op.weight.ndim == 4
+    if op.op_type in ("Conv", "ConvTranspose"):
+        w_rank = op.weight.ndim if op.weight is not None else len(step.in_shapes[1] or ())
+        return getattr(op, "layout", "NCHW") == "NHWC" and w_rank == 4
     if op.in_place or op.op_type == "Concat":
         ins = step.node.inputs[:1] if op.op_type == "Concat" else step.node.inputs
         return any(n and nhwc.get(storage.get(n, ""), False) and (op.op_type == "Concat" or s == shape)
