@@ -29,10 +29,12 @@ CONV_TYPES = ("Conv", "ConvTranspose")
 
 
 def epilogue_activations() -> Tuple[str, ...]:
-    """The activation names fastpoint's convolutions accept (``activation=``), besides None."""
-    from ..core import spec
-
-    return tuple(a for a in getattr(spec, "ACTIVATIONS", (None, "relu")) if a)
+    """The activation kinds fastpoint's convolutions fuse (``activation=``; ``fastpoint.core.epilogue``)."""
+    try:
+        from ..core.epilogue import KINDS
+    except ImportError:  # a fastpoint without fused epilogues beyond ReLU
+        return ("relu",)
+    return tuple(k for k in KINDS if k != "none")
 
 
 def supports_residual() -> bool:

@@ -120,25 +120,28 @@ class Conv(ConvBase):
                     [1] + dilations)
         return x, w, pads, strides, dilations
 
-    def _epilogue(self, channels: int, dtype) -> Dict:
-        """The keyword arguments of the fused epilogue for fastpoint's conv (activation and its parameters)."""
+    def _epilogue(self, channels: int) -> Dict:
+        """The ``activation=`` of fastpoint's conv for the fused activation (fusion.py names them so)."""
         if self.activation is None:
             return {}
-        kw: Dict = {"activation": self.activation}
         p = self.act_params
-        if "slope" in p:
+        if self.activation == "prelu":
             from .fusion import prelu_slope
 
-            kw["activation_params"] = {"slope": prelu_slope(p["slope"], channels).astype(dtype)}
-        elif p:
-            kw["activation_params"] = dict(p)
-        return kw
+            return {"activation": ("prelu", prelu_slope(p["slope"], channels))}
+        if self.activation == "clip":
+            return {"activation": ("clip", p["min"], p["max"])}
+        if self.activation == "leaky_relu":
+            return {"activation": ("leaky_relu", p["alpha"])}
+        if self.activation == "hardsigmoid":
+            return {"activation": ("hardsigmoid", p["alpha"], p["beta"])}
+        return {"activation": self.activation}  # relu, hardswish, sigmoid, tanh
 
     def _layer(self, w, b, sym, strides, dilations, layout: str, fused: bool = True):
         import fastpoint as fp
 
         w4 = w if w.ndim == 4 else w[:, :, None, :]
-        kw = self._epilogue(w.shape[0], w.dtype) if fused else {}
+        kw = self._epilogue(w.shape[0]) if fused else {}
         if self.weight is None:  # weight given at run time: a one-call convolution
             return lambda x, out, **r: fp.conv2d(x, w4, b, strides, sym, dilations, self.attrs["group"], **kw,
                                                  layout=layout, backend=self.backend, out=out, **r)
