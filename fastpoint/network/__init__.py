@@ -8,7 +8,7 @@ from __future__ import annotations
 from . import ops_conv, ops_elementwise, ops_misc, ops_nn, ops_pool, ops_resize, ops_shape  # noqa: F401  (registers the op classes)
 from .fusion import fuse_epilogues
 from .graph import TensorInfo, fold_batch_norm, fuse_relu, load_model, parse  # noqa: F401  (fuse_relu: API)
-from .layout import LAYOUTS, choose_layout
+from .layout import LAYOUTS
 from .network import Network
 from .registry import supported_ops
 
@@ -21,7 +21,7 @@ def load_onnx(model, *, backend: str = "auto", layout: str = "auto") -> Network:
     Convolutions run on fastpoint's kernels (``backend`` as in :func:`fastpoint.conv2d`); an op or
     attribute fastpoint does not support raises ``NotImplementedError`` naming it, here at load.
     ``layout`` is the memory order of the activations through the graph: ``"NCHW"``, ``"NHWC"`` or
-    ``"auto"`` (chosen per model, see docs/networks.md); inputs and outputs are NCHW either way.
+    ``"auto"`` (chosen per model and input shape, see docs/networks.md); inputs and outputs are NCHW either way.
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
@@ -30,13 +30,10 @@ def load_onnx(model, *, backend: str = "auto", layout: str = "auto") -> Network:
     graph = parse(load_model(model))
     fold_batch_norm(graph)
     fuse_epilogues(graph)
-    chosen = choose_layout(graph) if layout == "auto" else layout
     for node in graph.nodes:
         if hasattr(node.op, "backend"):
             node.op.backend = backend
-        if hasattr(node.op, "layout"):
-            node.op.layout = chosen
-    return Network(graph, backend)
+    return Network(graph, backend, layout)
 
 
 __all__ = ["Network", "TensorInfo", "load_onnx", "supported_ops"]

@@ -24,6 +24,11 @@ class NodeConv2d(Conv2d):
     _snapshot = False
 
 
+def is_nhwc(a: np.ndarray) -> bool:
+    """A 4-d array that is NHWC in memory (and not NCHW): what the plan gives in an NHWC network."""
+    return a.ndim == 4 and not a.flags.c_contiguous and a.transpose(0, 2, 3, 1).flags.c_contiguous
+
+
 def _conv_out(size: int, k: int, s: int, d: int, pb: int, pe: int) -> int:
     return (size + pb + pe - ((k - 1) * d + 1)) // s + 1
 
@@ -53,7 +58,6 @@ class ConvBase(Op):
         self.act_params: Dict = {}  # its parameters (alpha, beta, min, max, slope)
         self.residual = False  # input 3 is a fused residual: y = act(conv(x) + input 3)
         self.unfused: List = []  # the fused ops, (op, constant inputs), to run them when the fusion cannot
-        self.layout = "NCHW"  # the layout its kernel runs in (load_onnx's layout=); any strides come in
         self.weight: Optional[np.ndarray] = None  # an initializer (prepacked), else an input at run time
         self.bias: Optional[np.ndarray] = None
         self.backend = "auto"  # the fastpoint backend; set by load_onnx
@@ -168,7 +172,7 @@ class Conv(ConvBase):
         out = outs[0] if outs else None
         if res is not None and res.shape != shape:  # the Add broadcasts: run the fused ops one by one
             return self._run_unfused(x4, w, b, sym, strides, dilations, res, out)
-        nhwc = self.layout == "NHWC" and w.ndim == 4
+        nhwc = w.ndim == 4 and is_nhwc(out if out is not None else x)  # the plan's buffers say the layout
         layer = self._layer(w, b, sym, strides, dilations, "NHWC" if nhwc else "NCHW")
         extra_kw = {}
         if nhwc:  # the NCHW arrays the plan passes are NHWC in memory where the layout pass made them so
@@ -292,11 +296,11 @@ class ConvTranspose(ConvBase):
         sym = [min(pads[0], pads[2]), min(pads[1], pads[3])]
         if any(p < 0 for p in pads) or sym != [pads[0], pads[1]] or sym != [pads[2], pads[3]]:
             sym = [0, 0]  # asymmetric or negative: the full result, cropped below
-        nhwc = self.layout == "NHWC" and rank == 2
+        out = outs[0] if outs else None
+        nhwc = rank == 2 and is_nhwc(out if out is not None else x)
         layout = "NHWC" if nhwc else "NCHW"
         x = np.ascontiguousarray(x.transpose(0, 2, 3, 1) if nhwc else x)
         crop = sym == [0, 0] and any(pads)
-        out = outs[0] if outs else None
         target = None if out is None or crop or rank == 1 else (out.transpose(0, 2, 3, 1) if nhwc else out)
         if target is not None and not target.flags.c_contiguous:
             target = None  # the plan's buffer is in the other layout: convert once below

@@ -49,13 +49,17 @@ class Plan:
     #: testing hook: a value to fill each run's arena with (NaN shows any read of a buffer never written)
     arena_fill: Optional[float] = None
 
-    def __init__(self, graph: Graph, feeds: Dict[str, Tuple[Shape, np.dtype]]) -> None:
+    def __init__(self, graph: Graph, feeds: Dict[str, Tuple[Shape, np.dtype]], layout: str = "NCHW") -> None:
+        from .layout import choose_layout
+
         self.graph = graph
         self.consts: Dict[str, np.ndarray] = {}
         self.steps: List[Step] = []
         self.folded = 0
         self._arenas = threading.local()
         self._fold_and_infer(feeds)
+        #: the memory order of the activations: "NCHW" or "NHWC" (layout.py)
+        self.layout = choose_layout(self.steps) if layout == "auto" else layout
         self._plan_memory(feeds)
 
     # -- pass 1 -------------------------------------------------------------------------------
@@ -128,7 +132,7 @@ class Plan:
                     storage[name] = storage[first_in]
                 elif op.writes_out and shape is not None and dtype is not None and name not in outputs:
                     storage[name] = name
-                    nhwc[name] = k == 0 and _nhwc_output(step, shape, storage, nhwc)
+                    nhwc[name] = k == 0 and _nhwc_output(step, shape, storage, nhwc, self.layout)
                     span[name] = [i, i]
                     size[name] = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
                 else:
@@ -235,11 +239,11 @@ def _layout_aware(op) -> bool:
     return op.op_type in ("Conv", "ConvTranspose", "Concat", "GlobalAveragePool", "GlobalMaxPool") or op.in_place
 
 
-def _nhwc_output(step: Step, shape: Shape, storage: Dict[str, str], nhwc: Dict[str, bool]) -> bool:
-    """Whether a step's new arena buffer is NHWC in memory: the one layout through the graph.
+def _nhwc_output(step: Step, shape: Shape, storage: Dict[str, str], nhwc: Dict[str, bool], layout: str) -> bool:
+    """Whether a step's new arena buffer is NHWC in memory (in a plan of ``layout`` NHWC).
 
     Every value keeps its NCHW shape (so ops with axes, Concat, Softmax, Reshape, ..., mean what ONNX
-    says); only the memory order changes. A convolution running NHWC writes NHWC; an elementwise op
+    says); only the memory order changes. A convolution writes NHWC (and so runs NHWC); an elementwise op
     or a Concat writes in the layout of its input; every other op gets NCHW buffers (or makes its own
     arrays) and reads any strides: where a layout changes, a consumer converts (one copy).
     """
@@ -248,7 +252,7 @@ def _nhwc_output(step: Step, shape: Shape, storage: Dict[str, str], nhwc: Dict[s
     op = step.node.op
     if op.op_type in ("Conv", "ConvTranspose"):
         w_rank = op.weight.ndim if op.weight is not None else len(step.in_shapes[1] or ())
-        return getattr(op, "layout", "NCHW") == "NHWC" and w_rank == 4
+        return layout == "NHWC" and w_rank == 4
     if op.in_place or op.op_type == "Concat":
         ins = step.node.inputs[:1] if op.op_type == "Concat" else step.node.inputs
         return any(n and nhwc.get(storage.get(n, ""), False) and (op.op_type == "Concat" or s == shape)
