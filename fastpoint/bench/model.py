@@ -123,12 +123,17 @@ def bench_model(path: str, peers: Sequence[str], threads: Sequence[int], shape=N
 
 
 def table(path: str, rows: List[dict], peers: Sequence[str]) -> str:
+    """The end-to-end table: ms per contender, fastpoint's speed-up over the fastest peer, error vs ORT."""
     names = ["fastpoint", *peers]
-    head = f"{'threads':>7}  " + "  ".join(f"{n + ' ms':>14}" for n in names) + "  max|fp-ORT|/max|ORT|"
+    head = (f"{'threads':>7}  " + "  ".join(f"{n + ' ms':>14}" for n in names)
+            + (f"  {'x best peer':>11}" if peers else "") + "  max|fp-ORT|/max|ORT|")
     lines = [f"model {path}", head, "-" * len(head)]
     for r in rows:
         err = f"{r['rel_err']:.1e}" if "rel_err" in r else "-"
-        lines.append(f"{r['threads']:>7}  " + "  ".join(f"{r['ms'][n]:>14.1f}" for n in names) + f"  {err:>20}")
+        best = min((r["ms"][p] for p in peers), default=None)
+        gain = f"  {best / r['ms']['fastpoint']:>11.2f}" if best else ""
+        lines.append(f"{r['threads']:>7}  " + "  ".join(f"{r['ms'][n]:>14.1f}" for n in names) + gain
+                     + f"  {err:>20}")
     if rows:
         steady = rows[0]["ms"]["fastpoint"] / 1e3
         lines.append(f"fastpoint load + first inference {rows[0]['first_s'] * 1e3:.0f} ms "
@@ -260,7 +265,8 @@ def packed_weight_bytes(net) -> int:
     return total
 
 
-def memory_child(contender: str, path: str, threads: int, runs: int = 3) -> dict:
+def memory_child(contender: str, path: str, threads: int, shape: Optional[Sequence[int]] = None,
+                 runs: int = 3) -> dict:
     """In a fresh process: RSS once the model is loaded and ready, and the peak over ``runs`` inferences.
 
     The growth from "loaded" to the peak is what running costs beyond the weights: activations and
@@ -271,7 +277,7 @@ def memory_child(contender: str, path: str, threads: int, runs: int = 3) -> dict
 
     fp.set_num_threads(threads)
     net = fp.load_onnx(path)
-    feeds = input_feeds(net)
+    feeds = input_feeds(net, shape)
     info: dict = {}
     if contender == "fastpoint":
         loaded = _rss_bytes()
@@ -294,17 +300,21 @@ def memory_child(contender: str, path: str, threads: int, runs: int = 3) -> dict
     return info
 
 
-def memory_rows(path: str, contenders: Sequence[str], threads: int) -> Dict[str, dict]:
+def memory_rows(path: str, contenders: Sequence[str], threads: int,
+                shape: Optional[Sequence[int]] = None) -> Dict[str, dict]:
     """:func:`memory_child` of each contender, each in its own fresh Python process."""
     import json
     import subprocess
     import sys
 
     code = ("import json, sys; from fastpoint.bench.model import memory_child; "
-            "print(json.dumps(memory_child(sys.argv[1], sys.argv[2], int(sys.argv[3]))))")
+            "shape = [int(d) for d in sys.argv[4].split(',')] if sys.argv[4] else None; "
+            "print(json.dumps(memory_child(sys.argv[1], sys.argv[2], int(sys.argv[3]), shape)))")
+    dims = ",".join(str(d) for d in shape) if shape else ""
     rows = {}
     for c in contenders:
-        res = subprocess.run([sys.executable, "-c", code, c, path, str(threads)], capture_output=True, text=True)
+        res = subprocess.run([sys.executable, "-c", code, c, path, str(threads), dims], capture_output=True,
+                             text=True)
         if res.returncode == 0:
             rows[c] = json.loads(res.stdout.strip().splitlines()[-1])
         else:
@@ -346,7 +356,7 @@ def cmd_bench_model(args) -> int:
     if getattr(args, "memory", False):
         print(f"\nmemory at {threads[0]} thread(s), each contender in a fresh process (RSS):")
         print(memory_table(memory_rows(args.model, ["fastpoint", *[p for p in peers if p in PEER_SETUP]],
-                                       threads[0])))
+                                       threads[0], shape)))
     if args.profile:
         net = fp.load_onnx(args.model, backend=backend)
         feeds = input_feeds(net, shape)
