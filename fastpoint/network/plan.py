@@ -142,11 +142,15 @@ class Plan:
         # a storage shared with a graph output (an output that views it) must not be reused early
         for name, root in storage.items():
             span[root][1] = max(span[root][1], last.get(name, span[root][1]))
+        inside = self._concat_in_place(storage, span, size, nhwc)
         self.offsets = _greedy_by_size(span, size)
         self.arena_bytes = -(-max((self.offsets[r] + size[r] for r in size), default=0) // ALIGN) * ALIGN
+        for r in inside:  # a Concat input's storage: its slice of the concatenated buffer
+            self.offsets[r] = _offset_inside(r, inside, self.offsets)
+        self.concat_in_place = len(inside)
         for i, step in enumerate(self.steps):
             outs = step.node.outputs
-            if step.node.op.writes_out and all(n in storage for n in outs if n) and all(outs):
+            if _gets_buffers(step, storage):
                 step.offsets = [self.offsets[storage[n]] for n in outs]
                 step.nhwc = tuple(nhwc.get(storage[n], False) for n in outs)
             step.free_after = tuple(n for n in set(step.node.inputs) if n and last.get(n) == i)
@@ -156,6 +160,50 @@ class Plan:
         self.storage = storage
         self.nhwc = nhwc
         self.peak_bytes = self._peak(last, storage, size, span)
+
+    def _concat_in_place(self, storage, span, size, nhwc) -> Dict[str, Tuple[str, int]]:
+        """Concat inputs whose producers write straight into their slice of the Concat's buffer.
+
+        In an NCHW plan, when everything before the Concat axis has size 1 (batch 1 on channels),
+        each input's slice is one contiguous piece of the output, so a producer can be given that
+        piece as its output buffer and the Concat copies nothing for it. Taken in: an input whose
+        storage holds that value alone (the same bytes; views and in-place ops before the Concat
+        allowed, none after it, so nothing overwrites the slice), is written by a step that is given
+        its buffers, and is no other Concat's. The Concat buffer's life then starts at its first
+        input's producer. Returns {input storage: (Concat storage, byte offset in it)}.
+        """
+        inside: Dict[str, Tuple[str, int]] = {}
+        if self.layout != "NCHW":
+            return inside
+        produced: Dict[str, int] = {}
+        for i, step in enumerate(self.steps):
+            for n in step.node.outputs:
+                produced[n] = i
+        sharers: Dict[str, List[str]] = {}
+        for v, r in storage.items():
+            sharers.setdefault(r, []).append(v)
+        given = {r for step in self.steps if _gets_buffers(step, storage) for r in step.node.outputs if r}
+        for i, step in enumerate(self.steps):
+            node = step.node
+            c = node.outputs[0] if node.op.op_type == "Concat" else ""
+            if not c or storage.get(c) != c or c not in size or any(s is None for s in step.in_shapes):
+                continue
+            shape, dtype = step.out_shapes[0], step.out_dtypes[0]
+            axis = node.op.attrs["axis"] % len(shape)
+            if int(np.prod(shape[:axis], dtype=np.int64)) != 1:
+                continue
+            roots = [storage.get(n) for n in node.inputs]
+            offset = 0
+            for n, s, r in zip(node.inputs, step.in_shapes, roots):
+                nbytes = int(np.prod(s, dtype=np.int64)) * dtype.itemsize
+                if (r is not None and r in size and r != c and r not in inside and roots.count(r) == 1
+                        and r in given and size[r] == nbytes and not nhwc.get(r) and self.dtypes.get(n) == dtype
+                        and all(produced[v] < i for v in sharers[r])):
+                    inside[r] = (c, offset)
+                    span[c] = [min(span[c][0], span[r][0]), max(span[c][1], span[r][1])]
+                    del size[r], span[r]
+                offset += nbytes
+        return inside
 
     def _peak(self, last, storage, size, span) -> int:
         """Largest total of activation bytes alive at once (an arena storage counts once, over its span)."""
@@ -223,6 +271,18 @@ def _view(arena: np.ndarray, offset: int, shape: Shape, dtype: np.dtype, nhwc: b
     if nhwc:
         return flat.reshape(shape[0], shape[2], shape[3], shape[1]).transpose(0, 3, 1, 2)
     return flat.reshape(shape)
+
+
+def _gets_buffers(step: Step, storage: Dict[str, str]) -> bool:
+    """Whether the plan gives a step arena buffers for its outputs (else it makes its own arrays)."""
+    outs = step.node.outputs
+    return step.node.op.writes_out and all(outs) and all(n in storage for n in outs)
+
+
+def _offset_inside(root: str, inside: Dict[str, Tuple[str, int]], offsets: Dict[str, int]) -> int:
+    """A Concat input's byte offset: its Concat's (itself possibly inside another Concat) plus its own."""
+    outer, offset = inside[root]
+    return (_offset_inside(outer, inside, offsets) if outer in inside else offsets[outer]) + offset
 
 
 def _identity_node(node: Node) -> Node:
