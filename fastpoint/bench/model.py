@@ -156,8 +156,8 @@ def profile_table(net, feeds, repeat: int = 5, top: int = 12, threads: Optional[
     flops = [_step_flops(s) for s in plan.steps]
     moved = [_step_bytes(plan, s) for s in plan.steps]
     peak = None
-    for _ in range(3 if threads else 0):  # the best of three: other processes only lower it
-        peak = fma_peak(threads, again=True)
+    for _ in range(8 if threads else 0):  # the best of eight short ones: other processes only lower it
+        peak = fma_peak(threads, seconds=0.05, again=True)
     by_op: Dict[str, List[int]] = {}
     for i, (_, op, _) in enumerate(steps):
         by_op.setdefault(op, []).append(i)

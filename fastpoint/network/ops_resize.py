@@ -157,9 +157,18 @@ class Resize(Op):
         if dtype is not None and self.attrs["mode"] != "nearest" and dtype.kind != "f":
             raise self.unsupported(f"mode={self.attrs['mode']!r} on {dtype} (float inputs only)")
 
+    def _known(self, shapes, values) -> bool:
+        """The scales/sizes are known: each present one has a value (an omitted input has no shape either:
+        PyTorch's exports give sizes and omit scales, which must not make the node dynamic)."""
+        wanted = self.needs_values()
+        need = [i for i in wanted if values[i] is not None or shapes[i] is not None]
+        if wanted and not need:  # none visible: a run-time value of unknown shape, not an omitted one
+            return False
+        return shapes[0] is not None and all(values[i] is not None for i in need)
+
     def infer(self, shapes, dtypes, values):
         self._check_dtype(dtypes[0])
-        if shapes[0] is None or any(values[i] is None for i in self.needs_values()):
+        if not self._known(shapes, values):
             return None
         axes, res = self._plan(shapes[0], values)
         out = list(shapes[0])
@@ -171,7 +180,7 @@ class Resize(Op):
 
     def is_identity(self, shapes, values) -> bool:
         """Every axis keeps its size at scale 1 (no pass runs): the plan makes it a view."""
-        if shapes[0] is None or any(values[i] is None for i in self.needs_values()):
+        if not self._known(shapes, values):
             return False
         _, res = self._plan(shapes[0], values)
         return all(n_in == n_out and scale == 1.0 for n_in, n_out, scale in res)
