@@ -221,3 +221,23 @@ def test_concat_written_in_place(n, monkeypatch):
             np.testing.assert_allclose(outs[name], ref, rtol=1e-5, atol=1e-5, err_msg=f"{layout} {name}")
         # batch 1 in NCHW: a, b and the inner Concat live in the outer one's buffer (d is relu'd in place after)
         assert net.plan().concat_in_place == (3 if layout == "NCHW" and n == 1 else 0)
+
+
+def test_output_arrays_recycled_only_when_dropped():
+    """A graph output's array is written again only when the caller no longer holds last call's result."""
+    rng = np.random.default_rng(7)
+    m = residual_model(rng)
+    net = fp.load_onnx(m)
+    x1, x2 = (rng.standard_normal((1, 8, 9, 7)).astype(np.float32) for _ in range(2))
+    y1 = net(x1)
+    keep = y1.copy()
+    y2 = net(x2)  # y1 held: a new array
+    assert y2 is not y1 and np.array_equal(y1, keep)
+    ref2, view = y2.copy(), y2[0]
+    del y2
+    y3 = net(x1)  # last result only held through a view: still not reused
+    assert np.array_equal(view, ref2[0]) and np.array_equal(y3, keep)
+    addr = y3.ctypes.data
+    del y3
+    y4 = net(x2)  # dropped: its array is written again (no page faults for a fresh one)
+    assert y4.ctypes.data == addr and np.array_equal(y4, ref2)

@@ -20,6 +20,7 @@ Made once per input shapes (the network caches them), in three passes:
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ class Step:
     offsets: Optional[List[int]] = None  # arena byte offset of each output (writes_out ops)
     nhwc: Tuple[bool, ...] = ()  # per output: its arena buffer is NHWC in memory (a transposed view)
     to_nchw: Tuple[int, ...] = ()  # inputs that are NHWC in memory and that this op reads as NCHW (a copy)
+    to_output: bool = False  # writes a graph output into a recycled array (Plan._output_buffers)
     free_after: Tuple[str, ...] = ()  # values whose last reader is this step
 
 
@@ -154,6 +156,9 @@ class Plan:
                 step.offsets = [self.offsets[storage[n]] for n in outs]
                 step.nhwc = tuple(nhwc.get(storage[n], False) for n in outs)
             step.free_after = tuple(n for n in set(step.node.inputs) if n and last.get(n) == i)
+            step.to_output = (step.node.op.writes_out and all(outs) and all(n in outputs for n in outs)
+                              and all(s is not None for s in step.out_shapes)
+                              and all(d is not None for d in step.out_dtypes))
             if not _layout_aware(step.node.op):
                 step.to_nchw = tuple(j for j, n in enumerate(step.node.inputs)
                                      if n and nhwc.get(storage.get(n, ""), False))
@@ -225,6 +230,22 @@ class Plan:
         return peak
 
     # -- running ------------------------------------------------------------------------------
+    def _output_buffers(self, step: Step) -> List[np.ndarray]:
+        """Arrays for a step that writes graph outputs: last call's, where the caller no longer holds it.
+
+        A fresh array for a large output costs its page faults on every call (5.5 MiB of logits: a few
+        ms); one whose last result nobody references (the only reference is this per-thread pool's, so
+        no view of it exists either) is written again instead. A result the caller keeps is never
+        touched: it gets a new array and the pool forgets it.
+        """
+        pool = self._arenas.__dict__.setdefault("outputs", {})
+        outs = []
+        for name, shape, dtype in zip(step.node.outputs, step.out_shapes, step.out_dtypes):
+            if not _recyclable(pool, name) or pool[name].shape != tuple(shape) or pool[name].dtype != dtype:
+                pool[name] = np.empty(shape, dtype)
+            outs.append(pool[name])
+        return outs
+
     def run(self, feeds: Dict[str, np.ndarray], profile: Optional[List[float]] = None) -> Dict[str, np.ndarray]:
         arena = getattr(self._arenas, "arena", None)  # one per thread: concurrent calls never share one
         if arena is None:
@@ -242,6 +263,8 @@ class Plan:
             if step.offsets is not None:
                 outs = [_view(arena, off, s, d, t) for off, s, d, t in
                         zip(step.offsets, step.out_shapes, step.out_dtypes, step.nhwc)]
+            elif step.to_output:
+                outs = self._output_buffers(step)
             t0 = time.perf_counter() if profile is not None else 0.0
             results = node.op.run(args, outs)
             if profile is not None:
@@ -262,6 +285,11 @@ class Plan:
             owned = o.name in self.consts or in_arena or of_feed
             result[o.name] = np.array(value, copy=True, order="C") if owned else np.ascontiguousarray(value)
         return result
+
+
+def _recyclable(pool: Dict[str, np.ndarray], name: str) -> bool:
+    """The pool's array for ``name`` is referenced by the pool alone (the caller dropped last call's result)."""
+    return name in pool and sys.getrefcount(pool[name]) == 2  # the dict's reference and getrefcount's argument
 
 
 def _view(arena: np.ndarray, offset: int, shape: Shape, dtype: np.dtype, nhwc: bool = False) -> np.ndarray:
