@@ -2,6 +2,7 @@
  * algorithm then runs its family's choice from the kernel tables (csrc/kernel_table.c). */
 #include <string.h>
 
+#include "epilogue/epilogue.h"
 #include "internal.h"
 #include "kernel_table.h"
 
@@ -66,17 +67,26 @@ static fp_conv_problem clamped(const fp_conv_problem *p) {
     return q;
 }
 
-static int run(const fp_conv_problem *p, int f64, const void *x, const void *packed, const void *bias, void *y) {
+static int run(const fp_conv_problem *p, int f64, const void *x, const void *packed, const void *bias, void *y,
+               const fp_epilogue *e) {
     const fp_packed_header *h = (const fp_packed_header *)packed;
     if (h->magic != FP_PACKED_MAGIC || h->f64 != f64 || h->algo < 0 || h->algo >= N_ALGOS ||
         h->isa != fp_isa() || h->algo != choose(p, h->isa, f64) || fp_kernel_at(h->kernel) != kernel_row(h->algo, h->isa, f64))
         return FP_ERR_PACKED;
-    const fp_conv_problem q = clamped(p);
+    fp_conv_problem q = clamped(p);
+    /* an epilogue beyond the kernels' own ReLU: the kernels store conv + bias, the algorithm applies it
+     * to each finished tile (csrc/epilogue/) */
+    fp_ep ep;
+    int relu = q.relu;
+    const int has_ep = e && fp_ep_resolve(e, f64, h->isa, y, &relu, &ep);
+    q.relu = relu;
+    const fp_ep *prev = has_ep ? fp_ep_enter(&ep) : NULL;
     /* subnormals would cost a microcode assist per operation: flush them on this thread (csrc/fpenv.c;
      * the pool's helpers flush for good when they start) */
     fp_flush_enter();
     int rc = ALGOS[h->algo]->run(&q, h->isa, f64, x, (const char *)packed + FP_HEADER_BYTES, bias, y);
     fp_flush_leave();
+    if (has_ep) fp_ep_enter(prev);
     return rc;
 }
 
@@ -94,8 +104,16 @@ int fp_pack_f32(const fp_conv_problem *p, const float *w, void *packed) { return
 int fp_pack_f64(const fp_conv_problem *p, const double *w, void *packed) { return pack(p, 1, w, packed); }
 
 int fp_conv_f32(const fp_conv_problem *p, const float *x, const void *packed, const float *bias, float *y) {
-    return run(p, 0, x, packed, bias, y);
+    return run(p, 0, x, packed, bias, y, NULL);
 }
 int fp_conv_f64(const fp_conv_problem *p, const double *x, const void *packed, const double *bias, double *y) {
-    return run(p, 1, x, packed, bias, y);
+    return run(p, 1, x, packed, bias, y, NULL);
+}
+int fp_conv_ep_f32(const fp_conv_problem *p, const float *x, const void *packed, const float *bias, float *y,
+                   const fp_epilogue *ep) {
+    return run(p, 0, x, packed, bias, y, ep);
+}
+int fp_conv_ep_f64(const fp_conv_problem *p, const double *x, const void *packed, const double *bias, double *y,
+                   const fp_epilogue *ep) {
+    return run(p, 1, x, packed, bias, y, ep);
 }

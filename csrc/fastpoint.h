@@ -90,6 +90,34 @@ int64_t fp_deconv_gemm_packed_bytes(const fp_conv_problem *p);
 int fp_deconv_gemm_pack(const fp_conv_problem *p, const float *w, void *packed);
 int fp_deconv_gemm_f32(const fp_conv_problem *p, const float *x, const void *packed, const float *bias, float *y);
 
+/* Fused epilogues (csrc/epilogue/, docs/epilogues.md): y = act(conv(x, w) + bias + residual), applied
+ * where each algorithm stores a tile.  Per call, beside x and y (a problem is shared by the concurrent
+ * calls of a layer).  kind FP_ACT_NONE with the problem's relu flag set means ReLU. */
+enum {
+    FP_ACT_NONE = 0,
+    FP_ACT_RELU = 1,        /* max(0, v) */
+    FP_ACT_CLIP = 2,        /* min(max(v, alpha), beta) (relu6: 0, 6) */
+    FP_ACT_LEAKY = 3,       /* v < 0 ? alpha v : v */
+    FP_ACT_HARDSWISH = 4,   /* v <= -3 ? 0 : v >= 3 ? v : v (v + 3) / 6 */
+    FP_ACT_HARDSIGMOID = 5, /* min(max(alpha v + beta, 0), 1) */
+    FP_ACT_SIGMOID = 6,     /* 1 / (1 + exp(-v)) */
+    FP_ACT_TANH = 7,
+    FP_ACT_PRELU = 8        /* v < 0 ? slope[channel] v : v */
+};
+typedef struct fp_epilogue {
+    int32_t kind;            /* FP_ACT_* */
+    int32_t reserved;
+    double alpha, beta;      /* the activation's parameters (see FP_ACT_*) */
+    const void *slope;       /* FP_ACT_PRELU: Cout slopes, the output's dtype */
+    const void *residual;    /* NULL, or added before the activation: the output's shape and dtype,
+                                C-contiguous in the problem's layout, not overlapping y */
+} fp_epilogue;
+/* fp_conv_f32 / f64 with an epilogue (NULL: none). */
+int fp_conv_ep_f32(const fp_conv_problem *p, const float *x, const void *packed, const float *bias, float *y,
+                   const fp_epilogue *ep);
+int fp_conv_ep_f64(const fp_conv_problem *p, const double *x, const void *packed, const double *bias, double *y,
+                   const fp_epilogue *ep);
+
 /* Machine measurements (csrc/measure.c): float32 FMA peak in GFLOP/s over about `seconds`, and
  * STREAM-triad bandwidth in GB/s over three arrays of `bytes` in all (-1 when out of memory). */
 double fp_measure_fma_peak(int threads, double seconds);

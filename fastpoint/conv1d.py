@@ -22,6 +22,7 @@ import numpy as np
 
 from .api import Conv2d
 from .backends.c_lowered import Conv1dGemmBackend
+from .core.epilogue import apply_reference
 from .core.spec import ConvSpec, LayerSpec, as_array, make_spec
 
 _CONV1D_GEMM = Conv1dGemmBackend()  # the C backend plus conv1d's own GEMM (backends/c_lowered.py)
@@ -198,6 +199,7 @@ class Conv1d(OneRow):
             else bias.astype(out.dtype)
         if self._conv._layer.relu:
             fill = np.maximum(fill, 0)
+        apply_reference(fill, self._conv._layer.act, 0)  # the layer's other activation, per channel
         out[tuple(tail)] = fill[:, None] if self._layout == "NCL" else fill
         return out
 

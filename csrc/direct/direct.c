@@ -16,6 +16,7 @@
  * plus the padded bias; no im2col buffer. */
 #include <string.h>
 
+#include "../epilogue/epilogue.h"
 #include "direct.h"
 
 /* Weight prefetch for the next chunk only when at least this many tiles share a chunk, so that
@@ -235,6 +236,7 @@ typedef struct direct_task {
     int64_t strip_bytes, pbuf_bytes; /* the running thread's fp_scratch slots 0 and 1 (pbuf: 0 if unused) */
     int failed;
     uint64_t call;                   /* this call's number (g_calls) */
+    const fp_ep *ep;                 /* the call's epilogue (csrc/epilogue), applied to each stored tile */
 } direct_task;
 
 /* The strip this OS thread filled last: call number, buffer and (image, group, row block), so that
@@ -357,6 +359,12 @@ static void direct_chunk(void *ctx, int64_t job, int worker) {
                                 for (int64_t c = 0; c < nch; c++) yp[c] = tbuf[j * a.ops + c];
                             }
                         }
+                        if (t->ep && p->layout == 0)
+                            fp_ep_tile(t->ep, y + ((n * p->cout + c_abs) * p->oh + oy) * p->ow + ox0, nch, rw,
+                                       p->oh * p->ow, c_abs, 1, 0);
+                        else if (t->ep)
+                            fp_ep_tile(t->ep, y + ((n * p->oh + oy) * p->ow + ox0) * p->cout + c_abs, rw, nch, p->cout,
+                                       c_abs, 0, 1);
                     }
                     ox0 += rw;
                 }
@@ -396,7 +404,7 @@ static int run(const fp_conv_problem *p, int isa, int f64, const void *xv, const
     direct_task t = {p, &G, isa, x, wpk, bpad, toff, y, G.cin_g * G.T * FP_DIRECT_CB,
                      (int64_t)sizeof(float) * G.cin_g * G.nr * sw * Wq,
                      G.kc < G.cin_g ? (int64_t)sizeof(float) * G.R * p->ow * G.nb * FP_DIRECT_CB : 0, 0,
-                     __atomic_add_fetch(&g_calls, 1, __ATOMIC_RELAXED)};
+                     __atomic_add_fetch(&g_calls, 1, __ATOMIC_RELAXED), fp_ep_current()};
     fp_pool_run(T, jobs, direct_chunk, &t); /* one job per chunk, claimed dynamically */
     fp_aligned_free(toff);
     fp_aligned_free(bpad);

@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "../epilogue/epilogue.h"
 #include "dwconv.h"
 
 /* Output rows oy and oy + 1 by pairs (fp_dw_pair_fn), when the shape allows it. */
@@ -46,6 +47,7 @@ typedef struct row_task {
     const fp_dw_ukernel *k;
     const fp_dw_block_fn *fns; /* [edge][px - 1] */
     int failed;
+    const fp_ep *ep; /* the call's epilogue (csrc/epilogue), applied to each finished row */
 } row_task;
 
 static void row_chunk(void *ctx, int64_t chunk, int worker) {
@@ -78,6 +80,7 @@ static void row_chunk(void *ctx, int64_t chunk, int worker) {
             const int64_t iyb = oy0 - p->pad_top; /* pairs: stride and dilation 1 */
             if (iyb >= 0 && iyb + 3 < p->h) {
                 nhwc_row2(k, px, p->ow, xn + iyb * p->w * C, w, &rt->g, bias, c0, c1, y + (n * p->oh + oy0) * p->ow * C);
+                if (rt->ep) fp_ep_tile(rt->ep, y + (n * p->oh + oy0) * p->ow * C + c0, 2 * p->ow, c1 - c0, C, c0, 0, 1);
                 continue;
             }
         }
@@ -86,12 +89,12 @@ static void row_chunk(void *ctx, int64_t chunk, int worker) {
             int64_t ky0, ky1;
             fp_tap_range(iyb, p->kh, p->dil_h, p->h, &ky0, &ky1);
             float *yrow = y + (n * p->oh + oy) * p->ow * C;
-            if (!(k->caps & FP_DW_NHWC_BLOCKS) || m != 1 || ky1 <= ky0) {
+            if (!(k->caps & FP_DW_NHWC_BLOCKS) || m != 1 || ky1 <= ky0)
                 k->pixels(p, xn, w, bias, m, iyb, ky0, ky1, 0, p->ow, c0, c1, yrow, acc);
-                continue;
-            }
-            nhwc_row(k, rt->fns, px, span, p->ow, xn + (iyb + ky0 * p->dil_h) * p->w * C, w + ky0 * p->kw * cpad,
-                     &rt->g, ky1 - ky0, bias, c0, c1, yrow);
+            else
+                nhwc_row(k, rt->fns, px, span, p->ow, xn + (iyb + ky0 * p->dil_h) * p->w * C, w + ky0 * p->kw * cpad,
+                         &rt->g, ky1 - ky0, bias, c0, c1, yrow);
+            if (rt->ep) fp_ep_tile(rt->ep, yrow + c0, p->ow, c1 - c0, C, c0, 0, 1);
         }
     }
     if (rt->g.nt) k->fence(); /* streamed stores are weakly ordered: drain them before the chunk ends */
@@ -113,6 +116,7 @@ typedef struct strip_task {
     int pair;
     const fp_dw_ukernel *k;
     const fp_dw_block_fn *fns; /* [edge][px - 1] */
+    const fp_ep *ep; /* the call's epilogue, applied to each finished block */
 } strip_task;
 
 static void strip_chunk(void *ctx, int64_t chunk, int worker) {
@@ -139,6 +143,10 @@ static void strip_chunk(void *ctx, int64_t chunk, int worker) {
             const int64_t iyb = oy * p->stride_h - p->pad_top;
             if (st->pair && oy + 1 < OH && iyb >= 0 && iyb + 3 < p->h) {
                 k->pairs[edge * k->tile_px + pw - 1](xn + iyb * W * C, col0, st->w, &st->g, st->bias, c0, c1, yn + oy * OW * C);
+                if (st->ep) {
+                    fp_ep_tile(st->ep, yn + oy * OW * C + c0, pw, c1 - c0, C, c0, 0, 1);
+                    fp_ep_tile(st->ep, yn + (oy + 1) * OW * C + c0, pw, c1 - c0, C, c0, 0, 1);
+                }
                 oy += 2;
                 continue;
             }
@@ -150,6 +158,7 @@ static void strip_chunk(void *ctx, int64_t chunk, int worker) {
                 st->fns[edge * k->tile_px + pw - 1](xn + (iyb + ky0 * p->dil_h) * W * C, col0, st->w + ky0 * p->kw * cpad,
                                                     &st->g, ky1 - ky0, st->bias, c0, c1, yn + oy * OW * C);
             }
+            if (st->ep) fp_ep_tile(st->ep, yn + oy * OW * C + c0, pw, c1 - c0, C, c0, 0, 1);
             oy += 1;
         }
     }
@@ -170,6 +179,7 @@ static void nhwc_strips(const fp_dw_ukernel *k, const fp_conv_problem *p, const 
     strip_task t;
     memset(&t, 0, sizeof t);
     t.p = p; t.x = x; t.w = w; t.bias = bias; t.y = y; t.g = *g;
+    t.ep = fp_ep_current(); /* on the calling thread */
     t.px = px;
     t.bs = bs;
     t.pair = pair_ok(p);
@@ -210,6 +220,7 @@ static int nhwc(const fp_dw_ukernel *k, const fp_conv_problem *p, const float *x
     row_task t;
     memset(&t, 0, sizeof t);
     t.p = p; t.x = x; t.w = w; t.bias = bias; t.y = y;
+    t.ep = fp_ep_current(); /* on the calling thread */
     t.g = (fp_dw_geo){C, fp_dw_cpad(p), p->w, p->kw, sw, dw, p->dil_h, p->pad_left, p->cin, p->ow, 0, 0, p->relu};
     /* Channel blocks are shifted so that full vectors are 64-byte aligned: the loads' when the
      * output is cached (with unmasked loads a misaligned input costs 15 % in L1, a misaligned store
@@ -227,7 +238,7 @@ static int nhwc(const fp_dw_ukernel *k, const fp_conv_problem *p, const float *x
     const int stream = y4 && C % 16 == 0 && m == 1 && out_bytes > FP_DW_NT_BYTES;
     const int by_x = !stream && m == 1 && x4;
     t.g.cs = C % 16 == 0 && C >= 96 && (by_x || y4) ? (by_x ? xmis : ymis) : 0;
-    t.g.nt = stream && t.g.cs == ymis;
+    t.g.nt = stream && t.g.cs == ymis && !t.ep; /* an epilogue rereads the stored rows */
     /* With several threads, group boundaries fall on output cache lines (two threads writing one
      * line made 192@28 slower at 2 threads than at 1); with one, on the load grid (no extra vector). */
     t.bs = T > 1 && y4 && C % 16 == 0 ? ymis : t.g.cs;
@@ -270,6 +281,7 @@ typedef struct tile_task {
     fp_dw_bands b;
     int64_t m, px, span, out_rows, nchunks;
     int pair, failed;
+    const fp_ep *ep; /* the call's epilogue, applied to the output rows as they are transposed back */
 } tile_task;
 
 static void tile_chunk(void *ctx, int64_t chunk, int worker) {
@@ -322,6 +334,7 @@ static void tile_chunk(void *ctx, int64_t chunk, int worker) {
             }
             if (oy - ob >= tt->out_rows || oy == oy1) {
                 tt->k->tile_out(rowbuf, (oy - ob) * OW, ypl, nch, ob * OW);
+                if (tt->ep) fp_ep_tile(tt->ep, ypl[0] + ob * OW, nch, (oy - ob) * OW, OH * OW, cb, 1, 0);
                 ob = oy;
             }
         }
@@ -335,6 +348,7 @@ static int nchw_tiled(const fp_dw_ukernel *k, const fp_conv_problem *p, const fl
     memset(&t, 0, sizeof t);
     t.p = p; t.x = x; t.w = w; t.bias = bias; t.y = y;
     t.g = (fp_dw_geo){16, fp_dw_cpad(p), W, p->kw, p->stride_w, p->dil_w, p->dil_h, p->pad_left, 16, p->ow, 0, 0, p->relu};
+    t.ep = fp_ep_current(); /* on the calling thread */
     t.k = k;
     t.fns = k->blocks(p);
     t.m = p->cout / p->cin;

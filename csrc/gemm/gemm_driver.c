@@ -7,6 +7,7 @@
  * C tile, and on a shared machine a thread that cannot get a core does not hold the call back. */
 #include <string.h>
 
+#include "../epilogue/epilogue.h"
 #include "gemm.h"
 
 typedef struct range { int64_t lo, hi; } range;
@@ -38,7 +39,7 @@ void fp_gemm_fence(void) {
 
 static void nchw_block(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const fp_gemm_blocks *bs,
                        const float *xn, const float *packed, const float *bias, float *yn, range rows,
-                       range cols, float *buf, int64_t *off) {
+                       range cols, float *buf, int64_t *off, const fp_ep *ep) {
     const int64_t M = p->cout, K = p->cin, N = p->oh * p->ow, MR = uk->mr, NR = uk->nr;
     const int unit_stride = p->stride_h == 1 && p->stride_w == 1;
     /* Stride 1 with a kernel that packs as it computes: the first row tile of each column tile reads
@@ -49,10 +50,14 @@ static void nchw_block(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const f
     const int fused = uk->extended && (unit_stride || p->h * p->w < ((int64_t)1 << 31));
     int32_t idx[64] = {0};
     fp_ukr_args u = {0};
-    u.ldc = N;
     u.bias_per_col = 0;
-    /* An output larger than L2, written in one k block: stream it past the caches. */
-    u.stream = uk->extended && K <= bs->kc && (int64_t)sizeof(float) * M * N * p->n > fp_cache_size(2);
+    /* An output larger than L2, written in one k block: stream it past the caches.  With an epilogue, each
+     * tile goes through an L1 buffer, then streams into y (csrc/epilogue). */
+    const int stream = uk->extended && K <= bs->kc && (int64_t)sizeof(float) * M * N * p->n > fp_cache_size(2);
+    const int buffered = stream && ep && MR * NR <= FP_EP_TILE_FLOATS;
+    float tbuf[FP_EP_TILE_FLOATS] __attribute__((aligned(64)));
+    u.stream = stream && !ep;
+    u.ldc = buffered ? NR : N;
     for (int64_t jc = cols.lo; jc < cols.hi; jc += bs->nc) {
         const int64_t jn = FP_MIN(bs->nc, cols.hi - jc);
         for (int64_t pc = 0; pc < K; pc += bs->kc) {
@@ -60,6 +65,7 @@ static void nchw_block(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const f
             u.kc = kc;
             u.first = pc == 0;
             u.relu = p->relu && pc + kc >= K;
+            const fp_ep *tile_ep = pc + kc >= K ? ep : NULL; /* the epilogue: last k block only */
             if (!fused) fp_gemm_pack_b_nchw(p, xn, pc, kc, jc, jn, NR, buf, off);
             for (int64_t ic = rows.lo; ic < rows.hi; ic += bs->mc) {
                 const int64_t ie = FP_MIN(ic + bs->mc, rows.hi);
@@ -68,6 +74,7 @@ static void nchw_block(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const f
                     fp_ukr_args v = u;
                     v.a = packed + ic * K + pc * MR;
                     v.a_panel = K * MR;
+                    v.ldc = N;
                     v.mr = ie - ic;
                     v.ldb = N;
                     v.bias = bias ? bias + ic : NULL;
@@ -77,11 +84,12 @@ static void nchw_block(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const f
                         v.prefetch_next = jr + 4 * uk->tall_nr < jc + jn;
                         v.c = yn + ic * N + jr;
                         uk->tall(&v);
+                        if (tile_ep) fp_ep_tile(tile_ep, v.c, v.mr, v.nr, N, ic, 1, 0);
                     }
                     continue;
                 }
                 /* When streaming, a narrow first column tile brings the others to 64-byte boundaries. */
-                const int64_t lead = fused && u.stream ? (int64_t)((64 - ((uintptr_t)(yn + jc) & 63)) & 63) / 4 : 0;
+                const int64_t lead = fused && stream ? (int64_t)((64 - ((uintptr_t)(yn + jc) & 63)) & 63) / 4 : 0;
                 for (int64_t jr = jc, jnext; jr < jc + jn; jr = jnext) {
                     u.nr = FP_MIN(jr == jc && lead ? lead : NR, jc + jn - jr);
                     jnext = jr + u.nr;
@@ -115,9 +123,12 @@ static void nchw_block(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const f
                         }
                         u.a = packed + ir * K + pc * MR; /* panel ir/MR starts (ir/MR)*K*MR = ir*K in */
                         u.mr = FP_MIN(MR, M - ir);
-                        u.c = yn + ir * N + jr;
+                        u.c = buffered ? tbuf : yn + ir * N + jr;
                         u.bias = bias ? bias + ir : NULL;
+                        if (tile_ep) fp_ep_prefetch32(tile_ep, yn + ir * N + jr, N, u.mr, u.nr);
                         uk->run(&u);
+                        if (buffered) fp_ep_tile_out(tile_ep, tbuf, NR, yn + ir * N + jr, N, u.mr, u.nr, ir, 1, 0, 1);
+                        else if (tile_ep) fp_ep_tile(tile_ep, u.c, u.mr, u.nr, N, ir, 1, 0);
                     }
                 }
             }
@@ -144,7 +155,7 @@ int fp_gemm_use_transposed(const fp_conv_problem *p, const fp_sgemm_ukr *uk) {
 
 static void nchw_t_block(const fp_conv_problem *p, const fp_sgemm_ukr *uk, int64_t kcb, const float *xn,
                          const float *wt, const float *w_raw, float *wbuf, const float *bias, float *yn, range pix,
-                         range cols, float *tail) {
+                         range cols, float *tail, const fp_ep *ep) {
     const int64_t K = p->cin, N = p->oh * p->ow, MR = uk->mr, NR = uk->nr;
     /* The last, partial pixel tile is read in place when the kernel has an instance computing exactly
      * its rows (1, 2 or 4: 7x7 = 6 x 8 + 1, 14x14 = 24 x 8 + 4), else packed once with zero rows so that
@@ -166,6 +177,7 @@ static void nchw_t_block(const fp_conv_problem *p, const fp_sgemm_ukr *uk, int64
         u.kc = kc;
         u.first = pc == 0;
         u.relu = p->relu && pc + kc >= K;
+        const fp_ep *tile_ep = pc + kc >= K ? ep : NULL; /* the epilogue: last k block only */
         for (int64_t jr = cols.lo; jr < cols.hi; jr += NR) {
             u.nr = FP_MIN(NR, cols.hi - jr);
             if (w_raw) { /* one-shot: this kc x NR panel packed here, then used by every pixel tile from L2 */
@@ -195,6 +207,7 @@ static void nchw_t_block(const fp_conv_problem *p, const fp_sgemm_ukr *uk, int64
                 else u.pf_lines = pf && kc == K && jr + 2 * NR <= p->cout ? w_raw + (jr + NR) * K + (t - 1) * kc * 16 : NULL;
                 u.c = yn + jr * N + ir;
                 uk->run(&u);
+                if (tile_ep) fp_ep_tile(tile_ep, u.c, u.nr, u.mr, N, jr, 1, 0); /* C^T: channel rows */
             }
         }
     }
@@ -211,12 +224,14 @@ typedef struct task {
     int by_pixels;
     int64_t nch, pix_tiles, ch_tiles;
     int failed;
+    const fp_ep *ep; /* the call's epilogue (csrc/epilogue), applied to each finished tile */
 } task;
 
 static void task_init(task *t, const fp_conv_problem *p, const fp_sgemm_ukr *uk, const float *x,
                       const float *packed, const float *bias, float *y) {
     memset(t, 0, sizeof *t);
     t->p = p; t->uk = uk; t->x = x; t->packed = packed; t->bias = bias; t->y = y;
+    t->ep = fp_ep_current(); /* on the calling thread */
 }
 
 static int task_finish(task *t, int T) {
@@ -252,7 +267,7 @@ static void nchw_t_chunk(void *ctx, int64_t c, int worker) {
     if (pix.lo < pix.hi && cols.lo < cols.hi)
         for (int64_t img = 0; img < p->n; img++)
             nchw_t_block(p, uk, t->bs.kc, t->x + img * K * N, t->packed ? fp_gemm_packed_wt(p, uk, t->packed) : NULL,
-                         t->w_raw, wbuf, t->bias, t->y + img * M * N, pix, cols, buf);
+                         t->w_raw, wbuf, t->bias, t->y + img * M * N, pix, cols, buf, t->ep);
 }
 
 static int run_nchw_t(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const float *x, const float *packed,
@@ -288,14 +303,14 @@ static void nchw_chunk(void *ctx, int64_t c, int worker) {
             const range rows = {0, M};
             if (cols.lo < cols.hi)
                 nchw_block(p, uk, &t->bs, t->x + img * K * HW, t->packed, t->bias, t->y + img * M * N, rows, cols,
-                           buf, off);
+                           buf, off, t->ep);
         }
     } else {
         const range rows = part(t->ch_tiles, c, t->nch, uk->mr, M);
         const range cols = {0, N};
         for (int64_t img = 0; img < p->n && rows.lo < rows.hi; img++)
             nchw_block(p, uk, &t->bs, t->x + img * K * HW, t->packed, t->bias, t->y + img * M * N, rows, cols, buf,
-                       off);
+                       off, t->ep);
     }
     fp_gemm_fence(); /* non-temporal stores of this thread are ordered before the call returns */
 }
@@ -316,17 +331,21 @@ int fp_gemm_run_nchw(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const flo
 
 static void nhwc_block(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const fp_gemm_blocks *bs,
                        const float *x, const float *packed, const float *w_raw, float *wbuf, const float *bias,
-                       float *y, range rows, range cols) {
+                       float *y, range rows, range cols, const fp_ep *ep) {
     const int64_t N = p->cout, K = p->cin, MR = uk->mr, NR = uk->nr;
     const float *arows[16];
     fp_ukr_args u = {0};
-    u.ldc = N;
     u.ldb = NR;
     u.bias_per_col = 1;
     u.arows = arows;
     /* An output larger than L2, written in one k block: stream it past the caches (as NCHW does;
      * 16->96@112 writes 4.8 MB).  Full 48-column tiles of 64-byte aligned rows only (store_row). */
-    u.stream = uk->extended && K <= bs->kc && (int64_t)sizeof(float) * p->n * p->oh * p->ow * N > fp_cache_size(2);
+    const int stream = uk->extended && K <= bs->kc && (int64_t)sizeof(float) * p->n * p->oh * p->ow * N > fp_cache_size(2);
+    /* with an epilogue: each tile through an L1 buffer, then streamed into y (csrc/epilogue) */
+    const int buffered = stream && ep && MR * NR <= FP_EP_TILE_FLOATS;
+    float tbuf[FP_EP_TILE_FLOATS] __attribute__((aligned(64)));
+    u.stream = stream && !ep;
+    u.ldc = buffered ? NR : N;
     for (int64_t jc = cols.lo; jc < cols.hi; jc += bs->nc) {
         const int64_t jn = FP_MIN(bs->nc, cols.hi - jc);
         for (int64_t pc = 0; pc < K; pc += bs->kc) {
@@ -334,6 +353,7 @@ static void nhwc_block(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const f
             u.kc = kc;
             u.first = pc == 0;
             u.relu = p->relu && pc + kc >= K;
+            const fp_ep *tile_ep = pc + kc >= K ? ep : NULL; /* the epilogue: last k block only */
             /* one-shot: the kc x nc block of W^T packed here (panel by panel, kc * NR floats each), as BLIS
              * packs B per block, then read from L2 by every row tile */
             for (int64_t jr = jc; w_raw && jr < jc + jn; jr += NR)
@@ -351,8 +371,11 @@ static void nhwc_block(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const f
                         u.nr = FP_MIN(NR, jc + jn - jr);
                         u.b = w_raw ? wbuf + (jr - jc) * kc : packed + jr * K + pc * NR; /* panel jr/NR starts jr*K floats in */
                         u.bias = bias ? bias + jr : NULL;
-                        u.c = y + ir * N + jr;
+                        u.c = buffered ? tbuf : y + ir * N + jr;
+                        if (tile_ep) fp_ep_prefetch32(tile_ep, y + ir * N + jr, N, u.mr, u.nr);
                         uk->run(&u);
+                        if (buffered) fp_ep_tile_out(tile_ep, tbuf, NR, y + ir * N + jr, N, u.mr, u.nr, jr, 0, 1, 1);
+                        else if (tile_ep) fp_ep_tile(tile_ep, u.c, u.mr, u.nr, N, jr, 0, 1);
                     }
                 }
             }
@@ -376,7 +399,7 @@ static void nhwc_chunk(void *ctx, int64_t c, int worker) {
     if (t->by_pixels) rows = part(t->pix_tiles, c, t->nch, uk->mr, R);
     else cols = part(t->ch_tiles, c, t->nch, uk->nr, N);
     if (rows.lo < rows.hi && cols.lo < cols.hi)
-        nhwc_block(p, uk, &t->bs, t->x, t->packed, t->w_raw, wbuf, t->bias, t->y, rows, cols);
+        nhwc_block(p, uk, &t->bs, t->x, t->packed, t->w_raw, wbuf, t->bias, t->y, rows, cols, t->ep);
     fp_gemm_fence(); /* non-temporal stores of this thread are ordered before the call returns */
 }
 

@@ -1,6 +1,7 @@
 /* The generic algorithm: applies to every problem, in float32 and float64 (see conv_generic_impl.h). */
 #include <string.h>
 
+#include "../epilogue/epilogue.h"
 #include "generic.h"
 
 #define T float

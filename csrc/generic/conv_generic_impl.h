@@ -25,12 +25,14 @@ typedef struct FN(generic_task) {
     int64_t jobs, nchunks;
     int64_t acc_bytes; /* the running thread's accumulator row: fp_scratch slot 0 */
     int failed;
+    const fp_ep *ep;   /* the call's epilogue (csrc/epilogue), applied to each row as it is stored */
 } FN(generic_task);
 
 static int FN(generic_launch)(const fp_conv_problem *p, const T *x, const T *w, const T *bias, T *y, int64_t jobs,
                               int64_t acc_elems, fp_task_fn fn) {
     const int threads = fp_threads(p);
-    FN(generic_task) t = {p, x, w, bias, y, jobs, fp_chunk_count(jobs, threads), (int64_t)sizeof(T) * acc_elems, 0};
+    FN(generic_task) t = {p, x, w, bias, y, jobs, fp_chunk_count(jobs, threads), (int64_t)sizeof(T) * acc_elems, 0,
+                          fp_ep_current()};
     fp_pool_run(threads, t.nchunks, fn, &t);
     return t.failed ? FP_ERR_ALLOC : FP_OK;
 }
@@ -75,6 +77,7 @@ static void FN(generic_nchw_chunk)(void *ctx, int64_t chunk, int worker) {
                     for (int64_t ox = 0; ox < p->ow; ox++) yr[ox] = acc[ox] < 0 ? (T)0 : acc[ox];
                 else
                     for (int64_t ox = 0; ox < p->ow; ox++) yr[ox] = acc[ox];
+                if (t->ep) fp_ep_tile(t->ep, yr, 1, p->ow, 0, co, 0, 0);
             }
         }
     }
@@ -123,6 +126,7 @@ static void FN(generic_nhwc_chunk)(void *ctx, int64_t chunk, int worker) {
                         for (int64_t co = 0; co < cout_g; co++) yg[co] = acc[co] < 0 ? (T)0 : acc[co];
                     else
                         for (int64_t co = 0; co < cout_g; co++) yg[co] = acc[co];
+                    if (t->ep) fp_ep_tile(t->ep, yg, 1, cout_g, 0, g * cout_g, 0, 1);
                 }
             }
         }

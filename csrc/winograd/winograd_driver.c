@@ -16,6 +16,7 @@
  * (every slice re-does the cheap input transform, and reads only its part of U). */
 #include <string.h>
 
+#include "../epilogue/epilogue.h"
 #include "../kernel_table.h"
 #include "winograd.h"
 
@@ -39,6 +40,7 @@ typedef struct plan {
     float *y;
     int stream;                /* NCHW output past L2: non-temporal stores of whole aligned rows */
     int failed;
+    const fp_ep *ep;           /* the call's epilogue (csrc/epilogue), applied to each stored tile */
 } plan;
 
 typedef struct block {
@@ -135,7 +137,8 @@ static void make_plan(plan *P, const fp_conv_problem *p, int isa) {
     }
     P->jobs = blocks * P->slices;
     P->ldm = 16 * FP_CEIL_DIV(P->pn.units, P->slices);
-    P->stream = (int64_t)sizeof(float) * p->n * p->cout * p->oh * p->ow > fp_cache_size(2);
+    P->ep = fp_ep_current(); /* on the calling thread; an epilogue rereads the stored tile: no streaming */
+    P->stream = !P->ep && (int64_t)sizeof(float) * p->n * p->cout * p->oh * p->ow > fp_cache_size(2);
     P->kc = fp_gemm_blocking(P->uk, P->max_nt, p->cout, p->cin).kc;
 }
 
@@ -242,10 +245,15 @@ static void job(void *ctx, int64_t j, int worker) {
                     }
                 P->wk->output(M + t * TILE_STRIDE(P->ldm), t + 1 < nt ? M + (t + 1) * TILE_STRIDE(P->ldm) : NULL, P->ldm,
                               co1 - co0, bias, p->relu, dst);
+                for (int64_t q = 0; P->ep && p->layout != 0 && q < m * m; q++)
+                    if (dst[q]) fp_ep_tile(P->ep, dst[q], 1, co1 - co0, 0, co0, 0, 1);
             }
-            if (p->layout == 0)
-                P->wk->store(O, P->ldm, co1 - co0, OH * OW, OW, FP_MIN(m, OH - ty * m), FP_MIN(m * group, OW - tx * m),
-                             m, P->stream, P->y + ((B.n * K + co0) * OH + ty * m) * OW + tx * m);
+            if (p->layout == 0) {
+                float *yt = P->y + ((B.n * K + co0) * OH + ty * m) * OW + tx * m;
+                const int64_t rows = FP_MIN(m, OH - ty * m), cols = FP_MIN(m * group, OW - tx * m);
+                P->wk->store(O, P->ldm, co1 - co0, OH * OW, OW, rows, cols, m, P->stream, yt);
+                for (int64_t c = 0; P->ep && c < co1 - co0; c++) fp_ep_tile(P->ep, yt + c * OH * OW, rows, cols, OW, co0 + c, 0, 0);
+            }
         }
     if (P->stream) fp_gemm_fence(); /* this thread's non-temporal stores, ordered before the call returns */
 }

@@ -65,6 +65,24 @@ def _problem(layer: LayerSpec, spec: Optional[ConvSpec] = None):
     return p
 
 
+def _epilogue(layer: LayerSpec, residual: Optional[np.ndarray]):
+    """The fp_epilogue of a call (csrc/fastpoint.h) and the arrays it points into (keep them alive while it
+    is used): the layer's activation beyond ReLU, and the call's residual (a C-contiguous array of the
+    output's shape and dtype, checked by core/epilogue.py)."""
+    ep = _ffi.new("fp_epilogue *")
+    act = layer.act
+    keep = [residual]
+    if act is not None:
+        ep.kind, ep.alpha, ep.beta = act.code, act.alpha, act.beta
+        if act.slopes is not None:
+            slopes = act.slope_array(layer.cout, layer.dtype)
+            keep.append(slopes)
+            ep.slope = _ffi.from_buffer(slopes)
+    if residual is not None:
+        ep.residual = _ffi.from_buffer(residual)
+    return ep, keep
+
+
 def _check(code: int) -> None:
     if code != 0:
         exc, msg = _ERRORS.get(code, (RuntimeError, f"C kernel failed with code {code}"))
@@ -133,12 +151,16 @@ class CBackend:
         return Packed(buf, int(_lib.fp_isa()))
 
     def run(self, spec: ConvSpec, packed: Any, x: np.ndarray, bias: Optional[np.ndarray],
-            out: np.ndarray) -> None:
+            out: np.ndarray, residual: Optional[np.ndarray] = None) -> None:
         f64 = x.dtype.char == "d"
         ctype = "double[]" if f64 else "float[]"
-        conv = _lib.fp_conv_f64 if f64 else _lib.fp_conv_f32
-        _check(conv(_problem_for(spec), _ptr(x, ctype), _ptr(packed.buffer, "char[]"),
-                    _ptr(bias, ctype), _ptr(out, ctype)))
+        args = (_problem_for(spec), _ptr(x, ctype), _ptr(packed.buffer, "char[]"), _ptr(bias, ctype), _ptr(out, ctype))
+        if spec.layer.act is None and residual is None:
+            _check((_lib.fp_conv_f64 if f64 else _lib.fp_conv_f32)(*args))
+            return
+        ep, keep = _epilogue(spec.layer, residual)
+        _check((_lib.fp_conv_ep_f64 if f64 else _lib.fp_conv_ep_f32)(*args, ep))
+        del keep
 
     def bind(self, spec: ConvSpec, packed: Any, bias: Optional[np.ndarray]):
         """``run`` for one spec with the weights' and bias' cffi views made once: ``runner(x, out)``.
@@ -153,6 +175,12 @@ class CBackend:
         wptr, bptr = _ptr(packed.buffer, "char[]"), _ptr(bias, ctype)
         from_buffer = _ffi.from_buffer
         last = (get_num_threads(), _problem_for(spec))  # read and replaced whole: safe across threads
+        if spec.layer.act is not None:  # the layer's activation: one fp_epilogue for every call (read only)
+            ep, keep = _epilogue(spec.layer, None)
+            conv_ep = _lib.fp_conv_ep_f64 if f64 else _lib.fp_conv_ep_f32
+
+            def conv(p, x, w, b, y, _c=conv_ep, _e=ep, _k=keep):
+                return _c(p, x, w, b, y, _e)
 
         def runner(x: np.ndarray, out: np.ndarray) -> None:
             nonlocal last

@@ -27,7 +27,8 @@ def conv1d_gemm_applies(layer: LayerSpec) -> bool:
     direct kernels on the one-row view (docs/conv1d-transposed.md), the GEMM wins 2.75x on wav2vec2's
     512->512 K3 s2 and 1.15x on its 1->512 K10 s5 stem, and loses 10 % at stride 1 (WaveNet, ECG)."""
     return (_lib is not None and layer.dtype == np.float32 and layer.layout == "NCHW" and layer.groups == 1
-            and layer.kh == 1 and layer.kw > 1 and layer.stride[1] > 1)
+            and layer.kh == 1 and layer.kw > 1 and layer.stride[1] > 1
+            and layer.act is None)  # activations beyond ReLU: the 2-d kernels' fused epilogue (docs/epilogues.md)
 
 
 class Conv1dGemmBackend(CBackend):

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import importlib.util
 import threading
+from dataclasses import replace
 from typing import Optional
 
 import numpy as np
 
+from ..core.epilogue import apply_reference
 from ..core.spec import ConvSpec, LayerSpec
 from ..core.threads import get_num_threads
 
@@ -48,10 +50,17 @@ class NumbaBackend:
         return self._load().pack(layer, weight)
 
     def run(self, spec: ConvSpec, packed: np.ndarray, x: np.ndarray, bias: Optional[np.ndarray],
-            out: np.ndarray) -> None:
+            out: np.ndarray, residual: Optional[np.ndarray] = None) -> None:
         kernels = self._load()
         threads = min(get_num_threads(), kernels.workers.max_threads())
-        kernels.run(spec, packed, x, bias, out, threads)
+        if residual is None:
+            kernels.run(spec, packed, x, bias, out, threads)
+            _epilogue(spec, out, None)
+            return
+        relu = spec.layer.relu  # ReLU after the residual add: the kernels store conv + bias only
+        kernels.run(replace(spec, layer=replace(spec.layer, relu=False)) if relu else spec, packed, x, bias, out,
+                    threads)
+        _epilogue(spec, out, residual)
 
     def bind(self, spec: ConvSpec, packed: np.ndarray, bias: Optional[np.ndarray]):
         """``run`` for one spec with its index tables, padded bias and block sizes made once."""
@@ -59,9 +68,13 @@ class NumbaBackend:
         launch = kernels.bind(spec, packed, bias)
         max_threads = kernels.workers.max_threads
 
+        act = spec.layer.act
+
         def runner(x: np.ndarray, out: np.ndarray) -> None:
             threads = get_num_threads()
             launch(x, out, 1 if threads == 1 else min(threads, max_threads()))  # max_threads: a system call
+            if act is not None:
+                _epilogue(spec, out, None)
 
         return runner
 
@@ -85,7 +98,21 @@ class NumbaBackend:
                 set_bias(bias)
             threads = get_num_threads()
             launch(x, out, 1 if threads == 1 else min(threads, max_threads()))
+            _epilogue(spec, out, None)
             # max and min are NaN when some value is, and +-Inf show in one of them: no temporary array
             return check_finite and not (np.isfinite(w.max()) and np.isfinite(w.min()))
 
         return runner
+
+
+def _epilogue(spec: ConvSpec, out: np.ndarray, residual: Optional[np.ndarray]) -> None:
+    """The epilogue beyond the kernels' ReLU, as a pass over the output after the kernels (not fused:
+    the Numba kernels fuse ReLU only; docs/epilogues.md)."""
+    L = spec.layer
+    if residual is None and L.act is None:
+        return
+    if residual is not None:
+        out += residual
+        if L.relu:
+            np.maximum(out, 0, out=out)
+    apply_reference(out, L.act, 1 if L.layout == "NCHW" else 3)

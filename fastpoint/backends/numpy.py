@@ -10,6 +10,7 @@ from typing import Optional
 
 import numpy as np
 
+from ..core.epilogue import apply_reference
 from ..core.spec import ConvSpec, LayerSpec
 
 
@@ -42,14 +43,18 @@ class NumpyBackend:
         return weight
 
     def run(self, spec: ConvSpec, packed: np.ndarray, x: np.ndarray, bias: Optional[np.ndarray],
-            out: np.ndarray) -> None:
+            out: np.ndarray, residual: Optional[np.ndarray] = None) -> None:
+        """``out = act(conv(x) + bias + residual)``: the epilogue applied after the whole convolution."""
         nhwc = spec.layer.layout == "NHWC"
         with np.errstate(invalid="ignore", over="ignore"):  # NaN/Inf propagate silently, as in the kernels
             y = conv2d_nchw(x.transpose(0, 3, 1, 2) if nhwc else x, packed, spec)
-        if bias is not None:
-            y += bias[:, None, None]
+            if bias is not None:
+                y += bias[:, None, None]
+            if residual is not None:
+                y += residual.transpose(0, 3, 1, 2) if nhwc else residual
         if spec.layer.relu:
             np.maximum(y, 0, out=y)  # np.maximum keeps NaN, as PyTorch's relu does
+        apply_reference(y, spec.layer.act, 1)
         out[...] = y.transpose(0, 2, 3, 1) if nhwc else y
 
 

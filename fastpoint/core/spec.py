@@ -18,6 +18,8 @@ from typing import Optional, Tuple, Union
 
 import numpy as np
 
+from .epilogue import Activation, parse_activation
+
 IntOrPair = Union[int, Tuple[int, int]]
 Padding = Union[int, Tuple[int, int], str]
 
@@ -42,6 +44,7 @@ class LayerSpec:
     relu: bool
     dtype: np.dtype
     algorithm: str = "auto"  # one of ALGORITHMS; "winograd" only where check_algorithm allows it
+    act: Optional[Activation] = None  # an activation other than relu, fused into the store (core/epilogue.py)
 
     @property
     def cin_g(self) -> int:
@@ -53,7 +56,8 @@ class LayerSpec:
 
     def with_dtype(self, dtype: np.dtype) -> LayerSpec:
         return LayerSpec(self.cout, self.cin, self.kh, self.kw, self.stride, self.padding,
-                         self.dilation, self.groups, self.layout, self.relu, np.dtype(dtype), self.algorithm)
+                         self.dilation, self.groups, self.layout, self.relu, np.dtype(dtype), self.algorithm,
+                         self.act)
 
 
 @dataclass(frozen=True)
@@ -201,9 +205,9 @@ def make_layer(weight: np.ndarray, stride, padding, dilation, groups, layout, ac
                dtype: Optional[np.dtype] = None, algorithm: str = "auto") -> LayerSpec:
     """Validate everything that does not depend on the input image."""
     layout = check_layout(layout)
-    relu = check_activation(activation)
     groups = check_weight_groups(weight, groups, "(Cout, Cin/groups, KH, KW)", "output channels", "Cout")
     cout, cin_g, kh, kw = (int(s) for s in weight.shape)
+    relu, act = parse_activation(activation, cout)
     stride = _pair("stride", stride, 1)
     dilation = _pair("dilation", dilation, 1)
     pad = _padding(padding)
@@ -211,7 +215,7 @@ def make_layer(weight: np.ndarray, stride, padding, dilation, groups, layout, ac
         raise ValueError(f"padding='same' needs stride 1 (as in PyTorch), got stride={stride}")
     algorithm = check_algorithm(algorithm, kh, kw, stride, dilation, groups)
     return LayerSpec(cout, cin_g * groups, kh, kw, stride, pad, dilation, groups, layout, relu,
-                     np.dtype(dtype if dtype is not None else np.float32), algorithm)
+                     np.dtype(dtype if dtype is not None else np.float32), algorithm, act)
 
 
 def make_spec(layer: LayerSpec, x_shape: Tuple[int, ...], w_shape: Tuple[int, ...]) -> ConvSpec:
