@@ -172,7 +172,9 @@ class Conv(ConvBase):
         out = outs[0] if outs else None
         if res is not None and res.shape != shape:  # the Add broadcasts: run the fused ops one by one
             return self._run_unfused(x4, w, b, sym, strides, dilations, res, out)
-        nhwc = w.ndim == 4 and is_nhwc(out if out is not None else x)  # the plan's buffers say the layout
+        # the plan's buffers say the layout; a 1x1 image is the same memory in both, and NHWC's packed
+        # weights are half the size of NCHW's for these (squeeze-excitation) GEMMs and ran even or faster
+        nhwc = w.ndim == 4 and (is_nhwc(out if out is not None else x) or x4.shape[2:] == shape[2:] == (1, 1))
         layer = self._layer(w, b, sym, strides, dilations, "NHWC" if nhwc else "NCHW")
         extra_kw = {}
         if nhwc:  # the NCHW arrays the plan passes are NHWC in memory where the layout pass made them so
