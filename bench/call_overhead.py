@@ -1,25 +1,31 @@
 """Fixed per-call cost of a fastpoint call on tiny layers, where the kernel itself is < 1 us.
 
 For each backend: a repeat call of a ``Conv2d`` with ``out=`` (the benchmark's way), without ``out``,
-and a one-shot ``conv2d()`` (packs the weights every call); for the C backend also the bare C entry
-point with a prepared problem and cffi views (the floor).  Best of 5 rounds of N calls (env N,
-default 20000), 1 thread.  ``PYTHONPATH`` picks the tree, so two builds can be compared:
+and a one-shot ``conv2d()`` (packs the weights every call), ``conv1x1()`` and ``conv1d()``; for the C
+backend also the bare C entry point with a prepared problem and cffi views (the floor).  Best of 5
+rounds of N calls (env N, default 20000), 1 thread.  ``CPU=1`` times the calling thread's CPU time
+(``time.thread_time``) instead of the wall clock: on a loaded box the wall-clock figures of
+microsecond calls move by tens of percent between runs, the CPU time far less.  ``PYTHONPATH`` picks
+the tree, so two builds can be compared:
 
-    flock /tmp/fp-bench.lock env PYTHONPATH=$PWD python bench/call_overhead.py
+    flock /tmp/fp-bench.lock env PYTHONPATH=$PWD CPU=1 python bench/call_overhead.py
 """
 
 from __future__ import annotations
 
 import os
+import time
 import timeit
 
 import numpy as np
 
 import fastpoint as fp
 
+_TIMER = time.thread_time if os.environ.get("CPU") == "1" else time.perf_counter
+
 
 def best_us(f, n: int) -> float:
-    return min(timeit.repeat(f, number=n, repeat=5)) / n * 1e6
+    return min(timeit.repeat(f, number=n, repeat=5, timer=_TIMER)) / n * 1e6
 
 
 def one(name: str, backend: str, x: np.ndarray, w: np.ndarray, b: np.ndarray, kw: dict, n: int) -> str:
@@ -28,10 +34,16 @@ def one(name: str, backend: str, x: np.ndarray, w: np.ndarray, b: np.ndarray, kw
     line = (f"{name:20s} {backend:6s} Conv2d(x, out=) {best_us(lambda: layer(x, out=out), n):6.2f} us, "
             f"Conv2d(x) {best_us(lambda: layer(x), n):6.2f} us, "
             f"conv2d() {best_us(lambda: fp.conv2d(x, w, b, backend=backend, out=out, **kw), n // 10):6.2f} us")
+    if w.shape[1] == x.shape[1] and w.shape[2:] == (3, 3):  # the dense case: its 1x1 and 1-d forms too
+        w1, x1, w3 = w[:, :, 1, 1].copy(), x[:, :, 0], w[:, :, 1].copy()
+        out1 = np.empty_like(fp.conv1d(x1, w3, b, padding=1, backend=backend))
+        t1 = best_us(lambda: fp.conv1x1(x, w1, b, backend=backend, out=out), n // 10)
+        t2 = best_us(lambda: fp.conv1d(x1, w3, b, padding=1, backend=backend, out=out1), n // 10)
+        line += f", conv1x1() {t1:6.2f} us, conv1d() {t2:6.2f} us"
     if backend == "c":
         from fastpoint.backends import c as cb
 
-        spec = next(iter(layer._specs.values()))
+        spec = layer._plan.spec  # the kept plan of the calls above
         _, packed, bias, _ = layer._prepared(fp.api.get_backend("c"), x.dtype)
         ffi = cb._ffi
         prob = cb._problem(spec.layer, spec)

@@ -89,6 +89,10 @@ int fp_conv1d_gemm_f32(const fp_conv_problem *p, const float *x, const void *pac
 int64_t fp_deconv_gemm_packed_bytes(const fp_conv_problem *p);
 int fp_deconv_gemm_pack(const fp_conv_problem *p, const float *w, void *packed);
 int fp_deconv_gemm_f32(const fp_conv_problem *p, const float *x, const void *packed, const float *bias, float *y);
+/* The general transposed convolution, groups 1 (deconv_scatter.c): problem h, w the input, oh, ow the
+ * output, stride, pad_top/pad_left the padding, dilation; weights packed by fp_deconv_gemm_pack with
+ * layout 0 (rows (co, ky, kx) whatever the data layout); bias one value per output channel. */
+int fp_deconv_scatter_f32(const fp_conv_problem *p, const float *x, const void *packed, const float *bias, float *y);
 
 /* Fused epilogues (csrc/epilogue/, docs/epilogues.md): y = act(conv(x, w) + bias + residual), applied
  * where each algorithm stores a tile.  Per call, beside x and y (a problem is shared by the concurrent
@@ -122,6 +126,22 @@ int fp_conv_ep_f64(const fp_conv_problem *p, const double *x, const void *packed
  * STREAM-triad bandwidth in GB/s over three arrays of `bytes` in all (-1 when out of memory). */
 double fp_measure_fma_peak(int threads, double seconds);
 double fp_measure_triad(int threads, int64_t bytes);
+/* Network ops outside convolutions (csrc/ops/, docs/ops.md), float32, threaded on the pool.  dims: n, c,
+ * h, w, out_h, out_w; xs/ys: element strides of n, c, h, w of x and y.  pool2d: geom kh, kw, sh, sw, dh, dw,
+ * pad_top, pad_left; kind 0 max, 1 average (sum / divisors[oy * out_w + ox]).  resize2d: iy/ix two source
+ * indices per output row/column, ly/lx the second one's weight (both NULL: nearest, first index only).
+ * gap: mean over h*w of contiguous NCHW (nhwc 0) or NHWC (1).  eltwise: y = act(a op b), a and y
+ * contiguous (outer, mid, inner), b per bmode (0 none, 1 same shape, 2 per mid, 3 per inner, 4 scalar),
+ * op 0 none, 1 add, 2 sub, 3 mul, 4 div; act 0 none, 1 relu, 2 sigmoid, 3 hardsigmoid(alpha, beta),
+ * 4 hardswish, 5 clip(alpha, beta).  fp_op_isa_name: the ISA whose loops run. */
+int fp_op_pool2d_f32(const float *x, const int64_t *xs, float *y, const int64_t *ys, const int64_t *dims,
+                     const int64_t *geom, int kind, const float *divisors, int threads);
+int fp_op_resize2d_f32(const float *x, const int64_t *xs, float *y, const int64_t *ys, const int64_t *dims,
+                       const int64_t *iy, const float *ly, const int64_t *ix, const float *lx, int threads);
+int fp_op_gap_f32(const float *x, float *y, int64_t n, int64_t c, int64_t hw, int nhwc, int threads);
+int fp_op_eltwise_f32(const float *a, const float *b, float *y, int64_t outer, int64_t mid, int64_t inner,
+                      int bmode, int op, int act, float alpha, float beta, int threads);
+const char *fp_op_isa_name(void);
 /* cdef-end */
 
 #endif

@@ -37,9 +37,9 @@ from typing import Any, Dict, Optional, Tuple
 import numpy as np
 
 from .backends import get_backend
-from .core.callplan import CallPlan, OneShotPlan, one_shot_plan
-from .core.epilogue import activation_name, check_residual
-from .core.nonfinite import apply_padding_nan, nonfinite_taps
+from .core.callplan import CallPlan, one_shot_plan
+from .core.epilogue import activation_name
+from .core.nonfinite import nonfinite_taps
 from .core.spec import (
     ConvSpec,
     IntOrPair,
@@ -47,7 +47,6 @@ from .core.spec import (
     Padding,
     as_array,
     c_array,
-    check_out,
     make_layer,
     make_spec,
     prepare_input,
@@ -83,8 +82,7 @@ class Conv2d:
         if self._bias is not None:
             prepare_param("bias", self._bias, self._bias.dtype, (self._layer.cout,))
         self._packed: Dict[Tuple[str, np.dtype], Tuple[LayerSpec, Any, Optional[np.ndarray], Any]] = {}
-        self._specs: Dict[Tuple[LayerSpec, Tuple[int, ...]], ConvSpec] = {}
-        # validated calls per (input shape, dtype), and the last one used (core/callplan.py)
+        # the kept plans, per (input shape, dtype), and the last one used (core/callplan.py)
         self._plans: Dict[Tuple[Tuple[int, ...], np.dtype], CallPlan] = {}
         self._plan: Optional[CallPlan] = None
 
@@ -118,77 +116,42 @@ class Conv2d:
     def __call__(self, x, *, out: Optional[np.ndarray] = None, residual: Optional[np.ndarray] = None) -> np.ndarray:
         """``act(conv(x) + bias + residual)`` into a new array or ``out`` (residual: see the module doc)."""
         plan = self._plan
-        if residual is not None and plan is not None:
-            result = self._planned_residual(plan, x, out, residual)
-            if result is not None:
-                return result
-        if residual is None and (plan is None or not plan.accepts(x)):  # another shape or dtype than the last?
+        if plan is None or not plan.accepts(x):  # another shape or dtype than the last call's?
             plan = self._plans.get((x.shape, x.dtype)) if type(x) is np.ndarray else None
             if plan is not None and not plan.accepts(x):
                 plan = None
-        if plan is not None and residual is None:  # (a call with a residual takes the full path)
-            result = plan.call(x, out)
+        if plan is not None:
+            result = plan.call(x, out) if residual is None else self._planned_residual(plan, x, out, residual)
             if result is not None:
                 self._plan = plan
                 return result
+        # the full path: parse the input, then the plan of its shape (made and kept on its first call)
         user_x = x
-        x, batched = prepare_input(x, self._layer)
-        backend = self._get_backend()
-        layer, packed, bias, bad_taps = self._prepared(backend, x.dtype)
-        spec = self._specs.get((layer, x.shape))
-        if spec is None:
-            if len(self._specs) > 64:  # e.g. dask chunks of many sizes: keep the cache bounded
-                self._specs.clear()
-            spec = self._specs[(layer, x.shape)] = self._make_spec(layer, x.shape)
-        if out is None:
-            result = np.empty(spec.out_shape, dtype=x.dtype)
-        else:
-            inputs = (("x", as_array("x", user_x)),) + self._user_arrays
-            result = check_out(out, spec, x.dtype, batched, inputs)
-        res4 = None if residual is None else check_residual(residual, spec.out_shape, x.dtype, out, batched)
-        if spec.n > 0:
-            if res4 is None:
-                backend.run(spec, packed, x, bias, result)
-            else:
-                backend.run(spec, packed, x, bias, result, residual=res4)
-            if bad_taps is not None:
-                apply_padding_nan(spec, bad_taps, result)
-            if not self._one_call and (x is user_x or x.base is user_x):  # x used as given: plan repeats
-                key = (user_x.shape, x.dtype)
-                plan = self._plans.get(key)
-                if plan is None:
-                    if len(self._plans) > 16:  # many shapes (dask chunks): keep it bounded, as _specs
-                        self._plans.clear()
-                    plan = self._plans[key] = CallPlan(user_x.shape, spec, batched, backend, packed, bias,
-                                                       bad_taps, self._user_arrays)
+        x4, batched = prepare_input(x, self._layer)
+        user_shape = x4.shape if batched else x4.shape[1:]
+        plan = self._plans.get((user_shape, x4.dtype))
+        if plan is None:
+            backend = self._get_backend()
+            layer, packed, bias, bad_taps = self._prepared(backend, x4.dtype)
+            spec = self._make_spec(layer, x4.shape)
+            plan = CallPlan.kept(spec, batched, user_shape, backend, packed, bias, bad_taps, self._user_arrays)
+            if spec.n > 0 and not self._one_call:  # (batch 0 runs no kernel: not worth a plan)
+                if len(self._plans) > 16:  # many shapes (dask chunks): keep it bounded
+                    self._plans.clear()
+                self._plans[(user_shape, x4.dtype)] = plan
                 self._plan = plan
-        if out is not None:
-            return out
-        return result if batched else result[0]
+        inputs = () if out is None else (("x", as_array("x", user_x)),) + self._user_arrays
+        return plan.call_checked(x4, out, inputs, residual)
 
-    def _planned_residual(self, plan: CallPlan, x, out: Optional[np.ndarray], residual) -> Optional[np.ndarray]:
-        """A call with a residual on the last call's plan, when x, the residual and out need no conversion and
-        pass the plan's checks (as CallPlan.call does them, the residual one more read-only array that out
-        must not meet); None sends the call down the full path, which copies or raises."""
-        if (not plan.accepts(x) or type(residual) is not np.ndarray or residual.shape != plan.user_out_shape
-                or residual.dtype != plan.dtype or not residual.flags.c_contiguous or not residual.flags.aligned):
+    @staticmethod
+    def _planned_residual(plan: CallPlan, x: np.ndarray, out: Optional[np.ndarray], residual) -> Optional[np.ndarray]:
+        """A call with a residual on a plan that accepts x, when the residual needs no conversion and out
+        passes the plan's checks (CallPlan.call: the residual one more array that out must not meet); None
+        sends the call down the full path, which copies or raises."""
+        if (type(residual) is not np.ndarray or residual.shape != plan.user_out_shape or residual.dtype != plan.dtype
+                or not residual.flags.c_contiguous or not residual.flags.aligned):
             return None
-        if out is None:
-            out4 = np.empty(plan.out_shape, dtype=plan.dtype)
-        elif (type(out) is not np.ndarray or out.shape != plan.user_out_shape or out.dtype != plan.dtype
-              or not out.flags.carray or np.may_share_memory(out, x) or np.may_share_memory(out, residual)
-              or any(np.may_share_memory(out, a) for a in plan.params)):
-            return None
-        else:
-            out4 = out if plan.batched else out[None]
-        backend = self._get_backend()
-        _, packed, bias, _ = self._prepared(backend, plan.dtype)
-        batched = plan.batched
-        backend.run(plan.spec, packed, x if batched else x[None], bias, out4,
-                    residual=residual if batched else residual[None])
-        if plan.bad_taps is not None:
-            apply_padding_nan(plan.spec, plan.bad_taps, out4)
-        return out if out is not None else out4 if batched else out4[0]
+        return plan.call(x, out, residual)
 
     def __repr__(self) -> str:
         L = self._layer
@@ -204,35 +167,37 @@ def conv2d(x, weight, bias=None, stride: IntOrPair = 1, padding: Padding = 0, di
     """2-d convolution (cross-correlation) with PyTorch's ``conv2d`` semantics; see the module doc.
 
     A one-shot call: parse the arguments into a plan (core/callplan.py, cached on the argument facts),
-    then run it once with these weights, packed for this call only (docs/call-path.md).  A call with an
-    epilogue beyond ReLU (another activation, a residual) runs as a one-call :class:`Conv2d` instead."""
-    if residual is not None or not (activation is None or activation == "relu"):
+    then run it once with these weights, packed for this call only (docs/call-path.md).  A call with a
+    residual runs as a one-call :class:`Conv2d` instead; one with an activation other than a name (a tuple,
+    an Activation) takes the full parse every time (its values are not a parse key)."""
+    if residual is not None:
         layer = _OneCall(weight, bias, stride, padding, dilation, groups, activation=activation, layout=layout,
                          backend=backend, algorithm=algorithm)
         return layer(x, out=out, residual=residual)
-    def parse() -> OneShotPlan:
-        return _parse_one_shot(x, weight, bias, stride, padding, dilation, groups, activation, layout, backend,
+    if (type(x) is np.ndarray and type(weight) is np.ndarray and (bias is None or type(bias) is np.ndarray)
+            and (activation is None or type(activation) is str)):
+        numbers = (stride, padding, dilation, groups)
+        key = ("conv2d", x.shape, x.dtype, weight.shape, weight.dtype,
+               None if bias is None else (bias.shape, bias.dtype), numbers, activation, layout, backend, algorithm)
+        plan = one_shot_plan(key, numbers, lambda: _parse_one_shot(x, weight, bias, stride, padding, dilation,
+                                                                   groups, activation, layout, backend, algorithm))
+    else:  # array-likes (a parse key needs arrays), activations with values: checked, then converted
+        plan = _parse_one_shot(x, weight, bias, stride, padding, dilation, groups, activation, layout, backend,
                                algorithm)
-
-    if type(x) is np.ndarray and type(weight) is np.ndarray and (bias is None or type(bias) is np.ndarray):
-        plan = one_shot_plan(x, weight, bias, (stride, padding, dilation, groups),
-                             (activation, layout, backend, algorithm), parse)
-    else:  # array-likes: checked, then converted (a parse key needs arrays)
-        plan = parse()
         x, weight = as_array("x", x), as_array("weight", weight)
         bias = None if bias is None else as_array("bias", bias)
-    return plan.call(x, weight, bias, out)
+    return plan.call_once(x, weight, bias, out)
 
 
 class _OneCall(Conv2d):
-    """conv2d()'s layer for a call with an epilogue: used once, so no weight snapshot and no call plan."""
+    """conv2d()'s layer for a call with a residual: used once, so no weight snapshot and no call plan."""
 
     _snapshot = False
     _one_call = True
 
 
 def _parse_one_shot(x, weight, bias, stride, padding, dilation, groups, activation, layout,
-                    backend, algorithm: str = "auto") -> OneShotPlan:
+                    backend, algorithm: str = "auto") -> CallPlan:
     """Validate a one-shot call's arguments (in the order Conv2d checks them) into its plan."""
     weight = as_array("weight", weight)
     layer = make_layer(weight, stride, padding, dilation, groups, layout, activation, algorithm=algorithm)
@@ -242,7 +207,8 @@ def _parse_one_shot(x, weight, bias, stride, padding, dilation, groups, activati
         prepare_param("bias", bias, bias.dtype, (layer.cout,))
     x4, batched = prepare_input(x, layer)
     layer = layer.with_dtype(x4.dtype)
-    return OneShotPlan(make_spec(layer, x4.shape, weight.shape), batched, found)
+    return CallPlan.once(make_spec(layer, x4.shape, weight.shape), batched, x4.shape if batched else x4.shape[1:],
+                         found, weight.dtype, None if bias is None else bias.dtype)
 
 
 def conv1x1(x, weight, bias=None, stride: IntOrPair = 1, *, activation: Any = None,

@@ -91,6 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .network.cli import add_parser as add_run_parser
 
     add_run_parser(sub)
+
+    from .network.segment import add_parser as add_segment_parser
+
+    add_segment_parser(sub)
     return parser
 
 

@@ -22,8 +22,9 @@ import numpy as np
 
 from .api import Conv2d
 from .backends.c_lowered import Conv1dGemmBackend
+from .core.callplan import CallPlan, one_shot_plan
 from .core.epilogue import apply_reference
-from .core.spec import ConvSpec, LayerSpec, as_array, make_spec
+from .core.spec import ConvSpec, LayerSpec, as_array, make_spec, prepare_input
 
 _CONV1D_GEMM = Conv1dGemmBackend()  # the C backend plus conv1d's own GEMM (backends/c_lowered.py)
 
@@ -210,9 +211,39 @@ class Conv1d(OneRow):
 def conv1d(x, weight, bias=None, stride: int = 1, padding: Padding1d = 0, dilation: int = 1, groups: int = 1,
            *, activation: Optional[str] = None, layout: str = "NCL", backend: str = "auto",
            out: Optional[np.ndarray] = None) -> np.ndarray:
-    """1-d convolution (cross-correlation) with PyTorch's ``conv1d`` semantics; see the module doc."""
+    """1-d convolution (cross-correlation) with PyTorch's ``conv1d`` semantics; see the module doc.
+
+    A one-shot call: the plan of its one-row 2-d call (core/callplan.py, cached on the argument facts), used
+    once on the row views of these arrays (docs/call-path.md)."""
+    if (type(x) is np.ndarray and type(weight) is np.ndarray and (bias is None or type(bias) is np.ndarray)
+            and (out is None or type(out) is np.ndarray and out.ndim == x.ndim)
+            and (activation is None or type(activation) is str)):  # (values of an activation are no key)
+        numbers = (stride, padding, dilation, groups)
+        key = ("conv1d", x.shape, x.dtype, weight.shape, weight.dtype,
+               None if bias is None else (bias.shape, bias.dtype), numbers, activation, layout, backend)
+        plan = one_shot_plan(key, numbers, lambda: _parse_one_shot(x, weight, bias, stride, padding, dilation,
+                                                                   groups, activation, layout, backend))
+        if plan is not None:
+            row = (lambda a: a[..., None, :]) if layout == "NCL" else (lambda a: a[..., None, :, :])
+            y = plan.call_once(row(x), weight_2d(weight), bias, None if out is None else row(out))
+            return out if out is not None else y[..., 0, :] if layout == "NCL" else y[..., 0, :, :]
     return _OneCallConv1d(weight, bias, stride, padding, dilation, groups, activation=activation, layout=layout,
                           backend=backend)(x, out=out)
+
+
+def _parse_one_shot(x, weight, bias, stride, padding, dilation, groups, activation, layout, backend):
+    """The one-shot plan of a conv1d call: the layer's checks (in its order), the 2-d call spec of its row;
+    None where the layer adds outputs of its own (a kernel-1 layer padded on the right only)."""
+    conv = _OneCallConv1d(weight, bias, stride, padding, dilation, groups, activation=activation, layout=layout,
+                          backend=backend)
+    x = conv._check_1d(x, None)
+    if conv._right_only:
+        return None
+    row = conv._conv
+    x4, batched = prepare_input(conv._row(x), row._layer)
+    spec = row._make_spec(row._layer.with_dtype(x4.dtype), x4.shape)
+    return CallPlan.once(spec, batched, x4.shape if batched else x4.shape[1:], row._get_backend(),
+                         row._weight.dtype, None if row._bias is None else row._bias.dtype)
 
 
 class _OneCallRowConv2d(_RowConv2d):

@@ -23,7 +23,7 @@ from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 import numpy as np
 
 from .backends import get_backend
-from .backends.c_lowered import deconv_bias_rows, deconv_pack, deconv_run
+from .backends.c_lowered import deconv_bias_rows, deconv_pack, deconv_run, deconv_scatter_applies, deconv_scatter_run
 from .backends.numpy import conv_transpose2d_nchw
 from .conv1d import OneRow, _int, check_layout_1d
 from .core.spec import ConvSpec, IntOrPair, LayerSpec, as_array, c_array, check_out, prepare_param
@@ -48,11 +48,13 @@ class _Phase:
 
 
 class _Prepared(NamedTuple):
-    """A layer made ready for one backend and dtype: its phases, or the packed K == stride GEMM."""
+    """A layer made ready for one backend and dtype: its phases, or the packed K == stride GEMM, or the
+    packed scatter-add GEMM."""
 
     phases: List[_Phase]
     bias: Optional[np.ndarray]
     gemm: Optional[Tuple[Any, Optional[np.ndarray]]]  # (packed W', bias per GEMM row)
+    scatter: Any = None  # packed W' (rows (co, ky, kx)) of the scatter-add GEMM
 
 
 class ConvTranspose2d:
@@ -101,6 +103,9 @@ class ConvTranspose2d:
                 gemm = (deconv_pack(weight, L.layout), deconv_bias_rows(bias, L.kh, L.kw, L.layout))
                 self._prepared[key] = _Prepared([], bias, gemm)
                 return self._prepared[key]
+            if backend.name == "c" and dtype == np.float32 and deconv_scatter_applies(L):
+                self._prepared[key] = _Prepared([], bias, None, deconv_pack(weight, "NCHW"))
+                return self._prepared[key]
             if backend.name != "numpy":
                 conv_weight = correlation_weight(weight, L.groups)
                 for ph in axis_phases(L.kh, L.stride[0], L.padding[0], L.dilation[0]):
@@ -135,6 +140,8 @@ class ConvTranspose2d:
             prep = self._phases(backend, x4.dtype)
             if backend.name == "numpy":
                 self._reference(x4, prep.bias, result)
+            elif prep.scatter is not None:
+                deconv_scatter_run(prep.scatter, c_array(x4), L, result, prep.bias)
             elif prep.gemm is not None:
                 packed, bias_rows = prep.gemm
                 deconv_run(packed, c_array(x4), L.cout, L.kh, L.kw, L.layout, L.relu, bias_rows, result)

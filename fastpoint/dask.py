@@ -2,7 +2,9 @@
 
 ``conv2d``, ``conv1x1``, ``max_pool2d``, ``avg_pool2d`` and ``upsample`` take a dask array in NCHW (or
 NHWC, or unbatched 3-d) chunked in N, H and W, and return a lazy dask array that is **exactly** the
-in-memory result of the same fastpoint function on the same data, image borders included.
+in-memory result of the same fastpoint function on the same data, image borders included.  ``conv1d``
+(NCL / NLC, chunked in N and L) is the windowed plan below on the one-row view; ``conv_transpose2d`` and
+``conv_transpose1d`` are cut by their outputs (see ``conv_transpose2d``).
 
 How a windowed operation (convolution, pooling, bilinear upsampling) is cut into chunks, per spatial
 axis with window span ``E = dilation*(K-1)+1``, stride ``s`` and padding ``lo``/``hi``:
@@ -48,13 +50,17 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
                       "(or pip install 'dask[array,distributed]' zarr)") from exc
 
 from .api import Conv2d
+from .conv1d import Conv1d, padding_pair
+from .conv_transpose import ConvTranspose1d, ConvTranspose2d
 from .core.image_args import spatial_axes
 from .core.spec import DTYPES, IntOrPair, Padding, as_array, check_layout, make_spec
 from .core.threads import thread_limit
+from .network.tiled import TilingError, run, tiling  # noqa: F401 - whole networks (fastpoint/network/tiled.py)
 from .ops.pooling import pool_params, reduce_windows
 from .ops.upsample import bilinear_valid_axis, nearest, upsample_params
 
-__all__ = ["avg_pool2d", "conv1x1", "conv2d", "max_pool2d", "upsample"]
+__all__ = ["avg_pool2d", "conv1d", "conv1x1", "conv2d", "conv_transpose1d", "conv_transpose2d", "max_pool2d",
+           "upsample"]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -287,4 +293,177 @@ def upsample(x, scale_factor: IntOrPair, mode: str = "nearest", align_corners: b
     channels = x.shape[1 if layout == "NCHW" else 3]
     y = _windowed(x, layout, ((1, 1), (1, 1)), (3, 3), (1, 1), s, "edge", _bilinear_block, channels, x.dtype,
                   s, layout, name="fastpoint-upsample-bilinear")
+    return _unbatch(y, batched)
+
+
+# --------------------------------------------------------------------------------------------------
+# conv1d and transposed convolution
+
+
+def _as_dask_1d(x, layout: str) -> Tuple[da.Array, bool]:
+    """A 1-d input (3-d, or 2-d unbatched) as the dask array of its one-row 2-d view, (N, C, 1, L) for NCL,
+    (N, 1, L, C) for NLC, and whether it was batched."""
+    if layout not in ("NCL", "NLC"):
+        raise ValueError(f"layout must be 'NCL' or 'NLC' for a 1-d convolution, got {layout!r}")
+    if not isinstance(x, da.Array):
+        x = da.from_array(as_array("x", x))
+    if x.ndim not in (2, 3):
+        shape = "(N, C, L) or (C, L)" if layout == "NCL" else "(N, L, C) or (L, C)"
+        raise ValueError(f"x must be {shape} for layout {layout}, got {x.ndim}-d shape {x.shape}")
+    return _as_dask(x[..., None, :] if layout == "NCL" else x[..., None, :, :], _LAYOUTS_2D[layout])
+
+
+_LAYOUTS_2D = {"NCL": "NCHW", "NLC": "NHWC"}
+
+
+def _conv1d_block(block: np.ndarray, layer: Conv1d, layout: str, threads: int) -> np.ndarray:
+    with thread_limit(threads):
+        if layout == "NCL":
+            return layer(block[:, :, 0, :])[:, :, None, :]
+        return layer(block[:, 0, :, :])[:, None, :, :]
+
+
+def conv1d(x, weight, bias=None, stride: int = 1, padding=0, dilation: int = 1, groups: int = 1, *,
+           activation: Optional[str] = None, layout: str = "NCL", backend: str = "auto",
+           num_threads: Optional[int] = None) -> da.Array:
+    """:func:`fastpoint.conv1d` over a dask array chunked in N and L; exact, causal ``(left, right)`` pairs
+    included: the windowed plan of the module doc on the one-row view, the padding in the dask array."""
+    full = Conv1d(weight, bias, stride, padding, dilation, groups, activation=activation, layout=layout,
+                  backend=backend)  # validates the weights on the client
+    x, batched = _as_dask_1d(x, layout)
+    w = as_array("weight", weight)
+    k = 1 if w.ndim == 2 else int(w.shape[2])
+    span = dilation * (k - 1) + 1
+    pads = padding_pair(padding)
+    if pads == "same":
+        pads = ((span - 1) // 2, span - 1 - (span - 1) // 2)  # the extra sample on the right, as PyTorch
+    length = x.shape[3 if layout == "NCL" else 2]
+    ca = 1 if layout == "NCL" else 3
+    cin = int(w.shape[1]) * groups
+    if x.shape[ca] != cin:
+        raise ValueError(f"x has {x.shape[ca]} channels (shape {x.shape}, layout {layout}) but weight shape "
+                         f"{w.shape} expects {cin}")
+    if length + pads[0] + pads[1] < span:
+        raise ValueError(f"kernel {k} with dilation {dilation} spans {span}, more than the padded input "
+                         f"{length + sum(pads)} (x shape {x.shape}, padding {padding!r})")
+    layer = Conv1d(full._conv._weight[:, :, 0, :], full._conv._bias, stride, 0, dilation, groups,
+                   activation=activation, layout=layout, backend=backend)
+    key = "fastpoint-conv1d-weights-" + tokenize(layer._conv._weight, layer._conv._bias, repr(layer))
+    layer_key = dask.delayed(layer, name=key, pure=True, traverse=False)
+    cout = int(w.shape[0])
+    y = _windowed(x, _LAYOUTS_2D[layout], ((0, 0), pads), (1, span), (1, stride), (1, 1), 0.0,
+                  _conv1d_block, cout, x.dtype, layer_key, layout, _threads(num_threads), name="fastpoint-conv1d")
+    y = y[:, :, 0, :] if layout == "NCL" else y[:, 0, :, :]
+    return _unbatch(y, batched)
+
+
+def _transpose_axis_plan(in_chunks: Sequence[int], size: int, out: int, k: int, s: int, p: int, d: int):
+    """Output chunks of one axis (near the input's, times the stride), and for each the input rows
+    ``[lo, hi)`` that reach it and where its first output row lies in their uncropped output."""
+    edges = [0]
+    for c in in_chunks[:-1]:
+        edges.append(edges[-1] + c)
+    bounds = sorted({min(max(e * s - p, 0), out) for e in edges} | {out})
+    bounds = [0] + [b for b in bounds if b > 0]
+    span = d * (k - 1) + 1
+    plan = []
+    for o0, o1 in zip(bounds[:-1], bounds[1:]):
+        # output row o (cropped) is reached by inputs i with i*s = o + p - j*d for a tap j
+        lo = max(0, -(-(o0 + p - span + 1) // s))
+        hi = min(size, (o1 - 1 + p) // s + 1)
+        plan.append((o0, o1, lo, hi, o0 + p - lo * s))
+    return plan
+
+
+def _transpose_block(xb: Optional[np.ndarray], layer: ConvTranspose2d, shape: Tuple[int, ...], offsets,
+                     fill: np.ndarray, layout: str, threads: int) -> np.ndarray:
+    """Output block ``shape`` whose first row/column is row/column ``offsets`` of the uncropped output of
+    the input rows ``xb`` (None: no input reaches the block, which is the bias alone)."""
+    ha, wa = spatial_axes(layout)
+    out = np.empty(shape, dtype=fill.dtype)
+    out[...] = fill[:, None, None] if layout == "NCHW" else fill
+    if xb is None:
+        return out
+    with thread_limit(threads):
+        y = layer(np.ascontiguousarray(xb))
+    src, dst = [slice(None)] * 4, [slice(None)] * 4
+    for axis, r0 in zip((ha, wa), offsets):
+        a, b = max(r0, 0), min(r0 + shape[axis], y.shape[axis])
+        if b <= a:
+            return out
+        src[axis], dst[axis] = slice(a, b), slice(a - r0, b - r0)
+    out[tuple(dst)] = y[tuple(src)]
+    return out
+
+
+def conv_transpose2d(x, weight, bias=None, stride: IntOrPair = 1, padding: IntOrPair = 0,
+                     output_padding: IntOrPair = 0, groups: int = 1, dilation: IntOrPair = 1, *,
+                     activation: Optional[str] = None, layout: str = "NCHW", backend: str = "auto",
+                     num_threads: Optional[int] = None) -> da.Array:
+    """:func:`fastpoint.conv_transpose2d` over a dask array chunked in N, H and W; exact.
+
+    Cut by the output: each output chunk (about an input chunk's rows times the stride) is computed from
+    the input rows that reach it, ``[ceil((o0 + p - span + 1) / s), floor((o1 - 1 + p) / s)]``, by the
+    unpadded layer, and cropped out of that slice's uncropped output; rows that no input reaches
+    (``output_padding``, kernels smaller than the stride) get the bias.  Every output thus sums the same
+    products as in memory.
+    """
+    full = ConvTranspose2d(weight, bias, stride, padding, output_padding, groups, dilation,
+                           activation=activation, layout=layout, backend=backend)  # validates the weights
+    L = full._layer
+    x, batched = _as_dask(x, layout)
+    ha, wa = spatial_axes(layout)
+    ca = 1 if layout == "NCHW" else 3
+    if x.shape[ca] != L.cin:
+        raise ValueError(f"x has {x.shape[ca]} channels (shape {x.shape}, layout {layout}) but weight shape "
+                         f"{full.weight_shape} (Cin, Cout/groups, KH, KW) expects {L.cin}")
+    h, w = x.shape[ha], x.shape[wa]
+    oh, ow = L.out_size(h, w)
+    if oh < 1 or ow < 1:
+        raise ValueError(f"the output would be empty: {oh}x{ow} from x shape {x.shape} with weight "
+                         f"{full.weight_shape}, stride {L.stride}, padding {L.padding}")
+    x = x.rechunk({ca: -1})
+    layer = ConvTranspose2d(full._weight, full._bias, L.stride, 0, 0, L.groups, L.dilation,
+                            activation=activation, layout=layout, backend=backend)
+    key = "fastpoint-conv-transpose2d-weights-" + tokenize(full._weight, full._bias, repr(layer))
+    layer_key = dask.delayed(layer, name=key, pure=True, traverse=False)
+    fill = np.zeros(L.cout, x.dtype) if full._bias is None else full._bias.astype(x.dtype)
+    fill = np.maximum(fill, 0) if L.relu else fill
+    plan_h = _transpose_axis_plan(x.chunks[ha], h, oh, L.kh, L.stride[0], L.padding[0], L.dilation[0])
+    plan_w = _transpose_axis_plan(x.chunks[wa], w, ow, L.kw, L.stride[1], L.padding[1], L.dilation[1])
+    threads = _threads(num_threads)
+    block = dask.delayed(_transpose_block, pure=True)
+    rows, n0 = [], 0
+    for nb in x.chunks[0]:
+        row_h = []
+        for o0h, o1h, loh, hih, rh in plan_h:
+            row_w = []
+            for o0w, o1w, low, hiw, rw in plan_w:
+                shape = [nb, L.cout, o1h - o0h, o1w - o0w] if layout == "NCHW" else [nb, o1h - o0h, o1w - o0w, L.cout]
+                index = [slice(n0, n0 + nb), slice(None), slice(None), slice(None)]
+                index[ha], index[wa] = slice(loh, hih), slice(low, hiw)
+                xb = x[tuple(index)] if loh < hih and low < hiw else None
+                part = block(xb, layer_key, tuple(shape), (rh, rw), fill, layout, threads)
+                row_w.append(da.from_delayed(part, tuple(shape), dtype=x.dtype))
+            row_h.append(row_w)
+        rows.append(row_h)
+        n0 += nb
+    y = da.block([[[[b] for b in rw] for rw in rh] for rh in rows]) if layout == "NHWC" else \
+        da.block([[row] for row in rows])  # one channel block
+    return _unbatch(y, batched)
+
+
+def conv_transpose1d(x, weight, bias=None, stride: int = 1, padding: int = 0, output_padding: int = 0,
+                     groups: int = 1, dilation: int = 1, *, activation: Optional[str] = None, layout: str = "NCL",
+                     backend: str = "auto", num_threads: Optional[int] = None) -> da.Array:
+    """:func:`fastpoint.conv_transpose1d` over a dask array chunked in N and L; exact (``conv_transpose2d``
+    on the one-row view)."""
+    ConvTranspose1d(weight, bias, stride, padding, output_padding, groups, dilation, activation=activation,
+                    layout=layout, backend=backend)  # validates every argument as the in-memory layer does
+    x, batched = _as_dask_1d(x, layout)
+    w = as_array("weight", weight)
+    y = conv_transpose2d(x, w[:, :, None, :], bias, (1, stride), (0, padding), (0, output_padding), groups,
+                         (1, dilation), activation=activation, layout=_LAYOUTS_2D[layout], backend=backend,
+                         num_threads=num_threads)
+    y = y[:, :, 0, :] if layout == "NCL" else y[:, 0, :, :]
     return _unbatch(y, batched)

@@ -110,6 +110,22 @@ def test_run_bench_record_and_report(tmp_path):
     assert report.report(again, markdown=True).count("| geomean |") == 1
 
 
+def test_report_of_one_shot_contenders():
+    """A backend beside its one-shot form: the one-shot/prepacked ratio and the peers against the one-shot
+    call, per layer, per group and in the README table (every thread count side by side)."""
+    main = fp.backends()[0]
+    record = run_bench(SMALL[:2], [main, main + "-call"], ["numpy-gemm"], [1, 2],
+                       settings=Settings(2, 0.001, 0.5), progress=False)
+    text = report.report(record, markdown=True)
+    ratio = f"{main}-call/{main}"
+    assert f"| {ratio} | {main}-call vs gemm |" in text
+    assert "README table" in text and f"{ratio} 1T" in text and f"{ratio} 2T" in text
+    rows = report.table_rows(record, 1)
+    col = rows[0].index(ratio)
+    r = record["results"][0]
+    assert rows[1][col] == f"{r['median_s'][main + '-call'] / r['median_s'][main]:.2f}x"
+
+
 def test_cli_bench_json_compare_plot(tmp_path, capsys):
     out = tmp_path / "r.json"
     assert main(["--threads", "1", "bench", "--layers", "mb2_dw_960_7", "--suite", "mobilenetv2",

@@ -10,6 +10,7 @@ import pytest
 
 import fastpoint as fp
 from fastpoint import api
+from fastpoint.core import callplan
 from fastpoint.core.threads import thread_limit
 
 from .conftest import int_array, run_in_threads
@@ -40,7 +41,7 @@ def test_second_call_uses_the_plan_and_skips_the_full_path(backend, monkeypatch)
         raise AssertionError("the full argument path ran on a repeat call")
 
     monkeypatch.setattr(api, "prepare_input", full_path)
-    monkeypatch.setattr(api, "check_out", full_path)
+    monkeypatch.setattr(callplan, "check_out", full_path)
     out[:] = np.nan
     assert layer(x, out=out) is out
     np.testing.assert_array_equal(out, want)

@@ -8,6 +8,7 @@ import pytest
 
 import fastpoint as fp
 from fastpoint.backends.numpy import conv_transpose2d_nchw
+from fastpoint.core.threads import thread_limit
 from fastpoint.core.transpose_spec import axis_phases
 
 from .conftest import TESTED_BACKENDS, int_array
@@ -69,6 +70,37 @@ def test_every_c_isa(isa, case):
     _, _, _, _, k, s, p, op, d, g = case
     np.testing.assert_array_equal(fp.conv_transpose2d(x, w, b, s, p, op, g, d, backend="c"),
                                   _reference(x, w, b, k, s, p, op, d, g))
+
+
+# The C backend's scatter-add GEMM (csrc/lowered/deconv_scatter.c): strides whose sw rows are interleaved
+# (2, 3, 16) or not (dilation, stride 17), Cin past one k block, channel counts that split the threads'
+# row units unevenly, padding that crops taps on every side.
+SCATTER_CASES = [
+    (3, 21, 16, 16, 4, 2, 1, 0, 1, 1),  # FCN-8s K4 s2 p1, 21 channels
+    (3, 21, 5, 6, 16, 8, 4, 0, 1, 1),
+    (700, 3, 3, 4, 3, 2, 1, 1, 1, 1),  # Cin over one k block: the tile is added once per block
+    (5, 7, 4, 5, (3, 5), (3, 2), (2, 0), (1, 1), (1, 2), 1),
+    (4, 5, 3, 40, (1, 18), (1, 16), (0, 3), (0, 5), 1, 1),  # stride 16 grouped, a row longer than a tile
+    (4, 5, 3, 7, (2, 17), (1, 17), (0, 0), (0, 16), 1, 1),  # stride 17: element by element
+    (9, 13, 7, 3, 5, 3, 6, 2, (3, 1), 1),  # padding larger than the kernel span reaches
+]
+
+
+@pytest.mark.parametrize("case", SCATTER_CASES, ids=str)
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_scatter_gemm(case, layout, threads):
+    x, w, b = _arrays(case, n=2, seed=7)
+    _, _, _, _, k, s, p, op, d, g = case
+    xin = x if layout == "NCHW" else np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    for bias, relu in ((b, True), (None, False)):
+        expected = _reference(x, w, bias, k, s, p, op, d, g, relu=relu)
+        shape = expected.shape if layout == "NCHW" else expected.transpose(0, 2, 3, 1).shape
+        out = np.full(shape, np.nan, np.float32)  # every output is set before the GEMM adds to it
+        with thread_limit(threads):
+            fp.conv_transpose2d(xin, w, bias, s, p, op, g, d, activation="relu" if relu else None, layout=layout,
+                                backend="c", out=out)
+        np.testing.assert_array_equal(out if layout == "NCHW" else out.transpose(0, 3, 1, 2), expected)
 
 
 def test_phases_cover_every_tap_once():

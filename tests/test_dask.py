@@ -158,69 +158,36 @@ def test_tasks_run_kernels_with_one_thread(monkeypatch):
 
 
 # --------------------------------------------------------------------------------------------------
-# the example network
-
-
-def int_params(ex, levels, width, classes):
-    rng = np.random.default_rng(5)
-    return {k: rng.integers(-1, 2, size=s).astype(np.float64)
-            for k, s in ex.param_shapes(levels, width, classes).items()}
-
-
-@pytest.mark.parametrize("levels,mode", [(2, "nearest"), (1, "bilinear")])
-def test_example_network_exact(levels, mode):
-    ex = load_example()
-    net = ex.UNet(int_params(ex, levels, 4, 3), levels, mode, dtype=np.float64, scale=1.0)
-    image = np.random.default_rng(6).integers(0, 4, (88, 120, 3)).astype(np.uint8)
-    expected = ex.classify(net, image)
-    chunk = 32 if levels == 2 else 16
-    got = ex.segment(da.from_array(image, chunks=(chunk, chunk, 3)), net).compute()
-    np.testing.assert_array_equal(got, expected)
-    # the other way round: one exact dask operation per layer gives the same logits
-    x = ex.to_input(net, image)
-    logits = ex.forward(net, da.from_array(x, chunks=(1, 3, 24, 40)), ex.DaskOps(net)).compute()
-    np.testing.assert_array_equal(logits, ex.forward(net, x))
-
-
-def test_example_halo_is_needed(monkeypatch):
-    """The computed halo is the receptive-field radius; a smaller one gives wrong pixels at chunk edges."""
-    ex = load_example()
-    assert ex.halo(2, "nearest") == 24 and ex.halo(1, "bilinear") == 10
-    net = ex.UNet(int_params(ex, 2, 4, 3), 2, "nearest", dtype=np.float64, scale=1.0)
-    image = np.random.default_rng(8).integers(0, 4, (64, 64, 3)).astype(np.uint8)
-    expected = ex.classify(net, image)
-    monkeypatch.setattr(ex, "halo", lambda levels, mode: 8)
-    got = ex.segment(da.from_array(image, chunks=(32, 32, 3)), net).compute()
-    assert (got != expected).any()
-
-
-def test_example_weights_match_torch(tmp_path):
-    torch = pytest.importorskip("torch")
-    ex = load_example()
-    torch.manual_seed(0)
-    model = ex.torch_unet(2, 4, 3, "nearest").eval()
-    path = tmp_path / "unet.npz"
-    np.savez(path, **{k: v.detach().cpu().numpy() for k, v in model.state_dict().items()})
-    params, levels, width, classes = ex.load_params(str(path))
-    assert (levels, width, classes) == (2, 4, 3)
-    net = ex.UNet(params, levels, "nearest")
-    x = np.random.default_rng(7).random((1, 3, 32, 48)).astype(np.float32)
-    with torch.no_grad():
-        ref = model(torch.from_numpy(x)).numpy()
-    np.testing.assert_allclose(ex.forward(net, x), ref, rtol=1e-4, atol=1e-5)
+# the example script (a thin use of ``fastpoint segment``)
 
 
 def test_example_script_end_to_end(tmp_path):
     pytest.importorskip("zarr")
     pytest.importorskip("dask.distributed")
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(11)
+    inits = {"w0": rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "b0": np.ones(4, np.float32),
+             "w1": rng.standard_normal((3, 4, 3, 3)).astype(np.float32),
+             "scales": np.array([1, 1, 2, 2], np.float32)}
+    nodes = [helper.make_node("Conv", ["x", "w0", "b0"], ["a"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["a"], ["r"]),
+             helper.make_node("MaxPool", ["r"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+             helper.make_node("Resize", ["p", "", "scales"], ["u"], mode="nearest"),
+             helper.make_node("Conv", ["u", "w1"], ["y"], pads=[1, 1, 1, 1])]
+    graph = helper.make_graph(nodes, "fcn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, "H", "W"])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(v, k) for k, v in inits.items()])
+    path = tmp_path / "fcn.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     ex = load_example()
-    summary = ex.main(["--create-synthetic", "256", "--input", str(tmp_path / "img.zarr"),
-                       "--weights", str(tmp_path / "w.npz"), "--init-weights", "--width", "4",
-                       "--output", str(tmp_path / "out.zarr"), "--chunk", "64", "--n-workers", "2",
-                       "--no-processes", "--in-memory", "--no-progress", "--memory-limit", "1GiB"])
+    summary = ex.main([str(path), str(tmp_path / "img.zarr"), str(tmp_path / "out.zarr"), "--create-synthetic",
+                       "200", "--chunk", "72", "--workers", "2", "--no-progress", "--memory-limit", "1GiB",
+                       "--check-in-memory"])
     assert summary["equal_to_in_memory"] is True
     out = da.from_zarr(str(tmp_path / "out.zarr"))
-    assert out.shape == (256, 256) and out.dtype == np.uint8
+    assert out.shape == (200, 200) and out.dtype == np.uint8
 
 
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
@@ -242,3 +209,84 @@ def test_unbatched_pooling_and_upsample():
     np.testing.assert_array_equal(fpd.avg_pool2d(xd, 2).compute(), fp.avg_pool2d(x, 2))
     np.testing.assert_array_equal(fpd.upsample(xd, 2, "bilinear").compute(), fp.upsample(x, 2, "bilinear"))
     np.testing.assert_array_equal(fpd.upsample(xd, 3).compute(), fp.upsample(x, 3))
+
+
+CONV1D_CASES = [
+    dict(k=3, padding=1),
+    dict(k=2, dilation=4, padding=(4, 0)),  # causal (WaveNet)
+    dict(k=10, stride=5),  # wav2vec2's stem
+    dict(k=3, stride=2, padding=(0, 3)),
+    dict(k=5, padding="same", dilation=2),
+    dict(k=1, padding=(0, 2)),  # kernel 1 padded on the right only
+    dict(k=3, groups=4, padding=1),
+]
+
+
+@pytest.mark.parametrize("layout", ["NCL", "NLC"])
+@pytest.mark.parametrize("case", CONV1D_CASES, ids=str)
+def test_conv1d_exact(case, layout):
+    case = dict(case)
+    k, groups = case.pop("k"), case.get("groups", 1)
+    rng = np.random.default_rng(1)
+    x = int_array(rng, (3, 8, 61))
+    x = x if layout == "NCL" else np.ascontiguousarray(x.transpose(0, 2, 1))
+    w, b = int_array(rng, (12, 8 // groups, k), -2, 2), int_array(rng, (12,), -2, 2)
+    ref = fp.conv1d(x, w, b, activation="relu", layout=layout, **case)
+    chunks = (2, 3, 13) if layout == "NCL" else (2, 13, 3)
+    got = fpd.conv1d(da.from_array(x, chunks=chunks), w, b, activation="relu", layout=layout, **case)
+    assert got.shape == ref.shape and max(got.numblocks) > 2  # cut in L
+    np.testing.assert_array_equal(got.compute(), ref)
+    np.testing.assert_array_equal(fpd.conv1d(x[0], w, b, layout=layout, **case).compute(),
+                                  fp.conv1d(x[0], w, b, layout=layout, **case))
+
+
+TRANSPOSE_CASES = [
+    dict(k=2, stride=2),  # U-Net up-convolution
+    dict(k=3, stride=2, padding=1, output_padding=1),
+    dict(k=4, stride=2, padding=1),  # FCN-8s / DCGAN
+    dict(k=16, stride=8, padding=4),
+    dict(k=1, stride=3, output_padding=2),  # rows no input reaches
+    dict(k=3, stride=1, padding=2, dilation=2, groups=5),
+    dict(k=5, stride=3, padding=6, output_padding=1, dilation=2),
+]
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("case", TRANSPOSE_CASES, ids=str)
+def test_conv_transpose2d_exact(case, layout):
+    case = dict(case)
+    k, groups = case.pop("k"), case.get("groups", 1)
+    rng = np.random.default_rng(2)
+    x = to_layout(int_array(rng, (3, 5, 17, 19)), layout)
+    w, b = int_array(rng, (5, 10 // groups, k, k), -2, 2), int_array(rng, (10,), -2, 2)
+    ref = fp.conv_transpose2d(x, w, b, activation="relu", layout=layout, **case)
+    got = fpd.conv_transpose2d(chunked(x, layout, (4, 7)), w, b, activation="relu", layout=layout, **case)
+    assert got.shape == ref.shape and min(got.numblocks) == 1 and sorted(got.numblocks)[2] > 1  # cut in H and W
+    np.testing.assert_array_equal(got.compute(), ref)
+    np.testing.assert_array_equal(fpd.conv_transpose2d(x[0], w, None, layout=layout, **case).compute(),
+                                  fp.conv_transpose2d(x[0], w, None, layout=layout, **case))
+
+
+@pytest.mark.parametrize("layout", ["NCL", "NLC"])
+def test_conv_transpose1d_exact(layout):
+    rng = np.random.default_rng(3)
+    x = int_array(rng, (2, 6, 40))
+    x = x if layout == "NCL" else np.ascontiguousarray(x.transpose(0, 2, 1))
+    w, b = int_array(rng, (6, 2, 4), -2, 2), int_array(rng, (6,), -2, 2)
+    args = (b, 3, 2, 1, 3, 2)  # stride, padding, output_padding, groups, dilation
+    ref = fp.conv_transpose1d(x, w, *args, layout=layout)
+    chunks = (1, 6, 9) if layout == "NCL" else (1, 9, 6)
+    np.testing.assert_array_equal(fpd.conv_transpose1d(da.from_array(x, chunks=chunks), w, *args,
+                                                       layout=layout).compute(), ref)
+
+
+def test_conv1d_and_transposed_errors_before_compute():
+    x = da.zeros((1, 4, 10), chunks=(1, 4, 5), dtype=np.float32)
+    with pytest.raises(ValueError, match="channels"):
+        fpd.conv1d(x, np.zeros((3, 5, 3), np.float32))
+    with pytest.raises(ValueError, match="spans"):
+        fpd.conv1d(x, np.zeros((3, 4, 12), np.float32))
+    with pytest.raises(ValueError, match="output_padding"):
+        fpd.conv_transpose1d(x, np.zeros((4, 3, 3), np.float32), stride=2, output_padding=2)
+    with pytest.raises(ValueError, match="layout"):
+        fpd.conv1d(x, np.zeros((3, 4, 3), np.float32), layout="NCHW")

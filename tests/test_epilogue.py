@@ -247,7 +247,8 @@ def test_non_finite_values(level):
 
 @needs_c
 def test_two_threads_and_streamed_outputs():
-    """Outputs past L2 (the GEMM then streams each tile out of an L1 buffer) and 2 threads, per family."""
+    """Outputs past L2 (the GEMM and the depthwise NHWC paths then stream each tile out of a buffer) and 2
+    threads, per family."""
     rng = np.random.default_rng(8)
     before = fp.get_num_threads()
     try:
@@ -256,7 +257,10 @@ def test_two_threads_and_streamed_outputs():
             for prob in [dict(x=(1, 16, 48, 50), w=(130, 16, 1, 1), layout="NCHW"),
                          dict(x=(1, 16, 48, 50), w=(130, 16, 1, 1), layout="NHWC"),
                          dict(x=(1, 16, 40, 44), w=(48, 16, 3, 3), layout="NHWC", padding=1),
-                         dict(x=(1, 160, 40, 44), w=(160, 1, 3, 3), layout="NHWC", padding=1, groups=160)]:
+                         dict(x=(1, 160, 40, 44), w=(160, 1, 3, 3), layout="NHWC", padding=1, groups=160),
+                         # depthwise outputs past 1.5 MiB (streamed): column strips, and rows (5x5: no pairs)
+                         dict(x=(1, 160, 48, 56), w=(160, 1, 3, 3), layout="NHWC", padding=1, groups=160),
+                         dict(x=(1, 64, 80, 80), w=(64, 1, 5, 5), layout="NHWC", padding=2, groups=64)]:
                 for act in ("relu", "hardswish", ("prelu", SLOPES[:prob["w"][0]])):
                     for with_res in (False, True):
                         run_case(prob, np.float32, act, with_res, rng)
@@ -278,3 +282,40 @@ def test_conv1d_activations(layout):
             expected = fp.conv1d(x, w, b, layout=layout, activation=act, backend="numpy", **kw)
             got = fp.conv1d(x, w, b, layout=layout, activation=act, backend="c", **kw)
             close(got, expected, f"{act!r} {kw}")
+
+
+@needs_c
+def test_concurrent_calls_with_their_own_residuals():
+    """One layer, several Python threads, each call with its own residual and output: the epilogue is per call."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(10)
+    x = int_array(rng, (1, 8, 20, 24))
+    w = int_array(rng, (32, 8, 3, 3))
+    layer = fp.Conv2d(w, padding=1, activation="hardswish")
+    base = fp.conv2d(x, w, padding=1, backend="numpy")
+    residuals = [int_array(rng, base.shape) for _ in range(8)]
+    expected = [fp.conv2d(x, w, padding=1, activation="hardswish", residual=r, backend="numpy") for r in residuals]
+
+    def call(i):
+        return [layer(x, residual=residuals[i]) for _ in range(20)]
+
+    with ThreadPoolExecutor(4) as pool:
+        for i, results in enumerate(pool.map(call, range(8))):
+            for got in results:
+                close(got, expected[i], f"thread call {i}")
+
+
+@needs_c
+def test_non_finite_weights_in_the_padding():
+    """A NaN/Inf weight meeting the zero padding gives NaN there (PyTorch's 0 * Inf), through the epilogue."""
+    rng = np.random.default_rng(11)
+    x = int_array(rng, (1, 3, 6, 7))
+    w = int_array(rng, (4, 3, 3, 3))
+    w[1, 2, 0, 0] = np.inf
+    res = int_array(rng, (1, 4, 6, 7))
+    for act in ("sigmoid", ("prelu", SLOPES[:4]), None):
+        expected = fp.conv2d(x, w, padding=1, activation=act, residual=res, backend="numpy")
+        got = fp.Conv2d(w, padding=1, activation=act)(x, residual=res)
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+        close(np.nan_to_num(got), np.nan_to_num(expected), repr(act))

@@ -66,7 +66,7 @@ def test_bad_argument_raises_naming_it(results, index):
 
 
 LAYER_ARGS = [("stride", dict(stride=0)), ("padding", dict(padding="full")), ("dilation", dict(dilation=-1)),
-              ("groups", dict(groups=0)), ("activation", dict(activation="tanh")), ("layout", dict(layout="nhwc")),
+              ("groups", dict(groups=0)), ("activation", dict(activation="gelu")), ("layout", dict(layout="nhwc")),
               ("backend", dict(backend="gpu")), ("weight", dict(weight="w")), ("bias", dict(bias=[1.0, 2.0]))]
 
 

@@ -91,6 +91,8 @@ def interleave_problems(k):
     _, pairs = k.tile
     for w in around(pairs):
         yield dict(op="conv_transpose2d", x=(2, 5, 3, w), w=(5, 9, 2, 2), stride=2)
+        # the general transposed conv's store (deconv_scatter.c) interleaves its stride-2 row pairs too
+        yield dict(op="conv_transpose2d", x=(1, 5, 3, w), w=(5, 9, 4, 4), stride=2, padding=1)
 
 
 PROBLEMS = {"gemm": gemm_problems, "conv": conv_problems, "dwconv": dwconv_problems, "generic": generic_problems,
@@ -101,9 +103,10 @@ def run_forced_transposed(k, prob, rng):
     x = int_array(rng, prob["x"], dtype=DTYPES[k.dtype])
     wt = int_array(rng, prob["w"], dtype=DTYPES[k.dtype])
     b = int_array(rng, (prob["w"][1],), dtype=DTYPES[k.dtype])
-    expected = fp.conv_transpose2d(x, wt, b, prob["stride"], backend="numpy", activation="relu")
+    pad = prob.get("padding", 0)
+    expected = fp.conv_transpose2d(x, wt, b, prob["stride"], pad, backend="numpy", activation="relu")
     out = np.full_like(expected, np.nan)  # every output must be written
-    got = fp.conv_transpose2d(x, wt, b, prob["stride"], backend="c", activation="relu", out=out)
+    got = fp.conv_transpose2d(x, wt, b, prob["stride"], pad, backend="c", activation="relu", out=out)
     np.testing.assert_array_equal(got, expected, err_msg=f"{k.name} on {prob}")
 
 

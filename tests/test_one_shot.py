@@ -1,7 +1,9 @@
-"""One-shot calls (fp.conv2d / fp.conv1x1, core/callplan.py OneShotPlan): the same results as a prepacked
-layer, safe under threads and in-place changes of the caller's arrays, no memory per call beyond the output."""
+"""One-shot calls (fp.conv2d / fp.conv1x1 / fp.conv1d, core/callplan.py CallPlan.once): the same results as a
+prepacked layer, safe under threads and in-place changes of the caller's arrays, no memory per call beyond the
+output."""
 from __future__ import annotations
 
+import importlib
 import tracemalloc
 
 import numpy as np
@@ -192,3 +194,176 @@ def test_c_packing_inside_the_gemm_loops(layout, threads):
             np.testing.assert_array_equal(fp.conv2d(x, w, b, layout=layout, backend="c", activation="relu"),
                                           np.maximum(want, 0))
             np.testing.assert_array_equal(fp.conv2d(x, w, b, layout=layout, backend="c"), want)
+
+
+# conv1d one-shot calls take the plan of their one-row 2-d call: (x shape NCL, weight shape, kwargs)
+CASES_1D = [
+    ((2, 8, 20), (16, 8, 1), {}),                                       # kernel 1: conv1x1's GEMM
+    ((1, 6, 33), (8, 6, 3), dict(stride=2, padding=1)),                 # strided K > 1 (C: conv1d's GEMM)
+    ((2, 6, 17), (6, 6, 2), dict(padding=(2, 0), dilation=2)),          # causal pair
+    ((1, 12, 15), (12, 1, 3), dict(padding="same", groups=12)),         # depthwise
+    ((1, 8, 9), (4, 4, 3), dict(groups=2)),                             # grouped
+    ((1, 5, 9), (3, 5, 1), dict(padding=(0, 2))),                       # kernel 1, right only: the layer path
+]
+
+
+def _layout_1d(x, layout):
+    return np.ascontiguousarray(x.transpose(0, 2, 1)) if layout == "NLC" else x
+
+
+@pytest.mark.parametrize("layout", ["NCL", "NLC"])
+@pytest.mark.parametrize("case", range(len(CASES_1D)))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_conv1d_one_shot_equals_prepacked_bit_for_bit(any_backend, layout, case, dtype):
+    xs, ws, kw = CASES_1D[case]
+    rng = np.random.default_rng(10 + case)
+    x, w, b = _layout_1d(int_array(rng, xs, dtype=dtype), layout), int_array(rng, ws), int_array(rng, ws[:1])
+    want = fp.Conv1d(w, b, layout=layout, backend=any_backend, activation="relu", **kw)(x)
+    out = np.full_like(want, np.nan)
+    for _ in range(2):  # the second call takes the cached parse
+        got = fp.conv1d(x, w, b, layout=layout, backend=any_backend, activation="relu", **kw)
+        assert got.dtype == want.dtype and got.shape == want.shape
+        np.testing.assert_array_equal(got, want)
+        assert fp.conv1d(x, w, b, layout=layout, backend=any_backend, activation="relu", out=out, **kw) is out
+        np.testing.assert_array_equal(out, want)
+    np.testing.assert_array_equal(fp.conv1d(x[0], w, b, layout=layout, backend=any_backend, activation="relu",
+                                            **kw), want[0])
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_conv1x1_one_shot_equals_prepacked(any_backend, layout):
+    rng = np.random.default_rng(11)
+    for xs, stride in (((2, 24, 9, 9), 1), ((1, 24, 7, 7), 2), ((1, 40, 16, 16), 1)):
+        x, w, b = _layout(int_array(rng, xs), layout), int_array(rng, (32, xs[1])), int_array(rng, (32,))
+        want = fp.Conv2d(w[:, :, None, None], b, stride, layout=layout, backend=any_backend)(x)
+        for _ in range(2):
+            np.testing.assert_array_equal(fp.conv1x1(x, w, b, stride, layout=layout, backend=any_backend), want)
+
+
+def test_arrays_of_the_same_facts_are_checked_on_every_call(backend):
+    """A cached parse still sees what a different array of the same shape and dtype can do differently:
+    non-contiguous or misaligned x, weight and bias (copied), non-finite weights, and an out that is
+    read-only, not contiguous or overlaps an input (refused, naming it)."""
+    rng = np.random.default_rng(12)
+    x, w, b = int_array(rng, (1, 4, 6, 6)), int_array(rng, (5, 4, 3, 3)), int_array(rng, (5,))
+    want = fp.conv2d(x, w, b, padding=1, backend="numpy")
+
+    def misaligned(a):
+        raw = np.zeros(a.nbytes + 1, np.uint8)
+        m = raw[1:].view(a.dtype).reshape(a.shape)
+        m[...] = a
+        return m
+
+    np.testing.assert_array_equal(fp.conv2d(x, w, b, padding=1, backend=backend), want)  # the parse, cached
+    for xv, wv, bv in ((np.asfortranarray(x), w, b), (misaligned(x), w, b), (x, np.asfortranarray(w), b),
+                       (x, misaligned(w), b), (x, w, misaligned(b)), (x, w, np.repeat(b, 2)[::2])):
+        np.testing.assert_array_equal(fp.conv2d(xv, wv, bv, padding=1, backend=backend), want)
+    bad = w.copy()
+    bad[2, 1, 0, 0] = np.nan
+    np.testing.assert_array_equal(fp.conv2d(x, bad, b, padding=1, backend=backend),
+                                  fp.conv2d(x, bad, b, padding=1, backend="numpy"))
+    ro = np.empty_like(want)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="writable"):
+        fp.conv2d(x, w, b, padding=1, backend=backend, out=ro)
+    with pytest.raises(ValueError, match="contiguous"):
+        fp.conv2d(x, w, b, padding=1, backend=backend, out=np.empty((1, 5, 6, 12), np.float32)[..., ::2])
+    buf = np.zeros(2000, np.float32)
+    for name, args in (("x", (buf[:144].reshape(x.shape), w, b)), ("weight", (x, buf[:180].reshape(w.shape), b)),
+                       ("bias", (x, w, buf[:5]))):
+        with pytest.raises(ValueError, match=f"overlaps {name}"):
+            fp.conv2d(*args, padding=1, backend=backend, out=buf[:180].reshape(want.shape))
+    out = np.empty_like(want)
+    assert fp.conv2d(x, w, b, padding=1, backend=backend, out=out) is out
+    np.testing.assert_array_equal(out, want)
+
+
+CONCURRENT = [((1, 32, 10, 10), (48, 32, 3, 3), dict(padding=1)),     # direct
+              ((1, 64, 7, 7), (96, 64, 1, 1), {}),                       # 1x1, small map
+              ((2, 16, 12, 12), (40, 16, 1, 1), {}),                     # 1x1
+              ((1, 48, 9, 9), (48, 1, 3, 3), dict(padding=1, groups=48))]  # depthwise
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_concurrent_one_shot_calls_with_their_own_weights(backend, layout):
+    """Each Python thread calls with weights of its own (same shapes, so the same cached plans and the same
+    per-thread scratch sizes): a packing shared between threads would give one thread another's result."""
+    rng = np.random.default_rng(13)
+    n_threads = 4
+    cases = []
+    for xs, ws, kw in CONCURRENT:
+        x = _layout(int_array(rng, xs), layout)
+        per_thread = [(int_array(rng, ws), int_array(rng, ws[:1])) for _ in range(n_threads)]
+        wants = [fp.conv2d(x, w, b, layout=layout, backend="numpy", **kw) for w, b in per_thread]
+        cases.append((x, kw, per_thread, wants))
+    ids = iter(range(n_threads))
+    errors = []
+
+    def work():
+        me = next(ids)
+        outs = [np.empty_like(wants[me]) for _, _, _, wants in cases]
+        with thread_limit(1 + me % 2):
+            for i in range(8):
+                for (x, kw, per_thread, wants), out in zip(cases, outs):
+                    w, b = per_thread[me]
+                    got = fp.conv2d(x, w, b, layout=layout, backend=backend, out=out if i % 2 else None, **kw)
+                    if not np.array_equal(got, wants[me]):
+                        errors.append((me, i))
+
+    run_in_threads(work, n_threads)
+    assert not errors
+
+
+def test_concurrent_conv1d_one_shot_calls(backend):
+    rng = np.random.default_rng(14)
+    x = int_array(rng, (1, 6, 33))
+    weights = [(int_array(rng, (8, 6, 3)), int_array(rng, (8,))) for _ in range(4)]
+    wants = [fp.conv1d(x, w, b, stride=2, padding=1, backend="numpy") for w, b in weights]
+    ids = iter(range(4))
+    errors = []
+
+    def work():
+        me = next(ids)
+        for _ in range(10):
+            w, b = weights[me]
+            if not np.array_equal(fp.conv1d(x, w, b, stride=2, padding=1, backend=backend), wants[me]):
+                errors.append(me)
+
+    run_in_threads(work, 4)
+    assert not errors
+
+
+def test_a_repeat_conv1d_call_skips_the_parse(backend, monkeypatch):
+    conv1d_module = importlib.import_module("fastpoint.conv1d")  # (fastpoint.conv1d is also the function)
+    x, w = np.ones((1, 2, 9), np.float32), np.ones((3, 2, 3), np.float32)
+    want = fp.conv1d(x, w, padding=(2, 0), backend=backend)
+
+    def parse(*a, **k):
+        raise AssertionError("the full parse ran on a repeat call")
+
+    monkeypatch.setattr(conv1d_module, "_parse_one_shot", parse)
+    np.testing.assert_array_equal(fp.conv1d(x, w, padding=(2, 0), backend=backend), want)
+    with pytest.raises(AssertionError):
+        fp.conv1d(x, w, padding=(1, 0), backend=backend)
+
+
+@pytest.mark.parametrize("activation", ["relu6", "leaky_relu", "hardswish", "sigmoid", ("clip", -1.0, 2.0),
+                                        ("leaky_relu", 0.25)])
+def test_one_shot_epilogues_equal_prepacked(any_backend, activation):
+    """Activations beyond ReLU on the one-shot path (a name from the parse cache, a tuple parsed every call)
+    and a residual: the same values as the prepacked layer's."""
+    rng = np.random.default_rng(15)
+    for xs, ws, kw in CASES[:4]:
+        x, w, b = int_array(rng, xs), int_array(rng, ws), int_array(rng, ws[:1])
+        layer = fp.Conv2d(w, b, activation=activation, backend=any_backend, **kw)
+        want = layer(x)
+        for _ in range(2):
+            np.testing.assert_array_equal(fp.conv2d(x, w, b, activation=activation, backend=any_backend, **kw), want)
+        res = int_array(rng, want.shape)
+        np.testing.assert_array_equal(fp.conv2d(x, w, b, activation=activation, backend=any_backend, residual=res,
+                                                **kw), layer(x, residual=res))
+    x1, w1 = int_array(rng, (1, 6, 33)), int_array(rng, (8, 6, 3))
+    want = fp.Conv1d(w1, None, stride=2, padding=1, activation=activation, backend=any_backend)(x1)
+    for _ in range(2):
+        np.testing.assert_array_equal(fp.conv1d(x1, w1, stride=2, padding=1, activation=activation,
+                                                backend=any_backend), want)

@@ -37,7 +37,7 @@ def main(names: str, layout: str = "NHWC") -> None:
         x, w, b = lay.arrays(layout)
         conv = fp.Conv2d(w, b, layout=layout, backend="c", **lay.kwargs())
         out = np.empty_like(conv(x))
-        spec = next(iter(conv._specs.values()))
+        spec = conv._plan.spec  # the kept plan of the call above
         _, packed, bias, _ = conv._prepared(api.get_backend("c"), x.dtype)
         ffi, lib = cb._ffi, cb._lib
         bufs = (ffi.from_buffer("float[]", x), ffi.from_buffer("char[]", packed.buffer),

@@ -3,7 +3,10 @@
     python tools/targets.py bench/results/2026-11-25-sapphire-rapids-nchw.json
 
 Per layer and thread count: time of the fastest of the named peers / time of the c backend (median
-samples of the same alternating run); geomean and minimum over each suite; numba / c likewise.
+samples of the same alternating run); geomean and minimum over each suite; numba / c likewise.  Where
+the run has the one-shot contender ``c-call`` (issue 14): one-shot / prepacked time (targets: geomean
+<= 1.03, every layer <= 1.05) and the best peer's time / the one-shot time (geomean >= 1.10, no layer
+below 0.9).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ def main(path: str) -> None:
         rows = [r for r in d["results"] if r["threads"] == threads]
         for suite, names in suites.items():
             peers = [p for p in wanted[suite] if p in have]
-            ratios, numba = [], []
+            ratios, numba, once, once_peer = [], [], [], []
             for r in rows:
                 if r["layer"] not in names or "c" not in r["samples"]:
                     continue
@@ -40,18 +43,31 @@ def main(path: str) -> None:
                     ratios.append((best / c, r["layer"]))
                 if r["samples"].get("numba"):
                     numba.append((c / median(r["samples"]["numba"]), r["layer"]))
-            if not ratios and not numba:
+                if r["samples"].get("c-call"):
+                    call = median(r["samples"]["c-call"])
+                    once.append((call / c, r["layer"]))
+                    if best:
+                        once_peer.append((best / call, r["layer"]))
+            if not ratios and not numba and not once:
                 continue
-            line = f"{threads}T {suite:9s}"
+            parts = []
             if ratios:  # a run without peers (--peers none) still gives numba / c
-                geo = math.exp(sum(math.log(x) for x, _ in ratios) / len(ratios))
                 lo = min(ratios)
-                line += f" vs best of {'/'.join(peers)}: geomean {geo:.2f}x, min {lo[0]:.2f}x ({lo[1]})"
+                parts.append(f"vs best of {'/'.join(peers)}: geomean {_gmean(ratios):.2f}x, min {lo[0]:.2f}x ({lo[1]})")
             if numba:
-                ng = math.exp(sum(math.log(x) for x, _ in numba) / len(numba))
-                nl = min(numba)
-                line += f"; numba/c geomean {ng:.2f}x, min {nl[0]:.2f}x ({nl[1]})"
-            print(line)
+                lo = min(numba)
+                parts.append(f"numba/c geomean {_gmean(numba):.2f}x, min {lo[0]:.2f}x ({lo[1]})")
+            if once:
+                hi = max(once)
+                parts.append(f"c-call/c geomean {_gmean(once):.3f}, max {hi[0]:.3f} ({hi[1]})")
+            if once_peer:
+                lo = min(once_peer)
+                parts.append(f"c-call vs best peer geomean {_gmean(once_peer):.2f}x, min {lo[0]:.2f}x ({lo[1]})")
+            print(f"{threads}T {suite:9s} " + "; ".join(parts))
+
+
+def _gmean(pairs) -> float:
+    return math.exp(sum(math.log(x) for x, _ in pairs) / len(pairs))
 
 
 if __name__ == "__main__":

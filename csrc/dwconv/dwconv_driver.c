@@ -36,6 +36,15 @@ static void nhwc_row(const fp_dw_ukernel *k, const fp_dw_block_fn *fns, int64_t 
     }
 }
 
+/* With an epilogue on an output the kernel would stream: rows go through a per-thread buffer (scratch slot
+ * 1) placed at y's address modulo 64 bytes, so that the blocks see the channel grid they would see in y;
+ * the epilogue runs there and the rows stream into y (fp_ep_tile_out).  rows x ow pixels; NULL on failure. */
+static float *ep_rows(int64_t rows, const fp_conv_problem *p, const float *y, int *failed) {
+    const int64_t mis = (int64_t)((uintptr_t)y % 64) / (int64_t)sizeof(float);
+    float *buf = (float *)fp_scratch_or_fail(1, (int64_t)sizeof(float) * (rows * p->ow * p->cout + 16), failed);
+    return buf ? buf + mis : NULL; /* scratch is 64-byte aligned */
+}
+
 /* Shared state of an NHWC call; a job is one output row's channel group. */
 typedef struct row_task {
     const fp_conv_problem *p;
@@ -48,6 +57,7 @@ typedef struct row_task {
     const fp_dw_block_fn *fns; /* [edge][px - 1] */
     int failed;
     const fp_ep *ep; /* the call's epilogue (csrc/epilogue), applied to each finished row */
+    int ep_stream;   /* with ep: rows through a buffer, then streamed into y (ep_rows) */
 } row_task;
 
 static void row_chunk(void *ctx, int64_t chunk, int worker) {
@@ -64,6 +74,8 @@ static void row_chunk(void *ctx, int64_t chunk, int worker) {
         acc = (float *)fp_scratch_or_fail(0, (int64_t)sizeof(float) * C, &rt->failed);
         if (!acc) return;
     }
+    float *rbuf = rt->ep_stream ? ep_rows(2, p, y, &rt->failed) : NULL;
+    if (rt->ep_stream && !rbuf) return;
     int64_t job_lo, job_hi;
     fp_chunk_range(rt->jobs, rt->nchunks, chunk, &job_lo, &job_hi);
     for (int64_t job = job_lo; job < job_hi; job++) {
@@ -79,8 +91,10 @@ static void row_chunk(void *ctx, int64_t chunk, int worker) {
         if (oy1 - oy0 == 2) {
             const int64_t iyb = oy0 - p->pad_top; /* pairs: stride and dilation 1 */
             if (iyb >= 0 && iyb + 3 < p->h) {
-                nhwc_row2(k, px, p->ow, xn + iyb * p->w * C, w, &rt->g, bias, c0, c1, y + (n * p->oh + oy0) * p->ow * C);
-                if (rt->ep) fp_ep_tile(rt->ep, y + (n * p->oh + oy0) * p->ow * C + c0, 2 * p->ow, c1 - c0, C, c0, 0, 1);
+                float *yrow = y + (n * p->oh + oy0) * p->ow * C;
+                nhwc_row2(k, px, p->ow, xn + iyb * p->w * C, w, &rt->g, bias, c0, c1, rbuf ? rbuf : yrow);
+                if (rbuf) fp_ep_tile_out(rt->ep, rbuf + c0, C, yrow + c0, C, 2 * p->ow, c1 - c0, c0, 0, 1, 1);
+                else if (rt->ep) fp_ep_tile(rt->ep, yrow + c0, 2 * p->ow, c1 - c0, C, c0, 0, 1);
                 continue;
             }
         }
@@ -88,16 +102,17 @@ static void row_chunk(void *ctx, int64_t chunk, int worker) {
             const int64_t iyb = oy * p->stride_h - p->pad_top;
             int64_t ky0, ky1;
             fp_tap_range(iyb, p->kh, p->dil_h, p->h, &ky0, &ky1);
-            float *yrow = y + (n * p->oh + oy) * p->ow * C;
+            float *yrow = y + (n * p->oh + oy) * p->ow * C, *dst = rbuf ? rbuf : yrow;
             if (!(k->caps & FP_DW_NHWC_BLOCKS) || m != 1 || ky1 <= ky0)
-                k->pixels(p, xn, w, bias, m, iyb, ky0, ky1, 0, p->ow, c0, c1, yrow, acc);
+                k->pixels(p, xn, w, bias, m, iyb, ky0, ky1, 0, p->ow, c0, c1, dst, acc);
             else
                 nhwc_row(k, rt->fns, px, span, p->ow, xn + (iyb + ky0 * p->dil_h) * p->w * C, w + ky0 * p->kw * cpad,
-                         &rt->g, ky1 - ky0, bias, c0, c1, yrow);
-            if (rt->ep) fp_ep_tile(rt->ep, yrow + c0, p->ow, c1 - c0, C, c0, 0, 1);
+                         &rt->g, ky1 - ky0, bias, c0, c1, dst);
+            if (rbuf) fp_ep_tile_out(rt->ep, rbuf + c0, C, yrow + c0, C, p->ow, c1 - c0, c0, 0, 1, 1);
+            else if (rt->ep) fp_ep_tile(rt->ep, yrow + c0, p->ow, c1 - c0, C, c0, 0, 1);
         }
     }
-    if (rt->g.nt) k->fence(); /* streamed stores are weakly ordered: drain them before the chunk ends */
+    if (rt->g.nt || rbuf) k->fence(); /* streamed stores are weakly ordered: drain them before the chunk ends */
 }
 
 /* Column strips (multiplier 1): a job is one block of px output columns x one channel group, walked
@@ -117,14 +132,19 @@ typedef struct strip_task {
     const fp_dw_ukernel *k;
     const fp_dw_block_fn *fns; /* [edge][px - 1] */
     const fp_ep *ep; /* the call's epilogue, applied to each finished block */
+    int ep_stream;   /* with ep: blocks through a buffer, then streamed into y (ep_rows) */
+    int failed;
 } strip_task;
 
 static void strip_chunk(void *ctx, int64_t chunk, int worker) {
     (void)worker;
-    const strip_task *st = (const strip_task *)ctx;
+    strip_task *st = (strip_task *)ctx;
     const fp_conv_problem *p = st->p;
     const fp_dw_ukernel *k = st->k;
     const int64_t C = p->cout, W = p->w, cpad = st->g.cpad, OH = p->oh, OW = p->ow;
+    /* a buffered block: its two rows OW pixels apart, as in y (pairs write the second row there) */
+    float *sbuf = st->ep_stream ? ep_rows(2, p, st->y, &st->failed) : NULL;
+    if (st->ep_stream && !sbuf) return;
     int64_t job_lo, job_hi;
     fp_chunk_range(st->jobs, st->nchunks, chunk, &job_lo, &job_hi);
     for (int64_t job = job_lo; job < job_hi; job++) {
@@ -142,27 +162,30 @@ static void strip_chunk(void *ctx, int64_t chunk, int worker) {
         for (int64_t oy = 0; oy < OH;) {
             const int64_t iyb = oy * p->stride_h - p->pad_top;
             if (st->pair && oy + 1 < OH && iyb >= 0 && iyb + 3 < p->h) {
-                k->pairs[edge * k->tile_px + pw - 1](xn + iyb * W * C, col0, st->w, &st->g, st->bias, c0, c1, yn + oy * OW * C);
-                if (st->ep) {
-                    fp_ep_tile(st->ep, yn + oy * OW * C + c0, pw, c1 - c0, C, c0, 0, 1);
-                    fp_ep_tile(st->ep, yn + (oy + 1) * OW * C + c0, pw, c1 - c0, C, c0, 0, 1);
+                k->pairs[edge * k->tile_px + pw - 1](xn + iyb * W * C, col0, st->w, &st->g, st->bias, c0, c1,
+                                                     sbuf ? sbuf : yn + oy * OW * C);
+                for (int64_t r = 0; st->ep && r < 2; r++) {
+                    if (sbuf) fp_ep_tile_out(st->ep, sbuf + r * OW * C + c0, C, yn + (oy + r) * OW * C + c0, C, pw, c1 - c0, c0, 0, 1, 1);
+                    else fp_ep_tile(st->ep, yn + (oy + r) * OW * C + c0, pw, c1 - c0, C, c0, 0, 1);
                 }
                 oy += 2;
                 continue;
             }
             int64_t ky0, ky1;
             fp_tap_range(iyb, p->kh, p->dil_h, p->h, &ky0, &ky1);
-            if (ky1 <= ky0) {
+            if (ky1 <= ky0) { /* (a row all in the padding: in place) */
                 k->pixels(p, xn, st->w, st->bias, 1, iyb, ky0, ky1, o, o + pw, c0, c1, st->y + (n * OH + oy) * OW * C, NULL);
+                if (st->ep) fp_ep_tile(st->ep, yn + oy * OW * C + c0, pw, c1 - c0, C, c0, 0, 1);
             } else {
                 st->fns[edge * k->tile_px + pw - 1](xn + (iyb + ky0 * p->dil_h) * W * C, col0, st->w + ky0 * p->kw * cpad,
-                                                    &st->g, ky1 - ky0, st->bias, c0, c1, yn + oy * OW * C);
+                                                    &st->g, ky1 - ky0, st->bias, c0, c1, sbuf ? sbuf : yn + oy * OW * C);
+                if (sbuf) fp_ep_tile_out(st->ep, sbuf + c0, C, yn + oy * OW * C + c0, C, pw, c1 - c0, c0, 0, 1, 1);
+                else if (st->ep) fp_ep_tile(st->ep, yn + oy * OW * C + c0, pw, c1 - c0, C, c0, 0, 1);
             }
-            if (st->ep) fp_ep_tile(st->ep, yn + oy * OW * C + c0, pw, c1 - c0, C, c0, 0, 1);
             oy += 1;
         }
     }
-    if (st->g.nt) k->fence();
+    if (st->g.nt || sbuf) k->fence();
 }
 
 #ifndef FP_DW_NT_BYTES
@@ -174,12 +197,13 @@ static void strip_chunk(void *ctx, int64_t chunk, int worker) {
 #endif
 
 /* Column strips for multiplier 1 (see strip_chunk). */
-static void nhwc_strips(const fp_dw_ukernel *k, const fp_conv_problem *p, const float *x, const float *w,
-                        const float *bias, float *y, const fp_dw_geo *g, int64_t px, int64_t T, int64_t bs) {
+static int nhwc_strips(const fp_dw_ukernel *k, const fp_conv_problem *p, const float *x, const float *w,
+                       const float *bias, float *y, const fp_dw_geo *g, int64_t px, int64_t T, int64_t bs, int ep_stream) {
     strip_task t;
     memset(&t, 0, sizeof t);
     t.p = p; t.x = x; t.w = w; t.bias = bias; t.y = y; t.g = *g;
     t.ep = fp_ep_current(); /* on the calling thread */
+    t.ep_stream = ep_stream;
     t.px = px;
     t.bs = bs;
     t.pair = pair_ok(p);
@@ -201,6 +225,7 @@ static void nhwc_strips(const fp_dw_ukernel *k, const fp_conv_problem *p, const 
     t.jobs = p->n * t.groups * t.cols;
     t.nchunks = fp_chunk_count(t.jobs, (int)T);
     fp_pool_run((int)T, t.nchunks, strip_chunk, &t);
+    return t.failed ? FP_ERR_ALLOC : FP_OK;
 }
 
 /* NHWC: a job is one output row (or row pair) of one channel group. */
@@ -238,7 +263,8 @@ static int nhwc(const fp_dw_ukernel *k, const fp_conv_problem *p, const float *x
     const int stream = y4 && C % 16 == 0 && m == 1 && out_bytes > FP_DW_NT_BYTES;
     const int by_x = !stream && m == 1 && x4;
     t.g.cs = C % 16 == 0 && C >= 96 && (by_x || y4) ? (by_x ? xmis : ymis) : 0;
-    t.g.nt = stream && t.g.cs == ymis && !t.ep; /* an epilogue rereads the stored rows */
+    t.g.nt = stream && t.g.cs == ymis && !t.ep;
+    t.ep_stream = stream && t.g.cs == ymis && t.ep && k->fence; /* the epilogue's rows then stream (ep_rows) */
     /* With several threads, group boundaries fall on output cache lines (two threads writing one
      * line made 192@28 slower at 2 threads than at 1); with one, on the load grid (no extra vector). */
     t.bs = T > 1 && y4 && C % 16 == 0 ? ymis : t.g.cs;
@@ -257,12 +283,12 @@ static int nhwc(const fp_dw_ukernel *k, const fp_conv_problem *p, const float *x
      * per thread keep the row order, which splits rows (2 threads, raw: 384@14 9.6 us in rows
      * against 10.5-21 us in strips, 960@7 9.0 against 13.1-13.7). */
     if (m == 1 && C >= 64 && pairs && (T == 1 || FP_CEIL_DIV(p->ow, t.px) >= 2 * T)) {
-        nhwc_strips(k, p, x, w, bias, y, &t.g, t.px, T, t.bs);
-        if (t.g.nt) k->fence();
-        return FP_OK;
+        const int rc = nhwc_strips(k, p, x, w, bias, y, &t.g, t.px, T, t.bs, t.ep_stream);
+        if (t.g.nt || t.ep_stream) k->fence();
+        return rc;
     }
     fp_pool_run((int)T, t.nchunks, row_chunk, &t);
-    if (t.g.nt) k->fence();
+    if (t.g.nt || t.ep_stream) k->fence();
     return t.failed ? FP_ERR_ALLOC : FP_OK;
 }
 

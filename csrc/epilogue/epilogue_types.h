@@ -23,19 +23,7 @@
 #define EP_LN2_LO 1.42860682030941723212e-6f
 static const float EP_FN(invfact)[8] = {1.0f, 1.0f, 1.0f / 2, 1.0f / 6, 1.0f / 24, 1.0f / 120, 1.0f / 720, 1.0f / 5040};
 #include "epilogue_impl.h"
-#undef T
-#undef U
-#undef EP_FN
-#undef EP_A
-#undef EP_B
-#undef EP_SHIFT
-#undef EP_SHIFT_BITS
-#undef EP_MANT
-#undef EP_BIAS
-#undef EP_TERMS
-#undef EP_TMIN
-#undef EP_LN2_HI
-#undef EP_LN2_LO
+#include "epilogue_type_end.h"
 
 /* float64: Taylor to r^13 (r^14 / 14! < 2^-53 on |r| <= ln2 / 2); exp(-708) is still normal */
 #define T double
@@ -66,20 +54,8 @@ static const double EP_FN(invfact)[14] = {1.0,
                                           1.0 / 479001600,
                                           1.0 / 6227020800.0};
 #include "epilogue_impl.h"
-#undef T
-#undef U
-#undef EP_A
-#undef EP_B
-#undef EP_SHIFT
-#undef EP_SHIFT_BITS
-#undef EP_MANT
-#undef EP_BIAS
-#undef EP_TERMS
-#undef EP_TMIN
-#undef EP_LN2_HI
-#undef EP_LN2_LO
+#include "epilogue_type_end.h"
 
 #define EP_TILES_(isa) fp_ep_tiles_##isa
 #define EP_TILES(isa) EP_TILES_(isa)
 const fp_ep_tile_fn EP_TILES(EP_ISA)[2] = {EP_GLUE(ep32, EP_ISA, tile), EP_GLUE(ep64, EP_ISA, tile)};
-#undef EP_FN

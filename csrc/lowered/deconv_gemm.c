@@ -8,14 +8,14 @@
 #include "lowered.h"
 
 /* NCHW: B = X[n] (Cin x H*W) as it is, copied into the micro-panels */
-static void pack_b_nchw(const fp_lowered *L, const float *xn, int64_t k0, int64_t kc, int64_t j0, int64_t nc,
-                        float *dst) {
+void fp_deconv_pack_b_nchw(const fp_lowered *L, const float *xn, int64_t k0, int64_t kc, int64_t j0, int64_t nc,
+                           float *dst) {
     fp_gemm_pack_b_nchw((const fp_conv_problem *)L->ctx, xn, k0, kc, j0, nc, L->uk->nr, dst, NULL);
 }
 
 /* NHWC: B[ci][j] = x[j][ci], a transpose of kc channels of nc pixels (read along the pixels' channel runs) */
-static void pack_b_nhwc(const fp_lowered *L, const float *xn, int64_t k0, int64_t kc, int64_t j0, int64_t nc,
-                        float *dst) {
+void fp_deconv_pack_b_nhwc(const fp_lowered *L, const float *xn, int64_t k0, int64_t kc, int64_t j0, int64_t nc,
+                           float *dst) {
     const int64_t NR = L->uk->nr, C = L->k;
     for (int64_t q = 0; q < nc; q += NR) {
         const int64_t w = FP_MIN(NR, nc - q);
@@ -117,7 +117,7 @@ int fp_deconv_gemm_f32(const fp_conv_problem *p, const float *x, const void *pac
     L.single_k_block = 1;
     L.interleave = fp_interleave_pick(fp_isa());
     L.ctx = &rows;
-    L.pack_b = p->layout == 0 ? pack_b_nchw : pack_b_nhwc;
+    L.pack_b = p->layout == 0 ? fp_deconv_pack_b_nchw : fp_deconv_pack_b_nhwc;
     L.store = p->layout == 0 ? store_nchw : store_nhwc;
     return fp_lowered_run(&L);
 }

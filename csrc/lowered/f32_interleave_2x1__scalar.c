@@ -1,4 +1,4 @@
-/* The portable interleave (interleave.h): one pair per step. */
+/* The portable interleave and interleave-add (interleave.h): one pair per step. */
 #include "interleave.h"
 
 static void run(float *d, const float *a, const float *b, int64_t n) {
@@ -8,5 +8,12 @@ static void run(float *d, const float *a, const float *b, int64_t n) {
     }
 }
 
+static void add(float *d, const float *a, const float *b, int64_t n) {
+    for (int64_t u = 0; u < n; u++) {
+        d[2 * u] += a[u];
+        d[2 * u + 1] += b[u];
+    }
+}
+
 const fp_interleave_kernel fp_f32_interleave_2x1__scalar = {FP_INTERLEAVE_ROW("f32_interleave_2x1__scalar", FP_ISA_SCALAR, 1),
-                                                            run};
+                                                            run, add};

@@ -1,4 +1,5 @@
-/* AVX2 interleave (interleave.h): 8 pairs per step, unpacklo/hi within 128-bit lanes, then a lane permute. */
+/* AVX2 interleave (interleave.h): 8 pairs per step, unpacklo/hi within 128-bit lanes, then a lane permute;
+ * the same with an add for the interleave-add. */
 #include "interleave.h"
 #include "../isa_target.h"
 
@@ -20,7 +21,23 @@ static void run(float *d, const float *a, const float *b, int64_t n) {
     }
 }
 
-const fp_interleave_kernel fp_f32_interleave_2x8__avx2 = {FP_INTERLEAVE_ROW("f32_interleave_2x8__avx2", FP_ISA_AVX2, 8), run};
+static void add(float *d, const float *a, const float *b, int64_t n) {
+    int64_t u = 0;
+    for (; u + 8 <= n; u += 8) {
+        const __m256 va = _mm256_loadu_ps(a + u), vb = _mm256_loadu_ps(b + u);
+        const __m256 l = _mm256_unpacklo_ps(va, vb), h = _mm256_unpackhi_ps(va, vb);
+        float *o = d + 2 * u;
+        _mm256_storeu_ps(o, _mm256_add_ps(_mm256_loadu_ps(o), _mm256_permute2f128_ps(l, h, 0x20)));
+        _mm256_storeu_ps(o + 8, _mm256_add_ps(_mm256_loadu_ps(o + 8), _mm256_permute2f128_ps(l, h, 0x31)));
+    }
+    for (; u < n; u++) {
+        d[2 * u] += a[u];
+        d[2 * u + 1] += b[u];
+    }
+}
+
+const fp_interleave_kernel fp_f32_interleave_2x8__avx2 = {FP_INTERLEAVE_ROW("f32_interleave_2x8__avx2", FP_ISA_AVX2, 8), run,
+                                                          add};
 
 FP_TARGET_END
 #endif

@@ -12,6 +12,8 @@
 typedef struct fp_interleave_kernel {
     fp_kernel k;
     void (*run)(float *d, const float *a, const float *b, int64_t n);
+    /* d[2u] += a[u], d[2u + 1] += b[u]: the general transposed conv's stride-2 store (deconv_scatter.c) */
+    void (*add)(float *d, const float *a, const float *b, int64_t n);
 } fp_interleave_kernel;
 
 #define FP_INTERLEAVE_ROW(NAME, ISA, N) {NAME, "interleave", 0, ISA, 2, N}

@@ -7,6 +7,9 @@
  *   transposed, K == s:    Y' (Cout*s*s x H*W) = W' @ X[n];  each GEMM row (co, ky, kx) (NHWC: (ky, kx, co))
  *                          and column (iy, ix) is the output (co, s*iy + ky, s*ix + kx): the store
  *                          scatters each tile into place (U-Net's 2x2 s2 up-convolution).
+ *   transposed, general:   the same GEMM with rows (co, ky, kx), whose store adds each tile element to
+ *                          the output (co, iy*s - p + ky*d, ix*s - p + kx*d) it reaches: col2im fused into
+ *                          the store, no (Cout*KH*KW x H*W) buffer (deconv_scatter.c).
  *
  * lowered_driver.c holds the loops and the thread split for both; conv1d_gemm.c and deconv_gemm.c the
  * B packing, the stores and the entry points (fastpoint.h).  The micro-kernels are the gemm table's rows
@@ -27,6 +30,14 @@ struct fp_lowered {
     float *y;
     int64_t x_image, y_image;         /* floats between images */
     int single_k_block;               /* the store needs each tile finished in one k block */
+    /* Scatter-add (the general transposed conv): every k block's tile is computed fresh, without bias or
+     * ReLU, and the store adds it to the output; threads split the rows in units of row_unit (a multiple of
+     * MR) that own disjoint outputs, and each unit's outputs are set up by init before its GEMM and
+     * finished (ReLU) by finish after it. */
+    int accumulate;
+    int64_t row_unit;
+    void (*init)(const fp_lowered *L, float *yn, int64_t r0, int64_t r1);
+    void (*finish)(const fp_lowered *L, float *yn, int64_t r0, int64_t r1);
     const void *ctx;                  /* what pack_b / store need besides the problem */
     const fp_interleave_kernel *interleave; /* the stores' 2-wide interleave (a table row) */
     /* B rows [k0, k0+kc) x columns [j0, j0+nc) of image xn, as NR-column micro-panels of kc x NR floats */
@@ -37,6 +48,13 @@ struct fp_lowered {
 };
 
 int fp_lowered_run(const fp_lowered *L);
+
+/* B of a transposed conv's GEMM: X[n] as it is (NCHW) or transposed (NHWC); L->ctx starts with the
+ * problem of the input read at stride 1 (deconv_gemm.c). */
+void fp_deconv_pack_b_nchw(const fp_lowered *L, const float *xn, int64_t k0, int64_t kc, int64_t j0, int64_t nc,
+                           float *dst);
+void fp_deconv_pack_b_nhwc(const fp_lowered *L, const float *xn, int64_t k0, int64_t kc, int64_t j0, int64_t nc,
+                           float *dst);
 
 
 /* The checks and set-up every lowered entry point shares: the panels of `packed` for an m x k GEMM

@@ -2,6 +2,9 @@
  * of the work between threads: column tiles of all images in one sequence when there are enough of them
  * for every thread, else row tiles (e.g. a U-Net up-convolution at 28x28: 17 column tiles, 256 row tiles). */
 #include <string.h>
+#if defined(__SSE__)
+#include <xmmintrin.h>
+#endif
 
 #include "lowered.h"
 
@@ -75,6 +78,48 @@ typedef struct task {
     int failed;
 } task;
 
+/* Columns of one row-copy segment: a whole number of tiles, MR x ROW_COPY_COLS floats within L1. */
+static int64_t row_copy_cols(int64_t NR) { return NR * FP_MAX(1, 512 / NR); }
+
+/* d[0, n) = s[0, n) with non-temporal stores where d is 16-byte aligned (SSE, the x86-64 baseline): the
+ * output row of a GEMM whose row stride is not a multiple of 64 bytes, so that the micro-kernels, which
+ * stream 64-byte aligned rows only, would read every output line before writing it. */
+static void stream_copy(float *d, const float *s, int64_t n) {
+#if defined(__SSE__)
+    int64_t u = 0;
+    for (; u < n && ((uintptr_t)(d + u) & 15); u++) d[u] = s[u];
+    for (; u + 4 <= n; u += 4) _mm_stream_ps(d + u, _mm_loadu_ps(s + u));
+    for (; u < n; u++) d[u] = s[u];
+#else
+    memcpy(d, s, sizeof(float) * (size_t)n);
+#endif
+}
+
+/* The jr x ir loops of one (jc, pc, ic) block for an output whose rows are not 64-byte aligned: MR rows x
+ * row_copy_cols columns at a time into an L1 buffer, then copied out with streaming stores. */
+static void block_row_copy(const task *t, fp_ukr_args *u, float *yn, int64_t ic, int64_t ie, int64_t jc,
+                           int64_t jn, int64_t kc, int64_t pc, const float *buf, float *rows) {
+    const fp_lowered *L = t->L;
+    const fp_sgemm_ukr *uk = L->uk;
+    const int64_t MR = uk->mr, NR = uk->nr, CW = row_copy_cols(NR), K = L->k;
+    for (int64_t js = jc; js < jc + jn; js += CW) {
+        const int64_t cw = FP_MIN(CW, jc + jn - js);
+        for (int64_t ir = ic; ir < ie; ir += MR) {
+            u->a = L->a + ir * K + pc * MR;
+            u->mr = FP_MIN(MR, L->m - ir);
+            u->bias = L->bias ? L->bias + ir : NULL;
+            u->ldc = CW;
+            for (int64_t jr = js; jr < js + cw; jr += NR) {
+                u->nr = FP_MIN(NR, js + cw - jr);
+                u->b = buf + (jr - jc) * kc;
+                u->c = rows + (jr - js);
+                uk->run(u);
+            }
+            for (int64_t r = 0; r < u->mr; r++) stream_copy(yn + (ir + r) * L->n + js, rows + r * CW, cw);
+        }
+    }
+}
+
 static void block(const task *t, const float *xn, float *yn, int64_t r0, int64_t r1, int64_t c0, int64_t c1,
                   float *buf, float *tile) {
     const fp_lowered *L = t->L;
@@ -87,24 +132,31 @@ static void block(const task *t, const float *xn, float *yn, int64_t r0, int64_t
      * does (the micro-kernel streams full, aligned rows only; chunk() fences). */
     u.stream = uk->extended && !L->store && K <= t->bs.kc &&
                (int64_t)sizeof(float) * L->m * L->n * L->p->n > fp_cache_size(2);
+    /* rows not 64-byte aligned (wav2vec2's 3199 outputs: 2.2x slower than 3200 without this) */
+    const int row_copy = u.stream && L->n % 16 != 0;
+    if (row_copy) u.stream = 0;
     for (int64_t jc = c0; jc < c1; jc += t->bs.nc) {
         const int64_t jn = FP_MIN(t->bs.nc, c1 - jc);
         for (int64_t pc = 0; pc < K; pc += t->bs.kc) {
             const int64_t kc = FP_MIN(t->bs.kc, K - pc);
             L->pack_b(L, xn, pc, kc, jc, jn, buf);
             u.kc = kc;
-            u.first = pc == 0;
-            u.relu = L->p->relu && pc + kc >= K;
+            u.first = pc == 0 || L->accumulate; /* a scatter-add tile starts afresh in every k block */
+            u.relu = L->p->relu && pc + kc >= K && !L->accumulate;
             u.ldb = NR;
             for (int64_t ic = r0; ic < r1; ic += t->bs.mc) {
                 const int64_t ie = FP_MIN(ic + t->bs.mc, r1);
+                if (row_copy) {
+                    block_row_copy(t, &u, yn, ic, ie, jc, jn, kc, pc, buf, tile);
+                    continue;
+                }
                 for (int64_t jr = jc; jr < jc + jn; jr += NR) {
                     u.nr = FP_MIN(NR, jc + jn - jr);
                     u.b = buf + (jr - jc) * kc;
                     for (int64_t ir = ic; ir < ie; ir += MR) {
                         u.a = L->a + ir * K + pc * MR; /* panel ir/MR starts ir*K floats in */
                         u.mr = FP_MIN(MR, L->m - ir);
-                        u.bias = L->bias ? L->bias + ir : NULL;
+                        u.bias = L->bias && !L->accumulate ? L->bias + ir : NULL;
                         if (L->store) {
                             u.c = tile;
                             u.ldc = NR;
@@ -128,7 +180,9 @@ static void chunk(void *ctx, int64_t c, int worker) {
     const int64_t NR = L->uk->nr, MR = L->uk->mr;
     (void)worker;
     float *buf = (float *)fp_scratch_or_fail(0, (int64_t)sizeof(float) * t->bs.kc * t->bs.nc, &t->failed);
-    float *tile = (float *)fp_scratch_or_fail(1, (int64_t)sizeof(float) * MR * NR, &t->failed);
+    /* the store's tile, or the row copy's MR rows (block_row_copy) */
+    float *tile = (float *)fp_scratch_or_fail(1, (int64_t)sizeof(float) * MR * FP_MAX(NR, row_copy_cols(NR)),
+                                              &t->failed);
     if (!buf || !tile) return;
     int64_t lo, hi;
     if (t->by_columns) {
@@ -141,10 +195,15 @@ static void chunk(void *ctx, int64_t c, int worker) {
                       buf, tile);
         }
     } else {
+        const int64_t unit = L->row_unit > 0 ? L->row_unit : MR;
         fp_chunk_range(t->row_tiles, t->nchunks, c, &lo, &hi);
-        for (int64_t img = 0; img < L->p->n && lo < hi; img++)
-            block(t, L->x + img * L->x_image, L->y + img * L->y_image, lo * MR, FP_MIN(hi * MR, L->m), 0, L->n, buf,
-                  tile);
+        const int64_t r0 = lo * unit, r1 = FP_MIN(hi * unit, L->m);
+        for (int64_t img = 0; img < L->p->n && r0 < r1; img++) {
+            float *yn = L->y + img * L->y_image;
+            if (L->init) L->init(L, yn, r0, r1);
+            block(t, L->x + img * L->x_image, yn, r0, r1, 0, L->n, buf, tile);
+            if (L->finish) L->finish(L, yn, r0, r1);
+        }
     }
     fp_gemm_fence(); /* a store's non-temporal writes are ordered before the call returns */
 }
@@ -161,10 +220,11 @@ int fp_lowered_run(const fp_lowered *L) {
         t.bs.nc = FP_MAX(NR, fp_cache_size(2) / 2 / ((int64_t)sizeof(float) * L->k) / NR * NR);
     }
     t.col_tiles = FP_CEIL_DIV(L->n, L->uk->nr);
-    t.row_tiles = FP_CEIL_DIV(L->m, L->uk->mr);
+    t.row_tiles = FP_CEIL_DIV(L->m, L->row_unit > 0 ? L->row_unit : L->uk->mr);
     int T = fp_threads(L->p);
     const int64_t all_cols = t.col_tiles * L->p->n;
-    t.by_columns = T == 1 || all_cols >= 4 * (int64_t)T || all_cols >= t.row_tiles;
+    /* a scatter-add splits rows only: neighbouring columns (input pixels) add to the same outputs */
+    t.by_columns = !L->accumulate && (T == 1 || all_cols >= 4 * (int64_t)T || all_cols >= t.row_tiles);
     t.nchunks = fp_chunk_count(t.by_columns ? all_cols : t.row_tiles, T);
     if (t.nchunks < 1) return FP_OK;
     fp_flush_enter(); /* subnormals flushed on this thread, as conv.c does around every kernel */

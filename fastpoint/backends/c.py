@@ -11,6 +11,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from ..core.callplan import pack_each_call
 from ..core.spec import ConvSpec, LayerSpec
 from ..core.threads import get_num_threads
 
@@ -196,8 +197,12 @@ class CBackend:
     def bind_once(self, spec: ConvSpec, check_finite: bool):
         """The one-shot runner of ``spec``: ``runner(x, w, bias, out)`` packs the caller's weights ``w`` into
         this thread's scratch (kept across calls, csrc/oneshot.c) and runs; it returns whether some weight is
-        NaN or Inf (looked at only when ``check_finite``: calls with padding, core/nonfinite.py)."""
+        NaN or Inf (looked at only when ``check_finite``: calls with padding, core/nonfinite.py).  An activation
+        beyond ReLU (the per-call epilogue, docs/epilogues.md; csrc/oneshot.c has no entry point with one yet):
+        packed into a fresh buffer per call and run with the epilogue (``pack_each_call``)."""
         _refuse_bad_env()
+        if spec.layer.act is not None:
+            return pack_each_call(self, spec, check_finite)
         f64 = spec.layer.dtype == np.float64
         ctype = "double[]" if f64 else "float[]"
         conv = _lib.fp_conv_once_f64 if f64 else _lib.fp_conv_once_f32

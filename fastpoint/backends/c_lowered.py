@@ -12,6 +12,7 @@ from typing import Optional
 
 import numpy as np
 
+from ..core.callplan import pack_each_call
 from ..core.spec import ConvSpec, LayerSpec
 from ..core.threads import get_num_threads
 from .c import CBackend, _aligned_bytes, _check, _ffi, _lib, _problem, _problem_for, _ptr
@@ -56,6 +57,12 @@ class Conv1dGemmBackend(CBackend):
             self.run(spec, packed, x, bias, out)
 
         return runner
+
+    def bind_once(self, spec: ConvSpec, check_finite: bool):
+        """One-shot calls: the C backend's (csrc/oneshot.c), or conv1d's GEMM packed on each call."""
+        if not conv1d_gemm_applies(spec.layer):
+            return super().bind_once(spec, check_finite)
+        return pack_each_call(self, spec, check_finite)
 
     def kernel_name(self, spec: ConvSpec) -> str:
         """The gemm row the lowered GEMM runs (the 1x1 GEMM's choice: the same table look-up)."""
@@ -104,3 +111,25 @@ def deconv_run(packed: LoweredPacked, x: np.ndarray, cout: int, kh: int, kw: int
     p = _deconv_problem(cin, cout, kh, kw, layout, relu, n, h, w)
     _check(_lib.fp_deconv_gemm_f32(p, _ptr(x, "float[]"), _ptr(packed.buffer, "char[]"), _ptr(bias_rows, "float[]"),
                                    _ptr(out, "float[]")))
+
+
+def deconv_scatter_applies(layer) -> bool:
+    """The general transposed conv's scatter-add GEMM (``csrc/lowered/deconv_scatter.c``): C built, float32
+    is checked by the caller, groups 1 (a grouped layer is a block-diagonal GEMM: the phases run it)."""
+    return _lib is not None and layer.groups == 1
+
+
+def deconv_scatter_run(packed: LoweredPacked, x: np.ndarray, layer, out: np.ndarray,
+                       bias: Optional[np.ndarray]) -> None:
+    """``out`` = the transposed convolution of ``x`` (C-contiguous float32, 4-d, the layer's layout) on weights
+    packed by ``deconv_pack(weight, "NCHW")``; ``bias`` one value per output channel or None."""
+    nhwc = layer.layout == "NHWC"
+    n, cin, h, w = (x.shape[0], x.shape[3], x.shape[1], x.shape[2]) if nhwc else x.shape
+    oh, ow = (out.shape[1], out.shape[2]) if nhwc else out.shape[2:]
+    p = _ffi.new("fp_conv_problem *")
+    p.n, p.cin, p.h, p.w, p.cout, p.kh, p.kw, p.oh, p.ow = n, cin, h, w, layer.cout, layer.kh, layer.kw, oh, ow
+    (p.stride_h, p.stride_w), (p.pad_top, p.pad_left) = layer.stride, layer.padding
+    (p.dil_h, p.dil_w), p.groups = layer.dilation, 1
+    p.layout, p.relu, p.num_threads = int(nhwc), int(layer.relu), get_num_threads()
+    _check(_lib.fp_deconv_scatter_f32(p, _ptr(x, "float[]"), _ptr(packed.buffer, "char[]"), _ptr(bias, "float[]"),
+                                      _ptr(out, "float[]")))

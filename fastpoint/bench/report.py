@@ -76,23 +76,46 @@ def _limit(record, key: str, threads: int) -> Optional[float]:
     return value if value and value > 0 else None
 
 
+#: the suffix of a backend's one-shot contender (``c-call``: ``fp.conv2d`` on every call; runner.py)
+CALL = "-call"
+
+
+def _ratio_columns(record: Dict[str, object]) -> List[tuple]:
+    """(header, numerator, denominator) of the ratio columns: each peer's time over the main backend's
+    (``vs P``); where a backend's one-shot form ran too, the one-shot time over the prepacked one's
+    (``c-call/c``, <= 1.05 is the one-shot target) and each peer's time over the main one-shot's."""
+    names = [c["name"] for c in record["contenders"]]
+    backends = [c["name"] for c in record["contenders"] if c["kind"] == "backend"]
+    peer_names = [c["name"] for c in record["contenders"] if c["kind"] == "peer"]
+    main = backends[0] if backends else names[0]
+    cols = [(f"vs {short(p)}", p, main) for p in peer_names]
+    cols += [(f"{short(b + CALL)}/{short(b)}", b + CALL, b) for b in backends if b + CALL in names]
+    call = main + CALL
+    if call in names:
+        cols += [(f"{short(call)} vs {short(p)}", p, call) for p in peer_names]
+    return cols
+
+
+def _ratio(results: List[dict], num: str, den: str) -> Optional[float]:
+    return _gmean([r["median_s"][num] / r["median_s"][den] for r in results
+                   if num in r.get("median_s", {}) and den in r.get("median_s", {})])
+
+
 def table_rows(record: Dict[str, object], threads: int) -> List[List[str]]:
     """Header + one row per layer + a geomean row, for one thread count."""
     names = [c["name"] for c in record["contenders"]]
     backends = [c["name"] for c in record["contenders"] if c["kind"] == "backend"]
-    peer_names = [c["name"] for c in record["contenders"] if c["kind"] == "peer"]
     main = backends[0] if backends else names[0]
     others = [n for n in names if n != main]
     peak = _limit(record, "fma_peak_gflops", threads)
     bw = _limit(record, "triad_gbs", threads)
     header = ["layer", "MFLOP", f"{main} ms", f"{main} GFLOP/s", "%peak", "GB/s", "%bw"]
-    header += [f"{short(n)} GF/s" for n in others] + [f"vs {short(p)}" for p in peer_names]
+    ratios = _ratio_columns(record)
+    header += [f"{short(n)} GF/s" for n in others] + [h for h, _, _ in ratios]
     rows = [header]
-    speedups: Dict[str, List[float]] = {p: [] for p in peer_names}
     gflops: Dict[str, List[float]] = {n: [] for n in names}
-    for r in record["results"]:
-        if r["threads"] != threads:
-            continue
+    results = [r for r in record["results"] if r["threads"] == threads]
+    for r in results:
         med = r.get("median_s", {})
         gf = {n: r["flops"] / med[n] * 1e-9 for n in med}
         for n, v in gf.items():
@@ -108,40 +131,42 @@ def table_rows(record: Dict[str, object], threads: int) -> List[List[str]]:
         for n in others:
             row.append(_num(gf.get(n)) + _noisy(r, n) + _flag(r, n) if n in gf
                        else ("n/a" if n in r.get("na", {}) else ""))
-        for p in peer_names:
-            if t and p in med:
-                speedups[p].append(med[p] / t)
-                row.append(f"{med[p] / t:.2f}x")
-            else:
-                row.append("")
+        row += [f"{g:.2f}x" if (g := _ratio([r], num, den)) else "" for _, num, den in ratios]
         rows.append(row)
     geo = ["geomean", "", "", _num(_gmean(gflops.get(main, []))), "", "", ""]
     geo += [_num(_gmean(gflops[n])) for n in others]
-    geo += [f"{g:.2f}x" if (g := _gmean(speedups[p])) else "" for p in peer_names]
+    geo += [f"{g:.2f}x" if (g := _ratio(results, num, den)) else "" for _, num, den in ratios]
     rows.append(geo)
     return rows
 
 
 def group_rows(record: Dict[str, object], threads: int) -> List[List[str]]:
     """Geomean GFLOP/s per layer group (resnet_1x1, mbv2_dw, ...) and contender, and the geomean ratios."""
+    return readme_rows(record, [threads])
+
+
+def readme_rows(record: Dict[str, object], threads: Sequence[int]) -> List[List[str]]:
+    """Per layer group: each contender's geomean GFLOP/s and the geomean ratio columns (``_ratio_columns``:
+    peers against the prepacked layer and against the one-shot call, one-shot / prepacked), for each of
+    ``threads`` side by side: the README's table (``--markdown`` prints it for every thread count)."""
     names = [c["name"] for c in record["contenders"]]
-    backends = [c["name"] for c in record["contenders"] if c["kind"] == "backend"]
-    peer_names = [c["name"] for c in record["contenders"] if c["kind"] == "peer"]
-    main = backends[0] if backends else names[0]
-    groups: Dict[str, List[dict]] = {}
+    ratios = _ratio_columns(record)
+    tag = (lambda t: f" {t}T") if len(threads) > 1 else (lambda t: "")
+    groups: Dict[str, Dict[int, List[dict]]] = {}
     for r in record["results"]:
-        if r["threads"] == threads:
-            groups.setdefault(r.get("group", "?"), []).append(r)
-    rows = [["group", "layers"] + [f"{short(n)} GF/s" for n in names] + [f"vs {short(p)}" for p in peer_names]]
-    for group, results in groups.items():
-        row = [group, str(len(results))]
-        for n in names:
-            row.append(_num(_gmean([r["flops"] / r["median_s"][n] * 1e-9 for r in results
-                                    if n in r.get("median_s", {})])))
-        for p in peer_names:
-            g = _gmean([r["median_s"][p] / r["median_s"][main] for r in results
-                        if p in r.get("median_s", {}) and main in r.get("median_s", {})])
-            row.append(f"{g:.2f}x" if g else "")
+        if r["threads"] in threads:
+            groups.setdefault(r.get("group", "?"), {}).setdefault(r["threads"], []).append(r)
+    header = ["group", "layers"]
+    for t in threads:
+        header += [f"{short(n)} GF/s{tag(t)}" for n in names] + [h + tag(t) for h, _, _ in ratios]
+    rows = [header]
+    for group, per_threads in groups.items():
+        row = [group, str(max(len(v) for v in per_threads.values()))]
+        for t in threads:
+            results = per_threads.get(t, [])
+            row += [_num(_gmean([r["flops"] / r["median_s"][n] * 1e-9 for r in results
+                                 if n in r.get("median_s", {})])) for n in names]
+            row += [f"{g:.2f}x" if (g := _ratio(results, num, den)) else "" for _, num, den in ratios]
         rows.append(row)
     return rows
 
@@ -198,7 +223,9 @@ def notes(record: Dict[str, object]) -> List[str]:
            "that thread count; memory-bound layers (depthwise, < 20 flop/byte) give GB/s of the minimum traffic "
            "(input + output + weights once) and '%bw' of the measured triad bandwidth (small layers run from "
            "cache, so %bw can pass 100%)",
-           f"'vs P' = time of peer P / time of {main} (> 1: {main} is faster); geomean over the layers both ran",
+           f"'vs P' = time of peer P / time of {main} (> 1: {main} is faster); geomean over the layers both ran; "
+           f"'B{CALL}/B' = time of backend B's one-shot call (fp.conv2d, weights packed on every call) / time of "
+           f"its prepacked layer (fp.Conv2d); '{main}{CALL} vs P' = time of P / time of the one-shot call",
            "~ = the medians of the first and second half of the rounds differ by more than 25% (a noisy cell); "
            "the GFLOP/s geomeans are over the layers each contender ran (gemm skips depthwise layers): "
            "compare contenders with the 'vs' columns",
@@ -227,6 +254,9 @@ def report(record: Dict[str, object], markdown: bool = False) -> str:
         if len(groups) > 2:
             parts += ["", f"#### {title}: geomean per layer group" if markdown else "per layer group (geomeans):",
                       "", format_table(groups, markdown, geomean_row=False)]
+    if markdown and len(record["threads"]) > 1:
+        parts += ["", "### README table: geomean per layer group, every thread count", "",
+                  format_table(readme_rows(record, record["threads"]), markdown, geomean_row=False)]
     parts += [""] + notes(record)
     return "\n".join(parts)
 

@@ -23,6 +23,7 @@ from .. import __version__
 from ..core.threads import get_num_threads, set_num_threads
 from . import peers
 from .peers import Prepared
+from .report import CALL  # a backend's name with this suffix times its one-shot call (fp.conv2d(..., out=out))
 from .suites import SUITES, Layer
 from .timing import alternate, median
 
@@ -59,8 +60,6 @@ def select_layers(suite: str, patterns: str = "") -> List[Layer]:
     return layers
 
 
-#: a backend's name with this suffix times its one-shot call, ``fp.conv2d(x, w, b, ..., out=out)``
-CALL = "-call"
 
 
 def prepare_backend(backend: str, layer: Layer, threads: int, layout: str) -> Prepared:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from . import ops_conv, ops_elementwise, ops_misc, ops_nn, ops_pool, ops_resize, ops_shape  # noqa: F401  (registers the op classes)
 from .fusion import fuse_epilogues
-from .graph import TensorInfo, fold_batch_norm, fuse_relu, load_model, parse  # noqa: F401  (fuse_relu: API)
+from .graph import TensorInfo, fold_batch_norm, fuse_relu, parse, read  # noqa: F401  (fuse_relu: API)
 from .layout import LAYOUTS
 from .network import Network
 from .registry import supported_ops
@@ -27,7 +27,7 @@ def load_onnx(model, *, backend: str = "auto", layout: str = "auto") -> Network:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
-    graph = parse(load_model(model))
+    graph = parse(*read(model))
     fold_batch_norm(graph)
     fuse_epilogues(graph)
     for node in graph.nodes:

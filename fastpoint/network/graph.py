@@ -74,6 +74,28 @@ def load_model(model):
     raise TypeError(f"model must be a path, bytes or an onnx.ModelProto, got {type(model).__name__}")
 
 
+def read(model):
+    """``(ModelProto, {initializer name: array} read by the fast path, initializer order)``.
+
+    A path or bytes goes through :mod:`.wire` (each plain initializer read once into an aligned array);
+    a ModelProto, or a file the fast path does not take, through ``onnx`` alone (``({}, None)``).
+    """
+    onnx = _import_onnx()
+    if isinstance(model, (str, os.PathLike, bytes, bytearray, memoryview)) \
+            and not isinstance(model, onnx.ModelProto):
+        from . import wire
+
+        got = wire.read_path(model) if isinstance(model, (str, os.PathLike)) else wire.read_bytes(bytes(model))
+        if got is not None:
+            stripped, arrays, order = got
+            proto = onnx.load_model_from_string(stripped)
+            if isinstance(model, (str, os.PathLike)) and any(
+                    onnx.external_data_helper.uses_external_data(t) for t in proto.graph.initializer):
+                onnx.load_external_data_for_model(proto, os.path.dirname(os.fspath(model)) or ".")
+            return proto, arrays, order
+    return load_model(model), {}, None
+
+
 def _tensor_info(value_info, np_dtype) -> TensorInfo:
     t = value_info.type.tensor_type
     shape = None
@@ -82,7 +104,9 @@ def _tensor_info(value_info, np_dtype) -> TensorInfo:
     return TensorInfo(value_info.name, shape, np_dtype(t.elem_type) if t.elem_type else None)
 
 
-def parse(proto) -> Graph:
+def parse(proto, preloaded: Optional[Dict[str, np.ndarray]] = None,
+          order: Optional[List[str]] = None) -> Graph:
+    """The graph of ``proto``; ``preloaded``/``order`` are the initializers :func:`read` took out of it."""
     onnx = _import_onnx()
     from onnx import helper, numpy_helper
 
@@ -96,7 +120,15 @@ def parse(proto) -> Graph:
     g = proto.graph
     if g.sparse_initializer:
         raise NotImplementedError("sparse initializers are not supported by fastpoint")
-    inits = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+    parsed = iter([(t.name, numpy_helper.to_array(t)) for t in g.initializer])
+    if order is None:
+        inits = dict(parsed)
+    else:
+        inits = {}
+        for name in order:  # file order: a preloaded array, or the next one onnx parsed
+            key, value = (name, preloaded[name]) if name else next(parsed)
+            inits[key] = value
+        inits.update(parsed)
     nodes = []
     for i, n in enumerate(g.node):
         name = n.name or f"{n.op_type}_{i}"
@@ -156,6 +188,7 @@ def _replace(graph: Graph, removed: Node, kept: Node) -> None:
 
 def fold_batch_norm(graph: Graph) -> int:
     folded = 0
+    readers = _consumers(graph)
     for conv, bn in list(_fusable_pairs(graph, ("Conv",), "BatchNormalization")):
         params = [graph.initializers.get(name) for name in bn.inputs[1:5]]
         if conv.op.weight is None or conv.op.activation or any(p is None for p in params) or len(bn.outputs) > 1:
@@ -163,7 +196,10 @@ def fold_batch_norm(graph: Graph) -> int:
         w = conv.op.weight
         k, c = bn.op.scale_shift(*params)
         b = np.zeros(w.shape[0]) if conv.op.bias is None else conv.op.bias.astype(np.float64)
-        folded_w = np.empty_like(w)
+        # the loader's own array (graph/wire.py), read by this Conv only: folded in place, no new pages
+        own = w.flags.writeable and w.flags.c_contiguous and readers.get(conv.inputs[1]) == 1 \
+            and graph.initializers.get(conv.inputs[1]) is w
+        folded_w = w if own else np.empty_like(w)
         # the product in float64, rounded once into the weight's dtype (buffered: no float64 copy of W)
         np.multiply(w, k.reshape((-1,) + (1,) * (w.ndim - 1)), out=folded_w, dtype=np.float64, casting="unsafe")
         conv.op.weight = folded_w

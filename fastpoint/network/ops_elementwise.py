@@ -11,6 +11,7 @@ from typing import Callable, Dict, Optional
 
 import numpy as np
 
+from ..ops import _c
 from .registry import Op, broadcast_shape, deliver, register
 
 
@@ -22,18 +23,26 @@ class Unary(Op):
     def compute(self, x: np.ndarray, out: np.ndarray) -> None:
         raise NotImplementedError
 
+    #: the C loop (fastpoint/ops/_c.py, ACTIVATIONS) that runs this op on float32, or None
+    c_activation: Optional[str] = None
+
     def run(self, inputs, outs):
         x = inputs[0]
         out = outs[0] if outs else np.empty(x.shape, x.dtype)
+        if self.c_activation is not None and x.dtype == np.float32 and _c.available():
+            alpha, beta = (self.attrs["alpha"], self.attrs["beta"]) if self.c_activation == "hardsigmoid" else (0, 0)
+            if _c.eltwise(x, None, None, self.c_activation, alpha, beta, out=out) is not None:
+                return [out]
         with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
             self.compute(x, out)
         return [out]
 
 
-def _unary(op_type: str, fn: Callable[..., None], attributes: Optional[Dict] = None) -> None:
+def _unary(op_type: str, fn: Callable[..., None], attributes: Optional[Dict] = None,
+           c_activation: Optional[str] = None) -> None:
     """Register a one-line unary op class (the bodies below are the whole difference between them)."""
     cls = type(op_type, (Unary,), {"compute": lambda self, x, out: fn(self, x, out),
-                                   "attributes": attributes or {}})
+                                   "attributes": attributes or {}, "c_activation": c_activation})
     register(op_type)(cls)
 
 
@@ -82,8 +91,8 @@ def _relu(x, out):
     np.maximum(x, x.dtype.type(0), out=out)  # np.maximum propagates NaN: relu(NaN) is NaN, as in PyTorch
 
 
-_unary("Relu", lambda s, x, o: _relu(x, o))
-_unary("Sigmoid", lambda s, x, o: _sigmoid(x, o))
+_unary("Relu", lambda s, x, o: _relu(x, o), c_activation="relu")
+_unary("Sigmoid", lambda s, x, o: _sigmoid(x, o), c_activation="sigmoid")
 _unary("Tanh", lambda s, x, o: np.tanh(x, out=o))
 _unary("Exp", lambda s, x, o: np.exp(x, out=o))
 _unary("Log", lambda s, x, o: np.log(x, out=o))
@@ -96,9 +105,9 @@ _unary("Ceil", lambda s, x, o: np.ceil(x, out=o))
 _unary("Sign", lambda s, x, o: np.sign(x, out=o))
 _unary("Softplus", lambda s, x, o: _softplus(x, o))
 _unary("Softsign", lambda s, x, o: np.divide(x, 1 + np.abs(x), out=o))
-_unary("HardSwish", lambda s, x, o: _hard_swish(x, o))
+_unary("HardSwish", lambda s, x, o: _hard_swish(x, o), c_activation="hardswish")
 _unary("HardSigmoid", lambda s, x, o: _hard_sigmoid(x, o, s.attrs["alpha"], s.attrs["beta"]),
-       {"alpha": 0.2, "beta": 0.5})
+       {"alpha": 0.2, "beta": 0.5}, c_activation="hardsigmoid")
 _unary("LeakyRelu", lambda s, x, o: _leaky(x, o, s.attrs["alpha"]), {"alpha": 0.01})
 _unary("Elu", lambda s, x, o: _elu(x, o, s.attrs["alpha"]), {"alpha": 1.0})
 _unary("Selu", lambda s, x, o: _selu(x, o, s.attrs["alpha"], s.attrs["gamma"]),
@@ -176,6 +185,12 @@ class Binary(Op):
         shape = broadcast_shape(*(x.shape for x in inputs))
         dt = np.dtype(self.result_dtype) if self.result_dtype else inputs[0].dtype
         out = outs[0] if outs else np.empty(shape, dt)
+        if len(inputs) == 2 and self.op_type in _C_BINARY and dt == np.float32 and _c.available():
+            a, b = inputs
+            if a.shape != shape and self.op_type in ("Add", "Mul"):
+                a, b = b, a  # commutative: the full-size operand first (an SE block's x * scale)
+            if a.shape == shape and _c.eltwise(a, b, _C_BINARY[self.op_type], out=out) is not None:
+                return [out]
         with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
             if len(inputs) == 1:
                 np.copyto(out, inputs[0])
@@ -189,6 +204,9 @@ class Binary(Op):
 
     def flops(self, in_shapes, out_shapes):
         return int(np.prod(out_shapes[0], dtype=np.int64)) * max(len(in_shapes) - 1, 1)
+
+
+_C_BINARY = {"Add": "add", "Sub": "sub", "Mul": "mul", "Div": "div"}  # float32 ops with a C loop (ops/_c.py)
 
 
 def _binary(op_type: str, fn, result_dtype=None, attributes=None) -> None:

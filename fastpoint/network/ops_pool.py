@@ -84,8 +84,8 @@ class Pool(Op):
             include = bool(self.attrs["count_include_pad"])
             counts = [core.window_counts(x4.shape[2 + i], k[i], s[i], d[i], pads[i], pads[2 + i], out[i], include)
                       for i in range(2)]
-            y = core.pool_windows(x4, (2, 3), k, s, d, pads, out, "sum")
-            y /= (counts[0][:, None] * counts[1][None, :]).astype(y.dtype)
+            y = core.pool_windows(x4, (2, 3), k, s, d, pads, out, "sum",
+                                  divisors=(counts[0][:, None] * counts[1][None, :]).astype(x4.dtype))
         return [y.reshape(shape)]
 
     def _flat_indices(self, plane: np.ndarray, x_shape) -> np.ndarray:

@@ -23,6 +23,7 @@ from typing import Optional, Tuple, Union
 import numpy as np
 
 from ..core.image_args import prepare_image, spatial_axes
+from . import _c
 
 INTERPOLATE_MODES = ("nearest", "nearest-exact", "bilinear")
 IntOrPair = Union[int, Tuple[int, int]]
@@ -80,26 +81,38 @@ def _scale(n_in: int, n_out: int, factor: Optional[float], mode: str, align_corn
     return np.float32(1.0 / factor) if factor is not None else np.float32(n_in / n_out)
 
 
-def _resize_axis(x: np.ndarray, axis: int, n_out: int, factor, mode: str, align_corners: bool) -> np.ndarray:
-    n_in = x.shape[axis]
+def axis_taps(n_in: int, n_out: int, factor, mode: str, align_corners: bool, dtype):
+    """The sampling along one axis: ``(i0, None, None)`` (nearest: source index per output position) or
+    ``(i0, i1, lam)`` (bilinear: :func:`linear_taps`)."""
     scale = _scale(n_in, n_out, factor, mode, align_corners)
     dst = np.arange(n_out, dtype=np.float32)
     if mode == "nearest":
         if n_out == n_in:
-            return x
+            return np.arange(n_out), None, None
         idx = np.arange(n_out) >> 1 if n_out == 2 * n_in else np.floor(dst * scale).astype(np.intp)
-        return np.take(x, np.minimum(idx, n_in - 1), axis=axis)
+        return np.minimum(idx, n_in - 1), None, None
     if mode == "nearest-exact":
         idx = np.floor((dst + np.float32(0.5)) * scale).astype(np.intp)
-        return np.take(x, np.minimum(idx, n_in - 1), axis=axis)
+        return np.minimum(idx, n_in - 1), None, None
     src = dst * scale if align_corners else np.maximum(scale * (dst + np.float32(0.5)) - np.float32(0.5), 0)
-    return lerp_axis(x, axis, *linear_taps(src, n_in, x.dtype))
+    return linear_taps(src, n_in, dtype)
+
+
+def _resize_axis(x: np.ndarray, axis: int, n_out: int, factor, mode: str, align_corners: bool) -> np.ndarray:
+    n_in = x.shape[axis]
+    if mode == "nearest" and n_out == n_in:
+        return x
+    i0, i1, lam = axis_taps(n_in, n_out, factor, mode, align_corners, x.dtype)
+    if lam is None:
+        return np.take(x, i0, axis=axis)
+    return lerp_axis(x, axis, i0, i1, lam)
 
 
 def interpolate(x, size: Optional[IntOrPair] = None, scale_factor=None, mode: str = "nearest",
                 align_corners: Optional[bool] = None, recompute_scale_factor: Optional[bool] = None, *,
-                layout: str = "NCHW") -> np.ndarray:
-    """Resize H and W, as ``torch.nn.functional.interpolate`` on a 4-d tensor; see the module doc."""
+                layout: str = "NCHW", backend: str = "auto") -> np.ndarray:
+    """Resize H and W, as ``torch.nn.functional.interpolate`` on a 4-d tensor; see the module doc.
+    ``backend``: "auto" (the C loops for float32, both axes in one pass), "c" or "numpy" (the reference)."""
     x4, batched = prepare_image("x", x, layout)
     if mode not in INTERPOLATE_MODES:
         raise ValueError(f"mode must be one of {INTERPOLATE_MODES}, got {mode!r}")
@@ -111,6 +124,12 @@ def interpolate(x, size: Optional[IntOrPair] = None, scale_factor=None, mode: st
         raise ValueError("recompute_scale_factor=True needs scale_factor, not size (as in PyTorch)")
     axes = spatial_axes(layout)
     out_hw, factors = _sizes((x4.shape[axes[0]], x4.shape[axes[1]]), size, scale_factor, recompute_scale_factor)
+    if _c.use_c(backend, x4.dtype):
+        taps = [axis_taps(x4.shape[axes[i]], out_hw[i], factors[i], mode, bool(align_corners), x4.dtype)
+                for i in range(2)]
+        y = _c.resize2d(x4, layout, taps[0], taps[1])
+        if y is not None:
+            return y if batched else y[0]
     y = _resize_axis(x4, axes[1], out_hw[1], factors[1], mode, bool(align_corners))
     y = _resize_axis(y, axes[0], out_hw[0], factors[0], mode, bool(align_corners))
     y = x4.copy() if y is x4 else np.ascontiguousarray(y, dtype=x4.dtype)  # never a view of the input

@@ -25,6 +25,7 @@ from typing import Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ..core.image_args import pair, prepare_image, spatial_axes
+from . import _c
 
 IntOrPair = Union[int, Tuple[int, int]]
 
@@ -99,15 +100,34 @@ def _pad_windows(x4: np.ndarray, axes, k, s, d, pads: Sequence[int], out_hw, kin
     return np.pad(x4, width, constant_values=fill) if any(w != (0, 0) for w in width) else x4
 
 
-def pool_windows(x4: np.ndarray, axes, k, s, d, pads: Sequence[int], out_hw, kind: str) -> np.ndarray:
+def pool_windows(x4: np.ndarray, axes, k, s, d, pads: Sequence[int], out_hw, kind: str, *,
+                 divisors: Optional[np.ndarray] = None, backend: str = "auto",
+                 out: Optional[np.ndarray] = None) -> np.ndarray:
     """Max (``kind="max"``) or sum (``"sum"``) over each dilated window of a 4-d array; ``pads`` is
-    (top, left, bottom, right)."""
-    if 0 in out_hw:
+    (top, left, bottom, right). A sum is divided by ``divisors`` (broadcast to ``out_hw``) when given.
+
+    float32 runs the C loops (fastpoint/ops/_c.py) unless ``backend="numpy"``: the NumPy code below is
+    the reference they are tested against (equal for max, and for sums taken in the same tap order)."""
+    if 0 in out_hw or 0 in x4.shape:
         shape = list(x4.shape)
         shape[axes[0]], shape[axes[1]] = out_hw
-        return np.empty(shape, x4.dtype)
+        return np.empty(shape, x4.dtype) if out is None else out
+    if _c.use_c(backend, x4.dtype):
+        layout = "NCHW" if tuple(axes) == (2, 3) else "NHWC"
+        kind_c = "max" if kind == "max" else "mean"
+        ones = np.ones(tuple(out_hw), np.float32) if kind_c == "mean" and divisors is None else divisors
+        y = _c.pool2d(x4, layout, k, s, d, pads, out_hw, kind_c, ones, out)
+        if y is not None:
+            return y
     xp = _pad_windows(x4, axes, k, s, d, pads, out_hw, kind)
-    return reduce_windows(xp, axes, k, s, out_hw, np.maximum if kind == "max" else np.add, d)
+    y = reduce_windows(xp, axes, k, s, out_hw, np.maximum if kind == "max" else np.add, d)
+    if divisors is not None:
+        div = np.asarray(divisors, y.dtype)
+        y /= div if tuple(axes) == (2, 3) else div[..., None]
+    if out is not None:
+        np.copyto(out, y)
+        return out
+    return y
 
 
 def max_windows_with_indices(x4: np.ndarray, axes, k, s, d, pads: Sequence[int],
@@ -155,9 +175,10 @@ def _check_bool(name: str, value) -> bool:
 
 def max_pool2d(x, kernel_size: IntOrPair, stride: Optional[IntOrPair] = None, padding: IntOrPair = 0,
                dilation: IntOrPair = 1, ceil_mode: bool = False, return_indices: bool = False, *,
-               layout: str = "NCHW"):
+               layout: str = "NCHW", backend: str = "auto"):
     """Maximum over each ``kernel_size`` window, as ``torch.nn.functional.max_pool2d``; with
-    ``return_indices`` also each maximum's int64 index ``h * W + w`` in its plane."""
+    ``return_indices`` also each maximum's int64 index ``h * W + w`` in its plane. ``backend``: "auto"
+    (C loops for float32), "c" or "numpy" (the reference)."""
     x4, batched = prepare_image("x", x, layout)
     k = pair("kernel_size", kernel_size, 1)
     s = k if stride is None else pair("stride", stride, 1)
@@ -173,14 +194,15 @@ def max_pool2d(x, kernel_size: IntOrPair, stride: Optional[IntOrPair] = None, pa
     if _check_bool("return_indices", return_indices):
         out, idx = max_windows_with_indices(x4, axes, k, s, d, pads, out_hw)
         return (out, idx) if batched else (out[0], idx[0])
-    out = pool_windows(x4, axes, k, s, d, pads, out_hw, "max")
+    out = pool_windows(x4, axes, k, s, d, pads, out_hw, "max", backend=backend)
     return out if batched else out[0]
 
 
 def avg_pool2d(x, kernel_size: IntOrPair, stride: Optional[IntOrPair] = None, padding: IntOrPair = 0,
                ceil_mode: bool = False, count_include_pad: bool = True, divisor_override: Optional[int] = None, *,
-               layout: str = "NCHW") -> np.ndarray:
-    """Mean over each ``kernel_size`` window, as ``torch.nn.functional.avg_pool2d``."""
+               layout: str = "NCHW", backend: str = "auto") -> np.ndarray:
+    """Mean over each ``kernel_size`` window, as ``torch.nn.functional.avg_pool2d``; ``backend`` as for
+    :func:`max_pool2d`."""
     x4, batched = prepare_image("x", x, layout)
     k, s, p = pool_params(kernel_size, stride, padding)
     ceil_mode = _check_bool("ceil_mode", ceil_mode)
@@ -191,12 +213,11 @@ def avg_pool2d(x, kernel_size: IntOrPair, stride: Optional[IntOrPair] = None, pa
     axes = spatial_axes(layout)
     d = (1, 1)
     out_hw = _out_hw(x4, axes, k, s, d, p, ceil_mode)
-    out = pool_windows(x4, axes, k, s, d, (p[0], p[1], p[0], p[1]), out_hw, "sum")
     if divisor_override is not None:
-        out /= x4.dtype.type(divisor_override)
+        counts = np.full(out_hw, divisor_override, x4.dtype)
     else:
         rows, cols = (window_counts(x4.shape[axes[i]], k[i], s[i], 1, p[i], p[i], out_hw[i], count_include_pad)
                       for i in range(2))
         counts = (rows[:, None] * cols[None, :]).astype(x4.dtype)
-        out /= counts if layout == "NCHW" else counts[:, :, None]
+    out = pool_windows(x4, axes, k, s, d, (p[0], p[1], p[0], p[1]), out_hw, "sum", divisors=counts, backend=backend)
     return out if batched else out[0]

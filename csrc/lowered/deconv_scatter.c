@@ -1,0 +1,160 @@
+/* The general transposed convolution (any kernel, stride, padding, output_padding, dilation; groups 1) as
+ * one GEMM per image, Y' (Cout*KH*KW x H*W) = W' @ X, rows (co, ky, kx), whose store adds each tile element
+ * to the output pixel it reaches, (co, iy*s - p + ky*d, ix*s - p + kx*d), or drops it when that is cropped
+ * by the padding.  That is ONNX Runtime's GEMM + col2im with the col2im fused into the store: no
+ * (Cout*KH*KW x H*W) buffer, each tile added while it is in L1, and no multiply by a zero (the sub-pixel
+ * phases' work exactly).  The outputs of an output channel are reached only by its own KH*KW rows, so the
+ * threads split the rows in whole channels (row_unit) and each sets up (bias) and finishes (ReLU) its
+ * own channels' outputs around its GEMM.  The micro-kernels are the gemm table's rows. */
+#include <string.h>
+
+#include "lowered.h"
+
+typedef struct scatter_ctx {
+    fp_conv_problem rows; /* the input read at stride 1, for B's packing (first: deconv_gemm.c reads it) */
+    const float *bias;    /* per output channel, or NULL */
+} scatter_ctx;
+
+static int64_t gcd64(int64_t a, int64_t b) {
+    while (b) {
+        const int64_t r = a % b;
+        a = b, b = r;
+    }
+    return a;
+}
+
+/* Index of the first u >= 0 with 0 <= o0 + u*s, and one past the last with o0 + u*s < size (s > 0). */
+static void valid_run(int64_t o0, int64_t s, int64_t size, int64_t count, int64_t *lo, int64_t *hi) {
+    *lo = o0 >= 0 ? 0 : (-o0 + s - 1) / s;
+    *hi = o0 >= size ? 0 : FP_MIN(count, (size - o0 + s - 1) / s);
+}
+
+#define GROUP_MAX 16 /* the widest stride whose rows are interleaved before they are added */
+
+/* NCHW, dilation 1: the sw rows (co, ky, kx .. kx+sw-1) of a tile reach sw consecutive output columns from
+ * each input pixel, so for the pixels of one input row they cover one contiguous run of an output row,
+ * added front to back rather than in sw passes sw apart: at stride 2 by the `interleave` row's
+ * interleave-add (two permutes and two adds per 16 pixels with AVX-512), at other strides through a
+ * transposed copy in L1. */
+static void store_add_group(const fp_lowered *L, float *yc, int64_t ky, int64_t kx, int64_t j0, int64_t nr,
+                            const float *tr, int64_t ldt) {
+    const fp_conv_problem *p = L->p;
+    const int64_t sw = p->stride_w, W = p->w;
+    float run[GROUP_MAX * 64];
+    for (int64_t t = 0, end; t < nr; t = end) {
+        const int64_t iy = (j0 + t) / W, ix = (j0 + t) % W;
+        end = FP_MIN(nr, t + W - ix);
+        const int64_t oy = iy * p->stride_h - p->pad_top + ky * p->dil_h;
+        if (oy < 0 || oy >= p->oh) continue;
+        const int64_t n = end - t, ox0 = ix * sw - p->pad_left + kx;
+        const int64_t lo = FP_MAX(0, -ox0), hi = FP_MIN(n * sw, p->ow - ox0); /* run positions inside */
+        if (hi <= lo) continue;
+        float *yr = yc + oy * p->ow + ox0;
+        const float *a = tr + t;
+        if (sw == 2) { /* pixels [u0, u1) have both outputs inside: the interleave-add; the edges here */
+            const int64_t u0 = (lo + 1) / 2, u1 = hi / 2;
+            if (lo < 2 * u0) yr[lo] += a[ldt + lo / 2]; /* lo odd: the kx + 1 row's output only */
+            if (u1 > u0) L->interleave->add(yr + 2 * u0, a + u0, a + ldt + u0, u1 - u0);
+            if (hi > 2 * u1) yr[2 * u1] += a[u1]; /* hi odd: the kx row's output only */
+            continue;
+        }
+        for (int64_t r = 0; r < sw; r++)
+            for (int64_t u = 0; u < n; u++) run[u * sw + r] = a[r * ldt + u];
+        for (int64_t q = lo; q < hi; q++) yr[q] += run[q];
+    }
+}
+
+/* Adds rows i0 .. i0+mr-1 x columns j0 .. j0+nr-1 of Y' to the output: input pixels of one input row at a
+ * time, whose outputs in an output row are stride_w apart (contiguous at stride 1). */
+static void store_add(const fp_lowered *L, float *yn, int64_t i0, int64_t mr, int64_t j0, int64_t nr,
+                      const float *tile, int64_t ldt) {
+    const fp_conv_problem *p = L->p;
+    const int64_t kw = p->kw, taps = p->kh * kw, sw = p->stride_w, W = p->w;
+    const int nhwc = p->layout != 0;
+    const int64_t C = p->cout, pix = nhwc ? C : 1, plane = nhwc ? 1 : p->oh * p->ow;
+    const int grouped = !nhwc && sw > 1 && sw <= GROUP_MAX && p->dil_w == 1;
+    for (int64_t i = i0; i < i0 + mr; i++) {
+        const int64_t co = i / taps, ky = i % taps / kw, kx = i % kw;
+        float *yc = yn + co * plane;
+        const float *tr = tile + (i - i0) * ldt;
+        if (grouped && kx % sw == 0 && kx + sw <= kw && i + sw <= i0 + mr) {
+            store_add_group(L, yc, ky, kx, j0, nr, tr, ldt);
+            i += sw - 1;
+            continue;
+        }
+        for (int64_t t = 0, end; t < nr; t = end) {
+            const int64_t iy = (j0 + t) / W, ix = (j0 + t) % W;
+            end = FP_MIN(nr, t + W - ix);
+            const int64_t oy = iy * p->stride_h - p->pad_top + ky * p->dil_h;
+            if (oy < 0 || oy >= p->oh) continue;
+            const int64_t ox0 = ix * sw - p->pad_left + kx * p->dil_w;
+            int64_t lo, hi;
+            valid_run(ox0, sw, p->ow, end - t, &lo, &hi);
+            float *yr = yc + (oy * p->ow + ox0) * pix;
+            const float *v = tr + t;
+            if (!nhwc && sw == 1) {
+                for (int64_t u = lo; u < hi; u++) yr[u] += v[u];
+            } else {
+                const int64_t step = sw * pix;
+                for (int64_t u = lo; u < hi; u++) yr[u * step] += v[u];
+            }
+        }
+    }
+}
+
+/* The outputs of channels [r0, r1) / taps: the bias (or zero) before the GEMM adds to them ... */
+static void init_channels(const fp_lowered *L, float *yn, int64_t r0, int64_t r1) {
+    const fp_conv_problem *p = L->p;
+    const scatter_ctx *s = (const scatter_ctx *)L->ctx;
+    const int64_t taps = p->kh * p->kw, c0 = r0 / taps, c1 = r1 / taps, hw = p->oh * p->ow, C = p->cout;
+    if (p->layout == 0) {
+        for (int64_t co = c0; co < c1; co++) {
+            float *y = yn + co * hw;
+            if (!s->bias) memset(y, 0, sizeof(float) * (size_t)hw);
+            else for (int64_t q = 0; q < hw; q++) y[q] = s->bias[co];
+        }
+    } else {
+        for (int64_t q = 0; q < hw; q++)
+            for (int64_t co = c0; co < c1; co++) yn[q * C + co] = s->bias ? s->bias[co] : 0.0f;
+    }
+}
+
+/* ... and ReLU after (NaN stays NaN), while the channels are this thread's. */
+static void finish_channels(const fp_lowered *L, float *yn, int64_t r0, int64_t r1) {
+    const fp_conv_problem *p = L->p;
+    if (!p->relu) return;
+    const int64_t taps = p->kh * p->kw, c0 = r0 / taps, c1 = r1 / taps, hw = p->oh * p->ow, C = p->cout;
+    for (int64_t q = 0; q < hw; q++)
+        for (int64_t co = c0; co < c1; co++) {
+            float *v = p->layout == 0 ? yn + co * hw + q : yn + q * C + co;
+            if (*v < 0.0f) *v = 0.0f;
+        }
+}
+
+int fp_deconv_scatter_f32(const fp_conv_problem *p, const float *x, const void *packed, const float *bias, float *y) {
+    if (p->groups != 1 || p->n < 0 || p->stride_h < 1 || p->stride_w < 1 || p->dil_h < 1 || p->dil_w < 1)
+        return FP_ERR_ARGS;
+    fp_conv_problem q;
+    const fp_sgemm_ukr *uk;
+    const int64_t taps = p->kh * p->kw, m = p->cout * taps;
+    const float *a = fp_lowered_begin(p, packed, m, p->cin, &uk, &q);
+    if (!a) return FP_ERR_PACKED;
+    scatter_ctx ctx;
+    ctx.rows = q; /* B's packing sees the input image, read with stride 1 */
+    ctx.rows.stride_h = ctx.rows.stride_w = 1;
+    ctx.rows.oh = q.h, ctx.rows.ow = q.w;
+    ctx.bias = bias;
+    fp_lowered L;
+    memset(&L, 0, sizeof L);
+    L.p = &q, L.uk = uk, L.m = m, L.k = p->cin, L.n = p->h * p->w, L.a = a, L.bias = NULL;
+    L.x = x, L.y = y, L.x_image = p->cin * p->h * p->w, L.y_image = p->cout * p->oh * p->ow;
+    L.accumulate = 1;
+    L.row_unit = uk->mr / gcd64(uk->mr, taps) * taps; /* whole channels, whole MR panels */
+    L.init = init_channels;
+    L.finish = finish_channels;
+    L.ctx = &ctx;
+    L.pack_b = p->layout == 0 ? fp_deconv_pack_b_nchw : fp_deconv_pack_b_nhwc;
+    L.store = store_add;
+    L.interleave = fp_interleave_pick(fp_isa());
+    return fp_lowered_run(&L);
+}

@@ -1,0 +1,212 @@
+/* Drivers of the network ops (ops.h): argument-free of Python, each splits its jobs over the one pool
+ * (csrc/pool.c) and runs the loops of the ISA fp_isa() names.  Global average pooling, a reduction
+ * the compiler cannot vectorise without reassociating, is here once, with float64 partial sums. */
+#include <stdlib.h>
+
+#include "../internal.h"
+#include "ops.h"
+
+static const fp_ops_isa *pick(void) {
+#if defined(__x86_64__) && !defined(FP_PORTABLE_ONLY)
+    const int isa = fp_isa();
+    if (isa >= FP_ISA_AVX512) return &fp_ops_avx512;
+    if (isa >= FP_ISA_AVX2) return &fp_ops_avx2;
+#endif
+    return &fp_ops_scalar;
+}
+
+const char *fp_op_isa_name(void) { return pick()->name; }
+
+static int clamp_threads(int threads, int64_t jobs) {
+    int T = threads > 0 ? threads : 1;
+    if (T > fp_max_threads()) T = fp_max_threads();
+    if (jobs < T) T = jobs > 0 ? (int)jobs : 1;
+    return T;
+}
+
+/* Split `jobs` over up to `threads` threads of the pool, flush-to-zero on the caller as on the helpers;
+ * *nchunks (read by fn through ctx) is set first. */
+static void run_jobs(int threads, int64_t jobs, int64_t *nchunks, fp_task_fn fn, void *ctx) {
+    const int T = clamp_threads(threads, jobs);
+    *nchunks = fp_chunk_count(jobs, T);
+    fp_flush_enter();
+    fp_pool_run(T, *nchunks, fn, ctx);
+    fp_flush_leave();
+}
+
+typedef struct image_task {
+    const fp_ops_isa *k;
+    const float *x;
+    const int64_t *xs, *ys, *dims, *geom, *iy, *ix;
+    const float *div, *ly, *lx;
+    float *y;
+    int kind, failed, nchw; /* nchw: jobs are (n, c, oy) rows of one plane, else (n, oy) rows of pixels */
+    int64_t jobs, nchunks;
+} image_task;
+
+/* NCHW unless the channels are the contiguous axis of both x and y (NHWC). */
+static int is_nchw(const int64_t *xs, const int64_t *ys) { return !(xs[1] == 1 && ys[1] == 1); }
+
+static void pool_chunk(void *arg, int64_t chunk, int worker) {
+    (void)worker;
+    image_task *t = (image_task *)arg;
+    int64_t lo, hi;
+    fp_chunk_range(t->jobs, t->nchunks, chunk, &lo, &hi);
+    const int64_t C = t->dims[1], OH = t->dims[4], OW = t->dims[5];
+    float *acc = (float *)malloc((size_t)FP_MAX(C, OW) * sizeof(float)); /* the rows' accumulator */
+    if (!acc) {
+        __atomic_store_n(&t->failed, 1, __ATOMIC_RELAXED);
+        return;
+    }
+    for (int64_t j = lo; j < hi; j++) {
+        const int64_t oy = j % OH, nc = j / OH; /* NCHW: nc = n * C + c; NHWC: nc = n */
+        const int64_t n = t->nchw ? nc / C : nc, c0 = t->nchw ? nc % C : 0, c1 = t->nchw ? c0 + 1 : C;
+        t->k->pool_row(t->x, t->xs, t->y, t->ys, t->dims, t->geom, t->kind, t->div ? t->div + oy * OW : NULL, c0, c1,
+                       n, oy, acc);
+    }
+    free(acc);
+}
+
+int fp_op_pool2d_f32(const float *x, const int64_t *xs, float *y, const int64_t *ys, const int64_t *dims,
+                     const int64_t *geom, int kind, const float *divisors, int threads) {
+    if ((kind != 0 && kind != 1) || (kind == 1 && !divisors)) return FP_ERR_ARGS;
+    const int nchw = is_nchw(xs, ys);
+    image_task t = {pick(), x, xs, ys, dims, geom, NULL, NULL, kind == 1 ? divisors : NULL, NULL, NULL, y, kind, 0,
+                    nchw, dims[0] * (nchw ? dims[1] : 1) * dims[4], 0};
+    if (t.jobs <= 0 || dims[1] <= 0 || dims[5] <= 0) return FP_OK;
+    run_jobs(threads, t.jobs, &t.nchunks, pool_chunk, &t);
+    return t.failed ? FP_ERR_ALLOC : FP_OK;
+}
+
+static void resize_chunk(void *arg, int64_t chunk, int worker) {
+    (void)worker;
+    image_task *t = (image_task *)arg;
+    int64_t lo, hi;
+    fp_chunk_range(t->jobs, t->nchunks, chunk, &lo, &hi);
+    const int64_t C = t->dims[1], OH = t->dims[4], OW = t->dims[5];
+    float *scratch = NULL;
+    if (t->lx) { /* two blended rows (or pixels) and their four int64 tags, none valid yet */
+        scratch = (float *)malloc((size_t)(2 * (C + OW)) * sizeof(float) + 4 * sizeof(int64_t));
+        if (!scratch) {
+            __atomic_store_n(&t->failed, 1, __ATOMIC_RELAXED);
+            return;
+        }
+        int64_t *tags = (int64_t *)(scratch + 2 * (C + OW));
+        for (int i = 0; i < 4; i++) tags[i] = -1;
+    }
+    for (int64_t j = lo; j < hi; j++) {
+        const int64_t oy = j % OH, nc = j / OH;
+        const int64_t n = t->nchw ? nc / C : nc, c0 = t->nchw ? nc % C : 0, c1 = t->nchw ? c0 + 1 : C;
+        t->k->resize_row(t->x, t->xs, t->y, t->ys, t->dims, t->iy, t->ly, t->ix, t->lx, c0, c1, n, oy, scratch);
+    }
+    free(scratch);
+}
+
+int fp_op_resize2d_f32(const float *x, const int64_t *xs, float *y, const int64_t *ys, const int64_t *dims,
+                       const int64_t *iy, const float *ly, const int64_t *ix, const float *lx, int threads) {
+    if ((ly == NULL) != (lx == NULL)) return FP_ERR_ARGS;
+    const int nchw = is_nchw(xs, ys);
+    image_task t = {pick(), x, xs, ys, dims, NULL, iy, ix, NULL, ly, lx, y, 0, 0, nchw,
+                    dims[0] * (nchw ? dims[1] : 1) * dims[4], 0};
+    if (t.jobs <= 0 || dims[1] <= 0 || dims[5] <= 0) return FP_OK;
+    run_jobs(threads, t.jobs, &t.nchunks, resize_chunk, &t);
+    return t.failed ? FP_ERR_ALLOC : FP_OK;
+}
+
+/* Global average pooling: y[n, c] = mean of x[n, c, :, :] (x contiguous NCHW: planes; NHWC: pixels). */
+typedef struct gap_task {
+    const float *x;
+    float *y;
+    int64_t N, C, HW, nchunks;
+    int nhwc;
+} gap_task;
+
+static void gap_chunk(void *arg, int64_t chunk, int worker) {
+    (void)worker;
+    const gap_task *t = (const gap_task *)arg;
+    const int64_t C = t->C, HW = t->HW;
+    int64_t lo, hi;
+    if (!t->nhwc) { /* one job per plane, 4 float64 partial sums */
+        fp_chunk_range(t->N * C, t->nchunks, chunk, &lo, &hi);
+        for (int64_t j = lo; j < hi; j++) {
+            const float *p = t->x + j * HW;
+            double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+            int64_t i = 0;
+            for (; i + 4 <= HW; i += 4) {
+                s0 += p[i];
+                s1 += p[i + 1];
+                s2 += p[i + 2];
+                s3 += p[i + 3];
+            }
+            for (; i < HW; i++) s0 += p[i];
+            t->y[j] = (float)(((s0 + s1) + (s2 + s3)) / (double)HW);
+        }
+        return;
+    }
+    fp_chunk_range(t->N, t->nchunks, chunk, &lo, &hi); /* one job per image, float64 sums per channel */
+    double *acc = (double *)malloc((size_t)(C > 0 ? C : 1) * sizeof(double));
+    if (!acc) return; /* reported by the caller's check below */
+    for (int64_t n = lo; n < hi; n++) {
+        for (int64_t c = 0; c < C; c++) acc[c] = 0;
+        const float *p = t->x + n * HW * C;
+        for (int64_t i = 0; i < HW; i++)
+            for (int64_t c = 0; c < C; c++) acc[c] += p[i * C + c];
+        for (int64_t c = 0; c < C; c++) t->y[n * C + c] = (float)(acc[c] / (double)HW);
+    }
+    free(acc);
+}
+
+int fp_op_gap_f32(const float *x, float *y, int64_t n, int64_t c, int64_t hw, int nhwc, int threads) {
+    if (n <= 0 || c <= 0) return FP_OK;
+    if (hw <= 0) return FP_ERR_ARGS;
+    const int64_t jobs = nhwc ? n : n * c;
+    gap_task t = {x, y, n, c, hw, 0, nhwc};
+    if (nhwc) { /* the per-chunk buffer: refuse up front rather than leave outputs unwritten */
+        void *probe = malloc((size_t)c * sizeof(double));
+        if (!probe) return FP_ERR_ALLOC;
+        free(probe);
+    }
+    run_jobs(threads, jobs, &t.nchunks, gap_chunk, &t);
+    return FP_OK;
+}
+
+/* Elementwise y = act(a op b) (ops_impl.h's eltwise): jobs are blocks of rows; a flat operation (b of a's
+ * shape, a scalar or none) is cut into rows of FLAT_ROW elements first. */
+#define FLAT_ROW 4096
+typedef struct elt_task {
+    const fp_ops_isa *k;
+    const float *a, *b;
+    float *y;
+    int64_t rows, mid, inner, total, nchunks;
+    int bmode, op, act;
+    float alpha, beta;
+} elt_task;
+
+static void elt_chunk(void *arg, int64_t chunk, int worker) {
+    (void)worker;
+    const elt_task *t = (const elt_task *)arg;
+    int64_t lo, hi;
+    fp_chunk_range(t->rows, t->nchunks, chunk, &lo, &hi);
+    if (t->total < 0) {
+        t->k->eltwise(t->a, t->b, t->y, t->mid, t->inner, t->bmode, t->op, t->act, t->alpha, t->beta, lo, hi);
+        return;
+    }
+    for (int64_t r = lo; r < hi; r++) { /* flat: row r is elements [r * FLAT_ROW, ...) */
+        const int64_t off = r * FLAT_ROW, len = FP_MIN(FLAT_ROW, t->total - off);
+        const float *b = t->bmode == 1 ? t->b + off : t->b;
+        t->k->eltwise(t->a + off, b, t->y + off, 1, len, t->bmode, t->op, t->act, t->alpha, t->beta, 0, 1);
+    }
+}
+
+int fp_op_eltwise_f32(const float *a, const float *b, float *y, int64_t outer, int64_t mid, int64_t inner,
+                      int bmode, int op, int act, float alpha, float beta, int threads) {
+    if (bmode < 0 || bmode > 4 || op < 0 || op > 4 || act < 0 || act > 5 || (bmode && !b)) return FP_ERR_ARGS;
+    if (outer <= 0 || mid <= 0 || inner <= 0) return FP_OK;
+    elt_task t = {pick(), a, b, y, outer * mid, mid, inner, -1, 0, bmode, op, act, alpha, beta};
+    if (bmode != 2 && bmode != 3) { /* no per-channel operand: flat */
+        t.total = outer * mid * inner;
+        t.rows = FP_CEIL_DIV(t.total, FLAT_ROW);
+    }
+    run_jobs(threads, t.rows, &t.nchunks, elt_chunk, &t);
+    return FP_OK;
+}

@@ -1,0 +1,26 @@
+/* Network ops outside convolutions (csrc/ops/): pooling, resize, global average pooling and
+ * elementwise chains on float32 NCHW or NHWC images, threaded on the one pool.  The loops live in
+ * ops_impl.h, compiled once per ISA (ops__avx512.c, ops__avx2.c, ops__scalar.c) so the compiler
+ * vectorises them for each instruction set; ops.c picks the one fp_isa() names at run time.
+ * docs/ops.md describes the contracts; the arguments are checked in Python (fastpoint/ops/_c.py). */
+#ifndef FP_OPS_H
+#define FP_OPS_H
+#include <stdint.h>
+
+/* One ISA's loops: one job each (rows of an image, a chunk of elements); the drivers in ops.c split the
+ * jobs over the pool. */
+typedef struct fp_ops_isa {
+    const char *name;
+    void (*pool_row)(const float *x, const int64_t *xs, float *y, const int64_t *ys, const int64_t *dims,
+                     const int64_t *geom, int kind, const float *div, int64_t c0, int64_t c1, int64_t n,
+                     int64_t oy, float *acc);
+    void (*resize_row)(const float *x, const int64_t *xs, float *y, const int64_t *ys, const int64_t *dims,
+                       const int64_t *iy, const float *ly, const int64_t *ix, const float *lx, int64_t c0,
+                       int64_t c1, int64_t n, int64_t oy, float *scratch);
+    void (*eltwise)(const float *a, const float *b, float *y, int64_t mid, int64_t inner, int bmode, int op,
+                    int act, float alpha, float beta, int64_t lo, int64_t hi);
+} fp_ops_isa;
+
+extern const fp_ops_isa fp_ops_avx512, fp_ops_avx2, fp_ops_scalar;
+
+#endif

@@ -1,0 +1,11 @@
+/* The op loops (ops_impl.h) vectorised for AVX2 (FMA contraction off: products round as NumPy's). */
+#include "ops.h"
+#if defined(__x86_64__) && !defined(FP_PORTABLE_ONLY)
+#pragma GCC optimize("fp-contract=off")
+#include "../isa_target.h"
+FP_TARGET_AVX2
+#include "ops_impl.h"
+
+FP_OPS_TABLE(fp_ops_avx2, "avx2")
+FP_TARGET_END
+#endif

@@ -1,0 +1,255 @@
+/* The op loops, included by ops__<isa>.c after its target pragma: plain C written so the compiler
+ * vectorises the innermost loop (along W for NCHW, along C for NHWC).  No FMA contraction: the
+ * products and sums round exactly as the NumPy reference's separate ufuncs do. */
+#include <math.h>
+#include <string.h>
+
+#include "../internal.h"
+#include "ops.h"
+
+/* dims: n, c, h, w, oh, ow; xs/ys: element strides of n, c, h, w; geom: kh, kw, sh, sw, dh, dw, pt, pl */
+
+static inline float mx(float acc, float v) { return (acc > v || acc != acc) ? acc : v; } /* NaN sticks */
+
+/* Output columns [lo, hi) whose tap at offset `off` (= kx * dw - pl) falls on the image [0, w). */
+static inline void tap_cols(int64_t off, int64_t sw, int64_t w, int64_t ow, int64_t *lo, int64_t *hi) {
+    int64_t a = off >= 0 ? 0 : FP_CEIL_DIV(-off, sw);
+    int64_t b = (w - 1 - off) < 0 ? 0 : (w - 1 - off) / sw + 1;
+    *lo = FP_MIN(a, ow);
+    *hi = FP_MIN(b, ow);
+    if (*hi < *lo) *hi = *lo;
+}
+
+/* kind 0: max (-inf where no tap), kind 1: sum of the taps divided by div[ox] (the row's divisors), in
+ * the reference's order: taps row by row, then one division.  NHWC: every channel of the row; NCHW:
+ * channels [c0, c1) (the driver gives one, so a job walks one plane).  The sums and maxima build up in
+ * `acc` (max(C, OW) floats of the chunk's own), and y is written once: accumulating in y itself runs at
+ * a fifth of the speed when x and y lie a multiple of 4 KiB apart (every store then seems to alias the
+ * next load, "4K aliasing"), which two page-aligned arrays of the same shape always do. */
+static void pool_row(const float *x, const int64_t *xs, float *y, const int64_t *ys, const int64_t *dims,
+                     const int64_t *geom, int kind, const float *div, int64_t c0, int64_t c1, int64_t n,
+                     int64_t oy, float *acc) {
+    const int64_t C = dims[1], H = dims[2], W = dims[3], OW = dims[5];
+    const int64_t kh = geom[0], kw = geom[1], sh = geom[2], sw = geom[3], dh = geom[4], dw = geom[5];
+    const int64_t pt = geom[6], pl = geom[7];
+    const float init = kind == 0 ? -INFINITY : 0.0f;
+    const float *xn = x + n * xs[0];
+    float *yrow = y + n * ys[0] + oy * ys[2];
+    float *restrict a = acc;
+    if (xs[1] == 1 && ys[1] == 1) { /* NHWC: channels contiguous, vectorised along C */
+        for (int64_t ox = 0; ox < OW; ox++) {
+            for (int64_t c = 0; c < C; c++) a[c] = init;
+            for (int64_t ky = 0; ky < kh; ky++) {
+                const int64_t iy = oy * sh - pt + ky * dh;
+                if (iy < 0 || iy >= H) continue;
+                for (int64_t kx = 0; kx < kw; kx++) {
+                    const int64_t ix = ox * sw - pl + kx * dw;
+                    if (ix < 0 || ix >= W) continue;
+                    const float *restrict xp = xn + iy * xs[2] + ix * xs[3];
+                    if (kind == 0)
+                        for (int64_t c = 0; c < C; c++) a[c] = mx(a[c], xp[c]);
+                    else
+                        for (int64_t c = 0; c < C; c++) a[c] = a[c] + xp[c];
+                }
+            }
+            float *restrict yp = yrow + ox * ys[3];
+            if (kind == 1) {
+                const float d = div[ox];
+                for (int64_t c = 0; c < C; c++) yp[c] = a[c] / d;
+            } else {
+                for (int64_t c = 0; c < C; c++) yp[c] = a[c];
+            }
+        }
+        return;
+    }
+    for (int64_t c = c0; c < c1; c++) { /* NCHW (any strides): vectorised along the output row */
+        for (int64_t ox = 0; ox < OW; ox++) a[ox] = init;
+        for (int64_t ky = 0; ky < kh; ky++) {
+            const int64_t iy = oy * sh - pt + ky * dh;
+            if (iy < 0 || iy >= H) continue;
+            const float *restrict xr = xn + c * xs[1] + iy * xs[2];
+            const int64_t xw = xs[3];
+            for (int64_t kx = 0; kx < kw; kx++) {
+                const int64_t off = kx * dw - pl;
+                int64_t lo, hi;
+                tap_cols(off, sw, W, OW, &lo, &hi);
+                const float *restrict xt = xr + off * xw;
+                if (xw == 1 && sw == 2) { /* the common stride-2 pooling, a constant stride */
+                    if (kind == 0)
+                        for (int64_t ox = lo; ox < hi; ox++) a[ox] = mx(a[ox], xt[2 * ox]);
+                    else
+                        for (int64_t ox = lo; ox < hi; ox++) a[ox] = a[ox] + xt[2 * ox];
+                } else if (xw == 1 && sw == 1) {
+                    if (kind == 0)
+                        for (int64_t ox = lo; ox < hi; ox++) a[ox] = mx(a[ox], xt[ox]);
+                    else
+                        for (int64_t ox = lo; ox < hi; ox++) a[ox] = a[ox] + xt[ox];
+                } else {
+                    const int64_t step = sw * xw;
+                    if (kind == 0)
+                        for (int64_t ox = lo; ox < hi; ox++) a[ox] = mx(a[ox], xt[ox * step]);
+                    else
+                        for (int64_t ox = lo; ox < hi; ox++) a[ox] = a[ox] + xt[ox * step];
+                }
+            }
+        }
+        float *restrict yp = yrow + c * ys[1];
+        const int64_t yw = ys[3];
+        if (kind == 1)
+            for (int64_t ox = 0; ox < OW; ox++) yp[ox * yw] = a[ox] / div[ox];
+        else if (yw == 1)
+            for (int64_t ox = 0; ox < OW; ox++) yp[ox] = a[ox];
+        else
+            for (int64_t ox = 0; ox < OW; ox++) yp[ox * yw] = a[ox];
+    }
+}
+
+/* One output row of a separable resize.  iy/ix: source indices, two per output position (i0, i1);
+ * ly/lx: the weight of i1 (NULL: nearest, i0 only).  Width first, then height, as the reference:
+ * t = x[i0] * (1 - l) + x[i1] * l per axis.  scratch: 2 * (OW + C) floats, then 4 int64 tags set to -1 by
+ * the chunk before its first row. */
+static void resize_row(const float *x, const int64_t *xs, float *y, const int64_t *ys, const int64_t *dims,
+                       const int64_t *iy, const float *ly, const int64_t *ix, const float *lx, int64_t c0,
+                       int64_t c1, int64_t n, int64_t oy, float *scratch) {
+    const int64_t C = dims[1], OW = dims[5];
+    const float *xn = x + n * xs[0];
+    float *yrow = y + n * ys[0] + oy * ys[2];
+    const int64_t y0 = iy[2 * oy], y1 = iy[2 * oy + 1];
+    if (!lx) { /* nearest */
+        if (xs[1] == 1 && ys[1] == 1) {
+            for (int64_t ox = 0; ox < OW; ox++)
+                memcpy(yrow + ox * ys[3], xn + y0 * xs[2] + ix[2 * ox] * xs[3], (size_t)C * sizeof(float));
+            return;
+        }
+        for (int64_t c = c0; c < c1; c++) {
+            const float *restrict xr = xn + c * xs[1] + y0 * xs[2];
+            float *restrict yp = yrow + c * ys[1];
+            for (int64_t ox = 0; ox < OW; ox++) yp[ox * ys[3]] = xr[ix[2 * ox] * xs[3]];
+        }
+        return;
+    }
+    const float wy = ly[oy], vy = 1.0f - wy;
+    if (xs[1] == 1 && ys[1] == 1) { /* NHWC: blend whole pixels, vectorised along C */
+        float *restrict t0 = scratch, *restrict t1 = scratch + C;
+        for (int64_t ox = 0; ox < OW; ox++) {
+            const float wx = lx[ox], vx = 1.0f - wx;
+            const float *a0 = xn + y0 * xs[2] + ix[2 * ox] * xs[3], *b0 = xn + y0 * xs[2] + ix[2 * ox + 1] * xs[3];
+            const float *a1 = xn + y1 * xs[2] + ix[2 * ox] * xs[3], *b1 = xn + y1 * xs[2] + ix[2 * ox + 1] * xs[3];
+            float *restrict yp = yrow + ox * ys[3];
+            for (int64_t c = 0; c < C; c++) t0[c] = a0[c] * vx + b0[c] * wx;
+            for (int64_t c = 0; c < C; c++) t1[c] = a1[c] * vx + b1[c] * wx;
+            for (int64_t c = 0; c < C; c++) yp[c] = t0[c] * vy + t1[c] * wy;
+        }
+        return;
+    }
+    /* NCHW: t0/t1 hold source rows y0/y1 of plane n * C + c blended along W, tagged (plane, row) in the
+     * four int64 after the floats; the rows of a chunk walk one plane, so output rows that share source
+     * rows (most rows of an upsampling) blend each along W once */
+    float *restrict t0 = scratch, *restrict t1 = scratch + OW;
+    int64_t *tags = (int64_t *)(scratch + 2 * (C + OW));
+    for (int64_t c = c0; c < c1; c++) {
+        const int64_t xw = xs[3];
+        const int64_t plane = n * C + c;
+        for (int r = 0; r < 2; r++) {
+            const int64_t src = r ? y1 : y0;
+            float *restrict t = r ? t1 : t0;
+            if (tags[2 * r] == plane && tags[2 * r + 1] == src) continue;
+            const int64_t other = r ? 0 : 1; /* the other row may hold this source row: copy it */
+            if (tags[2 * other] == plane && tags[2 * other + 1] == src) {
+                memcpy(t, r ? t0 : t1, (size_t)OW * sizeof(float));
+            } else {
+                const float *row = xn + c * xs[1] + src * xs[2];
+                for (int64_t ox = 0; ox < OW; ox++) {
+                    const float wx = lx[ox], vx = 1.0f - wx;
+                    t[ox] = row[ix[2 * ox] * xw] * vx + row[ix[2 * ox + 1] * xw] * wx;
+                }
+            }
+            tags[2 * r] = plane;
+            tags[2 * r + 1] = src;
+        }
+        float *restrict yp = yrow + c * ys[1];
+        if (ys[3] == 1)
+            for (int64_t ox = 0; ox < OW; ox++) yp[ox] = t0[ox] * vy + t1[ox] * wy;
+        else
+            for (int64_t ox = 0; ox < OW; ox++) yp[ox * ys[3]] = t0[ox] * vy + t1[ox] * wy;
+    }
+}
+
+/* exp for the sigmoid, vectorisable: 2^k * p(r), r = x - k ln2 in [-ln2/2, ln2/2], degree-6
+ * polynomial (relative error ~2e-7); x clamped to [-88, 88] (the sigmoid saturates long before). */
+static inline float vexp(float x) {
+    x = x < -88.0f ? -88.0f : x > 88.0f ? 88.0f : x;
+    const float k = floorf(x * 1.44269504f + 0.5f);
+    const float r = (x - k * 0.693145752f) - k * 1.42860677e-6f;
+    float p = 1.38888889e-3f;
+    p = p * r + 8.33333333e-3f;
+    p = p * r + 4.16666667e-2f;
+    p = p * r + 1.66666667e-1f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    union { float f; int32_t i; } s;
+    s.i = ((int32_t)k + 127) << 23;
+    return p * s.f;
+}
+
+static inline float act_apply(float v, int act, float alpha, float beta) {
+    switch (act) {
+    case 1: return v < 0.0f ? 0.0f : v;                                     /* relu (NaN stays NaN) */
+    case 2: return 1.0f / (1.0f + vexp(-v));                                /* sigmoid */
+    case 3: { float t = alpha * v + beta; return t < 0.0f ? 0.0f : t > 1.0f ? 1.0f : t; } /* hardsigmoid */
+    case 4: { float t = v * (1.0f / 6.0f) + 0.5f; t = t < 0.0f ? 0.0f : t > 1.0f ? 1.0f : t; return v * t; }
+    case 5: return v < alpha ? alpha : v > beta ? beta : v;                 /* clip */
+    default: return v;
+    }
+}
+
+static inline float bin_apply(float a, float b, int op) {
+    switch (op) {
+    case 1: return a + b;
+    case 2: return a - b;
+    case 3: return a * b;
+    case 4: return a / b;
+    default: return a;
+    }
+}
+
+/* One row: the operand a vector (br) or one value (bv); op and act are constants in every call below
+ * (always inlined), so each of the 30 loops compiles to straight vector code.  No restrict: y may be a
+ * (element for element the same as a or b: the network writes an op's output over its input). */
+static inline __attribute__((always_inline)) void elt_run(const float *ar, const float *br, float bv, float *yr,
+                                                          int64_t n, const int op, const int act, float alpha,
+                                                          float beta) {
+    if (br)
+        for (int64_t i = 0; i < n; i++) yr[i] = act_apply(bin_apply(ar[i], br[i], op), act, alpha, beta);
+    else
+        for (int64_t i = 0; i < n; i++) yr[i] = act_apply(bin_apply(ar[i], bv, op), act, alpha, beta);
+}
+
+static void elt_row(const float *ar, const float *br, float bv, float *yr, int64_t n, int op, int act, float alpha,
+                    float beta) {
+#define FP_ELT_CASE(o, a) case (o) * 8 + (a): elt_run(ar, br, bv, yr, n, o, a, alpha, beta); return;
+#define FP_ELT_OP(o) FP_ELT_CASE(o, 0) FP_ELT_CASE(o, 1) FP_ELT_CASE(o, 2) FP_ELT_CASE(o, 3) FP_ELT_CASE(o, 4) \
+    FP_ELT_CASE(o, 5)
+    switch (op * 8 + act) {
+        FP_ELT_OP(0) FP_ELT_OP(1) FP_ELT_OP(2) FP_ELT_OP(3) FP_ELT_OP(4)
+    default: return;
+    }
+#undef FP_ELT_OP
+#undef FP_ELT_CASE
+}
+
+/* Rows [lo, hi) of y = act(a op b): a and y contiguous, viewed as (outer, mid, inner) with rows of `inner`
+ * elements; b per bmode: 0 none, 1 same shape, 2 one value per mid index (NCHW's channel), 3 one per inner
+ * index (NHWC's channel), 4 a scalar. */
+static void eltwise(const float *a, const float *b, float *y, int64_t mid, int64_t inner, int bmode, int op,
+                    int act, float alpha, float beta, int64_t lo, int64_t hi) {
+    if (bmode == 0) op = 0;
+    for (int64_t row = lo; row < hi; row++) {
+        const float *br = bmode == 1 ? b + row * inner : bmode == 3 ? b : NULL;
+        const float bv = bmode == 2 ? b[row % mid] : bmode == 4 ? b[0] : 0.0f;
+        elt_row(a + row * inner, br, bv, y + row * inner, inner, op, act, alpha, beta);
+    }
+}
+
+#define FP_OPS_TABLE(var, isa_name) const fp_ops_isa var = {isa_name, pool_row, resize_row, eltwise};

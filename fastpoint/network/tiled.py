@@ -1,0 +1,498 @@
+"""Whole networks on images larger than memory: exact tiled inference on dask (``fastpoint.dask.run``).
+
+``run(net, x)`` takes a :class:`fastpoint.Network` (or anything :func:`fastpoint.load_onnx` takes) and a
+dask array in the graph's input layout (N, C, H, W) chunked in N, H and W, and returns a lazy dask array
+equal to ``net(x)`` computed in memory, image borders included. One task per output chunk runs the whole
+network on its tile: the chunk plus the halo its outputs depend on. docs/dask.md explains why it is exact;
+in short:
+
+* **Reach.** For every value of the graph (per spatial axis) the analysis keeps ``step`` (input pixels per
+  pixel of the value) and the interval ``[lo, hi]`` such that ``v[j]`` depends only on input pixels
+  ``j * step + lo ... j * step + hi`` (Fractions: upsampling makes steps fractional). Conv, pooling,
+  ConvTranspose, Pad and Resize/Upsample move the interval by their kernel, stride, dilation and pads;
+  pointwise ops keep it; Add/Concat/... take the union over their inputs.
+* **Alignment.** Tile starts are multiples of ``P``, the least common multiple of the steps' numerators,
+  so every value's grid in the tile is the whole image's grid shifted by a whole number of its pixels
+  (``A / step`` is an integer for every value), and strided windows, pooling cells and upsampling phases
+  line up with the in-memory run.
+* **Borders.** A tile never extends outside the image: at the image border it ends there, so each
+  layer's own padding (zeros for Conv with a BatchNorm-folded bias, -inf for MaxPool, edge pixels for
+  linear Resize, ceil_mode partial windows, count_include_pad divisors) happens exactly where the whole
+  image has it. Inside the image a tile's edge is a cut with real neighbours; the values spoiled by the
+  network's padding at a cut are those whose reach crosses it, and the halo keeps them out of the chunk.
+* **One shape.** Every tile has ``T`` pixels per axis (a multiple of ``P``), except the last tile of an
+  axis whose length is not ``T`` modulo ``P``; so a worker keeps one plan (one arena) in the common case.
+
+The same analysis runs on the whole image's plan and on every tile shape's plan; any difference (SAME
+padding that depends on the size, a Resize with fixed sizes or a non-integer scale) is refused, as is
+every op that mixes pixels across the image (global pooling, Flatten/Gemm heads, Softmax or Reduce over
+spatial axes, Reshape, InstanceNormalization, ...): :class:`TilingError` names the node.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import uuid
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..core.threads import thread_limit
+from .network import Network
+
+__all__ = ["TilingError", "Tiling", "run", "tiling"]
+
+
+class TilingError(NotImplementedError):
+    """The graph cannot be tiled exactly (raised by :func:`run` and :func:`tiling`, naming the node)."""
+
+
+@dataclass(frozen=True)
+class Reach:
+    """Per spatial axis: ``v[j]`` depends on input pixels ``j * step + lo`` to ``j * step + hi``."""
+
+    step: Fraction
+    lo: Fraction
+    hi: Fraction
+
+    def union(self, other: Reach) -> Reach:
+        return Reach(self.step, min(self.lo, other.lo), max(self.hi, other.hi))
+
+
+Reach2 = Tuple[Reach, Reach]
+
+# ops that compute each output pixel from the same pixel of their inputs (broadcasting constants)
+POINTWISE = frozenset("""
+Relu Clip LeakyRelu PRelu Sigmoid HardSigmoid HardSwish Tanh Elu Selu Celu ThresholdedRelu Softplus Softsign
+Erf Gelu Swish Mish Abs Neg Exp Log Sqrt Reciprocal Floor Ceil Round Sign Sin Cos Tan Asin Acos Atan Sinh Cosh
+Asinh Acosh Atanh Identity Dropout Cast CastLike BatchNormalization Not IsNaN IsInf Add Sub Mul Div Pow Mod Sum
+Mean Max Min Equal Less Greater LessOrEqual GreaterOrEqual And Or Xor Where LRN
+""".split())
+# ops that mix pixels along ``axis``/``axes`` only (refused when those include the batch or a spatial axis)
+AXIS_OPS = frozenset("""Softmax LogSoftmax Hardmax ArgMax ArgMin CumSum Concat Split Squeeze Unsqueeze
+ReduceMean ReduceSum ReduceMax ReduceMin ReduceProd ReduceL1 ReduceL2 ReduceSumSquare ReduceLogSum
+ReduceLogSumExp""".split())
+GLOBAL = frozenset("""GlobalAveragePool GlobalMaxPool GlobalLpPool Flatten Gemm MatMul Reshape Transpose
+InstanceNormalization LayerNormalization GroupNormalization DepthToSpace SpaceToDepth Gather GatherElements
+Slice Tile Expand""".split())
+
+
+def _refuse(node, why: str) -> TilingError:
+    return TilingError(f"fastpoint.dask.run cannot tile this graph: {node.op.op_type} node {node.name!r} {why}")
+
+
+# --------------------------------------------------------------------------------------------------
+# the analysis: the reach of every value of a plan
+
+
+def _frac(v) -> Fraction:
+    return Fraction(v).limit_denominator(1 << 20) if isinstance(v, float) else Fraction(v)
+
+
+def _windowed(r: Reach, k: int, s: int, d: int, pb: int) -> Reach:
+    """Conv / pooling along one axis: ``y[j]`` reads ``x[j*s - pb + t*d]``, ``t < k``."""
+    e = d * (k - 1) + 1
+    return Reach(r.step * s, r.lo - pb * r.step, r.hi + (e - 1 - pb) * r.step)
+
+
+def _transposed(r: Reach, k: int, s: int, d: int, pb: int) -> Reach:
+    """ConvTranspose along one axis: ``y[j]`` reads ``x[i]`` for ``(j + pb - (e-1)) / s <= i <= (j + pb) / s``."""
+    e = d * (k - 1) + 1
+    return Reach(r.step / s, r.lo + Fraction(pb - e + 1, s) * r.step, r.hi + Fraction(pb, s) * r.step)
+
+
+def _pads(op, spatial: Sequence[int], kernel, strides, dilations) -> List[int]:
+    """ONNX pads (begins then ends) of a Conv or pooling node for this input size."""
+    from .ops_conv import auto_pads
+
+    mode = op.attrs.get("auto_pad", "NOTSET")
+    if mode in ("SAME_UPPER", "SAME_LOWER"):
+        return auto_pads(mode, spatial, kernel, strides, dilations)
+    if mode == "VALID" or op.attrs.get("pads") is None:
+        return [0] * (2 * len(kernel))
+    return [int(p) for p in op.attrs["pads"]]
+
+
+def _axes(node, rank: int, consts: Dict[str, np.ndarray]) -> Optional[List[int]]:
+    """The axes an axis op works on (None: all of them)."""
+    a = node.op.attrs
+    t = node.op.op_type
+    if t in ("Softmax", "LogSoftmax", "Hardmax"):
+        if node.op.opset < 13:
+            return list(range(int(a.get("axis", 1)) % rank, rank))  # coerced to 2-d from ``axis``: all axes after
+        return [int(a.get("axis", -1)) % rank]
+    if t in ("ArgMax", "ArgMin", "Concat", "Split"):
+        return [int(a.get("axis", 0)) % rank]
+    if t == "CumSum":
+        return [int(np.asarray(consts[node.inputs[1]]).reshape(-1)[0]) % rank]
+    axes = a.get("axes")
+    if axes is None and len(node.inputs) > 1 and node.inputs[1]:
+        axes = consts.get(node.inputs[1])
+        if axes is None:
+            raise _refuse(node, "has axes computed at run time")
+    if axes is None or len(np.asarray(axes).reshape(-1)) == 0:
+        if t.startswith("Reduce") and a.get("noop_with_empty_axes", 0):
+            return []
+        return None
+    out_rank = rank + len(np.asarray(axes).reshape(-1)) if t == "Unsqueeze" else rank
+    return [int(v) % out_rank for v in np.asarray(axes).reshape(-1)]
+
+
+def _resize_reach(node, r2: Reach2, in_shape, consts) -> Reach2:
+    op = node.op
+    a = op.attrs
+    if a.get("coordinate_transformation_mode") == "align_corners":
+        raise _refuse(node, "uses align_corners (its sampling positions depend on the whole image size)")
+    values = [consts.get(n) if n else None for n in node.inputs]
+    try:
+        axes, res = op._plan(tuple(in_shape), values)  # (input size, output size, scale) per resized axis
+    except Exception as exc:  # noqa: BLE001 - anything the op cannot say is a refusal, never a guess
+        raise _refuse(node, f"has scales the analysis cannot read ({exc})") from None
+    rank = len(in_shape)
+    out = list(r2)
+    margin = 3 if a.get("mode") == "cubic" else 2
+    for axis, (n_in, n_out, scale) in zip(axes, res):
+        if axis < rank - 2:
+            if n_in != n_out:
+                raise _refuse(node, f"resizes axis {axis} (not a spatial axis)")
+            continue
+        u = _frac(scale)
+        if u.denominator != 1 or u < 1 or n_out != n_in * u:
+            raise _refuse(node, f"resizes {n_in} -> {n_out} pixels with scale {scale} (only integer upsampling "
+                          "factors are shift-invariant)")
+        r = r2[axis - (rank - 2)]
+        out[axis - (rank - 2)] = Reach(r.step / u, r.lo - margin * r.step, r.hi + margin * r.step)
+    return out[0], out[1]
+
+
+def _pad_reach(node, r2: Reach2, rank: int, consts) -> Reach2:
+    op = node.op
+    mode = op.attrs.get("mode", "constant")
+    if mode == "wrap":
+        raise _refuse(node, "pads by wrapping (it reads the opposite side of the image)")
+    pads = consts.get(node.inputs[1]) if len(node.inputs) > 1 and node.inputs[1] else op.attrs.get("pads")
+    if pads is None:
+        raise _refuse(node, "has pads computed at run time")
+    pads = [int(p) for p in np.asarray(pads).reshape(-1)]
+    axes = list(range(rank))
+    if len(node.inputs) > 3 and node.inputs[3]:
+        axes = [int(v) % rank for v in np.asarray(consts[node.inputs[3]]).reshape(-1)]
+    n = len(axes)
+    out = list(r2)
+    for i, axis in enumerate(axes):
+        pb, pe = pads[i], pads[n + i]
+        if axis < rank - 2:
+            if axis == 0 and (pb or pe):
+                raise _refuse(node, "pads the batch axis")
+            continue
+        if pb < 0 or pe < 0:
+            raise _refuse(node, f"crops (negative pads {pads})")
+        r = r2[axis - (rank - 2)]
+        if mode == "constant":
+            out[axis - (rank - 2)] = Reach(r.step, r.lo - pb * r.step, r.hi - pb * r.step)
+        else:  # reflect / edge: a pixel near a border reads up to pb (or 2 pe) pixels further in
+            out[axis - (rank - 2)] = Reach(r.step, r.lo - (pb + 2 * pe) * r.step, r.hi + pb * r.step)
+    return out[0], out[1]
+
+
+def _conv_reach(node, r2: Reach2, in_shape, in_shapes) -> Reach2:
+    op = node.op
+    w_shape = op.weight.shape if getattr(op, "weight", None) is not None else in_shapes[1]
+    if w_shape is None or len(w_shape) != 4 or len(in_shape) != 4:
+        raise _refuse(node, f"is not a 2-d convolution (input {in_shape}, weight {w_shape})")
+    kernel = list(w_shape[2:])
+    strides = list(op.attrs.get("strides") or [1, 1])
+    dil = list(op.attrs.get("dilations") or [1, 1])
+    if op.op_type == "Conv":
+        pads = _pads(op, in_shape[2:], kernel, strides, dil)
+        return tuple(_windowed(r2[i], kernel[i], strides[i], dil[i], pads[i]) for i in range(2))
+    try:
+        pads = op._geometry(tuple(in_shape), tuple(w_shape))[4]  # ConvTranspose: pads as the op computes them
+    except Exception as exc:  # noqa: BLE001
+        raise _refuse(node, f"has a geometry the analysis cannot read ({exc})") from None
+    return tuple(_transposed(r2[i], kernel[i], strides[i], dil[i], pads[i]) for i in range(2))
+
+
+def _pool_reach(node, r2: Reach2, in_shape) -> Reach2:
+    a = node.op.attrs
+    kernel = list(a["kernel_shape"])
+    if len(node.outputs) > 1 and node.outputs[1]:
+        raise _refuse(node, "returns indices (positions in the whole image)")
+    if len(kernel) != 2 or len(in_shape) != 4:
+        raise _refuse(node, f"is not a 2-d pooling (kernel {kernel})")
+    strides = list(a.get("strides") or [1, 1])
+    dil = list(a.get("dilations") or [1, 1])
+    pads = _pads(node.op, in_shape[2:], kernel, strides, dil)
+    return tuple(_windowed(r2[i], kernel[i], strides[i], dil[i], pads[i]) for i in range(2))
+
+
+def _step_reach(step, reaches: Dict[str, Reach2], consts) -> Optional[Reach2]:
+    """The reach of a plan step's outputs (None: the step does not depend on the image)."""
+    node = step.node
+    t = node.op.op_type
+    ins = [(n, reaches.get(n), s) for n, s in zip(node.inputs, step.in_shapes) if n]
+    live = [(n, r, s) for n, r, s in ins if r is not None]
+    if not live:
+        return None
+    if any(s is None for s in step.out_shapes) or any(s is None for _, _, s in live):
+        raise _refuse(node, "has a shape known only at run time")
+    first = live[0][1]
+    for n, r, _ in live[1:]:
+        if (r[0].step, r[1].step) != (first[0].step, first[1].step):
+            raise _refuse(node, f"combines values of different resolutions ({n!r})")
+    for n, r, _ in ins:  # a constant operand that varies along a spatial axis ties pixels to positions
+        if r is None and n in consts and (t in POINTWISE or t == "Concat") and consts[n].ndim >= 2 \
+                and any(d > 1 for d in consts[n].shape[-2:]):
+            raise _refuse(node, f"has a constant operand {n!r} of shape {consts[n].shape} that varies in space")
+    rank = len(live[0][2])
+    if rank < 3:
+        raise _refuse(node, f"has a rank-{rank} input (no batch, channel and two spatial axes)")
+    if t in GLOBAL:
+        raise _refuse(node, "mixes pixels across the whole image")
+    r2 = first
+    for _, r, _ in live[1:]:
+        r2 = (r2[0].union(r[0]), r2[1].union(r[1]))
+    if t in POINTWISE:
+        out = r2
+    elif t in ("Conv", "ConvTranspose"):
+        out = _conv_reach(node, r2, live[0][2], step.in_shapes)
+    elif t in ("MaxPool", "AveragePool", "LpPool"):
+        out = _pool_reach(node, r2, live[0][2])
+    elif t in ("Resize", "Upsample"):
+        out = _resize_reach(node, r2, live[0][2], consts)
+    elif t == "Pad":
+        out = _pad_reach(node, r2, rank, consts)
+    elif t in AXIS_OPS:
+        axes = _axes(node, rank, consts)
+        out_rank = len(step.out_shapes[0])
+        check_rank = out_rank if t == "Unsqueeze" else rank
+        bad = {0, check_rank - 2, check_rank - 1}
+        if axes is None or bad & set(axes):
+            raise _refuse(node, f"works along axes {axes} of a rank-{check_rank} value (the batch or a spatial "
+                          "axis)")
+        out = r2
+    else:
+        raise _refuse(node, "is not known to be local in space")
+    for s in step.out_shapes:
+        if len(s) < 3:
+            raise _refuse(node, f"gives a rank-{len(s)} output")
+    return out
+
+
+def analyse(net: Network, shape: Tuple[int, ...], dtype) -> Tuple[Dict[str, Reach2], Tuple[int, ...], object]:
+    """The reach of every value for an input of this shape, the output shape, and the plan."""
+    name = net.inputs[0].name
+    plan = net.plan({name: (tuple(shape), np.dtype(dtype))})
+    one = Fraction(1)
+    reaches: Dict[str, Reach2] = {name: (Reach(one, Fraction(0), Fraction(0)),) * 2}
+    for step in plan.steps:
+        out = _step_reach(step, reaches, plan.consts)
+        if out is not None:
+            for o in step.node.outputs:
+                if o:
+                    reaches[o] = out
+    oname = net.outputs[0].name
+    if oname not in reaches:
+        raise TilingError(f"fastpoint.dask.run: the output {oname!r} does not depend on the input image")
+    return reaches, tuple(plan.shapes[oname]), plan
+
+
+# --------------------------------------------------------------------------------------------------
+# tiles
+
+
+@dataclass(frozen=True)
+class Tiling:
+    """How :func:`run` cuts one image: per spatial axis, the output chunks and the input tile of each."""
+
+    alignment: int  # tile starts are multiples of this (input pixels)
+    reach: Tuple[Reach, Reach]  # of the network's output
+    halo: Tuple[Tuple[int, int], Tuple[int, int]]  # input pixels before / after a chunk its outputs depend on
+    out_shape: Tuple[int, ...]
+    out_dtype: np.dtype
+    out_chunks: Tuple[Tuple[int, ...], Tuple[int, ...]]  # output chunk sizes along H and W
+    tiles: Tuple[Tuple[Tuple[int, int], ...], Tuple[Tuple[int, int], ...]]  # (start, end) input tile per chunk
+    tile_shapes: Tuple[Tuple[int, ...], ...]  # every distinct tile shape (N chunk sizes included)
+    peak_bytes: int  # the largest plan.peak_bytes over the tile shapes: activations of one task
+
+    @property
+    def overhead(self) -> float:
+        """Arithmetic of all tiles over that of the whole image, minus 1 (the halo's recomputation)."""
+        h = sum(e - s for s, e in self.tiles[0]) / max(1, self.tiles[0][-1][1])
+        w = sum(e - s for s, e in self.tiles[1]) / max(1, self.tiles[1][-1][1])
+        return h * w - 1.0
+
+
+def _out_bounds(in_chunks: Sequence[int], out_len: int, step: Fraction) -> List[int]:
+    bounds = [0]
+    pos = 0
+    for c in in_chunks[:-1]:
+        pos += c
+        b = min(out_len, math.ceil(pos / step))
+        if b > bounds[-1]:
+            bounds.append(b)
+    if out_len > bounds[-1]:
+        bounds.append(out_len)
+    return bounds
+
+
+def _axis_tiles(length: int, bounds: Sequence[int], r: Reach, p: int) -> List[Tuple[int, int]]:
+    """Input tile ``[start, end)`` of each output chunk: starts multiples of ``p``, one length where possible."""
+    need = []
+    for o0, o1 in zip(bounds[:-1], bounds[1:]):
+        s = max(0, math.floor(o0 * r.step + r.lo))
+        e = min(length, math.ceil((o1 - 1) * r.step + r.hi) + 1)
+        need.append((s, e))
+    t = max(-(-(e - (s // p) * p) // p) * p for s, e in need)
+    if t >= length:
+        return [(0, length)] * len(need)
+    last = ((length - t) // p) * p
+    tiles = []
+    for s, e in need:
+        a = min((s // p) * p, last)
+        tiles.append((a, a + t) if e <= a + t else (a, length))
+    return tiles
+
+
+def tiling(net, shape: Sequence[int], chunks: Sequence[Sequence[int]], dtype=np.float32) -> Tiling:
+    """The tiles :func:`run` uses for an input of this shape and these chunks (no dask needed)."""
+    net = _as_network(net)
+    shape = tuple(int(s) for s in shape)
+    reaches, out_shape, whole = analyse(net, shape, dtype)
+    r2 = reaches[net.outputs[0].name]
+    p = 1
+    for rr in reaches.values():
+        for r in rr:
+            p = p * r.step.numerator // math.gcd(p, r.step.numerator)
+    out_chunks, tiles = [], []
+    for i, axis in enumerate((2, 3)):
+        bounds = _out_bounds(chunks[axis], out_shape[-2 + i], r2[i].step)
+        out_chunks.append(tuple(b - a for a, b in zip(bounds[:-1], bounds[1:])))
+        tiles.append(tuple(_axis_tiles(shape[axis], bounds, r2[i], p)))
+    shapes = sorted({(n, shape[1], e0 - s0, e1 - s1) for n in set(chunks[0])
+                     for s0, e0 in tiles[0] for s1, e1 in tiles[1]})
+    peak = 0
+    for s in shapes:  # the analysis of every tile shape must be the whole image's (same grids, same scales)
+        tile_reaches, _, plan = analyse(net, s, dtype)
+        for name, rr in tile_reaches.items():
+            if reaches.get(name) != rr:
+                producer = next((st.node for st in plan.steps if name in st.node.outputs), None)
+                where = f"{producer.op.op_type} node {producer.name!r}" if producer else f"value {name!r}"
+                raise TilingError(f"fastpoint.dask.run cannot tile this graph: {where} behaves differently on a "
+                                  f"{s[2]}x{s[3]} tile than on the {shape[2]}x{shape[3]} image (padding or scale "
+                                  "that depends on the size)")
+        peak = max(peak, int(plan.peak_bytes))
+    halo = tuple((max(0, -math.floor(r.lo)), max(0, math.ceil(r.hi - (r.step - 1)))) for r in r2)
+    out_dtype = np.dtype(whole.dtypes[net.outputs[0].name])
+    return Tiling(p, r2, halo, out_shape, out_dtype, tuple(out_chunks), tuple(tiles), tuple(shapes), peak)
+
+
+# --------------------------------------------------------------------------------------------------
+# the network on the workers
+
+
+class _Shipped:
+    """The network as one graph key: pickled once per worker; each worker keeps the Network of the last
+    tile shape it ran (one plan, one arena: memory bounded by one tile), and the prepacked weights (in the
+    graph's nodes) are shared by those Networks."""
+
+    MAX_SHAPES = 1
+
+    def __init__(self, graph, backend: str) -> None:
+        self.graph, self.backend = graph, backend
+        self._nets: Dict[Tuple[int, ...], Network] = {}
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict:
+        return {"graph": self.graph, "backend": self.backend}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["graph"], state["backend"])
+
+    def network(self, shape: Tuple[int, ...]) -> Network:
+        with self._lock:
+            net = self._nets.get(shape)
+            if net is None:
+                while len(self._nets) >= self.MAX_SHAPES:
+                    self._nets.pop(next(iter(self._nets)))  # its plan and arena go with it
+                net = self._nets[shape] = Network(self.graph, self.backend)
+            return net
+
+
+def _run_tile(shipped: _Shipped, blocks, offsets: Tuple[int, int, int, int], out_slices: Tuple[slice, slice],
+              num_threads: int) -> np.ndarray:
+    """One task: the whole network on the tile cut from ``blocks``; the output chunk's pixels of its result."""
+    h0, h1, w0, w1 = offsets
+    x = np.concatenate([np.concatenate(row, axis=3) for row in blocks], axis=2)[:, :, h0:h1, w0:w1]
+    x = np.ascontiguousarray(x)
+    net = shipped.network(x.shape)
+    with thread_limit(num_threads):
+        y = net(x)
+    sh, sw = out_slices
+    if sh.stop > y.shape[-2] or sw.stop > y.shape[-1]:
+        raise RuntimeError(f"fastpoint.dask.run: a {x.shape} tile gave a {y.shape} output, too small for "
+                           f"{out_slices}: the tiling analysis is wrong for this graph")
+    return np.ascontiguousarray(y[..., sh, sw])
+
+
+def _as_network(net) -> Network:
+    if isinstance(net, Network):
+        return net
+    from . import load_onnx
+
+    return load_onnx(net)
+
+
+def run(net, x, *, num_threads: Optional[int] = None):
+    """``net(x)`` on a dask array ``x`` (N, C, H, W) chunked in N, H and W: a lazy dask array, exact.
+
+    One task per output chunk runs the whole network on the chunk plus its halo (see the module doc and
+    docs/dask.md); ``num_threads`` kernel threads per task (default 1: dask runs one task per core).
+    """
+    import dask
+    import dask.array as da
+    from dask.base import tokenize
+    from dask.highlevelgraph import HighLevelGraph
+
+    net = _as_network(net)
+    if len(net.inputs) != 1 or len(net.outputs) != 1:
+        raise TypeError(f"fastpoint.dask.run needs a network with one input and one output (this one has "
+                        f"{len(net.inputs)} and {len(net.outputs)})")
+    if not isinstance(x, da.Array):
+        raise TypeError(f"x must be a dask array, got {type(x).__name__}")
+    if x.ndim != 4:
+        raise ValueError(f"x must be 4-d (N, C, H, W) in the graph's input layout, got shape {x.shape}")
+    threads = 1 if num_threads is None else int(num_threads)
+    if threads < 1:
+        raise ValueError(f"num_threads must be >= 1, got {num_threads}")
+    x = x.rechunk({1: -1})
+    t = tiling(net, x.shape, x.chunks, x.dtype)
+    shipped = _Shipped(net._graph, net.backend)
+    net_key = "fastpoint-network-" + uuid.uuid4().hex  # one key per call: the network is shipped once per worker
+    shipped_d = dask.delayed(shipped, name=net_key, pure=True, traverse=False)
+    name = "fastpoint-run-" + tokenize(x, net_key, threads)
+    starts = [np.cumsum((0,) + x.chunks[a]) for a in (2, 3)]
+    out_starts = [np.cumsum((0,) + c) for c in t.out_chunks]
+    rank = len(t.out_shape)
+    layer = {}
+    for bn in range(x.numblocks[0]):
+        for bi, (a0, a1) in enumerate(t.tiles[0]):
+            i0 = int(np.searchsorted(starts[0], a0, side="right") - 1)
+            i1 = int(np.searchsorted(starts[0], a1, side="left"))
+            for bj, (b0, b1) in enumerate(t.tiles[1]):
+                j0 = int(np.searchsorted(starts[1], b0, side="right") - 1)
+                j1 = int(np.searchsorted(starts[1], b1, side="left"))
+                blocks = [[(x.name, bn, 0, i, j) for j in range(j0, j1)] for i in range(i0, i1)]
+                offsets = (a0 - int(starts[0][i0]), a1 - int(starts[0][i0]), b0 - int(starts[1][j0]),
+                           b1 - int(starts[1][j0]))
+                oh = int(out_starts[0][bi]) - int(a0 / t.reach[0].step)
+                ow = int(out_starts[1][bj]) - int(b0 / t.reach[1].step)
+                sl = (slice(oh, oh + t.out_chunks[0][bi]), slice(ow, ow + t.out_chunks[1][bj]))
+                key = (name, bn) + (0,) * (rank - 3) + (bi, bj)
+                layer[key] = (_run_tile, net_key, blocks, offsets, sl, threads)
+    graph = HighLevelGraph.from_collections(name, layer, dependencies=[x, shipped_d])
+    chunks = (x.chunks[0],) + tuple((d,) for d in t.out_shape[1:-2]) + t.out_chunks
+    return da.Array(graph, name, chunks, meta=np.empty((0,) * rank, dtype=t.out_dtype))

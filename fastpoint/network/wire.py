@@ -1,0 +1,259 @@
+"""Reading an ONNX file with its weights straight into aligned NumPy arrays (the fast load path).
+
+``onnx.load`` reads the file into one bytes object, the protobuf parser copies every initializer's
+``raw_data`` into its own arena, ``tensor.raw_data`` copies it again into a new bytes object and
+``numpy_helper.to_array`` views that. For a 130 MB model that is four passes over the weights and
+about 400 MB of fresh pages, whose first-touch faults cost more than the copies (docs/networks.md,
+"The load path"). Here the protobuf wire format is walked just deep enough to find
+``ModelProto.graph.initializer[i].raw_data``: each such payload is read once from the file into an
+aligned, writable array of its own, and the model without those initializers (a few kilobytes of
+nodes and attributes) goes to the ``onnx`` parser as before.
+
+Only the plain case is taken: a little-endian host, a tensor of a native NumPy dtype whose fields are
+``dims``, ``data_type``, ``name``, ``raw_data`` (and ``doc_string``), with ``raw_data`` of the size
+its dims say. Any other initializer (external data, typed ``float_data`` fields, exotic dtypes) stays
+in the stripped model and is converted by ``onnx`` as before; anything unexpected in the framing
+(a group wire type, a length past the end) makes :func:`read_model` return ``None`` and the caller
+falls back to ``onnx.load``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+from typing import BinaryIO, Dict, List, Optional, Tuple, Union
+
+import numpy as np
+
+# TensorProto.DataType -> NumPy dtype, for the types whose raw_data is the array's bytes
+_DTYPES = {1: np.float32, 2: np.uint8, 3: np.int8, 4: np.uint16, 5: np.int16, 6: np.int32, 7: np.int64,
+           9: np.bool_, 10: np.float16, 11: np.float64, 12: np.uint32, 13: np.uint64}
+_MODEL_GRAPH, _GRAPH_INITIALIZER = 7, 5
+_T_DIMS, _T_DATA_TYPE, _T_NAME, _T_RAW, _T_DOC = 1, 2, 8, 9, 12
+_ALIGN = 64
+
+
+class _Unusual(Exception):
+    """The framing is not what the fast path reads: fall back to ``onnx.load``."""
+
+
+class _Reader:
+    """Fields off a file through a window of it (no call per byte); payloads skipped by moving on."""
+
+    WINDOW = 1 << 12  # a tensor's header is tens of bytes: a big window would re-read its payload
+
+    def __init__(self, f: BinaryIO, end: int) -> None:
+        self.f, self.end = f, end
+        self.buf, self.base, self.i = b"", f.tell(), 0  # the window holds file bytes [base, base + len)
+
+    def pos(self) -> int:
+        return self.base + self.i
+
+    def seek(self, pos: int) -> None:
+        if self.base <= pos <= self.base + len(self.buf):
+            self.i = pos - self.base  # inside the window
+        else:
+            self.buf, self.base, self.i = b"", pos, 0
+
+    def _fill(self, n: int) -> None:
+        if self.i + n > len(self.buf):
+            pos = self.pos()
+            self.f.seek(pos)
+            self.buf, self.base, self.i = self.f.read(max(n, self.WINDOW)), pos, 0
+
+    def read(self, n: int) -> bytes:
+        if n < 0 or self.pos() + n > self.end:
+            raise _Unusual("length past the end")
+        self._fill(n)
+        if self.i + n > len(self.buf):
+            raise _Unusual("short read")
+        b = self.buf[self.i:self.i + n]
+        self.i += n
+        return b
+
+    def varint(self) -> int:
+        self._fill(10)
+        buf, i = self.buf, self.i
+        shift = value = 0
+        while True:
+            if i >= len(buf) or self.base + i >= self.end:
+                raise _Unusual("varint past the end")
+            byte = buf[i]
+            i += 1
+            value |= (byte & 0x7F) << shift
+            if byte < 0x80:
+                self.i = i
+                return value
+            shift += 7
+            if shift > 63:
+                raise _Unusual("varint too long")
+
+    def tag(self) -> Tuple[int, int]:
+        t = self.varint()
+        return t >> 3, t & 7
+
+    def forward(self, n: int) -> None:
+        if n < 0 or self.pos() + n > self.end:
+            raise _Unusual("field past the end")
+        self.i += n
+
+    def skip(self, wire: int) -> None:
+        """Skip one field's payload (after its tag)."""
+        if wire == 0:
+            self.varint()
+        elif wire == 1:
+            self.forward(8)
+        elif wire == 2:
+            self.forward(self.varint())
+        elif wire == 5:
+            self.forward(4)
+        else:
+            raise _Unusual(f"wire type {wire}")
+
+    def read_into(self, pos: int, out: np.ndarray) -> None:
+        """``out.nbytes`` file bytes at ``pos`` straight into ``out`` (no window copy)."""
+        self.f.seek(pos)
+        if self.f.readinto(memoryview(out)) != out.nbytes:
+            raise _Unusual("short read")
+        self.buf, self.base, self.i = b"", pos + out.nbytes, 0
+
+
+def _varint_bytes(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    return _varint_bytes(number << 3 | 2) + _varint_bytes(len(payload)) + payload
+
+
+def _aligned_empty(nbytes: int) -> np.ndarray:
+    buf = np.empty(nbytes + _ALIGN, np.uint8)
+    start = (-buf.ctypes.data) % _ALIGN
+    return buf[start:start + nbytes]
+
+
+def _tensor(r: _Reader, end: int) -> Optional[Tuple[str, np.ndarray]]:
+    """One TensorProto in [pos, end): ``(name, array)`` in the plain case, else ``None``."""
+    dims: List[int] = []
+    dtype = name = None
+    raw: Optional[Tuple[int, int]] = None  # (file offset, length) of raw_data
+    plain = True
+    while r.pos() < end:
+        field, wire = r.tag()
+        if field == _T_DIMS and wire == 0:
+            dims.append(r.varint())
+        elif field == _T_DIMS and wire == 2:  # packed
+            n = r.varint()
+            stop = r.pos() + n
+            while r.pos() < stop:
+                dims.append(r.varint())
+        elif field == _T_DATA_TYPE and wire == 0:
+            dtype = _DTYPES.get(r.varint())
+            plain = plain and dtype is not None
+        elif field == _T_NAME and wire == 2:
+            name = r.read(r.varint()).decode("utf-8")
+        elif field == _T_RAW and wire == 2 and raw is None:
+            n = r.varint()
+            raw = (r.pos(), n)
+            r.forward(n)
+        elif field == _T_DOC:
+            r.skip(wire)
+        else:  # any other field (external data, typed data, a repeated raw_data): onnx converts it
+            r.skip(wire)
+            plain = False
+    if r.pos() != end:
+        raise _Unusual("tensor framing")
+    if not plain or dtype is None or name is None or raw is None or any(d > 2**62 for d in dims):
+        return None
+    itemsize = np.dtype(dtype).itemsize
+    count = int(np.prod(dims, dtype=np.int64)) if dims else 1
+    if count * itemsize != raw[1]:
+        return None
+    buf = _aligned_empty(raw[1])
+    r.read_into(raw[0], buf)
+    r.seek(end)
+    return name, buf.view(dtype).reshape(dims)
+
+
+def _graph(r: _Reader, end: int, arrays: Dict[str, np.ndarray], order: List[str]) -> bytes:
+    """The GraphProto in [pos, end) without its plain initializers (read into ``arrays``)."""
+    kept = bytearray()
+    while r.pos() < end:
+        start = r.pos()
+        field, wire = r.tag()
+        if field == _GRAPH_INITIALIZER and wire == 2:
+            n = r.varint()
+            stop = r.pos() + n
+            if stop > end:
+                raise _Unusual("initializer past the graph")
+            body = r.pos()
+            got = _tensor(r, stop)
+            if got is not None and got[0] not in arrays:
+                arrays[got[0]] = got[1]
+                order.append(got[0])
+                continue
+            r.seek(body)  # not plain: it stays in the model for onnx
+            kept += _field(field, r.read(stop - body))
+            order.append("")  # filled in, in order, from the onnx-parsed initializers
+            continue
+        r.skip(wire)
+        stop = r.pos()
+        r.seek(start)
+        kept += r.read(stop - start)
+    if r.pos() != end:
+        raise _Unusual("graph framing")
+    return bytes(kept)
+
+
+def read_model(f: BinaryIO, size: int) -> Optional[Tuple[bytes, Dict[str, np.ndarray], List[str]]]:
+    """``(model bytes without the plain initializers, {name: array}, initializer order)``, or ``None``.
+
+    ``order`` lists every initializer of the graph in file order: a name read here, or "" for one left
+    in the model bytes (the n-th "" is the n-th initializer onnx parses).
+    """
+    if sys.byteorder != "little":
+        return None
+    r = _Reader(f, size)
+    arrays: Dict[str, np.ndarray] = {}
+    order: List[str] = []
+    out = bytearray()
+    seen_graph = False
+    try:
+        while r.pos() < size:
+            start = r.pos()
+            field, wire = r.tag()
+            if field == _MODEL_GRAPH and wire == 2:
+                if seen_graph:  # a repeated graph field (protobuf merges them): left to onnx
+                    raise _Unusual("two graphs")
+                seen_graph = True
+                n = r.varint()
+                stop = r.pos() + n
+                if stop > size:
+                    raise _Unusual("graph past the end")
+                out += _field(field, _graph(r, stop, arrays, order))
+                continue
+            r.skip(wire)
+            stop = r.pos()
+            r.seek(start)
+            out += r.read(stop - start)
+    except (_Unusual, IndexError, UnicodeDecodeError):
+        return None
+    return bytes(out), arrays, order
+
+
+def read_path(path: Union[str, os.PathLike[str]]) -> Optional[Tuple[bytes, Dict[str, np.ndarray], List[str]]]:
+    with open(path, "rb") as f:
+        return read_model(f, os.fstat(f.fileno()).st_size)
+
+
+def read_bytes(data: bytes) -> Optional[Tuple[bytes, Dict[str, np.ndarray], List[str]]]:
+    return read_model(io.BytesIO(data), len(data))

@@ -1,0 +1,234 @@
+"""fastpoint.dask.run: whole ONNX networks on dask arrays, tiled with a halo, equal to the in-memory run."""
+
+import numpy as np
+import pytest
+
+da = pytest.importorskip("dask.array")
+onnx = pytest.importorskip("onnx")
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+import fastpoint as fp  # noqa: E402
+import fastpoint.dask as fpd  # noqa: E402
+
+
+def model(nodes, inits, dtype=np.float64, cin=3, opset=17):
+    """A graph with input x [N, cin, H, W] (free N, H, W) and output y."""
+    elem = TensorProto.DOUBLE if dtype == np.float64 else TensorProto.FLOAT
+    graph = helper.make_graph(
+        nodes, "tiled",
+        [helper.make_tensor_value_info("x", elem, ["N", cin, "H", "W"])],
+        [helper.make_tensor_value_info("y", elem, None)],
+        [numpy_helper.from_array(np.asarray(v), k) for k, v in inits.items()])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def weights(rng, cout, cin, k, dtype, prefix):
+    """Small integers, so float64 sums are exact in any order (bit equality is a fair test)."""
+    kh, kw = (k, k) if isinstance(k, int) else k
+    return {f"{prefix}_w": rng.integers(-2, 3, (cout, cin, kh, kw)).astype(dtype),
+            f"{prefix}_b": rng.integers(-3, 4, cout).astype(dtype)}
+
+
+def conv(x, y, prefix, **attrs):
+    return helper.make_node("Conv", [x, f"{prefix}_w", f"{prefix}_b"], [y], **attrs)
+
+
+def bn(x, y, prefix, rng, c, dtype, inits):
+    """A BatchNormalization the loader folds into the conv before it: its bias is what a border tests."""
+    inits.update({f"{prefix}_g": np.full(c, 0.5, dtype), f"{prefix}_bb": rng.integers(1, 4, c).astype(dtype),
+                  f"{prefix}_m": rng.integers(-2, 3, c).astype(dtype), f"{prefix}_v": np.full(c, 4.0 - 1e-5, dtype)})
+    return helper.make_node("BatchNormalization", [x] + [f"{prefix}_{k}" for k in ("g", "bb", "m", "v")], [y],
+                            epsilon=1e-5)
+
+
+def const(name, value):
+    return helper.make_node("Constant", [], [name], value=numpy_helper.from_array(np.asarray(value), name))
+
+
+def image(shape, dtype, rng):
+    return rng.integers(-3, 4, shape).astype(dtype)
+
+
+def check(m, x, chunks, exact=True, scheduler="sync"):
+    net = fp.load_onnx(m)
+    ref = net(x)
+    y = fpd.run(net, da.from_array(x, chunks=chunks))
+    assert y.shape == ref.shape and y.dtype == ref.dtype
+    got = y.compute(scheduler=scheduler) if scheduler else y.compute()
+    if exact:
+        np.testing.assert_array_equal(got, ref)
+    else:
+        np.testing.assert_allclose(got, ref, rtol=0, atol=1e-6 * np.abs(ref).max())
+    return net, y
+
+
+def strided_graph(dtype, rng):
+    """Conv stride 2 with asymmetric pads, a dilated conv, BN-folded biases and relu."""
+    inits = {**weights(rng, 4, 3, 3, dtype, "c1"), **weights(rng, 5, 4, 3, dtype, "c2"),
+             **weights(rng, 2, 5, (1, 3), dtype, "c3")}
+    nodes = [conv("x", "a", "c1", strides=[2, 2], pads=[1, 0, 2, 1]), bn("a", "b", "bn1", rng, 4, dtype, inits),
+             helper.make_node("Relu", ["b"], ["c"]),
+             conv("c", "d", "c2", dilations=[2, 2], pads=[2, 2, 2, 2]), bn("d", "e", "bn2", rng, 5, dtype, inits),
+             conv("e", "y", "c3", pads=[0, 1, 0, 1])]
+    return model(nodes, inits, dtype)
+
+
+def unet_graph(dtype, rng, mode="nearest", up="resize"):
+    """Encoder conv + BN, MaxPool (ceil_mode), conv, upsampling (Resize nearest/linear or ConvTranspose),
+    Concat skip connection, conv head."""
+    inits = {**weights(rng, 4, 3, 3, dtype, "e0"), **weights(rng, 6, 4, 3, dtype, "e1"),
+             **weights(rng, 3, 10, 3, dtype, "d0")}
+    nodes = [conv("x", "a", "e0", pads=[1, 1, 1, 1]), bn("a", "s", "bn0", rng, 4, dtype, inits),
+             helper.make_node("MaxPool", ["s"], ["p"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 0, 0],
+                              ceil_mode=1),
+             conv("p", "q", "e1", pads=[1, 1, 1, 1]), helper.make_node("LeakyRelu", ["q"], ["r"], alpha=0.5)]
+    if up == "resize":
+        nodes += [const("scales", np.array([1, 1, 2, 2], np.float32)),
+                  helper.make_node("Resize", ["r", "", "scales"], ["u"], mode=mode,
+                                   coordinate_transformation_mode="half_pixel" if mode == "linear" else "asymmetric",
+                                   nearest_mode="floor")]
+    else:
+        inits["t_w"] = rng.integers(-2, 3, (6, 6, 2, 2)).astype(dtype)
+        nodes += [helper.make_node("ConvTranspose", ["r", "t_w"], ["u"], strides=[2, 2], kernel_shape=[2, 2])]
+    nodes += [helper.make_node("Concat", ["s", "u"], ["c"], axis=1), conv("c", "y", "d0", pads=[1, 1, 1, 1])]
+    return model(nodes, inits, dtype)
+
+
+@pytest.mark.parametrize("chunks", [(1, 3, 13, 17), (1, 3, 29, 11), (1, 3, 7, 64)])
+def test_strided_dilated_asymmetric_bn(chunks):
+    rng = np.random.default_rng(0)
+    check(strided_graph(np.float64, rng), image((1, 3, 61, 70), np.float64, rng), chunks)
+
+
+@pytest.mark.parametrize("mode,up", [("nearest", "resize"), ("linear", "resize"), (None, "convtranspose")])
+def test_unet_skip_pool_upsample(mode, up):
+    rng = np.random.default_rng(1)
+    m = unet_graph(np.float64, rng, mode, up)
+    net, _ = check(m, image((2, 3, 46, 58), np.float64, rng), (1, 3, 9, 23))
+    t = fpd.tiling(net, (2, 3, 46, 58), ((1, 1), (3,), (9,) * 5 + (1,), (23, 23, 12)))
+    assert t.alignment == 2 and t.halo[0][0] > 0
+    assert len({s[2:] for s in t.tile_shapes}) <= 4
+
+
+def test_n_chunks_and_float32():
+    rng = np.random.default_rng(2)
+    m = unet_graph(np.float32, rng, "linear")
+    x = rng.standard_normal((3, 3, 40, 36)).astype(np.float32)
+    check(m, x, (2, 3, 15, 11), exact=False)
+
+
+def test_pad_reflect_and_avgpool():
+    rng = np.random.default_rng(3)
+    inits = weights(rng, 4, 3, 3, np.float64, "c1")
+    nodes = [const("pads", np.array([0, 0, 2, 1, 0, 0, 1, 2], np.int64)),
+             helper.make_node("Pad", ["x", "pads"], ["p"], mode="reflect"), conv("p", "a", "c1"),
+             helper.make_node("AveragePool", ["a"], ["y"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1],
+                              count_include_pad=0, ceil_mode=1)]
+    rng2 = np.random.default_rng(4)
+    x = image((1, 3, 33, 41), np.float64, rng2)
+    net = fp.load_onnx(model(nodes, inits))
+    ref = net(x)
+    got = fpd.run(net, da.from_array(x, chunks=(1, 3, 10, 9))).compute(scheduler="sync")
+    np.testing.assert_allclose(got, ref, rtol=1e-13, atol=0)  # the divisors (1/9, 1/6, 1/4) round alike
+
+
+@pytest.mark.parametrize("op,attrs,extra", [
+    ("GlobalAveragePool", {}, []),
+    ("Softmax", {"axis": -1}, []),
+    ("ReduceMean", {"axes": [2, 3]}, []),
+    ("Flatten", {"axis": 1}, []),
+])
+def test_global_ops_refused_naming_the_node(op, attrs, extra):
+    rng = np.random.default_rng(5)
+    inits = weights(rng, 4, 3, 3, np.float64, "c1")
+    nodes = [conv("x", "a", "c1", pads=[1, 1, 1, 1]), helper.make_node(op, ["a"], ["y"], name="the_global_op",
+                                                                       **attrs)]
+    net = fp.load_onnx(model(nodes, inits))
+    x = da.zeros((1, 3, 32, 32), chunks=(1, 3, 16, 16), dtype=np.float64)
+    with pytest.raises(fpd.TilingError, match="the_global_op"):
+        fpd.run(net, x)
+
+
+def test_softmax_over_channels_is_local():
+    rng = np.random.default_rng(6)
+    inits = weights(rng, 4, 3, 3, np.float64, "c1")
+    nodes = [conv("x", "a", "c1", pads=[1, 1, 1, 1]), helper.make_node("Softmax", ["a"], ["y"], axis=1)]
+    x = rng.standard_normal((1, 3, 30, 26))
+    check(model(nodes, inits), x, (1, 3, 7, 9), exact=False)
+
+
+def test_fixed_resize_sizes_refused():
+    """A Resize to a fixed size gives another scale on a tile than on the image: refused, naming it."""
+    rng = np.random.default_rng(7)
+    inits = weights(rng, 2, 3, 3, np.float64, "c1")
+    nodes = [conv("x", "a", "c1", pads=[1, 1, 1, 1]), const("sizes", np.array([1, 2, 64, 64], np.int64)),
+             helper.make_node("Resize", ["a", "", "", "sizes"], ["y"], name="fixed_resize", mode="nearest")]
+    net = fp.load_onnx(model(nodes, inits))
+    with pytest.raises(fpd.TilingError, match="fixed_resize"):
+        fpd.run(net, da.zeros((1, 3, 32, 32), chunks=(1, 3, 8, 8), dtype=np.float64))
+
+
+def test_local_cluster_exact():
+    """CI: the network ships to worker processes of a LocalCluster and the result is the in-memory one."""
+    distributed = pytest.importorskip("distributed")
+    rng = np.random.default_rng(8)
+    m = unet_graph(np.float64, rng, "nearest", "convtranspose")
+    x = image((1, 3, 50, 44), np.float64, rng)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cl, \
+            distributed.Client(cl):
+        net, y = check(m, x, (1, 3, 13, 15), scheduler=None)
+    keys = [k for k in dict(y.__dask_graph__()) if isinstance(k, str) and k.startswith("fastpoint-network-")]
+    assert len(keys) == 1  # one key holds the network; every tile task refers to it
+
+
+def test_halo_one_pixel_short_is_wrong(monkeypatch):
+    """The halo is not generous by accident: shrink the reach by one pixel and tiles give wrong pixels."""
+    from fastpoint.network import tiled
+
+    rng = np.random.default_rng(9)
+    m = strided_graph(np.float64, rng)
+    x = image((1, 3, 61, 70), np.float64, rng)
+    net = fp.load_onnx(m)
+    ref = net(x)
+    real = tiled._axis_tiles
+
+    def short(length, bounds, r, p):
+        return real(length, bounds, tiled.Reach(r.step, r.lo + 1, r.hi - 1), p)
+
+    monkeypatch.setattr(tiled, "_axis_tiles", short)
+    got = fpd.run(net, da.from_array(x, chunks=(1, 3, 13, 17))).compute(scheduler="sync")
+    assert not np.array_equal(got, ref)
+
+
+def test_segment_command_raw(tmp_path):
+    """``fastpoint segment ... --raw`` on a (C, H, W) float zarr: the network's output, written to zarr."""
+    pytest.importorskip("distributed")
+    zarr = pytest.importorskip("zarr")
+    import json
+
+    from fastpoint.cli import main
+
+    rng = np.random.default_rng(12)
+    m = unet_graph(np.float32, rng, "nearest", "convtranspose")
+    onnx.save(m, str(tmp_path / "m.onnx"))
+    img = rng.standard_normal((3, 52, 60)).astype(np.float32)
+    da.to_zarr(da.from_array(img, chunks=(3, 20, 20)), str(tmp_path / "in.zarr"))
+    assert main(["segment", str(tmp_path / "m.onnx"), str(tmp_path / "in.zarr"), str(tmp_path / "out.zarr"),
+                 "--raw", "--workers", "1", "--chunk", "24", "--no-progress", "--layout", "CHW",
+                 "--json", str(tmp_path / "r.json")]) == 0
+    got = zarr.open(str(tmp_path / "out.zarr"), mode="r")[...]
+    ref = fp.load_onnx(m)(img[None])[0]
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-6 * np.abs(ref).max())
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["halo"][0][0] > 0 and report["peak_rss_mib"][0] > 0
+
+
+def test_upsampling_output():
+    """An output at twice the input's resolution (step 1/2): output chunks are twice the input chunks."""
+    rng = np.random.default_rng(13)
+    inits = weights(rng, 2, 3, 3, np.float64, "c1")
+    nodes = [conv("x", "a", "c1", pads=[1, 1, 1, 1]), const("scales", np.array([1, 1, 2, 2], np.float32)),
+             helper.make_node("Resize", ["a", "", "scales"], ["y"], mode="linear",
+                              coordinate_transformation_mode="half_pixel")]
+    _, y = check(model(nodes, inits), image((1, 3, 27, 31), np.float64, rng), (1, 3, 10, 7))
+    assert y.chunks[2] == (20, 20, 14) and y.chunks[3] == (14, 14, 14, 14, 6)

@@ -1,0 +1,179 @@
+"""The C op loops (csrc/ops/, fastpoint/ops/_c.py) against the NumPy reference they replace.
+
+Max pooling and nearest resizing must be exactly equal; sums over integer-valued data too (same tap
+order, one division); linear resizing runs the reference's products and sums without contraction, so
+it is held to a few float32 ulps; the sigmoid's polynomial exp to 1e-6.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+import fastpoint as fp
+from fastpoint.ops import _c
+
+pytestmark = pytest.mark.skipif(not _c.available(), reason="the C extension is not built")
+
+CHANNELS = (1, 3, 16, 17)  # below, at and off the vector width
+
+
+def _image(rng, n, c, h, w, layout, integer=False):
+    x = rng.integers(-8, 9, (n, c, h, w)).astype(np.float32) if integer else \
+        rng.standard_normal((n, c, h, w)).astype(np.float32)
+    return x if layout == "NCHW" else np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+
+
+@pytest.fixture(params=[1, 2], ids=["1thread", "2threads"])
+def threads(request):
+    old = fp.get_num_threads()
+    fp.set_num_threads(request.param)
+    yield request.param
+    fp.set_num_threads(old)
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_max_pool_sweep_exact(layout, threads):
+    rng = np.random.default_rng(0)
+    for c, (h, w), k, s, p, d, ceil in itertools.product(CHANNELS, [(5, 7), (8, 8), (1, 3)], (1, 2, 3), (1, 2, 3),
+                                                         (0, 1), (1, 2), (False, True)):
+        if p > ((k - 1) * d + 1) // 2 or (k - 1) * d + 1 > min(h, w) + 2 * p:
+            continue
+        x = _image(rng, 2, c, h, w, layout)
+        x.flat[::11] = np.nan  # NaN propagates as in np.maximum
+        args = dict(kernel_size=k, stride=s, padding=p, dilation=d, ceil_mode=ceil, layout=layout)
+        ref = fp.max_pool2d(x, backend="numpy", **args)
+        got = fp.max_pool2d(x, backend="c", **args)
+        np.testing.assert_array_equal(got, ref, err_msg=str(args))
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_avg_pool_sweep(layout, threads):
+    rng = np.random.default_rng(1)
+    for c, (h, w), k, s, p, ceil, inc, div in itertools.product(CHANNELS, [(6, 7), (3, 3)], (2, 3), (1, 2), (0, 1),
+                                                                (False, True), (False, True), (None, 3)):
+        if p > k // 2 or k > min(h, w) + 2 * p:
+            continue
+        args = dict(kernel_size=k, stride=s, padding=p, ceil_mode=ceil, count_include_pad=inc, divisor_override=div,
+                    layout=layout)
+        xi = _image(rng, 2, c, h, w, layout, integer=True)  # exact sums: equal results
+        np.testing.assert_array_equal(fp.avg_pool2d(xi, backend="c", **args),
+                                      fp.avg_pool2d(xi, backend="numpy", **args))
+        x = _image(rng, 2, c, h, w, layout)
+        np.testing.assert_allclose(fp.avg_pool2d(x, backend="c", **args), fp.avg_pool2d(x, backend="numpy", **args),
+                                   rtol=1e-6, atol=1e-6)
+
+
+def test_pool_views_batch0_and_unbatched():
+    rng = np.random.default_rng(2)
+    base = rng.standard_normal((2, 5, 12, 14)).astype(np.float32)
+    for x in (base[:, ::2, 1:, ::-2], base.transpose(0, 1, 3, 2), base[:0], base[0]):
+        for fn in (fp.max_pool2d, fp.avg_pool2d):
+            ref = fn(x, 3, 2, 1, backend="numpy")
+            got = fn(x, 3, 2, 1, backend="c")
+            assert got.shape == ref.shape
+            np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-6)
+
+
+def test_backend_argument():
+    x = np.ones((1, 1, 4, 4), np.float64)
+    with pytest.raises(ValueError, match="float32"):
+        fp.max_pool2d(x, 2, backend="c")
+    with pytest.raises(ValueError, match="backend must be one of"):
+        fp.max_pool2d(x, 2, backend="cuda")
+    np.testing.assert_array_equal(fp.max_pool2d(x, 2), fp.max_pool2d(x, 2, backend="numpy"))  # float64: NumPy
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("mode,align", [("nearest", None), ("nearest-exact", None), ("bilinear", False),
+                                        ("bilinear", True)])
+def test_interpolate_sweep(layout, mode, align, threads):
+    rng = np.random.default_rng(3)
+    for c, (h, w), target in itertools.product(CHANNELS, [(4, 5), (1, 3), (9, 9)],
+                                               [dict(size=(8, 10)), dict(size=(3, 2)), dict(scale_factor=1.7),
+                                                dict(scale_factor=(0.6, 2.5)), dict(size=(1, 1))]):
+        x = _image(rng, 2, c, h, w, layout)
+        args = dict(mode=mode, align_corners=align, layout=layout, **target)
+        if "scale_factor" in target and min(np.floor(np.multiply((h, w), target["scale_factor"]))) < 1:
+            continue  # an empty output: refused before either backend runs
+        ref = fp.interpolate(x, backend="numpy", **args)
+        got = fp.interpolate(x, backend="c", **args)
+        if mode.startswith("nearest"):
+            np.testing.assert_array_equal(got, ref, err_msg=str(args))
+        else:
+            np.testing.assert_allclose(got, ref, rtol=2e-6, atol=2e-6, err_msg=str(args))
+
+
+def test_interpolate_views_and_batch0():
+    rng = np.random.default_rng(4)
+    base = rng.standard_normal((2, 6, 10, 12)).astype(np.float32)
+    for x in (base[:, 1::2, ::-1, ::2], base[:0]):
+        for mode in ("nearest", "bilinear"):
+            ref = fp.interpolate(x, size=(7, 9), mode=mode, backend="numpy")
+            got = fp.interpolate(x, size=(7, 9), mode=mode, backend="c")
+            assert got.shape == ref.shape
+            np.testing.assert_allclose(got, ref, rtol=2e-6, atol=2e-6)
+
+
+def test_global_average_pool():
+    rng = np.random.default_rng(5)
+    for c, hw in itertools.product(CHANNELS, [(1, 1), (7, 9), (32, 32)]):
+        x = rng.standard_normal((2, c, *hw)).astype(np.float32)
+        ref = x.astype(np.float64).mean(axis=(2, 3), keepdims=True)
+        np.testing.assert_allclose(_c.global_avg_pool(x, "NCHW"), ref, rtol=1e-6, atol=1e-7)
+        xh = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+        np.testing.assert_allclose(_c.global_avg_pool(xh, "NHWC"), ref.transpose(0, 2, 3, 1), rtol=1e-6, atol=1e-7)
+
+
+def _act_ref(v, act, alpha, beta):
+    from fastpoint.network import ops_elementwise as E
+
+    out = np.empty_like(v)
+    if act is None:
+        return v
+    if act == "relu":
+        E._relu(v, out)
+    elif act == "sigmoid":
+        E._sigmoid(v, out)
+    elif act == "hardsigmoid":
+        E._hard_sigmoid(v, out, alpha, beta)
+    elif act == "hardswish":
+        E._hard_swish(v, out)
+    else:
+        np.clip(v, np.float32(alpha), np.float32(beta), out=out)
+    return out
+
+
+@pytest.mark.parametrize("act", [None, "relu", "sigmoid", "hardsigmoid", "hardswish", "clip"])
+def test_eltwise_chains(act, threads):
+    rng = np.random.default_rng(6)
+    alpha, beta = (0.2, 0.5) if act == "hardsigmoid" else (-1.0, 6.0) if act == "clip" else (0.0, 0.0)
+    ops = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide, None: None}
+    for c, op in itertools.product(CHANNELS, ops):
+        a = rng.standard_normal((2, c, 5, 7)).astype(np.float32) * 4
+        a.flat[::13] = np.nan
+        for b in (None, rng.standard_normal((1, c, 1, 1)).astype(np.float32) + 3,  # NCHW per channel
+                  rng.standard_normal(7).astype(np.float32) + 3,  # last axis (NHWC's channel)
+                  rng.standard_normal(a.shape).astype(np.float32), np.float32(1.5).reshape(())):
+            if (b is None) != (op is None):
+                continue
+            with np.errstate(all="ignore"):
+                v = a if op is None else ops[op](a, b).astype(np.float32)
+                ref = _act_ref(v, act, alpha, beta)
+            got = _c.eltwise(a, b, op, act, alpha, beta)
+            tol = 1e-6 if act == "sigmoid" else 0
+            np.testing.assert_allclose(got, ref, rtol=tol, atol=tol,
+                                       err_msg=f"{op} {act} b={getattr(b, 'shape', None)}")
+            inplace = a.copy()
+            assert _c.eltwise(inplace, b, op, act, alpha, beta, out=inplace) is inplace  # out over its input
+            np.testing.assert_array_equal(inplace, got)
+
+
+def test_eltwise_declines_other_broadcasts():
+    a = np.ones((2, 3, 4, 5), np.float32)
+    assert _c.eltwise(a, np.ones((1, 3, 4, 1), np.float32), "add") is None  # two axes
+    assert _c.eltwise(a.astype(np.float64), None, None, "relu") is None
+    assert _c.eltwise(a[:0], None, None, "relu").shape == (0, 3, 4, 5)
+    assert _c.eltwise(np.float32(2).reshape(()), np.float32(3).reshape(()), "add") is None  # 0-d: NumPy's
