@@ -148,6 +148,10 @@ class GlobalPool(Op):
             from ..ops import _c
 
             if _c.available():
+                from .ops_conv import is_nhwc
+
+                if is_nhwc(x):  # NHWC memory (an NHWC plan): its own loop, no NCHW copy first
+                    return [_c.global_avg_pool(x.transpose(0, 2, 3, 1), "NHWC").transpose(0, 3, 1, 2)]
                 return [_c.global_avg_pool(x, "NCHW")]  # one threaded pass, float64 partial sums
         fn = np.mean if self.op_type == "GlobalAveragePool" else np.max
         return [fn(x, axis=axes, keepdims=True).astype(x.dtype, copy=False)]
