@@ -119,6 +119,8 @@ def test_batch_and_threads(isa, layout, n, threads):
     (1, 32, 48, 8, 300),    # wide map: blocks are segments of a tile row
     (1, 96, 200, 7, 7),     # one block: the threads split the output channels
     (2, 1600, 20, 5, 6),    # a reduction longer than one GEMM k block
+    (5, 20, 24, 9, 10),     # small maps of a batch: blocks of several whole images, uneven groups
+    (8, 32, 48, 14, 13),    # the same, F(4x4) with partial tiles
 ])
 @pytest.mark.parametrize("threads", [1, 2])
 def test_blocking_and_splits(isa, shape, threads):
@@ -295,3 +297,44 @@ def test_bench_runs_a_backend_with_an_algorithm():
     check_close(prep.result(), reference(x, w, b, 1))
     with pytest.raises(ValueError, match="winograd"):
         prepare_backend("c:winograd", layer("r50_1x1_256_64_56"), 1, "NCHW")
+
+
+@needs_c
+def test_load_onnx_algorithm_winograd_where_it_applies():
+    """load_onnx(algorithm="winograd"): the 3x3 stride-1 Conv runs Winograd, the 1x1 and the strided 3x3 the
+    default kernels (no ValueError for them); results within the bound of docs/winograd.md."""
+    pytest.importorskip("onnx")
+    from .onnx_graphs import helper, model
+
+    rng = np.random.default_rng(11)
+    inits = {"w1": (rng.standard_normal((24, 16, 3, 3)) / 12).astype(np.float32),
+             "w2": (rng.standard_normal((8, 24, 1, 1)) / 5).astype(np.float32),
+             "w3": (rng.standard_normal((8, 8, 3, 3)) / 9).astype(np.float32)}
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["a"], pads=[1, 1, 1, 1], name="c3"),
+             helper.make_node("Relu", ["a"], ["r"]),
+             helper.make_node("Conv", ["r", "w2"], ["b"], name="c1"),
+             helper.make_node("Conv", ["b", "w3"], ["y"], pads=[1, 1, 1, 1], strides=[2, 2], name="c3s2")]
+    m = model(nodes, [("x", [1, 16, 20, 22])], [("y", None)], inits)
+    x = rng.standard_normal((1, 16, 20, 22)).astype(np.float32)
+    net = fp.load_onnx(m, backend="c", algorithm="winograd")
+    y = net(x)
+    x64, w = x.astype(np.float64), {k: v.astype(np.float64) for k, v in inits.items()}
+    a = np.maximum(fp.conv2d(x64, w["w1"], padding=1), 0)
+    ref = fp.conv2d(fp.conv2d(a, w["w2"]), w["w3"], stride=2, padding=1)
+    check_close(y, ref)
+    algorithms = {n.name: {layer._layer.algorithm for layer in n.op._layers.values()} for n in net._graph.nodes
+                  if n.op.op_type == "Conv"}
+    assert algorithms == {"c3": {"winograd"}, "c1": {"auto"}, "c3s2": {"auto"}}
+    with pytest.raises(ValueError, match="algorithm"):
+        fp.load_onnx(m, algorithm="fft")
+
+
+@needs_c
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_residual_epilogue_on_blocks_of_several_images(isa, layout):
+    """The epilogue (residual + ReLU) lands on the right image when a block spans images."""
+    rng = np.random.default_rng(21)
+    x, w, b = data(rng, 5, 20, 24, 9, 10, layout=layout)
+    res = rng.standard_normal(reference(x, w, b, 1, layout).shape).astype(np.float32)
+    y = fp.Conv2d(w, b, padding=1, layout=layout, activation="relu", backend="c", algorithm="winograd")(x, residual=res)
+    check_close(y, np.maximum(reference(x, w, b, 1, layout) + res, 0))

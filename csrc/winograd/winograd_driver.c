@@ -1,7 +1,7 @@
 /* F(4x4, 3x3) driver: tile blocks, the thread split, and the fp_algo entry `fp_algo_winograd`.
  *
- * A job is one tile block (consecutive 4x4 output tiles of one image) times one slice of the output
- * channels.  It
+ * A job is one tile block (consecutive 4x4 output tiles of one image, or the whole maps of a few images when
+ * one image has too few tiles) times one slice of the output channels.  It
  *   1. transforms the block's input tiles into V[nt][36][Cin] (NCHW: from a channel-last copy of the
  *      input window the block reads, so that every transform runs along contiguous channels);
  *   2. runs the 36 GEMMs M[k] = V[k] U[k] over its output-channel panels with the packed-GEMM
@@ -33,7 +33,8 @@ typedef struct plan {
     fp_wino_panels pn;
     int64_t th, tw;            /* tiles per image: rows, columns */
     int64_t segs, rpb;         /* segments per tile row (row mode) or tile rows per block */
-    int64_t bpi, jobs, slices; /* blocks per image, jobs = n * bpi * slices */
+    int64_t ipb;               /* images per block: > 1 only when a whole image has too few tiles (bpi == 1) */
+    int64_t bpi, jobs, slices; /* blocks per image (group of ipb images), jobs = blocks * slices */
     int64_t max_nt, max_rows, max_cols;
     int64_t ldv, ldm, kc;
     const float *x, *u, *bias;
@@ -43,13 +44,15 @@ typedef struct plan {
     const fp_ep *ep;           /* the call's epilogue (csrc/epilogue), applied to each stored tile */
 } plan;
 
+/* Images [n0, n1), the same tile rows [ty0, ty1) and columns [tx0, tx1) of each. */
 typedef struct block {
-    int64_t n, ty0, ty1, tx0, tx1;
+    int64_t n0, n1, ty0, ty1, tx0, tx1;
 } block;
 
 static block block_at(const plan *P, int64_t b) {
     block B;
-    B.n = b / P->bpi;
+    B.n0 = b / P->bpi * P->ipb;
+    B.n1 = FP_MIN(P->p->n, B.n0 + P->ipb);
     b %= P->bpi;
     if (P->segs > 1) {
         const int64_t seg = b % P->segs;
@@ -110,7 +113,12 @@ static void make_plan(plan *P, const fp_conv_problem *p, int isa) {
      * took 256->256@64 from 310 to 460 and 512->512@32 from 400 to 560 effective GFLOP/s. */
     const int64_t per_tile = (int64_t)sizeof(float) * P->nn * (P->ldv + ldm_all);
     const int64_t l3_share = fp_cache_size(3) / (2 * (int64_t)fp_max_threads());
-    const int64_t target = FP_MAX(32, FP_MAX(fp_cache_size(2) / 2 / per_tile, FP_MIN(128, l3_share / per_tile)));
+    int64_t target = FP_MAX(32, FP_MAX(fp_cache_size(2) / 2 / per_tile, FP_MIN(128, l3_share / per_tile)));
+    /* Big channel counts on a small L3 (U of 512->512 is 38 MB, of 2048->512 151 MB): U, streamed from memory
+     * once per block, then costs a tile more than its own V and M unless a block has U / (V + M of a tile)
+     * tiles; up to 128 of them, even where V and M then leave L3. */
+    const int64_t u_bytes = (int64_t)sizeof(float) * P->nn * p->cin * ldm_all;
+    target = FP_MAX(target, FP_MIN(128, u_bytes / per_tile));
     if (P->tw >= target) {
         P->segs = FP_CEIL_DIV(P->tw, target);
         P->rpb = 1;
@@ -125,10 +133,19 @@ static void make_plan(plan *P, const fp_conv_problem *p, int isa) {
     }
     P->max_rows = FP_MIN(p->h, P->m * (P->max_nt / P->tw + 1) + 2);
     P->max_cols = FP_MIN(p->w, P->m * FP_MIN(P->max_nt, P->tw) + 2);
+    /* Small maps of a batch: blocks of several whole images, so that U serves more tiles per pass (one image
+     * of 8 x 128->128@28 has 49 tiles of 4x4), while there are still blocks for every thread. */
+    const int threads = fp_threads(p);
+    P->ipb = 1;
+    if (P->bpi == 1 && p->n > 1) {
+        const int64_t ipb = FP_MIN(FP_MAX(1, target / (P->th * P->tw)), FP_CEIL_DIV(p->n, threads));
+        const int64_t groups = FP_CEIL_DIV(p->n, ipb);
+        P->ipb = FP_CEIL_DIV(p->n, groups); /* the same groups, as even as they go */
+        P->max_nt *= P->ipb;
+    }
     /* Slices of the output channels (16-column units, evenly): enough jobs to keep every thread busy to the
      * end. */
-    const int threads = fp_threads(p);
-    const int64_t blocks = p->n * P->bpi;
+    const int64_t blocks = FP_CEIL_DIV(p->n, P->ipb) * P->bpi;
     P->slices = 1;
     while (P->slices < P->pn.units) {
         const int64_t j = blocks * P->slices;
@@ -184,13 +201,13 @@ static void job(void *ctx, int64_t j, int worker) {
     const int64_t C = p->cin, K = p->cout, H = p->h, W = p->w, OH = p->oh, OW = p->ow, ldv = P->ldv;
     const int64_t slice = j % P->slices;
     const block B = block_at(P, j / P->slices);
-    const int64_t nt = (B.ty1 - B.ty0) * (B.tx1 - B.tx0);
+    const int64_t bw = B.tx1 - B.tx0, per = (B.ty1 - B.ty0) * bw, nt = (B.n1 - B.n0) * per; /* per: tiles per image */
     const int64_t co0 = 16 * (slice * P->pn.units / P->slices), co1 = FP_MIN(K, 16 * ((slice + 1) * P->pn.units / P->slices));
     float *V = (float *)fp_scratch_or_fail(0, (int64_t)sizeof(float) * P->max_nt * TILE_STRIDE(ldv), &P->failed);
     float *M = (float *)fp_scratch_or_fail(1, (int64_t)sizeof(float) * P->max_nt * TILE_STRIDE(P->ldm), &P->failed);
     /* slot 2 (slot FP_SCRATCH_ONCE holds a one-shot call's packed weights): a zero row for the padding,
-     * the NCHW output buffer O, then the NCHW input window S */
-    const int64_t s_floats = p->layout == 0 ? P->max_rows * P->max_cols * ldv : 0;
+     * the NCHW output buffer O, then the NCHW input windows S (one per image of the block) */
+    const int64_t s_floats = p->layout == 0 ? P->ipb * P->max_rows * P->max_cols * ldv : 0;
     float *zero = (float *)fp_scratch_or_fail(2, (int64_t)sizeof(float) * (ldv + 16 * P->m * P->ldm + s_floats),
                                               &P->failed);
     if (!V || !M || !zero) return;
@@ -201,28 +218,29 @@ static void job(void *ctx, int64_t j, int worker) {
     const int64_t m = P->m, n = P->n;
     const int64_t iy0 = FP_MAX(0, B.ty0 * m - p->pad_top), iy1 = FP_MIN(H, B.ty1 * m + 2 - p->pad_top);
     const int64_t ix0 = FP_MAX(0, B.tx0 * m - p->pad_left), ix1 = FP_MIN(W, B.tx1 * m + 2 - p->pad_left);
+    const int64_t win = (iy1 - iy0) * (ix1 - ix0) * ldv; /* floats of one image's window in S */
     if (p->layout == 0 && iy0 < iy1 && ix0 < ix1)
-        P->wk->stage(P->x + B.n * C * H * W, C, H, W, iy0, iy1, ix0, ix1, ldv, S);
+        for (int64_t img = B.n0; img < B.n1; img++)
+            P->wk->stage(P->x + img * C * H * W, C, H, W, iy0, iy1, ix0, ix1, ldv, S + (img - B.n0) * win);
     const float *srcs[2][FP_WINO_NN_MAX];
-    int64_t t = 0;
-    for (int64_t ty = B.ty0; ty < B.ty1; ty++)
-        for (int64_t tx = B.tx0; tx < B.tx1; tx++, t++) {
-            /* pointers of tile t + 1 in srcs[(t + 1) & 1] (the first tile's made before the loop) */
-            for (int64_t u = t == 0 ? 0 : 1; u < 2; u++) {
-                const int64_t tn = t + u, ny = B.ty0 + tn / (B.tx1 - B.tx0), nx = B.tx0 + tn % (B.tx1 - B.tx0);
-                if (tn >= nt) break;
-                for (int64_t i = 0; i < n; i++)
-                    for (int64_t q = 0; q < n; q++) {
-                        const int64_t iy = ny * m - p->pad_top + i, ix = nx * m - p->pad_left + q;
-                        const float *s = zero;
-                        if (iy >= 0 && iy < H && ix >= 0 && ix < W)
-                            s = p->layout == 0 ? S + ((iy - iy0) * (ix1 - ix0) + (ix - ix0)) * ldv
-                                               : P->x + ((B.n * H + iy) * W + ix) * C;
-                        srcs[tn & 1][n * i + q] = s;
-                    }
-            }
-            P->wk->input(srcs[t & 1], t + 1 < nt ? srcs[(t + 1) & 1] : NULL, C, V + t * TILE_STRIDE(ldv), ldv);
+    for (int64_t t = 0; t < nt; t++) {
+        /* pointers of tile t + 1 in srcs[(t + 1) & 1] (the first tile's made before the loop) */
+        for (int64_t u = t == 0 ? 0 : 1; u < 2; u++) {
+            const int64_t tn = t + u, img = B.n0 + tn / per, r = tn % per;
+            const int64_t ny = B.ty0 + r / bw, nx = B.tx0 + r % bw;
+            if (tn >= nt) break;
+            for (int64_t i = 0; i < n; i++)
+                for (int64_t q = 0; q < n; q++) {
+                    const int64_t iy = ny * m - p->pad_top + i, ix = nx * m - p->pad_left + q;
+                    const float *s = zero;
+                    if (iy >= 0 && iy < H && ix >= 0 && ix < W)
+                        s = p->layout == 0 ? S + (img - B.n0) * win + ((iy - iy0) * (ix1 - ix0) + (ix - ix0)) * ldv
+                                           : P->x + ((img * H + iy) * W + ix) * C;
+                    srcs[tn & 1][n * i + q] = s;
+                }
         }
+        P->wk->input(srcs[t & 1], t + 1 < nt ? srcs[(t + 1) & 1] : NULL, C, V + t * TILE_STRIDE(ldv), ldv);
+    }
 
     /* 2. the n n GEMMs */
     gemms(P, nt, co0, co1, V, M);
@@ -230,31 +248,33 @@ static void job(void *ctx, int64_t j, int worker) {
     /* 3. output transform, bias, ReLU, store (NCHW: 16 / m tiles side by side through O, turned into rows) */
     const float *bias = P->bias ? P->bias + co0 : NULL;
     float *dst[16];
-    t = 0;
-    for (int64_t ty = B.ty0; ty < B.ty1; ty++)
-        for (int64_t tx = B.tx0; tx < B.tx1; tx += 16 / m) {
-            const int64_t group = FP_MIN(16 / m, B.tx1 - tx);
-            for (int64_t g = 0; g < group; g++, t++) {
-                for (int64_t a = 0; a < m; a++)
-                    for (int64_t b = 0; b < m; b++) {
-                        const int64_t oy = ty * m + a, ox = (tx + g) * m + b;
-                        float *d = NULL;
-                        if (p->layout == 0) d = O + (m * m * g + m * a + b) * P->ldm;
-                        else if (oy < OH && ox < OW) d = P->y + ((B.n * OH + oy) * OW + ox) * K + co0;
-                        dst[m * a + b] = d;
-                    }
-                P->wk->output(M + t * TILE_STRIDE(P->ldm), t + 1 < nt ? M + (t + 1) * TILE_STRIDE(P->ldm) : NULL, P->ldm,
-                              co1 - co0, bias, p->relu, dst);
-                for (int64_t q = 0; P->ep && p->layout != 0 && q < m * m; q++)
-                    if (dst[q]) fp_ep_tile(P->ep, dst[q], 1, co1 - co0, 0, co0, 0, 1);
+    int64_t t = 0;
+    for (int64_t img = B.n0; img < B.n1; img++)
+        for (int64_t ty = B.ty0; ty < B.ty1; ty++)
+            for (int64_t tx = B.tx0; tx < B.tx1; tx += 16 / m) {
+                const int64_t group = FP_MIN(16 / m, B.tx1 - tx);
+                for (int64_t g = 0; g < group; g++, t++) {
+                    for (int64_t a = 0; a < m; a++)
+                        for (int64_t b = 0; b < m; b++) {
+                            const int64_t oy = ty * m + a, ox = (tx + g) * m + b;
+                            float *d = NULL;
+                            if (p->layout == 0) d = O + (m * m * g + m * a + b) * P->ldm;
+                            else if (oy < OH && ox < OW) d = P->y + ((img * OH + oy) * OW + ox) * K + co0;
+                            dst[m * a + b] = d;
+                        }
+                    P->wk->output(M + t * TILE_STRIDE(P->ldm), t + 1 < nt ? M + (t + 1) * TILE_STRIDE(P->ldm) : NULL,
+                                  P->ldm, co1 - co0, bias, p->relu, dst);
+                    for (int64_t q = 0; P->ep && p->layout != 0 && q < m * m; q++)
+                        if (dst[q]) fp_ep_tile(P->ep, dst[q], 1, co1 - co0, 0, co0, 0, 1);
+                }
+                if (p->layout == 0) {
+                    float *yt = P->y + ((img * K + co0) * OH + ty * m) * OW + tx * m;
+                    const int64_t rows = FP_MIN(m, OH - ty * m), cols = FP_MIN(m * group, OW - tx * m);
+                    P->wk->store(O, P->ldm, co1 - co0, OH * OW, OW, rows, cols, m, P->stream, yt);
+                    for (int64_t c = 0; P->ep && c < co1 - co0; c++)
+                        fp_ep_tile(P->ep, yt + c * OH * OW, rows, cols, OW, co0 + c, 0, 0);
+                }
             }
-            if (p->layout == 0) {
-                float *yt = P->y + ((B.n * K + co0) * OH + ty * m) * OW + tx * m;
-                const int64_t rows = FP_MIN(m, OH - ty * m), cols = FP_MIN(m * group, OW - tx * m);
-                P->wk->store(O, P->ldm, co1 - co0, OH * OW, OW, rows, cols, m, P->stream, yt);
-                for (int64_t c = 0; P->ep && c < co1 - co0; c++) fp_ep_tile(P->ep, yt + c * OH * OW, rows, cols, OW, co0 + c, 0, 0);
-            }
-        }
     if (P->stream) fp_gemm_fence(); /* this thread's non-temporal stores, ordered before the call returns */
 }
 

@@ -232,21 +232,123 @@ static void WN_FN(store)(const float *o, int64_t ldm, int64_t c, int64_t plane, 
             }
         }
 }
-#else
-/* stage, one input row, in plain loops (each pixel's line of s is written whole). */
+#elif WN_VW == 8
+#include <immintrin.h>
+
+/* In-register transpose of an 8 x 8 block (r[i] lane k becomes r[k] lane i): unpacks and shuffles within
+ * 128-bit lanes, then a lane permute. */
+static inline __attribute__((always_inline)) void WN_FN(tr8)(__m256 r[8]) {
+    __m256 t[8], u[8];
+    for (int i = 0; i < 4; i++) {
+        t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 2; i++) {
+        u[4 * i] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+        u[4 * i + 1] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
+        u[4 * i + 2] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+        u[4 * i + 3] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+    }
+    for (int k = 0; k < 4; k++) {
+        r[k] = _mm256_permute2f128_ps(u[k], u[4 + k], 0x20);
+        r[4 + k] = _mm256_permute2f128_ps(u[k], u[4 + k], 0x31);
+    }
+}
+
+/* lanes [0, n) of a mask for maskload / maskstore (which never touch the other lanes' memory) */
+static inline __m256i WN_FN(lanes)(int64_t n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+/* stage, one input row: as the AVX-512 one, 8 channels x 8 pixels per in-register transpose. */
 static inline void WN_FN(stage_row)(const float *row, int64_t HW, int64_t cn, int64_t ix0, int64_t ix1, float *d,
                                     int64_t ldv) {
-    for (int64_t ix = ix0; ix < ix1; ix++, d += ldv)
-        for (int64_t i = 0; i < cn; i++) d[i] = row[i * HW + ix];
+    for (int64_t ix = ix0; ix < ix1; ix += 8) {
+        const int64_t n = FP_MIN(8, ix1 - ix);
+        const __m256i mk = WN_FN(lanes)(n);
+        for (int64_t c0 = 0; c0 < cn; c0 += 8) {
+            __m256 r[8];
+            for (int64_t i = 0; i < 8; i++)
+                r[i] = c0 + i < cn ? _mm256_maskload_ps(row + (c0 + i) * HW + ix, mk) : _mm256_setzero_ps();
+            WN_FN(tr8)(r);
+            for (int64_t q = 0; q < n; q++) _mm256_storeu_ps(d + (ix - ix0 + q) * ldv + c0, r[q]);
+        }
+    }
+}
+
+static void WN_FN(store)(const float *o, int64_t ldm, int64_t c, int64_t plane, int64_t OW, int64_t rows,
+                         int64_t cols, int64_t m, int stream, float *y) {
+    for (int64_t a = 0; a < rows; a++)
+        for (int64_t c0 = 0; c0 < c; c0 += 8) {
+            const int64_t cn = FP_MIN(8, c - c0);
+            const __m256i mc = WN_FN(lanes)(cn);
+            for (int64_t x0 = 0; x0 < cols; x0 += 8) {
+                const int64_t nx = FP_MIN(8, cols - x0);
+                const __m256i mx = WN_FN(lanes)(nx);
+                __m256 r[8];
+                for (int64_t q = 0; q < 8; q++) {
+                    const int64_t x = x0 + q;
+                    r[q] = q < nx ? _mm256_maskload_ps(o + (m * m * (x / m) + m * a + x % m) * ldm + c0, mc)
+                                  : _mm256_setzero_ps();
+                }
+                WN_FN(tr8)(r);
+                for (int64_t i = 0; i < cn; i++) {
+                    float *d = y + (c0 + i) * plane + a * OW + x0;
+                    if (stream && cols == 16 && ((uintptr_t)(d - x0) & 63) == 0) _mm256_stream_ps(d, r[i]);
+                    else _mm256_maskstore_ps(d, mx, r[i]);
+                }
+            }
+        }
+}
+#else
+/* Portable C: 4 channels x 4 pixels per transpose of vectors (lane subscripts, which GCC and clang turn into
+ * shuffles); partial blocks through zeroed copies, so nothing past the window or channel c is touched. */
+static inline __attribute__((always_inline)) void WN_FN(tr4)(const WV r[4], WV o[4]) {
+    for (int q = 0; q < 4; q++) {
+        WV v = {r[0][q], r[1][q], r[2][q], r[3][q]};
+        o[q] = v;
+    }
+}
+
+static inline void WN_FN(stage_row)(const float *row, int64_t HW, int64_t cn, int64_t ix0, int64_t ix1, float *d,
+                                    int64_t ldv) {
+    for (int64_t ix = ix0; ix < ix1; ix += 4) {
+        const int64_t n = FP_MIN(4, ix1 - ix);
+        for (int64_t c0 = 0; c0 < cn; c0 += 4) {
+            WV r[4], o[4];
+            for (int64_t i = 0; i < 4; i++) {
+                r[i] = WN_FN(splat)(0.0f);
+                if (c0 + i >= cn) continue;
+                if (n == 4) r[i] = WN_FN(ld)(row + (c0 + i) * HW + ix);
+                else memcpy(&r[i], row + (c0 + i) * HW + ix, sizeof(float) * (size_t)n);
+            }
+            WN_FN(tr4)(r, o);
+            for (int64_t q = 0; q < n; q++) WN_FN(st)(d + (ix - ix0 + q) * ldv + c0, o[q]);
+        }
+    }
 }
 
 static void WN_FN(store)(const float *o, int64_t ldm, int64_t c, int64_t plane, int64_t OW, int64_t rows,
                          int64_t cols, int64_t m, int stream, float *y) {
     (void)stream;
-    for (int64_t ch = 0; ch < c; ch++)
-        for (int64_t a = 0; a < rows; a++) {
-            float *yr = y + ch * plane + a * OW;
-            for (int64_t x = 0; x < cols; x++) yr[x] = o[(m * m * (x / m) + m * a + x % m) * ldm + ch];
+    for (int64_t a = 0; a < rows; a++)
+        for (int64_t c0 = 0; c0 < c; c0 += 4) {
+            const int64_t cn = FP_MIN(4, c - c0);
+            for (int64_t x0 = 0; x0 < cols; x0 += 4) {
+                const int64_t nx = FP_MIN(4, cols - x0);
+                WV r[4], t[4];
+                for (int64_t q = 0; q < 4; q++) {
+                    const int64_t x = x0 + q;
+                    r[q] = WN_FN(splat)(0.0f);
+                    if (q < nx) memcpy(&r[q], o + (m * m * (x / m) + m * a + x % m) * ldm + c0, sizeof(float) * (size_t)cn);
+                }
+                WN_FN(tr4)(r, t);
+                for (int64_t i = 0; i < cn; i++) {
+                    float *d = y + (c0 + i) * plane + a * OW + x0;
+                    if (nx == 4) WN_FN(st)(d, t[i]);
+                    else memcpy(d, &t[i], sizeof(float) * (size_t)nx);
+                }
+            }
         }
 }
 #endif

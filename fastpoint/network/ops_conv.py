@@ -15,6 +15,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from ..api import Conv2d
+from ..core.spec import check_algorithm
 from .registry import Op, deliver, register
 
 
@@ -92,6 +93,16 @@ class Conv(ConvBase):
     def setup(self):
         super().setup()
         self._layers: Dict[Tuple[int, int, str], object] = {}
+        self.algorithm = "auto"  # load_onnx(algorithm=...): "winograd" where it applies (_algorithm)
+
+    def _algorithm(self, w4, strides, dilations) -> str:
+        if self.algorithm != "winograd":
+            return self.algorithm
+        try:
+            return check_algorithm("winograd", w4.shape[2], w4.shape[3], tuple(strides), tuple(dilations),
+                                   self.attrs["group"])
+        except ValueError:  # not a 3x3 stride-1 ungrouped layer: the default kernels
+            return "auto"
 
     def _pads(self, x_shape, w_shape) -> List[int]:
         rank = len(w_shape) - 2
@@ -148,12 +159,14 @@ class Conv(ConvBase):
         kw = self._epilogue(w.shape[0]) if fused else {}
         if self.weight is None:  # weight given at run time: a one-call convolution
             return lambda x, out, **r: fp.conv2d(x, w4, b, strides, sym, dilations, self.attrs["group"], **kw,
-                                                 layout=layout, backend=self.backend, out=out, **r)
+                                                 layout=layout, backend=self.backend, out=out,
+                                                 algorithm=self._algorithm(w4, strides, dilations), **r)
         key = (tuple(sym), layout, fused)
         layer = self._layers.get(key)
         if layer is None:
             layer = self._layers[key] = NodeConv2d(w4, b, strides, sym, dilations, self.attrs["group"], **kw,
-                                                    layout=layout, backend=self.backend)
+                                                    layout=layout, backend=self.backend,
+                                                    algorithm=self._algorithm(w4, strides, dilations))
         return lambda x, out, **r: layer(x, out=out, **r)
 
     def run(self, inputs, outs):
