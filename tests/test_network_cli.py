@@ -41,9 +41,10 @@ def test_bench_model_table_and_profile(tmp_path, capsys):
     rng = np.random.default_rng(1)
     path = _model_file(tmp_path, rng)
     assert main(["bench", "--model", str(path), "--peers", "onnxruntime,torch", "--threads", "1",
-                 "--input-shape", "1,3,16,16", "--rounds", "3", "--profile"]) == 0
+                 "--input-shape", "1,3,16,16", "--rounds", "3", "--profile", "--memory"]) == 0
     out = capsys.readouterr()
-    assert "fastpoint ms" in out.out and "onnxruntime ms" in out.out
+    assert "fastpoint ms" in out.out and "onnxruntime ms" in out.out and "x best peer" in out.out
+    assert "peak RSS MiB" in out.out and "planned peak activations" in out.out
     assert "load + first inference" in out.out
-    assert "per-op profile" in out.out and "Conv" in out.out
+    assert "per-op profile" in out.out and "Conv" in out.out and "%peak" in out.out
     assert "skipping peer torch" in out.err

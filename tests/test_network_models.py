@@ -36,17 +36,18 @@ def _export(name, size):
     return buf.getvalue(), x.numpy()
 
 
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
 @pytest.mark.parametrize("name,size", [
     ("lraspp_mobilenet_v3_large", 96),
     ("basicunet", 64),
     pytest.param("fcn_resnet50", 64, marks=pytest.mark.slow),
 ])
-def test_public_model_matches_onnxruntime(name, size):
+def test_public_model_matches_onnxruntime(name, size, layout):
     if name == "basicunet" and not hasattr(fp, "conv_transpose2d"):
         pytest.skip("BasicUNet upsamples by ConvTranspose: needs fastpoint.conv_transpose2d")
     blob, x = _export(name, size)
     ref = ort.InferenceSession(blob, providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
-    net = fp.load_onnx(blob)
+    net = fp.load_onnx(blob, layout=layout)
     y = net(x)
     assert y.shape == ref.shape
     err = np.abs(y - ref).max() / np.abs(ref).max()

@@ -70,6 +70,8 @@ def add_parser(sub) -> None:
     p.add_argument("--input-shape", default="", help="with --model: the input's shape, e.g. 1,3,512,512 "
                    "(default: the declared one, free dims 1 for N and 256 for the others)")
     p.add_argument("--profile", action="store_true", help="with --model: also print fastpoint's per-op breakdown")
+    p.add_argument("--memory", action="store_true", help="with --model: peak RSS of fastpoint and each peer, each "
+                   "in a fresh process, beside fastpoint's planned peak activations")
     p.set_defaults(func=cmd_bench)
 
 

@@ -123,12 +123,17 @@ def bench_model(path: str, peers: Sequence[str], threads: Sequence[int], shape=N
 
 
 def table(path: str, rows: List[dict], peers: Sequence[str]) -> str:
+    """The end-to-end table: ms per contender, fastpoint's speed-up over the fastest peer, error vs ORT."""
     names = ["fastpoint", *peers]
-    head = f"{'threads':>7}  " + "  ".join(f"{n + ' ms':>14}" for n in names) + "  max|fp-ORT|/max|ORT|"
+    head = (f"{'threads':>7}  " + "  ".join(f"{n + ' ms':>14}" for n in names)
+            + (f"  {'x best peer':>11}" if peers else "") + "  max|fp-ORT|/max|ORT|")
     lines = [f"model {path}", head, "-" * len(head)]
     for r in rows:
         err = f"{r['rel_err']:.1e}" if "rel_err" in r else "-"
-        lines.append(f"{r['threads']:>7}  " + "  ".join(f"{r['ms'][n]:>14.1f}" for n in names) + f"  {err:>20}")
+        best = min((r["ms"][p] for p in peers), default=None)
+        gain = f"  {best / r['ms']['fastpoint']:>11.2f}" if best else ""
+        lines.append(f"{r['threads']:>7}  " + "  ".join(f"{r['ms'][n]:>14.1f}" for n in names) + gain
+                     + f"  {err:>20}")
     if rows:
         steady = rows[0]["ms"]["fastpoint"] / 1e3
         lines.append(f"fastpoint load + first inference {rows[0]['first_s'] * 1e3:.0f} ms "
@@ -136,19 +141,195 @@ def table(path: str, rows: List[dict], peers: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
-def profile_table(net, feeds, repeat: int = 5, top: int = 12) -> str:
+def profile_table(net, feeds, repeat: int = 5, top: int = 12, threads: Optional[int] = None) -> str:
+    """Where the time goes: per op type, then the slowest nodes with GFLOP/s and % of the FMA peak.
+
+    The peak is the machine's measured float32 FMA peak at ``threads`` threads
+    (:func:`fastpoint.bench.measure.fma_peak`): what a convolution's multiply-adds could reach, so
+    ``%peak`` says how far each layer is from its limit (data-movement ops show GB/s instead).
+    """
+    from .measure import fma_peak
+
     steps = net.profile(feeds, repeat)
+    plan = net.plan()
     total = sum(t for _, _, t in steps) or 1e-30
-    by_op: Dict[str, List[float]] = {}
-    for _, op, t in steps:
-        by_op.setdefault(op, []).append(t)
-    lines = [f"per-op profile (median of {repeat} runs, {total * 1e3:.1f} ms in the steps)",
-             f"{'op':<22}{'nodes':>6}{'ms':>10}{'%':>7}"]
-    for op, ts in sorted(by_op.items(), key=lambda kv: -sum(kv[1])):
-        lines.append(f"{op:<22}{len(ts):>6}{sum(ts) * 1e3:>10.2f}{100 * sum(ts) / total:>7.1f}")
+    flops = [_step_flops(s) for s in plan.steps]
+    moved = [_step_bytes(plan, s) for s in plan.steps]
+    peak = None
+    for _ in range(8 if threads else 0):  # the best of eight short ones: other processes only lower it
+        peak = fma_peak(threads, seconds=0.05, again=True)
+    by_op: Dict[str, List[int]] = {}
+    for i, (_, op, _) in enumerate(steps):
+        by_op.setdefault(op, []).append(i)
+    conv_t = sum(steps[i][2] for op, idx in by_op.items() if op in _CONV_OPS for i in idx)
+    conv_f = sum(flops[i] for op, idx in by_op.items() if op in _CONV_OPS for i in idx)
+    lines = [f"per-op profile (median of {repeat} runs, {total * 1e3:.1f} ms in the steps"
+             + (f", FMA peak {peak:.0f} GFLOP/s" if peak else "") + ")",
+             f"{'op':<22}{'nodes':>6}{'ms':>10}{'%':>7}{'GFLOP/s':>9}{'%peak':>7}"]
+    for op, idx in sorted(by_op.items(), key=lambda kv: -sum(steps[i][2] for i in kv[1])):
+        t = sum(steps[i][2] for i in idx)
+        f = sum(flops[i] for i in idx)
+        gf = f / t * 1e-9 if t > 0 and f and op in _CONV_OPS else None
+        lines.append(f"{op:<22}{len(idx):>6}{t * 1e3:>10.2f}{100 * t / total:>7.1f}"
+                     + (f"{gf:>9.1f}" + (f"{100 * gf / peak:>7.1f}" if peak else "") if gf else ""))
+    if conv_t > 0 and conv_f:
+        gf = conv_f / conv_t * 1e-9
+        lines.append(f"convolutions together: {conv_f / 1e9:.2f} GFLOP in {conv_t * 1e3:.1f} ms = {gf:.1f} GFLOP/s"
+                     + (f" ({100 * gf / peak:.0f} % of peak); at peak they would take {conv_f / peak * 1e-6:.1f} ms"
+                        if peak else "") + f"; the other ops {100 * (1 - conv_t / total):.1f} % of the time")
     lines.append(f"slowest {top} nodes:")
-    for name, op, t in sorted(steps, key=lambda s: -s[2])[:top]:
-        lines.append(f"  {op:<20}{t * 1e3:>9.2f} ms  {name}")
+    lines.append(f"  {'op':<18}{'ms':>8}{'MFLOP':>9}{'GFLOP/s':>9}{'%peak':>7}{'MB':>7}  "
+                 f"{'shape in -> out':<28} kernel  node")
+    order = sorted(range(len(steps)), key=lambda i: -steps[i][2])[:top]
+    for i in order:
+        name, op, t = steps[i]
+        step = plan.steps[i]
+        gf = flops[i] / t * 1e-9 if t > 0 and flops[i] and op in _CONV_OPS else None
+        pct = f"{100 * gf / peak:>7.1f}" if gf and peak else f"{'':>7}"
+        shapes = "x".join(map(str, step.in_shapes[0] or ())) + " -> " + "x".join(map(str, step.out_shapes[0] or ()))
+        kernel = step.node.op.kernel(step.in_shapes) if step.in_shapes and step.in_shapes[0] is not None else "?"
+        fused = ("+" + "+".join(step.node.op.fused)) if step.node.op.fused else ""
+        lines.append(f"  {op + fused:<18}{t * 1e3:>8.2f}{flops[i] / 1e6:>9.1f}"
+                     + (f"{gf:>9.1f}" if gf else f"{'':>9}") + pct
+                     + f"{moved[i] / 1e6:>7.1f}  {shapes:<28} {kernel}  {name}")
+    return "\n".join(lines)
+
+
+_CONV_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+
+
+def _step_flops(step) -> int:
+    if any(s is None for s in step.out_shapes) or not step.in_shapes or step.in_shapes[0] is None:
+        return 0
+    try:
+        return int(step.node.op.flops(step.in_shapes, step.out_shapes))
+    except (TypeError, IndexError):
+        return 0
+
+
+def _step_bytes(plan, step) -> int:
+    """Bytes a step reads and writes at least once (its activations, not weights)."""
+    total = 0
+    for name in list(step.node.inputs) + list(step.node.outputs):
+        shape, dtype = plan.shapes.get(name), plan.dtypes.get(name)
+        if name and name not in plan.consts and shape is not None and dtype is not None:
+            total += int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    return total
+
+
+def _rss_bytes() -> int:
+    """This process's resident set now (Linux /proc; 0 elsewhere)."""
+    try:
+        with open("/proc/self/statm") as f:
+            import os
+
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _reset_peak_rss() -> bool:
+    """Restart the peak-RSS count here (Linux: ``clear_refs`` 5 resets VmHWM), so load-time peaks do not count."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_rss_bytes() -> int:
+    """The peak RSS since the last reset (VmHWM), else since the process started (ru_maxrss)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
+def packed_weight_bytes(net) -> int:
+    """Bytes of the convolutions' packed weights (prepacked on their first call)."""
+    total = 0
+    for node in net._graph.nodes:
+        for layer in getattr(node.op, "_layers", {}).values():
+            for entry in getattr(layer, "_packed", {}).values():
+                buf = getattr(entry[1], "buffer", None)
+                total += int(getattr(buf, "nbytes", 0) or 0)
+    return total
+
+
+def memory_child(contender: str, path: str, threads: int, shape: Optional[Sequence[int]] = None,
+                 runs: int = 3) -> dict:
+    """In a fresh process: RSS once the model is loaded and ready, and the peak over ``runs`` inferences.
+
+    The growth from "loaded" to the peak is what running costs beyond the weights: activations and
+    scratch (ONNX Runtime packs its weights when the session is made; fastpoint on the first call,
+    so the packed weights' bytes are taken out of its growth and reported apart).
+    """
+    import fastpoint as fp
+
+    fp.set_num_threads(threads)
+    net = fp.load_onnx(path)
+    feeds = input_feeds(net, shape)
+    info: dict = {}
+    if contender == "fastpoint":
+        loaded = _rss_bytes()
+        _reset_peak_rss()
+        for _ in range(runs):
+            net.run(feeds)
+        plan = net.plan()
+        info.update(planned_peak=plan.peak_bytes, arena=plan.arena_bytes, packed=packed_weight_bytes(net))
+    else:
+        run = PEER_SETUP[contender](path, threads)
+        del net
+        import gc
+
+        gc.collect()
+        loaded = _rss_bytes()
+        _reset_peak_rss()
+        for _ in range(runs):
+            run(feeds)
+    info.update(loaded=loaded, peak=_peak_rss_bytes(), after=_rss_bytes())
+    return info
+
+
+def memory_rows(path: str, contenders: Sequence[str], threads: int,
+                shape: Optional[Sequence[int]] = None) -> Dict[str, dict]:
+    """:func:`memory_child` of each contender, each in its own fresh Python process."""
+    import json
+    import subprocess
+    import sys
+
+    code = ("import json, sys; from fastpoint.bench.model import memory_child; "
+            "shape = [int(d) for d in sys.argv[4].split(',')] if sys.argv[4] else None; "
+            "print(json.dumps(memory_child(sys.argv[1], sys.argv[2], int(sys.argv[3]), shape)))")
+    dims = ",".join(str(d) for d in shape) if shape else ""
+    rows = {}
+    for c in contenders:
+        res = subprocess.run([sys.executable, "-c", code, c, path, str(threads), dims], capture_output=True,
+                             text=True)
+        if res.returncode == 0:
+            rows[c] = json.loads(res.stdout.strip().splitlines()[-1])
+        else:
+            print(f"memory of {c}: failed: {res.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
+    return rows
+
+
+def memory_table(rows: Dict[str, dict]) -> str:
+    mib = 1 / 2**20
+    lines = [f"{'contender':<12}{'loaded MiB':>11}{'peak RSS MiB':>13}{'growth MiB':>11}  notes"]
+    for c, r in rows.items():
+        growth = r["peak"] - r["loaded"] - r.get("packed", 0)
+        note = (f"packed weights {r['packed'] * mib:.0f} MiB (taken out of the growth); planned peak activations "
+                f"{r['planned_peak'] * mib:.1f} MiB, arena {r['arena'] * mib:.1f} MiB" if c == "fastpoint" else "")
+        lines.append(f"{c:<12}{r['loaded'] * mib:>11.0f}{r['peak'] * mib:>13.0f}{growth * mib:>11.1f}  {note}")
     return "\n".join(lines)
 
 
@@ -172,10 +353,14 @@ def cmd_bench_model(args) -> int:
     backend = args.backends.split(",")[0] if args.backends else "auto"
     rows = bench_model(args.model, peers, threads, shape, rounds=args.rounds or 7, backend=backend)
     print(table(args.model, rows, peers))
+    if getattr(args, "memory", False):
+        print(f"\nmemory at {threads[0]} thread(s), each contender in a fresh process (RSS):")
+        print(memory_table(memory_rows(args.model, ["fastpoint", *[p for p in peers if p in PEER_SETUP]],
+                                       threads[0], shape)))
     if args.profile:
         net = fp.load_onnx(args.model, backend=backend)
         feeds = input_feeds(net, shape)
         for t in threads:
             fp.set_num_threads(t)
-            print(f"\n{t} thread(s): " + profile_table(net, feeds))
+            print(f"\n{t} thread(s): " + profile_table(net, feeds, threads=t))
     return 0

@@ -19,6 +19,8 @@ def conv_kernel_name(op, x_shape: Sequence[int]) -> str:
     name = getattr(backend, "kernel_name", None)
     if name is None:
         return backend.name
+    if getattr(layer._layer, "layout", "NCHW") == "NHWC":  # the layer of an NHWC plan sees (N, H, W, C)
+        x4 = (x4[0], x4[2], x4[3], x4[1])
     try:
         return name(make_spec(layer._layer.with_dtype(w.dtype), x4, w.shape))
     except ValueError:  # explicit asymmetric padding changes the shape the layer sees

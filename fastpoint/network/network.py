@@ -22,9 +22,10 @@ class Network:
     >>> print(net)                       # layer table: op, shapes, FLOPs, kernel, fused ops
     """
 
-    def __init__(self, graph: Graph, backend: str = "auto") -> None:
+    def __init__(self, graph: Graph, backend: str = "auto", layout: str = "auto") -> None:
         self._graph = graph
         self.backend = backend
+        self.layout = layout  # "NCHW", "NHWC" or "auto" (each plan picks for its shapes: layout.py)
         self._plans: Dict[Tuple, Plan] = {}
         self._last: Optional[Plan] = None
         self._lock = threading.Lock()
@@ -50,7 +51,7 @@ class Network:
                 if plan is None:
                     if len(self._plans) >= MAX_PLANS:
                         self._plans.pop(next(iter(self._plans)))
-                    plan = self._plans[key] = Plan(self._graph, feeds)
+                    plan = self._plans[key] = Plan(self._graph, feeds, self.layout)
         self._last = plan
         return plan
 

@@ -25,6 +25,11 @@ class NodeConv2d(Conv2d):
     _snapshot = False
 
 
+def is_nhwc(a: np.ndarray) -> bool:
+    """A 4-d array that is NHWC in memory (and not NCHW): what the plan gives in an NHWC network."""
+    return a.ndim == 4 and not a.flags.c_contiguous and a.transpose(0, 2, 3, 1).flags.c_contiguous
+
+
 def _conv_out(size: int, k: int, s: int, d: int, pb: int, pe: int) -> int:
     return (size + pb + pe - ((k - 1) * d + 1)) // s + 1
 
@@ -50,7 +55,10 @@ class ConvBase(Op):
     def setup(self):
         if self.attrs["auto_pad"] not in ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"):
             raise self.unsupported(f"auto_pad={self.attrs['auto_pad']!r}")
-        self.activation: Optional[str] = None  # "relu" once the plan fuses a Relu
+        self.activation: Optional[str] = None  # a fused activation (fastpoint's name; fusion.py)
+        self.act_params: Dict = {}  # its parameters (alpha, beta, min, max, slope)
+        self.residual = False  # input 3 is a fused residual: y = act(conv(x) + input 3)
+        self.unfused: List = []  # the fused ops, (op, constant inputs), to run them when the fusion cannot
         self.weight: Optional[np.ndarray] = None  # an initializer (prepacked), else an input at run time
         self.bias: Optional[np.ndarray] = None
         self.backend = "auto"  # the fastpoint backend; set by load_onnx
@@ -111,12 +119,13 @@ class Conv(ConvBase):
         w_shape = self.weight.shape if self.weight is not None else shapes[1]
         if shapes[0] is None or w_shape is None:
             return None
-        rank = self.spatial_rank(w_shape)
-        pads = self._pads(shapes[0], w_shape)
-        strides, dilations = self.geometry(rank)
-        spatial = tuple(_conv_out(shapes[0][2 + i], w_shape[2 + i], strides[i], dilations[i], pads[i],
-                                  pads[rank + i]) for i in range(rank))
-        return [((shapes[0][0], w_shape[0]) + spatial, dtypes[0])]
+        self.spatial_rank(w_shape)
+        shape = self._conv_shape(shapes[0], w_shape)
+        if self.residual:  # the fused Add's result: the two shapes broadcast
+            if shapes[3] is None:
+                return None
+            shape = tuple(np.broadcast_shapes(shape, shapes[3]))
+        return [(shape, dtypes[0])]
 
     def _as_2d(self, x, w, pads):
         """1-d convolution as a 2-d one of height 1; pads as (top, left, bottom, right)."""
@@ -126,21 +135,39 @@ class Conv(ConvBase):
                     [1] + dilations)
         return x, w, pads, strides, dilations
 
-    def _layer(self, w, b, sym, strides, dilations):
+    def _epilogue(self, channels: int) -> Dict:
+        """The ``activation=`` of fastpoint's conv for the fused activation (fusion.py names them so)."""
+        if self.activation is None:
+            return {}
+        p = self.act_params
+        if self.activation == "prelu":
+            from .fusion import prelu_slope
+
+            return {"activation": ("prelu", prelu_slope(p["slope"], channels))}
+        if self.activation == "clip":
+            return {"activation": ("clip", p["min"], p["max"])}
+        if self.activation == "leaky_relu":
+            return {"activation": ("leaky_relu", p["alpha"])}
+        if self.activation == "hardsigmoid":
+            return {"activation": ("hardsigmoid", p["alpha"], p["beta"])}
+        return {"activation": self.activation}  # relu, hardswish, sigmoid, tanh
+
+    def _layer(self, w, b, sym, strides, dilations, layout: str, fused: bool = True):
         import fastpoint as fp
 
         w4 = w if w.ndim == 4 else w[:, :, None, :]
+        kw = self._epilogue(w.shape[0]) if fused else {}
         if self.weight is None:  # weight given at run time: a one-call convolution
-            return lambda x, out: fp.conv2d(x, w4, b, strides, sym, dilations, self.attrs["group"],
-                                            activation=self.activation, backend=self.backend, out=out,
-                                            algorithm=self._algorithm(w4, strides, dilations))
-        key = tuple(sym)
+            return lambda x, out, **r: fp.conv2d(x, w4, b, strides, sym, dilations, self.attrs["group"], **kw,
+                                                 layout=layout, backend=self.backend, out=out,
+                                                 algorithm=self._algorithm(w4, strides, dilations), **r)
+        key = (tuple(sym), layout, fused)
         layer = self._layers.get(key)
         if layer is None:
-            layer = self._layers[key] = NodeConv2d(w4, b, strides, sym, dilations, self.attrs["group"],
-                                                    activation=self.activation, backend=self.backend,
+            layer = self._layers[key] = NodeConv2d(w4, b, strides, sym, dilations, self.attrs["group"], **kw,
+                                                    layout=layout, backend=self.backend,
                                                     algorithm=self._algorithm(w4, strides, dilations))
-        return lambda x, out: layer(x, out=out)
+        return lambda x, out, **r: layer(x, out=out, **r)
 
     def run(self, inputs, outs):
         x = inputs[0]
@@ -153,11 +180,55 @@ class Conv(ConvBase):
         extra = [(pads4[0] - sym[0], pads4[2] - sym[0]), (pads4[1] - sym[1], pads4[3] - sym[1])]
         if any(e for pair in extra for e in pair):
             x4 = np.pad(x4, [(0, 0), (0, 0)] + extra)
-        x4 = np.ascontiguousarray(x4)
-        shape = self.infer([x.shape, w.shape], [x.dtype, w.dtype], [None, None])[0][0]
-        out = outs[0] if outs else np.empty(shape, x.dtype)
-        out4 = out.reshape(out.shape[:2] + (1,) + out.shape[2:]) if w.ndim == 3 else out
-        self._layer(w, b, sym, strides, dilations)(x4, out4)
+        shape = self._conv_shape(x.shape, w.shape)
+        res = inputs[3] if self.residual else None
+        out = outs[0] if outs else None
+        if res is not None and res.shape != shape:  # the Add broadcasts: run the fused ops one by one
+            return self._run_unfused(x4, w, b, sym, strides, dilations, res, out)
+        # the plan's buffers say the layout; a 1x1 image is the same memory in both, and NHWC's packed
+        # weights are half the size of NCHW's for these (squeeze-excitation) GEMMs and ran even or faster
+        nhwc = w.ndim == 4 and (is_nhwc(out if out is not None else x) or x4.shape[2:] == shape[2:] == (1, 1))
+        layer = self._layer(w, b, sym, strides, dilations, "NHWC" if nhwc else "NCHW")
+        extra_kw = {}
+        if nhwc:  # the NCHW arrays the plan passes are NHWC in memory where the layout pass made them so
+            xk = np.ascontiguousarray(x4.transpose(0, 2, 3, 1))
+            target = out.transpose(0, 2, 3, 1) if out is not None else None
+            if res is not None:
+                extra_kw["residual"] = np.ascontiguousarray(res.transpose(0, 2, 3, 1))
+        else:
+            xk = np.ascontiguousarray(x4)
+            target = out if out is None or w.ndim == 4 else out.reshape(out.shape[:2] + (1,) + out.shape[2:])
+            if res is not None:
+                r = np.ascontiguousarray(res)
+                extra_kw["residual"] = r if w.ndim == 4 else r.reshape(r.shape[:2] + (1,) + r.shape[2:])
+        if target is not None and target.flags.c_contiguous:
+            layer(xk, target, **extra_kw)
+            return [out]
+        y = layer(xk, None, **extra_kw)  # no buffer, or one in the other layout: convert once
+        y = y.transpose(0, 3, 1, 2) if nhwc else (y if w.ndim == 4 else y[:, :, 0, :])
+        if out is None:
+            return [y]
+        np.copyto(out, y)
+        return [out]
+
+    def _conv_shape(self, x_shape, w_shape):
+        rank = len(w_shape) - 2
+        pads = self._pads(x_shape, w_shape)
+        strides, dilations = self.geometry(rank)
+        spatial = tuple(_conv_out(x_shape[2 + i], w_shape[2 + i], strides[i], dilations[i], pads[i],
+                                  pads[rank + i]) for i in range(rank))
+        return (x_shape[0], w_shape[0]) + spatial
+
+    def _run_unfused(self, x4, w, b, sym, strides, dilations, res, out):
+        """The convolution without its epilogue, then each fused op on its own (NumPy broadcasting)."""
+        y = self._layer(w, b, sym, strides, dilations, "NCHW", fused=False)(np.ascontiguousarray(x4), None)
+        y = y if w.ndim == 4 else y[:, :, 0, :]
+        for op, consts in self.unfused:
+            args = [y, res] if consts is None else [y, *consts]
+            y = op.run(args, None)[0]
+        if out is None:
+            return [y]
+        np.copyto(out, y)
         return [out]
 
     def flops(self, in_shapes, out_shapes):
@@ -240,19 +311,30 @@ class ConvTranspose(ConvBase):
         sym = [min(pads[0], pads[2]), min(pads[1], pads[3])]
         if any(p < 0 for p in pads) or sym != [pads[0], pads[1]] or sym != [pads[2], pads[3]]:
             sym = [0, 0]  # asymmetric or negative: the full result, cropped below
-        x = np.ascontiguousarray(x)
-        if self.weight is not None:  # an initializer: one prepacked layer per (padding, output padding)
-            key = (tuple(sym), tuple(out_pad))
+        out = outs[0] if outs else None
+        nhwc = rank == 2 and is_nhwc(out if out is not None else x)
+        layout = "NHWC" if nhwc else "NCHW"
+        x = np.ascontiguousarray(x.transpose(0, 2, 3, 1) if nhwc else x)
+        crop = sym == [0, 0] and any(pads)
+        target = None if out is None or crop or rank == 1 else (out.transpose(0, 2, 3, 1) if nhwc else out)
+        if target is not None and not target.flags.c_contiguous:
+            target = None  # the plan's buffer is in the other layout: convert once below
+        if self.weight is not None:  # an initializer: one prepacked layer per (padding, output padding, layout)
+            key = (tuple(sym), tuple(out_pad), layout)
             layer = self._layers.get(key)
             if layer is None:
                 layer = self._layers[key] = fp.ConvTranspose2d(w, b, strides, sym, out_pad, self.attrs["group"],
                                                                dilations, activation=self.activation,
-                                                               backend=self.backend)
-            y = layer(x)
+                                                               layout=layout, backend=self.backend)
+            y = layer(x, out=target)
         else:
             y = fp.conv_transpose2d(x, w, b, strides, sym, out_pad, self.attrs["group"], dilations,
-                                    activation=self.activation, backend=self.backend)
-        if sym == [0, 0] and any(pads):
+                                    activation=self.activation, layout=layout, backend=self.backend, out=target)
+        if target is not None:
+            return [out]
+        if nhwc:
+            y = y.transpose(0, 3, 1, 2)
+        if crop:
             h, wd = y.shape[2], y.shape[3]
             y = y[:, :, pads[0]:h - pads[2], pads[1]:wd - pads[3]]
         if rank == 1:

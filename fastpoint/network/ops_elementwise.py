@@ -15,6 +15,22 @@ from ..ops import _c
 from .registry import Op, broadcast_shape, deliver, register
 
 
+def c_layout(out: np.ndarray, *arrays):
+    """``out`` and ``arrays`` as the C loops take them (a C-contiguous ``out``): as they are, or, where the
+    plan's buffer is NHWC in memory, all seen as (N, H, W, C) (operands first broadcast to 4-d, so a
+    per-channel (C, 1, 1) one becomes (1, 1, 1, C)); ``(None, arrays)`` for any other memory order."""
+    if out.flags.c_contiguous:
+        return out, arrays
+    if out.ndim != 4 or not out.transpose(0, 2, 3, 1).flags.c_contiguous:
+        return None, arrays
+    views = []
+    for a in arrays:
+        if isinstance(a, np.ndarray) and a.ndim:
+            a = a.reshape((1,) * (4 - a.ndim) + a.shape).transpose(0, 2, 3, 1)
+        views.append(a)
+    return out.transpose(0, 2, 3, 1), tuple(views)
+
+
 class Unary(Op):
     """An activation or math function of one input, written into ``out``."""
 
@@ -31,7 +47,8 @@ class Unary(Op):
         out = outs[0] if outs else np.empty(x.shape, x.dtype)
         if self.c_activation is not None and x.dtype == np.float32 and _c.available():
             alpha, beta = (self.attrs["alpha"], self.attrs["beta"]) if self.c_activation == "hardsigmoid" else (0, 0)
-            if _c.eltwise(x, None, None, self.c_activation, alpha, beta, out=out) is not None:
+            o, (xc,) = c_layout(out, x)
+            if o is not None and _c.eltwise(xc, None, None, self.c_activation, alpha, beta, out=o) is not None:
                 return [out]
         with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
             self.compute(x, out)
@@ -189,7 +206,8 @@ class Binary(Op):
             a, b = inputs
             if a.shape != shape and self.op_type in ("Add", "Mul"):
                 a, b = b, a  # commutative: the full-size operand first (an SE block's x * scale)
-            if a.shape == shape and _c.eltwise(a, b, _C_BINARY[self.op_type], out=out) is not None:
+            o, (ac, bc) = c_layout(out, a, b)
+            if o is not None and a.shape == shape and _c.eltwise(ac, bc, _C_BINARY[self.op_type], out=o) is not None:
                 return [out]
         with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
             if len(inputs) == 1:

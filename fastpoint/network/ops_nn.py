@@ -117,6 +117,12 @@ class Pad(Op):
         pads, _ = self._pads(rank, values)
         return [(tuple(d + pads[i] + pads[rank + i] for i, d in enumerate(shapes[0])), dtypes[0])]
 
+    def is_identity(self, shapes, values) -> bool:
+        """All pads zero (MONAI's UpCat pads by the size difference, often none): the plan makes it a view."""
+        if shapes[0] is None or any(values[i] is None for i in self.needs_values() if i < len(values)):
+            return False
+        return not any(self._pads(len(shapes[0]), values)[0])
+
     def run(self, inputs, outs):
         x = inputs[0]
         rank = x.ndim
@@ -142,6 +148,10 @@ class GlobalPool(Op):
             from ..ops import _c
 
             if _c.available():
+                from .ops_conv import is_nhwc
+
+                if is_nhwc(x):  # NHWC memory (an NHWC plan): its own loop, no NCHW copy first
+                    return [_c.global_avg_pool(x.transpose(0, 2, 3, 1), "NHWC").transpose(0, 3, 1, 2)]
                 return [_c.global_avg_pool(x, "NCHW")]  # one threaded pass, float64 partial sums
         fn = np.mean if self.op_type == "GlobalAveragePool" else np.max
         return [fn(x, axis=axes, keepdims=True).astype(x.dtype, copy=False)]

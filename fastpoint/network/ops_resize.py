@@ -72,6 +72,27 @@ def cubic_axis(x: np.ndarray, axis: int, coords: np.ndarray, n_in: int, a: float
     return y
 
 
+#: bytes of the temporaries of one block of _lerp_into (two gathered slabs): well inside L2
+LERP_BLOCK_BYTES = 1 << 18
+
+
+def _lerp_into(x: np.ndarray, axis: int, i0: np.ndarray, i1: np.ndarray, lam: np.ndarray, out: np.ndarray) -> None:
+    """``lerp_axis`` written into ``out`` a block of output positions at a time: the same products and
+    sum per element (so the same result), but temporaries of a block, not two copies of the output."""
+    per_position = out.nbytes // max(lam.size, 1)
+    block = max(1, LERP_BLOCK_BYTES // max(per_position, 1))
+    shape = [1] * x.ndim
+    for s in range(0, lam.size, block):
+        sl = slice(s, min(lam.size, s + block))
+        shape[axis] = sl.stop - sl.start
+        w = lam[sl].reshape(shape)
+        dst = out[(slice(None),) * axis + (sl,)]
+        np.multiply(np.take(x, i0[sl], axis=axis), 1 - w, out=dst)
+        b = np.take(x, i1[sl], axis=axis)
+        b *= w
+        dst += b
+
+
 @register("Resize", "Upsample")
 class Resize(Op):
     attributes = {"mode": "nearest", "coordinate_transformation_mode": "half_pixel", "nearest_mode":
@@ -136,15 +157,33 @@ class Resize(Op):
         if dtype is not None and self.attrs["mode"] != "nearest" and dtype.kind != "f":
             raise self.unsupported(f"mode={self.attrs['mode']!r} on {dtype} (float inputs only)")
 
+    def _known(self, shapes, values) -> bool:
+        """The scales/sizes are known: each present one has a value (an omitted input has no shape either:
+        PyTorch's exports give sizes and omit scales, which must not make the node dynamic)."""
+        wanted = self.needs_values()
+        need = [i for i in wanted if values[i] is not None or shapes[i] is not None]
+        if wanted and not need:  # none visible: a run-time value of unknown shape, not an omitted one
+            return False
+        return shapes[0] is not None and all(values[i] is not None for i in need)
+
     def infer(self, shapes, dtypes, values):
         self._check_dtype(dtypes[0])
-        if shapes[0] is None or any(values[i] is None for i in self.needs_values()):
+        if not self._known(shapes, values):
             return None
         axes, res = self._plan(shapes[0], values)
         out = list(shapes[0])
         for a, (_, o, _) in zip(axes, res):
             out[a] = o
         return [(tuple(out), dtypes[0])]
+
+    writes_out = True
+
+    def is_identity(self, shapes, values) -> bool:
+        """Every axis keeps its size at scale 1 (no pass runs): the plan makes it a view."""
+        if not self._known(shapes, values):
+            return False
+        _, res = self._plan(shapes[0], values)
+        return all(n_in == n_out and scale == 1.0 for n_in, n_out, scale in res)
 
     def run(self, inputs, outs):
         from ..ops.interpolate import lerp_axis, linear_taps
@@ -158,17 +197,24 @@ class Resize(Op):
             return [y]
         y = x
         # the last axis first: for NCHW images W then H, the order of PyTorch's own expression
-        for axis, (n_in, n_out, scale) in sorted(zip(axes, res), reverse=True):
-            if n_in == n_out and scale == 1.0:
-                continue
+        passes = [(axis, r) for axis, r in sorted(zip(axes, res), reverse=True) if not (r[0] == r[1] and r[2] == 1.0)]
+        shape = list(x.shape)
+        for axis, (_, n_out, _) in passes:
+            shape[axis] = n_out
+        out = outs[0] if outs else np.empty(shape, x.dtype)
+        for k, (axis, (n_in, n_out, scale)) in enumerate(passes):
             coords = source_coords(a["coordinate_transformation_mode"], n_in, n_out, scale)
             if a["mode"] == "nearest":
                 y = np.take(y, nearest_index(a["nearest_mode"], coords, n_in), axis=axis)
             elif a["mode"] == "cubic":
                 y = cubic_axis(y, axis, coords, n_in, a["cubic_coeff_a"], bool(a["exclude_outside"]))
+            elif k == len(passes) - 1:  # the last (largest) pass straight into the output, a block at a time
+                _lerp_into(y, axis, *linear_taps(coords, n_in, y.dtype), out)
+                return [out]
             else:  # linear (exclude_outside changes nothing: the coordinates are clamped to the image)
                 y = lerp_axis(y, axis, *linear_taps(coords, n_in, y.dtype))
-        return [np.ascontiguousarray(y, dtype=x.dtype)]
+        np.copyto(out, y, casting="unsafe")
+        return [out]
 
     def _run_c(self, x, axes, res):
         """Both spatial axes of a float32 NCHW image, nearest or linear, in one C pass; else None."""

@@ -20,6 +20,7 @@ Made once per input shapes (the network caches them), in three passes:
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -40,6 +41,9 @@ class Step:
     out_shapes: List[Optional[Shape]]
     out_dtypes: List[Optional[np.dtype]]
     offsets: Optional[List[int]] = None  # arena byte offset of each output (writes_out ops)
+    nhwc: Tuple[bool, ...] = ()  # per output: its arena buffer is NHWC in memory (a transposed view)
+    to_nchw: Tuple[int, ...] = ()  # inputs that are NHWC in memory and that this op reads as NCHW (a copy)
+    to_output: bool = False  # writes a graph output into a recycled array (Plan._output_buffers)
     free_after: Tuple[str, ...] = ()  # values whose last reader is this step
 
 
@@ -47,13 +51,17 @@ class Plan:
     #: testing hook: a value to fill each run's arena with (NaN shows any read of a buffer never written)
     arena_fill: Optional[float] = None
 
-    def __init__(self, graph: Graph, feeds: Dict[str, Tuple[Shape, np.dtype]]) -> None:
+    def __init__(self, graph: Graph, feeds: Dict[str, Tuple[Shape, np.dtype]], layout: str = "NCHW") -> None:
+        from .layout import choose_layout
+
         self.graph = graph
         self.consts: Dict[str, np.ndarray] = {}
         self.steps: List[Step] = []
         self.folded = 0
         self._arenas = threading.local()
         self._fold_and_infer(feeds)
+        #: the memory order of the activations: "NCHW" or "NHWC" (layout.py)
+        self.layout = choose_layout(self.steps) if layout == "auto" else layout
         self._plan_memory(feeds)
 
     # -- pass 1 -------------------------------------------------------------------------------
@@ -82,6 +90,10 @@ class Plan:
             in_shapes = [shapes.get(n) if n else None for n in ins]
             in_dtypes = [dtypes.get(n) if n else None for n in ins]
             values = [known.get(n) if n else None for n in ins]
+            is_identity = getattr(op, "is_identity", None)
+            if is_identity is not None and len(node.outputs) == 1 and is_identity(in_shapes, values):
+                node = _identity_node(node)  # a no-op Pad or Resize: a view of its input, no copy
+                op, in_shapes, in_dtypes, values = node.op, in_shapes[:1], in_dtypes[:1], values[:1]
             res = op.infer(in_shapes, in_dtypes, values)
             if res is not None and len(res) != len(node.outputs):
                 res = None  # an op that infers fewer outputs than the node has: planned at run time
@@ -104,6 +116,7 @@ class Plan:
         for n in outputs:
             last[n] = end
         storage: Dict[str, str] = {}  # value -> the value whose storage it uses
+        nhwc: Dict[str, bool] = {}  # storage -> NHWC in memory (see _layout_of)
         span: Dict[str, List[int]] = {}  # storage -> [first step, last step]
         size: Dict[str, int] = {}
         for i, step in enumerate(self.steps):
@@ -121,6 +134,7 @@ class Plan:
                     storage[name] = storage[first_in]
                 elif op.writes_out and shape is not None and dtype is not None and name not in outputs:
                     storage[name] = name
+                    nhwc[name] = k == 0 and _nhwc_output(step, shape, storage, nhwc, self.layout)
                     span[name] = [i, i]
                     size[name] = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
                 else:
@@ -130,15 +144,71 @@ class Plan:
         # a storage shared with a graph output (an output that views it) must not be reused early
         for name, root in storage.items():
             span[root][1] = max(span[root][1], last.get(name, span[root][1]))
+        inside = self._concat_in_place(storage, span, size, nhwc)
         self.offsets = _greedy_by_size(span, size)
         self.arena_bytes = -(-max((self.offsets[r] + size[r] for r in size), default=0) // ALIGN) * ALIGN
+        for r in inside:  # a Concat input's storage: its slice of the concatenated buffer
+            self.offsets[r] = _offset_inside(r, inside, self.offsets)
+        self.concat_in_place = len(inside)
         for i, step in enumerate(self.steps):
             outs = step.node.outputs
-            if step.node.op.writes_out and all(n in storage for n in outs if n) and all(outs):
+            if _gets_buffers(step, storage):
                 step.offsets = [self.offsets[storage[n]] for n in outs]
+                step.nhwc = tuple(nhwc.get(storage[n], False) for n in outs)
             step.free_after = tuple(n for n in set(step.node.inputs) if n and last.get(n) == i)
+            step.to_output = (step.node.op.writes_out and all(outs) and all(n in outputs for n in outs)
+                              and all(s is not None for s in step.out_shapes)
+                              and all(d is not None for d in step.out_dtypes))
+            if not _layout_aware(step.node.op):
+                step.to_nchw = tuple(j for j, n in enumerate(step.node.inputs)
+                                     if n and nhwc.get(storage.get(n, ""), False))
         self.storage = storage
+        self.nhwc = nhwc
         self.peak_bytes = self._peak(last, storage, size, span)
+
+    def _concat_in_place(self, storage, span, size, nhwc) -> Dict[str, Tuple[str, int]]:
+        """Concat inputs whose producers write straight into their slice of the Concat's buffer.
+
+        In an NCHW plan, when everything before the Concat axis has size 1 (batch 1 on channels),
+        each input's slice is one contiguous piece of the output, so a producer can be given that
+        piece as its output buffer and the Concat copies nothing for it. Taken in: an input whose
+        storage holds that value alone (the same bytes; views and in-place ops before the Concat
+        allowed, none after it, so nothing overwrites the slice), is written by a step that is given
+        its buffers, and is no other Concat's. The Concat buffer's life then starts at its first
+        input's producer. Returns {input storage: (Concat storage, byte offset in it)}.
+        """
+        inside: Dict[str, Tuple[str, int]] = {}
+        if self.layout != "NCHW":
+            return inside
+        produced: Dict[str, int] = {}
+        for i, step in enumerate(self.steps):
+            for n in step.node.outputs:
+                produced[n] = i
+        sharers: Dict[str, List[str]] = {}
+        for v, r in storage.items():
+            sharers.setdefault(r, []).append(v)
+        given = {r for step in self.steps if _gets_buffers(step, storage) for r in step.node.outputs if r}
+        for i, step in enumerate(self.steps):
+            node = step.node
+            c = node.outputs[0] if node.op.op_type == "Concat" else ""
+            if not c or storage.get(c) != c or c not in size or any(s is None for s in step.in_shapes):
+                continue
+            shape, dtype = step.out_shapes[0], step.out_dtypes[0]
+            axis = node.op.attrs["axis"] % len(shape)
+            if int(np.prod(shape[:axis], dtype=np.int64)) != 1:
+                continue
+            roots = [storage.get(n) for n in node.inputs]
+            offset = 0
+            for n, s, r in zip(node.inputs, step.in_shapes, roots):
+                nbytes = int(np.prod(s, dtype=np.int64)) * dtype.itemsize
+                if (r is not None and r in size and r != c and r not in inside and roots.count(r) == 1
+                        and r in given and size[r] == nbytes and not nhwc.get(r) and self.dtypes.get(n) == dtype
+                        and all(produced[v] < i for v in sharers[r])):
+                    inside[r] = (c, offset)
+                    span[c] = [min(span[c][0], span[r][0]), max(span[c][1], span[r][1])]
+                    del size[r], span[r]
+                offset += nbytes
+        return inside
 
     def _peak(self, last, storage, size, span) -> int:
         """Largest total of activation bytes alive at once (an arena storage counts once, over its span)."""
@@ -160,6 +230,22 @@ class Plan:
         return peak
 
     # -- running ------------------------------------------------------------------------------
+    def _output_buffers(self, step: Step) -> List[np.ndarray]:
+        """Arrays for a step that writes graph outputs: last call's, where the caller no longer holds it.
+
+        A fresh array for a large output costs its page faults on every call (5.5 MiB of logits: a few
+        ms); one whose last result nobody references (the only reference is this per-thread pool's, so
+        no view of it exists either) is written again instead. A result the caller keeps is never
+        touched: it gets a new array and the pool forgets it.
+        """
+        pool = self._arenas.__dict__.setdefault("outputs", {})
+        outs = []
+        for name, shape, dtype in zip(step.node.outputs, step.out_shapes, step.out_dtypes):
+            if not _recyclable(pool, name) or pool[name].shape != tuple(shape) or pool[name].dtype != dtype:
+                pool[name] = np.empty(shape, dtype)
+            outs.append(pool[name])
+        return outs
+
     def run(self, feeds: Dict[str, np.ndarray], profile: Optional[List[float]] = None) -> Dict[str, np.ndarray]:
         arena = getattr(self._arenas, "arena", None)  # one per thread: concurrent calls never share one
         if arena is None:
@@ -171,9 +257,14 @@ class Plan:
         for step in self.steps:
             node = step.node
             args = [env[n] if n else None for n in node.inputs]
+            for j in step.to_nchw:
+                args[j] = np.ascontiguousarray(args[j])
             outs = None
             if step.offsets is not None:
-                outs = [_view(arena, off, s, d) for off, s, d in zip(step.offsets, step.out_shapes, step.out_dtypes)]
+                outs = [_view(arena, off, s, d, t) for off, s, d, t in
+                        zip(step.offsets, step.out_shapes, step.out_dtypes, step.nhwc)]
+            elif step.to_output:
+                outs = self._output_buffers(step)
             t0 = time.perf_counter() if profile is not None else 0.0
             results = node.op.run(args, outs)
             if profile is not None:
@@ -192,13 +283,69 @@ class Plan:
             in_arena = arena is not None and np.may_share_memory(value, arena)
             of_feed = any(np.may_share_memory(value, x) for x in feeds.values())  # e.g. Identity(input)
             owned = o.name in self.consts or in_arena or of_feed
-            result[o.name] = np.array(value, copy=True) if owned else value
+            result[o.name] = np.array(value, copy=True, order="C") if owned else np.ascontiguousarray(value)
         return result
 
 
-def _view(arena: np.ndarray, offset: int, shape: Shape, dtype: np.dtype) -> np.ndarray:
+def _recyclable(pool: Dict[str, np.ndarray], name: str) -> bool:
+    """The pool's array for ``name`` is referenced by the pool alone (the caller dropped last call's result)."""
+    return name in pool and sys.getrefcount(pool[name]) == 2  # the dict's reference and getrefcount's argument
+
+
+def _view(arena: np.ndarray, offset: int, shape: Shape, dtype: np.dtype, nhwc: bool = False) -> np.ndarray:
+    """The arena bytes at ``offset`` as an array of ``shape`` (NCHW), NHWC in memory when ``nhwc``."""
     n = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    return arena[offset:offset + n].view(dtype).reshape(shape)
+    flat = arena[offset:offset + n].view(dtype)
+    if nhwc:
+        return flat.reshape(shape[0], shape[2], shape[3], shape[1]).transpose(0, 3, 1, 2)
+    return flat.reshape(shape)
+
+
+def _gets_buffers(step: Step, storage: Dict[str, str]) -> bool:
+    """Whether the plan gives a step arena buffers for its outputs (else it makes its own arrays)."""
+    outs = step.node.outputs
+    return step.node.op.writes_out and all(outs) and all(n in storage for n in outs)
+
+
+def _offset_inside(root: str, inside: Dict[str, Tuple[str, int]], offsets: Dict[str, int]) -> int:
+    """A Concat input's byte offset: its Concat's (itself possibly inside another Concat) plus its own."""
+    outer, offset = inside[root]
+    return (_offset_inside(outer, inside, offsets) if outer in inside else offsets[outer]) + offset
+
+
+def _identity_node(node: Node) -> Node:
+    """An Identity standing for a node that changes nothing for these shapes (shown as "<Op> (no-op)")."""
+    from .ops_shape import Identity
+
+    op = Identity("Identity", node.name, {}, node.op.opset, 1, 1)
+    op.fused.append(f"{node.op.op_type} (no-op)")
+    return Node(op, node.inputs[:1], list(node.outputs))
+
+
+def _layout_aware(op) -> bool:
+    """Ops that run on NHWC memory as fast as on NCHW (the others get an NCHW copy of such inputs)."""
+    return op.op_type in ("Conv", "ConvTranspose", "Concat", "GlobalAveragePool", "GlobalMaxPool") or op.in_place
+
+
+def _nhwc_output(step: Step, shape: Shape, storage: Dict[str, str], nhwc: Dict[str, bool], layout: str) -> bool:
+    """Whether a step's new arena buffer is NHWC in memory (in a plan of ``layout`` NHWC).
+
+    Every value keeps its NCHW shape (so ops with axes, Concat, Softmax, Reshape, ..., mean what ONNX
+    says); only the memory order changes. A convolution writes NHWC (and so runs NHWC); an elementwise op
+    or a Concat writes in the layout of its input; every other op gets NCHW buffers (or makes its own
+    arrays) and reads any strides: where a layout changes, a consumer converts (one copy).
+    """
+    if len(shape) != 4:
+        return False
+    op = step.node.op
+    if op.op_type in ("Conv", "ConvTranspose"):
+        w_rank = op.weight.ndim if op.weight is not None else len(step.in_shapes[1] or ())
+        return layout == "NHWC" and w_rank == 4
+    if op.in_place or op.op_type == "Concat":
+        ins = step.node.inputs[:1] if op.op_type == "Concat" else step.node.inputs
+        return any(n and nhwc.get(storage.get(n, ""), False) and (op.op_type == "Concat" or s == shape)
+                   for n, s in zip(ins, step.in_shapes))
+    return False
 
 
 def _greedy_by_size(span: Dict[str, List[int]], size: Dict[str, int]) -> Dict[str, int]:

@@ -39,5 +39,6 @@ def layer_table(graph: Graph, plan: Optional[Plan]) -> str:
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     lines.insert(1, "-" * len(lines[0]))
     lines.append(f"{len(plan.steps)} steps ({plan.folded} nodes folded at plan time), {total / 1e9:.2f} GFLOP, "
+                 f"layout {plan.layout}, {plan.concat_in_place} Concat inputs in place, "
                  f"arena {_mb(plan.arena_bytes)}, peak activations {_mb(plan.peak_bytes)}")
     return "\n".join(lines)
