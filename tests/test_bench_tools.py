@@ -199,3 +199,17 @@ def test_bench_restarts_the_installed_package_not_a_fastpoint_folder_in_the_curr
     assert "restarting without OPENBLAS_CORETYPE" in res.stderr
     assert res.returncode == 0, res.stderr
     assert "quick" in res.stdout
+
+
+@pytest.mark.parametrize("suite", ["conv1d", "transposed"])
+def test_op_suites_time_the_layer_and_the_one_shot_call(suite):
+    """conv1d / transposed suites name their contenders as conv2d's do: ``c`` the prepacked layer, ``c-call``
+    the one-shot function; both are checked against each other before timing."""
+    from fastpoint.bench.suites import SUITES
+
+    main = fp.backends()[0]
+    record = run_bench(SUITES[suite][:1], [main, main + "-call"], [], [1], settings=Settings(1, 0.001, 0.1),
+                       progress=False)
+    r = record["results"][0]
+    assert set(r["median_s"]) == {main, main + "-call"} and not r["na"]
+    assert r["check"][main + "-call"] == 0.0  # the one-shot call equals the layer bit for bit

@@ -2,8 +2,9 @@
 
 The suites ``conv1d`` and ``transposed`` of ``fastpoint bench``: each layer is a :class:`OpLayer`, which
 answers what the runner asks of a :class:`fastpoint.bench.suites.Layer` (name, group, shape, flops, bytes) and
-sets up its own contenders (``prepare``): fastpoint backends timed as one-shot calls
-(``fp.conv1d(x, w, b, ..., out=out)``: weights checked and packed in every call, as a user calling the
+sets up its own contenders (``prepare``): fastpoint backends, named as in conv2d's suites (``c`` the
+prepacked layer ``fp.Conv1d`` / ``fp.ConvTranspose2d``, ``c-call`` the one-shot call
+``fp.conv1d(x, w, b, ..., out=out)``: weights checked and packed in every call, as a user calling the
 function pays), torch (``F.conv1d`` / ``F.conv_transpose2d``) and ONNX Runtime (a one-node ``Conv`` /
 ``ConvTranspose`` model, IOBinding).  Shapes from the published networks: PointNet, WaveNet, Conformer,
 an ECG ResNet, wav2vec2's feature encoder; U-Net, FCN-8s and DCGAN up-sampling.
@@ -125,27 +126,43 @@ class OpLayer:
         import fastpoint as fp
 
         from .peers import Prepared
+        from .report import CALL
 
         x, w, b = self.arrays()
         if layout == "NHWC":
             x = self._channels_last(x)
         out = np.empty(self.out_shape(layout), np.float32)
         fp.set_num_threads(threads)
+        # As for conv2d's suites: ``c`` times the prepacked layer, ``c-call`` the one-shot function.
+        one_shot = backend.endswith(CALL)
+        name = backend[:-len(CALL)] if one_shot else backend
         if self.op == "conv1d":
             lay = "NCL" if layout == "NCHW" else "NLC"
+            if one_shot:
+                def run():
+                    fp.conv1d(x, w, b, self.stride, self.padding, self.dilation, self.groups, layout=lay,
+                              backend=name, out=out)
+            else:
+                layer = fp.Conv1d(w, b, self.stride, self.padding, self.dilation, self.groups, layout=lay,
+                                  backend=name)
 
-            def run():
-                fp.conv1d(x, w, b, self.stride, self.padding, self.dilation, self.groups, layout=lay,
-                          backend=backend, out=out)
-        else:
+                def run():
+                    layer(x, out=out)
+        elif one_shot:
             def run():
                 fp.conv_transpose2d(x, w, b, self.stride, self.padding, self.output_padding, self.groups,
-                                    self.dilation, layout=layout, backend=backend, out=out)
+                                    self.dilation, layout=layout, backend=name, out=out)
+        else:
+            layer = fp.ConvTranspose2d(w, b, self.stride, self.padding, self.output_padding, self.groups,
+                                       self.dilation, layout=layout, backend=name)
+
+            def run():
+                layer(x, out=out)
 
         def result():
             return out if layout == "NCHW" else np.ascontiguousarray(np.moveaxis(out, -1, 1))
 
-        return Prepared(run, result, layout, "one-shot calls (weights packed in each)")
+        return Prepared(run, result, layout, "one-shot calls (weights packed in each)" if one_shot else "")
 
     def _torch(self, threads: int) -> Prepared:
         import torch

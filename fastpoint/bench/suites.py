@@ -150,7 +150,7 @@ SUITES: Dict[str, List[Layer]] = {
     "mobilenetv2": [la for la in POINTWISE + SPATIAL if la.group.startswith("mbv2")],
     "unet": [la for la in POINTWISE + SPATIAL if la.group.startswith("unet")],
     "all": POINTWISE + SPATIAL,
-    "conv1d": CONV1D,  # conv1d and transposed convolution (ops_suites.py), one-shot calls
+    "conv1d": CONV1D,  # conv1d and transposed convolution (ops_suites.py)
     "transposed": TRANSPOSED,
 }
 
