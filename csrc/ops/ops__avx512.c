@@ -1,7 +1,6 @@
-/* The op loops (ops_impl.h) vectorised for AVX-512 (FMA contraction off: products round as NumPy's). */
+/* The op loops (ops_impl.h) vectorised for AVX-512 (FMA contraction off in ops_impl.h: products round as NumPy's). */
 #include "ops.h"
 #if defined(__x86_64__) && !defined(FP_PORTABLE_ONLY)
-#pragma GCC optimize("fp-contract=off")
 #include "../isa_target.h"
 FP_TARGET_AVX512
 #include "ops_impl.h"

@@ -4,6 +4,14 @@
 #include <math.h>
 #include <string.h>
 
+/* Contraction off for every function below, in the spelling each compiler knows (clang ignores GCC's
+ * optimize pragma, GCC warns on the standard one). */
+#ifdef __clang__
+#pragma STDC FP_CONTRACT OFF
+#else
+#pragma GCC optimize("fp-contract=off")
+#endif
+
 #include "../internal.h"
 #include "ops.h"
 
