@@ -241,3 +241,78 @@ def test_output_arrays_recycled_only_when_dropped():
     del y3
     y4 = net(x2)  # dropped: its array is written again (no page faults for a fresh one)
     assert y4.ctypes.data == addr and np.array_equal(y4, ref2)
+
+
+def image_ops_model(rng, c=16):
+    """Convolutions around MaxPool, AveragePool (padded, ceil mode), Resize (nearest and linear) and a
+    squeeze-excitation Mul: every op an NHWC plan now keeps NHWC and runs prebound."""
+    inits = {"w1": _w(rng, c, 3), "w2": _w(rng, c, c, 1), "w3": _w(rng, c, c), "f1": _w(rng, 4, c, 1),
+             "f2": _w(rng, c, 4, 1), "s2": np.array([1.0, 1.0, 2.0, 2.0], np.float32),
+             "sizes": np.array([1, c, 13, 11], np.int64)}
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1]),
+        helper.make_node("MaxPool", ["c1"], ["p1"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
+        helper.make_node("Conv", ["p1", "w2"], ["c2"]),
+        helper.make_node("AveragePool", ["c2"], ["p2"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 0, 1, 1],
+                         ceil_mode=1, count_include_pad=0),
+        helper.make_node("Resize", ["p2", "", "s2"], ["u1"], mode="nearest"),
+        helper.make_node("Conv", ["u1", "w3"], ["c3"], pads=[1, 1, 1, 1]),
+        helper.make_node("GlobalAveragePool", ["c3"], ["g"]),
+        helper.make_node("Conv", ["g", "f1"], ["g1"]), helper.make_node("Relu", ["g1"], ["g1r"]),
+        helper.make_node("Conv", ["g1r", "f2"], ["g2"]), helper.make_node("Sigmoid", ["g2"], ["g2s"]),
+        helper.make_node("Mul", ["c3", "g2s"], ["se"]),
+        helper.make_node("Resize", ["se", "", "", "sizes"], ["y"], mode="linear"),
+    ]
+    return model(nodes, [("x", [1, 3, 24, 20])], [("y", None)], inits)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_prebound_program_matches_the_general_path(layout, threads, monkeypatch):
+    """Plan._program binds convolutions, pooling, resizing, GAP and the SE Mul to their arena views once;
+    the results equal ONNX Runtime's and, bit for bit, those of every step run the general way."""
+    rng = np.random.default_rng(3)
+    m = image_ops_model(rng)
+    monkeypatch.setattr(Plan, "arena_fill", float("nan"))
+    net = fp.load_onnx(m, layout=layout)
+    plan = net.plan()
+    with _threads(threads):
+        for seed in (1, 2):  # a second input: nothing bound goes stale
+            x = np.random.default_rng(seed).standard_normal((1, 3, 24, 20)).astype(np.float32)
+            y = net(x)
+            ref = ort_run(m, {"x": x})[0]
+            np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
+            env = dict(plan.consts)
+            env["x"] = x
+            for step, outs in zip(plan.steps, _fixed_outs(plan)):
+                plan._run_step(step, outs, plan._arenas.arena, env)
+            np.testing.assert_array_equal(y, env["y"])
+    bound = [s.node.op.op_type for s, e in zip(plan.steps, plan._arenas.program)
+             if getattr(e, "__name__", "") == "entry"]
+    for op in ("MaxPool", "AveragePool", "GlobalAveragePool", "Mul"):
+        assert op in bound, (op, bound)
+    assert bound.count("Conv") >= 4 and bound.count("Resize") == 1  # (the last one writes the graph output)
+    if layout == "NHWC":  # pooling and resizing keep the plan's layout: no NCHW copies
+        assert not any(s.to_nchw for s in plan.steps)
+
+
+def _fixed_outs(plan):
+    """Each step's output views of this thread's arena, as Plan._program makes them."""
+    from fastpoint.network.plan import _view
+
+    arena = plan._arenas.arena
+    return [None if s.offsets is None else [_view(arena, o, sh, d, t) for o, sh, d, t in
+                                            zip(s.offsets, s.out_shapes, s.out_dtypes, s.nhwc)]
+            for s in plan.steps]
+
+
+class _threads:
+    def __init__(self, n):
+        self.n = n
+
+    def __enter__(self):
+        self.old = fp.get_num_threads()
+        fp.set_num_threads(self.n)
+
+    def __exit__(self, *exc):
+        fp.set_num_threads(self.old)

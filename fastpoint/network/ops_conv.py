@@ -10,6 +10,7 @@ ONNX's asymmetric pads become a zero pad of the rows/columns that the symmetric 
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
@@ -161,13 +162,58 @@ class Conv(ConvBase):
             return lambda x, out, **r: fp.conv2d(x, w4, b, strides, sym, dilations, self.attrs["group"], **kw,
                                                  layout=layout, backend=self.backend, out=out,
                                                  algorithm=self._algorithm(w4, strides, dilations), **r)
+        layer = self._node_layer(w4, b, sym, strides, dilations, layout, fused, kw)
+        return lambda x, out, **r: layer(x, out=out, **r)
+
+    def _node_layer(self, w4, b, sym, strides, dilations, layout: str, fused: bool, kw: Dict) -> NodeConv2d:
+        """The prepacked layer of this node for a padding, layout and fusion (made on first use, kept)."""
         key = (tuple(sym), layout, fused)
         layer = self._layers.get(key)
         if layer is None:
             layer = self._layers[key] = NodeConv2d(w4, b, strides, sym, dilations, self.attrs["group"], **kw,
                                                     layout=layout, backend=self.backend,
                                                     algorithm=self._algorithm(w4, strides, dilations))
-        return lambda x, out, **r: layer(x, out=out, **r)
+        return layer
+
+    def bind(self, inputs, outs):
+        """A runner of this node on fixed arrays (the plan's arena views: ``Plan._program``), or None.
+
+        For a 2-d convolution with an initializer weight, symmetric pads and the output (and residual)
+        in one memory order, it resolves once what ``run`` works out per call (pads, layout, the
+        prepacked layer, the NHWC views), makes the layer's kept call plan on its first call, and from
+        then on calls the plan's bound C runner directly: the plan's buffers are contiguous, aligned and
+        never overlap an input (the arena's rule), which is all that the layer's per-call checks test.
+        """
+        x, out = inputs[0], outs[0]
+        w, b = self.weight, self.bias
+        if w is None or w.ndim != 4 or x.ndim != 4 or x.dtype not in (np.float32, np.float64):
+            return None
+        pads = self._pads(x.shape, w.shape)
+        shape = self._conv_shape(x.shape, w.shape)
+        res = inputs[3] if self.residual else None
+        if pads[:2] != pads[2:] or out.shape != shape or (res is not None and res.shape != shape):
+            return None
+        nhwc = is_nhwc(out) or x.shape[2:] == shape[2:] == (1, 1)
+        strides, dilations = self.geometry(2)
+        layer = self._node_layer(w, b, pads[:2], strides, dilations, "NHWC" if nhwc else "NCHW", True,
+                                 self._epilogue(w.shape[0]))
+        xk, yk, rk = (a if a is None or not nhwc else a.transpose(0, 2, 3, 1) for a in (x, out, res))
+        if not all(a is None or (a.flags.c_contiguous and a.flags.aligned) for a in (xk, yk, rk)):
+            return None
+        kw = {} if rk is None else {"residual": rk}
+        fast = None
+
+        def runner() -> None:
+            nonlocal fast
+            if fast is not None:
+                fast()
+                return
+            layer(xk, out=yk, **kw)  # the full call once: it checks everything and keeps its plan
+            plan = layer._plans.get((xk.shape, xk.dtype))
+            if plan is not None and plan.bad_taps is None:  # (non-finite weights: the padding fix-up each call)
+                fast = partial(plan.run, xk, yk) if rk is None else partial(plan.run_residual, xk, yk, rk)
+
+        return runner
 
     def run(self, inputs, outs):
         x = inputs[0]

@@ -202,13 +202,10 @@ class Binary(Op):
         shape = broadcast_shape(*(x.shape for x in inputs))
         dt = np.dtype(self.result_dtype) if self.result_dtype else inputs[0].dtype
         out = outs[0] if outs else np.empty(shape, dt)
-        if len(inputs) == 2 and self.op_type in _C_BINARY and dt == np.float32 and _c.available():
-            a, b = inputs
-            if a.shape != shape and self.op_type in ("Add", "Mul"):
-                a, b = b, a  # commutative: the full-size operand first (an SE block's x * scale)
-            o, (ac, bc) = c_layout(out, a, b)
-            if o is not None and a.shape == shape and _c.eltwise(ac, bc, _C_BINARY[self.op_type], out=o) is not None:
-                return [out]
+        runner = self._c_runner(inputs, out, shape, dt, copy=True)
+        if runner is not None:
+            runner()
+            return [out]
         with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
             if len(inputs) == 1:
                 np.copyto(out, inputs[0])
@@ -219,6 +216,35 @@ class Binary(Op):
             if self.op_type == "Mean":
                 out /= out.dtype.type(len(inputs))
         return [out]
+
+    def _c_runner(self, inputs, out: np.ndarray, shape, dt, copy: bool):
+        """The C loop of a float32 Add/Sub/Mul/Div into ``out`` with its arguments bound, or None. With
+        ``copy`` a non-contiguous operand is copied first (a call's), else the case is refused (``bind``:
+        the plan's fixed arrays, where a copy made now would go stale)."""
+        if not (len(inputs) == 2 and self.op_type in _C_BINARY and dt == np.float32 and _c.available()):
+            return None
+        a, b = inputs
+        if a.shape != shape and self.op_type in ("Add", "Mul"):
+            a, b = b, a  # commutative: the full-size operand first (an SE block's x * scale)
+        o, (ac, bc) = c_layout(out, a, b)
+        if o is None or a.shape != shape or ac.dtype != np.float32 or bc.dtype != np.float32 or ac.ndim == 0:
+            return None
+        if copy:
+            ac, bc = np.ascontiguousarray(ac), np.ascontiguousarray(bc)
+        elif not (ac.flags.c_contiguous and bc.flags.c_contiguous):
+            return None
+        if ac.size == 0:
+            return lambda: None
+        return _c.bind_eltwise(ac, bc, _C_BINARY[self.op_type], None, 0.0, 0.0, o)
+
+    def bind(self, inputs, outs):
+        """The C loop on the plan's fixed arrays (``Plan._program``), or None."""
+        if len(inputs) != 2 or self.attrs.get("broadcast") or any(x is None for x in inputs):
+            return None
+        shape = broadcast_shape(*(x.shape for x in inputs))
+        if outs[0].shape != shape:
+            return None
+        return self._c_runner(inputs, outs[0], shape, inputs[0].dtype, copy=False)
 
     def flops(self, in_shapes, out_shapes):
         return int(np.prod(out_shapes[0], dtype=np.int64)) * max(len(in_shapes) - 1, 1)

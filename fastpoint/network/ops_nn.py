@@ -136,25 +136,47 @@ class Pad(Op):
 
 @register("GlobalAveragePool", "GlobalMaxPool")
 class GlobalPool(Op):
+    writes_out = True
+
     def infer(self, shapes, dtypes, values):
         if shapes[0] is None:
             return None
         return [(shapes[0][:2] + (1,) * (len(shapes[0]) - 2), dtypes[0])]
 
+    def _c_case(self, x: np.ndarray, out: np.ndarray):
+        """``(x, layout, out)`` as the C loop takes them (one threaded pass, float64 partial sums), or None."""
+        from ..ops import _c
+
+        if not (self.op_type == "GlobalAveragePool" and x.ndim == 4 and x.dtype == np.float32 and x.size
+                and _c.available() and out.flags.c_contiguous):
+            return None
+        from .ops_conv import is_nhwc
+
+        if is_nhwc(x):  # NHWC memory (an NHWC plan): its own loop, no NCHW copy first
+            return x.transpose(0, 2, 3, 1), "NHWC", out.reshape(out.shape[0], 1, 1, out.shape[1])
+        return (x, "NCHW", out) if x.flags.c_contiguous else None
+
     def run(self, inputs, outs):
         x = inputs[0]
-        axes = tuple(range(2, x.ndim))
-        if self.op_type == "GlobalAveragePool" and x.ndim == 4 and x.dtype == np.float32 and x.size:
+        out = outs[0] if outs else np.empty(x.shape[:2] + (1,) * (x.ndim - 2), x.dtype)
+        case = self._c_case(x, out)
+        if case is not None:
             from ..ops import _c
 
-            if _c.available():
-                from .ops_conv import is_nhwc
-
-                if is_nhwc(x):  # NHWC memory (an NHWC plan): its own loop, no NCHW copy first
-                    return [_c.global_avg_pool(x.transpose(0, 2, 3, 1), "NHWC").transpose(0, 3, 1, 2)]
-                return [_c.global_avg_pool(x, "NCHW")]  # one threaded pass, float64 partial sums
+            _c.bind_global_avg_pool(*case)()
+            return [out]
         fn = np.mean if self.op_type == "GlobalAveragePool" else np.max
-        return [fn(x, axis=axes, keepdims=True).astype(x.dtype, copy=False)]
+        np.copyto(out, fn(x, axis=tuple(range(2, x.ndim)), keepdims=True).astype(x.dtype, copy=False))
+        return [out]
+
+    def bind(self, inputs, outs):
+        """The C loop on the plan's fixed arrays, its arguments made once (``Plan._program``); else None."""
+        case = self._c_case(inputs[0], outs[0])
+        if case is None:
+            return None
+        from ..ops import _c
+
+        return _c.bind_global_avg_pool(*case)
 
     def flops(self, in_shapes, out_shapes):
         return int(np.prod(in_shapes[0], dtype=np.int64))

@@ -65,6 +65,8 @@ class Pool(Op):
         shape = tuple(shapes[0][:2]) + tuple(out)
         return [(shape, dtypes[0]), (shape, np.dtype(np.int64))][:self.n_outputs]
 
+    writes_out = True
+
     def run(self, inputs, outs):
         core = _pool_core()
         x = inputs[0]
@@ -77,16 +79,55 @@ class Pool(Op):
         shape = x.shape[:2] + tuple(out[-self.rank:])
         if self.op_type == "MaxPool" and self.n_outputs > 1:
             y, plane = core.max_windows_with_indices(x4, (2, 3), k, s, d, pads, out)
-            return [y.reshape(shape), self._flat_indices(plane, x.shape).reshape(shape)]
+            results = [y.reshape(shape), self._flat_indices(plane, x.shape).reshape(shape)]
+            if outs:
+                for o, r in zip(outs, results):
+                    np.copyto(o, r)
+                return list(outs)
+            return results
+        if outs and self.rank == 2:
+            runner = self._c_runner(x, outs[0])
+            if runner is not None:
+                runner()
+                return [outs[0]]
         if self.op_type == "MaxPool":
             y = core.pool_windows(x4, (2, 3), k, s, d, pads, out, "max")
         else:
-            include = bool(self.attrs["count_include_pad"])
-            counts = [core.window_counts(x4.shape[2 + i], k[i], s[i], d[i], pads[i], pads[2 + i], out[i], include)
-                      for i in range(2)]
             y = core.pool_windows(x4, (2, 3), k, s, d, pads, out, "sum",
-                                  divisors=(counts[0][:, None] * counts[1][None, :]).astype(x4.dtype))
+                                  divisors=self._divisors(x4, k, s, d, pads, out))
+        if outs:
+            np.copyto(outs[0], y.reshape(shape))
+            return [outs[0]]
         return [y.reshape(shape)]
+
+    def _divisors(self, x4, k, s, d, pads, out) -> np.ndarray:
+        """AveragePool's divisor of each output pixel (the taps on the image, or with the padding)."""
+        core = _pool_core()
+        include = bool(self.attrs["count_include_pad"])
+        counts = [core.window_counts(x4.shape[2 + i], k[i], s[i], d[i], pads[i], pads[2 + i], out[i], include)
+                  for i in range(2)]
+        return (counts[0][:, None] * counts[1][None, :]).astype(x4.dtype)
+
+    def _c_runner(self, x: np.ndarray, y: np.ndarray):
+        """The C loop of a float32 2-d pooling into ``y``, bound (``runner()``), or None. Either array may
+        be NCHW or NHWC in memory (an NHWC plan's buffers): NHWC when both are, vectorised along C."""
+        from ..ops import _c
+        from .ops_conv import is_nhwc
+
+        if x.dtype != np.float32 or self.rank != 2 or self.n_outputs > 1 or not _c.available() or 0 in x.shape:
+            return None
+        k, s, d, pads, out = self._geometry(x.shape[2:])
+        nhwc = is_nhwc(y) and is_nhwc(x)
+        yk = y.transpose(0, 2, 3, 1) if nhwc else y
+        if y.shape != x.shape[:2] + tuple(out) or not yk.flags.c_contiguous:
+            return None
+        div = None if self.op_type == "MaxPool" else self._divisors(x, k, s, d, pads, out)
+        return _c.bind_pool2d(x.transpose(0, 2, 3, 1) if nhwc else x, "NHWC" if nhwc else "NCHW", k, s, d, pads, out,
+                              "max" if self.op_type == "MaxPool" else "mean", div, yk)
+
+    def bind(self, inputs, outs):
+        """The C loop on the plan's fixed arrays, its arguments made once (``Plan._program``); else None."""
+        return self._c_runner(inputs[0], outs[0]) if len(outs) == 1 else None
 
     def _flat_indices(self, plane: np.ndarray, x_shape) -> np.ndarray:
         """ONNX's Indices: into the whole input, flattened row-major (``storage_order=0``) or with the

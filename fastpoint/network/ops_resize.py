@@ -192,16 +192,18 @@ class Resize(Op):
         self._check_dtype(x.dtype)
         axes, res = self._plan(x.shape, inputs)
         a = self.attrs
-        y = self._run_c(x, axes, res)
-        if y is not None:
-            return [y]
+        out = outs[0] if outs else None
+        runner = self._c_runner(x, axes, res, out)
+        if runner is not None:
+            runner()
+            return [runner.out]
         y = x
         # the last axis first: for NCHW images W then H, the order of PyTorch's own expression
         passes = [(axis, r) for axis, r in sorted(zip(axes, res), reverse=True) if not (r[0] == r[1] and r[2] == 1.0)]
         shape = list(x.shape)
         for axis, (_, n_out, _) in passes:
             shape[axis] = n_out
-        out = outs[0] if outs else np.empty(shape, x.dtype)
+        out = out if out is not None else np.empty(shape, x.dtype)
         for k, (axis, (n_in, n_out, scale)) in enumerate(passes):
             coords = source_coords(a["coordinate_transformation_mode"], n_in, n_out, scale)
             if a["mode"] == "nearest":
@@ -216,8 +218,11 @@ class Resize(Op):
         np.copyto(out, y, casting="unsafe")
         return [out]
 
-    def _run_c(self, x, axes, res):
-        """Both spatial axes of a float32 NCHW image, nearest or linear, in one C pass; else None."""
+    def _c_runner(self, x, axes, res, out):
+        """Both spatial axes of a float32 image, nearest or linear, in one C pass into ``out`` (a new
+        array when None), bound: ``runner()`` writes ``runner.out``; None where the C loop does not
+        apply. The image and ``out`` may each be NCHW or NHWC in memory (an NHWC plan's buffers): the
+        loop runs along the channels when both are NHWC, along the rows otherwise."""
         from ..ops import _c
         from ..ops.interpolate import linear_taps
 
@@ -231,7 +236,29 @@ class Resize(Op):
             coords = source_coords(a["coordinate_transformation_mode"], n_in, n_out, scale)
             taps[axis] = ((nearest_index(a["nearest_mode"], coords, n_in), None, None) if a["mode"] == "nearest"
                           else linear_taps(coords, n_in, x.dtype))
-        return _c.resize2d(x, "NCHW", taps[2], taps[3])
+        from .ops_conv import is_nhwc
+
+        shape = x.shape[:2] + (len(taps[2][0]), len(taps[3][0]))
+        if out is None:  # the input's memory order
+            out = np.empty((shape[0], shape[2], shape[3], shape[1]), x.dtype).transpose(0, 3, 1, 2) \
+                if is_nhwc(x) else np.empty(shape, x.dtype)
+        nhwc = is_nhwc(out)
+        y = out.transpose(0, 2, 3, 1) if nhwc else out
+        if out.shape != shape or not y.flags.c_contiguous:
+            return None
+        runner = _c.bind_resize2d(x.transpose(0, 2, 3, 1) if nhwc else x, "NHWC" if nhwc else "NCHW", taps[2],
+                                  taps[3], y)
+        if runner is not None:
+            runner.out = out
+        return runner
+
+    def bind(self, inputs, outs):
+        """The C pass on the plan's fixed arrays, its taps and arguments made once (``Plan._program``)."""
+        x = inputs[0]
+        if not self._known([x.shape] + [None] * (len(inputs) - 1), [None] + list(inputs[1:])):
+            return None
+        axes, res = self._plan(x.shape, inputs)
+        return self._c_runner(x, axes, res, outs[0])
 
     def flops(self, in_shapes, out_shapes):
         return 3 * int(np.prod(out_shapes[0], dtype=np.int64)) if self.attrs["mode"] == "linear" else 0

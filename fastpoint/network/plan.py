@@ -24,7 +24,8 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from functools import partial
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -246,45 +247,102 @@ class Plan:
             outs.append(pool[name])
         return outs
 
-    def run(self, feeds: Dict[str, np.ndarray], profile: Optional[List[float]] = None) -> Dict[str, np.ndarray]:
-        arena = getattr(self._arenas, "arena", None)  # one per thread: concurrent calls never share one
-        if arena is None:
-            arena = self._arenas.arena = np.empty(self.arena_bytes, np.uint8)
-        if self.arena_fill is not None:
-            arena.view(np.float32)[:] = self.arena_fill  # arena_bytes is a multiple of 4: offsets are aligned
-        env: Dict[str, np.ndarray] = dict(self.consts)
-        env.update(feeds)
+    def _program(self) -> List[Callable[[Dict[str, np.ndarray]], None]]:
+        """This thread's program: one prebound entry per step, made on the thread's first call.
+
+        The arena is this thread's, so every arena value's array (a view of it) is fixed: each step's
+        output views are made here once, and an op with a ``bind`` (a convolution, the C ops) gets its
+        inputs and outputs now and returns a runner that takes no arguments (its arrays, pointers and
+        kernel plan resolved once), so a step costs its kernel call, not the look-ups and checks of
+        ``run``. Any other step (graph inputs, NCHW copies, dynamic shapes, graph outputs) runs
+        ``op.run`` with its fixed output views (``_run_step``).
+        """
+        local = self._arenas
+        arena = local.arena = np.empty(self.arena_bytes, np.uint8)
+        fixed: Dict[str, np.ndarray] = {}  # value -> its array in this arena (an output the plan gives a buffer)
+        outs_of: List[Optional[List[np.ndarray]]] = []
         for step in self.steps:
-            node = step.node
-            args = [env[n] if n else None for n in node.inputs]
-            for j in step.to_nchw:
-                args[j] = np.ascontiguousarray(args[j])
             outs = None
             if step.offsets is not None:
                 outs = [_view(arena, off, s, d, t) for off, s, d, t in
                         zip(step.offsets, step.out_shapes, step.out_dtypes, step.nhwc)]
-            elif step.to_output:
-                outs = self._output_buffers(step)
-            t0 = time.perf_counter() if profile is not None else 0.0
-            results = node.op.run(args, outs)
-            if profile is not None:
-                profile.append(time.perf_counter() - t0)
-            for name, value in zip(node.outputs, results):
-                if name:
-                    if outs is None and arena is not None and value is not None and not node.op.view_of_input \
-                            and np.may_share_memory(value, arena):
-                        value = value.copy()  # a view of an input in the arena would outlive that input
-                    env[name] = value
-            for name in step.free_after:
-                env.pop(name, None)
+                fixed.update(zip(step.node.outputs, outs))
+            outs_of.append(outs)
+        program = []
+        for step, outs in zip(self.steps, outs_of):
+            entry = None
+            bind = getattr(step.node.op, "bind", None)
+            ins = [n for n in step.node.inputs if n]
+            values = [step.node.inputs[i] for i in step.node.op.needs_values() if i < len(step.node.inputs)]
+            if (bind is not None and outs is not None and not step.to_nchw
+                    and all(n in fixed or n in self.consts for n in ins)
+                    and all(not n or n in self.consts for n in values)):  # (sizes, scales: plan-time values)
+                runner = bind([fixed.get(n, self.consts.get(n)) if n else None for n in step.node.inputs], outs)
+                if runner is not None:
+                    entry = _bound_entry(runner, tuple(zip(step.node.outputs, outs)), step.free_after)
+            program.append(entry or partial(self._run_step, step, outs, arena))
+        local.program = program
+        return program
+
+    def _run_step(self, step: Step, outs: Optional[List[np.ndarray]], arena: np.ndarray,
+                  env: Dict[str, np.ndarray]) -> None:
+        """One step the general way: its inputs from ``env``, ``op.run``, its results into ``env``."""
+        node = step.node
+        args = [env[n] if n else None for n in node.inputs]
+        for j in step.to_nchw:
+            args[j] = np.ascontiguousarray(args[j])
+        if outs is None and step.to_output:
+            outs = self._output_buffers(step)
+        results = node.op.run(args, outs)
+        for name, value in zip(node.outputs, results):
+            if name:
+                if outs is None and value is not None and not node.op.view_of_input \
+                        and np.may_share_memory(value, arena):
+                    value = value.copy()  # a view of an input in the arena would outlive that input
+                env[name] = value
+        for name in step.free_after:
+            env.pop(name, None)
+
+    def run(self, feeds: Dict[str, np.ndarray], profile: Optional[List[float]] = None) -> Dict[str, np.ndarray]:
+        program = getattr(self._arenas, "program", None)  # one per thread: concurrent calls never share one
+        if program is None:
+            program = self._program()
+        arena = self._arenas.arena
+        if self.arena_fill is not None:
+            arena.view(np.float32)[:] = self.arena_fill  # arena_bytes is a multiple of 4: offsets are aligned
+        env: Dict[str, np.ndarray] = dict(self.consts)
+        env.update(feeds)
+        if profile is None:
+            for entry in program:
+                entry(env)
+        else:
+            clock = time.perf_counter
+            for entry in program:
+                t0 = clock()
+                entry(env)
+                profile.append(clock() - t0)
         result = {}
         for o in self.graph.outputs:
             value = env[o.name]
-            in_arena = arena is not None and np.may_share_memory(value, arena)
+            in_arena = np.may_share_memory(value, arena)
             of_feed = any(np.may_share_memory(value, x) for x in feeds.values())  # e.g. Identity(input)
             owned = o.name in self.consts or in_arena or of_feed
             result[o.name] = np.array(value, copy=True, order="C") if owned else np.ascontiguousarray(value)
         return result
+
+
+def _bound_entry(runner: Callable[[], None], outputs: Tuple[Tuple[str, np.ndarray], ...],
+                 free_after: Tuple[str, ...]) -> Callable[[Dict[str, np.ndarray]], None]:
+    """A program entry for a prebound step: run it, publish its fixed outputs, drop dead values."""
+
+    def entry(env: Dict[str, np.ndarray]) -> None:
+        runner()
+        for name, value in outputs:
+            env[name] = value
+        for name in free_after:
+            env.pop(name, None)
+
+    return entry
 
 
 def _recyclable(pool: Dict[str, np.ndarray], name: str) -> bool:
@@ -322,9 +380,14 @@ def _identity_node(node: Node) -> Node:
     return Node(op, node.inputs[:1], list(node.outputs))
 
 
+#: ops that read and write either memory order at full speed: an NHWC plan keeps their outputs NHWC
+IMAGE_OPS = ("MaxPool", "AveragePool", "Resize", "Upsample")
+
+
 def _layout_aware(op) -> bool:
     """Ops that run on NHWC memory as fast as on NCHW (the others get an NCHW copy of such inputs)."""
-    return op.op_type in ("Conv", "ConvTranspose", "Concat", "GlobalAveragePool", "GlobalMaxPool") or op.in_place
+    return (op.op_type in ("Conv", "ConvTranspose", "Concat", "GlobalAveragePool", "GlobalMaxPool") + IMAGE_OPS
+            or op.in_place)
 
 
 def _nhwc_output(step: Step, shape: Shape, storage: Dict[str, str], nhwc: Dict[str, bool], layout: str) -> bool:
@@ -341,6 +404,8 @@ def _nhwc_output(step: Step, shape: Shape, storage: Dict[str, str], nhwc: Dict[s
     if op.op_type in ("Conv", "ConvTranspose"):
         w_rank = op.weight.ndim if op.weight is not None else len(step.in_shapes[1] or ())
         return layout == "NHWC" and w_rank == 4
+    if op.op_type in IMAGE_OPS:  # pooling and resizing (their C loops): the input's order
+        return step.node.inputs[0] in storage and nhwc.get(storage[step.node.inputs[0]], False)
     if op.in_place or op.op_type == "Concat":
         ins = step.node.inputs[:1] if op.op_type == "Concat" else step.node.inputs
         return any(n and nhwc.get(storage.get(n, ""), False) and (op.op_type == "Concat" or s == shape)

@@ -10,7 +10,7 @@ C-contiguous array of the result's shape in its layout) or a new array.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+from typing import Callable, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -85,31 +85,46 @@ def pool2d(x4: np.ndarray, layout: str, k, s, d, pads: Sequence[int], out_hw, ki
            divisors: Optional[np.ndarray] = None, out: Optional[np.ndarray] = None) -> Optional[np.ndarray]:
     """Max (``kind="max"``) or average (``"mean"``: window sums divided by ``divisors``, shape
     ``out_hw``) pooling; ``pads`` is (top, left, bottom, right) (only top and left move windows)."""
+    y = _out(out, _out_shape(x4, layout, out_hw))
+    run = bind_pool2d(x4, layout, k, s, d, pads, out_hw, kind, divisors, y)
+    if run is None:
+        return None
+    run()
+    return y
+
+
+def bind_pool2d(x4: np.ndarray, layout: str, k, s, d, pads: Sequence[int], out_hw, kind: str,
+                divisors: Optional[np.ndarray], y: np.ndarray) -> Optional[Callable[[], None]]:
+    """:func:`pool2d` into ``y`` (checked by the caller) as a runner with its arguments made once."""
     xs = _elem_strides(x4)
     if xs is None:
         return None
-    y = _out(out, _out_shape(x4, layout, out_hw))
     xv, yv = _nchw(x4, layout), _nchw(y, layout)
     div = None
     if kind == "mean":
         div = np.ascontiguousarray(np.broadcast_to(divisors, tuple(out_hw)), dtype=np.float32)
-    dims = _ffi.new("int64_t[6]", [*xv.shape, *out_hw])
-    geom = _ffi.new("int64_t[8]", [k[0], k[1], s[0], s[1], d[0], d[1], pads[0], pads[1]])
-    xs = _elem_strides(xv)
-    _check(_lib.fp_op_pool2d_f32(_fptr(xv), _ffi.new("int64_t[4]", xs), _fptr(yv),
-                                 _ffi.new("int64_t[4]", _elem_strides(yv)), dims, geom, 0 if kind == "max" else 1,
-                                 _fptr(div), get_num_threads()))
-    return y
+    args = (_fptr(xv), _ffi.new("int64_t[4]", _elem_strides(xv)), _fptr(yv), _ffi.new("int64_t[4]", _elem_strides(yv)),
+            _ffi.new("int64_t[6]", [*xv.shape, *out_hw]),
+            _ffi.new("int64_t[8]", [k[0], k[1], s[0], s[1], d[0], d[1], pads[0], pads[1]]),
+            0 if kind == "max" else 1, _fptr(div))
+    return _runner(_lib.fp_op_pool2d_f32, args, (x4, y, div), _moved(xv, yv))
 
 
 def resize2d(x4: np.ndarray, layout: str, taps_h, taps_w, out: Optional[np.ndarray] = None) -> Optional[np.ndarray]:
     """Separable resize: ``taps_*`` is ``(i0, i1, lam)`` per output row/column (linear: ``x[i0] * (1 - lam)
     + x[i1] * lam``, width first) or ``(i0, None, None)`` (nearest); both axes the same kind."""
-    xs = _elem_strides(x4)
-    if xs is None or (taps_h[2] is None) != (taps_w[2] is None):
+    if _elem_strides(x4) is None or (taps_h[2] is None) != (taps_w[2] is None):
+        return None
+    y = _out(out, _out_shape(x4, layout, (len(taps_h[0]), len(taps_w[0]))))
+    bind_resize2d(x4, layout, taps_h, taps_w, y)()
+    return y
+
+
+def bind_resize2d(x4: np.ndarray, layout: str, taps_h, taps_w, y: np.ndarray) -> Optional[Callable[[], None]]:
+    """:func:`resize2d` into ``y`` (checked by the caller) as a runner with its arguments made once."""
+    if _elem_strides(x4) is None or (taps_h[2] is None) != (taps_w[2] is None):
         return None
     out_hw = (len(taps_h[0]), len(taps_w[0]))
-    y = _out(out, _out_shape(x4, layout, out_hw))
     xv, yv = _nchw(x4, layout), _nchw(y, layout)
 
     def pairs(t):
@@ -120,21 +135,25 @@ def resize2d(x4: np.ndarray, layout: str, taps_h, taps_w, out: Optional[np.ndarr
     linear = taps_h[2] is not None
     ly = np.ascontiguousarray(taps_h[2], dtype=np.float32) if linear else None
     lx = np.ascontiguousarray(taps_w[2], dtype=np.float32) if linear else None
-    dims = _ffi.new("int64_t[6]", [*xv.shape, *out_hw])
-    _check(_lib.fp_op_resize2d_f32(_fptr(xv), _ffi.new("int64_t[4]", _elem_strides(xv)), _fptr(yv),
-                                   _ffi.new("int64_t[4]", _elem_strides(yv)), dims, _fptr(iy, "int64_t *"),
-                                   _fptr(ly), _fptr(ix, "int64_t *"), _fptr(lx), get_num_threads()))
-    return y
+    args = (_fptr(xv), _ffi.new("int64_t[4]", _elem_strides(xv)), _fptr(yv), _ffi.new("int64_t[4]", _elem_strides(yv)),
+            _ffi.new("int64_t[6]", [*xv.shape, *out_hw]), _fptr(iy, "int64_t *"), _fptr(ly),
+            _fptr(ix, "int64_t *"), _fptr(lx))
+    return _runner(_lib.fp_op_resize2d_f32, args, (x4, y, iy, ix, ly, lx), _moved(xv, yv))
 
 
 def global_avg_pool(x4: np.ndarray, layout: str, out: Optional[np.ndarray] = None) -> np.ndarray:
     """Mean over H and W, keeping them as size 1 (float64 partial sums)."""
     x = np.ascontiguousarray(x4)
     y = _out(out, _out_shape(x, layout, (1, 1)))
+    bind_global_avg_pool(x, layout, y)()
+    return y
+
+
+def bind_global_avg_pool(x: np.ndarray, layout: str, y: np.ndarray) -> Callable[[], None]:
+    """:func:`global_avg_pool` of a C-contiguous ``x`` into ``y`` (checked by the caller), bound once."""
     n, c = y.shape[0], y.shape[1 if layout == "NCHW" else 3]
     hw = x.shape[2] * x.shape[3] if layout == "NCHW" else x.shape[1] * x.shape[2]
-    _check(_lib.fp_op_gap_f32(_fptr(x), _fptr(y), n, c, hw, int(layout == "NHWC"), get_num_threads()))
-    return y
+    return _runner(_lib.fp_op_gap_f32, (_fptr(x), _fptr(y), n, c, hw, int(layout == "NHWC")), (x, y), x.nbytes)
 
 
 def _operand_mode(a_shape: Tuple[int, ...], b: np.ndarray):
@@ -165,19 +184,52 @@ def eltwise(a: np.ndarray, b: Optional[np.ndarray], op: Optional[str], act: Opti
     if a.dtype != np.float32 or (b is not None and b.dtype != np.float32) or op not in BINARY \
             or act not in ACTIVATIONS or a.ndim == 0:  # (np.ascontiguousarray would make a 0-d ``a`` 1-d)
         return None
-    if b is None:
-        mode = (0, 1, 1, a.size)
-        op = None
-    else:
-        mode = _operand_mode(a.shape, b)
-        if mode is None:
-            return None
-        b = np.ascontiguousarray(b)
+    if b is not None and _operand_mode(a.shape, b) is None:
+        return None
     a = np.ascontiguousarray(a)
     y = _out(out, a.shape)
     if a.size == 0:
         return y
-    bmode, outer, mid, inner = mode
-    _check(_lib.fp_op_eltwise_f32(_fptr(a), _fptr(b), _fptr(y), outer, mid, inner, bmode, BINARY[op],
-                                  ACTIVATIONS[act], float(alpha), float(beta), get_num_threads()))
+    bind_eltwise(a, None if b is None else np.ascontiguousarray(b), op, act, alpha, beta, y)()
     return y
+
+
+def bind_eltwise(a: np.ndarray, b: Optional[np.ndarray], op: Optional[str], act: Optional[str], alpha: float,
+                 beta: float, y: np.ndarray) -> Optional[Callable[[], None]]:
+    """:func:`eltwise` on C-contiguous float32 ``a``, ``b`` and ``y`` (checked by the caller) as a runner
+    with its arguments made once; None where ``b`` does not broadcast as the C loop takes it."""
+    if b is None:
+        mode, op = (0, 1, 1, a.size), None
+    else:
+        mode = _operand_mode(a.shape, b)
+        if mode is None:
+            return None
+    bmode, outer, mid, inner = mode
+    args = (_fptr(a), _fptr(b), _fptr(y), outer, mid, inner, bmode, BINARY[op], ACTIVATIONS[act], float(alpha),
+            float(beta))
+    return _runner(_lib.fp_op_eltwise_f32, args, (a, b, y), a.nbytes + y.nbytes)
+
+
+#: bytes an op moves (input plus output) below which it runs on one thread whatever the thread count:
+#: the pool's wake-up and the split cost more than a second thread saves on less (measured on the
+#: networks' SE scales and pools: see docs/networks.md, "Running")
+SMALL_OP_BYTES = 1 << 16
+
+
+def _moved(xv: np.ndarray, yv: np.ndarray) -> int:
+    """Bytes of an image op's input and output (what its threads would share)."""
+    return xv.size * xv.itemsize + yv.size * yv.itemsize
+
+
+def _runner(fn, args: tuple, keep: tuple, nbytes: int) -> Callable[[], None]:
+    """``fn(*args, threads)`` as a closure (``keep`` holds the arrays the pointers in ``args`` point into):
+    the calling thread's thread count, or one thread for an op that moves fewer bytes than
+    ``SMALL_OP_BYTES``."""
+    small = nbytes < SMALL_OP_BYTES
+
+    def run(_fn=fn, _args=args, _keep=keep) -> None:
+        rc = _fn(*_args, 1 if small else get_num_threads())
+        if rc:
+            _check(rc)
+
+    return run
