@@ -142,6 +142,9 @@ int fp_op_gap_f32(const float *x, float *y, int64_t n, int64_t c, int64_t hw, in
 int fp_op_eltwise_f32(const float *a, const float *b, float *y, int64_t outer, int64_t mid, int64_t inner,
                       int bmode, int op, int act, float alpha, float beta, int threads);
 const char *fp_op_isa_name(void);
+/* y[n, j, i] = x[n, i, j] for contiguous x of shape (n, a, b): an image's layout conversion (NCHW -> NHWC
+ * with a = C, b = H * W; NHWC -> NCHW with a = H * W, b = C), threaded in blocks of columns. */
+int fp_op_transpose_f32(const float *x, float *y, int64_t n, int64_t a, int64_t b, int threads);
 /* cdef-end */
 
 #endif

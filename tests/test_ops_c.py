@@ -177,3 +177,24 @@ def test_eltwise_declines_other_broadcasts():
     assert _c.eltwise(a.astype(np.float64), None, None, "relu") is None
     assert _c.eltwise(a[:0], None, None, "relu").shape == (0, 3, 4, 5)
     assert _c.eltwise(np.float32(2).reshape(()), np.float32(3).reshape(()), "add") is None  # 0-d: NumPy's
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 256, 256), (2, 5, 7, 9), (1, 64, 17, 3), (3, 21, 32, 32), (1, 1, 1, 1),
+                                   (1, 200, 3, 100), (0, 4, 5, 6), (1, 17, 1, 65)])
+def test_layout_conversion_both_ways(shape, threads):
+    """fp_op_transpose_f32: NCHW <-> NHWC exactly, for channels and pixel counts off the 16 x 64 tiles;
+    pairs it does not take (a strided view, float64) are declined and left unwritten."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal(shape).astype(np.float32)
+    b = np.full((shape[0], shape[2], shape[3], shape[1]), np.nan, np.float32).transpose(0, 3, 1, 2)
+    assert _c.to_layout(a, b)
+    np.testing.assert_array_equal(b, a)
+    c = np.full(shape, np.nan, np.float32)
+    assert _c.to_layout(b, c)
+    np.testing.assert_array_equal(c, a)
+    np.testing.assert_array_equal(_c.contiguous(b), a)
+    assert _c.contiguous(b).flags.c_contiguous
+    d = np.full(shape, np.nan, np.float32)
+    if shape[2] > 1 and shape[0]:
+        assert not _c.to_layout(a[:, :, ::-1], d) and np.isnan(d).all()
+    assert not _c.to_layout(a.astype(np.float64), d) and (np.isnan(d).all() or not d.size)

@@ -1,7 +1,6 @@
 /* Drivers of the network ops (ops.h): argument-free of Python, each splits its jobs over the one pool
  * (csrc/pool.c) and runs the loops of the ISA fp_isa() names.  Global average pooling, a reduction
  * the compiler cannot vectorise without reassociating, is here once, with float64 partial sums. */
-#include <stdlib.h>
 
 #include "../internal.h"
 #include "ops.h"
@@ -53,18 +52,15 @@ static void pool_chunk(void *arg, int64_t chunk, int worker) {
     int64_t lo, hi;
     fp_chunk_range(t->jobs, t->nchunks, chunk, &lo, &hi);
     const int64_t C = t->dims[1], OH = t->dims[4], OW = t->dims[5];
-    float *acc = (float *)malloc((size_t)FP_MAX(C, OW) * sizeof(float)); /* the rows' accumulator */
-    if (!acc) {
-        __atomic_store_n(&t->failed, 1, __ATOMIC_RELAXED);
-        return;
-    }
+    /* the rows' accumulator: this thread's scratch, kept across calls (no malloc per chunk) */
+    float *acc = (float *)fp_scratch_or_fail(0, (int64_t)FP_MAX(C, OW) * (int64_t)sizeof(float), &t->failed);
+    if (!acc) return;
     for (int64_t j = lo; j < hi; j++) {
         const int64_t oy = j % OH, nc = j / OH; /* NCHW: nc = n * C + c; NHWC: nc = n */
         const int64_t n = t->nchw ? nc / C : nc, c0 = t->nchw ? nc % C : 0, c1 = t->nchw ? c0 + 1 : C;
         t->k->pool_row(t->x, t->xs, t->y, t->ys, t->dims, t->geom, t->kind, t->div ? t->div + oy * OW : NULL, c0, c1,
                        n, oy, acc);
     }
-    free(acc);
 }
 
 int fp_op_pool2d_f32(const float *x, const int64_t *xs, float *y, const int64_t *ys, const int64_t *dims,
@@ -85,12 +81,10 @@ static void resize_chunk(void *arg, int64_t chunk, int worker) {
     fp_chunk_range(t->jobs, t->nchunks, chunk, &lo, &hi);
     const int64_t C = t->dims[1], OH = t->dims[4], OW = t->dims[5];
     float *scratch = NULL;
-    if (t->lx) { /* two blended rows (or pixels) and their four int64 tags, none valid yet */
-        scratch = (float *)malloc((size_t)(2 * (C + OW)) * sizeof(float) + 4 * sizeof(int64_t));
-        if (!scratch) {
-            __atomic_store_n(&t->failed, 1, __ATOMIC_RELAXED);
-            return;
-        }
+    if (t->lx) { /* two blended rows (or pixels) and their four int64 tags, none valid yet (thread scratch) */
+        scratch = (float *)fp_scratch_or_fail(0, 2 * (C + OW) * (int64_t)sizeof(float) + 4 * (int64_t)sizeof(int64_t),
+                                              &t->failed);
+        if (!scratch) return;
         int64_t *tags = (int64_t *)(scratch + 2 * (C + OW));
         for (int i = 0; i < 4; i++) tags[i] = -1;
     }
@@ -99,7 +93,6 @@ static void resize_chunk(void *arg, int64_t chunk, int worker) {
         const int64_t n = t->nchw ? nc / C : nc, c0 = t->nchw ? nc % C : 0, c1 = t->nchw ? c0 + 1 : C;
         t->k->resize_row(t->x, t->xs, t->y, t->ys, t->dims, t->iy, t->ly, t->ix, t->lx, c0, c1, n, oy, scratch);
     }
-    free(scratch);
 }
 
 int fp_op_resize2d_f32(const float *x, const int64_t *xs, float *y, const int64_t *ys, const int64_t *dims,
@@ -118,12 +111,12 @@ typedef struct gap_task {
     const float *x;
     float *y;
     int64_t N, C, HW, nchunks;
-    int nhwc;
+    int nhwc, failed;
 } gap_task;
 
 static void gap_chunk(void *arg, int64_t chunk, int worker) {
     (void)worker;
-    const gap_task *t = (const gap_task *)arg;
+    gap_task *t = (gap_task *)arg;
     const int64_t C = t->C, HW = t->HW;
     int64_t lo, hi;
     if (!t->nhwc) { /* one job per plane, 4 float64 partial sums */
@@ -144,8 +137,8 @@ static void gap_chunk(void *arg, int64_t chunk, int worker) {
         return;
     }
     fp_chunk_range(t->N, t->nchunks, chunk, &lo, &hi); /* one job per image, float64 sums per channel */
-    double *acc = (double *)malloc((size_t)(C > 0 ? C : 1) * sizeof(double));
-    if (!acc) return; /* reported by the caller's check below */
+    double *acc = (double *)fp_scratch_or_fail(0, C * (int64_t)sizeof(double), &t->failed);
+    if (!acc) return;
     for (int64_t n = lo; n < hi; n++) {
         for (int64_t c = 0; c < C; c++) acc[c] = 0;
         const float *p = t->x + n * HW * C;
@@ -153,21 +146,15 @@ static void gap_chunk(void *arg, int64_t chunk, int worker) {
             for (int64_t c = 0; c < C; c++) acc[c] += p[i * C + c];
         for (int64_t c = 0; c < C; c++) t->y[n * C + c] = (float)(acc[c] / (double)HW);
     }
-    free(acc);
 }
 
 int fp_op_gap_f32(const float *x, float *y, int64_t n, int64_t c, int64_t hw, int nhwc, int threads) {
     if (n <= 0 || c <= 0) return FP_OK;
     if (hw <= 0) return FP_ERR_ARGS;
     const int64_t jobs = nhwc ? n : n * c;
-    gap_task t = {x, y, n, c, hw, 0, nhwc};
-    if (nhwc) { /* the per-chunk buffer: refuse up front rather than leave outputs unwritten */
-        void *probe = malloc((size_t)c * sizeof(double));
-        if (!probe) return FP_ERR_ALLOC;
-        free(probe);
-    }
+    gap_task t = {x, y, n, c, hw, 0, nhwc, 0};
     run_jobs(threads, jobs, &t.nchunks, gap_chunk, &t);
-    return FP_OK;
+    return t.failed ? FP_ERR_ALLOC : FP_OK;
 }
 
 /* Elementwise y = act(a op b) (ops_impl.h's eltwise): jobs are blocks of rows; a flat operation (b of a's
@@ -208,5 +195,39 @@ int fp_op_eltwise_f32(const float *a, const float *b, float *y, int64_t outer, i
         t.rows = FP_CEIL_DIV(t.total, FLAT_ROW);
     }
     run_jobs(threads, t.rows, &t.nchunks, elt_chunk, &t);
+    return FP_OK;
+}
+
+/* y[n, j, i] = x[n, i, j] for x of shape (n, a, b): NCHW -> NHWC with (a, b) = (C, H * W), NHWC -> NCHW
+ * with (H * W, C).  Jobs are blocks of TR_J columns j of one image; a block walks the rows i in tiles of
+ * TR_I (TR_I rows of TR_J floats read, TR_J rows of TR_I floats written: both stay in L1). */
+#define TR_I 16
+#define TR_J 64
+typedef struct tr_task {
+    const fp_ops_isa *k;
+    const float *x;
+    float *y;
+    int64_t a, b, jblocks, jobs, nchunks;
+} tr_task;
+
+static void tr_chunk(void *arg, int64_t chunk, int worker) {
+    (void)worker;
+    const tr_task *t = (const tr_task *)arg;
+    int64_t lo, hi;
+    fp_chunk_range(t->jobs, t->nchunks, chunk, &lo, &hi);
+    for (int64_t job = lo; job < hi; job++) {
+        const int64_t n = job / t->jblocks, j0 = (job % t->jblocks) * TR_J, j1 = FP_MIN(j0 + TR_J, t->b);
+        const float *x = t->x + n * t->a * t->b;
+        float *y = t->y + n * t->a * t->b;
+        for (int64_t i0 = 0; i0 < t->a; i0 += TR_I)
+            t->k->transpose_tile(x, y, t->a, t->b, i0, FP_MIN(i0 + TR_I, t->a), j0, j1);
+    }
+}
+
+int fp_op_transpose_f32(const float *x, float *y, int64_t n, int64_t a, int64_t b, int threads) {
+    if (n <= 0 || a <= 0 || b <= 0) return FP_OK;
+    tr_task t = {pick(), x, y, a, b, FP_CEIL_DIV(b, TR_J), 0, 0};
+    t.jobs = n * t.jblocks;
+    run_jobs(threads, t.jobs, &t.nchunks, tr_chunk, &t);
     return FP_OK;
 }

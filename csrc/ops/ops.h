@@ -19,6 +19,8 @@ typedef struct fp_ops_isa {
                        int64_t c1, int64_t n, int64_t oy, float *scratch);
     void (*eltwise)(const float *a, const float *b, float *y, int64_t mid, int64_t inner, int bmode, int op,
                     int act, float alpha, float beta, int64_t lo, int64_t hi);
+    void (*transpose_tile)(const float *x, float *y, int64_t a, int64_t b, int64_t i0, int64_t i1, int64_t j0,
+                           int64_t j1);
 } fp_ops_isa;
 
 extern const fp_ops_isa fp_ops_avx512, fp_ops_avx2, fp_ops_scalar;

@@ -260,4 +260,15 @@ static void eltwise(const float *a, const float *b, float *y, int64_t mid, int64
     }
 }
 
-#define FP_OPS_TABLE(var, isa_name) const fp_ops_isa var = {isa_name, pool_row, resize_row, eltwise};
+/* y[j * a + i] = x[i * b + j] for rows [i0, i1) and columns [j0, j1) of one (a, b) matrix: the layout
+ * conversion of an image (fp_op_transpose_f32).  The inner loop runs along y's contiguous axis. */
+static void transpose_tile(const float *x, float *y, int64_t a, int64_t b, int64_t i0, int64_t i1, int64_t j0,
+                           int64_t j1) {
+    for (int64_t j = j0; j < j1; j++) {
+        const float *restrict xc = x + j;
+        float *restrict yr = y + j * a;
+        for (int64_t i = i0; i < i1; i++) yr[i] = xc[i * b];
+    }
+}
+
+#define FP_OPS_TABLE(var, isa_name) const fp_ops_isa var = {isa_name, pool_row, resize_row, eltwise, transpose_tile};

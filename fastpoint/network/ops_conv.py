@@ -31,6 +31,17 @@ def is_nhwc(a: np.ndarray) -> bool:
     return a.ndim == 4 and not a.flags.c_contiguous and a.transpose(0, 2, 3, 1).flags.c_contiguous
 
 
+def _nhwc_copy(x4: np.ndarray) -> np.ndarray:
+    """``x4`` (NCHW shape) as a C-contiguous NHWC array: itself, or one threaded C conversion (a graph input)."""
+    xt = x4.transpose(0, 2, 3, 1)
+    if xt.flags.c_contiguous:
+        return xt
+    from ..ops import _c
+
+    y = np.empty(xt.shape, x4.dtype)
+    return y if _c.to_layout(x4, y.transpose(0, 3, 1, 2)) else np.ascontiguousarray(xt)
+
+
 def _conv_out(size: int, k: int, s: int, d: int, pb: int, pe: int) -> int:
     return (size + pb + pe - ((k - 1) * d + 1)) // s + 1
 
@@ -237,7 +248,7 @@ class Conv(ConvBase):
         layer = self._layer(w, b, sym, strides, dilations, "NHWC" if nhwc else "NCHW")
         extra_kw = {}
         if nhwc:  # the NCHW arrays the plan passes are NHWC in memory where the layout pass made them so
-            xk = np.ascontiguousarray(x4.transpose(0, 2, 3, 1))
+            xk = _nhwc_copy(x4)
             target = out.transpose(0, 2, 3, 1) if out is not None else None
             if res is not None:
                 extra_kw["residual"] = np.ascontiguousarray(res.transpose(0, 2, 3, 1))

@@ -29,6 +29,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..ops import _c
 from .graph import Graph, Node
 from .registry import Shape
 
@@ -269,20 +270,35 @@ class Plan:
                 fixed.update(zip(step.node.outputs, outs))
             outs_of.append(outs)
         program = []
+        feeds = {i.name for i in self.graph.inputs}
         for step, outs in zip(self.steps, outs_of):
             entry = None
             bind = getattr(step.node.op, "bind", None)
             ins = [n for n in step.node.inputs if n]
+            staged = self._stage_feed(step, feeds)
+            arrays = dict(fixed, **{staged[0]: staged[1]}) if staged else fixed
             values = [step.node.inputs[i] for i in step.node.op.needs_values() if i < len(step.node.inputs)]
             if (bind is not None and outs is not None and not step.to_nchw
-                    and all(n in fixed or n in self.consts for n in ins)
+                    and all(n in arrays or n in self.consts for n in ins)
                     and all(not n or n in self.consts for n in values)):  # (sizes, scales: plan-time values)
-                runner = bind([fixed.get(n, self.consts.get(n)) if n else None for n in step.node.inputs], outs)
+                runner = bind([arrays.get(n, self.consts.get(n)) if n else None for n in step.node.inputs], outs)
                 if runner is not None:
-                    entry = _bound_entry(runner, tuple(zip(step.node.outputs, outs)), step.free_after)
+                    entry = _bound_entry(runner, tuple(zip(step.node.outputs, outs)), step.free_after, staged)
             program.append(entry or partial(self._run_step, step, outs, arena))
         local.program = program
         return program
+
+    def _stage_feed(self, step: Step, feeds) -> Optional[Tuple[str, np.ndarray]]:
+        """An NHWC plan's convolution reading a graph input (NCHW): an NHWC buffer of this thread that the
+        step binds to in the input's place; each call converts the input into it in one threaded C pass
+        (``_bound_entry``) instead of the convolution's NumPy copy. None for any other step."""
+        node = step.node
+        name = node.inputs[0] if node.inputs else ""
+        shape, dtype = step.in_shapes[0] if step.in_shapes else None, self.dtypes.get(name)
+        if (self.layout != "NHWC" or node.op.op_type != "Conv" or name not in feeds or shape is None
+                or len(shape) != 4 or dtype != np.float32 or not step.nhwc or not step.nhwc[0]):
+            return None
+        return name, np.empty((shape[0], shape[2], shape[3], shape[1]), dtype).transpose(0, 3, 1, 2)
 
     def _run_step(self, step: Step, outs: Optional[List[np.ndarray]], arena: np.ndarray,
                   env: Dict[str, np.ndarray]) -> None:
@@ -290,7 +306,7 @@ class Plan:
         node = step.node
         args = [env[n] if n else None for n in node.inputs]
         for j in step.to_nchw:
-            args[j] = np.ascontiguousarray(args[j])
+            args[j] = _c.contiguous(args[j])
         if outs is None and step.to_output:
             outs = self._output_buffers(step)
         results = node.op.run(args, outs)
@@ -327,15 +343,19 @@ class Plan:
             in_arena = np.may_share_memory(value, arena)
             of_feed = any(np.may_share_memory(value, x) for x in feeds.values())  # e.g. Identity(input)
             owned = o.name in self.consts or in_arena or of_feed
-            result[o.name] = np.array(value, copy=True, order="C") if owned else np.ascontiguousarray(value)
+            result[o.name] = np.array(value, copy=True, order="C") if owned else _c.contiguous(value)
         return result
 
 
 def _bound_entry(runner: Callable[[], None], outputs: Tuple[Tuple[str, np.ndarray], ...],
-                 free_after: Tuple[str, ...]) -> Callable[[Dict[str, np.ndarray]], None]:
-    """A program entry for a prebound step: run it, publish its fixed outputs, drop dead values."""
+                 free_after: Tuple[str, ...], staged: Optional[Tuple[str, np.ndarray]] = None
+                 ) -> Callable[[Dict[str, np.ndarray]], None]:
+    """A program entry for a prebound step: (convert a graph input into its staging buffer,) run it,
+    publish its fixed outputs, drop dead values."""
 
     def entry(env: Dict[str, np.ndarray]) -> None:
+        if staged is not None and not _c.to_layout(env[staged[0]], staged[1]):
+            np.copyto(staged[1], env[staged[0]])
         runner()
         for name, value in outputs:
             env[name] = value

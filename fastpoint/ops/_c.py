@@ -210,6 +210,34 @@ def bind_eltwise(a: np.ndarray, b: Optional[np.ndarray], op: Optional[str], act:
     return _runner(_lib.fp_op_eltwise_f32, args, (a, b, y), a.nbytes + y.nbytes)
 
 
+def contiguous(x: np.ndarray) -> np.ndarray:
+    """``np.ascontiguousarray(x)``, in one threaded C pass where ``x`` is an NHWC-in-memory view (NCHW shape)."""
+    if x.ndim == 4 and x.dtype == np.float32 and not x.flags.c_contiguous:
+        y = np.empty(x.shape, np.float32)
+        if to_layout(x, y):
+            return y
+    return np.ascontiguousarray(x)
+
+
+def to_layout(x4: np.ndarray, y4: np.ndarray) -> bool:
+    """Copy an image between memory orders in one threaded C pass: ``y4[...] = x4`` where the two (4-d,
+    float32, same shape) are C-contiguous NCHW and NHWC in memory, either way round. False (nothing
+    written) for any other pair: the caller copies with NumPy."""
+    if x4.dtype != np.float32 or y4.dtype != np.float32 or x4.shape != y4.shape or x4.ndim != 4 or not available():
+        return False
+    n, c, h, w = x4.shape
+    if x4.flags.c_contiguous and y4.transpose(0, 2, 3, 1).flags.c_contiguous:
+        a, b = c, h * w  # NCHW -> NHWC
+    elif y4.flags.c_contiguous and x4.transpose(0, 2, 3, 1).flags.c_contiguous:
+        a, b = h * w, c  # NHWC -> NCHW
+    else:
+        return False
+    if x4.size:
+        _check(_lib.fp_op_transpose_f32(_fptr(x4), _fptr(y4), n, a, b,
+                                        1 if 2 * x4.nbytes < SMALL_OP_BYTES else get_num_threads()))
+    return True
+
+
 #: bytes an op moves (input plus output) below which it runs on one thread whatever the thread count:
 #: the pool's wake-up and the split cost more than a second thread saves on less (measured on the
 #: networks' SE scales and pools: see docs/networks.md, "Running")
