@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import fastpoint as fp
+from fastpoint.network import ops_shape
 from fastpoint.network.fusion import activation_of, epilogue_activations, supports_residual
 from fastpoint.network.plan import Plan
 
@@ -221,6 +222,22 @@ def test_concat_written_in_place(n, monkeypatch):
             np.testing.assert_allclose(outs[name], ref, rtol=1e-5, atol=1e-5, err_msg=f"{layout} {name}")
         # batch 1 in NCHW: a, b and the inner Concat live in the outer one's buffer (d is relu'd in place after)
         assert net.plan().concat_in_place == (3 if layout == "NCHW" and n == 1 else 0)
+        # what the Concats copy: only the inputs that are not in place (d and x; all five otherwise)
+        assert len(_copies_of_one_run(net, x, monkeypatch)) == (2 if layout == "NCHW" and n == 1 else 5)
+
+
+def _copies_of_one_run(net, x, monkeypatch):
+    """The shapes np.copyto copies during one run (this graph's other ops run in C and copy nothing)."""
+    copied, copyto = [], np.copyto
+
+    def spy(dst, src, **kw):
+        copied.append(np.shape(src))
+        copyto(dst, src, **kw)
+
+    monkeypatch.setattr(ops_shape.np, "copyto", spy)
+    net.run({"x": x})
+    monkeypatch.setattr(ops_shape.np, "copyto", copyto)
+    return copied
 
 
 def test_output_arrays_recycled_only_when_dropped():

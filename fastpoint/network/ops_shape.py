@@ -327,9 +327,15 @@ class Concat(Op):
         for x in inputs:  # an input its producer wrote into its slice already (the plan's concat in place) stays
             part = out[(slice(None),) * axis + (slice(start, start + x.shape[axis]),)]
             start += x.shape[axis]
-            if not (x.ctypes.data == part.ctypes.data and x.strides == part.strides and x.dtype == part.dtype):
+            if not (x.ctypes.data == part.ctypes.data and x.dtype == part.dtype and _same_strides(x, part)):
                 np.copyto(part, x)
         return [out]
+
+
+def _same_strides(a: np.ndarray, b: np.ndarray) -> bool:
+    """Same shape and the same strides along every axis longer than 1 (a length-1 axis's stride is never
+    used: batch 1's differs between an input and its slice of the Concat buffer), so the same elements."""
+    return a.shape == b.shape and all(n == 1 or sa == sb for n, sa, sb in zip(a.shape, a.strides, b.strides))
 
 
 @register("Split")
