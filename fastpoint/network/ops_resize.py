@@ -231,11 +231,17 @@ class Resize(Op):
         if x.ndim != 4 or changed != [2, 3] or a["mode"] not in ("nearest", "linear") or x.dtype != np.float32 \
                 or not _c.available():
             return None
-        taps = {}
-        for axis, (n_in, n_out, scale) in zip(axes, res):
-            coords = source_coords(a["coordinate_transformation_mode"], n_in, n_out, scale)
-            taps[axis] = ((nearest_index(a["nearest_mode"], coords, n_in), None, None) if a["mode"] == "nearest"
-                          else linear_taps(coords, n_in, x.dtype))
+        key = (tuple(axes), tuple(res), x.dtype)
+        taps = self.__dict__.setdefault("_taps", {}).get(key)  # a graph output's Resize runs unbound: taps once
+        if taps is None:
+            taps = {}
+            for axis, (n_in, n_out, scale) in zip(axes, res):
+                coords = source_coords(a["coordinate_transformation_mode"], n_in, n_out, scale)
+                taps[axis] = ((nearest_index(a["nearest_mode"], coords, n_in), None, None) if a["mode"] == "nearest"
+                              else linear_taps(coords, n_in, x.dtype))
+            if len(self._taps) >= 16:
+                self._taps.clear()
+            self._taps[key] = taps
         from .ops_conv import is_nhwc
 
         shape = x.shape[:2] + (len(taps[2][0]), len(taps[3][0]))
