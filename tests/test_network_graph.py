@@ -293,7 +293,9 @@ def test_prebound_program_matches_the_general_path(layout, threads, monkeypatch)
     monkeypatch.setattr(Plan, "arena_fill", float("nan"))
     net = fp.load_onnx(m, layout=layout)
     plan = net.plan()
-    with _threads(threads):
+    old = fp.get_num_threads()
+    fp.set_num_threads(threads)
+    try:
         for seed in (1, 2):  # a second input: nothing bound goes stale
             x = np.random.default_rng(seed).standard_normal((1, 3, 24, 20)).astype(np.float32)
             y = net(x)
@@ -304,6 +306,8 @@ def test_prebound_program_matches_the_general_path(layout, threads, monkeypatch)
             for step, outs in zip(plan.steps, _fixed_outs(plan)):
                 plan._run_step(step, outs, plan._arenas.arena, env)
             np.testing.assert_array_equal(y, env["y"])
+    finally:
+        fp.set_num_threads(old)
     bound = [s.node.op.op_type for s, e in zip(plan.steps, plan._arenas.program)
              if getattr(e, "__name__", "") == "entry"]
     for op in ("MaxPool", "AveragePool", "GlobalAveragePool", "Mul"):
@@ -321,15 +325,3 @@ def _fixed_outs(plan):
     return [None if s.offsets is None else [_view(arena, o, sh, d, t) for o, sh, d, t in
                                             zip(s.offsets, s.out_shapes, s.out_dtypes, s.nhwc)]
             for s in plan.steps]
-
-
-class _threads:
-    def __init__(self, n):
-        self.n = n
-
-    def __enter__(self):
-        self.old = fp.get_num_threads()
-        fp.set_num_threads(self.n)
-
-    def __exit__(self, *exc):
-        fp.set_num_threads(self.old)
