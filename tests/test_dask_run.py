@@ -232,3 +232,48 @@ def test_upsampling_output():
                               coordinate_transformation_mode="half_pixel")]
     _, y = check(model(nodes, inits), image((1, 3, 27, 31), np.float64, rng), (1, 3, 10, 7))
     assert y.chunks[2] == (20, 20, 14) and y.chunks[3] == (14, 14, 14, 14, 6)
+
+
+def test_task_memory_and_chunk_choice():
+    """The measured task memory covers the plan's arena; the chosen chunk is the least-recomputing one that
+    fits the budget, a larger one does not fit, and no fit at all is an error naming the limit."""
+    from fastpoint.network import tiled
+    from fastpoint.network.segment import choose_chunk
+
+    rng = np.random.default_rng(14)
+    net = fp.load_onnx(unet_graph(np.float32, rng, "nearest", "convtranspose"))
+    mem = tiled.task_memory(net, np.float32, sizes=(32, 64))
+    assert mem.per_pixel >= 0 and mem.fixed >= 0
+    assert all(not op._layers for op in (n.op for n in net._graph.nodes) if hasattr(op, "_layers"))  # not packed
+    shape = (1, 3, 1000, 700)
+    plan_peak = net.plan({"x": ((1, 3, 300, 300), np.float32)}).peak_bytes
+    assert mem.bytes(net, (1, 3, 300, 300)) >= plan_peak
+    limit = 64 << 20
+    c = choose_chunk(net, shape, np.float32, limit, 8 << 20, mem)
+    assert c["worker_bytes"] <= c["budget_bytes"] < limit
+    t = fpd.tiling(net, shape, ((1,), (3,), (c["chunk"],) * 2, (c["chunk"],) * 2))
+    bigger = tiled.tiling(net, shape, ((1,), (3,), (c["chunk"] * 2,), (c["chunk"] * 2,)))
+    assert (8 << 20) + max(mem.bytes(net, s) for s in bigger.tile_shapes) > c["budget_bytes"] or \
+        bigger.overhead >= t.overhead
+    with pytest.raises(MemoryError, match="memory-limit"):
+        choose_chunk(net, shape, np.float32, 1 << 20, 8 << 20, mem)
+
+
+def test_segment_auto_chunk(tmp_path):
+    """``fastpoint segment`` without --chunk picks one from the workers' memory limit and reports the tasks."""
+    pytest.importorskip("distributed")
+    zarr = pytest.importorskip("zarr")
+    from fastpoint.network.segment import segment
+
+    rng = np.random.default_rng(15)
+    m = unet_graph(np.float32, rng, "nearest", "convtranspose")
+    onnx.save(m, str(tmp_path / "m.onnx"))
+    img = rng.integers(0, 256, (90, 70, 3)).astype(np.uint8)
+    da.to_zarr(da.from_array(img, chunks=(32, 32, 3)), str(tmp_path / "in.zarr"))
+    r = segment(str(tmp_path / "m.onnx"), str(tmp_path / "in.zarr"), str(tmp_path / "out.zarr"), workers=1,
+                memory_limit="1GiB", progress=False)
+    assert r["chunk_choice"]["worker_bytes"] <= r["chunk_choice"]["budget_bytes"]
+    assert r["tasks"]["tasks"] >= 1 and r["tasks"]["network_cpu_s"] > 0
+    got = zarr.open(str(tmp_path / "out.zarr"), mode="r")[...]
+    ref = fp.load_onnx(m)(np.ascontiguousarray(img.transpose(2, 0, 1)[None] * np.float32(1 / 255)))[0]
+    np.testing.assert_array_equal(got, ref.argmax(axis=0).astype(np.uint8))

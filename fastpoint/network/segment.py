@@ -48,16 +48,58 @@ def _to_nchw(x, channels: Optional[int], layout: str):
     return x, layout
 
 
-def segment(model: str, inp: str, out: str, *, workers: int = 2, chunk: int = 1024, scheduler: Optional[str] = None,
+def choose_chunk(net, shape, dtype, memory_limit: int, worker_base: int, mem, tasks_per_worker: int = 1) -> dict:
+    """The square output chunk with the least recomputed halo whose task fits a worker's memory.
+
+    A task holds one tile's arena (from the plan, exact) and what the steps allocate beside it
+    (``mem``: :func:`fastpoint.network.tiled.task_memory`, measured), one per task slot of a worker
+    (each thread has its own arena); the worker holds ``worker_base`` on top (its Python, dask, NumPy and
+    fastpoint, measured on the workers). The budget stays below dask's pause threshold
+    (``distributed.worker.memory.pause``, 80 % of the limit by default) by a tenth of the limit, since a
+    paused worker would hold its arena and never resume. Candidates are multiples of the tile alignment;
+    among those that fit, the one whose tiles recompute the least (``Tiling.overhead`` on this image,
+    ragged ends included) wins, the larger on a tie."""
+    import dask
+
+    from .tiled import tiling
+
+    pause = dask.config.get("distributed.worker.memory.pause", 0.8) or 1.0
+    budget = (float(pause) - 0.1) * memory_limit if memory_limit else float("inf")
+    n, h, w = shape[0], shape[2], shape[3]
+    p = tiling(net, shape, ((1,) * n, (shape[1],), (h,), (w,)), dtype).alignment
+    step = p * -(-128 // p)
+    best = None
+    for c in range(step, max(h, w) + step, step):
+        ch = tuple(min(c, h - i) for i in range(0, h, c))
+        cw = tuple(min(c, w - i) for i in range(0, w, c))
+        t = tiling(net, shape, ((1,) * n, (shape[1],), ch, cw), dtype)
+        need = worker_base + tasks_per_worker * max(mem.bytes(net, s, dtype) for s in t.tile_shapes)
+        if need > budget:
+            if best is not None and c > 2 * best["chunk"]:
+                break  # tiles only grow from here
+            continue
+        if best is None or t.overhead <= best["halo_overhead"] + 1e-9:
+            best = {"chunk": c, "halo_overhead": t.overhead, "task_bytes": need - worker_base,
+                    "worker_bytes": need, "budget_bytes": budget}
+    if best is None:
+        raise MemoryError(f"no chunk fits: the smallest tile ({step} px + halo) needs more than {budget / 2**20:.0f} "
+                          f"MiB per worker (memory_limit {memory_limit / 2**20:.0f} MiB, worker base "
+                          f"{worker_base / 2**20:.0f} MiB); raise --memory-limit")
+    return best
+
+
+def segment(model: str, inp: str, out: str, *, workers: int = 2, chunk=None, scheduler: Optional[str] = None,
             argmax: bool = True, layout: str = "auto", scale: Optional[float] = None, memory_limit: str = "2GiB",
             num_threads: int = 1, progress: bool = True, component: Optional[str] = None) -> dict:
-    """The command's work, callable from Python (examples/segment_large_image.py, tools/dask_scaling.py)."""
+    """The command's work, callable from Python (examples/segment_large_image.py, tools/dask_scaling.py).
+
+    ``chunk`` None (or "auto"): :func:`choose_chunk` picks it from the workers' memory limit."""
     import dask.array as da
     import distributed
 
     import fastpoint as fp
 
-    from .tiled import run, tiling
+    from .tiled import run, task_memory, task_stats, tiling
 
     net = fp.load_onnx(model)
     dtype = np.dtype(net.inputs[0].dtype or np.float32)
@@ -70,15 +112,6 @@ def segment(model: str, inp: str, out: str, *, workers: int = 2, chunk: int = 10
         x = x.astype(dtype) * dtype.type(scale)
     else:
         x = x.astype(dtype)
-    x = x.rechunk((1, -1, chunk, chunk))
-    t = tiling(net, x.shape, x.chunks, dtype)
-    y = run(net, x, num_threads=num_threads)
-    if argmax:
-        y = y.argmax(axis=1).astype(np.uint8 if y.shape[1] <= 256 else np.int32)
-        if layout != "NCHW":
-            y = y[0]
-    elif layout != "NCHW":
-        y = y[0]
     if scheduler:
         client = distributed.Client(scheduler)
         cluster = None
@@ -87,7 +120,24 @@ def segment(model: str, inp: str, out: str, *, workers: int = 2, chunk: int = 10
                                            dashboard_address=None)
         client = distributed.Client(cluster)
     try:
+        choice = None
+        if chunk in (None, "auto"):
+            infos = client.scheduler_info()["workers"].values()
+            limit = min((int(i.get("memory_limit") or 0) for i in infos), default=0)
+            base = max(client.run(_worker_base).values())
+            slots = max((int(i.get("nthreads") or 1) for i in infos), default=1)
+            choice = choose_chunk(net, x.shape, dtype, limit, base, task_memory(net, dtype, channels), slots)
+            chunk = choice["chunk"]
+        chunk = int(chunk)
+        x = x.rechunk((1, -1, chunk, chunk))
+        t = tiling(net, x.shape, x.chunks, dtype)
+        y = run(net, x, num_threads=num_threads)
+        if argmax:
+            y = y.argmax(axis=1).astype(np.uint8 if y.shape[1] <= 256 else np.int32)
+        if layout != "NCHW":
+            y = y[0]
         cpu0 = client.run(_cpu_seconds)  # the workers' start-up (imports) is not the job's
+        client.run(task_stats, True)
         start = time.perf_counter()
         store = da.to_zarr(y, out, overwrite=True, compute=False)
         future = client.compute(store)
@@ -97,19 +147,36 @@ def segment(model: str, inp: str, out: str, *, workers: int = 2, chunk: int = 10
         seconds = time.perf_counter() - start
         rss = client.run(_peak_rss)
         cpu = client.run(_cpu_seconds)
+        stats = client.run(task_stats)
     finally:
         client.close()
         if cluster is not None:
             cluster.close()
     pixels = int(x.shape[0] * x.shape[2] * x.shape[3])
     report = {"model": model, "input_shape": list(src.shape), "output_shape": list(y.shape), "chunk": chunk,
-              "workers": len(rss), "seconds": seconds, "mpixel_per_s": pixels / seconds / 1e6,
+              "chunk_choice": choice, "workers": len(rss), "seconds": seconds, "mpixel_per_s": pixels / seconds / 1e6,
               "worker_cpu_seconds": sum(cpu[w] - cpu0.get(w, 0.0) for w in cpu),
               "peak_rss_mib": sorted(v / 2**20 for v in rss.values()),
               "halo": [list(h) for h in t.halo], "alignment": t.alignment,
               "tile_shapes": [list(s) for s in t.tile_shapes],
-              "task_peak_activation_mib": t.peak_bytes / 2**20, "halo_overhead": t.overhead}
+              "task_peak_activation_mib": t.peak_bytes / 2**20, "halo_overhead": t.overhead,
+              "tasks": {k: sum(v[k] for v in stats.values()) for k in next(iter(stats.values()), {})}}
     return report
+
+
+def _worker_base() -> int:
+    """A worker's resident memory with what a tile task imports loaded (before any task ran)."""
+    import zarr  # noqa: F401
+
+    import fastpoint  # noqa: F401
+
+    from .tiled import run  # noqa: F401
+
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
 
 
 def _peak_rss() -> int:
@@ -137,7 +204,8 @@ def _cpu_seconds() -> float:
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
-    report = segment(args.model, args.input, args.output, workers=args.workers, chunk=args.chunk,
+    chunk = None if args.chunk == "auto" else int(args.chunk)
+    report = segment(args.model, args.input, args.output, workers=args.workers, chunk=chunk,
                      scheduler=args.scheduler, argmax=not args.raw, layout=args.layout, scale=args.scale,
                      memory_limit=args.memory_limit, num_threads=args.fp_threads, progress=not args.no_progress,
                      component=args.component)
@@ -159,7 +227,8 @@ def add_parser(sub) -> None:
     p.add_argument("input", help="input zarr array (N,C,H,W / C,H,W / H,W,C)")
     p.add_argument("output", help="output zarr array (overwritten)")
     p.add_argument("--workers", type=int, default=2, help="LocalCluster worker processes, 1 thread each")
-    p.add_argument("--chunk", type=int, default=1024, help="output chunk size in pixels (the halo comes on top)")
+    p.add_argument("--chunk", default="auto", help="output chunk size in pixels (the halo comes on top); 'auto' "
+                                                   "(default): the least recomputation that fits --memory-limit")
     p.add_argument("--scheduler", default=None, help="address of an existing dask scheduler (no LocalCluster)")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--argmax", action="store_true", help="write the class map (default)")

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from fractions import Fraction
@@ -43,7 +44,7 @@ import numpy as np
 from ..core.threads import thread_limit
 from .network import Network
 
-__all__ = ["TilingError", "Tiling", "run", "tiling"]
+__all__ = ["TilingError", "Tiling", "TaskMemory", "run", "task_memory", "tiling"]
 
 
 class TilingError(NotImplementedError):
@@ -390,6 +391,62 @@ def tiling(net, shape: Sequence[int], chunks: Sequence[Sequence[int]], dtype=np.
     return Tiling(p, r2, halo, out_shape, out_dtype, tuple(out_chunks), tuple(tiles), tuple(shapes), peak)
 
 
+@dataclass(frozen=True)
+class TaskMemory:
+    """Bytes one tile task allocates: the plan's arena (exact, from the plan) plus what the steps allocate
+    beside it (measured: ``fixed + per_pixel * tile pixels``, e.g. a kernel's scratch or a padded copy)."""
+
+    per_pixel: float
+    fixed: float
+
+    def bytes(self, net: Network, shape: Tuple[int, ...], dtype=np.float32) -> int:
+        plan = net.plan({net.inputs[0].name: (tuple(shape), np.dtype(dtype))})
+        pixels = shape[0] * shape[2] * shape[3]
+        tile = int(np.prod(shape)) * np.dtype(dtype).itemsize  # the cut tile, and the input blocks it came from
+        return int(plan.peak_bytes + self.fixed + self.per_pixel * pixels + 2 * tile)
+
+
+def task_memory(net, dtype=np.float32, channels: Optional[int] = None,
+                sizes: Tuple[int, int] = (192, 384)) -> TaskMemory:
+    """Measure what a tile task allocates beside its arena, per pixel and fixed, on small images.
+
+    The arena is planned and exact; the rest (kernel scratch, a temporary a step makes outside the plan,
+    the weights packed at a worker's first call) is not in the plan, so it is measured as a worker meets
+    it: a fresh Network's first call under ``tracemalloc`` (NumPy's allocations are traced), its peak
+    minus the arena. The first call also packs the weights (once per worker: a fixed cost); two more at
+    two sizes give the part that grows with the tile, fitted as ``fixed + per_pixel * pixels``."""
+    import copy
+    import tracemalloc
+
+    net = _as_network(net)
+    info = net.inputs[0]
+    c = channels or (info.shape[1] if info.shape and isinstance(info.shape[1], int) else 3)
+    graph = copy.deepcopy(net._graph)  # the probes' packed weights stay out of the graph that is shipped
+    excess = []
+    was = tracemalloc.is_tracing()
+    if not was:
+        tracemalloc.start()
+    try:
+        for s in (sizes[0],) + tuple(sizes):
+            x = np.zeros((1, c, s, s), dtype=dtype)
+            fresh = Network(graph, net.backend)
+            tracemalloc.reset_peak()
+            base = tracemalloc.get_traced_memory()[0]
+            with thread_limit(1):
+                y = fresh(x)
+            peak = tracemalloc.get_traced_memory()[1] - base
+            del y, fresh
+            arena = net.plan({info.name: (x.shape, x.dtype)}).peak_bytes
+            excess.append(max(0, peak - arena))
+    finally:
+        if not was:
+            tracemalloc.stop()
+    packing = max(0, excess[0] - excess[1])
+    a, b = sizes[0] ** 2, sizes[1] ** 2
+    per_pixel = max(0.0, (excess[2] - excess[1]) / (b - a))
+    return TaskMemory(per_pixel, packing + max(0.0, excess[1] - per_pixel * a))
+
+
 # --------------------------------------------------------------------------------------------------
 # the network on the workers
 
@@ -422,15 +479,60 @@ class _Shipped:
             return net
 
 
+# per process (a dask worker): what the tile tasks spent where, for ``fastpoint segment``'s report
+_TASK_STATS = {"tasks": 0, "cut_s": 0.0, "setup_s": 0.0, "network_s": 0.0, "network_cpu_s": 0.0, "tile_pixels": 0}
+_STATS_LOCK = threading.Lock()
+
+
+def task_stats(reset: bool = False) -> dict:
+    """This process's tile-task totals (seconds cutting tiles, making plans, in the network; tile pixels)."""
+    with _STATS_LOCK:
+        out = dict(_TASK_STATS)
+        if reset:
+            _TASK_STATS.update({k: type(v)() for k, v in _TASK_STATS.items()})
+    return out
+
+
+def _cut(blocks, offsets: Tuple[int, int, int, int]) -> np.ndarray:
+    """The tile from the input blocks it overlaps, copied once into one C-contiguous array."""
+    h0, h1, w0, w1 = offsets
+    first = blocks[0][0]
+    x = np.empty(first.shape[:2] + (h1 - h0, w1 - w0), dtype=first.dtype)
+    r = 0
+    for row in blocks:
+        rh = row[0].shape[2]
+        a, b = max(h0, r), min(h1, r + rh)
+        c = 0
+        for blk in row:
+            cw = blk.shape[3]
+            e, f = max(w0, c), min(w1, c + cw)
+            if a < b and e < f:
+                x[:, :, a - h0:b - h0, e - w0:f - w0] = blk[:, :, a - r:b - r, e - c:f - c]
+            c += cw
+        r += rh
+    return x
+
+
 def _run_tile(shipped: _Shipped, blocks, offsets: Tuple[int, int, int, int], out_slices: Tuple[slice, slice],
               num_threads: int) -> np.ndarray:
     """One task: the whole network on the tile cut from ``blocks``; the output chunk's pixels of its result."""
-    h0, h1, w0, w1 = offsets
-    x = np.concatenate([np.concatenate(row, axis=3) for row in blocks], axis=2)[:, :, h0:h1, w0:w1]
-    x = np.ascontiguousarray(x)
+    t0 = time.perf_counter()
+    x = _cut(blocks, offsets)
+    t1 = time.perf_counter()
     net = shipped.network(x.shape)
+    t2 = time.perf_counter()
+    c0 = time.thread_time()
     with thread_limit(num_threads):
         y = net(x)
+    c1, t3 = time.thread_time(), time.perf_counter()
+    with _STATS_LOCK:
+        st = _TASK_STATS
+        st["tasks"] += 1
+        st["cut_s"] += t1 - t0
+        st["setup_s"] += t2 - t1
+        st["network_s"] += t3 - t2
+        st["network_cpu_s"] += c1 - c0
+        st["tile_pixels"] += int(x.shape[0] * x.shape[2] * x.shape[3])
     sh, sw = out_slices
     if sh.stop > y.shape[-2] or sw.stop > y.shape[-1]:
         raise RuntimeError(f"fastpoint.dask.run: a {x.shape} tile gave a {y.shape} output, too small for "
