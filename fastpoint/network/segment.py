@@ -48,7 +48,8 @@ def _to_nchw(x, channels: Optional[int], layout: str):
     return x, layout
 
 
-def choose_chunk(net, shape, dtype, memory_limit: int, worker_base: int, mem, tasks_per_worker: int = 1) -> dict:
+def choose_chunk(net, shape, dtype, memory_limit: int, worker_base: int, mem, tasks_per_worker: int = 1,
+                 tune: bool = False) -> dict:
     """The square output chunk with the least recomputed halo whose task fits a worker's memory.
 
     A task holds one tile's arena (from the plan, exact) and what the steps allocate beside it
@@ -58,7 +59,13 @@ def choose_chunk(net, shape, dtype, memory_limit: int, worker_base: int, mem, ta
     (``distributed.worker.memory.pause``, 80 % of the limit by default) by a tenth of the limit, since a
     paused worker would hold its arena and never resume. Candidates are multiples of the tile alignment;
     among those that fit, the one whose tiles recompute the least (``Tiling.overhead`` on this image,
-    ragged ends included) wins, the larger on a tie."""
+    ragged ends included) wins, the larger on a tie.
+
+    ``tune``: a network's rate per pixel may fall as its feature maps outgrow the caches, so a smaller
+    tile can win despite more recomputation. Then the fitting multiples of 256 (and the least-recomputing
+    fit) are timed here, one fresh Network per tile shape at 1 thread (thread CPU seconds of a second call,
+    which is robust to other processes), and the chunk with the most image pixels per second wins:
+    ``rate(tile) / (1 + overhead)``."""
     import dask
 
     from .tiled import tiling
@@ -69,6 +76,7 @@ def choose_chunk(net, shape, dtype, memory_limit: int, worker_base: int, mem, ta
     p = tiling(net, shape, ((1,) * n, (shape[1],), (h,), (w,)), dtype).alignment
     step = p * -(-128 // p)
     best = None
+    fits = []
     for c in range(step, max(h, w) + step, step):
         ch = tuple(min(c, h - i) for i in range(0, h, c))
         cw = tuple(min(c, w - i) for i in range(0, w, c))
@@ -78,9 +86,18 @@ def choose_chunk(net, shape, dtype, memory_limit: int, worker_base: int, mem, ta
             if best is not None and c > 2 * best["chunk"]:
                 break  # tiles only grow from here
             continue
+        entry = {"chunk": c, "halo_overhead": t.overhead, "task_bytes": need - worker_base, "worker_bytes": need,
+                 "budget_bytes": budget, "tile_shapes": t.tile_shapes}
+        fits.append(entry)
         if best is None or t.overhead <= best["halo_overhead"] + 1e-9:
-            best = {"chunk": c, "halo_overhead": t.overhead, "task_bytes": need - worker_base,
-                    "worker_bytes": need, "budget_bytes": budget}
+            best = entry
+    if best is not None and tune:
+        timed = [e for e in fits if e["chunk"] % 256 == 0 or e is best]
+        for e in timed:
+            e["mpixel_per_cpu_s"] = _tile_rate(net, e["tile_shapes"][-1], dtype)
+            e["score"] = e["mpixel_per_cpu_s"] / (1 + e["halo_overhead"])
+        best = dict(max(timed, key=lambda e: e["score"]))
+        best["timed"] = [{k: e[k] for k in ("chunk", "halo_overhead", "mpixel_per_cpu_s", "score")} for e in timed]
     if best is None:
         raise MemoryError(f"no chunk fits: the smallest tile ({step} px + halo) needs more than {budget / 2**20:.0f} "
                           f"MiB per worker (memory_limit {memory_limit / 2**20:.0f} MiB, worker base "
@@ -88,12 +105,30 @@ def choose_chunk(net, shape, dtype, memory_limit: int, worker_base: int, mem, ta
     return best
 
 
+def _tile_rate(net, shape, dtype) -> float:
+    """Mpixel per thread-CPU second of a fresh Network on one tile of this shape (its second call, 1 thread)."""
+    import copy
+
+    from ..core.threads import thread_limit
+    from .network import Network
+
+    fresh = Network(copy.deepcopy(net._graph), net.backend)  # packed weights stay out of the shipped graph
+    x = np.random.default_rng(0).random(shape, dtype=np.float64).astype(dtype)
+    with thread_limit(1):
+        fresh(x)
+        c0 = time.thread_time()
+        fresh(x)
+        sec = time.thread_time() - c0
+    return shape[0] * shape[2] * shape[3] / max(sec, 1e-9) / 1e6
+
+
 def segment(model: str, inp: str, out: str, *, workers: int = 2, chunk=None, scheduler: Optional[str] = None,
             argmax: bool = True, layout: str = "auto", scale: Optional[float] = None, memory_limit: str = "2GiB",
             num_threads: int = 1, progress: bool = True, component: Optional[str] = None) -> dict:
     """The command's work, callable from Python (examples/segment_large_image.py, tools/dask_scaling.py).
 
-    ``chunk`` None (or "auto"): :func:`choose_chunk` picks it from the workers' memory limit."""
+    ``chunk`` None (or "auto"): :func:`choose_chunk` picks it from the workers' memory limit; "tune": the
+    same, timing the candidate tiles here first."""
     import dask.array as da
     import distributed
 
@@ -121,12 +156,14 @@ def segment(model: str, inp: str, out: str, *, workers: int = 2, chunk=None, sch
         client = distributed.Client(cluster)
     try:
         choice = None
-        if chunk in (None, "auto"):
+        if chunk in (None, "auto", "tune"):
             infos = client.scheduler_info()["workers"].values()
             limit = min((int(i.get("memory_limit") or 0) for i in infos), default=0)
             base = max(client.run(_worker_base).values())
             slots = max((int(i.get("nthreads") or 1) for i in infos), default=1)
-            choice = choose_chunk(net, x.shape, dtype, limit, base, task_memory(net, dtype, channels), slots)
+            choice = choose_chunk(net, x.shape, dtype, limit, base, task_memory(net, dtype, channels), slots,
+                                  tune=chunk == "tune")
+            choice.pop("tile_shapes", None)
             chunk = choice["chunk"]
         chunk = int(chunk)
         x = x.rechunk((1, -1, chunk, chunk))
@@ -204,7 +241,7 @@ def _cpu_seconds() -> float:
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
-    chunk = None if args.chunk == "auto" else int(args.chunk)
+    chunk = args.chunk if args.chunk in ("auto", "tune") else int(args.chunk)
     report = segment(args.model, args.input, args.output, workers=args.workers, chunk=chunk,
                      scheduler=args.scheduler, argmax=not args.raw, layout=args.layout, scale=args.scale,
                      memory_limit=args.memory_limit, num_threads=args.fp_threads, progress=not args.no_progress,
@@ -227,8 +264,10 @@ def add_parser(sub) -> None:
     p.add_argument("input", help="input zarr array (N,C,H,W / C,H,W / H,W,C)")
     p.add_argument("output", help="output zarr array (overwritten)")
     p.add_argument("--workers", type=int, default=2, help="LocalCluster worker processes, 1 thread each")
-    p.add_argument("--chunk", default="auto", help="output chunk size in pixels (the halo comes on top); 'auto' "
-                                                   "(default): the least recomputation that fits --memory-limit")
+    p.add_argument("--chunk", default="auto",
+                   help="output chunk size in pixels (the halo comes on top); 'auto' (default): the least "
+                        "recomputation that fits --memory-limit; 'tune': the fitting chunk whose tiles run fastest, "
+                        "timed first")
     p.add_argument("--scheduler", default=None, help="address of an existing dask scheduler (no LocalCluster)")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--argmax", action="store_true", help="write the class map (default)")
