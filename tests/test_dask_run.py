@@ -49,10 +49,10 @@ def image(shape, dtype, rng):
     return rng.integers(-3, 4, shape).astype(dtype)
 
 
-def check(m, x, chunks, exact=True, scheduler="sync"):
+def check(m, x, chunks, exact=True, scheduler="sync", crop=True):
     net = fp.load_onnx(m)
     ref = net(x)
-    y = fpd.run(net, da.from_array(x, chunks=chunks))
+    y = fpd.run(net, da.from_array(x, chunks=chunks), crop=crop)
     assert y.shape == ref.shape and y.dtype == ref.dtype
     got = y.compute(scheduler=scheduler) if scheduler else y.compute()
     if exact:
@@ -100,14 +100,35 @@ def test_strided_dilated_asymmetric_bn(chunks):
     check(strided_graph(np.float64, rng), image((1, 3, 61, 70), np.float64, rng), chunks)
 
 
+@pytest.mark.parametrize("crop", [True, False])
 @pytest.mark.parametrize("mode,up", [("nearest", "resize"), ("linear", "resize"), (None, "convtranspose")])
-def test_unet_skip_pool_upsample(mode, up):
+def test_unet_skip_pool_upsample(mode, up, crop):
     rng = np.random.default_rng(1)
     m = unet_graph(np.float64, rng, mode, up)
-    net, _ = check(m, image((2, 3, 46, 58), np.float64, rng), (1, 3, 9, 23))
+    net, _ = check(m, image((2, 3, 46, 58), np.float64, rng), (1, 3, 9, 23), crop=crop)
     t = fpd.tiling(net, (2, 3, 46, 58), ((1, 1), (3,), (9,) * 5 + (1,), (23, 23, 12)))
     assert t.alignment == 2 and t.halo[0][0] > 0
     assert len({s[2:] for s in t.tile_shapes}) <= 4
+
+
+def test_crops_compute_less_than_the_tile():
+    """With crops every step of an interior chunk's tile computes a window of its input, the late steps far
+    less than the tile; a graph the crops cannot pass (an explicit Pad) runs whole tiles."""
+    from fastpoint.network import tiled
+
+    rng = np.random.default_rng(1)
+    net = fp.load_onnx(unet_graph(np.float64, rng, None, "convtranspose"))
+    shape = (1, 3, 40, 40)
+    plan = net.plan({"x": (shape, np.float64)})
+    c = tiled._Crops(plan, "y", ((12, 27), (12, 27)), 2)
+    assert c.ok and c.windows
+    last = [st for st in plan.steps if id(st) in c.windows][-1]
+    (a0, a1), (b0, b1) = c.windows[id(last)]
+    assert (a1 - a0 + 1) * (b1 - b0 + 1) < 0.5 * 40 * 40
+    pad = model([const("pads", np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64)),
+                 helper.make_node("Pad", ["x", "pads"], ["y"], mode="reflect")], {})
+    pnet = fp.load_onnx(pad)
+    assert not tiled._Crops(pnet.plan({"x": (shape, np.float64)}), "y", ((5, 9), (5, 9)), 1).ok
 
 
 def test_n_chunks_and_float32():

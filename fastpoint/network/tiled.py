@@ -448,6 +448,168 @@ def task_memory(net, dtype=np.float32, channels: Optional[int] = None,
 
 
 # --------------------------------------------------------------------------------------------------
+# demand-driven crops: each step computes only what the output chunk needs of it
+
+# ops a cropped run may pass through: each output pixel at a fixed offset/scale of its inputs' pixels
+_CROP_WINDOWED = frozenset({"Conv", "MaxPool", "AveragePool", "LpPool"})
+_CROP_OK = POINTWISE | AXIS_OPS | _CROP_WINDOWED | {"ConvTranspose", "Resize", "Upsample"}
+
+
+def _step_geometry(step, consts) -> Optional[list]:
+    """Per spatial axis how the step maps its input grid to its output grid: ``("win", k, s, d, pb)``,
+    ``("tr", k, s, d, pb)``, ``("up", u, margin)`` or ``("id",)``; None: a cropped run cannot pass it."""
+    node = step.node
+    op, t = node.op, node.op.op_type
+    if t not in _CROP_OK or op.attrs.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
+        return None  # SAME padding depends on the (cropped) input size
+    shape = step.in_shapes[0]
+    if t in _CROP_WINDOWED or t == "ConvTranspose":
+        if t in _CROP_WINDOWED and t != "Conv":
+            kernel = list(op.attrs["kernel_shape"])
+        else:
+            kernel = list(op.weight.shape[2:] if getattr(op, "weight", None) is not None else step.in_shapes[1][2:])
+        strides = list(op.attrs.get("strides") or [1, 1])
+        dil = list(op.attrs.get("dilations") or [1, 1])
+        if t == "ConvTranspose":
+            if op.attrs.get("output_shape") is not None:
+                return None
+            pads = op._geometry(tuple(shape), tuple(op.weight.shape if getattr(op, "weight", None) is not None
+                                                    else step.in_shapes[1]))[4]
+            return [("tr", kernel[i], strides[i], dil[i], pads[i]) for i in range(2)]
+        pads = _pads(op, shape[2:], kernel, strides, dil)
+        return [("win", kernel[i], strides[i], dil[i], pads[i]) for i in range(2)]
+    if t in ("Resize", "Upsample"):
+        values = [consts.get(n) if n else None for n in node.inputs]
+        axes, res = op._plan(tuple(shape), values)
+        up = {a: int(_frac(sc)) for a, (_, _, sc) in zip(axes, res)}
+        margin = 3 if op.attrs.get("mode") == "cubic" else 2
+        return [("up", up.get(len(shape) - 2 + i, 1), margin) for i in range(2)]
+    return [("id",), ("id",)]
+
+
+def _demand_in(g, lo: int, hi: int) -> Tuple[int, int]:
+    """The input pixels (inclusive, in the input's grid) that outputs ``lo..hi`` read."""
+    if g[0] == "win":
+        _, k, s, d, pb = g
+        return lo * s - pb, hi * s - pb + d * (k - 1)
+    if g[0] == "tr":
+        _, k, s, d, pb = g
+        return -((-(lo + pb - d * (k - 1))) // s), (hi + pb) // s
+    if g[0] == "up":
+        _, u, m = g
+        return lo // u - m, hi // u + m
+    return lo, hi
+
+
+def _start_out(g, start: int) -> Optional[int]:
+    """Where the output array starts (in its grid) when the input array starts at ``start``."""
+    if g[0] == "win":
+        return start // g[2] if start % g[2] == 0 else None
+    if g[0] == "tr":
+        return start * g[2]
+    if g[0] == "up":
+        return start * g[1]
+    return start
+
+
+class _Crops:
+    """For one tile plan and one output chunk: the window of its inputs each step needs, from the chunk
+    backwards (the union over a value's readers), and the grid alignment of every value (``P / step``:
+    a window starts on it, so strided windows and pooling cells stay the whole image's)."""
+
+    def __init__(self, plan, out_name: str, out_box, p: int) -> None:
+        self.ok = all(not any(st.nhwc) and not st.to_nchw for st in plan.steps)
+        self.geom = {}
+        self.windows = {}
+        self.align: Dict[str, Tuple[int, int]] = {}
+        # the image-derived values and their steps (input pixels per pixel), forward
+        steps: Dict[str, Tuple[Fraction, Fraction]] = {plan.graph.inputs[0].name: (Fraction(1), Fraction(1))}
+        for st in plan.steps if self.ok else ():
+            ins = [n for n in st.node.inputs if n and n in steps]
+            if not ins:
+                continue
+            g = _step_geometry(st, plan.consts)
+            if g is None or any(len(plan.shapes[n]) != 4 for n in ins) or \
+                    any(len(plan.shapes[o]) != 4 for o in st.node.outputs if o):
+                self.ok = False
+                break
+            self.geom[id(st)] = g
+            sv = steps[ins[0]]
+            for n in ins:
+                a = [p * sv[i].denominator // sv[i].numerator if (p * sv[i].denominator) % sv[i].numerator == 0
+                     else 0 for i in range(2)]
+                if 0 in a:
+                    self.ok = False
+                self.align[n] = (a[0], a[1])
+            so = tuple(sv[i] * g[i][2] if g[i][0] == "win" else sv[i] / g[i][2] if g[i][0] == "tr"
+                       else sv[i] / g[i][1] if g[i][0] == "up" else sv[i] for i in range(2))
+            for o in st.node.outputs:
+                if o:
+                    steps[o] = so
+        if not self.ok:
+            return
+        demand: Dict[str, List[Tuple[int, int]]] = {out_name: [tuple(b) for b in out_box]}
+        for st in reversed(plan.steps):
+            g = self.geom.get(id(st))
+            if g is None:
+                continue
+            outs = [demand[o] for o in st.node.outputs if o in demand]
+            if not outs:
+                continue
+            box = [(min(d[i][0] for d in outs), max(d[i][1] for d in outs)) for i in range(2)]
+            need = [_demand_in(g[i], *box[i]) for i in range(2)]
+            self.windows[id(st)] = need
+            for n in st.node.inputs:
+                if n and n in self.align:
+                    old = demand.get(n)
+                    demand[n] = need if old is None else [(min(old[i][0], need[i][0]), max(old[i][1], need[i][1]))
+                                                          for i in range(2)]
+
+    def run(self, plan, x: np.ndarray, out_name: str):
+        """The plan's steps on cropped inputs (ops allocate their outputs): (output array, its start)."""
+        env: Dict[str, np.ndarray] = dict(plan.consts)
+        start: Dict[str, Tuple[int, int]] = {plan.graph.inputs[0].name: (0, 0)}
+        env[plan.graph.inputs[0].name] = x
+        for st in plan.steps:
+            node = st.node
+            args = [env[n] if n else None for n in node.inputs]
+            g = self.geom.get(id(st))
+            win = self.windows.get(id(st))
+            first = next((n for n in node.inputs if n in start), None)
+            if g is not None and first is not None:
+                spatial = [j for j, n in enumerate(node.inputs) if n in start]
+                lo, hi = [], []
+                for i in range(2):
+                    a0 = max(start[node.inputs[j]][i] for j in spatial)
+                    a1 = min(start[node.inputs[j]][i] + args[j].shape[2 + i] for j in spatial)
+                    if win is None:
+                        w0, w1 = a0, a1
+                    else:
+                        m = self.align[first][i]
+                        w0, w1 = max(a0, (win[i][0] // m) * m), min(a1, win[i][1] + 1)
+                    lo.append(w0)
+                    hi.append(w1)
+                for j in spatial:
+                    s0 = start[node.inputs[j]]
+                    v = args[j]
+                    cut = v[:, :, lo[0] - s0[0]:hi[0] - s0[0], lo[1] - s0[1]:hi[1] - s0[1]]
+                    args[j] = v if cut.shape == v.shape else np.ascontiguousarray(cut)
+                so = tuple(_start_out(g[i], lo[i]) for i in range(2))
+                if None in so:
+                    raise RuntimeError(f"fastpoint.dask.run: node {node.name!r} gets a window off its grid")
+            results = node.op.run(args, None)
+            for name, value in zip(node.outputs, results):
+                if name:
+                    env[name] = value
+                    if g is not None and first is not None:
+                        start[name] = so
+            for name in st.free_after:
+                env.pop(name, None)
+                start.pop(name, None)
+        return env[out_name], start.get(out_name, (0, 0))
+
+
+# --------------------------------------------------------------------------------------------------
 # the network on the workers
 
 
@@ -461,6 +623,7 @@ class _Shipped:
     def __init__(self, graph, backend: str) -> None:
         self.graph, self.backend = graph, backend
         self._nets: Dict[Tuple[int, ...], Network] = {}
+        self._crops: Dict[tuple, _Crops] = {}
         self._lock = threading.Lock()
 
     def __getstate__(self) -> dict:
@@ -476,7 +639,21 @@ class _Shipped:
                 while len(self._nets) >= self.MAX_SHAPES:
                     self._nets.pop(next(iter(self._nets)))  # its plan and arena go with it
                 net = self._nets[shape] = Network(self.graph, self.backend)
+                self._crops.clear()
             return net
+
+    def crops(self, net: Network, x: np.ndarray, box, p: int) -> Tuple[object, _Crops]:
+        """The tile's plan and the crops for the output chunk ``box`` (a few per tile shape: border and
+        interior chunks differ)."""
+        plan = net.plan({net.inputs[0].name: (x.shape, x.dtype)})
+        key = (x.shape, box, p)
+        with self._lock:
+            c = self._crops.get(key)
+            if c is None:
+                if len(self._crops) >= 64:
+                    self._crops.pop(next(iter(self._crops)))
+                c = self._crops[key] = _Crops(plan, net.outputs[0].name, box, p)
+        return plan, c
 
 
 # per process (a dask worker): what the tile tasks spent where, for ``fastpoint segment``'s report
@@ -514,16 +691,26 @@ def _cut(blocks, offsets: Tuple[int, int, int, int]) -> np.ndarray:
 
 
 def _run_tile(shipped: _Shipped, blocks, offsets: Tuple[int, int, int, int], out_slices: Tuple[slice, slice],
-              num_threads: int) -> np.ndarray:
-    """One task: the whole network on the tile cut from ``blocks``; the output chunk's pixels of its result."""
+              num_threads: int, alignment: int = 1, crop: bool = False) -> np.ndarray:
+    """One task: the whole network on the tile cut from ``blocks``; the output chunk's pixels of its result.
+    ``crop``: each step computes only the window of it the chunk needs (:class:`_Crops`)."""
     t0 = time.perf_counter()
     x = _cut(blocks, offsets)
     t1 = time.perf_counter()
     net = shipped.network(x.shape)
+    crops = None
+    if crop:
+        box = tuple((sl.start, sl.stop - 1) for sl in out_slices)
+        plan, crops = shipped.crops(net, x, box, alignment)
     t2 = time.perf_counter()
     c0 = time.thread_time()
     with thread_limit(num_threads):
-        y = net(x)
+        if crops is not None and crops.ok:
+            y, (s0, s1) = crops.run(plan, x, net.outputs[0].name)
+            out_slices = (slice(out_slices[0].start - s0, out_slices[0].stop - s0),
+                          slice(out_slices[1].start - s1, out_slices[1].stop - s1))
+        else:
+            y = net(x)
     c1, t3 = time.thread_time(), time.perf_counter()
     with _STATS_LOCK:
         st = _TASK_STATS
@@ -534,7 +721,7 @@ def _run_tile(shipped: _Shipped, blocks, offsets: Tuple[int, int, int, int], out
         st["network_cpu_s"] += c1 - c0
         st["tile_pixels"] += int(x.shape[0] * x.shape[2] * x.shape[3])
     sh, sw = out_slices
-    if sh.stop > y.shape[-2] or sw.stop > y.shape[-1]:
+    if sh.start < 0 or sw.start < 0 or sh.stop > y.shape[-2] or sw.stop > y.shape[-1]:
         raise RuntimeError(f"fastpoint.dask.run: a {x.shape} tile gave a {y.shape} output, too small for "
                            f"{out_slices}: the tiling analysis is wrong for this graph")
     return np.ascontiguousarray(y[..., sh, sw])
@@ -548,11 +735,13 @@ def _as_network(net) -> Network:
     return load_onnx(net)
 
 
-def run(net, x, *, num_threads: Optional[int] = None):
+def run(net, x, *, num_threads: Optional[int] = None, crop: bool = True):
     """``net(x)`` on a dask array ``x`` (N, C, H, W) chunked in N, H and W: a lazy dask array, exact.
 
     One task per output chunk runs the whole network on the chunk plus its halo (see the module doc and
     docs/dask.md); ``num_threads`` kernel threads per task (default 1: dask runs one task per core).
+    ``crop`` (default): every step computes only the pixels of it the chunk needs (a late layer needs a
+    few pixels more than the chunk, not the whole tile); graphs the crops cannot pass run whole tiles.
     """
     import dask
     import dask.array as da
@@ -575,7 +764,7 @@ def run(net, x, *, num_threads: Optional[int] = None):
     shipped = _Shipped(net._graph, net.backend)
     net_key = "fastpoint-network-" + uuid.uuid4().hex  # one key per call: the network is shipped once per worker
     shipped_d = dask.delayed(shipped, name=net_key, pure=True, traverse=False)
-    name = "fastpoint-run-" + tokenize(x, net_key, threads)
+    name = "fastpoint-run-" + tokenize(x, net_key, threads, crop)
     starts = [np.cumsum((0,) + x.chunks[a]) for a in (2, 3)]
     out_starts = [np.cumsum((0,) + c) for c in t.out_chunks]
     rank = len(t.out_shape)
@@ -594,7 +783,7 @@ def run(net, x, *, num_threads: Optional[int] = None):
                 ow = int(out_starts[1][bj]) - int(b0 / t.reach[1].step)
                 sl = (slice(oh, oh + t.out_chunks[0][bi]), slice(ow, ow + t.out_chunks[1][bj]))
                 key = (name, bn) + (0,) * (rank - 3) + (bi, bj)
-                layer[key] = (_run_tile, net_key, blocks, offsets, sl, threads)
+                layer[key] = (_run_tile, net_key, blocks, offsets, sl, threads, t.alignment, bool(crop))
     graph = HighLevelGraph.from_collections(name, layer, dependencies=[x, shipped_d])
     chunks = (x.chunks[0],) + tuple((d,) for d in t.out_shape[1:-2]) + t.out_chunks
     return da.Array(graph, name, chunks, meta=np.empty((0,) * rank, dtype=t.out_dtype))
