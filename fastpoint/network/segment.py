@@ -49,7 +49,7 @@ def _to_nchw(x, channels: Optional[int], layout: str):
 
 
 def choose_chunk(net, shape, dtype, memory_limit: int, worker_base: int, mem, tasks_per_worker: int = 1,
-                 tune: bool = False) -> dict:
+                 tune: bool = False, crop: bool = True) -> dict:
     """The square output chunk with the least recomputed halo whose task fits a worker's memory.
 
     A task holds one tile's arena (from the plan, exact) and what the steps allocate beside it
@@ -63,9 +63,9 @@ def choose_chunk(net, shape, dtype, memory_limit: int, worker_base: int, mem, ta
 
     ``tune``: a network's rate per pixel may fall as its feature maps outgrow the caches, so a smaller
     tile can win despite more recomputation. Then the fitting multiples of 256 (and the least-recomputing
-    fit) are timed here, one fresh Network per tile shape at 1 thread (thread CPU seconds of a second call,
-    which is robust to other processes), and the chunk with the most image pixels per second wins:
-    ``rate(tile) / (1 + overhead)``."""
+    fit) are timed here: a middle tile's task (cropped as ``crop`` says), one fresh Network per tile shape
+    at 1 thread (thread CPU seconds of a second call, robust to other processes); the chunk with the most
+    output pixels per second wins."""
     import dask
 
     from .tiled import tiling
@@ -87,17 +87,18 @@ def choose_chunk(net, shape, dtype, memory_limit: int, worker_base: int, mem, ta
                 break  # tiles only grow from here
             continue
         entry = {"chunk": c, "halo_overhead": t.overhead, "task_bytes": need - worker_base, "worker_bytes": need,
-                 "budget_bytes": budget, "tile_shapes": t.tile_shapes}
+                 "budget_bytes": budget, "tiling": t}
         fits.append(entry)
         if best is None or t.overhead <= best["halo_overhead"] + 1e-9:
             best = entry
     if best is not None and tune:
         timed = [e for e in fits if e["chunk"] % 256 == 0 or e is best]
         for e in timed:
-            e["mpixel_per_cpu_s"] = _tile_rate(net, e["tile_shapes"][-1], dtype)
-            e["score"] = e["mpixel_per_cpu_s"] / (1 + e["halo_overhead"])
-        best = dict(max(timed, key=lambda e: e["score"]))
-        best["timed"] = [{k: e[k] for k in ("chunk", "halo_overhead", "mpixel_per_cpu_s", "score")} for e in timed]
+            e["mpixel_per_cpu_s"] = _task_rate(net, e["tiling"], dtype, crop)
+        best = dict(max(timed, key=lambda e: e["mpixel_per_cpu_s"]))
+        best["timed"] = [{k: e[k] for k in ("chunk", "halo_overhead", "mpixel_per_cpu_s")} for e in timed]
+    if best is not None:
+        best = {k: v for k, v in best.items() if k != "tiling"}
     if best is None:
         raise MemoryError(f"no chunk fits: the smallest tile ({step} px + halo) needs more than {budget / 2**20:.0f} "
                           f"MiB per worker (memory_limit {memory_limit / 2**20:.0f} MiB, worker base "
@@ -105,26 +106,39 @@ def choose_chunk(net, shape, dtype, memory_limit: int, worker_base: int, mem, ta
     return best
 
 
-def _tile_rate(net, shape, dtype) -> float:
-    """Mpixel per thread-CPU second of a fresh Network on one tile of this shape (its second call, 1 thread)."""
+def _task_rate(net, t, dtype, crop: bool) -> float:
+    """Output Mpixel per thread-CPU second of the task of a middle chunk of tiling ``t`` (its second call,
+    a fresh Network, 1 thread)."""
     import copy
 
     from ..core.threads import thread_limit
     from .network import Network
+    from .tiled import _Crops
 
     fresh = Network(copy.deepcopy(net._graph), net.backend)  # packed weights stay out of the shipped graph
+    bi, bj = len(t.tiles[0]) // 2, len(t.tiles[1]) // 2
+    (a0, a1), (b0, b1) = t.tiles[0][bi], t.tiles[1][bj]
+    shape = (1, t.tile_shapes[0][1], a1 - a0, b1 - b0)
+    box = []
+    for i, (k, s) in enumerate(((bi, a0), (bj, b0))):
+        o0 = sum(t.out_chunks[i][:k]) - int(s / t.reach[i].step)
+        box.append((o0, o0 + t.out_chunks[i][k] - 1))
     x = np.random.default_rng(0).random(shape, dtype=np.float64).astype(dtype)
+    plan = fresh.plan({fresh.inputs[0].name: (shape, np.dtype(dtype))})
+    runner = _Crops(plan, fresh.outputs[0].name, tuple(box), t.alignment) if crop else None
+    call = (lambda: runner.run(plan, x, fresh.outputs[0].name)) if runner is not None and runner.ok else \
+        (lambda: fresh(x))
     with thread_limit(1):
-        fresh(x)
+        call()
         c0 = time.thread_time()
-        fresh(x)
+        call()
         sec = time.thread_time() - c0
-    return shape[0] * shape[2] * shape[3] / max(sec, 1e-9) / 1e6
+    return t.out_chunks[0][bi] * t.out_chunks[1][bj] / max(sec, 1e-9) / 1e6
 
 
 def segment(model: str, inp: str, out: str, *, workers: int = 2, chunk=None, scheduler: Optional[str] = None,
             argmax: bool = True, layout: str = "auto", scale: Optional[float] = None, memory_limit: str = "2GiB",
-            num_threads: int = 1, progress: bool = True, component: Optional[str] = None) -> dict:
+            num_threads: int = 1, progress: bool = True, component: Optional[str] = None, crop: bool = True) -> dict:
     """The command's work, callable from Python (examples/segment_large_image.py, tools/dask_scaling.py).
 
     ``chunk`` None (or "auto"): :func:`choose_chunk` picks it from the workers' memory limit; "tune": the
@@ -161,14 +175,13 @@ def segment(model: str, inp: str, out: str, *, workers: int = 2, chunk=None, sch
             limit = min((int(i.get("memory_limit") or 0) for i in infos), default=0)
             base = max(client.run(_worker_base).values())
             slots = max((int(i.get("nthreads") or 1) for i in infos), default=1)
-            choice = choose_chunk(net, x.shape, dtype, limit, base, task_memory(net, dtype, channels), slots,
-                                  tune=chunk == "tune")
-            choice.pop("tile_shapes", None)
+            choice = choose_chunk(net, x.shape, dtype, limit, base, task_memory(net, dtype, channels, crop=crop),
+                                  slots, tune=chunk == "tune", crop=crop)
             chunk = choice["chunk"]
         chunk = int(chunk)
         x = x.rechunk((1, -1, chunk, chunk))
         t = tiling(net, x.shape, x.chunks, dtype)
-        y = run(net, x, num_threads=num_threads)
+        y = run(net, x, num_threads=num_threads, crop=crop)
         if argmax:
             y = y.argmax(axis=1).astype(np.uint8 if y.shape[1] <= 256 else np.int32)
         if layout != "NCHW":
@@ -191,7 +204,8 @@ def segment(model: str, inp: str, out: str, *, workers: int = 2, chunk=None, sch
             cluster.close()
     pixels = int(x.shape[0] * x.shape[2] * x.shape[3])
     report = {"model": model, "input_shape": list(src.shape), "output_shape": list(y.shape), "chunk": chunk,
-              "chunk_choice": choice, "workers": len(rss), "seconds": seconds, "mpixel_per_s": pixels / seconds / 1e6,
+              "crop": crop, "chunk_choice": choice, "workers": len(rss), "seconds": seconds,
+              "mpixel_per_s": pixels / seconds / 1e6,
               "worker_cpu_seconds": sum(cpu[w] - cpu0.get(w, 0.0) for w in cpu),
               "peak_rss_mib": sorted(v / 2**20 for v in rss.values()),
               "halo": [list(h) for h in t.halo], "alignment": t.alignment,
@@ -245,7 +259,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
     report = segment(args.model, args.input, args.output, workers=args.workers, chunk=chunk,
                      scheduler=args.scheduler, argmax=not args.raw, layout=args.layout, scale=args.scale,
                      memory_limit=args.memory_limit, num_threads=args.fp_threads, progress=not args.no_progress,
-                     component=args.component)
+                     component=args.component, crop=not args.no_crop)
     print(f"\n{report['output_shape']} written to {args.output} in {report['seconds']:.1f} s "
           f"({report['mpixel_per_s']:.2f} Mpixel/s); halo {report['halo']}, tile starts every "
           f"{report['alignment']} px, {100 * report['halo_overhead']:.0f}% recomputed, "
@@ -279,5 +293,6 @@ def add_parser(sub) -> None:
     p.add_argument("--memory-limit", default="2GiB", help="per LocalCluster worker (default 2GiB)")
     p.add_argument("--fp-threads", type=int, default=1, help="kernel threads per task (default 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-crop", action="store_true", help="run every step on the whole tile (no demand-driven crops)")
     p.add_argument("--json", default=None, help="write the run's figures (time, RSS, halo) to this file")
     p.set_defaults(func=cmd_segment)

@@ -393,28 +393,31 @@ def tiling(net, shape: Sequence[int], chunks: Sequence[Sequence[int]], dtype=np.
 
 @dataclass(frozen=True)
 class TaskMemory:
-    """Bytes one tile task allocates: the plan's arena (exact, from the plan) plus what the steps allocate
-    beside it (measured: ``fixed + per_pixel * tile pixels``, e.g. a kernel's scratch or a padded copy)."""
+    """Bytes one tile task allocates: ``fixed + per_pixel * tile pixels`` (measured), plus the plan's arena
+    (exact, from the plan) when the task runs the plan whole (``arena``; a cropped run has none: its
+    steps allocate their outputs, and the measurement counts them)."""
 
     per_pixel: float
     fixed: float
+    arena: bool = True
 
     def bytes(self, net: Network, shape: Tuple[int, ...], dtype=np.float32) -> int:
-        plan = net.plan({net.inputs[0].name: (tuple(shape), np.dtype(dtype))})
         pixels = shape[0] * shape[2] * shape[3]
         tile = int(np.prod(shape)) * np.dtype(dtype).itemsize  # the cut tile, and the input blocks it came from
-        return int(plan.peak_bytes + self.fixed + self.per_pixel * pixels + 2 * tile)
+        arena = net.plan({net.inputs[0].name: (tuple(shape), np.dtype(dtype))}).peak_bytes if self.arena else 0
+        return int(arena + self.fixed + self.per_pixel * pixels + 2 * tile)
 
 
-def task_memory(net, dtype=np.float32, channels: Optional[int] = None,
-                sizes: Tuple[int, int] = (192, 384)) -> TaskMemory:
-    """Measure what a tile task allocates beside its arena, per pixel and fixed, on small images.
+def task_memory(net, dtype=np.float32, channels: Optional[int] = None, sizes: Tuple[int, int] = (192, 384),
+                crop: bool = True) -> TaskMemory:
+    """Measure what a tile task allocates, per pixel and fixed, on small images, as a worker meets it.
 
-    The arena is planned and exact; the rest (kernel scratch, a temporary a step makes outside the plan,
-    the weights packed at a worker's first call) is not in the plan, so it is measured as a worker meets
-    it: a fresh Network's first call under ``tracemalloc`` (NumPy's allocations are traced), its peak
-    minus the arena. The first call also packs the weights (once per worker: a fixed cost); two more at
-    two sizes give the part that grows with the tile, fitted as ``fixed + per_pixel * pixels``."""
+    A fresh Network's first call under ``tracemalloc`` (NumPy's allocations are traced): with ``crop``
+    the cropped runner with the whole output demanded (no step cropped: an upper bound), whose every
+    buffer is a NumPy allocation; without, ``net(x)``, whose planned arena is exact and is subtracted
+    (the rest: kernel scratch, a temporary a step makes outside the plan). The first call also packs the
+    weights (once per worker: a fixed cost); two more at two sizes give the part that grows with the
+    tile, fitted as ``fixed + per_pixel * pixels``."""
     import copy
     import tracemalloc
 
@@ -430,21 +433,27 @@ def task_memory(net, dtype=np.float32, channels: Optional[int] = None,
         for s in (sizes[0],) + tuple(sizes):
             x = np.zeros((1, c, s, s), dtype=dtype)
             fresh = Network(graph, net.backend)
+            plan = fresh.plan({info.name: (x.shape, x.dtype)})
+            runner = None
+            if crop:
+                p = tiling(fresh, x.shape, ((1,), (c,), (s,), (s,)), dtype).alignment
+                out = plan.shapes[net.outputs[0].name]
+                runner = _Crops(plan, net.outputs[0].name, ((0, out[-2] - 1), (0, out[-1] - 1)), p)
+                runner = runner if runner.ok else None
             tracemalloc.reset_peak()
             base = tracemalloc.get_traced_memory()[0]
             with thread_limit(1):
-                y = fresh(x)
+                y = runner.run(plan, x, net.outputs[0].name) if runner is not None else fresh(x)
             peak = tracemalloc.get_traced_memory()[1] - base
             del y, fresh
-            arena = net.plan({info.name: (x.shape, x.dtype)}).peak_bytes
-            excess.append(max(0, peak - arena))
+            excess.append(max(0, peak - (0 if runner is not None else plan.peak_bytes)))
     finally:
         if not was:
             tracemalloc.stop()
     packing = max(0, excess[0] - excess[1])
     a, b = sizes[0] ** 2, sizes[1] ** 2
     per_pixel = max(0.0, (excess[2] - excess[1]) / (b - a))
-    return TaskMemory(per_pixel, packing + max(0.0, excess[1] - per_pixel * a))
+    return TaskMemory(per_pixel, packing + max(0.0, excess[1] - per_pixel * a), arena=not (crop and runner is not None))
 
 
 # --------------------------------------------------------------------------------------------------
