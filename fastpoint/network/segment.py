@@ -49,7 +49,7 @@ def _to_nchw(x, channels: Optional[int], layout: str):
 
 
 def choose_chunk(net, shape, dtype, memory_limit: int, worker_base: int, mem, tasks_per_worker: int = 1,
-                 tune: bool = False, crop: bool = True) -> dict:
+                 tune: bool = False, crop: bool = False) -> dict:
     """The square output chunk with the least recomputed halo whose task fits a worker's memory.
 
     A task holds one tile's arena (from the plan, exact) and what the steps allocate beside it
@@ -138,7 +138,7 @@ def _task_rate(net, t, dtype, crop: bool) -> float:
 
 def segment(model: str, inp: str, out: str, *, workers: int = 2, chunk=None, scheduler: Optional[str] = None,
             argmax: bool = True, layout: str = "auto", scale: Optional[float] = None, memory_limit: str = "2GiB",
-            num_threads: int = 1, progress: bool = True, component: Optional[str] = None, crop: bool = True) -> dict:
+            num_threads: int = 1, progress: bool = True, component: Optional[str] = None, crop: bool = False) -> dict:
     """The command's work, callable from Python (examples/segment_large_image.py, tools/dask_scaling.py).
 
     ``chunk`` None (or "auto"): :func:`choose_chunk` picks it from the workers' memory limit; "tune": the
@@ -259,7 +259,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
     report = segment(args.model, args.input, args.output, workers=args.workers, chunk=chunk,
                      scheduler=args.scheduler, argmax=not args.raw, layout=args.layout, scale=args.scale,
                      memory_limit=args.memory_limit, num_threads=args.fp_threads, progress=not args.no_progress,
-                     component=args.component, crop=not args.no_crop)
+                     component=args.component, crop=args.crop)
     print(f"\n{report['output_shape']} written to {args.output} in {report['seconds']:.1f} s "
           f"({report['mpixel_per_s']:.2f} Mpixel/s); halo {report['halo']}, tile starts every "
           f"{report['alignment']} px, {100 * report['halo_overhead']:.0f}% recomputed, "
@@ -293,6 +293,7 @@ def add_parser(sub) -> None:
     p.add_argument("--memory-limit", default="2GiB", help="per LocalCluster worker (default 2GiB)")
     p.add_argument("--fp-threads", type=int, default=1, help="kernel threads per task (default 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--no-crop", action="store_true", help="run every step on the whole tile (no demand-driven crops)")
+    p.add_argument("--crop", action="store_true", help="each step computes only what the chunk needs of it "
+                                                       "(exact; slower than whole tiles so far, see docs/dask.md)")
     p.add_argument("--json", default=None, help="write the run's figures (time, RSS, halo) to this file")
     p.set_defaults(func=cmd_segment)

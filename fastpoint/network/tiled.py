@@ -409,7 +409,7 @@ class TaskMemory:
 
 
 def task_memory(net, dtype=np.float32, channels: Optional[int] = None, sizes: Tuple[int, int] = (192, 384),
-                crop: bool = True) -> TaskMemory:
+                crop: bool = False) -> TaskMemory:
     """Measure what a tile task allocates, per pixel and fixed, on small images, as a worker meets it.
 
     A fresh Network's first call under ``tracemalloc`` (NumPy's allocations are traced): with ``crop``
@@ -526,6 +526,8 @@ class _Crops:
     backwards (the union over a value's readers), and the grid alignment of every value (``P / step``:
     a window starts on it, so strided windows and pooling cells stay the whole image's)."""
 
+    MIN_SAVING = 0.9  # crop a step's inputs only when the window is at most this share of their common extent
+
     def __init__(self, plan, out_name: str, out_box, p: int) -> None:
         self.ok = all(not any(st.nhwc) and not st.to_nchw for st in plan.steps)
         self.geom = {}
@@ -587,7 +589,7 @@ class _Crops:
             first = next((n for n in node.inputs if n in start), None)
             if g is not None and first is not None:
                 spatial = [j for j, n in enumerate(node.inputs) if n in start]
-                lo, hi = [], []
+                lo, hi, full = [], [], []
                 for i in range(2):
                     a0 = max(start[node.inputs[j]][i] for j in spatial)
                     a1 = min(start[node.inputs[j]][i] + args[j].shape[2 + i] for j in spatial)
@@ -598,6 +600,10 @@ class _Crops:
                         w0, w1 = max(a0, (win[i][0] // m) * m), min(a1, win[i][1] + 1)
                     lo.append(w0)
                     hi.append(w1)
+                    full.append((a0, a1))
+                if (hi[0] - lo[0]) * (hi[1] - lo[1]) > self.MIN_SAVING * (full[0][1] - full[0][0]) * \
+                        (full[1][1] - full[1][0]):
+                    lo, hi = [f[0] for f in full], [f[1] for f in full]  # a crop copies: only where it pays
                 for j in spatial:
                     s0 = start[node.inputs[j]]
                     v = args[j]
@@ -744,13 +750,15 @@ def _as_network(net) -> Network:
     return load_onnx(net)
 
 
-def run(net, x, *, num_threads: Optional[int] = None, crop: bool = True):
+def run(net, x, *, num_threads: Optional[int] = None, crop: bool = False):
     """``net(x)`` on a dask array ``x`` (N, C, H, W) chunked in N, H and W: a lazy dask array, exact.
 
     One task per output chunk runs the whole network on the chunk plus its halo (see the module doc and
     docs/dask.md); ``num_threads`` kernel threads per task (default 1: dask runs one task per core).
-    ``crop`` (default): every step computes only the pixels of it the chunk needs (a late layer needs a
-    few pixels more than the chunk, not the whole tile); graphs the crops cannot pass run whole tiles.
+    ``crop``: every step computes only the pixels of it the chunk needs (a late layer needs a few pixels
+    more than the chunk, not the whole tile); exact, but off by default: without the plan's arena its
+    copies and allocations cost more than the work it saves (docs/dask.md); graphs the crops cannot pass
+    run whole tiles.
     """
     import dask
     import dask.array as da
