@@ -222,6 +222,16 @@ def test_halo_one_pixel_short_is_wrong(monkeypatch):
     assert not np.array_equal(got, ref)
 
 
+def segment_case(tmp_path, seed, make_image, chunks):
+    """A small U-Net saved as m.onnx and an image written as in.zarr, for the segment command."""
+    rng = np.random.default_rng(seed)
+    m = unet_graph(np.float32, rng, "nearest", "convtranspose")
+    onnx.save(m, str(tmp_path / "m.onnx"))
+    img = make_image(rng)
+    da.to_zarr(da.from_array(img, chunks=chunks), str(tmp_path / "in.zarr"))
+    return m, img
+
+
 def test_segment_command_raw(tmp_path):
     """``fastpoint segment ... --raw`` on a (C, H, W) float zarr: the network's output, written to zarr."""
     pytest.importorskip("distributed")
@@ -230,11 +240,7 @@ def test_segment_command_raw(tmp_path):
 
     from fastpoint.cli import main
 
-    rng = np.random.default_rng(12)
-    m = unet_graph(np.float32, rng, "nearest", "convtranspose")
-    onnx.save(m, str(tmp_path / "m.onnx"))
-    img = rng.standard_normal((3, 52, 60)).astype(np.float32)
-    da.to_zarr(da.from_array(img, chunks=(3, 20, 20)), str(tmp_path / "in.zarr"))
+    m, img = segment_case(tmp_path, 12, lambda rng: rng.standard_normal((3, 52, 60)).astype(np.float32), (3, 20, 20))
     assert main(["segment", str(tmp_path / "m.onnx"), str(tmp_path / "in.zarr"), str(tmp_path / "out.zarr"),
                  "--raw", "--workers", "1", "--chunk", "24", "--no-progress", "--layout", "CHW",
                  "--json", str(tmp_path / "r.json")]) == 0
@@ -291,11 +297,7 @@ def test_segment_auto_chunk(tmp_path):
     zarr = pytest.importorskip("zarr")
     from fastpoint.network.segment import segment
 
-    rng = np.random.default_rng(15)
-    m = unet_graph(np.float32, rng, "nearest", "convtranspose")
-    onnx.save(m, str(tmp_path / "m.onnx"))
-    img = rng.integers(0, 256, (90, 70, 3)).astype(np.uint8)
-    da.to_zarr(da.from_array(img, chunks=(32, 32, 3)), str(tmp_path / "in.zarr"))
+    m, img = segment_case(tmp_path, 15, lambda rng: rng.integers(0, 256, (90, 70, 3)).astype(np.uint8), (32, 32, 3))
     r = segment(str(tmp_path / "m.onnx"), str(tmp_path / "in.zarr"), str(tmp_path / "out.zarr"), workers=1,
                 memory_limit="1GiB", progress=False)
     assert r["chunk_choice"]["worker_bytes"] <= r["chunk_choice"]["budget_bytes"]
