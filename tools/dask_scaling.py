@@ -16,8 +16,8 @@ network's on a 2048^2 image, halo recompute included, time linear in pixels, 2k/
 
 Prints a table and the targets met or not, writes bench/results/dask_scaling-<UTC time>.json.
 The model is exported first when the file is missing (MONAI BasicUNet, free N, H and W; needs torch and
-monai). Expected duration on a quiet 2-core Zen 5 box: ``--sizes 2048,4096,8192,16384`` ~15-25 minutes
-(the 16k run alone ~8-15; it is 64x the pixels of 2k), printed again once the in-memory rate is known.
+monai). Expected duration on a quiet 2-core Zen 5 box: ``--sizes 2048,4096,8192,16384`` ~10-15 minutes
+(the 16k run alone ~5-8; it is 64x the pixels of 2k), printed again once the in-memory rate is known.
 
     python tools/dask_scaling.py --model /tmp/dask_basicunet_free.onnx --sizes 2048,4096,8192,16384 --exact
     python tools/dask_scaling.py --model /tmp/dask_basicunet_free.onnx --ab 5     # whole vs tiled, one process
