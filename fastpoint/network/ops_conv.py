@@ -17,19 +17,18 @@ import numpy as np
 
 from ..api import Conv2d
 from ..core.spec import check_algorithm
+from .pages import fresh_bytes
 from .registry import Op, deliver, register
 
 
 class PackBlocks:
-    """One network's packed convolution weights, carved out of a few large blocks.
+    """One network's packed convolution weights, carved out of a few blocks of 4 KiB pages.
 
-    A layer's packed weights are written once, on its first call, into fresh memory. As arrays of their
-    own, a ResNet's 1-2 MiB layers are 4 KiB pages, each faulted in on first touch (microseconds apiece
-    on a VM: more than the packing's copy). Slices of blocks of :data:`BLOCK` bytes or more are backed by
-    transparent huge pages where the kernel offers them (NumPy advises it for allocations of 4 MiB and
-    up): fcn_resnet50's 127 MiB of packed weights take about 70 faults instead of about 14000. A block
-    is allocated when the next layer does not fit in the last one (its untouched tail costs no memory);
-    a layer as large as a block gets one of its own.
+    A layer's packed weights are written once, on its first call, into fresh memory. As NumPy arrays of
+    their own, those of 4 MiB or more would get transparent huge pages, which on a VM cost several
+    times what 4 KiB pages do (:mod:`.pages`); blocks from :func:`.pages.fresh_bytes` do not. A block is
+    allocated when the next layer does not fit in the last one (its untouched tail costs no memory); a
+    layer as large as a block gets one of its own.
     """
 
     BLOCK = 32 << 20
@@ -40,20 +39,14 @@ class PackBlocks:
         self._block: Optional[np.ndarray] = None
         self._used = 0
 
-    @staticmethod
-    def _aligned(nbytes: int) -> np.ndarray:
-        raw = np.empty(nbytes + PackBlocks.ALIGN, np.uint8)
-        start = (-raw.ctypes.data) % PackBlocks.ALIGN
-        return raw[start:start + nbytes]
-
     def take(self, nbytes: int) -> np.ndarray:
         """``nbytes`` 64-byte aligned bytes that no other caller gets."""
         size = -(-nbytes // self.ALIGN) * self.ALIGN
         if size >= self.BLOCK:
-            return self._aligned(nbytes)
+            return fresh_bytes(nbytes)
         with self._lock:
             if self._block is None or self._used + size > self._block.nbytes:
-                self._block, self._used = self._aligned(self.BLOCK), 0
+                self._block, self._used = fresh_bytes(self.BLOCK), 0
             buf = self._block[self._used:self._used + nbytes]
             self._used += size
         return buf

@@ -6,7 +6,7 @@
 about 400 MB of fresh pages, whose first-touch faults cost more than the copies (docs/networks.md,
 "The load path"). Here the protobuf wire format is walked just deep enough to find
 ``ModelProto.graph.initializer[i].raw_data``: each such payload is read once from the file into a
-64-byte aligned, writable slice of one block (huge pages: :func:`_read_payloads`), and the model
+64-byte aligned, writable slice of one block (:func:`_read_payloads`), and the model
 without those initializers (a few kilobytes of nodes and attributes) goes to the ``onnx`` parser as
 before.
 
@@ -26,6 +26,8 @@ import sys
 from typing import BinaryIO, Dict, List, NamedTuple, Optional, Tuple, Union
 
 import numpy as np
+
+from .pages import fresh_bytes
 
 # TensorProto.DataType -> NumPy dtype, for the types whose raw_data is the array's bytes
 _DTYPES = {1: np.float32, 2: np.uint8, 3: np.int8, 4: np.uint16, 5: np.int16, 6: np.int32, 7: np.int64,
@@ -134,12 +136,6 @@ def _varint_bytes(value: int) -> bytes:
 
 def _field(number: int, payload: bytes) -> bytes:
     return _varint_bytes(number << 3 | 2) + _varint_bytes(len(payload)) + payload
-
-
-def _aligned_empty(nbytes: int) -> np.ndarray:
-    buf = np.empty(nbytes + _ALIGN, np.uint8)
-    start = (-buf.ctypes.data) % _ALIGN
-    return buf[start:start + nbytes]
 
 
 class _Payload(NamedTuple):
@@ -261,16 +257,14 @@ def read_model(f: BinaryIO, size: int) -> Optional[Tuple[bytes, Dict[str, np.nda
 def _read_payloads(r: _Reader, payloads: Dict[str, _Payload]) -> Dict[str, np.ndarray]:
     """Every payload read once, in file order, into its own 64-byte aligned slice of one block.
 
-    One block rather than an array per tensor: NumPy backs an allocation of 4 MiB or more with
-    transparent huge pages where the kernel offers them (``madvise``), so the weights of a 130 MB model
-    cost tens of page faults instead of ~33000 (a fault of a fresh 4 KiB page costs microseconds on a
-    VM: more than copying the page; docs/networks.md, "The load path").
+    One block of 4 KiB pages (:mod:`.pages`: NumPy would give the larger tensors huge pages, which cost
+    more on a VM), written in file order.
     """
     offsets, total = {}, 0
     for name, p in payloads.items():
         offsets[name] = total
         total += -(-p.nbytes // _ALIGN) * _ALIGN
-    block = _aligned_empty(total)
+    block = fresh_bytes(total)
     arrays = {}
     for name, p in sorted(payloads.items(), key=lambda item: item[1].pos):
         buf = block[offsets[name]:offsets[name] + p.nbytes]
