@@ -16,6 +16,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from ..api import Conv2d
+from ..backends.c import _aligned_bytes
 from ..core.spec import check_algorithm
 from .pages import fresh_bytes
 from .registry import Op, deliver, register
@@ -28,10 +29,11 @@ class PackBlocks:
     their own, those of 4 MiB or more would get transparent huge pages, which on a VM cost several
     times what 4 KiB pages do (:mod:`.pages`); blocks from :func:`.pages.fresh_bytes` do not. A block is
     allocated when the next layer does not fit in the last one (its untouched tail costs no memory); a
-    layer as large as a block gets one of its own.
+    layer as large as a block gets one of its own, one below :data:`SMALL` an array from the heap.
     """
 
     BLOCK = 32 << 20
+    SMALL = 256 << 10  # smaller packings come from the heap
     ALIGN = 64
 
     def __init__(self) -> None:
@@ -42,6 +44,8 @@ class PackBlocks:
     def take(self, nbytes: int) -> np.ndarray:
         """``nbytes`` 64-byte aligned bytes that no other caller gets."""
         size = -(-nbytes // self.ALIGN) * self.ALIGN
+        if size < self.SMALL:  # the heap's: malloc reuses memory the load has freed (no fresh pages)
+            return _aligned_bytes(nbytes)
         if size >= self.BLOCK:
             return fresh_bytes(nbytes)
         with self._lock:
