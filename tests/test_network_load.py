@@ -130,11 +130,13 @@ def test_same_results_whatever_the_source(tmp_path, source):
     np.testing.assert_array_equal(fp.load_onnx(model, backend="numpy")(x), ref)
 
 
-def test_pack_blocks_give_aligned_disjoint_slices():
+@pytest.mark.parametrize("reserve", [0, 3 << 20])
+def test_pack_blocks_give_aligned_disjoint_slices(reserve):
     from fastpoint.network.ops_conv import PackBlocks
 
-    blocks = PackBlocks()
-    sizes = [1, 63, 64, 65, 4096, PackBlocks.BLOCK // 3, PackBlocks.BLOCK // 2, PackBlocks.BLOCK, 7]
+    blocks = PackBlocks(reserve)  # a reserve of 3 MiB: the first three 1 MiB takes fill it, the fourth spills
+    sizes = [1 << 20, 1 << 20, 1, 63, (1 << 20) - 5, 1 << 20, 64, 65, 4096, PackBlocks.BLOCK // 3,
+             PackBlocks.BLOCK // 2, PackBlocks.BLOCK, 7]
     got = [blocks.take(n) for n in sizes]
     for n, buf in zip(sizes, got):
         assert buf.nbytes == n and buf.dtype == np.uint8 and buf.ctypes.data % 64 == 0 and buf.flags.writeable

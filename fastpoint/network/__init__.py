@@ -36,7 +36,7 @@ def load_onnx(model, *, backend: str = "auto", algorithm: str = "auto", layout: 
     graph = parse(*read(model))
     fold_batch_norm(graph)
     fuse_epilogues(graph)
-    blocks = PackBlocks()  # the network's packed weights, in few large blocks (huge pages)
+    blocks = PackBlocks.for_graph(graph)  # the network's packed weights, in few blocks (ops_conv.py)
     for node in graph.nodes:
         if hasattr(node.op, "pack_blocks"):
             node.op.pack_blocks = blocks

@@ -257,14 +257,14 @@ def read_model(f: BinaryIO, size: int) -> Optional[Tuple[bytes, Dict[str, np.nda
 def _read_payloads(r: _Reader, payloads: Dict[str, _Payload]) -> Dict[str, np.ndarray]:
     """Every payload read once, in file order, into its own 64-byte aligned slice of one block.
 
-    One block of 4 KiB pages (:mod:`.pages`: NumPy would give the larger tensors huge pages, which cost
-    more on a VM), written in file order.
+    One block of 4 KiB pages, populated in one call (:mod:`.pages`: NumPy would give the larger tensors
+    huge pages, which cost more on a VM, and fault the others in page by page), written in file order.
     """
     offsets, total = {}, 0
     for name, p in payloads.items():
         offsets[name] = total
         total += -(-p.nbytes // _ALIGN) * _ALIGN
-    block = fresh_bytes(total)
+    block = fresh_bytes(total, populate=True)  # all of it is written next
     arrays = {}
     for name, p in sorted(payloads.items(), key=lambda item: item[1].pos):
         buf = block[offsets[name]:offsets[name] + p.nbytes]
