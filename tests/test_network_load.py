@@ -204,3 +204,18 @@ def test_each_layer_packs_once_into_the_networks_blocks(monkeypatch, layout):
     ref = fp.load_onnx(data, backend="numpy", layout=layout)
     for x, y in zip(xs, ys):
         np.testing.assert_allclose(y, ref(x), rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("populate", [False, True])
+@pytest.mark.parametrize("nbytes", [0, 100, (1 << 20) + 3, 3 << 20])
+def test_fresh_bytes_are_writable_aligned_and_pickle(nbytes, populate):
+    import pickle
+
+    from fastpoint.network.pages import fresh_bytes
+
+    buf = fresh_bytes(nbytes, populate=populate)
+    assert buf.nbytes == nbytes and buf.dtype == np.uint8 and buf.flags.writeable and buf.flags.c_contiguous
+    assert buf.ctypes.data % 64 == 0
+    buf[...] = 7
+    f = buf.view(np.float32) if nbytes % 4 == 0 else buf
+    assert np.array_equal(pickle.loads(pickle.dumps(f)), f)
