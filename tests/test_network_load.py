@@ -215,7 +215,7 @@ def test_fresh_bytes_are_writable_aligned_and_pickle(nbytes, populate):
 
     buf = fresh_bytes(nbytes, populate=populate)
     assert buf.nbytes == nbytes and buf.dtype == np.uint8 and buf.flags.writeable and buf.flags.c_contiguous
-    assert buf.ctypes.data % 64 == 0
+    assert nbytes == 0 or buf.ctypes.data % 64 == 0  # (an empty slice's address is NumPy's choice)
     buf[...] = 7
     f = buf.view(np.float32) if nbytes % 4 == 0 else buf
     assert np.array_equal(pickle.loads(pickle.dumps(f)), f)
