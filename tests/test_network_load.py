@@ -204,6 +204,12 @@ def test_each_layer_packs_once_into_the_networks_blocks(monkeypatch, layout):
     ref = fp.load_onnx(data, backend="numpy", layout=layout)
     for x, y in zip(xs, ys):
         np.testing.assert_allclose(y, ref(x), rtol=1e-4, atol=1e-3)
+    cloudpickle = pytest.importorskip("cloudpickle")  # how dask sends a network's ops to its workers
+    from fastpoint.network.ops_conv import PackBlocks
+
+    ops = cloudpickle.loads(cloudpickle.dumps([n.op for n in net._graph.nodes if hasattr(n.op, "pack_blocks")]))
+    assert len(ops) == 3 and all(isinstance(op.pack_blocks, PackBlocks) for op in ops)
+    assert ops[0].pack_blocks.take(1 << 20).nbytes == 1 << 20
 
 
 @pytest.mark.parametrize("populate", [False, True])

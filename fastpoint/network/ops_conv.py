@@ -44,6 +44,14 @@ class PackBlocks:
         self._used = 0
         self._reserve = reserve
 
+    def __getstate__(self) -> dict:
+        # a pickled network (dask sends it to workers) carries its layers' packed arrays; an unpickled
+        # one gets fresh blocks for what it packs next, not a lock or this process's mappings
+        return {"reserve": self._reserve}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["reserve"])
+
     @classmethod
     def for_graph(cls, graph) -> PackBlocks:
         """Blocks for ``graph``'s convolutions: the first one sized by their initializer weights of
