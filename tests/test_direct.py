@@ -177,3 +177,23 @@ def test_weight_heavy_layers_split_channels_across_threads(isa, threads, layout,
               layout=layout, stride=stride, padding=padding, groups=groups, activation="relu")
     finally:
         fp.set_num_threads(saved)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("kh,stride,dilation,padding", [((7, 3), 1, 1, (3, 1)), ((5, 3), (2, 1), 1, (4, 1)),
+                                                        (3, (3, 1), (2, 1), (2, 1)), (3, 1, 3, (3, 0)),
+                                                        ((1, 3), 2, 1, (0, 1)), (3, (2, 2), 1, 0)])
+def test_strip_rows_filled_as_the_rows_need_them(isa, threads, layout, kh, stride, dilation, padding):
+    # the strip is filled row by row during the first pass over a row block's rows (tall kernels,
+    # vertical strides and dilations, padding rows above and below, reductions in chunks: 40 channels)
+    rng = np.random.default_rng(sum(np.atleast_1d(kh)) * 7 + threads)
+    k = (kh, kh) if isinstance(kh, int) else kh
+    shape = (2, 40, 23, 9) if layout == "NCHW" else (2, 23, 9, 40)
+    saved = fp.get_num_threads()
+    fp.set_num_threads(threads)
+    try:
+        check(int_array(rng, shape, -1, 1), int_array(rng, (40, 40) + k, -1, 1), int_array(rng, (40,)), layout=layout,
+              stride=stride, dilation=dilation, padding=padding, activation="relu")
+    finally:
+        fp.set_num_threads(saved)

@@ -262,6 +262,33 @@ static _Thread_local struct {
 } last_strip;
 static uint64_t g_calls;
 
+/* Input rows to prefetch: nseg runs of `lines` 64-byte lines, seg floats apart (NCHW: one run per input
+ * channel of the group; NHWC: one run of whole rows).  nseg 0: nothing. */
+typedef struct in_span {
+    const float *base;
+    int64_t nseg, seg, lines; /* lines: 64-byte lines per run */
+} in_span;
+
+/* Input rows [lo, hi) of image n, group g (clipped to the image) as nseg runs (NCHW: one per channel). */
+static in_span rows_span(const fp_conv_problem *p, const geom *G, const float *x, int64_t n, int64_t g, int64_t lo,
+                         int64_t hi) {
+    in_span s = {NULL, 0, 0, 0};
+    lo = FP_MAX(lo, 0);
+    hi = FP_MIN(hi, p->h);
+    if (hi <= lo) return s;
+    if (p->layout == 0) {
+        s.base = x + ((n * p->cin + g * G->cin_g) * p->h + lo) * p->w;
+        s.nseg = G->cin_g;
+        s.seg = p->h * p->w;
+        s.lines = FP_CEIL_DIV((hi - lo) * p->w, 16);
+    } else {
+        s.base = x + (n * p->h + lo) * p->w * p->cin;
+        s.nseg = 1;
+        s.lines = FP_CEIL_DIV((hi - lo) * p->w * p->cin, 16);
+    }
+    return s;
+}
+
 static void direct_chunk(void *ctx, int64_t job, int worker) {
     direct_task *t = (direct_task *)ctx;
     (void)worker;
@@ -288,8 +315,10 @@ static void direct_chunk(void *ctx, int64_t job, int worker) {
     const int64_t oy0 = rb * G.R, nrows = FP_MIN(G.R, p->oh - oy0);
     const int64_t iy0 = oy0 * p->stride_h - p->pad_top;
     const int64_t key = job / G.cchunks;
+    const int64_t nr_job = (nrows - 1) * p->stride_h + (p->kh - 1) * p->dil_h + 1;
+    int64_t filled = nr_job; /* strip rows [0, filled) hold this job's input */
     if (last_strip.call != t->call || last_strip.strip != strip || last_strip.key != key)
-        fill_strip(p, &G, isa, x, n, g, iy0, (nrows - 1) * p->stride_h + (p->kh - 1) * p->dil_h + 1, strip);
+        filled = 0; /* filled row by row in the first pass over the rows, below */
     last_strip.call = t->call;
     last_strip.strip = strip;
     last_strip.key = key;
@@ -358,6 +387,21 @@ static void direct_chunk(void *ctx, int64_t job, int worker) {
                 row_taps(p, oy, &a.t0, &a.t1);
                 const float *row = strip + k0 * G.cs + i * p->stride_h * G.rs;
                 int64_t ox0 = 0;
+                /* Lazy strip fill (first pass over the rows only): the rows output row i needs, then a
+                 * prefetch of those row i + 1 adds, spread over row i's tiles, so the copy overlaps the
+                 * tiles instead of preceding them all. */
+                in_span ls = {NULL, 0, 0, 0};
+                int64_t ls_k = 0, ls_step = 0;
+                if (filled < nr_job) {
+                    const int64_t need = FP_MIN(nr_job, i * p->stride_h + (p->kh - 1) * p->dil_h + 1);
+                    if (need > filled) {
+                        fill_strip(p, &G, isa, x, n, g, iy0 + filled, need - filled, strip + filled * G.rs);
+                        filled = need;
+                    }
+                    const int64_t next = FP_MIN(nr_job, need + p->stride_h);
+                    ls = rows_span(p, &G, x, n, g, iy0 + filled, iy0 + next);
+                    ls_step = FP_CEIL_DIV(ls.nseg * ls.lines, ntl);
+                }
                 for (int64_t tl = 0; tl < ntl; tl++) {
                     const int rw = (int)(base + (tl < extra));
                     float *part = pbuf ? pbuf + (i * p->ow + ox0) * pps : NULL;
@@ -381,6 +425,22 @@ static void direct_chunk(void *ctx, int64_t job, int worker) {
                     }
                     for (int64_t e = pf_k + pf_step; pf_k < e && pf_k < pf_seg * pf_lines; pf_k++)
                         __builtin_prefetch(pf_base + (pf_k / pf_lines) * wblk + (pf_k % pf_lines) * FP_DIRECT_CB, 0, 2);
+                    for (int64_t e = ls_k + ls_step; ls_k < e && ls_k < ls.nseg * ls.lines; ls_k++)
+                        __builtin_prefetch(ls.base + (ls_k / ls.lines) * ls.seg + (ls_k % ls.lines) * 16, 0, 2);
+                    /* The output lines this tile will store are requested for writing before its reduction
+                     * runs, so the store does not wait for their read-for-ownership (NCHW: the first and
+                     * last pixel of each channel row; NHWC: each pixel's channel run). */
+                    if (last && p->layout == 0) {
+                        float *yo = y + ((n * p->cout + c_abs) * p->oh + oy) * p->ow + ox0;
+                        for (int64_t c = 0; c < nch; c++) {
+                            __builtin_prefetch(yo + c * p->oh * p->ow, 1, 3);
+                            __builtin_prefetch(yo + c * p->oh * p->ow + rw - 1, 1, 3);
+                        }
+                    } else if (last) {
+                        float *yo = y + ((n * p->oh + oy) * p->ow + ox0) * p->cout + c_abs;
+                        for (int j = 0; j < rw; j++)
+                            for (int64_t c = 0; c < nch; c += 16) __builtin_prefetch(yo + j * p->cout + c, 1, 3);
+                    }
                     G.uk->kernel(rw, nbb)(&a);
                     if (last) {
                         if (p->layout == 0 && isa == FP_ISA_AVX512) {
