@@ -197,3 +197,24 @@ def test_strip_rows_filled_as_the_rows_need_them(isa, threads, layout, kh, strid
               stride=stride, dilation=dilation, padding=padding, activation="relu")
     finally:
         fp.set_num_threads(saved)
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("cin,cout,w", [(3, 40, 19), (20, 33, 14), (17, 64, 7)])
+@pytest.mark.parametrize("act", ["leaky_relu", ("prelu", 0.25), "prelu-per-channel", "hardswish"])
+@pytest.mark.parametrize("with_res", [False, True])
+def test_epilogue_on_the_tile_buffer(isa, layout, cin, cout, w, act, with_res):
+    # without a residual, the epilogue runs on the pixel-major tile buffer before the NCHW transposing
+    # store (and before the NHWC store of a partial channel block), with per-channel PReLU slopes
+    # indexed along the buffer's channels; with one, on the stored output
+    rng = np.random.default_rng(cin * cout + w)
+    if act == "prelu-per-channel":
+        act = ("prelu", np.linspace(-0.5, 0.75, cout).astype(np.float32))
+    shape = (2, cin, 5, w) if layout == "NCHW" else (2, 5, w, cin)
+    x, wt, b = int_array(rng, shape), int_array(rng, (cout, cin, 3, 3)), int_array(rng, (cout,))
+    plain = fp.conv2d(x, wt, b, backend="numpy", layout=layout, padding=1)
+    res = int_array(rng, plain.shape) if with_res else None
+    expected = fp.conv2d(x, wt, b, backend="numpy", layout=layout, padding=1, activation=act, residual=res)
+    out = np.full_like(expected, np.nan)
+    got = fp.Conv2d(wt, b, backend="c", layout=layout, padding=1, activation=act)(x, out=out, residual=res)
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6 * float(np.abs(expected).max()))

@@ -471,6 +471,12 @@ static void direct_chunk(void *ctx, int64_t job, int worker) {
                     }
                     G.uk->kernel(rw, nbb)(&a);
                     if (last) {
+                        /* An epilogue without a residual runs on the pixel-major tile buffer (rows of nch
+                         * contiguous channels: whole vectors) before the store.  On the NCHW output it
+                         * would read channel rows of rw floats just written by masked stores, which do not
+                         * forward to loads: LeakyReLU on 3->32 @256 took 5x the convolution. */
+                        const int ep_buf = t->ep && !t->ep->has_res && !direct_store;
+                        if (ep_buf) t->ep->tile(t->ep, tbuf, a.ops, NULL, 0, rw, nch, c_abs, 0, 1);
                         if (p->layout == 0 && isa == FP_ISA_AVX512) {
                             fp_direct_store_nchw_avx512(tbuf, a.ops, rw, nch,
                                                         y + ((n * p->cout + c_abs) * p->oh + oy) * p->ow + ox0,
@@ -486,10 +492,10 @@ static void direct_chunk(void *ctx, int64_t job, int worker) {
                                 for (int64_t c = 0; c < nch; c++) yp[c] = tbuf[j * a.ops + c];
                             }
                         }
-                        if (t->ep && p->layout == 0)
+                        if (t->ep && !ep_buf && p->layout == 0)
                             fp_ep_tile(t->ep, y + ((n * p->cout + c_abs) * p->oh + oy) * p->ow + ox0, nch, rw,
                                        p->oh * p->ow, c_abs, 1, 0);
-                        else if (t->ep)
+                        else if (t->ep && !ep_buf)
                             fp_ep_tile(t->ep, y + ((n * p->oh + oy) * p->ow + ox0) * p->cout + c_abs, rw, nch, p->cout,
                                        c_abs, 0, 1);
                     }
