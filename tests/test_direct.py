@@ -184,9 +184,9 @@ def test_weight_heavy_layers_split_channels_across_threads(isa, threads, layout,
 @pytest.mark.parametrize("kh,stride,dilation,padding", [((7, 3), 1, 1, (3, 1)), ((5, 3), (2, 1), 1, (4, 1)),
                                                         (3, (3, 1), (2, 1), (2, 1)), (3, 1, 3, (3, 0)),
                                                         ((1, 3), 2, 1, (0, 1)), (3, (2, 2), 1, 0)])
-def test_strip_rows_filled_as_the_rows_need_them(isa, threads, layout, kh, stride, dilation, padding):
-    # the strip is filled row by row during the first pass over a row block's rows (tall kernels,
-    # vertical strides and dilations, padding rows above and below, reductions in chunks: 40 channels)
+def test_tall_kernels_vertical_strides_and_chunked_reductions(isa, threads, layout, kh, stride, dilation, padding):
+    # the strip rows of a row block for tall kernels, vertical strides and dilations, padding rows above
+    # and below, with the reduction in chunks (40 channels) and the output lines prefetched per tile
     rng = np.random.default_rng(sum(np.atleast_1d(kh)) * 7 + threads)
     k = (kh, kh) if isinstance(kh, int) else kh
     shape = (2, 40, 23, 9) if layout == "NCHW" else (2, 23, 9, 40)

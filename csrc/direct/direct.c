@@ -211,7 +211,9 @@ static void plan(const fp_conv_problem *p, int isa, geom *G) {
      * 256@28 layer, +1 % on 512@32, equal elsewhere). */
     G->cs = sw * G->Wq;
     G->rs = G->cin_g * sw * G->Wq;
-    G->strip_pf = (int64_t)sizeof(float) * G->nr * G->rs > half_l2;
+    /* Stride 1 only: on stride-2 layers (128 and 256 s2, NCHW and NHWC) the prefetch measured 5-20 %
+     * slower, even with at most 8 lines a tile. */
+    G->strip_pf = (int64_t)sizeof(float) * G->nr * G->rs > half_l2 && sh == 1;
     if (outer * cc * G->nrb < want) cc = FP_MIN(G->ncbg, FP_CEIL_DIV(want, outer * G->nrb));
     G->cbg_per_chunk = FP_CEIL_DIV(G->ncbg, cc);
     /* Reduction chunks: a chunk's weights (kc x taps x nb blocks) take 5/12 of L1 (20 KiB of 48: the
@@ -266,32 +268,11 @@ static _Thread_local struct {
 } last_strip;
 static uint64_t g_calls;
 
-/* Input rows to prefetch: nseg runs of `lines` 64-byte lines, seg floats apart (NCHW: one run per input
- * channel of the group; NHWC: one run of whole rows).  nseg 0: nothing. */
+/* Lines to prefetch: nseg runs of `lines` 64-byte lines, seg floats apart.  nseg 0: nothing. */
 typedef struct in_span {
     const float *base;
     int64_t nseg, seg, lines; /* lines: 64-byte lines per run */
 } in_span;
-
-/* Input rows [lo, hi) of image n, group g (clipped to the image) as nseg runs (NCHW: one per channel). */
-static in_span rows_span(const fp_conv_problem *p, const geom *G, const float *x, int64_t n, int64_t g, int64_t lo,
-                         int64_t hi) {
-    in_span s = {NULL, 0, 0, 0};
-    lo = FP_MAX(lo, 0);
-    hi = FP_MIN(hi, p->h);
-    if (hi <= lo) return s;
-    if (p->layout == 0) {
-        s.base = x + ((n * p->cin + g * G->cin_g) * p->h + lo) * p->w;
-        s.nseg = G->cin_g;
-        s.seg = p->h * p->w;
-        s.lines = FP_CEIL_DIV((hi - lo) * p->w, 16);
-    } else {
-        s.base = x + (n * p->h + lo) * p->w * p->cin;
-        s.nseg = 1;
-        s.lines = FP_CEIL_DIV((hi - lo) * p->w * p->cin, 16);
-    }
-    return s;
-}
 
 /* The next `step` prefetches of span s (into L2), k counting those already issued. */
 static inline void prefetch_next(const in_span *s, int64_t *k, int64_t step) {
@@ -326,9 +307,8 @@ static void direct_chunk(void *ctx, int64_t job, int worker) {
     const int64_t iy0 = oy0 * p->stride_h - p->pad_top;
     const int64_t key = job / G.cchunks;
     const int64_t nr_job = (nrows - 1) * p->stride_h + (p->kh - 1) * p->dil_h + 1;
-    int64_t filled = nr_job; /* strip rows [0, filled) hold this job's input */
     if (last_strip.call != t->call || last_strip.strip != strip || last_strip.key != key)
-        filled = 0; /* filled row by row in the first pass over the rows, below */
+        fill_strip(p, &G, isa, x, n, g, iy0, nr_job, strip);
     last_strip.call = t->call;
     last_strip.strip = strip;
     last_strip.key = key;
@@ -396,11 +376,10 @@ static void direct_chunk(void *ctx, int64_t job, int worker) {
              * chunk of input channels at a time, and that chunk's rows come from L3 on the first tile
              * that reads them (measured: an L1-hot strip would run 2048->512 @32 and 256@64 9-10 %
              * faster).  So the next chunk's rows (the next input channels, or the first chunk of the
-             * next channel blocks) are prefetched over this chunk's tiles.  Not in the first pass:
-             * the strip is being filled. */
+             * next channel blocks) are prefetched over this chunk's tiles. */
             in_span sp = {NULL, 0, 0, 0};
             int64_t sp_k = 0, sp_step = 0;
-            if (G.strip_pf && filled == nr_job) {
+            if (G.strip_pf) {
                 const int64_t kq = !last ? k0 + G.kc : cb + nbb < cb_hi ? 0 : -1;
                 if (kq >= 0) {
                     sp.base = strip + kq * G.cs;
@@ -415,21 +394,6 @@ static void direct_chunk(void *ctx, int64_t job, int worker) {
                 row_taps(p, oy, &a.t0, &a.t1);
                 const float *row = strip + k0 * G.cs + i * p->stride_h * G.rs;
                 int64_t ox0 = 0;
-                /* Lazy strip fill (first pass over the rows only): the rows output row i needs, then a
-                 * prefetch of those row i + 1 adds, spread over row i's tiles, so the copy overlaps the
-                 * tiles instead of preceding them all. */
-                in_span ls = {NULL, 0, 0, 0};
-                int64_t ls_k = 0, ls_step = 0;
-                if (filled < nr_job) {
-                    const int64_t need = FP_MIN(nr_job, i * p->stride_h + (p->kh - 1) * p->dil_h + 1);
-                    if (need > filled) {
-                        fill_strip(p, &G, isa, x, n, g, iy0 + filled, need - filled, strip + filled * G.rs);
-                        filled = need;
-                    }
-                    const int64_t next = FP_MIN(nr_job, need + p->stride_h);
-                    ls = rows_span(p, &G, x, n, g, iy0 + filled, iy0 + next);
-                    ls_step = FP_CEIL_DIV(ls.nseg * ls.lines, ntl);
-                }
                 for (int64_t tl = 0; tl < ntl; tl++) {
                     const int rw = (int)(base + (tl < extra));
                     float *part = pbuf ? pbuf + (i * p->ow + ox0) * pps : NULL;
@@ -453,7 +417,6 @@ static void direct_chunk(void *ctx, int64_t job, int worker) {
                     }
                     for (int64_t e = pf_k + pf_step; pf_k < e && pf_k < pf_seg * pf_lines; pf_k++)
                         __builtin_prefetch(pf_base + (pf_k / pf_lines) * wblk + (pf_k % pf_lines) * FP_DIRECT_CB, 0, 2);
-                    prefetch_next(&ls, &ls_k, ls_step);
                     prefetch_next(&sp, &sp_k, sp_step);
                     /* The output lines this tile will store are requested for writing before its reduction
                      * runs, so the store does not wait for their read-for-ownership (NCHW: the first and
