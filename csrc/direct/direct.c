@@ -298,6 +298,7 @@ static void direct_chunk(void *ctx, int64_t job, int worker) {
                        : NULL;
     if (!strip || (t->pbuf_bytes && !pbuf) || (wraw && !wbuf)) return;
     float tbuf[FP_DIRECT_TILE_MAX * FP_DIRECT_CB] __attribute__((aligned(64)));
+    float rbuf[FP_DIRECT_TILE_MAX * FP_DIRECT_CB] __attribute__((aligned(64))); /* an NCHW residual tile */
     int64_t rest = job;
     const int64_t cc = rest % G.cchunks; rest /= G.cchunks;
     const int64_t rb = rest % G.nrb; rest /= G.nrb;
@@ -434,16 +435,29 @@ static void direct_chunk(void *ctx, int64_t job, int worker) {
                     }
                     G.uk->kernel(rw, nbb)(&a);
                     if (last) {
-                        /* An epilogue without a residual runs on the pixel-major tile buffer (rows of nch
-                         * contiguous channels: whole vectors) before the store.  On the NCHW output it
-                         * would read channel rows of rw floats just written by masked stores, which do not
-                         * forward to loads: LeakyReLU on 3->32 @256 took 5x the convolution. */
-                        const int ep_buf = t->ep && !t->ep->has_res && !direct_store;
-                        if (ep_buf) t->ep->tile(t->ep, tbuf, a.ops, NULL, 0, rw, nch, c_abs, 0, 1);
+                        float *ynchw = y + ((n * p->cout + c_abs) * p->oh + oy) * p->ow + ox0; /* NCHW: the tile */
+                        /* The epilogue runs on the pixel-major tile buffer (rows of nch contiguous
+                         * channels: whole vectors) before the store, an NCHW residual transposed into a
+                         * second such buffer.  On the NCHW output it would read channel rows of rw floats
+                         * just written by masked stores, which do not forward to loads: LeakyReLU on
+                         * 3->32 @256 took 5x the convolution, a residual 64@56 +30 %. */
+                        const int ep_buf = t->ep && !direct_store && (!t->ep->has_res || p->layout == 0);
+                        if (ep_buf) {
+                            const float *res = NULL;
+                            if (t->ep->has_res) {
+                                const float *ry = (const float *)((const char *)ynchw + t->ep->res_bytes);
+                                if (isa == FP_ISA_AVX512) {
+                                    fp_direct_load_nchw_avx512(ry, p->oh * p->ow, rw, nch, rbuf, a.ops);
+                                } else {
+                                    for (int64_t c = 0; c < nch; c++)
+                                        for (int j = 0; j < rw; j++) rbuf[j * a.ops + c] = ry[c * p->oh * p->ow + j];
+                                }
+                                res = rbuf;
+                            }
+                            t->ep->tile(t->ep, tbuf, a.ops, res, a.ops, rw, nch, c_abs, 0, 1);
+                        }
                         if (p->layout == 0 && isa == FP_ISA_AVX512) {
-                            fp_direct_store_nchw_avx512(tbuf, a.ops, rw, nch,
-                                                        y + ((n * p->cout + c_abs) * p->oh + oy) * p->ow + ox0,
-                                                        p->oh * p->ow);
+                            fp_direct_store_nchw_avx512(tbuf, a.ops, rw, nch, ynchw, p->oh * p->ow);
                         } else if (p->layout == 0) {
                             for (int64_t c = 0; c < nch; c++) {
                                 float *yc = y + ((n * p->cout + c_abs + c) * p->oh + oy) * p->ow + ox0;
@@ -456,8 +470,7 @@ static void direct_chunk(void *ctx, int64_t job, int worker) {
                             }
                         }
                         if (t->ep && !ep_buf && p->layout == 0)
-                            fp_ep_tile(t->ep, y + ((n * p->cout + c_abs) * p->oh + oy) * p->ow + ox0, nch, rw,
-                                       p->oh * p->ow, c_abs, 1, 0);
+                            fp_ep_tile(t->ep, ynchw, nch, rw, p->oh * p->ow, c_abs, 1, 0);
                         else if (t->ep && !ep_buf)
                             fp_ep_tile(t->ep, y + ((n * p->oh + oy) * p->ow + ox0) * p->cout + c_abs, rw, nch, p->cout,
                                        c_abs, 0, 1);
