@@ -25,6 +25,8 @@ CASES = [
     ((1, 3, 11, 10), (7, 3, 3, 3), dict(padding=(2, 1), stride=2, dilation=(1, 2))),
     ((2, 24, 9, 9), (24, 1, 3, 3), dict(padding=1, groups=24)),         # depthwise
     ((1, 8, 5, 5), (8, 4, 3, 3), dict(padding="same", groups=2)),       # grouped, generic
+    ((1, 70, 6, 6), (20, 70, 3, 3), dict(padding=1)),                   # K in chunks, a partial channel tile
+    ((1, 12, 5, 5), (18, 4, 3, 3), dict(padding=1, groups=3)),          # groups of whole channel tiles
 ]
 
 

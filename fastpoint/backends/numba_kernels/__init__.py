@@ -41,6 +41,11 @@ def _is_depthwise(layer: LayerSpec) -> bool:
     return layer.groups > 1 and layer.cin_g == 1 and layer.cout_g == 1
 
 
+def _kind(layer: LayerSpec) -> str:
+    """The kind of ``layer``'s packing (Packed.kind)."""
+    return ("dw_" if _is_depthwise(layer) else "") + layer.layout.lower()
+
+
 def packed_like(layer: LayerSpec, dtype) -> Packed:
     """Zeroed packing buffers of ``layer`` (zeros stay in the padding lanes; pack_into fills the rest)."""
     g, cog, taps = layer.groups, layer.cout_g, layer.kh * layer.kw
@@ -188,14 +193,52 @@ def bind(spec: ConvSpec, packed: Packed, bias: Optional[np.ndarray]) -> Launch:
     return _BINDERS[pick(packed.kind, spec).family](spec, packed, bias)
 
 
-def bind_refillable(spec: ConvSpec, packed: Packed,
-                    bias: Optional[np.ndarray]) -> Tuple[Launch, Callable[[np.ndarray], None]]:
-    """``bind``, and ``set_bias(b)``, which writes another bias of the same shape into the launcher's own
-    (padded) bias arrays: a one-shot plan keeps the launcher and refills its ``packed`` and bias per call."""
+#: weights of at least this many bytes are packed (or checked) by the workers: below, a helper's start costs more
+PARALLEL_PACK_BYTES = 256 << 10
+
+OneShot = Callable[[np.ndarray, np.ndarray, np.ndarray, int, bool], bool]
+
+
+def bind_one_shot(spec: ConvSpec, bias: Optional[np.ndarray]) -> Tuple[OneShot, Callable[[np.ndarray], None]]:
+    """A one-shot plan's launcher, with buffers of its own: ``(run, set_bias)``.
+
+    ``run(x, w, out, threads, check)`` runs the layer with the weights ``w`` (C-contiguous, the layer's
+    dtype) and returns whether (asked only with ``check``) some weight is NaN or Inf; ``set_bias(b)``
+    writes another bias of the same shape into the launcher's padded bias arrays.  Per call, beyond the
+    kernel (docs/call-path.md):
+
+    * dense NCHW: nothing is packed; the kernel broadcasts the caller's weights in place (dense_nchw.py)
+      and only each group's last partial channel tile is copied (``wtail``, at most 5 rows);
+    * dense NHWC: the packing, refilled by a jitted transposition (weight_pack.py: 2048 x 512 weights
+      0.7-1.3 ms in NumPy, about 0.2 ms here), split across the workers for large weights;
+    * depthwise: the small NumPy copies of ``pack_into``.
+
+    The non-finite check is a pass of the workers over the weights (NCHW, depthwise) or part of the
+    packing pass (NHWC).  The results are the prepacked layer's bit for bit: the same values, in the
+    same order, reach the same micro-kernels.
+    """
+    from .weight_pack import nonfinite_blocks, pack_tiles, step_index
+
+    L = spec.layer
+    item = L.dtype.itemsize
+    taps = L.kh * L.kw
+    ksteps = L.cin_g * taps
+    big = L.cout * ksteps * item >= PARALLEL_PACK_BYTES
+    flag = np.zeros(1, np.int64)  # the plan's state is per Python thread (backends/numba.py): so is this
     made: List[Tuple[np.ndarray, int, int]] = []
     _recording.biases = made
     try:
-        launch = bind(spec, packed, bias)
+        family = pick(_kind(L), spec).family
+        if family == "dense_nchw":
+            from .dense_nchw import MR
+
+            rest = L.cout_g % MR
+            wtail = np.zeros(L.groups * ksteps * MR if rest else 0, L.dtype)
+            launch = _bind_tiled(spec, Packed("nchw", np.empty(0, L.dtype)), bias, wtail)
+            packed = None
+        else:
+            packed = packed_like(L, L.dtype)
+            launch = bind(spec, packed, bias)
     finally:
         _recording.biases = None
 
@@ -203,7 +246,43 @@ def bind_refillable(spec: ConvSpec, packed: Packed,
         for bp, groups, per_group in made:
             bp[:, :per_group] = b.reshape(groups, per_group)
 
-    return launch, set_bias
+    def nonfinite(w: np.ndarray, threads: int) -> bool:
+        flag[0] = 0
+        workers.run(nonfinite_blocks, (w.reshape(-1), flag), threads if big else 1)
+        return bool(flag[0])
+
+    if family == "dense_nchw":
+        cut = L.cout_g - rest
+        tail_view = wtail.reshape(L.groups, ksteps, MR)[:, :, :rest] if rest else None
+
+        def run_in_place(x: np.ndarray, w: np.ndarray, out: np.ndarray, threads: int, check: bool) -> bool:
+            if tail_view is not None:
+                tail_view[...] = w.reshape(L.groups, L.cout_g, ksteps)[:, cut:].transpose(0, 2, 1)
+            launch(x, out, threads, w)
+            return check and nonfinite(w, threads)
+
+        return run_in_place, set_bias
+
+    if packed.kind == "nhwc":
+        from .blocking import lanes, tile_cols
+
+        head = (packed.weights, step_index(L.cin_g, taps, True, lanes(item)), L.groups, L.cout_g, ksteps,
+                tile_cols(item))
+
+        def run_packed(x: np.ndarray, w: np.ndarray, out: np.ndarray, threads: int, check: bool) -> bool:
+            flag[0] = 0
+            workers.run(pack_tiles, (w.reshape(-1),) + head + (int(check), flag), threads if big else 1)
+            launch(x, out, threads)
+            return bool(flag[0])
+
+        return run_packed, set_bias
+
+    def run_small(x: np.ndarray, w: np.ndarray, out: np.ndarray, threads: int, check: bool) -> bool:
+        pack_into(packed, L, w)
+        launch(x, out, threads)
+        return check and nonfinite(w, threads)
+
+    return run_small, set_bias
 
 
 def _threads_args(spec: ConvSpec) -> Callable[[int, Callable[[int], tuple]], tuple]:
@@ -261,8 +340,12 @@ def _bind_dw_nchw(spec: ConvSpec, packed: Packed, bias: Optional[np.ndarray]) ->
     return launch_dw_nchw
 
 
-def _bind_tiled(spec: ConvSpec, packed: Packed, bias: Optional[np.ndarray]) -> Launch:
-    """The dense NCHW / NHWC and the NHWC depthwise kernels: one launcher, kernel-specific arguments."""
+def _bind_tiled(spec: ConvSpec, packed: Packed, bias: Optional[np.ndarray],
+                wtail: Optional[np.ndarray] = None) -> Launch:
+    """The dense NCHW / NHWC and the NHWC depthwise kernels: one launcher, kernel-specific arguments.
+
+    With ``wtail`` (dense NCHW only: ``bind_one_shot``) the kernel reads the weights given to each launch,
+    ``launch(x, out, threads, w)``, in place, and each group's last partial channel tile from ``wtail``."""
     L = spec.layer
     item = L.dtype.itemsize
     threads_args = _threads_args(spec)
@@ -281,7 +364,9 @@ def _bind_tiled(spec: ConvSpec, packed: Packed, bias: Optional[np.ndarray]) -> L
         bp = _padded_bias(bias, L.groups, L.cout_g, MR, L.dtype)
         koff = (np.arange(L.cin_g, dtype=np.int64)[:, None] * geo.plane + geo.tapoff[None, :]).ravel()
         kernel = conv_nchw
-        mid = (geo.plane, koff, geo.wq, geo.qtotal, packed.weights, bp)
+        mid = (geo.plane, koff, geo.wq, geo.qtotal)
+        w_in_place = int(wtail is not None)
+        weights = (packed.weights, np.empty(0, L.dtype) if wtail is None else wtail, bp)
         kc = blocking.k_chunk(nr * item)
         # with at most IN_PLACE_CO_TILES channel tiles a packed input panel is reused too little: cheaper to read
         # the input where it lies (docs/numba.md, "Dense NCHW")
@@ -296,7 +381,7 @@ def _bind_tiled(spec: ConvSpec, packed: Packed, bias: Optional[np.ndarray]) -> L
             co_block = blocking.panel_block(L.cin_g * taps * MR * item, co_tiles, spec.n * L.groups * q_split, t)
             other = spec.n * L.groups * -(-co_tiles // co_block)
             return (spec.n, L.cin, L.cout, L.groups, spec.oh, spec.ow, relu, co_block,
-                    blocking.split_tiles(q_tiles, other, t, max_tiles), kc, in_place)
+                    blocking.split_tiles(q_tiles, other, t, max_tiles), kc, in_place, w_in_place)
     elif packed.kind == "nhwc":
         from .dense_nhwc import MR, conv_nhwc
 
@@ -305,7 +390,8 @@ def _bind_tiled(spec: ConvSpec, packed: Packed, bias: Optional[np.ndarray]) -> L
         q_tiles = -(-geo.qtotal // MR)
         bp = _padded_bias(bias, L.groups, L.cout_g, nr, L.dtype)
         kernel = conv_nhwc
-        mid = (geo.plane, geo.tapoff, geo.wq, geo.qtotal, packed.weights, bp)
+        mid = (geo.plane, geo.tapoff, geo.wq, geo.qtotal)
+        weights = (packed.weights, bp)
 
         def tail_for(t: int) -> tuple:  # the task split depends on the thread count
             co_block = blocking.panel_block(L.cin_g * taps * nr * item, co_tiles, spec.n * L.groups * q_tiles, t)
@@ -318,16 +404,18 @@ def _bind_tiled(spec: ConvSpec, packed: Packed, bias: Optional[np.ndarray]) -> L
         q_tiles = -(-geo.qtotal // NV)
         b = _padded_bias(bias, 1, L.cout, blocking.lanes(item), L.dtype)
         kernel = dw_nhwc
-        mid = (geo.plane, geo.tapoff, geo.wq, geo.qtotal, packed.weights, b)
+        mid = (geo.plane, geo.tapoff, geo.wq, geo.qtotal)
+        weights = (packed.weights, b)
 
         def tail_for(t: int) -> tuple:
             return (spec.n, L.cout, spec.oh, spec.ow, relu, blocking.split_tiles(q_tiles, spec.n, t, max_tiles=64))
 
     prepare = _preparer(spec, geo)
 
-    def launch(x: np.ndarray, out: np.ndarray, threads: int) -> None:
+    def launch(x: np.ndarray, out: np.ndarray, threads: int, w: Optional[np.ndarray] = None) -> None:
         useful, tail = threads_args(threads, tail_for)
-        workers.run(kernel, (prepare(x),) + mid + (out.reshape(-1),) + tail, useful)
+        ws = weights if w is None else (w.reshape(-1),) + weights[1:]
+        workers.run(kernel, (prepare(x),) + mid + ws + (out.reshape(-1),) + tail, useful)
 
     return launch
 
