@@ -198,6 +198,29 @@ def test_c_packing_inside_the_gemm_loops(layout, threads):
             np.testing.assert_array_equal(fp.conv2d(x, w, b, layout=layout, backend="c"), want)
 
 
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_numba_one_shot_weights_read_in_place_or_packed_per_block(layout, threads):
+    """Numba's one-shot kernels on layers large enough for several workers, channel blocks and position
+    blocks: NCHW reads the caller's weights in place (the partial tile copied; Cout 100 = 16 tiles of 6
+    + 4, 50 per group), NHWC packs each channel block inside its loops (partial 32-wide tiles); both equal
+    the prepacked layer bit for bit, with and without padding, and see a NaN among the weights."""
+    rng = np.random.default_rng(8)
+    cases = [((1, 300, 7, 7), (100, 300, 1, 1), {}), ((1, 64, 30, 30), (100, 64, 3, 3), dict(padding=1)),
+             ((2, 96, 12, 12), (100, 48, 3, 3), dict(padding=1, groups=2)), ((1, 700, 5, 5), (70, 700, 1, 1), {})]
+    with thread_limit(threads):
+        for xs, ws, kw in cases:
+            x, w, b = _layout(int_array(rng, xs, -2, 2), layout), int_array(rng, ws, -2, 2), int_array(rng, ws[:1])
+            want = fp.Conv2d(w, b, layout=layout, backend="numba", **kw)(x)
+            np.testing.assert_array_equal(want, fp.conv2d(x, w, b, layout=layout, backend="numpy", **kw))
+            for _ in range(2):
+                np.testing.assert_array_equal(fp.conv2d(x, w, b, layout=layout, backend="numba", **kw), want)
+            if "padding" in kw:
+                w[-1, -1, -1, -1] = np.nan
+                np.testing.assert_array_equal(fp.conv2d(x, w, b, layout=layout, backend="numba", **kw),
+                                              fp.conv2d(x, w, b, layout=layout, backend="numpy", **kw))
+
+
 # conv1d one-shot calls take the plan of their one-row 2-d call: (x shape NCL, weight shape, kwargs)
 CASES_1D = [
     ((2, 8, 20), (16, 8, 1), {}),                                       # kernel 1: conv1x1's GEMM

@@ -25,6 +25,7 @@ from . import blocking, workers
 from .cacheload import cache_kernels
 from .geometry import geometry
 from .table import SMALL_PLANE_OW, pick
+from .weight_pack import step_index
 
 cache_kernels(vars(workers))  # its spin loops are cached kernels too (cacheload.py)
 
@@ -208,37 +209,27 @@ def bind_one_shot(spec: ConvSpec, bias: Optional[np.ndarray]) -> Tuple[OneShot, 
     kernel (docs/call-path.md):
 
     * dense NCHW: nothing is packed; the kernel broadcasts the caller's weights in place (dense_nchw.py)
-      and only each group's last partial channel tile is copied (``wtail``, at most 5 rows);
-    * dense NHWC: the packing, refilled by a jitted transposition (weight_pack.py: 2048 x 512 weights
-      0.7-1.3 ms in NumPy, about 0.2 ms here), split across the workers for large weights;
+      and only each group's last partial channel tile is copied (at most 5 rows);
+    * dense NHWC: the kernel packs each block of channel tiles where it uses it (dense_nhwc.py,
+      weight_pack.py), and looks for non-finite values in the same pass;
     * depthwise: the small NumPy copies of ``pack_into``.
 
-    The non-finite check is a pass of the workers over the weights (NCHW, depthwise) or part of the
-    packing pass (NHWC).  The results are the prepacked layer's bit for bit: the same values, in the
-    same order, reach the same micro-kernels.
+    The non-finite check of NCHW and depthwise weights is a pass of the workers over them.  The results
+    are the prepacked layer's bit for bit: the same values, in the same order, reach the same
+    micro-kernels.
     """
-    from .weight_pack import nonfinite_blocks, pack_tiles, step_index
+    from .weight_pack import nonfinite_blocks
 
     L = spec.layer
-    item = L.dtype.itemsize
-    taps = L.kh * L.kw
-    ksteps = L.cin_g * taps
-    big = L.cout * ksteps * item >= PARALLEL_PACK_BYTES
+    big = L.cout * L.cin_g * L.kh * L.kw * L.dtype.itemsize >= PARALLEL_PACK_BYTES
     flag = np.zeros(1, np.int64)  # the plan's state is per Python thread (backends/numba.py): so is this
     made: List[Tuple[np.ndarray, int, int]] = []
     _recording.biases = made
     try:
         family = pick(_kind(L), spec).family
-        if family == "dense_nchw":
-            from .dense_nchw import MR
-
-            rest = L.cout_g % MR
-            wtail = np.zeros(L.groups * ksteps * MR if rest else 0, L.dtype)
-            launch = _bind_tiled(spec, Packed("nchw", np.empty(0, L.dtype)), bias, wtail)
-            packed = None
-        else:
-            packed = packed_like(L, L.dtype)
-            launch = bind(spec, packed, bias)
+        dense = family in ("dense_nchw", "dense_nhwc")
+        packed = Packed(_kind(L), np.empty(0, L.dtype)) if dense else packed_like(L, L.dtype)
+        launch = _bind_tiled(spec, packed, bias, flag) if dense else bind(spec, packed, bias)
     finally:
         _recording.biases = None
 
@@ -251,31 +242,20 @@ def bind_one_shot(spec: ConvSpec, bias: Optional[np.ndarray]) -> Tuple[OneShot, 
         workers.run(nonfinite_blocks, (w.reshape(-1), flag), threads if big else 1)
         return bool(flag[0])
 
-    if family == "dense_nchw":
-        cut = L.cout_g - rest
-        tail_view = wtail.reshape(L.groups, ksteps, MR)[:, :, :rest] if rest else None
+    if family == "dense_nhwc":
+        def run_packing(x: np.ndarray, w: np.ndarray, out: np.ndarray, threads: int, check: bool) -> bool:
+            flag[0] = 0
+            launch(x, out, threads, w, check)
+            return bool(flag[0])
 
+        return run_packing, set_bias
+
+    if family == "dense_nchw":
         def run_in_place(x: np.ndarray, w: np.ndarray, out: np.ndarray, threads: int, check: bool) -> bool:
-            if tail_view is not None:
-                tail_view[...] = w.reshape(L.groups, L.cout_g, ksteps)[:, cut:].transpose(0, 2, 1)
             launch(x, out, threads, w)
             return check and nonfinite(w, threads)
 
         return run_in_place, set_bias
-
-    if packed.kind == "nhwc":
-        from .blocking import lanes, tile_cols
-
-        head = (packed.weights, step_index(L.cin_g, taps, True, lanes(item)), L.groups, L.cout_g, ksteps,
-                tile_cols(item))
-
-        def run_packed(x: np.ndarray, w: np.ndarray, out: np.ndarray, threads: int, check: bool) -> bool:
-            flag[0] = 0
-            workers.run(pack_tiles, (w.reshape(-1),) + head + (int(check), flag), threads if big else 1)
-            launch(x, out, threads)
-            return bool(flag[0])
-
-        return run_packed, set_bias
 
     def run_small(x: np.ndarray, w: np.ndarray, out: np.ndarray, threads: int, check: bool) -> bool:
         pack_into(packed, L, w)
@@ -341,12 +321,17 @@ def _bind_dw_nchw(spec: ConvSpec, packed: Packed, bias: Optional[np.ndarray]) ->
 
 
 def _bind_tiled(spec: ConvSpec, packed: Packed, bias: Optional[np.ndarray],
-                wtail: Optional[np.ndarray] = None) -> Launch:
+                flag: Optional[np.ndarray] = None) -> Launch:
     """The dense NCHW / NHWC and the NHWC depthwise kernels: one launcher, kernel-specific arguments.
 
-    With ``wtail`` (dense NCHW only: ``bind_one_shot``) the kernel reads the weights given to each launch,
-    ``launch(x, out, threads, w)``, in place, and each group's last partial channel tile from ``wtail``."""
+    With ``flag`` (the dense kernels' one-shot form, ``bind_one_shot``; ``packed`` then unused) each launch
+    brings its weights, ``launch(x, out, threads, w, check)``: the NCHW kernel reads them in place (each
+    group's last partial channel tile copied into a buffer of the launcher's, ``wtail``), the NHWC kernel
+    packs them block by block inside its loops and, with ``check``, sets ``flag[0]`` to 1 when one of them
+    is NaN or Inf (``flag`` is left alone otherwise)."""
     L = spec.layer
+    one_shot = flag is not None
+    none = np.empty(0, L.dtype)
     item = L.dtype.itemsize
     threads_args = _threads_args(spec)
     geo = geometry(spec)
@@ -365,8 +350,15 @@ def _bind_tiled(spec: ConvSpec, packed: Packed, bias: Optional[np.ndarray],
         koff = (np.arange(L.cin_g, dtype=np.int64)[:, None] * geo.plane + geo.tapoff[None, :]).ravel()
         kernel = conv_nchw
         mid = (geo.plane, koff, geo.wq, geo.qtotal)
-        w_in_place = int(wtail is not None)
-        weights = (packed.weights, np.empty(0, L.dtype) if wtail is None else wtail, bp)
+        rest = L.cout_g % MR if one_shot else 0
+        wtail = np.zeros(L.groups * L.cin_g * taps * MR, L.dtype) if rest else none
+        tail_rows = wtail.reshape(L.groups, L.cin_g * taps, MR)[:, :, :rest] if rest else None
+        weights = (none if one_shot else packed.weights, wtail, bp)
+
+        def weights_of(w: np.ndarray, check: bool) -> Tuple[tuple, tuple]:
+            if tail_rows is not None:  # the rows of each group's partial tile, [ci][tap][row]
+                tail_rows[...] = w.reshape(L.groups, L.cout_g, -1)[:, L.cout_g - rest:].transpose(0, 2, 1)
+            return (w.reshape(-1), wtail, bp), ()
         kc = blocking.k_chunk(nr * item)
         # with at most IN_PLACE_CO_TILES channel tiles a packed input panel is reused too little: cheaper to read
         # the input where it lies (docs/numba.md, "Dense NCHW")
@@ -381,7 +373,7 @@ def _bind_tiled(spec: ConvSpec, packed: Packed, bias: Optional[np.ndarray],
             co_block = blocking.panel_block(L.cin_g * taps * MR * item, co_tiles, spec.n * L.groups * q_split, t)
             other = spec.n * L.groups * -(-co_tiles // co_block)
             return (spec.n, L.cin, L.cout, L.groups, spec.oh, spec.ow, relu, co_block,
-                    blocking.split_tiles(q_tiles, other, t, max_tiles), kc, in_place, w_in_place)
+                    blocking.split_tiles(q_tiles, other, t, max_tiles), kc, in_place, int(one_shot))
     elif packed.kind == "nhwc":
         from .dense_nhwc import MR, conv_nhwc
 
@@ -391,7 +383,12 @@ def _bind_tiled(spec: ConvSpec, packed: Packed, bias: Optional[np.ndarray],
         bp = _padded_bias(bias, L.groups, L.cout_g, nr, L.dtype)
         kernel = conv_nhwc
         mid = (geo.plane, geo.tapoff, geo.wq, geo.qtotal)
-        weights = (packed.weights, bp)
+        weights = (none if one_shot else packed.weights, bp)
+        idx = step_index(L.cin_g, taps, True, blocking.lanes(item)) if one_shot else np.zeros(0, np.int64)
+        post = (none, idx, 0, np.zeros(1, np.int64))
+
+        def weights_of(w: np.ndarray, check: bool) -> Tuple[tuple, tuple]:
+            return weights, (w.reshape(-1), idx, int(check), flag)
 
         def tail_for(t: int) -> tuple:  # the task split depends on the thread count
             co_block = blocking.panel_block(L.cin_g * taps * nr * item, co_tiles, spec.n * L.groups * q_tiles, t)
@@ -412,10 +409,14 @@ def _bind_tiled(spec: ConvSpec, packed: Packed, bias: Optional[np.ndarray],
 
     prepare = _preparer(spec, geo)
 
-    def launch(x: np.ndarray, out: np.ndarray, threads: int, w: Optional[np.ndarray] = None) -> None:
+    if packed.kind != "nhwc":
+        post = ()
+
+    def launch(x: np.ndarray, out: np.ndarray, threads: int, w: Optional[np.ndarray] = None,
+               check: bool = False) -> None:
         useful, tail = threads_args(threads, tail_for)
-        ws = weights if w is None else (w.reshape(-1),) + weights[1:]
-        workers.run(kernel, (prepare(x),) + mid + ws + (out.reshape(-1),) + tail, useful)
+        ws, more = (weights, post) if w is None else weights_of(w, check)
+        workers.run(kernel, (prepare(x),) + mid + ws + (out.reshape(-1),) + tail + more, useful)
 
     return launch
 

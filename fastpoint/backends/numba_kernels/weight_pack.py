@@ -1,12 +1,15 @@
-"""The dense kernels' weight packing as a kernel of its own, for one-shot calls (docs/call-path.md).
+"""Weight packing inside a kernel's loops, and the non-finite check, for one-shot calls (docs/call-path.md).
 
-A one-shot call packs the caller's weights on every call, so the packing is part of the call's time.
-NumPy's strided assignments (``_fill_tiles`` in ``__init__``) move 4 MB of 2048 x 512 weights in about
-0.75 ms, most of a 1 ms convolution.  Here each (group, channel tile) is a task: its rows are transposed
-a ``lanes x lanes`` block at a time in registers (:func:`.simd.vtranspose`) into the tile's
-``[step][row]`` order, and the tasks are split across the workers (workers.py) like a kernel's.  The same
-pass tells whether some weight is NaN or +-Inf (``v * 0`` is NaN exactly then), which a call with padding
-needs (core/nonfinite.py), so the weights are read once.
+A one-shot call packs the caller's weights on every call.  Packed first, into a buffer of their own, the
+weights of a layer on a small map cost more than the convolution: NumPy's strided assignments
+(``_fill_tiles`` in ``__init__``) take 0.7-1.3 ms for 2048 x 512 weights, and even a fast transposition
+reads the weights once, writes the packing and has the kernel read it back, three passes through L3
+where a prepacked layer makes one (measured: pack 0.15-0.2 ms, kernel 0.55 ms, both in turn 1.1-1.3 ms).
+So the NHWC kernel packs each block of channel tiles where it uses it (:func:`pack_tiles`, into a
+buffer of its task that stays in L2, as BLIS packs per block): the caller's weights are read once.  The
+rows are transposed a ``lanes x lanes`` block at a time in registers (:func:`.simd.vtranspose`).  The
+same pass tells whether some weight is NaN or +-Inf (``v * 0`` is NaN exactly then), which a call with
+padding needs (core/nonfinite.py).
 
 The packed values are the ones ``_fill_tiles`` writes, in the same places: one-shot and prepacked calls
 give bit-identical results.
@@ -18,7 +21,7 @@ import numpy as np
 from numba import njit
 
 from .cacheload import cache_kernels
-from .simd import lanes, vfma, vload, vload_m, vmask, vstore, vtranspose, vzero
+from .simd import lanes, vfma, vload, vload_m, vmask, vstore, vstore_lanes, vtranspose, vzero
 from .workers import next_task, start
 
 
@@ -41,36 +44,35 @@ def _nonfinite(src, lo, hi, tmp):
     return False
 
 
-@njit(nogil=True)
-def pack_tiles(src, dst, idx, groups, rows, ksteps, tile, check, flag, counter):
-    """``dst[g][t][idx[k]][i] = src[g][t * tile + i][k]`` for the ``rows`` rows of each of ``groups`` groups.
+@njit(inline="always")
+def pack_tiles(src, g, ct0, ct1, rows, ksteps, tile, idx, dst, check, flag, tmp):
+    """``dst[ct - ct0][idx[k]][i] = src[g][ct * tile + i][k]`` for channel tiles ``ct0 <= ct < ct1`` of group g.
 
-    ``src`` is the caller's weight, flat ``[group][row][k]`` (``k`` = input channel x tap), ``dst`` the
-    packing (zeroed once: rows past the last are left alone), ``idx[k]`` the step where ``k`` goes in a
-    tile (padded with ``lanes`` entries past ``ksteps``).  With ``check``, ``flag[0]`` is set to 1 when
-    some weight is NaN or Inf.
+    ``src`` is the caller's weight, flat ``[group][row][k]`` (``rows`` rows a group, ``k`` = input channel x
+    tap), ``dst`` a kernel's buffer, ``idx[k]`` the step where ``k`` goes in a tile (padded with ``lanes``
+    entries past ``ksteps``); columns past a group's last row are zeroed.  With ``check``, ``flag[0]`` is
+    set to 1 when one of these weights is NaN or Inf (``tmp``: ``lanes`` scratch elements).
     """
     nl = lanes(src)
-    tiles = (rows + tile - 1) // tile
-    ntasks = groups * tiles
-    tmp = np.empty(nl, src.dtype)
-    task, me = start(counter, ntasks, 1)
-    while task < ntasks:
-        g = task // tiles
-        t = task - g * tiles
-        r0 = t * tile
+    zero = vzero(src)
+    for ct in range(ct0, ct1):
+        r0 = ct * tile
         nrow = min(tile, rows - r0)
-        for h in range(0, nrow, nl):
-            nr = min(nl, nrow - h)
-            s = (g * rows + r0 + h) * ksteps
-            d = task * ksteps * tile + h
-            for k0 in range(0, ksteps, nl):
-                vtranspose(src, s + k0, ksteps, nr, min(nl, ksteps - k0), dst, d, tile, idx, k0)
-        if check != 0:
-            lo = (g * rows + r0) * ksteps
-            if _nonfinite(src, lo, lo + nrow * ksteps, tmp):
-                flag[0] = 1
-        task = next_task(counter, me, 1, 1)
+        s = (g * rows + r0) * ksteps
+        d = (ct - ct0) * ksteps * tile
+        for k0 in range(0, ksteps, nl):
+            # every block of rows for these steps in turn: the destination lines they share are
+            # written while they are in L1 (the other order came back to each line once per block)
+            for h in range(0, nrow, nl):
+                vtranspose(src, s + h * ksteps + k0, ksteps, min(nl, nrow - h), min(nl, ksteps - k0), dst, d + h,
+                           tile, idx, k0)
+        if nrow < tile:  # the zero columns of a partial tile
+            for k in range(ksteps):
+                for h in range(0, tile, nl):
+                    if h + nl > nrow:
+                        vstore_lanes(dst, d + k * tile + h, zero, max(0, nrow - h), nl)
+        if check != 0 and _nonfinite(src, s, s + nrow * ksteps, tmp):
+            flag[0] = 1
 
 
 #: elements per task of nonfinite_blocks (64 KiB of float32)
