@@ -33,8 +33,9 @@ cache_kernels(vars(workers))  # its spin loops are cached kernels too (cacheload
 @dataclass(frozen=True)
 class Packed:
     kind: str            # "nchw", "nhwc", "dw_nchw", "dw_nhwc"
-    weights: np.ndarray  # flat, kernel-specific order (see pack)
-    # depthwise NCHW only: [channel block][tap][lanes] for the small-plane kernel (depthwise_small)
+    weights: np.ndarray  # flat, kernel-specific order (see pack); dense NCHW: the weights as they are
+    # depthwise NCHW: [channel block][tap][lanes] for the small-plane kernel (depthwise_small); dense NCHW:
+    # each group's last channel tile, packed [group][ci][tap][MR] when partial (dense_nchw.py), else empty
     by_lanes: Optional[np.ndarray] = None
 
 
@@ -56,9 +57,11 @@ def packed_like(layer: LayerSpec, dtype) -> Packed:
         if layer.layout == "NCHW":  # [c][tap], and [channel block][tap][lanes]
             return Packed("dw_nchw", np.zeros(g * taps, dtype), np.zeros(cpad * taps, dtype))
         return Packed("dw_nhwc", np.zeros(taps * cpad, dtype))  # [tap][c], channels padded to a whole vector
-    width = blocking.MR if layer.layout == "NCHW" else blocking.tile_cols(dtype.itemsize)
-    size = g * _round_up(cog, width) * layer.cin_g * taps
-    return Packed("nchw" if layer.layout == "NCHW" else "nhwc", np.zeros(size, dtype))
+    ksteps = layer.cin_g * taps
+    if layer.layout == "NCHW":  # the rows, and the partial tiles
+        return Packed("nchw", np.zeros(g * cog * ksteps, dtype),
+                      np.zeros(g * ksteps * blocking.MR if cog % blocking.MR else 0, dtype))
+    return Packed("nhwc", np.zeros(g * _round_up(cog, blocking.tile_cols(dtype.itemsize)) * ksteps, dtype))
 
 
 def _fill_tiles(dst: np.ndarray, src: np.ndarray, tile: int) -> None:
@@ -81,12 +84,21 @@ def pack_into(packed: Packed, layer: LayerSpec, weight: np.ndarray) -> Packed:
         _fill_tiles(packed.by_lanes.reshape(1, -1, taps, 1, nl), w.reshape(1, g, taps, 1), nl)
     elif packed.kind == "dw_nhwc":
         packed.weights.reshape(taps, -1)[:, :g] = w.reshape(g, taps).T
-    elif packed.kind == "nchw":  # [g][co_tile][ci][tap][MR]
-        _fill_tiles(packed.weights.reshape(g, -1, cig, taps, blocking.MR), w, blocking.MR)
+    elif packed.kind == "nchw":  # the rows; the partial tiles [g][ci][tap][MR]
+        packed.weights.reshape(w.shape)[...] = w
+        _fill_tail(packed.by_lanes, w)
     else:  # [g][co_tile][tap][ci][NR]
         nr = blocking.tile_cols(weight.itemsize)
         _fill_tiles(packed.weights.reshape(g, -1, taps, cig, nr), w.transpose(0, 1, 3, 2), nr)
     return packed
+
+
+def _fill_tail(tail: np.ndarray, w: np.ndarray) -> None:
+    """Each group's last, partial channel tile of ``w`` (g, cog, cig, taps) into ``tail`` (dense NCHW)."""
+    g, cog = w.shape[:2]
+    rest = cog % blocking.MR
+    if rest:
+        tail.reshape(g, -1, blocking.MR)[:, :, :rest] = w[:, cog - rest:].reshape(g, rest, -1).transpose(0, 2, 1)
 
 
 def pack(layer: LayerSpec, weight: np.ndarray) -> Packed:
@@ -97,7 +109,7 @@ def _round_up(v: int, m: int) -> int:
     return -(-v // m) * m
 
 
-#: while bind_refillable binds: the padded bias arrays the binder makes, for its set_bias (this thread's)
+#: while bind_one_shot binds: the padded bias arrays the binder makes, for its set_bias (this thread's)
 _recording = threading.local()
 
 
@@ -208,13 +220,15 @@ def bind_one_shot(spec: ConvSpec, bias: Optional[np.ndarray]) -> Tuple[OneShot, 
     writes another bias of the same shape into the launcher's padded bias arrays.  Per call, beyond the
     kernel (docs/call-path.md):
 
-    * dense NCHW: nothing is packed; the kernel broadcasts the caller's weights in place (dense_nchw.py)
-      and only each group's last partial channel tile is copied (at most 5 rows);
+    * dense NCHW: nothing is packed; the kernel broadcasts the caller's weights in place, as a layer's
+      copy of them (dense_nchw.py), and only each group's last partial channel tile is copied (at most
+      5 rows);
     * dense NHWC: the kernel packs each block of channel tiles where it uses it (dense_nhwc.py,
-      weight_pack.py), and looks for non-finite values in the same pass;
+      weight_pack.py);
     * depthwise: the small NumPy copies of ``pack_into``.
 
-    The non-finite check of NCHW and depthwise weights is a pass of the workers over them.  The results
+    The dense kernels look for non-finite weights as they reach them (each block of channels once); for
+    depthwise weights it is a pass of the workers over them.  The results
     are the prepacked layer's bit for bit: the same values, in the same order, reach the same
     micro-kernels.
     """
@@ -228,7 +242,14 @@ def bind_one_shot(spec: ConvSpec, bias: Optional[np.ndarray]) -> Tuple[OneShot, 
     try:
         family = pick(_kind(L), spec).family
         dense = family in ("dense_nchw", "dense_nhwc")
-        packed = Packed(_kind(L), np.empty(0, L.dtype)) if dense else packed_like(L, L.dtype)
+        if family == "dense_nchw":  # the rows come with each call: only the partial tiles' buffer
+            rest = L.cout_g % blocking.MR
+            packed = Packed("nchw", np.empty(0, L.dtype), np.zeros(L.groups * L.cin_g * L.kh * L.kw * blocking.MR
+                                                                   if rest else 0, L.dtype))
+        elif family == "dense_nhwc":  # packed block by block inside the kernel
+            packed = Packed("nhwc", np.empty(0, L.dtype))
+        else:
+            packed = packed_like(L, L.dtype)
         launch = _bind_tiled(spec, packed, bias, flag) if dense else bind(spec, packed, bias)
     finally:
         _recording.biases = None
@@ -242,20 +263,13 @@ def bind_one_shot(spec: ConvSpec, bias: Optional[np.ndarray]) -> Tuple[OneShot, 
         workers.run(nonfinite_blocks, (w.reshape(-1), flag), threads if big else 1)
         return bool(flag[0])
 
-    if family == "dense_nhwc":
-        def run_packing(x: np.ndarray, w: np.ndarray, out: np.ndarray, threads: int, check: bool) -> bool:
+    if dense:
+        def run_dense(x: np.ndarray, w: np.ndarray, out: np.ndarray, threads: int, check: bool) -> bool:
             flag[0] = 0
             launch(x, out, threads, w, check)
             return bool(flag[0])
 
-        return run_packing, set_bias
-
-    if family == "dense_nchw":
-        def run_in_place(x: np.ndarray, w: np.ndarray, out: np.ndarray, threads: int, check: bool) -> bool:
-            launch(x, out, threads, w)
-            return check and nonfinite(w, threads)
-
-        return run_in_place, set_bias
+        return run_dense, set_bias
 
     def run_small(x: np.ndarray, w: np.ndarray, out: np.ndarray, threads: int, check: bool) -> bool:
         pack_into(packed, L, w)
@@ -324,11 +338,11 @@ def _bind_tiled(spec: ConvSpec, packed: Packed, bias: Optional[np.ndarray],
                 flag: Optional[np.ndarray] = None) -> Launch:
     """The dense NCHW / NHWC and the NHWC depthwise kernels: one launcher, kernel-specific arguments.
 
-    With ``flag`` (the dense kernels' one-shot form, ``bind_one_shot``; ``packed`` then unused) each launch
-    brings its weights, ``launch(x, out, threads, w, check)``: the NCHW kernel reads them in place (each
-    group's last partial channel tile copied into a buffer of the launcher's, ``wtail``), the NHWC kernel
-    packs them block by block inside its loops and, with ``check``, sets ``flag[0]`` to 1 when one of them
-    is NaN or Inf (``flag`` is left alone otherwise)."""
+    With ``flag`` (the dense kernels' one-shot form, ``bind_one_shot``) each launch brings its weights,
+    ``launch(x, out, threads, w, check)``: the NCHW kernel reads them in place as it reads a layer's (each
+    group's last partial channel tile copied into ``packed.by_lanes``, the launcher's own), the NHWC kernel
+    packs them block by block inside its loops; with ``check`` either sets ``flag[0]`` to 1 when one of
+    them is NaN or Inf, as it reaches them (``flag`` is left alone otherwise)."""
     L = spec.layer
     one_shot = flag is not None
     none = np.empty(0, L.dtype)
@@ -350,15 +364,11 @@ def _bind_tiled(spec: ConvSpec, packed: Packed, bias: Optional[np.ndarray],
         koff = (np.arange(L.cin_g, dtype=np.int64)[:, None] * geo.plane + geo.tapoff[None, :]).ravel()
         kernel = conv_nchw
         mid = (geo.plane, koff, geo.wq, geo.qtotal)
-        rest = L.cout_g % MR if one_shot else 0
-        wtail = np.zeros(L.groups * L.cin_g * taps * MR, L.dtype) if rest else none
-        tail_rows = wtail.reshape(L.groups, L.cin_g * taps, MR)[:, :, :rest] if rest else None
-        weights = (none if one_shot else packed.weights, wtail, bp)
+        weights = (packed.weights, packed.by_lanes, bp)
 
         def weights_of(w: np.ndarray, check: bool) -> Tuple[tuple, tuple]:
-            if tail_rows is not None:  # the rows of each group's partial tile, [ci][tap][row]
-                tail_rows[...] = w.reshape(L.groups, L.cout_g, -1)[:, L.cout_g - rest:].transpose(0, 2, 1)
-            return (w.reshape(-1), wtail, bp), ()
+            _fill_tail(packed.by_lanes, w.reshape(L.groups, L.cout_g, L.cin_g, taps))  # the launcher's own copy
+            return (w.reshape(-1), packed.by_lanes, bp), (int(check), flag)
         kc = blocking.k_chunk(nr * item)
         # with at most IN_PLACE_CO_TILES channel tiles a packed input panel is reused too little: cheaper to read
         # the input where it lies (docs/numba.md, "Dense NCHW")
@@ -373,7 +383,8 @@ def _bind_tiled(spec: ConvSpec, packed: Packed, bias: Optional[np.ndarray],
             co_block = blocking.panel_block(L.cin_g * taps * MR * item, co_tiles, spec.n * L.groups * q_split, t)
             other = spec.n * L.groups * -(-co_tiles // co_block)
             return (spec.n, L.cin, L.cout, L.groups, spec.oh, spec.ow, relu, co_block,
-                    blocking.split_tiles(q_tiles, other, t, max_tiles), kc, in_place, int(one_shot))
+                    blocking.split_tiles(q_tiles, other, t, max_tiles), kc, in_place)
+        post = (0, np.zeros(1, np.int64))
     elif packed.kind == "nhwc":
         from .dense_nhwc import MR, conv_nhwc
 
@@ -383,7 +394,7 @@ def _bind_tiled(spec: ConvSpec, packed: Packed, bias: Optional[np.ndarray],
         bp = _padded_bias(bias, L.groups, L.cout_g, nr, L.dtype)
         kernel = conv_nhwc
         mid = (geo.plane, geo.tapoff, geo.wq, geo.qtotal)
-        weights = (none if one_shot else packed.weights, bp)
+        weights = (packed.weights, bp)
         idx = step_index(L.cin_g, taps, True, blocking.lanes(item)) if one_shot else np.zeros(0, np.int64)
         post = (none, idx, 0, np.zeros(1, np.int64))
 
@@ -409,7 +420,7 @@ def _bind_tiled(spec: ConvSpec, packed: Packed, bias: Optional[np.ndarray],
 
     prepare = _preparer(spec, geo)
 
-    if packed.kind != "nhwc":
+    if packed.kind == "dw_nhwc":
         post = ()
 
     def launch(x: np.ndarray, out: np.ndarray, threads: int, w: Optional[np.ndarray] = None,

@@ -4,13 +4,14 @@
 (see :mod:`.geometry`).  A 1x1 convolution is the case of one tap.
 
 Register tile: MR = 6 output channels x 2 vectors of consecutive positions.  Per step of K it loads
-two input vectors and broadcasts six weights, 8 loads for 12 FMAs.  Weights are packed per tile as
-``[co_tile][ci][tap][MR]`` (zero rows pad the last tile), so the broadcasts stream through memory.
-A one-shot call (``w_in_place``) broadcasts from the caller's ``(Cout, Cin/groups, KH, KW)`` weights
-instead: six rows ``ksteps`` apart, read in the same order, so nothing is packed per call (a packing
-would be one more pass over the weights, as long as the convolution itself on small maps) and the
-results are the packed ones bit for bit.  Only a group's last, partial tile is packed (``wtail``): its
-missing rows would lie past the group's (or the array's) end.
+two input vectors and broadcasts six weights, 8 loads for 12 FMAs.  The weights are broadcast where
+they lie in the ``(Cout, Cin/groups, KH, KW)`` array: six rows ``ksteps`` apart, each read in order, so
+a one-shot call packs nothing (a packing would be one more pass over the weights, as long as the
+convolution itself on small maps) and a layer keeps a plain copy.  Only a group's last, partial tile
+is packed (``wtail``, ``[ci][tap][MR]`` with zero rows: its missing rows would lie past the group's, or
+the array's, end).  The tiles packed as ``[co_tile][ci][tap][MR]`` that layers used before were no
+faster, and slower on small maps (r50_3x3_512_7 1T, thread CPU time, loaded box: 3.06 ms packed,
+2.14 ms in place; r50_1x1_2048_512_7 0.83 / 0.76; equal within noise on 14x14 to 112x112 maps).
 K is cut in L1-sized chunks (see :func:`conv_nchw`); within a chunk the 12 accumulators stay in
 registers, and each output is written to Y once, after the last chunk.
 """
@@ -26,6 +27,7 @@ from .fpenv import flush_enter, flush_leave
 from .pipeline import SimplifyingCompiler
 from .simd import lanes, prefetch, vbroadcast, vfma, vload, vload_m, vmask, vsplat, vstore
 from .store import finish, store_positions_at
+from .weight_pack import nonfinite
 from .workers import next_task, start
 
 MR = 6
@@ -88,8 +90,8 @@ def _tile(bpanel, bo, steps, wp, w, ws, rs, acc, a):
     """Add ``steps`` steps of the K reduction to one MR x 2-vector tile kept at acc[a:].
 
     ``bpanel[bo:]`` holds the chunk's input, 2 vectors per step, contiguous (see :func:`_pack_panel`).
-    The tile's weights of step k are ``wp[w + k * ws + i * rs]``, i < MR (packed: ws = MR, rs = 1; the
-    caller's weights: ws = 1, rs = ksteps; always constants, so the packed loop is the one it was).
+    The tile's weights of step k are ``wp[w + k * ws + i * rs]``, i < MR (rows in place: ws = 1,
+    rs = ksteps; the packed partial tile: ws = MR, rs = 1).
     The 12 accumulators live in registers for the whole chunk; acc holds them between chunks.
     """
     nl = lanes(acc)
@@ -179,7 +181,7 @@ def _store_tile(y, acc, a, ybase, step, rows, q0, wq, ow, qtotal, relu):
 
 @njit(nogil=True, pipeline_class=SimplifyingCompiler)
 def conv_nchw(xp, plane, koff, wq, qtotal, wp, wtail, bp, y, n_, cin, cout, groups, oh, ow, relu,
-              co_block, q_block, kc, in_place, w_in_place, counter):
+              co_block, q_block, kc, in_place, check, flag, counter):
     """y (flat N x Cout x oh x ow) from the prepared input xp (flat N x Cin x plane).
 
     Loops, outer to inner, as in BLIS: tasks are (image, group, block of ``co_block`` channel tiles,
@@ -187,9 +189,11 @@ def conv_nchw(xp, plane, koff, wq, qtotal, wp, wtail, bp, y, n_, cin, cout, grou
     of ``kc`` steps whose input is packed (kc x 2 vectors, sized to stay in L1) and then used by
     every channel tile of the block (weights: ``co_block`` panels, kept in L2).  Partial sums of the
     block live in a small task-local buffer (co_block x MR x 2 vectors).  ``in_place`` (K in one
-    chunk only): the tiles read xp itself, nothing is packed.  ``w_in_place``: ``wp`` is the caller's
-    weights (flat Cout x Cin/groups x KH x KW) and ``wtail`` each group's last tile packed, when it is
-    partial (``[group][ci][tap][MR]``; see the module doc).
+    chunk only): the tiles read xp itself, nothing is packed.  ``wp``: the weights, flat Cout x Cin/groups
+    x KH x KW; ``wtail``: each group's last channel tile packed, when it is partial (``[group][ci][tap][MR]``;
+    see the module doc).  With ``check`` (a one-shot call with padding, core/nonfinite.py) a NaN or Inf
+    among the weights sets ``flag[0]`` to 1: each worker looks at a channel block's rows when it starts
+    on the block, which also brings them into its L2 for the tiles that follow.
     """
     nl = lanes(xp)
     nr = 2 * nl
@@ -199,7 +203,7 @@ def conv_nchw(xp, plane, koff, wq, qtotal, wp, wtail, bp, y, n_, cin, cout, grou
     q_tiles = (qtotal + nr - 1) // nr
     ksteps = koff.shape[0]
     panel = ksteps * MR
-    tail = co_tiles - 1 if w_in_place != 0 and cout_g % MR != 0 else co_tiles  # the packed tile, if any
+    tail = co_tiles - 1 if cout_g % MR != 0 else co_tiles  # the packed tile, if any
     step = oh * ow
     pf = 4 * nr  # in-place tiles prefetch 4 tiles ahead in each plane (8 and 16: slower, docs/numba.md)
     ntasks, co_blocks, q_blocks = tasks.count(n_, groups, co_tiles, co_block, q_tiles, q_block)
@@ -207,12 +211,19 @@ def conv_nchw(xp, plane, koff, wq, qtotal, wp, wtail, bp, y, n_, cin, cout, grou
     mxcsr_old = flush_enter()  # this thread's FP mode, put back below (see fpenv)
     acc = np.empty(co_block * MR * nr, xp.dtype)
     bpanel = np.empty((q_block * ksteps if ksteps <= kc else kc) * nr, xp.dtype)
+    tmp = np.empty(nl, xp.dtype)
+    have = -1  # the (group, channel block) whose weights this worker last checked
     task, me = start(counter, ntasks, 1)
     while task < ntasks:
         n, g, cb, qb = tasks.split(task, groups, co_blocks, q_blocks)
         xbase = (n * cin + g * cin_g) * plane
         ct0 = cb * co_block
         ct1 = min(co_tiles, ct0 + co_block)
+        if check != 0 and g * co_blocks + cb != have:
+            have = g * co_blocks + cb
+            lo = (g * cout_g + ct0 * MR) * ksteps
+            if nonfinite(wp, lo, (g * cout_g + min(cout_g, ct1 * MR)) * ksteps, tmp):
+                flag[0] = 1
         qt0 = qb * q_block
         qt1 = min(q_tiles, qt0 + q_block)
         if ksteps <= kc:
@@ -231,19 +242,14 @@ def conv_nchw(xp, plane, koff, wq, qtotal, wp, wtail, bp, y, n_, cin, cout, grou
                         vstore(acc, i * nr + nl, b)
                     if in_place == 0:
                         bo = (qt - qt0) * ksteps * nr
-                        if w_in_place == 0:
-                            _tile(bpanel, bo, ksteps, wp, (g * co_tiles + ct) * panel, MR, 1, acc, 0)
-                        elif ct < tail:
+                        if ct < tail:
                             _tile(bpanel, bo, ksteps, wp, (g * cout_g + co) * ksteps, 1, ksteps, acc, 0)
                         else:
                             _tile(bpanel, bo, ksteps, wtail, g * panel, MR, 1, acc, 0)
                     else:
                         q0 = qt * nr
                         m0, m1 = vmask(xp, qtotal - q0), vmask(xp, qtotal - q0 - nl)
-                        if w_in_place == 0:
-                            _tile_direct(xp, xbase + q0, koff, m0, m1, ksteps, wp, (g * co_tiles + ct) * panel,
-                                         MR, 1, acc, 0, pf)
-                        elif ct < tail:
+                        if ct < tail:
                             _tile_direct(xp, xbase + q0, koff, m0, m1, ksteps, wp, (g * cout_g + co) * ksteps,
                                          1, ksteps, acc, 0, pf)
                         else:
@@ -266,9 +272,7 @@ def conv_nchw(xp, plane, koff, wq, qtotal, wp, wtail, bp, y, n_, cin, cout, grou
                 _pack_panel(xp, xbase + q0, koff, k0, k1, m0, m1, bpanel, 0)
                 for ct in range(ct0, ct1):
                     a = (ct - ct0) * MR * nr
-                    if w_in_place == 0:
-                        _tile(bpanel, 0, k1 - k0, wp, (g * co_tiles + ct) * panel + k0 * MR, MR, 1, acc, a)
-                    elif ct < tail:
+                    if ct < tail:
                         _tile(bpanel, 0, k1 - k0, wp, (g * cout_g + ct * MR) * ksteps + k0, 1, ksteps, acc, a)
                     else:
                         _tile(bpanel, 0, k1 - k0, wtail, g * panel + k0 * MR, MR, 1, acc, a)

@@ -26,7 +26,7 @@ from .workers import next_task, start
 
 
 @njit(inline="always")
-def _nonfinite(src, lo, hi, tmp):
+def nonfinite(src, lo, hi, tmp):
     """Whether ``src[lo:hi]`` holds a NaN or an Inf: the sum of ``v * 0`` over it is NaN then, else 0."""
     nl = lanes(src)
     acc = vzero(src)
@@ -71,7 +71,7 @@ def pack_tiles(src, g, ct0, ct1, rows, ksteps, tile, idx, dst, check, flag, tmp)
                 for h in range(0, tile, nl):
                     if h + nl > nrow:
                         vstore_lanes(dst, d + k * tile + h, zero, max(0, nrow - h), nl)
-        if check != 0 and _nonfinite(src, s, s + nrow * ksteps, tmp):
+        if check != 0 and nonfinite(src, s, s + nrow * ksteps, tmp):
             flag[0] = 1
 
 
@@ -88,7 +88,7 @@ def nonfinite_blocks(src, flag, counter):
     task, me = start(counter, ntasks, 1)
     while task < ntasks:
         lo = task * _BLOCK
-        if _nonfinite(src, lo, min(src.shape[0], lo + _BLOCK), tmp):
+        if nonfinite(src, lo, min(src.shape[0], lo + _BLOCK), tmp):
             flag[0] = 1
         task = next_task(counter, me, 1, 1)
 
