@@ -124,8 +124,10 @@ def _padded_bias(bias: Optional[np.ndarray], groups: int, per_group: int, width:
     return out.ravel()
 
 
-def _preparer(spec: ConvSpec, geo) -> Callable[[np.ndarray], np.ndarray]:
-    """``prepare(x)``: the kernel's input, flat: ``x`` itself, or its padded, phase-split copy (prepare.py)."""
+def _preparer(spec: ConvSpec, geo, keep: bool = False) -> Callable[[np.ndarray], np.ndarray]:
+    """``prepare(x)``: the kernel's input, flat: ``x`` itself, or its padded, phase-split copy (prepare.py),
+    in a new array per call, or with ``keep`` (a launcher used by one Python thread only: a one-shot plan's)
+    in one array the launcher keeps (the copy rewrites all of it)."""
     if geo.direct:
         return lambda x: x.reshape(-1)
     from .prepare import prepare_nchw, prepare_nhwc
@@ -140,8 +142,10 @@ def _preparer(spec: ConvSpec, geo) -> Callable[[np.ndarray], np.ndarray]:
     args += (geo.phase_py, geo.phase_px, geo.hq1, geo.wq, sh, sw, pt, pl)
     dtype = L.dtype
 
+    kept = np.empty(size, dtype) if keep else None
+
     def prepare(x: np.ndarray) -> np.ndarray:
-        xp = np.empty(size, dtype)
+        xp = np.empty(size, dtype) if kept is None else kept
         kernel(x.reshape(-1), xp, *args)
         return xp
 
@@ -366,7 +370,7 @@ def _bind_tiled(spec: ConvSpec, packed: Packed, bias: Optional[np.ndarray],
         mid = (geo.plane, koff, geo.wq, geo.qtotal)
         weights = (packed.weights, packed.by_lanes, bp)
 
-        def weights_of(w: np.ndarray, check: bool) -> Tuple[tuple, tuple]:
+        def weights_of(w: np.ndarray, check: bool, useful: int, tail: tuple) -> Tuple[tuple, tuple]:
             _fill_tail(packed.by_lanes, w.reshape(L.groups, L.cout_g, L.cin_g, taps))  # the launcher's own copy
             return (w.reshape(-1), packed.by_lanes, bp), (int(check), flag)
         kc = blocking.k_chunk(nr * item)
@@ -396,10 +400,14 @@ def _bind_tiled(spec: ConvSpec, packed: Packed, bias: Optional[np.ndarray],
         mid = (geo.plane, geo.tapoff, geo.wq, geo.qtotal)
         weights = (packed.weights, bp)
         idx = step_index(L.cin_g, taps, True, blocking.lanes(item)) if one_shot else np.zeros(0, np.int64)
-        post = (none, idx, 0, np.zeros(1, np.int64))
+        post = (none, idx, 0, np.zeros(1, np.int64), np.empty((1, 0), L.dtype))
+        bufs: Dict[int, np.ndarray] = {}  # per thread count: a row of co_block packed panels per worker
 
-        def weights_of(w: np.ndarray, check: bool) -> Tuple[tuple, tuple]:
-            return weights, (w.reshape(-1), idx, int(check), flag)
+        def weights_of(w: np.ndarray, check: bool, useful: int, tail: tuple) -> Tuple[tuple, tuple]:
+            got = bufs.get(useful)
+            if got is None:
+                got = bufs[useful] = np.empty((useful, tail[-2] * L.cin_g * taps * nr), L.dtype)
+            return weights, (w.reshape(-1), idx, int(check), flag, got)
 
         def tail_for(t: int) -> tuple:  # the task split depends on the thread count
             co_block = blocking.panel_block(L.cin_g * taps * nr * item, co_tiles, spec.n * L.groups * q_tiles, t)
@@ -418,7 +426,7 @@ def _bind_tiled(spec: ConvSpec, packed: Packed, bias: Optional[np.ndarray],
         def tail_for(t: int) -> tuple:
             return (spec.n, L.cout, spec.oh, spec.ow, relu, blocking.split_tiles(q_tiles, spec.n, t, max_tiles=64))
 
-    prepare = _preparer(spec, geo)
+    prepare = _preparer(spec, geo, keep=one_shot)
 
     if packed.kind == "dw_nhwc":
         post = ()
@@ -426,7 +434,7 @@ def _bind_tiled(spec: ConvSpec, packed: Packed, bias: Optional[np.ndarray],
     def launch(x: np.ndarray, out: np.ndarray, threads: int, w: Optional[np.ndarray] = None,
                check: bool = False) -> None:
         useful, tail = threads_args(threads, tail_for)
-        ws, more = (weights, post) if w is None else weights_of(w, check)
+        ws, more = (weights, post) if w is None else weights_of(w, check, useful, tail)
         workers.run(kernel, (prepare(x),) + mid + ws + (out.reshape(-1),) + tail + more, useful)
 
     return launch
