@@ -8,13 +8,15 @@ For each layer and thread count, alternated round by round in one process:
 * ``runner``: the one-shot plan's backend runner alone (``CallPlan.run``: the cffi views and the kernel
   for C, the launcher for Numba), on arrays the call would pass it;
 * ``kernel`` (C only): ``fp_conv_once_f32`` called with ready cffi pointers: the C time of a call;
-* ``torch``: ``F.conv2d(x, w, b)`` (one-shot too; torch prepacks nothing), when torch is installed.
+* ``torch``: ``F.conv2d(x, w, b)`` (one-shot too; torch prepacks nothing), when torch is installed; at 1
+  thread only unless ``--torch-all`` (at 2 its OpenMP workers spin after each call, and on a box shared
+  with other jobs that slowed every other contender 2-4x and torch itself to 40-120 ms a call).
 
 ``python = call-out - kernel`` is what the Python path adds to the C call (parse-cache key and look-up,
 the argument checks on cached facts, the views), ``out = call - call-out`` the result's allocation.
 
     PYTHONPATH=$PWD nice -n 10 python tools/oneshot_times.py [--layers a,b] [--layout NCHW|NHWC]
-        [--backend c|numba] [--threads 1,2] [--rounds 15]
+        [--backend c|numba] [--threads 1,2] [--rounds 15] [--torch-all]
 
 At 1 thread each figure is the calling thread's CPU time (``time.thread_time``: on a box shared with
 other jobs it leaves out the slices they take; the developers' guide), at 2 threads wall time (the
@@ -53,7 +55,7 @@ def _c_kernel(plan, x4: np.ndarray, w: np.ndarray, b: np.ndarray, out4: np.ndarr
     return lambda: conv(*args)
 
 
-def contenders(lay: Layer, layout: str, backend: str) -> Dict[str, Callable[[], object]]:
+def contenders(lay: Layer, layout: str, backend: str, with_torch: bool) -> Dict[str, Callable[[], object]]:
     x, w, b = lay.arrays("NCHW")
     kw = lay.kwargs()
     xl = np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if layout == "NHWC" else x
@@ -72,6 +74,8 @@ def contenders(lay: Layer, layout: str, backend: str) -> Dict[str, Callable[[], 
     if backend == "c":
         runs["kernel"] = _c_kernel(plan, xl, w, b, out2)
     try:
+        if not with_torch:
+            raise ImportError
         import torch
         import torch.nn.functional as F
 
@@ -115,6 +119,7 @@ def main() -> None:
     ap.add_argument("--backend", default="c", choices=["c", "numba"])
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--torch-all", action="store_true", help="time torch at every thread count")
     args = ap.parse_args()
     layers = [TINY if n == TINY.name else suite_layer(n) for n in args.layers.split(",")]
     print(f"# {args.layout}, backend {args.backend}, medians of {args.rounds} alternating rounds; us per call "
@@ -133,7 +138,7 @@ def main() -> None:
         except ImportError:
             pass
         for lay in layers:
-            runs = contenders(lay, args.layout, args.backend)
+            runs = contenders(lay, args.layout, args.backend, threads == 1 or args.torch_all)
             sizes = {k: _batch(f) for k, f in runs.items()}
             times: Dict[str, List[float]] = {k: [] for k in runs}
             names = list(runs)

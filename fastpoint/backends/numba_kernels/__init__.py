@@ -210,9 +210,6 @@ def bind(spec: ConvSpec, packed: Packed, bias: Optional[np.ndarray]) -> Launch:
     return _BINDERS[pick(packed.kind, spec).family](spec, packed, bias)
 
 
-#: weights of at least this many bytes are packed (or checked) by the workers: below, a helper's start costs more
-PARALLEL_PACK_BYTES = 256 << 10
-
 OneShot = Callable[[np.ndarray, np.ndarray, np.ndarray, int, bool], bool]
 
 
@@ -229,17 +226,15 @@ def bind_one_shot(spec: ConvSpec, bias: Optional[np.ndarray]) -> Tuple[OneShot, 
       5 rows);
     * dense NHWC: the kernel packs each block of channel tiles where it uses it (dense_nhwc.py,
       weight_pack.py);
-    * depthwise: the small NumPy copies of ``pack_into``.
+    * depthwise: one jitted copy into what the kernel reads (weight_pack.pack_depthwise; the weights are
+      small: 960 x 9 for MobileNet's largest).
 
-    The dense kernels look for non-finite weights as they reach them (each block of channels once); for
-    depthwise weights it is a pass of the workers over them.  The results
+    The non-finite check is part of the same pass: the dense kernels look at each block of channels as
+    they reach it, the depthwise copy at each weight.  The results
     are the prepacked layer's bit for bit: the same values, in the same order, reach the same
     micro-kernels.
     """
-    from .weight_pack import nonfinite_blocks
-
     L = spec.layer
-    big = L.cout * L.cin_g * L.kh * L.kw * L.dtype.itemsize >= PARALLEL_PACK_BYTES
     flag = np.zeros(1, np.int64)  # the plan's state is per Python thread (backends/numba.py): so is this
     made: List[Tuple[np.ndarray, int, int]] = []
     _recording.biases = made
@@ -262,11 +257,6 @@ def bind_one_shot(spec: ConvSpec, bias: Optional[np.ndarray]) -> Tuple[OneShot, 
         for bp, groups, per_group in made:
             bp[:, :per_group] = b.reshape(groups, per_group)
 
-    def nonfinite(w: np.ndarray, threads: int) -> bool:
-        flag[0] = 0
-        workers.run(nonfinite_blocks, (w.reshape(-1), flag), threads if big else 1)
-        return bool(flag[0])
-
     if dense:
         def run_dense(x: np.ndarray, w: np.ndarray, out: np.ndarray, threads: int, check: bool) -> bool:
             flag[0] = 0
@@ -275,12 +265,24 @@ def bind_one_shot(spec: ConvSpec, bias: Optional[np.ndarray]) -> Tuple[OneShot, 
 
         return run_dense, set_bias
 
-    def run_small(x: np.ndarray, w: np.ndarray, out: np.ndarray, threads: int, check: bool) -> bool:
-        pack_into(packed, L, w)
-        launch(x, out, threads)
-        return check and nonfinite(w, threads)
+    # depthwise: one jitted call refills what the chosen kernel reads and looks for NaN / Inf
+    from .weight_pack import pack_depthwise
 
-    return run_small, set_bias
+    taps, nl = L.kh * L.kw, blocking.lanes(L.dtype.itemsize)
+    none = np.empty(0, L.dtype)
+    if family == "dwconv_small_nchw":  # reads by_lanes only
+        head = (taps, L.cout, none, 0, 0, packed.by_lanes, nl)
+    elif packed.kind == "dw_nchw":
+        head = (taps, L.cout, packed.weights, 1, taps, none, nl)
+    else:
+        head = (taps, L.cout, packed.weights, packed.weights.shape[0] // taps, 1, none, nl)
+
+    def run_depthwise(x: np.ndarray, w: np.ndarray, out: np.ndarray, threads: int, check: bool) -> bool:
+        bad = pack_depthwise(w.reshape(-1), *head, int(check))
+        launch(x, out, threads)
+        return bad != 0
+
+    return run_depthwise, set_bias
 
 
 def _threads_args(spec: ConvSpec) -> Callable[[int, Callable[[int], tuple]], tuple]:

@@ -22,7 +22,6 @@ from numba import njit
 
 from .cacheload import cache_kernels
 from .simd import lanes, vfma, vload, vload_m, vmask, vstore, vstore_lanes, vtranspose, vzero
-from .workers import next_task, start
 
 
 @njit(inline="always")
@@ -75,22 +74,23 @@ def pack_tiles(src, g, ct0, ct1, rows, ksteps, tile, idx, dst, check, flag, tmp)
             flag[0] = 1
 
 
-#: elements per task of nonfinite_blocks (64 KiB of float32)
-_BLOCK = 16384
-
-
 @njit(nogil=True)
-def nonfinite_blocks(src, flag, counter):
-    """Set ``flag[0]`` to 1 when the flat array ``src`` holds a NaN or an Inf (for weights read unpacked),
-    in blocks of ``_BLOCK`` elements shared by the workers."""
-    ntasks = (src.shape[0] + _BLOCK - 1) // _BLOCK
-    tmp = np.empty(lanes(src), src.dtype)
-    task, me = start(counter, ntasks, 1)
-    while task < ntasks:
-        lo = task * _BLOCK
-        if nonfinite(src, lo, min(src.shape[0], lo + _BLOCK), tmp):
-            flag[0] = 1
-        task = next_task(counter, me, 1, 1)
+def pack_depthwise(w, taps, channels, dst, ts, cs, lanes_out, nl, check):
+    """A depthwise packing refilled from the caller's ``(C, 1, KH, KW)`` weights ``w`` (flat) in one call:
+    ``dst[t * ts + c * cs] = w[c * taps + t]`` when ``dst`` is not empty (NCHW's ``[c][tap]``, NHWC's
+    ``[tap][c]``), and ``lanes_out[(c // nl * taps + t) * nl + c % nl] = w[c * taps + t]`` when it is not
+    (the small-plane kernel's ``[channel block][tap][lanes]``).  Returns 1 when ``check`` and some weight
+    is NaN or Inf (``v * 0`` is NaN exactly then)."""
+    bad = w.dtype.type(0)
+    for c in range(channels):
+        for t in range(taps):
+            v = w[c * taps + t]
+            if dst.shape[0] > 0:
+                dst[t * ts + c * cs] = v
+            if lanes_out.shape[0] > 0:
+                lanes_out[(c // nl * taps + t) * nl + c % nl] = v
+            bad += v * 0
+    return 1 if check != 0 and bad != 0 else 0
 
 
 def step_index(cin_g: int, taps: int, nhwc: bool, pad: int) -> np.ndarray:
