@@ -269,13 +269,13 @@ def bind_one_shot(spec: ConvSpec, bias: Optional[np.ndarray]) -> Tuple[OneShot, 
     from .weight_pack import pack_depthwise
 
     taps, nl = L.kh * L.kw, blocking.lanes(L.dtype.itemsize)
-    none = np.empty(0, L.dtype)
+    none, idx = np.empty(0, L.dtype), np.arange(taps + nl, dtype=np.int64)
     if family == "dwconv_small_nchw":  # reads by_lanes only
-        head = (taps, L.cout, none, 0, 0, packed.by_lanes, nl)
+        head = (taps, none, packed.by_lanes, taps, nl, idx)
     elif packed.kind == "dw_nchw":
-        head = (taps, L.cout, packed.weights, 1, taps, none, nl)
+        head = (taps, packed.weights, none, 0, 0, idx)
     else:
-        head = (taps, L.cout, packed.weights, packed.weights.shape[0] // taps, 1, none, nl)
+        head = (taps, none, packed.weights, 1, packed.weights.shape[0] // taps, idx)
 
     def run_depthwise(x: np.ndarray, w: np.ndarray, out: np.ndarray, threads: int, check: bool) -> bool:
         bad = pack_depthwise(w.reshape(-1), *head, int(check))

@@ -21,6 +21,7 @@ import numpy as np
 from numba import njit
 
 from .cacheload import cache_kernels
+from .prepare import copy_run
 from .simd import lanes, vfma, vload, vload_m, vmask, vstore, vstore_lanes, vtranspose, vzero
 
 
@@ -75,22 +76,24 @@ def pack_tiles(src, g, ct0, ct1, rows, ksteps, tile, idx, dst, check, flag, tmp)
 
 
 @njit(nogil=True)
-def pack_depthwise(w, taps, channels, dst, ts, cs, lanes_out, nl, check):
+def pack_depthwise(w, taps, copy_to, dst, rstep, ds, idx, check):
     """A depthwise packing refilled from the caller's ``(C, 1, KH, KW)`` weights ``w`` (flat) in one call:
-    ``dst[t * ts + c * cs] = w[c * taps + t]`` when ``dst`` is not empty (NCHW's ``[c][tap]``, NHWC's
-    ``[tap][c]``), and ``lanes_out[(c // nl * taps + t) * nl + c % nl] = w[c * taps + t]`` when it is not
-    (the small-plane kernel's ``[channel block][tap][lanes]``).  Returns 1 when ``check`` and some weight
-    is NaN or Inf (``v * 0`` is NaN exactly then)."""
-    bad = w.dtype.type(0)
-    for c in range(channels):
-        for t in range(taps):
-            v = w[c * taps + t]
-            if dst.shape[0] > 0:
-                dst[t * ts + c * cs] = v
-            if lanes_out.shape[0] > 0:
-                lanes_out[(c // nl * taps + t) * nl + c % nl] = v
-            bad += v * 0
-    return 1 if check != 0 and bad != 0 else 0
+    ``copy_to[:] = w`` when ``copy_to`` is not empty (NCHW's ``[c][tap]``), and when ``dst`` is not,
+    ``dst[c0 * rstep + t * ds + c - c0] = w[c * taps + t]`` for the blocks of ``lanes`` channels from
+    ``c0`` (``rstep = 1, ds = Cpad``: NHWC's ``[tap][c]``; ``rstep = taps, ds = lanes``: the small-plane
+    kernel's ``[channel block][tap][lanes]``), transposed a block at a time in registers (element by
+    element was 10 us for 960 x 9).  ``idx``: ``0, 1, ...`` (``taps + lanes`` entries).  Returns 1 when
+    ``check`` and some weight is NaN or Inf."""
+    nl = lanes(w)
+    channels = w.shape[0] // taps
+    if copy_to.shape[0] > 0:
+        copy_run(w, 0, copy_to, 0, w.shape[0])
+    if dst.shape[0] > 0:
+        for c0 in range(0, channels, nl):
+            for t0 in range(0, taps, nl):
+                vtranspose(w, c0 * taps + t0, taps, min(nl, channels - c0), min(nl, taps - t0), dst, c0 * rstep, ds,
+                           idx, t0)
+    return 1 if check != 0 and nonfinite(w, 0, w.shape[0], np.empty(nl, w.dtype)) else 0
 
 
 def step_index(cin_g: int, taps: int, nhwc: bool, pad: int) -> np.ndarray:
