@@ -230,9 +230,8 @@ def bind_one_shot(spec: ConvSpec, bias: Optional[np.ndarray]) -> Tuple[OneShot, 
       small: 960 x 9 for MobileNet's largest).
 
     The non-finite check is part of the same pass: the dense kernels look at each block of channels as
-    they reach it, the depthwise copy at each weight.  The results
-    are the prepacked layer's bit for bit: the same values, in the same order, reach the same
-    micro-kernels.
+    they reach it, the depthwise copy at each weight.  The results are the prepacked layer's bit for
+    bit: the same values, in the same order, reach the same micro-kernels.
     """
     L = spec.layer
     flag = np.zeros(1, np.int64)  # the plan's state is per Python thread (backends/numba.py): so is this
@@ -242,9 +241,8 @@ def bind_one_shot(spec: ConvSpec, bias: Optional[np.ndarray]) -> Tuple[OneShot, 
         family = pick(_kind(L), spec).family
         dense = family in ("dense_nchw", "dense_nhwc")
         if family == "dense_nchw":  # the rows come with each call: only the partial tiles' buffer
-            rest = L.cout_g % blocking.MR
-            packed = Packed("nchw", np.empty(0, L.dtype), np.zeros(L.groups * L.cin_g * L.kh * L.kw * blocking.MR
-                                                                   if rest else 0, L.dtype))
+            tail = L.groups * L.cin_g * L.kh * L.kw * blocking.MR if L.cout_g % blocking.MR else 0
+            packed = Packed("nchw", np.empty(0, L.dtype), np.zeros(tail, L.dtype))
         elif family == "dense_nhwc":  # packed block by block inside the kernel
             packed = Packed("nhwc", np.empty(0, L.dtype))
         else:
