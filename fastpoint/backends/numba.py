@@ -79,9 +79,11 @@ class NumbaBackend:
         return runner
 
     def bind_once(self, spec: ConvSpec, check_finite: bool):
-        """The one-shot runner of ``spec``: ``runner(x, w, bias, out)`` packs ``w`` into buffers this Python
-        thread keeps for the plan (with a launcher bound to them), runs, and says whether some weight is
-        NaN or Inf (looked at only when ``check_finite``)."""
+        """The one-shot runner of ``spec``: ``runner(x, w, bias, out)`` runs with the weights ``w`` on a
+        launcher this Python thread keeps for the plan (``numba_kernels.bind_one_shot``: the dense NCHW
+        kernel reads ``w`` in place, the NHWC one packs it block by block inside its loops, depthwise
+        weights are copied into the launcher's packing), and says whether some weight is NaN or Inf
+        (looked at only when ``check_finite``, in the same pass)."""
         kernels = self._load()
         local = threading.local()  # per Python thread: concurrent calls never share the buffers
         max_threads = kernels.workers.max_threads
