@@ -217,10 +217,11 @@ def test_numba_one_shot_weights_read_in_place_or_packed_per_block(layout, thread
             np.testing.assert_array_equal(want, fp.conv2d(x, w, b, layout=layout, backend="numpy", **kw))
             for _ in range(2):
                 np.testing.assert_array_equal(fp.conv2d(x, w, b, layout=layout, backend="numba", **kw), want)
-            if "padding" in kw:
-                w[-1, -1, -1, -1] = np.nan
+            for where in ((-1, -1, -1, -1), (50, ws[1] // 2, 1, 1)) if "padding" in kw else ():
+                w[where] = np.inf  # in the partial tile; mid-K in a full one (K in chunks)
                 np.testing.assert_array_equal(fp.conv2d(x, w, b, layout=layout, backend="numba", **kw),
                                               fp.conv2d(x, w, b, layout=layout, backend="numpy", **kw))
+                w[where] = 0
 
 
 # conv1d one-shot calls take the plan of their one-row 2-d call: (x shape NCL, weight shape, kwargs)

@@ -26,10 +26,9 @@ from .simd import lanes, vfma, vload, vload_m, vmask, vstore, vstore_lanes, vtra
 
 
 @njit(inline="always")
-def nonfinite(src, lo, hi, tmp):
-    """Whether ``src[lo:hi]`` holds a NaN or an Inf: the sum of ``v * 0`` over it is NaN then, else 0."""
+def nonfinite_sum(src, lo, hi, acc):
+    """``acc`` plus ``src[lo:hi] * 0``, a vector at a time: some lane is NaN once a NaN or an Inf was seen."""
     nl = lanes(src)
-    acc = vzero(src)
     zero = vzero(src)
     i = lo
     while i + nl <= hi:
@@ -37,11 +36,23 @@ def nonfinite(src, lo, hi, tmp):
         i += nl
     if i < hi:
         acc = vfma(vload_m(src, i, vmask(src, hi - i)), zero, acc)
+    return acc
+
+
+@njit(inline="always")
+def any_lane(acc, tmp):
+    """Whether a lane of the :func:`nonfinite_sum` ``acc`` is not 0 (``tmp``: ``lanes`` scratch elements)."""
     vstore(tmp, 0, acc)
-    for j in range(nl):
+    for j in range(tmp.shape[0]):
         if tmp[j] != 0:
             return True
     return False
+
+
+@njit(inline="always")
+def nonfinite(src, lo, hi, tmp):
+    """Whether ``src[lo:hi]`` holds a NaN or an Inf: the sum of ``v * 0`` over it is NaN then, else 0."""
+    return any_lane(nonfinite_sum(src, lo, hi, vzero(src)), tmp)
 
 
 @njit(inline="always")
