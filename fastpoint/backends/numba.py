@@ -82,8 +82,9 @@ class NumbaBackend:
         """The one-shot runner of ``spec``: ``runner(x, w, bias, out)`` runs with the weights ``w`` on a
         launcher this Python thread keeps for the plan (``numba_kernels.bind_one_shot``: the dense NCHW
         kernel reads ``w`` in place, the NHWC one packs it block by block inside its loops, depthwise
-        weights are copied into the launcher's packing), and says whether some weight is NaN or Inf
-        (looked at only when ``check_finite``, in the same pass)."""
+        weights are copied into the launcher's packing).  It returns False: the Numba kernels read
+        written-out zero padding, so a NaN or Inf weight on a padded tap already gives the reference's NaN
+        (``0 * w``) and no output needs the fix-up of core/nonfinite.py (``check_finite`` is not used)."""
         kernels = self._load()
         local = threading.local()  # per Python thread: concurrent calls never share the buffers
         max_threads = kernels.workers.max_threads
@@ -98,9 +99,9 @@ class NumbaBackend:
             threads = get_num_threads()
             if threads > 1:
                 threads = min(threads, max_threads())  # max_threads: a system call
-            bad = run(x, w, out, threads, check_finite)  # packs what the kernel does not read in place
+            run(x, w, out, threads)  # packs what the kernel does not read in place
             _epilogue(spec, out, None)
-            return bad
+            return False
 
         return runner
 

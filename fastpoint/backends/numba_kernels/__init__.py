@@ -210,15 +210,14 @@ def bind(spec: ConvSpec, packed: Packed, bias: Optional[np.ndarray]) -> Launch:
     return _BINDERS[pick(packed.kind, spec).family](spec, packed, bias)
 
 
-OneShot = Callable[[np.ndarray, np.ndarray, np.ndarray, int, bool], bool]
+OneShot = Callable[[np.ndarray, np.ndarray, np.ndarray, int], None]
 
 
 def bind_one_shot(spec: ConvSpec, bias: Optional[np.ndarray]) -> Tuple[OneShot, Callable[[np.ndarray], None]]:
     """A one-shot plan's launcher, with buffers of its own: ``(run, set_bias)``.
 
-    ``run(x, w, out, threads, check)`` runs the layer with the weights ``w`` (C-contiguous, the layer's
-    dtype) and returns whether (asked only with ``check``) some weight is NaN or Inf; ``set_bias(b)``
-    writes another bias of the same shape into the launcher's padded bias arrays.  Per call, beyond the
+    ``run(x, w, out, threads)`` runs the layer with the weights ``w`` (C-contiguous, the layer's dtype);
+    ``set_bias(b)`` writes another bias of the same shape into the launcher's padded bias arrays.  Per call, beyond the
     kernel (docs/call-path.md):
 
     * dense NCHW: nothing is packed; the kernel broadcasts the caller's weights in place, as a layer's
@@ -229,12 +228,11 @@ def bind_one_shot(spec: ConvSpec, bias: Optional[np.ndarray]) -> Tuple[OneShot, 
     * depthwise: one jitted copy into what the kernel reads (weight_pack.pack_depthwise; the weights are
       small: 960 x 9 for MobileNet's largest).
 
-    The non-finite check is part of the same pass: the dense kernels look at each block of channels as
-    they reach it, the depthwise copy at each weight.  The results are the prepacked layer's bit for
-    bit: the same values, in the same order, reach the same micro-kernels.
+    The results are the prepacked layer's bit for bit: the same values, in the same order, reach the
+    same micro-kernels.  No pass looks for non-finite weights (weight_pack.py: the kernels read written-out
+    zero padding, so NaN and Inf weights give the reference's NaNs on padded taps by themselves).
     """
     L = spec.layer
-    flag = np.zeros(1, np.int64)  # the plan's state is per Python thread (backends/numba.py): so is this
     made: List[Tuple[np.ndarray, int, int]] = []
     _recording.biases = made
     try:
@@ -247,7 +245,7 @@ def bind_one_shot(spec: ConvSpec, bias: Optional[np.ndarray]) -> Tuple[OneShot, 
             packed = Packed("nhwc", np.empty(0, L.dtype))
         else:
             packed = packed_like(L, L.dtype)
-        launch = _bind_tiled(spec, packed, bias, flag) if dense else bind(spec, packed, bias)
+        launch = _bind_tiled(spec, packed, bias, one_shot=True) if dense else bind(spec, packed, bias)
     finally:
         _recording.biases = None
 
@@ -256,14 +254,12 @@ def bind_one_shot(spec: ConvSpec, bias: Optional[np.ndarray]) -> Tuple[OneShot, 
             bp[:, :per_group] = b.reshape(groups, per_group)
 
     if dense:
-        def run_dense(x: np.ndarray, w: np.ndarray, out: np.ndarray, threads: int, check: bool) -> bool:
-            flag[0] = 0
-            launch(x, out, threads, w, check)
-            return bool(flag[0])
+        def run_dense(x: np.ndarray, w: np.ndarray, out: np.ndarray, threads: int) -> None:
+            launch(x, out, threads, w)
 
         return run_dense, set_bias
 
-    # depthwise: one jitted call refills what the chosen kernel reads and looks for NaN / Inf
+    # depthwise: one jitted call refills what the chosen kernel reads
     from .weight_pack import pack_depthwise
 
     taps, nl = L.kh * L.kw, blocking.lanes(L.dtype.itemsize)
@@ -275,10 +271,9 @@ def bind_one_shot(spec: ConvSpec, bias: Optional[np.ndarray]) -> Tuple[OneShot, 
     else:
         head = (taps, none, packed.weights, 1, packed.weights.shape[0] // taps, idx)
 
-    def run_depthwise(x: np.ndarray, w: np.ndarray, out: np.ndarray, threads: int, check: bool) -> bool:
-        bad = pack_depthwise(w.reshape(-1), *head, int(check))
+    def run_depthwise(x: np.ndarray, w: np.ndarray, out: np.ndarray, threads: int) -> None:
+        pack_depthwise(w.reshape(-1), *head)
         launch(x, out, threads)
-        return bad != 0
 
     return run_depthwise, set_bias
 
@@ -339,16 +334,14 @@ def _bind_dw_nchw(spec: ConvSpec, packed: Packed, bias: Optional[np.ndarray]) ->
 
 
 def _bind_tiled(spec: ConvSpec, packed: Packed, bias: Optional[np.ndarray],
-                flag: Optional[np.ndarray] = None) -> Launch:
+                one_shot: bool = False) -> Launch:
     """The dense NCHW / NHWC and the NHWC depthwise kernels: one launcher, kernel-specific arguments.
 
-    With ``flag`` (the dense kernels' one-shot form, ``bind_one_shot``) each launch brings its weights,
-    ``launch(x, out, threads, w, check)``: the NCHW kernel reads them in place as it reads a layer's (each
-    group's last partial channel tile copied into ``packed.by_lanes``, the launcher's own), the NHWC kernel
-    packs them block by block inside its loops; with ``check`` either sets ``flag[0]`` to 1 when one of
-    them is NaN or Inf, as it reaches them (``flag`` is left alone otherwise)."""
+    ``one_shot`` (the dense kernels, ``bind_one_shot``): each launch brings its weights, ``launch(x, out,
+    threads, w)``: the NCHW kernel reads them in place as it reads a layer's (each group's last partial
+    channel tile copied into ``packed.by_lanes``, the launcher's own), the NHWC kernel packs them block by
+    block inside its loops; the launcher keeps its input copy (used by one Python thread only)."""
     L = spec.layer
-    one_shot = flag is not None
     none = np.empty(0, L.dtype)
     item = L.dtype.itemsize
     threads_args = _threads_args(spec)
@@ -370,9 +363,9 @@ def _bind_tiled(spec: ConvSpec, packed: Packed, bias: Optional[np.ndarray],
         mid = (geo.plane, koff, geo.wq, geo.qtotal)
         weights = (packed.weights, packed.by_lanes, bp)
 
-        def weights_of(w: np.ndarray, check: bool, useful: int, tail: tuple) -> Tuple[tuple, tuple]:
+        def weights_of(w: np.ndarray, useful: int, tail: tuple) -> Tuple[tuple, tuple]:
             _fill_tail(packed.by_lanes, w.reshape(L.groups, L.cout_g, L.cin_g, taps))  # the launcher's own copy
-            return (w.reshape(-1), packed.by_lanes, bp), (int(check), flag)
+            return (w.reshape(-1), packed.by_lanes, bp), ()
         kc = blocking.k_chunk(nr * item)
         # with at most IN_PLACE_CO_TILES channel tiles a packed input panel is reused too little: cheaper to read
         # the input where it lies (docs/numba.md, "Dense NCHW")
@@ -388,7 +381,6 @@ def _bind_tiled(spec: ConvSpec, packed: Packed, bias: Optional[np.ndarray],
             other = spec.n * L.groups * -(-co_tiles // co_block)
             return (spec.n, L.cin, L.cout, L.groups, spec.oh, spec.ow, relu, co_block,
                     blocking.split_tiles(q_tiles, other, t, max_tiles), kc, in_place)
-        post = (0, np.zeros(1, np.int64))
     elif packed.kind == "nhwc":
         from .dense_nhwc import MR, conv_nhwc
 
@@ -400,14 +392,14 @@ def _bind_tiled(spec: ConvSpec, packed: Packed, bias: Optional[np.ndarray],
         mid = (geo.plane, geo.tapoff, geo.wq, geo.qtotal)
         weights = (packed.weights, bp)
         idx = step_index(L.cin_g, taps, True, blocking.lanes(item)) if one_shot else np.zeros(0, np.int64)
-        post = (none, idx, 0, np.zeros(1, np.int64), np.empty((1, 0), L.dtype))
+        post = (none, idx, np.empty((1, 0), L.dtype))
         bufs: Dict[int, np.ndarray] = {}  # per thread count: a row of co_block packed panels per worker
 
-        def weights_of(w: np.ndarray, check: bool, useful: int, tail: tuple) -> Tuple[tuple, tuple]:
+        def weights_of(w: np.ndarray, useful: int, tail: tuple) -> Tuple[tuple, tuple]:
             got = bufs.get(useful)
             if got is None:
                 got = bufs[useful] = np.empty((useful, tail[-2] * L.cin_g * taps * nr), L.dtype)
-            return weights, (w.reshape(-1), idx, int(check), flag, got)
+            return weights, (w.reshape(-1), idx, got)
 
         def tail_for(t: int) -> tuple:  # the task split depends on the thread count
             co_block = blocking.panel_block(L.cin_g * taps * nr * item, co_tiles, spec.n * L.groups * q_tiles, t)
@@ -428,13 +420,12 @@ def _bind_tiled(spec: ConvSpec, packed: Packed, bias: Optional[np.ndarray],
 
     prepare = _preparer(spec, geo, keep=one_shot)
 
-    if packed.kind == "dw_nhwc":
+    if packed.kind != "nhwc":
         post = ()
 
-    def launch(x: np.ndarray, out: np.ndarray, threads: int, w: Optional[np.ndarray] = None,
-               check: bool = False) -> None:
+    def launch(x: np.ndarray, out: np.ndarray, threads: int, w: Optional[np.ndarray] = None) -> None:
         useful, tail = threads_args(threads, tail_for)
-        ws, more = (weights, post) if w is None else weights_of(w, check, useful, tail)
+        ws, more = (weights, post) if w is None else weights_of(w, useful, tail)
         workers.run(kernel, (prepare(x),) + mid + ws + (out.reshape(-1),) + tail + more, useful)
 
     return launch

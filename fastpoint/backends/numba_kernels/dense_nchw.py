@@ -25,9 +25,8 @@ from . import tasks
 from .cacheload import cache_kernels
 from .fpenv import flush_enter, flush_leave
 from .pipeline import SimplifyingCompiler
-from .simd import lanes, prefetch, vbroadcast, vfma, vload, vload_m, vmask, vsplat, vstore, vzero
+from .simd import lanes, prefetch, vbroadcast, vfma, vload, vload_m, vmask, vsplat, vstore
 from .store import finish, store_positions_at
-from .weight_pack import any_lane, nonfinite, nonfinite_sum
 from .workers import next_task, start
 
 MR = 6
@@ -181,7 +180,7 @@ def _store_tile(y, acc, a, ybase, step, rows, q0, wq, ow, qtotal, relu):
 
 @njit(nogil=True, pipeline_class=SimplifyingCompiler)
 def conv_nchw(xp, plane, koff, wq, qtotal, wp, wtail, bp, y, n_, cin, cout, groups, oh, ow, relu,
-              co_block, q_block, kc, in_place, check, flag, counter):
+              co_block, q_block, kc, in_place, counter):
     """y (flat N x Cout x oh x ow) from the prepared input xp (flat N x Cin x plane).
 
     Loops, outer to inner, as in BLIS: tasks are (image, group, block of ``co_block`` channel tiles,
@@ -191,11 +190,7 @@ def conv_nchw(xp, plane, koff, wq, qtotal, wp, wtail, bp, y, n_, cin, cout, grou
     block live in a small task-local buffer (co_block x MR x 2 vectors).  ``in_place`` (K in one
     chunk only): the tiles read xp itself, nothing is packed.  ``wp``: the weights, flat Cout x Cin/groups
     x KH x KW; ``wtail``: each group's last channel tile packed, when it is partial (``[group][ci][tap][MR]``;
-    see the module doc).  With ``check`` (a one-shot call with padding, core/nonfinite.py) a NaN or Inf
-    among the weights sets ``flag[0]`` to 1: each worker looks at a channel block's rows once, when it
-    starts on the block (K in one chunk: small weights) or chunk by chunk right after its first position
-    tile has used them from L1 (K in chunks; a pass of its own over a block's rows before the tiles
-    had cost r50_3x3_512_7 about 10 %).
+    see the module doc).
     """
     nl = lanes(xp)
     nr = 2 * nl
@@ -213,22 +208,12 @@ def conv_nchw(xp, plane, koff, wq, qtotal, wp, wtail, bp, y, n_, cin, cout, grou
     mxcsr_old = flush_enter()  # this thread's FP mode, put back below (see fpenv)
     acc = np.empty(co_block * MR * nr, xp.dtype)
     bpanel = np.empty((q_block * ksteps if ksteps <= kc else kc) * nr, xp.dtype)
-    tmp = np.empty(nl, xp.dtype)
-    bad = vzero(xp)  # nonfinite_sum of the weights looked at chunk by chunk
-    have = -1  # the (group, channel block) whose weights this worker last checked
     task, me = start(counter, ntasks, 1)
     while task < ntasks:
         n, g, cb, qb = tasks.split(task, groups, co_blocks, q_blocks)
         xbase = (n * cin + g * cin_g) * plane
         ct0 = cb * co_block
         ct1 = min(co_tiles, ct0 + co_block)
-        fresh = check != 0 and g * co_blocks + cb != have  # weights this worker has not looked at
-        if fresh:
-            have = g * co_blocks + cb
-            if ksteps <= kc:
-                lo = (g * cout_g + ct0 * MR) * ksteps
-                if nonfinite(wp, lo, (g * cout_g + min(cout_g, ct1 * MR)) * ksteps, tmp):
-                    flag[0] = 1
         qt0 = qb * q_block
         qt1 = min(q_tiles, qt0 + q_block)
         if ksteps <= kc:
@@ -281,10 +266,6 @@ def conv_nchw(xp, plane, koff, wq, qtotal, wp, wtail, bp, y, n_, cin, cout, grou
                         _tile(bpanel, 0, k1 - k0, wp, (g * cout_g + ct * MR) * ksteps + k0, 1, ksteps, acc, a)
                     else:
                         _tile(bpanel, 0, k1 - k0, wtail, g * panel + k0 * MR, MR, 1, acc, a)
-                    if fresh and qt == qt0:  # the rows' chunk the tile just read, from L1
-                        r0 = g * cout_g + ct * MR
-                        for i in range(min(MR, cout_g - ct * MR)):
-                            bad = nonfinite_sum(wp, (r0 + i) * ksteps + k0, (r0 + i) * ksteps + k1, bad)
             oy0 = q0 // wq
             ox0 = q0 - oy0 * wq
             oy1 = (q0 + nl) // wq
@@ -299,8 +280,6 @@ def conv_nchw(xp, plane, koff, wq, qtotal, wp, wtail, bp, y, n_, cin, cout, grou
                     if q0 + nl < qtotal:
                         v1 = finish(vload(acc, a + nl), relu)
                         store_positions_at(y, ybase + i * step, v1, q0 + nl, oy1, ox1, wq, ow, qtotal)
-        if fresh and any_lane(bad, tmp):
-            flag[0] = 1
         task = next_task(counter, me, 1, 1)
     flush_leave(mxcsr_old)
 

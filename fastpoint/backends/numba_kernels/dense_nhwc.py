@@ -17,7 +17,6 @@ prepacked layer's, so the results are too, bit for bit.
 
 from __future__ import annotations
 
-import numpy as np
 from numba import njit
 
 from . import tasks
@@ -90,15 +89,14 @@ def _store_pixel(y, po, v0, v1, n0, n1, ybase, relu):
 
 @njit(nogil=True, pipeline_class=SimplifyingCompiler)
 def conv_nhwc(xp, plane, tapoff, wq, qtotal, wp, bp, y, n_, cin, cout, groups, oh, ow, relu,
-              co_block, q_block, wsrc, idx, check, flag, wbufs, counter):
+              co_block, q_block, wsrc, idx, wbufs, counter):
     """y (flat N x oh x ow x Cout) from the prepared input xp (flat N x plane x Cin).
 
     Tasks are (image, group, block of ``co_block`` channel tiles, block of ``q_block`` pixel tiles);
     within a task each pixel tile (6 input rows) stays in L1 while the block's weight panels, kept
     in L2, stream past it.  With a non-empty ``wsrc`` (a one-shot call; ``wp`` unused) each task's weight
     block is packed from ``wsrc`` (steps in ``idx`` order) into the worker's row of ``wbufs`` (kept by the
-    launcher: a row of ``co_block`` panels per worker), and with ``check`` a NaN or Inf among them sets
-    ``flag[0]`` to 1.
+    launcher: a row of ``co_block`` panels per worker).
     """
     nl = lanes(xp)
     nr = 2 * nl
@@ -111,7 +109,6 @@ def conv_nhwc(xp, plane, tapoff, wq, qtotal, wp, bp, y, n_, cin, cout, groups, o
     last = qtotal - 1
     ntasks, co_blocks, q_blocks = tasks.count(n_, groups, co_tiles, co_block, q_tiles, q_block)
     fused = wsrc.shape[0] > 0
-    tmp = np.empty(nl, xp.dtype)
     have = -1  # the (group, channel block) in wbuf
     # each worker (see workers.py) takes the next task until none is left
     mxcsr_old = flush_enter()  # this thread's FP mode, put back below (see fpenv)
@@ -122,7 +119,7 @@ def conv_nhwc(xp, plane, tapoff, wq, qtotal, wp, bp, y, n_, cin, cout, groups, o
         if fused and g * co_blocks + cb != have:  # consecutive tasks mostly share it (tasks.py)
             have = g * co_blocks + cb
             pack_tiles(wsrc, g, cb * co_block, min(co_tiles, (cb + 1) * co_block), cout_g, ntaps * cin_g, nr, idx,
-                       wbuf, check, flag, tmp)
+                       wbuf)
         xbase = n * plane * cin + g * cin_g
         ybase = n * oh * ow * cout + g * cout_g
         for qt in range(qb * q_block, min(q_tiles, (qb + 1) * q_block)):
