@@ -42,9 +42,17 @@ static void add(float *d, const float *a, const float *b, int64_t n) {
         _mm512_storeu_ps(o, _mm512_add_ps(_mm512_loadu_ps(o), _mm512_permutex2var_ps(va, lo, vb)));
         _mm512_storeu_ps(o + 16, _mm512_add_ps(_mm512_loadu_ps(o + 16), _mm512_permutex2var_ps(va, hi, vb)));
     }
-    for (; u < n; u++) {
-        d[2 * u] += a[u];
-        d[2 * u + 1] += b[u];
+    if (u < n) { /* the last n - u < 16 pairs masked: a 16-pixel row (FCN-8s at 16x16) has 15 pairs inside */
+        const int64_t r = n - u;
+        const __mmask16 in = (__mmask16)((1u << r) - 1);
+        const __mmask16 m0 = (__mmask16)(r >= 8 ? 0xffffu : (1u << (2 * r)) - 1);
+        const __mmask16 m1 = (__mmask16)(r > 8 ? (1u << (2 * r - 16)) - 1 : 0);
+        const __m512 va = _mm512_maskz_loadu_ps(in, a + u), vb = _mm512_maskz_loadu_ps(in, b + u);
+        float *o = d + 2 * u;
+        _mm512_mask_storeu_ps(o, m0, _mm512_add_ps(_mm512_maskz_loadu_ps(m0, o), _mm512_permutex2var_ps(va, lo, vb)));
+        if (m1)
+            _mm512_mask_storeu_ps(o + 16, m1,
+                                  _mm512_add_ps(_mm512_maskz_loadu_ps(m1, o + 16), _mm512_permutex2var_ps(va, hi, vb)));
     }
 }
 
