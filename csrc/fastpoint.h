@@ -93,6 +93,8 @@ int fp_deconv_gemm_f32(const fp_conv_problem *p, const float *x, const void *pac
  * output, stride, pad_top/pad_left the padding, dilation; weights packed by fp_deconv_gemm_pack with
  * layout 0 (rows (co, ky, kx) whatever the data layout); bias one value per output channel. */
 int fp_deconv_scatter_f32(const fp_conv_problem *p, const float *x, const void *packed, const float *bias, float *y);
+/* ... and its one-shot form: w the caller's (Cin, Cout, KH, KW) weight, packed into this thread's scratch. */
+int fp_deconv_scatter_once_f32(const fp_conv_problem *p, const float *x, const float *w, const float *bias, float *y);
 
 /* Direct conv1d blocked for one long row (csrc/conv1d/): NCL, groups 1, any K, stride, dilation, (left, right)
  * padding (problem with h = oh = kh = 1, pad_left the left padding, ow the output length); weights (Cout, Cin, K)

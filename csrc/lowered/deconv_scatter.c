@@ -67,11 +67,8 @@ static void store_add_group(const fp_lowered *L, float *yc, int64_t ky, int64_t 
         if (hi <= lo) continue;
         float *yr = yc + oy * p->ow + ox0;
         const float *a = tr + t;
-        if (sw == 2) { /* pixels [u0, u1) have both outputs inside: the interleave-add; the edges here */
-            const int64_t u0 = (lo + 1) / 2, u1 = hi / 2;
-            if (lo < 2 * u0) yr[lo] += a[ldt + lo / 2]; /* lo odd: the kx + 1 row's output only */
-            if (u1 > u0) L->interleave->add(yr + 2 * u0, a + u0, a + ldt + u0, u1 - u0);
-            if (hi > 2 * u1) yr[2 * u1] += a[u1]; /* hi odd: the kx row's output only */
+        if (sw == 2) { /* the interleave-add of the kx and kx + 1 rows, edges included */
+            L->interleave->add(yr + lo, a, a + ldt, lo, hi);
             continue;
         }
         for (int64_t r = 0; r < sw; r++)
@@ -174,4 +171,15 @@ int fp_deconv_scatter_f32(const fp_conv_problem *p, const float *x, const void *
     L.store = store_add;
     L.interleave = fp_interleave_pick(fp_isa());
     return fp_lowered_run(&L);
+}
+
+/* One-shot form: w, the caller's (Cin, Cout, KH, KW) weight, packed into this thread's scratch (kept across
+ * calls, as csrc/oneshot.c does for conv2d) and used once. */
+int fp_deconv_scatter_once_f32(const fp_conv_problem *p, const float *x, const float *w, const float *bias, float *y) {
+    fp_conv_problem q = *p;
+    q.layout = 0; /* rows (co, ky, kx) whatever the data layout */
+    void *packed = fp_scratch(FP_SCRATCH_ONCE, fp_deconv_gemm_packed_bytes(&q));
+    if (!packed) return FP_ERR_ALLOC;
+    const int rc = fp_deconv_gemm_pack(&q, w, packed);
+    return rc < 0 ? rc : fp_deconv_scatter_f32(p, x, packed, bias, y);
 }

@@ -175,17 +175,33 @@ def deconv_scatter_applies(layer) -> bool:
     return _lib is not None and layer.groups == 1
 
 
-def deconv_scatter_run(packed: LoweredPacked, x: np.ndarray, layer, out: np.ndarray,
-                       bias: Optional[np.ndarray]) -> None:
-    """``out`` = the transposed convolution of ``x`` (C-contiguous float32, 4-d, the layer's layout) on weights
-    packed by ``deconv_pack(weight, "NCHW")``; ``bias`` one value per output channel or None."""
+def deconv_scatter_problem(layer, x_shape, out_shape, threads: int):
+    """The C problem of the scatter-add GEMM on a 4-d input and output of these shapes (the layer's layout)."""
     nhwc = layer.layout == "NHWC"
-    n, cin, h, w = (x.shape[0], x.shape[3], x.shape[1], x.shape[2]) if nhwc else x.shape
-    oh, ow = (out.shape[1], out.shape[2]) if nhwc else out.shape[2:]
+    n, cin, h, w = (x_shape[0], x_shape[3], x_shape[1], x_shape[2]) if nhwc else x_shape
+    oh, ow = (out_shape[1], out_shape[2]) if nhwc else out_shape[2:]
     p = _ffi.new("fp_conv_problem *")
     p.n, p.cin, p.h, p.w, p.cout, p.kh, p.kw, p.oh, p.ow = n, cin, h, w, layer.cout, layer.kh, layer.kw, oh, ow
     (p.stride_h, p.stride_w), (p.pad_top, p.pad_left) = layer.stride, layer.padding
     (p.dil_h, p.dil_w), p.groups = layer.dilation, 1
-    p.layout, p.relu, p.num_threads = int(nhwc), int(layer.relu), get_num_threads()
+    p.layout, p.relu, p.num_threads = int(nhwc), int(layer.relu), threads
+    return p
+
+
+def deconv_scatter_run(packed: LoweredPacked, x: np.ndarray, layer, out: np.ndarray,
+                       bias: Optional[np.ndarray]) -> None:
+    """``out`` = the transposed convolution of ``x`` (C-contiguous float32, 4-d, the layer's layout) on weights
+    packed by ``deconv_pack(weight, "NCHW")``; ``bias`` one value per output channel or None."""
+    p = deconv_scatter_problem(layer, x.shape, out.shape, get_num_threads())
     _check(_lib.fp_deconv_scatter_f32(p, _ptr(x, "float[]"), _ptr(packed.buffer, "char[]"), _ptr(bias, "float[]"),
                                       _ptr(out, "float[]")))
+
+
+def deconv_scatter_once(problem, x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray],
+                        out: np.ndarray) -> None:
+    """The one-shot scatter-add GEMM: ``weight`` the caller's C-contiguous float32 ``(Cin, Cout, KH, KW)``, packed
+    in C into this thread's scratch; arrays as :func:`deconv_scatter_run` takes them."""
+    from_buffer = _ffi.from_buffer
+    _check(_lib.fp_deconv_scatter_once_f32(problem, from_buffer("float[]", x), from_buffer("float[]", weight),
+                                           _ffi.NULL if bias is None else from_buffer("float[]", bias),
+                                           from_buffer("float[]", out)))
