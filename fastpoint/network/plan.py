@@ -31,6 +31,7 @@ import numpy as np
 
 from ..ops import _c
 from .graph import Graph, Node
+from .pages import fresh_bytes
 from .registry import Shape
 
 ALIGN = 64
@@ -259,7 +260,8 @@ class Plan:
         ``op.run`` with its fixed output views (``_run_step``).
         """
         local = self._arenas
-        arena = local.arena = np.empty(self.arena_bytes, np.uint8)
+        # every page faulted in by one call, 4 KiB ones (pages.py: NumPy's huge pages are a lottery on a VM)
+        arena = local.arena = fresh_bytes(self.arena_bytes, populate=True)
         fixed: Dict[str, np.ndarray] = {}  # value -> its array in this arena (an output the plan gives a buffer)
         outs_of: List[Optional[List[np.ndarray]]] = []
         for step in self.steps:
