@@ -57,6 +57,12 @@ def check(kernel, n, cin, cout, h, w, stride=1, layout="NCHW", relu=False, bias=
     assert np.array_equal(got, expected), (
         f"{kernel.name} n={n} cin={cin} cout={cout} {h}x{w} s{stride} {layout}: "
         f"max |diff| = {np.nanmax(np.abs(got - expected))}")
+    # the one-shot call on the caller's weights (NCHW: W read in place by the micro-kernel's row pointers;
+    # NHWC and the transposed form: W^T panels packed inside the loops), on every shape the layer runs
+    once = fp.conv2d(x, wt, b, stride=stride, layout=layout, activation=act, backend="c")
+    assert np.array_equal(once, expected), (
+        f"one-shot {kernel.name} n={n} cin={cin} cout={cout} {h}x{w} s{stride} {layout}: "
+        f"max |diff| = {np.nanmax(np.abs(once - expected))}")
 
 
 def test_kernel_is_used(kernel):

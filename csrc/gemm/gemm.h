@@ -107,10 +107,11 @@ int fp_gemm_run_nchw(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const flo
                      const float *bias, float *y);
 int fp_gemm_run_nhwc(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const float *x, const float *packed,
                      const float *bias, float *y);
-/* One-shot calls: the same products on the caller's Cout x Cin weights, each W^T panel packed inside the
- * loops just before its first use (per-thread scratch slot 2), as BLIS packs per block.  NHWC, and the NCHW
- * transposed form, when the threads split output channels (else every thread would pack every panel);
- * FP_DECLINED otherwise, and the caller packs. */
+/* One-shot calls: the same products on the caller's Cout x Cin weights.  The regular NCHW form reads W in
+ * place (the micro-kernel's row pointers: MR rows of W, each contiguous in k), nothing packed.  NHWC and the
+ * NCHW transposed form pack each W^T panel inside the loops just before its first use (per-thread scratch
+ * slot 2), as BLIS packs per block, when the threads split output channels (else every thread would pack
+ * every panel).  FP_DECLINED otherwise (and for the tall tile's 9..16 channels), and the caller packs. */
 int fp_gemm_run_unpacked(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const float *x, const float *w,
                          const float *bias, float *y);
 

@@ -38,8 +38,8 @@ void fp_gemm_fence(void) {
 /* ---------------------------------------------------------------- NCHW: Y[n] = W @ X[n] */
 
 static void nchw_block(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const fp_gemm_blocks *bs,
-                       const float *xn, const float *packed, const float *bias, float *yn, range rows,
-                       range cols, float *buf, int64_t *off, const fp_ep *ep) {
+                       const float *xn, const float *packed, const float *w_raw, const float *bias, float *yn,
+                       range rows, range cols, float *buf, int64_t *off, const fp_ep *ep) {
     const int64_t M = p->cout, K = p->cin, N = p->oh * p->ow, MR = uk->mr, NR = uk->nr;
     const int unit_stride = p->stride_h == 1 && p->stride_w == 1;
     /* Stride 1 with a kernel that packs as it computes: the first row tile of each column tile reads
@@ -49,6 +49,7 @@ static void nchw_block(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const f
      * gathers are slow, but only the first row tile uses them). */
     const int fused = uk->extended && (unit_stride || p->h * p->w < ((int64_t)1 << 31));
     int32_t idx[64] = {0};
+    const float *wrows[16]; /* one-shot: the tile's rows of the caller's W, read in place (no packing) */
     fp_ukr_args u = {0};
     u.bias_per_col = 0;
     /* An output larger than L2, written in one k block: stream it past the caches.  With an epilogue, each
@@ -69,7 +70,7 @@ static void nchw_block(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const f
             if (!fused) fp_gemm_pack_b_nchw(p, xn, pc, kc, jc, jn, NR, buf, off);
             for (int64_t ic = rows.lo; ic < rows.hi; ic += bs->mc) {
                 const int64_t ie = FP_MIN(ic + bs->mc, rows.hi);
-                if (fused && unit_stride && uk->tall && ic == rows.lo && ie == rows.hi && ie - ic > MR &&
+                if (!w_raw && fused && unit_stride && uk->tall && ic == rows.lo && ie == rows.hi && ie - ic > MR &&
                     ie - ic <= uk->tall_mr) {
                     /* 9..24 channels: one tall tile covers them all, reading X once, in place (only when
                      * they are the whole row range: the regular path's first MC block must be the first,
@@ -130,8 +131,13 @@ static void nchw_block(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const f
                             u.bidx = NULL;
                             u.prefetch_next = 0;
                         }
-                        u.a = packed + ir * K + pc * MR; /* panel ir/MR starts (ir/MR)*K*MR = ir*K in */
                         u.mr = FP_MIN(MR, M - ir);
+                        if (w_raw) { /* rows past mr repeat the last one: read, never stored */
+                            for (int64_t i = 0; i < MR; i++) wrows[i] = w_raw + (ir + FP_MIN(i, u.mr - 1)) * K + pc;
+                            u.arows = wrows;
+                        } else {
+                            u.a = packed + ir * K + pc * MR; /* panel ir/MR starts (ir/MR)*K*MR = ir*K in */
+                        }
                         u.c = buffered ? tbuf : yn + ir * N + jr;
                         u.bias = bias ? bias + ir : NULL;
                         if (tile_ep) fp_ep_prefetch32(tile_ep, yn + ir * N + jr, N, u.mr, u.nr);
@@ -312,30 +318,36 @@ static void nchw_chunk(void *ctx, int64_t c, int worker) {
             const range cols = {FP_MIN(t0 * uk->nr, N), FP_MIN(t1 * uk->nr, N)};
             const range rows = {0, M};
             if (cols.lo < cols.hi)
-                nchw_block(p, uk, &t->bs, t->x + img * K * HW, t->packed, t->bias, t->y + img * M * N, rows, cols,
-                           buf, off, t->ep);
+                nchw_block(p, uk, &t->bs, t->x + img * K * HW, t->packed, t->w_raw, t->bias, t->y + img * M * N,
+                           rows, cols, buf, off, t->ep);
         }
     } else {
         const range rows = part(t->ch_tiles, c, t->nch, uk->mr, M);
         const range cols = {0, N};
         for (int64_t img = 0; img < p->n && rows.lo < rows.hi; img++)
-            nchw_block(p, uk, &t->bs, t->x + img * K * HW, t->packed, t->bias, t->y + img * M * N, rows, cols, buf,
-                       off, t->ep);
+            nchw_block(p, uk, &t->bs, t->x + img * K * HW, t->packed, t->w_raw, t->bias, t->y + img * M * N, rows,
+                       cols, buf, off, t->ep);
     }
     fp_gemm_fence(); /* non-temporal stores of this thread are ordered before the call returns */
 }
 
-int fp_gemm_run_nchw(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const float *x, const float *packed,
-                     const float *bias, float *y) {
-    if (fp_gemm_use_transposed(p, uk)) return run_nchw_t(p, uk, x, packed, NULL, bias, y);
+static int run_nchw(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const float *x, const float *packed,
+                    const float *w_raw, const float *bias, float *y) {
     const int64_t M = p->cout, K = p->cin, N = p->oh * p->ow;
     task t;
     task_init(&t, p, uk, x, packed, bias, y);
+    t.w_raw = w_raw;
     t.bs = fp_gemm_blocking(uk, M, N, K);
     t.bs.nc = fp_gemm_nc_shared(uk, t.bs.kc, N);
     const int T = plan(&t, p->n * FP_CEIL_DIV(N, uk->nr), FP_CEIL_DIV(M, uk->mr), 1);
     fp_pool_run(T, t.nch, nchw_chunk, &t);
     return task_finish(&t, T);
+}
+
+int fp_gemm_run_nchw(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const float *x, const float *packed,
+                     const float *bias, float *y) {
+    if (fp_gemm_use_transposed(p, uk)) return run_nchw_t(p, uk, x, packed, NULL, bias, y);
+    return run_nchw(p, uk, x, packed, NULL, bias, y);
 }
 
 /* ---------------------------------------------------------------- NHWC: Y = X @ W^T */
@@ -435,6 +447,10 @@ int fp_gemm_run_nhwc(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const flo
 int fp_gemm_run_unpacked(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const float *x, const float *w,
                          const float *bias, float *y) {
     if (p->layout != 0) return run_nhwc(p, uk, x, NULL, w, bias, y);
-    /* the regular NCHW form reads W as MR-row panels: left to packing */
-    return fp_gemm_use_transposed(p, uk) ? run_nchw_t(p, uk, x, NULL, w, bias, y) : FP_DECLINED;
+    if (fp_gemm_use_transposed(p, uk)) return run_nchw_t(p, uk, x, NULL, w, bias, y);
+    /* The regular NCHW form broadcasts W's elements: a tile's MR rows of W are read in place through row
+     * pointers (each row contiguous in k), so nothing is packed, and every thread reads the caller's W.
+     * 9..16 output channels run the tall tile on packed panels (a few KB of weights): left to packing. */
+    if (uk->tall && p->cout > uk->mr && p->cout <= uk->tall_mr) return FP_DECLINED;
+    return run_nchw(p, uk, x, NULL, w, bias, y);
 }
