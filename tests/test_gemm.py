@@ -119,6 +119,16 @@ def test_small_maps_transposed_form(kernel, cin, cout):
         check(kernel, 2, cin, cout, hw, hw, relu=True)
 
 
+@pytest.mark.parametrize("cin", [3, 300, 1601])  # 1601: two k blocks, the dot-product column read back
+def test_one_shot_last_columns_by_dot_products(kernel, cin):
+    """One-shot NCHW maps whose last column tile has 1..4 pixels (7x7 = 48 + 1, 14x14 = 4 x 48 + 4, also
+    strided and batched): on AVX-512 computed by dot products of W's rows with each pixel's column."""
+    for hw in (7, 10, 14):
+        check(kernel, 2, cin, 21, hw, hw, relu=True)
+    check(kernel, 1, cin, 25, 27, 27, stride=2)  # 14x14 output from every other pixel
+    check(kernel, 1, cin, 70, 50, 1, bias=False)  # 48 + 2 pixels in one row
+
+
 def test_heads_and_thin_layers(kernel):
     check(kernel, 1, 64, 2, 16, 40)
     check(kernel, 1, 64, 21, 16, 40, relu=True)
