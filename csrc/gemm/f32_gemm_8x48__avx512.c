@@ -131,6 +131,7 @@ static inline __attribute__((always_inline)) void body(const fp_ukr_args *u, con
             _mm_prefetch((const char *)(b + 2 * NR + 32), _MM_HINT_T1);
         }
         if (ROWS) {
+            if (pfl) _mm_prefetch((const char *)(pfl + 16 * k), _MM_HINT_T1); /* NHWC one-shot: next W panel */
             UPD(0, r0[k]); UPD(1, r1[k]); UPD(2, r2[k]); UPD(3, r3[k]);
             UPD(4, r4[k]); UPD(5, r5[k]); UPD(6, r6[k]); UPD(7, r7[k]);
         } else {

@@ -447,6 +447,52 @@ static void nhwc_block(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const f
     }
 }
 
+/* One-shot NHWC on a small map (its input in half of L2): weight panels outside, pixel tiles inside, each
+ * kc x NR panel of W^T packed just before its tiles use it while pixel tiles 1..3 prefetch the next
+ * panel's rows of W into L2, so that the packing reads L2 rather than L3 (as the NCHW transposed form).
+ * Packing the whole kc x nc block first read W from L3 with nothing to overlap: 512->2048@7 spent a
+ * quarter of its time in the packing. */
+static int nhwc_panels_first(const fp_conv_problem *p) {
+    const int64_t R = p->n * p->oh * p->ow;
+    return R <= 256 && (int64_t)sizeof(float) * R * p->cin <= fp_cache_size(2) / 2;
+}
+
+static void nhwc_panels_block(const fp_conv_problem *p, const fp_sgemm_ukr *uk, int64_t kcb, const float *x,
+                              const float *w_raw, float *wbuf, const float *bias, float *y, range rows, range cols,
+                              const fp_ep *ep) {
+    const int64_t N = p->cout, K = p->cin, MR = uk->mr, NR = uk->nr;
+    const float *arows[16];
+    fp_ukr_args u = {0};
+    u.ldb = NR;
+    u.ldc = N;
+    u.bias_per_col = 1;
+    u.arows = arows;
+    for (int64_t pc = 0; pc < K; pc += kcb) {
+        const int64_t kc = FP_MIN(kcb, K - pc);
+        u.kc = kc;
+        u.first = pc == 0;
+        u.relu = p->relu && pc + kc >= K;
+        const fp_ep *tile_ep = pc + kc >= K ? ep : NULL;
+        for (int64_t jr = cols.lo; jr < cols.hi; jr += NR) {
+            u.nr = FP_MIN(NR, cols.hi - jr);
+            fp_pack_transpose(w_raw + jr * K + pc, K, FP_MIN(NR, N - jr), kc, NR, wbuf);
+            u.b = wbuf;
+            u.bias = bias ? bias + jr : NULL;
+            /* the next panel's NR rows of W are NR * K contiguous floats when kc == K: 3 tiles x kc lines */
+            const int next = kc == K && jr + 2 * NR <= cols.hi && uk->extended;
+            for (int64_t ir = rows.lo; ir < rows.hi; ir += MR) {
+                u.mr = FP_MIN(MR, rows.hi - ir);
+                fp_gemm_rows_nhwc(p, x, ir, u.mr, (int)MR, pc, arows);
+                const int64_t t = (ir - rows.lo) / MR;
+                u.pf_lines = next && t >= 1 && t <= 3 ? w_raw + (jr + NR) * K + (t - 1) * kc * 16 : NULL;
+                u.c = y + ir * N + jr;
+                uk->run(&u);
+                if (tile_ep) fp_ep_tile(tile_ep, u.c, u.mr, u.nr, N, jr, 0, 1);
+            }
+        }
+    }
+}
+
 static void nhwc_chunk(void *ctx, int64_t c, int worker) {
     task *t = (task *)ctx;
     const fp_conv_problem *p = t->p;
@@ -462,8 +508,12 @@ static void nhwc_chunk(void *ctx, int64_t c, int worker) {
     range rows = {0, R}, cols = {0, N};
     if (t->by_pixels) rows = part(t->pix_tiles, c, t->nch, uk->mr, R);
     else cols = part(t->ch_tiles, c, t->nch, uk->nr, N);
-    if (rows.lo < rows.hi && cols.lo < cols.hi)
-        nhwc_block(p, uk, &t->bs, t->x, t->packed, t->w_raw, wbuf, t->bias, t->y, rows, cols, t->ep);
+    if (rows.lo < rows.hi && cols.lo < cols.hi) {
+        if (t->w_raw && nhwc_panels_first(p))
+            nhwc_panels_block(p, uk, t->bs.kc, t->x, t->w_raw, wbuf, t->bias, t->y, rows, cols, t->ep);
+        else
+            nhwc_block(p, uk, &t->bs, t->x, t->packed, t->w_raw, wbuf, t->bias, t->y, rows, cols, t->ep);
+    }
     fp_gemm_fence(); /* non-temporal stores of this thread are ordered before the call returns */
 }
 
@@ -474,7 +524,8 @@ static int run_nhwc(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const floa
     task_init(&t, p, uk, x, packed, bias, y);
     t.w_raw = w_raw;
     t.bs = fp_gemm_blocking(uk, R, N, K);
-    const int T = plan(&t, FP_CEIL_DIV(R, uk->mr), FP_CEIL_DIV(N, uk->nr), 1);
+    /* one-shot, small map: output channels split between threads (each packs only its own panels) */
+    const int T = plan(&t, FP_CEIL_DIV(R, uk->mr), FP_CEIL_DIV(N, uk->nr), !(w_raw && nhwc_panels_first(p)));
     if (w_raw && t.by_pixels && T > 1) return FP_DECLINED; /* every thread would pack every panel */
     fp_pool_run(T, t.nch, nhwc_chunk, &t);
     return task_finish(&t, T);
