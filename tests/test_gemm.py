@@ -104,6 +104,15 @@ def test_strides(kernel, layout, stride):
     check(kernel, 1, 33, 50, 9, 9, stride=stride, layout=layout, relu=True, bias=False)
 
 
+@pytest.mark.parametrize("stride", [2, (1, 2), (3, 2), (2, 1)])
+def test_strided_rows_packed_in_runs(kernel, stride):
+    """Horizontal stride 1 or 2: each output row's pixels packed as one run (AVX-512: even-element permutes,
+    the last vector's loads masked at the row's last pixel), runs of 1..35 pixels across panel edges."""
+    for w in (1, 2, 31, 32, 33, 35, 69):
+        check(kernel, 1, 7, 20, 9, w, stride=stride)
+    check(kernel, 2, 70, 21, 13, 97, stride=stride, relu=True)
+
+
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
 def test_batch_bias_relu(kernel, layout):
     for relu in (False, True):

@@ -93,9 +93,13 @@ const float *fp_gemm_packed_wt(const fp_conv_problem *p, const fp_sgemm_ukr *uk,
 
 /* NCHW: copy channels [k0, k0+kc) x output pixels [j0, j0+nc) of image x (C x H x W) into dst as
  * micro-panels of NR pixels (each kc x NR, k-major), gathering strided pixels (output pixel (oy, ox)
- * reads input (oy*sh, ox*sw)); off is scratch for nc offsets. */
+ * reads input (oy*sh, ox*sw)); off is scratch for 2 nc entries (offsets, run lengths). */
 void fp_gemm_pack_b_nchw(const fp_conv_problem *p, const float *x, int64_t k0, int64_t kc, int64_t j0,
                          int64_t nc, int64_t NR, float *dst, int64_t *off);
+
+/* Whether fp_gemm_pack_b_nchw copies a strided block in whole output-row runs (horizontal stride 1, or 2 with
+ * AVX-512), which beats gathering them in the first row tile. */
+int fp_gemm_pack_b_runs(const fp_conv_problem *p);
 
 /* NHWC: pointers to the channel vectors of output pixels [r0, r0+mr) (batch folded), offset by k0;
  * entries mr..MR-1 repeat the last valid row. */

@@ -81,7 +81,11 @@ static void nchw_block(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const f
      * others.  Otherwise a whole kc x nc block is packed first (strided pixels gathered). */
     /* Strided: the same, gathering the tile's pixels at fixed offsets in each channel row (AVX-512
      * gathers are slow, but only the first row tile uses them). */
-    const int fused = uk->extended && (unit_stride || p->h * p->w < ((int64_t)1 << 31));
+    /* Strided, where the packing copies whole output-row runs (horizontal stride 1 or 2): the kc x nc block
+     * is packed first instead, since gathering in the first row tile cost more (stride 2, 256->512@56 at 1
+     * thread, loaded box: prepacked 1536-1874 -> 1102-1107 us with the element-by-element packing already,
+     * Zen 5).  Other strides gather in the first row tile (32-bit offsets). */
+    const int fused = uk->extended && (unit_stride || (!fp_gemm_pack_b_runs(p) && p->h * p->w < ((int64_t)1 << 31)));
     int32_t idx[64] = {0};
     const float *wrows[16]; /* one-shot: the tile's rows of the caller's W, read in place (no packing) */
     /* one-shot: a last column tile of 1..DOT_COLS pixels by dot products (uk->dot) */
@@ -348,7 +352,7 @@ static void nchw_chunk(void *ctx, int64_t c, int worker) {
     (void)worker;
     /* nc columns plus one: a narrow lead tile (streaming) takes a whole panel */
     float *buf = (float *)fp_scratch_or_fail(0, (int64_t)sizeof(float) * t->bs.kc * (t->bs.nc + uk->nr), &t->failed);
-    int64_t *off = (int64_t *)fp_scratch_or_fail(1, (int64_t)sizeof(int64_t) * t->bs.nc, &t->failed);
+    int64_t *off = (int64_t *)fp_scratch_or_fail(1, (int64_t)sizeof(int64_t) * 2 * t->bs.nc, &t->failed);
     if (!buf || !off) return;
     if (t->by_pixels) {
         /* Tiles of all images in one sequence, so batch and pixels share the split. */
