@@ -138,14 +138,13 @@ def test_one_shot_last_columns_by_dot_products(kernel, cin):
     check(kernel, 1, cin, 70, 50, 1, bias=False)  # 48 + 2 pixels in one row
 
 
-@pytest.mark.parametrize("cin", [600, 2100])  # 2100 > 2048: two k blocks, scattered tiles gathered back
-def test_one_shot_nhwc_small_maps_w_rows(kernel, cin):
-    """One-shot NHWC maps of at most 2 x NR pixels, fewer than the output channels, Cin >= 2 Cout: on AVX-512,
-    W read in place against X^T packed per call, tiles scattered into the pixel rows, the last 1..4 pixels by
-    dot products (the other shapes here take the packed paths)."""
-    for n, h, w in ((1, 7, 7), (1, 8, 8), (1, 7, 13), (2, 7, 7), (1, 14, 14), (1, 6, 6)):  # 2 x 49: packed
+@pytest.mark.parametrize("cin", [600, 2100])  # 2100: two k blocks, C read back
+def test_one_shot_nhwc_small_maps(kernel, cin):
+    """One-shot NHWC small maps (on AVX-512: W^T panels packed one at a time, the next panel's rows of W
+    prefetched), batch folded, partial panels and pixel tiles."""
+    for n, h, w in ((1, 7, 7), (1, 8, 8), (1, 7, 13), (2, 7, 7), (1, 14, 14), (1, 6, 6)):
         check(kernel, n, cin, 200, h, w, layout="NHWC", relu=h == 7)
-    check(kernel, 1, cin, 100, 4, 13, layout="NHWC", bias=False)  # 52 pixels: 48 + 4
+    check(kernel, 1, cin, 100, 4, 13, layout="NHWC", bias=False)
 
 
 def test_heads_and_thin_layers(kernel):

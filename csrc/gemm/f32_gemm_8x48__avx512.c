@@ -72,8 +72,7 @@ static inline __attribute__((always_inline)) void store_row_t(const fp_ukr_args 
         const __mmask16 m = v == NV - 1 ? mlast : (__mmask16)0xFFFF;
         __m512 x = r[v];
         if (!u->first) x = _mm512_add_ps(x, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, idx, c, 4));
-        else if (u->bias) /* per column (NCHW Y^T: columns are channels), or per row (NHWC W-rows form) */
-            x = _mm512_add_ps(x, u->bias_per_col ? _mm512_maskz_loadu_ps(m, u->bias + 16 * v) : _mm512_set1_ps(u->bias[i]));
+        else if (u->bias) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(m, u->bias + 16 * v));
         if (u->relu) x = _mm512_max_ps(_mm512_setzero_ps(), x); /* max returns its 2nd operand on NaN */
         _mm512_mask_i32scatter_ps(c, m, idx, x, 4);
         idx = _mm512_add_epi32(idx, step);
@@ -170,20 +169,19 @@ INSTANCES(kr, 1, 0, 0)
 INSTANCES(kg, 0, 2, 0)
 INSTANCES(krc, 1, 1, 0)
 INSTANCES(krg, 1, 2, 0)
-INSTANCES(krt, 1, 0, 1)
 
 /* [mode][rows computed: 1, 2, 4, 8][vectors - 1]; mode: packed A, packed A + copy/prefetch of B,
- * transposed store, row pointers, gathered (strided) B + copy, and with row pointers (one-shot calls, W read
- * in place): B copy/prefetch, gathered B (NCHW), transposed store (NHWC small maps). */
-static const fp_sgemm_ukr_fn TABLE[8][4][3] = {
-    ROW_OF(kp), ROW_OF(kc), ROW_OF(kt), ROW_OF(kr), ROW_OF(kg), ROW_OF(krc), ROW_OF(krg), ROW_OF(krt),
+ * transposed store, row pointers, gathered (strided) B + copy, and the last two with row pointers (one-shot
+ * NCHW calls, W read in place). */
+static const fp_sgemm_ukr_fn TABLE[7][4][3] = {
+    ROW_OF(kp), ROW_OF(kc), ROW_OF(kt), ROW_OF(kr), ROW_OF(kg), ROW_OF(krc), ROW_OF(krg),
 };
 
 static void run(const fp_ukr_args *u) {
     const int nv = (int)((u->nr + 15) / 16);
     const int rows = u->mr <= 1 ? 0 : u->mr <= 2 ? 1 : u->mr <= 4 ? 2 : 3;
     const int copy = u->bidx ? 2 : (u->bcopy || u->prefetch_next) ? 1 : 0;
-    const int mode = u->arows ? (u->c_trans ? 7 : copy == 2 ? 6 : copy == 1 ? 5 : 3) : u->c_trans ? 2 : copy == 2 ? 4 : copy;
+    const int mode = u->arows ? (copy == 2 ? 6 : copy == 1 ? 5 : 3) : u->c_trans ? 2 : copy == 2 ? 4 : copy;
     TABLE[mode][rows][nv - 1](u);
 }
 

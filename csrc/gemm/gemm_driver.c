@@ -535,90 +535,6 @@ static int run_nhwc(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const floa
     return task_finish(&t, T);
 }
 
-/* ------------------------------- NHWC one-shot, few pixels: Y^T = W @ X^T, W read in place, X^T packed */
-
-/* When the pixels are fewer than the output channels (7x7 maps), transposing X for this call costs
- * less than transposing W: the tile's MR rows of W are read in place through row pointers (vectors along
- * pixels: X^T packed in NR-pixel panels per k block), each tile scattered into Y's pixel rows (ldc = Cout);
- * a last 1..DOT_COLS pixels by dot products of W's rows with the input pixel itself (contiguous in k). */
-static int nhwc_w_rows_fits(const fp_conv_problem *p, const fp_sgemm_ukr *uk) {
-    const int64_t R = p->n * p->oh * p->ow, rem = R % uk->nr;
-    const int64_t tail = rem <= DOT_COLS ? rem : FP_CEIL_DIV(rem, 16) * 16;
-    /* Reduction-heavy layers only (Cin >= 2 Cout): each tile's scatter (one line per pixel and vector lane,
-     * Cout floats apart) must be paid for by a long k loop.  512->2048@7 and 256->1024@14 ran 2.7x and 4.5x
-     * the prepacked time this way (scattered lines 8 KiB / 4 KiB apart share L1 sets).  And at most two
-     * pixel tiles (7x7, 8x8): 1024->256@14 (4 tiles + 4 dot columns, each re-reading W's rows) lost, 1.05x
-     * -> 1.15x the prepacked time, while 2048->512@7 went 1.34x -> 1.20-1.23x and 960->320@7 1.29-1.34x ->
-     * 1.07-1.08x (1 thread, best of 11 rounds, loaded box). */
-    return uk->extended && uk->dot && p->stride_h == 1 && p->stride_w == 1 && R < p->cout && R <= 2 * uk->nr &&
-           p->cin >= 2 * p->cout && (double)R / (double)(R - rem + tail) >= 0.85;
-}
-
-static void nhwc_w_rows_chunk(void *ctx, int64_t c, int worker) {
-    task *t = (task *)ctx;
-    const fp_conv_problem *p = t->p;
-    const fp_sgemm_ukr *uk = t->uk;
-    const int64_t R = p->n * p->oh * p->ow, M = p->cout, K = p->cin, MR = uk->mr, NR = uk->nr, kcb = t->bs.kc;
-    const int64_t full = R - (R % NR <= DOT_COLS ? R % NR : 0); /* pixels in vector tiles; the rest: dots */
-    (void)worker;
-    float *xt = (float *)fp_scratch_or_fail(0, (int64_t)sizeof(float) * kcb * FP_CEIL_DIV(full, NR) * NR, &t->failed);
-    if (!xt) return;
-    const range cols = part(t->ch_tiles, c, t->nch, MR, M); /* this chunk's output channels */
-    const float *wrows[16];
-    fp_ukr_args u = {0};
-    u.arows = wrows;
-    u.ldb = NR;
-    u.ldc = M;
-    u.c_trans = 1;
-    u.bias_per_col = 0;
-    for (int64_t pc = 0; pc < K && cols.lo < cols.hi; pc += kcb) {
-        const int64_t kc = FP_MIN(kcb, K - pc);
-        u.kc = kc;
-        u.first = pc == 0;
-        u.relu = p->relu && pc + kc >= K;
-        const fp_ep *tile_ep = pc + kc >= K ? t->ep : NULL;
-        for (int64_t jr = 0; jr < full; jr += NR) /* X^T: kc x NR panels, pixels past R zero */
-            fp_pack_transpose(t->x + jr * K + pc, K, FP_MIN(NR, full - jr), kc, NR, xt + jr * kc);
-        for (int64_t ir = cols.lo; ir < cols.hi; ir += MR) {
-            u.mr = FP_MIN(MR, cols.hi - ir);
-            for (int64_t i = 0; i < MR; i++) wrows[i] = t->w_raw + (ir + FP_MIN(i, u.mr - 1)) * K + pc;
-            u.bias = t->bias ? t->bias + ir : NULL;
-            for (int64_t jr = 0; jr < R; jr += NR) {
-                u.nr = FP_MIN(NR, R - jr);
-                if (jr >= full) { /* the last pixels: each one's channel vector, in place */
-                    for (int64_t q = 0; q < u.nr; q++) {
-                        u.b = t->x + (jr + q) * K + pc;
-                        u.c = t->y + (jr + q) * M + ir;
-                        uk->dot(&u);
-                    }
-                } else {
-                    u.b = xt + jr * kc;
-                    u.c = t->y + jr * M + ir;
-                    uk->run(&u);
-                }
-                if (tile_ep) fp_ep_tile(tile_ep, t->y + jr * M + ir, u.nr, u.mr, M, ir, 0, 1);
-            }
-        }
-    }
-}
-
-static int run_nhwc_w_rows(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const float *x, const float *w,
-                           const float *bias, float *y) {
-    const int64_t K = p->cin;
-    task t;
-    task_init(&t, p, uk, x, NULL, bias, y);
-    t.w_raw = w;
-    /* one k block up to 2048, as the NCHW transposed form: the packed X^T then sits in L2 */
-    t.bs.kc = K <= 2048 ? K : FP_CEIL_DIV(K, FP_CEIL_DIV(K, 2048));
-    /* output channels split between threads: each packs the (small) X^T itself and reads only its W rows */
-    t.ch_tiles = FP_CEIL_DIV(p->cout, uk->mr);
-    int T = fp_threads(p);
-    if (t.ch_tiles < T) T = (int)FP_MAX(t.ch_tiles, 1);
-    t.nch = chunks(t.ch_tiles, T);
-    fp_pool_run(T, t.nch, nhwc_w_rows_chunk, &t);
-    return task_finish(&t, T);
-}
-
 int fp_gemm_run_nhwc(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const float *x, const float *packed,
                      const float *bias, float *y) {
     return run_nhwc(p, uk, x, packed, NULL, bias, y);
@@ -633,8 +549,7 @@ static int dot_fills(const fp_conv_problem *p, const fp_sgemm_ukr *uk) {
 
 int fp_gemm_run_unpacked(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const float *x, const float *w,
                          const float *bias, float *y) {
-    if (p->layout != 0)
-        return nhwc_w_rows_fits(p, uk) ? run_nhwc_w_rows(p, uk, x, w, bias, y) : run_nhwc(p, uk, x, NULL, w, bias, y);
+    if (p->layout != 0) return run_nhwc(p, uk, x, NULL, w, bias, y);
     if (fp_gemm_use_transposed(p, uk) && !dot_fills(p, uk)) return run_nchw_t(p, uk, x, NULL, w, bias, y);
     /* The regular NCHW form broadcasts W's elements: a tile's MR rows of W are read in place through row
      * pointers (each row contiguous in k), so nothing is packed, and every thread reads the caller's W.
