@@ -128,10 +128,10 @@ def test_small_maps_transposed_form(kernel, cin, cout):
         check(kernel, 2, cin, cout, hw, hw, relu=True)
 
 
-@pytest.mark.parametrize("cin", [3, 300, 1601])  # 1601: two k blocks, the dot-product column read back
-def test_one_shot_last_columns_by_dot_products(kernel, cin):
+@pytest.mark.parametrize("cin", [3, 300, 1601])  # 1601: two k blocks, C read back
+def test_one_shot_nchw_thin_last_tiles(kernel, cin):
     """One-shot NCHW maps whose last column tile has 1..4 pixels (7x7 = 48 + 1, 14x14 = 4 x 48 + 4, also
-    strided and batched): on AVX-512 computed by dot products of W's rows with each pixel's column."""
+    strided and batched), W read in place."""
     for hw in (7, 10, 14):
         check(kernel, 2, cin, 21, hw, hw, relu=True)
     check(kernel, 1, cin, 25, 27, 27, stride=2)  # 14x14 output from every other pixel
@@ -145,6 +145,28 @@ def test_one_shot_nhwc_small_maps(kernel, cin):
     for n, h, w in ((1, 7, 7), (1, 8, 8), (1, 7, 13), (2, 7, 7), (1, 14, 14), (1, 6, 6)):
         check(kernel, n, cin, 200, h, w, layout="NHWC", relu=h == 7)
     check(kernel, 1, cin, 100, 4, 13, layout="NHWC", bias=False)
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_one_shot_equals_layer_bit_for_bit(kernel, layout, threads):
+    """On random (not integer-valued) data the one-shot call's sums run in the layer's order: W read in place
+    or packed per panel, the same micro-kernel k loop, so the results are equal bit for bit."""
+    rng = np.random.default_rng(3)
+    before = fp.get_num_threads()
+    fp.set_num_threads(threads)
+    try:
+        for n, cin, cout, h, w, stride in ((1, 64, 100, 7, 7, 1), (1, 200, 64, 14, 14, 1), (32, 3, 64, 1, 1024, 1),
+                                           (1, 33, 70, 20, 20, 2), (2, 1601, 24, 5, 5, 1), (1, 40, 12, 9, 9, 1)):
+            xs = (n, cin, h, w) if layout == "NCHW" else (n, h, w, cin)
+            x = rng.standard_normal(xs).astype(np.float32)
+            wt = rng.standard_normal((cout, cin, 1, 1)).astype(np.float32)
+            b = rng.standard_normal(cout).astype(np.float32)
+            layer = fp.Conv2d(wt, b, stride=stride, layout=layout, backend="c")(x)
+            once = fp.conv2d(x, wt, b, stride=stride, layout=layout, backend="c")
+            assert np.array_equal(once, layer), (kernel.name, n, cin, cout, h, w, stride, layout)
+    finally:
+        fp.set_num_threads(before)
 
 
 def test_heads_and_thin_layers(kernel):

@@ -239,37 +239,7 @@ static inline __attribute__((always_inline)) void tall_body(const fp_ukr_args *u
 
 static void run_tall(const fp_ukr_args *u) { tall_body(u, 16); }
 
-/* One output column as 8 dot products along k (the rows of W and the column are both contiguous in k):
- * per 16 k, 1 load of the column, 8 row loads, 8 FMAs with all lanes in use, where the 1-vector tile
- * computes 8 FMAs per k for one useful lane (7x7 = 3 x 16 + 1 pixels). */
-static void dot_col(const fp_ukr_args *u) {
-    const __m512 z = _mm512_setzero_ps();
-    __m512 s0 = z, s1 = z, s2 = z, s3 = z, s4 = z, s5 = z, s6 = z, s7 = z;
-    const float *const *r = u->arows;
-    const float *b = u->b;
-    const int64_t kc = u->kc;
-    int64_t k = 0;
-#define DACC(i, m) s##i = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, r[i] + k), bv, s##i)
-    for (; k < kc; k += 16) {
-        const __mmask16 m = kc - k >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (kc - k)) - 1u);
-        const __m512 bv = _mm512_maskz_loadu_ps(m, b + k);
-        DACC(0, m); DACC(1, m); DACC(2, m); DACC(3, m); DACC(4, m); DACC(5, m); DACC(6, m); DACC(7, m);
-    }
-#undef DACC
-    const float sum[8] = {_mm512_reduce_add_ps(s0), _mm512_reduce_add_ps(s1), _mm512_reduce_add_ps(s2),
-                          _mm512_reduce_add_ps(s3), _mm512_reduce_add_ps(s4), _mm512_reduce_add_ps(s5),
-                          _mm512_reduce_add_ps(s6), _mm512_reduce_add_ps(s7)};
-    for (int64_t i = 0; i < u->mr; i++) {
-        float *c = u->c + (u->c_trans ? i : i * u->ldc);
-        float v = sum[i];
-        if (!u->first) v += *c;
-        else if (u->bias) v += u->bias[i];
-        if (u->relu) v = 0.0f > v ? 0.0f : v; /* NaN stays NaN, as max(0, v) */
-        *c = v;
-    }
-}
-
 const fp_sgemm_ukr fp_f32_gemm_8x48__avx512 = {FP_SGEMM_ROW("f32_gemm_8x48__avx512", FP_ISA_AVX512, MR, NR), run, 1,
-                                                run_tall, 16, 16, dot_col};
+                                                run_tall, 16, 16};
 FP_TARGET_END
 #endif

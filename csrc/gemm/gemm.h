@@ -56,10 +56,6 @@ typedef struct fp_sgemm_ukr {
     int extended;                /* honours bcopy, prefetch_next, lda, c_trans, pf_lines and stream */
     fp_sgemm_ukr_fn tall;        /* optional: tall_mr x tall_nr tiles for small Cout (packed A, a_panel) */
     int tall_mr, tall_nr;
-    /* optional: one column by dot products, C(i) = sum_k arows[i][k] b[k] for i < mr (<= MR), b kc contiguous
-     * floats; rows are output channels (bias[i]); C(i) at c[i * ldc], or c[i] with c_trans.  The last 1..4
-     * columns of a one-shot call's W-rows form (a 7x7 map's 49th pixel), where a vector would hold one lane. */
-    fp_sgemm_ukr_fn dot;
 } fp_sgemm_ukr;
 
 #define FP_SGEMM_ROW(NAME, ISA, MR_, NR_) {NAME, "gemm", 0, ISA, MR_, NR_}, MR_, NR_

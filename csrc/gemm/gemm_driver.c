@@ -37,40 +37,6 @@ void fp_gemm_fence(void) {
 
 /* ---------------------------------------------------------------- NCHW: Y[n] = W @ X[n] */
 
-/* Widest last column tile that a one-shot call computes by dot products (uk->dot): 7x7 = 48 + 1,
- * 14x14 = 4 x 48 + 4, 10x10 = 2 x 48 + 4 pixels.  A vector tile spends a whole vector per row and k on
- * these; the dot products fill every lane (per column: 8 row loads + 8 FMAs per 16 k). */
-#define DOT_COLS 4
-
-/* Rows [ic, ie) x the u->nr (<= DOT_COLS) columns from jr: each column of X (kc channels, strided in the
- * image) gathered into panel once per (jc, pc) (gather: the first MC block), then each MR-row tile of the
- * caller's W dotted with it. */
-static void dot_tile(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const fp_ukr_args *u0, const float *xn,
-                     int64_t HW, const float *w_raw, const float *bias, float *yn, int64_t jr, int64_t pc, int64_t ic,
-                     int64_t ie, int gather, float *panel, const float **wrows, const fp_ep *ep) {
-    const int64_t M = p->cout, K = p->cin, N = p->oh * p->ow, MR = uk->mr, kc = u0->kc, nr = u0->nr;
-    if (gather)
-        for (int64_t q = 0; q < nr; q++) {
-            const int64_t j = jr + q, src = (j / p->ow) * p->stride_h * p->w + (j % p->ow) * p->stride_w;
-            for (int64_t k = 0; k < kc; k++) panel[q * kc + k] = xn[(pc + k) * HW + src];
-        }
-    fp_ukr_args v = *u0;
-    v.ldc = N;
-    v.c_trans = 0;
-    v.arows = wrows;
-    for (int64_t ir = ic; ir < ie; ir += MR) {
-        v.mr = FP_MIN(MR, M - ir);
-        for (int64_t i = 0; i < MR; i++) wrows[i] = w_raw + (ir + FP_MIN(i, v.mr - 1)) * K + pc;
-        v.bias = bias ? bias + ir : NULL;
-        for (int64_t q = 0; q < nr; q++) {
-            v.b = panel + q * kc;
-            v.c = yn + ir * N + jr + q;
-            uk->dot(&v);
-        }
-        if (ep) fp_ep_tile(ep, yn + ir * N + jr, v.mr, nr, N, ir, 1, 0);
-    }
-}
-
 static void nchw_block(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const fp_gemm_blocks *bs,
                        const float *xn, const float *packed, const float *w_raw, const float *bias, float *yn,
                        range rows, range cols, float *buf, int64_t *off, const fp_ep *ep) {
@@ -88,9 +54,6 @@ static void nchw_block(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const f
     const int fused = uk->extended && (unit_stride || (!fp_gemm_pack_b_runs(p) && p->h * p->w < ((int64_t)1 << 31)));
     int32_t idx[64] = {0};
     const float *wrows[16]; /* one-shot: the tile's rows of the caller's W, read in place (no packing) */
-    /* one-shot: a last column tile of 1..DOT_COLS pixels by dot products (uk->dot) */
-    const int dot_tail = w_raw && uk->dot;
-    const int64_t HW = p->h * p->w;
     fp_ukr_args u = {0};
     u.bias_per_col = 0;
     /* An output larger than L2, written in one k block: stream it past the caches.  With an epilogue, each
@@ -143,10 +106,6 @@ static void nchw_block(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const f
                     u.nr = FP_MIN(jr == jc && lead ? lead : NR, jc + jn - jr);
                     jnext = jr + u.nr;
                     float *panel = buf + q * kc * NR;
-                    if (dot_tail && u.nr <= DOT_COLS) {
-                        dot_tile(p, uk, &u, xn, HW, w_raw, bias, yn, jr, pc, ic, ie, ic == rows.lo, panel, wrows, tile_ep);
-                        continue;
-                    }
                     for (int64_t ir = ic; ir < ie; ir += MR) {
                         const int in_place = fused && ir == rows.lo;
                         if (!fused) {
@@ -540,17 +499,10 @@ int fp_gemm_run_nhwc(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const flo
     return run_nhwc(p, uk, x, packed, NULL, bias, y);
 }
 
-/* One-shot NCHW: whether the regular form, its last 1..DOT_COLS columns by dot products, fills the lanes
- * well enough (7x7: 49 = 48 + 1) to run instead of the transposed form, which would transpose W each call. */
-static int dot_fills(const fp_conv_problem *p, const fp_sgemm_ukr *uk) {
-    const int64_t N = p->oh * p->ow, rem = N % uk->nr, tail = rem <= DOT_COLS ? rem : FP_CEIL_DIV(rem, 16) * 16;
-    return uk->dot && (double)N / (double)(N - rem + tail) >= 0.85;
-}
-
 int fp_gemm_run_unpacked(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const float *x, const float *w,
                          const float *bias, float *y) {
     if (p->layout != 0) return run_nhwc(p, uk, x, NULL, w, bias, y);
-    if (fp_gemm_use_transposed(p, uk) && !dot_fills(p, uk)) return run_nchw_t(p, uk, x, NULL, w, bias, y);
+    if (fp_gemm_use_transposed(p, uk)) return run_nchw_t(p, uk, x, NULL, w, bias, y);
     /* The regular NCHW form broadcasts W's elements: a tile's MR rows of W are read in place through row
      * pointers (each row contiguous in k), so nothing is packed, and every thread reads the caller's W.
      * 9..16 output channels run the tall tile on packed panels (a few KB of weights): left to packing. */
