@@ -93,6 +93,19 @@ int fp_deconv_gemm_f32(const fp_conv_problem *p, const float *x, const void *pac
  * output, stride, pad_top/pad_left the padding, dilation; weights packed by fp_deconv_gemm_pack with
  * layout 0 (rows (co, ky, kx) whatever the data layout); bias one value per output channel. */
 int fp_deconv_scatter_f32(const fp_conv_problem *p, const float *x, const void *packed, const float *bias, float *y);
+/* ... and its one-shot form: w the caller's (Cin, Cout, KH, KW) weight, packed into this thread's scratch. */
+int fp_deconv_scatter_once_f32(const fp_conv_problem *p, const float *x, const float *w, const float *bias, float *y);
+
+/* Direct conv1d blocked for one long row (csrc/conv1d/): NCL, groups 1, any K, stride, dilation, (left, right)
+ * padding (problem with h = oh = kh = 1, pad_left the left padding, ow the output length); weights (Cout, Cin, K)
+ * as given.  The one-shot form packs w into this thread's scratch (as fp_conv_once_f32, same return values). */
+int64_t fp_conv1d_direct_packed_bytes(const fp_conv_problem *p);
+int fp_conv1d_direct_pack(const fp_conv_problem *p, const float *w, void *packed);
+int fp_conv1d_direct_f32(const fp_conv_problem *p, const float *x, const void *packed, const float *bias, float *y);
+int fp_conv1d_direct_once_f32(const fp_conv_problem *p, const float *x, const float *w, const float *bias, float *y,
+                              int check_finite);
+int fp_conv1d_direct_choice(void);          /* 2: a conv1d row forced, 0: other rows forced, else 1 */
+const char *fp_conv1d_direct_kernel_name(void);
 
 /* Fused epilogues (csrc/epilogue/, docs/epilogues.md): y = act(conv(x, w) + bias + residual), applied
  * where each algorithm stores a tile.  Per call, beside x and y (a problem is shared by the concurrent

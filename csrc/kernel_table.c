@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "conv1d/conv1d.h"
 #include "direct/direct.h"
 #include "dwconv/dwconv.h"
 #include "gemm/gemm.h"
@@ -39,6 +40,15 @@ static const fp_kernel *const CONV[] = {
     &fp_f32_conv_6x16__avx2.k,
 #endif
     &fp_f32_conv_4x16__scalar.k,
+};
+
+/* Direct 1-d convolution along one long row (csrc/conv1d/): fp_conv1d_ukr rows. */
+static const fp_kernel *const CONV1D[] = {
+#ifdef FP_X86_ROWS
+    &fp_f32_conv1d_8x48__avx512.k,
+    &fp_f32_conv1d_4x24__avx2.k,
+#endif
+    &fp_f32_conv1d_4x16__scalar.k,
 };
 
 /* Depthwise convolution (csrc/dwconv/): fp_dw_ukernel rows. */
@@ -80,7 +90,7 @@ static const struct {
     const fp_kernel *const *rows;
     int n;
 } TABLES[] = {{GEMM, ROWS(GEMM)}, {CONV, ROWS(CONV)}, {DWCONV, ROWS(DWCONV)}, {WINOGRAD, ROWS(WINOGRAD)},
-                {GENERIC, ROWS(GENERIC)}, {INTERLEAVE, ROWS(INTERLEAVE)}};
+                {GENERIC, ROWS(GENERIC)}, {INTERLEAVE, ROWS(INTERLEAVE)}, {CONV1D, ROWS(CONV1D)}};
 #define N_TABLES ROWS(TABLES)
 
 int fp_kernel_count(void) {

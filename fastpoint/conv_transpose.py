@@ -23,10 +23,20 @@ from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 import numpy as np
 
 from .backends import get_backend
-from .backends.c_lowered import deconv_bias_rows, deconv_pack, deconv_run, deconv_scatter_applies, deconv_scatter_run
+from .backends.c_lowered import (
+    deconv_bias_rows,
+    deconv_pack,
+    deconv_run,
+    deconv_scatter_applies,
+    deconv_scatter_once,
+    deconv_scatter_problem,
+    deconv_scatter_run,
+)
 from .backends.numpy import conv_transpose2d_nchw
 from .conv1d import OneRow, _int, check_layout_1d
+from .core.callplan import one_shot_plan
 from .core.spec import ConvSpec, IntOrPair, LayerSpec, as_array, c_array, check_out, prepare_param
+from .core.threads import get_num_threads
 from .core.transpose_spec import (
     AxisPhase,
     axis_phases,
@@ -221,9 +231,75 @@ def conv_transpose2d(x, weight, bias=None, stride: IntOrPair = 1, padding: IntOr
                      output_padding: IntOrPair = 0, groups: int = 1, dilation: IntOrPair = 1, *,
                      activation: Optional[str] = None, layout: str = "NCHW", backend: str = "auto",
                      out: Optional[np.ndarray] = None) -> np.ndarray:
-    """2-d transposed convolution with PyTorch's ``conv_transpose2d`` semantics; see the module doc."""
+    """2-d transposed convolution with PyTorch's ``conv_transpose2d`` semantics; see the module doc.
+
+    A call the scatter-add GEMM runs (C backend, float32, groups 1, K != stride or padded) on plain arrays takes
+    the plan cached for its argument facts (checked once, as conv2d's one-shot calls, core/callplan.py) and one
+    C call that packs the weights into the thread's scratch and runs: no layer object, no packed buffer."""
+    if (type(x) is np.ndarray and type(weight) is np.ndarray and (bias is None or type(bias) is np.ndarray)
+            and (out is None or type(out) is np.ndarray) and (activation is None or type(activation) is str)):
+        numbers = (stride, padding, output_padding, groups, dilation)
+        key = ("conv_transpose2d", x.shape, x.dtype, weight.shape, weight.dtype,
+               None if bias is None else (bias.shape, bias.dtype), numbers, activation, layout, backend)
+        plan = one_shot_plan(key, numbers, lambda: _ScatterOnce.parse(x, weight, bias, stride, padding,
+                                                                      output_padding, groups, dilation,
+                                                                      activation, layout, backend))
+        if plan is not _NO_PLAN:
+            y = plan(x, weight, bias, out)
+            if y is not None:
+                return y
     return _OneCallConvTranspose2d(weight, bias, stride, padding, output_padding, groups, dilation,
                                    activation=activation, layout=layout, backend=backend)(x, out=out)
+
+
+_NO_PLAN = object()  # a cached parse whose calls take the layer's path
+
+
+def _plain_f32(a: np.ndarray) -> bool:
+    return a.dtype == np.float32 and a.flags.c_contiguous and a.flags.aligned
+
+
+class _ScatterOnce:
+    """The cached plan of one-shot calls the scatter-add GEMM runs: the output shape and the C problems."""
+
+    __slots__ = ("layer", "out_shape", "x4_shape", "batched", "problems")
+
+    @staticmethod
+    def parse(x, weight, bias, stride, padding, output_padding, groups, dilation, activation, layout, backend):
+        conv = _OneCallConvTranspose2d(weight, bias, stride, padding, output_padding, groups, dilation,
+                                       activation=activation, layout=layout, backend=backend)
+        L = conv._layer
+        x4, batched, (oh, ow) = prepare_transpose_input(x, L, conv._weight.shape)  # raises on bad input
+        if (get_backend(backend).name != "c" or x4.dtype != np.float32 or L.is_gemm or not deconv_scatter_applies(L)
+                or x4.shape[0] == 0):
+            return _NO_PLAN
+        plan = _ScatterOnce()
+        n = x4.shape[0]
+        shape4 = (n, L.cout, oh, ow) if L.layout == "NCHW" else (n, oh, ow, L.cout)
+        plan.layer, plan.x4_shape, plan.batched = L, x4.shape, batched
+        plan.out_shape = shape4 if batched else shape4[1:]
+        plan.problems = {}
+        return plan
+
+    def __call__(self, x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray],
+                 out: Optional[np.ndarray]) -> Optional[np.ndarray]:
+        """The output, or None where the layer's path must take the call (other dtypes or layouts in memory, an
+        ``out`` to check or that overlaps an input)."""
+        if not (_plain_f32(x) and _plain_f32(weight) and (bias is None or _plain_f32(bias))):
+            return None
+        if out is None:
+            out = np.empty(self.out_shape, np.float32)
+        elif (out.shape != self.out_shape or not _plain_f32(out) or not out.flags.writeable
+              or np.may_share_memory(out, x) or np.may_share_memory(out, weight)
+              or (bias is not None and np.may_share_memory(out, bias))):
+            return None
+        threads = get_num_threads()
+        p = self.problems.get(threads)
+        if p is None:
+            shape4 = self.out_shape if self.batched else (1,) + self.out_shape
+            p = self.problems[threads] = deconv_scatter_problem(self.layer, self.x4_shape, shape4, threads)
+        deconv_scatter_once(p, x, weight, bias, out)
+        return out
 
 
 class _OneCallConvTranspose2d(ConvTranspose2d):

@@ -126,6 +126,38 @@ def test_report_of_one_shot_contenders():
     assert rows[1][col] == f"{r['median_s'][main + '-call'] / r['median_s'][main]:.2f}x"
 
 
+def test_one_shot_contenders_time_the_call_users_write(monkeypatch):
+    """``c-call`` times ``fp.conv2d(x, w, b, ..., out=out)``, ``c-call-new`` ``y = fp.conv2d(x, w, b, ...)``
+    (a new array per call, as torch's F.conv2d): each calls the public function with exactly these
+    arguments, and both results are checked against the reference like every contender."""
+    from fastpoint.bench import runner
+
+    main = fp.backends()[0]
+    seen = []
+    real = fp.conv2d
+
+    def spy(*args, **kw):
+        seen.append(("out" in kw, kw.get("backend")))
+        return real(*args, **kw)
+
+    monkeypatch.setattr(fp, "conv2d", spy)
+    lay = SMALL[1]
+    new, out = runner.prepare_backend(main + "-call-new", lay, 1, "NCHW"), runner.prepare_backend(
+        main + "-call", lay, 1, "NCHW")
+    first = new.result()
+    new.run()
+    a = new.result()
+    new.run()
+    assert new.result() is not a and first is not a  # a new array each call
+    out.run()
+    np.testing.assert_array_equal(a, out.result())
+    assert seen == [(False, main), (False, main), (True, main)]
+    record = run_bench(SMALL[:1], [main, main + "-call", main + "-call-new"], [], [1],
+                       settings=Settings(2, 0.001, 0.5), progress=False)
+    r = record["results"][0]
+    assert set(r["samples"]) == {main, main + "-call", main + "-call-new"}
+
+
 def test_cli_bench_json_compare_plot(tmp_path, capsys):
     out = tmp_path / "r.json"
     assert main(["--threads", "1", "bench", "--layers", "mb2_dw_960_7", "--suite", "mobilenetv2",

@@ -77,6 +77,58 @@ def test_conv1d_every_c_isa(isa, case):
     np.testing.assert_array_equal(out, expected)
 
 
+CONV1D_ROWS = [k for k in fp.kernels() if k.family == "conv1d"]
+
+
+def _direct_sweep(mr, nr):
+    """The direct conv1d's cases (csrc/conv1d/), sized from one row's tile: output channels below, at, above and
+    off its MR, lengths around its NR (interior and edge tiles, a partial last one), K 2..33, strides 1..5,
+    dilations up to 64 with their causal and uneven pairs, Cin 1 stems, padding wider than the input."""
+    for k, s, d, pads in [(2, 1, 64, (64, 0)), (2, 1, 64, (64, 64)), (3, 1, 1, (1, 1)), (7, 1, 1, (3, 3)),
+                          (10, 5, 1, (0, 0)), (10, 5, 1, (4, 7)), (3, 2, 1, (0, 0)), (4, 3, 2, (5, 1)),
+                          (33, 1, 1, (16, 16)), (31, 1, 1, (15, 15)), (5, 2, 3, (0, 9)), (2, 4, 5, (1, 0))]:
+        for cin, cout, length in [(1, mr, nr * s + d * (k - 1)), (1, 2 * mr + 1, 3 * nr * s + 5),
+                                  (3, mr - 1, nr * s - 1), (5, mr + 1, 2 * nr * s + 1), (17, 3, 40)]:
+            if length + pads[0] + pads[1] >= d * (k - 1) + 1:
+                yield cin, max(1, cout), length, k, s, pads, d
+
+
+@pytest.mark.skipif(not CONV1D_ROWS, reason="C extension not built")
+@pytest.mark.parametrize("name", [k.name for k in CONV1D_ROWS])
+def test_direct_conv1d_every_row(name):
+    """Each row of the conv1d table forced (it then runs every NCL float32 groups-1 layer with K > 1) against
+    the reference, prepacked and one-shot, with bias and ReLU, into a NaN-filled out; a batch of 2."""
+    from fastpoint.backends.kernel_table import forced_kernel
+
+    row = next(k for k in CONV1D_ROWS if k.name == name)
+    if not row.available:
+        pytest.skip(f"{name}: this CPU lacks {row.isa}")
+    rng = np.random.default_rng(5)
+    with forced_kernel(name):
+        for cin, cout, length, k, s, pads, d in _direct_sweep(*row.tile):
+            x = int_array(rng, (2, cin, length))
+            w = int_array(rng, (cout, cin, k), -2, 2)
+            b = int_array(rng, (cout,), -5, 5)
+            expected = _reference(x, w, b, s, pads, d, 1, relu=True)
+            layer = fp.Conv1d(w, b, s, pads, d, activation="relu", backend="c")
+            row_layer = layer._conv
+            spec = row_layer._make_spec(row_layer._layer.with_dtype(np.float32), x[:, :, None, :].shape)
+            assert row_layer._get_backend().kernel_name(spec) == name, "another kernel ran"
+            out = np.full(expected.shape, np.nan, np.float32)
+            case = (cin, cout, length, k, s, pads, d)
+            np.testing.assert_array_equal(layer(x, out=out), expected, err_msg=f"{name} {case}")
+            got = fp.conv1d(x, w, b, s, pads, d, activation="relu", backend="c")
+            np.testing.assert_array_equal(got, expected, err_msg=f"{name} one-shot {case}")
+            np.testing.assert_array_equal(fp.conv1d(x[1], w, None, s, pads, d, backend="c"),
+                                          _reference(x[1:], w, None, s, pads, d, 1)[0])  # unbatched
+            # what the direct conv1d leaves to the 2-d kernels: float64, NLC
+            np.testing.assert_array_equal(fp.conv1d(x.astype(np.float64), w.astype(np.float64), b, s, pads, d,
+                                                    activation="relu", backend="c"), expected)
+            nlc = fp.conv1d(np.ascontiguousarray(x.transpose(0, 2, 1)), w, b, s, pads, d, activation="relu",
+                            layout="NLC", backend="c")
+            np.testing.assert_array_equal(nlc.transpose(0, 2, 1), expected)
+
+
 @pytest.mark.parametrize("backend", TESTED_BACKENDS)
 def test_unbatched_float64_noncontiguous_batch0(backend):
     rng = np.random.default_rng(2)

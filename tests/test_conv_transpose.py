@@ -103,6 +103,39 @@ def test_scatter_gemm(case, layout, threads):
         np.testing.assert_array_equal(out if layout == "NCHW" else out.transpose(0, 3, 1, 2), expected)
 
 
+def test_one_shot_scatter_plan():
+    """conv_transpose2d() on the scatter-add GEMM takes a cached plan and one C call (weights packed in the
+    thread's scratch): each call's own weights and bias, out= and unbatched, NHWC, the views it leaves to the
+    layer's path (a non-contiguous x, float64 bias, an out to check), and the aliasing refusal."""
+    rng = np.random.default_rng(11)
+    for layout in ("NCHW", "NHWC"):
+        for _trial in range(3):  # the same argument facts: the cached plan, fresh arrays each time
+            x = int_array(rng, (2, 5, 6, 7))
+            w = int_array(rng, (5, 3, 4, 4), -2, 2)
+            b = int_array(rng, (3,), -4, 4)
+            expected = fp.conv_transpose2d(x, w, b, 2, 1, activation="relu", backend="numpy")
+            xl = x if layout == "NCHW" else np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+            exp_l = expected if layout == "NCHW" else expected.transpose(0, 2, 3, 1)
+            got = fp.conv_transpose2d(xl, w, b, 2, 1, activation="relu", layout=layout)
+            np.testing.assert_array_equal(got, exp_l)
+            out = np.full(exp_l.shape, np.nan, np.float32)
+            assert fp.conv_transpose2d(xl, w, b, 2, 1, activation="relu", layout=layout, out=out) is out
+            np.testing.assert_array_equal(out, exp_l)
+            np.testing.assert_array_equal(fp.conv_transpose2d(xl[1], w, b, 2, 1, activation="relu", layout=layout),
+                                          exp_l[1])
+    x = int_array(rng, (1, 4, 5, 10))
+    w = int_array(rng, (4, 2, 3, 3), -2, 2)
+    expected = fp.conv_transpose2d(x[..., ::2], w, None, 2, 1, backend="numpy")
+    np.testing.assert_array_equal(fp.conv_transpose2d(x[..., ::2], w, None, 2, 1), expected)  # a strided view
+    np.testing.assert_array_equal(fp.conv_transpose2d(x[..., ::2], w, np.zeros(2), 2, 1), expected)  # float64 bias
+    with pytest.raises(ValueError):
+        fp.conv_transpose2d(x, w, None, 2, 1, out=np.empty((1, 2, 9, 19), np.float32)[:, :, :, :1])
+    big = np.zeros(4 * 2 * 9 * 19 + 200, np.float32)
+    xa = big[:200].reshape(1, 4, 5, 10)
+    with pytest.raises(ValueError, match="overlap|alias|share"):
+        fp.conv_transpose2d(xa, w, None, 2, 1, out=big[:2 * 9 * 19].reshape(1, 2, 9, 19))
+
+
 def test_phases_cover_every_tap_once():
     for k, s, p, d in itertools.product(range(1, 7), range(1, 5), range(0, 4), range(1, 4)):
         taps = sorted(t for ph in axis_phases(k, s, p, d) for t in ph.taps)

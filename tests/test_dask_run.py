@@ -49,10 +49,10 @@ def image(shape, dtype, rng):
     return rng.integers(-3, 4, shape).astype(dtype)
 
 
-def check(m, x, chunks, exact=True, scheduler="sync"):
+def check(m, x, chunks, exact=True, scheduler="sync", crop=False):
     net = fp.load_onnx(m)
     ref = net(x)
-    y = fpd.run(net, da.from_array(x, chunks=chunks))
+    y = fpd.run(net, da.from_array(x, chunks=chunks), crop=crop)
     assert y.shape == ref.shape and y.dtype == ref.dtype
     got = y.compute(scheduler=scheduler) if scheduler else y.compute()
     if exact:
@@ -95,19 +95,41 @@ def unet_graph(dtype, rng, mode="nearest", up="resize"):
 
 
 @pytest.mark.parametrize("chunks", [(1, 3, 13, 17), (1, 3, 29, 11), (1, 3, 7, 64)])
-def test_strided_dilated_asymmetric_bn(chunks):
+@pytest.mark.parametrize("crop", [False, True])
+def test_strided_dilated_asymmetric_bn(chunks, crop):
     rng = np.random.default_rng(0)
-    check(strided_graph(np.float64, rng), image((1, 3, 61, 70), np.float64, rng), chunks)
+    check(strided_graph(np.float64, rng), image((1, 3, 61, 70), np.float64, rng), chunks, crop=crop)
 
 
+@pytest.mark.parametrize("crop", [True, False])
 @pytest.mark.parametrize("mode,up", [("nearest", "resize"), ("linear", "resize"), (None, "convtranspose")])
-def test_unet_skip_pool_upsample(mode, up):
+def test_unet_skip_pool_upsample(mode, up, crop):
     rng = np.random.default_rng(1)
     m = unet_graph(np.float64, rng, mode, up)
-    net, _ = check(m, image((2, 3, 46, 58), np.float64, rng), (1, 3, 9, 23))
+    net, _ = check(m, image((2, 3, 46, 58), np.float64, rng), (1, 3, 9, 23), crop=crop)
     t = fpd.tiling(net, (2, 3, 46, 58), ((1, 1), (3,), (9,) * 5 + (1,), (23, 23, 12)))
     assert t.alignment == 2 and t.halo[0][0] > 0
     assert len({s[2:] for s in t.tile_shapes}) <= 4
+
+
+def test_crops_compute_less_than_the_tile():
+    """With crops every step of an interior chunk's tile computes a window of its input, the late steps far
+    less than the tile; a graph the crops cannot pass (an explicit Pad) runs whole tiles."""
+    from fastpoint.network import tiled
+
+    rng = np.random.default_rng(1)
+    net = fp.load_onnx(unet_graph(np.float64, rng, None, "convtranspose"))
+    shape = (1, 3, 40, 40)
+    plan = net.plan({"x": (shape, np.float64)})
+    c = tiled._Crops(plan, "y", ((12, 27), (12, 27)), 2)
+    assert c.ok and c.windows
+    last = [st for st in plan.steps if id(st) in c.windows][-1]
+    (a0, a1), (b0, b1) = c.windows[id(last)]
+    assert (a1 - a0 + 1) * (b1 - b0 + 1) < 0.5 * 40 * 40
+    pad = model([const("pads", np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64)),
+                 helper.make_node("Pad", ["x", "pads"], ["y"], mode="reflect")], {})
+    pnet = fp.load_onnx(pad)
+    assert not tiled._Crops(pnet.plan({"x": (shape, np.float64)}), "y", ((5, 9), (5, 9)), 1).ok
 
 
 def test_n_chunks_and_float32():
@@ -200,6 +222,16 @@ def test_halo_one_pixel_short_is_wrong(monkeypatch):
     assert not np.array_equal(got, ref)
 
 
+def segment_case(tmp_path, seed, make_image, chunks):
+    """A small U-Net saved as m.onnx and an image written as in.zarr, for the segment command."""
+    rng = np.random.default_rng(seed)
+    m = unet_graph(np.float32, rng, "nearest", "convtranspose")
+    onnx.save(m, str(tmp_path / "m.onnx"))
+    img = make_image(rng)
+    da.to_zarr(da.from_array(img, chunks=chunks), str(tmp_path / "in.zarr"))
+    return m, img
+
+
 def test_segment_command_raw(tmp_path):
     """``fastpoint segment ... --raw`` on a (C, H, W) float zarr: the network's output, written to zarr."""
     pytest.importorskip("distributed")
@@ -208,11 +240,7 @@ def test_segment_command_raw(tmp_path):
 
     from fastpoint.cli import main
 
-    rng = np.random.default_rng(12)
-    m = unet_graph(np.float32, rng, "nearest", "convtranspose")
-    onnx.save(m, str(tmp_path / "m.onnx"))
-    img = rng.standard_normal((3, 52, 60)).astype(np.float32)
-    da.to_zarr(da.from_array(img, chunks=(3, 20, 20)), str(tmp_path / "in.zarr"))
+    m, img = segment_case(tmp_path, 12, lambda rng: rng.standard_normal((3, 52, 60)).astype(np.float32), (3, 20, 20))
     assert main(["segment", str(tmp_path / "m.onnx"), str(tmp_path / "in.zarr"), str(tmp_path / "out.zarr"),
                  "--raw", "--workers", "1", "--chunk", "24", "--no-progress", "--layout", "CHW",
                  "--json", str(tmp_path / "r.json")]) == 0
@@ -232,3 +260,48 @@ def test_upsampling_output():
                               coordinate_transformation_mode="half_pixel")]
     _, y = check(model(nodes, inits), image((1, 3, 27, 31), np.float64, rng), (1, 3, 10, 7))
     assert y.chunks[2] == (20, 20, 14) and y.chunks[3] == (14, 14, 14, 14, 6)
+
+
+def test_task_memory_and_chunk_choice():
+    """The measured task memory covers the plan's arena; the chosen chunk is the least-recomputing one that
+    fits the budget, a larger one does not fit, and no fit at all is an error naming the limit."""
+    from fastpoint.network import tiled
+    from fastpoint.network.segment import choose_chunk
+
+    rng = np.random.default_rng(14)
+    net = fp.load_onnx(unet_graph(np.float32, rng, "nearest", "convtranspose"))
+    mem = tiled.task_memory(net, np.float32, sizes=(32, 64))
+    assert mem.per_pixel >= 0 and mem.fixed >= 0
+    assert all(not op._layers for op in (n.op for n in net._graph.nodes) if hasattr(op, "_layers"))  # not packed
+    shape = (1, 3, 1000, 700)
+    plan_peak = net.plan({"x": ((1, 3, 300, 300), np.float32)}).peak_bytes
+    assert mem.bytes(net, (1, 3, 300, 300)) >= plan_peak
+    limit = 64 << 20
+    c = choose_chunk(net, shape, np.float32, limit, 8 << 20, mem)
+    assert c["worker_bytes"] <= c["budget_bytes"] < limit
+    t = fpd.tiling(net, shape, ((1,), (3,), (c["chunk"],) * 2, (c["chunk"],) * 2))
+    bigger = tiled.tiling(net, shape, ((1,), (3,), (c["chunk"] * 2,), (c["chunk"] * 2,)))
+    assert (8 << 20) + max(mem.bytes(net, s) for s in bigger.tile_shapes) > c["budget_bytes"] or \
+        bigger.overhead >= t.overhead
+    with pytest.raises(MemoryError, match="memory-limit"):
+        choose_chunk(net, shape, np.float32, 1 << 20, 8 << 20, mem)
+    tuned = choose_chunk(net, (1, 3, 600, 520), np.float32, limit, 8 << 20, mem, tune=True)
+    assert tuned["timed"] and all(e["mpixel_per_cpu_s"] > 0 for e in tuned["timed"])
+    assert tuned["mpixel_per_cpu_s"] == max(e["mpixel_per_cpu_s"] for e in tuned["timed"])
+    assert tuned["worker_bytes"] <= tuned["budget_bytes"]
+
+
+def test_segment_auto_chunk(tmp_path):
+    """``fastpoint segment`` without --chunk picks one from the workers' memory limit and reports the tasks."""
+    pytest.importorskip("distributed")
+    zarr = pytest.importorskip("zarr")
+    from fastpoint.network.segment import segment
+
+    m, img = segment_case(tmp_path, 15, lambda rng: rng.integers(0, 256, (90, 70, 3)).astype(np.uint8), (32, 32, 3))
+    r = segment(str(tmp_path / "m.onnx"), str(tmp_path / "in.zarr"), str(tmp_path / "out.zarr"), workers=1,
+                memory_limit="1GiB", progress=False)
+    assert r["chunk_choice"]["worker_bytes"] <= r["chunk_choice"]["budget_bytes"]
+    assert r["tasks"]["tasks"] >= 1 and r["tasks"]["network_cpu_s"] > 0
+    got = zarr.open(str(tmp_path / "out.zarr"), mode="r")[...]
+    ref = fp.load_onnx(m)(np.ascontiguousarray(img.transpose(2, 0, 1)[None] * np.float32(1 / 255)))[0]
+    np.testing.assert_array_equal(got, ref.argmax(axis=0).astype(np.uint8))

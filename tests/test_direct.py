@@ -177,3 +177,44 @@ def test_weight_heavy_layers_split_channels_across_threads(isa, threads, layout,
               layout=layout, stride=stride, padding=padding, groups=groups, activation="relu")
     finally:
         fp.set_num_threads(saved)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("kh,stride,dilation,padding", [((7, 3), 1, 1, (3, 1)), ((5, 3), (2, 1), 1, (4, 1)),
+                                                        (3, (3, 1), (2, 1), (2, 1)), (3, 1, 3, (3, 0)),
+                                                        ((1, 3), 2, 1, (0, 1)), (3, (2, 2), 1, 0)])
+def test_tall_kernels_vertical_strides_and_chunked_reductions(isa, threads, layout, kh, stride, dilation, padding):
+    # the strip rows of a row block for tall kernels, vertical strides and dilations, padding rows above
+    # and below, with the reduction in chunks (40 channels) and the output lines prefetched per tile
+    rng = np.random.default_rng(sum(np.atleast_1d(kh)) * 7 + threads)
+    k = (kh, kh) if isinstance(kh, int) else kh
+    shape = (2, 40, 23, 9) if layout == "NCHW" else (2, 23, 9, 40)
+    saved = fp.get_num_threads()
+    fp.set_num_threads(threads)
+    try:
+        check(int_array(rng, shape, -1, 1), int_array(rng, (40, 40) + k, -1, 1), int_array(rng, (40,)), layout=layout,
+              stride=stride, dilation=dilation, padding=padding, activation="relu")
+    finally:
+        fp.set_num_threads(saved)
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("cin,cout,w", [(3, 40, 19), (20, 33, 14), (17, 64, 7)])
+@pytest.mark.parametrize("act", ["leaky_relu", ("prelu", 0.25), "prelu-per-channel", "hardswish"])
+@pytest.mark.parametrize("with_res", [False, True])
+def test_epilogue_on_the_tile_buffer(isa, layout, cin, cout, w, act, with_res):
+    # without a residual, the epilogue runs on the pixel-major tile buffer before the NCHW transposing
+    # store (and before the NHWC store of a partial channel block), with per-channel PReLU slopes
+    # indexed along the buffer's channels; with one, on the stored output
+    rng = np.random.default_rng(cin * cout + w)
+    if act == "prelu-per-channel":
+        act = ("prelu", np.linspace(-0.5, 0.75, cout).astype(np.float32))
+    shape = (2, cin, 5, w) if layout == "NCHW" else (2, 5, w, cin)
+    x, wt, b = int_array(rng, shape), int_array(rng, (cout, cin, 3, 3)), int_array(rng, (cout,))
+    plain = fp.conv2d(x, wt, b, backend="numpy", layout=layout, padding=1)
+    res = int_array(rng, plain.shape) if with_res else None
+    expected = fp.conv2d(x, wt, b, backend="numpy", layout=layout, padding=1, activation=act, residual=res)
+    out = np.full_like(expected, np.nan)
+    got = fp.Conv2d(wt, b, backend="c", layout=layout, padding=1, activation=act)(x, out=out, residual=res)
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6 * float(np.abs(expected).max()))

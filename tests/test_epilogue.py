@@ -59,7 +59,9 @@ def run_case(prob, dtype, act, with_res, rng, backend="c"):
 
 
 @needs_c
-@pytest.mark.parametrize("name", [k.name for k in C_ROWS if k.family in PROBLEMS and k.family != "interleave"])
+# (conv1d rows run no epilogue beyond ReLU: a conv1d layer with one runs on the 2-d kernels, backends/c_lowered.py)
+@pytest.mark.parametrize("name", [k.name for k in C_ROWS if k.family in PROBLEMS
+                                  and k.family not in ("interleave", "conv1d")])
 def test_every_kernel_with_every_epilogue(name):
     k = next(r for r in C_ROWS if r.name == name)
     if not k.available:

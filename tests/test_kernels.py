@@ -95,7 +95,19 @@ def interleave_problems(k):
         yield dict(op="conv_transpose2d", x=(1, 5, 3, w), w=(5, 9, 4, 4), stride=2, padding=1)
 
 
-PROBLEMS = {"gemm": gemm_problems, "conv": conv_problems, "dwconv": dwconv_problems, "generic": generic_problems,
+def conv1d_problems(k):
+    """The direct conv1d (csrc/conv1d/, NCL): MR output channels x NR positions of one row; lengths and channels
+    around the tile, dilated and causal, strided stems with Cin = 1 (the phase split)."""
+    mr, nr = k.tile
+    for cout in around(mr):
+        for length in around(nr):
+            yield dict(op="conv1d", x=(1, 3, length + 2), w=(cout, 3, 3), padding=1)
+    yield dict(op="conv1d", x=(2, 5, 3 * nr + 7), w=(mr + 3, 5, 2), padding=(8, 0), dilation=8)
+    yield dict(op="conv1d", x=(2, 1, 5 * nr + 13), w=(2 * mr + 1, 1, 10), stride=5, padding=(2, 3))
+
+
+PROBLEMS = {"conv1d": conv1d_problems, "gemm": gemm_problems, "conv": conv_problems, "dwconv": dwconv_problems,
+            "generic": generic_problems,
             "interleave": interleave_problems, "winograd": winograd_problems}
 
 
@@ -110,9 +122,25 @@ def run_forced_transposed(k, prob, rng):
     np.testing.assert_array_equal(got, expected, err_msg=f"{k.name} on {prob}")
 
 
+def run_forced_conv1d(k, prob, rng):
+    x = int_array(rng, prob["x"], dtype=DTYPES[k.dtype])
+    wt = int_array(rng, prob["w"], dtype=DTYPES[k.dtype])
+    b = int_array(rng, (prob["w"][0],), dtype=DTYPES[k.dtype])
+    kw = {key: v for key, v in prob.items() if key not in ("op", "x", "w")}
+    expected = fp.conv1d(x, wt, b, backend="numpy", activation="relu", **kw)
+    out = np.full_like(expected, np.nan)  # every output must be written
+    layer = fp.Conv1d(wt, b, backend="c", activation="relu", **kw)
+    np.testing.assert_array_equal(layer(x, out=out), expected, err_msg=f"{k.name} on {prob}")
+    row = layer._conv
+    spec = row._make_spec(row._layer.with_dtype(x.dtype), x[:, :, None, :].shape)
+    assert row._get_backend().kernel_name(spec) == k.name, f"{prob}: another kernel ran"
+
+
 def run_forced(k, prob, rng):
     if prob.get("op") == "conv_transpose2d":
         return run_forced_transposed(k, prob, rng)
+    if prob.get("op") == "conv1d":
+        return run_forced_conv1d(k, prob, rng)
     layout = prob.get("layout", "NCHW")
     n, c, h, w = prob["x"]
     dtype = DTYPES[k.dtype]

@@ -61,6 +61,8 @@ def test_plain_initializers_are_read_aligned_and_writable(tmp_path):
     assert len(stripped.graph.initializer) == 0 and stripped.graph.node == proto.graph.node
     for a in arrays.values():
         assert a.flags.c_contiguous and a.flags.writeable and a.ctypes.data % 64 == 0
+    views = list(arrays.values())  # slices of one block: none may overlap another (the fold writes in place)
+    assert not any(np.may_share_memory(a, b) for i, a in enumerate(views) for b in views[i + 1:])
     _check_same(path, proto)
     _check_same(proto.SerializeToString(), proto)
 
@@ -126,3 +128,100 @@ def test_same_results_whatever_the_source(tmp_path, source):
     x = rng.standard_normal((1, 4, 5, 5)).astype(np.float32)
     ref = fp.load_onnx(proto, backend="numpy")(x)
     np.testing.assert_array_equal(fp.load_onnx(model, backend="numpy")(x), ref)
+
+
+@pytest.mark.parametrize("reserve", [0, 3 << 20])
+def test_pack_blocks_give_aligned_disjoint_slices(reserve):
+    from fastpoint.network.ops_conv import PackBlocks
+
+    blocks = PackBlocks(reserve)  # a reserve of 3 MiB: the first three 1 MiB takes fill it, the fourth spills
+    sizes = [1 << 20, 1 << 20, 1, 63, (1 << 20) - 5, 1 << 20, 64, 65, 4096, PackBlocks.BLOCK // 3,
+             PackBlocks.BLOCK // 2, PackBlocks.BLOCK, 7]
+    got = [blocks.take(n) for n in sizes]
+    for n, buf in zip(sizes, got):
+        assert buf.nbytes == n and buf.dtype == np.uint8 and buf.ctypes.data % 64 == 0 and buf.flags.writeable
+    for i, a in enumerate(got):
+        a[...] = i  # each slice keeps what was written into it
+    for i, a in enumerate(got):
+        assert (a == i).all()
+        assert not any(np.may_share_memory(a, b) for b in got[i + 1:])
+
+
+def _conv_stack(rng, c=8):
+    """x (1, c, H, W) -> 3x3 Conv + BN + Relu -> 1x1 Conv -> 3x3 Conv (dilation 2) + Add(x) -> y; free H, W."""
+    def t(name, a):
+        return numpy_helper.from_array(a.astype(np.float32), name)
+
+    inits = [t("w1", rng.standard_normal((c, c, 3, 3))), t("b1", rng.standard_normal(c)),
+             t("g", rng.uniform(0.5, 2, c)), t("beta", rng.standard_normal(c)), t("mean", rng.standard_normal(c)),
+             t("var", rng.uniform(0.5, 2, c)), t("w2", rng.standard_normal((2 * c, c, 1, 1))),
+             t("w3", rng.standard_normal((c, 2 * c, 3, 3)))]
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1], name="conv1"),
+             helper.make_node("BatchNormalization", ["c1", "g", "beta", "mean", "var"], ["n1"], name="bn"),
+             helper.make_node("Relu", ["n1"], ["r1"], name="relu"),
+             helper.make_node("Conv", ["r1", "w2"], ["c2"], name="conv2"),
+             helper.make_node("Conv", ["c2", "w3"], ["c3"], pads=[2, 2, 2, 2], dilations=[2, 2], name="conv3"),
+             helper.make_node("Add", ["c3", "x"], ["y"], name="add")]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, "H", "W"])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, c, "H", "W"])], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_each_layer_packs_once_into_the_networks_blocks(monkeypatch, layout):
+    """One packing per convolution and layout, however many calls and input shapes, into the network's
+    blocks; the results are those of layers packed into arrays of their own."""
+    if "c" not in fp.backends():
+        pytest.skip("the C extension is not built")
+    from fastpoint.backends.c import CBackend
+
+    packs = []
+    real = CBackend.prepack
+
+    def counting(self, layer, weight, **kw):
+        packed = real(self, layer, weight, **kw)
+        packs.append((layer.cout, layer.cin, layer.kh, layer.layout, packed.buffer, "alloc" in kw))
+        return packed
+
+    monkeypatch.setattr(CBackend, "prepack", counting)
+    rng = np.random.default_rng(6)
+    data = _conv_stack(rng).SerializeToString()
+    net = fp.load_onnx(data, backend="c", layout=layout)
+    xs = [rng.integers(-3, 4, (1, 8) + hw).astype(np.float32) for hw in [(9, 11), (9, 11), (16, 5), (9, 11)]]
+    ys = [net(x) for x in xs]
+    assert len(packs) == 3, packs  # three convolutions, one layout: each packed once for every shape
+    assert all(from_blocks for *_, from_blocks in packs)
+    buffers = [p[4] for p in packs]
+    assert not any(np.may_share_memory(a, b) for i, a in enumerate(buffers) for b in buffers[i + 1:])
+
+    plain = fp.load_onnx(data, backend="c", layout=layout)
+    for node in plain._graph.nodes:
+        if hasattr(node.op, "pack_blocks"):
+            node.op.pack_blocks = None  # each layer packs into an array of its own, as a fp.Conv2d does
+    for x, y in zip(xs, ys):
+        np.testing.assert_array_equal(plain(x), y)
+    assert len(packs) == 6 and not any(from_blocks for *_, from_blocks in packs[3:])
+    ref = fp.load_onnx(data, backend="numpy", layout=layout)
+    for x, y in zip(xs, ys):
+        np.testing.assert_allclose(y, ref(x), rtol=1e-4, atol=1e-3)
+    cloudpickle = pytest.importorskip("cloudpickle")  # how dask sends a network's ops to its workers
+    from fastpoint.network.ops_conv import PackBlocks
+
+    ops = cloudpickle.loads(cloudpickle.dumps([n.op for n in net._graph.nodes if hasattr(n.op, "pack_blocks")]))
+    assert len(ops) == 3 and all(isinstance(op.pack_blocks, PackBlocks) for op in ops)
+    assert ops[0].pack_blocks.take(1 << 20).nbytes == 1 << 20
+
+
+@pytest.mark.parametrize("populate", [False, True])
+@pytest.mark.parametrize("nbytes", [0, 100, (1 << 20) + 3, 3 << 20])
+def test_fresh_bytes_are_writable_aligned_and_pickle(nbytes, populate):
+    import pickle
+
+    from fastpoint.network.pages import fresh_bytes
+
+    buf = fresh_bytes(nbytes, populate=populate)
+    assert buf.nbytes == nbytes and buf.dtype == np.uint8 and buf.flags.writeable and buf.flags.c_contiguous
+    assert nbytes == 0 or buf.ctypes.data % 64 == 0  # (an empty slice's address is NumPy's choice)
+    buf[...] = 7
+    f = buf.view(np.float32) if nbytes % 4 == 0 else buf
+    assert np.array_equal(pickle.loads(pickle.dumps(f)), f)

@@ -25,6 +25,8 @@ CASES = [
     ((1, 3, 11, 10), (7, 3, 3, 3), dict(padding=(2, 1), stride=2, dilation=(1, 2))),
     ((2, 24, 9, 9), (24, 1, 3, 3), dict(padding=1, groups=24)),         # depthwise
     ((1, 8, 5, 5), (8, 4, 3, 3), dict(padding="same", groups=2)),       # grouped, generic
+    ((1, 70, 6, 6), (20, 70, 3, 3), dict(padding=1)),                   # K in chunks, a partial channel tile
+    ((1, 12, 5, 5), (18, 4, 3, 3), dict(padding=1, groups=3)),          # groups of whole channel tiles
 ]
 
 
@@ -105,16 +107,22 @@ def test_a_repeat_call_skips_the_parse(backend, monkeypatch):
         fp.conv2d(x, w, padding=2, backend=backend)
 
 
-def test_non_finite_weights_on_the_padding(backend):
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_non_finite_weights_on_the_padding(backend, layout):
+    """NaN / Inf weights on padded taps give NaN there, as in the reference (``0 * w``): the C backend finds
+    them and fixes the padded outputs up (core/nonfinite.py); the Numba kernels read zero padding written
+    out, so they need no check at all.  Every padded case: dense, strided and dilated, depthwise, grouped."""
     rng = np.random.default_rng(3)
-    x, w = int_array(rng, (1, 3, 5, 5)), int_array(rng, (4, 3, 3, 3))
-    for bad in (np.nan, np.inf):
-        wb = w.copy()
-        wb[1, 2, 0, 0] = bad
-        want = fp.conv2d(x, wb, padding=1, backend="numpy")
-        np.testing.assert_array_equal(fp.conv2d(x, wb, padding=1, backend=backend), want)
-        np.testing.assert_array_equal(fp.conv2d(x, w, padding=1, backend=backend),
-                                      fp.conv2d(x, w, padding=1, backend="numpy"))
+    cases = [((1, 3, 5, 5), (4, 3, 3, 3), dict(padding=1))] + [c for c in CASES if "padding" in c[2]]
+    for xs, ws, kw in cases:
+        x, w = _layout(int_array(rng, xs), layout), int_array(rng, ws)
+        for bad in (np.nan, np.inf, -np.inf):
+            wb = w.copy()
+            wb[ws[0] // 2, ws[1] - 1, 0, 0] = bad
+            want = fp.conv2d(x, wb, layout=layout, backend="numpy", **kw)
+            np.testing.assert_array_equal(fp.conv2d(x, wb, layout=layout, backend=backend, **kw), want)
+            np.testing.assert_array_equal(fp.conv2d(x, w, layout=layout, backend=backend, **kw),
+                                          fp.conv2d(x, w, layout=layout, backend="numpy", **kw))
 
 
 def test_concurrent_one_shot_calls(backend):
@@ -135,20 +143,22 @@ def test_concurrent_one_shot_calls(backend):
     assert not errors
 
 
-def test_extra_memory_is_the_output(backend):
-    """After a warm-up, a one-shot call allocates (in NumPy) its result and no weight-sized block: the packed
-    weights live in per-thread scratch (C) or in buffers the plan keeps per thread (Numba), reused by every
-    later call.  (Numba's kernels also take a padded copy of the input per call, as for a prepacked layer.)"""
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_extra_memory_is_the_output(backend, layout):
+    """After a warm-up, a one-shot call allocates (in NumPy) its result and nothing else of size: the packed
+    weights live in per-thread scratch (C), or are read in place (Numba NCHW), and Numba's padded copy of the
+    input is a buffer the plan keeps per Python thread, reused by every later call.  (The Numba kernels'
+    own task buffers, L1- and L2-sized partial sums and panels, are allocated per call, as for a layer.)"""
     rng = np.random.default_rng(5)
-    x, w, b = int_array(rng, (1, 64, 14, 14)), int_array(rng, (256, 64, 3, 3)), int_array(rng, (256,))
-    fp.conv2d(x, w, b, padding=1, backend=backend)
-    y = np.empty((1, 256, 14, 14), np.float32)
-    allowed = y.nbytes + (3 * x.nbytes if backend == "numba" else 0) + (64 << 10)
-    assert allowed < y.nbytes + w.nbytes  # a per-call packing would not fit
+    x, w, b = _layout(int_array(rng, (1, 64, 28, 28)), layout), int_array(rng, (256, 64, 3, 3)), int_array(rng, (256,))
+    fp.conv2d(x, w, b, padding=1, backend=backend, layout=layout)
+    y = np.empty((1, 256, 28, 28), np.float32)
+    allowed = y.nbytes + (64 << 10)
+    assert allowed < y.nbytes + min(w.nbytes, x.nbytes)  # a per-call packing or input copy would not fit
     tracemalloc.start()
     try:
         tracemalloc.reset_peak()
-        y = fp.conv2d(x, w, b, padding=1, backend=backend)
+        y = fp.conv2d(x, w, b, padding=1, backend=backend, layout=layout)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -194,6 +204,30 @@ def test_c_packing_inside_the_gemm_loops(layout, threads):
             np.testing.assert_array_equal(fp.conv2d(x, w, b, layout=layout, backend="c", activation="relu"),
                                           np.maximum(want, 0))
             np.testing.assert_array_equal(fp.conv2d(x, w, b, layout=layout, backend="c"), want)
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_numba_one_shot_weights_read_in_place_or_packed_per_block(layout, threads):
+    """Numba's one-shot kernels on layers large enough for several workers, channel blocks and position
+    blocks: NCHW reads the caller's weights in place (the partial tile copied; Cout 100 = 16 tiles of 6
+    + 4, 50 per group), NHWC packs each channel block inside its loops (partial 32-wide tiles); both equal
+    the prepacked layer bit for bit, with and without padding, and see a NaN among the weights."""
+    rng = np.random.default_rng(8)
+    cases = [((1, 300, 7, 7), (100, 300, 1, 1), {}), ((1, 64, 30, 30), (100, 64, 3, 3), dict(padding=1)),
+             ((2, 96, 12, 12), (100, 48, 3, 3), dict(padding=1, groups=2)), ((1, 700, 5, 5), (70, 700, 1, 1), {})]
+    with thread_limit(threads):
+        for xs, ws, kw in cases:
+            x, w, b = _layout(int_array(rng, xs, -2, 2), layout), int_array(rng, ws, -2, 2), int_array(rng, ws[:1])
+            want = fp.Conv2d(w, b, layout=layout, backend="numba", **kw)(x)
+            np.testing.assert_array_equal(want, fp.conv2d(x, w, b, layout=layout, backend="numpy", **kw))
+            for _ in range(2):
+                np.testing.assert_array_equal(fp.conv2d(x, w, b, layout=layout, backend="numba", **kw), want)
+            for where in ((-1, -1, -1, -1), (50, ws[1] // 2, 1, 1)) if "padding" in kw else ():
+                w[where] = np.inf  # in the partial tile; mid-K in a full one (K in chunks)
+                np.testing.assert_array_equal(fp.conv2d(x, w, b, layout=layout, backend="numba", **kw),
+                                              fp.conv2d(x, w, b, layout=layout, backend="numpy", **kw))
+                w[where] = 0
 
 
 # conv1d one-shot calls take the plan of their one-row 2-d call: (x shape NCL, weight shape, kwargs)

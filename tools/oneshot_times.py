@@ -1,28 +1,40 @@
-"""One-shot calls against prepacked layers, as users make them, at 1 and 2 threads.
+"""One-shot calls against prepacked layers, as users make them, and where a one-shot call's time goes.
 
-For each layer: ``fp.conv2d(x, w, b, ...)`` (the one-shot call: weights checked, packed and used once),
-``fp.Conv2d(w, b, ...)(x)`` (the prepacked layer, built before timing) and torch's ``F.conv2d(x, w, b)``
-(also one-shot; torch prepacks nothing), none with ``out=``: each allocates its result, as users call them.
+For each layer and thread count, alternated round by round in one process:
 
-    PYTHONPATH=$PWD nice -n 10 python tools/oneshot_times.py [layer,...] [NCHW|NHWC] [backend]
+* ``call``: ``fp.conv2d(x, w, b, ...)`` (the one-shot call, a new array: what a NumPy user writes);
+* ``call-out``: the same with ``out=`` (what ``fastpoint bench``'s ``c-call`` times);
+* ``layer``: ``fp.Conv2d(w, b, ...)(x)`` (prepacked, built before timing), and ``layer-out`` with ``out=``;
+* ``runner``: the one-shot plan's backend runner alone (``CallPlan.run``: the cffi views and the kernel
+  for C, the launcher for Numba), on arrays the call would pass it;
+* ``kernel`` (C only): ``fp_conv_once_f32`` called with ready cffi pointers: the C time of a call;
+* ``torch``: ``F.conv2d(x, w, b)`` (one-shot too; torch prepacks nothing), when torch is installed; at 1
+  thread only unless ``--torch-all`` (at 2 its OpenMP workers spin after each call, and on a box shared
+  with other jobs that slowed every other contender 2-4x and torch itself to 40-120 ms a call).
 
-Rounds alternate the contenders (call, layer, torch, ...; the order rotated each round, with a 50 ms
-pause between contenders at 2 threads) in one process; each figure is the median
-over the rounds of the mean of a batch of calls (batches sized to about 20 ms), and in brackets the best
-round (on a box shared with other work, the best rounds are the ones nothing else disturbed).  Read
-ratios, not absolute times.  Default layers: the issue's list plus large-map ones and the tiny
-16->16 3x3 @8x8 layer.
+``python = call-out - kernel`` is what the Python path adds to the C call (parse-cache key and look-up,
+the argument checks on cached facts, the views), ``out = call - call-out`` the result's allocation.
+
+    PYTHONPATH=$PWD nice -n 10 python tools/oneshot_times.py [--layers a,b] [--layout NCHW|NHWC]
+        [--backend c|numba] [--threads 1,2] [--rounds 15] [--torch-all]
+
+At 1 thread each figure is the calling thread's CPU time (``time.thread_time``: on a box shared with
+other jobs it leaves out the slices they take; the developers' guide), at 2 threads wall time (the
+helpers' CPU time is not the caller's).  Each figure is the median over the rounds of the mean of a
+batch of calls (batches of about 20 ms); ratios are of medians.  Default layers: the issue's list, two
+large-map ones and the tiny 16->16 3x3 @8x8 layer.
 """
 from __future__ import annotations
 
+import argparse
 import math
-import sys
 import time
 from typing import Callable, Dict, List
 
 import numpy as np
 
 import fastpoint as fp
+from fastpoint import api
 from fastpoint.bench.suites import Layer
 from fastpoint.bench.suites import layer as suite_layer
 
@@ -30,36 +42,40 @@ DEFAULT = ["r50_1x1_2048_512_7", "r50_1x1_512_2048_7", "r50_1x1_1024_256_14", "r
            "mb2_pw_960_320_7", "r50_3x3_512_7", "r50_3x3_128_28", "mb2_dw_960_7", "mb2_dw_384_14",
            "mb2_dw_144_56", "tiny_16_3x3_8"]
 TINY = Layer("tiny_16_3x3_8", "tiny", 1, 16, 16, 8, 8, 3, 1, 1)
-ROUNDS = 15
 
 
-def _batch(f: Callable[[], object]) -> int:
-    """Calls per batch for about 20 ms, from the slowest of 3 calls (a peer's first calls can be its fastest)."""
-    dt = 0.0
-    for _ in range(3):
-        t0 = time.perf_counter()
-        f()
-        dt = max(dt, time.perf_counter() - t0)
-    return max(1, min(2000, int(0.02 / max(dt, 1e-7))))
+def _c_kernel(plan, x4: np.ndarray, w: np.ndarray, b: np.ndarray, out4: np.ndarray) -> Callable[[], object]:
+    """``fp_conv_once_f32`` on ready pointers: the C part of a one-shot call."""
+    from fastpoint.backends.c import _ffi, _lib, _problem_for
+
+    p = _problem_for(plan.spec)
+    args = (p, _ffi.from_buffer("float[]", x4), _ffi.from_buffer("float[]", w), _ffi.from_buffer("float[]", b),
+            _ffi.from_buffer("float[]", out4), int(plan.padded))
+    conv = _lib.fp_conv_once_f32
+    return lambda: conv(*args)
 
 
-def _time(f: Callable[[], object], n: int) -> float:
-    t0 = time.perf_counter()
-    for _ in range(n):
-        f()
-    return (time.perf_counter() - t0) / n * 1e6
-
-
-def contenders(lay: Layer, layout: str, backend: str) -> Dict[str, Callable[[], object]]:
+def contenders(lay: Layer, layout: str, backend: str, with_torch: bool) -> Dict[str, Callable[[], object]]:
     x, w, b = lay.arrays("NCHW")
     kw = lay.kwargs()
     xl = np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if layout == "NHWC" else x
     layer = fp.Conv2d(w, b, layout=layout, backend=backend, **kw)
+    out = layer(xl)
+    out2 = np.empty_like(out)
     runs: Dict[str, Callable[[], object]] = {
         "call": lambda: fp.conv2d(xl, w, b, layout=layout, backend=backend, **kw),
+        "call-out": lambda: fp.conv2d(xl, w, b, layout=layout, backend=backend, out=out2, **kw),
         "layer": lambda: layer(xl),
+        "layer-out": lambda: layer(xl, out=out2),
     }
+    plan = api._parse_one_shot(xl, w, b, kw.get("stride", 1), kw.get("padding", 0), kw.get("dilation", 1),
+                               kw.get("groups", 1), None, layout, backend)
+    runs["runner"] = lambda: plan.run(xl, w, b, out2)
+    if backend == "c":
+        runs["kernel"] = _c_kernel(plan, xl, w, b, out2)
     try:
+        if not with_torch:
+            raise ImportError
         import torch
         import torch.nn.functional as F
 
@@ -72,53 +88,78 @@ def contenders(lay: Layer, layout: str, backend: str) -> Dict[str, Callable[[], 
         runs["torch"] = torch_call
     except ImportError:
         pass
-    # same results (integer-valued data would be bit-equal; here: close), before timing
-    ref = runs["layer"]()
-    np.testing.assert_allclose(runs["call"](), ref, rtol=1e-4, atol=1e-4)
+    # the same results before timing (float data: close; tests/test_one_shot.py checks bit equality)
+    np.testing.assert_allclose(runs["call"](), out, rtol=1e-4, atol=1e-4)
+    runs["runner"]()
+    np.testing.assert_allclose(out2, out, rtol=1e-4, atol=1e-4)
     return runs
 
 
-def main(names: str = "", layout: str = "NCHW", backend: str = "c") -> None:
-    layers = [TINY if n == TINY.name else suite_layer(n) for n in (names.split(",") if names else DEFAULT)]
-    print(f"# {layout}, backend {backend}, medians of {ROUNDS} alternating rounds; us per call")
-    print("| layer | threads | one-shot us | prepacked us | torch us | one-shot/prepacked (best) | "
-          "one-shot/torch (best) |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    ratios: Dict[int, List[float]] = {1: [], 2: []}
-    bests: Dict[int, List[float]] = {1: [], 2: []}
-    for lay in layers:
-        for threads in (1, 2):
-            fp.set_num_threads(threads)
-            try:
-                import torch
+def _batch(f: Callable[[], object]) -> int:
+    """Calls per batch for about 20 ms, from the slowest of 3 calls."""
+    dt = 0.0
+    for _ in range(3):
+        t0 = time.perf_counter()
+        f()
+        dt = max(dt, time.perf_counter() - t0)
+    return max(1, min(2000, int(0.02 / max(dt, 1e-7))))
 
-                torch.set_num_threads(threads)
-            except ImportError:
-                pass
-            runs = contenders(lay, layout, backend)
+
+def _time(f: Callable[[], object], n: int, clock: Callable[[], float]) -> float:
+    t0 = clock()
+    for _ in range(n):
+        f()
+    return (clock() - t0) / n * 1e6
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--layers", default=",".join(DEFAULT))
+    ap.add_argument("--layout", default="NCHW", choices=["NCHW", "NHWC"])
+    ap.add_argument("--backend", default="c", choices=["c", "numba"])
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--torch-all", action="store_true", help="time torch at every thread count")
+    args = ap.parse_args()
+    layers = [TINY if n == TINY.name else suite_layer(n) for n in args.layers.split(",")]
+    print(f"# {args.layout}, backend {args.backend}, medians of {args.rounds} alternating rounds; us per call "
+          "(1 thread: thread CPU time; 2: wall)")
+    print("| layer | threads | call | call-out | layer | layer-out | runner | kernel | python | torch | "
+          "call/layer | call-out/layer-out |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    ratios: Dict[int, List[float]] = {}
+    for threads in (int(t) for t in args.threads.split(",")):
+        fp.set_num_threads(threads)
+        clock = time.thread_time if threads == 1 else time.perf_counter
+        try:
+            import torch
+
+            torch.set_num_threads(threads)
+        except ImportError:
+            pass
+        for lay in layers:
+            runs = contenders(lay, args.layout, args.backend, threads == 1 or args.torch_all)
             sizes = {k: _batch(f) for k, f in runs.items()}
             times: Dict[str, List[float]] = {k: [] for k in runs}
             names = list(runs)
-            for r in range(ROUNDS):
+            for r in range(args.rounds):
                 # rotated each round, and a pause between contenders at 2 threads: torch's OpenMP workers
                 # spin for a while after its calls and would slow whichever contender ran next
                 for k in names[r % len(names):] + names[:r % len(names)]:
                     if threads > 1:
                         time.sleep(0.05)
-                    times[k].append(_time(f=runs[k], n=sizes[k]))
+                    times[k].append(_time(runs[k], sizes[k], clock))
             med = {k: float(np.median(v)) for k, v in times.items()}
-            best = {k: min(v) for k, v in times.items()}
-            r, rb = med["call"] / med["layer"], best["call"] / best["layer"]
-            ratios[threads].append(r)
-            bests[threads].append(rb)
-            t, tb = med.get("torch", math.nan), best.get("torch", math.nan)
-            print(f"| {lay.name} | {threads} | {med['call']:.1f} | {med['layer']:.1f} | {t:.1f} | {r:.3f} ({rb:.3f}) | "
-                  f"{med['call'] / t:.3f} ({best['call'] / tb:.3f}) |", flush=True)
+            kernel = med.get("kernel", math.nan)
+            ratio = med["call-out"] / med["layer-out"]
+            ratios.setdefault(threads, []).append(ratio)
+            print(f"| {lay.name} | {threads} | {med['call']:.1f} | {med['call-out']:.1f} | {med['layer']:.1f} | "
+                  f"{med['layer-out']:.1f} | {med['runner']:.1f} | {kernel:.1f} | {med['call-out'] - kernel:.1f} | "
+                  f"{med.get('torch', math.nan):.1f} | {med['call'] / med['layer']:.3f} | {ratio:.3f} |", flush=True)
     for threads, rs in ratios.items():
-        print(f"# {threads} thread(s): one-shot/prepacked geomean {math.exp(np.mean(np.log(rs))):.3f}, "
-              f"max {max(rs):.3f}; best rounds: geomean {math.exp(np.mean(np.log(bests[threads]))):.3f}, "
-              f"max {max(bests[threads]):.3f}")
+        print(f"# {threads} thread(s): call-out/layer-out geomean {math.exp(np.mean(np.log(rs))):.3f}, "
+              f"max {max(rs):.3f}")
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    main()

@@ -80,6 +80,7 @@ typedef struct geom {
     int64_t cchunks, cbg_per_chunk, ncbg;
     int64_t kc;          /* input channels per reduction chunk (weights of a chunk stay in L1) */
     int64_t kcp;         /* one-shot: input channels packed at a time (a multiple of kc; L2) */
+    int strip_pf;        /* prefetch the strip rows of the next chunk (the strip outgrows half of L2) */
 } geom;
 
 /* Copy the input rows [iy0, iy0 + nrows) of group g, image n into the strip: row-major by channel,
@@ -210,12 +211,17 @@ static void plan(const fp_conv_problem *p, int isa, geom *G) {
      * 256@28 layer, +1 % on 512@32, equal elsewhere). */
     G->cs = sw * G->Wq;
     G->rs = G->cin_g * sw * G->Wq;
+    /* Stride 1 only: on stride-2 layers (128 and 256 s2, NCHW and NHWC) the prefetch measured 5-20 %
+     * slower, even with at most 8 lines a tile. */
+    G->strip_pf = (int64_t)sizeof(float) * G->nr * G->rs > half_l2 && sh == 1;
     if (outer * cc * G->nrb < want) cc = FP_MIN(G->ncbg, FP_CEIL_DIV(want, outer * G->nrb));
     G->cbg_per_chunk = FP_CEIL_DIV(G->ncbg, cc);
-    /* Reduction chunks: a chunk's weights (kc x taps x nb blocks) stay within ~20 KiB of L1 while
-     * every tile of the row block uses them; partial sums wait in a per-thread buffer. */
+    /* Reduction chunks: a chunk's weights (kc x taps x nb blocks) take 5/12 of L1 (20 KiB of 48: the
+     * strip rows and partial sums a row of tiles reads share the rest) while every tile of the row block
+     * uses them; partial sums wait in a per-thread buffer.  On 48 KiB L1s (Sapphire Rapids, Zen 5) 12 and
+     * 28 KiB measured within noise to -7 %. */
     const int64_t per_ci = G->T * G->nb * FP_DIRECT_CB * (int64_t)sizeof(float);
-    int64_t kc = FP_MAX(8, (20 * 1024) / per_ci);
+    int64_t kc = FP_MAX(8, fp_cache_size(1) * 5 / 12 / per_ci);
     if (!uk->chunk_cin || G->cin_g <= kc + kc / 2) kc = G->cin_g;
     G->kc = kc;
     /* One-shot calls pack the caller's weights a few chunks at a time: rows of kcp x taps floats are long
@@ -262,6 +268,18 @@ static _Thread_local struct {
 } last_strip;
 static uint64_t g_calls;
 
+/* Lines to prefetch: nseg runs of `lines` 64-byte lines, seg floats apart.  nseg 0: nothing. */
+typedef struct in_span {
+    const float *base;
+    int64_t nseg, seg, lines; /* lines: 64-byte lines per run */
+} in_span;
+
+/* The next `step` prefetches of span s (into L2), k counting those already issued. */
+static inline void prefetch_next(const in_span *s, int64_t *k, int64_t step) {
+    for (int64_t e = *k + step; *k < e && *k < s->nseg * s->lines; (*k)++)
+        __builtin_prefetch(s->base + (*k / s->lines) * s->seg + (*k % s->lines) * 16, 0, 2);
+}
+
 static void direct_chunk(void *ctx, int64_t job, int worker) {
     direct_task *t = (direct_task *)ctx;
     (void)worker;
@@ -280,6 +298,7 @@ static void direct_chunk(void *ctx, int64_t job, int worker) {
                        : NULL;
     if (!strip || (t->pbuf_bytes && !pbuf) || (wraw && !wbuf)) return;
     float tbuf[FP_DIRECT_TILE_MAX * FP_DIRECT_CB] __attribute__((aligned(64)));
+    float rbuf[FP_DIRECT_TILE_MAX * FP_DIRECT_CB] __attribute__((aligned(64))); /* an NCHW residual tile */
     int64_t rest = job;
     const int64_t cc = rest % G.cchunks; rest /= G.cchunks;
     const int64_t rb = rest % G.nrb; rest /= G.nrb;
@@ -288,8 +307,9 @@ static void direct_chunk(void *ctx, int64_t job, int worker) {
     const int64_t oy0 = rb * G.R, nrows = FP_MIN(G.R, p->oh - oy0);
     const int64_t iy0 = oy0 * p->stride_h - p->pad_top;
     const int64_t key = job / G.cchunks;
+    const int64_t nr_job = (nrows - 1) * p->stride_h + (p->kh - 1) * p->dil_h + 1;
     if (last_strip.call != t->call || last_strip.strip != strip || last_strip.key != key)
-        fill_strip(p, &G, isa, x, n, g, iy0, (nrows - 1) * p->stride_h + (p->kh - 1) * p->dil_h + 1, strip);
+        fill_strip(p, &G, isa, x, n, g, iy0, nr_job, strip);
     last_strip.call = t->call;
     last_strip.strip = strip;
     last_strip.key = key;
@@ -353,6 +373,23 @@ static void direct_chunk(void *ctx, int64_t job, int worker) {
             }
             pf_step = FP_CEIL_DIV(pf_seg * pf_lines, nrows * ntl);
             if (nrows * ntl < FP_DIRECT_PF_TILES || wraw) pf_seg = 0; /* one-shot: no packed weights to fetch */
+            /* A strip larger than half of L2 (weights past L2: the strip has the L3 share) is read one
+             * chunk of input channels at a time, and that chunk's rows come from L3 on the first tile
+             * that reads them (measured: an L1-hot strip would run 2048->512 @32 and 256@64 9-10 %
+             * faster).  So the next chunk's rows (the next input channels, or the first chunk of the
+             * next channel blocks) are prefetched over this chunk's tiles. */
+            in_span sp = {NULL, 0, 0, 0};
+            int64_t sp_k = 0, sp_step = 0;
+            if (G.strip_pf) {
+                const int64_t kq = !last ? k0 + G.kc : cb + nbb < cb_hi ? 0 : -1;
+                if (kq >= 0) {
+                    sp.base = strip + kq * G.cs;
+                    sp.nseg = nr_job;
+                    sp.seg = G.rs;
+                    sp.lines = FP_CEIL_DIV(FP_MIN(G.kc, G.cin_g - kq) * G.cs, 16) + 1;
+                    sp_step = FP_CEIL_DIV(sp.nseg * sp.lines, nrows * ntl);
+                }
+            }
             for (int64_t i = 0; i < nrows; i++) {
                 const int64_t oy = oy0 + i;
                 row_taps(p, oy, &a.t0, &a.t1);
@@ -381,12 +418,44 @@ static void direct_chunk(void *ctx, int64_t job, int worker) {
                     }
                     for (int64_t e = pf_k + pf_step; pf_k < e && pf_k < pf_seg * pf_lines; pf_k++)
                         __builtin_prefetch(pf_base + (pf_k / pf_lines) * wblk + (pf_k % pf_lines) * FP_DIRECT_CB, 0, 2);
+                    prefetch_next(&sp, &sp_k, sp_step);
+                    /* NCHW: the output lines this tile will store (the first and last pixel of each channel
+                     * row: nch short runs, more streams than the hardware prefetchers follow) are requested
+                     * before its reduction runs, so the store does not wait for them.  An NHWC tile is one
+                     * contiguous run, which they do follow (prefetching it measured 10-15 % slower with
+                     * Cin = 3). */
+                    if (last && p->layout == 0) {
+                        float *yo = y + ((n * p->cout + c_abs) * p->oh + oy) * p->ow + ox0;
+                        for (int64_t c = 0; c < nch; c++) {
+                            __builtin_prefetch(yo + c * p->oh * p->ow, 1, 3);
+                            __builtin_prefetch(yo + c * p->oh * p->ow + rw - 1, 1, 3);
+                        }
+                    }
                     G.uk->kernel(rw, nbb)(&a);
                     if (last) {
+                        float *ynchw = y + ((n * p->cout + c_abs) * p->oh + oy) * p->ow + ox0; /* NCHW: the tile */
+                        /* The epilogue runs on the pixel-major tile buffer (rows of nch contiguous
+                         * channels: whole vectors) before the store, an NCHW residual transposed into a
+                         * second such buffer.  On the NCHW output it would read channel rows of rw floats
+                         * just written by masked stores, which do not forward to loads: LeakyReLU on
+                         * 3->32 @256 took 5x the convolution, a residual 64@56 +30 %. */
+                        const int ep_buf = t->ep && !direct_store && (!t->ep->has_res || p->layout == 0);
+                        if (ep_buf) {
+                            const float *res = NULL;
+                            if (t->ep->has_res) {
+                                const float *ry = (const float *)((const char *)ynchw + t->ep->res_bytes);
+                                if (isa == FP_ISA_AVX512) {
+                                    fp_direct_load_nchw_avx512(ry, p->oh * p->ow, rw, nch, rbuf, a.ops);
+                                } else {
+                                    for (int64_t c = 0; c < nch; c++)
+                                        for (int j = 0; j < rw; j++) rbuf[j * a.ops + c] = ry[c * p->oh * p->ow + j];
+                                }
+                                res = rbuf;
+                            }
+                            t->ep->tile(t->ep, tbuf, a.ops, res, a.ops, rw, nch, c_abs, 0, 1);
+                        }
                         if (p->layout == 0 && isa == FP_ISA_AVX512) {
-                            fp_direct_store_nchw_avx512(tbuf, a.ops, rw, nch,
-                                                        y + ((n * p->cout + c_abs) * p->oh + oy) * p->ow + ox0,
-                                                        p->oh * p->ow);
+                            fp_direct_store_nchw_avx512(tbuf, a.ops, rw, nch, ynchw, p->oh * p->ow);
                         } else if (p->layout == 0) {
                             for (int64_t c = 0; c < nch; c++) {
                                 float *yc = y + ((n * p->cout + c_abs + c) * p->oh + oy) * p->ow + ox0;
@@ -398,10 +467,9 @@ static void direct_chunk(void *ctx, int64_t job, int worker) {
                                 for (int64_t c = 0; c < nch; c++) yp[c] = tbuf[j * a.ops + c];
                             }
                         }
-                        if (t->ep && p->layout == 0)
-                            fp_ep_tile(t->ep, y + ((n * p->cout + c_abs) * p->oh + oy) * p->ow + ox0, nch, rw,
-                                       p->oh * p->ow, c_abs, 1, 0);
-                        else if (t->ep)
+                        if (t->ep && !ep_buf && p->layout == 0)
+                            fp_ep_tile(t->ep, ynchw, nch, rw, p->oh * p->ow, c_abs, 1, 0);
+                        else if (t->ep && !ep_buf)
                             fp_ep_tile(t->ep, y + ((n * p->oh + oy) * p->ow + ox0) * p->cout + c_abs, rw, nch, p->cout,
                                        c_abs, 0, 1);
                     }
@@ -443,7 +511,7 @@ static int run_either(const fp_conv_problem *p, int isa, const float *x, const f
     const int64_t jobs = p->n * p->groups * G.nrb * G.cchunks;
     const int T = fp_threads(p);
     direct_task t = {p, &G, isa, x, wpk, bpad, wraw, toff, y, G.cin_g * G.T * FP_DIRECT_CB,
-                     (int64_t)sizeof(float) * G.cin_g * G.nr * sw * Wq,
+                     (int64_t)sizeof(float) * G.nr * G.rs,
                      G.kc < G.cin_g ? (int64_t)sizeof(float) * G.R * p->ow * G.nb * FP_DIRECT_CB : 0, 0, 0,
                      __atomic_add_fetch(&g_calls, 1, __ATOMIC_RELAXED), fp_ep_current()};
     fp_pool_run(T, jobs, direct_chunk, &t); /* one job per chunk, claimed dynamically */

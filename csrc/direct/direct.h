@@ -50,6 +50,8 @@ static inline const fp_direct_ukr *fp_direct_ukr_pick(int isa) {
 
 /* NCHW store of a tile kept pixel-major in tbuf (tbuf[j * ops + c]): y[c * ystride + j]. */
 void fp_direct_store_nchw_avx512(const float *tbuf, int64_t ops, int rw, int64_t nch, float *y, int64_t ystride);
+/* Its inverse (a residual of the NCHW output into a pixel-major tile): buf[j * ops + c] = y[c * ystride + j]. */
+void fp_direct_load_nchw_avx512(const float *y, int64_t ystride, int rw, int64_t nch, float *buf, int64_t ops);
 /* Strip fills: one NCHW row split into its two stride-2 phase rows (zero padding included), and one
  * NHWC row transposed into the strip row (channel by channel). */
 void fp_direct_split2_avx512(const float *src, int64_t w, int64_t pl, int64_t wq, float *even, float *odd);

@@ -1,6 +1,7 @@
 /* The direct kernels' layout changes for AVX-512, kept apart from the micro-kernels: the strip
  * fills (an NCHW row split into its stride-2 phase rows, an NHWC row transposed into its strip row)
- * and the transposing NCHW output store.  The portable build gets plain loops with the same results. */
+ * and the transposing NCHW output store (and its inverse for a residual).  The portable build gets
+ * plain loops with the same results. */
 #include "direct.h"
 #include "../isa_target.h"
 
@@ -25,6 +26,22 @@ void fp_direct_store_nchw_avx512(const float *tbuf, int64_t ops, int rw, int64_t
 #pragma GCC unroll 16
         for (int c = 0; c < 16; c++)
             if (c < nc) _mm512_mask_storeu_ps(y + (c0 + c) * ystride, m, r[c]);
+    }
+}
+
+/* The inverse, for a residual of the NCHW output: channel rows y[c * ystride + j] (rw floats each) into
+ * the pixel-major tile buf[j * ops + c], 16 channels at a time through a 16x16 register transpose. */
+void fp_direct_load_nchw_avx512(const float *y, int64_t ystride, int rw, int64_t nch, float *buf, int64_t ops) {
+    const __mmask16 m = first_n(rw);
+    for (int64_t c0 = 0; c0 < nch; c0 += 16) {
+        const int64_t nc = FP_MIN(16, nch - c0);
+        __m512 r[16];
+#pragma GCC unroll 16
+        for (int c = 0; c < 16; c++) r[c] = c < nc ? _mm512_maskz_loadu_ps(m, y + (c0 + c) * ystride) : _mm512_setzero_ps();
+        fp_tr16_ps(r);
+#pragma GCC unroll 16
+        for (int j = 0; j < 16; j++)
+            if (j < rw) _mm512_storeu_ps(buf + j * ops + c0, r[j]);
     }
 }
 

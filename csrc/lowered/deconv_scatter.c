@@ -31,31 +31,44 @@ static void valid_run(int64_t o0, int64_t s, int64_t size, int64_t count, int64_
 
 #define GROUP_MAX 16 /* the widest stride whose rows are interleaved before they are added */
 
+/* The tile's columns [t, t + n) that are pixels (iy, ix ..) of one input row: found once per tile (no
+ * division per row of it), at most one per column (nr <= 64, fp_lowered_run). */
+typedef struct pixel_run {
+    int64_t t, n, iy, ix;
+} pixel_run;
+
+static int tile_runs(int64_t j0, int64_t nr, int64_t W, pixel_run *r) {
+    int64_t iy = j0 / W, ix = j0 % W;
+    int c = 0;
+    for (int64_t t = 0; t < nr; iy++, ix = 0) {
+        const int64_t n = FP_MIN(nr - t, W - ix);
+        r[c].t = t, r[c].n = n, r[c].iy = iy, r[c].ix = ix;
+        c++, t += n;
+    }
+    return c;
+}
+
 /* NCHW, dilation 1: the sw rows (co, ky, kx .. kx+sw-1) of a tile reach sw consecutive output columns from
  * each input pixel, so for the pixels of one input row they cover one contiguous run of an output row,
  * added front to back rather than in sw passes sw apart: at stride 2 by the `interleave` row's
  * interleave-add (two permutes and two adds per 16 pixels with AVX-512), at other strides through a
  * transposed copy in L1. */
-static void store_add_group(const fp_lowered *L, float *yc, int64_t ky, int64_t kx, int64_t j0, int64_t nr,
-                            const float *tr, int64_t ldt) {
+static void store_add_group(const fp_lowered *L, float *yc, int64_t ky, int64_t kx, const pixel_run *runs,
+                            int nruns, const float *tr, int64_t ldt) {
     const fp_conv_problem *p = L->p;
-    const int64_t sw = p->stride_w, W = p->w;
+    const int64_t sw = p->stride_w;
     float run[GROUP_MAX * 64];
-    for (int64_t t = 0, end; t < nr; t = end) {
-        const int64_t iy = (j0 + t) / W, ix = (j0 + t) % W;
-        end = FP_MIN(nr, t + W - ix);
-        const int64_t oy = iy * p->stride_h - p->pad_top + ky * p->dil_h;
+    for (int k = 0; k < nruns; k++) {
+        const int64_t t = runs[k].t, n = runs[k].n;
+        const int64_t oy = runs[k].iy * p->stride_h - p->pad_top + ky * p->dil_h;
         if (oy < 0 || oy >= p->oh) continue;
-        const int64_t n = end - t, ox0 = ix * sw - p->pad_left + kx;
+        const int64_t ox0 = runs[k].ix * sw - p->pad_left + kx;
         const int64_t lo = FP_MAX(0, -ox0), hi = FP_MIN(n * sw, p->ow - ox0); /* run positions inside */
         if (hi <= lo) continue;
         float *yr = yc + oy * p->ow + ox0;
         const float *a = tr + t;
-        if (sw == 2) { /* pixels [u0, u1) have both outputs inside: the interleave-add; the edges here */
-            const int64_t u0 = (lo + 1) / 2, u1 = hi / 2;
-            if (lo < 2 * u0) yr[lo] += a[ldt + lo / 2]; /* lo odd: the kx + 1 row's output only */
-            if (u1 > u0) L->interleave->add(yr + 2 * u0, a + u0, a + ldt + u0, u1 - u0);
-            if (hi > 2 * u1) yr[2 * u1] += a[u1]; /* hi odd: the kx row's output only */
+        if (sw == 2) { /* the interleave-add of the kx and kx + 1 rows, edges included */
+            L->interleave->add(yr + lo, a, a + ldt, lo, hi);
             continue;
         }
         for (int64_t r = 0; r < sw; r++)
@@ -69,27 +82,28 @@ static void store_add_group(const fp_lowered *L, float *yc, int64_t ky, int64_t 
 static void store_add(const fp_lowered *L, float *yn, int64_t i0, int64_t mr, int64_t j0, int64_t nr,
                       const float *tile, int64_t ldt) {
     const fp_conv_problem *p = L->p;
-    const int64_t kw = p->kw, taps = p->kh * kw, sw = p->stride_w, W = p->w;
+    const int64_t kw = p->kw, taps = p->kh * kw, sw = p->stride_w;
     const int nhwc = p->layout != 0;
     const int64_t C = p->cout, pix = nhwc ? C : 1, plane = nhwc ? 1 : p->oh * p->ow;
     const int grouped = !nhwc && sw > 1 && sw <= GROUP_MAX && p->dil_w == 1;
+    pixel_run runs[64];
+    const int nruns = tile_runs(j0, nr, p->w, runs);
     for (int64_t i = i0; i < i0 + mr; i++) {
         const int64_t co = i / taps, ky = i % taps / kw, kx = i % kw;
         float *yc = yn + co * plane;
         const float *tr = tile + (i - i0) * ldt;
         if (grouped && kx % sw == 0 && kx + sw <= kw && i + sw <= i0 + mr) {
-            store_add_group(L, yc, ky, kx, j0, nr, tr, ldt);
+            store_add_group(L, yc, ky, kx, runs, nruns, tr, ldt);
             i += sw - 1;
             continue;
         }
-        for (int64_t t = 0, end; t < nr; t = end) {
-            const int64_t iy = (j0 + t) / W, ix = (j0 + t) % W;
-            end = FP_MIN(nr, t + W - ix);
-            const int64_t oy = iy * p->stride_h - p->pad_top + ky * p->dil_h;
+        for (int k = 0; k < nruns; k++) {
+            const int64_t t = runs[k].t;
+            const int64_t oy = runs[k].iy * p->stride_h - p->pad_top + ky * p->dil_h;
             if (oy < 0 || oy >= p->oh) continue;
-            const int64_t ox0 = ix * sw - p->pad_left + kx * p->dil_w;
+            const int64_t ox0 = runs[k].ix * sw - p->pad_left + kx * p->dil_w;
             int64_t lo, hi;
-            valid_run(ox0, sw, p->ow, end - t, &lo, &hi);
+            valid_run(ox0, sw, p->ow, runs[k].n, &lo, &hi);
             float *yr = yc + (oy * p->ow + ox0) * pix;
             const float *v = tr + t;
             if (!nhwc && sw == 1) {
@@ -157,4 +171,15 @@ int fp_deconv_scatter_f32(const fp_conv_problem *p, const float *x, const void *
     L.store = store_add;
     L.interleave = fp_interleave_pick(fp_isa());
     return fp_lowered_run(&L);
+}
+
+/* One-shot form: w, the caller's (Cin, Cout, KH, KW) weight, packed into this thread's scratch (kept across
+ * calls, as csrc/oneshot.c does for conv2d) and used once. */
+int fp_deconv_scatter_once_f32(const fp_conv_problem *p, const float *x, const float *w, const float *bias, float *y) {
+    fp_conv_problem q = *p;
+    q.layout = 0; /* rows (co, ky, kx) whatever the data layout */
+    void *packed = fp_scratch(FP_SCRATCH_ONCE, fp_deconv_gemm_packed_bytes(&q));
+    if (!packed) return FP_ERR_ALLOC;
+    const int rc = fp_deconv_gemm_pack(&q, w, packed);
+    return rc < 0 ? rc : fp_deconv_scatter_f32(p, x, packed, bias, y);
 }

@@ -32,19 +32,25 @@ static void run(float *d, const float *a, const float *b, int64_t n) {
     }
 }
 
-static void add(float *d, const float *a, const float *b, int64_t n) {
-    const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-    const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
-    int64_t u = 0;
-    for (; u + 16 <= n; u += 16) {
-        const __m512 va = _mm512_loadu_ps(a + u), vb = _mm512_loadu_ps(b + u);
-        float *o = d + 2 * u;
-        _mm512_storeu_ps(o, _mm512_add_ps(_mm512_loadu_ps(o), _mm512_permutex2var_ps(va, lo, vb)));
-        _mm512_storeu_ps(o + 16, _mm512_add_ps(_mm512_loadu_ps(o + 16), _mm512_permutex2var_ps(va, hi, vb)));
-    }
-    for (; u < n; u++) {
-        d[2 * u] += a[u];
-        d[2 * u + 1] += b[u];
+static void add(float *d, const float *a, const float *b, int64_t lo, int64_t hi) {
+    const __m512i lo_idx = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const __m512i hi_idx = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    /* 16 pairs (positions base .. base + 31) per step from the pair of lo; the positions outside [lo, hi)
+     * masked (neither read nor written), so the edges need no scalar adds */
+    for (int64_t u = lo >> 1; 2 * u < hi; u += 16) {
+        const int64_t base = 2 * u;
+        uint64_t m = 0xffffffffu;
+        if (base < lo) m &= ~((1ull << (lo - base)) - 1);
+        if (hi - base < 32) m &= (1ull << (hi - base)) - 1;
+        const __mmask16 m0 = (__mmask16)m, m1 = (__mmask16)(m >> 16);
+        const int64_t pairs = (hi - base + 1) / 2; /* pairs read: from the first (it holds lo) to hi's */
+        const uint32_t pm = pairs >= 16 ? 0xffffu : (1u << pairs) - 1;
+        const __m512 va = _mm512_maskz_loadu_ps((__mmask16)pm, a + u), vb = _mm512_maskz_loadu_ps((__mmask16)pm, b + u);
+        float *o = d + (base - lo); /* position base: lane 0 */
+        _mm512_mask_storeu_ps(o, m0, _mm512_add_ps(_mm512_maskz_loadu_ps(m0, o), _mm512_permutex2var_ps(va, lo_idx, vb)));
+        if (m1)
+            _mm512_mask_storeu_ps(o + 16, m1, _mm512_add_ps(_mm512_maskz_loadu_ps(m1, o + 16),
+                                                            _mm512_permutex2var_ps(va, hi_idx, vb)));
     }
 }
 

@@ -21,7 +21,7 @@ static void run(float *d, const float *a, const float *b, int64_t n) {
     }
 }
 
-static void add(float *d, const float *a, const float *b, int64_t n) {
+static void add_pairs(float *d, const float *a, const float *b, int64_t n) {
     int64_t u = 0;
     for (; u + 8 <= n; u += 8) {
         const __m256 va = _mm256_loadu_ps(a + u), vb = _mm256_loadu_ps(b + u);
@@ -34,6 +34,15 @@ static void add(float *d, const float *a, const float *b, int64_t n) {
         d[2 * u] += a[u];
         d[2 * u + 1] += b[u];
     }
+}
+
+static void add(float *d, const float *a, const float *b, int64_t lo, int64_t hi) {
+    int64_t q = lo;
+    if (q < hi && (q & 1)) d[0] += b[q >> 1], q++; /* an odd first position: the b row's output only */
+    const int64_t pairs = (hi - q) / 2;
+    add_pairs(d + (q - lo), a + (q >> 1), b + (q >> 1), pairs);
+    q += 2 * pairs;
+    if (q < hi) d[q - lo] += a[q >> 1]; /* an odd count: the a row's last output */
 }
 
 const fp_interleave_kernel fp_f32_interleave_2x8__avx2 = {FP_INTERLEAVE_ROW("f32_interleave_2x8__avx2", FP_ISA_AVX2, 8), run,

@@ -12,8 +12,11 @@
 typedef struct fp_interleave_kernel {
     fp_kernel k;
     void (*run)(float *d, const float *a, const float *b, int64_t n);
-    /* d[2u] += a[u], d[2u + 1] += b[u]: the general transposed conv's stride-2 store (deconv_scatter.c) */
-    void (*add)(float *d, const float *a, const float *b, int64_t n);
+    /* The interleave-add of the general transposed conv's stride-2 store (deconv_scatter.c) on the positions
+     * [lo, hi) of the pair sequence only (the rest are cropped by the padding or past the row):
+     * d[q - lo] += (q even ? a : b)[q / 2] for lo <= q < hi.  Whole, the edges included, so that no scalar
+     * add reads back what a vector store just wrote (a failed store-to-load forward). */
+    void (*add)(float *d, const float *a, const float *b, int64_t lo, int64_t hi);
 } fp_interleave_kernel;
 
 #define FP_INTERLEAVE_ROW(NAME, ISA, N) {NAME, "interleave", 0, ISA, 2, N}

@@ -141,11 +141,12 @@ class CBackend:
                     "compiler present: pip install --force-reinstall --no-deps .")
         return None
 
-    def prepack(self, layer: LayerSpec, weight: np.ndarray) -> Packed:
+    def prepack(self, layer: LayerSpec, weight: np.ndarray, alloc=_aligned_bytes) -> Packed:
+        """The packed weights in ``alloc(nbytes)`` (64-byte aligned bytes; a network's blocks: ops_conv.py)."""
         _refuse_bad_env()
         f64 = int(layer.dtype == np.float64)
         p = _problem(layer)
-        buf = _aligned_bytes(int(_lib.fp_packed_bytes(p, f64)))
+        buf = alloc(int(_lib.fp_packed_bytes(p, f64)))
         ctype = "double[]" if f64 else "float[]"
         pack = _lib.fp_pack_f64 if f64 else _lib.fp_pack_f32
         _check(pack(p, _ptr(weight, ctype), _ptr(buf, "char[]")))

@@ -1,4 +1,5 @@
-"""The C backend's lowered GEMMs (``csrc/lowered/``): conv1d in NCL and the K == stride transposed conv.
+"""The C backend's conv1d kernels and lowered GEMMs: the direct conv1d (``csrc/conv1d/``), conv1d in NCL as a
+GEMM and the transposed convs (``csrc/lowered/``).
 
 conv1d layers reach them through :class:`Conv1dGemmBackend`, which stands in for the C backend in a
 ``Conv1d`` (the layer's packing and runs go through it; layers it does not cover go to the C backend
@@ -23,19 +24,51 @@ class LoweredPacked:
     buffer: np.ndarray
 
 
-def conv1d_gemm_applies(layer: LayerSpec) -> bool:
-    """float32, NCL, groups 1, K > 1 (K = 1 is conv1x1's GEMM already) and strided: measured against the 2-d
-    direct kernels on the one-row view (docs/conv1d-transposed.md), the GEMM wins 2.75x on wav2vec2's
-    512->512 K3 s2 and 1.15x on its 1->512 K10 s5 stem, and loses 10 % at stride 1 (WaveNet, ECG)."""
+@dataclass(frozen=True)
+class Conv1dDirectPacked:
+    buffer: np.ndarray
+
+
+# A strided layer with at most this many input channels runs the direct conv1d on the row split into its
+# phases (a copy of the input per call, cheap for a stem).  Measured on the one-row view (alternating, thread
+# CPU time, 1 thread, loaded box): wav2vec2's 1->512 K10 s5 stem 1.3x the lowered GEMM; at stride 1 the 2-d
+# direct kernels stay ahead (WaveNet, ECG: the direct conv1d 0.76-0.80x), and wider strided layers keep the
+# GEMM (docs/conv1d-transposed.md).
+DIRECT_STRIDED_MAX_CIN = 16
+
+
+def _conv1d_c_case(layer: LayerSpec) -> bool:
+    """float32, NCL, groups 1, K > 1 (K = 1 is conv1x1's GEMM already), ReLU at most (activations beyond it:
+    the 2-d kernels' fused epilogue, docs/epilogues.md)."""
     return (_lib is not None and layer.dtype == np.float32 and layer.layout == "NCHW" and layer.groups == 1
-            and layer.kh == 1 and layer.kw > 1 and layer.stride[1] > 1
-            and layer.act is None)  # activations beyond ReLU: the 2-d kernels' fused epilogue (docs/epilogues.md)
+            and layer.kh == 1 and layer.kw > 1 and layer.act is None)
+
+
+def conv1d_direct_applies(layer: LayerSpec) -> bool:
+    """The direct conv1d blocked for one long row (csrc/conv1d/): strided stems with few input channels
+    (wav2vec2's 1->512 K10 s5); every layer of the C case while a conv1d row is forced (tests); none while
+    rows of other families are."""
+    if not _conv1d_c_case(layer):
+        return False
+    choice = _lib.fp_conv1d_direct_choice()
+    return choice == 2 or (choice == 1 and layer.stride[1] > 1 and layer.cin <= DIRECT_STRIDED_MAX_CIN)
+
+
+def conv1d_gemm_applies(layer: LayerSpec) -> bool:
+    """Strided layers the direct conv1d leaves: measured against the 2-d direct kernels on the one-row view
+    (docs/conv1d-transposed.md), the GEMM wins 2.75x on wav2vec2's 512->512 K3 s2."""
+    return _conv1d_c_case(layer) and layer.stride[1] > 1 and not conv1d_direct_applies(layer)
 
 
 class Conv1dGemmBackend(CBackend):
     """The C backend with conv1d's GEMM for the layers :func:`conv1d_gemm_applies` accepts."""
 
     def prepack(self, layer: LayerSpec, weight: np.ndarray):
+        if conv1d_direct_applies(layer):
+            p = _problem(layer)
+            buf = _aligned_bytes(int(_lib.fp_conv1d_direct_packed_bytes(p)))
+            _check(_lib.fp_conv1d_direct_pack(p, _ptr(weight, "float[]"), _ptr(buf, "char[]")))
+            return Conv1dDirectPacked(buf)
         if not conv1d_gemm_applies(layer):
             return super().prepack(layer, weight)
         p = _problem(layer)
@@ -44,13 +77,17 @@ class Conv1dGemmBackend(CBackend):
         return LoweredPacked(buf)
 
     def run(self, spec: ConvSpec, packed, x: np.ndarray, bias: Optional[np.ndarray], out: np.ndarray) -> None:
+        if isinstance(packed, Conv1dDirectPacked):
+            _check(_lib.fp_conv1d_direct_f32(_problem_for(spec), _ptr(x, "float[]"), _ptr(packed.buffer, "char[]"),
+                                             _ptr(bias, "float[]"), _ptr(out, "float[]")))
+            return
         if not isinstance(packed, LoweredPacked):
             return super().run(spec, packed, x, bias, out)
         _check(_lib.fp_conv1d_gemm_f32(_problem_for(spec), _ptr(x, "float[]"), _ptr(packed.buffer, "char[]"),
                                        _ptr(bias, "float[]"), _ptr(out, "float[]")))
 
     def bind(self, spec: ConvSpec, packed, bias: Optional[np.ndarray]):
-        if not isinstance(packed, LoweredPacked):
+        if not isinstance(packed, (LoweredPacked, Conv1dDirectPacked)):
             return super().bind(spec, packed, bias)
 
         def runner(x: np.ndarray, out: np.ndarray) -> None:
@@ -59,13 +96,32 @@ class Conv1dGemmBackend(CBackend):
         return runner
 
     def bind_once(self, spec: ConvSpec, check_finite: bool):
-        """One-shot calls: the C backend's (csrc/oneshot.c), or conv1d's GEMM packed on each call."""
+        """One-shot calls: the direct conv1d packing into this thread's scratch (as csrc/oneshot.c does), the C
+        backend's, or conv1d's GEMM packed on each call."""
+        if conv1d_direct_applies(spec.layer):
+            return self._direct_once(spec, check_finite)
         if not conv1d_gemm_applies(spec.layer):
             return super().bind_once(spec, check_finite)
         return pack_each_call(self, spec, check_finite)
 
+    @staticmethod
+    def _direct_once(spec: ConvSpec, check_finite: bool):
+        conv, from_buffer, null, check = _lib.fp_conv1d_direct_once_f32, _ffi.from_buffer, _ffi.NULL, int(check_finite)
+
+        def runner(x: np.ndarray, w: np.ndarray, bias: Optional[np.ndarray], out: np.ndarray) -> bool:
+            code = conv(_problem_for(spec), from_buffer("float[]", x), from_buffer("float[]", w),
+                        null if bias is None else from_buffer("float[]", bias), from_buffer("float[]", out), check)
+            if code < 0:
+                _check(code)
+            return code == 1
+
+        return runner
+
     def kernel_name(self, spec: ConvSpec) -> str:
-        """The gemm row the lowered GEMM runs (the 1x1 GEMM's choice: the same table look-up)."""
+        """The conv1d row of the direct conv1d, or the gemm row the lowered GEMM runs (the 1x1 GEMM's choice:
+        the same table look-up)."""
+        if conv1d_direct_applies(spec.layer):
+            return _ffi.string(_lib.fp_conv1d_direct_kernel_name()).decode()
         if conv1d_gemm_applies(spec.layer):
             p = _problem(spec.layer, spec)
             p.kh = p.kw = 1
@@ -119,17 +175,33 @@ def deconv_scatter_applies(layer) -> bool:
     return _lib is not None and layer.groups == 1
 
 
-def deconv_scatter_run(packed: LoweredPacked, x: np.ndarray, layer, out: np.ndarray,
-                       bias: Optional[np.ndarray]) -> None:
-    """``out`` = the transposed convolution of ``x`` (C-contiguous float32, 4-d, the layer's layout) on weights
-    packed by ``deconv_pack(weight, "NCHW")``; ``bias`` one value per output channel or None."""
+def deconv_scatter_problem(layer, x_shape, out_shape, threads: int):
+    """The C problem of the scatter-add GEMM on a 4-d input and output of these shapes (the layer's layout)."""
     nhwc = layer.layout == "NHWC"
-    n, cin, h, w = (x.shape[0], x.shape[3], x.shape[1], x.shape[2]) if nhwc else x.shape
-    oh, ow = (out.shape[1], out.shape[2]) if nhwc else out.shape[2:]
+    n, cin, h, w = (x_shape[0], x_shape[3], x_shape[1], x_shape[2]) if nhwc else x_shape
+    oh, ow = (out_shape[1], out_shape[2]) if nhwc else out_shape[2:]
     p = _ffi.new("fp_conv_problem *")
     p.n, p.cin, p.h, p.w, p.cout, p.kh, p.kw, p.oh, p.ow = n, cin, h, w, layer.cout, layer.kh, layer.kw, oh, ow
     (p.stride_h, p.stride_w), (p.pad_top, p.pad_left) = layer.stride, layer.padding
     (p.dil_h, p.dil_w), p.groups = layer.dilation, 1
-    p.layout, p.relu, p.num_threads = int(nhwc), int(layer.relu), get_num_threads()
+    p.layout, p.relu, p.num_threads = int(nhwc), int(layer.relu), threads
+    return p
+
+
+def deconv_scatter_run(packed: LoweredPacked, x: np.ndarray, layer, out: np.ndarray,
+                       bias: Optional[np.ndarray]) -> None:
+    """``out`` = the transposed convolution of ``x`` (C-contiguous float32, 4-d, the layer's layout) on weights
+    packed by ``deconv_pack(weight, "NCHW")``; ``bias`` one value per output channel or None."""
+    p = deconv_scatter_problem(layer, x.shape, out.shape, get_num_threads())
     _check(_lib.fp_deconv_scatter_f32(p, _ptr(x, "float[]"), _ptr(packed.buffer, "char[]"), _ptr(bias, "float[]"),
                                       _ptr(out, "float[]")))
+
+
+def deconv_scatter_once(problem, x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray],
+                        out: np.ndarray) -> None:
+    """The one-shot scatter-add GEMM: ``weight`` the caller's C-contiguous float32 ``(Cin, Cout, KH, KW)``, packed
+    in C into this thread's scratch; arrays as :func:`deconv_scatter_run` takes them."""
+    from_buffer = _ffi.from_buffer
+    _check(_lib.fp_deconv_scatter_once_f32(problem, from_buffer("float[]", x), from_buffer("float[]", weight),
+                                           _ffi.NULL if bias is None else from_buffer("float[]", bias),
+                                           from_buffer("float[]", out)))

@@ -79,28 +79,29 @@ class NumbaBackend:
         return runner
 
     def bind_once(self, spec: ConvSpec, check_finite: bool):
-        """The one-shot runner of ``spec``: ``runner(x, w, bias, out)`` packs ``w`` into buffers this Python
-        thread keeps for the plan (with a launcher bound to them), runs, and says whether some weight is
-        NaN or Inf (looked at only when ``check_finite``)."""
+        """The one-shot runner of ``spec``: ``runner(x, w, bias, out)`` runs with the weights ``w`` on a
+        launcher this Python thread keeps for the plan (``numba_kernels.bind_one_shot``: the dense NCHW
+        kernel reads ``w`` in place, the NHWC one packs it block by block inside its loops, depthwise
+        weights are copied into the launcher's packing).  It returns False: the Numba kernels read
+        written-out zero padding, so a NaN or Inf weight on a padded tap already gives the reference's NaN
+        (``0 * w``) and no output needs the fix-up of core/nonfinite.py (``check_finite`` is not used)."""
         kernels = self._load()
-        layer = spec.layer
         local = threading.local()  # per Python thread: concurrent calls never share the buffers
         max_threads = kernels.workers.max_threads
 
         def runner(x: np.ndarray, w: np.ndarray, bias: Optional[np.ndarray], out: np.ndarray) -> bool:
             state = getattr(local, "state", None)
             if state is None:  # a plan's bias is always None or always of its shape (the parse key)
-                packed = kernels.packed_like(layer, layer.dtype)
-                state = local.state = (packed,) + kernels.bind_refillable(spec, packed, bias)
-            packed, launch, set_bias = state
-            kernels.pack_into(packed, layer, w)
+                state = local.state = kernels.bind_one_shot(spec, bias)
+            run, set_bias = state
             if bias is not None:
                 set_bias(bias)
             threads = get_num_threads()
-            launch(x, out, 1 if threads == 1 else min(threads, max_threads()))
+            if threads > 1:
+                threads = min(threads, max_threads())  # max_threads: a system call
+            run(x, w, out, threads)  # packs what the kernel does not read in place
             _epilogue(spec, out, None)
-            # max and min are NaN when some value is, and +-Inf show in one of them: no temporary array
-            return check_finite and not (np.isfinite(w.max()) and np.isfinite(w.min()))
+            return False
 
         return runner
 

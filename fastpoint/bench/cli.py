@@ -110,6 +110,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from ..core.threads import get_num_threads
     from . import report
     from .peers import available_peers, why_unavailable
+    from .report import backend_of
     from .runner import CALL, QUICK_SETTINGS, Settings, run_bench, select_layers
 
     if args.list:
@@ -128,7 +129,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         # default: each compiled backend's prepacked layer and its one-shot call (c, c-call, ...)
         backends = _csv(args.backends) or [n for b in available_backends()
                                            for n in ((b, b + CALL) if b != "numpy" else (b,))]
-        missing = [b for b in backends if b.removesuffix(CALL) not in available_backends()]
+        missing = [b for b in backends if backend_of(b) not in available_backends()]
         if missing:
             print(f"backend(s) not available here: {', '.join(missing)}", file=sys.stderr)
             return 2

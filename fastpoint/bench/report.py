@@ -76,8 +76,16 @@ def _limit(record, key: str, threads: int) -> Optional[float]:
     return value if value and value > 0 else None
 
 
-#: the suffix of a backend's one-shot contender (``c-call``: ``fp.conv2d`` on every call; runner.py)
+#: the suffix of a backend's one-shot contender (``c-call``: ``fp.conv2d(..., out=out)`` on every call;
+#: runner.py), and of its form that returns a new array (``c-call-new``: ``y = fp.conv2d(...)``, what a
+#: NumPy user writes in a loop, as torch's ``F.conv2d`` allocates its result)
 CALL = "-call"
+CALL_NEW = "-call-new"
+
+
+def backend_of(contender: str) -> str:
+    """The backend a fastpoint contender runs: ``c`` for ``c``, ``c-call`` and ``c-call-new``."""
+    return contender.removesuffix(CALL_NEW).removesuffix(CALL)
 
 
 def _ratio_columns(record: Dict[str, object]) -> List[tuple]:

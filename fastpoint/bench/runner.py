@@ -23,7 +23,9 @@ from .. import __version__
 from ..core.threads import get_num_threads, set_num_threads
 from . import peers
 from .peers import Prepared
-from .report import CALL  # a backend's name with this suffix times its one-shot call (fp.conv2d(..., out=out))
+
+# a backend's name with these suffixes times its one-shot call: fp.conv2d(..., out=out) / y = fp.conv2d(...)
+from .report import CALL, CALL_NEW
 from .suites import SUITES, Layer
 from .timing import alternate, median
 
@@ -63,9 +65,10 @@ def select_layers(suite: str, patterns: str = "") -> List[Layer]:
 
 
 def prepare_backend(backend: str, layer: Layer, threads: int, layout: str) -> Prepared:
-    """A fastpoint backend on ``layer``, output preallocated (``out=``): the prepacked layer (``c``), or the
-    one-shot call as NumPy users make it (``c-call``: weights checked and packed on every call).  Either may
-    name an algorithm, ``"c:winograd"`` (``fastpoint bench --algorithm``)."""
+    """A fastpoint backend on ``layer``: the prepacked layer (``c``, output preallocated: ``out=``), or the
+    one-shot call as NumPy users make it, weights checked and packed on every call: ``c-call`` with
+    ``out=``, ``c-call-new`` returning a new array (``y = fp.conv2d(x, w, b, ...)``).  Each may name an
+    algorithm, ``"c:winograd"`` (``fastpoint bench --algorithm``)."""
     import fastpoint as fp
 
     backend, _, algorithm = backend.partition(":")
@@ -77,7 +80,13 @@ def prepare_backend(backend: str, layer: Layer, threads: int, layout: str) -> Pr
     shape = (layer.n, layer.cout, layer.oh, layer.ow) if layout == "NCHW" else (layer.n, layer.oh, layer.ow, layer.cout)
     out = np.empty(shape, np.float32)
     set_num_threads(threads)
-    if backend.endswith(CALL):
+    got = {"y": out}
+    if backend.endswith(CALL_NEW):
+        name, kw = backend[:-len(CALL_NEW)], layer.kwargs()
+
+        def run():
+            got["y"] = fp.conv2d(x, w, b, **kw, layout=layout, backend=name, algorithm=algorithm)
+    elif backend.endswith(CALL):
         name, kw = backend[:-len(CALL)], layer.kwargs()
 
         def run():
@@ -89,9 +98,12 @@ def prepare_backend(backend: str, layer: Layer, threads: int, layout: str) -> Pr
             conv(x, out=out)
 
     def result():
-        return out if layout == "NCHW" else np.ascontiguousarray(out.transpose(0, 3, 1, 2))
+        y = got["y"]
+        return y if layout == "NCHW" else np.ascontiguousarray(y.transpose(0, 3, 1, 2))
 
-    return Prepared(run, result, layout, "one-shot fp.conv2d" if backend.endswith(CALL) else "")
+    note = "one-shot fp.conv2d, out=" if backend.endswith(CALL) else \
+        "one-shot fp.conv2d, a new array" if backend.endswith(CALL_NEW) else ""
+    return Prepared(run, result, layout, note)
 
 
 def prepare(name: str, kind: str, layer: Layer, threads: int, layout: str,

@@ -11,6 +11,7 @@ from .fusion import fuse_epilogues
 from .graph import TensorInfo, fold_batch_norm, fuse_relu, parse, read  # noqa: F401  (fuse_relu: API)
 from .layout import LAYOUTS
 from .network import Network
+from .ops_conv import PackBlocks
 from .registry import supported_ops
 
 BACKENDS = ("auto", "c", "numba", "numpy")
@@ -35,7 +36,10 @@ def load_onnx(model, *, backend: str = "auto", algorithm: str = "auto", layout: 
     graph = parse(*read(model))
     fold_batch_norm(graph)
     fuse_epilogues(graph)
+    blocks = PackBlocks.for_graph(graph)  # the network's packed weights, in few blocks (ops_conv.py)
     for node in graph.nodes:
+        if hasattr(node.op, "pack_blocks"):
+            node.op.pack_blocks = blocks
         if hasattr(node.op, "backend"):
             node.op.backend = backend
         if hasattr(node.op, "algorithm"):

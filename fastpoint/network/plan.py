@@ -29,6 +29,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .graph import Graph, Node
+from .pages import fresh_bytes
 from .registry import Shape
 
 ALIGN = 64
@@ -249,7 +250,8 @@ class Plan:
     def run(self, feeds: Dict[str, np.ndarray], profile: Optional[List[float]] = None) -> Dict[str, np.ndarray]:
         arena = getattr(self._arenas, "arena", None)  # one per thread: concurrent calls never share one
         if arena is None:
-            arena = self._arenas.arena = np.empty(self.arena_bytes, np.uint8)
+            # every page faulted in by one call, 4 KiB ones (pages.py: NumPy's huge pages are a lottery on a VM)
+            arena = self._arenas.arena = fresh_bytes(self.arena_bytes, populate=True)
         if self.arena_fill is not None:
             arena.view(np.float32)[:] = self.arena_fill  # arena_bytes is a multiple of 4: offsets are aligned
         env: Dict[str, np.ndarray] = dict(self.consts)

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from fractions import Fraction
@@ -43,7 +44,7 @@ import numpy as np
 from ..core.threads import thread_limit
 from .network import Network
 
-__all__ = ["TilingError", "Tiling", "run", "tiling"]
+__all__ = ["TilingError", "Tiling", "TaskMemory", "run", "task_memory", "tiling"]
 
 
 class TilingError(NotImplementedError):
@@ -390,6 +391,239 @@ def tiling(net, shape: Sequence[int], chunks: Sequence[Sequence[int]], dtype=np.
     return Tiling(p, r2, halo, out_shape, out_dtype, tuple(out_chunks), tuple(tiles), tuple(shapes), peak)
 
 
+@dataclass(frozen=True)
+class TaskMemory:
+    """Bytes one tile task allocates: ``fixed + per_pixel * tile pixels`` (measured), plus the plan's arena
+    (exact, from the plan) when the task runs the plan whole (``arena``; a cropped run has none: its
+    steps allocate their outputs, and the measurement counts them)."""
+
+    per_pixel: float
+    fixed: float
+    arena: bool = True
+
+    def bytes(self, net: Network, shape: Tuple[int, ...], dtype=np.float32) -> int:
+        pixels = shape[0] * shape[2] * shape[3]
+        tile = int(np.prod(shape)) * np.dtype(dtype).itemsize  # the cut tile, and the input blocks it came from
+        arena = net.plan({net.inputs[0].name: (tuple(shape), np.dtype(dtype))}).peak_bytes if self.arena else 0
+        return int(arena + self.fixed + self.per_pixel * pixels + 2 * tile)
+
+
+def task_memory(net, dtype=np.float32, channels: Optional[int] = None, sizes: Tuple[int, int] = (192, 384),
+                crop: bool = False) -> TaskMemory:
+    """Measure what a tile task allocates, per pixel and fixed, on small images, as a worker meets it.
+
+    A fresh Network's first call under ``tracemalloc`` (NumPy's allocations are traced): with ``crop``
+    the cropped runner with the whole output demanded (no step cropped: an upper bound), whose every
+    buffer is a NumPy allocation; without, ``net(x)``, whose planned arena is exact and is subtracted
+    (the rest: kernel scratch, a temporary a step makes outside the plan). The first call also packs the
+    weights (once per worker: a fixed cost); two more at two sizes give the part that grows with the
+    tile, fitted as ``fixed + per_pixel * pixels``."""
+    import copy
+    import tracemalloc
+
+    net = _as_network(net)
+    info = net.inputs[0]
+    c = channels or (info.shape[1] if info.shape and isinstance(info.shape[1], int) else 3)
+    graph = copy.deepcopy(net._graph)  # the probes' packed weights stay out of the graph that is shipped
+    excess = []
+    was = tracemalloc.is_tracing()
+    if not was:
+        tracemalloc.start()
+    try:
+        for s in (sizes[0],) + tuple(sizes):
+            x = np.zeros((1, c, s, s), dtype=dtype)
+            fresh = Network(graph, net.backend)
+            plan = fresh.plan({info.name: (x.shape, x.dtype)})
+            runner = None
+            if crop:
+                p = tiling(fresh, x.shape, ((1,), (c,), (s,), (s,)), dtype).alignment
+                out = plan.shapes[net.outputs[0].name]
+                runner = _Crops(plan, net.outputs[0].name, ((0, out[-2] - 1), (0, out[-1] - 1)), p)
+                runner = runner if runner.ok else None
+            tracemalloc.reset_peak()
+            base = tracemalloc.get_traced_memory()[0]
+            with thread_limit(1):
+                y = runner.run(plan, x, net.outputs[0].name) if runner is not None else fresh(x)
+            peak = tracemalloc.get_traced_memory()[1] - base
+            del y, fresh
+            excess.append(max(0, peak - (0 if runner is not None else plan.peak_bytes)))
+    finally:
+        if not was:
+            tracemalloc.stop()
+    packing = max(0, excess[0] - excess[1])
+    a, b = sizes[0] ** 2, sizes[1] ** 2
+    per_pixel = max(0.0, (excess[2] - excess[1]) / (b - a))
+    return TaskMemory(per_pixel, packing + max(0.0, excess[1] - per_pixel * a), arena=not (crop and runner is not None))
+
+
+# --------------------------------------------------------------------------------------------------
+# demand-driven crops: each step computes only what the output chunk needs of it
+
+# ops a cropped run may pass through: each output pixel at a fixed offset/scale of its inputs' pixels
+_CROP_WINDOWED = frozenset({"Conv", "MaxPool", "AveragePool", "LpPool"})
+_CROP_OK = POINTWISE | AXIS_OPS | _CROP_WINDOWED | {"ConvTranspose", "Resize", "Upsample"}
+
+
+def _step_geometry(step, consts) -> Optional[list]:
+    """Per spatial axis how the step maps its input grid to its output grid: ``("win", k, s, d, pb)``,
+    ``("tr", k, s, d, pb)``, ``("up", u, margin)`` or ``("id",)``; None: a cropped run cannot pass it."""
+    node = step.node
+    op, t = node.op, node.op.op_type
+    if t not in _CROP_OK or op.attrs.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
+        return None  # SAME padding depends on the (cropped) input size
+    shape = step.in_shapes[0]
+    if t in _CROP_WINDOWED or t == "ConvTranspose":
+        if t in _CROP_WINDOWED and t != "Conv":
+            kernel = list(op.attrs["kernel_shape"])
+        else:
+            kernel = list(op.weight.shape[2:] if getattr(op, "weight", None) is not None else step.in_shapes[1][2:])
+        strides = list(op.attrs.get("strides") or [1, 1])
+        dil = list(op.attrs.get("dilations") or [1, 1])
+        if t == "ConvTranspose":
+            if op.attrs.get("output_shape") is not None:
+                return None
+            pads = op._geometry(tuple(shape), tuple(op.weight.shape if getattr(op, "weight", None) is not None
+                                                    else step.in_shapes[1]))[4]
+            return [("tr", kernel[i], strides[i], dil[i], pads[i]) for i in range(2)]
+        pads = _pads(op, shape[2:], kernel, strides, dil)
+        return [("win", kernel[i], strides[i], dil[i], pads[i]) for i in range(2)]
+    if t in ("Resize", "Upsample"):
+        values = [consts.get(n) if n else None for n in node.inputs]
+        axes, res = op._plan(tuple(shape), values)
+        up = {a: int(_frac(sc)) for a, (_, _, sc) in zip(axes, res)}
+        margin = 3 if op.attrs.get("mode") == "cubic" else 2
+        return [("up", up.get(len(shape) - 2 + i, 1), margin) for i in range(2)]
+    return [("id",), ("id",)]
+
+
+def _demand_in(g, lo: int, hi: int) -> Tuple[int, int]:
+    """The input pixels (inclusive, in the input's grid) that outputs ``lo..hi`` read."""
+    if g[0] == "win":
+        _, k, s, d, pb = g
+        return lo * s - pb, hi * s - pb + d * (k - 1)
+    if g[0] == "tr":
+        _, k, s, d, pb = g
+        return -((-(lo + pb - d * (k - 1))) // s), (hi + pb) // s
+    if g[0] == "up":
+        _, u, m = g
+        return lo // u - m, hi // u + m
+    return lo, hi
+
+
+def _start_out(g, start: int) -> Optional[int]:
+    """Where the output array starts (in its grid) when the input array starts at ``start``."""
+    if g[0] == "win":
+        return start // g[2] if start % g[2] == 0 else None
+    if g[0] == "tr":
+        return start * g[2]
+    if g[0] == "up":
+        return start * g[1]
+    return start
+
+
+class _Crops:
+    """For one tile plan and one output chunk: the window of its inputs each step needs, from the chunk
+    backwards (the union over a value's readers), and the grid alignment of every value (``P / step``:
+    a window starts on it, so strided windows and pooling cells stay the whole image's)."""
+
+    MIN_SAVING = 0.9  # crop a step's inputs only when the window is at most this share of their common extent
+
+    def __init__(self, plan, out_name: str, out_box, p: int) -> None:
+        self.ok = all(not any(st.nhwc) and not st.to_nchw for st in plan.steps)
+        self.geom = {}
+        self.windows = {}
+        self.align: Dict[str, Tuple[int, int]] = {}
+        # the image-derived values and their steps (input pixels per pixel), forward
+        steps: Dict[str, Tuple[Fraction, Fraction]] = {plan.graph.inputs[0].name: (Fraction(1), Fraction(1))}
+        for st in plan.steps if self.ok else ():
+            ins = [n for n in st.node.inputs if n and n in steps]
+            if not ins:
+                continue
+            g = _step_geometry(st, plan.consts)
+            if g is None or any(len(plan.shapes[n]) != 4 for n in ins) or \
+                    any(len(plan.shapes[o]) != 4 for o in st.node.outputs if o):
+                self.ok = False
+                break
+            self.geom[id(st)] = g
+            sv = steps[ins[0]]
+            for n in ins:
+                a = [p * sv[i].denominator // sv[i].numerator if (p * sv[i].denominator) % sv[i].numerator == 0
+                     else 0 for i in range(2)]
+                if 0 in a:
+                    self.ok = False
+                self.align[n] = (a[0], a[1])
+            so = tuple(sv[i] * g[i][2] if g[i][0] == "win" else sv[i] / g[i][2] if g[i][0] == "tr"
+                       else sv[i] / g[i][1] if g[i][0] == "up" else sv[i] for i in range(2))
+            for o in st.node.outputs:
+                if o:
+                    steps[o] = so
+        if not self.ok:
+            return
+        demand: Dict[str, List[Tuple[int, int]]] = {out_name: [tuple(b) for b in out_box]}
+        for st in reversed(plan.steps):
+            g = self.geom.get(id(st))
+            if g is None:
+                continue
+            outs = [demand[o] for o in st.node.outputs if o in demand]
+            if not outs:
+                continue
+            box = [(min(d[i][0] for d in outs), max(d[i][1] for d in outs)) for i in range(2)]
+            need = [_demand_in(g[i], *box[i]) for i in range(2)]
+            self.windows[id(st)] = need
+            for n in st.node.inputs:
+                if n and n in self.align:
+                    old = demand.get(n)
+                    demand[n] = need if old is None else [(min(old[i][0], need[i][0]), max(old[i][1], need[i][1]))
+                                                          for i in range(2)]
+
+    def run(self, plan, x: np.ndarray, out_name: str):
+        """The plan's steps on cropped inputs (ops allocate their outputs): (output array, its start)."""
+        env: Dict[str, np.ndarray] = dict(plan.consts)
+        start: Dict[str, Tuple[int, int]] = {plan.graph.inputs[0].name: (0, 0)}
+        env[plan.graph.inputs[0].name] = x
+        for st in plan.steps:
+            node = st.node
+            args = [env[n] if n else None for n in node.inputs]
+            g = self.geom.get(id(st))
+            win = self.windows.get(id(st))
+            first = next((n for n in node.inputs if n in start), None)
+            if g is not None and first is not None:
+                spatial = [j for j, n in enumerate(node.inputs) if n in start]
+                lo, hi, full = [], [], []
+                for i in range(2):
+                    a0 = max(start[node.inputs[j]][i] for j in spatial)
+                    a1 = min(start[node.inputs[j]][i] + args[j].shape[2 + i] for j in spatial)
+                    if win is None:
+                        w0, w1 = a0, a1
+                    else:
+                        m = self.align[first][i]
+                        w0, w1 = max(a0, (win[i][0] // m) * m), min(a1, win[i][1] + 1)
+                    lo.append(w0)
+                    hi.append(w1)
+                    full.append((a0, a1))
+                if (hi[0] - lo[0]) * (hi[1] - lo[1]) > self.MIN_SAVING * (full[0][1] - full[0][0]) * \
+                        (full[1][1] - full[1][0]):
+                    lo, hi = [f[0] for f in full], [f[1] for f in full]  # a crop copies: only where it pays
+                for j in spatial:
+                    s0 = start[node.inputs[j]]
+                    v = args[j]
+                    cut = v[:, :, lo[0] - s0[0]:hi[0] - s0[0], lo[1] - s0[1]:hi[1] - s0[1]]
+                    args[j] = v if cut.shape == v.shape else np.ascontiguousarray(cut)
+                so = tuple(_start_out(g[i], lo[i]) for i in range(2))
+                if None in so:
+                    raise RuntimeError(f"fastpoint.dask.run: node {node.name!r} gets a window off its grid")
+            results = node.op.run(args, None)
+            for name, value in zip(node.outputs, results):
+                if name:
+                    env[name] = value
+                    if g is not None and first is not None:
+                        start[name] = so
+            for name in st.free_after:
+                env.pop(name, None)
+                start.pop(name, None)
+        return env[out_name], start.get(out_name, (0, 0))
+
+
 # --------------------------------------------------------------------------------------------------
 # the network on the workers
 
@@ -404,6 +638,7 @@ class _Shipped:
     def __init__(self, graph, backend: str) -> None:
         self.graph, self.backend = graph, backend
         self._nets: Dict[Tuple[int, ...], Network] = {}
+        self._crops: Dict[tuple, _Crops] = {}
         self._lock = threading.Lock()
 
     def __getstate__(self) -> dict:
@@ -419,20 +654,89 @@ class _Shipped:
                 while len(self._nets) >= self.MAX_SHAPES:
                     self._nets.pop(next(iter(self._nets)))  # its plan and arena go with it
                 net = self._nets[shape] = Network(self.graph, self.backend)
+                self._crops.clear()
             return net
+
+    def crops(self, net: Network, x: np.ndarray, box, p: int) -> Tuple[object, _Crops]:
+        """The tile's plan and the crops for the output chunk ``box`` (a few per tile shape: border and
+        interior chunks differ)."""
+        plan = net.plan({net.inputs[0].name: (x.shape, x.dtype)})
+        key = (x.shape, box, p)
+        with self._lock:
+            c = self._crops.get(key)
+            if c is None:
+                if len(self._crops) >= 64:
+                    self._crops.pop(next(iter(self._crops)))
+                c = self._crops[key] = _Crops(plan, net.outputs[0].name, box, p)
+        return plan, c
+
+
+# per process (a dask worker): what the tile tasks spent where, for ``fastpoint segment``'s report
+_TASK_STATS = {"tasks": 0, "cut_s": 0.0, "setup_s": 0.0, "network_s": 0.0, "network_cpu_s": 0.0, "tile_pixels": 0}
+_STATS_LOCK = threading.Lock()
+
+
+def task_stats(reset: bool = False) -> dict:
+    """This process's tile-task totals (seconds cutting tiles, making plans, in the network; tile pixels)."""
+    with _STATS_LOCK:
+        out = dict(_TASK_STATS)
+        if reset:
+            _TASK_STATS.update({k: type(v)() for k, v in _TASK_STATS.items()})
+    return out
+
+
+def _cut(blocks, offsets: Tuple[int, int, int, int]) -> np.ndarray:
+    """The tile from the input blocks it overlaps, copied once into one C-contiguous array."""
+    h0, h1, w0, w1 = offsets
+    first = blocks[0][0]
+    x = np.empty(first.shape[:2] + (h1 - h0, w1 - w0), dtype=first.dtype)
+    r = 0
+    for row in blocks:
+        rh = row[0].shape[2]
+        a, b = max(h0, r), min(h1, r + rh)
+        c = 0
+        for blk in row:
+            cw = blk.shape[3]
+            e, f = max(w0, c), min(w1, c + cw)
+            if a < b and e < f:
+                x[:, :, a - h0:b - h0, e - w0:f - w0] = blk[:, :, a - r:b - r, e - c:f - c]
+            c += cw
+        r += rh
+    return x
 
 
 def _run_tile(shipped: _Shipped, blocks, offsets: Tuple[int, int, int, int], out_slices: Tuple[slice, slice],
-              num_threads: int) -> np.ndarray:
-    """One task: the whole network on the tile cut from ``blocks``; the output chunk's pixels of its result."""
-    h0, h1, w0, w1 = offsets
-    x = np.concatenate([np.concatenate(row, axis=3) for row in blocks], axis=2)[:, :, h0:h1, w0:w1]
-    x = np.ascontiguousarray(x)
+              num_threads: int, alignment: int = 1, crop: bool = False) -> np.ndarray:
+    """One task: the whole network on the tile cut from ``blocks``; the output chunk's pixels of its result.
+    ``crop``: each step computes only the window of it the chunk needs (:class:`_Crops`)."""
+    t0 = time.perf_counter()
+    x = _cut(blocks, offsets)
+    t1 = time.perf_counter()
     net = shipped.network(x.shape)
+    crops = None
+    if crop:
+        box = tuple((sl.start, sl.stop - 1) for sl in out_slices)
+        plan, crops = shipped.crops(net, x, box, alignment)
+    t2 = time.perf_counter()
+    c0 = time.thread_time()
     with thread_limit(num_threads):
-        y = net(x)
+        if crops is not None and crops.ok:
+            y, (s0, s1) = crops.run(plan, x, net.outputs[0].name)
+            out_slices = (slice(out_slices[0].start - s0, out_slices[0].stop - s0),
+                          slice(out_slices[1].start - s1, out_slices[1].stop - s1))
+        else:
+            y = net(x)
+    c1, t3 = time.thread_time(), time.perf_counter()
+    with _STATS_LOCK:
+        st = _TASK_STATS
+        st["tasks"] += 1
+        st["cut_s"] += t1 - t0
+        st["setup_s"] += t2 - t1
+        st["network_s"] += t3 - t2
+        st["network_cpu_s"] += c1 - c0
+        st["tile_pixels"] += int(x.shape[0] * x.shape[2] * x.shape[3])
     sh, sw = out_slices
-    if sh.stop > y.shape[-2] or sw.stop > y.shape[-1]:
+    if sh.start < 0 or sw.start < 0 or sh.stop > y.shape[-2] or sw.stop > y.shape[-1]:
         raise RuntimeError(f"fastpoint.dask.run: a {x.shape} tile gave a {y.shape} output, too small for "
                            f"{out_slices}: the tiling analysis is wrong for this graph")
     return np.ascontiguousarray(y[..., sh, sw])
@@ -446,11 +750,15 @@ def _as_network(net) -> Network:
     return load_onnx(net)
 
 
-def run(net, x, *, num_threads: Optional[int] = None):
+def run(net, x, *, num_threads: Optional[int] = None, crop: bool = False):
     """``net(x)`` on a dask array ``x`` (N, C, H, W) chunked in N, H and W: a lazy dask array, exact.
 
     One task per output chunk runs the whole network on the chunk plus its halo (see the module doc and
     docs/dask.md); ``num_threads`` kernel threads per task (default 1: dask runs one task per core).
+    ``crop``: every step computes only the pixels of it the chunk needs (a late layer needs a few pixels
+    more than the chunk, not the whole tile); exact, but off by default: without the plan's arena its
+    copies and allocations cost more than the work it saves (docs/dask.md); graphs the crops cannot pass
+    run whole tiles.
     """
     import dask
     import dask.array as da
@@ -473,7 +781,7 @@ def run(net, x, *, num_threads: Optional[int] = None):
     shipped = _Shipped(net._graph, net.backend)
     net_key = "fastpoint-network-" + uuid.uuid4().hex  # one key per call: the network is shipped once per worker
     shipped_d = dask.delayed(shipped, name=net_key, pure=True, traverse=False)
-    name = "fastpoint-run-" + tokenize(x, net_key, threads)
+    name = "fastpoint-run-" + tokenize(x, net_key, threads, crop)
     starts = [np.cumsum((0,) + x.chunks[a]) for a in (2, 3)]
     out_starts = [np.cumsum((0,) + c) for c in t.out_chunks]
     rank = len(t.out_shape)
@@ -492,7 +800,7 @@ def run(net, x, *, num_threads: Optional[int] = None):
                 ow = int(out_starts[1][bj]) - int(b0 / t.reach[1].step)
                 sl = (slice(oh, oh + t.out_chunks[0][bi]), slice(ow, ow + t.out_chunks[1][bj]))
                 key = (name, bn) + (0,) * (rank - 3) + (bi, bj)
-                layer[key] = (_run_tile, net_key, blocks, offsets, sl, threads)
+                layer[key] = (_run_tile, net_key, blocks, offsets, sl, threads, t.alignment, bool(crop))
     graph = HighLevelGraph.from_collections(name, layer, dependencies=[x, shipped_d])
     chunks = (x.chunks[0],) + tuple((d,) for d in t.out_shape[1:-2]) + t.out_chunks
     return da.Array(graph, name, chunks, meta=np.empty((0,) * rank, dtype=t.out_dtype))

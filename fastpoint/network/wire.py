@@ -5,9 +5,10 @@
 ``numpy_helper.to_array`` views that. For a 130 MB model that is four passes over the weights and
 about 400 MB of fresh pages, whose first-touch faults cost more than the copies (docs/networks.md,
 "The load path"). Here the protobuf wire format is walked just deep enough to find
-``ModelProto.graph.initializer[i].raw_data``: each such payload is read once from the file into an
-aligned, writable array of its own, and the model without those initializers (a few kilobytes of
-nodes and attributes) goes to the ``onnx`` parser as before.
+``ModelProto.graph.initializer[i].raw_data``: each such payload is read once from the file into a
+64-byte aligned, writable slice of one block (:func:`_read_payloads`), and the model
+without those initializers (a few kilobytes of nodes and attributes) goes to the ``onnx`` parser as
+before.
 
 Only the plain case is taken: a little-endian host, a tensor of a native NumPy dtype whose fields are
 ``dims``, ``data_type``, ``name``, ``raw_data`` (and ``doc_string``), with ``raw_data`` of the size
@@ -22,9 +23,11 @@ from __future__ import annotations
 import io
 import os
 import sys
-from typing import BinaryIO, Dict, List, Optional, Tuple, Union
+from typing import BinaryIO, Dict, List, NamedTuple, Optional, Tuple, Union
 
 import numpy as np
+
+from .pages import fresh_bytes
 
 # TensorProto.DataType -> NumPy dtype, for the types whose raw_data is the array's bytes
 _DTYPES = {1: np.float32, 2: np.uint8, 3: np.int8, 4: np.uint16, 5: np.int16, 6: np.int32, 7: np.int64,
@@ -135,14 +138,17 @@ def _field(number: int, payload: bytes) -> bytes:
     return _varint_bytes(number << 3 | 2) + _varint_bytes(len(payload)) + payload
 
 
-def _aligned_empty(nbytes: int) -> np.ndarray:
-    buf = np.empty(nbytes + _ALIGN, np.uint8)
-    start = (-buf.ctypes.data) % _ALIGN
-    return buf[start:start + nbytes]
+class _Payload(NamedTuple):
+    """Where a plain initializer's ``raw_data`` lies in the file, and what array it is."""
+
+    pos: int
+    nbytes: int
+    dtype: np.dtype
+    dims: Tuple[int, ...]
 
 
-def _tensor(r: _Reader, end: int) -> Optional[Tuple[str, np.ndarray]]:
-    """One TensorProto in [pos, end): ``(name, array)`` in the plain case, else ``None``."""
+def _tensor(r: _Reader, end: int) -> Optional[Tuple[str, _Payload]]:
+    """One TensorProto in [pos, end): ``(name, where its payload is)`` in the plain case, else ``None``."""
     dims: List[int] = []
     dtype = name = None
     raw: Optional[Tuple[int, int]] = None  # (file offset, length) of raw_data
@@ -178,14 +184,11 @@ def _tensor(r: _Reader, end: int) -> Optional[Tuple[str, np.ndarray]]:
     count = int(np.prod(dims, dtype=np.int64)) if dims else 1
     if count * itemsize != raw[1]:
         return None
-    buf = _aligned_empty(raw[1])
-    r.read_into(raw[0], buf)
-    r.seek(end)
-    return name, buf.view(dtype).reshape(dims)
+    return name, _Payload(raw[0], raw[1], np.dtype(dtype), tuple(dims))
 
 
-def _graph(r: _Reader, end: int, arrays: Dict[str, np.ndarray], order: List[str]) -> bytes:
-    """The GraphProto in [pos, end) without its plain initializers (read into ``arrays``)."""
+def _graph(r: _Reader, end: int, arrays: Dict[str, _Payload], order: List[str]) -> bytes:
+    """The GraphProto in [pos, end) without its plain initializers (their payloads noted in ``arrays``)."""
     kept = bytearray()
     while r.pos() < end:
         start = r.pos()
@@ -223,7 +226,7 @@ def read_model(f: BinaryIO, size: int) -> Optional[Tuple[bytes, Dict[str, np.nda
     if sys.byteorder != "little":
         return None
     r = _Reader(f, size)
-    arrays: Dict[str, np.ndarray] = {}
+    payloads: Dict[str, _Payload] = {}
     order: List[str] = []
     out = bytearray()
     seen_graph = False
@@ -239,15 +242,35 @@ def read_model(f: BinaryIO, size: int) -> Optional[Tuple[bytes, Dict[str, np.nda
                 stop = r.pos() + n
                 if stop > size:
                     raise _Unusual("graph past the end")
-                out += _field(field, _graph(r, stop, arrays, order))
+                out += _field(field, _graph(r, stop, payloads, order))
                 continue
             r.skip(wire)
             stop = r.pos()
             r.seek(start)
             out += r.read(stop - start)
+        arrays = _read_payloads(r, payloads)
     except (_Unusual, IndexError, UnicodeDecodeError):
         return None
     return bytes(out), arrays, order
+
+
+def _read_payloads(r: _Reader, payloads: Dict[str, _Payload]) -> Dict[str, np.ndarray]:
+    """Every payload read once, in file order, into its own 64-byte aligned slice of one block.
+
+    One block of 4 KiB pages, populated in one call (:mod:`.pages`: NumPy would give the larger tensors
+    huge pages, which cost more on a VM, and fault the others in page by page), written in file order.
+    """
+    offsets, total = {}, 0
+    for name, p in payloads.items():
+        offsets[name] = total
+        total += -(-p.nbytes // _ALIGN) * _ALIGN
+    block = fresh_bytes(total, populate=True)  # all of it is written next
+    arrays = {}
+    for name, p in sorted(payloads.items(), key=lambda item: item[1].pos):
+        buf = block[offsets[name]:offsets[name] + p.nbytes]
+        r.read_into(p.pos, buf)
+        arrays[name] = buf.view(p.dtype).reshape(p.dims)
+    return arrays
 
 
 def read_path(path: Union[str, os.PathLike[str]]) -> Optional[Tuple[bytes, Dict[str, np.ndarray], List[str]]]:

@@ -25,6 +25,7 @@ from . import blocking, workers
 from .cacheload import cache_kernels
 from .geometry import geometry
 from .table import SMALL_PLANE_OW, pick
+from .weight_pack import step_index
 
 cache_kernels(vars(workers))  # its spin loops are cached kernels too (cacheload.py)
 
@@ -32,13 +33,19 @@ cache_kernels(vars(workers))  # its spin loops are cached kernels too (cacheload
 @dataclass(frozen=True)
 class Packed:
     kind: str            # "nchw", "nhwc", "dw_nchw", "dw_nhwc"
-    weights: np.ndarray  # flat, kernel-specific order (see pack)
-    # depthwise NCHW only: [channel block][tap][lanes] for the small-plane kernel (depthwise_small)
+    weights: np.ndarray  # flat, kernel-specific order (see pack); dense NCHW: the weights as they are
+    # depthwise NCHW: [channel block][tap][lanes] for the small-plane kernel (depthwise_small); dense NCHW:
+    # each group's last channel tile, packed [group][ci][tap][MR] when partial (dense_nchw.py), else empty
     by_lanes: Optional[np.ndarray] = None
 
 
 def _is_depthwise(layer: LayerSpec) -> bool:
     return layer.groups > 1 and layer.cin_g == 1 and layer.cout_g == 1
+
+
+def _kind(layer: LayerSpec) -> str:
+    """The kind of ``layer``'s packing (Packed.kind)."""
+    return ("dw_" if _is_depthwise(layer) else "") + layer.layout.lower()
 
 
 def packed_like(layer: LayerSpec, dtype) -> Packed:
@@ -50,9 +57,11 @@ def packed_like(layer: LayerSpec, dtype) -> Packed:
         if layer.layout == "NCHW":  # [c][tap], and [channel block][tap][lanes]
             return Packed("dw_nchw", np.zeros(g * taps, dtype), np.zeros(cpad * taps, dtype))
         return Packed("dw_nhwc", np.zeros(taps * cpad, dtype))  # [tap][c], channels padded to a whole vector
-    width = blocking.MR if layer.layout == "NCHW" else blocking.tile_cols(dtype.itemsize)
-    size = g * _round_up(cog, width) * layer.cin_g * taps
-    return Packed("nchw" if layer.layout == "NCHW" else "nhwc", np.zeros(size, dtype))
+    ksteps = layer.cin_g * taps
+    if layer.layout == "NCHW":  # the rows, and the partial tiles
+        return Packed("nchw", np.zeros(g * cog * ksteps, dtype),
+                      np.zeros(g * ksteps * blocking.MR if cog % blocking.MR else 0, dtype))
+    return Packed("nhwc", np.zeros(g * _round_up(cog, blocking.tile_cols(dtype.itemsize)) * ksteps, dtype))
 
 
 def _fill_tiles(dst: np.ndarray, src: np.ndarray, tile: int) -> None:
@@ -75,12 +84,21 @@ def pack_into(packed: Packed, layer: LayerSpec, weight: np.ndarray) -> Packed:
         _fill_tiles(packed.by_lanes.reshape(1, -1, taps, 1, nl), w.reshape(1, g, taps, 1), nl)
     elif packed.kind == "dw_nhwc":
         packed.weights.reshape(taps, -1)[:, :g] = w.reshape(g, taps).T
-    elif packed.kind == "nchw":  # [g][co_tile][ci][tap][MR]
-        _fill_tiles(packed.weights.reshape(g, -1, cig, taps, blocking.MR), w, blocking.MR)
+    elif packed.kind == "nchw":  # the rows; the partial tiles [g][ci][tap][MR]
+        packed.weights.reshape(w.shape)[...] = w
+        _fill_tail(packed.by_lanes, w)
     else:  # [g][co_tile][tap][ci][NR]
         nr = blocking.tile_cols(weight.itemsize)
         _fill_tiles(packed.weights.reshape(g, -1, taps, cig, nr), w.transpose(0, 1, 3, 2), nr)
     return packed
+
+
+def _fill_tail(tail: np.ndarray, w: np.ndarray) -> None:
+    """Each group's last, partial channel tile of ``w`` (g, cog, cig, taps) into ``tail`` (dense NCHW)."""
+    g, cog = w.shape[:2]
+    rest = cog % blocking.MR
+    if rest:
+        tail.reshape(g, -1, blocking.MR)[:, :, :rest] = w[:, cog - rest:].reshape(g, rest, -1).transpose(0, 2, 1)
 
 
 def pack(layer: LayerSpec, weight: np.ndarray) -> Packed:
@@ -91,7 +109,7 @@ def _round_up(v: int, m: int) -> int:
     return -(-v // m) * m
 
 
-#: while bind_refillable binds: the padded bias arrays the binder makes, for its set_bias (this thread's)
+#: while bind_one_shot binds: the padded bias arrays the binder makes, for its set_bias (this thread's)
 _recording = threading.local()
 
 
@@ -106,8 +124,10 @@ def _padded_bias(bias: Optional[np.ndarray], groups: int, per_group: int, width:
     return out.ravel()
 
 
-def _preparer(spec: ConvSpec, geo) -> Callable[[np.ndarray], np.ndarray]:
-    """``prepare(x)``: the kernel's input, flat: ``x`` itself, or its padded, phase-split copy (prepare.py)."""
+def _preparer(spec: ConvSpec, geo, keep: bool = False) -> Callable[[np.ndarray], np.ndarray]:
+    """``prepare(x)``: the kernel's input, flat: ``x`` itself, or its padded, phase-split copy (prepare.py),
+    in a new array per call, or with ``keep`` (a launcher used by one Python thread only: a one-shot plan's)
+    in one array the launcher keeps (the copy rewrites all of it)."""
     if geo.direct:
         return lambda x: x.reshape(-1)
     from .prepare import prepare_nchw, prepare_nhwc
@@ -122,8 +142,10 @@ def _preparer(spec: ConvSpec, geo) -> Callable[[np.ndarray], np.ndarray]:
     args += (geo.phase_py, geo.phase_px, geo.hq1, geo.wq, sh, sw, pt, pl)
     dtype = L.dtype
 
+    kept = np.empty(size, dtype) if keep else None
+
     def prepare(x: np.ndarray) -> np.ndarray:
-        xp = np.empty(size, dtype)
+        xp = np.empty(size, dtype) if kept is None else kept
         kernel(x.reshape(-1), xp, *args)
         return xp
 
@@ -188,14 +210,42 @@ def bind(spec: ConvSpec, packed: Packed, bias: Optional[np.ndarray]) -> Launch:
     return _BINDERS[pick(packed.kind, spec).family](spec, packed, bias)
 
 
-def bind_refillable(spec: ConvSpec, packed: Packed,
-                    bias: Optional[np.ndarray]) -> Tuple[Launch, Callable[[np.ndarray], None]]:
-    """``bind``, and ``set_bias(b)``, which writes another bias of the same shape into the launcher's own
-    (padded) bias arrays: a one-shot plan keeps the launcher and refills its ``packed`` and bias per call."""
+OneShot = Callable[[np.ndarray, np.ndarray, np.ndarray, int], None]
+
+
+def bind_one_shot(spec: ConvSpec, bias: Optional[np.ndarray]) -> Tuple[OneShot, Callable[[np.ndarray], None]]:
+    """A one-shot plan's launcher, with buffers of its own: ``(run, set_bias)``.
+
+    ``run(x, w, out, threads)`` runs the layer with the weights ``w`` (C-contiguous, the layer's dtype);
+    ``set_bias(b)`` writes another bias of the same shape into the launcher's padded bias arrays.  Per call, beyond the
+    kernel (docs/call-path.md):
+
+    * dense NCHW: nothing is packed; the kernel broadcasts the caller's weights in place, as a layer's
+      copy of them (dense_nchw.py), and only each group's last partial channel tile is copied (at most
+      5 rows);
+    * dense NHWC: the kernel packs each block of channel tiles where it uses it (dense_nhwc.py,
+      weight_pack.py);
+    * depthwise: one jitted copy into what the kernel reads (weight_pack.pack_depthwise; the weights are
+      small: 960 x 9 for MobileNet's largest).
+
+    The results are the prepacked layer's bit for bit: the same values, in the same order, reach the
+    same micro-kernels.  No pass looks for non-finite weights (weight_pack.py: the kernels read written-out
+    zero padding, so NaN and Inf weights give the reference's NaNs on padded taps by themselves).
+    """
+    L = spec.layer
     made: List[Tuple[np.ndarray, int, int]] = []
     _recording.biases = made
     try:
-        launch = bind(spec, packed, bias)
+        family = pick(_kind(L), spec).family
+        dense = family in ("dense_nchw", "dense_nhwc")
+        if family == "dense_nchw":  # the rows come with each call: only the partial tiles' buffer
+            tail = L.groups * L.cin_g * L.kh * L.kw * blocking.MR if L.cout_g % blocking.MR else 0
+            packed = Packed("nchw", np.empty(0, L.dtype), np.zeros(tail, L.dtype))
+        elif family == "dense_nhwc":  # packed block by block inside the kernel
+            packed = Packed("nhwc", np.empty(0, L.dtype))
+        else:
+            packed = packed_like(L, L.dtype)
+        launch = _bind_tiled(spec, packed, bias, one_shot=True) if dense else bind(spec, packed, bias)
     finally:
         _recording.biases = None
 
@@ -203,7 +253,29 @@ def bind_refillable(spec: ConvSpec, packed: Packed,
         for bp, groups, per_group in made:
             bp[:, :per_group] = b.reshape(groups, per_group)
 
-    return launch, set_bias
+    if dense:
+        def run_dense(x: np.ndarray, w: np.ndarray, out: np.ndarray, threads: int) -> None:
+            launch(x, out, threads, w)
+
+        return run_dense, set_bias
+
+    # depthwise: one jitted call refills what the chosen kernel reads
+    from .weight_pack import pack_depthwise
+
+    taps, nl = L.kh * L.kw, blocking.lanes(L.dtype.itemsize)
+    none, idx = np.empty(0, L.dtype), np.arange(taps + nl, dtype=np.int64)
+    if family == "dwconv_small_nchw":  # reads by_lanes only
+        head = (taps, none, packed.by_lanes, taps, nl, idx)
+    elif packed.kind == "dw_nchw":
+        head = (taps, packed.weights, none, 0, 0, idx)
+    else:
+        head = (taps, none, packed.weights, 1, packed.weights.shape[0] // taps, idx)
+
+    def run_depthwise(x: np.ndarray, w: np.ndarray, out: np.ndarray, threads: int) -> None:
+        pack_depthwise(w.reshape(-1), *head)
+        launch(x, out, threads)
+
+    return run_depthwise, set_bias
 
 
 def _threads_args(spec: ConvSpec) -> Callable[[int, Callable[[int], tuple]], tuple]:
@@ -261,9 +333,16 @@ def _bind_dw_nchw(spec: ConvSpec, packed: Packed, bias: Optional[np.ndarray]) ->
     return launch_dw_nchw
 
 
-def _bind_tiled(spec: ConvSpec, packed: Packed, bias: Optional[np.ndarray]) -> Launch:
-    """The dense NCHW / NHWC and the NHWC depthwise kernels: one launcher, kernel-specific arguments."""
+def _bind_tiled(spec: ConvSpec, packed: Packed, bias: Optional[np.ndarray],
+                one_shot: bool = False) -> Launch:
+    """The dense NCHW / NHWC and the NHWC depthwise kernels: one launcher, kernel-specific arguments.
+
+    ``one_shot`` (the dense kernels, ``bind_one_shot``): each launch brings its weights, ``launch(x, out,
+    threads, w)``: the NCHW kernel reads them in place as it reads a layer's (each group's last partial
+    channel tile copied into ``packed.by_lanes``, the launcher's own), the NHWC kernel packs them block by
+    block inside its loops; the launcher keeps its input copy (used by one Python thread only)."""
     L = spec.layer
+    none = np.empty(0, L.dtype)
     item = L.dtype.itemsize
     threads_args = _threads_args(spec)
     geo = geometry(spec)
@@ -281,7 +360,12 @@ def _bind_tiled(spec: ConvSpec, packed: Packed, bias: Optional[np.ndarray]) -> L
         bp = _padded_bias(bias, L.groups, L.cout_g, MR, L.dtype)
         koff = (np.arange(L.cin_g, dtype=np.int64)[:, None] * geo.plane + geo.tapoff[None, :]).ravel()
         kernel = conv_nchw
-        mid = (geo.plane, koff, geo.wq, geo.qtotal, packed.weights, bp)
+        mid = (geo.plane, koff, geo.wq, geo.qtotal)
+        weights = (packed.weights, packed.by_lanes, bp)
+
+        def weights_of(w: np.ndarray, useful: int, tail: tuple) -> Tuple[tuple, tuple]:
+            _fill_tail(packed.by_lanes, w.reshape(L.groups, L.cout_g, L.cin_g, taps))  # the launcher's own copy
+            return (w.reshape(-1), packed.by_lanes, bp), ()
         kc = blocking.k_chunk(nr * item)
         # with at most IN_PLACE_CO_TILES channel tiles a packed input panel is reused too little: cheaper to read
         # the input where it lies (docs/numba.md, "Dense NCHW")
@@ -305,7 +389,17 @@ def _bind_tiled(spec: ConvSpec, packed: Packed, bias: Optional[np.ndarray]) -> L
         q_tiles = -(-geo.qtotal // MR)
         bp = _padded_bias(bias, L.groups, L.cout_g, nr, L.dtype)
         kernel = conv_nhwc
-        mid = (geo.plane, geo.tapoff, geo.wq, geo.qtotal, packed.weights, bp)
+        mid = (geo.plane, geo.tapoff, geo.wq, geo.qtotal)
+        weights = (packed.weights, bp)
+        idx = step_index(L.cin_g, taps, True, blocking.lanes(item)) if one_shot else np.zeros(0, np.int64)
+        post = (none, idx, np.empty((1, 0), L.dtype))
+        bufs: Dict[int, np.ndarray] = {}  # per thread count: a row of co_block packed panels per worker
+
+        def weights_of(w: np.ndarray, useful: int, tail: tuple) -> Tuple[tuple, tuple]:
+            got = bufs.get(useful)
+            if got is None:
+                got = bufs[useful] = np.empty((useful, tail[-2] * L.cin_g * taps * nr), L.dtype)
+            return weights, (w.reshape(-1), idx, got)
 
         def tail_for(t: int) -> tuple:  # the task split depends on the thread count
             co_block = blocking.panel_block(L.cin_g * taps * nr * item, co_tiles, spec.n * L.groups * q_tiles, t)
@@ -318,16 +412,21 @@ def _bind_tiled(spec: ConvSpec, packed: Packed, bias: Optional[np.ndarray]) -> L
         q_tiles = -(-geo.qtotal // NV)
         b = _padded_bias(bias, 1, L.cout, blocking.lanes(item), L.dtype)
         kernel = dw_nhwc
-        mid = (geo.plane, geo.tapoff, geo.wq, geo.qtotal, packed.weights, b)
+        mid = (geo.plane, geo.tapoff, geo.wq, geo.qtotal)
+        weights = (packed.weights, b)
 
         def tail_for(t: int) -> tuple:
             return (spec.n, L.cout, spec.oh, spec.ow, relu, blocking.split_tiles(q_tiles, spec.n, t, max_tiles=64))
 
-    prepare = _preparer(spec, geo)
+    prepare = _preparer(spec, geo, keep=one_shot)
 
-    def launch(x: np.ndarray, out: np.ndarray, threads: int) -> None:
+    if packed.kind != "nhwc":
+        post = ()
+
+    def launch(x: np.ndarray, out: np.ndarray, threads: int, w: Optional[np.ndarray] = None) -> None:
         useful, tail = threads_args(threads, tail_for)
-        workers.run(kernel, (prepare(x),) + mid + (out.reshape(-1),) + tail, useful)
+        ws, more = (weights, post) if w is None else weights_of(w, useful, tail)
+        workers.run(kernel, (prepare(x),) + mid + ws + (out.reshape(-1),) + tail + more, useful)
 
     return launch
 

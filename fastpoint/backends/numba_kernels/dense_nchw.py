@@ -4,8 +4,14 @@
 (see :mod:`.geometry`).  A 1x1 convolution is the case of one tap.
 
 Register tile: MR = 6 output channels x 2 vectors of consecutive positions.  Per step of K it loads
-two input vectors and broadcasts six weights, 8 loads for 12 FMAs.  Weights are packed per tile as
-``[co_tile][ci][tap][MR]`` (zero rows pad the last tile), so the broadcasts stream through memory.
+two input vectors and broadcasts six weights, 8 loads for 12 FMAs.  The weights are broadcast where
+they lie in the ``(Cout, Cin/groups, KH, KW)`` array: six rows ``ksteps`` apart, each read in order, so
+a one-shot call packs nothing (a packing would be one more pass over the weights, as long as the
+convolution itself on small maps) and a layer keeps a plain copy.  Only a group's last, partial tile
+is packed (``wtail``, ``[ci][tap][MR]`` with zero rows: its missing rows would lie past the group's, or
+the array's, end).  The tiles packed as ``[co_tile][ci][tap][MR]`` that layers used before were no
+faster, and slower on small maps (r50_3x3_512_7 1T, thread CPU time, loaded box: 3.06 ms packed,
+2.14 ms in place; r50_1x1_2048_512_7 0.83 / 0.76; equal within noise on 14x14 to 112x112 maps).
 K is cut in L1-sized chunks (see :func:`conv_nchw`); within a chunk the 12 accumulators stay in
 registers, and each output is written to Y once, after the last chunk.
 """
@@ -54,47 +60,49 @@ def _store_acc(acc, a, c):
 
 
 @njit(inline="always")
-def _step(wp, w, b0, b1, c):
-    """One step of K: six broadcast weights times the two input vectors, added to the tile ``c``."""
+def _step(wp, w, rs, b0, b1, c):
+    """One step of K: six broadcast weights (``rs`` apart) times the two input vectors, added to the tile ``c``."""
     c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51 = c
     a0 = vbroadcast(wp, w)
     c00 = vfma(a0, b0, c00)
     c01 = vfma(a0, b1, c01)
-    a0 = vbroadcast(wp, w + 1)
+    a0 = vbroadcast(wp, w + rs)
     c10 = vfma(a0, b0, c10)
     c11 = vfma(a0, b1, c11)
-    a0 = vbroadcast(wp, w + 2)
+    a0 = vbroadcast(wp, w + 2 * rs)
     c20 = vfma(a0, b0, c20)
     c21 = vfma(a0, b1, c21)
-    a0 = vbroadcast(wp, w + 3)
+    a0 = vbroadcast(wp, w + 3 * rs)
     c30 = vfma(a0, b0, c30)
     c31 = vfma(a0, b1, c31)
-    a0 = vbroadcast(wp, w + 4)
+    a0 = vbroadcast(wp, w + 4 * rs)
     c40 = vfma(a0, b0, c40)
     c41 = vfma(a0, b1, c41)
-    a0 = vbroadcast(wp, w + 5)
+    a0 = vbroadcast(wp, w + 5 * rs)
     c50 = vfma(a0, b0, c50)
     c51 = vfma(a0, b1, c51)
     return (c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51)
 
 
 @njit(inline="always")
-def _tile(bpanel, bo, steps, wp, w, acc, a):
+def _tile(bpanel, bo, steps, wp, w, ws, rs, acc, a):
     """Add ``steps`` steps of the K reduction to one MR x 2-vector tile kept at acc[a:].
 
     ``bpanel[bo:]`` holds the chunk's input, 2 vectors per step, contiguous (see :func:`_pack_panel`).
+    The tile's weights of step k are ``wp[w + k * ws + i * rs]``, i < MR (rows in place: ws = 1,
+    rs = ksteps; the packed partial tile: ws = MR, rs = 1).
     The 12 accumulators live in registers for the whole chunk; acc holds them between chunks.
     """
     nl = lanes(acc)
     c = _load_acc(acc, a)
     for k in range(steps):
-        c = _step(wp, w, vload(bpanel, bo + k * 2 * nl), vload(bpanel, bo + k * 2 * nl + nl), c)
-        w += MR
+        c = _step(wp, w, rs, vload(bpanel, bo + k * 2 * nl), vload(bpanel, bo + k * 2 * nl + nl), c)
+        w += ws
     _store_acc(acc, a, c)
 
 
 @njit(inline="always")
-def _tile_direct(xp, xq, koff, m0, m1, steps, wp, w, acc, a, pf):
+def _tile_direct(xp, xq, koff, m0, m1, steps, wp, w, ws, rs, acc, a, pf):
     """:func:`_tile` reading the input in place: step k loads ``xp[xq + koff[k]:]`` (masks m0, m1).
 
     For layers with few channel tiles (IN_PLACE_CO_TILES), a packed copy is read only a few times: the
@@ -106,8 +114,8 @@ def _tile_direct(xp, xq, koff, m0, m1, steps, wp, w, acc, a, pf):
         o = xq + koff[k]
         prefetch(xp, o + pf)
         prefetch(xp, o + pf + nl)
-        c = _step(wp, w, vload_m(xp, o, m0), vload_m(xp, o + nl, m1), c)
-        w += MR
+        c = _step(wp, w, rs, vload_m(xp, o, m0), vload_m(xp, o + nl, m1), c)
+        w += ws
     _store_acc(acc, a, c)
 
 
@@ -171,7 +179,7 @@ def _store_tile(y, acc, a, ybase, step, rows, q0, wq, ow, qtotal, relu):
 
 
 @njit(nogil=True, pipeline_class=SimplifyingCompiler)
-def conv_nchw(xp, plane, koff, wq, qtotal, wp, bp, y, n_, cin, cout, groups, oh, ow, relu,
+def conv_nchw(xp, plane, koff, wq, qtotal, wp, wtail, bp, y, n_, cin, cout, groups, oh, ow, relu,
               co_block, q_block, kc, in_place, counter):
     """y (flat N x Cout x oh x ow) from the prepared input xp (flat N x Cin x plane).
 
@@ -180,7 +188,9 @@ def conv_nchw(xp, plane, koff, wq, qtotal, wp, bp, y, n_, cin, cout, groups, oh,
     of ``kc`` steps whose input is packed (kc x 2 vectors, sized to stay in L1) and then used by
     every channel tile of the block (weights: ``co_block`` panels, kept in L2).  Partial sums of the
     block live in a small task-local buffer (co_block x MR x 2 vectors).  ``in_place`` (K in one
-    chunk only): the tiles read xp itself, nothing is packed.
+    chunk only): the tiles read xp itself, nothing is packed.  ``wp``: the weights, flat Cout x Cin/groups
+    x KH x KW; ``wtail``: each group's last channel tile packed, when it is partial (``[group][ci][tap][MR]``;
+    see the module doc).
     """
     nl = lanes(xp)
     nr = 2 * nl
@@ -190,6 +200,7 @@ def conv_nchw(xp, plane, koff, wq, qtotal, wp, bp, y, n_, cin, cout, groups, oh,
     q_tiles = (qtotal + nr - 1) // nr
     ksteps = koff.shape[0]
     panel = ksteps * MR
+    tail = co_tiles - 1 if cout_g % MR != 0 else co_tiles  # the packed tile, if any
     step = oh * ow
     pf = 4 * nr  # in-place tiles prefetch 4 tiles ahead in each plane (8 and 16: slower, docs/numba.md)
     ntasks, co_blocks, q_blocks = tasks.count(n_, groups, co_tiles, co_block, q_tiles, q_block)
@@ -220,11 +231,19 @@ def conv_nchw(xp, plane, koff, wq, qtotal, wp, bp, y, n_, cin, cout, groups, oh,
                         vstore(acc, i * nr, b)
                         vstore(acc, i * nr + nl, b)
                     if in_place == 0:
-                        _tile(bpanel, (qt - qt0) * ksteps * nr, ksteps, wp, (g * co_tiles + ct) * panel, acc, 0)
+                        bo = (qt - qt0) * ksteps * nr
+                        if ct < tail:
+                            _tile(bpanel, bo, ksteps, wp, (g * cout_g + co) * ksteps, 1, ksteps, acc, 0)
+                        else:
+                            _tile(bpanel, bo, ksteps, wtail, g * panel, MR, 1, acc, 0)
                     else:
                         q0 = qt * nr
-                        _tile_direct(xp, xbase + q0, koff, vmask(xp, qtotal - q0), vmask(xp, qtotal - q0 - nl),
-                                     ksteps, wp, (g * co_tiles + ct) * panel, acc, 0, pf)
+                        m0, m1 = vmask(xp, qtotal - q0), vmask(xp, qtotal - q0 - nl)
+                        if ct < tail:
+                            _tile_direct(xp, xbase + q0, koff, m0, m1, ksteps, wp, (g * cout_g + co) * ksteps,
+                                         1, ksteps, acc, 0, pf)
+                        else:
+                            _tile_direct(xp, xbase + q0, koff, m0, m1, ksteps, wtail, g * panel, MR, 1, acc, 0, pf)
                     _store_tile(y, acc, 0, (n * cout + g * cout_g + co) * step, step, min(MR, cout_g - co),
                                 qt * nr, wq, ow, qtotal, relu)
             task = next_task(counter, me, 1, 1)
@@ -242,7 +261,11 @@ def conv_nchw(xp, plane, koff, wq, qtotal, wp, bp, y, n_, cin, cout, groups, oh,
                 k1 = min(ksteps, k0 + kc)
                 _pack_panel(xp, xbase + q0, koff, k0, k1, m0, m1, bpanel, 0)
                 for ct in range(ct0, ct1):
-                    _tile(bpanel, 0, k1 - k0, wp, (g * co_tiles + ct) * panel + k0 * MR, acc, (ct - ct0) * MR * nr)
+                    a = (ct - ct0) * MR * nr
+                    if ct < tail:
+                        _tile(bpanel, 0, k1 - k0, wp, (g * cout_g + ct * MR) * ksteps + k0, 1, ksteps, acc, a)
+                    else:
+                        _tile(bpanel, 0, k1 - k0, wtail, g * panel + k0 * MR, MR, 1, acc, a)
             oy0 = q0 // wq
             ox0 = q0 - oy0 * wq
             oy1 = (q0 + nl) // wq

@@ -8,6 +8,11 @@ broadcasts one input value per pixel (channels are contiguous, so each pixel's r
 loads two weight vectors: 8 loads for 12 FMAs.  Weights are packed per tile as
 ``[co_tile][tap][ci][NR]`` with zero columns padding the last tile, so weight loads are never masked;
 only the stores of the last channel tile are.
+
+A one-shot call (``wsrc``: the caller's weights, flat ``(Cout, Cin/groups, KH, KW)``) packs each task's
+block of channel tiles into a buffer of the worker's just before using it, when the block differs from
+the worker's last one (weight_pack.py): the weights are read once, and the packed values are the
+prepacked layer's, so the results are too, bit for bit.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from .fpenv import flush_enter, flush_leave
 from .pipeline import SimplifyingCompiler
 from .simd import lanes, vbroadcast, vfma, vload, vstore_lanes
 from .store import finish
+from .weight_pack import pack_tiles
 from .workers import next_task, start
 
 MR = 6
@@ -83,12 +89,14 @@ def _store_pixel(y, po, v0, v1, n0, n1, ybase, relu):
 
 @njit(nogil=True, pipeline_class=SimplifyingCompiler)
 def conv_nhwc(xp, plane, tapoff, wq, qtotal, wp, bp, y, n_, cin, cout, groups, oh, ow, relu,
-              co_block, q_block, counter):
+              co_block, q_block, wsrc, idx, wbufs, counter):
     """y (flat N x oh x ow x Cout) from the prepared input xp (flat N x plane x Cin).
 
     Tasks are (image, group, block of ``co_block`` channel tiles, block of ``q_block`` pixel tiles);
     within a task each pixel tile (6 input rows) stays in L1 while the block's weight panels, kept
-    in L2, stream past it.
+    in L2, stream past it.  With a non-empty ``wsrc`` (a one-shot call; ``wp`` unused) each task's weight
+    block is packed from ``wsrc`` (steps in ``idx`` order) into the worker's row of ``wbufs`` (kept by the
+    launcher: a row of ``co_block`` panels per worker).
     """
     nl = lanes(xp)
     nr = 2 * nl
@@ -100,11 +108,18 @@ def conv_nhwc(xp, plane, tapoff, wq, qtotal, wp, bp, y, n_, cin, cout, groups, o
     panel = ntaps * cin_g * nr
     last = qtotal - 1
     ntasks, co_blocks, q_blocks = tasks.count(n_, groups, co_tiles, co_block, q_tiles, q_block)
+    fused = wsrc.shape[0] > 0
+    have = -1  # the (group, channel block) in wbuf
     # each worker (see workers.py) takes the next task until none is left
     mxcsr_old = flush_enter()  # this thread's FP mode, put back below (see fpenv)
     task, me = start(counter, ntasks, 1)
+    wbuf = wbufs[me if fused else 0]
     while task < ntasks:
         n, g, cb, qb = tasks.split(task, groups, co_blocks, q_blocks)
+        if fused and g * co_blocks + cb != have:  # consecutive tasks mostly share it (tasks.py)
+            have = g * co_blocks + cb
+            pack_tiles(wsrc, g, cb * co_block, min(co_tiles, (cb + 1) * co_block), cout_g, ntaps * cin_g, nr, idx,
+                       wbuf)
         xbase = n * plane * cin + g * cin_g
         ybase = n * oh * ow * cout + g * cout_g
         for qt in range(qb * q_block, min(q_tiles, (qb + 1) * q_block)):
@@ -123,9 +138,12 @@ def conv_nhwc(xp, plane, tapoff, wq, qtotal, wp, bp, y, n_, cin, cout, groups, o
             p4 = _pixel_offset(q0 + 4, wq, ow, qtotal, cout)
             p5 = _pixel_offset(q0 + 5, wq, ow, qtotal, cout)
             for ct in range(cb * co_block, min(co_tiles, (cb + 1) * co_block)):
+                if fused:
+                    src, w = wbuf, (ct - cb * co_block) * panel
+                else:
+                    src, w = wp, (g * co_tiles + ct) * panel
                 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51 = _tile(
-                    xp, r0, r1, r2, r3, r4, r5, cin, tapoff, cin_g, wp, (g * co_tiles + ct) * panel,
-                    bp, (g * co_tiles + ct) * nr)
+                    xp, r0, r1, r2, r3, r4, r5, cin, tapoff, cin_g, src, w, bp, (g * co_tiles + ct) * nr)
                 left = cout_g - ct * nr
                 n0 = min(nl, left)
                 n1 = min(nl, max(0, left - nl))
