@@ -57,6 +57,12 @@ def check(kernel, n, cin, cout, h, w, stride=1, layout="NCHW", relu=False, bias=
     assert np.array_equal(got, expected), (
         f"{kernel.name} n={n} cin={cin} cout={cout} {h}x{w} s{stride} {layout}: "
         f"max |diff| = {np.nanmax(np.abs(got - expected))}")
+    # the one-shot call on the caller's weights (NCHW: W read in place by the micro-kernel's row pointers;
+    # NHWC and the transposed form: W^T panels packed inside the loops), on every shape the layer runs
+    once = fp.conv2d(x, wt, b, stride=stride, layout=layout, activation=act, backend="c")
+    assert np.array_equal(once, expected), (
+        f"one-shot {kernel.name} n={n} cin={cin} cout={cout} {h}x{w} s{stride} {layout}: "
+        f"max |diff| = {np.nanmax(np.abs(once - expected))}")
 
 
 def test_kernel_is_used(kernel):
@@ -98,6 +104,15 @@ def test_strides(kernel, layout, stride):
     check(kernel, 1, 33, 50, 9, 9, stride=stride, layout=layout, relu=True, bias=False)
 
 
+@pytest.mark.parametrize("stride", [2, (1, 2), (3, 2), (2, 1)])
+def test_strided_rows_packed_in_runs(kernel, stride):
+    """Horizontal stride 1 or 2: each output row's pixels packed as one run (AVX-512: even-element permutes,
+    the last vector's loads masked at the row's last pixel), runs of 1..35 pixels across panel edges."""
+    for w in (1, 2, 31, 32, 33, 35, 69):
+        check(kernel, 1, 7, 20, 9, w, stride=stride)
+    check(kernel, 2, 70, 21, 13, 97, stride=stride, relu=True)
+
+
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
 def test_batch_bias_relu(kernel, layout):
     for relu in (False, True):
@@ -111,6 +126,47 @@ def test_small_maps_transposed_form(kernel, cin, cout):
     """7x7 and 5x5 NCHW maps run with vectors along Cout on AVX-512 (scattered stores)."""
     for hw in (7, 5):
         check(kernel, 2, cin, cout, hw, hw, relu=True)
+
+
+@pytest.mark.parametrize("cin", [3, 300, 1601])  # 1601: two k blocks, C read back
+def test_one_shot_nchw_thin_last_tiles(kernel, cin):
+    """One-shot NCHW maps whose last column tile has 1..4 pixels (7x7 = 48 + 1, 14x14 = 4 x 48 + 4, also
+    strided and batched), W read in place."""
+    for hw in (7, 10, 14):
+        check(kernel, 2, cin, 21, hw, hw, relu=True)
+    check(kernel, 1, cin, 25, 27, 27, stride=2)  # 14x14 output from every other pixel
+    check(kernel, 1, cin, 70, 50, 1, bias=False)  # 48 + 2 pixels in one row
+
+
+@pytest.mark.parametrize("cin", [600, 2100])  # 2100: two k blocks, C read back
+def test_one_shot_nhwc_small_maps(kernel, cin):
+    """One-shot NHWC small maps (on AVX-512: W^T panels packed one at a time, the next panel's rows of W
+    prefetched), batch folded, partial panels and pixel tiles."""
+    for n, h, w in ((1, 7, 7), (1, 8, 8), (1, 7, 13), (2, 7, 7), (1, 14, 14), (1, 6, 6)):
+        check(kernel, n, cin, 200, h, w, layout="NHWC", relu=h == 7)
+    check(kernel, 1, cin, 100, 4, 13, layout="NHWC", bias=False)
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_one_shot_equals_layer_bit_for_bit(kernel, layout, threads):
+    """On random (not integer-valued) data the one-shot call's sums run in the layer's order: W read in place
+    or packed per panel, the same micro-kernel k loop, so the results are equal bit for bit."""
+    rng = np.random.default_rng(3)
+    before = fp.get_num_threads()
+    fp.set_num_threads(threads)
+    try:
+        for n, cin, cout, h, w, stride in ((1, 64, 100, 7, 7, 1), (1, 200, 64, 14, 14, 1), (32, 3, 64, 1, 1024, 1),
+                                           (1, 33, 70, 20, 20, 2), (2, 1601, 24, 5, 5, 1), (1, 40, 12, 9, 9, 1)):
+            xs = (n, cin, h, w) if layout == "NCHW" else (n, h, w, cin)
+            x = rng.standard_normal(xs).astype(np.float32)
+            wt = rng.standard_normal((cout, cin, 1, 1)).astype(np.float32)
+            b = rng.standard_normal(cout).astype(np.float32)
+            layer = fp.Conv2d(wt, b, stride=stride, layout=layout, backend="c")(x)
+            once = fp.conv2d(x, wt, b, stride=stride, layout=layout, backend="c")
+            assert np.array_equal(once, layer), (kernel.name, n, cin, cout, h, w, stride, layout)
+    finally:
+        fp.set_num_threads(before)
 
 
 def test_heads_and_thin_layers(kernel):

@@ -90,140 +90,98 @@ static inline __attribute__((always_inline)) void body(const fp_ukr_args *u, con
     const __mmask16 m0 = NV == 1 ? mlast : (__mmask16)0xFFFF, m1 = NV == 2 ? mlast : (__mmask16)0xFFFF;
     const float *b = u->b;
     const int64_t ldb = u->ldb, kc = u->kc;
-    if (ROWS) {
-        const float *r0 = u->arows[0], *r1 = u->arows[1], *r2 = u->arows[2], *r3 = u->arows[3];
-        const float *r4 = u->arows[4], *r5 = u->arows[5], *r6 = u->arows[6], *r7 = u->arows[7];
+    /* A: packed (MR values per k, lda apart) or MR row pointers (NHWC input rows; a one-shot NCHW call's
+     * rows of the caller's W, read in place instead of packed) */
+    const float *a = u->a;
+    const int64_t lda = TRANS ? u->lda : MR;
+    const float *const *ar = u->arows;
+    const float *r0 = ROWS ? ar[0] : a, *r1 = ROWS ? ar[1] : a, *r2 = ROWS ? ar[2] : a, *r3 = ROWS ? ar[3] : a;
+    const float *r4 = ROWS ? ar[4] : a, *r5 = ROWS ? ar[5] : a, *r6 = ROWS ? ar[6] : a, *r7 = ROWS ? ar[7] : a;
+    const float *pfl = u->pf_lines;
+    float *bc = u->bcopy;
+    const int pf = u->prefetch_next, docopy = bc != NULL;
+    /* COPY == 2: strided input, the tile's pixels gathered at fixed offsets from each channel row */
+    const __m512i g0 = COPY == 2 ? _mm512_loadu_si512(u->bidx) : _mm512_setzero_si512();
+    const __m512i g1 = COPY == 2 && NV > 1 ? _mm512_loadu_si512(u->bidx + 16) : _mm512_setzero_si512();
+    const __m512i g2 = COPY == 2 && NV > 2 ? _mm512_loadu_si512(u->bidx + 32) : _mm512_setzero_si512();
 #pragma GCC unroll 4
-        for (int64_t k = 0; k < kc; k++) {
-            const __m512 b0 = _mm512_maskz_loadu_ps(m0, b);
-            const __m512 b1 = NV > 1 ? _mm512_maskz_loadu_ps(m1, b + 16) : z;
-            const __m512 b2 = NV > 2 ? _mm512_maskz_loadu_ps(mlast, b + 32) : z;
+    for (int64_t k = 0; k < kc; k++) {
+        __m512 b0, b1 = z, b2 = z;
+        if (COPY == 2) {
+            b0 = _mm512_mask_i32gather_ps(z, m0, g0, b, 4);
+            if (NV > 1) b1 = _mm512_mask_i32gather_ps(z, m1, g1, b, 4);
+            if (NV > 2) b2 = _mm512_mask_i32gather_ps(z, mlast, g2, b, 4);
+        } else {
+            b0 = _mm512_maskz_loadu_ps(m0, b);
+            if (NV > 1) b1 = _mm512_maskz_loadu_ps(m1, b + 16);
+            if (NV > 2) b2 = _mm512_maskz_loadu_ps(mlast, b + 32);
+        }
+        if (COPY && docopy) {
+            /* First row tile of a column tile: read the input rows in place, keep a packed copy
+             * for the other row tiles, and fetch a later column tile's lines into L2 meanwhile. */
+            _mm512_mask_storeu_ps(bc, m0, b0);
+            if (NV > 1) _mm512_mask_storeu_ps(bc + 16, m1, b1);
+            if (NV > 2) _mm512_mask_storeu_ps(bc + 32, mlast, b2);
+            bc += NR;
+        }
+        if (COPY == 1 && pf) { /* two column tiles ahead: one tile's time was too short to hide DRAM latency */
+            _mm_prefetch((const char *)(b + 2 * NR), _MM_HINT_T1);
+            _mm_prefetch((const char *)(b + 2 * NR + 16), _MM_HINT_T1);
+            _mm_prefetch((const char *)(b + 2 * NR + 32), _MM_HINT_T1);
+        }
+        if (ROWS) {
+            if (pfl) _mm_prefetch((const char *)(pfl + 16 * k), _MM_HINT_T1); /* NHWC one-shot: next W panel */
             UPD(0, r0[k]); UPD(1, r1[k]); UPD(2, r2[k]); UPD(3, r3[k]);
             UPD(4, r4[k]); UPD(5, r5[k]); UPD(6, r6[k]); UPD(7, r7[k]);
-            b += ldb;
-        }
-    } else {
-        const float *a = u->a;
-        const int64_t lda = TRANS ? u->lda : MR;
-        const float *pfl = u->pf_lines;
-        float *bc = u->bcopy;
-        const int pf = u->prefetch_next, docopy = bc != NULL;
-        /* COPY == 2: strided input, the tile's pixels gathered at fixed offsets from each channel row */
-        const __m512i g0 = COPY == 2 ? _mm512_loadu_si512(u->bidx) : _mm512_setzero_si512();
-        const __m512i g1 = COPY == 2 && NV > 1 ? _mm512_loadu_si512(u->bidx + 16) : _mm512_setzero_si512();
-        const __m512i g2 = COPY == 2 && NV > 2 ? _mm512_loadu_si512(u->bidx + 32) : _mm512_setzero_si512();
-#pragma GCC unroll 4
-        for (int64_t k = 0; k < kc; k++) {
-            __m512 b0, b1 = z, b2 = z;
-            if (COPY == 2) {
-                b0 = _mm512_mask_i32gather_ps(z, m0, g0, b, 4);
-                if (NV > 1) b1 = _mm512_mask_i32gather_ps(z, m1, g1, b, 4);
-                if (NV > 2) b2 = _mm512_mask_i32gather_ps(z, mlast, g2, b, 4);
-            } else {
-                b0 = _mm512_maskz_loadu_ps(m0, b);
-                if (NV > 1) b1 = _mm512_maskz_loadu_ps(m1, b + 16);
-                if (NV > 2) b2 = _mm512_maskz_loadu_ps(mlast, b + 32);
-            }
-            if (COPY && docopy) {
-                /* First row tile of a column tile: read the input rows in place, keep a packed copy
-                 * for the other row tiles, and fetch a later column tile's lines into L2 meanwhile. */
-                _mm512_mask_storeu_ps(bc, m0, b0);
-                if (NV > 1) _mm512_mask_storeu_ps(bc + 16, m1, b1);
-                if (NV > 2) _mm512_mask_storeu_ps(bc + 32, mlast, b2);
-                bc += NR;
-            }
-            if (COPY == 1 && pf) { /* two column tiles ahead: one tile's time was too short to hide DRAM latency */
-                _mm_prefetch((const char *)(b + 2 * NR), _MM_HINT_T1);
-                _mm_prefetch((const char *)(b + 2 * NR + 16), _MM_HINT_T1);
-                _mm_prefetch((const char *)(b + 2 * NR + 32), _MM_HINT_T1);
-            }
+        } else {
             _mm_prefetch((const char *)(a + 16 * lda), _MM_HINT_T0);
             if (TRANS && pfl) _mm_prefetch((const char *)(pfl + 16 * k), _MM_HINT_T1);
             UPD(0, a[0]); UPD(1, a[1]); UPD(2, a[2]); UPD(3, a[3]);
             UPD(4, a[4]); UPD(5, a[5]); UPD(6, a[6]); UPD(7, a[7]);
             a += lda;
-            b += ldb;
         }
+        b += ldb;
     }
     STORE_ROW(0); STORE_ROW(1); STORE_ROW(2); STORE_ROW(3);
     STORE_ROW(4); STORE_ROW(5); STORE_ROW(6); STORE_ROW(7);
 }
 
-static void kp1_1(const fp_ukr_args *u) { body(u, 1, 0, 0, 0, 1); }
-static void kp1_2(const fp_ukr_args *u) { body(u, 2, 0, 0, 0, 1); }
-static void kp1_3(const fp_ukr_args *u) { body(u, 3, 0, 0, 0, 1); }
-static void kp2_1(const fp_ukr_args *u) { body(u, 1, 0, 0, 0, 2); }
-static void kp2_2(const fp_ukr_args *u) { body(u, 2, 0, 0, 0, 2); }
-static void kp2_3(const fp_ukr_args *u) { body(u, 3, 0, 0, 0, 2); }
-static void kp4_1(const fp_ukr_args *u) { body(u, 1, 0, 0, 0, 4); }
-static void kp4_2(const fp_ukr_args *u) { body(u, 2, 0, 0, 0, 4); }
-static void kp4_3(const fp_ukr_args *u) { body(u, 3, 0, 0, 0, 4); }
-static void kp8_1(const fp_ukr_args *u) { body(u, 1, 0, 0, 0, 8); }
-static void kp8_2(const fp_ukr_args *u) { body(u, 2, 0, 0, 0, 8); }
-static void kp8_3(const fp_ukr_args *u) { body(u, 3, 0, 0, 0, 8); }
-static void kc1_1(const fp_ukr_args *u) { body(u, 1, 0, 1, 0, 1); }
-static void kc1_2(const fp_ukr_args *u) { body(u, 2, 0, 1, 0, 1); }
-static void kc1_3(const fp_ukr_args *u) { body(u, 3, 0, 1, 0, 1); }
-static void kc2_1(const fp_ukr_args *u) { body(u, 1, 0, 1, 0, 2); }
-static void kc2_2(const fp_ukr_args *u) { body(u, 2, 0, 1, 0, 2); }
-static void kc2_3(const fp_ukr_args *u) { body(u, 3, 0, 1, 0, 2); }
-static void kc4_1(const fp_ukr_args *u) { body(u, 1, 0, 1, 0, 4); }
-static void kc4_2(const fp_ukr_args *u) { body(u, 2, 0, 1, 0, 4); }
-static void kc4_3(const fp_ukr_args *u) { body(u, 3, 0, 1, 0, 4); }
-static void kc8_1(const fp_ukr_args *u) { body(u, 1, 0, 1, 0, 8); }
-static void kc8_2(const fp_ukr_args *u) { body(u, 2, 0, 1, 0, 8); }
-static void kc8_3(const fp_ukr_args *u) { body(u, 3, 0, 1, 0, 8); }
-static void kt1_1(const fp_ukr_args *u) { body(u, 1, 0, 0, 1, 1); }
-static void kt1_2(const fp_ukr_args *u) { body(u, 2, 0, 0, 1, 1); }
-static void kt1_3(const fp_ukr_args *u) { body(u, 3, 0, 0, 1, 1); }
-static void kt2_1(const fp_ukr_args *u) { body(u, 1, 0, 0, 1, 2); }
-static void kt2_2(const fp_ukr_args *u) { body(u, 2, 0, 0, 1, 2); }
-static void kt2_3(const fp_ukr_args *u) { body(u, 3, 0, 0, 1, 2); }
-static void kt4_1(const fp_ukr_args *u) { body(u, 1, 0, 0, 1, 4); }
-static void kt4_2(const fp_ukr_args *u) { body(u, 2, 0, 0, 1, 4); }
-static void kt4_3(const fp_ukr_args *u) { body(u, 3, 0, 0, 1, 4); }
-static void kt8_1(const fp_ukr_args *u) { body(u, 1, 0, 0, 1, 8); }
-static void kt8_2(const fp_ukr_args *u) { body(u, 2, 0, 0, 1, 8); }
-static void kt8_3(const fp_ukr_args *u) { body(u, 3, 0, 0, 1, 8); }
-static void kr1_1(const fp_ukr_args *u) { body(u, 1, 1, 0, 0, 1); }
-static void kr1_2(const fp_ukr_args *u) { body(u, 2, 1, 0, 0, 1); }
-static void kr1_3(const fp_ukr_args *u) { body(u, 3, 1, 0, 0, 1); }
-static void kr2_1(const fp_ukr_args *u) { body(u, 1, 1, 0, 0, 2); }
-static void kr2_2(const fp_ukr_args *u) { body(u, 2, 1, 0, 0, 2); }
-static void kr2_3(const fp_ukr_args *u) { body(u, 3, 1, 0, 0, 2); }
-static void kr4_1(const fp_ukr_args *u) { body(u, 1, 1, 0, 0, 4); }
-static void kr4_2(const fp_ukr_args *u) { body(u, 2, 1, 0, 0, 4); }
-static void kr4_3(const fp_ukr_args *u) { body(u, 3, 1, 0, 0, 4); }
-static void kr8_1(const fp_ukr_args *u) { body(u, 1, 1, 0, 0, 8); }
-static void kr8_2(const fp_ukr_args *u) { body(u, 2, 1, 0, 0, 8); }
-static void kr8_3(const fp_ukr_args *u) { body(u, 3, 1, 0, 0, 8); }
-static void kg1_1(const fp_ukr_args *u) { body(u, 1, 0, 2, 0, 1); }
-static void kg1_2(const fp_ukr_args *u) { body(u, 2, 0, 2, 0, 1); }
-static void kg1_3(const fp_ukr_args *u) { body(u, 3, 0, 2, 0, 1); }
-static void kg2_1(const fp_ukr_args *u) { body(u, 1, 0, 2, 0, 2); }
-static void kg2_2(const fp_ukr_args *u) { body(u, 2, 0, 2, 0, 2); }
-static void kg2_3(const fp_ukr_args *u) { body(u, 3, 0, 2, 0, 2); }
-static void kg4_1(const fp_ukr_args *u) { body(u, 1, 0, 2, 0, 4); }
-static void kg4_2(const fp_ukr_args *u) { body(u, 2, 0, 2, 0, 4); }
-static void kg4_3(const fp_ukr_args *u) { body(u, 3, 0, 2, 0, 4); }
-static void kg8_1(const fp_ukr_args *u) { body(u, 1, 0, 2, 0, 8); }
-static void kg8_2(const fp_ukr_args *u) { body(u, 2, 0, 2, 0, 8); }
-static void kg8_3(const fp_ukr_args *u) { body(u, 3, 0, 2, 0, 8); }
+/* The instances: NAME<rows>_<vectors> for 1, 2, 4, 8 computed rows and 1..3 vectors. */
+#define INSTANCES(NAME, ROWS, COPY, TRANS)                                                        \
+    static void NAME##1_1(const fp_ukr_args *u) { body(u, 1, ROWS, COPY, TRANS, 1); }             \
+    static void NAME##1_2(const fp_ukr_args *u) { body(u, 2, ROWS, COPY, TRANS, 1); }             \
+    static void NAME##1_3(const fp_ukr_args *u) { body(u, 3, ROWS, COPY, TRANS, 1); }             \
+    static void NAME##2_1(const fp_ukr_args *u) { body(u, 1, ROWS, COPY, TRANS, 2); }             \
+    static void NAME##2_2(const fp_ukr_args *u) { body(u, 2, ROWS, COPY, TRANS, 2); }             \
+    static void NAME##2_3(const fp_ukr_args *u) { body(u, 3, ROWS, COPY, TRANS, 2); }             \
+    static void NAME##4_1(const fp_ukr_args *u) { body(u, 1, ROWS, COPY, TRANS, 4); }             \
+    static void NAME##4_2(const fp_ukr_args *u) { body(u, 2, ROWS, COPY, TRANS, 4); }             \
+    static void NAME##4_3(const fp_ukr_args *u) { body(u, 3, ROWS, COPY, TRANS, 4); }             \
+    static void NAME##8_1(const fp_ukr_args *u) { body(u, 1, ROWS, COPY, TRANS, 8); }             \
+    static void NAME##8_2(const fp_ukr_args *u) { body(u, 2, ROWS, COPY, TRANS, 8); }             \
+    static void NAME##8_3(const fp_ukr_args *u) { body(u, 3, ROWS, COPY, TRANS, 8); }
+#define ROW_OF(NAME) {{NAME##1_1, NAME##1_2, NAME##1_3}, {NAME##2_1, NAME##2_2, NAME##2_3}, \
+                      {NAME##4_1, NAME##4_2, NAME##4_3}, {NAME##8_1, NAME##8_2, NAME##8_3}}
+INSTANCES(kp, 0, 0, 0)
+INSTANCES(kc, 0, 1, 0)
+INSTANCES(kt, 0, 0, 1)
+INSTANCES(kr, 1, 0, 0)
+INSTANCES(kg, 0, 2, 0)
+INSTANCES(krc, 1, 1, 0)
+INSTANCES(krg, 1, 2, 0)
 
 /* [mode][rows computed: 1, 2, 4, 8][vectors - 1]; mode: packed A, packed A + copy/prefetch of B,
- * transposed store, row pointers, gathered (strided) B + copy. */
-static const fp_sgemm_ukr_fn TABLE[5][4][3] = {
-    {{kp1_1, kp1_2, kp1_3}, {kp2_1, kp2_2, kp2_3}, {kp4_1, kp4_2, kp4_3}, {kp8_1, kp8_2, kp8_3}},
-    {{kc1_1, kc1_2, kc1_3}, {kc2_1, kc2_2, kc2_3}, {kc4_1, kc4_2, kc4_3}, {kc8_1, kc8_2, kc8_3}},
-    {{kt1_1, kt1_2, kt1_3}, {kt2_1, kt2_2, kt2_3}, {kt4_1, kt4_2, kt4_3}, {kt8_1, kt8_2, kt8_3}},
-    {{kr1_1, kr1_2, kr1_3}, {kr2_1, kr2_2, kr2_3}, {kr4_1, kr4_2, kr4_3}, {kr8_1, kr8_2, kr8_3}},
-    {{kg1_1, kg1_2, kg1_3}, {kg2_1, kg2_2, kg2_3}, {kg4_1, kg4_2, kg4_3}, {kg8_1, kg8_2, kg8_3}},
+ * transposed store, row pointers, gathered (strided) B + copy, and the last two with row pointers (one-shot
+ * NCHW calls, W read in place). */
+static const fp_sgemm_ukr_fn TABLE[7][4][3] = {
+    ROW_OF(kp), ROW_OF(kc), ROW_OF(kt), ROW_OF(kr), ROW_OF(kg), ROW_OF(krc), ROW_OF(krg),
 };
 
 static void run(const fp_ukr_args *u) {
     const int nv = (int)((u->nr + 15) / 16);
     const int rows = u->mr <= 1 ? 0 : u->mr <= 2 ? 1 : u->mr <= 4 ? 2 : 3;
-    const int mode = u->arows ? 3 : u->c_trans ? 2 : u->bidx ? 4 : (u->bcopy || u->prefetch_next) ? 1 : 0;
+    const int copy = u->bidx ? 2 : (u->bcopy || u->prefetch_next) ? 1 : 0;
+    const int mode = u->arows ? (copy == 2 ? 6 : copy == 1 ? 5 : 3) : u->c_trans ? 2 : copy == 2 ? 4 : copy;
     TABLE[mode][rows][nv - 1](u);
 }
 

@@ -89,9 +89,13 @@ const float *fp_gemm_packed_wt(const fp_conv_problem *p, const fp_sgemm_ukr *uk,
 
 /* NCHW: copy channels [k0, k0+kc) x output pixels [j0, j0+nc) of image x (C x H x W) into dst as
  * micro-panels of NR pixels (each kc x NR, k-major), gathering strided pixels (output pixel (oy, ox)
- * reads input (oy*sh, ox*sw)); off is scratch for nc offsets. */
+ * reads input (oy*sh, ox*sw)); off is scratch for 2 nc entries (offsets, run lengths). */
 void fp_gemm_pack_b_nchw(const fp_conv_problem *p, const float *x, int64_t k0, int64_t kc, int64_t j0,
                          int64_t nc, int64_t NR, float *dst, int64_t *off);
+
+/* Whether fp_gemm_pack_b_nchw copies a strided block in whole output-row runs (horizontal stride 1, or 2 with
+ * AVX-512), which beats gathering them in the first row tile. */
+int fp_gemm_pack_b_runs(const fp_conv_problem *p);
 
 /* NHWC: pointers to the channel vectors of output pixels [r0, r0+mr) (batch folded), offset by k0;
  * entries mr..MR-1 repeat the last valid row. */
@@ -107,10 +111,11 @@ int fp_gemm_run_nchw(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const flo
                      const float *bias, float *y);
 int fp_gemm_run_nhwc(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const float *x, const float *packed,
                      const float *bias, float *y);
-/* One-shot calls: the same products on the caller's Cout x Cin weights, each W^T panel packed inside the
- * loops just before its first use (per-thread scratch slot 2), as BLIS packs per block.  NHWC, and the NCHW
- * transposed form, when the threads split output channels (else every thread would pack every panel);
- * FP_DECLINED otherwise, and the caller packs. */
+/* One-shot calls: the same products on the caller's Cout x Cin weights.  The regular NCHW form reads W in
+ * place (the micro-kernel's row pointers: MR rows of W, each contiguous in k), nothing packed.  NHWC and the
+ * NCHW transposed form pack each W^T panel inside the loops just before its first use (per-thread scratch
+ * slot 2), as BLIS packs per block, when the threads split output channels (else every thread would pack
+ * every panel).  FP_DECLINED otherwise (and for the tall tile's 9..16 channels), and the caller packs. */
 int fp_gemm_run_unpacked(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const float *x, const float *w,
                          const float *bias, float *y);
 

@@ -38,8 +38,8 @@ void fp_gemm_fence(void) {
 /* ---------------------------------------------------------------- NCHW: Y[n] = W @ X[n] */
 
 static void nchw_block(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const fp_gemm_blocks *bs,
-                       const float *xn, const float *packed, const float *bias, float *yn, range rows,
-                       range cols, float *buf, int64_t *off, const fp_ep *ep) {
+                       const float *xn, const float *packed, const float *w_raw, const float *bias, float *yn,
+                       range rows, range cols, float *buf, int64_t *off, const fp_ep *ep) {
     const int64_t M = p->cout, K = p->cin, N = p->oh * p->ow, MR = uk->mr, NR = uk->nr;
     const int unit_stride = p->stride_h == 1 && p->stride_w == 1;
     /* Stride 1 with a kernel that packs as it computes: the first row tile of each column tile reads
@@ -47,8 +47,13 @@ static void nchw_block(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const f
      * others.  Otherwise a whole kc x nc block is packed first (strided pixels gathered). */
     /* Strided: the same, gathering the tile's pixels at fixed offsets in each channel row (AVX-512
      * gathers are slow, but only the first row tile uses them). */
-    const int fused = uk->extended && (unit_stride || p->h * p->w < ((int64_t)1 << 31));
+    /* Strided, where the packing copies whole output-row runs (horizontal stride 1 or 2): the kc x nc block
+     * is packed first instead, since gathering in the first row tile cost more (stride 2, 256->512@56 at 1
+     * thread, loaded box: prepacked 1536-1874 -> 1102-1107 us with the element-by-element packing already,
+     * Zen 5).  Other strides gather in the first row tile (32-bit offsets). */
+    const int fused = uk->extended && (unit_stride || (!fp_gemm_pack_b_runs(p) && p->h * p->w < ((int64_t)1 << 31)));
     int32_t idx[64] = {0};
+    const float *wrows[16]; /* one-shot: the tile's rows of the caller's W, read in place (no packing) */
     fp_ukr_args u = {0};
     u.bias_per_col = 0;
     /* An output larger than L2, written in one k block: stream it past the caches.  With an epilogue, each
@@ -69,7 +74,7 @@ static void nchw_block(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const f
             if (!fused) fp_gemm_pack_b_nchw(p, xn, pc, kc, jc, jn, NR, buf, off);
             for (int64_t ic = rows.lo; ic < rows.hi; ic += bs->mc) {
                 const int64_t ie = FP_MIN(ic + bs->mc, rows.hi);
-                if (fused && unit_stride && uk->tall && ic == rows.lo && ie == rows.hi && ie - ic > MR &&
+                if (!w_raw && fused && unit_stride && uk->tall && ic == rows.lo && ie == rows.hi && ie - ic > MR &&
                     ie - ic <= uk->tall_mr) {
                     /* 9..24 channels: one tall tile covers them all, reading X once, in place (only when
                      * they are the whole row range: the regular path's first MC block must be the first,
@@ -130,8 +135,13 @@ static void nchw_block(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const f
                             u.bidx = NULL;
                             u.prefetch_next = 0;
                         }
-                        u.a = packed + ir * K + pc * MR; /* panel ir/MR starts (ir/MR)*K*MR = ir*K in */
                         u.mr = FP_MIN(MR, M - ir);
+                        if (w_raw) { /* rows past mr repeat the last one: read, never stored */
+                            for (int64_t i = 0; i < MR; i++) wrows[i] = w_raw + (ir + FP_MIN(i, u.mr - 1)) * K + pc;
+                            u.arows = wrows;
+                        } else {
+                            u.a = packed + ir * K + pc * MR; /* panel ir/MR starts (ir/MR)*K*MR = ir*K in */
+                        }
                         u.c = buffered ? tbuf : yn + ir * N + jr;
                         u.bias = bias ? bias + ir : NULL;
                         if (tile_ep) fp_ep_prefetch32(tile_ep, yn + ir * N + jr, N, u.mr, u.nr);
@@ -301,7 +311,7 @@ static void nchw_chunk(void *ctx, int64_t c, int worker) {
     (void)worker;
     /* nc columns plus one: a narrow lead tile (streaming) takes a whole panel */
     float *buf = (float *)fp_scratch_or_fail(0, (int64_t)sizeof(float) * t->bs.kc * (t->bs.nc + uk->nr), &t->failed);
-    int64_t *off = (int64_t *)fp_scratch_or_fail(1, (int64_t)sizeof(int64_t) * t->bs.nc, &t->failed);
+    int64_t *off = (int64_t *)fp_scratch_or_fail(1, (int64_t)sizeof(int64_t) * 2 * t->bs.nc, &t->failed);
     if (!buf || !off) return;
     if (t->by_pixels) {
         /* Tiles of all images in one sequence, so batch and pixels share the split. */
@@ -312,30 +322,36 @@ static void nchw_chunk(void *ctx, int64_t c, int worker) {
             const range cols = {FP_MIN(t0 * uk->nr, N), FP_MIN(t1 * uk->nr, N)};
             const range rows = {0, M};
             if (cols.lo < cols.hi)
-                nchw_block(p, uk, &t->bs, t->x + img * K * HW, t->packed, t->bias, t->y + img * M * N, rows, cols,
-                           buf, off, t->ep);
+                nchw_block(p, uk, &t->bs, t->x + img * K * HW, t->packed, t->w_raw, t->bias, t->y + img * M * N,
+                           rows, cols, buf, off, t->ep);
         }
     } else {
         const range rows = part(t->ch_tiles, c, t->nch, uk->mr, M);
         const range cols = {0, N};
         for (int64_t img = 0; img < p->n && rows.lo < rows.hi; img++)
-            nchw_block(p, uk, &t->bs, t->x + img * K * HW, t->packed, t->bias, t->y + img * M * N, rows, cols, buf,
-                       off, t->ep);
+            nchw_block(p, uk, &t->bs, t->x + img * K * HW, t->packed, t->w_raw, t->bias, t->y + img * M * N, rows,
+                       cols, buf, off, t->ep);
     }
     fp_gemm_fence(); /* non-temporal stores of this thread are ordered before the call returns */
 }
 
-int fp_gemm_run_nchw(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const float *x, const float *packed,
-                     const float *bias, float *y) {
-    if (fp_gemm_use_transposed(p, uk)) return run_nchw_t(p, uk, x, packed, NULL, bias, y);
+static int run_nchw(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const float *x, const float *packed,
+                    const float *w_raw, const float *bias, float *y) {
     const int64_t M = p->cout, K = p->cin, N = p->oh * p->ow;
     task t;
     task_init(&t, p, uk, x, packed, bias, y);
+    t.w_raw = w_raw;
     t.bs = fp_gemm_blocking(uk, M, N, K);
     t.bs.nc = fp_gemm_nc_shared(uk, t.bs.kc, N);
     const int T = plan(&t, p->n * FP_CEIL_DIV(N, uk->nr), FP_CEIL_DIV(M, uk->mr), 1);
     fp_pool_run(T, t.nch, nchw_chunk, &t);
     return task_finish(&t, T);
+}
+
+int fp_gemm_run_nchw(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const float *x, const float *packed,
+                     const float *bias, float *y) {
+    if (fp_gemm_use_transposed(p, uk)) return run_nchw_t(p, uk, x, packed, NULL, bias, y);
+    return run_nchw(p, uk, x, packed, NULL, bias, y);
 }
 
 /* ---------------------------------------------------------------- NHWC: Y = X @ W^T */
@@ -394,6 +410,52 @@ static void nhwc_block(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const f
     }
 }
 
+/* One-shot NHWC on a small map (its input in half of L2): weight panels outside, pixel tiles inside, each
+ * kc x NR panel of W^T packed just before its tiles use it while pixel tiles 1..3 prefetch the next
+ * panel's rows of W into L2, so that the packing reads L2 rather than L3 (as the NCHW transposed form).
+ * Packing the whole kc x nc block first read W from L3 with nothing to overlap: 512->2048@7 spent a
+ * quarter of its time in the packing. */
+static int nhwc_panels_first(const fp_conv_problem *p) {
+    const int64_t R = p->n * p->oh * p->ow;
+    return R <= 256 && (int64_t)sizeof(float) * R * p->cin <= fp_cache_size(2) / 2;
+}
+
+static void nhwc_panels_block(const fp_conv_problem *p, const fp_sgemm_ukr *uk, int64_t kcb, const float *x,
+                              const float *w_raw, float *wbuf, const float *bias, float *y, range rows, range cols,
+                              const fp_ep *ep) {
+    const int64_t N = p->cout, K = p->cin, MR = uk->mr, NR = uk->nr;
+    const float *arows[16];
+    fp_ukr_args u = {0};
+    u.ldb = NR;
+    u.ldc = N;
+    u.bias_per_col = 1;
+    u.arows = arows;
+    for (int64_t pc = 0; pc < K; pc += kcb) {
+        const int64_t kc = FP_MIN(kcb, K - pc);
+        u.kc = kc;
+        u.first = pc == 0;
+        u.relu = p->relu && pc + kc >= K;
+        const fp_ep *tile_ep = pc + kc >= K ? ep : NULL;
+        for (int64_t jr = cols.lo; jr < cols.hi; jr += NR) {
+            u.nr = FP_MIN(NR, cols.hi - jr);
+            fp_pack_transpose(w_raw + jr * K + pc, K, FP_MIN(NR, N - jr), kc, NR, wbuf);
+            u.b = wbuf;
+            u.bias = bias ? bias + jr : NULL;
+            /* the next panel's NR rows of W are NR * K contiguous floats when kc == K: 3 tiles x kc lines */
+            const int next = kc == K && jr + 2 * NR <= cols.hi && uk->extended;
+            for (int64_t ir = rows.lo; ir < rows.hi; ir += MR) {
+                u.mr = FP_MIN(MR, rows.hi - ir);
+                fp_gemm_rows_nhwc(p, x, ir, u.mr, (int)MR, pc, arows);
+                const int64_t t = (ir - rows.lo) / MR;
+                u.pf_lines = next && t >= 1 && t <= 3 ? w_raw + (jr + NR) * K + (t - 1) * kc * 16 : NULL;
+                u.c = y + ir * N + jr;
+                uk->run(&u);
+                if (tile_ep) fp_ep_tile(tile_ep, u.c, u.mr, u.nr, N, jr, 0, 1);
+            }
+        }
+    }
+}
+
 static void nhwc_chunk(void *ctx, int64_t c, int worker) {
     task *t = (task *)ctx;
     const fp_conv_problem *p = t->p;
@@ -409,8 +471,12 @@ static void nhwc_chunk(void *ctx, int64_t c, int worker) {
     range rows = {0, R}, cols = {0, N};
     if (t->by_pixels) rows = part(t->pix_tiles, c, t->nch, uk->mr, R);
     else cols = part(t->ch_tiles, c, t->nch, uk->nr, N);
-    if (rows.lo < rows.hi && cols.lo < cols.hi)
-        nhwc_block(p, uk, &t->bs, t->x, t->packed, t->w_raw, wbuf, t->bias, t->y, rows, cols, t->ep);
+    if (rows.lo < rows.hi && cols.lo < cols.hi) {
+        if (t->w_raw && nhwc_panels_first(p))
+            nhwc_panels_block(p, uk, t->bs.kc, t->x, t->w_raw, wbuf, t->bias, t->y, rows, cols, t->ep);
+        else
+            nhwc_block(p, uk, &t->bs, t->x, t->packed, t->w_raw, wbuf, t->bias, t->y, rows, cols, t->ep);
+    }
     fp_gemm_fence(); /* non-temporal stores of this thread are ordered before the call returns */
 }
 
@@ -421,7 +487,8 @@ static int run_nhwc(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const floa
     task_init(&t, p, uk, x, packed, bias, y);
     t.w_raw = w_raw;
     t.bs = fp_gemm_blocking(uk, R, N, K);
-    const int T = plan(&t, FP_CEIL_DIV(R, uk->mr), FP_CEIL_DIV(N, uk->nr), 1);
+    /* one-shot, small map: output channels split between threads (each packs only its own panels) */
+    const int T = plan(&t, FP_CEIL_DIV(R, uk->mr), FP_CEIL_DIV(N, uk->nr), !(w_raw && nhwc_panels_first(p)));
     if (w_raw && t.by_pixels && T > 1) return FP_DECLINED; /* every thread would pack every panel */
     fp_pool_run(T, t.nch, nhwc_chunk, &t);
     return task_finish(&t, T);
@@ -435,6 +502,10 @@ int fp_gemm_run_nhwc(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const flo
 int fp_gemm_run_unpacked(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const float *x, const float *w,
                          const float *bias, float *y) {
     if (p->layout != 0) return run_nhwc(p, uk, x, NULL, w, bias, y);
-    /* the regular NCHW form reads W as MR-row panels: left to packing */
-    return fp_gemm_use_transposed(p, uk) ? run_nchw_t(p, uk, x, NULL, w, bias, y) : FP_DECLINED;
+    if (fp_gemm_use_transposed(p, uk)) return run_nchw_t(p, uk, x, NULL, w, bias, y);
+    /* The regular NCHW form broadcasts W's elements: a tile's MR rows of W are read in place through row
+     * pointers (each row contiguous in k), so nothing is packed, and every thread reads the caller's W.
+     * 9..16 output channels run the tall tile on packed panels (a few KB of weights): left to packing. */
+    if (uk->tall && p->cout > uk->mr && p->cout <= uk->tall_mr) return FP_DECLINED;
+    return run_nchw(p, uk, x, NULL, w, bias, y);
 }
