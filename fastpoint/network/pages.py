@@ -17,7 +17,8 @@ import mmap
 
 import numpy as np
 
-ALIGN = 64
+from ..backends.c import _aligned_bytes
+
 _NO_HUGE = getattr(mmap, "MADV_NOHUGEPAGE", None)
 _POPULATE = getattr(mmap, "MAP_POPULATE", None)
 _MAPPED = 1 << 20  # smaller blocks: NumPy's (the heap; no huge pages below 4 MiB anyway)
@@ -36,6 +37,4 @@ def fresh_bytes(nbytes: int, populate: bool = False) -> np.ndarray:
             return np.frombuffer(m, np.uint8)  # the array keeps the mapping alive
         except (OSError, ValueError):
             pass
-    raw = np.empty(nbytes + ALIGN, np.uint8)
-    start = (-raw.ctypes.data) % ALIGN
-    return raw[start:start + nbytes]
+    return _aligned_bytes(nbytes)
