@@ -49,18 +49,22 @@ def test_max_pool_sweep_exact(layout, threads):
         np.testing.assert_array_equal(got, ref, err_msg=str(args))
 
 
-@pytest.mark.parametrize("hw", [(7, 70), (8, 33), (2, 130), (3, 2)])
-def test_max_pool_2x2_rows_wide(hw, threads):
-    """NCHW 2x2 stride-2 pooling's one-pass rows (ops_impl.h), on rows past a vector: NaN and -0.0 as
-    the reference, ceil mode (a last window off the image) and padding through the general loop."""
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("hw,c", [((7, 70), 3), ((8, 33), 17), ((2, 130), 3), ((3, 2), 16), ((5, 9), 40)])
+def test_max_pool_2x2_rows_wide(hw, c, layout, threads):
+    """2x2 stride-2 pooling's one-pass rows (ops_impl.h), on rows and channel runs past a vector: NaN and
+    -0.0 against 0.0 as the reference (sign bits compared too), odd sizes (the last row/column dropped),
+    ceil mode (a last window off the image) and padding through the general loop."""
     rng = np.random.default_rng(5)
-    x = _image(rng, 2, 3, *hw, "NCHW")
+    x = _image(rng, 2, c, *hw, layout, integer=True)
     x.flat[::7] = np.nan
     x.flat[3::13] = -0.0
+    x.flat[5::17] = 0.0
     for ceil, p in ((False, 0), (True, 0), (False, 1)):
-        args = dict(kernel_size=2, stride=2, padding=p, ceil_mode=ceil)
-        np.testing.assert_array_equal(fp.max_pool2d(x, backend="c", **args), fp.max_pool2d(x, backend="numpy", **args),
-                                      err_msg=str(args))
+        args = dict(kernel_size=2, stride=2, padding=p, ceil_mode=ceil, layout=layout)
+        got, ref = fp.max_pool2d(x, backend="c", **args), fp.max_pool2d(x, backend="numpy", **args)
+        np.testing.assert_array_equal(got, ref, err_msg=str(args))
+        np.testing.assert_array_equal(np.signbit(got), np.signbit(ref), err_msg=str(args))
 
 
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
