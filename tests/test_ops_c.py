@@ -145,6 +145,23 @@ def test_global_average_pool():
         np.testing.assert_allclose(_c.global_avg_pool(xh, "NHWC"), ref.transpose(0, 2, 3, 1), rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.parametrize("c", [63, 64, 65, 200, 960])
+def test_global_average_pool_nhwc_channel_blocks(c, threads):
+    """NHWC global average pooling cuts an image's channels into runs of whole vectors when there are fewer
+    images than threads: one image and three, channel counts off the vector, the same means at 1 and 2 threads."""
+    rng = np.random.default_rng(c)
+    for n in (1, 3):
+        x = rng.standard_normal((n, c, 5, 7)).astype(np.float32)
+        ref = x.astype(np.float64).mean(axis=(2, 3), keepdims=True)
+        xh = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+        got = _c.global_avg_pool(xh, "NHWC")
+        np.testing.assert_allclose(got, ref.transpose(0, 2, 3, 1), rtol=1e-6, atol=1e-7)
+        old = fp.get_num_threads()
+        fp.set_num_threads(1)
+        np.testing.assert_array_equal(_c.global_avg_pool(xh, "NHWC"), got)
+        fp.set_num_threads(old)
+
+
 def _act_ref(v, act, alpha, beta):
     from fastpoint.network import ops_elementwise as E
 
