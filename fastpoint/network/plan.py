@@ -264,17 +264,25 @@ class Plan:
         arena = local.arena = fresh_bytes(self.arena_bytes, populate=True)
         fixed: Dict[str, np.ndarray] = {}  # value -> its array in this arena (an output the plan gives a buffer)
         outs_of: List[Optional[List[np.ndarray]]] = []
-        for step in self.steps:
+        views: Dict[int, np.ndarray] = {}  # step -> the fixed view a view op makes of a fixed array
+        for i, step in enumerate(self.steps):
             outs = None
             if step.offsets is not None:
                 outs = [_view(arena, off, s, d, t) for off, s, d, t in
                         zip(step.offsets, step.out_shapes, step.out_dtypes, step.nhwc)]
                 fixed.update(zip(step.node.outputs, outs))
+            else:
+                view = self._fixed_view(step, fixed, arena)
+                if view is not None:
+                    views[i] = fixed[step.node.outputs[0]] = view
             outs_of.append(outs)
         program = []
         feeds = {i.name for i in self.graph.inputs}
-        for step, outs in zip(self.steps, outs_of):
+        for i, (step, outs) in enumerate(zip(self.steps, outs_of)):
             entry = None
+            if i in views:  # a reshape/identity of a fixed array: its view, made above, published
+                program.append(_bound_entry(_nothing, ((step.node.outputs[0], views[i]),), step.free_after))
+                continue
             bind = getattr(step.node.op, "bind", None)
             ins = [n for n in step.node.inputs if n]
             staged = self._stage_feed(step, feeds)
@@ -289,6 +297,22 @@ class Plan:
             program.append(entry or partial(self._run_step, step, outs, arena))
         local.program = program
         return program
+
+    def _fixed_view(self, step: Step, fixed: Dict[str, np.ndarray], arena: np.ndarray) -> Optional[np.ndarray]:
+        """A view op's output when its input is one of this thread's fixed arena arrays and its other inputs
+        are plan-time values: the same view every call (an Identity standing for a no-op Pad/Resize, a
+        Reshape or Flatten), made once so the step costs nothing and later steps can bind to it. None when it
+        would be a copy (an NHWC buffer read as NCHW) or any input is a run-time value."""
+        node, op = step.node, step.node.op
+        if not op.view_of_input or len(node.outputs) != 1 or not node.inputs or node.inputs[0] not in fixed:
+            return None
+        if any(n and n not in self.consts for n in node.inputs[1:]):
+            return None
+        x = fixed[node.inputs[0]]
+        value = op.run([x] + [self.consts[n] if n else None for n in node.inputs[1:]], None)[0]
+        if value is None or not np.may_share_memory(value, x) or value.shape != tuple(step.out_shapes[0] or ()):
+            return None
+        return value
 
     def _stage_feed(self, step: Step, feeds) -> Optional[Tuple[str, np.ndarray]]:
         """An NHWC plan's convolution reading a graph input (NCHW): an NHWC buffer of this thread that the
@@ -365,6 +389,10 @@ def _bound_entry(runner: Callable[[], None], outputs: Tuple[Tuple[str, np.ndarra
             env.pop(name, None)
 
     return entry
+
+
+def _nothing() -> None:
+    """The runner of a step whose work the plan did ahead (a fixed view, a Concat its producers filled)."""
 
 
 def _recyclable(pool: Dict[str, np.ndarray], name: str) -> bool:
