@@ -156,6 +156,10 @@ def test_global_average_pool_nhwc_channel_blocks(c, threads):
         xh = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
         got = _c.global_avg_pool(xh, "NHWC")
         np.testing.assert_allclose(got, ref.transpose(0, 2, 3, 1), rtol=1e-6, atol=1e-7)
+        seq = np.zeros((n, c))  # the loop's own order: float64 sums per channel, pixel after pixel
+        for p in xh.reshape(n, -1, c).transpose(1, 0, 2):
+            seq = seq + p.astype(np.float64)
+        np.testing.assert_array_equal(got.reshape(n, c), (seq / 35).astype(np.float32))
         old = fp.get_num_threads()
         fp.set_num_threads(1)
         np.testing.assert_array_equal(_c.global_avg_pool(xh, "NHWC"), got)

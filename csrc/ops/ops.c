@@ -1,6 +1,7 @@
 /* Drivers of the network ops (ops.h): argument-free of Python, each splits its jobs over the one pool
- * (csrc/pool.c) and runs the loops of the ISA fp_isa() names.  Global average pooling, a reduction
- * the compiler cannot vectorise without reassociating, is here once, with float64 partial sums. */
+ * (csrc/pool.c) and runs the loops of the ISA fp_isa() names.  NCHW global average pooling, a reduction
+ * along a plane that the compiler cannot vectorise without reassociating, is here once, with float64
+ * partial sums; NHWC's runs along the channels (ops_impl.h's gap_nhwc, per ISA). */
 
 #include "../internal.h"
 #include "ops.h"
@@ -108,6 +109,7 @@ int fp_op_resize2d_f32(const float *x, const int64_t *xs, float *y, const int64_
 
 /* Global average pooling: y[n, c] = mean of x[n, c, :, :] (x contiguous NCHW: planes; NHWC: pixels). */
 typedef struct gap_task {
+    const fp_ops_isa *k;
     const float *x;
     float *y;
     int64_t N, C, HW, nchunks;
@@ -146,11 +148,7 @@ static void gap_chunk(void *arg, int64_t chunk, int worker) {
     if (!acc) return;
     for (int64_t j = lo; j < hi; j++) {
         const int64_t n = j / S, c0 = FP_MIN(C, (j % S) * run), nc = FP_MIN(run, C - c0);
-        for (int64_t c = 0; c < nc; c++) acc[c] = 0;
-        const float *p = t->x + n * HW * C + c0;
-        for (int64_t i = 0; i < HW; i++)
-            for (int64_t c = 0; c < nc; c++) acc[c] += p[i * C + c];
-        for (int64_t c = 0; c < nc; c++) t->y[n * C + c0 + c] = (float)(acc[c] / (double)HW);
+        if (nc > 0) t->k->gap_nhwc(t->x + n * HW * C, t->y + n * C, C, HW, c0, nc, acc);
     }
 }
 
@@ -160,7 +158,7 @@ int fp_op_gap_f32(const float *x, float *y, int64_t n, int64_t c, int64_t hw, in
     const int T = clamp_threads(threads, n * c);
     const int64_t splits = nhwc && n < T ? FP_MIN(FP_CEIL_DIV(T, n), FP_CEIL_DIV(c, 16)) : 1;
     const int64_t jobs = nhwc ? n * splits : n * c;
-    gap_task t = {x, y, n, c, hw, 0, nhwc, 0, splits};
+    gap_task t = {pick(), x, y, n, c, hw, 0, nhwc, 0, splits};
     run_jobs(threads, jobs, &t.nchunks, gap_chunk, &t);
     return t.failed ? FP_ERR_ALLOC : FP_OK;
 }
