@@ -8,6 +8,8 @@ unchanged); ``ConvTranspose2d`` calls :func:`deconv_pack` / :func:`deconv_run` i
 
 from __future__ import annotations
 
+import functools
+
 from dataclasses import dataclass
 from typing import Optional
 
@@ -16,6 +18,7 @@ import numpy as np
 from ..core.callplan import pack_each_call
 from ..core.spec import ConvSpec, LayerSpec
 from ..core.threads import get_num_threads
+from . import kernel_table
 from .c import CBackend, _aligned_bytes, _check, _ffi, _lib, _problem, _problem_for, _ptr
 
 
@@ -31,9 +34,10 @@ class Conv1dDirectPacked:
 
 # A strided layer with at most this many input channels runs the direct conv1d on the row split into its
 # phases (a copy of the input per call, cheap for a stem).  Measured on the one-row view (alternating, thread
-# CPU time, 1 thread, loaded box): wav2vec2's 1->512 K10 s5 stem 1.3x the lowered GEMM; at stride 1 the 2-d
-# direct kernels stay ahead (WaveNet, ECG: the direct conv1d 0.76-0.80x), and wider strided layers keep the
-# GEMM (docs/conv1d-transposed.md).
+# CPU time, 1 thread, loaded box): wav2vec2's 1->512 K10 s5 stem 1.3x the lowered GEMM; wider strided layers
+# keep the GEMM.  At stride 1 the direct conv1d runs the layers whose window (Cin rows of NR outputs plus the
+# taps' span) fits in L1, where it serves every Cout block of a run: WaveNet 1.28x and ECG 1.11x the 2-d
+# direct kernels (docs/conv1d-transposed.md).
 DIRECT_STRIDED_MAX_CIN = 16
 
 
@@ -51,7 +55,28 @@ def conv1d_direct_applies(layer: LayerSpec) -> bool:
     if not _conv1d_c_case(layer):
         return False
     choice = _lib.fp_conv1d_direct_choice()
-    return choice == 2 or (choice == 1 and layer.stride[1] > 1 and layer.cin <= DIRECT_STRIDED_MAX_CIN)
+    if choice != 1:
+        return choice == 2
+    if layer.stride[1] > 1:
+        return layer.cin <= DIRECT_STRIDED_MAX_CIN
+    return layer.cin * _direct_window_floats(layer) * 4 <= _l1_bytes()
+
+
+def _direct_window_floats(layer: LayerSpec) -> int:
+    """Floats per input channel of one window of the direct conv1d at stride 1 (the tile's NR outputs and the
+    taps' span), which serves every Cout block of a run from L1."""
+    return _direct_nr() + layer.dilation[1] * (layer.kw - 1) + 1
+
+
+@functools.lru_cache(maxsize=None)
+def _direct_nr() -> int:
+    name = _ffi.string(_lib.fp_conv1d_direct_kernel_name()).decode()
+    return next(k.tile[1] for k in kernel_table.kernels() if k.name == name)
+
+
+@functools.lru_cache(maxsize=None)
+def _l1_bytes() -> int:
+    return int(_lib.fp_cache_size(1))
 
 
 def conv1d_gemm_applies(layer: LayerSpec) -> bool:
