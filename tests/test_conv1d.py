@@ -129,6 +129,12 @@ def test_direct_conv1d_every_row(name):
             np.testing.assert_array_equal(nlc.transpose(0, 2, 1), expected)
 
 
+# (n, cin, cout, L, K, stride, pads, dilation)
+THREAD_SPLIT_CASES = [(1, 1, 70, 400, 10, 5, (0, 0), 1), (1, 8, 9, 3000, 2, 1, (64, 64), 64),
+                      (3, 5, 17, 700, 3, 2, (1, 1), 1), (1, 300, 17, 120, 31, 1, (15, 15), 1),
+                      (2, 16, 40, 50, 7, 1, (3, 3), 1), (1, 3, 5, 10, 3, 1, (1, 1), 1)]
+
+
 @pytest.mark.skipif(not CONV1D_ROWS, reason="C extension not built")
 @pytest.mark.parametrize("threads", [1, 2, 3, 8])
 def test_direct_conv1d_thread_splits(threads):
@@ -139,9 +145,7 @@ def test_direct_conv1d_thread_splits(threads):
     before = fp.get_num_threads()
     fp.set_num_threads(threads)
     try:
-        for n, cin, cout, length, k, s, pads, d in [(1, 1, 70, 400, 10, 5, (0, 0), 1), (1, 8, 9, 3000, 2, 1, (64, 64), 64),
-                                                     (3, 5, 17, 700, 3, 2, (1, 1), 1), (1, 300, 17, 120, 31, 1, (15, 15), 1),
-                                                     (2, 16, 40, 50, 7, 1, (3, 3), 1), (1, 3, 5, 10, 3, 1, (1, 1), 1)]:
+        for n, cin, cout, length, k, s, pads, d in THREAD_SPLIT_CASES:
             x = int_array(rng, (n, cin, length))
             w = int_array(rng, (cout, cin, k), -2, 2)
             b = int_array(rng, (cout,), -5, 5)

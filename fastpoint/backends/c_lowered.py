@@ -9,7 +9,6 @@ unchanged); ``ConvTranspose2d`` calls :func:`deconv_pack` / :func:`deconv_run` i
 from __future__ import annotations
 
 import functools
-
 from dataclasses import dataclass
 from typing import Optional
 
@@ -68,13 +67,13 @@ def _direct_window_floats(layer: LayerSpec) -> int:
     return _direct_nr() + layer.dilation[1] * (layer.kw - 1) + 1
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _direct_nr() -> int:
     name = _ffi.string(_lib.fp_conv1d_direct_kernel_name()).decode()
     return next(k.tile[1] for k in kernel_table.kernels() if k.name == name)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _l1_bytes() -> int:
     return int(_lib.fp_cache_size(1))
 
