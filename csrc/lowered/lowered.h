@@ -67,7 +67,9 @@ int64_t fp_lowered_packed_bytes(int64_t m, int64_t k);
 int fp_lowered_pack(int64_t m, int64_t k, const float *w, void *packed);
 /* The same from a k-major source: element (i, k) of W at w[k*m + (i % mdiv) * mstride + i / mdiv] (mdiv = 1:
  * the plain transpose; a transposed conv's (Cin, Cout, KH, KW) weight read with rows (tap, co): mdiv = Cout,
- * mstride = KH*KW).  Copying MR consecutive values of one k row at a time, it is a streaming pass. */
-int fp_lowered_pack_kmajor(int64_t m, int64_t k, const float *w, int64_t mdiv, int64_t mstride, void *packed);
+ * mstride = KH*KW).  Copying MR consecutive values of one k row at a time, in blocks of k rows; `threads`
+ * split the panels once the weights are large. */
+int fp_lowered_pack_kmajor(int64_t m, int64_t k, const float *w, int64_t mdiv, int64_t mstride, void *packed,
+                           int threads);
 
 #endif

@@ -225,7 +225,17 @@ def deconv_scatter_once(problem, x: np.ndarray, weight: np.ndarray, bias: Option
                         out: np.ndarray) -> None:
     """The one-shot scatter-add GEMM: ``weight`` the caller's C-contiguous float32 ``(Cin, Cout, KH, KW)``, packed
     in C into this thread's scratch; arrays as :func:`deconv_scatter_run` takes them."""
+    _once(_lib.fp_deconv_scatter_once_f32, problem, x, weight, bias, out)
+
+
+def deconv_gemm_once(problem, x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray],
+                     out: np.ndarray) -> None:
+    """The one-shot K == stride GEMM (U-Net's up-convolution): as :func:`deconv_scatter_once`, ``bias`` one value
+    per output channel (the C call makes the GEMM rows' bias)."""
+    _once(_lib.fp_deconv_gemm_once_f32, problem, x, weight, bias, out)
+
+
+def _once(fn, problem, x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray], out: np.ndarray) -> None:
     from_buffer = _ffi.from_buffer
-    _check(_lib.fp_deconv_scatter_once_f32(problem, from_buffer("float[]", x), from_buffer("float[]", weight),
-                                           _ffi.NULL if bias is None else from_buffer("float[]", bias),
-                                           from_buffer("float[]", out)))
+    _check(fn(problem, from_buffer("float[]", x), from_buffer("float[]", weight),
+              _ffi.NULL if bias is None else from_buffer("float[]", bias), from_buffer("float[]", out)))
