@@ -96,6 +96,10 @@ static void store_add_pair_of_groups(const fp_lowered *L, float *yc, int64_t ky,
         if (hi <= lo) continue;
         float *yr = yc + oy * p->ow + ox0;
         const float *a = tr + t, *b = tr + sw * ldt + t; /* the first group's rows, the second's */
+        if (sw == 2 && L->interleave->add2) {
+            L->interleave->add2(yr + lo, a, a + ldt, b, b + ldt, n, lo, hi);
+            continue;
+        }
         for (int64_t r = 0; r < sw; r++) { /* row r of the summed group: n + 1 pixels, sum + r*65 */
             float *d = sum + r * 65;
             const float *ar = a + r * ldt, *br = b + r * ldt;
