@@ -167,6 +167,9 @@ static void block(const task *t, const float *xn, float *yn, int64_t r0, int64_t
     const fp_lowered *L = t->L;
     const fp_sgemm_ukr *uk = L->uk;
     const int64_t K = L->k, MR = uk->mr, NR = uk->nr;
+    /* row blocks in whole units where init / finish own them (row_unit: whole channels) */
+    const int64_t unit = L->row_unit > 0 ? L->row_unit : MR;
+    const int64_t mstep = L->init || L->finish ? FP_MAX(unit, t->bs.mc / unit * unit) : t->bs.mc;
     fp_ukr_args u;
     memset(&u, 0, sizeof u);
     u.bias_per_col = 0;
@@ -186,8 +189,11 @@ static void block(const task *t, const float *xn, float *yn, int64_t r0, int64_t
             u.first = pc == 0 || L->accumulate; /* a scatter-add tile starts afresh in every k block */
             u.relu = L->p->relu && pc + kc >= K && !L->accumulate;
             u.ldb = NR;
-            for (int64_t ic = r0; ic < r1; ic += t->bs.mc) {
-                const int64_t ie = FP_MIN(ic + t->bs.mc, r1);
+            for (int64_t ic = r0; ic < r1; ic += mstep) {
+                const int64_t ie = FP_MIN(ic + mstep, r1);
+                /* a scatter-add's outputs of rows [ic, ie) set up just before their first tile and finished
+                 * after their last one, while they are in cache (not for the whole chunk ahead of its GEMM) */
+                if (L->init && jc == c0 && pc == 0) L->init(L, yn, ic, ie);
                 if (row_copy) {
                     block_row_copy(t, &u, yn, ic, ie, jc, jn, kc, pc, buf, tile);
                     continue;
@@ -211,6 +217,7 @@ static void block(const task *t, const float *xn, float *yn, int64_t r0, int64_t
                         }
                     }
                 }
+                if (L->finish && jc + jn >= c1 && pc + kc >= K) L->finish(L, yn, ic, ie);
             }
         }
     }
@@ -241,10 +248,7 @@ static void chunk(void *ctx, int64_t c, int worker) {
         fp_chunk_range(t->row_tiles, t->nchunks, c, &lo, &hi);
         const int64_t r0 = lo * unit, r1 = FP_MIN(hi * unit, L->m);
         for (int64_t img = 0; img < L->p->n && r0 < r1; img++) {
-            float *yn = L->y + img * L->y_image;
-            if (L->init) L->init(L, yn, r0, r1);
-            block(t, L->x + img * L->x_image, yn, r0, r1, 0, L->n, buf, tile);
-            if (L->finish) L->finish(L, yn, r0, r1);
+            block(t, L->x + img * L->x_image, L->y + img * L->y_image, r0, r1, 0, L->n, buf, tile); /* + init, finish */
         }
     }
     fp_gemm_fence(); /* a store's non-temporal writes are ordered before the call returns */
