@@ -83,6 +83,10 @@ SCATTER_CASES = [
     (4, 5, 3, 40, (1, 18), (1, 16), (0, 3), (0, 5), 1, 1),  # stride 16 grouped, a row longer than a tile
     (4, 5, 3, 7, (2, 17), (1, 17), (0, 0), (0, 16), 1, 1),  # stride 17: element by element
     (9, 13, 7, 3, 5, 3, 6, 2, (3, 1), 1),  # padding larger than the kernel span reaches
+    # the store's summed row groups (K - kx between s and 2s): K3 and K5 at stride 2, K5 and K6 at stride 3
+    (6, 5, 5, 21, (3, 5), (2, 2), (1, 2), (1, 1), 1, 1),
+    (6, 9, 4, 19, (2, 6), (1, 3), (0, 1), (0, 2), 1, 1),
+    (4, 3, 3, 17, (2, 5), (1, 3), (0, 0), (0, 0), 1, 1),
 ]
 
 

@@ -77,13 +77,14 @@ static void store_add_group(const fp_lowered *L, float *yc, int64_t ky, int64_t 
     }
 }
 
-/* K >= 2*stride: the 2*sw rows (co, ky, kx .. kx+2sw-1) of a tile.  Rows kx + sw .. kx + 2sw - 1 reach, from
- * pixel ix, the outputs that rows kx .. kx + sw - 1 reach from pixel ix + 1, so the two groups are summed
- * first (the second shifted by one pixel) and the output run of n + 1 pixels is added to once: half the
- * read-modify-writes of the output, and none of the loads that waited on the previous group's overlapping
- * stores (sw floats apart), which stalled the interleave-add of DCGAN's and FCN-8s's K4 s2 layers. */
-static void store_add_pair_of_groups(const fp_lowered *L, float *yc, int64_t ky, int64_t kx, const pixel_run *runs,
-                                     int nruns, const float *tr, int64_t ldt) {
+/* sw < KW - kx <= 2*sw: the rows (co, ky, kx .. kx+sw-1) and the g2 = min(sw, KW - kx - sw) rows after them,
+ * all in the tile.  Row kx + sw + r reaches, from pixel ix, the outputs that row kx + r reaches from pixel
+ * ix + 1, so the two groups are summed first (the second shifted by one pixel, its rows past g2 zero) and the
+ * output run of n + 1 pixels is added to once: fewer read-modify-writes of the output, and none of the loads
+ * that waited on the previous group's overlapping stores (sw floats apart), which stalled the interleave-add
+ * of DCGAN's and FCN-8s's K4 s2 layers (and the element-wise add of a 3x3 s2 layer's kx = 2 row). */
+static void store_add_pair_of_groups(const fp_lowered *L, float *yc, int64_t ky, int64_t kx, int64_t g2,
+                                     const pixel_run *runs, int nruns, const float *tr, int64_t ldt) {
     const fp_conv_problem *p = L->p;
     const int64_t sw = p->stride_w;
     float sum[GROUP_MAX * 65];
@@ -97,12 +98,17 @@ static void store_add_pair_of_groups(const fp_lowered *L, float *yc, int64_t ky,
         float *yr = yc + oy * p->ow + ox0;
         const float *a = tr + t, *b = tr + sw * ldt + t; /* the first group's rows, the second's */
         if (sw == 2 && L->interleave->add2) {
-            L->interleave->add2(yr + lo, a, a + ldt, b, b + ldt, n, lo, hi);
+            L->interleave->add2(yr + lo, a, a + ldt, b, g2 == 2 ? b + ldt : NULL, n, lo, hi);
             continue;
         }
         for (int64_t r = 0; r < sw; r++) { /* row r of the summed group: n + 1 pixels, sum + r*65 */
             float *d = sum + r * 65;
             const float *ar = a + r * ldt, *br = b + r * ldt;
+            if (r >= g2) {
+                memcpy(d, ar, sizeof(float) * (size_t)n);
+                d[n] = 0.0f;
+                continue;
+            }
             d[0] = ar[0];
             for (int64_t u = 1; u < n; u++) d[u] = ar[u] + br[u - 1];
             d[n] = br[n - 1];
@@ -133,9 +139,10 @@ static void store_add(const fp_lowered *L, float *yn, int64_t i0, int64_t mr, in
         const int64_t co = i / taps, ky = i % taps / kw, kx = i % kw;
         float *yc = yn + co * plane;
         const float *tr = tile + (i - i0) * ldt;
-        if (grouped && kx % (2 * sw) == 0 && kx + 2 * sw <= kw && i + 2 * sw <= i0 + mr) {
-            store_add_pair_of_groups(L, yc, ky, kx, runs, nruns, tr, ldt);
-            i += 2 * sw - 1;
+        const int64_t g2 = FP_MIN(sw, kw - kx - sw); /* rows of a second group after this one's */
+        if (grouped && kx % (2 * sw) == 0 && g2 >= 1 && i + sw + g2 <= i0 + mr) {
+            store_add_pair_of_groups(L, yc, ky, kx, g2, runs, nruns, tr, ldt);
+            i += sw + g2 - 1;
             continue;
         }
         if (grouped && kx % sw == 0 && kx + sw <= kw && i + sw <= i0 + mr) {

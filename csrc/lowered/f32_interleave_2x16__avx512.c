@@ -71,7 +71,8 @@ static void add2(float *d, const float *a0, const float *b0, const float *a1, co
         const __mmask16 pf = (__mmask16)((1u << first) - 1);
         const __mmask16 ps = (__mmask16)(((1u << second) - 1) & (u == 0 ? 0xfffeu : 0xffffu));
         const __m512 va = _mm512_add_ps(_mm512_maskz_loadu_ps(pf, a0 + u), _mm512_maskz_loadu_ps(ps, a1 + u - 1));
-        const __m512 vb = _mm512_add_ps(_mm512_maskz_loadu_ps(pf, b0 + u), _mm512_maskz_loadu_ps(ps, b1 + u - 1));
+        __m512 vb = _mm512_maskz_loadu_ps(pf, b0 + u);
+        if (b1) vb = _mm512_add_ps(vb, _mm512_maskz_loadu_ps(ps, b1 + u - 1));
         float *o = d + (base - lo); /* position base: lane 0 */
         _mm512_mask_storeu_ps(o, m0, _mm512_add_ps(_mm512_maskz_loadu_ps(m0, o), _mm512_permutex2var_ps(va, lo_idx, vb)));
         if (m1)
