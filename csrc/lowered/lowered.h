@@ -32,8 +32,8 @@ struct fp_lowered {
     int single_k_block;               /* the store needs each tile finished in one k block */
     /* Scatter-add (the general transposed conv): every k block's tile is computed fresh, without bias or
      * ReLU, and the store adds it to the output; threads split the rows in units of row_unit (a multiple of
-     * MR) that own disjoint outputs, and each unit's outputs are set up by init before its GEMM and
-     * finished (ReLU) by finish after it. */
+     * MR) that own disjoint outputs, and the outputs of each row block (whole units) are set up by init just
+     * before its first tile and finished (ReLU) by finish after its last. */
     int accumulate;
     int64_t row_unit;
     void (*init)(const fp_lowered *L, float *yn, int64_t r0, int64_t r1);

@@ -49,8 +49,8 @@ def _conv1d_c_case(layer: LayerSpec) -> bool:
 
 def conv1d_direct_applies(layer: LayerSpec) -> bool:
     """The direct conv1d blocked for one long row (csrc/conv1d/): strided stems with few input channels
-    (wav2vec2's 1->512 K10 s5); every layer of the C case while a conv1d row is forced (tests); none while
-    rows of other families are."""
+    (wav2vec2's 1->512 K10 s5), stride-1 layers whose window fits in L1 (WaveNet, ECG); every layer of the C
+    case while a conv1d row is forced (tests); none while rows of other families are."""
     if not _conv1d_c_case(layer):
         return False
     choice = _lib.fp_conv1d_direct_choice()
