@@ -86,6 +86,8 @@ int fp_conv_once_f64(const fp_conv_problem *p, const double *x, const double *w,
 int64_t fp_conv1d_gemm_packed_bytes(const fp_conv_problem *p);
 int fp_conv1d_gemm_pack(const fp_conv_problem *p, const float *w, void *packed);
 int fp_conv1d_gemm_f32(const fp_conv_problem *p, const float *x, const void *packed, const float *bias, float *y);
+/* One-shot conv1d GEMM: w the caller's (Cout, Cin, K), packed into this thread's scratch. */
+int fp_conv1d_gemm_once_f32(const fp_conv_problem *p, const float *x, const float *w, const float *bias, float *y);
 int64_t fp_deconv_gemm_packed_bytes(const fp_conv_problem *p);
 int fp_deconv_gemm_pack(const fp_conv_problem *p, const float *w, void *packed);
 int fp_deconv_gemm_f32(const fp_conv_problem *p, const float *x, const void *packed, const float *bias, float *y);
