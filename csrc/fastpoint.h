@@ -86,6 +86,8 @@ int fp_conv_once_f64(const fp_conv_problem *p, const double *x, const double *w,
 int64_t fp_conv1d_gemm_packed_bytes(const fp_conv_problem *p);
 int fp_conv1d_gemm_pack(const fp_conv_problem *p, const float *w, void *packed);
 int fp_conv1d_gemm_f32(const fp_conv_problem *p, const float *x, const void *packed, const float *bias, float *y);
+/* One-shot conv1d GEMM: w the caller's (Cout, Cin, K), packed into this thread's scratch. */
+int fp_conv1d_gemm_once_f32(const fp_conv_problem *p, const float *x, const float *w, const float *bias, float *y);
 int64_t fp_deconv_gemm_packed_bytes(const fp_conv_problem *p);
 int fp_deconv_gemm_pack(const fp_conv_problem *p, const float *w, void *packed);
 int fp_deconv_gemm_f32(const fp_conv_problem *p, const float *x, const void *packed, const float *bias, float *y);
@@ -95,6 +97,9 @@ int fp_deconv_gemm_f32(const fp_conv_problem *p, const float *x, const void *pac
 int fp_deconv_scatter_f32(const fp_conv_problem *p, const float *x, const void *packed, const float *bias, float *y);
 /* ... and its one-shot form: w the caller's (Cin, Cout, KH, KW) weight, packed into this thread's scratch. */
 int fp_deconv_scatter_once_f32(const fp_conv_problem *p, const float *x, const float *w, const float *bias, float *y);
+/* One-shot K == stride GEMM: w the caller's (Cin, Cout, KH, KW), bias per output channel (or NULL); packs into
+ * this thread's scratch on the pool and runs fp_deconv_gemm_f32. */
+int fp_deconv_gemm_once_f32(const fp_conv_problem *p, const float *x, const float *w, const float *bias, float *y);
 
 /* Direct conv1d blocked for one long row (csrc/conv1d/): NCL, groups 1, any K, stride, dilation, (left, right)
  * padding (problem with h = oh = kh = 1, pad_left the left padding, ow the output length); weights (Cout, Cin, K)
