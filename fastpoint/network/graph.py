@@ -18,6 +18,7 @@ from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
+from . import wire  # (imported with the package: its classes cost ~1 ms to make on a first load)
 from .registry import Op, op_class
 
 Dim = Union[int, str]
@@ -83,8 +84,6 @@ def read(model):
     onnx = _import_onnx()
     if isinstance(model, (str, os.PathLike, bytes, bytearray, memoryview)) \
             and not isinstance(model, onnx.ModelProto):
-        from . import wire
-
         got = wire.read_path(model) if isinstance(model, (str, os.PathLike)) else wire.read_bytes(bytes(model))
         if got is not None:
             stripped, arrays, order = got
