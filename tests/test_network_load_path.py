@@ -236,3 +236,23 @@ def test_finite_sum_check_matches_the_elementwise_mask(dtype):
         assert (got is None) == (want is None)
         if want is not None:
             np.testing.assert_array_equal(got, want)
+
+
+def test_load_time_tool_repeats_in_fresh_processes(tmp_path):
+    """tools/load_time.py --repeat: one summary line per tree from fresh processes of the one-run mode."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    proto, w = _nan_weight_model(np.random.default_rng(5))
+    proto.graph.initializer[0].CopyFrom(numpy_helper.from_array(np.nan_to_num(w), "w"))
+    path = tmp_path / "m.onnx"
+    onnx.save(proto, path)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, os.path.join(root, "tools", "load_time.py"), str(path), "1", "--repeat", "2"],
+                         capture_output=True, text=True, check=True, cwd=root).stdout
+    (line,) = out.strip().splitlines()
+    got = json.loads(line)
+    assert got["runs"] == 2 and got["min_cpu_ms"] <= got["median_cpu_ms"]
+    assert got["median_total_ms"] > 0 and got["median_x_steady_cpu"] > 0
