@@ -256,3 +256,25 @@ def test_load_time_tool_repeats_in_fresh_processes(tmp_path):
     got = json.loads(line)
     assert got["runs"] == 2 and got["min_cpu_ms"] <= got["median_cpu_ms"]
     assert got["median_total_ms"] > 0 and got["median_x_steady_cpu"] > 0
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_load_restores_the_garbage_collector(enabled):
+    """load_onnx runs without garbage collection and leaves the collector as it found it, also when the
+    load fails (an unsupported op)."""
+    import gc
+
+    proto, _ = _nan_weight_model(np.random.default_rng(6))
+    bad = onnx.ModelProto()
+    bad.CopyFrom(proto)
+    bad.graph.node[1].op_type = "NoSuchOp"
+    was = gc.isenabled()
+    try:
+        gc.enable() if enabled else gc.disable()
+        fp.load_onnx(proto.SerializeToString())
+        assert gc.isenabled() == enabled
+        with pytest.raises(NotImplementedError, match="NoSuchOp"):
+            fp.load_onnx(bad.SerializeToString())
+        assert gc.isenabled() == enabled
+    finally:
+        gc.enable() if was else gc.disable()
