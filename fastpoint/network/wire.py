@@ -50,6 +50,11 @@ class _Reader:
     def __init__(self, f: BinaryIO, end: int) -> None:
         self.f, self.end = f, end
         self.buf, self.base, self.i = b"", f.tell(), 0  # the window holds file bytes [base, base + len)
+        # a real file: positional reads (one system call each, no seek, no copy through f's buffer)
+        try:
+            self.fd = f.fileno() if hasattr(os, "pread") else None
+        except (AttributeError, OSError, io.UnsupportedOperation):
+            self.fd = None
 
     def pos(self) -> int:
         return self.base + self.i
@@ -63,8 +68,12 @@ class _Reader:
     def _fill(self, n: int) -> None:
         if self.i + n > len(self.buf):
             pos = self.pos()
-            self.f.seek(pos)
-            self.buf, self.base, self.i = self.f.read(max(n, self.WINDOW)), pos, 0
+            if self.fd is not None:
+                self.buf = os.pread(self.fd, max(n, self.WINDOW), pos)
+            else:
+                self.f.seek(pos)
+                self.buf = self.f.read(max(n, self.WINDOW))
+            self.base, self.i = pos, 0
 
     def read(self, n: int) -> bytes:
         if n < 0 or self.pos() + n > self.end:
@@ -117,8 +126,12 @@ class _Reader:
 
     def read_into(self, pos: int, out: np.ndarray) -> None:
         """``out.nbytes`` file bytes at ``pos`` straight into ``out`` (no window copy)."""
-        self.f.seek(pos)
-        if self.f.readinto(memoryview(out)) != out.nbytes:
+        if self.fd is not None and hasattr(os, "preadv"):
+            got = os.preadv(self.fd, [memoryview(out)], pos)
+        else:
+            self.f.seek(pos)
+            got = self.f.readinto(memoryview(out))
+        if got != out.nbytes:
             raise _Unusual("short read")
         self.buf, self.base, self.i = b"", pos + out.nbytes, 0
 
