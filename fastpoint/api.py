@@ -129,19 +129,22 @@ class Conv2d:
         user_x = x
         x4, batched = prepare_input(x, self._layer)
         user_shape = x4.shape if batched else x4.shape[1:]
-        plan = self._plans.get((user_shape, x4.dtype))
-        if plan is None:
-            backend = self._get_backend()
-            layer, packed, bias, bad_taps = self._prepared(backend, x4.dtype)
-            spec = self._make_spec(layer, x4.shape)
-            plan = CallPlan.kept(spec, batched, user_shape, backend, packed, bias, bad_taps, self._user_arrays)
-            if spec.n > 0 and not self._one_call:  # (batch 0 runs no kernel: not worth a plan)
-                if len(self._plans) > 16:  # many shapes (dask chunks): keep it bounded
-                    self._plans.clear()
-                self._plans[(user_shape, x4.dtype)] = plan
-                self._plan = plan
+        plan = self._plans.get((user_shape, x4.dtype)) or self._new_plan(x4, batched, user_shape)
         inputs = () if out is None else (("x", as_array("x", user_x)),) + self._user_arrays
         return plan.call_checked(x4, out, inputs, residual)
+
+    def _new_plan(self, x4: np.ndarray, batched: bool, user_shape: Tuple[int, ...]) -> CallPlan:
+        """The plan of a first call of this input shape and dtype (the layer's first packs), kept."""
+        backend = self._get_backend()
+        layer, packed, bias, bad_taps = self._prepared(backend, x4.dtype)
+        spec = self._make_spec(layer, x4.shape)
+        plan = CallPlan.kept(spec, batched, user_shape, backend, packed, bias, bad_taps, self._user_arrays)
+        if spec.n > 0 and not self._one_call:  # (batch 0 runs no kernel: not worth a plan)
+            if len(self._plans) > 16:  # many shapes (dask chunks): keep it bounded
+                self._plans.clear()
+            self._plans[(user_shape, x4.dtype)] = plan
+            self._plan = plan
+        return plan
 
     @staticmethod
     def _planned_residual(plan: CallPlan, x: np.ndarray, out: Optional[np.ndarray], residual) -> Optional[np.ndarray]:

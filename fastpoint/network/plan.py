@@ -245,7 +245,10 @@ class Plan:
         outs = []
         for name, shape, dtype in zip(step.node.outputs, step.out_shapes, step.out_dtypes):
             if not _recyclable(pool, name) or pool[name].shape != tuple(shape) or pool[name].dtype != dtype:
-                pool[name] = np.empty(shape, dtype)
+                # the first: 4 KiB pages populated in one call (NumPy gives 4 MiB and more huge pages,
+                # whose first touch on a VM cost lraspp's first call up to 20 ms: pages.py); later ones
+                # (the caller kept the last): NumPy's, from the heap that earlier results freed
+                pool[name] = np.empty(shape, dtype) if name in pool else _fresh_array(shape, dtype)
             outs.append(pool[name])
         return outs
 
@@ -398,6 +401,12 @@ def _nothing() -> None:
 def _recyclable(pool: Dict[str, np.ndarray], name: str) -> bool:
     """The pool's array for ``name`` is referenced by the pool alone (the caller dropped last call's result)."""
     return name in pool and sys.getrefcount(pool[name]) == 2  # the dict's reference and getrefcount's argument
+
+
+def _fresh_array(shape: Shape, dtype: np.dtype) -> np.ndarray:
+    """A new array on freshly mapped, populated pages (pages.fresh_bytes)."""
+    n = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+    return fresh_bytes(n, populate=True)[:n].view(dtype).reshape(shape)
 
 
 def _view(arena: np.ndarray, offset: int, shape: Shape, dtype: np.dtype, nhwc: bool = False) -> np.ndarray:
