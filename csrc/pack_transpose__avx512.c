@@ -18,8 +18,8 @@ FP_TARGET_AVX512
  * (a further prefetch of the next packed block into L2 over the kernel's tiles added nothing). */
 #define FP_PACK_PF 64
 
-int fp_pack_transpose_blocks_avx512(const float *src, int64_t ld, int64_t rows16, int64_t cols, int64_t width,
-                                    float *dst) {
+static inline __attribute__((always_inline)) int blocks(const float *src, int64_t ld, int64_t rows16, int64_t cols,
+                                                        int64_t width, float *dst, const int check) {
     __m512 r[16];
     const __m512i expo = _mm512_set1_epi32(0x7f800000);
     __m512i acc = _mm512_setzero_si512(); /* the largest exponent field seen, per lane */
@@ -33,11 +33,17 @@ int fp_pack_transpose_blocks_avx512(const float *src, int64_t ld, int64_t rows16
             if (cw == 16) fp_tr16_load_ps(src + i0 * ld + j0, ld, 16, r);
             else fp_tr16_load_ps(src + i0 * ld + j0, ld, cw, r);
             for (int k = 0; k < cw; k++) {
-                acc = _mm512_max_epu32(acc, _mm512_and_si512(_mm512_castps_si512(r[k]), expo));
+                if (check) acc = _mm512_max_epu32(acc, _mm512_and_si512(_mm512_castps_si512(r[k]), expo));
                 _mm512_storeu_ps(dst + (j0 + k) * width + i0, r[k]);
             }
         }
     return _mm512_cmpeq_epi32_mask(acc, expo) != 0;
+}
+
+/* check: whether to look for non-finite values (one-shot calls with padding); else 0 */
+int fp_pack_transpose_blocks_avx512(const float *src, int64_t ld, int64_t rows16, int64_t cols, int64_t width,
+                                    float *dst, int check) {
+    return check ? blocks(src, ld, rows16, cols, width, dst, 1) : blocks(src, ld, rows16, cols, width, dst, 0);
 }
 FP_TARGET_END
 #endif
