@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import fastpoint as fp
+from fastpoint.core.threads import thread_limit
 
 from .conftest import int_array
 
@@ -17,9 +18,11 @@ CASES = [((1, 37, 5, 5), (40, 37, 3, 3), dict(padding=1)),
          ((1, 37, 6, 6), (37, 1, 3, 3), dict(padding=1, groups=37))]
 
 
+@pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
 @pytest.mark.parametrize("case", range(len(CASES)))
-def test_one_shot_check_finds_each_non_finite_weight(isa, layout, case):
+def test_one_shot_check_finds_each_non_finite_weight(isa, layout, case, threads):
+    """1 thread: the direct case packs inside its loops (one row block); 2: its rows split, it packs first."""
     xs, ws, kw = CASES[case]
     rng = np.random.default_rng(case)
     x, w = int_array(rng, xs), int_array(rng, ws)
@@ -31,6 +34,8 @@ def test_one_shot_check_finds_each_non_finite_weight(isa, layout, case):
             wb = w.copy()
             wb.reshape(-1)[where] = bad
             want = fp.conv2d(x, wb, layout=layout, backend="numpy", **kw)
-            np.testing.assert_array_equal(fp.conv2d(x, wb, layout=layout, backend="c", **kw), want)
+            with thread_limit(threads):
+                got = fp.conv2d(x, wb, layout=layout, backend="c", **kw)
+            np.testing.assert_array_equal(got, want)
     np.testing.assert_array_equal(fp.conv2d(x, w, layout=layout, backend="c", **kw),
                                   fp.conv2d(x, w, layout=layout, backend="numpy", **kw))
