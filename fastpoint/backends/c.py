@@ -6,8 +6,9 @@ carries its own thread count, so concurrent calls are independent.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
 import numpy as np
 
@@ -23,6 +24,9 @@ try:
 except ImportError as exc:  # the extension was not built (no compiler at install time)
     _ffi = _lib = None
     _IMPORT_ERROR = str(exc)
+
+#: fp_call_once_*'s "take the exact path" (csrc/fastpoint.h)
+CALL_EXACT = 2
 
 _ERRORS = {-1: (MemoryError, "out of memory in a C kernel"),
            -2: (RuntimeError, "packed weights do not match this problem, ISA or dtype"),
@@ -101,17 +105,58 @@ _problems: dict = {}
 def _problem_for(spec: ConvSpec):
     """The C problem struct of a call, cached per (spec, thread count): filling one field by field costs
     more than a tiny kernel, and even a copy of a cached one costs ~1 us of a 10 us layer.  The thread
-    count is this Python thread's (thread limits can differ per thread); the C side only reads the
-    struct, so calls from several Python threads may share one."""
+    count is this Python thread's (thread limits can differ per thread), lowered to one for a call too
+    small to pay for waking the pool (``call_threads``); the C side only reads the struct, so calls from
+    several Python threads may share one."""
     key = (spec, get_num_threads())
     p = _problems.get(key)
     if p is None:
         if len(_problems) > 512:
             _problems.clear()
         p = _problem(spec.layer, spec)
-        p.num_threads = key[1]
+        p.num_threads = call_threads(spec, key[1])
         _problems[key] = p
     return p
+
+
+# -- the thread rule: how small a call runs on the calling thread alone --------------------------------
+
+#: a call is split only when its estimated one-thread time is at least this many pool wakes: a split
+#: into T parts saves (1 - 1/T) of the work and costs a wake-and-join of the helpers (measured below)
+#: plus what splitting costs the kernels themselves (edge tiles, a second thread's cold L1/L2)
+WAKES_PER_SPLIT = 4.0
+
+
+@functools.cache
+def machine_rates(threads: int) -> Tuple[float, float, float]:
+    """What this machine does, measured once per thread count (best of a few tries, so that another job
+    on the machine can only make the rule more willing to split): the pool's wake-and-join of
+    ``threads`` threads in ns (``fp_measure_pool_wake_ns``), one core's float32 FMA peak in flop/ns and
+    its bandwidth to a 256 KiB working set (the L2 most small layers live in) in bytes/ns."""
+    wake = float(_lib.fp_measure_pool_wake_ns(threads, 200))
+    flops = float(_lib.fp_measure_fma_peak(1, 0.002))
+    bandwidth = float(_lib.fp_measure_triad(1, 256 << 10))
+    return wake, max(flops, 1e-3), max(bandwidth, 1e-3)
+
+
+def one_thread_ns(spec: ConvSpec, flops_per_ns: float, bytes_per_ns: float) -> float:
+    """A floor on a call's time on one thread: its multiply-adds at the FMA peak, or its input, output and
+    weight bytes at the L2 bandwidth, whichever is longer (depthwise layers are the second kind)."""
+    L = spec.layer
+    nbytes = L.dtype.itemsize * (spec.n * L.cin * spec.h * spec.w + spec.n * L.cout * spec.oh * spec.ow
+                                 + L.cout * L.cin_g * L.kh * L.kw)
+    return max(spec.flops / flops_per_ns, nbytes / bytes_per_ns)
+
+
+def call_threads(spec: ConvSpec, threads: int) -> int:
+    """The threads a call of ``spec`` uses out of the ``threads`` allowed: all of them, or one when even
+    the floor on its one-thread time (``one_thread_ns``) is below ``WAKES_PER_SPLIT`` wakes of the pool
+    (``machine_rates``), where a split cannot pay (docs/call-path.md, "Threads")."""
+    threads = min(threads, max(1, int(_lib.fp_max_threads())))
+    if threads <= 1:
+        return max(threads, 1)
+    wake, flops_per_ns, bytes_per_ns = machine_rates(threads)
+    return threads if one_thread_ns(spec, flops_per_ns, bytes_per_ns) >= WAKES_PER_SPLIT * wake else 1
 
 
 def _refuse_bad_env() -> None:
@@ -192,6 +237,38 @@ class CBackend:
             code = conv(problem, from_buffer(ctype, x), wptr, bptr, from_buffer(ctype, out))
             if code:
                 _check(code)
+
+        return runner
+
+    def bind_call(self, spec: ConvSpec, check_finite: bool):
+        """The one-shot runner with the per-call checks in C (csrc/call_entry.c), or None where this backend's
+        one-shot runner is another (an activation beyond ReLU; a subclass with kernels of its own).
+
+        ``runner(x, w, bias, out) -> code`` takes the caller's arrays as they are, of the plan's dtype and
+        shapes (any number of dimensions: only their memory is passed): 0 ran; 1 ran and some weight is
+        NaN or Inf (asked only when ``check_finite``); ``FP_CALL_EXACT`` did nothing (an array is not
+        aligned to its elements, or out's bytes meet an input's); cffi raises ValueError, before any C
+        runs, for an array that is not C-contiguous or an ``out`` that is read-only.  The caller takes
+        its exact path on the last two, which copies or raises naming the argument."""
+        if spec.layer.act is not None or type(self).bind_once is not CBackend.bind_once:
+            return None
+        _refuse_bad_env()
+        f64 = spec.layer.dtype == np.float64
+        ctype = "double[]" if f64 else "float[]"
+        conv = _lib.fp_call_once_f64 if f64 else _lib.fp_call_once_f32
+        from_buffer, null, check = _ffi.from_buffer, _ffi.NULL, int(check_finite)
+        last = (get_num_threads(), _problem_for(spec))  # read and replaced whole: safe across threads
+
+        def runner(x: np.ndarray, w: np.ndarray, bias: Optional[np.ndarray], out: np.ndarray) -> int:
+            nonlocal last
+            threads, problem = last
+            if threads != get_num_threads():
+                last = threads, problem = get_num_threads(), _problem_for(spec)
+            code = conv(problem, from_buffer(ctype, x), from_buffer(ctype, w),
+                        null if bias is None else from_buffer(ctype, bias), from_buffer(ctype, out, True), check)
+            if code < 0:
+                _check(code)
+            return code
 
         return runner
 
