@@ -54,6 +54,8 @@ from .core.spec import (
     prepare_param,
 )
 
+_ndarray = np.ndarray
+
 
 class Conv2d:
     """A convolution layer whose weights are checked and packed once, then reused for every call.
@@ -178,8 +180,15 @@ def conv2d(x, weight, bias=None, stride: IntOrPair = 1, padding: Padding = 0, di
         plan = _callplan._ONE_SHOT.get(key)
     except (AttributeError, TypeError):  # not arrays, or an unhashable argument: the full parse names it
         key = plan = None
-    if plan is not None and residual is None and plan.matches(x, weight, bias, (stride, padding, dilation, groups)):
-        return plan.call_once(x, weight, bias, out)
+    if plan is not None and residual is None:
+        f = plan.facts  # what the key leaves out: the exact dtypes and number types (CallPlan.matches)
+        if ((type(x) is _ndarray and type(weight) is _ndarray and x.dtype is f[0] and weight.dtype is f[1]
+             and (bias is None or type(bias) is _ndarray and bias.dtype is f[2]) and stride is f[3]
+             and padding is f[4] and dilation is f[5] and groups is f[6])
+                or plan.matches(x, weight, bias, (stride, padding, dilation, groups))):
+            fast = plan.fast  # CallPlan.call_once, inline: the C entry, else the exact path
+            y = None if fast is None else fast(x, weight, bias, out)
+            return y if y is not None else plan.call_once_exact(x, weight, bias, out)
     return _conv2d_parsed(key, (stride, padding, dilation, groups), x, weight, bias, stride, padding, dilation,
                           groups, activation, layout, backend, algorithm, out, residual)
 
@@ -237,8 +246,14 @@ def conv1x1(x, weight, bias=None, stride: IntOrPair = 1, *, activation: Any = No
         plan = _callplan._ONE_SHOT.get(key)
     except (AttributeError, TypeError):
         key = plan = None
-    if plan is not None and residual is None and plan.matches(x, weight, bias, (stride,)):
-        return plan.call_once(x, weight, bias, out)
+    if plan is not None and residual is None:
+        f = plan.facts
+        if ((type(x) is _ndarray and type(weight) is _ndarray and x.dtype is f[0] and weight.dtype is f[1]
+             and (bias is None or type(bias) is _ndarray and bias.dtype is f[2]) and stride is f[3])
+                or plan.matches(x, weight, bias, (stride,))):
+            fast = plan.fast  # CallPlan.call_once, inline: the C entry, else the exact path
+            y = None if fast is None else fast(x, weight, bias, out)
+            return y if y is not None else plan.call_once_exact(x, weight, bias, out)
     weight = as_array("weight", weight)
     if weight.ndim == 2:
         weight = weight[:, :, None, None]

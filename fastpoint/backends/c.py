@@ -12,6 +12,7 @@ from typing import Any, Optional, Tuple
 
 import numpy as np
 
+from ..core import threads as _threads
 from ..core.callplan import pack_each_call
 from ..core.spec import ConvSpec, LayerSpec
 from ..core.threads import get_num_threads
@@ -121,42 +122,40 @@ def _problem_for(spec: ConvSpec):
 
 # -- the thread rule: how small a call runs on the calling thread alone --------------------------------
 
-#: a call is split only when its estimated one-thread time is at least this many pool wakes: a split
-#: into T parts saves (1 - 1/T) of the work and costs a wake-and-join of the helpers (measured below)
-#: plus what splitting costs the kernels themselves (edge tiles, a second thread's cold L1/L2)
-WAKES_PER_SPLIT = 4.0
+#: a call is split only when its multiply-adds at the FMA peak of one core take at least this many pool
+#: wake-and-joins: a split into T parts saves at most (1 - 1/T) of the kernel's time and costs the wake,
+#: the join, and the helpers' cold caches (the input and weights the caller's core holds).  Fitted on the
+#: 2-vCPU Zen 5 box at 2 threads (docs/call-path.md, "Threads"): 16->16 3x3 @8x8 (1.3 us of FMA at peak,
+#: 3.6 us of kernel) lost 10-20 % split; 960 depthwise @7x7 (3.7 us, about 14 us of kernel) gained.
+WAKES_PER_SPLIT = 24.0
 
 
 @functools.cache
-def machine_rates(threads: int) -> Tuple[float, float, float]:
-    """What this machine does, measured once per thread count (best of a few tries, so that another job
-    on the machine can only make the rule more willing to split): the pool's wake-and-join of
-    ``threads`` threads in ns (``fp_measure_pool_wake_ns``), one core's float32 FMA peak in flop/ns and
-    its bandwidth to a 256 KiB working set (the L2 most small layers live in) in bytes/ns."""
+def machine_rates(threads: int) -> Tuple[float, float]:
+    """What this machine does, measured once per thread count: the pool's wake-and-join of ``threads``
+    threads in ns (``fp_measure_pool_wake_ns``, best of 200: the helpers spin between back-to-back calls,
+    so that is the cost a loop of calls pays) and one core's float32 FMA peak in flop/ns (best of a few
+    tries).  Another job on the machine can only make the first smaller and the second larger, so the
+    rule is then more willing to split, as it was before there was a rule."""
     wake = float(_lib.fp_measure_pool_wake_ns(threads, 200))
     flops = float(_lib.fp_measure_fma_peak(1, 0.002))
-    bandwidth = float(_lib.fp_measure_triad(1, 256 << 10))
-    return wake, max(flops, 1e-3), max(bandwidth, 1e-3)
+    return wake, max(flops, 1e-3)
 
 
-def one_thread_ns(spec: ConvSpec, flops_per_ns: float, bytes_per_ns: float) -> float:
-    """A floor on a call's time on one thread: its multiply-adds at the FMA peak, or its input, output and
-    weight bytes at the L2 bandwidth, whichever is longer (depthwise layers are the second kind)."""
-    L = spec.layer
-    nbytes = L.dtype.itemsize * (spec.n * L.cin * spec.h * spec.w + spec.n * L.cout * spec.oh * spec.ow
-                                 + L.cout * L.cin_g * L.kh * L.kw)
-    return max(spec.flops / flops_per_ns, nbytes / bytes_per_ns)
+def one_thread_ns(spec: ConvSpec, flops_per_ns: float) -> float:
+    """A floor on a call's time on one thread: its multiply-adds at the FMA peak."""
+    return spec.flops / flops_per_ns
 
 
 def call_threads(spec: ConvSpec, threads: int) -> int:
-    """The threads a call of ``spec`` uses out of the ``threads`` allowed: all of them, or one when even
-    the floor on its one-thread time (``one_thread_ns``) is below ``WAKES_PER_SPLIT`` wakes of the pool
+    """The threads a call of ``spec`` uses out of the ``threads`` allowed: all of them, or one when the floor
+    on its one-thread time (``one_thread_ns``) is below ``WAKES_PER_SPLIT`` wakes of the pool
     (``machine_rates``), where a split cannot pay (docs/call-path.md, "Threads")."""
     threads = min(threads, max(1, int(_lib.fp_max_threads())))
     if threads <= 1:
-        return max(threads, 1)
-    wake, flops_per_ns, bytes_per_ns = machine_rates(threads)
-    return threads if one_thread_ns(spec, flops_per_ns, bytes_per_ns) >= WAKES_PER_SPLIT * wake else 1
+        return 1
+    wake, flops_per_ns = machine_rates(threads)
+    return threads if one_thread_ns(spec, flops_per_ns) >= WAKES_PER_SPLIT * wake else 1
 
 
 def _refuse_bad_env() -> None:
@@ -240,37 +239,52 @@ class CBackend:
 
         return runner
 
-    def bind_call(self, spec: ConvSpec, check_finite: bool):
-        """The one-shot runner with the per-call checks in C (csrc/call_entry.c), or None where this backend's
-        one-shot runner is another (an activation beyond ReLU; a subclass with kernels of its own).
+    def bind_call(self, spec: ConvSpec, check_finite: bool, out_shape: Tuple[int, ...]):
+        """A one-shot call whole, with its per-call checks in C (csrc/call_entry.c), or None where this
+        backend's one-shot runner is another (an activation beyond ReLU; a subclass with kernels of its own).
 
-        ``runner(x, w, bias, out) -> code`` takes the caller's arrays as they are, of the plan's dtype and
-        shapes (any number of dimensions: only their memory is passed): 0 ran; 1 ran and some weight is
-        NaN or Inf (asked only when ``check_finite``); ``FP_CALL_EXACT`` did nothing (an array is not
-        aligned to its elements, or out's bytes meet an input's); cffi raises ValueError, before any C
-        runs, for an array that is not C-contiguous or an ``out`` that is read-only.  The caller takes
-        its exact path on the last two, which copies or raises naming the argument."""
+        ``call(x, w, bias, out)`` takes the caller's arrays as they are, of the plan's dtypes and shapes (any
+        number of dimensions: only their memory is passed), and ``out`` None or anything; it returns the
+        result (a new array of ``out_shape``, or ``out``), or None having done nothing the caller can see,
+        for the caller's exact path to redo the call, copying or raising naming the argument: for an ``out``
+        that is not an ndarray of ``out_shape`` and the dtype, an array that is not C-contiguous or an ``out``
+        that is read-only (cffi's from_buffer refuses them before any C runs), a pointer not aligned to its
+        elements or an ``out`` whose bytes meet an input's (``FP_CALL_EXACT``: the C entry returns before
+        reading anything), and the rare call with padding and a NaN or Inf weight (``out`` is then written
+        again, with the padding fix-up, core/nonfinite.py)."""
         if spec.layer.act is not None or type(self).bind_once is not CBackend.bind_once:
             return None
         _refuse_bad_env()
-        f64 = spec.layer.dtype == np.float64
-        ctype = "double[]" if f64 else "float[]"
-        conv = _lib.fp_call_once_f64 if f64 else _lib.fp_call_once_f32
-        from_buffer, null, check = _ffi.from_buffer, _ffi.NULL, int(check_finite)
+        dtype = spec.layer.dtype
+        ctype = "double[]" if dtype == np.float64 else "float[]"
+        conv = _lib.fp_call_once_f64 if dtype == np.float64 else _lib.fp_call_once_f32
+        from_buffer, null, check, empty, ndarray = _ffi.from_buffer, _ffi.NULL, int(check_finite), np.empty, np.ndarray
         last = (get_num_threads(), _problem_for(spec))  # read and replaced whole: safe across threads
+        local = _threads._local
 
-        def runner(x: np.ndarray, w: np.ndarray, bias: Optional[np.ndarray], out: np.ndarray) -> int:
+        def call(x: np.ndarray, w: np.ndarray, bias: Optional[np.ndarray], out: Optional[np.ndarray]):
             nonlocal last
+            if out is None:
+                y = empty(out_shape, dtype)
+            elif type(out) is ndarray and out.shape == out_shape and (out.dtype is dtype or out.dtype == dtype):
+                y = out
+            else:
+                return None
             threads, problem = last
-            if threads != get_num_threads():
+            if threads != (local.num_threads or _threads._num_threads):  # get_num_threads(), inline
                 last = threads, problem = get_num_threads(), _problem_for(spec)
-            code = conv(problem, from_buffer(ctype, x), from_buffer(ctype, w),
-                        null if bias is None else from_buffer(ctype, bias), from_buffer(ctype, out, True), check)
+            try:
+                code = conv(problem, from_buffer(ctype, x), from_buffer(ctype, w),
+                            null if bias is None else from_buffer(ctype, bias), from_buffer(ctype, y, True), check)
+            except ValueError:  # not C-contiguous, or out read-only: nothing ran
+                return None
+            if code == 0:
+                return y
             if code < 0:
                 _check(code)
-            return code
+            return None  # FP_CALL_EXACT, or 1: a non-finite weight on a call with padding
 
-        return runner
+        return call
 
     def bind_once(self, spec: ConvSpec, check_finite: bool):
         """The one-shot runner of ``spec``: ``runner(x, w, bias, out)`` packs the caller's weights ``w`` into

@@ -33,8 +33,6 @@ from .spec import ConvSpec, c_array, check_out
 # np.may_share_memory without its __array_function__ dispatch (half of its 0.2 us); same C function
 _may_share_memory = getattr(np.may_share_memory, "_implementation", np.may_share_memory)
 
-#: what a backend's checked runner returns when the call must take the exact path (csrc/fastpoint.h)
-CALL_EXACT = 2
 
 
 class CallPlan:
@@ -46,7 +44,7 @@ class CallPlan:
     """
 
     __slots__ = ("x_shape", "spec", "dtype", "batched", "out_shape", "user_out_shape", "padded", "run",
-                 "run_residual", "bad_taps", "params", "cast_w", "cast_b", "checked", "facts")
+                 "run_residual", "bad_taps", "params", "cast_w", "cast_b", "fast", "facts")
 
     def __init__(self, spec: ConvSpec, batched: bool, x_shape: Tuple[int, ...]) -> None:
         self.x_shape = x_shape
@@ -59,7 +57,7 @@ class CallPlan:
         self.bad_taps: Optional[np.ndarray] = None
         self.params: Tuple[np.ndarray, ...] = ()
         self.cast_w = self.cast_b = False
-        self.checked: Optional[Callable[..., int]] = None
+        self.fast: Optional[Callable[..., Optional[np.ndarray]]] = None
         self.facts: Optional[tuple] = None
 
     # -- the two forms --------------------------------------------------------------------------------
@@ -97,7 +95,7 @@ class CallPlan:
         plan.run = backend_once(backend, spec, plan.padded)
         bind_call = getattr(backend, "bind_call", None)
         if bind_call is not None and not (plan.cast_w or plan.cast_b):
-            plan.checked = bind_call(spec, plan.padded)
+            plan.fast = bind_call(spec, plan.padded, plan.user_out_shape)
         return plan
 
     # -- kept: repeat calls of a layer ----------------------------------------------------------------
@@ -154,34 +152,18 @@ class CallPlan:
                   out: Optional[np.ndarray]) -> np.ndarray:
         """The result of a one-shot call with these arrays (of the facts the plan was parsed from).
 
-        Where the backend checks a call's memory itself (``checked``: the C entry, backends/c.py
-        ``bind_call``), the arrays go to it as they are, in one C call; an array that fails a check there
-        (not C-contiguous, misaligned, ``out`` read-only or meeting an input) comes back untouched and the
-        call takes the exact path, which copies or raises naming the argument."""
-        checked = self.checked
-        if checked is not None:
-            if out is None:
-                y = np.empty(self.user_out_shape, dtype=self.dtype)
-            elif (type(out) is np.ndarray and out.shape == self.user_out_shape
-                  and (out.dtype is self.dtype or out.dtype == self.dtype)):
-                y = out
-            else:
-                y = None
+        Where the backend checks a call's memory itself (``fast``: the C entry, backends/c.py ``bind_call``),
+        the arrays go to it as they are, in one C call; a call that fails a check there (an ``out`` of
+        another shape or dtype, an array not C-contiguous or misaligned, ``out`` read-only or meeting an
+        input) comes back undone and takes the exact path, which copies or raises naming the argument."""
+        fast = self.fast
+        if fast is not None:
+            y = fast(x, weight, bias, out)
             if y is not None:
-                try:
-                    code = checked(x, weight, bias, y)
-                except ValueError:  # cffi: an array not C-contiguous, or out read-only; nothing ran
-                    code = CALL_EXACT
-                if code != CALL_EXACT:
-                    if code:  # some weight is NaN or Inf, and the call has padding
-                        L = self.spec.layer
-                        taps = nonfinite_taps(weight.reshape(L.cout, L.cin_g, L.kh, L.kw))
-                        if taps is not None:
-                            apply_padding_nan(self.spec, taps, y if self.batched else y[None])
-                    return y
-        return self._call_once_exact(x, weight, bias, out)
+                return y
+        return self.call_once_exact(x, weight, bias, out)
 
-    def _call_once_exact(self, x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray],
+    def call_once_exact(self, x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray],
                          out: Optional[np.ndarray]) -> np.ndarray:
         """``call_once`` with the checks and copies in Python (``check_out`` for an out that fails a fast one)."""
         dtype = self.dtype
@@ -214,18 +196,18 @@ class CallPlan:
     def matches(self, x, weight, bias, numbers: tuple) -> bool:
         """Whether a call whose ``remember`` key found this plan has the exact facts it was parsed from:
         ndarrays of its dtypes (the key holds their type codes, which byte order does not change) and
-        ``numbers`` of plain types (``True == 1`` and ``1.0 == 1`` hash alike but validate differently)."""
-        x_dtype, w_dtype, b_dtype, parsed = self.facts
+        ``numbers`` of plain types (``True == 1`` and ``1.0 == 1`` hash alike but validate differently).
+        (api.py's callers first try the same test by identity alone, inline: ``facts`` is
+        ``(x dtype, weight dtype, bias dtype) + numbers``, and small ints and interned strings are the
+        parsed objects themselves.)"""
+        x_dtype, w_dtype, b_dtype = self.facts[:3]
         if type(x) is not np.ndarray or type(weight) is not np.ndarray:
             return False
         if not (x.dtype is x_dtype or x.dtype == x_dtype) or not (weight.dtype is w_dtype or weight.dtype == w_dtype):
             return False
         if bias is not None and (type(bias) is not np.ndarray or not (bias.dtype is b_dtype or bias.dtype == b_dtype)):
             return False
-        for v, p in zip(numbers, parsed):
-            if v is not p and not _plain((v,)):  # small ints and 'same' are the parsed objects themselves
-                return False
-        return True
+        return _plain(numbers)
 
     # -- shared ---------------------------------------------------------------------------------------
 
@@ -311,7 +293,7 @@ def remember(key: tuple, plan: CallPlan, x: np.ndarray, weight: np.ndarray, bias
     if not (type(x) is np.ndarray and type(weight) is np.ndarray and (bias is None or type(bias) is np.ndarray)
             and _plain(numbers)):
         return
-    plan.facts = (x.dtype, weight.dtype, None if bias is None else bias.dtype, numbers)
+    plan.facts = (x.dtype, weight.dtype, None if bias is None else bias.dtype) + numbers
     if len(_ONE_SHOT) >= 256:  # many shapes (dask chunks): keep it bounded
         _ONE_SHOT.clear()
     _ONE_SHOT[key] = plan
