@@ -5,8 +5,8 @@ For each layer and thread count, alternated round by round in one process:
 * ``call``: ``fp.conv2d(x, w, b, ...)`` (the one-shot call, a new array: what a NumPy user writes);
 * ``call-out``: the same with ``out=`` (what ``fastpoint bench``'s ``c-call`` times);
 * ``layer``: ``fp.Conv2d(w, b, ...)(x)`` (prepacked, built before timing), and ``layer-out`` with ``out=``;
-* ``runner``: the one-shot plan's backend runner alone (``CallPlan.run``: the cffi views and the kernel
-  for C, the launcher for Numba), on arrays the call would pass it;
+* ``runner``: the one-shot plan's backend part alone, on arrays the call would pass it (C: ``CallPlan.fast``,
+  the call's out check, cffi views and checked C entry; Numba: ``CallPlan.run``, the launcher);
 * ``kernel`` (C only): ``fp_conv_once_f32`` called with ready cffi pointers: the C time of a call;
 * ``torch``: ``F.conv2d(x, w, b)`` (one-shot too; torch prepacks nothing), when torch is installed; at 1
   thread only unless ``--torch-all`` (at 2 its OpenMP workers spin after each call, and on a box shared
@@ -70,7 +70,8 @@ def contenders(lay: Layer, layout: str, backend: str, with_torch: bool) -> Dict[
     }
     plan = api._parse_one_shot(xl, w, b, kw.get("stride", 1), kw.get("padding", 0), kw.get("dilation", 1),
                                kw.get("groups", 1), None, layout, backend)
-    runs["runner"] = lambda: plan.run(xl, w, b, out2)
+    fast = getattr(plan, "fast", None)  # the C backend's whole call (checks in C), else the backend runner
+    runs["runner"] = (lambda: fast(xl, w, b, out2)) if fast is not None else (lambda: plan.run(xl, w, b, out2))
     if backend == "c":
         runs["kernel"] = _c_kernel(plan, xl, w, b, out2)
     try:
