@@ -195,3 +195,32 @@ def test_remember_keeps_only_plain_calls(monkeypatch):
     assert not callplan._ONE_SHOT
     fp.conv2d(x, w, stride=(1, 1))
     assert len(callplan._ONE_SHOT) == 1
+
+
+@needs_c
+def test_conv1d_one_shot_takes_the_entry_where_the_2d_kernels_run():
+    """conv1d's stride-1 rows run the 2-d kernels, so their one-shot plans get the C entry; the layers conv1d's
+    own kernels take (strided NCL GEMM, direct rows) keep their runners.  Either way: the reference's result,
+    copies for strided views, out checks naming the argument."""
+    from fastpoint.backends import c_lowered
+
+    rng = np.random.default_rng(7)
+    x, w, b = int_array(rng, (2, 24, 40)), int_array(rng, (24, 24, 3)), int_array(rng, (24,))
+    for kw, entry in ((dict(padding=1), True), (dict(stride=2), False)):
+        want = fp.conv1d(x, w, b, backend="numpy", **kw)
+        for _ in range(2):
+            np.testing.assert_array_equal(fp.conv1d(x, w, b, **kw), want)
+        plans = [p for k, p in callplan._ONE_SHOT.items() if k[0] == "conv1d" and k[1] == x.shape and p is not None
+                 and k[-1] == "auto" and p.spec.layer.stride[1] == kw.get("stride", 1)]
+        assert plans and all((p.fast is not None) == entry for p in plans), kw
+        np.testing.assert_array_equal(fp.conv1d(np.ascontiguousarray(x[:, :, ::-1])[:, :, ::-1], w, b, **kw), want)
+        np.testing.assert_array_equal(fp.conv1d(np.asfortranarray(x), w, b, **kw), want)
+        out = np.empty_like(want)
+        assert fp.conv1d(x, w, b, out=out, **kw) is out
+        np.testing.assert_array_equal(out, want)
+        buf = np.zeros(x.size + 100, np.float32)
+        xb = buf[:x.size].reshape(x.shape)
+        xb[...] = x
+        with pytest.raises(ValueError, match="overlaps x"):
+            fp.conv1d(xb, w, b, out=buf[10:10 + want.size].reshape(want.shape), **kw)
+    assert c_lowered.Conv1dGemmBackend().once_runs_conv(plans[0].spec) is False

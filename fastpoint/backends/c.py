@@ -252,7 +252,7 @@ class CBackend:
         elements or an ``out`` whose bytes meet an input's (``FP_CALL_EXACT``: the C entry returns before
         reading anything), and the rare call with padding and a NaN or Inf weight (``out`` is then written
         again, with the padding fix-up, core/nonfinite.py)."""
-        if spec.layer.act is not None or type(self).bind_once is not CBackend.bind_once:
+        if spec.layer.act is not None or not self.once_runs_conv(spec):
             return None
         _refuse_bad_env()
         dtype = spec.layer.dtype
@@ -285,6 +285,11 @@ class CBackend:
             return None  # FP_CALL_EXACT, or 1: a non-finite weight on a call with padding
 
         return call
+
+    def once_runs_conv(self, spec: ConvSpec) -> bool:
+        """Whether this backend's one-shot calls of ``spec`` run ``fp_conv_once_*`` (``bind_once`` below): a
+        subclass whose own kernels run some specs (backends/c_lowered.py) says where they do not."""
+        return type(self).bind_once is CBackend.bind_once
 
     def bind_once(self, spec: ConvSpec, check_finite: bool):
         """The one-shot runner of ``spec``: ``runner(x, w, bias, out)`` packs the caller's weights ``w`` into
