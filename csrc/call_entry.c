@@ -22,8 +22,8 @@ static int meets(const void *a, int64_t na, const void *b, int64_t nb) {
     return a0 < b0 + (uintptr_t)nb && b0 < a0 + (uintptr_t)na;
 }
 
-static int call_once(const fp_conv_problem *p, int f64, const void *x, const void *w, const void *bias, void *y,
-                     int check_finite) {
+int fp_call_once(const fp_conv_problem *p, int f64, const void *x, const void *w, const void *bias, void *y,
+                 int check_finite) {
     const size_t es = f64 ? 8 : 4;
     if (misaligned(x, es) || misaligned(w, es) || misaligned(bias, es) || misaligned(y, es)) return FP_CALL_EXACT;
     const int64_t ny = p->n * p->cout * p->oh * p->ow * (int64_t)es;
@@ -35,16 +35,6 @@ static int call_once(const fp_conv_problem *p, int f64, const void *x, const voi
                                   check_finite)
                : fp_conv_once_f32(p, (const float *)x, (const float *)w, (const float *)bias, (float *)y,
                                   check_finite);
-}
-
-int fp_call_once_f32(const fp_conv_problem *p, const float *x, const float *w, const float *bias, float *y,
-                     int check_finite) {
-    return call_once(p, 0, x, w, bias, y, check_finite);
-}
-
-int fp_call_once_f64(const fp_conv_problem *p, const double *x, const double *w, const double *bias, double *y,
-                     int check_finite) {
-    return call_once(p, 1, x, w, bias, y, check_finite);
 }
 
 static void nothing(void *ctx, int64_t chunk, int worker) {

@@ -24,7 +24,7 @@ def _want(x, w, b=None, **kw):
 
 @needs_c
 def test_entry_refuses_misaligned_and_overlapping_memory_untouched():
-    """fp_call_once_f32 returns FP_CALL_EXACT without writing y for a misaligned pointer or a y whose bytes
+    """fp_call_once returns FP_CALL_EXACT without writing y for a misaligned pointer or a y whose bytes
     meet x, w or bias, and runs otherwise."""
     ffi, lib = cbackend.ffi, cbackend.lib
     rng = np.random.default_rng(1)
@@ -33,7 +33,7 @@ def test_entry_refuses_misaligned_and_overlapping_memory_untouched():
     p = cbackend._problem_for(spec)
     fb = ffi.from_buffer
     y = np.full((1, 5, 6, 6), 7.0, np.float32)
-    assert lib.fp_call_once_f32(p, fb("float[]", x), fb("float[]", w), fb("float[]", b), fb("float[]", y), 1) == 0
+    assert lib.fp_call_once(p, 0, fb("float[]", x), fb("float[]", w), fb("float[]", b), fb("float[]", y), 1) == 0
     np.testing.assert_array_equal(y, _want(x, w, b, padding=1))
     raw = np.zeros(y.nbytes + 4, np.uint8)
     odd = ffi.cast("float *", ffi.from_buffer(raw)) + 0  # aligned start ...
@@ -45,10 +45,10 @@ def test_entry_refuses_misaligned_and_overlapping_memory_untouched():
                  (fb("float[]", x), fb("float[]", big[179:]), fb("float[]", b), fb("float[]", big[:180])),
                  (fb("float[]", x), fb("float[]", w), fb("float[]", big[175:180]), fb("float[]", big[:180]))):
         before = big.copy()
-        assert lib.fp_call_once_f32(p, *args, 1) == cbackend.CALL_EXACT
+        assert lib.fp_call_once(p, 0, *args, 1) == cbackend.CALL_EXACT
         np.testing.assert_array_equal(big, before)
     # ranges that touch without sharing a byte are no overlap
-    assert lib.fp_call_once_f32(p, fb("float[]", big[180:324]), fb("float[]", w), fb("float[]", b),
+    assert lib.fp_call_once(p, 0, fb("float[]", big[180:324]), fb("float[]", w), fb("float[]", b),
                                 fb("float[]", big[:180]), 1) == 0
 
 
@@ -224,3 +224,31 @@ def test_conv1d_one_shot_takes_the_entry_where_the_2d_kernels_run():
         with pytest.raises(ValueError, match="overlaps x"):
             fp.conv1d(xb, w, b, out=buf[10:10 + want.size].reshape(want.shape), **kw)
     assert c_lowered.Conv1dGemmBackend().once_runs_conv(plans[0].spec) is False
+
+
+def test_oneshot_times_tool_runs(capsys, monkeypatch):
+    """tools/oneshot_times.py on the tiny layer, one round, with the pool column (a smoke test of its
+    contenders: each is checked against the layer's result before timing)."""
+    import importlib.util
+    import pathlib
+    import sys
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "tools" / "oneshot_times.py"
+    spec = importlib.util.spec_from_file_location("oneshot_times", path)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    monkeypatch.setattr(tool, "_batch", lambda f: 2)
+    monkeypatch.setattr(sys, "argv", ["oneshot_times", "--layers", "tiny_16_3x3_8", "--threads", "1,2",
+                                      "--rounds", "1", "--wake"])
+    torch = sys.modules.get("torch")
+    saved = fp.get_num_threads(), None if torch is None else torch.get_num_threads()
+    try:
+        tool.main()
+    finally:
+        fp.set_num_threads(saved[0])
+        torch = sys.modules.get("torch")
+        if torch is not None and saved[1] is not None:
+            torch.set_num_threads(saved[1])
+    text = capsys.readouterr().out
+    assert "| tiny_16_3x3_8 | 1 |" in text and "| tiny_16_3x3_8 | 2 |" in text
+    assert "pool: process/caller CPU" in text

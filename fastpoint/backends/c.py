@@ -26,7 +26,7 @@ except ImportError as exc:  # the extension was not built (no compiler at instal
     _ffi = _lib = None
     _IMPORT_ERROR = str(exc)
 
-#: fp_call_once_*'s "take the exact path" (csrc/fastpoint.h)
+#: fp_call_once's "take the exact path" (csrc/fastpoint.h)
 CALL_EXACT = 2
 
 _ERRORS = {-1: (MemoryError, "out of memory in a C kernel"),
@@ -256,8 +256,7 @@ class CBackend:
             return None
         _refuse_bad_env()
         dtype = spec.layer.dtype
-        ctype = "double[]" if dtype == np.float64 else "float[]"
-        conv = _lib.fp_call_once_f64 if dtype == np.float64 else _lib.fp_call_once_f32
+        conv, f64, ctype = _lib.fp_call_once, int(dtype == np.float64), "char[]"
         from_buffer, null, check, empty, ndarray = _ffi.from_buffer, _ffi.NULL, int(check_finite), np.empty, np.ndarray
         last = (get_num_threads(), _problem_for(spec))  # read and replaced whole: safe across threads
         local = _threads._local
@@ -274,7 +273,7 @@ class CBackend:
             if threads != (local.num_threads or _threads._num_threads):  # get_num_threads(), inline
                 last = threads, problem = get_num_threads(), _problem_for(spec)
             try:
-                code = conv(problem, from_buffer(ctype, x), from_buffer(ctype, w),
+                code = conv(problem, f64, from_buffer(ctype, x), from_buffer(ctype, w),
                             null if bias is None else from_buffer(ctype, bias), from_buffer(ctype, y, True), check)
             except ValueError:  # not C-contiguous, or out read-only: nothing ran
                 return None
