@@ -136,6 +136,7 @@ def test_thread_rule_keeps_small_calls_on_one_thread(monkeypatch):
     them above it; the rates are measured (positive) and the rule is what the problem struct gets."""
     wake, flops = cbackend.machine_rates(2)
     assert wake > 0 and flops > 0
+    monkeypatch.setattr(cbackend, "WAKES_PER_SPLIT", 24.0)  # the package's (conftest.py splits every call)
     monkeypatch.setattr(cbackend, "machine_rates", lambda threads: (100.0, 200.0))
     monkeypatch.setattr(cbackend, "_problems", {})
     w = np.ones((16, 16, 3, 3), np.float32)
@@ -152,8 +153,13 @@ def test_thread_rule_keeps_small_calls_on_one_thread(monkeypatch):
             assert cbackend._problem_for(big).num_threads == 2
 
 
-def test_small_and_large_calls_at_several_thread_counts_match(backend):
-    """The thread rule changes how a call is split, never its result (one-shot and prepacked alike)."""
+@pytest.mark.parametrize("rule", [0.0, 24.0])
+def test_small_and_large_calls_at_several_thread_counts_match(backend, rule, monkeypatch):
+    """The thread rule changes how a call is split, never its result (one-shot and prepacked alike), with the
+    rule (the package's factor) and without it (every call split)."""
+    monkeypatch.setattr(cbackend, "WAKES_PER_SPLIT", rule)
+    monkeypatch.setattr(cbackend, "_problems", {})
+    monkeypatch.setattr(callplan, "_ONE_SHOT", {})  # plans hold their runner's last problem struct
     rng = np.random.default_rng(5)
     cases = [((1, 16, 8, 8), (16, 16, 3, 3), dict(padding=1)), ((1, 32, 20, 20), (32, 32, 3, 3), dict(padding=1)),
              ((1, 48, 7, 7), (48, 1, 3, 3), dict(padding=1, groups=48)), ((1, 64, 14, 14), (64, 64, 1, 1), {})]
