@@ -11,13 +11,16 @@ Every convolution call goes one way (docs/call-path.md)::
   (a non-contiguous or misaligned input, an ``out`` that fails a check) goes the full path, which copies,
   or raises the same errors as before.
 * **Used once** (``CallPlan.once``): ``conv2d()`` / ``conv1x1()`` / ``conv1d()`` parse their arguments into a
-  plan cached on the argument *facts* (``one_shot_plan``), which holds no array: each call brings its own
+  plan cached on the argument *facts* (``remember`` and ``CallPlan.matches`` for conv2d / conv1x1, keyed on
+  dtype type codes; ``one_shot_plan`` for the others), which holds no array: each call brings its own
   weights, packed for that call only (``call_once``; the C backend packs into per-thread scratch reused
-  across calls), so a caller changing its arrays in place between calls always gets the new result.
+  across calls), so a caller changing its arrays in place between calls always gets the new result.  On
+  the C backend the call itself is ``CallPlan.fast`` (backends/c.py ``bind_call``): the per-call memory
+  checks and the kernel in one C entry, the exact path (``call_once_exact``) only when a check fails.
 
-Both forms share the output checks (``_out4``: a fast check on cached facts, the full ``check_out`` when it
-fails) and the padding fix-up for non-finite weights (core/nonfinite.py).  Nothing is skipped: the checks
-are the same, done on cached facts.
+Both forms share the output checks (``_fast_out``: a fast check on cached facts, the full ``check_out`` when
+it fails; the C entry's, for ``fast``) and the padding fix-up for non-finite weights (core/nonfinite.py).
+Nothing is skipped: the checks are the same, done on cached facts.
 """
 
 from __future__ import annotations
