@@ -163,6 +163,17 @@ const char *fp_op_isa_name(void);
 /* y[n, j, i] = x[n, i, j] for contiguous x of shape (n, a, b): an image's layout conversion (NCHW -> NHWC
  * with a = C, b = H * W; NHWC -> NCHW with a = H * W, b = C), threaded in blocks of columns. */
 int fp_op_transpose_f32(const float *x, float *y, int64_t n, int64_t a, int64_t b, int threads);
+/* The one-shot call's C entry (csrc/call_entry.c, fastpoint/backends/c.py bind_call): fp_conv_once_f32
+ * (f64 = 0) or _f64 (1) after the per-call checks a cached parse cannot answer.  Returns FP_CALL_EXACT,
+ * having read and written nothing, when a pointer is not aligned to the element size or y's bytes meet
+ * those of x, w or bias (the caller then takes its exact path); batch 0 returns 0; else what
+ * fp_conv_once_* returns. */
+enum { FP_CALL_EXACT = 2 };
+int fp_call_once(const fp_conv_problem *p, int f64, const void *x, const void *w, const void *bias, void *y,
+                 int check_finite);
+/* The best of `reps` wall times, in ns, of one pool job of `threads` empty chunks: waking the helpers and
+ * joining them (the plan's thread rule, backends/c.py). */
+double fp_measure_pool_wake_ns(int threads, int reps);
 /* cdef-end */
 
 #endif

@@ -140,6 +140,10 @@ class Conv1dGemmBackend(CBackend):
 
         return runner
 
+    def once_runs_conv(self, spec: ConvSpec) -> bool:
+        """The C backend's one-shot entry (bind_call) for the layers neither conv1d kernel takes."""
+        return not (conv1d_direct_applies(spec.layer) or conv1d_gemm_applies(spec.layer))
+
     @staticmethod
     def _direct_once(spec: ConvSpec, check_finite: bool):
         conv, from_buffer, null, check = _lib.fp_conv1d_direct_once_f32, _ffi.from_buffer, _ffi.NULL, int(check_finite)
