@@ -1,0 +1,48 @@
+/* Register-tile body of the convpx SIMD micro-kernels (AVX-512: zmm, AVX2+FMA: ymm).
+ *
+ * Included by an ISA file after its target pragma, with VT (vector type), VL (lanes), MC (channels of
+ * the tile), PV (pixel vectors of the widest tile) and the V* operations defined; VLOADM(p, n) loads
+ * the first n lanes and zeroes the rest without touching memory past them.  The tile keeps MC x nv
+ * accumulators for the whole reduction over (cin, taps): per (channel, tap) nv input vectors (one
+ * base plus constant displacements) and MC weight broadcasts feed MC x nv FMAs. */
+#include <immintrin.h>
+
+static inline __attribute__((always_inline)) void pxtile_body(const fp_pxtile *a, const int NV, const int MASKED) {
+    VT acc[MC][PV];
+    const float *bias = a->bias;
+#pragma GCC unroll 8
+    for (int c = 0; c < MC; c++)
+#pragma GCC unroll 3
+        for (int v = 0; v < NV; v++) acc[c][v] = VSET1(bias[c]);
+    const float *px = a->pix;
+    const int64_t *toff = a->toff;
+    const int64_t t0 = a->t0, t1 = a->t1, T = a->ntaps, cs = a->cs;
+    const int64_t rem = a->npx - (NV - 1) * VL; /* lanes of the last vector */
+    for (int64_t ci = 0; ci < a->cin; ci++) {
+        const float *wc = a->w + ci * T * MC;
+        for (int64_t t = t0; t < t1; t++) {
+            const float *xp = px + toff[t];
+            const float *wt = wc + t * MC;
+            VT xv[PV];
+#pragma GCC unroll 3
+            for (int v = 0; v < NV; v++) xv[v] = (MASKED && v == NV - 1) ? VLOADM(xp + v * VL, rem) : VLOAD(xp + v * VL);
+#pragma GCC unroll 8
+            for (int c = 0; c < MC; c++) {
+                const VT wb = VSET1(wt[c]);
+#pragma GCC unroll 3
+                for (int v = 0; v < NV; v++) acc[c][v] = VFMA(xv[v], wb, acc[c][v]);
+            }
+        }
+        px += cs;
+    }
+    float *out = a->out;
+    const int64_t ocs = a->ocs;
+    const VT zero = VZERO();
+#pragma GCC unroll 8
+    for (int c = 0; c < MC; c++)
+#pragma GCC unroll 3
+        for (int v = 0; v < NV; v++) VSTORE(out + c * ocs + v * VL, a->relu ? VMAX(zero, acc[c][v]) : acc[c][v]);
+}
+
+#define PXTILE_DEFINE(PFX, NV, M) \
+    static void PFX##_##NV##_##M(const fp_pxtile *a) { pxtile_body(a, NV, M); }

@@ -1,0 +1,33 @@
+/* convpx micro-kernel for AVX2+FMA: 4 output channels x up to 3 vectors of 8 output pixels (12 of the
+ * 16 ymm registers accumulate; per step 3 input loads and 4 weight broadcasts for 12 FMAs). */
+#include "../isa_target.h"
+#include "direct_px.h"
+
+#if defined(__x86_64__) && !defined(FP_PORTABLE_ONLY)
+FP_TARGET_AVX2
+#define VT __m256
+#define VL 8
+#define MC 4
+#define PV 3
+#define VZERO _mm256_setzero_ps
+#define VLOAD _mm256_loadu_ps
+/* lane i is loaded when i < n (maskload reads nothing for the other lanes) */
+#define VLOADM(p, n) \
+    _mm256_maskload_ps((p), _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)))
+#define VSTORE _mm256_storeu_ps
+#define VSET1 _mm256_set1_ps
+#define VFMA _mm256_fmadd_ps
+#define VMAX _mm256_max_ps
+#include "direct_px_impl.h"
+
+PXTILE_DEFINE(p256, 1, 0) PXTILE_DEFINE(p256, 2, 0) PXTILE_DEFINE(p256, 3, 0)
+PXTILE_DEFINE(p256, 1, 1) PXTILE_DEFINE(p256, 2, 1) PXTILE_DEFINE(p256, 3, 1)
+
+static fp_pxkernel kernel_avx2(int nv, int masked) {
+    static const fp_pxkernel k[2][3] = {{p256_1_0, p256_2_0, p256_3_0}, {p256_1_1, p256_2_1, p256_3_1}};
+    return k[masked != 0][nv - 1];
+}
+const fp_px_ukr fp_f32_convpx_4x24__avx2 = {{"f32_convpx_4x24__avx2", "convpx", 0, FP_ISA_AVX2, 4, 24},
+                                            MC, VL, PV, kernel_avx2};
+FP_TARGET_END
+#endif
