@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "../epilogue/epilogue.h"
+#include "../gemm/gemm.h" /* fp_gemm_fence */
 #include "direct_px.h"
 
 static const fp_px_ukr *pick(int isa) { return (const fp_px_ukr *)fp_kernel_pick("convpx", 0, isa); }
@@ -61,6 +62,10 @@ static int pack(const fp_conv_problem *p, int isa, int f64, const void *wv, void
 }
 
 /* float32 tile copy of the running ISA (csrc/epilogue): rows x cols from src (lds apart) to dst (ld). */
+/* Outputs from this size on are stored non-temporally.  Set past any stem's output for now: on Zen 5 (L3 of
+ * 32 MiB and more per CCD) an 8 MB output streamed to memory measured slower than stores that stay in L3. */
+#define FP_PX_STREAM_BYTES ((int64_t)1 << 40)
+
 static fp_ep_copy_fn copy_fn(int isa) {
 #if defined(__x86_64__) && !defined(FP_PORTABLE_ONLY)
     if (isa == FP_ISA_AVX512) return fp_ep_copy_avx512;
@@ -80,24 +85,25 @@ typedef struct px_task {
     float *y;
     fp_dstrip S;
     int64_t R, nrb, nb, strip_bytes;
+    int stream; /* non-temporal stores (an output larger than L2), fenced at the end of each job */
     int failed;
     const fp_ep *ep;
 } px_task;
 
 /* The finished channel chunk [c_abs, c_abs + nch) of a pixel tile, channel-major in tb (FP_PX_TILE_MAX
- * floats a channel), into y at output row oy, columns [ox0, ox0 + npx): the epilogue on the buffer, then
- * NCHW row pieces, or (NHWC) the buffer transposed into pixel rows first. */
-static void store_chunk(const px_task *t, float *tb, float *pb, int64_t n, int64_t c_abs, int64_t nch, int64_t oy,
-                        int64_t ox0, int64_t npx) {
+ * floats a channel), into y at output row oy, columns [ox0, ox0 + npx): the epilogue ep (NULL: none) on the
+ * buffer, then NCHW row pieces, or (NHWC) the buffer transposed into pixel rows first. */
+static void store_chunk(const px_task *t, const fp_ep *ep, float *tb, float *pb, int64_t n, int64_t c_abs,
+                        int64_t nch, int64_t oy, int64_t ox0, int64_t npx) {
     const fp_conv_problem *p = t->p;
     const fp_ep_copy_fn copy = copy_fn(t->isa);
     if (p->layout == 0) {
         float *dst = t->y + ((n * p->cout + c_abs) * p->oh + oy) * p->ow + ox0;
         const int64_t ld = p->oh * p->ow;
-        if (t->ep)
-            fp_ep_tile_out(t->ep, tb, FP_PX_TILE_MAX, dst, ld, nch, npx, c_abs, 1, 0, 0);
+        if (ep)
+            fp_ep_tile_out(ep, tb, FP_PX_TILE_MAX, dst, ld, nch, npx, c_abs, 1, 0, t->stream);
         else
-            copy(tb, FP_PX_TILE_MAX, dst, ld, nch, npx, 0);
+            copy(tb, FP_PX_TILE_MAX, dst, ld, nch, npx, t->stream);
         return;
     }
     if (t->isa == FP_ISA_AVX512) {
@@ -109,10 +115,43 @@ static void store_chunk(const px_task *t, float *tb, float *pb, int64_t n, int64
             for (int64_t c = 0; c < nch; c++) pb[j * FP_PX_CHUNK + c] = tb[c * FP_PX_TILE_MAX + j];
     }
     float *dst = t->y + ((n * p->oh + oy) * p->ow + ox0) * p->cout + c_abs;
-    if (t->ep)
-        fp_ep_tile_out(t->ep, pb, FP_PX_CHUNK, dst, p->cout, npx, nch, c_abs, 0, 1, 0);
+    if (ep)
+        fp_ep_tile_out(ep, pb, FP_PX_CHUNK, dst, p->cout, npx, nch, c_abs, 0, 1, t->stream);
     else
-        copy(pb, FP_PX_CHUNK, dst, p->cout, npx, nch, 0);
+        copy(pb, FP_PX_CHUNK, dst, p->cout, npx, nch, t->stream);
+}
+
+/* Input rows [iy, iy + nrows) of image n, group g (those inside the image) into L2. */
+static void prefetch_rows(const fp_conv_problem *p, const float *x, int64_t n, int64_t g, int64_t cin_g, int64_t iy,
+                          int64_t nrows) {
+    for (int64_t r = FP_MAX(iy, 0); r < FP_MIN(iy + nrows, p->h); r++) {
+        if (p->layout == 0) {
+            for (int64_t c = 0; c < cin_g; c++) {
+                const char *row = (const char *)(x + ((n * p->cin + g * cin_g + c) * p->h + r) * p->w);
+                for (int64_t b = 0; b < (int64_t)sizeof(float) * p->w; b += 64) __builtin_prefetch(row + b, 0, 2);
+            }
+        } else {
+            const char *row = (const char *)(x + (n * p->h + r) * p->w * p->cin + g * cin_g);
+            const int64_t bytes = (int64_t)sizeof(float) * ((p->w - 1) * p->cin + cin_g);
+            for (int64_t b = 0; b < bytes; b += 64) __builtin_prefetch(row + b, 0, 2);
+        }
+    }
+}
+
+/* The output lines a chunk will store, requested (for writing) before its tiles run, so that the store
+ * does not wait for lines that a large output has to fetch from L3 or memory (as direct.c's NCHW tiles). */
+static void prefetch_out(const px_task *t, int64_t n, int64_t c_abs, int64_t nch, int64_t oy, int64_t ox0,
+                         int64_t npx) {
+    const fp_conv_problem *p = t->p;
+    if (p->layout == 0) {
+        const float *y = t->y + ((n * p->cout + c_abs) * p->oh + oy) * p->ow + ox0;
+        for (int64_t c = 0; c < nch; c++)
+            for (int64_t j = 0; j < npx + 15; j += 16) __builtin_prefetch(y + c * p->oh * p->ow + FP_MIN(j, npx - 1), 1, 3);
+    } else {
+        const float *y = t->y + ((n * p->oh + oy) * p->ow + ox0) * p->cout + c_abs;
+        for (int64_t j = 0; j < npx; j++)
+            for (int64_t c = 0; c < nch + 15; c += 16) __builtin_prefetch(y + j * p->cout + FP_MIN(c, nch - 1), 1, 3);
+    }
 }
 
 static void px_job(void *ctx, int64_t job, int worker) {
@@ -126,8 +165,8 @@ static void px_job(void *ctx, int64_t job, int worker) {
     float pb[FP_PX_TILE_MAX * FP_PX_CHUNK] __attribute__((aligned(64))); /* NHWC: pixel-major tile */
     const int64_t rb = job % t->nrb, g = job / t->nrb % p->groups, n = job / t->nrb / p->groups;
     const int64_t oy0 = rb * t->R, nrows = FP_MIN(t->R, p->oh - oy0);
-    const int64_t nr_job = (nrows - 1) * p->stride_h + (p->kh - 1) * p->dil_h + 1;
-    fp_direct_fill_strip(p, &t->S, t->isa, t->x, n, g, oy0 * p->stride_h - p->pad_top, nr_job, strip);
+    const int64_t iy0 = oy0 * p->stride_h - p->pad_top, span = (p->kh - 1) * p->dil_h + 1;
+    int64_t filled = 0; /* strip rows filled so far */
     const int64_t cin_g = t->S.cin_g, cout_g = p->cout / p->groups, T = p->kh * p->kw, mc = uk->mc, vl = uk->vl;
     /* Pixel tiles of whole vectors as far as the row allows, spread evenly (a lone 1-vector tile would
      * leave the FMA pipes waiting on its mc accumulators); only the row's last vector is masked. */
@@ -138,10 +177,25 @@ static void px_job(void *ctx, int64_t job, int worker) {
     a.ntaps = T;
     a.cin = cin_g;
     a.cs = t->S.cs;
-    a.ocs = FP_PX_TILE_MAX;
-    a.relu = p->relu;
+    /* The activations the kernels apply in registers (no residual): the tile then goes straight to an NCHW
+     * output, or through the transposing buffer alone (NHWC); any other epilogue runs on the buffer. */
+    const fp_ep *ep = t->ep;
+    const int inreg = !ep || (!ep->has_res && (ep->kind == FP_ACT_RELU || ep->kind == FP_ACT_CLIP ||
+                                               ep->kind == FP_ACT_LEAKY || ep->kind == FP_ACT_HARDSWISH));
+    a.act = ep && inreg ? ep->kind : p->relu ? FP_ACT_RELU : FP_ACT_NONE;
+    a.alpha = ep ? ep->a32 : 0.0f;
+    a.beta = ep ? ep->b32 : 0.0f;
+    const fp_ep *ep_buf = inreg ? NULL : ep;
     for (int64_t i = 0; i < nrows; i++) {
-        const int64_t oy = oy0 + i;
+        const int64_t oy = oy0 + i, need = i * p->stride_h + span;
+        /* The strip is filled as the rows go, and the input rows the next output row adds are prefetched
+         * over this row's tiles: the input (an image of a few channels, read once) comes from L3 or memory,
+         * and a fill of the whole row block up front left that latency exposed. */
+        if (need > filled) {
+            fp_direct_fill_strip(p, &t->S, t->isa, t->x, n, g, iy0 + filled, need - filled, strip + filled * t->S.rs);
+            filled = need;
+        }
+        if (i + 1 < nrows) prefetch_rows(p, t->x, n, g, cin_g, iy0 + need, p->stride_h);
         fp_direct_row_taps(p, oy, &a.t0, &a.t1);
         const float *row = strip + i * p->stride_h * t->S.rs;
         for (int64_t tl = 0, ox0 = 0; tl < ntl; tl++) {
@@ -151,18 +205,29 @@ static void px_job(void *ctx, int64_t job, int worker) {
             a.pix = row + ox0;
             for (int64_t c0 = 0; c0 < cout_g; c0 += FP_PX_CHUNK) {
                 const int64_t nch = FP_MIN(FP_PX_CHUNK, cout_g - c0);
+                if (!t->stream) prefetch_out(t, n, g * cout_g + c0, nch, oy, ox0, a.npx);
                 for (int64_t cb = 0; cb * mc < nch; cb++) {
                     const int64_t blk = g * t->nb + (c0 + cb * mc) / mc;
                     a.w = t->w + blk * cin_g * T * mc;
                     a.bias = t->bpad + blk * mc;
-                    a.out = tb + cb * mc * FP_PX_TILE_MAX;
+                    const int64_t c_abs = g * cout_g + c0 + cb * mc, nc = FP_MIN(mc, nch - cb * mc);
+                    /* NCHW with the activation in registers: whole channel rows straight into y (a block
+                     * past the last channel goes to the buffer); otherwise into the buffer */
+                    const int direct = p->layout == 0 && !ep_buf && nc == mc;
+                    a.out = direct ? t->y + ((n * p->cout + c_abs) * p->oh + oy) * p->ow + ox0
+                                   : tb + cb * mc * FP_PX_TILE_MAX;
+                    a.ocs = direct ? p->oh * p->ow : FP_PX_TILE_MAX;
                     k(&a);
+                    /* NCHW: each block's channel rows go out as soon as they are done, so that the stores
+                     * drain while the next block computes rather than in one burst per chunk */
+                    if (p->layout == 0 && !direct) store_chunk(t, ep_buf, a.out, pb, n, c_abs, nc, oy, ox0, a.npx);
                 }
-                store_chunk(t, tb, pb, n, g * cout_g + c0, nch, oy, ox0, a.npx);
+                if (p->layout == 1) store_chunk(t, ep_buf, tb, pb, n, g * cout_g + c0, nch, oy, ox0, a.npx);
             }
             ox0 += a.npx;
         }
     }
+    if (t->stream) fp_gemm_fence();
 }
 
 static int run(const fp_conv_problem *p, int isa, int f64, const void *x, const void *packed, const void *bias,
@@ -194,7 +259,8 @@ static int run(const fp_conv_problem *p, int isa, int f64, const void *x, const 
             bpad[g * nb * uk->mc + co] = bias && co < cout_g ? ((const float *)bias)[g * cout_g + co] : 0.0f;
     const int64_t nr = (R - 1) * sh + (p->kh - 1) * p->dil_h + 1;
     px_task t = {p, uk, isa, (const float *)x, (const float *)packed, bpad, toff, (float *)y, S, R, nrb, nb,
-                 (int64_t)sizeof(float) * nr * S.rs, 0, fp_ep_current()};
+                 (int64_t)sizeof(float) * nr * S.rs,
+                 (int64_t)sizeof(float) * p->n * p->cout * p->oh * p->ow > FP_PX_STREAM_BYTES, 0, fp_ep_current()};
     fp_pool_run(nt, p->n * p->groups * nrb, px_job, &t);
     fp_aligned_free(toff);
     fp_aligned_free(bpad);

@@ -21,11 +21,12 @@ typedef struct fp_pxtile {
     int64_t cin, cs;     /* input channels of the group, strip floats between them */
     const float *w;      /* packed weights of the block: [cin][ntaps][mc] */
     const float *bias;   /* mc accumulator starts */
-    float *out;          /* out[c * ocs + j]: whole vectors, pixels past npx included (a buffer) */
+    float *out;          /* out[c * ocs + j], j < npx (an NCHW output row piece, or a buffer) */
     int64_t ocs;
-    int64_t npx;         /* pixels of the tile, (nv - 1) * vl < npx <= nv * vl; the last vector is
-                            loaded masked when npx < nv * vl, so the strip is never read past its row */
-    int relu;
+    int64_t npx;         /* pixels of the tile, (nv - 1) * vl < npx <= nv * vl; the last vector is loaded
+                            and stored masked when npx < nv * vl, so nothing is touched past the row */
+    int act;             /* activation applied in registers: FP_ACT_NONE, RELU, CLIP, LEAKY or HARDSWISH */
+    float alpha, beta;   /* its parameters (fastpoint.h, FP_ACT_*) */
 } fp_pxtile;
 
 typedef void (*fp_pxkernel)(const fp_pxtile *t);

@@ -4,7 +4,8 @@
  * the tile), PV (pixel vectors of the widest tile) and the V* operations defined; VLOADM(p, n) loads
  * the first n lanes and zeroes the rest without touching memory past them.  The tile keeps MC x nv
  * accumulators for the whole reduction over (cin, taps): per (channel, tap) nv input vectors (one
- * base plus constant displacements) and MC weight broadcasts feed MC x nv FMAs. */
+ * base plus constant displacements) and MC weight broadcasts feed MC x nv FMAs.  VSTOREM(p, n, v)
+ * stores the first n lanes; VSEL(m, f, t) takes t where the comparison mask m holds, else f. */
 #include <immintrin.h>
 
 static inline __attribute__((always_inline)) void pxtile_body(const fp_pxtile *a, const int NV, const int MASKED) {
@@ -37,11 +38,29 @@ static inline __attribute__((always_inline)) void pxtile_body(const fp_pxtile *a
     }
     float *out = a->out;
     const int64_t ocs = a->ocs;
-    const VT zero = VZERO();
-#pragma GCC unroll 8
-    for (int c = 0; c < MC; c++)
-#pragma GCC unroll 3
-        for (int v = 0; v < NV; v++) VSTORE(out + c * ocs + v * VL, a->relu ? VMAX(zero, acc[c][v]) : acc[c][v]);
+    /* The activation in registers, each kind as csrc/epilogue/epilogue_impl.h writes it (the same
+     * operations in the same order, NaN kept), so results equal the epilogue pass they replace. */
+    const VT zero = VZERO(), va = VSET1(a->alpha), vb = VSET1(a->beta);
+    const VT three = VSET1(3.0f), mthree = VSET1(-3.0f), sixth = VSET1((float)(1.0 / 6.0));
+#define PX_STORE(EXPR)                                                                          \
+    _Pragma("GCC unroll 8") for (int c = 0; c < MC; c++)                                       \
+        _Pragma("GCC unroll 3") for (int v = 0; v < NV; v++) {                                 \
+            const VT x = acc[c][v];                                                            \
+            const VT r = EXPR;                                                                 \
+            if (MASKED && v == NV - 1) VSTOREM(out + c * ocs + v * VL, rem, r);                \
+            else VSTORE(out + c * ocs + v * VL, r);                                            \
+        }
+    switch (a->act) {
+    case FP_ACT_RELU: PX_STORE(VMAX(zero, x)) break;
+    case FP_ACT_CLIP: PX_STORE(VSEL(VCMPLT(VSEL(VCMPGT(x, vb), x, vb), va), VSEL(VCMPGT(x, vb), x, vb), va)) break;
+    case FP_ACT_LEAKY: PX_STORE(VSEL(VCMPLT(x, zero), x, VMUL(va, x))) break;
+    case FP_ACT_HARDSWISH:
+        PX_STORE(VSEL(VCMPLE(x, mthree), VSEL(VCMPGE(x, three), VMUL(VMUL(x, VADD(x, three)), sixth), x), zero))
+        break;
+    default: PX_STORE(x) break;
+    }
+#undef PX_STORE
+    (void)va; (void)vb; (void)three; (void)mthree; (void)sixth;
 }
 
 #define PXTILE_DEFINE(PFX, NV, M) \

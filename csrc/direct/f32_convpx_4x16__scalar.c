@@ -5,6 +5,17 @@
 #define SMC 4
 #define SPX 16
 
+/* The in-register activations, as csrc/epilogue/epilogue_impl.h writes them (NaN kept). */
+static inline float act(float v, int kind, float a, float b) {
+    switch (kind) {
+    case FP_ACT_RELU: return v < 0 ? 0.0f : v;
+    case FP_ACT_CLIP: return v < a ? a : v > b ? b : v;
+    case FP_ACT_LEAKY: return v < 0 ? a * v : v;
+    case FP_ACT_HARDSWISH: return v <= -3.0f ? 0.0f : v >= 3.0f ? v : v * (v + 3.0f) * (float)(1.0 / 6.0);
+    default: return v;
+    }
+}
+
 static void scalar_tile(const fp_pxtile *a) {
     float acc[SMC][SPX];
     const int64_t np = a->npx;
@@ -22,10 +33,7 @@ static void scalar_tile(const fp_pxtile *a) {
         px += a->cs;
     }
     for (int c = 0; c < SMC; c++)
-        for (int j = 0; j < SPX; j++) {
-            const float v = acc[c][j];
-            a->out[c * a->ocs + j] = a->relu ? (v < 0 ? 0.0f : v) : v;
-        }
+        for (int64_t j = 0; j < np; j++) a->out[c * a->ocs + j] = act(acc[c][j], a->act, a->alpha, a->beta);
 }
 
 static fp_pxkernel kernel_scalar(int nv, int masked) {

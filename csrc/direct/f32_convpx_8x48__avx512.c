@@ -13,6 +13,14 @@ FP_TARGET_AVX512
 #define VLOAD _mm512_loadu_ps
 #define VLOADM(p, n) _mm512_maskz_loadu_ps((__mmask16)((1u << (n)) - 1u), (p))
 #define VSTORE _mm512_storeu_ps
+#define VSTOREM(p, n, v) _mm512_mask_storeu_ps((p), (__mmask16)((1u << (n)) - 1u), (v))
+#define VSEL(m, f, t) _mm512_mask_mov_ps((f), (m), (t))
+#define VCMPLT(x, y) _mm512_cmp_ps_mask((x), (y), _CMP_LT_OQ)
+#define VCMPLE(x, y) _mm512_cmp_ps_mask((x), (y), _CMP_LE_OQ)
+#define VCMPGT(x, y) _mm512_cmp_ps_mask((x), (y), _CMP_GT_OQ)
+#define VCMPGE(x, y) _mm512_cmp_ps_mask((x), (y), _CMP_GE_OQ)
+#define VMUL _mm512_mul_ps
+#define VADD _mm512_add_ps
 #define VSET1 _mm512_set1_ps
 #define VFMA _mm512_fmadd_ps
 #define VMAX _mm512_max_ps
