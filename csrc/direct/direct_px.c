@@ -18,15 +18,17 @@
 
 static const fp_px_ukr *pick(int isa) { return (const fp_px_ukr *)fp_kernel_pick("convpx", 0, isa); }
 
-/* Input channels per group up to which the convpx kernels run by default (docs/direct.md: measured
- * against direct.c's tiles on the stems' shapes and on Cin = 1..16, 3x3 and 7x7, stride 1 and 2). */
-#define FP_PX_MAX_CIN 4
+/* Input channels per group up to which the convpx kernels run by default, on NCHW data (docs/direct.md: measured
+ * against direct.c's tiles, Cin 1..16 x 3x3, 5x5, 7x7 x stride 1, 2 x 32, 64 output channels, AVX-512 and AVX2:
+ * 1.0-2.8x up to 8 channels, mixed from 12).  NHWC stays with direct.c's tiles, which store NHWC straight from
+ * their accumulators while these transpose theirs (0.6-0.95x at 96x96). */
+#define FP_PX_MAX_CIN 8
 
 static int applies(const fp_conv_problem *p, int isa, int f64) {
     (void)isa;
     if (!fp_direct_strip_applies(p, f64)) return 0;
     if (fp_kernel_forcing() && fp_kernel_forced("convpx", 0)) return 1; /* tests: every problem the strip serves */
-    return p->cin / p->groups <= FP_PX_MAX_CIN;
+    return p->layout == 0 && p->cin / p->groups <= FP_PX_MAX_CIN;
 }
 
 static const char *kernel_name(const fp_conv_problem *p, int isa, int f64) {
@@ -106,6 +108,14 @@ static void store_chunk(const px_task *t, const fp_ep *ep, float *tb, float *pb,
             copy(tb, FP_PX_TILE_MAX, dst, ld, nch, npx, t->stream);
         return;
     }
+    float *dst = t->y + ((n * p->oh + oy) * p->ow + ox0) * p->cout + c_abs;
+    if (t->isa == FP_ISA_AVX512 && !ep && nch % 16 == 0) {
+        /* whole 16-channel vectors per pixel: transposed straight into y */
+        for (int64_t j0 = 0; j0 < npx; j0 += 16)
+            fp_direct_load_nchw_avx512(tb + j0, FP_PX_TILE_MAX, (int)FP_MIN(16, npx - j0), nch, dst + j0 * p->cout,
+                                       p->cout);
+        return;
+    }
     if (t->isa == FP_ISA_AVX512) {
         for (int64_t j0 = 0; j0 < npx; j0 += 16)
             fp_direct_load_nchw_avx512(tb + j0, FP_PX_TILE_MAX, (int)FP_MIN(16, npx - j0), nch, pb + j0 * FP_PX_CHUNK,
@@ -114,7 +124,6 @@ static void store_chunk(const px_task *t, const fp_ep *ep, float *tb, float *pb,
         for (int64_t j = 0; j < npx; j++)
             for (int64_t c = 0; c < nch; c++) pb[j * FP_PX_CHUNK + c] = tb[c * FP_PX_TILE_MAX + j];
     }
-    float *dst = t->y + ((n * p->oh + oy) * p->ow + ox0) * p->cout + c_abs;
     if (ep)
         fp_ep_tile_out(ep, pb, FP_PX_CHUNK, dst, p->cout, npx, nch, c_abs, 0, 1, t->stream);
     else
