@@ -92,7 +92,7 @@ static void fill_nhwc_permute(const float *src, int64_t pstride, int64_t nc, int
             idx[c][k] = _mm512_loadu_si512(lane);
             msk[c][k] = (__mmask16)m;
         }
-    const int64_t nfl = w * pstride; /* floats of the row */
+    const int64_t nfl = (w - 1) * pstride + nc; /* floats from src to this group's last channel of the row */
     for (int64_t ph = 0; ph < sw; ph++) {
         /* columns q in [qlo, qhi) read inside the row: ix = q * sw + off in [0, w) */
         const int64_t off = ph - pl;
