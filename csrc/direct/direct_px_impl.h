@@ -63,5 +63,14 @@ static inline __attribute__((always_inline)) void pxtile_body(const fp_pxtile *a
     (void)va; (void)vb; (void)three; (void)mthree; (void)sixth;
 }
 
+/* The six instances (1..3 vectors, last one masked or not), their look-up and the table row `NAME`. */
 #define PXTILE_DEFINE(PFX, NV, M) \
     static void PFX##_##NV##_##M(const fp_pxtile *a) { pxtile_body(a, NV, M); }
+#define PX_ROW(PFX, NAME, ISA)                                                                                  \
+    PXTILE_DEFINE(PFX, 1, 0) PXTILE_DEFINE(PFX, 2, 0) PXTILE_DEFINE(PFX, 3, 0)                                  \
+    PXTILE_DEFINE(PFX, 1, 1) PXTILE_DEFINE(PFX, 2, 1) PXTILE_DEFINE(PFX, 3, 1)                                  \
+    static fp_pxkernel PFX##_kernel(int nv, int masked) {                                                      \
+        static const fp_pxkernel k[2][3] = {{PFX##_1_0, PFX##_2_0, PFX##_3_0}, {PFX##_1_1, PFX##_2_1, PFX##_3_1}}; \
+        return k[masked != 0][nv - 1];                                                                          \
+    }                                                                                                           \
+    const fp_px_ukr fp_##NAME = {{#NAME, "convpx", 0, ISA, MC, PV * VL}, MC, VL, PV, PFX##_kernel};

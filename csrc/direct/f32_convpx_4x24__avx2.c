@@ -28,14 +28,6 @@ FP_TARGET_AVX2
 #define VMAX _mm256_max_ps
 #include "direct_px_impl.h"
 
-PXTILE_DEFINE(p256, 1, 0) PXTILE_DEFINE(p256, 2, 0) PXTILE_DEFINE(p256, 3, 0)
-PXTILE_DEFINE(p256, 1, 1) PXTILE_DEFINE(p256, 2, 1) PXTILE_DEFINE(p256, 3, 1)
-
-static fp_pxkernel kernel_avx2(int nv, int masked) {
-    static const fp_pxkernel k[2][3] = {{p256_1_0, p256_2_0, p256_3_0}, {p256_1_1, p256_2_1, p256_3_1}};
-    return k[masked != 0][nv - 1];
-}
-const fp_px_ukr fp_f32_convpx_4x24__avx2 = {{"f32_convpx_4x24__avx2", "convpx", 0, FP_ISA_AVX2, 4, 24},
-                                            MC, VL, PV, kernel_avx2};
+PX_ROW(p256, f32_convpx_4x24__avx2, FP_ISA_AVX2)
 FP_TARGET_END
 #endif

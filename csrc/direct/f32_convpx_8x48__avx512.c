@@ -26,14 +26,6 @@ FP_TARGET_AVX512
 #define VMAX _mm512_max_ps
 #include "direct_px_impl.h"
 
-PXTILE_DEFINE(p512, 1, 0) PXTILE_DEFINE(p512, 2, 0) PXTILE_DEFINE(p512, 3, 0)
-PXTILE_DEFINE(p512, 1, 1) PXTILE_DEFINE(p512, 2, 1) PXTILE_DEFINE(p512, 3, 1)
-
-static fp_pxkernel kernel_avx512(int nv, int masked) {
-    static const fp_pxkernel k[2][3] = {{p512_1_0, p512_2_0, p512_3_0}, {p512_1_1, p512_2_1, p512_3_1}};
-    return k[masked != 0][nv - 1];
-}
-const fp_px_ukr fp_f32_convpx_8x48__avx512 = {{"f32_convpx_8x48__avx512", "convpx", 0, FP_ISA_AVX512, 8, 48},
-                                              MC, VL, PV, kernel_avx512};
+PX_ROW(p512, f32_convpx_8x48__avx512, FP_ISA_AVX512)
 FP_TARGET_END
 #endif
