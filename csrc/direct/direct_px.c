@@ -13,7 +13,6 @@
 #include <string.h>
 
 #include "../epilogue/epilogue.h"
-#include "../gemm/gemm.h" /* fp_gemm_fence */
 #include "direct_px.h"
 
 static const fp_px_ukr *pick(int isa) { return (const fp_px_ukr *)fp_kernel_pick("convpx", 0, isa); }
@@ -64,10 +63,6 @@ static int pack(const fp_conv_problem *p, int isa, int f64, const void *wv, void
 }
 
 /* float32 tile copy of the running ISA (csrc/epilogue): rows x cols from src (lds apart) to dst (ld). */
-/* Outputs from this size on are stored non-temporally.  Set past any stem's output for now: on Zen 5 (L3 of
- * 32 MiB and more per CCD) an 8 MB output streamed to memory measured slower than stores that stay in L3. */
-#define FP_PX_STREAM_BYTES ((int64_t)1 << 40)
-
 static fp_ep_copy_fn copy_fn(int isa) {
 #if defined(__x86_64__) && !defined(FP_PORTABLE_ONLY)
     if (isa == FP_ISA_AVX512) return fp_ep_copy_avx512;
@@ -87,7 +82,6 @@ typedef struct px_task {
     float *y;
     fp_dstrip S;
     int64_t R, nrb, nb, strip_bytes;
-    int stream; /* non-temporal stores (an output larger than L2), fenced at the end of each job */
     int failed;
     const fp_ep *ep;
 } px_task;
@@ -103,9 +97,9 @@ static void store_chunk(const px_task *t, const fp_ep *ep, float *tb, float *pb,
         float *dst = t->y + ((n * p->cout + c_abs) * p->oh + oy) * p->ow + ox0;
         const int64_t ld = p->oh * p->ow;
         if (ep)
-            fp_ep_tile_out(ep, tb, FP_PX_TILE_MAX, dst, ld, nch, npx, c_abs, 1, 0, t->stream);
+            fp_ep_tile_out(ep, tb, FP_PX_TILE_MAX, dst, ld, nch, npx, c_abs, 1, 0, 0);
         else
-            copy(tb, FP_PX_TILE_MAX, dst, ld, nch, npx, t->stream);
+            copy(tb, FP_PX_TILE_MAX, dst, ld, nch, npx, 0);
         return;
     }
     float *dst = t->y + ((n * p->oh + oy) * p->ow + ox0) * p->cout + c_abs;
@@ -125,9 +119,9 @@ static void store_chunk(const px_task *t, const fp_ep *ep, float *tb, float *pb,
             for (int64_t c = 0; c < nch; c++) pb[j * FP_PX_CHUNK + c] = tb[c * FP_PX_TILE_MAX + j];
     }
     if (ep)
-        fp_ep_tile_out(ep, pb, FP_PX_CHUNK, dst, p->cout, npx, nch, c_abs, 0, 1, t->stream);
+        fp_ep_tile_out(ep, pb, FP_PX_CHUNK, dst, p->cout, npx, nch, c_abs, 0, 1, 0);
     else
-        copy(pb, FP_PX_CHUNK, dst, p->cout, npx, nch, t->stream);
+        copy(pb, FP_PX_CHUNK, dst, p->cout, npx, nch, 0);
 }
 
 /* Input rows [iy, iy + nrows) of image n, group g (those inside the image) into L2. */
@@ -155,11 +149,13 @@ static void prefetch_out(const px_task *t, int64_t n, int64_t c_abs, int64_t nch
     if (p->layout == 0) {
         const float *y = t->y + ((n * p->cout + c_abs) * p->oh + oy) * p->ow + ox0;
         for (int64_t c = 0; c < nch; c++)
-            for (int64_t j = 0; j < npx + 15; j += 16) __builtin_prefetch(y + c * p->oh * p->ow + FP_MIN(j, npx - 1), 1, 3);
+            for (int64_t j = 0; j < npx + 15; j += 16)
+                __builtin_prefetch(y + c * p->oh * p->ow + FP_MIN(j, npx - 1), 1, 3);
     } else {
         const float *y = t->y + ((n * p->oh + oy) * p->ow + ox0) * p->cout + c_abs;
         for (int64_t j = 0; j < npx; j++)
-            for (int64_t c = 0; c < nch + 15; c += 16) __builtin_prefetch(y + j * p->cout + FP_MIN(c, nch - 1), 1, 3);
+            for (int64_t c = 0; c < nch + 15; c += 16)
+                __builtin_prefetch(y + j * p->cout + FP_MIN(c, nch - 1), 1, 3);
     }
 }
 
@@ -214,7 +210,7 @@ static void px_job(void *ctx, int64_t job, int worker) {
             a.pix = row + ox0;
             for (int64_t c0 = 0; c0 < cout_g; c0 += FP_PX_CHUNK) {
                 const int64_t nch = FP_MIN(FP_PX_CHUNK, cout_g - c0);
-                if (!t->stream) prefetch_out(t, n, g * cout_g + c0, nch, oy, ox0, a.npx);
+                prefetch_out(t, n, g * cout_g + c0, nch, oy, ox0, a.npx);
                 for (int64_t cb = 0; cb * mc < nch; cb++) {
                     const int64_t blk = g * t->nb + (c0 + cb * mc) / mc;
                     a.w = t->w + blk * cin_g * T * mc;
@@ -236,7 +232,6 @@ static void px_job(void *ctx, int64_t job, int worker) {
             ox0 += a.npx;
         }
     }
-    if (t->stream) fp_gemm_fence();
 }
 
 static int run(const fp_conv_problem *p, int isa, int f64, const void *x, const void *packed, const void *bias,
@@ -268,8 +263,7 @@ static int run(const fp_conv_problem *p, int isa, int f64, const void *x, const 
             bpad[g * nb * uk->mc + co] = bias && co < cout_g ? ((const float *)bias)[g * cout_g + co] : 0.0f;
     const int64_t nr = (R - 1) * sh + (p->kh - 1) * p->dil_h + 1;
     px_task t = {p, uk, isa, (const float *)x, (const float *)packed, bpad, toff, (float *)y, S, R, nrb, nb,
-                 (int64_t)sizeof(float) * nr * S.rs,
-                 (int64_t)sizeof(float) * p->n * p->cout * p->oh * p->ow > FP_PX_STREAM_BYTES, 0, fp_ep_current()};
+                 (int64_t)sizeof(float) * nr * S.rs, 0, fp_ep_current()};
     fp_pool_run(nt, p->n * p->groups * nrb, px_job, &t);
     fp_aligned_free(toff);
     fp_aligned_free(bpad);

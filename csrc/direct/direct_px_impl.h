@@ -26,7 +26,8 @@ static inline __attribute__((always_inline)) void pxtile_body(const fp_pxtile *a
             const float *wt = wc + t * MC;
             VT xv[PV];
 #pragma GCC unroll 3
-            for (int v = 0; v < NV; v++) xv[v] = (MASKED && v == NV - 1) ? VLOADM(xp + v * VL, rem) : VLOAD(xp + v * VL);
+            for (int v = 0; v < NV; v++)
+                xv[v] = (MASKED && v == NV - 1) ? VLOADM(xp + v * VL, rem) : VLOAD(xp + v * VL);
 #pragma GCC unroll 8
             for (int c = 0; c < MC; c++) {
                 const VT wb = VSET1(wt[c]);
