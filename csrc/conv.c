@@ -11,6 +11,7 @@ static const fp_algo *const ALGOS[] = {
     &fp_algo_winograd,
     &fp_algo_gemm1x1,
     &fp_algo_dwconv,
+    &fp_algo_direct_px, /* few input channels (the stems); before direct, which serves them too */
     &fp_algo_direct,
     &fp_algo_generic,
 };

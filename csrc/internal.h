@@ -56,6 +56,7 @@ int fp_run_unpacked(const fp_conv_problem *p, int f64, const void *x, const void
 extern const fp_algo fp_algo_winograd; /* only when the problem asks for it (csrc/winograd) */
 extern const fp_algo fp_algo_gemm1x1;
 extern const fp_algo fp_algo_dwconv;
+extern const fp_algo fp_algo_direct_px;
 extern const fp_algo fp_algo_direct;
 extern const fp_algo fp_algo_generic;
 

@@ -13,6 +13,7 @@
 
 #include "conv1d/conv1d.h"
 #include "direct/direct.h"
+#include "direct/direct_px.h"
 #include "dwconv/dwconv.h"
 #include "gemm/gemm.h"
 #include "generic/generic.h"
@@ -40,6 +41,15 @@ static const fp_kernel *const CONV[] = {
     &fp_f32_conv_6x16__avx2.k,
 #endif
     &fp_f32_conv_4x16__scalar.k,
+};
+
+/* Direct KxK convolution with pixels in the lanes, few input channels (csrc/direct/direct_px.c): fp_px_ukr rows. */
+static const fp_kernel *const CONVPX[] = {
+#ifdef FP_X86_ROWS
+    &fp_f32_convpx_8x48__avx512.k,
+    &fp_f32_convpx_4x24__avx2.k,
+#endif
+    &fp_f32_convpx_4x16__scalar.k,
 };
 
 /* Direct 1-d convolution along one long row (csrc/conv1d/): fp_conv1d_ukr rows. */
@@ -89,7 +99,8 @@ static const fp_kernel *const GENERIC[] = {
 static const struct {
     const fp_kernel *const *rows;
     int n;
-} TABLES[] = {{GEMM, ROWS(GEMM)}, {CONV, ROWS(CONV)}, {DWCONV, ROWS(DWCONV)}, {WINOGRAD, ROWS(WINOGRAD)},
+} TABLES[] = {{GEMM, ROWS(GEMM)}, {CONV, ROWS(CONV)}, {CONVPX, ROWS(CONVPX)}, {DWCONV, ROWS(DWCONV)},
+                {WINOGRAD, ROWS(WINOGRAD)},
                 {GENERIC, ROWS(GENERIC)}, {INTERLEAVE, ROWS(INTERLEAVE)}, {CONV1D, ROWS(CONV1D)}};
 #define N_TABLES ROWS(TABLES)
 

@@ -37,7 +37,10 @@ def family(name):
 
 def test_direct_is_chosen_for_kxk_but_not_plain_1x1():
     assert family(kernel_name(16, 32, 3, padding=1)) == "conv"
-    assert family(kernel_name(12, 12, 3, groups=3)) == "conv"
+    assert family(kernel_name(36, 36, 3, groups=3)) == "conv"
+    # few input channels per group (the stems) have their own kernels, pixels in the lanes
+    assert family(kernel_name(3, 64, 7, padding=3)) == "convpx"
+    assert family(kernel_name(12, 12, 3, groups=3)) == "convpx"
     assert family(kernel_name(16, 32, 1)) == "gemm"  # 1x1 belongs to the GEMM path
     assert family(kernel_name(16, 16, 3, groups=16)) != "conv"  # depthwise has its own kernel
 

@@ -53,6 +53,22 @@ def conv_problems(k):
         yield dict(x=(2, 6, 9, 2 * rw + 3), w=(cw + 4, 3, 3, 3), layout=layout, stride=2, padding=1, groups=2)
 
 
+def convpx_problems(k):
+    """KxK convolutions with pixels in the lanes (few input channels): mc output channels x up to tile_n pixels
+    of a row; channels and widths below, at and above the tile, Cin 1..4 and above, strides, dilation, groups,
+    the 7x7 s2 stem, NHWC rows whose span (stride x channels) takes the permute or the transpose fill."""
+    mc, px = k.tile
+    for layout in ("NCHW", "NHWC"):
+        for i, ow in enumerate(around(px)):
+            for cin, cout in zip((1, 2, 3, 4, 3), around(mc)):
+                yield dict(x=(1, cin, 4, ow + i % 2), w=(cout, cin, 3, 3), layout=layout, padding=1)
+        yield dict(x=(2, 3, 11, 2 * px + 3), w=(mc + 3, 3, 7, 7), layout=layout, stride=2, padding=3)
+        yield dict(x=(1, 4, 9, px + 5), w=(2 * mc, 2, 3, 3), layout=layout, stride=2, padding=1, groups=2)
+        yield dict(x=(1, 2, 10, 19), w=(mc, 2, 3, 3), layout=layout, dilation=2, padding=(2, 1))
+        yield dict(x=(1, 9, 7, 21), w=(mc + 1, 9, 3, 3), layout=layout, stride=(1, 2), padding=(0, 2))
+        yield dict(x=(2, 5, 6, 13), w=(3, 5, 1, 3), layout=layout, stride=3)
+
+
 def generic_problems(k):
     """Any problem runs on the generic loops when forced: 1x1, KxK, strided, dilated, grouped, depthwise."""
     for layout in ("NCHW", "NHWC"):
@@ -106,7 +122,8 @@ def conv1d_problems(k):
     yield dict(op="conv1d", x=(2, 1, 5 * nr + 13), w=(2 * mr + 1, 1, 10), stride=5, padding=(2, 3))
 
 
-PROBLEMS = {"conv1d": conv1d_problems, "gemm": gemm_problems, "conv": conv_problems, "dwconv": dwconv_problems,
+PROBLEMS = {"conv1d": conv1d_problems, "gemm": gemm_problems, "conv": conv_problems, "convpx": convpx_problems,
+            "dwconv": dwconv_problems,
             "generic": generic_problems,
             "interleave": interleave_problems, "winograd": winograd_problems}
 

@@ -23,8 +23,7 @@
  * the prefetches stay a thin stream (on 512@7x7, 7 tiles per chunk and 42 prefetches per tile: -14 %). */
 #define FP_DIRECT_PF_TILES 16
 
-static int applies(const fp_conv_problem *p, int isa, int f64) {
-    (void)isa;
+int fp_direct_strip_applies(const fp_conv_problem *p, int f64) {
     if (f64) return 0;
     if (p->groups > 1 && p->groups == p->cin) return 0; /* depthwise: dwconv or generic */
     if (p->kh == 1 && p->kw == 1 && p->groups == 1 && p->pad_top == 0 && p->pad_left == 0) return 0; /* 1x1 GEMM */
@@ -34,6 +33,11 @@ static int applies(const fp_conv_problem *p, int isa, int f64) {
         p->pad_left > 4096)
         return 0;
     return 1;
+}
+
+static int applies(const fp_conv_problem *p, int isa, int f64) {
+    (void)isa;
+    return fp_direct_strip_applies(p, f64);
 }
 
 static const char *kernel_name(const fp_conv_problem *p, int isa, int f64) {
@@ -85,8 +89,8 @@ typedef struct geom {
 
 /* Copy the input rows [iy0, iy0 + nrows) of group g, image n into the strip: row-major by channel,
  * horizontally zero-padded, columns split by stride phase (strip column c = q * sw + phase). */
-static void fill_strip(const fp_conv_problem *p, const geom *G, int isa, const float *x, int64_t n, int64_t g,
-                       int64_t iy0, int64_t nrows, float *strip) {
+void fp_direct_fill_strip(const fp_conv_problem *p, const fp_dstrip *G, int isa, const float *x, int64_t n,
+                          int64_t g, int64_t iy0, int64_t nrows, float *strip) {
     const int64_t sw = p->stride_w, Wq = G->Wq, W = p->w, pl = p->pad_left;
     if (p->layout == 1 && isa == FP_ISA_AVX512) { /* NHWC: 16x16 register transposes, row by row */
         for (int64_t r = 0; r < nrows; r++) {
@@ -231,7 +235,7 @@ static void plan(const fp_conv_problem *p, int isa, geom *G) {
     G->cchunks = FP_CEIL_DIV(G->ncbg, G->cbg_per_chunk);
 }
 
-static void row_taps(const fp_conv_problem *p, int64_t oy, int64_t *t0, int64_t *t1) {
+void fp_direct_row_taps(const fp_conv_problem *p, int64_t oy, int64_t *t0, int64_t *t1) {
     const int64_t iyb = oy * p->stride_h - p->pad_top, dh = p->dil_h;
     int64_t ky0, ky1;
     fp_tap_range(iyb, p->kh, dh, p->h, &ky0, &ky1);
@@ -239,6 +243,15 @@ static void row_taps(const fp_conv_problem *p, int64_t oy, int64_t *t0, int64_t 
     if (ky1 < ky0) ky1 = ky0;
     *t0 = ky0 * p->kw;
     *t1 = ky1 * p->kw;
+}
+
+void fp_direct_tap_offsets(const fp_conv_problem *p, int64_t Wq, int64_t rs, int64_t *toff) {
+    const int64_t sw = p->stride_w;
+    for (int64_t ky = 0; ky < p->kh; ky++)
+        for (int64_t kx = 0; kx < p->kw; kx++) {
+            const int64_t cx = kx * p->dil_w;
+            toff[ky * p->kw + kx] = ky * p->dil_h * rs + (cx % sw) * Wq + cx / sw;
+        }
 }
 
 /* One call's shared state; chunk `job` is one (image, group, row block, channel chunk). */
@@ -309,7 +322,10 @@ static void direct_chunk(void *ctx, int64_t job, int worker) {
     const int64_t key = job / G.cchunks;
     const int64_t nr_job = (nrows - 1) * p->stride_h + (p->kh - 1) * p->dil_h + 1;
     if (last_strip.call != t->call || last_strip.strip != strip || last_strip.key != key)
-        fill_strip(p, &G, isa, x, n, g, iy0, nr_job, strip);
+    {
+        const fp_dstrip S = {G.cin_g, G.Wq, G.cs, G.rs};
+        fp_direct_fill_strip(p, &S, isa, x, n, g, iy0, nr_job, strip);
+    }
     last_strip.call = t->call;
     last_strip.strip = strip;
     last_strip.key = key;
@@ -392,7 +408,7 @@ static void direct_chunk(void *ctx, int64_t job, int worker) {
             }
             for (int64_t i = 0; i < nrows; i++) {
                 const int64_t oy = oy0 + i;
-                row_taps(p, oy, &a.t0, &a.t1);
+                fp_direct_row_taps(p, oy, &a.t0, &a.t1);
                 const float *row = strip + k0 * G.cs + i * p->stride_h * G.rs;
                 int64_t ox0 = 0;
                 for (int64_t tl = 0; tl < ntl; tl++) {
@@ -490,7 +506,6 @@ static int run_either(const fp_conv_problem *p, int isa, const float *x, const f
      * and row block (the weight-heavy layers: small maps, or strips in the L3 share).  Otherwise every
      * row block would pack them again, and the caller packs them once, split across the pool. */
     if (wraw && p->n * G.nrb > 1) return FP_DECLINED;
-    const int64_t sw = p->stride_w, Wq = G.Wq;
     int64_t *toff = (int64_t *)fp_aligned_alloc((int64_t)sizeof(int64_t) * G.T);
     float *bpad = (float *)fp_aligned_alloc((int64_t)sizeof(float) * p->groups * G.ncb * FP_DIRECT_CB);
     if (!toff || !bpad) {
@@ -498,11 +513,7 @@ static int run_either(const fp_conv_problem *p, int isa, const float *x, const f
         fp_aligned_free(bpad);
         return FP_ERR_ALLOC;
     }
-    for (int64_t ky = 0; ky < p->kh; ky++)
-        for (int64_t kx = 0; kx < p->kw; kx++) {
-            const int64_t cx = kx * p->dil_w;
-            toff[ky * p->kw + kx] = ky * p->dil_h * G.rs + (cx % sw) * Wq + cx / sw;
-        }
+    fp_direct_tap_offsets(p, G.Wq, G.rs, toff);
     memset(bpad, 0, sizeof(float) * (size_t)(p->groups * G.ncb * FP_DIRECT_CB));
     if (bias)
         for (int64_t g = 0; g < p->groups; g++)

@@ -58,4 +58,20 @@ void fp_direct_split2_avx512(const float *src, int64_t w, int64_t pl, int64_t wq
 void fp_direct_fill_nhwc_avx512(const float *src, int64_t pstride, int64_t nc, int64_t w, int64_t sw, int64_t pl,
                                 int64_t wq, float *dst, int64_t cs);
 
+/* The input strip shared by the direct drivers (direct.c, direct_px.c): cin_g channels of rows split into
+ * stride phases of Wq columns, cs floats between channels, rs between rows ([row][channel][phase][Wq]). */
+typedef struct fp_dstrip {
+    int64_t cin_g, Wq, cs, rs;
+} fp_dstrip;
+/* Whether the strip serves p (float32, neither depthwise nor a plain 1x1, strides, dilations and
+ * paddings within the strip's bounds). */
+int fp_direct_strip_applies(const fp_conv_problem *p, int f64);
+/* Input rows [iy0, iy0 + nrows) of image n, group g into the strip, zero-padded, split by stride phase. */
+void fp_direct_fill_strip(const fp_conv_problem *p, const fp_dstrip *S, int isa, const float *x, int64_t n,
+                          int64_t g, int64_t iy0, int64_t nrows, float *strip);
+/* Strip offset of each tap (ky * kw + kx) from an output pixel's first input; the taps [t0, t1) of output
+ * row oy whose input rows fall inside the image. */
+void fp_direct_tap_offsets(const fp_conv_problem *p, int64_t Wq, int64_t rs, int64_t *toff);
+void fp_direct_row_taps(const fp_conv_problem *p, int64_t oy, int64_t *t0, int64_t *t1);
+
 #endif

@@ -71,8 +71,62 @@ void fp_direct_split2_avx512(const float *src, int64_t w, int64_t pl, int64_t wq
 /* One NHWC input row into its strip row (channel by channel): dst[c * cs + ph * wq + q] = src[ix * pstride + c]
  * with ix = q * sw + ph - pl (zero outside [0, w)), for c < nc and q < wq.  16 pixels x 16 channels
  * go through a register transpose. */
+/* Few channels (the 3-channel stems): a 16x16 transpose per 16 pixels would move 16 channels to use nc (and
+ * gathers measured ~37 cycles each here), so 16 columns of one phase, whose pixels span s = sw * pstride <= 8
+ * vectors of the row, are loaded once (masked at the row's end) and each channel's 16 floats picked from
+ * them by s / 2 two-source permutes.  Columns in the padding are zeroed. */
+static void fill_nhwc_permute(const float *src, int64_t pstride, int64_t nc, int64_t w, int64_t sw, int64_t pl,
+                              int64_t wq, float *dst, int64_t cs) {
+    const int S = (int)(sw * pstride), npair = (S + 1) / 2;
+    __m512i idx[8][4];
+    __mmask16 msk[8][4];
+    for (int c = 0; c < nc; c++)
+        for (int k = 0; k < npair; k++) {
+            int32_t lane[16];
+            unsigned m = 0;
+            for (int j = 0; j < 16; j++) {
+                const int f = j * S + c; /* float j of channel c, from the span's start */
+                lane[j] = f & 31;
+                m |= (unsigned)((f >> 5) == k) << j;
+            }
+            idx[c][k] = _mm512_loadu_si512(lane);
+            msk[c][k] = (__mmask16)m;
+        }
+    const int64_t nfl = (w - 1) * pstride + nc; /* floats from src to this group's last channel of the row */
+    for (int64_t ph = 0; ph < sw; ph++) {
+        /* columns q in [qlo, qhi) read inside the row: ix = q * sw + off in [0, w) */
+        const int64_t off = ph - pl;
+        int64_t qlo = off >= 0 ? 0 : FP_CEIL_DIV(-off, sw);
+        int64_t qhi = w - 1 - off < 0 ? 0 : (w - 1 - off) / sw + 1;
+        qlo = FP_MIN(qlo, wq);
+        qhi = FP_MAX(qlo, FP_MIN(qhi, wq));
+        for (int64_t c = 0; c < nc; c++) {
+            float *d = dst + c * cs + ph * wq;
+            for (int64_t q = 0; q < qlo; q++) d[q] = 0.0f;
+            for (int64_t q = qhi; q < wq; q++) d[q] = 0.0f;
+        }
+        for (int64_t q = qlo; q < qhi; q += 16) {
+            const int64_t f0 = (q * sw + off) * pstride;
+            __m512 r[9];
+            for (int i = 0; i < S; i++) r[i] = _mm512_maskz_loadu_ps(first_n(nfl - f0 - 16 * i), src + f0 + 16 * i);
+            r[S] = r[S - 1]; /* an odd span's last pair: no lane reads its second source */
+            const __mmask16 qm = first_n(qhi - q);
+            for (int64_t c = 0; c < nc; c++) {
+                __m512 v = _mm512_setzero_ps();
+                for (int k = 0; k < npair; k++)
+                    v = _mm512_mask_mov_ps(v, msk[c][k], _mm512_permutex2var_ps(r[2 * k], idx[c][k], r[2 * k + 1]));
+                _mm512_mask_storeu_ps(dst + c * cs + ph * wq + q, qm, v);
+            }
+        }
+    }
+}
+
 void fp_direct_fill_nhwc_avx512(const float *src, int64_t pstride, int64_t nc, int64_t w, int64_t sw, int64_t pl,
                                 int64_t wq, float *dst, int64_t cs) {
+    if (sw * pstride <= 8) {
+        fill_nhwc_permute(src, pstride, nc, w, sw, pl, wq, dst, cs);
+        return;
+    }
     for (int64_t ph = 0; ph < sw; ph++)
         for (int64_t q0 = 0; q0 < wq; q0 += 16) {
             const __mmask16 qm = first_n(wq - q0);
