@@ -205,13 +205,14 @@ def test_remember_keeps_only_plain_calls(monkeypatch):
 
 @needs_c
 def test_conv1d_one_shot_takes_the_entry_where_the_2d_kernels_run():
-    """conv1d's stride-1 rows run the 2-d kernels, so their one-shot plans get the C entry; the layers conv1d's
-    own kernels take (strided NCL GEMM, direct rows) keep their runners.  Either way: the reference's result,
-    copies for strided views, out checks naming the argument."""
+    """conv1d's stride-1 rows whose window does not fit in L1 (1024 channels x the tile's span) run the 2-d
+    kernels, so their one-shot plans get the C entry; the layers conv1d's own kernels take (strided NCL GEMM,
+    direct rows) keep their runners.  Either way: the reference's result, copies for strided views, out checks
+    naming the argument."""
     from fastpoint.backends import c_lowered
 
     rng = np.random.default_rng(7)
-    x, w, b = int_array(rng, (2, 24, 40)), int_array(rng, (24, 24, 3)), int_array(rng, (24,))
+    x, w, b = int_array(rng, (2, 1024, 40)), int_array(rng, (24, 1024, 3)), int_array(rng, (24,))
     for kw, entry in ((dict(padding=1), True), (dict(stride=2), False)):
         want = fp.conv1d(x, w, b, backend="numpy", **kw)
         for _ in range(2):
