@@ -467,11 +467,8 @@ def _probe_task(path: str) -> None:
         x = np.full(shape, 0.5, dtype=dtype)
         y = _tile_task(shipped, x, 0.0, box, 1, t.alignment, crop)
         del x, y
-    plan = net.plan({net.inputs[0].name: (tuple(shape), np.dtype(dtype))})
-    arena = plan.arena_bytes
-    if crop:
-        cp = shipped.crop_plan(net, np.empty(shape, dtype), tuple((b.start, b.stop - 1) for b in box), t.alignment)
-        arena = cp.plan.arena_bytes if cp is not None else arena
+    arena = net.plan({net.inputs[0].name: (tuple(shape), np.dtype(dtype))}).arena_bytes  # (cropped plans share
+    # one arena of this size per thread)
     print(json.dumps({"task_bytes": _status_bytes("VmHWM") - base, "arena_bytes": int(arena)}))
 
 
@@ -722,29 +719,63 @@ class _Crops:
                 int(flops))
 
 
+class _ThreadArenas:
+    """One arena per thread, shared by the cropped plans of one tile shape: a thread runs one plan at a
+    time and a plan's results are copied out of its arena, so the plans of a worker thread can take turns
+    on the same bytes: memory of one tile's arena, faulted in once, whatever the number of chunk classes."""
+
+    def __init__(self, nbytes: int) -> None:
+        self.nbytes = int(nbytes)
+        self._local = threading.local()
+
+    def get(self, nbytes: int) -> np.ndarray:
+        from .pages import fresh_bytes
+
+        if nbytes > self.nbytes:
+            return fresh_bytes(nbytes, populate=True)  # larger than the tile's plan: its own arena
+        buf = getattr(self._local, "buf", None)
+        if buf is None:
+            buf = self._local.buf = fresh_bytes(self.nbytes, populate=True)
+        return buf
+
+
+def _shared_plan(graph, feeds, arenas: Optional[_ThreadArenas]):
+    """A Plan whose threads' arenas come from ``arenas`` (a plain Plan without)."""
+    from .plan import Plan
+
+    if arenas is None:
+        return Plan(graph, feeds, "NCHW")
+
+    class SharedPlan(Plan):
+        def _new_arena(self, nbytes: int) -> np.ndarray:
+            return arenas.get(nbytes)
+
+    return SharedPlan(graph, feeds, "NCHW")
+
+
 class CropPlan:
     """A planned cropped run of one tile shape for one output chunk position: the plan of
-    :meth:`_Crops.graph` (made on first use; :meth:`release` drops it and its arenas, the next call plans
-    again) and where its output starts in the tile's output grid."""
+    :meth:`_Crops.graph` (made on first use, its arenas from ``arenas`` when given; :meth:`release` drops
+    it, the next call plans again) and where its output starts in the tile's output grid."""
 
-    def __init__(self, plan, crops: _Crops, min_saving: Optional[float] = None) -> None:
+    def __init__(self, plan, crops: _Crops, min_saving: Optional[float] = None,
+                 arenas: Optional[_ThreadArenas] = None) -> None:
         self.graph, self.start, self.flops = crops.graph(plan, min_saving)
         self.input, self.output = plan.graph.inputs[0].name, plan.graph.outputs[0].name
         self.feeds = {self.input: (tuple(plan.shapes[self.input]), plan.dtypes[self.input])}
+        self.arenas = arenas
         self._plan = None
         self._lock = threading.Lock()
 
     @property
     def plan(self):
-        from .plan import Plan
-
         with self._lock:
             if self._plan is None:
-                self._plan = Plan(self.graph, self.feeds, "NCHW")
+                self._plan = _shared_plan(self.graph, self.feeds, self.arenas)
             return self._plan
 
     def release(self) -> None:
-        """Drop the plan and the arenas its runs made (memory: one cropped plan's arena per worker thread)."""
+        """Drop the plan (and the arenas of its own its runs made)."""
         with self._lock:
             self._plan = None
 
@@ -752,13 +783,14 @@ class CropPlan:
         return self.plan.run({self.input: x})[self.output]
 
 
-def crop_plan(plan, out_name: str, box, p: int, min_saving: Optional[float] = None) -> Optional[CropPlan]:
+def crop_plan(plan, out_name: str, box, p: int, min_saving: Optional[float] = None,
+              arenas: Optional[_ThreadArenas] = None) -> Optional[CropPlan]:
     """The cropped plan of the tile ``plan`` for the output chunk ``box`` (inclusive, in the tile's output
     grid), or None where the crops cannot pass the graph (an NHWC plan, a Pad, SAME padding, ...)."""
     if getattr(plan, "layout", "NCHW") != "NCHW":
         return None
     crops = _Crops(plan, out_name, box, p)
-    return CropPlan(plan, crops, min_saving) if crops.ok else None
+    return CropPlan(plan, crops, min_saving, arenas) if crops.ok else None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -769,18 +801,17 @@ class _Shipped:
     """The network as one graph key: pickled once per worker; each worker keeps the Network of the last
     tile shape it ran (one plan, one arena: memory bounded by one tile), and the prepacked weights (in the
     graph's nodes) are shared by those Networks. With crops, it keeps the cropped plans of that tile shape
-    (one per chunk position class: interior, edges, corners), at most ``MAX_CROP_ARENAS`` of them holding
-    an arena at once (the others are released and re-bound when used again)."""
+    (one per chunk position: interior, edges, corners), which share one arena per worker thread, the size
+    of the whole tile plan's (:class:`_ThreadArenas`)."""
 
     MAX_SHAPES = 1
     MAX_CROP_PLANS = 16
-    MAX_CROP_ARENAS = 1
 
     def __init__(self, graph, backend: str) -> None:
         self.graph, self.backend = graph, backend
         self._nets: Dict[Tuple[int, ...], Network] = {}
         self._crops: Dict[tuple, Optional[CropPlan]] = {}
-        self._bound: List[CropPlan] = []  # cropped plans that hold an arena, most recent last
+        self._arenas: Optional[_ThreadArenas] = None
         self._lock = threading.Lock()
 
     def __getstate__(self) -> dict:
@@ -790,14 +821,17 @@ class _Shipped:
         self.__init__(state["graph"], state["backend"])
 
     def network(self, shape: Tuple[int, ...]) -> Network:
+        import gc
+
         with self._lock:
             net = self._nets.get(shape)
             if net is None:
-                while len(self._nets) >= self.MAX_SHAPES:
-                    self._nets.pop(next(iter(self._nets)))  # its plan and arena go with it
+                if self._nets or self._crops:
+                    self._nets.clear()  # their plans and arenas go with them
+                    self._crops.clear()
+                    self._arenas = None
+                    gc.collect()  # a plan and its per-thread program refer to each other: free the arenas now
                 net = self._nets[shape] = Network(self.graph, self.backend)
-                self._crops.clear()
-                self._bound.clear()
             return net
 
     def crop_plan(self, net: Network, x: np.ndarray, box, p: int) -> Optional[CropPlan]:
@@ -807,17 +841,12 @@ class _Shipped:
         with self._lock:
             if key not in self._crops:
                 plan = net.plan({net.inputs[0].name: (x.shape, x.dtype)})
+                if self._arenas is None:
+                    self._arenas = _ThreadArenas(plan.arena_bytes)
                 if len(self._crops) >= self.MAX_CROP_PLANS:
                     self._crops.pop(next(iter(self._crops)))
-                self._crops[key] = crop_plan(plan, net.outputs[0].name, box, p)
-            c = self._crops[key]
-            if c is not None:
-                if c in self._bound:
-                    self._bound.remove(c)
-                self._bound.append(c)
-                while len(self._bound) > self.MAX_CROP_ARENAS:
-                    self._bound.pop(0).release()
-        return c
+                self._crops[key] = crop_plan(plan, net.outputs[0].name, box, p, arenas=self._arenas)
+            return self._crops[key]
 
 
 # per process (a dask worker): what the tile tasks spent where, for ``fastpoint segment``'s report
