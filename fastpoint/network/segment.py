@@ -215,7 +215,7 @@ def segment(model: str, inp: str, out: str, *, workers: int = 2, chunk=None, sch
         if auto or predict_memory:
             infos = client.scheduler_info()["workers"].values()
             limit = min((int(i.get("memory_limit") or 0) for i in infos), default=0)
-            base = max(client.run(_worker_base).values())
+            base = max(client.run(_worker_base, x).values())
             slots = max((int(i.get("nthreads") or 1) for i in infos), default=1)
             mem = task_memory(net, dtype, channels, crop=crop)
         if auto:
@@ -262,19 +262,20 @@ def segment(model: str, inp: str, out: str, *, workers: int = 2, chunk=None, sch
     return report
 
 
-def _worker_base() -> int:
-    """A worker's resident memory with what a tile task imports loaded (before any task ran)."""
+def _worker_base(source=None) -> int:
+    """A worker's resident memory with what a tile task imports loaded and, given the ``source``, one
+    small region read from it (zarr's decoding threads, event loop and buffers come up with the first
+    read and stay), before any tile task ran."""
     import zarr  # noqa: F401
 
     import fastpoint  # noqa: F401
 
-    from .tiled import run  # noqa: F401
+    from .tiled import _status_bytes, run  # noqa: F401
 
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
+    if source is not None:
+        shape = source.shape
+        source[0:1, :, 0:min(256, shape[2]), 0:min(256, shape[3])]
+    return _status_bytes("VmRSS")
 
 
 def _peak_rss() -> int:
