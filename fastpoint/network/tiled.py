@@ -22,6 +22,10 @@ in short:
   network's padding at a cut are those whose reach crosses it, and the halo keeps them out of the chunk.
 * **One shape.** Every tile has ``T`` pixels per axis (a multiple of ``P``), except the last tile of an
   axis whose length is not ``T`` modulo ``P``; so a worker keeps one plan (one arena) in the common case.
+* **Crops** (default). The halo is what the input needs; later steps need less. From the chunk backwards
+  each step gets the window of its inputs its readers need; a graph with Slice nodes cutting those
+  windows is planned once per tile shape and chunk position (:class:`CropPlan`, arena and in-place
+  Concat included), and the plans of one tile shape share one arena per worker thread.
 
 The same analysis runs on the whole image's plan and on every tile shape's plan; any difference (SAME
 padding that depends on the size, a Resize with fixed sizes or a non-integer scale) is refused, as is
@@ -781,7 +785,7 @@ class CropPlan:
             return self._plan
 
     def release(self) -> None:
-        """Drop the plan (and the arenas of its own its runs made)."""
+        """Drop the plan (and any arena of its own that its runs made); the next call plans again."""
         with self._lock:
             self._plan = None
 
