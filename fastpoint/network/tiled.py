@@ -467,10 +467,16 @@ def _probe_task(path: str) -> None:
     t = tiling(net, shape, ((shape[0],), (shape[1],), (shape[2],), (shape[3],)), dtype)
     box = (slice(0, t.out_shape[-2]), slice(0, t.out_shape[-1]))
     base = _status_bytes("VmRSS")
-    for _ in range(2):  # a tile as a worker reads it (every page written), run as a worker runs it
-        x = np.full(shape, 0.5, dtype=dtype)
-        y = _tile_task(shipped, x, 0.0, box, 1, t.alignment, crop)
-        del x, y
+
+    def tasks() -> None:  # a tile as a worker reads it (every page written), run as a worker runs it
+        for _ in range(2):
+            x = np.full(shape, 0.5, dtype=dtype)
+            y = _tile_task(shipped, x, 0.0, box, 1, t.alignment, crop)
+            del x, y
+
+    worker = threading.Thread(target=tasks)  # in a thread of its own, as a dask worker's task (its own
+    worker.start()  # malloc arena, its stack)
+    worker.join()
     arena = net.plan({net.inputs[0].name: (tuple(shape), np.dtype(dtype))}).arena_bytes  # (cropped plans share
     # one arena of this size per thread)
     print(json.dumps({"task_bytes": _status_bytes("VmHWM") - base, "arena_bytes": int(arena)}))
