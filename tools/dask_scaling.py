@@ -298,7 +298,8 @@ def main(argv=None) -> int:
         b = first[r["crop"]]
         r["per_core_vs_in_memory_best"] = r["mpixel_per_s"] / args.workers / ref
         r["linearity"] = r["seconds_per_mpixel"] / b["seconds_per_mpixel"]  # s per image pixel, x the smallest's
-        r["linearity_work"] = (r["seconds"] / r["work"]) / (b["seconds"] / b["work"])  # recomputation counted
+        r["linearity_work"] = (r["seconds_per_mpixel"] / r["work"]) / (b["seconds_per_mpixel"] / b["work"])  # per
+        # unit of arithmetic, the recomputation counted
     limit = dask.utils.parse_bytes(args.memory_limit)
     runs = result["runs"]
     result["targets"] = {
