@@ -438,3 +438,16 @@ def test_cropped_plans_share_one_arena_per_thread():
         cp = shipped.crop_plan(shipped.network(x.shape), x, box, 2)
         arenas.add(id(cp.plan._arenas.arena))
     assert len(arenas) == 1 and len(shipped._crops) == 3
+
+
+def test_image_source_read_bytes():
+    """What a region read holds beside the tile: the region in the stored dtype and the stored chunks it
+    overlaps (at most ceil((L - 1) / c) + 1 per axis, at most all of them)."""
+    from fastpoint.network.segment import ImageSource
+
+    class Stored:  # an array-like with zarr's ``chunks``
+        shape, dtype, chunks = (100, 90, 3), np.dtype(np.uint8), (32, 32, 3)
+
+    src = ImageSource(Stored(), "HWC", np.float32)
+    assert src.read_bytes((1, 3, 40, 33)) == 40 * 33 * 3 + (3 * 2) * 32 * 32 * 3
+    assert src.read_bytes((1, 3, 100, 90)) == 100 * 90 * 3 + (4 * 3) * 32 * 32 * 3

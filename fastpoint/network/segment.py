@@ -59,6 +59,20 @@ class ImageSource:
         self.shape = tuple(1 if a is None else int(array.shape[a]) for a in order)
         self.ndim = 4
 
+    def read_bytes(self, shape) -> int:
+        """At most what reading a region of ``shape`` (N, C, H, W) holds beside the converted tile: the
+        region in the stored dtype and the stored chunks it overlaps, decoded (zarr decodes them at once)."""
+        order = _ORDER[self.layout]
+        item = np.dtype(self.array.dtype).itemsize
+        chunks = getattr(self.array, "chunks", None) or self.array.shape
+        count, chunk = 1, item
+        for a, c in enumerate(chunks):
+            chunk *= int(c)
+            axis = order.index(a)
+            if axis >= 2:  # H or W: a region of length L overlaps at most ceil((L - 1) / c) + 1 chunks
+                count *= min(-(-int(self.array.shape[a]) // int(c)), -(-(int(shape[axis]) - 1) // int(c)) + 1)
+        return int(np.prod(shape)) * item + count * chunk
+
     def __getitem__(self, index) -> np.ndarray:
         index = tuple(index) + (slice(None),) * (4 - len(tuple(index)))
         order = _ORDER[self.layout]
@@ -87,13 +101,15 @@ WORK_TOLERANCE = 0.05
 
 
 def choose_chunk(net, shape, dtype, memory_limit: int, worker_base: int, mem, tasks_per_worker: int = 1,
-                 tune: bool = False, crop: bool = False) -> dict:
+                 tune: bool = False, crop: bool = False, read_bytes=None) -> dict:
     """The square output chunk with the highest predicted throughput whose tasks fit a worker's memory.
 
     Memory: a worker runs ``tasks_per_worker`` tasks at once (its threads), each holding one tile's plan
     arena (exact, from the plan) and what :func:`fastpoint.network.tiled.task_memory` measured beside it
-    (resident bytes, in fresh processes), on top of ``worker_base`` (the worker's resident memory with
-    what a task imports, measured on the workers). Tasks read their tiles from the store, so a worker
+    (resident bytes, in fresh processes) and, given ``read_bytes`` (tile shape -> bytes), what reading
+    the tile from its store takes (:meth:`ImageSource.read_bytes`), on top of ``worker_base`` (the
+    worker's resident memory with what a task imports, measured on the workers). Tasks read their
+    tiles from the store, so a worker
     holds no input blocks and the need does not grow with the image. It must stay ``SAFETY`` of the
     limit below dask's pause threshold (``distributed.worker.memory.pause``, 80 % by default): a paused
     worker keeps its arena and never resumes. Throughput: the output pixels per unit of arithmetic,
@@ -121,7 +137,7 @@ def choose_chunk(net, shape, dtype, memory_limit: int, worker_base: int, mem, ta
         chunks = ((1,) * n, (shape[1],), tuple(min(c, h - i) for i in range(0, h, c)),
                   tuple(min(c, w - i) for i in range(0, w, c)))
         t = tiling(net, shape, chunks, dtype)
-        task = max(mem.bytes(net, s, dtype) for s in t.tile_shapes)
+        task = max(mem.bytes(net, s, dtype) + (read_bytes(s) if read_bytes else 0) for s in t.tile_shapes)
         need = worker_base + tasks_per_worker * task
         if need > budget:
             if fits and c > 2 * fits[-1]["chunk"]:
@@ -219,14 +235,15 @@ def segment(model: str, inp: str, out: str, *, workers: int = 2, chunk=None, sch
             slots = max((int(i.get("nthreads") or 1) for i in infos), default=1)
             mem = task_memory(net, dtype, channels, crop=crop)
         if auto:
-            choice = choose_chunk(net, x.shape, dtype, limit, base, mem, slots, tune=chunk == "tune", crop=crop)
+            choice = choose_chunk(net, x.shape, dtype, limit, base, mem, slots, tune=chunk == "tune", crop=crop,
+                                  read_bytes=x.read_bytes)
             chunk = choice["chunk"]
         chunk = int(chunk)
         chunks = _source_chunks(x, chunk)
         t = tiling(net, x.shape, chunks, dtype)
         work = tile_work(net, t, x.shape, chunks, dtype, crop)
         if auto or predict_memory:
-            predicted = base + slots * max(mem.bytes(net, s, dtype) for s in t.tile_shapes)
+            predicted = base + slots * max(mem.bytes(net, s, dtype) + x.read_bytes(s) for s in t.tile_shapes)
         y = run(net, x, num_threads=num_threads, crop=crop, chunks=chunk)
         if argmax:
             y = y.argmax(axis=1).astype(np.uint8 if y.shape[1] <= 256 else np.int32)
