@@ -86,6 +86,8 @@ int fp_conv_once_f64(const fp_conv_problem *p, const double *x, const double *w,
 int64_t fp_conv1d_gemm_packed_bytes(const fp_conv_problem *p);
 int fp_conv1d_gemm_pack(const fp_conv_problem *p, const float *w, void *packed);
 int fp_conv1d_gemm_f32(const fp_conv_problem *p, const float *x, const void *packed, const float *bias, float *y);
+/* One-shot conv1d GEMM: w the caller's (Cout, Cin, K), packed into this thread's scratch. */
+int fp_conv1d_gemm_once_f32(const fp_conv_problem *p, const float *x, const float *w, const float *bias, float *y);
 int64_t fp_deconv_gemm_packed_bytes(const fp_conv_problem *p);
 int fp_deconv_gemm_pack(const fp_conv_problem *p, const float *w, void *packed);
 int fp_deconv_gemm_f32(const fp_conv_problem *p, const float *x, const void *packed, const float *bias, float *y);
@@ -95,6 +97,9 @@ int fp_deconv_gemm_f32(const fp_conv_problem *p, const float *x, const void *pac
 int fp_deconv_scatter_f32(const fp_conv_problem *p, const float *x, const void *packed, const float *bias, float *y);
 /* ... and its one-shot form: w the caller's (Cin, Cout, KH, KW) weight, packed into this thread's scratch. */
 int fp_deconv_scatter_once_f32(const fp_conv_problem *p, const float *x, const float *w, const float *bias, float *y);
+/* One-shot K == stride GEMM: w the caller's (Cin, Cout, KH, KW), bias per output channel (or NULL); packs into
+ * this thread's scratch on the pool and runs fp_deconv_gemm_f32. */
+int fp_deconv_gemm_once_f32(const fp_conv_problem *p, const float *x, const float *w, const float *bias, float *y);
 
 /* Direct conv1d blocked for one long row (csrc/conv1d/): NCL, groups 1, any K, stride, dilation, (left, right)
  * padding (problem with h = oh = kh = 1, pad_left the left padding, ow the output length); weights (Cout, Cin, K)
@@ -158,6 +163,17 @@ const char *fp_op_isa_name(void);
 /* y[n, j, i] = x[n, i, j] for contiguous x of shape (n, a, b): an image's layout conversion (NCHW -> NHWC
  * with a = C, b = H * W; NHWC -> NCHW with a = H * W, b = C), threaded in blocks of columns. */
 int fp_op_transpose_f32(const float *x, float *y, int64_t n, int64_t a, int64_t b, int threads);
+/* The one-shot call's C entry (csrc/call_entry.c, fastpoint/backends/c.py bind_call): fp_conv_once_f32
+ * (f64 = 0) or _f64 (1) after the per-call checks a cached parse cannot answer.  Returns FP_CALL_EXACT,
+ * having read and written nothing, when a pointer is not aligned to the element size or y's bytes meet
+ * those of x, w or bias (the caller then takes its exact path); batch 0 returns 0; else what
+ * fp_conv_once_* returns. */
+enum { FP_CALL_EXACT = 2 };
+int fp_call_once(const fp_conv_problem *p, int f64, const void *x, const void *w, const void *bias, void *y,
+                 int check_finite);
+/* The best of `reps` wall times, in ns, of one pool job of `threads` empty chunks: waking the helpers and
+ * joining them (the plan's thread rule, backends/c.py). */
+double fp_measure_pool_wake_ns(int threads, int reps);
 /* cdef-end */
 
 #endif

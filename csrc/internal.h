@@ -87,6 +87,9 @@ static inline void *fp_scratch_or_fail(int slot, int64_t bytes, int *failed) {
  * fp_pack_jobs: fn(ctx, job) for job in [0, jobs), split across up to p->num_threads threads when the
  * packing writes `bytes` or more (jobs must write disjoint memory). */
 void fp_pack_transpose(const float *src, int64_t ld, int64_t rows, int64_t cols, int64_t width, float *dst);
+/* fp_pack_transpose, answering 1 when some value it read is NaN or +-Inf (one-shot calls: the caller's
+ * weights checked as they are packed, csrc/oneshot.c). */
+int fp_pack_transpose_check(const float *src, int64_t ld, int64_t rows, int64_t cols, int64_t width, float *dst);
 typedef void (*fp_pack_fn)(void *ctx, int64_t job);
 void fp_pack_jobs(const fp_conv_problem *p, int64_t jobs, int64_t bytes, fp_pack_fn fn, void *ctx);
 

@@ -28,7 +28,16 @@
         }                                                                                                  \
         return (acc >> (8 * sizeof(U) - 1)) != 0;                                                          \
     }
-ANY_NONFINITE(any_nonfinite_f32, float, uint32_t, 0x7f800000u, 0x00800000u)
+ANY_NONFINITE(any_nonfinite_f32_portable, float, uint32_t, 0x7f800000u, 0x00800000u)
+#if defined(__x86_64__) && !defined(FP_PORTABLE_ONLY)
+int fp_any_nonfinite_f32_avx512(const float *w, int64_t n); /* oneshot_check__avx512.c: 16 lanes at a time */
+#endif
+static int any_nonfinite_f32(const float *w, int64_t n) {
+#if defined(__x86_64__) && !defined(FP_PORTABLE_ONLY)
+    if (fp_isa() >= FP_ISA_AVX512) return fp_any_nonfinite_f32_avx512(w, n);
+#endif
+    return any_nonfinite_f32_portable(w, n);
+}
 int fp_any_nonfinite_f32(const float *w, int64_t n) { return any_nonfinite_f32(w, n); }
 ANY_NONFINITE(any_nonfinite_f64, double, uint64_t, 0x7ff0000000000000ull, 0x0010000000000000ull)
 

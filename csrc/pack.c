@@ -10,8 +10,8 @@
 #define PACK_COLS 64
 
 #if defined(__x86_64__) && !defined(FP_PORTABLE_ONLY)
-void fp_pack_transpose_blocks_avx512(const float *src, int64_t ld, int64_t rows16, int64_t cols, int64_t width,
-                                     float *dst);
+int fp_pack_transpose_blocks_avx512(const float *src, int64_t ld, int64_t rows16, int64_t cols, int64_t width,
+                                    float *dst, int check);
 #endif
 
 /* Element by element, rows [i0, rows), plus the zero lanes [rows, width). */
@@ -23,21 +23,36 @@ static void transpose_edges(const float *src, int64_t ld, int64_t rows, int64_t 
             const float *s = src + i * ld;
             for (int64_t j = jb; j < j1; j++) dst[j * width + i] = s[j];
         }
-        for (int64_t i = rows; i < width; i++)
-            for (int64_t j = jb; j < j1; j++) dst[j * width + i] = 0.0f;
+        /* the zero lanes of column j are one contiguous run: filled along it (a last panel of 32 rows in
+         * 48 lanes had cost a strided store per zero, 16 x K of them) */
+        for (int64_t j = jb; j < j1; j++)
+            for (int64_t i = rows; i < width; i++) dst[j * width + i] = 0.0f;
     }
 }
 
-void fp_pack_transpose(const float *src, int64_t ld, int64_t rows, int64_t cols, int64_t width, float *dst) {
+/* check: also answer whether some value read is NaN or +-Inf */
+static int transpose(const float *src, int64_t ld, int64_t rows, int64_t cols, int64_t width, float *dst, int check) {
     int64_t rows16 = 0;
+    int bad = 0;
 #if defined(__x86_64__) && !defined(FP_PORTABLE_ONLY)
     /* rows in whole groups of 16, through registers (the bytes written are the same whichever ISA runs) */
     if (fp_isa() >= FP_ISA_AVX512 && width % 16 == 0) {
         rows16 = rows / 16 * 16;
-        if (rows16) fp_pack_transpose_blocks_avx512(src, ld, rows16, cols, width, dst);
+        if (rows16) bad = fp_pack_transpose_blocks_avx512(src, ld, rows16, cols, width, dst, check);
     }
 #endif
     transpose_edges(src, ld, rows, cols, width, dst, rows16);
+    /* the other rows, just read (in L1 when they are a few): contiguous runs of cols floats */
+    for (int64_t i = rows16; check && i < rows && !bad; i++) bad = fp_any_nonfinite_f32(src + i * ld, cols);
+    return check && bad;
+}
+
+void fp_pack_transpose(const float *src, int64_t ld, int64_t rows, int64_t cols, int64_t width, float *dst) {
+    (void)transpose(src, ld, rows, cols, width, dst, 0);
+}
+
+int fp_pack_transpose_check(const float *src, int64_t ld, int64_t rows, int64_t cols, int64_t width, float *dst) {
+    return transpose(src, ld, rows, cols, width, dst, 1);
 }
 
 typedef struct pack_task {

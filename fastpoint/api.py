@@ -37,7 +37,8 @@ from typing import Any, Dict, Optional, Tuple
 import numpy as np
 
 from .backends import get_backend
-from .core.callplan import CallPlan, one_shot_plan
+from .core import callplan as _callplan
+from .core.callplan import CallPlan, remember
 from .core.epilogue import activation_name
 from .core.nonfinite import nonfinite_taps
 from .core.spec import (
@@ -52,6 +53,8 @@ from .core.spec import (
     prepare_input,
     prepare_param,
 )
+
+_ndarray = np.ndarray
 
 
 class Conv2d:
@@ -129,19 +132,22 @@ class Conv2d:
         user_x = x
         x4, batched = prepare_input(x, self._layer)
         user_shape = x4.shape if batched else x4.shape[1:]
-        plan = self._plans.get((user_shape, x4.dtype))
-        if plan is None:
-            backend = self._get_backend()
-            layer, packed, bias, bad_taps = self._prepared(backend, x4.dtype)
-            spec = self._make_spec(layer, x4.shape)
-            plan = CallPlan.kept(spec, batched, user_shape, backend, packed, bias, bad_taps, self._user_arrays)
-            if spec.n > 0 and not self._one_call:  # (batch 0 runs no kernel: not worth a plan)
-                if len(self._plans) > 16:  # many shapes (dask chunks): keep it bounded
-                    self._plans.clear()
-                self._plans[(user_shape, x4.dtype)] = plan
-                self._plan = plan
+        plan = self._plans.get((user_shape, x4.dtype)) or self._new_plan(x4, batched, user_shape)
         inputs = () if out is None else (("x", as_array("x", user_x)),) + self._user_arrays
         return plan.call_checked(x4, out, inputs, residual)
+
+    def _new_plan(self, x4: np.ndarray, batched: bool, user_shape: Tuple[int, ...]) -> CallPlan:
+        """The plan of a first call of this input shape and dtype (the layer's first packs), kept."""
+        backend = self._get_backend()
+        layer, packed, bias, bad_taps = self._prepared(backend, x4.dtype)
+        spec = self._make_spec(layer, x4.shape)
+        plan = CallPlan.kept(spec, batched, user_shape, backend, packed, bias, bad_taps, self._user_arrays)
+        if spec.n > 0 and not self._one_call:  # (batch 0 runs no kernel: not worth a plan)
+            if len(self._plans) > 16:  # many shapes (dask chunks): keep it bounded
+                self._plans.clear()
+            self._plans[(user_shape, x4.dtype)] = plan
+            self._plan = plan
+        return plan
 
     @staticmethod
     def _planned_residual(plan: CallPlan, x: np.ndarray, out: Optional[np.ndarray], residual) -> Optional[np.ndarray]:
@@ -170,22 +176,41 @@ def conv2d(x, weight, bias=None, stride: IntOrPair = 1, padding: Padding = 0, di
     then run it once with these weights, packed for this call only (docs/call-path.md).  A call with a
     residual runs as a one-call :class:`Conv2d` instead; one with an activation other than a name (a tuple,
     an Activation) takes the full parse every time (its values are not a parse key)."""
+    try:  # the plan of an earlier call with these argument facts (CallPlan.matches checks what the key omits)
+        key = ("conv2d", x.shape, x.dtype.char, weight.shape, weight.dtype.char, None if bias is None else bias.shape,
+               None if bias is None else bias.dtype.char, stride, padding, dilation, groups, activation, layout,
+               backend, algorithm)
+        plan = _callplan._ONE_SHOT.get(key)
+    except (AttributeError, TypeError):  # not arrays, or an unhashable argument: the full parse names it
+        key = plan = None
+    if plan is not None and residual is None:
+        f = plan.facts  # what the key leaves out: the exact dtypes and number types (CallPlan.matches)
+        if ((type(x) is _ndarray and type(weight) is _ndarray and x.dtype is f[0] and weight.dtype is f[1]
+             and (bias is None or type(bias) is _ndarray and bias.dtype is f[2]) and stride is f[3]
+             and padding is f[4] and dilation is f[5] and groups is f[6])
+                or plan.matches(x, weight, bias, (stride, padding, dilation, groups))):
+            fast = plan.fast  # CallPlan.call_once, inline: the C entry, else the exact path
+            y = None if fast is None else fast(x, weight, bias, out)
+            return y if y is not None else plan.call_once_exact(x, weight, bias, out)
+    return _conv2d_parsed(key, (stride, padding, dilation, groups), x, weight, bias, stride, padding, dilation,
+                          groups, activation, layout, backend, algorithm, out, residual)
+
+
+def _conv2d_parsed(key: Optional[tuple], numbers: tuple, x, weight, bias, stride, padding, dilation, groups,
+                   activation, layout, backend, algorithm, out, residual) -> np.ndarray:
+    """conv2d() without a cached plan: the full parse (which raises on bad input), kept under ``key`` for the
+    next call (``numbers``: the key's) when the arguments are plain arrays and numbers and the activation a
+    name."""
     if residual is not None:
         layer = _OneCall(weight, bias, stride, padding, dilation, groups, activation=activation, layout=layout,
                          backend=backend, algorithm=algorithm)
         return layer(x, out=out, residual=residual)
-    if (type(x) is np.ndarray and type(weight) is np.ndarray and (bias is None or type(bias) is np.ndarray)
-            and (activation is None or type(activation) is str)):
-        numbers = (stride, padding, dilation, groups)
-        key = ("conv2d", x.shape, x.dtype, weight.shape, weight.dtype,
-               None if bias is None else (bias.shape, bias.dtype), numbers, activation, layout, backend, algorithm)
-        plan = one_shot_plan(key, numbers, lambda: _parse_one_shot(x, weight, bias, stride, padding, dilation,
-                                                                   groups, activation, layout, backend, algorithm))
-    else:  # array-likes (a parse key needs arrays), activations with values: checked, then converted
-        plan = _parse_one_shot(x, weight, bias, stride, padding, dilation, groups, activation, layout, backend,
-                               algorithm)
-        x, weight = as_array("x", x), as_array("weight", weight)
-        bias = None if bias is None else as_array("bias", bias)
+    plan = _parse_one_shot(x, weight, bias, stride, padding, dilation, groups, activation, layout, backend,
+                           algorithm)
+    if key is not None and (activation is None or type(activation) is str):
+        remember(key, plan, x, weight, bias, numbers)
+    x, weight = as_array("x", x), as_array("weight", weight)
+    bias = None if bias is None else as_array("bias", bias)
     return plan.call_once(x, weight, bias, out)
 
 
@@ -218,10 +243,24 @@ def conv1x1(x, weight, bias=None, stride: IntOrPair = 1, *, activation: Any = No
 
     ``weight`` is ``(Cout, Cin)`` or ``(Cout, Cin, 1, 1)``; ``activation`` and ``residual`` as in conv2d.
     """
+    try:  # conv2d's plan cache, on the weight as given (the C entry reads either shape's memory alike)
+        key = ("conv1x1", x.shape, x.dtype.char, weight.shape, weight.dtype.char, None if bias is None else bias.shape,
+               None if bias is None else bias.dtype.char, stride, activation, layout, backend)
+        plan = _callplan._ONE_SHOT.get(key)
+    except (AttributeError, TypeError):
+        key = plan = None
+    if plan is not None and residual is None:
+        f = plan.facts
+        if ((type(x) is _ndarray and type(weight) is _ndarray and x.dtype is f[0] and weight.dtype is f[1]
+             and (bias is None or type(bias) is _ndarray and bias.dtype is f[2]) and stride is f[3])
+                or plan.matches(x, weight, bias, (stride,))):
+            fast = plan.fast  # CallPlan.call_once, inline: the C entry, else the exact path
+            y = None if fast is None else fast(x, weight, bias, out)
+            return y if y is not None else plan.call_once_exact(x, weight, bias, out)
     weight = as_array("weight", weight)
     if weight.ndim == 2:
         weight = weight[:, :, None, None]
     elif weight.ndim != 4 or weight.shape[2:] != (1, 1):
         raise ValueError(f"conv1x1 weight must be (Cout, Cin) or (Cout, Cin, 1, 1), got shape {weight.shape}")
-    return conv2d(x, weight, bias, stride, 0, 1, 1, activation=activation, layout=layout,
-                  backend=backend, out=out, residual=residual)
+    return _conv2d_parsed(key, (stride,), x, weight, bias, stride, 0, 1, 1, activation, layout, backend, "auto", out,
+                          residual)

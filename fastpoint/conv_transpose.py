@@ -25,6 +25,7 @@ import numpy as np
 from .backends import get_backend
 from .backends.c_lowered import (
     deconv_bias_rows,
+    deconv_gemm_once,
     deconv_pack,
     deconv_run,
     deconv_scatter_applies,
@@ -233,9 +234,10 @@ def conv_transpose2d(x, weight, bias=None, stride: IntOrPair = 1, padding: IntOr
                      out: Optional[np.ndarray] = None) -> np.ndarray:
     """2-d transposed convolution with PyTorch's ``conv_transpose2d`` semantics; see the module doc.
 
-    A call the scatter-add GEMM runs (C backend, float32, groups 1, K != stride or padded) on plain arrays takes
-    the plan cached for its argument facts (checked once, as conv2d's one-shot calls, core/callplan.py) and one
-    C call that packs the weights into the thread's scratch and runs: no layer object, no packed buffer."""
+    A call a lowered GEMM runs (C backend, float32, groups 1: the K == stride GEMM or the scatter-add GEMM) on plain
+    arrays takes the plan cached for its argument facts (checked once, as conv2d's one-shot calls,
+    core/callplan.py) and one C call that packs the weights into the thread's scratch (on the pool) and runs: no
+    layer object, no packed buffer."""
     if (type(x) is np.ndarray and type(weight) is np.ndarray and (bias is None or type(bias) is np.ndarray)
             and (out is None or type(out) is np.ndarray) and (activation is None or type(activation) is str)):
         numbers = (stride, padding, output_padding, groups, dilation)
@@ -260,9 +262,10 @@ def _plain_f32(a: np.ndarray) -> bool:
 
 
 class _ScatterOnce:
-    """The cached plan of one-shot calls the scatter-add GEMM runs: the output shape and the C problems."""
+    """The cached plan of one-shot calls the lowered GEMMs run (the scatter-add GEMM, or the K == stride GEMM):
+    the output shape, the C problems and the C call."""
 
-    __slots__ = ("layer", "out_shape", "x4_shape", "batched", "problems")
+    __slots__ = ("layer", "out_shape", "x4_shape", "batched", "problems", "run")
 
     @staticmethod
     def parse(x, weight, bias, stride, padding, output_padding, groups, dilation, activation, layout, backend):
@@ -270,10 +273,11 @@ class _ScatterOnce:
                                        activation=activation, layout=layout, backend=backend)
         L = conv._layer
         x4, batched, (oh, ow) = prepare_transpose_input(x, L, conv._weight.shape)  # raises on bad input
-        if (get_backend(backend).name != "c" or x4.dtype != np.float32 or L.is_gemm or not deconv_scatter_applies(L)
+        if (get_backend(backend).name != "c" or x4.dtype != np.float32 or not deconv_scatter_applies(L)
                 or x4.shape[0] == 0):
             return _NO_PLAN
         plan = _ScatterOnce()
+        plan.run = deconv_gemm_once if L.is_gemm else deconv_scatter_once
         n = x4.shape[0]
         shape4 = (n, L.cout, oh, ow) if L.layout == "NCHW" else (n, oh, ow, L.cout)
         plan.layer, plan.x4_shape, plan.batched = L, x4.shape, batched
@@ -298,7 +302,7 @@ class _ScatterOnce:
         if p is None:
             shape4 = self.out_shape if self.batched else (1,) + self.out_shape
             p = self.problems[threads] = deconv_scatter_problem(self.layer, self.x4_shape, shape4, threads)
-        deconv_scatter_once(p, x, weight, bias, out)
+        self.run(p, x, weight, bias, out)
         return out
 
 

@@ -129,6 +129,38 @@ def test_direct_conv1d_every_row(name):
             np.testing.assert_array_equal(nlc.transpose(0, 2, 1), expected)
 
 
+# (n, cin, cout, L, K, stride, pads, dilation)
+THREAD_SPLIT_CASES = [(1, 1, 70, 400, 10, 5, (0, 0), 1), (1, 8, 9, 3000, 2, 1, (64, 64), 64),
+                      (3, 5, 17, 700, 3, 2, (1, 1), 1), (1, 300, 17, 120, 31, 1, (15, 15), 1),
+                      (2, 16, 40, 50, 7, 1, (3, 3), 1), (1, 3, 5, 10, 3, 1, (1, 1), 1)]
+
+
+@pytest.mark.skipif(not CONV1D_ROWS, reason="C extension not built")
+@pytest.mark.parametrize("threads", [1, 2, 3, 8])
+def test_direct_conv1d_thread_splits(threads):
+    """The direct conv1d's split of the work (csrc/conv1d/conv1d_driver.c) at several thread counts: a short row
+    split by Cout blocks (wav2vec2's stem), a long one by equal segments, a batch, and a reduction so long that
+    the Cout blocks run in several runs of L2-sized panels; every output written (NaN-filled out)."""
+    rng = np.random.default_rng(threads)
+    before = fp.get_num_threads()
+    fp.set_num_threads(threads)
+    try:
+        for n, cin, cout, length, k, s, pads, d in THREAD_SPLIT_CASES:
+            x = int_array(rng, (n, cin, length))
+            w = int_array(rng, (cout, cin, k), -2, 2)
+            b = int_array(rng, (cout,), -5, 5)
+            expected = _reference(x, w, b, s, pads, d, 1)
+            for name in [r.name for r in CONV1D_ROWS if r.available]:
+                from fastpoint.backends.kernel_table import forced_kernel
+
+                with forced_kernel(name):
+                    out = np.full(expected.shape, np.nan, np.float32)
+                    fp.conv1d(x, w, b, s, pads, d, backend="c", out=out)
+                np.testing.assert_array_equal(out, expected, err_msg=f"{name} {threads}T {(n, cin, cout, length, k)}")
+    finally:
+        fp.set_num_threads(before)
+
+
 @pytest.mark.parametrize("backend", TESTED_BACKENDS)
 def test_unbatched_float64_noncontiguous_batch0(backend):
     rng = np.random.default_rng(2)

@@ -83,6 +83,10 @@ SCATTER_CASES = [
     (4, 5, 3, 40, (1, 18), (1, 16), (0, 3), (0, 5), 1, 1),  # stride 16 grouped, a row longer than a tile
     (4, 5, 3, 7, (2, 17), (1, 17), (0, 0), (0, 16), 1, 1),  # stride 17: element by element
     (9, 13, 7, 3, 5, 3, 6, 2, (3, 1), 1),  # padding larger than the kernel span reaches
+    # the store's summed row groups (K - kx between s and 2s): K3 and K5 at stride 2, K5 and K6 at stride 3
+    (6, 5, 5, 21, (3, 5), (2, 2), (1, 2), (1, 1), 1, 1),
+    (6, 9, 4, 19, (2, 6), (1, 3), (0, 1), (0, 2), 1, 1),
+    (4, 3, 3, 17, (2, 5), (1, 3), (0, 0), (0, 0), 1, 1),
 ]
 
 
@@ -103,26 +107,30 @@ def test_scatter_gemm(case, layout, threads):
         np.testing.assert_array_equal(out if layout == "NCHW" else out.transpose(0, 3, 1, 2), expected)
 
 
-def test_one_shot_scatter_plan():
-    """conv_transpose2d() on the scatter-add GEMM takes a cached plan and one C call (weights packed in the
-    thread's scratch): each call's own weights and bias, out= and unbatched, NHWC, the views it leaves to the
-    layer's path (a non-contiguous x, float64 bias, an out to check), and the aliasing refusal."""
+@pytest.mark.parametrize("k, s, p", [(4, 2, 1), (2, 2, 0), (3, 3, 0)])
+def test_one_shot_scatter_plan(k, s, p):
+    """conv_transpose2d() on a lowered GEMM (the scatter-add GEMM; K == stride: the scattering GEMM) takes a
+    cached plan and one C call (weights packed in the thread's scratch): each call's own weights and bias, out=
+    and unbatched, NHWC, the views it leaves to the layer's path (a non-contiguous x, float64 bias, an out to
+    check), and the aliasing refusal."""
     rng = np.random.default_rng(11)
     for layout in ("NCHW", "NHWC"):
         for _trial in range(3):  # the same argument facts: the cached plan, fresh arrays each time
             x = int_array(rng, (2, 5, 6, 7))
-            w = int_array(rng, (5, 3, 4, 4), -2, 2)
+            w = int_array(rng, (5, 3, k, k), -2, 2)
             b = int_array(rng, (3,), -4, 4)
-            expected = fp.conv_transpose2d(x, w, b, 2, 1, activation="relu", backend="numpy")
+            expected = fp.conv_transpose2d(x, w, b, s, p, activation="relu", backend="numpy")
             xl = x if layout == "NCHW" else np.ascontiguousarray(x.transpose(0, 2, 3, 1))
             exp_l = expected if layout == "NCHW" else expected.transpose(0, 2, 3, 1)
-            got = fp.conv_transpose2d(xl, w, b, 2, 1, activation="relu", layout=layout)
+            got = fp.conv_transpose2d(xl, w, b, s, p, activation="relu", layout=layout)
             np.testing.assert_array_equal(got, exp_l)
             out = np.full(exp_l.shape, np.nan, np.float32)
-            assert fp.conv_transpose2d(xl, w, b, 2, 1, activation="relu", layout=layout, out=out) is out
+            assert fp.conv_transpose2d(xl, w, b, s, p, activation="relu", layout=layout, out=out) is out
             np.testing.assert_array_equal(out, exp_l)
-            np.testing.assert_array_equal(fp.conv_transpose2d(xl[1], w, b, 2, 1, activation="relu", layout=layout),
+            np.testing.assert_array_equal(fp.conv_transpose2d(xl[1], w, b, s, p, activation="relu", layout=layout),
                                           exp_l[1])
+            np.testing.assert_array_equal(fp.conv_transpose2d(xl, w, None, s, p, layout=layout),
+                                          fp.conv_transpose2d(xl, w, None, s, p, layout=layout, backend="numpy"))
     x = int_array(rng, (1, 4, 5, 10))
     w = int_array(rng, (4, 2, 3, 3), -2, 2)
     expected = fp.conv_transpose2d(x[..., ::2], w, None, 2, 1, backend="numpy")
@@ -134,6 +142,26 @@ def test_one_shot_scatter_plan():
     xa = big[:200].reshape(1, 4, 5, 10)
     with pytest.raises(ValueError, match="overlap|alias|share"):
         fp.conv_transpose2d(xa, w, None, 2, 1, out=big[:2 * 9 * 19].reshape(1, 2, 9, 19))
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("k, s, p", [(2, 2, 0), (4, 2, 1)])
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_weights_packed_on_threads(threads, k, s, p, layout):
+    """Weights large enough that the packing splits its panels between threads (lowered_driver.c), one-shot and
+    prepacked, Cout*K*K off the micro-kernels' row counts."""
+    rng = np.random.default_rng(threads)
+    x = int_array(rng, (1, 70, 3, 4))
+    w = int_array(rng, (70, 251, k, k), -2, 2)
+    b = int_array(rng, (251,), -4, 4)
+    expected = fp.conv_transpose2d(x, w, b, s, p, backend="numpy")
+    xl = x if layout == "NCHW" else np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    with thread_limit(threads):
+        got = fp.conv_transpose2d(xl, w, b, s, p, layout=layout)
+        layer = fp.ConvTranspose2d(w, b, s, p, layout=layout)
+        again = layer(xl)
+    for y in (got, again):
+        np.testing.assert_array_equal(y if layout == "NCHW" else y.transpose(0, 3, 1, 2), expected)
 
 
 def test_phases_cover_every_tap_once():

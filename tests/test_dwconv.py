@@ -256,3 +256,21 @@ def test_nhwc_column_strips(isa, threads, c):
                 assert (yb[:yo] == -7).all() and (yb[yo + expected.size:] == -7).all()
     finally:
         fp.set_num_threads(old)
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("k,stride,dilation", [(3, 1, 2), (5, 1, 1), (5, 2, 1), (5, 1, 2), (7, 1, 1), (5, (2, 1), 1),
+                                               (5, 1, (1, 2))])
+def test_straight_line_kernel_shapes(isa, layout, k, stride, dilation):
+    # the shapes with their own AVX-512 blocks (3x3 dilation 2, 5x5 stride 1/2 and dilation 2, 7x7): every
+    # width up to two 8-pixel blocks and beyond (shifted last block), maps smaller than the kernel's reach
+    # (every block an edge block, rows with taps in the padding), channels off the vector, ReLU, several images
+    rng = np.random.default_rng(k * 10 + (stride if isinstance(stride, int) else 9))
+    reach = (k - 1) * (dilation if isinstance(dilation, int) else max(dilation)) // 2
+    for w in list(range(1, 19)) + [23, 33]:
+        for c, h in [(17, 5), (32, 9)]:
+            x, wt, b = dw(rng, c, 1, h, w, k=k, layout=layout, n=2 if w == 23 else 1)
+            check(x, wt, b, layout=layout, stride=stride, dilation=dilation, padding=reach, groups=c,
+                  activation="relu" if w % 2 else None)
+            if w % 5 == 0 and min(h, w) > 2 * reach:
+                check(x, wt, None, layout=layout, stride=stride, dilation=dilation, padding=0, groups=c)

@@ -325,3 +325,32 @@ def _fixed_outs(plan):
     return [None if s.offsets is None else [_view(arena, o, sh, d, t) for o, sh, d, t in
                                             zip(s.offsets, s.out_shapes, s.out_dtypes, s.nhwc)]
             for s in plan.steps]
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_fixed_views_and_bound_concat(layout, monkeypatch):
+    """The prebound program makes a view op's view of a fixed arena array once (a no-op Pad's Identity, a
+    Reshape) and binds Concat to the copies its producers did not do in place; results stay ONNX Runtime's
+    on a second input (nothing stale). In NHWC the Identity keeps the buffer's NHWC order (no copy), while
+    a Reshape of an NHWC buffer is a copy: it keeps running the general way."""
+    rng = np.random.default_rng(8)
+    inits = {"w0": _w(rng, 4, 4), "w1": _w(rng, 4, 4), "zeros": np.zeros(8, np.int64),
+             "shape": np.array([1, -1], np.int64)}
+    nodes = [helper.make_node("Conv", ["x", "w0"], ["a"], pads=[1, 1, 1, 1]),
+             helper.make_node("Conv", ["a", "w1"], ["b"], pads=[1, 1, 1, 1]),
+             helper.make_node("Pad", ["b", "zeros"], ["bp"]),
+             helper.make_node("Concat", ["bp", "a"], ["cat"], axis=1),
+             helper.make_node("Relu", ["cat"], ["r"]),
+             helper.make_node("Reshape", ["r", "shape"], ["flat"]),
+             helper.make_node("Sigmoid", ["flat"], ["y"])]
+    m = model(nodes, [("x", [1, 4, 6, 5])], [("y", None)], inits)
+    monkeypatch.setattr(Plan, "arena_fill", float("nan"))
+    net = fp.load_onnx(m, layout=layout)
+    for seed in (1, 2):
+        x = np.random.default_rng(seed).standard_normal((1, 4, 6, 5)).astype(np.float32)
+        np.testing.assert_allclose(net(x), ort_run(m, {"x": x})[0], rtol=1e-5, atol=1e-6)
+    plan = net.plan()
+    bound = {s.node.op.op_type for s, e in zip(plan.steps, plan._arenas.program)
+             if getattr(e, "__name__", "") == "entry"}
+    assert "Concat" in bound
+    assert "Identity" in bound and ("Reshape" in bound) == (layout == "NCHW")

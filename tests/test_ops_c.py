@@ -49,18 +49,22 @@ def test_max_pool_sweep_exact(layout, threads):
         np.testing.assert_array_equal(got, ref, err_msg=str(args))
 
 
-@pytest.mark.parametrize("hw", [(7, 70), (8, 33), (2, 130), (3, 2)])
-def test_max_pool_2x2_rows_wide(hw, threads):
-    """NCHW 2x2 stride-2 pooling's one-pass rows (ops_impl.h), on rows past a vector: NaN and -0.0 as
-    the reference, ceil mode (a last window off the image) and padding through the general loop."""
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("hw,c", [((7, 70), 3), ((8, 33), 17), ((2, 130), 3), ((3, 2), 16), ((5, 9), 40)])
+def test_max_pool_2x2_rows_wide(hw, c, layout, threads):
+    """2x2 stride-2 pooling's one-pass rows (ops_impl.h), on rows and channel runs past a vector: NaN and
+    -0.0 against 0.0 as the reference (sign bits compared too), odd sizes (the last row/column dropped),
+    ceil mode (a last window off the image) and padding through the general loop."""
     rng = np.random.default_rng(5)
-    x = _image(rng, 2, 3, *hw, "NCHW")
+    x = _image(rng, 2, c, *hw, layout, integer=True)
     x.flat[::7] = np.nan
     x.flat[3::13] = -0.0
+    x.flat[5::17] = 0.0
     for ceil, p in ((False, 0), (True, 0), (False, 1)):
-        args = dict(kernel_size=2, stride=2, padding=p, ceil_mode=ceil)
-        np.testing.assert_array_equal(fp.max_pool2d(x, backend="c", **args), fp.max_pool2d(x, backend="numpy", **args),
-                                      err_msg=str(args))
+        args = dict(kernel_size=2, stride=2, padding=p, ceil_mode=ceil, layout=layout)
+        got, ref = fp.max_pool2d(x, backend="c", **args), fp.max_pool2d(x, backend="numpy", **args)
+        np.testing.assert_array_equal(got, ref, err_msg=str(args))
+        np.testing.assert_array_equal(np.signbit(got), np.signbit(ref), err_msg=str(args))
 
 
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
@@ -139,6 +143,27 @@ def test_global_average_pool():
         np.testing.assert_allclose(_c.global_avg_pool(x, "NCHW"), ref, rtol=1e-6, atol=1e-7)
         xh = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
         np.testing.assert_allclose(_c.global_avg_pool(xh, "NHWC"), ref.transpose(0, 2, 3, 1), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("c", [63, 64, 65, 200, 960])
+def test_global_average_pool_nhwc_channel_blocks(c, threads):
+    """NHWC global average pooling cuts an image's channels into runs of whole vectors when there are fewer
+    images than threads: one image and three, channel counts off the vector, the same means at 1 and 2 threads."""
+    rng = np.random.default_rng(c)
+    for n in (1, 3):
+        x = rng.standard_normal((n, c, 5, 7)).astype(np.float32)
+        ref = x.astype(np.float64).mean(axis=(2, 3), keepdims=True)
+        xh = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+        got = _c.global_avg_pool(xh, "NHWC")
+        np.testing.assert_allclose(got, ref.transpose(0, 2, 3, 1), rtol=1e-6, atol=1e-7)
+        seq = np.zeros((n, c))  # the loop's own order: float64 sums per channel, pixel after pixel
+        for p in xh.reshape(n, -1, c).transpose(1, 0, 2):
+            seq = seq + p.astype(np.float64)
+        np.testing.assert_array_equal(got.reshape(n, c), (seq / 35).astype(np.float32))
+        old = fp.get_num_threads()
+        fp.set_num_threads(1)
+        np.testing.assert_array_equal(_c.global_avg_pool(xh, "NHWC"), got)
+        fp.set_num_threads(old)
 
 
 def _act_ref(v, act, alpha, beta):

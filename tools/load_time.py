@@ -1,6 +1,6 @@
 """Load plus first inference of an ONNX model, as a user's fresh process sees it, with a breakdown.
 
-    python tools/load_time.py MODEL.onnx [THREADS] [--warm]
+    python tools/load_time.py MODEL.onnx [THREADS] [--warm] [--repeat N [--trees DIR,DIR...]]
 
 Prints one JSON line: load and first-inference wall times, the main thread's CPU time over both, the
 median of 5 steady inferences after them (wall and CPU), the ratio of the two, the process's page
@@ -9,12 +9,20 @@ weight packing, the non-finite-weight check) ``[wall ms, CPU ms, faults]``. onnx
 imported before the clock starts; ``--warm`` first loads the model once, untimed, as
 ``fastpoint bench --model`` does. Run it in a new process per measurement: a second load in one
 process reuses the memory the first freed, which is not what a user's first load gets.
+
+``--repeat N`` does that: N fresh processes of this script, then one JSON line of the medians (and
+minima) of the load + first and steady times and their ratios. With ``--trees A,B`` (source trees,
+each with its built extension) the processes alternate between the trees, ``PYTHONPATH`` set to
+each: an A/B of two versions in one run, as the developers' guide asks on a loaded machine.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import resource
+import statistics
+import subprocess
 import sys
 import time
 
@@ -26,7 +34,39 @@ def _faults() -> int:
     return r.ru_minflt + r.ru_majflt
 
 
+def _option(argv, name: str):
+    """The value after ``name`` in ``argv`` (removed from it with the name), or None."""
+    if name not in argv:
+        return None
+    i = argv.index(name)
+    value = argv[i + 1]
+    del argv[i:i + 2]
+    return value
+
+
+def repeat(argv, runs: int, trees) -> None:
+    """``runs`` fresh processes of this script per tree (alternating), then the medians and minima."""
+    keys = ("total_ms", "cpu_ms", "steady_ms", "steady_cpu_ms", "x_steady", "x_steady_cpu")
+    rows = {t: [] for t in trees}
+    for i in range(runs):
+        for tree in (trees if i % 2 == 0 else trees[::-1]):
+            env = dict(os.environ, **({"PYTHONPATH": tree} if tree else {}))
+            out = subprocess.run([sys.executable, os.path.abspath(__file__), *argv], env=env, check=True,
+                                 capture_output=True, text=True).stdout
+            rows[tree].append(json.loads(out.strip().splitlines()[-1]))
+    for tree, got in rows.items():
+        summary = {"tree": tree or "(installed)", "runs": len(got), "warm": "--warm" in argv}
+        summary.update({f"median_{k}": round(statistics.median(r[k] for r in got), 2) for k in keys})
+        summary.update({f"min_{k}": round(min(r[k] for r in got), 2) for k in keys})
+        print(json.dumps(summary))
+
+
 def main(argv) -> None:
+    argv = list(argv)
+    runs, trees = _option(argv, "--repeat"), _option(argv, "--trees")
+    if runs is not None:
+        repeat(argv, int(runs), trees.split(",") if trees else [""])
+        return
     args = [a for a in argv if not a.startswith("--")]
     path, threads = args[0], int(args[1]) if len(args) > 1 else 1
     import onnx  # noqa: F401  (imports are not part of the load)

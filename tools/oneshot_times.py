@@ -5,18 +5,22 @@ For each layer and thread count, alternated round by round in one process:
 * ``call``: ``fp.conv2d(x, w, b, ...)`` (the one-shot call, a new array: what a NumPy user writes);
 * ``call-out``: the same with ``out=`` (what ``fastpoint bench``'s ``c-call`` times);
 * ``layer``: ``fp.Conv2d(w, b, ...)(x)`` (prepacked, built before timing), and ``layer-out`` with ``out=``;
-* ``runner``: the one-shot plan's backend runner alone (``CallPlan.run``: the cffi views and the kernel
-  for C, the launcher for Numba), on arrays the call would pass it;
+* ``runner``: the one-shot plan's backend part alone, on arrays the call would pass it (C: ``CallPlan.fast``,
+  the call's out check, cffi views and checked C entry; Numba: ``CallPlan.run``, the launcher);
 * ``kernel`` (C only): ``fp_conv_once_f32`` called with ready cffi pointers: the C time of a call;
 * ``torch``: ``F.conv2d(x, w, b)`` (one-shot too; torch prepacks nothing), when torch is installed; at 1
   thread only unless ``--torch-all`` (at 2 its OpenMP workers spin after each call, and on a box shared
   with other jobs that slowed every other contender 2-4x and torch itself to 40-120 ms a call).
 
+With ``--wake``, each layer at more than one thread also gets ``pool``: the process's CPU time over the
+calling thread's across a batch of ``call-out`` and of ``layer-out`` calls (1.0: the pool's helpers never
+woke; they spin about 0.3 ms after each job they are woken for, so a split call shows as 1.3-2).
+
 ``python = call-out - kernel`` is what the Python path adds to the C call (parse-cache key and look-up,
 the argument checks on cached facts, the views), ``out = call - call-out`` the result's allocation.
 
     PYTHONPATH=$PWD nice -n 10 python tools/oneshot_times.py [--layers a,b] [--layout NCHW|NHWC]
-        [--backend c|numba] [--threads 1,2] [--rounds 15] [--torch-all]
+        [--backend c|numba] [--threads 1,2] [--rounds 15] [--torch-all] [--wake]
 
 At 1 thread each figure is the calling thread's CPU time (``time.thread_time``: on a box shared with
 other jobs it leaves out the slices they take; the developers' guide), at 2 threads wall time (the
@@ -70,7 +74,8 @@ def contenders(lay: Layer, layout: str, backend: str, with_torch: bool) -> Dict[
     }
     plan = api._parse_one_shot(xl, w, b, kw.get("stride", 1), kw.get("padding", 0), kw.get("dilation", 1),
                                kw.get("groups", 1), None, layout, backend)
-    runs["runner"] = lambda: plan.run(xl, w, b, out2)
+    fast = getattr(plan, "fast", None)  # the C backend's whole call (checks in C), else the backend runner
+    runs["runner"] = (lambda: fast(xl, w, b, out2)) if fast is not None else (lambda: plan.run(xl, w, b, out2))
     if backend == "c":
         runs["kernel"] = _c_kernel(plan, xl, w, b, out2)
     try:
@@ -112,6 +117,14 @@ def _time(f: Callable[[], object], n: int, clock: Callable[[], float]) -> float:
     return (clock() - t0) / n * 1e6
 
 
+def _pool_cpu(f: Callable[[], object], n: int) -> float:
+    """Process CPU time over the calling thread's across ``n`` calls (the pool's helpers' share, plus one)."""
+    p0, t0 = time.process_time(), time.thread_time()
+    for _ in range(n):
+        f()
+    return (time.process_time() - p0) / max(time.thread_time() - t0, 1e-9)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--layers", default=",".join(DEFAULT))
@@ -120,6 +133,7 @@ def main() -> None:
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--torch-all", action="store_true", help="time torch at every thread count")
+    ap.add_argument("--wake", action="store_true", help="at 2+ threads: process / caller CPU time (pool wakes)")
     args = ap.parse_args()
     layers = [TINY if n == TINY.name else suite_layer(n) for n in args.layers.split(",")]
     print(f"# {args.layout}, backend {args.backend}, medians of {args.rounds} alternating rounds; us per call "
@@ -156,6 +170,10 @@ def main() -> None:
             print(f"| {lay.name} | {threads} | {med['call']:.1f} | {med['call-out']:.1f} | {med['layer']:.1f} | "
                   f"{med['layer-out']:.1f} | {med['runner']:.1f} | {kernel:.1f} | {med['call-out'] - kernel:.1f} | "
                   f"{med.get('torch', math.nan):.1f} | {med['call'] / med['layer']:.3f} | {ratio:.3f} |", flush=True)
+            if args.wake and threads > 1:
+                pool = {k: _pool_cpu(runs[k], max(sizes[k], 200)) for k in ("call-out", "layer-out")}
+                print(f"# {lay.name} at {threads} threads, pool: process/caller CPU call-out {pool['call-out']:.2f}, "
+                      f"layer-out {pool['layer-out']:.2f}", flush=True)
     for threads, rs in ratios.items():
         print(f"# {threads} thread(s): call-out/layer-out geomean {math.exp(np.mean(np.log(rs))):.3f}, "
               f"max {max(rs):.3f}")

@@ -59,24 +59,26 @@ typedef struct task {
     const int64_t *toff;       /* per tap: r*plen + q, the phase and the offset in it of output 0's input */
     const int64_t *tq, *tlen;  /* per tap: q, and the valid length of its phase */
     int64_t lo, hi;            /* interior tiles start at o0 with lo <= o0 <= hi */
-    int64_t seg_cols, segs, cgroups, ncb;
+    int64_t seg_cols, segs, cgroups, ncb, cbb; /* cbb: Cout blocks per run (job) */
     int failed;
 } task;
 
 /* The im2col of an edge tile's window: loc[(ci*K + t)*NR + j] = input of output o0 + j at tap t, zero
- * where that is padding or past the row (or past Lout). */
+ * where that is padding or past the row (or past Lout).  The valid j of a tap are one run [j0, j1). */
 static void edge_window(const task *T, const float *xn, int64_t o0, float *loc) {
     const fp_conv_problem *p = T->p;
-    const int64_t NR = T->uk->nr, K = p->kw;
-    for (int64_t ci = 0; ci < p->cin; ci++)
-        for (int64_t t = 0; t < K; t++) {
-            const float *src = xn + ci * T->ldx + (T->toff[t] - T->tq[t]); /* the tap's phase */
+    const int64_t NR = T->uk->nr, K = p->kw, cols = FP_MIN(NR, p->ow - o0);
+    for (int64_t t = 0; t < K; t++) {
+        const int64_t q = T->tq[t];
+        const int64_t j0 = FP_MIN(cols, FP_MAX(0, -(o0 + q))), j1 = FP_MAX(j0, FP_MIN(cols, T->tlen[t] - o0 - q));
+        for (int64_t ci = 0; ci < p->cin; ci++) {
+            const float *src = xn + ci * T->ldx + (T->toff[t] - q) + o0 + q; /* the tap's phase at output o0 */
             float *d = loc + (ci * K + t) * NR;
-            for (int64_t j = 0; j < NR; j++) {
-                const int64_t idx = o0 + j + T->tq[t];
-                d[j] = idx >= 0 && idx < T->tlen[t] && o0 + j < p->ow ? src[idx] : 0.0f;
-            }
+            memset(d, 0, sizeof(float) * (size_t)j0);
+            if (j1 > j0) memcpy(d + j0, src + j0, sizeof(float) * (size_t)(j1 - j0));
+            memset(d + j1, 0, sizeof(float) * (size_t)(NR - j1));
         }
+    }
 }
 
 static void job(void *ctx, int64_t c, int worker) {
@@ -102,16 +104,10 @@ static void job(void *ctx, int64_t c, int worker) {
     float *yn = T->y + img * p->cout * OW;
     fp_conv1d_args a;
     a.cin = p->cin, a.taps = K, a.relu = p->relu;
-    /* Cout block outer: its weights stay in L1 while the tiles of the segment stream its input from L2 */
-    for (int64_t cb = cb0; cb < cb1; cb++) {
-        const int64_t rows = FP_MIN(MR, p->cout - cb * MR);
-        a.w = T->w + cb * CK * MR;
-        a.bias = T->bias ? T->bias + cb * MR : NULL;
-        if (T->bias && rows < MR) {
-            for (int64_t i = 0; i < MR; i++) bias_tail[i] = i < rows ? T->bias[cb * MR + i] : 0.0f;
-            a.bias = bias_tail;
-        }
-        float *yb = yn + cb * MR * OW;
+    /* Window outer: each window of NR positions (Cin rows of its taps, in L1) serves every Cout block of a
+     * run of blocks whose panels take a quarter of L2 (T->cbb), read from there in turn. */
+    for (int64_t cbr = cb0; cbr < cb1; cbr += T->cbb) {
+        const int64_t cbe = FP_MIN(cb1, cbr + T->cbb);
         for (int64_t o0 = c0; o0 < c1; o0 += NR) {
             const int64_t cols = FP_MIN(NR, OW - o0);
             if (o0 >= T->lo && o0 <= T->hi) { /* every tap of the NR columns inside the row: read in place */
@@ -120,13 +116,24 @@ static void job(void *ctx, int64_t c, int worker) {
                 edge_window(T, xn, o0, loc);
                 a.x = loc, a.ldx = K * NR, a.toff = loc_off;
             }
-            if (rows == MR && cols == NR) {
-                a.y = yb + o0, a.ldy = OW;
-                uk->run(&a);
-            } else {
-                a.y = buf, a.ldy = NR;
-                uk->run(&a);
-                for (int64_t i = 0; i < rows; i++) memcpy(yb + i * OW + o0, buf + i * NR, sizeof(float) * (size_t)cols);
+            for (int64_t cb = cbr; cb < cbe; cb++) {
+                const int64_t rows = FP_MIN(MR, p->cout - cb * MR);
+                a.w = T->w + cb * CK * MR;
+                a.bias = T->bias ? T->bias + cb * MR : NULL;
+                if (T->bias && rows < MR) {
+                    for (int64_t i = 0; i < MR; i++) bias_tail[i] = i < rows ? T->bias[cb * MR + i] : 0.0f;
+                    a.bias = bias_tail;
+                }
+                float *yb = yn + cb * MR * OW;
+                if (rows == MR && cols == NR) {
+                    a.y = yb + o0, a.ldy = OW;
+                    uk->run(&a);
+                } else {
+                    a.y = buf, a.ldy = NR;
+                    uk->run(&a);
+                    for (int64_t i = 0; i < rows; i++)
+                        memcpy(yb + i * OW + o0, buf + i * NR, sizeof(float) * (size_t)cols);
+                }
             }
         }
     }
@@ -172,19 +179,38 @@ static int run(const fp_conv_problem *p0, const fp_conv1d_ukr *uk, const float *
         T.x = phased, T.ldx = s * plen, T.x_image = p->cin * s * plen;
     }
     /* Segments: a whole number of tiles whose input (Cin rows of seg_cols*s + span floats) takes half of L2,
-     * so that every Cout block of the segment reads it from there. */
+     * so that every Cout block of the segment reads it from there; runs of Cout blocks whose panels take a
+     * quarter of it (each window, in L1, serves all the run's blocks). */
     const int threads = fp_threads(p);
     const int64_t span = (K - 1) * d + 1, row_bytes = (int64_t)sizeof(float) * p->cin;
-    int64_t cols = (fp_cache_size(2) / 2 / row_bytes - span) / s;
-    T.seg_cols = FP_MAX(NR, cols / NR * NR);
+    const int64_t l2 = fp_cache_size(2), tiles = FP_CEIL_DIV(p->ow, NR);
+    const int64_t cols = (l2 / 2 / row_bytes - span) / s;
+    T.seg_cols = FP_MIN(tiles, FP_MAX(1, cols / NR)) * NR;
     T.ncb = FP_CEIL_DIV(p->cout, MR);
-    /* enough jobs for every thread: shorter segments first (down to 4 tiles), then groups of Cout blocks */
-    const int64_t want = threads > 1 ? (int64_t)FP_CHUNKS_PER_THREAD * threads : 1;
-    const int64_t tiles = FP_CEIL_DIV(p->ow, NR);
-    if (p->n * FP_CEIL_DIV(p->ow, T.seg_cols) < want)
-        T.seg_cols = NR * FP_MAX(FP_MIN(4, tiles), FP_CEIL_DIV(tiles * p->n, want));
-    T.segs = FP_CEIL_DIV(p->ow, T.seg_cols);
-    T.cgroups = FP_MIN(T.ncb, FP_MAX(1, FP_CEIL_DIV(want, p->n * T.segs)));
+    T.cbb = FP_MAX(1, l2 / 4 / ((int64_t)sizeof(float) * p->cin * K * MR));
+    T.segs = FP_CEIL_DIV(p->ow, T.seg_cols), T.cgroups = 1;
+    if (threads > 1) {
+        /* Enough jobs for every thread (FP_CHUNKS_PER_THREAD each), a whole number of them per thread.  A row
+         * that is one segment (its input in L2: wav2vec2's stem) is split by Cout blocks, so that each thread
+         * writes whole output rows of its own; a longer one by shorter segments (down to 4 tiles), then by
+         * Cout blocks. */
+        const int64_t want = (int64_t)FP_CHUNKS_PER_THREAD * threads;
+        if (p->n * T.segs < want) {
+            if (T.segs == 1 && p->n * T.ncb >= want) {
+                T.cgroups = FP_CEIL_DIV(want, p->n);
+            } else {
+                T.seg_cols = NR * FP_MAX(FP_MIN(4, tiles), FP_CEIL_DIV(tiles * p->n, want));
+                T.segs = FP_CEIL_DIV(p->ow, T.seg_cols);
+                T.cgroups = FP_MIN(T.ncb, FP_MAX(1, FP_CEIL_DIV(want, p->n * T.segs)));
+            }
+        }
+        const int64_t jobs = p->n * T.segs * T.cgroups;
+        if (T.cgroups == 1 && jobs % threads) { /* equal segments, a multiple of the threads in all */
+            const int64_t segs = FP_CEIL_DIV(FP_CEIL_DIV(jobs, threads) * threads, p->n);
+            T.seg_cols = NR * FP_CEIL_DIV(tiles, segs);
+            T.segs = FP_CEIL_DIV(p->ow, T.seg_cols);
+        }
+    }
     fp_flush_enter(); /* subnormals flushed on this thread, as conv.c does around every kernel */
     fp_pool_run(threads, p->n * T.segs * T.cgroups, job, &T);
     fp_flush_leave();

@@ -1,6 +1,7 @@
 /* The AVX-512 conv1d micro-kernel (conv1d.h): 8 output channels x 48 positions, 24 accumulators; per
  * (ci, tap) three loads of the row and eight broadcast weights for 24 FMAs (loads within the two load
- * ports' share of the two FMA pipes; Zen 4's single 512-bit pipe only halves the rate). */
+ * ports' share of the two FMA pipes; Zen 4's single 512-bit pipe only halves the rate).  The body is
+ * conv1d_tile.h's. */
 #include "../isa_target.h"
 #include "conv1d.h"
 
@@ -8,34 +9,17 @@
 FP_TARGET_AVX512
 #include <immintrin.h>
 
-static void run(const fp_conv1d_args *a) {
-    __m512 c[8][3];
-    for (int i = 0; i < 8; i++) {
-        const __m512 b = _mm512_set1_ps(a->bias ? a->bias[i] : 0.0f);
-        c[i][0] = c[i][1] = c[i][2] = b;
-    }
-    const float *w = a->w;
-    for (int64_t ci = 0; ci < a->cin; ci++) {
-        const float *xc = a->x + ci * a->ldx;
-        for (int64_t t = 0; t < a->taps; t++, w += 8) {
-            const float *xt = xc + a->toff[t];
-            const __m512 x0 = _mm512_loadu_ps(xt), x1 = _mm512_loadu_ps(xt + 16), x2 = _mm512_loadu_ps(xt + 32);
-            for (int i = 0; i < 8; i++) {
-                const __m512 wi = _mm512_set1_ps(w[i]);
-                c[i][0] = _mm512_fmadd_ps(x0, wi, c[i][0]);
-                c[i][1] = _mm512_fmadd_ps(x1, wi, c[i][1]);
-                c[i][2] = _mm512_fmadd_ps(x2, wi, c[i][2]);
-            }
-        }
-    }
-    const __m512 z = _mm512_setzero_ps();
-    for (int i = 0; i < 8; i++)
-        for (int v = 0; v < 3; v++) {
-            __m512 r = c[i][v];
-            if (a->relu) r = _mm512_max_ps(z, r); /* max returns its 2nd operand on NaN */
-            _mm512_storeu_ps(a->y + i * a->ldy + 16 * v, r);
-        }
-}
+#define V __m512
+#define VW 16
+#define V_SET1(f) _mm512_set1_ps(f)
+#define V_BCAST(p) _mm512_set1_ps(*(p))
+#define V_LOAD(p) _mm512_loadu_ps(p)
+#define V_FMA(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define V_MAX0(v) _mm512_max_ps(_mm512_setzero_ps(), v) /* max returns its 2nd operand on NaN */
+#define V_STORE(p, v) _mm512_storeu_ps(p, v)
+#define CONV1D_MR 8
+#define CONV1D_ROWS(M) M(0) M(1) M(2) M(3) M(4) M(5) M(6) M(7)
+#include "conv1d_tile.h"
 
 const fp_conv1d_ukr fp_f32_conv1d_8x48__avx512 = {FP_CONV1D_ROW("f32_conv1d_8x48__avx512", FP_ISA_AVX512, 8, 48),
                                                   run};

@@ -341,16 +341,16 @@ static void direct_chunk(void *ctx, int64_t job, int worker) {
                  * this job is the only one to use them (run_unpacked), so nothing is packed twice. */
                 const int64_t CT = G.cin_g * G.T, kp = k0 / G.kcp * G.kcp, kpn = FP_MIN(G.kcp, G.cin_g - kp);
                 if (k0 == kp) {
+                    /* the non-finite check of the weights (csrc/oneshot.c) on the registers the packing
+                     * loads: every weight is packed exactly once */
+                    int bad = 0;
                     for (int b = 0; b < nbb; b++) {
                         const int64_t co0 = (cb + b) * FP_DIRECT_CB;
-                        fp_pack_transpose(wraw + (g * G.cout_g + co0) * CT + kp * G.T, CT,
-                                          FP_MIN(FP_DIRECT_CB, G.cout_g - co0), kpn * G.T, FP_DIRECT_CB,
-                                          wbuf + b * kpn * G.T * FP_DIRECT_CB);
+                        bad |= fp_pack_transpose_check(wraw + (g * G.cout_g + co0) * CT + kp * G.T, CT,
+                                                       FP_MIN(FP_DIRECT_CB, G.cout_g - co0), kpn * G.T, FP_DIRECT_CB,
+                                                       wbuf + b * kpn * G.T * FP_DIRECT_CB);
                     }
-                    /* the non-finite check of the weights (csrc/oneshot.c), on the packed copy while it
-                     * is in L1: every weight is packed exactly once, the zero lanes are finite */
-                    if (fp_any_nonfinite_f32(wbuf, nbb * kpn * G.T * FP_DIRECT_CB))
-                        __atomic_store_n(&t->nonfinite, 1, __ATOMIC_RELAXED);
+                    if (bad) __atomic_store_n(&t->nonfinite, 1, __ATOMIC_RELAXED);
                 }
                 a.w = wbuf + (k0 - kp) * G.T * FP_DIRECT_CB;
                 a.wblk = kpn * G.T * FP_DIRECT_CB;

@@ -47,3 +47,12 @@ int fp_conv1d_gemm_f32(const fp_conv_problem *p, const float *x, const void *pac
     L.x = x, L.y = y, L.x_image = p->cin * p->w, L.y_image = p->cout * p->ow, L.pack_b = pack_b;
     return fp_lowered_run(&L);
 }
+
+/* The one-shot call: the caller's (Cout, Cin, K) weights packed into this thread's scratch (kept across calls,
+ * as csrc/oneshot.c does for conv2d: no fresh buffer to fault in per call) and used once. */
+int fp_conv1d_gemm_once_f32(const fp_conv_problem *p, const float *x, const float *w, const float *bias, float *y) {
+    void *packed = fp_scratch(FP_SCRATCH_ONCE, fp_conv1d_gemm_packed_bytes(p));
+    if (!packed) return FP_ERR_ALLOC;
+    const int rc = fp_conv1d_gemm_pack(p, w, packed);
+    return rc < 0 ? rc : fp_conv1d_gemm_f32(p, x, packed, bias, y);
+}

@@ -95,7 +95,8 @@ int64_t fp_deconv_gemm_packed_bytes(const fp_conv_problem *p) {
 int fp_deconv_gemm_pack(const fp_conv_problem *p, const float *w, void *packed) {
     /* w is (Cin, Cout, KH, KW): W'^T as it lies for NCHW rows (co, ky, kx); NHWC rows (ky, kx, co) gather */
     const int64_t taps = p->kh * p->kw, m = p->cout * taps;
-    return fp_lowered_pack_kmajor(m, p->cin, w, p->layout == 0 ? 1 : p->cout, p->layout == 0 ? 0 : taps, packed);
+    return fp_lowered_pack_kmajor(m, p->cin, w, p->layout == 0 ? 1 : p->cout, p->layout == 0 ? 0 : taps, packed,
+                                  p->num_threads);
 }
 
 int fp_deconv_gemm_f32(const fp_conv_problem *p, const float *x, const void *packed, const float *bias, float *y) {
@@ -120,4 +121,20 @@ int fp_deconv_gemm_f32(const fp_conv_problem *p, const float *x, const void *pac
     L.pack_b = p->layout == 0 ? fp_deconv_pack_b_nchw : fp_deconv_pack_b_nhwc;
     L.store = p->layout == 0 ? store_nchw : store_nhwc;
     return fp_lowered_run(&L);
+}
+
+/* The one-shot call of the K == stride GEMM: the caller's (Cin, Cout, KH, KW) weights packed into this thread's
+ * scratch (on the pool), with the bias per GEMM row after them, and used once (as fp_deconv_scatter_once_f32). */
+int fp_deconv_gemm_once_f32(const fp_conv_problem *p, const float *x, const float *w, const float *bias, float *y) {
+    const int64_t taps = p->kh * p->kw, m = p->cout * taps, bytes = fp_deconv_gemm_packed_bytes(p);
+    char *packed = (char *)fp_scratch(FP_SCRATCH_ONCE, bytes + (int64_t)sizeof(float) * m);
+    if (!packed) return FP_ERR_ALLOC;
+    const int rc = fp_deconv_gemm_pack(p, w, packed);
+    if (rc < 0) return rc;
+    float *rows = NULL;
+    if (bias) { /* NCHW rows (co, ky, kx), NHWC (ky, kx, co) */
+        rows = (float *)(packed + bytes);
+        for (int64_t r = 0; r < m; r++) rows[r] = bias[p->layout == 0 ? r / taps : r % p->cout];
+    }
+    return fp_deconv_gemm_f32(p, x, packed, rows, y);
 }

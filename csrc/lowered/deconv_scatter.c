@@ -31,6 +31,7 @@ static void valid_run(int64_t o0, int64_t s, int64_t size, int64_t count, int64_
 
 #define GROUP_MAX 16 /* the widest stride whose rows are interleaved before they are added */
 
+
 /* The tile's columns [t, t + n) that are pixels (iy, ix ..) of one input row: found once per tile (no
  * division per row of it), at most one per column (nr <= 64, fp_lowered_run). */
 typedef struct pixel_run {
@@ -48,31 +49,68 @@ static int tile_runs(int64_t j0, int64_t nr, int64_t W, pixel_run *r) {
     return c;
 }
 
+/* Where the row group (ky, kx ..) of a run's pixels lands: its output row from position ox0 (returned, NULL
+ * when the row is cropped) and the positions [lo, hi) of its `pixels * stride` that are inside. */
+static float *group_run(const fp_conv_problem *p, float *yc, const pixel_run *r, int64_t ky, int64_t kx,
+                        int64_t pixels, int64_t *lo, int64_t *hi) {
+    const int64_t oy = r->iy * p->stride_h - p->pad_top + ky * p->dil_h;
+    if (oy < 0 || oy >= p->oh) return NULL;
+    const int64_t ox0 = r->ix * p->stride_w - p->pad_left + kx;
+    *lo = FP_MAX(0, -ox0), *hi = FP_MIN(pixels * p->stride_w, p->ow - ox0);
+    return *hi > *lo ? yc + oy * p->ow + ox0 : NULL;
+}
+
 /* NCHW, dilation 1: the sw rows (co, ky, kx .. kx+sw-1) of a tile reach sw consecutive output columns from
  * each input pixel, so for the pixels of one input row they cover one contiguous run of an output row,
  * added front to back rather than in sw passes sw apart: at stride 2 by the `interleave` row's
  * interleave-add (two permutes and two adds per 16 pixels with AVX-512), at other strides through a
- * transposed copy in L1. */
-static void store_add_group(const fp_lowered *L, float *yc, int64_t ky, int64_t kx, const pixel_run *runs,
+ * transposed copy in L1.
+ *
+ * g2 > 0 (sw < KW - kx <= 2*sw): the g2 = min(sw, KW - kx - sw) rows after the group are in the tile too.
+ * Row kx + sw + r reaches, from pixel ix, the outputs that row kx + r reaches from pixel ix + 1, so the two
+ * groups are summed first (the second shifted by one pixel, its rows past g2 zero) and the output run of
+ * n + 1 pixels is added to once: fewer read-modify-writes of the output, and none of the loads that waited
+ * on the previous group's overlapping stores (sw floats apart), which stalled the interleave-add of DCGAN's
+ * and FCN-8s's K4 s2 layers (and the element-wise add of a 3x3 s2 layer's kx = 2 row).  At stride 2 the
+ * interleave row's add2 sums in registers where it has one. */
+static void store_add_group(const fp_lowered *L, float *yc, int64_t ky, int64_t kx, int64_t g2, const pixel_run *runs,
                             int nruns, const float *tr, int64_t ldt) {
     const fp_conv_problem *p = L->p;
     const int64_t sw = p->stride_w;
-    float run[GROUP_MAX * 64];
+    float sum[GROUP_MAX * 65], run[GROUP_MAX * 65];
     for (int k = 0; k < nruns; k++) {
-        const int64_t t = runs[k].t, n = runs[k].n;
-        const int64_t oy = runs[k].iy * p->stride_h - p->pad_top + ky * p->dil_h;
-        if (oy < 0 || oy >= p->oh) continue;
-        const int64_t ox0 = runs[k].ix * sw - p->pad_left + kx;
-        const int64_t lo = FP_MAX(0, -ox0), hi = FP_MIN(n * sw, p->ow - ox0); /* run positions inside */
-        if (hi <= lo) continue;
-        float *yr = yc + oy * p->ow + ox0;
-        const float *a = tr + t;
+        const int64_t t = runs[k].t, n = runs[k].n, pixels = n + (g2 > 0);
+        int64_t lo, hi;
+        float *yr = group_run(p, yc, &runs[k], ky, kx, pixels, &lo, &hi);
+        if (!yr) continue;
+        const float *src = tr + t; /* the group's rows, lds apart */
+        int64_t lds = ldt;
+        if (g2 > 0) {
+            const float *b = src + sw * ldt; /* the second group's rows */
+            if (sw == 2 && L->interleave->add2) {
+                L->interleave->add2(yr + lo, src, src + ldt, b, g2 == 2 ? b + ldt : NULL, n, lo, hi);
+                continue;
+            }
+            for (int64_t r = 0; r < sw; r++) { /* row r of the summed group: n + 1 pixels, sum + r*65 */
+                float *d = sum + r * 65;
+                const float *ar = src + r * ldt, *br = b + r * ldt;
+                if (r >= g2) {
+                    memcpy(d, ar, sizeof(float) * (size_t)n);
+                    d[n] = 0.0f;
+                    continue;
+                }
+                d[0] = ar[0];
+                for (int64_t u = 1; u < n; u++) d[u] = ar[u] + br[u - 1];
+                d[n] = br[n - 1];
+            }
+            src = sum, lds = 65;
+        }
         if (sw == 2) { /* the interleave-add of the kx and kx + 1 rows, edges included */
-            L->interleave->add(yr + lo, a, a + ldt, lo, hi);
+            L->interleave->add(yr + lo, src, src + lds, lo, hi);
             continue;
         }
         for (int64_t r = 0; r < sw; r++)
-            for (int64_t u = 0; u < n; u++) run[u * sw + r] = a[r * ldt + u];
+            for (int64_t u = 0; u < pixels; u++) run[u * sw + r] = src[r * lds + u];
         for (int64_t q = lo; q < hi; q++) yr[q] += run[q];
     }
 }
@@ -92,8 +130,14 @@ static void store_add(const fp_lowered *L, float *yn, int64_t i0, int64_t mr, in
         const int64_t co = i / taps, ky = i % taps / kw, kx = i % kw;
         float *yc = yn + co * plane;
         const float *tr = tile + (i - i0) * ldt;
+        const int64_t g2 = FP_MIN(sw, kw - kx - sw); /* rows of a second group after this one's */
+        if (grouped && kx % (2 * sw) == 0 && g2 >= 1 && i + sw + g2 <= i0 + mr) {
+            store_add_group(L, yc, ky, kx, g2, runs, nruns, tr, ldt);
+            i += sw + g2 - 1;
+            continue;
+        }
         if (grouped && kx % sw == 0 && kx + sw <= kw && i + sw <= i0 + mr) {
-            store_add_group(L, yc, ky, kx, runs, nruns, tr, ldt);
+            store_add_group(L, yc, ky, kx, 0, runs, nruns, tr, ldt);
             i += sw - 1;
             continue;
         }

@@ -46,7 +46,7 @@ static void add(float *d, const float *a, const float *b, int64_t lo, int64_t hi
 }
 
 const fp_interleave_kernel fp_f32_interleave_2x8__avx2 = {FP_INTERLEAVE_ROW("f32_interleave_2x8__avx2", FP_ISA_AVX2, 8), run,
-                                                          add};
+                                                          add, NULL};
 
 FP_TARGET_END
 #endif

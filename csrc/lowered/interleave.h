@@ -17,6 +17,11 @@ typedef struct fp_interleave_kernel {
      * d[q - lo] += (q even ? a : b)[q / 2] for lo <= q < hi.  Whole, the edges included, so that no scalar
      * add reads back what a vector store just wrote (a failed store-to-load forward). */
     void (*add)(float *d, const float *a, const float *b, int64_t lo, int64_t hi);
+    /* The same for two row pairs of n values, the second shifted by one pair (K >= 2*stride, deconv_scatter.c):
+     * pair u < n + 1 is (a0[u] + a1[u - 1], b0[u] + b1[u - 1]), terms past their rows zero, b1 NULL: zero (K = 3);
+     * positions [lo, hi) of the 2(n + 1).  NULL: the driver sums the rows in a buffer and calls add. */
+    void (*add2)(float *d, const float *a0, const float *b0, const float *a1, const float *b1, int64_t n, int64_t lo,
+                 int64_t hi);
 } fp_interleave_kernel;
 
 #define FP_INTERLEAVE_ROW(NAME, ISA, N) {NAME, "interleave", 0, ISA, 2, N}

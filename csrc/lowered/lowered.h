@@ -32,8 +32,8 @@ struct fp_lowered {
     int single_k_block;               /* the store needs each tile finished in one k block */
     /* Scatter-add (the general transposed conv): every k block's tile is computed fresh, without bias or
      * ReLU, and the store adds it to the output; threads split the rows in units of row_unit (a multiple of
-     * MR) that own disjoint outputs, and each unit's outputs are set up by init before its GEMM and
-     * finished (ReLU) by finish after it. */
+     * MR) that own disjoint outputs, and the outputs of each row block (whole units) are set up by init just
+     * before its first tile and finished (ReLU) by finish after its last. */
     int accumulate;
     int64_t row_unit;
     void (*init)(const fp_lowered *L, float *yn, int64_t r0, int64_t r1);
@@ -67,7 +67,9 @@ int64_t fp_lowered_packed_bytes(int64_t m, int64_t k);
 int fp_lowered_pack(int64_t m, int64_t k, const float *w, void *packed);
 /* The same from a k-major source: element (i, k) of W at w[k*m + (i % mdiv) * mstride + i / mdiv] (mdiv = 1:
  * the plain transpose; a transposed conv's (Cin, Cout, KH, KW) weight read with rows (tap, co): mdiv = Cout,
- * mstride = KH*KW).  Copying MR consecutive values of one k row at a time, it is a streaming pass. */
-int fp_lowered_pack_kmajor(int64_t m, int64_t k, const float *w, int64_t mdiv, int64_t mstride, void *packed);
+ * mstride = KH*KW).  Copying MR consecutive values of one k row at a time, in blocks of k rows; `threads`
+ * split the panels once the weights are large. */
+int fp_lowered_pack_kmajor(int64_t m, int64_t k, const float *w, int64_t mdiv, int64_t mstride, void *packed,
+                           int threads);
 
 #endif

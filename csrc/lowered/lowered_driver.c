@@ -36,26 +36,68 @@ int fp_lowered_pack(int64_t m, int64_t k, const float *w, void *packed) {
     return FP_OK;
 }
 
-int fp_lowered_pack_kmajor(int64_t m, int64_t k, const float *w, int64_t mdiv, int64_t mstride, void *packed) {
+typedef struct kmajor_task {
+    int64_t m, k, mr, mdiv, mstride, panels, chunks;
+    const float *w;
+    float *dst;
+} kmajor_task;
+
+/* Panels [pi0, pi1): a block of KMAJOR_ROWS k rows at a time for all of them, so that the source is read in
+ * runs along its rows (m floats each, the panels side by side) and each panel gets a contiguous run of rows,
+ * rather than one 4-byte-strided gather of a whole column of rows per panel (8 KB apart for U-Net's 1024 ->
+ * 512 up-convolution: every read a new line and page). */
+#define KMAJOR_ROWS 32
+
+/* MR floats: constant-size copies for the usual MR, which the compiler inlines as one or two vector moves (a
+ * libc memcpy call per 32 bytes was 10 % of a one-shot U-Net up-convolution). */
+static inline void copy_row(float *d, const float *src, int64_t mr) {
+    if (mr == 16) memcpy(d, src, 64);
+    else if (mr == 8) memcpy(d, src, 32);
+    else if (mr == 4) memcpy(d, src, 16);
+    else memcpy(d, src, sizeof(float) * (size_t)mr);
+}
+static void pack_kmajor_panels(const kmajor_task *T, int64_t pi0, int64_t pi1) {
+    const int64_t MR = T->mr, m = T->m, k = T->k;
+    for (int64_t k0 = 0; k0 < k; k0 += KMAJOR_ROWS)
+        for (int64_t pi = pi0; pi < pi1; pi++)
+            for (int64_t kk = k0; kk < FP_MIN(k, k0 + KMAJOR_ROWS); kk++) {
+                const float *src = T->w + kk * m;
+                float *d = T->dst + (pi * k + kk) * MR; /* panel pi, row kk: MR floats */
+                if (T->mdiv == 1 && (pi + 1) * MR <= m) { /* the plain transpose: one copy of MR floats */
+                    copy_row(d, src + pi * MR, MR);
+                    continue;
+                }
+                for (int64_t r = 0; r < MR; r++) {
+                    const int64_t i = pi * MR + r;
+                    d[r] = i < m ? src[(i % T->mdiv) * T->mstride + i / T->mdiv] : 0.0f;
+                }
+            }
+}
+
+static void pack_kmajor_job(void *ctx, int64_t c, int worker) {
+    const kmajor_task *T = (const kmajor_task *)ctx;
+    int64_t pi0, pi1;
+    (void)worker;
+    fp_chunk_range(T->panels, T->chunks, c, &pi0, &pi1);
+    pack_kmajor_panels(T, pi0, pi1);
+}
+
+int fp_lowered_pack_kmajor(int64_t m, int64_t k, const float *w, int64_t mdiv, int64_t mstride, void *packed,
+                           int threads) {
     const fp_sgemm_ukr *uk = fp_sgemm_ukr_pick(fp_isa());
     const int64_t MR = uk->mr;
     header *h = (header *)packed;
     memset(h, 0, sizeof *h);
     h->magic = LOWERED_MAGIC, h->row = fp_kernel_index(&uk->k), h->m = m, h->k = k;
-    float *dst = (float *)((char *)packed + sizeof(header));
-    for (int64_t pi = 0; pi < FP_CEIL_DIV(m, MR); pi++)
-        for (int64_t kk = 0; kk < k; kk++) {
-            const float *src = w + kk * m;
-            float *d = dst + (pi * k + kk) * MR; /* panel pi, row kk: MR floats */
-            if (mdiv == 1 && (pi + 1) * MR <= m) { /* the plain transpose: one copy of MR floats */
-                memcpy(d, src + pi * MR, sizeof(float) * (size_t)MR);
-                continue;
-            }
-            for (int64_t r = 0; r < MR; r++) {
-                const int64_t i = pi * MR + r;
-                d[r] = i < m ? src[(i % mdiv) * mstride + i / mdiv] : 0.0f;
-            }
-        }
+    kmajor_task T = {m, k, MR, mdiv, mstride, FP_CEIL_DIV(m, MR), 1, w, (float *)((char *)packed + sizeof(header))};
+    /* Threads split the panels (disjoint outputs) once the weights are large enough to pay for a start. */
+    threads = threads < 1 ? 1 : FP_MIN(threads, fp_max_threads());
+    if (threads == 1 || m * k < (int64_t)1 << 16) {
+        pack_kmajor_panels(&T, 0, T.panels);
+        return FP_OK;
+    }
+    T.chunks = FP_MIN(T.panels, (int64_t)threads * FP_CHUNKS_PER_THREAD);
+    fp_pool_run(threads, T.chunks, pack_kmajor_job, &T);
     return FP_OK;
 }
 
@@ -125,6 +167,9 @@ static void block(const task *t, const float *xn, float *yn, int64_t r0, int64_t
     const fp_lowered *L = t->L;
     const fp_sgemm_ukr *uk = L->uk;
     const int64_t K = L->k, MR = uk->mr, NR = uk->nr;
+    /* row blocks in whole units where init / finish own them (row_unit: whole channels) */
+    const int64_t unit = L->row_unit > 0 ? L->row_unit : MR;
+    const int64_t mstep = L->init || L->finish ? FP_MAX(unit, t->bs.mc / unit * unit) : t->bs.mc;
     fp_ukr_args u;
     memset(&u, 0, sizeof u);
     u.bias_per_col = 0;
@@ -144,8 +189,11 @@ static void block(const task *t, const float *xn, float *yn, int64_t r0, int64_t
             u.first = pc == 0 || L->accumulate; /* a scatter-add tile starts afresh in every k block */
             u.relu = L->p->relu && pc + kc >= K && !L->accumulate;
             u.ldb = NR;
-            for (int64_t ic = r0; ic < r1; ic += t->bs.mc) {
-                const int64_t ie = FP_MIN(ic + t->bs.mc, r1);
+            for (int64_t ic = r0; ic < r1; ic += mstep) {
+                const int64_t ie = FP_MIN(ic + mstep, r1);
+                /* a scatter-add's outputs of rows [ic, ie) set up just before their first tile and finished
+                 * after their last one, while they are in cache (not for the whole chunk ahead of its GEMM) */
+                if (L->init && jc == c0 && pc == 0) L->init(L, yn, ic, ie);
                 if (row_copy) {
                     block_row_copy(t, &u, yn, ic, ie, jc, jn, kc, pc, buf, tile);
                     continue;
@@ -169,6 +217,7 @@ static void block(const task *t, const float *xn, float *yn, int64_t r0, int64_t
                         }
                     }
                 }
+                if (L->finish && jc + jn >= c1 && pc + kc >= K) L->finish(L, yn, ic, ie);
             }
         }
     }
@@ -199,10 +248,7 @@ static void chunk(void *ctx, int64_t c, int worker) {
         fp_chunk_range(t->row_tiles, t->nchunks, c, &lo, &hi);
         const int64_t r0 = lo * unit, r1 = FP_MIN(hi * unit, L->m);
         for (int64_t img = 0; img < L->p->n && r0 < r1; img++) {
-            float *yn = L->y + img * L->y_image;
-            if (L->init) L->init(L, yn, r0, r1);
-            block(t, L->x + img * L->x_image, yn, r0, r1, 0, L->n, buf, tile);
-            if (L->finish) L->finish(L, yn, r0, r1);
+            block(t, L->x + img * L->x_image, L->y + img * L->y_image, r0, r1, 0, L->n, buf, tile); /* + init, finish */
         }
     }
     fp_gemm_fence(); /* a store's non-temporal writes are ordered before the call returns */

@@ -21,6 +21,7 @@ typedef struct fp_ops_isa {
                     int act, float alpha, float beta, int64_t lo, int64_t hi);
     void (*transpose_tile)(const float *x, float *y, int64_t a, int64_t b, int64_t i0, int64_t i1, int64_t j0,
                            int64_t j1);
+    void (*gap_nhwc)(const float *x, float *y, int64_t C, int64_t HW, int64_t c0, int64_t nc, double *acc);
 } fp_ops_isa;
 
 extern const fp_ops_isa fp_ops_avx512, fp_ops_avx2, fp_ops_scalar;

@@ -44,6 +44,35 @@ static void pool_row(const float *x, const int64_t *xs, float *y, const int64_t 
     const float *xn = x + n * xs[0];
     float *yrow = y + n * ys[0] + oy * ys[2];
     float *restrict a = acc;
+    /* 2x2 stride-2 max pooling with every window inside the image (U-Nets' downsampling): the four taps
+     * in one pass, in the general loop's order (row 0 then row 1, left then right; mx keeps the order's
+     * NaN and signed-zero outcome), three short passes over the accumulator (GCC vectorises a loop of one
+     * mx, not a chain of them), the last into y: no per-tap column ranges, no -inf pass, no copy pass */
+    if (kind == 0 && kh == 2 && kw == 2 && sh == 2 && sw == 2 && dh == 1 && dw == 1 && pt == 0 && pl == 0 &&
+        2 * oy + 1 < H && 2 * OW <= W) {
+        const float *r0 = xn + 2 * oy * xs[2], *r1 = r0 + xs[2];
+        if (xs[1] == 1 && ys[1] == 1) {
+            const int64_t xw = xs[3];
+            for (int64_t ox = 0; ox < OW; ox++) {
+                const float *restrict p0 = r0 + 2 * ox * xw, *restrict p1 = r1 + 2 * ox * xw;
+                float *restrict yp = yrow + ox * ys[3];
+                for (int64_t c = 0; c < C; c++) a[c] = mx(p0[c], p0[c + xw]);
+                for (int64_t c = 0; c < C; c++) a[c] = mx(a[c], p1[c]);
+                for (int64_t c = 0; c < C; c++) yp[c] = mx(a[c], p1[c + xw]);
+            }
+            return;
+        }
+        if (xs[3] == 1 && ys[3] == 1) {
+            for (int64_t c = c0; c < c1; c++) {
+                const float *restrict q0 = r0 + c * xs[1], *restrict q1 = r1 + c * xs[1];
+                float *restrict yp = yrow + c * ys[1];
+                for (int64_t ox = 0; ox < OW; ox++) a[ox] = mx(q0[2 * ox], q0[2 * ox + 1]);
+                for (int64_t ox = 0; ox < OW; ox++) a[ox] = mx(a[ox], q1[2 * ox]);
+                for (int64_t ox = 0; ox < OW; ox++) yp[ox] = mx(a[ox], q1[2 * ox + 1]);
+            }
+            return;
+        }
+    }
     if (xs[1] == 1 && ys[1] == 1) { /* NHWC: channels contiguous, vectorised along C */
         for (int64_t ox = 0; ox < OW; ox++) {
             for (int64_t c = 0; c < C; c++) a[c] = init;
@@ -271,4 +300,19 @@ static void transpose_tile(const float *x, float *y, int64_t a, int64_t b, int64
     }
 }
 
-#define FP_OPS_TABLE(var, isa_name) const fp_ops_isa var = {isa_name, pool_row, resize_row, eltwise, transpose_tile};
+/* Global average pooling of one NHWC image's channels [c0, c0 + nc): float64 sums per channel, the pixels
+ * in order (the same sums at any ISA and thread split), vectorised along the channels (the float ->
+ * double conversions and adds: 8 channels per instruction with AVX-512, where the baseline build has 2). */
+static void gap_nhwc(const float *x, float *y, int64_t C, int64_t HW, int64_t c0, int64_t nc, double *acc) {
+    double *restrict a = acc;
+    for (int64_t c = 0; c < nc; c++) a[c] = 0;
+    const float *p = x + c0;
+    for (int64_t i = 0; i < HW; i++) {
+        const float *restrict q = p + i * C;
+        for (int64_t c = 0; c < nc; c++) a[c] += q[c];
+    }
+    for (int64_t c = 0; c < nc; c++) y[c0 + c] = (float)(a[c] / (double)HW);
+}
+
+#define FP_OPS_TABLE(var, isa_name) \
+    const fp_ops_isa var = {isa_name, pool_row, resize_row, eltwise, transpose_tile, gap_nhwc};

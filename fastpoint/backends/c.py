@@ -6,11 +6,13 @@ carries its own thread count, so concurrent calls are independent.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
 import numpy as np
 
+from ..core import threads as _threads
 from ..core.callplan import pack_each_call
 from ..core.spec import ConvSpec, LayerSpec
 from ..core.threads import get_num_threads
@@ -23,6 +25,9 @@ try:
 except ImportError as exc:  # the extension was not built (no compiler at install time)
     _ffi = _lib = None
     _IMPORT_ERROR = str(exc)
+
+#: fp_call_once's "take the exact path" (csrc/fastpoint.h)
+CALL_EXACT = 2
 
 _ERRORS = {-1: (MemoryError, "out of memory in a C kernel"),
            -2: (RuntimeError, "packed weights do not match this problem, ISA or dtype"),
@@ -101,17 +106,58 @@ _problems: dict = {}
 def _problem_for(spec: ConvSpec):
     """The C problem struct of a call, cached per (spec, thread count): filling one field by field costs
     more than a tiny kernel, and even a copy of a cached one costs ~1 us of a 10 us layer.  The thread
-    count is this Python thread's (thread limits can differ per thread); the C side only reads the
-    struct, so calls from several Python threads may share one."""
+    count is this Python thread's (thread limits can differ per thread), lowered to one for a call too
+    small to pay for waking the pool (``call_threads``); the C side only reads the struct, so calls from
+    several Python threads may share one."""
     key = (spec, get_num_threads())
     p = _problems.get(key)
     if p is None:
         if len(_problems) > 512:
             _problems.clear()
         p = _problem(spec.layer, spec)
-        p.num_threads = key[1]
+        p.num_threads = call_threads(spec, key[1])
         _problems[key] = p
     return p
+
+
+# -- the thread rule: how small a call runs on the calling thread alone --------------------------------
+
+#: a call is split only when its multiply-adds at the FMA peak of one core take at least this many pool
+#: wake-and-joins: a split into T parts saves at most (1 - 1/T) of the kernel's time and costs the wake,
+#: the join, and the helpers' cold caches (the input and weights the caller's core holds).  Fitted on the
+#: 2-vCPU Zen 5 box at 2 threads (docs/call-path.md, "Threads"): 16->16 3x3 @8x8 (1.3 us of FMA at peak,
+#: 3.6 us of kernel) lost 10-20 % split; 960 depthwise @7x7 (3.7 us, about 14 us of kernel) gained.
+WAKES_PER_SPLIT = 24.0
+
+
+@functools.cache
+def machine_rates(threads: int) -> Tuple[float, float]:
+    """What this machine does, measured once per thread count: the pool's wake-and-join of ``threads``
+    threads in ns (``fp_measure_pool_wake_ns``, best of 200: the helpers spin between back-to-back calls,
+    so that is the cost a loop of calls pays) and one core's float32 FMA peak in flop/ns (best of a few
+    tries).  Another job on the machine can only make the first smaller and the second larger, so the
+    rule is then more willing to split, as it was before there was a rule."""
+    wake = float(_lib.fp_measure_pool_wake_ns(threads, 200))
+    flops = float(_lib.fp_measure_fma_peak(1, 0.002))
+    return wake, max(flops, 1e-3)
+
+
+def one_thread_ns(spec: ConvSpec, flops_per_ns: float) -> float:
+    """A floor on a call's time on one thread: its multiply-adds at the FMA peak."""
+    return spec.flops / flops_per_ns
+
+
+def call_threads(spec: ConvSpec, threads: int) -> int:
+    """The threads a call of ``spec`` uses out of the ``threads`` allowed: all of them, or one when the floor
+    on its one-thread time (``one_thread_ns``) is below ``WAKES_PER_SPLIT`` wakes of the pool
+    (``machine_rates``), where a split cannot pay (docs/call-path.md, "Threads")."""
+    threads = min(threads, max(1, int(_lib.fp_max_threads())))
+    if threads <= 1:
+        return 1
+    if WAKES_PER_SPLIT <= 0:  # every call split (the test suite's thread sweeps: tests/conftest.py)
+        return threads
+    wake, flops_per_ns = machine_rates(threads)
+    return threads if one_thread_ns(spec, flops_per_ns) >= WAKES_PER_SPLIT * wake else 1
 
 
 def _refuse_bad_env() -> None:
@@ -194,6 +240,57 @@ class CBackend:
                 _check(code)
 
         return runner
+
+    def bind_call(self, spec: ConvSpec, check_finite: bool, out_shape: Tuple[int, ...]):
+        """A one-shot call whole, with its per-call checks in C (csrc/call_entry.c), or None where this
+        backend's one-shot runner is another (an activation beyond ReLU; a subclass with kernels of its own).
+
+        ``call(x, w, bias, out)`` takes the caller's arrays as they are, of the plan's dtypes and shapes (any
+        number of dimensions: only their memory is passed), and ``out`` None or anything; it returns the
+        result (a new array of ``out_shape``, or ``out``), or None having done nothing the caller can see,
+        for the caller's exact path to redo the call, copying or raising naming the argument: for an ``out``
+        that is not an ndarray of ``out_shape`` and the dtype, an array that is not C-contiguous or an ``out``
+        that is read-only (cffi's from_buffer refuses them before any C runs), a pointer not aligned to its
+        elements or an ``out`` whose bytes meet an input's (``FP_CALL_EXACT``: the C entry returns before
+        reading anything), and the rare call with padding and a NaN or Inf weight (``out`` is then written
+        again, with the padding fix-up, core/nonfinite.py)."""
+        if spec.layer.act is not None or not self.once_runs_conv(spec):
+            return None
+        _refuse_bad_env()
+        dtype = spec.layer.dtype
+        conv, f64, ctype = _lib.fp_call_once, int(dtype == np.float64), "char[]"
+        from_buffer, null, check, empty, ndarray = _ffi.from_buffer, _ffi.NULL, int(check_finite), np.empty, np.ndarray
+        last = (get_num_threads(), _problem_for(spec))  # read and replaced whole: safe across threads
+        local = _threads._local
+
+        def call(x: np.ndarray, w: np.ndarray, bias: Optional[np.ndarray], out: Optional[np.ndarray]):
+            nonlocal last
+            if out is None:
+                y = empty(out_shape, dtype)
+            elif type(out) is ndarray and out.shape == out_shape and (out.dtype is dtype or out.dtype == dtype):
+                y = out
+            else:
+                return None
+            threads, problem = last
+            if threads != (local.num_threads or _threads._num_threads):  # get_num_threads(), inline
+                last = threads, problem = get_num_threads(), _problem_for(spec)
+            try:
+                code = conv(problem, f64, from_buffer(ctype, x), from_buffer(ctype, w),
+                            null if bias is None else from_buffer(ctype, bias), from_buffer(ctype, y, True), check)
+            except ValueError:  # not C-contiguous, or out read-only: nothing ran
+                return None
+            if code == 0:
+                return y
+            if code < 0:
+                _check(code)
+            return None  # FP_CALL_EXACT, or 1: a non-finite weight on a call with padding
+
+        return call
+
+    def once_runs_conv(self, spec: ConvSpec) -> bool:
+        """Whether this backend's one-shot calls of ``spec`` run ``fp_conv_once_*`` (``bind_once`` below): a
+        subclass whose own kernels run some specs (backends/c_lowered.py) says where they do not."""
+        return type(self).bind_once is CBackend.bind_once
 
     def bind_once(self, spec: ConvSpec, check_finite: bool):
         """The one-shot runner of ``spec``: ``runner(x, w, bias, out)`` packs the caller's weights ``w`` into

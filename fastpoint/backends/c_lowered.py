@@ -8,14 +8,15 @@ unchanged); ``ConvTranspose2d`` calls :func:`deconv_pack` / :func:`deconv_run` i
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
 
-from ..core.callplan import pack_each_call
 from ..core.spec import ConvSpec, LayerSpec
 from ..core.threads import get_num_threads
+from . import kernel_table
 from .c import CBackend, _aligned_bytes, _check, _ffi, _lib, _problem, _problem_for, _ptr
 
 
@@ -31,9 +32,10 @@ class Conv1dDirectPacked:
 
 # A strided layer with at most this many input channels runs the direct conv1d on the row split into its
 # phases (a copy of the input per call, cheap for a stem).  Measured on the one-row view (alternating, thread
-# CPU time, 1 thread, loaded box): wav2vec2's 1->512 K10 s5 stem 1.3x the lowered GEMM; at stride 1 the 2-d
-# direct kernels stay ahead (WaveNet, ECG: the direct conv1d 0.76-0.80x), and wider strided layers keep the
-# GEMM (docs/conv1d-transposed.md).
+# CPU time, 1 thread, loaded box): wav2vec2's 1->512 K10 s5 stem 1.3x the lowered GEMM; wider strided layers
+# keep the GEMM.  At stride 1 the direct conv1d runs the layers whose window (Cin rows of NR outputs plus the
+# taps' span) fits in L1, where it serves every Cout block of a run: WaveNet 1.28x and ECG 1.11x the 2-d
+# direct kernels (docs/conv1d-transposed.md).
 DIRECT_STRIDED_MAX_CIN = 16
 
 
@@ -46,12 +48,33 @@ def _conv1d_c_case(layer: LayerSpec) -> bool:
 
 def conv1d_direct_applies(layer: LayerSpec) -> bool:
     """The direct conv1d blocked for one long row (csrc/conv1d/): strided stems with few input channels
-    (wav2vec2's 1->512 K10 s5); every layer of the C case while a conv1d row is forced (tests); none while
-    rows of other families are."""
+    (wav2vec2's 1->512 K10 s5), stride-1 layers whose window fits in L1 (WaveNet, ECG); every layer of the C
+    case while a conv1d row is forced (tests); none while rows of other families are."""
     if not _conv1d_c_case(layer):
         return False
     choice = _lib.fp_conv1d_direct_choice()
-    return choice == 2 or (choice == 1 and layer.stride[1] > 1 and layer.cin <= DIRECT_STRIDED_MAX_CIN)
+    if choice != 1:
+        return choice == 2
+    if layer.stride[1] > 1:
+        return layer.cin <= DIRECT_STRIDED_MAX_CIN
+    return layer.cin * _direct_window_floats(layer) * 4 <= _l1_bytes()
+
+
+def _direct_window_floats(layer: LayerSpec) -> int:
+    """Floats per input channel of one window of the direct conv1d at stride 1 (the tile's NR outputs and the
+    taps' span), which serves every Cout block of a run from L1."""
+    return _direct_nr() + layer.dilation[1] * (layer.kw - 1) + 1
+
+
+@functools.cache
+def _direct_nr() -> int:
+    name = _ffi.string(_lib.fp_conv1d_direct_kernel_name()).decode()
+    return next(k.tile[1] for k in kernel_table.kernels() if k.name == name)
+
+
+@functools.cache
+def _l1_bytes() -> int:
+    return int(_lib.fp_cache_size(1))
 
 
 def conv1d_gemm_applies(layer: LayerSpec) -> bool:
@@ -102,7 +125,24 @@ class Conv1dGemmBackend(CBackend):
             return self._direct_once(spec, check_finite)
         if not conv1d_gemm_applies(spec.layer):
             return super().bind_once(spec, check_finite)
-        return pack_each_call(self, spec, check_finite)
+        return self._gemm_once(spec, check_finite)
+
+    @staticmethod
+    def _gemm_once(spec: ConvSpec, check_finite: bool):
+        """conv1d's GEMM with the weights packed into this thread's scratch (fp_conv1d_gemm_once_f32) rather than
+        a fresh packed buffer per call (a 3 MB one for wav2vec2's conv1: page faults each call)."""
+        conv, from_buffer, null = _lib.fp_conv1d_gemm_once_f32, _ffi.from_buffer, _ffi.NULL
+
+        def runner(x: np.ndarray, w: np.ndarray, bias: Optional[np.ndarray], out: np.ndarray) -> bool:
+            _check(conv(_problem_for(spec), from_buffer("float[]", x), from_buffer("float[]", w),
+                        null if bias is None else from_buffer("float[]", bias), from_buffer("float[]", out)))
+            return check_finite and not (np.isfinite(w.max()) and np.isfinite(w.min()))
+
+        return runner
+
+    def once_runs_conv(self, spec: ConvSpec) -> bool:
+        """The C backend's one-shot entry (bind_call) for the layers neither conv1d kernel takes."""
+        return not (conv1d_direct_applies(spec.layer) or conv1d_gemm_applies(spec.layer))
 
     @staticmethod
     def _direct_once(spec: ConvSpec, check_finite: bool):
@@ -201,7 +241,17 @@ def deconv_scatter_once(problem, x: np.ndarray, weight: np.ndarray, bias: Option
                         out: np.ndarray) -> None:
     """The one-shot scatter-add GEMM: ``weight`` the caller's C-contiguous float32 ``(Cin, Cout, KH, KW)``, packed
     in C into this thread's scratch; arrays as :func:`deconv_scatter_run` takes them."""
+    _once(_lib.fp_deconv_scatter_once_f32, problem, x, weight, bias, out)
+
+
+def deconv_gemm_once(problem, x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray],
+                     out: np.ndarray) -> None:
+    """The one-shot K == stride GEMM (U-Net's up-convolution): as :func:`deconv_scatter_once`, ``bias`` one value
+    per output channel (the C call makes the GEMM rows' bias)."""
+    _once(_lib.fp_deconv_gemm_once_f32, problem, x, weight, bias, out)
+
+
+def _once(fn, problem, x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray], out: np.ndarray) -> None:
     from_buffer = _ffi.from_buffer
-    _check(_lib.fp_deconv_scatter_once_f32(problem, from_buffer("float[]", x), from_buffer("float[]", weight),
-                                           _ffi.NULL if bias is None else from_buffer("float[]", bias),
-                                           from_buffer("float[]", out)))
+    _check(fn(problem, from_buffer("float[]", x), from_buffer("float[]", weight),
+              _ffi.NULL if bias is None else from_buffer("float[]", bias), from_buffer("float[]", out)))

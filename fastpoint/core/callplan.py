@@ -11,13 +11,16 @@ Every convolution call goes one way (docs/call-path.md)::
   (a non-contiguous or misaligned input, an ``out`` that fails a check) goes the full path, which copies,
   or raises the same errors as before.
 * **Used once** (``CallPlan.once``): ``conv2d()`` / ``conv1x1()`` / ``conv1d()`` parse their arguments into a
-  plan cached on the argument *facts* (``one_shot_plan``), which holds no array: each call brings its own
+  plan cached on the argument *facts* (``remember`` and ``CallPlan.matches`` for conv2d / conv1x1, keyed on
+  dtype type codes; ``one_shot_plan`` for the others), which holds no array: each call brings its own
   weights, packed for that call only (``call_once``; the C backend packs into per-thread scratch reused
-  across calls), so a caller changing its arrays in place between calls always gets the new result.
+  across calls), so a caller changing its arrays in place between calls always gets the new result.  On
+  the C backend the call itself is ``CallPlan.fast`` (backends/c.py ``bind_call``): the per-call memory
+  checks and the kernel in one C entry, the exact path (``call_once_exact``) only when a check fails.
 
-Both forms share the output checks (``_out4``: a fast check on cached facts, the full ``check_out`` when it
-fails) and the padding fix-up for non-finite weights (core/nonfinite.py).  Nothing is skipped: the checks
-are the same, done on cached facts.
+Both forms share the output checks (``_fast_out``: a fast check on cached facts, the full ``check_out`` when
+it fails; the C entry's, for ``fast``) and the padding fix-up for non-finite weights (core/nonfinite.py).
+Nothing is skipped: the checks are the same, done on cached facts.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from .spec import ConvSpec, c_array, check_out
 _may_share_memory = getattr(np.may_share_memory, "_implementation", np.may_share_memory)
 
 
+
 class CallPlan:
     """One validated call (spec, backend, input shape, dtype), kept with packed weights or used once.
 
@@ -43,7 +47,7 @@ class CallPlan:
     """
 
     __slots__ = ("x_shape", "spec", "dtype", "batched", "out_shape", "user_out_shape", "padded", "run",
-                 "run_residual", "bad_taps", "params", "cast_w", "cast_b")
+                 "run_residual", "bad_taps", "params", "cast_w", "cast_b", "fast", "facts")
 
     def __init__(self, spec: ConvSpec, batched: bool, x_shape: Tuple[int, ...]) -> None:
         self.x_shape = x_shape
@@ -56,6 +60,8 @@ class CallPlan:
         self.bad_taps: Optional[np.ndarray] = None
         self.params: Tuple[np.ndarray, ...] = ()
         self.cast_w = self.cast_b = False
+        self.fast: Optional[Callable[..., Optional[np.ndarray]]] = None
+        self.facts: Optional[tuple] = None
 
     # -- the two forms --------------------------------------------------------------------------------
 
@@ -90,6 +96,9 @@ class CallPlan:
         plan.cast_w = w_dtype != plan.dtype
         plan.cast_b = b_dtype is not None and b_dtype != plan.dtype
         plan.run = backend_once(backend, spec, plan.padded)
+        bind_call = getattr(backend, "bind_call", None)
+        if bind_call is not None and not (plan.cast_w or plan.cast_b):
+            plan.fast = bind_call(spec, plan.padded, plan.user_out_shape)
         return plan
 
     # -- kept: repeat calls of a layer ----------------------------------------------------------------
@@ -144,7 +153,22 @@ class CallPlan:
 
     def call_once(self, x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray],
                   out: Optional[np.ndarray]) -> np.ndarray:
-        """The result of a one-shot call with these arrays (of the facts the plan was parsed from)."""
+        """The result of a one-shot call with these arrays (of the facts the plan was parsed from).
+
+        Where the backend checks a call's memory itself (``fast``: the C entry, backends/c.py ``bind_call``),
+        the arrays go to it as they are, in one C call; a call that fails a check there (an ``out`` of
+        another shape or dtype, an array not C-contiguous or misaligned, ``out`` read-only or meeting an
+        input) comes back undone and takes the exact path, which copies or raises naming the argument."""
+        fast = self.fast
+        if fast is not None:
+            y = fast(x, weight, bias, out)
+            if y is not None:
+                return y
+        return self.call_once_exact(x, weight, bias, out)
+
+    def call_once_exact(self, x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray],
+                         out: Optional[np.ndarray]) -> np.ndarray:
+        """``call_once`` with the checks and copies in Python (``check_out`` for an out that fails a fast one)."""
         dtype = self.dtype
         flags = x.flags
         x4 = x if flags.c_contiguous and flags.aligned else c_array(x)
@@ -171,6 +195,22 @@ class CallPlan:
         if out is not None:
             return out
         return result if self.batched else result[0]
+
+    def matches(self, x, weight, bias, numbers: tuple) -> bool:
+        """Whether a call whose ``remember`` key found this plan has the exact facts it was parsed from:
+        ndarrays of its dtypes (the key holds their type codes, which byte order does not change) and
+        ``numbers`` of plain types (``True == 1`` and ``1.0 == 1`` hash alike but validate differently).
+        (api.py's callers first try the same test by identity alone, inline: ``facts`` is
+        ``(x dtype, weight dtype, bias dtype) + numbers``, and small ints and interned strings are the
+        parsed objects themselves.)"""
+        x_dtype, w_dtype, b_dtype = self.facts[:3]
+        if type(x) is not np.ndarray or type(weight) is not np.ndarray:
+            return False
+        if not (x.dtype is x_dtype or x.dtype == x_dtype) or not (weight.dtype is w_dtype or weight.dtype == w_dtype):
+            return False
+        if bias is not None and (type(bias) is not np.ndarray or not (bias.dtype is b_dtype or bias.dtype == b_dtype)):
+            return False
+        return _plain(numbers)
 
     # -- shared ---------------------------------------------------------------------------------------
 
@@ -245,3 +285,18 @@ def one_shot_plan(key: tuple, numbers: tuple, parse: Callable[[], Any]) -> Any:
             _ONE_SHOT.clear()
         _ONE_SHOT[key] = plan
     return plan
+
+
+def remember(key: tuple, plan: CallPlan, x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray],
+             numbers: tuple) -> None:
+    """Keep a freshly parsed one-shot plan under a key of its argument facts that holds the arrays' shapes
+    and dtype type codes, the ``numbers`` and the names; ``CallPlan.matches`` then checks, on a hit, what
+    the key leaves out (api.py's ``conv2d``: the cheapest key that stays exact).  Only calls with plain
+    arrays and numbers are kept."""
+    if not (type(x) is np.ndarray and type(weight) is np.ndarray and (bias is None or type(bias) is np.ndarray)
+            and _plain(numbers)):
+        return
+    plan.facts = (x.dtype, weight.dtype, None if bias is None else bias.dtype) + numbers
+    if len(_ONE_SHOT) >= 256:  # many shapes (dask chunks): keep it bounded
+        _ONE_SHOT.clear()
+    _ONE_SHOT[key] = plan

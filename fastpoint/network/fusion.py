@@ -23,7 +23,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from .graph import Graph, Node, _consumers
+from .graph import Graph, Node, _drop_nodes, _readers
 
 CONV_TYPES = ("Conv", "ConvTranspose")
 
@@ -89,19 +89,37 @@ def _producers(graph: Graph) -> Dict[str, Node]:
     return {o: n for n in graph.nodes for o in n.outputs if o}
 
 
-def _sole_reader(graph: Graph, name: str) -> Optional[Node]:
-    if _consumers(graph).get(name) != 1:
-        return None
-    readers = [n for n in graph.nodes if name in n.inputs]
-    return readers[0] if len(readers) == 1 else None
+def _sole_reader(readers: Dict[str, List[Node]], name: str) -> Optional[Node]:
+    """The node that alone reads ``name`` (read once, not a graph output), else None."""
+    got = readers.get(name)
+    return got[0] if got is not None and len(got) == 1 else None  # (a graph output's reader is None)
+
+
+def _hand_over(readers: Dict[str, List[Node]], names, old: Node, new: Node) -> None:
+    """``new`` reads ``names`` where ``old`` did (the readers map kept up to date as nodes fuse)."""
+    for name in names:
+        got = readers.get(name)
+        if got is not None:
+            readers[name] = [new if r is old else r for r in got]
+
+
+def _drop_reads(readers: Dict[str, List[Node]], names, node: Node) -> None:
+    for name in names:
+        got = readers.get(name)
+        if got is not None:
+            got[:] = [r for r in got if r is not node]
 
 
 def fuse_residual_adds(graph: Graph) -> int:
-    """Conv -> Add(other): ``other`` becomes the Conv's residual input (see the module docstring)."""
+    """Conv -> Add(other): ``other`` becomes the Conv's residual input (see the module docstring).
+
+    One pass: the readers and producers of every value are counted once and kept up to date as
+    nodes fuse; the fused nodes move and drop in one rebuild of the node list."""
     if not supports_residual():
         return 0
-    fused = 0
-    producer = _producers(graph)
+    producer, readers = _producers(graph), _readers(graph)
+    moved: Dict[int, Node] = {}  # id(Add) -> the Conv that takes its place
+    taken = set()  # id of each Conv moved to an Add's place
     for add in [n for n in graph.nodes if n.op.op_type == "Add" and len(n.inputs) == 2]:
         if add.op.attrs.get("broadcast"):
             continue
@@ -111,11 +129,12 @@ def fuse_residual_adds(graph: Graph) -> int:
             if (conv is not None and conv.op.op_type == "Conv" and conv.op.weight is not None
                     and conv.op.activation is None and not conv.op.residual
                     and add.inputs[1 - k] not in graph.initializers and add.inputs[1 - k] != add.inputs[k]
-                    and _sole_reader(graph, add.inputs[k]) is add):
-                candidates.append((graph.nodes.index(conv), k, conv))
+                    and _sole_reader(readers, add.inputs[k]) is add):
+                candidates.append((k, conv))
         if not candidates:
             continue
-        _, k, conv = max(candidates, key=lambda c: c[0])  # the later conv: the other may feed it
+        # the later conv: the other may feed it
+        k, conv = candidates[-1] if len(candidates) == 1 else max(candidates, key=lambda c: _position(graph, c[1]))
         other = add.inputs[1 - k]
         while len(conv.inputs) < 3:
             conv.inputs.append("")
@@ -123,26 +142,33 @@ def fuse_residual_adds(graph: Graph) -> int:
         conv.op.residual = True
         conv.op.unfused.append((add.op, None))  # None: the residual goes here
         conv.op.fused.append("Add")
+        readers.pop(conv.outputs[0], None)  # (read by the Add alone: gone)
         conv.outputs[0] = add.outputs[0]
-        graph.nodes.remove(conv)
-        graph.nodes[graph.nodes.index(add)] = conv
+        _hand_over(readers, [other], add, conv)
+        moved[id(add)] = conv
+        taken.add(id(conv))
         producer[conv.outputs[0]] = conv
-        fused += 1
-    return fused
+    if moved:
+        graph.nodes[:] = [moved.get(id(n), n) for n in graph.nodes if id(n) not in taken]
+    return len(moved)
+
+
+def _position(graph: Graph, node: Node) -> int:
+    return next(i for i, n in enumerate(graph.nodes) if n is node)
 
 
 def fuse_activations(graph: Graph) -> int:
     """Conv (possibly with a fused residual) -> activation: the activation runs in the Conv's epilogue."""
     supported = set(epilogue_activations())
-    fused = 0
-    producer = _producers(graph)
-    for node in list(graph.nodes):
+    producer, readers = _producers(graph), _readers(graph)
+    fused: List[Node] = []
+    for node in graph.nodes:
         act = activation_of(graph, node)
         if act is None or act[0] not in supported or not node.inputs:
             continue
         conv = producer.get(node.inputs[0])
         if (conv is None or conv.op.op_type not in CONV_TYPES or conv.op.activation is not None
-                or _sole_reader(graph, node.inputs[0]) is not node):
+                or _sole_reader(readers, node.inputs[0]) is not node):
             continue
         if conv.op.op_type == "ConvTranspose" and act[0] != "relu":
             continue  # ConvTranspose2d takes activation="relu" only
@@ -151,11 +177,13 @@ def fuse_activations(graph: Graph) -> int:
         conv.op.activation, conv.op.act_params = act
         conv.op.unfused.append((node.op, [graph.initializers.get(n) if n else None for n in node.inputs[1:]]))
         conv.op.fused.append(node.op.op_type)
+        readers.pop(node.inputs[0], None)
+        _drop_reads(readers, node.inputs[1:], node)
         conv.outputs[0] = node.outputs[0]
-        graph.nodes.remove(node)
+        fused.append(node)
         producer[conv.outputs[0]] = conv
-        fused += 1
-    return fused
+    _drop_nodes(graph, fused)
+    return len(fused)
 
 
 def _per_channel(slope: np.ndarray) -> bool:

@@ -18,6 +18,7 @@ from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
+from . import wire  # (imported with the package: its classes cost ~1 ms to make on a first load)
 from .registry import Op, op_class
 
 Dim = Union[int, str]
@@ -83,8 +84,6 @@ def read(model):
     onnx = _import_onnx()
     if isinstance(model, (str, os.PathLike, bytes, bytearray, memoryview)) \
             and not isinstance(model, onnx.ModelProto):
-        from . import wire
-
         got = wire.read_path(model) if isinstance(model, (str, os.PathLike)) else wire.read_bytes(bytes(model))
         if got is not None:
             stripped, arrays, order = got
@@ -168,6 +167,24 @@ def _consumers(graph: Graph) -> Dict[str, int]:
     return count
 
 
+def _readers(graph: Graph) -> Dict[str, List[Node]]:
+    """Each value's reading nodes, once per input slot (a graph output counts as one more reader, None)."""
+    readers: Dict[str, List[Optional[Node]]] = {}
+    for node in graph.nodes:
+        for name in node.inputs:
+            readers.setdefault(name, []).append(node)
+    for out in graph.outputs:
+        readers.setdefault(out.name, []).append(None)
+    return readers  # type: ignore[return-value]
+
+
+def _drop_nodes(graph: Graph, removed: List[Node]) -> None:
+    """Remove ``removed`` from the node list in one pass, by identity (a Node's ``==`` compares fields)."""
+    if removed:
+        gone = {id(n) for n in removed}
+        graph.nodes[:] = [n for n in graph.nodes if id(n) not in gone]
+
+
 def _fusable_pairs(graph: Graph, first: Tuple[str, ...], second: str):
     """(producer, consumer) node pairs where the consumer is the producer's only reader."""
     count = _consumers(graph)
@@ -180,14 +197,13 @@ def _fusable_pairs(graph: Graph, first: Tuple[str, ...], second: str):
             yield prev, node
 
 
-def _replace(graph: Graph, removed: Node, kept: Node) -> None:
-    """Drop ``removed`` (which read ``kept``'s output): ``kept`` now produces ``removed``'s output."""
+def _replace(removed: Node, kept: Node) -> None:
+    """``kept`` now produces ``removed``'s output (``removed`` read ``kept``'s; the caller drops it)."""
     kept.outputs[0] = removed.outputs[0]
-    graph.nodes.remove(removed)
 
 
 def fold_batch_norm(graph: Graph) -> int:
-    folded = 0
+    folded: List[Node] = []
     readers = _consumers(graph)
     for conv, bn in list(_fusable_pairs(graph, ("Conv",), "BatchNormalization")):
         params = [graph.initializers.get(name) for name in bn.inputs[1:5]]
@@ -205,17 +221,19 @@ def fold_batch_norm(graph: Graph) -> int:
         conv.op.weight = folded_w
         conv.op.bias = (b * k + c).astype(w.dtype)
         conv.op.fused.append("BatchNormalization")
-        _replace(graph, bn, conv)
-        folded += 1
-    return folded
+        _replace(bn, conv)
+        folded.append(bn)
+    _drop_nodes(graph, folded)
+    return len(folded)
 
 
 def fuse_relu(graph: Graph) -> int:
-    fused = 0
+    fused: List[Node] = []
     for conv, relu in list(_fusable_pairs(graph, ("Conv", "ConvTranspose"), "Relu")):
         if conv.op.activation is None:
             conv.op.activation = "relu"
             conv.op.fused.append("Relu")
-            _replace(graph, relu, conv)
-            fused += 1
-    return fused
+            _replace(relu, conv)
+            fused.append(relu)
+    _drop_nodes(graph, fused)
+    return len(fused)

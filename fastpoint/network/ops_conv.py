@@ -18,7 +18,7 @@ import numpy as np
 
 from ..api import Conv2d
 from ..backends.c import _aligned_bytes
-from ..core.spec import check_algorithm
+from ..core.spec import check_algorithm, prepare_input
 from .pages import fresh_bytes
 from .registry import Op, deliver, register
 
@@ -106,6 +106,13 @@ class NodeConv2d(Conv2d):
         if self.pack_blocks is None or backend.name != "c":
             return backend
         return _BlockPacking(backend, self.pack_blocks)
+
+    def kept_plan(self, x: np.ndarray):
+        """The kept call plan for inputs like ``x`` (checked as a call's input; made, and the weights
+        packed, on the first such call), without a call: for a runner bound to the plan's arena."""
+        x4, batched = prepare_input(x, self._layer)
+        user_shape = x4.shape if batched else x4.shape[1:]
+        return self._plans.get((user_shape, x4.dtype)) or self._new_plan(x4, batched, user_shape)
 
 
 def is_nhwc(a: np.ndarray) -> bool:
@@ -286,7 +293,8 @@ class Conv(ConvBase):
         pads = self._pads(x.shape, w.shape)
         shape = self._conv_shape(x.shape, w.shape)
         res = inputs[3] if self.residual else None
-        if pads[:2] != pads[2:] or out.shape != shape or (res is not None and res.shape != shape):
+        if (pads[:2] != pads[2:] or out.shape != shape or out.dtype != x.dtype
+                or (res is not None and (res.shape != shape or res.dtype != x.dtype))):
             return None
         nhwc = is_nhwc(out) or x.shape[2:] == shape[2:] == (1, 1)
         strides, dilations = self.geometry(2)
@@ -300,13 +308,15 @@ class Conv(ConvBase):
 
         def runner() -> None:
             nonlocal fast
-            if fast is not None:
-                fast()
-                return
-            layer(xk, out=yk, **kw)  # the full call once: it checks everything and keeps its plan
-            plan = layer._plans.get((xk.shape, xk.dtype))
-            if plan is not None and plan.bad_taps is None:  # (non-finite weights: the padding fix-up each call)
+            if fast is None:
+                # the layer's kept plan, made now (the arrays passed the checks above, which are those of
+                # the layer's repeat calls: no full call's exact overlap checks needed, first call or not)
+                plan = layer.kept_plan(xk)
+                if plan.bad_taps is not None or plan.spec.n == 0:
+                    layer(xk, out=yk, **kw)  # non-finite weights (the padding fix-up), batch 0: the full call
+                    return
                 fast = partial(plan.run, xk, yk) if rk is None else partial(plan.run_residual, xk, yk, rk)
+            fast()
 
         return runner
 

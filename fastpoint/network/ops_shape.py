@@ -56,6 +56,11 @@ class Identity(ViewOp):
     def out_shape(self, shape, values):
         return shape
 
+    def run(self, inputs, outs):
+        """The input itself, in its memory order (an NHWC plan's buffer stays NHWC: the plan's storage of the
+        output is the input's, layout included, so a consumer that wants NCHW gets its copy planned)."""
+        return [inputs[0]]
+
 
 @register("Dropout")
 class Dropout(ViewOp):
@@ -330,6 +335,23 @@ class Concat(Op):
             if not (x.ctypes.data == part.ctypes.data and x.dtype == part.dtype and _same_strides(x, part)):
                 np.copyto(part, x)
         return [out]
+
+    def bind(self, inputs, outs):
+        """The prebound program's Concat: the copies of the inputs not already in their slice (Plan's concat
+        in place), decided once on the thread's fixed arrays; no copy at all where the producers filled it."""
+        axis = normalize_axis(self, self.attrs["axis"], inputs[0].ndim)
+        out, start, copies = outs[0], 0, []
+        for x in inputs:
+            part = out[(slice(None),) * axis + (slice(start, start + x.shape[axis]),)]
+            start += x.shape[axis]
+            if not (x.ctypes.data == part.ctypes.data and x.dtype == part.dtype and _same_strides(x, part)):
+                copies.append((part, x))
+
+        def run(_copies=tuple(copies)) -> None:
+            for part, x in _copies:
+                np.copyto(part, x)
+
+        return run
 
 
 def _same_strides(a: np.ndarray, b: np.ndarray) -> bool:

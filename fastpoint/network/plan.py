@@ -245,7 +245,10 @@ class Plan:
         outs = []
         for name, shape, dtype in zip(step.node.outputs, step.out_shapes, step.out_dtypes):
             if not _recyclable(pool, name) or pool[name].shape != tuple(shape) or pool[name].dtype != dtype:
-                pool[name] = np.empty(shape, dtype)
+                # the first: 4 KiB pages populated in one call (NumPy gives 4 MiB and more huge pages,
+                # whose first touch on a VM cost lraspp's first call up to 20 ms: pages.py); later ones
+                # (the caller kept the last): NumPy's, from the heap that earlier results freed
+                pool[name] = np.empty(shape, dtype) if name in pool else _fresh_array(shape, dtype)
             outs.append(pool[name])
         return outs
 
@@ -263,17 +266,25 @@ class Plan:
         arena = local.arena = self._new_arena(self.arena_bytes)
         fixed: Dict[str, np.ndarray] = {}  # value -> its array in this arena (an output the plan gives a buffer)
         outs_of: List[Optional[List[np.ndarray]]] = []
-        for step in self.steps:
+        views: Dict[int, np.ndarray] = {}  # step -> the fixed view a view op makes of a fixed array
+        for i, step in enumerate(self.steps):
             outs = None
             if step.offsets is not None:
                 outs = [_view(arena, off, s, d, t) for off, s, d, t in
                         zip(step.offsets, step.out_shapes, step.out_dtypes, step.nhwc)]
                 fixed.update(zip(step.node.outputs, outs))
+            else:
+                view = self._fixed_view(step, fixed, arena)
+                if view is not None:
+                    views[i] = fixed[step.node.outputs[0]] = view
             outs_of.append(outs)
         program = []
         feeds = {i.name for i in self.graph.inputs}
-        for step, outs in zip(self.steps, outs_of):
+        for i, (step, outs) in enumerate(zip(self.steps, outs_of)):
             entry = None
+            if i in views:  # a reshape/identity of a fixed array: its view, made above, published
+                program.append(_bound_entry(_nothing, ((step.node.outputs[0], views[i]),), step.free_after))
+                continue
             bind = getattr(step.node.op, "bind", None)
             ins = [n for n in step.node.inputs if n]
             staged = self._stage_feed(step, feeds)
@@ -293,6 +304,22 @@ class Plan:
         """This thread's arena: fresh memory with every page faulted in by one call, 4 KiB ones (pages.py:
         NumPy's huge pages are a lottery on a VM). (tiled.py's cropped plans share one per thread instead.)"""
         return fresh_bytes(nbytes, populate=True)
+
+    def _fixed_view(self, step: Step, fixed: Dict[str, np.ndarray], arena: np.ndarray) -> Optional[np.ndarray]:
+        """A view op's output when its input is one of this thread's fixed arena arrays and its other inputs
+        are plan-time values: the same view every call (an Identity standing for a no-op Pad/Resize, a
+        Reshape or Flatten), made once so the step costs nothing and later steps can bind to it. None when it
+        would be a copy (an NHWC buffer read as NCHW) or any input is a run-time value."""
+        node, op = step.node, step.node.op
+        if not op.view_of_input or len(node.outputs) != 1 or not node.inputs or node.inputs[0] not in fixed:
+            return None
+        if any(n and n not in self.consts for n in node.inputs[1:]):
+            return None
+        x = fixed[node.inputs[0]]
+        value = op.run([x] + [self.consts[n] if n else None for n in node.inputs[1:]], None)[0]
+        if value is None or not np.may_share_memory(value, x) or value.shape != tuple(step.out_shapes[0] or ()):
+            return None
+        return value
 
     def _stage_feed(self, step: Step, feeds) -> Optional[Tuple[str, np.ndarray]]:
         """An NHWC plan's convolution reading a graph input (NCHW): an NHWC buffer of this thread that the
@@ -371,9 +398,19 @@ def _bound_entry(runner: Callable[[], None], outputs: Tuple[Tuple[str, np.ndarra
     return entry
 
 
+def _nothing() -> None:
+    """The runner of a step whose work the plan did ahead (a fixed view, a Concat its producers filled)."""
+
+
 def _recyclable(pool: Dict[str, np.ndarray], name: str) -> bool:
     """The pool's array for ``name`` is referenced by the pool alone (the caller dropped last call's result)."""
     return name in pool and sys.getrefcount(pool[name]) == 2  # the dict's reference and getrefcount's argument
+
+
+def _fresh_array(shape: Shape, dtype: np.dtype) -> np.ndarray:
+    """A new array on freshly mapped, populated pages (pages.fresh_bytes)."""
+    n = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+    return fresh_bytes(n, populate=True)[:n].view(dtype).reshape(shape)
 
 
 def _view(arena: np.ndarray, offset: int, shape: Shape, dtype: np.dtype, nhwc: bool = False) -> np.ndarray:

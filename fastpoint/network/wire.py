@@ -21,6 +21,7 @@ falls back to ``onnx.load``.
 from __future__ import annotations
 
 import io
+import math
 import os
 import sys
 from typing import BinaryIO, Dict, List, NamedTuple, Optional, Tuple, Union
@@ -49,6 +50,11 @@ class _Reader:
     def __init__(self, f: BinaryIO, end: int) -> None:
         self.f, self.end = f, end
         self.buf, self.base, self.i = b"", f.tell(), 0  # the window holds file bytes [base, base + len)
+        # a real file: positional reads (one system call each, no seek, no copy through f's buffer)
+        try:
+            self.fd = f.fileno() if hasattr(os, "pread") else None
+        except (AttributeError, OSError, io.UnsupportedOperation):
+            self.fd = None
 
     def pos(self) -> int:
         return self.base + self.i
@@ -62,8 +68,12 @@ class _Reader:
     def _fill(self, n: int) -> None:
         if self.i + n > len(self.buf):
             pos = self.pos()
-            self.f.seek(pos)
-            self.buf, self.base, self.i = self.f.read(max(n, self.WINDOW)), pos, 0
+            if self.fd is not None:
+                self.buf = os.pread(self.fd, max(n, self.WINDOW), pos)
+            else:
+                self.f.seek(pos)
+                self.buf = self.f.read(max(n, self.WINDOW))
+            self.base, self.i = pos, 0
 
     def read(self, n: int) -> bytes:
         if n < 0 or self.pos() + n > self.end:
@@ -116,8 +126,12 @@ class _Reader:
 
     def read_into(self, pos: int, out: np.ndarray) -> None:
         """``out.nbytes`` file bytes at ``pos`` straight into ``out`` (no window copy)."""
-        self.f.seek(pos)
-        if self.f.readinto(memoryview(out)) != out.nbytes:
+        if self.fd is not None and hasattr(os, "preadv"):
+            got = os.preadv(self.fd, [memoryview(out)], pos)
+        else:
+            self.f.seek(pos)
+            got = self.f.readinto(memoryview(out))
+        if got != out.nbytes:
             raise _Unusual("short read")
         self.buf, self.base, self.i = b"", pos + out.nbytes, 0
 
@@ -147,8 +161,98 @@ class _Payload(NamedTuple):
     dims: Tuple[int, ...]
 
 
+_WINDOW_MISS = object()  # _tensor_in_window: a field the window does not hold (the general walk takes it)
+
+
 def _tensor(r: _Reader, end: int) -> Optional[Tuple[str, _Payload]]:
-    """One TensorProto in [pos, end): ``(name, where its payload is)`` in the plain case, else ``None``."""
+    """One TensorProto in [pos, end): ``(name, where its payload is)`` in the plain case, else ``None``.
+
+    The header (dims, type, name: tens of bytes before the payload, which PyTorch's and onnx's
+    serializers write last but for doc_string) is parsed straight off the reader's window in one
+    function; a tensor it cannot finish there (a header longer than the window, fields after the
+    payload) is walked again field by field (:func:`_tensor_fields`). Same result either way.
+    """
+    start = r.pos()
+    r._fill(min(end - start, _Reader.WINDOW))
+    got = _tensor_in_window(r.buf, r.i, r.base, end)
+    if got is _WINDOW_MISS:
+        r.seek(start)
+        return _tensor_fields(r, end)
+    r.seek(end)
+    return got  # type: ignore[return-value]
+
+
+def _tensor_in_window(buf: bytes, i: int, base: int, end: int):
+    """:func:`_tensor` on ``buf`` (file bytes from offset ``base``), from index ``i`` to file offset
+    ``end``; :data:`_WINDOW_MISS` where a field lies past the window."""
+    stop = end - base  # the tensor's end as an index of buf (maybe past it: the payload's bytes)
+    dims: List[int] = []
+    dtype = name = None
+    raw: Optional[Tuple[int, int]] = None
+    plain = True
+    try:
+        while i < stop:
+            key, i = _uvarint(buf, i)
+            field, wire = key >> 3, key & 7
+            if wire == 0:
+                value, i = _uvarint(buf, i)
+                if field == _T_DIMS:
+                    dims.append(value)
+                elif field == _T_DATA_TYPE:
+                    dtype = _DTYPES.get(value)
+                    plain = plain and dtype is not None
+                elif field != _T_DOC:
+                    plain = False
+                continue
+            if wire != 2:
+                return _WINDOW_MISS  # fixed-size fields and the rest: the general walk
+            n, i = _uvarint(buf, i)
+            if n > stop - i:
+                raise _Unusual("field past the end")
+            if field == _T_RAW and raw is None:
+                raw = (base + i, n)
+                i += n
+                continue
+            if i + n > len(buf):
+                return _WINDOW_MISS
+            if field == _T_DIMS:  # packed
+                j, dims_end = i, i + n
+                while j < dims_end:
+                    value, j = _uvarint(buf, j)
+                    dims.append(value)
+                if j != dims_end:
+                    raise _Unusual("packed dims framing")
+            elif field == _T_NAME:
+                name = buf[i:i + n].decode("utf-8")
+            elif field != _T_DOC:
+                plain = False
+            i += n
+    except IndexError:  # a varint past the window
+        return _WINDOW_MISS
+    if i != stop:
+        raise _Unusual("tensor framing")
+    return _plain_tensor(plain, dtype, name, raw, dims)
+
+
+def _uvarint(buf: bytes, i: int) -> Tuple[int, int]:
+    """The varint at ``buf[i]`` and the index after it (IndexError past the buffer)."""
+    byte = buf[i]
+    if byte < 0x80:
+        return byte, i + 1
+    value, shift = byte & 0x7F, 7
+    while True:
+        i += 1
+        byte = buf[i]
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, i + 1
+        shift += 7
+        if shift > 63:
+            raise _Unusual("varint too long")
+
+
+def _tensor_fields(r: _Reader, end: int) -> Optional[Tuple[str, _Payload]]:
+    """:func:`_tensor` field by field through the reader (any header length, fields in any order)."""
     dims: List[int] = []
     dtype = name = None
     raw: Optional[Tuple[int, int]] = None  # (file offset, length) of raw_data
@@ -178,18 +282,27 @@ def _tensor(r: _Reader, end: int) -> Optional[Tuple[str, _Payload]]:
             plain = False
     if r.pos() != end:
         raise _Unusual("tensor framing")
+    return _plain_tensor(plain, dtype, name, raw, dims)
+
+
+def _plain_tensor(plain: bool, dtype, name: Optional[str], raw: Optional[Tuple[int, int]],
+                  dims: List[int]) -> Optional[Tuple[str, _Payload]]:
     if not plain or dtype is None or name is None or raw is None or any(d > 2**62 for d in dims):
         return None
     itemsize = np.dtype(dtype).itemsize
-    count = int(np.prod(dims, dtype=np.int64)) if dims else 1
+    count = math.prod(dims)  # (exact: Python integers)
     if count * itemsize != raw[1]:
         return None
     return name, _Payload(raw[0], raw[1], np.dtype(dtype), tuple(dims))
 
 
 def _graph(r: _Reader, end: int, arrays: Dict[str, _Payload], order: List[str]) -> bytes:
-    """The GraphProto in [pos, end) without its plain initializers (their payloads noted in ``arrays``)."""
-    kept = bytearray()
+    """The GraphProto in [pos, end) without its plain initializers (their payloads noted in ``arrays``).
+
+    Every other field is kept as its bytes in the file: the file ranges between plain initializers
+    (the nodes, then inputs and outputs, in serializers' field order) are read in one piece each.
+    """
+    kept: List[List[int]] = []  # file ranges [start, stop) kept as they are, adjacent ones merged
     while r.pos() < end:
         start = r.pos()
         field, wire = r.tag()
@@ -198,23 +311,27 @@ def _graph(r: _Reader, end: int, arrays: Dict[str, _Payload], order: List[str]) 
             stop = r.pos() + n
             if stop > end:
                 raise _Unusual("initializer past the graph")
-            body = r.pos()
             got = _tensor(r, stop)
             if got is not None and got[0] not in arrays:
                 arrays[got[0]] = got[1]
                 order.append(got[0])
                 continue
-            r.seek(body)  # not plain: it stays in the model for onnx
-            kept += _field(field, r.read(stop - body))
-            order.append("")  # filled in, in order, from the onnx-parsed initializers
-            continue
-        r.skip(wire)
-        stop = r.pos()
-        r.seek(start)
-        kept += r.read(stop - start)
+            order.append("")  # not plain: it stays in the model for onnx, filled in, in order, from its parse
+        else:
+            r.skip(wire)
+            stop = r.pos()
+        if kept and kept[-1][1] == start:
+            kept[-1][1] = stop
+        else:
+            kept.append([start, stop])
     if r.pos() != end:
         raise _Unusual("graph framing")
-    return bytes(kept)
+    out = bytearray()
+    for start, stop in kept:
+        r.seek(start)
+        out += r.read(stop - start)
+    r.seek(end)
+    return bytes(out)
 
 
 def read_model(f: BinaryIO, size: int) -> Optional[Tuple[bytes, Dict[str, np.ndarray], List[str]]]:
