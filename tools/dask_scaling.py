@@ -105,7 +105,7 @@ def ab_in_process(model: str, size: int, chunk: int, rounds: int) -> dict:
     x = np.random.default_rng(2).random((1, 3, size, size), dtype=np.float32)
     fp.set_num_threads(1)
     xd = da.from_array(x, chunks=(1, 3, chunk, chunk))
-    tiled = {"tiled": fpd.run(net, xd), "tiled_crop": fpd.run(net, xd, crop=True)}
+    tiled = {"tiled": fpd.run(net, xd, crop=False), "tiled_crop": fpd.run(net, xd, crop=True)}
     runs = {"whole": (lambda: net(x))}
     runs.update({k: (lambda y=y: y.compute(scheduler="sync")) for k, y in tiled.items()})
     for f in runs.values():
@@ -151,28 +151,29 @@ def _git_commit() -> str:
         return ""
 
 
-def estimate_seconds(model: str, sizes, workers: int, memory_limit: str, chunk, rate: float) -> dict:
-    """Each size's expected seconds: its tiles' pixels (halo included) at the in-memory rate, per worker."""
+def estimate_seconds(model: str, sizes, workers: int, memory_limit: str, chunk, rate: float, crop: bool) -> dict:
+    """Each size's expected seconds: its tiles' work (halo included) at the in-memory rate, per worker."""
     import dask.utils
 
     import fastpoint as fp
     from fastpoint.network.segment import choose_chunk
-    from fastpoint.network.tiled import task_memory, tiling
+    from fastpoint.network.tiled import task_memory, tile_work, tiling
 
     net = fp.load_onnx(model)
-    mem = task_memory(net)
+    mem = task_memory(net, crop=crop)
     out = {}
     for size in sizes:
         shape = (1, 3, size, size)
         c = chunk or choose_chunk(net, shape, np.float32, dask.utils.parse_bytes(memory_limit), 250 << 20,
-                                  mem)["chunk"]
+                                  mem, crop=crop)["chunk"]
         ch = tuple(min(c, size - i) for i in range(0, size, c))
-        t = tiling(net, shape, ((1,), (3,), ch, ch))
-        out[size] = size * size * (1 + t.overhead) / 1e6 / rate / workers
+        chunks = ((1,), (3,), ch, ch)
+        t = tiling(net, shape, chunks)
+        out[size] = size * size * tile_work(net, t, shape, chunks, crop=crop) / 1e6 / rate / workers
     return out
 
 
-def tune_chunk(model: str, size: int, workers: int, memory_limit: str) -> dict:
+def tune_chunk(model: str, size: int, workers: int, memory_limit: str, crop: bool) -> dict:
     """``fastpoint segment --chunk tune``'s choice for a size x size RGB image on this cluster shape."""
     import distributed
 
@@ -185,9 +186,32 @@ def tune_chunk(model: str, size: int, workers: int, memory_limit: str) -> dict:
         base = max(client.run(_worker_base).values())
         limit = min(int(i["memory_limit"]) for i in client.scheduler_info()["workers"].values())
     net = fp.load_onnx(model)
-    choice = choose_chunk(net, (1, 3, size, size), np.float32, limit, base, task_memory(net), tune=True)
+    choice = choose_chunk(net, (1, 3, size, size), np.float32, limit, base, task_memory(net, crop=crop), tune=True,
+                          crop=crop)
     choice.pop("tile_shapes", None)
     return choice
+
+
+def _cluster_run(args, src: str, dst: str, size: int, chunk, crop: bool, before: dict) -> dict:
+    """One ``fastpoint segment`` run of the zarr image ``src`` on a fresh LocalCluster, with its figures."""
+    from fastpoint.network.segment import segment
+
+    t0 = time.perf_counter()
+    r = segment(args.model, src, dst, workers=args.workers, chunk=chunk, memory_limit=args.memory_limit,
+                progress=False, crop=crop, predict_memory=True)
+    r["seconds_with_cluster_start"] = time.perf_counter() - t0
+    r["size"] = size
+    r["loadavg"] = os.getloadavg()
+    r["seconds_per_mpixel"] = r["seconds"] / (size * size / 1e6)
+    r["per_core_vs_in_memory"] = r["mpixel_per_s"] / args.workers / before["mpixel_per_s"]
+    r["per_cpu_second_vs_in_memory"] = size * size / 1e6 / r["worker_cpu_seconds"] / before["mpixel_per_cpu_s"]
+    r["network_cpu_per_output_mpixel"] = r["tasks"]["network_cpu_s"] / (size * size / 1e6)
+    shutil.rmtree(dst, ignore_errors=True)
+    print(f"{size:6d}^2 {'crop ' if crop else 'whole'}: {r['seconds']:8.1f} s  {r['mpixel_per_s']:6.3f} Mpixel/s  "
+          f"per core {r['per_core_vs_in_memory']:.2f}x in-memory (per CPU s {r['per_cpu_second_vs_in_memory']:.2f}x, "
+          f"network {r['network_cpu_per_output_mpixel']:.2f} CPU s/Mpixel)  peak RSS/worker "
+          f"{max(r['peak_rss_mib']):.0f} MiB  chunk {r['chunk']}  load {r['loadavg'][0]:.1f}", flush=True)
+    return r
 
 
 def main(argv=None) -> int:
@@ -203,6 +227,10 @@ def main(argv=None) -> int:
     p.add_argument("--exact", action="store_true", help="check exactness on a 2048^2 image first")
     p.add_argument("--ab", type=int, default=0, metavar="ROUNDS",
                    help="only the in-process A/B: whole 2048^2 image against fastpoint.dask.run, 1 thread")
+    p.add_argument("--crop", choices=("on", "off", "both"), default="on",
+                   help="cropped plans (fastpoint segment's default), whole tiles, or both: each size runs both, "
+                        "alternating which goes first, --rounds times (an A/B on the cluster)")
+    p.add_argument("--rounds", type=int, default=1, help="cluster runs per size and variant (with --crop both)")
     p.add_argument("--workdir", default=None, help="where the zarr images go (default: a temporary directory)")
     p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "bench", "results"))
     args = p.parse_args(argv)
@@ -212,8 +240,6 @@ def main(argv=None) -> int:
     if not os.path.exists(args.model):
         print(f"exporting BasicUNet with free H and W to {export_free(args.model)}", flush=True)
     import dask.utils
-
-    from fastpoint.network.segment import segment
 
     chunk = None if args.chunk == "auto" else "tune" if args.chunk == "tune" else int(args.chunk)
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -236,12 +262,14 @@ def main(argv=None) -> int:
     print(f"in memory 2048^2, 1 thread: {before['seconds']:.2f} s ({before['cpu_seconds']:.2f} CPU s), "
           f"{before['mpixel_per_s']:.3f} Mpixel/s", flush=True)
     if chunk == "tune":  # timed once, for the largest image; every size then runs with that chunk
-        result["chunk_choice"] = tune_chunk(args.model, max(sizes), args.workers, args.memory_limit)
+        result["chunk_choice"] = tune_chunk(args.model, max(sizes), args.workers, args.memory_limit,
+                                            args.crop != "off")
         chunk = result["chunk_choice"]["chunk"]
         print(f"tuned chunk {chunk}: " + ", ".join(f"{e['chunk']}: {e['mpixel_per_cpu_s']:.3f} Mpx/CPU s on the tile, "
-                                                  f"{e['score']:.3f} per image pixel"
+                                                  f"work {e['work']:.3f}x the image's"
                                                   for e in result["chunk_choice"]["timed"]), flush=True)
-    est = estimate_seconds(args.model, sizes, args.workers, args.memory_limit, chunk, before["mpixel_per_s"])
+    est = estimate_seconds(args.model, sizes, args.workers, args.memory_limit, chunk, before["mpixel_per_s"],
+                           args.crop != "off")
     result["estimated_seconds"] = est
     print("expected (tile pixels at the in-memory rate): " + ", ".join(f"{s}^2 {v:.0f} s" for s, v in est.items())
           + f"; total ~{sum(est.values()) / 60:.0f} min", flush=True)
@@ -250,57 +278,48 @@ def main(argv=None) -> int:
         for size in sizes:
             src, dst = os.path.join(work, f"img{size}.zarr"), os.path.join(work, f"out{size}.zarr")
             synthetic_zarr(src, size)
-            t0 = time.perf_counter()
-            r = segment(args.model, src, dst, workers=args.workers, chunk=chunk, memory_limit=args.memory_limit,
-                        progress=False)
-            r["seconds_with_cluster_start"] = time.perf_counter() - t0
-            r["size"] = size
-            r["loadavg"] = os.getloadavg()
-            r["seconds_per_mpixel"] = r["seconds"] / (size * size / 1e6)
-            r["per_core_vs_in_memory"] = r["mpixel_per_s"] / args.workers / before["mpixel_per_s"]
-            r["per_cpu_second_vs_in_memory"] = (size * size / 1e6 / r["worker_cpu_seconds"]
-                                                / before["mpixel_per_cpu_s"])
-            result["runs"].append(r)
-            shutil.rmtree(dst, ignore_errors=True)
+            variants = [True] if args.crop == "on" else [False] if args.crop == "off" else [True, False]
+            for k in range(args.rounds):
+                for crop in variants[::-1] if k % 2 else variants:
+                    r = _cluster_run(args, src, dst, size, chunk, crop, before)
+                    result["runs"].append(r)
+                    with open(os.path.join(work, "partial.json"), "w") as f:
+                        json.dump(result, f, indent=1)
             shutil.rmtree(src, ignore_errors=True)
-            print(f"{size:6d}^2: {r['seconds']:8.1f} s  {r['mpixel_per_s']:6.3f} Mpixel/s  per core "
-                  f"{r['per_core_vs_in_memory']:.2f}x in-memory (per CPU s {r['per_cpu_second_vs_in_memory']:.2f}x)  "
-                  f"peak RSS/worker {max(r['peak_rss_mib']):.0f} MiB  chunk {r['chunk']}  "
-                  f"recompute {100 * r['halo_overhead']:.0f}%  load {r['loadavg'][0]:.1f}", flush=True)
-            with open(os.path.join(work, "partial.json"), "w") as f:
-                json.dump(result, f, indent=1)
     finally:
         if args.workdir is None:
             shutil.rmtree(work, ignore_errors=True)
     after = in_memory_rate(args.model, 2048, args.repeat)
     result["in_memory"] = {"before": before, "after": after}
     ref = max(before["mpixel_per_s"], after["mpixel_per_s"])  # the faster: the ratio is not flattered by drift
-    base_spm = result["runs"][0]["seconds_per_mpixel"] if result["runs"] else float("nan")
-    base_tile = (result["runs"][0]["seconds"] / result["runs"][0]["tasks"]["tile_pixels"]) if result["runs"] else 0
+    first = {}  # per variant (crop or not): its smallest size's run, the base of the linearity figures
     for r in result["runs"]:
+        first.setdefault(r["crop"], r)
+        b = first[r["crop"]]
         r["per_core_vs_in_memory_best"] = r["mpixel_per_s"] / args.workers / ref
-        r["linearity"] = r["seconds_per_mpixel"] / base_spm  # seconds per image pixel, x the smallest size's
-        r["linearity_tile_pixels"] = r["seconds"] / r["tasks"]["tile_pixels"] / base_tile  # halo pixels counted
+        r["linearity"] = r["seconds_per_mpixel"] / b["seconds_per_mpixel"]  # s per image pixel, x the smallest's
+        r["linearity_work"] = (r["seconds_per_mpixel"] / r["work"]) / (b["seconds_per_mpixel"] / b["work"])  # per
+        # unit of arithmetic, the recomputation counted
     limit = dask.utils.parse_bytes(args.memory_limit)
     runs = result["runs"]
     result["targets"] = {
         "peak_rss_below_limit": bool(runs) and all(max(r["peak_rss_mib"]) * 2**20 < limit for r in runs),
         "per_core_at_least_0.8x": bool(runs) and runs[-1]["per_core_vs_in_memory_best"] >= 0.8,
         "time_linear_within_15pct": bool(runs) and all(abs(r["linearity"] - 1) <= 0.15 for r in runs),
-        "time_linear_in_tile_pixels_within_15pct": bool(runs) and all(abs(r["linearity_tile_pixels"] - 1) <= 0.15
-                                                                      for r in runs),
+        "time_linear_in_work_within_15pct": bool(runs) and all(abs(r["linearity_work"] - 1) <= 0.15 for r in runs),
     }
     result["loadavg_end"] = os.getloadavg()
     print(f"in memory 2048^2 after: {after['seconds']:.2f} s ({after['mpixel_per_s']:.3f} Mpixel/s; before "
           f"{before['mpixel_per_s']:.3f})")
-    print("\n| size | chunk | recomputed | seconds | s per Mpixel (x smallest) | per tile Mpixel (x smallest) | "
-          "per core vs in-memory | peak RSS/worker MiB |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("\n| size | crop | chunk | recomputed | seconds | s per Mpixel (x smallest) | per work (x smallest) | "
+          "per core vs in-memory | peak RSS/worker MiB (predicted) |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in runs:
-        print(f"| {r['size']} | {r['chunk']} | {100 * r['halo_overhead']:.0f} % | {r['seconds']:.1f} | "
-              f"{r['seconds_per_mpixel']:.2f} ({r['linearity']:.2f}) | "
-              f"{1e6 * r['seconds'] / r['tasks']['tile_pixels']:.2f} ({r['linearity_tile_pixels']:.2f}) | "
-              f"{r['per_core_vs_in_memory_best']:.2f} | {max(r['peak_rss_mib']):.0f} |")
+        pred = f"{r['predicted_worker_mib']:.0f}" if r.get("predicted_worker_mib") else "-"
+        print(f"| {r['size']} | {'on' if r['crop'] else 'off'} | {r['chunk']} | {100 * (r['work'] - 1):.0f} % | "
+              f"{r['seconds']:.1f} | {r['seconds_per_mpixel']:.2f} ({r['linearity']:.2f}) | "
+              f"{r['linearity_work']:.2f} | {r['per_core_vs_in_memory_best']:.2f} | {max(r['peak_rss_mib']):.0f} "
+              f"({pred}) |")
     print("targets: " + ", ".join(f"{k} {'met' if v else 'NOT met'}" for k, v in result["targets"].items()))
     print(f"\nwritten {write_result(args.out, 'dask_scaling', result)}")
     return 0

@@ -263,8 +263,7 @@ class Plan:
         ``op.run`` with its fixed output views (``_run_step``).
         """
         local = self._arenas
-        # every page faulted in by one call, 4 KiB ones (pages.py: NumPy's huge pages are a lottery on a VM)
-        arena = local.arena = fresh_bytes(self.arena_bytes, populate=True)
+        arena = local.arena = self._new_arena(self.arena_bytes)
         fixed: Dict[str, np.ndarray] = {}  # value -> its array in this arena (an output the plan gives a buffer)
         outs_of: List[Optional[List[np.ndarray]]] = []
         views: Dict[int, np.ndarray] = {}  # step -> the fixed view a view op makes of a fixed array
@@ -300,6 +299,11 @@ class Plan:
             program.append(entry or partial(self._run_step, step, outs, arena))
         local.program = program
         return program
+
+    def _new_arena(self, nbytes: int) -> np.ndarray:
+        """This thread's arena: fresh memory with every page faulted in by one call, 4 KiB ones (pages.py:
+        NumPy's huge pages are a lottery on a VM). (tiled.py's cropped plans share one per thread instead.)"""
+        return fresh_bytes(nbytes, populate=True)
 
     def _fixed_view(self, step: Step, fixed: Dict[str, np.ndarray], arena: np.ndarray) -> Optional[np.ndarray]:
         """A view op's output when its input is one of this thread's fixed arena arrays and its other inputs

@@ -21,82 +21,143 @@ from typing import Optional
 
 import numpy as np
 
+#: per axis of (N, C, H, W): the stored image's axis it is (None: a new axis of length 1)
+_ORDER = {"NCHW": (0, 1, 2, 3), "CHW": (None, 0, 1, 2), "HWC": (None, 2, 0, 1), "HW": (None, None, 0, 1)}
 
-def _to_nchw(x, channels: Optional[int], layout: str):
-    """The zarr array as (N, C, H, W), and the layout it came in."""
+
+def _layout_of(shape, channels: Optional[int], layout: str) -> str:
     if layout == "auto":
-        if x.ndim == 4:
-            layout = "NCHW"
-        elif x.ndim == 3 and channels is not None and x.shape[0] == channels and x.shape[2] != channels:
-            layout = "CHW"
-        elif x.ndim == 3:
-            layout = "HWC"
-        elif x.ndim == 2:
-            layout = "HW"
-        else:
-            raise ValueError(f"input of shape {x.shape}: pass --layout (NCHW, CHW, HWC or HW)")
-    order = {"NCHW": (0, 1, 2, 3), "CHW": (None, 0, 1, 2), "HWC": (None, 2, 0, 1), "HW": (None, None, 0, 1)}
-    if layout not in order:
+        ndim = len(shape)
+        if ndim == 4:
+            return "NCHW"
+        if ndim == 3 and channels is not None and shape[0] == channels and shape[2] != channels:
+            return "CHW"
+        if ndim == 3:
+            return "HWC"
+        if ndim == 2:
+            return "HW"
+        raise ValueError(f"input of shape {tuple(shape)}: pass --layout (NCHW, CHW, HWC or HW)")
+    if layout not in _ORDER:
         raise ValueError(f"--layout must be NCHW, CHW, HWC or HW, got {layout!r}")
-    if x.ndim != 4 - order[layout].count(None):
-        raise ValueError(f"input of shape {x.shape} is not {layout}")
-    perm = [a for a in order[layout] if a is not None]
-    x = x.transpose(perm)
-    for i, a in enumerate(order[layout]):
-        if a is None:
-            x = x[None] if i == 0 else x[:, None]
-    return x, layout
+    if len(shape) != 4 - _ORDER[layout].count(None):
+        raise ValueError(f"input of shape {tuple(shape)} is not {layout}")
+    return layout
+
+
+class ImageSource:
+    """A stored image (a zarr array in NCHW, CHW, HWC or HW) seen as an (N, C, H, W) array of the network's
+    dtype, read region by region: ``source[n0:n1, :, h0:h1, w0:w1]`` reads only that region of the store
+    and converts it (integers times ``scale``, default 1/255), the arithmetic the whole image would get.
+    Picklable (a zarr array pickles as its store and path), so a task can read its own tile."""
+
+    def __init__(self, array, layout: str, dtype, scale: Optional[float] = None) -> None:
+        self.array, self.layout = array, layout
+        self.dtype = np.dtype(dtype)
+        src = np.dtype(array.dtype)
+        self.factor = (1 / 255 if scale is None else scale) if src.kind in "iu" else scale
+        order = _ORDER[layout]
+        self.shape = tuple(1 if a is None else int(array.shape[a]) for a in order)
+        self.ndim = 4
+
+    def read_bytes(self, shape) -> int:
+        """At most what reading a region of ``shape`` (N, C, H, W) holds beside the converted tile: the
+        region in the stored dtype and the stored chunks it overlaps, decoded (zarr decodes them at once)."""
+        order = _ORDER[self.layout]
+        item = np.dtype(self.array.dtype).itemsize
+        chunks = getattr(self.array, "chunks", None) or self.array.shape
+        count, chunk = 1, item
+        for a, c in enumerate(chunks):
+            chunk *= int(c)
+            axis = order.index(a)
+            if axis >= 2:  # H or W: a region of length L overlaps at most ceil((L - 1) / c) + 1 chunks
+                count *= min(-(-int(self.array.shape[a]) // int(c)), -(-(int(shape[axis]) - 1) // int(c)) + 1)
+        return int(np.prod(shape)) * item + count * chunk
+
+    def __getitem__(self, index) -> np.ndarray:
+        index = tuple(index) + (slice(None),) * (4 - len(tuple(index)))
+        order = _ORDER[self.layout]
+        src = [slice(None)] * len(self.array.shape)
+        for i, a in enumerate(order):
+            if a is not None:
+                src[a] = index[i]
+            elif index[i] != slice(None) and range(self.shape[i])[index[i]] != range(1):
+                raise IndexError(f"ImageSource of layout {self.layout}: axis {i} has one element, got {index[i]}")
+        block = np.asarray(self.array[tuple(src)]).transpose([a for a in order if a is not None])
+        for i, a in enumerate(order):
+            if a is None:
+                block = np.expand_dims(block, i)
+        x = block.astype(self.dtype, order="C")  # (a transposed HWC block: C order, the tile's)
+        if self.factor is not None:
+            np.multiply(x, self.dtype.type(self.factor), out=x)
+        return x
+
+
+#: the share of a worker's memory limit kept free below dask's pause threshold, for what the model misses
+SAFETY = 0.1
+#: a chunk whose predicted work is within this share of the least is as good: the smallest such one wins
+#: (its tiles' feature maps stay closer to the core: on BasicUNet a cropped 1248^2 tile ran 1 % faster per
+#: output pixel than a 1760^2 one whose work is 4 % less, and uses half the memory)
+WORK_TOLERANCE = 0.05
 
 
 def choose_chunk(net, shape, dtype, memory_limit: int, worker_base: int, mem, tasks_per_worker: int = 1,
-                 tune: bool = False, crop: bool = False) -> dict:
-    """The square output chunk with the least recomputed halo whose task fits a worker's memory.
+                 tune: bool = False, crop: bool = False, read_bytes=None) -> dict:
+    """The square output chunk with the highest predicted throughput whose tasks fit a worker's memory.
 
-    A task holds one tile's arena (from the plan, exact) and what the steps allocate beside it
-    (``mem``: :func:`fastpoint.network.tiled.task_memory`, measured), one per task slot of a worker
-    (each thread has its own arena); the worker holds ``worker_base`` on top (its Python, dask, NumPy and
-    fastpoint, measured on the workers). The budget stays below dask's pause threshold
-    (``distributed.worker.memory.pause``, 80 % of the limit by default) by a tenth of the limit, since a
-    paused worker would hold its arena and never resume. Candidates are multiples of the tile alignment;
-    among those that fit, the one whose tiles recompute the least (``Tiling.overhead`` on this image,
-    ragged ends included) wins, the larger on a tie.
+    Memory: a worker runs ``tasks_per_worker`` tasks at once (its threads), each holding one tile's plan
+    arena (exact, from the plan) and what :func:`fastpoint.network.tiled.task_memory` measured beside it
+    (resident bytes, in fresh processes) and, given ``read_bytes`` (tile shape -> bytes), what reading
+    the tile from its store takes (:meth:`ImageSource.read_bytes`), on top of ``worker_base`` (the
+    worker's resident memory with what a task imports, measured on the workers). Tasks read their
+    tiles from the store, so a worker
+    holds no input blocks and the need does not grow with the image. It must stay ``SAFETY`` of the
+    limit below dask's pause threshold (``distributed.worker.memory.pause``, 80 % by default): a paused
+    worker keeps its arena and never resumes. Throughput: the output pixels per unit of arithmetic,
+    :func:`fastpoint.network.tiled.tile_work` (the tiles' recomputed halo, ragged ends included; with
+    ``crop``, the cropped plans' work). Candidates are multiples of the tile alignment (at least 128
+    px); the smallest fit whose work is within ``WORK_TOLERANCE`` of the least fitting work wins.
 
     ``tune``: a network's rate per pixel may fall as its feature maps outgrow the caches, so a smaller
-    tile can win despite more recomputation. Then the fitting multiples of 256 (and the least-recomputing
-    fit) are timed here: a middle tile's task (cropped as ``crop`` says), one fresh Network per tile shape
-    at 1 thread (thread CPU seconds of a second call, robust to other processes); the chunk with the most
+    tile can win despite more recomputation. Then the fitting multiples of 256 (and the predicted best)
+    are timed here: a middle tile's task (cropped as ``crop`` says), one fresh Network per tile shape at
+    1 thread (thread CPU seconds of a second call, robust to other processes); the chunk with the most
     output pixels per second wins."""
     import dask
 
-    from .tiled import tiling
+    from .tiled import tile_work, tiling
 
     pause = dask.config.get("distributed.worker.memory.pause", 0.8) or 1.0
-    budget = (float(pause) - 0.1) * memory_limit if memory_limit else float("inf")
+    budget = (float(pause) - SAFETY) * memory_limit if memory_limit else float("inf")
     n, h, w = shape[0], shape[2], shape[3]
     p = tiling(net, shape, ((1,) * n, (shape[1],), (h,), (w,)), dtype).alignment
     step = p * -(-128 // p)
     best = None
     fits = []
     for c in range(step, max(h, w) + step, step):
-        ch = tuple(min(c, h - i) for i in range(0, h, c))
-        cw = tuple(min(c, w - i) for i in range(0, w, c))
-        t = tiling(net, shape, ((1,) * n, (shape[1],), ch, cw), dtype)
-        need = worker_base + tasks_per_worker * max(mem.bytes(net, s, dtype) for s in t.tile_shapes)
+        chunks = ((1,) * n, (shape[1],), tuple(min(c, h - i) for i in range(0, h, c)),
+                  tuple(min(c, w - i) for i in range(0, w, c)))
+        t = tiling(net, shape, chunks, dtype)
+        task = max(mem.bytes(net, s, dtype) + (read_bytes(s) if read_bytes else 0) for s in t.tile_shapes)
+        need = worker_base + tasks_per_worker * task
         if need > budget:
-            if best is not None and c > 2 * best["chunk"]:
+            if fits and c > 2 * fits[-1]["chunk"]:
                 break  # tiles only grow from here
             continue
-        entry = {"chunk": c, "halo_overhead": t.overhead, "task_bytes": need - worker_base, "worker_bytes": need,
+        work = tile_work(net, t, shape, chunks, dtype, crop)
+        entry = {"chunk": c, "halo_overhead": t.overhead, "work": work, "task_bytes": task, "worker_bytes": need,
                  "budget_bytes": budget, "tiling": t}
         fits.append(entry)
-        if best is None or t.overhead <= best["halo_overhead"] + 1e-9:
-            best = entry
+        if len(t.tiles[0]) == 1 and len(t.tiles[1]) == 1:
+            break  # one tile holds the image: larger chunks change nothing
+    if fits:
+        least = min(e["work"] for e in fits)
+        best = next(e for e in fits if e["work"] <= least * (1 + WORK_TOLERANCE))
     if best is not None and tune:
         timed = [e for e in fits if e["chunk"] % 256 == 0 or e is best]
         for e in timed:
             e["mpixel_per_cpu_s"] = _task_rate(net, e["tiling"], dtype, crop)
         best = dict(max(timed, key=lambda e: e["mpixel_per_cpu_s"]))
-        best["timed"] = [{k: e[k] for k in ("chunk", "halo_overhead", "mpixel_per_cpu_s")} for e in timed]
+        best["timed"] = [{k: e[k] for k in ("chunk", "halo_overhead", "work", "mpixel_per_cpu_s")} for e in timed]
     if best is not None:
         best = {k: v for k, v in best.items() if k != "tiling"}
     if best is None:
@@ -113,7 +174,7 @@ def _task_rate(net, t, dtype, crop: bool) -> float:
 
     from ..core.threads import thread_limit
     from .network import Network
-    from .tiled import _Crops
+    from .tiled import crop_plan
 
     fresh = Network(copy.deepcopy(net._graph), net.backend)  # packed weights stay out of the shipped graph
     bi, bj = len(t.tiles[0]) // 2, len(t.tiles[1]) // 2
@@ -125,9 +186,8 @@ def _task_rate(net, t, dtype, crop: bool) -> float:
         box.append((o0, o0 + t.out_chunks[i][k] - 1))
     x = np.random.default_rng(0).random(shape, dtype=np.float64).astype(dtype)
     plan = fresh.plan({fresh.inputs[0].name: (shape, np.dtype(dtype))})
-    runner = _Crops(plan, fresh.outputs[0].name, tuple(box), t.alignment) if crop else None
-    call = (lambda: runner.run(plan, x, fresh.outputs[0].name)) if runner is not None and runner.ok else \
-        (lambda: fresh(x))
+    runner = crop_plan(plan, fresh.outputs[0].name, tuple(box), t.alignment) if crop else None
+    call = (lambda: runner(x)) if runner is not None else (lambda: fresh(x))
     with thread_limit(1):
         call()
         c0 = time.thread_time()
@@ -138,29 +198,26 @@ def _task_rate(net, t, dtype, crop: bool) -> float:
 
 def segment(model: str, inp: str, out: str, *, workers: int = 2, chunk=None, scheduler: Optional[str] = None,
             argmax: bool = True, layout: str = "auto", scale: Optional[float] = None, memory_limit: str = "2GiB",
-            num_threads: int = 1, progress: bool = True, component: Optional[str] = None, crop: bool = False) -> dict:
+            num_threads: int = 1, progress: bool = True, component: Optional[str] = None, crop: bool = True,
+            predict_memory: bool = False) -> dict:
     """The command's work, callable from Python (examples/segment_large_image.py, tools/dask_scaling.py).
 
     ``chunk`` None (or "auto"): :func:`choose_chunk` picks it from the workers' memory limit; "tune": the
     same, timing the candidate tiles here first."""
     import dask.array as da
     import distributed
+    import zarr
 
     import fastpoint as fp
 
-    from .tiled import run, task_memory, task_stats, tiling
+    from .tiled import _source_chunks, run, task_memory, task_stats, tile_work, tiling
 
     net = fp.load_onnx(model)
     dtype = np.dtype(net.inputs[0].dtype or np.float32)
     channels = net.inputs[0].shape[1] if net.inputs[0].shape and isinstance(net.inputs[0].shape[1], int) else None
-    src = da.from_zarr(inp, component=component)
-    x, layout = _to_nchw(src, channels, layout)
-    if x.dtype.kind in "iu":
-        x = x.astype(dtype) * dtype.type(1 / 255 if scale is None else scale)
-    elif scale is not None:
-        x = x.astype(dtype) * dtype.type(scale)
-    else:
-        x = x.astype(dtype)
+    store = zarr.open_array(inp, mode="r", path=component) if component else zarr.open_array(inp, mode="r")
+    layout = _layout_of(store.shape, channels, layout)
+    x = ImageSource(store, layout, dtype, scale)  # each task reads its own tile (halo included) from the store
     if scheduler:
         client = distributed.Client(scheduler)
         cluster = None
@@ -169,19 +226,25 @@ def segment(model: str, inp: str, out: str, *, workers: int = 2, chunk=None, sch
                                            dashboard_address=None)
         client = distributed.Client(cluster)
     try:
-        choice = None
-        if chunk in (None, "auto", "tune"):
+        choice = predicted = None
+        auto = chunk in (None, "auto", "tune")
+        if auto or predict_memory:
             infos = client.scheduler_info()["workers"].values()
             limit = min((int(i.get("memory_limit") or 0) for i in infos), default=0)
-            base = max(client.run(_worker_base).values())
+            base = max(client.run(_worker_base, x).values())
             slots = max((int(i.get("nthreads") or 1) for i in infos), default=1)
-            choice = choose_chunk(net, x.shape, dtype, limit, base, task_memory(net, dtype, channels, crop=crop),
-                                  slots, tune=chunk == "tune", crop=crop)
+            mem = task_memory(net, dtype, channels, crop=crop)
+        if auto:
+            choice = choose_chunk(net, x.shape, dtype, limit, base, mem, slots, tune=chunk == "tune", crop=crop,
+                                  read_bytes=x.read_bytes)
             chunk = choice["chunk"]
         chunk = int(chunk)
-        x = x.rechunk((1, -1, chunk, chunk))
-        t = tiling(net, x.shape, x.chunks, dtype)
-        y = run(net, x, num_threads=num_threads, crop=crop)
+        chunks = _source_chunks(x, chunk)
+        t = tiling(net, x.shape, chunks, dtype)
+        work = tile_work(net, t, x.shape, chunks, dtype, crop)
+        if auto or predict_memory:
+            predicted = base + slots * max(mem.bytes(net, s, dtype) + x.read_bytes(s) for s in t.tile_shapes)
+        y = run(net, x, num_threads=num_threads, crop=crop, chunks=chunk)
         if argmax:
             y = y.argmax(axis=1).astype(np.uint8 if y.shape[1] <= 256 else np.int32)
         if layout != "NCHW":
@@ -189,8 +252,8 @@ def segment(model: str, inp: str, out: str, *, workers: int = 2, chunk=None, sch
         cpu0 = client.run(_cpu_seconds)  # the workers' start-up (imports) is not the job's
         client.run(task_stats, True)
         start = time.perf_counter()
-        store = da.to_zarr(y, out, overwrite=True, compute=False)
-        future = client.compute(store)
+        job = da.to_zarr(y, out, overwrite=True, compute=False)
+        future = client.compute(job)
         if progress:
             distributed.progress(future)
         future.result()
@@ -203,31 +266,33 @@ def segment(model: str, inp: str, out: str, *, workers: int = 2, chunk=None, sch
         if cluster is not None:
             cluster.close()
     pixels = int(x.shape[0] * x.shape[2] * x.shape[3])
-    report = {"model": model, "input_shape": list(src.shape), "output_shape": list(y.shape), "chunk": chunk,
+    report = {"model": model, "input_shape": list(store.shape), "output_shape": list(y.shape), "chunk": chunk,
               "crop": crop, "chunk_choice": choice, "workers": len(rss), "seconds": seconds,
               "mpixel_per_s": pixels / seconds / 1e6,
               "worker_cpu_seconds": sum(cpu[w] - cpu0.get(w, 0.0) for w in cpu),
               "peak_rss_mib": sorted(v / 2**20 for v in rss.values()),
               "halo": [list(h) for h in t.halo], "alignment": t.alignment,
               "tile_shapes": [list(s) for s in t.tile_shapes],
-              "task_peak_activation_mib": t.peak_bytes / 2**20, "halo_overhead": t.overhead,
+              "task_peak_activation_mib": t.peak_bytes / 2**20, "halo_overhead": t.overhead, "work": work,
+              "predicted_worker_mib": predicted / 2**20 if predicted else None,
               "tasks": {k: sum(v[k] for v in stats.values()) for k in next(iter(stats.values()), {})}}
     return report
 
 
-def _worker_base() -> int:
-    """A worker's resident memory with what a tile task imports loaded (before any task ran)."""
+def _worker_base(source=None) -> int:
+    """A worker's resident memory with what a tile task imports loaded and, given the ``source``, one
+    small region read from it (zarr's decoding threads, event loop and buffers come up with the first
+    read and stay), before any tile task ran."""
     import zarr  # noqa: F401
 
     import fastpoint  # noqa: F401
 
-    from .tiled import run  # noqa: F401
+    from .tiled import _status_bytes, run  # noqa: F401
 
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
+    if source is not None:
+        shape = source.shape
+        source[0:1, :, 0:min(256, shape[2]), 0:min(256, shape[3])]
+    return _status_bytes("VmRSS")
 
 
 def _peak_rss() -> int:
@@ -262,9 +327,11 @@ def cmd_segment(args: argparse.Namespace) -> int:
                      component=args.component, crop=args.crop)
     print(f"\n{report['output_shape']} written to {args.output} in {report['seconds']:.1f} s "
           f"({report['mpixel_per_s']:.2f} Mpixel/s); halo {report['halo']}, tile starts every "
-          f"{report['alignment']} px, {100 * report['halo_overhead']:.0f}% recomputed, "
+          f"{report['alignment']} px, {100 * (report['work'] - 1):.0f}% recomputed, "
           f"{report['task_peak_activation_mib']:.0f} MiB activations per task")
-    print("peak RSS per worker (MiB): " + ", ".join(f"{v:.0f}" for v in report["peak_rss_mib"]))
+    pred = report["predicted_worker_mib"]
+    print("peak RSS per worker (MiB): " + ", ".join(f"{v:.0f}" for v in report["peak_rss_mib"])
+          + (f" (predicted {pred:.0f})" if pred else ""))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=1)
@@ -293,7 +360,8 @@ def add_parser(sub) -> None:
     p.add_argument("--memory-limit", default="2GiB", help="per LocalCluster worker (default 2GiB)")
     p.add_argument("--fp-threads", type=int, default=1, help="kernel threads per task (default 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--crop", action="store_true", help="each step computes only what the chunk needs of it "
-                                                       "(exact; slower than whole tiles so far, see docs/dask.md)")
+    p.add_argument("--crop", action=argparse.BooleanOptionalAction, default=True,
+                   help="each step computes only what the chunk needs of it (exact; default on; --no-crop: "
+                        "every step on the whole tile)")
     p.add_argument("--json", default=None, help="write the run's figures (time, RSS, halo) to this file")
     p.set_defaults(func=cmd_segment)

@@ -22,6 +22,10 @@ in short:
   network's padding at a cut are those whose reach crosses it, and the halo keeps them out of the chunk.
 * **One shape.** Every tile has ``T`` pixels per axis (a multiple of ``P``), except the last tile of an
   axis whose length is not ``T`` modulo ``P``; so a worker keeps one plan (one arena) in the common case.
+* **Crops** (default). The halo is what the input needs; later steps need less. From the chunk backwards
+  each step gets the window of its inputs its readers need; a graph with Slice nodes cutting those
+  windows is planned once per tile shape and chunk position (:class:`CropPlan`, arena and in-place
+  Concat included), and the plans of one tile shape share one arena per worker thread.
 
 The same analysis runs on the whole image's plan and on every tile shape's plan; any difference (SAME
 padding that depends on the size, a Resize with fixed sizes or a non-integer scale) is refused, as is
@@ -391,69 +395,138 @@ def tiling(net, shape: Sequence[int], chunks: Sequence[Sequence[int]], dtype=np.
     return Tiling(p, r2, halo, out_shape, out_dtype, tuple(out_chunks), tuple(tiles), tuple(shapes), peak)
 
 
+def _plan_flops(plan) -> int:
+    return int(sum(st.node.op.flops(st.in_shapes, st.out_shapes) for st in plan.steps
+                   if st.in_shapes and st.in_shapes[0] is not None and None not in st.out_shapes))
+
+
+def tile_work(net, t: Tiling, shape: Sequence[int], chunks: Sequence[Sequence[int]], dtype=np.float32,
+              crop: bool = False) -> float:
+    """The arithmetic (the ops' flops) of all of ``t``'s tile tasks over the whole image's: ``1 +`` the
+    recomputed share. Whole tiles: each tile's plan; ``crop``: each chunk's cropped graph (one per tile
+    shape and chunk position, a few per image), or its tile's plan where the crops cannot pass the graph."""
+    net = _as_network(net)
+    name, oname = net.inputs[0].name, net.outputs[0].name
+    whole = _plan_flops(net.plan({name: (tuple(int(v) for v in shape), np.dtype(dtype))}))
+    out_starts = [np.cumsum((0,) + c) for c in t.out_chunks]
+    cache: Dict[tuple, int] = {}
+    total = 0
+    for n in chunks[0]:
+        for bi, (a0, a1) in enumerate(t.tiles[0]):
+            for bj, (b0, b1) in enumerate(t.tiles[1]):
+                tshape = (int(n), int(shape[1]), a1 - a0, b1 - b0)
+                box = None
+                if crop:
+                    oh = int(out_starts[0][bi]) - int(a0 / t.reach[0].step)
+                    ow = int(out_starts[1][bj]) - int(b0 / t.reach[1].step)
+                    box = ((oh, oh + t.out_chunks[0][bi] - 1), (ow, ow + t.out_chunks[1][bj] - 1))
+                key = (tshape, box)
+                if key not in cache:
+                    plan = net.plan({name: (tshape, np.dtype(dtype))})
+                    crops = _Crops(plan, oname, box, t.alignment) if box is not None and plan.layout == "NCHW" \
+                        else None
+                    cache[key] = crops.graph(plan)[2] if crops is not None and crops.ok else _plan_flops(plan)
+                total += cache[key]
+    return total / max(1, whole)
+
+
 @dataclass(frozen=True)
 class TaskMemory:
-    """Bytes one tile task allocates: ``fixed + per_pixel * tile pixels`` (measured), plus the plan's arena
-    (exact, from the plan) when the task runs the plan whole (``arena``; a cropped run has none: its
-    steps allocate their outputs, and the measurement counts them)."""
+    """Resident bytes one tile task adds to a worker: the plan's arena (exact, from the plan) plus
+    ``fixed + per_pixel * tile pixels`` beside it (measured by :func:`task_memory`: the tile, kernel
+    scratch, temporaries, the output, the allocator's slack, the weights packed at the first task)."""
 
     per_pixel: float
     fixed: float
-    arena: bool = True
+    samples: Tuple[Tuple[int, int, int], ...] = ()  # (tile side, measured task bytes, arena bytes) per probe
 
     def bytes(self, net: Network, shape: Tuple[int, ...], dtype=np.float32) -> int:
         pixels = shape[0] * shape[2] * shape[3]
-        tile = int(np.prod(shape)) * np.dtype(dtype).itemsize  # the cut tile, and the input blocks it came from
-        arena = net.plan({net.inputs[0].name: (tuple(shape), np.dtype(dtype))}).peak_bytes if self.arena else 0
-        return int(arena + self.fixed + self.per_pixel * pixels + 2 * tile)
+        arena = net.plan({net.inputs[0].name: (tuple(shape), np.dtype(dtype))}).arena_bytes
+        return int(arena + self.fixed + self.per_pixel * pixels)
 
 
-def task_memory(net, dtype=np.float32, channels: Optional[int] = None, sizes: Tuple[int, int] = (192, 384),
+def _status_bytes(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _probe_task(path: str) -> None:
+    """In a fresh process (:func:`task_memory`): one worker's tile tasks on a tile of the given shape; prints
+    the resident bytes they added (VmHWM after two tasks minus VmRSS before the first) and the arena."""
+    import json
+    import pickle
+
+    with open(path, "rb") as f:
+        graph, backend, shape, dtype, crop = pickle.load(f)
+    shipped = _Shipped(graph, backend)
+    net = shipped.network(tuple(shape))
+    t = tiling(net, shape, ((shape[0],), (shape[1],), (shape[2],), (shape[3],)), dtype)
+    box = (slice(0, t.out_shape[-2]), slice(0, t.out_shape[-1]))
+    base = _status_bytes("VmRSS")
+
+    def tasks() -> None:  # a tile as a worker reads it (every page written), run as a worker runs it
+        for _ in range(2):
+            x = np.full(shape, 0.5, dtype=dtype)
+            y = _tile_task(shipped, x, 0.0, box, 1, t.alignment, crop)
+            del x, y
+
+    worker = threading.Thread(target=tasks)  # in a thread of its own, as a dask worker's task (its own
+    worker.start()  # malloc arena, its stack)
+    worker.join()
+    arena = net.plan({net.inputs[0].name: (tuple(shape), np.dtype(dtype))}).arena_bytes  # (cropped plans share
+    # one arena of this size per thread)
+    print(json.dumps({"task_bytes": _status_bytes("VmHWM") - base, "arena_bytes": int(arena)}))
+
+
+def task_memory(net, dtype=np.float32, channels: Optional[int] = None, sizes: Tuple[int, int] = (384, 768),
                 crop: bool = False) -> TaskMemory:
-    """Measure what a tile task allocates, per pixel and fixed, on small images, as a worker meets it.
+    """Measure the resident memory a tile task adds to a worker, on two small tiles, each in a fresh process.
 
-    A fresh Network's first call under ``tracemalloc`` (NumPy's allocations are traced): with ``crop``
-    the cropped runner with the whole output demanded (no step cropped: an upper bound), whose every
-    buffer is a NumPy allocation; without, ``net(x)``, whose planned arena is exact and is subtracted
-    (the rest: kernel scratch, a temporary a step makes outside the plan). The first call also packs the
-    weights (once per worker: a fixed cost); two more at two sizes give the part that grows with the
-    tile, fitted as ``fixed + per_pixel * pixels``."""
-    import copy
-    import tracemalloc
+    Each probe process loads the network as a worker gets it, reads its resident memory, runs two tile
+    tasks of ``size x size`` (the tile filled, as a read fills it; the plan, its arena faulted in, the
+    weights packed) and reads its high-water mark (VmHWM): the difference is what the tasks added, seen
+    by the kernel, so C allocations, thread stacks and the allocator's slack count (tracemalloc sees only
+    Python's). Less the plan's arena (exact, known for any shape), the rest is fitted as ``fixed +
+    per_pixel * pixels``. ``crop``: the tasks run cropped plans (whole-tile demand, an upper bound)."""
+    import json
+    import subprocess
+    import sys
+    import tempfile
+
+    import cloudpickle
 
     net = _as_network(net)
     info = net.inputs[0]
     c = channels or (info.shape[1] if info.shape and isinstance(info.shape[1], int) else 3)
-    graph = copy.deepcopy(net._graph)  # the probes' packed weights stay out of the graph that is shipped
-    excess = []
-    was = tracemalloc.is_tracing()
-    if not was:
-        tracemalloc.start()
-    try:
-        for s in (sizes[0],) + tuple(sizes):
-            x = np.zeros((1, c, s, s), dtype=dtype)
-            fresh = Network(graph, net.backend)
-            plan = fresh.plan({info.name: (x.shape, x.dtype)})
-            runner = None
-            if crop:
-                p = tiling(fresh, x.shape, ((1,), (c,), (s,), (s,)), dtype).alignment
-                out = plan.shapes[net.outputs[0].name]
-                runner = _Crops(plan, net.outputs[0].name, ((0, out[-2] - 1), (0, out[-1] - 1)), p)
-                runner = runner if runner.ok else None
-            tracemalloc.reset_peak()
-            base = tracemalloc.get_traced_memory()[0]
-            with thread_limit(1):
-                y = runner.run(plan, x, net.outputs[0].name) if runner is not None else fresh(x)
-            peak = tracemalloc.get_traced_memory()[1] - base
-            del y, fresh
-            excess.append(max(0, peak - (0 if runner is not None else plan.peak_bytes)))
-    finally:
-        if not was:
-            tracemalloc.stop()
-    packing = max(0, excess[0] - excess[1])
-    a, b = sizes[0] ** 2, sizes[1] ** 2
-    per_pixel = max(0.0, (excess[2] - excess[1]) / (b - a))
-    return TaskMemory(per_pixel, packing + max(0.0, excess[1] - per_pixel * a), arena=not (crop and runner is not None))
+    samples = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for s in sizes:
+            path = f"{tmp}/probe-{s}.pkl"
+            with open(path, "wb") as f:  # (cloudpickle, as dask ships it: some op classes are made at run time)
+                cloudpickle.dump((net._graph, net.backend, (1, c, s, s), np.dtype(dtype).str, crop), f)
+            out = subprocess.run([sys.executable, "-c", "import sys; from fastpoint.network.tiled import "
+                                  "_probe_task; _probe_task(sys.argv[1])", path],
+                                 capture_output=True, text=True, check=False, env=_probe_env())
+            if out.returncode != 0:
+                raise RuntimeError(f"fastpoint: the task-memory probe on a {s}x{s} tile failed:\n{out.stderr[-2000:]}")
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            samples.append((s, int(r["task_bytes"]), int(r["arena_bytes"])))
+    (s1, t1, a1), (s2, t2, a2) = samples[0], samples[-1]
+    e1, e2 = t1 - a1, t2 - a2
+    per_pixel = max(0.0, (e2 - e1) / max(1, s2 * s2 - s1 * s1))
+    return TaskMemory(per_pixel, max(0.0, e1 - per_pixel * s1 * s1), tuple(samples))
+
+
+def _probe_env() -> Dict[str, str]:
+    import os
+
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", "1")  # as a dask nanny sets it for its workers
+    return env
 
 
 # --------------------------------------------------------------------------------------------------
@@ -526,7 +599,7 @@ class _Crops:
     backwards (the union over a value's readers), and the grid alignment of every value (``P / step``:
     a window starts on it, so strided windows and pooling cells stay the whole image's)."""
 
-    MIN_SAVING = 0.9  # crop a step's inputs only when the window is at most this share of their common extent
+    MIN_SAVING = 0.98  # cut a step's inputs only when the window is at most this share of their common extent
 
     def __init__(self, plan, out_name: str, out_box, p: int) -> None:
         self.ok = all(not any(st.nhwc) and not st.to_nchw for st in plan.steps)
@@ -576,23 +649,42 @@ class _Crops:
                     demand[n] = need if old is None else [(min(old[i][0], need[i][0]), max(old[i][1], need[i][1]))
                                                           for i in range(2)]
 
-    def run(self, plan, x: np.ndarray, out_name: str):
-        """The plan's steps on cropped inputs (ops allocate their outputs): (output array, its start)."""
-        env: Dict[str, np.ndarray] = dict(plan.consts)
-        start: Dict[str, Tuple[int, int]] = {plan.graph.inputs[0].name: (0, 0)}
-        env[plan.graph.inputs[0].name] = x
+    def graph(self, plan, min_saving: Optional[float] = None):
+        """The tile plan's steps as a graph whose image inputs are cut by Slice nodes to the windows the
+        chunk needs, where the output starts (in its grid), and the graph's arithmetic (the ops' ``flops``
+        on the cut shapes): ``(Graph, (start_h, start_w), flops)``.
+
+        Walks the steps forwards with each value's start and shape (the ops' own shape inference on the
+        cut shapes). A step's inputs are cut to its window (start rounded down to the value's alignment,
+        clipped to where the arrays are; all its image inputs to the same window, as Concat and Add need
+        equal extents) when the window is at most ``min_saving`` of their common extent: a cut is a copy
+        (into the arena: the planner places the Slice's output like any other), so it is made where the
+        work it saves downstream outweighs it. Planning this graph gives the arena, the in-place Concat
+        (a cut skip connection is written straight into the Concat's buffer) and the prebound kernels."""
+        from .graph import Graph, Node
+        from .ops_shape import Slice
+
+        keep = self.MIN_SAVING if min_saving is None else min_saving
+        name0 = plan.graph.inputs[0].name
+        shapes: Dict[str, Tuple[int, ...]] = {name0: tuple(plan.shapes[name0])}
+        start: Dict[str, Tuple[int, int]] = {name0: (0, 0)}
+        inits: Dict[str, np.ndarray] = dict(plan.consts)
+        nodes: List = []
+        axes = np.array([2, 3], np.int64)
+        flops = 0
         for st in plan.steps:
             node = st.node
-            args = [env[n] if n else None for n in node.inputs]
+            ins = list(node.inputs)
             g = self.geom.get(id(st))
             win = self.windows.get(id(st))
-            first = next((n for n in node.inputs if n in start), None)
-            if g is not None and first is not None:
-                spatial = [j for j, n in enumerate(node.inputs) if n in start]
+            spatial = [j for j, n in enumerate(ins) if n in start]
+            so = None
+            if g is not None and spatial:
+                first = ins[spatial[0]]
                 lo, hi, full = [], [], []
                 for i in range(2):
-                    a0 = max(start[node.inputs[j]][i] for j in spatial)
-                    a1 = min(start[node.inputs[j]][i] + args[j].shape[2 + i] for j in spatial)
+                    a0 = max(start[ins[j]][i] for j in spatial)
+                    a1 = min(start[ins[j]][i] + shapes[ins[j]][2 + i] for j in spatial)
                     if win is None:
                         w0, w1 = a0, a1
                     else:
@@ -601,27 +693,120 @@ class _Crops:
                     lo.append(w0)
                     hi.append(w1)
                     full.append((a0, a1))
-                if (hi[0] - lo[0]) * (hi[1] - lo[1]) > self.MIN_SAVING * (full[0][1] - full[0][0]) * \
-                        (full[1][1] - full[1][0]):
-                    lo, hi = [f[0] for f in full], [f[1] for f in full]  # a crop copies: only where it pays
+                if (hi[0] - lo[0]) * (hi[1] - lo[1]) > keep * (full[0][1] - full[0][0]) * (full[1][1] - full[1][0]):
+                    lo, hi = [f[0] for f in full], [f[1] for f in full]
                 for j in spatial:
-                    s0 = start[node.inputs[j]]
-                    v = args[j]
-                    cut = v[:, :, lo[0] - s0[0]:hi[0] - s0[0], lo[1] - s0[1]:hi[1] - s0[1]]
-                    args[j] = v if cut.shape == v.shape else np.ascontiguousarray(cut)
+                    n, s0, sh = ins[j], start[ins[j]], shapes[ins[j]]
+                    b = [lo[i] - s0[i] for i in range(2)]
+                    e = [hi[i] - s0[i] for i in range(2)]
+                    if b == [0, 0] and e == [sh[2], sh[3]]:
+                        continue
+                    cut = f"{n}__crop{len(nodes)}"
+                    names = [f"{cut}_{k}" for k in ("starts", "ends", "axes")]
+                    inits[names[0]], inits[names[1]], inits[names[2]] = np.array(b, np.int64), \
+                        np.array(e, np.int64), axes
+                    nodes.append(Node(Slice("Slice", cut, {}, 13, 4, 1), [n] + names, [cut]))
+                    shapes[cut], start[cut] = sh[:2] + (e[0] - b[0], e[1] - b[1]), (lo[0], lo[1])
+                    ins[j] = cut
                 so = tuple(_start_out(g[i], lo[i]) for i in range(2))
                 if None in so:
                     raise RuntimeError(f"fastpoint.dask.run: node {node.name!r} gets a window off its grid")
-            results = node.op.run(args, None)
-            for name, value in zip(node.outputs, results):
-                if name:
-                    env[name] = value
-                    if g is not None and first is not None:
-                        start[name] = so
-            for name in st.free_after:
-                env.pop(name, None)
-                start.pop(name, None)
-        return env[out_name], start.get(out_name, (0, 0))
+            nodes.append(Node(node.op, ins, list(node.outputs)))
+            in_shapes = [shapes.get(n, plan.shapes.get(n)) if n else None for n in ins]
+            in_dtypes = [plan.dtypes.get(n) if n else None for n in node.inputs]
+            values = [plan.consts.get(n) if n else None for n in ins]
+            res = node.op.infer(in_shapes, in_dtypes, values)
+            if res is None or any(r is None or r[0] is None for r in res):
+                raise RuntimeError(f"fastpoint.dask.run: node {node.name!r} has no shape on a cropped tile")
+            flops += node.op.flops(in_shapes, [tuple(r[0]) for r in res])
+            for o, r in zip(node.outputs, res):
+                if o:
+                    shapes[o] = tuple(r[0])
+                    if so is not None:
+                        start[o] = so
+        g0 = plan.graph
+        return (Graph(nodes, inits, list(g0.inputs), list(g0.outputs), g0.opset), start.get(g0.outputs[0].name, (0, 0)),
+                int(flops))
+
+
+class _ThreadArenas:
+    """One arena per thread, shared by the cropped plans of one tile shape: a thread runs one plan at a
+    time and a plan's results are copied out of its arena, so the plans of a worker thread can take turns
+    on the same bytes: memory of one tile's arena, faulted in once, whatever the number of chunk classes."""
+
+    def __init__(self, nbytes: int) -> None:
+        self.nbytes = int(nbytes)
+        self._local = threading.local()
+
+    def get(self, nbytes: int) -> np.ndarray:
+        from .pages import fresh_bytes
+
+        if nbytes > self.nbytes:
+            return fresh_bytes(nbytes, populate=True)  # larger than the tile's plan: its own arena
+        buf = getattr(self._local, "buf", None)
+        if buf is None:
+            buf = self._local.buf = fresh_bytes(self.nbytes, populate=True)
+        return buf
+
+
+def _shared_plan(graph, feeds, arenas: Optional[_ThreadArenas]):
+    """A Plan whose threads' arenas come from ``arenas`` (a plain Plan without)."""
+    from .plan import Plan
+
+    if arenas is None:
+        return Plan(graph, feeds, "NCHW")
+
+    class SharedPlan(Plan):
+        def _new_arena(self, nbytes: int) -> np.ndarray:
+            return arenas.get(nbytes)
+
+        def _output_buffers(self, step):
+            # a fresh array for each output, kept by no pool: a task's output goes to dask, which frees it
+            # (a Plan's per-thread pool would keep one output per cropped plan alive: 9 plans x 8 MiB for
+            # BasicUNet's 1024^2 logits, measured as 35 MiB more per worker at 4096^2)
+            return [np.empty(shape, dtype) for shape, dtype in zip(step.out_shapes, step.out_dtypes)]
+
+    return SharedPlan(graph, feeds, "NCHW")
+
+
+class CropPlan:
+    """A planned cropped run of one tile shape for one output chunk position: the plan of
+    :meth:`_Crops.graph` (made on first use, its arenas from ``arenas`` when given; :meth:`release` drops
+    it, the next call plans again) and where its output starts in the tile's output grid."""
+
+    def __init__(self, plan, crops: _Crops, min_saving: Optional[float] = None,
+                 arenas: Optional[_ThreadArenas] = None) -> None:
+        self.graph, self.start, self.flops = crops.graph(plan, min_saving)
+        self.input, self.output = plan.graph.inputs[0].name, plan.graph.outputs[0].name
+        self.feeds = {self.input: (tuple(plan.shapes[self.input]), plan.dtypes[self.input])}
+        self.arenas = arenas
+        self._plan = None
+        self._lock = threading.Lock()
+
+    @property
+    def plan(self):
+        with self._lock:
+            if self._plan is None:
+                self._plan = _shared_plan(self.graph, self.feeds, self.arenas)
+            return self._plan
+
+    def release(self) -> None:
+        """Drop the plan (and any arena of its own that its runs made); the next call plans again."""
+        with self._lock:
+            self._plan = None
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.plan.run({self.input: x})[self.output]
+
+
+def crop_plan(plan, out_name: str, box, p: int, min_saving: Optional[float] = None,
+              arenas: Optional[_ThreadArenas] = None) -> Optional[CropPlan]:
+    """The cropped plan of the tile ``plan`` for the output chunk ``box`` (inclusive, in the tile's output
+    grid), or None where the crops cannot pass the graph (an NHWC plan, a Pad, SAME padding, ...)."""
+    if getattr(plan, "layout", "NCHW") != "NCHW":
+        return None
+    crops = _Crops(plan, out_name, box, p)
+    return CropPlan(plan, crops, min_saving, arenas) if crops.ok else None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -631,14 +816,18 @@ class _Crops:
 class _Shipped:
     """The network as one graph key: pickled once per worker; each worker keeps the Network of the last
     tile shape it ran (one plan, one arena: memory bounded by one tile), and the prepacked weights (in the
-    graph's nodes) are shared by those Networks."""
+    graph's nodes) are shared by those Networks. With crops, it keeps the cropped plans of that tile shape
+    (one per chunk position: interior, edges, corners), which share one arena per worker thread, the size
+    of the whole tile plan's (:class:`_ThreadArenas`)."""
 
     MAX_SHAPES = 1
+    MAX_CROP_PLANS = 16
 
     def __init__(self, graph, backend: str) -> None:
         self.graph, self.backend = graph, backend
         self._nets: Dict[Tuple[int, ...], Network] = {}
-        self._crops: Dict[tuple, _Crops] = {}
+        self._crops: Dict[tuple, Optional[CropPlan]] = {}
+        self._arenas: Optional[_ThreadArenas] = None
         self._lock = threading.Lock()
 
     def __getstate__(self) -> dict:
@@ -648,27 +837,32 @@ class _Shipped:
         self.__init__(state["graph"], state["backend"])
 
     def network(self, shape: Tuple[int, ...]) -> Network:
+        import gc
+
         with self._lock:
             net = self._nets.get(shape)
             if net is None:
-                while len(self._nets) >= self.MAX_SHAPES:
-                    self._nets.pop(next(iter(self._nets)))  # its plan and arena go with it
+                if self._nets or self._crops:
+                    self._nets.clear()  # their plans and arenas go with them
+                    self._crops.clear()
+                    self._arenas = None
+                    gc.collect()  # a plan and its per-thread program refer to each other: free the arenas now
                 net = self._nets[shape] = Network(self.graph, self.backend)
-                self._crops.clear()
             return net
 
-    def crops(self, net: Network, x: np.ndarray, box, p: int) -> Tuple[object, _Crops]:
-        """The tile's plan and the crops for the output chunk ``box`` (a few per tile shape: border and
-        interior chunks differ)."""
-        plan = net.plan({net.inputs[0].name: (x.shape, x.dtype)})
-        key = (x.shape, box, p)
+    def crop_plan(self, net: Network, x: np.ndarray, box, p: int) -> Optional[CropPlan]:
+        """The cropped plan of this tile shape for the output chunk ``box`` (cached per tile shape and box;
+        None: the graph runs whole tiles)."""
+        key = (x.shape, x.dtype.str, box, p)
         with self._lock:
-            c = self._crops.get(key)
-            if c is None:
-                if len(self._crops) >= 64:
+            if key not in self._crops:
+                plan = net.plan({net.inputs[0].name: (x.shape, x.dtype)})
+                if self._arenas is None:
+                    self._arenas = _ThreadArenas(plan.arena_bytes)
+                if len(self._crops) >= self.MAX_CROP_PLANS:
                     self._crops.pop(next(iter(self._crops)))
-                c = self._crops[key] = _Crops(plan, net.outputs[0].name, box, p)
-        return plan, c
+                self._crops[key] = crop_plan(plan, net.outputs[0].name, box, p, arenas=self._arenas)
+            return self._crops[key]
 
 
 # per process (a dask worker): what the tile tasks spent where, for ``fastpoint segment``'s report
@@ -707,21 +901,38 @@ def _cut(blocks, offsets: Tuple[int, int, int, int]) -> np.ndarray:
 
 def _run_tile(shipped: _Shipped, blocks, offsets: Tuple[int, int, int, int], out_slices: Tuple[slice, slice],
               num_threads: int, alignment: int = 1, crop: bool = False) -> np.ndarray:
-    """One task: the whole network on the tile cut from ``blocks``; the output chunk's pixels of its result.
-    ``crop``: each step computes only the window of it the chunk needs (:class:`_Crops`)."""
+    """One task: the whole network on the tile cut from the input ``blocks``; the output chunk's pixels."""
     t0 = time.perf_counter()
     x = _cut(blocks, offsets)
+    return _tile_task(shipped, x, time.perf_counter() - t0, out_slices, num_threads, alignment, crop)
+
+
+def _read_tile(shipped: _Shipped, source, n: Tuple[int, int], offsets: Tuple[int, int, int, int],
+               out_slices: Tuple[slice, slice], num_threads: int, alignment: int = 1, crop: bool = False
+               ) -> np.ndarray:
+    """One task on an array-like ``source`` (a zarr array, a memory map): reads its tile, halo included,
+    straight from it, so a worker holds no input block beyond the tiles it is running."""
+    t0 = time.perf_counter()
+    h0, h1, w0, w1 = offsets
+    x = np.ascontiguousarray(source[n[0]:n[1], :, h0:h1, w0:w1])
+    return _tile_task(shipped, x, time.perf_counter() - t0, out_slices, num_threads, alignment, crop)
+
+
+def _tile_task(shipped: _Shipped, x: np.ndarray, cut_s: float, out_slices: Tuple[slice, slice], num_threads: int,
+               alignment: int, crop: bool) -> np.ndarray:
+    """The network on the tile ``x`` (cropped per step when ``crop``: :class:`CropPlan`); the chunk's pixels."""
     t1 = time.perf_counter()
     net = shipped.network(x.shape)
-    crops = None
+    cp = None
     if crop:
         box = tuple((sl.start, sl.stop - 1) for sl in out_slices)
-        plan, crops = shipped.crops(net, x, box, alignment)
+        cp = shipped.crop_plan(net, x, box, alignment)
     t2 = time.perf_counter()
     c0 = time.thread_time()
     with thread_limit(num_threads):
-        if crops is not None and crops.ok:
-            y, (s0, s1) = crops.run(plan, x, net.outputs[0].name)
+        if cp is not None:
+            y = cp(x)
+            s0, s1 = cp.start
             out_slices = (slice(out_slices[0].start - s0, out_slices[0].stop - s0),
                           slice(out_slices[1].start - s1, out_slices[1].stop - s1))
         else:
@@ -730,7 +941,7 @@ def _run_tile(shipped: _Shipped, blocks, offsets: Tuple[int, int, int, int], out
     with _STATS_LOCK:
         st = _TASK_STATS
         st["tasks"] += 1
-        st["cut_s"] += t1 - t0
+        st["cut_s"] += cut_s
         st["setup_s"] += t2 - t1
         st["network_s"] += t3 - t2
         st["network_cpu_s"] += c1 - c0
@@ -739,6 +950,8 @@ def _run_tile(shipped: _Shipped, blocks, offsets: Tuple[int, int, int, int], out
     if sh.start < 0 or sw.start < 0 or sh.stop > y.shape[-2] or sw.stop > y.shape[-1]:
         raise RuntimeError(f"fastpoint.dask.run: a {x.shape} tile gave a {y.shape} output, too small for "
                            f"{out_slices}: the tiling analysis is wrong for this graph")
+    if y.shape[-2:] == (sh.stop - sh.start, sw.stop - sw.start):
+        return y  # (a cropped plan's output is the chunk already: no copy)
     return np.ascontiguousarray(y[..., sh, sw])
 
 
@@ -750,15 +963,35 @@ def _as_network(net) -> Network:
     return load_onnx(net)
 
 
-def run(net, x, *, num_threads: Optional[int] = None, crop: bool = False):
-    """``net(x)`` on a dask array ``x`` (N, C, H, W) chunked in N, H and W: a lazy dask array, exact.
+def _source_chunks(x, chunks) -> Tuple[Tuple[int, ...], ...]:
+    """The chunks of an array-like source: ``chunks`` an int (square H, W chunks) or an (H, W) pair, one
+    image per N chunk, all channels in one."""
+    if chunks is None:
+        raise ValueError(f"chunks is required when x is not a dask array (got a {type(x).__name__} of shape "
+                         f"{tuple(x.shape)}): the output chunk size in pixels, an int or an (H, W) pair")
+    ch, cw = (chunks, chunks) if isinstance(chunks, (int, np.integer)) else tuple(chunks)
+    if int(ch) < 1 or int(cw) < 1:
+        raise ValueError(f"chunks must be positive, got {chunks}")
+    n, c, h, w = (int(v) for v in x.shape)
+    return ((1,) * n, (c,), tuple(min(int(ch), h - i) for i in range(0, h, int(ch))),
+            tuple(min(int(cw), w - i) for i in range(0, w, int(cw))))
+
+
+def run(net, x, *, num_threads: Optional[int] = None, crop: bool = True, chunks=None):
+    """``net(x)`` on ``x`` (N, C, H, W): a lazy dask array, exact, chunked like ``x`` in N, H and W.
+
+    ``x`` is a dask array chunked in N, H and W, or an array-like with ``shape``, ``dtype`` and NumPy
+    slicing (a zarr array, a memory map, :class:`fastpoint.network.segment.ImageSource`) with ``chunks``
+    the output chunk size (an int, or an (H, W) pair): then each task reads its tile, halo included,
+    straight from ``x``, and a worker holds no input blocks for its neighbours' tasks (its memory does not
+    grow with the image's width).
 
     One task per output chunk runs the whole network on the chunk plus its halo (see the module doc and
     docs/dask.md); ``num_threads`` kernel threads per task (default 1: dask runs one task per core).
-    ``crop``: every step computes only the pixels of it the chunk needs (a late layer needs a few pixels
-    more than the chunk, not the whole tile); exact, but off by default: without the plan's arena its
-    copies and allocations cost more than the work it saves (docs/dask.md); graphs the crops cannot pass
-    run whole tiles.
+    ``crop`` (default): every step computes only the pixels of it the chunk needs (a late layer needs a
+    few pixels more than the chunk, not the whole tile), through a plan per tile shape and chunk position
+    whose Slice steps cut the inputs (:class:`CropPlan`); exact; graphs the crops cannot pass run whole
+    tiles, as ``crop=False`` does.
     """
     import dask
     import dask.array as da
@@ -769,38 +1002,55 @@ def run(net, x, *, num_threads: Optional[int] = None, crop: bool = False):
     if len(net.inputs) != 1 or len(net.outputs) != 1:
         raise TypeError(f"fastpoint.dask.run needs a network with one input and one output (this one has "
                         f"{len(net.inputs)} and {len(net.outputs)})")
-    if not isinstance(x, da.Array):
-        raise TypeError(f"x must be a dask array, got {type(x).__name__}")
-    if x.ndim != 4:
-        raise ValueError(f"x must be 4-d (N, C, H, W) in the graph's input layout, got shape {x.shape}")
+    is_dask = isinstance(x, da.Array)
+    if not is_dask and not all(hasattr(x, a) for a in ("shape", "dtype", "__getitem__")):
+        raise TypeError(f"x must be a dask array or an array-like (shape, dtype, slicing), got {type(x).__name__}")
+    if len(x.shape) != 4:
+        raise ValueError(f"x must be 4-d (N, C, H, W) in the graph's input layout, got shape {tuple(x.shape)}")
     threads = 1 if num_threads is None else int(num_threads)
     if threads < 1:
         raise ValueError(f"num_threads must be >= 1, got {num_threads}")
-    x = x.rechunk({1: -1})
-    t = tiling(net, x.shape, x.chunks, x.dtype)
+    if is_dask:
+        x = x.rechunk({1: -1})
+        in_chunks = x.chunks
+    else:
+        in_chunks = _source_chunks(x, chunks)
+    t = tiling(net, tuple(x.shape), in_chunks, np.dtype(x.dtype))
     shipped = _Shipped(net._graph, net.backend)
     net_key = "fastpoint-network-" + uuid.uuid4().hex  # one key per call: the network is shipped once per worker
     shipped_d = dask.delayed(shipped, name=net_key, pure=True, traverse=False)
-    name = "fastpoint-run-" + tokenize(x, net_key, threads, crop)
-    starts = [np.cumsum((0,) + x.chunks[a]) for a in (2, 3)]
+    deps = [shipped_d]
+    if is_dask:
+        name = "fastpoint-run-" + tokenize(x, net_key, threads, crop)
+        deps.append(x)
+    else:
+        src_key = "fastpoint-source-" + tokenize(id(x), uuid.uuid4().hex)
+        deps.append(dask.delayed(x, name=src_key, pure=True, traverse=False))
+        name = "fastpoint-run-" + tokenize(src_key, net_key, threads, crop)
+    starts = [np.cumsum((0,) + in_chunks[a]) for a in (2, 3)]
+    n_starts = np.cumsum((0,) + in_chunks[0])
     out_starts = [np.cumsum((0,) + c) for c in t.out_chunks]
     rank = len(t.out_shape)
     layer = {}
-    for bn in range(x.numblocks[0]):
+    for bn in range(len(in_chunks[0])):
         for bi, (a0, a1) in enumerate(t.tiles[0]):
             i0 = int(np.searchsorted(starts[0], a0, side="right") - 1)
             i1 = int(np.searchsorted(starts[0], a1, side="left"))
             for bj, (b0, b1) in enumerate(t.tiles[1]):
+                oh = int(out_starts[0][bi]) - int(a0 / t.reach[0].step)
+                ow = int(out_starts[1][bj]) - int(b0 / t.reach[1].step)
+                sl = (slice(oh, oh + t.out_chunks[0][bi]), slice(ow, ow + t.out_chunks[1][bj]))
+                key = (name, bn) + (0,) * (rank - 3) + (bi, bj)
+                if not is_dask:
+                    layer[key] = (_read_tile, net_key, src_key, (int(n_starts[bn]), int(n_starts[bn + 1])),
+                                  (a0, a1, b0, b1), sl, threads, t.alignment, bool(crop))
+                    continue
                 j0 = int(np.searchsorted(starts[1], b0, side="right") - 1)
                 j1 = int(np.searchsorted(starts[1], b1, side="left"))
                 blocks = [[(x.name, bn, 0, i, j) for j in range(j0, j1)] for i in range(i0, i1)]
                 offsets = (a0 - int(starts[0][i0]), a1 - int(starts[0][i0]), b0 - int(starts[1][j0]),
                            b1 - int(starts[1][j0]))
-                oh = int(out_starts[0][bi]) - int(a0 / t.reach[0].step)
-                ow = int(out_starts[1][bj]) - int(b0 / t.reach[1].step)
-                sl = (slice(oh, oh + t.out_chunks[0][bi]), slice(ow, ow + t.out_chunks[1][bj]))
-                key = (name, bn) + (0,) * (rank - 3) + (bi, bj)
                 layer[key] = (_run_tile, net_key, blocks, offsets, sl, threads, t.alignment, bool(crop))
-    graph = HighLevelGraph.from_collections(name, layer, dependencies=[x, shipped_d])
-    chunks = (x.chunks[0],) + tuple((d,) for d in t.out_shape[1:-2]) + t.out_chunks
-    return da.Array(graph, name, chunks, meta=np.empty((0,) * rank, dtype=t.out_dtype))
+    graph = HighLevelGraph.from_collections(name, layer, dependencies=deps)
+    out_chunks = (in_chunks[0],) + tuple((d,) for d in t.out_shape[1:-2]) + t.out_chunks
+    return da.Array(graph, name, out_chunks, meta=np.empty((0,) * rank, dtype=t.out_dtype))
