@@ -6,11 +6,7 @@
  * non-C-contiguous or, for the output, read-only array), alignment and overlap, which are checked here,
  * where each is a compare of two integers (a NumPy flags read or np.may_share_memory costs 0.1 us each
  * in Python).  A call that fails one returns FP_CALL_EXACT having read and written nothing, and the
- * caller takes its exact path (a copy, or the error naming the argument).
- *
- * The pool-wake measurement below is the cost the plan's thread rule weighs a layer's work against. */
-#include <time.h>
-
+ * caller takes its exact path (a copy, or the error naming the argument). */
 #include "internal.h"
 
 static int misaligned(const void *a, size_t size) { return a != NULL && ((uintptr_t)a & (size - 1)) != 0; }
@@ -35,27 +31,4 @@ int fp_call_once(const fp_conv_problem *p, int f64, const void *x, const void *w
                                   check_finite)
                : fp_conv_once_f32(p, (const float *)x, (const float *)w, (const float *)bias, (float *)y,
                                   check_finite);
-}
-
-static void nothing(void *ctx, int64_t chunk, int worker) {
-    (void)ctx;
-    (void)chunk;
-    (void)worker;
-}
-
-static int64_t now_ns(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
-}
-
-double fp_measure_pool_wake_ns(int threads, int reps) {
-    double best = -1;
-    for (int r = 0; r < reps; r++) {
-        const int64_t t0 = now_ns();
-        fp_pool_run(threads, threads, nothing, NULL);
-        const double dt = (double)(now_ns() - t0);
-        if (best < 0 || dt < best) best = dt;
-    }
-    return best;
 }

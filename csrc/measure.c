@@ -1,5 +1,6 @@
 /* Machine measurements for `fastpoint info` and the "% of peak" columns of `fastpoint bench`:
- * the float32 FMA peak (GFLOP/s) and the STREAM-triad bandwidth (GB/s), at a given thread count.
+ * the float32 FMA peak (GFLOP/s) and the STREAM-triad bandwidth (GB/s), at a given thread count;
+ * and the pool's wake-and-join, which the C backend's thread rule weighs a call's work against.
  *
  * The peak kernel runs independent FMA chains (12 accumulators: more than latency x FMA ports on
  * current x86 cores, so the chains never wait on each other) in the widest vector ISA that fp_isa()
@@ -265,5 +266,22 @@ double fp_measure_triad(int threads, int64_t bytes) {
     fp_aligned_free(a);
     fp_aligned_free(b);
     fp_aligned_free(c_);
+    return best;
+}
+
+static void nothing(void *ctx, int64_t chunk, int worker) {
+    (void)ctx;
+    (void)chunk;
+    (void)worker;
+}
+
+double fp_measure_pool_wake_ns(int threads, int reps) {
+    double best = -1;
+    for (int r = 0; r < reps; r++) {
+        const double t0 = now_s();
+        fp_pool_run(threads, threads, nothing, NULL);
+        const double dt = (now_s() - t0) * 1e9;
+        if (best < 0 || dt < best) best = dt;
+    }
     return best;
 }

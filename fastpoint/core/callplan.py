@@ -37,7 +37,6 @@ from .spec import ConvSpec, c_array, check_out
 _may_share_memory = getattr(np.may_share_memory, "_implementation", np.may_share_memory)
 
 
-
 class CallPlan:
     """One validated call (spec, backend, input shape, dtype), kept with packed weights or used once.
 
