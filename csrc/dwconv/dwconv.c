@@ -57,7 +57,7 @@ static int run(const fp_conv_problem *p, int isa, int f64, const void *x, const 
 }
 
 /* One-shot calls (csrc/oneshot.c): the driver packs the caller's weights after the split, on the threads that
- * use them (NCHW: each job its 16 channels; NHWC: each thread all of them, once), checking them as it packs;
+ * use them (NCHW: each chunk of jobs the channels it computes; NHWC: each thread all of them, once), checking them as it packs;
  * the generic rows (AVX2 / portable wide NCHW planes) pack first. */
 static int run_unpacked(const fp_conv_problem *p, int isa, int f64, const void *x, const void *w, const void *bias,
                         void *y) {

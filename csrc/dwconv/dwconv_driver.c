@@ -342,8 +342,8 @@ typedef struct tile_task {
     int64_t m, px, span, out_rows, nchunks;
     int pair, failed;
     const fp_ep *ep; /* the call's epilogue, applied to the output rows as they are transposed back */
-    const float *wraw; /* one-shot (fp_dw_drive_unpacked): the caller's [cout][kh*kw] weights, packed per job */
-    int nonfinite;     /* with wraw: some weight a job packed is NaN or +-Inf */
+    const float *wraw; /* one-shot (fp_dw_drive_unpacked): the caller's [cout][kh*kw] weights, packed per chunk */
+    int nonfinite;     /* with wraw: some weight a chunk packed is NaN or +-Inf */
 } tile_task;
 
 static void tile_chunk(void *ctx, int64_t chunk, int worker) {
@@ -351,22 +351,35 @@ static void tile_chunk(void *ctx, int64_t chunk, int worker) {
     tile_task *tt = (tile_task *)ctx;
     const fp_conv_problem *p = tt->p;
     const int64_t W = p->w, C = p->cout, OW = p->ow, OH = p->oh, m = tt->m, taps = p->kh * p->kw;
-    /* one-shot: each job transposes its 16 channels' taps into [tap][16] here (cpad 16), from the caller's
-     * weights: each thread packs only the channels it computes, after the split, with the non-finite check
-     * on the same registers (packed by the caller before the split, a 7-13 us layer such as 960 @7x7 ran
-     * no faster at 2 threads than at 1) */
-    fp_dw_geo g = tt->g;
-    if (tt->wraw) g.cpad = 16;
+    const fp_dw_geo g = tt->g;
     const int64_t cpad = g.cpad;
-    const int64_t tbytes =
-        (int64_t)sizeof(float) * 16 * (tt->b.tile_rows * W + (tt->out_rows + 1) * OW + (tt->wraw ? taps : 0));
+    /* one-shot: the chunk transposes the taps of the channels its jobs compute into [tap][cpad] beside its
+     * tile, as a layer packs them (dwconv.c), from the caller's weights: each thread packs only its own
+     * channels, after the split, with the non-finite check on the same registers (packed by the caller
+     * before the split, a 7-13 us layer such as 960 @7x7 ran no faster at 2 threads than at 1).  One
+     * transposition per chunk: one per job cost 60 calls on 960 channels. */
+    const int64_t tbytes = (int64_t)sizeof(float) *
+                           (16 * (tt->b.tile_rows * W + (tt->out_rows + 1) * OW) + (tt->wraw ? (taps + 1) * cpad : 0));
     float *tile = (float *)fp_scratch_or_fail(0, tbytes, &tt->failed);
     if (!tile) return;
     float *rowbuf = tile + tt->b.tile_rows * W * 16;
-    float *wjob = rowbuf + (tt->out_rows + 1) * OW * 16; /* with wraw: the job's [tap][16] weights */
-    int64_t packed_cb = -1;
     int64_t job_lo, job_hi;
     fp_chunk_range(tt->b.jobs, tt->nchunks, chunk, &job_lo, &job_hi);
+    const float *wts = tt->w;
+    if (tt->wraw && job_lo < job_hi) {
+        float *wbuf = rowbuf + (tt->out_rows + 1) * OW * 16; /* (taps + 1) * cpad floats: see below */
+        /* jobs run image by image, channel block by channel block: one image's jobs cover a range of
+         * blocks, jobs of two images all of them */
+        const int64_t per_image = tt->b.cblocks * tt->b.bands;
+        const int one_image = job_lo / per_image == (job_hi - 1) / per_image;
+        const int64_t c_lo = one_image ? fp_dw_job_at(p, &tt->b, job_lo).cb : 0;
+        const int64_t c_hi = one_image ? FP_MIN(C, fp_dw_job_at(p, &tt->b, job_hi - 1).cb + 16) : C;
+        /* rows [c_lo, c_hi) land in their own columns; the zero lanes after them run up to cpad floats
+         * past c_lo's row, into the next row's unused columns or the buffer's last cpad floats */
+        if (fp_pack_transpose_check(tt->wraw + c_lo * taps, taps, c_hi - c_lo, taps, cpad, wbuf + c_lo))
+            __atomic_store_n(&tt->nonfinite, 1, __ATOMIC_RELAXED);
+        wts = wbuf;
+    }
     for (int64_t job = job_lo; job < job_hi; job++) {
         const fp_dw_job jb = fp_dw_job_at(p, &tt->b, job);
         const int64_t n = jb.n, cb = jb.cb, nch = jb.nch, oy0 = jb.oy0, oy1 = jb.oy1, iy_lo = jb.iy_lo, iy_end = jb.iy_hi;
@@ -378,12 +391,7 @@ static void tile_chunk(void *ctx, int64_t chunk, int worker) {
         }
         float b16[16];
         for (int64_t l = 0; l < 16; l++) b16[l] = tt->bias && l < nch ? tt->bias[cb + l] : 0.0f;
-        if (tt->wraw && cb != packed_cb) {
-            if (fp_pack_transpose_check(tt->wraw + cb * taps, taps, nch, taps, 16, wjob))
-                __atomic_store_n(&tt->nonfinite, 1, __ATOMIC_RELAXED);
-            packed_cb = cb;
-        }
-        const float *wc = tt->wraw ? wjob : tt->w + cb; /* tap 0 of channel block cb, taps cpad apart */
+        const float *wc = wts + cb; /* tap 0 of channel block cb, taps cpad apart */
         int64_t done = iy_lo; /* input rows [iy_lo, done) are in the tile */
         int64_t ob = oy0;     /* output rows [ob, oy) wait in the row buffer */
         for (int64_t oy = oy0; oy < oy1;) {
