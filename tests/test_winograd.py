@@ -300,33 +300,52 @@ def test_bench_runs_a_backend_with_an_algorithm():
 
 
 @needs_c
-def test_load_onnx_algorithm_winograd_where_it_applies():
-    """load_onnx(algorithm="winograd"): the 3x3 stride-1 Conv runs Winograd, the 1x1 and the strided 3x3 the
-    default kernels (no ValueError for them); results within the bound of docs/winograd.md."""
+def test_load_onnx_algorithm_winograd_where_it_applies_and_pays():
+    """load_onnx(algorithm="winograd"): the 3x3 stride-1 Conv of 16 input channels runs Winograd; the 1x1,
+    the strided 3x3 and the 3x3 stride-1 stem of 3 input channels (fewer than a vector: slower with Winograd,
+    core/winograd.py) the default kernels (no ValueError for them); results within the bound of
+    docs/winograd.md."""
     pytest.importorskip("onnx")
     from .onnx_graphs import helper, model
 
     rng = np.random.default_rng(11)
-    inits = {"w1": (rng.standard_normal((24, 16, 3, 3)) / 12).astype(np.float32),
+    inits = {"w0": (rng.standard_normal((16, 3, 3, 3)) / 5).astype(np.float32),
+             "w1": (rng.standard_normal((24, 16, 3, 3)) / 12).astype(np.float32),
              "w2": (rng.standard_normal((8, 24, 1, 1)) / 5).astype(np.float32),
              "w3": (rng.standard_normal((8, 8, 3, 3)) / 9).astype(np.float32)}
-    nodes = [helper.make_node("Conv", ["x", "w1"], ["a"], pads=[1, 1, 1, 1], name="c3"),
+    nodes = [helper.make_node("Conv", ["x", "w0"], ["s"], pads=[1, 1, 1, 1], name="stem"),
+             helper.make_node("Conv", ["s", "w1"], ["a"], pads=[1, 1, 1, 1], name="c3"),
              helper.make_node("Relu", ["a"], ["r"]),
              helper.make_node("Conv", ["r", "w2"], ["b"], name="c1"),
              helper.make_node("Conv", ["b", "w3"], ["y"], pads=[1, 1, 1, 1], strides=[2, 2], name="c3s2")]
-    m = model(nodes, [("x", [1, 16, 20, 22])], [("y", None)], inits)
-    x = rng.standard_normal((1, 16, 20, 22)).astype(np.float32)
-    net = fp.load_onnx(m, backend="c", algorithm="winograd")
-    y = net(x)
-    x64, w = x.astype(np.float64), {k: v.astype(np.float64) for k, v in inits.items()}
-    a = np.maximum(fp.conv2d(x64, w["w1"], padding=1), 0)
-    ref = fp.conv2d(fp.conv2d(a, w["w2"]), w["w3"], stride=2, padding=1)
-    check_close(y, ref)
-    algorithms = {n.name: {layer._layer.algorithm for layer in n.op._layers.values()} for n in net._graph.nodes
-                  if n.op.op_type == "Conv"}
-    assert algorithms == {"c3": {"winograd"}, "c1": {"auto"}, "c3s2": {"auto"}}
+    m = model(nodes, [("x", [1, 3, 20, 22])], [("y", None)], inits)
+    x = rng.standard_normal((1, 3, 20, 22)).astype(np.float32)
+    for layout in ("NCHW", "NHWC"):
+        net = fp.load_onnx(m, backend="c", algorithm="winograd", layout=layout)
+        y = net(x)
+        x64, w = x.astype(np.float64), {k: v.astype(np.float64) for k, v in inits.items()}
+        a = np.maximum(fp.conv2d(fp.conv2d(x64, w["w0"], padding=1), w["w1"], padding=1), 0)
+        ref = fp.conv2d(fp.conv2d(a, w["w2"]), w["w3"], stride=2, padding=1)
+        check_close(y, ref)
+        algorithms = {n.name: {layer._layer.algorithm for layer in n.op._layers.values()}
+                      for n in net._graph.nodes if n.op.op_type == "Conv"}
+        assert algorithms == {"stem": {"auto"}, "c3": {"winograd"}, "c1": {"auto"}, "c3s2": {"auto"}}, layout
+        auto = fp.load_onnx(m, backend="c", layout=layout)  # the default: the direct kernels everywhere
+        auto(x)
+        assert {layer._layer.algorithm for n in auto._graph.nodes if n.op.op_type == "Conv"
+                for layer in n.op._layers.values()} == {"auto"}
     with pytest.raises(ValueError, match="algorithm"):
         fp.load_onnx(m, algorithm="fft")
+
+
+def test_winograd_pays_from_a_vector_of_input_channels():
+    """The network rule (core/winograd.py): Winograd from one vector of input channels of the ISA on."""
+    from fastpoint.core.winograd import VECTOR_LANES, winograd_pays
+
+    for isa_name, lanes in VECTOR_LANES.items():
+        assert not winograd_pays(lanes - 1, 64, isa_name) and not winograd_pays(3, 32, isa_name)
+        assert winograd_pays(lanes, 32, isa_name) and winograd_pays(2048, 512, isa_name)
+    assert winograd_pays(16, 4) and not winograd_pays(3, 32)  # the ISA in use: at most 16 lanes
 
 
 @needs_c

@@ -19,6 +19,7 @@ import numpy as np
 from ..api import Conv2d
 from ..backends.c import _aligned_bytes
 from ..core.spec import check_algorithm, prepare_input
+from ..core.winograd import winograd_pays
 from .pages import fresh_bytes
 from .registry import Op, deliver, register
 
@@ -201,10 +202,12 @@ class Conv(ConvBase):
         if self.algorithm != "winograd":
             return self.algorithm
         try:
-            return check_algorithm("winograd", w4.shape[2], w4.shape[3], tuple(strides), tuple(dilations),
-                                   self.attrs["group"])
+            check_algorithm("winograd", w4.shape[2], w4.shape[3], tuple(strides), tuple(dilations),
+                            self.attrs["group"])
         except ValueError:  # not a 3x3 stride-1 ungrouped layer: the default kernels
             return "auto"
+        # only where it is faster than the direct kernel (core/winograd.py: input channels >= a vector)
+        return "winograd" if winograd_pays(w4.shape[1], w4.shape[0]) else "auto"
 
     def _pads(self, x_shape, w_shape) -> List[int]:
         rank = len(w_shape) - 2
