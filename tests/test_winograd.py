@@ -114,6 +114,27 @@ def test_batch_and_threads(isa, layout, n, threads):
 
 
 @needs_c
+@pytest.mark.parametrize("dilation,padding", [(2, 2), (4, 4), ((2, 3), (1, 2)), (3, 0), ((1, 2), 1), (2, (2, 1))])
+@pytest.mark.parametrize("n,cin,cout,hw", [(1, 16, 24, (32, 32)), (2, 5, 17, (17, 23)), (3, 33, 16, (12, 40)),
+                                           (1, 8, 8, (9, 9))])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_dilation_in_nhwc(isa, dilation, padding, n, cin, cout, hw, threads):
+    """Dilated layers in NHWC run as dil_h x dil_w phase images of a dilation-1 convolution (F(4x4) or F(2x2)
+    by the phase images' tiles), phases of unequal size where the map is not a multiple of the dilation;
+    with the fused epilogue (bias, residual, ReLU)."""
+    rng = np.random.default_rng(hash((str(dilation), str(padding), n, cin, hw, threads)) % 2**32)
+    x, w, b = data(rng, n, cin, cout, *hw, layout="NHWC")
+    ref = fp.conv2d(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), padding=padding,
+                    dilation=dilation, layout="NHWC", backend="numpy")
+    res = rng.standard_normal(ref.shape).astype(np.float32)
+    with _threads(threads):
+        check_close(winograd(x, w, b, padding, "NHWC", dilation=dilation), ref)
+        layer = fp.Conv2d(w, b, padding=padding, dilation=dilation, layout="NHWC", activation="relu", backend="c",
+                          algorithm="winograd")
+        check_close(layer(x, residual=res), np.maximum(ref + res, 0))
+
+
+@needs_c
 @pytest.mark.parametrize("shape", [
     (1, 64, 64, 36, 36),    # several tile blocks of several rows
     (1, 32, 48, 8, 300),    # wide map: blocks are segments of a tile row
@@ -195,6 +216,11 @@ def test_kernel_names(isa):
     assert "winograd" not in _kernel_name(algorithm="auto")
     assert "winograd" not in _kernel_name(algorithm="direct")
     assert "winograd" not in _kernel_name(algorithm="winograd", dtype=np.float64)  # float64: the direct kernel
+    # dilated: by the tiles of the phase images (32 x 32, dilation 2: 4 of 16 x 16, 64 tiles; 16 x 16, dilation 4:
+    # 16 of 4 x 4, 16 tiles)
+    assert _kernel_name(algorithm="winograd", hw=32, dilation=2) == f"f32_winograd_4x4__{isa}"
+    assert _kernel_name(algorithm="winograd", hw=16, dilation=4) == f"f32_winograd_2x2__{isa}"
+    assert "winograd" not in _kernel_name(algorithm="auto", hw=32, dilation=2)
 
 
 # ------------------------------------------------------------------ the keyword
@@ -235,7 +261,7 @@ def test_float64_runs_the_direct_kernel():
     (dict(weight=(8, 4, 3, 1)), "3x3"),
     (dict(stride=2), "stride"),
     (dict(stride=(1, 2)), "stride"),
-    (dict(dilation=2), "dilation"),
+    (dict(dilation=2), "dilation 1 in layout NCHW"),  # NHWC takes it (test_dilation_in_nhwc)
     (dict(groups=2), "groups"),
     (dict(groups=4, weight=(8, 1, 3, 3)), "groups"),
 ])
@@ -275,12 +301,15 @@ class _threads:
         fp.set_num_threads(self.before)
 
 
-def _kernel_name(algorithm, dtype=np.float32, hw=16):
-    """The C kernel a 16 <- 8 channel 3x3 layer runs on a (1, 8, hw, hw) input."""
+def _kernel_name(algorithm, dtype=np.float32, hw=16, dilation=1):
+    """The C kernel a 16 <- 8 channel 3x3 layer runs on a (1, 8, hw, hw) input (NHWC where dilated)."""
     from fastpoint.core.spec import make_spec
 
-    layer = fp.Conv2d(np.zeros((16, 8, 3, 3), dtype), padding=1, backend="c", algorithm=algorithm)
-    spec = make_spec(layer._layer.with_dtype(np.dtype(dtype)), (1, 8, hw, hw), (16, 8, 3, 3))
+    layout = "NCHW" if dilation == 1 else "NHWC"
+    layer = fp.Conv2d(np.zeros((16, 8, 3, 3), dtype), padding=dilation, dilation=dilation, layout=layout,
+                      backend="c", algorithm=algorithm)
+    x_shape = (1, 8, hw, hw) if layout == "NCHW" else (1, hw, hw, 8)
+    spec = make_spec(layer._layer.with_dtype(np.dtype(dtype)), x_shape, (16, 8, 3, 3))
     return cback.CBackend().kernel_name(spec)
 
 
