@@ -135,14 +135,15 @@ def table(path: str, rows: List[dict], peers: Sequence[str]) -> str:
     peer, each fastpoint contender's error vs ORT."""
     ours = [c for c in rows[0]["ms"] if c.startswith("fastpoint")] if rows else ["fastpoint"]
     names = [*ours, *peers]
-    head = (f"{'threads':>7}  " + "  ".join(f"{n + ' ms':>14}" for n in names)
+    width = {n: max(14, len(n) + 3) for n in names}
+    head = (f"{'threads':>7}  " + "  ".join(f"{n + ' ms':>{width[n]}}" for n in names)
             + (f"  {'x best peer':>11}" if peers else "") + "  max|fp-ORT|/max|ORT|")
     lines = [f"model {path}", head, "-" * len(head)]
     for r in rows:
         err = " / ".join(f"{r['rel_err'][c]:.1e}" for c in ours) if "rel_err" in r else "-"
         best = min((r["ms"][p] for p in peers), default=None)
         gain = f"  {best / r['ms'][ours[0]]:>11.2f}" if best else ""
-        lines.append(f"{r['threads']:>7}  " + "  ".join(f"{r['ms'][n]:>14.1f}" for n in names) + gain
+        lines.append(f"{r['threads']:>7}  " + "  ".join(f"{r['ms'][n]:>{width[n]}.1f}" for n in names) + gain
                      + f"  {err:>20}")
     if rows:
         steady = rows[0]["ms"][ours[0]] / 1e3
