@@ -330,7 +330,8 @@ def test_bench_runs_a_backend_with_an_algorithm():
 
 @needs_c
 def test_load_onnx_algorithm_winograd_where_it_applies_and_pays():
-    """load_onnx(algorithm="winograd"): the 3x3 stride-1 Conv of 16 input channels runs Winograd; the 1x1,
+    """load_onnx(algorithm="winograd"): the 3x3 stride-1 Conv of 16 input channels runs Winograd, the dilated
+    one of 24 in an NHWC plan too; the 1x1,
     the strided 3x3 and the 3x3 stride-1 stem of 3 input channels (fewer than a vector: slower with Winograd,
     core/winograd.py) the default kernels (no ValueError for them); results within the bound of
     docs/winograd.md."""
@@ -340,12 +341,14 @@ def test_load_onnx_algorithm_winograd_where_it_applies_and_pays():
     rng = np.random.default_rng(11)
     inits = {"w0": (rng.standard_normal((16, 3, 3, 3)) / 5).astype(np.float32),
              "w1": (rng.standard_normal((24, 16, 3, 3)) / 12).astype(np.float32),
+             "wd": (rng.standard_normal((24, 24, 3, 3)) / 15).astype(np.float32),
              "w2": (rng.standard_normal((8, 24, 1, 1)) / 5).astype(np.float32),
              "w3": (rng.standard_normal((8, 8, 3, 3)) / 9).astype(np.float32)}
     nodes = [helper.make_node("Conv", ["x", "w0"], ["s"], pads=[1, 1, 1, 1], name="stem"),
              helper.make_node("Conv", ["s", "w1"], ["a"], pads=[1, 1, 1, 1], name="c3"),
              helper.make_node("Relu", ["a"], ["r"]),
-             helper.make_node("Conv", ["r", "w2"], ["b"], name="c1"),
+             helper.make_node("Conv", ["r", "wd"], ["d"], pads=[2, 2, 2, 2], dilations=[2, 2], name="c3d2"),
+             helper.make_node("Conv", ["d", "w2"], ["b"], name="c1"),
              helper.make_node("Conv", ["b", "w3"], ["y"], pads=[1, 1, 1, 1], strides=[2, 2], name="c3s2")]
     m = model(nodes, [("x", [1, 3, 20, 22])], [("y", None)], inits)
     x = rng.standard_normal((1, 3, 20, 22)).astype(np.float32)
@@ -354,11 +357,14 @@ def test_load_onnx_algorithm_winograd_where_it_applies_and_pays():
         y = net(x)
         x64, w = x.astype(np.float64), {k: v.astype(np.float64) for k, v in inits.items()}
         a = np.maximum(fp.conv2d(fp.conv2d(x64, w["w0"], padding=1), w["w1"], padding=1), 0)
+        a = fp.conv2d(a, w["wd"], padding=2, dilation=2)
         ref = fp.conv2d(fp.conv2d(a, w["w2"]), w["w3"], stride=2, padding=1)
         check_close(y, ref)
         algorithms = {n.name: {layer._layer.algorithm for layer in n.op._layers.values()}
                       for n in net._graph.nodes if n.op.op_type == "Conv"}
-        assert algorithms == {"stem": {"auto"}, "c3": {"winograd"}, "c1": {"auto"}, "c3s2": {"auto"}}, layout
+        dilated = "winograd" if layout == "NHWC" else "auto"  # dilated Winograd: NHWC only
+        assert algorithms == {"stem": {"auto"}, "c3": {"winograd"}, "c3d2": {dilated}, "c1": {"auto"},
+                              "c3s2": {"auto"}}, layout
         auto = fp.load_onnx(m, backend="c", layout=layout)  # the default: the direct kernels everywhere
         auto(x)
         assert {layer._layer.algorithm for n in auto._graph.nodes if n.op.op_type == "Conv"
