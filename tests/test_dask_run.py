@@ -341,6 +341,52 @@ def test_segment_auto_chunk(tmp_path):
     np.testing.assert_array_equal(got, ref.argmax(axis=0).astype(np.uint8))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32])
+@pytest.mark.parametrize("classes", [1, 2, 3, 7, 300])
+def test_class_map_is_argmax(dtype, classes):
+    """``segment``'s class map equals ``np.argmax(y, axis=1)``: ties to the first maximum, the first NaN over any
+    number (inf included), NaN-free and all-NaN pixels; int32 beyond 256 classes; the input is left as it was."""
+    from fastpoint.network.segment import class_map
+
+    rng = np.random.default_rng(classes)
+    y = rng.integers(-3, 3, (2, classes, 11, 13)).astype(dtype)  # few values: many ties
+    if np.dtype(dtype).kind == "f":
+        y[rng.random(y.shape) < 0.15] = np.nan
+        y[0, :, 0, 0] = np.nan
+        y[1, -1, 1, 1] = np.inf
+        y[1, :, 2, 2] = -np.inf
+    before = y.copy()
+    out = np.int32 if classes > 256 else np.uint8
+    got = class_map(y, out)
+    assert got.dtype == out and got.shape == (2, 11, 13)
+    np.testing.assert_array_equal(got, np.argmax(y, axis=1))
+    np.testing.assert_array_equal(y, before)
+
+
+def test_segment_cluster_config_reaches_the_workers(tmp_path, monkeypatch):
+    """The LocalCluster ``segment`` starts runs its workers with ``CLUSTER_CONFIG`` (no statistical profiler,
+    a slower event-loop tick) and leaves the caller's dask config as it was."""
+    pytest.importorskip("distributed")
+    import dask
+    import distributed
+
+    from fastpoint.network import segment as seg
+
+    seen = {}
+    real = distributed.Client.close
+
+    def close(self, *a, **k):  # read the workers' config just before segment closes its client
+        seen.update(self.run(lambda: {k: dask.config.get(k) for k in seg.CLUSTER_CONFIG}))
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(distributed.Client, "close", close)
+    segment_case(tmp_path, 18, lambda rng: rng.integers(0, 256, (40, 36, 3)).astype(np.uint8), (32, 32, 3))
+    seg.segment(str(tmp_path / "m.onnx"), str(tmp_path / "in.zarr"), str(tmp_path / "out.zarr"), workers=1,
+                chunk=32, progress=False)
+    assert seen and all(v == seg.CLUSTER_CONFIG for v in seen.values()), seen
+    assert dask.config.get("distributed.worker.profile.enabled") is True
+
+
 @pytest.mark.parametrize("up", ["resize", "convtranspose"])
 def test_crops_bit_identical_on_real_data(up):
     """Cropped plans on float32 normal data (sums rounded in the kernels' order) equal the in-memory run bit
