@@ -366,8 +366,12 @@ static void nhwc_block(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const f
     u.bias_per_col = 1;
     u.arows = arows;
     /* An output larger than L2, written in one k block: stream it past the caches (as NCHW does;
-     * 16->96@112 writes 4.8 MB).  Full 48-column tiles of 64-byte aligned rows only (store_row). */
-    const int stream = uk->extended && K <= bs->kc && (int64_t)sizeof(float) * p->n * p->oh * p->ow * N > fp_cache_size(2);
+     * 16->96@112 writes 4.8 MB).  Full 48-column tiles of 64-byte aligned rows only (store_row), so only
+     * when every row starts a cache line: with rows of 72 floats every other row streams, the rest and
+     * the tail tiles go through the caches, and the mix lost (24->72@64, 1.2 MB: ~127 us with no
+     * streaming vs ~275-315 us, 1 thread, thread CPU time, loaded box). */
+    const int stream = uk->extended && K <= bs->kc && N % 16 == 0 &&
+                       (int64_t)sizeof(float) * p->n * p->oh * p->ow * N > fp_cache_size(2);
     /* with an epilogue: each tile through an L1 buffer, then streamed into y (csrc/epilogue) */
     const int buffered = stream && ep && MR * NR <= FP_EP_TILE_FLOATS;
     float tbuf[FP_EP_TILE_FLOATS] __attribute__((aligned(64)));
