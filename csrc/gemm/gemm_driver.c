@@ -29,6 +29,19 @@ static int split_pixels(int64_t pixel_tiles, int64_t channel_tiles, int T) {
 /* Chunks of work for T threads over `tiles` micro-tiles. */
 static int64_t chunks(int64_t tiles, int T) { return T == 1 ? 1 : FP_MIN(tiles, 4 * (int64_t)T); }
 
+/* The residual of the tile about to be computed at dst (ld floats apart), which the epilogue reads right
+ * after the kernel: fetched by the kernel late in its k loop where it can (pf_tile), else now. */
+static void prefetch_res(fp_ukr_args *u, const fp_sgemm_ukr *uk, const fp_ep *ep, const float *dst, int64_t ld) {
+    u->pf_tile = NULL;
+    if (!ep || !ep->has_res) return;
+    if (uk->extended) {
+        u->pf_tile = (const float *)((const char *)dst + ep->res_bytes);
+        u->pf_ld = ld;
+    } else {
+        fp_ep_prefetch32(ep, dst, ld, u->mr, u->nr);
+    }
+}
+
 void fp_gemm_fence(void) {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
     __builtin_ia32_sfence();
@@ -144,7 +157,7 @@ static void nchw_block(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const f
                         }
                         u.c = buffered ? tbuf : yn + ir * N + jr;
                         u.bias = bias ? bias + ir : NULL;
-                        if (tile_ep) fp_ep_prefetch32(tile_ep, yn + ir * N + jr, N, u.mr, u.nr);
+                        prefetch_res(&u, uk, tile_ep, yn + ir * N + jr, N);
                         uk->run(&u);
                         if (buffered) fp_ep_tile_out(tile_ep, tbuf, NR, yn + ir * N + jr, N, u.mr, u.nr, ir, 1, 0, 1);
                         else if (tile_ep) fp_ep_tile(tile_ep, u.c, u.mr, u.nr, N, ir, 1, 0);
@@ -403,7 +416,7 @@ static void nhwc_block(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const f
                         u.b = w_raw ? wbuf + (jr - jc) * kc : packed + jr * K + pc * NR; /* panel jr/NR starts jr*K floats in */
                         u.bias = bias ? bias + jr : NULL;
                         u.c = buffered ? tbuf : y + ir * N + jr;
-                        if (tile_ep) fp_ep_prefetch32(tile_ep, y + ir * N + jr, N, u.mr, u.nr);
+                        prefetch_res(&u, uk, tile_ep, y + ir * N + jr, N);
                         uk->run(&u);
                         if (buffered) fp_ep_tile_out(tile_ep, tbuf, NR, y + ir * N + jr, N, u.mr, u.nr, jr, 0, 1, 1);
                         else if (tile_ep) fp_ep_tile(tile_ep, u.c, u.mr, u.nr, N, jr, 0, 1);
