@@ -79,6 +79,46 @@ static inline __attribute__((always_inline)) void store_row_t(const fp_ukr_args 
     }
 }
 
+/* One k iteration of the tile (the loop body, run by the three k loops of body()). */
+#define K_STEP()                                                                                                 \
+    do {                                                                                                         \
+        __m512 b0, b1 = z, b2 = z;                                                                               \
+        if (COPY == 2) {                                                                                         \
+            b0 = _mm512_mask_i32gather_ps(z, m0, g0, b, 4);                                                      \
+            if (NV > 1) b1 = _mm512_mask_i32gather_ps(z, m1, g1, b, 4);                                          \
+            if (NV > 2) b2 = _mm512_mask_i32gather_ps(z, mlast, g2, b, 4);                                       \
+        } else {                                                                                                 \
+            b0 = _mm512_maskz_loadu_ps(m0, b);                                                                   \
+            if (NV > 1) b1 = _mm512_maskz_loadu_ps(m1, b + 16);                                                  \
+            if (NV > 2) b2 = _mm512_maskz_loadu_ps(mlast, b + 32);                                               \
+        }                                                                                                        \
+        if (COPY && docopy) {                                                                                    \
+            /* First row tile of a column tile: read the input rows in place, keep a packed copy                 \
+             * for the other row tiles, and fetch a later column tile's lines into L2 meanwhile. */              \
+            _mm512_mask_storeu_ps(bc, m0, b0);                                                                   \
+            if (NV > 1) _mm512_mask_storeu_ps(bc + 16, m1, b1);                                                  \
+            if (NV > 2) _mm512_mask_storeu_ps(bc + 32, mlast, b2);                                               \
+            bc += NR;                                                                                            \
+        }                                                                                                        \
+        if (COPY == 1 && pf) { /* two column tiles ahead (one tile's time was too short for DRAM) */             \
+            _mm_prefetch((const char *)(b + 2 * NR), _MM_HINT_T1);                                               \
+            _mm_prefetch((const char *)(b + 2 * NR + 16), _MM_HINT_T1);                                          \
+            _mm_prefetch((const char *)(b + 2 * NR + 32), _MM_HINT_T1);                                          \
+        }                                                                                                        \
+        if (ROWS) {                                                                                              \
+            if (pfl) _mm_prefetch((const char *)(pfl + 16 * k), _MM_HINT_T1); /* NHWC one-shot: next W panel */  \
+            UPD(0, r0[k]); UPD(1, r1[k]); UPD(2, r2[k]); UPD(3, r3[k]);                                          \
+            UPD(4, r4[k]); UPD(5, r5[k]); UPD(6, r6[k]); UPD(7, r7[k]);                                          \
+        } else {                                                                                                 \
+            _mm_prefetch((const char *)(a + 16 * lda), _MM_HINT_T0);                                             \
+            if (TRANS && pfl) _mm_prefetch((const char *)(pfl + 16 * k), _MM_HINT_T1);                           \
+            UPD(0, a[0]); UPD(1, a[1]); UPD(2, a[2]); UPD(3, a[3]);                                              \
+            UPD(4, a[4]); UPD(5, a[5]); UPD(6, a[6]); UPD(7, a[7]);                                              \
+            a += lda;                                                                                            \
+        }                                                                                                        \
+        b += ldb;                                                                                                \
+    } while (0)
+
 static inline __attribute__((always_inline)) void body(const fp_ukr_args *u, const int NV, const int ROWS,
                                                       const int COPY, const int TRANS, const int MRA) {
     const __m512 z = _mm512_setzero_ps();
@@ -90,6 +130,8 @@ static inline __attribute__((always_inline)) void body(const fp_ukr_args *u, con
     const __mmask16 m0 = NV == 1 ? mlast : (__mmask16)0xFFFF, m1 = NV == 2 ? mlast : (__mmask16)0xFFFF;
     const float *b = u->b;
     const int64_t ldb = u->ldb, kc = u->kc;
+    /* with a residual to fetch (pf_tile), the last 192 iterations run in loops of their own (below) */
+    const int64_t kmain = u->pf_tile && kc > 192 ? kc - 192 : u->pf_tile ? 0 : kc;
     /* A: packed (MR values per k, lda apart) or MR row pointers (NHWC input rows; a one-shot NCHW call's
      * rows of the caller's W, read in place instead of packed) */
     const float *a = u->a;
@@ -104,43 +146,27 @@ static inline __attribute__((always_inline)) void body(const fp_ukr_args *u, con
     const __m512i g0 = COPY == 2 ? _mm512_loadu_si512(u->bidx) : _mm512_setzero_si512();
     const __m512i g1 = COPY == 2 && NV > 1 ? _mm512_loadu_si512(u->bidx + 16) : _mm512_setzero_si512();
     const __m512i g2 = COPY == 2 && NV > 2 ? _mm512_loadu_si512(u->bidx + 32) : _mm512_setzero_si512();
+    int64_t k = 0;
 #pragma GCC unroll 4
-    for (int64_t k = 0; k < kc; k++) {
-        __m512 b0, b1 = z, b2 = z;
-        if (COPY == 2) {
-            b0 = _mm512_mask_i32gather_ps(z, m0, g0, b, 4);
-            if (NV > 1) b1 = _mm512_mask_i32gather_ps(z, m1, g1, b, 4);
-            if (NV > 2) b2 = _mm512_mask_i32gather_ps(z, mlast, g2, b, 4);
-        } else {
-            b0 = _mm512_maskz_loadu_ps(m0, b);
-            if (NV > 1) b1 = _mm512_maskz_loadu_ps(m1, b + 16);
-            if (NV > 2) b2 = _mm512_maskz_loadu_ps(mlast, b + 32);
+    for (; k < kmain; k++) K_STEP();
+    if (kmain < kc) {
+        /* The epilogue's residual tile, fetched one line an iteration from 192 iterations before the end
+         * (~2000 cycles, past a DRAM miss under load, while the ~36 KiB of B the last iterations stream
+         * leave it in L1).  Fetched before the call instead, the tile's kc x 48 panel of B (96 KiB at kc
+         * 512) pushed it out of L1, and the epilogue's loads of it were 84 % of its time (fcn 512->2048@32
+         * with Add+Relu, perf cpu-clock: the epilogue 15 % of the kernel's samples; three lines an
+         * iteration over 8 iterations from 64 or 128 before the end: 9 %; one a line from 192: 4 %).  Its
+         * own loops, so that the main loop has no test for it and no more live registers (a per-iteration
+         * test spilled the row pointers: 0.90-0.97x on every layer). */
+        const char *pft = (const char *)u->pf_tile;
+        const int64_t pf_ld = u->pf_ld * (int64_t)sizeof(float), kpf = k, kpe = FP_MIN(kc, k + MR * NV);
+        for (; k < kpe; k++) {
+            const int64_t l = k - kpf, row = l / NV; /* one line an iteration: row, vector l % NV */
+            if (row < u->mr) _mm_prefetch(pft + row * pf_ld + (l % NV) * 64, _MM_HINT_T0);
+            K_STEP();
         }
-        if (COPY && docopy) {
-            /* First row tile of a column tile: read the input rows in place, keep a packed copy
-             * for the other row tiles, and fetch a later column tile's lines into L2 meanwhile. */
-            _mm512_mask_storeu_ps(bc, m0, b0);
-            if (NV > 1) _mm512_mask_storeu_ps(bc + 16, m1, b1);
-            if (NV > 2) _mm512_mask_storeu_ps(bc + 32, mlast, b2);
-            bc += NR;
-        }
-        if (COPY == 1 && pf) { /* two column tiles ahead: one tile's time was too short to hide DRAM latency */
-            _mm_prefetch((const char *)(b + 2 * NR), _MM_HINT_T1);
-            _mm_prefetch((const char *)(b + 2 * NR + 16), _MM_HINT_T1);
-            _mm_prefetch((const char *)(b + 2 * NR + 32), _MM_HINT_T1);
-        }
-        if (ROWS) {
-            if (pfl) _mm_prefetch((const char *)(pfl + 16 * k), _MM_HINT_T1); /* NHWC one-shot: next W panel */
-            UPD(0, r0[k]); UPD(1, r1[k]); UPD(2, r2[k]); UPD(3, r3[k]);
-            UPD(4, r4[k]); UPD(5, r5[k]); UPD(6, r6[k]); UPD(7, r7[k]);
-        } else {
-            _mm_prefetch((const char *)(a + 16 * lda), _MM_HINT_T0);
-            if (TRANS && pfl) _mm_prefetch((const char *)(pfl + 16 * k), _MM_HINT_T1);
-            UPD(0, a[0]); UPD(1, a[1]); UPD(2, a[2]); UPD(3, a[3]);
-            UPD(4, a[4]); UPD(5, a[5]); UPD(6, a[6]); UPD(7, a[7]);
-            a += lda;
-        }
-        b += ldb;
+#pragma GCC unroll 4
+        for (; k < kc; k++) K_STEP();
     }
     STORE_ROW(0); STORE_ROW(1); STORE_ROW(2); STORE_ROW(3);
     STORE_ROW(4); STORE_ROW(5); STORE_ROW(6); STORE_ROW(7);

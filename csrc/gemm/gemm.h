@@ -44,6 +44,9 @@ typedef struct fp_ukr_args {
                                     then address channel rows); B is gathered, and copied as with bcopy */
     const float *pf_lines;       /* transposed form: prefetch kc lines from here, one per k (next B panel) */
     int stream;                  /* non-temporal stores allowed for full, aligned rows (then fp_gemm_fence) */
+    const float *pf_tile;        /* NULL, or a tile read right after this call (the epilogue's residual): its
+                                    mr rows (pf_ld floats apart) x nr columns fetched into L1 late in the k loop */
+    int64_t pf_ld;
 } fp_ukr_args;
 
 typedef void (*fp_sgemm_ukr_fn)(const fp_ukr_args *u);
@@ -53,7 +56,7 @@ typedef struct fp_sgemm_ukr {
     fp_kernel k;
     int mr, nr;                  /* = k.tile_m, k.tile_n (FP_SGEMM_ROW fills both) */
     fp_sgemm_ukr_fn run;
-    int extended;                /* honours bcopy, prefetch_next, lda, c_trans, pf_lines and stream */
+    int extended;                /* honours bcopy, prefetch_next, lda, c_trans, pf_lines, stream and pf_tile */
     fp_sgemm_ukr_fn tall;        /* optional: tall_mr x tall_nr tiles for small Cout (packed A, a_panel) */
     int tall_mr, tall_nr;
 } fp_sgemm_ukr;

@@ -29,6 +29,19 @@ static int split_pixels(int64_t pixel_tiles, int64_t channel_tiles, int T) {
 /* Chunks of work for T threads over `tiles` micro-tiles. */
 static int64_t chunks(int64_t tiles, int T) { return T == 1 ? 1 : FP_MIN(tiles, 4 * (int64_t)T); }
 
+/* The residual of the tile about to be computed at dst (ld floats apart), which the epilogue reads right
+ * after the kernel: fetched by the kernel late in its k loop where it can (pf_tile), else now. */
+static void prefetch_res(fp_ukr_args *u, const fp_sgemm_ukr *uk, const fp_ep *ep, const float *dst, int64_t ld) {
+    u->pf_tile = NULL;
+    if (!ep || !ep->has_res) return;
+    if (uk->extended) {
+        u->pf_tile = (const float *)((const char *)dst + ep->res_bytes);
+        u->pf_ld = ld;
+    } else {
+        fp_ep_prefetch32(ep, dst, ld, u->mr, u->nr);
+    }
+}
+
 void fp_gemm_fence(void) {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
     __builtin_ia32_sfence();
@@ -144,7 +157,7 @@ static void nchw_block(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const f
                         }
                         u.c = buffered ? tbuf : yn + ir * N + jr;
                         u.bias = bias ? bias + ir : NULL;
-                        if (tile_ep) fp_ep_prefetch32(tile_ep, yn + ir * N + jr, N, u.mr, u.nr);
+                        prefetch_res(&u, uk, tile_ep, yn + ir * N + jr, N);
                         uk->run(&u);
                         if (buffered) fp_ep_tile_out(tile_ep, tbuf, NR, yn + ir * N + jr, N, u.mr, u.nr, ir, 1, 0, 1);
                         else if (tile_ep) fp_ep_tile(tile_ep, u.c, u.mr, u.nr, N, ir, 1, 0);
@@ -366,8 +379,12 @@ static void nhwc_block(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const f
     u.bias_per_col = 1;
     u.arows = arows;
     /* An output larger than L2, written in one k block: stream it past the caches (as NCHW does;
-     * 16->96@112 writes 4.8 MB).  Full 48-column tiles of 64-byte aligned rows only (store_row). */
-    const int stream = uk->extended && K <= bs->kc && (int64_t)sizeof(float) * p->n * p->oh * p->ow * N > fp_cache_size(2);
+     * 16->96@112 writes 4.8 MB).  Full 48-column tiles of 64-byte aligned rows only (store_row), so only
+     * when every row starts a cache line: with rows of 72 floats every other row streams, the rest and
+     * the tail tiles go through the caches, and the mix lost (24->72@64, 1.2 MB: ~127 us with no
+     * streaming vs ~275-315 us, 1 thread, thread CPU time, loaded box). */
+    const int stream = uk->extended && K <= bs->kc && N % 16 == 0 &&
+                       (int64_t)sizeof(float) * p->n * p->oh * p->ow * N > fp_cache_size(2);
     /* with an epilogue: each tile through an L1 buffer, then streamed into y (csrc/epilogue) */
     const int buffered = stream && ep && MR * NR <= FP_EP_TILE_FLOATS;
     float tbuf[FP_EP_TILE_FLOATS] __attribute__((aligned(64)));
@@ -399,7 +416,7 @@ static void nhwc_block(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const f
                         u.b = w_raw ? wbuf + (jr - jc) * kc : packed + jr * K + pc * NR; /* panel jr/NR starts jr*K floats in */
                         u.bias = bias ? bias + jr : NULL;
                         u.c = buffered ? tbuf : y + ir * N + jr;
-                        if (tile_ep) fp_ep_prefetch32(tile_ep, y + ir * N + jr, N, u.mr, u.nr);
+                        prefetch_res(&u, uk, tile_ep, y + ir * N + jr, N);
                         uk->run(&u);
                         if (buffered) fp_ep_tile_out(tile_ep, tbuf, NR, y + ir * N + jr, N, u.mr, u.nr, jr, 0, 1, 1);
                         else if (tile_ep) fp_ep_tile(tile_ep, u.c, u.mr, u.nr, N, jr, 0, 1);
