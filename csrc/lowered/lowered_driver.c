@@ -14,8 +14,20 @@ typedef struct header {
     uint32_t magic;
     int32_t row;   /* the gemm row packed for (fp_kernel_index): a forced or lowered choice must match */
     int64_t m, k;
-    int64_t reserved[5];
+    int32_t form;  /* FP_LOWERED_PANELS_A or FP_LOWERED_PANELS_B: which panels follow */
+    int32_t unused;
+    int64_t reserved[4];
 } header;
+
+int64_t fp_lowered_header_bytes(void) { return (int64_t)sizeof(header); }
+
+float *fp_lowered_header_init(void *packed, int64_t m, int64_t k, int form) {
+    const fp_sgemm_ukr *uk = fp_sgemm_ukr_pick(fp_isa());
+    header *h = (header *)packed;
+    memset(h, 0, sizeof *h);
+    h->magic = LOWERED_MAGIC, h->row = fp_kernel_index(&uk->k), h->m = m, h->k = k, h->form = form;
+    return (float *)((char *)packed + sizeof(header));
+}
 
 int64_t fp_lowered_packed_bytes(int64_t m, int64_t k) {
     const fp_sgemm_ukr *uk = fp_sgemm_ukr_pick(fp_isa());
@@ -29,10 +41,7 @@ int fp_lowered_pack(int64_t m, int64_t k, const float *w, void *packed) {
     fp_conv_problem q;
     memset(&q, 0, sizeof q);
     q.cout = m, q.cin = k, q.kh = q.kw = 1, q.groups = 1, q.layout = 0;
-    header *h = (header *)packed;
-    memset(h, 0, sizeof *h);
-    h->magic = LOWERED_MAGIC, h->row = fp_kernel_index(&uk->k), h->m = m, h->k = k;
-    fp_gemm_pack_weights(&q, &plain, w, (float *)((char *)packed + sizeof(header)));
+    fp_gemm_pack_weights(&q, &plain, w, fp_lowered_header_init(packed, m, k, FP_LOWERED_PANELS_A));
     return FP_OK;
 }
 
@@ -86,10 +95,8 @@ int fp_lowered_pack_kmajor(int64_t m, int64_t k, const float *w, int64_t mdiv, i
                            int threads) {
     const fp_sgemm_ukr *uk = fp_sgemm_ukr_pick(fp_isa());
     const int64_t MR = uk->mr;
-    header *h = (header *)packed;
-    memset(h, 0, sizeof *h);
-    h->magic = LOWERED_MAGIC, h->row = fp_kernel_index(&uk->k), h->m = m, h->k = k;
-    kmajor_task T = {m, k, MR, mdiv, mstride, FP_CEIL_DIV(m, MR), 1, w, (float *)((char *)packed + sizeof(header))};
+    float *dst = fp_lowered_header_init(packed, m, k, FP_LOWERED_PANELS_A);
+    kmajor_task T = {m, k, MR, mdiv, mstride, FP_CEIL_DIV(m, MR), 1, w, dst};
     /* Threads split the panels (disjoint outputs) once the weights are large enough to pay for a start. */
     threads = threads < 1 ? 1 : FP_MIN(threads, fp_max_threads());
     if (threads == 1 || m * k < (int64_t)1 << 16) {
@@ -101,15 +108,21 @@ int fp_lowered_pack_kmajor(int64_t m, int64_t k, const float *w, int64_t mdiv, i
     return FP_OK;
 }
 
-const float *fp_lowered_begin(const fp_conv_problem *p, const void *packed, int64_t m, int64_t k,
-                              const fp_sgemm_ukr **uk, fp_conv_problem *q) {
+const float *fp_lowered_begin_form(const fp_conv_problem *p, const void *packed, int64_t m, int64_t k, int form,
+                                   const fp_sgemm_ukr **uk, fp_conv_problem *q) {
     const header *h = (const header *)packed;
     *uk = fp_sgemm_ukr_pick(fp_isa());
-    if (h->magic != LOWERED_MAGIC || h->row != fp_kernel_index(&(*uk)->k) || h->m != m || h->k != k) return NULL;
+    if (h->magic != LOWERED_MAGIC || h->row != fp_kernel_index(&(*uk)->k) || h->m != m || h->k != k || h->form != form)
+        return NULL;
     *q = *p;
     const int cap = fp_max_threads();
     q->num_threads = q->num_threads < 1 ? 1 : q->num_threads > cap ? cap : q->num_threads;
     return (const float *)((const char *)packed + sizeof(header));
+}
+
+const float *fp_lowered_begin(const fp_conv_problem *p, const void *packed, int64_t m, int64_t k,
+                              const fp_sgemm_ukr **uk, fp_conv_problem *q) {
+    return fp_lowered_begin_form(p, packed, m, k, FP_LOWERED_PANELS_A, uk, q);
 }
 
 typedef struct task {
@@ -265,6 +278,9 @@ int fp_lowered_run(const fp_lowered *L) {
         t.bs.kc = L->k;
         t.bs.nc = FP_MAX(NR, fp_cache_size(2) / 2 / ((int64_t)sizeof(float) * L->k) / NR * NR);
     }
+    /* as the 1x1 GEMM's NCHW form: W, swept once per nc columns, streams from L3 or memory when it outgrows L2
+     * (8 MiB for U-Net's 1024->512 up-convolution: 7 sweeps at 28x28 with half of L2) */
+    if (L->nc_shared) t.bs.nc = fp_gemm_nc_shared(L->uk, t.bs.kc, L->n);
     t.col_tiles = FP_CEIL_DIV(L->n, L->uk->nr);
     t.row_tiles = FP_CEIL_DIV(L->m, L->row_unit > 0 ? L->row_unit : L->uk->mr);
     int T = fp_threads(L->p);
