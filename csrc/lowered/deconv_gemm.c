@@ -68,26 +68,24 @@ int64_t fp_deconv_gemm_packed_bytes(const fp_conv_problem *p) {
 int fp_deconv_gemm_pack(const fp_conv_problem *p, const float *w, void *packed) {
     if (p->layout != 0) return fp_deconv_nhwc_pack(p, w, packed);
     /* w is (Cin, Cout, KH, KW): W'^T as it lies for the NCHW rows (co, ky, kx) */
-    return fp_lowered_pack_kmajor(p->cout * p->kh * p->kw, p->cin, w, 1, 0, packed, p->num_threads);
+    return fp_lowered_pack_kmajor(p->cout * p->kh * p->kw, p->cin, w, packed, p->num_threads);
 }
 
-int fp_deconv_gemm_f32(const fp_conv_problem *p, const float *x, const void *packed, const float *bias, float *y) {
-    if (p->groups != 1 || p->kh != p->stride_h || p->kw != p->stride_w || p->oh != p->h * p->kh ||
-        p->ow != p->w * p->kw || p->n < 0)
-        return FP_ERR_ARGS;
-    if (p->layout != 0) return fp_deconv_nhwc_run(p, x, packed, bias, y); /* bias rows (ky, kx, co): ky 0's */
-    fp_conv_problem q;
-    const fp_sgemm_ukr *uk;
-    const int64_t m = p->cout * p->kh * p->kw;
-    const float *a = fp_lowered_begin(p, packed, m, p->cin, &uk, &q);
-    if (!a) return FP_ERR_PACKED;
-    fp_conv_problem rows = q; /* B's packing sees the input image, read with stride 1 */
+static int shape_ok(const fp_conv_problem *p) {
+    return p->groups == 1 && p->kh == p->stride_h && p->kw == p->stride_w && p->oh == p->h * p->kh &&
+           p->ow == p->w * p->kw && p->n >= 0;
+}
+
+/* NCHW: the GEMM on panels `a`, or (a NULL) on the caller's k-major weights `a_raw`, packed per row block. */
+static int run_nchw(const fp_conv_problem *q, const fp_sgemm_ukr *uk, const float *a, const float *a_raw,
+                    const float *x, const float *bias, float *y) {
+    fp_conv_problem rows = *q; /* B's packing sees the input image, read with stride 1 */
     rows.stride_h = rows.stride_w = 1;
-    rows.oh = q.h, rows.ow = q.w;
+    rows.oh = q->h, rows.ow = q->w;
     fp_lowered L;
     memset(&L, 0, sizeof L);
-    L.p = &q, L.uk = uk, L.m = m, L.k = p->cin, L.n = p->h * p->w, L.a = a, L.bias = bias;
-    L.x = x, L.y = y, L.x_image = p->cin * p->h * p->w, L.y_image = p->cout * p->oh * p->ow;
+    L.p = q, L.uk = uk, L.m = q->cout * q->kh * q->kw, L.k = q->cin, L.n = q->h * q->w, L.a = a, L.a_raw = a_raw;
+    L.bias = bias, L.x = x, L.y = y, L.x_image = q->cin * q->h * q->w, L.y_image = q->cout * q->oh * q->ow;
     L.single_k_block = 1;
     L.nc_shared = 1;
     L.interleave = fp_interleave_pick(fp_isa());
@@ -97,18 +95,38 @@ int fp_deconv_gemm_f32(const fp_conv_problem *p, const float *x, const void *pac
     return fp_lowered_run(&L);
 }
 
-/* The one-shot call of the K == stride GEMM: the caller's (Cin, Cout, KH, KW) weights packed into this thread's
- * scratch (on the pool), with the bias per GEMM row after them, and used once (as fp_deconv_scatter_once_f32). */
+int fp_deconv_gemm_f32(const fp_conv_problem *p, const float *x, const void *packed, const float *bias, float *y) {
+    if (!shape_ok(p)) return FP_ERR_ARGS;
+    if (p->layout != 0) return fp_deconv_nhwc_run(p, x, packed, bias, y); /* bias rows (ky, kx, co): ky 0's */
+    fp_conv_problem q;
+    const fp_sgemm_ukr *uk;
+    const float *a = fp_lowered_begin(p, packed, p->cout * p->kh * p->kw, p->cin, &uk, &q);
+    if (!a) return FP_ERR_PACKED;
+    return run_nchw(&q, uk, a, NULL, x, bias, y);
+}
+
+/* The one-shot call of the K == stride GEMM, with the bias per GEMM row made here (in this thread's scratch).
+ * NCHW on one thread reads the caller's (Cin, Cout, KH, KW) weights (W'^T, k-major) in the GEMM's loops: each
+ * MC-row block of panels is packed just before its tiles use it, from there in L2, instead of the whole 8 MiB
+ * of U-Net's 1024->512 W' written to memory and read back (fp_lowered.a_raw).  On more threads, which split
+ * the columns and would each pack every block, and in NHWC the weights are packed first, on the pool. */
 int fp_deconv_gemm_once_f32(const fp_conv_problem *p, const float *x, const float *w, const float *bias, float *y) {
-    const int64_t taps = p->kh * p->kw, m = p->cout * taps, bytes = fp_deconv_gemm_packed_bytes(p);
+    if (!shape_ok(p)) return FP_ERR_ARGS;
+    const int64_t taps = p->kh * p->kw, m = p->cout * taps;
+    const int in_loops = p->layout == 0 && FP_MIN(fp_threads(p), fp_max_threads()) == 1;
+    const int64_t bytes = in_loops ? 0 : fp_deconv_gemm_packed_bytes(p);
     char *packed = (char *)fp_scratch(FP_SCRATCH_ONCE, bytes + (int64_t)sizeof(float) * m);
     if (!packed) return FP_ERR_ALLOC;
-    const int rc = fp_deconv_gemm_pack(p, w, packed);
-    if (rc < 0) return rc;
     float *rows = NULL;
     if (bias) { /* NCHW rows (co, ky, kx), NHWC (ky, kx, co) */
         rows = (float *)(packed + bytes);
         for (int64_t r = 0; r < m; r++) rows[r] = bias[p->layout == 0 ? r / taps : r % p->cout];
     }
-    return fp_deconv_gemm_f32(p, x, packed, rows, y);
+    if (in_loops) {
+        fp_conv_problem q = *p;
+        q.num_threads = 1;
+        return run_nchw(&q, fp_sgemm_ukr_pick(fp_isa()), NULL, w, x, rows, y);
+    }
+    const int rc = fp_deconv_gemm_pack(p, w, packed);
+    return rc < 0 ? rc : fp_deconv_gemm_f32(p, x, packed, rows, y);
 }

@@ -25,6 +25,8 @@ struct fp_lowered {
     const fp_sgemm_ukr *uk;
     int64_t m, k, n;                  /* the GEMM of one image */
     const float *a;                   /* W as MR-row panels (fp_gemm_pack_weights, k-major) */
+    const float *a_raw;               /* or (a NULL) W k-major as fp_lowered_kmajor_panels reads it, packed per
+                                         MC-row block just before its first tile (a one-shot call) */
     const float *bias;                /* one value per GEMM row, or NULL */
     const float *x;
     float *y;
@@ -91,12 +93,12 @@ int64_t fp_lowered_header_bytes(void);
 float *fp_lowered_header_init(void *packed, int64_t m, int64_t k, int form);
 int64_t fp_lowered_packed_bytes(int64_t m, int64_t k);
 int fp_lowered_pack(int64_t m, int64_t k, const float *w, void *packed);
-/* The same from a k-major source: element (i, k) of W at w[k*m + (i % mdiv) * mstride + i / mdiv] (mdiv = 1:
- * the plain transpose; a transposed conv's (Cin, Cout, KH, KW) weight read with rows (tap, co): mdiv = Cout,
- * mstride = KH*KW).  Copying MR consecutive values of one k row at a time, in blocks of k rows; `threads`
- * split the panels once the weights are large. */
-int fp_lowered_pack_kmajor(int64_t m, int64_t k, const float *w, int64_t mdiv, int64_t mstride, void *packed,
-                           int threads);
+/* The same from a k-major source, element (i, k) of W at w[k*m + i] (a transposed conv's (Cin, Cout, KH, KW)
+ * weight read with rows (co, ky, kx)): MR consecutive values of one k row at a time, in blocks of k rows;
+ * `threads` split the panels once the weights are large.  kmajor_panels: panels [pi0, pi1) only, into dst
+ * (panel pi at (pi - pi0) * k * MR), with no header (a one-shot call's row block, packed just before use). */
+int fp_lowered_pack_kmajor(int64_t m, int64_t k, const float *w, void *packed, int threads);
+void fp_lowered_kmajor_panels(int64_t m, int64_t k, const float *w, int64_t pi0, int64_t pi1, float *dst);
 
 /* The NHWC K == stride transposed conv written in place by the micro-kernels (deconv_nhwc.c): packed bytes,
  * packing of the (Cin, Cout, KH, KW) weights, and the run (bias: one value per column (kx, co), or NULL). */
