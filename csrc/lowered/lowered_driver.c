@@ -281,9 +281,12 @@ int fp_lowered_run(const fp_lowered *L) {
         t.bs.kc = L->k;
         t.bs.nc = FP_MAX(NR, fp_cache_size(2) / 2 / ((int64_t)sizeof(float) * L->k) / NR * NR);
     }
-    /* as the 1x1 GEMM's NCHW form: W, swept once per nc columns, streams from L3 or memory when it outgrows L2
-     * (8 MiB for U-Net's 1024->512 up-convolution: 7 sweeps at 28x28 with half of L2) */
-    if (L->nc_shared) t.bs.nc = fp_gemm_nc_shared(L->uk, t.bs.kc, L->n);
+    /* W, swept once per nc columns, streams from L3 or memory when it outgrows L2 (8 MiB for U-Net's 1024->512
+     * up-convolution: 7 sweeps at 28x28 with half of L2): then the B block takes the L3 share, as in the 1x1
+     * GEMM's NCHW form.  A W within half of L2 keeps B there too (U-Net 128->64 @128: 0.97x with the L3 share in
+     * one alternating run, loaded box). */
+    if (L->nc_shared && (int64_t)sizeof(float) * L->m * L->k > fp_cache_size(2) / 2)
+        t.bs.nc = fp_gemm_nc_shared(L->uk, t.bs.kc, L->n);
     /* row blocks in whole units where init / finish own them (row_unit: whole channels) */
     const int64_t unit = L->row_unit > 0 ? L->row_unit : L->uk->mr;
     t.mstep = L->init || L->finish ? FP_MAX(unit, t.bs.mc / unit * unit) : t.bs.mc;
