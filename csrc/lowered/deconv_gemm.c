@@ -7,10 +7,19 @@
 
 #include "lowered.h"
 
-/* NCHW: B = X[n] (Cin x H*W) as it is, copied into the micro-panels */
+/* NCHW: B = X[n] (Cin x H*W) as it is, copied into the micro-panels row by row (each input row segment read
+ * front to back), a full micro-panel row by one constant-size copy */
 void fp_deconv_pack_b_nchw(const fp_lowered *L, const float *xn, int64_t k0, int64_t kc, int64_t j0, int64_t nc,
                            float *dst) {
-    fp_gemm_pack_b_nchw((const fp_conv_problem *)L->ctx, xn, k0, kc, j0, nc, L->uk->nr, dst, NULL);
+    const int64_t NR = L->uk->nr, hw = L->n;
+    for (int64_t k = 0; k < kc; k++) {
+        const float *xr = xn + (k0 + k) * hw + j0;
+        for (int64_t q = 0; q < nc; q += NR) {
+            float *d = dst + q * kc + k * NR; /* micro-panel q/NR holds kc x NR floats */
+            if (q + NR <= nc) fp_copy_short(d, xr + q, NR);
+            else memcpy(d, xr + q, sizeof(float) * (size_t)(nc - q));
+        }
+    }
 }
 
 /* NHWC (the scatter-add GEMM, deconv_scatter.c): B[ci][j] = x[j][ci], a transpose of kc channels of nc pixels
@@ -79,9 +88,6 @@ static int shape_ok(const fp_conv_problem *p) {
 /* NCHW: the GEMM on panels `a`, or (a NULL) on the caller's k-major weights `a_raw`, packed per row block. */
 static int run_nchw(const fp_conv_problem *q, const fp_sgemm_ukr *uk, const float *a, const float *a_raw,
                     const float *x, const float *bias, float *y) {
-    fp_conv_problem rows = *q; /* B's packing sees the input image, read with stride 1 */
-    rows.stride_h = rows.stride_w = 1;
-    rows.oh = q->h, rows.ow = q->w;
     fp_lowered L;
     memset(&L, 0, sizeof L);
     L.p = q, L.uk = uk, L.m = q->cout * q->kh * q->kw, L.k = q->cin, L.n = q->h * q->w, L.a = a, L.a_raw = a_raw;
@@ -89,7 +95,6 @@ static int run_nchw(const fp_conv_problem *q, const fp_sgemm_ukr *uk, const floa
     L.single_k_block = 1;
     L.nc_shared = 1;
     L.interleave = fp_interleave_pick(fp_isa());
-    L.ctx = &rows;
     L.pack_b = fp_deconv_pack_b_nchw;
     L.store = store_nchw;
     return fp_lowered_run(&L);

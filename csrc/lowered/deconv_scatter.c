@@ -11,7 +11,6 @@
 #include "lowered.h"
 
 typedef struct scatter_ctx {
-    fp_conv_problem rows; /* the input read at stride 1, for B's packing (first: deconv_gemm.c reads it) */
     const float *bias;    /* per output channel, or NULL */
 } scatter_ctx;
 
@@ -181,9 +180,6 @@ int fp_deconv_scatter_f32(const fp_conv_problem *p, const float *x, const void *
     const float *a = fp_lowered_begin(p, packed, m, p->cin, &uk, &q);
     if (!a) return FP_ERR_PACKED;
     scatter_ctx ctx;
-    ctx.rows = q; /* B's packing sees the input image, read with stride 1 */
-    ctx.rows.stride_h = ctx.rows.stride_w = 1;
-    ctx.rows.oh = q.h, ctx.rows.ow = q.w;
     ctx.bias = bias;
     fp_lowered L;
     memset(&L, 0, sizeof L);

@@ -17,6 +17,8 @@
 #ifndef FASTPOINT_LOWERED_H
 #define FASTPOINT_LOWERED_H
 #include "../gemm/gemm.h"
+#include <string.h>
+
 #include "interleave.h"
 
 typedef struct fp_lowered fp_lowered;
@@ -52,6 +54,17 @@ struct fp_lowered {
 
 int fp_lowered_run(const fp_lowered *L);
 
+/* n floats, n a micro-kernel's MR or NR: constant-size copies for the usual sizes, which the compiler inlines as
+ * a few vector moves (a libc memcpy call per 32 bytes was 10 % of a one-shot U-Net up-convolution's weight
+ * packing; one per 192-byte row of a B micro-panel, 10 % of BasicUNet's 32->32 @128). */
+static inline void fp_copy_short(float *d, const float *s, int64_t n) {
+    if (n == 48) memcpy(d, s, 192);
+    else if (n == 16) memcpy(d, s, 64);
+    else if (n == 8) memcpy(d, s, 32);
+    else if (n == 4) memcpy(d, s, 16);
+    else memcpy(d, s, sizeof(float) * (size_t)n);
+}
+
 /* The tile's columns [t, t + n) that are pixels (iy, ix ..) of one input row: found once per tile (no
  * division per row of it), at most one per column (nr <= 64, fp_lowered_run). */
 typedef struct fp_pixel_run {
@@ -69,8 +82,7 @@ static inline int fp_tile_runs(int64_t j0, int64_t nr, int64_t W, fp_pixel_run *
     return c;
 }
 
-/* B of a transposed conv's GEMM: X[n] as it is (NCHW) or transposed (NHWC); L->ctx starts with the
- * problem of the input read at stride 1 (deconv_gemm.c). */
+/* B of a transposed conv's GEMM: X[n] (L->k x L->n) as it is (NCHW) or transposed (NHWC) (deconv_gemm.c). */
 void fp_deconv_pack_b_nchw(const fp_lowered *L, const float *xn, int64_t k0, int64_t kc, int64_t j0, int64_t nc,
                            float *dst);
 void fp_deconv_pack_b_nhwc(const fp_lowered *L, const float *xn, int64_t k0, int64_t kc, int64_t j0, int64_t nc,

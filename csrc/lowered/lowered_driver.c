@@ -57,15 +57,6 @@ typedef struct kmajor_task {
  * 512 up-convolution: every read a new line and page). */
 #define KMAJOR_ROWS 32
 
-/* MR floats: constant-size copies for the usual MR, which the compiler inlines as one or two vector moves (a
- * libc memcpy call per 32 bytes was 10 % of a one-shot U-Net up-convolution). */
-static inline void copy_row(float *d, const float *src, int64_t mr) {
-    if (mr == 16) memcpy(d, src, 64);
-    else if (mr == 8) memcpy(d, src, 32);
-    else if (mr == 4) memcpy(d, src, 16);
-    else memcpy(d, src, sizeof(float) * (size_t)mr);
-}
-
 void fp_lowered_kmajor_panels(int64_t m, int64_t k, const float *w, int64_t pi0, int64_t pi1, float *dst) {
     const int64_t MR = fp_sgemm_ukr_pick(fp_isa())->mr;
     for (int64_t k0 = 0; k0 < k; k0 += KMAJOR_ROWS)
@@ -74,7 +65,7 @@ void fp_lowered_kmajor_panels(int64_t m, int64_t k, const float *w, int64_t pi0,
                 const float *src = w + kk * m + pi * MR;
                 float *d = dst + ((pi - pi0) * k + kk) * MR; /* panel pi, row kk: MR floats */
                 if ((pi + 1) * MR <= m) {
-                    copy_row(d, src, MR);
+                    fp_copy_short(d, src, MR);
                     continue;
                 }
                 for (int64_t r = 0; r < MR; r++) d[r] = pi * MR + r < m ? src[r] : 0.0f;
