@@ -38,20 +38,25 @@ int64_t fp_deconv_nhwc_packed_bytes(const fp_conv_problem *p) {
 }
 
 /* Panel q = ky * P + jp, row k, column c holds W'^T[k][(ky, kx, co)] for kx*Cout + co = jp*NR + c, that is
- * w[k][co][ky][kx] of the (Cin, Cout, KH, KW) weights, or zero past the ky's kw*Cout columns. */
+ * w[k][co][ky][kx] of the (Cin, Cout, KH, KW) weights, or zero past the ky's kw*Cout columns.  Written along
+ * the columns (kx, co) of each k row with running panel / column counters (no division per element). */
 int fp_deconv_nhwc_pack(const fp_conv_problem *p, const float *w, void *packed) {
     const fp_sgemm_ukr *uk = fp_sgemm_ukr_pick(fp_isa());
     const int64_t NR = uk->nr, K = p->cin, C = p->cout, kw = p->kw, taps = p->kh * kw, P = panels_per_ky(p, NR);
     float *d = fp_lowered_header_init(packed, C * taps, K, FP_LOWERED_PANELS_B);
-    for (int64_t ky = 0; ky < p->kh; ky++)
-        for (int64_t jp = 0; jp < P; jp++)
-            for (int64_t k = 0; k < K; k++, d += NR) {
-                const float *src = w + k * C * taps + ky * kw;
-                for (int64_t c = 0; c < NR; c++) {
-                    const int64_t j = jp * NR + c, kx = j / C, co = j % C;
-                    d[c] = j < kw * C ? src[co * taps + kx] : 0.0f;
+    for (int64_t ky = 0; ky < p->kh; ky++) {
+        float *dk = d + ky * P * K * NR; /* this ky's P panels, K x NR each */
+        for (int64_t k = 0; k < K; k++) {
+            const float *src = w + k * C * taps + ky * kw;
+            int64_t jp = 0, c = 0;
+            for (int64_t kx = 0; kx < kw; kx++)
+                for (int64_t co = 0; co < C; co++) {
+                    dk[(jp * K + k) * NR + c] = src[co * taps + kx];
+                    if (++c == NR) c = 0, jp++;
                 }
-            }
+            for (; c > 0 && c < NR; c++) dk[(jp * K + k) * NR + c] = 0.0f; /* the last panel's columns past kw*Cout */
+        }
+    }
     return FP_OK;
 }
 
