@@ -19,7 +19,9 @@ static void run(float *d, const float *a, const float *b, int64_t n) {
     int64_t u = 0;
     const uintptr_t mis = (uintptr_t)d & 63;
     int stream = mis == 0;
-    if (mis % 8 == 0 && mis != 0 && n >= 24) { /* whole pairs up to the next line boundary */
+    /* whole pairs up to the next line boundary, for a run that then still has a full step (24 pairs: at most 7
+     * of them in the head); shorter runs keep ordinary stores */
+    if (mis % 8 == 0 && mis != 0 && n >= 24) {
         const int64_t head = (int64_t)(64 - mis) / 8;
         for (; u < head; u++) d[2 * u] = a[u], d[2 * u + 1] = b[u];
         stream = 1;
