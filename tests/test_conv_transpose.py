@@ -178,15 +178,17 @@ def test_kstride_nhwc_in_place(isa, case, threads):
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-def test_kstride_one_shot_row_blocks(isa, threads):
+@pytest.mark.parametrize("cin, cout, h", [(1100, 71, 2), (512, 5, 17)])
+def test_kstride_one_shot_row_blocks(isa, threads, cin, cout, h):
     """The one-shot NCHW K == stride GEMM on one thread packs the caller's weights per MC-row block inside the
     GEMM's loops (csrc/lowered/lowered_driver.c, a_raw): Cin 1100 makes MC ~110 rows, so Cout*4 = 284 rows are
-    three blocks, the last panel partial; on two threads the weights are packed first.  Same result as the
-    prepacked layer and the reference."""
+    three blocks, the last panel partial.  Cin 512 makes NC ~250 columns, fewer than 17x18 pixels: several
+    column blocks, so the call packs the weights first after all (FP_DECLINED), as on two threads.  Same result
+    as the prepacked layer and the reference."""
     rng = np.random.default_rng(5)
-    x = int_array(rng, (2, 1100, 2, 3))
-    w = int_array(rng, (1100, 71, 2, 2), -2, 2)
-    b = int_array(rng, (71,), -4, 4)
+    x = int_array(rng, (2, cin, h, h + 1))
+    w = int_array(rng, (cin, cout, 2, 2), -2, 2)
+    b = int_array(rng, (cout,), -4, 4)
     expected = _reference(x, w, b, 2, 2, 0, 0, 1, 1, relu=True)
     out = np.full(expected.shape, np.nan, np.float32)
     with thread_limit(threads):

@@ -110,28 +110,38 @@ int fp_deconv_gemm_f32(const fp_conv_problem *p, const float *x, const void *pac
     return run_nchw(&q, uk, a, NULL, x, bias, y);
 }
 
-/* The one-shot call of the K == stride GEMM, with the bias per GEMM row made here (in this thread's scratch).
- * NCHW on one thread reads the caller's (Cin, Cout, KH, KW) weights (W'^T, k-major) in the GEMM's loops: each
- * MC-row block of panels is packed just before its tiles use it, from there in L2, instead of the whole 8 MiB
- * of U-Net's 1024->512 W' written to memory and read back (fp_lowered.a_raw).  On more threads, which split
- * the columns and would each pack every block, and in NHWC the weights are packed first, on the pool. */
+/* A one-shot call's scratch: `bytes` (packed weights, or none) and then the bias per GEMM row, NCHW rows
+ * (co, ky, kx), NHWC (ky, kx, co); *rows NULL without a bias. */
+static char *once_scratch(const fp_conv_problem *p, const float *bias, int64_t bytes, float **rows) {
+    const int64_t taps = p->kh * p->kw, m = p->cout * taps;
+    char *s = (char *)fp_scratch(FP_SCRATCH_ONCE, bytes + (int64_t)sizeof(float) * m);
+    *rows = NULL;
+    if (s && bias) {
+        *rows = (float *)(s + bytes);
+        for (int64_t r = 0; r < m; r++) (*rows)[r] = bias[p->layout == 0 ? r / taps : r % p->cout];
+    }
+    return s;
+}
+
+/* The one-shot call of the K == stride GEMM.  NCHW on one thread reads the caller's (Cin, Cout, KH, KW) weights
+ * (W'^T, k-major) in the GEMM's loops when they are swept once (one column block): each MC-row block of panels
+ * is packed just before its tiles use it, from there in L2, instead of the whole 8 MiB of U-Net's 1024->512 W'
+ * written to memory and read back (fp_lowered.a_raw).  Otherwise (more column blocks, which would each pack
+ * it again; more threads, which split the columns; NHWC) the weights are packed first, on the pool, into this
+ * thread's scratch. */
 int fp_deconv_gemm_once_f32(const fp_conv_problem *p, const float *x, const float *w, const float *bias, float *y) {
     if (!shape_ok(p)) return FP_ERR_ARGS;
-    const int64_t taps = p->kh * p->kw, m = p->cout * taps;
-    const int in_loops = p->layout == 0 && FP_MIN(fp_threads(p), fp_max_threads()) == 1;
-    const int64_t bytes = in_loops ? 0 : fp_deconv_gemm_packed_bytes(p);
-    char *packed = (char *)fp_scratch(FP_SCRATCH_ONCE, bytes + (int64_t)sizeof(float) * m);
-    if (!packed) return FP_ERR_ALLOC;
-    float *rows = NULL;
-    if (bias) { /* NCHW rows (co, ky, kx), NHWC (ky, kx, co) */
-        rows = (float *)(packed + bytes);
-        for (int64_t r = 0; r < m; r++) rows[r] = bias[p->layout == 0 ? r / taps : r % p->cout];
-    }
-    if (in_loops) {
+    float *rows;
+    if (p->layout == 0 && FP_MIN(fp_threads(p), fp_max_threads()) == 1) {
+        if (!once_scratch(p, bias, 0, &rows)) return FP_ERR_ALLOC;
         fp_conv_problem q = *p;
         q.num_threads = 1;
-        return run_nchw(&q, fp_sgemm_ukr_pick(fp_isa()), NULL, w, x, rows, y);
+        const int rc = run_nchw(&q, fp_sgemm_ukr_pick(fp_isa()), NULL, w, x, rows, y);
+        if (rc != FP_DECLINED) return rc;
     }
+    const int64_t bytes = fp_deconv_gemm_packed_bytes(p);
+    char *packed = once_scratch(p, bias, bytes, &rows);
+    if (!packed) return FP_ERR_ALLOC;
     const int rc = fp_deconv_gemm_pack(p, w, packed);
     return rc < 0 ? rc : fp_deconv_gemm_f32(p, x, packed, rows, y);
 }

@@ -28,7 +28,8 @@ struct fp_lowered {
     int64_t m, k, n;                  /* the GEMM of one image */
     const float *a;                   /* W as MR-row panels (fp_gemm_pack_weights, k-major) */
     const float *a_raw;               /* or (a NULL) W k-major as fp_lowered_kmajor_panels reads it, packed per
-                                         MC-row block just before its first tile (a one-shot call) */
+                                         MC-row block just before its first tile (a one-shot call on one
+                                         thread; fp_lowered_run: FP_DECLINED unless one nc block) */
     const float *bias;                /* one value per GEMM row, or NULL */
     const float *x;
     float *y;

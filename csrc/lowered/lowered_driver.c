@@ -278,6 +278,9 @@ int fp_lowered_run(const fp_lowered *L) {
      * one alternating run, loaded box). */
     if (L->nc_shared && (int64_t)sizeof(float) * L->m * L->k > fp_cache_size(2) / 2)
         t.bs.nc = fp_gemm_nc_shared(L->uk, t.bs.kc, L->n);
+    /* W packed inside the loops pays only in one sweep over the columns: each nc block would pack it again
+     * (U-Net 256->128 @64: 8 blocks, 0.95x against packing first) */
+    if (L->a_raw && t.bs.nc < L->n) return FP_DECLINED;
     /* row blocks in whole units where init / finish own them (row_unit: whole channels) */
     const int64_t unit = L->row_unit > 0 ? L->row_unit : L->uk->mr;
     t.mstep = L->init || L->finish ? FP_MAX(unit, t.bs.mc / unit * unit) : t.bs.mc;
