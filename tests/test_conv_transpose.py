@@ -144,6 +144,60 @@ def test_one_shot_scatter_plan(k, s, p):
         fp.conv_transpose2d(xa, w, None, 2, 1, out=big[:2 * 9 * 19].reshape(1, 2, 9, 19))
 
 
+# The NHWC K == stride GEMM written in place by the micro-kernels (csrc/lowered/deconv_nhwc.c): kw*Cout around
+# and off the column panels (NR 16, 48), rows not a multiple of MR (4, 6, 8), Cin past one k block (C read
+# back), a 3x3 s3, an output past L2 (streaming stores).
+NHWC_KSTRIDE_CASES = [  # (cin, cout, h, w, k)
+    (5, 1, 3, 5, 2),
+    (8, 24, 4, 13, 2),
+    (17, 33, 3, 9, 2),
+    (3, 50, 2, 7, 3),
+    (1600, 5, 2, 3, 2),
+    (8, 64, 2, 129, 2),
+]
+
+
+@pytest.mark.parametrize("case", NHWC_KSTRIDE_CASES, ids=str)
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_kstride_nhwc_in_place(isa, case, threads):
+    cin, cout, h, w, k = case
+    rng = np.random.default_rng(cin + cout)
+    x = int_array(rng, (2, cin, h, w))
+    wt = int_array(rng, (cin, cout, k, k), -2, 2)
+    b = int_array(rng, (cout,), -5, 5)
+    xl = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    for bias, act in ((b, "relu"), (None, None)):
+        expected = _reference(x, wt, bias, k, k, 0, 0, 1, 1, relu=act == "relu").transpose(0, 2, 3, 1)
+        out = np.full(expected.shape, np.nan, np.float32)  # every output written once
+        with thread_limit(threads):
+            fp.conv_transpose2d(xl, wt, bias, k, activation=act, layout="NHWC", backend="c", out=out)
+            layer = fp.ConvTranspose2d(wt, bias, k, activation=act, layout="NHWC", backend="c")
+            again = layer(xl)
+        np.testing.assert_array_equal(out, expected)
+        np.testing.assert_array_equal(again, expected)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("cin, cout, h", [(1100, 71, 2), (512, 5, 17)])
+def test_kstride_one_shot_row_blocks(isa, threads, cin, cout, h):
+    """The one-shot NCHW K == stride GEMM on one thread packs the caller's weights per MC-row block inside the
+    GEMM's loops (csrc/lowered/lowered_driver.c, a_raw): Cin 1100 makes MC ~110 rows, so Cout*4 = 284 rows are
+    three blocks, the last panel partial.  Cin 512 makes NC ~250 columns, fewer than 17x18 pixels: several
+    column blocks, so the call packs the weights first after all (FP_DECLINED), as on two threads.  Same result
+    as the prepacked layer and the reference."""
+    rng = np.random.default_rng(5)
+    x = int_array(rng, (2, cin, h, h + 1))
+    w = int_array(rng, (cin, cout, 2, 2), -2, 2)
+    b = int_array(rng, (cout,), -4, 4)
+    expected = _reference(x, w, b, 2, 2, 0, 0, 1, 1, relu=True)
+    out = np.full(expected.shape, np.nan, np.float32)
+    with thread_limit(threads):
+        fp.conv_transpose2d(x, w, b, 2, activation="relu", out=out)
+        again = fp.ConvTranspose2d(w, b, 2, activation="relu")(x)
+    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(again, expected)
+
+
 @pytest.mark.parametrize("threads", [1, 2, 3])
 @pytest.mark.parametrize("k, s, p", [(2, 2, 0), (4, 2, 1)])
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])

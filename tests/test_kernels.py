@@ -103,9 +103,10 @@ def winograd_problems(k):
 
 def interleave_problems(k):
     """The 2x2 stride-2 transposed conv's store (csrc/lowered/): input rows of widths around the row's pair
-    count, NCHW (the store interleaves the kx = 0, 1 rows there), channels off the GEMM tile."""
+    count and one of several steps (16-byte aligned outputs: the AVX-512 row's masked head before it streams),
+    NCHW (the store interleaves the kx = 0, 1 rows there), channels off the GEMM tile."""
     _, pairs = k.tile
-    for w in around(pairs):
+    for w in around(pairs) + [3 * pairs + 5]:
         yield dict(op="conv_transpose2d", x=(2, 5, 3, w), w=(5, 9, 2, 2), stride=2)
         # the general transposed conv's store (deconv_scatter.c) interleaves its stride-2 row pairs too
         yield dict(op="conv_transpose2d", x=(1, 5, 3, w), w=(5, 9, 4, 4), stride=2, padding=1)

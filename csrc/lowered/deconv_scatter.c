@@ -11,7 +11,6 @@
 #include "lowered.h"
 
 typedef struct scatter_ctx {
-    fp_conv_problem rows; /* the input read at stride 1, for B's packing (first: deconv_gemm.c reads it) */
     const float *bias;    /* per output channel, or NULL */
 } scatter_ctx;
 
@@ -32,26 +31,9 @@ static void valid_run(int64_t o0, int64_t s, int64_t size, int64_t count, int64_
 #define GROUP_MAX 16 /* the widest stride whose rows are interleaved before they are added */
 
 
-/* The tile's columns [t, t + n) that are pixels (iy, ix ..) of one input row: found once per tile (no
- * division per row of it), at most one per column (nr <= 64, fp_lowered_run). */
-typedef struct pixel_run {
-    int64_t t, n, iy, ix;
-} pixel_run;
-
-static int tile_runs(int64_t j0, int64_t nr, int64_t W, pixel_run *r) {
-    int64_t iy = j0 / W, ix = j0 % W;
-    int c = 0;
-    for (int64_t t = 0; t < nr; iy++, ix = 0) {
-        const int64_t n = FP_MIN(nr - t, W - ix);
-        r[c].t = t, r[c].n = n, r[c].iy = iy, r[c].ix = ix;
-        c++, t += n;
-    }
-    return c;
-}
-
 /* Where the row group (ky, kx ..) of a run's pixels lands: its output row from position ox0 (returned, NULL
  * when the row is cropped) and the positions [lo, hi) of its `pixels * stride` that are inside. */
-static float *group_run(const fp_conv_problem *p, float *yc, const pixel_run *r, int64_t ky, int64_t kx,
+static float *group_run(const fp_conv_problem *p, float *yc, const fp_pixel_run *r, int64_t ky, int64_t kx,
                         int64_t pixels, int64_t *lo, int64_t *hi) {
     const int64_t oy = r->iy * p->stride_h - p->pad_top + ky * p->dil_h;
     if (oy < 0 || oy >= p->oh) return NULL;
@@ -73,8 +55,8 @@ static float *group_run(const fp_conv_problem *p, float *yc, const pixel_run *r,
  * on the previous group's overlapping stores (sw floats apart), which stalled the interleave-add of DCGAN's
  * and FCN-8s's K4 s2 layers (and the element-wise add of a 3x3 s2 layer's kx = 2 row).  At stride 2 the
  * interleave row's add2 sums in registers where it has one. */
-static void store_add_group(const fp_lowered *L, float *yc, int64_t ky, int64_t kx, int64_t g2, const pixel_run *runs,
-                            int nruns, const float *tr, int64_t ldt) {
+static void store_add_group(const fp_lowered *L, float *yc, int64_t ky, int64_t kx, int64_t g2,
+                            const fp_pixel_run *runs, int nruns, const float *tr, int64_t ldt) {
     const fp_conv_problem *p = L->p;
     const int64_t sw = p->stride_w;
     float sum[GROUP_MAX * 65], run[GROUP_MAX * 65];
@@ -124,8 +106,8 @@ static void store_add(const fp_lowered *L, float *yn, int64_t i0, int64_t mr, in
     const int nhwc = p->layout != 0;
     const int64_t C = p->cout, pix = nhwc ? C : 1, plane = nhwc ? 1 : p->oh * p->ow;
     const int grouped = !nhwc && sw > 1 && sw <= GROUP_MAX && p->dil_w == 1;
-    pixel_run runs[64];
-    const int nruns = tile_runs(j0, nr, p->w, runs);
+    fp_pixel_run runs[64];
+    const int nruns = fp_tile_runs(j0, nr, p->w, runs);
     for (int64_t i = i0; i < i0 + mr; i++) {
         const int64_t co = i / taps, ky = i % taps / kw, kx = i % kw;
         float *yc = yn + co * plane;
@@ -198,9 +180,6 @@ int fp_deconv_scatter_f32(const fp_conv_problem *p, const float *x, const void *
     const float *a = fp_lowered_begin(p, packed, m, p->cin, &uk, &q);
     if (!a) return FP_ERR_PACKED;
     scatter_ctx ctx;
-    ctx.rows = q; /* B's packing sees the input image, read with stride 1 */
-    ctx.rows.stride_h = ctx.rows.stride_w = 1;
-    ctx.rows.oh = q.h, ctx.rows.ow = q.w;
     ctx.bias = bias;
     fp_lowered L;
     memset(&L, 0, sizeof L);

@@ -17,6 +17,8 @@
 #ifndef FASTPOINT_LOWERED_H
 #define FASTPOINT_LOWERED_H
 #include "../gemm/gemm.h"
+#include <string.h>
+
 #include "interleave.h"
 
 typedef struct fp_lowered fp_lowered;
@@ -25,11 +27,15 @@ struct fp_lowered {
     const fp_sgemm_ukr *uk;
     int64_t m, k, n;                  /* the GEMM of one image */
     const float *a;                   /* W as MR-row panels (fp_gemm_pack_weights, k-major) */
+    const float *a_raw;               /* or (a NULL) W k-major as fp_lowered_kmajor_panels reads it, packed per
+                                         MC-row block just before its first tile (a one-shot call on one
+                                         thread; fp_lowered_run: FP_DECLINED unless one nc block) */
     const float *bias;                /* one value per GEMM row, or NULL */
     const float *x;
     float *y;
     int64_t x_image, y_image;         /* floats between images */
     int single_k_block;               /* the store needs each tile finished in one k block */
+    int nc_shared;                    /* B blocks of the thread's L3 share (fp_gemm_nc_shared), not half of L2 */
     /* Scatter-add (the general transposed conv): every k block's tile is computed fresh, without bias or
      * ReLU, and the store adds it to the output; threads split the rows in units of row_unit (a multiple of
      * MR) that own disjoint outputs, and the outputs of each row block (whole units) are set up by init just
@@ -49,8 +55,35 @@ struct fp_lowered {
 
 int fp_lowered_run(const fp_lowered *L);
 
-/* B of a transposed conv's GEMM: X[n] as it is (NCHW) or transposed (NHWC); L->ctx starts with the
- * problem of the input read at stride 1 (deconv_gemm.c). */
+/* n floats, n a micro-kernel's MR or NR: constant-size copies for the usual sizes, which the compiler inlines as
+ * a few vector moves (a libc memcpy call per 32 bytes was 10 % of a one-shot U-Net up-convolution's weight
+ * packing; one per 192-byte row of a B micro-panel, 10 % of BasicUNet's 32->32 @128). */
+static inline void fp_copy_short(float *d, const float *s, int64_t n) {
+    if (n == 48) memcpy(d, s, 192);
+    else if (n == 16) memcpy(d, s, 64);
+    else if (n == 8) memcpy(d, s, 32);
+    else if (n == 4) memcpy(d, s, 16);
+    else memcpy(d, s, sizeof(float) * (size_t)n);
+}
+
+/* The tile's columns [t, t + n) that are pixels (iy, ix ..) of one input row: found once per tile (no
+ * division per row of it), at most one per column (nr <= 64, fp_lowered_run). */
+typedef struct fp_pixel_run {
+    int64_t t, n, iy, ix;
+} fp_pixel_run;
+
+static inline int fp_tile_runs(int64_t j0, int64_t nr, int64_t W, fp_pixel_run *r) {
+    int64_t iy = j0 / W, ix = j0 % W;
+    int c = 0;
+    for (int64_t t = 0; t < nr; iy++, ix = 0) {
+        const int64_t n = FP_MIN(nr - t, W - ix);
+        r[c].t = t, r[c].n = n, r[c].iy = iy, r[c].ix = ix;
+        c++, t += n;
+    }
+    return c;
+}
+
+/* B of a transposed conv's GEMM: X[n] (L->k x L->n) as it is (NCHW) or transposed (NHWC) (deconv_gemm.c). */
 void fp_deconv_pack_b_nchw(const fp_lowered *L, const float *xn, int64_t k0, int64_t kc, int64_t j0, int64_t nc,
                            float *dst);
 void fp_deconv_pack_b_nhwc(const fp_lowered *L, const float *xn, int64_t k0, int64_t kc, int64_t j0, int64_t nc,
@@ -61,15 +94,30 @@ void fp_deconv_pack_b_nhwc(const fp_lowered *L, const float *xn, int64_t k0, int
  * (NULL: FP_ERR_PACKED) and a copy of the problem with the thread count clamped, as conv.c does. */
 const float *fp_lowered_begin(const fp_conv_problem *p, const void *packed, int64_t m, int64_t k,
                               const fp_sgemm_ukr **uk, fp_conv_problem *q);
+/* The same for a packing of the given form (the header's: which panels follow). */
+const float *fp_lowered_begin_form(const fp_conv_problem *p, const void *packed, int64_t m, int64_t k, int form,
+                                   const fp_sgemm_ukr **uk, fp_conv_problem *q);
 
-/* Packed weights of a lowered GEMM: a 64-byte header (the gemm row, the GEMM's M and K) and the A panels. */
+/* Packed weights of a lowered GEMM: a 64-byte header (the gemm row, the GEMM's M and K) and the A panels
+ * (or, for the NHWC K == stride transposed conv, W'^T's column panels: deconv_nhwc.c).  header_init writes the
+ * header and returns where the panels start. */
+enum { FP_LOWERED_PANELS_A = 0, FP_LOWERED_PANELS_B = 1 }; /* MR-row panels of W / NR-column panels of W^T */
+int64_t fp_lowered_header_bytes(void);
+float *fp_lowered_header_init(void *packed, int64_t m, int64_t k, int form);
 int64_t fp_lowered_packed_bytes(int64_t m, int64_t k);
+/* `threads` split the panels across the pool once the weights are large (fp_pack_jobs). */
 int fp_lowered_pack(int64_t m, int64_t k, const float *w, void *packed, int threads);
-/* The same from a k-major source: element (i, k) of W at w[k*m + (i % mdiv) * mstride + i / mdiv] (mdiv = 1:
- * the plain transpose; a transposed conv's (Cin, Cout, KH, KW) weight read with rows (tap, co): mdiv = Cout,
- * mstride = KH*KW).  Copying MR consecutive values of one k row at a time, in blocks of k rows; `threads`
- * split the panels once the weights are large. */
-int fp_lowered_pack_kmajor(int64_t m, int64_t k, const float *w, int64_t mdiv, int64_t mstride, void *packed,
-                           int threads);
+/* The same from a k-major source, element (i, k) of W at w[k*m + i] (a transposed conv's (Cin, Cout, KH, KW)
+ * weight read with rows (co, ky, kx)): MR consecutive values of one k row at a time, in blocks of k rows;
+ * `threads` split the panels once the weights are large.  kmajor_panels: panels [pi0, pi1) only, into dst
+ * (panel pi at (pi - pi0) * k * MR), with no header (a one-shot call's row block, packed just before use). */
+int fp_lowered_pack_kmajor(int64_t m, int64_t k, const float *w, void *packed, int threads);
+void fp_lowered_kmajor_panels(int64_t m, int64_t k, const float *w, int64_t pi0, int64_t pi1, float *dst);
+
+/* The NHWC K == stride transposed conv written in place by the micro-kernels (deconv_nhwc.c): packed bytes,
+ * packing of the (Cin, Cout, KH, KW) weights, and the run (bias: one value per column (kx, co), or NULL). */
+int64_t fp_deconv_nhwc_packed_bytes(const fp_conv_problem *p);
+int fp_deconv_nhwc_pack(const fp_conv_problem *p, const float *w, void *packed);
+int fp_deconv_nhwc_run(const fp_conv_problem *p, const float *x, const void *packed, const float *bias, float *y);
 
 #endif

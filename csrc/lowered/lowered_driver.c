@@ -14,8 +14,20 @@ typedef struct header {
     uint32_t magic;
     int32_t row;   /* the gemm row packed for (fp_kernel_index): a forced or lowered choice must match */
     int64_t m, k;
-    int64_t reserved[5];
+    int32_t form;  /* FP_LOWERED_PANELS_A or FP_LOWERED_PANELS_B: which panels follow */
+    int32_t unused;
+    int64_t reserved[4];
 } header;
+
+int64_t fp_lowered_header_bytes(void) { return (int64_t)sizeof(header); }
+
+float *fp_lowered_header_init(void *packed, int64_t m, int64_t k, int form) {
+    const fp_sgemm_ukr *uk = fp_sgemm_ukr_pick(fp_isa());
+    header *h = (header *)packed;
+    memset(h, 0, sizeof *h);
+    h->magic = LOWERED_MAGIC, h->row = fp_kernel_index(&uk->k), h->m = m, h->k = k, h->form = form;
+    return (float *)((char *)packed + sizeof(header));
+}
 
 int64_t fp_lowered_packed_bytes(int64_t m, int64_t k) {
     const fp_sgemm_ukr *uk = fp_sgemm_ukr_pick(fp_isa());
@@ -30,15 +42,12 @@ int fp_lowered_pack(int64_t m, int64_t k, const float *w, void *packed, int thre
     memset(&q, 0, sizeof q);
     q.cout = m, q.cin = k, q.kh = q.kw = 1, q.groups = 1, q.layout = 0;
     q.num_threads = threads; /* panels split across the pool from 256 KiB (fp_pack_jobs) */
-    header *h = (header *)packed;
-    memset(h, 0, sizeof *h);
-    h->magic = LOWERED_MAGIC, h->row = fp_kernel_index(&uk->k), h->m = m, h->k = k;
-    fp_gemm_pack_weights(&q, &plain, w, (float *)((char *)packed + sizeof(header)));
+    fp_gemm_pack_weights(&q, &plain, w, fp_lowered_header_init(packed, m, k, FP_LOWERED_PANELS_A));
     return FP_OK;
 }
 
 typedef struct kmajor_task {
-    int64_t m, k, mr, mdiv, mstride, panels, chunks;
+    int64_t m, k, mr, panels, chunks;
     const float *w;
     float *dst;
 } kmajor_task;
@@ -49,29 +58,18 @@ typedef struct kmajor_task {
  * 512 up-convolution: every read a new line and page). */
 #define KMAJOR_ROWS 32
 
-/* MR floats: constant-size copies for the usual MR, which the compiler inlines as one or two vector moves (a
- * libc memcpy call per 32 bytes was 10 % of a one-shot U-Net up-convolution). */
-static inline void copy_row(float *d, const float *src, int64_t mr) {
-    if (mr == 16) memcpy(d, src, 64);
-    else if (mr == 8) memcpy(d, src, 32);
-    else if (mr == 4) memcpy(d, src, 16);
-    else memcpy(d, src, sizeof(float) * (size_t)mr);
-}
-static void pack_kmajor_panels(const kmajor_task *T, int64_t pi0, int64_t pi1) {
-    const int64_t MR = T->mr, m = T->m, k = T->k;
+void fp_lowered_kmajor_panels(int64_t m, int64_t k, const float *w, int64_t pi0, int64_t pi1, float *dst) {
+    const int64_t MR = fp_sgemm_ukr_pick(fp_isa())->mr;
     for (int64_t k0 = 0; k0 < k; k0 += KMAJOR_ROWS)
         for (int64_t pi = pi0; pi < pi1; pi++)
             for (int64_t kk = k0; kk < FP_MIN(k, k0 + KMAJOR_ROWS); kk++) {
-                const float *src = T->w + kk * m;
-                float *d = T->dst + (pi * k + kk) * MR; /* panel pi, row kk: MR floats */
-                if (T->mdiv == 1 && (pi + 1) * MR <= m) { /* the plain transpose: one copy of MR floats */
-                    copy_row(d, src + pi * MR, MR);
+                const float *src = w + kk * m + pi * MR;
+                float *d = dst + ((pi - pi0) * k + kk) * MR; /* panel pi, row kk: MR floats */
+                if ((pi + 1) * MR <= m) {
+                    fp_copy_short(d, src, MR);
                     continue;
                 }
-                for (int64_t r = 0; r < MR; r++) {
-                    const int64_t i = pi * MR + r;
-                    d[r] = i < m ? src[(i % T->mdiv) * T->mstride + i / T->mdiv] : 0.0f;
-                }
+                for (int64_t r = 0; r < MR; r++) d[r] = pi * MR + r < m ? src[r] : 0.0f;
             }
 }
 
@@ -80,21 +78,18 @@ static void pack_kmajor_job(void *ctx, int64_t c, int worker) {
     int64_t pi0, pi1;
     (void)worker;
     fp_chunk_range(T->panels, T->chunks, c, &pi0, &pi1);
-    pack_kmajor_panels(T, pi0, pi1);
+    fp_lowered_kmajor_panels(T->m, T->k, T->w, pi0, pi1, T->dst + pi0 * T->k * T->mr);
 }
 
-int fp_lowered_pack_kmajor(int64_t m, int64_t k, const float *w, int64_t mdiv, int64_t mstride, void *packed,
-                           int threads) {
+int fp_lowered_pack_kmajor(int64_t m, int64_t k, const float *w, void *packed, int threads) {
     const fp_sgemm_ukr *uk = fp_sgemm_ukr_pick(fp_isa());
     const int64_t MR = uk->mr;
-    header *h = (header *)packed;
-    memset(h, 0, sizeof *h);
-    h->magic = LOWERED_MAGIC, h->row = fp_kernel_index(&uk->k), h->m = m, h->k = k;
-    kmajor_task T = {m, k, MR, mdiv, mstride, FP_CEIL_DIV(m, MR), 1, w, (float *)((char *)packed + sizeof(header))};
+    float *dst = fp_lowered_header_init(packed, m, k, FP_LOWERED_PANELS_A);
+    kmajor_task T = {m, k, MR, FP_CEIL_DIV(m, MR), 1, w, dst};
     /* Threads split the panels (disjoint outputs) once the weights are large enough to pay for a start. */
     threads = threads < 1 ? 1 : FP_MIN(threads, fp_max_threads());
     if (threads == 1 || m * k < (int64_t)1 << 16) {
-        pack_kmajor_panels(&T, 0, T.panels);
+        fp_lowered_kmajor_panels(m, k, w, 0, T.panels, dst);
         return FP_OK;
     }
     T.chunks = FP_MIN(T.panels, (int64_t)threads * FP_CHUNKS_PER_THREAD);
@@ -102,20 +97,27 @@ int fp_lowered_pack_kmajor(int64_t m, int64_t k, const float *w, int64_t mdiv, i
     return FP_OK;
 }
 
-const float *fp_lowered_begin(const fp_conv_problem *p, const void *packed, int64_t m, int64_t k,
-                              const fp_sgemm_ukr **uk, fp_conv_problem *q) {
+const float *fp_lowered_begin_form(const fp_conv_problem *p, const void *packed, int64_t m, int64_t k, int form,
+                                   const fp_sgemm_ukr **uk, fp_conv_problem *q) {
     const header *h = (const header *)packed;
     *uk = fp_sgemm_ukr_pick(fp_isa());
-    if (h->magic != LOWERED_MAGIC || h->row != fp_kernel_index(&(*uk)->k) || h->m != m || h->k != k) return NULL;
+    if (h->magic != LOWERED_MAGIC || h->row != fp_kernel_index(&(*uk)->k) || h->m != m || h->k != k || h->form != form)
+        return NULL;
     *q = *p;
     const int cap = fp_max_threads();
     q->num_threads = q->num_threads < 1 ? 1 : q->num_threads > cap ? cap : q->num_threads;
     return (const float *)((const char *)packed + sizeof(header));
 }
 
+const float *fp_lowered_begin(const fp_conv_problem *p, const void *packed, int64_t m, int64_t k,
+                              const fp_sgemm_ukr **uk, fp_conv_problem *q) {
+    return fp_lowered_begin_form(p, packed, m, k, FP_LOWERED_PANELS_A, uk, q);
+}
+
 typedef struct task {
     const fp_lowered *L;
     fp_gemm_blocks bs;
+    int64_t mstep; /* rows of a row block: bs.mc, or whole units where init / finish own them */
     int by_columns;
     int64_t col_tiles, row_tiles, nchunks;
     int failed;
@@ -164,13 +166,11 @@ static void block_row_copy(const task *t, fp_ukr_args *u, float *yn, int64_t ic,
 }
 
 static void block(const task *t, const float *xn, float *yn, int64_t r0, int64_t r1, int64_t c0, int64_t c1,
-                  float *buf, float *tile) {
+                  float *buf, float *tile, float *ablock) {
     const fp_lowered *L = t->L;
     const fp_sgemm_ukr *uk = L->uk;
     const int64_t K = L->k, MR = uk->mr, NR = uk->nr;
-    /* row blocks in whole units where init / finish own them (row_unit: whole channels) */
-    const int64_t unit = L->row_unit > 0 ? L->row_unit : MR;
-    const int64_t mstep = L->init || L->finish ? FP_MAX(unit, t->bs.mc / unit * unit) : t->bs.mc;
+    const int64_t mstep = t->mstep;
     fp_ukr_args u;
     memset(&u, 0, sizeof u);
     u.bias_per_col = 0;
@@ -195,6 +195,8 @@ static void block(const task *t, const float *xn, float *yn, int64_t r0, int64_t
                 /* a scatter-add's outputs of rows [ic, ie) set up just before their first tile and finished
                  * after their last one, while they are in cache (not for the whole chunk ahead of its GEMM) */
                 if (L->init && jc == c0 && pc == 0) L->init(L, yn, ic, ie);
+                /* a one-shot call's panels of rows [ic, ie), packed here and read from L2 by the tiles below */
+                if (ablock) fp_lowered_kmajor_panels(L->m, K, L->a_raw, ic / MR, FP_CEIL_DIV(ie, MR), ablock);
                 if (row_copy) {
                     block_row_copy(t, &u, yn, ic, ie, jc, jn, kc, pc, buf, tile);
                     continue;
@@ -203,7 +205,8 @@ static void block(const task *t, const float *xn, float *yn, int64_t r0, int64_t
                     u.nr = FP_MIN(NR, jc + jn - jr);
                     u.b = buf + (jr - jc) * kc;
                     for (int64_t ir = ic; ir < ie; ir += MR) {
-                        u.a = L->a + ir * K + pc * MR; /* panel ir/MR starts ir*K floats in */
+                        /* panel ir/MR starts ir*K floats in (the row block's (ir - ic)*K) */
+                        u.a = (ablock ? ablock + (ir - ic) * K : L->a + ir * K) + pc * MR;
                         u.mr = FP_MIN(MR, L->m - ir);
                         u.bias = L->bias && !L->accumulate ? L->bias + ir : NULL;
                         if (L->store) {
@@ -233,7 +236,10 @@ static void chunk(void *ctx, int64_t c, int worker) {
     /* the store's tile, or the row copy's MR rows (block_row_copy) */
     float *tile = (float *)fp_scratch_or_fail(1, (int64_t)sizeof(float) * MR * FP_MAX(NR, row_copy_cols(NR)),
                                               &t->failed);
-    if (!buf || !tile) return;
+    /* a one-shot call's row block of packed panels (fp_lowered.a_raw) */
+    float *ablock = L->a_raw ? (float *)fp_scratch_or_fail(2, (int64_t)sizeof(float) * t->mstep * L->k, &t->failed)
+                             : NULL;
+    if (!buf || !tile || (L->a_raw && !ablock)) return;
     int64_t lo, hi;
     if (t->by_columns) {
         fp_chunk_range(t->col_tiles * L->p->n, t->nchunks, c, &lo, &hi);
@@ -242,14 +248,14 @@ static void chunk(void *ctx, int64_t c, int worker) {
             const int64_t t1 = FP_MIN(hi, (img + 1) * t->col_tiles) - img * t->col_tiles;
             if (t0 < t1)
                 block(t, L->x + img * L->x_image, L->y + img * L->y_image, 0, L->m, t0 * NR, FP_MIN(t1 * NR, L->n),
-                      buf, tile);
+                      buf, tile, ablock);
         }
     } else {
         const int64_t unit = L->row_unit > 0 ? L->row_unit : MR;
         fp_chunk_range(t->row_tiles, t->nchunks, c, &lo, &hi);
         const int64_t r0 = lo * unit, r1 = FP_MIN(hi * unit, L->m);
         for (int64_t img = 0; img < L->p->n && r0 < r1; img++) {
-            block(t, L->x + img * L->x_image, L->y + img * L->y_image, r0, r1, 0, L->n, buf, tile); /* + init, finish */
+            block(t, L->x + img * L->x_image, L->y + img * L->y_image, r0, r1, 0, L->n, buf, tile, ablock);
         }
     }
     fp_gemm_fence(); /* a store's non-temporal writes are ordered before the call returns */
@@ -257,6 +263,7 @@ static void chunk(void *ctx, int64_t c, int worker) {
 
 int fp_lowered_run(const fp_lowered *L) {
     if (L->uk->nr > 64) return FP_ERR_ARGS; /* the stores keep one offset per tile column on the stack */
+    if (L->a_raw && !L->store) return FP_ERR_ARGS; /* the row copy (no store) reads packed panels */
     task t;
     memset(&t, 0, sizeof t);
     t.L = L;
@@ -266,6 +273,18 @@ int fp_lowered_run(const fp_lowered *L) {
         t.bs.kc = L->k;
         t.bs.nc = FP_MAX(NR, fp_cache_size(2) / 2 / ((int64_t)sizeof(float) * L->k) / NR * NR);
     }
+    /* W, swept once per nc columns, streams from L3 or memory when it outgrows L2 (8 MiB for U-Net's 1024->512
+     * up-convolution: 7 sweeps at 28x28 with half of L2): then the B block takes the L3 share, as in the 1x1
+     * GEMM's NCHW form.  A W within half of L2 keeps B there too (U-Net 128->64 @128: 0.97x with the L3 share in
+     * one alternating run, loaded box). */
+    if (L->nc_shared && (int64_t)sizeof(float) * L->m * L->k > fp_cache_size(2) / 2)
+        t.bs.nc = fp_gemm_nc_shared(L->uk, t.bs.kc, L->n);
+    /* W packed inside the loops pays only in one sweep over the columns: each nc block would pack it again
+     * (U-Net 256->128 @64: 8 blocks, 0.95x against packing first) */
+    if (L->a_raw && t.bs.nc < L->n) return FP_DECLINED;
+    /* row blocks in whole units where init / finish own them (row_unit: whole channels) */
+    const int64_t unit = L->row_unit > 0 ? L->row_unit : L->uk->mr;
+    t.mstep = L->init || L->finish ? FP_MAX(unit, t.bs.mc / unit * unit) : t.bs.mc;
     t.col_tiles = FP_CEIL_DIV(L->n, L->uk->nr);
     t.row_tiles = FP_CEIL_DIV(L->m, L->row_unit > 0 ? L->row_unit : L->uk->mr);
     int T = fp_threads(L->p);
