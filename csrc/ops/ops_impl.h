@@ -212,6 +212,17 @@ static void resize_row(const float *x, const int64_t *xs, float *y, const int64_
     }
 }
 
+/* Source row `src` of image n blended along W into t, [C][OW]: t[c * OW + ox] = x[i0] * (1 - l) + x[i1] * l. */
+static inline void blend_row_c2p(const float *x, const int64_t *xs, const int64_t *ix, const float *lx, int64_t C,
+                                 int64_t OW, int64_t n, int64_t src, float *restrict t) {
+    const float *row = x + n * xs[0] + src * xs[2];
+    for (int64_t ox = 0; ox < OW; ox++) {
+        const float wx = lx[ox], vx = 1.0f - wx;
+        const float *restrict a = row + ix[2 * ox] * xs[3], *restrict b = row + ix[2 * ox + 1] * xs[3];
+        for (int64_t c = 0; c < C; c++) t[c * OW + ox] = a[c] * vx + b[c] * wx;
+    }
+}
+
 /* One output row of a linear resize from channels-last pixels (x: NHWC in memory, xs[1] == 1) into
  * channel planes (y: NCHW, ys[3] == 1): a network's NHWC activations resized into its NCHW graph
  * output (lraspp's last Resize, 21@32^2 -> 21@256^2), every row of every plane written once, along W.
@@ -225,27 +236,15 @@ static void resize_row_c2p(const float *x, const int64_t *xs, float *y, const in
     const int64_t C = dims[1], H = dims[2], OW = dims[5];
     float *bufs[2] = {scratch, scratch + C * OW};
     int64_t *tags = (int64_t *)(scratch + 2 * C * OW);
-    const int64_t k0 = n * H + iy[2 * oy], k1 = n * H + iy[2 * oy + 1];
-    int h[2];
+    const int64_t src[2] = {iy[2 * oy], iy[2 * oy + 1]};
+    int h[2]; /* the buffer holding each source row, -1 while neither does */
+    for (int r = 0; r < 2; r++) h[r] = tags[0] == n * H + src[r] ? 0 : tags[1] == n * H + src[r] ? 1 : -1;
     for (int r = 0; r < 2; r++) {
-        const int64_t key = r ? k1 : k0;
-        h[r] = tags[0] == key ? 0 : tags[1] == key ? 1 : -1;
-    }
-    for (int r = 0; r < 2; r++) {
-        const int64_t key = r ? k1 : k0;
-        if (tags[0] == key || tags[1] == key) { /* held (row 1 may be the row 0 just blended) */
-            h[r] = tags[0] == key ? 0 : 1;
-            continue;
-        }
+        if (h[r] >= 0) continue;
         h[r] = h[1 - r] == 0 ? 1 : 0; /* the buffer the other source row does not need */
-        const float *row = x + n * xs[0] + (key - n * H) * xs[2];
-        float *restrict t = bufs[h[r]];
-        for (int64_t ox = 0; ox < OW; ox++) {
-            const float wx = lx[ox], vx = 1.0f - wx;
-            const float *restrict a = row + ix[2 * ox] * xs[3], *restrict b = row + ix[2 * ox + 1] * xs[3];
-            for (int64_t c = 0; c < C; c++) t[c * OW + ox] = a[c] * vx + b[c] * wx;
-        }
-        tags[h[r]] = key;
+        blend_row_c2p(x, xs, ix, lx, C, OW, n, src[r], bufs[h[r]]);
+        tags[h[r]] = n * H + src[r];
+        if (r == 0 && src[1] == src[0]) h[1] = h[0]; /* an edge row: both taps on one source row */
     }
     const float wy = ly[oy], vy = 1.0f - wy;
     const float *t0 = bufs[h[0]], *t1 = bufs[h[1]];
