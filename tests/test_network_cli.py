@@ -59,3 +59,23 @@ def test_bench_model_algorithms_alternate(tmp_path, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert "fastpoint:winograd ms" in lines[1] and "fastpoint ms" in lines[1] and "onnxruntime ms" in lines[1]
     assert lines[3].count("e-") + lines[3].count("e+") == 2  # max|fp-ORT|/max|ORT| of both contenders
+
+
+def test_bench_model_pauses_between_samples_at_two_threads(tmp_path, monkeypatch):
+    """At 2+ threads every sample waits for the previous contender's spinning pool to sleep (the layer
+    benches' pause); at 1 thread there is no pool and no pause."""
+    from fastpoint.bench import model as bench_model_mod
+    from fastpoint.bench import timing
+    from fastpoint.bench.runner import Settings
+
+    path = _model_file(tmp_path, np.random.default_rng(2))
+    gaps = []
+
+    def fake_alternate(contenders, rounds=7, sample_s=0.05, max_total_s=20.0, gap_s=0.0):
+        gaps.append(gap_s)
+        return {name: [1e-3] for name in contenders}
+
+    monkeypatch.setattr(timing, "alternate", fake_alternate)
+    rows = bench_model_mod.bench_model(str(path), [], [1, 2], shape=(1, 3, 8, 8), rounds=1)
+    assert [r["threads"] for r in rows] == [1, 2]
+    assert gaps == [0.0, Settings.gap_s] and Settings.gap_s > 0

@@ -354,3 +354,22 @@ def test_fixed_views_and_bound_concat(layout, monkeypatch):
              if getattr(e, "__name__", "") == "entry"}
     assert "Concat" in bound
     assert "Identity" in bound and ("Reshape" in bound) == (layout == "NCHW")
+
+
+def test_layer_table_names_the_c_loops_of_the_network_ops():
+    """The kernel column (print(net), `fastpoint bench --model --profile`) says which ops run the C loops
+    of csrc/ops/ rather than calling every non-convolution "numpy"."""
+    from fastpoint.ops import _c
+
+    if not _c.available():
+        pytest.skip("the C extension is not built")
+    net = fp.load_onnx(mixed_model(np.random.default_rng(0)))
+    x = np.zeros((1, 3, 12, 10), np.float32)
+    net.run({"x": x})
+    kernels = {s.node.op.op_type: s.node.op.kernel(s.in_shapes) for s in net.plan().steps}
+    assert kernels["Resize"] == "fp_op_resize2d_f32"
+    assert kernels["MaxPool"] == "fp_op_pool2d_f32"
+    assert kernels["GlobalAveragePool"] == "fp_op_gap_f32"
+    assert kernels["Softmax"] == "numpy"
+    table = str(net)
+    assert "fp_op_resize2d_f32" in table and "fp_op_pool2d_f32" in table

@@ -219,7 +219,7 @@ def test_eltwise_declines_other_broadcasts():
 
 
 @pytest.mark.parametrize("shape", [(1, 3, 256, 256), (2, 5, 7, 9), (1, 64, 17, 3), (3, 21, 32, 32), (1, 1, 1, 1),
-                                   (1, 200, 3, 100), (0, 4, 5, 6), (1, 17, 1, 65)])
+                                   (1, 200, 3, 100), (0, 4, 5, 6), (1, 17, 1, 65), (2, 3, 5, 13), (1, 17, 3, 1)])
 def test_layout_conversion_both_ways(shape, threads):
     """fp_op_transpose_f32: NCHW <-> NHWC exactly, for channels and pixel counts off the 16 x 64 tiles;
     pairs it does not take (a strided view, float64) are declined and left unwritten."""
@@ -237,3 +237,25 @@ def test_layout_conversion_both_ways(shape, threads):
     if shape[2] > 1 and shape[0]:
         assert not _c.to_layout(a[:, :, ::-1], d) and np.isnan(d).all()
     assert not _c.to_layout(a.astype(np.float64), d) and (np.isnan(d).all() or not d.size)
+
+
+@pytest.mark.parametrize("mode", ["nearest", "bilinear"])
+def test_resize_nhwc_pixels_into_nchw_planes(mode, threads):
+    """A network's NHWC activations resized into its NCHW graph output (csrc/ops resize_row_c2p for
+    linear): bit-equal to the same resize from NCHW planes, on sweeps of channels, sizes (up and down,
+    rows shared between output rows or not), batches and a strided input view."""
+    from fastpoint.ops.interpolate import axis_taps
+
+    rng = np.random.default_rng(5)
+    for c, (h, w), (oh, ow), n in itertools.product(CHANNELS, [(4, 5), (1, 3), (9, 9)],
+                                                    [(8, 10), (3, 2), (1, 1), (33, 7)], (1, 2)):
+        base = rng.standard_normal((n, h, 2 * w, c)).astype(np.float32)
+        for pixels in (np.ascontiguousarray(base[:, :, :w]), base[:, :, ::2]):  # NHWC in memory
+            x = pixels.transpose(0, 3, 1, 2)  # NCHW shape, channels contiguous
+            taps = [axis_taps(h, oh, None, mode, False, np.float32), axis_taps(w, ow, None, mode, False, np.float32)]
+            got = np.full((n, c, oh, ow), np.nan, np.float32)
+            assert _c.resize2d(x, "NCHW", taps[0], taps[1], out=got) is got
+            planes = _c.resize2d(np.ascontiguousarray(x), "NCHW", taps[0], taps[1])
+            np.testing.assert_array_equal(got, planes, err_msg=f"{c} {h}x{w} -> {oh}x{ow} n={n}")
+            ref = fp.interpolate(np.ascontiguousarray(x), size=(oh, ow), mode=mode, backend="numpy")
+            np.testing.assert_allclose(got, ref, rtol=2e-6, atol=2e-6)

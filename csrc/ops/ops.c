@@ -41,6 +41,7 @@ typedef struct image_task {
     const float *div, *ly, *lx;
     float *y;
     int kind, failed, nchw; /* nchw: jobs are (n, c, oy) rows of one plane, else (n, oy) rows of pixels */
+    int c2p;                /* resize: linear from NHWC pixels into NCHW planes, (n, oy) jobs (resize_row_c2p) */
     int64_t jobs, nchunks;
 } image_task;
 
@@ -69,7 +70,7 @@ int fp_op_pool2d_f32(const float *x, const int64_t *xs, float *y, const int64_t 
     if ((kind != 0 && kind != 1) || (kind == 1 && !divisors)) return FP_ERR_ARGS;
     const int nchw = is_nchw(xs, ys);
     image_task t = {pick(), x, xs, ys, dims, geom, NULL, NULL, kind == 1 ? divisors : NULL, NULL, NULL, y, kind, 0,
-                    nchw, dims[0] * (nchw ? dims[1] : 1) * dims[4], 0};
+                    nchw, 0, dims[0] * (nchw ? dims[1] : 1) * dims[4], 0};
     if (t.jobs <= 0 || dims[1] <= 0 || dims[5] <= 0) return FP_OK;
     run_jobs(threads, t.jobs, &t.nchunks, pool_chunk, &t);
     return t.failed ? FP_ERR_ALLOC : FP_OK;
@@ -82,6 +83,17 @@ static void resize_chunk(void *arg, int64_t chunk, int worker) {
     fp_chunk_range(t->jobs, t->nchunks, chunk, &lo, &hi);
     const int64_t C = t->dims[1], OH = t->dims[4], OW = t->dims[5];
     float *scratch = NULL;
+    if (t->c2p) { /* two source rows blended along W, [C][OW] each, and their two int64 tags, none valid yet */
+        scratch = (float *)fp_scratch_or_fail(0, 2 * C * OW * (int64_t)sizeof(float) + 2 * (int64_t)sizeof(int64_t),
+                                              &t->failed);
+        if (!scratch) return;
+        int64_t *tags = (int64_t *)(scratch + 2 * C * OW);
+        tags[0] = tags[1] = -1;
+        for (int64_t j = lo; j < hi; j++)
+            t->k->resize_row_c2p(t->x, t->xs, t->y, t->ys, t->dims, t->iy, t->ly, t->ix, t->lx, j / OH, j % OH,
+                                 scratch);
+        return;
+    }
     if (t->lx) { /* two blended rows (or pixels) and their four int64 tags, none valid yet (thread scratch) */
         scratch = (float *)fp_scratch_or_fail(0, 2 * (C + OW) * (int64_t)sizeof(float) + 4 * (int64_t)sizeof(int64_t),
                                               &t->failed);
@@ -99,8 +111,10 @@ static void resize_chunk(void *arg, int64_t chunk, int worker) {
 int fp_op_resize2d_f32(const float *x, const int64_t *xs, float *y, const int64_t *ys, const int64_t *dims,
                        const int64_t *iy, const float *ly, const int64_t *ix, const float *lx, int threads) {
     if ((ly == NULL) != (lx == NULL)) return FP_ERR_ARGS;
-    const int nchw = is_nchw(xs, ys);
-    image_task t = {pick(), x, xs, ys, dims, NULL, iy, ix, NULL, ly, lx, y, 0, 0, nchw,
+    /* channels-last pixels into planes (more than one channel, so the strides say which is which) */
+    const int c2p = ly && dims[1] > 1 && xs[1] == 1 && ys[1] != 1 && ys[3] == 1;
+    const int nchw = is_nchw(xs, ys) && !c2p;
+    image_task t = {pick(), x, xs, ys, dims, NULL, iy, ix, NULL, ly, lx, y, 0, 0, nchw, c2p,
                     dims[0] * (nchw ? dims[1] : 1) * dims[4], 0};
     if (t.jobs <= 0 || dims[1] <= 0 || dims[5] <= 0) return FP_OK;
     run_jobs(threads, t.jobs, &t.nchunks, resize_chunk, &t);

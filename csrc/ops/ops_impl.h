@@ -212,6 +212,49 @@ static void resize_row(const float *x, const int64_t *xs, float *y, const int64_
     }
 }
 
+/* Source row `src` of image n blended along W into t, [C][OW]: t[c * OW + ox] = x[i0] * (1 - l) + x[i1] * l. */
+static inline void blend_row_c2p(const float *x, const int64_t *xs, const int64_t *ix, const float *lx, int64_t C,
+                                 int64_t OW, int64_t n, int64_t src, float *restrict t) {
+    const float *row = x + n * xs[0] + src * xs[2];
+    for (int64_t ox = 0; ox < OW; ox++) {
+        const float wx = lx[ox], vx = 1.0f - wx;
+        const float *restrict a = row + ix[2 * ox] * xs[3], *restrict b = row + ix[2 * ox + 1] * xs[3];
+        for (int64_t c = 0; c < C; c++) t[c * OW + ox] = a[c] * vx + b[c] * wx;
+    }
+}
+
+/* One output row of a linear resize from channels-last pixels (x: NHWC in memory, xs[1] == 1) into
+ * channel planes (y: NCHW, ys[3] == 1): a network's NHWC activations resized into its NCHW graph
+ * output (lraspp's last Resize, 21@32^2 -> 21@256^2), every row of every plane written once, along W.
+ * Each source row is blended along W once per chunk into a [C][OW] buffer (the pixel's channels read
+ * contiguously, written per plane), so an output row is C contiguous blends of two such rows.  The same
+ * products and sums as resize_row: bit-equal results.  scratch: 2 * C * OW floats, then 2 int64 tags
+ * (n * H + source row of each buffer) set to -1 by the chunk before its first row. */
+static void resize_row_c2p(const float *x, const int64_t *xs, float *y, const int64_t *ys, const int64_t *dims,
+                           const int64_t *iy, const float *ly, const int64_t *ix, const float *lx, int64_t n,
+                           int64_t oy, float *scratch) {
+    const int64_t C = dims[1], H = dims[2], OW = dims[5];
+    float *bufs[2] = {scratch, scratch + C * OW};
+    int64_t *tags = (int64_t *)(scratch + 2 * C * OW);
+    const int64_t src[2] = {iy[2 * oy], iy[2 * oy + 1]};
+    int h[2]; /* the buffer holding each source row, -1 while neither does */
+    for (int r = 0; r < 2; r++) h[r] = tags[0] == n * H + src[r] ? 0 : tags[1] == n * H + src[r] ? 1 : -1;
+    for (int r = 0; r < 2; r++) {
+        if (h[r] >= 0) continue;
+        h[r] = h[1 - r] == 0 ? 1 : 0; /* the buffer the other source row does not need */
+        blend_row_c2p(x, xs, ix, lx, C, OW, n, src[r], bufs[h[r]]);
+        tags[h[r]] = n * H + src[r];
+        if (r == 0 && src[1] == src[0]) h[1] = h[0]; /* an edge row: both taps on one source row */
+    }
+    const float wy = ly[oy], vy = 1.0f - wy;
+    const float *t0 = bufs[h[0]], *t1 = bufs[h[1]];
+    for (int64_t c = 0; c < C; c++) {
+        const float *restrict a = t0 + c * OW, *restrict b = t1 + c * OW;
+        float *restrict yp = y + n * ys[0] + c * ys[1] + oy * ys[2];
+        for (int64_t ox = 0; ox < OW; ox++) yp[ox] = a[ox] * vy + b[ox] * wy;
+    }
+}
+
 /* exp for the sigmoid, vectorisable: 2^k * p(r), r = x - k ln2 in [-ln2/2, ln2/2], degree-6
  * polynomial (relative error ~2e-7); x clamped to [-88, 88] (the sigmoid saturates long before). */
 static inline float vexp(float x) {
@@ -293,6 +336,16 @@ static void eltwise(const float *a, const float *b, float *y, int64_t mid, int64
  * conversion of an image (fp_op_transpose_f32).  The inner loop runs along y's contiguous axis. */
 static void transpose_tile(const float *x, float *y, int64_t a, int64_t b, int64_t i0, int64_t i1, int64_t j0,
                            int64_t j1) {
+    if (a == 3 && i0 == 0 && i1 == 3) { /* an RGB image into pixels: one pass, the stores interleaved in vectors */
+        const float *restrict x0 = x, *restrict x1 = x + b, *restrict x2 = x + 2 * b;
+        float *restrict yp = y;
+        for (int64_t j = j0; j < j1; j++) {
+            yp[3 * j] = x0[j];
+            yp[3 * j + 1] = x1[j];
+            yp[3 * j + 2] = x2[j];
+        }
+        return;
+    }
     for (int64_t j = j0; j < j1; j++) {
         const float *restrict xc = x + j;
         float *restrict yr = y + j * a;
@@ -315,4 +368,4 @@ static void gap_nhwc(const float *x, float *y, int64_t C, int64_t HW, int64_t c0
 }
 
 #define FP_OPS_TABLE(var, isa_name) \
-    const fp_ops_isa var = {isa_name, pool_row, resize_row, eltwise, transpose_tile, gap_nhwc};
+    const fp_ops_isa var = {isa_name, pool_row, resize_row, resize_row_c2p, eltwise, transpose_tile, gap_nhwc};

@@ -2,9 +2,11 @@
 
 Every contender runs the same random float32 input (free dimensions from ``--input-shape``, else 1 for
 N and 256 for the others) at each thread count; they alternate round by round and medians are
-compared (:func:`fastpoint.bench.timing.alternate`). Besides the milliseconds the table gives
-fastpoint's largest difference from ONNX Runtime relative to ONNX Runtime's largest output magnitude,
-and fastpoint's load plus first inference (in a process that has imported onnx already).
+compared (:func:`fastpoint.bench.timing.alternate`); at more than one thread a pause before each sample
+lets the previous contender's spinning pool fall asleep (the layer benches' ``gap_s``). Besides the
+milliseconds the table gives fastpoint's largest difference from ONNX Runtime relative to ONNX
+Runtime's largest output magnitude, and fastpoint's load plus first inference (in a process that
+has imported onnx already).
 ``--profile`` prints where fastpoint's time goes, per op type and for the slowest nodes.
 
 =============  ========================================================================================
@@ -106,6 +108,7 @@ def bench_model(path: str, peers: Sequence[str], threads: Sequence[int], shape=N
     :func:`contender_name`) and each peer (medians), error vs ORT; load + first call of the first."""
     import fastpoint as fp
 
+    from .runner import Settings
     from .timing import alternate, median
 
     fp.set_num_threads(threads[0])
@@ -120,7 +123,10 @@ def bench_model(path: str, peers: Sequence[str], threads: Sequence[int], shape=N
         runners = {p: PEER_SETUP[p](path, t) for p in peers}
         contenders = {c: (lambda n=n: n.run(feeds)) for c, n in nets.items()}
         contenders.update({p: (lambda fn=fn: fn(feeds)) for p, fn in runners.items()})
-        samples = alternate(contenders, rounds=rounds, sample_s=sample_s, max_total_s=120.0)
+        # at 2+ threads the peers' pools (ONNX Runtime's, OpenVINO's) spin after their sample and would be
+        # timed in the next contender's: each sample waits for them to sleep (the layer benches' pause)
+        samples = alternate(contenders, rounds=rounds, sample_s=sample_s, max_total_s=120.0,
+                            gap_s=Settings.gap_s if t > 1 else 0.0)
         row = {"threads": t, "ms": {k: median(v) * 1e3 for k, v in samples.items()}, "first_s": first_s}
         if "onnxruntime" in runners:
             ref = runners["onnxruntime"](feeds)[0]

@@ -178,6 +178,14 @@ class GlobalPool(Op):
 
         return _c.bind_global_avg_pool(*case)
 
+    def kernel(self, in_shapes):
+        """The C loop for 4-d GlobalAveragePool (float32; ``_c_case``), else NumPy."""
+        from ..ops import _c
+
+        shape = in_shapes[0] if in_shapes else None
+        ok = self.op_type == "GlobalAveragePool" and shape is not None and len(shape) == 4 and _c.available()
+        return "fp_op_gap_f32" if ok else "numpy"
+
     def flops(self, in_shapes, out_shapes):
         return int(np.prod(in_shapes[0], dtype=np.int64))
 

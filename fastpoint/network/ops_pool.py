@@ -140,5 +140,11 @@ class Pool(Op):
             plane = (plane % w) * h + plane // w
         return base + plane
 
+    def kernel(self, in_shapes):
+        """The C loop for 2-d pooling without an Indices output (float32; ``_c_runner``), else NumPy."""
+        from ..ops import _c
+
+        return "fp_op_pool2d_f32" if self.rank == 2 and self.n_outputs <= 1 and _c.available() else "numpy"
+
     def flops(self, in_shapes, out_shapes):
         return int(np.prod(out_shapes[0], dtype=np.int64)) * int(np.prod(self.attrs["kernel_shape"]))

@@ -266,5 +266,14 @@ class Resize(Op):
         axes, res = self._plan(x.shape, inputs)
         return self._c_runner(x, axes, res, outs[0])
 
+    def kernel(self, in_shapes):
+        """The C loop for 4-d nearest or linear images (float32; ``_c_runner``), else the NumPy passes."""
+        from ..ops import _c
+
+        shape = in_shapes[0] if in_shapes else None
+        if shape is not None and len(shape) == 4 and self.attrs["mode"] in ("nearest", "linear") and _c.available():
+            return "fp_op_resize2d_f32"
+        return "numpy"
+
     def flops(self, in_shapes, out_shapes):
         return 3 * int(np.prod(out_shapes[0], dtype=np.int64)) if self.attrs["mode"] == "linear" else 0
