@@ -116,6 +116,11 @@ void fp_direct_fill_strip(const fp_conv_problem *p, const fp_dstrip *G, int isa,
             }
             if (p->layout == 0) {
                 const float *src = x + ((n * p->cin + c_abs) * p->h + iy) * W;
+                /* The same row of the next channel, one channel (nrows rows) ahead: each channel's rows are
+                 * one short stream (a few KiB) from L3 or memory, which the hardware prefetchers do not
+                 * ramp up on before it ends; without this the copy took 13 % of 32->32 3x3 @256. */
+                if (ci + 1 < G->cin_g)
+                    for (int64_t f = 0; f < W; f += 16) __builtin_prefetch(src + p->h * W + f, 0, 3);
                 if (sw == 2 && isa == FP_ISA_AVX512) {
                     fp_direct_split2_avx512(src, W, pl, Wq, dst, dst + Wq);
                 } else if (sw == 1) {
