@@ -22,7 +22,7 @@
   overlap an input.
 * ``backend`` is ``"auto"``, ``"c"``, ``"numba"`` or ``"numpy"``; see :func:`fastpoint.backends`.
 * ``algorithm`` is ``"auto"`` (the default) or ``"direct"``, which run today's kernels, or ``"winograd"``
-  (opt-in, 3x3 stride-1 dilation-1 groups-1 layers only): Winograd F(4x4, 3x3) (F(2x2, 3x3) on small
+  (opt-in, 3x3 stride-1 groups-1 layers only, dilation 1 or, in NHWC, any): Winograd F(4x4, 3x3) (F(2x2, 3x3) on small
   maps) on the C backend in float32, with different rounding (max error about 1e-5 of the output's
   range); float64 and the other backends run the direct kernel.  See docs/winograd.md.
 

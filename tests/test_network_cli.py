@@ -48,3 +48,14 @@ def test_bench_model_table_and_profile(tmp_path, capsys):
     assert "load + first inference" in out.out
     assert "per-op profile" in out.out and "Conv" in out.out and "%peak" in out.out
     assert "skipping peer torch" in out.err
+
+
+def test_bench_model_algorithms_alternate(tmp_path, capsys):
+    """``--algorithm winograd,auto`` with --model: one fastpoint contender per algorithm, each with its error."""
+    pytest.importorskip("onnxruntime")
+    path = _model_file(tmp_path, np.random.default_rng(2))
+    assert main(["bench", "--model", str(path), "--peers", "onnxruntime", "--threads", "1", "--algorithm",
+                 "winograd,auto", "--input-shape", "1,3,16,16", "--rounds", "3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "fastpoint:winograd ms" in lines[1] and "fastpoint ms" in lines[1] and "onnxruntime ms" in lines[1]
+    assert lines[3].count("e-") + lines[3].count("e+") == 2  # max|fp-ORT|/max|ORT| of both contenders

@@ -114,6 +114,27 @@ def test_batch_and_threads(isa, layout, n, threads):
 
 
 @needs_c
+@pytest.mark.parametrize("dilation,padding", [(2, 2), (4, 4), ((2, 3), (1, 2)), (3, 0), ((1, 2), 1), (2, (2, 1))])
+@pytest.mark.parametrize("n,cin,cout,hw", [(1, 16, 24, (32, 32)), (2, 5, 17, (17, 23)), (3, 33, 16, (12, 40)),
+                                           (1, 8, 8, (9, 9))])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_dilation_in_nhwc(isa, dilation, padding, n, cin, cout, hw, threads):
+    """Dilated layers in NHWC run as dil_h x dil_w phase images of a dilation-1 convolution (F(4x4) or F(2x2)
+    by the phase images' tiles), phases of unequal size where the map is not a multiple of the dilation;
+    with the fused epilogue (bias, residual, ReLU)."""
+    rng = np.random.default_rng(hash((str(dilation), str(padding), n, cin, hw, threads)) % 2**32)
+    x, w, b = data(rng, n, cin, cout, *hw, layout="NHWC")
+    ref = fp.conv2d(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), padding=padding,
+                    dilation=dilation, layout="NHWC", backend="numpy")
+    res = rng.standard_normal(ref.shape).astype(np.float32)
+    with _threads(threads):
+        check_close(winograd(x, w, b, padding, "NHWC", dilation=dilation), ref)
+        layer = fp.Conv2d(w, b, padding=padding, dilation=dilation, layout="NHWC", activation="relu", backend="c",
+                          algorithm="winograd")
+        check_close(layer(x, residual=res), np.maximum(ref + res, 0))
+
+
+@needs_c
 @pytest.mark.parametrize("shape", [
     (1, 64, 64, 36, 36),    # several tile blocks of several rows
     (1, 32, 48, 8, 300),    # wide map: blocks are segments of a tile row
@@ -195,6 +216,11 @@ def test_kernel_names(isa):
     assert "winograd" not in _kernel_name(algorithm="auto")
     assert "winograd" not in _kernel_name(algorithm="direct")
     assert "winograd" not in _kernel_name(algorithm="winograd", dtype=np.float64)  # float64: the direct kernel
+    # dilated: by the tiles of the phase images (32 x 32, dilation 2: 4 of 16 x 16, 64 tiles; 16 x 16, dilation 4:
+    # 16 of 4 x 4, 16 tiles)
+    assert _kernel_name(algorithm="winograd", hw=32, dilation=2) == f"f32_winograd_4x4__{isa}"
+    assert _kernel_name(algorithm="winograd", hw=16, dilation=4) == f"f32_winograd_2x2__{isa}"
+    assert "winograd" not in _kernel_name(algorithm="auto", hw=32, dilation=2)
 
 
 # ------------------------------------------------------------------ the keyword
@@ -235,7 +261,7 @@ def test_float64_runs_the_direct_kernel():
     (dict(weight=(8, 4, 3, 1)), "3x3"),
     (dict(stride=2), "stride"),
     (dict(stride=(1, 2)), "stride"),
-    (dict(dilation=2), "dilation"),
+    (dict(dilation=2), "dilation 1 in layout NCHW"),  # NHWC takes it (test_dilation_in_nhwc)
     (dict(groups=2), "groups"),
     (dict(groups=4, weight=(8, 1, 3, 3)), "groups"),
 ])
@@ -275,12 +301,15 @@ class _threads:
         fp.set_num_threads(self.before)
 
 
-def _kernel_name(algorithm, dtype=np.float32, hw=16):
-    """The C kernel a 16 <- 8 channel 3x3 layer runs on a (1, 8, hw, hw) input."""
+def _kernel_name(algorithm, dtype=np.float32, hw=16, dilation=1):
+    """The C kernel a 16 <- 8 channel 3x3 layer runs on a (1, 8, hw, hw) input (NHWC where dilated)."""
     from fastpoint.core.spec import make_spec
 
-    layer = fp.Conv2d(np.zeros((16, 8, 3, 3), dtype), padding=1, backend="c", algorithm=algorithm)
-    spec = make_spec(layer._layer.with_dtype(np.dtype(dtype)), (1, 8, hw, hw), (16, 8, 3, 3))
+    layout = "NCHW" if dilation == 1 else "NHWC"
+    layer = fp.Conv2d(np.zeros((16, 8, 3, 3), dtype), padding=dilation, dilation=dilation, layout=layout,
+                      backend="c", algorithm=algorithm)
+    x_shape = (1, 8, hw, hw) if layout == "NCHW" else (1, hw, hw, 8)
+    spec = make_spec(layer._layer.with_dtype(np.dtype(dtype)), x_shape, (16, 8, 3, 3))
     return cback.CBackend().kernel_name(spec)
 
 
@@ -300,33 +329,58 @@ def test_bench_runs_a_backend_with_an_algorithm():
 
 
 @needs_c
-def test_load_onnx_algorithm_winograd_where_it_applies():
-    """load_onnx(algorithm="winograd"): the 3x3 stride-1 Conv runs Winograd, the 1x1 and the strided 3x3 the
-    default kernels (no ValueError for them); results within the bound of docs/winograd.md."""
+def test_load_onnx_algorithm_winograd_where_it_applies_and_pays():
+    """load_onnx(algorithm="winograd"): the 3x3 stride-1 Conv of 16 input channels runs Winograd, the dilated
+    one of 24 in an NHWC plan too; the 1x1,
+    the strided 3x3 and the 3x3 stride-1 stem of 3 input channels (fewer than a vector: slower with Winograd,
+    core/winograd.py) the default kernels (no ValueError for them); results within the bound of
+    docs/winograd.md."""
     pytest.importorskip("onnx")
     from .onnx_graphs import helper, model
 
     rng = np.random.default_rng(11)
-    inits = {"w1": (rng.standard_normal((24, 16, 3, 3)) / 12).astype(np.float32),
+    inits = {"w0": (rng.standard_normal((16, 3, 3, 3)) / 5).astype(np.float32),
+             "w1": (rng.standard_normal((24, 16, 3, 3)) / 12).astype(np.float32),
+             "wd": (rng.standard_normal((24, 24, 3, 3)) / 15).astype(np.float32),
              "w2": (rng.standard_normal((8, 24, 1, 1)) / 5).astype(np.float32),
              "w3": (rng.standard_normal((8, 8, 3, 3)) / 9).astype(np.float32)}
-    nodes = [helper.make_node("Conv", ["x", "w1"], ["a"], pads=[1, 1, 1, 1], name="c3"),
+    nodes = [helper.make_node("Conv", ["x", "w0"], ["s"], pads=[1, 1, 1, 1], name="stem"),
+             helper.make_node("Conv", ["s", "w1"], ["a"], pads=[1, 1, 1, 1], name="c3"),
              helper.make_node("Relu", ["a"], ["r"]),
-             helper.make_node("Conv", ["r", "w2"], ["b"], name="c1"),
+             helper.make_node("Conv", ["r", "wd"], ["d"], pads=[2, 2, 2, 2], dilations=[2, 2], name="c3d2"),
+             helper.make_node("Conv", ["d", "w2"], ["b"], name="c1"),
              helper.make_node("Conv", ["b", "w3"], ["y"], pads=[1, 1, 1, 1], strides=[2, 2], name="c3s2")]
-    m = model(nodes, [("x", [1, 16, 20, 22])], [("y", None)], inits)
-    x = rng.standard_normal((1, 16, 20, 22)).astype(np.float32)
-    net = fp.load_onnx(m, backend="c", algorithm="winograd")
-    y = net(x)
-    x64, w = x.astype(np.float64), {k: v.astype(np.float64) for k, v in inits.items()}
-    a = np.maximum(fp.conv2d(x64, w["w1"], padding=1), 0)
-    ref = fp.conv2d(fp.conv2d(a, w["w2"]), w["w3"], stride=2, padding=1)
-    check_close(y, ref)
-    algorithms = {n.name: {layer._layer.algorithm for layer in n.op._layers.values()} for n in net._graph.nodes
-                  if n.op.op_type == "Conv"}
-    assert algorithms == {"c3": {"winograd"}, "c1": {"auto"}, "c3s2": {"auto"}}
+    m = model(nodes, [("x", [1, 3, 20, 22])], [("y", None)], inits)
+    x = rng.standard_normal((1, 3, 20, 22)).astype(np.float32)
+    for layout in ("NCHW", "NHWC"):
+        net = fp.load_onnx(m, backend="c", algorithm="winograd", layout=layout)
+        y = net(x)
+        x64, w = x.astype(np.float64), {k: v.astype(np.float64) for k, v in inits.items()}
+        a = np.maximum(fp.conv2d(fp.conv2d(x64, w["w0"], padding=1), w["w1"], padding=1), 0)
+        a = fp.conv2d(a, w["wd"], padding=2, dilation=2)
+        ref = fp.conv2d(fp.conv2d(a, w["w2"]), w["w3"], stride=2, padding=1)
+        check_close(y, ref)
+        algorithms = {n.name: {layer._layer.algorithm for layer in n.op._layers.values()}
+                      for n in net._graph.nodes if n.op.op_type == "Conv"}
+        dilated = "winograd" if layout == "NHWC" else "auto"  # dilated Winograd: NHWC only
+        assert algorithms == {"stem": {"auto"}, "c3": {"winograd"}, "c3d2": {dilated}, "c1": {"auto"},
+                              "c3s2": {"auto"}}, layout
+        auto = fp.load_onnx(m, backend="c", layout=layout)  # the default: the direct kernels everywhere
+        auto(x)
+        assert {layer._layer.algorithm for n in auto._graph.nodes if n.op.op_type == "Conv"
+                for layer in n.op._layers.values()} == {"auto"}
     with pytest.raises(ValueError, match="algorithm"):
         fp.load_onnx(m, algorithm="fft")
+
+
+def test_winograd_pays_from_a_vector_of_input_channels():
+    """The network rule (core/winograd.py): Winograd from one vector of input channels of the ISA on."""
+    from fastpoint.core.winograd import VECTOR_LANES, winograd_pays
+
+    for isa_name, lanes in VECTOR_LANES.items():
+        assert not winograd_pays(lanes - 1, 64, isa_name) and not winograd_pays(3, 32, isa_name)
+        assert winograd_pays(lanes, 32, isa_name) and winograd_pays(2048, 512, isa_name)
+    assert winograd_pays(16, 4) and not winograd_pays(3, 32)  # the ISA in use: at most 16 lanes
 
 
 @needs_c

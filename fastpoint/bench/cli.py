@@ -66,7 +66,8 @@ def add_parser(sub) -> None:
     p.add_argument("--list", action="store_true", help="list the suites, backends and peers (and why any is missing)")
     p.add_argument("--model", default="", metavar="MODEL.onnx",
                    help="time a whole ONNX model end to end against onnxruntime and openvino (the --peers, "
-                        "--threads, --rounds and first --backends options apply; see fastpoint/bench/model.py)")
+                        "--algorithm, --threads, --rounds and first --backends options apply; see "
+                        "fastpoint/bench/model.py)")
     p.add_argument("--input-shape", default="", help="with --model: the input's shape, e.g. 1,3,512,512 "
                    "(default: the declared one, free dims 1 for N and 256 for the others)")
     p.add_argument("--profile", action="store_true", help="with --model: also print fastpoint's per-op breakdown")

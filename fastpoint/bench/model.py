@@ -86,18 +86,24 @@ def why_unavailable(peer: str) -> Optional[str]:
     return None
 
 
-def load_and_first(path: str, feeds, backend: str = "auto") -> Tuple[float, object]:
+def contender_name(algorithm: str) -> str:
+    """fastpoint's contender for ``load_onnx(..., algorithm=)``: "fastpoint" (auto), "fastpoint:winograd"."""
+    return "fastpoint" if algorithm == "auto" else f"fastpoint:{algorithm}"
+
+
+def load_and_first(path: str, feeds, backend: str = "auto", algorithm: str = "auto") -> Tuple[float, object]:
     import fastpoint as fp
 
     t0 = time.perf_counter()
-    net = fp.load_onnx(path, backend=backend)
+    net = fp.load_onnx(path, backend=backend, algorithm=algorithm)
     net.run(feeds)
     return time.perf_counter() - t0, net
 
 
 def bench_model(path: str, peers: Sequence[str], threads: Sequence[int], shape=None, rounds: int = 7,
-                backend: str = "auto", sample_s: float = 0.2) -> List[dict]:
-    """One row per thread count: ms per inference of fastpoint and each peer (medians), error vs ORT."""
+                backend: str = "auto", sample_s: float = 0.2, algorithms: Sequence[str] = ("auto",)) -> List[dict]:
+    """One row per thread count: ms per inference of fastpoint (one contender per ``algorithms`` entry,
+    :func:`contender_name`) and each peer (medians), error vs ORT; load + first call of the first."""
     import fastpoint as fp
 
     from .timing import alternate, median
@@ -105,37 +111,42 @@ def bench_model(path: str, peers: Sequence[str], threads: Sequence[int], shape=N
     fp.set_num_threads(threads[0])
     # an untimed load first: it imports onnx and reads the file (one-time costs per process)
     feeds = input_feeds(fp.load_onnx(path, backend=backend), shape)
-    first_s, net = load_and_first(path, feeds, backend)
+    first_s, net = load_and_first(path, feeds, backend, algorithms[0])
+    nets = {contender_name(algorithms[0]): net}
+    nets.update({contender_name(a): fp.load_onnx(path, backend=backend, algorithm=a) for a in algorithms[1:]})
     rows = []
     for t in threads:
         fp.set_num_threads(t)
         runners = {p: PEER_SETUP[p](path, t) for p in peers}
-        contenders = {"fastpoint": lambda: net.run(feeds)}
+        contenders = {c: (lambda n=n: n.run(feeds)) for c, n in nets.items()}
         contenders.update({p: (lambda fn=fn: fn(feeds)) for p, fn in runners.items()})
         samples = alternate(contenders, rounds=rounds, sample_s=sample_s, max_total_s=120.0)
         row = {"threads": t, "ms": {k: median(v) * 1e3 for k, v in samples.items()}, "first_s": first_s}
         if "onnxruntime" in runners:
-            ours = list(net.run(feeds).values())[0]
             ref = runners["onnxruntime"](feeds)[0]
-            row["rel_err"] = float(np.abs(ours - ref).max() / max(np.abs(ref).max(), 1e-30))
+            row["rel_err"] = {c: float(np.abs(list(n.run(feeds).values())[0] - ref).max()
+                                       / max(np.abs(ref).max(), 1e-30)) for c, n in nets.items()}
         rows.append(row)
     return rows
 
 
 def table(path: str, rows: List[dict], peers: Sequence[str]) -> str:
-    """The end-to-end table: ms per contender, fastpoint's speed-up over the fastest peer, error vs ORT."""
-    names = ["fastpoint", *peers]
-    head = (f"{'threads':>7}  " + "  ".join(f"{n + ' ms':>14}" for n in names)
+    """The end-to-end table: ms per contender, the first fastpoint contender's speed-up over the fastest
+    peer, each fastpoint contender's error vs ORT."""
+    ours = [c for c in rows[0]["ms"] if c.startswith("fastpoint")] if rows else ["fastpoint"]
+    names = [*ours, *peers]
+    width = {n: max(14, len(n) + 3) for n in names}
+    head = (f"{'threads':>7}  " + "  ".join(f"{n + ' ms':>{width[n]}}" for n in names)
             + (f"  {'x best peer':>11}" if peers else "") + "  max|fp-ORT|/max|ORT|")
     lines = [f"model {path}", head, "-" * len(head)]
     for r in rows:
-        err = f"{r['rel_err']:.1e}" if "rel_err" in r else "-"
+        err = " / ".join(f"{r['rel_err'][c]:.1e}" for c in ours) if "rel_err" in r else "-"
         best = min((r["ms"][p] for p in peers), default=None)
-        gain = f"  {best / r['ms']['fastpoint']:>11.2f}" if best else ""
-        lines.append(f"{r['threads']:>7}  " + "  ".join(f"{r['ms'][n]:>14.1f}" for n in names) + gain
+        gain = f"  {best / r['ms'][ours[0]]:>11.2f}" if best else ""
+        lines.append(f"{r['threads']:>7}  " + "  ".join(f"{r['ms'][n]:>{width[n]}.1f}" for n in names) + gain
                      + f"  {err:>20}")
     if rows:
-        steady = rows[0]["ms"]["fastpoint"] / 1e3
+        steady = rows[0]["ms"][ours[0]] / 1e3
         lines.append(f"fastpoint load + first inference {rows[0]['first_s'] * 1e3:.0f} ms "
                      f"({rows[0]['first_s'] / steady:.1f}x a steady inference at {rows[0]['threads']} thread(s))")
     return "\n".join(lines)
@@ -298,8 +309,8 @@ def memory_child(contender: str, path: str, threads: int, feeds_path: str, runs:
     with np.load(feeds_path) as f:
         feeds = {k: f[k] for k in f.files}
     info: dict = {}
-    if contender == "fastpoint":
-        net = fp.load_onnx(path)
+    if contender.startswith("fastpoint"):  # fastpoint or fastpoint:ALGORITHM (contender_name)
+        net = fp.load_onnx(path, algorithm=contender.partition(":")[2] or "auto")
         _release_free_heap()
         loaded = _rss_bytes()
         _reset_peak_rss()
@@ -351,7 +362,8 @@ def memory_table(rows: Dict[str, dict]) -> str:
     for c, r in rows.items():
         growth = r["peak"] - r["loaded"] - r.get("packed", 0)
         note = (f"packed weights {r['packed'] * mib:.0f} MiB (taken out of the growth); planned peak activations "
-                f"{r['planned_peak'] * mib:.1f} MiB, arena {r['arena'] * mib:.1f} MiB" if c == "fastpoint" else "")
+                f"{r['planned_peak'] * mib:.1f} MiB, arena {r['arena'] * mib:.1f} MiB"
+                if c.startswith("fastpoint") else "")
         lines.append(f"{c:<12}{r['loaded'] * mib:>11.0f}{r['peak'] * mib:>13.0f}{growth * mib:>11.1f}  {note}")
     return "\n".join(lines)
 
@@ -374,14 +386,16 @@ def cmd_bench_model(args) -> int:
     threads = [int(t) for t in args.bench_threads.split(",") if t.strip()] or [fp.get_num_threads()]
     shape = [int(d) for d in args.input_shape.split(",")] if args.input_shape else None
     backend = args.backends.split(",")[0] if args.backends else "auto"
-    rows = bench_model(args.model, peers, threads, shape, rounds=args.rounds or 7, backend=backend)
+    algorithms = [a.strip() for a in (args.algorithm or "auto").split(",") if a.strip()] or ["auto"]
+    rows = bench_model(args.model, peers, threads, shape, rounds=args.rounds or 7, backend=backend,
+                       algorithms=algorithms)
     print(table(args.model, rows, peers))
     if getattr(args, "memory", False):
         print(f"\nmemory at {threads[0]} thread(s), each contender in a fresh process (RSS):")
-        print(memory_table(memory_rows(args.model, ["fastpoint", *[p for p in peers if p in PEER_SETUP]],
-                                       threads[0], shape)))
+        contenders = [*map(contender_name, algorithms), *[p for p in peers if p in PEER_SETUP]]
+        print(memory_table(memory_rows(args.model, contenders, threads[0], shape)))
     if args.profile:
-        net = fp.load_onnx(args.model, backend=backend)
+        net = fp.load_onnx(args.model, backend=backend, algorithm=algorithms[0])
         feeds = input_feeds(net, shape)
         for t in threads:
             fp.set_num_threads(t)

@@ -157,9 +157,10 @@ def check_activation(activation) -> bool:
 
 
 def check_algorithm(algorithm, kh: int, kw: int, stride: Tuple[int, int], dilation: Tuple[int, int],
-                    groups: int) -> str:
+                    groups: int, layout: str = "NCHW") -> str:
     """``algorithm`` of a layer: "auto" and "direct" run today's kernels; "winograd" (docs/winograd.md)
-    only a 3x3, stride-1, dilation-1, ungrouped convolution, else ValueError saying which rule fails."""
+    only a 3x3, stride-1, ungrouped convolution, dilation 1 or (NHWC) any, else ValueError saying which
+    rule fails."""
     if not isinstance(algorithm, str) or algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
     if algorithm == "winograd":
@@ -168,8 +169,8 @@ def check_algorithm(algorithm, kh: int, kw: int, stride: Tuple[int, int], dilati
             why.append(f"a 3x3 kernel (weight is {kh}x{kw})")
         if stride != (1, 1):
             why.append(f"stride 1 (got stride={stride})")
-        if dilation != (1, 1):
-            why.append(f"dilation 1 (got dilation={dilation})")
+        if dilation != (1, 1) and layout != "NHWC":
+            why.append(f"dilation 1 in layout NCHW (got dilation={dilation}; NHWC takes any)")
         if groups != 1:
             why.append(f"groups=1 (got groups={groups})")
         if why:
@@ -213,7 +214,7 @@ def make_layer(weight: np.ndarray, stride, padding, dilation, groups, layout, ac
     pad = _padding(padding)
     if pad == "same" and stride != (1, 1):
         raise ValueError(f"padding='same' needs stride 1 (as in PyTorch), got stride={stride}")
-    algorithm = check_algorithm(algorithm, kh, kw, stride, dilation, groups)
+    algorithm = check_algorithm(algorithm, kh, kw, stride, dilation, groups, layout)
     return LayerSpec(cout, cin_g * groups, kh, kw, stride, pad, dilation, groups, layout, relu,
                      np.dtype(dtype if dtype is not None else np.float32), algorithm, act)
 

@@ -24,8 +24,9 @@ def load_onnx(model, *, backend: str = "auto", algorithm: str = "auto", layout: 
 
     Convolutions run on fastpoint's kernels (``backend`` as in :func:`fastpoint.conv2d`); an op or
     attribute fastpoint does not support raises ``NotImplementedError`` naming it, here at load.
-    ``algorithm="winograd"`` runs every Conv that Winograd applies to (3x3, stride 1, dilation 1,
-    groups 1; docs/winograd.md) with it, the others as ``"auto"``. ``layout`` is the memory order of
+    ``algorithm="winograd"`` runs Winograd on every Conv it applies to (3x3, stride 1, dilation 1,
+    groups 1) and is faster on (input channels at least one vector of the ISA in use:
+    ``core.winograd.winograd_pays``, docs/winograd.md), the others as ``"auto"``. ``layout`` is the memory order of
     the activations through the graph: ``"NCHW"``, ``"NHWC"`` or ``"auto"`` (chosen per model and
     input shape, see docs/networks.md); inputs and outputs are NCHW either way.
     """

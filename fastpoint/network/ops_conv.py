@@ -19,6 +19,7 @@ import numpy as np
 from ..api import Conv2d
 from ..backends.c import _aligned_bytes
 from ..core.spec import check_algorithm, prepare_input
+from ..core.winograd import winograd_pays
 from .pages import fresh_bytes
 from .registry import Op, deliver, register
 
@@ -197,14 +198,16 @@ class Conv(ConvBase):
         self._layers: Dict[Tuple[int, int, str], object] = {}
         self.algorithm = "auto"  # load_onnx(algorithm=...): "winograd" where it applies (_algorithm)
 
-    def _algorithm(self, w4, strides, dilations) -> str:
+    def _algorithm(self, w4, strides, dilations, layout: str) -> str:
         if self.algorithm != "winograd":
             return self.algorithm
-        try:
-            return check_algorithm("winograd", w4.shape[2], w4.shape[3], tuple(strides), tuple(dilations),
-                                   self.attrs["group"])
+        try:  # (dilated layers too where the layout is NHWC)
+            check_algorithm("winograd", w4.shape[2], w4.shape[3], tuple(strides), tuple(dilations),
+                            self.attrs["group"], layout)
         except ValueError:  # not a 3x3 stride-1 ungrouped layer: the default kernels
             return "auto"
+        # only where it is faster than the direct kernel (core/winograd.py: input channels >= a vector)
+        return "winograd" if winograd_pays(w4.shape[1], w4.shape[0]) else "auto"
 
     def _pads(self, x_shape, w_shape) -> List[int]:
         rank = len(w_shape) - 2
@@ -262,7 +265,7 @@ class Conv(ConvBase):
         if self.weight is None:  # weight given at run time: a one-call convolution
             return lambda x, out, **r: fp.conv2d(x, w4, b, strides, sym, dilations, self.attrs["group"], **kw,
                                                  layout=layout, backend=self.backend, out=out,
-                                                 algorithm=self._algorithm(w4, strides, dilations), **r)
+                                                 algorithm=self._algorithm(w4, strides, dilations, layout), **r)
         layer = self._node_layer(w4, b, sym, strides, dilations, layout, fused, kw)
         return lambda x, out, **r: layer(x, out=out, **r)
 
@@ -272,7 +275,7 @@ class Conv(ConvBase):
         layer = self._layers.get(key)
         if layer is None:
             layer = NodeConv2d(w4, b, strides, sym, dilations, self.attrs["group"], **kw, layout=layout,
-                               backend=self.backend, algorithm=self._algorithm(w4, strides, dilations))
+                               backend=self.backend, algorithm=self._algorithm(w4, strides, dilations, layout))
             layer.pack_blocks = self.pack_blocks
             self._layers[key] = layer
         return layer
