@@ -139,9 +139,10 @@ def test_fastpoint_isa_switch_in_a_subprocess(name):
     assert int(res.stdout.strip()) == min(ISAS[name], cback.lib.fp_isa_supported())
 
 
-@pytest.mark.parametrize("cin,cout,ow", [(40, 64, 7), (41, 80, 5), (100, 32, 20), (27, 17, 9)])
+@pytest.mark.parametrize("cin,cout,ow", [(40, 64, 7), (41, 80, 5), (100, 32, 20), (45, 17, 9)])
 def test_reduction_split_into_chunks(isa, cin, cout, ow):
-    # long reductions run in input-channel chunks whose partial sums wait in a per-thread buffer
+    # long reductions run in input-channel chunks whose partial sums wait in a per-thread buffer (when
+    # their weights do not fit in L1: 45 x 9 x 32 floats are 52 KiB)
     rng = np.random.default_rng(cin)
     check(int_array(rng, (2, cin, 5, ow), -1, 1), int_array(rng, (cout, cin, 3, 3), -1, 1), int_array(rng, (cout,)),
           padding=1, activation="relu")
@@ -189,14 +190,15 @@ def test_weight_heavy_layers_split_channels_across_threads(isa, threads, layout,
                                                         ((1, 3), 2, 1, (0, 1)), (3, (2, 2), 1, 0)])
 def test_tall_kernels_vertical_strides_and_chunked_reductions(isa, threads, layout, kh, stride, dilation, padding):
     # the strip rows of a row block for tall kernels, vertical strides and dilations, padding rows above
-    # and below, with the reduction in chunks (40 channels) and the output lines prefetched per tile
+    # and below, with the reduction in chunks (48 channels: 3x3 weights of 55 KiB, past L1) and the output
+    # lines prefetched per tile
     rng = np.random.default_rng(sum(np.atleast_1d(kh)) * 7 + threads)
     k = (kh, kh) if isinstance(kh, int) else kh
-    shape = (2, 40, 23, 9) if layout == "NCHW" else (2, 23, 9, 40)
+    shape = (2, 48, 23, 9) if layout == "NCHW" else (2, 23, 9, 48)
     saved = fp.get_num_threads()
     fp.set_num_threads(threads)
     try:
-        check(int_array(rng, shape, -1, 1), int_array(rng, (40, 40) + k, -1, 1), int_array(rng, (40,)), layout=layout,
+        check(int_array(rng, shape, -1, 1), int_array(rng, (40, 48) + k, -1, 1), int_array(rng, (40,)), layout=layout,
               stride=stride, dilation=dilation, padding=padding, activation="relu")
     finally:
         fp.set_num_threads(saved)
