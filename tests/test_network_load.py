@@ -6,6 +6,8 @@ path leaves to onnx (typed data fields, external data, exotic dtypes, odd framin
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -210,6 +212,24 @@ def test_each_layer_packs_once_into_the_networks_blocks(monkeypatch, layout):
     ops = cloudpickle.loads(cloudpickle.dumps([n.op for n in net._graph.nodes if hasattr(n.op, "pack_blocks")]))
     assert len(ops) == 3 and all(isinstance(op.pack_blocks, PackBlocks) for op in ops)
     assert ops[0].pack_blocks.take(1 << 20).nbytes == 1 << 20
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.parametrize("populate", [False, True])
+def test_fresh_bytes_are_private_to_a_forked_child(populate):
+    """A child forked after the load (multiprocessing's default on Linux) that packs into the network's
+    blocks must not write into the parent's: the blocks are private mappings, copied on write."""
+    from fastpoint.network.pages import fresh_bytes
+
+    buf = fresh_bytes(3 << 20, populate=populate)
+    buf[...] = 1
+    pid = os.fork()
+    if pid == 0:  # the child: write, then leave at once (no test teardown in the child)
+        buf[...] = 2
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    assert (buf == 1).all()
 
 
 @pytest.mark.parametrize("populate", [False, True])
