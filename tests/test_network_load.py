@@ -82,6 +82,28 @@ def test_typed_fields_odd_dtypes_and_scalars_are_left_to_onnx(tmp_path):
     _check_same(proto.SerializeToString(), proto)
 
 
+@pytest.mark.parametrize("iov_max", [2, 3, 1024])
+def test_payloads_read_in_runs_of_one_preadv(tmp_path, monkeypatch, iov_max):
+    """Payloads are read a run per preadv: a gap longer than GAP (a tensor left to onnx between them), the
+    iovec limit and empty tensors each end or skip a run; every array is still exactly onnx's."""
+    rng = np.random.default_rng(7)
+    monkeypatch.setattr(wire, "_IOV_MAX", iov_max)
+    calls = []
+    real = os.preadv
+    monkeypatch.setattr(wire.os, "preadv", lambda fd, bufs, pos: calls.append(len(bufs)) or real(fd, bufs, pos))
+    inits = _inits(rng)
+    typed = rng.standard_normal(2 * wire._Reader.GAP).astype(np.float32)  # float_data: a long gap for the fast path
+    inits.insert(2, helper.make_tensor("typed", TensorProto.FLOAT, typed.shape, typed.tolist()))
+    inits.insert(4, numpy_helper.from_array(np.zeros((0, 3), np.float32), "empty"))
+    inits += [numpy_helper.from_array(rng.standard_normal(k).astype(np.float32), f"t{k}") for k in range(1, 9)]
+    proto = _model(inits)
+    path = tmp_path / "m.onnx"
+    onnx.save(proto, path)
+    got = _check_same(path, proto)
+    assert got.initializers["typed"].shape == typed.shape
+    assert max(calls) <= iov_max and (iov_max < 1024 or len(calls) == 2)  # before and after the typed tensor
+
+
 def test_external_data_still_loads(tmp_path):
     rng = np.random.default_rng(2)
     proto = _model(_inits(rng))
