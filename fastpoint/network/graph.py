@@ -185,9 +185,10 @@ def _drop_nodes(graph: Graph, removed: List[Node]) -> None:
         graph.nodes[:] = [n for n in graph.nodes if id(n) not in gone]
 
 
-def _fusable_pairs(graph: Graph, first: Tuple[str, ...], second: str):
-    """(producer, consumer) node pairs where the consumer is the producer's only reader."""
-    count = _consumers(graph)
+def _fusable_pairs(graph: Graph, first: Tuple[str, ...], second: str, count: Optional[Dict[str, int]] = None):
+    """(producer, consumer) node pairs where the consumer is the producer's only reader (``count``: the
+    graph's :func:`_consumers`, if the caller has them)."""
+    count = _consumers(graph) if count is None else count
     producer = {o: n for n in graph.nodes for o in n.outputs}
     for node in graph.nodes:
         if node.op.op_type != second or not node.inputs:
@@ -205,7 +206,7 @@ def _replace(removed: Node, kept: Node) -> None:
 def fold_batch_norm(graph: Graph) -> int:
     folded: List[Node] = []
     readers = _consumers(graph)
-    for conv, bn in list(_fusable_pairs(graph, ("Conv",), "BatchNormalization")):
+    for conv, bn in list(_fusable_pairs(graph, ("Conv",), "BatchNormalization", readers)):
         params = [graph.initializers.get(name) for name in bn.inputs[1:5]]
         if conv.op.weight is None or conv.op.activation or any(p is None for p in params) or len(bn.outputs) > 1:
             continue
