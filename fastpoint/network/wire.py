@@ -160,7 +160,7 @@ class _Reader:
                 for pos, out in pieces[i:j]:
                     self.read_into(pos, out)
             i = j
-        self.buf, self.base, self.i = b"", 0, 0
+            self.buf, self.base, self.i = b"", end, 0  # at the end of the run, as read_into leaves it
 
     GAP = 1 << 12  # a longer gap (a tensor the fast path leaves to onnx, the nodes) ends a run
 
