@@ -12,6 +12,8 @@
 #if defined(__x86_64__) && !defined(FP_PORTABLE_ONLY)
 int fp_pack_transpose_blocks_avx512(const float *src, int64_t ld, int64_t rows16, int64_t cols, int64_t width,
                                     float *dst, int check);
+int fp_pack_transpose_blocks_avx2(const float *src, int64_t ld, int64_t rows8, int64_t cols, int64_t width,
+                                  float *dst, int check);
 #endif
 
 /* Element by element, rows [i0, rows), plus the zero lanes [rows, width). */
@@ -35,10 +37,14 @@ static int transpose(const float *src, int64_t ld, int64_t rows, int64_t cols, i
     int64_t rows16 = 0;
     int bad = 0;
 #if defined(__x86_64__) && !defined(FP_PORTABLE_ONLY)
-    /* rows in whole groups of 16, through registers (the bytes written are the same whichever ISA runs) */
+    /* rows in whole groups of 16 (AVX-512) or 8 (AVX2), through registers (the bytes written are the same
+     * whichever ISA runs) */
     if (fp_isa() >= FP_ISA_AVX512 && width % 16 == 0) {
         rows16 = rows / 16 * 16;
         if (rows16) bad = fp_pack_transpose_blocks_avx512(src, ld, rows16, cols, width, dst, check);
+    } else if (fp_isa() >= FP_ISA_AVX2 && width % 8 == 0) {
+        rows16 = rows / 8 * 8;
+        if (rows16) bad = fp_pack_transpose_blocks_avx2(src, ld, rows16, cols, width, dst, check);
     }
 #endif
     transpose_edges(src, ld, rows, cols, width, dst, rows16);

@@ -404,3 +404,29 @@ def test_one_shot_epilogues_equal_prepacked(any_backend, activation):
     for _ in range(2):
         np.testing.assert_array_equal(fp.conv1d(x1, w1, stride=2, padding=1, activation=activation,
                                                 backend=any_backend), want)
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_c_depthwise_packing_after_the_split(layout, threads):
+    """Depthwise one-shot calls pack the caller's weights on the threads that use them (csrc/dwconv: NCHW per
+    job, NHWC once per thread and call): equal to the prepacked layer and the reference on channels off the
+    vector width, a channel multiplier, several images and 5x5 taps; weights changed in place between calls
+    give the new result (no thread keeps the last call's packing); a NaN on a padded tap is found."""
+    rng = np.random.default_rng(11)
+    cases = [((2, 37, 9, 9), (37, 1, 3, 3), dict(padding=1, groups=37)),
+             ((1, 40, 7, 7), (80, 1, 3, 3), dict(padding=1, groups=40)),
+             ((3, 96, 14, 14), (96, 1, 5, 5), dict(padding=2, groups=96, stride=2)),
+             ((1, 960, 7, 7), (960, 1, 3, 3), dict(padding=1, groups=960))]
+    with thread_limit(threads):
+        for xs, ws, kw in cases:
+            x, w, b = _layout(int_array(rng, xs), layout), int_array(rng, ws), int_array(rng, ws[:1])
+            for _ in range(2):
+                want = fp.conv2d(x, w, b, layout=layout, backend="numpy", **kw)
+                np.testing.assert_array_equal(fp.Conv2d(w, b, layout=layout, backend="c", **kw)(x), want)
+                np.testing.assert_array_equal(fp.conv2d(x, w, b, layout=layout, backend="c", **kw), want)
+                w += 1
+            wb = w.copy()
+            wb[ws[0] - 1, 0, 0, 0] = np.nan
+            np.testing.assert_array_equal(fp.conv2d(x, wb, b, layout=layout, backend="c", **kw),
+                                          fp.conv2d(x, wb, b, layout=layout, backend="numpy", **kw))

@@ -1,6 +1,6 @@
 """The one-shot weight check (csrc/oneshot.c) on every ISA path: a NaN or +-Inf anywhere among the caller's
-weights (rows the AVX-512 packing takes 16 at a time, the element-wise edge rows, the last partial vector of
-the separate check) reaches the padded outputs, as ``0 * w`` does in the reference."""
+weights (rows the packing takes 16 (AVX-512) or 8 (AVX2) at a time, the element-wise edge rows, the last
+partial vector of a separate check) reaches the padded outputs, as ``0 * w`` does in the reference."""
 from __future__ import annotations
 
 import numpy as np
@@ -12,8 +12,8 @@ from fastpoint.core.threads import thread_limit
 from .conftest import int_array
 
 # (x shape NCHW, weight shape, kwargs): direct (packed inside its loops; Cout 40 = 2 x 16 + 8 edge rows,
-# Cin x taps = 333 columns, off the vector width) and depthwise (packed first, then the separate check;
-# 37 x 9 = 333 weights, a partial last vector)
+# Cin x taps = 333 columns, off the vector width) and depthwise (packed after the split and checked as it
+# packs, csrc/dwconv: 37 channels = 2 x 16 + 5 per NCHW job, 37 x 9 = 333 weights)
 CASES = [((1, 37, 5, 5), (40, 37, 3, 3), dict(padding=1)),
          ((1, 37, 6, 6), (37, 1, 3, 3), dict(padding=1, groups=37))]
 

@@ -56,4 +56,15 @@ static int run(const fp_conv_problem *p, int isa, int f64, const void *x, const 
     return fp_dw_drive(fp_dw_select(p, isa), p, x, packed, bias, y);
 }
 
-const fp_algo fp_algo_dwconv = {"dwconv", applies, kernel_name, packed_bytes, pack, run, "dwconv"};
+/* One-shot calls (csrc/oneshot.c): the driver packs the caller's weights after the split, on the threads that
+ * use them (NCHW: each chunk of jobs the channels it computes; NHWC: each thread all of them, once), checking them as it packs;
+ * the generic rows (AVX2 / portable wide NCHW planes) pack first. */
+static int run_unpacked(const fp_conv_problem *p, int isa, int f64, const void *x, const void *w, const void *bias,
+                        void *y) {
+    (void)f64;
+    if (p->n == 0 || p->oh == 0 || p->ow == 0 || p->cout == 0 || generic_rows(p, isa)) return FP_DECLINED;
+    return fp_dw_drive_unpacked(fp_dw_select(p, isa), p, (const float *)x, (const float *)w, (const float *)bias,
+                                (float *)y);
+}
+
+const fp_algo fp_algo_dwconv = {"dwconv", applies, kernel_name, packed_bytes, pack, run, "dwconv", run_unpacked};

@@ -117,5 +117,10 @@ extern const fp_dw_ukernel fp_f32_dwconv_8x16c__avx512, fp_f32_dwconv_4x16c__avx
 const fp_dw_ukernel *fp_dw_select(const fp_conv_problem *p, int isa);
 int fp_dw_drive(const fp_dw_ukernel *k, const fp_conv_problem *p, const float *x, const float *w, const float *bias,
                 float *y);
+/* One-shot (the algorithm's run_unpacked): the caller's [cout][kh*kw] weights w, packed after the split by the
+ * threads that use them (NCHW: per chunk of jobs, their channel blocks; NHWC: once per thread); FP_RAN_FINITE or
+ * FP_RAN_NONFINITE. */
+int fp_dw_drive_unpacked(const fp_dw_ukernel *k, const fp_conv_problem *p, const float *x, const float *w,
+                         const float *bias, float *y);
 
 #endif

@@ -45,6 +45,27 @@ static float *ep_rows(int64_t rows, const fp_conv_problem *p, const float *y, in
     return buf ? buf + mis : NULL; /* scratch is 64-byte aligned */
 }
 
+/* One-shot NHWC: the caller's [cout][kh*kw] weights packed into [tap][cpad] (as a layer packs them, dwconv.c)
+ * by each thread that runs a chunk of the call, once per thread and call, into its scratch slot 2, with the
+ * non-finite check on the same registers: no pass on the caller before the split.  `call` is the call's
+ * number (each one-shot call takes a new one), so a thread's second chunk of a call finds its packing done. */
+static int64_t nhwc_once_calls;
+static _Thread_local int64_t packed_call = -1;
+static _Thread_local const float *packed_at;
+
+static const float *nhwc_once_weights(const fp_conv_problem *p, const float *wraw, int64_t call, int *nonfinite,
+                                      int *failed) {
+    const int64_t taps = p->kh * p->kw, cpad = fp_dw_cpad(p);
+    float *w = (float *)fp_scratch_or_fail(2, (int64_t)sizeof(float) * taps * cpad, failed);
+    if (!w) return NULL;
+    if (packed_call != call || packed_at != w) {
+        if (fp_pack_transpose_check(wraw, taps, p->cout, taps, cpad, w)) __atomic_store_n(nonfinite, 1, __ATOMIC_RELAXED);
+        packed_call = call;
+        packed_at = w;
+    }
+    return w;
+}
+
 /* Shared state of an NHWC call; a job is one output row's channel group. */
 typedef struct row_task {
     const fp_conv_problem *p;
@@ -58,6 +79,9 @@ typedef struct row_task {
     int failed;
     const fp_ep *ep; /* the call's epilogue (csrc/epilogue), applied to each finished row */
     int ep_stream;   /* with ep: rows through a buffer, then streamed into y (ep_rows) */
+    const float *wraw; /* one-shot: the caller's weights, packed by each thread (nhwc_once_weights) */
+    int64_t call;
+    int nonfinite;
 } row_task;
 
 static void row_chunk(void *ctx, int64_t chunk, int worker) {
@@ -65,6 +89,7 @@ static void row_chunk(void *ctx, int64_t chunk, int worker) {
     row_task *rt = (row_task *)ctx;
     const fp_conv_problem *p = rt->p;
     const float *x = rt->x, *w = rt->w, *bias = rt->bias;
+    if (rt->wraw && !(w = nhwc_once_weights(p, rt->wraw, rt->call, &rt->nonfinite, &rt->failed))) return;
     float *y = rt->y;
     const int64_t m = rt->m, C = p->cout, cpad = rt->g.cpad, px = rt->px;
     const int64_t span = (px - 1) * p->stride_w + (p->kw - 1) * p->dil_w;
@@ -134,6 +159,9 @@ typedef struct strip_task {
     const fp_ep *ep; /* the call's epilogue, applied to each finished block */
     int ep_stream;   /* with ep: blocks through a buffer, then streamed into y (ep_rows) */
     int failed;
+    const float *wraw; /* one-shot, as row_task's */
+    int64_t call;
+    int nonfinite;
 } strip_task;
 
 static void strip_chunk(void *ctx, int64_t chunk, int worker) {
@@ -142,6 +170,8 @@ static void strip_chunk(void *ctx, int64_t chunk, int worker) {
     const fp_conv_problem *p = st->p;
     const fp_dw_ukernel *k = st->k;
     const int64_t C = p->cout, W = p->w, cpad = st->g.cpad, OH = p->oh, OW = p->ow;
+    const float *w = st->w;
+    if (st->wraw && !(w = nhwc_once_weights(p, st->wraw, st->call, &st->nonfinite, &st->failed))) return;
     /* a buffered block: its two rows OW pixels apart, as in y (pairs write the second row there) */
     float *sbuf = st->ep_stream ? ep_rows(2, p, st->y, &st->failed) : NULL;
     if (st->ep_stream && !sbuf) return;
@@ -162,7 +192,7 @@ static void strip_chunk(void *ctx, int64_t chunk, int worker) {
         for (int64_t oy = 0; oy < OH;) {
             const int64_t iyb = oy * p->stride_h - p->pad_top;
             if (st->pair && oy + 1 < OH && iyb >= 0 && iyb + 3 < p->h) {
-                k->pairs[edge * k->tile_px + pw - 1](xn + iyb * W * C, col0, st->w, &st->g, st->bias, c0, c1,
+                k->pairs[edge * k->tile_px + pw - 1](xn + iyb * W * C, col0, w, &st->g, st->bias, c0, c1,
                                                      sbuf ? sbuf : yn + oy * OW * C);
                 for (int64_t r = 0; st->ep && r < 2; r++) {
                     if (sbuf) fp_ep_tile_out(st->ep, sbuf + r * OW * C + c0, C, yn + (oy + r) * OW * C + c0, C, pw, c1 - c0, c0, 0, 1, 1);
@@ -174,10 +204,10 @@ static void strip_chunk(void *ctx, int64_t chunk, int worker) {
             int64_t ky0, ky1;
             fp_tap_range(iyb, p->kh, p->dil_h, p->h, &ky0, &ky1);
             if (ky1 <= ky0) { /* (a row all in the padding: in place) */
-                k->pixels(p, xn, st->w, st->bias, 1, iyb, ky0, ky1, o, o + pw, c0, c1, st->y + (n * OH + oy) * OW * C, NULL);
+                k->pixels(p, xn, w, st->bias, 1, iyb, ky0, ky1, o, o + pw, c0, c1, st->y + (n * OH + oy) * OW * C, NULL);
                 if (st->ep) fp_ep_tile(st->ep, yn + oy * OW * C + c0, pw, c1 - c0, C, c0, 0, 1);
             } else {
-                st->fns[edge * k->tile_px + pw - 1](xn + (iyb + ky0 * p->dil_h) * W * C, col0, st->w + ky0 * p->kw * cpad,
+                st->fns[edge * k->tile_px + pw - 1](xn + (iyb + ky0 * p->dil_h) * W * C, col0, w + ky0 * p->kw * cpad,
                                                     &st->g, ky1 - ky0, st->bias, c0, c1, sbuf ? sbuf : yn + oy * OW * C);
                 if (sbuf) fp_ep_tile_out(st->ep, sbuf + c0, C, yn + oy * OW * C + c0, C, pw, c1 - c0, c0, 0, 1, 1);
                 else if (st->ep) fp_ep_tile(st->ep, yn + oy * OW * C + c0, pw, c1 - c0, C, c0, 0, 1);
@@ -198,10 +228,11 @@ static void strip_chunk(void *ctx, int64_t chunk, int worker) {
 
 /* Column strips for multiplier 1 (see strip_chunk). */
 static int nhwc_strips(const fp_dw_ukernel *k, const fp_conv_problem *p, const float *x, const float *w,
-                       const float *bias, float *y, const fp_dw_geo *g, int64_t px, int64_t T, int64_t bs, int ep_stream) {
+                       const float *wraw, int64_t call, const float *bias, float *y, const fp_dw_geo *g, int64_t px,
+                       int64_t T, int64_t bs, int ep_stream) {
     strip_task t;
     memset(&t, 0, sizeof t);
-    t.p = p; t.x = x; t.w = w; t.bias = bias; t.y = y; t.g = *g;
+    t.p = p; t.x = x; t.w = w; t.wraw = wraw; t.call = call; t.bias = bias; t.y = y; t.g = *g;
     t.ep = fp_ep_current(); /* on the calling thread */
     t.ep_stream = ep_stream;
     t.px = px;
@@ -225,12 +256,13 @@ static int nhwc_strips(const fp_dw_ukernel *k, const fp_conv_problem *p, const f
     t.jobs = p->n * t.groups * t.cols;
     t.nchunks = fp_chunk_count(t.jobs, (int)T);
     fp_pool_run((int)T, t.nchunks, strip_chunk, &t);
-    return t.failed ? FP_ERR_ALLOC : FP_OK;
+    if (t.failed) return FP_ERR_ALLOC;
+    return !wraw ? FP_OK : t.nonfinite ? FP_RAN_NONFINITE : FP_RAN_FINITE;
 }
 
 /* NHWC: a job is one output row (or row pair) of one channel group. */
-static int nhwc(const fp_dw_ukernel *k, const fp_conv_problem *p, const float *x, const float *w, const float *bias,
-                float *y) {
+static int nhwc(const fp_dw_ukernel *k, const fp_conv_problem *p, const float *x, const float *w, const float *wraw,
+                const float *bias, float *y) {
     const int64_t m = p->cout / p->cin, C = p->cout, T = fp_threads(p);
     const int64_t sw = p->stride_w, dw = p->dil_w;
     /* Few rows (7x7 maps) would leave a thread idle: split rows into channel groups too. */
@@ -244,7 +276,8 @@ static int nhwc(const fp_dw_ukernel *k, const fp_conv_problem *p, const float *x
     const int64_t gch = FP_CEIL_DIV(cblocks, groups) * FP_DW_CB;
     row_task t;
     memset(&t, 0, sizeof t);
-    t.p = p; t.x = x; t.w = w; t.bias = bias; t.y = y;
+    t.p = p; t.x = x; t.w = w; t.wraw = wraw; t.bias = bias; t.y = y;
+    if (wraw) t.call = __atomic_fetch_add(&nhwc_once_calls, 1, __ATOMIC_RELAXED);
     t.ep = fp_ep_current(); /* on the calling thread */
     t.g = (fp_dw_geo){C, fp_dw_cpad(p), p->w, p->kw, sw, dw, p->dil_h, p->pad_left, p->cin, p->ow, 0, 0, p->relu};
     /* Channel blocks are shifted so that full vectors are 64-byte aligned: the loads' when the
@@ -283,13 +316,14 @@ static int nhwc(const fp_dw_ukernel *k, const fp_conv_problem *p, const float *x
      * per thread keep the row order, which splits rows (2 threads, raw: 384@14 9.6 us in rows
      * against 10.5-21 us in strips, 960@7 9.0 against 13.1-13.7). */
     if (m == 1 && C >= 64 && pairs && (T == 1 || FP_CEIL_DIV(p->ow, t.px) >= 2 * T)) {
-        const int rc = nhwc_strips(k, p, x, w, bias, y, &t.g, t.px, T, t.bs, t.ep_stream);
+        const int rc = nhwc_strips(k, p, x, w, wraw, t.call, bias, y, &t.g, t.px, T, t.bs, t.ep_stream);
         if (t.g.nt || t.ep_stream) k->fence();
         return rc;
     }
     fp_pool_run((int)T, t.nchunks, row_chunk, &t);
     if (t.g.nt || t.ep_stream) k->fence();
-    return t.failed ? FP_ERR_ALLOC : FP_OK;
+    if (t.failed) return FP_ERR_ALLOC;
+    return !wraw ? FP_OK : t.nonfinite ? FP_RAN_NONFINITE : FP_RAN_FINITE;
 }
 
 /* NCHW through the NHWC blocks: a job is 16 channels x a band of output rows.  Input rows of the
@@ -308,19 +342,44 @@ typedef struct tile_task {
     int64_t m, px, span, out_rows, nchunks;
     int pair, failed;
     const fp_ep *ep; /* the call's epilogue, applied to the output rows as they are transposed back */
+    const float *wraw; /* one-shot (fp_dw_drive_unpacked): the caller's [cout][kh*kw] weights, packed per chunk */
+    int nonfinite;     /* with wraw: some weight a chunk packed is NaN or +-Inf */
 } tile_task;
 
 static void tile_chunk(void *ctx, int64_t chunk, int worker) {
     (void)worker;
     tile_task *tt = (tile_task *)ctx;
     const fp_conv_problem *p = tt->p;
-    const int64_t W = p->w, C = p->cout, OW = p->ow, OH = p->oh, m = tt->m, cpad = tt->g.cpad;
-    const int64_t tbytes = (int64_t)sizeof(float) * 16 * (tt->b.tile_rows * W + (tt->out_rows + 1) * OW);
+    const int64_t W = p->w, C = p->cout, OW = p->ow, OH = p->oh, m = tt->m, taps = p->kh * p->kw;
+    const fp_dw_geo g = tt->g;
+    const int64_t cpad = g.cpad;
+    /* one-shot: the chunk transposes the taps of the channels its jobs compute into [tap][cpad] beside its
+     * tile, as a layer packs them (dwconv.c), from the caller's weights: each thread packs only its own
+     * channels, after the split, with the non-finite check on the same registers (packed by the caller
+     * before the split, a 7-13 us layer such as 960 @7x7 ran no faster at 2 threads than at 1).  One
+     * transposition per chunk: one per job cost 60 calls on 960 channels. */
+    const int64_t tbytes = (int64_t)sizeof(float) *
+                           (16 * (tt->b.tile_rows * W + (tt->out_rows + 1) * OW) + (tt->wraw ? (taps + 1) * cpad : 0));
     float *tile = (float *)fp_scratch_or_fail(0, tbytes, &tt->failed);
     if (!tile) return;
     float *rowbuf = tile + tt->b.tile_rows * W * 16;
     int64_t job_lo, job_hi;
     fp_chunk_range(tt->b.jobs, tt->nchunks, chunk, &job_lo, &job_hi);
+    const float *wts = tt->w;
+    if (tt->wraw && job_lo < job_hi) {
+        float *wbuf = rowbuf + (tt->out_rows + 1) * OW * 16; /* (taps + 1) * cpad floats: see below */
+        /* jobs run image by image, channel block by channel block: one image's jobs cover a range of
+         * blocks, jobs of two images all of them */
+        const int64_t per_image = tt->b.cblocks * tt->b.bands;
+        const int one_image = job_lo / per_image == (job_hi - 1) / per_image;
+        const int64_t c_lo = one_image ? fp_dw_job_at(p, &tt->b, job_lo).cb : 0;
+        const int64_t c_hi = one_image ? FP_MIN(C, fp_dw_job_at(p, &tt->b, job_hi - 1).cb + 16) : C;
+        /* rows [c_lo, c_hi) land in their own columns; the zero lanes after them run up to cpad floats
+         * past c_lo's row, into the next row's unused columns or the buffer's last cpad floats */
+        if (fp_pack_transpose_check(tt->wraw + c_lo * taps, taps, c_hi - c_lo, taps, cpad, wbuf + c_lo))
+            __atomic_store_n(&tt->nonfinite, 1, __ATOMIC_RELAXED);
+        wts = wbuf;
+    }
     for (int64_t job = job_lo; job < job_hi; job++) {
         const fp_dw_job jb = fp_dw_job_at(p, &tt->b, job);
         const int64_t n = jb.n, cb = jb.cb, nch = jb.nch, oy0 = jb.oy0, oy1 = jb.oy1, iy_lo = jb.iy_lo, iy_end = jb.iy_hi;
@@ -332,6 +391,7 @@ static void tile_chunk(void *ctx, int64_t chunk, int worker) {
         }
         float b16[16];
         for (int64_t l = 0; l < 16; l++) b16[l] = tt->bias && l < nch ? tt->bias[cb + l] : 0.0f;
+        const float *wc = wts + cb; /* tap 0 of channel block cb, taps cpad apart */
         int64_t done = iy_lo; /* input rows [iy_lo, done) are in the tile */
         int64_t ob = oy0;     /* output rows [ob, oy) wait in the row buffer */
         for (int64_t oy = oy0; oy < oy1;) {
@@ -346,7 +406,7 @@ static void tile_chunk(void *ctx, int64_t chunk, int worker) {
                 done = upto;
             }
             if (two) {
-                nhwc_row2(tt->k, tt->px, OW, tile + (iyb - iy_lo) * W * 16, tt->w + cb, &tt->g, b16, 0, 16,
+                nhwc_row2(tt->k, tt->px, OW, tile + (iyb - iy_lo) * W * 16, wc, &g, b16, 0, 16,
                           rowbuf + (oy - ob) * OW * 16);
                 oy += 2;
             } else {
@@ -354,8 +414,8 @@ static void tile_chunk(void *ctx, int64_t chunk, int worker) {
                 fp_tap_range(iyb, p->kh, p->dil_h, p->h, &ky0, &ky1);
                 const int64_t nky = ky1 > ky0 ? ky1 - ky0 : 0;
                 const float *xrow = nky ? tile + (iyb + ky0 * p->dil_h - iy_lo) * W * 16 : tile;
-                nhwc_row(tt->k, tt->fns, tt->px, tt->span, OW, xrow, tt->w + (nky ? ky0 : 0) * p->kw * cpad + cb,
-                         &tt->g, nky, b16, 0, 16, rowbuf + (oy - ob) * OW * 16);
+                nhwc_row(tt->k, tt->fns, tt->px, tt->span, OW, xrow, wc + (nky ? ky0 : 0) * p->kw * cpad, &g, nky,
+                         b16, 0, 16, rowbuf + (oy - ob) * OW * 16);
                 oy += 1;
             }
             if (oy - ob >= tt->out_rows || oy == oy1) {
@@ -368,11 +428,11 @@ static void tile_chunk(void *ctx, int64_t chunk, int worker) {
 }
 
 static int nchw_tiled(const fp_dw_ukernel *k, const fp_conv_problem *p, const float *x, const float *w,
-                      const float *bias, float *y) {
+                      const float *wraw, const float *bias, float *y) {
     const int64_t T = fp_threads(p), W = p->w;
     tile_task t;
     memset(&t, 0, sizeof t);
-    t.p = p; t.x = x; t.w = w; t.bias = bias; t.y = y;
+    t.p = p; t.x = x; t.w = w; t.wraw = wraw; t.bias = bias; t.y = y;
     t.g = (fp_dw_geo){16, fp_dw_cpad(p), W, p->kw, p->stride_w, p->dil_w, p->dil_h, p->pad_left, 16, p->ow, 0, 0, p->relu};
     t.ep = fp_ep_current(); /* on the calling thread */
     t.k = k;
@@ -386,11 +446,17 @@ static int nchw_tiled(const fp_dw_ukernel *k, const fp_conv_problem *p, const fl
     t.pair = k->pairs && pair_ok(p);
     t.nchunks = fp_chunk_count(t.b.jobs, (int)T);
     fp_pool_run((int)T, t.nchunks, tile_chunk, &t);
-    return t.failed ? FP_ERR_ALLOC : FP_OK;
+    if (t.failed) return FP_ERR_ALLOC;
+    return !wraw ? FP_OK : t.nonfinite ? FP_RAN_NONFINITE : FP_RAN_FINITE;
 }
 
 
 int fp_dw_drive(const fp_dw_ukernel *k, const fp_conv_problem *p, const float *x, const float *w, const float *bias,
                 float *y) {
-    return p->layout != 0 ? nhwc(k, p, x, w, bias, y) : nchw_tiled(k, p, x, w, bias, y);
+    return p->layout != 0 ? nhwc(k, p, x, w, NULL, bias, y) : nchw_tiled(k, p, x, w, NULL, bias, y);
+}
+
+int fp_dw_drive_unpacked(const fp_dw_ukernel *k, const fp_conv_problem *p, const float *x, const float *w,
+                         const float *bias, float *y) {
+    return p->layout != 0 ? nhwc(k, p, x, NULL, w, bias, y) : nchw_tiled(k, p, x, NULL, w, bias, y);
 }

@@ -31,7 +31,9 @@ static void pack_b(const fp_lowered *L, const float *xn, int64_t k0, int64_t kc,
 int64_t fp_conv1d_gemm_packed_bytes(const fp_conv_problem *p) { return fp_lowered_packed_bytes(p->cout, p->cin * p->kw); }
 
 int fp_conv1d_gemm_pack(const fp_conv_problem *p, const float *w, void *packed) {
-    return fp_lowered_pack(p->cout, p->cin * p->kw, w, packed); /* (Cout, Cin, K) is already Cout x (Cin*K) */
+    /* (Cout, Cin, K) is already Cout x (Cin*K); the call's threads split the panels (a one-shot call packs
+     * on every call: wav2vec2's conv1, 3 MB, had packed on the calling thread alone) */
+    return fp_lowered_pack(p->cout, p->cin * p->kw, w, packed, p->num_threads);
 }
 
 int fp_conv1d_gemm_f32(const fp_conv_problem *p, const float *x, const void *packed, const float *bias, float *y) {

@@ -64,7 +64,7 @@ const float *fp_lowered_begin(const fp_conv_problem *p, const void *packed, int6
 
 /* Packed weights of a lowered GEMM: a 64-byte header (the gemm row, the GEMM's M and K) and the A panels. */
 int64_t fp_lowered_packed_bytes(int64_t m, int64_t k);
-int fp_lowered_pack(int64_t m, int64_t k, const float *w, void *packed);
+int fp_lowered_pack(int64_t m, int64_t k, const float *w, void *packed, int threads);
 /* The same from a k-major source: element (i, k) of W at w[k*m + (i % mdiv) * mstride + i / mdiv] (mdiv = 1:
  * the plain transpose; a transposed conv's (Cin, Cout, KH, KW) weight read with rows (tap, co): mdiv = Cout,
  * mstride = KH*KW).  Copying MR consecutive values of one k row at a time, in blocks of k rows; `threads`

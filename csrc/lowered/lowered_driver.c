@@ -22,13 +22,14 @@ int64_t fp_lowered_packed_bytes(int64_t m, int64_t k) {
     return (int64_t)sizeof(header) + (int64_t)sizeof(float) * FP_CEIL_DIV(m, uk->mr) * uk->mr * k;
 }
 
-int fp_lowered_pack(int64_t m, int64_t k, const float *w, void *packed) {
+int fp_lowered_pack(int64_t m, int64_t k, const float *w, void *packed, int threads) {
     const fp_sgemm_ukr *uk = fp_sgemm_ukr_pick(fp_isa());
     fp_sgemm_ukr plain = *uk;
     plain.extended = 0; /* the MR-row panels only: no W^T copy for the transposed small-image form */
     fp_conv_problem q;
     memset(&q, 0, sizeof q);
     q.cout = m, q.cin = k, q.kh = q.kw = 1, q.groups = 1, q.layout = 0;
+    q.num_threads = threads; /* panels split across the pool from 256 KiB (fp_pack_jobs) */
     header *h = (header *)packed;
     memset(h, 0, sizeof *h);
     h->magic = LOWERED_MAGIC, h->row = fp_kernel_index(&uk->k), h->m = m, h->k = k;

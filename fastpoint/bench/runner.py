@@ -64,6 +64,20 @@ def select_layers(suite: str, patterns: str = "") -> List[Layer]:
 
 
 
+def _aligned_empty(shape, align: int = 64) -> np.ndarray:
+    """An uninitialised float32 array whose data starts on an ``align``-byte boundary."""
+    n = int(np.prod(shape))
+    raw = np.empty(n + align // 4, np.float32)
+    start = (-raw.ctypes.data % align) // 4
+    return raw[start:start + n].reshape(shape)
+
+
+def _aligned_copy(a: np.ndarray) -> np.ndarray:
+    out = _aligned_empty(a.shape)
+    out[...] = a
+    return out
+
+
 def prepare_backend(backend: str, layer: Layer, threads: int, layout: str) -> Prepared:
     """A fastpoint backend on ``layer``: the prepacked layer (``c``, output preallocated: ``out=``), or the
     one-shot call as NumPy users make it, weights checked and packed on every call: ``c-call`` with
@@ -75,10 +89,14 @@ def prepare_backend(backend: str, layer: Layer, threads: int, layout: str) -> Pr
     algorithm = algorithm or "auto"
 
     x, w, b = layer.arrays("NCHW")
-    if layout == "NHWC":
-        x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    # Input and output on 64-byte boundaries for every fastpoint contender, not wherever malloc puts them: the
+    # kernels shift their channel grids to the arrays' lines and stream aligned stores (depthwise NHWC, the
+    # GEMM's streamed output), so two contenders of one kernel drew different times from their arrays'
+    # offsets (NHWC mb2_dw_144_56, 1 thread, loaded box: 54-119 us over x and y offsets of 0-48 bytes mod 64;
+    # c-call/c 1.47 in the 2026-12-02c run, where one-shot and prepacked run the same kernel).
+    x = _aligned_copy(x.transpose(0, 2, 3, 1) if layout == "NHWC" else x)
     shape = (layer.n, layer.cout, layer.oh, layer.ow) if layout == "NCHW" else (layer.n, layer.oh, layer.ow, layer.cout)
-    out = np.empty(shape, np.float32)
+    out = _aligned_empty(shape)
     set_num_threads(threads)
     got = {"y": out}
     if backend.endswith(CALL_NEW):
