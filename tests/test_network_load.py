@@ -6,6 +6,8 @@ path leaves to onnx (typed data fields, external data, exotic dtypes, odd framin
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -78,6 +80,28 @@ def test_typed_fields_odd_dtypes_and_scalars_are_left_to_onnx(tmp_path):
     got = G.read(proto.SerializeToString())
     assert got[2].count("") == 5  # w, b, g, bf, s: in the stripped model, in file order
     _check_same(proto.SerializeToString(), proto)
+
+
+@pytest.mark.parametrize("iov_max", [2, 3, 1024])
+def test_payloads_read_in_runs_of_one_preadv(tmp_path, monkeypatch, iov_max):
+    """Payloads are read a run per preadv: a gap longer than GAP (a tensor left to onnx between them), the
+    iovec limit and empty tensors each end or skip a run; every array is still exactly onnx's."""
+    rng = np.random.default_rng(7)
+    monkeypatch.setattr(wire, "_IOV_MAX", iov_max)
+    calls = []
+    real = os.preadv
+    monkeypatch.setattr(wire.os, "preadv", lambda fd, bufs, pos: calls.append(len(bufs)) or real(fd, bufs, pos))
+    inits = _inits(rng)
+    typed = rng.standard_normal(2 * wire._Reader.GAP).astype(np.float32)  # float_data: a long gap for the fast path
+    inits.insert(2, helper.make_tensor("typed", TensorProto.FLOAT, typed.shape, typed.tolist()))
+    inits.insert(4, numpy_helper.from_array(np.zeros((0, 3), np.float32), "empty"))
+    inits += [numpy_helper.from_array(rng.standard_normal(k).astype(np.float32), f"t{k}") for k in range(1, 9)]
+    proto = _model(inits)
+    path = tmp_path / "m.onnx"
+    onnx.save(proto, path)
+    got = _check_same(path, proto)
+    assert got.initializers["typed"].shape == typed.shape
+    assert max(calls) <= iov_max and (iov_max < 1024 or len(calls) == 2)  # before and after the typed tensor
 
 
 def test_external_data_still_loads(tmp_path):
@@ -210,6 +234,24 @@ def test_each_layer_packs_once_into_the_networks_blocks(monkeypatch, layout):
     ops = cloudpickle.loads(cloudpickle.dumps([n.op for n in net._graph.nodes if hasattr(n.op, "pack_blocks")]))
     assert len(ops) == 3 and all(isinstance(op.pack_blocks, PackBlocks) for op in ops)
     assert ops[0].pack_blocks.take(1 << 20).nbytes == 1 << 20
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.parametrize("populate", [False, True])
+def test_fresh_bytes_are_private_to_a_forked_child(populate):
+    """A child forked after the load (multiprocessing's default on Linux) that packs into the network's
+    blocks must not write into the parent's: the blocks are private mappings, copied on write."""
+    from fastpoint.network.pages import fresh_bytes
+
+    buf = fresh_bytes(3 << 20, populate=populate)
+    buf[...] = 1
+    pid = os.fork()
+    if pid == 0:  # the child: write, then leave at once (no test teardown in the child)
+        buf[...] = 2
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    assert (buf == 1).all()
 
 
 @pytest.mark.parametrize("populate", [False, True])

@@ -216,6 +216,33 @@ def test_graph_outputs_first_array_is_writable_and_recycled():
     assert y.ctypes.data == addr and np.array_equal(y, first)  # dropped: written again
 
 
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("kernel", [1, 3])
+def test_a_layer_without_padding_skips_the_check_and_keeps_nan_and_inf(layout, kernel):
+    """A layer that never pads needs no padding fix-up: its non-finite weights are not looked for (no
+    taps), and the kernels alone put NaN / Inf exactly where the reference does."""
+    rng = np.random.default_rng(8)
+    w = rng.integers(-3, 4, (20, 8, kernel, kernel)).astype(np.float32)  # integer values: any summation order
+    w[1, 2, 0, 0], w[7, 0, -1, -1], w[19, 5, 0, -1] = np.nan, np.inf, -np.inf
+    x = rng.integers(-2, 3, (1, 8, 9, 7)).astype(np.float32)
+    ref = fp.conv2d(x, w, backend="numpy")
+    assert np.isnan(ref).any() and np.isinf(ref).any()
+    xl = x if layout == "NCHW" else np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    for backend in fp.backends():
+        layer = fp.Conv2d(w, layout=layout, backend=backend)
+        for _ in range(2):
+            y = layer(xl)
+            np.testing.assert_array_equal(y if layout == "NCHW" else y.transpose(0, 3, 1, 2), ref)
+        assert all(packed[3] is None for packed in layer._packed.values())  # no taps: no pass over W
+    g = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], name="conv")], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 9, 7])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(ref.shape))],
+                          [numpy_helper.from_array(w, "w")])
+    net = fp.load_onnx(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), layout=layout)
+    for _ in range(2):
+        np.testing.assert_array_equal(net(x), ref)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
 def test_finite_sum_check_matches_the_elementwise_mask(dtype):
     rng = np.random.default_rng(4)

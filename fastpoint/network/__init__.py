@@ -5,14 +5,12 @@ See docs/networks.md for the plan (parsing, folding, memory) and how to add an o
 
 from __future__ import annotations
 
-import gc
-
 from ..core.spec import ALGORITHMS
 from . import ops_conv, ops_elementwise, ops_misc, ops_nn, ops_pool, ops_resize, ops_shape  # noqa: F401  (registers the op classes)
 from .fusion import fuse_epilogues
 from .graph import TensorInfo, fold_batch_norm, fuse_relu, parse, read  # noqa: F401  (fuse_relu: API)
 from .layout import LAYOUTS
-from .network import Network
+from .network import Network, gc_paused
 from .ops_conv import PackBlocks
 from .registry import supported_ops
 
@@ -36,11 +34,7 @@ def load_onnx(model, *, backend: str = "auto", algorithm: str = "auto", layout: 
         raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
-    # the load makes thousands of small objects and no garbage cycles: a collection now would walk
-    # every object of the process (onnx, numpy, ...) for nothing (lraspp: 2-3 ms of its load)
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
+    with gc_paused():  # (network.py)
         graph = parse(*read(model))
         fold_batch_norm(graph)
         fuse_epilogues(graph)
@@ -53,9 +47,6 @@ def load_onnx(model, *, backend: str = "auto", algorithm: str = "auto", layout: 
             if hasattr(node.op, "algorithm"):
                 node.op.algorithm = algorithm
         return Network(graph, backend, layout)
-    finally:
-        if collecting:
-            gc.enable()
 
 
 __all__ = ["Network", "TensorInfo", "load_onnx", "supported_ops"]

@@ -128,25 +128,37 @@ def parse(proto, preloaded: Optional[Dict[str, np.ndarray]] = None,
             key, value = (name, preloaded[name]) if name else next(parsed)
             inits[key] = value
         inits.update(parsed)
+    A = onnx.AttributeProto
+    INT, INTS, FLOAT, TENSOR, SUBGRAPHS = A.INT, A.INTS, A.FLOAT, A.TENSOR, (A.GRAPH, A.GRAPHS)
     nodes = []
     for i, n in enumerate(g.node):
-        name = n.name or f"{n.op_type}_{i}"
-        cls = op_class(n.op_type, n.domain, name)  # an unknown op type is named before its attributes
+        op_type = n.op_type
+        name = n.name or f"{op_type}_{i}"
+        cls = op_class(op_type, n.domain, name)  # an unknown op type is named before its attributes
         attrs = {}
         for a in n.attribute:
-            value = helper.get_attribute_value(a)
-            if a.type == onnx.AttributeProto.TENSOR:
-                value = numpy_helper.to_array(value)
-            elif isinstance(value, bytes):
-                value = value.decode()
-            elif isinstance(value, list) and value and isinstance(value[0], bytes):
-                value = [v.decode() for v in value]
-            elif a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS):
-                raise NotImplementedError(f"{n.op_type} node {name!r}: attribute {a.name!r} (a subgraph) "
-                                          "is not supported by fastpoint")
+            kind = a.type
+            if kind == INTS and not a.ref_attr_name:  # the common kinds, read directly (as onnx's helper does)
+                value = list(a.ints)
+            elif kind == INT and not a.ref_attr_name:
+                value = a.i
+            elif kind == FLOAT and not a.ref_attr_name:
+                value = a.f
+            else:
+                value = helper.get_attribute_value(a)
+                if kind == TENSOR:
+                    value = numpy_helper.to_array(value)
+                elif isinstance(value, bytes):
+                    value = value.decode()
+                elif isinstance(value, list) and value and isinstance(value[0], bytes):
+                    value = [v.decode() for v in value]
+                elif kind in SUBGRAPHS:
+                    raise NotImplementedError(f"{op_type} node {name!r}: attribute {a.name!r} (a subgraph) "
+                                              "is not supported by fastpoint")
             attrs[a.name] = value
-        op = cls(n.op_type, name, attrs, opset, len(n.input), len(n.output))
-        nodes.append(Node(op, list(n.input), list(n.output)))
+        ins, outs = list(n.input), list(n.output)
+        op = cls(op_type, name, attrs, opset, len(ins), len(outs))
+        nodes.append(Node(op, ins, outs))
     inputs = [_tensor_info(v, np_dtype) for v in g.input if v.name not in inits]
     outputs = [_tensor_info(v, np_dtype) for v in g.output]
     graph = Graph(nodes, inits, inputs, outputs, opset)
@@ -185,9 +197,10 @@ def _drop_nodes(graph: Graph, removed: List[Node]) -> None:
         graph.nodes[:] = [n for n in graph.nodes if id(n) not in gone]
 
 
-def _fusable_pairs(graph: Graph, first: Tuple[str, ...], second: str):
-    """(producer, consumer) node pairs where the consumer is the producer's only reader."""
-    count = _consumers(graph)
+def _fusable_pairs(graph: Graph, first: Tuple[str, ...], second: str, count: Optional[Dict[str, int]] = None):
+    """(producer, consumer) node pairs where the consumer is the producer's only reader (``count``: the
+    graph's :func:`_consumers`, if the caller has them)."""
+    count = _consumers(graph) if count is None else count
     producer = {o: n for n in graph.nodes for o in n.outputs}
     for node in graph.nodes:
         if node.op.op_type != second or not node.inputs:
@@ -205,7 +218,7 @@ def _replace(removed: Node, kept: Node) -> None:
 def fold_batch_norm(graph: Graph) -> int:
     folded: List[Node] = []
     readers = _consumers(graph)
-    for conv, bn in list(_fusable_pairs(graph, ("Conv",), "BatchNormalization")):
+    for conv, bn in list(_fusable_pairs(graph, ("Conv",), "BatchNormalization", readers)):
         params = [graph.initializers.get(name) for name in bn.inputs[1:5]]
         if conv.op.weight is None or conv.op.activation or any(p is None for p in params) or len(bn.outputs) > 1:
             continue

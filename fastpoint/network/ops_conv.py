@@ -294,7 +294,7 @@ class Conv(ConvBase):
         if w is None or w.ndim != 4 or x.ndim != 4 or x.dtype not in (np.float32, np.float64):
             return None
         pads = self._pads(x.shape, w.shape)
-        shape = self._conv_shape(x.shape, w.shape)
+        shape = self._conv_shape(x.shape, w.shape, pads)
         res = inputs[3] if self.residual else None
         if (pads[:2] != pads[2:] or out.shape != shape or out.dtype != x.dtype
                 or (res is not None and (res.shape != shape or res.dtype != x.dtype))):
@@ -365,9 +365,9 @@ class Conv(ConvBase):
         np.copyto(out, y)
         return [out]
 
-    def _conv_shape(self, x_shape, w_shape):
+    def _conv_shape(self, x_shape, w_shape, pads=None):
         rank = len(w_shape) - 2
-        pads = self._pads(x_shape, w_shape)
+        pads = self._pads(x_shape, w_shape) if pads is None else pads
         strides, dilations = self.geometry(rank)
         spatial = tuple(_conv_out(x_shape[2 + i], w_shape[2 + i], strides[i], dilations[i], pads[i],
                                   pads[rank + i]) for i in range(rank))

@@ -29,10 +29,13 @@ def fresh_bytes(nbytes: int, populate: bool = False) -> np.ndarray:
     page already faulted in (for memory that will all be written)."""
     if _NO_HUGE is not None and nbytes >= _MAPPED:
         try:
+            # private: mmap's default, MAP_SHARED, is shared memory (shmem pages, which fault in slower:
+            # 9-88 ms against 6-7 per 13 MiB written, fresh processes on the session's VM) and stays
+            # shared with a child forked after the load, which would then write into our packed weights
             if populate and _POPULATE is not None:  # 4 KiB pages: THP is "madvise" or "never" by default
                 m = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | _POPULATE)
             else:
-                m = mmap.mmap(-1, nbytes)
+                m = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE)
                 m.madvise(_NO_HUGE)
             return np.frombuffer(m, np.uint8)  # the array keeps the mapping alive
         except (OSError, ValueError):
