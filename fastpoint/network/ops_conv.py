@@ -207,7 +207,7 @@ class Conv(ConvBase):
         except ValueError:  # not a 3x3 stride-1 ungrouped layer: the default kernels
             return "auto"
         # only where it is faster than the direct kernel (core/winograd.py: input channels >= a vector)
-        return "winograd" if winograd_pays(w4.shape[1], w4.shape[0]) else "auto"
+        return "winograd" if winograd_pays(w4.shape[1]) else "auto"
 
     def _pads(self, x_shape, w_shape) -> List[int]:
         rank = len(w_shape) - 2
