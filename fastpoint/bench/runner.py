@@ -20,6 +20,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Union
 import numpy as np
 
 from .. import __version__
+from ..backends.c import _aligned_bytes
 from ..core.threads import get_num_threads, set_num_threads
 from . import peers
 from .peers import Prepared
@@ -64,12 +65,9 @@ def select_layers(suite: str, patterns: str = "") -> List[Layer]:
 
 
 
-def _aligned_empty(shape, align: int = 64) -> np.ndarray:
-    """An uninitialised float32 array whose data starts on an ``align``-byte boundary."""
-    n = int(np.prod(shape))
-    raw = np.empty(n + align // 4, np.float32)
-    start = (-raw.ctypes.data % align) // 4
-    return raw[start:start + n].reshape(shape)
+def _aligned_empty(shape) -> np.ndarray:
+    """An uninitialised float32 array whose data starts on a 64-byte boundary (the packing buffers' helper)."""
+    return _aligned_bytes(4 * int(np.prod(shape))).view(np.float32).reshape(shape)
 
 
 def _aligned_copy(a: np.ndarray) -> np.ndarray:
