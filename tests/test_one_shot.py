@@ -322,18 +322,23 @@ CONCURRENT = [((1, 32, 10, 10), (48, 32, 3, 3), dict(padding=1)),     # direct
               ((1, 48, 9, 9), (48, 1, 3, 3), dict(padding=1, groups=48))]  # depthwise
 
 
-@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
-def test_concurrent_one_shot_calls_with_their_own_weights(backend, layout):
-    """Each Python thread calls with weights of its own (same shapes, so the same cached plans and the same
-    per-thread scratch sizes): a packing shared between threads would give one thread another's result."""
-    rng = np.random.default_rng(13)
-    n_threads = 4
+def _per_thread_cases(rng, shapes, layout, n_threads):
+    """(x, kwargs, [(w, b) per thread], [reference per thread]) for each (x shape, w shape, kwargs)."""
     cases = []
-    for xs, ws, kw in CONCURRENT:
+    for xs, ws, kw in shapes:
         x = _layout(int_array(rng, xs), layout)
         per_thread = [(int_array(rng, ws), int_array(rng, ws[:1])) for _ in range(n_threads)]
         wants = [fp.conv2d(x, w, b, layout=layout, backend="numpy", **kw) for w, b in per_thread]
         cases.append((x, kw, per_thread, wants))
+    return cases
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_concurrent_one_shot_calls_with_their_own_weights(backend, layout):
+    """Each Python thread calls with weights of its own (same shapes, so the same cached plans and the same
+    per-thread scratch sizes): a packing shared between threads would give one thread another's result."""
+    n_threads = 4
+    cases = _per_thread_cases(np.random.default_rng(13), CONCURRENT, layout, n_threads)
     ids = iter(range(n_threads))
     errors = []
 
@@ -444,16 +449,10 @@ def test_c_depthwise_one_shot_from_two_python_threads_at_two_pool_threads(layout
     with the first packing kept would give the second thread the first one's weights, so each result is
     compared with the reference of its own weights.  960 channels @7x7 (several chunks per thread) and 40
     channels @9x9 with a channel multiplier of 2."""
-    rng = np.random.default_rng(17)
-    cases = [((1, 960, 7, 7), (960, 1, 3, 3), dict(padding=1, groups=960)),
-             ((1, 40, 9, 9), (80, 1, 3, 3), dict(padding=1, groups=40))]
+    shapes = [((1, 960, 7, 7), (960, 1, 3, 3), dict(padding=1, groups=960)),
+              ((1, 40, 9, 9), (80, 1, 3, 3), dict(padding=1, groups=40))]
     n_threads = 2
-    work_items = []
-    for xs, ws, kw in cases:
-        x = _layout(int_array(rng, xs), layout)
-        per_thread = [(int_array(rng, ws), int_array(rng, ws[:1])) for _ in range(n_threads)]
-        wants = [fp.conv2d(x, w, b, layout=layout, backend="numpy", **kw) for w, b in per_thread]
-        work_items.append((x, kw, per_thread, wants))
+    work_items = _per_thread_cases(np.random.default_rng(17), shapes, layout, n_threads)
     ids = iter(range(n_threads))
     barrier = threading.Barrier(n_threads)
     errors = []
