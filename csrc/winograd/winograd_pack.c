@@ -53,8 +53,13 @@ typedef struct pack_ctx {
     int64_t ci_blocks;
 } pack_ctx;
 
-/* Positions of one set for 16 filters' transforms t = G g (n x 3 x 16): d + k * ks receives position k. */
-static void store_set(int n, const double (*G)[3], const double (*t)[3][16], float *d, int64_t ks) {
+/* One set's positions for 16 filters of taps g[9][16] (t = G g, then t G^T): d + k * ks receives position k. */
+static void store_set(int n, const double (*G)[3], const double (*g)[16], float *d, int64_t ks) {
+    double t[6][3][16];
+    for (int i = 0; i < n; i++)
+        for (int b = 0; b < 3; b++)
+            for (int j = 0; j < 16; j++)
+                t[i][b][j] = G[i][0] * g[b][j] + G[i][1] * g[3 + b][j] + G[i][2] * g[6 + b][j];
     for (int i = 0; i < n; i++)
         for (int l = 0; l < n; l++) {
             float *o = d + (n * i + l) * ks;
@@ -72,26 +77,14 @@ static void pack_job(void *vctx, int64_t job, int worker) {
     const int64_t c0 = fp_wino_col(c->pn, panel), width = fp_wino_col(c->pn, panel + 1) - c0;
     for (int64_t ci = ci0; ci < ci1; ci++)
         for (int64_t jj = 0; jj < width; jj += 16) {
-            double g[9][16], t4[6][3][16], t2[4][3][16];
+            double g[9][16];
             for (int j = 0; j < 16; j++) { /* columns past Cout: zero filters, so zero U */
                 const int64_t co = c0 + jj + j;
                 for (int q = 0; q < 9; q++) g[q][j] = co < M ? (double)c->w[(co * K + ci) * 9 + q] : 0.0;
             }
             const int64_t at = K * c0 + ci * width + jj;
-            if (c->set[0]) {
-                for (int i = 0; i < 6; i++)
-                    for (int b = 0; b < 3; b++)
-                        for (int j = 0; j < 16; j++)
-                            t4[i][b][j] = G4[i][0] * g[b][j] + G4[i][1] * g[3 + b][j] + G4[i][2] * g[6 + b][j];
-                store_set(6, G4, (const double(*)[3][16])t4, c->set[0] + at, ks);
-            }
-            if (c->set[1]) {
-                for (int i = 0; i < 4; i++)
-                    for (int b = 0; b < 3; b++)
-                        for (int j = 0; j < 16; j++)
-                            t2[i][b][j] = G2[i][0] * g[b][j] + G2[i][1] * g[3 + b][j] + G2[i][2] * g[6 + b][j];
-                store_set(4, G2, (const double(*)[3][16])t2, c->set[1] + at, ks);
-            }
+            if (c->set[0]) store_set(6, G4, (const double(*)[16])g, c->set[0] + at, ks);
+            if (c->set[1]) store_set(4, G2, (const double(*)[16])g, c->set[1] + at, ks);
         }
 }
 
