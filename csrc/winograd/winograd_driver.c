@@ -95,6 +95,7 @@ static const fp_wino_kernel *choose_kernel(const fp_conv_problem *p, int isa) {
         if (f) return (const fp_wino_kernel *)f; /* the row starts the struct */
     }
     const fp_wino_kernel *k = fp_wino_kernels_for(isa);
+    if (p->n < 1 || p->oh < 1 || p->ow < 1) return &k[0]; /* the map unknown (a layer's name before a call) */
     const int64_t tiles4 = p->n * p->dil_h * p->dil_w * FP_CEIL_DIV(FP_CEIL_DIV(p->oh, p->dil_h), 4) *
                            FP_CEIL_DIV(FP_CEIL_DIV(p->ow, p->dil_w), 4);
     return tiles4 < 32 ? &k[1] : &k[0];
@@ -335,7 +336,7 @@ static int applies(const fp_conv_problem *p, int isa, int f64) {
 
 static const char *kernel_name(const fp_conv_problem *p, int isa, int f64) {
     (void)f64;
-    return choose_kernel(p, isa)->k.name; /* F(4x4) while the map is unknown (p->oh == 0) */
+    return choose_kernel(p, isa)->k.name; /* F(4x4) while the map is unknown (choose_kernel) */
 }
 
 static int64_t packed_bytes(const fp_conv_problem *p, int isa, int f64) {
