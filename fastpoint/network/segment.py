@@ -246,7 +246,7 @@ def segment(model: str, inp: str, out: str, *, workers: int = 2, chunk=None, sch
 
     import fastpoint as fp
 
-    from .tiled import _source_chunks, run, task_memory, task_stats, tile_work, tiling
+    from .tiled import _source_chunks, run, task_arenas, task_memory, task_stats, tile_work, tiling
 
     net = fp.load_onnx(model)
     dtype = np.dtype(net.inputs[0].dtype or np.float32)
@@ -280,7 +280,9 @@ def segment(model: str, inp: str, out: str, *, workers: int = 2, chunk=None, sch
         t = tiling(net, x.shape, chunks, dtype)
         work = tile_work(net, t, x.shape, chunks, dtype, crop)
         if auto or predict_memory:
-            predicted = base + slots * max(mem.bytes(net, s, dtype) + x.read_bytes(s) for s in t.tile_shapes)
+            arenas = task_arenas(net, t, x.shape, chunks, dtype, crop)
+            predicted = base + slots * max(mem.bytes(net, s, dtype, arenas.get(tuple(s))) + x.read_bytes(s)
+                                           for s in t.tile_shapes)
         y = run(net, x, num_threads=num_threads, crop=crop, chunks=chunk)
         if argmax:
             cls = np.dtype(np.uint8 if y.shape[1] <= 256 else np.int32)
