@@ -122,6 +122,18 @@ def resize2d(x4: np.ndarray, layout: str, taps_h, taps_w, out: Optional[np.ndarr
 
 def bind_resize2d(x4: np.ndarray, layout: str, taps_h, taps_w, y: np.ndarray) -> Optional[Callable[[], None]]:
     """:func:`resize2d` into ``y`` (checked by the caller) as a runner with its arguments made once."""
+    call = prepare_resize2d(x4, layout, taps_h, taps_w, y)
+    if call is None:
+        return None
+    return lambda: call(x4, y)
+
+
+def prepare_resize2d(x4: np.ndarray, layout: str, taps_h, taps_w, y: np.ndarray
+                     ) -> Optional[Callable[[np.ndarray, np.ndarray], None]]:
+    """:func:`resize2d` as ``call(x4, y)`` for any later pair of arrays with the shapes and strides of
+    these (checked by the caller): the taps, shapes and strides made into C arguments once, only the two
+    data pointers per call. Holds no reference to ``x4`` or ``y`` (a graph output's Resize writes a
+    recycled array that must stay referenced by its pool alone: ``Plan._output_buffers``)."""
     if _elem_strides(x4) is None or (taps_h[2] is None) != (taps_w[2] is None):
         return None
     out_hw = (len(taps_h[0]), len(taps_w[0]))
@@ -135,10 +147,19 @@ def bind_resize2d(x4: np.ndarray, layout: str, taps_h, taps_w, y: np.ndarray) ->
     linear = taps_h[2] is not None
     ly = np.ascontiguousarray(taps_h[2], dtype=np.float32) if linear else None
     lx = np.ascontiguousarray(taps_w[2], dtype=np.float32) if linear else None
-    args = (_fptr(xv), _ffi.new("int64_t[4]", _elem_strides(xv)), _fptr(yv), _ffi.new("int64_t[4]", _elem_strides(yv)),
-            _ffi.new("int64_t[6]", [*xv.shape, *out_hw]), _fptr(iy, "int64_t *"), _fptr(ly),
-            _fptr(ix, "int64_t *"), _fptr(lx))
-    return _runner(_lib.fp_op_resize2d_f32, args, (x4, y, iy, ix, ly, lx), _moved(xv, yv))
+    xs, ys = _ffi.new("int64_t[4]", _elem_strides(xv)), _ffi.new("int64_t[4]", _elem_strides(yv))
+    tail = (_ffi.new("int64_t[6]", [*xv.shape, *out_hw]), _fptr(iy, "int64_t *"), _fptr(ly), _fptr(ix, "int64_t *"),
+            _fptr(lx))
+    threads = 1 if _moved(xv, yv) < SMALL_OP_BYTES else None
+    cast, fn = _ffi.cast, _lib.fp_op_resize2d_f32
+
+    def call(x4: np.ndarray, y: np.ndarray, _keep=(iy, ix, ly, lx, xs, ys, tail)) -> None:
+        rc = fn(cast("float *", x4.ctypes.data), xs, cast("float *", y.ctypes.data), ys, *tail,
+                threads or get_num_threads())
+        if rc:
+            _check(rc)
+
+    return call
 
 
 def global_avg_pool(x4: np.ndarray, layout: str, out: Optional[np.ndarray] = None) -> np.ndarray:
