@@ -30,4 +30,15 @@ typedef struct fp_ops_isa {
 
 extern const fp_ops_isa fp_ops_avx512, fp_ops_avx2, fp_ops_scalar;
 
+/* The stem convolution (fp_op_conv_stem_f32, stem__avx512.c): x NCHW, y NHWC, both contiguous. */
+typedef struct fp_stem_geom {
+    int64_t n, c, h, w, oh, ow, oc;
+    int64_t kh, kw, sh, sw, dh, dw, pt, pl;
+} fp_stem_geom;
+struct fp_ep;
+/* Output row oy of image n: wp holds the taps (c, ky, kx) in order, each 16 * ceil(oc / 16) floats (zero
+ * past oc), bias as many; ep: the epilogue (NULL: conv + bias, ReLU'd when relu); buf: 8 * 32 floats. */
+void fp_stem_row_avx512(const float *x, const fp_stem_geom *g, const float *wp, const float *bias, float *y,
+                        const struct fp_ep *ep, int relu, int64_t n, int64_t oy, float *buf);
+
 #endif
