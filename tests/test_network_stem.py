@@ -98,11 +98,33 @@ def test_stem_declines_inputs_it_does_not_take():
 
 
 def test_stem_loop_refuses_what_it_cannot_run():
-    """The C entry writes nothing and answers FP_ERR_ARGS for more than 32 output channels or a residual;
-    prepare_conv_stem declines those shapes in Python first."""
+    """prepare_conv_stem declines more than 32 output channels or more than 4 input channels."""
     if not _c.available():
         pytest.skip("no C extension")
     w = np.ones((33, 3, 3, 3), np.float32)
     assert _c.prepare_conv_stem((1, 3, 8, 8), w, None, (1, 1), (1, 1), (1, 1), False, None) is None
     w = np.ones((16, 5, 3, 3), np.float32)
     assert _c.prepare_conv_stem((1, 5, 8, 8), w, None, (1, 1), (1, 1), (1, 1), False, None) is None
+
+
+@pytest.mark.parametrize("isa", ["avx2", "scalar"], indirect=True)
+def test_other_isas_stage_the_input(isa):
+    """Without AVX-512 the stem loop is not bound (its C entry answers FP_ERR_ARGS, writing nothing): the
+    plan stages the input as before, same result as ONNX Runtime."""
+    rng = np.random.default_rng(2)
+    m = stem_model(rng, 3, 16, 3, 2, 1, 1, "relu", (1, 3, 17, 19))
+    x = rng.standard_normal((1, 3, 17, 19)).astype(np.float32)
+    assert _c.prepare_conv_stem((1, 3, 17, 19), np.ones((16, 3, 3, 3), np.float32), None, (1, 1), (2, 2), (1, 1),
+                                False, None) is None
+    net = fp.load_onnx(m, layout="NHWC")
+    got = net(x)
+    assert not _stem_used(net)
+    ref = ort_run(m, {"x": x})[0]
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+    y = np.full((1, 9, 10, 16), np.nan, np.float32)
+    dims = _c._ffi.new("int64_t[6]", [1, 3, 17, 19, 9, 10])
+    geom = _c._ffi.new("int64_t[8]", [3, 3, 2, 2, 1, 1, 1, 1])
+    w = np.zeros((27, 16), np.float32)
+    rc = _c._lib.fp_op_conv_stem_f32(_c._fptr(x), dims, geom, _c._fptr(w), _c._fptr(np.zeros(16, np.float32)), 16,
+                                     _c._fptr(y), _c._ffi.NULL, 0, 1)
+    assert rc == -3 and np.isnan(y).all()  # FP_ERR_ARGS

@@ -262,11 +262,11 @@ def test_resize_nhwc_pixels_into_nchw_planes(mode, threads):
 
 
 @pytest.mark.parametrize("shift", [0, 1, 7])
-def test_resize_nhwc_pixels_into_large_nchw_planes(shift, threads):
+def test_resize_nhwc_pixels_into_large_nchw_planes(shift, isa, threads):
     """Outputs larger than L2 (lraspp's 21@32^2 -> 21@256^2 logits): resize_row_c2p stores them
     non-temporally from the first aligned float of each row on; still bit-equal to the NCHW planes'
     resize, also into an output that starts off a vector boundary (``shift`` floats) and with rows whose
-    length is no multiple of the vector."""
+    length is no multiple of the vector; on every ISA's loop (AVX2 streams 32-byte lines, scalar none)."""
     from fastpoint.core.machine import cache_sizes
     from fastpoint.ops.interpolate import axis_taps
 
