@@ -230,21 +230,13 @@ static inline void blend_row_c2p(const float *x, const int64_t *xs, const int64_
 static inline void lerp_store(float *restrict y, const float *restrict a, const float *restrict b, float vy,
                               float wy, int64_t n, int stream) {
     int64_t i = 0;
-#if defined(OPS_STREAM_FLOATS) && OPS_STREAM_FLOATS == 16
+#ifdef OPS_STREAM_FLOATS
     if (stream) {
-        for (; i < n && ((uintptr_t)(y + i) & 63); i++) y[i] = a[i] * vy + b[i] * wy;
-        const __m512 v = _mm512_set1_ps(vy), w = _mm512_set1_ps(wy);
-        for (; i + 16 <= n; i += 16)
-            _mm512_stream_ps(y + i, _mm512_add_ps(_mm512_mul_ps(_mm512_loadu_ps(a + i), v),
-                                                  _mm512_mul_ps(_mm512_loadu_ps(b + i), w)));
-    }
-#elif defined(OPS_STREAM_FLOATS) && OPS_STREAM_FLOATS == 8
-    if (stream) {
-        for (; i < n && ((uintptr_t)(y + i) & 31); i++) y[i] = a[i] * vy + b[i] * wy;
-        const __m256 v = _mm256_set1_ps(vy), w = _mm256_set1_ps(wy);
-        for (; i + 8 <= n; i += 8)
-            _mm256_stream_ps(y + i, _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(a + i), v),
-                                                  _mm256_mul_ps(_mm256_loadu_ps(b + i), w)));
+        const uintptr_t line = sizeof(float) * OPS_STREAM_FLOATS - 1; /* the first aligned float on */
+        for (; i < n && ((uintptr_t)(y + i) & line); i++) y[i] = a[i] * vy + b[i] * wy;
+        const OPS_V v = OPS_SET1(vy), w = OPS_SET1(wy);
+        for (; i + OPS_STREAM_FLOATS <= n; i += OPS_STREAM_FLOATS)
+            OPS_STREAM(y + i, OPS_ADD(OPS_MUL(OPS_LOADU(a + i), v), OPS_MUL(OPS_LOADU(b + i), w)));
     }
 #else
     (void)stream;
