@@ -163,6 +163,13 @@ const char *fp_op_isa_name(void);
 /* y[n, j, i] = x[n, i, j] for contiguous x of shape (n, a, b): an image's layout conversion (NCHW -> NHWC
  * with a = C, b = H * W; NHWC -> NCHW with a = H * W, b = C), threaded in blocks of columns. */
 int fp_op_transpose_f32(const float *x, float *y, int64_t n, int64_t a, int64_t b, int threads);
+/* A network's stem convolution (csrc/ops/stem__avx512.c): contiguous NCHW x of few channels into contiguous
+ * NHWC y, oc <= 32 output channels, dims n, c, h, w, out_h, out_w, geom kh, kw, sh, sw, dh, dw, pad_top,
+ * pad_left (symmetric pads), wp the taps (c, ky, kx) in order, each 16 * ceil(oc / 16) floats (zero past
+ * oc), bias as many; y = act(conv + bias) (e: the activation, no residual; relu: the kernels' ReLU flag).
+ * AVX-512 only: FP_ERR_ARGS, nothing written, on other ISAs. */
+int fp_op_conv_stem_f32(const float *x, const int64_t *dims, const int64_t *geom, const float *wp, const float *bias,
+                        int64_t oc, float *y, const fp_epilogue *e, int relu, int threads);
 /* The one-shot call's C entry (csrc/call_entry.c, fastpoint/backends/c.py bind_call): fp_conv_once_f32
  * (f64 = 0) or _f64 (1) after the per-call checks a cached parse cannot answer.  Returns FP_CALL_EXACT,
  * having read and written nothing, when a pointer is not aligned to the element size or y's bytes meet

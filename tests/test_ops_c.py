@@ -259,3 +259,25 @@ def test_resize_nhwc_pixels_into_nchw_planes(mode, threads):
             np.testing.assert_array_equal(got, planes, err_msg=f"{c} {h}x{w} -> {oh}x{ow} n={n}")
             ref = fp.interpolate(np.ascontiguousarray(x), size=(oh, ow), mode=mode, backend="numpy")
             np.testing.assert_allclose(got, ref, rtol=2e-6, atol=2e-6)
+
+
+@pytest.mark.parametrize("shift", [0, 1, 7])
+def test_resize_nhwc_pixels_into_large_nchw_planes(shift, isa, threads):
+    """Outputs larger than L2 (lraspp's 21@32^2 -> 21@256^2 logits): resize_row_c2p stores them
+    non-temporally from the first aligned float of each row on; still bit-equal to the NCHW planes'
+    resize, also into an output that starts off a vector boundary (``shift`` floats) and with rows whose
+    length is no multiple of the vector; on every ISA's loop (AVX2 streams 32-byte lines, scalar none)."""
+    from fastpoint.core.machine import cache_sizes
+    from fastpoint.ops.interpolate import axis_taps
+
+    rng = np.random.default_rng(6)
+    for c, (h, w), (oh, ow) in [(21, (32, 32), (256, 256)), (5, (17, 13), (240, 251)), (3, (40, 9), (350, 333))]:
+        x = rng.standard_normal((1, h, w, c)).astype(np.float32).transpose(0, 3, 1, 2)  # NHWC in memory
+        taps = [axis_taps(h, oh, None, "bilinear", False, np.float32),
+                axis_taps(w, ow, None, "bilinear", False, np.float32)]
+        size = c * oh * ow
+        assert c != 21 or 4 * size > cache_sizes()[2]  # the streamed path at least there (5.5 MB)
+        got = np.full(size + shift, np.nan, np.float32)[shift:].reshape(1, c, oh, ow)
+        assert _c.resize2d(x, "NCHW", taps[0], taps[1], out=got) is got
+        planes = _c.resize2d(np.ascontiguousarray(x), "NCHW", taps[0], taps[1])
+        np.testing.assert_array_equal(got, planes, err_msg=f"{c} {h}x{w} -> {oh}x{ow} shift {shift}")

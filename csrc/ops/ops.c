@@ -3,6 +3,7 @@
  * along a plane that the compiler cannot vectorise without reassociating, is here once, with float64
  * partial sums; NHWC's runs along the channels (ops_impl.h's gap_nhwc, per ISA). */
 
+#include "../epilogue/epilogue.h"
 #include "../internal.h"
 #include "ops.h"
 
@@ -42,6 +43,7 @@ typedef struct image_task {
     float *y;
     int kind, failed, nchw; /* nchw: jobs are (n, c, oy) rows of one plane, else (n, oy) rows of pixels */
     int c2p;                /* resize: linear from NHWC pixels into NCHW planes, (n, oy) jobs (resize_row_c2p) */
+    int stream;             /* c2p: non-temporal stores (an output larger than L2, see fp_op_resize2d_f32) */
     int64_t jobs, nchunks;
 } image_task;
 
@@ -70,7 +72,7 @@ int fp_op_pool2d_f32(const float *x, const int64_t *xs, float *y, const int64_t 
     if ((kind != 0 && kind != 1) || (kind == 1 && !divisors)) return FP_ERR_ARGS;
     const int nchw = is_nchw(xs, ys);
     image_task t = {pick(), x, xs, ys, dims, geom, NULL, NULL, kind == 1 ? divisors : NULL, NULL, NULL, y, kind, 0,
-                    nchw, 0, dims[0] * (nchw ? dims[1] : 1) * dims[4], 0};
+                    nchw, 0, 0, dims[0] * (nchw ? dims[1] : 1) * dims[4], 0};
     if (t.jobs <= 0 || dims[1] <= 0 || dims[5] <= 0) return FP_OK;
     run_jobs(threads, t.jobs, &t.nchunks, pool_chunk, &t);
     return t.failed ? FP_ERR_ALLOC : FP_OK;
@@ -91,7 +93,10 @@ static void resize_chunk(void *arg, int64_t chunk, int worker) {
         tags[0] = tags[1] = -1;
         for (int64_t j = lo; j < hi; j++)
             t->k->resize_row_c2p(t->x, t->xs, t->y, t->ys, t->dims, t->iy, t->ly, t->ix, t->lx, j / OH, j % OH,
-                                 scratch);
+                                 scratch, t->stream);
+#if defined(__x86_64__) || defined(__i386__)
+        if (t->stream) __builtin_ia32_sfence(); /* the streamed lines visible before the chunk counts as done */
+#endif
         return;
     }
     if (t->lx) { /* two blended rows (or pixels) and their four int64 tags, none valid yet (thread scratch) */
@@ -114,7 +119,12 @@ int fp_op_resize2d_f32(const float *x, const int64_t *xs, float *y, const int64_
     /* channels-last pixels into planes (more than one channel, so the strides say which is which) */
     const int c2p = ly && dims[1] > 1 && xs[1] == 1 && ys[1] != 1 && ys[3] == 1;
     const int nchw = is_nchw(xs, ys) && !c2p;
-    image_task t = {pick(), x, xs, ys, dims, NULL, iy, ix, NULL, ly, lx, y, 0, 0, nchw, c2p,
+    /* c2p's output is a graph output or the input of a later op, larger than L2 in the networks it
+     * serves (lraspp: 5.5 MB): stream it past the cache as the GEMM streams such outputs.  Measured alone
+     * (21@32^2 -> 21@256^2, cache flushed before each call as in a network, loaded 2-vCPU Zen 5): 0.57 ms
+     * -> see the commit; the same rule (total output > L2) as gemm_driver.c's. */
+    const int stream = c2p && (int64_t)sizeof(float) * dims[0] * dims[1] * dims[4] * dims[5] > fp_cache_size(2);
+    image_task t = {pick(), x, xs, ys, dims, NULL, iy, ix, NULL, ly, lx, y, 0, 0, nchw, c2p, stream,
                     dims[0] * (nchw ? dims[1] : 1) * dims[4], 0};
     if (t.jobs <= 0 || dims[1] <= 0 || dims[5] <= 0) return FP_OK;
     run_jobs(threads, t.jobs, &t.nchunks, resize_chunk, &t);
@@ -250,4 +260,47 @@ int fp_op_transpose_f32(const float *x, float *y, int64_t n, int64_t a, int64_t 
     t.jobs = n * t.jblocks;
     run_jobs(threads, t.jobs, &t.nchunks, tr_chunk, &t);
     return FP_OK;
+}
+
+/* The stem convolution: one job per output row (n, oy), the rows' loop in stem__avx512.c. */
+typedef struct stem_task {
+    const fp_stem_geom *g;
+    const float *x, *wp, *bias;
+    float *y;
+    const fp_ep *ep;
+    int relu, failed;
+    int64_t jobs, nchunks;
+} stem_task;
+
+static void stem_chunk(void *arg, int64_t chunk, int worker) {
+    (void)worker;
+    stem_task *t = (stem_task *)arg;
+    int64_t lo, hi;
+    fp_chunk_range(t->jobs, t->nchunks, chunk, &lo, &hi);
+    float *buf = (float *)fp_scratch_or_fail(0, 8 * 32 * (int64_t)sizeof(float), &t->failed);
+    if (!buf) return;
+#if defined(__x86_64__) && !defined(FP_PORTABLE_ONLY)
+    for (int64_t j = lo; j < hi; j++)
+        fp_stem_row_avx512(t->x, t->g, t->wp, t->bias, t->y, t->ep, t->relu, j / t->g->oh, j % t->g->oh, buf);
+#endif
+}
+
+int fp_op_conv_stem_f32(const float *x, const int64_t *dims, const int64_t *geom, const float *wp, const float *bias,
+                        int64_t oc, float *y, const fp_epilogue *e, int relu, int threads) {
+#if defined(__x86_64__) && !defined(FP_PORTABLE_ONLY)
+    const int avx512 = fp_isa() >= FP_ISA_AVX512;
+#else
+    const int avx512 = 0;
+#endif
+    if (!avx512 || oc < 1 || oc > 32 || dims[1] < 1 || geom[0] < 1 || geom[1] < 1 || geom[2] < 1 || geom[3] < 1 ||
+        geom[4] < 1 || geom[5] < 1 || (e && e->residual))
+        return FP_ERR_ARGS;
+    const fp_stem_geom g = {dims[0], dims[1], dims[2], dims[3], dims[4], dims[5], oc,
+                            geom[0], geom[1], geom[2], geom[3], geom[4], geom[5], geom[6], geom[7]};
+    if (g.n <= 0 || g.oh <= 0 || g.ow <= 0) return FP_OK;
+    fp_ep ep;
+    const int has_ep = fp_ep_resolve(e, 0, fp_isa(), y, &relu, &ep);
+    stem_task t = {&g, x, wp, bias, y, has_ep ? &ep : NULL, relu, 0, g.n * g.oh, 0};
+    run_jobs(threads, t.jobs, &t.nchunks, stem_chunk, &t);
+    return t.failed ? FP_ERR_ALLOC : FP_OK;
 }

@@ -20,7 +20,7 @@ typedef struct fp_ops_isa {
     /* linear, x channels-last (NHWC) into y planes (NCHW): ops_impl.h */
     void (*resize_row_c2p)(const float *x, const int64_t *xs, float *y, const int64_t *ys, const int64_t *dims,
                            const int64_t *iy, const float *ly, const int64_t *ix, const float *lx, int64_t n,
-                           int64_t oy, float *scratch);
+                           int64_t oy, float *scratch, int stream);
     void (*eltwise)(const float *a, const float *b, float *y, int64_t mid, int64_t inner, int bmode, int op,
                     int act, float alpha, float beta, int64_t lo, int64_t hi);
     void (*transpose_tile)(const float *x, float *y, int64_t a, int64_t b, int64_t i0, int64_t i1, int64_t j0,
@@ -29,5 +29,16 @@ typedef struct fp_ops_isa {
 } fp_ops_isa;
 
 extern const fp_ops_isa fp_ops_avx512, fp_ops_avx2, fp_ops_scalar;
+
+/* The stem convolution (fp_op_conv_stem_f32, stem__avx512.c): x NCHW, y NHWC, both contiguous. */
+typedef struct fp_stem_geom {
+    int64_t n, c, h, w, oh, ow, oc;
+    int64_t kh, kw, sh, sw, dh, dw, pt, pl;
+} fp_stem_geom;
+struct fp_ep;
+/* Output row oy of image n: wp holds the taps (c, ky, kx) in order, each 16 * ceil(oc / 16) floats (zero
+ * past oc), bias as many; ep: the epilogue (NULL: conv + bias, ReLU'd when relu); buf: 8 * 32 floats. */
+void fp_stem_row_avx512(const float *x, const fp_stem_geom *g, const float *wp, const float *bias, float *y,
+                        const struct fp_ep *ep, int relu, int64_t n, int64_t oy, float *buf);
 
 #endif

@@ -223,16 +223,37 @@ static inline void blend_row_c2p(const float *x, const int64_t *xs, const int64_
     }
 }
 
+/* y[i] = a[i] * vy + b[i] * wy for i < n.  stream: with non-temporal stores where the ISA file defines
+ * OPS_STREAM_FLOATS (an output larger than the cache, written once and read by the next op or the caller
+ * after the cache has turned over: a normal store first reads each line from memory, which doubled the
+ * traffic of lraspp's 5.5 MB logits); the caller fences (ops.c).  The same products and sum either way. */
+static inline void lerp_store(float *restrict y, const float *restrict a, const float *restrict b, float vy,
+                              float wy, int64_t n, int stream) {
+    int64_t i = 0;
+#ifdef OPS_STREAM_FLOATS
+    if (stream) {
+        const uintptr_t line = sizeof(float) * OPS_STREAM_FLOATS - 1; /* the first aligned float on */
+        for (; i < n && ((uintptr_t)(y + i) & line); i++) y[i] = a[i] * vy + b[i] * wy;
+        const OPS_V v = OPS_SET1(vy), w = OPS_SET1(wy);
+        for (; i + OPS_STREAM_FLOATS <= n; i += OPS_STREAM_FLOATS)
+            OPS_STREAM(y + i, OPS_ADD(OPS_MUL(OPS_LOADU(a + i), v), OPS_MUL(OPS_LOADU(b + i), w)));
+    }
+#else
+    (void)stream;
+#endif
+    for (; i < n; i++) y[i] = a[i] * vy + b[i] * wy;
+}
+
 /* One output row of a linear resize from channels-last pixels (x: NHWC in memory, xs[1] == 1) into
  * channel planes (y: NCHW, ys[3] == 1): a network's NHWC activations resized into its NCHW graph
  * output (lraspp's last Resize, 21@32^2 -> 21@256^2), every row of every plane written once, along W.
  * Each source row is blended along W once per chunk into a [C][OW] buffer (the pixel's channels read
  * contiguously, written per plane), so an output row is C contiguous blends of two such rows.  The same
  * products and sums as resize_row: bit-equal results.  scratch: 2 * C * OW floats, then 2 int64 tags
- * (n * H + source row of each buffer) set to -1 by the chunk before its first row. */
+ * (n * H + source row of each buffer) set to -1 by the chunk before its first row; stream: lerp_store's. */
 static void resize_row_c2p(const float *x, const int64_t *xs, float *y, const int64_t *ys, const int64_t *dims,
                            const int64_t *iy, const float *ly, const int64_t *ix, const float *lx, int64_t n,
-                           int64_t oy, float *scratch) {
+                           int64_t oy, float *scratch, int stream) {
     const int64_t C = dims[1], H = dims[2], OW = dims[5];
     float *bufs[2] = {scratch, scratch + C * OW};
     int64_t *tags = (int64_t *)(scratch + 2 * C * OW);
@@ -248,11 +269,8 @@ static void resize_row_c2p(const float *x, const int64_t *xs, float *y, const in
     }
     const float wy = ly[oy], vy = 1.0f - wy;
     const float *t0 = bufs[h[0]], *t1 = bufs[h[1]];
-    for (int64_t c = 0; c < C; c++) {
-        const float *restrict a = t0 + c * OW, *restrict b = t1 + c * OW;
-        float *restrict yp = y + n * ys[0] + c * ys[1] + oy * ys[2];
-        for (int64_t ox = 0; ox < OW; ox++) yp[ox] = a[ox] * vy + b[ox] * wy;
-    }
+    for (int64_t c = 0; c < C; c++)
+        lerp_store(y + n * ys[0] + c * ys[1] + oy * ys[2], t0 + c * OW, t1 + c * OW, vy, wy, OW, stream);
 }
 
 /* exp for the sigmoid, vectorisable: 2^k * p(r), r = x - k ln2 in [-ln2/2, ln2/2], degree-6

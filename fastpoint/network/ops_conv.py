@@ -217,6 +217,7 @@ class Conv(ConvBase):
     def setup(self):
         super().setup()
         self._layers: Dict[Tuple[int, int, str], object] = {}
+        self.stem_shapes: set = set()  # input shapes a plan runs on the stem loop (bind_feed)
         self.algorithm = "auto"  # load_onnx(algorithm=...): "winograd" where it applies (_algorithm)
 
     def _algorithm(self, w4, strides, dilations, layout: str) -> str:
@@ -344,6 +345,41 @@ class Conv(ConvBase):
 
         return runner
 
+    def bind_feed(self, x_shape, x_dtype, out):
+        """A runner ``runner(x) -> bool`` of this node reading a graph input ``x`` (NCHW, ``x_shape``) straight
+        into ``out`` (the plan's NHWC buffer) with csrc/ops' stem loop (``_c.prepare_conv_stem``: few input
+        channels, no NHWC copy of the image first); it returns False, having written nothing, for an input it
+        does not take (not contiguous, overlapping ``out``). None where the loop does not apply: the plan
+        then stages the input (``Plan._stage_feed``)."""
+        from ..ops import _c
+
+        w, b = self.weight, self.bias
+        if (w is None or w.ndim != 4 or len(x_shape) != 4 or self.residual or self.attrs["group"] != 1
+                or x_dtype != np.float32 or w.dtype != np.float32 or not is_nhwc(out)):
+            return None
+        pads = self._pads(x_shape, w.shape)
+        if pads[:2] != pads[2:] or out.shape != self._conv_shape(x_shape, w.shape, pads):
+            return None
+        strides, dilations = self.geometry(2)
+        spec = self._node_layer(w, b, pads[:2], strides, dilations, "NHWC", True, self._epilogue(w.shape[0]))._layer
+        from ..backends.c import _epilogue
+
+        call = _c.prepare_conv_stem(tuple(x_shape), w, b, pads[:2], strides, dilations, spec.relu,
+                                    _epilogue(spec, None) if spec.act is not None else None)
+        if call is None:
+            return None
+        y, shape = out.transpose(0, 2, 3, 1), tuple(x_shape)
+        self.stem_shapes.add(shape)  # for kernel(): the profile names the loop that runs
+
+        def runner(x: np.ndarray) -> bool:
+            if (x.shape != shape or x.dtype != np.float32 or not x.flags.c_contiguous or not x.flags.aligned
+                    or np.may_share_memory(x, y)):
+                return False
+            call(x, y)
+            return True
+
+        return runner
+
     def run(self, inputs, outs):
         x = inputs[0]
         w, b = self._params(inputs)
@@ -415,6 +451,8 @@ class Conv(ConvBase):
 
         if self.weight is None:
             return "fastpoint conv2d"
+        if in_shapes[0] is not None and tuple(in_shapes[0]) in self.stem_shapes:
+            return "fp_op_conv_stem_f32"
         return conv_kernel_name(self, in_shapes[0])
 
 

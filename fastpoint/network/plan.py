@@ -53,6 +53,8 @@ class Step:
 class Plan:
     #: testing hook: a value to fill each run's arena with (NaN shows any read of a buffer never written)
     arena_fill: Optional[float] = None
+    #: testing and A/B hook: stage a graph input for an NHWC stem instead of its own loop (Conv.bind_feed)
+    no_stem: bool = False
 
     def __init__(self, graph: Graph, feeds: Dict[str, Tuple[Shape, np.dtype]], layout: str = "NCHW") -> None:
         from .layout import choose_layout
@@ -288,6 +290,13 @@ class Plan:
             bind = getattr(step.node.op, "bind", None)
             ins = [n for n in step.node.inputs if n]
             staged = self._stage_feed(step, feeds)
+            bind_feed = getattr(step.node.op, "bind_feed", None)
+            if staged and outs is not None and bind_feed is not None and not self.no_stem:
+                feed_runner = bind_feed(step.in_shapes[0], self.dtypes.get(staged[0]), outs[0])
+                if feed_runner is not None:  # the stem reads the graph input itself: no staging copy
+                    program.append(_feed_entry(feed_runner, staged[0], partial(self._run_step, step, outs, arena),
+                                               tuple(zip(step.node.outputs, outs)), step.free_after))
+                    continue
             arrays = dict(fixed, **{staged[0]: staged[1]}) if staged else fixed
             values = [step.node.inputs[i] for i in step.node.op.needs_values() if i < len(step.node.inputs)]
             if (bind is not None and outs is not None and not step.to_nchw
@@ -390,6 +399,24 @@ def _bound_entry(runner: Callable[[], None], outputs: Tuple[Tuple[str, np.ndarra
         if staged is not None and not _c.to_layout(env[staged[0]], staged[1]):
             np.copyto(staged[1], env[staged[0]])
         runner()
+        for name, value in outputs:
+            env[name] = value
+        for name in free_after:
+            env.pop(name, None)
+
+    return entry
+
+
+def _feed_entry(runner: Callable[[np.ndarray], bool], feed: str, fallback: Callable[[Dict[str, np.ndarray]], None],
+                outputs: Tuple[Tuple[str, np.ndarray], ...], free_after: Tuple[str, ...]
+                ) -> Callable[[Dict[str, np.ndarray]], None]:
+    """A program entry for a step bound to a graph input (``Conv.bind_feed``): its runner reads the call's
+    input ``feed``; an input it declines runs the step the general way (``fallback``)."""
+
+    def entry(env: Dict[str, np.ndarray]) -> None:
+        if not runner(env[feed]):
+            fallback(env)
+            return
         for name, value in outputs:
             env[name] = value
         for name in free_after:

@@ -122,6 +122,18 @@ def resize2d(x4: np.ndarray, layout: str, taps_h, taps_w, out: Optional[np.ndarr
 
 def bind_resize2d(x4: np.ndarray, layout: str, taps_h, taps_w, y: np.ndarray) -> Optional[Callable[[], None]]:
     """:func:`resize2d` into ``y`` (checked by the caller) as a runner with its arguments made once."""
+    call = prepare_resize2d(x4, layout, taps_h, taps_w, y)
+    if call is None:
+        return None
+    return lambda: call(x4, y)
+
+
+def prepare_resize2d(x4: np.ndarray, layout: str, taps_h, taps_w, y: np.ndarray
+                     ) -> Optional[Callable[[np.ndarray, np.ndarray], None]]:
+    """:func:`resize2d` as ``call(x4, y)`` for any later pair of arrays with the shapes and strides of
+    these (checked by the caller): the taps, shapes and strides made into C arguments once, only the two
+    data pointers per call. Holds no reference to ``x4`` or ``y`` (a graph output's Resize writes a
+    recycled array that must stay referenced by its pool alone: ``Plan._output_buffers``)."""
     if _elem_strides(x4) is None or (taps_h[2] is None) != (taps_w[2] is None):
         return None
     out_hw = (len(taps_h[0]), len(taps_w[0]))
@@ -135,10 +147,61 @@ def bind_resize2d(x4: np.ndarray, layout: str, taps_h, taps_w, y: np.ndarray) ->
     linear = taps_h[2] is not None
     ly = np.ascontiguousarray(taps_h[2], dtype=np.float32) if linear else None
     lx = np.ascontiguousarray(taps_w[2], dtype=np.float32) if linear else None
-    args = (_fptr(xv), _ffi.new("int64_t[4]", _elem_strides(xv)), _fptr(yv), _ffi.new("int64_t[4]", _elem_strides(yv)),
-            _ffi.new("int64_t[6]", [*xv.shape, *out_hw]), _fptr(iy, "int64_t *"), _fptr(ly),
-            _fptr(ix, "int64_t *"), _fptr(lx))
-    return _runner(_lib.fp_op_resize2d_f32, args, (x4, y, iy, ix, ly, lx), _moved(xv, yv))
+    xs, ys = _ffi.new("int64_t[4]", _elem_strides(xv)), _ffi.new("int64_t[4]", _elem_strides(yv))
+    tail = (_ffi.new("int64_t[6]", [*xv.shape, *out_hw]), _fptr(iy, "int64_t *"), _fptr(ly), _fptr(ix, "int64_t *"),
+            _fptr(lx))
+    threads = 1 if _moved(xv, yv) < SMALL_OP_BYTES else None
+    cast, fn = _ffi.cast, _lib.fp_op_resize2d_f32
+
+    def call(x4: np.ndarray, y: np.ndarray, _keep=(iy, ix, ly, lx, xs, ys, tail)) -> None:
+        rc = fn(cast("float *", x4.ctypes.data), xs, cast("float *", y.ctypes.data), ys, *tail,
+                threads or get_num_threads())
+        if rc:
+            _check(rc)
+
+    return call
+
+
+#: the stem loop's limits (csrc/ops/stem__avx512.c): output channels in at most two vectors; few input
+#: channels (an image's), where the NHWC direct kernel's channel lanes would go mostly unused
+STEM_MAX_COUT = 32
+STEM_MAX_CIN = 4
+
+
+def prepare_conv_stem(x_shape: Tuple[int, ...], w4: np.ndarray, bias: Optional[np.ndarray], pads: Sequence[int],
+                      strides: Sequence[int], dilations: Sequence[int], relu: bool, epilogue,
+                      ) -> Optional[Callable[[np.ndarray, np.ndarray], None]]:
+    """A float32 stem convolution as ``call(x, y)``: ``x`` contiguous NCHW of shape ``x_shape`` with at
+    most ``STEM_MAX_CIN`` channels, ``y`` its output as a contiguous NHWC array (checked by the caller),
+    ``w4`` (cout <= ``STEM_MAX_COUT``, cin, kh, kw), one group, symmetric ``pads`` (top, left);
+    ``relu`` the layer's ReLU, ``epilogue`` ``(fp_epilogue, kept arrays)`` of its other activation
+    (backends/c.py) or None, no residual. None where the loop does not apply (not AVX-512, other shapes)."""
+    cout, cin, kh, kw = w4.shape
+    if (isa_name() != "avx512" or len(x_shape) != 4 or x_shape[1] != cin or cin > STEM_MAX_CIN
+            or not 1 <= cout <= STEM_MAX_COUT or w4.dtype != np.float32):
+        return None
+    oh = (x_shape[2] + 2 * pads[0] - dilations[0] * (kh - 1) - 1) // strides[0] + 1
+    ow = (x_shape[3] + 2 * pads[1] - dilations[1] * (kw - 1) - 1) // strides[1] + 1
+    if oh <= 0 or ow <= 0:
+        return None
+    ocp = -(-cout // 16) * 16
+    wp = np.zeros((cin * kh * kw, ocp), np.float32)
+    wp[:, :cout] = w4.reshape(cout, -1).T
+    bp = np.zeros(ocp, np.float32)
+    if bias is not None:
+        bp[:cout] = bias
+    dims = _ffi.new("int64_t[6]", [*x_shape, oh, ow])
+    geom = _ffi.new("int64_t[8]", [kh, kw, strides[0], strides[1], dilations[0], dilations[1], pads[0], pads[1]])
+    ep, keep = epilogue if epilogue is not None else (_ffi.NULL, None)
+    cast, fn, flag = _ffi.cast, _lib.fp_op_conv_stem_f32, int(relu)
+
+    def call(x: np.ndarray, y: np.ndarray, _keep=(wp, bp, dims, geom, ep, keep)) -> None:
+        rc = fn(cast("float *", x.ctypes.data), dims, geom, _fptr(wp), _fptr(bp), cout, cast("float *", y.ctypes.data),
+                ep, flag, get_num_threads())
+        if rc:
+            _check(rc)
+
+    return call
 
 
 def global_avg_pool(x4: np.ndarray, layout: str, out: Optional[np.ndarray] = None) -> np.ndarray:
