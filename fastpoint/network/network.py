@@ -52,6 +52,12 @@ class Network:
             # every input shape is fixed: plan now, so anything the shapes make unsupported fails at load
             self._plan({i.name: (tuple(i.shape), i.dtype) for i in graph.inputs})
 
+    def pack(self) -> None:
+        """Bind this thread's program of the plan made at load (the one for the fixed input shapes): its
+        convolution layers pack now, while load_onnx still holds the file their weights are read from."""
+        if self._last is not None:
+            self._last._program()
+
     @property
     def inputs(self) -> List[TensorInfo]:
         return list(self._graph.inputs)

@@ -381,6 +381,17 @@ def read_model(f: BinaryIO, size: int) -> Optional[Tuple[bytes, Dict[str, np.nda
     ``order`` lists every initializer of the graph in file order: a name read here, or "" for one left
     in the model bytes (the n-th "" is the n-th initializer onnx parses).
     """
+    walked = walk(f, size)
+    if walked is None:
+        return None
+    stripped, payloads, order, r = walked
+    arrays = read_payloads(r, payloads)
+    return None if arrays is None else (stripped, arrays, order)
+
+
+def walk(f: BinaryIO, size: int) -> Optional[Tuple[bytes, Dict[str, _Payload], List[str], _Reader]]:
+    """:func:`read_model` without reading the payloads: ``(model bytes without the plain initializers,
+    {name: where its payload lies}, initializer order, a reader of ``f``)``, or ``None``."""
     if sys.byteorder != "little":
         return None
     r = _Reader(f, size)
@@ -406,10 +417,55 @@ def read_model(f: BinaryIO, size: int) -> Optional[Tuple[bytes, Dict[str, np.nda
             stop = r.pos()
             r.seek(start)
             out += r.read(stop - start)
-        arrays = _read_payloads(r, payloads)
     except (_Unusual, IndexError, UnicodeDecodeError):
         return None
-    return bytes(out), arrays, order
+    return bytes(out), payloads, order, r
+
+
+def read_payloads(r: _Reader, payloads: Dict[str, _Payload]) -> Optional[Dict[str, np.ndarray]]:
+    """:func:`_read_payloads`, or ``None`` where the file was cut short under us."""
+    try:
+        return _read_payloads(r, payloads)
+    except _Unusual:
+        return None
+
+
+class StandIn(np.ndarray):
+    """What the graph holds for an initializer left in the file (:class:`Deferred`): its shape and
+    dtype, no memory (one NaN broadcast, read-only: a read of it by mistake gives NaN, never plausible
+    numbers); it pickles as that (the weights travel in their layers' packed form, ops_conv.py)."""
+
+    def __reduce__(self):
+        return stand_in, (self.dtype.str, self.shape)
+
+
+def stand_in(dtype, shape: Tuple[int, ...]) -> StandIn:
+    return np.broadcast_to(np.array(np.nan, dtype), tuple(shape)).view(StandIn)
+
+
+class Deferred:
+    """Plain initializers left in the file at load: each read once, straight into a buffer the caller
+    gives (load_onnx packs convolution weights from there: no copy of them is kept; ops_conv.py).
+
+    It holds the open file until :meth:`close` (the end of the load); the payloads' places are those
+    the load's walk found, so what is read is the file the model was parsed from.
+    """
+
+    def __init__(self, r: _Reader, f: BinaryIO, payloads: Dict[str, _Payload]) -> None:
+        self._r, self._f, self.payloads = r, f, payloads
+
+    def read_into(self, name: str, out: np.ndarray) -> None:
+        """Initializer ``name``'s bytes into ``out`` (C-contiguous, of its dtype and size)."""
+        p = self.payloads[name]
+        if out.nbytes != p.nbytes or not out.flags.c_contiguous:
+            raise ValueError(f"initializer {name!r} has {p.nbytes} bytes, got a buffer of {out.nbytes}")
+        try:
+            self._r.read_into(p.pos, out.reshape(-1).view(np.uint8))
+        except _Unusual:
+            raise OSError(f"the model file was cut short while initializer {name!r} was read") from None
+
+    def close(self) -> None:
+        self._f.close()
 
 
 def _read_payloads(r: _Reader, payloads: Dict[str, _Payload]) -> Dict[str, np.ndarray]:
