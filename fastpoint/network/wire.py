@@ -202,6 +202,8 @@ class _Payload(NamedTuple):
     dims: Tuple[int, ...]
 
 
+_HEADER = 256  # bytes a tensor's header is looked for in (more: the field walk); a window holding them
+# already (a tensor right after the tag that the window was read for) is not read again
 _WINDOW_MISS = object()  # _tensor_in_window: a field the window does not hold (the general walk takes it)
 
 
@@ -214,7 +216,7 @@ def _tensor(r: _Reader, end: int) -> Optional[Tuple[str, _Payload]]:
     payload) is walked again field by field (:func:`_tensor_fields`). Same result either way.
     """
     start = r.pos()
-    r._fill(min(end - start, _Reader.WINDOW))
+    r._fill(min(end - start, _HEADER))
     got = _tensor_in_window(r.buf, r.i, r.base, end)
     if got is _WINDOW_MISS:
         r.seek(start)
@@ -346,12 +348,19 @@ def _graph(r: _Reader, end: int, arrays: Dict[str, _Payload], order: List[str]) 
     kept: List[List[int]] = []  # file ranges [start, stop) kept as they are, adjacent ones merged
     while r.pos() < end:
         start = r.pos()
-        field, wire = r.tag()
-        if field == _GRAPH_INITIALIZER and wire == 2:
-            n = r.varint()
-            stop = r.pos() + n
+        r._fill(min(end - start, 20))  # a tag and a length, read off the window (every GraphProto field is
+        buf, i = r.buf, r.i  # length-delimited: the others take the general walk below)
+        key, i = _uvarint(buf, i)
+        if key & 7 == 2 and i < len(buf):
+            n, i = _uvarint(buf, i)
+            stop = r.base + i + n
             if stop > end:
-                raise _Unusual("initializer past the graph")
+                raise _Unusual("field past the graph")
+            r.i = i
+            if key >> 3 != _GRAPH_INITIALIZER:
+                r.seek(stop)
+                _keep(kept, start, stop)
+                continue
             got = _tensor(r, stop)
             if got is not None and got[0] not in arrays:
                 arrays[got[0]] = got[1]
@@ -359,12 +368,10 @@ def _graph(r: _Reader, end: int, arrays: Dict[str, _Payload], order: List[str]) 
                 continue
             order.append("")  # not plain: it stays in the model for onnx, filled in, in order, from its parse
         else:
-            r.skip(wire)
+            r.seek(start)
+            r.skip(r.tag()[1])
             stop = r.pos()
-        if kept and kept[-1][1] == start:
-            kept[-1][1] = stop
-        else:
-            kept.append([start, stop])
+        _keep(kept, start, stop)
     if r.pos() != end:
         raise _Unusual("graph framing")
     out = bytearray()
@@ -373,6 +380,14 @@ def _graph(r: _Reader, end: int, arrays: Dict[str, _Payload], order: List[str]) 
         out += r.read(stop - start)
     r.seek(end)
     return bytes(out)
+
+
+def _keep(kept: List[List[int]], start: int, stop: int) -> None:
+    """File range [start, stop) kept: appended to ``kept``, merged with the last range where adjacent."""
+    if kept and kept[-1][1] == start:
+        kept[-1][1] = stop
+    else:
+        kept.append([start, stop])
 
 
 def read_model(f: BinaryIO, size: int) -> Optional[Tuple[bytes, Dict[str, np.ndarray], List[str]]]:
