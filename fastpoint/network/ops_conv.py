@@ -339,10 +339,7 @@ class ConvBase(Op):
         return self.__dict__
 
     def _params(self, inputs):
-        if self.weight is not None:
-            return self.weight_values(), (self.bias if self.bias is not None else
-                                          (inputs[2] if len(inputs) > 2 else None))
-        w = self.weight if self.weight is not None else inputs[1]
+        w = self.weight_values() if self.weight is not None else inputs[1]
         b = self.bias if self.bias is not None else (inputs[2] if len(inputs) > 2 else None)
         return w, b
 
