@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import io
 import os
+from collections import Counter
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
@@ -151,12 +153,8 @@ def _conv_weights(proto, payloads, order) -> set:
         t = v.type.tensor_type
         if not t.elem_type or not t.HasField("shape") or not all(d.HasField("dim_value") for d in t.shape.dim):
             return set()
-    readers: Dict[str, int] = {}
-    for n in g.node:
-        for name in n.input:
-            readers[name] = readers.get(name, 0) + 1
-    for o in g.output:
-        readers[o.name] = readers.get(o.name, 0) + 1
+    # each value's readers, in the proto (the graph is not parsed yet: _consumers counts a Graph's)
+    readers = Counter(chain((name for n in g.node for name in n.input), (o.name for o in g.output)))
     weights = set()
     for n in g.node:
         if n.op_type == "Conv" and n.domain in ("", "ai.onnx") and len(n.input) > 1:
