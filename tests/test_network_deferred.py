@@ -171,3 +171,24 @@ def test_a_stand_in_pickles_small_and_reads_as_nan():
     back = pickle.loads(pickle.dumps(s))
     assert isinstance(back, wire.StandIn) and back.shape == s.shape and len(pickle.dumps(s)) < 300
     assert np.isnan(s).all()
+
+
+@needs_c
+def test_the_first_run_takes_the_program_made_at_load_in_any_thread(tmp_path):
+    import threading
+
+    rng = np.random.default_rng(6)
+    proto = _model(rng)
+    path = tmp_path / "m.onnx"
+    onnx.save(proto, path)
+    x = rng.standard_normal((1, 8, 9, 9)).astype(np.float32)
+    want = fp.load_onnx(proto, backend="c")(x)
+    net = fp.load_onnx(path, backend="c")
+    plan, program, arena = net._spare
+    got = {}
+    t = threading.Thread(target=lambda: got.update(y=net(x)))
+    t.start()
+    t.join()
+    assert net._spare is None and np.array_equal(got["y"], want)  # that thread ran the load's program
+    assert np.array_equal(net(x), want)  # this one makes its own
+    assert plan._arenas.arena is not arena

@@ -319,8 +319,8 @@ def memory_child(contender: str, path: str, threads: int, feeds_path: str, runs:
         net = fp.load_onnx(path, algorithm=contender.partition(":")[2] or "auto")
         # a model of fixed input shapes packs, and binds this thread's arena, in load_onnx (docs/networks.md,
         # "Packing straight from the file"): the arena counts in the growth, as when the first run makes it
-        arena = getattr(net.plan()._arenas, "arena", None) if net._last is not None else None
-        info.update(packed_at_load=packed_weight_bytes(net), arena_at_load=0 if arena is None else arena.nbytes)
+        spare = getattr(net, "_spare", None)  # (Network.pack: the first run's program and arena)
+        info.update(packed_at_load=packed_weight_bytes(net), arena_at_load=0 if spare is None else spare[2].nbytes)
         _release_free_heap()
         loaded = _rss_bytes()
         _reset_peak_rss()
