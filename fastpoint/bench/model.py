@@ -317,6 +317,10 @@ def memory_child(contender: str, path: str, threads: int, feeds_path: str, runs:
     info: dict = {}
     if contender.startswith("fastpoint"):  # fastpoint or fastpoint:ALGORITHM (contender_name)
         net = fp.load_onnx(path, algorithm=contender.partition(":")[2] or "auto")
+        # a model of fixed input shapes packs, and binds this thread's arena, in load_onnx (docs/networks.md,
+        # "Packing straight from the file"): the arena counts in the growth, as when the first run makes it
+        spare = getattr(net, "_spare", None)  # (Network.pack: the first run's program and arena)
+        info.update(packed_at_load=packed_weight_bytes(net), arena_at_load=0 if spare is None else spare[2].nbytes)
         _release_free_heap()
         loaded = _rss_bytes()
         _reset_peak_rss()
@@ -366,7 +370,8 @@ def memory_table(rows: Dict[str, dict]) -> str:
     mib = 1 / 2**20
     lines = [f"{'contender':<12}{'loaded MiB':>11}{'peak RSS MiB':>13}{'growth MiB':>11}  notes"]
     for c, r in rows.items():
-        growth = r["peak"] - r["loaded"] - r.get("packed", 0)
+        growth = (r["peak"] - r["loaded"] - (r.get("packed", 0) - r.get("packed_at_load", 0))
+                  + r.get("arena_at_load", 0))
         note = (f"packed weights {r['packed'] * mib:.0f} MiB (taken out of the growth); planned peak activations "
                 f"{r['planned_peak'] * mib:.1f} MiB, arena {r['arena'] * mib:.1f} MiB"
                 if c.startswith("fastpoint") else "")

@@ -8,10 +8,10 @@ from __future__ import annotations
 from ..core.spec import ALGORITHMS
 from . import ops_conv, ops_elementwise, ops_misc, ops_nn, ops_pool, ops_resize, ops_shape  # noqa: F401  (registers the op classes)
 from .fusion import fuse_epilogues
-from .graph import TensorInfo, fold_batch_norm, fuse_relu, parse, read  # noqa: F401  (fuse_relu: API)
+from .graph import TensorInfo, fold_batch_norm, fuse_relu, parse, read, read_deferred  # noqa: F401  (fuse_relu: API)
 from .layout import LAYOUTS
 from .network import Network, gc_paused
-from .ops_conv import PackBlocks
+from .ops_conv import Conv, LoadSource, PackBlocks
 from .registry import supported_ops
 
 BACKENDS = ("auto", "c", "numba", "numpy")
@@ -35,18 +35,39 @@ def load_onnx(model, *, backend: str = "auto", algorithm: str = "auto", layout: 
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     with gc_paused():  # (network.py)
-        graph = parse(*read(model))
-        fold_batch_norm(graph)
-        fuse_epilogues(graph)
-        blocks = PackBlocks.for_graph(graph)  # the network's packed weights, in few blocks (ops_conv.py)
-        for node in graph.nodes:
-            if hasattr(node.op, "pack_blocks"):
-                node.op.pack_blocks = blocks
-            if hasattr(node.op, "backend"):
-                node.op.backend = backend
-            if hasattr(node.op, "algorithm"):
-                node.op.algorithm = algorithm
-        return Network(graph, backend, layout)
+        # on the C backend, the convolution weights stay in the file until they are packed (below)
+        proto, arrays, order, deferred = read_deferred(model) if packs(backend) else (*read(model), None)
+        source = None if deferred is None else LoadSource(deferred)
+        graph = None
+        try:
+            graph = parse(proto, arrays, order)
+            fold_batch_norm(graph)
+            fuse_epilogues(graph)
+            blocks = PackBlocks.for_graph(graph)  # the network's packed weights, in few blocks (ops_conv.py)
+            for node in graph.nodes:
+                op = node.op
+                if hasattr(op, "pack_blocks"):
+                    op.pack_blocks = blocks
+                if hasattr(op, "backend"):
+                    op.backend = backend
+                if hasattr(op, "algorithm"):
+                    op.algorithm = algorithm
+                if source is not None and isinstance(op, Conv) and node.inputs[1] in deferred.payloads:
+                    op.source = (source, node.inputs[1])
+            net = Network(graph, backend, layout)
+            if source is not None:
+                net.pack()  # (the plan made for the fixed input shapes: its layers packed from the file)
+        finally:
+            if source is not None:
+                source.finish(graph)
+        return net
+
+
+def packs(backend: str) -> bool:
+    """Whether ``backend`` (a load_onnx name) packs convolution weights: the C backend."""
+    from ..backends import get_backend
+
+    return backend in ("auto", "c") and get_backend(backend).name == "c"
 
 
 __all__ = ["Network", "TensorInfo", "load_onnx", "supported_ops"]

@@ -12,8 +12,11 @@ input), and the initializers as NumPy arrays. Two load-time passes need no input
 
 from __future__ import annotations
 
+import io
 import os
+from collections import Counter
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
@@ -93,6 +96,73 @@ def read(model):
                 onnx.load_external_data_for_model(proto, os.path.dirname(os.fspath(model)) or ".")
             return proto, arrays, order
     return load_model(model), {}, None
+
+
+def read_deferred(model):
+    """:func:`read` leaving the convolution weights in the file: ``(ModelProto, arrays, order, deferred)``.
+
+    For a model whose inputs all have fixed shapes (so ``load_onnx`` plans and packs it before it
+    returns), each plain float initializer read by one Conv node alone, as its weight, is not read
+    here: ``arrays`` holds a :class:`.wire.StandIn` for it and ``deferred`` (a :class:`.wire.Deferred`
+    holding the open file; the caller closes it) reads it once, into the packing's scratch buffer. Any
+    other model or source: :func:`read`'s answer and ``None``.
+    """
+    onnx = _import_onnx()
+    if isinstance(model, onnx.ModelProto) or not isinstance(model, (str, os.PathLike, bytes, bytearray,
+                                                                      memoryview)):
+        return (*read(model), None)
+    if isinstance(model, (str, os.PathLike)):
+        f = open(model, "rb")
+        size = os.fstat(f.fileno()).st_size
+    else:
+        data = bytes(model)
+        f, size = io.BytesIO(data), len(data)
+    try:
+        walked = wire.walk(f, size)
+        if walked is None:
+            return load_model(model), {}, None, None  # (as read: the framing is not the fast path's)
+        stripped, payloads, order, r = walked
+        proto = onnx.load_model_from_string(stripped)
+        external = any(onnx.external_data_helper.uses_external_data(t) for t in proto.graph.initializer)
+        weights = set() if external else _conv_weights(proto, payloads, order)
+        arrays = wire.read_payloads(r, {n: p for n, p in payloads.items() if n not in weights})
+        if arrays is None:
+            return load_model(model), {}, None, None
+        if external:
+            onnx.load_external_data_for_model(proto, os.path.dirname(os.fspath(model)) or ".")
+        if not weights:
+            return proto, arrays, order, None
+        for name in weights:
+            arrays[name] = wire.stand_in(payloads[name].dtype, payloads[name].dims)
+        deferred = wire.Deferred(r, f, {n: payloads[n] for n in weights})
+        f = None  # (the caller's now)
+        return proto, arrays, order, deferred
+    finally:
+        if f is not None:
+            f.close()
+
+
+def _conv_weights(proto, payloads, order) -> set:
+    """The initializers :func:`read_deferred` leaves in the file; none where a graph input has a free
+    dimension (the plan is made after the load: it packs from the weights the graph keeps)."""
+    g = proto.graph
+    inits = set(order) | {t.name for t in g.initializer}
+    for v in g.input:
+        if v.name in inits:
+            continue
+        t = v.type.tensor_type
+        if not t.elem_type or not t.HasField("shape") or not all(d.HasField("dim_value") for d in t.shape.dim):
+            return set()
+    # each value's readers, in the proto (the graph is not parsed yet: _consumers counts a Graph's)
+    readers = Counter(chain((name for n in g.node for name in n.input), (o.name for o in g.output)))
+    weights = set()
+    for n in g.node:
+        if n.op_type == "Conv" and n.domain in ("", "ai.onnx") and len(n.input) > 1:
+            p = payloads.get(n.input[1])
+            if (p is not None and readers[n.input[1]] == 1 and p.dtype in (np.float32, np.float64)
+                    and len(p.dims) in (3, 4)):
+                weights.add(n.input[1])
+    return weights
 
 
 def _tensor_info(value_info, np_dtype) -> TensorInfo:
@@ -225,19 +295,26 @@ def fold_batch_norm(graph: Graph) -> int:
         w = conv.op.weight
         k, c = bn.op.scale_shift(*params)
         b = np.zeros(w.shape[0]) if conv.op.bias is None else conv.op.bias.astype(np.float64)
-        # the loader's own array (graph/wire.py), read by this Conv only: folded in place, no new pages
-        own = w.flags.writeable and w.flags.c_contiguous and readers.get(conv.inputs[1]) == 1 \
-            and graph.initializers.get(conv.inputs[1]) is w
-        folded_w = w if own else np.empty_like(w)
-        # the product in float64, rounded once into the weight's dtype (buffered: no float64 copy of W)
-        np.multiply(w, k.reshape((-1,) + (1,) * (w.ndim - 1)), out=folded_w, dtype=np.float64, casting="unsafe")
-        conv.op.weight = folded_w
+        if isinstance(w, wire.StandIn):  # a weight still in the file: folded as it is read (ops_conv.py)
+            conv.op.fold_scale = k
+        else:
+            # the loader's own array (graph/wire.py), read by this Conv only: folded in place, no new pages
+            own = w.flags.writeable and w.flags.c_contiguous and readers.get(conv.inputs[1]) == 1 \
+                and graph.initializers.get(conv.inputs[1]) is w
+            conv.op.weight = fold_weight(w, k, w if own else np.empty_like(w))
         conv.op.bias = (b * k + c).astype(w.dtype)
         conv.op.fused.append("BatchNormalization")
         _replace(bn, conv)
         folded.append(bn)
     _drop_nodes(graph, folded)
     return len(folded)
+
+
+def fold_weight(w: np.ndarray, k: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``w * k`` per output channel into ``out`` (may be ``w``): the product in float64, rounded once into
+    the weight's dtype (buffered: no float64 copy of W)."""
+    np.multiply(w, k.reshape((-1,) + (1,) * (w.ndim - 1)), out=out, dtype=np.float64, casting="unsafe")
+    return out
 
 
 def fuse_relu(graph: Graph) -> int:

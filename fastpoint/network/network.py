@@ -47,10 +47,31 @@ class Network:
         self._last: Optional[Plan] = None
         self._lock = threading.Lock()
         self._ran = False  # a first call (gc_paused) is behind us
+        self._spare: Optional[Tuple[Plan, list, np.ndarray]] = None  # pack(): a program for the first run
         static = {i.name: i for i in graph.inputs if i.shape is not None and all(isinstance(d, int) for d in i.shape)}
         if len(static) == len(graph.inputs) and all(i.dtype is not None for i in graph.inputs):
             # every input shape is fixed: plan now, so anything the shapes make unsupported fails at load
             self._plan({i.name: (tuple(i.shape), i.dtype) for i in graph.inputs})
+
+    def pack(self) -> None:
+        """Bind a program of the plan made at load (the one for the fixed input shapes): its convolution
+        layers pack now, while load_onnx still holds the file their weights are read from. The program
+        and its arena are kept for the network's first run, in whichever thread it comes (no second
+        arena where the loading thread never runs the network)."""
+        plan = self._last
+        if plan is not None:
+            plan._program()  # (made for this thread: taken back out of its thread-local below)
+            local = plan._arenas.__dict__
+            self._spare = (plan, local.pop("program"), local.pop("arena"))
+
+    def _claim_spare(self, plan: Plan) -> None:
+        """The first run of ``plan`` in a thread with no program of it takes pack()'s, if still spare."""
+        if self._spare is None or self._spare[0] is not plan or hasattr(plan._arenas, "program"):
+            return
+        with self._lock:
+            spare, self._spare = self._spare, None
+        if spare is not None:
+            plan._arenas.program, plan._arenas.arena = spare[1], spare[2]
 
     @property
     def inputs(self) -> List[TensorInfo]:
@@ -98,7 +119,8 @@ class Network:
         plan = self._plan({n: (x.shape, x.dtype) for n, x in feeds.items()})
         if self._ran:
             return plan.run(feeds)
-        with gc_paused():  # the first call binds every step and packs every layer
+        self._claim_spare(plan)
+        with gc_paused():  # the first call binds every step and packs every layer (or takes pack()'s)
             result = plan.run(feeds)
         self._ran = True
         return result
@@ -121,6 +143,7 @@ class Network:
         """Median seconds per step over ``repeat`` runs: ``[(node name, op type, seconds), ...]``."""
         feeds = self._check_feeds(feeds)
         plan = self._plan({n: (x.shape, x.dtype) for n, x in feeds.items()})
+        self._claim_spare(plan)
         runs = []
         for _ in range(repeat):
             times: List[float] = []

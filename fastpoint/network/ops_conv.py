@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import math
 import threading
+import weakref
 from functools import partial
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -20,6 +21,7 @@ from ..api import Conv2d
 from ..backends.c import _aligned_bytes
 from ..core.spec import check_algorithm, prepare_input
 from ..core.winograd import winograd_pays
+from . import wire
 from .pages import fresh_bytes
 from .registry import Op, deliver, register
 
@@ -82,6 +84,93 @@ class PackBlocks:
         return buf
 
 
+class LoadSource:
+    """The convolution weights a load left in the file (graph.read_deferred), read once each by load_onnx
+    as it packs: into one scratch buffer reused layer after layer (in cache, on pages already faulted in,
+    where a kept copy of every weight would be fresh memory written once), the folded BatchNormalization
+    applied there, then packed. The packed form is then the weights' only copy (:func:`weights_from_packed`)."""
+
+    def __init__(self, deferred: wire.Deferred) -> None:
+        self.deferred = deferred
+        self._scratch: Optional[np.ndarray] = None
+
+    def read(self, op: ConvBase, own: bool) -> np.ndarray:
+        """``op``'s weights (folded), in the scratch buffer, or in an array of its own (``own``)."""
+        from .graph import fold_weight
+
+        shape, dtype = op.weight.shape, op.weight.dtype
+        if own:
+            w = np.empty(shape, dtype)
+        else:
+            nbytes = op.weight.nbytes
+            if self._scratch is None or self._scratch.nbytes < nbytes:
+                largest = max(p.nbytes for p in self.deferred.payloads.values())
+                self._scratch = _aligned_bytes(max(largest, nbytes))
+            w = self._scratch[:nbytes].view(dtype).reshape(shape)
+        self.deferred.read_into(op.source[1], w)
+        return w if op.fold_scale is None else fold_weight(w, op.fold_scale, w)
+
+    def finish(self, graph) -> None:
+        """The end of the load: every node whose weights no packed layer holds in a form they can be
+        derived from (none packed, Winograd's transformed weights) reads them into an array of its own;
+        the file is closed."""
+        try:
+            for node in graph.nodes if graph is not None else ():
+                op = node.op
+                if isinstance(op, Conv) and op.source is not None:
+                    packs = [(b, spec) for layer in op._layers.values() for (b, _), (spec, *_) in layer._packed.items()]
+                    if not packs or any(b != "c" or spec.algorithm == "winograd" for b, spec in packs):
+                        op.weight_values()
+                    op.source = None
+                    if not isinstance(op.weight, wire.StandIn):
+                        op.fold_scale = None  # (folded into it)
+        finally:
+            self.deferred.close()
+
+
+def weights_from_packed(spec, packed, shape: Tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """The weights a C-backend packing holds, bit for bit, from that packing alone.
+
+    Every packing but Winograd's is a header and the weights moved (panels, zero-padded lanes): so the
+    layer is packed again three times, from zeros and from each weight's index (its low and high 12 bits
+    plus one: exact in float32), and each packed slot whose bytes differ from the zero packing's holds
+    the weight whose index it shows. Anything else (a value that is no index, an index missing, two slots
+    of one weight that disagree) raises: the weights are then not in this form (never a wrong answer).
+    """
+    from ..backends.c import CBackend, _lib
+
+    dtype = np.dtype(dtype)
+    if packed.isa != int(_lib.fp_isa()):
+        raise RuntimeError("these packed weights are another ISA's: their layout is not this machine's")
+    n = math.prod(shape)
+    uint = np.uint32 if dtype.itemsize == 4 else np.uint64
+    size = packed.buffer.nbytes // dtype.itemsize * dtype.itemsize
+
+    def pack(values: np.ndarray) -> np.ndarray:
+        buf = CBackend().prepack(spec, np.ascontiguousarray(values.reshape(shape), dtype)).buffer
+        return buf[:size].view(uint)
+
+    index = np.arange(n, dtype=np.int64)
+    zero = pack(np.zeros(n, dtype))
+    lo, hi = pack((index & 4095) + 1), pack((index >> 12) + 1)
+    slots = lo != zero
+    lo_v, hi_v = lo[slots].view(dtype), hi[slots].view(dtype)
+    held = packed.buffer[:size].view(uint)[slots]
+    ok = (np.array_equal(slots, hi != zero) and np.all(lo_v == np.round(lo_v)) and np.all(hi_v == np.round(hi_v))
+          and lo_v.size and lo_v.min() >= 1 and lo_v.max() <= 4096 and hi_v.min() >= 1)
+    if ok:
+        at = (hi_v.astype(np.int64) - 1) * 4096 + (lo_v.astype(np.int64) - 1)
+        ok = at.max() < n and np.all(np.bincount(at, minlength=n) > 0)
+    if ok:
+        out = np.empty(n, uint)
+        out[at] = held
+        ok = np.array_equal(out[at], held)  # (a weight in two slots: the same bytes in both)
+    if not ok:
+        raise RuntimeError(f"the packed weights of a {spec.algorithm} layer are not the weights moved: "
+                           "they cannot be read back")
+    return out.view(dtype).reshape(shape)
+
+
 class _BlockPacking:
     """The C backend with its packed weights placed in a network's :class:`PackBlocks` (or, without blocks,
     in arrays of their own); with ``spec``, packed for that call shape's map: a Winograd layer's U of the
@@ -108,6 +197,33 @@ class NodeConv2d(Conv2d):
     pack_blocks: Optional[PackBlocks] = None
     _map: Optional[Tuple] = None  # (input shape, dtype) of the plan being made, for a Winograd layer
     _map_lock = threading.Lock()  # (one for all layers: a layer's lock would not pickle)
+    #: the node's weights, 4-d, when ``_weight`` is a stand-in (:class:`.wire.StandIn`): ``(array,
+    #: transient)``, transient while the load reads them into its scratch (a weak reference to the
+    #: node's Conv.layer_weights: the node holds its layers, a layer must not hold it back)
+    _weights_of: Optional[weakref.WeakMethod] = None
+
+    def _weights(self) -> Tuple[np.ndarray, bool]:
+        of = self._weights_of() if self._weights_of is not None else None
+        if of is None:
+            raise RuntimeError("this layer's weights were left in the model file and its node is gone")
+        return of()
+
+    def _prepared(self, backend, dtype: np.dtype):
+        if (backend.name, dtype) in self._packed or not isinstance(self._weight, wire.StandIn):
+            return super()._prepared(backend, dtype)
+        stand, (self._weight, transient) = self._weight, self._weights()
+        try:
+            return super()._prepared(backend, dtype)  # packed from the real weights
+        finally:
+            if transient:  # the load's scratch, the next layer's: the packed form holds them now
+                self._weight = stand
+
+    def __getstate__(self) -> dict:
+        state = super().__getstate__()
+        if isinstance(self._weight, wire.StandIn):
+            state["_weight"] = self._weights()[0]  # a pickle carries the weights, not the packing's ISA
+        state.pop("_weights_of", None)
+        return state
 
     def _get_backend(self):
         backend = super()._get_backend()
@@ -186,6 +302,10 @@ class ConvBase(Op):
         self.bias: Optional[np.ndarray] = None
         self.backend = "auto"  # the fastpoint backend; set by load_onnx
         self.pack_blocks: Optional[PackBlocks] = None  # where the C backend packs (one per network; load_onnx)
+        # a weight left in the file (weight a wire.StandIn): where the load reads it from, (LoadSource,
+        # initializer name), until the end of load_onnx; the folded BatchNormalization's scale (graph.py)
+        self.source: Optional[Tuple[LoadSource, str]] = None
+        self.fold_scale: Optional[np.ndarray] = None
 
     def spatial_rank(self, w_shape) -> int:
         rank = len(w_shape) - 2
@@ -201,13 +321,46 @@ class ConvBase(Op):
 
     def bind_constants(self, consts: Dict[int, np.ndarray]) -> None:
         if 1 in consts:
-            self.weight = np.asarray(consts[1])
+            self.weight = np.asanyarray(consts[1])  # (a wire.StandIn stays one)
             self.spatial_rank(self.weight.shape)
         if 2 in consts:
             self.bias = np.asarray(consts[2])
 
+    def weight_values(self) -> Optional[np.ndarray]:
+        """The weight's values (``weight`` may be a stand-in for one left in the file: wire.StandIn):
+        read from the file now and kept, during the load; after it, derived from a packed layer's form
+        (the packing is the weights' only copy; the file, which may have changed, is never read again)."""
+        w = self.weight
+        if not isinstance(w, wire.StandIn):
+            return w
+        if self.source is not None:
+            self.weight = self.source[0].read(self, own=True)
+        else:
+            self.weight = self._weights_from_layers()
+        return self.weight
+
+    def _weights_from_layers(self) -> np.ndarray:
+        for layer in self._layers.values():
+            for (backend, dtype), (spec, packed, _, _) in layer._packed.items():
+                if backend == "c" and dtype == self.weight.dtype and spec.algorithm != "winograd":
+                    return weights_from_packed(spec, packed, layer._weight.shape, dtype).reshape(self.weight.shape)
+        raise RuntimeError(f"{self.op_type} node {self.name!r}: its weights were left in the file and no "
+                           "packed layer holds them")  # (load_onnx reads them for every node it packs none of)
+
+    def layer_weights(self) -> Tuple[np.ndarray, bool]:
+        """:attr:`NodeConv2d._weights`: the 4-d weights and whether they are transient (the load's scratch)."""
+        if isinstance(self.weight, wire.StandIn) and self.source is not None:
+            w, transient = self.source[0].read(self, own=False), True
+        else:
+            w, transient = self.weight_values(), False
+        return (w if w.ndim == 4 else w[:, :, None, :]), transient
+
+    def __getstate__(self) -> dict:
+        self.weight_values()  # (a stand-in's values: a pickle carries the weights themselves)
+        return self.__dict__
+
     def _params(self, inputs):
-        w = self.weight if self.weight is not None else inputs[1]
+        w = self.weight_values() if self.weight is not None else inputs[1]
         b = self.bias if self.bias is not None else (inputs[2] if len(inputs) > 2 else None)
         return w, b
 
@@ -296,9 +449,12 @@ class Conv(ConvBase):
         key = (tuple(sym), layout, fused)
         layer = self._layers.get(key)
         if layer is None:
+            if isinstance(w4, wire.StandIn) and self.source is None:  # after the load: from a packed layer
+                w4 = self.layer_weights()[0]
             layer = NodeConv2d(w4, b, strides, sym, dilations, self.attrs["group"], **kw, layout=layout,
                                backend=self.backend, algorithm=self._algorithm(w4, strides, dilations, layout))
             layer.pack_blocks = self.pack_blocks
+            layer._weights_of = weakref.WeakMethod(self.layer_weights)  # (a stand-in w4: read at its packing)
             self._layers[key] = layer
         return layer
 
@@ -329,18 +485,23 @@ class Conv(ConvBase):
         if not all(a is None or (a.flags.c_contiguous and a.flags.aligned) for a in (xk, yk, rk)):
             return None
         kw = {} if rk is None else {"residual": rk}
-        fast = None
+
+        def first() -> Callable[[], None]:
+            # the layer's kept plan, made now (the arrays passed the checks above, which are those of
+            # the layer's repeat calls: no full call's exact overlap checks needed, first call or not)
+            plan = layer.kept_plan(xk)
+            if plan.bad_taps is not None or plan.spec.n == 0:
+                # non-finite weights (the padding fix-up), batch 0: the full call
+                return partial(layer, xk, out=yk, **kw)
+            return partial(plan.run, xk, yk) if rk is None else partial(plan.run_residual, xk, yk, rk)
+
+        # a weight still in the file: packed now, during load_onnx (the file is not read after it)
+        fast = first() if self.source is not None else None
 
         def runner() -> None:
             nonlocal fast
             if fast is None:
-                # the layer's kept plan, made now (the arrays passed the checks above, which are those of
-                # the layer's repeat calls: no full call's exact overlap checks needed, first call or not)
-                plan = layer.kept_plan(xk)
-                if plan.bad_taps is not None or plan.spec.n == 0:
-                    layer(xk, out=yk, **kw)  # non-finite weights (the padding fix-up), batch 0: the full call
-                    return
-                fast = partial(plan.run, xk, yk) if rk is None else partial(plan.run_residual, xk, yk, rk)
+                fast = first()
             fast()
 
         return runner

@@ -202,6 +202,8 @@ class _Payload(NamedTuple):
     dims: Tuple[int, ...]
 
 
+_HEADER = 256  # bytes a tensor's header is looked for in (more: the field walk); a window holding them
+# already (a tensor right after the tag that the window was read for) is not read again
 _WINDOW_MISS = object()  # _tensor_in_window: a field the window does not hold (the general walk takes it)
 
 
@@ -214,7 +216,7 @@ def _tensor(r: _Reader, end: int) -> Optional[Tuple[str, _Payload]]:
     payload) is walked again field by field (:func:`_tensor_fields`). Same result either way.
     """
     start = r.pos()
-    r._fill(min(end - start, _Reader.WINDOW))
+    r._fill(min(end - start, _HEADER))
     got = _tensor_in_window(r.buf, r.i, r.base, end)
     if got is _WINDOW_MISS:
         r.seek(start)
@@ -346,12 +348,19 @@ def _graph(r: _Reader, end: int, arrays: Dict[str, _Payload], order: List[str]) 
     kept: List[List[int]] = []  # file ranges [start, stop) kept as they are, adjacent ones merged
     while r.pos() < end:
         start = r.pos()
-        field, wire = r.tag()
-        if field == _GRAPH_INITIALIZER and wire == 2:
-            n = r.varint()
-            stop = r.pos() + n
+        r._fill(min(end - start, 20))  # a tag and a length, read off the window (every GraphProto field is
+        buf, i = r.buf, r.i  # length-delimited: the others take the general walk below)
+        key, i = _uvarint(buf, i)
+        if key & 7 == 2 and i < len(buf):
+            n, i = _uvarint(buf, i)
+            stop = r.base + i + n
             if stop > end:
-                raise _Unusual("initializer past the graph")
+                raise _Unusual("field past the graph")
+            r.i = i
+            if key >> 3 != _GRAPH_INITIALIZER:
+                r.seek(stop)
+                _keep(kept, start, stop)
+                continue
             got = _tensor(r, stop)
             if got is not None and got[0] not in arrays:
                 arrays[got[0]] = got[1]
@@ -359,12 +368,10 @@ def _graph(r: _Reader, end: int, arrays: Dict[str, _Payload], order: List[str]) 
                 continue
             order.append("")  # not plain: it stays in the model for onnx, filled in, in order, from its parse
         else:
-            r.skip(wire)
+            r.seek(start)
+            r.skip(r.tag()[1])
             stop = r.pos()
-        if kept and kept[-1][1] == start:
-            kept[-1][1] = stop
-        else:
-            kept.append([start, stop])
+        _keep(kept, start, stop)
     if r.pos() != end:
         raise _Unusual("graph framing")
     out = bytearray()
@@ -375,12 +382,31 @@ def _graph(r: _Reader, end: int, arrays: Dict[str, _Payload], order: List[str]) 
     return bytes(out)
 
 
+def _keep(kept: List[List[int]], start: int, stop: int) -> None:
+    """File range [start, stop) kept: appended to ``kept``, merged with the last range where adjacent."""
+    if kept and kept[-1][1] == start:
+        kept[-1][1] = stop
+    else:
+        kept.append([start, stop])
+
+
 def read_model(f: BinaryIO, size: int) -> Optional[Tuple[bytes, Dict[str, np.ndarray], List[str]]]:
     """``(model bytes without the plain initializers, {name: array}, initializer order)``, or ``None``.
 
     ``order`` lists every initializer of the graph in file order: a name read here, or "" for one left
     in the model bytes (the n-th "" is the n-th initializer onnx parses).
     """
+    walked = walk(f, size)
+    if walked is None:
+        return None
+    stripped, payloads, order, r = walked
+    arrays = read_payloads(r, payloads)
+    return None if arrays is None else (stripped, arrays, order)
+
+
+def walk(f: BinaryIO, size: int) -> Optional[Tuple[bytes, Dict[str, _Payload], List[str], _Reader]]:
+    """:func:`read_model` without reading the payloads: ``(model bytes without the plain initializers,
+    {name: where its payload lies}, initializer order, a reader of ``f``)``, or ``None``."""
     if sys.byteorder != "little":
         return None
     r = _Reader(f, size)
@@ -406,10 +432,55 @@ def read_model(f: BinaryIO, size: int) -> Optional[Tuple[bytes, Dict[str, np.nda
             stop = r.pos()
             r.seek(start)
             out += r.read(stop - start)
-        arrays = _read_payloads(r, payloads)
     except (_Unusual, IndexError, UnicodeDecodeError):
         return None
-    return bytes(out), arrays, order
+    return bytes(out), payloads, order, r
+
+
+def read_payloads(r: _Reader, payloads: Dict[str, _Payload]) -> Optional[Dict[str, np.ndarray]]:
+    """:func:`_read_payloads`, or ``None`` where the file was cut short under us."""
+    try:
+        return _read_payloads(r, payloads)
+    except _Unusual:
+        return None
+
+
+class StandIn(np.ndarray):
+    """What the graph holds for an initializer left in the file (:class:`Deferred`): its shape and
+    dtype, no memory (one NaN broadcast, read-only: a read of it by mistake gives NaN, never plausible
+    numbers); it pickles as that (the weights travel in their layers' packed form, ops_conv.py)."""
+
+    def __reduce__(self):
+        return stand_in, (self.dtype.str, self.shape)
+
+
+def stand_in(dtype, shape: Tuple[int, ...]) -> StandIn:
+    return np.broadcast_to(np.array(np.nan, dtype), tuple(shape)).view(StandIn)
+
+
+class Deferred:
+    """Plain initializers left in the file at load: each read once, straight into a buffer the caller
+    gives (load_onnx packs convolution weights from there: no copy of them is kept; ops_conv.py).
+
+    It holds the open file until :meth:`close` (the end of the load); the payloads' places are those
+    the load's walk found, so what is read is the file the model was parsed from.
+    """
+
+    def __init__(self, r: _Reader, f: BinaryIO, payloads: Dict[str, _Payload]) -> None:
+        self._r, self._f, self.payloads = r, f, payloads
+
+    def read_into(self, name: str, out: np.ndarray) -> None:
+        """Initializer ``name``'s bytes into ``out`` (C-contiguous, of its dtype and size)."""
+        p = self.payloads[name]
+        if out.nbytes != p.nbytes or not out.flags.c_contiguous:
+            raise ValueError(f"initializer {name!r} has {p.nbytes} bytes, got a buffer of {out.nbytes}")
+        try:
+            self._r.read_into(p.pos, out.reshape(-1).view(np.uint8))
+        except _Unusual:
+            raise OSError(f"the model file was cut short while initializer {name!r} was read") from None
+
+    def close(self) -> None:
+        self._f.close()
 
 
 def _read_payloads(r: _Reader, payloads: Dict[str, _Payload]) -> Dict[str, np.ndarray]:
