@@ -107,6 +107,49 @@ def test_scatter_gemm(case, layout, threads):
         np.testing.assert_array_equal(out if layout == "NCHW" else out.transpose(0, 3, 1, 2), expected)
 
 
+# The sub-pixel GEMM (csrc/lowered/deconv_shuffle.c, NCHW): K a multiple of a stride of 4 or more.  Paddings
+# that crop partial blocks on every side or whole ones (padding > stride), output_padding rows no input reaches,
+# widths of blocks off the GEMM tile, 3 taps per axis, anisotropic strides, channels off the vector width.
+SHUFFLE_CASES = [
+    (21, 21, 6, 5, 16, 8, 4, 0, 1, 1),  # FCN-8s K16 s8 p4
+    (3, 5, 7, 13, 8, 4, 2, 3, 1, 1),
+    (5, 9, 4, 17, 12, 4, 9, 1, 1, 1),  # 3 taps, padding past a whole block
+    (7, 3, 3, 50, (4, 8), (2, 4), (1, 3), (1, 2), 1, 1),
+    (6, 5, 4, 41, (8, 4), (4, 2), (3, 1), (1, 1), 1, 1),  # stride 2 across: the interleave between cropped edges
+    (2, 4, 5, 3, (16, 3), (8, 1), (7, 1), (5, 0), 1, 1),
+    (33, 17, 2, 2, (5, 10), (5, 5), (0, 0), (4, 4), 1, 1),  # one K == stride axis
+]
+
+
+@pytest.mark.parametrize("case", SHUFFLE_CASES, ids=str)
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_shuffle_gemm(case, threads):
+    from fastpoint.backends.c_lowered import deconv_shuffle_applies
+    from fastpoint.core.transpose_spec import make_transpose_layer
+
+    x, w, b = _arrays(case, n=2, seed=5)
+    _, _, _, _, k, s, p, op, d, g = case
+    assert deconv_shuffle_applies(make_transpose_layer(w, s, p, op, g, d, "NCHW", None))
+    layer = fp.ConvTranspose2d(w, b, s, p, op, g, d, activation="relu", backend="c")
+    for bias, relu in ((b, True), (None, False)):
+        expected = _reference(x, w, bias, k, s, p, op, d, g, relu=relu)
+        out = np.full(expected.shape, np.nan, np.float32)  # every output is written once
+        with thread_limit(threads):
+            fp.conv_transpose2d(x, w, bias, s, p, op, g, d, activation="relu" if relu else None, backend="c", out=out)
+            np.testing.assert_array_equal(out, expected)
+            if relu:
+                np.testing.assert_array_equal(layer(x), expected)
+                np.testing.assert_array_equal(layer(x[0]), expected[0])
+
+
+@pytest.mark.parametrize("case", SHUFFLE_CASES[:3], ids=str)
+def test_shuffle_gemm_every_isa(isa, case):
+    x, w, b = _arrays(case, n=1, seed=2)
+    _, _, _, _, k, s, p, op, d, g = case
+    np.testing.assert_array_equal(fp.conv_transpose2d(x, w, b, s, p, op, g, d, backend="c"),
+                                  _reference(x, w, b, k, s, p, op, d, g))
+
+
 @pytest.mark.parametrize("k, s, p", [(4, 2, 1), (2, 2, 0), (3, 3, 0)])
 def test_one_shot_scatter_plan(k, s, p):
     """conv_transpose2d() on a lowered GEMM (the scatter-add GEMM; K == stride: the scattering GEMM) takes a
