@@ -70,7 +70,7 @@ class _Prepared(NamedTuple):
     bias: Optional[np.ndarray]
     gemm: Optional[Tuple[Any, Optional[np.ndarray]]]  # (packed W', bias per GEMM row)
     scatter: Any = None  # packed W' (rows (co, ky, kx)) of the scatter-add GEMM
-    shuffle: Optional[Tuple[Any, Optional[np.ndarray]]] = None  # (packed W'', bias per row) of the sub-pixel GEMM
+    shuffle: Any = None  # packed W'' (rows (ry, rx, co)) of the sub-pixel GEMM
 
 
 class ConvTranspose2d:
@@ -120,8 +120,7 @@ class ConvTranspose2d:
                 self._prepared[key] = _Prepared([], bias, gemm)
                 return self._prepared[key]
             if backend.name == "c" and dtype == np.float32 and deconv_shuffle_applies(L):
-                shuffle = (deconv_shuffle_pack(weight, L), deconv_bias_rows(bias, *L.stride, "NCHW"))
-                self._prepared[key] = _Prepared([], bias, None, shuffle=shuffle)
+                self._prepared[key] = _Prepared([], bias, None, shuffle=deconv_shuffle_pack(weight, L))
                 return self._prepared[key]
             if backend.name == "c" and dtype == np.float32 and deconv_scatter_applies(L):
                 self._prepared[key] = _Prepared([], bias, None, deconv_pack(weight, "NCHW"))
@@ -161,7 +160,7 @@ class ConvTranspose2d:
             if backend.name == "numpy":
                 self._reference(x4, prep.bias, result)
             elif prep.shuffle is not None:
-                deconv_shuffle_run(prep.shuffle[0], c_array(x4), L, result, prep.shuffle[1])
+                deconv_shuffle_run(prep.shuffle, c_array(x4), L, result, prep.bias)
             elif prep.scatter is not None:
                 deconv_scatter_run(prep.scatter, c_array(x4), L, result, prep.bias)
             elif prep.gemm is not None:

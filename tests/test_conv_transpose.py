@@ -107,9 +107,10 @@ def test_scatter_gemm(case, layout, threads):
         np.testing.assert_array_equal(out if layout == "NCHW" else out.transpose(0, 3, 1, 2), expected)
 
 
-# The sub-pixel GEMM (csrc/lowered/deconv_shuffle.c, NCHW): K a multiple of a stride of 4 or more.  Paddings
-# that crop partial blocks on every side or whole ones (padding > stride), output_padding rows no input reaches,
-# widths of blocks off the GEMM tile, 3 taps per axis, anisotropic strides, channels off the vector width.
+# The sub-pixel GEMM (csrc/lowered/deconv_shuffle.c, NCHW): K a multiple of a stride of 4 or more, or not a
+# multiple of the stride (phases with fewer taps: each of the four k ranges).  Paddings that crop partial blocks
+# on every side or whole ones (padding > stride), output_padding rows no input reaches, widths of blocks off the
+# GEMM tile, 3 taps per axis, anisotropic strides, channels off the vector width and the GEMM tile's rows.
 SHUFFLE_CASES = [
     (21, 21, 6, 5, 16, 8, 4, 0, 1, 1),  # FCN-8s K16 s8 p4
     (3, 5, 7, 13, 8, 4, 2, 3, 1, 1),
@@ -118,6 +119,12 @@ SHUFFLE_CASES = [
     (6, 5, 4, 41, (8, 4), (4, 2), (3, 1), (1, 1), 1, 1),  # stride 2 across: the interleave between cropped edges
     (2, 4, 5, 3, (16, 3), (8, 1), (7, 1), (5, 0), 1, 1),
     (33, 17, 2, 2, (5, 10), (5, 5), (0, 0), (4, 4), 1, 1),  # one K == stride axis
+    (5, 6, 6, 7, 3, 2, 1, 1, 1, 1),  # 3x3 s2 p1 output_padding 1: phases of 4, 2, 2 and 1 taps
+    (4, 9, 5, 4, 5, 2, 2, 1, 1, 1),  # 3 and 2 taps per axis
+    (3, 11, 5, 5, 7, 4, 3, 2, 1, 1),
+    (9, 4, 5, 5, 3, 2, 0, 0, 1, 1),
+    (7, 5, 4, 6, (3, 4), (2, 2), (0, 1), (1, 0), 1, 1),  # one axis a multiple, the other not
+    (3, 4, 1, 19, (1, 5), (1, 2), (0, 1), (0, 1), 1, 1),  # 1-d shaped
 ]
 
 

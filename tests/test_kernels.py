@@ -110,8 +110,6 @@ def interleave_problems(k):
         yield dict(op="conv_transpose2d", x=(2, 5, 3, w), w=(5, 9, 2, 2), stride=2)
         # the general transposed conv's store (deconv_scatter.c) interleaves its stride-2 row pairs too
         yield dict(op="conv_transpose2d", x=(1, 5, 3, w), w=(5, 9, 4, 4), stride=2, padding=1)
-        # and the sub-pixel GEMM's (deconv_shuffle.c) its stride-2 pairs between the cropped edges
-        yield dict(op="conv_transpose2d", x=(1, 5, 3, w), w=(5, 9, 8, 4), stride=(4, 2), padding=(3, 1))
 
 
 def conv1d_problems(k):

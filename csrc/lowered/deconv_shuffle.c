@@ -1,100 +1,126 @@
-/* Transposed convolution whose kernel is a whole number of strides per axis (K = T*s, dilation 1, groups 1,
- * NCHW: FCN-8s's K16 s8 and K4 s2 upsamplings) as one GEMM whose outputs are each written once.
+/* Transposed convolution (any K >= stride per axis, padding, output_padding; dilation 1, groups 1, NCHW) as one
+ * GEMM whose outputs are each written once: the sub-pixel GEMM.
  *
  * Along one axis, output o = i*s - p + k.  With o + p = s*q + r (0 <= r < s), the taps that reach o are
- * k = r + s*a, a < T, from input i = q - a: every output of block q and phase r sums the same T inputs
- * q, q-1, .., q-T+1.  So the layer is a stride-1 convolution with T x T taps and Cout*s*s output channels,
- * followed by a depth-to-space (Shi et al. 2016, the sub-pixel convolution):
+ * k = r + s*a, a < T_r = ceil((K - r) / s), from input i = q - a: every output of block q and phase r sums the
+ * inputs q, q-1, .., q-T_r+1.  T_r is T = ceil(K / s) or T - 1.  So the layer is a stride-1 convolution of x with
+ * T x T taps whose sh*sw phases have Cout output channels each, followed by a depth-to-space (Shi et al. 2016):
  *
- *   Y'' (Cout*sh*sw x QH*QW) = W'' @ B,   rows (co, ry, rx), columns the blocks (qy, qx),
- *   W''[(co, ry, rx)][(ci, a, b)] = w[ci][co][ry + sh*a][rx + sw*b],   B[(ci, a, b)][(qy, qx)] = x[ci][qy - a][qx - b]
+ *   Y'' (sh*sw*Cp x QH*QW) = W'' @ B,  rows (ry, rx, co) (Cp: Cout rounded up to MR), columns the blocks (qy, qx),
+ *   W''[(ry, rx, co)][(a, b, ci)] = w[ci][co][ry + sh*a][rx + sw*b],  B[(a, b, ci)][(qy, qx)] = x[ci][qy - a][qx - b]
  *
- * and the store puts element ((co, ry, rx), (qy, qx)) at output (co, sh*qy + ry - p_h, sw*qx + rx - p_w), or
- * drops it where the padding crops it.  Against the scatter-add GEMM (deconv_scatter.c, the same multiplies
- * less the blocks the crop leaves partly empty): the reduction is Cin*T*T long instead of Cin (21 -> 84 for
- * FCN-8s, whose K = 21 micro-kernel calls spent more on their tile's loads and stores than on FMAs), and
- * every output is written once, with the bias and ReLU in the micro-kernel, instead of set to the bias, read
- * and written T*T times (5.5 MB for FCN-8s's K16 s8 output, past L2) and finished by a ReLU pass.
- * B is an im2col of x for a T x T window (kc x nc per cache block, zeros outside the input), packed per block
- * as the other lowered GEMMs pack theirs. */
+ * (zeros outside the input), and the store puts element ((ry, rx, co), (qy, qx)) at output (co, sh*qy + ry - p_h,
+ * sw*qx + rx - p_w), or drops it where the padding crops it.  Each MR-row panel lies in one phase, whose taps
+ * (a < T_ry, b < T_rx) are one contiguous range of B's rows in the tap order below, so a phase with fewer taps
+ * (a 3x3 s2 layer: 4, 2, 2 and 1) reads only its part of the k block (fp_lowered.krange): no multiply by a zero.
+ * Against the scatter-add GEMM (deconv_scatter.c, the same multiplies, less the blocks the crop leaves partly
+ * empty): a reduction of up to Cin*T*T instead of Cin (84 instead of 21 on FCN-8s, whose K = 21 micro-kernel
+ * calls spent more on their tile's loads and stores than on FMAs), and every output written once, with the bias
+ * and ReLU in the micro-kernel, instead of set to the bias, read and written per tap, and passed over for ReLU.
+ * B is an im2col of x for a T x T window, packed per cache block as the other lowered GEMMs pack theirs. */
 #include <string.h>
-#if defined(__SSE__)
-#include <xmmintrin.h>
-#endif
 
 #include "lowered.h"
 
-#define GROUP_MAX 16 /* the widest stride whose sw rows are interleaved into one output run before the store */
-
-/* The blocks' grid: the first block (q0 = floor(p / s)) and how many, per axis; taps T = K / s. */
+/* The blocks' grid (the first block q0 = floor(p / s) and how many, per axis), the taps per axis T = ceil(K / s),
+ * the tap order's parts (below), and the GEMM's rows: Cp per phase. */
 typedef struct shuffle_geom {
-    int64_t th, tw, qy0, qx0, qh, qw;
-    int stream; /* the output is larger than L2: the store's runs are written with non-temporal stores */
+    int64_t th, tw, qy0, qx0, qh, qw, cp, m, k;
+    int64_t nr_, nc_, ncc; /* tap blocks in R, C, Cc (tap_of) */
 } shuffle_geom;
 
-static int geom_of(const fp_conv_problem *p, shuffle_geom *g) {
+static int geom_of(const fp_conv_problem *p, int64_t MR, shuffle_geom *g) {
     if (p->groups != 1 || p->layout != 0 || p->dil_h != 1 || p->dil_w != 1 || p->stride_h < 1 || p->stride_w < 1 ||
-        p->kh < p->stride_h || p->kw < p->stride_w || p->kh % p->stride_h || p->kw % p->stride_w || p->pad_top < 0 ||
-        p->pad_left < 0 || p->n < 0 || p->oh < 1 || p->ow < 1 || p->h < 1 || p->w < 1)
+        p->kh < p->stride_h || p->kw < p->stride_w || p->pad_top < 0 || p->pad_left < 0 || p->n < 0 || p->oh < 1 ||
+        p->ow < 1 || p->h < 1 || p->w < 1 || p->cin < 1 || p->cout < 1)
         return 0;
-    g->th = p->kh / p->stride_h, g->tw = p->kw / p->stride_w;
+    g->th = FP_CEIL_DIV(p->kh, p->stride_h), g->tw = FP_CEIL_DIV(p->kw, p->stride_w);
     g->qy0 = p->pad_top / p->stride_h, g->qx0 = p->pad_left / p->stride_w;
     g->qh = (p->oh - 1 + p->pad_top) / p->stride_h - g->qy0 + 1;
     g->qw = (p->ow - 1 + p->pad_left) / p->stride_w - g->qx0 + 1;
-    g->stream = (int64_t)sizeof(float) * p->n * p->cout * p->oh * p->ow > fp_cache_size(2);
+    g->cp = FP_CEIL_DIV(p->cout, MR) * MR;
+    g->m = p->stride_h * p->stride_w * g->cp, g->k = p->cin * g->th * g->tw;
+    g->nr_ = g->tw - 1, g->nc_ = (g->th - 1) * (g->tw - 1), g->ncc = g->th - 1;
     return 1;
 }
 
-static int64_t gemm_m(const fp_conv_problem *p) { return p->cout * p->stride_h * p->stride_w; }
-static int64_t gemm_k(const fp_conv_problem *p) { return p->cin * (p->kh / p->stride_h) * (p->kw / p->stride_w); }
+/* The tap blocks (a, b) in B's row order: R = {a = T_h-1, b < T_w-1}, then C = {a < T_h-1, b < T_w-1}, then
+ * Cc = {a < T_h-1, b = T_w-1}, then (T_h-1, T_w-1).  A phase's taps {a < T_ry} x {b < T_rx}, T_r in {T, T-1},
+ * are then one range: all of them; C and Cc; R and C; C. */
+static void tap_of(const shuffle_geom *g, int64_t tb, int64_t *a, int64_t *b) {
+    if (tb < g->nr_) *a = g->th - 1, *b = tb;
+    else if ((tb -= g->nr_) < g->nc_) *a = tb / (g->tw - 1), *b = tb % (g->tw - 1);
+    else if ((tb -= g->nc_) < g->ncc) *a = tb, *b = g->tw - 1;
+    else *a = g->th - 1, *b = g->tw - 1;
+}
+
+/* B rows [k0, k1) that phase (ry, rx) reads. */
+static void phase_range(const fp_conv_problem *p, const shuffle_geom *g, int64_t ry, int64_t rx, int64_t *k0,
+                        int64_t *k1) {
+    const int full_y = FP_CEIL_DIV(p->kh - ry, p->stride_h) == g->th;
+    const int full_x = FP_CEIL_DIV(p->kw - rx, p->stride_w) == g->tw;
+    const int64_t lo = full_y ? 0 : g->nr_;
+    const int64_t hi = full_x ? (full_y ? g->th * g->tw : g->nr_ + g->nc_ + g->ncc) : g->nr_ + g->nc_;
+    *k0 = lo * p->cin, *k1 = hi * p->cin;
+}
+
+static void krange(const fp_lowered *L, int64_t i, int64_t *k0, int64_t *k1) {
+    const shuffle_geom *g = (const shuffle_geom *)L->ctx;
+    const int64_t ph = i / g->cp;
+    phase_range(L->p, g, ph / L->p->stride_w, ph % L->p->stride_w, k0, k1);
+}
 
 int64_t fp_deconv_shuffle_packed_bytes(const fp_conv_problem *p) {
     shuffle_geom g;
-    if (!geom_of(p, &g)) return FP_ERR_ARGS;
-    return fp_lowered_packed_bytes(gemm_m(p), gemm_k(p));
+    if (!geom_of(p, fp_sgemm_ukr_pick(fp_isa())->mr, &g)) return FP_ERR_ARGS;
+    return fp_lowered_packed_bytes(g.m, g.k);
 }
 
-/* W'' as MR-row panels from the caller's (Cin, Cout, KH, KW) weight: element (i, kk) at w[col(kk) + row(i)],
- * row(co, ry, rx) = (co*KH + ry)*KW + rx and col(ci, a, b) = ci*Cout*KH*KW + sh*a*KW + sw*b; a panel at a time,
- * its rows' taps of one ci read together.  (Reading w front to back instead, each value written to its panel,
- * spread every ci's writes over all the panels: 1.3x slower on DCGAN's 2 MB.) */
-static void pack_panels(const fp_conv_problem *p, const float *w, float *dst, int64_t MR) {
-    const int64_t sh = p->stride_h, sw = p->stride_w, kh = p->kh, kw = p->kw, m = gemm_m(p), k = gemm_k(p);
-    const int64_t th = kh / sh, tw = kw / sw, plane = p->cout * kh * kw;
-    int64_t roff[64];
-    for (int64_t pi = 0; pi * MR < m; pi++) {
-        for (int64_t r = 0; r < MR; r++) {
-            const int64_t i = pi * MR + r, co = i / (sh * sw), ry = i / sw % sh, rx = i % sw;
-            roff[r] = i < m ? (co * kh + ry) * kw + rx : -1;
+/* W'' as MR-row panels from the caller's (Cin, Cout, KH, KW) weight; each panel one phase's channels
+ * [co0, co0 + MR), its columns (a, b, ci) in the tap order, zero for the taps past the kernel (the phase's
+ * range leaves them out) and for the channels past Cout. */
+static void pack_panels(const fp_conv_problem *p, const shuffle_geom *g, const float *w, float *dst, int64_t MR) {
+    const int64_t sh = p->stride_h, sw = p->stride_w, kh = p->kh, kw = p->kw, taps = kh * kw;
+    for (int64_t pi = 0; pi * MR < g->m; pi++) {
+        const int64_t ph = pi * MR / g->cp, co0 = pi * MR % g->cp, ry = ph / sw, rx = ph % sw;
+        const int64_t nco = FP_MAX(0, FP_MIN(MR, p->cout - co0));
+        float *d = dst + pi * g->k * MR;
+        for (int64_t tb = 0; tb < g->th * g->tw; tb++) {
+            int64_t a, b;
+            tap_of(g, tb, &a, &b);
+            const int64_t ky = ry + sh * a, kx = rx + sw * b;
+            const int inside = ky < kh && kx < kw;
+            for (int64_t ci = 0; ci < p->cin; ci++, d += MR) {
+                const float *src = w + (ci * p->cout + co0) * taps + ky * kw + kx;
+                int64_t r = 0;
+                if (inside)
+                    for (; r < nco; r++) d[r] = src[r * taps];
+                for (; r < MR; r++) d[r] = 0.0f;
+            }
         }
-        float *d = dst + pi * k * MR;
-        for (int64_t ci = 0; ci < p->cin; ci++)
-            for (int64_t a = 0; a < th; a++)
-                for (int64_t b = 0; b < tw; b++, d += MR) {
-                    const float *src = w + ci * plane + sh * a * kw + sw * b;
-                    for (int64_t r = 0; r < MR; r++) d[r] = roff[r] >= 0 ? src[roff[r]] : 0.0f;
-                }
     }
 }
 
 int fp_deconv_shuffle_pack(const fp_conv_problem *p, const float *w, void *packed) {
     shuffle_geom g;
-    const fp_sgemm_ukr *uk = fp_sgemm_ukr_pick(fp_isa());
-    if (!geom_of(p, &g) || uk->mr > 64) return FP_ERR_ARGS;
-    pack_panels(p, w, fp_lowered_header_init(packed, gemm_m(p), gemm_k(p), FP_LOWERED_PANELS_SHUFFLE), uk->mr);
+    const int64_t MR = fp_sgemm_ukr_pick(fp_isa())->mr;
+    if (!geom_of(p, MR, &g)) return FP_ERR_ARGS;
+    pack_panels(p, &g, w, fp_lowered_header_init(packed, g.m, g.k, FP_LOWERED_PANELS_SHUFFLE), MR);
     return FP_OK;
 }
 
-/* B rows [k0, k0+kc) x blocks [j0, j0+nc) as NR-column micro-panels (kc x NR floats each): row (ci, a, b) of
+/* B rows [k0, k0+kc) x blocks [j0, j0+nc) as NR-column micro-panels (kc x NR floats each): row (a, b, ci) of
  * block (qy, qx) is x[ci][qy - a][qx - b], zero outside the input; each piece of one grid row within one
  * micro-panel is one run of an input row. */
 static void pack_b(const fp_lowered *L, const float *xn, int64_t k0, int64_t kc, int64_t j0, int64_t nc,
                    float *dst) {
     const fp_conv_problem *p = L->p;
     const shuffle_geom *g = (const shuffle_geom *)L->ctx;
-    const int64_t NR = L->uk->nr, H = p->h, W = p->w, taps = g->th * g->tw;
+    const int64_t NR = L->uk->nr, H = p->h, W = p->w;
     for (int64_t k = 0; k < kc; k++) {
-        const int64_t kk = k0 + k, ci = kk / taps, a = kk % taps / g->tw, b = kk % g->tw;
+        const int64_t kk = k0 + k, ci = kk % p->cin;
+        int64_t a, b;
+        tap_of(g, kk / p->cin, &a, &b);
         const float *xc = xn + ci * H * W;
         for (int64_t c = 0; c < nc;) {
             const int64_t j = j0 + c, gy = j / g->qw, gx = j % g->qw;
@@ -111,99 +137,87 @@ static void pack_b(const fp_lowered *L, const float *xn, int64_t k0, int64_t kc,
     }
 }
 
-/* d[0, n) = s[0, n), with non-temporal stores past the first 16-byte boundary when `stream` (an output larger
- * than L2, written once: no read of its lines before the write). */
-static void copy_run(float *d, const float *s, int64_t n, int stream) {
-#if defined(__SSE__)
-    if (stream) {
-        int64_t u = 0;
-        for (; u < n && ((uintptr_t)(d + u) & 15); u++) d[u] = s[u];
-        for (; u + 4 <= n; u += 4) _mm_stream_ps(d + u, _mm_loadu_ps(s + u));
-        for (; u < n; u++) d[u] = s[u];
-        return;
-    }
-#endif
-    (void)stream;
-    memcpy(d, s, sizeof(float) * (size_t)n);
-}
-
-/* Rows i0 .. i0+mr-1 x blocks j0 .. j0+nr-1 of Y'' to their outputs.  The sw rows (co, ry, 0 .. sw-1) of a run of
- * blocks in one grid row cover one contiguous run of an output row, sw floats per block: interleaved in L1
- * (at stride 2 by the `interleave` row when nothing is cropped) and written front to back; a row whose group
- * the tile's edge cuts is written element by element. */
+/* Rows i0 .. i0+mr-1 (one phase (ry, rx), channels co0 ..) x blocks j0 .. j0+nr-1 of Y'' to their outputs, sw
+ * apart in an output row; channels past Cout dropped.  The sh*sw phases' tiles of the same blocks that complete
+ * an output line follow each other in the GEMM's loops while the row block holds all phases (mc rows, half of
+ * L2 for the panels: FCN-8s's 1536 rows of K 84, a 3x3 s2 layer's 256 of K up to 512). */
 static void store(const fp_lowered *L, float *yn, int64_t i0, int64_t mr, int64_t j0, int64_t nr, const float *tile,
                   int64_t ldt) {
     const fp_conv_problem *p = L->p;
     const shuffle_geom *g = (const shuffle_geom *)L->ctx;
-    const int64_t sh = p->stride_h, sw = p->stride_w, phases = sh * sw, plane = p->oh * p->ow;
-    float run[GROUP_MAX * 64];
+    const int64_t sh = p->stride_h, sw = p->stride_w, plane = p->oh * p->ow;
+    const int64_t ph = i0 / g->cp, co0 = i0 % g->cp, ry = ph / sw, rx = ph % sw;
+    const int64_t rows = FP_MIN(mr, p->cout - co0);
     fp_pixel_run runs[64];
     const int nruns = fp_tile_runs(j0, nr, g->qw, runs);
-    for (int64_t i = i0; i < i0 + mr;) {
-        const int64_t co = i / phases, ry = i / sw % sh, rx = i % sw;
-        const float *tr = tile + (i - i0) * ldt;
-        const int whole = rx == 0 && sw <= GROUP_MAX && i + sw <= i0 + mr;
-        for (int k = 0; k < nruns; k++) {
-            const int64_t t = runs[k].t, n = runs[k].n;
-            const int64_t oy = sh * (g->qy0 + runs[k].iy) + ry - p->pad_top;
-            if (oy < 0 || oy >= p->oh) continue;
-            const int64_t ox0 = sw * (g->qx0 + runs[k].ix) + rx - p->pad_left; /* block ix's first output */
-            float *yr = yn + co * plane + oy * p->ow + ox0;
-            if (whole) {
-                const int64_t lo = FP_MAX(0, -ox0), hi = FP_MIN(sw * n, p->ow - ox0);
-                if (sw == 2) { /* the pairs inside by the interleave, the cropped edges' single values around it */
-                    const int64_t u0 = (lo + 1) / 2, u1 = FP_MAX(u0, hi / 2);
-                    for (int64_t q = lo; q < FP_MIN(hi, 2 * u0); q++) yr[q] = tr[q % 2 * ldt + t + q / 2];
-                    if (u1 > u0) L->interleave->run(yr + 2 * u0, tr + t + u0, tr + ldt + t + u0, u1 - u0);
-                    for (int64_t q = FP_MAX(lo, 2 * u1); q < hi; q++) yr[q] = tr[q % 2 * ldt + t + q / 2];
-                    continue;
-                }
-                for (int64_t c = 0; c < sw; c++)
-                    for (int64_t u = 0; u < n; u++) run[u * sw + c] = tr[c * ldt + t + u];
-                if (hi > lo) copy_run(yr + lo, run + lo, hi - lo, g->stream);
-                continue;
-            }
-            for (int64_t u = 0; u < n; u++) {
-                const int64_t ox = ox0 + sw * u;
-                if (ox >= 0 && ox < p->ow) yr[sw * u] = tr[t + u];
-            }
+    for (int k = 0; k < nruns; k++) {
+        const int64_t t = runs[k].t, n = runs[k].n;
+        const int64_t oy = sh * (g->qy0 + runs[k].iy) + ry - p->pad_top;
+        if (oy < 0 || oy >= p->oh) continue;
+        const int64_t ox0 = sw * (g->qx0 + runs[k].ix) + rx - p->pad_left; /* block ix's output */
+        const int64_t u0 = ox0 >= 0 ? 0 : FP_CEIL_DIV(-ox0, sw), u1 = FP_MIN(n, FP_CEIL_DIV(p->ow - ox0, sw));
+        for (int64_t r = 0; r < rows; r++) {
+            float *yr = yn + (co0 + r) * plane + oy * p->ow + ox0;
+            const float *v = (tile + r * ldt) + t;
+            for (int64_t u = u0; u < u1; u++) yr[sw * u] = v[u];
         }
-        i += whole ? sw : 1;
     }
 }
 
-/* bias: one value per GEMM row (co, ry, rx), or NULL; a_packed the panels of fp_deconv_shuffle_pack. */
-int fp_deconv_shuffle_f32(const fp_conv_problem *p, const float *x, const void *packed, const float *bias,
-                          float *y) {
-    shuffle_geom g;
-    if (!geom_of(p, &g)) return FP_ERR_ARGS;
-    fp_conv_problem q;
+/* The GEMM on packed panels `a` (fp_deconv_shuffle_pack); rows: one bias value per GEMM row, or NULL. */
+static int run(const fp_conv_problem *p, const float *x, const void *packed, const float *rows, float *y) {
     const fp_sgemm_ukr *uk;
-    const int64_t m = gemm_m(p), k = gemm_k(p);
-    const float *a = fp_lowered_begin_form(p, packed, m, k, FP_LOWERED_PANELS_SHUFFLE, &uk, &q);
+    fp_conv_problem q;
+    shuffle_geom g;
+    if (!geom_of(p, fp_sgemm_ukr_pick(fp_isa())->mr, &g)) return FP_ERR_ARGS;
+    const float *a = fp_lowered_begin_form(p, packed, g.m, g.k, FP_LOWERED_PANELS_SHUFFLE, &uk, &q);
     if (!a) return FP_ERR_PACKED;
     fp_lowered L;
     memset(&L, 0, sizeof L);
-    L.p = &q, L.uk = uk, L.m = m, L.k = k, L.n = g.qh * g.qw, L.a = a, L.bias = bias;
+    L.p = &q, L.uk = uk, L.m = g.m, L.k = g.k, L.n = g.qh * g.qw, L.a = a, L.bias = rows;
     L.x = x, L.y = y, L.x_image = p->cin * p->h * p->w, L.y_image = p->cout * p->oh * p->ow;
     L.single_k_block = 1;
     L.nc_shared = 1;
     L.ctx = &g;
-    L.interleave = fp_interleave_pick(fp_isa());
     L.pack_b = pack_b;
+    L.krange = krange;
     L.store = store;
     return fp_lowered_run(&L);
 }
 
-/* One-shot form: w the caller's (Cin, Cout, KH, KW) weight packed into this thread's scratch, bias one value per
- * output channel (the GEMM rows' bias made here). */
+/* The bias of each GEMM row (ry, rx, co): bias[co], zero past Cout. */
+static void bias_rows(const fp_conv_problem *p, const float *bias, float *rows) {
+    const int64_t cp = FP_CEIL_DIV(p->cout, fp_sgemm_ukr_pick(fp_isa())->mr) * fp_sgemm_ukr_pick(fp_isa())->mr;
+    for (int64_t i = 0; i < p->stride_h * p->stride_w * cp; i++) rows[i] = i % cp < p->cout ? bias[i % cp] : 0.0f;
+}
+
+static int64_t rows_bytes(const fp_conv_problem *p) {
+    const int64_t MR = fp_sgemm_ukr_pick(fp_isa())->mr;
+    return (int64_t)sizeof(float) * p->stride_h * p->stride_w * FP_CEIL_DIV(p->cout, MR) * MR;
+}
+
+/* bias: one value per output channel, or NULL (the GEMM rows' bias made in this thread's one-shot scratch). */
+int fp_deconv_shuffle_f32(const fp_conv_problem *p, const float *x, const void *packed, const float *bias,
+                          float *y) {
+    float *rows = NULL;
+    if (bias) {
+        rows = (float *)fp_scratch(FP_SCRATCH_ONCE, rows_bytes(p));
+        if (!rows) return FP_ERR_ALLOC;
+        bias_rows(p, bias, rows);
+    }
+    return run(p, x, packed, rows, y);
+}
+
+/* One-shot form: w the caller's (Cin, Cout, KH, KW) weight packed into this thread's scratch, then the rows' bias. */
 int fp_deconv_shuffle_once_f32(const fp_conv_problem *p, const float *x, const float *w, const float *bias,
                                float *y) {
     const int64_t bytes = fp_deconv_shuffle_packed_bytes(p);
     if (bytes < 0) return (int)bytes;
-    float *rows;
-    char *packed = fp_lowered_once_scratch(p, bias, bytes, p->stride_h * p->stride_w, &rows);
-    if (!packed) return FP_ERR_ALLOC;
-    const int rc = fp_deconv_shuffle_pack(p, w, packed);
-    return rc < 0 ? rc : fp_deconv_shuffle_f32(p, x, packed, rows, y);
+    char *s = (char *)fp_scratch(FP_SCRATCH_ONCE, bytes + rows_bytes(p));
+    if (!s) return FP_ERR_ALLOC;
+    const int rc = fp_deconv_shuffle_pack(p, w, s);
+    if (rc < 0) return rc;
+    float *rows = bias ? (float *)(s + bytes) : NULL;
+    if (rows) bias_rows(p, bias, rows);
+    return run(p, x, s, rows, y);
 }

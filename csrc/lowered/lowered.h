@@ -48,6 +48,9 @@ struct fp_lowered {
     const fp_interleave_kernel *interleave; /* the stores' 2-wide interleave (a table row) */
     /* B rows [k0, k0+kc) x columns [j0, j0+nc) of image xn, as NR-column micro-panels of kc x NR floats */
     void (*pack_b)(const fp_lowered *L, const float *xn, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float *dst);
+    /* NULL, or the part [k0, k1) of the one k block (single_k_block, a store) that the MR-row panel from row i
+     * reads (the sub-pixel GEMM's phases, deconv_shuffle.c: a phase with fewer taps reads fewer B rows) */
+    void (*krange)(const fp_lowered *L, int64_t i, int64_t *k0, int64_t *k1);
     /* NULL: C rows are written in place (ldc = n); else a finished mr x nr tile (ldt apart) goes to yn */
     void (*store)(const fp_lowered *L, float *yn, int64_t i0, int64_t mr, int64_t j0, int64_t nr, const float *tile,
                   int64_t ldt);

@@ -215,21 +215,24 @@ def deconv_scatter_applies(layer) -> bool:
     return _lib is not None and layer.groups == 1
 
 
-# The sub-pixel GEMM runs strides from this up; at stride 2 the scatter-add GEMM's interleave-add stores win.
-# Measured alternating, one-shot, thread CPU, 1 thread, loaded box (scatter-add / sub-pixel time): FCN-8s K16 s8
-# p4 21@32 2.27x, K8 s4 p2 21@64 1.62x, 64->32 K8 s4 @32 1.14x, 64->32 K16 s8 @16 1.13x; K4 s2 p1 at 21@16 0.79x,
-# 64@32 0.84x, DCGAN's 256->128@16 0.52x (its 2 MB weight gathered per call, and the 17x17 blocks of a 16x16
-# input at padding 1).
+# The sub-pixel GEMM runs layers whose stride is at least this, or whose kernel is not a multiple of the stride
+# (3x3 s2: its phases read 4, 2, 2 and 1 taps' rows of B, no zero multiplied); at stride 2 with K a multiple of it
+# the scatter-add GEMM's summed-pair stores win.  Measured alternating, thread CPU, 1 thread, loaded box
+# (scatter-add time / sub-pixel time, one-shot and prepacked): FCN-8s K16 s8 p4 21@32 2.09x / 2.04x, 3x3 s2 p1 op1
+# 128->64@64 1.12x / 1.10x, K8 s4 p2 21@64 1.62x, 64->32 K8 s4 @32 1.14x, 64->32 K16 s8 @16 1.13x; K4 s2 p1 21@16
+# 0.83x / 0.92x, 64@32 0.94x / 1.06x, DCGAN's 256->128@16 0.70x / 0.83x (its 2 MB weight gathered per call, the
+# 17x17 blocks of a 16x16 input at padding 1).
 SHUFFLE_MIN_STRIDE = 4
 
 
 def deconv_shuffle_applies(layer) -> bool:
-    """The sub-pixel GEMM (``csrc/lowered/deconv_shuffle.c``): K a multiple of the stride on both axes, K > stride on
-    one, a stride of at least :data:`SHUFFLE_MIN_STRIDE`, dilation 1, groups 1, NCHW (float32 and the C build are
-    the caller's checks)."""
+    """The sub-pixel GEMM (``csrc/lowered/deconv_shuffle.c``): K >= stride on both axes (every phase has a tap),
+    a stride of :data:`SHUFFLE_MIN_STRIDE` or more or a K that is not a multiple of it, dilation 1, groups 1,
+    NCHW, not the K == stride GEMM's layers (float32 and the C build are the caller's checks)."""
+    (sh, sw), kh, kw = layer.stride, layer.kh, layer.kw
     return (_lib is not None and layer.groups == 1 and layer.layout == "NCHW" and layer.dilation == (1, 1)
-            and layer.kh % layer.stride[0] == 0 and layer.kw % layer.stride[1] == 0
-            and (layer.kh, layer.kw) != layer.stride and max(layer.stride) >= SHUFFLE_MIN_STRIDE)
+            and kh >= sh and kw >= sw and not layer.is_gemm
+            and (max(sh, sw) >= SHUFFLE_MIN_STRIDE or kh % sh != 0 or kw % sw != 0))
 
 
 def deconv_shuffle_pack(weight: np.ndarray, layer) -> LoweredPacked:
@@ -241,12 +244,12 @@ def deconv_shuffle_pack(weight: np.ndarray, layer) -> LoweredPacked:
 
 
 def deconv_shuffle_run(packed: LoweredPacked, x: np.ndarray, layer, out: np.ndarray,
-                       bias_rows: Optional[np.ndarray]) -> None:
-    """``out`` = the transposed convolution of ``x`` (C-contiguous float32 NCHW) by the sub-pixel GEMM;
-    ``bias_rows`` one value per GEMM row (``deconv_bias_rows(bias, sh, sw, "NCHW")``) or None."""
+                       bias: Optional[np.ndarray]) -> None:
+    """``out`` = the transposed convolution of ``x`` (C-contiguous float32 NCHW) by the sub-pixel GEMM; ``bias``
+    one value per output channel or None."""
     p = deconv_scatter_problem(layer, x.shape, out.shape, get_num_threads())
-    _check(_lib.fp_deconv_shuffle_f32(p, _ptr(x, "float[]"), _ptr(packed.buffer, "char[]"),
-                                      _ptr(bias_rows, "float[]"), _ptr(out, "float[]")))
+    _check(_lib.fp_deconv_shuffle_f32(p, _ptr(x, "float[]"), _ptr(packed.buffer, "char[]"), _ptr(bias, "float[]"),
+                                      _ptr(out, "float[]")))
 
 
 def deconv_shuffle_once(problem, x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray],
