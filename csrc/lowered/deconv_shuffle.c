@@ -157,9 +157,9 @@ static void store(const fp_lowered *L, float *yn, int64_t i0, int64_t mr, int64_
         const int64_t ox0 = sw * (g->qx0 + runs[k].ix) + rx - p->pad_left; /* block ix's output */
         const int64_t u0 = ox0 >= 0 ? 0 : FP_CEIL_DIV(-ox0, sw), u1 = FP_MIN(n, FP_CEIL_DIV(p->ow - ox0, sw));
         for (int64_t r = 0; r < rows; r++) {
-            float *yr = yn + (co0 + r) * plane + oy * p->ow + ox0;
-            const float *v = (tile + r * ldt) + t;
-            for (int64_t u = u0; u < u1; u++) yr[sw * u] = v[u];
+            float *yr = yn + (co0 + r) * plane + oy * p->ow + ox0 + sw * u0; /* block u0's output, inside */
+            const float *v = tile + r * ldt + t + u0;
+            for (int64_t u = 0; u < u1 - u0; u++) yr[sw * u] = v[u];
         }
     }
 }
