@@ -122,17 +122,22 @@ static void pack_b(const fp_lowered *L, const float *xn, int64_t k0, int64_t kc,
         int64_t a, b;
         tap_of(g, kk / p->cin, &a, &b);
         const float *xc = xn + ci * H * W;
+        /* the block (gy, gx) of column c and c's place in its micro-panel, advanced without a division per run
+         * (its own samples 6.5 -> 5.2 % on a 3x3 s2 128->64@64, perf cpu-clock; the layer time within noise) */
+        int64_t gy = j0 / g->qw, gx = j0 % g->qw, off = 0;
+        float *panel = dst + k * NR;
         for (int64_t c = 0; c < nc;) {
-            const int64_t j = j0 + c, gy = j / g->qw, gx = j % g->qw;
-            const int64_t seg = FP_MIN(FP_MIN(nc - c, g->qw - gx), NR - c % NR);
-            float *d = dst + c / NR * NR * kc + k * NR + c % NR;
+            const int64_t seg = FP_MIN(FP_MIN(nc - c, g->qw - gx), NR - off);
+            float *d = panel + off;
             const int64_t iy = g->qy0 + gy - a, ix0 = g->qx0 + gx - b;
             int64_t lo = 0, hi = 0; /* the run's columns inside the input row */
             if (iy >= 0 && iy < H) lo = FP_MIN(seg, FP_MAX(0, -ix0)), hi = FP_MAX(lo, FP_MIN(seg, W - ix0));
             for (int64_t u = 0; u < lo; u++) d[u] = 0.0f;
             if (hi > lo) memcpy(d + lo, xc + iy * W + ix0 + lo, sizeof(float) * (size_t)(hi - lo));
             for (int64_t u = hi; u < seg; u++) d[u] = 0.0f;
-            c += seg;
+            c += seg, gx += seg, off += seg;
+            if (gx == g->qw) gx = 0, gy++;
+            if (off == NR) off = 0, panel += NR * kc;
         }
     }
 }
