@@ -314,6 +314,42 @@ def test_chunk_choice_rule(monkeypatch):
     assert seg.choose_chunk(net, shape, np.float32, limit, 8 << 20, mem)["chunk"] == 640
 
 
+def test_taller_chunk_rule(monkeypatch):
+    """After the square chunk, a chunk k times as tall (as wide) wins when it cuts the work by TALL_GAIN,
+    fits the budget and leaves every task slot a task; otherwise the square (or shorter) one stays."""
+    from fastpoint.network import segment as seg
+    from fastpoint.network import tiled
+
+    rng = np.random.default_rng(14)
+    net = fp.load_onnx(unet_graph(np.float32, rng, "nearest", "convtranspose"))
+    shape = (1, 3, 2000, 2000)
+    mem = tiled.TaskMemory(100.0, 1 << 20)
+    square = {128: 1.5, 256: 1.2, 384: 1.1, 512: 1.04, 640: 1.0, 768: 0.5}
+    tall = {(1536, 768): 0.49, (2000, 768): 0.48}
+    monkeypatch.setattr(tiled, "tile_work", lambda net, t, shape, chunks, dtype=None, crop=False: (
+        square.get(chunks[2][0], 2.0) if chunks[2][0] == chunks[3][0] else tall.get((chunks[2][0], chunks[3][0]),
+                                                                                       2.0)))
+
+    def need(h, w):
+        t = fpd.tiling(net, shape, ((1,), (3,), _even(h, 2000), _even(w, 2000)))
+        return (8 << 20) + max(mem.bytes(net, s) for s in t.tile_shapes)
+
+    big = int(4 * need(2000, 768) / (0.8 - seg.SAFETY))
+    c = seg.choose_chunk(net, shape, np.float32, big, 8 << 20, mem, workers=2)
+    assert c["chunk"] == 768 and c["chunks_hw"] == (2000, 768) and c["work"] == 0.48  # 3 tasks for 2 slots
+    assert seg.choose_chunk(net, shape, np.float32, big, 8 << 20, mem, workers=4)["chunks_hw"] == (1536, 768)
+    tall[(1536, 768)] = 0.499  # less than TALL_GAIN below the square's work
+    tall[(2000, 768)] = 0.496
+    assert seg.choose_chunk(net, shape, np.float32, big, 8 << 20, mem, workers=2)["chunks_hw"] == (768, 768)
+    tall[(1536, 768)] = 0.49
+    limit = int((need(768, 768) + need(1536, 768)) / 2 / (0.8 - seg.SAFETY))  # the square fits, the taller not
+    c = seg.choose_chunk(net, shape, np.float32, limit, 8 << 20, mem, workers=2)
+    assert c["chunks_hw"] == (768, 768) and c["worker_bytes"] <= c["budget_bytes"]
+    assert seg.parse_chunk("2048x1024") == (2048, 1024) and seg.parse_chunk("512") == 512
+    with pytest.raises(ValueError, match="HxW"):
+        seg.parse_chunk("big")
+
+
 def test_task_memory_predicts_a_measured_tile():
     """The memory model fitted on two small tiles predicts the resident memory a task adds on a larger one
     (measured the same way, in a fresh process) within 10 % (+ 2 MiB of page-granular noise)."""
@@ -467,7 +503,8 @@ def test_image_source_regions(layout, shape):
 
 def test_cropped_plans_share_one_arena_per_thread():
     """The cropped plans of one tile shape (interior, edge and corner chunks) take turns on one arena per
-    thread, the size of the whole tile plan's, and give the in-memory pixels in any order."""
+    thread, the size of the largest cropped plan's (grown when a larger one comes, the others planned
+    again), and give the in-memory pixels in any order."""
     from fastpoint.network import tiled
 
     rng = np.random.default_rng(21)
@@ -476,14 +513,19 @@ def test_cropped_plans_share_one_arena_per_thread():
     x = image((1, 3, 40, 40), np.float64, rng)
     ref = fp.load_onnx(unet_graph(np.float64, np.random.default_rng(21), None, "convtranspose"))(x)
     boxes = [((0, 15), (0, 15)), ((12, 27), (12, 27)), ((24, 39), (0, 15)), ((12, 27), (12, 27))]
-    arenas = set()
-    for box in boxes:
-        sl = tuple(slice(a, b + 1) for a, b in box)
-        y = tiled._tile_task(shipped, x, 0.0, sl, 1, 2, True)
-        np.testing.assert_array_equal(y, ref[(...,) + sl])
-        cp = shipped.crop_plan(shipped.network(x.shape), x, box, 2)
-        arenas.add(id(cp.plan._arenas.arena))
-    assert len(arenas) == 1 and len(shipped._crops) == 3
+    for rounds in range(2):
+        arenas = set()
+        for box in boxes if rounds == 0 else boxes[::-1]:
+            sl = tuple(slice(a, b + 1) for a, b in box)
+            y = tiled._tile_task(shipped, x, 0.0, sl, 1, 2, True)
+            np.testing.assert_array_equal(y, ref[(...,) + sl])
+            cp = shipped.crop_plan(shipped.network(x.shape), x, box, 2)
+            arenas.add(id(cp.plan._arenas.arena))
+    assert len(arenas) == 1 and len(shipped._crops) == 3  # the second round: one arena, no growth
+    sizes = [cp.plan.arena_bytes for cp in shipped._crops.values()]
+    tile_plan = shipped.network(x.shape).plan({"x": (x.shape, x.dtype)})
+    assert shipped._arenas.nbytes == max(sizes) <= tile_plan.arena_bytes
+    assert shipped._arenas._local.buf.nbytes == max(sizes)
 
 
 def test_image_source_read_bytes():

@@ -185,6 +185,25 @@ def test_weight_heavy_layers_split_channels_across_threads(isa, threads, layout,
 
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("cout,dilation", [(100, 1), (64, 2)])
+def test_strip_past_l2_runs_each_chunk_over_a_group_of_channel_blocks(isa, threads, layout, cout, dilation):
+    # weights past L2 give the strip the L3 share (1024 channels x 18 rows of 42 columns: 3 MB, past half
+    # of any L2); each reduction chunk then runs over a group of channel blocks whose partial sums wait in
+    # pbuf, the last group (100 channels: 7 blocks) shorter and ending in a lone block
+    rng = np.random.default_rng(cout + threads)
+    cin, h, w = 1024, 16, 40
+    shape = (1, cin, h, w) if layout == "NCHW" else (1, h, w, cin)
+    saved = fp.get_num_threads()
+    fp.set_num_threads(threads)
+    try:
+        check(int_array(rng, shape, -1, 1), int_array(rng, (cout, cin, 3, 3), -1, 1), int_array(rng, (cout,)),
+              layout=layout, padding=dilation, dilation=dilation, activation="relu")
+    finally:
+        fp.set_num_threads(saved)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
 @pytest.mark.parametrize("kh,stride,dilation,padding", [((7, 3), 1, 1, (3, 1)), ((5, 3), (2, 1), 1, (4, 1)),
                                                         (3, (3, 1), (2, 1), (2, 1)), (3, 1, 3, (3, 0)),
                                                         ((1, 3), 2, 1, (0, 1)), (3, (2, 2), 1, 0)])

@@ -4,6 +4,7 @@ output."""
 from __future__ import annotations
 
 import importlib
+import threading
 import tracemalloc
 
 import numpy as np
@@ -321,18 +322,23 @@ CONCURRENT = [((1, 32, 10, 10), (48, 32, 3, 3), dict(padding=1)),     # direct
               ((1, 48, 9, 9), (48, 1, 3, 3), dict(padding=1, groups=48))]  # depthwise
 
 
-@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
-def test_concurrent_one_shot_calls_with_their_own_weights(backend, layout):
-    """Each Python thread calls with weights of its own (same shapes, so the same cached plans and the same
-    per-thread scratch sizes): a packing shared between threads would give one thread another's result."""
-    rng = np.random.default_rng(13)
-    n_threads = 4
+def _per_thread_cases(rng, shapes, layout, n_threads):
+    """(x, kwargs, [(w, b) per thread], [reference per thread]) for each (x shape, w shape, kwargs)."""
     cases = []
-    for xs, ws, kw in CONCURRENT:
+    for xs, ws, kw in shapes:
         x = _layout(int_array(rng, xs), layout)
         per_thread = [(int_array(rng, ws), int_array(rng, ws[:1])) for _ in range(n_threads)]
         wants = [fp.conv2d(x, w, b, layout=layout, backend="numpy", **kw) for w, b in per_thread]
         cases.append((x, kw, per_thread, wants))
+    return cases
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_concurrent_one_shot_calls_with_their_own_weights(backend, layout):
+    """Each Python thread calls with weights of its own (same shapes, so the same cached plans and the same
+    per-thread scratch sizes): a packing shared between threads would give one thread another's result."""
+    n_threads = 4
+    cases = _per_thread_cases(np.random.default_rng(13), CONCURRENT, layout, n_threads)
     ids = iter(range(n_threads))
     errors = []
 
@@ -430,3 +436,36 @@ def test_c_depthwise_packing_after_the_split(layout, threads):
             wb[ws[0] - 1, 0, 0, 0] = np.nan
             np.testing.assert_array_equal(fp.conv2d(x, wb, b, layout=layout, backend="c", **kw),
                                           fp.conv2d(x, wb, b, layout=layout, backend="numpy", **kw))
+
+
+@pytest.mark.skipif("c" not in fp.backends(), reason="C extension not built")
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_c_depthwise_one_shot_from_two_python_threads_at_two_pool_threads(layout):
+    """Two Python threads make one-shot depthwise calls at once, each with weights of its own, both allowed 2
+    pool threads.  The NHWC driver keeps, per pool thread, which call its packing in scratch slot 2 belongs
+    to (a call number and the scratch pointer, csrc/dwconv/dwconv_driver.c), so that a thread's second chunk
+    of a call does not pack again: that holds only if each thread runs one call's chunks at a time and every
+    call takes a new number.  A pool thread that ran a chunk of one thread's call and then one of the other's
+    with the first packing kept would give the second thread the first one's weights, so each result is
+    compared with the reference of its own weights.  960 channels @7x7 (several chunks per thread) and 40
+    channels @9x9 with a channel multiplier of 2."""
+    shapes = [((1, 960, 7, 7), (960, 1, 3, 3), dict(padding=1, groups=960)),
+              ((1, 40, 9, 9), (80, 1, 3, 3), dict(padding=1, groups=40))]
+    n_threads = 2
+    work_items = _per_thread_cases(np.random.default_rng(17), shapes, layout, n_threads)
+    ids = iter(range(n_threads))
+    barrier = threading.Barrier(n_threads)
+    errors = []
+
+    def work():
+        me = next(ids)
+        with thread_limit(2):
+            barrier.wait()
+            for i in range(300):
+                x, kw, per_thread, wants = work_items[i % len(work_items)]
+                w, b = per_thread[me]
+                if not np.array_equal(fp.conv2d(x, w, b, layout=layout, backend="c", **kw), wants[me]):
+                    errors.append((me, i))
+
+    run_in_threads(work, n_threads)
+    assert not errors, f"{len(errors)} wrong results, first {errors[:5]}"

@@ -365,6 +365,11 @@ def test_load_onnx_algorithm_winograd_where_it_applies_and_pays():
         dilated = "winograd" if layout == "NHWC" else "auto"  # dilated Winograd: NHWC only
         assert algorithms == {"stem": {"auto"}, "c3": {"winograd"}, "c3d2": {dilated}, "c1": {"auto"},
                               "c3s2": {"auto"}}, layout
+        for n in net._graph.nodes:  # a Winograd node packs the U of one tile size (its map's), not both
+            for lay in n.op._layers.values() if n.op.op_type == "Conv" else ():
+                if lay._layer.algorithm == "winograd":
+                    tiles = {"c3": "2x2", "c3d2": "4x4"}[n.name]  # 30 tiles of 4x4; phase images: 36
+                    assert [key[0].split(":")[1][:16] for key in lay._packed] == ["f32_winograd_" + tiles], n.name
         auto = fp.load_onnx(m, backend="c", layout=layout)  # the default: the direct kernels everywhere
         auto(x)
         assert {layer._layer.algorithm for n in auto._graph.nodes if n.op.op_type == "Conv"

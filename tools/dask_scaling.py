@@ -32,6 +32,7 @@ import shutil
 import sys
 import tempfile
 import time
+import types
 
 import numpy as np
 
@@ -92,7 +93,7 @@ def in_memory_rate(model: str, size: int, repeat: int) -> dict:
             "loadavg": os.getloadavg()}
 
 
-def ab_in_process(model: str, size: int, chunk: int, rounds: int) -> dict:
+def ab_in_process(model: str, size: int, chunk, rounds: int) -> dict:
     """The whole image against fastpoint.dask.run with and without crops on one thread (``scheduler="sync"``),
     alternating in this process: the cost of the halo and of dask's tasks without a cluster. Medians of
     wall and thread-CPU seconds."""
@@ -104,7 +105,8 @@ def ab_in_process(model: str, size: int, chunk: int, rounds: int) -> dict:
     net = fp.load_onnx(model)
     x = np.random.default_rng(2).random((1, 3, size, size), dtype=np.float32)
     fp.set_num_threads(1)
-    xd = da.from_array(x, chunks=(1, 3, chunk, chunk))
+    ch, cw = (chunk, chunk) if isinstance(chunk, int) else chunk
+    xd = da.from_array(x, chunks=(1, 3, ch, cw))
     tiled = {"tiled": fpd.run(net, xd, crop=False), "tiled_crop": fpd.run(net, xd, crop=True)}
     runs = {"whole": (lambda: net(x))}
     runs.update({k: (lambda y=y: y.compute(scheduler="sync")) for k, y in tiled.items()})
@@ -116,7 +118,7 @@ def ab_in_process(model: str, size: int, chunk: int, rounds: int) -> dict:
             t0, c0 = time.perf_counter(), time.thread_time()
             f()
             times[k].append((time.perf_counter() - t0, time.thread_time() - c0))
-    out = {"size": size, "chunk": chunk, "rounds": rounds}
+    out = {"size": size, "chunk": [ch, cw], "rounds": rounds}
     for k, v in times.items():
         out[f"{k}_s"] = float(np.median([t for t, _ in v]))
         out[f"{k}_cpu_s"] = float(np.median([c for _, c in v]))
@@ -157,7 +159,7 @@ def estimate_seconds(model: str, sizes, workers: int, memory_limit: str, chunk, 
 
     import fastpoint as fp
     from fastpoint.network.segment import choose_chunk
-    from fastpoint.network.tiled import task_memory, tile_work, tiling
+    from fastpoint.network.tiled import _source_chunks, task_memory, tile_work, tiling
 
     net = fp.load_onnx(model)
     mem = task_memory(net, crop=crop)
@@ -165,9 +167,8 @@ def estimate_seconds(model: str, sizes, workers: int, memory_limit: str, chunk, 
     for size in sizes:
         shape = (1, 3, size, size)
         c = chunk or choose_chunk(net, shape, np.float32, dask.utils.parse_bytes(memory_limit), 250 << 20,
-                                  mem, crop=crop)["chunk"]
-        ch = tuple(min(c, size - i) for i in range(0, size, c))
-        chunks = ((1,), (3,), ch, ch)
+                                  mem, crop=crop, workers=workers)["chunks_hw"]
+        chunks = _source_chunks(types.SimpleNamespace(shape=shape), c)
         t = tiling(net, shape, chunks)
         out[size] = size * size * tile_work(net, t, shape, chunks, crop=crop) / 1e6 / rate / workers
     return out
@@ -187,7 +188,7 @@ def tune_chunk(model: str, size: int, workers: int, memory_limit: str, crop: boo
         limit = min(int(i["memory_limit"]) for i in client.scheduler_info()["workers"].values())
     net = fp.load_onnx(model)
     choice = choose_chunk(net, (1, 3, size, size), np.float32, limit, base, task_memory(net, crop=crop), tune=True,
-                          crop=crop)
+                          crop=crop, workers=workers)
     choice.pop("tile_shapes", None)
     return choice
 
@@ -223,8 +224,8 @@ def main(argv=None) -> int:
     p.add_argument("--model", default="/tmp/dask_basicunet_free.onnx", help="exported first when missing")
     p.add_argument("--export", default=None, help="export BasicUNet with free H and W to this path and exit")
     p.add_argument("--sizes", default="2048,4096,8192,16384")
-    p.add_argument("--chunk", default="auto", help="output chunk in pixels, auto (fastpoint segment's default) or "
-                                                   "tune (timed once for the largest size, used for all)")
+    p.add_argument("--chunk", default="auto", help="output chunk in pixels (N or HxW), auto (fastpoint segment's "
+                                                   "default) or tune (timed once for the largest size, used for all)")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--memory-limit", default="2GiB")
     p.add_argument("--repeat", type=int, default=3, help="in-memory runs (median), before and after the cluster")
@@ -245,7 +246,9 @@ def main(argv=None) -> int:
         print(f"exporting BasicUNet with free H and W to {export_free(args.model)}", flush=True)
     import dask.utils
 
-    chunk = None if args.chunk == "auto" else "tune" if args.chunk == "tune" else int(args.chunk)
+    from fastpoint.network.segment import parse_chunk
+
+    chunk = None if args.chunk == "auto" else parse_chunk(args.chunk)
     sizes = [int(s) for s in args.sizes.split(",")]
     result = {"model": args.model, "chunk": args.chunk, "workers": args.workers, "memory_limit": args.memory_limit,
               "command": " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:]), "commit": _git_commit(),
@@ -268,7 +271,7 @@ def main(argv=None) -> int:
     if chunk == "tune":  # timed once, for the largest image; every size then runs with that chunk
         result["chunk_choice"] = tune_chunk(args.model, max(sizes), args.workers, args.memory_limit,
                                             args.crop != "off")
-        chunk = result["chunk_choice"]["chunk"]
+        chunk = tuple(result["chunk_choice"]["chunks_hw"])
         print(f"tuned chunk {chunk}: " + ", ".join(f"{e['chunk']}: {e['mpixel_per_cpu_s']:.3f} Mpx/CPU s on the tile, "
                                                   f"work {e['work']:.3f}x the image's"
                                                   for e in result["chunk_choice"]["timed"]), flush=True)

@@ -1,13 +1,14 @@
 """Load plus first inference of an ONNX model, as a user's fresh process sees it, with a breakdown.
 
-    python tools/load_time.py MODEL.onnx [THREADS] [--warm] [--repeat N [--trees DIR,DIR...]]
+    python tools/load_time.py MODEL.onnx [THREADS] [--warm] [--algorithm A] [--repeat N [--trees DIR,DIR...]]
 
 Prints one JSON line: load and first-inference wall times, the main thread's CPU time over both, the
 median of 5 steady inferences after them (wall and CPU), the ratio of the two, the process's page
 faults, and per phase (read + protobuf, parse, BatchNorm fold, epilogue fusion, the plan made at load,
 weight packing, the non-finite-weight check) ``[wall ms, CPU ms, faults]``. onnx and fastpoint are
 imported before the clock starts; ``--warm`` first loads the model once, untimed, as
-``fastpoint bench --model`` does. Run it in a new process per measurement: a second load in one
+``fastpoint bench --model`` does; ``--algorithm`` is ``load_onnx``'s (``winograd``: docs/winograd.md);
+``maxrss_mib`` is the process's peak resident memory. Run it in a new process per measurement: a second load in one
 process reuses the memory the first freed, which is not what a user's first load gets.
 
 ``--repeat N`` does that: N fresh processes of this script, then one JSON line of the medians (and
@@ -46,7 +47,7 @@ def _option(argv, name: str):
 
 def repeat(argv, runs: int, trees) -> None:
     """``runs`` fresh processes of this script per tree (alternating), then the medians and minima."""
-    keys = ("total_ms", "cpu_ms", "steady_ms", "steady_cpu_ms", "x_steady", "x_steady_cpu")
+    keys = ("total_ms", "cpu_ms", "steady_ms", "steady_cpu_ms", "x_steady", "x_steady_cpu", "maxrss_mib")
     rows = {t: [] for t in trees}
     for i in range(runs):
         for tree in (trees if i % 2 == 0 else trees[::-1]):
@@ -67,6 +68,7 @@ def main(argv) -> None:
     if runs is not None:
         repeat(argv, int(runs), trees.split(",") if trees else [""])
         return
+    algorithm = _option(argv, "--algorithm") or "auto"
     args = [a for a in argv if not a.startswith("--")]
     path, threads = args[0], int(args[1]) if len(args) > 1 else 1
     import onnx  # noqa: F401  (imports are not part of the load)
@@ -102,10 +104,10 @@ def main(argv) -> None:
         timed(owner, name, key)
     feeds = None
     if "--warm" in argv:
-        feeds = input_feeds(fp.load_onnx(path))
+        feeds = input_feeds(fp.load_onnx(path, algorithm=algorithm))
     parts.clear()
     w0, c0, f0 = time.perf_counter(), time.thread_time(), _faults()
-    net = fp.load_onnx(path)
+    net = fp.load_onnx(path, algorithm=algorithm)
     w1, c1, f1 = time.perf_counter(), time.thread_time(), _faults()
     feeds = feeds or input_feeds(net)  # (not timed)
     w1b, c1b = time.perf_counter(), time.thread_time()
@@ -119,11 +121,12 @@ def main(argv) -> None:
         walls.append(time.perf_counter() - s)
         cpus.append(time.thread_time() - sc)
     steady, steady_cpu = float(np.median(walls)), float(np.median(cpus))
-    print(json.dumps({"model": path, "threads": threads, "warm": "--warm" in argv,
+    print(json.dumps({"model": path, "threads": threads, "warm": "--warm" in argv, "algorithm": algorithm,
                       "load_ms": (w1 - w0) * 1e3, "first_ms": (w2 - w1) * 1e3, "total_ms": (w2 - w0) * 1e3,
                       "cpu_ms": (c2 - c0) * 1e3, "steady_ms": steady * 1e3, "steady_cpu_ms": steady_cpu * 1e3,
                       "x_steady": (w2 - w0) / steady, "x_steady_cpu": (c2 - c0) / steady_cpu,
                       "faults_load": f1 - f0, "faults_first": f2 - f1,
+                      "maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                       "parts_wall_cpu_faults": {k: [round(v[0], 1), round(v[1], 1), v[2]] for k, v in parts.items()}}))
 
 

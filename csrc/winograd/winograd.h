@@ -7,7 +7,7 @@
  *
  * so a block of T tiles is 36 independent GEMMs  M[k] (T x Cout) = V[k] (T x Cin) @ U[k] (Cin x Cout),
  * k = 6 i + j over the 6x6 transform positions (F(2x2): 2x2 tiles from 4x4 inputs, 16 GEMMs).  Files:
- *   winograd_pack.c                U[k] = G g G^T in float64 (both tile sizes), packed as GEMM B panels
+ *   winograd_pack.c                U[k] = G g G^T in float64 (one or both tile sizes), packed as GEMM B panels
  *   winograd_driver.c              tile blocks, threads, NCHW staging, the GEMMs, the fp_algo entry
  *   winograd_transform_impl.h      input transform (B^T d B) and output transform (A^T M A + bias, ReLU),
  *                                  vectorised over channels, compiled once per ISA by:
@@ -72,16 +72,29 @@ static inline int64_t fp_wino_col(fp_wino_panels pn, int64_t p) {
     return 16 * (p * pn.base + FP_MIN(p, pn.extra));
 }
 
-/* Packed U: the 36 positions of F(4x4), then the 16 of F(2x2) (the map size, which picks one, is not known
- * at pack time), each Cin x (16 units) floats, position k of F(m) at fp_wino_u(m) + k * fp_wino_u_stride();
- * panel p of a position starts Cin * col(p) floats in and holds Cin rows of its width (k-major). */
+/* Packed U: a 64-byte head, then the U of F(4x4) (36 positions), of F(2x2) (16 positions), or of both.
+ * A problem whose map is known (n, oh, ow >= 1: a network's plan, a one-shot call) packs only the set its
+ * tile size runs (choose_kernel in winograd_driver.c); a layer packed before its map is known (fp.Conv2d)
+ * packs both.  The head says where each set is (float offset from the head's start, or -1), so a run whose
+ * map picks the other tile size runs the set that is there.  Each position is Cin x (16 units) floats,
+ * position k of a set at set + k * fp_wino_u_stride(); panel p of a position starts Cin * col(p) floats in
+ * and holds Cin rows of its width (k-major). */
+#define FP_WINO_HEAD_FLOATS 16
+#define FP_WINO_SET_4 1          /* sets mask bits */
+#define FP_WINO_SET_2 2
+typedef struct fp_wino_head {
+    int64_t off[2];              /* [0] F(4x4), [1] F(2x2): float offset of the set from the head, or -1 */
+} fp_wino_head;
+
 static inline int64_t fp_wino_u_stride(const fp_conv_problem *p, fp_wino_panels pn) {
     return p->cin * 16 * pn.units;
 }
-static inline int64_t fp_wino_u_offset(const fp_conv_problem *p, fp_wino_panels pn, int m) {
-    return m == 4 ? 0 : 36 * fp_wino_u_stride(p, pn);
+/* The set of F(m) in a packed block, or NULL when it holds only the other one. */
+static inline const float *fp_wino_u_set(const float *packed, int m) {
+    const int64_t off = ((const fp_wino_head *)packed)->off[m == 4 ? 0 : 1];
+    return off < 0 ? NULL : packed + off;
 }
-int64_t fp_wino_packed_floats(const fp_conv_problem *p, const fp_sgemm_ukr *uk);
-void fp_wino_pack(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const float *w, float *dst);
+int64_t fp_wino_packed_floats(const fp_conv_problem *p, const fp_sgemm_ukr *uk, int sets);
+void fp_wino_pack(const fp_conv_problem *p, const fp_sgemm_ukr *uk, int sets, const float *w, float *dst);
 
 #endif

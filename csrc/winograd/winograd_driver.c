@@ -95,16 +95,32 @@ static const fp_wino_kernel *choose_kernel(const fp_conv_problem *p, int isa) {
         if (f) return (const fp_wino_kernel *)f; /* the row starts the struct */
     }
     const fp_wino_kernel *k = fp_wino_kernels_for(isa);
+    if (p->n < 1 || p->oh < 1 || p->ow < 1) return &k[0]; /* the map unknown (a layer's name before a call) */
     const int64_t tiles4 = p->n * p->dil_h * p->dil_w * FP_CEIL_DIV(FP_CEIL_DIV(p->oh, p->dil_h), 4) *
                            FP_CEIL_DIV(FP_CEIL_DIV(p->ow, p->dil_w), 4);
     return tiles4 < 32 ? &k[1] : &k[0];
 }
 
-static void make_plan(plan *P, const fp_conv_problem *p, int isa) {
+/* The U sets a packing of p holds: the one its map runs where the map is known (a network's plan, a one-shot
+ * call), else both (fp.Conv2d packs before its first call). */
+static int sets_for(const fp_conv_problem *p, int isa) {
+    if (p->n < 1 || p->oh < 1 || p->ow < 1) return FP_WINO_SET_4 | FP_WINO_SET_2;
+    return choose_kernel(p, isa)->m == 4 ? FP_WINO_SET_4 : FP_WINO_SET_2;
+}
+
+/* The kernel of tile side m beside k (each ISA's kernels are one array: [0] F(4x4), [1] F(2x2)). */
+static const fp_wino_kernel *with_tile(const fp_wino_kernel *k, int m) {
+    return k->m == m ? k : k->m == 4 ? k + 1 : k - 1;
+}
+
+/* packed: the layer's U sets (winograd.h); a map whose tile size's set is not there runs the other one. */
+static void make_plan(plan *P, const fp_conv_problem *p, int isa, const float *packed) {
     memset(P, 0, sizeof *P);
     P->p = p;
     P->uk = gemm_ukr(isa);
     P->wk = choose_kernel(p, isa);
+    if (!fp_wino_u_set(packed, P->wk->m)) P->wk = with_tile(P->wk, P->wk->m == 4 ? 2 : 4);
+    P->u = fp_wino_u_set(packed, P->wk->m);
     P->m = P->wk->m;
     P->n = P->m + 2;
     P->nn = P->n * P->n;
@@ -179,7 +195,7 @@ static void gemms(const plan *P, int64_t nt, int64_t co0, int64_t co1, const flo
     const fp_conv_problem *p = P->p;
     const fp_sgemm_ukr *uk = P->uk;
     const int64_t K = p->cin, ks = fp_wino_u_stride(p, P->pn), MR = uk->mr;
-    const float *U = P->u + fp_wino_u_offset(p, P->pn, (int)P->m);
+    const float *U = P->u;
     const float *rows[16];
     fp_ukr_args u = {0};
     u.arows = rows;
@@ -320,17 +336,17 @@ static int applies(const fp_conv_problem *p, int isa, int f64) {
 
 static const char *kernel_name(const fp_conv_problem *p, int isa, int f64) {
     (void)f64;
-    return choose_kernel(p, isa)->k.name; /* F(4x4) while the map is unknown (p->oh == 0) */
+    return choose_kernel(p, isa)->k.name; /* F(4x4) while the map is unknown (choose_kernel) */
 }
 
 static int64_t packed_bytes(const fp_conv_problem *p, int isa, int f64) {
     (void)f64;
-    return (int64_t)sizeof(float) * fp_wino_packed_floats(p, gemm_ukr(isa));
+    return (int64_t)sizeof(float) * fp_wino_packed_floats(p, gemm_ukr(isa), sets_for(p, isa));
 }
 
 static int pack(const fp_conv_problem *p, int isa, int f64, const void *w, void *dst) {
     (void)f64;
-    fp_wino_pack(p, gemm_ukr(isa), (const float *)w, (float *)dst);
+    fp_wino_pack(p, gemm_ukr(isa), sets_for(p, isa), (const float *)w, (float *)dst);
     return FP_OK;
 }
 
@@ -340,9 +356,8 @@ static int run(const fp_conv_problem *p, int isa, int f64, const void *x, const 
     if (p->n == 0 || p->oh < 1 || p->ow < 1) return FP_OK;
     if (p->pad_top < 0 || p->pad_left < 0) return FP_ERR_ARGS;
     plan P;
-    make_plan(&P, p, isa);
+    make_plan(&P, p, isa, (const float *)packed);
     P.x = (const float *)x;
-    P.u = (const float *)packed;
     P.bias = (const float *)bias;
     P.y = (float *)y;
     const int threads = (int)FP_MIN((int64_t)fp_threads(p), P.jobs);

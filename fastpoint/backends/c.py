@@ -187,11 +187,14 @@ class CBackend:
                     "compiler present: pip install --force-reinstall --no-deps .")
         return None
 
-    def prepack(self, layer: LayerSpec, weight: np.ndarray, alloc=_aligned_bytes) -> Packed:
-        """The packed weights in ``alloc(nbytes)`` (64-byte aligned bytes; a network's blocks: ops_conv.py)."""
+    def prepack(self, layer: LayerSpec, weight: np.ndarray, alloc=_aligned_bytes,
+                spec: Optional[ConvSpec] = None) -> Packed:
+        """The packed weights in ``alloc(nbytes)`` (64-byte aligned bytes; a network's blocks: ops_conv.py).
+        With the ``spec`` of the calls they serve, a Winograd layer packs only the U of the tile size that
+        spec's map runs (csrc/winograd/winograd.h), else those of both."""
         _refuse_bad_env()
         f64 = int(layer.dtype == np.float64)
-        p = _problem(layer)
+        p = _problem(layer, spec)
         buf = alloc(int(_lib.fp_packed_bytes(p, f64)))
         ctype = "double[]" if f64 else "float[]"
         pack = _lib.fp_pack_f64 if f64 else _lib.fp_pack_f32

@@ -83,16 +83,21 @@ class PackBlocks:
 
 
 class _BlockPacking:
-    """The C backend with its packed weights placed in a network's :class:`PackBlocks`."""
+    """The C backend with its packed weights placed in a network's :class:`PackBlocks` (or, without blocks,
+    in arrays of their own); with ``spec``, packed for that call shape's map: a Winograd layer's U of the
+    tile size the map runs only (csrc/winograd/winograd.h), not those of both."""
 
-    def __init__(self, backend, blocks: PackBlocks) -> None:
-        self._backend, self._blocks = backend, blocks
+    def __init__(self, backend, blocks: Optional[PackBlocks], spec=None) -> None:
+        self._backend, self._blocks, self._spec = backend, blocks, spec
+        if spec is not None:  # Conv2d keeps one packing per backend name and dtype: here one per tile size
+            self.name = f"{backend.name}:{backend.kernel_name(spec)}"
 
     def __getattr__(self, name):
         return getattr(self._backend, name)
 
     def prepack(self, layer, weight):
-        return self._backend.prepack(layer, weight, alloc=self._blocks.take)
+        alloc = self._blocks.take if self._blocks is not None else _aligned_bytes
+        return self._backend.prepack(layer, weight, alloc=alloc, spec=self._spec)
 
 
 class NodeConv2d(Conv2d):
@@ -101,12 +106,28 @@ class NodeConv2d(Conv2d):
 
     _snapshot = False
     pack_blocks: Optional[PackBlocks] = None
+    _map: Optional[Tuple] = None  # (input shape, dtype) of the plan being made, for a Winograd layer
+    _map_lock = threading.Lock()  # (one for all layers: a layer's lock would not pickle)
 
     def _get_backend(self):
         backend = super()._get_backend()
-        if self.pack_blocks is None or backend.name != "c":
+        if backend.name != "c" or (self.pack_blocks is None and self._map is None):
             return backend
-        return _BlockPacking(backend, self.pack_blocks)
+        spec = None if self._map is None else self._make_spec(self._layer.with_dtype(self._map[1]), self._map[0])
+        return _BlockPacking(backend, self.pack_blocks, spec)
+
+    def _new_plan(self, x4: np.ndarray, batched: bool, user_shape):
+        """A Winograd layer's plan packs, on the first call of a shape, the U of the tile size that shape's
+        map runs (4 x the weights for F(4x4), 1.8 x for F(2x2)), once per tile size used; one lock keeps
+        concurrent first calls from packing twice."""
+        if self._layer.algorithm != "winograd":
+            return super()._new_plan(x4, batched, user_shape)
+        with self._map_lock:
+            self._map = (x4.shape, x4.dtype)
+            try:
+                return super()._new_plan(x4, batched, user_shape)
+            finally:
+                self._map = None
 
     def kept_plan(self, x: np.ndarray):
         """The kept call plan for inputs like ``x`` (checked as a call's input; made, and the weights

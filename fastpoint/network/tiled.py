@@ -400,6 +400,21 @@ def _plan_flops(plan) -> int:
                    if st.in_shapes and st.in_shapes[0] is not None and None not in st.out_shapes))
 
 
+def _task_boxes(t: Tiling, shape: Sequence[int], chunks: Sequence[Sequence[int]], crop: bool):
+    """Each tile task's (tile shape, output box): the box (inclusive, in the tile's output grid) with
+    ``crop``, else None."""
+    out_starts = [np.cumsum((0,) + c) for c in t.out_chunks]
+    for n in chunks[0]:
+        for bi, (a0, a1) in enumerate(t.tiles[0]):
+            for bj, (b0, b1) in enumerate(t.tiles[1]):
+                box = None
+                if crop:
+                    oh = int(out_starts[0][bi]) - int(a0 / t.reach[0].step)
+                    ow = int(out_starts[1][bj]) - int(b0 / t.reach[1].step)
+                    box = ((oh, oh + t.out_chunks[0][bi] - 1), (ow, ow + t.out_chunks[1][bj] - 1))
+                yield (int(n), int(shape[1]), a1 - a0, b1 - b0), box
+
+
 def tile_work(net, t: Tiling, shape: Sequence[int], chunks: Sequence[Sequence[int]], dtype=np.float32,
               crop: bool = False) -> float:
     """The arithmetic (the ops' flops) of all of ``t``'s tile tasks over the whole image's: ``1 +`` the
@@ -408,26 +423,35 @@ def tile_work(net, t: Tiling, shape: Sequence[int], chunks: Sequence[Sequence[in
     net = _as_network(net)
     name, oname = net.inputs[0].name, net.outputs[0].name
     whole = _plan_flops(net.plan({name: (tuple(int(v) for v in shape), np.dtype(dtype))}))
-    out_starts = [np.cumsum((0,) + c) for c in t.out_chunks]
     cache: Dict[tuple, int] = {}
     total = 0
-    for n in chunks[0]:
-        for bi, (a0, a1) in enumerate(t.tiles[0]):
-            for bj, (b0, b1) in enumerate(t.tiles[1]):
-                tshape = (int(n), int(shape[1]), a1 - a0, b1 - b0)
-                box = None
-                if crop:
-                    oh = int(out_starts[0][bi]) - int(a0 / t.reach[0].step)
-                    ow = int(out_starts[1][bj]) - int(b0 / t.reach[1].step)
-                    box = ((oh, oh + t.out_chunks[0][bi] - 1), (ow, ow + t.out_chunks[1][bj] - 1))
-                key = (tshape, box)
-                if key not in cache:
-                    plan = net.plan({name: (tshape, np.dtype(dtype))})
-                    crops = _Crops(plan, oname, box, t.alignment) if box is not None and plan.layout == "NCHW" \
-                        else None
-                    cache[key] = crops.graph(plan)[2] if crops is not None and crops.ok else _plan_flops(plan)
-                total += cache[key]
+    for tshape, box in _task_boxes(t, shape, chunks, crop):
+        key = (tshape, box)
+        if key not in cache:
+            plan = net.plan({name: (tshape, np.dtype(dtype))})
+            crops = _Crops(plan, oname, box, t.alignment) if box is not None and plan.layout == "NCHW" else None
+            cache[key] = crops.graph(plan)[2] if crops is not None and crops.ok else _plan_flops(plan)
+        total += cache[key]
     return total / max(1, whole)
+
+
+def task_arenas(net, t: Tiling, shape: Sequence[int], chunks: Sequence[Sequence[int]], dtype=np.float32,
+                crop: bool = False) -> Dict[Tuple[int, ...], int]:
+    """Per tile shape, the arena a worker thread holds for its tasks: with ``crop``, the largest cropped
+    plan's of its chunk positions (they share one, :class:`_ThreadArenas`); else the tile plan's."""
+    net = _as_network(net)
+    name, oname = net.inputs[0].name, net.outputs[0].name
+    out: Dict[Tuple[int, ...], int] = {}
+    seen = set()
+    for tshape, box in _task_boxes(t, shape, chunks, crop):
+        if (tshape, box) in seen:
+            continue
+        seen.add((tshape, box))
+        plan = net.plan({name: (tshape, np.dtype(dtype))})
+        cp = crop_plan(plan, oname, box, t.alignment) if box is not None else None
+        nbytes = cp.plan.arena_bytes if cp is not None else plan.arena_bytes  # (planned, not allocated)
+        out[tshape] = max(out.get(tshape, 0), int(nbytes))
+    return out
 
 
 @dataclass(frozen=True)
@@ -440,9 +464,12 @@ class TaskMemory:
     fixed: float
     samples: Tuple[Tuple[int, int, int], ...] = ()  # (tile side, measured task bytes, arena bytes) per probe
 
-    def bytes(self, net: Network, shape: Tuple[int, ...], dtype=np.float32) -> int:
+    def bytes(self, net: Network, shape: Tuple[int, ...], dtype=np.float32, arena: Optional[int] = None) -> int:
+        """A task's bytes on a tile of ``shape``; ``arena`` (:func:`task_arenas`: the cropped plans') or the
+        tile plan's, which is at least as large on the networks measured (an upper bound for choosing)."""
         pixels = shape[0] * shape[2] * shape[3]
-        arena = net.plan({net.inputs[0].name: (tuple(shape), np.dtype(dtype))}).arena_bytes
+        if arena is None:
+            arena = net.plan({net.inputs[0].name: (tuple(shape), np.dtype(dtype))}).arena_bytes
         return int(arena + self.fixed + self.per_pixel * pixels)
 
 
@@ -477,8 +504,9 @@ def _probe_task(path: str) -> None:
     worker = threading.Thread(target=tasks)  # in a thread of its own, as a dask worker's task (its own
     worker.start()  # malloc arena, its stack)
     worker.join()
-    arena = net.plan({net.inputs[0].name: (tuple(shape), np.dtype(dtype))}).arena_bytes  # (cropped plans share
-    # one arena of this size per thread)
+    arena = net.plan({net.inputs[0].name: (tuple(shape), np.dtype(dtype))}).arena_bytes
+    if shipped._arenas is not None and shipped._arenas.nbytes:
+        arena = shipped._arenas.nbytes  # the cropped plans' shared arena
     print(json.dumps({"task_bytes": _status_bytes("VmHWM") - base, "arena_bytes": int(arena)}))
 
 
@@ -732,20 +760,34 @@ class _Crops:
 class _ThreadArenas:
     """One arena per thread, shared by the cropped plans of one tile shape: a thread runs one plan at a
     time and a plan's results are copied out of its arena, so the plans of a worker thread can take turns
-    on the same bytes: memory of one tile's arena, faulted in once, whatever the number of chunk classes."""
+    on the same bytes: memory of one arena, faulted in once per size, whatever the number of chunk classes.
 
-    def __init__(self, nbytes: int) -> None:
-        self.nbytes = int(nbytes)
+    The arena is as large as the largest cropped plan that ran, not the whole tile plan's (BasicUNet, 1248^2
+    tile: 479 MiB for an interior chunk against the tile plan's 570; 443 against 473 at a 2048^2 corner). A
+    plan that needs more grows it: the thread's old buffer is dropped, and so are the other cropped plans
+    (``on_grow``, which binds them to the larger one when they next run: a plan costs a few ms, the new
+    arena's pages once)."""
+
+    def __init__(self, on_grow=None) -> None:
+        self.nbytes = 0  # the largest any thread's plan asked for
+        self.on_grow = on_grow
         self._local = threading.local()
 
-    def get(self, nbytes: int) -> np.ndarray:
+    def get(self, nbytes: int, plan=None) -> np.ndarray:
+        import gc
+
         from .pages import fresh_bytes
 
-        if nbytes > self.nbytes:
-            return fresh_bytes(nbytes, populate=True)  # larger than the tile's plan: its own arena
         buf = getattr(self._local, "buf", None)
-        if buf is None:
-            buf = self._local.buf = fresh_bytes(self.nbytes, populate=True)
+        if buf is not None and buf.nbytes >= nbytes:
+            return buf
+        if buf is not None:
+            self._local.buf = buf = None
+            if self.on_grow is not None:
+                self.on_grow(plan)  # the plans bound to the smaller buffer let go of it ...
+            gc.collect()  # ... now (a plan and its per-thread program refer to each other)
+        self.nbytes = max(self.nbytes, int(nbytes))
+        buf = self._local.buf = fresh_bytes(self.nbytes, populate=True)
         return buf
 
 
@@ -758,7 +800,7 @@ def _shared_plan(graph, feeds, arenas: Optional[_ThreadArenas]):
 
     class SharedPlan(Plan):
         def _new_arena(self, nbytes: int) -> np.ndarray:
-            return arenas.get(nbytes)
+            return arenas.get(nbytes, self)
 
         def _output_buffers(self, step):
             # a fresh array for each output, kept by no pool: a task's output goes to dask, which frees it
@@ -818,7 +860,7 @@ class _Shipped:
     tile shape it ran (one plan, one arena: memory bounded by one tile), and the prepacked weights (in the
     graph's nodes) are shared by those Networks. With crops, it keeps the cropped plans of that tile shape
     (one per chunk position: interior, edges, corners), which share one arena per worker thread, the size
-    of the whole tile plan's (:class:`_ThreadArenas`)."""
+    of the largest of them that ran (:class:`_ThreadArenas`)."""
 
     MAX_SHAPES = 1
     MAX_CROP_PLANS = 16
@@ -858,11 +900,21 @@ class _Shipped:
             if key not in self._crops:
                 plan = net.plan({net.inputs[0].name: (x.shape, x.dtype)})
                 if self._arenas is None:
-                    self._arenas = _ThreadArenas(plan.arena_bytes)
+                    self._arenas = _ThreadArenas(self._release_others)
                 if len(self._crops) >= self.MAX_CROP_PLANS:
                     self._crops.pop(next(iter(self._crops)))
                 self._crops[key] = crop_plan(plan, net.outputs[0].name, box, p, arenas=self._arenas)
             return self._crops[key]
+
+
+    def _release_others(self, keep) -> None:
+        """The cropped plans other than the one whose plan is ``keep`` let go of their arenas
+        (:class:`_ThreadArenas` grows); each plans again at its next call."""
+        with self._lock:
+            crops = [cp for cp in self._crops.values() if cp is not None]
+        for cp in crops:
+            if cp._plan is not keep:
+                cp.release()
 
 
 # per process (a dask worker): what the tile tasks spent where, for ``fastpoint segment``'s report
