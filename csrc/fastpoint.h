@@ -100,6 +100,14 @@ int fp_deconv_scatter_once_f32(const fp_conv_problem *p, const float *x, const f
 /* One-shot K == stride GEMM: w the caller's (Cin, Cout, KH, KW), bias per output channel (or NULL); packs into
  * this thread's scratch on the pool and runs fp_deconv_gemm_f32. */
 int fp_deconv_gemm_once_f32(const fp_conv_problem *p, const float *x, const float *w, const float *bias, float *y);
+/* The transposed convolution with K >= stride per axis (dilation 1, groups 1, NCHW; any padding and output_padding)
+ * as the sub-pixel GEMM (deconv_shuffle.c): problem as the scatter-add's; its own packing of the (Cin, Cout, KH, KW)
+ * weight; bias one value per output channel (or NULL); the one-shot form takes the caller's weight. */
+int64_t fp_deconv_shuffle_packed_bytes(const fp_conv_problem *p);
+int fp_deconv_shuffle_pack(const fp_conv_problem *p, const float *w, void *packed);
+int fp_deconv_shuffle_f32(const fp_conv_problem *p, const float *x, const void *packed, const float *bias, float *y);
+int fp_deconv_shuffle_once_f32(const fp_conv_problem *p, const float *x, const float *w, const float *bias,
+                               float *y);
 
 /* Direct conv1d blocked for one long row (csrc/conv1d/): NCL, groups 1, any K, stride, dilation, (left, right)
  * padding (problem with h = oh = kh = 1, pad_left the left padding, ow the output length); weights (Cout, Cin, K)

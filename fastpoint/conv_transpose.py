@@ -32,6 +32,10 @@ from .backends.c_lowered import (
     deconv_scatter_once,
     deconv_scatter_problem,
     deconv_scatter_run,
+    deconv_shuffle_applies,
+    deconv_shuffle_once,
+    deconv_shuffle_pack,
+    deconv_shuffle_run,
 )
 from .backends.numpy import conv_transpose2d_nchw
 from .conv1d import OneRow, _int, check_layout_1d
@@ -66,6 +70,7 @@ class _Prepared(NamedTuple):
     bias: Optional[np.ndarray]
     gemm: Optional[Tuple[Any, Optional[np.ndarray]]]  # (packed W', bias per GEMM row)
     scatter: Any = None  # packed W' (rows (co, ky, kx)) of the scatter-add GEMM
+    shuffle: Any = None  # packed W'' (rows (ry, rx, co)) of the sub-pixel GEMM
 
 
 class ConvTranspose2d:
@@ -114,6 +119,9 @@ class ConvTranspose2d:
                 gemm = (deconv_pack(weight, L.layout), deconv_bias_rows(bias, L.kh, L.kw, L.layout))
                 self._prepared[key] = _Prepared([], bias, gemm)
                 return self._prepared[key]
+            if backend.name == "c" and dtype == np.float32 and deconv_shuffle_applies(L):
+                self._prepared[key] = _Prepared([], bias, None, shuffle=deconv_shuffle_pack(weight, L))
+                return self._prepared[key]
             if backend.name == "c" and dtype == np.float32 and deconv_scatter_applies(L):
                 self._prepared[key] = _Prepared([], bias, None, deconv_pack(weight, "NCHW"))
                 return self._prepared[key]
@@ -151,6 +159,8 @@ class ConvTranspose2d:
             prep = self._phases(backend, x4.dtype)
             if backend.name == "numpy":
                 self._reference(x4, prep.bias, result)
+            elif prep.shuffle is not None:
+                deconv_shuffle_run(prep.shuffle, c_array(x4), L, result, prep.bias)
             elif prep.scatter is not None:
                 deconv_scatter_run(prep.scatter, c_array(x4), L, result, prep.bias)
             elif prep.gemm is not None:
@@ -277,7 +287,8 @@ class _ScatterOnce:
                 or x4.shape[0] == 0):
             return _NO_PLAN
         plan = _ScatterOnce()
-        plan.run = deconv_gemm_once if L.is_gemm else deconv_scatter_once
+        plan.run = (deconv_gemm_once if L.is_gemm else deconv_shuffle_once if deconv_shuffle_applies(L)
+                    else deconv_scatter_once)
         n = x4.shape[0]
         shape4 = (n, L.cout, oh, ow) if L.layout == "NCHW" else (n, oh, ow, L.cout)
         plan.layer, plan.x4_shape, plan.batched = L, x4.shape, batched

@@ -31,6 +31,27 @@ CASES = [
 ]
 
 
+# The sub-pixel GEMM (csrc/lowered/deconv_shuffle.c, NCHW): K a multiple of a stride of 4 or more, or not a
+# multiple of the stride (phases with fewer taps: each of the four k ranges).  Paddings that crop partial blocks
+# on every side or whole ones (padding > stride), output_padding rows no input reaches, widths of blocks off the
+# GEMM tile, 3 taps per axis, anisotropic strides, channels off the vector width and the GEMM tile's rows.
+SHUFFLE_CASES = [
+    (21, 21, 6, 5, 16, 8, 4, 0, 1, 1),  # FCN-8s K16 s8 p4
+    (3, 5, 7, 13, 8, 4, 2, 3, 1, 1),
+    (5, 9, 4, 17, 12, 4, 9, 1, 1, 1),  # 3 taps, padding past a whole block
+    (7, 3, 3, 50, (4, 8), (2, 4), (1, 3), (1, 2), 1, 1),
+    (6, 5, 4, 41, (8, 4), (4, 2), (3, 1), (1, 1), 1, 1),  # stride 4 down, 2 across
+    (2, 4, 5, 3, (16, 3), (8, 1), (7, 1), (5, 0), 1, 1),
+    (33, 17, 2, 2, (5, 10), (5, 5), (0, 0), (4, 4), 1, 1),  # one K == stride axis
+    (5, 6, 6, 7, 3, 2, 1, 1, 1, 1),  # 3x3 s2 p1 output_padding 1: phases of 4, 2, 2 and 1 taps
+    (4, 9, 5, 4, 5, 2, 2, 1, 1, 1),  # 3 and 2 taps per axis
+    (3, 11, 5, 5, 7, 4, 3, 2, 1, 1),
+    (9, 4, 5, 5, 3, 2, 0, 0, 1, 1),
+    (7, 5, 4, 6, (3, 4), (2, 2), (0, 1), (1, 0), 1, 1),  # one axis a multiple, the other not
+    (3, 4, 1, 19, (1, 5), (1, 2), (0, 1), (0, 1), 1, 1),  # 1-d shaped
+]
+
+
 def _pair(v):
     return v if isinstance(v, tuple) else (v, v)
 
@@ -64,7 +85,7 @@ def test_equals_reference(backend, case, layout):
     np.testing.assert_array_equal(out if layout == "NCHW" else out.transpose(0, 3, 1, 2), expected)
 
 
-@pytest.mark.parametrize("case", CASES[:6], ids=str)
+@pytest.mark.parametrize("case", CASES[:6] + SHUFFLE_CASES[2:3] + SHUFFLE_CASES[-3:-2], ids=str)
 def test_every_c_isa(isa, case):
     x, w, b = _arrays(case, n=1, seed=1)
     _, _, _, _, k, s, p, op, d, g = case
@@ -105,6 +126,27 @@ def test_scatter_gemm(case, layout, threads):
             fp.conv_transpose2d(xin, w, bias, s, p, op, g, d, activation="relu" if relu else None, layout=layout,
                                 backend="c", out=out)
         np.testing.assert_array_equal(out if layout == "NCHW" else out.transpose(0, 3, 1, 2), expected)
+
+
+@pytest.mark.parametrize("case", SHUFFLE_CASES, ids=str)
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_shuffle_gemm(case, threads):
+    from fastpoint.backends.c_lowered import deconv_shuffle_applies
+    from fastpoint.core.transpose_spec import make_transpose_layer
+
+    x, w, b = _arrays(case, n=2, seed=5)
+    _, _, _, _, k, s, p, op, d, g = case
+    assert deconv_shuffle_applies(make_transpose_layer(w, s, p, op, g, d, "NCHW", None))
+    layer = fp.ConvTranspose2d(w, b, s, p, op, g, d, activation="relu", backend="c")
+    for bias, relu in ((b, True), (None, False)):
+        expected = _reference(x, w, bias, k, s, p, op, d, g, relu=relu)
+        out = np.full(expected.shape, np.nan, np.float32)  # every output is written once
+        with thread_limit(threads):
+            fp.conv_transpose2d(x, w, bias, s, p, op, g, d, activation="relu" if relu else None, backend="c", out=out)
+            np.testing.assert_array_equal(out, expected)
+            if relu:
+                np.testing.assert_array_equal(layer(x), expected)
+                np.testing.assert_array_equal(layer(x[0]), expected[0])
 
 
 @pytest.mark.parametrize("k, s, p", [(4, 2, 1), (2, 2, 0), (3, 3, 0)])

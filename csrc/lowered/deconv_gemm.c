@@ -110,10 +110,9 @@ int fp_deconv_gemm_f32(const fp_conv_problem *p, const float *x, const void *pac
     return run_nchw(&q, uk, a, NULL, x, bias, y);
 }
 
-/* A one-shot call's scratch: `bytes` (packed weights, or none) and then the bias per GEMM row, NCHW rows
- * (co, ky, kx), NHWC (ky, kx, co); *rows NULL without a bias. */
-static char *once_scratch(const fp_conv_problem *p, const float *bias, int64_t bytes, float **rows) {
-    const int64_t taps = p->kh * p->kw, m = p->cout * taps;
+char *fp_lowered_once_scratch(const fp_conv_problem *p, const float *bias, int64_t bytes, int64_t taps,
+                              float **rows) {
+    const int64_t m = p->cout * taps;
     char *s = (char *)fp_scratch(FP_SCRATCH_ONCE, bytes + (int64_t)sizeof(float) * m);
     *rows = NULL;
     if (s && bias) {
@@ -133,14 +132,14 @@ int fp_deconv_gemm_once_f32(const fp_conv_problem *p, const float *x, const floa
     if (!shape_ok(p)) return FP_ERR_ARGS;
     float *rows;
     if (p->layout == 0 && FP_MIN(fp_threads(p), fp_max_threads()) == 1) {
-        if (!once_scratch(p, bias, 0, &rows)) return FP_ERR_ALLOC;
+        if (!fp_lowered_once_scratch(p, bias, 0, p->kh * p->kw, &rows)) return FP_ERR_ALLOC;
         fp_conv_problem q = *p;
         q.num_threads = 1;
         const int rc = run_nchw(&q, fp_sgemm_ukr_pick(fp_isa()), NULL, w, x, rows, y);
         if (rc != FP_DECLINED) return rc;
     }
     const int64_t bytes = fp_deconv_gemm_packed_bytes(p);
-    char *packed = once_scratch(p, bias, bytes, &rows);
+    char *packed = fp_lowered_once_scratch(p, bias, bytes, p->kh * p->kw, &rows);
     if (!packed) return FP_ERR_ALLOC;
     const int rc = fp_deconv_gemm_pack(p, w, packed);
     return rc < 0 ? rc : fp_deconv_gemm_f32(p, x, packed, rows, y);

@@ -48,6 +48,9 @@ struct fp_lowered {
     const fp_interleave_kernel *interleave; /* the stores' 2-wide interleave (a table row) */
     /* B rows [k0, k0+kc) x columns [j0, j0+nc) of image xn, as NR-column micro-panels of kc x NR floats */
     void (*pack_b)(const fp_lowered *L, const float *xn, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float *dst);
+    /* NULL, or the part [k0, k1) of the one k block (single_k_block, a store) that the MR-row panel from row i
+     * reads (the sub-pixel GEMM's phases, deconv_shuffle.c: a phase with fewer taps reads fewer B rows) */
+    void (*krange)(const fp_lowered *L, int64_t i, int64_t *k0, int64_t *k1);
     /* NULL: C rows are written in place (ldc = n); else a finished mr x nr tile (ldt apart) goes to yn */
     void (*store)(const fp_lowered *L, float *yn, int64_t i0, int64_t mr, int64_t j0, int64_t nr, const float *tile,
                   int64_t ldt);
@@ -101,7 +104,8 @@ const float *fp_lowered_begin_form(const fp_conv_problem *p, const void *packed,
 /* Packed weights of a lowered GEMM: a 64-byte header (the gemm row, the GEMM's M and K) and the A panels
  * (or, for the NHWC K == stride transposed conv, W'^T's column panels: deconv_nhwc.c).  header_init writes the
  * header and returns where the panels start. */
-enum { FP_LOWERED_PANELS_A = 0, FP_LOWERED_PANELS_B = 1 }; /* MR-row panels of W / NR-column panels of W^T */
+/* MR-row panels of W / NR-column panels of W^T / MR-row panels of the sub-pixel GEMM's W'' (deconv_shuffle.c) */
+enum { FP_LOWERED_PANELS_A = 0, FP_LOWERED_PANELS_B = 1, FP_LOWERED_PANELS_SHUFFLE = 2 };
 int64_t fp_lowered_header_bytes(void);
 float *fp_lowered_header_init(void *packed, int64_t m, int64_t k, int form);
 int64_t fp_lowered_packed_bytes(int64_t m, int64_t k);
@@ -113,6 +117,11 @@ int fp_lowered_pack(int64_t m, int64_t k, const float *w, void *packed, int thre
  * (panel pi at (pi - pi0) * k * MR), with no header (a one-shot call's row block, packed just before use). */
 int fp_lowered_pack_kmajor(int64_t m, int64_t k, const float *w, void *packed, int threads);
 void fp_lowered_kmajor_panels(int64_t m, int64_t k, const float *w, int64_t pi0, int64_t pi1, float *dst);
+
+/* A one-shot call's scratch (deconv_gemm.c): `bytes` (packed weights, or none) and then the bias per GEMM row,
+ * `taps` rows per output channel, NCHW rows (co, tap), NHWC (tap, co); *rows NULL without a bias. */
+char *fp_lowered_once_scratch(const fp_conv_problem *p, const float *bias, int64_t bytes, int64_t taps,
+                              float **rows);
 
 /* The NHWC K == stride transposed conv written in place by the micro-kernels (deconv_nhwc.c): packed bytes,
  * packing of the (Cin, Cout, KH, KW) weights, and the run (bias: one value per column (kx, co), or NULL). */

@@ -207,6 +207,11 @@ static void block(const task *t, const float *xn, float *yn, int64_t r0, int64_t
                     for (int64_t ir = ic; ir < ie; ir += MR) {
                         /* panel ir/MR starts ir*K floats in (the row block's (ir - ic)*K) */
                         u.a = (ablock ? ablock + (ir - ic) * K : L->a + ir * K) + pc * MR;
+                        if (L->krange) { /* this panel's part of the one k block */
+                            int64_t k0, k1;
+                            L->krange(L, ir, &k0, &k1);
+                            u.a += k0 * MR, u.b = buf + (jr - jc) * kc + k0 * NR, u.kc = k1 - k0;
+                        }
                         u.mr = FP_MIN(MR, L->m - ir);
                         u.bias = L->bias && !L->accumulate ? L->bias + ir : NULL;
                         if (L->store) {
@@ -264,6 +269,7 @@ static void chunk(void *ctx, int64_t c, int worker) {
 int fp_lowered_run(const fp_lowered *L) {
     if (L->uk->nr > 64) return FP_ERR_ARGS; /* the stores keep one offset per tile column on the stack */
     if (L->a_raw && !L->store) return FP_ERR_ARGS; /* the row copy (no store) reads packed panels */
+    if (L->krange && (!L->single_k_block || !L->store || L->a_raw)) return FP_ERR_ARGS;
     task t;
     memset(&t, 0, sizeof t);
     t.L = L;

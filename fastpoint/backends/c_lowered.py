@@ -215,6 +215,49 @@ def deconv_scatter_applies(layer) -> bool:
     return _lib is not None and layer.groups == 1
 
 
+# The sub-pixel GEMM runs layers whose stride is at least this, or whose kernel is not a multiple of the stride
+# (3x3 s2: its phases read 4, 2, 2 and 1 taps' rows of B, no zero multiplied); at stride 2 with K a multiple of it
+# the scatter-add GEMM's summed-pair stores win.  Measured alternating, thread CPU, 1 thread, loaded box
+# (scatter-add time / sub-pixel time, one-shot and prepacked): FCN-8s K16 s8 p4 21@32 2.09x / 2.04x, 3x3 s2 p1 op1
+# 128->64@64 1.12x / 1.10x, K8 s4 p2 21@64 1.62x, 64->32 K8 s4 @32 1.14x, 64->32 K16 s8 @16 1.13x; K4 s2 p1 21@16
+# 0.83x / 0.92x, 64@32 0.94x / 1.06x, DCGAN's 256->128@16 0.70x / 0.83x (its 2 MB weight gathered per call, the
+# 17x17 blocks of a 16x16 input at padding 1).
+SHUFFLE_MIN_STRIDE = 4
+
+
+def deconv_shuffle_applies(layer) -> bool:
+    """The sub-pixel GEMM (``csrc/lowered/deconv_shuffle.c``): K >= stride on both axes (every phase has a tap),
+    a stride of :data:`SHUFFLE_MIN_STRIDE` or more or a K that is not a multiple of it, dilation 1, groups 1,
+    NCHW, not the K == stride GEMM's layers (float32 and the C build are the caller's checks)."""
+    (sh, sw), kh, kw = layer.stride, layer.kh, layer.kw
+    return (_lib is not None and layer.groups == 1 and layer.layout == "NCHW" and layer.dilation == (1, 1)
+            and kh >= sh and kw >= sw and not layer.is_gemm
+            and (max(sh, sw) >= SHUFFLE_MIN_STRIDE or kh % sh != 0 or kw % sw != 0))
+
+
+def deconv_shuffle_pack(weight: np.ndarray, layer) -> LoweredPacked:
+    """Pack a C-contiguous ``(Cin, Cout, KH, KW)`` float32 weight for the sub-pixel GEMM."""
+    p = deconv_scatter_problem(layer, (1, layer.cin, 1, 1), (1, layer.cout, 1, 1), 1)
+    buf = _aligned_bytes(int(_lib.fp_deconv_shuffle_packed_bytes(p)))
+    _check(_lib.fp_deconv_shuffle_pack(p, _ptr(weight, "float[]"), _ptr(buf, "char[]")))
+    return LoweredPacked(buf)
+
+
+def deconv_shuffle_run(packed: LoweredPacked, x: np.ndarray, layer, out: np.ndarray,
+                       bias: Optional[np.ndarray]) -> None:
+    """``out`` = the transposed convolution of ``x`` (C-contiguous float32 NCHW) by the sub-pixel GEMM; ``bias``
+    one value per output channel or None."""
+    p = deconv_scatter_problem(layer, x.shape, out.shape, get_num_threads())
+    _check(_lib.fp_deconv_shuffle_f32(p, _ptr(x, "float[]"), _ptr(packed.buffer, "char[]"), _ptr(bias, "float[]"),
+                                      _ptr(out, "float[]")))
+
+
+def deconv_shuffle_once(problem, x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray],
+                        out: np.ndarray) -> None:
+    """The one-shot sub-pixel GEMM: as :func:`deconv_scatter_once` (``bias`` per output channel)."""
+    _once(_lib.fp_deconv_shuffle_once_f32, problem, x, weight, bias, out)
+
+
 def deconv_scatter_problem(layer, x_shape, out_shape, threads: int):
     """The C problem of the scatter-add GEMM on a 4-d input and output of these shapes (the layer's layout)."""
     nhwc = layer.layout == "NHWC"
