@@ -97,6 +97,27 @@ def test_stem_declines_inputs_it_does_not_take():
     np.testing.assert_allclose(first, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
 
 
+@needs_loop
+def test_stem_of_a_model_file_reads_its_weights(tmp_path):
+    """Loaded from a file, a fixed-shape model's convolution weights stay in the file until packed
+    (wire.StandIn stand-ins that read as NaN): the stem loop must take the real, folded weights. Bit for
+    bit the result of the same model loaded from its ModelProto (weights kept as arrays)."""
+    import onnx
+
+    rng = np.random.default_rng(3)
+    m = stem_model(rng, 3, 16, 3, 2, 1, 1, "hardswish", (1, 3, 40, 36))
+    path = tmp_path / "stem.onnx"
+    onnx.save(m, path)
+    x = rng.standard_normal((1, 3, 40, 36)).astype(np.float32)
+    net = fp.load_onnx(path, layout="NHWC")
+    got = net(x)
+    assert _stem_used(net)
+    kept = fp.load_onnx(m, layout="NHWC")
+    want = kept(x)
+    assert np.isfinite(got).all()
+    np.testing.assert_array_equal(got, want)
+
+
 def test_stem_loop_refuses_what_it_cannot_run():
     """prepare_conv_stem declines more than 32 output channels or more than 4 input channels."""
     if not _c.available():

@@ -525,6 +525,7 @@ class Conv(ConvBase):
         spec = self._node_layer(w, b, pads[:2], strides, dilations, "NHWC", True, self._epilogue(w.shape[0]))._layer
         from ..backends.c import _epilogue
 
+        w = self.layer_weights()[0]  # (``weight`` may be a stand-in left in the file; the loop copies them now)
         call = _c.prepare_conv_stem(tuple(x_shape), w, b, pads[:2], strides, dilations, spec.relu,
                                     _epilogue(spec, None) if spec.act is not None else None)
         if call is None:
