@@ -44,6 +44,15 @@ def _model(rng, shape=(1, 8, 9, 9), dtype=np.float32):
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
 
 
+def _saved(tmp_path, seed: int, dtype=np.float32):
+    """(rng, the model, its file, an input): :func:`_model` saved to ``tmp_path``."""
+    rng = np.random.default_rng(seed)
+    proto = _model(rng, dtype=dtype)
+    path = tmp_path / "m.onnx"
+    onnx.save(proto, path)
+    return rng, proto, path, rng.standard_normal((1, 8, 9, 9)).astype(dtype)
+
+
 def _convs(net):
     return [n.op for n in net._graph.nodes if n.op.op_type == "Conv"]
 
@@ -51,11 +60,7 @@ def _convs(net):
 @needs_c
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_packed_from_the_file_bit_for_bit(tmp_path, dtype):
-    rng = np.random.default_rng(1)
-    proto = _model(rng, dtype=dtype)
-    path = tmp_path / "m.onnx"
-    onnx.save(proto, path)
-    x = rng.standard_normal((1, 8, 9, 9)).astype(dtype)
+    rng, proto, path, x = _saved(tmp_path, 1, dtype)
     net = fp.load_onnx(path, backend="c")
     # the layers the load-time plan binds are packed at load, from the file; a convolution not bound to
     # the arena (the last one writes the graph output; a float64 graph input is not staged) is not packed
@@ -77,11 +82,7 @@ def test_packed_from_the_file_bit_for_bit(tmp_path, dtype):
 
 @needs_c
 def test_the_file_is_never_read_after_the_load(tmp_path):
-    rng = np.random.default_rng(2)
-    proto = _model(rng)
-    path = tmp_path / "m.onnx"
-    onnx.save(proto, path)
-    x = rng.standard_normal((1, 8, 9, 9)).astype(np.float32)
+    rng, proto, path, x = _saved(tmp_path, 2)
     net = fp.load_onnx(path, backend="c")
     y = net(x)
     # the file changes (other weights, same framing), then is cut short: the network does not notice
@@ -177,11 +178,7 @@ def test_a_stand_in_pickles_small_and_reads_as_nan():
 def test_the_first_run_takes_the_program_made_at_load_in_any_thread(tmp_path):
     import threading
 
-    rng = np.random.default_rng(6)
-    proto = _model(rng)
-    path = tmp_path / "m.onnx"
-    onnx.save(proto, path)
-    x = rng.standard_normal((1, 8, 9, 9)).astype(np.float32)
+    rng, proto, path, x = _saved(tmp_path, 6)
     want = fp.load_onnx(proto, backend="c")(x)
     net = fp.load_onnx(path, backend="c")
     plan, program, arena = net._spare
