@@ -120,9 +120,8 @@ int fp_op_resize2d_f32(const float *x, const int64_t *xs, float *y, const int64_
     const int c2p = ly && dims[1] > 1 && xs[1] == 1 && ys[1] != 1 && ys[3] == 1;
     const int nchw = is_nchw(xs, ys) && !c2p;
     /* c2p's output is a graph output or the input of a later op, larger than L2 in the networks it
-     * serves (lraspp: 5.5 MB): stream it past the cache as the GEMM streams such outputs.  Measured alone
-     * (21@32^2 -> 21@256^2, cache flushed before each call as in a network, loaded 2-vCPU Zen 5): 0.57 ms
-     * -> see the commit; the same rule (total output > L2) as gemm_driver.c's. */
+     * serves (lraspp: 5.5 MB): streamed past the cache, no line is read for ownership before it is
+     * written (the rule, total output > L2, is gemm_driver.c's; docs/ops.md has the measurement). */
     const int stream = c2p && (int64_t)sizeof(float) * dims[0] * dims[1] * dims[4] * dims[5] > fp_cache_size(2);
     image_task t = {pick(), x, xs, ys, dims, NULL, iy, ix, NULL, ly, lx, y, 0, 0, nchw, c2p, stream,
                     dims[0] * (nchw ? dims[1] : 1) * dims[4], 0};
