@@ -316,7 +316,8 @@ def test_chunk_choice_rule(monkeypatch):
 
 def test_taller_chunk_rule(monkeypatch):
     """After the square chunk, a chunk k times as tall (as wide) wins when it cuts the work by TALL_GAIN,
-    fits the budget and leaves every task slot a task; otherwise the square (or shorter) one stays."""
+    fits the budget and leaves every task slot TALL_TASKS_PER_SLOT (2) tasks; otherwise the square (or
+    shorter) one stays."""
     from fastpoint.network import segment as seg
     from fastpoint.network import tiled
 
@@ -336,8 +337,12 @@ def test_taller_chunk_rule(monkeypatch):
 
     big = int(4 * need(2000, 768) / (0.8 - seg.SAFETY))
     c = seg.choose_chunk(net, shape, np.float32, big, 8 << 20, mem, workers=2)
-    assert c["chunk"] == 768 and c["chunks_hw"] == (2000, 768) and c["work"] == 0.48  # 3 tasks for 2 slots
-    assert seg.choose_chunk(net, shape, np.float32, big, 8 << 20, mem, workers=4)["chunks_hw"] == (1536, 768)
+    assert seg.TALL_TASKS_PER_SLOT == 2
+    # (2000, 768) would be 3 tasks for 2 slots: (1536, 768) is 6, the tallest with 2 a slot
+    assert c["chunk"] == 768 and c["chunks_hw"] == (1536, 768) and c["work"] == 0.49
+    assert seg.choose_chunk(net, shape, np.float32, big, 8 << 20, mem, workers=3)["chunks_hw"] == (1536, 768)
+    # 4 workers: 6 tasks are fewer than 2 a slot, the square's 9 stay
+    assert seg.choose_chunk(net, shape, np.float32, big, 8 << 20, mem, workers=4)["chunks_hw"] == (768, 768)
     tall[(1536, 768)] = 0.499  # less than TALL_GAIN below the square's work
     tall[(2000, 768)] = 0.496
     assert seg.choose_chunk(net, shape, np.float32, big, 8 << 20, mem, workers=2)["chunks_hw"] == (768, 768)

@@ -140,6 +140,11 @@ WORK_TOLERANCE = 0.05
 #: chunk 1024 x 1024 / 2048 x 1024 / 1024 x 2048: 1.142 / 1.118 / 1.244 us, work 1.00 / 0.967 / 0.967), and
 #: the halo rows are recomputed once per ``k`` square chunks instead of once per chunk
 TALL_GAIN = 0.01
+#: a taller chunk is taken only while every task slot still gets at least this many tasks: a worker's
+#: first task pays for its arena's fresh pages (about 1 GiB for BasicUNet's 2048 x 1024 tiles), and with
+#: one task a slot nothing amortises it (2-vCPU Zen 5, BasicUNet 2048^2, 2 workers: 2048 x 1024 chunks,
+#: one task each, 4.1 s against 2.6 s with four 1024^2 chunks; at 8192^2, 16 tasks a slot, 38.7 s vs 43.2)
+TALL_TASKS_PER_SLOT = 2
 
 
 def parse_chunk(chunk):
@@ -181,8 +186,8 @@ def choose_chunk(net, shape, dtype, memory_limit: int, worker_base: int, mem, ta
     ``crop``, the cropped plans' work). Candidates are multiples of the tile alignment (at least 128
     px); the smallest fit whose work is within ``WORK_TOLERANCE`` of the least fitting work wins (``chunk``).
     Then chunks ``k`` times as tall as wide (k = 2, 3, ...; rows as wide as the square's) while they fit,
-    leave every one of ``workers * tasks_per_worker`` task slots a task, and cut the predicted work by
-    ``TALL_GAIN`` against the best so far (``chunks_hw``: the (H, W) chunk to run).
+    leave every one of ``workers * tasks_per_worker`` task slots ``TALL_TASKS_PER_SLOT`` tasks, and cut the
+    predicted work by ``TALL_GAIN`` against the best so far (``chunks_hw``: the (H, W) chunk to run).
 
     ``tune``: a network's rate per pixel may fall as its feature maps outgrow the caches, so a smaller
     tile can win despite more recomputation. Then the fitting multiples of 256 (and the predicted best)
@@ -238,7 +243,8 @@ def choose_chunk(net, shape, dtype, memory_limit: int, worker_base: int, mem, ta
 def _taller(net, shape, dtype, best: dict, budget: float, worker_base: int, mem, tasks_per_worker: int,
             crop: bool, read_bytes, workers: int) -> dict:
     """``best`` (a square chunk's entry) with ``chunks_hw``: the tallest chunk of its width that fits the
-    budget, keeps every task slot busy and cuts the work by ``TALL_GAIN`` per step (:func:`choose_chunk`)."""
+    budget, gives every task slot ``TALL_TASKS_PER_SLOT`` tasks and cuts the work by ``TALL_GAIN`` per step
+    (:func:`choose_chunk`)."""
     from .tiled import tile_work, tiling
 
     n, h, w = shape[0], shape[2], shape[3]
@@ -248,8 +254,8 @@ def _taller(net, shape, dtype, best: dict, budget: float, worker_base: int, mem,
     for k in range(2, -(-h // c) + 1):
         ch = min(k * c, h)
         chunks = ((1,) * n, (shape[1],), _grid(ch, h), _grid(c, w))
-        if n * len(chunks[2]) * len(chunks[3]) < slots:
-            break  # a worker would have nothing to do
+        if n * len(chunks[2]) * len(chunks[3]) < TALL_TASKS_PER_SLOT * slots:
+            break  # a worker's arena would be made for too few tasks (or it would have nothing to do)
         t = tiling(net, shape, chunks, dtype)
         task = max(mem.bytes(net, s, dtype) + (read_bytes(s) if read_bytes else 0) for s in t.tile_shapes)
         need = worker_base + tasks_per_worker * task
