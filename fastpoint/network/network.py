@@ -66,7 +66,8 @@ class Network:
 
     def _claim_spare(self, plan: Plan) -> None:
         """The first run of ``plan`` in a thread with no program of it takes pack()'s, if still spare."""
-        if self._spare is None or self._spare[0] is not plan or hasattr(plan._arenas, "program"):
+        spare = self._spare  # (read once: another thread's first run may take it meanwhile)
+        if spare is None or spare[0] is not plan or hasattr(plan._arenas, "program"):
             return
         with self._lock:
             spare, self._spare = self._spare, None
