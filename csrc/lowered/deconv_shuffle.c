@@ -91,10 +91,11 @@ static void pack_panels(const fp_conv_problem *p, const shuffle_geom *g, const f
             const int64_t ky = ry + sh * a, kx = rx + sw * b;
             const int inside = ky < kh && kx < kw;
             for (int64_t ci = 0; ci < p->cin; ci++, d += MR) {
-                const float *src = w + (ci * p->cout + co0) * taps + ky * kw + kx;
                 int64_t r = 0;
-                if (inside)
+                if (inside && nco > 0) { /* (no pointer formed for a block of padding channels past Cout) */
+                    const float *src = w + (ci * p->cout + co0) * taps + ky * kw + kx;
                     for (; r < nco; r++) d[r] = src[r * taps];
+                }
                 for (; r < MR; r++) d[r] = 0.0f;
             }
         }
