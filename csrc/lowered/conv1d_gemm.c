@@ -32,25 +32,32 @@ static void pack_b(const fp_lowered *L, const float *xn, int64_t k0, int64_t kc,
     /* the input window of the block's columns in each channel row, clipped to the row */
     const int64_t wlo = FP_MAX(0, j0 * s - p->pad_left);
     const int64_t whi = FP_MIN(len, (j0 + nc - 1) * s + (K - 1) * p->dil_w - p->pad_left + 1);
+    /* row r of B is channel ci, tap `tap`: counted, not divided out per row */
+    int64_t ci = k0 / K, tap = k0 % K;
     for (int64_t r = k0; r < k0 + kc; r++) {
-        const float *xr = xn + (r / K) * len;
-        if (r % K == 0 && r / K + PACK_PREFETCH_ROWS < cin && whi > wlo)
+        const float *xr = xn + ci * len;
+        if (tap == 0 && ci + PACK_PREFETCH_ROWS < cin && whi > wlo)
             prefetch_run(xr + PACK_PREFETCH_ROWS * len + wlo, whi - wlo);
-        const int64_t base = (r % K) * p->dil_w - p->pad_left; /* input index read by output column 0 */
+        const int64_t base = tap * p->dil_w - p->pad_left; /* input index read by output column 0 */
         for (int64_t q = 0; q < nc; q += NR) {
             const int64_t w = FP_MIN(NR, nc - q), first = (j0 + q) * s + base; /* column t reads first + t*s */
             float *d = dst + q * kc + (r - k0) * NR;
-            /* columns [lo, hi) read inside the row */
-            int64_t lo = first >= 0 ? 0 : FP_CEIL_DIV(-first, s);
-            int64_t hi = first >= len ? 0 : FP_MIN(w, (len - 1 - first) / s + 1);
-            if (lo > w) lo = w;
-            if (hi < lo) hi = lo;
+            /* columns [lo, hi) read inside the row: all of them but near the ends of the row (two integer
+             * divisions per row and panel otherwise: 2-3 % of wav2vec2's conv1 at 1 thread) */
+            int64_t lo = 0, hi = w;
+            if (first < 0 || first + (w - 1) * s >= len) {
+                lo = first >= 0 ? 0 : FP_CEIL_DIV(-first, s);
+                hi = first >= len ? 0 : FP_MIN(w, (len - 1 - first) / s + 1);
+                if (lo > w) lo = w;
+                if (hi < lo) hi = lo;
+            }
             for (int64_t t = 0; t < lo; t++) d[t] = 0.0f;
             if (s == 1) memcpy(d + lo, xr + first + lo, sizeof(float) * (size_t)(hi - lo));
             else if (s == 2) gather2(d + lo, xr + first + lo * 2, hi - lo);
             else for (int64_t t = lo; t < hi; t++) d[t] = xr[first + t * s];
             for (int64_t t = hi; t < w; t++) d[t] = 0.0f;
         }
+        if (++tap == K) tap = 0, ci++;
     }
 }
 
