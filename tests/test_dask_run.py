@@ -609,6 +609,8 @@ def test_arena_reserve_makes_one_arena_per_thread():
     reserve = tiled.task_arenas(net, t, shape, chunks, np.float64, crop=True)
     tile_shapes = {s for s, _ in tiled._task_boxes(t, shape, chunks, True)}
     assert set(reserve) == tile_shapes
+    assert tiled._arena_reserve(net, t, shape, chunks, np.float64, True) == reserve  # what run() ships
+    assert tiled._arena_reserve(net, t, shape, chunks, np.float64, False) is None
     np.testing.assert_array_equal(fpd.run(net, da.from_array(x, chunks=(1, 3, 30, 40))).compute(scheduler="sync"),
                                   net(x))
     shipped = tiled._Shipped(net._graph, net.backend, reserve)

@@ -456,6 +456,19 @@ def task_arenas(net, t: Tiling, shape: Sequence[int], chunks: Sequence[Sequence[
     return out
 
 
+#: at most this many chunk positions are planned on the client for the arena reserve (a few ms each; a
+#: uniform chunking has 9 per tile shape, ragged chunks up to the alignment squared)
+MAX_RESERVE_PLANS = 64
+
+
+def _arena_reserve(net, t: Tiling, shape, chunks, dtype, crop: bool) -> Optional[Dict[Tuple[int, ...], int]]:
+    """:func:`task_arenas` for ``run`` to ship with the network (None: no crops, or too many positions to
+    plan here; the workers' arenas then grow as the positions come)."""
+    if not crop or len(set(_task_boxes(t, shape, chunks, True))) > MAX_RESERVE_PLANS:
+        return None
+    return task_arenas(net, t, shape, chunks, np.dtype(dtype), True)
+
+
 @dataclass(frozen=True)
 class TaskMemory:
     """Resident bytes one tile task adds to a worker: the plan's arena (exact, from the plan) plus
@@ -1094,8 +1107,7 @@ def run(net, x, *, num_threads: Optional[int] = None, crop: bool = True, chunks=
     else:
         in_chunks = _source_chunks(x, chunks)
     t = tiling(net, tuple(x.shape), in_chunks, np.dtype(x.dtype))
-    reserve = task_arenas(net, t, tuple(x.shape), in_chunks, np.dtype(x.dtype), True) if crop else None
-    shipped = _Shipped(net._graph, net.backend, reserve)
+    shipped = _Shipped(net._graph, net.backend, _arena_reserve(net, t, tuple(x.shape), in_chunks, x.dtype, crop))
     net_key = "fastpoint-network-" + uuid.uuid4().hex  # one key per call: the network is shipped once per worker
     shipped_d = dask.delayed(shipped, name=net_key, pure=True, traverse=False)
     deps = [shipped_d]
