@@ -626,3 +626,36 @@ def test_arena_reserve_makes_one_arena_per_thread():
     assert len(bufs) == 1 and shipped._arenas._local.buf.nbytes == reserve[tile.shape]
     sizes = [cp.plan.arena_bytes for cp in shipped._crops.values()]
     assert max(sizes) <= reserve[tile.shape]
+
+
+def test_cropped_plans_on_two_threads_while_the_arena_grows():
+    """Two worker threads run the cropped plans of one tile shape in opposite orders, no reserve: a growth on
+    one thread releases the plans the other may be running (each keeps the plan it runs until its call
+    returns) and every result is the in-memory one."""
+    import threading
+
+    from fastpoint.network import tiled
+
+    rng = np.random.default_rng(24)
+    net = fp.load_onnx(unet_graph(np.float64, rng, None, "convtranspose"))
+    shipped = tiled._Shipped(net._graph, net.backend)
+    x = image((1, 3, 96, 96), np.float64, rng)
+    ref = net(x)
+    boxes = [((0, 31), (0, 31)), ((32, 63), (32, 63)), ((64, 95), (0, 31)), ((0, 95), (0, 95)), ((0, 47), (48, 95))]
+    errors = []
+
+    def work(order):
+        try:
+            for _ in range(3):
+                for box in order:
+                    sl = tuple(slice(a, b + 1) for a, b in box)
+                    np.testing.assert_array_equal(tiled._tile_task(shipped, x, 0.0, sl, 1, 2, True), ref[(...,) + sl])
+        except Exception as exc:  # noqa: BLE001 - reported by the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(o,)) for o in (boxes, boxes[::-1])]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not errors, errors

@@ -42,6 +42,7 @@ import uuid
 import weakref
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import partial
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -809,12 +810,23 @@ class _ThreadArenas:
 
 
 class _SharedPlan(Plan):
-    """A Plan whose threads' arenas come from a :class:`_ThreadArenas` (one class, the arenas an attribute:
-    a class made per plan would hold them in its closure, and a class is freed only by the cycle collector)."""
+    """A Plan whose threads' arenas come from a :class:`_ThreadArenas`, freed by reference counting.
+
+    A plain Plan and its per-thread programs refer to each other (the program's general entries are bound
+    to the plan's ``_run_step``), so a dropped plan waits for the cycle collector with its views of the
+    arena: in a dask worker, whose long-lived objects are collected rarely, that is a second arena (0.9 GiB
+    for BasicUNet's 2272 x 1248 tiles) beside the one that replaced it. Here the entries reach the plan
+    through a weak proxy, so nothing in a plan refers back to it: dropped, it goes at once, its programs and
+    views with it (while a thread runs it, that call's frame holds it). One class, the arenas an attribute: a
+    class made per plan would hold them in its closure, and a class is freed only by the cycle collector."""
 
     def __init__(self, graph, feeds, arenas: _ThreadArenas) -> None:
         self.shared_arenas = arenas
         super().__init__(graph, feeds, "NCHW")
+
+    @property
+    def _run_step(self):
+        return partial(Plan._run_step, weakref.proxy(self))
 
     def _new_arena(self, nbytes: int) -> np.ndarray:
         return self.shared_arenas.get(nbytes, self)
@@ -853,23 +865,11 @@ class CropPlan:
             return self._plan
 
     def release(self) -> None:
-        """Drop the plan, and with it its threads' views of the shared arena; the next call plans again.
-
-        A plan and its per-thread programs refer to each other (each program entry is bound to the plan),
-        so a dropped plan would wait for the cycle collector, holding views of an arena that
-        :class:`_ThreadArenas` has let go of: in a dask worker, whose long-lived objects are collected
-        rarely, that is a second arena (0.9 GiB for BasicUNet's 2272 x 1248 tiles) beside the new one.
-        Replacing the plan's thread-local state drops every thread's program at once, so the plan and
-        its views are freed now, by reference counting (a thread running it keeps its own program until
-        its call returns)."""
+        """Drop the plan, and with it its threads' views of the shared arena (freed now, by reference
+        counting: :class:`_SharedPlan` is in no cycle; a thread running it keeps it until its call
+        returns); the next call plans again."""
         with self._lock:
-            plan, self._plan = self._plan, None
-        if plan is not None:
-            plan._arenas = threading.local()
-
-    def __del__(self) -> None:
-        if getattr(self, "_plan", None) is not None:  # (the cache that held it dropped it: free its views now)
-            self.release()
+            self._plan = None
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return self.plan.run({self.input: x})[self.output]
