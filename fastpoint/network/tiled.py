@@ -903,8 +903,8 @@ class _Shipped:
         self.graph, self.backend = graph, backend
         # per tile shape, the largest cropped plan's arena over the chunk positions (:func:`task_arenas`): the
         # shared arena is made that large at once, so it is faulted in once per worker thread instead of
-        # again at each growth (~0.45 ms per MiB on the 2-vCPU Zen 5 VM: 0.2 s for BasicUNet's 1136^2 tile,
-        # a fifth of its task)
+        # again at each growth (0.16 s of thread CPU per 450 MiB populated on the 2-vCPU Zen 5 VM: a fifth of
+        # a BasicUNet task on a 1136^2 tile, whose second task went 1.13-1.23 -> 0.93-0.96 s with it)
         self.arena_reserve = dict(arena_reserve or {})
         self._nets: Dict[Tuple[int, ...], Network] = {}
         self._crops: Dict[tuple, Optional[CropPlan]] = {}
