@@ -294,9 +294,12 @@ int fp_direct_px_pays(const fp_conv_problem *p, int isa) {
     if (fp_kernel_forcing()) return 0; /* a forced kernel runs where it is forced (tests, benchmarks) */
     const fp_px_ukr *uk = pick(isa);
     /* Output rows of whole vectors: a masked last vector cost more than the store saves (64->64 @56, 3.5
-     * vectors a row: 10 % slower).  Stride and dilation 1, one group: what was measured. */
+     * vectors a row: 10 % slower); and at least two, since a lone vector leaves a tile of mc accumulators,
+     * too few to cover the FMA latency (32->32 @16: 14 % slower).  Stride and dilation 1, one group: what
+     * was measured. */
     return p->layout == 0 && p->groups == 1 && p->stride_h == 1 && p->stride_w == 1 && p->dil_h == 1 &&
-           p->dil_w == 1 && p->ow % uk->vl == 0 && (p->cin / p->groups) * p->kh * p->kw <= FP_PX_MAX_STEPS &&
+           p->dil_w == 1 && p->ow % uk->vl == 0 && p->ow >= 2 * uk->vl &&
+           (p->cin / p->groups) * p->kh * p->kw <= FP_PX_MAX_STEPS &&
            FP_DIRECT_CB % uk->mc == 0;
 }
 
