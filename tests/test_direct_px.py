@@ -97,14 +97,19 @@ def test_activations_in_registers_and_on_the_buffer(layout, with_res):
                                        err_msg=f"{act!r} cout {cout} residual {with_res}")
 
 
-def test_nan_stays_nan_through_each_activation():
-    x = np.ones((1, 3, 5, 20), np.float32)
+def assert_nan_reaches_its_windows(cin, width):
+    """A NaN input reaches exactly the outputs of its windows through each in-register activation."""
+    x = np.ones((1, cin, 5, width), np.float32)
     x[0, 1, 2, 7] = np.nan
-    w = np.ones((16, 3, 3, 3), np.float32)
+    w = np.ones((16, cin, 3, 3), np.float32)
     for act in ("relu", "relu6", "leaky_relu", "hardswish"):
         got = fp.conv2d(x, w, padding=1, activation=act, backend="c")
         expected = fp.conv2d(x, w, padding=1, activation=act, backend="numpy")
         np.testing.assert_array_equal(np.isnan(got), np.isnan(expected), err_msg=act)
+
+
+def test_nan_stays_nan_through_each_activation():
+    assert_nan_reaches_its_windows(3, 20)
 
 
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
@@ -233,13 +238,7 @@ def test_pixel_lanes_activations_residual_and_nan(isa):
                 got = layer(x, out=np.full_like(expected, np.nan), residual=res)
                 np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * max(1.0, np.abs(expected).max()),
                                            err_msg=f"{isa} {act!r} cout {cout} residual {res is not None}")
-    x = np.ones((1, 16, 5, 2 * lanes), np.float32)
-    x[0, 3, 2, 7] = np.nan
-    w = np.ones((16, 16, 3, 3), np.float32)
-    for act in ("relu", "relu6", "leaky_relu", "hardswish"):
-        got = fp.conv2d(x, w, padding=1, activation=act, backend="c")
-        expected = fp.conv2d(x, w, padding=1, activation=act, backend="numpy")
-        np.testing.assert_array_equal(np.isnan(got), np.isnan(expected), err_msg=act)
+    assert_nan_reaches_its_windows(16, 2 * lanes)
 
 
 def test_pixel_lanes_row_blocks_threads_one_shot_and_views():
