@@ -50,7 +50,8 @@ def test_max_pool_sweep_exact(layout, threads):
 
 
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
-@pytest.mark.parametrize("hw,c", [((7, 70), 3), ((8, 33), 17), ((2, 130), 3), ((3, 2), 16), ((5, 9), 40)])
+@pytest.mark.parametrize("hw,c", [((7, 70), 3), ((8, 33), 17), ((2, 130), 3), ((3, 2), 16), ((5, 9), 40),
+                                  ((4, 64), 2), ((3, 95), 2)])
 def test_max_pool_2x2_rows_wide(hw, c, layout, threads):
     """2x2 stride-2 pooling's one-pass rows (ops_impl.h), on rows and channel runs past a vector: NaN and
     -0.0 against 0.0 as the reference (sign bits compared too), odd sizes (the last row/column dropped),

@@ -66,6 +66,10 @@ static void pool_row(const float *x, const int64_t *xs, float *y, const int64_t 
             for (int64_t c = c0; c < c1; c++) {
                 const float *restrict q0 = r0 + c * xs[1], *restrict q1 = r1 + c * xs[1];
                 float *restrict yp = yrow + c * ys[1];
+#ifdef OPS_MAX2X2_ROW /* the ISA's own row (ops__avx512.c): the same taps in the same order */
+                OPS_MAX2X2_ROW(q0, q1, yp, OW);
+                continue;
+#endif
                 for (int64_t ox = 0; ox < OW; ox++) a[ox] = mx(q0[2 * ox], q0[2 * ox + 1]);
                 for (int64_t ox = 0; ox < OW; ox++) a[ox] = mx(a[ox], q1[2 * ox]);
                 for (int64_t ox = 0; ox < OW; ox++) yp[ox] = mx(a[ox], q1[2 * ox + 1]);
