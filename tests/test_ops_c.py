@@ -146,6 +146,36 @@ def test_global_average_pool():
         np.testing.assert_allclose(_c.global_avg_pool(xh, "NHWC"), ref.transpose(0, 2, 3, 1), rtol=1e-6, atol=1e-7)
 
 
+def test_global_average_pool_threads_rule(monkeypatch):
+    """An input that fits in one core's L2 is pooled on the calling thread (no pool wake-up); a larger one
+    on every thread; the rule follows the detected L2 (``gap_caller_bytes``), not a fixed size."""
+    from fastpoint.core.machine import cache_sizes
+
+    calls = []
+
+    class Lib:
+        def fp_op_gap_f32(self, *args):
+            calls.append(args[-1])
+            return 0
+
+    monkeypatch.setattr(_c, "_lib", Lib())
+    old = fp.get_num_threads()
+    fp.set_num_threads(2)
+    try:
+        l2 = cache_sizes()[2]
+        assert _c.gap_caller_bytes() == l2
+        for nbytes in (l2 // 2, 2 * l2):
+            x = np.zeros((1, 16, 1, nbytes // 64), np.float32)
+            _c.bind_global_avg_pool(x, "NCHW", np.empty((1, 16, 1, 1), np.float32))()
+        monkeypatch.setattr(_c, "GAP_CALLER_BYTES", 0)  # the A/B hook: back to the small-op rule
+        _c.bind_global_avg_pool(x, "NCHW", np.empty((1, 16, 1, 1), np.float32))()
+        x = np.zeros((1, 16, 1, 64), np.float32)  # 4 KiB: under SMALL_OP_BYTES, one thread whatever the hook
+        _c.bind_global_avg_pool(x, "NCHW", np.empty((1, 16, 1, 1), np.float32))()
+    finally:
+        fp.set_num_threads(old)
+    assert calls == [1, 2, 2, 1]
+
+
 @pytest.mark.parametrize("c", [63, 64, 65, 200, 960])
 def test_global_average_pool_nhwc_channel_blocks(c, threads):
     """NHWC global average pooling cuts an image's channels into runs of whole vectors when there are fewer
