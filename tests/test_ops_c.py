@@ -136,6 +136,27 @@ def test_interpolate_views_and_batch0():
             np.testing.assert_allclose(got, ref, rtol=2e-6, atol=2e-6)
 
 
+@pytest.mark.parametrize("c", [1, 17, 40, 600])
+def test_resize_nhwc_rows_kept_match_planes(c, threads):
+    """Linear resizing NHWC into NHWC keeps each source row blended along W (ops_impl.h resize_row_nhwc, while
+    two rows fit in a quarter of L2: 600 channels x 61 columns do not, and take the per-pixel loop): the same
+    products and sums as the NCHW plane loop, so both layouts agree bit for bit, on up- and downsampling,
+    edge rows whose two taps are one source row, two images and an input view."""
+    from fastpoint.network.ops_resize import source_coords
+    from fastpoint.ops.interpolate import linear_taps
+
+    rng = np.random.default_rng(11)
+    base = rng.standard_normal((2, 9, 13, c)).astype(np.float32)
+    for x_nhwc in (base, base[:, ::-1, 1:]):
+        h, w = x_nhwc.shape[1:3]
+        for (oh, ow), mode in (((2 * h, 61), "half_pixel"), ((5, 4), "half_pixel"), ((17, 23), "align_corners")):
+            th = linear_taps(source_coords(mode, h, oh, oh / h), h, np.float32)
+            tw = linear_taps(source_coords(mode, w, ow, ow / w), w, np.float32)
+            got = _c.resize2d(x_nhwc, "NHWC", th, tw)
+            ref = _c.resize2d(np.ascontiguousarray(x_nhwc.transpose(0, 3, 1, 2)), "NCHW", th, tw)
+            np.testing.assert_array_equal(got, ref.transpose(0, 2, 3, 1), err_msg=f"{c} {oh}x{ow} {mode}")
+
+
 def test_global_average_pool():
     rng = np.random.default_rng(5)
     for c, hw in itertools.product(CHANNELS, [(1, 1), (7, 9), (32, 32)]):
