@@ -34,14 +34,16 @@
 #endif
 
 /* Whether a one-shot call takes this form: the prepacked layer runs vectors along channels on a small
- * map (NCHW: the transposed form; NHWC: at most 256 pixels, unit stride), the weights exceed L2 (so the
- * transposition would read them from beyond it on every call) and X fits in half of L2 beside the
- * streaming rows of W.  Sizes from the detected caches. */
+ * map (NCHW: the transposed form; NHWC: at most 256 pixels, unit stride), W and X together exceed L2 (so
+ * the transposition would read W from beyond it on every call) and X's panels fit in L2 beside a 16-row
+ * group of W.  Sizes from the detected caches.  (1024->256 @14, W 1 MiB and X 0.8 MiB: 1.04-1.06x the
+ * prepacked layer transposing W, 1.00x here, NCHW, 1 thread, loaded box.) */
 int fp_gemm_once_wrows_applies(const fp_conv_problem *p, const fp_sgemm_ukr *uk) {
     const int64_t l2 = fp_cache_size(2), fsz = (int64_t)sizeof(float);
     const int64_t pixels = p->layout ? p->n * p->oh * p->ow : p->oh * p->ow;
-    if (!WROWS_X86 || !uk->extended || 16 % uk->mr != 0 || 16 * uk->nr > TILE_FLOATS || p->stride_h != 1 || p->stride_w != 1 || fp_ep_current()) return 0;
-    if (fsz * p->cout * p->cin <= l2 || fsz * pixels * p->cin > l2 / 2) return 0;
+    if (!WROWS_X86 || !uk->extended || p->cout < 16 || 16 % uk->mr != 0 || 16 * uk->nr > TILE_FLOATS || p->stride_h != 1 || p->stride_w != 1 || fp_ep_current()) return 0;
+    const int64_t wb = fsz * p->cout * p->cin, xb = fsz * pixels * p->cin;
+    if (wb + xb <= l2 || xb + 16 * fsz * p->cin > l2) return 0;
     if (!p->layout) return fp_gemm_use_transposed(p, uk);
     /* NHWC: where the prepacked form's reduction is more than one k block.  With one, the panel path
      * (gemm_driver.c) fetches each next panel's rows of W ahead (contiguous then) and its transposition
@@ -94,8 +96,8 @@ static void wrows_chunk(void *ctx, int64_t c, int worker) {
     const int64_t pixels = nhwc ? p->n * p->oh * p->ow : p->oh * p->ow, images = nhwc ? 1 : p->n;
     const int64_t full = pixels / NR * NR, tail = pixels - full;
     /* a tail of up to FP_WROWS_TAIL_MAX pixels is summed 16 rows at a time on transposed blocks of W
-     * (gemm_once_wrows__avx512.c) rather than in a tile of its own; 16-row windows need M >= 16 */
-    const int tail16 = tail >= 1 && tail <= FP_WROWS_TAIL_MAX && M >= 16;
+     * (gemm_once_wrows__avx512.c) rather than in a tile of its own (16-row windows: Cout >= 16) */
+    const int tail16 = tail >= 1 && tail <= FP_WROWS_TAIL_MAX;
     const int64_t ncols = tail16 ? full : pixels; /* the columns the micro-kernel computes */
     (void)worker;
     int64_t lo, hi;
