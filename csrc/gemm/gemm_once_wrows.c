@@ -10,9 +10,12 @@
  * micro-kernel's row pointers (MR rows of the caller's Cout x Cin array, each contiguous in k), so each
  * weight is read once per call, in its natural order, as 8 sequential streams the hardware prefetcher
  * follows; X, small by definition of the class, is the packed operand (kc x NR panels of pixels, made by
- * each chunk in its scratch: NCHW copies rows, NHWC transposes 48 x kc blocks of X).  The price is the
- * pixel lanes: 49 pixels take 48 + 1 columns (the tail tile a one-vector instance), so the FMA count is
- * 64/49 of the vectors-along-channels form.
+ * each chunk in its scratch: NCHW copies rows, NHWC transposes 48 x kc blocks of X).  The price would be
+ * the pixel lanes: 49 pixels are 48 + 1, and a tile for the 49th costs as many FMA instructions per row as
+ * 16 pixels (that form measured 1.20-1.25x the prepacked layer, no better than transposing W).  So the last
+ * 1-4 pixels are summed on W itself, 16 rows at a time right after the main tiles read them, on 16 x 16
+ * blocks transposed in registers (gemm_once_wrows__avx512.c): 2-3 % of the call.  NHWC tiles go through a
+ * 16-channel buffer and a register transpose, so each pixel's 16 outputs are one line.
  *
  * Bit-identical to the prepacked layer: every output element is the same FMA chain in k order (the
  * micro-kernels accumulate from zero and add the bias, or the previous k block's sum, after the chain), and
@@ -41,7 +44,8 @@
 int fp_gemm_once_wrows_applies(const fp_conv_problem *p, const fp_sgemm_ukr *uk) {
     const int64_t l2 = fp_cache_size(2), fsz = (int64_t)sizeof(float);
     const int64_t pixels = p->layout ? p->n * p->oh * p->ow : p->oh * p->ow;
-    if (!WROWS_X86 || !uk->extended || p->cout < 16 || 16 % uk->mr != 0 || 16 * uk->nr > TILE_FLOATS || p->stride_h != 1 || p->stride_w != 1 || fp_ep_current()) return 0;
+    if (!WROWS_X86 || !uk->extended || 16 % uk->mr != 0 || 16 * uk->nr > TILE_FLOATS) return 0;
+    if (p->cout < 16 || p->stride_h != 1 || p->stride_w != 1 || fp_ep_current()) return 0;
     const int64_t wb = fsz * p->cout * p->cin, xb = fsz * pixels * p->cin;
     if (wb + xb <= l2 || xb + 16 * fsz * p->cin > l2) return 0;
     if (!p->layout) return fp_gemm_use_transposed(p, uk);
