@@ -314,14 +314,19 @@ static void nchw_t_chunk(void *ctx, int64_t c, int worker) {
                          t->w_raw, wbuf, t->bias, t->y + img * M * N, pix, cols, buf, t->ep);
 }
 
+/* One k block up to 2048: the kc x NR weight panel then sits in L2 and C is never read back. */
+int64_t fp_gemm_kc_transposed(const fp_conv_problem *p) {
+    const int64_t K = p->cin;
+    return K <= 2048 ? K : FP_CEIL_DIV(K, FP_CEIL_DIV(K, 2048));
+}
+
 static int run_nchw_t(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const float *x, const float *packed,
                       const float *w_raw, const float *bias, float *y) {
     const int64_t M = p->cout, K = p->cin, N = p->oh * p->ow;
     task t;
     task_init(&t, p, uk, x, packed, bias, y);
     t.w_raw = w_raw;
-    /* One k block up to 2048: the kc x NR weight panel then sits in L2 and C is never read back. */
-    t.bs.kc = K <= 2048 ? K : FP_CEIL_DIV(K, FP_CEIL_DIV(K, 2048));
+    t.bs.kc = fp_gemm_kc_transposed(p);
     const int T = plan(&t, FP_CEIL_DIV(N, uk->mr), FP_CEIL_DIV(M, uk->nr), 0);
     if (w_raw && t.by_pixels && T > 1) return FP_DECLINED; /* every thread would pack every panel */
     fp_pool_run(T, t.nch, nchw_t_chunk, &t);
@@ -530,6 +535,8 @@ int fp_gemm_run_nhwc(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const flo
 
 int fp_gemm_run_unpacked(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const float *x, const float *w,
                          const float *bias, float *y) {
+    /* small maps with weights past L2: W read in place as the broadcast operand (gemm_once_wrows.c) */
+    if (fp_gemm_once_wrows_applies(p, uk)) return fp_gemm_once_wrows(p, uk, x, w, bias, y);
     if (p->layout != 0) return run_nhwc(p, uk, x, NULL, w, bias, y);
     if (fp_gemm_use_transposed(p, uk)) return run_nchw_t(p, uk, x, NULL, w, bias, y);
     /* The regular NCHW form broadcasts W's elements: a tile's MR rows of W are read in place through row
