@@ -50,7 +50,8 @@ def test_max_pool_sweep_exact(layout, threads):
 
 
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
-@pytest.mark.parametrize("hw,c", [((7, 70), 3), ((8, 33), 17), ((2, 130), 3), ((3, 2), 16), ((5, 9), 40)])
+@pytest.mark.parametrize("hw,c", [((7, 70), 3), ((8, 33), 17), ((2, 130), 3), ((3, 2), 16), ((5, 9), 40),
+                                  ((4, 64), 2), ((3, 95), 2)])
 def test_max_pool_2x2_rows_wide(hw, c, layout, threads):
     """2x2 stride-2 pooling's one-pass rows (ops_impl.h), on rows and channel runs past a vector: NaN and
     -0.0 against 0.0 as the reference (sign bits compared too), odd sizes (the last row/column dropped),
@@ -135,6 +136,27 @@ def test_interpolate_views_and_batch0():
             np.testing.assert_allclose(got, ref, rtol=2e-6, atol=2e-6)
 
 
+@pytest.mark.parametrize("c", [1, 17, 40, 600])
+def test_resize_nhwc_rows_kept_match_planes(c, threads):
+    """Linear resizing NHWC into NHWC keeps each source row blended along W (ops_impl.h resize_row_nhwc, while
+    two rows fit in a quarter of L2: 600 channels x 61 columns do not, and take the per-pixel loop): the same
+    products and sums as the NCHW plane loop, so both layouts agree bit for bit, on up- and downsampling,
+    edge rows whose two taps are one source row, two images and an input view."""
+    from fastpoint.network.ops_resize import source_coords
+    from fastpoint.ops.interpolate import linear_taps
+
+    rng = np.random.default_rng(11)
+    base = rng.standard_normal((2, 9, 13, c)).astype(np.float32)
+    for x_nhwc in (base, base[:, ::-1, 1:]):
+        h, w = x_nhwc.shape[1:3]
+        for (oh, ow), mode in (((2 * h, 61), "half_pixel"), ((5, 4), "half_pixel"), ((17, 23), "align_corners")):
+            th = linear_taps(source_coords(mode, h, oh, oh / h), h, np.float32)
+            tw = linear_taps(source_coords(mode, w, ow, ow / w), w, np.float32)
+            got = _c.resize2d(x_nhwc, "NHWC", th, tw)
+            ref = _c.resize2d(np.ascontiguousarray(x_nhwc.transpose(0, 3, 1, 2)), "NCHW", th, tw)
+            np.testing.assert_array_equal(got, ref.transpose(0, 2, 3, 1), err_msg=f"{c} {oh}x{ow} {mode}")
+
+
 def test_global_average_pool():
     rng = np.random.default_rng(5)
     for c, hw in itertools.product(CHANNELS, [(1, 1), (7, 9), (32, 32)]):
@@ -143,6 +165,36 @@ def test_global_average_pool():
         np.testing.assert_allclose(_c.global_avg_pool(x, "NCHW"), ref, rtol=1e-6, atol=1e-7)
         xh = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
         np.testing.assert_allclose(_c.global_avg_pool(xh, "NHWC"), ref.transpose(0, 2, 3, 1), rtol=1e-6, atol=1e-7)
+
+
+def test_global_average_pool_threads_rule(monkeypatch):
+    """An input that fits in one core's L2 is pooled on the calling thread (no pool wake-up); a larger one
+    on every thread; the rule follows the detected L2 (``gap_caller_bytes``), not a fixed size."""
+    from fastpoint.core.machine import cache_sizes
+
+    calls = []
+
+    class Lib:
+        def fp_op_gap_f32(self, *args):
+            calls.append(args[-1])
+            return 0
+
+    monkeypatch.setattr(_c, "_lib", Lib())
+    old = fp.get_num_threads()
+    fp.set_num_threads(2)
+    try:
+        l2 = cache_sizes()[2]
+        assert _c.gap_caller_bytes() == l2
+        for nbytes in (l2 // 2, 2 * l2):
+            x = np.zeros((1, 16, 1, nbytes // 64), np.float32)
+            _c.bind_global_avg_pool(x, "NCHW", np.empty((1, 16, 1, 1), np.float32))()
+        monkeypatch.setattr(_c, "GAP_CALLER_BYTES", 0)  # the A/B hook: back to the small-op rule
+        _c.bind_global_avg_pool(x, "NCHW", np.empty((1, 16, 1, 1), np.float32))()
+        x = np.zeros((1, 16, 1, 64), np.float32)  # 4 KiB: under SMALL_OP_BYTES, one thread whatever the hook
+        _c.bind_global_avg_pool(x, "NCHW", np.empty((1, 16, 1, 1), np.float32))()
+    finally:
+        fp.set_num_threads(old)
+    assert calls == [1, 2, 2, 1]
 
 
 @pytest.mark.parametrize("c", [63, 64, 65, 200, 960])

@@ -44,6 +44,7 @@ typedef struct image_task {
     int kind, failed, nchw; /* nchw: jobs are (n, c, oy) rows of one plane, else (n, oy) rows of pixels */
     int c2p;                /* resize: linear from NHWC pixels into NCHW planes, (n, oy) jobs (resize_row_c2p) */
     int stream;             /* c2p: non-temporal stores (an output larger than L2, see fp_op_resize2d_f32) */
+    int rows_nhwc;          /* resize: linear NHWC into NHWC with blended source rows kept (resize_row_nhwc) */
     int64_t jobs, nchunks;
 } image_task;
 
@@ -72,7 +73,7 @@ int fp_op_pool2d_f32(const float *x, const int64_t *xs, float *y, const int64_t 
     if ((kind != 0 && kind != 1) || (kind == 1 && !divisors)) return FP_ERR_ARGS;
     const int nchw = is_nchw(xs, ys);
     image_task t = {pick(), x, xs, ys, dims, geom, NULL, NULL, kind == 1 ? divisors : NULL, NULL, NULL, y, kind, 0,
-                    nchw, 0, 0, dims[0] * (nchw ? dims[1] : 1) * dims[4], 0};
+                    nchw, 0, 0, 0, dims[0] * (nchw ? dims[1] : 1) * dims[4], 0};
     if (t.jobs <= 0 || dims[1] <= 0 || dims[5] <= 0) return FP_OK;
     run_jobs(threads, t.jobs, &t.nchunks, pool_chunk, &t);
     return t.failed ? FP_ERR_ALLOC : FP_OK;
@@ -99,6 +100,17 @@ static void resize_chunk(void *arg, int64_t chunk, int worker) {
 #endif
         return;
     }
+    if (t->rows_nhwc) { /* two source rows blended along W, [OW][C] each, and their two int64 tags, none valid yet */
+        scratch = (float *)fp_scratch_or_fail(0, 2 * C * OW * (int64_t)sizeof(float) + 2 * (int64_t)sizeof(int64_t),
+                                              &t->failed);
+        if (!scratch) return;
+        int64_t *tags = (int64_t *)(scratch + 2 * C * OW);
+        tags[0] = tags[1] = -1;
+        for (int64_t j = lo; j < hi; j++)
+            t->k->resize_row_nhwc(t->x, t->xs, t->y, t->ys, t->dims, t->iy, t->ly, t->ix, t->lx, j / OH, j % OH,
+                                  scratch);
+        return;
+    }
     if (t->lx) { /* two blended rows (or pixels) and their four int64 tags, none valid yet (thread scratch) */
         scratch = (float *)fp_scratch_or_fail(0, 2 * (C + OW) * (int64_t)sizeof(float) + 4 * (int64_t)sizeof(int64_t),
                                               &t->failed);
@@ -123,7 +135,11 @@ int fp_op_resize2d_f32(const float *x, const int64_t *xs, float *y, const int64_
      * serves (lraspp: 5.5 MB): streamed past the cache, no line is read for ownership before it is
      * written (the rule, total output > L2, is gemm_driver.c's; docs/ops.md has the measurement). */
     const int stream = c2p && (int64_t)sizeof(float) * dims[0] * dims[1] * dims[4] * dims[5] > fp_cache_size(2);
-    image_task t = {pick(), x, xs, ys, dims, NULL, iy, ix, NULL, ly, lx, y, 0, 0, nchw, c2p, stream,
+    /* NHWC into NHWC: the blended source rows kept per thread while they fit in a quarter of L2 (an
+     * upsampling's output rows share them: lraspp's 128-channel 16x16 -> 32x32, 32 KiB of rows) */
+    const int rows_nhwc = ly && !nchw && !c2p && ys[3] == dims[1] &&
+                          2 * (int64_t)sizeof(float) * dims[1] * dims[5] <= fp_cache_size(2) / 4;
+    image_task t = {pick(), x, xs, ys, dims, NULL, iy, ix, NULL, ly, lx, y, 0, 0, nchw, c2p, stream, rows_nhwc,
                     dims[0] * (nchw ? dims[1] : 1) * dims[4], 0};
     if (t.jobs <= 0 || dims[1] <= 0 || dims[5] <= 0) return FP_OK;
     run_jobs(threads, t.jobs, &t.nchunks, resize_chunk, &t);

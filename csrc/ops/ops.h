@@ -21,6 +21,10 @@ typedef struct fp_ops_isa {
     void (*resize_row_c2p)(const float *x, const int64_t *xs, float *y, const int64_t *ys, const int64_t *dims,
                            const int64_t *iy, const float *ly, const int64_t *ix, const float *lx, int64_t n,
                            int64_t oy, float *scratch, int stream);
+    /* linear, x and y channels-last (NHWC), the two source rows blended along W kept in scratch (ops_impl.h) */
+    void (*resize_row_nhwc)(const float *x, const int64_t *xs, float *y, const int64_t *ys, const int64_t *dims,
+                            const int64_t *iy, const float *ly, const int64_t *ix, const float *lx, int64_t n,
+                            int64_t oy, float *scratch);
     void (*eltwise)(const float *a, const float *b, float *y, int64_t mid, int64_t inner, int bmode, int op,
                     int act, float alpha, float beta, int64_t lo, int64_t hi);
     void (*transpose_tile)(const float *x, float *y, int64_t a, int64_t b, int64_t i0, int64_t i1, int64_t j0,

@@ -66,6 +66,10 @@ static void pool_row(const float *x, const int64_t *xs, float *y, const int64_t 
             for (int64_t c = c0; c < c1; c++) {
                 const float *restrict q0 = r0 + c * xs[1], *restrict q1 = r1 + c * xs[1];
                 float *restrict yp = yrow + c * ys[1];
+#ifdef OPS_MAX2X2_ROW /* the ISA's own row (ops__avx512.c): the same taps in the same order */
+                OPS_MAX2X2_ROW(q0, q1, yp, OW);
+                continue;
+#endif
                 for (int64_t ox = 0; ox < OW; ox++) a[ox] = mx(q0[2 * ox], q0[2 * ox + 1]);
                 for (int64_t ox = 0; ox < OW; ox++) a[ox] = mx(a[ox], q1[2 * ox]);
                 for (int64_t ox = 0; ox < OW; ox++) yp[ox] = mx(a[ox], q1[2 * ox + 1]);
@@ -223,6 +227,19 @@ static inline void blend_row_c2p(const float *x, const int64_t *xs, const int64_
     }
 }
 
+/* Source row src of image n blended along W into t, channels-last ([OW][C]): the pixels resize_row's NHWC
+ * loop blends, the same products and sums. */
+static inline void blend_row_nhwc(const float *x, const int64_t *xs, const int64_t *ix, const float *lx, int64_t C,
+                                  int64_t OW, int64_t n, int64_t src, float *restrict t) {
+    const float *row = x + n * xs[0] + src * xs[2];
+    for (int64_t ox = 0; ox < OW; ox++) {
+        const float wx = lx[ox], vx = 1.0f - wx;
+        const float *restrict a = row + ix[2 * ox] * xs[3], *restrict b = row + ix[2 * ox + 1] * xs[3];
+        float *restrict tp = t + ox * C;
+        for (int64_t c = 0; c < C; c++) tp[c] = a[c] * vx + b[c] * wx;
+    }
+}
+
 /* y[i] = a[i] * vy + b[i] * wy for i < n.  stream: with non-temporal stores where the ISA file defines
  * OPS_STREAM_FLOATS (an output larger than the cache, written once and read by the next op or the caller
  * after the cache has turned over: a normal store first reads each line from memory, which doubled the
@@ -271,6 +288,33 @@ static void resize_row_c2p(const float *x, const int64_t *xs, float *y, const in
     const float *t0 = bufs[h[0]], *t1 = bufs[h[1]];
     for (int64_t c = 0; c < C; c++)
         lerp_store(y + n * ys[0] + c * ys[1] + oy * ys[2], t0 + c * OW, t1 + c * OW, vy, wy, OW, stream);
+}
+
+/* Linear resize of output row oy of image n, x and y channels-last (xs[1] == ys[1] == 1): resize_row's NHWC
+ * arithmetic, but each source row is blended along W once into scratch ([2][OW][C] floats, then two int64
+ * tags: image * H + row, -1 for none) and kept while the chunk's next output rows use it, so an output row
+ * costs one vertical blend (and at most one new source row) instead of two horizontal blends per pixel.
+ * y's pixels are contiguous (ys[3] == C: the driver's condition). */
+static void resize_row_nhwc(const float *x, const int64_t *xs, float *y, const int64_t *ys, const int64_t *dims,
+                            const int64_t *iy, const float *ly, const int64_t *ix, const float *lx, int64_t n,
+                            int64_t oy, float *scratch) {
+    const int64_t C = dims[1], H = dims[2], OW = dims[5];
+    float *bufs[2] = {scratch, scratch + C * OW};
+    int64_t *tags = (int64_t *)(scratch + 2 * C * OW);
+    const int64_t src[2] = {iy[2 * oy], iy[2 * oy + 1]};
+    int h[2];
+    for (int r = 0; r < 2; r++) h[r] = tags[0] == n * H + src[r] ? 0 : tags[1] == n * H + src[r] ? 1 : -1;
+    for (int r = 0; r < 2; r++) {
+        if (h[r] >= 0) continue;
+        h[r] = h[1 - r] == 0 ? 1 : 0;
+        blend_row_nhwc(x, xs, ix, lx, C, OW, n, src[r], bufs[h[r]]);
+        tags[h[r]] = n * H + src[r];
+        if (r == 0 && src[1] == src[0]) h[1] = h[0];
+    }
+    const float wy = ly[oy], vy = 1.0f - wy;
+    const float *restrict t0 = bufs[h[0]], *restrict t1 = bufs[h[1]];
+    float *restrict yp = y + n * ys[0] + oy * ys[2]; /* a contiguous row of OW * C floats (ys[3] == C) */
+    for (int64_t i = 0; i < OW * C; i++) yp[i] = t0[i] * vy + t1[i] * wy;
 }
 
 /* exp for the sigmoid, vectorisable: 2^k * p(r), r = x - k ln2 in [-ln2/2, ln2/2], degree-6
@@ -386,4 +430,5 @@ static void gap_nhwc(const float *x, float *y, int64_t C, int64_t HW, int64_t c0
 }
 
 #define FP_OPS_TABLE(var, isa_name) \
-    const fp_ops_isa var = {isa_name, pool_row, resize_row, resize_row_c2p, eltwise, transpose_tile, gap_nhwc};
+    const fp_ops_isa var = {isa_name, pool_row, resize_row, resize_row_c2p, resize_row_nhwc, eltwise, transpose_tile, \
+                            gap_nhwc};

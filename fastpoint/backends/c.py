@@ -244,6 +244,33 @@ class CBackend:
 
         return runner
 
+    def bind_residual(self, spec: ConvSpec, packed: Any, bias: Optional[np.ndarray], residual: np.ndarray):
+        """``run(..., residual=residual)`` for one fixed residual array (C-contiguous, of the output's shape
+        and dtype: checked by the caller) as ``runner(x, out)``: its fp_epilogue made once, as ``bind``'s
+        problem struct. Per call ``run`` would look the problem up by the spec's hash (~3.7 us) and make the
+        epilogue (~2.8 us): 11 of lraspp's convolutions add a residual (networks bind them: ops_conv.py).
+        None for a subclass that runs kernels of its own (its ``run``, not this one's)."""
+        if type(self).run is not CBackend.run:
+            return None
+        f64 = spec.layer.dtype == np.float64
+        ctype = "double[]" if f64 else "float[]"
+        conv = _lib.fp_conv_ep_f64 if f64 else _lib.fp_conv_ep_f32
+        wptr, bptr = _ptr(packed.buffer, "char[]"), _ptr(bias, ctype)
+        ep, keep = _epilogue(spec.layer, residual)
+        from_buffer = _ffi.from_buffer
+        last = (get_num_threads(), _problem_for(spec))
+
+        def runner(x: np.ndarray, out: np.ndarray, _keep=keep) -> None:
+            nonlocal last
+            threads, problem = last
+            if threads != get_num_threads():
+                last = threads, problem = get_num_threads(), _problem_for(spec)
+            code = conv(problem, from_buffer(ctype, x), wptr, bptr, from_buffer(ctype, out), ep)
+            if code:
+                _check(code)
+
+        return runner
+
     def bind_call(self, spec: ConvSpec, check_finite: bool, out_shape: Tuple[int, ...]):
         """A one-shot call whole, with its per-call checks in C (csrc/call_entry.c), or None where this
         backend's one-shot runner is another (an activation beyond ReLU; a subclass with kernels of its own).

@@ -57,7 +57,8 @@ def add_parser(sub) -> None:
                    help="comma-separated thread counts, e.g. 1,2 (default: all CPUs)")
     p.add_argument("--rounds", type=int, default=None, help="alternating rounds per layer (default 7, quick 5)")
     p.add_argument("--sample-ms", type=float, default=None, help="length of one sample (default 50, quick 30)")
-    p.add_argument("--json", default="", help="write every raw sample and the machine info to this file")
+    p.add_argument("--json", default="", help="write every raw sample and the machine info to this file "
+                   "(with --model: every pass's medians and samples)")
     p.add_argument("--compare", nargs="+", default=None, metavar="JSON",
                    help="print the table of saved run(s) instead of running (several are merged)")
     p.add_argument("--plot", default="", help="bar chart of GFLOP/s per layer and contender (needs matplotlib)")
@@ -70,6 +71,10 @@ def add_parser(sub) -> None:
                         "fastpoint/bench/model.py)")
     p.add_argument("--input-shape", default="", help="with --model: the input's shape, e.g. 1,3,512,512 "
                    "(default: the declared one, free dims 1 for N and 256 for the others)")
+    p.add_argument("--repeat", type=int, default=1, metavar="N",
+                   help="with --model: N passes one after another (contenders alternating, their order rotated "
+                        "per pass); the table gives medians over the passes and the median of the per-pass "
+                        "ratios, --json keeps every pass (default 1)")
     p.add_argument("--profile", action="store_true", help="with --model: also print fastpoint's per-op breakdown")
     p.add_argument("--memory", action="store_true", help="with --model: peak RSS of fastpoint and each peer, each "
                    "in a fresh process, beside fastpoint's planned peak activations")

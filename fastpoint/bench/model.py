@@ -103,42 +103,80 @@ def load_and_first(path: str, feeds, backend: str = "auto", algorithm: str = "au
 
 
 def bench_model(path: str, peers: Sequence[str], threads: Sequence[int], shape=None, rounds: int = 7,
-                backend: str = "auto", sample_s: float = 0.2, algorithms: Sequence[str] = ("auto",)) -> List[dict]:
+                backend: str = "auto", sample_s: float = 0.2, algorithms: Sequence[str] = ("auto",),
+                repeat: int = 1) -> List[dict]:
     """One row per thread count: ms per inference of fastpoint (one contender per ``algorithms`` entry,
-    :func:`contender_name`) and each peer (medians), error vs ORT; load + first call of the first."""
+    :func:`contender_name`) and each peer, error vs ORT; load + first call of the first.
+
+    ``repeat`` passes are run one after another (each: a fresh load + first call, then every thread count,
+    contenders alternating round by round, their order rotated from pass to pass); a row's ``ms`` is the
+    median over the passes of each pass's median, its ``ratio`` (best peer / first fastpoint contender)
+    the median of the per-pass ratios, ``first_s`` the median load + first call, and ``passes`` keeps
+    every pass (its medians, its ratio and its raw samples)."""
     import fastpoint as fp
 
     from .runner import Settings
     from .timing import alternate, median
 
+    if repeat < 1:
+        raise ValueError(f"repeat must be at least 1, got {repeat}")
     fp.set_num_threads(threads[0])
     # an untimed load first: it imports onnx and reads the file (one-time costs per process)
     feeds = input_feeds(fp.load_onnx(path, backend=backend), shape)
-    first_s, net = load_and_first(path, feeds, backend, algorithms[0])
-    nets = {contender_name(algorithms[0]): net}
-    nets.update({contender_name(a): fp.load_onnx(path, backend=backend, algorithm=a) for a in algorithms[1:]})
+    others: Dict[str, object] = {}  # the other algorithms' networks, loaded once
+    runners: Dict[int, Dict[str, Callable]] = {}  # per thread count: the peers' sessions, made once
+    passes: Dict[int, List[dict]] = {t: [] for t in threads}
+    firsts: List[float] = []
+    errors: Dict[int, Dict[str, float]] = {}
+    for p in range(repeat):
+        fp.set_num_threads(threads[0])
+        first_s, net = load_and_first(path, feeds, backend, algorithms[0])
+        firsts.append(first_s)
+        if p == 0:
+            others = {contender_name(a): fp.load_onnx(path, backend=backend, algorithm=a) for a in algorithms[1:]}
+        nets = {contender_name(algorithms[0]): net, **others}
+        for t in threads:
+            fp.set_num_threads(t)
+            if t not in runners:
+                runners[t] = {peer: PEER_SETUP[peer](path, t) for peer in peers}
+            contenders = {c: (lambda n=n: n.run(feeds)) for c, n in nets.items()}
+            contenders.update({peer: (lambda fn=fn: fn(feeds)) for peer, fn in runners[t].items()})
+            names = list(contenders)  # pass p starts its rounds at another contender (alternate rotates them)
+            contenders = {c: contenders[c] for c in names[p % len(names):] + names[:p % len(names)]}
+            # at 2+ threads the peers' pools (ONNX Runtime's, OpenVINO's) spin after their sample and would be
+            # timed in the next contender's: each sample waits for them to sleep (the layer benches' pause)
+            samples = alternate(contenders, rounds=rounds, sample_s=sample_s, max_total_s=120.0,
+                                gap_s=Settings.gap_s if t > 1 else 0.0)
+            ms = {c: median(samples[c]) * 1e3 for c in names}
+            passes[t].append({"ms": ms, "ratio": _ratio(ms, names[0], peers), "first_s": first_s,
+                              "samples_s": {c: samples[c] for c in names}})
+            if t not in errors and "onnxruntime" in runners[t]:
+                ref = runners[t]["onnxruntime"](feeds)[0]
+                errors[t] = {c: float(np.abs(list(n.run(feeds).values())[0] - ref).max()
+                                      / max(np.abs(ref).max(), 1e-30)) for c, n in nets.items()}
+        del nets, net, contenders  # this pass's network goes before the next one loads
     rows = []
     for t in threads:
-        fp.set_num_threads(t)
-        runners = {p: PEER_SETUP[p](path, t) for p in peers}
-        contenders = {c: (lambda n=n: n.run(feeds)) for c, n in nets.items()}
-        contenders.update({p: (lambda fn=fn: fn(feeds)) for p, fn in runners.items()})
-        # at 2+ threads the peers' pools (ONNX Runtime's, OpenVINO's) spin after their sample and would be
-        # timed in the next contender's: each sample waits for them to sleep (the layer benches' pause)
-        samples = alternate(contenders, rounds=rounds, sample_s=sample_s, max_total_s=120.0,
-                            gap_s=Settings.gap_s if t > 1 else 0.0)
-        row = {"threads": t, "ms": {k: median(v) * 1e3 for k, v in samples.items()}, "first_s": first_s}
-        if "onnxruntime" in runners:
-            ref = runners["onnxruntime"](feeds)[0]
-            row["rel_err"] = {c: float(np.abs(list(n.run(feeds).values())[0] - ref).max()
-                                       / max(np.abs(ref).max(), 1e-30)) for c, n in nets.items()}
+        ms = {c: median([q["ms"][c] for q in passes[t]]) for c in passes[t][0]["ms"]}
+        ratios = [q["ratio"] for q in passes[t] if q["ratio"] is not None]
+        row = {"threads": t, "ms": ms, "ratio": median(ratios) if ratios else None, "first_s": median(firsts),
+               "passes": passes[t]}
+        if t in errors:
+            row["rel_err"] = errors[t]
         rows.append(row)
     return rows
 
 
+def _ratio(ms: Dict[str, float], ours: str, peers: Sequence[str]) -> Optional[float]:
+    """The fastest peer's time over ``ours``'s (> 1: fastpoint is faster); None without peers."""
+    best = min((ms[p] for p in peers if p in ms), default=None)
+    return best / ms[ours] if best else None
+
+
 def table(path: str, rows: List[dict], peers: Sequence[str]) -> str:
     """The end-to-end table: ms per contender, the first fastpoint contender's speed-up over the fastest
-    peer, each fastpoint contender's error vs ORT."""
+    peer, each fastpoint contender's error vs ORT; with several passes (:func:`bench_model`'s ``repeat``)
+    the medians over the passes, the median of the per-pass speed-ups and their range."""
     ours = [c for c in rows[0]["ms"] if c.startswith("fastpoint")] if rows else ["fastpoint"]
     names = [*ours, *peers]
     width = {n: max(14, len(n) + 3) for n in names}
@@ -147,10 +185,17 @@ def table(path: str, rows: List[dict], peers: Sequence[str]) -> str:
     lines = [f"model {path}", head, "-" * len(head)]
     for r in rows:
         err = " / ".join(f"{r['rel_err'][c]:.1e}" for c in ours) if "rel_err" in r else "-"
-        best = min((r["ms"][p] for p in peers), default=None)
-        gain = f"  {best / r['ms'][ours[0]]:>11.2f}" if best else ""
+        ratio = r["ratio"] if "ratio" in r else _ratio(r["ms"], ours[0], peers)
+        gain = f"  {ratio:>11.2f}" if ratio else ""
         lines.append(f"{r['threads']:>7}  " + "  ".join(f"{r['ms'][n]:>{width[n]}.1f}" for n in names) + gain
                      + f"  {err:>20}")
+    passes = len(rows[0].get("passes", ())) if rows else 0
+    if passes > 1:
+        spread = "; ".join(f"{r['threads']} thread(s) {min(q['ratio'] for q in r['passes']):.2f}-"
+                           f"{max(q['ratio'] for q in r['passes']):.2f}" for r in rows
+                           if all(q["ratio"] for q in r["passes"]))
+        lines.append(f"medians of {passes} passes; x best peer: the median of the per-pass ratios"
+                     + (f" (range {spread})" if spread else ""))
     if rows:
         steady = rows[0]["ms"][ours[0]] / 1e3
         lines.append(f"fastpoint load + first inference {rows[0]['first_s'] * 1e3:.0f} ms "
@@ -379,6 +424,23 @@ def memory_table(rows: Dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def save_model_record(args, rows: List[dict], peers: Sequence[str], threads: Sequence[int],
+                      algorithms: Sequence[str], repeat: int) -> None:
+    """``--json`` with ``--model``: the command, machine, versions and every row with all its passes."""
+    import json
+    import shlex
+
+    from .runner import _loadavg, _versions, machine_info
+
+    record = {"kind": "model", "model": args.model, "repeat": repeat, "threads": list(threads),
+              "peers": list(peers), "algorithms": list(algorithms),
+              "command": "fastpoint " + " ".join(shlex.quote(a) for a in getattr(args, "argv", ["bench"])),
+              "machine": {**machine_info(threads), "loadavg_after": _loadavg()},
+              "versions": _versions(peers), "rows": rows}
+    with open(args.json, "w") as f:
+        json.dump(record, f, indent=1)
+
+
 def cmd_bench_model(args) -> int:
     """``fastpoint bench --model``: the table, then the per-op profile with ``--profile``."""
     import sys
@@ -398,9 +460,16 @@ def cmd_bench_model(args) -> int:
     shape = [int(d) for d in args.input_shape.split(",")] if args.input_shape else None
     backend = args.backends.split(",")[0] if args.backends else "auto"
     algorithms = [a.strip() for a in (args.algorithm or "auto").split(",") if a.strip()] or ["auto"]
+    repeat = getattr(args, "repeat", 1)
+    if repeat < 1:
+        print("--repeat needs a positive count", file=sys.stderr)
+        return 2
     rows = bench_model(args.model, peers, threads, shape, rounds=args.rounds or 7, backend=backend,
-                       algorithms=algorithms)
+                       algorithms=algorithms, repeat=repeat)
     print(table(args.model, rows, peers))
+    if getattr(args, "json", ""):
+        save_model_record(args, rows, peers, threads, algorithms, repeat)
+        print(f"every pass's medians and raw samples written to {args.json}")
     if getattr(args, "memory", False):
         print(f"\nmemory at {threads[0]} thread(s), each contender in a fresh process (RSS):")
         contenders = [*map(contender_name, algorithms), *[p for p in peers if p in PEER_SETUP]]

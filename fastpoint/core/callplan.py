@@ -25,6 +25,7 @@ Nothing is skipped: the checks are the same, done on cached facts.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
@@ -46,7 +47,7 @@ class CallPlan:
     """
 
     __slots__ = ("x_shape", "spec", "dtype", "batched", "out_shape", "user_out_shape", "padded", "run",
-                 "run_residual", "bad_taps", "params", "cast_w", "cast_b", "fast", "facts")
+                 "run_residual", "bind_residual", "bad_taps", "params", "cast_w", "cast_b", "fast", "facts")
 
     def __init__(self, spec: ConvSpec, batched: bool, x_shape: Tuple[int, ...]) -> None:
         self.x_shape = x_shape
@@ -60,6 +61,9 @@ class CallPlan:
         self.params: Tuple[np.ndarray, ...] = ()
         self.cast_w = self.cast_b = False
         self.fast: Optional[Callable[..., Optional[np.ndarray]]] = None
+        #: a kept plan's ``bind_residual(res4) -> run(x4, out4) or None`` for one fixed residual array (the
+        #: backend's epilogue made once: a network's arena), or None where the backend has no such binding
+        self.bind_residual: Optional[Callable[[np.ndarray], Callable[[np.ndarray, np.ndarray], None]]] = None
         self.facts: Optional[tuple] = None
 
     # -- the two forms --------------------------------------------------------------------------------
@@ -84,6 +88,9 @@ class CallPlan:
                          _p=packed, _b=bias) -> None:  # a call's residual: the backend's per-call epilogue
             _r(_s, _p, x4, _b, out4, residual=res4)
         plan.run_residual = run_residual
+        bind_residual = getattr(backend, "bind_residual", None)
+        if bind_residual is not None:
+            plan.bind_residual = partial(bind_residual, spec, packed, bias)
         return plan
 
     @classmethod

@@ -493,7 +493,11 @@ class Conv(ConvBase):
             if plan.bad_taps is not None or plan.spec.n == 0:
                 # non-finite weights (the padding fix-up), batch 0: the full call
                 return partial(layer, xk, out=yk, **kw)
-            return partial(plan.run, xk, yk) if rk is None else partial(plan.run_residual, xk, yk, rk)
+            if rk is None:
+                return partial(plan.run, xk, yk)
+            # the residual is a fixed array too: its epilogue made once (backends/c.py bind_residual)
+            bound = plan.bind_residual(rk) if plan.bind_residual is not None else None
+            return partial(bound, xk, yk) if bound is not None else partial(plan.run_residual, xk, yk, rk)
 
         # a weight still in the file: packed now, during load_onnx (the file is not read after it)
         fast = first() if self.source is not None else None
