@@ -16,7 +16,9 @@
  * Build:  gcc -O2 -Icsrc bench/gemm_ab.c -o /tmp/gemm_ab -ldl
  * Run:    /tmp/gemm_ab cin cout hw layout(0 NCHW, 1 NHWC) threads samples epilogue lib...
  *         epilogue: 0 none, 1 ReLU (fp_epilogue), 2 residual Add + ReLU (fcn's bottleneck ends)
- *         e.g. /tmp/gemm_ab 512 2048 32 1 1 15 2 /tmp/v0.so /tmp/v1.so */
+ *         e.g. /tmp/gemm_ab 512 2048 32 1 1 15 2 /tmp/v0.so /tmp/v1.so
+ *         AB_BATCH=32 AB_ROW=1 /tmp/gemm_ab 128 1024 1024 0 2 15 0 ...: PointNet's 128->1024 kernel-1 conv1d
+ *         (32 images of one 1024-pixel row).  Each line also gives the wall-time median. */
 #include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -83,13 +85,16 @@ int main(int argc, char **argv) {
     fp_conv_problem p;
     memset(&p, 0, sizeof p);
     const int64_t cin = atol(argv[1]), cout = atol(argv[2]), hw = atol(argv[3]);
-    p.n = 1; p.cin = cin; p.cout = cout; p.h = p.w = p.oh = p.ow = hw;
+    /* AB_BATCH=n: a batch of n images; AB_ROW=1: each image one row of hw pixels (a kernel-1 conv1d) */
+    p.n = getenv("AB_BATCH") ? atol(getenv("AB_BATCH")) : 1;
+    p.cin = cin; p.cout = cout; p.h = p.w = p.oh = p.ow = hw;
+    if (getenv("AB_ROW")) p.h = p.oh = 1;
     p.kh = p.kw = 1; p.stride_h = p.stride_w = 1; p.dil_h = p.dil_w = 1; p.groups = 1;
     p.layout = atoi(argv[4]);
     p.num_threads = atoi(argv[5]);
     const int samples = atoi(argv[6]), epk = atoi(argv[7]), nl = argc - 8;
     if (nl > MAX_LIBS) return 2;
-    const int64_t nx = cin * hw * hw, ny = cout * hw * hw;
+    const int64_t nx = p.n * cin * p.h * p.w, ny = p.n * cout * p.oh * p.ow;
     float *x = aligned(4 * nx), *w = aligned(4 * cout * cin), *b = aligned(4 * cout), *y = aligned(4 * ny),
           *res = aligned(4 * ny), *y0 = aligned(4 * ny);
     /* small integers: every summation order gives the same floats */
@@ -105,7 +110,8 @@ int main(int argc, char **argv) {
 
     conv_fn conv[MAX_LIBS];
     void *packed[MAX_LIBS];
-    double *t[MAX_LIBS];
+    double *t[MAX_LIBS], *tw[MAX_LIBS], *tk[MAX_LIBS];
+    int64_t *chunk_ns[MAX_LIBS]; /* a variant's optional fp_gemm_chunk_ns: thread CPU time inside its chunks */
     for (int l = 0; l < nl; l++) {
         void *h = load(argv[8 + l], l);
         if (!h) return 1;
@@ -115,6 +121,9 @@ int main(int argc, char **argv) {
         if (!conv[l] || !pb || !pack) return 1;
         packed[l] = aligned(pb(&p, 0));
         t[l] = malloc(sizeof(double) * (size_t)samples);
+        tw[l] = malloc(sizeof(double) * (size_t)samples);
+        tk[l] = malloc(sizeof(double) * (size_t)samples);
+        chunk_ns[l] = (int64_t *)dlsym(h, "fp_gemm_chunk_ns");
         if (pack(&p, w, packed[l]) != 0 || conv[l](&p, x, packed[l], b, y, epp) != 0) {
             fprintf(stderr, "%s failed\n", argv[8 + l]);
             return 1;
@@ -129,17 +138,24 @@ int main(int argc, char **argv) {
     const int reps = (int)(0.02 / (clock_of(CLOCK_MONOTONIC) - t0)) + 1; /* calls per ~20 ms sample */
     for (int s = 0; s < samples; s++)
         for (int l = 0; l < nl; l++) {
-            const double c0 = clock_of(id);
+            const int64_t k0 = chunk_ns[l] ? __atomic_load_n(chunk_ns[l], __ATOMIC_RELAXED) : 0;
+            const double c0 = clock_of(id), w0 = clock_of(CLOCK_MONOTONIC);
             for (int i = 0; i < reps; i++) conv[l](&p, x, packed[l], b, y, epp);
             t[l][s] = (clock_of(id) - c0) / reps;
+            tw[l][s] = (clock_of(CLOCK_MONOTONIC) - w0) / reps;
+            tk[l][s] = chunk_ns[l] ? 1e-9 * (double)(__atomic_load_n(chunk_ns[l], __ATOMIC_RELAXED) - k0) / reps : 0;
         }
-    const double flops = 2.0 * cout * cin * hw * hw;
+    const double flops = 2.0 * cout * cin * p.n * p.oh * p.ow;
     for (int l = 0; l < nl; l++) {
         qsort(t[l], (size_t)samples, sizeof(double), cmp);
-        printf("%ld->%ld@%ld %s T%d ep%d %-28s %6.1f GFLOP/s (median %.3f ms, quartile %.1f, best %.1f)\n",
+        qsort(tw[l], (size_t)samples, sizeof(double), cmp);
+        qsort(tk[l], (size_t)samples, sizeof(double), cmp);
+        printf("%ld->%ld@%ld %s T%d ep%d %-28s %6.1f GFLOP/s (median %.3f ms, quartile %.1f, best %.1f; wall median"
+               " %.3f ms; in chunks %.1f GFLOP/s)\n",
                (long)cin, (long)cout, (long)hw, p.layout ? "NHWC" : "NCHW", p.num_threads, epk, argv[8 + l],
                flops / t[l][samples / 2] * 1e-9, t[l][samples / 2] * 1e3, flops / t[l][samples / 4] * 1e-9,
-               flops / t[l][0] * 1e-9);
+               flops / t[l][0] * 1e-9, tw[l][samples / 2] * 1e3,
+               tk[l][samples / 2] > 0 ? flops / tk[l][samples / 2] * 1e-9 : 0.0);
     }
     return 0;
 }

@@ -189,6 +189,11 @@ int fp_call_once(const fp_conv_problem *p, int f64, const void *x, const void *w
 /* The best of `reps` wall times, in ns, of one pool job of `threads` empty chunks: waking the helpers and
  * joining them (the plan's thread rule, backends/c.py). */
 double fp_measure_pool_wake_ns(int threads, int reps);
+/* The BatchNormalization fold of a network's weights (csrc/network/fold.c, fastpoint/network/graph.py
+ * fold_weight): out[co * per + i] = w[co * per + i] * k[co], the product in double rounded once (out may be
+ * w).  Returns 0, or FP_ERR_ARGS for a negative size. */
+int fp_fold_scale_f32(const float *w, const double *k, float *out, int64_t cout, int64_t per);
+int fp_fold_scale_f64(const double *w, const double *k, double *out, int64_t cout, int64_t per);
 /* cdef-end */
 
 #endif

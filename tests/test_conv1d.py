@@ -161,6 +161,49 @@ def test_direct_conv1d_thread_splits(threads):
         fp.set_num_threads(before)
 
 
+# (cin, cout, L, K, stride, pads, dilation): strided layers wider than 16 input channels, which take the lowered
+# conv1d GEMM (csrc/lowered/conv1d_gemm.c): stride 2 (its vectorized gather), 3 and 4, output channels off
+# every MR, causal and uneven pairs, a reduction of two k blocks (Cin*K = 1800: the tiles read C back and the
+# one-shot call's row pointers start at the block), and an output past L2 with rows not a multiple of 16 (the
+# streaming row copy).
+LOWERED_CASES = [(17, 19, 101, 3, 2, (0, 0), 1), (24, 9, 97, 3, 2, (2, 1), 2), (18, 10, 50, 2, 2, (4, 0), 4),
+                 (20, 8, 60, 4, 3, (0, 3), 1), (19, 33, 75, 5, 4, (2, 2), 1), (600, 19, 40, 3, 2, (1, 1), 1),
+                 (32, 70, 8300, 3, 2, (0, 0), 1)]
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_lowered_conv1d_gemm_every_isa(isa, threads):
+    """The lowered conv1d GEMM on each C ISA path at 1-3 threads, one-shot (the weights read in place) and
+    prepacked, with bias and ReLU, into NaN-filled outputs, against the reference; NLC and float64 beside it."""
+    rng = np.random.default_rng(threads)
+    before = fp.get_num_threads()
+    fp.set_num_threads(threads)
+    try:
+        for cin, cout, length, k, s, pads, d in LOWERED_CASES:
+            n = 1 if length > 1000 else 2
+            x = int_array(rng, (n, cin, length))
+            w = int_array(rng, (cout, cin, k), -2, 2)
+            b = int_array(rng, (cout,), -5, 5)
+            expected = _reference(x, w, b, s, pads, d, 1, relu=True)
+            msg = f"{isa} {threads}T {(cin, cout, length, k, s, pads, d)}"
+            out = np.full(expected.shape, np.nan, np.float32)
+            fp.conv1d(x, w, b, s, pads, d, activation="relu", backend="c", out=out)
+            np.testing.assert_array_equal(out, expected, err_msg="one-shot " + msg)
+            out = np.full(expected.shape, np.nan, np.float32)
+            fp.Conv1d(w, b, s, pads, d, activation="relu", backend="c")(x, out=out)
+            np.testing.assert_array_equal(out, expected, err_msg="prepacked " + msg)
+            if length > 1000:
+                continue
+            nlc = fp.conv1d(np.ascontiguousarray(x.transpose(0, 2, 1)), w, b, s, pads, d, activation="relu",
+                            layout="NLC", backend="c")
+            np.testing.assert_array_equal(nlc.transpose(0, 2, 1), expected, err_msg="NLC " + msg)
+            f64 = fp.conv1d(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), s, pads, d,
+                            activation="relu", backend="c")
+            np.testing.assert_array_equal(f64, expected, err_msg="float64 " + msg)
+    finally:
+        fp.set_num_threads(before)
+
+
 @pytest.mark.parametrize("backend", TESTED_BACKENDS)
 def test_unbatched_float64_noncontiguous_batch0(backend):
     rng = np.random.default_rng(2)

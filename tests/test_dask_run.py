@@ -544,3 +544,118 @@ def test_image_source_read_bytes():
     src = ImageSource(Stored(), "HWC", np.float32)
     assert src.read_bytes((1, 3, 40, 33)) == 40 * 33 * 3 + (3 * 2) * 32 * 32 * 3
     assert src.read_bytes((1, 3, 100, 90)) == 100 * 90 * 3 + (4 * 3) * 32 * 32 * 3
+
+
+def _buffer_owner(a):
+    """The object that owns ``a``'s memory (an arena's mmap behind its memoryview, or the base array): a view
+    of ``a`` keeps it alive, so its weak reference dies only when no view of the memory is left."""
+    while isinstance(a.base, np.ndarray):
+        a = a.base
+    return a.base if a.base is not None else a
+
+
+def test_arena_growth_and_drop_free_the_old_buffers():
+    """A worker's shared arena grows as larger cropped plans come (corner, edge, interior chunk, the whole
+    tile): each old buffer is freed when the new one is made, and dropping the shipped network frees the
+    last, by reference counting alone (the cycle collector is off: a dask worker collects its long-lived
+    objects rarely, so a buffer waiting for it is a second arena beside the new one)."""
+    import gc
+    import weakref
+
+    from fastpoint.network import tiled
+
+    rng = np.random.default_rng(22)
+    net = fp.load_onnx(unet_graph(np.float64, rng, None, "convtranspose"))
+    shipped = tiled._Shipped(net._graph, net.backend)
+    x = image((1, 3, 160, 160), np.float64, rng)  # arenas of 0.5-2.5 MB: the small ones NumPy's, the large mmap'd
+    ref = net(x)
+    boxes = [((0, 63), (0, 63)), ((48, 111), (48, 111)), ((96, 159), (0, 63)), ((0, 159), (0, 159))]
+    sizes = {b: shipped.crop_plan(shipped.network(x.shape), x, b, 2).plan.arena_bytes for b in boxes}
+    for cp in list(shipped._crops.values()):
+        cp.release()  # (planned to read their sizes, not run)
+    del cp
+    boxes.sort(key=sizes.get)
+    assert len(set(sizes.values())) == len(boxes)
+    gc.collect()
+    gc.disable()
+    try:
+        olds = []
+        for box in boxes:
+            sl = tuple(slice(a, b + 1) for a, b in box)
+            np.testing.assert_array_equal(tiled._tile_task(shipped, x, 0.0, sl, 1, 2, True), ref[(...,) + sl])
+            assert all(r() is None for r in olds), "an arena the shared one grew out of is still alive"
+            buf = shipped._arenas._local.buf
+            assert buf.nbytes == sizes[box]
+            olds.append(weakref.ref(_buffer_owner(buf)))
+            del buf
+        assert olds[-1]() is not None  # (the current arena: the test can see a live one)
+        del shipped
+        assert olds[-1]() is None, "the dropped network's arena is still alive"
+    finally:
+        gc.enable()
+
+
+def test_arena_reserve_makes_one_arena_per_thread():
+    """With the reserve ``run`` ships (task_arenas: the largest cropped plan's arena of the tile shape over the
+    chunk positions), a worker thread's shared arena is made once at that size: no growth (a growth faults in
+    a new arena's pages), whatever order the positions come in; the results are the in-memory ones."""
+    from fastpoint.network import tiled
+
+    rng = np.random.default_rng(23)
+    net = fp.load_onnx(unet_graph(np.float64, rng, None, "convtranspose"))
+    shape, chunks = (1, 3, 90, 100), ((1,), (3,), (30, 30, 30), (40, 40, 20))
+    x = image(shape, np.float64, rng)
+    t = fpd.tiling(net, shape, chunks)
+    reserve = tiled.task_arenas(net, t, shape, chunks, np.float64, crop=True)
+    tile_shapes = {s for s, _ in tiled._task_boxes(t, shape, chunks, True)}
+    assert set(reserve) == tile_shapes
+    assert tiled._arena_reserve(net, t, shape, chunks, np.float64, True) == reserve  # what run() ships
+    assert tiled._arena_reserve(net, t, shape, chunks, np.float64, False) is None
+    np.testing.assert_array_equal(fpd.run(net, da.from_array(x, chunks=(1, 3, 30, 40))).compute(scheduler="sync"),
+                                  net(x))
+    shipped = tiled._Shipped(net._graph, net.backend, reserve)
+    (a0, a1), (b0, b1) = t.tiles[0][0], t.tiles[1][0]
+    tile = np.ascontiguousarray(x[..., a0:a1, b0:b1])
+    boxes = [box for s, box in tiled._task_boxes(t, shape, chunks, True) if s == tile.shape]
+    bufs = set()
+    for box in boxes[::-1]:
+        sl = tuple(slice(a, b + 1) for a, b in box)
+        got = tiled._tile_task(shipped, tile, 0.0, sl, 1, t.alignment, True)
+        np.testing.assert_array_equal(got, net(tile)[(...,) + sl])
+        bufs.add(id(shipped._arenas._local.buf))
+    assert len(bufs) == 1 and shipped._arenas._local.buf.nbytes == reserve[tile.shape]
+    sizes = [cp.plan.arena_bytes for cp in shipped._crops.values()]
+    assert max(sizes) <= reserve[tile.shape]
+
+
+def test_cropped_plans_on_two_threads_while_the_arena_grows():
+    """Two worker threads run the cropped plans of one tile shape in opposite orders, no reserve: a growth on
+    one thread releases the plans the other may be running (each keeps the plan it runs until its call
+    returns) and every result is the in-memory one."""
+    import threading
+
+    from fastpoint.network import tiled
+
+    rng = np.random.default_rng(24)
+    net = fp.load_onnx(unet_graph(np.float64, rng, None, "convtranspose"))
+    shipped = tiled._Shipped(net._graph, net.backend)
+    x = image((1, 3, 96, 96), np.float64, rng)
+    ref = net(x)
+    boxes = [((0, 31), (0, 31)), ((32, 63), (32, 63)), ((64, 95), (0, 31)), ((0, 95), (0, 95)), ((0, 47), (48, 95))]
+    errors = []
+
+    def work(order):
+        try:
+            for _ in range(3):
+                for box in order:
+                    sl = tuple(slice(a, b + 1) for a, b in box)
+                    np.testing.assert_array_equal(tiled._tile_task(shipped, x, 0.0, sl, 1, 2, True), ref[(...,) + sl])
+        except Exception as exc:  # noqa: BLE001 - reported by the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(o,)) for o in (boxes, boxes[::-1])]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not errors, errors

@@ -276,6 +276,24 @@ def test_large_nhwc_output_streamed(kernel, offset, cout):
 
 
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_weights_past_l2_one_pixel_chunk_per_thread(kernel, layout, threads):
+    """Weights larger than the detected L2 with the work cut along pixels: one chunk of pixels per thread
+    (the driver's `chunks`), with Cout off every tile (1000 = 20 x 48 + 40 = 125 x 8; the 6x16 and
+    4x16 tiles' edges too), a batch of 2 (NCHW: the chunks' tile ranges cross images) and rows that do not
+    split evenly (2 x 19 x 21 pixels)."""
+    cout = 1000
+    cin = int(lib.fp_cache_size(2)) // (4 * cout) * 5 // 4 + 3  # 4 * cin * cout just past L2
+    assert 4 * cin * cout > int(lib.fp_cache_size(2))
+    before = fp.get_num_threads()
+    fp.set_num_threads(threads)
+    try:
+        check(kernel, 2, cin, cout, 19, 21, layout=layout, relu=True)
+    finally:
+        fp.set_num_threads(before)
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("n", [0, 1, 3, 8])
 def test_batch_path(kernel, layout, threads, n):

@@ -182,3 +182,38 @@ def test_more_than_64_threads(layout):
                 _run_guarded(prob, dtype, 96, relu=True, with_bias=True, seed=1)
     finally:
         lib.fp_set_max_threads(0)
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_one_shot_on_weights_past_l2_stays_inside_its_arrays(isa, layout):
+    """The one-shot 1x1 form for small maps with weights past L2 (csrc/gemm/gemm_once_wrows.c: W's rows read in
+    place, 16-row windows of W transposed for the last pixels, the last window shifted back to end at Cout)
+    on guarded arrays: nothing written outside the output or into the caller's weights, and the reference's
+    result (a read of the NaN output or guards would show)."""
+    from fastpoint.backends.numpy import NumpyBackend
+    from fastpoint.core import machine
+
+    cin = 2400
+    cout = int(1.1 * machine.cache_sizes()[2] / (4 * cin)) + 1
+    cout += 4 if cout % 16 == 0 else 0  # off a multiple of 16
+    rng = np.random.default_rng(31)
+    weight = rng.integers(-1, 2, size=(cout, cin, 1, 1)).astype(np.float32)
+    bias = rng.integers(-4, 5, size=cout).astype(np.float32)
+    for (h, w), threads in itertools.product(((7, 7), (4, 13), (4, 5)), (1, 2)):
+        xs = (1, cin, h, w) if layout == "NCHW" else (1, h, w, cin)
+        x = rng.integers(-1, 2, size=xs).astype(np.float32)
+        layer = make_layer(weight, 1, 0, 1, 1, layout, None, np.float32)
+        spec = make_spec(layer, xs, weight.shape)
+        p = c._problem(layer, spec)
+        p.num_threads = threads
+        gw, gx, gb = guarded_copy(weight), guarded_copy(x), guarded_copy(bias)
+        gy = Guarded(int(np.prod(spec.out_shape)), np.float32)
+        rc = lib.fp_conv_once_f32(p, gx.ptr("float *"), gw.ptr("float *"), gb.ptr("float *"), gy.ptr("float *"), 0)
+        where = f"isa={ISA_NAMES[int(lib.fp_isa())]} threads={threads} map={h}x{w} {layout}"
+        assert rc == 0, f"{where}: returned {rc}"
+        assert gy.guards_intact(), f"{where}: wrote outside the output"
+        for name, g, arr in (("x", gx, x), ("weight", gw, weight), ("bias", gb, bias)):
+            assert g.guards_intact() and np.array_equal(g.array(arr.shape), arr), f"{where}: wrote into {name}"
+        expected = np.empty(spec.out_shape, np.float32)
+        NumpyBackend().run(spec, weight, x, bias, expected)
+        assert np.array_equal(gy.array(spec.out_shape), expected), f"{where}: differs from the reference"

@@ -142,6 +142,36 @@ def test_fold_in_place_only_for_a_weight_read_by_one_conv(tmp_path):
     np.testing.assert_array_equal(fast["y"], slow["y"])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(7, 3, 3, 3), (13, 5), (1, 1, 1, 1), (5, 0, 3, 3), (0, 4, 1, 1), (6,)])
+@pytest.mark.parametrize("in_place", [True, False])
+def test_fold_weight_is_numpys_float64_product_bit_for_bit(dtype, shape, in_place):
+    """graph.fold_weight (the C pass where the extension has it) against NumPy's float64 multiply rounded once:
+    NaN, +-Inf, -0.0, subnormal weights and products, products that overflow or round to a subnormal."""
+    if G._fold_lib() is None:
+        pytest.skip("the C extension (with fp_fold_scale_*) is not built")
+    rng = np.random.default_rng(11)
+    w = (rng.standard_normal(shape) * 10.0 ** rng.integers(-3, 4, shape)).astype(dtype)
+    flat = w.reshape(-1)
+    tiny, big = np.finfo(dtype).tiny, np.finfo(dtype).max
+    for i, v in enumerate([np.nan, np.inf, -np.inf, -0.0, tiny / 3, -tiny, big, tiny * 2][:flat.size]):
+        flat[(i * 7) % max(flat.size, 1)] = v
+    k = rng.uniform(0.3, 3.0, shape[0]) if shape[0] else np.zeros(0)
+    if k.size > 2:
+        k[1], k[2] = 1e-300 if dtype == np.float64 else 1e-40, 7.0  # subnormal products; an overflow of big
+    ref = np.empty_like(w)
+    np.multiply(w, k.reshape((-1,) + (1,) * (w.ndim - 1)), out=ref, dtype=np.float64, casting="unsafe")
+    src = w.copy()
+    out = G.fold_weight(src, k, src if in_place else np.empty_like(w))
+    view = np.uint32 if dtype == np.float32 else np.uint64
+    np.testing.assert_array_equal(out.view(view), ref.view(view))
+    if not in_place:
+        np.testing.assert_array_equal(src.view(view), w.view(view))  # (the source untouched)
+    # a strided view takes NumPy's path: the same bits
+    wt = np.asfortranarray(w)
+    np.testing.assert_array_equal(G.fold_weight(wt, k, np.empty_like(w)).view(view), ref.view(view))
+
+
 @pytest.mark.parametrize("source", ["path", "bytes", "proto"])
 def test_same_results_whatever_the_source(tmp_path, source):
     rng = np.random.default_rng(5)

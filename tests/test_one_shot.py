@@ -12,7 +12,7 @@ import pytest
 
 import fastpoint as fp
 from fastpoint import api
-from fastpoint.core import callplan
+from fastpoint.core import callplan, machine
 from fastpoint.core.threads import thread_limit
 
 from .conftest import int_array, run_in_threads
@@ -208,6 +208,68 @@ def test_c_packing_inside_the_gemm_loops(layout, threads):
             np.testing.assert_array_equal(fp.conv2d(x, w, b, layout=layout, backend="c", activation="relu"),
                                           np.maximum(want, 0))
             np.testing.assert_array_equal(fp.conv2d(x, w, b, layout=layout, backend="c"), want)
+
+
+def _weights_past_l2():
+    """(Cin, Cout) of 1x1 weights just past the detected L2 with 53 pixels of input in half of it, Cin past
+    2048 (several k blocks in either layout) and Cout off a multiple of 16: the one-shot calls that read W's
+    rows in place (csrc/gemm/gemm_once_wrows.c)."""
+    cin = 2400
+    cout = int(1.1 * machine.cache_sizes()[2] / (4 * cin)) + 1
+    return cin, cout + (4 if cout % 16 == 0 else 0)
+
+
+# maps (batch, h, w): tails past the 48-pixel tiles of 1, 2, 4 and 5 pixels, no full tile, and batch 2 (NCHW:
+# image by image; NHWC: 98 pixels of X past half of L2, so the panel path)
+WROWS_MAPS = [(1, 7, 7), (1, 5, 10), (1, 4, 13), (1, 1, 53), (1, 4, 5), (2, 7, 7)]
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_c_one_shot_reading_weights_past_l2_in_place(layout, threads):
+    """1x1 one-shot calls on small maps whose weights exceed L2 swap the operands (W's rows read in place, X
+    packed, the last 1-4 pixels summed on register-transposed blocks of W): bit-identical to the prepacked
+    layer on real-valued data (the same FMA chain for every output), equal to the reference on integer-valued
+    data, with bias, without, with ReLU, at 1-3 threads."""
+    rng = np.random.default_rng(21)
+    cin, cout = _weights_past_l2()
+    w = rng.standard_normal((cout, cin, 1, 1)).astype(np.float32)
+    b = rng.standard_normal(cout).astype(np.float32)
+    wi, bi = int_array(rng, w.shape, -1, 1), int_array(rng, b.shape)
+    with thread_limit(threads):
+        for n, h, wd in WROWS_MAPS:
+            x = _layout(rng.standard_normal((n, cin, h, wd)).astype(np.float32), layout)
+            for bias, act in ((b, None), (None, "relu")):
+                want = fp.Conv2d(w, bias, layout=layout, backend="c", activation=act)(x)
+                for _ in range(2):
+                    got = fp.conv2d(x, w, bias, layout=layout, backend="c", activation=act)
+                    np.testing.assert_array_equal(got, want)
+            xi = _layout(int_array(rng, (n, cin, h, wd), -1, 1), layout)
+            np.testing.assert_array_equal(fp.conv2d(xi, wi, bi, layout=layout, backend="c"),
+                                          fp.conv2d(xi, wi, bi, layout=layout, backend="numpy"))
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_c_one_shot_reading_weights_past_l2_from_two_python_threads(layout):
+    """Two Python threads, weights of their own, 2 pool threads each: each chunk packs X into its own thread's
+    scratch, so neither sees the other's."""
+    rng = np.random.default_rng(22)
+    cin, cout = _weights_past_l2()
+    x = _layout(int_array(rng, (1, cin, 7, 7), -1, 1), layout)
+    weights = [(int_array(rng, (cout, cin), -1, 1), int_array(rng, (cout,))) for _ in range(2)]
+    wants = [fp.conv1x1(x, w, b, layout=layout, backend="numpy") for w, b in weights]
+    ids = iter(range(2))
+    errors = []
+
+    def work():
+        me = next(ids)
+        with thread_limit(2):
+            for _ in range(6):
+                if not np.array_equal(fp.conv1x1(x, *weights[me], layout=layout, backend="c"), wants[me]):
+                    errors.append(me)
+
+    run_in_threads(work, 2)
+    assert not errors
 
 
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])

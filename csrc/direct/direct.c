@@ -17,7 +17,7 @@
 #include <string.h>
 
 #include "../epilogue/epilogue.h"
-#include "direct.h"
+#include "direct_px.h"
 
 /* Weight prefetch for the next chunk only when at least this many tiles share a chunk, so that
  * the prefetches stay a thin stream (on 512@7x7, 7 tiles per chunk and 42 prefetches per tile: -14 %). */
@@ -41,7 +41,8 @@ static int applies(const fp_conv_problem *p, int isa, int f64) {
 }
 
 static const char *kernel_name(const fp_conv_problem *p, int isa, int f64) {
-    (void)p; (void)f64;
+    (void)f64;
+    if (fp_direct_px_pays(p, isa)) return fp_kernel_pick("convpx", 0, isa)->name; /* run_either's choice */
     return fp_direct_ukr_pick(isa)->k.name;
 }
 
@@ -539,6 +540,8 @@ static void direct_chunk(void *ctx, int64_t job, int worker) {
 static int run_either(const fp_conv_problem *p, int isa, const float *x, const float *wpk, const float *wraw,
                       const float *bias, float *y) {
     if (p->n == 0 || p->oh == 0 || p->ow == 0 || p->cout == 0) return wraw ? FP_DECLINED : FP_OK;
+    /* Narrow NCHW layers on wide maps: output pixels in the lanes (direct_px.c) on the same packed weights */
+    if (!wraw && fp_direct_px_pays(p, isa)) return fp_direct_px_run16(p, isa, x, wpk, bias, y);
     geom G;
     plan(p, isa, &G);
     /* Packing per chunk inside the loops pays when each chunk's weights serve one job: a single image

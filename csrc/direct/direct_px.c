@@ -78,6 +78,7 @@ typedef struct px_task {
     const fp_px_ukr *uk;
     int isa;
     const float *x, *w, *bpad;
+    int64_t wlanes, wbs, wgs; /* weights: lanes per (channel, tap) step, floats per block of wlanes channels, per group */
     const int64_t *toff;
     float *y;
     fp_dstrip S;
@@ -182,6 +183,7 @@ static void px_job(void *ctx, int64_t job, int worker) {
     a.ntaps = T;
     a.cin = cin_g;
     a.cs = t->S.cs;
+    a.wstep = t->wlanes;
     /* The activations the kernels apply in registers (no residual): the tile then goes straight to an NCHW
      * output, or through the transposing buffer alone (NHWC); any other epilogue runs on the buffer. */
     const fp_ep *ep = t->ep;
@@ -212,8 +214,8 @@ static void px_job(void *ctx, int64_t job, int worker) {
                 const int64_t nch = FP_MIN(FP_PX_CHUNK, cout_g - c0);
                 prefetch_out(t, n, g * cout_g + c0, nch, oy, ox0, a.npx);
                 for (int64_t cb = 0; cb * mc < nch; cb++) {
-                    const int64_t blk = g * t->nb + (c0 + cb * mc) / mc;
-                    a.w = t->w + blk * cin_g * T * mc;
+                    const int64_t co = c0 + cb * mc, blk = g * t->nb + co / mc;
+                    a.w = t->w + g * t->wgs + co / t->wlanes * t->wbs + co % t->wlanes;
                     a.bias = t->bpad + blk * mc;
                     const int64_t c_abs = g * cout_g + c0 + cb * mc, nc = FP_MIN(mc, nch - cb * mc);
                     /* NCHW with the activation in registers: whole channel rows straight into y (a block
@@ -234,17 +236,19 @@ static void px_job(void *ctx, int64_t job, int worker) {
     }
 }
 
-static int run(const fp_conv_problem *p, int isa, int f64, const void *x, const void *packed, const void *bias,
-               void *y) {
-    (void)f64;
+/* The row loop over weights whose output channel co (group-relative, a multiple of the kernel's mc) starts at
+ * w + g * wgs + co / wlanes * wbs + co % wlanes, wlanes floats between its (channel, tap) steps; the strip
+ * of a row block takes at most `budget` bytes. */
+static int px_run(const fp_conv_problem *p, int isa, const float *x, const float *w, int64_t wlanes, int64_t wbs,
+                  int64_t wgs, int64_t budget, const float *bias, float *y) {
     if (p->n == 0 || p->oh == 0 || p->ow == 0 || p->cout == 0) return FP_OK;
     const fp_px_ukr *uk = pick(isa);
     const int64_t cin_g = p->cin / p->groups, cout_g = p->cout / p->groups, sw = p->stride_w, sh = p->stride_h;
     const int64_t Wq = FP_CEIL_DIV((p->ow - 1) * sw + (p->kw - 1) * p->dil_w + 1, sw);
     const fp_dstrip S = {cin_g, Wq, sw * Wq, cin_g * sw * Wq};
-    /* Rows per block: the strip in a quarter of L2 (these layers' weights are a few KiB and stay in L1),
-     * and several jobs per thread. */
-    const int64_t budget = fp_cache_size(2) / 4, row_bytes = (int64_t)sizeof(float) * S.rs;
+    /* Rows per block: the strip within the budget (the weights a tile reads are a few KiB and stay in
+     * L1), and several jobs per thread. */
+    const int64_t row_bytes = (int64_t)sizeof(float) * S.rs;
     const int nt = fp_threads(p);
     int64_t R = p->oh;
     while (R > 1 && ((R - 1) * sh + (p->kh - 1) * p->dil_h + 1) * row_bytes > budget) R = (R + 1) / 2;
@@ -260,14 +264,53 @@ static int run(const fp_conv_problem *p, int isa, int f64, const void *x, const 
     fp_direct_tap_offsets(p, Wq, S.rs, toff);
     for (int64_t g = 0; g < p->groups; g++)
         for (int64_t co = 0; co < nb * uk->mc; co++)
-            bpad[g * nb * uk->mc + co] = bias && co < cout_g ? ((const float *)bias)[g * cout_g + co] : 0.0f;
+            bpad[g * nb * uk->mc + co] = bias && co < cout_g ? bias[g * cout_g + co] : 0.0f;
     const int64_t nr = (R - 1) * sh + (p->kh - 1) * p->dil_h + 1;
-    px_task t = {p, uk, isa, (const float *)x, (const float *)packed, bpad, toff, (float *)y, S, R, nrb, nb,
+    px_task t = {p, uk, isa, x, w, bpad, wlanes, wbs, wgs, toff, y, S, R, nrb, nb,
                  (int64_t)sizeof(float) * nr * S.rs, 0, fp_ep_current()};
     fp_pool_run(nt, p->n * p->groups * nrb, px_job, &t);
     fp_aligned_free(toff);
     fp_aligned_free(bpad);
     return t.failed ? FP_ERR_ALLOC : FP_OK;
+}
+
+/* The stems' strips take a quarter of L2 (as measured for them; their rows are a few KiB). */
+static int run(const fp_conv_problem *p, int isa, int f64, const void *x, const void *packed, const void *bias,
+               void *y) {
+    (void)f64;
+    const int64_t mc = pick(isa)->mc, wbs = (p->cin / p->groups) * p->kh * p->kw * mc;
+    return px_run(p, isa, (const float *)x, (const float *)packed, mc, wbs, nblocks(p, (int)mc) * wbs,
+                  fp_cache_size(2) / 4, (const float *)bias, (float *)y);
+}
+
+/* Reductions of at most this many (input channel, tap) steps go through the pixel-lane loop when direct.c's
+ * layer allows it (fp_direct_px_pays).  Measured, AVX-512, 1 thread, NCHW 3x3, LeakyReLU: 32->32 @256 and
+ * @128, 32->64 @128, 64->64 @64 (288-576 steps) 8-11 % faster than direct.c's tiles; 128->64 @64 and
+ * 128->128 @32 (1152 steps) equal or 2 % slower: the transposing NCHW store those tiles pay per output is
+ * spread over the reduction, which grows with it. */
+#define FP_PX_MAX_STEPS 576
+
+int fp_direct_px_pays(const fp_conv_problem *p, int isa) {
+    if (fp_kernel_forcing()) return 0; /* a forced kernel runs where it is forced (tests, benchmarks) */
+    const fp_px_ukr *uk = pick(isa);
+    /* Output rows of whole vectors: a masked last vector cost more than the store saves (64->64 @56, 3.5
+     * vectors a row: 10 % slower); and at least two, since a lone vector leaves a tile of mc accumulators,
+     * too few to cover the FMA latency (32->32 @16: 14 % slower).  Stride and dilation 1, one group: what
+     * was measured. */
+    return p->layout == 0 && p->groups == 1 && p->stride_h == 1 && p->stride_w == 1 && p->dil_h == 1 &&
+           p->dil_w == 1 && p->ow % uk->vl == 0 && p->ow >= 2 * uk->vl &&
+           (p->cin / p->groups) * p->kh * p->kw <= FP_PX_MAX_STEPS &&
+           FP_DIRECT_CB % uk->mc == 0;
+}
+
+/* direct.c's packing: mc of each block's 16 lanes per tile.  Their strips take half of L2, as direct.c's
+ * (rows of 32-64 channels are 33-66 KiB on a 256-pixel map: a quarter of L2 held 1-3 output rows, and
+ * 64->32 @256 ran 3.5 % slower that way). */
+int fp_direct_px_run16(const fp_conv_problem *p, int isa, const float *x, const float *wpk, const float *bias,
+                       float *y) {
+    const int64_t wbs = (p->cin / p->groups) * p->kh * p->kw * FP_DIRECT_CB;
+    return px_run(p, isa, x, wpk, FP_DIRECT_CB, wbs, FP_CEIL_DIV(p->cout / p->groups, FP_DIRECT_CB) * wbs,
+                  FP_MAX(256 * 1024, fp_cache_size(2) / 2), bias, y);
 }
 
 const fp_algo fp_algo_direct_px = {"direct_px", applies, kernel_name, packed_bytes, pack, run, "convpx", NULL};

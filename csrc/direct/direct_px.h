@@ -19,7 +19,9 @@ typedef struct fp_pxtile {
     int64_t t0, t1;      /* taps [t0, t1) fall inside the image for this output row */
     int64_t ntaps;       /* kh * kw */
     int64_t cin, cs;     /* input channels of the group, strip floats between them */
-    const float *w;      /* packed weights of the block: [cin][ntaps][mc] */
+    const float *w;      /* packed weights of the block's first channel: w[(ci * ntaps + t) * wstep + c] */
+    int64_t wstep;       /* floats between consecutive (channel, tap) steps: mc (convpx packing) or
+                            FP_DIRECT_CB (direct.c's packing, read mc lanes of its 16 at a time) */
     const float *bias;   /* mc accumulator starts */
     float *out;          /* out[c * ocs + j], j < npx (an NCHW output row piece, or a buffer) */
     int64_t ocs;
@@ -41,5 +43,13 @@ typedef struct fp_px_ukr {
 extern const fp_px_ukr fp_f32_convpx_4x16__scalar;
 extern const fp_px_ukr fp_f32_convpx_4x24__avx2;
 extern const fp_px_ukr fp_f32_convpx_8x48__avx512;
+
+/* Whether direct.c's layer p (NCHW, packed as direct.c packs) runs faster through the convpx row loop than
+ * through its own tiles, at ISA isa: output rows of whole vectors of the convpx kernel and short reductions
+ * (docs/direct.md, "Pixel lanes for narrow NCHW layers"). */
+int fp_direct_px_pays(const fp_conv_problem *p, int isa);
+/* The convpx row loop on weights packed by direct.c ([group][16-channel block][cin][taps][16]). */
+int fp_direct_px_run16(const fp_conv_problem *p, int isa, const float *x, const float *wpk, const float *bias,
+                       float *y);
 
 #endif

@@ -17,13 +17,13 @@ static inline __attribute__((always_inline)) void pxtile_body(const fp_pxtile *a
         for (int v = 0; v < NV; v++) acc[c][v] = VSET1(bias[c]);
     const float *px = a->pix;
     const int64_t *toff = a->toff;
-    const int64_t t0 = a->t0, t1 = a->t1, T = a->ntaps, cs = a->cs;
+    const int64_t t0 = a->t0, t1 = a->t1, T = a->ntaps, cs = a->cs, ws = a->wstep;
     const int64_t rem = a->npx - (NV - 1) * VL; /* lanes of the last vector */
     for (int64_t ci = 0; ci < a->cin; ci++) {
-        const float *wc = a->w + ci * T * MC;
+        const float *wc = a->w + ci * T * ws;
         for (int64_t t = t0; t < t1; t++) {
             const float *xp = px + toff[t];
-            const float *wt = wc + t * MC;
+            const float *wt = wc + t * ws;
             VT xv[PV];
 #pragma GCC unroll 3
             for (int v = 0; v < NV; v++)

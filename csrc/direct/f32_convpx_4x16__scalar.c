@@ -23,10 +23,10 @@ static void scalar_tile(const fp_pxtile *a) {
         for (int j = 0; j < SPX; j++) acc[c][j] = a->bias[c];
     const float *px = a->pix;
     for (int64_t ci = 0; ci < a->cin; ci++) {
-        const float *wc = a->w + ci * a->ntaps * SMC;
+        const float *wc = a->w + ci * a->ntaps * a->wstep;
         for (int64_t t = a->t0; t < a->t1; t++) {
             const float *xp = px + a->toff[t];
-            const float *wt = wc + t * SMC;
+            const float *wt = wc + t * a->wstep;
             for (int c = 0; c < SMC; c++)
                 for (int64_t j = 0; j < np; j++) acc[c][j] += xp[j] * wt[c];
         }

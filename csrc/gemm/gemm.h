@@ -121,5 +121,12 @@ int fp_gemm_run_nhwc(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const flo
  * every panel).  FP_DECLINED otherwise (and for the tall tile's 9..16 channels), and the caller packs. */
 int fp_gemm_run_unpacked(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const float *x, const float *w,
                          const float *bias, float *y);
+/* The NCHW transposed form's k block (one up to K = 2048). */
+int64_t fp_gemm_kc_transposed(const fp_conv_problem *p);
+/* One-shot calls on small maps whose weights exceed L2 (gemm_once_wrows.c): the operands swapped, W's rows
+ * read in place as the broadcast operand, X packed; bit-identical to the prepacked layer. */
+int fp_gemm_once_wrows_applies(const fp_conv_problem *p, const fp_sgemm_ukr *uk);
+int fp_gemm_once_wrows(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const float *x, const float *w,
+                       const float *bias, float *y);
 
 #endif

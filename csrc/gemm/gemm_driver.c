@@ -26,8 +26,19 @@ static int split_pixels(int64_t pixel_tiles, int64_t channel_tiles, int T) {
     return pixel_tiles >= 4 * (int64_t)T || pixel_tiles >= channel_tiles;
 }
 
-/* Chunks of work for T threads over `tiles` micro-tiles. */
-static int64_t chunks(int64_t tiles, int T) { return T == 1 ? 1 : FP_MIN(tiles, 4 * (int64_t)T); }
+/* Chunks of work for T threads over `tiles` micro-tiles: 4 a thread, so that a thread without a core
+ * leaves its chunks to the others.  A pixel chunk runs the whole jc > pc loop, so it streams all of the
+ * weights once; when they are larger than the L2 cache (w_bytes, a core's own), each pass comes from L3
+ * and the weights are read once per chunk, so each thread takes one chunk of pixels (its share of the
+ * weight passes falls from 4 to 1).  fcn's 32x32 layers at 2 threads, thread CPU time inside the chunks
+ * (loaded box, alternating in one process): 512->2048 and 1024->2048 +1-7 %, 2048->512 and 1024->512
+ * -1..+3 %; weights that fit in L2 (1024->256, 256->1024) stay in L2 between a thread's chunks and do
+ * not care, so they keep the balance of 4 a thread. */
+static int64_t chunks(int64_t tiles, int T, int by_pixels, int64_t w_bytes) {
+    if (T == 1) return 1;
+    if (by_pixels && w_bytes > fp_cache_size(2)) return FP_MIN(tiles, (int64_t)T);
+    return FP_MIN(tiles, 4 * (int64_t)T);
+}
 
 /* The residual of the tile about to be computed at dst (ld floats apart), which the epilogue reads right
  * after the kernel: fetched by the kernel late in its k loop where it can (pf_tile), else now. */
@@ -273,13 +284,14 @@ static int task_finish(task *t, int T) {
 
 /* Threads for a call, and whether to cut pixels (else output channels). */
 static int plan(task *t, int64_t pix_tiles, int64_t ch_tiles, int pixels_first) {
+    const int64_t w_bytes = (int64_t)sizeof(float) * t->p->cin * t->p->cout;
     int T = fp_threads(t->p);
     t->pix_tiles = pix_tiles;
     t->ch_tiles = ch_tiles;
     t->by_pixels = pixels_first ? split_pixels(pix_tiles, ch_tiles, T) : (ch_tiles < T && pix_tiles > ch_tiles);
     const int64_t tiles = t->by_pixels ? pix_tiles : ch_tiles;
     if (tiles < T) T = (int)FP_MAX(tiles, 1);
-    t->nch = chunks(tiles, T);
+    t->nch = chunks(tiles, T, t->by_pixels, w_bytes);
     return T;
 }
 
@@ -302,14 +314,19 @@ static void nchw_t_chunk(void *ctx, int64_t c, int worker) {
                          t->w_raw, wbuf, t->bias, t->y + img * M * N, pix, cols, buf, t->ep);
 }
 
+/* One k block up to 2048: the kc x NR weight panel then sits in L2 and C is never read back. */
+int64_t fp_gemm_kc_transposed(const fp_conv_problem *p) {
+    const int64_t K = p->cin;
+    return K <= 2048 ? K : FP_CEIL_DIV(K, FP_CEIL_DIV(K, 2048));
+}
+
 static int run_nchw_t(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const float *x, const float *packed,
                       const float *w_raw, const float *bias, float *y) {
     const int64_t M = p->cout, K = p->cin, N = p->oh * p->ow;
     task t;
     task_init(&t, p, uk, x, packed, bias, y);
     t.w_raw = w_raw;
-    /* One k block up to 2048: the kc x NR weight panel then sits in L2 and C is never read back. */
-    t.bs.kc = K <= 2048 ? K : FP_CEIL_DIV(K, FP_CEIL_DIV(K, 2048));
+    t.bs.kc = fp_gemm_kc_transposed(p);
     const int T = plan(&t, FP_CEIL_DIV(N, uk->mr), FP_CEIL_DIV(M, uk->nr), 0);
     if (w_raw && t.by_pixels && T > 1) return FP_DECLINED; /* every thread would pack every panel */
     fp_pool_run(T, t.nch, nchw_t_chunk, &t);
@@ -518,6 +535,8 @@ int fp_gemm_run_nhwc(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const flo
 
 int fp_gemm_run_unpacked(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const float *x, const float *w,
                          const float *bias, float *y) {
+    /* small maps with weights past L2: W read in place as the broadcast operand (gemm_once_wrows.c) */
+    if (fp_gemm_once_wrows_applies(p, uk)) return fp_gemm_once_wrows(p, uk, x, w, bias, y);
     if (p->layout != 0) return run_nhwc(p, uk, x, NULL, w, bias, y);
     if (fp_gemm_use_transposed(p, uk)) return run_nchw_t(p, uk, x, NULL, w, bias, y);
     /* The regular NCHW form broadcasts W's elements: a tile's MR rows of W are read in place through row

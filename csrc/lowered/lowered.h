@@ -30,6 +30,8 @@ struct fp_lowered {
     const float *a_raw;               /* or (a NULL) W k-major as fp_lowered_kmajor_panels reads it, packed per
                                          MC-row block just before its first tile (a one-shot call on one
                                          thread; fp_lowered_run: FP_DECLINED unless one nc block) */
+    const float *a_rows;              /* or (a and a_raw NULL) W row-major, m x k, read in place by the micro-kernels
+                                         as MR row pointers (a one-shot conv1d: no packing of W at all) */
     const float *bias;                /* one value per GEMM row, or NULL */
     const float *x;
     float *y;
@@ -55,6 +57,9 @@ struct fp_lowered {
     void (*store)(const fp_lowered *L, float *yn, int64_t i0, int64_t mr, int64_t j0, int64_t nr, const float *tile,
                   int64_t ldt);
 };
+
+/* Rows of a micro-kernel tile fp_lowered_run accepts (the table's rows have 4..8). */
+#define FP_LOWERED_MAX_MR 16
 
 int fp_lowered_run(const fp_lowered *L);
 
@@ -97,6 +102,8 @@ void fp_deconv_pack_b_nhwc(const fp_lowered *L, const float *xn, int64_t k0, int
  * (NULL: FP_ERR_PACKED) and a copy of the problem with the thread count clamped, as conv.c does. */
 const float *fp_lowered_begin(const fp_conv_problem *p, const void *packed, int64_t m, int64_t k,
                               const fp_sgemm_ukr **uk, fp_conv_problem *q);
+/* A copy of the problem with the thread count clamped (what fp_lowered_begin does besides the checks). */
+void fp_lowered_problem(const fp_conv_problem *p, fp_conv_problem *q);
 /* The same for a packing of the given form (the header's: which panels follow). */
 const float *fp_lowered_begin_form(const fp_conv_problem *p, const void *packed, int64_t m, int64_t k, int form,
                                    const fp_sgemm_ukr **uk, fp_conv_problem *q);

@@ -97,15 +97,19 @@ int fp_lowered_pack_kmajor(int64_t m, int64_t k, const float *w, void *packed, i
     return FP_OK;
 }
 
+void fp_lowered_problem(const fp_conv_problem *p, fp_conv_problem *q) {
+    *q = *p;
+    const int cap = fp_max_threads();
+    q->num_threads = q->num_threads < 1 ? 1 : q->num_threads > cap ? cap : q->num_threads;
+}
+
 const float *fp_lowered_begin_form(const fp_conv_problem *p, const void *packed, int64_t m, int64_t k, int form,
                                    const fp_sgemm_ukr **uk, fp_conv_problem *q) {
     const header *h = (const header *)packed;
     *uk = fp_sgemm_ukr_pick(fp_isa());
     if (h->magic != LOWERED_MAGIC || h->row != fp_kernel_index(&(*uk)->k) || h->m != m || h->k != k || h->form != form)
         return NULL;
-    *q = *p;
-    const int cap = fp_max_threads();
-    q->num_threads = q->num_threads < 1 ? 1 : q->num_threads > cap ? cap : q->num_threads;
+    fp_lowered_problem(p, q);
     return (const float *)((const char *)packed + sizeof(header));
 }
 
@@ -140,18 +144,31 @@ static void stream_copy(float *d, const float *s, int64_t n) {
 #endif
 }
 
+/* A of the tile from row ir, k block pc (u->mr set): the packed panel `panel` (ir's, from its first k), or
+ * MR pointers into L->a_rows, the rows past mr repeating the last one (read, never stored). */
+static inline void set_a(const fp_lowered *L, fp_ukr_args *u, int64_t ir, int64_t pc, const float *panel,
+                         const float **wrows) {
+    if (!L->a_rows) {
+        u->a = panel + pc * L->uk->mr;
+        return;
+    }
+    for (int64_t i = 0; i < L->uk->mr; i++) wrows[i] = L->a_rows + (ir + FP_MIN(i, u->mr - 1)) * L->k + pc;
+    u->arows = wrows;
+}
+
 /* The jr x ir loops of one (jc, pc, ic) block for an output whose rows are not 64-byte aligned: MR rows x
  * row_copy_cols columns at a time into an L1 buffer, then copied out with streaming stores. */
 static void block_row_copy(const task *t, fp_ukr_args *u, float *yn, int64_t ic, int64_t ie, int64_t jc,
                            int64_t jn, int64_t kc, int64_t pc, const float *buf, float *rows) {
     const fp_lowered *L = t->L;
     const fp_sgemm_ukr *uk = L->uk;
-    const int64_t MR = uk->mr, NR = uk->nr, CW = row_copy_cols(NR), K = L->k;
+    const int64_t MR = uk->mr, NR = uk->nr, CW = row_copy_cols(NR);
+    const float *wrows[FP_LOWERED_MAX_MR];
     for (int64_t js = jc; js < jc + jn; js += CW) {
         const int64_t cw = FP_MIN(CW, jc + jn - js);
         for (int64_t ir = ic; ir < ie; ir += MR) {
-            u->a = L->a + ir * K + pc * MR;
             u->mr = FP_MIN(MR, L->m - ir);
+            set_a(L, u, ir, pc, L->a ? L->a + ir * L->k : NULL, wrows);
             u->bias = L->bias ? L->bias + ir : NULL;
             u->ldc = CW;
             for (int64_t jr = js; jr < js + cw; jr += NR) {
@@ -174,6 +191,7 @@ static void block(const task *t, const float *xn, float *yn, int64_t r0, int64_t
     fp_ukr_args u;
     memset(&u, 0, sizeof u);
     u.bias_per_col = 0;
+    const float *wrows[FP_LOWERED_MAX_MR];
     /* Written in place in one k block, an output larger than L2 streams past the caches, as the 1x1 GEMM's
      * does (the micro-kernel streams full, aligned rows only; chunk() fences). */
     u.stream = uk->extended && !L->store && K <= t->bs.kc &&
@@ -206,13 +224,13 @@ static void block(const task *t, const float *xn, float *yn, int64_t r0, int64_t
                     u.b = buf + (jr - jc) * kc;
                     for (int64_t ir = ic; ir < ie; ir += MR) {
                         /* panel ir/MR starts ir*K floats in (the row block's (ir - ic)*K) */
-                        u.a = (ablock ? ablock + (ir - ic) * K : L->a + ir * K) + pc * MR;
+                        u.mr = FP_MIN(MR, L->m - ir);
+                        set_a(L, &u, ir, pc, ablock ? ablock + (ir - ic) * K : L->a ? L->a + ir * K : NULL, wrows);
                         if (L->krange) { /* this panel's part of the one k block */
                             int64_t k0, k1;
                             L->krange(L, ir, &k0, &k1);
                             u.a += k0 * MR, u.b = buf + (jr - jc) * kc + k0 * NR, u.kc = k1 - k0;
                         }
-                        u.mr = FP_MIN(MR, L->m - ir);
                         u.bias = L->bias && !L->accumulate ? L->bias + ir : NULL;
                         if (L->store) {
                             u.c = tile;
@@ -269,7 +287,9 @@ static void chunk(void *ctx, int64_t c, int worker) {
 int fp_lowered_run(const fp_lowered *L) {
     if (L->uk->nr > 64) return FP_ERR_ARGS; /* the stores keep one offset per tile column on the stack */
     if (L->a_raw && !L->store) return FP_ERR_ARGS; /* the row copy (no store) reads packed panels */
-    if (L->krange && (!L->single_k_block || !L->store || L->a_raw)) return FP_ERR_ARGS;
+    if (L->krange && (!L->single_k_block || !L->store || L->a_raw || L->a_rows)) return FP_ERR_ARGS;
+    if (L->a_rows && L->a_raw) return FP_ERR_ARGS;
+    if (L->uk->mr > FP_LOWERED_MAX_MR) return FP_ERR_ARGS; /* the row pointers of a_rows live on the stack */
     task t;
     memset(&t, 0, sizeof t);
     t.L = L;

@@ -312,9 +312,32 @@ def fold_batch_norm(graph: Graph) -> int:
 
 def fold_weight(w: np.ndarray, k: np.ndarray, out: np.ndarray) -> np.ndarray:
     """``w * k`` per output channel into ``out`` (may be ``w``): the product in float64, rounded once into
-    the weight's dtype (buffered: no float64 copy of W)."""
+    the weight's dtype (no float64 copy of W). Contiguous float32/float64 arrays take one C pass
+    (csrc/network/fold.c, the same bits as NumPy's buffered multiply, which ran at ~7 GB/s), others NumPy."""
+    k = np.ascontiguousarray(k, np.float64)
+    lib = _fold_lib()
+    if (lib is not None and w.dtype == out.dtype and w.dtype in (np.float32, np.float64) and w.ndim >= 1
+            and w.shape == out.shape and k.shape == (w.shape[0],) and w.flags.c_contiguous and w.flags.aligned
+            and out.flags.c_contiguous and out.flags.aligned and out.flags.writeable
+            and (out is w or not np.may_share_memory(w, out))):
+        from ..backends.c import _ffi
+
+        ctype = "float[]" if w.dtype == np.float32 else "double[]"
+        fold = lib.fp_fold_scale_f32 if w.dtype == np.float32 else lib.fp_fold_scale_f64
+        cout = w.shape[0]
+        per = w.size // cout if cout else 0
+        if fold(_ffi.from_buffer(ctype, w), _ffi.from_buffer("double[]", k), _ffi.from_buffer(ctype, out, True),
+                cout, per) == 0:
+            return out
     np.multiply(w, k.reshape((-1,) + (1,) * (w.ndim - 1)), out=out, dtype=np.float64, casting="unsafe")
     return out
+
+
+def _fold_lib():
+    """The C library with the fold (None without the C extension, or one built before it)."""
+    from ..backends.c import _lib
+
+    return _lib if _lib is not None and hasattr(_lib, "fp_fold_scale_f32") else None
 
 
 def fuse_relu(graph: Graph) -> int:

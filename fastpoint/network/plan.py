@@ -20,6 +20,7 @@ Made once per input shapes (the network caches them), in three passes:
 
 from __future__ import annotations
 
+import math
 import sys
 import threading
 import time
@@ -141,7 +142,7 @@ class Plan:
                     storage[name] = name
                     nhwc[name] = k == 0 and _nhwc_output(step, shape, storage, nhwc, self.layout)
                     span[name] = [i, i]
-                    size[name] = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+                    size[name] = int(math.prod(shape)) * dtype.itemsize
                 else:
                     continue
                 root = storage[name]
@@ -200,12 +201,12 @@ class Plan:
                 continue
             shape, dtype = step.out_shapes[0], step.out_dtypes[0]
             axis = node.op.attrs["axis"] % len(shape)
-            if int(np.prod(shape[:axis], dtype=np.int64)) != 1:
+            if int(math.prod(shape[:axis])) != 1:
                 continue
             roots = [storage.get(n) for n in node.inputs]
             offset = 0
             for n, s, r in zip(node.inputs, step.in_shapes, roots):
-                nbytes = int(np.prod(s, dtype=np.int64)) * dtype.itemsize
+                nbytes = int(math.prod(s)) * dtype.itemsize
                 if (r is not None and r in size and r != c and r not in inside and roots.count(r) == 1
                         and r in given and size[r] == nbytes and not nhwc.get(r) and self.dtypes.get(n) == dtype
                         and all(produced[v] < i for v in sharers[r])):
@@ -225,7 +226,7 @@ class Plan:
             for name in step.node.outputs:
                 shape, dtype = self.shapes.get(name), self.dtypes.get(name)
                 if name and name not in storage and shape is not None and dtype is not None:
-                    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+                    nbytes = int(math.prod(shape)) * dtype.itemsize
                     delta[j] += nbytes
                     delta[min(last.get(name, j), len(self.steps)) + 1] -= nbytes
         peak = live = 0
@@ -436,13 +437,13 @@ def _recyclable(pool: Dict[str, np.ndarray], name: str) -> bool:
 
 def _fresh_array(shape: Shape, dtype: np.dtype) -> np.ndarray:
     """A new array on freshly mapped, populated pages (pages.fresh_bytes)."""
-    n = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+    n = int(math.prod(shape)) * np.dtype(dtype).itemsize
     return fresh_bytes(n, populate=True)[:n].view(dtype).reshape(shape)
 
 
 def _view(arena: np.ndarray, offset: int, shape: Shape, dtype: np.dtype, nhwc: bool = False) -> np.ndarray:
     """The arena bytes at ``offset`` as an array of ``shape`` (NCHW), NHWC in memory when ``nhwc``."""
-    n = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    n = int(math.prod(shape)) * dtype.itemsize
     flat = arena[offset:offset + n].view(dtype)
     if nhwc:
         return flat.reshape(shape[0], shape[2], shape[3], shape[1]).transpose(0, 3, 1, 2)
@@ -525,4 +526,4 @@ class _ShapeOnly:
 
     def __init__(self, shape: Sequence[int]) -> None:
         self.shape = tuple(shape)
-        self.size = int(np.prod(self.shape, dtype=np.int64))
+        self.size = int(math.prod(self.shape))

@@ -39,14 +39,17 @@ import math
 import threading
 import time
 import uuid
+import weakref
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import partial
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..core.threads import thread_limit
 from .network import Network
+from .plan import Plan
 
 __all__ = ["TilingError", "Tiling", "TaskMemory", "run", "task_memory", "tiling"]
 
@@ -454,6 +457,19 @@ def task_arenas(net, t: Tiling, shape: Sequence[int], chunks: Sequence[Sequence[
     return out
 
 
+#: at most this many chunk positions are planned on the client for the arena reserve (a few ms each; a
+#: uniform chunking has 9 per tile shape, ragged chunks up to the alignment squared)
+MAX_RESERVE_PLANS = 64
+
+
+def _arena_reserve(net, t: Tiling, shape, chunks, dtype, crop: bool) -> Optional[Dict[Tuple[int, ...], int]]:
+    """:func:`task_arenas` for ``run`` to ship with the network (None: no crops, or too many positions to
+    plan here; the workers' arenas then grow as the positions come)."""
+    if not crop or len(set(_task_boxes(t, shape, chunks, True))) > MAX_RESERVE_PLANS:
+        return None
+    return task_arenas(net, t, shape, chunks, np.dtype(dtype), True)
+
+
 @dataclass(frozen=True)
 class TaskMemory:
     """Resident bytes one tile task adds to a worker: the plan's arena (exact, from the plan) plus
@@ -762,20 +778,22 @@ class _ThreadArenas:
     time and a plan's results are copied out of its arena, so the plans of a worker thread can take turns
     on the same bytes: memory of one arena, faulted in once per size, whatever the number of chunk classes.
 
-    The arena is as large as the largest cropped plan that ran, not the whole tile plan's (BasicUNet, 1248^2
-    tile: 479 MiB for an interior chunk against the tile plan's 570; 443 against 473 at a 2048^2 corner). A
-    plan that needs more grows it: the thread's old buffer is dropped, and so are the other cropped plans
-    (``on_grow``, which binds them to the larger one when they next run: a plan costs a few ms, the new
-    arena's pages once)."""
+    The arena is as large as the largest cropped plan of the tile shape (``reserve``: :func:`run` computes it
+    over the chunk positions, :func:`task_arenas`), or of those that ran when that is larger or not given;
+    not the whole tile plan's (BasicUNet, 1248^2 tile: 479 MiB for an interior chunk against the tile plan's
+    570; 443 against 473 at a 2048^2 corner). A plan that needs more grows it: the thread's old buffer is
+    dropped, and so are the other cropped plans (``on_grow``, which binds them to the larger one when they
+    next run: a plan costs a few ms, the new arena's pages once; :meth:`CropPlan.release` frees the old
+    buffer's views at once)."""
 
-    def __init__(self, on_grow=None) -> None:
-        self.nbytes = 0  # the largest any thread's plan asked for
-        self.on_grow = on_grow
+    def __init__(self, on_grow=None, reserve: int = 0) -> None:
+        self.nbytes = int(reserve)  # the largest any thread's plan asked for, or the reserve if larger
+        # a weak reference to the owner's method: the owner holds this, a strong one would make a cycle that
+        # only the cycle collector frees (and the arena with it)
+        self.on_grow = None if on_grow is None else weakref.WeakMethod(on_grow)
         self._local = threading.local()
 
     def get(self, nbytes: int, plan=None) -> np.ndarray:
-        import gc
-
         from .pages import fresh_bytes
 
         buf = getattr(self._local, "buf", None)
@@ -783,32 +801,46 @@ class _ThreadArenas:
             return buf
         if buf is not None:
             self._local.buf = buf = None
-            if self.on_grow is not None:
-                self.on_grow(plan)  # the plans bound to the smaller buffer let go of it ...
-            gc.collect()  # ... now (a plan and its per-thread program refer to each other)
+            on_grow = self.on_grow() if self.on_grow is not None else None
+            if on_grow is not None:
+                on_grow(plan)  # the plans bound to the smaller buffer let go of it (CropPlan.release: now)
         self.nbytes = max(self.nbytes, int(nbytes))
         buf = self._local.buf = fresh_bytes(self.nbytes, populate=True)
         return buf
 
 
+class _SharedPlan(Plan):
+    """A Plan whose threads' arenas come from a :class:`_ThreadArenas`, freed by reference counting.
+
+    A plain Plan and its per-thread programs refer to each other (the program's general entries are bound
+    to the plan's ``_run_step``), so a dropped plan waits for the cycle collector with its views of the
+    arena: in a dask worker, whose long-lived objects are collected rarely, that is a second arena (0.9 GiB
+    for BasicUNet's 2272 x 1248 tiles) beside the one that replaced it. Here the entries reach the plan
+    through a weak proxy, so nothing in a plan refers back to it: dropped, it goes at once, its programs and
+    views with it (while a thread runs it, that call's frame holds it). One class, the arenas an attribute: a
+    class made per plan would hold them in its closure, and a class is freed only by the cycle collector."""
+
+    def __init__(self, graph, feeds, arenas: _ThreadArenas) -> None:
+        self.shared_arenas = arenas
+        super().__init__(graph, feeds, "NCHW")
+
+    @property
+    def _run_step(self):
+        return partial(Plan._run_step, weakref.proxy(self))
+
+    def _new_arena(self, nbytes: int) -> np.ndarray:
+        return self.shared_arenas.get(nbytes, self)
+
+    def _output_buffers(self, step):
+        # a fresh array for each output, kept by no pool: a task's output goes to dask, which frees it
+        # (a Plan's per-thread pool would keep one output per cropped plan alive: 9 plans x 8 MiB for
+        # BasicUNet's 1024^2 logits, measured as 35 MiB more per worker at 4096^2)
+        return [np.empty(shape, dtype) for shape, dtype in zip(step.out_shapes, step.out_dtypes)]
+
+
 def _shared_plan(graph, feeds, arenas: Optional[_ThreadArenas]):
     """A Plan whose threads' arenas come from ``arenas`` (a plain Plan without)."""
-    from .plan import Plan
-
-    if arenas is None:
-        return Plan(graph, feeds, "NCHW")
-
-    class SharedPlan(Plan):
-        def _new_arena(self, nbytes: int) -> np.ndarray:
-            return arenas.get(nbytes, self)
-
-        def _output_buffers(self, step):
-            # a fresh array for each output, kept by no pool: a task's output goes to dask, which frees it
-            # (a Plan's per-thread pool would keep one output per cropped plan alive: 9 plans x 8 MiB for
-            # BasicUNet's 1024^2 logits, measured as 35 MiB more per worker at 4096^2)
-            return [np.empty(shape, dtype) for shape, dtype in zip(step.out_shapes, step.out_dtypes)]
-
-    return SharedPlan(graph, feeds, "NCHW")
+    return Plan(graph, feeds, "NCHW") if arenas is None else _SharedPlan(graph, feeds, arenas)
 
 
 class CropPlan:
@@ -833,7 +865,9 @@ class CropPlan:
             return self._plan
 
     def release(self) -> None:
-        """Drop the plan (and any arena of its own that its runs made); the next call plans again."""
+        """Drop the plan, and with it its threads' views of the shared arena (freed now, by reference
+        counting: :class:`_SharedPlan` is in no cycle; a thread running it keeps it until its call
+        returns); the next call plans again."""
         with self._lock:
             self._plan = None
 
@@ -865,18 +899,23 @@ class _Shipped:
     MAX_SHAPES = 1
     MAX_CROP_PLANS = 16
 
-    def __init__(self, graph, backend: str) -> None:
+    def __init__(self, graph, backend: str, arena_reserve: Optional[Dict[Tuple[int, ...], int]] = None) -> None:
         self.graph, self.backend = graph, backend
+        # per tile shape, the largest cropped plan's arena over the chunk positions (:func:`task_arenas`): the
+        # shared arena is made that large at once, so it is faulted in once per worker thread instead of
+        # again at each growth (0.16 s of thread CPU per 450 MiB populated on the 2-vCPU Zen 5 VM: a fifth of
+        # a BasicUNet task on a 1136^2 tile, whose second task went 1.13-1.23 -> 0.93-0.96 s with it)
+        self.arena_reserve = dict(arena_reserve or {})
         self._nets: Dict[Tuple[int, ...], Network] = {}
         self._crops: Dict[tuple, Optional[CropPlan]] = {}
         self._arenas: Optional[_ThreadArenas] = None
         self._lock = threading.Lock()
 
     def __getstate__(self) -> dict:
-        return {"graph": self.graph, "backend": self.backend}
+        return {"graph": self.graph, "backend": self.backend, "arena_reserve": self.arena_reserve}
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(state["graph"], state["backend"])
+        self.__init__(state["graph"], state["backend"], state.get("arena_reserve"))
 
     def network(self, shape: Tuple[int, ...]) -> Network:
         import gc
@@ -900,7 +939,7 @@ class _Shipped:
             if key not in self._crops:
                 plan = net.plan({net.inputs[0].name: (x.shape, x.dtype)})
                 if self._arenas is None:
-                    self._arenas = _ThreadArenas(self._release_others)
+                    self._arenas = _ThreadArenas(self._release_others, self.arena_reserve.get(tuple(x.shape), 0))
                 if len(self._crops) >= self.MAX_CROP_PLANS:
                     self._crops.pop(next(iter(self._crops)))
                 self._crops[key] = crop_plan(plan, net.outputs[0].name, box, p, arenas=self._arenas)
@@ -1068,7 +1107,7 @@ def run(net, x, *, num_threads: Optional[int] = None, crop: bool = True, chunks=
     else:
         in_chunks = _source_chunks(x, chunks)
     t = tiling(net, tuple(x.shape), in_chunks, np.dtype(x.dtype))
-    shipped = _Shipped(net._graph, net.backend)
+    shipped = _Shipped(net._graph, net.backend, _arena_reserve(net, t, tuple(x.shape), in_chunks, x.dtype, crop))
     net_key = "fastpoint-network-" + uuid.uuid4().hex  # one key per call: the network is shipped once per worker
     shipped_d = dask.delayed(shipped, name=net_key, pure=True, traverse=False)
     deps = [shipped_d]

@@ -33,6 +33,7 @@ from .pages import fresh_bytes
 # TensorProto.DataType -> NumPy dtype, for the types whose raw_data is the array's bytes
 _DTYPES = {1: np.float32, 2: np.uint8, 3: np.int8, 4: np.uint16, 5: np.int16, 6: np.int32, 7: np.int64,
            9: np.bool_, 10: np.float16, 11: np.float64, 12: np.uint32, 13: np.uint64}
+_NP_DTYPES = {t: np.dtype(t) for t in _DTYPES.values()}  # (np.dtype() costs a call per tensor)
 _MODEL_GRAPH, _GRAPH_INITIALIZER = 7, 5
 _T_DIMS, _T_DATA_TYPE, _T_NAME, _T_RAW, _T_DOC = 1, 2, 8, 9, 12
 _ALIGN = 64
@@ -235,10 +236,18 @@ def _tensor_in_window(buf: bytes, i: int, base: int, end: int):
     plain = True
     try:
         while i < stop:
-            key, i = _uvarint(buf, i)
+            key = buf[i]  # (every tag of a TensorProto field below 16 is one byte: no call for it)
+            if key < 0x80:
+                i += 1
+            else:
+                key, i = _uvarint(buf, i)
             field, wire = key >> 3, key & 7
             if wire == 0:
-                value, i = _uvarint(buf, i)
+                value = buf[i]  # (a dim or a data type below 128: one byte)
+                if value < 0x80:
+                    i += 1
+                else:
+                    value, i = _uvarint(buf, i)
                 if field == _T_DIMS:
                     dims.append(value)
                 elif field == _T_DATA_TYPE:
@@ -330,13 +339,13 @@ def _tensor_fields(r: _Reader, end: int) -> Optional[Tuple[str, _Payload]]:
 
 def _plain_tensor(plain: bool, dtype, name: Optional[str], raw: Optional[Tuple[int, int]],
                   dims: List[int]) -> Optional[Tuple[str, _Payload]]:
-    if not plain or dtype is None or name is None or raw is None or any(d > 2**62 for d in dims):
+    if not plain or dtype is None or name is None or raw is None or (dims and max(dims) > 2**62):
         return None
-    itemsize = np.dtype(dtype).itemsize
+    dt = _NP_DTYPES[dtype]
     count = math.prod(dims)  # (exact: Python integers)
-    if count * itemsize != raw[1]:
+    if count * dt.itemsize != raw[1]:
         return None
-    return name, _Payload(raw[0], raw[1], np.dtype(dtype), tuple(dims))
+    return name, _Payload(raw[0], raw[1], dt, tuple(dims))
 
 
 def _graph(r: _Reader, end: int, arrays: Dict[str, _Payload], order: List[str]) -> bytes:
