@@ -86,29 +86,24 @@ static void resize_chunk(void *arg, int64_t chunk, int worker) {
     fp_chunk_range(t->jobs, t->nchunks, chunk, &lo, &hi);
     const int64_t C = t->dims[1], OH = t->dims[4], OW = t->dims[5];
     float *scratch = NULL;
-    if (t->c2p) { /* two source rows blended along W, [C][OW] each, and their two int64 tags, none valid yet */
+    if (t->c2p || t->rows_nhwc) { /* two source rows blended along W ([C][OW] each for c2p, [OW][C] for NHWC)
+                                   * and their two int64 tags, none valid yet */
         scratch = (float *)fp_scratch_or_fail(0, 2 * C * OW * (int64_t)sizeof(float) + 2 * (int64_t)sizeof(int64_t),
                                               &t->failed);
         if (!scratch) return;
         int64_t *tags = (int64_t *)(scratch + 2 * C * OW);
         tags[0] = tags[1] = -1;
-        for (int64_t j = lo; j < hi; j++)
-            t->k->resize_row_c2p(t->x, t->xs, t->y, t->ys, t->dims, t->iy, t->ly, t->ix, t->lx, j / OH, j % OH,
-                                 scratch, t->stream);
+        for (int64_t j = lo; j < hi; j++) {
+            if (t->c2p)
+                t->k->resize_row_c2p(t->x, t->xs, t->y, t->ys, t->dims, t->iy, t->ly, t->ix, t->lx, j / OH, j % OH,
+                                     scratch, t->stream);
+            else
+                t->k->resize_row_nhwc(t->x, t->xs, t->y, t->ys, t->dims, t->iy, t->ly, t->ix, t->lx, j / OH, j % OH,
+                                      scratch);
+        }
 #if defined(__x86_64__) || defined(__i386__)
         if (t->stream) __builtin_ia32_sfence(); /* the streamed lines visible before the chunk counts as done */
 #endif
-        return;
-    }
-    if (t->rows_nhwc) { /* two source rows blended along W, [OW][C] each, and their two int64 tags, none valid yet */
-        scratch = (float *)fp_scratch_or_fail(0, 2 * C * OW * (int64_t)sizeof(float) + 2 * (int64_t)sizeof(int64_t),
-                                              &t->failed);
-        if (!scratch) return;
-        int64_t *tags = (int64_t *)(scratch + 2 * C * OW);
-        tags[0] = tags[1] = -1;
-        for (int64_t j = lo; j < hi; j++)
-            t->k->resize_row_nhwc(t->x, t->xs, t->y, t->ys, t->dims, t->iy, t->ly, t->ix, t->lx, j / OH, j % OH,
-                                  scratch);
         return;
     }
     if (t->lx) { /* two blended rows (or pixels) and their four int64 tags, none valid yet (thread scratch) */

@@ -216,28 +216,44 @@ static void resize_row(const float *x, const int64_t *xs, float *y, const int64_
     }
 }
 
-/* Source row `src` of image n blended along W into t, [C][OW]: t[c * OW + ox] = x[i0] * (1 - l) + x[i1] * l. */
-static inline void blend_row_c2p(const float *x, const int64_t *xs, const int64_t *ix, const float *lx, int64_t C,
-                                 int64_t OW, int64_t n, int64_t src, float *restrict t) {
+/* Source row `src` of image n blended along W into t: t[ox * so + c * sc] = x[i0] * (1 - l) + x[i1] * l
+ * ([C][OW] for resize_row_c2p: so 1, sc OW; [OW][C] for resize_row_nhwc: so C, sc 1, inlined with the
+ * constant so the channel loop stores contiguously). */
+static inline __attribute__((always_inline)) void blend_row(const float *x, const int64_t *xs, const int64_t *ix,
+                                                            const float *lx, int64_t C, int64_t OW, int64_t n,
+                                                            int64_t src, float *restrict t, int64_t so, int64_t sc) {
     const float *row = x + n * xs[0] + src * xs[2];
     for (int64_t ox = 0; ox < OW; ox++) {
         const float wx = lx[ox], vx = 1.0f - wx;
         const float *restrict a = row + ix[2 * ox] * xs[3], *restrict b = row + ix[2 * ox + 1] * xs[3];
-        for (int64_t c = 0; c < C; c++) t[c * OW + ox] = a[c] * vx + b[c] * wx;
+        float *restrict tp = t + ox * so;
+        for (int64_t c = 0; c < C; c++) tp[c * sc] = a[c] * vx + b[c] * wx;
     }
 }
 
-/* Source row src of image n blended along W into t, channels-last ([OW][C]): the pixels resize_row's NHWC
- * loop blends, the same products and sums. */
-static inline void blend_row_nhwc(const float *x, const int64_t *xs, const int64_t *ix, const float *lx, int64_t C,
-                                  int64_t OW, int64_t n, int64_t src, float *restrict t) {
-    const float *row = x + n * xs[0] + src * xs[2];
-    for (int64_t ox = 0; ox < OW; ox++) {
-        const float wx = lx[ox], vx = 1.0f - wx;
-        const float *restrict a = row + ix[2 * ox] * xs[3], *restrict b = row + ix[2 * ox + 1] * xs[3];
-        float *restrict tp = t + ox * C;
-        for (int64_t c = 0; c < C; c++) tp[c] = a[c] * vx + b[c] * wx;
+/* Output row oy's two source rows of image n blended along W, from scratch's two buffers (C * OW floats
+ * each, then two int64 tags: image * H + row, -1 for none): a row no buffer holds is blended into the buffer
+ * the other source row does not need; t[0], t[1] are the rows of taps iy[2 oy], iy[2 oy + 1]. */
+static inline __attribute__((always_inline)) void kept_source_rows(const float *x, const int64_t *xs,
+                                                                   const int64_t *dims, const int64_t *iy,
+                                                                   const int64_t *ix, const float *lx, int64_t n,
+                                                                   int64_t oy, float *scratch, int64_t so,
+                                                                   int64_t sc, const float **t) {
+    const int64_t C = dims[1], H = dims[2], OW = dims[5];
+    float *bufs[2] = {scratch, scratch + C * OW};
+    int64_t *tags = (int64_t *)(scratch + 2 * C * OW);
+    const int64_t src[2] = {iy[2 * oy], iy[2 * oy + 1]};
+    int h[2]; /* the buffer holding each source row, -1 while neither does */
+    for (int r = 0; r < 2; r++) h[r] = tags[0] == n * H + src[r] ? 0 : tags[1] == n * H + src[r] ? 1 : -1;
+    for (int r = 0; r < 2; r++) {
+        if (h[r] >= 0) continue;
+        h[r] = h[1 - r] == 0 ? 1 : 0; /* the buffer the other source row does not need */
+        blend_row(x, xs, ix, lx, C, OW, n, src[r], bufs[h[r]], so, sc);
+        tags[h[r]] = n * H + src[r];
+        if (r == 0 && src[1] == src[0]) h[1] = h[0]; /* an edge row: both taps on one source row */
     }
+    t[0] = bufs[h[0]];
+    t[1] = bufs[h[1]];
 }
 
 /* y[i] = a[i] * vy + b[i] * wy for i < n.  stream: with non-temporal stores where the ISA file defines
@@ -271,23 +287,12 @@ static inline void lerp_store(float *restrict y, const float *restrict a, const 
 static void resize_row_c2p(const float *x, const int64_t *xs, float *y, const int64_t *ys, const int64_t *dims,
                            const int64_t *iy, const float *ly, const int64_t *ix, const float *lx, int64_t n,
                            int64_t oy, float *scratch, int stream) {
-    const int64_t C = dims[1], H = dims[2], OW = dims[5];
-    float *bufs[2] = {scratch, scratch + C * OW};
-    int64_t *tags = (int64_t *)(scratch + 2 * C * OW);
-    const int64_t src[2] = {iy[2 * oy], iy[2 * oy + 1]};
-    int h[2]; /* the buffer holding each source row, -1 while neither does */
-    for (int r = 0; r < 2; r++) h[r] = tags[0] == n * H + src[r] ? 0 : tags[1] == n * H + src[r] ? 1 : -1;
-    for (int r = 0; r < 2; r++) {
-        if (h[r] >= 0) continue;
-        h[r] = h[1 - r] == 0 ? 1 : 0; /* the buffer the other source row does not need */
-        blend_row_c2p(x, xs, ix, lx, C, OW, n, src[r], bufs[h[r]]);
-        tags[h[r]] = n * H + src[r];
-        if (r == 0 && src[1] == src[0]) h[1] = h[0]; /* an edge row: both taps on one source row */
-    }
+    const int64_t C = dims[1], OW = dims[5];
+    const float *t[2];
+    kept_source_rows(x, xs, dims, iy, ix, lx, n, oy, scratch, 1, OW, t);
     const float wy = ly[oy], vy = 1.0f - wy;
-    const float *t0 = bufs[h[0]], *t1 = bufs[h[1]];
     for (int64_t c = 0; c < C; c++)
-        lerp_store(y + n * ys[0] + c * ys[1] + oy * ys[2], t0 + c * OW, t1 + c * OW, vy, wy, OW, stream);
+        lerp_store(y + n * ys[0] + c * ys[1] + oy * ys[2], t[0] + c * OW, t[1] + c * OW, vy, wy, OW, stream);
 }
 
 /* Linear resize of output row oy of image n, x and y channels-last (xs[1] == ys[1] == 1): resize_row's NHWC
@@ -298,21 +303,11 @@ static void resize_row_c2p(const float *x, const int64_t *xs, float *y, const in
 static void resize_row_nhwc(const float *x, const int64_t *xs, float *y, const int64_t *ys, const int64_t *dims,
                             const int64_t *iy, const float *ly, const int64_t *ix, const float *lx, int64_t n,
                             int64_t oy, float *scratch) {
-    const int64_t C = dims[1], H = dims[2], OW = dims[5];
-    float *bufs[2] = {scratch, scratch + C * OW};
-    int64_t *tags = (int64_t *)(scratch + 2 * C * OW);
-    const int64_t src[2] = {iy[2 * oy], iy[2 * oy + 1]};
-    int h[2];
-    for (int r = 0; r < 2; r++) h[r] = tags[0] == n * H + src[r] ? 0 : tags[1] == n * H + src[r] ? 1 : -1;
-    for (int r = 0; r < 2; r++) {
-        if (h[r] >= 0) continue;
-        h[r] = h[1 - r] == 0 ? 1 : 0;
-        blend_row_nhwc(x, xs, ix, lx, C, OW, n, src[r], bufs[h[r]]);
-        tags[h[r]] = n * H + src[r];
-        if (r == 0 && src[1] == src[0]) h[1] = h[0];
-    }
+    const int64_t C = dims[1], OW = dims[5];
+    const float *t[2];
+    kept_source_rows(x, xs, dims, iy, ix, lx, n, oy, scratch, C, 1, t);
     const float wy = ly[oy], vy = 1.0f - wy;
-    const float *restrict t0 = bufs[h[0]], *restrict t1 = bufs[h[1]];
+    const float *restrict t0 = t[0], *restrict t1 = t[1];
     float *restrict yp = y + n * ys[0] + oy * ys[2]; /* a contiguous row of OW * C floats (ys[3] == C) */
     for (int64_t i = 0; i < OW * C; i++) yp[i] = t0[i] * vy + t1[i] * wy;
 }
