@@ -417,7 +417,8 @@ def test_segment_cluster_config_reaches_the_workers(tmp_path, monkeypatch):
     real = distributed.Client.close
 
     def close(self, *a, **k):  # read the workers' config just before segment closes its client
-        seen.update(self.run(lambda: {k: dask.config.get(k) for k in seg.CLUSTER_CONFIG}))
+        if self.status == "running":  # not again from Client.__del__, once the event loop is gone
+            seen.update(self.run(lambda: {k: dask.config.get(k) for k in seg.CLUSTER_CONFIG}))
         return real(self, *a, **k)
 
     monkeypatch.setattr(distributed.Client, "close", close)
