@@ -219,6 +219,29 @@ def test_kstride_nhwc_in_place(isa, case, threads):
         np.testing.assert_array_equal(again, expected)
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("batch, cin, cout, h, w", [(1, 32, 37, 64, 72), (2, 19, 8, 33, 40)])
+def test_kstride_nchw_pair_store(isa, threads, batch, cin, cout, h, w):
+    """The NCHW 2x2 store (deconv_gemm.c) writes a tile's kx = 0, 1 row pairs of each input-row run in one call
+    of the interleave row (`rows`; the portable row: one `run` per pair): an output past L2 (2.7 MB: streamed)
+    and one within it (0.3 MB, two images), Cout off the tile, runs cut by the input row's end (widths off NR),
+    into the channel slice of a larger buffer (a network's Concat), bias and ReLU or neither, one-shot and
+    prepacked, 1-3 threads."""
+    rng = np.random.default_rng(cin)
+    x = int_array(rng, (batch, cin, h, w))
+    wt = int_array(rng, (cin, cout, 2, 2), -2, 2)
+    b = int_array(rng, (cout,), -5, 5)
+    for bias, act in ((b, "relu"), (None, None)):
+        expected = _reference(x, wt, bias, 2, 2, 0, 0, 1, 1, relu=act == "relu")
+        buf = np.full((batch, cout + 3) + expected.shape[2:], np.nan, np.float32)
+        out = buf[:, 3:] if batch == 1 else np.full(expected.shape, np.nan, np.float32)
+        with thread_limit(threads):
+            fp.conv_transpose2d(x, wt, bias, 2, activation=act, out=out)
+            again = fp.ConvTranspose2d(wt, bias, 2, activation=act)(x)
+        np.testing.assert_array_equal(out, expected)
+        np.testing.assert_array_equal(again, expected)
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("cin, cout, h", [(1100, 71, 2), (512, 5, 17)])
 def test_kstride_one_shot_row_blocks(isa, threads, cin, cout, h):
@@ -241,11 +264,12 @@ def test_kstride_one_shot_row_blocks(isa, threads, cin, cout, h):
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
-@pytest.mark.parametrize("k, s, p", [(2, 2, 0), (4, 2, 1)])
+@pytest.mark.parametrize("k, s, p", [(2, 2, 0), (4, 2, 1), (3, 2, 1)])
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
 def test_weights_packed_on_threads(threads, k, s, p, layout):
-    """Weights large enough that the packing splits its panels between threads (lowered_driver.c), one-shot and
-    prepacked, Cout*K*K off the micro-kernels' row counts."""
+    """Weights large enough that the packing splits its panels between threads (lowered_driver.c; the sub-pixel
+    GEMM's per phase, deconv_shuffle.c, for the 3x3 s2 NCHW), one-shot and prepacked, Cout*K*K off the
+    micro-kernels' row counts."""
     rng = np.random.default_rng(threads)
     x = int_array(rng, (1, 70, 3, 4))
     w = int_array(rng, (70, 251, k, k), -2, 2)

@@ -47,6 +47,19 @@ static void store_nchw(const fp_lowered *L, float *yn, int64_t i0, int64_t mr, i
     const int64_t kw = p->kw, taps = p->kh * kw, plane = p->oh * p->ow;
     fp_pixel_run runs[64];
     const int nruns = fp_tile_runs(j0, nr, p->w, runs);
+    if (kw == 2 && L->interleave->rows && i0 % 2 == 0 && mr >= 2) {
+        /* the tile's whole row pairs in one call per run (a 2x2 layer's tile starts at kx = 0: MR is even) */
+        float *bases[FP_LOWERED_MAX_MR / 2];
+        const int64_t pairs = mr / 2;
+        for (int64_t q = 0; q < pairs; q++) {
+            const int64_t i = i0 + 2 * q;
+            bases[q] = yn + i / taps * plane + i % taps / kw * p->ow;
+        }
+        for (int r = 0; r < nruns; r++)
+            L->interleave->rows(bases, runs[r].iy * p->kh * p->ow + runs[r].ix * kw, tile + runs[r].t, ldt, pairs,
+                                runs[r].n, *(const int *)L->ctx);
+        i0 += 2 * pairs, tile += 2 * pairs * ldt, mr -= 2 * pairs; /* an odd last row: below */
+    }
     for (int64_t i = i0; i < i0 + mr;) {
         const int64_t co = i / taps, ky = i % taps / kw, kx = i % kw;
         float *base = yn + co * plane + ky * p->ow;
@@ -85,6 +98,12 @@ static int shape_ok(const fp_conv_problem *p) {
            p->ow == p->w * p->kw && p->n >= 0;
 }
 
+/* An output larger than L2 is written with non-temporal stores, as the 1x1 GEMM writes its own (a smaller one
+ * stays in cache for the next node). */
+static int stream_output(const fp_conv_problem *q) {
+    return (int64_t)sizeof(float) * q->n * q->cout * q->oh * q->ow > fp_cache_size(2);
+}
+
 /* NCHW: the GEMM on panels `a`, or (a NULL) on the caller's k-major weights `a_raw`, packed per row block. */
 static int run_nchw(const fp_conv_problem *q, const fp_sgemm_ukr *uk, const float *a, const float *a_raw,
                     const float *x, const float *bias, float *y) {
@@ -95,6 +114,8 @@ static int run_nchw(const fp_conv_problem *q, const fp_sgemm_ukr *uk, const floa
     L.single_k_block = 1;
     L.nc_shared = 1;
     L.interleave = fp_interleave_pick(fp_isa());
+    int stream = stream_output(q); /* the store's (ctx) */
+    L.ctx = &stream;
     L.pack_b = fp_deconv_pack_b_nchw;
     L.store = store_nchw;
     return fp_lowered_run(&L);

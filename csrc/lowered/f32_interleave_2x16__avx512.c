@@ -13,15 +13,16 @@ FP_TARGET_AVX512
 /* An output that is not 64-byte aligned (numpy's large arrays are 16-byte aligned: the benchmark suites' outputs
  * never streamed) streams too after its first pairs, stored one by one up to a line boundary; the last < 16
  * pairs are one masked step. */
-static void run(float *d, const float *a, const float *b, int64_t n) {
+static inline __attribute__((always_inline)) void run_inline(float *d, const float *a, const float *b, int64_t n,
+                                                             int may_stream) {
     const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
     const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
     int64_t u = 0;
     const uintptr_t mis = (uintptr_t)d & 63;
-    int stream = mis == 0;
+    int stream = may_stream && mis == 0;
     /* whole pairs up to the next line boundary, for a run that then still has a full step (24 pairs: at most 7
      * of them in the head); shorter runs keep ordinary stores */
-    if (mis % 8 == 0 && mis != 0 && n >= 24) {
+    if (may_stream && mis % 8 == 0 && mis != 0 && n >= 24) {
         const int64_t head = (int64_t)(64 - mis) / 8;
         for (; u < head; u++) d[2 * u] = a[u], d[2 * u + 1] = b[u];
         stream = 1;
@@ -45,6 +46,12 @@ static void run(float *d, const float *a, const float *b, int64_t n) {
         _mm512_mask_storeu_ps(d + 2 * u, (__mmask16)pos, _mm512_permutex2var_ps(va, lo, vb));
         if (left > 8) _mm512_mask_storeu_ps(d + 2 * u + 16, (__mmask16)(pos >> 16), _mm512_permutex2var_ps(va, hi, vb));
     }
+}
+
+static void run(float *d, const float *a, const float *b, int64_t n) { run_inline(d, a, b, n, 1); }
+
+static void rows(float *const *d, int64_t off, const float *a, int64_t lda, int64_t pairs, int64_t n, int stream) {
+    for (int64_t r = 0; r < pairs; r++) run_inline(d[r] + off, a + 2 * r * lda, a + (2 * r + 1) * lda, n, stream);
 }
 
 /* The masks of output positions base .. base + 31 inside [lo, hi), and the interleave-add of the pairs in
@@ -99,7 +106,7 @@ static void add2(float *d, const float *a0, const float *b0, const float *a1, co
 }
 
 const fp_interleave_kernel fp_f32_interleave_2x16__avx512 = {
-    FP_INTERLEAVE_ROW("f32_interleave_2x16__avx512", FP_ISA_AVX512, 16), run, add, add2};
+    FP_INTERLEAVE_ROW("f32_interleave_2x16__avx512", FP_ISA_AVX512, 16), run, add, add2, rows};
 
 FP_TARGET_END
 #endif

@@ -13,4 +13,4 @@ static void add(float *d, const float *a, const float *b, int64_t lo, int64_t hi
 }
 
 const fp_interleave_kernel fp_f32_interleave_2x1__scalar = {FP_INTERLEAVE_ROW("f32_interleave_2x1__scalar", FP_ISA_SCALAR, 1),
-                                                            run, add, NULL};
+                                                            run, add, NULL, NULL};

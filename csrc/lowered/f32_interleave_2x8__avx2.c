@@ -7,7 +7,7 @@
 #include <immintrin.h>
 FP_TARGET_AVX2
 
-static void run(float *d, const float *a, const float *b, int64_t n) {
+static inline __attribute__((always_inline)) void run_inline(float *d, const float *a, const float *b, int64_t n) {
     int64_t u = 0;
     for (; u + 8 <= n; u += 8) {
         const __m256 va = _mm256_loadu_ps(a + u), vb = _mm256_loadu_ps(b + u);
@@ -19,6 +19,13 @@ static void run(float *d, const float *a, const float *b, int64_t n) {
         d[2 * u] = a[u];
         d[2 * u + 1] = b[u];
     }
+}
+
+static void run(float *d, const float *a, const float *b, int64_t n) { run_inline(d, a, b, n); }
+
+static void rows(float *const *d, int64_t off, const float *a, int64_t lda, int64_t pairs, int64_t n, int stream) {
+    (void)stream; /* ordinary stores */
+    for (int64_t r = 0; r < pairs; r++) run_inline(d[r] + off, a + 2 * r * lda, a + (2 * r + 1) * lda, n);
 }
 
 static void add_pairs(float *d, const float *a, const float *b, int64_t n) {
@@ -46,7 +53,7 @@ static void add(float *d, const float *a, const float *b, int64_t lo, int64_t hi
 }
 
 const fp_interleave_kernel fp_f32_interleave_2x8__avx2 = {FP_INTERLEAVE_ROW("f32_interleave_2x8__avx2", FP_ISA_AVX2, 8), run,
-                                                          add, NULL};
+                                                          add, NULL, rows};
 
 FP_TARGET_END
 #endif

@@ -22,6 +22,11 @@ typedef struct fp_interleave_kernel {
      * positions [lo, hi) of the 2(n + 1).  NULL: the driver sums the rows in a buffer and calls add. */
     void (*add2)(float *d, const float *a0, const float *b0, const float *a1, const float *b1, int64_t n, int64_t lo,
                  int64_t hi);
+    /* run for `pairs` row pairs of one tile at once: pair r (rows a + 2r*lda, a + (2r+1)*lda) into d[r] + off,
+     * n pairs each: one call per run of a tile instead of one per run and row pair (the call, its constants and
+     * its vzeroupper were a third of the 2x2 store's samples at Cin = 32).  stream: non-temporal stores allowed
+     * (where the row has them).  NULL: the driver calls run. */
+    void (*rows)(float *const *d, int64_t off, const float *a, int64_t lda, int64_t pairs, int64_t n, int stream);
 } fp_interleave_kernel;
 
 #define FP_INTERLEAVE_ROW(NAME, ISA, N) {NAME, "interleave", 0, ISA, 2, N}
