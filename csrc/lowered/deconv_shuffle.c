@@ -78,26 +78,37 @@ int64_t fp_deconv_shuffle_packed_bytes(const fp_conv_problem *p) {
 
 /* W'' as MR-row panels from the caller's (Cin, Cout, KH, KW) weight; each panel one phase's channels
  * [co0, co0 + MR), its columns (a, b, ci) in the tap order, zero for the taps past the kernel (the phase's
- * range leaves them out) and for the channels past Cout. */
-static void pack_panels(const fp_conv_problem *p, const shuffle_geom *g, const float *w, float *dst, int64_t MR) {
-    const int64_t sh = p->stride_h, sw = p->stride_w, kh = p->kh, kw = p->kw, taps = kh * kw;
-    for (int64_t pi = 0; pi * MR < g->m; pi++) {
-        const int64_t ph = pi * MR / g->cp, co0 = pi * MR % g->cp, ry = ph / sw, rx = ph % sw;
-        const int64_t nco = FP_MAX(0, FP_MIN(MR, p->cout - co0));
-        float *d = dst + pi * g->k * MR;
-        for (int64_t tb = 0; tb < g->th * g->tw; tb++) {
-            int64_t a, b;
-            tap_of(g, tb, &a, &b);
-            const int64_t ky = ry + sh * a, kx = rx + sw * b;
-            const int inside = ky < kh && kx < kw;
-            for (int64_t ci = 0; ci < p->cin; ci++, d += MR) {
-                int64_t r = 0;
-                if (inside && nco > 0) { /* (no pointer formed for a block of padding channels past Cout) */
-                    const float *src = w + (ci * p->cout + co0) * taps + ky * kw + kx;
-                    for (; r < nco; r++) d[r] = src[r * taps];
-                }
-                for (; r < MR; r++) d[r] = 0.0f;
+ * range leaves them out) and for the channels past Cout.  One job per panel (disjoint outputs): the pool's
+ * threads split them once the panels are large (fp_pack_jobs), as a one-shot call packs them per call and the
+ * other threads had waited for it (3x3 s2 128->64: 512 KB of strided gathers). */
+typedef struct pack_task {
+    const fp_conv_problem *p;
+    const shuffle_geom *g;
+    const float *w;
+    float *dst;
+    int64_t MR;
+} pack_task;
+
+static void pack_panel(void *ctx, int64_t pi) {
+    const pack_task *T = (const pack_task *)ctx;
+    const fp_conv_problem *p = T->p;
+    const shuffle_geom *g = T->g;
+    const int64_t MR = T->MR, sh = p->stride_h, sw = p->stride_w, kh = p->kh, kw = p->kw, taps = kh * kw;
+    const int64_t ph = pi * MR / g->cp, co0 = pi * MR % g->cp, ry = ph / sw, rx = ph % sw;
+    const int64_t nco = FP_MAX(0, FP_MIN(MR, p->cout - co0));
+    float *d = T->dst + pi * g->k * MR;
+    for (int64_t tb = 0; tb < g->th * g->tw; tb++) {
+        int64_t a, b;
+        tap_of(g, tb, &a, &b);
+        const int64_t ky = ry + sh * a, kx = rx + sw * b;
+        const int inside = ky < kh && kx < kw;
+        for (int64_t ci = 0; ci < p->cin; ci++, d += MR) {
+            int64_t r = 0;
+            if (inside && nco > 0) { /* (no pointer formed for a block of padding channels past Cout) */
+                const float *src = T->w + (ci * p->cout + co0) * taps + ky * kw + kx;
+                for (; r < nco; r++) d[r] = src[r * taps];
             }
+            for (; r < MR; r++) d[r] = 0.0f;
         }
     }
 }
@@ -106,7 +117,9 @@ int fp_deconv_shuffle_pack(const fp_conv_problem *p, const float *w, void *packe
     shuffle_geom g;
     const int64_t MR = fp_sgemm_ukr_pick(fp_isa())->mr;
     if (!geom_of(p, MR, &g)) return FP_ERR_ARGS;
-    pack_panels(p, &g, w, fp_lowered_header_init(packed, g.m, g.k, FP_LOWERED_PANELS_SHUFFLE), MR);
+    pack_task T = {p, &g, w, fp_lowered_header_init(packed, g.m, g.k, FP_LOWERED_PANELS_SHUFFLE), MR};
+    const int64_t panels = FP_CEIL_DIV(g.m, MR);
+    fp_pack_jobs(p, panels, (int64_t)sizeof(float) * panels * MR * g.k, pack_panel, &T);
     return FP_OK;
 }
 
