@@ -322,7 +322,7 @@ int64_t fp_gemm_kc_transposed(const fp_conv_problem *p) {
 
 static int run_nchw_t(const fp_conv_problem *p, const fp_sgemm_ukr *uk, const float *x, const float *packed,
                       const float *w_raw, const float *bias, float *y) {
-    const int64_t M = p->cout, K = p->cin, N = p->oh * p->ow;
+    const int64_t M = p->cout, N = p->oh * p->ow;
     task t;
     task_init(&t, p, uk, x, packed, bias, y);
     t.w_raw = w_raw;
