@@ -213,8 +213,9 @@ class CBackend:
         _check((_lib.fp_conv_ep_f64 if f64 else _lib.fp_conv_ep_f32)(*args, ep))
         del keep
 
-    def bind(self, spec: ConvSpec, packed: Any, bias: Optional[np.ndarray]):
-        """``run`` for one spec with the weights' and bias' cffi views made once: ``runner(x, out)``.
+    def bind(self, spec: ConvSpec, packed: Any, bias: Optional[np.ndarray], residual: Optional[np.ndarray] = None):
+        """``run`` for one spec with the weights' and bias' cffi views made once: ``runner(x, out)``
+        (with ``residual``: that fixed array added in the epilogue of every call, ``bind_residual``).
 
         Per call it then makes only the views of x and out (and the problem struct when this Python
         thread's thread count differs from the last call's): about 0.8 us of Python instead of 1.8.
@@ -226,8 +227,8 @@ class CBackend:
         wptr, bptr = _ptr(packed.buffer, "char[]"), _ptr(bias, ctype)
         from_buffer = _ffi.from_buffer
         last = (get_num_threads(), _problem_for(spec))  # read and replaced whole: safe across threads
-        if spec.layer.act is not None:  # the layer's activation: one fp_epilogue for every call (read only)
-            ep, keep = _epilogue(spec.layer, None)
+        if spec.layer.act is not None or residual is not None:  # one fp_epilogue for every call (read only)
+            ep, keep = _epilogue(spec.layer, residual)
             conv_ep = _lib.fp_conv_ep_f64 if f64 else _lib.fp_conv_ep_f32
 
             def conv(p, x, w, b, y, _c=conv_ep, _e=ep, _k=keep):
@@ -252,24 +253,7 @@ class CBackend:
         None for a subclass that runs kernels of its own (its ``run``, not this one's)."""
         if type(self).run is not CBackend.run:
             return None
-        f64 = spec.layer.dtype == np.float64
-        ctype = "double[]" if f64 else "float[]"
-        conv = _lib.fp_conv_ep_f64 if f64 else _lib.fp_conv_ep_f32
-        wptr, bptr = _ptr(packed.buffer, "char[]"), _ptr(bias, ctype)
-        ep, keep = _epilogue(spec.layer, residual)
-        from_buffer = _ffi.from_buffer
-        last = (get_num_threads(), _problem_for(spec))
-
-        def runner(x: np.ndarray, out: np.ndarray, _keep=keep) -> None:
-            nonlocal last
-            threads, problem = last
-            if threads != get_num_threads():
-                last = threads, problem = get_num_threads(), _problem_for(spec)
-            code = conv(problem, from_buffer(ctype, x), wptr, bptr, from_buffer(ctype, out), ep)
-            if code:
-                _check(code)
-
-        return runner
+        return CBackend.bind(self, spec, packed, bias, residual)
 
     def bind_call(self, spec: ConvSpec, check_finite: bool, out_shape: Tuple[int, ...]):
         """A one-shot call whole, with its per-call checks in C (csrc/call_entry.c), or None where this
